@@ -1,0 +1,1 @@
+"""Dagster assets and asset checks (batch runtime) wiring tapeflow, kernels and quality."""

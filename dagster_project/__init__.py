@@ -1,0 +1,1 @@
+"""The Dagster Definitions: resources, schedules and sensors over assets/."""

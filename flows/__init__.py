@@ -1,0 +1,1 @@
+"""Bytewax dataflows (live runtime): sources, operators and sinks wiring tapeflow and kernels."""

@@ -1,0 +1,1 @@
+"""Great Expectations suites and their runner, with no Dagster inside."""

@@ -1,0 +1,172 @@
+"""One declaration per record type; Arrow schema and ClickHouse DDL are derived from it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tapeflow.errors import TapeflowError
+
+# kind -> (arrow type, ClickHouse type, numpy dtype or None for object columns)
+_KINDS: dict[str, tuple[pa.DataType, str, str | None]] = {
+    "i64": (pa.int64(), "Int64", "int64"),
+    "i32": (pa.int32(), "Int32", "int32"),
+    "u64": (pa.uint64(), "UInt64", "uint64"),
+    "u32": (pa.uint32(), "UInt32", "uint32"),
+    "u16": (pa.uint16(), "UInt16", "uint16"),
+    "u8": (pa.uint8(), "UInt8", "uint8"),
+    "f64": (pa.float64(), "Float64", "float64"),
+    "bool": (pa.bool_(), "Bool", "bool"),
+    "str": (pa.string(), "String", None),
+    "lstr": (pa.string(), "LowCardinality(String)", None),
+    "bytes": (pa.binary(), "String", None),
+    "list_i64": (pa.list_(pa.int64()), "Array(Int64)", None),
+}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One column: name (with its unit), kind (see ``_KINDS``) and a one-line meaning."""
+
+    name: str
+    kind: str
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise TapeflowError(f"field {self.name!r} has unknown kind {self.kind!r}")
+
+    @property
+    def arrow_type(self) -> pa.DataType:
+        return _KINDS[self.kind][0]
+
+    @property
+    def clickhouse_type(self) -> str:
+        return _KINDS[self.kind][1]
+
+    @property
+    def numpy_dtype(self) -> str | None:
+        return _KINDS[self.kind][2]
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """A normalized record type.
+
+    Attributes:
+        name: snake_case name, also the lake dataset and ClickHouse table name.
+        fields: the columns, in order.
+        order_by: ClickHouse sorting key (also the identity used for idempotent loads).
+        doc: what one row means.
+    """
+
+    name: str
+    fields: tuple[Field, ...]
+    order_by: tuple[str, ...]
+    doc: str = ""
+    _index: Mapping[str, Field] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        index = {f.name: f for f in self.fields}
+        if len(index) != len(self.fields):
+            raise TapeflowError(f"record {self.name!r} declares a column twice")
+        missing = [c for c in self.order_by if c not in index]
+        if missing:
+            raise TapeflowError(f"record {self.name!r}: order_by names unknown columns {missing}")
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def column_names(self) -> list[str]:
+        return [f.name for f in self.fields]
+
+    def __getitem__(self, name: str) -> Field:
+        return self._index[name]
+
+    def arrow_schema(self) -> pa.Schema:
+        """The Arrow schema (non-nullable columns: missing values have explicit sentinels)."""
+        return pa.schema(
+            [pa.field(f.name, f.arrow_type, nullable=False) for f in self.fields],
+            metadata={"tapeflow.record": self.name},
+        )
+
+    def clickhouse_ddl(self, table: str | None = None, *, database: str | None = None,
+                       partition_by: str = "(venue, toDate(fromUnixTimestamp64Nano(ts_event_ns)))",
+                       engine: str = "ReplacingMergeTree") -> str:
+        """``CREATE TABLE IF NOT EXISTS`` for this record.
+
+        ReplacingMergeTree keyed on ``order_by`` makes a re-run load collapse to one copy; the
+        loader additionally replaces whole partitions for batch rows.
+        """
+        name = table or self.name
+        qualified = f"{database}.{name}" if database else name
+        cols = ",\n".join(f"    `{f.name}` {f.clickhouse_type}" for f in self.fields)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {qualified}\n(\n{cols}\n)\n"
+            f"ENGINE = {engine}\nPARTITION BY {partition_by}\n"
+            f"ORDER BY ({', '.join(self.order_by)})"
+        )
+
+    def empty_table(self) -> pa.Table:
+        return self.arrow_schema().empty_table()
+
+    def table(self, columns: Mapping[str, Any], *, constants: Mapping[str, Any] | None = None) -> pa.Table:
+        """Build a table of this record from column arrays (numpy, lists or Arrow).
+
+        Args:
+            columns: one array per column; all the same length.
+            constants: columns that hold one value for every row (e.g. venue, symbol).
+
+        Raises:
+            TapeflowError: a column is missing, unknown, or of a different length.
+        """
+        constants = dict(constants or {})
+        unknown = set(columns) | set(constants)
+        unknown -= set(self._index)
+        if unknown:
+            raise TapeflowError(f"record {self.name!r} has no columns {sorted(unknown)}")
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise TapeflowError(f"record {self.name!r}: columns of different lengths {sorted(lengths)}")
+        n = lengths.pop() if lengths else 0
+        arrays = []
+        for f in self.fields:
+            if f.name in columns:
+                arrays.append(_as_array(columns[f.name], f))
+            elif f.name in constants:
+                arrays.append(pa.array([constants[f.name]] * n, type=f.arrow_type))
+            else:
+                raise TapeflowError(f"record {self.name!r}: column {f.name!r} is missing")
+        return pa.Table.from_arrays(arrays, schema=self.arrow_schema())
+
+
+def _as_array(values: Any, f: Field) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == f.arrow_type else values.cast(f.arrow_type)
+    if f.numpy_dtype is not None:
+        return pa.array(np.asarray(values, dtype=f.numpy_dtype), type=f.arrow_type)
+    return pa.array(values, type=f.arrow_type)
+
+
+def common(*extra: Field) -> tuple[Field, ...]:
+    """The columns every record carries, followed by ``extra``."""
+    return (
+        Field("ts_event_ns", "i64", "venue (exchange) time, ns since the UNIX epoch, UTC"),
+        Field("ts_recv_ns", "i64", "capture time, ns since the UNIX epoch, UTC"),
+        Field("venue", "lstr", "venue or dataset code, e.g. binance-usdm, GLBX.MDP3, lobster"),
+        Field("symbol", "lstr", "the venue's instrument symbol"),
+        *extra,
+    )
+
+
+def concat(record: RecordType, tables: Sequence[pa.Table]) -> pa.Table:
+    """Concatenate tables of one record type (an empty list gives an empty table)."""
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return record.empty_table()
+    return pa.concat_tables(tables)

@@ -1,0 +1,180 @@
+"""The normalized record types of tapeflow.
+
+Prices and sizes are exact fixed-point int64 in units of 1e-9 (``*_nanos``, as Databento
+prices): 1.5 USD is 1_500_000_000, 0.001 BTC is 1_000_000. Binary floats never carry a price
+or a size on the way in. ``UNDEF_PRICE`` (int64 max) marks an absent price, as in DBN.
+"""
+
+from __future__ import annotations
+
+from tapeflow.schemas.core import Field, RecordType, common
+
+SCALE = 1_000_000_000
+UNDEF_PRICE = 2**63 - 1
+UNDEF_TS = -1
+
+# Quality flags (u8). Bits 2..7 keep Databento's meanings so DBN flags pass through unchanged.
+F_LAST = 128          # last record of a venue event: publish the book only here
+F_TOB = 64            # top-of-book message (Databento)
+F_SNAPSHOT = 32       # part of a snapshot (replay of the state, not a change)
+F_MBP = 16            # aggregated price level message (Databento)
+F_BAD_TS_RECV = 8     # ts_recv is not trustworthy
+F_MAYBE_BAD_BOOK = 4  # the book may be wrong here (after an unrecoverable gap, before resync)
+F_GAP = 2             # a sequence gap or checksum failure precedes this record: resync needed
+F_SUPERSEDED = 1      # already contained in the snapshot it follows: do not apply to the book
+
+# sides (u8, ASCII as in DBN)
+BID = ord("B")
+ASK = ord("A")
+NO_SIDE = ord("N")
+
+# L2 BookDelta actions
+L2_SET = ord("U")     # set the level to the absolute size (new or changed)
+L2_DELETE = ord("D")  # remove the level
+L2_CLEAR = ord("R")   # clear the whole book (starts a snapshot)
+
+# L3 OrderEvent actions (DBN MBO semantics)
+L3_ADD = ord("A")
+L3_CANCEL = ord("C")  # size is the amount removed; the order goes when nothing is left
+L3_MODIFY = ord("M")  # new price and size for order_id (loses queue priority on price change)
+L3_CLEAR = ord("R")
+L3_TRADE = ord("T")   # aggressor side: the book does not change
+L3_FILL = ord("F")    # resting side filled: size is the amount filled
+L3_NONE = ord("N")
+
+TRADE = RecordType(
+    "trade",
+    common(
+        Field("sequence", "i64", "venue sequence or trade id as an integer (-1 if none)"),
+        Field("trade_id", "str", "the venue's trade id as received ('' if none)"),
+        Field("price_nanos", "i64", "trade price, 1e-9 units"),
+        Field("size_nanos", "i64", "traded quantity, 1e-9 units"),
+        Field("aggressor_side", "u8", "B buyer initiated, A seller initiated, N unknown"),
+        Field("flags", "u8", "quality flags"),
+    ),
+    order_by=("venue", "symbol", "ts_event_ns", "sequence", "trade_id"),
+    doc="One execution.",
+)
+
+BOOK_DELTA = RecordType(
+    "book_delta",
+    common(
+        Field("sequence", "i64", "the venue's update id (Binance u, Bybit u, KuCoin sequence; -1 if none)"),
+        Field("side", "u8", "B bid, A ask, N for a clear"),
+        Field("action", "u8", "U set absolute size, D delete level, R clear book"),
+        Field("price_nanos", "i64", "level price, 1e-9 units"),
+        Field("size_nanos", "i64", "absolute size now at the level, 1e-9 units"),
+        Field("flags", "u8", "quality flags; F_LAST ends a venue event"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns", "sequence", "side", "price_nanos"),
+    doc="An L2 (market by price) level change.",
+)
+
+ORDER_EVENT = RecordType(
+    "order_event",
+    common(
+        Field("sequence", "i64", "venue sequence number"),
+        Field("order_id", "u64", "venue order id (0 for anonymous / hidden executions)"),
+        Field("action", "u8", "A add, C cancel, M modify, R clear, T trade, F fill, N none"),
+        Field("side", "u8", "B bid, A ask, N none"),
+        Field("price_nanos", "i64", "order price, 1e-9 units"),
+        Field("size_nanos", "i64", "A/M: order size; C: size removed; T/F: size traded"),
+        Field("flags", "u8", "quality flags; F_LAST ends a venue event"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns", "sequence", "order_id", "action"),
+    doc="An L3 (market by order) event.",
+)
+
+QUOTE = RecordType(
+    "quote",
+    common(
+        Field("sequence", "i64", "venue sequence (-1 if none)"),
+        Field("bid_price_nanos", "i64", "best bid, 1e-9 units (UNDEF_PRICE if none)"),
+        Field("bid_size_nanos", "i64", "size at best bid"),
+        Field("ask_price_nanos", "i64", "best ask, 1e-9 units (UNDEF_PRICE if none)"),
+        Field("ask_size_nanos", "i64", "size at best ask"),
+        Field("flags", "u8", "quality flags"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns", "sequence"),
+    doc="Best bid and offer.",
+)
+
+BOOK_SNAPSHOT = RecordType(
+    "book_snapshot",
+    common(
+        Field("sequence", "i64", "sequence of the last event applied"),
+        Field("levels", "u16", "number of levels requested"),
+        Field("bid_price_nanos", "list_i64", "bid prices, best first"),
+        Field("bid_size_nanos", "list_i64", "bid sizes, best first"),
+        Field("ask_price_nanos", "list_i64", "ask prices, best first"),
+        Field("ask_size_nanos", "list_i64", "ask sizes, best first"),
+        Field("flags", "u8", "F_MAYBE_BAD_BOOK when the book was resyncing, crossed or gapped"),
+    ),
+    order_by=("venue", "symbol", "ts_event_ns", "sequence"),
+    doc="Top N levels of the book at one instant.",
+)
+
+BAR = RecordType(
+    "bar",
+    common(
+        Field("interval", "lstr", "bar kind and length: 1s, 1m, 1d, tick:100, volume:..., dollar:..."),
+        Field("open_price_nanos", "i64", "first trade price"),
+        Field("high_price_nanos", "i64", "highest trade price"),
+        Field("low_price_nanos", "i64", "lowest trade price"),
+        Field("close_price_nanos", "i64", "last trade price"),
+        Field("volume_nanos", "i64", "traded quantity"),
+        Field("vwap_price_nanos", "i64", "volume-weighted average price, rounded"),
+        Field("trade_count", "i64", "number of trades"),
+        Field("buy_volume_nanos", "i64", "buyer-initiated quantity"),
+        Field("sell_volume_nanos", "i64", "seller-initiated quantity"),
+        Field("flags", "u8", "F_MAYBE_BAD_BOOK when a gap touched the bar"),
+    ),
+    order_by=("venue", "symbol", "interval", "ts_event_ns"),
+    doc="A bar; ts_event_ns is the bar open time, ts_recv_ns the capture time of its last input.",
+)
+
+INSTRUMENT = RecordType(
+    "instrument",
+    common(
+        Field("instrument_id", "u64", "venue numeric id (0 if none)"),
+        Field("instrument_class", "lstr", "F future, S stock, C/P option, K spot, ... as the venue says"),
+        Field("tick_size_nanos", "i64", "minimum price increment"),
+        Field("lot_size_nanos", "i64", "minimum size increment (0 if unknown)"),
+        Field("multiplier_nanos", "i64", "contract multiplier (0 if none)"),
+        Field("currency", "lstr", "price currency"),
+        Field("expiration_ns", "i64", "expiry time (-1 if none)"),
+        Field("raw", "str", "the venue's definition, JSON"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns"),
+    doc="An instrument definition.",
+)
+
+STATISTIC = RecordType(
+    "statistic",
+    common(
+        Field("sequence", "i64", "venue sequence"),
+        Field("stat_type", "u16", "venue statistic code (DBN StatType)"),
+        Field("price_nanos", "i64", "value when it is a price (UNDEF_PRICE if not)"),
+        Field("quantity_nanos", "i64", "value when it is a quantity"),
+        Field("flags", "u8", "quality flags"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns", "stat_type", "sequence"),
+    doc="A venue statistic (settlement, open interest, session high, ...).",
+)
+
+REJECTED = RecordType(
+    "rejected",
+    common(
+        Field("reason", "lstr", "reason code, e.g. truncated, bad_json, bad_number, negative_size"),
+        Field("detail", "str", "human readable: what was wrong and where in the record"),
+        Field("location", "str", "where: file:line, stream offset or record index"),
+        Field("raw", "bytes", "the raw bytes as received"),
+    ),
+    order_by=("venue", "ts_recv_ns", "location"),
+    doc="A dead letter: input that could not be normalized, kept whole with its reason.",
+)
+
+ALL_RECORDS: dict[str, RecordType] = {
+    r.name: r
+    for r in (TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED)
+}

@@ -1,0 +1,35 @@
+"""Exact decimal parsing: no float ever touches a price or a size."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tapeflow.venues.base import BadNumber, to_nanos
+
+
+@pytest.mark.parametrize(
+    ("text", "nanos"),
+    [("0", 0), ("1", 10**9), ("0.00100000", 10**6), ("61512.30", 61_512_300_000_000),
+     ("1.5e-3", 1_500_000), ("2E2", 200 * 10**9), (".5", 5 * 10**8), ("0.000000001", 1)],
+)
+def test_exact_values(text: str, nanos: int) -> None:
+    assert to_nanos(text) == nanos
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("NaN", "bad_number"), ("Infinity", "bad_number"), ("-inf", "bad_number"), ("", "bad_number"),
+     ("1.0000000001", "bad_number"), ("abc", "bad_number"), ("-1", "negative"),
+     ("99999999999", "out_of_range"), ("1e30", "out_of_range")],
+)
+def test_bad_values_have_reasons(text: str, reason: str) -> None:
+    with pytest.raises(BadNumber) as info:
+        to_nanos(text)
+    assert info.value.reason == reason
+
+
+@given(st.integers(min_value=0, max_value=9_000_000_000), st.integers(min_value=0, max_value=999_999_999))
+def test_round_trip_against_integer_construction(whole: int, frac: int) -> None:
+    assert to_nanos(f"{whole}.{frac:09d}") == whole * 10**9 + frac
