@@ -1,0 +1,390 @@
+"""L3 (market-by-order) book kernel: numba over micro-batches of ``order_event`` arrays.
+
+Same semantics as :mod:`kernels.reference_l3` (read its docstring): per-order state, aggregated
+price levels, BBO + status + anomaly code after every row, top-N snapshots at requested rows.
+
+Layout, chosen for a hot loop without Python objects:
+
+* orders: an open-addressing hash table on the uint64 order id (Fibonacci hashing, linear
+  probing, backward-shift deletion so no tombstones accumulate over a long day). Capacity is a
+  power of two and is grown *between* batches, by the Python wrapper, so the jitted loop never
+  allocates: before a batch the table is sized to stay at most half full even if every row adds.
+* levels: per side, a sorted array of prices with the best price LAST (bids ascending, asks
+  descending). Most activity is at or near the top, so inserts and deletes shift only a few
+  slots, the best is ``[n - 1]`` and top-N is a reversed slice.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba as nb
+import numpy as np
+
+from kernels.reference_l3 import (
+    ANOM_BAD_EVENT,
+    ANOM_DUPLICATE_ADD,
+    ANOM_NONE,
+    ANOM_SIZE_UNDERFLOW,
+    ANOM_UNKNOWN_ORDER,
+    BBO_KEYS,
+    CROSSED,
+    RESYNC,
+    SNAP_KEYS,
+    UNDEF_PRICE,
+    VALID,
+)
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_F_LAST, _F_SNAPSHOT, _F_GAP, _F_SUPERSEDED = 128, 32, 2, 1
+_BID, _ASK = ord("B"), ord("A")
+_ADD, _CANCEL, _MODIFY, _CLEAR = ord("A"), ord("C"), ord("M"), ord("R")
+_TRADE, _FILL, _NONE = ord("T"), ord("F"), ord("N")
+# meta slots
+_N_ORDERS, _SYNCED, _IN_SNAPSHOT, _BITS = 0, 1, 2, 3
+
+
+class L3State(NamedTuple):
+    """The book of one instrument between batches (cap = 2**bits order slots, lcap level slots)."""
+
+    keys: np.ndarray    # uint64[cap]   order ids
+    used: np.ndarray    # uint8[cap]    1 where the slot holds an order
+    o_side: np.ndarray  # uint8[cap]    0 bid, 1 ask
+    o_px: np.ndarray    # int64[cap]    order price, 1e-9 units
+    o_sz: np.ndarray    # int64[cap]    order size left, 1e-9 units
+    lv_px: np.ndarray   # int64[2, lcap] level prices, best last; row 0 bids, row 1 asks
+    lv_sz: np.ndarray   # int64[2, lcap] aggregated size per level
+    lv_ct: np.ndarray   # int64[2, lcap] resting orders per level
+    n_lv: np.ndarray    # int64[2]      levels in use per side
+    meta: np.ndarray    # int64[4]      n_orders, synced, in_snapshot, log2(cap)
+
+
+def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,
+                 start_synced: bool = False) -> L3State:
+    """An empty book.
+
+    Args:
+        order_capacity: initial order slots (rounded up to a power of two; grows on demand).
+        level_capacity: initial price levels per side (grows on demand).
+        start_synced: report VALID before any snapshot (feeds that start from an empty book).
+    """
+    bits = max(4, int(order_capacity - 1).bit_length())
+    cap = 1 << bits
+    return L3State(
+        keys=np.zeros(cap, np.uint64), used=np.zeros(cap, np.uint8), o_side=np.zeros(cap, np.uint8),
+        o_px=np.zeros(cap, np.int64), o_sz=np.zeros(cap, np.int64),
+        lv_px=np.zeros((2, level_capacity), np.int64), lv_sz=np.zeros((2, level_capacity), np.int64),
+        lv_ct=np.zeros((2, level_capacity), np.int64), n_lv=np.zeros(2, np.int64),
+        meta=np.array([0, int(start_synced), 0, bits], np.int64),
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def _home(oid, shift, mask):
+    return np.int64((oid * _GOLDEN) >> shift) & mask
+
+
+@nb.njit(cache=True, inline="always")
+def _find(keys, used, oid, shift, mask):
+    j = _home(oid, shift, mask)
+    while used[j]:
+        if keys[j] == oid:
+            return j, True
+        j = (j + 1) & mask
+    return j, False
+
+
+@nb.njit(cache=True)
+def _erase(keys, used, o_side, o_px, o_sz, j, shift, mask):
+    # backward-shift deletion: pull later entries of the probe run into the hole when their home
+    # slot is not cyclically inside (hole, k], so every lookup still finds them
+    i = j
+    k = (j + 1) & mask
+    while used[k]:
+        h = _home(keys[k], shift, mask)
+        if (k > i and (h <= i or h > k)) or (k < i and h <= i and h > k):
+            keys[i], o_side[i], o_px[i], o_sz[i] = keys[k], o_side[k], o_px[k], o_sz[k]
+            i = k
+        k = (k + 1) & mask
+    used[i] = 0
+
+
+@nb.njit(cache=True, inline="always")
+def _level_find(lv_px, s, n, price):
+    # key ascending towards the best: price for bids, -price for asks
+    sgn = 1 if s == 0 else -1
+    key = price * sgn
+    if n > 0 and lv_px[s, n - 1] * sgn == key:
+        return n - 1, True
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if lv_px[s, mid] * sgn < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo, lo < n and lv_px[s, lo] == price
+
+
+@nb.njit(cache=True)
+def _level_add(lv_px, lv_sz, lv_ct, n_lv, s, price, size):
+    n = n_lv[s]
+    j, found = _level_find(lv_px, s, n, price)
+    if found:
+        lv_sz[s, j] += size
+        lv_ct[s, j] += 1
+        return
+    for q in range(n, j, -1):
+        lv_px[s, q], lv_sz[s, q], lv_ct[s, q] = lv_px[s, q - 1], lv_sz[s, q - 1], lv_ct[s, q - 1]
+    lv_px[s, j], lv_sz[s, j], lv_ct[s, j] = price, size, 1
+    n_lv[s] = n + 1
+
+
+@nb.njit(cache=True)
+def _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, price, size, count):
+    n = n_lv[s]
+    j, found = _level_find(lv_px, s, n, price)
+    if not found:
+        raise AssertionError("L3 book: a resting order's price level is missing")
+    lv_sz[s, j] -= size
+    lv_ct[s, j] -= count
+    if lv_ct[s, j] == 0:
+        for q in range(j, n - 1):
+            lv_px[s, q], lv_sz[s, q], lv_ct[s, q] = lv_px[s, q + 1], lv_sz[s, q + 1], lv_ct[s, q + 1]
+        n_lv[s] = n - 1
+
+
+@nb.njit(cache=True)
+def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
+         order_id, action, side, price, size, flags, snap_rows, levels,
+         bbo, status, anomaly, snaps, snap_status):
+    bits = meta[_BITS]
+    shift = np.uint64(64 - bits)
+    mask = np.int64((1 << bits) - 1)
+    n_orders = meta[_N_ORDERS]
+    synced = meta[_SYNCED] != 0
+    in_snap = meta[_IN_SNAPSHOT] != 0
+    k = len(snap_rows)
+    sp = 0
+    for i in range(len(order_id)):
+        f = flags[i]
+        if f & _F_GAP:
+            synced = False
+        anom = ANOM_NONE
+        if not f & _F_SUPERSEDED:
+            if f & _F_SNAPSHOT:
+                if not in_snap:
+                    used[:] = 0
+                    n_orders = 0
+                    n_lv[0] = 0
+                    n_lv[1] = 0
+                    synced = False
+                    in_snap = True
+            else:
+                in_snap = False
+            a = action[i]
+            oid = order_id[i]
+            sd = side[i]
+            px = price[i]
+            sz = size[i]
+            if a == _CLEAR:
+                used[:] = 0
+                n_orders = 0
+                n_lv[0] = 0
+                n_lv[1] = 0
+                synced = False
+            elif a == _ADD or a == _MODIFY:
+                if (sd != _BID and sd != _ASK) or sz < 0 or (a == _ADD and sz == 0):
+                    anom = ANOM_BAD_EVENT
+                else:
+                    s = 0 if sd == _BID else 1
+                    j, found = _find(keys, used, oid, shift, mask)
+                    if found:
+                        if a == _ADD:
+                            anom = ANOM_DUPLICATE_ADD
+                        os_ = np.int64(o_side[j])
+                        if sz > 0 and os_ == s and o_px[j] == px:
+                            # same level: adjust in place, the order keeps its slot
+                            lv_sz[s, _level_find(lv_px, s, n_lv[s], px)[0]] += sz - o_sz[j]
+                            o_sz[j] = sz
+                        else:
+                            _level_sub(lv_px, lv_sz, lv_ct, n_lv, os_, o_px[j], o_sz[j], 1)
+                            if sz > 0:
+                                o_side[j], o_px[j], o_sz[j] = s, px, sz
+                                _level_add(lv_px, lv_sz, lv_ct, n_lv, s, px, sz)
+                            else:
+                                _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
+                                n_orders -= 1
+                    else:
+                        if a == _MODIFY:
+                            anom = ANOM_UNKNOWN_ORDER
+                        if sz > 0:
+                            keys[j], used[j], o_side[j], o_px[j], o_sz[j] = oid, 1, s, px, sz
+                            n_orders += 1
+                            _level_add(lv_px, lv_sz, lv_ct, n_lv, s, px, sz)
+            elif a == _CANCEL:
+                if sz < 0:
+                    anom = ANOM_BAD_EVENT
+                else:
+                    j, found = _find(keys, used, oid, shift, mask)
+                    if not found:
+                        anom = ANOM_UNKNOWN_ORDER
+                    else:
+                        left = o_sz[j]
+                        if sz > left:
+                            anom = ANOM_SIZE_UNDERFLOW
+                            sz = left
+                        s = np.int64(o_side[j])
+                        if sz == left:
+                            _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, o_px[j], sz, 1)
+                            _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
+                            n_orders -= 1
+                        else:
+                            o_sz[j] = left - sz
+                            _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, o_px[j], sz, 0)
+            elif a == _FILL:
+                j, found = _find(keys, used, oid, shift, mask)
+                if not found:
+                    anom = ANOM_UNKNOWN_ORDER
+                elif sz > o_sz[j]:
+                    anom = ANOM_SIZE_UNDERFLOW
+            elif a != _TRADE and a != _NONE:
+                anom = ANOM_BAD_EVENT
+            if f & _F_SNAPSHOT and f & _F_LAST:
+                synced = True
+                in_snap = False
+        anomaly[i] = anom
+        nb_, na_ = n_lv[0], n_lv[1]
+        if nb_ > 0:
+            bbo[0, i], bbo[1, i], bbo[2, i] = lv_px[0, nb_ - 1], lv_sz[0, nb_ - 1], lv_ct[0, nb_ - 1]
+        else:
+            bbo[0, i], bbo[1, i], bbo[2, i] = UNDEF_PRICE, 0, 0
+        if na_ > 0:
+            bbo[3, i], bbo[4, i], bbo[5, i] = lv_px[1, na_ - 1], lv_sz[1, na_ - 1], lv_ct[1, na_ - 1]
+        else:
+            bbo[3, i], bbo[4, i], bbo[5, i] = UNDEF_PRICE, 0, 0
+        if not synced:
+            st = RESYNC
+        elif nb_ > 0 and na_ > 0 and bbo[0, i] > bbo[3, i]:
+            st = CROSSED
+        else:
+            st = VALID
+        status[i] = st
+        while sp < k and snap_rows[sp] == i:
+            for s in range(2):
+                n = n_lv[s]
+                for q in range(min(levels, n)):
+                    snaps[3 * s, sp, q] = lv_px[s, n - 1 - q]
+                    snaps[3 * s + 1, sp, q] = lv_sz[s, n - 1 - q]
+                    snaps[3 * s + 2, sp, q] = lv_ct[s, n - 1 - q]
+            snap_status[sp] = st
+            sp += 1
+    meta[_N_ORDERS] = n_orders
+    meta[_SYNCED] = 1 if synced else 0
+    meta[_IN_SNAPSHOT] = 1 if in_snap else 0
+
+
+@nb.njit(cache=True)
+def _rehash(keys, used, o_side, o_px, o_sz, nkeys, nused, nside, npx, nsz, bits):
+    shift = np.uint64(64 - bits)
+    mask = np.int64((1 << bits) - 1)
+    for j in range(len(keys)):
+        if used[j]:
+            t, _ = _find(nkeys, nused, keys[j], shift, mask)
+            nkeys[t], nused[t], nside[t], npx[t], nsz[t] = keys[j], 1, o_side[j], o_px[j], o_sz[j]
+
+
+def _reserve(state: L3State, adds: int) -> L3State:
+    """Grow the tables so ``adds`` more orders and levels fit without allocating in the loop."""
+    need = int(state.meta[_N_ORDERS]) + adds
+    bits = int(state.meta[_BITS])
+    if 2 * need > (1 << bits):
+        new_bits = max(bits, (2 * need - 1).bit_length())
+        cap = 1 << new_bits
+        grown = (np.zeros(cap, np.uint64), np.zeros(cap, np.uint8), np.zeros(cap, np.uint8),
+                 np.zeros(cap, np.int64), np.zeros(cap, np.int64))
+        _rehash(*state[:5], *grown, new_bits)
+        meta = state.meta.copy()
+        meta[_BITS] = new_bits
+        state = state._replace(keys=grown[0], used=grown[1], o_side=grown[2], o_px=grown[3],
+                               o_sz=grown[4], meta=meta)
+    lcap = state.lv_px.shape[1]
+    if int(state.n_lv.max()) + adds > lcap:
+        new_lcap = max(2 * lcap, int(state.n_lv.max()) + adds)
+        grown_lv = []
+        for arr in (state.lv_px, state.lv_sz, state.lv_ct):
+            g = np.zeros((2, new_lcap), np.int64)
+            g[:, :lcap] = arr
+            grown_lv.append(g)
+        state = state._replace(lv_px=grown_lv[0], lv_sz=grown_lv[1], lv_ct=grown_lv[2])
+    return state
+
+
+def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
+             price: np.ndarray, size: np.ndarray, flags: np.ndarray, *, levels: int = 0,
+             snapshot_rows: np.ndarray | None = None) -> tuple[L3State, dict[str, np.ndarray]]:
+    """Apply one batch of L3 events to ``state``.
+
+    Args:
+        state: the book before the batch (its arrays are updated in place, or replaced when they
+            grow: always continue with the returned state).
+        order_id: uint64[n]; action, side, flags: uint8[n]; price, size: int64[n] (1e-9 units).
+        levels: depth recorded at ``snapshot_rows``.
+        snapshot_rows: int64[k] ascending row indices of this batch after which to record the
+            top ``levels`` levels.
+
+    Returns:
+        The new state and the per-row outputs of :func:`kernels.reference_l3.l3_replay_reference`
+        (``bid_px .. ask_ct``, ``status``, ``anomaly`` and, with snapshot rows, ``snap_*``).
+    """
+    n = len(order_id)
+    acts = np.asarray(action, np.uint8)
+    adds = int(np.count_nonzero((acts == _ADD) | (acts == _MODIFY)))
+    state = _reserve(state, adds)
+    rows = np.zeros(0, np.int64) if snapshot_rows is None else np.asarray(snapshot_rows, np.int64)
+    if len(rows) and (np.any(np.diff(rows) < 0) or rows[0] < 0 or rows[-1] >= n):
+        raise ValueError(f"snapshot_rows must be ascending row indices below {n}, got {rows}")
+    k = len(rows)
+    bbo = np.empty((6, n), np.int64)
+    status = np.empty(n, np.uint8)
+    anomaly = np.empty(n, np.uint8)
+    snaps = np.zeros((6, k, levels), np.int64)
+    snaps[0::3] = UNDEF_PRICE
+    snap_status = np.empty(k, np.uint8)
+    _run(*state, np.asarray(order_id, np.uint64), acts, np.asarray(side, np.uint8),
+         np.asarray(price, np.int64), np.asarray(size, np.int64), np.asarray(flags, np.uint8),
+         rows, levels, bbo, status, anomaly, snaps, snap_status)
+    out = {name: bbo[q] for q, name in enumerate(BBO_KEYS)}
+    out["status"] = status
+    out["anomaly"] = anomaly
+    if snapshot_rows is not None:
+        out.update({name: snaps[q] for q, name in enumerate(SNAP_KEYS)})
+        out["snap_status"] = snap_status
+    return state, out
+
+
+def l3_replay(order_id: np.ndarray, action: np.ndarray, side: np.ndarray, price: np.ndarray,
+              size: np.ndarray, flags: np.ndarray, *, levels: int = 0,
+              snapshot_rows: np.ndarray | None = None, start_synced: bool = False,
+              batch_rows: int = 1 << 20) -> dict[str, np.ndarray]:
+    """Replay a whole event array from an empty book, in batches of ``batch_rows``.
+
+    Same arguments and outputs as :func:`kernels.reference_l3.l3_replay_reference`.
+    """
+    n = len(order_id)
+    state = new_l3_state(start_synced=start_synced)
+    rows = np.zeros(0, np.int64) if snapshot_rows is None else np.asarray(snapshot_rows, np.int64)
+    parts: list[dict[str, np.ndarray]] = []
+    for lo in range(0, max(n, 1), batch_rows):
+        hi = min(n, lo + batch_rows)
+        sel = rows[(rows >= lo) & (rows < hi)] - lo
+        state, out = apply_l3(state, order_id[lo:hi], action[lo:hi], side[lo:hi], price[lo:hi],
+                              size[lo:hi], flags[lo:hi], levels=levels,
+                              snapshot_rows=sel if snapshot_rows is not None else None)
+        parts.append(out)
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+__all__ = ["ANOM_BAD_EVENT", "ANOM_DUPLICATE_ADD", "ANOM_NONE", "ANOM_SIZE_UNDERFLOW",
+           "ANOM_UNKNOWN_ORDER", "CROSSED", "RESYNC", "VALID", "L3State", "apply_l3", "l3_replay",
+           "new_l3_state"]
