@@ -1,0 +1,276 @@
+"""L2 price-level book kernel in numba: BBO after every event and top-N snapshots.
+
+Same semantics as :func:`kernels.reference.l2_replay_reference` (the oracle), same outputs, and
+the same state layout as the JAX kernel (:mod:`kernels._l2state`). numba has ~1 us call overhead,
+so this backend also serves one-event-at-a-time (latency) paths.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from kernels._l2state import (
+    BA,
+    BB,
+    BID,
+    CLEAR,
+    CROSSED,
+    DEFAULT_SPILL,
+    DEFAULT_WINDOW_TICKS,
+    DELETE,
+    DONE,
+    F_GAP,
+    F_LAST,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    LO,
+    LO_LIMIT,
+    NA,
+    NB,
+    NSA,
+    NSB,
+    RECENTER,
+    REGRID,
+    RESYNC,
+    SBA,
+    SBB,
+    SET,
+    SPILL_FULL,
+    SYNCED,
+    TICK,
+    UNDEF_PRICE,
+    VALID,
+    L2State,
+    alloc_outputs,
+    handle_halt,
+    new_state,
+    pack_outputs,
+)
+
+
+@njit(cache=True, nogil=True)
+def _spill_best(sp_tick: np.ndarray, row: int, count: int) -> int:
+    if count == 0:
+        return -1
+    best = 0
+    for k in range(1, count):
+        if (sp_tick[row, k] > sp_tick[row, best]) == (row == 0):
+            best = k
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _best(w: np.ndarray, m: np.ndarray, sp_tick: np.ndarray, sp_sz: np.ndarray, row: int
+          ) -> tuple[bool, int, int]:
+    """(exists, tick, size) of the best level of one side over window and spill."""
+    wi = m[BB + row]
+    has_w = m[NB + row] > 0
+    sk = m[SBB + row]
+    if sk >= 0:
+        st = sp_tick[row, sk]
+        if not has_w or (st > m[LO] + wi) == (row == 0):
+            return True, st, sp_sz[row, sk]
+    if has_w:
+        return True, m[LO] + wi, w[wi]
+    return False, 0, 0
+
+
+@njit(cache=True, nogil=True)
+def _top(w: np.ndarray, m: np.ndarray, sp_tick: np.ndarray, sp_sz: np.ndarray, row: int,
+         levels: int, out_px: np.ndarray, out_sz: np.ndarray) -> None:
+    count = m[NSB + row]
+    cand_t = np.empty(levels + count, np.int64)
+    cand_s = np.empty(levels + count, np.int64)
+    c = 0
+    found = 0
+    j = m[BB + row]
+    step = -1 if row == 0 else 1
+    # stop after `levels` window levels or after the last one the window holds
+    while c < levels and found < m[NB + row]:
+        if w[j] != 0:
+            cand_t[c] = m[LO] + j
+            cand_s[c] = w[j]
+            c += 1
+            found += 1
+        j += step
+    for k in range(count):
+        cand_t[c] = sp_tick[row, k]
+        cand_s[c] = sp_sz[row, k]
+        c += 1
+    order = np.argsort(cand_t[:c])
+    if row == 0:
+        order = order[::-1]
+    tick = m[TICK]
+    for q in range(min(levels, c)):
+        out_px[q] = cand_t[order[q]] * tick
+        out_sz[q] = cand_s[order[q]]
+
+
+@njit(cache=True, nogil=True)
+def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
+             flags: np.ndarray, start: int, snap_slot: np.ndarray, bid_w: np.ndarray, ask_w: np.ndarray,
+             sp_tick: np.ndarray, sp_sz: np.ndarray, m: np.ndarray, bbo: np.ndarray, status: np.ndarray,
+             snaps: np.ndarray, snap_status: np.ndarray) -> tuple[int, int]:
+    """Apply events ``start..n-1`` in place; stop at the first one needing a host repair.
+
+    Args:
+        side, action, flags: uint8[n]; price, size: int64[n] (1e-9 units).
+        start: first event to apply.
+        snap_slot: int64[n], slot of ``snaps`` to fill after the event, -1 for none.
+        bid_w, ask_w, sp_tick, sp_sz, m: the book (see :class:`kernels._l2state.L2State`).
+        bbo: int64[4, n] out (bid px, bid size, ask px, ask size); status: uint8[n] out.
+        snaps: int64[4, k, levels] out (pre-filled with UNDEF_PRICE / 0); snap_status: uint8[k].
+
+    Returns:
+        (index of the first event not applied, halt code); ``(n, DONE)`` when all are applied.
+    """
+    n = side.shape[0]
+    width = bid_w.shape[0]
+    cap = sp_tick.shape[1]
+    levels = snaps.shape[2]
+    half = width // 2
+    for i in range(start, n):
+        f = flags[i]
+        if f & F_GAP:
+            m[SYNCED] = 0
+        if not f & F_SUPERSEDED:
+            a = action[i]
+            if a == CLEAR:
+                if m[NB] > 0:
+                    bid_w[:] = 0
+                if m[NA] > 0:
+                    ask_w[:] = 0
+                m[NB], m[NA], m[NSB], m[NSA] = 0, 0, 0, 0
+                m[BB], m[BA], m[SBB], m[SBA] = -1, width, -1, -1
+                m[SYNCED] = 0
+            elif a == SET or a == DELETE:
+                p = price[i]
+                tick = m[TICK]
+                if tick == 0 or p % tick != 0:
+                    return i, REGRID
+                t = p // tick
+                row = 0 if side[i] == BID else 1
+                w = bid_w if row == 0 else ask_w
+                sz = size[i]
+                remove = a == DELETE or sz == 0
+                if not remove and m[NB] + m[NA] + m[NSB] + m[NSA] == 0:
+                    # an empty book re-anchors for free: nothing to move
+                    lo = t - half if t > -LO_LIMIT + half else -LO_LIMIT
+                    m[LO] = lo if lo < LO_LIMIT else LO_LIMIT
+                lo = m[LO]
+                if lo <= t < lo + width:
+                    j = t - lo
+                    old = w[j]
+                    if remove:
+                        if old != 0:
+                            w[j] = 0
+                            m[NB + row] -= 1
+                            if j == m[BB + row]:
+                                if m[NB + row] == 0:
+                                    m[BB + row] = -1 if row == 0 else width
+                                else:
+                                    step = -1 if row == 0 else 1
+                                    k = j + step
+                                    while w[k] == 0:
+                                        k += step
+                                    m[BB + row] = k
+                    else:
+                        if old == 0:
+                            m[NB + row] += 1
+                        w[j] = sz
+                        if (j > m[BB + row]) if row == 0 else (j < m[BB + row]):
+                            m[BB + row] = j
+                else:
+                    count = m[NSB + row]
+                    k = -1
+                    for q in range(count):
+                        if sp_tick[row, q] == t:
+                            k = q
+                            break
+                    if remove:
+                        if k >= 0:
+                            sp_tick[row, k] = sp_tick[row, count - 1]
+                            sp_sz[row, k] = sp_sz[row, count - 1]
+                            m[NSB + row] = count - 1
+                            m[SBB + row] = _spill_best(sp_tick, row, count - 1)
+                    elif k >= 0:
+                        sp_sz[row, k] = sz
+                    else:
+                        has, bt, _ = _best(w, m, sp_tick, sp_sz, row)
+                        if not has or (t > bt if row == 0 else t < bt):
+                            # the touch left the window: the host moves the window onto it
+                            return i, RECENTER
+                        if count == cap:
+                            return i, SPILL_FULL
+                        sp_tick[row, count] = t
+                        sp_sz[row, count] = sz
+                        m[NSB + row] = count + 1
+                        sb = m[SBB + row]
+                        if sb < 0 or (t > sp_tick[row, sb] if row == 0 else t < sp_tick[row, sb]):
+                            m[SBB + row] = count
+            if f & F_SNAPSHOT and f & F_LAST:
+                m[SYNCED] = 1
+        hb, bt, bs = _best(bid_w, m, sp_tick, sp_sz, 0)
+        ha, at, az = _best(ask_w, m, sp_tick, sp_sz, 1)
+        tick = m[TICK]
+        bbo[0, i] = bt * tick if hb else UNDEF_PRICE
+        bbo[1, i] = bs
+        bbo[2, i] = at * tick if ha else UNDEF_PRICE
+        bbo[3, i] = az
+        st = RESYNC if m[SYNCED] == 0 else (CROSSED if hb and ha and bt > at else VALID)
+        status[i] = st
+        s = snap_slot[i]
+        if s >= 0:
+            _top(bid_w, m, sp_tick, sp_sz, 0, levels, snaps[0, s], snaps[1, s])
+            _top(ask_w, m, sp_tick, sp_sz, 1, levels, snaps[2, s], snaps[3, s])
+            snap_status[s] = st
+    return n, DONE
+
+
+def run(state: L2State, side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
+        flags: np.ndarray, *, levels: int = 0, snapshot_rows: np.ndarray | None = None,
+        ) -> tuple[L2State, dict[str, np.ndarray]]:
+    """Apply one batch to ``state`` (mutated and returned, or replaced after a repair).
+
+    Args:
+        state: the book before the batch (:func:`kernels._l2state.new_state`).
+        side, action, flags: uint8[n]; price, size: int64[n] (1e-9 units).
+        levels: depth of the snapshots.
+        snapshot_rows: int64[k] row indices (into this batch) after which to record the top levels.
+
+    Returns:
+        The state after the batch and the reference's output dict for the batch rows.
+    """
+    side, action, flags = (np.ascontiguousarray(x, np.uint8) for x in (side, action, flags))
+    price, size = (np.ascontiguousarray(x, np.int64) for x in (price, size))
+    bbo, status, slot, snaps, snap_status = alloc_outputs(len(side), snapshot_rows, levels)
+    i = 0
+    while True:
+        i, code = l2_apply(side, action, price, size, flags, i, slot, state.bid_w, state.ask_w,
+                           state.sp_tick, state.sp_sz, state.meta, bbo, status, snaps, snap_status)
+        if code == DONE:
+            break
+        state = handle_halt(state, code, i, side, price, action, flags)
+    return state, pack_outputs(bbo, status, snapshot_rows, slot, snaps, snap_status)
+
+
+def l2_replay_numba(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
+                    flags: np.ndarray, *, levels: int = 0, snapshot_rows: np.ndarray | None = None,
+                    tick_nanos: int = 0, window_ticks: int = DEFAULT_WINDOW_TICKS,
+                    spill: int = DEFAULT_SPILL) -> dict[str, np.ndarray]:
+    """Replay one instrument from an empty book; drop-in for ``l2_replay_reference``.
+
+    Args:
+        side, action, flags: uint8[n]; price, size: int64[n] (1e-9 units).
+        levels, snapshot_rows: as in the reference.
+        tick_nanos: the price grid if known (0: the gcd of the prices).
+        window_ticks: dense window width (power of two); levels outside it are spilled, not lost.
+        spill: initial spill capacity per side (grows on demand).
+
+    Returns:
+        ``bid_px, bid_sz, ask_px, ask_sz`` int64[n], ``status`` uint8[n], and with snapshot rows
+        ``snap_*`` int64[k, levels] and ``snap_status`` uint8[k].
+    """
+    state = new_state(window_ticks=window_ticks, spill=spill, tick_nanos=tick_nanos)
+    return run(state, side, action, price, size, flags, levels=levels, snapshot_rows=snapshot_rows)[1]
