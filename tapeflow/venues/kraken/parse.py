@@ -105,6 +105,7 @@ class KrakenDecoder:
     def __init__(self) -> None:
         self.books: dict[str, PairBook] = {}
         self.gap_pending: set[str] = set()
+        self.unsynced: set[str] = set()  # until the next snapshot
         self.stats = ChecksumStats()
         self._new_buffers()
 
@@ -116,6 +117,12 @@ class KrakenDecoder:
     @property
     def rows(self) -> int:
         return len(self.deltas) + len(self.trades) + len(self.rejects)
+
+    def _lose_sync(self, pair: str) -> None:
+        # flag the next message once; later failures on an unsynced book add nothing new
+        if pair not in self.unsynced:
+            self.unsynced.add(pair)
+            self.gap_pending.add(pair)
 
     def flush(self, bytes_read: int, source: str) -> Decoded:
         tables = {"book_delta": self.deltas.table(), "trade": self.trades.table(),
@@ -150,7 +157,7 @@ class KrakenDecoder:
                              ts_recv_ns=line.recv_ns, symbol=pair)
             if pair in self.books:
                 # a lost book frame leaves the book behind the venue: resync on the next one
-                self.gap_pending.add(pair)
+                self._lose_sync(pair)
 
     def _book(self, parts: list[Any], channel: str, pair: str, line: CaptureLine) -> None:
         if not parts or not all(isinstance(p, dict) for p in parts):
@@ -188,7 +195,7 @@ class KrakenDecoder:
                 self.stats.ok += 1
             else:
                 self.stats.failures.append(f"{line.location}: {pair} checksum {got} != c {expected}")
-                self.gap_pending.add(pair)
+                self._lose_sync(pair)
 
     def _snapshot(self, part: dict[str, Any], channel: str, pair: str, line: CaptureLine) -> None:
         asks = self._levels(part.get(m.SNAPSHOT_ASKS, []), m.SNAPSHOT_ASKS, pair, line)
@@ -199,6 +206,7 @@ class KrakenDecoder:
         book = PairBook(depth, m.decimals(first[0]), m.decimals(first[1]))
         self.books[pair] = book
         self.gap_pending.discard(pair)
+        self.unsynced.discard(pair)
         ts_snap = max((lv[2] for lv in asks + bids), default=line.recv_ns)
         rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_snap)]
         for side, levels in ((ASK, asks), (BID, bids)):

@@ -90,6 +90,7 @@ class OkxDecoder:
     def __init__(self) -> None:
         self.books: dict[str, InstrumentBook] = {}
         self.gap_pending: set[str] = set()
+        self.unsynced: set[str] = set()  # until the next snapshot
         self.stats = BookStats()
         self._new_buffers()
 
@@ -101,6 +102,12 @@ class OkxDecoder:
     @property
     def rows(self) -> int:
         return len(self.deltas) + len(self.trades) + len(self.rejects)
+
+    def _lose_sync(self, inst: str) -> None:
+        # flag the next message once; later failures on an unsynced book add nothing new
+        if inst not in self.unsynced:
+            self.unsynced.add(inst)
+            self.gap_pending.add(inst)
 
     def flush(self, bytes_read: int, source: str) -> Decoded:
         tables = {"book_delta": self.deltas.table(), "trade": self.trades.table(),
@@ -136,7 +143,7 @@ class OkxDecoder:
             self.rejects.add(err.reason, err.detail, line.location, line.payload,
                              ts_recv_ns=line.recv_ns, symbol=inst)
             if inst in self.books:
-                self.gap_pending.add(inst)
+                self._lose_sync(inst)
 
     def _book(self, action: Any, item: dict[str, Any], inst: str, line: CaptureLine) -> None:
         asks = [(ASK, *_level(raw, "asks")) for raw in _list(item.get("asks"), "asks")]
@@ -147,6 +154,7 @@ class OkxDecoder:
         if action == m.SNAPSHOT:
             book = self.books[inst] = InstrumentBook(seq_id)
             self.gap_pending.discard(inst)
+            self.unsynced.discard(inst)
             rows = [(NO_SIDE, L2_CLEAR, 0, 0)]
             base = F_SNAPSHOT
         elif action == m.UPDATE:
@@ -158,7 +166,7 @@ class OkxDecoder:
                 self.stats.links_ok += 1
             else:
                 self.stats.failures.append(f"{line.location}: {inst} prevSeqId {prev} != seqId {book.seq_id}")
-                self.gap_pending.add(inst)
+                self._lose_sync(inst)
             book.seq_id = seq_id
             rows = []
             base = 0
@@ -183,7 +191,7 @@ class OkxDecoder:
                 self.stats.ok += 1
             else:
                 self.stats.failures.append(f"{line.location}: {inst} checksum {got} != {checksum}")
-                self.gap_pending.add(inst)
+                self._lose_sync(inst)
 
     def _trades(self, data: list[Any], line: CaptureLine) -> None:
         parsed = []
