@@ -165,14 +165,20 @@ def partitions(record: RecordType, root: Path, *, venue: str | None = None, symb
 
 
 def dedupe(record: RecordType, table: pa.Table) -> pa.Table:
-    """One row per ``record.order_by`` key: the last one in ``table`` wins (as ReplacingMergeTree)."""
+    """One row per ``record.order_by`` key: the last one wins (as in ReplacingMergeTree).
+
+    The winner takes the position of the key's first row, so a corrected row stays where the row
+    it replaces was within its venue event (F_LAST stays last).
+    """
     if table.num_rows == 0:
         return table
     idx = pa.array(np.arange(table.num_rows, dtype=np.int64))
     keyed = table.select(list(record.order_by)).append_column("__row", idx)
-    last = keyed.group_by(list(record.order_by), use_threads=False).aggregate([("__row", "max")])
-    keep = np.sort(last.column("__row_max").to_numpy())
-    return table.take(pa.array(keep))
+    groups = keyed.group_by(list(record.order_by), use_threads=False).aggregate(
+        [("__row", "min"), ("__row", "max")]
+    )
+    first, last = groups.column("__row_min").to_numpy(), groups.column("__row_max").to_numpy()
+    return table.take(pa.array(last[np.argsort(first, kind="stable")]))
 
 
 def _conform(record: RecordType, table: pa.Table) -> pa.Table:

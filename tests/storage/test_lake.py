@@ -1,0 +1,196 @@
+"""The Parquet lake: layout, round trips, idempotent replace, merge, crash safety, bytes per row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from tapeflow.errors import StorageError
+from tapeflow.schemas import ALL_RECORDS
+from tapeflow.schemas.records import BOOK_DELTA, F_LAST, L2_CLEAR, NO_SIDE, REJECTED, TRADE
+from tapeflow.storage import lake
+from tests.storage.samples import KEYS, T0, all_samples, rows, synthetic_deltas
+
+
+@pytest.mark.parametrize("name", sorted(ALL_RECORDS))
+def test_every_record_type_round_trips_exactly(tmp_path: Path, name: str) -> None:
+    record = ALL_RECORDS[name]
+    table = all_samples()[name]
+    written = lake.write(record, table, tmp_path)
+    back = lake.read(record, tmp_path)
+    assert back.schema == record.arrow_schema()
+    assert rows(back) == rows(table)
+    # one file per (venue, symbol, day): KEYS has 7 distinct ones, 2 rows each
+    assert len(written) == len({(v, s, lake.day_of(ts)) for v, s, ts in KEYS}) == 7
+    assert sum(w.rows for w in written) == table.num_rows == 14
+
+
+def test_partition_paths_are_hive_style_and_escaped(tmp_path: Path) -> None:
+    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
+    assert found == sorted([
+        "trade/venue=GLBX.MDP3/symbol=ESH4/date=2024-08-08/part-0.parquet",
+        "trade/venue=binance-usdm/symbol=BTCUSDT/date=2024-08-08/part-0.parquet",
+        "trade/venue=binance-usdm/symbol=BTCUSDT/date=2024-08-09/part-0.parquet",
+        "trade/venue=binance-usdm/symbol=ETH%2FUSDT/date=2024-08-08/part-0.parquet",
+        "trade/venue=kraken/symbol=XBT%3DEUR%25%C3%A9/date=2024-08-08/part-0.parquet",
+        "trade/venue=weird%20venue/symbol=%2E./date=2024-08-07/part-0.parquet",
+        "trade/venue=weird%20venue/symbol=__HIVE_DEFAULT_PARTITION__/date=1969-12-31/part-0.parquet",
+    ])
+    # nothing escapes the dataset directory, and no partition value is a hidden name
+    assert all(".." not in Path(p).parts for p in found)
+
+
+def test_other_hive_readers_decode_the_same_values(tmp_path: Path) -> None:
+    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    keys = pa.schema([("venue", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
+    part = ds.partitioning(keys, flavor="hive")
+    table = ds.dataset(tmp_path / "trade", format="parquet", partitioning=part).to_table()
+    symbols = {s for s in table.column("symbol").to_pylist() if s is not None}
+    assert symbols == {"BTCUSDT", "ETH/USDT", "ESH4", "..", "XBT=EUR%é"}
+    assert set(table.column("venue").to_pylist()) == {"binance-usdm", "GLBX.MDP3", "weird venue", "kraken"}
+
+
+def test_read_filters_by_venue_symbol_and_date(tmp_path: Path) -> None:
+    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    assert lake.read(TRADE, tmp_path, venue="binance-usdm").num_rows == 6
+    assert lake.read(TRADE, tmp_path, venue="binance-usdm", symbol="ETH/USDT").num_rows == 2
+    assert lake.read(TRADE, tmp_path, symbol="BTCUSDT", date="2024-08-09").num_rows == 2
+    assert lake.read(TRADE, tmp_path, symbol="").num_rows == 2
+    assert lake.read(TRADE, tmp_path, venue="nowhere").num_rows == 0
+    assert lake.read(BOOK_DELTA, tmp_path / "empty").schema == BOOK_DELTA.arrow_schema()
+
+
+def test_replace_is_idempotent_and_replaces(tmp_path: Path) -> None:
+    table = synthetic_deltas(2_000)
+    first = lake.write(BOOK_DELTA, table, tmp_path)
+    bytes_once = [w.path.read_bytes() for w in first]
+    again = lake.write(BOOK_DELTA, table, tmp_path)
+    assert [w.path.read_bytes() for w in again] == bytes_once  # deterministic: same rows, same file
+    assert lake.read(BOOK_DELTA, tmp_path).num_rows == table.num_rows
+    assert len(list(tmp_path.rglob("*"))) == len(list(tmp_path.rglob("*.parquet"))) + 4  # no temp files
+
+    smaller = table.slice(0, 100)
+    lake.write(BOOK_DELTA, smaller, tmp_path)
+    assert lake.read(BOOK_DELTA, tmp_path).equals(smaller)
+
+
+def test_merge_keeps_rows_of_another_source_and_dedupes(tmp_path: Path) -> None:
+    table = synthetic_deltas(3_000)
+    n = table.num_rows
+    a, b = table.slice(0, 2 * n // 3), table.slice(n // 3)  # overlap: the middle third
+    lake.write(BOOK_DELTA, a, tmp_path)
+    lake.write(BOOK_DELTA, b, tmp_path, mode="merge")
+    back = lake.read(BOOK_DELTA, tmp_path)
+    keys = {tuple(r[c] for c in BOOK_DELTA.order_by) for r in table.to_pylist()}
+    assert back.num_rows == len(keys) == n
+    assert rows(back) == rows(table)
+    # merging the same rows again changes nothing
+    lake.write(BOOK_DELTA, b, tmp_path, mode="merge")
+    assert lake.read(BOOK_DELTA, tmp_path).num_rows == n
+
+
+def test_merge_lets_the_newest_row_of_a_key_win(tmp_path: Path) -> None:
+    table = synthetic_deltas(50)
+    lake.write(BOOK_DELTA, table, tmp_path)
+    flags = BOOK_DELTA.column_names.index("flags")
+    changed = table.slice(10, 1).set_column(flags, "flags", pa.array([F_LAST | 4], pa.uint8()))
+    lake.write(BOOK_DELTA, changed, tmp_path, mode="merge")
+    back = lake.read(BOOK_DELTA, tmp_path)
+    assert back.num_rows == table.num_rows
+    assert back.column("flags").to_pylist()[10] == F_LAST | 4
+
+
+def test_partition_sorted_by_recv_then_sequence_keeping_event_order(tmp_path: Path) -> None:
+    # one venue event: a clear (side N, must stay first) then levels, F_LAST on the last row
+    event = BOOK_DELTA.table(
+        {"ts_event_ns": [T0] * 3, "ts_recv_ns": [T0 + 5] * 3, "sequence": [9] * 3,
+         "side": [NO_SIDE, ord("B"), ord("A")], "action": [L2_CLEAR, ord("U"), ord("U")],
+         "price_nanos": [0, 2, 1], "size_nanos": [0, 1, 1], "flags": [0, 0, F_LAST]},
+        constants={"venue": "v", "symbol": "s"},
+    )
+    stream = synthetic_deltas(5).to_pydict()
+    stream |= {"ts_event_ns": [T0] * len(stream["ts_event_ns"])}
+    earlier = BOOK_DELTA.table({k: v for k, v in stream.items() if k not in ("venue", "symbol")},
+                               constants={"venue": "v", "symbol": "s"})
+    shuffled = pa.concat_tables([event, earlier.take(np.random.default_rng(1).permutation(earlier.num_rows))])
+    lake.write(BOOK_DELTA, shuffled, tmp_path)
+    back = lake.read(BOOK_DELTA, tmp_path)
+    recv, seq = back.column("ts_recv_ns").to_numpy(), back.column("sequence").to_numpy()
+    assert np.all((np.diff(recv) > 0) | ((np.diff(recv) == 0) & (np.diff(seq) >= 0)))
+    assert back.slice(0, 3).equals(event)  # T0 + 5 precedes the synthetic stream's capture times
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    table = synthetic_deltas(200)
+    (written,) = lake.write(BOOK_DELTA, table, tmp_path)
+    before = written.path.read_bytes()
+
+    def crash(table: pa.Table, where: object, **kwargs: object) -> None:
+        where.write(b"PAR1 half a file")  # type: ignore[attr-defined]
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pq, "write_table", crash)
+    with pytest.raises(StorageError, match="disk full"):
+        lake.write(BOOK_DELTA, table.slice(0, 10), tmp_path)
+    monkeypatch.undo()
+    assert written.path.read_bytes() == before
+    assert [p.name for p in written.path.parent.iterdir()] == ["part-0.parquet"]
+    assert lake.read(BOOK_DELTA, tmp_path).equals(table)
+
+
+def test_readers_ignore_a_temp_file_left_by_a_killed_writer(tmp_path: Path) -> None:
+    (written,) = lake.write(REJECTED, all_samples()["rejected"].slice(0, 2), tmp_path)
+    (written.path.parent / ".part-0.parquet.999.deadbeef.tmp").write_bytes(b"PAR1 half")
+    assert lake.read(REJECTED, tmp_path).num_rows == 2
+
+
+def test_bad_arguments_raise_storage_errors(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="'append'"):
+        lake.write(TRADE, all_samples()["trade"], tmp_path, mode="append")  # type: ignore[arg-type]
+    with pytest.raises(StorageError, match="expected"):
+        lake.write(TRADE, all_samples()["quote"], tmp_path)
+    assert lake.write(TRADE, TRADE.empty_table(), tmp_path) == []
+
+
+def test_escape_round_trips_and_day_of_floors() -> None:
+    odd = ["", ".", "..", ".hidden", "a/b", "x=y", "100%", "é", "__HIVE_DEFAULT_PARTITION__", "BTC-USD"]
+    for value in odd:
+        escaped = lake.escape(value)
+        assert "/" not in escaped and escaped not in (".", "..") and not escaped.startswith(".")
+        assert lake.unescape(escaped) == value
+    assert lake.escape("BTC-USD") == "BTC-USD"
+    assert lake.day_of(-1) == "1969-12-31"
+    assert lake.day_of(0) == "1970-01-01"
+    assert lake.day_of(T0) == "2024-08-08"
+
+
+def _bytes_per_row(root: Path, table: pa.Table) -> float:
+    written = lake.write(BOOK_DELTA, table, root)
+    assert sum(w.rows for w in written) == table.num_rows
+    return sum(w.bytes_written for w in written) / table.num_rows
+
+
+def test_synthetic_delta_stream_fits_in_six_bytes_per_row(tmp_path: Path) -> None:
+    table = synthetic_deltas()
+    assert table.num_rows > 500_000
+    assert _bytes_per_row(tmp_path, table) <= 6.0
+
+
+@pytest.mark.realdata
+def test_binance_capture_deltas_fit_in_six_bytes_per_row(tmp_path: Path, real_data: Path) -> None:
+    from tapeflow.venues import formats
+    from tests.conftest import need
+
+    fmt = formats().get("binance")
+    if fmt is None:
+        pytest.skip("the binance decoder is not registered yet")
+    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    deltas = pa.concat_tables([c.get(BOOK_DELTA) for c in fmt.decode([path])])
+    assert deltas.num_rows > 400_000
+    assert _bytes_per_row(tmp_path, deltas) <= 6.0
