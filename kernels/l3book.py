@@ -168,8 +168,6 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
     sp = 0
     for i in range(len(order_id)):
         f = flags[i]
-        if f & _F_GAP:
-            synced = False
         anom = ANOM_NONE
         if not f & _F_SUPERSEDED:
             if f & _F_SNAPSHOT:
@@ -180,8 +178,12 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                     n_lv[1] = 0
                     synced = False
                     in_snap = True
-            else:
+            elif in_snap:
+                synced = True
                 in_snap = False
+        if f & _F_GAP:
+            synced = False
+        if not f & _F_SUPERSEDED:
             a = action[i]
             oid = order_id[i]
             sd = side[i]
@@ -246,8 +248,6 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                 j, found = _find(keys, used, oid, shift, mask)
                 if not found:
                     anom = ANOM_UNKNOWN_ORDER
-                elif sz > o_sz[j]:
-                    anom = ANOM_SIZE_UNDERFLOW
             elif a != _TRADE and a != _NONE:
                 anom = ANOM_BAD_EVENT
             if f & _F_SNAPSHOT and f & _F_LAST:

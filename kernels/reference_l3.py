@@ -11,11 +11,14 @@ Semantics (DBN MBO; arrays of one instrument in arrival order; sides and actions
 * ``M`` gives the order a new side/price/size (size 0 removes it). An unknown id is an
   ``UNKNOWN_ORDER`` anomaly and is then treated as an add, as Databento's reference books do.
 * ``F`` (resting fill) and ``T`` (aggressor trade) do not change the book: the ``C``/``M`` that
-  follow do. ``F`` of an unknown id is ``UNKNOWN_ORDER``; a fill larger than the order is
-  ``SIZE_UNDERFLOW``. ``N`` does nothing. ``R`` clears the book and enters RESYNC.
-* A run of ``F_SNAPSHOT`` rows rebuilds the book: its first row clears it (RESYNC) and the row with
-  ``F_SNAPSHOT | F_LAST`` re-anchors it (VALID). A book is never VALID before its first completed
-  snapshot unless ``start_synced``.
+  follow do. ``F`` of an unknown id is ``UNKNOWN_ORDER``. A fill larger than the displayed size
+  is NOT an anomaly: CME icebergs fill beyond their display and the following ``M`` refills them.
+  ``N`` does nothing. ``R`` clears the book and enters RESYNC.
+* A run of ``F_SNAPSHOT`` rows rebuilds the book: its first row clears it (RESYNC); the snapshot
+  is complete (VALID) at its row with ``F_SNAPSHOT | F_LAST`` or, when it ends without one (as
+  Databento's 2023-12-25 GLBX start-of-day snapshot does), at the first non-snapshot row. A book
+  is never VALID before its first completed snapshot unless ``start_synced``. ``F_GAP`` is
+  applied after that, so a gap right after a snapshot still forces RESYNC.
 * After every row: best bid/ask price, aggregated size and order count (an empty side reports
   ``UNDEF_PRICE``, 0, 0) and the status VALID (0) / RESYNC (1) / CROSSED (2: synced but best bid >
   best ask). Databento publishes a book only at rows with ``F_LAST``: consumers judge the status
@@ -110,9 +113,7 @@ def _apply(book: _Book, a: int, oid: int, side: int, price: int, size: int) -> i
             book.put(oid, side, price, size)
         return anomaly
     if a == _FILL:
-        if oid not in book.orders:
-            return ANOM_UNKNOWN_ORDER
-        return ANOM_SIZE_UNDERFLOW if size > book.orders[oid][2] else ANOM_NONE
+        return ANOM_NONE if oid in book.orders else ANOM_UNKNOWN_ORDER
     if a in (_TRADE, _NONE):
         return ANOM_NONE
     return ANOM_BAD_EVENT
@@ -151,16 +152,18 @@ def l3_replay_reference(order_id: np.ndarray, action: np.ndarray, side: np.ndarr
     sp = 0
     for i in range(n):
         f = int(flags[i])
-        if f & _F_GAP:
-            synced = False
         if not f & _F_SUPERSEDED:
             if f & _F_SNAPSHOT:
                 if not in_snapshot:
                     book.clear()
                     synced = False
                     in_snapshot = True
-            else:
+            elif in_snapshot:
+                synced = True
                 in_snapshot = False
+        if f & _F_GAP:
+            synced = False
+        if not f & _F_SUPERSEDED:
             a = int(action[i])
             if a == _CLEAR:
                 book.clear()
