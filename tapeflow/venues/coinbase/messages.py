@@ -1,0 +1,38 @@
+"""Coinbase (Exchange / Pro) websocket feed wire shapes, as Coinbase spells them.
+
+* ``{"type": "snapshot", "product_id", "bids": [[px, size]], "asks": [...]}`` (no time, no
+  sequence);
+* ``{"type": "l2update", "product_id", "changes": [["buy"|"sell", px, size]], "time"}``: size is
+  absolute, "0" deletes. The level2 channel carries NO sequence number, so a lost frame cannot
+  be detected here: deltas carry ``sequence`` -1;
+* ``{"type": "match"|"last_match", "trade_id", "side" (the MAKER's side), "size", "price",
+  "product_id", "sequence", "time"}``;
+* ``{"type": "ticker", "sequence", "product_id", "best_bid", "best_ask", ["best_bid_size",
+  "best_ask_size"], "time", ...}``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from functools import lru_cache
+
+SNAPSHOT, L2UPDATE, TICKER = "snapshot", "l2update", "ticker"
+MATCHES = frozenset({"match", "last_match"})
+CONTROL = frozenset({"subscriptions", "heartbeat", "status"})
+BUY, SELL = "buy", "sell"
+
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
+
+
+@lru_cache(maxsize=4096)
+def _epoch_s(whole: str) -> int:
+    return int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
+
+
+def iso_to_ns(text: str) -> int | None:
+    """``2021-04-17T16:43:37.075687Z`` -> ns since the epoch, exactly; None if not that shape."""
+    m = _ISO.match(text)
+    if m is None:
+        return None
+    return _epoch_s(m.group(1)) * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
