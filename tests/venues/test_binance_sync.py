@@ -1,4 +1,4 @@
-"""Binance sync rules on made gaps (real capture with a line deleted or reordered, synthetic chains), rejects."""
+"""Binance sync rules on made gaps (a deleted or reordered real line, synthetic chains) and rejects."""
 
 from __future__ import annotations
 
