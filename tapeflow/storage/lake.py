@@ -127,7 +127,7 @@ def write(record: RecordType, table: pa.Table, root: Path, mode: Mode = "replace
         raise StorageError(f"lake write mode was {mode!r}; expected 'replace' or 'merge'")
     table = _conform(record, table)
     out = []
-    for venue, symbol, date, part in _split(table):
+    for venue, symbol, date, part in split(table):
         path = partition_dir(root, record, venue, symbol, date) / PART_FILE
         if mode == "merge" and path.exists():
             part = dedupe(record, concat(record, [_read_file(record, path, venue, symbol), part]))
@@ -192,8 +192,12 @@ def _conform(record: RecordType, table: pa.Table) -> pa.Table:
         raise StorageError(f"table for {record.name!r} does not match its schema: {exc}") from exc
 
 
-def _split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
-    """Partitions of ``table`` in (venue, symbol, day) order, rows keeping their relative order."""
+def split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
+    """``(venue, symbol, date, rows)`` per lake partition of ``table``, in that order.
+
+    Rows keep their relative order within a partition. ``table`` needs ``venue``, ``symbol`` and
+    ``ts_event_ns`` columns.
+    """
     if table.num_rows == 0:
         return
     venues = pc.dictionary_encode(table.column("venue")).combine_chunks()

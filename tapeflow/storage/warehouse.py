@@ -57,9 +57,9 @@ class Warehouse:
             try:
                 self.client = clickhouse_connect.get_client(dsn=dsn)
             except Exception as exc:
-                raise StorageError(f"cannot connect to ClickHouse at {_redact(dsn)}: {exc}") from exc
+                raise StorageError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {exc}") from exc
         else:
-            raise ConfigError(f"warehouse DSN {_redact(dsn)!r} is neither chdb:... nor http(s)://...")
+            raise ConfigError(f"warehouse DSN {redact_dsn(dsn)!r} is neither chdb:... nor http(s)://...")
         self._stage_suffix = uuid.uuid4().hex[:8]
 
     def close(self) -> None:
@@ -231,7 +231,8 @@ def _chdb_open_failure(path: Path, exc: Exception) -> str:
     return f"cannot open chdb at {path}: {exc}"
 
 
-def _redact(dsn: str) -> str:
+def redact_dsn(dsn: str) -> str:
+    """``dsn`` with its user and password masked, for messages and summaries."""
     scheme, sep, rest = dsn.partition("://")
     if sep and "@" in rest:
         rest = "***@" + rest.rpartition("@")[2]
