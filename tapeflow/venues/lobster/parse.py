@@ -1,0 +1,323 @@
+"""LOBSTER message and orderbook files -> ``order_event``, ``trade``, ``book_snapshot``, ``rejected``.
+
+Mapping of message types (one venue event per message row, so the last row of each carries
+``F_LAST``; ``sequence`` is the 0-based message row, the link to orderbook row ``sequence``):
+
+* 1 submission -> ``A``; 2 partial cancel -> ``C`` (size removed); 3 deletion -> ``C`` (the size
+  left, which removes the order).
+* 4 visible execution -> ``F`` then ``C`` of the same size (the DBN MBO shape: a fill does not
+  change the book, the cancel that follows it does), plus a ``trade`` whose aggressor is the side
+  opposite to Direction (Direction names the resting order).
+* 5 hidden execution -> a ``trade`` only, flagged ``F_HIDDEN``: the visible book does not change.
+* 6 cross trade -> a ``trade`` with aggressor N.
+* 7 trading halt -> an ``N`` order event, which no book applies. Its ``price_nanos`` is the Price
+  column decoded like every other row, so it carries the venue's code x 1e-4 USD: -100_000 halt,
+  0 quoting, 100_000 resume (:func:`halt_state` names it); halt and quoting also set
+  ``F_MAYBE_BAD_BOOK``, since the book is not in continuous trading then.
+
+Time is seconds after local (America/New_York) midnight of the date in the file name, parsed from
+the string exactly to ns and converted to UTC with the zone rules of that wall-clock hour.
+LOBSTER has no capture time: ``ts_recv_ns`` equals ``ts_event_ns``. Prices are dollars x 10000
+(1e-4 USD = 100_000 nanos); sizes are shares (x 1e9). Orderbook rows become ``book_snapshot`` rows
+of the file's level count, empty levels padded with UNDEF_PRICE / 0 like the replay kernels.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from itertools import zip_longest
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from tapeflow.errors import FormatError
+from tapeflow.schemas.records import ASK as SIDE_ASK
+from tapeflow.schemas.records import BID as SIDE_BID
+from tapeflow.schemas.records import (
+    BOOK_SNAPSHOT,
+    F_LAST,
+    F_MAYBE_BAD_BOOK,
+    L3_ADD,
+    L3_CANCEL,
+    L3_FILL,
+    L3_NONE,
+    NO_SIDE,
+    ORDER_EVENT,
+    SCALE,
+    TRADE,
+    UNDEF_PRICE,
+    UNDEF_TS,
+)
+from tapeflow.venues.base import BadNumber, Decoded, Rejects, to_nanos
+from tapeflow.venues.lobster import messages as m
+
+CHUNK_ROWS = 100_000
+_INT = re.compile(r"^-?\d+$")
+_DAY_NS = 86_400 * 1_000_000_000
+
+
+@dataclass(frozen=True)
+class LobsterFiles:
+    """The message and/or orderbook file of one ticker, day, time window and level count."""
+
+    ticker: str
+    day: date
+    levels: int
+    message: Path | None
+    orderbook: Path | None
+
+    @property
+    def name(self) -> str:
+        return f"{self.ticker}_{self.day.isoformat()}_{self.levels}"
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def pair_files(paths: Sequence[Path]) -> list[LobsterFiles]:
+    """Group LOBSTER files into message/orderbook pairs by the name they share.
+
+    Raises:
+        FormatError: a file name does not follow the LOBSTER pattern (the date and level count in
+            it are needed to decode the rows), or a pair holds two files of one kind.
+    """
+    groups: dict[tuple[str, ...], dict[str, Any]] = {}
+    for path in map(Path, paths):
+        match = m.FILE_NAME.match(path.name)
+        if match is None:
+            raise FormatError(f"{path} is not named like a LOBSTER file "
+                              "(TICKER_DATE_<startms>_<endms>_{message|orderbook}_<LEVELS>.csv)")
+        key = match.group("ticker", "date", "start_ms", "end_ms", "levels")
+        group = groups.setdefault(key, {})
+        if match["kind"] in group:
+            first = group[match["kind"]]
+            raise FormatError(f"two LOBSTER {match['kind']} files for {key}: {first} and {path}")
+        group[match["kind"]] = path
+    return [LobsterFiles(ticker=k[0], day=date.fromisoformat(k[1]), levels=int(k[4]),
+                        message=g.get("message"), orderbook=g.get("orderbook")) for k, g in groups.items()]
+
+
+def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
+    """Decode LOBSTER message and/or orderbook files, every ``CHUNK_ROWS`` rows a chunk.
+
+    Raises:
+        FormatError: a file name without the LOBSTER pattern (see :func:`pair_files`).
+    """
+    for files in pair_files(paths):
+        yield from decode_pair(files)
+
+
+def decode_pair(files: LobsterFiles) -> Iterator[Decoded]:
+    """Decode one message/orderbook pair in lockstep (orderbook row i takes message i's time)."""
+    to_utc = _wall_clock_to_utc(files.day)
+    message_lines = _lines(files.message)
+    book_lines = _lines(files.orderbook)
+    out = _Chunk(files)
+    bytes_read = 0
+    for index, (msg, book) in enumerate(zip_longest(message_lines, book_lines)):
+        ts_ns = UNDEF_TS
+        if msg is not None:
+            bytes_read += len(msg)
+            ts_ns = out.message(index, msg, to_utc)
+        if book is not None:
+            bytes_read += len(book)
+            out.orderbook(index, book, ts_ns)
+        if (index + 1) % CHUNK_ROWS == 0:
+            yield out.flush(bytes_read)
+    yield out.flush(bytes_read)
+
+
+def halt_state(price_nanos: int) -> str:
+    """Name the trading state an ``N`` row of a LOBSTER type-7 message carries (halt, quoting, resume)."""
+    return m.HALT_CODES.get(price_nanos // m.PRICE_UNIT_NANOS, f"unknown code {price_nanos}")
+
+
+def _lines(path: Path | None) -> Iterator[bytes]:
+    if path is None:
+        return
+    with open(path, "rb") as fh:
+        yield from fh
+
+
+def _wall_clock_to_utc(day: date) -> Callable[[int], int]:
+    """seconds-after-local-midnight ns -> UTC ns, with the zone offset of each wall-clock hour."""
+    zone = ZoneInfo(m.TIMEZONE)
+    midnight = datetime(day.year, day.month, day.day)
+    naive_epoch_ns = int((midnight - datetime(1970, 1, 1)) / timedelta(microseconds=1)) * 1000
+    offsets_ns = []
+    for hour in range(25):
+        wall = (midnight + timedelta(hours=hour)).replace(tzinfo=zone)
+        offsets_ns.append(int(wall.utcoffset() / timedelta(microseconds=1)) * 1000)
+
+    def to_utc(seconds_ns: int) -> int:
+        return naive_epoch_ns + seconds_ns - offsets_ns[seconds_ns // 3_600_000_000_000]
+
+    return to_utc
+
+
+def _empty_columns(names: list[str]) -> dict[str, list[Any]]:
+    return {n: [] for n in names if n not in ("venue", "symbol")}
+
+
+def _int(text: str, name: str) -> int:
+    if not _INT.match(text):
+        raise _Reject("bad_number", f"{name} was {text!r}, not an integer")
+    return int(text)
+
+
+class _Chunk:
+    """Column lists of one output chunk."""
+
+    def __init__(self, files: LobsterFiles) -> None:
+        self.files = files
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rejects = Rejects(m.VENUE)
+        self.events = _empty_columns(ORDER_EVENT.column_names)
+        self.trades = _empty_columns(TRADE.column_names)
+        self.snaps = _empty_columns(BOOK_SNAPSHOT.column_names)
+
+    def flush(self, bytes_read: int) -> Decoded:
+        constants = {"venue": m.VENUE, "symbol": self.files.ticker}
+        tables = {
+            ORDER_EVENT.name: ORDER_EVENT.table(self.events, constants=constants),
+            TRADE.name: TRADE.table(self.trades, constants=constants),
+            BOOK_SNAPSHOT.name: BOOK_SNAPSHOT.table(self.snaps, constants=constants),
+            "rejected": self.rejects.table(),
+        }
+        source = str(self.files.message or self.files.orderbook)
+        self._reset()
+        return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read=bytes_read, source=source)
+
+    def _reject(self, exc: _Reject, path: Path | None, index: int, raw: bytes, ts_ns: int = UNDEF_TS) -> None:
+        self.rejects.add(exc.reason, exc.detail, f"{path}:{index + 1}", raw, ts_recv_ns=ts_ns,
+                         ts_event_ns=ts_ns, symbol=self.files.ticker)
+
+    def message(self, index: int, raw: bytes, to_utc: Callable[[int], int]) -> int:
+        """Decode message row ``index``; return its UTC time (UNDEF_TS when rejected)."""
+        try:
+            ts_ns, kind, order_id, size, price, direction = self._parse_message(raw, to_utc)
+        except _Reject as exc:
+            self._reject(exc, self.files.message, index, raw)
+            return UNDEF_TS
+        side = SIDE_BID if direction == m.BUY else SIDE_ASK
+        opposite = SIDE_ASK if direction == m.BUY else SIDE_BID
+        price_nanos = price * m.PRICE_UNIT_NANOS
+        size_nanos = size * SCALE
+        if kind == m.SUBMISSION:
+            self._event(ts_ns, index, order_id, L3_ADD, side, price_nanos, size_nanos, F_LAST)
+        elif kind in (m.CANCELLATION, m.DELETION):
+            self._event(ts_ns, index, order_id, L3_CANCEL, side, price_nanos, size_nanos, F_LAST)
+        elif kind == m.EXECUTION_VISIBLE:
+            self._event(ts_ns, index, order_id, L3_FILL, side, price_nanos, size_nanos, 0)
+            self._event(ts_ns, index, order_id, L3_CANCEL, side, price_nanos, size_nanos, F_LAST)
+            self._trade(ts_ns, index, price_nanos, size_nanos, opposite, 0)
+        elif kind == m.EXECUTION_HIDDEN:
+            self._trade(ts_ns, index, price_nanos, size_nanos, opposite, m.F_HIDDEN)
+        elif kind == m.CROSS_TRADE:
+            self._trade(ts_ns, index, price_nanos, size_nanos, NO_SIDE, 0)
+        else:
+            flags = F_LAST if price == 1 else F_LAST | F_MAYBE_BAD_BOOK
+            self._event(ts_ns, index, order_id, L3_NONE, NO_SIDE, price_nanos, 0, flags)
+        return ts_ns
+
+    def _parse_message(self, raw: bytes, to_utc: Callable[[int], int]) -> tuple[int, int, int, int, int, int]:
+        fields = raw.decode("ascii", "replace").strip().split(",")
+        if len(fields) != len(m.MESSAGE_FIELDS):
+            reason = "truncated" if len(fields) < len(m.MESSAGE_FIELDS) else "bad_format"
+            raise _Reject(reason, f"{len(fields)} fields, LOBSTER messages have {len(m.MESSAGE_FIELDS)} "
+                                  f"({','.join(m.MESSAGE_FIELDS)})")
+        time_text, *rest = fields
+        try:
+            seconds_ns = to_nanos(time_text)
+        except BadNumber as exc:
+            raise _Reject(exc.reason, f"Time was {time_text!r}") from None
+        if seconds_ns >= _DAY_NS:
+            raise _Reject("out_of_range", f"Time was {time_text!r}, beyond one day after midnight")
+        kind, order_id, size, price, direction = (_int(t, n) for t, n in zip(rest, m.MESSAGE_FIELDS[1:],
+                                                                              strict=True))
+        if kind not in m.MESSAGE_TYPES:
+            raise _Reject("unknown_message", f"Type was {kind}; LOBSTER types are 1..7")
+        if order_id < 0:
+            raise _Reject("negative", f"OrderID was {order_id}")
+        if kind == m.TRADING_HALT:
+            if price not in m.HALT_CODES:
+                raise _Reject("out_of_range", f"Price was {price} on a halt message (expected -1, 0 or 1)")
+            return to_utc(seconds_ns), kind, order_id, max(size, 0), price, direction
+        for name, value in (("Size", size), ("Price", price)):
+            if value < 0:
+                raise _Reject("negative", f"{name} was {value}")
+            if value == 0:
+                raise _Reject("out_of_range", f"{name} was 0 on a type {kind} message")
+        if direction not in (m.BUY, m.SELL):
+            raise _Reject("out_of_range", f"Direction was {direction} (expected 1 or -1)")
+        if price * m.PRICE_UNIT_NANOS > 2**63 - 1 or size * SCALE > 2**63 - 1:
+            raise _Reject("out_of_range", f"Price {price} or Size {size} does not fit int64 nanos")
+        return to_utc(seconds_ns), kind, order_id, size, price, direction
+
+    def _event(self, ts_ns: int, seq: int, order_id: int, action: int, side: int, price_nanos: int,
+               size_nanos: int, flags: int) -> None:
+        e = self.events
+        for name, value in (("ts_event_ns", ts_ns), ("ts_recv_ns", ts_ns), ("sequence", seq),
+                            ("order_id", order_id), ("action", action), ("side", side),
+                            ("price_nanos", price_nanos), ("size_nanos", size_nanos), ("flags", flags)):
+            e[name].append(value)
+
+    def _trade(self, ts_ns: int, seq: int, price_nanos: int, size_nanos: int, aggressor: int,
+               flags: int) -> None:
+        t = self.trades
+        for name, value in (("ts_event_ns", ts_ns), ("ts_recv_ns", ts_ns), ("sequence", seq),
+                            ("trade_id", ""), ("price_nanos", price_nanos), ("size_nanos", size_nanos),
+                            ("aggressor_side", aggressor), ("flags", flags)):
+            t[name].append(value)
+
+    def orderbook(self, index: int, raw: bytes, ts_ns: int) -> None:
+        levels = self.files.levels
+        try:
+            values = self._parse_book(raw, levels)
+        except _Reject as exc:
+            self._reject(exc, self.files.orderbook, index, raw, ts_ns)
+            return
+        grid = np.array(values, np.int64).reshape(levels, 4)
+        s = self.snaps
+        s["ts_event_ns"].append(ts_ns)
+        s["ts_recv_ns"].append(ts_ns)
+        s["sequence"].append(index)
+        s["levels"].append(levels)
+        s["flags"].append(0)
+        for col, px_i, sz_i, empty in (("ask", 0, 1, m.EMPTY_ASK_PRICE), ("bid", 2, 3, m.EMPTY_BID_PRICE)):
+            px, sz = grid[:, px_i], grid[:, sz_i]
+            absent = (px == empty) & (sz == 0)
+            s[f"{col}_price_nanos"].append(np.where(absent, UNDEF_PRICE, px * m.PRICE_UNIT_NANOS).tolist())
+            s[f"{col}_size_nanos"].append(np.where(absent, 0, sz * SCALE).tolist())
+
+    def _parse_book(self, raw: bytes, levels: int) -> list[int]:
+        fields = raw.decode("ascii", "replace").strip().split(",")
+        want = 4 * levels
+        if len(fields) != want:
+            reason = "truncated" if len(fields) < want else "bad_format"
+            raise _Reject(reason, f"{len(fields)} fields, a {levels}-level LOBSTER orderbook row has {want}")
+        names = [f"{m.ORDERBOOK_FIELDS_PER_LEVEL[j % 4]}_{j // 4 + 1}" for j in range(want)]
+        values = [_int(t, name) for t, name in zip(fields, names, strict=True)]
+        for j in range(0, want, 2):
+            price, size, name = values[j], values[j + 1], names[j]
+            if size < 0:
+                raise _Reject("negative", f"{names[j + 1]} was {size}")
+            if price in (m.EMPTY_ASK_PRICE, m.EMPTY_BID_PRICE):
+                if size != 0:
+                    raise _Reject("out_of_range", f"{name} was the empty-level price {price}, size {size}")
+            elif price <= 0:
+                raise _Reject("negative" if price < 0 else "out_of_range", f"{name} was {price}")
+            elif price * m.PRICE_UNIT_NANOS > 2**63 - 1:
+                raise _Reject("out_of_range", f"{name} was {price}, beyond int64 nanos")
+        return values
