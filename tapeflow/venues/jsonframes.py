@@ -1,4 +1,4 @@
-"""Helpers for decoders of JSON websocket/REST frames: parse, exact numbers, typed field access.
+"""Helpers for decoders of JSON websocket/REST frames: parse, exact numbers, fields, the frame loop.
 
 Every helper raises :class:`BadFrame` (a reason code plus a detail naming the offending value);
 decoders turn it into one ``rejected`` row, so a bad frame never crashes a decode.
@@ -8,18 +8,25 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
-from tapeflow.venues.base import BadNumber, Rejects, to_nanos
+from tapeflow.schemas.records import QUOTE, TRADE
+from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
 from tapeflow.venues.capture import CaptureLine, read_capture
+from tapeflow.venues.l2sync import ChainStats, DeltaColumns, SeqChain
+
+CHUNK_ROWS = 100_000
 
 _SCALE = 1_000_000_000
 _MAX_WHOLE_DIGITS = 9  # 999_999_999.999999999 still fits int64 nanos; longer goes the slow way
+# decimal text -> nanos of every plain decimal seen (only valid, non-negative values get in)
+_NANOS_CACHE: dict[str, int] = {}
+_CACHE_MAX = 1 << 20
 
 
 class BadFrame(ValueError):
@@ -78,10 +85,17 @@ def nanos(text: Any, what: str = "value") -> int:
         BadFrame: reason ``bad_number``, ``negative`` or ``out_of_range`` naming ``what``.
     """
     if type(text) is str:
+        hit = _NANOS_CACHE.get(text)
+        if hit is not None:
+            return hit
         whole, _, frac = text.partition(".")
         if (whole.isascii() and whole.isdigit() and len(whole) <= _MAX_WHOLE_DIGITS and len(frac) <= 9
                 and (not frac or (frac.isascii() and frac.isdigit()))):
-            return int(whole) * _SCALE + (int(frac.ljust(9, "0")) if frac else 0)
+            value = int(whole) * _SCALE + (int(frac.ljust(9, "0")) if frac else 0)
+            if len(_NANOS_CACHE) >= _CACHE_MAX:
+                _NANOS_CACHE.clear()
+            _NANOS_CACHE[text] = value
+            return value
     elif type(text) is not int:
         raise BadFrame("bad_number", f"{what} was {text!r}, not a decimal string")
     try:
@@ -122,15 +136,26 @@ def levels(rows: Any, what: str) -> tuple[list[int], list[int]]:
         BadFrame: ``bad_level`` for a row that is not a list of at least two entries, or the
             number reason naming the side and the row.
     """
-    if not isinstance(rows, list):
+    if type(rows) is not list:
         raise BadFrame("bad_level", f"{what} was {rows!r}, not a list of levels")
+    if all(type(r) is list for r in rows):
+        # Prices and sizes repeat across a capture: most levels are two dictionary hits.
+        cache = _NANOS_CACHE
+        try:
+            return [cache[r[0]] for r in rows], [cache[r[1]] for r in rows]
+        except (KeyError, IndexError, TypeError):
+            pass
     prices: list[int] = []
     sizes: list[int] = []
+    get = _NANOS_CACHE.get
     for i, row in enumerate(rows):
-        if not isinstance(row, list) or len(row) < 2:
+        if type(row) is not list or len(row) < 2:
             raise BadFrame("bad_level", f"{what}[{i}] was {row!r}, not [price, size]")
-        prices.append(nanos(row[0], f"{what}[{i}] price"))
-        sizes.append(nanos(row[1], f"{what}[{i}] size"))
+        p, q = row[0], row[1]
+        px = get(p) if type(p) is str else None
+        sz = get(q) if type(q) is str else None
+        prices.append(nanos(p, f"{what}[{i}] price") if px is None else px)
+        sizes.append(nanos(q, f"{what}[{i}] size") if sz is None else sz)
     return prices, sizes
 
 
@@ -164,3 +189,89 @@ def merged_captures(paths: Sequence[Path], rejects: Rejects) -> Iterator[tuple[i
     if len(streams) == 1:
         return streams[0]
     return heapq.merge(*streams, key=lambda item: item[1].recv_ns)
+
+
+class CaptureDecoder:
+    """Skeleton of a streaming capture decoder: frames in, chunks of tables out.
+
+    Subclasses implement :meth:`frame` (raise :class:`BadFrame` for bad input) and write to
+    ``self.deltas`` / ``self.trades`` / ``self.quotes``; depth chains live in ``self.chains``
+    and share ``self.stats``.
+
+    Args:
+        venue: venue code for rejects.
+        symbols: keep only these symbols (any case); others become ``unknown_symbol``.
+        chunk_rows: yield a chunk once about this many rows are buffered.
+    """
+
+    def __init__(self, venue: str, *, symbols: Collection[str] | None = None,
+                 chunk_rows: int = CHUNK_ROWS) -> None:
+        self.symbols = None if symbols is None else {s.upper() for s in symbols}
+        self.chunk_rows = chunk_rows
+        self.stats = ChainStats()
+        self.chains: dict[tuple[str, str], SeqChain] = {}
+        self.deltas = DeltaColumns()
+        self.trades = Columns(TRADE)
+        self.quotes = Columns(QUOTE)
+        self.rejects = DrainableRejects(venue)
+        self.frames = 0
+
+    def run(self, paths: Sequence[Path]) -> Iterator[Decoded]:
+        """Decode ``paths`` merged by capture time, yielding chunks of about ``chunk_rows`` rows."""
+        paths = [Path(p) for p in paths]
+        self.start(paths)
+        bytes_read = 0
+        for i, line in merged_captures(paths, self.rejects):
+            bytes_read += len(line.payload) + 1
+            self.frames += 1
+            try:
+                self.frame(i, line)
+            except BadFrame as bad:
+                self.rejects.add(bad.reason, bad.detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
+            if self.frames % 1024 == 0 and self._rows() >= self.chunk_rows:
+                yield self._chunk(bytes_read, line.location)
+        for chain in self.chains.values():
+            chain.flush(self.deltas)
+        yield self._chunk(bytes_read, "end")
+
+    def start(self, paths: list[Path]) -> None:
+        """Called once before the first frame (e.g. to sniff each file's market)."""
+
+    def frame(self, index: int, line: CaptureLine) -> None:
+        """Decode one frame of file ``paths[index]``."""
+        raise NotImplementedError
+
+    def chain(self, venue: str, symbol: str) -> SeqChain:
+        """The depth chain of one instrument (created on first use)."""
+        key = (venue, symbol)
+        chain = self.chains.get(key)
+        if chain is None:
+            chain = self.chains[key] = SeqChain(self.stats)
+        return chain
+
+    def check_symbol(self, symbol: Any) -> str:
+        """``symbol`` when it is a non-empty string inside the filter.
+
+        Raises:
+            BadFrame: ``missing_field`` or ``unknown_symbol``.
+        """
+        if not isinstance(symbol, str) or not symbol:
+            raise BadFrame("missing_field", f"symbol was {symbol!r}")
+        if self.symbols is not None and symbol.upper() not in self.symbols:
+            raise BadFrame("unknown_symbol", f"symbol {symbol!r} is not among {sorted(self.symbols)}")
+        return symbol
+
+    def _rows(self) -> int:
+        return len(self.deltas) + len(self.trades) + len(self.quotes) + len(self.rejects)
+
+    def _chunk(self, bytes_read: int, where: str) -> Decoded:
+        tables = {
+            "book_delta": self.deltas.drain(),
+            "trade": self.trades.table(),
+            "quote": self.quotes.table(),
+            "rejected": self.rejects.drain(),
+        }
+        self.trades = Columns(TRADE)
+        self.quotes = Columns(QUOTE)
+        return Decoded(tables={k: t for k, t in tables.items() if t.num_rows}, bytes_read=bytes_read,
+                       source=where)

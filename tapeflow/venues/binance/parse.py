@@ -19,28 +19,27 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tapeflow.schemas.records import ASK, BID, QUOTE, TRADE
-from tapeflow.venues.base import Columns, Decoded
+from tapeflow.schemas.records import ASK, BID
+from tapeflow.venues.base import Decoded
 from tapeflow.venues.binance import messages as wire
 from tapeflow.venues.capture import HTTP, OPEN, SENT, CaptureLine, open_maybe_gzip
 from tapeflow.venues.jsonframes import (
+    CHUNK_ROWS,
     BadFrame,
-    DrainableRejects,
+    CaptureDecoder,
     field,
     integer,
     levels,
     load_json,
-    merged_captures,
     ms_to_ns,
     nanos,
 )
-from tapeflow.venues.l2sync import ChainStats, DeltaColumns, L2Message, L2Snapshot, SeqChain
+from tapeflow.venues.l2sync import L2Message, L2Snapshot
 
-CHUNK_ROWS = 100_000
 _SNIFF_LINES = 2000
 
 
-class BinanceDecoder:
+class BinanceDecoder(CaptureDecoder):
     """One decode pass over Binance captures; ``stats`` holds the depth-chain oracle counts.
 
     Args:
@@ -50,71 +49,19 @@ class BinanceDecoder:
     """
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
-        self.symbols = None if symbols is None else {s.upper() for s in symbols}
-        self.chunk_rows = chunk_rows
-        self.stats = ChainStats()
-        self.chains: dict[tuple[str, str], SeqChain] = {}
-        self.deltas = DeltaColumns()
-        self.trades = Columns(TRADE)
-        self.quotes = Columns(QUOTE)
-        self.rejects = DrainableRejects("binance")
-        self.frames = 0
+        super().__init__("binance", symbols=symbols, chunk_rows=chunk_rows)
+        self.venues: list[str] = []
 
-    def run(self, paths: Sequence[Path]) -> Iterator[Decoded]:
-        """Decode ``paths`` (merged by capture time), yielding chunks of about ``chunk_rows`` rows."""
-        paths = [Path(p) for p in paths]
-        venues = [_default_venue(p) for p in paths]
-        bytes_read = 0
-        for i, line in merged_captures(paths, self.rejects):
-            bytes_read += len(line.payload) + 1
-            if line.kind == OPEN:
-                venues[i] = _url_venue(line.url, venues[i])
-                continue
-            if line.kind == SENT:
-                continue
-            self.frames += 1
-            try:
-                if line.kind == HTTP:
-                    self._http(line)
-                else:
-                    self._frame(venues[i], line)
-            except BadFrame as bad:
-                self.rejects.add(bad.reason, bad.detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
-            if self.frames % 1024 == 0 and self._rows() >= self.chunk_rows:
-                yield self._chunk(bytes_read, line.location)
-        for chain in self.chains.values():
-            chain.flush(self.deltas)
-        yield self._chunk(bytes_read, "end")
+    def start(self, paths: list[Path]) -> None:
+        self.venues = [_default_venue(p) for p in paths]
 
-    def _rows(self) -> int:
-        return len(self.deltas) + len(self.trades) + len(self.quotes) + len(self.rejects)
-
-    def _chunk(self, bytes_read: int, where: str) -> Decoded:
-        tables = {
-            "book_delta": self.deltas.drain(),
-            "trade": self.trades.table(),
-            "quote": self.quotes.table(),
-            "rejected": self.rejects.drain(),
-        }
-        self.trades = Columns(TRADE)
-        self.quotes = Columns(QUOTE)
-        return Decoded(tables={k: t for k, t in tables.items() if t.num_rows}, bytes_read=bytes_read,
-                       source=where)
-
-    def _chain(self, venue: str, symbol: str) -> SeqChain:
-        key = (venue, symbol)
-        chain = self.chains.get(key)
-        if chain is None:
-            chain = self.chains[key] = SeqChain(self.stats)
-        return chain
-
-    def _symbol(self, data: dict[str, Any]) -> str:
-        symbol = data.get("s")
-        if not isinstance(symbol, str) or not symbol:
-            raise BadFrame("missing_field", f"symbol 's' was {symbol!r}")
-        if self.symbols is not None and symbol.upper() not in self.symbols:
-            raise BadFrame("unknown_symbol", f"symbol {symbol!r} is not among {sorted(self.symbols)}")
-        return symbol
+    def frame(self, index: int, line: CaptureLine) -> None:
+        if line.kind == OPEN:
+            self.venues[index] = _url_venue(line.url, self.venues[index])
+        elif line.kind == HTTP:
+            self._http(line)
+        elif line.kind != SENT:
+            self._frame(self.venues[index], line)
 
     def _frame(self, venue: str, line: CaptureLine) -> None:
         msg = load_json(line.payload)
@@ -150,7 +97,7 @@ class BinanceDecoder:
             raise BadFrame("unknown_message", f"event type {kind!r} on stream {stream!r}")
 
     def _depth(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
-        symbol = self._symbol(data)
+        symbol = self.check_symbol(data.get("s"))
         first, last = integer(data, "U"), integer(data, "u")
         prev = integer(data, "pu") if "pu" in data else None
         if first > last:
@@ -160,7 +107,7 @@ class BinanceDecoder:
         ts_event = ms_to_ns(data.get("T", data.get("E")), line.recv_ns)
         msg = L2Message(venue, symbol, first, last, prev, ts_event, line.recv_ns,
                         [BID] * len(bid_px) + [ASK] * len(ask_px), bid_px + ask_px, bid_sz + ask_sz)
-        self._chain(venue, symbol).update(msg, self.deltas)
+        self.chain(venue, symbol).update(msg, self.deltas)
 
     def _snapshot(self, venue: str, body: dict[str, Any], symbol: str | None, line: CaptureLine) -> None:
         last_id = integer(body, "lastUpdateId")
@@ -174,7 +121,7 @@ class BinanceDecoder:
         ts_event = ms_to_ns(body.get("T", body.get("E")), line.recv_ns)
         snap = L2Snapshot(venue, symbol, last_id, ts_event, line.recv_ns,
                           [BID] * len(bid_px) + [ASK] * len(ask_px), bid_px + ask_px, bid_sz + ask_sz)
-        self._chain(venue, symbol).snapshot(snap, self.deltas)
+        self.chain(venue, symbol).snapshot(snap, self.deltas)
 
     def _bare_snapshot_symbol(self, venue: str, last_id: int) -> str:
         # hftbacktest writes the REST body without its symbol: it belongs to the one symbol of
@@ -203,7 +150,7 @@ class BinanceDecoder:
         self._snapshot(venue, body, symbols[0], line)
 
     def _trade(self, venue: str, data: dict[str, Any], id_key: str, line: CaptureLine) -> None:
-        symbol = self._symbol(data)
+        symbol = self.check_symbol(data.get("s"))
         trade_id = integer(data, id_key)
         maker = field(data, "m")
         if not isinstance(maker, bool):
@@ -217,7 +164,7 @@ class BinanceDecoder:
         )
 
     def _quote(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
-        symbol = self._symbol(data)
+        symbol = self.check_symbol(data.get("s"))
         self.quotes.append(
             ts_event_ns=ms_to_ns(data.get("T", data.get("E")), line.recv_ns), ts_recv_ns=line.recv_ns,
             venue=venue, symbol=symbol, sequence=integer(data, "u"),
