@@ -48,11 +48,7 @@ class Warehouse:
         self.chdb_path: Path | None = None
         if dsn.startswith("chdb:"):
             self.chdb_path = _chdb_path(dsn)
-            self.chdb_path.mkdir(parents=True, exist_ok=True)
-            try:
-                self.client = clickhouse_connect.get_client(interface="chdb", path=str(self.chdb_path))
-            except Exception as exc:  # chdb reports a locked directory as a bare engine error
-                raise StorageError(_chdb_open_failure(self.chdb_path, exc)) from exc
+            self.client = _open_chdb(self.chdb_path)
         elif dsn.startswith(("http://", "https://")):
             try:
                 self.client = clickhouse_connect.get_client(dsn=dsn)
@@ -211,6 +207,17 @@ def _chdb_path(dsn: str) -> Path:
     if not rest:
         raise ConfigError(f"chdb DSN {dsn!r} names no directory")
     return Path(rest).resolve()
+
+
+def _open_chdb(path: Path) -> Any:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create the chdb directory {path}: {exc}") from exc
+    try:
+        return clickhouse_connect.get_client(interface="chdb", path=str(path))
+    except Exception as exc:  # chdb reports a locked directory as a bare engine error
+        raise StorageError(_chdb_open_failure(path, exc)) from exc
 
 
 def _chdb_open_failure(path: Path, exc: Exception) -> str:
