@@ -178,6 +178,19 @@ def open_dbn(path: Path) -> tuple[DbnHeader, Iterator[Block]]:
     return header, _blocks(src, pending)
 
 
+def read_dbn_header(path: Path) -> DbnHeader:
+    """The header (version, metadata) of a DBN file or fragment, without reading its records.
+
+    Raises:
+        FormatError: a legacy DBZ file, or a file that is not DBN at all.
+    """
+    src = _Source(Path(path))
+    try:
+        return _read_header(src)[0]
+    finally:
+        src.close()
+
+
 def _blocks(src: _Source, pending: bytes) -> Iterator[Block]:
     carry = pending
     index = 0

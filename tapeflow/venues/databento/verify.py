@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from tapeflow.bars import interval_ns, time_bars
 from tapeflow.venues.base import VerifyReport
-from tapeflow.venues.databento.framing import DbnHeader, open_dbn
+from tapeflow.venues.databento.framing import DbnHeader, read_dbn_header
 from tapeflow.venues.databento.messages import SCHEMA_INTERVALS
 from tapeflow.venues.databento.parse import decode_all
 
@@ -27,9 +27,7 @@ _COMPARED = ("open_price_nanos", "high_price_nanos", "low_price_nanos", "close_p
 
 def read_header(path: Path) -> DbnHeader:
     """The DBN header (version, metadata) of a file, without reading its records."""
-    header, blocks = open_dbn(path)
-    blocks.close()  # type: ignore[attr-defined]  # a generator: closing it closes the file
-    return header
+    return read_dbn_header(path)
 
 
 def verify(paths: Sequence[Path]) -> list[VerifyReport]:
