@@ -221,18 +221,27 @@ class CaptureDecoder:
         paths = [Path(p) for p in paths]
         self.start(paths)
         bytes_read = 0
-        for i, line in merged_captures(paths, self.rejects):
+        for i, line in self.lines(paths):
             bytes_read += len(line.payload) + 1
             self.frames += 1
             try:
                 self.frame(i, line)
             except BadFrame as bad:
                 self.rejects.add(bad.reason, bad.detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
+            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+                # A shape no check anticipated (e.g. a number where an object belongs): still a
+                # dead letter, never a crash of the whole decode.
+                self.rejects.add("bad_field", f"{type(exc).__name__}: {exc}", line.location, line.payload,
+                                 ts_recv_ns=line.recv_ns)
             if self.frames % 1024 == 0 and self._rows() >= self.chunk_rows:
                 yield self._chunk(bytes_read, line.location)
         for chain in self.chains.values():
             chain.flush(self.deltas)
         yield self._chunk(bytes_read, "end")
+
+    def lines(self, paths: list[Path]) -> Iterator[tuple[int, CaptureLine]]:
+        """The frames to decode as ``(file index, line)``; capture files merged by capture time."""
+        return merged_captures(paths, self.rejects)
 
     def start(self, paths: list[Path]) -> None:
         """Called once before the first frame (e.g. to sniff each file's market)."""
