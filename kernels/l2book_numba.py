@@ -61,38 +61,104 @@ def _spill_best(sp_tick: np.ndarray, row: int, count: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _best(w: np.ndarray, m: np.ndarray, sp_tick: np.ndarray, sp_sz: np.ndarray, row: int
-          ) -> tuple[bool, int, int]:
+def _spill(sp_tick: np.ndarray, sp_sz: np.ndarray, row: int, t: int, sz: int, remove: bool, count: int
+           ) -> tuple[int, int]:
+    """Set or delete a level outside the window in place; returns (halt code, new count)."""
+    k = -1
+    for q in range(count):
+        if sp_tick[row, q] == t:
+            k = q
+            break
+    if remove:
+        if k < 0:
+            return DONE, count
+        sp_tick[row, k] = sp_tick[row, count - 1]
+        sp_sz[row, k] = sp_sz[row, count - 1]
+        return DONE, count - 1
+    if k >= 0:
+        sp_sz[row, k] = sz
+        return DONE, count
+    if count == sp_tick.shape[1]:
+        return SPILL_FULL, count
+    sp_tick[row, count] = t
+    sp_sz[row, count] = sz
+    return DONE, count + 1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _to_tick(p: int, tick: int, inv: float) -> tuple[int, bool]:
+    """(floor(p / tick), p % tick == 0) without a 64-bit integer division on the hot path.
+
+    A float estimate of the quotient is off by at most a few units while |p| < 2**52; the
+    integer remainder corrects it exactly. Larger prices take the exact (slow) division.
+    """
+    if -(2**52) < p < 2**52:
+        q = np.int64(p * inv)
+        r = p - q * tick
+        while r < 0:
+            q -= 1
+            r += tick
+        while r >= tick:
+            q += 1
+            r -= tick
+        return q, r == 0
+    return p // tick, p % tick == 0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _best(w: np.ndarray, lo: int, wbest: int, wcount: int, sp_tick: np.ndarray, sp_sz: np.ndarray,
+          row: int, sbest: int) -> tuple[bool, int, int]:
     """(exists, tick, size) of the best level of one side over window and spill."""
-    wi = m[BB + row]
-    has_w = m[NB + row] > 0
-    sk = m[SBB + row]
-    if sk >= 0:
-        st = sp_tick[row, sk]
-        if not has_w or (st > m[LO] + wi) == (row == 0):
-            return True, st, sp_sz[row, sk]
-    if has_w:
-        return True, m[LO] + wi, w[wi]
+    if sbest >= 0:
+        st = sp_tick[row, sbest]
+        if wcount == 0 or (st > lo + wbest) == (row == 0):
+            return True, st, sp_sz[row, sbest]
+    if wcount > 0:
+        return True, lo + wbest, w[wbest]
     return False, 0, 0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _window(w: np.ndarray, j: int, sz: int, remove: bool, best: int, count: int, is_bid: bool
+            ) -> tuple[int, int]:
+    """Set or delete window slot ``j``; returns the side's (best index, level count)."""
+    old = w[j]
+    if remove:
+        if old != 0:
+            w[j] = 0
+            count -= 1
+            if j == best:
+                if count == 0:
+                    best = -1 if is_bid else w.shape[0]
+                else:
+                    step = -1 if is_bid else 1
+                    k = j + step
+                    while w[k] == 0:
+                        k += step
+                    best = k
+    else:
+        if old == 0:
+            count += 1
+        w[j] = sz
+        if (j > best) if is_bid else (j < best):
+            best = j
+    return best, count
+
+
 @njit(cache=True, nogil=True)
-def _top(w: np.ndarray, m: np.ndarray, sp_tick: np.ndarray, sp_sz: np.ndarray, row: int,
-         levels: int, out_px: np.ndarray, out_sz: np.ndarray) -> None:
-    count = m[NSB + row]
+def _top(w: np.ndarray, tick: int, lo: int, best: int, wcount: int, sp_tick: np.ndarray, sp_sz: np.ndarray,
+         row: int, count: int, levels: int, out_px: np.ndarray, out_sz: np.ndarray) -> None:
     cand_t = np.empty(levels + count, np.int64)
     cand_s = np.empty(levels + count, np.int64)
     c = 0
-    found = 0
-    j = m[BB + row]
+    j = best
     step = -1 if row == 0 else 1
     # stop after `levels` window levels or after the last one the window holds
-    while c < levels and found < m[NB + row]:
+    while c < levels and c < wcount:
         if w[j] != 0:
-            cand_t[c] = m[LO] + j
+            cand_t[c] = lo + j
             cand_s[c] = w[j]
             c += 1
-            found += 1
         j += step
     for k in range(count):
         cand_t[c] = sp_tick[row, k]
@@ -101,7 +167,6 @@ def _top(w: np.ndarray, m: np.ndarray, sp_tick: np.ndarray, sp_sz: np.ndarray, r
     order = np.argsort(cand_t[:c])
     if row == 0:
         order = order[::-1]
-    tick = m[TICK]
     for q in range(min(levels, c)):
         out_px[q] = cand_t[order[q]] * tick
         out_sz[q] = cand_s[order[q]]
@@ -127,105 +192,97 @@ def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.n
     """
     n = side.shape[0]
     width = bid_w.shape[0]
-    cap = sp_tick.shape[1]
     levels = snaps.shape[2]
     half = width // 2
+    # the book lives in locals inside the loop (registers); ``m`` is written back on exit
+    tick, lo, synced = m[TICK], m[LO], m[SYNCED]
+    bb, ba, nb, na = m[BB], m[BA], m[NB], m[NA]
+    nsb, nsa, sbb, sba = m[NSB], m[NSA], m[SBB], m[SBA]
+    inv = 1.0 / tick if tick > 0 else 0.0
+    code = DONE
+    stop = n
     for i in range(start, n):
         f = flags[i]
         if f & F_GAP:
-            m[SYNCED] = 0
+            synced = 0
         if not f & F_SUPERSEDED:
             a = action[i]
             if a == CLEAR:
-                if m[NB] > 0:
+                if nb > 0:
                     bid_w[:] = 0
-                if m[NA] > 0:
+                if na > 0:
                     ask_w[:] = 0
-                m[NB], m[NA], m[NSB], m[NSA] = 0, 0, 0, 0
-                m[BB], m[BA], m[SBB], m[SBA] = -1, width, -1, -1
-                m[SYNCED] = 0
+                nb, na, nsb, nsa = 0, 0, 0, 0
+                bb, ba, sbb, sba = -1, width, -1, -1
+                synced = 0
             elif a == SET or a == DELETE:
-                p = price[i]
-                tick = m[TICK]
-                if tick == 0 or p % tick != 0:
-                    return i, REGRID
-                t = p // tick
-                row = 0 if side[i] == BID else 1
-                w = bid_w if row == 0 else ask_w
+                if tick == 0:
+                    code, stop = REGRID, i
+                    break
+                t, exact = _to_tick(price[i], tick, inv)
+                if not exact:
+                    code, stop = REGRID, i
+                    break
+                is_bid = side[i] == BID
                 sz = size[i]
                 remove = a == DELETE or sz == 0
-                if not remove and m[NB] + m[NA] + m[NSB] + m[NSA] == 0:
+                if not remove and nb + na + nsb + nsa == 0:
                     # an empty book re-anchors for free: nothing to move
                     lo = t - half if t > -LO_LIMIT + half else -LO_LIMIT
-                    m[LO] = lo if lo < LO_LIMIT else LO_LIMIT
-                lo = m[LO]
+                    lo = lo if lo < LO_LIMIT else LO_LIMIT
                 if lo <= t < lo + width:
-                    j = t - lo
-                    old = w[j]
-                    if remove:
-                        if old != 0:
-                            w[j] = 0
-                            m[NB + row] -= 1
-                            if j == m[BB + row]:
-                                if m[NB + row] == 0:
-                                    m[BB + row] = -1 if row == 0 else width
-                                else:
-                                    step = -1 if row == 0 else 1
-                                    k = j + step
-                                    while w[k] == 0:
-                                        k += step
-                                    m[BB + row] = k
+                    if is_bid:
+                        bb, nb = _window(bid_w, t - lo, sz, remove, bb, nb, True)
                     else:
-                        if old == 0:
-                            m[NB + row] += 1
-                        w[j] = sz
-                        if (j > m[BB + row]) if row == 0 else (j < m[BB + row]):
-                            m[BB + row] = j
+                        ba, na = _window(ask_w, t - lo, sz, remove, ba, na, False)
                 else:
-                    count = m[NSB + row]
-                    k = -1
-                    for q in range(count):
-                        if sp_tick[row, q] == t:
-                            k = q
-                            break
-                    if remove:
-                        if k >= 0:
-                            sp_tick[row, k] = sp_tick[row, count - 1]
-                            sp_sz[row, k] = sp_sz[row, count - 1]
-                            m[NSB + row] = count - 1
-                            m[SBB + row] = _spill_best(sp_tick, row, count - 1)
-                    elif k >= 0:
-                        sp_sz[row, k] = sz
-                    else:
-                        has, bt, _ = _best(w, m, sp_tick, sp_sz, row)
-                        if not has or (t > bt if row == 0 else t < bt):
+                    row = 0 if is_bid else 1
+                    count = nsb if is_bid else nsa
+                    sb = sbb if is_bid else sba
+                    if not remove:
+                        if is_bid:
+                            has, bt, _ = _best(bid_w, lo, bb, nb, sp_tick, sp_sz, 0, sbb)
+                        else:
+                            has, bt, _ = _best(ask_w, lo, ba, na, sp_tick, sp_sz, 1, sba)
+                        if not has or (t > bt if is_bid else t < bt):
                             # the touch left the window: the host moves the window onto it
-                            return i, RECENTER
-                        if count == cap:
-                            return i, SPILL_FULL
-                        sp_tick[row, count] = t
-                        sp_sz[row, count] = sz
-                        m[NSB + row] = count + 1
-                        sb = m[SBB + row]
-                        if sb < 0 or (t > sp_tick[row, sb] if row == 0 else t < sp_tick[row, sb]):
-                            m[SBB + row] = count
+                            code, stop = RECENTER, i
+                            break
+                    code, count = _spill(sp_tick, sp_sz, row, t, sz, remove, count)
+                    if code != DONE:
+                        stop = i
+                        break
+                    sb = _spill_best(sp_tick, row, count)
+                    if is_bid:
+                        nsb, sbb = count, sb
+                    else:
+                        nsa, sba = count, sb
             if f & F_SNAPSHOT and f & F_LAST:
-                m[SYNCED] = 1
-        hb, bt, bs = _best(bid_w, m, sp_tick, sp_sz, 0)
-        ha, at, az = _best(ask_w, m, sp_tick, sp_sz, 1)
-        tick = m[TICK]
+                synced = 1
+        if sbb < 0 and sba < 0:
+            # nothing spilled (the usual case): the window bests are the book's
+            hb, ha = nb > 0, na > 0
+            bt, at = lo + bb, lo + ba
+            bs = bid_w[bb] if hb else 0
+            az = ask_w[ba] if ha else 0
+        else:
+            hb, bt, bs = _best(bid_w, lo, bb, nb, sp_tick, sp_sz, 0, sbb)
+            ha, at, az = _best(ask_w, lo, ba, na, sp_tick, sp_sz, 1, sba)
         bbo[0, i] = bt * tick if hb else UNDEF_PRICE
         bbo[1, i] = bs
         bbo[2, i] = at * tick if ha else UNDEF_PRICE
         bbo[3, i] = az
-        st = RESYNC if m[SYNCED] == 0 else (CROSSED if hb and ha and bt > at else VALID)
+        st = RESYNC if synced == 0 else (CROSSED if hb and ha and bt > at else VALID)
         status[i] = st
         s = snap_slot[i]
         if s >= 0:
-            _top(bid_w, m, sp_tick, sp_sz, 0, levels, snaps[0, s], snaps[1, s])
-            _top(ask_w, m, sp_tick, sp_sz, 1, levels, snaps[2, s], snaps[3, s])
+            _top(bid_w, tick, lo, bb, nb, sp_tick, sp_sz, 0, nsb, levels, snaps[0, s], snaps[1, s])
+            _top(ask_w, tick, lo, ba, na, sp_tick, sp_sz, 1, nsa, levels, snaps[2, s], snaps[3, s])
             snap_status[s] = st
-    return n, DONE
+    m[TICK], m[LO], m[SYNCED] = tick, lo, synced
+    m[BB], m[BA], m[NB], m[NA] = bb, ba, nb, na
+    m[NSB], m[NSA], m[SBB], m[SBA] = nsb, nsa, sbb, sba
+    return stop, code
 
 
 def run(state: L2State, side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
