@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import json
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ def nanos(text: Any, what: str = "value") -> int:
         raise BadFrame(exc.reason, f"{what} was {text!r}") from None
 
 
-def integer(obj: Mapping[str, Any], key: str) -> int:
+def integer(obj: Any, key: str | int) -> int:
     """``obj[key]`` as an int (JSON integer or a string of digits).
 
     Raises:
@@ -112,7 +112,7 @@ def integer(obj: Mapping[str, Any], key: str) -> int:
     """
     try:
         value = obj[key]
-    except KeyError:
+    except (KeyError, TypeError, IndexError):
         raise BadFrame("missing_field", f"no {key!r} field") from None
     if type(value) is int:
         return value
