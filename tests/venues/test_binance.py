@@ -98,19 +98,6 @@ def test_usdm_snapshot_rows_precede_the_diff_that_bridges_them(usdm) -> None:
     assert (seq[: first] < snap["lastUpdateId"]).all()
 
 
-def test_usdm_bookticker_oracle(usdm) -> None:
-    path, lines, _, _ = usdm
-    snap = next(m for _, m in lines if "lastUpdateId" in m)
-    depth_u = {m["data"]["u"] for _, m in lines if m.get("stream", "").endswith("@depth@0ms")
-               and m["data"]["u"] >= snap["lastUpdateId"]}
-    comparable = sum(1 for _, m in lines
-                     if m.get("stream", "").endswith("@bookTicker") and m["data"]["u"] in depth_u)
-    chain, ticker = verify([path])
-    assert chain.line() == "verified: 6547 of 6547 binance depth messages chained" and chain.passed
-    assert comparable == 629
-    assert (ticker.ok, ticker.total, ticker.failures) == (comparable, comparable, [])
-
-
 def _cryptofeed_expectations(ws: Path, http: Path, *, futures: bool) -> tuple[int, int]:
     snaps = {}
     for line in http.read_text().splitlines():
