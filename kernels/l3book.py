@@ -7,8 +7,9 @@ Layout, chosen for a hot loop without Python objects:
 
 * orders: an open-addressing hash table on the uint64 order id (Fibonacci hashing, linear
   probing, backward-shift deletion so no tombstones accumulate over a long day). Capacity is a
-  power of two and is grown *between* batches, by the Python wrapper, so the jitted loop never
-  allocates: before a batch the table is sized to stay at most half full even if every row adds.
+  power of two, kept at most half full: when it would pass that, the jitted loop stops at the
+  row and the Python wrapper doubles the table and resumes there, so the loop never allocates
+  and the table stays about as small as the live book (cache-resident).
 * levels: per side, a sorted array of prices with the best price LAST (bids ascending, asks
   descending). Most activity is at or near the top, so inserts and deletes shift only a few
   slots, the best is ``[n - 1]`` and top-N is a reversed slice.
@@ -111,12 +112,20 @@ def _erase(keys, used, o_side, o_px, o_sz, j, shift, mask):
 
 @nb.njit(cache=True, inline="always")
 def _level_find(lv_px, s, n, price):
-    # key ascending towards the best: price for bids, -price for asks
+    # key ascending towards the best: price for bids, -price for asks. Most events touch the
+    # first few levels, so walk down from the best a little before bisecting the rest.
     sgn = 1 if s == 0 else -1
     key = price * sgn
-    if n > 0 and lv_px[s, n - 1] * sgn == key:
-        return n - 1, True
-    lo, hi = 0, n
+    lo = 0
+    q = n - 1
+    while q >= 0 and q >= n - 8:
+        k = lv_px[s, q] * sgn
+        if k == key:
+            return q, True
+        if k < key:
+            return q + 1, False
+        q -= 1
+    hi = q + 1
     while lo < hi:
         mid = (lo + hi) >> 1
         if lv_px[s, mid] * sgn < key:
@@ -156,8 +165,9 @@ def _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, price, size, count):
 
 @nb.njit(cache=True)
 def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
-         order_id, action, side, price, size, flags, snap_rows, levels,
+         order_id, action, side, price, size, flags, snap_rows, levels, start,
          bbo, status, anomaly, snaps, snap_status):
+    # returns the row it stopped before: len(order_id) when done, earlier when a table is full
     bits = meta[_BITS]
     shift = np.uint64(64 - bits)
     mask = np.int64((1 << bits) - 1)
@@ -165,8 +175,14 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
     synced = meta[_SYNCED] != 0
     in_snap = meta[_IN_SNAPSHOT] != 0
     k = len(snap_rows)
-    sp = 0
-    for i in range(len(order_id)):
+    sp = np.searchsorted(snap_rows, start)
+    max_orders = (mask + 1) >> 1  # keep the table at most half full: short probe runs
+    max_levels = lv_px.shape[1] - 1
+    stop = len(order_id)
+    for i in range(start, len(order_id)):
+        if n_orders >= max_orders or n_lv[0] >= max_levels or n_lv[1] >= max_levels:
+            stop = i
+            break
         f = flags[i]
         anom = ANOM_NONE
         if not f & _F_SUPERSEDED:
@@ -282,6 +298,7 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
     meta[_N_ORDERS] = n_orders
     meta[_SYNCED] = 1 if synced else 0
     meta[_IN_SNAPSHOT] = 1 if in_snap else 0
+    return stop
 
 
 @nb.njit(cache=True)
@@ -294,12 +311,11 @@ def _rehash(keys, used, o_side, o_px, o_sz, nkeys, nused, nside, npx, nsz, bits)
             nkeys[t], nused[t], nside[t], npx[t], nsz[t] = keys[j], 1, o_side[j], o_px[j], o_sz[j]
 
 
-def _reserve(state: L3State, adds: int) -> L3State:
-    """Grow the tables so ``adds`` more orders and levels fit without allocating in the loop."""
-    need = int(state.meta[_N_ORDERS]) + adds
+def _grow(state: L3State) -> L3State:
+    """Double whichever table the kernel stopped on (the order table is rehashed)."""
     bits = int(state.meta[_BITS])
-    if 2 * need > (1 << bits):
-        new_bits = max(bits, (2 * need - 1).bit_length())
+    if 2 * int(state.meta[_N_ORDERS]) >= 1 << bits:
+        new_bits = bits + 1
         cap = 1 << new_bits
         grown = (np.zeros(cap, np.uint64), np.zeros(cap, np.uint8), np.zeros(cap, np.uint8),
                  np.zeros(cap, np.int64), np.zeros(cap, np.int64))
@@ -309,11 +325,10 @@ def _reserve(state: L3State, adds: int) -> L3State:
         state = state._replace(keys=grown[0], used=grown[1], o_side=grown[2], o_px=grown[3],
                                o_sz=grown[4], meta=meta)
     lcap = state.lv_px.shape[1]
-    if int(state.n_lv.max()) + adds > lcap:
-        new_lcap = max(2 * lcap, int(state.n_lv.max()) + adds)
+    if int(state.n_lv.max()) >= lcap - 1:
         grown_lv = []
         for arr in (state.lv_px, state.lv_sz, state.lv_ct):
-            g = np.zeros((2, new_lcap), np.int64)
+            g = np.zeros((2, 2 * lcap), np.int64)
             g[:, :lcap] = arr
             grown_lv.append(g)
         state = state._replace(lv_px=grown_lv[0], lv_sz=grown_lv[1], lv_ct=grown_lv[2])
@@ -338,9 +353,6 @@ def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.
         (``bid_px .. ask_ct``, ``status``, ``anomaly`` and, with snapshot rows, ``snap_*``).
     """
     n = len(order_id)
-    acts = np.asarray(action, np.uint8)
-    adds = int(np.count_nonzero((acts == _ADD) | (acts == _MODIFY)))
-    state = _reserve(state, adds)
     rows = np.zeros(0, np.int64) if snapshot_rows is None else np.asarray(snapshot_rows, np.int64)
     if len(rows) and (np.any(np.diff(rows) < 0) or rows[0] < 0 or rows[-1] >= n):
         raise ValueError(f"snapshot_rows must be ascending row indices below {n}, got {rows}")
@@ -351,9 +363,14 @@ def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.
     snaps = np.zeros((6, k, levels), np.int64)
     snaps[0::3] = UNDEF_PRICE
     snap_status = np.empty(k, np.uint8)
-    _run(*state, np.asarray(order_id, np.uint64), acts, np.asarray(side, np.uint8),
-         np.asarray(price, np.int64), np.asarray(size, np.int64), np.asarray(flags, np.uint8),
-         rows, levels, bbo, status, anomaly, snaps, snap_status)
+    arrays = (np.asarray(order_id, np.uint64), np.asarray(action, np.uint8), np.asarray(side, np.uint8),
+              np.asarray(price, np.int64), np.asarray(size, np.int64), np.asarray(flags, np.uint8))
+    done = 0
+    while True:
+        done = _run(*state, *arrays, rows, levels, done, bbo, status, anomaly, snaps, snap_status)
+        if done == n:
+            break
+        state = _grow(state)
     out = {name: bbo[q] for q, name in enumerate(BBO_KEYS)}
     out["status"] = status
     out["anomaly"] = anomaly
@@ -366,12 +383,14 @@ def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.
 def l3_replay(order_id: np.ndarray, action: np.ndarray, side: np.ndarray, price: np.ndarray,
               size: np.ndarray, flags: np.ndarray, *, levels: int = 0,
               snapshot_rows: np.ndarray | None = None, start_synced: bool = False,
-              batch_rows: int = 1 << 20) -> dict[str, np.ndarray]:
-    """Replay a whole event array from an empty book, in batches of ``batch_rows``.
+              batch_rows: int | None = None) -> dict[str, np.ndarray]:
+    """Replay a whole event array from an empty book (in batches of ``batch_rows``, if given).
 
-    Same arguments and outputs as :func:`kernels.reference_l3.l3_replay_reference`.
+    Same arguments and outputs as :func:`kernels.reference_l3.l3_replay_reference`. One batch is
+    fastest (no concatenation); smaller batches show how a stream is fed, with the same result.
     """
     n = len(order_id)
+    batch_rows = batch_rows or max(n, 1)
     state = new_l3_state(start_synced=start_synced)
     rows = np.zeros(0, np.int64) if snapshot_rows is None else np.asarray(snapshot_rows, np.int64)
     parts: list[dict[str, np.ndarray]] = []
