@@ -228,10 +228,7 @@ class SeqChain:
         self.state = _WAIT_BRIDGE
         self.snapshot_id = s.last_id
         for m in later:
-            if self.state == _WAIT_SNAPSHOT:
-                self.pending.append(m)
-            else:
-                self.update(m, out)
+            self.update(m, out)  # a gap among them sends the rest back to the buffer
 
     def flush(self, out: DeltaColumns) -> None:
         """Write whatever still waits for a snapshot (end of input)."""
