@@ -401,6 +401,8 @@ def l3_replay(order_id: np.ndarray, action: np.ndarray, side: np.ndarray, price:
                               size[lo:hi], flags[lo:hi], levels=levels,
                               snapshot_rows=sel if snapshot_rows is not None else None)
         parts.append(out)
+    if len(parts) == 1:
+        return parts[0]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
