@@ -36,15 +36,43 @@ from kernels.sim_book import B_BEST_ASK, B_BEST_BID, B_GRID, B_NLIVE, book_add, 
 from kernels.sim_rng import lognormal_int, normal, pareto_int, randint, uniform
 
 PARAM_NAMES = (
-    "rate_hz", "fast_branch", "fast_decay_hz", "slow_branch", "slow_decay_hz",
-    "w_add", "w_mkt", "cancel_hazard",
-    "fair_sigma_ticks", "impact_ticks", "jump_p", "jump_ticks",
-    "half_spread_ticks", "place_p0", "place_scale", "place_alpha", "place_max_ticks",
-    "lsize_median", "lsize_sigma", "round_p", "round_lot",
-    "msize_median", "msize_sigma",
-    "meta_p", "meta_alpha", "meta_k",
-    "hidden_p", "misprice_gain", "cancel_touch_p", "stale_cancel_p",
-    "lat_min_ns", "lat_mean_ns", "max_sweep_ticks", "stale_ticks", "vol_cluster", "anchor",
+    "rate_hz",
+    "fast_branch",
+    "fast_decay_hz",
+    "slow_branch",
+    "slow_decay_hz",
+    "w_add",
+    "w_mkt",
+    "cancel_hazard",
+    "fair_sigma_ticks",
+    "impact_ticks",
+    "jump_p",
+    "jump_ticks",
+    "half_spread_ticks",
+    "place_p0",
+    "place_scale",
+    "place_alpha",
+    "place_max_ticks",
+    "lsize_median",
+    "lsize_sigma",
+    "round_p",
+    "round_lot",
+    "msize_median",
+    "msize_sigma",
+    "meta_p",
+    "meta_alpha",
+    "meta_k",
+    "hidden_p",
+    "misprice_gain",
+    "cancel_touch_p",
+    "stale_cancel_p",
+    "lat_min_ns",
+    "lat_mean_ns",
+    "max_sweep_ticks",
+    "stale_ticks",
+    "vol_cluster",
+    "anchor",
+    "improve_p",
 )
 P = {name: i for i, name in enumerate(PARAM_NAMES)}
 
@@ -62,7 +90,7 @@ _NEVER = np.int64(2**62)
 
 
 def new_state(t0_ns: int, fair_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh ``(st int64[16], fs float64[4])`` starting at ``t0_ns`` with the fair price at grid ``fair_px``."""
+    """Fresh ``(st int64[16], fs float64[4])`` at ``t0_ns``, the fair price at grid index ``fair_px``."""
     st = np.zeros(S_SIZE, np.int64)
     st[S_T_NEXT] = t0_ns
     st[S_LAST_RECV] = t0_ns
@@ -313,8 +341,9 @@ def _hawkes_dt(fs, rng, par):
 
 
 @njit(cache=True)
-def run(bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_count, rng, par,
-        t_stop_ns, reserve):
+def run(
+    bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_count, rng, par, t_stop_ns, reserve
+):
     """Advance one instrument until ``t_stop_ns`` or until fewer than ``reserve`` output rows are free.
 
     Returns the number of rows written into ``out`` (which restarts at row 0 on every call).
@@ -346,7 +375,11 @@ def run(bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_cou
             size = lognormal_int(rng, par[17], par[18], 1)
             if uniform(rng) < par[19]:
                 size = int(par[20]) * (1 + (randint(rng, 4) == 0))
-            n, _ = _add(bk, slots, out, n, t, side, _place(fs, side, rng, par), size, True, -1, st, rng, par)
+            px = _place(fs, side, rng, par)
+            if uniform(rng) < par[36] and bb >= 0 and ba < grid and ba - bb > 2:
+                # pennying: step one tick inside a wide spread (small-tick books live on this)
+                px = bb + 1 if side == 0 else ba - 1
+            n, _ = _add(bk, slots, out, n, t, side, px, size, True, -1, st, rng, par)
         elif u < par[5] + par[6]:
             if uniform(rng) < par[23]:
                 j = randint(rng, int(par[25]))

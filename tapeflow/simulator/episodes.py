@@ -42,17 +42,33 @@ class EpisodePlan:
         self.slots += 1
         return self.slots - 1
 
-    def _op(self, t: int, code: int, ep: int, *, side: int = 0, off: int = 0, size: int = 0,
-            slot: int = 0, aux: int = 0) -> None:
+    def _op(
+        self,
+        t: int,
+        code: int,
+        ep: int,
+        *,
+        side: int = 0,
+        off: int = 0,
+        size: int = 0,
+        slot: int = 0,
+        aux: int = 0,
+    ) -> None:
         self.ops.append([int(t), code, side, int(off), int(size), slot, ep, int(aux)])
 
 
-def plan_episodes(rng: np.random.Generator, preset: Preset, start_ns: int, duration_ns: int, *,
-                  per_kind_per_hour: float = 2.0) -> EpisodePlan:
+def plan_episodes(
+    rng: np.random.Generator,
+    preset: Preset,
+    start_ns: int,
+    duration_ns: int,
+    *,
+    per_kind_per_hour: float = 2.0,
+) -> EpisodePlan:
     """Plan real and look-alike episodes of every kind over ``[start_ns, start_ns + duration_ns)``.
 
     Episodes get disjoint time slots (so one never disturbs another); at least one real and one
-    look-alike of each kind is planted whatever the duration.
+    look-alike of each kind is planted whatever the duration, none when ``per_kind_per_hour`` is 0.
 
     Args:
         rng: the instrument's planning generator (seeded: the plan is part of the determinism).
@@ -61,6 +77,8 @@ def plan_episodes(rng: np.random.Generator, preset: Preset, start_ns: int, durat
         per_kind_per_hour: real episodes of each kind per simulated hour (as many look-alikes).
     """
     plan = EpisodePlan()
+    if per_kind_per_hour <= 0:
+        return plan
     per_kind = max(1, int(round(per_kind_per_hour * duration_ns / (3600 * _S))))
     jobs = [(kind, look) for kind in KINDS for look in (False, True) for _ in range(per_kind)]
     order = rng.permutation(len(jobs))
@@ -72,12 +90,15 @@ def plan_episodes(rng: np.random.Generator, preset: Preset, start_ns: int, durat
         span = int(slot_ns * 0.7)
         ep = len(plan.rows)
         params = _PLANTERS[kind](plan, rng, preset, ep, t0, span, look)
-        plan.rows.append(dict(kind=kind, lookalike=look, start_ns=t0, params=json.dumps(params, sort_keys=True)))
+        plan.rows.append(
+            dict(kind=kind, lookalike=look, start_ns=t0, params=json.dumps(params, sort_keys=True))
+        )
     return plan
 
 
-def _spoofing(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int,
-              look: bool) -> dict[str, Any]:
+def _spoofing(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+) -> dict[str, Any]:
     depth = preset.median_depth_lots
     if look:
         # a market maker quoting both sides and cancelling often: large quotes, no genuine fill
@@ -89,8 +110,15 @@ def _spoofing(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: i
                 plan._op(t, OP_CANCEL, ep, slot=s)
             live = [plan._slot(), plan._slot()]
             for side, s in zip((0, 1), live, strict=True):
-                plan._op(t, OP_ADD, ep, side=side, off=int(rng.integers(0, 3)),
-                         size=int(depth * rng.uniform(3, 10)), slot=s)
+                plan._op(
+                    t,
+                    OP_ADD,
+                    ep,
+                    side=side,
+                    off=int(rng.integers(0, 3)),
+                    size=int(depth * rng.uniform(3, 10)),
+                    slot=s,
+                )
             quotes += 1
             t += int(rng.uniform(50, 300) * _MS)
         for s in live:
@@ -99,26 +127,46 @@ def _spoofing(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: i
     genuine_side = int(rng.integers(0, 2))
     layer_side = 1 - genuine_side
     genuine = plan._slot()
-    plan._op(t0, OP_ADD, ep, side=genuine_side, size=max(1, int(preset.median_order_lots * rng.uniform(0.2, 0.5))),
-             slot=genuine)
+    plan._op(
+        t0,
+        OP_ADD,
+        ep,
+        side=genuine_side,
+        size=max(1, int(preset.median_order_lots * rng.uniform(0.2, 0.5))),
+        slot=genuine,
+    )
     layers = int(rng.integers(1, 6))
     layer_size = int(depth * rng.uniform(3, 10))
     slots = []
     for k in range(layers):
         s = plan._slot()
         slots.append(s)
-        plan._op(t0 + int(rng.uniform(5, 50) * _MS) + k * _MS, OP_ADD, ep, side=layer_side,
-                 off=int(rng.integers(1, 6)), size=layer_size, slot=s, aux=1 if k == 0 else 0)
+        plan._op(
+            t0 + int(rng.uniform(5, 50) * _MS) + k * _MS,
+            OP_ADD,
+            ep,
+            side=layer_side,
+            off=int(rng.integers(1, 6)),
+            size=layer_size,
+            slot=s,
+            aux=1 if k == 0 else 0,
+        )
     t_fill = t0 + int(rng.uniform(0.2, 2.0) * _S)
     plan._op(t_fill, OP_FILL, ep, slot=genuine)
     for s in slots:
         plan._op(t_fill + int(rng.uniform(20, 1000) * _MS), OP_CANCEL, ep, slot=s)
-    return dict(side="BA"[layer_side], genuine_side="BA"[genuine_side], layers=layers,
-                layer_size_lots=layer_size, fill_ns=t_fill)
+    return dict(
+        side="BA"[layer_side],
+        genuine_side="BA"[genuine_side],
+        layers=layers,
+        layer_size_lots=layer_size,
+        fill_ns=t_fill,
+    )
 
 
-def _iceberg(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int,
-             look: bool) -> dict[str, Any]:
+def _iceberg(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+) -> dict[str, Any]:
     side = int(rng.integers(0, 2))
     peak = preset.median_order_lots
     total = int(peak * rng.uniform(10, 50))
@@ -143,8 +191,9 @@ def _iceberg(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: in
     return dict(side="BA"[side], peak_lots=peak, total_lots=total)
 
 
-def _absorption(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int,
-                look: bool) -> dict[str, Any]:
+def _absorption(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+) -> dict[str, Any]:
     side = int(rng.integers(0, 2))
     depth = preset.median_depth_lots
     defender = int(depth * rng.uniform(10, 30))
@@ -162,8 +211,9 @@ def _absorption(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep:
     return dict(side="BA"[side], push_lots=push_total, pushes=pushes)
 
 
-def _whale(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int,
-           look: bool) -> dict[str, Any]:
+def _whale(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+) -> dict[str, Any]:
     trade = preset.median_trade_lots
     if look:
         # a busy period of ordinary trades in both directions
@@ -186,8 +236,9 @@ def _whale(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int,
     return dict(side="BA"[side], style="parent", size_lots=total, children=children)
 
 
-def _withdrawal(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int,
-                look: bool) -> dict[str, Any]:
+def _withdrawal(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+) -> dict[str, Any]:
     side = int(rng.integers(0, 2))
     ticks = int(rng.integers(3, 11))
     if look:
@@ -200,5 +251,6 @@ def _withdrawal(plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep:
     return dict(side="BA"[side], within_ticks=ticks, share_permille=share)
 
 
-_PLANTERS = dict(spoofing=_spoofing, iceberg=_iceberg, absorption=_absorption, whale=_whale,
-                 withdrawal=_withdrawal)
+_PLANTERS = dict(
+    spoofing=_spoofing, iceberg=_iceberg, absorption=_absorption, whale=_whale, withdrawal=_withdrawal
+)

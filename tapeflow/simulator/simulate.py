@@ -58,8 +58,17 @@ class SimSummary:
     tick_nanos: dict[str, int] = field(default_factory=dict)
 
 
-def simulate(seed: int, instruments: int, duration_ns: int, out_dir: Path, preset: str = "crypto", *,
-             start_ns: int | None = None, episodes_per_hour: float = 2.0, progress: bool = True) -> SimSummary:
+def simulate(
+    seed: int,
+    instruments: int,
+    duration_ns: int,
+    out_dir: Path,
+    preset: str = "crypto",
+    *,
+    start_ns: int | None = None,
+    episodes_per_hour: float = 2.0,
+    progress: bool = True,
+) -> SimSummary:
     """Simulate ``instruments`` L3 markets for ``duration_ns`` and write them under ``out_dir``.
 
     The same arguments always give byte-identical files (the engine's generator is seeded from
@@ -87,16 +96,37 @@ def simulate(seed: int, instruments: int, duration_ns: int, out_dir: Path, prese
     episode_rows: list[dict] = []
     for index in range(instruments):
         inst = cfg.instrument(index)
-        _simulate_one(seed, index, inst, cfg, start, duration_ns, out_dir, summary, episode_rows,
-                      episodes_per_hour, progress)
+        _simulate_one(
+            seed,
+            index,
+            inst,
+            cfg,
+            start,
+            duration_ns,
+            out_dir,
+            summary,
+            episode_rows,
+            episodes_per_hour,
+            progress,
+        )
     summary.episodes_path = _write_episodes(out_dir / "episodes.parquet", episode_rows)
     summary.episodes = len(episode_rows)
     return summary
 
 
-def _simulate_one(seed: int, index: int, inst: Instrument, cfg: Preset, start: int, duration_ns: int,
-                  out_dir: Path, summary: SimSummary, episode_rows: list[dict], per_hour: float,
-                  progress: bool) -> None:
+def _simulate_one(
+    seed: int,
+    index: int,
+    inst: Instrument,
+    cfg: Preset,
+    start: int,
+    duration_ns: int,
+    out_dir: Path,
+    summary: SimSummary,
+    episode_rows: list[dict],
+    per_hour: float,
+    progress: bool,
+) -> None:
     par = np.array([cfg.params[name] for name in PARAM_NAMES], np.float64)
     par[PARAM_NAMES.index("rate_hz")] *= inst.rate_scale
     base = max(0, inst.start_price_ticks - cfg.grid_levels // 2)
@@ -104,8 +134,9 @@ def _simulate_one(seed: int, index: int, inst: Instrument, cfg: Preset, start: i
     st, fs = new_state(start - _WARMUP_NS, float(inst.start_price_ticks - base) + 0.5)
     stationary_excitation(fs, par)
     rng = rng_state(seed * 1_000_003 + index)
-    plan = plan_episodes(np.random.default_rng([seed, index, 7]), cfg, start, duration_ns,
-                         per_kind_per_hour=per_hour)
+    plan = plan_episodes(
+        np.random.default_rng([seed, index, 7]), cfg, start, duration_ns, per_kind_per_hour=per_hour
+    )
     ops = plan.op_array()
     n_ep = max(1, len(plan.rows))
     ep_px = np.full(n_ep, -1, np.int64)
@@ -114,26 +145,68 @@ def _simulate_one(seed: int, index: int, inst: Instrument, cfg: Preset, start: i
     slots = np.full(max(1, plan.slots), -1, np.int32)
     meta_k = int(cfg.params["meta_k"])
     meta_sign, meta_left = np.zeros(meta_k, np.int64), np.zeros(meta_k, np.int64)
-    out = (np.zeros(_BUFFER_ROWS, np.int64), np.zeros(_BUFFER_ROWS, np.int64), np.zeros(_BUFFER_ROWS, np.int8),
-           np.zeros(_BUFFER_ROWS, np.int64), np.zeros(_BUFFER_ROWS, np.int8), np.zeros(_BUFFER_ROWS, np.int32),
-           np.zeros(_BUFFER_ROWS, np.int64))
+    out = (
+        np.zeros(_BUFFER_ROWS, np.int64),
+        np.zeros(_BUFFER_ROWS, np.int64),
+        np.zeros(_BUFFER_ROWS, np.int8),
+        np.zeros(_BUFFER_ROWS, np.int64),
+        np.zeros(_BUFFER_ROWS, np.int8),
+        np.zeros(_BUFFER_ROWS, np.int32),
+        np.zeros(_BUFFER_ROWS, np.int64),
+    )
     writer = _DayWriter(out_dir / "sim" / inst.symbol, inst, base)
     end = start + duration_ns
     day_end = (start // DAY_NS + 1) * DAY_NS
-    while run(bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_count, rng, par,
-              start, _RESERVE_ROWS) > _BUFFER_ROWS - _RESERVE_ROWS:
+    while (
+        run(
+            bk,
+            slots,
+            out,
+            ops,
+            fs,
+            st,
+            meta_sign,
+            meta_left,
+            ep_px,
+            ep_end,
+            ep_count,
+            rng,
+            par,
+            start,
+            _RESERVE_ROWS,
+        )
+        > _BUFFER_ROWS - _RESERVE_ROWS
+    ):
         pass
     writer.open(start, bk)
     began = time.perf_counter()
     while True:
         stop = min(end, day_end)
-        n = run(bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_count, rng, par,
-                stop, _RESERVE_ROWS)
+        n = run(
+            bk,
+            slots,
+            out,
+            ops,
+            fs,
+            st,
+            meta_sign,
+            meta_left,
+            ep_px,
+            ep_end,
+            ep_count,
+            rng,
+            par,
+            stop,
+            _RESERVE_ROWS,
+        )
         writer.write(out, n)
         if progress:
             done = (min(int(st[0]), end) - start) / duration_ns
-            print(f"sim {inst.symbol}: {done:6.1%} simulated, {writer.seq:,} messages, "
-                  f"{time.perf_counter() - began:.1f}s", file=sys.stderr)
+            print(
+                f"sim {inst.symbol}: {done:6.1%} simulated, {writer.seq:,} messages, "
+                f"{time.perf_counter() - began:.1f}s",
+                file=sys.stderr,
+            )
         if n > _BUFFER_ROWS - _RESERVE_ROWS:
             continue
         if stop == end:
@@ -145,10 +218,16 @@ def _simulate_one(seed: int, index: int, inst: Instrument, cfg: Preset, start: i
     summary.tick_nanos[inst.symbol] = inst.tick_nanos
     for ep, row in enumerate(plan.rows):
         px = int(ep_px[ep])
-        episode_rows.append(dict(
-            episode_id=f"{inst.symbol}-{ep}", instrument=inst.symbol, **row,
-            price_nanos=UNDEF_PRICE if px < 0 else (px + base) * inst.tick_nanos,
-            end_ns=max(int(ep_end[ep]), row["start_ns"]), refills=int(ep_count[ep])))
+        episode_rows.append(
+            dict(
+                episode_id=f"{inst.symbol}-{ep}",
+                instrument=inst.symbol,
+                **row,
+                price_nanos=UNDEF_PRICE if px < 0 else (px + base) * inst.tick_nanos,
+                end_ns=max(int(ep_end[ep]), row["start_ns"]),
+                refills=int(ep_count[ep]),
+            )
+        )
 
 
 class _DayWriter:
@@ -185,19 +264,35 @@ class _DayWriter:
             t, recv, typ, oid, side, px, sz = (a[:n] for a in out)
             self._rows(t, recv, _TYPE_LETTERS[typ], oid, side, px, sz)
 
-    def _rows(self, t: np.ndarray, recv: np.ndarray, letters: np.ndarray, oid: np.ndarray, side: np.ndarray,
-              px: np.ndarray, sz: np.ndarray) -> None:
+    def _rows(
+        self,
+        t: np.ndarray,
+        recv: np.ndarray,
+        letters: np.ndarray,
+        oid: np.ndarray,
+        side: np.ndarray,
+        px: np.ndarray,
+        sz: np.ndarray,
+    ) -> None:
         n = len(t)
         if not n:
             return
-        price_units = (px.astype(np.int64) + self.base) * (self.inst.tick_nanos // 10 ** (9 - self._price_dec))
+        price_units = (px.astype(np.int64) + self.base) * (
+            self.inst.tick_nanos // 10 ** (9 - self._price_dec)
+        )
         size_units = sz.astype(np.int64) * (self.inst.lot_nanos // 10 ** (9 - self._size_dec))
-        df = pl.DataFrame({
-            "ts_event": t, "ts_recv": recv, "seq": np.arange(self.seq + 1, self.seq + 1 + n, dtype=np.int64),
-            "type": letters.astype(str), "order_id": oid, "side": _SIDE_LETTERS[side],
-            "price": _decimal_strings(price_units, self._price_dec),
-            "size": _decimal_strings(size_units, self._size_dec),
-        })
+        df = pl.DataFrame(
+            {
+                "ts_event": t,
+                "ts_recv": recv,
+                "seq": np.arange(self.seq + 1, self.seq + 1 + n, dtype=np.int64),
+                "type": letters.astype(str),
+                "order_id": oid,
+                "side": _SIDE_LETTERS[side],
+                "price": _decimal_strings(price_units, self._price_dec),
+                "size": _decimal_strings(size_units, self._size_dec),
+            }
+        )
         self.seq += n
         assert self._gz is not None
         self._gz.write(df.write_csv(include_header=False).encode())
@@ -227,11 +322,20 @@ def _decimal_strings(units: np.ndarray, dec: int) -> pl.Series:
 
 
 def _write_episodes(path: Path, rows: list[dict]) -> Path:
-    schema = pa.schema([
-        ("episode_id", pa.string()), ("instrument", pa.string()), ("kind", pa.string()),
-        ("lookalike", pa.bool_()), ("side", pa.string()), ("price_nanos", pa.int64()),
-        ("start_ns", pa.int64()), ("end_ns", pa.int64()), ("refills", pa.int64()), ("params", pa.string()),
-    ])
+    schema = pa.schema(
+        [
+            ("episode_id", pa.string()),
+            ("instrument", pa.string()),
+            ("kind", pa.string()),
+            ("lookalike", pa.bool_()),
+            ("side", pa.string()),
+            ("price_nanos", pa.int64()),
+            ("start_ns", pa.int64()),
+            ("end_ns", pa.int64()),
+            ("refills", pa.int64()),
+            ("params", pa.string()),
+        ]
+    )
     for row in rows:
         row["side"] = json.loads(row["params"])["side"]
     table = pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in rows], schema=schema)

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels.sim_book import l2_touch
-from tapeflow.schemas.records import ASK, BID, F_LAST, F_SNAPSHOT, L3_ADD, L3_CANCEL, L3_FILL, L3_TRADE
+from tapeflow.schemas.records import ASK, BID, F_LAST, F_SNAPSHOT, L3_ADD, L3_CANCEL, L3_FILL
 
 _NS = 1_000_000_000
 
@@ -23,7 +23,7 @@ class Messages:
     """One row per venue message (snapshot excluded), with the book after it.
 
     ``kind``: 0 add, 1 delete, 2 visible execution, 3 hidden execution. ``touch``: the message
-    touched the best level. Prices in grid ranks are not needed: ``*_px`` are in 1e-9 units.
+    touched the best level. ``price`` and ``*_px`` are 1e-9 units (-1 for an empty side).
     """
 
     ts_ns: np.ndarray
@@ -41,8 +41,10 @@ class Messages:
 
 def messages(order_events: pa.Table, book_deltas: pa.Table) -> Messages:
     """Collapse ``order_event`` rows to venue messages and attach the book before/after each."""
-    col = {n: order_events.column(n).to_numpy() for n in
-           ("ts_event_ns", "sequence", "action", "side", "price_nanos", "size_nanos", "flags")}
+    col = {
+        n: order_events.column(n).to_numpy()
+        for n in ("ts_event_ns", "sequence", "action", "side", "price_nanos", "size_nanos", "flags")
+    }
     live = (col["flags"] & F_SNAPSHOT) == 0
     last = np.flatnonzero(live & ((col["flags"] & F_LAST) != 0))
     fill_seqs = col["sequence"][col["action"] == L3_FILL]
@@ -55,8 +57,9 @@ def messages(order_events: pa.Table, book_deltas: pa.Table) -> Messages:
     dp = book_deltas.column("price_nanos").to_numpy()
     uniq, rank = np.unique(dp, return_inverse=True)
     ds = (book_deltas.column("side").to_numpy() == ASK).astype(np.int8)
-    dsz = np.where(book_deltas.column("action").to_numpy() == ord("R"), 0,
-                   book_deltas.column("size_nanos").to_numpy()).astype(np.int64)
+    dsz = np.where(
+        book_deltas.column("action").to_numpy() == ord("R"), 0, book_deltas.column("size_nanos").to_numpy()
+    ).astype(np.int64)
     bid, ask, bsz, asz = l2_touch(ds, rank.astype(np.int64), dsz, len(uniq))
     dseq = book_deltas.column("sequence").to_numpy()
     # message i's book: state after the last delta with sequence <= its own
@@ -66,18 +69,29 @@ def messages(order_events: pa.Table, book_deltas: pa.Table) -> Messages:
     grid = len(uniq)
     ext = np.append(uniq, 0)
 
-    def px(r: np.ndarray, empty: int) -> np.ndarray:
+    def px(r: np.ndarray) -> np.ndarray:
         return np.where((r < 0) | (r >= grid), -1, ext[np.clip(r, 0, grid)])
 
-    bb_before, ba_before = px(bid[pos_before], -1), px(ask[pos_before], -1)
+    bb_before, ba_before = px(bid[pos_before]), px(ask[pos_before])
     touch = np.where(
         kind == 0,
         np.where(side == BID, (bb_before < 0) | (price >= bb_before), (ba_before < 0) | (price <= ba_before)),
-        np.where(kind == 1, np.where(side == BID, price == bb_before, price == ba_before), True))
-    bb, ba = px(bid[pos_after], -1), px(ask[pos_after], -1)
-    return Messages(ts_ns=col["ts_event_ns"][last], kind=kind, side=side, price=price,
-                    size=col["size_nanos"][last], touch=touch, bid_px=bb, ask_px=ba,
-                    bid_sz=bsz[pos_after], ask_sz=asz[pos_after], valid=(bb >= 0) & (ba >= 0))
+        np.where(kind == 1, np.where(side == BID, price == bb_before, price == ba_before), True),
+    )
+    bb, ba = px(bid[pos_after]), px(ask[pos_after])
+    return Messages(
+        ts_ns=col["ts_event_ns"][last],
+        kind=kind,
+        side=side,
+        price=price,
+        size=col["size_nanos"][last],
+        touch=touch,
+        bid_px=bb,
+        ask_px=ba,
+        bid_sz=bsz[pos_after],
+        ask_sz=asz[pos_after],
+        valid=(bb >= 0) & (ba >= 0),
+    )
 
 
 def acf(x: np.ndarray, lag: int) -> float:
@@ -114,8 +128,15 @@ def returns(ts_ns: np.ndarray, mid: np.ndarray, step_ns: int) -> np.ndarray:
     return np.diff(np.log(m))
 
 
-def realism(order_events: pa.Table, trades: pa.Table, book_deltas: pa.Table, *, tick_nanos: int,
-            lot_nanos: int, touch_only: bool) -> dict[str, float]:
+def realism(
+    order_events: pa.Table,
+    trades: pa.Table,
+    book_deltas: pa.Table,
+    *,
+    tick_nanos: int,
+    lot_nanos: int,
+    touch_only: bool,
+) -> dict[str, float]:
     """All SIMULATOR.md statistics for one instrument.
 
     Args:
@@ -182,16 +203,9 @@ def l2_event_mix(book_deltas: pa.Table) -> dict[str, float]:
     prev[order] = prev_sorted
     prev, size = prev[live], size[live]
     n = max(1, len(size))
-    return dict(l2_new=float(np.sum((prev == 0) & (size > 0)) / n),
-                l2_increase=float(np.sum((prev > 0) & (size > prev)) / n),
-                l2_decrease=float(np.sum((size > 0) & (size < prev)) / n),
-                l2_delete=float(np.sum((prev > 0) & (size == 0)) / n))
-
-
-def trade_sign_flags(trades: pa.Table) -> np.ndarray:
-    """+1 for buyer-initiated, -1 for seller-initiated, 0 unknown (per execution row)."""
-    side = trades.column("aggressor_side").to_numpy()
-    return np.where(side == BID, 1, np.where(side == ASK, -1, 0))
-
-
-_UNUSED = (L3_TRADE,)
+    return dict(
+        l2_new=float(np.sum((prev == 0) & (size > 0)) / n),
+        l2_increase=float(np.sum((prev > 0) & (size > prev)) / n),
+        l2_decrease=float(np.sum((size > 0) & (size < prev)) / n),
+        l2_delete=float(np.sum((prev > 0) & (size == 0)) / n),
+    )

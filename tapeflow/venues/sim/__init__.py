@@ -6,7 +6,8 @@ from tapeflow.venues.base import VenueFormat
 from tapeflow.venues.sim.parse import decode, l3_to_l2
 from tapeflow.venues.sim.verify import verify
 
-FORMAT = VenueFormat("sim", decode, verify=verify,
-                     description="tapeflow simulator L3 feed (sim/<symbol>/<date>.events.csv.gz)")
+FORMAT = VenueFormat(
+    "sim", decode, verify=verify, description="tapeflow simulator L3 feed (sim/<symbol>/<date>.events.csv.gz)"
+)
 
 __all__ = ["FORMAT", "decode", "l3_to_l2", "verify"]

@@ -105,8 +105,15 @@ class _State:
             return
         ts_event_s, ts_recv_s, seq_s, typ, oid_s, side_s, price_s, size_s = parts
         try:
-            ts_event, ts_recv, seq, oid = (_int(v, n) for v, n in (
-                (ts_event_s, "ts_event"), (ts_recv_s, "ts_recv"), (seq_s, "seq"), (oid_s, "order_id")))
+            ts_event, ts_recv, seq, oid = (
+                _int(v, n)
+                for v, n in (
+                    (ts_event_s, "ts_event"),
+                    (ts_recv_s, "ts_recv"),
+                    (seq_s, "seq"),
+                    (oid_s, "order_id"),
+                )
+            )
             price, size = to_nanos(price_s), to_nanos(size_s)
         except BadNumber as exc:
             self._reject(exc.reason, f"{exc.text!r} in {text[:120]!r}", loc, raw)
@@ -119,15 +126,29 @@ class _State:
             self._reject("bad_side", f"side {side_s!r}", loc, raw, ts_recv, ts_event)
             return
         if typ in "ADES" and (size == 0 or oid == 0):
-            self._reject("out_of_range", f"{typ} needs order_id and size > 0, got {oid_s!r}, {size_s!r}",
-                         loc, raw, ts_recv, ts_event)
+            self._reject(
+                "out_of_range",
+                f"{typ} needs order_id and size > 0, got {oid_s!r}, {size_s!r}",
+                loc,
+                raw,
+                ts_recv,
+                ts_event,
+            )
             return
         if typ != "S":
             self.end_snapshot()
         common = dict(ts_event_ns=ts_event, ts_recv_ns=ts_recv, venue=VENUE, symbol=self.symbol, sequence=seq)
         add = self.events.append
         if typ == "R":
-            add(**common, order_id=0, action=L3_CLEAR, side=NO_SIDE, price_nanos=0, size_nanos=0, flags=F_SNAPSHOT)
+            add(
+                **common,
+                order_id=0,
+                action=L3_CLEAR,
+                side=NO_SIDE,
+                price_nanos=0,
+                size_nanos=0,
+                flags=F_SNAPSHOT,
+            )
             self.in_snapshot = True
             self._snap_last = len(self.events) - 1
         elif typ == "S" or typ == "A":
@@ -135,26 +156,78 @@ class _State:
             if typ == "S" and not self.in_snapshot:
                 self._reject("out_of_range", "snapshot order outside a snapshot", loc, raw, ts_recv, ts_event)
                 return
-            add(**common, order_id=oid, action=L3_ADD, side=side, price_nanos=price, size_nanos=size, flags=flags)
+            add(
+                **common,
+                order_id=oid,
+                action=L3_ADD,
+                side=side,
+                price_nanos=price,
+                size_nanos=size,
+                flags=flags,
+            )
             if typ == "S":
                 self._snap_last = len(self.events) - 1
         elif typ == "D":
-            add(**common, order_id=oid, action=L3_CANCEL, side=side, price_nanos=price, size_nanos=size,
-                flags=F_LAST)
+            add(
+                **common,
+                order_id=oid,
+                action=L3_CANCEL,
+                side=side,
+                price_nanos=price,
+                size_nanos=size,
+                flags=F_LAST,
+            )
         else:
             aggressor = _OTHER[side]
-            add(**common, order_id=0, action=L3_TRADE, side=aggressor, price_nanos=price, size_nanos=size,
-                flags=F_LAST if typ == "H" else 0)
+            add(
+                **common,
+                order_id=0,
+                action=L3_TRADE,
+                side=aggressor,
+                price_nanos=price,
+                size_nanos=size,
+                flags=F_LAST if typ == "H" else 0,
+            )
             if typ == "E":
-                add(**common, order_id=oid, action=L3_FILL, side=side, price_nanos=price, size_nanos=size, flags=0)
-                add(**common, order_id=oid, action=L3_CANCEL, side=side, price_nanos=price, size_nanos=size,
-                    flags=F_LAST)
-            self.trades.append(**common, trade_id=seq_s, price_nanos=price, size_nanos=size,
-                               aggressor_side=aggressor, flags=0)
+                add(
+                    **common,
+                    order_id=oid,
+                    action=L3_FILL,
+                    side=side,
+                    price_nanos=price,
+                    size_nanos=size,
+                    flags=0,
+                )
+                add(
+                    **common,
+                    order_id=oid,
+                    action=L3_CANCEL,
+                    side=side,
+                    price_nanos=price,
+                    size_nanos=size,
+                    flags=F_LAST,
+                )
+            self.trades.append(
+                **common,
+                trade_id=seq_s,
+                price_nanos=price,
+                size_nanos=size,
+                aggressor_side=aggressor,
+                flags=0,
+            )
 
-    def _reject(self, reason: str, detail: str, loc: str, raw: bytes, ts_recv: int = -1, ts_event: int = -1) -> None:
-        self.rejects.add(reason, detail, loc, raw.rstrip(b"\r\n"), ts_recv_ns=ts_recv, ts_event_ns=ts_event,
-                         symbol=self.symbol)
+    def _reject(
+        self, reason: str, detail: str, loc: str, raw: bytes, ts_recv: int = -1, ts_event: int = -1
+    ) -> None:
+        self.rejects.add(
+            reason,
+            detail,
+            loc,
+            raw.rstrip(b"\r\n"),
+            ts_recv_ns=ts_recv,
+            ts_event_ns=ts_event,
+            symbol=self.symbol,
+        )
 
     def end_snapshot(self) -> None:
         if self.in_snapshot:
@@ -164,8 +237,11 @@ class _State:
 
     def flush(self, bytes_read: int) -> Decoded:
         events = self.events.table()
-        tables = {ORDER_EVENT.name: events, TRADE.name: self.trades.table(),
-                  BOOK_DELTA.name: l3_to_l2(events, self.levels)}
+        tables = {
+            ORDER_EVENT.name: events,
+            TRADE.name: self.trades.table(),
+            BOOK_DELTA.name: l3_to_l2(events, self.levels),
+        }
         if len(self.rejects):
             tables["rejected"] = self.rejects.table()
         self.events, self.trades, self.rejects = Columns(ORDER_EVENT), Columns(TRADE), Rejects(VENUE)
@@ -207,10 +283,14 @@ def l3_to_l2(order_events: pa.Table, levels: dict[tuple[int, int], int] | None =
     levels = {} if levels is None else levels
     action = order_events.column("action").to_numpy()
     if (action == ord("M")).any():
-        raise TapeflowError(f"l3_to_l2 does not support modify rows (first at row {int(np.argmax(action == 77))})")
+        raise TapeflowError(
+            f"l3_to_l2 does not support modify rows (first at row {int(np.argmax(action == 77))})"
+        )
     rows = np.flatnonzero((action == L3_ADD) | (action == L3_CANCEL) | (action == L3_CLEAR))
-    cols = {n: order_events.column(n).to_numpy()[rows] for n in
-            ("ts_event_ns", "ts_recv_ns", "sequence", "side", "price_nanos", "size_nanos", "flags")}
+    cols = {
+        n: order_events.column(n).to_numpy()[rows]
+        for n in ("ts_event_ns", "ts_recv_ns", "sequence", "side", "price_nanos", "size_nanos", "flags")
+    }
     act = action[rows]
     out_size = np.zeros(len(rows), np.int64)
     clears = np.flatnonzero(act == L3_CLEAR)
@@ -220,22 +300,36 @@ def l3_to_l2(order_events: pa.Table, levels: dict[tuple[int, int], int] | None =
             levels.clear()
             lo += 1
         if lo < hi:
-            out_size[lo:hi] = _segment_levels(levels, act[lo:hi], cols["side"][lo:hi], cols["price_nanos"][lo:hi],
-                                              cols["size_nanos"][lo:hi])
+            out_size[lo:hi] = _segment_levels(
+                levels, act[lo:hi], cols["side"][lo:hi], cols["price_nanos"][lo:hi], cols["size_nanos"][lo:hi]
+            )
     out_size, flags = _flag_negative(out_size, cols["flags"])
-    l2_action = np.where(act == L3_CLEAR, L2_CLEAR, np.where(out_size > 0, L2_SET, L2_DELETE)).astype(np.uint8)
+    l2_action = np.where(act == L3_CLEAR, L2_CLEAR, np.where(out_size > 0, L2_SET, L2_DELETE)).astype(
+        np.uint8
+    )
     side = np.where(act == L3_CLEAR, NO_SIDE, cols["side"]).astype(np.uint8)
     price = np.where(act == L3_CLEAR, 0, cols["price_nanos"])
     symbol = order_events.column("symbol")
     venue = order_events.column("venue")
-    return BOOK_DELTA.table(dict(
-        ts_event_ns=cols["ts_event_ns"], ts_recv_ns=cols["ts_recv_ns"], venue=venue.take(pa.array(rows)),
-        symbol=symbol.take(pa.array(rows)), sequence=cols["sequence"], side=side, action=l2_action,
-        price_nanos=price, size_nanos=out_size, flags=flags))
+    return BOOK_DELTA.table(
+        dict(
+            ts_event_ns=cols["ts_event_ns"],
+            ts_recv_ns=cols["ts_recv_ns"],
+            venue=venue.take(pa.array(rows)),
+            symbol=symbol.take(pa.array(rows)),
+            sequence=cols["sequence"],
+            side=side,
+            action=l2_action,
+            price_nanos=price,
+            size_nanos=out_size,
+            flags=flags,
+        )
+    )
 
 
-def _segment_levels(levels: dict[tuple[int, int], int], act: np.ndarray, side: np.ndarray, price: np.ndarray,
-                    size: np.ndarray) -> np.ndarray:
+def _segment_levels(
+    levels: dict[tuple[int, int], int], act: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray
+) -> np.ndarray:
     """Level size after each row of a clear-free segment: a cumulative sum per (side, price)."""
     delta = np.where(act == L3_ADD, size, -size).astype(np.int64)
     key = price.astype(np.int64) * 2 + (side == ASK)
@@ -246,8 +340,11 @@ def _segment_levels(levels: dict[tuple[int, int], int], act: np.ndarray, side: n
     before = np.concatenate(([0], csum))[starts]
     init = np.array([levels.get((ASK if k & 1 else BID, int(k >> 1)), 0) for k in uniq], np.int64)
     after = np.empty(len(act), np.int64)
-    after[order] = csum - np.repeat(before, np.diff(np.append(starts, len(order)))) + np.repeat(
-        init, np.diff(np.append(starts, len(order))))
+    after[order] = (
+        csum
+        - np.repeat(before, np.diff(np.append(starts, len(order))))
+        + np.repeat(init, np.diff(np.append(starts, len(order))))
+    )
     last = np.append(starts[1:], len(order)) - 1
     for k, s in zip(uniq.tolist(), after[order][last].tolist(), strict=True):
         levels[(ASK if k & 1 else BID, k >> 1)] = s

@@ -42,15 +42,23 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
         if crossed:
             failures.append(f"book crossed after {crossed} events")
         rejected = tables["rejected"].num_rows if "rejected" in tables else 0
-        reports.append(VerifyReport(ok=ok, total=total, what=f"L3 events consistent in {Path(path).name}",
-                                    failures=failures[:20],
-                                    details=dict(crossed=crossed, locked=locked, rejected=rejected)))
+        reports.append(
+            VerifyReport(
+                ok=ok,
+                total=total,
+                what=f"L3 events consistent in {Path(path).name}",
+                failures=failures[:20],
+                details=dict(crossed=crossed, locked=locked, rejected=rejected),
+            )
+        )
     return reports
 
 
 def _check_orders(events: object) -> tuple[int, int, list[str]]:
-    cols = {n: events.column(n).to_numpy().tolist() for n in  # type: ignore[attr-defined]
-            ("action", "order_id", "side", "price_nanos", "size_nanos", "sequence")}
+    cols = {
+        n: events.column(n).to_numpy().tolist()
+        for n in ("action", "order_id", "side", "price_nanos", "size_nanos", "sequence")  # type: ignore[attr-defined]
+    }
     book: dict[int, list[int]] = {}
     ok = total = 0
     failures: list[str] = []
@@ -68,7 +76,9 @@ def _check_orders(events: object) -> tuple[int, int, list[str]]:
                 continue
             book[oid] = [side, price, size]
         elif order is None or order[0] != side or order[1] != price or order[2] < size:
-            failures.append(f"{chr(action)} of order {oid} ({size} at {price}) does not match {order} at seq {seq}")
+            failures.append(
+                f"{chr(action)} of order {oid} ({size} at {price}) does not match {order} at seq {seq}"
+            )
             continue
         elif action == L3_CANCEL:
             order[2] -= size
