@@ -283,6 +283,8 @@ def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.n
     n = len(side)
     bbo, status, slot, snaps, snap_status = s2.alloc_outputs(n, snapshot_rows, levels)
     book = to_book(state) if isinstance(state, L2State) else state
+    # one snapshot-slot count per call (not per segment) keeps resumed segments on one compile
+    k_all = max(16, _pow2(int((slot >= 0).sum())))
     pos = 0
     while pos < n:
         m = min(n - pos, BUCKETS[-1])
@@ -291,7 +293,7 @@ def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.n
         gslots = slot[seg][slot[seg] >= 0]
         local = np.full(size_b, -1, np.int64)
         local[np.flatnonzero(slot[seg] >= 0)] = np.arange(len(gslots))
-        k = _pow2(len(gslots))
+        k = k_all
         xs = tuple(_pad(a[seg], size_b) for a in (side, action, price, size, flags))
         xs += (local, np.arange(size_b) < m, np.arange(pos, pos + size_b, dtype=np.int64))
         init = jnp.full((4, k, levels), s2.UNDEF_PRICE, jnp.int64).at[1::2].set(0)
