@@ -194,14 +194,16 @@ class _Sink:
         by_mode: dict[Mode, list[pa.Table]] = defaultdict(list)
         for venue, symbol, date, part in lake_store.split(table):
             key = (record.name, venue, symbol, date)
-            by_mode["merge" if key in self.written else self.mode].append(part)
+            # a later pass of this run adds to what its first pass wrote: never merge a run with
+            # itself, or repeated venue records (identical MBO rows) would collapse
+            by_mode["append" if key in self.written else self.mode].append(part)
             self.written.add(key)
         for mode, parts in by_mode.items():
             rows = concat(record, parts)
             if self.lake is not None:
                 self.summary.partitions.extend(lake_store.write(record, rows, self.lake, mode=mode))
             if self.warehouse is not None:
-                loaded = self.warehouse.load(record, rows, merge=mode == "merge")
+                loaded = self.warehouse.load(record, rows, mode=mode)
                 rows_so_far = self.summary.warehouse_rows.get(record.name, 0)
                 self.summary.warehouse_rows[record.name] = rows_so_far + loaded
 

@@ -95,11 +95,12 @@ class RecordType:
 
     def clickhouse_ddl(self, table: str | None = None, *, database: str | None = None,
                        partition_by: str = "(venue, toDate(fromUnixTimestamp64Nano(ts_event_ns)))",
-                       engine: str = "ReplacingMergeTree") -> str:
+                       engine: str = "MergeTree") -> str:
         """``CREATE TABLE IF NOT EXISTS`` for this record.
 
-        ReplacingMergeTree keyed on ``order_by`` makes a re-run load collapse to one copy; the
-        loader additionally replaces whole partitions for batch rows.
+        Plain MergeTree: ``order_by`` is a sorting key, not an identity (two quotes of one frame
+        can share it), so nothing may collapse rows in the background; loads are made idempotent
+        by replacing whole partitions.
         """
         name = table or self.name
         qualified = f"{database}.{name}" if database else name

@@ -18,6 +18,7 @@ from typing import Literal
 from urllib.parse import quote, unquote
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -40,7 +41,7 @@ ZSTD_LEVEL = 9
 _PLAIN_COLUMNS = frozenset({"ts_recv_ns", "sequence"})
 _DELTA_COLUMNS = frozenset({"ts_event_ns"})
 
-Mode = Literal["replace", "merge"]
+Mode = Literal["replace", "merge", "append"]
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,10 @@ def write(record: RecordType, table: pa.Table, root: Path, mode: Mode = "replace
         table: rows of ``record``; any order, any mix of venues, symbols and days.
         root: the lake root.
         mode: ``replace`` makes each touched partition exactly these rows (re-writing the same
-            rows is idempotent); ``merge`` unions them with the rows already there and keeps one
-            row per ``record.order_by`` key (the newest), so rows from another source survive.
+            rows is idempotent); ``merge`` keeps the rows already there that no row of ``table``
+            repeats exactly, then adds all of ``table`` (re-loading a file is idempotent, rows of
+            another source survive, and distinct rows are never collapsed, even when they share
+            a key); ``append`` adds ``table`` to what is there (later passes of one run).
             Partitions not present in ``table`` are never touched.
 
     Returns:
@@ -123,14 +126,15 @@ def write(record: RecordType, table: pa.Table, root: Path, mode: Mode = "replace
     Raises:
         StorageError: unknown mode, a table that is not of ``record``, or a failed write.
     """
-    if mode not in ("replace", "merge"):
-        raise StorageError(f"lake write mode was {mode!r}; expected 'replace' or 'merge'")
+    if mode not in ("replace", "merge", "append"):
+        raise StorageError(f"lake write mode was {mode!r}; expected 'replace', 'merge' or 'append'")
     table = _conform(record, table)
     out = []
     for venue, symbol, date, part in split(table):
         path = partition_dir(root, record, venue, symbol, date) / PART_FILE
-        if mode == "merge" and path.exists():
-            part = dedupe(record, concat(record, [_read_file(record, path, venue, symbol), part]))
+        if mode != "replace" and path.exists():
+            old = _read_file(record, path, venue, symbol)
+            part = concat(record, [old if mode == "append" else unrepeated(old, part), part])
         part = _sorted(record, part)
         size = write_parquet_atomic(part.drop_columns(list(PARTITION_KEYS)), path, **_parquet_options(record))
         out.append(PartitionWrite(record.name, venue, symbol, date, path, part.num_rows, size))
@@ -164,21 +168,17 @@ def partitions(record: RecordType, root: Path, *, venue: str | None = None, symb
         yield unescape(v.partition("=")[2]), unescape(s.partition("=")[2]), d.partition("=")[2], path
 
 
-def dedupe(record: RecordType, table: pa.Table) -> pa.Table:
-    """One row per ``record.order_by`` key: the last one wins (as in ReplacingMergeTree).
+def unrepeated(old: pa.Table, new: pa.Table) -> pa.Table:
+    """The rows of ``old`` whose whole content no row of ``new`` repeats (a 64-bit row hash).
 
-    The winner takes the position of the key's first row, so a corrected row stays where the row
-    it replaces was within its venue event (F_LAST stays last).
+    Merging by content rather than by key: two venue rows may share every key column (quotes
+    of one frame, identical MBO records) and must both survive.
     """
-    if table.num_rows == 0:
-        return table
-    idx = pa.array(np.arange(table.num_rows, dtype=np.int64))
-    keyed = table.select(list(record.order_by)).append_column("__row", idx)
-    groups = keyed.group_by(list(record.order_by), use_threads=False).aggregate(
-        [("__row", "min"), ("__row", "max")]
-    )
-    first, last = groups.column("__row_min").to_numpy(), groups.column("__row_max").to_numpy()
-    return table.take(pa.array(last[np.argsort(first, kind="stable")]))
+    if old.num_rows == 0 or new.num_rows == 0:
+        return old
+    seen = pl.from_arrow(new).hash_rows(seed=0).to_numpy()
+    mine = pl.from_arrow(old).hash_rows(seed=0).to_numpy()
+    return old.filter(pa.array(~np.isin(mine, seen)))
 
 
 def _conform(record: RecordType, table: pa.Table) -> pa.Table:

@@ -8,8 +8,9 @@ Idempotency: batch loads replace whole (venue, symbol, day) slices atomically. R
 staging table of the same definition first, together with the rows of the touched ClickHouse
 partitions (venue, day) that the load does not replace, and each staged partition then swaps in
 with ``ALTER TABLE ... REPLACE PARTITION``: re-running a load leaves exactly one copy, and other
-symbols of the same venue and day survive. Live rows (``replace_partitions=False``) are plain
-inserts that ReplacingMergeTree collapses on the record's ``order_by`` key (``count(final=True)``).
+symbols of the same venue and day survive. ``replace_partitions=False`` is a plain append (not
+idempotent on its own: the live sink of a later issue keys its rows itself). Tables are plain
+MergeTree, so no background merge ever collapses two distinct rows that share a sorting key.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class Warehouse:
             self._command(record.clickhouse_ddl())
 
     def load(self, record: RecordType, table: pa.Table, *, replace_partitions: bool = True,
-             merge: bool = False) -> int:
+             mode: str = "replace") -> int:
         """Load rows of ``record``; creates its table when missing.
 
         Args:
@@ -82,9 +83,10 @@ class Warehouse:
             table: the rows (any mix of venues, symbols, days).
             replace_partitions: batch semantics: every (venue, symbol, UTC day of ts_event_ns)
                 present in ``table`` ends up holding exactly ``table``'s rows for it. False: a
-                plain insert, for live rows deduplicated by ReplacingMergeTree on ``order_by``.
-            merge: with ``replace_partitions``, keep the rows already there as well and keep one
-                row per ``order_by`` key, the loaded one winning (the lake's ``mode="merge"``).
+                plain insert.
+            mode: with ``replace_partitions``, as the lake's modes: ``replace`` (the slices hold
+                exactly ``table``), ``merge`` (keep the rows already there that no loaded row
+                repeats exactly, by content, never by key), ``append`` (add to what is there).
 
         Returns:
             The number of rows inserted from ``table``.
@@ -107,13 +109,13 @@ class Warehouse:
             ids = self._partition_ids(stage)
             id_list = ", ".join(_quote(p) for p in ids)
             touched = f"SELECT * FROM {record.name} WHERE _partition_id IN ({id_list})"
-            if merge:
-                # ReplacingMergeTree keeps the last inserted row of a key, so the rows already
-                # there go in first and the loaded ones after them.
-                self._command(f"TRUNCATE TABLE {stage}")
+            if mode == "merge":
+                self._command(f"INSERT INTO {stage} {touched} AND sipHash64(*) NOT IN "
+                              f"(SELECT sipHash64(*) FROM {stage})")
+            elif mode == "append":
                 self._command(f"INSERT INTO {stage} {touched}")
-                self._insert(stage, table)
-                self._command(f"OPTIMIZE TABLE {stage} FINAL")
+            elif mode != "replace":
+                raise StorageError(f"load mode was {mode!r}; expected 'replace', 'merge' or 'append'")
             else:
                 slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {stage}"
                 self._command(f"INSERT INTO {stage} {touched} AND (venue, symbol, {_DAY}) NOT IN ({slices})")
@@ -130,16 +132,15 @@ class Warehouse:
         except ClickHouseError as exc:
             raise StorageError(f"query failed: {exc}\n{sql}") from exc
 
-    def fetch(self, record: RecordType, where: str = "", *, final: bool = False) -> pa.Table:
+    def fetch(self, record: RecordType, where: str = "") -> pa.Table:
         """Rows of ``record`` with its exact Arrow schema (bytes stay bytes), in ``order_by`` order.
 
         Args:
             record: the record type.
             where: an optional SQL condition, e.g. ``"venue = 'binance-usdm'"``.
-            final: read through ``FINAL`` (collapse live duplicates not merged yet).
         """
         cols = ", ".join(f"`{c}`" for c in record.column_names)
-        sql = f"SELECT {cols} FROM {record.name}{' FINAL' if final else ''}"
+        sql = f"SELECT {cols} FROM {record.name}"
         sql += f" WHERE {where}" if where else ""
         sql += f" ORDER BY {', '.join(record.order_by)}"
         try:
@@ -152,11 +153,11 @@ class Warehouse:
             arrays.append(col.cast(f.arrow_type) if col.type != f.arrow_type else col)
         return pa.Table.from_arrays(arrays, schema=record.arrow_schema())
 
-    def count(self, record: RecordType, where: str = "", *, final: bool = False) -> int:
+    def count(self, record: RecordType, where: str = "") -> int:
         """``SELECT count()`` of a record's table (0 when the table does not exist yet)."""
         if not self._exists(record.name):
             return 0
-        sql = f"SELECT count() FROM {record.name}{' FINAL' if final else ''}"
+        sql = f"SELECT count() FROM {record.name}"
         sql += f" WHERE {where}" if where else ""
         return int(self._scalar(sql))
 

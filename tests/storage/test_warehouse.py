@@ -20,7 +20,7 @@ import pytest
 
 from tapeflow.errors import ConfigError, StorageError
 from tapeflow.schemas import ALL_RECORDS, concat
-from tapeflow.schemas.records import BOOK_DELTA, F_LAST, TRADE
+from tapeflow.schemas.records import BOOK_DELTA, QUOTE, TRADE
 from tapeflow.storage import Warehouse
 from tests.storage.samples import all_samples, rows, synthetic_deltas
 
@@ -98,25 +98,35 @@ def test_a_reload_replaces_only_its_own_symbol_and_day(wh: Warehouse) -> None:
     assert wh.count(TRADE) == trades.num_rows - 1
 
 
-def test_merge_unions_sources_and_the_loaded_row_wins(wh: Warehouse) -> None:
+def test_merge_unions_sources_by_content(wh: Warehouse) -> None:
     deltas = synthetic_deltas(300)
     n = deltas.num_rows
     wh.load(BOOK_DELTA, deltas.slice(0, 2 * n // 3))
-    wh.load(BOOK_DELTA, deltas.slice(n // 3), merge=True)
+    wh.load(BOOK_DELTA, deltas.slice(n // 3), mode="merge")
     assert wh.count(BOOK_DELTA) == n
-    flags = BOOK_DELTA.column_names.index("flags")
-    fixed = deltas.slice(5, 1).set_column(flags, "flags", pa.array([F_LAST | 4], pa.uint8()))
-    wh.load(BOOK_DELTA, fixed, merge=True)
+    wh.load(BOOK_DELTA, deltas.slice(n // 3), mode="merge")  # the same source again: idempotent
     assert wh.count(BOOK_DELTA) == n
-    assert wh.count(BOOK_DELTA, f"flags = {F_LAST | 4}") == 1
 
 
-def test_live_inserts_collapse_on_the_key(wh: Warehouse) -> None:
+def test_rows_sharing_a_key_are_never_collapsed(wh: Warehouse) -> None:
+    # two quotes of one frame: same venue, symbol, ts_recv and sequence, different prices
+    quote = all_samples()["quote"].slice(0, 1)
+    bid = QUOTE.column_names.index("bid_price_nanos")
+    lower = pa.array([quote.column(bid)[0].as_py() - 1], pa.int64())
+    other = quote.set_column(bid, quote.schema.field(bid), lower)
+    pair = pa.concat_tables([quote, other])
+    assert len({tuple(r[c] for c in QUOTE.order_by) for r in pair.to_pylist()}) == 1
+    wh.load(QUOTE, pair)
+    wh.load(QUOTE, pair, mode="merge")
+    wh.client.command("OPTIMIZE TABLE quote FINAL")
+    assert wh.count(QUOTE) == 2
+
+
+def test_append_adds_to_the_slice(wh: Warehouse) -> None:
     trades = all_samples()["trade"]
-    wh.load(TRADE, trades, replace_partitions=False)
-    wh.load(TRADE, trades, replace_partitions=False)
-    assert wh.count(TRADE, final=True) == trades.num_rows
-    assert wh.fetch(TRADE, final=True).num_rows == trades.num_rows
+    wh.load(TRADE, trades)
+    wh.load(TRADE, trades, mode="append")
+    assert wh.count(TRADE) == 2 * trades.num_rows
 
 
 def test_query_returns_arrow(wh: Warehouse) -> None:
