@@ -14,13 +14,14 @@ class Settings:
 
     Attributes:
         lake_dir: root of the Parquet lake (``TAPEFLOW_LAKE``).
-        clickhouse_dsn: ``chdb:///<dir>`` (embedded engine) or ``http(s)://host:8123``
+        clickhouse_dsn: ``chdb:<relative dir>``, ``chdb:///<absolute dir>`` (embedded engine) or
+            ``http(s)://host:8123``
             (``TAPEFLOW_CLICKHOUSE``).
         real_data: the shared real-data folder (``TAPEFLOW_REAL_DATA``).
     """
 
     lake_dir: Path = Path("lake")
-    clickhouse_dsn: str = "chdb:///warehouse"
+    clickhouse_dsn: str = "chdb:warehouse"
     real_data: Path = Path("../shared/data")
 
     @classmethod

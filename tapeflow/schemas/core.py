@@ -11,6 +11,10 @@ import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
 
+# The UTC day a row belongs to: venue time, or capture time where the venue gave none (-1), so a
+# dead letter without a venue time files under the day it was received, not 1969-12-31.
+PARTITION_DAY_SQL = "toDate(fromUnixTimestamp64Nano(if(ts_event_ns >= 0, ts_event_ns, ts_recv_ns)))"
+
 # kind -> (arrow type, ClickHouse type, numpy dtype or None for object columns)
 _KINDS: dict[str, tuple[pa.DataType, str, str | None]] = {
     "i64": (pa.int64(), "Int64", "int64"),
@@ -94,7 +98,7 @@ class RecordType:
         )
 
     def clickhouse_ddl(self, table: str | None = None, *, database: str | None = None,
-                       partition_by: str = "(venue, toDate(fromUnixTimestamp64Nano(ts_event_ns)))",
+                       partition_by: str | None = None,
                        engine: str = "MergeTree") -> str:
         """``CREATE TABLE IF NOT EXISTS`` for this record.
 
@@ -103,6 +107,7 @@ class RecordType:
         by replacing whole partitions.
         """
         name = table or self.name
+        partition_by = partition_by or f"(venue, {PARTITION_DAY_SQL})"
         qualified = f"{database}.{name}" if database else name
         cols = ",\n".join(f"    `{f.name}` {f.clickhouse_type}" for f in self.fields)
         return (

@@ -196,13 +196,16 @@ def split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
     """``(venue, symbol, date, rows)`` per lake partition of ``table``, in that order.
 
     Rows keep their relative order within a partition. ``table`` needs ``venue``, ``symbol`` and
-    ``ts_event_ns`` columns.
+    ``ts_event_ns`` columns; rows without a venue time (-1) file under their ``ts_recv_ns`` day.
     """
     if table.num_rows == 0:
         return
     venues = pc.dictionary_encode(table.column("venue")).combine_chunks()
     symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
-    days = np.floor_divide(table.column("ts_event_ns").to_numpy(), NS_PER_DAY)
+    ts = table.column("ts_event_ns").to_numpy()
+    if "ts_recv_ns" in table.column_names:  # as PARTITION_DAY_SQL: capture time when no venue time
+        ts = np.where(ts >= 0, ts, table.column("ts_recv_ns").to_numpy())
+    days = np.floor_divide(ts, NS_PER_DAY)
     v_idx, s_idx = venues.indices.to_numpy(), symbols.indices.to_numpy()
     # lexsort is stable, so each partition keeps the decoder's order for equal sort keys
     order = np.lexsort((days, s_idx, v_idx))

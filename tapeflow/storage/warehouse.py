@@ -28,6 +28,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from tapeflow.errors import ConfigError, StorageError
 from tapeflow.schemas import ALL_RECORDS, RecordType
+from tapeflow.schemas.core import PARTITION_DAY_SQL
 
 # Strings come back as Arrow binary so a ``bytes`` column survives; record reads cast to the schema.
 _BINARY_STRINGS = {"output_format_arrow_string_as_string": 0}
@@ -191,7 +192,7 @@ class Warehouse:
             raise StorageError(f"insert of {table.num_rows} rows into {table_name} failed: {exc}") from exc
 
 
-_DAY = "toDate(fromUnixTimestamp64Nano(ts_event_ns))"
+_DAY = PARTITION_DAY_SQL
 
 
 def _quote(value: str) -> str:

@@ -40,7 +40,8 @@ def test_partition_paths_are_hive_style_and_escaped(tmp_path: Path) -> None:
         "trade/venue=binance-usdm/symbol=ETH%2FUSDT/date=2024-08-08/part-0.parquet",
         "trade/venue=kraken/symbol=XBT%3DEUR%25%C3%A9/date=2024-08-08/part-0.parquet",
         "trade/venue=weird%20venue/symbol=%2E./date=2024-08-07/part-0.parquet",
-        "trade/venue=weird%20venue/symbol=__HIVE_DEFAULT_PARTITION__/date=1969-12-31/part-0.parquet",
+        # no venue time (-1): filed under its capture day
+        "trade/venue=weird%20venue/symbol=__HIVE_DEFAULT_PARTITION__/date=2024-08-08/part-0.parquet",
     ])
     # nothing escapes the dataset directory, and no partition value is a hidden name
     assert all(".." not in Path(p).parts for p in found)
@@ -201,3 +202,14 @@ def test_binance_capture_deltas_fit_in_six_bytes_per_row(tmp_path: Path, real_da
     deltas = pa.concat_tables([c.get(BOOK_DELTA) for c in fmt.decode([path])])
     assert deltas.num_rows > 400_000
     assert _bytes_per_row(tmp_path, deltas) <= 6.0
+
+
+def test_rows_without_venue_time_file_under_their_capture_day(tmp_path: Path) -> None:
+    rejected = all_samples()["rejected"]
+    ts_event = REJECTED.column_names.index("ts_event_ns")
+    unknown = pa.array([-1] * rejected.num_rows, pa.int64())
+    rejected = rejected.set_column(ts_event, rejected.schema.field(ts_event), unknown)
+    written = lake.write(REJECTED, rejected, tmp_path)
+    days = {lake.day_of(t) for t in rejected.column("ts_recv_ns").to_pylist()}
+    assert {w.date for w in written} == days
+    assert "1969-12-31" not in days
