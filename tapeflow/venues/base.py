@@ -115,7 +115,11 @@ class Columns:
 
 @dataclass
 class Decoded:
-    """One chunk of decoder output: tables keyed by record name, plus progress."""
+    """One chunk of decoder output: tables keyed by record name, plus progress.
+
+    ``bytes_read`` is the input consumed since the previous chunk (compressed bytes where the
+    file is compressed, when known), so a decode's chunks add up to the size of its input.
+    """
 
     tables: dict[str, pa.Table]
     bytes_read: int = 0

@@ -221,6 +221,7 @@ class CaptureDecoder:
         paths = [Path(p) for p in paths]
         self.start(paths)
         bytes_read = 0
+        self._reported = 0
         for i, line in self.lines(paths):
             bytes_read += len(line.payload) + 1
             self.frames += 1
@@ -282,5 +283,6 @@ class CaptureDecoder:
         }
         self.trades = Columns(TRADE)
         self.quotes = Columns(QUOTE)
-        return Decoded(tables={k: t for k, t in tables.items() if t.num_rows}, bytes_read=bytes_read,
+        increment, self._reported = bytes_read - self._reported, bytes_read
+        return Decoded(tables={k: t for k, t in tables.items() if t.num_rows}, bytes_read=increment,
                        source=where)

@@ -186,8 +186,8 @@ def test_decoding_streams_in_chunks_with_progress(real_data: Path, monkeypatch: 
     monkeypatch.setattr(framing, "READ_BYTES", 256 * 1024)
     chunks = list(decode([path]))
     assert len(chunks) >= 68_792 * 56 // (256 * 1024)
-    progress = [c.bytes_read for c in chunks]
-    assert progress == sorted(progress) and progress[-1] == path.stat().st_size
+    progress = [c.bytes_read for c in chunks]  # increments
+    assert min(progress) >= 0 and sum(progress) == path.stat().st_size
     assert merge(chunks)["order_event"].equals(whole)
 
 

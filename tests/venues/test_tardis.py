@@ -278,6 +278,6 @@ def test_progress_reaches_the_file_size(real_data: Path, monkeypatch: pytest.Mon
     path = need(TARDIS / "tardis_quotes.csv")
     chunks = list(decode([path]))
     assert len(chunks) >= 8
-    assert [c.bytes_read for c in chunks][-1] == path.stat().st_size
+    assert sum(c.bytes_read for c in chunks) == path.stat().st_size  # increments add up
     assert sum(c.tables["quote"].num_rows for c in chunks) == 9_999
-    assert np.all(np.diff([c.bytes_read for c in chunks]) >= 0)
+    assert min(c.bytes_read for c in chunks) >= 0

@@ -44,9 +44,11 @@ def decode_file(path: Path) -> Iterator[Decoded]:
     """Decode one DBN file; see :func:`decode`."""
     header, blocks = open_dbn(path)
     ctx = FileContext(path, header)
+    reported = 0  # Block.bytes_read is the file position; Decoded wants the increment
     try:
         for block in blocks:
-            yield Decoded(ctx.convert(block), bytes_read=block.bytes_read, source=str(path))
+            yield Decoded(ctx.convert(block), bytes_read=block.bytes_read - reported, source=str(path))
+            reported = block.bytes_read
     except CorruptStream as exc:
         rejects = Rejects(ctx.venue)
         detail = (
@@ -54,7 +56,8 @@ def decode_file(path: Path) -> Iterator[Decoded]:
             f"DBN record (length byte {exc.rest[0] * 4 if exc.rest else 0} bytes)"
         )
         rejects.add(exc.reason, detail, f"{path}:record {exc.first_index}", exc.rest)
-        yield Decoded({"rejected": rejects.table()}, bytes_read=path.stat().st_size, source=str(path))
+        yield Decoded({"rejected": rejects.table()}, bytes_read=max(0, path.stat().st_size - reported),
+                      source=str(path))
 
 
 class FileContext:

@@ -133,6 +133,7 @@ def decode_pair(files: LobsterFiles) -> Iterator[Decoded]:
             out.orderbook(index, book, ts_ns)
         if (index + 1) % CHUNK_ROWS == 0:
             yield out.flush(bytes_read)
+            bytes_read = 0  # Decoded.bytes_read is the increment since the previous chunk
     yield out.flush(bytes_read)
 
 

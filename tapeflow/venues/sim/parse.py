@@ -68,13 +68,16 @@ def _decode_file(path: Path) -> Iterator[Decoded]:
             raise FormatError(f"{path} is not a sim file: header was {header[:80]!r}, expected {HEADER!r}")
         state = _State(path, symbol)
         lineno = 1
+        reported = 0  # Decoded.bytes_read is the increment since the previous chunk
         for line in fh:
             lineno += 1
             state.line(line, lineno)
             if state.lines >= CHUNK_LINES and not state.in_snapshot:
-                yield state.flush(_position(fh, gz))
+                position = _position(fh, gz)
+                yield state.flush(position - reported)
+                reported = position
         state.end_snapshot()
-        yield state.flush(_position(fh, gz))
+        yield state.flush(_position(fh, gz) - reported)
 
 
 def _position(fh: object, gz: bool) -> int:

@@ -62,6 +62,7 @@ def decode_file(path: Path) -> Iterator[Decoded]:
     kind, depth = detect_kind(read_header(path))
     l2 = _L2Events()
     gap_carry = False  # a rejected L2 line ended the previous chunk
+    reported = 0  # CsvChunk.bytes_read is the file position; Decoded wants the increment
     for chunk in read_chunks(path):
         rows = _Rows(path, chunk)
         if kind == "trades":
@@ -74,7 +75,8 @@ def decode_file(path: Path) -> Iterator[Decoded]:
             parsed, gap_carry = rows.l2_rows(gap_carry)
             tables = {"book_delta": l2.feed(parsed, final=False)}
         tables["rejected"] = rows.rejects.table()
-        yield Decoded(tables, bytes_read=chunk.bytes_read, source=str(path))
+        yield Decoded(tables, bytes_read=chunk.bytes_read - reported, source=str(path))
+        reported = chunk.bytes_read
     if kind == "incremental_book_L2":
         yield Decoded({"book_delta": l2.feed(None, final=True)}, source=str(path))
 
