@@ -39,6 +39,6 @@ def get_format(name: str) -> VenueFormat:
     """
     known, broken = _scan()
     if name not in known:
-        why = "".join(f"\n  tapeflow/venues/{folder}/ failed to import: {err}" for folder, err in broken.items())
+        why = "".join(f"\n  tapeflow/venues/{d}/ failed to import: {err}" for d, err in broken.items())
         raise ConfigError(f"unknown format {name!r}; known formats: {', '.join(sorted(known))}{why}")
     return known[name]

@@ -6,7 +6,6 @@ import csv
 import gzip
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from hypothesis import given, settings
