@@ -1,0 +1,172 @@
+"""The ``tapeflow`` command: ingest, book, verify, simulate, query, formats."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tapeflow.errors import TapeflowError
+from tapeflow.settings import Settings
+from tapeflow.timeutil import parse_duration_ns
+
+FORMAT_NAMES = ("lobster", "dbn", "binance", "kraken", "okx", "coinbase", "bybit", "kucoin", "bitmex",
+                "tardis", "sim")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tapeflow`` console script; returns the exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    try:
+        return int(args.func(args, settings) or 0)
+    except TapeflowError as exc:
+        print(f"tapeflow: error: {exc}", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:
+        print(f"tapeflow: error: no such file: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tapeflow: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tapeflow", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ing = sub.add_parser("ingest", help="decode files into lake partitions and warehouse rows")
+    ing.add_argument("--format", required=True, choices=FORMAT_NAMES)
+    ing.add_argument("paths", nargs="+", type=Path)
+    ing.add_argument("--lake", type=Path, help="lake root (default $TAPEFLOW_LAKE or ./lake)")
+    ing.add_argument("--clickhouse", help="DSN: chdb:///DIR (embedded) or http(s)://host:8123")
+    ing.add_argument("--no-lake", action="store_true", help="do not write Parquet")
+    ing.add_argument("--no-clickhouse", action="store_true", help="do not load the warehouse")
+    ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.set_defaults(func=_cmd_ingest)
+
+    book = sub.add_parser("book", help="rebuild books and write top-N snapshots")
+    book.add_argument("--format", required=True, choices=FORMAT_NAMES)
+    book.add_argument("paths", nargs="+", type=Path)
+    book.add_argument("--levels", type=int, default=10)
+    book.add_argument("--interval", default="1s",
+                      help="snapshot grid (e.g. 1s, 100ms); 'event' for one after every event")
+    book.add_argument("--out", type=Path, required=True, help="output .parquet file")
+    book.set_defaults(func=_cmd_book)
+
+    ver = sub.add_parser("verify", help="check files against their own oracle")
+    ver.add_argument("format", choices=FORMAT_NAMES)
+    ver.add_argument("paths", nargs="+", type=Path)
+    ver.set_defaults(func=_cmd_verify)
+
+    sim = sub.add_parser("simulate", help="write a deterministic simulated market")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--instruments", type=int, default=2)
+    sim.add_argument("--duration", default="10m", help="simulated time per instrument (e.g. 10m, 1h)")
+    sim.add_argument("--preset", choices=("crypto", "equity"), default="crypto")
+    sim.add_argument("--out", type=Path, required=True)
+    sim.set_defaults(func=_cmd_simulate)
+
+    q = sub.add_parser("query", help="run SQL against the warehouse and print the result")
+    q.add_argument("sql")
+    q.add_argument("--clickhouse", help="DSN (default $TAPEFLOW_CLICKHOUSE or chdb:///warehouse)")
+    q.set_defaults(func=_cmd_query)
+
+    f = sub.add_parser("formats", help="list the input formats")
+    f.set_defaults(func=_cmd_formats)
+    return p
+
+
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.ingest import ingest
+
+    lake = None if args.no_lake else (args.lake or settings.lake_dir)
+    dsn = None if args.no_clickhouse else (args.clickhouse or settings.clickhouse_dsn)
+    summary = ingest(args.format, _existing(args.paths), lake=lake, clickhouse=dsn,
+                     progress=not args.quiet and sys.stderr.isatty())
+    print(summary.render())
+    return 0
+
+
+def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.rebuild import snapshots_for_format
+
+    interval_ns = None if args.interval == "event" else parse_duration_ns(args.interval)
+    if args.levels < 1:
+        raise TapeflowError(f"--levels must be at least 1, was {args.levels}")
+    started = time.perf_counter()
+    table, events = snapshots_for_format(args.format, _existing(args.paths), levels=args.levels,
+                                         interval_ns=interval_ns)
+    from tapeflow.storage.lake import write_parquet_atomic
+
+    nbytes = write_parquet_atomic(table, args.out)
+    elapsed = time.perf_counter() - started
+    symbols = sorted(set(table.column("symbol").to_pylist())) if table.num_rows else []
+    print(f"book: {events:,} events -> {table.num_rows:,} snapshots of {args.levels} levels "
+          f"({len(symbols)} instruments) in {elapsed:.1f} s")
+    print(f"wrote {args.out} ({nbytes:,} bytes)")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.venues import get_format
+
+    fmt = get_format(args.format)
+    if fmt.verify is None:
+        raise TapeflowError(f"format {args.format!r} has no oracle to verify against")
+    reports = fmt.verify(_existing(args.paths))
+    if not reports:
+        raise TapeflowError(f"no checkable content found in {', '.join(map(str, args.paths))}")
+    passed = True
+    for report in reports:
+        for failure in report.failures[:10]:
+            print(f"  FAIL {failure}")
+        if len(report.failures) > 10:
+            print(f"  ... and {len(report.failures) - 10} more failures")
+        passed &= report.passed
+    for report in reports:
+        print(report.line())
+    return 0 if passed else 1
+
+
+def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.simulator import simulate
+
+    if args.instruments < 1:
+        raise TapeflowError(f"--instruments must be at least 1, was {args.instruments}")
+    summary = simulate(args.seed, args.instruments, parse_duration_ns(args.duration), args.out,
+                       preset=args.preset)
+    print(summary.render() if hasattr(summary, "render") else summary)
+    return 0
+
+
+def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.storage.warehouse import Warehouse
+
+    with Warehouse(args.clickhouse or settings.clickhouse_dsn) as wh:
+        table = wh.query(args.sql)
+    print(table.to_pandas().to_string(index=False, max_rows=50))
+    return 0
+
+
+def _cmd_formats(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.venues import formats
+
+    for name, fmt in sorted(formats().items()):
+        oracle = "verify" if fmt.verify else "      "
+        print(f"{name:10s} {oracle}  {fmt.description}")
+    return 0
+
+
+def _existing(paths: Sequence[Path]) -> list[Path]:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise TapeflowError(f"no such file: {', '.join(missing)}")
+    return list(paths)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
