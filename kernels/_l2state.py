@@ -38,8 +38,8 @@ class L2State:
 
     Attributes:
         bid_w, ask_w: int64[W] absolute size at tick ``lo + j`` (0 = no level).
-        sp_tick, sp_sz: int64[2, S] spill levels (row 0 bids, row 1 asks); the first
-            ``meta[NSB]`` / ``meta[NSA]`` entries of each row are in use.
+        sp_tick, sp_sz: int64[2, S] spill levels (row 0 bids, row 1 asks), ascending by tick;
+            the first ``meta[NSB]`` / ``meta[NSA]`` entries of each row are in use.
         meta: int64[N_META]: tick (0 = not known yet), lo, window best bid index (-1 none),
             window best ask index (W none), window level counts, spill counts, index of the
             best spill level per side (-1 none), synced flag.

@@ -250,8 +250,16 @@ def from_book(book: Book) -> L2State:
     bid_w, ask_w = np.array(h.bid_w[:-1]), np.array(h.ask_w[:-1])
     meta[[s2.BB, s2.BA]] = h.best
     meta[s2.NB], meta[s2.NA] = np.count_nonzero(bid_w), np.count_nonzero(ask_w)
-    meta[[s2.NSB, s2.NSA]], meta[[s2.SBB, s2.SBA]] = h.nsp, h.sbest
-    return L2State(bid_w, ask_w, np.array(h.sp_tick), np.array(h.sp_sz), meta)
+    sp_tick, sp_sz = np.array(h.sp_tick), np.array(h.sp_sz)
+    for row in (0, 1):
+        # the host (and numba) keep the spill sorted; the scan appends in arrival order
+        used = int(h.nsp[row])
+        order = np.argsort(sp_tick[row, :used], kind="stable")
+        sp_tick[row, :used], sp_sz[row, :used] = sp_tick[row, order], sp_sz[row, order]
+    meta[[s2.NSB, s2.NSA]] = h.nsp
+    meta[s2.SBB] = int(h.nsp[0]) - 1 if h.nsp[0] else -1
+    meta[s2.SBA] = 0 if h.nsp[1] else -1
+    return L2State(bid_w, ask_w, sp_tick, sp_sz, meta)
 
 
 def bucket_size(n: int) -> int:

@@ -1,0 +1,111 @@
+"""``make bench``: throughput of tapeflow's kernels against peers measured in the same run.
+
+Contract for a benchmark module ``bench/<name>.py``: expose ``run(report: Report) -> None`` that
+times its workloads and records them with :meth:`Report.add`; rows flagged ``ours`` are
+tapeflow's, the others are peers, and each peer row shows ``ours / peer`` (the fastest of our
+rows in the same section divided by the peer's rate). Timings never fail anything: they print.
+
+Also accepted (see :func:`run_module`): a zero-argument ``run()`` returning a list of dicts with
+``name``, ``events`` and ``seconds``; rows whose name starts with "tapeflow" count as ours.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Row:
+    """One measured implementation: ``events`` processed in ``seconds`` (best of the repeats)."""
+
+    name: str
+    events: int
+    seconds: float
+    ours: bool
+    note: str = ""
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclass
+class Section:
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+class Report:
+    """Collects rows per section and prints them aligned: ``name  events/s  ratio-vs-ours``."""
+
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+
+    def section(self, title: str) -> None:
+        """Start a section (ratios compare rows within one section only)."""
+        self.sections.append(Section(title))
+
+    def note(self, text: str) -> None:
+        """A line printed under the current section's table (data source, caveats)."""
+        self._current().notes.append(text)
+
+    def add(self, name: str, events: int, seconds: float, *, ours: bool, note: str = "") -> Row:
+        """Record a measurement in the current section."""
+        row = Row(name, events, seconds, ours, note)
+        self._current().rows.append(row)
+        return row
+
+    def _current(self) -> Section:
+        if not self.sections:
+            self.section("benchmarks")
+        return self.sections[-1]
+
+    def render(self) -> str:
+        """The whole report as text."""
+        lines: list[str] = []
+        for sec in self.sections:
+            lines.append(f"\n== {sec.title}")
+            best = max((r.events_per_s for r in sec.rows if r.ours), default=0.0)
+            width = max((len(r.name) for r in sec.rows), default=10)
+            lines.append(f"  {'implementation':<{width}}  {'events/s':>14}  {'ours/peer':>9}  note")
+            for r in sec.rows:
+                ratio = "-" if r.ours or not best else f"{best / r.events_per_s:8.1f}x"
+                lines.append(f"  {r.name:<{width}}  {r.events_per_s:>14,.0f}  {ratio:>9}  {r.note}")
+            lines.extend(f"  * {n}" for n in sec.notes)
+        return "\n".join(lines)
+
+
+def run_module(module: object, report: Report) -> None:
+    """Run one benchmark module under either contract (``run(report)`` or rows returned)."""
+    import inspect
+
+    run = module.run  # type: ignore[attr-defined]
+    positional = [p for p in inspect.signature(run).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if positional:
+        run(report)
+        return
+    rows = run()
+    report.section((module.__doc__ or module.__name__).strip().splitlines()[0])  # type: ignore[attr-defined]
+    for r in rows or []:
+        report.add(str(r["name"]), int(r["events"]), float(r["seconds"]),
+                   ours=str(r["name"]).startswith("tapeflow"))
+
+
+def best_time(fn: Callable[[], object], *, repeats: int = 3, setup: Callable[[], object] | None = None
+              ) -> float:
+    """Fastest wall time of ``repeats`` calls of ``fn`` (``setup`` runs untimed before each).
+
+    The fastest run is the least disturbed one on a shared machine.
+    """
+    best = float("inf")
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
