@@ -29,7 +29,7 @@ DONE, REGRID, SPILL_FULL, RECENTER, CLEAR_BOOK = 0, 1, 2, 3, 4
 # the window never starts beyond +-2**62 ticks, so ``lo + W`` can not overflow int64
 LO_LIMIT = 2**62
 DEFAULT_WINDOW_TICKS = 1 << 16
-DEFAULT_SPILL = 256
+DEFAULT_SPILL = 1024
 
 
 @dataclass

@@ -279,6 +279,27 @@ def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.n
     return stop, code
 
 
+@njit(cache=True, nogil=True)
+def l2_step(side: int, action: int, price: int, size: int, flags: int, bid_w: np.ndarray, ask_w: np.ndarray,
+            sp_tick: np.ndarray, sp_sz: np.ndarray, m: np.ndarray, out: np.ndarray) -> int:
+    """One event with scalar inputs (fewer arrays to unbox per call than :func:`l2_apply`).
+
+    ``out`` int64[5] receives bid px, bid size, ask px, ask size, status; returns the halt code.
+    """
+    u8 = np.empty(3, np.uint8)
+    u8[0], u8[1], u8[2] = side, action, flags
+    i64 = np.empty(2, np.int64)
+    i64[0], i64[1] = price, size
+    bbo = np.empty((4, 1), np.int64)
+    status = np.empty(1, np.uint8)
+    slot = np.full(1, -1, np.int64)
+    _, code = l2_apply(u8[0:1], u8[1:2], i64[0:1], i64[1:2], u8[2:3], 0, slot, bid_w, ask_w, sp_tick, sp_sz,
+                       m, bbo, status, np.empty((4, 0, 0), np.int64), np.empty(0, np.uint8))
+    out[:4] = bbo[:, 0]
+    out[4] = status[0]
+    return code
+
+
 def run(state: L2State, side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
         flags: np.ndarray, *, levels: int = 0, snapshot_rows: np.ndarray | None = None,
         ) -> tuple[L2State, dict[str, np.ndarray]]:
@@ -325,3 +346,32 @@ def l2_replay_numba(side: np.ndarray, action: np.ndarray, price: np.ndarray, siz
     """
     state = new_state(window_ticks=window_ticks, spill=spill, tick_nanos=tick_nanos)
     return run(state, side, action, price, size, flags, levels=levels, snapshot_rows=snapshot_rows)[1]
+
+
+class Stepper:
+    """One event per call, for latency paths (a live feed handler).
+
+    Example:
+        ``bid_px, bid_sz, ask_px, ask_sz, status = stepper.step(ord("B"), ord("U"), px, sz, 0)``
+    """
+
+    def __init__(self, state: L2State | None = None, *, tick_nanos: int = 0,
+                 window_ticks: int = DEFAULT_WINDOW_TICKS) -> None:
+        if state is None:
+            state = new_state(window_ticks=window_ticks, tick_nanos=tick_nanos)
+        self.state = state
+        self._out = np.zeros(5, np.int64)
+
+    def step(self, side: int, action: int, price_nanos: int, size_nanos: int, flags: int
+             ) -> tuple[int, int, int, int, int]:
+        """Apply one event; returns (bid_px, bid_sz, ask_px, ask_sz, status) after it."""
+        st, out = self.state, self._out
+        code = l2_step(side, action, price_nanos, size_nanos, flags, st.bid_w, st.ask_w, st.sp_tick,
+                       st.sp_sz, st.meta, out)
+        while code != DONE:
+            one = (np.array([side], np.uint8), np.array([price_nanos], np.int64),
+                   np.array([action], np.uint8), np.array([flags], np.uint8))
+            st = self.state = handle_halt(st, code, 0, *one)
+            code = l2_step(side, action, price_nanos, size_nanos, flags, st.bid_w, st.ask_w, st.sp_tick,
+                           st.sp_sz, st.meta, out)
+        return int(out[0]), int(out[1]), int(out[2]), int(out[3]), int(out[4])

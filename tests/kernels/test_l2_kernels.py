@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from kernels import _l2state as s2
 from kernels.l2book import l2_replay_jax
 from kernels.l2book import run as run_jax
-from kernels.l2book_numba import l2_replay_numba
+from kernels.l2book_numba import Stepper, l2_replay_numba
 from kernels.l2book_numba import run as run_numba
 from kernels.reference import CROSSED, RESYNC, VALID, l2_replay_reference
 from tapeflow.schemas.records import ASK, BID, F_GAP, F_LAST, F_SNAPSHOT, F_SUPERSEDED, L2_SET
@@ -91,6 +91,15 @@ def test_one_event_at_a_time_numba() -> None:
         state, out = run_numba(state, *(x[i:i + 1] for x in args(s)))
         rows.append(out)
     assert_same(whole, {k: np.concatenate([r[k] for r in rows]) for k in rows[0]})
+
+
+def test_stepper_equals_reference() -> None:
+    s = random_walk(17, 2_000, far_frac=0.1, gap_frac=0.003, drift_ticks=20)
+    ref = l2_replay_reference(*args(s))
+    stepper = Stepper(window_ticks=64)
+    got = np.array([stepper.step(*row) for row in zip(*(c.tolist() for c in args(s)), strict=True)])
+    for k, name in enumerate(("bid_px", "bid_sz", "ask_px", "ask_sz", "status")):
+        assert np.array_equal(got[:, k], ref[name]), name
 
 
 def test_far_levels_are_kept_and_ranked() -> None:
