@@ -140,26 +140,30 @@ def instrument_groups(deltas: pa.Table) -> list[tuple[str, str, np.ndarray]]:
     return [(vnames[vi[first]], snames[si[first]], rows) for first, rows in groups]
 
 
-def grid_rows(ts_event_ns: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """Time grid over a stream and, per instant, the last row applied by then.
+def grid_rows(arrival_ns: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
+    """A time grid over published rows and, per instant, the last of them received by then.
 
-    The grid is every multiple of ``interval_ns`` from the first event time to the last. The
-    book "as of" instant g holds every row received before the first row stamped after g
-    (a running max, so a late-stamped row does not pull earlier rows past g).
+    Arrival (``ts_recv_ns``, the feed's sort key) decides, through a running max, so a row that
+    came late does not slip before rows received ahead of it. The grid is every multiple of
+    ``interval_ns`` from the first arrival up to and including the first one at or after the last
+    arrival, so no instant comes before the first row. The L2 and L3 books share this rule.
+
+    Args:
+        arrival_ns: int64[n] arrival times of the rows a snapshot may show, in replay order.
+        interval_ns: grid spacing.
 
     Returns:
-        (grid instants int64[k], row indices int64[k]).
+        (grid instants int64[k], indices into ``arrival_ns`` int64[k]).
     """
     if interval_ns <= 0:
         raise ConfigError(f"interval_ns must be > 0, got {interval_ns}")
-    if len(ts_event_ns) == 0:
+    if len(arrival_ns) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    first, last = int(ts_event_ns.min()), int(ts_event_ns.max())
-    start = -(-first // interval_ns) * interval_ns
-    grid = np.arange(start, last + 1, interval_ns, dtype=np.int64)
-    running = np.maximum.accumulate(ts_event_ns)
-    rows = np.searchsorted(running, grid, side="right") - 1
-    return grid, rows.astype(np.int64)
+    running = np.maximum.accumulate(arrival_ns)
+    first = -(-int(running[0]) // interval_ns) * interval_ns
+    last = -(-int(running[-1]) // interval_ns) * interval_ns
+    grid = np.arange(first, last + 1, interval_ns, dtype=np.int64)
+    return grid, (np.searchsorted(running, grid, side="right") - 1).astype(np.int64)
 
 
 def _lists(px: np.ndarray, sz: np.ndarray) -> tuple[pa.Array, pa.Array]:
@@ -177,8 +181,8 @@ def book_snapshots(deltas: pa.Table, *, levels: int, interval_ns: int | None = N
         deltas: ``book_delta`` rows of any number of (venue, symbol), each in arrival order.
         levels: depth per side (lists hold only the levels that exist, best first).
         interval_ns: with a value, one row per grid instant (``ts_event_ns`` = the instant, the
-            book carried forward from the last row before it); without, one row after every
-            F_LAST row (``ts_event_ns`` of that row).
+            book after the last F_LAST row received by then, see :func:`grid_rows`); without,
+            one row after every F_LAST row (``ts_event_ns`` of that row).
         backend: as in :func:`replay_l2`.
 
     Returns:
@@ -188,12 +192,12 @@ def book_snapshots(deltas: pa.Table, *, levels: int, interval_ns: int | None = N
     parts = []
     for venue, symbol, idx in instrument_groups(deltas):
         sub = deltas.take(pa.array(idx))
-        ts = sub.column("ts_event_ns").to_numpy()
+        published = np.flatnonzero(sub.column("flags").to_numpy() & F_LAST)
         if interval_ns is None:
-            rows = np.flatnonzero(sub.column("flags").to_numpy() & F_LAST)
-            stamp = ts[rows]
+            rows, stamp = published, sub.column("ts_event_ns").to_numpy()[published]
         else:
-            stamp, rows = grid_rows(ts, interval_ns)
+            stamp, pick = grid_rows(sub.column("ts_recv_ns").to_numpy()[published], interval_ns)
+            rows = published[pick]
         if not len(rows):
             continue
         rep = replay_l2(sub, levels=levels, snapshot_rows=rows, backend=backend)

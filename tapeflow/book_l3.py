@@ -23,6 +23,7 @@ from kernels.reference_l3 import (
     VALID,
     l3_replay_reference,
 )
+from tapeflow.book import grid_rows
 from tapeflow.errors import BookError
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_LAST, F_MAYBE_BAD_BOOK, ORDER_EVENT
@@ -118,12 +119,8 @@ def _snapshots_of_one(events: pa.Table, levels: int, interval_ns: int | None,
     if interval_ns is None:
         rows, ts_ns = published, _column(events, "ts_event_ns")[published]
     else:
-        # arrival order is the replay order: a late-stamped row must not reorder the grid lookup
-        arrival_ns = np.maximum.accumulate(recv_ns[published])
-        first = -(-int(arrival_ns[0]) // interval_ns) * interval_ns
-        last = -(-int(arrival_ns[-1]) // interval_ns) * interval_ns
-        ts_ns = np.arange(first, last + 1, interval_ns, dtype=np.int64)
-        rows = published[np.searchsorted(arrival_ns, ts_ns, side="right") - 1]
+        ts_ns, pick = grid_rows(recv_ns[published], interval_ns)
+        rows = published[pick]
     replay = replay_l3(events, levels=levels, snapshot_rows=np.unique(rows), start_synced=start_synced)
     # rows may repeat on a sparse grid: map each grid instant to its unique snapshot
     pick = np.searchsorted(np.unique(rows), rows)

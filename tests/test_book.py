@@ -32,15 +32,24 @@ SEC = 1_000_000_000
 USDM = "binance/usdm_btcusdt_20240808.gz"
 
 
-def delta_table(stream: dict[str, np.ndarray], *, venue: str, symbol: str, ts0_ns: int = 0,
-                step_ns: int = 1_000_000) -> pa.Table:
+def delta_table(
+    stream: dict[str, np.ndarray], *, venue: str, symbol: str, ts0_ns: int = 0, step_ns: int = 1_000_000
+) -> pa.Table:
     n = len(stream["side"])
     ts = ts0_ns + np.arange(n, dtype=np.int64) * step_ns
     return BOOK_DELTA.table(
-        {"ts_event_ns": ts, "ts_recv_ns": ts + 7, "sequence": np.arange(n), "side": stream["side"],
-         "action": stream["action"], "price_nanos": stream["price"], "size_nanos": stream["size"],
-         "flags": stream["flags"]},
-        constants={"venue": venue, "symbol": symbol})
+        {
+            "ts_event_ns": ts,
+            "ts_recv_ns": ts + 7,
+            "sequence": np.arange(n),
+            "side": stream["side"],
+            "action": stream["action"],
+            "price_nanos": stream["price"],
+            "size_nanos": stream["size"],
+            "flags": stream["flags"],
+        },
+        constants={"venue": venue, "symbol": symbol},
+    )
 
 
 def small_book() -> pa.Table:
@@ -53,27 +62,45 @@ def small_book() -> pa.Table:
     ]
     cols = list(zip(*rows, strict=True))
     return BOOK_DELTA.table(
-        {"ts_event_ns": cols[0], "ts_recv_ns": cols[0], "sequence": [10, 10, 11, 12], "side": cols[1],
-         "action": cols[2], "price_nanos": cols[3], "size_nanos": cols[4], "flags": cols[5]},
-        constants={"venue": "test", "symbol": "X"})
+        {
+            "ts_event_ns": cols[0],
+            "ts_recv_ns": cols[0],
+            "sequence": [10, 10, 11, 12],
+            "side": cols[1],
+            "action": cols[2],
+            "price_nanos": cols[3],
+            "size_nanos": cols[4],
+            "flags": cols[5],
+        },
+        constants={"venue": "test", "symbol": "X"},
+    )
 
 
 def test_time_grid_carries_the_book_forward() -> None:
     snaps = book_snapshots(small_book(), levels=3, interval_ns=SEC)
-    assert snaps.column("ts_event_ns").to_pylist() == [SEC, 2 * SEC, 3 * SEC]
-    assert snaps.column("sequence").to_pylist() == [11, 11, 11]
-    assert snaps.column("bid_price_nanos").to_pylist() == [[100 * SEC + SEC // 2, 100 * SEC]] * 3
-    assert snaps.column("bid_size_nanos").to_pylist() == [[2, 5]] * 3
-    assert snaps.column("ask_price_nanos").to_pylist() == [[101 * SEC]] * 3
-    assert snaps.column("flags").to_pylist() == [0, 0, 0]
-    assert snaps.column("levels").to_pylist() == [3, 3, 3]
+    # 1 s .. 3 s carry the book of 0.5 s forward; 4 s (the first instant after the 3.7 s delete) shows it
+    assert snaps.column("ts_event_ns").to_pylist() == [SEC, 2 * SEC, 3 * SEC, 4 * SEC]
+    assert snaps.column("sequence").to_pylist() == [11, 11, 11, 12]
+    assert snaps.column("bid_price_nanos").to_pylist() == [[100 * SEC + SEC // 2, 100 * SEC]] * 3 + [
+        [100 * SEC]
+    ]
+    assert snaps.column("bid_size_nanos").to_pylist() == [[2, 5]] * 3 + [[5]]
+    assert snaps.column("ask_price_nanos").to_pylist() == [[101 * SEC]] * 4
+    assert snaps.column("flags").to_pylist() == [0, 0, 0, 0]
+    assert snaps.column("levels").to_pylist() == [3, 3, 3, 3]
 
 
-def test_grid_rows_uses_running_max_of_event_time() -> None:
+def test_grid_rows_uses_running_max_of_arrival_time() -> None:
     grid, rows = grid_rows(np.array([5, 12, 9, 31], np.int64), 10)
-    assert grid.tolist() == [10, 20, 30]
+    assert grid.tolist() == [10, 20, 30, 40]  # up to the first instant at or after the last row
     # row 2 (ts 9) arrived after a row stamped 12: it is not "as of 10"
-    assert rows.tolist() == [0, 2, 2]
+    assert rows.tolist() == [0, 2, 2, 3]
+
+
+def test_no_grid_instant_precedes_the_first_row() -> None:
+    # a snapshot stamped later than the diffs after it (venue clocks differ from capture clocks)
+    grid, rows = grid_rows(np.array([25, 12, 31], np.int64), 10)
+    assert grid.tolist() == [30, 40] and rows.min() >= 0
 
 
 def test_quotes_after_each_f_last_row() -> None:
@@ -185,8 +212,10 @@ def test_binance_bookticker_oracle(real_data: Path, backend: str) -> None:
             continue
         seen += 1
         i = rebuilt[u]
-        same = all(cols[c][k] == qcols[c][i] for c in ("bid_price_nanos", "bid_size_nanos",
-                                                       "ask_price_nanos", "ask_size_nanos"))
+        same = all(
+            cols[c][k] == qcols[c][i]
+            for c in ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")
+        )
         matched += same and qcols["flags"][i] == 0
     assert len(wanted) == 629
     assert (matched, seen) == (len(wanted), len(wanted))
