@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
 from tapeflow.errors import FormatError
-from tapeflow.venues.base import BadNumber, Rejects, to_nanos
+from tapeflow.schemas import concat
+from tapeflow.schemas.records import REJECTED
+from tapeflow.venues.base import BadNumber, Decoded, Rejects, to_nanos
 
 RECV, SENT, OPEN, HTTP = "recv", "sent", "open", "http"
 _NS_LINE = re.compile(rb"^(\d{15,20}) (.*)$", re.S)
@@ -119,3 +121,39 @@ def _seconds_to_ns(text: bytes) -> int | None:
         return to_nanos(text)
     except BadNumber:
         return None
+
+
+class FrameDecoder(Protocol):
+    """A stateful per-venue decoder: frames in arrival order in, chunks of records out."""
+
+    venue: str
+
+    @property
+    def rows(self) -> int: ...
+
+    def feed(self, line: CaptureLine) -> None: ...
+
+    def flush(self, bytes_read: int, source: str) -> Decoded: ...
+
+
+def decode_captures(decoder: FrameDecoder, paths: Sequence[Path], *, chunk_rows: int = 100_000
+                    ) -> Iterator[Decoded]:
+    """Run ``decoder`` over capture files, yielding a chunk every ~``chunk_rows`` rows and at each file end.
+
+    ``bytes_read`` of a chunk is the increment since the previous one, so a file's chunks add up to
+    its size on disk. Lines the capture reader cannot split become ``bad_capture_line`` rejects.
+    """
+    for path in map(Path, paths):
+        size, reported, seen = path.stat().st_size, 0, 0
+        capture_rejects = Rejects(decoder.venue)  # the reader keeps this one while flush() swaps buffers
+        for line in read_capture(path, capture_rejects):
+            seen += len(line.payload) + 1
+            decoder.feed(line)
+            if decoder.rows >= chunk_rows:
+                step = max(0, min(seen, size) - reported)
+                reported += step
+                yield decoder.flush(step, str(path))
+        last = decoder.flush(size - reported, str(path))
+        if len(capture_rejects):
+            last.tables["rejected"] = concat(REJECTED, [last.get(REJECTED), capture_rejects.table()])
+        yield last

@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 
-from tapeflow.schemas import concat
 from tapeflow.schemas.records import (
     ASK,
     BID,
@@ -27,12 +26,11 @@ from tapeflow.schemas.records import (
     L2_SET,
     NO_SIDE,
     QUOTE,
-    REJECTED,
     TRADE,
 )
 from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
 from tapeflow.venues.bitmex import messages as m
-from tapeflow.venues.capture import RECV, CaptureLine, read_capture
+from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 
 VENUE = "bitmex"
 CHUNK_ROWS = 100_000
@@ -47,6 +45,8 @@ class _Reject(Exception):
 
 class BitmexDecoder:
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
+
+    venue = VENUE
 
     def __init__(self) -> None:
         self.levels: dict[str, dict[int, tuple[int, int]]] = {}  # symbol -> id -> (side, price)
@@ -241,25 +241,8 @@ def _ts(text: Any, line: CaptureLine, *, required: bool = False) -> int:
 
 
 def decode_with(decoder: BitmexDecoder, paths: Sequence[Path]) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files, a chunk every ~100k rows and at each file end.
-
-    ``bytes_read`` of a chunk is the increment since the previous one; a file's chunks add up to
-    its size on disk.
-    """
-    for path in map(Path, paths):
-        size, reported, seen = path.stat().st_size, 0, 0
-        capture_rejects = Rejects(VENUE)  # the reader keeps this one while flush() swaps buffers
-        for line in read_capture(path, capture_rejects):
-            seen += len(line.payload) + 1
-            decoder.feed(line)
-            if decoder.rows >= CHUNK_ROWS:
-                step = max(0, min(seen, size) - reported)
-                reported += step
-                yield decoder.flush(step, str(path))
-        last = decoder.flush(size - reported, str(path))
-        if len(capture_rejects):
-            last.tables["rejected"] = concat(REJECTED, [last.get(REJECTED), capture_rejects.table()])
-        yield last
+    """Run ``decoder`` over capture files (see :func:`tapeflow.venues.capture.decode_captures`)."""
+    return decode_captures(decoder, paths, chunk_rows=CHUNK_ROWS)
 
 
 def decode(paths: Sequence[Path]) -> Iterator[Decoded]:

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from tapeflow.schemas import concat
 from tapeflow.schemas.records import (
     ASK,
     BID,
@@ -30,11 +29,10 @@ from tapeflow.schemas.records import (
     L2_DELETE,
     L2_SET,
     NO_SIDE,
-    REJECTED,
     TRADE,
 )
 from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
-from tapeflow.venues.capture import RECV, CaptureLine, read_capture
+from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 from tapeflow.venues.kraken import messages as m
 
 VENUE = "kraken"
@@ -101,6 +99,8 @@ class ChecksumStats:
 
 class KrakenDecoder:
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
+
+    venue = VENUE
 
     def __init__(self) -> None:
         self.books: dict[str, PairBook] = {}
@@ -284,26 +284,8 @@ def _checksum_value(crc: Any) -> int:
 
 
 def decode_with(decoder: KrakenDecoder, paths: Sequence[Path]) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files, yielding a chunk every ~100k rows and at each file end.
-
-    ``bytes_read`` of a chunk is the increment since the previous chunk; a file's chunks add up
-    to its size on disk.
-    """
-    for path in map(Path, paths):
-        size, reported, seen = path.stat().st_size, 0, 0
-        # the capture reader keeps the Rejects it was given, while flush() swaps the decoder's
-        capture_rejects = Rejects(VENUE)
-        for line in read_capture(path, capture_rejects):
-            seen += len(line.payload) + 1
-            decoder.feed(line)
-            if decoder.rows >= CHUNK_ROWS:
-                step = max(0, min(seen, size) - reported)
-                reported += step
-                yield decoder.flush(step, str(path))
-        last = decoder.flush(size - reported, str(path))
-        if len(capture_rejects):
-            last.tables["rejected"] = concat(REJECTED, [last.get(REJECTED), capture_rejects.table()])
-        yield last
+    """Run ``decoder`` over capture files (see :func:`tapeflow.venues.capture.decode_captures`)."""
+    return decode_captures(decoder, paths, chunk_rows=CHUNK_ROWS)
 
 
 def decode(paths: Sequence[Path]) -> Iterator[Decoded]:

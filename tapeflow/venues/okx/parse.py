@@ -17,7 +17,6 @@ from typing import Any
 
 import orjson
 
-from tapeflow.schemas import concat
 from tapeflow.schemas.records import (
     ASK,
     BID,
@@ -29,11 +28,10 @@ from tapeflow.schemas.records import (
     L2_DELETE,
     L2_SET,
     NO_SIDE,
-    REJECTED,
     TRADE,
 )
 from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
-from tapeflow.venues.capture import RECV, CaptureLine, read_capture
+from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 from tapeflow.venues.okx import messages as m
 
 VENUE = "okx"
@@ -86,6 +84,8 @@ class BookStats:
 
 class OkxDecoder:
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
+
+    venue = VENUE
 
     def __init__(self) -> None:
         self.books: dict[str, InstrumentBook] = {}
@@ -263,25 +263,8 @@ def _ms(text: Any, key: str) -> int:
 
 
 def decode_with(decoder: OkxDecoder, paths: Sequence[Path]) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files, a chunk every ~100k rows and at each file end.
-
-    ``bytes_read`` of a chunk is the increment since the previous one; a file's chunks add up to
-    its size on disk.
-    """
-    for path in map(Path, paths):
-        size, reported, seen = path.stat().st_size, 0, 0
-        capture_rejects = Rejects(VENUE)  # the reader keeps this one while flush() swaps buffers
-        for line in read_capture(path, capture_rejects):
-            seen += len(line.payload) + 1
-            decoder.feed(line)
-            if decoder.rows >= CHUNK_ROWS:
-                step = max(0, min(seen, size) - reported)
-                reported += step
-                yield decoder.flush(step, str(path))
-        last = decoder.flush(size - reported, str(path))
-        if len(capture_rejects):
-            last.tables["rejected"] = concat(REJECTED, [last.get(REJECTED), capture_rejects.table()])
-        yield last
+    """Run ``decoder`` over capture files (see :func:`tapeflow.venues.capture.decode_captures`)."""
+    return decode_captures(decoder, paths, chunk_rows=CHUNK_ROWS)
 
 
 def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
