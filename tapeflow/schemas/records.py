@@ -22,6 +22,9 @@ F_BAD_TS_RECV = 8     # ts_recv is not trustworthy
 F_MAYBE_BAD_BOOK = 4  # the book may be wrong here (after an unrecoverable gap, before resync)
 F_GAP = 2             # a sequence gap or checksum failure precedes this record: resync needed
 F_SUPERSEDED = 1      # already contained in the snapshot it follows: do not apply to the book
+# On trade rows only: an execution against hidden (non-displayed) liquidity. Every u8 bit is taken;
+# F_MBP marks aggregated book messages and never a trade, so trade rows reuse that bit.
+F_HIDDEN = F_MBP
 
 # sides (u8, ASCII as in DBN)
 BID = ord("B")

@@ -13,6 +13,7 @@ import pytest
 from tapeflow.book import replay_l2
 from tapeflow.errors import FormatError
 from tapeflow.schemas.records import (
+    F_HIDDEN,
     F_LAST,
     F_SNAPSHOT,
     L3_ADD,
@@ -242,3 +243,12 @@ def test_format_registered_and_verify_passes(episode_run: SimSummary) -> None:
         assert rep.passed, rep.failures
         assert rep.details["crossed"] == 0
         assert rep.total > 1000
+
+
+def test_hidden_executions_are_flagged_hidden(equity_run: SimSummary) -> None:
+    path = equity_run.files[0]  # hidden liquidity is an equity-preset feature
+    with gzip.open(path, "rt") as fh:
+        hidden_lines = sum(1 for line in fh.read().splitlines()[1:] if line.split(",")[3] == "H")
+    trades = merge(list(decode([path])))["trade"]
+    flagged = int(((trades.column("flags").to_numpy() & F_HIDDEN) != 0).sum())
+    assert hidden_lines > 0 and flagged == hidden_lines

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from tapeflow.errors import FormatError
-from tapeflow.schemas.records import ASK, BID, F_LAST, F_MAYBE_BAD_BOOK, NO_SIDE, UNDEF_PRICE
+from tapeflow.schemas.records import ASK, BID, F_HIDDEN, F_LAST, F_MAYBE_BAD_BOOK, NO_SIDE, UNDEF_PRICE
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tapeflow.venues.lobster.messages import F_HIDDEN
 from tapeflow.venues.lobster.parse import halt_state
 from tests.conftest import need
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import re
 
-from tapeflow.schemas.records import F_MBP
-
 VENUE = "lobster"
 TIMEZONE = "America/New_York"  # Nasdaq: LOBSTER times are wall-clock seconds after local midnight
 
@@ -49,7 +47,3 @@ EMPTY_ASK_PRICE = 9999999999
 EMPTY_BID_PRICE = -9999999999
 ORDERBOOK_FIELDS_PER_LEVEL = ("AskPrice", "AskSize", "BidPrice", "BidSize")
 
-# A trade row flag for executions against hidden liquidity (type 5). The u8 quality flags have no
-# free bit; F_MBP (aggregated price level message) only ever marks book messages, never trades,
-# so trade rows reuse that bit. Candidate for tapeflow.schemas.records.
-F_HIDDEN = F_MBP

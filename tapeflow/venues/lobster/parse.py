@@ -40,6 +40,7 @@ from tapeflow.schemas.records import ASK as SIDE_ASK
 from tapeflow.schemas.records import BID as SIDE_BID
 from tapeflow.schemas.records import (
     BOOK_SNAPSHOT,
+    F_HIDDEN,
     F_LAST,
     F_MAYBE_BAD_BOOK,
     L3_ADD,
@@ -224,7 +225,7 @@ class _Chunk:
             self._event(ts_ns, index, order_id, L3_CANCEL, side, price_nanos, size_nanos, F_LAST)
             self._trade(ts_ns, index, price_nanos, size_nanos, opposite, 0)
         elif kind == m.EXECUTION_HIDDEN:
-            self._trade(ts_ns, index, price_nanos, size_nanos, opposite, m.F_HIDDEN)
+            self._trade(ts_ns, index, price_nanos, size_nanos, opposite, F_HIDDEN)
         elif kind == m.CROSS_TRADE:
             self._trade(ts_ns, index, price_nanos, size_nanos, NO_SIDE, 0)
         else:

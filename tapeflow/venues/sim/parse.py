@@ -20,6 +20,7 @@ from tapeflow.schemas.records import (
     ASK,
     BID,
     BOOK_DELTA,
+    F_HIDDEN,
     F_LAST,
     F_MAYBE_BAD_BOOK,
     F_SNAPSHOT,
@@ -216,7 +217,7 @@ class _State:
                 price_nanos=price,
                 size_nanos=size,
                 aggressor_side=aggressor,
-                flags=0,
+                flags=F_HIDDEN if typ == "H" else 0,
             )
 
     def _reject(
