@@ -6,6 +6,13 @@ are padded to a few bucket sizes with a valid mask, so a whole replay compiles o
 Events the scan can not apply in place (price off the tick grid, touch leaving the window, spill
 full, clearing a non-empty book) halt the scan: later rows are skipped, the host repairs the
 state and resumes at that row.
+
+Speed (measured on jax 0.10 CPU, Binance capture, 10k batches): ~0.3 M events/s. XLA:CPU runs a
+scan body as a sequence of thunks, one per fusion, and its cost is per thunk rather than per
+instruction: a window-only body (no rare paths) still ran at ~0.6 us/event; each ``lax.cond``
+added ~1.7-3.6 us/event even when not taken; a branch-free 64-slot next-best search that reads
+the window in the same iteration as its update made XLA copy the window (~65 us/event). The
+numba kernel is the fast path; this one exists for device placement and as a second oracle.
 """
 
 from __future__ import annotations
