@@ -72,8 +72,9 @@ def run(root: Path) -> None:
     print()
     print("Next, try:")
     print(f"  .venv/bin/tapeflow query --clickhouse {dsn} \\")
-    print("      \"SELECT symbol, toStartOfMinute(fromUnixTimestamp64Nano(ts_event_ns)) AS minute, "
-          "count() AS trades FROM trade GROUP BY symbol, minute ORDER BY symbol, minute LIMIT 10\"")
+    print("      \"SELECT symbol, toString(toStartOfMinute(fromUnixTimestamp64Nano(ts_event_ns))) AS minute, "
+          "count() AS trades, sum(size_nanos) / 1e9 AS volume FROM trade "
+          "GROUP BY symbol, minute ORDER BY symbol, minute LIMIT 10\"")
     print(f"  .venv/bin/python -c \"import polars as pl; print(pl.read_parquet('{snaps}').head())\"")
 
 
