@@ -1,18 +1,22 @@
 """L2 price-level book kernel in JAX: ``lax.scan`` over fixed-size padded batches.
 
-Same semantics and outputs as :func:`kernels.reference.l2_replay_reference`, same state layout as
-the numba kernel (:mod:`kernels._l2state`): a dense tick window plus a spill list per side. Inputs
-are padded to a few bucket sizes with a valid mask, so a whole replay compiles once per bucket.
-Events the scan can not apply in place (price off the tick grid, touch leaving the window, spill
-full, clearing a non-empty book) halt the scan: later rows are skipped, the host repairs the
-state and resumes at that row.
+Same semantics and outputs as :func:`kernels.reference.l2_replay_reference`, same host state as
+the numba kernel (:mod:`kernels._l2state`): a dense tick window plus a sorted spill list per side.
 
-Speed (measured on jax 0.10 CPU, Binance capture, 10k batches): ~0.3 M events/s. XLA:CPU runs a
-scan body as a sequence of thunks, one per fusion, and its cost is per thunk rather than per
-instruction: a window-only body (no rare paths) still ran at ~0.6 us/event; each ``lax.cond``
-added ~1.7-3.6 us/event even when not taken; a branch-free 64-slot next-best search that reads
-the window in the same iteration as its update made XLA copy the window (~65 us/event). The
-numba kernel is the fast path; this one exists for device placement and as a second oracle.
+XLA:CPU runs a scan body as a chain of thunks (one per fusion); measured on jax 0.10 a
+``lax.cond`` costs 1.7-3.6 us per event even when not taken, and reading the window in the same
+iteration before updating it makes XLA copy the whole window. So the scan body has no branches:
+it applies the window update in place, keeps the best index and size of each side in a small
+carried vector, and after a best-level delete searches the next best in a ``RESCAN_TICKS`` slice
+of the updated window. Work that is rare or sequential outside the window runs on the host:
+
+* ticks are computed on the host (one vectorised division per batch, no division per event);
+* levels outside the window (4% of the Binance capture) are applied on the host, in order, by a
+  numba pass before the scan; it hands the scan the best spilled level of each side per event;
+* the scan halts, with the book as it was before the event, on a price off the tick grid, a
+  touch leaving the window, a full spill, clearing a non-empty book, an insert into an empty book
+  (the window re-anchors), a snapshot row, or a next best farther than the search; the host
+  applies that one event with the numba kernel and resumes the scan after it.
 """
 
 from __future__ import annotations
@@ -23,250 +27,211 @@ from typing import NamedTuple
 import jax
 import numpy as np
 from jax import lax
+from numba import njit
 
 from kernels import _l2state as s2
-from kernels._l2state import L2State
+from kernels._l2state import DONE, L2State
+from kernels.l2book_numba import _spill, l2_apply
 
 # 64-bit prices and sizes are the point: enable x64 here, at the kernel boundary, before any array
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 
 BUCKETS = (1, 16, 256, 1024, 4096, 10240, 16384, 65536)
-_I64_MIN = -(2**63)
-_NO_HALT = 2**62  # carry.halt while every row so far applied
+RESCAN_TICKS = 64  # next-best search span after a best delete; every event pays it, farther halts
+_NO_HALT = 2**62  # meta[_HALT] while every row so far applied
+NEED_HOST, RESCAN_FAR = 5, 6  # halt codes beyond the _l2state ones
+# per-event control bits, packed on the host
+_ASK, _UPD, _REMOVE, _CLEAR, _GAP, _SNAP_LAST, _OFFGRID = 1, 2, 4, 8, 16, 32, 64
+_SP_INSERT, _SP_TOP, _SP_NONEMPTY, _HOST = 128, 256, 512, 1024
+# the device scalars live in one int64 vector (per-side fields take two slots: bids, asks)
+_LO, _TICK, _WB, _WBS, _SYNCED, _HALT, _CODE = 0, 1, 2, 4, 6, 7, 8
+N_META = 9
 
 
 class Book(NamedTuple):
-    """The scan carry: one instrument's book (shapes: W window ticks, S spill slots)."""
+    """One instrument's book: the window on the device, the spill on the host (numba layout)."""
 
-    bid_w: jax.Array    # int64[W + 1] size at tick lo + j; slot W absorbs no-op writes
-    ask_w: jax.Array    # int64[W + 1]
-    sp_tick: jax.Array  # int64[2, S] spilled ticks, row 0 bids, row 1 asks
-    sp_sz: jax.Array    # int64[2, S]
-    tick: jax.Array     # int64[] price_nanos per tick
-    lo: jax.Array       # int64[] tick of window slot 0
-    best: jax.Array     # int64[2] window best index per side (-1 / W when none)
-    nsp: jax.Array      # int64[2] spill levels per side
-    sbest: jax.Array    # int64[2] index of the best spill level per side (-1 none)
-    synced: jax.Array   # bool[]
+    w: jax.Array        # int64[2, W + 1] size at tick lo + j (row 0 bids); slot W absorbs no-op writes
+    meta: jax.Array     # int64[N_META]: lo, tick, window best index (-1 / W none), its size, synced,
+    #                     halt row, halt code
+    sp_tick: np.ndarray  # int64[2, S] spilled ticks, ascending; the first nsp[row] in use
+    sp_sz: np.ndarray    # int64[2, S]
+    nsp: np.ndarray      # int64[2]
 
 
-class Carry(NamedTuple):
-    book: Book
-    halt: jax.Array         # int64[] first row not applied (bucket size when none)
-    code: jax.Array         # int64[] halt code (kernels._l2state)
-    snaps: jax.Array        # int64[4, K, L] top-N per snapshot slot
-    snap_status: jax.Array  # uint8[K]
+def _get(m: jax.Array, field: int, row: jax.Array) -> jax.Array:
+    # a select on two static reads fuses; a dynamic gather would not
+    return jnp.where(row == 0, m[field], m[field + 1])
 
 
-def _is_better(a: jax.Array, b: jax.Array, row: int | jax.Array) -> jax.Array:
+def _vec(*xs: jax.Array) -> jax.Array:
+    """int64[len(xs)] from scalars as one elementwise select (fuses into one kernel; a stack does not)."""
+    idx = np.arange(len(xs))
+    out = jnp.asarray(xs[-1], jnp.int64)
+    for k in range(len(xs) - 2, -1, -1):
+        out = jnp.where(idx == k, jnp.asarray(xs[k], jnp.int64), out)
+    return out
+
+
+def _better(a: jax.Array, b: jax.Array, row: jax.Array | int) -> jax.Array:
     return jnp.where(row == 0, a > b, a < b)
 
 
-def _best(b: Book, row: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    w = b.bid_w if row == 0 else b.ask_w
-    width = w.shape[0] - 1
-    wi = jnp.clip(b.best[row], 0, width - 1)
-    has_w = (b.best[row] >= 0) & (b.best[row] < width)
-    sk = jnp.maximum(b.sbest[row], 0)
-    st = b.sp_tick[row, sk]
-    use_s = (b.nsp[row] > 0) & (~has_w | _is_better(st, b.lo + wi, row))
-    has = has_w | (b.nsp[row] > 0)
-    size = jnp.where(use_s, b.sp_sz[row, sk], jnp.where(has_w, w[wi], 0))
-    return has, jnp.where(use_s, st, b.lo + wi), size
+def _rescan(w: jax.Array, row: jax.Array, j: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Next window best after deleting the best slot ``j``: (index, size, exact)."""
+    width = w.shape[1] - 1
+    span = min(RESCAN_TICKS, width)
+    start = jnp.clip(jnp.where(row == 0, j - span, j + 1), 0, width + 1 - span)
+    seg = lax.dynamic_slice(w, (row, start), (1, span))[0]
+    idx = start + jnp.arange(span)
+    cand = (seg != 0) & jnp.where(row == 0, idx < j, (idx > j) & (idx < width))
+    # one reduction for both sides (asks negated): each reduction is a separate kernel per event
+    r = jnp.max(jnp.where(cand, jnp.where(row == 0, idx, -idx), -(2**62)))
+    found = r != -(2**62)
+    k = jnp.where(found, jnp.where(row == 0, r, -r), jnp.where(row == 0, -1, width))
+    # no level found is still exact when the span reached the window edge: the side is empty there
+    edge = jnp.where(row == 0, start == 0, start + span >= width)
+    size = seg[jnp.clip(k - start, 0, span - 1)]
+    return k, jnp.where(found, size, 0), found | edge
 
 
-def _spill_best(sp_tick: jax.Array, row: int | jax.Array, count: jax.Array) -> jax.Array:
-    idx = jnp.arange(sp_tick.shape[1])
-    key = jnp.where(row == 0, sp_tick[row], ~sp_tick[row])
-    key = jnp.where(idx < count, key, _I64_MIN)
-    return jnp.where(count > 0, jnp.argmax(key), -1)
-
-
-class Spill(NamedTuple):
-    """The part of the book the out-of-window branch touches (kept small so the branch is cheap)."""
-
-    sp_tick: jax.Array  # int64[2, S]
-    sp_sz: jax.Array    # int64[2, S]
-    nsp: jax.Array      # int64[2]
-    sbest: jax.Array    # int64[2]
-
-
-def _spill(sp: Spill, row: jax.Array, t: jax.Array, sz: jax.Array, remove: jax.Array, has: jax.Array,
-           bt: jax.Array) -> tuple[Spill, jax.Array]:
-    """Set/delete a level outside the window; returns (spill, halt code or DONE).
-
-    ``has, bt``: whether the side has a level and its best tick (window and spill).
-    """
-    cap = sp.sp_tick.shape[1]
-    count = sp.nsp[row]
-    idx = jnp.arange(cap)
-    hit = (sp.sp_tick[row] == t) & (idx < count)
-    found = hit.any()
-    k = jnp.argmax(hit)
-    insert = ~remove & ~found
-    code = jnp.where(insert & (~has | _is_better(t, bt, row)), s2.RECENTER,
-                     jnp.where(insert & (count == cap), s2.SPILL_FULL, s2.DONE))
-    ok = code == s2.DONE
-    last = jnp.maximum(count - 1, 0)
-    # delete = move the last entry into the hole; set/insert = write at k or at the end
-    pos = jnp.where(remove | found, k, count)
-    new_t = jnp.where(remove, sp.sp_tick[row, last], t)
-    new_s = jnp.where(remove, sp.sp_sz[row, last], sz)
-    write = ok & (found | ~remove)
-    sp_tick = sp.sp_tick.at[row, pos].set(jnp.where(write, new_t, sp.sp_tick[row, pos]))
-    sp_sz = sp.sp_sz.at[row, pos].set(jnp.where(write, new_s, sp.sp_sz[row, pos]))
-    new_count = count + jnp.where(ok & insert, 1, 0) - jnp.where(remove & found, 1, 0)
-    return Spill(sp_tick, sp_sz, sp.nsp.at[row].set(new_count),
-                 sp.sbest.at[row].set(_spill_best(sp_tick, row, new_count))), code
-
-
-def _top(b: Book, row: int, levels: int) -> tuple[jax.Array, jax.Array]:
-    """Top ``levels`` (price_nanos, size) of one side, padded with UNDEF_PRICE / 0."""
-    w = b.bid_w if row == 0 else b.ask_w
-    step = -1 if row == 0 else 1
-    width = w.shape[0] - 1
-    # snapshots are rare: one vectorized count bounds the scan when the side has few levels
-    count = jnp.count_nonzero(w[:width])
-
-    def cond(st: tuple) -> jax.Array:
-        k, c = st[0], st[1]
-        return (c < levels) & (c < count) & (k >= 0) & (k < width)
-
-    def body(st: tuple) -> tuple:
-        k, c, bt, bs = st
-        v = w[k]
-        put = v != 0
-        bt = bt.at[c].set(jnp.where(put, b.lo + k, bt[c]))
-        bs = bs.at[c].set(jnp.where(put, v, bs[c]))
-        return k + step, c + put.astype(jnp.int64), bt, bs
-
-    init = (b.best[row], jnp.int64(0), jnp.zeros(levels, jnp.int64), jnp.zeros(levels, jnp.int64))
-    _, c, bt, bs = lax.while_loop(cond, body, init)
-    cap = b.sp_tick.shape[1]
-    cand_t = jnp.concatenate([bt, b.sp_tick[row]])
-    cand_s = jnp.concatenate([bs, b.sp_sz[row]])
-    valid = jnp.concatenate([jnp.arange(levels) < c, jnp.arange(cap) < b.nsp[row]])
-    key = jnp.where(valid, ~cand_t if row == 0 else cand_t, 2**63 - 1)
-    order = jnp.argsort(key)[:levels]
-    ok = valid[order]
-    return (jnp.where(ok, cand_t[order] * b.tick, s2.UNDEF_PRICE), jnp.where(ok, cand_s[order], 0))
-
-
-def _anchor(t: jax.Array, width: int) -> jax.Array:
-    half = width // 2
-    lo = jnp.where(t > -s2.LO_LIMIT + half, t - half, -s2.LO_LIMIT)
-    return jnp.clip(lo, -s2.LO_LIMIT, s2.LO_LIMIT)
-
-
-def _step(levels: int, c: Carry, x: tuple) -> tuple[Carry, tuple]:
-    side, action, price, size, flags, slot, valid, i = x
-    b = c.book
-    width = b.bid_w.shape[0] - 1
-    live = valid & (c.halt == _NO_HALT)
-    synced = jnp.where(live & ((flags & s2.F_GAP) != 0), False, b.synced)
-    applied = live & ((flags & s2.F_SUPERSEDED) == 0)
-    nonempty = (b.best[0] >= 0) | (b.best[1] < width) | (b.nsp.sum() > 0)
-    is_clear = applied & (action == s2.CLEAR)
-    is_upd = applied & ((action == s2.SET) | (action == s2.DELETE))
-    safe_tick = jnp.maximum(b.tick, 1)
-    offgrid = is_upd & ((b.tick == 0) | (price % safe_tick != 0))
-    t = price // safe_tick
-    row = jnp.where(side == s2.BID, 0, 1)
-    remove = (action == s2.DELETE) | (size == 0)
-    upd = is_upd & ~offgrid
-    # an empty book re-anchors for free: nothing to move
-    lo = jnp.where(upd & ~remove & ~nonempty, _anchor(t, width), b.lo)
+def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    ctl, t, size, i = x[0], x[1], x[2], x[3]
+    m = c
+    width = w.shape[1] - 1
+    live = m[_HALT] == _NO_HALT
+    row = ctl & _ASK
+    remove = (ctl & _REMOVE) != 0
+    upd = live & ((ctl & _UPD) != 0)
+    offgrid = upd & ((ctl & _OFFGRID) != 0)
+    go = upd & ~offgrid
+    lo = m[_LO]
     in_win = (t >= lo) & (t < lo + width)
-    j = jnp.clip(t - lo, 0, width - 1)
-    win = upd & in_win
-    new_sz = jnp.where(remove, 0, size)
-    # every event writes one slot of each side, a no-op into the dump slot W: the window is then
-    # never read before its update, so XLA updates it in place instead of copying it per event
-    bid_w = b.bid_w.at[jnp.where(win & (row == 0), j, width)].set(new_sz)
-    ask_w = b.ask_w.at[jnp.where(win & (row == 1), j, width)].set(new_sz)
-    cur = b.best[row]
-    best_j = jnp.where(win & ~remove & _is_better(j, cur, row), j, cur)
-    # the best slot always holds a level, so deleting it means scanning to the next one
-    rescan = win & remove & (j == cur)
-    step = jnp.where(row == 0, -1, 1)
-
-    def scan_cond(k: jax.Array) -> jax.Array:
-        kk = jnp.clip(k, 0, width - 1)
-        inside = (k >= 0) & (k < width)
-        return rescan & inside & (jnp.where(row == 0, bid_w[kk], ask_w[kk]) == 0)
-
-    k = lax.while_loop(scan_cond, lambda k: k + step, j + step)
-    best_j = jnp.where(rescan, k, best_j)
-    b = b._replace(bid_w=bid_w, ask_w=ask_w, lo=lo, best=b.best.at[row].set(best_j))
-    hb, bt, _ = _best(b, 0)
-    ha, at, _ = _best(b, 1)
-    has, best_t = jnp.where(row == 0, hb, ha), jnp.where(row == 0, bt, at)
-    sp = Spill(b.sp_tick, b.sp_sz, b.nsp, b.sbest)
-    sp, spill_code = lax.cond(upd & ~in_win, lambda q: _spill(q, row, t, size, remove, has, best_t),
-                              lambda q: (q, jnp.int64(s2.DONE)), sp)
-    b = b._replace(sp_tick=sp.sp_tick, sp_sz=sp.sp_sz, nsp=sp.nsp, sbest=sp.sbest)
-    code = jnp.where(offgrid, s2.REGRID,
-                     jnp.where(is_clear & nonempty, s2.CLEAR_BOOK, spill_code))
-    halt_now = code != s2.DONE
-    synced = jnp.where(is_clear & ~halt_now, False, synced)
-    snap_last = applied & ((flags & s2.F_SNAPSHOT) != 0) & ((flags & s2.F_LAST) != 0)
-    synced = jnp.where(snap_last & ~halt_now, True, synced)
-    b = b._replace(synced=synced)
-    hb, bt, bs = _best(b, 0)
-    ha, at, az = _best(b, 1)
-    st = jnp.where(~synced, s2.RESYNC, jnp.where(hb & ha & (bt > at), s2.CROSSED, s2.VALID)).astype(jnp.uint8)
-
-    def take(cc: Carry) -> Carry:
-        bp, bz = _top(b, 0, levels)
-        ap, az_ = _top(b, 1, levels)
-        snaps = cc.snaps.at[:, slot].set(jnp.stack([bp, bz, ap, az_]))
-        return cc._replace(snaps=snaps, snap_status=cc.snap_status.at[slot].set(st))
-
-    stop = live & halt_now
-    c = c._replace(book=b, halt=jnp.where(stop, i, c.halt), code=jnp.where(stop, code, c.code))
-    if levels:
-        c = lax.cond(live & ~halt_now & (slot >= 0), take, lambda cc: cc, c)
-    out = (jnp.where(hb, bt * b.tick, s2.UNDEF_PRICE), bs, jnp.where(ha, at * b.tick, s2.UNDEF_PRICE), az, st)
-    return c, out
+    j = jnp.where(go & in_win, t - lo, width)
+    cur, curs = _get(m, _WB, row), _get(m, _WBS, row)
+    nonempty = (m[_WB] >= 0) | (m[_WB + 1] < width) | ((ctl & _SP_NONEMPTY) != 0)
+    has_w = jnp.where(row == 0, cur >= 0, cur < width)
+    # an insert outside the window that becomes the side's best: the window must move onto it
+    recenter = (go & ~in_win & ((ctl & (_SP_INSERT | _SP_TOP)) == (_SP_INSERT | _SP_TOP))
+                & (~has_w | _better(t, lo + cur, row)))
+    is_clear = live & ((ctl & _CLEAR) != 0)
+    code = jnp.where(offgrid, s2.REGRID, jnp.where(is_clear & nonempty, s2.CLEAR_BOOK, jnp.where(
+        recenter, s2.RECENTER, jnp.where((go & ~remove & ~nonempty) | (live & ((ctl & _HOST) != 0)),
+                                         NEED_HOST, s2.DONE))))
+    wr = live & (code == s2.DONE) & go & in_win
+    w = lax.dynamic_update_slice(w, jnp.where(remove, 0, size).reshape(1, 1), (row, jnp.where(wr, j, width)))
+    on_best = wr & (j == cur)
+    set_best = wr & ~remove & (on_best | _better(j, cur, row))
+    rescan = on_best & remove
+    # searched in the updated window: a read before the write would make XLA copy the window
+    k, ks, exact = _rescan(w, row, j)
+    code = jnp.where(rescan & ~exact, RESCAN_FAR, code)
+    keep = live & (code == s2.DONE)
+    new_wb = jnp.where(keep, jnp.where(rescan, k, jnp.where(set_best, j, cur)), cur)
+    new_wbs = jnp.where(keep, jnp.where(rescan, ks, jnp.where(set_best, size, curs)), curs)
+    synced = m[_SYNCED] != 0
+    synced = jnp.where(keep & ((ctl & _GAP) != 0), False, synced)
+    synced = jnp.where(keep & is_clear, False, synced)
+    synced = jnp.where(keep & ((ctl & _SNAP_LAST) != 0), True, synced)
+    stop = live & ~keep
+    wb0, wb1 = jnp.where(row == 0, new_wb, m[_WB]), jnp.where(row == 0, m[_WB + 1], new_wb)
+    wbs0, wbs1 = jnp.where(row == 0, new_wbs, m[_WBS]), jnp.where(row == 0, m[_WBS + 1], new_wbs)
+    meta = _vec(lo, m[_TICK], wb0, wb1, wbs0, wbs1, synced, jnp.where(stop, i, m[_HALT]),
+                jnp.where(stop, code, m[_CODE]))
+    # each side's best over the window and the spill best the host pass computed for this row
+    sbt_b, sbs_b, sbt_a, sbs_a = x[4], x[5], x[6], x[7]
+    hwb, hwa = wb0 >= 0, wb1 < width
+    use_sb = (sbs_b != 0) & (~hwb | (sbt_b > lo + wb0))
+    use_sa = (sbs_a != 0) & (~hwa | (sbt_a < lo + wb1))
+    hb, ha = hwb | (sbs_b != 0), hwa | (sbs_a != 0)
+    bt, at = jnp.where(use_sb, sbt_b, lo + wb0), jnp.where(use_sa, sbt_a, lo + wb1)
+    bs = jnp.where(use_sb, sbs_b, jnp.where(hwb, wbs0, 0))
+    az = jnp.where(use_sa, sbs_a, jnp.where(hwa, wbs1, 0))
+    st = jnp.where(~synced, s2.RESYNC, jnp.where(hb & ha & (bt > at), s2.CROSSED, s2.VALID))
+    tk = m[_TICK]
+    out = _vec(jnp.where(hb, bt * tk, s2.UNDEF_PRICE), bs, jnp.where(ha, at * tk, s2.UNDEF_PRICE), az, st)
+    return meta, w, out
 
 
-@partial(jax.jit, static_argnames=("levels",), donate_argnums=(0,))
-def _scan(carry: Carry, xs: tuple, levels: int) -> tuple[Carry, tuple]:
-    return lax.scan(partial(_step, levels), carry, xs)
+@partial(jax.jit, donate_argnums=(0, 1))
+def _scan(meta: jax.Array, w: jax.Array, xs: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+    def body(carry: tuple, x: jax.Array) -> tuple:
+        meta, w, out = _step(carry[0], carry[1], x)
+        return (meta, w), out
+
+    (meta, w), ys = lax.scan(body, (meta, w), xs)
+    return meta, w, ys
+
+
+@njit(cache=True, nogil=True)
+def _spill_pass(ctl: np.ndarray, t: np.ndarray, size: np.ndarray, lo: int, width: int, sp_tick: np.ndarray,
+                sp_sz: np.ndarray, nsp: np.ndarray, xs: np.ndarray) -> int:
+    """Apply the batch's out-of-window events to the spill in order; fill ``xs[:, 4:8]`` with
+    each row's best spilled bid/ask (tick, size; size 0 = none) and OR spill bits into ``xs[:, 0]``.
+
+    Returns the number of rows passed; a full spill stops it at that row (flagged for the host).
+    """
+    cnt = nsp.copy()
+    for q in range(len(ctl)):
+        c = ctl[q]
+        extra = _SP_NONEMPTY if cnt[0] + cnt[1] > 0 else 0
+        if (c & _UPD) and not (c & _OFFGRID) and not (lo <= t[q] < lo + width):
+            row = c & _ASK
+            remove = (c & _REMOVE) != 0
+            count = cnt[row]
+            if count == 0:
+                top = True
+            elif row == 0:
+                top = t[q] > sp_tick[0, count - 1]
+            else:
+                top = t[q] < sp_tick[1, 0]
+            code, new = _spill(sp_tick, sp_sz, row, t[q], size[q], remove, count)
+            if code != DONE:
+                xs[q, 0] = c | extra | _HOST
+                nsp[:] = cnt
+                return q
+            if new > count:
+                extra |= _SP_INSERT | (_SP_TOP if top else 0)
+            cnt[row] = new
+        xs[q, 0] = c | extra
+        if cnt[0] > 0:
+            xs[q, 4], xs[q, 5] = sp_tick[0, cnt[0] - 1], sp_sz[0, cnt[0] - 1]
+        if cnt[1] > 0:
+            xs[q, 6], xs[q, 7] = sp_tick[1, 0], sp_sz[1, 0]
+    nsp[:] = cnt
+    return len(ctl)
 
 
 def to_book(state: L2State) -> Book:
     """Device copy of a host state."""
     m = state.meta
-
-    def pair(a: int, b: int) -> jax.Array:
-        return jnp.asarray(np.array([m[a], m[b]], np.int64))
-
-    return Book(jnp.asarray(np.append(state.bid_w, 0)), jnp.asarray(np.append(state.ask_w, 0)),
-                jnp.asarray(state.sp_tick), jnp.asarray(state.sp_sz), jnp.int64(m[s2.TICK]),
-                jnp.int64(m[s2.LO]), pair(s2.BB, s2.BA), pair(s2.NSB, s2.NSA), pair(s2.SBB, s2.SBA),
-                jnp.bool_(m[s2.SYNCED] != 0))
+    width = state.window_ticks
+    w = np.zeros((2, width + 1), np.int64)
+    w[0, :-1], w[1, :-1] = state.bid_w, state.ask_w
+    meta = np.zeros(N_META, np.int64)
+    meta[_LO], meta[_TICK], meta[_SYNCED], meta[_HALT] = m[s2.LO], m[s2.TICK], m[s2.SYNCED] != 0, _NO_HALT
+    for row in (0, 1):
+        wi = int(m[s2.BB + row])
+        meta[_WB + row] = wi
+        meta[_WBS + row] = w[row, wi] if 0 <= wi < width else 0
+    return Book(jax.device_put(w), jax.device_put(meta), state.sp_tick.copy(), state.sp_sz.copy(),
+                np.array([m[s2.NSB], m[s2.NSA]], np.int64))
 
 
 def from_book(book: Book) -> L2State:
     """Host copy of a device book."""
-    h = jax.device_get(book)
+    w, hm = (np.asarray(a) for a in jax.device_get((book.w, book.meta)))
     meta = np.zeros(s2.N_META, np.int64)
-    meta[s2.TICK], meta[s2.LO], meta[s2.SYNCED] = h.tick, h.lo, int(h.synced)
-    bid_w, ask_w = np.array(h.bid_w[:-1]), np.array(h.ask_w[:-1])
-    meta[[s2.BB, s2.BA]] = h.best
+    meta[s2.TICK], meta[s2.LO], meta[s2.SYNCED] = hm[_TICK], hm[_LO], int(hm[_SYNCED] != 0)
+    bid_w, ask_w = w[0, :-1].copy(), w[1, :-1].copy()
+    meta[[s2.BB, s2.BA]] = hm[_WB:_WB + 2]
     meta[s2.NB], meta[s2.NA] = np.count_nonzero(bid_w), np.count_nonzero(ask_w)
-    sp_tick, sp_sz = np.array(h.sp_tick), np.array(h.sp_sz)
-    for row in (0, 1):
-        # the host (and numba) keep the spill sorted; the scan appends in arrival order
-        used = int(h.nsp[row])
-        order = np.argsort(sp_tick[row, :used], kind="stable")
-        sp_tick[row, :used], sp_sz[row, :used] = sp_tick[row, order], sp_sz[row, order]
-    meta[[s2.NSB, s2.NSA]] = h.nsp
-    meta[s2.SBB] = int(h.nsp[0]) - 1 if h.nsp[0] else -1
-    meta[s2.SBA] = 0 if h.nsp[1] else -1
-    return L2State(bid_w, ask_w, sp_tick, sp_sz, meta)
+    nsp = book.nsp
+    meta[[s2.NSB, s2.NSA]] = nsp
+    meta[s2.SBB] = int(nsp[0]) - 1 if nsp[0] else -1
+    meta[s2.SBA] = 0 if nsp[1] else -1
+    return L2State(bid_w, ask_w, book.sp_tick.copy(), book.sp_sz.copy(), meta)
 
 
 def bucket_size(n: int) -> int:
@@ -274,8 +239,27 @@ def bucket_size(n: int) -> int:
     return next(b for b in BUCKETS if b >= n)
 
 
-def _pow2(k: int) -> int:
-    return 1 << max(k - 1, 0).bit_length()
+def _segment(left: int) -> int:
+    """Rows to run next: a whole bucket when one fits at least half of them (padded rows cost as
+    much as real ones, and a halt leaves odd remainders), else everything left, padded."""
+    fit = max(b for b in BUCKETS if b <= min(left, BUCKETS[-1]))
+    return fit if 2 * fit >= left else min(left, BUCKETS[-1])
+
+
+def _control(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray, flags: np.ndarray,
+             tick: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-event control bits and ticks (vectorised on the host, so the scan does no division)."""
+    applied = (flags & s2.F_SUPERSEDED) == 0
+    upd = applied & ((action == s2.SET) | (action == s2.DELETE))
+    ctl = np.where(side == s2.BID, 0, _ASK) | np.where(upd, _UPD, 0)
+    ctl |= np.where((action == s2.DELETE) | (size == 0), _REMOVE, 0)
+    ctl |= np.where(applied & (action == s2.CLEAR), _CLEAR, 0) | np.where((flags & s2.F_GAP) != 0, _GAP, 0)
+    last = s2.F_SNAPSHOT | s2.F_LAST
+    ctl |= np.where(applied & ((flags & last) == last), _SNAP_LAST, 0)
+    if tick == 0:
+        return (ctl | np.where(upd, _OFFGRID, 0)).astype(np.int64), np.zeros(len(price), np.int64)
+    t, rem = np.divmod(price, tick)
+    return (ctl | np.where(upd & (rem != 0), _OFFGRID, 0)).astype(np.int64), t
 
 
 def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
@@ -284,59 +268,79 @@ def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.n
     """Apply one batch to a book with the JAX kernel.
 
     Args:
-        state: the book before the batch, host (:func:`kernels._l2state.new_state`) or device.
+        state: the book before the batch, host (:func:`kernels._l2state.new_state`) or ``Book``.
         side, action, flags: uint8[n]; price, size: int64[n] (1e-9 units).
         levels: depth of the snapshots.
         snapshot_rows: int64[k] row indices (into this batch) after which to record the top levels.
 
     Returns:
-        The device book after the batch (``from_book`` gives the host state) and the
-        reference's output dict for the batch rows.
+        The book after the batch (``from_book`` gives the host state) and the reference's output
+        dict for the batch rows.
     """
     side, action, flags = (np.asarray(x, np.uint8) for x in (side, action, flags))
     price, size = (np.asarray(x, np.int64) for x in (price, size))
     n = len(side)
     bbo, status, slot, snaps, snap_status = s2.alloc_outputs(n, snapshot_rows, levels)
     book = to_book(state) if isinstance(state, L2State) else state
-    # one snapshot-slot count per call (not per segment) keeps resumed segments on one compile
-    k_all = max(16, _pow2(int((slot >= 0).sum())))
+    hm = np.asarray(jax.device_get(book.meta))
+    tick, lo, width = int(hm[_TICK]), int(hm[_LO]), book.w.shape[1] - 1
+    ctl, t = _control(side, action, price, size, flags, tick)
+    # snapshot rows go to the host (numba fills the snapshot): a branch in the scan costs every row
+    ctl[slot >= 0] |= _HOST
     pos = 0
     while pos < n:
-        m = min(n - pos, BUCKETS[-1])
+        m = _segment(n - pos)
         size_b = bucket_size(m)
         seg = slice(pos, pos + m)
-        gslots = slot[seg][slot[seg] >= 0]
-        local = np.full(size_b, -1, np.int64)
-        local[np.flatnonzero(slot[seg] >= 0)] = np.arange(len(gslots))
-        k = k_all
-        xs = tuple(_pad(a[seg], size_b) for a in (side, action, price, size, flags))
-        xs += (local, np.arange(size_b) < m, np.arange(pos, pos + size_b, dtype=np.int64))
-        init = jnp.full((4, k, levels), s2.UNDEF_PRICE, jnp.int64).at[1::2].set(0)
-        carry = Carry(book, jnp.int64(_NO_HALT), jnp.int64(s2.DONE), init, jnp.zeros(k, jnp.uint8))
-        carry, ys = _scan(carry, xs, levels)
-        halt, code = (int(v) for v in jax.device_get((carry.halt, carry.code)))
+        xs = np.zeros((size_b, 8), np.int64)
+        xs[:m, 1], xs[:m, 2] = t[seg], size[seg]
+        xs[:, 3] = np.arange(pos, pos + size_b)
+        sp_tick, sp_sz, nsp = book.sp_tick.copy(), book.sp_sz.copy(), book.nsp.copy()
+        _spill_pass(ctl[seg], t[seg], size[seg], lo, width, sp_tick, sp_sz, nsp, xs)
+        meta, w, ys = _scan(book.meta, book.w, xs)
+        ys, hm = jax.device_get((ys, meta))
+        halt = int(hm[_HALT])
         done = m if halt == _NO_HALT else halt - pos
-        ys = jax.device_get(ys)
-        for q in range(4):
-            bbo[q, pos:pos + done] = ys[q][:done]
-        status[pos:pos + done] = ys[4][:done]
-        if len(gslots):
-            took = np.flatnonzero(slot[seg][:done] >= 0)
-            lsnap, lstat = jax.device_get((carry.snaps, carry.snap_status))
-            snaps[:, gslots[: len(took)]] = lsnap[:, : len(took)]
-            snap_status[gslots[: len(took)]] = lstat[: len(took)]
-        pos += done
-        book = carry.book
-        if halt != _NO_HALT:
-            host = s2.handle_halt(from_book(book), code, pos, side, price, action, flags)
-            book = to_book(host)
+        bbo[:, pos:pos + done] = ys[:done, :4].T
+        status[pos:pos + done] = ys[:done, 4]
+        if halt == _NO_HALT:
+            book = Book(w, meta, sp_tick, sp_sz, nsp)
+            pos += done
+            continue
+        # the spill as it was before the halted row: replay the host pass up to it
+        sp_tick, sp_sz, nsp = book.sp_tick.copy(), book.sp_sz.copy(), book.nsp.copy()
+        _spill_pass(ctl[pos:halt], t[pos:halt], size[pos:halt], lo, width, sp_tick, sp_sz, nsp,
+                    np.zeros((done, 8), np.int64))
+        host = from_book(Book(w, meta, sp_tick, sp_sz, nsp))
+        if int(hm[_CODE]) == RESCAN_FAR:
+            # the scan wrote the delete of the best slot before finding its next best: undo it
+            row = int(ctl[halt] & _ASK)
+            (host.bid_w if row == 0 else host.ask_w)[int(hm[_WB + row])] = hm[_WBS + row]
+            host.meta[s2.NB + row] += 1
+        host = _host_event(host, halt, side, action, price, size, flags, slot, bbo, status, snaps,
+                           snap_status)
+        pos = halt + 1
+        book = to_book(host)
+        lo = int(host.meta[s2.LO])
+        if int(host.meta[s2.TICK]) != tick:
+            tick = int(host.meta[s2.TICK])
+            ctl, t = _control(side, action, price, size, flags, tick)
+            ctl[slot >= 0] |= _HOST
     return book, s2.pack_outputs(bbo, status, snapshot_rows, slot, snaps, snap_status)
 
 
-def _pad(a: np.ndarray, size_b: int) -> np.ndarray:
-    out = np.zeros(size_b, a.dtype)
-    out[: len(a)] = a
-    return out
+def _host_event(state: L2State, i: int, side: np.ndarray, action: np.ndarray, price: np.ndarray,
+                size: np.ndarray, flags: np.ndarray, slot: np.ndarray, bbo: np.ndarray, status: np.ndarray,
+                snaps: np.ndarray, snap_status: np.ndarray) -> L2State:
+    """Apply event ``i`` on the host with the numba kernel (repairing the state as it asks)."""
+    end = i + 1
+    while True:
+        stop, code = l2_apply(side[:end], action[:end], price[:end], size[:end], flags[:end], i, slot[:end],
+                              state.bid_w, state.ask_w, state.sp_tick, state.sp_sz, state.meta, bbo, status,
+                              snaps, snap_status)
+        if code == s2.DONE:
+            return state
+        state = s2.handle_halt(state, code, stop, side, price, action, flags)
 
 
 def l2_replay_jax(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
