@@ -38,7 +38,7 @@ jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
 
 BUCKETS = (1, 16, 256, 1024, 4096, 10240, 16384, 65536)
-RESCAN_TICKS = 64  # next-best search span after a best delete; every event pays it, farther halts
+RESCAN_TICKS = 256  # next-best search span after a best delete (every event pays it; farther halts)
 _NO_HALT = 2**62  # meta[_HALT] while every row so far applied
 NEED_HOST, RESCAN_FAR = 5, 6  # halt codes beyond the _l2state ones
 # per-event control bits, packed on the host
