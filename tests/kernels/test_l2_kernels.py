@@ -223,3 +223,36 @@ def test_resync_until_snapshot_after_gap() -> None:
     got = l2_replay_numba(s["side"], s["action"], s["price"], s["size"], flags)
     assert (got["status"][1_000:] == RESYNC).all()
     assert (got["status"][41:1_000] == VALID).all()
+
+
+def test_jax_host_paths_equal_reference() -> None:
+    """The JAX scan hands rare events to the host: next best farther than its search span, a
+    full spill, clearing a non-empty book, snapshot rows. The replay still equals the reference."""
+    from kernels.l2book import RESCAN_TICKS
+
+    tick, mid = 10_000_000, 50_000
+    gap = RESCAN_TICKS + 644  # next level beyond the scan's bounded search
+    rows: list[tuple[int, int, int, int, int]] = []
+    bids = [mid, mid - 100, mid - 100 - gap, mid - 200 - gap, mid - 100_000]
+    asks = [mid + 10, mid + 100, mid + 100 + gap, mid + 200 + gap, mid + 100_000, mid + 100_001]
+    for t in bids:
+        rows.append((BID, L2_SET, t, 3, F_SNAPSHOT))
+    for t in asks:
+        rows.append((ASK, L2_SET, t, 4, F_SNAPSHOT))
+    rows[-1] = (*rows[-1][:4], F_SNAPSHOT | F_LAST)
+    for sd, t in ((BID, bids[0]), (BID, bids[1]), (ASK, asks[0]), (ASK, asks[1])):
+        rows.append((sd, ord("D"), t, 0, 0))
+    rows += [(BID, L2_SET, mid - 150, 9, 0), (ASK, ord("R"), 0, 0, 0),
+             (BID, L2_SET, mid - 1, 2, F_SNAPSHOT), (ASK, L2_SET, mid + 1, 2, F_SNAPSHOT | F_LAST)]
+    side, action, price, size, flags = (np.array([r[k] for r in rows], dt) for k, dt in
+                                        enumerate((np.uint8, np.uint8, np.int64, np.int64, np.uint8)))
+    price = price * tick
+    snaps = np.array([len(bids) + len(asks) - 1, len(rows) - 3, len(rows) - 1])
+    ref = l2_replay_reference(side, action, price, size, flags, levels=3, snapshot_rows=snaps)
+    # the stream really has a best delete whose next level is beyond the search span, per side
+    drop_b = np.diff(np.where(ref["bid_px"] == s2.UNDEF_PRICE, 0, ref["bid_px"]) // tick)
+    rise_a = np.diff(np.where(ref["ask_px"] == s2.UNDEF_PRICE, 0, ref["ask_px"]) // tick)
+    assert (-drop_b > RESCAN_TICKS).any() and (rise_a > RESCAN_TICKS).any()
+    got = l2_replay_jax(side, action, price, size, flags, levels=3, snapshot_rows=snaps, window_ticks=4096,
+                        spill=1)
+    assert_same(ref, got)
