@@ -5,7 +5,8 @@ Contenders, all rebuilding the book of the same file (``esh4-glbx-mdp3-20231225.
 
 * ``tapeflow numba``: :func:`kernels.l3book.l3_replay` over the day tiled ``copies`` times (each copy
   starts with its own snapshot, which clears and rebuilds the book), BBO + status + anomaly per event.
-* ``plain-Python dict book``: :func:`kernels.reference_l3.l3_replay_reference`, one copy.
+* ``plain-Python reference (dict scan)``: :func:`kernels.reference_l3.l3_replay_reference`, one copy
+  (the test oracle, BBO by scanning the levels after every event: a floor, not a tuned dict book).
 * ``NautilusTrader OrderBook (L3_MBO)``: the file loaded with Nautilus's own Databento loader
   (legacy Cython deltas; it emits no row for T/F records, so it applies fewer events) and applied
   with ``OrderBook.apply_delta`` in a Python loop, one copy; skipped when Nautilus is missing.
@@ -69,7 +70,8 @@ def run(*, copies: int = 20, repeat: int = 5, path: Path | None = None) -> list[
     rows.append(_row("tapeflow numba L3", len(tiled[0]), seconds, out["bid_px"][-1] / 1e9,
                      out["ask_px"][-1] / 1e9))
     seconds, out = _best_of(1, lambda: l3_replay_reference(*one))
-    rows.append(_row("plain-Python dict book", len(one[0]), seconds, out["bid_px"][-1] / 1e9,
+    # the oracle itself: dicts, with the BBO found by scanning the levels after every event
+    rows.append(_row("plain-Python reference (dict scan)", len(one[0]), seconds, out["bid_px"][-1] / 1e9,
                      out["ask_px"][-1] / 1e9))
     nautilus = _nautilus(path, repeat)
     if nautilus is not None:
