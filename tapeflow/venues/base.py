@@ -69,6 +69,16 @@ def to_nanos(text: str | bytes | int, *, allow_negative: bool = False) -> int:
     return value
 
 
+class RecordReject(Exception):
+    """Raised inside a decoder for one bad record; caught at the frame loop and turned into a
+    ``rejected`` row (``reason`` is the dead-letter code, ``detail`` names the offending value)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
 class Rejects:
     """Accumulates dead-letter rows for one decode pass."""
 

@@ -28,7 +28,7 @@ from tapeflow.schemas.records import (
     QUOTE,
     TRADE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
+from tapeflow.venues.base import BadNumber, Columns, Decoded, RecordReject, Rejects, to_nanos
 from tapeflow.venues.bitmex import messages as m
 from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 
@@ -36,11 +36,7 @@ VENUE = "bitmex"
 CHUNK_ROWS = 100_000
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+_Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
 class BitmexDecoder:

@@ -26,7 +26,7 @@ from tapeflow.schemas.records import (
     TRADE,
     UNDEF_PRICE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
+from tapeflow.venues.base import BadNumber, Columns, Decoded, RecordReject, Rejects, to_nanos
 from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 from tapeflow.venues.coinbase import messages as m
 
@@ -34,11 +34,7 @@ VENUE = "coinbase"
 CHUNK_ROWS = 100_000
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+_Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
 class CoinbaseDecoder:

@@ -54,7 +54,7 @@ from tapeflow.schemas.records import (
     UNDEF_PRICE,
     UNDEF_TS,
 )
-from tapeflow.venues.base import BadNumber, Decoded, Rejects, to_nanos
+from tapeflow.venues.base import BadNumber, Decoded, RecordReject, Rejects, to_nanos
 from tapeflow.venues.lobster import messages as m
 
 CHUNK_ROWS = 100_000
@@ -77,11 +77,7 @@ class LobsterFiles:
         return f"{self.ticker}_{self.day.isoformat()}_{self.levels}"
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason = reason
-        self.detail = detail
+_Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
 def pair_files(paths: Sequence[Path]) -> list[LobsterFiles]:
