@@ -177,7 +177,44 @@ REJECTED = RecordType(
     doc="A dead letter: input that could not be normalized, kept whole with its reason.",
 )
 
+METRIC = RecordType(
+    "metric",
+    common(
+        Field("interval", "lstr", "grid the metrics are sampled on, e.g. 1s"),
+        Field("sequence", "i64", "sequence of the last book event before the sample"),
+        Field("mid_price_nanos", "i64", "(best bid + best ask) // 2 (UNDEF_PRICE if a side is empty)"),
+        Field("spread_nanos", "i64", "best ask - best bid (UNDEF_PRICE if one side empty)"),
+        Field("spread_bps", "f64", "spread / mid * 1e4 (NaN if one side empty)"),
+        Field("microprice_nanos", "i64", "(bid*ask_size + ask*bid_size) // (bid_size + ask_size)"),
+        Field("bid_depth_nanos", "i64", "summed size of the top N bid levels"),
+        Field("ask_depth_nanos", "i64", "summed size of the top N ask levels"),
+        Field("imbalance", "f64", "(bid_depth - ask_depth) / (bid_depth + ask_depth), in [-1, 1]"),
+        Field("ofi_nanos", "i64", "order-flow imbalance at the top of book over the interval (Cont et al.)"),
+        Field("cvd_nanos", "i64", "cumulative (buy - sell) traded volume since the start of the stream/day"),
+        Field("realized_vol", "f64", "sqrt of summed squared log mid returns in the interval (NaN if none)"),
+        Field("flags", "u8", "F_MAYBE_BAD_BOOK when the book was resyncing, crossed, gapped or degraded"),
+    ),
+    order_by=("venue", "symbol", "interval", "ts_event_ns"),
+    doc="Book and flow metrics sampled on a time grid; ts_event_ns is the sample (grid) time.",
+)
+
+STATUS = RecordType(
+    "status",
+    common(
+        Field("state", "lstr", "connected, disconnected, resyncing, synced, stale, degraded, recovered, gap, "
+              "skew, checksum_mismatch"),
+        Field("sequence", "i64", "venue sequence where it happened (-1 if none)"),
+        Field("until_ns", "i64", "end of the affected window when known (-1 while open)"),
+        Field("detail", "str", "human readable: why, with the offending values"),
+    ),
+    order_by=("venue", "symbol", "ts_recv_ns", "state"),
+    doc="A feed-health event from the live flow: the gap-repair sensor reads the gap/degraded windows.",
+)
+
 ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
-    for r in (TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED)
+    for r in (
+        TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
+        METRIC, STATUS,
+    )
 }
