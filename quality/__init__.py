@@ -1,1 +1,11 @@
-"""Great Expectations suites and their runner, with no Dagster inside."""
+"""Great Expectations suites and their runner, with no Dagster inside.
+
+``import quality`` stays cheap: Great Expectations (seconds to import) loads on the first
+validation, and one ephemeral context then serves the whole process.
+"""
+
+from quality.config import Baseline, QualityConfig
+from quality.result import CheckResult, SuiteResult
+from quality.runner import DATASETS, check_names, run_suite
+
+__all__ = ["DATASETS", "Baseline", "CheckResult", "QualityConfig", "SuiteResult", "check_names", "run_suite"]

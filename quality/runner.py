@@ -1,0 +1,200 @@
+"""``run_suite``: validate one dataset partition with its Great Expectations suite, as plain results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from quality import derive
+from quality.checks import Check, SuiteData
+from quality.config import Baseline, QualityConfig
+from quality.engine import Outcome, validate
+from quality.result import CheckResult, SuiteResult
+from tapeflow.errors import ConfigError
+
+# dataset -> (suite module, record name): the lake dataset names the assets use
+DATASETS: dict[str, str] = {
+    "trades": "trade",
+    "book_deltas": "book_delta",
+    "order_events": "order_event",
+    "quotes": "quote",
+    "book_snapshots": "book_snapshot",
+    "bars": "bar",
+    "metrics": "metric",
+}
+_RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
+_MAX_EXAMPLES = 5
+_ALWAYS = ("schema", "not_null_keys")
+
+
+def _suite(dataset: str) -> Any:
+    name = _RECORD_TO_DATASET.get(dataset, dataset)
+    if name not in DATASETS:
+        raise ConfigError(f"no quality suite for dataset {dataset!r}; have {', '.join(DATASETS)}")
+    return importlib.import_module(f"quality.suites.{name}")
+
+
+def check_names(dataset: str) -> tuple[str, ...]:
+    """The stable check names of a dataset's suite, in order (for declaring asset checks up front).
+
+    Raises:
+        ConfigError: no suite for ``dataset``.
+    """
+    return tuple(_suite(dataset).CHECKS)
+
+
+def run_suite(
+    dataset: str,
+    table: pa.Table,
+    *,
+    partition_day: str | dt.date | None = None,
+    baseline: Baseline | Mapping[str, Baseline] | None = None,
+    book: pa.Table | None = None,
+    config: QualityConfig | None = None,
+) -> SuiteResult:
+    """Validate ``table`` with the suite of ``dataset``; every verdict is a Great Expectations result.
+
+    Args:
+        dataset: ``trades``, ``book_deltas``, ``order_events``, ``quotes``, ``book_snapshots``,
+            ``bars`` or ``metrics`` (the record names ``trade``, ``quote``, ... work too).
+        table: the partition, a table of that dataset's record (any number of instruments).
+        partition_day: the UTC day the partition holds (``YYYY-MM-DD`` or a date); None takes the
+            day most rows fall on, and says so in the ``ts_within_day`` details.
+        baseline: trailing per-day totals, one for the table or one per symbol; without one (or
+            with fewer than ``config.baseline_min_days`` days) the baseline checks pass as skipped.
+        book: ``quote`` or ``book_snapshot`` rows of the same instruments; the trades suite
+            judges each trade against the prevailing best bid/ask (skipped without a book).
+        config: thresholds; ``QualityConfig()`` when None.
+
+    Returns:
+        A ``SuiteResult`` whose checks are listed in ``check_names(dataset)`` order.
+
+    Raises:
+        ConfigError: an unknown dataset or a malformed ``partition_day``.
+    """
+    suite = _suite(dataset)
+    name = _RECORD_TO_DATASET.get(dataset, dataset)
+    config = config or QualityConfig()
+    table = derive.plain(table)
+    day, inferred = _day(table, partition_day)
+    data = SuiteData(name, table, config, day, inferred, baseline=baseline,
+                     book=derive.plain(book) if book is not None else None)
+    missing = [c for c in suite.RECORD.column_names if c not in table.column_names]
+    if missing:
+        # without its columns a check cannot run; it fails (blocking downstream) rather than vanish
+        from quality import checks
+
+        checks.schema(data, suite.RECORD)
+        checks.not_null_keys(data)
+    else:
+        suite.plan(data)
+    results = _evaluate(name, data)
+    by_name = {r.name: r for r in results}
+    ordered = []
+    for check in suite.CHECKS:
+        if check in by_name:
+            ordered.append(by_name.pop(check))
+        else:
+            ordered.append(CheckResult(check, False, 0, 0,
+                                       details={"skipped": f"missing columns {missing}"},
+                                       description="not run: the table lacks columns it needs"))
+    ordered.extend(by_name.values())
+    return SuiteResult(name, day, table.num_rows, ordered)
+
+
+def _day(table: pa.Table, partition_day: str | dt.date | None) -> tuple[str | None, bool]:
+    if partition_day is not None:
+        day = partition_day if isinstance(partition_day, str) else partition_day.isoformat()
+        derive.day_bounds(day)
+        return day, False
+    if "ts_event_ns" not in table.column_names or table.num_rows == 0:
+        return None, True
+    return derive.modal_day(derive.partition_ts(table)), True
+
+
+def _evaluate(dataset: str, data: SuiteData) -> list[CheckResult]:
+    frames = {"rows": data.table.to_pandas(), "derived": pd.DataFrame(data.derived),
+              "day": pd.DataFrame(data.day_rows)}
+    results: dict[int, CheckResult] = {}
+    for frame_name, frame in frames.items():
+        planned = [(i, c) for i, c in enumerate(data.checks) if c.frame == frame_name and not c.skipped]
+        outcomes = validate(f"{dataset}.{frame_name}", frame, [c.expects for _, c in planned])
+        for (i, check), outs in zip(planned, outcomes, strict=True):
+            results[i] = _result(check, outs, data, frame)
+    for i, check in enumerate(data.checks):
+        if check.skipped:
+            details = {**check.details, "skipped": check.skipped}
+            results[i] = CheckResult(check.name, True, 0, 0, details=details, description=check.description)
+    return [results[i] for i in range(len(data.checks))]
+
+
+def _result(check: Check, outcomes: list[Outcome], data: SuiteData, frame: pd.DataFrame) -> CheckResult:
+    passed = bool(outcomes) and all(o.success for o in outcomes)
+    unexpected = sum(_unexpected(o) for o in outcomes)
+    elements = max((int(o.result.get("element_count", len(frame))) for o in outcomes), default=0)
+    if check.name == "schema":
+        elements = len(outcomes)
+    index: list[int] = []
+    for o in outcomes:
+        for i in o.result.get("partial_unexpected_index_list") or []:
+            if int(i) not in index:
+                index.append(int(i))
+    examples = [_example(data, check, i) for i in sorted(index)[:_MAX_EXAMPLES]]
+    details = {**check.details, "expectations": [_summary(o) for o in outcomes]}
+    return CheckResult(check.name, passed, unexpected, elements, examples, _jsonable(details),
+                       check.description)
+
+
+def _unexpected(o: Outcome) -> int:
+    if "unexpected_count" in o.result:
+        return int(o.result["unexpected_count"])
+    return 0 if o.success else 1
+
+
+def _summary(o: Outcome) -> dict[str, Any]:
+    out: dict[str, Any] = {"expectation": o.kind, "success": o.success,
+                           **{k: v for k, v in o.kwargs.items() if k != "column_list"}}
+    for key in ("element_count", "unexpected_count", "missing_count", "observed_value", "exception"):
+        if key in o.result:
+            out[key] = o.result[key]
+    if "partial_unexpected_list" in o.result:
+        out["partial_unexpected_list"] = list(o.result["partial_unexpected_list"])[:_MAX_EXAMPLES]
+    return out
+
+
+def _example(data: SuiteData, check: Check, i: int) -> dict[str, Any]:
+    if check.frame == "day":
+        return {"location": f"instrument {i}", **data.day_examples.get(check.show[0], [{}] * (i + 1))[i]}
+    row = {"location": f"row {i}"}
+    row.update({k: v for k, v in data.table.slice(i, 1).to_pylist()[0].items() if not isinstance(v, bytes)})
+    for name in check.show:
+        if name in data.derived:
+            row[name] = data.derived[name][i]
+    return _jsonable(row)
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain JSON values (Dagster metadata and the Data Docs page take nothing else)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, Path | dt.date):
+        return str(value)
+    return value
