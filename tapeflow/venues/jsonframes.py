@@ -224,21 +224,50 @@ class CaptureDecoder:
         self._reported = 0
         for i, line in self.lines(paths):
             bytes_read += len(line.payload) + 1
-            self.frames += 1
-            try:
-                self.frame(i, line)
-            except BadFrame as bad:
-                self.rejects.add(bad.reason, bad.detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
-            except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
-                # A shape no check anticipated (e.g. a number where an object belongs): still a
-                # dead letter, never a crash of the whole decode.
-                self.rejects.add("bad_field", f"{type(exc).__name__}: {exc}", line.location, line.payload,
-                                 ts_recv_ns=line.recv_ns)
+            self.feed_frame(i, line)
             if self.frames % 1024 == 0 and self._rows() >= self.chunk_rows:
                 yield self._chunk(bytes_read, line.location)
+        self.finish()
+        yield self._chunk(bytes_read, "end")
+
+    def feed_frame(self, index: int, line: CaptureLine) -> None:
+        """Decode one frame of file ``paths[index]``; bad input becomes a ``rejected`` row.
+
+        The frame-level entry point: :meth:`run` calls it for every capture line, and the live
+        connectors (:mod:`tapeflow.live`) call it for every received frame, so both decode alike.
+        """
+        self.frames += 1
+        try:
+            self.frame(index, line)
+        except BadFrame as bad:
+            self.rejects.add(bad.reason, bad.detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
+        except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+            # A shape no check anticipated (e.g. a number where an object belongs): still a
+            # dead letter, never a crash of the whole decode.
+            self.rejects.add("bad_field", f"{type(exc).__name__}: {exc}", line.location, line.payload,
+                             ts_recv_ns=line.recv_ns)
+
+    def feed(self, line: CaptureLine) -> None:
+        """:class:`~tapeflow.venues.capture.FrameDecoder` protocol: one frame of the first input."""
+        self.feed_frame(0, line)
+
+    @property
+    def rows(self) -> int:
+        """Rows buffered since the last chunk."""
+        return self._rows()
+
+    def flush(self, bytes_read: int, source: str) -> Decoded:
+        """:class:`~tapeflow.venues.capture.FrameDecoder` protocol: the rows decoded so far as a chunk.
+
+        Diffs still waiting for a snapshot stay buffered (see :meth:`finish`).
+        """
+        self._reported = getattr(self, "_reported", 0)
+        return self._chunk(self._reported + bytes_read, source)
+
+    def finish(self) -> None:
+        """End of input: write the diffs that still wait for a snapshot (they stay unsynced)."""
         for chain in self.chains.values():
             chain.flush(self.deltas)
-        yield self._chunk(bytes_read, "end")
 
     def lines(self, paths: list[Path]) -> Iterator[tuple[int, CaptureLine]]:
         """The frames to decode as ``(file index, line)``; capture files merged by capture time."""

@@ -73,7 +73,10 @@ class BinanceDecoder(CaptureDecoder):
         elif "e" in msg:
             self._event(venue, msg, "", line)
         elif "lastUpdateId" in msg:
-            self._snapshot(venue, msg, None, line)
+            # The live journal (tapeflow.venues.binance.client) prefixes the REST body with the
+            # "symbol" it asked for, since Binance's body does not say; hftbacktest files have none.
+            symbol = msg.get("symbol")
+            self._snapshot(venue, msg, symbol if isinstance(symbol, str) and symbol else None, line)
         elif "result" in msg and "id" in msg:
             return  # subscription acknowledgement: no market data
         elif "code" in msg and "msg" in msg:

@@ -1,0 +1,327 @@
+"""The session loop every live venue client shares.
+
+A :class:`Connector` connects (websockets), subscribes, reads frames into a queue, journals each
+micro-batch of frames BEFORE decoding it, decodes it with the venue's own batch decoder (fed
+:class:`~tapeflow.venues.capture.CaptureLine` s, so live records equal a batch decode of the
+journal), and yields :class:`~tapeflow.live.frames.LiveBatch` es. Around that: venue pings,
+stale detection (no frame for ``stale_after_s`` -> STATUS ``stale`` + reconnect), reconnects
+with capped exponential backoff and jitter, rate-limited REST requests (snapshots) that honour
+HTTP 429/418 ``Retry-After``, and the per-instrument sync state machine (:mod:`tapeflow.live.sync`).
+
+A venue client subclasses it and fills in the hooks: :meth:`ws_url`, :meth:`subscribe_messages`,
+:meth:`make_decoder`, optionally :meth:`ping_message`, :meth:`on_open` and :meth:`after_frame`
+(where it reads its decoder's chain state, reports gaps and asks for snapshots).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from tapeflow.journal import Journal
+from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog
+from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
+from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
+from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
+
+
+@dataclass(frozen=True)
+class ConnectorSettings:
+    """Knobs of the session loop (venue clients keep the venue's own defaults elsewhere).
+
+    Attributes:
+        stale_after_s: no frame for this long -> STATUS ``stale`` and a reconnect.
+        ping_interval_s: venue-level ping period (None: the venue class decides).
+        ws_ping_interval_s: websocket protocol ping period (None: off).
+        open_timeout_s: connect + handshake limit.
+        backoff_initial_s, backoff_max_s, backoff_factor, backoff_jitter: reconnect schedule.
+        seed: seeds the backoff jitter (tests).
+        max_batch_frames: most frames per micro-batch.
+        max_queued_frames: frames read but not yet batched before reading pauses (backpressure).
+        snapshot_rate_per_s, snapshot_burst: REST snapshot rate limit.
+        rest_timeout_s: one REST request's limit.
+        max_connects: stop after this many connection attempts (None: never; tests and tools).
+    """
+
+    stale_after_s: float = 30.0
+    ping_interval_s: float | None = None
+    ws_ping_interval_s: float | None = 20.0
+    open_timeout_s: float = 10.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    backoff_factor: float = 2.0
+    backoff_jitter: float = 0.2
+    seed: int | None = None
+    max_batch_frames: int = 2000
+    max_queued_frames: int = 100_000
+    snapshot_rate_per_s: float = 1.0
+    snapshot_burst: int = 2
+    rest_timeout_s: float = 10.0
+    max_connects: int | None = None
+
+
+@dataclass(frozen=True)
+class _End:
+    state: str
+    detail: str
+
+
+class Connector:
+    """Base of the live venue clients (see the module docstring).
+
+    Args:
+        symbols: instruments to subscribe (venue spelling).
+        venue: the venue code frames are journaled and decoded under.
+        endpoint: websocket base URL (None: the venue's production host).
+        rest_endpoint: REST base URL (None: the venue's production host).
+        journal: a :class:`~tapeflow.journal.Journal`, a folder for one, or None (no journal).
+        settings: session-loop settings.
+    """
+
+    default_ping_interval_s: float | None = None
+
+    def __init__(self, symbols: Sequence[str], *, venue: str, endpoint: str | None = None,
+                 rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
+                 settings: ConnectorSettings | None = None) -> None:
+        self.symbols = list(symbols)
+        self.venue = venue
+        self.endpoint = endpoint
+        self.rest_endpoint = rest_endpoint
+        self.journal = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
+        self.settings = settings or ConnectorSettings()
+        s = self.settings
+        self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s, factor=s.backoff_factor,
+                               jitter=s.backoff_jitter, seed=s.seed)
+        self.limiter = TokenBucket(s.snapshot_rate_per_s, s.snapshot_burst)
+        self.log = StatusLog(venue)
+        self.sync = SyncTracker(self.log, self.symbols)
+        self.decoder: FrameDecoder = self.make_decoder()
+        self.connects = 0
+        self.frames_received = 0
+        self.delays_s: list[float] = []
+        self._queue: asyncio.Queue[RawFrame | _End] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._inflight: set[str] = set()
+        self._closing = False
+        self._ws: websockets.ClientConnection | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    # -- hooks for venue clients ------------------------------------------------------------
+
+    def ws_url(self) -> str:
+        """The websocket URL to connect to."""
+        raise NotImplementedError
+
+    def subscribe_messages(self) -> list[str]:
+        """Messages sent right after connecting (subscriptions)."""
+        return []
+
+    def make_decoder(self) -> FrameDecoder:
+        """The venue's batch decoder, fed one frame at a time (kept across reconnects)."""
+        raise NotImplementedError
+
+    def ping_message(self) -> str | None:
+        """A venue-level ping to send every ``ping_interval_s`` (None: the venue needs none)."""
+        return None
+
+    async def on_open(self) -> None:
+        """Called once subscribed, before the first frame is read."""
+
+    def after_frame(self, frame: RawFrame) -> None:
+        """Called after each frame is decoded: read the decoder's state, report transitions."""
+
+    # -- public API ---------------------------------------------------------------------------
+
+    async def batches(self) -> AsyncIterator[LiveBatch]:
+        """Connect, subscribe and yield micro-batches until :meth:`close` (reconnecting as needed).
+
+        Every frame is in the journal before its batch is decoded. The last batch after
+        :meth:`close` carries the rows the decoder still held and a ``disconnected`` row.
+        """
+        s = self.settings
+        self._queue = asyncio.Queue(maxsize=s.max_queued_frames)
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.rest_timeout_s))
+        try:
+            while not self._closing and (s.max_connects is None or self.connects < s.max_connects):
+                self.connects += 1
+                got_frames = self.frames_received
+                async for batch in self._session():
+                    yield batch
+                if self._closing or (s.max_connects is not None and self.connects >= s.max_connects):
+                    break
+                if self.frames_received > got_frames:
+                    self.backoff.reset()  # the connection worked: a fresh failure starts small again
+                delay = self.backoff.next()
+                self.delays_s.append(delay)
+                await asyncio.sleep(delay)
+            self.decoder_finish()
+            self.sync.lost(DISCONNECTED, "closed by the consumer" if self._closing else
+                           f"gave up after {self.connects} connection attempts")
+            yield self._batch([], [])
+        finally:
+            for t in list(self._tasks):
+                t.cancel()
+            await self._http.close()
+
+    def close(self) -> None:
+        """Stop: the session ends and :meth:`batches` returns after its last batch."""
+        self._closing = True
+        if self._queue is not None:
+            with contextlib.suppress(asyncio.QueueFull):
+                self._queue.put_nowait(_End(DISCONNECTED, "closed by the consumer"))
+
+    def decoder_finish(self) -> None:
+        """End of the stream: diffs still waiting for a snapshot are written (unsynced)."""
+        finish = getattr(self.decoder, "finish", None)
+        if finish is not None:
+            finish()
+
+    def request_rest(self, key: str, url: str, *, prefix: bytes = b"") -> bool:
+        """Fetch ``url`` in the background, rate limited; the body arrives as a ``rest`` frame.
+
+        At most one request per ``key`` is in flight (returns False when one is). A 429/418 holds
+        every request for its ``Retry-After`` and tries again; other failures retry with backoff.
+        ``prefix`` is spliced after the body's opening ``{`` (e.g. ``b'"symbol":"BTCUSDT",'``).
+        ``key`` also names the instrument of the ``degraded`` STATUS rows a failure writes.
+        """
+        if key in self._inflight or self._closing:
+            return False
+        self._inflight.add(key)
+        task = asyncio.get_running_loop().create_task(self._fetch(key, url, prefix))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    def rest_inflight(self, key: str) -> bool:
+        """Whether a request under ``key`` is still in flight."""
+        return key in self._inflight
+
+    async def send(self, message: str) -> None:
+        """Send a message on the open websocket (e.g. a resubscription); dropped when closed."""
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await self._ws.send(message)
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    async def _session(self) -> AsyncIterator[LiveBatch]:
+        url = self.ws_url()
+        s = self.settings
+        try:
+            ws = await websockets.connect(url, open_timeout=s.open_timeout_s,
+                                          ping_interval=s.ws_ping_interval_s, max_size=None, max_queue=None)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            self.sync.lost(DISCONNECTED, f"connecting to {url} failed: {type(exc).__name__}: {exc}")
+            yield self._batch([], [])
+            return
+        self._ws = ws
+        reader = asyncio.get_running_loop().create_task(self._reader(ws))
+        pinger = asyncio.get_running_loop().create_task(self._pinger(ws))
+        try:
+            for msg in self.subscribe_messages():
+                await ws.send(msg)
+            self.sync.connected(f"connected to {url}")
+            await self.on_open()
+            assert self._queue is not None
+            while True:
+                frames: list[RawFrame] = []
+                end: _End | None = None
+                item = await self._queue.get()
+                while True:
+                    if isinstance(item, _End):
+                        end = item
+                        break
+                    frames.append(item)
+                    if len(frames) >= s.max_batch_frames or self._queue.empty():
+                        break
+                    item = self._queue.get_nowait()
+                if frames:
+                    yield self._process(frames)
+                if end is not None:
+                    if not self._closing:  # closing writes its own row once the loop ends
+                        self.sync.lost(end.state, end.detail)
+                        yield self._batch([], [])
+                    return
+        finally:
+            self._ws = None
+            reader.cancel()
+            pinger.cancel()
+            await ws.close()
+
+    async def _reader(self, ws: websockets.ClientConnection) -> None:
+        assert self._queue is not None
+        stale = self.settings.stale_after_s
+        try:
+            while True:
+                data = await asyncio.wait_for(ws.recv(decode=False), stale)
+                self.frames_received += 1
+                await self._queue.put(RawFrame(self.venue, time.time_ns(), bytes(data), WS))
+        except TimeoutError:
+            await self._queue.put(_End(STALE, f"no frame for {stale:g} s"))
+        except ConnectionClosed as exc:
+            await self._queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
+
+    async def _pinger(self, ws: websockets.ClientConnection) -> None:
+        message = self.ping_message()
+        period = self.settings.ping_interval_s or self.default_ping_interval_s
+        if message is None or not period:
+            return
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await asyncio.sleep(period)
+                await ws.send(message)
+
+    async def _fetch(self, key: str, url: str, prefix: bytes) -> None:
+        assert self._queue is not None and self._http is not None
+        retry = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s, seed=self.settings.seed)
+        try:
+            while not self._closing:
+                await self.limiter.acquire()
+                try:
+                    async with self._http.get(url) as resp:
+                        body = await resp.read()
+                        status, headers = resp.status, dict(resp.headers)
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    self.log.add(key, "degraded", detail=f"GET {url} failed: {type(exc).__name__}: {exc}")
+                    await asyncio.sleep(retry.next())
+                    continue
+                if status in (418, 429):
+                    wait_s = retry_after_s(headers, retry.next())
+                    self.limiter.hold(wait_s)
+                    self.log.add(key, "degraded", detail=f"GET {url} answered {status}: holding REST for "
+                                                       f"{wait_s:g} s")
+                    continue
+                data = body.strip()
+                if prefix and data.startswith(b"{") and status == 200:
+                    data = b"{" + prefix + data[1:]
+                # Error bodies are frames too: the decoder turns them into venue_error dead letters.
+                await self._queue.put(RawFrame(self.venue, time.time_ns(), data, REST))
+                return
+        finally:
+            self._inflight.discard(key)
+
+    def _process(self, frames: list[RawFrame]) -> LiveBatch:
+        # The journal first: what was received is kept even if decoding a frame goes wrong.
+        if self.journal is not None:
+            locations = self.journal.append(frames)
+        else:
+            start = getattr(self, "_live_lines", 0)
+            locations = [f"live:{start + i + 1}" for i in range(len(frames))]
+            self._live_lines = start + len(frames)
+        for frame, loc in zip(frames, locations, strict=True):
+            self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
+            self.after_frame(frame)
+        return self._batch(frames, locations)
+
+    def _batch(self, frames: list[RawFrame], locations: list[str]) -> LiveBatch:
+        chunk = self.decoder.flush(0, self.venue)
+        records = {k: t for k, t in chunk.tables.items() if t.num_rows}
+        return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)

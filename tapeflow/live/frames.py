@@ -1,0 +1,84 @@
+"""What a live connector hands on: raw frames, micro-batches of decoded records, STATUS rows."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from tapeflow.schemas import RecordType
+from tapeflow.schemas.records import STATUS
+
+WS, REST = "ws", "rest"
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One frame as received.
+
+    Attributes:
+        venue: the venue code the frame is journaled under (``binance-usdm``, ``bybit``...).
+        ts_recv_ns: capture time, ns UTC (taken when the frame was read off the socket).
+        data: the payload bytes exactly as received (a REST body may carry a prefix the venue's
+            decoder needs, e.g. the symbol Binance leaves out; see the venue's client).
+        channel: ``ws`` for a websocket frame, ``rest`` for a REST response.
+    """
+
+    venue: str
+    ts_recv_ns: int
+    data: bytes
+    channel: str = WS
+
+
+@dataclass
+class LiveBatch:
+    """One micro-batch of a live connector.
+
+    Attributes:
+        frames: the raw frames of the batch, in arrival order (already in the journal).
+        records: the venue decoder's tables for these frames (``book_delta``, ``trade``,
+            ``quote``, ``rejected``...), exactly what a batch decode of the journal gives.
+        status: STATUS rows of the connection and sync transitions during the batch.
+        locations: each frame's ``file:line`` in the journal (``live:<n>`` without a journal).
+    """
+
+    frames: list[RawFrame]
+    records: dict[str, pa.Table]
+    status: pa.Table
+    locations: list[str] = field(default_factory=list)
+
+    def get(self, record: RecordType) -> pa.Table:
+        """The batch's rows of ``record`` (an empty table when there are none)."""
+        return self.records.get(record.name, record.empty_table())
+
+    def counts(self) -> dict[str, int]:
+        """Rows per record type, STATUS included."""
+        out = {k: t.num_rows for k, t in self.records.items() if t.num_rows}
+        if self.status.num_rows:
+            out["status"] = self.status.num_rows
+        return out
+
+
+class StatusLog:
+    """Builder of STATUS rows for one venue; drained into each batch."""
+
+    def __init__(self, venue: str) -> None:
+        self.venue = venue
+        self._rows: list[dict[str, Any]] = []
+
+    def add(self, symbol: str, state: str, *, detail: str = "", sequence: int = -1,
+            ts_recv_ns: int | None = None, ts_event_ns: int = -1, until_ns: int = -1) -> None:
+        """Record one transition (``ts_recv_ns`` defaults to now)."""
+        now = time.time_ns() if ts_recv_ns is None else ts_recv_ns
+        self._rows.append(dict(ts_event_ns=ts_event_ns, ts_recv_ns=now, venue=self.venue, symbol=symbol,
+                               state=state, sequence=sequence, until_ns=until_ns, detail=detail))
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def drain(self) -> pa.Table:
+        """The rows so far as a STATUS table; the log is empty afterwards."""
+        rows, self._rows = self._rows, []
+        return STATUS.table({n: [r[n] for r in rows] for n in STATUS.column_names})
