@@ -109,6 +109,7 @@ def time_bars(trades: pa.Table, interval: str) -> pa.Table:
         "buy_volume_nanos": bars.buy_volume_nanos,
         "sell_volume_nanos": bars.sell_volume_nanos,
         "flags": flags,
+        "revision": np.zeros(k, np.uint32),
     }
     table = BAR.table(columns)
     return table.sort_by([("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending")])

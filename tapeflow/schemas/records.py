@@ -131,9 +131,11 @@ BAR = RecordType(
         Field("buy_volume_nanos", "i64", "buyer-initiated quantity"),
         Field("sell_volume_nanos", "i64", "seller-initiated quantity"),
         Field("flags", "u8", "F_MAYBE_BAD_BOOK when a gap touched the bar"),
+        Field("revision", "u32", "0 when first emitted; +1 each time late trades restate the bar (live)"),
     ),
     order_by=("venue", "symbol", "interval", "ts_event_ns"),
-    doc="A bar; ts_event_ns is the bar open time, ts_recv_ns the capture time of its last input.",
+    doc="A bar; ts_event_ns is the bar open time, ts_recv_ns the capture time of its last input; "
+        "the row with the highest revision of a bar is its final value.",
 )
 
 INSTRUMENT = RecordType(

@@ -190,6 +190,7 @@ def _on_ohlcv(
         buy_volume_nanos=np.full(n, -1, np.int64),
         sell_volume_nanos=np.full(n, -1, np.int64),
         flags=np.zeros(n, np.uint8),
+        revision=np.zeros(n, np.uint32),
     )
     yield "bar", BAR.table(cols, constants={"venue": ctx.venue}), rows
 

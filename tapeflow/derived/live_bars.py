@@ -1,0 +1,290 @@
+"""Incremental event-time bars over micro-batches of trades, with an explicit late-data policy.
+
+Policy, per (venue, symbol), every interval at once:
+
+* **watermark** = the largest ``ts_event_ns`` seen so far - ``allowed_lateness_ns``.
+* A bar ``[start, start + interval)`` is **emitted** (revision 0) at the end of the first batch
+  after which the watermark is at or past its end.
+* A trade behind the watermark whose bar was already emitted **restates** it: the bar is
+  re-emitted, with every trade so far, as ``revision + 1`` at the end of that batch. A trade is
+  accepted while ``ts_event_ns >= max ts_event_ns seen (this trade included) - allowed_lateness_ns
+  - restate_horizon_ns``; the decision is per trade, in input order, so it does not depend on how
+  the stream is cut into batches.
+* Older trades are **too late**: they go into no bar, are counted in ``stats.too_late`` and come
+  back as ``rejected`` rows with reason ``too_late`` from :meth:`LiveBars.drain_rejected`.
+
+Nothing reads the wall clock, so the output depends only on the input rows and their order (and
+batch boundaries decide only when a revision is emitted, never its content). After
+:meth:`LiveBars.close`, the last revision of every bar equals ``tapeflow.bars.time_bars`` over
+the accepted trades in the same order, for every interval.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from kernels.bars import bar_notional, rounded_vwap
+from kernels.bars import time_bars as _time_bars_kernel
+from tapeflow.bars import STANDARD_INTERVALS, interval_ns
+from tapeflow.book import instrument_groups
+from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, REJECTED, TRADE
+
+DEFAULT_LATENESS_NS = 1_000_000_000
+DEFAULT_RESTATE_HORIZON_NS = 3_600_000_000_000
+
+# Accumulator slots of one bar: a plain list keeps the state cheap to pickle.
+_OPEN, _HIGH, _LOW, _CLOSE, _VOL, _NOTIONAL, _COUNT, _BUY, _SELL, _RECV, _FLAGS, _REV = range(12)
+
+
+@dataclass
+class LiveBarStats:
+    """Counters since the start of the stream (trades, not bars, except ``emitted``/``restated``)."""
+
+    trades: int = 0
+    late: int = 0
+    too_late: int = 0
+    rejected: int = 0
+    emitted: int = 0
+    restated: int = 0
+
+
+@dataclass
+class _Frame:
+    """One interval of one instrument: open bars, emitted bars kept for restating, dirty keys."""
+
+    pending: dict[int, list] = field(default_factory=dict)
+    done: dict[int, list] = field(default_factory=dict)
+    dirty: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Instrument:
+    max_ts_ns: int
+    frames: dict[str, _Frame]
+
+
+class LiveBars:
+    """Time bars of every interval, built batch by batch (see the module docstring for the policy).
+
+    The whole state is plain Python data, so it pickles (Bytewax recovery snapshots it).
+
+    Args:
+        intervals: bar lengths, ``<n><s|m|h|d>``; the 15 standard ones by default.
+        allowed_lateness_ns: how far behind the newest trade a bar stays open (>= 0).
+        restate_horizon_ns: how far behind the watermark an emitted bar may still be restated (>= 0).
+
+    Raises:
+        ConfigError: a bad interval or a negative duration.
+    """
+
+    def __init__(self, intervals: tuple[str, ...] | list[str] = STANDARD_INTERVALS, *,
+                 allowed_lateness_ns: int = DEFAULT_LATENESS_NS,
+                 restate_horizon_ns: int = DEFAULT_RESTATE_HORIZON_NS) -> None:
+        if allowed_lateness_ns < 0 or restate_horizon_ns < 0:
+            raise ConfigError(
+                f"allowed_lateness_ns ({allowed_lateness_ns}) and restate_horizon_ns "
+                f"({restate_horizon_ns}) must be >= 0"
+            )
+        self.intervals = tuple(intervals)
+        if not self.intervals:
+            raise ConfigError("LiveBars needs at least one interval")
+        self._step_ns = {i: interval_ns(i) for i in self.intervals}
+        self.allowed_lateness_ns = int(allowed_lateness_ns)
+        self.restate_horizon_ns = int(restate_horizon_ns)
+        self.stats = LiveBarStats()
+        self._state: dict[tuple[str, str], _Instrument] = {}
+        self._rejected: list[pa.Table] = []
+
+    def add(self, trades: pa.Table) -> pa.Table:
+        """Take a micro-batch of ``trade`` rows (arrival order) and return the bars it closed or restated.
+
+        Args:
+            trades: ``trade`` rows of any instruments.
+
+        Returns:
+            ``bar`` rows emitted by this batch: first emissions (revision 0) and restatements
+            (revision > 0), sorted by venue, symbol, interval (in ``intervals`` order) and time.
+
+        Raises:
+            TapeflowError: the table is not a ``trade`` table.
+        """
+        if trades.schema.names != TRADE.column_names:
+            raise TapeflowError(f"LiveBars.add needs a trade table, got columns {trades.schema.names}")
+        out: list[dict] = []
+        for venue, symbol, idx in instrument_groups(trades):
+            sub = trades.take(pa.array(idx))
+            inst = self._state.get((venue, symbol))
+            accepted = self._admit(sub, venue, symbol, inst)
+            if accepted.num_rows == 0 and inst is None:
+                continue
+            if inst is None:
+                inst = _Instrument(int(accepted.column("ts_event_ns").to_numpy().max()),
+                                   {i: _Frame() for i in self.intervals})
+                self._state[(venue, symbol)] = inst
+            self._merge(inst, accepted)
+            out.extend(self._emit(inst, venue, symbol, final=False))
+        return _bar_table(out)
+
+    def close(self) -> pa.Table:
+        """Flush every bar not yet emitted (or restated since), as at the end of the stream.
+
+        Returns:
+            ``bar`` rows, as :meth:`add`; afterwards the state is empty (the counters stay).
+        """
+        out: list[dict] = []
+        for (venue, symbol), inst in sorted(self._state.items()):
+            out.extend(self._emit(inst, venue, symbol, final=True))
+        self._state.clear()
+        return _bar_table(out)
+
+    def drain_rejected(self) -> pa.Table:
+        """The ``rejected`` rows (``too_late``, ``negative``) gathered since the last call."""
+        tables = [t for t in self._rejected if t.num_rows]
+        self._rejected = []
+        return pa.concat_tables(tables) if tables else REJECTED.empty_table()
+
+    def watermark_ns(self, venue: str, symbol: str) -> int | None:
+        """The current watermark of one instrument (None before its first trade)."""
+        inst = self._state.get((venue, symbol))
+        return None if inst is None else inst.max_ts_ns - self.allowed_lateness_ns
+
+    def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument | None) -> pa.Table:
+        ts = sub.column("ts_event_ns").to_numpy()
+        size = sub.column("size_nanos").to_numpy()
+        n = len(ts)
+        self.stats.trades += n
+        start = ts[0] if inst is None else max(inst.max_ts_ns, int(ts[0]))
+        running = np.maximum.accumulate(np.maximum(ts, start)) if n else ts
+        watermark = running - self.allowed_lateness_ns
+        too_late = ts < watermark - self.restate_horizon_ns
+        negative = size < 0
+        keep = ~too_late & ~negative
+        self.stats.late += int((keep & (ts < watermark)).sum())
+        self.stats.too_late += int(too_late.sum())
+        self.stats.rejected += int((negative & ~too_late).sum())
+        bad = np.flatnonzero(~keep)
+        if len(bad):
+            self._rejected.append(_rejects(sub, bad, watermark, too_late, venue, symbol,
+                                           self.restate_horizon_ns))
+        if inst is not None and n:
+            inst.max_ts_ns = max(inst.max_ts_ns, int(running[-1]))
+        return sub.filter(pa.array(keep)) if len(bad) else sub
+
+    def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
+        if trades.num_rows == 0:
+            return
+        inst.max_ts_ns = max(inst.max_ts_ns, int(trades.column("ts_event_ns").to_numpy().max()))
+        col = {n: trades.column(n).to_numpy() for n in
+               ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side", "flags")}
+        group = np.zeros(trades.num_rows, np.int64)
+        for interval, step in self._step_ns.items():
+            bars = _time_bars_kernel(group, col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
+                                     col["aggressor_side"], step)
+            notional = bar_notional(bars, col["price_nanos"], col["size_nanos"])
+            recv = np.maximum.reduceat(col["ts_recv_ns"][bars.order], bars.starts)
+            gap = np.bitwise_or.reduceat(col["flags"][bars.order], bars.starts) & (F_GAP | F_MAYBE_BAD_BOOK)
+            frame = inst.frames[interval]
+            rows = zip(bars.open_ns.tolist(), bars.open_price_nanos.tolist(), bars.high_price_nanos.tolist(),
+                       bars.low_price_nanos.tolist(), bars.close_price_nanos.tolist(),
+                       bars.volume_nanos.tolist(), notional, bars.trade_count.tolist(),
+                       bars.buy_volume_nanos.tolist(), bars.sell_volume_nanos.tolist(), recv.tolist(),
+                       gap.tolist(), strict=True)
+            for start, o, h, lo, c, vol, notl, cnt, buy, sell, rcv, g in rows:
+                acc = frame.pending.get(start)
+                if acc is None:
+                    acc = frame.done.get(start)
+                    if acc is not None:
+                        frame.dirty.add(start)
+                if acc is None:
+                    frame.pending[start] = [o, h, lo, c, vol, notl, cnt, buy, sell, rcv,
+                                            F_MAYBE_BAD_BOOK if g else 0, 0]
+                    continue
+                acc[_HIGH] = max(acc[_HIGH], h)
+                acc[_LOW] = min(acc[_LOW], lo)
+                acc[_CLOSE] = c
+                acc[_VOL] += vol
+                acc[_NOTIONAL] += notl
+                acc[_COUNT] += cnt
+                acc[_BUY] += buy
+                acc[_SELL] += sell
+                acc[_RECV] = max(acc[_RECV], rcv)
+                acc[_FLAGS] |= F_MAYBE_BAD_BOOK if g else 0
+
+    def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> list[dict]:
+        watermark = inst.max_ts_ns - self.allowed_lateness_ns
+        out = []
+        for interval, step in self._step_ns.items():
+            frame = inst.frames[interval]
+            ready = [s for s in frame.pending if final or s + step <= watermark]
+            ready.extend(frame.dirty)
+            for start in sorted(ready):
+                acc = frame.pending.pop(start, None)
+                if acc is None:
+                    acc = frame.done[start]
+                    acc[_REV] += 1
+                    self.stats.restated += 1
+                else:
+                    frame.done[start] = acc
+                self.stats.emitted += 1
+                out.append(_bar_row(venue, symbol, interval, start, acc))
+            frame.dirty.clear()
+            # A later trade that is not too late lies at or after watermark - horizon, so bars that
+            # end by then can never change again.
+            # Emission is nearly in time order, so the oldest sit at the front; one out of order
+            # waits there until the ones before it go, which only keeps it longer than needed.
+            horizon = watermark - self.restate_horizon_ns
+            expired = []
+            for start in frame.done:
+                if start + step > horizon:
+                    break
+                expired.append(start)
+            for start in expired:
+                del frame.done[start]
+        return out
+
+
+def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> dict:
+    return {
+        "ts_event_ns": start, "ts_recv_ns": acc[_RECV], "venue": venue, "symbol": symbol,
+        "interval": interval, "open_price_nanos": acc[_OPEN], "high_price_nanos": acc[_HIGH],
+        "low_price_nanos": acc[_LOW], "close_price_nanos": acc[_CLOSE], "volume_nanos": acc[_VOL],
+        "vwap_price_nanos": rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]),
+        "trade_count": acc[_COUNT], "buy_volume_nanos": acc[_BUY], "sell_volume_nanos": acc[_SELL],
+        "flags": acc[_FLAGS], "revision": acc[_REV],
+    }
+
+
+def _bar_table(rows: list[dict]) -> pa.Table:
+    if not rows:
+        return BAR.empty_table()
+    return BAR.table({name: [r[name] for r in rows] for name in BAR.column_names})
+
+
+def _rejects(sub: pa.Table, bad: np.ndarray, watermark: np.ndarray, too_late: np.ndarray, venue: str,
+             symbol: str, horizon_ns: int) -> pa.Table:
+    rows = sub.take(pa.array(bad)).to_pylist()
+    cols: dict[str, list] = {n: [] for n in REJECTED.column_names}
+    for i, row in zip(bad.tolist(), rows, strict=True):
+        if too_late[i]:
+            reason = "too_late"
+            wm = int(watermark[i])
+            detail = (f"trade {row['trade_id'] or row['sequence']} at ts_event_ns={row['ts_event_ns']} is "
+                      f"{wm - row['ts_event_ns']} ns behind the watermark {wm}, "
+                      f"beyond the restate horizon of {horizon_ns} ns: in no bar")
+        else:
+            reason = "negative"
+            detail = f"trade {row['trade_id'] or row['sequence']} has size_nanos={row['size_nanos']}"
+        cols["ts_event_ns"].append(row["ts_event_ns"])
+        cols["ts_recv_ns"].append(row["ts_recv_ns"])
+        cols["venue"].append(venue)
+        cols["symbol"].append(symbol)
+        cols["reason"].append(reason)
+        cols["detail"].append(detail)
+        cols["location"].append(f"live_bars:{venue}/{symbol}:sequence={row['sequence']}")
+        cols["raw"].append(json.dumps(row, separators=(",", ":")).encode())
+    return REJECTED.table(cols)
