@@ -104,3 +104,8 @@ CLI: ``tapeflow replay-server --format kraken CAPTURE... --port 9001 [--speed 10
 """
 
 from __future__ import annotations
+
+from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault, parse_random_faults
+from tapeflow.replay.server import ReplayServer
+
+__all__ = ["Fault", "FaultPlan", "Injected", "ReplayServer", "parse_fault", "parse_random_faults"]

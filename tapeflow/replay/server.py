@@ -1,0 +1,359 @@
+"""The replay server: one aiohttp app (websocket + REST + control) over a loaded tape."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import math
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault
+from tapeflow.replay.protocol import Frame, Key, Reply, Session, adapter_for, dumps, loads
+
+_HIGH_WATER = 2_000  # frames queued for one connection before the tape waits for it
+_CTL, _TAPE = 0, 1
+
+
+@dataclass(eq=False)
+class _Conn:
+    id: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    session: Session
+    keys: set[Key] = field(default_factory=set)
+    queue: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+
+    def push(self, kind: int, item: Any) -> None:
+        self.queue.append((kind, item))
+        self.ready.set()
+
+
+class ReplayServer:
+    """Serve a capture over loopback in the venue's own protocol (see :mod:`tapeflow.replay`).
+
+    Args:
+        format: a replayable format name (``binance``, ``kraken``, ``coinbase``, ``bybit``, ``okx``, ``sim``).
+        paths: capture files, merged by capture time.
+        host: interface to bind.
+        port: TCP port; 0 picks a free one (read it back from ``ws_url``).
+        speed: replay speed relative to the recorded ``ts_recv`` (1.0 = real time); None serves
+            as fast as the clients read.
+        faults: fault specs (``drop@120``, ``stall@1000:2s``) or :class:`Fault` values.
+        random_faults: ``drop=0.001,dup=0.001`` (or a dict), drawn per frame index from ``seed``.
+        seed: seed of the random faults.
+        rest_limit: ``(requests, window_s)``: more REST requests than that in the window get
+            HTTP 429 with ``Retry-After``; None (default) never limits.
+
+    Raises:
+        ConfigError: unknown format, bad fault spec.
+    """
+
+    def __init__(self, format: str, paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 0,
+                 speed: float | None = None, faults: Iterable[str | Fault] = (),
+                 random_faults: str | dict[str, float] | None = None, seed: int = 0,
+                 rest_limit: tuple[int, float] | None = None) -> None:
+        if speed is not None and not speed > 0:
+            raise ConfigError(f"speed must be positive, got {speed!r}")
+        self.format = format
+        self.adapter = adapter_for(format)
+        self.paths = [Path(p) for p in paths]
+        self.host, self.port, self.speed = host, port, speed
+        self.plan = FaultPlan.build(faults, random_faults, seed)
+        self.rest_limit = rest_limit
+        self.tape: list[Frame] = self.adapter.load(self.paths)
+        self.position = 0
+        self.frames_served = 0
+        self.injected: list[Injected] = []
+        self.finished = False
+        self._next_index = 0
+        self._conns: dict[int, _Conn] = {}
+        self._conn_ids = 0
+        self._rest_times: collections.deque[float] = collections.deque()
+        self._runner: web.AppRunner | None = None
+        self._producer: asyncio.Task[None] | None = None
+        self._active: asyncio.Event | None = None
+        self._stall_until = 0.0
+
+    @property
+    def bad_lines(self) -> int:
+        """Capture lines that could not be read or classified (skipped, never served)."""
+        return self.adapter.bad_lines
+
+    @property
+    def ws_url(self) -> str:
+        """``ws://host:port`` (clients append the venue's path)."""
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def rest_url(self) -> str:
+        """``http://host:port`` (clients append the venue's REST path)."""
+        return f"http://{self.host}:{self.port}"
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> ReplayServer:
+        """Bind and start serving (the tape waits for the first subscriber)."""
+        app = web.Application()
+        app.router.add_get("/_replay/status", self._status)
+        app.router.add_post("/_replay/fault", self._fault)
+        for path in self.adapter.rest_routes():
+            app.router.add_get(path, self._rest)
+        app.router.add_get("/{tail:.*}", self._websocket)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        self.port = int(self._runner.addresses[0][1])
+        self._active = asyncio.Event()
+        self._producer = asyncio.create_task(self._produce())
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and the listener."""
+        if self._producer is not None:
+            self._producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._producer
+        for conn in list(self._conns.values()):
+            conn.closed = True
+            conn.ready.set()
+            with contextlib.suppress(Exception):
+                await conn.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> ReplayServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def run_in_thread(self) -> Iterator[ReplayServer]:
+        """Serve from a background thread with its own event loop (for synchronous tests/CLIs)."""
+        loop = asyncio.new_event_loop()
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def main() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start())
+            except BaseException as exc:  # handed to the caller's thread below
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            loop.close()
+
+        thread = threading.Thread(target=main, name=f"replay-{self.format}", daemon=True)
+        thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+    def add_fault(self, fault: str | Fault) -> Fault:
+        """Schedule a fault at run time (``+N`` specs count from the frames sent so far)."""
+        parsed = fault if isinstance(fault, Fault) else parse_fault(fault, base_index=self._next_index)
+        self.plan.add(parsed)
+        return parsed
+
+    def status(self) -> dict[str, Any]:
+        """What ``GET /_replay/status`` returns."""
+        return {"format": self.format, "position": self.position, "tape_frames": len(self.tape),
+                "frames_served": self.frames_served, "next_index": self._next_index,
+                "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
+                "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
+                "finished": self.finished}
+
+    # -- the tape ------------------------------------------------------------------------------
+
+    async def _produce(self) -> None:
+        assert self._active is not None
+        anchor: tuple[float, int] | None = None
+        for i, frame in enumerate(self.tape):
+            if not self._active.is_set():
+                await self._active.wait()
+                anchor = None  # a pause does not count as recorded time
+            if self.speed is not None:
+                if anchor is None:
+                    anchor = (time.monotonic(), frame.recv_ns)
+                due = anchor[0] + (frame.recv_ns - anchor[1]) / 1e9 / self.speed
+                delay = due - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            # state update and hand-off happen with no await in between, so a connection that
+            # subscribes now sees a snapshot that includes exactly the frames it will not get
+            self.adapter.apply(frame)
+            self.position = i + 1
+            if not frame.send:
+                continue
+            targets = [c for c in self._conns.values()
+                       if not c.closed and (frame.key is None and c.keys or frame.key in c.keys)]
+            for conn in targets:
+                conn.push(_TAPE, frame)
+            for conn in targets:
+                while len(conn.queue) > _HIGH_WATER and not conn.closed:
+                    conn.drained.clear()
+                    await conn.drained.wait()
+        self.finished = True
+
+    def _subscribed_any(self) -> None:
+        assert self._active is not None
+        if any(c.keys and not c.closed for c in self._conns.values()):
+            self._active.set()
+        else:
+            self._active.clear()
+
+    # -- websocket -----------------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0)
+        if not ws.can_prepare(request).ok:
+            return web.json_response({"error": f"no such path {request.path!r}"}, status=404)
+        await ws.prepare(request)
+        self._conn_ids += 1
+        conn = _Conn(self._conn_ids, ws, request, self.adapter.session(self._conn_ids))
+        self._conns[conn.id] = conn
+        sender = asyncio.create_task(self._send_loop(conn))
+        try:
+            self._handle(conn, conn.session.on_open(request.path, request.query))
+            async for msg in ws:
+                if msg.type == WSMsgType.TEXT:
+                    self._handle(conn, conn.session.on_message(msg.data))
+                elif msg.type == WSMsgType.BINARY:
+                    self._handle(conn, conn.session.on_message(msg.data.decode("utf-8", "replace")))
+                elif msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            conn.closed = True
+            conn.ready.set()
+            conn.drained.set()
+            self._conns.pop(conn.id, None)
+            self._subscribed_any()
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sender
+        return ws
+
+    def _handle(self, conn: _Conn, reply: Reply) -> None:
+        for message in reply.send:
+            conn.push(_CTL, message)
+        conn.keys.difference_update(reply.unsubscribe)
+        for key in reply.subscribe:
+            if key in conn.keys:
+                continue
+            conn.keys.add(key)
+            if self.position:
+                for message in self.adapter.snapshot(key):
+                    conn.push(_CTL, message)
+        self._subscribed_any()
+
+    async def _send_loop(self, conn: _Conn) -> None:
+        held: bytes | None = None
+        while not conn.closed:
+            if not conn.queue:
+                conn.drained.set()
+                conn.ready.clear()
+                await conn.ready.wait()
+                continue
+            kind, item = conn.queue.popleft()
+            if len(conn.queue) < _HIGH_WATER // 2:
+                conn.drained.set()
+            if kind == _CTL:
+                await _send(conn.ws, item)
+                continue
+            frame: Frame = item
+            index = self._next_index
+            self._next_index += 1
+            wire = conn.session.render(frame)
+            release, held, copies = held, None, 1
+            for fault, drawn in self.plan.take(index):
+                self.injected.append(Injected(fault.kind, index, conn.id, frame.location, drawn))
+                if fault.kind == "stall":
+                    await asyncio.sleep(fault.stall_ns / 1e9)
+                elif fault.kind == "drop":
+                    copies = 0
+                elif fault.kind == "dup" and copies:
+                    copies = 2
+                elif fault.kind == "reorder" and copies:
+                    held, copies = wire, 0
+                elif fault.kind == "disconnect":
+                    conn.closed = True
+                    if conn.request.transport is not None:
+                        conn.request.transport.abort()
+                    return
+            for _ in range(copies):
+                await _send(conn.ws, wire)
+                self.frames_served += 1
+            if release is not None:
+                await _send(conn.ws, release)
+                self.frames_served += 1
+
+    # -- REST and control ----------------------------------------------------------------------
+
+    async def _rest(self, request: web.Request) -> web.Response:
+        if self.rest_limit is not None:
+            limit, window_s = self.rest_limit
+            now = time.monotonic()
+            while self._rest_times and self._rest_times[0] <= now - window_s:
+                self._rest_times.popleft()
+            if len(self._rest_times) >= limit:
+                retry_s = max(1, math.ceil(self._rest_times[0] + window_s - now))
+                body = dumps({"code": -1003, "msg": f"Too many requests; retry after {retry_s}s"})
+                return web.Response(status=429, body=body, content_type="application/json",
+                                    headers={"Retry-After": str(retry_s)})
+            self._rest_times.append(now)
+        handler = self.adapter.rest_routes()[request.path]
+        status, body = handler(request.query)
+        return web.Response(status=status, body=body, content_type="application/json")
+
+    async def _status(self, request: web.Request) -> web.Response:
+        return web.Response(body=dumps(self.status()), content_type="application/json")
+
+    async def _fault(self, request: web.Request) -> web.Response:
+        body = loads(await request.read())
+        specs = None
+        if isinstance(body, dict):
+            specs = body.get("faults", [body["fault"]] if "fault" in body else [])
+        if not isinstance(specs, list) or not all(isinstance(s, str) for s in specs):
+            return web.json_response({"error": 'expected {"faults": ["drop@+0", ...]}'}, status=400)
+        try:
+            added = [self.add_fault(s).spec() for s in specs]
+        except TapeflowError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"added": added})
+
+
+async def _send(ws: web.WebSocketResponse, message: bytes | str) -> None:
+    data = message.encode() if isinstance(message, str) else message
+    with contextlib.suppress(ConnectionResetError, RuntimeError):
+        # captured bytes go out untouched as a text frame (no decode/encode round trip)
+        await ws.send_frame(data, WSMsgType.TEXT)
+
+
+@contextlib.asynccontextmanager
+async def serving(format: str, paths: Sequence[str | Path], **kwargs: Any) -> AsyncIterator[ReplayServer]:
+    """``async with serving("kraken", [p]) as srv:`` (same as ``async with ReplayServer(...)``)."""
+    async with ReplayServer(format, paths, **kwargs) as srv:
+        yield srv
