@@ -173,7 +173,8 @@ def recv_skew(d: SuiteData, keep: np.ndarray | None = None) -> None:
                 details={"bound_ns": bound}, show=("recv_skew_ns",)))
 
 
-def sequence_checks(d: SuiteData, *, contiguous: bool, exclude: np.ndarray | None = None) -> None:
+def sequence_checks(d: SuiteData, *, contiguous: bool, exclude: np.ndarray | None = None,
+                    gaps: bool = True) -> None:
     """``sequence_monotonic`` (never falls within an instrument) and ``sequence_gaps``.
 
     A gap is a row flagged F_GAP by the decoder, or, where the venue numbers every message
@@ -197,6 +198,8 @@ def sequence_checks(d: SuiteData, *, contiguous: bool, exclude: np.ndarray | Non
     d.add(Check("sequence_monotonic", "sequence never decreases within an instrument", "derived",
                 [Expect("ExpectColumnValuesToBeBetween", {"column": "sequence_step", "min_value": 0})],
                 show=("sequence_step",)))
+    if not gaps:
+        return
     missing = np.where(applies & contiguous, np.maximum(step - 1, 0), 0)
     gap = (missing > 0) | ((flags & F_GAP) != 0)
     d.put("missing_before", missing)
@@ -207,11 +210,18 @@ def sequence_checks(d: SuiteData, *, contiguous: bool, exclude: np.ndarray | Non
                show=("sequence_step", "missing_before"))
 
 
-def stale_intervals(d: SuiteData, ts_ns: np.ndarray) -> None:
-    """No silence longer than ``stale_interval_ns`` between consecutive rows of an instrument."""
+def stale_intervals(d: SuiteData, ts_ns: np.ndarray, *, age_ns: np.ndarray | None = None) -> None:
+    """No silence longer than ``stale_interval_ns`` between consecutive rows of an instrument.
+
+    ``age_ns``, when given, is added as a second reading of staleness per row (a snapshot grid
+    carries the book forward, so its silence shows as the age of the last change).
+    """
     has = d.prev >= 0
     silence = np.zeros(len(ts_ns), np.int64)
     silence[has] = ts_ns[has] - ts_ns[d.prev[has]]
+    if age_ns is not None:
+        silence = np.maximum(silence, age_ns)
+        has = np.ones(len(ts_ns), bool)
     col = d.put("silence_ns", nullable(silence, has))
     bound = d.config.stale_interval_ns
     d.add(Check("stale_intervals", f"no silence over {bound} ns between rows of an instrument", "derived",
