@@ -1,0 +1,99 @@
+"""Group ``ingest``: raw sources (landing folder, live journal) -> normalized lake partitions.
+
+The same decoders as ``tapeflow ingest`` and the live connectors (``tapeflow.venues``), so a day
+rebuilt from the journal holds the rows the live flow decoded from the same frames.
+"""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    multi_asset,
+)
+
+from assets import common
+from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
+from assets.resources import TapeflowResource
+from assets.sources import Source, SourceIndex, discover
+from tapeflow.schemas import ALL_RECORDS, RecordType, concat
+from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, STATISTIC, TRADE
+from tapeflow.storage import lake as lake_store
+from tapeflow.venues import get_format
+from tapeflow.venues.base import merge
+
+# asset name -> the record it stores (lake dataset = record name)
+NORMALIZED: dict[str, RecordType] = {
+    "trades": TRADE,
+    "book_deltas": BOOK_DELTA,
+    "order_events": ORDER_EVENT,
+    "venue_quotes": QUOTE,
+    "dead_letters": REJECTED,
+}
+# rows kept in the lake without an asset of their own
+_ALSO_STORED = (STATISTIC,)
+RETRY = RetryPolicy(max_retries=2, delay=2)
+
+
+@multi_asset(
+    specs=[AssetSpec(name, group_name="ingest", description=rec.doc, kinds={"parquet"},
+                     metadata={"lake_dataset": rec.name}) for name, rec in NORMALIZED.items()],
+    partitions_def=DAY_BY_INSTRUMENT,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RETRY,
+    can_subset=False,
+)
+def normalized(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Iterator[MaterializeResult]:
+    """Decode every source holding the run's instrument-days and write their lake partitions."""
+    wanted = targets(context.partition_keys)
+    lake = tapeflow.lake
+    index = SourceIndex(lake)
+    for entry in index.refresh(discover(tapeflow.landing, tapeflow.journal)):
+        if entry.error:
+            context.log.warning(f"source {entry.key} ({entry.format}) could not be decoded: {entry.error}")
+    sources = sorted({s for t in wanted for s in index.sources_for(t.venue, t.symbol, t.date)},
+                     key=lambda s: s.key)
+    if not sources:
+        context.log.warning(f"no indexed source holds {', '.join(map(str, wanted))}")
+    decoded = decode_sources(sources, wanted, lake)
+    source_meta = {
+        "sources": MetadataValue.json([f"{s.format}: {s.key}" for s in sources]),
+        "source_bytes": sum(s.size for s in sources),
+    }
+    for record in _ALSO_STORED:
+        common.write(record, decoded.get(record.name, {}), lake, wanted)
+    rejected = decoded.get(REJECTED.name, {})
+    for name, record in NORMALIZED.items():
+        tables = {t: decoded.get(record.name, {}).get(t, record.empty_table()) for t in wanted}
+        writes = common.write(record, tables, lake, wanted)
+        meta = common.describe(tables, writes, record=record, rejected=rejected)
+        yield MaterializeResult(asset_key=name, metadata=meta | source_meta)
+
+
+def decode_sources(sources: list[Source], wanted: list[Target], lake: Path
+                   ) -> dict[str, dict[Target, pa.Table]]:
+    """Decode each source once and keep the rows of the wanted instrument-days, per record type.
+
+    Rejected rows without a symbol belong to no instrument: they are merged (by content, so a
+    re-run adds nothing) into the lake's ``rejected/venue=<v>/symbol=__HIVE_DEFAULT_PARTITION__``.
+    """
+    found: dict[str, dict[Target, list[pa.Table]]] = {}
+    for src in sources:
+        for name, table in merge(list(get_format(src.format).decode(list(src.paths)))).items():
+            for target, part in common.split_by_target(table, wanted).items():
+                found.setdefault(name, {}).setdefault(target, []).append(part)
+            if name == REJECTED.name:
+                orphans = table.filter(pc.equal(table.column("symbol"), ""))
+                if orphans.num_rows:
+                    lake_store.write(REJECTED, orphans, lake, mode="merge")
+    return {
+        name: {t: concat(ALL_RECORDS[name], parts) for t, parts in by_target.items()}
+        for name, by_target in found.items()
+    }

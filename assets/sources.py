@@ -1,0 +1,225 @@
+"""Raw inputs of the batch runtime: vendor files in the landing folder and the live journal.
+
+Layouts:
+
+- landing: ``<landing>/<format>/.../<file>``: the first folder names the decoder
+  (``tapeflow formats``); below it any layout the format reads (``sim`` takes its symbol from the
+  file's folder). A cryptofeed ``.http.`` REST capture is decoded together with the ``.ws.``
+  captures of the same folder and exchange prefix (``BINANCE.http.0.0`` with ``BINANCE.ws.1.0``).
+- journal: ``<journal>/<venue>/<YYYY-MM-DD>.jsonl[.gz]`` (``tapeflow.journal``): the folder is a
+  format name, or a venue code whose part before ``-`` is one (``binance-usdm`` -> ``binance``).
+
+Which instrument-days a source holds is only known after decoding it, so the first decode of a
+source is remembered in an index (``<lake>/_sources/index.json``, keyed by path, size and mtime):
+sensors use it to register instruments and request partitions, assets to find the sources of a
+partition. A changed file (a journal still being appended to) is decoded again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from tapeflow.errors import TapeflowError
+from tapeflow.schemas.records import REJECTED
+from tapeflow.storage.lake import NS_PER_DAY, day_of
+from tapeflow.venues import formats
+
+INDEX_FILE = Path("_sources") / "index.json"
+_SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+_COMPANION = ".http."
+
+
+@dataclass(frozen=True)
+class Source:
+    """One decodable unit: files decoded together with one format.
+
+    Attributes:
+        format: the decoder's name.
+        paths: the files, the main one first (companions such as REST snapshots after it).
+        origin: ``landing`` or ``journal``.
+    """
+
+    format: str
+    paths: tuple[Path, ...]
+    origin: str
+
+    @property
+    def key(self) -> str:
+        return str(self.paths[0])
+
+    def signature(self) -> list[list[int]]:
+        """``[size, mtime_ns]`` per file: a change means the source must be decoded again."""
+        out = []
+        for p in self.paths:
+            st = p.stat()
+            out.append([st.st_size, st.st_mtime_ns])
+        return out
+
+    @property
+    def size(self) -> int:
+        return sum(p.stat().st_size for p in self.paths)
+
+
+@dataclass
+class SourceEntry:
+    """What decoding one source found: rows per (venue, symbol, UTC day), over all record types."""
+
+    key: str
+    format: str
+    origin: str
+    paths: list[str]
+    signature: list[list[int]]
+    partitions: dict[str, int] = field(default_factory=dict)  # "venue\tsymbol\tdate" -> rows
+    rejected: int = 0
+    error: str = ""
+
+    def holds(self) -> list[tuple[str, str, str]]:
+        return [tuple(k.split("\t")) for k in sorted(self.partitions)]  # type: ignore[misc]
+
+
+def discover(landing: Path | None, journal: Path | None) -> list[Source]:
+    """Every source under the landing folder and the journal root (missing folders hold none)."""
+    known = formats()
+    out: list[Source] = []
+    if landing is not None and Path(landing).is_dir():
+        for fmt_dir in sorted(Path(landing).iterdir()):
+            if fmt_dir.is_dir() and fmt_dir.name in known:
+                out.extend(_bundle(fmt_dir.name, _files(fmt_dir), "landing"))
+    if journal is not None and Path(journal).is_dir():
+        for venue_dir in sorted(Path(journal).iterdir()):
+            fmt = _journal_format(venue_dir.name, known)
+            if venue_dir.is_dir() and fmt is not None:
+                out.extend(Source(fmt, (p,), "journal") for p in _files(venue_dir))
+    return out
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith((".", "_")) and not p.name.endswith(_SKIP_SUFFIXES)
+    )
+
+
+def _bundle(fmt: str, files: Sequence[Path], origin: str) -> list[Source]:
+    companions = [p for p in files if _COMPANION in p.name]
+    mains = [p for p in files if _COMPANION not in p.name]
+    out = []
+    for p in mains:
+        prefix = p.name.split(".")[0]
+        extra = [c for c in companions if c.parent == p.parent and c.name.split(".")[0] == prefix]
+        out.append(Source(fmt, (p, *extra), origin))
+    return out
+
+
+def _journal_format(name: str, known: Iterable[str]) -> str | None:
+    names = set(known)
+    if name in names:
+        return name
+    head = name.split("-")[0]
+    return head if head in names else None
+
+
+class SourceIndex:
+    """The remembered decode results of every source, stored under the lake."""
+
+    def __init__(self, lake: Path) -> None:
+        self.path = Path(lake) / INDEX_FILE
+        self.entries: dict[str, SourceEntry] = {}
+        if self.path.exists():
+            try:
+                raw = json.loads(self.path.read_text())
+            except (OSError, ValueError) as exc:
+                raise TapeflowError(f"source index {self.path} is unreadable: {exc}") from exc
+            self.entries = {k: SourceEntry(**v) for k, v in raw.items()}
+
+    def refresh(self, sources: Sequence[Source], *, limit: int | None = None) -> list[SourceEntry]:
+        """Decode the sources that are new or changed since they were indexed; save the index.
+
+        Args:
+            sources: what :func:`discover` found.
+            limit: decode at most this many (the rest waits for the next call).
+
+        Returns:
+            The entries (re)built now. A source that fails to decode gets an entry with ``error``
+            set (shown by the sensor and the assets) instead of stopping the others.
+        """
+        fresh = []
+        for src in sources:
+            old = self.entries.get(src.key)
+            sig = src.signature()
+            if old is not None and old.signature == sig and old.format == src.format:
+                continue
+            if limit is not None and len(fresh) >= limit:
+                break
+            entry = index_source(src, sig)
+            self.entries[src.key] = entry
+            fresh.append(entry)
+        if fresh:
+            self.save()
+        return fresh
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({k: vars(v) for k, v in sorted(self.entries.items())}, indent=1))
+        os.replace(tmp, self.path)
+
+    def sources_for(self, venue: str, symbol: str, date: str) -> list[Source]:
+        """The sources holding rows of one instrument-day (empty when none is indexed)."""
+        key = f"{venue}\t{symbol}\t{date}"
+        return [
+            Source(e.format, tuple(Path(p) for p in e.paths), e.origin)
+            for e in self.entries.values() if key in e.partitions
+        ]
+
+    def instrument_days(self) -> set[tuple[str, str, str]]:
+        """Every (venue, symbol, date) some source holds."""
+        return {t for e in self.entries.values() for t in e.holds()}
+
+
+def index_source(src: Source, signature: list[list[int]] | None = None) -> SourceEntry:
+    """Decode one source and count its rows per (venue, symbol, UTC day)."""
+    from tapeflow.venues import get_format
+
+    entry = SourceEntry(src.key, src.format, src.origin, [str(p) for p in src.paths],
+                        signature if signature is not None else src.signature())
+    counts: dict[str, int] = {}
+    try:
+        for chunk in get_format(src.format).decode(list(src.paths)):
+            for name, table in chunk.tables.items():
+                if name == REJECTED.name:
+                    entry.rejected += table.num_rows
+                    continue
+                for k, n in day_counts(table).items():
+                    counts[k] = counts.get(k, 0) + n
+    except (TapeflowError, OSError) as exc:
+        entry.error = f"{type(exc).__name__}: {exc}"
+    entry.partitions = dict(sorted(counts.items()))
+    return entry
+
+
+def day_counts(table: pa.Table) -> dict[str, int]:
+    """Rows of ``table`` per ``venue\\tsymbol\\tdate`` (the lake's partition rule; empty symbols skipped)."""
+    if table.num_rows == 0:
+        return {}
+    ts = table.column("ts_event_ns").to_numpy()
+    if "ts_recv_ns" in table.column_names:
+        ts = np.where(ts >= 0, ts, table.column("ts_recv_ns").to_numpy())
+    frame = pl.DataFrame({
+        "venue": pl.from_arrow(table.column("venue")).cast(pl.String),
+        "symbol": pl.from_arrow(table.column("symbol")).cast(pl.String),
+        "day": np.floor_divide(ts, NS_PER_DAY),
+    })
+    grouped = frame.filter(pl.col("symbol") != "").group_by(["venue", "symbol", "day"]).len()
+    return {
+        f"{v}\t{s}\t{day_of(int(d) * NS_PER_DAY)}": int(n)
+        for v, s, d, n in grouped.iter_rows()
+    }

@@ -1,0 +1,36 @@
+"""Jobs and schedules: the whole day pipeline, and yesterday's partitions every night."""
+
+import datetime as dt
+
+from dagster import (
+    AssetSelection,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SkipReason,
+    define_asset_job,
+    schedule,
+)
+
+from assets.partitions import DAY_BY_INSTRUMENT, INSTRUMENTS_NAME, parse_instrument_key
+from dagster_project.runs import partition_runs
+
+# Every asset and check, ingest to warehouse, for some instrument-days.
+tapeflow_days = define_asset_job(
+    "tapeflow_days",
+    selection=AssetSelection.all(),
+    partitions_def=DAY_BY_INSTRUMENT,
+    description="Rebuild instrument-days end to end: ingest -> book -> derived -> checks -> warehouse.",
+)
+
+
+@schedule(job=tapeflow_days, cron_schedule="30 0 * * *", execution_timezone="UTC",
+          description="Yesterday (UTC) for every registered instrument, as one run.")
+def daily_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
+    """Yesterday's partitions of every instrument; contiguous, so one single-run range."""
+    day = (context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
+    if not instruments:
+        return SkipReason("no instrument registered yet (the landing sensor registers them)")
+    wanted = [(day, *parse_instrument_key(k)) for k in instruments]
+    return partition_runs(wanted, instruments, run_key_prefix=f"daily:{day}",
+                          tags={"tapeflow/trigger": "daily"})
