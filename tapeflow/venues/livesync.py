@@ -21,6 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
+from tapeflow.venues.base import Decoded
+from tapeflow.venues.capture import CaptureLine
 
 SYNCED = "synced"
 CHECKSUM_MISMATCH = "checksum_mismatch"
@@ -80,6 +82,11 @@ class LiveSync(Protocol):
     venue: str
     stats: SyncStats
 
+    @property
+    def rows(self) -> int:
+        """Rows decoded and not yet taken."""
+        ...
+
     def feed(self, ts_recv_ns: int, data: bytes, location: str) -> list[SyncEvent]:
         """Decode one received frame; returns the sync changes it caused."""
         ...
@@ -133,3 +140,33 @@ def loss_events(lost: set[str], failures: list[str], sequences: dict[str, int]) 
         state = CHECKSUM_MISMATCH if any("checksum" in f for f in why) else GAP
         detail = "; ".join(why) if why else f"{symbol}: a book frame was rejected, the book missed it"
         yield SyncEvent(symbol, state, sequences.get(symbol, -1), detail)
+
+
+class SyncDecoder:
+    """A :class:`LiveSync` seen as the frame decoder a live connector feeds.
+
+    The connector feeds every frame (as a ``CaptureLine`` naming its journal line) and flushes one
+    chunk per micro-batch; the sync events each frame caused wait in :meth:`pop_events`.
+    """
+
+    def __init__(self, sync: LiveSync) -> None:
+        self.sync = sync
+        self.venue = sync.venue
+        self._events: list[SyncEvent] = []
+
+    @property
+    def rows(self) -> int:
+        return self.sync.rows
+
+    def feed(self, line: CaptureLine) -> None:
+        """Decode one frame; its sync events are kept for :meth:`pop_events`."""
+        self._events += self.sync.feed(line.recv_ns, line.payload, line.location)
+
+    def pop_events(self) -> list[SyncEvent]:
+        """The sync events since the last call, in order."""
+        events, self._events = self._events, []
+        return events
+
+    def flush(self, bytes_read: int, source: str) -> Decoded:
+        """The records decoded since the last flush, as one chunk."""
+        return Decoded(self.sync.take(), bytes_read, source)

@@ -50,6 +50,11 @@ class CoinbaseSync:
         self._book_marks = RowMarks()
         self._trade_marks = RowMarks()
 
+    @property
+    def rows(self) -> int:
+        """Rows decoded and not yet taken."""
+        return self.decoder.rows
+
     def broken(self) -> set[str]:
         """Products whose book is known broken and waits for a fresh snapshot."""
         return set(self._broken)

@@ -40,6 +40,11 @@ class KrakenSync:
         self.stats = SyncStats()
         self._marks = RowMarks()
 
+    @property
+    def rows(self) -> int:
+        """Rows decoded and not yet taken."""
+        return self.decoder.rows
+
     def broken(self) -> set[str]:
         """Pairs whose book failed and waits for a fresh snapshot."""
         return set(self.decoder.unsynced)

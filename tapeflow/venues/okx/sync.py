@@ -44,6 +44,11 @@ class OkxSync:
         self.stats = SyncStats()
         self._marks = RowMarks()
 
+    @property
+    def rows(self) -> int:
+        """Rows decoded and not yet taken."""
+        return self.decoder.rows
+
     def broken(self) -> set[str]:
         """Instruments whose book broke and waits for a fresh snapshot."""
         return set(self.decoder.unsynced)
