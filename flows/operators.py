@@ -1,0 +1,209 @@
+"""Reusable sub-graphs of the market flow (Bytewax ``@operator`` functions over micro-batches).
+
+Items are micro-batches ``dict[str, pa.Table]`` keyed by record name. After :func:`route` they are
+keyed by instrument (``"<venue>/<symbol>"``), so each instrument's book, bars and metrics state
+lives on one worker and sees its rows in arrival order; every stage adds its output tables to the
+batch it passes on. The domain logic is in ``tapeflow`` (``BookStage``, ``LiveBars``,
+``LiveMetrics``); the logic classes here only hold it as Bytewax state and flush it at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import bytewax.operators as op
+import pyarrow as pa
+import pyarrow.compute as pc
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream, StatefulLogic
+
+from tapeflow.book import instrument_groups
+from tapeflow.live.bookstate import BookStage
+from tapeflow.schemas import ALL_RECORDS, concat
+from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, QUOTE, REJECTED, STATUS, TRADE
+
+Batch = dict[str, pa.Table]
+Item = tuple[str, pa.Table]
+# The rebuilt best bid/offer travels under its own key: ``quote`` in a batch is the venue's own
+# quote stream (e.g. Binance bookTicker), a different thing with the same record type.
+BBO = "bbo"
+# Tables with no per-instrument state: they bypass the keyed stages.
+PASS_THROUGH = (REJECTED.name, STATUS.name)
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Streams out of :func:`route`.
+
+    Attributes:
+        instruments: ``(venue/symbol, batch)`` with that instrument's rows only.
+        passthrough: ``(table_name, table)`` for dead letters and STATUS rows.
+    """
+
+    instruments: KeyedStream[Batch]
+    passthrough: Stream[Item]
+
+
+def instrument_key(venue: str, symbol: str) -> str:
+    """The routing key of one instrument."""
+    return f"{venue}/{symbol}"
+
+
+def split_by_instrument(batch: Batch) -> list[tuple[str, Batch]]:
+    """Split a micro-batch into one batch per instrument (first-seen order, row order kept)."""
+    out: dict[str, Batch] = {}
+    for name, table in batch.items():
+        if name in PASS_THROUGH or not table.num_rows:
+            continue
+        venue, symbol = pc.min_max(table.column("venue")), pc.min_max(table.column("symbol"))
+        if venue["min"] == venue["max"] and symbol["min"] == symbol["max"]:
+            out.setdefault(instrument_key(venue["min"].as_py(), symbol["min"].as_py()), {})[name] = table
+            continue
+        for v, s, rows in instrument_groups(table):
+            out.setdefault(instrument_key(v, s), {})[name] = table.take(pa.array(rows))
+    return list(out.items())
+
+
+def _passthrough(batch: Batch) -> list[Item]:
+    return [(name, batch[name]) for name in PASS_THROUGH if name in batch and batch[name].num_rows]
+
+
+@operator
+def route(step_id: str, up: Stream[Batch]) -> Routed:
+    """Key micro-batches by instrument; dead letters and STATUS rows go straight on."""
+    return Routed(instruments=op.flat_map("by_instrument", up, split_by_instrument),
+                  passthrough=op.flat_map("passthrough", up, _passthrough))
+
+
+class _StageLogic(StatefulLogic[Batch, Batch, Any]):
+    """Holds one instrument's state object; ``step`` adds tables to each batch, ``flush`` ends."""
+
+    def __init__(self, state: Any, step: Callable[[Any, Batch], Batch],
+                 flush: Callable[[Any], Batch]) -> None:
+        self.state, self._step, self._flush = state, step, flush
+
+    def on_item(self, value: Batch) -> tuple[Iterable[Batch], bool]:
+        return [self._step(self.state, value)], StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Batch], bool]:
+        tail = {k: t for k, t in self._flush(self.state).items() if t.num_rows}
+        return ([tail] if tail else []), StatefulLogic.RETAIN
+
+    def snapshot(self) -> Any:
+        # the kernels mutate their arrays in place: the runtime must get a copy
+        return copy.deepcopy(self.state)
+
+
+def _stage(step_id: str, up: KeyedStream[Batch], new: Callable[[], Any], step: Callable[[Any, Batch], Batch],
+           flush: Callable[[Any], Batch]) -> KeyedStream[Batch]:
+    def build(resume: Any) -> _StageLogic:
+        return _StageLogic(new() if resume is None else resume, step, flush)
+
+    return op.stateful(step_id, up, build)
+
+
+def _book_step(stage: BookStage, batch: Batch) -> Batch:
+    out = stage.apply(batch)
+    return {**batch, BOOK_SNAPSHOT.name: out[BOOK_SNAPSHOT.name], BBO: out[QUOTE.name]}
+
+
+def _book_flush(stage: BookStage) -> Batch:
+    return {BOOK_SNAPSHOT.name: stage.close()[BOOK_SNAPSHOT.name]}
+
+
+@operator
+def book(step_id: str, up: KeyedStream[Batch], kind: str = "auto", levels: int = 10,
+         interval_ns: int | None = 1_000_000_000) -> KeyedStream[Batch]:
+    """Per-instrument book (:class:`tapeflow.live.bookstate.BookStage`): adds ``book_snapshot``
+    (grid snapshots made final) and ``bbo`` (best bid/offer changes) to each batch."""
+    return _stage("stage", up, lambda: BookStage(kind, levels, interval_ns), _book_step, _book_flush)
+
+
+def _bars_step(bars: Any, batch: Batch) -> Batch:
+    trades = batch.get(TRADE.name)
+    out = dict(batch)
+    if trades is not None and trades.num_rows:
+        out[BAR.name] = bars.add(trades)
+    drain = getattr(bars, "drain_rejected", None)
+    if drain is not None:
+        late = drain()
+        if late.num_rows:
+            out[REJECTED.name] = concat(REJECTED, [out.get(REJECTED.name, REJECTED.empty_table()), late])
+    return out
+
+
+def _bars_flush(bars: Any) -> Batch:
+    return {BAR.name: bars.close()}
+
+
+@operator
+def bars(step_id: str, up: KeyedStream[Batch], new_bars: Callable[[], Any]) -> KeyedStream[Batch]:
+    """Per-instrument time bars (``tapeflow.derived.LiveBars`` from ``new_bars()``): adds ``bar``
+    rows (first emissions and restatements) and ``rejected`` rows for trades too late to place."""
+    return _stage("stage", up, new_bars, _bars_step, _bars_flush)
+
+
+def _metrics_step(metrics: Any, batch: Batch) -> Batch:
+    snaps = batch.get(BOOK_SNAPSHOT.name, BOOK_SNAPSHOT.empty_table())
+    quotes = batch.get(BBO, QUOTE.empty_table())
+    trades = batch.get(TRADE.name, TRADE.empty_table())
+    if not (snaps.num_rows or quotes.num_rows or trades.num_rows):
+        return batch
+    return {**batch, METRIC.name: metrics.add(snaps, quotes, trades)}
+
+
+def _metrics_flush(metrics: Any) -> Batch:
+    close = getattr(metrics, "close", None)
+    return {METRIC.name: close()} if close is not None else {}
+
+
+@operator
+def metrics(step_id: str, up: KeyedStream[Batch], new_metrics: Callable[[], Any]) -> KeyedStream[Batch]:
+    """Per-instrument book and flow metrics (``tapeflow.derived.LiveMetrics`` from ``new_metrics()``)
+    over the batch's snapshots, rebuilt BBO and trades: adds ``metric`` rows."""
+    return _stage("stage", up, new_metrics, _metrics_step, _metrics_flush)
+
+
+def explode(batch: Batch, *, bbo_as_quote: bool, raw: bool) -> list[Item]:
+    """``(table_name, table)`` items of a batch, for the sinks.
+
+    Args:
+        batch: an instrument batch after the keyed stages.
+        bbo_as_quote: send the rebuilt BBO as ``quote`` rows (else it only feeds the metrics).
+        raw: send the decoded input records too (as ``tapeflow ingest`` would store them).
+    """
+    derived = {BOOK_SNAPSHOT.name, BAR.name, METRIC.name, REJECTED.name}
+    items = []
+    for name, table in batch.items():
+        if not table.num_rows:
+            continue
+        if name == BBO:
+            if bbo_as_quote:
+                items.append((QUOTE.name, table))
+        elif name in derived or (raw and name in ALL_RECORDS):
+            items.append((name, table))
+    return items
+
+
+def table_names(items: Iterable[Item]) -> dict[str, int]:
+    """Rows per table name over ``items`` (for summaries and tests)."""
+    counts: dict[str, int] = {}
+    for name, table in items:
+        counts[name] = counts.get(name, 0) + table.num_rows
+    return counts
+
+
+def gather(items: Iterable[Item]) -> dict[str, pa.Table]:
+    """Concatenate ``(table_name, table)`` items per table name."""
+    parts: dict[str, list[pa.Table]] = {}
+    for name, table in items:
+        parts.setdefault(name, []).append(table)
+    return {n: concat(ALL_RECORDS[n], ts) if n in ALL_RECORDS else pa.concat_tables(ts)
+            for n, ts in parts.items()}
+
+
+__all__ = ["BBO", "PASS_THROUGH", "Routed", "bars", "book", "explode", "gather", "instrument_key", "metrics",
+           "route", "split_by_instrument", "table_names"]
