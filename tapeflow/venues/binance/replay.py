@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -101,7 +101,7 @@ class BinanceReplay(VenueReplay):
             elif loads(line.payload) is None:
                 self.bad_line(rejects, line, "bad_json", "captured frame is not JSON")
 
-    def load(self, paths: list[Path]) -> list[Frame]:  # type: ignore[override]
+    def load(self, paths: Sequence[Path]) -> list[Frame]:
         """Merge the files, then index each symbol's diffs by tape position (futures lookahead)."""
         tape = super().load(paths)
         self.keys.discard(("rest", ""))

@@ -1,0 +1,131 @@
+"""Coinbase Exchange websocket on loopback: ``subscribe`` -> ``subscriptions``, level2 snapshots mid-stream.
+
+Channels map to message types as Coinbase does: ``level2`` carries ``snapshot``/``l2update``,
+``matches`` carries ``match``/``last_match``, ``ticker`` and ``heartbeat`` carry their own type.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tapeflow.replay.protocol import (
+    Frame,
+    Key,
+    Reply,
+    Session,
+    StringBook,
+    VenueReplay,
+    dumps,
+    is_zero,
+    loads,
+)
+from tapeflow.venues.capture import RECV, CaptureLine
+from tapeflow.venues.coinbase import messages as m
+
+CHANNEL_OF_TYPE = {m.SNAPSHOT: "level2", m.L2UPDATE: "level2", m.TICKER: "ticker", "match": "matches",
+                   "last_match": "matches", "heartbeat": "heartbeat"}
+_SKIPPED_TYPES = frozenset({"subscriptions", "status", "error"})
+
+
+class CoinbaseReplay(VenueReplay):
+    """Coinbase ``level2``, ``matches``, ``ticker``, ``heartbeat`` channels."""
+
+    name = "coinbase"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.books: dict[str, StringBook] = {}
+
+    def classify(self, line: CaptureLine) -> Frame | None:
+        """Messages keyed by ``(channel, product_id)``; subscription acks are not replayed."""
+        if line.kind != RECV:
+            return None
+        msg = loads(line.payload)
+        if not isinstance(msg, dict) or msg.get("type") in _SKIPPED_TYPES:
+            if not isinstance(msg, dict):
+                self.bad_lines += 1
+            return None
+        channel, product = CHANNEL_OF_TYPE.get(str(msg.get("type"))), msg.get("product_id")
+        if channel is None or not isinstance(product, str):
+            self.bad_lines += 1
+            return None
+        return Frame(line.recv_ns, line.payload, (channel, product), line.location)
+
+    def apply(self, frame: Frame) -> None:
+        """``snapshot`` resets the product's book, ``l2update`` changes it (size "0" deletes)."""
+        if frame.key is None or frame.key[0] != "level2":
+            return
+        msg = loads(frame.payload)
+        product = frame.key[1]
+        if msg["type"] == m.SNAPSHOT:
+            book = self.books[product] = StringBook()
+            for key, is_bid in (("bids", True), ("asks", False)):
+                for px, size in msg.get(key, []):
+                    book.set(is_bid, px, [px, size], is_zero(size))
+            return
+        book = self.books.get(product)
+        if book is None:
+            return
+        for side, px, size in msg.get("changes", []):
+            book.set(side == m.BUY, px, [px, size], is_zero(size))
+
+    def snapshot(self, key: Key) -> list[bytes]:
+        """``{"type":"snapshot","product_id":..,"asks":..,"bids":..}`` of the book now."""
+        book = self.books.get(key[1])
+        if key[0] != "level2" or book is None:
+            return []
+        return [dumps({"type": m.SNAPSHOT, "product_id": key[1], "asks": book.top_asks(),
+                       "bids": book.top_bids()})]
+
+    def session(self, connection: int) -> Session:
+        """Coinbase's subscribe handshake for one connection."""
+        return _CoinbaseSession(self, connection)
+
+
+class _CoinbaseSession(Session):
+    adapter: CoinbaseReplay
+
+    def __init__(self, adapter: CoinbaseReplay, connection: int) -> None:
+        super().__init__(adapter, connection)
+        self.channels: dict[str, list[str]] = {}
+
+    def on_message(self, text: str) -> Reply:
+        msg = loads(text)
+        kind = msg.get("type") if isinstance(msg, dict) else None
+        if kind not in ("subscribe", "unsubscribe"):
+            return Reply(send=[_error("Failed to subscribe", f"type {kind!r} is not subscribe/unsubscribe")])
+        default_products = msg.get("product_ids") or []
+        wanted: list[tuple[str, list[Any]]] = []
+        for ch in msg.get("channels") or []:
+            if isinstance(ch, str):
+                wanted.append((ch, default_products))
+            elif isinstance(ch, dict) and isinstance(ch.get("name"), str):
+                wanted.append((ch["name"], ch.get("product_ids") or default_products))
+        reply = Reply()
+        for channel, products in wanted:
+            for product in products:
+                key = (channel, str(product))
+                if channel not in CHANNEL_OF_TYPE.values():
+                    return Reply(send=[_error("Failed to subscribe", f"{channel} is not a valid channel")])
+                if kind == "subscribe":
+                    if not any(p == product for _, p in self.adapter.keys):
+                        why = f"{product} is not a valid product"
+                        return Reply(send=[_error("Failed to subscribe", why)])
+                    reply.subscribe.append(key)
+                    self.channels.setdefault(channel, [])
+                    if product not in self.channels[channel]:
+                        self.channels[channel].append(product)
+                else:
+                    reply.unsubscribe.append(key)
+                    if product in self.channels.get(channel, []):
+                        self.channels[channel].remove(product)
+        listing = [{"name": ch, "product_ids": ps} for ch, ps in self.channels.items() if ps]
+        reply.send.append(dumps({"type": "subscriptions", "channels": listing}))
+        return reply
+
+
+def _error(message: str, reason: str) -> bytes:
+    return dumps({"type": "error", "message": message, "reason": reason})
+
+
+ADAPTER = CoinbaseReplay
