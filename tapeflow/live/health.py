@@ -1,0 +1,305 @@
+"""Feed health over micro-batches: a latency circuit breaker per instrument, clock skew per venue.
+
+Both are pure, picklable state machines (Bytewax recovery snapshots them): they take a batch's
+tables and the processing time as arguments, never read a clock, and return ``status`` rows.
+
+Latency of a batch, per instrument:
+
+- feed latency: the median over the batch's rows of ``ts_recv_ns - ts_event_ns - clock_offset_ns``
+  (rows without a venue time, ``ts_event_ns < 0``, do not count). The median, because one late
+  message is noise, while a congested or stalled connection delays every message behind it.
+- processing lag: ``now_ns - max(ts_recv_ns)``, how long ago the freshest row of the batch was
+  captured when the flow got to it (skipped when ``now_ns`` is None, e.g. replays at full speed).
+
+When either passes ``threshold_ns`` the instrument is *degraded*: one ``degraded`` status row
+(``until_ns`` -1). It *recovers* after ``recover_batches`` batches in a row with both at or under
+``recover_ns`` (hysteresis, so a latency hovering at the threshold does not flap): one ``recovered``
+row whose ``until_ns`` closes the window. Rows captured inside a window (the recovering batch
+included) get ``F_MAYBE_BAD_BOOK`` through :meth:`LatencyBreaker.flag`.
+
+Clock skew, per venue: latency cannot be negative, so a median ``ts_recv - ts_event`` below
+``-negative_tolerance_ns`` means our clock is behind the venue's; a median that moves more than
+``drift_ns`` away from its level over the first ``warmup_batches`` batches means one of the clocks
+jumped. Either opens a ``skew`` status row (symbol "", venue-wide); ``recover_batches`` clean
+batches close it with a second ``skew`` row that carries ``until_ns``. The measured offset is
+``offset_ns``: feed it to the breaker's ``clock_offset_ns`` so a skewed clock does not trip it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tapeflow.errors import ConfigError
+from tapeflow.schemas import concat
+from tapeflow.schemas.records import F_MAYBE_BAD_BOOK, STATUS
+
+_NOT_EVENTS = frozenset({"status", "rejected", "bar", "metric", "book_snapshot"})
+MAX_WINDOWS = 256  # per instrument: enough to flag rows that close late, bounded for long runs
+_OPEN = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class BatchLatency:
+    """One instrument's rows in one batch, reduced to what the breaker and the skew detector need."""
+
+    venue: str
+    symbol: str
+    rows: int
+    median_latency_ns: int | None  # None when no row has a venue time
+    first_recv_ns: int
+    last_recv_ns: int
+    last_event_ns: int
+    last_sequence: int
+
+
+def batch_latencies(records: Mapping[str, pa.Table] | pa.Table) -> list[BatchLatency]:
+    """Per (venue, symbol) latency summary of a batch's event tables, sorted by venue and symbol.
+
+    Args:
+        records: one table, or tables by record name (``status``, ``rejected`` and derived tables
+            are left out: their times are not feed times).
+    """
+    tables = [records] if isinstance(records, pa.Table) else [
+        t for name, t in records.items() if name not in _NOT_EVENTS]
+    parts = []
+    for t in tables:
+        if t.num_rows == 0:
+            continue
+        n = t.num_rows
+        seq = t["sequence"] if "sequence" in t.column_names else pa.repeat(pa.scalar(-1, pa.int64()), n)
+        parts.append(pa.table({"venue": t["venue"].cast(pa.string()), "symbol": t["symbol"].cast(pa.string()),
+                               "ts_event_ns": t["ts_event_ns"], "ts_recv_ns": t["ts_recv_ns"],
+                               "sequence": seq}))
+    if not parts:
+        return []
+    rows = pa.concat_tables(parts)
+    venue = np.asarray(rows["venue"].to_pylist(), dtype=object)
+    symbol = np.asarray(rows["symbol"].to_pylist(), dtype=object)
+    event = rows["ts_event_ns"].to_numpy()
+    recv = rows["ts_recv_ns"].to_numpy()
+    sequence = rows["sequence"].to_numpy()
+    out = []
+    keys = sorted(set(zip(venue.tolist(), symbol.tolist(), strict=True)))
+    for v, s in keys:
+        m = (venue == v) & (symbol == s)
+        ev, rc = event[m], recv[m]
+        timed = ev >= 0
+        median = int(np.median(rc[timed] - ev[timed])) if timed.any() else None
+        out.append(BatchLatency(v, s, int(m.sum()), median, int(rc.min()), int(rc.max()),
+                                int(ev.max()), int(sequence[m].max())))
+    return out
+
+
+def _status(rows: list[dict[str, object]]) -> pa.Table:
+    if not rows:
+        return STATUS.empty_table()
+    return STATUS.table({name: [r[name] for r in rows] for name in STATUS.column_names})
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f} ms"
+
+
+@dataclass
+class _Instrument:
+    degraded: bool = False
+    since_ns: int = -1
+    good_streak: int = 0
+    windows: list[tuple[int, int]] = field(default_factory=list)  # [start, end) capture times
+
+
+@dataclass
+class LatencyBreaker:
+    """Latency circuit breaker per instrument (see the module docstring).
+
+    Attributes:
+        threshold_ns: feed latency or processing lag above which an instrument degrades.
+        recover_ns: both must be at or under this to count a batch as good (default: threshold).
+        recover_batches: good batches in a row that close a degraded window.
+        clock_offset_ns: subtracted from every ``ts_recv - ts_event`` (a measured clock skew).
+        trips: how many times any instrument degraded.
+    """
+
+    threshold_ns: int
+    recover_ns: int | None = None
+    recover_batches: int = 3
+    clock_offset_ns: int = 0
+    trips: int = 0
+    _instruments: dict[tuple[str, str], _Instrument] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.recover_ns is None:
+            self.recover_ns = self.threshold_ns
+        if self.threshold_ns <= 0 or self.recover_ns > self.threshold_ns or self.recover_batches < 1:
+            raise ConfigError(f"latency breaker needs 0 < recover_ns ({self.recover_ns}) <= threshold_ns "
+                              f"({self.threshold_ns}) and recover_batches ({self.recover_batches}) >= 1")
+
+    def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
+        """Feed one micro-batch; return the ``status`` rows it caused (``degraded`` / ``recovered``).
+
+        Args:
+            records: the batch's event tables by record name (or one table).
+            now_ns: processing time of the batch, or None to judge feed latency only.
+        """
+        return _status([row for summary in batch_latencies(records)
+                        for row in self._step(summary, now_ns)])
+
+    def _step(self, b: BatchLatency, now_ns: int | None) -> Iterable[dict[str, object]]:
+        inst = self._instruments.setdefault((b.venue, b.symbol), _Instrument())
+        feed = None if b.median_latency_ns is None else b.median_latency_ns - self.clock_offset_ns
+        lag = None if now_ns is None else now_ns - b.last_recv_ns
+        worst = max((x for x in (feed, lag) if x is not None), default=None)
+        if worst is None:
+            return
+        why = f"feed latency {_ms(feed) if feed is not None else 'n/a'} (median of {b.rows} rows), " \
+              f"processing lag {_ms(lag) if lag is not None else 'n/a'}"
+        if not inst.degraded:
+            if worst > self.threshold_ns:
+                inst.degraded, inst.since_ns, inst.good_streak = True, b.first_recv_ns, 0
+                inst.windows = [*inst.windows, (b.first_recv_ns, int(_OPEN))][-MAX_WINDOWS:]
+                self.trips += 1
+                yield self._row(b, "degraded", -1, f"{why} > threshold {_ms(self.threshold_ns)}")
+            return
+        assert self.recover_ns is not None
+        inst.good_streak = inst.good_streak + 1 if worst <= self.recover_ns else 0
+        if inst.good_streak >= self.recover_batches:
+            until = b.last_recv_ns + 1
+            inst.degraded, inst.good_streak = False, 0
+            inst.windows[-1] = (inst.windows[-1][0], until)
+            yield self._row(b, "recovered", until, f"{why} <= {_ms(self.recover_ns)} for "
+                            f"{self.recover_batches} batches; degraded for {_ms(until - inst.since_ns)}")
+
+    @staticmethod
+    def _row(b: BatchLatency, state: str, until_ns: int, detail: str) -> dict[str, object]:
+        return {"ts_event_ns": b.last_event_ns, "ts_recv_ns": b.first_recv_ns if until_ns < 0 else until_ns,
+                "venue": b.venue, "symbol": b.symbol, "state": state, "sequence": b.last_sequence,
+                "until_ns": until_ns, "detail": detail}
+
+    def degraded(self, venue: str, symbol: str) -> bool:
+        """Whether the instrument is degraded now."""
+        inst = self._instruments.get((venue, symbol))
+        return bool(inst and inst.degraded)
+
+    def degraded_mask(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> np.ndarray:
+        """Rows of ``table`` whose ``time_column`` falls inside a degraded window of their instrument."""
+        mask = np.zeros(table.num_rows, dtype=bool)
+        if table.num_rows == 0:
+            return mask
+        venue = np.asarray(table["venue"].to_pylist(), dtype=object)
+        symbol = np.asarray(table["symbol"].to_pylist(), dtype=object)
+        ts = table[time_column].to_numpy()
+        for (v, s), inst in self._instruments.items():
+            if not inst.windows:
+                continue
+            mine = (venue == v) & (symbol == s)
+            for start, end in inst.windows:
+                mask |= mine & (ts >= start) & (ts < end)
+        return mask
+
+    def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
+        """``table`` with ``F_MAYBE_BAD_BOOK`` added to the ``flags`` of rows in a degraded window."""
+        mask = self.degraded_mask(table, time_column=time_column)
+        if not mask.any():
+            return table
+        flags = table["flags"].to_numpy() | np.where(mask, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+        index = table.column_names.index("flags")
+        return table.set_column(index, table.schema.field("flags"), pa.array(flags, type=pa.uint8()))
+
+
+@dataclass
+class _Venue:
+    medians: list[int] = field(default_factory=list)  # warm-up batch medians
+    baseline_ns: int | None = None
+    skewed: bool = False
+    since_ns: int = -1
+    good_streak: int = 0
+    offset_ns: int = 0
+
+
+@dataclass
+class SkewDetector:
+    """Clock skew per venue from the median ``ts_recv - ts_event`` of each batch.
+
+    Attributes:
+        negative_tolerance_ns: a median below minus this means our clock is behind the venue's.
+        drift_ns: a median this far from the warm-up baseline means a clock moved.
+        warmup_batches: batches whose medians set the baseline.
+        recover_batches: clean batches in a row that close a skew window.
+    """
+
+    negative_tolerance_ns: int = 5_000_000
+    drift_ns: int = 250_000_000
+    warmup_batches: int = 10
+    recover_batches: int = 3
+    events: int = 0
+    _venues: dict[str, _Venue] = field(default_factory=dict)
+
+    def observe(self, records: Mapping[str, pa.Table] | pa.Table) -> pa.Table:
+        """Feed one micro-batch; return ``skew`` status rows (an opening one, or one that closes)."""
+        per_venue: dict[str, list[BatchLatency]] = {}
+        for b in batch_latencies(records):
+            if b.median_latency_ns is not None:
+                per_venue.setdefault(b.venue, []).append(b)
+        rows = []
+        for venue, summaries in sorted(per_venue.items()):
+            rows.extend(self._step(venue, summaries))
+        return _status(rows)
+
+    def offset_ns(self, venue: str) -> int:
+        """The latest median ``ts_recv - ts_event`` of ``venue`` while skewed, else 0."""
+        state = self._venues.get(venue)
+        return state.offset_ns if state and state.skewed else 0
+
+    def _step(self, venue: str, summaries: list[BatchLatency]) -> Iterable[dict[str, object]]:
+        state = self._venues.setdefault(venue, _Venue())
+        median = int(np.median([b.median_latency_ns for b in summaries]))
+        first = min(summaries, key=lambda b: b.first_recv_ns)
+        last = max(summaries, key=lambda b: b.last_recv_ns)
+        if state.baseline_ns is None:
+            state.medians.append(median)
+            if len(state.medians) >= self.warmup_batches:
+                state.baseline_ns = int(np.median(state.medians))
+        reasons = []
+        if median < -self.negative_tolerance_ns:
+            reasons.append(f"median ts_recv - ts_event is {_ms(median)}: our clock is behind the venue's")
+        if state.baseline_ns is not None and abs(median - state.baseline_ns) > self.drift_ns:
+            reasons.append(f"median ts_recv - ts_event {_ms(median)} moved {_ms(median - state.baseline_ns)} "
+                           f"from its baseline {_ms(state.baseline_ns)}")
+        if reasons:
+            state.good_streak = 0
+            state.offset_ns = median
+            if not state.skewed:
+                state.skewed, state.since_ns = True, first.first_recv_ns
+                self.events += 1
+                yield _skew_row(venue, first, -1, "; ".join(reasons))
+            return
+        if state.skewed:
+            state.good_streak += 1
+            if state.good_streak >= self.recover_batches:
+                state.skewed, state.good_streak = False, 0
+                until = last.last_recv_ns + 1
+                yield _skew_row(venue, last, until, f"clock skew cleared: median {_ms(median)} for "
+                                f"{self.recover_batches} batches; skewed for {_ms(until - state.since_ns)}")
+
+
+def _skew_row(venue: str, b: BatchLatency, until_ns: int, detail: str) -> dict[str, object]:
+    return {"ts_event_ns": b.last_event_ns, "ts_recv_ns": b.first_recv_ns if until_ns < 0 else until_ns,
+            "venue": venue, "symbol": "", "state": "skew", "sequence": -1, "until_ns": until_ns,
+            "detail": detail}
+
+
+def concat_status(tables: Iterable[pa.Table]) -> pa.Table:
+    """Concatenate ``status`` tables (the breaker's, the skew detector's, a connector's)."""
+    return concat(STATUS, list(tables))
+
+
+def latency_ns(table: pa.Table) -> np.ndarray:
+    """``ts_recv_ns - ts_event_ns`` of the rows that have a venue time (for benchmarks and tests)."""
+    ev = table["ts_event_ns"]
+    timed = pc.greater_equal(ev, 0)
+    return pc.subtract(table["ts_recv_ns"].filter(timed), ev.filter(timed)).to_numpy()

@@ -1,0 +1,179 @@
+"""Live sinks: ClickHouse (chdb) drops a redelivered batch itself, restated bars replace, the lake skips
+a replayed batch, the plain-append control duplicates; and the sinks inside a Bytewax flow.
+
+chdb opens one data directory per process, so the module shares one and each test drops the tables.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, cluster_main, run_main
+
+from flows.sinks import (
+    ClickHouseSink,
+    DeadLetterSink,
+    LakeSink,
+    StatusSink,
+    TableSink,
+    batch_token,
+    record_of,
+)
+from tapeflow.errors import StorageError
+from tapeflow.live.prom import FlowMetrics
+from tapeflow.schemas import ALL_RECORDS
+from tapeflow.schemas.records import BAR, QUOTE, REJECTED, STATUS
+from tapeflow.storage import lake
+from tapeflow.storage.warehouse import Warehouse
+
+T0 = 1_723_161_255_030_314_667
+
+
+@pytest.fixture(scope="module")
+def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def wh(dsn: str) -> Iterator[Warehouse]:
+    with Warehouse(dsn) as warehouse:
+        for name in ALL_RECORDS:
+            warehouse.client.command(f"DROP TABLE IF EXISTS {name}")
+        yield warehouse
+
+
+def quotes(n: int, *, offset: int = 0) -> pa.Table:
+    # every row shares its order_by key (venue, symbol, ts_recv_ns, sequence): keys are no identity
+    return QUOTE.table({
+        "ts_event_ns": [T0] * n, "ts_recv_ns": [T0] * n, "sequence": [7] * n,
+        "bid_price_nanos": [100 + offset + i for i in range(n)], "bid_size_nanos": [1] * n,
+        "ask_price_nanos": [200] * n, "ask_size_nanos": [1] * n, "flags": [0] * n,
+    }, constants={"venue": "bitmex", "symbol": "XBTUSD"})
+
+
+def bars(revision: int, close: int, opens: tuple[int, ...] = (0,)) -> pa.Table:
+    n = len(opens)
+    cols = {c: [0] * n for c in BAR.column_names if c not in ("venue", "symbol", "interval")}
+    cols |= {"ts_event_ns": [T0 + o for o in opens], "ts_recv_ns": [T0 + 10**9] * n,
+             "close_price_nanos": [close] * n, "revision": [revision] * n, "interval": ["1s"] * n}
+    return BAR.table(cols, constants={"venue": "binance-usdm", "symbol": "BTCUSDT"})
+
+
+def status(n: int) -> pa.Table:
+    return STATUS.table({"ts_event_ns": [T0 + i for i in range(n)], "ts_recv_ns": [T0 + i for i in range(n)],
+                         "state": ["gap"] * n, "sequence": list(range(n)), "until_ns": [-1] * n,
+                         "detail": [f"gap {i}" for i in range(n)]},
+                        constants={"venue": "binance-usdm", "symbol": "BTCUSDT"})
+
+
+def write(sink: TableSink, *batches: pa.Table) -> None:
+    part = sink.build_part("out", "0", None)
+    try:
+        part.write_batch(list(batches))
+    finally:
+        part.close()
+
+
+def test_clickhouse_drops_a_redelivered_batch_and_keeps_rows_sharing_keys(wh: Warehouse, dsn: str) -> None:
+    a, b = quotes(5), quotes(3, offset=10)
+    write(ClickHouseSink(dsn), a, b)
+    # a resume re-emits both batches from a new process-level sink: ClickHouse drops them by token
+    write(ClickHouseSink(dsn), a, b, a)
+    assert wh.count(QUOTE) == 8
+    assert sorted(wh.fetch(QUOTE)["bid_price_nanos"].to_pylist()) == [100, 101, 102, 103, 104, 110, 111, 112]
+    ddl = wh.client.query("SHOW CREATE TABLE quote").result_rows[0][0]
+    assert "non_replicated_deduplication_window = 10000" in ddl
+
+
+def test_plain_append_control_duplicates(wh: Warehouse, dsn: str) -> None:
+    a = quotes(5)
+    write(ClickHouseSink(dsn, idempotent=False), a, a)
+    write(ClickHouseSink(dsn, idempotent=False), a)
+    assert wh.count(QUOTE) == 15
+
+
+def test_restated_bar_replaces_and_replay_keeps_one(wh: Warehouse, dsn: str) -> None:
+    first, restated, other = bars(0, 50), bars(1, 55), bars(0, 60, opens=(10**9,))
+    write(ClickHouseSink(dsn), first, other)
+    write(ClickHouseSink(dsn), restated)
+    write(ClickHouseSink(dsn), first, other, restated)  # redelivery after a resume, in order
+    got = wh.fetch(BAR)
+    assert list(zip(got["revision"].to_pylist(), got["close_price_nanos"].to_pylist(), strict=True)) == [
+        (1, 55), (0, 60)]
+    both = pa.concat_tables([first, restated])  # one batch holding two revisions: the last wins
+    write(ClickHouseSink(dsn), both)
+    assert wh.fetch(BAR)["revision"].to_pylist() == [1, 0]
+
+
+def test_status_and_dead_letters_go_to_both_stores(wh: Warehouse, dsn: str, tmp_path: Path) -> None:
+    dead = REJECTED.table({"ts_event_ns": [-1, -1], "ts_recv_ns": [T0, T0 + 1], "reason": ["bad_json"] * 2,
+                           "detail": ["x", "y"], "location": ["f:1", "f:2"], "raw": [b"{", b"["]},
+                          constants={"venue": "binance-usdm", "symbol": ""})
+    for _ in range(2):  # the second pass is a redelivery
+        write(StatusSink(dsn, tmp_path), status(4), dead, quotes(2))
+        write(DeadLetterSink(dsn, tmp_path), dead, status(4))
+    assert wh.count(STATUS) == 4 and wh.count(REJECTED) == 2 and wh.count(QUOTE) == 0
+    day = lake.day_of(T0)
+    part = tmp_path / "status" / "venue=binance-usdm" / "symbol=BTCUSDT" / f"date={day}" / lake.PART_FILE
+    assert part.is_file()
+    assert lake.read(STATUS, tmp_path)["detail"].to_pylist() == [f"gap {i}" for i in range(4)]
+    assert lake.read(REJECTED, tmp_path)["raw"].to_pylist() == [b"{", b"["]
+
+
+def test_lake_skips_a_replayed_batch_and_control_appends(tmp_path: Path) -> None:
+    a, b = quotes(5), quotes(3, offset=10)
+    write(LakeSink(tmp_path / "idem"), a, b)
+    write(LakeSink(tmp_path / "idem"), b, a)
+    assert lake.read(QUOTE, tmp_path / "idem").num_rows == 8
+    write(LakeSink(tmp_path / "plain", idempotent=False), a, b)
+    write(LakeSink(tmp_path / "plain", idempotent=False), b, a)
+    assert lake.read(QUOTE, tmp_path / "plain").num_rows == 16
+    other = bars(0, 60, opens=(10**9,))
+    write(LakeSink(tmp_path / "bars"), bars(0, 50), other, bars(1, 55))
+    write(LakeSink(tmp_path / "bars"), bars(0, 50), other, bars(1, 55))  # redelivered in order
+    got = lake.read(BAR, tmp_path / "bars")
+    assert list(zip(got["revision"].to_pylist(), got["close_price_nanos"].to_pylist(), strict=True)) == [
+        (1, 55), (0, 60)]
+
+
+def test_batch_token_is_content_and_order() -> None:
+    a = quotes(5)
+    assert batch_token("quote", a) == batch_token("quote", quotes(5))
+    assert batch_token("quote", a) != batch_token("quote", a.take([1, 0, 2, 3, 4]))
+    assert batch_token("quote", a) != batch_token("bar", a)
+
+
+def test_unknown_table_and_unknown_columns_are_clear_errors() -> None:
+    with pytest.raises(StorageError, match="quotes"):
+        ClickHouseSink("chdb:x", tables=("quotes",))
+    with pytest.raises(StorageError, match=r"\['a'\]"):
+        record_of(pa.table({"a": [1]}))
+
+
+def _flow(items: list[tuple[str, pa.Table]], sinks: list[TableSink]) -> Dataflow:
+    flow = Dataflow("sinks")
+    stream = op.input("in", flow, TestingSource(items))
+    for i, sink in enumerate(sinks):
+        op.output(f"out{i}", stream, sink)
+    return flow
+
+
+@pytest.mark.parametrize("entry", ["run_main", "cluster_main"])
+def test_sinks_in_a_flow(wh: Warehouse, dsn: str, tmp_path: Path, entry: str) -> None:
+    metrics = FlowMetrics()
+    items = [("quote", quotes(5)), ("status", status(3)), ("quote", quotes(5)), ("bar", bars(0, 1)),
+             ("bar", bars(1, 2))]
+    flow = _flow(items, [ClickHouseSink(dsn, metrics=metrics), StatusSink(None, tmp_path)])
+    if entry == "run_main":
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=2)
+    assert wh.count(QUOTE) == 5 and wh.count(STATUS) == 3
+    assert wh.fetch(BAR)["revision"].to_pylist() == [1]
+    assert lake.read(STATUS, tmp_path).num_rows == 3
+    assert metrics.events_out.labels("bitmex", "quote")._value.get() == 10
