@@ -97,29 +97,31 @@ def codes(d: SuiteData, name: str, column: str, allowed: tuple[int, ...], what: 
                 [Expect("ExpectColumnValuesToBeInSet", {"column": column, "value_set": list(allowed)})]))
 
 
-def price_range(d: SuiteData, prices: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-    """Prices positive, below ``max_price_nanos`` and within ``price_band`` of the partition median.
+def price_range(d: SuiteData, prices: dict[str, tuple[np.ndarray, np.ndarray, bool]]) -> None:
+    """Prices positive, below ``max_price_nanos`` and (where banded) within ``price_band`` of the median.
 
     Args:
-        prices: derived column name -> (prices, mask of rows where the price applies).
+        prices: derived column name -> (prices, mask of rows where the price applies, banded).
+            Resting orders and book levels are not banded: deep stub orders far from the market
+            are real; executions and best prices are.
     """
     cfg = d.config
     expects, medians = [], {}
-    for name, (values, keep) in prices.items():
+    for name, (values, keep, banded) in prices.items():
         keep = keep & (values != UNDEF_PRICE)
         col = d.put(name, nullable(values, keep))
-        median = float(np.median(values[keep])) if keep.any() else None
-        medians[name] = median
         expects.append(Expect("ExpectColumnValuesToBeBetween",
                               {"column": col, "min_value": 1, "max_value": cfg.max_price_nanos}))
-        if median is not None:
+        if banded and keep.any():
+            median = float(np.median(values[keep]))
+            medians[name] = median
             band = col + "_vs_median"
             d.put(band, np.where(keep, values / median, np.nan))
             expects.append(Expect("ExpectColumnValuesToBeBetween",
                                   {"column": band, "min_value": 1 / (1 + cfg.price_band),
                                    "max_value": 1 + cfg.price_band}))
-    d.add(Check("price_range", f"prices in [1, {cfg.max_price_nanos}] nanos and within x(1+{cfg.price_band})"
-                " of the partition median", "derived", expects,
+    d.add(Check("price_range", f"prices in [1, {cfg.max_price_nanos}] nanos; executions and best prices"
+                f" within x(1+{cfg.price_band}) of the partition median", "derived", expects,
                 details={"median_price_nanos": medians}, show=tuple(prices)))
 
 

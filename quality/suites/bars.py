@@ -30,7 +30,7 @@ def plan(d: SuiteData) -> None:
     checks.schema(d, RECORD)
     checks.not_null_keys(d, ("interval",))
     every = np.ones(d.table.num_rows, bool)
-    checks.price_range(d, {p: (d.col(p), every) for p in _PRICES})
+    checks.price_range(d, {p: (d.col(p), every, True) for p in _PRICES})
     o, h, low, c, vwap = (d.col(p) for p in _PRICES)
     inconsistent = (low > np.minimum(o, c)) | (h < np.maximum(o, c)) | (vwap < low) | (vwap > h)
     checks.flag_false(d, "ohlc_consistent", "low <= open, close, vwap <= high", inconsistent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from quality import checks, derive
 from quality.checks import SuiteData
 from tapeflow.schemas.records import (
@@ -41,7 +43,7 @@ def plan(d: SuiteData) -> None:
     checks.codes(d, "side_codes", "side", (BID, ASK, NO_SIDE), "level side")
     action, flags = d.col("action"), d.col("flags")
     level = action != L2_CLEAR
-    checks.price_range(d, {"price_nanos": (d.col("price_nanos"), level)})
+    checks.price_range(d, {"price_nanos": (d.col("price_nanos"), level, False)})
     # a set carries the level's new absolute size (> 0); a delete may carry 0
     checks.size_range(d, {"set_size_nanos": (d.col("size_nanos"), action == L2_SET, 1),
                           "delete_size_nanos": (d.col("size_nanos"), action == L2_DELETE, 0)})
@@ -49,7 +51,9 @@ def plan(d: SuiteData) -> None:
     # venue numbers them from the snapshot's own counter
     replayed = (flags & (F_SUPERSEDED | F_SNAPSHOT)) != 0
     checks.sequence_checks(d, contiguous=False, exclude=replayed)
-    checks.ts_within_day(d, derive.partition_ts(d.table))
+    # a snapshot row may keep an earlier venue time: it belongs to the capture's day
+    snapshot = (flags & F_SNAPSHOT) != 0
+    checks.ts_within_day(d, np.where(snapshot, d.col("ts_recv_ns"), derive.partition_ts(d.table)))
     checks.recv_skew(d, keep=~replayed)
     checks.stale_intervals(d, d.col("ts_recv_ns"))
     checks.vs_baseline(d, "rows_vs_baseline", checks.totals_by_instrument(d.codes), "row_counts")

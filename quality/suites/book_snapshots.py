@@ -29,8 +29,8 @@ def plan(d: SuiteData) -> None:
     checks.not_null_keys(d)
     bid = derive.best_of(d.table.column("bid_price_nanos"))
     ask = derive.best_of(d.table.column("ask_price_nanos"))
-    checks.price_range(d, {"best_bid_price_nanos": (bid, bid != UNDEF_PRICE),
-                           "best_ask_price_nanos": (ask, ask != UNDEF_PRICE)})
+    checks.price_range(d, {"best_bid_price_nanos": (bid, bid != UNDEF_PRICE, True),
+                           "best_ask_price_nanos": (ask, ask != UNDEF_PRICE, True)})
     checks.crossed_book(d, bid, ask)
     unsorted = _unsorted(d.table.column("bid_price_nanos"), descending=True)
     unsorted |= _unsorted(d.table.column("ask_price_nanos"), descending=False)

@@ -28,7 +28,8 @@ def plan(d: SuiteData) -> None:
     checks.not_null_keys(d, ("interval",))
     mid, micro, spread = d.col("mid_price_nanos"), d.col("microprice_nanos"), d.col("spread_nanos")
     two_sided = (mid != UNDEF_PRICE) & (spread != UNDEF_PRICE)
-    checks.price_range(d, {"mid_price_nanos": (mid, two_sided), "microprice_nanos": (micro, two_sided)})
+    checks.price_range(d, {"mid_price_nanos": (mid, two_sided, True),
+                           "microprice_nanos": (micro, two_sided, True)})
     checks.flag_false(d, "crossed_book", f"spread_nanos > 0 where both sides exist (crossed rate <= "
                       f"{d.config.crossed_rate_max})", two_sided & (spread <= 0),
                       mostly=1.0 - d.config.crossed_rate_max, show=("spread",))

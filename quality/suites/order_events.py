@@ -48,14 +48,19 @@ def plan(d: SuiteData) -> None:
     action = d.col("action")
     # clears and bare status rows carry no price; hidden trades may carry size only
     priced = np.isin(action, (L3_ADD, L3_MODIFY, L3_CANCEL, L3_TRADE, L3_FILL))
-    checks.price_range(d, {"price_nanos": (d.col("price_nanos"), priced)})
+    traded = np.isin(action, (L3_TRADE, L3_FILL))
+    price = d.col("price_nanos")
+    checks.price_range(d, {"price_nanos": (price, priced, False), "trade_price_nanos": (price, traded, True)})
     sized = np.isin(action, (L3_ADD, L3_MODIFY, L3_TRADE, L3_FILL))
     checks.size_range(d, {"size_nanos": (d.col("size_nanos"), sized, 1)})
     venues = d.config.contiguous_sequence.get(d.dataset, frozenset())
     contiguous = bool(d.instruments) and all(v in venues for v, _ in d.instruments)
-    checks.sequence_checks(d, contiguous=contiguous)
-    checks.ts_within_day(d, derive.partition_ts(d.table))
+    # a snapshot replays resting orders with the sequence each was added under, not in order
+    snapshot = (d.col("flags") & F_SNAPSHOT) != 0
+    checks.sequence_checks(d, contiguous=contiguous, exclude=snapshot)
+    # a snapshot row keeps its order's original (earlier) venue time: it belongs to the capture's day
+    checks.ts_within_day(d, np.where(snapshot, d.col("ts_recv_ns"), derive.partition_ts(d.table)))
     # snapshot rows replay old orders: their venue time is the order's, not the capture's
-    checks.recv_skew(d, keep=(d.col("flags") & F_SNAPSHOT) == 0)
+    checks.recv_skew(d, keep=~snapshot)
     checks.stale_intervals(d, d.col("ts_recv_ns"))
     checks.vs_baseline(d, "rows_vs_baseline", checks.totals_by_instrument(d.codes), "row_counts")

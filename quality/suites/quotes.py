@@ -27,7 +27,7 @@ def plan(d: SuiteData) -> None:
     checks.not_null_keys(d)
     bid, ask = d.col("bid_price_nanos"), d.col("ask_price_nanos")
     has_bid, has_ask = bid != UNDEF_PRICE, ask != UNDEF_PRICE
-    checks.price_range(d, {"bid_price_nanos": (bid, has_bid), "ask_price_nanos": (ask, has_ask)})
+    checks.price_range(d, {"bid_price_nanos": (bid, has_bid, True), "ask_price_nanos": (ask, has_ask, True)})
     checks.size_range(d, {"bid_size_nanos": (d.col("bid_size_nanos"), has_bid, 1),
                           "ask_size_nanos": (d.col("ask_size_nanos"), has_ask, 1)})
     checks.crossed_book(d, bid, ask)

@@ -32,7 +32,7 @@ def plan(d: SuiteData) -> None:
     checks.not_null_keys(d)
     checks.codes(d, "side_codes", "aggressor_side", (BID, ASK, NO_SIDE), "aggressor side")
     everywhere = np.ones(d.table.num_rows, bool)
-    checks.price_range(d, {"price_nanos": (d.col("price_nanos"), everywhere)})
+    checks.price_range(d, {"price_nanos": (d.col("price_nanos"), everywhere, True)})
     checks.size_range(d, {"size_nanos": (d.col("size_nanos"), everywhere, 1)})
     contiguous = _contiguous(d)
     checks.sequence_checks(d, contiguous=contiguous)
