@@ -1,10 +1,10 @@
 """Group ``book``: normalized events -> book snapshots on the 1 s capture-time grid, and the BBO.
 
-The batch book of ``tapeflow book`` (:func:`tapeflow.book.book_snapshots`,
-:func:`tapeflow.book_l3.l3_book_snapshots`): order-by-order input goes through the L3 book,
-price-level input through the L2 book, L3 winning when a venue yields both (as
-:func:`tapeflow.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a book
-needs the day's snapshot (DBN start-of-day records, a venue REST snapshot) to be valid.
+The live flow's book stage (:class:`tapeflow.live.bookstate.BookStage`) over the whole day:
+order-by-order input goes through the L3 book, price-level input through the L2 book, L3 winning
+when a venue yields both, with the capture-time grid of ``tapeflow book``
+(:func:`tapeflow.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a
+book needs the day's snapshot (DBN start-of-day records, a venue REST snapshot) to be valid.
 """
 
 import dataclasses
@@ -12,24 +12,28 @@ from collections.abc import Iterator
 
 import numpy as np
 import pyarrow as pa
-from dagster import AssetExecutionContext, AssetSpec, BackfillPolicy, MaterializeResult, multi_asset
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    multi_asset,
+)
 
-from assets import common
+from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
-from kernels.reference import VALID
-from tapeflow.book import book_snapshots as l2_snapshots
-from tapeflow.book import quotes_from_deltas
-from tapeflow.book_l3 import instrument_rows, l3_book_snapshots, replay_l3
+from tapeflow.live.bookstate import BookStage
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE
 
 LEVELS = 10
 INTERVAL_NS = 1_000_000_000
-# Best bid and offer after every published book event, rebuilt from the book: a quote record,
+# Best bid and offer rebuilt from the book, one row per change (as the live flow): a quote record,
 # stored apart from the venue's own quotes (lake dataset / ClickHouse table ``bbo``).
-BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer after each published book event.")
+BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer from the rebuilt book, at each change.")
 
 
 @multi_asset(
@@ -41,12 +45,14 @@ BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer after each 
         AssetSpec("bbo", group_name="book", deps=["order_events", "book_deltas"], kinds={"parquet"},
                   description=BBO.doc, metadata={"lake_dataset": BBO.name}),
     ],
+    check_specs=checks.specs("book_snapshots") + checks.specs("bbo"),
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
     can_subset=False,
 )
-def books(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Iterator[MaterializeResult]:
+def books(context: AssetExecutionContext,
+          tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Rebuild each instrument-day's book from its lake partition."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
@@ -61,42 +67,24 @@ def books(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Iterato
         meta = common.describe(tables, writes, record=record)
         meta["maybe_bad_rows"] = sum(_maybe_bad(t) for t in tables.values())
         yield MaterializeResult(asset_key=name, metadata=meta)
+    yield from checks.evaluate("book_snapshots", snaps, lake)
+    yield from checks.evaluate("bbo", quotes, lake)
 
 
 def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Table, pa.Table]:
-    """(snapshots on the 1 s grid, BBO rows) of one instrument-day, kept to that day."""
-    if events.num_rows:
-        snaps = l3_book_snapshots(events, levels=LEVELS, interval_ns=INTERVAL_NS)
-        quotes = l3_quotes(events)
-    elif deltas.num_rows:
-        snaps = l2_snapshots(deltas, levels=LEVELS, interval_ns=INTERVAL_NS)
-        quotes = quotes_from_deltas(deltas)
-    else:
-        return BOOK_SNAPSHOT.empty_table(), BBO.empty_table()
+    """(snapshots on the 1 s grid, BBO changes) of one instrument-day, kept to that day.
+
+    The live flow's own book stage over the whole day in one batch: the same kernels and grid
+    as ``tapeflow book`` (it is tested equal to it) and the same BBO-change rule as live.
+    """
+    stage = BookStage("auto", levels=LEVELS, interval_ns=INTERVAL_NS)
+    out = stage.apply({ORDER_EVENT.name: events, BOOK_DELTA.name: deltas})
+    end = stage.close()
+    snaps = concat(BOOK_SNAPSHOT, [out[BOOK_SNAPSHOT.name], end[BOOK_SNAPSHOT.name]])
+    quotes = concat(QUOTE, [out[QUOTE.name], end[QUOTE.name]])
     # the grid's last instant may fall on the next midnight: that row is the next day's first
     return (common.split_by_target(snaps, [target]).get(target, BOOK_SNAPSHOT.empty_table()),
             common.split_by_target(quotes, [target]).get(target, QUOTE.empty_table()))
-
-
-def l3_quotes(events: pa.Table) -> pa.Table:
-    """Best bid and offer after every published (``F_LAST``) order event, per instrument."""
-    parts = []
-    for rows in instrument_rows(events):
-        sub = events.take(pa.array(rows))
-        rep = replay_l3(sub, levels=0)
-        at = np.flatnonzero(rep.published)
-        if not len(at):
-            continue
-        b = rep.bbo
-        parts.append(QUOTE.table(
-            {"ts_event_ns": sub.column("ts_event_ns").to_numpy()[at],
-             "ts_recv_ns": sub.column("ts_recv_ns").to_numpy()[at],
-             "sequence": sub.column("sequence").to_numpy()[at],
-             "bid_price_nanos": b["bid_px"][at], "bid_size_nanos": b["bid_sz"][at],
-             "ask_price_nanos": b["ask_px"][at], "ask_size_nanos": b["ask_sz"][at],
-             "flags": np.where(b["status"][at] != VALID, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)},
-            constants={"venue": sub.column("venue")[0].as_py(), "symbol": sub.column("symbol")[0].as_py()}))
-    return concat(QUOTE, parts)
 
 
 def _maybe_bad(table: pa.Table) -> int:

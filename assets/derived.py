@@ -3,9 +3,18 @@
 The functions the live flow calls (``tapeflow.bars``, ``tapeflow.derived``), over whole days.
 """
 
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from collections.abc import Iterator
 
-from assets import common
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    BackfillPolicy,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
@@ -22,8 +31,10 @@ from tapeflow.schemas.records import BAR, TRADE
     retry_policy=RETRY,
     kinds={"parquet"},
     metadata={"lake_dataset": BAR.name, "intervals": list(STANDARD_INTERVALS)},
+    check_specs=checks.specs("bars"),
 )
-def bars(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+def bars(context: AssetExecutionContext,
+         tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Time bars in the live flow's 15 frames (1s ... 1d) from each day's trades."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
@@ -32,7 +43,8 @@ def bars(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Material
     writes = common.write(BAR, tables, lake, wanted)
     meta = common.describe(tables, writes, record=BAR)
     meta["bars_by_interval"] = MetadataValue.json(_per_interval(tables.values()))
-    return MaterializeResult(metadata=meta)
+    yield MaterializeResult(metadata=meta)
+    yield from checks.evaluate("bars", tables, lake)
 
 
 def _per_interval(tables: object) -> dict[str, int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,
@@ -19,7 +20,7 @@ from dagster import (
     multi_asset,
 )
 
-from assets import common
+from assets import checks, common
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from assets.sources import Source, SourceIndex, discover
@@ -37,6 +38,8 @@ NORMALIZED: dict[str, RecordType] = {
     "venue_quotes": QUOTE,
     "dead_letters": REJECTED,
 }
+# assets whose quality suite runs as blocking checks (dead letters are judged by their count)
+CHECKED = ("trades", "book_deltas", "order_events", "venue_quotes")
 # rows kept in the lake without an asset of their own
 _ALSO_STORED = (STATISTIC,)
 RETRY = RetryPolicy(max_retries=2, delay=2)
@@ -45,12 +48,14 @@ RETRY = RetryPolicy(max_retries=2, delay=2)
 @multi_asset(
     specs=[AssetSpec(name, group_name="ingest", description=rec.doc, kinds={"parquet"},
                      metadata={"lake_dataset": rec.name}) for name, rec in NORMALIZED.items()],
+    check_specs=[s for name in CHECKED for s in checks.specs(name)],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
     can_subset=False,
 )
-def normalized(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Iterator[MaterializeResult]:
+def normalized(context: AssetExecutionContext,
+               tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
     """Decode every source holding the run's instrument-days and write their lake partitions."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
@@ -70,11 +75,16 @@ def normalized(context: AssetExecutionContext, tapeflow: TapeflowResource) -> It
     for record in _ALSO_STORED:
         common.write(record, decoded.get(record.name, {}), lake, wanted)
     rejected = decoded.get(REJECTED.name, {})
+    written = {}
     for name, record in NORMALIZED.items():
-        tables = {t: decoded.get(record.name, {}).get(t, record.empty_table()) for t in wanted}
+        found = decoded.get(record.name, {})
+        tables = written[name] = {t: found.get(t, record.empty_table()) for t in wanted}
         writes = common.write(record, tables, lake, wanted)
         meta = common.describe(tables, writes, record=record, rejected=rejected)
         yield MaterializeResult(asset_key=name, metadata=meta | source_meta)
+    for name in CHECKED:
+        book = written["venue_quotes"] if name == "trades" else None
+        yield from checks.evaluate(name, written[name], lake, book=book)
 
 
 def decode_sources(sources: list[Source], wanted: list[Target], lake: Path

@@ -1,0 +1,131 @@
+"""Quality suites (``quality.run_suite``, Great Expectations inside) as blocking Dagster asset checks.
+
+Every check of a dataset's suite is declared up front (``quality.check_names``) on the asset that
+writes the dataset, and evaluated in the same step right after the write, so a failed check
+stops everything downstream. Integrity checks (schema, codes, ranges, crossed books, sequence
+gaps, clock skew, ...) fail with ERROR severity and block; statistical ones (against the trailing
+baseline, stale intervals, trades outside the book) fail with WARN severity: visible, not blocking.
+
+Results are kept as JSON under ``<lake>/_quality/`` and rendered as GX Data Docs (static HTML)
+under ``<lake>/_data_docs/`` by every step, so a day whose check failed is documented too.
+"""
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+
+import quality
+from assets.partitions import Target, instrument_key, parse_instrument_key
+from quality import CheckResult, SuiteResult
+
+# asset -> quality suite
+SUITES: dict[str, str] = {
+    "trades": "trades",
+    "book_deltas": "book_deltas",
+    "order_events": "order_events",
+    "venue_quotes": "quotes",
+    "book_snapshots": "book_snapshots",
+    "bbo": "quotes",
+    "bars": "bars",
+    "features": "metrics",
+}
+# statistical checks: a failure warns, it does not stop the pipeline
+WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})
+RESULTS_DIR = "_quality"
+DOCS_DIR = "_data_docs"
+_EXAMPLES = 5
+
+
+def specs(asset: str) -> list[AssetCheckSpec]:
+    """One blocking check per check of the asset's suite."""
+    suite = SUITES[asset]
+    return [
+        AssetCheckSpec(name, asset=asset, blocking=True,
+                       description=f"{suite} suite: {name}" + (" (warns only)" if name in WARN_ONLY else ""))
+        for name in quality.check_names(suite)
+    ]
+
+
+def evaluate(asset: str, tables: Mapping[Target, pa.Table], lake: Path, *,
+             book: Mapping[Target, pa.Table] | None = None) -> list[AssetCheckResult]:
+    """Run the asset's suite on each instrument-day, keep the results, return one result per check.
+
+    A run covering several instrument-days (a single-run backfill) passes a check only where
+    every day passes it; counts add up and the examples name their day.
+    """
+    suite = SUITES[asset]
+    runs: dict[Target, SuiteResult] = {}
+    for t, table in sorted(tables.items()):
+        runs[t] = quality.run_suite(suite, table, partition_day=t.date,
+                                    book=book.get(t) if book is not None else None)
+        save(lake, asset, t, runs[t])
+    publish(lake, {t for t in tables})
+    return [_combine(asset, name, runs) for name in quality.check_names(suite)]
+
+
+def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> AssetCheckResult:
+    parts = [(t, r.check(name)) for t, r in runs.items()]
+    failed = [(t, c) for t, c in parts if not c.passed]
+    examples = [{"partition": str(t), **e} for t, c in failed for e in c.examples][:_EXAMPLES]
+    meta: dict[str, Any] = {
+        "unexpected_count": sum(c.unexpected_count for _, c in parts),
+        "element_count": sum(c.element_count for _, c in parts),
+        "partitions_checked": len(parts),
+        "partitions_failed": MetadataValue.json([str(t) for t, _ in failed]),
+        "examples": MetadataValue.json(_plain(examples)),
+    }
+    if parts:
+        meta["description"] = parts[0][1].description
+        meta["details"] = MetadataValue.json(_plain(failed[0][1].details if failed else parts[0][1].details))
+    severity = AssetCheckSeverity.WARN if name in WARN_ONLY else AssetCheckSeverity.ERROR
+    return AssetCheckResult(asset_key=asset, check_name=name, passed=not failed, severity=severity,
+                            metadata=meta)
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _result_path(lake: Path, asset: str, t: Target) -> Path:
+    return Path(lake) / RESULTS_DIR / f"date={t.date}" / instrument_key(t.venue, t.symbol) / f"{asset}.json"
+
+
+def save(lake: Path, asset: str, t: Target, result: SuiteResult) -> Path:
+    """Keep one suite result as JSON (replaced on re-materialization)."""
+    path = _result_path(lake, asset, t)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(_plain(dataclasses.asdict(result)), indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def load(lake: Path, targets: Iterable[Target] | None = None) -> dict[tuple[Target, str], SuiteResult]:
+    """Suite results kept under the lake, by (instrument-day, asset); every one when ``targets`` is None."""
+    root = Path(lake) / RESULTS_DIR
+    wanted = None if targets is None else {_result_path(lake, "x", t).parent for t in targets}
+    out = {}
+    for path in sorted(root.glob("date=*/*/*.json")):
+        if wanted is not None and path.parent not in wanted:
+            continue
+        venue, symbol = parse_instrument_key(path.parent.name)
+        raw = json.loads(path.read_text())
+        checks = [CheckResult(**c) for c in raw.pop("checks")]
+        target = Target(path.parent.parent.name[5:], venue, symbol)
+        out[(target, path.stem)] = SuiteResult(**raw, checks=checks)
+    return out
+
+
+def publish(lake: Path, targets: Iterable[Target] | None = None) -> Path | None:
+    """Render the kept results as GX Data Docs under ``<lake>/_data_docs`` (None until quality can)."""
+    write_docs = getattr(quality, "write_data_docs", None)
+    if write_docs is None:
+        return None
+    results = [r for _, r in sorted(load(lake).items(), key=lambda kv: (kv[0][0], kv[0][1]))]
+    return write_docs(results, Path(lake) / DOCS_DIR)
