@@ -1,0 +1,188 @@
+"""Book and flow metrics on the snapshot time grid: batch :func:`metrics` (live: ``LiveMetrics``).
+
+One ``metric`` row per ``book_snapshot`` row (the capture-time grid of ``tapeflow book``, see
+``tapeflow.book.grid_rows``). Quotes and trades join the grid the same way the book does: a row
+belongs to the first grid instant at or after the running maximum of its ``ts_recv_ns``, and a
+sample ``g`` takes every quote and trade that belongs to an instant in ``(previous sample, g]``.
+
+* from the snapshot: ``mid = bid + (ask - bid) // 2``, ``spread = ask - bid``,
+  ``spread_bps = spread / mid * 1e4``, exact ``microprice = (bid*ask_size + ask*bid_size) //
+  (bid_size + ask_size)``, depths over the top ``levels`` levels and
+  ``imbalance = (bid_depth - ask_depth) / (bid_depth + ask_depth)``;
+* from the quotes in the sample: ``ofi`` summed per Cont, Kukanov and Stoikov over every BBO change
+  (``kernels.metrics.quote_events``), ``realized_vol = sqrt(sum of squared log mid returns)``
+  (``math.fsum``: exact, so the sum does not depend on how the quotes were batched; NaN without a
+  return);
+* from the trades: ``cvd`` = buyer- minus seller-initiated volume since the start of the input,
+  reset at each UTC midnight: a sample counts the trades whose instant lies in its own UTC day
+  ``(midnight, next midnight]`` (the midnight sample closes the day before).
+
+``flags`` is F_MAYBE_BAD_BOOK when the snapshot carried it or a quote in the sample did.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from kernels.metrics import UNDEF, depth_nanos, grid_end, microprice_nanos, quote_events
+from tapeflow.bars import interval_ns
+from tapeflow.book import instrument_groups
+from tapeflow.errors import TapeflowError
+from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
+
+DAY_NS = 86_400_000_000_000
+_BUY, _SELL = ord("B"), ord("A")
+
+
+def _check(table: pa.Table, record: object, what: str) -> None:
+    if table.schema.names != record.column_names:  # type: ignore[attr-defined]
+        raise TapeflowError(f"metrics needs a {what} table, got columns {table.schema.names}")
+
+
+def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    arr = column.combine_chunks()
+    offsets = arr.offsets.to_numpy().astype(np.int64)
+    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    return values, offsets - offsets[0]
+
+
+def _best(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    has = offsets[1:] > offsets[:-1]
+    first = np.minimum(offsets[:-1], max(len(values) - 1, 0))
+    picked = values[first] if len(values) else np.zeros(len(has), np.int64)
+    return np.where(has, picked, UNDEF), has
+
+
+def book_fields(snapshots: pa.Table, levels: int) -> dict[str, np.ndarray]:
+    """The metric columns that depend on the snapshot alone (one instrument or many).
+
+    Returns:
+        ``mid_price_nanos, spread_nanos, spread_bps, microprice_nanos, bid_depth_nanos,
+        ask_depth_nanos, imbalance`` arrays aligned with the snapshot rows.
+    """
+    bpx, boff = _list_parts(snapshots.column("bid_price_nanos"))
+    bsz, _ = _list_parts(snapshots.column("bid_size_nanos"))
+    apx, aoff = _list_parts(snapshots.column("ask_price_nanos"))
+    asz, _ = _list_parts(snapshots.column("ask_size_nanos"))
+    bid, has_bid = _best(bpx, boff)
+    ask, has_ask = _best(apx, aoff)
+    bid_sz = np.where(has_bid, _best(bsz, boff)[0], 0)
+    ask_sz = np.where(has_ask, _best(asz, aoff)[0], 0)
+    both = has_bid & has_ask
+    spread = np.where(both, ask - np.where(both, bid, 0), UNDEF)
+    mid = np.where(both, bid + (spread // 2), UNDEF)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        spread_bps = np.where(both, spread.astype(np.float64) / mid.astype(np.float64) * 1e4, np.nan)
+        bid_depth = depth_nanos(bsz, boff, levels)
+        ask_depth = depth_nanos(asz, aoff, levels)
+        total = (bid_depth + ask_depth).astype(np.float64)
+        imbalance = np.where(total > 0, (bid_depth - ask_depth).astype(np.float64) / total, np.nan)
+    return {
+        "mid_price_nanos": mid, "spread_nanos": spread, "spread_bps": spread_bps,
+        "microprice_nanos": microprice_nanos(bid, bid_sz, ask, ask_sz),
+        "bid_depth_nanos": bid_depth, "ask_depth_nanos": ask_depth, "imbalance": imbalance,
+    }
+
+
+def signed_volume(trades: pa.Table) -> np.ndarray:
+    """Buyer-initiated size minus seller-initiated size per trade (0 when the side is unknown)."""
+    side = trades.column("aggressor_side").to_numpy()
+    size = trades.column("size_nanos").to_numpy()
+    return np.where(side == _BUY, size, np.where(side == _SELL, -size, 0)).astype(np.int64)
+
+
+def _grid_of(snap: pa.Table, step_ns: int, venue: str, symbol: str) -> np.ndarray:
+    grid = snap.column("ts_event_ns").to_numpy()
+    off = grid % step_ns != 0
+    if off.any():
+        raise TapeflowError(
+            f"{venue}/{symbol}: snapshot at ts_event_ns={int(grid[off][0])} is not on the {step_ns} ns grid; "
+            "pass snapshots built with interval_ns (tapeflow book --interval)"
+        )
+    if len(grid) > 1 and (np.diff(grid) <= 0).any():
+        raise TapeflowError(f"{venue}/{symbol}: snapshot times are not strictly increasing")
+    return grid
+
+
+def metric_table(snap: pa.Table, interval: str, levels: int, ofi: np.ndarray, cvd: np.ndarray,
+                 rv: np.ndarray, bad_quotes: np.ndarray) -> pa.Table:
+    """Assemble ``metric`` rows for one instrument's snapshots and its per-sample flow sums."""
+    flags = snap.column("flags").to_numpy() & F_MAYBE_BAD_BOOK
+    flags = np.where(bad_quotes, F_MAYBE_BAD_BOOK, flags).astype(np.uint8)
+    cols: dict[str, object] = {
+        "ts_event_ns": snap.column("ts_event_ns"), "ts_recv_ns": snap.column("ts_recv_ns"),
+        "venue": snap.column("venue"), "symbol": snap.column("symbol"),
+        "sequence": snap.column("sequence"), **book_fields(snap, levels), "ofi_nanos": ofi,
+        "cvd_nanos": cvd, "realized_vol": rv, "flags": flags,
+    }
+    return METRIC.table(cols, constants={"interval": interval})
+
+
+def _flow_samples(grid: np.ndarray, quotes: pa.Table, trades: pa.Table,
+                  step_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    k = len(grid)
+    ofi_s = np.zeros(k + 1, np.int64)
+    bad_s = np.zeros(k + 1, bool)
+    rv_s = np.full(k + 1, np.nan)
+    if quotes.num_rows:
+        _, ofi, sq = quote_events(*(quotes.column(c).to_numpy() for c in (
+            "bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")), np.zeros(5, np.int64))
+        j = np.searchsorted(grid, grid_end(quotes.column("ts_recv_ns").to_numpy(), step_ns), side="left")
+        np.add.at(ofi_s, j, ofi)
+        bad_s[j[(quotes.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0]] = True
+        has = ~np.isnan(sq)
+        jj, vals = j[has], sq[has]
+        if len(jj):
+            cuts = np.flatnonzero(np.diff(jj)) + 1
+            for first, seg in zip(np.concatenate([[0], cuts]).tolist(), np.split(vals, cuts), strict=True):
+                rv_s[jj[first]] = math.sqrt(math.fsum(seg.tolist()))
+    cvd = np.zeros(k, np.int64)
+    if trades.num_rows:
+        inst = grid_end(trades.column("ts_recv_ns").to_numpy(), step_ns)
+        day = (inst - 1) // DAY_NS
+        cum = np.cumsum(signed_volume(trades))
+        first_of_day = np.concatenate([[0], np.flatnonzero(np.diff(day)) + 1])
+        before = np.concatenate([[0], cum])[first_of_day]
+        cum_day = cum - np.repeat(before, np.diff(np.append(first_of_day, len(day))))
+        last = np.searchsorted(inst, grid, side="right") - 1
+        ok = (last >= 0) & (day[np.maximum(last, 0)] == (grid - 1) // DAY_NS)
+        cvd = np.where(ok, cum_day[np.maximum(last, 0)], 0)
+    return ofi_s[:k], cvd, rv_s[:k], bad_s[:k]
+
+
+def metrics(snapshots: pa.Table, quotes: pa.Table, trades: pa.Table, *, interval: str = "1s",
+            levels: int = 10) -> pa.Table:
+    """Metrics on the snapshot grid of each instrument (definitions in the module docstring).
+
+    Args:
+        snapshots: ``book_snapshot`` rows on the ``interval`` grid (``tapeflow.book.book_snapshots``
+            with ``interval_ns``, or ``snapshots_for_format``), each instrument's rows in time order.
+        quotes: ``quote`` rows (BBO after each book event, ``quotes_from_deltas``) in arrival order.
+        trades: ``trade`` rows in arrival order.
+        interval: the grid spacing, ``<n><s|m|h|d>``.
+        levels: depth levels counted per side.
+
+    Returns:
+        A ``metric`` table, one row per snapshot row.
+
+    Raises:
+        TapeflowError: a table of the wrong record, or snapshots off the grid or out of order.
+    """
+    step_ns = interval_ns(interval)
+    _check(snapshots, BOOK_SNAPSHOT, "book_snapshot")
+    _check(quotes, QUOTE, "quote")
+    _check(trades, TRADE, "trade")
+    qrows = {(v, s): idx for v, s, idx in instrument_groups(quotes)}
+    trows = {(v, s): idx for v, s, idx in instrument_groups(trades)}
+    parts = []
+    for venue, symbol, idx in instrument_groups(snapshots):
+        snap = snapshots.take(pa.array(idx))
+        grid = _grid_of(snap, step_ns, venue, symbol)
+        q = quotes.take(pa.array(qrows.get((venue, symbol), np.zeros(0, np.int64))))
+        t = trades.take(pa.array(trows.get((venue, symbol), np.zeros(0, np.int64))))
+        ofi, cvd, rv, bad = _flow_samples(grid, q, t, step_ns)
+        parts.append(metric_table(snap, interval, levels, ofi, cvd, rv, bad))
+    return pa.concat_tables(parts) if parts else METRIC.empty_table()
