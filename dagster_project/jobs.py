@@ -11,14 +11,13 @@ from dagster import (
     schedule,
 )
 
-from assets.partitions import DAY_BY_INSTRUMENT, INSTRUMENTS_NAME, parse_instrument_key
+from assets.partitions import INSTRUMENTS_NAME, parse_instrument_key
 from dagster_project.runs import partition_runs
 
 # Every asset and check, ingest to warehouse, for some instrument-days.
 tapeflow_days = define_asset_job(
     "tapeflow_days",
     selection=AssetSelection.all(),
-    partitions_def=DAY_BY_INSTRUMENT,
     description="Rebuild instrument-days end to end: ingest -> book -> derived -> checks -> warehouse.",
 )
 

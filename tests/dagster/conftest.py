@@ -1,0 +1,122 @@
+"""Shared fixtures: a small simulated market in a landing folder, and in-process materialization."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+SIM_SEED = 3
+SIM_SPAN_NS = 120 * 1_000_000_000  # two simulated minutes per instrument
+SIM_DAY = "2024-01-01"  # the crypto preset starts at 2024-01-01T00:00:00Z
+
+
+@dataclass
+class Deployment:
+    """One temporary tapeflow deployment: landing folder, journal, lake and chdb warehouse."""
+
+    root: Path
+
+    @property
+    def landing(self) -> Path:
+        return self.root / "landing"
+
+    @property
+    def lake(self) -> Path:
+        return self.root / "lake"
+
+    @property
+    def dsn(self) -> str:
+        return f"chdb://{self.root / 'warehouse'}"
+
+    def resources(self) -> dict[str, object]:
+        from dagster_project.resources import resources
+
+        return resources(lake=self.lake, clickhouse=self.dsn, landing=self.landing,
+                         journal=self.root / "journal")
+
+
+def simulate_landing(root: Path, instruments: int = 2, *, days: int = 1) -> Deployment:
+    """Simulated ``sim`` files for ``days`` consecutive days, dropped in a landing folder."""
+    from tapeflow.simulator import simulate
+
+    start = 1_704_067_200 * 1_000_000_000
+    for d in range(days):
+        simulate(SIM_SEED + d, instruments, SIM_SPAN_NS, root / "landing", preset="crypto",
+                 start_ns=start + d * 86_400 * 1_000_000_000, progress=False)
+    return Deployment(root)
+
+
+@pytest.fixture(scope="module")
+def sim_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A pristine simulated landing folder (2 instruments, 2 minutes); copy it before changing it."""
+    root = tmp_path_factory.mktemp("sim")
+    simulate_landing(root)
+    return root / "landing"
+
+
+def copy_landing(landing: Path, root: Path) -> Deployment:
+    """A fresh deployment whose landing folder is a copy of ``landing``."""
+    shutil.copytree(landing, root / "landing")
+    return Deployment(root)
+
+
+def sim_lines(path: Path) -> list[list[str]]:
+    """The data lines of a ``sim`` file, split on commas (header dropped)."""
+    with gzip.open(path, "rt") as f:
+        return [line.rstrip("\n").split(",") for line in f][1:]
+
+
+def write_sim(path: Path, rows: Sequence[Sequence[str]]) -> None:
+    """Rewrite a ``sim`` file with ``rows`` under its header."""
+    from tapeflow.venues.sim.messages import HEADER
+
+    with gzip.open(path, "wt") as f:
+        f.write(HEADER + "\n")
+        f.writelines(",".join(r) + "\n" for r in rows)
+
+
+def register(instance: dg.DagsterInstance, dep: Deployment) -> list[tuple[str, str, str]]:
+    """Index the deployment's sources and register their instruments; returns the instrument-days."""
+    from assets.partitions import INSTRUMENTS_NAME, instrument_key
+    from assets.sources import SourceIndex, discover
+
+    index = SourceIndex(dep.lake)
+    index.refresh(discover(dep.landing, None))
+    days = sorted(index.instrument_days())
+    keys = sorted({instrument_key(v, s) for v, s, _ in days})
+    instance.add_dynamic_partitions(INSTRUMENTS_NAME, keys)
+    return days
+
+
+def materialize(dep: Deployment, instance: dg.DagsterInstance, *, partition_key: str | None = None,
+                tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
+    """Every asset and check of the Definitions for one partition (or a range given as tags)."""
+    from dagster_project.definitions import defs
+
+    return dg.materialize(list(defs.assets), partition_key=partition_key, tags=tags,
+                          resources=dep.resources(), instance=instance, raise_on_error=False)
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, list[dict]]:
+    """Metadata of each materialization, by asset name (raw values)."""
+    out: dict[str, list[dict]] = {}
+    for event in result.get_asset_materialization_events():
+        m = event.materialization
+        out.setdefault(m.asset_key.to_user_string(), []).append({k: v.value for k, v in m.metadata.items()})
+    return out
+
+
+def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
+    """Every asset check evaluation of a run, by (asset, check name)."""
+    out = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            ev = event.event_specific_data
+            out[(ev.asset_key.to_user_string(), ev.check_name)] = ev
+    return out
