@@ -1,4 +1,4 @@
-"""A simulated instrument-day materialized end to end in-process: ingest -> book -> bars -> checks -> ClickHouse.
+"""A simulated instrument-day materialized in-process: ingest -> book -> bars -> checks -> ClickHouse.
 
 Expected counts come from the raw ``sim`` file (its lines by message type), never from the code
 under test; parity is checked against the live flow's own stages fed in micro-batches.
@@ -19,8 +19,8 @@ from tests.dagster.conftest import (
     Deployment,
     check_results,
     copy_landing,
-    materialize,
     materializations,
+    materialize,
     register,
     sim_lines,
 )
