@@ -11,6 +11,10 @@ HTTP 429/418 ``Retry-After``, and the per-instrument sync state machine (:mod:`t
 A venue client subclasses it and fills in the hooks: :meth:`ws_url`, :meth:`subscribe_messages`,
 :meth:`make_decoder`, optionally :meth:`ping_message`, :meth:`on_open` and :meth:`after_frame`
 (where it reads its decoder's chain state, reports gaps and asks for snapshots).
+
+Records equal a batch decode of the journal except one bit: book rows a frame wrote while its
+instrument was not synced (before the first snapshot, between a gap and the fresh snapshot)
+carry ``F_MAYBE_BAD_BOOK`` live, because only the live client knows its sync state.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import numpy as np
+import pyarrow as pa
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
@@ -30,6 +36,7 @@ from tapeflow.journal import Journal
 from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
+from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
 
@@ -45,6 +52,7 @@ class ConnectorSettings:
         backoff_initial_s, backoff_max_s, backoff_factor, backoff_jitter: reconnect schedule.
         seed: seeds the backoff jitter (tests).
         max_batch_frames: most frames per micro-batch.
+        batch_linger_s: how long a batch waits for more frames after its first (latency bound).
         max_queued_frames: frames read but not yet batched before reading pauses (backpressure).
         snapshot_rate_per_s, snapshot_burst: REST snapshot rate limit.
         rest_timeout_s: one REST request's limit.
@@ -61,6 +69,7 @@ class ConnectorSettings:
     backoff_jitter: float = 0.2
     seed: int | None = None
     max_batch_frames: int = 2000
+    batch_linger_s: float = 0.002
     max_queued_frames: int = 100_000
     snapshot_rate_per_s: float = 1.0
     snapshot_burst: int = 2
@@ -110,7 +119,10 @@ class Connector:
         self._queue: asyncio.Queue[RawFrame | _End] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
+        self._arriving: dict[int, str] = {}
         self._closing = False
+        self._closed = asyncio.Event()
+        self._maybe_bad: list[tuple[int, int, set[str]]] = []
         self._ws: websockets.ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -161,7 +173,8 @@ class Connector:
                     self.backoff.reset()  # the connection worked: a fresh failure starts small again
                 delay = self.backoff.next()
                 self.delays_s.append(delay)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):  # close() cuts the wait short
+                    await asyncio.wait_for(self._closed.wait(), delay)
             self.decoder_finish()
             self.sync.lost(DISCONNECTED, "closed by the consumer" if self._closing else
                            f"gave up after {self.connects} connection attempts")
@@ -174,6 +187,7 @@ class Connector:
     def close(self) -> None:
         """Stop: the session ends and :meth:`batches` returns after its last batch."""
         self._closing = True
+        self._closed.set()
         if self._queue is not None:
             with contextlib.suppress(asyncio.QueueFull):
                 self._queue.put_nowait(_End(DISCONNECTED, "closed by the consumer"))
@@ -234,15 +248,21 @@ class Connector:
             while True:
                 frames: list[RawFrame] = []
                 end: _End | None = None
-                item = await self._queue.get()
-                while True:
+                item: RawFrame | _End | None = await self._queue.get()
+                lingered = s.batch_linger_s <= 0
+                while item is not None:
                     if isinstance(item, _End):
                         end = item
                         break
                     frames.append(item)
-                    if len(frames) >= s.max_batch_frames or self._queue.empty():
+                    if len(frames) >= s.max_batch_frames:
                         break
-                    item = self._queue.get_nowait()
+                    if self._queue.empty() and not lingered:
+                        # A frame rarely comes alone: waiting a moment turns a burst into one batch,
+                        # and per-batch costs (tables, journal flush) dwarf per-frame ones.
+                        lingered = True
+                        await asyncio.sleep(s.batch_linger_s)
+                    item = None if self._queue.empty() else self._queue.get_nowait()
                 if frames:
                     yield self._process(frames)
                 if end is not None:
@@ -303,10 +323,15 @@ class Connector:
                 if prefix and data.startswith(b"{") and status == 200:
                     data = b"{" + prefix + data[1:]
                 # Error bodies are frames too: the decoder turns them into venue_error dead letters.
-                await self._queue.put(RawFrame(self.venue, time.time_ns(), data, REST))
+                frame = RawFrame(self.venue, time.time_ns(), data, REST)
+                # Still in flight until decoded: a request made before then would be a duplicate.
+                self._arriving[id(frame)] = key
+                await self._queue.put(frame)
                 return
-        finally:
+        except BaseException:
             self._inflight.discard(key)
+            raise
+        self._inflight.discard(key)
 
     def _process(self, frames: list[RawFrame]) -> LiveBatch:
         # The journal first: what was received is kept even if decoding a frame goes wrong.
@@ -316,12 +341,40 @@ class Connector:
             start = getattr(self, "_live_lines", 0)
             locations = [f"live:{start + i + 1}" for i in range(len(frames))]
             self._live_lines = start + len(frames)
+        deltas = getattr(self.decoder, "deltas", None)
         for frame, loc in zip(frames, locations, strict=True):
+            before = len(deltas) if deltas is not None else 0
             self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
+            if frame.channel == REST:
+                self._inflight.discard(self._arriving.pop(id(frame), ""))
             self.after_frame(frame)
+            after = len(deltas) if deltas is not None else 0
+            if after > before:
+                broken = {s for s in self.symbols if not self.sync.synced(s)}
+                if broken:
+                    self._maybe_bad.append((before, after, broken))
         return self._batch(frames, locations)
 
     def _batch(self, frames: list[RawFrame], locations: list[str]) -> LiveBatch:
-        chunk = self.decoder.flush(0, self.venue)
-        records = {k: t for k, t in chunk.tables.items() if t.num_rows}
+        records: dict[str, pa.Table] = {}
+        if self.decoder.rows:
+            chunk = self.decoder.flush(0, self.venue)
+            records = {k: t for k, t in chunk.tables.items() if t.num_rows}
+        if self._maybe_bad and "book_delta" in records:
+            records["book_delta"] = _flag_rows(records["book_delta"], self._maybe_bad)
+        self._maybe_bad = []
         return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)
+
+
+def _flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]]) -> pa.Table:
+    # Rows a frame wrote while its instrument's book was not synced: F_MAYBE_BAD_BOOK, so no
+    # consumer takes them for a valid book (the kernels already hold the book in RESYNC).
+    symbols = deltas.column("symbol").to_numpy(zero_copy_only=False)
+    mark = np.zeros(deltas.num_rows, dtype=bool)
+    for start, end, broken in spans:
+        mark[start:end] = np.isin(symbols[start:end], list(broken))
+    if not mark.any():
+        return deltas
+    flags = deltas.column("flags").to_numpy() | np.where(mark, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+    i = deltas.schema.get_field_index("flags")
+    return deltas.set_column(i, deltas.schema.field(i), pa.array(flags, type=pa.uint8()))

@@ -12,6 +12,7 @@ from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import STATUS
 
 WS, REST = "ws", "rest"
+_EMPTY_STATUS = STATUS.empty_table()
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,4 +82,6 @@ class StatusLog:
     def drain(self) -> pa.Table:
         """The rows so far as a STATUS table; the log is empty afterwards."""
         rows, self._rows = self._rows, []
+        if not rows:
+            return _EMPTY_STATUS
         return STATUS.table({n: [r[n] for r in rows] for n in STATUS.column_names})

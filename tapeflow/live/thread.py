@@ -11,7 +11,8 @@ import asyncio
 import contextlib
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Protocol
 
 from tapeflow.live.frames import LiveBatch
@@ -66,18 +67,22 @@ class LiveThread(Iterator[LiveBatch]):
         return self._unwrap(item)
 
     def close(self, timeout_s: float = 10.0) -> None:
-        """Stop the client, end its thread (waiting up to ``timeout_s``) and drop unread batches."""
+        """Stop the client, end its thread (waiting up to ``timeout_s``) and drop unread batches.
+
+        The client is asked to close first, so it ends its session cleanly (socket closed,
+        decoder flushed); only a client that does not stop within half the time is cancelled.
+        """
         self._stop.set()
-        if self._loop.is_running():
-            with contextlib.suppress(RuntimeError):  # the loop may stop between check and call
-                self._loop.call_soon_threadsafe(self._cancel)
-        while self._thread.is_alive():
+        self._call(self.client.close)
+        deadline = time.monotonic() + timeout_s
+        cancelled = False
+        while self._thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
-                self._out.get(timeout=0.05)  # unblock a producer waiting on a full queue
-            self._thread.join(timeout=0.05)
-            timeout_s -= 0.1
-            if timeout_s <= 0:
-                break
+                self._out.get(timeout=0.02)  # unblock a producer waiting on a full queue
+            self._thread.join(timeout=0.02)
+            if not cancelled and time.monotonic() > deadline - timeout_s / 2:
+                cancelled = True
+                self._call(self._cancel)
         self._finished = True
 
     @property
@@ -101,8 +106,12 @@ class LiveThread(Iterator[LiveBatch]):
         assert isinstance(item, LiveBatch)
         return item
 
+    def _call(self, fn: Callable[[], None]) -> None:
+        if not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop may close between check and call
+                self._loop.call_soon_threadsafe(fn)
+
     def _cancel(self) -> None:
-        self.client.close()
         if self._task is not None:
             self._task.cancel()
 
@@ -117,6 +126,13 @@ class LiveThread(Iterator[LiveBatch]):
             self._put(exc)
         finally:
             self._put(_DONE)
+            # Let whatever the client left behind (keepalive pings, REST fetches) end before the loop does.
+            left = [t for t in asyncio.all_tasks(self._loop) if not t.done()]
+            for t in left:
+                t.cancel()
+            if left:
+                self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
 
     async def _pump(self) -> None:

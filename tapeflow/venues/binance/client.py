@@ -1,0 +1,139 @@
+"""Live Binance spot and USD-M futures client: depth diffs synced to REST snapshots, trades, bookTicker.
+
+Streams (combined, in the URL): ``<sym>@depth@100ms``, ``<sym>@trade`` (spot) or ``<sym>@aggTrade``
+(futures), ``<sym>@bookTicker``. Sync follows Binance's documented procedure, and the decoder that
+does it is the batch one (:class:`~tapeflow.venues.binance.parse.BinanceDecoder` and its
+:class:`~tapeflow.venues.l2sync.SeqChain`): buffer the diffs, GET a snapshot, drop the diffs it
+contains, apply the first one that bridges its ``lastUpdateId``, then require ``pu == previous u``
+(futures) or ``U == previous u + 1`` (spot). A break flags its first row ``F_GAP`` (the book is
+in RESYNC from there), the following diffs wait in the chain, and this client asks for a fresh,
+rate-limited snapshot; nothing after the gap is applied as valid until a snapshot is bridged.
+
+The REST body is journaled with ``"symbol":"<SYM>",`` spliced after its ``{`` (Binance's body does
+not name it), so a batch decode of the journal attributes it exactly as the live decode did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from tapeflow.errors import ConfigError
+from tapeflow.journal import Journal
+from tapeflow.live.connector import Connector, ConnectorSettings
+from tapeflow.live.frames import RawFrame
+from tapeflow.live.sync import CONNECTED, SYNCED, SYNCING
+from tapeflow.venues.binance import messages as wire
+from tapeflow.venues.binance.parse import BinanceDecoder
+from tapeflow.venues.l2sync import SeqChain
+
+# market -> (venue code, websocket base, REST base, REST depth path, trade stream)
+MARKETS = {
+    "spot": (wire.SPOT, "wss://stream.binance.com:9443", "https://api.binance.com", "/api/v3/depth",
+             "trade"),
+    "usdm": (wire.USDM, "wss://fstream.binance.com", "https://fapi.binance.com", "/fapi/v1/depth",
+             "aggTrade"),
+}
+
+
+
+class BinanceClient(Connector):
+    """Binance live client for one market (spot or USD-M) and a few symbols.
+
+    Args:
+        symbols: Binance symbols (any case), e.g. ``["BTCUSDT"]``.
+        market: ``usdm`` (venue ``binance-usdm``) or ``spot`` (venue ``binance``).
+        endpoint: websocket base URL (``srv.ws_url`` of a replay server); default Binance's.
+        rest_endpoint: REST base URL (``srv.rest_url``); default Binance's.
+        journal: journal (or its folder) every frame is written to before it is decoded.
+        settings: session-loop settings.
+        depth_speed: depth stream update speed suffix (``100ms``; futures also ``0ms``/``250ms``/``500ms``).
+        trade_stream: ``trade`` or ``aggTrade`` (default: the market's usual one).
+        book_ticker: also subscribe ``@bookTicker``.
+        snapshot_limit: REST snapshot depth (levels per side).
+
+    Raises:
+        ConfigError: an unknown market, no symbols, or an unknown trade stream.
+    """
+
+    decoder: BinanceDecoder
+
+    def __init__(self, symbols: Sequence[str], *, market: str = "usdm", endpoint: str | None = None,
+                 rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
+                 settings: ConnectorSettings | None = None, depth_speed: str = "100ms",
+                 trade_stream: str | None = None, book_ticker: bool = True,
+                 snapshot_limit: int = 1000) -> None:
+        if market not in MARKETS:
+            raise ConfigError(f"Binance market {market!r} is not one of {sorted(MARKETS)}")
+        if not symbols:
+            raise ConfigError("BinanceClient needs at least one symbol")
+        venue, ws_base, rest_base, self.depth_path, default_trades = MARKETS[market]
+        self.market = market
+        self.trade_stream = trade_stream or default_trades
+        if self.trade_stream not in ("trade", "aggTrade"):
+            raise ConfigError(f"Binance trade stream {self.trade_stream!r} is not 'trade' or 'aggTrade'")
+        self.depth_speed = depth_speed
+        self.book_ticker = book_ticker
+        self.snapshot_limit = snapshot_limit
+        super().__init__([s.upper() for s in symbols], venue=venue, endpoint=endpoint or ws_base,
+                         rest_endpoint=rest_endpoint or rest_base, journal=journal, settings=settings)
+        # chain.prev_last when the current connection opened, for books synced before it
+        self._mark: dict[str, int | None] = {}
+        self.snapshots_requested = 0
+
+    def streams(self) -> list[str]:
+        """The combined-stream names subscribed."""
+        out = []
+        for s in self.symbols:
+            low = s.lower()
+            out += [f"{low}@depth@{self.depth_speed}", f"{low}@{self.trade_stream}"]
+            if self.book_ticker:
+                out.append(f"{low}@bookTicker")
+        return out
+
+    def ws_url(self) -> str:
+        return f"{str(self.endpoint).rstrip('/')}/stream?streams={'/'.join(self.streams())}"
+
+    def snapshot_url(self, symbol: str) -> str:
+        """The REST depth snapshot URL of ``symbol``."""
+        base = str(self.rest_endpoint).rstrip("/")
+        return f"{base}{self.depth_path}?symbol={symbol}&limit={self.snapshot_limit}"
+
+    def make_decoder(self) -> BinanceDecoder:
+        decoder = BinanceDecoder(symbols=self.symbols)
+        decoder.venues = [self.venue]  # the market is known here; files sniff it from their name
+        return decoder
+
+    async def on_open(self) -> None:
+        for s in self.symbols:
+            chain = self._chain(s)
+            self._mark[s] = chain.prev_last if chain is not None and chain.synced else None
+
+    def after_frame(self, frame: RawFrame) -> None:
+        for s in self.symbols:
+            chain = self._chain(s)
+            if chain is None:
+                continue  # no diff of this symbol yet
+            state = self.sync.state[s]
+            if chain.synced:
+                mark = self._mark.get(s)
+                if state != SYNCED and (mark is None or chain.prev_last != mark):
+                    self._mark[s] = None
+                    detail = f"snapshot {chain.snapshot_id} bridged, book at u={chain.prev_last}"
+                    self.sync.sync_done(s, detail, sequence=chain.prev_last)
+                continue
+            if state == SYNCED or (state in (CONNECTED, SYNCING) and self._mark.get(s) is not None):
+                # A synced book broke (a gap right after a reconnect counts: messages were missed).
+                self._mark[s] = None
+                gaps = self.decoder.stats.gaps
+                self.sync.gap(s, gaps[-1] if gaps else "depth chain broken", sequence=chain.prev_last)
+            if chain.pending:  # diffs buffered and no snapshot yet (after a snapshot they are not kept)
+                self._request_snapshot(s)
+
+    def _request_snapshot(self, symbol: str) -> None:
+        prefix = b'"symbol":"' + symbol.encode() + b'",'
+        if self.request_rest(symbol, self.snapshot_url(symbol), prefix=prefix):
+            self.snapshots_requested += 1
+
+    def _chain(self, symbol: str) -> SeqChain | None:
+        return self.decoder.chains.get((self.venue, symbol))
