@@ -14,7 +14,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kernels.bars import Bars
 from kernels.bars import time_bars as _time_bars_kernel
+from kernels.bars_threshold import NOTIONAL, TICK, VOLUME, threshold_bar_ids
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, TRADE
 
@@ -75,26 +77,43 @@ def time_bars(trades: pa.Table, interval: str) -> pa.Table:
         ValueError: the table is not a ``trade`` table, or holds a negative size.
     """
     step_ns = interval_ns(interval)
-    if trades.schema.names != TRADE.column_names:
-        raise ValueError(f"time_bars needs a trade table, got columns {trades.schema.names}")
+    _check_trades(trades, "time_bars")
     if trades.num_rows == 0:
         return BAR.empty_table()
-    venue_code, venues = _codes(trades.column("venue"))
-    symbol_code, symbols = _codes(trades.column("symbol"))
-    group = venue_code * len(symbols) + symbol_code
-    col = {
-        n: trades.column(n).to_numpy()
-        for n in ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side", "flags")
-    }
+    group, venues, symbols = _groups(trades)
+    col = _trade_columns(trades)
     bars = _time_bars_kernel(
         group, col["ts_event_ns"], col["price_nanos"], col["size_nanos"], col["aggressor_side"], step_ns
     )
+    return _table(bars, bars.open_ns, col, venues, symbols, interval)
+
+
+def _check_trades(trades: pa.Table, who: str) -> None:
+    if trades.schema.names != TRADE.column_names:
+        raise ValueError(f"{who} needs a trade table, got columns {trades.schema.names}")
+
+
+def _groups(trades: pa.Table) -> tuple[np.ndarray, pa.Array, pa.Array]:
+    venue_code, venues = _codes(trades.column("venue"))
+    symbol_code, symbols = _codes(trades.column("symbol"))
+    return venue_code * len(symbols) + symbol_code, venues, symbols
+
+
+def _trade_columns(trades: pa.Table) -> dict[str, np.ndarray]:
+    return {
+        n: trades.column(n).to_numpy()
+        for n in ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side", "flags")
+    }
+
+
+def _table(bars: Bars, open_ns: np.ndarray, col: dict[str, np.ndarray], venues: pa.Array, symbols: pa.Array,
+           interval: str) -> pa.Table:
     ts_recv = np.maximum.reduceat(col["ts_recv_ns"][bars.order], bars.starts)
     touched = np.bitwise_or.reduceat(col["flags"][bars.order], bars.starts) & (F_GAP | F_MAYBE_BAD_BOOK)
     flags = np.where(touched != 0, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
     k = bars.group.shape[0]
     columns = {
-        "ts_event_ns": bars.open_ns,
+        "ts_event_ns": open_ns,
         "ts_recv_ns": ts_recv,
         "venue": venues.take(pa.array(bars.group // len(symbols))).cast(pa.string()),
         "symbol": symbols.take(pa.array(bars.group % len(symbols))).cast(pa.string()),
@@ -113,3 +132,76 @@ def time_bars(trades: pa.Table, interval: str) -> pa.Table:
     }
     table = BAR.table(columns)
     return table.sort_by([("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending")])
+
+
+def _threshold_bars(trades: pa.Table, mode: int, threshold: int, interval: str, who: str) -> pa.Table:
+    integral = isinstance(threshold, int | np.integer) and not isinstance(threshold, bool)
+    if not integral or not 0 < threshold < 2**63:
+        raise ConfigError(f"{who}: the threshold must be an integer in 1..2**63-1, was {threshold!r}")
+    _check_trades(trades, who)
+    if trades.num_rows == 0:
+        return BAR.empty_table()
+    group, venues, symbols = _groups(trades)
+    col = _trade_columns(trades)
+    number = threshold_bar_ids(group, col["price_nanos"], col["size_nanos"], mode, int(threshold))
+    # The bar number plays the bucket (interval 1), so the time-bar kernel aggregates each bar in input
+    # order; the bar's time is its first trade's.
+    bars = _time_bars_kernel(group, number, col["price_nanos"], col["size_nanos"], col["aggressor_side"], 1)
+    return _table(bars, col["ts_event_ns"][bars.order[bars.starts]], col, venues, symbols, interval)
+
+
+def tick_bars(trades: pa.Table, n: int) -> pa.Table:
+    """Bars of ``n`` trades each, per venue and symbol, in input order (interval ``tick:<n>``).
+
+    ``ts_event_ns`` is the first trade's venue time. The last bar of an instrument holds the trades
+    after its last full bar and may be short (nothing is dropped).
+
+    Raises:
+        ConfigError: ``n`` is not a positive integer.
+        ValueError: not a ``trade`` table, or a negative size.
+    """
+    return _threshold_bars(trades, TICK, n, f"tick:{n}", "tick_bars")
+
+
+def volume_bars(trades: pa.Table, volume_nanos: int) -> pa.Table:
+    """Bars closing at the trade that brings their volume to ``volume_nanos`` or more (``volume:<nanos>``).
+
+    The trade that crosses the threshold is not split: it stays whole in the bar it closes, so a bar
+    holds at least ``volume_nanos`` (and less than ``volume_nanos`` + its last trade's size), and
+    the next bar starts from zero. The last bar of an instrument may be short.
+
+    Raises:
+        ConfigError: ``volume_nanos`` is not a positive integer.
+        ValueError: not a ``trade`` table, or a negative size.
+    """
+    return _threshold_bars(trades, VOLUME, volume_nanos, f"volume:{volume_nanos}", "volume_bars")
+
+
+def dollar_bars(trades: pa.Table, notional_nanos: int) -> pa.Table:
+    """Bars closing once their traded notional ``sum(|price| * size)`` reaches ``notional_nanos``.
+
+    Notional is in the price currency, 1e-9 units (``dollar:<nanos>``); it is compared exactly in
+    128 bits (``price_nanos * size_nanos`` is in 1e-18 units). Crossing trades are not split, as
+    in :func:`volume_bars`; the last bar of an instrument may be short.
+
+    Raises:
+        ConfigError: ``notional_nanos`` is not a positive integer.
+        ValueError: not a ``trade`` table, or a negative size.
+    """
+    return _threshold_bars(trades, NOTIONAL, notional_nanos, f"dollar:{notional_nanos}", "dollar_bars")
+
+
+def bars_for(trades: pa.Table, interval: str) -> pa.Table:
+    """Bars of any kind by interval text: ``1m`` (time), ``tick:100``, ``volume:<nanos>``, ``dollar:<nanos>``.
+
+    Raises:
+        ConfigError: the text is none of these.
+    """
+    kind, _, amount = interval.partition(":")
+    builders = {"tick": tick_bars, "volume": volume_bars, "dollar": dollar_bars}
+    if not amount:
+        return time_bars(trades, interval)
+    if kind not in builders or not amount.isdigit():
+        raise ConfigError(f"bar interval {interval!r} is not <n><s|m|h|d>, tick:<n>, volume:<nanos> or "
+                          "dollar:<nanos>")
+    return builders[kind](trades, int(amount))
