@@ -135,6 +135,8 @@ class CoinbaseSync:
 
     def take(self) -> dict[str, pa.Table]:
         """The records decoded since the last call (``book_delta``, ``trade``, ``quote``, ``rejected``)."""
+        if not self.decoder.rows:
+            return {}
         tables = self.decoder.flush(0, "live").tables
         for name, marks in (("book_delta", self._book_marks), ("trade", self._trade_marks)):
             marked = marks.apply(tables.get(name))

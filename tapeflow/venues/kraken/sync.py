@@ -89,6 +89,8 @@ class KrakenSync:
 
     def take(self) -> dict[str, pa.Table]:
         """The records decoded since the last call (``book_delta``, ``trade``, ``rejected``)."""
+        if not self.decoder.rows:
+            return {}
         tables = self.decoder.flush(0, "live").tables
         marked = self._marks.apply(tables.get("book_delta"))
         if marked is not None:

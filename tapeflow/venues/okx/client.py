@@ -1,0 +1,75 @@
+"""OKX v5 public websocket live client: ``books`` (seqId chain + checksum) and ``trades``.
+
+OKX closes a connection that stays silent for 30 s, so the client sends the text ``ping`` every
+20 s (answered by ``pong``). A ``prevSeqId`` break or a checksum mismatch resyncs the instrument
+by unsubscribing and subscribing its ``books`` channel again, which brings a fresh snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from tapeflow.journal import Journal
+from tapeflow.live.connector import ConnectorSettings
+from tapeflow.venues.okx.sync import OkxSync
+from tapeflow.venues.resubscribe import ResubscribingClient, symbols_list
+
+WS_HOST = "wss://ws.okx.com:8443"
+WS_PATH = "/ws/v5/public"
+
+
+class OkxClient(ResubscribingClient):
+    """Live OKX v5 client.
+
+    Args:
+        symbols: instrument ids (``BTC-USDT``, ``ETH-USDT-SWAP``), or a comma-separated string.
+        endpoint: websocket base URL (default ``wss://ws.okx.com:8443``; a replay server's
+            ``ws_url``); ``/ws/v5/public`` is appended unless the URL has a path already.
+        rest_endpoint: unused (OKX resyncs over the websocket); accepted for a uniform signature.
+        journal: a journal, a folder for one, or None.
+        settings: session-loop settings.
+        book_channel: ``books`` (400 levels, 100 ms) or a tick-by-tick ``books-l2-tbt`` /
+            ``books50-l2-tbt`` (those need a login on OKX).
+        trades: also subscribe the ``trades`` channel.
+    """
+
+    default_ping_interval_s = 20.0
+
+    def __init__(self, symbols: Sequence[str] | str, *, endpoint: str | None = None,
+                 rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
+                 settings: ConnectorSettings | None = None, book_channel: str = "books",
+                 trades: bool = True) -> None:
+        self.book_channel = book_channel
+        self.trades = trades
+        super().__init__(symbols_list(symbols), venue="okx", endpoint=endpoint,
+                         rest_endpoint=rest_endpoint, journal=journal, settings=settings)
+
+    def ws_url(self) -> str:
+        """The public websocket URL."""
+        base = (self.endpoint or WS_HOST).rstrip("/")
+        return base if base.split("://", 1)[-1].count("/") else base + WS_PATH
+
+    def make_sync(self) -> OkxSync:
+        """OKX's live sync (the batch decoder plus seqId/checksum events)."""
+        return OkxSync()
+
+    def _message(self, op: str, symbols: list[str], channels: Sequence[str]) -> str:
+        args = [{"channel": c, "instId": s} for c in channels for s in symbols]
+        return orjson.dumps({"op": op, "args": args}).decode()
+
+    def subscribe_messages(self) -> list[str]:
+        """Book (and trades) subscriptions for every instrument."""
+        channels = (self.book_channel, "trades") if self.trades else (self.book_channel,)
+        return [self._message("subscribe", self.symbols, channels)]
+
+    def resubscribe_messages(self, symbol: str) -> list[str]:
+        """Unsubscribe and subscribe the instrument's book: OKX answers with a fresh snapshot."""
+        return [self._message("unsubscribe", [symbol], (self.book_channel,)),
+                self._message("subscribe", [symbol], (self.book_channel,))]
+
+    def ping_message(self) -> str:
+        """OKX's text ping."""
+        return "ping"
