@@ -15,12 +15,17 @@ from dagster import (
 )
 
 from assets import checks, common
+from assets.book import BBO
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from tapeflow.bars import STANDARD_INTERVALS, time_bars
+from tapeflow.derived import metrics
 from tapeflow.schemas import concat
-from tapeflow.schemas.records import BAR, TRADE
+from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, TRADE
+
+FEATURE_INTERVAL = "1s"
+FEATURE_LEVELS = 10
 
 
 @asset(
@@ -45,6 +50,31 @@ def bars(context: AssetExecutionContext,
     meta["bars_by_interval"] = MetadataValue.json(_per_interval(tables.values()))
     yield MaterializeResult(metadata=meta)
     yield from checks.evaluate("bars", tables, lake)
+
+
+@asset(
+    group_name="derived",
+    deps=["book_snapshots", "bbo", "trades"],
+    partitions_def=DAY_BY_INSTRUMENT,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RETRY,
+    kinds={"parquet"},
+    metadata={"lake_dataset": METRIC.name, "interval": FEATURE_INTERVAL, "levels": FEATURE_LEVELS},
+    check_specs=checks.specs("features"),
+)
+def features(context: AssetExecutionContext,
+             tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """Spread, depth, imbalance, microprice, OFI, CVD and realized volatility on the 1 s book grid."""
+    wanted = targets(context.partition_keys)
+    lake = tapeflow.lake
+    snaps = common.read(BOOK_SNAPSHOT, lake, wanted)
+    quotes = common.read(BBO, lake, wanted)
+    trades = common.read(TRADE, lake, wanted)
+    tables = {t: metrics(snaps[t], quotes[t], trades[t], interval=FEATURE_INTERVAL, levels=FEATURE_LEVELS)
+              for t in wanted}
+    writes = common.write(METRIC, tables, lake, wanted)
+    yield MaterializeResult(metadata=common.describe(tables, writes, record=METRIC))
+    yield from checks.evaluate("features", tables, lake)
 
 
 def _per_interval(tables: object) -> dict[str, int]:

@@ -20,7 +20,16 @@ from assets.book import BBO
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from tapeflow.schemas import concat
-from tapeflow.schemas.records import BAR, BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE, REJECTED, TRADE
+from tapeflow.schemas.records import (
+    BAR,
+    BOOK_DELTA,
+    BOOK_SNAPSHOT,
+    METRIC,
+    ORDER_EVENT,
+    QUOTE,
+    REJECTED,
+    TRADE,
+)
 from tapeflow.storage.warehouse import Warehouse, redact_dsn
 
 # ClickHouse table (= lake dataset) of each upstream asset
@@ -33,6 +42,7 @@ TABLES = {
     "book_snapshots": BOOK_SNAPSHOT,
     "bbo": BBO,
     "bars": BAR,
+    "features": METRIC,
 }
 
 
