@@ -148,6 +148,11 @@ def _result(check: Check, outcomes: list[Outcome], data: SuiteData, frame: pd.Da
             if int(i) not in index:
                 index.append(int(i))
     examples = [_example(data, check, i) for i in sorted(index)[:_MAX_EXAMPLES]]
+    if not examples:
+        # table-level expectations (schema) have no offending rows: show what was observed instead
+        failing = [o for o in outcomes if not o.success][:_MAX_EXAMPLES]
+        examples = [_jsonable({"location": f"column {o.kwargs['column']}" if "column" in o.kwargs
+                               else "table", **_summary(o)}) for o in failing]
     details = {**check.details, "expectations": [_summary(o) for o in outcomes]}
     return CheckResult(check.name, passed, unexpected, elements, examples, _jsonable(details),
                        check.description)

@@ -1,0 +1,83 @@
+"""A clean simulated day passes every check of every suite, with the baselines really evaluated."""
+
+from __future__ import annotations
+
+import sys
+
+import pyarrow.compute as pc
+import pytest
+
+from quality import QualityConfig, check_names, run_suite
+from tests.quality.conftest import DAY, steady_baseline
+
+DATASETS = ("trades", "order_events", "book_deltas", "quotes", "book_snapshots", "bars", "metrics")
+
+
+def _baseline(sim_day, dataset):
+    table = sim_day.table(dataset)
+    if dataset == "trades":
+        return steady_baseline(table.num_rows, pc.sum(table.column("size_nanos")).as_py())
+    if dataset == "bars":
+        one_s = table.filter(pc.equal(table.column("interval"), "1s"))
+        return steady_baseline(one_s.num_rows, pc.sum(one_s.column("volume_nanos")).as_py())
+    return steady_baseline(table.num_rows)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_clean_day_passes_every_check(sim_day, dataset):
+    table = sim_day.table(dataset)
+    book = sim_day.quotes if dataset == "trades" else None
+    result = run_suite(dataset, table, partition_day=DAY, baseline=_baseline(sim_day, dataset), book=book)
+    assert result.row_count == table.num_rows > 0
+    assert [c.name for c in result.checks] == list(check_names(dataset))
+    failed = {c.name: (c.unexpected_count, c.examples[:1]) for c in result.failed}
+    assert failed == {}
+    # nothing may pass by being skipped: every check really judged the data
+    assert [c.name for c in result.checks if "skipped" in c.details] == []
+    for c in result.checks:
+        assert c.unexpected_count == 0 and c.examples == []
+        assert c.element_count > 0, c.name
+
+
+def test_clean_trades_are_all_judged_against_the_book(sim_day):
+    result = run_suite("trades", sim_day.trades, partition_day=DAY, book=sim_day.snapshots)
+    check = result.check("trade_inside_book")
+    assert check.passed
+    # the 1 s snapshot grid starts at the first book row, so only trades before it go unjudged
+    first_grid = sim_day.snapshots.column("ts_recv_ns").to_numpy().min()
+    early = int((sim_day.trades.column("ts_recv_ns").to_numpy() < first_grid).sum())
+    assert check.details["judged_trades"] == sim_day.trades.num_rows - early
+
+
+def test_without_book_or_baseline_those_checks_say_skipped(sim_day):
+    result = run_suite("trades", sim_day.trades)
+    skipped = {c.name: c.details["skipped"] for c in result.checks if "skipped" in c.details}
+    assert skipped == {"trade_inside_book": "no book given",
+                       "rows_vs_baseline": "no baseline of at least 5 days",
+                       "volume_vs_baseline": "no baseline of at least 5 days"}
+    day = result.check("ts_within_day")
+    assert day.details["day"] == DAY and day.details["day_inferred"] is True
+
+
+def test_record_names_and_unknown_dataset(sim_day):
+    assert run_suite("trade", sim_day.trades.slice(0, 50)).dataset == "trades"
+    from tapeflow.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no quality suite for dataset 'candles'"):
+        run_suite("candles", sim_day.trades)
+    with pytest.raises(ConfigError, match="'2024-13-01'"):
+        run_suite("trades", sim_day.trades, partition_day="2024-13-01")
+
+
+def test_import_quality_does_not_import_great_expectations():
+    import subprocess
+
+    code = "import sys, quality; print('great_expectations' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_config_defaults_are_the_documented_ones():
+    cfg = QualityConfig()
+    assert (cfg.recv_skew_ns, cfg.crossed_rate_max, cfg.stale_interval_ns, cfg.baseline_z_max) == (
+        5_000_000_000, 0.0, 60_000_000_000, 4.0)
