@@ -158,10 +158,11 @@ class BookStage:
         # under ``auto`` the first kind seen decides; the other table of the same events is ignored
         return inst if inst.kind == kind else None
 
-    def _apply_one(self, inst: _Instrument, sub: pa.Table, out: _Out) -> None:
-        self.events += sub.num_rows
-        flags = _np(sub, "flags")
-        recv = _np(sub, "ts_recv_ns")
+    def _apply_one(self, inst: _Instrument, table: pa.Table, out: _Out) -> None:
+        self.events += table.num_rows
+        sub = _Columns(table)
+        flags = sub["flags"]
+        recv = sub["ts_recv_ns"]
         published = np.flatnonzero(flags & F_LAST)
         if not len(published):
             self._run(inst, sub, None)
@@ -170,13 +171,13 @@ class BookStage:
         if inst.pending is not None:
             running = np.maximum(running, inst.pending.recv_ns)
         if self.interval_ns is None:
-            grid, owner = _np(sub, "ts_event_ns")[published], np.arange(len(published))
+            grid, owner = sub["ts_event_ns"][published], np.arange(len(published))
         else:
             grid, owner = self._grid(inst, running)
         own_rows = np.unique(np.concatenate([published[owner[owner >= 0]], published[-1:]]))
         rep = self._run(inst, sub, own_rows)
         snaps = np.stack([rep[k] for k in _SNAP])  # [4, len(own_rows), levels]
-        seq = _np(sub, "sequence")
+        seq = sub["sequence"]
 
         def pend(row: int, running_ns: int) -> _Pending:
             j = int(np.searchsorted(own_rows, row))
@@ -202,14 +203,14 @@ class BookStage:
         owner = np.searchsorted(running, grid, side="right") - 1
         return grid, owner.astype(np.int64)
 
-    def _run(self, inst: _Instrument, sub: pa.Table, rows: np.ndarray | None) -> dict[str, np.ndarray]:
+    def _run(self, inst: _Instrument, sub: _Columns, rows: np.ndarray | None) -> dict[str, np.ndarray]:
         levels = self.levels if rows is not None else 0
         if inst.kind == "l3":
-            cols = [_np(sub, n) for n in _L3_COLS]
+            cols = [sub[n] for n in _L3_COLS]
             state, out = apply_l3(inst.book, *cols, levels=levels, snapshot_rows=rows)
             assert isinstance(state, L3State)
         else:
-            cols = [_np(sub, n) for n in _L2_COLS]
+            cols = [sub[n] for n in _L2_COLS]
             state, out = l2_run(inst.book, *cols, levels=levels, snapshot_rows=rows)
         inst.book = state
         return out
@@ -231,7 +232,7 @@ class BookStage:
              "flags": np.where(status == VALID, 0, F_MAYBE_BAD_BOOK).astype(np.uint8)},
             constants={"venue": inst.venue, "symbol": inst.symbol, "levels": self.levels})
 
-    def _quotes(self, inst: _Instrument, sub: pa.Table, published: np.ndarray,
+    def _quotes(self, inst: _Instrument, sub: _Columns, published: np.ndarray,
                 rep: dict[str, np.ndarray]) -> pa.Table:
         cols = np.stack([rep["bid_px"][published], rep["bid_sz"][published], rep["ask_px"][published],
                          rep["ask_sz"][published],
@@ -245,8 +246,8 @@ class BookStage:
             return _concat(QUOTE, [])
         keep = cols[:, changed]
         return QUOTE.table(
-            {"ts_event_ns": _np(sub, "ts_event_ns")[rows], "ts_recv_ns": _np(sub, "ts_recv_ns")[rows],
-             "sequence": _np(sub, "sequence")[rows], "bid_price_nanos": keep[0], "bid_size_nanos": keep[1],
+            {"ts_event_ns": sub["ts_event_ns"][rows], "ts_recv_ns": sub["ts_recv_ns"][rows],
+             "sequence": sub["sequence"][rows], "bid_price_nanos": keep[0], "bid_size_nanos": keep[1],
              "ask_price_nanos": keep[2], "ask_size_nanos": keep[3], "flags": keep[4].astype(np.uint8)},
             constants={"venue": inst.venue, "symbol": inst.symbol})
 
@@ -279,8 +280,20 @@ def _per_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
     return [(v, s, table.take(pa.array(rows))) for v, s, rows in instrument_groups(table)]
 
 
-def _np(table: pa.Table, name: str) -> np.ndarray:
-    return table.column(name).combine_chunks().to_numpy(zero_copy_only=False)
+class _Columns:
+    """A table's columns as numpy arrays, each converted once (a micro-batch is often one chunk)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        arr = self._cache.get(name)
+        if arr is None:
+            col = self.table.column(name)
+            chunk = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+            arr = self._cache[name] = chunk.to_numpy(zero_copy_only=False)
+        return arr
 
 
 def _existing(px: np.ndarray, values: np.ndarray) -> pa.Array:

@@ -1,0 +1,72 @@
+"""Small inputs shared by the flow tests: a real Binance capture prefix and a simulated L3 market.
+
+Both are written once per test session under a temporary folder (never into the repo).
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import tempfile
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+
+from tests.conftest import need, real_data_root
+
+USDM = "binance/usdm_btcusdt_20240808.gz"
+PREFIX_LINES = 20_000
+SIM_SEED, SIM_INSTRUMENTS, SIM_DURATION_NS = 3, 2, 2 * 60 * 1_000_000_000
+
+
+@functools.cache
+def _tmp() -> Path:
+    return Path(tempfile.mkdtemp(prefix="tapeflow-flows-"))
+
+
+@functools.cache
+def binance_prefix(lines: int = PREFIX_LINES) -> Path:
+    """The first ``lines`` lines of the real Binance USD-M capture (REST snapshot included), as a file
+    in its own folder (one CaptureSource partition)."""
+    src = need(real_data_root() / USDM)
+    out = _tmp() / f"binance{lines}" / "usdm_prefix.txt"
+    out.parent.mkdir(parents=True)
+    with gzip.open(src, "rb") as fh, open(out, "wb") as dst:
+        for i, line in enumerate(fh):
+            if i == lines:
+                break
+            dst.write(line)
+    return out
+
+
+@functools.cache
+def sim_market() -> tuple[Path, ...]:
+    """A 2-minute, 2-instrument simulated L3 market (crypto preset, seed 3)."""
+    from tapeflow.simulator import simulate
+
+    summary = simulate(SIM_SEED, SIM_INSTRUMENTS, SIM_DURATION_NS, _tmp() / "sim", progress=False)
+    return tuple(sorted(summary.files))
+
+
+def raw_comparable_bookticker_u(path: Path) -> list[int]:
+    """``u`` of every bookTicker whose ``u`` is the ``u`` of a depth diff at/after the REST snapshot,
+    read from the raw lines (independent of the decoder and the book)."""
+    depth_u, ticker_u, snap_id = set(), [], None
+    with open(path, "rb") as fh:
+        for line in fh:
+            msg = orjson.loads(line.split(b" ", 1)[1])
+            if "lastUpdateId" in msg:
+                snap_id = msg["lastUpdateId"]
+            stream = msg.get("stream", "")
+            if stream.endswith("@depth@0ms"):
+                depth_u.add(msg["data"]["u"])
+            elif stream.endswith("@bookTicker"):
+                ticker_u.append(msg["data"]["u"])
+    assert snap_id is not None, f"no REST snapshot in {path}"
+    return [u for u in ticker_u if u in depth_u and u >= snap_id]
+
+
+def sorted_rows(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
+    """``table`` sorted by ``keys`` (the flow's row order across workers is not defined)."""
+    return table.sort_by([(k, "ascending") for k in keys])
