@@ -71,6 +71,8 @@ class Journal:
                 locations.append(f"{Path(fh.name).name}:{count[0]}")
                 touched[id(fh)] = fh
             for fh in touched.values():
+                if fh.closed:  # a new day closed (and so flushed) it during this append
+                    continue
                 fh.flush()
                 if self.fsync:
                     os.fsync(fh.fileno())
