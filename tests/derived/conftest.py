@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pyarrow as pa
@@ -34,3 +35,13 @@ def sim_tables(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pa.Table]:
     run = simulate(3, 2, 2 * MINUTE_NS, out, "crypto", start_ns=MIDNIGHT_NS - MINUTE_NS,
                    episodes_per_hour=0, progress=False)
     return merge(list(get_format("sim").decode(run.files)))
+
+
+def same_rows(a: pa.Table, b: pa.Table) -> None:
+    """Row-by-row equality of two tables of one schema, NaN equal to NaN."""
+    assert a.schema == b.schema
+    assert a.num_rows == b.num_rows
+    for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True):
+        for k, v in x.items():
+            w = y[k]
+            assert (isinstance(v, float) and math.isnan(v) and math.isnan(w)) or v == w, (k, x, y)

@@ -20,7 +20,7 @@ from tapeflow.book import book_snapshots, quotes_from_deltas
 from tapeflow.derived import LiveMetrics, metrics
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, QUOTE, TRADE
-from tests.derived.conftest import MIDNIGHT_NS
+from tests.derived.conftest import MIDNIGHT_NS, same_rows
 
 S = 1_000_000_000
 B, A = ord("B"), ord("A")
@@ -58,16 +58,6 @@ def trades(rows: list[tuple], venue: str = "v", symbol: str = "s") -> pa.Table:
         "sequence": list(range(n)), "trade_id": [str(i) for i in range(n)], "price_nanos": [100] * n,
         "size_nanos": [r[1] for r in rows], "aggressor_side": [r[2] for r in rows], "flags": [0] * n,
     }, constants={"venue": venue, "symbol": symbol})
-
-
-def same(a: pa.Table, b: pa.Table) -> None:
-    """Row-by-row equality, NaN equal to NaN."""
-    assert a.schema == b.schema
-    assert a.num_rows == b.num_rows
-    for x, y in zip(a.to_pylist(), b.to_pylist(), strict=True):
-        for k, v in x.items():
-            w = y[k]
-            assert (isinstance(v, float) and math.isnan(v) and math.isnan(w)) or v == w, (k, x, y)
 
 
 def test_hand_computed_grid_with_midnight_cvd_reset() -> None:
@@ -205,7 +195,7 @@ def test_live_equals_batch_on_random_splits(data: st.DataObject) -> None:
     srows = [(g * S, g * S - 1, g, [(90, g)], [(100, 1)], 0) for g in grid]
     s, q, t = snaps(srows), quotes(qrows), trades(trows)
     cuts = data.draw(st.lists(st.integers(0, 9 * S), max_size=5))
-    same(_sorted(live_run(s, q, t, cuts, pickled=data.draw(st.booleans()))), _sorted(metrics(s, q, t)))
+    same_rows(_sorted(live_run(s, q, t, cuts, pickled=data.draw(st.booleans()))), _sorted(metrics(s, q, t)))
 
 
 def _signed_trade_volume(path: Path) -> int:
@@ -240,4 +230,4 @@ def test_binance_capture_live_equals_batch_and_cvd_matches_the_raw_trades(binanc
     assert batch.column("microprice_nanos").to_pylist() == [microprice_reference(*b) for b in best]
     lo, hi = int(q.column("ts_recv_ns").to_numpy().min()), int(s.column("ts_event_ns").to_numpy().max())
     cuts = np.random.default_rng(5).integers(lo, hi, 25).tolist()
-    same(_sorted(live_run(s, q, trade, cuts)), _sorted(batch))
+    same_rows(_sorted(live_run(s, q, trade, cuts)), _sorted(batch))
