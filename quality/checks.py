@@ -20,7 +20,7 @@ from quality import derive
 from quality.config import Baseline, QualityConfig
 from quality.engine import Expect
 from tapeflow.schemas.core import RecordType
-from tapeflow.schemas.records import F_GAP, UNDEF_PRICE
+from tapeflow.schemas.records import F_BAD_TS_RECV, F_GAP, UNDEF_PRICE
 
 KEY_COLUMNS = ("ts_event_ns", "ts_recv_ns", "venue", "symbol")
 
@@ -162,9 +162,9 @@ def ts_within_day(d: SuiteData, ts_ns: np.ndarray) -> None:
 
 
 def recv_skew(d: SuiteData, keep: np.ndarray | None = None) -> None:
-    """``ts_recv_ns - ts_event_ns`` within +-``recv_skew_ns`` where both clocks are known."""
+    """``ts_recv_ns - ts_event_ns`` within +-``recv_skew_ns`` where both clocks are known and trusted."""
     ev, rc = d.col("ts_event_ns"), d.col("ts_recv_ns")
-    ok = (ev >= 0) & (rc >= 0)
+    ok = (ev >= 0) & (rc >= 0) & ((d.col("flags") & F_BAD_TS_RECV) == 0)
     if keep is not None:
         ok &= keep
     col = d.put("recv_skew_ns", nullable(rc - ev, ok))

@@ -28,6 +28,13 @@ class CheckResult:
     details: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
+    def metadata(self) -> dict[str, Any]:
+        """JSON values for an asset check's metadata: counts, threshold details and examples."""
+        return {"unexpected_count": self.unexpected_count, "element_count": self.element_count,
+                "description": self.description, "examples": self.examples,
+                **{k: v for k, v in self.details.items() if k != "expectations"},
+                "expectations": self.details.get("expectations", [])}
+
 
 @dataclass
 class SuiteResult:

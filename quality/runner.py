@@ -139,7 +139,9 @@ def _evaluate(dataset: str, data: SuiteData) -> list[CheckResult]:
 def _result(check: Check, outcomes: list[Outcome], data: SuiteData, frame: pd.DataFrame) -> CheckResult:
     passed = bool(outcomes) and all(o.success for o in outcomes)
     unexpected = sum(_unexpected(o) for o in outcomes)
-    elements = max((int(o.result.get("element_count", len(frame))) for o in outcomes), default=0)
+    # missing values mark rows a check does not apply to: they are not judged
+    elements = max((int(o.result.get("element_count", len(frame))) - int(o.result.get("missing_count", 0))
+                    for o in outcomes), default=0)
     if check.name == "schema":
         elements = len(outcomes)
     index: list[int] = []
