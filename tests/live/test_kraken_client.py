@@ -127,3 +127,24 @@ def test_injected_drops_and_reorder_are_detected_and_resynced(captures: list[Pat
     assert wrong == 0  # nothing published as valid from a broken book
     assert checked == client.stats.checksums_ok
     journal_matches_live(tmp_path, "kraken", live)
+
+
+def test_disconnect_reconnects_and_every_pair_resyncs(captures: list[Path], tmp_path: Path) -> None:
+    client, srv, batches = run_against_replay(
+        lambda srv: KrakenClient(PAIRS, endpoint=srv.ws_url, journal=tmp_path,
+                                 settings=ConnectorSettings(seed=3, backoff_initial_s=0.1)),
+        "kraken", captures, faults=["disconnect@1500"], speed=10.0)
+    assert [i.kind for i in srv.injected] == ["disconnect"]
+    assert client.connects == 2 and len(client.delays_s) == 1
+    st = status(batches).to_pylist()
+    for pair in PAIRS:
+        states = [r["state"] for r in st if r["symbol"] == pair]
+        # the cut, then a fresh connection whose subscription brings a fresh snapshot
+        assert states == ["connected", "syncing", "synced", "disconnected", "connected", "syncing", "synced",
+                          "disconnected"], pair
+    # a new snapshot re-anchors each book: no checksum on a synced book fails
+    assert client.stats.breaks == [] and client.stats.snapshots == 2 * len(PAIRS)
+    assert client.stats.checksums_ok == client.stats.checksums > 0
+    live = records(batches)
+    assert _valid_books_hash_to_c(batches, live["book_delta"]) == (client.stats.checksums, 0)
+    journal_matches_live(tmp_path, "kraken", live)
