@@ -82,8 +82,8 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
             feeds the metrics: ``quote`` holds the venue's own quote stream where it has one).
         raw: also store the decoded input records (``book_delta``, ``trade``... as ``ingest`` does).
         new_bars: factory of the bar state (default ``tapeflow.derived.LiveBars(intervals)``).
-        new_metrics: factory of the metric state (default ``tapeflow.derived.LiveMetrics``;
-            no metrics when it is not available).
+        new_metrics: factory of the metric state (default ``tapeflow.derived.LiveMetrics`` on the
+            snapshot grid; no metrics when the grid is not a whole number of seconds).
         flow_id: the Dataflow id (recovery stores are per flow id).
 
     Returns:
@@ -95,7 +95,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
     keyed = ops.book("book", routed.instruments, book_kind, levels, snapshot_interval_ns)
     if intervals:
         keyed = ops.bars("bars", keyed, new_bars or _live_bars(tuple(intervals)))
-    metric_factory = new_metrics or _live_metrics(levels)
+    metric_factory = new_metrics or _live_metrics(levels, snapshot_interval_ns)
     if metric_factory is not None:
         keyed = ops.metrics("metrics", keyed, metric_factory)
 
@@ -135,14 +135,14 @@ def _live_bars(intervals: tuple[str, ...]) -> Callable[[], Any]:
     return new
 
 
-def _live_metrics(levels: int) -> Callable[[], Any] | None:
-    try:
-        from tapeflow.derived import LiveMetrics  # type: ignore[attr-defined]
-    except ImportError:
+def _live_metrics(levels: int, grid_ns: int | None) -> Callable[[], Any] | None:
+    # metrics sample the snapshot grid, so they need one spelled <n>s (no grid: no metrics)
+    if grid_ns is None or grid_ns % 1_000_000_000:
         return None
+    from tapeflow.derived import LiveMetrics
 
     def new() -> Any:
-        return LiveMetrics(interval="1s", levels=levels)
+        return LiveMetrics(interval=f"{grid_ns // 1_000_000_000}s", levels=levels)
 
     return new
 

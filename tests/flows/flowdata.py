@@ -10,6 +10,7 @@ import gzip
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -70,3 +71,17 @@ def raw_comparable_bookticker_u(path: Path) -> list[int]:
 def sorted_rows(table: pa.Table, keys: tuple[str, ...]) -> pa.Table:
     """``table`` sorted by ``keys`` (the flow's row order across workers is not defined)."""
     return table.sort_by([(k, "ascending") for k in keys])
+
+
+def same_rows(a: pa.Table, b: pa.Table) -> bool:
+    """Tables equal row for row, NaN equal to NaN (``pa.Table.equals`` says NaN != NaN)."""
+    if not a.schema.equals(b.schema) or a.num_rows != b.num_rows:
+        return False
+    for name in a.column_names:
+        x, y = a.column(name), b.column(name)
+        if pa.types.is_floating(x.type):
+            if not np.array_equal(x.to_numpy(), y.to_numpy(), equal_nan=True):
+                return False
+        elif not x.equals(y):
+            return False
+    return True
