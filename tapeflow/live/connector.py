@@ -215,8 +215,13 @@ class Connector:
         return True
 
     def rest_inflight(self, key: str) -> bool:
-        """Whether a request under ``key`` is still in flight."""
+        """Whether a request under ``key`` is still in flight (sent, or answered but not yet decoded)."""
         return key in self._inflight
+
+    @property
+    def rest_requests_in_flight(self) -> int:
+        """REST requests sent and not yet decoded."""
+        return len(self._inflight)
 
     async def send(self, message: str) -> None:
         """Send a message on the open websocket (e.g. a resubscription); dropped when closed."""
