@@ -173,16 +173,24 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
         self._client = source.make_client()
         self._batches = _thread_iterator(self._client)
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
+        self._idle_since: float | None = None
         self._idle = False
 
     def next_batch(self) -> list[Batch]:
-        if self._deadline is not None and time.monotonic() >= self._deadline:
+        now = time.monotonic()
+        if self._deadline is not None and now >= self._deadline:
             self.close()
             raise StopIteration
         batch = _poll(self._batches)
         self._idle = batch is None
         if batch is None:
+            # idle counts from the first empty poll, so time spent downstream never counts
+            self._idle_since = self._idle_since or now
+            if self._source.idle_stop_ns and now - self._idle_since >= self._source.idle_stop_ns / 1e9:
+                self.close()
+                raise StopIteration
             return []
+        self._idle_since = None
         out = {k: t for k, t in batch.records.items() if t.num_rows}
         if batch.status.num_rows:
             out["status"] = batch.status
@@ -217,6 +225,8 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         rest_endpoint: REST base URL for snapshots.
         journal: journal root folder (None: no journal).
         duration_ns: stop after this long (None: run until stopped).
+        idle_stop_ns: stop once no batch came for this long (None: never; a replayed capture
+            that has run out).
         client_options: extra keyword arguments for the client.
 
     Raises:
@@ -225,7 +235,8 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
 
     def __init__(self, venue: str, symbols: Sequence[str], *, endpoint: str | None = None,
                  rest_endpoint: str | None = None, journal: Path | str | None = None,
-                 duration_ns: int | None = None, client_options: dict[str, Any] | None = None) -> None:
+                 duration_ns: int | None = None, idle_stop_ns: int | None = None,
+                 client_options: dict[str, Any] | None = None) -> None:
         if not symbols:
             raise ConfigError(f"LiveSource for {venue} needs at least one symbol")
         self.venue = venue
@@ -234,6 +245,7 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         self.rest_endpoint = rest_endpoint
         self.journal = Path(journal) if journal is not None else None
         self.duration_ns = duration_ns
+        self.idle_stop_ns = idle_stop_ns
         self.client_options = dict(client_options or {})
         self.client_class()  # fail at build time on an unknown venue
 
