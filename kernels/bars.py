@@ -214,50 +214,6 @@ def _vwap_kernel(
         out[j] = -q if negative else q
 
 
-@numba.njit(cache=True)
-def _notional_kernel(price: np.ndarray, size: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                     out: np.ndarray) -> None:
-    for j in range(starts.shape[0]):
-        pos_hi = np.uint64(0)
-        pos_lo = np.uint64(0)
-        neg_hi = np.uint64(0)
-        neg_lo = np.uint64(0)
-        for i in range(starts[j], ends[j]):
-            p = price[i]
-            if p >= 0:
-                h, lo = _mul_64x64(np.uint64(p), np.uint64(size[i]))
-                pos_hi, pos_lo = _add_128(pos_hi, pos_lo, h, lo)
-            else:
-                h, lo = _mul_64x64(np.uint64(-p), np.uint64(size[i]))
-                neg_hi, neg_lo = _add_128(neg_hi, neg_lo, h, lo)
-        out[j, 0] = pos_hi
-        out[j, 1] = pos_lo
-        out[j, 2] = neg_hi
-        out[j, 3] = neg_lo
-
-
-def bar_notional(bars: Bars, price_nanos: np.ndarray, size_nanos: np.ndarray) -> list[int]:
-    """Exact ``sum(price * size)`` of each bar (1e-18 units), as Python integers.
-
-    Incremental bars merge partial bars by adding these sums; the rounded VWAP alone would lose
-    the remainder. The products are summed in 128 bits in the kernel (positive and negative
-    prices apart) and only the k per-bar totals become Python integers.
-
-    Args:
-        bars: the result of :func:`time_bars` over these same rows.
-        price_nanos: int64[n] the prices passed to :func:`time_bars`.
-        size_nanos: int64[n] the sizes passed to :func:`time_bars` (>= 0).
-    """
-    k = bars.starts.shape[0]
-    out = np.zeros((k, 4), dtype=np.uint64)
-    if k:
-        n = bars.order.shape[0]
-        p = np.asarray(price_nanos, dtype=np.int64)[bars.order]
-        s = np.asarray(size_nanos, dtype=np.int64)[bars.order]
-        _notional_kernel(p, s, bars.starts, np.append(bars.starts[1:], n), out)
-    return [((int(ph) << 64) | int(pl)) - ((int(nh) << 64) | int(nl)) for ph, pl, nh, nl in out.tolist()]
-
-
 def rounded_vwap(notional: int, volume_nanos: int, open_price_nanos: int) -> int:
     """VWAP from an exact notional, rounded as :func:`time_bars` does (halves away from zero)."""
     if volume_nanos == 0:

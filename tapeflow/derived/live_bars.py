@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from kernels.bars import bar_notional, rounded_vwap
-from kernels.bars import time_bars as _time_bars_kernel
+from kernels.bars import rounded_vwap
+from kernels.bars_live import notional_ints, partial_bars
 from tapeflow.bars import STANDARD_INTERVALS, interval_ns
 from tapeflow.book import instrument_groups
 from tapeflow.errors import ConfigError, TapeflowError
@@ -94,6 +94,7 @@ class LiveBars:
         if not self.intervals:
             raise ConfigError("LiveBars needs at least one interval")
         self._step_ns = {i: interval_ns(i) for i in self.intervals}
+        self._steps = np.array(list(self._step_ns.values()), np.int64)
         self.allowed_lateness_ns = int(allowed_lateness_ns)
         self.restate_horizon_ns = int(restate_horizon_ns)
         self.stats = LiveBarStats()
@@ -178,42 +179,39 @@ class LiveBars:
     def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
         if trades.num_rows == 0:
             return
-        inst.max_ts_ns = max(inst.max_ts_ns, int(trades.column("ts_event_ns").to_numpy().max()))
-        col = {n: trades.column(n).to_numpy() for n in
-               ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side", "flags")}
-        group = np.zeros(trades.num_rows, np.int64)
-        for interval, step in self._step_ns.items():
-            bars = _time_bars_kernel(group, col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
-                                     col["aggressor_side"], step)
-            notional = bar_notional(bars, col["price_nanos"], col["size_nanos"])
-            recv = np.maximum.reduceat(col["ts_recv_ns"][bars.order], bars.starts)
-            gap = np.bitwise_or.reduceat(col["flags"][bars.order], bars.starts) & (F_GAP | F_MAYBE_BAD_BOOK)
-            frame = inst.frames[interval]
-            rows = zip(bars.open_ns.tolist(), bars.open_price_nanos.tolist(), bars.high_price_nanos.tolist(),
-                       bars.low_price_nanos.tolist(), bars.close_price_nanos.tolist(),
-                       bars.volume_nanos.tolist(), notional, bars.trade_count.tolist(),
-                       bars.buy_volume_nanos.tolist(), bars.sell_volume_nanos.tolist(), recv.tolist(),
-                       gap.tolist(), strict=True)
-            for start, o, h, lo, c, vol, notl, cnt, buy, sell, rcv, g in rows:
-                acc = frame.pending.get(start)
-                if acc is None:
-                    acc = frame.done.get(start)
-                    if acc is not None:
-                        frame.dirty.add(start)
-                if acc is None:
-                    frame.pending[start] = [o, h, lo, c, vol, notl, cnt, buy, sell, rcv,
-                                            F_MAYBE_BAD_BOOK if g else 0, 0]
-                    continue
-                acc[_HIGH] = max(acc[_HIGH], h)
-                acc[_LOW] = min(acc[_LOW], lo)
-                acc[_CLOSE] = c
-                acc[_VOL] += vol
-                acc[_NOTIONAL] += notl
-                acc[_COUNT] += cnt
-                acc[_BUY] += buy
-                acc[_SELL] += sell
-                acc[_RECV] = max(acc[_RECV], rcv)
-                acc[_FLAGS] |= F_MAYBE_BAD_BOOK if g else 0
+        ts = trades.column("ts_event_ns").to_numpy()
+        inst.max_ts_ns = max(inst.max_ts_ns, int(ts.max()))
+        col = {n: trades.column(n).to_numpy() for n in ("price_nanos", "size_nanos", "aggressor_side",
+                                                            "flags", "ts_recv_ns")}
+        part = partial_bars(ts, col["price_nanos"], col["size_nanos"], col["aggressor_side"],
+                            (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0, col["ts_recv_ns"], self._steps)
+        rows = zip(part.interval.tolist(), part.start_ns.tolist(), part.open_price_nanos.tolist(),
+                   part.high_price_nanos.tolist(), part.low_price_nanos.tolist(),
+                   part.close_price_nanos.tolist(), part.volume_nanos.tolist(), notional_ints(part.notional),
+                   part.trade_count.tolist(), part.buy_volume_nanos.tolist(), part.sell_volume_nanos.tolist(),
+                   part.recv_max_ns.tolist(), part.gap.tolist(), strict=True)
+        frames = [inst.frames[i] for i in self.intervals]
+        for j, start, o, h, lo, c, vol, notl, cnt, buy, sell, rcv, g in rows:
+            frame = frames[j]
+            acc = frame.pending.get(start)
+            if acc is None:
+                acc = frame.done.get(start)
+                if acc is not None:
+                    frame.dirty.add(start)
+            if acc is None:
+                flag = F_MAYBE_BAD_BOOK if g else 0
+                frame.pending[start] = [o, h, lo, c, vol, notl, cnt, buy, sell, rcv, flag, 0]
+                continue
+            acc[_HIGH] = max(acc[_HIGH], h)
+            acc[_LOW] = min(acc[_LOW], lo)
+            acc[_CLOSE] = c
+            acc[_VOL] += vol
+            acc[_NOTIONAL] += notl
+            acc[_COUNT] += cnt
+            acc[_BUY] += buy
+            acc[_SELL] += sell
+            acc[_RECV] = max(acc[_RECV], rcv)
+            acc[_FLAGS] |= F_MAYBE_BAD_BOOK if g else 0
 
     def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> list[dict]:
         watermark = inst.max_ts_ns - self.allowed_lateness_ns

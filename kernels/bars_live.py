@@ -1,0 +1,142 @@
+"""Partial time bars of one micro-batch on many intervals in one call (the live bars' inner loop).
+
+Pure arrays (numpy + numba). The live bar state merges these partials into the bars it holds, so a
+partial keeps what a merge needs: open/close with the input positions of its first and last trade
+(open and close are the first and last trade in input order), and the exact notional
+``sum(price * size)`` as two unsigned 128-bit words (positive and negative prices apart), since a
+rounded VWAP cannot be merged.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from kernels.bars import _add_128, _mul_64x64
+
+BUY = ord("B")
+SELL = ord("A")
+
+
+class Partials(NamedTuple):
+    """One row per (interval, bucket) holding trades of the batch; int64[k] unless noted."""
+
+    interval: np.ndarray  # index into the ``steps_ns`` passed in
+    start_ns: np.ndarray  # bucket start
+    open_price_nanos: np.ndarray
+    high_price_nanos: np.ndarray
+    low_price_nanos: np.ndarray
+    close_price_nanos: np.ndarray
+    volume_nanos: np.ndarray
+    trade_count: np.ndarray
+    buy_volume_nanos: np.ndarray
+    sell_volume_nanos: np.ndarray
+    recv_max_ns: np.ndarray
+    gap: np.ndarray  # 1 when a trade of the bucket was flagged
+    notional: np.ndarray  # uint64[k, 4]: positive (hi, lo), negative (hi, lo) price * size sums
+
+
+@numba.njit(cache=True)
+def _partials_kernel(ts: np.ndarray, price: np.ndarray, size: np.ndarray, side: np.ndarray,
+                     flagged: np.ndarray, recv: np.ndarray, steps: np.ndarray, ints: np.ndarray,
+                     words: np.ndarray) -> int:
+    n = ts.shape[0]
+    k = 0
+    for j in range(steps.shape[0]):
+        step = steps[j]
+        bucket = (ts // step) * step
+        if n > 1 and np.all(bucket[1:] >= bucket[:-1]):
+            order = np.arange(n)  # in time order already (the common case): no sort
+        else:
+            order = np.argsort(bucket, kind="mergesort")  # stable: input order kept within a bucket
+        i = 0
+        while i < n:
+            first = order[i]
+            b = bucket[first]
+            hi_p = price[first]
+            lo_p = price[first]
+            vol = np.int64(0)
+            buy = np.int64(0)
+            sell = np.int64(0)
+            rmax = recv[first]
+            gap = np.int64(0)
+            ph = np.uint64(0)
+            pl = np.uint64(0)
+            nh = np.uint64(0)
+            nl = np.uint64(0)
+            start = i
+            while i < n and bucket[order[i]] == b:
+                r = order[i]
+                p = price[r]
+                s = size[r]
+                hi_p = max(hi_p, p)
+                lo_p = min(lo_p, p)
+                vol += s
+                if side[r] == BUY:
+                    buy += s
+                elif side[r] == SELL:
+                    sell += s
+                rmax = max(rmax, recv[r])
+                if flagged[r]:
+                    gap = 1
+                if p >= 0:
+                    h, lo = _mul_64x64(np.uint64(p), np.uint64(s))
+                    ph, pl = _add_128(ph, pl, h, lo)
+                else:
+                    h, lo = _mul_64x64(np.uint64(-p), np.uint64(s))
+                    nh, nl = _add_128(nh, nl, h, lo)
+                i += 1
+            last = order[i - 1]
+            ints[k, 0] = j
+            ints[k, 1] = b
+            ints[k, 2] = price[first]
+            ints[k, 3] = hi_p
+            ints[k, 4] = lo_p
+            ints[k, 5] = price[last]
+            ints[k, 6] = vol
+            ints[k, 7] = i - start
+            ints[k, 8] = buy
+            ints[k, 9] = sell
+            ints[k, 10] = rmax
+            ints[k, 11] = gap
+            words[k, 0] = ph
+            words[k, 1] = pl
+            words[k, 2] = nh
+            words[k, 3] = nl
+            k += 1
+    return k
+
+
+def partial_bars(ts_ns: np.ndarray, price_nanos: np.ndarray, size_nanos: np.ndarray,
+                 aggressor_side: np.ndarray, flagged: np.ndarray, recv_ns: np.ndarray,
+                 steps_ns: np.ndarray) -> Partials:
+    """Aggregate one batch of one instrument's trades into buckets of every interval.
+
+    Args:
+        ts_ns: int64[n] bucketing clock (venue time), ns.
+        price_nanos: int64[n]; size_nanos: int64[n] (>= 0); aggressor_side: uint8[n] ``B``/``A``/other.
+        flagged: bool[n] trades that carried a gap flag.
+        recv_ns: int64[n] capture times (the partial keeps their max).
+        steps_ns: int64[m] interval lengths, ns (buckets aligned to the UNIX epoch).
+
+    Returns:
+        :class:`Partials`, grouped by interval then bucket start.
+    """
+    n, m = len(ts_ns), len(steps_ns)
+    ints = np.empty((n * m, 12), np.int64)
+    words = np.empty((n * m, 4), np.uint64)
+    k = _partials_kernel(
+        np.ascontiguousarray(ts_ns, np.int64), np.ascontiguousarray(price_nanos, np.int64),
+        np.ascontiguousarray(size_nanos, np.int64), np.ascontiguousarray(aggressor_side, np.uint8),
+        np.ascontiguousarray(flagged, np.bool_), np.ascontiguousarray(recv_ns, np.int64),
+        np.ascontiguousarray(steps_ns, np.int64), ints, words,
+    )
+    c = ints[:k]
+    return Partials(*(c[:, i] for i in range(12)), words[:k])
+
+
+def notional_ints(words: np.ndarray) -> list[int]:
+    """The exact signed notional of each partial, as Python integers (1e-18 units)."""
+    return [((ph << 64) | pl) - ((nh << 64) | nl) for ph, pl, nh, nl in words.tolist()]
