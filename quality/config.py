@@ -21,8 +21,10 @@ class QualityConfig:
         crossed_rate_max: ``crossed_book`` share of quotes/snapshots allowed to have bid >= ask (0:
             a rebuilt book must never cross; a venue BBO feed that may lock briefly can raise it).
         trade_in_book_tolerance_bps: ``trade_inside_book`` band around the prevailing bid/ask, in
-            basis points of the price (5 bps): a sweep prints beyond the best level and the book
-            update for the same event can arrive a few ms after the trade.
+            basis points of the price (10 bps): a sweep prints beyond the best level, and trade and
+            book streams arrive out of step in a fast market (on the Binance capture 7.5% of trades
+            sit 5-10 bps outside the bookTicker BBO prevailing at capture time, none beyond 10).
+        trade_outside_rate_max: share of judged trades allowed outside that band (0).
         trade_in_book_max_age_ns: a quote older than this (60 s) does not "prevail"; trades with no
             fresh quote are not judged.
         stale_interval_ns: ``stale_intervals`` longest allowed silence between consecutive rows of
@@ -42,7 +44,8 @@ class QualityConfig:
 
     recv_skew_ns: int = 5 * SCALE
     crossed_rate_max: float = 0.0
-    trade_in_book_tolerance_bps: float = 5.0
+    trade_in_book_tolerance_bps: float = 10.0
+    trade_outside_rate_max: float = 0.0
     trade_in_book_max_age_ns: int = _MINUTE_NS
     stale_interval_ns: int = _MINUTE_NS
     baseline_z_max: float = 4.0

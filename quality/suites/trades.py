@@ -57,7 +57,8 @@ def trade_inside_book(d: SuiteData) -> None:
     or with a one-sided book, are not judged (missing in GX terms).
     """
     cfg = d.config
-    desc = f"trade price within {cfg.trade_in_book_tolerance_bps} bps of the prevailing best bid/ask"
+    desc = (f"trade price within {cfg.trade_in_book_tolerance_bps} bps of the best bid/ask prevailing at"
+            f" its capture time (outside rate <= {cfg.trade_outside_rate_max})")
     book = d.book
     if book is None or book.num_rows == 0:
         d.add(Check("trade_inside_book", desc, "derived", [], skipped="no book given"))
@@ -86,9 +87,10 @@ def trade_inside_book(d: SuiteData) -> None:
     d.put("prevailing_bid_nanos", p_bid)
     d.put("prevailing_ask_nanos", p_ask)
     col = d.put("outside_book_bps", outside_bps)
-    d.add(Check("trade_inside_book", desc, "derived",
-                [Expect("ExpectColumnValuesToBeBetween",
-                        {"column": col, "min_value": 0, "max_value": cfg.trade_in_book_tolerance_bps})],
+    kwargs = {"column": col, "min_value": 0, "max_value": cfg.trade_in_book_tolerance_bps}
+    if cfg.trade_outside_rate_max:
+        kwargs["mostly"] = 1 - cfg.trade_outside_rate_max
+    d.add(Check("trade_inside_book", desc, "derived", [Expect("ExpectColumnValuesToBeBetween", kwargs)],
                 details={"tolerance_bps": cfg.trade_in_book_tolerance_bps, "judged_trades": int(judged.sum()),
                          "unjudged_trades": int((~judged).sum())},
                 show=("prevailing_bid_nanos", "prevailing_ask_nanos", "outside_book_bps")))
