@@ -57,6 +57,7 @@ class ResubscribingClient(Connector):
     def after_frame(self, frame: RawFrame) -> None:
         """Turn the frame's sync events into STATUS rows and resubscriptions."""
         assert isinstance(self.decoder, SyncDecoder)
+        now = time.monotonic()  # taken first: a request made for this very frame is not overdue
         for event in self.decoder.pop_events():
             if event.state == SYNCED:
                 self._requested.pop(event.symbol, None)
@@ -64,9 +65,8 @@ class ResubscribingClient(Connector):
             else:
                 self.sync.gap(event.symbol, event.detail, sequence=event.sequence, reason=event.state)
                 self._resync(event.symbol)
-        now = time.monotonic()
         for symbol, asked in list(self._requested.items()):
-            if now - asked > self.resync_timeout_s:
+            if asked < now and now - asked >= self.resync_timeout_s:
                 self.sync.resyncing(symbol, f"no snapshot {now - asked:.1f} s after asking: asking again")
                 self._resync(symbol)
 

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import orjson
 
+from tapeflow.errors import ConfigError
 from tapeflow.journal import Journal
 from tapeflow.live.connector import ConnectorSettings
+from tapeflow.venues.okx import messages as m
 from tapeflow.venues.okx.sync import OkxSync
 from tapeflow.venues.resubscribe import ResubscribingClient, symbols_list
 
@@ -34,6 +36,9 @@ class OkxClient(ResubscribingClient):
         book_channel: ``books`` (400 levels, 100 ms) or a tick-by-tick ``books-l2-tbt`` /
             ``books50-l2-tbt`` (those need a login on OKX).
         trades: also subscribe the ``trades`` channel.
+
+    Raises:
+        ConfigError: ``book_channel`` is not an OKX book channel.
     """
 
     default_ping_interval_s = 20.0
@@ -42,6 +47,8 @@ class OkxClient(ResubscribingClient):
                  rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
                  settings: ConnectorSettings | None = None, book_channel: str = "books",
                  trades: bool = True) -> None:
+        if book_channel not in m.BOOK_CHANNELS:
+            raise ConfigError(f"okx book channel {book_channel!r} is not one of {sorted(m.BOOK_CHANNELS)}")
         self.book_channel = book_channel
         self.trades = trades
         super().__init__(symbols_list(symbols), venue="okx", endpoint=endpoint,
