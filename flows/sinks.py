@@ -23,6 +23,9 @@ with a fixed seed, then BLAKE2b over them and the table name), order included.
 - Lake: each partition file keeps the tokens of its last ``dedup_window`` batches in its Parquet
   key-value metadata, written in the same atomic rename as the rows, so a crash can never leave
   rows without their token or a token without its rows; a batch whose token is present is skipped.
+  A lake partition is one file, so every write rewrites it: the sink buffers batches and rewrites
+  each touched partition once per ``flush_s`` (and at every epoch snapshot and at the end), not
+  once per batch. The lake copy is therefore up to ``flush_s`` behind ClickHouse.
 
 ``idempotent=False`` gives the plain-append variant the recovery tests use as their control.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -55,6 +59,8 @@ REPLACE_KEYS: dict[str, tuple[str, ...]] = {"bar": ALL_RECORDS["bar"].order_by}
 DEDUP_WINDOW = 10_000
 _TOKENS_KEY = b"tapeflow.batch_tokens"
 _PART = "0"
+# The lake's batch files use zstd 9 (written once); live partitions are rewritten every flush.
+LAKE_ZSTD_LEVEL = 3
 
 
 def record_of(table: pa.Table) -> RecordType:
@@ -123,6 +129,9 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
         self.stats = stats
         self._warehouse = Warehouse(sink.dsn) if sink.dsn else None
         self._ready: set[str] = set()
+        # lake partition (record, venue, symbol, date) -> [(token, rows)] waiting for the next flush
+        self._pending: dict[tuple[RecordType, str, str, str], list[tuple[str, pa.Table]]] = {}
+        self._flushed_at = time.monotonic()
 
     def write_batch(self, values: list[pa.Table]) -> None:
         for table in values:
@@ -137,18 +146,23 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
             if self._warehouse is not None:
                 self._to_clickhouse(record, table, token)
             if self._sink.lake_root is not None:
-                self.stats.skipped += self._to_lake(record, table, token)
+                self._buffer(record, table, token)
             self.stats.batches += 1
             self.stats.rows += table.num_rows
             self.stats.per_table[record.name] = self.stats.per_table.get(record.name, 0) + table.num_rows
             if self._sink.metrics is not None:
                 self._sink.metrics.events_out_table(record.name, table)
+        if time.monotonic() - self._flushed_at >= self._sink.flush_s:
+            self._flush()
 
     def snapshot(self) -> SinkStats:
+        # the epoch is committed only after this returns: its lake rows must be on disk first
+        self._flush()
         return SinkStats(self.stats.batches, self.stats.rows, self.stats.skipped, self.stats.ignored,
                          dict(self.stats.per_table))
 
     def close(self) -> None:
+        self._flush()
         if self._warehouse is not None:
             self._warehouse.close()
 
@@ -176,29 +190,48 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
             raise StorageError(f"insert of {table.num_rows} {record.name} rows (batch {token}) "
                                f"failed: {exc}") from exc
 
-    def _to_lake(self, record: RecordType, table: pa.Table, token: str) -> int:
+    def _buffer(self, record: RecordType, table: pa.Table, token: str) -> None:
         root = self._sink.lake_root
         assert root is not None
-        skipped = 0
         for venue, symbol, date, part in lake.split(table):
-            path = lake.partition_dir(root, record, venue, symbol, date) / lake.PART_FILE
-            tokens: list[str] = []
-            if path.exists():
-                tokens = _read_tokens(path)
-                if self._sink.idempotent and token in tokens:
-                    skipped += 1
-                    continue
-                old = lake.read(record, root, venue=venue, symbol=symbol, date=date)
-                if self._sink.idempotent and record.name in REPLACE_KEYS:
-                    old = _without_keys(old, part, REPLACE_KEYS[record.name])
-                part = concat(record, [old, part])
-            tokens = [*tokens, token][-self._sink.dedup_window:]
-            keys = lake.sort_key(record)
-            if keys and part.num_rows > 1:  # stable: rows of one venue event keep their order
-                part = part.take(pc.sort_indices(part, [(k, "ascending") for k in keys]))
-            stored = part.drop_columns(list(lake.PARTITION_KEYS))
-            meta = dict(stored.schema.metadata or {}) | {_TOKENS_KEY: json.dumps(tokens).encode()}
-            lake.write_parquet_atomic(stored.replace_schema_metadata(meta), path)
+            self._pending.setdefault((record, venue, symbol, date), []).append((token, part))
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, {}
+        for partition, batches in pending.items():
+            self.stats.skipped += self._write_partition(*partition, batches)
+        self._flushed_at = time.monotonic()
+
+    def _write_partition(self, record: RecordType, venue: str, symbol: str, date: str,
+                         batches: list[tuple[str, pa.Table]]) -> int:
+        root = self._sink.lake_root
+        assert root is not None
+        path = lake.partition_dir(root, record, venue, symbol, date) / lake.PART_FILE
+        tokens: list[str] = []
+        old = record.empty_table()
+        if path.exists():
+            tokens = _read_tokens(path)
+            old = lake.read(record, root, venue=venue, symbol=symbol, date=date)
+        skipped, parts = 0, [old]
+        for token, part in batches:
+            if self._sink.idempotent and token in tokens:
+                skipped += 1
+                continue
+            if self._sink.idempotent and record.name in REPLACE_KEYS:
+                parts = [_without_keys(concat(record, parts), part, REPLACE_KEYS[record.name])]
+            parts.append(part)
+            tokens.append(token)
+        if skipped == len(batches):
+            return skipped
+        merged = concat(record, parts)
+        keys = lake.sort_key(record)
+        if keys and merged.num_rows > 1:  # stable: rows of one venue event keep their order
+            merged = merged.take(pc.sort_indices(merged, [(k, "ascending") for k in keys]))
+        stored = merged.drop_columns(list(lake.PARTITION_KEYS))
+        meta = dict(stored.schema.metadata or {})
+        meta[_TOKENS_KEY] = json.dumps(tokens[-self._sink.dedup_window:]).encode()
+        lake.write_parquet_atomic(stored.replace_schema_metadata(meta), path,
+                                  compression_level=LAKE_ZSTD_LEVEL)
         return skipped
 
 
@@ -212,11 +245,12 @@ class TableSink(FixedPartitionedSink[pa.Table, SinkStats]):
         idempotent: False gives a plain append (the non-idempotent control).
         dedup_window: how many recent batch tokens ClickHouse and each lake file remember.
         metrics: a :class:`tapeflow.live.prom.FlowMetrics` to count rows out, or None.
+        flush_s: the lake is rewritten at most this often (and at every snapshot and the end).
     """
 
     def __init__(self, *, dsn: str | None = None, lake_root: Path | str | None = None,
                  tables: Collection[str] | None = None, idempotent: bool = True,
-                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None) -> None:
+                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None, flush_s: float = 1.0) -> None:
         unknown = set(tables or ()) - set(ALL_RECORDS)
         if unknown:
             raise StorageError(f"sink tables {sorted(unknown)} are not record types")
@@ -226,6 +260,7 @@ class TableSink(FixedPartitionedSink[pa.Table, SinkStats]):
         self.idempotent = idempotent
         self.dedup_window = dedup_window
         self.metrics = metrics
+        self.flush_s = flush_s
 
     def list_parts(self) -> list[str]:
         return [_PART]
