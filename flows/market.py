@@ -159,6 +159,7 @@ class LiveConfig:
     capture: tuple[Path, ...] = ()
     journal: Path | None = Path("journal")
     duration_ns: int | None = None
+    idle_stop_ns: int | None = None
     levels: int = 10
     snapshot_interval_ns: int = 1_000_000_000
     intervals: tuple[str, ...] = STANDARD_INTERVALS
@@ -190,6 +191,7 @@ class LiveConfig:
             raise ConfigError(f"TAPEFLOW_LIVE_OUTPUTS takes lake, clickhouse or none, got {sorted(unknown)}")
         journal = get("TAPEFLOW_LIVE_JOURNAL", "journal")
         duration = get("TAPEFLOW_LIVE_DURATION", "")
+        idle = get("TAPEFLOW_LIVE_IDLE_EXIT", "")
         bars = get("TAPEFLOW_LIVE_BARS", ",".join(STANDARD_INTERVALS))
         return cls(
             venue=venue, format_name=get("TAPEFLOW_LIVE_FORMAT", venue), symbols=symbols,
@@ -197,6 +199,7 @@ class LiveConfig:
             rest_endpoint=get("TAPEFLOW_LIVE_REST_ENDPOINT") or None,
             capture=capture, journal=Path(journal) if journal and journal != "none" else None,
             duration_ns=parse_duration_ns(duration) if duration else None,
+            idle_stop_ns=parse_duration_ns(idle) if idle else None,
             levels=_int(get, "TAPEFLOW_LIVE_LEVELS", 10),
             snapshot_interval_ns=parse_duration_ns(get("TAPEFLOW_LIVE_INTERVAL", "1s")),
             intervals=tuple(b.strip() for b in bars.split(",") if b.strip()),
@@ -215,7 +218,7 @@ class LiveConfig:
             return CaptureSource(self.format_name, self.capture, batch_events=self.batch_events,
                                  batch_ns=self.batch_ns)
         return LiveSource(self.venue, self.symbols, endpoint=self.endpoint, rest_endpoint=self.rest_endpoint,
-                          journal=self.journal, duration_ns=self.duration_ns)
+                          journal=self.journal, duration_ns=self.duration_ns, idle_stop_ns=self.idle_stop_ns)
 
 
 def _int(get: Callable[..., str | None], name: str, default: int) -> int:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tapeflow.errors import TapeflowError
+from tapeflow.live import cli as live_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 
@@ -77,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_cmd_formats)
+    live_cli.add_parser(sub)
     return p
 
 

@@ -1,5 +1,218 @@
-"""``tapeflow live``: run the Bytewax market flow (``flows.market``) on a live feed or a capture."""
+"""``tapeflow live``: run the Bytewax market flow (``flows.market``) on a live feed or a capture.
+
+``tapeflow`` may not import ``flows`` (the layers go the other way), so this command spawns
+``python -m bytewax.run "flows.market:flow_from_env()"`` with the ``TAPEFLOW_LIVE_*`` variables that
+say what to run, streams its output and ends with a summary. Each flow worker prints one
+``live-summary {json}`` line on stdout when it finishes; they are added up here.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+from tapeflow.errors import ConfigError
+from tapeflow.settings import Settings
+from tapeflow.timeutil import parse_duration_ns
+
 SUMMARY_PREFIX = "live-summary "
+FLOW = "flows.market:flow_from_env()"
+_BASE_PORT = 2101
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add ``tapeflow live`` to the ``tapeflow`` sub-commands."""
+    p = sub.add_parser("live", help="run the live market flow (Bytewax) on a venue feed or a capture",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("what to run")
+    src.add_argument("--venue", help="venue connector (binance, bybit, kraken, coinbase, okx)")
+    src.add_argument("--symbols", help="instruments as the venue spells them, comma separated")
+    src.add_argument("--endpoint", help="websocket URL (default: the venue's; a replay server's ws_url)")
+    src.add_argument("--rest-endpoint", help="REST base URL for snapshots")
+    src.add_argument("--capture", nargs="+", type=Path, metavar="FILE",
+                     help="replay capture/journal/simulator files instead of connecting")
+    src.add_argument("--format", dest="format_name", help="format of --capture files (default: --venue)")
+    src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
+    src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
+    run = p.add_argument_group("how to run")
+    run.add_argument("-w", "--workers", type=int, default=1, help="Bytewax workers per process")
+    run.add_argument("--processes", type=int, default=1,
+                     help="start this many local processes (each with -w workers) as one cluster")
+    run.add_argument("-i", "--process-id", type=int, help="this process's id in a multi-host cluster")
+    run.add_argument("-a", "--addresses", help="host:port of every process, ';' separated (with -i)")
+    run.add_argument("--recovery", type=Path, metavar="DIR",
+                     help="Bytewax recovery store (created on first use); a rerun resumes from it")
+    run.add_argument("--snapshot-every", default="10s", help="recovery snapshot interval (whole seconds)")
+    out = p.add_argument_group("outputs")
+    out.add_argument("--lake", type=Path, help="lake root (default $TAPEFLOW_LAKE or ./lake)")
+    out.add_argument("--clickhouse", help="DSN: chdb:DIR (embedded) or http(s)://host:8123")
+    out.add_argument("--no-lake", action="store_true", help="do not write Parquet")
+    out.add_argument("--no-clickhouse", action="store_true", help="do not load the warehouse")
+    out.add_argument("--journal", type=Path, help="journal root for live frames (default ./journal)")
+    book = p.add_argument_group("book, bars, metrics")
+    book.add_argument("--levels", type=int, default=10, help="book snapshot depth per side")
+    book.add_argument("--interval", default="1s", help="snapshot (and metric) grid, e.g. 1s")
+    book.add_argument("--bars", help="bar intervals, comma separated (default the 15 standard ones)")
+    book.add_argument("--batch-events", type=int, help="rows per micro-batch of a capture (default 5000)")
+    book.add_argument("--bbo-as-quote", action="store_true", help="store the rebuilt BBO as quote rows")
+    p.set_defaults(func=run_live)
+
+
+def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """The environment of the flow process for these arguments.
+
+    Raises:
+        ConfigError: neither a capture nor a venue with symbols, or a bad duration.
+    """
+    if not args.capture and not (args.venue and args.symbols):
+        raise ConfigError("tapeflow live needs --venue and --symbols (a live feed) or --capture FILE...")
+    for name in ("duration", "idle_exit", "interval", "snapshot_every"):
+        value = getattr(args, name)
+        if value:
+            parse_duration_ns(value)
+    env = {
+        "TAPEFLOW_LIVE_VENUE": args.venue or "",
+        "TAPEFLOW_LIVE_FORMAT": args.format_name or args.venue or "",
+        "TAPEFLOW_LIVE_SYMBOLS": args.symbols or "",
+        "TAPEFLOW_LIVE_ENDPOINT": args.endpoint or "",
+        "TAPEFLOW_LIVE_REST_ENDPOINT": args.rest_endpoint or "",
+        "TAPEFLOW_LIVE_CAPTURE": os.pathsep.join(str(p.resolve()) for p in args.capture or ()),
+        "TAPEFLOW_LIVE_DURATION": args.duration or "",
+        "TAPEFLOW_LIVE_IDLE_EXIT": args.idle_exit or "",
+        "TAPEFLOW_LIVE_LEVELS": str(args.levels),
+        "TAPEFLOW_LIVE_INTERVAL": args.interval,
+        "TAPEFLOW_LIVE_BBO_AS_QUOTE": "1" if args.bbo_as_quote else "0",
+        "TAPEFLOW_LAKE": str(args.lake or settings.lake_dir),
+        "TAPEFLOW_CLICKHOUSE": args.clickhouse or settings.clickhouse_dsn,
+    }
+    outputs = [o for o, off in (("lake", args.no_lake), ("clickhouse", args.no_clickhouse)) if not off]
+    env["TAPEFLOW_LIVE_OUTPUTS"] = ",".join(outputs) or "none"
+    if args.journal:
+        env["TAPEFLOW_LIVE_JOURNAL"] = str(args.journal)
+    if args.bars:
+        env["TAPEFLOW_LIVE_BARS"] = args.bars
+    if args.batch_events:
+        env["TAPEFLOW_LIVE_BATCH_EVENTS"] = str(args.batch_events)
+    return env
+
+
+def flow_commands(args: argparse.Namespace) -> list[list[str]]:
+    """One ``python -m bytewax.run`` command line per local process."""
+    if args.workers < 1 or args.processes < 1:
+        raise ConfigError(f"--workers ({args.workers}) and --processes ({args.processes}) must be >= 1")
+    base = [sys.executable, "-m", "bytewax.run", FLOW, "-w", str(args.workers)]
+    if args.recovery is not None:
+        seconds = max(1, parse_duration_ns(args.snapshot_every) // 1_000_000_000)
+        base += ["-r", str(args.recovery), "-s", str(seconds), "-b", "0"]
+    if args.process_id is not None or args.addresses:
+        if args.process_id is None or not args.addresses or args.processes != 1:
+            raise ConfigError("a multi-host cluster needs both -i and -a (and no --processes)")
+        return [base + ["-i", str(args.process_id), "-a", args.addresses]]
+    if args.processes == 1:
+        return [base]
+    addresses = ";".join(f"localhost:{_BASE_PORT + i}" for i in range(args.processes))
+    return [base + ["-i", str(i), "-a", addresses] for i in range(args.processes)]
+
+
+def _init_recovery(directory: Path, partitions: int) -> None:
+    # bytewax.run resumes from an initialised store; a new directory gets one partition per worker
+    if directory.exists() and any(directory.glob("part-*.sqlite3")):
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True,
+                   stdout=subprocess.DEVNULL)
+
+
+def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | None = None) -> int:
+    """Run the flow in child processes, stream their output, print a summary; returns the exit code."""
+    out = out or sys.stdout
+    env = os.environ | live_env(args, settings)
+    check_source(args)
+    commands = flow_commands(args)
+    if args.recovery is not None:
+        _init_recovery(args.recovery, args.workers * args.processes)
+    what = (f"capture {', '.join(str(p) for p in args.capture)}" if args.capture
+            else f"{args.venue} {args.symbols}")
+    print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
+    started = time.monotonic()
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for cmd in commands]
+    lines: queue.Queue[str | None] = queue.Queue()
+    # one reader per process: a cluster's processes wait on each other, so no pipe may fill up
+    readers = [threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True) for proc in procs]
+    for reader in readers:
+        reader.start()
+    summaries: list[str] = []
+    try:
+        open_pipes = len(procs)
+        while open_pipes:
+            line = lines.get()
+            if line is None:
+                open_pipes -= 1
+            elif line.startswith(SUMMARY_PREFIX):
+                summaries.append(line)
+            else:
+                out.write(line)
+                out.flush()
+        codes = [proc.wait() for proc in procs]
+    except KeyboardInterrupt:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait()
+        raise
+    rows = add_summaries(summaries)
+    elapsed = time.monotonic() - started
+    detail = ", ".join(f"{k}={v:,}" for k, v in sorted(rows.items())) or "no rows"
+    failed = [c for c in codes if c != 0]
+    outcome = "failed" if failed else "done"
+    print(f"live: {outcome} in {elapsed:.1f} s: {sum(rows.values()):,} rows ({detail})", file=out, flush=True)
+    if failed:
+        print(f"live: the flow exited with code {failed[0]} (see its messages above)", file=out, flush=True)
+        return failed[0]
+    return 0
+
+
+def _pump(pipe: IO[str] | None, lines: queue.Queue[str | None]) -> None:
+    if pipe is not None:
+        for line in pipe:
+            lines.put(line)
+    lines.put(None)
+
+
+def check_source(args: argparse.Namespace) -> None:
+    """Refuse, before any process starts, what the flow could only refuse with a traceback.
+
+    Raises:
+        ConfigError: an unknown format, a missing capture file or a venue without a connector.
+    """
+    if args.capture:
+        from tapeflow.venues import get_format
+
+        get_format(args.format_name or args.venue or "")
+        missing = [str(p) for p in args.capture if not p.is_file()]
+        if missing:
+            raise ConfigError(f"capture files not found: {', '.join(missing)}")
+        return
+    module = f"tapeflow.venues.{args.venue}"
+    if importlib.util.find_spec(module) is None or importlib.util.find_spec(f"{module}.client") is None:
+        raise ConfigError(f"no live connector for venue {args.venue!r} (no {module}.client)")
+
+
+def add_summaries(lines: Sequence[str]) -> dict[str, int]:
+    """Rows per table over the ``live-summary`` lines of every worker (other lines are ignored)."""
+    total: dict[str, int] = {}
+    for line in lines:
+        if line.startswith(SUMMARY_PREFIX):
+            for name, n in json.loads(line[len(SUMMARY_PREFIX):])["rows"].items():
+                total[name] = total.get(name, 0) + int(n)
+    return total
