@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
+from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 
@@ -78,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("formats", help="list the input formats")
     f.set_defaults(func=_cmd_formats)
+    replay_cli.add_parser(sub)
     live_cli.add_parser(sub)
     return p
 

@@ -105,7 +105,19 @@ CLI: ``tapeflow replay-server --format kraken CAPTURE... --port 9001 [--speed 10
 
 from __future__ import annotations
 
-from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault, parse_random_faults
-from tapeflow.replay.server import ReplayServer
+from typing import Any
 
 __all__ = ["Fault", "FaultPlan", "Injected", "ReplayServer", "parse_fault", "parse_random_faults"]
+
+
+def __getattr__(name: str) -> Any:
+    # lazy, so ``tapeflow --help`` does not import aiohttp just to list this subcommand
+    if name == "ReplayServer":
+        from tapeflow.replay.server import ReplayServer
+
+        return ReplayServer
+    if name in __all__:
+        from tapeflow.replay import faults
+
+        return getattr(faults, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
