@@ -70,7 +70,8 @@ def time_bars(trades: pa.Table, interval: str) -> pa.Table:
     Returns:
         A ``bar`` table, one row per venue, symbol and non-empty bucket, sorted by venue, symbol
         and time. ``ts_recv_ns`` is the latest capture time among the bar's trades; ``flags`` is
-        ``F_MAYBE_BAD_BOOK`` when any of its trades carried ``F_GAP`` or ``F_MAYBE_BAD_BOOK``.
+        ``F_MAYBE_BAD_BOOK`` when any of its trades carried ``F_GAP`` or ``F_MAYBE_BAD_BOOK``;
+        ``revision`` is 0 (only the live bars restate).
 
     Raises:
         ConfigError: a bad interval.

@@ -30,7 +30,7 @@ import pyarrow as pa
 from kernels.bars import rounded_vwap
 from kernels.bars_live import notional_ints, partial_bars
 from tapeflow.bars import STANDARD_INTERVALS, interval_ns
-from tapeflow.book import instrument_groups
+from tapeflow.derived.metrics import by_instrument
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, REJECTED, TRADE
 
@@ -90,7 +90,7 @@ class LiveBars:
                 f"allowed_lateness_ns ({allowed_lateness_ns}) and restate_horizon_ns "
                 f"({restate_horizon_ns}) must be >= 0"
             )
-        self.intervals = tuple(intervals)
+        self.intervals = tuple(dict.fromkeys(intervals))  # a repeated interval would be built twice
         if not self.intervals:
             raise ConfigError("LiveBars needs at least one interval")
         self._step_ns = {i: interval_ns(i) for i in self.intervals}
@@ -117,8 +117,7 @@ class LiveBars:
         if trades.schema.names != TRADE.column_names:
             raise TapeflowError(f"LiveBars.add needs a trade table, got columns {trades.schema.names}")
         out: list[dict] = []
-        for venue, symbol, idx in instrument_groups(trades):
-            sub = trades.take(pa.array(idx))
+        for venue, symbol, sub in by_instrument(trades):
             inst = self._state.get((venue, symbol))
             accepted = self._admit(sub, venue, symbol, inst)
             if accepted.num_rows == 0 and inst is None:

@@ -18,8 +18,7 @@ import pyarrow as pa
 
 from kernels.metrics import grid_end, quote_events
 from tapeflow.bars import interval_ns
-from tapeflow.book import instrument_groups
-from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, metric_table, signed_volume
+from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table, signed_volume
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
 
@@ -71,10 +70,10 @@ class LiveMetrics:
         _check(trades, TRADE, "trade")
         touched: list[tuple[str, str]] = []
         for table, take in ((quotes, self._quotes), (trades, self._trades), (snapshots, self._snapshots)):
-            for venue, symbol, idx in instrument_groups(table):
+            for venue, symbol, rows in by_instrument(table):
                 key = (venue, symbol)
                 inst = self._state.setdefault(key, _Inst())
-                take(inst, table.take(pa.array(idx)), venue, symbol)
+                take(inst, rows, venue, symbol)
                 if key not in touched:
                     touched.append(key)
         parts = [self._emit(k, self._state[k], final=False) for k in sorted(touched)]

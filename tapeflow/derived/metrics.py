@@ -26,6 +26,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from kernels.metrics import UNDEF, depth_nanos, grid_end, microprice_nanos, quote_events
 from tapeflow.bars import interval_ns
@@ -40,6 +41,21 @@ _BUY, _SELL = ord("B"), ord("A")
 def _check(table: pa.Table, record: object, what: str) -> None:
     if table.schema.names != record.column_names:  # type: ignore[attr-defined]
         raise TapeflowError(f"metrics needs a {what} table, got columns {table.schema.names}")
+
+
+def by_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
+    """``(venue, symbol, rows)`` per instrument in order of first row (rows keep their order).
+
+    The live flow keys its batches by instrument, so a one-instrument table, the common case, is
+    recognized with two comparisons and passed through without a copy.
+    """
+    if table.num_rows == 0:
+        return []
+    venue, symbol = table.column("venue")[0].as_py(), table.column("symbol")[0].as_py()
+    if pc.all(pc.equal(table.column("venue"), venue)).as_py() and pc.all(
+            pc.equal(table.column("symbol"), symbol)).as_py():
+        return [(venue, symbol, table)]
+    return [(v, s, table.take(pa.array(idx))) for v, s, idx in instrument_groups(table)]
 
 
 def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,14 +191,13 @@ def metrics(snapshots: pa.Table, quotes: pa.Table, trades: pa.Table, *, interval
     _check(snapshots, BOOK_SNAPSHOT, "book_snapshot")
     _check(quotes, QUOTE, "quote")
     _check(trades, TRADE, "trade")
-    qrows = {(v, s): idx for v, s, idx in instrument_groups(quotes)}
-    trows = {(v, s): idx for v, s, idx in instrument_groups(trades)}
+    qrows = {(v, s): rows for v, s, rows in by_instrument(quotes)}
+    trows = {(v, s): rows for v, s, rows in by_instrument(trades)}
     parts = []
-    for venue, symbol, idx in instrument_groups(snapshots):
-        snap = snapshots.take(pa.array(idx))
+    for venue, symbol, snap in by_instrument(snapshots):
         grid = _grid_of(snap, step_ns, venue, symbol)
-        q = quotes.take(pa.array(qrows.get((venue, symbol), np.zeros(0, np.int64))))
-        t = trades.take(pa.array(trows.get((venue, symbol), np.zeros(0, np.int64))))
+        q = qrows.get((venue, symbol), QUOTE.empty_table())
+        t = trows.get((venue, symbol), TRADE.empty_table())
         ofi, cvd, rv, bad = _flow_samples(grid, q, t, step_ns)
         parts.append(metric_table(snap, interval, levels, ofi, cvd, rv, bad))
     return pa.concat_tables(parts) if parts else METRIC.empty_table()
