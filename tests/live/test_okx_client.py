@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+from tapeflow.live import iterate_in_thread
 from tapeflow.live.connector import ConnectorSettings
+from tapeflow.replay import ReplayServer
 from tapeflow.replay.protocol import Frame
+from tapeflow.schemas.records import TRADE
 from tapeflow.venues.okx.client import OkxClient
 from tests.live.connb_replay import journal_matches_live, records, run_against_replay, status
 
@@ -68,3 +72,20 @@ def test_dropped_update_is_a_seqid_gap_and_resyncs(tmp_path: Path) -> None:
     # one on the message after the gap
     assert client.stats.checksums_ok == client.stats.checksums - 1
     journal_matches_live(tmp_path, "okx", records(batches))
+
+
+def test_synchronous_consumer_through_the_thread_adapter(tmp_path: Path) -> None:
+    with ReplayServer("okx", [FIXTURE]).run_in_thread() as srv:
+        client = OkxClient(INSTRUMENTS, endpoint=srv.ws_url, journal=tmp_path)
+        with iterate_in_thread(client) as batches:
+            synced: set[str] = set()
+            trades = 0
+            deadline = time.monotonic() + 20
+            while (len(synced) < 2 or trades < 3) and time.monotonic() < deadline:
+                batch = batches.poll(0.5)
+                if batch is None:
+                    continue
+                synced |= {r["symbol"] for r in batch.status.to_pylist() if r["state"] == "synced"}
+                trades += batch.get(TRADE).num_rows
+    assert synced == set(INSTRUMENTS) and trades == 3
+    assert (tmp_path / "okx").is_dir()
