@@ -1,0 +1,109 @@
+"""``tapeflow live``: two local processes (``-i/-a``) write the snapshots and bars of one worker to the
+lake and end with the summed summary; bad requests are one-line errors before anything starts."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from flows.market import LiveConfig
+from tapeflow.bars import STANDARD_INTERVALS, time_bars
+from tapeflow.cli import main
+from tapeflow.errors import ConfigError
+from tapeflow.live.cli import add_summaries, flow_commands, live_env
+from tapeflow.rebuild import snapshots_for_format
+from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT
+from tapeflow.settings import Settings
+from tapeflow.storage import lake
+from tapeflow.venues import get_format
+from tapeflow.venues.base import merge
+from tests.flows.flowdata import sim_market, sorted_rows
+
+REPO = Path(__file__).resolve().parents[2]
+SECOND = 1_000_000_000
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    from tapeflow.live.cli import add_parser
+
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["live", *argv])
+
+
+def test_two_processes_write_the_rows_of_one_worker(tmp_path: Path) -> None:
+    paths = [str(p) for p in sim_market()]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    run = subprocess.run(
+        [sys.executable, "-m", "tapeflow.cli", "live", "--capture", *paths, "--format", "sim",
+         "--processes", "2", "--lake", str(tmp_path / "lake"), "--no-clickhouse", "--bars", "1s,1m,1h"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    want, _ = snapshots_for_format("sim", list(sim_market()), levels=10, interval_ns=SECOND)
+    got = lake.read(BOOK_SNAPSHOT, tmp_path / "lake")
+    keys = ("venue", "symbol", "ts_event_ns")
+    assert sorted_rows(got, keys).equals(sorted_rows(want, keys))
+    trades = merge(list(get_format("sim").decode(list(sim_market()))))["trade"]
+    bar_keys = ("venue", "symbol", "interval", "ts_event_ns")
+    bars = pa.concat_tables([time_bars(trades, i) for i in ("1s", "1m", "1h")])
+    assert sorted_rows(lake.read(BAR, tmp_path / "lake"), bar_keys).equals(sorted_rows(bars, bar_keys))
+    # the summary adds up both processes' workers
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("live: done in ")
+    assert f"book_snapshot={want.num_rows:,}" in last and f"bar={bars.num_rows:,}" in last
+    assert "2 process(es) x 1 worker(s)" in run.stdout
+
+
+def test_commands_and_environment() -> None:
+    args = _args("--capture", "a.gz", "--format", "sim", "-w", "3", "--recovery", "rec",
+                 "--snapshot-every", "5s", "--no-clickhouse", "--bars", "1m")
+    (cmd,) = flow_commands(args)
+    assert cmd[1:] == ["-m", "bytewax.run", "flows.market:flow_from_env()", "-w", "3", "-r", "rec", "-s", "5",
+                       "-b", "0"]
+    env = live_env(args, Settings(lake_dir=Path("L")))
+    assert env["TAPEFLOW_LIVE_OUTPUTS"] == "lake" and env["TAPEFLOW_LAKE"] == "L"
+    assert env["TAPEFLOW_LIVE_CAPTURE"] == str(Path("a.gz").resolve())
+    config = LiveConfig.from_env(env)
+    assert (config.format_name, config.intervals, config.outputs) == ("sim", ("1m",), ("lake",))
+    cluster = flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "--processes", "2"))
+    assert [c[-4:] for c in cluster] == [["-i", "0", "-a", "localhost:2101;localhost:2102"],
+                                         ["-i", "1", "-a", "localhost:2101;localhost:2102"]]
+    with pytest.raises(ConfigError, match="-i and -a"):
+        flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "-i", "1"))
+    lines = ['live-summary {"worker": 0, "rows": {"bar": 2}}', "noise",
+             'live-summary {"worker": 1, "rows": {"bar": 3, "trade": 1}}']
+    assert add_summaries(lines) == {"bar": 5, "trade": 1}
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["live"], "needs --venue and --symbols"),
+    (["live", "--venue", "lobster", "--symbols", "AMZN"], "no live connector for venue 'lobster'"),
+    (["live", "--capture", "nowhere.gz", "--format", "sim"], "capture files not found: nowhere.gz"),
+    (["live", "--capture", "x", "--format", "nope"], "unknown format 'nope'"),
+    (["live", "--venue", "kraken", "--symbols", "XBT/USD", "--duration", "soon"], "duration 'soon'"),
+])
+def test_bad_requests_are_one_line_errors(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_flow_configuration_errors() -> None:
+    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_CAPTURE"):
+        LiveConfig.from_env({})
+    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_OUTPUTS"):
+        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_OUTPUTS": "s3"})
+    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_LEVELS"):
+        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_LEVELS": "ten"})
+    config = LiveConfig.from_env({"TAPEFLOW_LIVE_VENUE": "kraken",
+                                  "TAPEFLOW_LIVE_SYMBOLS": "XBT/USD, ETH/USD",
+                                  "TAPEFLOW_LIVE_DURATION": "30s", "TAPEFLOW_LIVE_JOURNAL": "none"})
+    assert config.symbols == ("XBT/USD", "ETH/USD") and config.duration_ns == 30 * SECOND
+    assert config.journal is None and config.intervals == STANDARD_INTERVALS
