@@ -4,14 +4,16 @@ The live flow's book stage (:class:`tapeflow.live.bookstate.BookStage`) over the
 order-by-order input goes through the L3 book, price-level input through the L2 book, L3 winning
 when a venue yields both, with the capture-time grid of ``tapeflow book``
 (:func:`tapeflow.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a
-book needs the day's snapshot (DBN start-of-day records, a venue REST snapshot) to be valid.
+book starts from the previous day's rows (a session and its snapshot may begin before midnight)
+and needs a snapshot (DBN start-of-day records, a venue REST snapshot) within those two days.
 """
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -26,8 +28,9 @@ from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from tapeflow.live.bookstate import BookStage
-from tapeflow.schemas import concat
+from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE
+from tapeflow.storage import lake as lake_store
 
 LEVELS = 10
 INTERVAL_NS = 1_000_000_000
@@ -56,12 +59,13 @@ def books(context: AssetExecutionContext,
     """Rebuild each instrument-day's book from its lake partition."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
-    events = common.read(ORDER_EVENT, lake, wanted)
-    deltas = common.read(BOOK_DELTA, lake, wanted)
     snaps: dict[Target, pa.Table] = {}
     quotes: dict[Target, pa.Table] = {}
     for t in wanted:
-        snaps[t], quotes[t] = rebuild(events[t], deltas[t], t)
+        days = [t.previous(), t]
+        events = _arrival_order(ORDER_EVENT, common.read(ORDER_EVENT, lake, days))
+        deltas = _arrival_order(BOOK_DELTA, common.read(BOOK_DELTA, lake, days))
+        snaps[t], quotes[t] = rebuild(events, deltas, t)
     for name, record, tables in (("book_snapshots", BOOK_SNAPSHOT, snaps), ("bbo", BBO, quotes)):
         writes = common.write(record, tables, lake, wanted)
         meta = common.describe(tables, writes, record=record)
@@ -74,6 +78,8 @@ def books(context: AssetExecutionContext,
 def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Table, pa.Table]:
     """(snapshots on the 1 s grid, BBO changes) of one instrument-day, kept to that day.
 
+    ``events`` / ``deltas`` start with the previous day's rows: the book state at midnight.
+
     The live flow's own book stage over the whole day in one batch: the same kernels and grid
     as ``tapeflow book`` (it is tested equal to it) and the same BBO-change rule as live.
     """
@@ -85,6 +91,13 @@ def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Tabl
     # the grid's last instant may fall on the next midnight: that row is the next day's first
     return (common.split_by_target(snaps, [target]).get(target, BOOK_SNAPSHOT.empty_table()),
             common.split_by_target(quotes, [target]).get(target, QUOTE.empty_table()))
+
+
+def _arrival_order(record: RecordType, days: Mapping[Target, pa.Table]) -> pa.Table:
+    # the previous day warms the book up (a session, and its snapshot, may start before midnight);
+    # partitions are split by venue day, so merge them back into capture order (the lake's sort)
+    rows = concat(record, [days[t] for t in sorted(days)])
+    return rows.take(pc.sort_indices(rows, [(k, "ascending") for k in lake_store.sort_key(record)]))
 
 
 def _maybe_bad(table: pa.Table) -> int:

@@ -9,6 +9,7 @@ symbol, and the symbol encodes ``/`` (``XBT/USD`` -> ``XBT%2FUSD``). Examples:
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
@@ -64,6 +65,11 @@ class Target:
     date: str
     venue: str
     symbol: str
+
+    def previous(self) -> Target:
+        """The same instrument the day before."""
+        day = dt.date.fromisoformat(self.date) - dt.timedelta(days=1)
+        return Target(day.isoformat(), self.venue, self.symbol)
 
     @property
     def key(self) -> MultiPartitionKey:
