@@ -64,6 +64,19 @@ class SuiteData:
     def add(self, check: Check) -> None:
         self.checks.append(check)
 
+    def day_instruments(self) -> list[tuple[str, str]]:
+        """Instruments of the day frame: the table's, plus baseline instruments absent from it.
+
+        A day that lost an instrument entirely must still meet its baseline (with a total of 0).
+        """
+        pairs = list(self.instruments)
+        if isinstance(self.baseline, Mapping):
+            present = {s for _, s in pairs}
+            pairs += [("", s) for s in sorted(self.baseline) if s not in present]
+        elif self.baseline is not None and not pairs:
+            pairs.append(("", ""))
+        return pairs
+
     def put(self, name: str, values: Any) -> str:
         """Store a derived column (numpy or pandas nullable array) and return its frame name."""
         self.derived[name] = values
@@ -246,9 +259,10 @@ def crossed_book(d: SuiteData, bid: np.ndarray, ask: np.ndarray) -> None:
 def vs_baseline(d: SuiteData, name: str, totals: dict[int, int], field_name: str) -> None:
     """The day's total per instrument against the trailing baseline, as a z-score within +-z_max."""
     cfg = d.config
-    z = np.full(len(d.instruments), np.nan)
-    rows: list[dict[str, Any]] = [{} for _ in d.instruments]
-    for code, (venue, symbol) in enumerate(d.instruments):
+    instruments = d.day_instruments()
+    z = np.full(len(instruments), np.nan)
+    rows: list[dict[str, Any]] = [{} for _ in instruments]
+    for code, (venue, symbol) in enumerate(instruments):
         b = d.baseline.get(symbol) if isinstance(d.baseline, Mapping) else d.baseline
         history = list(getattr(b, field_name, ()) or ()) if b is not None else []
         if len(history) < cfg.baseline_min_days:

@@ -24,7 +24,9 @@ def instrument_codes(table: pa.Table) -> tuple[np.ndarray, list[tuple[str, str]]
     """One integer per row naming its (venue, symbol), and the pairs in code order."""
     if table.num_rows == 0:
         return np.zeros(0, np.int64), []
-    key = pc.binary_join_element_wise(table.column("venue"), table.column("symbol"), "\x1f")
+    # a missing venue or symbol (not_null_keys reports it) groups under "" instead of breaking the codes
+    venue, symbol = (pc.fill_null(table.column(c), "") for c in ("venue", "symbol"))
+    key = pc.binary_join_element_wise(venue, symbol, "\x1f")
     enc = pc.dictionary_encode(key).combine_chunks()
     names = [tuple(s.split("\x1f", 1)) for s in enc.dictionary.to_pylist()]
     return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), names

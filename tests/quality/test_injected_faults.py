@@ -190,3 +190,32 @@ def test_missing_column_fails_every_check_it_needs(sim_day):
     not_run = [c.name for c in result.checks if "missing columns" in str(c.details.get("skipped"))]
     assert not_run == [n for n in check_names("trades") if n not in ("schema", "not_null_keys")]
     assert all(not result.check(n).passed for n in not_run)
+
+
+def test_missing_key_values_are_reported_not_raised(sim_day):
+    trades = sim_day.trades
+    symbols = trades.column("symbol").to_pylist()
+    rows = [5, 50, 500]
+    for i in rows:
+        symbols[i] = None
+    bad = trades.set_column(trades.column_names.index("symbol"), pa.field("symbol", pa.string()),
+                            pa.array(symbols, pa.string()))
+    check = run_suite("trades", bad, partition_day=DAY).check("not_null_keys")
+    assert not check.passed and check.unexpected_count == len(rows)
+    assert [e["location"] for e in check.examples] == [f"row {i}" for i in rows]
+
+
+def test_empty_partition_passes_with_nothing_judged(sim_day):
+    result = run_suite("trades", sim_day.trades.slice(0, 0), partition_day=DAY)
+    assert result.passed and result.row_count == 0
+    assert {c.element_count for c in result.checks if c.name != "schema"} == {0}
+
+
+def test_a_lost_instrument_day_fails_its_baseline(sim_day):
+    base = steady_baseline(sim_day.trades.num_rows, pc.sum(sim_day.trades.column("size_nanos")).as_py())
+    empty = sim_day.trades.slice(0, 0)
+    result = run_suite("trades", empty, partition_day=DAY, baseline={"SIM-BTCUSDT": base})
+    failed = {c.name: c.unexpected_count for c in result.failed}
+    assert failed == {"rows_vs_baseline": 1, "volume_vs_baseline": 1}
+    (inst,) = result.check("rows_vs_baseline").details["instruments"]
+    assert (inst["symbol"], inst["value"]) == ("SIM-BTCUSDT", 0)
