@@ -12,11 +12,12 @@ flags the instrument's rows, so nothing is published as valid from the broken bo
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 from tapeflow.live.connector import Connector
-from tapeflow.live.frames import RawFrame
+from tapeflow.live.frames import LiveBatch, RawFrame
 from tapeflow.venues.livesync import SYNCED, LiveSync, SyncDecoder, SyncStats
 
 
@@ -40,7 +41,8 @@ class ResubscribingClient(Connector):
     def make_decoder(self) -> SyncDecoder:
         """The venue sync behind the frame-decoder interface the connector feeds."""
         self.live_sync = self.make_sync()
-        self._requested: dict[str, float] = {}  # symbol -> monotonic time of the last resync request
+        # symbol -> monotonic time its last resubscription was sent (inf while it waits for the limiter)
+        self._requested: dict[str, float] = {}
         self._resync_tasks: set[asyncio.Task[None]] = set()
         self.resubscribes = 0
         return SyncDecoder(self.live_sync)
@@ -64,14 +66,25 @@ class ResubscribingClient(Connector):
                 self.sync.sync_done(event.symbol, event.detail, sequence=event.sequence)
             else:
                 self.sync.gap(event.symbol, event.detail, sequence=event.sequence, reason=event.state)
-                self._resync(event.symbol)
+                if event.symbol not in self._requested:
+                    self._resync(event.symbol)
         for symbol, asked in list(self._requested.items()):
+            # a request still queued at the limiter is not overdue: asking again would only pile up
             if asked < now and now - asked >= self.resync_timeout_s:
                 self.sync.resyncing(symbol, f"no snapshot {now - asked:.1f} s after asking: asking again")
                 self._resync(symbol)
 
+    async def batches(self) -> AsyncIterator[LiveBatch]:
+        """The connector's batches (see :meth:`Connector.batches`); pending resubscriptions end with it."""
+        try:
+            async for batch in super().batches():
+                yield batch
+        finally:
+            for task in list(self._resync_tasks):
+                task.cancel()
+
     def _resync(self, symbol: str) -> None:
-        self._requested[symbol] = time.monotonic()
+        self._requested[symbol] = math.inf
         task = asyncio.get_running_loop().create_task(self._resubscribe(symbol))
         self._resync_tasks.add(task)
         task.add_done_callback(self._resync_tasks.discard)
@@ -81,6 +94,8 @@ class ResubscribingClient(Connector):
         for message in self.resubscribe_messages(symbol):
             await self.send(message)
         self.resubscribes += 1
+        if symbol in self._requested:  # not synced meanwhile: the timeout runs from now
+            self._requested[symbol] = time.monotonic()
 
 
 def symbols_list(symbols: Sequence[str] | str) -> list[str]:
