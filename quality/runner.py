@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ DATASETS: dict[str, str] = {
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _MAX_EXAMPLES = 5
-_ALWAYS = ("schema", "not_null_keys")
+_VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
 
 
 def _suite(dataset: str) -> Any:
@@ -108,6 +108,40 @@ def run_suite(
                                        description="not run: the table lacks columns it needs"))
     ordered.extend(by_name.values())
     return SuiteResult(name, day, table.num_rows, ordered)
+
+
+def baselines_from_days(dataset: str, days: Sequence[pa.Table]) -> dict[str, Baseline]:
+    """Per-symbol baselines from earlier partitions of ``dataset`` (one table per day).
+
+    A symbol missing from a day counts 0 rows that day. Volume is summed for trades
+    (``size_nanos``) and bars (``volume_nanos`` of the finest time interval, as the suite does).
+
+    Raises:
+        ConfigError: no suite for ``dataset``.
+    """
+    name = _RECORD_TO_DATASET.get(dataset, dataset)
+    _suite(name)
+    per_day = [_day_totals(name, derive.plain(t)) for t in days]
+    symbols = sorted({s for day in per_day for s in day})
+    return {
+        s: Baseline(row_counts=[day.get(s, (0, 0))[0] for day in per_day],
+                    volumes_nanos=[day.get(s, (0, 0))[1] for day in per_day]
+                    if name in _VOLUME_COLUMN else [])
+        for s in symbols
+    }
+
+
+def _day_totals(name: str, table: pa.Table) -> dict[str, tuple[int, int]]:
+    if table.num_rows == 0:
+        return {}
+    if name == "bars":
+        from quality.suites.bars import finest_rows
+
+        table = table.filter(pa.array(finest_rows(table)[1]))
+    symbols = table.column("symbol").to_numpy(zero_copy_only=False)
+    column = _VOLUME_COLUMN.get(name)
+    volume = table.column(column).to_numpy() if column else np.zeros(len(symbols), np.int64)
+    return {str(s): (int((symbols == s).sum()), int(volume[symbols == s].sum())) for s in np.unique(symbols)}
 
 
 def _day(table: pa.Table, partition_day: str | dt.date | None) -> tuple[str | None, bool]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 
 from quality import checks, derive
 from quality.checks import SuiteData
@@ -45,8 +46,7 @@ def plan(d: SuiteData) -> None:
     checks.flag_false(d, "bar_aligned", "time bars open on a multiple of their interval (UTC epoch)",
                       offset != 0)
     checks.ts_within_day(d, derive.partition_ts(d.table))
-    finest = _finest(d.table.column("interval").to_pylist(), steps)
-    rows = np.array([i == finest for i in d.table.column("interval").to_pylist()], bool)
+    finest, rows = finest_rows(d.table)
     checks.vs_baseline(d, "rows_vs_baseline", checks.totals_by_instrument(d.codes[rows]), "row_counts")
     checks.vs_baseline(d, "volume_vs_baseline", checks.totals_by_instrument(d.codes[rows], volume[rows]),
                        "volumes_nanos")
@@ -65,9 +65,11 @@ def _steps(intervals: list[str]) -> dict[str, int]:
     return out
 
 
-def _finest(intervals: list[str], steps: dict[str, int]) -> str | None:
-    """The finest time interval present: each interval counts the same trades, so one is summed."""
+def finest_rows(table: pa.Table) -> tuple[str | None, np.ndarray]:
+    """The finest time interval present and its rows: each interval counts the same trades, so the
+    day's totals are summed over one of them."""
+    intervals = table.column("interval").to_pylist()
+    steps = _steps(intervals)
     timed = sorted((s, n) for n, s in steps.items() if s > 0)
-    if timed:
-        return timed[0][1]
-    return sorted(steps)[0] if steps else None
+    finest = timed[0][1] if timed else (sorted(steps)[0] if steps else None)
+    return finest, np.array([i == finest for i in intervals], bool)

@@ -7,6 +7,7 @@ import sys
 import pyarrow.compute as pc
 import pytest
 
+import quality
 from quality import QualityConfig, check_names, run_suite
 from tests.quality.conftest import DAY, steady_baseline
 
@@ -81,3 +82,20 @@ def test_config_defaults_are_the_documented_ones():
     cfg = QualityConfig()
     assert (cfg.recv_skew_ns, cfg.crossed_rate_max, cfg.stale_interval_ns, cfg.baseline_z_max) == (
         5_000_000_000, 0.0, 60_000_000_000, 4.0)
+
+
+def test_baselines_from_earlier_days(sim_day):
+    trades = sim_day.trades
+    n, volume = trades.num_rows, pc.sum(trades.column("size_nanos")).as_py()
+    # five earlier "days": the whole day, then halves; one day the instrument is missing
+    days = [trades, trades.slice(0, n // 2), trades.slice(n // 2), trades.slice(0, 0), trades]
+    (symbol,) = set(trades.column("symbol").to_pylist())
+    base = quality.baselines_from_days("trades", days)
+    assert list(base) == [symbol]
+    half = pc.sum(trades.slice(0, n // 2).column("size_nanos")).as_py()
+    assert list(base[symbol].row_counts) == [n, n // 2, n - n // 2, 0, n]
+    assert list(base[symbol].volumes_nanos) == [volume, half, volume - half, 0, volume]
+    bars = quality.baselines_from_days("bars", [sim_day.bars])
+    one_s = sim_day.bars.filter(pc.equal(sim_day.bars.column("interval"), "1s"))
+    assert list(bars[symbol].row_counts) == [one_s.num_rows]
+    assert list(bars[symbol].volumes_nanos) == [volume]
