@@ -65,7 +65,7 @@ def evaluate(asset: str, tables: Mapping[Target, pa.Table], lake: Path, *,
         runs[t] = quality.run_suite(suite, table, partition_day=t.date,
                                     book=book.get(t) if book is not None else None)
         save(lake, asset, t, runs[t])
-    publish(lake, {t for t in tables})
+    publish(lake, tables.keys())
     return [_combine(asset, name, runs) for name in quality.check_names(suite)]
 
 
@@ -122,10 +122,23 @@ def load(lake: Path, targets: Iterable[Target] | None = None) -> dict[tuple[Targ
     return out
 
 
-def publish(lake: Path, targets: Iterable[Target] | None = None) -> Path | None:
-    """Render the kept results as GX Data Docs under ``<lake>/_data_docs`` (None until quality can)."""
-    write_docs = getattr(quality, "write_data_docs", None)
-    if write_docs is None:
-        return None
-    results = [r for _, r in sorted(load(lake).items(), key=lambda kv: (kv[0][0], kv[0][1]))]
-    return write_docs(results, Path(lake) / DOCS_DIR)
+def publish(lake: Path, targets: Iterable[Target]) -> list[Path]:
+    """Render each instrument-day's kept results as a GX Data Docs page (static HTML, opens offline).
+
+    Pages are ``<lake>/_data_docs/date=<day>/<instrument key>/index.html``, one per instrument-day,
+    holding every suite run on it so far (assets named with their suite).
+    """
+    kept = load(lake, targets)
+    pages = []
+    for t in sorted(set(targets)):
+        suites = [dataclasses.replace(r, dataset=f"{asset} ({r.dataset})")
+                  for (target, asset), r in sorted(kept.items(), key=lambda kv: kv[0][1]) if target == t]
+        if suites:
+            title = f"tapeflow data quality: {t.venue} {t.symbol} {t.date}"
+            pages.append(quality.write_data_docs(suites, docs_dir(lake, t), title=title))
+    return pages
+
+
+def docs_dir(lake: Path, t: Target) -> Path:
+    """The Data Docs folder of one instrument-day."""
+    return Path(lake) / DOCS_DIR / f"date={t.date}" / instrument_key(t.venue, t.symbol)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from dagster import Definitions, in_process_executor, load_asset_checks_from_modules, load_assets_from_modules
 
-from assets import book, derived, ingest, warehouse
+from assets import book, derived, docs, ingest, warehouse
 from dagster_project.jobs import daily_schedule, tapeflow_days
 from dagster_project.resources import resources
 from dagster_project.sensors import gap_repair_sensor, landing_sensor
 
-ASSET_MODULES = (ingest, book, derived, warehouse)
+ASSET_MODULES = (ingest, book, derived, warehouse, docs)
 
 defs = Definitions(
     assets=load_assets_from_modules(ASSET_MODULES),
