@@ -31,7 +31,8 @@ class _Inst:
     pending: list[pa.Table] = field(default_factory=list)
     ofi: dict[int, int] = field(default_factory=dict)
     sq: dict[int, list[float]] = field(default_factory=dict)
-    bad: dict[int, bool] = field(default_factory=dict)
+    bad: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # instant -> (any bad, last bad)
+    quote_bad: bool = False
     flow: dict[int, int] = field(default_factory=dict)
     cvd_day: int | None = None
     cvd_nanos: int = 0
@@ -99,8 +100,7 @@ class LiveMetrics:
             inst.ofi[g] = inst.ofi.get(g, 0) + e
             if not math.isnan(s):
                 inst.sq.setdefault(g, []).append(s)
-            if b:
-                inst.bad[g] = True
+            inst.bad[g] = (inst.bad.get(g, (False, False))[0] or b, b)
         self._seen(inst, arrival)
 
     def _trades(self, inst: _Inst, t: pa.Table, venue: str, symbol: str) -> None:
@@ -135,7 +135,10 @@ class LiveMetrics:
             returns = [x for k in _upto(inst.sq, g) for x in inst.sq.pop(k)]
             if returns:
                 rv[i] = math.sqrt(math.fsum(returns))
-            bad[i] = any([inst.bad.pop(k) for k in _upto(inst.bad, g)])
+            flagged = [inst.bad.pop(k) for k in _upto(inst.bad, g)]
+            bad[i] = inst.quote_bad or any(f[0] for f in flagged)
+            if flagged:
+                inst.quote_bad = flagged[-1][1]
             for k in _upto(inst.flow, g):
                 day = (k - 1) // DAY_NS
                 if day != inst.cvd_day:

@@ -17,7 +17,8 @@ sample ``g`` takes every quote and trade that belongs to an instant in ``(previo
   reset at each UTC midnight: a sample counts the trades whose instant lies in its own UTC day
   ``(midnight, next midnight]`` (the midnight sample closes the day before).
 
-``flags`` is F_MAYBE_BAD_BOOK when the snapshot carried it or a quote in the sample did.
+``flags`` is F_MAYBE_BAD_BOOK when the snapshot carried it, a quote in the sample did, or the quote
+in effect when the sample began did (the book was suspect at some point of the interval).
 """
 
 from __future__ import annotations
@@ -148,7 +149,12 @@ def _flow_samples(grid: np.ndarray, quotes: pa.Table, trades: pa.Table,
             "bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")), np.zeros(5, np.int64))
         j = np.searchsorted(grid, grid_end(quotes.column("ts_recv_ns").to_numpy(), step_ns), side="left")
         np.add.at(ofi_s, j, ofi)
-        bad_s[j[(quotes.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0]] = True
+        bad = (quotes.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0
+        bad_s[j[bad]] = True
+        # A sample also starts with the quote in effect before it: a bad book stays bad until a quote
+        # says otherwise, so repeated quotes (which the live book stage drops) change nothing.
+        before = np.searchsorted(j, np.arange(k), side="left") - 1
+        bad_s[:k] |= np.where(before >= 0, bad[np.maximum(before, 0)], False)
         has = ~np.isnan(sq)
         jj, vals = j[has], sq[has]
         if len(jj):

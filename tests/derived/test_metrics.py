@@ -92,6 +92,34 @@ def test_hand_computed_grid_with_midnight_cvd_reset() -> None:
         (d - S, 1, "1s"), (d, 2, "1s"), (d + S, 3, "1s")]
 
 
+def test_a_bad_quote_flags_samples_until_a_good_one() -> None:
+    s = snaps([(g * S, g * S - 1, g, [(90, 1)], [(100, 1)], 0) for g in (1, 2, 3, 4)])
+    q = quotes([(S - 5, 90, 1, 100, 1, F_MAYBE_BAD_BOOK), (3 * S - 5, 91, 1, 100, 1, 0)])
+    assert metrics(s, q, TRADE.empty_table()).column("flags").to_pylist() == [F_MAYBE_BAD_BOOK] * 3 + [0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data())
+def test_repeated_quotes_change_nothing(data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 25))
+    recv = sorted(data.draw(st.lists(st.integers(0, 6 * S), min_size=n, max_size=n, unique=True)))
+    rows = [(r, *data.draw(st.tuples(st.integers(90, 92), st.integers(1, 2), st.integers(96, 97),
+                                     st.integers(1, 2))), data.draw(st.sampled_from([0, F_MAYBE_BAD_BOOK])))
+            for r in recv]
+    # What a book stage that only sends changes would send (prices, sizes or flag differ).
+    changes = [r for i, r in enumerate(rows) if i == 0 or r[1:] != rows[i - 1][1:]]
+    # Repeats: the quote in effect sent again, before the next one arrives.
+    padded = []
+    for i, r in enumerate(rows):
+        padded.append(r)
+        end = rows[i + 1][0] if i + 1 < len(rows) else r[0] + S
+        if end - r[0] >= 2 and data.draw(st.booleans()):
+            padded.append((data.draw(st.integers(r[0] + 1, end - 1)), *r[1:]))
+    s = snaps([(g * S, g * S - 1, g, [(90, g)], [(100, 1)], 0) for g in range(1, 9)])
+    none = TRADE.empty_table()
+    same_rows(metrics(s, quotes(changes), none), metrics(s, quotes(padded), none))
+
+
 def test_off_grid_snapshots_and_wrong_tables_raise() -> None:
     s = snaps([(S + 1, S, 1, [(1, 1)], [(2, 1)], 0)])
     with pytest.raises(TapeflowError, match="not on the"):
