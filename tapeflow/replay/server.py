@@ -19,7 +19,7 @@ from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault
 from tapeflow.replay.protocol import Frame, Key, Reply, Session, adapter_for, dumps, loads
 
-_HIGH_WATER = 2_000  # frames queued for one connection before the tape waits for it
+QUEUE_FRAMES = 2_000  # default frames queued for one connection before the tape waits for it
 _CTL, _TAPE = 0, 1
 
 
@@ -55,6 +55,8 @@ class ReplayServer:
         seed: seed of the random faults.
         rest_limit: ``(requests, window_s)``: more REST requests than that in the window get
             HTTP 429 with ``Retry-After``; None (default) never limits.
+        queue_frames: frames queued for a connection before the tape waits for it (bounds how
+            far the tape, and so the REST/mid-stream snapshots, run ahead of the slowest reader).
 
     Raises:
         ConfigError: unknown format, bad fault spec.
@@ -63,7 +65,7 @@ class ReplayServer:
     def __init__(self, format: str, paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 0,
                  speed: float | None = None, faults: Iterable[str | Fault] = (),
                  random_faults: str | dict[str, float] | None = None, seed: int = 0,
-                 rest_limit: tuple[int, float] | None = None) -> None:
+                 rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed!r}")
         self.format = format
@@ -72,6 +74,7 @@ class ReplayServer:
         self.host, self.port, self.speed = host, port, speed
         self.plan = FaultPlan.build(faults, random_faults, seed)
         self.rest_limit = rest_limit
+        self.queue_frames = max(1, queue_frames)
         self.tape: list[Frame] = self.adapter.load(self.paths)
         self.position = 0
         self.frames_served = 0
@@ -213,7 +216,7 @@ class ReplayServer:
             for conn in targets:
                 conn.push(_TAPE, frame)
             for conn in targets:
-                while len(conn.queue) > _HIGH_WATER and not conn.closed:
+                while len(conn.queue) > self.queue_frames and not conn.closed:
                     conn.drained.clear()
                     await conn.drained.wait()
         self.finished = True
@@ -278,7 +281,7 @@ class ReplayServer:
                 await conn.ready.wait()
                 continue
             kind, item = conn.queue.popleft()
-            if len(conn.queue) < _HIGH_WATER // 2:
+            if len(conn.queue) <= self.queue_frames // 2:
                 conn.drained.set()
             if kind == _CTL:
                 await _send(conn.ws, item)

@@ -1,0 +1,67 @@
+"""Independent readers of the capture files and a raw websockets client for the replay tests."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import websockets
+
+IDLE_S = 1.0  # the tape is done with a connection once it stays silent this long (as fast as possible)
+FRAME_TIMEOUT_S = 20.0  # an expected frame that takes longer than this is missing, not slow
+EXTRA_S = 0.3  # after the expected frames, listen this long for any frame too many
+
+
+def cryptofeed_received(path: Path) -> list[bytes]:
+    """Payloads of the received-frame lines (``<ts>: <payload>``) of a cryptofeed log, in file order."""
+    out = []
+    for raw in path.read_bytes().splitlines():
+        if raw and raw[:1].isdigit():
+            out.append(raw.split(b": ", 1)[1])
+    return out
+
+
+def ns_lines(path: Path, limit: int | None = None) -> list[bytes]:
+    """Payloads of ``<recv_ns> <json>`` lines (gzip or not), the first ``limit`` lines."""
+    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
+    out = []
+    with opener(path, "rb") as fh:
+        for i, raw in enumerate(fh):
+            if limit is not None and i >= limit:
+                break
+            out.append(raw.rstrip(b"\n").split(b" ", 1)[1])
+    return out
+
+
+async def drain(ws: Any, *, idle_s: float = IDLE_S, expect: int | None = None) -> list[str]:
+    """Text frames: ``expect`` of them (each within ``FRAME_TIMEOUT_S``) plus any that follow
+    within ``EXTRA_S``; without ``expect``, every frame until ``idle_s`` of silence or a close."""
+    got: list[str] = []
+    try:
+        while expect is None or len(got) < expect:
+            got.append(await asyncio.wait_for(ws.recv(), idle_s if expect is None else FRAME_TIMEOUT_S))
+        while True:
+            got.append(await asyncio.wait_for(ws.recv(), EXTRA_S))
+    except (TimeoutError, websockets.ConnectionClosed):
+        pass
+    return got
+
+
+def session(url: str, messages: list[dict | str], *, idle_s: float = IDLE_S, expect: int | None = None
+            ) -> list[str]:
+    """Connect, send ``messages`` (dicts as JSON), return what came back (handshake included)."""
+    async def go() -> list[str]:
+        async with websockets.connect(url, max_size=None) as ws:
+            for m in messages:
+                await ws.send(m if isinstance(m, str) else json.dumps(m))
+            return await drain(ws, idle_s=idle_s, expect=expect)
+    return asyncio.run(go())
+
+
+def run(make: Callable[[], Awaitable[Any]]) -> Any:
+    """Run a coroutine factory to completion."""
+    return asyncio.run(make())
