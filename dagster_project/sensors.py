@@ -83,9 +83,7 @@ def gap_repair_sensor(context: SensorEvaluationContext,
     context.log.info(f"repairing {len(days)} instrument-days for {len(windows)} windows: "
                      f"{'; '.join(windows)}")
     tag = hashlib.sha1("\n".join(sorted(windows)).encode()).hexdigest()[:12]
-    result = _result(context, days, f"repair:{tag}", {"tapeflow/trigger": "gap_repair"})
-    result.cursor = cursor  # type: ignore[misc]
-    return result
+    return _result(context, days, f"repair:{tag}", {"tapeflow/trigger": "gap_repair"}, cursor=cursor)
 
 
 def _closed_windows(status: pa.Table) -> Iterable[dict]:
@@ -106,11 +104,12 @@ def _venue_symbols(known: Iterable[str], venue: str) -> list[str]:
 
 
 def _result(context: SensorEvaluationContext, days: set[tuple[str, str, str]], prefix: str,
-            tags: dict[str, str]) -> SensorResult:
+            tags: dict[str, str], cursor: str | None = None) -> SensorResult:
     known = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
     new = sorted({instrument_key(v, s) for _, v, s in days} - set(known))
     runs = partition_runs(days, known + new, run_key_prefix=prefix, tags=tags)
     return SensorResult(
         run_requests=runs,
         dynamic_partitions_requests=[INSTRUMENTS.build_add_request(new)] if new else [],
+        cursor=cursor,
     )
