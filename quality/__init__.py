@@ -7,7 +7,7 @@ validation, and one ephemeral context then serves the whole process.
 from quality.config import Baseline, QualityConfig
 from quality.docs import write_data_docs
 from quality.result import CheckResult, SuiteResult
-from quality.runner import DATASETS, baselines_from_days, check_names, run_suite
+from quality.runner import DATASETS, baselines_from_days, baselines_from_table, check_names, run_suite
 
 __all__ = [
     "DATASETS",
@@ -16,6 +16,7 @@ __all__ = [
     "QualityConfig",
     "SuiteResult",
     "baselines_from_days",
+    "baselines_from_table",
     "check_names",
     "run_suite",
     "write_data_docs",

@@ -8,6 +8,7 @@ computed with numpy where GX has no expectation: sequence steps, skew, distance 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -264,10 +265,9 @@ def vs_baseline(d: SuiteData, name: str, totals: dict[int, int], field_name: str
     rows: list[dict[str, Any]] = [{} for _ in instruments]
     for code, (venue, symbol) in enumerate(instruments):
         b = d.baseline.get(symbol) if isinstance(d.baseline, Mapping) else d.baseline
-        history = list(getattr(b, field_name, ()) or ()) if b is not None else []
-        if len(history) < cfg.baseline_min_days:
+        days, mean, std = b.summarize(field_name) if b is not None else (0, math.nan, math.nan)
+        if days < cfg.baseline_min_days or not math.isfinite(mean):
             continue
-        mean, std = Baseline.stats(history)
         value = totals.get(code, 0)
         # a flat baseline (std 0) makes any change infinitely unlikely: report it as such
         if value == mean:
@@ -275,7 +275,7 @@ def vs_baseline(d: SuiteData, name: str, totals: dict[int, int], field_name: str
         else:
             z[code] = (value - mean) / std if std > 0 else np.copysign(np.inf, value - mean)
         rows[code] = {"venue": venue, "symbol": symbol, "value": value, "baseline_mean": mean,
-                      "baseline_std": std, "baseline_days": len(history), "z": float(z[code])}
+                      "baseline_std": std, "baseline_days": days, "z": float(z[code])}
     what = "rows" if field_name == "row_counts" else "traded volume"
     desc = f"the day's {what} within {cfg.baseline_z_max} standard deviations of the baseline"
     if np.isnan(z).all():

@@ -65,17 +65,29 @@ class QualityConfig:
 class Baseline:
     """Trailing per-day totals of one dataset and instrument (e.g. the 20 days before the partition).
 
+    Either the history itself or, where only its summary is kept (the derived ``baseline``
+    record), ``summary``: field name -> (days, mean, sample std).
+
     Attributes:
         row_counts: rows per baseline day.
         volumes_nanos: traded volume per baseline day, 1e-9 units (trades and bars; empty otherwise).
+        summary: precomputed statistics, used instead of the history for the fields it names.
     """
 
     row_counts: Sequence[int] = ()
     volumes_nanos: Sequence[int] = ()
+    summary: Mapping[str, tuple[int, float, float]] = field(default_factory=dict)
 
     @property
     def days(self) -> int:
-        return len(self.row_counts)
+        return self.summarize("row_counts")[0]
+
+    def summarize(self, name: str) -> tuple[int, float, float]:
+        """(days, mean, sample std) of ``row_counts`` or ``volumes_nanos``."""
+        if name in self.summary:
+            return self.summary[name]
+        values = list(getattr(self, name))
+        return (len(values), *self.stats(values))
 
     @staticmethod
     def stats(values: Sequence[int]) -> tuple[float, float]:

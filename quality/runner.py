@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from quality import derive
 from quality.checks import Check, SuiteData
@@ -56,7 +57,7 @@ def run_suite(
     table: pa.Table,
     *,
     partition_day: str | dt.date | None = None,
-    baseline: Baseline | Mapping[str, Baseline] | None = None,
+    baseline: Baseline | Mapping[str, Baseline] | pa.Table | None = None,
     book: pa.Table | None = None,
     config: QualityConfig | None = None,
 ) -> SuiteResult:
@@ -68,8 +69,9 @@ def run_suite(
         table: the partition, a table of that dataset's record (any number of instruments).
         partition_day: the UTC day the partition holds (``YYYY-MM-DD`` or a date); None takes the
             day most rows fall on, and says so in the ``ts_within_day`` details.
-        baseline: trailing per-day totals, one for the table or one per symbol; without one (or
-            with fewer than ``config.baseline_min_days`` days) the baseline checks pass as skipped.
+        baseline: trailing per-day totals, one for the table or one per symbol, or rows of the
+            derived ``baseline`` record (see :func:`baselines_from_table`); without one (or with
+            fewer than ``config.baseline_min_days`` days) the baseline checks pass as skipped.
         book: ``quote`` or ``book_snapshot`` rows of the same instruments; the trades suite
             judges each trade against the prevailing best bid/ask (skipped without a book).
         config: thresholds; ``QualityConfig()`` when None.
@@ -85,6 +87,8 @@ def run_suite(
     config = config or QualityConfig()
     table = derive.plain(table)
     day, inferred = _day(table, partition_day)
+    if isinstance(baseline, pa.Table):
+        baseline = baselines_from_table(name, baseline, day)
     data = SuiteData(name, table, config, day, inferred, baseline=baseline,
                      book=derive.plain(book) if book is not None else None)
     missing = [c for c in suite.RECORD.column_names if c not in table.column_names]
@@ -129,6 +133,39 @@ def baselines_from_days(dataset: str, days: Sequence[pa.Table]) -> dict[str, Bas
                     if name in _VOLUME_COLUMN else [])
         for s in symbols
     }
+
+
+def baselines_from_table(dataset: str, table: pa.Table, day: str | None = None) -> dict[str, Baseline]:
+    """Per-symbol baselines from rows of the derived ``baseline`` record (``tapeflow.derived.baselines``).
+
+    That record summarizes trades: its trade count is the row baseline of the ``trades`` suite
+    only; its volume serves ``trades`` and ``bars``. Other datasets get no statistic from it.
+    With ``day``, only the rows for that day (its ``date`` column) are used.
+
+    Raises:
+        ConfigError: no suite for ``dataset``, or the table lacks the record's columns.
+    """
+    name = _RECORD_TO_DATASET.get(dataset, dataset)
+    _suite(name)
+    need = ("symbol", "days_used", "volume_mean_nanos", "volume_std_nanos", "trade_count_mean",
+            "trade_count_std")
+    missing = [c for c in need if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"baseline table lacks columns {missing}; have {table.column_names}")
+    table = derive.plain(table)
+    if day is not None and "date" in table.column_names:
+        table = table.filter(pc.equal(table.column("date"), day))
+    out: dict[str, Baseline] = {}
+    for row in table.select(list(need)).to_pylist():
+        if row["symbol"] in out:
+            raise ConfigError(f"baseline table holds two rows for symbol {row['symbol']!r}; pass one day")
+        summary = {}
+        if name in _VOLUME_COLUMN:
+            summary["volumes_nanos"] = (row["days_used"], row["volume_mean_nanos"], row["volume_std_nanos"])
+        if name == "trades":
+            summary["row_counts"] = (row["days_used"], row["trade_count_mean"], row["trade_count_std"])
+        out[row["symbol"]] = Baseline(summary=summary)
+    return out
 
 
 def _day_totals(name: str, table: pa.Table) -> dict[str, tuple[int, int]]:
@@ -234,8 +271,9 @@ def _jsonable(value: Any) -> Any:
         return bool(value)
     if isinstance(value, np.integer):
         return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
+    if isinstance(value, float | np.floating):
+        # strict JSON (Dagster metadata) has no Infinity: a flat baseline's z-score says so in words
+        return float(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, Path | dt.date):
         return str(value)
     return value

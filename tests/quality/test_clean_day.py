@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -99,3 +100,31 @@ def test_baselines_from_earlier_days(sim_day):
     one_s = sim_day.bars.filter(pc.equal(sim_day.bars.column("interval"), "1s"))
     assert list(bars[symbol].row_counts) == [one_s.num_rows]
     assert list(bars[symbol].volumes_nanos) == [volume]
+
+
+def test_derived_baseline_record_feeds_the_trades_suite(sim_day):
+    from tapeflow.derived import baselines, daily_profile
+    from tapeflow.schemas.records import SCALE
+
+    trades, day_ns = sim_day.trades, 86_400 * SCALE
+
+    def shifted(table, days):
+        out = table
+        for c in ("ts_event_ns", "ts_recv_ns"):
+            i = out.column_names.index(c)
+            out = out.set_column(i, out.schema.field(i), pc.add(out.column(c), days * day_ns))
+        return out
+
+    # six identical earlier days: the derived baseline has std 0, so today must match exactly
+    profiles = pa.concat_tables([daily_profile(shifted(trades, -k), sim_day.metrics.slice(0, 0), day)
+                                 for k, day in ((k, f"2023-12-{32 - k:02d}") for k in range(1, 7))])
+    table = baselines(profiles, 20, days=[DAY])
+    assert table.column("days_used").to_pylist() == [6]
+    same = run_suite("trades", trades, partition_day=DAY, baseline=table)
+    assert same.check("rows_vs_baseline").passed and same.check("volume_vs_baseline").passed
+    assert "skipped" not in same.check("rows_vs_baseline").details
+    half = run_suite("trades", trades.slice(0, trades.num_rows // 2), partition_day=DAY, baseline=table)
+    (inst,) = half.check("rows_vs_baseline").details["instruments"]
+    assert (inst["value"], inst["baseline_mean"]) == (trades.num_rows // 2, trades.num_rows)
+    assert inst["z"] == "-inf"  # a flat baseline: any change is infinitely unlikely
+    assert {c.name for c in half.failed} == {"rows_vs_baseline", "volume_vs_baseline"}

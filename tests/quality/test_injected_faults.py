@@ -124,7 +124,8 @@ def test_flat_baseline_fails_any_change(sim_day):
     n = sim_day.book_deltas.num_rows
     result = run_suite("book_deltas", sim_day.book_deltas, partition_day=DAY,
                        baseline=Baseline(row_counts=[n + 1] * 20))
-    _only_failure(result, "rows_vs_baseline", 1)
+    check = _only_failure(result, "rows_vs_baseline", 1)
+    assert check.details["instruments"][0]["z"] == "-inf"
 
 
 def test_stale_intervals(sim_day):
