@@ -1,0 +1,61 @@
+"""The Definitions load, and hold the shape the batch runtime promises."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+
+def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills() -> None:
+    from dagster_project.definitions import defs
+    from quality import check_names
+
+    repo = defs.get_repository_def()
+    graph = repo.asset_graph
+    groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
+    assert groups == {"ingest", "book", "derived", "quality", "warehouse"}
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
+        assert node.partitions_def is not None and node.partitions_def.partitions_defs[1].name == "instrument"
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert {("book_snapshots", n) for n in check_names("book_snapshots")} <= checks
+    assert {("trades", n) for n in check_names("trades")} <= checks
+    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
+    job = repo.get_job("tapeflow_days")
+    assert job.executor_def.name == "in_process"
+    assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "gap_repair_sensor"}
+    assert [s.name for s in repo.schedule_defs] == ["daily_schedule"]
+
+
+@pytest.mark.parametrize(("venue", "symbol", "key"), [
+    ("binance-usdm", "BTCUSDT", "binance-usdm.BTCUSDT"),
+    ("GLBX.MDP3", "ESH4", "GLBX%2EMDP3.ESH4"),
+    ("kraken", "XBT/USD", "kraken.XBT%2FUSD"),
+    ("odd|venue", "A,B...[C]", "odd%7Cvenue.A%2CB%2E%2E%2E%5BC%5D"),
+])
+def test_instrument_keys_are_reversible_and_valid_partition_keys(venue: str, symbol: str, key: str) -> None:
+    from assets.partitions import DAY_BY_INSTRUMENT, instrument_key, parse_instrument_key
+
+    assert instrument_key(venue, symbol) == key
+    assert parse_instrument_key(key) == (venue, symbol)
+    # dagster's multi-partition keys join dimensions with "|", ranges and lists use "," "[" "]" "..."
+    assert not any(bad in key for bad in ("|", ",", "[", "]", "...", "\n", "\t"))
+    parsed = DAY_BY_INSTRUMENT.get_partition_key_from_str(f"2024-01-01|{key}")
+    assert parsed.keys_by_dimension == {"date": "2024-01-01", "instrument": key}
+
+
+def test_runs_cover_exactly_the_wanted_days_with_as_few_runs_as_contiguity_allows() -> None:
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from dagster_project.runs import partition_runs
+
+    instruments = ["sim.A", "sim.B", "sim.C"]
+    wanted = [(d, "sim", s) for d in ("2024-01-01", "2024-01-02") for s in "ABC"]
+    wanted.append(("2024-01-03", "sim", "B"))
+    runs = partition_runs(wanted, instruments)
+    assert [(r.tags.get(ASSET_PARTITION_RANGE_START_TAG), r.tags.get(ASSET_PARTITION_RANGE_END_TAG),
+             r.partition_key) for r in runs] == [
+        ("2024-01-01|sim.A", "2024-01-02|sim.C", None),  # six contiguous keys: one run
+        (None, None, "2024-01-03|sim.B"),
+    ]
