@@ -19,6 +19,7 @@ import pyarrow as pa
 from kernels.metrics import grid_end, quote_events
 from tapeflow.bars import interval_ns
 from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table, signed_volume
+from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
 
@@ -36,6 +37,7 @@ class _Inst:
     flow: dict[int, int] = field(default_factory=dict)
     cvd_day: int | None = None
     cvd_nanos: int = 0
+    last_grid_ns: int | None = None
 
 
 class LiveMetrics:
@@ -112,7 +114,13 @@ class LiveMetrics:
         self._seen(inst, arrival)
 
     def _snapshots(self, inst: _Inst, s: pa.Table, venue: str, symbol: str) -> None:
-        _grid_of(s, self.step_ns, venue, symbol)
+        grid = _grid_of(s, self.step_ns, venue, symbol)
+        if inst.last_grid_ns is not None and grid[0] <= inst.last_grid_ns:
+            raise TapeflowError(
+                f"{venue}/{symbol}: snapshot at ts_event_ns={int(grid[0])} does not follow the previous "
+                f"one at {inst.last_grid_ns}; the book stage emits each grid instant once, in order"
+            )
+        inst.last_grid_ns = int(grid[-1])
         inst.pending.append(s)
         self._seen(inst, s.column("ts_recv_ns").to_numpy())
 

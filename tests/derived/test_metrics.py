@@ -120,6 +120,13 @@ def test_repeated_quotes_change_nothing(data: st.DataObject) -> None:
     same_rows(metrics(s, quotes(changes), none), metrics(s, quotes(padded), none))
 
 
+def test_live_refuses_a_snapshot_that_goes_back() -> None:
+    live, snap = LiveMetrics(), snaps([(2 * S, 2 * S - 1, 1, [(1, 1)], [(2, 1)], 0)])
+    live.add(snap, QUOTE.empty_table(), TRADE.empty_table())
+    with pytest.raises(TapeflowError, match="does not follow"):
+        live.add(snap, QUOTE.empty_table(), TRADE.empty_table())
+
+
 def test_off_grid_snapshots_and_wrong_tables_raise() -> None:
     s = snaps([(S + 1, S, 1, [(1, 1)], [(2, 1)], 0)])
     with pytest.raises(TapeflowError, match="not on the"):
@@ -221,8 +228,13 @@ def test_live_equals_batch_on_random_splits(data: st.DataObject) -> None:
     trows = [(r, data.draw(st.integers(0, 9)), data.draw(st.sampled_from([B, A, ord("N")]))) for r in trecv]
     grid = sorted(set(data.draw(st.lists(st.integers(1, 9), min_size=1, max_size=9))))
     srows = [(g * S, g * S - 1, g, [(90, g)], [(100, 1)], 0) for g in grid]
-    s, q, t = snaps(srows), quotes(qrows), trades(trows)
-    cuts = data.draw(st.lists(st.integers(0, 9 * S), max_size=5))
+    # A second instrument with the same flow a little later: instruments never mix.
+    late = 3 * S // 10
+    s = pa.concat_tables([snaps(srows), snaps([(g + S, r + late, *x) for g, r, *x in srows], symbol="y")])
+    q = pa.concat_tables([quotes(qrows), quotes([(r + late, *x) for r, *x in qrows], symbol="y")])
+    t = pa.concat_tables([trades(trows), trades([(r + late, *x) for r, *x in trows], symbol="y")])
+    q, t = (x.sort_by([("ts_recv_ns", "ascending")]) for x in (q, t))
+    cuts = data.draw(st.lists(st.integers(0, 10 * S), max_size=5))
     same_rows(_sorted(live_run(s, q, t, cuts, pickled=data.draw(st.booleans()))), _sorted(metrics(s, q, t)))
 
 
