@@ -4,6 +4,7 @@ The same decoders as ``tapeflow ingest`` and the live connectors (``tapeflow.ven
 rebuilt from the journal holds the rows the live flow decoded from the same frames.
 """
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,7 +26,17 @@ from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from assets.sources import Source, SourceIndex, discover
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
-from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, STATISTIC, TRADE
+from tapeflow.schemas.records import (
+    BAR,
+    BOOK_DELTA,
+    BOOK_SNAPSHOT,
+    INSTRUMENT,
+    ORDER_EVENT,
+    QUOTE,
+    REJECTED,
+    STATISTIC,
+    TRADE,
+)
 from tapeflow.storage import lake as lake_store
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
@@ -40,8 +51,14 @@ NORMALIZED: dict[str, RecordType] = {
 }
 # assets whose quality suite runs as blocking checks (dead letters are judged by their count)
 CHECKED = ("trades", "book_deltas", "order_events", "venue_quotes")
-# rows kept in the lake without an asset of their own
-_ALSO_STORED = (STATISTIC,)
+# other decoded records, kept in the lake without an asset of their own (never dropped); a
+# vendor's own snapshots and bars are stored apart from the ones the pipeline rebuilds
+ALSO_STORED: dict[str, RecordType] = {
+    STATISTIC.name: STATISTIC,
+    INSTRUMENT.name: INSTRUMENT,
+    BOOK_SNAPSHOT.name: dataclasses.replace(BOOK_SNAPSHOT, name="vendor_book_snapshot"),
+    BAR.name: dataclasses.replace(BAR, name="vendor_bar"),
+}
 RETRY = RetryPolicy(max_retries=2, delay=2)
 
 
@@ -72,8 +89,8 @@ def normalized(context: AssetExecutionContext,
         "sources": MetadataValue.json([f"{s.format}: {s.key}" for s in sources]),
         "source_bytes": sum(s.size for s in sources),
     }
-    for record in _ALSO_STORED:
-        common.write(record, decoded.get(record.name, {}), lake, wanted)
+    for name, record in ALSO_STORED.items():
+        common.write(record, decoded.get(name, {}), lake, wanted)
     rejected = decoded.get(REJECTED.name, {})
     written = {}
     for name, record in NORMALIZED.items():

@@ -5,7 +5,8 @@ Layouts:
 - landing: ``<landing>/<format>/.../<file>``: the first folder names the decoder
   (``tapeflow formats``); below it any layout the format reads (``sim`` takes its symbol from the
   file's folder). A cryptofeed ``.http.`` REST capture is decoded together with the ``.ws.``
-  captures of the same folder and exchange prefix (``BINANCE.http.0.0`` with ``BINANCE.ws.1.0``).
+  captures of the same folder and exchange prefix (``BINANCE.http.0.0`` with ``BINANCE.ws.1.0``),
+  a LOBSTER ``_orderbook_`` file with its ``_message_`` file.
 - journal: ``<journal>/<venue>/<YYYY-MM-DD>.jsonl[.gz]`` (``tapeflow.journal``): the folder is a
   format name, or a venue code whose part before ``-`` is one (``binance-usdm`` -> ``binance``).
 
@@ -34,7 +35,9 @@ from tapeflow.venues import formats
 
 INDEX_FILE = Path("_sources") / "index.json"
 _SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
-_COMPANION = ".http."
+# companions are decoded with a main file: a cryptofeed REST capture with the websocket captures of
+# its exchange, a LOBSTER orderbook file with its message file
+_COMPANION = (".http.", "_orderbook_")
 
 
 @dataclass(frozen=True)
@@ -109,14 +112,17 @@ def _files(root: Path) -> list[Path]:
 
 
 def _bundle(fmt: str, files: Sequence[Path], origin: str) -> list[Source]:
-    companions = [p for p in files if _COMPANION in p.name]
-    mains = [p for p in files if _COMPANION not in p.name]
-    out = []
-    for p in mains:
-        prefix = p.name.split(".")[0]
-        extra = [c for c in companions if c.parent == p.parent and c.name.split(".")[0] == prefix]
-        out.append(Source(fmt, (p, *extra), origin))
-    return out
+    companions = [p for p in files if any(m in p.name for m in _COMPANION)]
+    mains = [p for p in files if p not in companions]
+    return [Source(fmt, (p, *[c for c in companions if _belongs(c, p)]), origin) for p in mains]
+
+
+def _belongs(companion: Path, main: Path) -> bool:
+    if companion.parent != main.parent:
+        return False
+    if "_orderbook_" in companion.name:
+        return companion.name.replace("_orderbook_", "_message_") == main.name
+    return companion.name.split(".")[0] == main.name.split(".")[0]
 
 
 def _journal_format(name: str, known: Iterable[str]) -> str | None:
