@@ -46,7 +46,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
+from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
 from tapeflow.errors import StorageError
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
@@ -302,6 +302,36 @@ class DeadLetterSink(TableSink):
 
     def __init__(self, dsn: str | None, lake_root: Path | str | None, *, idempotent: bool = True) -> None:
         super().__init__(dsn=dsn, lake_root=lake_root, tables=("rejected",), idempotent=idempotent)
+
+
+class _MetricsPartition(StatelessSinkPartition[tuple[str, pa.Table]]):
+    def __init__(self, metrics: Any, raw_tables: frozenset[str]) -> None:
+        self._metrics, self._raw = metrics, raw_tables
+
+    def write_batch(self, items: list[tuple[str, pa.Table]]) -> None:
+        for name, table in items:
+            if name in self._raw or name in ("status", "rejected"):
+                self._metrics.observe_records({name: table})
+            self._metrics.events_out_table(name, table)
+
+
+class MetricsSink(DynamicSink[tuple[str, pa.Table]]):
+    """Counts the flow's items into a :class:`tapeflow.live.prom.FlowMetrics` (every worker, no store).
+
+    Decoded input tables (``raw_tables``, which the market flow passes through when ``raw=True``)
+    count as events in and set the lag gauge; ``status`` rows count gaps, resyncs and breaker
+    trips; ``rejected`` rows count per reason; every item counts as events out per table.
+    Wire it as an extra sink of the market flow (``MarketSinks(extra=(MetricsSink(m),))``) and
+    serve ``m`` with :func:`tapeflow.live.prom.start_metrics_server`.
+    """
+
+    def __init__(self, metrics: Any,
+                 raw_tables: Collection[str] = ("book_delta", "order_event", "trade", "quote")) -> None:
+        self.metrics = metrics
+        self.raw_tables = frozenset(raw_tables)
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _MetricsPartition:
+        return _MetricsPartition(self.metrics, self.raw_tables)
 
 
 def _read_tokens(path: Path) -> list[str]:

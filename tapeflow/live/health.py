@@ -41,6 +41,7 @@ from tapeflow.schemas.records import F_MAYBE_BAD_BOOK, STATUS
 _NOT_EVENTS = frozenset({"status", "rejected", "bar", "metric", "book_snapshot"})
 MAX_WINDOWS = 256  # per instrument: enough to flag rows that close late, bounded for long runs
 _OPEN = np.iinfo(np.int64).max
+OFFSET_BATCHES = 64  # batch medians the skew offset is the median of
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,7 @@ class LatencyBreaker:
         recover_ns: both must be at or under this to count a batch as good (default: threshold).
         recover_batches: good batches in a row that close a degraded window.
         clock_offset_ns: subtracted from every ``ts_recv - ts_event`` (a measured clock skew).
+        venue_offsets_ns: per-venue offsets that override ``clock_offset_ns`` (see :class:`FeedHealth`).
         trips: how many times any instrument degraded.
     """
 
@@ -129,6 +131,7 @@ class LatencyBreaker:
     recover_ns: int | None = None
     recover_batches: int = 3
     clock_offset_ns: int = 0
+    venue_offsets_ns: dict[str, int] = field(default_factory=dict)
     trips: int = 0
     _instruments: dict[tuple[str, str], _Instrument] = field(default_factory=dict)
 
@@ -151,7 +154,8 @@ class LatencyBreaker:
 
     def _step(self, b: BatchLatency, now_ns: int | None) -> Iterable[dict[str, object]]:
         inst = self._instruments.setdefault((b.venue, b.symbol), _Instrument())
-        feed = None if b.median_latency_ns is None else b.median_latency_ns - self.clock_offset_ns
+        offset = self.venue_offsets_ns.get(b.venue, self.clock_offset_ns)
+        feed = None if b.median_latency_ns is None else b.median_latency_ns - offset
         lag = None if now_ns is None else now_ns - b.last_recv_ns
         worst = max((x for x in (feed, lag) if x is not None), default=None)
         if worst is None:
@@ -218,7 +222,7 @@ class _Venue:
     skewed: bool = False
     since_ns: int = -1
     good_streak: int = 0
-    offset_ns: int = 0
+    recent: list[int] = field(default_factory=list)  # batch medians while skewed, newest last
 
 
 @dataclass
@@ -251,9 +255,10 @@ class SkewDetector:
         return _status(rows)
 
     def offset_ns(self, venue: str) -> int:
-        """The latest median ``ts_recv - ts_event`` of ``venue`` while skewed, else 0."""
+        """The clock offset of ``venue`` while skewed (else 0): the median of the last
+        ``OFFSET_BATCHES`` batch medians, so a latency spike of a few batches does not move it."""
         state = self._venues.get(venue)
-        return state.offset_ns if state and state.skewed else 0
+        return int(np.median(state.recent)) if state and state.skewed and state.recent else 0
 
     def _step(self, venue: str, summaries: list[BatchLatency]) -> Iterable[dict[str, object]]:
         state = self._venues.setdefault(venue, _Venue())
@@ -272,16 +277,17 @@ class SkewDetector:
                            f"from its baseline {_ms(state.baseline_ns)}")
         if reasons:
             state.good_streak = 0
-            state.offset_ns = median
+            state.recent = [*state.recent, median][-OFFSET_BATCHES:]
             if not state.skewed:
                 state.skewed, state.since_ns = True, first.first_recv_ns
                 self.events += 1
                 yield _skew_row(venue, first, -1, "; ".join(reasons))
             return
         if state.skewed:
+            state.recent = [*state.recent, median][-OFFSET_BATCHES:]
             state.good_streak += 1
             if state.good_streak >= self.recover_batches:
-                state.skewed, state.good_streak = False, 0
+                state.skewed, state.good_streak, state.recent = False, 0, []
                 until = last.last_recv_ns + 1
                 yield _skew_row(venue, last, until, f"clock skew cleared: median {_ms(median)} for "
                                 f"{self.recover_batches} batches; skewed for {_ms(until - state.since_ns)}")
@@ -291,6 +297,32 @@ def _skew_row(venue: str, b: BatchLatency, until_ns: int, detail: str) -> dict[s
     return {"ts_event_ns": b.last_event_ns, "ts_recv_ns": b.first_recv_ns if until_ns < 0 else until_ns,
             "venue": venue, "symbol": "", "state": "skew", "sequence": -1, "until_ns": until_ns,
             "detail": detail}
+
+
+@dataclass
+class FeedHealth:
+    """The skew detector and the latency breaker as one stage: the breaker judges feed latency net
+    of each venue's measured clock offset, so a skewed clock is reported once (``skew``) instead of
+    degrading every instrument of the venue.
+
+    Attributes:
+        breaker: the latency circuit breaker.
+        skew: the clock-skew detector.
+    """
+
+    breaker: LatencyBreaker
+    skew: SkewDetector = field(default_factory=SkewDetector)
+
+    def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
+        """Feed one micro-batch; return its ``skew``, ``degraded`` and ``recovered`` status rows."""
+        skew_rows = self.skew.observe(records)
+        for venue in self.skew._venues:
+            self.breaker.venue_offsets_ns[venue] = self.skew.offset_ns(venue)
+        return concat_status([skew_rows, self.breaker.observe(records, now_ns)])
+
+    def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
+        """Derived rows (bars, metrics, snapshots) with ``F_MAYBE_BAD_BOOK`` inside degraded windows."""
+        return self.breaker.flag(table, time_column=time_column)
 
 
 def concat_status(tables: Iterable[pa.Table]) -> pa.Table:

@@ -19,6 +19,7 @@ from flows.sinks import (
     ClickHouseSink,
     DeadLetterSink,
     LakeSink,
+    MetricsSink,
     StatusSink,
     TableSink,
     batch_token,
@@ -177,3 +178,15 @@ def test_sinks_in_a_flow(wh: Warehouse, dsn: str, tmp_path: Path, entry: str) ->
     assert wh.fetch(BAR)["revision"].to_pylist() == [1]
     assert lake.read(STATUS, tmp_path).num_rows == 3
     assert metrics.events_out.labels("bitmex", "quote")._value.get() == 10
+
+
+def test_metrics_sink_counts_items_on_every_worker() -> None:
+    metrics = FlowMetrics()
+    items = [("quote", quotes(5)), ("status", status(3)), ("quote", quotes(2)), ("bar", bars(0, 1))]
+    flow = Dataflow("metrics")
+    op.output("m", op.input("in", flow, TestingSource(items)), MetricsSink(metrics))
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+    assert metrics.events_in.labels("bitmex")._value.get() == 7
+    assert metrics.gaps.labels("binance-usdm")._value.get() == 3
+    assert metrics.events_out.labels("binance-usdm", "bar")._value.get() == 1
+    assert metrics.events_out.labels("bitmex", "quote")._value.get() == 7

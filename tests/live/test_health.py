@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from tapeflow.errors import ConfigError
-from tapeflow.live.health import LatencyBreaker, SkewDetector
+from tapeflow.live.health import FeedHealth, LatencyBreaker, SkewDetector
 from tapeflow.schemas.records import BAR, F_LAST, F_MAYBE_BAD_BOOK, TRADE
 from tapeflow.venues.binance.parse import decode
 from tests.conftest import need
@@ -111,6 +111,23 @@ def test_skew_negative_latency_and_drift_then_clear() -> None:
     assert rows == [[], [], [], [], [("skew", False)], [], [("skew", True)], [("skew", False)], [], [],
                     [("skew", True)]]
     assert skew.events == 2
+
+
+def test_feed_health_judges_latency_net_of_the_clock_offset() -> None:
+    """A venue clock 1 s ahead of ours: one skew row, and only the 300 ms congestion trips the breaker
+    (a plain breaker never would: every raw latency is negative)."""
+    health = FeedHealth(LatencyBreaker(threshold_ns=100 * MS, recover_batches=2))
+    plain = LatencyBreaker(threshold_ns=100 * MS)
+    medians = [-1000] * 6 + [-700] * 2 + [-1000] * 4
+    seen = []
+    for i, m in enumerate(medians):
+        batch = {"trade": trades([m] * 3, t0=T0 + i * 10**9)}
+        assert plain.observe(batch).num_rows == 0
+        seen.append(health.observe(batch)["state"].to_pylist())
+    assert seen == [["skew"], [], [], [], [], [], ["degraded"], [], [], ["recovered"], [], []]
+    assert health.skew.offset_ns("v") == -1000 * MS
+    flagged = health.flag(trades([0] * 12, t0=T0, step_ms=1000))["flags"].to_pylist()
+    assert [f & F_MAYBE_BAD_BOOK for f in flagged] == [0] * 6 + [4] * 4 + [0] * 2
 
 
 def test_real_capture_clock_is_behind_binance(real_data: Path) -> None:
