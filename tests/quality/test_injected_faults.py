@@ -220,3 +220,16 @@ def test_a_lost_instrument_day_fails_its_baseline(sim_day):
     assert failed == {"rows_vs_baseline": 1, "volume_vs_baseline": 1}
     (inst,) = result.check("rows_vs_baseline").details["instruments"]
     assert (inst["symbol"], inst["value"]) == ("SIM-BTCUSDT", 0)
+
+
+def test_crossed_and_out_of_range_metrics(sim_day):
+    m = sim_day.metrics
+    rows = _spread_rows(np.arange(m.num_rows))
+    spread = m.column("spread_nanos").to_numpy().copy()
+    spread[rows] = -spread[rows]  # ask below bid
+    crossed = run_suite("metrics", _with(m, "spread_nanos", spread), partition_day=DAY)
+    _only_failure(crossed, "crossed_book", K)
+    imbalance = m.column("imbalance").to_numpy().copy()
+    imbalance[rows[:3]] = 1.5
+    skewed = run_suite("metrics", _with(m, "imbalance", imbalance), partition_day=DAY)
+    _only_failure(skewed, "imbalance_range", 3)
