@@ -195,6 +195,9 @@ class ReplayServer:
         assert self._active is not None
         anchor: tuple[float, int] | None = None
         for i, frame in enumerate(self.tape):
+            if i % 256 == 0:
+                await asyncio.sleep(0)  # frames nobody subscribed to must not starve the loop
+            self._subscribed_any()  # a connection cut by a fault is gone before its handler ends
             if not self._active.is_set():
                 await self._active.wait()
                 anchor = None  # a pause does not count as recorded time
