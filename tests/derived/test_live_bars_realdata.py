@@ -95,3 +95,38 @@ def test_simulated_trades_across_midnight(sim_tables: dict) -> None:
     days = final_revisions(out, "1d")
     assert [(r["symbol"], r["ts_event_ns"]) for r in days] == [
         (s, d) for s in ("SIM-BTCUSDT", "SIM-ETHUSDT") for d in (MIDNIGHT_NS - 86_400 * S, MIDNIGHT_NS)]
+
+
+def _dbn_records(path: Path) -> tuple[object, list]:
+    import databento_dbn as dbn
+
+    from tapeflow.venues.databento import framing
+
+    decoder = dbn.DBNDecoder()
+    decoder.write(framing.read_all(path))
+    out = decoder.decode()
+    return out[0], out[1:]
+
+
+def test_live_minute_bars_equal_databento_ohlcv(real_data: Path) -> None:
+    glbx = real_data / "databento" / "glbx"
+    trades_path = need(glbx / "futures_trades_2024-07-01T23-58_2024-07-02T00-02.dbn.zst")
+    ohlcv_path = need(glbx / "futures_ohlcv-1m_2024-07-01T23-40_2024-07-02T00-10.dbn.zst")
+    trades = merge(list(get_format("dbn").decode([trades_path])))["trade"]
+    live = LiveBars(("1m",), allowed_lateness_ns=0)
+    out = live_in_batches(trades, live, 8, 40)
+    ours = {(r["symbol"], r["ts_event_ns"]): r for r in final_revisions(out, "1m")}
+    # Databento's own bars (read with databento_dbn, not our decoder) for minutes wholly inside the
+    # trades file's range, for the instruments it traded.
+    meta, trade_records = _dbn_records(trades_path)
+    symbol_of = {t.instrument_id: s for t, s in zip(trade_records, trades.column("symbol").to_pylist(),
+                                                   strict=True)}
+    _, bars = _dbn_records(ohlcv_path)
+    theirs = [b for b in bars if b.instrument_id in symbol_of and meta.start <= b.ts_event
+              and b.ts_event + 60 * S <= meta.end]
+    assert len(theirs) == 4  # 23:58 .. 00:02: four whole minutes of the one traded contract
+    for b in theirs:
+        r = ours[(symbol_of[b.instrument_id], b.ts_event)]
+        ohlc = (r["open_price_nanos"], r["high_price_nanos"], r["low_price_nanos"], r["close_price_nanos"])
+        assert ohlc == (b.open, b.high, b.low, b.close)
+        assert r["volume_nanos"] == b.volume * 1_000_000_000
