@@ -8,7 +8,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup demo test bench lint clean
+.PHONY: setup demo test bench lint clean ui validate
 
 setup: $(STAMP)
 
@@ -36,3 +36,21 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .demo build *.egg-info
+
+# Dagster (owned by the dagster room): the UI with webserver + daemon (schedules, sensors, backfills) on
+# 127.0.0.1:3000, history in a project-local DAGSTER_HOME. Unset TAPEFLOW_* paths point at the demo's.
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster
+DAGSTER_DEMO := $(CURDIR)/.demo/dagster
+
+ui: $(STAMP)
+	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) \
+	TAPEFLOW_LAKE=$${TAPEFLOW_LAKE:-$(DAGSTER_DEMO)/lake} \
+	TAPEFLOW_CLICKHOUSE=$${TAPEFLOW_CLICKHOUSE:-chdb://$(DAGSTER_DEMO)/warehouse} \
+	TAPEFLOW_LANDING=$${TAPEFLOW_LANDING:-$(DAGSTER_DEMO)/landing} \
+	TAPEFLOW_JOURNAL=$${TAPEFLOW_JOURNAL:-$(DAGSTER_DEMO)/journal} \
+	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
+
+validate: $(STAMP)
+	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster definitions validate -m dagster_project.definitions
