@@ -142,6 +142,23 @@ class LiveBars:
         self._state.clear()
         return _bar_table(out)
 
+    def advance(self, venue: str, symbol: str, ts_event_ns: int) -> pa.Table:
+        """Move an instrument's clock to ``ts_event_ns`` without a trade and return the bars that closes.
+
+        An instrument that stops trading keeps its last bars open (the watermark moves with trades
+        only, never with the wall clock); a caller that sees the venue's time move on elsewhere
+        (book events, heartbeats with venue time) can pass it here. Trades older than the new
+        watermark then count as late, exactly as if a trade at ``ts_event_ns`` had arrived.
+
+        Returns:
+            ``bar`` rows, as :meth:`add` (empty for an instrument never seen or a time not ahead).
+        """
+        inst = self._state.get((venue, symbol))
+        if inst is None or ts_event_ns <= inst.max_ts_ns:
+            return BAR.empty_table()
+        inst.max_ts_ns = int(ts_event_ns)
+        return _bar_table(self._emit(inst, venue, symbol, final=False))
+
     def drain_rejected(self) -> pa.Table:
         """The ``rejected`` rows (``too_late``, ``negative``) gathered since the last call."""
         tables = [t for t in self._rejected if t.num_rows]

@@ -76,6 +76,20 @@ def test_watermark_emission_restatement_and_too_late_by_hand() -> None:
     assert [(x["ts_event_ns"], x["revision"]) for x in rest] == [(11 * S, 0)]
 
 
+def test_advance_closes_bars_of_a_quiet_instrument() -> None:
+    live = LiveBars(("1s", "1m"), allowed_lateness_ns=S // 2, restate_horizon_ns=10 * S)
+    assert live.add(trades([(10 * S, 100, 1, B)])).num_rows == 0
+    assert live.advance("v", "s", 10 * S + S // 4).num_rows == 0  # watermark 9.75 s: still open
+    assert live.advance("v", "s", 5 * S).num_rows == 0  # time never goes back
+    assert live.advance("v", "other", 99 * S).num_rows == 0  # never seen: nothing to close
+    out = live.advance("v", "s", 11 * S + S // 2).to_pylist()
+    assert [(r["interval"], r["ts_event_ns"], r["revision"]) for r in out] == [("1s", 10 * S, 0)]
+    # The advanced clock decides lateness as a trade would have: this one restates the 1 s bar.
+    again = live.add(trades([(10 * S + 1, 90, 1, A)])).to_pylist()
+    assert [(r["interval"], r["revision"], r["trade_count"]) for r in again] == [("1s", 1, 2)]
+    assert live.watermark_ns("v", "s") == 11 * S and live.watermark_ns("v", "x") is None
+
+
 def test_negative_size_is_a_rejected_row_not_a_crash() -> None:
     live = LiveBars(("1s",))
     live.add(trades([(S, 100, -5, B), (S, 100, 5, B)]))
