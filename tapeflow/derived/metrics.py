@@ -33,14 +33,15 @@ from kernels.metrics import UNDEF, depth_nanos, grid_end, microprice_nanos, quot
 from tapeflow.bars import interval_ns
 from tapeflow.book import instrument_groups
 from tapeflow.errors import TapeflowError
+from tapeflow.schemas.core import RecordType
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
 DAY_NS = 86_400_000_000_000
 _BUY, _SELL = ord("B"), ord("A")
 
 
-def _check(table: pa.Table, record: object, what: str) -> None:
-    if table.schema.names != record.column_names:  # type: ignore[attr-defined]
+def _check(table: pa.Table, record: RecordType, what: str) -> None:
+    if table.schema.names != record.column_names:
         raise TapeflowError(f"metrics needs a {what} table, got columns {table.schema.names}")
 
 

@@ -134,6 +134,12 @@ def test_final_revisions_equal_time_bars_on_any_split(rows: list, data: st.DataO
     for interval in ("1s", "5s", "1m"):
         assert final_revisions(out, interval) == time_bars(table, interval).to_pylist()
     assert live.stats.emitted == out.num_rows
+    # Each bar is emitted as revisions 0, 1, 2, ... in that order, and restatements are counted.
+    seen: dict[tuple, list[int]] = {}
+    for r in out.to_pylist():
+        seen.setdefault((r["symbol"], r["interval"], r["ts_event_ns"]), []).append(r["revision"])
+    assert all(revs == list(range(len(revs))) for revs in seen.values())
+    assert live.stats.restated == sum(len(revs) - 1 for revs in seen.values())
 
 
 @settings(max_examples=40, deadline=None)
