@@ -12,9 +12,10 @@ A venue client subclasses it and fills in the hooks: :meth:`ws_url`, :meth:`subs
 :meth:`make_decoder`, optionally :meth:`ping_message`, :meth:`on_open` and :meth:`after_frame`
 (where it reads its decoder's chain state, reports gaps and asks for snapshots).
 
-Records equal a batch decode of the journal except one bit: book rows a frame wrote while its
-instrument was not synced (before the first snapshot, between a gap and the fresh snapshot)
-carry ``F_MAYBE_BAD_BOOK`` live, because only the live client knows its sync state.
+Records equal a batch decode of the journal except two bits only the live client can know:
+book rows a frame wrote while its instrument was not synced (before the first snapshot, between
+a gap and the fresh snapshot) carry ``F_MAYBE_BAD_BOOK``, and a frame that broke a book in a way
+its decoder cannot flag (:meth:`Connector.flag_gap`) gets ``F_GAP`` on its first row.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from tapeflow.journal import Journal
 from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
-from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
+from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
 
@@ -49,6 +50,8 @@ class ConnectorSettings:
         ping_interval_s: venue-level ping period (None: the venue class decides).
         ws_ping_interval_s: websocket protocol ping period (None: off).
         open_timeout_s: connect + handshake limit.
+        ws_compression: offer permessage-deflate (off: market data frames are small and
+            inflating them costs latency; the venues send uncompressed frames then).
         backoff_initial_s, backoff_max_s, backoff_factor, backoff_jitter: reconnect schedule.
         seed: seeds the backoff jitter (tests).
         max_batch_frames: most frames per micro-batch.
@@ -63,6 +66,7 @@ class ConnectorSettings:
     ping_interval_s: float | None = None
     ws_ping_interval_s: float | None = 20.0
     open_timeout_s: float = 10.0
+    ws_compression: bool = False
     backoff_initial_s: float = 0.5
     backoff_max_s: float = 30.0
     backoff_factor: float = 2.0
@@ -123,6 +127,8 @@ class Connector:
         self._closing = False
         self._closed = asyncio.Event()
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
+        self._gap_rows: list[tuple[int, int, str]] = []
+        self._frame_rows = (0, 0)
         self._ws: websockets.ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -214,6 +220,12 @@ class Connector:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def flag_gap(self, symbol: str) -> None:
+        """From :meth:`after_frame`: the frame just decoded broke ``symbol``'s book, though its decoder
+        could not tell (e.g. Bybit v2 ids); its first row of ``symbol`` gets ``F_GAP`` live."""
+        start, end = self._frame_rows
+        self._gap_rows.append((start, end, symbol))
+
     def rest_inflight(self, key: str) -> bool:
         """Whether a request under ``key`` is still in flight (sent, or answered but not yet decoded)."""
         return key in self._inflight
@@ -236,7 +248,8 @@ class Connector:
         s = self.settings
         try:
             ws = await websockets.connect(url, open_timeout=s.open_timeout_s,
-                                          ping_interval=s.ws_ping_interval_s, max_size=None, max_queue=None)
+                                          ping_interval=s.ws_ping_interval_s, max_size=None, max_queue=None,
+                                          compression="deflate" if s.ws_compression else None)
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             self.sync.lost(DISCONNECTED, f"connecting to {url} failed: {type(exc).__name__}: {exc}")
             yield self._batch([], [])
@@ -352,8 +365,9 @@ class Connector:
             self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
             if frame.channel == REST:
                 self._inflight.discard(self._arriving.pop(id(frame), ""))
-            self.after_frame(frame)
             after = len(deltas) if deltas is not None else 0
+            self._frame_rows = (before, after)
+            self.after_frame(frame)
             if after > before:
                 broken = {s for s in self.symbols if not self.sync.synced(s)}
                 if broken:
@@ -365,21 +379,28 @@ class Connector:
         if self.decoder.rows:
             chunk = self.decoder.flush(0, self.venue)
             records = {k: t for k, t in chunk.tables.items() if t.num_rows}
-        if self._maybe_bad and "book_delta" in records:
-            records["book_delta"] = _flag_rows(records["book_delta"], self._maybe_bad)
+        if (self._maybe_bad or self._gap_rows) and "book_delta" in records:
+            records["book_delta"] = _flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows)
         self._maybe_bad = []
+        self._gap_rows = []
         return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)
 
 
-def _flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]]) -> pa.Table:
+def _flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]],
+               gaps: list[tuple[int, int, str]]) -> pa.Table:
     # Rows a frame wrote while its instrument's book was not synced: F_MAYBE_BAD_BOOK, so no
-    # consumer takes them for a valid book (the kernels already hold the book in RESYNC).
+    # consumer takes them for a valid book (the kernels hold the book in RESYNC from the F_GAP).
     symbols = deltas.column("symbol").to_numpy(zero_copy_only=False)
-    mark = np.zeros(deltas.num_rows, dtype=bool)
+    add = np.zeros(deltas.num_rows, dtype=np.uint8)
     for start, end, broken in spans:
-        mark[start:end] = np.isin(symbols[start:end], list(broken))
-    if not mark.any():
+        hit = np.isin(symbols[start:end], list(broken))
+        add[start:end] |= np.where(hit, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+    for start, end, symbol in gaps:
+        hit = np.flatnonzero(symbols[start:end] == symbol)
+        if len(hit):
+            add[start + hit[0]] |= F_GAP
+    if not add.any():
         return deltas
-    flags = deltas.column("flags").to_numpy() | np.where(mark, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+    flags = deltas.column("flags").to_numpy() | add
     i = deltas.schema.get_field_index("flags")
     return deltas.set_column(i, deltas.schema.field(i), pa.array(flags, type=pa.uint8()))

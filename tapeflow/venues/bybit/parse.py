@@ -55,6 +55,20 @@ class BybitDecoder(CaptureDecoder):
         self.legacy_checked = 0
         self.legacy_ok = 0
         self.legacy_failures: list[str] = []
+        self._v2_anchored: set[str] = set()
+        self.snapshots_of: dict[str, int] = {}  # book snapshots decoded per symbol
+
+    def anchored(self, symbol: str) -> bool:
+        """Whether ``symbol``'s book follows on from a snapshot with nothing inconsistent since.
+
+        v5: the ``u`` chain is unbroken; v2: no delta touched an id the book did not hold. The live
+        client (:mod:`tapeflow.venues.bybit.client`) resubscribes for a fresh snapshot when not.
+        """
+        return self._last_u.get(symbol) is not None or symbol in self._v2_anchored
+
+    def last_update_id(self, symbol: str) -> int | None:
+        """The v5 ``u`` the book of ``symbol`` is at (None when not anchored or v2)."""
+        return self._last_u.get(symbol)
 
     def lines(self, paths: list[Path]) -> Iterator[tuple[int, CaptureLine]]:
         zips = [p for p in paths if zipfile.is_zipfile(p)]
@@ -103,6 +117,7 @@ class BybitDecoder(CaptureDecoder):
         ts_event = ms_to_ns(msg.get("cts", msg.get("ts")), line.recv_ns)
         if kind == "snapshot":
             self.stats.snapshots += 1
+            self.snapshots_of[symbol] = self.snapshots_of.get(symbol, 0) + 1
             self._last_u[symbol] = u
             self.deltas.add_snapshot(L2Snapshot(wire.VENUE, symbol, u, ts_event, line.recv_ns, sides,
                                                 bid_px + ask_px, bid_sz + ask_sz))
@@ -140,7 +155,9 @@ class BybitDecoder(CaptureDecoder):
                 raise BadFrame("bad_level", f"order_book was {book!r}, not a list of levels")
             rows = [_v2_level(x, f"order_book[{i}]", sized=True) for i, x in enumerate(book)]
             self._ids[symbol] = {r[0]: (r[1], r[2]) for r in rows}
+            self._v2_anchored.add(symbol)
             self.stats.snapshots += 1
+            self.snapshots_of[symbol] = self.snapshots_of.get(symbol, 0) + 1
             sides, prices, sizes = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
             self.deltas.add_snapshot(L2Snapshot(wire.VENUE, symbol, seq, ts_event, line.recv_ns, sides,
                                                 prices, sizes))
@@ -171,6 +188,7 @@ class BybitDecoder(CaptureDecoder):
             self.legacy_checked += 1
             if bad:
                 self.legacy_failures.append(f"bybit {symbol} cross_seq={seq}: {'; '.join(bad[:3])}")
+                self._v2_anchored.discard(symbol)
             else:
                 self.legacy_ok += 1
         self.deltas.add_message(L2Message(wire.VENUE, symbol, seq, seq, None, ts_event, line.recv_ns,
