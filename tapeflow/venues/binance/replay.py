@@ -48,9 +48,19 @@ def stream_key(stream: str) -> Key:
 
 
 class _Book(StringBook):
-    def __init__(self, last_id: int) -> None:
+    def __init__(self, last_id: int, times: dict[str, int]) -> None:
         super().__init__()
         self.last_id = last_id
+        self.times = times  # futures E/T of the last event the book reflects
+
+    @classmethod
+    def from_rest(cls, body: bytes) -> _Book:
+        snap = loads(body)
+        book = cls(int(snap["lastUpdateId"]), {k: snap[k] for k in ("E", "T") if k in snap})
+        for key, is_bid in (("bids", True), ("asks", False)):
+            for px, qty in snap.get(key, []):
+                book.set(is_bid, px, [px, qty], is_zero(qty))
+        return book
 
 
 class BinanceReplay(VenueReplay):
@@ -124,11 +134,7 @@ class BinanceReplay(VenueReplay):
         symbol = frame.key[1].upper()
         if frame.key[0] == "rest":
             if symbol not in self.books:  # a later snapshot adds nothing to a continuous book
-                snap = loads(frame.payload)
-                book = self.books[symbol] = _Book(int(snap["lastUpdateId"]))
-                for key, is_bid in (("bids", True), ("asks", False)):
-                    for px, qty in snap.get(key, []):
-                        book.set(is_bid, px, [px, qty], is_zero(qty))
+                self.books[symbol] = _Book.from_rest(frame.payload)
             return
         book = self.books.get(symbol)
         if book is None:
@@ -140,6 +146,7 @@ class BinanceReplay(VenueReplay):
             for px, qty in data.get(key, []):
                 book.set(is_bid, px, [px, qty], is_zero(qty))
         book.last_id = int(data["u"])
+        book.times = {k: data[k] for k in ("E", "T") if k in data}
 
     def depth(self, query: Mapping[str, str], *, futures: bool) -> tuple[int, bytes]:
         """``GET /api/v3/depth`` / ``/fapi/v1/depth``: the book at the current position."""
@@ -150,18 +157,19 @@ class BinanceReplay(VenueReplay):
             return 400, dumps({"code": -1100, "msg": f"Illegal characters found in parameter 'limit': "
                                                      f"{query.get('limit')!r}"})
         book = self.books.get(symbol)
+        ahead = book is None and symbol in self.captured
+        if ahead:  # the tape has not reached the captured snapshot: serve it (it is ahead, as on Binance)
+            book = _Book.from_rest(self.captured[symbol])
         if book is None:
-            if symbol in self.captured:  # the tape has not reached it: serve it as captured (ahead)
-                return 200, self.captured[symbol]
             return 400, dumps({"code": -1121, "msg": "Invalid symbol."})
         last_id = book.last_id
-        if symbol in self.futures:
+        if symbol in self.futures and not ahead:
             pos, first = self.next_first.get(symbol, ([], []))
             j = bisect.bisect_left(pos, self.passed)
             last_id = max(last_id, first[j]) if j < len(first) else last_id
         body: dict[str, object] = {"lastUpdateId": last_id}
         if futures:
-            body |= {"E": 0, "T": 0}
+            body |= {"E": book.times.get("E", 0), "T": book.times.get("T", 0)}
         body |= {"bids": book.top_bids(limit), "asks": book.top_asks(limit)}
         return 200, dumps(body)
 
