@@ -28,16 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pyarrow as pa
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tapeflow.journal import Journal
-from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog
+from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
-from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
 
@@ -380,27 +378,7 @@ class Connector:
             chunk = self.decoder.flush(0, self.venue)
             records = {k: t for k, t in chunk.tables.items() if t.num_rows}
         if (self._maybe_bad or self._gap_rows) and "book_delta" in records:
-            records["book_delta"] = _flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows)
+            records["book_delta"] = flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows)
         self._maybe_bad = []
         self._gap_rows = []
         return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)
-
-
-def _flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]],
-               gaps: list[tuple[int, int, str]]) -> pa.Table:
-    # Rows a frame wrote while its instrument's book was not synced: F_MAYBE_BAD_BOOK, so no
-    # consumer takes them for a valid book (the kernels hold the book in RESYNC from the F_GAP).
-    symbols = deltas.column("symbol").to_numpy(zero_copy_only=False)
-    add = np.zeros(deltas.num_rows, dtype=np.uint8)
-    for start, end, broken in spans:
-        hit = np.isin(symbols[start:end], list(broken))
-        add[start:end] |= np.where(hit, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
-    for start, end, symbol in gaps:
-        hit = np.flatnonzero(symbols[start:end] == symbol)
-        if len(hit):
-            add[start + hit[0]] |= F_GAP
-    if not add.any():
-        return deltas
-    flags = deltas.column("flags").to_numpy() | add
-    i = deltas.schema.get_field_index("flags")
-    return deltas.set_column(i, deltas.schema.field(i), pa.array(flags, type=pa.uint8()))

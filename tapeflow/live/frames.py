@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from tapeflow.schemas import RecordType
-from tapeflow.schemas.records import STATUS
+from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK, STATUS
 
 WS, REST = "ws", "rest"
 _EMPTY_STATUS = STATUS.empty_table()
@@ -85,3 +86,30 @@ class StatusLog:
         if not rows:
             return _EMPTY_STATUS
         return STATUS.table({n: [r[n] for r in rows] for n in STATUS.column_names})
+
+
+def flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]],
+              gaps: list[tuple[int, int, str]]) -> pa.Table:
+    """Set the live-only flags on a batch's ``book_delta`` rows.
+
+    Args:
+        deltas: the rows.
+        spans: ``(start, end, symbols)``: rows ``start:end`` of these symbols were written while
+            their book was not synced -> ``F_MAYBE_BAD_BOOK`` (no consumer takes them for a valid
+            book; the kernels hold the book in RESYNC from the ``F_GAP``).
+        gaps: ``(start, end, symbol)``: the first row of ``symbol`` in ``start:end`` -> ``F_GAP``.
+    """
+    symbols = deltas.column("symbol").to_numpy(zero_copy_only=False)
+    add = np.zeros(deltas.num_rows, dtype=np.uint8)
+    for start, end, broken in spans:
+        hit = np.isin(symbols[start:end], list(broken))
+        add[start:end] |= np.where(hit, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+    for start, end, symbol in gaps:
+        hit = np.flatnonzero(symbols[start:end] == symbol)
+        if len(hit):
+            add[start + hit[0]] |= F_GAP
+    if not add.any():
+        return deltas
+    flags = deltas.column("flags").to_numpy() | add
+    i = deltas.schema.get_field_index("flags")
+    return deltas.set_column(i, deltas.schema.field(i), pa.array(flags, type=pa.uint8()))
