@@ -167,6 +167,7 @@ class LiveConfig:
     batch_ns: int = DEFAULT_BATCH_NS
     outputs: tuple[str, ...] = ("lake", "clickhouse")
     bbo_as_quote: bool = False
+    raw: bool = True
     progress_s: float = 2.0
 
     @classmethod
@@ -207,6 +208,7 @@ class LiveConfig:
             batch_ns=parse_duration_ns(get("TAPEFLOW_LIVE_BATCH_TIME", "1s")),
             outputs=tuple(o for o in outputs if o != "none"),
             bbo_as_quote=get("TAPEFLOW_LIVE_BBO_AS_QUOTE", "0") in ("1", "true", "yes"),
+            raw=get("TAPEFLOW_LIVE_RAW", "1") not in ("0", "false", "no"),
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2)),
         )
 
@@ -248,4 +250,4 @@ def flow_from_env() -> Dataflow:
     sinks = MarketSinks(tables=tables, extra=(ProgressSink(config.progress_s),))
     return build_market_flow(config.source(), sinks, levels=config.levels,
                              snapshot_interval_ns=config.snapshot_interval_ns, intervals=config.intervals,
-                             bbo_as_quote=config.bbo_as_quote)
+                             bbo_as_quote=config.bbo_as_quote, raw=config.raw)

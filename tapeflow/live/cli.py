@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import queue
+import socket
 import subprocess
 import sys
 import threading
@@ -27,7 +28,6 @@ from tapeflow.timeutil import parse_duration_ns
 
 SUMMARY_PREFIX = "live-summary "
 FLOW = "flows.market:flow_from_env()"
-_BASE_PORT = 2101
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -65,6 +65,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--bars", help="bar intervals, comma separated (default the 15 standard ones)")
     book.add_argument("--batch-events", type=int, help="rows per micro-batch of a capture (default 5000)")
     book.add_argument("--bbo-as-quote", action="store_true", help="store the rebuilt BBO as quote rows")
+    book.add_argument("--no-raw", action="store_true",
+                      help="store only what the flow derives (snapshots, bars, metrics, dead letters, "
+                           "status), not the decoded input records")
     p.set_defaults(func=run_live)
 
 
@@ -92,6 +95,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         "TAPEFLOW_LIVE_LEVELS": str(args.levels),
         "TAPEFLOW_LIVE_INTERVAL": args.interval,
         "TAPEFLOW_LIVE_BBO_AS_QUOTE": "1" if args.bbo_as_quote else "0",
+        "TAPEFLOW_LIVE_RAW": "0" if args.no_raw else "1",
         "TAPEFLOW_LAKE": str(args.lake or settings.lake_dir),
         "TAPEFLOW_CLICKHOUSE": args.clickhouse or settings.clickhouse_dsn,
     }
@@ -120,8 +124,20 @@ def flow_commands(args: argparse.Namespace) -> list[list[str]]:
         return [base + ["-i", str(args.process_id), "-a", args.addresses]]
     if args.processes == 1:
         return [base]
-    addresses = ";".join(f"localhost:{_BASE_PORT + i}" for i in range(args.processes))
+    addresses = ";".join(f"localhost:{port}" for port in _free_ports(args.processes))
     return [base + ["-i", str(i), "-a", addresses] for i in range(args.processes)]
+
+
+def _free_ports(n: int) -> list[int]:
+    # let the OS pick: fixed ports collide with any other cluster (or test run) on the host
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("localhost", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def _init_recovery(directory: Path, partitions: int) -> None:

@@ -72,8 +72,10 @@ def test_commands_and_environment() -> None:
     config = LiveConfig.from_env(env)
     assert (config.format_name, config.intervals, config.outputs) == ("sim", ("1m",), ("lake",))
     cluster = flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "--processes", "2"))
-    assert [c[-4:] for c in cluster] == [["-i", "0", "-a", "localhost:2101;localhost:2102"],
-                                         ["-i", "1", "-a", "localhost:2101;localhost:2102"]]
+    assert [c[-4:-1] for c in cluster] == [["-i", "0", "-a"], ["-i", "1", "-a"]]
+    addresses = cluster[0][-1].split(";")
+    assert cluster[1][-1] == cluster[0][-1] and len(set(addresses)) == 2
+    assert all(a.startswith("localhost:") and int(a.split(":")[1]) > 0 for a in addresses)
     with pytest.raises(ConfigError, match="-i and -a"):
         flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "-i", "1"))
     lines = ['live-summary {"worker": 0, "rows": {"bar": 2}}', "noise",
