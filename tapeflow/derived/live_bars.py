@@ -119,14 +119,12 @@ class LiveBars:
         out: list[dict] = []
         for venue, symbol, sub in by_instrument(trades):
             inst = self._state.get((venue, symbol))
-            accepted = self._admit(sub, venue, symbol, inst)
-            if accepted.num_rows == 0 and inst is None:
-                continue
             if inst is None:
-                inst = _Instrument(int(accepted.column("ts_event_ns").to_numpy().max()),
+                # Every row moves the clock, a rejected one too: its venue time is still news.
+                inst = _Instrument(int(sub.column("ts_event_ns").to_numpy()[0]),
                                    {i: _Frame() for i in self.intervals})
                 self._state[(venue, symbol)] = inst
-            self._merge(inst, accepted)
+            self._merge(inst, self._admit(sub, venue, symbol, inst))
             out.extend(self._emit(inst, venue, symbol, final=False))
         return _bar_table(out)
 
@@ -170,13 +168,11 @@ class LiveBars:
         inst = self._state.get((venue, symbol))
         return None if inst is None else inst.max_ts_ns - self.allowed_lateness_ns
 
-    def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument | None) -> pa.Table:
+    def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument) -> pa.Table:
         ts = sub.column("ts_event_ns").to_numpy()
         size = sub.column("size_nanos").to_numpy()
-        n = len(ts)
-        self.stats.trades += n
-        start = ts[0] if inst is None else max(inst.max_ts_ns, int(ts[0]))
-        running = np.maximum.accumulate(np.maximum(ts, start)) if n else ts
+        self.stats.trades += len(ts)
+        running = np.maximum.accumulate(np.maximum(ts, inst.max_ts_ns))
         watermark = running - self.allowed_lateness_ns
         too_late = ts < watermark - self.restate_horizon_ns
         negative = size < 0
@@ -188,15 +184,13 @@ class LiveBars:
         if len(bad):
             self._rejected.append(_rejects(sub, bad, watermark, too_late, venue, symbol,
                                            self.restate_horizon_ns))
-        if inst is not None and n:
-            inst.max_ts_ns = max(inst.max_ts_ns, int(running[-1]))
+        inst.max_ts_ns = int(running[-1])
         return sub.filter(pa.array(keep)) if len(bad) else sub
 
     def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
         if trades.num_rows == 0:
             return
         ts = trades.column("ts_event_ns").to_numpy()
-        inst.max_ts_ns = max(inst.max_ts_ns, int(ts.max()))
         col = {n: trades.column(n).to_numpy() for n in ("price_nanos", "size_nanos", "aggressor_side",
                                                             "flags", "ts_recv_ns")}
         part = partial_bars(ts, col["price_nanos"], col["size_nanos"], col["aggressor_side"],

@@ -95,6 +95,9 @@ def test_negative_size_is_a_rejected_row_not_a_crash() -> None:
     live.add(trades([(S, 100, -5, B), (S, 100, 5, B)]))
     rej = live.drain_rejected().to_pylist()
     assert [(r["reason"], r["detail"]) for r in rej] == [("negative", "trade t0 has size_nanos=-5")]
+    # A rejected row still carries venue time: the clock moves (default lateness 1 s).
+    live.add(trades([(5 * S, 100, -1, B)]))
+    assert live.watermark_ns("v", "s") == 4 * S and live.stats.rejected == 2
     assert live.close().column("volume_nanos").to_pylist() == [5]
 
 
