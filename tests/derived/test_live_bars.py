@@ -96,9 +96,10 @@ def test_negative_size_is_a_rejected_row_not_a_crash() -> None:
     rej = live.drain_rejected().to_pylist()
     assert [(r["reason"], r["detail"]) for r in rej] == [("negative", "trade t0 has size_nanos=-5")]
     # A rejected row still carries venue time: the clock moves (default lateness 1 s).
-    live.add(trades([(5 * S, 100, -1, B)]))
+    out = live.add(trades([(5 * S, 100, -1, B)]))
     assert live.watermark_ns("v", "s") == 4 * S and live.stats.rejected == 2
-    assert live.close().column("volume_nanos").to_pylist() == [5]
+    assert out.column("volume_nanos").to_pylist() == [5]
+    assert live.close().num_rows == 0
 
 
 def test_bad_arguments_raise() -> None:
