@@ -73,9 +73,9 @@ def expected_tickers(journal: Path, sync_u: dict[str, int]) -> int:
         if data is None:
             continue
         s = data["s"]
-        if data["e"] == "depthUpdate" and data["u"] >= sync_u[s] and (data["b"] or data["a"]):
+        if data.get("e") == "depthUpdate" and data["u"] >= sync_u[s] and (data["b"] or data["a"]):
             depth_u[s].add(data["u"])
-        elif data["e"] == "bookTicker":
+        elif msg["stream"].endswith("@bookTicker"):  # spot tickers carry no "e"
             ticker_u[s].append(data["u"])
     return sum(u in depth_u[s] for s, us in ticker_u.items() for u in us)
 
@@ -156,14 +156,18 @@ def test_usdm_injected_drop_reorder_disconnect_are_detected_and_resynced(usdm_pr
     assert client.decoder.stats.checked == client.decoder.stats.chained + 3
 
 
-def test_cryptofeed_futures_capture_four_symbols(real_data: Path, tmp_path: Path) -> None:
-    ws = need(real_data / "cryptofeed" / "BINANCE_FUTURES.ws.1.0")
-    http = need(real_data / "cryptofeed" / "BINANCE_FUTURES.http.0.0")
-    symbols = ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]
+@pytest.mark.parametrize(("market", "capture", "symbols"), [
+    ("usdm", "BINANCE_FUTURES", ["SUSHIUSDT", "AKROUSDT", "KEEPUSDT", "CTKUSDT"]),
+    ("spot", "BINANCE", ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]),
+])
+def test_cryptofeed_captures_four_symbols(real_data: Path, tmp_path: Path, market: str, capture: str,
+                                          symbols: list[str]) -> None:
+    ws = need(real_data / "cryptofeed" / f"{capture}.ws.1.0")
+    http = need(real_data / "cryptofeed" / f"{capture}.http.0.0")
     # 30 s of capture at 5x: the client keeps pace, so it syncs about where the capture did.
     with ReplayServer("binance", [ws, http], speed=5).run_in_thread() as srv:
-        client = BinanceClient(symbols, endpoint=srv.ws_url, rest_endpoint=srv.rest_url,
-                               journal=tmp_path / "journal",
+        client = BinanceClient(symbols, market=market, endpoint=srv.ws_url, rest_endpoint=srv.rest_url,
+                               journal=tmp_path / "journal", trade_stream="aggTrade",
                                settings=ConnectorSettings(seed=3, stale_after_s=20))
         batches = run_client(srv, client, is_binance_data)
     rows = statuses(batches)
@@ -171,12 +175,14 @@ def test_cryptofeed_futures_capture_four_symbols(real_data: Path, tmp_path: Path
     assert sorted(synced) == sorted(symbols)
     assert [r["state"] for r in rows].count("synced") == 4
     assert "gap" not in [r["state"] for r in rows] and client.decoder.stats.gaps == []
+    assert client.decoder.stats.checked == client.decoder.stats.chained > 0
     live = live_tables(batches)
-    journal = journal_file(tmp_path / "journal", "binance-usdm")
+    journal = journal_file(tmp_path / "journal", client.venue)
     report = bookticker_matches(live["book_delta"], live["quote"])
     want = expected_tickers(journal, synced)
     assert want > 0 and report.total == want and report.ok == want, report.failures[:3]
     assert_journal_equals_live("binance", journal, live)
+    assert set(live["trade"].column("venue").to_pylist()) == {client.venue}
     # each symbol's REST snapshot went to the journal under its own name
     rest = [orjson.loads(f.data) for b in batches for f in b.frames if f.channel == "rest"]
     assert {r["symbol"] for r in rest} == set(symbols)
