@@ -285,9 +285,9 @@ class LakeSink(TableSink):
     """Every item (or those in ``tables``) into the Parquet lake ``<root>/<table>/venue=/symbol=/date=``."""
 
     def __init__(self, root: Path | str, tables: Collection[str] | None = None, *, idempotent: bool = True,
-                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None) -> None:
+                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None, flush_s: float = 1.0) -> None:
         super().__init__(lake_root=root, tables=tables, idempotent=idempotent, dedup_window=dedup_window,
-                         metrics=metrics)
+                         metrics=metrics, flush_s=flush_s)
 
 
 class StatusSink(TableSink):

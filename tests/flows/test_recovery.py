@@ -5,7 +5,8 @@ The flow is flow-core's ``build_market_flow`` over the first lines of the real B
 (book snapshots, bars, metrics and the decoded rows), run as ``python -m bytewax.run`` in a child
 process with ``-r`` so a real SIGKILL hits it. The control is a plain-append lake sink in the same
 flow (chdb allows one data directory per process, so the control writes the lake only): under the
-same kills it must show duplicated rows, so the test can fail.
+same kills it must show duplicated rows, which also proves that the kills made the flow re-emit
+batches into the idempotent sinks, so the test can fail.
 """
 
 from __future__ import annotations
@@ -47,8 +48,11 @@ def recovery_flow(control_lake: str) -> Dataflow:
     settings = Settings.from_env()
     source = CaptureSource("binance", [os.environ["TAPEFLOW_LIVE_CAPTURE"]], batch_events=BATCH_EVENTS,
                            batch_ns=None)
-    sinks = MarketSinks(tables=TableSink(dsn=settings.clickhouse_dsn, lake_root=settings.lake_dir),
-                        extra=(LakeSink(control_lake, idempotent=False),))
+    # flush_s=0: the lakes write every batch through, as ClickHouse does. Buffered until the epoch
+    # snapshot, even a plain append would rarely repeat a row (what the control must show), and the
+    # idempotent lake's token check would rarely be exercised.
+    sinks = MarketSinks(tables=TableSink(dsn=settings.clickhouse_dsn, lake_root=settings.lake_dir, flush_s=0),
+                        extra=(LakeSink(control_lake, idempotent=False, flush_s=0),))
     return build_market_flow(source, sinks, intervals=("1s", "1m"))
 
 
