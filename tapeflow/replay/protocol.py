@@ -8,6 +8,7 @@ the book state the tape has passed (for mid-stream snapshots and REST), and make
 
 from __future__ import annotations
 
+import functools
 import heapq
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -168,6 +169,7 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+@functools.lru_cache(maxsize=1 << 16)  # books revisit the same few thousand price strings
 def price_key(text: str) -> int | Decimal:
     """Exact sort key of a decimal string: int nanos, or a Decimal beyond int64 (Kraken keeps
     placeholder orders at prices such as 9999999997)."""

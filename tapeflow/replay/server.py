@@ -8,7 +8,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +234,8 @@ class ReplayServer:
     # -- websocket -----------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0)
+        # no permessage-deflate: on loopback it only costs CPU (frames arrive byte-for-byte either way)
+        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0, compress=False)
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": f"no such path {request.path!r}"}, status=404)
         await ws.prepare(request)
@@ -356,10 +357,3 @@ async def _send(ws: web.WebSocketResponse, message: bytes | str) -> None:
     with contextlib.suppress(ConnectionResetError, RuntimeError):
         # captured bytes go out untouched as a text frame (no decode/encode round trip)
         await ws.send_frame(data, WSMsgType.TEXT)
-
-
-@contextlib.asynccontextmanager
-async def serving(format: str, paths: Sequence[str | Path], **kwargs: Any) -> AsyncIterator[ReplayServer]:
-    """``async with serving("kraken", [p]) as srv:`` (same as ``async with ReplayServer(...)``)."""
-    async with ReplayServer(format, paths, **kwargs) as srv:
-        yield srv
