@@ -42,11 +42,11 @@ def binance_prefix(lines: int = PREFIX_LINES) -> Path:
 
 
 @functools.cache
-def sim_market() -> tuple[Path, ...]:
-    """A 2-minute, 2-instrument simulated L3 market (crypto preset, seed 3)."""
+def sim_market(duration_ns: int = SIM_DURATION_NS) -> tuple[Path, ...]:
+    """A 2-instrument simulated L3 market (crypto preset, seed 3), 2 minutes unless told."""
     from tapeflow.simulator import simulate
 
-    summary = simulate(SIM_SEED, SIM_INSTRUMENTS, SIM_DURATION_NS, _tmp() / "sim", progress=False)
+    summary = simulate(SIM_SEED, SIM_INSTRUMENTS, duration_ns, _tmp() / f"sim{duration_ns}", progress=False)
     return tuple(sorted(summary.files))
 
 

@@ -38,18 +38,19 @@ def _args(*argv: str) -> argparse.Namespace:
 
 
 def test_two_processes_write_the_rows_of_one_worker(tmp_path: Path) -> None:
-    paths = [str(p) for p in sim_market()]
+    market = sim_market(30 * SECOND)
+    paths = [str(p) for p in market]
     env = os.environ | {"PYTHONPATH": str(REPO)}
     run = subprocess.run(
         [sys.executable, "-m", "tapeflow.cli", "live", "--capture", *paths, "--format", "sim",
          "--processes", "2", "--lake", str(tmp_path / "lake"), "--no-clickhouse", "--bars", "1s,1m,1h"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
-    want, _ = snapshots_for_format("sim", list(sim_market()), levels=10, interval_ns=SECOND)
+    want, _ = snapshots_for_format("sim", list(market), levels=10, interval_ns=SECOND)
     got = lake.read(BOOK_SNAPSHOT, tmp_path / "lake")
     keys = ("venue", "symbol", "ts_event_ns")
     assert sorted_rows(got, keys).equals(sorted_rows(want, keys))
-    trades = merge(list(get_format("sim").decode(list(sim_market()))))["trade"]
+    trades = merge(list(get_format("sim").decode(list(market))))["trade"]
     bar_keys = ("venue", "symbol", "interval", "ts_event_ns")
     bars = pa.concat_tables([time_bars(trades, i) for i in ("1s", "1m", "1h")])
     assert sorted_rows(lake.read(BAR, tmp_path / "lake"), bar_keys).equals(sorted_rows(bars, bar_keys))

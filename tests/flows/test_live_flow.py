@@ -31,7 +31,8 @@ def test_live_flow_equals_batch_rebuild_of_its_journal(tmp_path: Path) -> None:
     capture = binance_prefix(4000)
     tables: list = []
     status: list = []
-    with ReplayServer("binance", [capture]).run_in_thread() as srv:
+    # paced (the prefix spans ~17 s of capture time): the journal's clock then spans a few grid seconds
+    with ReplayServer("binance", [capture], speed=5).run_in_thread() as srv:
         source = LiveSource("binance", ["BTCUSDT"], endpoint=srv.ws_url, rest_endpoint=srv.rest_url,
                             journal=tmp_path / "journal", idle_stop_ns=3 * SECOND,
                             client_options={"trade_stream": "trade",
@@ -48,7 +49,7 @@ def test_live_flow_equals_batch_rebuild_of_its_journal(tmp_path: Path) -> None:
     assert served == sum(b"lastUpdateId" not in line for line in capture.read_bytes().splitlines())
     decoded = merge(list(get_format("binance").decode([journal])))
     want, _ = snapshots_for_format("binance", [journal], levels=10, interval_ns=SECOND)
-    assert want.num_rows > 3
+    assert want.num_rows >= 3
     assert same_rows(out["book_snapshot"], want)
     want_bars = pa.concat_tables([time_bars(decoded["trade"], i) for i in STANDARD_INTERVALS])
     assert _final_bars(out["bar"]).equals(sorted_rows(want_bars, BAR_KEYS).drop_columns(["revision"]))
