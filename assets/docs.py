@@ -18,7 +18,7 @@ from assets.resources import TapeflowResource
 
 @asset(
     group_name="quality",
-    deps=["features", "bars", "clickhouse_tables"],
+    deps=["features", "bars", "daily_baselines", "clickhouse_tables"],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     kinds={"html"},

@@ -19,6 +19,7 @@ from assets import common
 from assets.book import BBO
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
+from tapeflow.derived.profiles import BASELINE, PROFILE
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import (
     BAR,
@@ -43,7 +44,10 @@ TABLES = {
     "bbo": BBO,
     "bars": BAR,
     "features": METRIC,
+    "daily_baselines": BASELINE,
 }
+# the profiles behind the baselines travel with them
+ALSO_LOADED = (PROFILE,)
 
 
 @asset(
@@ -60,7 +64,7 @@ def clickhouse_tables(context: AssetExecutionContext, tapeflow: TapeflowResource
     lake = tapeflow.lake
     loaded: dict[str, int] = {}
     with Warehouse(tapeflow.dsn) as wh:
-        for record in TABLES.values():
+        for record in (*TABLES.values(), *ALSO_LOADED):
             rows = concat(record, list(common.read(record, lake, wanted).values()))
             loaded[record.name] = wh.load(record, rows, replace_partitions=True)
     return MaterializeResult(metadata={
