@@ -20,6 +20,7 @@ from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault
 from tapeflow.replay.protocol import Frame, Key, Reply, Session, adapter_for, dumps, loads
 
 QUEUE_FRAMES = 2_000  # default frames queued for one connection before the tape waits for it
+SETTLE_S = 0.2  # default pause before the tape starts or resumes (see ``settle_s``)
 _CTL, _TAPE = 0, 1
 
 
@@ -57,6 +58,8 @@ class ReplayServer:
             HTTP 429 with ``Retry-After``; None (default) never limits.
         queue_frames: frames queued for a connection before the tape waits for it (bounds how
             far the tape, and so the REST/mid-stream snapshots, run ahead of the slowest reader).
+        settle_s: when the tape starts or resumes (a first subscriber after none), it waits this
+            long first, so a handshake of several subscribe messages lands before any frame.
 
     Raises:
         ConfigError: unknown format, bad fault spec.
@@ -65,7 +68,8 @@ class ReplayServer:
     def __init__(self, format: str, paths: Sequence[str | Path], *, host: str = "127.0.0.1", port: int = 0,
                  speed: float | None = None, faults: Iterable[str | Fault] = (),
                  random_faults: str | dict[str, float] | None = None, seed: int = 0,
-                 rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES) -> None:
+                 rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES,
+                 settle_s: float = SETTLE_S) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed!r}")
         self.format = format
@@ -75,6 +79,7 @@ class ReplayServer:
         self.plan = FaultPlan.build(faults, random_faults, seed)
         self.rest_limit = rest_limit
         self.queue_frames = max(1, queue_frames)
+        self.settle_s = max(0.0, settle_s)
         self.tape: list[Frame] = self.adapter.load(self.paths)
         self.position = 0
         self.frames_served = 0
@@ -200,6 +205,8 @@ class ReplayServer:
             self._subscribed_any()  # a connection cut by a fault is gone before its handler ends
             if not self._active.is_set():
                 await self._active.wait()
+                # let the rest of a handshake land: clients often subscribe one channel per message
+                await asyncio.sleep(self.settle_s)
                 anchor = None  # a pause does not count as recorded time
             if self.speed is not None:
                 if anchor is None:

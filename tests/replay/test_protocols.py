@@ -7,6 +7,7 @@ import gzip
 import json
 import re
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,32 @@ def test_sim_feed(sim_dir: Path) -> None:
 def test_unknown_format_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="lobster"):
         ReplayServer("lobster", [tmp_path / "x"])
+
+
+def test_kraken_files_merge_by_capture_time(real_data: Path) -> None:
+    book = need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")
+    trade = need(real_data / "cryptofeed" / "KRAKEN.ws.48.0")
+
+    def stamped(path: Path, suffix: bytes) -> list[tuple[Decimal, bytes]]:
+        lines = [ln.split(b": ", 1) for ln in path.read_bytes().splitlines() if ln[:1].isdigit()]
+        return [(Decimal(ts.decode()), p) for ts, p in lines if p.endswith(suffix)]
+
+    merged = sorted(stamped(book, b'"book-1000","SC/EUR"]') + stamped(trade, b'"trade","SC/EUR"]'),
+                    key=lambda tp: tp[0])
+    beats = len(stamped(book, b'"heartbeat"}')) + len(stamped(trade, b'"heartbeat"}'))
+    assert sum(p.endswith(b'"trade","SC/EUR"]') for _, p in merged) == 5
+    # two subscribe messages (Kraken takes one channel per message): the tape waits settle_s for both
+    with ReplayServer("kraken", [trade, book]).run_in_thread() as srv:
+        got = session(srv.ws_url, [{"event": "subscribe", "pair": ["SC/EUR"], "subscription": {"name": n}}
+                                   for n in ("book", "trade")], expect=3 + len(merged) + beats)
+    served = [g.encode() for g in got[3:]]
+    assert [f for f in served if f != b'{"event":"heartbeat"}'] == [p for _, p in merged]
+    assert len(served) == len(merged) + beats  # heartbeats of both captured connections
+
+
+def test_paced_replay_serves_the_same_frames() -> None:
+    expected = [f for f in ns_lines(OKX) if b'"instId":"ETH-USDT-SWAP"' in f and f.startswith(b'{"arg"')]
+    with ReplayServer("okx", [OKX], speed=2.0).run_in_thread() as srv:
+        sub = {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]}
+        got = session(srv.ws_url, [sub], expect=1 + len(expected))
+    assert _data_frames(got, 1) == expected
