@@ -32,7 +32,7 @@ import pyarrow as pa
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from tapeflow.journal import Journal
+from tapeflow.journal import Journal, day_of
 from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
@@ -127,6 +127,7 @@ class Connector:
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
         self._gap_rows: list[tuple[int, int, str]] = []
         self._frame_rows = (0, 0)
+        self._day: str | None = None  # UTC day of the last frame decoded
         self._ws: websockets.ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
 
@@ -153,6 +154,10 @@ class Connector:
 
     def after_frame(self, frame: RawFrame) -> None:
         """Called after each frame is decoded: read the decoder's state, report transitions."""
+
+    def on_new_day(self, day: str) -> None:
+        """The first frame of a new UTC day (a new journal file) was decoded: venues re-anchor
+        their books with fresh snapshots here, so each day's journal file rebuilds on its own."""
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -359,6 +364,9 @@ class Connector:
             self._live_lines = start + len(frames)
         deltas = getattr(self.decoder, "deltas", None)
         for frame, loc in zip(frames, locations, strict=True):
+            day = day_of(frame.ts_recv_ns)
+            new_day = day != self._day and self._day is not None
+            self._day = day
             before = len(deltas) if deltas is not None else 0
             self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
             if frame.channel == REST:
@@ -366,6 +374,8 @@ class Connector:
             after = len(deltas) if deltas is not None else 0
             self._frame_rows = (before, after)
             self.after_frame(frame)
+            if new_day:
+                self.on_new_day(day)
             if after > before:
                 broken = {s for s in self.symbols if not self.sync.synced(s)}
                 if broken:

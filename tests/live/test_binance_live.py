@@ -64,16 +64,24 @@ def is_binance_data(data: bytes) -> bool:
 
 
 def expected_tickers(journal: Path, sync_u: dict[str, int]) -> int:
-    """bookTickers whose u is the u of a depth diff with levels applied after sync (raw-line count)."""
+    """bookTickers whose u is the u of a depth diff with levels applied after sync (raw-line count).
+
+    A diff is applied from the bridging one (``sync_u``) on, except those a later snapshot already
+    contains (USD-M: ``u`` below the ``lastUpdateId`` of the last REST line before it).
+    """
     depth_u: dict[str, set[int]] = {s: set() for s in sync_u}
     ticker_u: dict[str, list[int]] = {s: [] for s in sync_u}
+    snapshot_id = dict.fromkeys(sync_u, 0)
     for raw in journal.read_bytes().splitlines():
         msg = orjson.loads(raw.split(b" ", 1)[1])
+        if "lastUpdateId" in msg:
+            snapshot_id[msg["symbol"]] = msg["lastUpdateId"]
         data = msg.get("data")
         if data is None:
             continue
         s = data["s"]
-        if data.get("e") == "depthUpdate" and data["u"] >= sync_u[s] and (data["b"] or data["a"]):
+        applied = data.get("e") == "depthUpdate" and data["u"] >= max(sync_u[s], snapshot_id[s])
+        if applied and (data["b"] or data["a"]):
             depth_u[s].add(data["u"])
         elif msg["stream"].endswith("@bookTicker"):  # spot tickers carry no "e"
             ticker_u[s].append(data["u"])
@@ -81,15 +89,26 @@ def expected_tickers(journal: Path, sync_u: dict[str, int]) -> int:
 
 
 def test_usdm_capture_syncs_once_and_every_bookticker_matches(usdm_prefix: Path, tmp_path: Path) -> None:
+    rolled: list[int] = []
     with ReplayServer("binance", [usdm_prefix]).run_in_thread() as srv:
         client = BinanceClient(["BTCUSDT"], endpoint=srv.ws_url, rest_endpoint=srv.rest_url,
                                journal=tmp_path / "journal", trade_stream="trade",
                                settings=ConnectorSettings(seed=1, stale_after_s=20))
-        batches = run_client(srv, client, is_binance_data)
+
+        def new_day_once_synced(batch: LiveBatch) -> None:
+            # As if the next frame were the first of a new UTC day: the book re-anchors on a
+            # fresh snapshot (so each day's journal file rebuilds alone), without a gap.
+            if not rolled and client.sync.synced("BTCUSDT"):
+                rolled.append(client.snapshots_requested)
+                client._day = "1970-01-01"  # noqa: SLF001
+
+        batches = run_client(srv, client, is_binance_data, new_day_once_synced)
     rows = statuses(batches)
     states = [r["state"] for r in rows]
     assert states[:2] == ["connected", "syncing"] and states.count("synced") == 1
     assert "gap" not in states and "stale" not in states and client.decoder.stats.gaps == []
+    assert client.snapshots_requested == rolled[0] + 1  # the new day's snapshot
+    assert client.decoder.stats.snapshots == client.snapshots_requested
     sync_u = next(r["sequence"] for r in rows if r["state"] == "synced")
     # every frame served arrived and went to the journal, plus the REST snapshot(s)
     tape = tape_kinds([usdm_prefix])

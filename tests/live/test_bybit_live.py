@@ -104,10 +104,19 @@ def test_v5_injected_drop_reorder_disconnect_resync_by_resubscribing(v5_zip: Pat
 
 
 def test_v2_capture_ids_and_trades_live(v2_capture: Path, tmp_path: Path) -> None:
-    with ReplayServer("bybit", [v2_capture]).run_in_thread() as srv:
+    rolled: list[bool] = []
+    with ReplayServer("bybit", [v2_capture], speed=5).run_in_thread() as srv:
         client = BybitClient(V2_SYMBOLS, protocol="v2", endpoint=srv.ws_url, journal=tmp_path / "j",
                              settings=ConnectorSettings(seed=3))
-        batches = run_client(srv, client, is_topic)
+
+        def new_day_once_synced(batch: LiveBatch) -> None:
+            # As if the next frame began a new UTC day: every book re-anchors on a fresh snapshot.
+            if not rolled and all(client.sync.synced(s) for s in V2_SYMBOLS):
+                rolled.append(True)
+                client._day = "1970-01-01"  # noqa: SLF001
+
+        batches = run_client(srv, client, is_topic, new_day_once_synced)
+    assert client.resubscribes == len(V2_SYMBOLS) and client.decoder.stats.snapshots == 2 * len(V2_SYMBOLS)
     journal = journal_file(tmp_path / "j", "bybit")
     msgs = journal_messages(journal)
     anchored: set[str] = set()

@@ -79,6 +79,8 @@ class BinanceClient(Connector):
                          rest_endpoint=rest_endpoint or rest_base, journal=journal, settings=settings)
         # chain.prev_last when the current connection opened, for books synced before it
         self._mark: dict[str, int | None] = {}
+        self._reanchor: set[str] = set()  # synced books waiting for a new day's snapshot
+        self._gaps_seen = 0
         self.snapshots_requested = 0
 
     def streams(self) -> list[str]:
@@ -109,12 +111,31 @@ class BinanceClient(Connector):
             chain = self._chain(s)
             self._mark[s] = chain.prev_last if chain is not None and chain.synced else None
 
+    def on_new_day(self, day: str) -> None:
+        # A fresh snapshot at the head of each day's journal file: a batch decode of that file
+        # alone (backfill, repair) syncs without the previous day's.
+        for s in self.symbols:
+            chain = self._chain(s)
+            if chain is not None and chain.synced:
+                self._reanchor.add(s)
+                self._request_snapshot(s)
+
     def after_frame(self, frame: RawFrame) -> None:
+        gaps = self.decoder.stats.gaps
+        new_gap = len(gaps) > self._gaps_seen
+        self._gaps_seen = len(gaps)
         for s in self.symbols:
             chain = self._chain(s)
             if chain is None:
                 continue  # no diff of this symbol yet
             state = self.sync.state[s]
+            if s in self._reanchor and not new_gap:
+                # A snapshot taken while synced re-anchors the book (the diffs it contains are
+                # superseded): the book stays valid, no gap.
+                if chain.synced and not self.rest_inflight(s):
+                    self._reanchor.discard(s)
+                continue
+            self._reanchor.discard(s)
             if chain.synced:
                 mark = self._mark.get(s)
                 if state != SYNCED and (mark is None or chain.prev_last != mark):
@@ -125,7 +146,6 @@ class BinanceClient(Connector):
             if state == SYNCED or (state in (CONNECTED, SYNCING) and self._mark.get(s) is not None):
                 # A synced book broke (a gap right after a reconnect counts: messages were missed).
                 self._mark[s] = None
-                gaps = self.decoder.stats.gaps
                 self.sync.gap(s, gaps[-1] if gaps else "depth chain broken", sequence=chain.prev_last)
             if chain.pending:  # diffs buffered and no snapshot yet (after a snapshot they are not kept)
                 self._request_snapshot(s)

@@ -71,6 +71,7 @@ class BybitClient(Connector):
         self._anchored = {s: False for s in self.symbols}
         # per symbol: snapshots decoded when the client began waiting for a new one (None: not waiting)
         self._wait_snapshot: dict[str, int | None] = {s: None for s in self.symbols}
+        self._snapshots_seen = {s: 0 for s in self.symbols}
         self._failures_seen = 0
         self._resubscribing: set[str] = set()
         self.resubscribes = 0
@@ -122,6 +123,10 @@ class BybitClient(Connector):
             broke_v2.setdefault(text.split(" ", 2)[1], text)
         self._failures_seen = len(failures)
         for s in self.symbols:
+            snapshots = self.decoder.snapshots_of.get(s, 0)
+            if snapshots != self._snapshots_seen[s]:
+                self._snapshots_seen[s] = snapshots
+                self._resubscribing.discard(s)  # the resubscription (if any) was answered
             waited = self._wait_snapshot.get(s)
             fresh = waited is None or self.decoder.snapshots_of.get(s, 0) > waited
             anchored = self.decoder.anchored(s) and fresh
@@ -138,6 +143,13 @@ class BybitClient(Connector):
                 self.sync.gap(s, why, sequence=self._sequence(s))
                 self._resubscribe(s)
             self._anchored[s] = anchored
+
+    def on_new_day(self, day: str) -> None:
+        # A fresh snapshot at the head of each day's journal file, so it rebuilds on its own;
+        # the book stays anchored (the snapshot replaces it whole).
+        for s in self.symbols:
+            if self._anchored[s]:
+                self._resubscribe(s)
 
     def _sequence(self, symbol: str) -> int:
         last = self.decoder.last_update_id(symbol)
