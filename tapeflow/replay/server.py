@@ -84,6 +84,7 @@ class ReplayServer:
         self.position = 0
         self.frames_served = 0
         self.injected: list[Injected] = []
+        self.state_errors: list[str] = []  # first 100 frames the book state could not apply (served anyway)
         self.finished = False
         self._next_index = 0
         self._conns: dict[int, _Conn] = {}
@@ -192,7 +193,7 @@ class ReplayServer:
                 "frames_served": self.frames_served, "next_index": self._next_index,
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
-                "finished": self.finished}
+                "state_errors": self.state_errors, "finished": self.finished}
 
     # -- the tape ------------------------------------------------------------------------------
 
@@ -217,7 +218,12 @@ class ReplayServer:
                     await asyncio.sleep(delay)
             # state update and hand-off happen with no await in between, so a connection that
             # subscribes now sees a snapshot that includes exactly the frames it will not get
-            self.adapter.apply(frame)
+            try:
+                self.adapter.apply(frame)
+            except Exception as exc:  # a captured frame the book cannot read is still served as captured
+                self.adapter.bad_lines += 1
+                if len(self.state_errors) < 100:
+                    self.state_errors.append(f"{frame.location}: {type(exc).__name__}: {exc}")
             self.position = i + 1
             if not frame.send:
                 continue
@@ -253,10 +259,9 @@ class ReplayServer:
         try:
             self._handle(conn, conn.session.on_open(request.path, request.query))
             async for msg in ws:
-                if msg.type == WSMsgType.TEXT:
-                    self._handle(conn, conn.session.on_message(msg.data))
-                elif msg.type == WSMsgType.BINARY:
-                    self._handle(conn, conn.session.on_message(msg.data.decode("utf-8", "replace")))
+                if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                    text = msg.data if msg.type == WSMsgType.TEXT else msg.data.decode("utf-8", "replace")
+                    self._handle(conn, self._answer(conn, text))
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
@@ -269,6 +274,13 @@ class ReplayServer:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await sender
         return ws
+
+    def _answer(self, conn: _Conn, text: str) -> Reply:
+        try:
+            return conn.session.on_message(text)
+        except Exception as exc:  # a client message the venue would refuse: an error reply, never a crash
+            why = f"replay server cannot handle {text[:200]!r}: {type(exc).__name__}: {exc}"
+            return Reply(send=[dumps({"event": "error", "message": why})])
 
     def _handle(self, conn: _Conn, reply: Reply) -> None:
         for message in reply.send:

@@ -66,3 +66,23 @@ def test_status_reports_bad_lines(tmp_path: Path) -> None:
     srv = ReplayServer("okx", [cap])
     assert srv.bad_lines == 2 and json.loads(json.dumps(srv.status()))["bad_lines"] == 2
     assert len(srv.tape) == 14
+
+
+def test_unreadable_book_frame_and_odd_client_messages_never_crash(tmp_path: Path) -> None:
+    lines = OKX.read_text().splitlines()
+    at = next(i for i, ln in enumerate(lines) if '"action":"update"' in ln)
+    broken = lines[at].replace('"asks":[', '"asks":[7,', 1)  # JSON, but not a level the book can read
+    assert broken != lines[at]
+    cap = tmp_path / "okx.jsonl"
+    cap.write_text("\n".join(lines[:at] + [broken] + lines[at + 1:]) + "\n")
+    payloads = [ln.split(" ", 1)[1] for ln in lines[:at] + [broken] + lines[at + 1:]]
+    books = '{"arg":{"channel":"books","instId":"BTC-USDT"}'
+    expected = [p.encode() for p in payloads if p.startswith(books)]
+    with ReplayServer("okx", [cap]).run_in_thread() as srv:
+        got = session(srv.ws_url, [{"op": "subscribe", "args": [7]}, {"op": "subscribe", "args": [
+            {"channel": "books", "instId": "BTC-USDT"}]}], expect=2 + len(expected))
+        status = srv.status()
+    assert json.loads(got[0])["event"] == "error"
+    assert [g.encode() for g in got[2:]] == expected  # the broken frame is still served as captured
+    assert status["bad_lines"] == 1 and len(status["state_errors"]) == 1
+    assert status["state_errors"][0].startswith(f"okx.jsonl:{at + 1}: ")
