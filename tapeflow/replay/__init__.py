@@ -23,7 +23,9 @@ capture time (``ts_recv``). A single producer walks the tape, updates the per-sy
 and hands each frame to the connections subscribed to its channel/symbol, byte-for-byte as
 captured. The tape advances only while at least one connection is subscribed (so a reconnect
 after a ``disconnect`` fault misses nothing in as-fast-as-possible mode), paced by the recorded
-``ts_recv`` divided by ``speed`` (``speed=None``: as fast as the clients read). The capture's
+``ts_recv`` divided by ``speed`` (``speed=None``: as fast as the clients read); when it starts or
+resumes it first waits ``settle_s`` (0.2 s) so a handshake of several subscribe messages lands
+before any frame, and at most ``queue_frames`` frames wait for one connection. The capture's
 own control messages (subscription acks, system status) are not replayed: the server answers
 the handshake itself. Captured heartbeats are sent to every subscribed connection.
 
@@ -77,8 +79,8 @@ Any websocket path is accepted unless listed otherwise; the per-venue protocol a
 
 Control endpoints (every format)
 --------------------------------
-* ``GET /_replay/status`` -> JSON ``{"format","position","tape_frames","frames_served",
-  "connections","injected":[..],"pending_faults":[..],"bad_lines","finished"}``;
+* ``GET /_replay/status`` -> JSON ``{"format","position","tape_frames","frames_served","next_index",
+  "connections","injected":[..],"pending_faults":[..],"bad_lines","state_errors","finished"}``;
 * ``POST /_replay/fault`` with body ``{"faults":["drop@+0","stall@+5:2s"]}`` (or one ``"fault"``)
   adds faults at run time; ``+N`` means N frames after the current ``frames_served``.
 
