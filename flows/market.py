@@ -6,6 +6,8 @@ Run it with ``python -m bytewax.run "flows.market:flow_from_env()" [-w N] [-i I 
 * ``source``: a :class:`flows.sources.CaptureSource` (capture, journal or simulator files) or a
   :class:`flows.sources.LiveSource` (a venue connector, which journals every frame before it is
   decoded); items are micro-batches of decoded records;
+* ``health`` (optional): ``tapeflow.live.health.FeedHealth`` per venue adds ``skew``,
+  ``degraded`` and ``recovered`` STATUS rows (clock skew, latency circuit breaker);
 * ``route``: dead letters and STATUS rows go straight to their sinks; the rest is keyed by
   instrument (``venue/symbol``) so each instrument's state lives on one worker;
 * ``book``: :class:`tapeflow.live.bookstate.BookStage` -> ``book_snapshot`` on the capture-time
@@ -24,6 +26,7 @@ cut into micro-batches or spread over workers, so ``-w 2`` gives the rows of one
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +70,8 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
                       bbo_as_quote: bool = False, raw: bool = True,
                       new_bars: Callable[[], Any] | None = None,
                       new_metrics: Callable[[], Any] | None = None,
+                      new_health: Callable[[], Any] | None = None,
+                      health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market") -> Dataflow:
     """Build the market dataflow over ``source``.
 
@@ -84,6 +89,10 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         new_bars: factory of the bar state (default ``tapeflow.derived.LiveBars(intervals)``).
         new_metrics: factory of the metric state (default ``tapeflow.derived.LiveMetrics`` on the
             snapshot grid; no metrics when the grid is not a whole number of seconds).
+        new_health: factory of a feed-health stage (``tapeflow.live.health.FeedHealth``): its
+            ``skew`` / ``degraded`` / ``recovered`` rows join the STATUS rows. None: no health stage.
+        health_clock: processing time in ns for the health lag check (``time.time_ns`` live; None
+            for replays, which judge feed latency only).
         flow_id: the Dataflow id (recovery stores are per flow id).
 
     Returns:
@@ -91,6 +100,9 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
     """
     flow = Dataflow(flow_id)
     batches = op.input("source", flow, source)
+    if new_health is not None:
+        clock = health_clock or _no_clock
+        batches = ops.health("health", batches, new_health, clock)
     routed = ops.route("route", batches)
     keyed = ops.book("book", routed.instruments, book_kind, levels, snapshot_interval_ns)
     if intervals:
@@ -124,6 +136,10 @@ def _outputs(items: op.Stream, sinks: MarketSinks) -> None:
         op.output("table_sink", rest, sinks.tables)
     for i, sink in enumerate(sinks.extra):
         op.output(f"extra_sink_{i}", items, sink)
+
+
+def _no_clock() -> int | None:
+    return None
 
 
 def _live_bars(intervals: tuple[str, ...]) -> Callable[[], Any]:
@@ -168,6 +184,7 @@ class LiveConfig:
     outputs: tuple[str, ...] = ("lake", "clickhouse")
     bbo_as_quote: bool = False
     raw: bool = True
+    degraded_ns: int = 1_000_000_000
     progress_s: float = 2.0
 
     @classmethod
@@ -209,6 +226,7 @@ class LiveConfig:
             outputs=tuple(o for o in outputs if o != "none"),
             bbo_as_quote=get("TAPEFLOW_LIVE_BBO_AS_QUOTE", "0") in ("1", "true", "yes"),
             raw=get("TAPEFLOW_LIVE_RAW", "1") not in ("0", "false", "no"),
+            degraded_ns=_int(get, "TAPEFLOW_LIVE_DEGRADED_MS", 1000) * 1_000_000,
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2)),
         )
 
@@ -248,6 +266,16 @@ def flow_from_env() -> Dataflow:
         tables = TableSink(dsn=settings.clickhouse_dsn if "clickhouse" in config.outputs else None,
                            lake_root=settings.lake_dir if "lake" in config.outputs else None)
     sinks = MarketSinks(tables=tables, extra=(ProgressSink(config.progress_s),))
-    return build_market_flow(config.source(), sinks, levels=config.levels,
+    source = config.source()
+
+    def new_health() -> Any:
+        from tapeflow.live.health import FeedHealth, LatencyBreaker
+
+        return FeedHealth(LatencyBreaker(config.degraded_ns))
+
+    # a live feed's lag is judged against the wall clock; a replay runs at its own pace
+    clock = time.time_ns if isinstance(source, LiveSource) else None
+    return build_market_flow(source, sinks, levels=config.levels,
                              snapshot_interval_ns=config.snapshot_interval_ns, intervals=config.intervals,
-                             bbo_as_quote=config.bbo_as_quote, raw=config.raw)
+                             bbo_as_quote=config.bbo_as_quote, raw=config.raw, new_health=new_health,
+                             health_clock=clock)

@@ -105,6 +105,31 @@ def _stage(step_id: str, up: KeyedStream[Batch], new: Callable[[], Any], step: C
     return op.stateful(step_id, up, build)
 
 
+def _venue_of(batch: Batch) -> str:
+    for table in batch.values():
+        if table.num_rows:
+            return str(table.column("venue")[0].as_py())
+    return ""
+
+
+@operator
+def health(step_id: str, up: Stream[Batch], new_health: Callable[[], Any],
+           clock: Callable[[], int | None]) -> Stream[Batch]:
+    """Feed health per venue (``tapeflow.live.health.FeedHealth`` from ``new_health()``): adds its
+    ``skew`` / ``degraded`` / ``recovered`` rows to the batch's ``status`` table. ``clock()`` gives
+    the processing time for the lag check (None for a replay: feed latency only)."""
+
+    def step(state: Any, batch: Batch) -> Batch:
+        rows = state.observe({k: t for k, t in batch.items() if k not in PASS_THROUGH}, now_ns=clock())
+        if not rows.num_rows:
+            return batch
+        return {**batch, STATUS.name: concat(STATUS, [batch.get(STATUS.name, STATUS.empty_table()), rows])}
+
+    keyed = op.key_on("by_venue", up, _venue_of)
+    checked = _stage("stage", keyed, new_health, step, lambda state: {})
+    return op.map("unkey", checked, lambda key_batch: key_batch[1])
+
+
 def _book_step(stage: BookStage, batch: Batch) -> Batch:
     out = stage.apply(batch)
     return {**batch, BOOK_SNAPSHOT.name: out[BOOK_SNAPSHOT.name], BBO: out[QUOTE.name]}
@@ -205,5 +230,6 @@ def gather(items: Iterable[Item]) -> dict[str, pa.Table]:
             for n, ts in parts.items()}
 
 
-__all__ = ["BBO", "PASS_THROUGH", "Routed", "bars", "book", "explode", "gather", "instrument_key", "metrics",
+__all__ = ["BBO", "PASS_THROUGH", "Routed", "bars", "book", "explode", "gather", "health", "instrument_key",
+           "metrics",
            "route", "split_by_instrument", "table_names"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -17,6 +19,7 @@ from flows.sources import CaptureSource
 from tapeflow.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.book import quotes_from_deltas
 from tapeflow.derived import metrics
+from tapeflow.live.health import FeedHealth, LatencyBreaker
 from tapeflow.rebuild import snapshots_for_format
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC
 from tapeflow.venues import get_format
@@ -113,7 +116,8 @@ def bad_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[st
 def test_binance_flow_equals_batch_and_bad_frames_are_dead_letters(bad_capture: tuple[Path, dict[str, str]]
                                                                   ) -> None:
     path, bad_locations = bad_capture
-    out, side = _run(CaptureSource("binance", [path], batch_events=700, batch_ns=SECOND // 4))
+    out, side = _run(CaptureSource("binance", [path], batch_events=700, batch_ns=SECOND // 4),
+                     new_health=lambda: FeedHealth(LatencyBreaker(50_000_000)))
     decoded = merge(list(get_format("binance").decode([path])))
     want, _ = snapshots_for_format("binance", [path], levels=10, interval_ns=SECOND)
     assert out["book_snapshot"].equals(want)
@@ -121,13 +125,32 @@ def test_binance_flow_equals_batch_and_bad_frames_are_dead_letters(bad_capture: 
     quotes = quotes_from_deltas(decoded["book_delta"])
     assert same_rows(out["metric"], metrics(want, quotes, decoded["trade"], interval="1s", levels=10))
     # exactly the three spliced lines, each with its reason, and nothing else
-    assert set(side["dead_letters"]) == {"rejected"} and side["status"] == {}
+    assert set(side["dead_letters"]) == {"rejected"} and set(side["status"]) == {"status"}
     rejected = side["dead_letters"]["rejected"]
     reasons = dict(zip(rejected["location"].to_pylist(), rejected["reason"].to_pylist(), strict=True))
     assert reasons == bad_locations
     assert "rejected" not in out
     # the venue's own quote stream passes through as decoded; the rebuilt BBO does not by default
     assert out["quote"].equals(decoded["quote"])
+    # the health stage: this capture's clock runs ~1.2 s behind Binance's, one venue-wide skew row
+    (skew,) = side["status"]["status"].to_pylist()
+    assert (skew["state"], skew["venue"], skew["symbol"]) == ("skew", "binance-usdm", "")
+    assert skew["until_ns"] == -1
+    reported_ms = float(skew["detail"].split(" is ")[1].split(" ms")[0])
+    assert abs(reported_ms - _raw_trade_latency_ms(path)) < 150
+
+
+def _raw_trade_latency_ms(path: Path) -> float:
+    """Median capture time - trade time over the raw @trade lines (independent of the decoder)."""
+    lags = []
+    for line in path.read_bytes().splitlines():
+        if b"@trade" in line and line[:1].isdigit():
+            try:
+                msg = orjson.loads(line.split(b" ", 1)[1])
+            except orjson.JSONDecodeError:
+                continue
+            lags.append(int(line.split(b" ", 1)[0]) / 1e6 - msg["data"]["T"])
+    return float(np.median(lags))
 
 
 @pytest.mark.realdata
