@@ -200,3 +200,18 @@ def test_paced_replay_serves_the_same_frames() -> None:
         sub = {"op": "subscribe", "args": [{"channel": "books", "instId": "ETH-USDT-SWAP"}]}
         got = session(srv.ws_url, [sub], expect=1 + len(expected))
     assert _data_frames(got, 1) == expected
+
+
+def test_binance_raw_stream_in_the_path_and_list_subscriptions(real_data: Path) -> None:
+    path = need(real_data / "cryptofeed" / "BINANCE.ws.1.0")
+    expected = [f[f.index(b'"data":') + 7:-1] for f in cryptofeed_received(path)
+                if f.startswith(b'{"stream":"blzeth@depth@100ms"')]
+    assert expected
+    with ReplayServer("binance", [path]).run_in_thread() as srv:
+        got = session(srv.ws_url + "/ws/blzeth@depth@100ms", [{"method": "LIST_SUBSCRIPTIONS", "id": 9},
+                                                             {"method": "FLY", "id": 10}],
+                      expect=2 + len(expected))
+    replies = [json.loads(g) for g in got if '"id":' in g]
+    assert replies[0] == {"result": ["blzeth@depth@100ms"], "id": 9}
+    assert replies[1]["id"] == 10 and "FLY" in replies[1]["error"]["msg"]
+    assert [g.encode() for g in got if '"id":' not in g] == expected

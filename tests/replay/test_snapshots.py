@@ -304,3 +304,33 @@ def test_sim_mid_stream_snapshot_rebuilds_the_resting_orders(sim_dir: Path) -> N
     snapshot = [[str(m[c]) for c in columns] for m in msgs[:n_snap]]
     assert resting(snapshot) == resting(rows[:k])
     assert resting(snapshot + tail) == resting(rows)
+
+
+def test_bybit_legacy_mid_stream_snapshot_holds_the_rows_by_id(real_data: Path) -> None:
+    path = need(real_data / "cryptofeed" / "BYBIT.ws.25.0")
+    captured = [f for f in cryptofeed_received(path) if f.startswith(b'{"topic":"orderBookL2_25.BCHUSDT"')]
+    sub = {"op": "subscribe", "args": ["orderBookL2_25.BCHUSDT"]}
+    _, second, _ = _rejoin("bybit", [path], "/realtime_public", sub, cut=100, queue_frames=5)
+    snap = json.loads(second[1])
+    k = _suffix_start([g.encode() for g in second[2:]], captured)
+    assert 100 < k < len(captured) - 100
+    assert snap["type"] == "snapshot" and snap["cross_seq"] == json.loads(captured[k - 1])["cross_seq"]
+
+    def replay(frames: list[bytes]) -> dict[str, dict[str, Any]]:
+        rows: dict[str, dict[str, Any]] = {}
+        for f in frames:
+            msg = json.loads(f)
+            if msg["type"] == "snapshot":
+                data = msg["data"]
+                rows = {r["id"]: dict(r) for r in (data["order_book"] if isinstance(data, dict) else data)}
+                continue
+            for r in msg["data"]["delete"]:
+                rows.pop(r["id"], None)
+            for r in msg["data"]["update"]:
+                rows[r["id"]].update(r)
+            for r in msg["data"]["insert"]:
+                rows[r["id"]] = dict(r)
+        return rows
+
+    assert replay([second[1].encode()]) == replay(captured[:k])
+    assert replay([second[1].encode()] + captured[k:]) == replay(captured)
