@@ -107,6 +107,7 @@ class Connector:
         self.endpoint = endpoint
         self.rest_endpoint = rest_endpoint
         self.journal = journal if isinstance(journal, Journal) or journal is None else Journal(journal)
+        self._owns_journal = self.journal is not None and self.journal is not journal
         self.settings = settings or ConnectorSettings()
         s = self.settings
         self.backoff = Backoff(s.backoff_initial_s, s.backoff_max_s, factor=s.backoff_factor,
@@ -189,6 +190,10 @@ class Connector:
                            f"gave up after {self.connects} connection attempts")
             yield self._batch([], [])
         finally:
+            if any(st != DISCONNECTED for st in self.sync.state.values()):
+                self.sync.lost(DISCONNECTED, "stopped by the consumer")  # aclose()d mid-stream
+            if self._owns_journal and self.journal is not None:
+                self.journal.close()
             for t in list(self._tasks):
                 t.cancel()
             await self._http.close()

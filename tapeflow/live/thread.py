@@ -138,6 +138,8 @@ class LiveThread(Iterator[LiveBatch]):
     async def _pump(self) -> None:
         gen = self.client.batches()
         try:
+            # After close() the client winds down by itself (socket closed, final batch); its
+            # batches are then dropped rather than handed on.
             async for batch in gen:
                 while not self._stop.is_set():
                     try:
@@ -145,8 +147,6 @@ class LiveThread(Iterator[LiveBatch]):
                         break
                     except queue.Full:
                         await asyncio.sleep(0.01)
-                if self._stop.is_set():
-                    break
         finally:
             await gen.aclose()
 

@@ -332,3 +332,18 @@ def test_thread_adapter_iterates_and_closes_cleanly() -> None:
     finally:
         stop.set()
         t.join(5)
+
+
+def test_thread_adapter_hands_a_client_error_to_the_consumer() -> None:
+    class Broken(TradesClient):
+        def ws_url(self) -> str:
+            raise ConfigError("no endpoint configured for venue 'x'")
+
+    it = iterate_in_thread(Broken("ws://unused"))
+    with pytest.raises(ConfigError, match="no endpoint configured"):
+        for _ in range(100):  # the first batch may not be the error: poll until it comes
+            it.poll(5.0)
+    with pytest.raises(StopIteration):
+        next(it)
+    it.close()
+    assert not it.alive
