@@ -142,7 +142,8 @@ class FaultPlan:
 
     def pending(self) -> list[Fault]:
         """Faults not fired yet, by index."""
-        return [f for i in sorted(self._pending) for f in self._pending[i]]
+        # status() may run on another thread than the server's loop: never index a key that went
+        return [f for i in sorted(self._pending) for f in self._pending.get(i, [])]
 
     def take(self, index: int) -> list[tuple[Fault, bool]]:
         """The faults for frame ``index`` (each with ``random``), removed from the plan."""
