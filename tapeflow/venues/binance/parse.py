@@ -198,6 +198,8 @@ def _url_venue(url: str, default: str) -> str:
 
 
 def _default_venue(path: Path) -> str:
+    if path.parent.name in (wire.USDM, wire.COINM):
+        return path.parent.name  # the live journal's folder: <root>/binance-usdm/<day>.jsonl
     name = path.name.lower()
     if any(k in name for k in ("coinm", "delivery", "dapi")):
         return wire.COINM
