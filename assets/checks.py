@@ -37,6 +37,10 @@ SUITES: dict[str, str] = {
 }
 # statistical checks: a failure warns, it does not stop the pipeline
 WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})
+# The rebuilt BBO carries the update id of the book event it follows: a resync from a REST snapshot
+# steps back to the snapshot's id after the diffs that arrived before it (Binance: -3,262 on the
+# USD-M capture), so its sequence order is information, not a defect.
+WARN_ONLY_BY_ASSET: dict[str, frozenset[str]] = {"bbo": frozenset({"sequence_monotonic"})}
 RESULTS_DIR = "_quality"
 DOCS_DIR = "_data_docs"
 _EXAMPLES = 5
@@ -47,9 +51,13 @@ def specs(asset: str) -> list[AssetCheckSpec]:
     suite = SUITES[asset]
     return [
         AssetCheckSpec(name, asset=asset, blocking=True,
-                       description=f"{suite} suite: {name}" + (" (warns only)" if name in WARN_ONLY else ""))
+                       description=f"{suite} suite: {name}{' (warns only)' if _warns(asset, name) else ''}")
         for name in quality.check_names(suite)
     ]
+
+
+def _warns(asset: str, check: str) -> bool:
+    return check in WARN_ONLY or check in WARN_ONLY_BY_ASSET.get(asset, frozenset())
 
 
 def evaluate(asset: str, tables: Mapping[Target, pa.Table], lake: Path, *,
@@ -83,7 +91,7 @@ def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> Asset
     if parts:
         meta["description"] = parts[0][1].description
         meta["details"] = MetadataValue.json(_plain(failed[0][1].details if failed else parts[0][1].details))
-    severity = AssetCheckSeverity.WARN if name in WARN_ONLY else AssetCheckSeverity.ERROR
+    severity = AssetCheckSeverity.WARN if _warns(asset, name) else AssetCheckSeverity.ERROR
     return AssetCheckResult(asset_key=asset, check_name=name, passed=not failed, severity=severity,
                             metadata=meta)
 
