@@ -36,7 +36,8 @@ from tapeflow.venues.capture import HTTP, RECV, read_capture
 _STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
 _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
 _SNAPSHOT = b'{"lastUpdateId"'
-_DEFAULT_LIMIT, _MAX_LIMIT = 100, 5000
+# (default, max) depth levels of GET /api/v3/depth (spot) and /fapi/v1/depth (USD-M), as Binance documents
+_LIMITS = {False: (100, 5000), True: (500, 1000)}
 
 
 def stream_key(stream: str) -> Key:
@@ -152,7 +153,8 @@ class BinanceReplay(VenueReplay):
         """``GET /api/v3/depth`` / ``/fapi/v1/depth``: the book at the current position."""
         symbol = query.get("symbol", "").upper()
         try:
-            limit = min(int(query.get("limit", _DEFAULT_LIMIT)), _MAX_LIMIT)
+            default, most = _LIMITS[futures]
+            limit = min(int(query.get("limit", default)), most)
         except ValueError:
             return 400, dumps({"code": -1100, "msg": f"Illegal characters found in parameter 'limit': "
                                                      f"{query.get('limit')!r}"})
