@@ -71,8 +71,8 @@ def books(context: AssetExecutionContext,
         meta = common.describe(tables, writes, record=record)
         meta["maybe_bad_rows"] = sum(_maybe_bad(t) for t in tables.values())
         yield MaterializeResult(asset_key=name, metadata=meta)
-    yield from checks.evaluate("book_snapshots", snaps, lake)
-    yield from checks.evaluate("bbo", quotes, lake)
+    yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT)
+    yield from checks.evaluate("bbo", quotes, lake, record=BBO)
 
 
 def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Table, pa.Table]:

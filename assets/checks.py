@@ -8,6 +8,7 @@ baseline, stale intervals, trades outside the book) fail with WARN severity: vis
 
 Results are kept as JSON under ``<lake>/_quality/`` and rendered as GX Data Docs (static HTML)
 under ``<lake>/_data_docs/`` by every step, so a day whose check failed is documented too.
+Baseline checks compare the day with the same dataset's previous 20 days in the lake.
 """
 
 import dataclasses
@@ -18,11 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 import quality
 from assets.partitions import Target, instrument_key, parse_instrument_key
-from quality import CheckResult, SuiteResult
+from quality import Baseline, CheckResult, SuiteResult
+from tapeflow.derived.profiles import PROFILE
+from tapeflow.schemas import RecordType
+from tapeflow.storage import lake as lake_store
 
 # asset -> quality suite
 SUITES: dict[str, str] = {
@@ -44,6 +49,7 @@ WARN_ONLY_BY_ASSET: dict[str, frozenset[str]] = {"bbo": frozenset({"sequence_mon
 RESULTS_DIR = "_quality"
 DOCS_DIR = "_data_docs"
 _EXAMPLES = 5
+BASELINE_DAYS = 20
 
 
 def specs(asset: str) -> list[AssetCheckSpec]:
@@ -61,20 +67,40 @@ def _warns(asset: str, check: str) -> bool:
 
 
 def evaluate(asset: str, tables: Mapping[Target, pa.Table], lake: Path, *,
-             book: Mapping[Target, pa.Table] | None = None) -> list[AssetCheckResult]:
+             book: Mapping[Target, pa.Table] | None = None,
+             record: RecordType | None = None) -> list[AssetCheckResult]:
     """Run the asset's suite on each instrument-day, keep the results, return one result per check.
 
     A run covering several instrument-days (a single-run backfill) passes a check only where
-    every day passes it; counts add up and the examples name their day.
+    every day passes it; counts add up and the examples name their day. With ``record`` (the
+    dataset the asset writes), the baseline checks compare the day with the rows of the
+    ``BASELINE_DAYS`` days before it in the lake, and trades' volume with their daily profiles.
     """
     suite = SUITES[asset]
     runs: dict[Target, SuiteResult] = {}
     for t, table in sorted(tables.items()):
-        runs[t] = quality.run_suite(suite, table, partition_day=t.date,
+        base = baseline(lake, record, t) if record is not None else None
+        runs[t] = quality.run_suite(suite, table, partition_day=t.date, baseline=base,
                                     book=book.get(t) if book is not None else None)
         save(lake, asset, t, runs[t])
     publish(lake, tables.keys())
     return [_combine(asset, name, runs) for name in quality.check_names(suite)]
+
+
+def baseline(lake: Path, record: RecordType, t: Target) -> Baseline:
+    """Rows per day of ``record`` over the ``BASELINE_DAYS`` days before ``t`` (days with a partition),
+    and traded volume per day from the daily profiles of those days."""
+    rows, volumes = [], []
+    day = t
+    for _ in range(BASELINE_DAYS):
+        day = day.previous()
+        path = lake_store.partition_dir(lake, record, day.venue, day.symbol, day.date) / lake_store.PART_FILE
+        if path.exists():
+            rows.append(pq.ParquetFile(path).metadata.num_rows)
+            profile = lake_store.read(PROFILE, lake, venue=day.venue, symbol=day.symbol, date=day.date)
+            if profile.num_rows:
+                volumes.append(int(profile.column("volume_nanos")[0].as_py()))
+    return Baseline(row_counts=rows, volumes_nanos=volumes if len(volumes) == len(rows) else [])
 
 
 def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> AssetCheckResult:

@@ -56,7 +56,7 @@ def bars(context: AssetExecutionContext,
     meta = common.describe(tables, writes, record=BAR)
     meta["bars_by_interval"] = MetadataValue.json(_per_interval(tables.values()))
     yield MaterializeResult(metadata=meta)
-    yield from checks.evaluate("bars", tables, lake)
+    yield from checks.evaluate("bars", tables, lake, record=BAR)
 
 
 def day_bars(trades: pa.Table) -> pa.Table:
@@ -102,7 +102,7 @@ def features(context: AssetExecutionContext,
                                   levels=FEATURE_LEVELS) for t in wanted}
     writes = common.write(METRIC, tables, lake, wanted)
     yield MaterializeResult(metadata=common.describe(tables, writes, record=METRIC))
-    yield from checks.evaluate("features", tables, lake)
+    yield from checks.evaluate("features", tables, lake, record=METRIC)
 
 
 @asset(

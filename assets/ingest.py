@@ -101,7 +101,7 @@ def normalized(context: AssetExecutionContext,
         yield MaterializeResult(asset_key=name, metadata=meta | source_meta)
     for name in CHECKED:
         book = written["venue_quotes"] if name == "trades" else None
-        yield from checks.evaluate(name, written[name], lake, book=book)
+        yield from checks.evaluate(name, written[name], lake, book=book, record=NORMALIZED[name])
 
 
 def decode_sources(sources: list[Source], wanted: list[Target], lake: Path

@@ -113,3 +113,29 @@ def test_clock_skew_fails_recv_skew_with_the_skewed_count(sim_files, tmp_path) -
     assert failed[("order_events", "recv_skew")] == skewed
     assert {k for k in failed if k[0] == "order_events"} == {("order_events", "recv_skew")}
     assert set(materializations(result)) == INGEST
+
+
+def test_a_day_far_above_its_20_day_baseline_warns_without_blocking(tmp_path: Path) -> None:
+    from assets import checks
+    from assets.partitions import Target
+    from tapeflow.schemas.records import TRADE
+    from tapeflow.storage import lake
+
+    def trades(day: int, n: int) -> object:
+        ts = [1_704_067_200 * NS + day * 86_400 * NS + i * NS for i in range(n)]
+        return TRADE.table({"ts_event_ns": ts, "ts_recv_ns": ts, "sequence": list(range(n)),
+                            "trade_id": [str(i) for i in range(n)], "price_nanos": [100 * NS] * n,
+                            "size_nanos": [NS] * n, "aggressor_side": [ord("B")] * n, "flags": [0] * n},
+                           constants={"venue": "sim", "symbol": "X"})
+
+    history = [40, 42, 38, 41, 39, 40]  # trades per day on 2024-01-01 .. 01-06
+    for day, n in enumerate(history):
+        lake.write(TRADE, trades(day, n), tmp_path)
+    today = Target("2024-01-07", "sim", "X")
+    base = checks.baseline(tmp_path, TRADE, today)
+    assert sorted(base.row_counts) == sorted(history)
+    results = {r.check_name: r for r in checks.evaluate("trades", {today: trades(6, 400)}, tmp_path,
+                                                        record=TRADE)}
+    busy = results["rows_vs_baseline"]
+    assert not busy.passed and busy.severity.value == "WARN"
+    assert all(r.passed for name, r in results.items() if name not in checks.WARN_ONLY)
