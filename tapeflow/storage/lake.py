@@ -96,14 +96,16 @@ def partition_dir(root: Path, record: RecordType, venue: str, symbol: str, date:
 
 
 def sort_key(record: RecordType) -> list[str]:
-    """Columns a partition is sorted by: capture time then venue sequence where the record has one.
+    """Columns a partition is sorted by: capture time, ties kept in the decoder's order.
 
-    Bars have no capture order of their own; they sort by interval and open time.
+    Not the venue sequence: DBN snapshot records keep the sequences of the orders they replay,
+    so sorting by it would move a snapshot's F_LAST record into the middle of the snapshot and
+    a book rebuilt from the lake would publish it half applied. Bars have no capture order of
+    their own; they sort by interval and open time.
     """
     if record.name == "bar":
         return ["interval", "ts_event_ns"]
-    names = set(record.column_names)
-    return [c for c in ("ts_recv_ns", "sequence") if c in names]
+    return ["ts_recv_ns"] if "ts_recv_ns" in record.column_names else []
 
 
 def write(record: RecordType, table: pa.Table, root: Path, mode: Mode = "replace") -> list[PartitionWrite]:

@@ -55,10 +55,6 @@ def test_es_mbo_day_from_the_landing_folder(real_data: Path, tmp_path: Path) -> 
 
 
 @pytest.mark.realdata
-@pytest.mark.xfail(strict=True, reason=(
-    "tapeflow.storage.lake sorts order_event partitions by (ts_recv_ns, sequence); DBN snapshot "
-    "records keep their original sequences, so the snapshot's F_LAST record moves from row 8724 to "
-    "5473 and a book rebuilt from the lake publishes a half-applied snapshot (reported to the lead)"))
 def test_es_start_of_week_book_from_the_lake_is_the_snapshot(real_data: Path, tmp_path: Path) -> None:
     from tapeflow.book_l3 import l3_book_snapshots
     from tapeflow.schemas.records import ORDER_EVENT
