@@ -19,12 +19,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
+# the batch library, then the live Bytewax flow on the simulated feed, then the Dagster materialization
 demo: $(STAMP)
 	$(BIN)/python -m tapeflow.demo
+	$(BIN)/python -m flows.demo
+	$(BIN)/python -m dagster_project.demo
 
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
+	@$(MAKE) --no-print-directory validate
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 bench: $(STAMP)
