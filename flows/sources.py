@@ -49,7 +49,9 @@ def cut_batches(tables: Batch, batch_events: int, batch_ns: int | None) -> Itera
     its own row order and every batch holds a contiguous slice of each table); a row without a
     capture time (-1, e.g. some dead letters) rides with the rows before it.
     """
-    names = [n for n, t in tables.items() if t.num_rows]
+    # order events first: rows of one venue event share a capture time, so an event's L3 rows then
+    # lead its aggregated L2 rows and the book stage's ``auto`` sees L3 first, as batch does
+    names = sorted((n for n, t in tables.items() if t.num_rows), key=lambda n: n != "order_event")
     if not names:
         return
     keys = [np.maximum.accumulate(tables[n].column("ts_recv_ns").to_numpy()) for n in names]

@@ -62,6 +62,13 @@ def test_batches_respect_bounds_and_keep_every_row_in_order(events: int, span_ns
         assert sum("trade" in b and "book_delta" in b for b in batches) > len(batches) // 2
 
 
+def test_order_events_lead_their_aggregated_book_rows() -> None:
+    decoded = merge(list(get_format("sim").decode(list(sim_market())[:1])))
+    assert list(decoded)[0] == "book_delta"  # merge sorts by name: L2 rows would come first
+    first = next(cut_batches(decoded, 1, None))
+    assert list(first) == ["order_event"]
+
+
 def test_partitions_follow_folders(tmp_path: Path) -> None:
     files = [tmp_path / "a" / "1.csv", tmp_path / "b" / "1.csv", tmp_path / "a" / "2.csv"]
     groups = partition_paths(files)
