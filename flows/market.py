@@ -25,6 +25,7 @@ cut into micro-batches or spread over workers, so ``-w 2`` gives the rows of one
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -185,6 +186,7 @@ class LiveConfig:
     bbo_as_quote: bool = False
     raw: bool = True
     degraded_ns: int = 1_000_000_000
+    client_options: tuple[tuple[str, Any], ...] = ()
     progress_s: float = 2.0
 
     @classmethod
@@ -227,6 +229,7 @@ class LiveConfig:
             bbo_as_quote=get("TAPEFLOW_LIVE_BBO_AS_QUOTE", "0") in ("1", "true", "yes"),
             raw=get("TAPEFLOW_LIVE_RAW", "1") not in ("0", "false", "no"),
             degraded_ns=_int(get, "TAPEFLOW_LIVE_DEGRADED_MS", 1000) * 1_000_000,
+            client_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_CLIENT_OPTIONS").items())),
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2)),
         )
 
@@ -238,7 +241,19 @@ class LiveConfig:
             return CaptureSource(self.format_name, self.capture, batch_events=self.batch_events,
                                  batch_ns=self.batch_ns)
         return LiveSource(self.venue, self.symbols, endpoint=self.endpoint, rest_endpoint=self.rest_endpoint,
-                          journal=self.journal, duration_ns=self.duration_ns, idle_stop_ns=self.idle_stop_ns)
+                          journal=self.journal, duration_ns=self.duration_ns, idle_stop_ns=self.idle_stop_ns,
+                          client_options=dict(self.client_options))
+
+
+def _json_object(get: Callable[..., str | None], name: str) -> dict[str, Any]:
+    text = get(name) or "{}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name} must be a JSON object, got {text!r}") from exc
+    if not isinstance(value, dict):
+        raise ConfigError(f"{name} must be a JSON object, got {text!r}")
+    return value
 
 
 def _int(get: Callable[..., str | None], name: str, default: int) -> int:

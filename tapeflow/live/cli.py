@@ -42,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--capture", nargs="+", type=Path, metavar="FILE",
                      help="replay capture/journal/simulator files instead of connecting")
     src.add_argument("--format", dest="format_name", help="format of --capture files (default: --venue)")
+    src.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                     help="connector keyword argument, e.g. market=spot (binance), depth=100 (kraken)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     run = p.add_argument_group("how to run")
@@ -99,6 +101,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         "TAPEFLOW_LAKE": str(args.lake or settings.lake_dir),
         "TAPEFLOW_CLICKHOUSE": args.clickhouse or settings.clickhouse_dsn,
     }
+    env["TAPEFLOW_LIVE_CLIENT_OPTIONS"] = json.dumps(client_options(args.option))
     outputs = [o for o, off in (("lake", args.no_lake), ("clickhouse", args.no_clickhouse)) if not off]
     env["TAPEFLOW_LIVE_OUTPUTS"] = ",".join(outputs) or "none"
     if args.journal:
@@ -108,6 +111,24 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     if args.batch_events:
         env["TAPEFLOW_LIVE_BATCH_EVENTS"] = str(args.batch_events)
     return env
+
+
+def client_options(pairs: Sequence[str]) -> dict[str, object]:
+    """``KEY=VALUE`` pairs as connector keyword arguments (a JSON value where it parses, else text).
+
+    Raises:
+        ConfigError: a pair without ``=``.
+    """
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option takes KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
 
 
 def flow_commands(args: argparse.Namespace) -> list[list[str]]:

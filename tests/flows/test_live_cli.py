@@ -77,6 +77,13 @@ def test_commands_and_environment() -> None:
     addresses = cluster[0][-1].split(";")
     assert cluster[1][-1] == cluster[0][-1] and len(set(addresses)) == 2
     assert all(a.startswith("localhost:") and int(a.split(":")[1]) > 0 for a in addresses)
+    options = live_env(_args("--venue", "binance", "--symbols", "BTCUSDT", "--option", "market=spot",
+                             "--option", "snapshot_limit=100"), Settings())
+    live = LiveConfig.from_env(options)
+    assert dict(live.client_options) == {"market": "spot", "snapshot_limit": 100}
+    assert live.source().client_options == {"market": "spot", "snapshot_limit": 100}
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        live_env(_args("--venue", "binance", "--symbols", "BTCUSDT", "--option", "spot"), Settings())
     with pytest.raises(ConfigError, match="-i and -a"):
         flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "-i", "1"))
     lines = ['live-summary {"worker": 0, "rows": {"bar": 2}}', "noise",
@@ -103,6 +110,8 @@ def test_flow_configuration_errors() -> None:
         LiveConfig.from_env({})
     with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_OUTPUTS"):
         LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_OUTPUTS": "s3"})
+    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_CLIENT_OPTIONS"):
+        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_CLIENT_OPTIONS": "[1]"})
     with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_LEVELS"):
         LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_LEVELS": "ten"})
     config = LiveConfig.from_env({"TAPEFLOW_LIVE_VENUE": "kraken",
