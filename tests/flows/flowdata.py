@@ -5,8 +5,10 @@ Both are written once per test session under a temporary folder (never into the 
 
 from __future__ import annotations
 
+import atexit
 import functools
 import gzip
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -23,7 +25,9 @@ SIM_SEED, SIM_INSTRUMENTS, SIM_DURATION_NS = 3, 2, 2 * 60 * 1_000_000_000
 
 @functools.cache
 def _tmp() -> Path:
-    return Path(tempfile.mkdtemp(prefix="tapeflow-flows-"))
+    root = Path(tempfile.mkdtemp(prefix="tapeflow-flows-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
 
 
 @functools.cache
