@@ -7,7 +7,14 @@ validation, and one ephemeral context then serves the whole process.
 from quality.config import Baseline, QualityConfig
 from quality.docs import write_data_docs
 from quality.result import CheckResult, SuiteResult
-from quality.runner import DATASETS, baselines_from_days, baselines_from_table, check_names, run_suite
+from quality.runner import (
+    DATASETS,
+    baselines_from_days,
+    baselines_from_table,
+    check_names,
+    run_suite,
+    session_opens,
+)
 
 __all__ = [
     "DATASETS",
@@ -19,5 +26,6 @@ __all__ = [
     "baselines_from_table",
     "check_names",
     "run_suite",
+    "session_opens",
     "write_data_docs",
 ]

@@ -40,6 +40,11 @@ class QualityConfig:
         contiguous_sequence: per dataset, the venues whose ``sequence`` rises by exactly 1 per
             message within an instrument, so a jump > 1 is a lost message (elsewhere only the
             decoders' F_GAP flags count as gaps).
+        auction_venues: venues whose session opens with a call auction (CME Globex, Nasdaq, ICE,
+            ...): their pre-open book is legally crossed until the opening match, so
+            ``crossed_book`` counts, without judging, the book states from before the session open
+            it is given (``run_suite(session_open_ns=...)``). Continuous venues (crypto) are absent:
+            every crossing there fails.
     """
 
     recv_skew_ns: int = 5 * SCALE
@@ -59,6 +64,10 @@ class QualityConfig:
             "trades": frozenset({"binance-usdm", "binance-futures", "binance"}),
         }
     )
+    auction_venues: frozenset[str] = frozenset({
+        "GLBX.MDP3", "XNAS.ITCH", "XNYS.PILLAR", "XBOS.ITCH", "XPSX.ITCH", "IFEU.IMPACT", "NDEX.IMPACT",
+        "XEUR.EOBI", "lobster",
+    })
 
 
 @dataclass(frozen=True)

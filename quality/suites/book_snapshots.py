@@ -31,7 +31,8 @@ def plan(d: SuiteData) -> None:
     ask = derive.best_of(d.table.column("ask_price_nanos"))
     checks.price_range(d, {"best_bid_price_nanos": (bid, bid != UNDEF_PRICE, True),
                            "best_ask_price_nanos": (ask, ask != UNDEF_PRICE, True)})
-    checks.crossed_book(d, bid, ask)
+    # ts_recv_ns: capture time of the last event applied, i.e. when the state shown came to be
+    checks.crossed_book(d, bid, ask, d.col("ts_recv_ns"))
     unsorted = _unsorted(d.table.column("bid_price_nanos"), descending=True)
     unsorted |= _unsorted(d.table.column("ask_price_nanos"), descending=False)
     for sizes in ("bid_size_nanos", "ask_size_nanos"):

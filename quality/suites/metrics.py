@@ -30,10 +30,11 @@ def plan(d: SuiteData) -> None:
     two_sided = (mid != UNDEF_PRICE) & (spread != UNDEF_PRICE)
     checks.price_range(d, {"mid_price_nanos": (mid, two_sided, True),
                            "microprice_nanos": (micro, two_sided, True)})
-    checks.flag_false(d, "crossed_book", f"spread_nanos > 0 where both sides exist (crossed rate <= "
-                      f"{d.config.crossed_rate_max})", two_sided & (spread <= 0),
-                      mostly=1.0 - d.config.crossed_rate_max, show=("spread",))
     d.put("spread", spread)
+    checks.crossed_rows(d, two_sided & (spread <= 0), two_sided, d.col("ts_recv_ns"),
+                        "spread_nanos > 0 where both sides exist"
+                        f" (crossed rate <= {d.config.crossed_rate_max})",
+                        show=("spread",))
     every = np.ones(d.table.num_rows, bool)
     checks.size_range(d, {"bid_depth_nanos": (d.col("bid_depth_nanos"), every, 0),
                           "ask_depth_nanos": (d.col("ask_depth_nanos"), every, 0)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import databento_dbn
+import pyarrow as pa
 import pytest
 import zstandard
 
@@ -69,3 +70,54 @@ def test_es_book_snapshots_cross_only_before_the_open(es):
     assert (rows[-1]["bid_price_nanos"][0], rows[-1]["ask_price_nanos"][0]) == (4_810_000_000_000,
                                                                                  4_810_250_000_000)
     assert {c.name for c in result.failed} == {"crossed_book", "stale_intervals"}
+
+
+def _crossed(rows: list[dict]) -> list[dict]:
+    return [r for r in rows if r["bid_price_nanos"] and r["ask_price_nanos"]
+            and r["bid_price_nanos"][0] >= r["ask_price_nanos"][0]]
+
+
+@pytest.mark.realdata
+def test_es_pre_open_crossings_are_counted_and_crossings_after_the_open_fail(es):
+    from quality import session_opens
+    from tapeflow.trades import trades_from_order_events
+
+    events, records, snaps = es
+    # independent: the first trade (T) record of the file, as databento_dbn reads it
+    open_ns = next(r.ts_recv for r in records if r.action == databento_dbn.Action.TRADE)
+    opens = session_opens(trades_from_order_events(events))
+    assert opens == {"ESH4": open_ns}
+    rows = snaps.to_pylist()
+    pre_open = [r for r in rows if r["ts_recv_ns"] < open_ns]
+    assert len(_crossed(pre_open)) == len(_crossed(rows)) == 1_205  # every crossing is pre-open
+
+    result = run_suite("book_snapshots", snaps, partition_day="2023-12-25", session_open_ns=opens)
+    check = result.check("crossed_book")
+    assert check.passed and check.unexpected_count == 0
+    assert check.details["pre_open_crossed"] == 1_205 and check.details["pre_open_rows"] == len(pre_open)
+    assert check.details["session_open_ns"] == {"GLBX.MDP3/ESH4": open_ns}
+    assert check.element_count == len(rows) - len(pre_open)  # pre-open rows are not judged
+    assert {c.name for c in result.failed} == {"stale_intervals"}
+
+    # 7 snapshots after the open whose best bid is raised onto the best ask: exactly 7 failures
+    after = [i for i, r in enumerate(rows) if r["ts_recv_ns"] >= open_ns][100:107]
+    for i in after:
+        bids = rows[i]["bid_price_nanos"]
+        rows[i] = {**rows[i], "bid_price_nanos": [rows[i]["ask_price_nanos"][0], *bids[1:]]}
+    broken = pa.Table.from_pylist(rows, schema=snaps.schema)
+    result = run_suite("book_snapshots", broken, partition_day="2023-12-25", session_open_ns=opens)
+    check = result.check("crossed_book")
+    assert not check.passed and check.unexpected_count == len(after) == 7
+    assert check.details["pre_open_crossed"] == 1_205
+    assert sorted(int(e["location"].split()[1]) for e in check.examples) == after[:5]
+
+
+@pytest.mark.realdata
+def test_a_continuous_venue_gets_no_pre_open(es):
+    _, records, snaps = es
+    open_ns = next(r.ts_recv for r in records if r.action == databento_dbn.Action.TRADE)
+    relabeled = snaps.set_column(snaps.schema.get_field_index("venue"), "venue",
+                                 pa.array(["binance-usdm"] * snaps.num_rows, pa.string()))
+    check = run_suite("book_snapshots", relabeled, partition_day="2023-12-25",
+                      session_open_ns={"ESH4": open_ns}).check("crossed_book")
+    assert not check.passed and check.unexpected_count == 1_205 and "pre_open_crossed" not in check.details
