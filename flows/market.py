@@ -106,6 +106,8 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         batches = ops.health("health", batches, new_health, clock)
     routed = ops.route("route", batches)
     keyed = ops.book("book", routed.instruments, book_kind, levels, snapshot_interval_ns)
+    if new_health is not None:
+        keyed = ops.degraded("degraded", keyed)
     if intervals:
         keyed = ops.bars("bars", keyed, new_bars or _live_bars(tuple(intervals)))
     metric_factory = new_metrics or _live_metrics(levels, snapshot_interval_ns)

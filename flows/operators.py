@@ -22,6 +22,7 @@ from bytewax.operators import KeyedStream, StatefulLogic
 
 from tapeflow.book import instrument_groups
 from tapeflow.live.bookstate import BookStage
+from tapeflow.live.windows import DEGRADED, DegradedWindows
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, QUOTE, REJECTED, STATUS, TRADE
 
@@ -112,22 +113,72 @@ def _venue_of(batch: Batch) -> str:
     return ""
 
 
+class HealthState:
+    """The health stage's state: the feed-health object and the degraded windows it opened."""
+
+    def __init__(self, health: Any) -> None:
+        self.health = health
+        self.windows = DegradedWindows()
+        self.high_water_ns = -1  # running max of the capture times seen (see DegradedWindows.from_status)
+
+    def see(self, events: Batch) -> None:
+        """Move the high-water mark over a batch's event rows."""
+        for table in events.values():
+            if table.num_rows and "ts_recv_ns" in table.column_names:
+                self.high_water_ns = max(self.high_water_ns, pc.max(table.column("ts_recv_ns")).as_py())
+
+
+def _internal(name: str) -> bool:
+    # batch keys the flow adds for its own stages (``_degraded``, ``_watermark``): never records
+    return name.startswith("_")
+
+
 @operator
 def health(step_id: str, up: Stream[Batch], new_health: Callable[[], Any],
            clock: Callable[[], int | None]) -> Stream[Batch]:
     """Feed health per venue (``tapeflow.live.health.FeedHealth`` from ``new_health()``): adds its
     ``skew`` / ``degraded`` / ``recovered`` rows to the batch's ``status`` table. ``clock()`` gives
-    the processing time for the lag check (None for a replay: feed latency only)."""
+    the processing time for the lag check (None for a replay: feed latency only).
 
-    def step(state: Any, batch: Batch) -> Batch:
-        rows = state.observe({k: t for k, t in batch.items() if k not in PASS_THROUGH}, now_ns=clock())
-        if not rows.num_rows:
-            return batch
-        return {**batch, STATUS.name: concat(STATUS, [batch.get(STATUS.name, STATUS.empty_table()), rows])}
+    Rows captured inside a degraded window get ``F_MAYBE_BAD_BOOK`` (so bars built from them do),
+    and window changes ride to the instrument's keyed stages under ``tapeflow.live.windows.DEGRADED``
+    (the book stage flags the grid snapshots inside a window, the metrics follow the snapshots)."""
+
+    def step(state: HealthState, batch: Batch) -> Batch:
+        events = {k: t for k, t in batch.items() if k not in PASS_THROUGH and not _internal(k)}
+        rows = state.health.observe(events, now_ns=clock())
+        state.see(events)
+        out = dict(batch)
+        if rows.num_rows:
+            out[STATUS.name] = concat(STATUS, [batch.get(STATUS.name, STATUS.empty_table()), rows])
+            changed = state.windows.from_status(rows, state.high_water_ns)
+            if changed.num_rows:
+                out[DEGRADED] = changed
+        if state.windows:
+            out.update({k: state.windows.flag(t) for k, t in events.items()})
+        return out
 
     keyed = op.key_on("by_venue", up, _venue_of)
-    checked = _stage("stage", keyed, new_health, step, lambda state: {})
+    checked = _stage("stage", keyed, lambda: HealthState(new_health()), step, lambda state: {})
     return op.map("unkey", checked, lambda key_batch: key_batch[1])
+
+
+def _degraded_step(windows: DegradedWindows, batch: Batch) -> Batch:
+    changes = batch.get(DEGRADED)
+    if changes is not None:
+        windows.merge(changes)
+    snaps = batch.get(BOOK_SNAPSHOT.name)
+    if not windows or snaps is None or not snaps.num_rows:
+        return batch
+    # a snapshot shows the book at its grid instant: flagged when the instant is in a window
+    return {**batch, BOOK_SNAPSHOT.name: windows.flag(snaps, "ts_event_ns")}
+
+
+@operator
+def degraded(step_id: str, up: KeyedStream[Batch]) -> KeyedStream[Batch]:
+    """Per-instrument degraded windows (from the health stage's ``_degraded`` rows): flags the
+    ``book_snapshot`` rows whose grid instant lies in a window, before bars and metrics see them."""
+    return _stage("stage", up, DegradedWindows, _degraded_step, lambda windows: {})
 
 
 def _book_step(stage: BookStage, batch: Batch) -> Batch:
@@ -230,6 +281,5 @@ def gather(items: Iterable[Item]) -> dict[str, pa.Table]:
             for n, ts in parts.items()}
 
 
-__all__ = ["BBO", "PASS_THROUGH", "Routed", "bars", "book", "explode", "gather", "health", "instrument_key",
-           "metrics",
-           "route", "split_by_instrument", "table_names"]
+__all__ = ["BBO", "PASS_THROUGH", "HealthState", "Routed", "bars", "book", "degraded", "explode", "gather",
+           "health", "instrument_key", "metrics", "route", "split_by_instrument", "table_names"]

@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow as pa
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from flows.sources import cut_batches
 from tests.conftest import need, real_data_root
 
 USDM = "binance/usdm_btcusdt_20240808.gz"
@@ -89,3 +91,32 @@ def same_rows(a: pa.Table, b: pa.Table) -> bool:
         elif not x.equals(y):
             return False
     return True
+
+
+class TablesSource(FixedPartitionedSource):
+    """Decoded tables as a one-partition Bytewax source, cut like ``CaptureSource`` cuts a capture
+    (for inputs a test changed after decoding, e.g. an injected latency spike)."""
+
+    def __init__(self, tables: dict[str, pa.Table], *, batch_events: int = 500,
+                 batch_ns: int | None = 1_000_000_000) -> None:
+        self.tables, self.batch_events, self.batch_ns = tables, batch_events, batch_ns
+
+    def list_parts(self) -> list[str]:
+        return ["tables"]
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> StatefulSourcePartition:
+        return _TablesPartition(list(cut_batches(self.tables, self.batch_events, self.batch_ns)))
+
+
+class _TablesPartition(StatefulSourcePartition):
+    def __init__(self, batches: list[dict[str, pa.Table]]) -> None:
+        self._batches = iter(batches)
+
+    def next_batch(self) -> list[dict[str, pa.Table]]:
+        batch = next(self._batches, None)
+        if batch is None:
+            raise StopIteration
+        return [batch]
+
+    def snapshot(self) -> None:
+        return None
