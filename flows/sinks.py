@@ -36,10 +36,11 @@ import hashlib
 import json
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import polars as pl
@@ -59,6 +60,7 @@ REPLACE_KEYS: dict[str, tuple[str, ...]] = {"bar": ALL_RECORDS["bar"].order_by}
 DEDUP_WINDOW = 10_000
 _TOKENS_KEY = b"tapeflow.batch_tokens"
 _PART = "0"
+_T = TypeVar("_T")
 # The lake's batch files use zstd 9 (written once); live partitions are rewritten every flush.
 LAKE_ZSTD_LEVEL = 3
 
@@ -127,7 +129,12 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
     def __init__(self, sink: TableSink, stats: SinkStats) -> None:
         self._sink = sink
         self.stats = stats
-        self._warehouse = Warehouse(sink.dsn) if sink.dsn else None
+        # Every ClickHouse call runs on one thread of our own. Bytewax worker threads enter Python
+        # through short-lived thread states, and chdb's binding keeps one across calls: used
+        # straight from a worker of a multi-worker flow it deadlocks or crashes ("double free",
+        # SIGSEGV; reproduced with 2 workers). A Python thread's state lives as long as the thread.
+        self._ch_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapeflow-clickhouse")
+        self._warehouse = self._on_ch_thread(Warehouse, sink.dsn) if sink.dsn else None
         self._ready: set[str] = set()
         # lake partition (record, venue, symbol, date) -> [(token, rows)] waiting for the next flush
         self._pending: dict[tuple[RecordType, str, str, str], list[tuple[str, pa.Table]]] = {}
@@ -144,7 +151,7 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
                 table = last_per_key(table, REPLACE_KEYS[record.name])
             token = batch_token(record.name, table)
             if self._warehouse is not None:
-                self._to_clickhouse(record, table, token)
+                self._on_ch_thread(self._to_clickhouse, record, table, token)
             if self._sink.lake_root is not None:
                 self._buffer(record, table, token)
             self.stats.batches += 1
@@ -164,7 +171,11 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
     def close(self) -> None:
         self._flush()
         if self._warehouse is not None:
-            self._warehouse.close()
+            self._on_ch_thread(self._warehouse.close)
+        self._ch_thread.shutdown()
+
+    def _on_ch_thread(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return self._ch_thread.submit(fn, *args).result()
 
     def _to_clickhouse(self, record: RecordType, table: pa.Table, token: str) -> None:
         wh = self._warehouse

@@ -6,6 +6,9 @@ chdb opens one data directory per process, so the module shares one and each tes
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +193,36 @@ def test_metrics_sink_counts_items_on_every_worker() -> None:
     assert metrics.gaps.labels("binance-usdm")._value.get() == 3
     assert metrics.events_out.labels("binance-usdm", "bar")._value.get() == 1
     assert metrics.events_out.labels("bitmex", "quote")._value.get() == 7
+
+
+_TWO_WORKERS = """
+import sys
+from bytewax import operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, cluster_main
+from flows.sinks import TableSink
+from tapeflow.schemas.records import QUOTE
+from tapeflow.storage.warehouse import Warehouse
+from tests.flows.test_sinks import quotes
+
+items = [("quote", quotes(5, offset=10 * i)) for i in range(200)]
+flow = Dataflow("two_workers")
+stream = op.input("in", flow, TestingSource(items))
+stream = op.map("v", op.key_on("k", stream, lambda item: str(item[1]["bid_price_nanos"][0].as_py() % 7)),
+                lambda kv: kv[1])
+op.output("out", stream, TableSink(dsn="chdb://" + sys.argv[1], idempotent=False))
+for _ in range(4):  # the crash is a race: a few runs make it show reliably without the fix
+    cluster_main(flow, [], 0, worker_count_per_proc=2)
+with Warehouse("chdb://" + sys.argv[1]) as wh:
+    print("rows", wh.count(QUOTE))
+"""
+
+
+def test_two_worker_flow_opens_chdb_in_a_worker_thread(tmp_path: Path) -> None:
+    """chdb first opened inside a Bytewax worker thread of a 2-worker flow: without the sink's own
+    ClickHouse thread this deadlocks or aborts ("double free"), so it runs in a child process."""
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", _TWO_WORKERS, str(tmp_path / "ch")], cwd=repo, timeout=120,
+                          capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["rows", "4000"]
