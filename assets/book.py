@@ -29,7 +29,7 @@ from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from tapeflow.live.bookstate import BookStage
 from tapeflow.schemas import RecordType, concat
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE
+from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE, TRADE
 from tapeflow.storage import lake as lake_store
 
 LEVELS = 10
@@ -41,11 +41,11 @@ BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer from the re
 
 @multi_asset(
     specs=[
-        AssetSpec("book_snapshots", group_name="book", deps=["order_events", "book_deltas"],
+        AssetSpec("book_snapshots", group_name="book", deps=["order_events", "book_deltas", "trades"],
                   kinds={"parquet"},
                   description=f"Top {LEVELS} levels every 1 s of capture time (book_snapshot rows).",
                   metadata={"lake_dataset": BOOK_SNAPSHOT.name}),
-        AssetSpec("bbo", group_name="book", deps=["order_events", "book_deltas"], kinds={"parquet"},
+        AssetSpec("bbo", group_name="book", deps=["order_events", "book_deltas", "trades"], kinds={"parquet"},
                   description=BBO.doc, metadata={"lake_dataset": BBO.name}),
     ],
     check_specs=checks.specs("book_snapshots") + checks.specs("bbo"),
@@ -71,8 +71,10 @@ def books(context: AssetExecutionContext,
         meta = common.describe(tables, writes, record=record)
         meta["maybe_bad_rows"] = sum(_maybe_bad(t) for t in tables.values())
         yield MaterializeResult(asset_key=name, metadata=meta)
-    yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT)
-    yield from checks.evaluate("bbo", quotes, lake, record=BBO)
+    # the day's trades open the session: an auction venue's pre-open book may cross until then
+    trades = common.read(TRADE, lake, wanted)
+    yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT, trades=trades)
+    yield from checks.evaluate("bbo", quotes, lake, record=BBO, trades=trades)
 
 
 def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Table, pa.Table]:

@@ -38,6 +38,7 @@ from tapeflow.schemas.records import (
     TRADE,
 )
 from tapeflow.storage import lake as lake_store
+from tapeflow.trades import trades_from_order_events
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 
@@ -91,6 +92,9 @@ def normalized(context: AssetExecutionContext,
     }
     for name, record in ALSO_STORED.items():
         common.write(record, decoded.get(name, {}), lake, wanted)
+    derived = derive_trades(decoded, wanted)
+    if derived:
+        context.log.info(f"trades derived from order events (no trade rows in the sources): {derived}")
     rejected = decoded.get(REJECTED.name, {})
     written = {}
     for name, record in NORMALIZED.items():
@@ -98,10 +102,31 @@ def normalized(context: AssetExecutionContext,
         tables = written[name] = {t: found.get(t, record.empty_table()) for t in wanted}
         writes = common.write(record, tables, lake, wanted)
         meta = common.describe(tables, writes, record=record, rejected=rejected)
+        if name == "trades":
+            meta["trades_from_order_events"] = MetadataValue.json(derived)
         yield MaterializeResult(asset_key=name, metadata=meta | source_meta)
     for name in CHECKED:
         book = written["venue_quotes"] if name == "trades" else None
         yield from checks.evaluate(name, written[name], lake, book=book, record=NORMALIZED[name])
+
+
+def derive_trades(decoded: dict[str, dict[Target, pa.Table]], wanted: list[Target]) -> list[str]:
+    """Give trade rows to instrument-days that have order events but no trades (MBO-only vendors).
+
+    An MBO feed (Databento ``mbo``) carries its executions as ``T`` order events; Databento's
+    trades schema is derived from them the same way (:func:`tapeflow.trades.trades_from_order_events`).
+    An instrument-day that has a trade source keeps it. Returns the instrument-days derived.
+    """
+    trades = decoded.setdefault(TRADE.name, {})
+    events = decoded.get(ORDER_EVENT.name, {})
+    out = []
+    for t in wanted:
+        if trades.get(t) is None or trades[t].num_rows == 0:
+            rows = trades_from_order_events(events[t]) if t in events else TRADE.empty_table()
+            if rows.num_rows:
+                trades[t] = rows
+                out.append(str(t))
+    return out
 
 
 def decode_sources(sources: list[Source], wanted: list[Target], lake: Path

@@ -13,8 +13,10 @@ from tests.conftest import need
 from tests.dagster.conftest import Deployment, check_results, materializations, materialize, register
 
 ES = "databento/glbx/esh4-glbx-mdp3-{day}.mbo.dbn.zst"
-DAY = "2023-12-24"
+DAY, DAY2 = "2023-12-24", "2023-12-25"
 NS_PER_DAY = 86_400_000_000_000
+DAY_INDEX = 1_703_376_000 // 86_400  # 2023-12-24
+MINUTE_NS = 60_000_000_000
 
 
 def _records(path: Path) -> list[databento_dbn.MBOMsg]:
@@ -25,8 +27,14 @@ def _records(path: Path) -> list[databento_dbn.MBOMsg]:
 
 
 @pytest.mark.realdata
-def test_es_mbo_day_from_the_landing_folder(real_data: Path, tmp_path: Path) -> None:
-    from assets.partitions import partition_key
+def test_es_mbo_days_from_the_landing_folder(real_data: Path, tmp_path: Path) -> None:
+    """Both ES days as one single-run backfill: the holiday's crossed pre-open no longer blocks."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from assets.book import BBO
+    from assets.partitions import instrument_key
+    from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, ORDER_EVENT, TRADE
+    from tapeflow.storage import lake
 
     files = [need(real_data / ES.format(day=d)) for d in ("20231224", "20231225")]
     landing = tmp_path / "landing" / "dbn"
@@ -36,22 +44,54 @@ def test_es_mbo_day_from_the_landing_folder(real_data: Path, tmp_path: Path) -> 
     dep = Deployment(tmp_path)
     instance = dg.DagsterInstance.ephemeral()
     days = register(instance, dep)
-    assert days == [("GLBX.MDP3", "ESH4", "2023-12-24"), ("GLBX.MDP3", "ESH4", "2023-12-25")]
-
-    result = materialize(dep, instance, partition_key=partition_key(DAY, "GLBX.MDP3", "ESH4"))
+    assert days == [("GLBX.MDP3", "ESH4", DAY), ("GLBX.MDP3", "ESH4", DAY2)]
+    key = instrument_key("GLBX.MDP3", "ESH4")
+    result = materialize(dep, instance, tags={ASSET_PARTITION_RANGE_START_TAG: f"{DAY}|{key}",
+                                              ASSET_PARTITION_RANGE_END_TAG: f"{DAY2}|{key}"})
     assert result.success
-    # independent: the vendor's decoder, records whose exchange time falls on the day
-    day = [r for f in files for r in _records(f) if r.ts_event // NS_PER_DAY * NS_PER_DAY
-           == 1_703_376_000 * 1_000_000_000]
+    evaluations = check_results(result)
+    assert [k for k, ev in evaluations.items() if not ev.passed and ev.severity.value == "ERROR"] == []
     meta = materializations(result)
-    assert meta["order_events"][0]["dagster/row_count"] == len(day) == 17_450
-    assert meta["dead_letters"][0]["dagster/row_count"] == 0 and meta["order_events"][0]["gap_rows"] == 0
-    assert meta["clickhouse_tables"][0]["rows_by_table"]["order_event"] == len(day)
-    # one published state (the snapshot's F_LAST record) on the day: one grid instant
-    assert meta["book_snapshots"][0]["dagster/row_count"] == sum(1 for r in day if r.flags & 128) == 1
-    evaluations = check_results(result).items()
-    blocking = [k for k, ev in evaluations if not ev.passed and ev.severity.value == "ERROR"]
-    assert blocking == []
+    assert {"features", "daily_baselines", "clickhouse_tables", "data_docs"} <= set(meta)
+
+    def part(record, date):
+        return lake.read(record, dep.lake, venue="GLBX.MDP3", symbol="ESH4", date=date)
+
+    # independent: the vendor's decoder, records whose exchange time falls on each day
+    records = [r for f in files for r in _records(f)]
+    on = {d: [r for r in records if r.ts_event // NS_PER_DAY == i] for d, i in ((DAY, DAY_INDEX),
+                                                                            (DAY2, DAY_INDEX + 1))}
+    assert [part(ORDER_EVENT, d).num_rows for d in (DAY, DAY2)] == [len(on[DAY]), len(on[DAY2])]
+    assert len(on[DAY]) == 17_450 and meta["dead_letters"][0]["dagster/row_count"] == 0
+    assert meta["order_events"][0]["gap_rows"] == 0
+    assert meta["clickhouse_tables"][0]["rows_by_table"]["order_event"] == len(records)
+    # one published state on Dec 24 (the snapshot's F_LAST record): one grid instant
+    assert part(BOOK_SNAPSHOT, DAY).num_rows == sum(1 for r in on[DAY] if r.flags & 128) == 1
+
+    # the MBO file has no trade file: trades are its T events, and the day gets bars and features
+    raw_trades = [r for r in on[DAY2] if r.action == databento_dbn.Action.TRADE]
+    trades = part(TRADE, DAY2)
+    assert trades.num_rows == len(raw_trades) == 2_973
+    assert meta["trades"][0]["trades_from_order_events"] == [f"{DAY2}|GLBX.MDP3/ESH4"]
+    bars = part(BAR, DAY2).column("interval").to_pylist()
+    assert bars.count("1m") == len({r.ts_event // MINUTE_NS for r in raw_trades}) == 60
+    assert meta["bars"][0]["bar_thresholds"][f"{DAY2}|GLBX.MDP3/ESH4"]["source"] == "day"
+    assert part(METRIC, DAY2).num_rows > 0
+
+    # the pre-open book crosses until the opening match: counted, not failed
+    open_ns = raw_trades[0].ts_recv
+    snaps = part(BOOK_SNAPSHOT, DAY2).to_pylist()
+    crossed = [r for r in snaps if r["bid_price_nanos"] and r["ask_price_nanos"]
+               and r["bid_price_nanos"][0] >= r["ask_price_nanos"][0]]
+    assert len(crossed) > 1_000 and all(r["ts_recv_ns"] < open_ns for r in crossed)
+    check = evaluations[("book_snapshots", "crossed_book")]
+    assert check.passed and check.metadata["pre_open_crossed"].value == len(crossed)
+    quotes = part(BBO, DAY2).to_pylist()
+    crossed_quotes = sum(1 for q in quotes if q["bid_price_nanos"] >= q["ask_price_nanos"])
+    assert crossed_quotes > 0 and all(q["ts_recv_ns"] < open_ns for q in quotes
+                                      if q["bid_price_nanos"] >= q["ask_price_nanos"])
+    assert evaluations[("bbo", "crossed_book")].metadata["pre_open_crossed"].value == crossed_quotes
+    assert evaluations[("features", "crossed_book")].passed
 
 
 @pytest.mark.realdata
