@@ -21,11 +21,13 @@ The tape
 Every format is loaded into one tape: the captured data frames of all input files merged by
 capture time (``ts_recv``). A single producer walks the tape, updates the per-symbol book state
 and hands each frame to the connections subscribed to its channel/symbol, byte-for-byte as
-captured. The tape advances only while at least one connection is subscribed (so a reconnect
-after a ``disconnect`` fault misses nothing in as-fast-as-possible mode), paced by the recorded
-``ts_recv`` divided by ``speed`` (``speed=None``: as fast as the clients read); when it starts or
-resumes it first waits ``settle_s`` (0.2 s) so a handshake of several subscribe messages lands
-before any frame, and at most ``queue_frames`` frames wait for one connection. The capture's
+captured. The tape advances only while at least one connection is subscribed and none is in a
+stall (so a reconnect after a ``disconnect`` or a stall gets a snapshot there and the rest of the
+tape, also in as-fast-as-possible mode), paced by the recorded ``ts_recv`` divided by ``speed``
+(``speed=None``: as fast as the clients read). When it starts or resumes it first waits until no
+subscribe came for ``settle_s`` (0.2 s; each subscribe restarts the wait), so a handshake of
+several subscribe messages lands before any frame; at most ``queue_frames`` frames wait for one
+connection. ``compress=True`` negotiates permessage-deflate with clients that offer it. The capture's
 own control messages (subscription acks, system status) are not replayed: the server answers
 the handshake itself. Captured heartbeats are sent to every subscribed connection.
 
@@ -86,17 +88,19 @@ Control endpoints (every format)
 
 Faults
 ------
-``KIND@N[:ARG]``; N is the 0-based index of the data frame in the server's GLOBAL send order
-(the count of tape frames handed to websockets across all connections; handshake replies and
-synthesized mid-stream snapshots are not counted), so with one client it is that client's frame
-index, and each fault fires exactly once (a reconnect does not re-trigger it).
+``KIND@N[:ARG]``; N counts tape frames in tape order as they are queued to connections (one count
+per subscribed connection, in accept order), whether or not they are then written; handshake
+replies and synthesized snapshots are not counted. With one client of every channel N is the N-th
+sendable tape frame in every run, and each fault fires exactly once (a reconnect does not
+re-trigger it).
 
 * ``drop@N``: frame N is not sent;
 * ``dup@N``: frame N is sent twice;
 * ``reorder@N``: frame N is held back and sent right after the connection's next frame;
 * ``disconnect@N``: the connection that would get frame N is cut (TCP abort, no close frame)
-  before it; frame N is not sent to it;
-* ``stall@N:2s``: the server sends nothing for 2 s before frame N (durations as ``1500ms``, ``2s``);
+  before it; frame N is not sent to it and the tape stops there until a client subscribes again;
+* ``stall@N:2s``: that connection gets nothing for 2 s before frame N (durations as ``1500ms``,
+  ``2s``) and the tape waits; a client that reconnects meanwhile ends it (N is then not sent);
 * random: ``random_faults="drop=0.001,dup=0.001,reorder=0.0005,disconnect=0.0001"`` with ``seed``:
   each frame index draws independently, reproducible for a given seed.
 

@@ -38,6 +38,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of --random-faults")
     p.add_argument("--rest-limit", default=None, metavar="N/WINDOW",
                    help="answer HTTP 429 + Retry-After beyond N REST requests per WINDOW (e.g. 10/1s)")
+    p.add_argument("--settle", default="200ms",
+                   help="quiet time after the last subscribe before the tape starts or resumes (e.g. 500ms)")
+    p.add_argument("--compress", action="store_true",
+                   help="negotiate permessage-deflate with clients that offer it (default: plain frames)")
     p.add_argument("--progress-every", default="5s", help="status line period (e.g. 5s, 500ms)")
     p.set_defaults(func=_cmd_replay_server)
     return p
@@ -61,7 +65,8 @@ def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
     srv = ReplayServer(args.format, args.paths, host=args.host, port=args.port,
                        speed=None if args.as_fast_as_possible else args.speed, faults=args.fault,
                        random_faults=args.random_faults, seed=args.seed,
-                       rest_limit=parse_rest_limit(args.rest_limit) if args.rest_limit else None)
+                       rest_limit=parse_rest_limit(args.rest_limit) if args.rest_limit else None,
+                       settle_s=parse_duration_ns(args.settle) / 1e9, compress=args.compress)
     every_s = parse_duration_ns(args.progress_every) / 1e9
     started = time.monotonic()
     # Ctrl-C and SIGTERM both stop cleanly with the summary, also when a non-interactive shell

@@ -1,7 +1,8 @@
 """Fault specs for the replay server: parse ``drop@120``-style specs and decide per frame index.
 
-The index is the 0-based position of a tape frame in the server's global send order (see the
-package docstring), so a fault fires exactly once even when the client reconnects.
+The index counts tape frames in tape order as they are queued to connections (see the package
+docstring), so a fault hits the same frame in every run and fires exactly once even when the
+client reconnects.
 """
 
 from __future__ import annotations
@@ -145,9 +146,17 @@ class FaultPlan:
         # status() may run on another thread than the server's loop: never index a key that went
         return [f for i in sorted(self._pending) for f in self._pending.get(i, [])]
 
+    def peek(self, index: int) -> list[Fault]:
+        """The faults :meth:`take` would return for ``index`` now, left in the plan (the tape looks
+        ahead at the frame it queues, so a stall or a disconnect stops it exactly there)."""
+        return [f for f, _ in self._draw(index, list(self._pending.get(index, [])))]
+
     def take(self, index: int) -> list[tuple[Fault, bool]]:
         """The faults for frame ``index`` (each with ``random``), removed from the plan."""
-        hits = [(f, False) for f in self._pending.pop(index, [])]
+        return self._draw(index, self._pending.pop(index, []))
+
+    def _draw(self, index: int, requested: list[Fault]) -> list[tuple[Fault, bool]]:
+        hits = [(f, False) for f in requested]
         if self.rates:
             rng = random.Random(f"{self.seed}:{index}")
             for kind in KINDS:

@@ -9,36 +9,18 @@ import math
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.replay.connection import CTL, TAPE, Conn, Queued, Sender
 from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault
-from tapeflow.replay.protocol import Frame, Key, Reply, Session, adapter_for, dumps, loads
+from tapeflow.replay.protocol import Frame, Reply, adapter_for, dumps, loads
 
 QUEUE_FRAMES = 2_000  # default frames queued for one connection before the tape waits for it
-SETTLE_S = 0.2  # default pause before the tape starts or resumes (see ``settle_s``)
-_CTL, _TAPE = 0, 1
-
-
-@dataclass(eq=False)
-class _Conn:
-    id: int
-    ws: web.WebSocketResponse
-    request: web.Request
-    session: Session
-    keys: set[Key] = field(default_factory=set)
-    queue: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    drained: asyncio.Event = field(default_factory=asyncio.Event)
-    closed: bool = False
-
-    def push(self, kind: int, item: Any) -> None:
-        self.queue.append((kind, item))
-        self.ready.set()
+SETTLE_S = 0.2  # default quiet time after the last subscribe before the tape starts or resumes
 
 
 class ReplayServer:
@@ -58,8 +40,12 @@ class ReplayServer:
             HTTP 429 with ``Retry-After``; None (default) never limits.
         queue_frames: frames queued for a connection before the tape waits for it (bounds how
             far the tape, and so the REST/mid-stream snapshots, run ahead of the slowest reader).
-        settle_s: when the tape starts or resumes (a first subscriber after none), it waits this
-            long first, so a handshake of several subscribe messages lands before any frame.
+        settle_s: when the tape starts or resumes (after no subscriber, or a stall), it waits until
+            no subscribe message came for this long, so a handshake of several subscribe messages
+            lands before any frame (and which frames a connection gets does not depend on timing).
+        compress: negotiate permessage-deflate with clients that offer it (as several venues
+            do); off by default: on loopback it only costs CPU, and a client that offers it then
+            gets plain frames.
 
     Raises:
         ConfigError: unknown format, bad fault spec.
@@ -69,7 +55,7 @@ class ReplayServer:
                  speed: float | None = None, faults: Iterable[str | Fault] = (),
                  random_faults: str | dict[str, float] | None = None, seed: int = 0,
                  rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES,
-                 settle_s: float = SETTLE_S) -> None:
+                 settle_s: float = SETTLE_S, compress: bool = False) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed!r}")
         self.format = format
@@ -80,20 +66,25 @@ class ReplayServer:
         self.rest_limit = rest_limit
         self.queue_frames = max(1, queue_frames)
         self.settle_s = max(0.0, settle_s)
+        self.compress = compress
         self.tape: list[Frame] = self.adapter.load(self.paths)
         self.position = 0
-        self.frames_served = 0
         self.injected: list[Injected] = []
         self.state_errors: list[str] = []  # first 100 frames the book state could not apply (served anyway)
         self.finished = False
-        self._next_index = 0
-        self._conns: dict[int, _Conn] = {}
+        self._next_index = 0  # fault index of the next tape frame queued to a connection
+        self._conns: dict[int, Conn] = {}
         self._conn_ids = 0
         self._rest_times: collections.deque[float] = collections.deque()
         self._runner: web.AppRunner | None = None
         self._producer: asyncio.Task[None] | None = None
-        self._active: asyncio.Event | None = None
-        self._stall_until = 0.0
+        self._wake_event: asyncio.Event | None = None
+        self._sender = Sender(self.plan, self.injected, self.queue_frames, self._wake, lambda: self.finished)
+
+    @property
+    def frames_served(self) -> int:
+        """Tape frames written to websockets (a ``dup`` counts twice; replies and snapshots not at all)."""
+        return self._sender.served
 
     @property
     def bad_lines(self) -> int:
@@ -125,7 +116,7 @@ class ReplayServer:
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
         self.port = int(self._runner.addresses[0][1])
-        self._active = asyncio.Event()
+        self._wake_event = asyncio.Event()
         self._producer = asyncio.create_task(self._produce())
         return self
 
@@ -136,8 +127,7 @@ class ReplayServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._producer
         for conn in list(self._conns.values()):
-            conn.closed = True
-            conn.ready.set()
+            conn.close()
             with contextlib.suppress(Exception):
                 await conn.ws.close()
         if self._runner is not None:
@@ -182,15 +172,20 @@ class ReplayServer:
             thread.join(timeout=10)
 
     def add_fault(self, fault: str | Fault) -> Fault:
-        """Schedule a fault at run time (``+N`` specs count from the frames sent so far)."""
-        parsed = fault if isinstance(fault, Fault) else parse_fault(fault, base_index=self._next_index)
+        """Schedule a fault at run time (``+N`` counts from the next tape frame to be sent)."""
+        parsed = fault if isinstance(fault, Fault) else parse_fault(fault, base_index=self.next_index())
         self.plan.add(parsed)
         return parsed
+
+    def next_index(self) -> int:
+        """Fault index of the next tape frame to be written (the oldest one still queued)."""
+        queued = [c.first_unsent() for c in list(self._conns.values()) if not c.closed]
+        return min((i for i in queued if i is not None), default=self._next_index)
 
     def status(self) -> dict[str, Any]:
         """What ``GET /_replay/status`` returns."""
         return {"format": self.format, "position": self.position, "tape_frames": len(self.tape),
-                "frames_served": self.frames_served, "next_index": self._next_index,
+                "frames_served": self.frames_served, "next_index": self.next_index(),
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
                 "state_errors": self.state_errors, "finished": self.finished}
@@ -198,17 +193,12 @@ class ReplayServer:
     # -- the tape ------------------------------------------------------------------------------
 
     async def _produce(self) -> None:
-        assert self._active is not None
         anchor: tuple[float, int] | None = None
         for i, frame in enumerate(self.tape):
             if i % 256 == 0:
                 await asyncio.sleep(0)  # frames nobody subscribed to must not starve the loop
-            self._subscribed_any()  # a connection cut by a fault is gone before its handler ends
-            if not self._active.is_set():
-                await self._active.wait()
-                # let the rest of a handshake land: clients often subscribe one channel per message
-                await asyncio.sleep(self.settle_s)
-                anchor = None  # a pause does not count as recorded time
+            if await self._hold():
+                anchor = None  # a pause or a stall does not count as recorded time
             if self.speed is not None:
                 if anchor is None:
                     anchor = (time.monotonic(), frame.recv_ns)
@@ -228,34 +218,64 @@ class ReplayServer:
             if not frame.send:
                 continue
             targets = [c for c in self._conns.values()
-                       if not c.closed and (frame.key is None and c.keys or frame.key in c.keys)]
+                       if c.subscribed() and (frame.key is None and c.keys or frame.key in c.keys)]
             for conn in targets:
-                conn.push(_TAPE, frame)
+                # the index is taken here, in tape order, whether or not the frame is ever written
+                index = self._next_index
+                self._next_index += 1
+                planned = [f.kind for f in self.plan.peek(index)]
+                conn.cut = conn.cut or "disconnect" in planned
+                conn.stalls_queued += planned.count("stall")
+                conn.push(TAPE, Queued(frame, index, planned.count("stall")))
             for conn in targets:
                 while len(conn.queue) > self.queue_frames and not conn.closed:
                     conn.drained.clear()
                     await conn.drained.wait()
         self.finished = True
+        for conn in list(self._conns.values()):
+            conn.ready.set()  # a reorder held back at the very end goes out now
 
-    def _subscribed_any(self) -> None:
-        assert self._active is not None
-        if any(c.keys and not c.closed for c in self._conns.values()):
-            self._active.set()
-        else:
-            self._active.clear()
+    async def _hold(self) -> bool:
+        """Wait until the tape may move: some connection subscribed, none stalled; after a wait,
+        also until no subscribe came for ``settle_s``. True when it waited."""
+        assert self._wake_event is not None
+        waited = False
+        while True:
+            conns = [c for c in self._conns.values() if not c.closed]
+            live = [c for c in conns if c.subscribed()]
+            if not live or any(c.holds_tape() for c in conns):
+                waited = True
+                self._wake_event.clear()
+                await self._wake_event.wait()
+                continue
+            if not waited:
+                return False
+            # (re)starting: the rest of a handshake lands first (clients often subscribe one
+            # channel per message), so the frames a connection gets do not depend on timing
+            since_s = asyncio.get_running_loop().time() - max(c.last_subscribe_s for c in live)
+            quiet_s = self.settle_s - since_s
+            if quiet_s <= 0:
+                return True
+            self._wake_event.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_event.wait(), quiet_s)
+
+    def _wake(self) -> None:
+        if self._wake_event is not None:
+            self._wake_event.set()
 
     # -- websocket -----------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        # no permessage-deflate: on loopback it only costs CPU (frames arrive byte-for-byte either way)
-        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0, compress=False)
+        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0,
+                                   compress=self.compress)
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": f"no such path {request.path!r}"}, status=404)
         await ws.prepare(request)
         self._conn_ids += 1
-        conn = _Conn(self._conn_ids, ws, request, self.adapter.session(self._conn_ids))
+        conn = Conn(self._conn_ids, ws, request, self.adapter.session(self._conn_ids))
         self._conns[conn.id] = conn
-        sender = asyncio.create_task(self._send_loop(conn))
+        sender = asyncio.create_task(self._sender.run(conn))
         try:
             self._handle(conn, conn.session.on_open(request.path, request.query))
             async for msg in ws:
@@ -265,76 +285,35 @@ class ReplayServer:
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
-            conn.closed = True
-            conn.ready.set()
-            conn.drained.set()
+            conn.close()
             self._conns.pop(conn.id, None)
-            self._subscribed_any()
-            sender.cancel()
+            self._wake()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sender
+                # it ends by itself once it sees the connection closed (a send in flight finishes)
+                await asyncio.wait_for(sender, 5.0)
         return ws
 
-    def _answer(self, conn: _Conn, text: str) -> Reply:
+    def _answer(self, conn: Conn, text: str) -> Reply:
         try:
             return conn.session.on_message(text)
         except Exception as exc:  # a client message the venue would refuse: an error reply, never a crash
             why = f"replay server cannot handle {text[:200]!r}: {type(exc).__name__}: {exc}"
             return Reply(send=[dumps({"event": "error", "message": why})])
 
-    def _handle(self, conn: _Conn, reply: Reply) -> None:
+    def _handle(self, conn: Conn, reply: Reply) -> None:
         for message in reply.send:
-            conn.push(_CTL, message)
+            conn.push(CTL, message)
         conn.keys.difference_update(reply.unsubscribe)
+        if reply.subscribe:
+            conn.last_subscribe_s = asyncio.get_running_loop().time()
         for key in reply.subscribe:
             if key in conn.keys:
                 continue
             conn.keys.add(key)
             if self.position:
                 for message in self.adapter.snapshot(key):
-                    conn.push(_CTL, message)
-        self._subscribed_any()
-
-    async def _send_loop(self, conn: _Conn) -> None:
-        held: bytes | None = None
-        while not conn.closed:
-            if not conn.queue:
-                conn.drained.set()
-                conn.ready.clear()
-                await conn.ready.wait()
-                continue
-            kind, item = conn.queue.popleft()
-            if len(conn.queue) <= self.queue_frames // 2:
-                conn.drained.set()
-            if kind == _CTL:
-                await _send(conn.ws, item)
-                continue
-            frame: Frame = item
-            index = self._next_index
-            self._next_index += 1
-            wire = conn.session.render(frame)
-            release, held, copies = held, None, 1
-            for fault, drawn in self.plan.take(index):
-                self.injected.append(Injected(fault.kind, index, conn.id, frame.location, drawn))
-                if fault.kind == "stall":
-                    await asyncio.sleep(fault.stall_ns / 1e9)
-                elif fault.kind == "drop":
-                    copies = 0
-                elif fault.kind == "dup" and copies:
-                    copies = 2
-                elif fault.kind == "reorder" and copies:
-                    held, copies = wire, 0
-                elif fault.kind == "disconnect":
-                    conn.closed = True
-                    if conn.request.transport is not None:
-                        conn.request.transport.abort()
-                    return
-            for _ in range(copies):
-                await _send(conn.ws, wire)
-                self.frames_served += 1
-            if release is not None:
-                await _send(conn.ws, release)
-                self.frames_served += 1
+                    conn.push(CTL, message)
+        self._wake()
 
     # -- REST and control ----------------------------------------------------------------------
 
@@ -370,9 +349,3 @@ class ReplayServer:
             return web.json_response({"error": str(exc)}, status=400)
         return web.json_response({"added": added})
 
-
-async def _send(ws: web.WebSocketResponse, message: bytes | str) -> None:
-    data = message.encode() if isinstance(message, str) else message
-    with contextlib.suppress(ConnectionResetError, RuntimeError):
-        # captured bytes go out untouched as a text frame (no decode/encode round trip)
-        await ws.send_frame(data, WSMsgType.TEXT)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import websockets
+
+from tapeflow.live import Connector, LiveBatch
 
 IDLE_S = 1.0  # the tape is done with a connection once it stays silent this long (as fast as possible)
 FRAME_TIMEOUT_S = 20.0  # an expected frame that takes longer than this is missing, not slow
@@ -65,3 +68,26 @@ def session(url: str, messages: list[dict | str], *, idle_s: float = IDLE_S, exp
 def run(make: Callable[[], Awaitable[Any]]) -> Any:
     """Run a coroutine factory to completion."""
     return asyncio.run(make())
+
+
+def run_live(client: Connector, done: Callable[[list[bytes]], bool], limit_s: float = 40.0
+             ) -> list[LiveBatch]:
+    """Run a live venue client until ``done(websocket payloads received so far)`` (or ``limit_s``),
+    then close it; every batch it yielded."""
+    async def go() -> list[LiveBatch]:
+        batches: list[LiveBatch] = []
+        received: list[bytes] = []
+
+        async def consume() -> None:
+            async for batch in client.batches():
+                batches.append(batch)
+                received.extend(f.data for f in batch.frames if f.channel == "ws")
+
+        task = asyncio.get_running_loop().create_task(consume())
+        deadline = time.monotonic() + limit_s
+        while time.monotonic() < deadline and not task.done() and not done(received):
+            await asyncio.sleep(0.05)
+        client.close()
+        await asyncio.wait_for(task, 10)
+        return batches
+    return asyncio.run(go())

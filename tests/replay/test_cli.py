@@ -54,7 +54,8 @@ def test_cli_bad_arguments_are_clear_errors(tmp_path: Path, capsys: pytest.Captu
     for args, named in (([str(OKX), "--fault", "explode@1"], "bad fault spec 'explode@1'"),
                         ([str(tmp_path / "nope.ws")], "nope.ws"),
                         ([str(OKX), "--rest-limit", "ten"], "--rest-limit 'ten'"),
-                        ([str(OKX), "--random-faults", "drop=7"], "drop=7")):
+                        ([str(OKX), "--random-faults", "drop=7"], "drop=7"),
+                        ([str(OKX), "--settle", "soon"], "soon")):
         assert main(["replay-server", "--format", "okx", *args]) == 2
         assert named in capsys.readouterr().err
 

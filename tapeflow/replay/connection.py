@@ -1,0 +1,175 @@
+"""One websocket connection of the replay server: its subscriptions, its queue and its send loop.
+
+The tape (in :mod:`tapeflow.replay.server`) queues frames for a connection with their fault
+index; the send loop writes them and applies the faults planned for that index when it gets there.
+A connection with a stall or a disconnect queued holds the tape (see :meth:`Conn.holds_tape` and
+:meth:`Conn.subscribed`), so nothing runs ahead of a fault that a client will resync from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from tapeflow.replay.faults import FaultPlan, Injected
+from tapeflow.replay.protocol import Frame, Key, Session
+
+CTL, TAPE = 0, 1  # queue item kinds: a handshake reply or synthesized snapshot, a tape frame
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """A tape frame queued for one connection.
+
+    Attributes:
+        frame: the tape frame.
+        index: its fault index (the count of tape frames queued to connections before it).
+        stalls: stalls the tape saw planned for it when queueing (the tape waits for them).
+    """
+
+    frame: Frame
+    index: int
+    stalls: int = 0
+
+
+@dataclass(eq=False)
+class Conn:
+    """One client connection (``id`` 1, 2, ... in accept order)."""
+
+    id: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    session: Session
+    keys: set[Key] = field(default_factory=set)
+    queue: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
+    gone: asyncio.Event = field(default_factory=asyncio.Event)
+    closed: bool = False
+    cut: bool = False  # a disconnect is queued for it: the tape hands it nothing after that frame
+    stalls_queued: int = 0  # planned stalls queued for it and not started yet
+    stalling: bool = False
+    last_subscribe_s: float = 0.0  # loop time of its last subscribe (the settle rule)
+
+    def push(self, kind: int, item: Any) -> None:
+        """Queue a reply (``CTL``) or a :class:`Queued` tape frame (``TAPE``)."""
+        self.queue.append((kind, item))
+        self.ready.set()
+
+    def subscribed(self) -> bool:
+        """Takes tape frames: open, subscribed to something, no disconnect queued."""
+        return bool(self.keys) and not self.closed and not self.cut
+
+    def holds_tape(self) -> bool:
+        """A stall is queued or running on it: the tape waits (a stalled venue is silent)."""
+        return not self.closed and (self.stalling or self.stalls_queued > 0)
+
+    def first_unsent(self) -> int | None:
+        """Fault index of the first tape frame still queued, None when none is."""
+        for kind, item in list(self.queue):  # status() may read it from another thread
+            if kind == TAPE:
+                return int(item.index)
+        return None
+
+    def close(self) -> None:
+        """Mark it gone and wake everything that waits on it."""
+        self.closed = True
+        for event in (self.ready, self.drained, self.gone):
+            event.set()
+
+
+@dataclass
+class Sender:
+    """What a send loop shares with its server: the fault plan, the record of applied faults,
+    the served-frames counter and the producer's wake-up call."""
+
+    plan: FaultPlan
+    injected: list[Injected]
+    queue_frames: int
+    wake: Callable[[], None]
+    finished: Callable[[], bool]
+    served: int = 0
+
+    async def run(self, conn: Conn) -> None:
+        """Write ``conn``'s queue until it closes, applying each tape frame's faults."""
+        held: bytes | None = None
+        while not conn.closed:
+            if not conn.queue:
+                if held is not None and self.finished():  # a reorder at the very end: its frame goes last
+                    held = None if await self._write(conn, held) else held
+                    continue
+                conn.drained.set()
+                conn.ready.clear()
+                await conn.ready.wait()
+                continue
+            kind, item = conn.queue.popleft()
+            if len(conn.queue) <= self.queue_frames // 2:
+                conn.drained.set()
+            if kind == CTL:
+                if not await send(conn, item):
+                    break
+                continue
+            queued: Queued = item
+            wire = conn.session.render(queued.frame)
+            release, held, copies = held, None, 1
+            faults = self.plan.take(queued.index)
+            conn.stalls_queued = max(0, conn.stalls_queued - queued.stalls)
+            for fault, drawn in faults:
+                where = queued.frame.location
+                self.injected.append(Injected(fault.kind, queued.index, conn.id, where, drawn))
+                if fault.kind == "stall":
+                    await self._stall(conn, fault.stall_ns)
+                elif fault.kind == "drop":
+                    copies = 0
+                elif fault.kind == "dup" and copies:
+                    copies = 2
+                elif fault.kind == "reorder" and copies:
+                    held, copies = wire, 0
+                elif fault.kind == "disconnect":
+                    conn.close()
+                    if conn.request.transport is not None:
+                        conn.request.transport.abort()
+                    self.wake()
+                    return
+            if conn.closed:  # it went away during a stall: this frame was never sent
+                break
+            for _ in range(copies):
+                if not await self._write(conn, wire):
+                    return
+            if release is not None and not await self._write(conn, release):
+                return
+
+    async def _write(self, conn: Conn, wire: bytes) -> bool:
+        if not await send(conn, wire):
+            self.wake()
+            return False
+        self.served += 1
+        return True
+
+    async def _stall(self, conn: Conn, stall_ns: int) -> None:
+        conn.stalling = True
+        try:
+            # silent for the stall, or until the client gives up on the connection
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.gone.wait(), stall_ns / 1e9)
+        finally:
+            conn.stalling = False
+            self.wake()
+
+
+async def send(conn: Conn, message: bytes | str) -> bool:
+    """Write one text frame; False (and ``conn`` closed) when the connection is gone."""
+    data = message.encode() if isinstance(message, str) else message
+    try:
+        # captured bytes go out untouched as a text frame (no decode/encode round trip)
+        await conn.ws.send_frame(data, WSMsgType.TEXT)
+    except (ConnectionResetError, RuntimeError):
+        conn.close()
+        return False
+    return True
