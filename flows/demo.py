@@ -1,12 +1,16 @@
-"""``python -m flows.demo``: the live market flow on the simulated market of ``python -m tapeflow.demo``.
+"""``python -m flows.demo``: the simulated market of ``python -m tapeflow.demo`` through the real live path.
 
-Runs ``tapeflow live`` (one Bytewax worker) over ``.demo/sim/`` into
-the lake ``.demo/live/lake`` and prints what the flow produced: rows per output, a few 1 m bars,
-the last metrics of each instrument and the STATUS rows. ``$TAPEFLOW_DEMO_DIR`` moves ``.demo``.
+The first minutes of ``.demo/sim/`` are served by a replay server (``sim`` protocol, in a thread of
+this process, at a speed that plays them in about 15 s of wall time); ``tapeflow live --venue sim``
+connects to it with :class:`tapeflow.venues.sim.client.SimClient`, journals every frame under
+``.demo/live/journal`` and runs the market flow into the lake ``.demo/live/lake``. Then it prints
+what the flow produced: rows per output, a few 1 m bars, the last metrics of each instrument, the
+STATUS counts and the journal files. ``$TAPEFLOW_DEMO_DIR`` moves ``.demo``.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
 import shutil
 import subprocess
@@ -22,10 +26,33 @@ from tapeflow.schemas.records import BAR, METRIC, STATUS, UNDEF_PRICE
 from tapeflow.storage import lake
 
 SCALE = 1e9
+FEED_MINUTES = 2  # simulated minutes served: enough for 1 m bars, small enough for ~15 s of wall time
+WALL_S = 15.0
 
 
-def run(root: Path) -> int:
-    """Run the flow over ``root/sim`` into ``root/live`` and print its outputs; returns the exit code."""
+def feed_files(files: list[Path], out: Path, minutes: float) -> list[Path]:
+    """The first ``minutes`` of each simulator file (by capture time), as files under ``out/<symbol>/``."""
+    written = []
+    for path in files:
+        target = out / path.parent.name / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with gzip.open(path, "rb") as src, gzip.open(target, "wb", compresslevel=1) as dst:
+            dst.write(src.readline())  # header
+            end = None
+            for line in src:
+                recv = int(line.split(b",", 2)[1])
+                end = end or recv + int(minutes * 60e9)
+                if recv >= end:
+                    break
+                dst.write(line)
+        written.append(target)
+    return written
+
+
+def run(root: Path, minutes: float = FEED_MINUTES, wall_s: float = WALL_S) -> int:
+    """Serve ``root/sim`` live, run the flow into ``root/live`` and print its outputs (exit code)."""
+    from tapeflow.replay import ReplayServer
+
     files = sorted((root / "sim" / "sim").glob("*/*.events.csv.gz"))
     if not files:
         print(f"demo: no simulated market under {root / 'sim'}; run `python -m tapeflow.demo` first",
@@ -34,18 +61,29 @@ def run(root: Path) -> int:
     out = root / "live"
     if out.exists():
         shutil.rmtree(out)
-    print(f"\n== live flow: {len(files)} simulated feeds -> book, bars, metrics -> {out / 'lake'}",
-          flush=True)
-    cmd = [sys.executable, "-m", "tapeflow.cli", "live", "--capture", *map(str, files), "--format", "sim",
-           "--lake", str(out / "lake"), "--no-clickhouse", "--no-raw"]
-    print("   $ tapeflow live --capture .demo/sim/sim/*/*.gz --format sim "
-          f"--lake {out / 'lake'} --no-clickhouse --no-raw", flush=True)
+    feed = feed_files(files, out / "feed", minutes)
+    symbols = sorted(p.parent.name for p in feed)
+    speed = minutes * 60 / wall_s
+    print(f"\n== live flow: replay server (sim, first {minutes:g} min at {speed:g}x) -> SimClient -> journal "
+          f"-> book, bars, metrics -> {out / 'lake'}", flush=True)
     started = time.perf_counter()
-    code = subprocess.call(cmd)
+    with ReplayServer("sim", feed, speed=speed).run_in_thread() as srv:
+        # the feed keeps the simulator's 2024 capture times: judge latency against the feed's own level
+        args = ["--venue", "sim", "--symbols", ",".join(symbols), "--endpoint", srv.ws_url,
+                "--journal", str(out / "journal"), "--idle-exit", "3s", "--clock", "relative",
+                "--lake", str(out / "lake"), "--no-clickhouse", "--no-raw"]
+        print(f"   $ tapeflow live {' '.join(args)}", flush=True)
+        code = subprocess.call([sys.executable, "-m", "tapeflow.cli", "live", *args])
+        served = srv.frames_served
     if code:
         return code
-    print(f"   (the flow ran {time.perf_counter() - started:.1f} s)")
+    print(f"   ({served:,} frames served; the flow ran {time.perf_counter() - started:.1f} s)")
     show(out / "lake")
+    print("\n== journal (every frame as received, before decoding; batch decode: "
+          "tapeflow.venues.sim.sync.decode_journal)")
+    for path in sorted((out / "journal").rglob("*.jsonl")):
+        lines = sum(1 for _ in path.open("rb"))
+        print(f"   {path} ({lines:,} lines)")
     return 0
 
 

@@ -46,6 +46,8 @@ from tapeflow.schemas.records import REJECTED, STATUS
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 
+CLOCKS = ("auto", "wall", "relative", "none")  # TAPEFLOW_LIVE_CLOCK (see LiveConfig.health_clock)
+
 
 @dataclass(frozen=True)
 class MarketSinks:
@@ -190,6 +192,7 @@ class LiveConfig:
     degraded_ns: int = 1_000_000_000
     client_options: tuple[tuple[str, Any], ...] = ()
     progress_s: float = 2.0
+    clock: str = "auto"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveConfig:
@@ -215,6 +218,9 @@ class LiveConfig:
         duration = get("TAPEFLOW_LIVE_DURATION", "")
         idle = get("TAPEFLOW_LIVE_IDLE_EXIT", "")
         bars = get("TAPEFLOW_LIVE_BARS", ",".join(STANDARD_INTERVALS))
+        clock = get("TAPEFLOW_LIVE_CLOCK") or "auto"
+        if clock not in CLOCKS:
+            raise ConfigError(f"TAPEFLOW_LIVE_CLOCK takes {', '.join(CLOCKS)}, got {clock!r}")
         return cls(
             venue=venue, format_name=get("TAPEFLOW_LIVE_FORMAT", venue), symbols=symbols,
             endpoint=get("TAPEFLOW_LIVE_ENDPOINT") or None,
@@ -233,7 +239,25 @@ class LiveConfig:
             degraded_ns=_int(get, "TAPEFLOW_LIVE_DEGRADED_MS", 1000) * 1_000_000,
             client_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_CLIENT_OPTIONS").items())),
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2)),
+            clock=clock,
         )
+
+    def health_clock(self) -> str:
+        """``wall``, ``relative`` or ``none``: ``auto`` is ``wall`` for a live feed, ``none`` for files."""
+        if self.clock != "auto":
+            return self.clock
+        return "none" if self.capture else "wall"
+
+    def new_health(self) -> Any:
+        """A fresh health stage: ``FeedHealth`` (wall / none) or ``RelativeHealth`` (relative)."""
+        from tapeflow.live.health import FeedHealth, LatencyBreaker
+
+        breaker = LatencyBreaker(self.degraded_ns)
+        if self.health_clock() == "relative":
+            from tapeflow.live.relative import RelativeHealth
+
+            return RelativeHealth(breaker)
+        return FeedHealth(breaker)
 
     def source(self) -> Source:
         """The capture source when capture files are given, else the live connector."""
@@ -284,15 +308,10 @@ def flow_from_env() -> Dataflow:
                            lake_root=settings.lake_dir if "lake" in config.outputs else None)
     sinks = MarketSinks(tables=tables, extra=(ProgressSink(config.progress_s),))
     source = config.source()
-
-    def new_health() -> Any:
-        from tapeflow.live.health import FeedHealth, LatencyBreaker
-
-        return FeedHealth(LatencyBreaker(config.degraded_ns))
-
-    # a live feed's lag is judged against the wall clock; a replay runs at its own pace
-    clock = time.time_ns if isinstance(source, LiveSource) else None
+    # a live feed's lag is judged against the wall clock (``relative``: against its recent level);
+    # capture files replay at their own pace, so only their feed latency is judged
+    clock = None if config.health_clock() == "none" else time.time_ns
     return build_market_flow(source, sinks, levels=config.levels,
                              snapshot_interval_ns=config.snapshot_interval_ns, intervals=config.intervals,
-                             bbo_as_quote=config.bbo_as_quote, raw=config.raw, new_health=new_health,
+                             bbo_as_quote=config.bbo_as_quote, raw=config.raw, new_health=config.new_health,
                              health_clock=clock)

@@ -27,6 +27,7 @@ from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 
 SUMMARY_PREFIX = "live-summary "
+CLOCKS = ("auto", "wall", "relative", "none")  # TAPEFLOW_LIVE_CLOCK, see flows.market.LiveConfig
 FLOW = "flows.market:flow_from_env()"
 
 
@@ -46,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="connector keyword argument, e.g. market=spot (binance), depth=100 (kraken)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
+    src.add_argument("--clock", choices=CLOCKS, default="auto",
+                     help="how the health stage judges latency: wall (against today's clock; live feeds), "
+                          "relative (against the feed's own recent level; replays of old captures), none "
+                          "(feed latency only; capture files); auto: wall for a feed, none for files")
     run = p.add_argument_group("how to run")
     run.add_argument("-w", "--workers", type=int, default=1, help="Bytewax workers per process")
     run.add_argument("--processes", type=int, default=1,
@@ -94,6 +99,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         "TAPEFLOW_LIVE_CAPTURE": os.pathsep.join(str(p.resolve()) for p in args.capture or ()),
         "TAPEFLOW_LIVE_DURATION": args.duration or "",
         "TAPEFLOW_LIVE_IDLE_EXIT": args.idle_exit or "",
+        "TAPEFLOW_LIVE_CLOCK": args.clock,
         "TAPEFLOW_LIVE_LEVELS": str(args.levels),
         "TAPEFLOW_LIVE_INTERVAL": args.interval,
         "TAPEFLOW_LIVE_BBO_AS_QUOTE": "1" if args.bbo_as_quote else "0",
