@@ -78,6 +78,15 @@ def test_reorder(kraken: tuple[Path, list[bytes]]) -> None:
     assert [(i.kind, i.index) for i in srv.injected] == [("reorder", 10)]
 
 
+def test_reorder_of_the_last_frame_is_released_when_the_tape_ends(kraken: tuple[Path, list[bytes]]) -> None:
+    path, expected = kraken
+    last = len(expected) - 1
+    got, srv = _serve(path, len(expected), faults=[f"reorder@{last}"])
+    assert got == expected  # held back, with no next frame to follow: it still arrives, last
+    assert [(i.kind, i.index) for i in srv.injected] == [("reorder", last)]
+    assert srv.frames_served == len(expected)
+
+
 def test_stall_keeps_the_server_silent_then_resumes(kraken: tuple[Path, list[bytes]]) -> None:
     path, expected = kraken
 
