@@ -87,7 +87,7 @@ class Conn:
 @dataclass
 class Sender:
     """What a send loop shares with its server: the fault plan, the record of applied faults,
-    the served-frames counter and the producer's wake-up call."""
+    the served-frames counter, unexpected send errors and the producer's wake-up call."""
 
     plan: FaultPlan
     injected: list[Injected]
@@ -95,9 +95,28 @@ class Sender:
     wake: Callable[[], None]
     finished: Callable[[], bool]
     served: int = 0
+    errors: list[str] = field(default_factory=list)
 
     async def run(self, conn: Conn) -> None:
-        """Write ``conn``'s queue until it closes, applying each tape frame's faults."""
+        """Write ``conn``'s queue until it closes, applying each tape frame's faults.
+
+        If writing fails in a way it does not expect, the connection is cut (the client sees a
+        disconnect and resyncs) and the error is kept in ``errors``: a sender that died while its
+        connection stayed subscribed would swallow the tape.
+        """
+        try:
+            await self._run(conn)
+        except Exception as exc:
+            if len(self.errors) < 100:
+                self.errors.append(f"connection {conn.id}: {type(exc).__name__}: {exc}")
+        finally:
+            if not conn.closed:
+                conn.close()
+                if conn.request.transport is not None:
+                    conn.request.transport.abort()
+            self.wake()
+
+    async def _run(self, conn: Conn) -> None:
         held: bytes | None = None
         while not conn.closed:
             if not conn.queue:

@@ -188,7 +188,8 @@ class ReplayServer:
                 "frames_served": self.frames_served, "next_index": self.next_index(),
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
-                "state_errors": self.state_errors, "finished": self.finished}
+                "state_errors": self.state_errors, "send_errors": list(self._sender.errors),
+                "finished": self.finished}
 
     # -- the tape ------------------------------------------------------------------------------
 

@@ -207,3 +207,45 @@ def test_compressed_connection_gets_every_frame(real_data: Path) -> None:
         assert json.loads(second[1])["type"] == "snapshot"
         assert [f.encode() for f in second[2:]] == v5[31:]
         assert srv.frames_served == len(v5) - 1
+
+
+def test_an_unexpected_send_error_cuts_the_connection_and_the_tape_waits(real_data: Path) -> None:
+    path = need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")
+    expected = [f for f in cryptofeed_received(path)
+                if f.endswith(b',"book-1000","XBT/CHF"]') or f == HEARTBEAT]
+    sub = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book", "depth": 1000}}
+    srv = ReplayServer("kraken", [path], queue_frames=10)
+    make_session, rendered = srv.adapter.session, []
+
+    def session(connection: int):  # a session that fails to render its connection's 11th frame
+        s = make_session(connection)
+        render = s.render
+
+        def failing(frame):
+            rendered.append(connection)
+            if rendered.count(1) == 11 and connection == 1:
+                raise ValueError("cannot render")
+            return render(frame)
+        s.render = failing
+        return s
+
+    srv.adapter.session = session
+
+    async def go(url: str) -> list[list[str]]:
+        runs = []
+        for _ in range(2):
+            async with websockets.connect(url, max_size=None) as ws:
+                await ws.send(json.dumps(sub))
+                runs.append(await drain(ws))
+        return runs
+
+    with srv.run_in_thread():
+        first, second = asyncio.run(go(srv.ws_url))
+        status = srv.status()
+    assert [f.encode() for f in first[2:]] == expected[:10]  # then cut, as on a disconnect
+    assert status["send_errors"] == ["connection 1: ValueError: cannot render"]
+    # the tape did not run on into the dead connection: the next one gets a snapshot and the rest
+    assert json.loads(second[2])[1].keys() == {"as", "bs"}
+    later = [f.encode() for f in second[3:]]
+    k = len(expected) - len(later)
+    assert 10 < k < 40 and later == expected[k:]
