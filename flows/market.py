@@ -260,15 +260,16 @@ class LiveConfig:
         return FeedHealth(breaker)
 
     def source(self) -> Source:
-        """The capture source when capture files are given, else the live connector."""
+        """The capture source when capture files are given, else the live connector; both send
+        heartbeats on the snapshot grid, so quiet instruments' snapshots follow the feed's clock."""
         if self.capture:
             if not self.format_name:
                 raise ConfigError("TAPEFLOW_LIVE_FORMAT (or TAPEFLOW_LIVE_VENUE) names the capture's format")
             return CaptureSource(self.format_name, self.capture, batch_events=self.batch_events,
-                                 batch_ns=self.batch_ns)
+                                 batch_ns=self.batch_ns, heartbeat_ns=self.snapshot_interval_ns)
         return LiveSource(self.venue, self.symbols, endpoint=self.endpoint, rest_endpoint=self.rest_endpoint,
                           journal=self.journal, duration_ns=self.duration_ns, idle_stop_ns=self.idle_stop_ns,
-                          client_options=dict(self.client_options))
+                          client_options=dict(self.client_options), heartbeat_ns=self.snapshot_interval_ns)
 
 
 def _json_object(get: Callable[..., str | None], name: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
+from flows.sources import WATERMARK
 from tapeflow.book import instrument_groups
 from tapeflow.live.bookstate import BookStage
 from tapeflow.live.windows import DEGRADED, DegradedWindows
@@ -183,7 +184,16 @@ def degraded(step_id: str, up: KeyedStream[Batch]) -> KeyedStream[Batch]:
 
 def _book_step(stage: BookStage, batch: Batch) -> Batch:
     out = stage.apply(batch)
-    return {**batch, BOOK_SNAPSHOT.name: out[BOOK_SNAPSHOT.name], BBO: out[QUOTE.name]}
+    snaps = out[BOOK_SNAPSHOT.name]
+    marks = batch.get(WATERMARK)
+    if marks is not None:
+        # the partition's capture clock (flows.sources.Heartbeat), after this batch's own rows
+        parts = [snaps]
+        columns = (marks.column(c).to_pylist() for c in ("venue", "symbol", "ts_recv_ns"))
+        for venue, symbol, ns in zip(*columns, strict=True):
+            parts.append(stage.advance(venue, symbol, ns)[BOOK_SNAPSHOT.name])
+        snaps = concat(BOOK_SNAPSHOT, parts)
+    return {**batch, BOOK_SNAPSHOT.name: snaps, BBO: out[QUOTE.name]}
 
 
 def _book_flush(stage: BookStage) -> Batch:
@@ -194,7 +204,8 @@ def _book_flush(stage: BookStage) -> Batch:
 def book(step_id: str, up: KeyedStream[Batch], kind: str = "auto", levels: int = 10,
          interval_ns: int | None = 1_000_000_000) -> KeyedStream[Batch]:
     """Per-instrument book (:class:`tapeflow.live.bookstate.BookStage`): adds ``book_snapshot``
-    (grid snapshots made final) and ``bbo`` (best bid/offer changes) to each batch."""
+    (grid snapshots made final, by the instrument's own rows or by a heartbeat's watermark) and
+    ``bbo`` (best bid/offer changes) to each batch."""
     return _stage("stage", up, lambda: BookStage(kind, levels, interval_ns), _book_step, _book_flush)
 
 

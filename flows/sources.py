@@ -8,15 +8,17 @@ One Bytewax item per micro-batch keeps the per-item cost (~10 us) negligible.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from tapeflow.errors import ConfigError
@@ -76,6 +78,67 @@ def cut_batches(tables: Batch, batch_events: int, batch_ns: int | None) -> Itera
         start = end
 
 
+WATERMARK = "_watermark"  # batch key of heartbeat rows (a leading "_" keeps it out of every sink)
+_WATERMARK_SCHEMA = pa.schema([("venue", pa.string()), ("symbol", pa.string()), ("ts_recv_ns", pa.int64())])
+_NOT_FEED = ("status", "rejected")  # their times are not the feed's capture clock (status: wall time)
+
+
+@dataclass
+class Heartbeat:
+    """A partition's capture-time watermark, sent to every instrument of the partition.
+
+    The watermark is the largest ``ts_recv_ns`` the partition has emitted. Each time it passes a
+    multiple of ``every_ns``, the batch gets a :data:`WATERMARK` table: one row per instrument the
+    partition has seen, all with the watermark. The flow routes each row to its instrument, and the
+    book stage emits the grid instants before it, so a quiet instrument's snapshots (and metrics)
+    come out as the partition's clock moves, not only at its own next event. Everything follows the
+    rows, so a replay stamps the same batches every time.
+
+    It assumes what a single connection gives: capture times in arrival order within the partition
+    (a later row below the watermark would belong to an instant already emitted).
+
+    Attributes:
+        every_ns: heartbeat spacing in capture time (the snapshot grid's interval is a good value).
+        watermark_ns: the partition's largest capture time so far (-1: none).
+        instruments: (venue, symbol) of every instrument seen, in first-seen order.
+    """
+
+    every_ns: int
+    watermark_ns: int = -1
+    instruments: list[tuple[str, str]] = field(default_factory=list)
+    _mark: int = -1
+
+    def stamp(self, batch: Batch) -> Batch:
+        """``batch`` plus a :data:`WATERMARK` table when the watermark passed a multiple of ``every_ns``."""
+        known = set(self.instruments)
+        for name, table in batch.items():
+            if name in _NOT_FEED or name.startswith("_") or not table.num_rows:
+                continue
+            self.watermark_ns = max(self.watermark_ns, pc.max(table.column("ts_recv_ns")).as_py())
+            for venue, symbol in _instruments(table):
+                if (venue, symbol) not in known:
+                    known.add((venue, symbol))
+                    self.instruments.append((venue, symbol))
+        # a mark counts the multiples of every_ns strictly below the watermark (instants before it are final)
+        mark = (self.watermark_ns - 1) // self.every_ns if self.watermark_ns >= 0 else -1
+        if mark <= self._mark or not self.instruments:
+            return batch
+        self._mark = mark
+        n = len(self.instruments)
+        table = pa.table([pa.array([v for v, _ in self.instruments], pa.string()),
+                          pa.array([s for _, s in self.instruments], pa.string()),
+                          pa.array([self.watermark_ns] * n, pa.int64())], schema=_WATERMARK_SCHEMA)
+        return {**batch, WATERMARK: table}
+
+
+def _instruments(table: pa.Table) -> list[tuple[str, str]]:
+    venue, symbol = pc.min_max(table.column("venue")), pc.min_max(table.column("symbol"))
+    if venue["min"] == venue["max"] and symbol["min"] == symbol["max"]:
+        return [(venue["min"].as_py(), symbol["min"].as_py())]  # the common case: one instrument
+    pairs = table.select(["venue", "symbol"]).group_by(["venue", "symbol"], use_threads=False).aggregate([])
+    return list(zip(pairs.column("venue").to_pylist(), pairs.column("symbol").to_pylist(), strict=True))
+
+
 @dataclass(frozen=True)
 class CaptureResume:
     """Where a capture partition stands: rows of each record type already emitted.
@@ -87,11 +150,14 @@ class CaptureResume:
 
     emitted: tuple[tuple[str, int], ...] = ()
     done: bool = False
+    heartbeat: Heartbeat | None = None
 
 
 class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
     def __init__(self, format_name: str, paths: list[Path], batch_events: int, batch_ns: int | None,
-                 resume: CaptureResume | None) -> None:
+                 resume: CaptureResume | None, heartbeat_ns: int | None = None) -> None:
+        self._heartbeat = (copy.deepcopy(resume.heartbeat) if resume and resume.heartbeat
+                           else Heartbeat(heartbeat_ns) if heartbeat_ns else None)
         self._emitted = dict(resume.emitted) if resume else {}
         self._done = bool(resume and resume.done)
         self._skip = dict(self._emitted)
@@ -102,7 +168,7 @@ class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
     def next_batch(self) -> list[Batch]:
         for batch in self._queue:
             self._count(batch)
-            return [batch]
+            return [self._heartbeat.stamp(batch) if self._heartbeat is not None else batch]
         chunk = next(self._chunks, None)
         if chunk is None:
             self._done = True
@@ -125,7 +191,7 @@ class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
             self._emitted[name] = self._emitted.get(name, 0) + table.num_rows
 
     def snapshot(self) -> CaptureResume:
-        return CaptureResume(tuple(sorted(self._emitted.items())), self._done)
+        return CaptureResume(tuple(sorted(self._emitted.items())), self._done, copy.deepcopy(self._heartbeat))
 
 
 class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
@@ -140,25 +206,30 @@ class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
             one folder, so they stay one stream.
         batch_events: at most this many rows (all record types) per micro-batch.
         batch_ns: a micro-batch spans less than this much capture time (None: no time bound).
+        heartbeat_ns: send the partition's capture-time watermark to all its instruments every
+            this much capture time (:class:`Heartbeat`; None: no heartbeats).
 
     Raises:
         ConfigError: an unknown format, no paths, a missing file or a non-positive bound.
     """
 
     def __init__(self, format_name: str, paths: Sequence[Path | str], *,
-                 batch_events: int = DEFAULT_BATCH_EVENTS, batch_ns: int | None = DEFAULT_BATCH_NS) -> None:
+                 batch_events: int = DEFAULT_BATCH_EVENTS, batch_ns: int | None = DEFAULT_BATCH_NS,
+                 heartbeat_ns: int | None = None) -> None:
         get_format(format_name)  # an unknown format fails here, at build time, not on a worker
         if not paths:
             raise ConfigError("CaptureSource needs at least one file")
         missing = [str(p) for p in paths if not Path(p).is_file()]
         if missing:
             raise ConfigError(f"capture files not found: {', '.join(missing)}")
-        if batch_events < 1 or (batch_ns is not None and batch_ns <= 0):
-            raise ConfigError(f"batch_events ({batch_events}) and batch_ns ({batch_ns}) must be > 0")
+        if batch_events < 1 or any(v is not None and v <= 0 for v in (batch_ns, heartbeat_ns)):
+            raise ConfigError(f"batch_events ({batch_events}), batch_ns ({batch_ns}) and heartbeat_ns "
+                              f"({heartbeat_ns}) must be > 0")
         self.format_name = format_name
         self.partitions = partition_paths(paths)
         self.batch_events = batch_events
         self.batch_ns = batch_ns
+        self.heartbeat_ns = heartbeat_ns
 
     def list_parts(self) -> list[str]:
         return list(self.partitions)
@@ -166,7 +237,7 @@ class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
     def build_part(self, step_id: str, for_part: str, resume_state: CaptureResume | None
                    ) -> _CapturePartition:
         return _CapturePartition(self.format_name, self.partitions[for_part], self.batch_events,
-                                 self.batch_ns, resume_state)
+                                 self.batch_ns, resume_state, self.heartbeat_ns)
 
 
 class _LivePartition(StatefulSourcePartition[Batch, None]):
@@ -177,6 +248,7 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
         self._idle_since: float | None = None
         self._idle = False
+        self._heartbeat = Heartbeat(source.heartbeat_ns) if source.heartbeat_ns else None
 
     def next_batch(self) -> list[Batch]:
         now = time.monotonic()
@@ -196,6 +268,8 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
         out = {k: t for k, t in batch.records.items() if t.num_rows}
         if batch.status.num_rows:
             out["status"] = batch.status
+        if out and self._heartbeat is not None:
+            out = self._heartbeat.stamp(out)
         return [out] if out else []
 
     def next_awake(self) -> datetime | None:
@@ -230,6 +304,7 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         idle_stop_ns: stop once no batch came for this long (None: never; a replayed capture
             that has run out).
         client_options: extra keyword arguments for the client.
+        heartbeat_ns: as :class:`CaptureSource` (the feed's capture clock drives quiet instruments).
 
     Raises:
         ConfigError: no client module for the venue.
@@ -238,7 +313,7 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
     def __init__(self, venue: str, symbols: Sequence[str], *, endpoint: str | None = None,
                  rest_endpoint: str | None = None, journal: Path | str | None = None,
                  duration_ns: int | None = None, idle_stop_ns: int | None = None,
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None, heartbeat_ns: int | None = None) -> None:
         if not symbols:
             raise ConfigError(f"LiveSource for {venue} needs at least one symbol")
         self.venue = venue
@@ -249,6 +324,7 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         self.duration_ns = duration_ns
         self.idle_stop_ns = idle_stop_ns
         self.client_options = dict(client_options or {})
+        self.heartbeat_ns = heartbeat_ns
         self.client_class()  # fail at build time on an unknown venue
 
     def client_class(self) -> type:

@@ -130,13 +130,40 @@ class BookStage:
                 self._apply_one(inst, sub, out)
         return self._tables(out)
 
-    def close(self) -> dict[str, pa.Table]:
-        """End of stream: emit each instrument's last grid instant (the batch grid includes it)."""
+    def advance(self, venue: str, symbol: str, watermark_ns: int) -> dict[str, pa.Table]:
+        """The feed's capture clock reached ``watermark_ns``: no later row of this instrument will
+        arrive before it (its source promises capture times in arrival order), so every grid
+        instant before it is final. Emits them with the book as it stands (a quiet instrument's
+        snapshots then follow the other instruments' clock instead of waiting for its next event).
+
+        The instants are the batch grid's as long as the instrument has more events; after its
+        last event the batch grid stops at the first instant at or after it, the live one goes on
+        while the feed's clock moves (those rows repeat the last book).
+
+        Returns:
+            ``{"quote": empty, "book_snapshot": ...}``.
+        """
         out = _Out()
+        inst = self.books.get((venue, symbol))
+        step = self.interval_ns
+        if inst is not None and not inst.closed and inst.pending is not None and step is not None:
+            assert inst.next_grid_ns is not None
+            grid = np.arange(inst.next_grid_ns, watermark_ns, step, dtype=np.int64)
+            if len(grid):
+                out.snaps.append(self._snapshot_rows(inst, grid, [inst.pending] * len(grid)))
+                inst.next_grid_ns = int(grid[-1]) + step
+        return self._tables(out)
+
+    def close(self) -> dict[str, pa.Table]:
+        """End of stream: emit each instrument's last grid instant (the batch grid includes it),
+        unless :meth:`advance` already went past it."""
+        out = _Out()
+        step = self.interval_ns
         for inst in self.books.values():
-            if not inst.closed and inst.pending is not None and self.interval_ns is not None:
-                out.snaps.append(self._snapshot_rows(inst, np.array([inst.next_grid_ns], np.int64),
-                                                     [inst.pending]))
+            if not inst.closed and inst.pending is not None and step is not None:
+                last = -(-inst.pending.recv_ns // step) * step  # the batch grid's last instant
+                if inst.next_grid_ns == last:
+                    out.snaps.append(self._snapshot_rows(inst, np.array([last], np.int64), [inst.pending]))
             inst.closed = True
         return self._tables(out)
 

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from flows.sources import cut_batches
+from flows.sources import Heartbeat, cut_batches
 from tests.conftest import need, real_data_root
 
 USDM = "binance/usdm_btcusdt_20240808.gz"
@@ -98,14 +98,19 @@ class TablesSource(FixedPartitionedSource):
     (for inputs a test changed after decoding, e.g. an injected latency spike)."""
 
     def __init__(self, tables: dict[str, pa.Table], *, batch_events: int = 500,
-                 batch_ns: int | None = 1_000_000_000) -> None:
+                 batch_ns: int | None = 1_000_000_000, heartbeat_ns: int | None = None) -> None:
         self.tables, self.batch_events, self.batch_ns = tables, batch_events, batch_ns
+        self.heartbeat_ns = heartbeat_ns
 
     def list_parts(self) -> list[str]:
         return ["tables"]
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> StatefulSourcePartition:
-        return _TablesPartition(list(cut_batches(self.tables, self.batch_events, self.batch_ns)))
+        batches = list(cut_batches(self.tables, self.batch_events, self.batch_ns))
+        if self.heartbeat_ns:
+            beat = Heartbeat(self.heartbeat_ns)
+            batches = [beat.stamp(b) for b in batches]
+        return _TablesPartition(batches)
 
 
 class _TablesPartition(StatefulSourcePartition):
