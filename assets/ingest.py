@@ -107,7 +107,10 @@ def normalized(context: AssetExecutionContext,
         yield MaterializeResult(asset_key=name, metadata=meta | source_meta)
     for name in CHECKED:
         book = written["venue_quotes"] if name == "trades" else None
-        yield from checks.evaluate(name, written[name], lake, book=book, record=NORMALIZED[name])
+        # a venue's own BBO shows the pre-open auction book too (CME MBP-1): the trades open the session
+        trades = written["trades"] if name == "venue_quotes" else None
+        yield from checks.evaluate(name, written[name], lake, book=book, record=NORMALIZED[name],
+                                   trades=trades)
 
 
 def derive_trades(decoded: dict[str, dict[Target, pa.Table]], wanted: list[Target]) -> list[str]:
