@@ -17,11 +17,13 @@ from bytewax.testing import TestingSink, run_main
 
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
+from flows.sources import CaptureSource
 from tapeflow.book_l3 import l3_book_snapshots
+from tapeflow.rebuild import snapshots_for_format
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tests.flows.flowdata import TablesSource, sim_market, sorted_rows
+from tests.flows.flowdata import TablesSource, binance_prefix, sim_market, sorted_rows
 
 SECOND = 1_000_000_000
 QUIET = "SIM-ETHUSDT"
@@ -116,3 +118,14 @@ def test_heartbeats_carry_the_partition_watermark() -> None:
     assert WATERMARK not in beat.stamp({"trade": later})  # no new whole second passed
     status = ALL_RECORDS["status"].empty_table()
     assert WATERMARK not in beat.stamp({"status": status})
+
+
+@pytest.mark.realdata
+def test_heartbeats_keep_parity_on_the_real_capture() -> None:
+    path = binance_prefix()
+    got: list = []
+    source = CaptureSource("binance", [path], batch_events=97, heartbeat_ns=SECOND)
+    run_main(build_market_flow(source, MarketSinks(tables=TestingSink(got)), intervals=()))
+    want, _ = snapshots_for_format("binance", [path], levels=10, interval_ns=SECOND)
+    assert want.num_rows == 84
+    assert sorted_rows(gather(got)["book_snapshot"], ("ts_event_ns",)).equals(want)
