@@ -124,17 +124,32 @@ def partial_bars(ts_ns: np.ndarray, price_nanos: np.ndarray, size_nanos: np.ndar
     Returns:
         :class:`Partials`, grouped by interval then bucket start.
     """
+    c, words = partial_rows(ts_ns, price_nanos, size_nanos, aggressor_side, flagged, recv_ns, steps_ns)
+    return Partials(*(c[:, i] for i in range(12)), words)
+
+
+def partial_rows(ts_ns: np.ndarray, price_nanos: np.ndarray, size_nanos: np.ndarray,
+                 aggressor_side: np.ndarray, flagged: np.ndarray, recv_ns: np.ndarray,
+                 steps_ns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`partial_bars` as two matrices, the shape a caller that walks the rows wants.
+
+    Returns:
+        (int64[k, 12]: the :class:`Partials` fields ``interval`` .. ``gap`` as columns, in that
+        order; uint64[k, 4]: the notional words).
+    """
     n, m = len(ts_ns), len(steps_ns)
     ints = np.empty((n * m, 12), np.int64)
     words = np.empty((n * m, 4), np.uint64)
     k = _partials_kernel(
-        np.ascontiguousarray(ts_ns, np.int64), np.ascontiguousarray(price_nanos, np.int64),
-        np.ascontiguousarray(size_nanos, np.int64), np.ascontiguousarray(aggressor_side, np.uint8),
-        np.ascontiguousarray(flagged, np.bool_), np.ascontiguousarray(recv_ns, np.int64),
-        np.ascontiguousarray(steps_ns, np.int64), ints, words,
+        _i64(ts_ns), _i64(price_nanos), _i64(size_nanos), np.ascontiguousarray(aggressor_side, np.uint8),
+        np.ascontiguousarray(flagged, np.bool_), _i64(recv_ns), _i64(steps_ns), ints, words,
     )
-    c = ints[:k]
-    return Partials(*(c[:, i] for i in range(12)), words[:k])
+    return ints[:k], words[:k]
+
+
+def _i64(a: np.ndarray) -> np.ndarray:
+    # the arrays usually are contiguous int64 already; ascontiguousarray costs a call either way
+    return a if a.dtype == np.int64 and a.flags.c_contiguous else np.ascontiguousarray(a, np.int64)
 
 
 def notional_ints(words: np.ndarray) -> list[int]:

@@ -16,24 +16,26 @@ UNDEF = np.int64(2**63 - 1)
 
 
 @numba.njit(cache=True)
+def _microprice_one(b: np.int64, bs: np.int64, a: np.int64, az: np.int64) -> np.int64:
+    total = bs + az
+    if b == UNDEF or a == UNDEF or total <= 0 or bs < 0 or az < 0:
+        return UNDEF
+    # (b*az + a*bs) // total == b + floor((a - b) * bs / total): one 128-bit product, no overflow.
+    spread = a - b
+    mag = spread if spread >= 0 else -spread
+    hi, lo = _mul_64x64(np.uint64(mag), np.uint64(bs))
+    q_hi, q_lo, r = _divmod_128_64(hi, lo, np.uint64(total))
+    q = np.int64(q_lo)
+    if spread < 0:
+        q = -q - 1 if r > 0 else -q
+    return b + q
+
+
+@numba.njit(cache=True)
 def _microprice_kernel(bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray,
                        out: np.ndarray) -> None:
     for i in range(bid_px.shape[0]):
-        b, a = bid_px[i], ask_px[i]
-        bs, az = bid_sz[i], ask_sz[i]
-        total = bs + az
-        if b == UNDEF or a == UNDEF or total <= 0 or bs < 0 or az < 0:
-            out[i] = UNDEF
-            continue
-        # (b*az + a*bs) // total == b + floor((a - b) * bs / total): one 128-bit product, no overflow.
-        spread = a - b
-        mag = spread if spread >= 0 else -spread
-        hi, lo = _mul_64x64(np.uint64(mag), np.uint64(bs))
-        q_hi, q_lo, r = _divmod_128_64(hi, lo, np.uint64(total))
-        q = np.int64(q_lo)
-        if spread < 0:
-            q = -q - 1 if r > 0 else -q
-        out[i] = b + q
+        out[i] = _microprice_one(bid_px[i], bid_sz[i], ask_px[i], ask_sz[i])
 
 
 def microprice_nanos(bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray,
@@ -164,3 +166,76 @@ def depth_nanos(values: np.ndarray, offsets: np.ndarray, levels: int) -> np.ndar
     _depth_kernel(np.ascontiguousarray(values, np.int64), np.ascontiguousarray(offsets, np.int64),
                   int(levels), out)
     return out
+
+
+@numba.njit(cache=True)
+def all_equal_strings(offsets: np.ndarray, data: np.ndarray) -> bool:
+    """Whether every string of a string column holds the same bytes (a live batch's one instrument).
+
+    Args:
+        offsets: int32[n + 1] string offsets into ``data`` (an Arrow string array's offsets).
+        data: uint8 character bytes.
+    """
+    n = offsets.shape[0] - 1
+    if n <= 1:
+        return True
+    start = offsets[0]
+    width = offsets[1] - start
+    for i in range(1, n):
+        lo = offsets[i]
+        if offsets[i + 1] - lo != width:
+            return False
+        for k in range(width):
+            if data[lo + k] != data[start + k]:
+                return False
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _book_kernel(bpx: np.ndarray, boff: np.ndarray, bsz: np.ndarray, bsoff: np.ndarray, apx: np.ndarray,
+                 aoff: np.ndarray, asz: np.ndarray, asoff: np.ndarray, levels: int, ints: np.ndarray,
+                 floats: np.ndarray) -> None:
+    for i in range(boff.shape[0] - 1):
+        b0, b1, a0, a1 = boff[i], boff[i + 1], aoff[i], aoff[i + 1]
+        s0, t0 = bsoff[i], asoff[i]
+        bid_depth = np.int64(0)
+        for k in range(s0, min(bsoff[i + 1], s0 + levels)):
+            bid_depth += bsz[k]
+        ask_depth = np.int64(0)
+        for k in range(t0, min(asoff[i + 1], t0 + levels)):
+            ask_depth += asz[k]
+        mid = spread = micro = UNDEF
+        bps = np.nan
+        if b1 > b0 and a1 > a0:
+            bid, ask = bpx[b0], apx[a0]
+            spread = ask - bid
+            mid = bid + spread // 2
+            bps = np.float64(spread) / np.float64(mid) * 1e4
+            micro = _microprice_one(bid, bsz[s0], ask, asz[t0])
+        total = np.float64(bid_depth + ask_depth)
+        ints[i, 0], ints[i, 1], ints[i, 2], ints[i, 3], ints[i, 4] = mid, spread, micro, bid_depth, ask_depth
+        floats[i, 0] = bps
+        floats[i, 1] = np.float64(bid_depth - ask_depth) / total if total > 0 else np.nan
+
+
+def book_metrics(bid_px: tuple[np.ndarray, np.ndarray], bid_sz: tuple[np.ndarray, np.ndarray],
+                 ask_px: tuple[np.ndarray, np.ndarray], ask_sz: tuple[np.ndarray, np.ndarray],
+                 levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-snapshot book metrics in one pass (mid, spread, microprice, depths, spread bps, imbalance).
+
+    Each argument is a list column as (flat values, offsets): row i is
+    ``values[offsets[i]:offsets[i+1]]``, best level first, and prices and sizes of a side have
+    rows of the same lengths. A side is empty when its list is; the definitions are those of
+    ``tapeflow.derived.metrics`` (mid ``bid + (ask - bid) // 2``, exact microprice, depth over the
+    first ``levels`` sizes, ``imbalance = (bid_depth - ask_depth) / (bid_depth + ask_depth)``).
+
+    Returns:
+        (int64[n, 5]: mid, spread, microprice (``UNDEF`` without two sides), bid depth, ask depth;
+        float64[n, 2]: spread in bps (NaN without two sides), imbalance (NaN when both depths are 0)).
+    """
+    n = len(bid_px[1]) - 1
+    ints = np.empty((n, 5), np.int64)
+    floats = np.empty((n, 2), np.float64)
+    flat = [np.ascontiguousarray(a, np.int64) for side in (bid_px, bid_sz, ask_px, ask_sz) for a in side]
+    _book_kernel(*flat, int(levels), ints, floats)
+    return ints, floats

@@ -28,11 +28,18 @@ import numpy as np
 import pyarrow as pa
 
 from kernels.bars import rounded_vwap
-from kernels.bars_live import notional_ints, partial_bars
+from kernels.bars_live import notional_ints, partial_rows
 from tapeflow.bars import STANDARD_INTERVALS, interval_ns
 from tapeflow.derived.metrics import by_instrument
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, REJECTED, TRADE
+
+# Empty tables are immutable and costly to build (a schema.empty_table() takes ~0.3 ms): built once.
+_EMPTY_BAR = BAR.empty_table()
+_EMPTY_REJECTED = REJECTED.empty_table()
+_TRADE_NAMES = TRADE.column_names
+_BAR_NAMES = BAR.column_names
+_NEVER = 2**63 - 1
 
 DEFAULT_LATENESS_NS = 1_000_000_000
 DEFAULT_RESTATE_HORIZON_NS = 3_600_000_000_000
@@ -66,6 +73,11 @@ class _Frame:
 class _Instrument:
     max_ts_ns: int
     frames: dict[str, _Frame]
+    # Earliest end of a pending bar, and whether an emitted bar changed: a batch that moves the
+    # watermark short of the first and restates nothing has nothing to emit (the common case of
+    # small batches), so the per-interval scan is skipped.
+    next_close_ns: int = _NEVER
+    dirty: bool = False
 
 
 class LiveBars:
@@ -95,6 +107,7 @@ class LiveBars:
             raise ConfigError("LiveBars needs at least one interval")
         self._step_ns = {i: interval_ns(i) for i in self.intervals}
         self._steps = np.array(list(self._step_ns.values()), np.int64)
+        self._steps_list = self._steps.tolist()
         self.allowed_lateness_ns = int(allowed_lateness_ns)
         self.restate_horizon_ns = int(restate_horizon_ns)
         self.stats = LiveBarStats()
@@ -114,9 +127,9 @@ class LiveBars:
         Raises:
             TapeflowError: the table is not a ``trade`` table.
         """
-        if trades.schema.names != TRADE.column_names:
+        if trades.schema.names != _TRADE_NAMES:
             raise TapeflowError(f"LiveBars.add needs a trade table, got columns {trades.schema.names}")
-        out: list[dict] = []
+        out: list[tuple] = []
         for venue, symbol, sub in by_instrument(trades):
             inst = self._state.get((venue, symbol))
             if inst is None:
@@ -134,7 +147,7 @@ class LiveBars:
         Returns:
             ``bar`` rows, as :meth:`add`; afterwards the state is empty (the counters stay).
         """
-        out: list[dict] = []
+        out: list[tuple] = []
         for (venue, symbol), inst in sorted(self._state.items()):
             out.extend(self._emit(inst, venue, symbol, final=True))
         self._state.clear()
@@ -153,7 +166,7 @@ class LiveBars:
         """
         inst = self._state.get((venue, symbol))
         if inst is None or ts_event_ns <= inst.max_ts_ns:
-            return BAR.empty_table()
+            return _EMPTY_BAR
         inst.max_ts_ns = int(ts_event_ns)
         return _bar_table(self._emit(inst, venue, symbol, final=False))
 
@@ -161,7 +174,7 @@ class LiveBars:
         """The ``rejected`` rows (``too_late``, ``negative``) gathered since the last call."""
         tables = [t for t in self._rejected if t.num_rows]
         self._rejected = []
-        return pa.concat_tables(tables) if tables else REJECTED.empty_table()
+        return pa.concat_tables(tables) if tables else _EMPTY_REJECTED
 
     def watermark_ns(self, venue: str, symbol: str) -> int | None:
         """The current watermark of one instrument (None before its first trade)."""
@@ -190,42 +203,53 @@ class LiveBars:
     def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
         if trades.num_rows == 0:
             return
-        ts = trades.column("ts_event_ns").to_numpy()
-        col = {n: trades.column(n).to_numpy() for n in ("price_nanos", "size_nanos", "aggressor_side",
-                                                            "flags", "ts_recv_ns")}
-        part = partial_bars(ts, col["price_nanos"], col["size_nanos"], col["aggressor_side"],
-                            (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0, col["ts_recv_ns"], self._steps)
-        rows = zip(part.interval.tolist(), part.start_ns.tolist(), part.open_price_nanos.tolist(),
-                   part.high_price_nanos.tolist(), part.low_price_nanos.tolist(),
-                   part.close_price_nanos.tolist(), part.volume_nanos.tolist(), notional_ints(part.notional),
-                   part.trade_count.tolist(), part.buy_volume_nanos.tolist(), part.sell_volume_nanos.tolist(),
-                   part.recv_max_ns.tolist(), part.gap.tolist(), strict=True)
+        col = {n: trades.column(n).to_numpy() for n in ("ts_event_ns", "price_nanos", "size_nanos",
+                                                            "aggressor_side", "flags", "ts_recv_ns")}
+        ints, words = partial_rows(col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
+                                   col["aggressor_side"], (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0,
+                                   col["ts_recv_ns"], self._steps)
         frames = [inst.frames[i] for i in self.intervals]
-        for j, start, o, h, lo, c, vol, notl, cnt, buy, sell, rcv, g in rows:
+        steps = self._steps_list
+        next_close = inst.next_close_ns
+        # one tolist() of the whole partial matrix: Python ints for the exact merges below
+        for (j, start, o, h, lo, c, vol, cnt, buy, sell, rcv, g), notl in zip(
+                ints.tolist(), notional_ints(words), strict=True):
             frame = frames[j]
             acc = frame.pending.get(start)
             if acc is None:
                 acc = frame.done.get(start)
                 if acc is not None:
                     frame.dirty.add(start)
+                    inst.dirty = True
             if acc is None:
                 flag = F_MAYBE_BAD_BOOK if g else 0
                 frame.pending[start] = [o, h, lo, c, vol, notl, cnt, buy, sell, rcv, flag, 0]
+                next_close = min(next_close, start + steps[j])
                 continue
-            acc[_HIGH] = max(acc[_HIGH], h)
-            acc[_LOW] = min(acc[_LOW], lo)
+            if h > acc[_HIGH]:
+                acc[_HIGH] = h
+            if lo < acc[_LOW]:
+                acc[_LOW] = lo
             acc[_CLOSE] = c
             acc[_VOL] += vol
             acc[_NOTIONAL] += notl
             acc[_COUNT] += cnt
             acc[_BUY] += buy
             acc[_SELL] += sell
-            acc[_RECV] = max(acc[_RECV], rcv)
-            acc[_FLAGS] |= F_MAYBE_BAD_BOOK if g else 0
+            if rcv > acc[_RECV]:
+                acc[_RECV] = rcv
+            if g:
+                acc[_FLAGS] |= F_MAYBE_BAD_BOOK
+        inst.next_close_ns = next_close
 
-    def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> list[dict]:
+    def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> list[tuple]:
         watermark = inst.max_ts_ns - self.allowed_lateness_ns
+        if not final and not inst.dirty and watermark < inst.next_close_ns:
+            # Nothing closes and nothing was restated; expiring old emitted bars can wait for the
+            # next scan, since no accepted trade can reach a bar that ends before the horizon.
+            return []
         out = []
+        next_close = _NEVER
         for interval, step in self._step_ns.items():
             frame = inst.frames[interval]
             ready = [s for s in frame.pending if final or s + step <= watermark]
@@ -241,6 +265,8 @@ class LiveBars:
                 self.stats.emitted += 1
                 out.append(_bar_row(venue, symbol, interval, start, acc))
             frame.dirty.clear()
+            if frame.pending:
+                next_close = min(next_close, min(frame.pending) + step)
             # A later trade that is not too late lies at or after watermark - horizon, so bars that
             # end by then can never change again.
             # Emission is nearly in time order, so the oldest sit at the front; one out of order
@@ -253,24 +279,28 @@ class LiveBars:
                 expired.append(start)
             for start in expired:
                 del frame.done[start]
+        inst.next_close_ns, inst.dirty = next_close, False
         return out
 
 
-def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> dict:
-    return {
-        "ts_event_ns": start, "ts_recv_ns": acc[_RECV], "venue": venue, "symbol": symbol,
-        "interval": interval, "open_price_nanos": acc[_OPEN], "high_price_nanos": acc[_HIGH],
-        "low_price_nanos": acc[_LOW], "close_price_nanos": acc[_CLOSE], "volume_nanos": acc[_VOL],
-        "vwap_price_nanos": rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]),
-        "trade_count": acc[_COUNT], "buy_volume_nanos": acc[_BUY], "sell_volume_nanos": acc[_SELL],
-        "flags": acc[_FLAGS], "revision": acc[_REV],
-    }
+def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> tuple:
+    # in BAR's column order (checked at import below)
+    return (start, acc[_RECV], venue, symbol, interval, acc[_OPEN], acc[_HIGH], acc[_LOW], acc[_CLOSE],
+            acc[_VOL], rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]), acc[_COUNT], acc[_BUY],
+            acc[_SELL], acc[_FLAGS], acc[_REV])
 
 
-def _bar_table(rows: list[dict]) -> pa.Table:
+_ROW_NAMES = ("ts_event_ns", "ts_recv_ns", "venue", "symbol", "interval", "open_price_nanos",
+              "high_price_nanos", "low_price_nanos", "close_price_nanos", "volume_nanos", "vwap_price_nanos",
+              "trade_count", "buy_volume_nanos", "sell_volume_nanos", "flags", "revision")
+if sorted(_ROW_NAMES) != sorted(_BAR_NAMES):
+    raise TapeflowError(f"live bar rows {_ROW_NAMES} do not cover the BAR record {_BAR_NAMES}")
+
+
+def _bar_table(rows: list[tuple]) -> pa.Table:
     if not rows:
-        return BAR.empty_table()
-    return BAR.table({name: [r[name] for r in rows] for name in BAR.column_names})
+        return _EMPTY_BAR
+    return BAR.table(dict(zip(_ROW_NAMES, map(list, zip(*rows, strict=True)), strict=True)))
 
 
 def _rejects(sub: pa.Table, bad: np.ndarray, watermark: np.ndarray, too_late: np.ndarray, venue: str,

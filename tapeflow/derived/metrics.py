@@ -29,14 +29,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels.metrics import UNDEF, depth_nanos, grid_end, microprice_nanos, quote_events
+from kernels.metrics import all_equal_strings, book_metrics, grid_end, quote_events
 from tapeflow.bars import interval_ns
 from tapeflow.book import instrument_groups
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.core import RecordType
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
+# Empty tables are immutable and costly to build (a schema.empty_table() takes ~0.3 ms): built once.
+_EMPTY_METRIC = METRIC.empty_table()
+_EMPTY_QUOTE = QUOTE.empty_table()
+_EMPTY_TRADE = TRADE.empty_table()
+
 DAY_NS = 86_400_000_000_000
+_NO_BYTES = np.zeros(0, np.uint8)
 _BUY, _SELL = ord("B"), ord("A")
 
 
@@ -53,25 +59,38 @@ def by_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
     """
     if table.num_rows == 0:
         return []
-    venue, symbol = table.column("venue")[0].as_py(), table.column("symbol")[0].as_py()
-    if pc.all(pc.equal(table.column("venue"), venue)).as_py() and pc.all(
-            pc.equal(table.column("symbol"), symbol)).as_py():
+    venue, symbol = _only_value(table.column("venue")), _only_value(table.column("symbol"))
+    if venue is not None and symbol is not None:
         return [(venue, symbol, table)]
     return [(v, s, table.take(pa.array(idx))) for v, s, idx in instrument_groups(table)]
 
 
+def _only_value(column: pa.ChunkedArray) -> str | None:
+    """The column's value when every row holds the same one, else None.
+
+    Reads the string buffers directly: a compute kernel call (``pc.equal``) costs tens of
+    microseconds, which a one-row live batch should not pay.
+    """
+    if len(column) <= 8:
+        values = set(column.to_pylist())  # a few Python strings cost less than any kernel call
+        return values.pop() if len(values) == 1 else None
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    n = len(arr)
+    if arr.null_count or arr.type != pa.string():
+        first = column[0].as_py()
+        return first if pc.all(pc.equal(column, first)).as_py() else None
+    _, obuf, dbuf = arr.buffers()
+    off = np.frombuffer(obuf, np.int32, n + 1, arr.offset * 4)
+    data = np.frombuffer(dbuf, np.uint8) if dbuf is not None and dbuf.size else _NO_BYTES
+    if not all_equal_strings(off, data):
+        return None
+    return data[off[0]:off[1]].tobytes().decode()
+
+
 def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
-    arr = column.combine_chunks()
-    offsets = arr.offsets.to_numpy().astype(np.int64)
-    values = arr.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-    return values, offsets - offsets[0]
-
-
-def _best(values: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    has = offsets[1:] > offsets[:-1]
-    first = np.minimum(offsets[:-1], max(len(values) - 1, 0))
-    picked = values[first] if len(values) else np.zeros(len(has), np.int64)
-    return np.where(has, picked, UNDEF), has
+    # offsets index the child values as they are (no copy even for a sliced list array)
+    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    return arr.values.to_numpy(), arr.offsets.to_numpy()
 
 
 def book_fields(snapshots: pa.Table, levels: int) -> dict[str, np.ndarray]:
@@ -81,27 +100,12 @@ def book_fields(snapshots: pa.Table, levels: int) -> dict[str, np.ndarray]:
         ``mid_price_nanos, spread_nanos, spread_bps, microprice_nanos, bid_depth_nanos,
         ask_depth_nanos, imbalance`` arrays aligned with the snapshot rows.
     """
-    bpx, boff = _list_parts(snapshots.column("bid_price_nanos"))
-    bsz, _ = _list_parts(snapshots.column("bid_size_nanos"))
-    apx, aoff = _list_parts(snapshots.column("ask_price_nanos"))
-    asz, _ = _list_parts(snapshots.column("ask_size_nanos"))
-    bid, has_bid = _best(bpx, boff)
-    ask, has_ask = _best(apx, aoff)
-    bid_sz = np.where(has_bid, _best(bsz, boff)[0], 0)
-    ask_sz = np.where(has_ask, _best(asz, aoff)[0], 0)
-    both = has_bid & has_ask
-    spread = np.where(both, ask - np.where(both, bid, 0), UNDEF)
-    mid = np.where(both, bid + (spread // 2), UNDEF)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        spread_bps = np.where(both, spread.astype(np.float64) / mid.astype(np.float64) * 1e4, np.nan)
-        bid_depth = depth_nanos(bsz, boff, levels)
-        ask_depth = depth_nanos(asz, aoff, levels)
-        total = (bid_depth + ask_depth).astype(np.float64)
-        imbalance = np.where(total > 0, (bid_depth - ask_depth).astype(np.float64) / total, np.nan)
+    ints, floats = book_metrics(*(_list_parts(snapshots.column(c)) for c in (
+        "bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")), levels)
     return {
-        "mid_price_nanos": mid, "spread_nanos": spread, "spread_bps": spread_bps,
-        "microprice_nanos": microprice_nanos(bid, bid_sz, ask, ask_sz),
-        "bid_depth_nanos": bid_depth, "ask_depth_nanos": ask_depth, "imbalance": imbalance,
+        "mid_price_nanos": ints[:, 0], "spread_nanos": ints[:, 1], "spread_bps": floats[:, 0],
+        "microprice_nanos": ints[:, 2], "bid_depth_nanos": ints[:, 3], "ask_depth_nanos": ints[:, 4],
+        "imbalance": floats[:, 1],
     }
 
 
@@ -203,8 +207,8 @@ def metrics(snapshots: pa.Table, quotes: pa.Table, trades: pa.Table, *, interval
     parts = []
     for venue, symbol, snap in by_instrument(snapshots):
         grid = _grid_of(snap, step_ns, venue, symbol)
-        q = qrows.get((venue, symbol), QUOTE.empty_table())
-        t = trows.get((venue, symbol), TRADE.empty_table())
+        q = qrows.get((venue, symbol), _EMPTY_QUOTE)
+        t = trows.get((venue, symbol), _EMPTY_TRADE)
         ofi, cvd, rv, bad = _flow_samples(grid, q, t, step_ns)
         parts.append(metric_table(snap, interval, levels, ofi, cvd, rv, bad))
-    return pa.concat_tables(parts) if parts else METRIC.empty_table()
+    return pa.concat_tables(parts) if parts else _EMPTY_METRIC

@@ -1,0 +1,182 @@
+"""Per-batch cost of the live derived stages: ``LiveBars.add`` and ``LiveMetrics.add``.
+
+Not a test: timings print, nothing fails. Inputs, each one instrument (the live flow keys its
+stages by instrument):
+
+- the real Binance USD-M BTCUSDT capture (``TAPEFLOW_REAL_DATA``, default ``../shared/data``);
+- a simulated crypto market (``tapeflow.simulator``, 10 minutes, one instrument, seed 3).
+
+A stage's events are its own input rows: trades for ``LiveBars``; BBO changes + trades (plus the
+grid snapshots they release) for ``LiveMetrics``, the rows ``BookStage`` hands it. The stream is cut
+into batches of 1, 100, 1k and 10k events in capture order; a snapshot joins the first batch whose
+newest capture time reaches its instant (as the book stage releases it). The inputs are repeated,
+shifted by whole seconds, until the largest batch size has at least 20 batches. Per size, the
+first ``min(MAX_CALLS, max(20, MAX_EVENTS / size))`` batches are timed (a fresh stage each
+repeat; best of the repeats, CPU time).
+
+Run alone: ``python -m bench.stages`` (or ``make bench`` for every module).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from bench import Report, best_time
+
+SECOND_NS = 1_000_000_000
+SIZES = (1, 100, 1_000, 10_000)
+MAX_CALLS = 2_000
+MIN_BATCHES = 20
+MAX_EVENTS = 300_000  # per size, so the large sizes do not time millions of rows
+CAPTURE = "binance/usdm_btcusdt_20240808.gz"
+QUOTE_COLS = ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")
+
+
+def _capture() -> Path | None:
+    path = Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data")) / CAPTURE
+    return path if path.exists() else None
+
+
+def _one_instrument(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
+    """Snapshots, BBO changes and trades of the instrument with the most trades."""
+    from tapeflow.book import book_snapshots, quotes_from_deltas
+    from tapeflow.derived.metrics import by_instrument
+
+    trades = max(by_instrument(tables["trade"]), key=lambda g: g[2].num_rows)
+    venue, symbol, trades = trades
+    deltas = next(t for v, s, t in by_instrument(tables["book_delta"]) if (v, s) == (venue, symbol))
+    quotes = quotes_from_deltas(deltas)
+    q = np.stack([quotes.column(c).to_numpy() for c in QUOTE_COLS], axis=1)
+    changed = np.ones(len(q), bool)
+    changed[1:] = (q[1:] != q[:-1]).any(axis=1)  # BookStage sends BBO changes only
+    return {"snap": book_snapshots(deltas, levels=10, interval_ns=SECOND_NS),
+            "quote": quotes.filter(pa.array(changed)), "trade": trades}
+
+
+def _tiled(tables: dict[str, pa.Table], min_rows: int) -> dict[str, pa.Table]:
+    """The tables repeated, each copy shifted by whole seconds past the last, until ``min_rows`` trades."""
+    first = min(int(t.column("ts_recv_ns").to_numpy().min()) for t in tables.values())
+    last = max(int(t.column(c).to_numpy().max())
+               for t in tables.values() for c in ("ts_recv_ns", "ts_event_ns"))
+    shift = (-(-(last - first) // SECOND_NS) + 2) * SECOND_NS
+    copies = max(1, -(-min_rows // tables["trade"].num_rows))
+    out = {}
+    for name, table in tables.items():
+        parts = []
+        for k in range(copies):
+            t = table
+            for col in ("ts_event_ns", "ts_recv_ns"):
+                t = t.set_column(t.schema.get_field_index(col), col,
+                                 pa.array(table.column(col).to_numpy() + k * shift, pa.int64()))
+            parts.append(t)
+        out[name] = pa.concat_tables(parts).combine_chunks()
+    return out
+
+
+def _metric_batches(tables: dict[str, pa.Table], size: int) -> list[tuple[pa.Table, pa.Table, pa.Table]]:
+    """(snapshots, quotes, trades) per batch of ``size`` quote + trade rows in capture order."""
+    q_recv = np.maximum.accumulate(tables["quote"].column("ts_recv_ns").to_numpy())
+    t_recv = np.maximum.accumulate(tables["trade"].column("ts_recv_ns").to_numpy())
+    order = np.argsort(np.concatenate([q_recv, t_recv]), kind="stable")
+    pos = np.empty(len(order), np.int64)
+    pos[order] = np.arange(len(order))
+    q_pos, t_pos = pos[:len(q_recv)], pos[len(q_recv):]
+    merged_recv = np.concatenate([q_recv, t_recv])[order]
+    cuts = np.arange(0, len(order) + size, size)[: _calls(len(order), size) + 1]
+    cuts[-1] = min(cuts[-1], len(order))
+    qc, tc = np.searchsorted(q_pos, cuts), np.searchsorted(t_pos, cuts)
+    grid = tables["snap"].column("ts_event_ns").to_numpy()
+    # a snapshot is released by the first batch whose newest capture time reaches its instant
+    sc = np.searchsorted(grid, merged_recv[cuts[1:] - 1], side="right")
+    sc = np.concatenate([[0], sc])
+    return [(tables["snap"].slice(int(sc[i]), int(sc[i + 1] - sc[i])),
+             tables["quote"].slice(int(qc[i]), int(qc[i + 1] - qc[i])),
+             tables["trade"].slice(int(tc[i]), int(tc[i + 1] - tc[i]))) for i in range(len(cuts) - 1)]
+
+
+def _calls(rows: int, size: int) -> int:
+    return min(MAX_CALLS, max(MIN_BATCHES, MAX_EVENTS // size), -(-rows // size))
+
+
+def _bar_batches(trades: pa.Table, size: int) -> list[pa.Table]:
+    calls = _calls(trades.num_rows, size)
+    return [trades.slice(i * size, size) for i in range(calls)]
+
+
+def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> None:
+    from tapeflow.derived import LiveBars, LiveMetrics
+
+    for size in SIZES:
+        batches = _bar_batches(tables["trade"], size)
+        events = sum(b.num_rows for b in batches)
+        state: list[LiveBars] = []
+
+        def bars_run(batches: list[pa.Table] = batches, state: list[LiveBars] = state) -> None:
+            live = state[-1]
+            for b in batches:
+                live.add(b)
+
+        cost = best_time(bars_run, repeats=3, setup=lambda state=state: state.append(LiveBars()))
+        report.add(f"LiveBars.add {label} {size}-trade batches", events, cost, ours=True,
+                   note=f"{cost[0] / len(batches) * 1e6:,.1f} us/batch cpu over {len(batches)} batches")
+    for size in SIZES:
+        mbatches = _metric_batches(tables, size)
+        events = sum(q.num_rows + t.num_rows for _, q, t in mbatches)
+        mstate: list[LiveMetrics] = []
+
+        def metrics_run(batches: list = mbatches, state: list[LiveMetrics] = mstate) -> None:
+            live = state[-1]
+            for s, q, t in batches:
+                live.add(s, q, t)
+
+        cost = best_time(metrics_run, repeats=3,
+                         setup=lambda state=mstate: state.append(LiveMetrics("1s", 10)))
+        snaps = sum(s.num_rows for s, _, _ in mbatches)
+        report.add(f"LiveMetrics.add {label} {size}-event batches", events, cost, ours=True,
+                   note=f"{cost[0] / len(mbatches) * 1e6:,.1f} us/batch cpu over {len(mbatches)} batches "
+                        f"({snaps} snapshots)")
+
+
+def _binance(path: Path) -> dict[str, pa.Table]:
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    return _one_instrument(merge(list(get_format("binance").decode([path]))))
+
+
+def _sim() -> dict[str, pa.Table]:
+    from tapeflow.simulator import simulate
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    with tempfile.TemporaryDirectory() as out:
+        run = simulate(3, 1, 10 * 60 * SECOND_NS, Path(out), "crypto", episodes_per_hour=0, progress=False)
+        return _one_instrument(merge(list(get_format("sim").decode(run.files))))
+
+
+def run(report: Report) -> None:
+    """Time ``LiveBars.add`` and ``LiveMetrics.add`` per batch size on the capture and the simulator."""
+    report.section("live derived stages per batch (one instrument; events = the stage's input rows)")
+    report.note(f"batch sizes {SIZES}; first <= {MAX_CALLS} batches per size; bars on all 15 intervals; "
+                "metrics on the 1 s grid, 10 levels; best of 3, CPU time")
+    sources = []
+    path = _capture()
+    if path is not None:
+        sources.append(("binance", _binance(path)))
+    else:
+        report.note(f"{CAPTURE} not found (TAPEFLOW_REAL_DATA): Binance rows skipped")
+    sources.append(("sim", _sim()))
+    for label, tables in sources:
+        tiled = _tiled(tables, MIN_BATCHES * SIZES[-1])
+        _time_stages(report, label, tiled)
+
+
+if __name__ == "__main__":
+    rep = Report()
+    run(rep)
+    print(rep.render())
