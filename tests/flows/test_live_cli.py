@@ -82,6 +82,12 @@ def test_commands_and_environment() -> None:
     live = LiveConfig.from_env(options)
     assert dict(live.client_options) == {"market": "spot", "snapshot_limit": 100}
     assert live.source().client_options == {"market": "spot", "snapshot_limit": 100}
+    # heartbeats on the snapshot grid, the health clock from --clock (auto: wall for a feed)
+    assert live.source().heartbeat_ns == config.snapshot_interval_ns == 1_000_000_000
+    assert (live.health_clock(), config.health_clock()) == ("wall", "none")
+    sim = LiveConfig.from_env(live_env(_args("--venue", "sim", "--symbols", "SIM-BTCUSDT", "--endpoint",
+                                             "ws://127.0.0.1:1", "--clock", "relative"), Settings()))
+    assert sim.health_clock() == "relative" and type(sim.new_health()).__name__ == "RelativeHealth"
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         live_env(_args("--venue", "binance", "--symbols", "BTCUSDT", "--option", "spot"), Settings())
     with pytest.raises(ConfigError, match="-i and -a"):
