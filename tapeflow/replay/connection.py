@@ -23,7 +23,7 @@ from tapeflow.replay.protocol import Frame, Key, Session
 CTL, TAPE = 0, 1  # queue item kinds: a handshake reply or synthesized snapshot, a tape frame
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Queued:
     """A tape frame queued for one connection.
 
@@ -121,7 +121,10 @@ class Sender:
         while not conn.closed:
             if not conn.queue:
                 if held is not None and self.finished():  # a reorder at the very end: its frame goes last
-                    held = None if await self._write(conn, held) else held
+                    wire, held = held, None
+                    if not await send(conn, wire):
+                        return
+                    self.served += 1
                     continue
                 conn.drained.set()
                 conn.ready.clear()
@@ -138,7 +141,8 @@ class Sender:
             wire = conn.session.render(queued.frame)
             release, held, copies = held, None, 1
             faults = self.plan.take(queued.index)
-            conn.stalls_queued = max(0, conn.stalls_queued - queued.stalls)
+            if queued.stalls:
+                conn.stalls_queued = max(0, conn.stalls_queued - queued.stalls)
             for fault, drawn in faults:
                 where = queued.frame.location
                 self.injected.append(Injected(fault.kind, queued.index, conn.id, where, drawn))
@@ -159,20 +163,17 @@ class Sender:
             if conn.closed:  # it went away during a stall: this frame was never sent
                 break
             for _ in range(copies):
-                if not await self._write(conn, wire):
+                if not await send(conn, wire):
                     return
-            if release is not None and not await self._write(conn, release):
-                return
-
-    async def _write(self, conn: Conn, wire: bytes) -> bool:
-        if not await send(conn, wire):
-            self.wake()
-            return False
-        self.served += 1
-        return True
+                self.served += 1
+            if release is not None:
+                if not await send(conn, release):
+                    return
+                self.served += 1
 
     async def _stall(self, conn: Conn, stall_ns: int) -> None:
         conn.stalling = True
+        self.wake()  # a stall added at run time, not seen when its frame was queued, holds the tape too
         try:
             # silent for the stall, or until the client gives up on the connection
             with contextlib.suppress(TimeoutError):

@@ -149,6 +149,8 @@ class FaultPlan:
     def peek(self, index: int) -> list[Fault]:
         """The faults :meth:`take` would return for ``index`` now, left in the plan (the tape looks
         ahead at the frame it queues, so a stall or a disconnect stops it exactly there)."""
+        if not self.rates and index not in self._pending:
+            return []  # the common case, once per queued frame
         return [f for f, _ in self._draw(index, list(self._pending.get(index, [])))]
 
     def take(self, index: int) -> list[tuple[Fault, bool]]:

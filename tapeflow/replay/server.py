@@ -79,6 +79,7 @@ class ReplayServer:
         self._runner: web.AppRunner | None = None
         self._producer: asyncio.Task[None] | None = None
         self._wake_event: asyncio.Event | None = None
+        self._dirty = True
         self._sender = Sender(self.plan, self.injected, self.queue_frames, self._wake, lambda: self.finished)
 
     @property
@@ -198,8 +199,11 @@ class ReplayServer:
         for i, frame in enumerate(self.tape):
             if i % 256 == 0:
                 await asyncio.sleep(0)  # frames nobody subscribed to must not starve the loop
-            if await self._hold():
-                anchor = None  # a pause or a stall does not count as recorded time
+            if self._dirty:  # who may get frames changed (see _wake): look again
+                self._dirty = False
+                if not self._may_run():
+                    await self._hold()
+                    anchor = None  # a pause or a stall does not count as recorded time
             if self.speed is not None:
                 if anchor is None:
                     anchor = (time.monotonic(), frame.recv_ns)
@@ -224,10 +228,15 @@ class ReplayServer:
                 # the index is taken here, in tape order, whether or not the frame is ever written
                 index = self._next_index
                 self._next_index += 1
-                planned = [f.kind for f in self.plan.peek(index)]
-                conn.cut = conn.cut or "disconnect" in planned
-                conn.stalls_queued += planned.count("stall")
-                conn.push(TAPE, Queued(frame, index, planned.count("stall")))
+                stalls = 0
+                planned = self.plan.peek(index)
+                if planned:  # stop the tape right here for a disconnect or a stall
+                    self._dirty = True
+                    kinds = [f.kind for f in planned]
+                    conn.cut = conn.cut or "disconnect" in kinds
+                    stalls = kinds.count("stall")
+                    conn.stalls_queued += stalls
+                conn.push(TAPE, Queued(frame, index, stalls))
             for conn in targets:
                 while len(conn.queue) > self.queue_frames and not conn.closed:
                     conn.drained.clear()
@@ -236,32 +245,33 @@ class ReplayServer:
         for conn in list(self._conns.values()):
             conn.ready.set()  # a reorder held back at the very end goes out now
 
-    async def _hold(self) -> bool:
-        """Wait until the tape may move: some connection subscribed, none stalled; after a wait,
-        also until no subscribe came for ``settle_s``. True when it waited."""
+    def _may_run(self) -> bool:
+        conns = self._conns.values()
+        return any(c.subscribed() for c in conns) and not any(c.holds_tape() for c in conns)
+
+    async def _hold(self) -> None:
+        """Wait until the tape may move again (some connection subscribed, none stalled) and no
+        subscribe came for ``settle_s``."""
         assert self._wake_event is not None
-        waited = False
         while True:
-            conns = [c for c in self._conns.values() if not c.closed]
-            live = [c for c in conns if c.subscribed()]
-            if not live or any(c.holds_tape() for c in conns):
-                waited = True
+            if not self._may_run():
                 self._wake_event.clear()
                 await self._wake_event.wait()
                 continue
-            if not waited:
-                return False
+            live = [c for c in self._conns.values() if c.subscribed()]
             # (re)starting: the rest of a handshake lands first (clients often subscribe one
             # channel per message), so the frames a connection gets do not depend on timing
             since_s = asyncio.get_running_loop().time() - max(c.last_subscribe_s for c in live)
             quiet_s = self.settle_s - since_s
             if quiet_s <= 0:
-                return True
+                return
             self._wake_event.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake_event.wait(), quiet_s)
 
     def _wake(self) -> None:
+        # every change of subscriptions, connections or stalls comes through here
+        self._dirty = True
         if self._wake_event is not None:
             self._wake_event.set()
 
