@@ -39,73 +39,153 @@ class Partials(NamedTuple):
 
 
 @numba.njit(cache=True)
+def _products(price: np.ndarray, size: np.ndarray, prod: np.ndarray) -> None:
+    # |price| * size once per trade (128 bits); column 2 says the price was negative
+    for r in range(price.shape[0]):
+        p = price[r]
+        h, lo = _mul_64x64(np.uint64(p if p >= 0 else -p), np.uint64(size[r]))
+        prod[r, 0], prod[r, 1], prod[r, 2] = h, lo, np.uint64(1 if p < 0 else 0)
+
+
+@numba.njit(cache=True)
+def _from_trades(ts: np.ndarray, price: np.ndarray, size: np.ndarray, side: np.ndarray, flagged: np.ndarray,
+                 recv: np.ndarray, prod: np.ndarray, j: int, step: np.int64, ordered: bool, ints: np.ndarray,
+                 words: np.ndarray, k: int) -> int:
+    n = ts.shape[0]
+    bucket = (ts // step) * step
+    if ordered:
+        order = np.arange(n)  # in time order already (the common case): no sort
+    else:
+        order = np.argsort(bucket, kind="mergesort")  # stable: input order kept within a bucket
+    i = 0
+    while i < n:
+        first = order[i]
+        b = bucket[first]
+        hi_p = price[first]
+        lo_p = price[first]
+        vol = np.int64(0)
+        buy = np.int64(0)
+        sell = np.int64(0)
+        rmax = recv[first]
+        gap = np.int64(0)
+        ph = np.uint64(0)
+        pl = np.uint64(0)
+        nh = np.uint64(0)
+        nl = np.uint64(0)
+        start = i
+        while i < n and bucket[order[i]] == b:
+            r = order[i]
+            p = price[r]
+            s = size[r]
+            hi_p = max(hi_p, p)
+            lo_p = min(lo_p, p)
+            vol += s
+            if side[r] == BUY:
+                buy += s
+            elif side[r] == SELL:
+                sell += s
+            rmax = max(rmax, recv[r])
+            if flagged[r]:
+                gap = 1
+            if prod[r, 2] == 0:
+                ph, pl = _add_128(ph, pl, prod[r, 0], prod[r, 1])
+            else:
+                nh, nl = _add_128(nh, nl, prod[r, 0], prod[r, 1])
+            i += 1
+        last = order[i - 1]
+        ints[k, 0] = j
+        ints[k, 1] = b
+        ints[k, 2] = price[first]
+        ints[k, 3] = hi_p
+        ints[k, 4] = lo_p
+        ints[k, 5] = price[last]
+        ints[k, 6] = vol
+        ints[k, 7] = i - start
+        ints[k, 8] = buy
+        ints[k, 9] = sell
+        ints[k, 10] = rmax
+        ints[k, 11] = gap
+        words[k, 0] = ph
+        words[k, 1] = pl
+        words[k, 2] = nh
+        words[k, 3] = nl
+        k += 1
+    return k
+
+
+@numba.njit(cache=True)
+def _from_partials(lo_row: int, hi_row: int, j: int, step: np.int64, ints: np.ndarray, words: np.ndarray,
+                   k: int) -> int:
+    # Rows lo_row:hi_row hold a finer interval's partials in bucket (= input) order, and that
+    # interval divides ``step``, so each of them lies inside one bucket of ``step``: merge runs.
+    i = lo_row
+    while i < hi_row:
+        b = (ints[i, 1] // step) * step
+        ints[k, 0] = j
+        ints[k, 1] = b
+        ints[k, 2] = ints[i, 2]
+        hi_p, lo_p = ints[i, 3], ints[i, 4]
+        close = ints[i, 5]
+        vol, cnt, buy, sell = ints[i, 6], ints[i, 7], ints[i, 8], ints[i, 9]
+        rmax, gap = ints[i, 10], ints[i, 11]
+        ph, pl, nh, nl = words[i, 0], words[i, 1], words[i, 2], words[i, 3]
+        i += 1
+        while i < hi_row and (ints[i, 1] // step) * step == b:
+            hi_p = max(hi_p, ints[i, 3])
+            lo_p = min(lo_p, ints[i, 4])
+            close = ints[i, 5]
+            vol += ints[i, 6]
+            cnt += ints[i, 7]
+            buy += ints[i, 8]
+            sell += ints[i, 9]
+            rmax = max(rmax, ints[i, 10])
+            gap = max(gap, ints[i, 11])
+            ph, pl = _add_128(ph, pl, words[i, 0], words[i, 1])
+            nh, nl = _add_128(nh, nl, words[i, 2], words[i, 3])
+            i += 1
+        ints[k, 3], ints[k, 4], ints[k, 5], ints[k, 6], ints[k, 7] = hi_p, lo_p, close, vol, cnt
+        ints[k, 8], ints[k, 9], ints[k, 10], ints[k, 11] = buy, sell, rmax, gap
+        words[k, 0], words[k, 1], words[k, 2], words[k, 3] = ph, pl, nh, nl
+        k += 1
+    return k
+
+
+@numba.njit(cache=True)
 def _partials_kernel(ts: np.ndarray, price: np.ndarray, size: np.ndarray, side: np.ndarray,
                      flagged: np.ndarray, recv: np.ndarray, steps: np.ndarray, ints: np.ndarray,
                      words: np.ndarray) -> int:
     n = ts.shape[0]
+    m = steps.shape[0]
+    prod = np.empty((n, 3), np.uint64)
+    _products(price, size, prod)
+    ordered = True
+    for r in range(1, n):
+        if ts[r] < ts[r - 1]:
+            ordered = False
+            break
+    lo_rows = np.zeros(m, np.int64)
+    hi_rows = np.zeros(m, np.int64)
     k = 0
-    for j in range(steps.shape[0]):
+    for j in range(m):
         step = steps[j]
-        bucket = (ts // step) * step
-        if n > 1 and np.all(bucket[1:] >= bucket[:-1]):
-            order = np.arange(n)  # in time order already (the common case): no sort
+        # In time order, a coarser interval is the merge of the partials of the largest finer one
+        # that divides it (15 standard intervals: one pass over the trades, then over few rows).
+        src = -1
+        if ordered:
+            for i in range(j):
+                if step % steps[i] == 0 and (src < 0 or steps[i] > steps[src]):
+                    src = i
+        lo_rows[j] = k
+        if src >= 0:
+            k = _from_partials(lo_rows[src], hi_rows[src], j, step, ints, words, k)
         else:
-            order = np.argsort(bucket, kind="mergesort")  # stable: input order kept within a bucket
-        i = 0
-        while i < n:
-            first = order[i]
-            b = bucket[first]
-            hi_p = price[first]
-            lo_p = price[first]
-            vol = np.int64(0)
-            buy = np.int64(0)
-            sell = np.int64(0)
-            rmax = recv[first]
-            gap = np.int64(0)
-            ph = np.uint64(0)
-            pl = np.uint64(0)
-            nh = np.uint64(0)
-            nl = np.uint64(0)
-            start = i
-            while i < n and bucket[order[i]] == b:
-                r = order[i]
-                p = price[r]
-                s = size[r]
-                hi_p = max(hi_p, p)
-                lo_p = min(lo_p, p)
-                vol += s
-                if side[r] == BUY:
-                    buy += s
-                elif side[r] == SELL:
-                    sell += s
-                rmax = max(rmax, recv[r])
-                if flagged[r]:
-                    gap = 1
-                if p >= 0:
-                    h, lo = _mul_64x64(np.uint64(p), np.uint64(s))
-                    ph, pl = _add_128(ph, pl, h, lo)
-                else:
-                    h, lo = _mul_64x64(np.uint64(-p), np.uint64(s))
-                    nh, nl = _add_128(nh, nl, h, lo)
-                i += 1
-            last = order[i - 1]
-            ints[k, 0] = j
-            ints[k, 1] = b
-            ints[k, 2] = price[first]
-            ints[k, 3] = hi_p
-            ints[k, 4] = lo_p
-            ints[k, 5] = price[last]
-            ints[k, 6] = vol
-            ints[k, 7] = i - start
-            ints[k, 8] = buy
-            ints[k, 9] = sell
-            ints[k, 10] = rmax
-            ints[k, 11] = gap
-            words[k, 0] = ph
-            words[k, 1] = pl
-            words[k, 2] = nh
-            words[k, 3] = nl
-            k += 1
+            bucket_ordered = ordered
+            if not ordered and n > 1:
+                bucket = (ts // step) * step
+                bucket_ordered = bool(np.all(bucket[1:] >= bucket[:-1]))
+            k = _from_trades(ts, price, size, side, flagged, recv, prod, j, step, bucket_ordered, ints,
+                             words, k)
+        hi_rows[j] = k
     return k
 
 

@@ -284,7 +284,7 @@ class LiveBars:
 
 
 def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> tuple:
-    # in BAR's column order (checked at import below)
+    # in BAR's column order (checked below)
     return (start, acc[_RECV], venue, symbol, interval, acc[_OPEN], acc[_HIGH], acc[_LOW], acc[_CLOSE],
             acc[_VOL], rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]), acc[_COUNT], acc[_BUY],
             acc[_SELL], acc[_FLAGS], acc[_REV])
@@ -293,14 +293,18 @@ def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> t
 _ROW_NAMES = ("ts_event_ns", "ts_recv_ns", "venue", "symbol", "interval", "open_price_nanos",
               "high_price_nanos", "low_price_nanos", "close_price_nanos", "volume_nanos", "vwap_price_nanos",
               "trade_count", "buy_volume_nanos", "sell_volume_nanos", "flags", "revision")
-if sorted(_ROW_NAMES) != sorted(_BAR_NAMES):
-    raise TapeflowError(f"live bar rows {_ROW_NAMES} do not cover the BAR record {_BAR_NAMES}")
+if list(_ROW_NAMES) != _BAR_NAMES:
+    raise TapeflowError(f"live bar rows {_ROW_NAMES} are not in the BAR record's order {_BAR_NAMES}")
+_BAR_SCHEMA = BAR.arrow_schema()
+_BAR_STRUCT = pa.struct(list(_BAR_SCHEMA))
 
 
 def _bar_table(rows: list[tuple]) -> pa.Table:
     if not rows:
         return _EMPTY_BAR
-    return BAR.table(dict(zip(_ROW_NAMES, map(list, zip(*rows, strict=True)), strict=True)))
+    # One conversion of the row tuples as a struct array: a few times cheaper than a column each.
+    return pa.Table.from_struct_array(pa.array(rows, type=_BAR_STRUCT)).replace_schema_metadata(
+        _BAR_SCHEMA.metadata)
 
 
 def _rejects(sub: pa.Table, bad: np.ndarray, watermark: np.ndarray, too_late: np.ndarray, venue: str,

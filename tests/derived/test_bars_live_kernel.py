@@ -42,3 +42,37 @@ def test_partials_equal_python_integers(rows: list, steps: list) -> None:
     p = partial_bars(*cols, np.array(steps, np.int64))
     got = list(zip(*(c.tolist() for c in p[:12]), notional_ints(p.notional), strict=True))
     assert got == reference(rows, steps)
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=rows_st, steps=st.lists(st.sampled_from([1, 2, 4, 7, 14, 10**9, 3 * 10**9, 60 * 10**9]),
+                                    min_size=1, max_size=6))
+def test_partials_of_time_ordered_trades_equal_python_integers(rows: list, steps: list) -> None:
+    # In time order a coarser interval is merged from a finer one that divides it (2 -> 4, 7 -> 14,
+    # 1 s -> 3 s and 1 m); intervals with no divisor before them are built from the trades.
+    rows = sorted(rows, key=lambda r: r[0])
+    cols = [np.array([r[i] for r in rows], dtype=t) for i, t in
+            enumerate((np.int64, np.int64, np.int64, np.uint8, np.bool_, np.int64))]
+    p = partial_bars(*cols, np.array(steps, np.int64))
+    got = list(zip(*(c.tolist() for c in p[:12]), notional_ints(p.notional), strict=True))
+    assert got == reference(rows, steps)
+
+
+def test_coarse_partials_from_fine_ones_by_hand() -> None:
+    # three trades in time order over two 1 s buckets and one 2 s bucket; the 2 s partial is the
+    # merge of the two 1 s partials: open of the first, close of the last, exact notional
+    ts = np.array([0, 999_999_999, 1_000_000_000], np.int64)
+    price = np.array([10, -30, 20], np.int64)
+    size = np.array([1, 2, 3], np.int64)
+    side = np.array([B, A, N], np.uint8)
+    p = partial_bars(ts, price, size, side, np.array([False, True, False]), np.array([5, 9, 7], np.int64),
+                     np.array([10**9, 2 * 10**9], np.int64))
+    assert p.interval.tolist() == [0, 0, 1]
+    assert p.start_ns.tolist() == [0, 10**9, 0]
+    assert p.open_price_nanos.tolist() == [10, 20, 10]
+    assert p.close_price_nanos.tolist() == [-30, 20, 20]
+    assert p.high_price_nanos.tolist() == [10, 20, 20] and p.low_price_nanos.tolist() == [-30, 20, -30]
+    assert p.volume_nanos.tolist() == [3, 3, 6] and p.trade_count.tolist() == [2, 1, 3]
+    assert p.buy_volume_nanos.tolist() == [1, 0, 1] and p.sell_volume_nanos.tolist() == [2, 0, 2]
+    assert p.recv_max_ns.tolist() == [9, 7, 9] and p.gap.tolist() == [1, 0, 1]
+    assert notional_ints(p.notional) == [10 - 60, 60, 10 - 60 + 60]
