@@ -193,6 +193,7 @@ class LiveConfig:
     client_options: tuple[tuple[str, Any], ...] = ()
     progress_s: float = 2.0
     clock: str = "auto"
+    metrics_port: int | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveConfig:
@@ -240,6 +241,8 @@ class LiveConfig:
             client_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_CLIENT_OPTIONS").items())),
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2)),
             clock=clock,
+            metrics_port=(_int(get, "TAPEFLOW_LIVE_METRICS_PORT", 0)
+                          if get("TAPEFLOW_LIVE_METRICS_PORT") else None),
         )
 
     def health_clock(self) -> str:
@@ -307,11 +310,20 @@ def flow_from_env() -> Dataflow:
 
         tables = TableSink(dsn=settings.clickhouse_dsn if "clickhouse" in config.outputs else None,
                            lake_root=settings.lake_dir if "lake" in config.outputs else None)
-    sinks = MarketSinks(tables=tables, extra=(ProgressSink(config.progress_s),))
-    source = config.source()
+    extra: list[Any] = [ProgressSink(config.progress_s)]
     # a live feed's lag is judged against the wall clock (``relative``: against its recent level);
     # capture files replay at their own pace, so only their feed latency is judged
     clock = None if config.health_clock() == "none" else time.time_ns
+    if config.metrics_port is not None:
+        from flows.sinks import MetricsSink
+        from tapeflow.live.prom import FlowMetrics, start_metrics_server
+
+        metrics = FlowMetrics()
+        server = start_metrics_server(config.metrics_port, metrics=metrics)
+        print(f"live: Prometheus metrics at {server.url}", flush=True)
+        extra.append(MetricsSink(metrics, latency=clock is not None))
+    sinks = MarketSinks(tables=tables, extra=tuple(extra))
+    source = config.source()
     return build_market_flow(source, sinks, levels=config.levels,
                              snapshot_interval_ns=config.snapshot_interval_ns, intervals=config.intervals,
                              bbo_as_quote=config.bbo_as_quote, raw=config.raw, new_health=config.new_health,

@@ -315,15 +315,21 @@ class DeadLetterSink(TableSink):
         super().__init__(dsn=dsn, lake_root=lake_root, tables=("rejected",), idempotent=idempotent)
 
 
+_DERIVED_TABLES = frozenset({"bar", "metric", "book_snapshot"})
+
+
 class _MetricsPartition(StatelessSinkPartition[tuple[str, pa.Table]]):
-    def __init__(self, metrics: Any, raw_tables: frozenset[str]) -> None:
-        self._metrics, self._raw = metrics, raw_tables
+    def __init__(self, metrics: Any, raw_tables: frozenset[str], latency: bool) -> None:
+        self._metrics, self._raw, self._latency = metrics, raw_tables, latency
 
     def write_batch(self, items: list[tuple[str, pa.Table]]) -> None:
         for name, table in items:
             if name in self._raw or name in ("status", "rejected"):
                 self._metrics.observe_records({name: table})
             self._metrics.events_out_table(name, table)
+            if self._latency and name in _DERIVED_TABLES and table.num_rows:
+                newest_ns = pc.max(table.column("ts_recv_ns")).as_py()
+                self._metrics.observe_batch_latency(max(0, time.time_ns() - newest_ns) / 1e9)
 
 
 class MetricsSink(DynamicSink[tuple[str, pa.Table]]):
@@ -332,17 +338,22 @@ class MetricsSink(DynamicSink[tuple[str, pa.Table]]):
     Decoded input tables (``raw_tables``, which the market flow passes through when ``raw=True``)
     count as events in and set the lag gauge; ``status`` rows count gaps, resyncs and breaker
     trips; ``rejected`` rows count per reason; every item counts as events out per table.
+    With ``latency=True`` (a live feed, where capture time is this host's clock) every derived
+    table (bars, metrics, snapshots) observes the batch latency histogram: now minus the newest
+    capture time among its rows, i.e. event received to derived row leaving the flow.
     Wire it as an extra sink of the market flow (``MarketSinks(extra=(MetricsSink(m),))``) and
     serve ``m`` with :func:`tapeflow.live.prom.start_metrics_server`.
     """
 
     def __init__(self, metrics: Any,
-                 raw_tables: Collection[str] = ("book_delta", "order_event", "trade", "quote")) -> None:
+                 raw_tables: Collection[str] = ("book_delta", "order_event", "trade", "quote"),
+                 *, latency: bool = False) -> None:
         self.metrics = metrics
         self.raw_tables = frozenset(raw_tables)
+        self.latency = latency
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _MetricsPartition:
-        return _MetricsPartition(self.metrics, self.raw_tables)
+        return _MetricsPartition(self.metrics, self.raw_tables, self.latency)
 
 
 def _read_tokens(path: Path) -> list[str]:

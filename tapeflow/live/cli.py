@@ -59,6 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("-a", "--addresses", help="host:port of every process, ';' separated (with -i)")
     run.add_argument("--recovery", type=Path, metavar="DIR",
                      help="Bytewax recovery store (created on first use); a rerun resumes from it")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve Prometheus metrics at 127.0.0.1:PORT/metrics (--processes: PORT+i)")
     run.add_argument("--snapshot-every", default="10s", help="recovery snapshot interval (whole seconds)")
     out = p.add_argument_group("outputs")
     out.add_argument("--lake", type=Path, help="lake root (default $TAPEFLOW_LAKE or ./lake)")
@@ -116,6 +118,10 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:
         env["TAPEFLOW_LIVE_BATCH_EVENTS"] = str(args.batch_events)
+    if getattr(args, "metrics_port", None) is not None:
+        if not 0 <= args.metrics_port <= 65535:
+            raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {args.metrics_port}")
+        env["TAPEFLOW_LIVE_METRICS_PORT"] = str(args.metrics_port)
     return env
 
 
@@ -188,7 +194,8 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
             else f"{args.venue} {args.symbols}")
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
     started = time.monotonic()
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True) for cmd in commands]
+    procs = [subprocess.Popen(cmd, env=_process_env(env, i), stdout=subprocess.PIPE, text=True)
+             for i, cmd in enumerate(commands)]
     lines: queue.Queue[str | None] = queue.Queue()
     # one reader per process: a cluster's processes wait on each other, so no pipe may fill up
     readers = [threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True) for proc in procs]
@@ -223,6 +230,14 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
         print(f"live: the flow exited with code {failed[0]} (see its messages above)", file=out, flush=True)
         return failed[0]
     return 0
+
+
+def _process_env(env: dict[str, str], index: int) -> dict[str, str]:
+    # local processes share a host, so each serves its metrics on its own port (0 stays "any free")
+    port = env.get("TAPEFLOW_LIVE_METRICS_PORT")
+    if not port or index == 0 or int(port) == 0:
+        return env
+    return env | {"TAPEFLOW_LIVE_METRICS_PORT": str(int(port) + index)}
 
 
 def _pump(pipe: IO[str] | None, lines: queue.Queue[str | None]) -> None:
