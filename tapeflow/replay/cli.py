@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     pace.add_argument("--speed", type=float, default=1.0, help="x recorded time (default 1.0: real time)")
     pace.add_argument("--as-fast-as-possible", action="store_true", help="no pacing: as fast as clients read")
     p.add_argument("--fault", nargs="+", action="extend", default=[], metavar="SPEC",
-                   help="drop@N dup@N reorder@N disconnect@N stall@N:2s (N: global send index)")
+                   help="drop@N dup@N reorder@N disconnect@N stall@N:2s (N: frames queued, in tape order)")
     p.add_argument("--random-faults", default=None, metavar="KIND=P,...", help="e.g. drop=0.001,dup=0.001")
     p.add_argument("--seed", type=int, default=0, help="seed of --random-faults")
     p.add_argument("--rest-limit", default=None, metavar="N/WINDOW",
