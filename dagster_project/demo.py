@@ -17,10 +17,18 @@ from pathlib import Path
 
 from tapeflow.errors import TapeflowError
 
+QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 def run(demo_root: Path, home: Path) -> int:
     """Materialize the demo's simulated day; returns 0 when every asset and blocking check passed."""
+    import warnings
+
     import dagster as dg
+
+    # the demo prints its own summary: Dagster's per-event console log (hundreds of DEBUG lines) and
+    # its beta notice for BackfillPolicy would bury it; the full event log is in the UI
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
 
     from assets.checks import load
     from assets.partitions import INSTRUMENTS_NAME
@@ -58,7 +66,8 @@ def run(demo_root: Path, home: Path) -> int:
                                              f"{request.tags['dagster/asset_partition_range_end']}")
             _step(f"tapeflow_days: {span} (ingest -> book -> derived -> checks -> warehouse -> data docs)")
             result = job.execute_in_process(instance=instance, partition_key=request.partition_key,
-                                            tags=dict(request.tags), raise_on_error=False)
+                                            tags=dict(request.tags), raise_on_error=False,
+                                            run_config=QUIET_CONSOLE)
             ok &= result.success
             _summary(result)
     lake = Path(paths["TAPEFLOW_LAKE"])
