@@ -239,3 +239,122 @@ def book_metrics(bid_px: tuple[np.ndarray, np.ndarray], bid_sz: tuple[np.ndarray
     flat = [np.ascontiguousarray(a, np.int64) for side in (bid_px, bid_sz, ask_px, ask_sz) for a in side]
     _book_kernel(*flat, int(levels), ints, floats)
     return ints, floats
+
+
+@numba.njit(cache=True)
+def _runs_of_instants(recv: np.ndarray, start_max: np.int64, has_start: bool, step: np.int64,
+                      instant: np.ndarray, end: np.ndarray) -> tuple[int, np.int64]:
+    # grid instant of each row's running-max arrival; rows of one instant are consecutive
+    top = start_max
+    have = has_start
+    r = 0
+    for i in range(recv.shape[0]):
+        if not have or recv[i] > top:
+            top = recv[i]
+            have = True
+        g = -((-top) // step) * step
+        if r == 0 or instant[r - 1] != g:
+            instant[r] = g
+            r += 1
+        end[r - 1] = i + 1
+    return r, top
+
+
+@numba.njit(cache=True)
+def _fold_quotes_kernel(bp: np.ndarray, bs: np.ndarray, ap: np.ndarray, az: np.ndarray, recv: np.ndarray,
+                        bad: np.ndarray, prev: np.ndarray, start_max: np.int64, has_start: bool,
+                        step: np.int64, ints: np.ndarray, flags: np.ndarray,
+                        sq_vals: np.ndarray) -> tuple[int, np.int64, int]:
+    n = bp.shape[0]
+    changed = np.zeros(n, np.bool_)
+    ofi = np.zeros(n, np.int64)
+    sq = np.empty(n, np.float64)
+    _quote_events_kernel(bp, bs, ap, az, prev, changed, ofi, sq)
+    instant = ints[:, 0]
+    end = ints[:, 1]
+    r, top = _runs_of_instants(recv, start_max, has_start, step, instant, end)
+    m = 0
+    lo = 0
+    for k in range(r):
+        total = np.int64(0)
+        any_bad = False
+        for i in range(lo, end[k]):
+            total += ofi[i]
+            any_bad = any_bad or bad[i]
+            if not np.isnan(sq[i]):
+                sq_vals[m] = sq[i]
+                m += 1
+        ints[k, 2] = total
+        ints[k, 3] = m  # end of the run's returns in sq_vals
+        flags[k, 0] = any_bad
+        flags[k, 1] = bad[end[k] - 1]
+        lo = end[k]
+    return r, top, m
+
+
+def fold_quotes(bid_px: np.ndarray, bid_sz: np.ndarray, ask_px: np.ndarray, ask_sz: np.ndarray,
+                recv_ns: np.ndarray, bad: np.ndarray, prev: np.ndarray, start_ns: int | None,
+                interval_ns: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Quotes reduced per grid instant in one call (the live metrics' per-batch work on quotes).
+
+    Rows belong to :func:`grid_end`'s instant; rows of one instant are consecutive (running-max
+    arrival never goes back), so each instant is a run.
+
+    Args:
+        bid_px, bid_sz, ask_px, ask_sz: int64[n] quotes in arrival order (n >= 1).
+        recv_ns: int64[n] capture times; bad: bool[n] quotes flagged F_MAYBE_BAD_BOOK.
+        prev: int64[5] quote state of :func:`quote_events`, updated in place.
+        start_ns: running-max arrival before these rows (None: none yet).
+        interval_ns: grid spacing.
+
+    Returns:
+        (int64[r, 4] per run: instant, end row (exclusive), summed OFI, end of its returns in the
+        next array; bool[r, 2] per run: any quote bad, last quote bad; float64[m] the squared log
+        mid returns that exist, run after run, in arrival order; the new running-max arrival).
+    """
+    n = len(bid_px)
+    ints = np.empty((n, 4), np.int64)
+    flags = np.empty((n, 2), np.bool_)
+    sq_vals = np.empty(n, np.float64)
+    r, top, m = _fold_quotes_kernel(
+        _i64(bid_px), _i64(bid_sz), _i64(ask_px), _i64(ask_sz), _i64(recv_ns),
+        np.ascontiguousarray(bad, np.bool_), prev, np.int64(0 if start_ns is None else start_ns),
+        start_ns is not None, np.int64(interval_ns), ints, flags, sq_vals)
+    return ints[:r], flags[:r], sq_vals[:m], int(top)
+
+
+@numba.njit(cache=True)
+def _fold_trades_kernel(recv: np.ndarray, side: np.ndarray, size: np.ndarray, start_max: np.int64,
+                        has_start: bool, step: np.int64, ints: np.ndarray) -> tuple[int, np.int64]:
+    instant = ints[:, 0]
+    end = ints[:, 1]
+    r, top = _runs_of_instants(recv, start_max, has_start, step, instant, end)
+    lo = 0
+    for k in range(r):
+        total = np.int64(0)
+        for i in range(lo, end[k]):
+            if side[i] == 66:  # "B": buyer-initiated
+                total += size[i]
+            elif side[i] == 65:  # "A": seller-initiated
+                total -= size[i]
+        ints[k, 2] = total
+        lo = end[k]
+    return r, top
+
+
+def fold_trades(recv_ns: np.ndarray, aggressor_side: np.ndarray, size_nanos: np.ndarray, start_ns: int | None,
+                interval_ns: int) -> tuple[np.ndarray, int]:
+    """Signed trade volume (buyer- minus seller-initiated) summed per grid instant, as :func:`fold_quotes`.
+
+    Returns:
+        (int64[r, 3] per run: instant, end row (exclusive), signed volume; the new running-max arrival).
+    """
+    ints = np.empty((len(recv_ns), 3), np.int64)
+    r, top = _fold_trades_kernel(_i64(recv_ns), np.ascontiguousarray(aggressor_side, np.uint8),
+                                 _i64(size_nanos), np.int64(0 if start_ns is None else start_ns),
+                                 start_ns is not None, np.int64(interval_ns), ints)
+    return ints[:r], int(top)
+
+
+def _i64(a: np.ndarray) -> np.ndarray:
+    return a if a.dtype == np.int64 and a.flags.c_contiguous else np.ascontiguousarray(a, np.int64)

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from kernels.metrics import grid_end, quote_events
+from kernels.metrics import fold_quotes, fold_trades
 from tapeflow.bars import interval_ns
-from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table, signed_volume
+from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
@@ -26,7 +26,7 @@ from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QU
 _EMPTY_METRIC = METRIC.empty_table()
 _SNAPSHOT_NAMES, _QUOTE_NAMES, _TRADE_NAMES = (r.column_names for r in (BOOK_SNAPSHOT, QUOTE, TRADE))
 _RECORDS = {"book_snapshot": BOOK_SNAPSHOT, "quote": QUOTE, "trade": TRADE}
-_FIRST = np.zeros(1, np.int64)
+QUOTE_COLS = ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")
 
 
 @dataclass
@@ -100,31 +100,27 @@ class LiveMetrics:
 
     def _quotes(self, inst: _Inst, q: pa.Table, venue: str, symbol: str) -> None:
         arrival = q.column("ts_recv_ns").to_numpy()
-        _, ofi, sq = quote_events(*(q.column(c).to_numpy() for c in (
-            "bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")), inst.prev_quote)
-        at = grid_end(arrival, self.step_ns, inst.quote_max_ns)
-        inst.quote_max_ns = _top(inst.quote_max_ns, arrival)
-        bad = (q.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0
-        # ``at`` never decreases (running-max arrival): one Python step per instant, not per quote
-        first = _runs(at)
-        ofi_sums = np.add.reduceat(ofi, first).tolist()
-        any_bad = np.logical_or.reduceat(bad, first).tolist()
-        ends = [*first[1:].tolist(), len(at)]
-        sq_list = sq.tolist()
-        for k, (g, lo, hi) in enumerate(zip(at[first].tolist(), first.tolist(), ends, strict=True)):
-            inst.ofi[g] = inst.ofi.get(g, 0) + ofi_sums[k]
-            returns = [x for x in sq_list[lo:hi] if not math.isnan(x)]
-            if returns:
-                inst.sq.setdefault(g, []).extend(returns)
-            inst.bad[g] = (inst.bad.get(g, (False, False))[0] or any_bad[k], bool(bad[hi - 1]))
+        # one kernel call per batch; then one Python step per grid instant, not per quote
+        runs, bad, returns, inst.quote_max_ns = fold_quotes(
+            *(q.column(c).to_numpy() for c in QUOTE_COLS), arrival,
+            (q.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0, inst.prev_quote, inst.quote_max_ns,
+            self.step_ns)
+        ret = returns.tolist()
+        lo = 0
+        for (g, _, ofi, hi), (any_bad, last_bad) in zip(runs.tolist(), bad.tolist(), strict=True):
+            inst.ofi[g] = inst.ofi.get(g, 0) + ofi
+            if hi > lo:
+                inst.sq.setdefault(g, []).extend(ret[lo:hi])
+                lo = hi
+            inst.bad[g] = (inst.bad.get(g, (False, False))[0] or any_bad, last_bad)
         self._seen(inst, arrival)
 
     def _trades(self, inst: _Inst, t: pa.Table, venue: str, symbol: str) -> None:
         arrival = t.column("ts_recv_ns").to_numpy()
-        at = grid_end(arrival, self.step_ns, inst.trade_max_ns)
-        inst.trade_max_ns = _top(inst.trade_max_ns, arrival)
-        first = _runs(at)
-        for g, v in zip(at[first].tolist(), np.add.reduceat(signed_volume(t), first).tolist(), strict=True):
+        runs, inst.trade_max_ns = fold_trades(arrival, t.column("aggressor_side").to_numpy(),
+                                              t.column("size_nanos").to_numpy(), inst.trade_max_ns,
+                                              self.step_ns)
+        for g, _, v in runs.tolist():
             inst.flow[g] = inst.flow.get(g, 0) + v
         self._seen(inst, arrival)
 
@@ -169,13 +165,6 @@ class LiveMetrics:
                 inst.cvd_nanos += inst.flow.pop(k)
             cvd[i] = inst.cvd_nanos if inst.cvd_day == (g - 1) // DAY_NS else 0
         return metric_table(ready, self.interval, self.levels, ofi, cvd, rv, bad)
-
-
-def _runs(at: np.ndarray) -> np.ndarray:
-    """Start index of each run of equal values in a non-decreasing array (not empty)."""
-    if len(at) == 1 or at[0] == at[-1]:
-        return _FIRST
-    return np.concatenate([_FIRST, np.flatnonzero(at[1:] != at[:-1]) + 1])
 
 
 def _top(old: int | None, arrival: np.ndarray) -> int:
