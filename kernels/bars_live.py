@@ -235,3 +235,47 @@ def _i64(a: np.ndarray) -> np.ndarray:
 def notional_ints(words: np.ndarray) -> list[int]:
     """The exact signed notional of each partial, as Python integers (1e-18 units)."""
     return [((ph << 64) | pl) - ((nh << 64) | nl) for ph, pl, nh, nl in words.tolist()]
+
+
+@numba.njit(cache=True)
+def _admit_kernel(ts: np.ndarray, size: np.ndarray, max_ts: np.int64, lateness: np.int64, horizon: np.int64,
+                  watermark: np.ndarray, status: np.ndarray) -> tuple[np.int64, int, int, int]:
+    top = max_ts
+    late = too_late = negative = 0
+    for i in range(ts.shape[0]):
+        top = max(top, ts[i])
+        wm = top - lateness
+        watermark[i] = wm
+        if ts[i] < wm - horizon:
+            status[i] = 1
+            too_late += 1
+        elif size[i] < 0:
+            status[i] = 2
+            negative += 1
+        else:
+            status[i] = 0
+            if ts[i] < wm:
+                late += 1
+    return top, late, too_late, negative
+
+
+def admit(ts_ns: np.ndarray, size_nanos: np.ndarray, max_ts_ns: int, lateness_ns: int,
+          horizon_ns: int) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
+    """The live bars' accept/late/too-late decision per trade, in input order (see ``LiveBars``).
+
+    Args:
+        ts_ns: int64[n] venue times; size_nanos: int64[n].
+        max_ts_ns: the instrument's newest venue time before these trades.
+        lateness_ns: allowed lateness; horizon_ns: restate horizon.
+
+    Returns:
+        (int64[n] watermark after each trade; uint8[n] status: 0 accepted, 1 too late, 2 negative
+        size; new max venue time; counts of late accepted, too late and negative trades).
+    """
+    n = len(ts_ns)
+    watermark = np.empty(n, np.int64)
+    status = np.empty(n, np.uint8)
+    top, late, too_late, negative = _admit_kernel(_i64(ts_ns), _i64(size_nanos), np.int64(max_ts_ns),
+                                                  np.int64(lateness_ns), np.int64(horizon_ns), watermark,
+                                                  status)
+    return watermark, status, int(top), late, too_late, negative

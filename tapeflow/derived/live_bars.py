@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels.bars import rounded_vwap
-from kernels.bars_live import notional_ints, partial_rows
+from kernels.bars_live import admit, notional_ints, partial_rows
 from tapeflow.bars import STANDARD_INTERVALS, interval_ns
 from tapeflow.derived.metrics import by_instrument
 from tapeflow.errors import ConfigError, TapeflowError
@@ -182,23 +182,19 @@ class LiveBars:
         return None if inst is None else inst.max_ts_ns - self.allowed_lateness_ns
 
     def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument) -> pa.Table:
-        ts = sub.column("ts_event_ns").to_numpy()
-        size = sub.column("size_nanos").to_numpy()
-        self.stats.trades += len(ts)
-        running = np.maximum.accumulate(np.maximum(ts, inst.max_ts_ns))
-        watermark = running - self.allowed_lateness_ns
-        too_late = ts < watermark - self.restate_horizon_ns
-        negative = size < 0
-        keep = ~too_late & ~negative
-        self.stats.late += int((keep & (ts < watermark)).sum())
-        self.stats.too_late += int(too_late.sum())
-        self.stats.rejected += int((negative & ~too_late).sum())
-        bad = np.flatnonzero(~keep)
-        if len(bad):
-            self._rejected.append(_rejects(sub, bad, watermark, too_late, venue, symbol,
-                                           self.restate_horizon_ns))
-        inst.max_ts_ns = int(running[-1])
-        return sub.filter(pa.array(keep)) if len(bad) else sub
+        watermark, status, inst.max_ts_ns, late, too_late, negative = admit(
+            sub.column("ts_event_ns").to_numpy(), sub.column("size_nanos").to_numpy(), inst.max_ts_ns,
+            self.allowed_lateness_ns, self.restate_horizon_ns)
+        self.stats.trades += len(status)
+        self.stats.late += late
+        self.stats.too_late += too_late
+        self.stats.rejected += negative
+        if not too_late and not negative:
+            return sub
+        bad = np.flatnonzero(status)
+        self._rejected.append(_rejects(sub, bad, watermark, status == 1, venue, symbol,
+                                       self.restate_horizon_ns))
+        return sub.filter(pa.array(status == 0))
 
     def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
         if trades.num_rows == 0:
