@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.bars_live import notional_ints, partial_bars
+from kernels.bars_live import admit, notional_ints, partial_bars
 
 B, A, N = ord("B"), ord("A"), ord("N")
 
@@ -76,3 +76,22 @@ def test_coarse_partials_from_fine_ones_by_hand() -> None:
     assert p.buy_volume_nanos.tolist() == [1, 0, 1] and p.sell_volume_nanos.tolist() == [2, 0, 2]
     assert p.recv_max_ns.tolist() == [9, 7, 9] and p.gap.tolist() == [1, 0, 1]
     assert notional_ints(p.notional) == [10 - 60, 60, 10 - 60 + 60]
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(0, 100), st.integers(-2, 5)), max_size=40),
+       start=st.integers(0, 100), lateness=st.integers(0, 20), horizon=st.integers(0, 30))
+def test_admit_equals_the_policy_per_trade(rows: list, start: int, lateness: int, horizon: int) -> None:
+    top, expected = start, []
+    for ts, size in rows:
+        top = max(top, ts)
+        wm = top - lateness
+        expected.append((wm, 1 if ts < wm - horizon else 2 if size < 0 else 0, ts < wm))
+    wm, status, new_top, late, too_late, negative = admit(
+        np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64), start, lateness,
+        horizon)
+    assert list(zip(wm.tolist(), status.tolist(), strict=True)) == [(w, s) for w, s, _ in expected]
+    assert new_top == top
+    statuses = [s for _, s, _ in expected]
+    assert late == sum(s == 0 and lt for _, s, lt in expected)
+    assert (too_late, negative) == (statuses.count(1), statuses.count(2))
