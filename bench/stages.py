@@ -14,6 +14,9 @@ shifted by whole seconds, until the largest batch size has at least 20 batches. 
 first ``min(MAX_CALLS, max(20, MAX_EVENTS / size))`` batches are timed (a fresh stage each
 repeat; best of the repeats, CPU time).
 
+Each row also gives the median wall time of the batches that emitted nothing: the fixed cost a
+batch pays when no bar or sample completes (most batches, at high event rates).
+
 Run alone: ``python -m bench.stages`` (or ``make bench`` for every module).
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +112,20 @@ def _bar_batches(trades: pa.Table, size: int) -> list[pa.Table]:
     return [trades.slice(i * size, size) for i in range(calls)]
 
 
+def _quiet_median_us(calls: list, state: object) -> str:
+    """Median wall time of the calls that returned no rows (the fixed per-batch cost), as a note."""
+    quiet = []
+    for call in calls:
+        t0 = time.perf_counter()
+        out = call(state)
+        dt = time.perf_counter() - t0
+        if not out.num_rows:
+            quiet.append(dt)
+    if not quiet:
+        return "every batch emits"
+    return f"median {float(np.median(quiet)) * 1e6:,.1f} us wall over the {len(quiet)} that emit nothing"
+
+
 def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> None:
     from tapeflow.derived import LiveBars, LiveMetrics
 
@@ -122,8 +140,10 @@ def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> Non
                 live.add(b)
 
         cost = best_time(bars_run, repeats=3, setup=lambda state=state: state.append(LiveBars()))
+        quiet = _quiet_median_us([lambda live, b=b: live.add(b) for b in batches], LiveBars())
         report.add(f"LiveBars.add {label} {size}-trade batches", events, cost, ours=True,
-                   note=f"{cost[0] / len(batches) * 1e6:,.1f} us/batch cpu over {len(batches)} batches")
+                   note=f"{cost[0] / len(batches) * 1e6:,.1f} us/batch cpu over {len(batches)} batches; "
+                        f"{quiet}")
     for size in SIZES:
         mbatches = _metric_batches(tables, size)
         events = sum(q.num_rows + t.num_rows for _, q, t in mbatches)
@@ -136,10 +156,11 @@ def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> Non
 
         cost = best_time(metrics_run, repeats=3,
                          setup=lambda state=mstate: state.append(LiveMetrics("1s", 10)))
+        quiet = _quiet_median_us([lambda live, b=b: live.add(*b) for b in mbatches], LiveMetrics("1s", 10))
         snaps = sum(s.num_rows for s, _, _ in mbatches)
         report.add(f"LiveMetrics.add {label} {size}-event batches", events, cost, ours=True,
                    note=f"{cost[0] / len(mbatches) * 1e6:,.1f} us/batch cpu over {len(mbatches)} batches "
-                        f"({snaps} snapshots)")
+                        f"({snaps} snapshots); {quiet}")
 
 
 def _binance(path: Path) -> dict[str, pa.Table]:
