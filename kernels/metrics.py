@@ -169,26 +169,17 @@ def depth_nanos(values: np.ndarray, offsets: np.ndarray, levels: int) -> np.ndar
 
 
 @numba.njit(cache=True)
-def all_equal_strings(offsets: np.ndarray, data: np.ndarray) -> bool:
-    """Whether every string of a string column holds the same bytes (a live batch's one instrument).
+def even_width(offsets: np.ndarray) -> int:
+    """The common length of every string of a string column, or -1 when the lengths differ.
 
     Args:
-        offsets: int32[n + 1] string offsets into ``data`` (an Arrow string array's offsets).
-        data: uint8 character bytes.
+        offsets: int32[n + 1] string offsets (an Arrow string array's offsets), n >= 1.
     """
-    n = offsets.shape[0] - 1
-    if n <= 1:
-        return True
-    start = offsets[0]
-    width = offsets[1] - start
-    for i in range(1, n):
-        lo = offsets[i]
-        if offsets[i + 1] - lo != width:
-            return False
-        for k in range(width):
-            if data[lo + k] != data[start + k]:
-                return False
-    return True
+    width = offsets[1] - offsets[0]
+    for i in range(1, offsets.shape[0] - 1):
+        if offsets[i + 1] - offsets[i] != width:
+            return -1
+    return width
 
 
 @numba.njit(cache=True, error_model="numpy")

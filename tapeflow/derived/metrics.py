@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from kernels.metrics import all_equal_strings, book_metrics, grid_end, quote_events
+from kernels.metrics import book_metrics, even_width, grid_end, quote_events
 from tapeflow.bars import interval_ns
 from tapeflow.book import instrument_groups
 from tapeflow.errors import TapeflowError
@@ -44,7 +44,6 @@ _EMPTY_QUOTE = QUOTE.empty_table()
 _EMPTY_TRADE = TRADE.empty_table()
 
 DAY_NS = 86_400_000_000_000
-_NO_BYTES = np.zeros(0, np.uint8)
 _BUY, _SELL = ord("B"), ord("A")
 
 
@@ -83,10 +82,14 @@ def _only_value(column: pa.ChunkedArray) -> str | None:
         return first if pc.all(pc.equal(column, first)).as_py() else None
     _, obuf, dbuf = arr.buffers()
     off = np.frombuffer(obuf, np.int32, n + 1, arr.offset * 4)
-    data = np.frombuffer(dbuf, np.uint8) if dbuf is not None and dbuf.size else _NO_BYTES
-    if not all_equal_strings(off, data):
+    width = even_width(off)
+    if width < 0:
         return None
-    return data[off[0]:off[1]].tobytes().decode()
+    start = int(off[0])
+    chars = dbuf[start:start + n * width].to_pybytes() if width else b""
+    first = chars[:width]
+    # equal lengths and the bytes of n copies of the first string: every row holds that string
+    return first.decode() if chars == first * n else None
 
 
 def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
