@@ -149,20 +149,38 @@ class LiveMetrics:
         cvd = np.zeros(n, np.int64)
         rv = np.full(n, np.nan)
         bad = np.zeros(n, bool)
-        for i, g in enumerate(grid[:n].tolist()):
-            ofi[i] = sum(inst.ofi.pop(k) for k in _upto(inst.ofi, g))
-            returns = [x for k in _upto(inst.sq, g) for x in inst.sq.pop(k)]
+        samples = grid[:n].tolist()
+        # Every instant up to the last ready sample leaves the state at once (keys rise in
+        # insertion order); one walk per stream then hands each instant to its sample.
+        last = samples[-1]
+        ofi_items, sq_items = _take_upto(inst.ofi, last), _take_upto(inst.sq, last)
+        bad_items, flow_items = _take_upto(inst.bad, last), _take_upto(inst.flow, last)
+        jo = jq = jb = jf = 0
+        for i, g in enumerate(samples):
+            total = 0
+            while jo < len(ofi_items) and ofi_items[jo][0] <= g:
+                total += ofi_items[jo][1]
+                jo += 1
+            ofi[i] = total
+            returns: list[float] = []
+            while jq < len(sq_items) and sq_items[jq][0] <= g:
+                returns.extend(sq_items[jq][1])
+                jq += 1
             if returns:
                 rv[i] = math.sqrt(math.fsum(returns))
-            flagged = [inst.bad.pop(k) for k in _upto(inst.bad, g)]
-            bad[i] = inst.quote_bad or any(f[0] for f in flagged)
-            if flagged:
-                inst.quote_bad = flagged[-1][1]
-            for k in _upto(inst.flow, g):
+            flagged = inst.quote_bad
+            while jb < len(bad_items) and bad_items[jb][0] <= g:
+                flagged = flagged or bad_items[jb][1][0]
+                inst.quote_bad = bad_items[jb][1][1]
+                jb += 1
+            bad[i] = flagged
+            while jf < len(flow_items) and flow_items[jf][0] <= g:
+                k, v = flow_items[jf]
                 day = (k - 1) // DAY_NS
                 if day != inst.cvd_day:
                     inst.cvd_day, inst.cvd_nanos = day, 0
-                inst.cvd_nanos += inst.flow.pop(k)
+                inst.cvd_nanos += v
+                jf += 1
             cvd[i] = inst.cvd_nanos if inst.cvd_day == (g - 1) // DAY_NS else 0
         return metric_table(ready, self.interval, self.levels, ofi, cvd, rv, bad)
 
@@ -172,14 +190,19 @@ def _top(old: int | None, arrival: np.ndarray) -> int:
     return top if old is None else max(old, top)
 
 
-def _upto(buckets: dict[int, object], g: int) -> list[int]:
-    # Keys arrive in rising order per stream (running-max arrival), so the front holds the oldest.
-    keys = []
-    for k in buckets:
+def _take_upto(buckets: dict[int, object], g: int) -> list[tuple[int, object]]:
+    """Remove and return the ``(instant, value)`` items up to ``g``, oldest first.
+
+    Keys arrive in rising order per stream (running-max arrival), so the front holds the oldest.
+    """
+    items = []
+    for k, v in buckets.items():
         if k > g:
             break
-        keys.append(k)
-    return keys
+        items.append((k, v))
+    for k, _ in items:
+        del buckets[k]
+    return items
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:
