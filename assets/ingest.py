@@ -85,7 +85,7 @@ def normalized(context: AssetExecutionContext,
                      key=lambda s: s.key)
     if not sources:
         context.log.warning(f"no indexed source holds {', '.join(map(str, wanted))}")
-    decoded = decode_sources(sources, wanted, lake)
+    decoded = decode_sources(sources, wanted, lake, index)
     source_meta = {
         "sources": MetadataValue.json([f"{s.format}: {s.key}" for s in sources]),
         "source_bytes": sum(s.size for s in sources),
@@ -132,22 +132,32 @@ def derive_trades(decoded: dict[str, dict[Target, pa.Table]], wanted: list[Targe
     return out
 
 
-def decode_sources(sources: list[Source], wanted: list[Target], lake: Path
-                   ) -> dict[str, dict[Target, pa.Table]]:
+def decode_sources(sources: list[Source], wanted: list[Target], lake: Path,
+                   index: SourceIndex | None = None) -> dict[str, dict[Target, pa.Table]]:
     """Decode each source once and keep the rows of the wanted instrument-days, per record type.
 
-    Rejected rows without a symbol belong to no instrument: they are merged (by content, so a
-    re-run adds nothing) into the lake's ``rejected/venue=<v>/symbol=__HIVE_DEFAULT_PARTITION__``.
+    With ``index``, a source whose rows its indexing decode kept (unchanged since) is read back
+    instead of decoded, and the kept rows are dropped once ``wanted`` covers every instrument-day
+    the source holds. Rejected rows without a symbol belong to no instrument: they are merged (by
+    content, so a re-run adds nothing) into the lake's
+    ``rejected/venue=<v>/symbol=__HIVE_DEFAULT_PARTITION__``.
     """
     found: dict[str, dict[Target, list[pa.Table]]] = {}
+    keys = {f"{t.venue}\t{t.symbol}\t{t.date}" for t in wanted}
     for src in sources:
-        for name, table in merge(list(get_format(src.format).decode(list(src.paths)))).items():
+        tables = index.decoded(src) if index is not None else None
+        if tables is None:
+            tables = merge(list(get_format(src.format).decode(list(src.paths))))
+        for name, table in tables.items():
             for target, part in common.split_by_target(table, wanted).items():
                 found.setdefault(name, {}).setdefault(target, []).append(part)
             if name == REJECTED.name:
                 orphans = table.filter(pc.equal(table.column("symbol"), ""))
                 if orphans.num_rows:
                     lake_store.write(REJECTED, orphans, lake, mode="merge")
+        entry = index.entries.get(src.key) if index is not None else None
+        if entry is not None and keys.issuperset(entry.partitions):
+            index.drop_decoded(src)  # type: ignore[union-attr]
     return {
         name: {t: concat(ALL_RECORDS[name], parts) for t, parts in by_target.items()}
         for name, by_target in found.items()

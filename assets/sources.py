@@ -14,12 +14,19 @@ Which instrument-days a source holds is only known after decoding it, so the fir
 source is remembered in an index (``<lake>/_sources/index.json``, keyed by path, size and mtime):
 sensors use it to register instruments and request partitions, assets to find the sources of a
 partition. A changed file (a journal still being appended to) is decoded again.
+
+That first decode also keeps its rows (``<lake>/_sources/decoded/<source hash>/<record>.arrow``,
+Arrow IPC with the source's signature beside them), so the ``normalized`` asset reads them back
+instead of decoding the source a second time; the copy is dropped once a run has written every
+instrument-day the source holds, and ignored (decoded again) when the file changed since.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import REJECTED
@@ -34,6 +42,10 @@ from tapeflow.storage.lake import NS_PER_DAY, day_of
 from tapeflow.venues import formats
 
 INDEX_FILE = Path("_sources") / "index.json"
+DECODED_DIR = Path("_sources") / "decoded"
+_SIGNATURE_FILE = "signature.json"
+# IPC body compression: the rows are written once and read once, lz4 costs little either way
+_IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 _SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
 # companions are decoded with a main file: a cryptofeed REST capture with the websocket captures of
 # its exchange, a LOBSTER orderbook file with its message file
@@ -165,7 +177,7 @@ class SourceIndex:
                 continue
             if limit is not None and len(fresh) >= limit:
                 break
-            entry = index_source(src, sig)
+            entry = index_source(src, sig, keep=self.decoded_dir(src))
             self.entries[src.key] = entry
             fresh.append(entry)
         if fresh:
@@ -177,6 +189,30 @@ class SourceIndex:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps({k: vars(v) for k, v in sorted(self.entries.items())}, indent=1))
         os.replace(tmp, self.path)
+
+    def decoded_dir(self, src: Source) -> Path:
+        """Where the rows of the indexing decode of ``src`` are kept."""
+        return self.path.parent.parent / DECODED_DIR / hashlib.sha1(src.key.encode()).hexdigest()[:20]
+
+    def decoded(self, src: Source) -> dict[str, pa.Table] | None:
+        """The rows kept by the indexing decode of ``src``, per record name; None when none are kept
+        or the files changed since (then the caller decodes them)."""
+        folder = self.decoded_dir(src)
+        try:
+            kept = json.loads((folder / _SIGNATURE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        if kept != {"format": src.format, "paths": [str(p) for p in src.paths], "signature": src.signature()}:
+            return None
+        out = {}
+        for path in sorted(folder.glob("*.arrow")):
+            with ipc.open_file(path) as reader:
+                out[path.stem] = reader.read_all()
+        return out
+
+    def drop_decoded(self, src: Source) -> None:
+        """Forget the kept rows of ``src`` (every instrument-day they hold is in the lake)."""
+        shutil.rmtree(self.decoded_dir(src), ignore_errors=True)
 
     def sources_for(self, venue: str, symbol: str, date: str) -> list[Source]:
         """The sources holding rows of one instrument-day (empty when none is indexed)."""
@@ -191,16 +227,26 @@ class SourceIndex:
         return {t for e in self.entries.values() for t in e.holds()}
 
 
-def index_source(src: Source, signature: list[list[int]] | None = None) -> SourceEntry:
-    """Decode one source and count its rows per (venue, symbol, UTC day)."""
+def index_source(src: Source, signature: list[list[int]] | None = None, *,
+                 keep: Path | None = None) -> SourceEntry:
+    """Decode one source and count its rows per (venue, symbol, UTC day).
+
+    Args:
+        src: the source.
+        signature: its :meth:`Source.signature` when the caller has it already.
+        keep: a folder to keep the decoded rows in (see :meth:`SourceIndex.decoded`), replaced
+            only when the whole source decoded; None keeps nothing.
+    """
     from tapeflow.venues import get_format
 
     entry = SourceEntry(src.key, src.format, src.origin, [str(p) for p in src.paths],
                         signature if signature is not None else src.signature())
     counts: dict[str, int] = {}
+    writers = _Writers(keep)
     try:
         for chunk in get_format(src.format).decode(list(src.paths)):
             for name, table in chunk.tables.items():
+                writers.write(name, table)
                 if name == REJECTED.name:
                     entry.rejected += table.num_rows
                     continue
@@ -208,8 +254,42 @@ def index_source(src: Source, signature: list[list[int]] | None = None) -> Sourc
                     counts[k] = counts.get(k, 0) + n
     except (TapeflowError, OSError) as exc:
         entry.error = f"{type(exc).__name__}: {exc}"
+    writers.close({"format": src.format, "paths": entry.paths, "signature": entry.signature}
+                  if not entry.error else None)
     entry.partitions = dict(sorted(counts.items()))
     return entry
+
+
+class _Writers:
+    """One Arrow IPC file per record name, written chunk by chunk into a staging folder that
+    replaces ``folder`` on success (a failed or partial decode keeps nothing)."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder = folder
+        self.stage = None if folder is None else folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+        self.open: dict[str, ipc.RecordBatchFileWriter] = {}
+        if self.stage is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            self.stage.mkdir(parents=True)
+
+    def write(self, name: str, table: pa.Table) -> None:
+        if self.stage is None or table.num_rows == 0:  # merging skips empty chunks too
+            return
+        if name not in self.open:
+            self.open[name] = ipc.new_file(self.stage / f"{name}.arrow", table.schema, options=_IPC_OPTIONS)
+        self.open[name].write_table(table)
+
+    def close(self, signature: dict | None) -> None:
+        if self.stage is None or self.folder is None:
+            return
+        for writer in self.open.values():
+            writer.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+        if signature is None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            return
+        (self.stage / _SIGNATURE_FILE).write_text(json.dumps(signature))
+        os.replace(self.stage, self.folder)
 
 
 def day_counts(table: pa.Table) -> dict[str, int]:
