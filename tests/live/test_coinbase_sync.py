@@ -90,3 +90,34 @@ def test_heartbeat_reveals_lost_matches_on_a_quiet_product(capture: Path) -> Non
     events = feed(sync, [CaptureLine(lines[k].recv_ns + 2, RECV, "", json.dumps(beat).encode(), "beat2")])
     assert [(e.symbol, e.state, e.sequence) for e in events] == [("NU-GBP", GAP, beat["sequence"])]
     assert sync.broken() == {"NU-GBP"}
+
+
+def _match(kind: str, trade_id: int, sequence: int) -> bytes:
+    return json.dumps({"type": kind, "trade_id": trade_id, "maker_order_id": "m", "taker_order_id": "t",
+                       "side": "sell", "size": "1.5", "price": "10.25", "product_id": "A-B",
+                       "sequence": sequence, "time": "2021-04-17T16:43:37.075687Z"}).encode()
+
+
+def test_a_resubscriptions_last_match_repeating_a_trade_is_no_second_row(tmp_path: Path) -> None:
+    snapshot = b'{"type":"snapshot","product_id":"A-B","bids":[["10.0","1"]],"asks":[["11.0","2"]]}'
+    frames = [snapshot, _match("last_match", 100, 1), _match("match", 101, 2), _match("match", 103, 4),
+              # resubscribed after the gap: a fresh snapshot and the latest trade again (103)
+              snapshot, _match("last_match", 103, 4), _match("match", 104, 5),
+              # resubscribed once more; trade 105 passed while unsubscribed: its last_match is new
+              snapshot, _match("last_match", 105, 6), _match("match", 106, 7)]
+    t0 = 1_700_000_000_000_000_000
+    lines = [CaptureLine(t0 + i, RECV, "", f, f"t:{i + 1}") for i, f in enumerate(frames)]
+    sync = CoinbaseSync()
+    events = feed(sync, lines)
+    assert [e.state for e in events] == [SYNCED, GAP, SYNCED, SYNCED]
+    assert "trade_id 103 after 101" in events[1].detail
+    # the repeated last_match anchors the chain: 104 and 106 link, no second gap
+    assert (sync.stats.links, sync.stats.links_ok) == (4, 3) and sync.broken() == set()
+    trades = sync.take()["trade"].column("trade_id").to_pylist()
+    assert trades == ["100", "101", "103", "104", "105", "106"]
+    assert sync.decoder.repeated_last_matches == 1
+    # the batch decoder reads the journal of that stream the same way
+    journal = tmp_path / "coinbase.jsonl"
+    journal.write_bytes(b"".join(b"%d %s\n" % (ln.recv_ns, ln.payload) for ln in lines))
+    batch = merge(list(get_format("coinbase").decode([journal])))
+    assert batch["trade"].column("trade_id").to_pylist() == trades

@@ -6,7 +6,8 @@
   absolute, "0" deletes. The level2 channel carries NO sequence number, so a lost frame cannot
   be detected here: deltas carry ``sequence`` -1;
 * ``{"type": "match"|"last_match", "trade_id", "side" (the MAKER's side), "size", "price",
-  "product_id", "sequence", "time"}``;
+  "product_id", "sequence", "time"}``; Coinbase sends one ``last_match`` (the product's latest
+  trade) on every ``matches`` subscription, so a resubscription repeats a trade already received;
 * ``{"type": "ticker", "sequence", "product_id", "best_bid", "best_ask", ["best_bid_size",
   "best_ask_size"], "time", ...}``.
 """
@@ -18,7 +19,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 SNAPSHOT, L2UPDATE, TICKER = "snapshot", "l2update", "ticker"
-MATCHES = frozenset({"match", "last_match"})
+MATCH, LAST_MATCH = "match", "last_match"
+MATCHES = frozenset({MATCH, LAST_MATCH})
 CONTROL = frozenset({"subscriptions", "heartbeat", "status"})
 BUY, SELL = "buy", "sell"
 

@@ -1,7 +1,10 @@
 """Coinbase websocket captures -> ``book_delta``, ``trade`` and ``quote`` records.
 
-Stateless per frame: the level2 channel has no sequence and no checksum, so there is nothing to
-chain; the book oracle (never crossed once synced) runs on the emitted deltas in ``verify``.
+The level2 channel has no sequence and no checksum, so there is nothing to chain; the book oracle
+(never crossed once synced) runs on the emitted deltas in ``verify``. The one state kept is each
+product's highest ``trade_id``: Coinbase answers every ``matches`` subscription with a
+``last_match`` (the product's latest trade), so a resubscription repeats a trade already decoded;
+that repeat is not a second trade row.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class CoinbaseDecoder:
 
     def __init__(self) -> None:
         self._new_buffers()
+        self.last_trade_id: dict[str, int] = {}  # product -> highest trade_id decoded (kept across flushes)
+        self.repeated_last_matches = 0
 
     def _new_buffers(self) -> None:
         self.deltas = Columns(BOOK_DELTA)
@@ -120,6 +125,12 @@ class CoinbaseDecoder:
         if maker not in (m.BUY, m.SELL):
             raise _Reject("missing_field", f"match side {maker!r} is not buy|sell")
         trade_id = msg.get("trade_id")
+        seen = self.last_trade_id.get(product)
+        if (msg.get("type") == m.LAST_MATCH and isinstance(trade_id, int) and seen is not None
+                and trade_id <= seen):
+            # a resubscription's last_match repeats a trade this stream already carried
+            self.repeated_last_matches += 1
+            return
         # the side is the resting (maker) order's: a sell maker means a buyer took it
         self.trades.append(ts_event_ns=_time(msg), ts_recv_ns=line.recv_ns, venue=VENUE, symbol=product,
                            sequence=trade_id if isinstance(trade_id, int) else -1,
@@ -127,6 +138,8 @@ class CoinbaseDecoder:
                            price_nanos=_nanos(msg.get("price"), "price"),
                            size_nanos=_nanos(msg.get("size"), "size"),
                            aggressor_side=BID if maker == m.SELL else ASK, flags=F_LAST)
+        if isinstance(trade_id, int):  # only a trade that became a row counts as seen
+            self.last_trade_id[product] = trade_id if seen is None else max(seen, trade_id)
 
     def _ticker(self, msg: dict[str, Any], product: str, line: CaptureLine) -> None:
         seq = msg.get("sequence")
