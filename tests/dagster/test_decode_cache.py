@@ -1,0 +1,95 @@
+"""The landing index keeps the rows of its decode; ``normalized`` reads them instead of decoding again.
+
+Expected rows come from the format's own decoder run here (``merge(decode(paths))``), never from
+the kept copy; a changed file must be decoded again, and the copy goes once its days are written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from assets import ingest
+from assets.partitions import Target
+from assets.sources import SourceIndex, discover
+from tapeflow.venues import get_format
+from tapeflow.venues.base import merge
+from tests.dagster.conftest import copy_landing, sim_lines, write_sim
+
+
+def _fresh(src: object) -> dict[str, pa.Table]:
+    tables = merge(list(get_format(src.format).decode(list(src.paths))))  # type: ignore[attr-defined]
+    return {name: t for name, t in tables.items() if t.num_rows}
+
+
+def _targets(index: SourceIndex, src: object) -> list[Target]:
+    entry = index.entries[src.key]  # type: ignore[attr-defined]
+    return [Target(d, v, s) for v, s, d in entry.holds()]
+
+
+def _same(kept: dict[str, pa.Table], fresh: dict[str, pa.Table]) -> None:
+    assert sorted(kept) == sorted(fresh)
+    for name in fresh:
+        assert kept[name].schema == fresh[name].schema, name
+        assert kept[name].num_rows == fresh[name].num_rows, name
+        assert kept[name].equals(fresh[name]), name
+
+
+@pytest.fixture
+def indexed(sim_files: Path, tmp_path: Path) -> tuple[SourceIndex, list]:
+    dep = copy_landing(sim_files, tmp_path)
+    index = SourceIndex(dep.lake)
+    sources = discover(dep.landing, None)
+    index.refresh(sources)
+    return index, sources
+
+
+def test_the_index_keeps_exactly_the_rows_a_fresh_decode_gives(indexed) -> None:
+    index, sources = indexed
+    assert len(sources) == 2  # one file per simulated instrument
+    for src in sources:
+        kept = index.decoded(src)
+        assert kept is not None
+        fresh = _fresh(src)
+        _same(kept, fresh)
+        # every data line of the file is one row of some record (or a rejected row)
+        assert sum(t.num_rows for t in fresh.values()) >= len(sim_lines(src.paths[0]))
+
+
+def test_normalized_reads_the_kept_rows_without_decoding_and_drops_them_after(indexed, monkeypatch) -> None:
+    index, sources = indexed
+    src = sources[0]
+    fresh = _fresh(src)
+    lake = index.path.parent.parent
+
+    def no_decode(name: str) -> object:
+        raise AssertionError(f"{name} decoded again although its rows were kept")
+
+    monkeypatch.setattr(ingest, "get_format", no_decode)
+    # a run that covers none of the source's days reads the rows and keeps them for a later run
+    ingest.decode_sources([src], [], lake, index)
+    assert index.decoded(src) is not None
+    wanted = _targets(index, src)
+    decoded = ingest.decode_sources([src], wanted, lake, index)
+    assert index.decoded(src) is None and not index.decoded_dir(src).exists()
+    for name, table in fresh.items():
+        rows = sum(t.num_rows for t in decoded.get(name, {}).values())
+        assert rows == table.num_rows, name
+
+
+def test_a_changed_file_is_decoded_again(indexed) -> None:
+    index, sources = indexed
+    src = sources[0]
+    rows = sim_lines(src.paths[0])
+    write_sim(src.paths[0], rows[: len(rows) // 2])
+    assert index.decoded(src) is None  # the kept rows are of the old file
+    decoded = ingest.decode_sources([src], _targets(index, src), index.path.parent.parent, index)
+    fresh = _fresh(src)
+    for name, table in fresh.items():
+        assert sum(t.num_rows for t in decoded.get(name, {}).values()) == table.num_rows, name
+    index.refresh([src])
+    kept = index.decoded(src)
+    assert kept is not None
+    _same(kept, fresh)
