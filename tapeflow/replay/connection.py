@@ -56,6 +56,8 @@ class Conn:
     stalls_queued: int = 0  # planned stalls queued for it and not started yet
     stalling: bool = False
     last_subscribe_s: float = 0.0  # loop time of its last subscribe (the settle rule)
+    last_pong_s: float = 0.0  # loop time of the last websocket pong it sent (the venue's ping timeout)
+    last_send_s: float = 0.0  # loop time of the last frame written to it (heartbeats after the tape)
 
     def push(self, kind: int, item: Any) -> None:
         """Queue a reply (``CTL``) or a :class:`Queued` tape frame (``TAPE``)."""
@@ -192,4 +194,41 @@ async def send(conn: Conn, message: bytes | str) -> bool:
     except (ConnectionResetError, RuntimeError):
         conn.close()
         return False
+    conn.last_send_s = asyncio.get_running_loop().time()
     return True
+
+
+async def keepalive(conn: Conn, interval_s: float, timeout_s: float | None) -> str | None:
+    """Ping ``conn`` every ``interval_s``; cut it (TCP abort, as a venue does) when a ping stays
+    unanswered for ``timeout_s`` (None: never). Any pong counts, as on Binance.
+
+    Returns:
+        why the connection was cut, or None when it closed by itself.
+    """
+    loop = asyncio.get_running_loop()
+    next_ping_s = loop.time() + interval_s
+    unanswered_s: float | None = None  # when the oldest ping still waiting for a pong went out
+    while not conn.closed:
+        due_s = next_ping_s
+        if unanswered_s is not None and timeout_s is not None:
+            due_s = min(due_s, unanswered_s + timeout_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(conn.gone.wait(), max(0.0, due_s - loop.time()))
+        if conn.closed:
+            return None
+        now = loop.time()
+        if unanswered_s is not None and conn.last_pong_s >= unanswered_s:
+            unanswered_s = None
+        if unanswered_s is not None and timeout_s is not None and now >= unanswered_s + timeout_s:
+            conn.close()
+            if conn.request.transport is not None:
+                conn.request.transport.abort()
+            return f"connection {conn.id}: no pong within {timeout_s:g} s of a ping"
+        if now >= next_ping_s:
+            try:
+                await conn.ws.ping()
+            except (ConnectionResetError, RuntimeError):
+                return None  # going away; its handler cleans up
+            next_ping_s = now + interval_s
+            unanswered_s = now if unanswered_s is None else unanswered_s
+    return None

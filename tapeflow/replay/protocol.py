@@ -85,12 +85,19 @@ class Session:
         """The bytes this connection receives for ``frame`` (the captured ones by default)."""
         return frame.payload
 
+    def heartbeats(self, keys: set[Key]) -> list[bytes | str]:
+        """What the venue sends this connection every ``idle_heartbeat_s`` once the tape has ended
+        (``keys``: its subscriptions); none by default."""
+        return []
+
 
 class VenueReplay:
     """Base of the per-venue replay adapters (one instance per server)."""
 
     name = ""
-    ws_ping_interval_s: float | None = None
+    ws_ping_interval_s: float | None = None  # websocket ping frames the venue sends (None: none)
+    ws_pong_timeout_s: float | None = None  # no pong this long after a ping: the venue cuts (None: never)
+    idle_heartbeat_s: float | None = None  # venue heartbeat period after the tape (Session.heartbeats)
 
     def __init__(self) -> None:
         self.keys: set[Key] = set()
@@ -125,6 +132,11 @@ class VenueReplay:
     def snapshot(self, key: Key) -> list[bytes]:
         """Wire messages describing ``key``'s state now, for a mid-stream subscriber ([] if none)."""
         return []
+
+    def ws_keepalive(self, path: str) -> tuple[float | None, float | None]:
+        """``(ping interval, pong timeout)`` in seconds for a websocket opened on ``path``, as the
+        venue documents them (a venue with several markets may differ per market)."""
+        return self.ws_ping_interval_s, self.ws_pong_timeout_s
 
     def session(self, connection: int) -> Session:
         """A new connection's protocol state."""

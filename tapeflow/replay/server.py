@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from tapeflow.errors import ConfigError, TapeflowError
-from tapeflow.replay.connection import CTL, TAPE, Conn, Queued, Sender
+from tapeflow.replay.connection import CTL, TAPE, Conn, Queued, Sender, keepalive
 from tapeflow.replay.faults import Fault, FaultPlan, Injected, parse_fault
 from tapeflow.replay.protocol import Frame, Reply, adapter_for, dumps, loads
 
@@ -46,6 +46,12 @@ class ReplayServer:
         compress: negotiate permessage-deflate with clients that offer it (as several venues
             do); off by default: on loopback it only costs CPU, and a client that offers it then
             gets plain frames.
+        ping_interval_s, pong_timeout_s: websocket ping period and how long the server waits for
+            the pong before it cuts the connection; None takes the venue's documented values
+            (Binance spot 20 s / 60 s, USD-M 180 s / 600 s; the other venues send no pings).
+        heartbeat_after_end: once the tape has ended, keep sending the venue's heartbeat (Kraken
+            ``heartbeat``, Coinbase ``heartbeat`` channel) to a connection that got nothing for the
+            venue's heartbeat period, so a client's stale timer does not fire while it stays.
 
     Raises:
         ConfigError: unknown format, bad fault spec.
@@ -55,7 +61,8 @@ class ReplayServer:
                  speed: float | None = None, faults: Iterable[str | Fault] = (),
                  random_faults: str | dict[str, float] | None = None, seed: int = 0,
                  rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES,
-                 settle_s: float = SETTLE_S, compress: bool = False) -> None:
+                 settle_s: float = SETTLE_S, compress: bool = False, ping_interval_s: float | None = None,
+                 pong_timeout_s: float | None = None, heartbeat_after_end: bool = True) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed!r}")
         self.format = format
@@ -67,6 +74,10 @@ class ReplayServer:
         self.queue_frames = max(1, queue_frames)
         self.settle_s = max(0.0, settle_s)
         self.compress = compress
+        self.ping_interval_s, self.pong_timeout_s = ping_interval_s, pong_timeout_s
+        self.heartbeat_after_end = heartbeat_after_end
+        self.pong_timeouts: list[str] = []  # connections cut for not answering a ping in time
+        self.heartbeats_sent = 0  # venue heartbeats sent after the tape ended
         self.tape: list[Frame] = self.adapter.load(self.paths)
         self.position = 0
         self.injected: list[Injected] = []
@@ -190,6 +201,7 @@ class ReplayServer:
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
                 "state_errors": self.state_errors, "send_errors": list(self._sender.errors),
+                "pong_timeouts": list(self.pong_timeouts), "heartbeats_sent": self.heartbeats_sent,
                 "finished": self.finished}
 
     # -- the tape ------------------------------------------------------------------------------
@@ -244,6 +256,25 @@ class ReplayServer:
         self.finished = True
         for conn in list(self._conns.values()):
             conn.ready.set()  # a reorder held back at the very end goes out now
+        period_s = self.adapter.idle_heartbeat_s
+        if self.heartbeat_after_end and period_s:
+            await self._heartbeats(period_s)
+
+    async def _heartbeats(self, period_s: float) -> None:
+        """After the tape: the venue's heartbeat to every subscribed connection that got nothing
+        for ``period_s`` (as Kraken does when a channel is quiet), until the server stops."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(period_s / 4)  # checked often, so a beat is at most 1.25 periods late
+            now = loop.time()
+            for conn in list(self._conns.values()):
+                if conn.subscribed() and not conn.queue and now - conn.last_send_s >= period_s:
+                    beats = conn.session.heartbeats(conn.keys)
+                    for message in beats:
+                        conn.push(CTL, message)
+                    if beats:
+                        conn.last_send_s = now  # the send loop moves it again when it writes them
+                        self.heartbeats_sent += len(beats)
 
     def _may_run(self) -> bool:
         conns = self._conns.values()
@@ -278,24 +309,37 @@ class ReplayServer:
     # -- websocket -----------------------------------------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=self.adapter.ws_ping_interval_s, max_msg_size=0,
-                                   compress=self.compress)
+        # pings are ours (aiohttp's heartbeat cuts a client after half the ping period, far
+        # sooner than a venue does), so pongs and the client's pings come through the loop below
+        ws = web.WebSocketResponse(autoping=False, max_msg_size=0, compress=self.compress)
         if not ws.can_prepare(request).ok:
             return web.json_response({"error": f"no such path {request.path!r}"}, status=404)
         await ws.prepare(request)
         self._conn_ids += 1
         conn = Conn(self._conn_ids, ws, request, self.adapter.session(self._conn_ids))
         self._conns[conn.id] = conn
+        loop = asyncio.get_running_loop()
+        conn.last_send_s = loop.time()
         sender = asyncio.create_task(self._sender.run(conn))
+        interval_s, timeout_s = self.adapter.ws_keepalive(request.path)
+        interval_s = self.ping_interval_s or interval_s
+        timeout_s = self.pong_timeout_s or timeout_s
+        pinger = asyncio.create_task(self._pinger(conn, interval_s, timeout_s)) if interval_s else None
         try:
             self._handle(conn, conn.session.on_open(request.path, request.query))
             async for msg in ws:
                 if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                     text = msg.data if msg.type == WSMsgType.TEXT else msg.data.decode("utf-8", "replace")
                     self._handle(conn, self._answer(conn, text))
+                elif msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.PONG:
+                    conn.last_pong_s = loop.time()
                 elif msg.type == WSMsgType.ERROR:
                     break
         finally:
+            if pinger is not None:
+                pinger.cancel()
             conn.close()
             self._conns.pop(conn.id, None)
             self._wake()
@@ -303,6 +347,12 @@ class ReplayServer:
                 # it ends by itself once it sees the connection closed (a send in flight finishes)
                 await asyncio.wait_for(sender, 5.0)
         return ws
+
+    async def _pinger(self, conn: Conn, interval_s: float, timeout_s: float | None) -> None:
+        why = await keepalive(conn, interval_s, timeout_s)
+        if why is not None:
+            self.pong_timeouts.append(why)
+            self._wake()
 
     def _answer(self, conn: Conn, text: str) -> Reply:
         try:

@@ -68,7 +68,10 @@ class BinanceReplay(VenueReplay):
     """Binance combined-stream captures (cryptofeed ``.ws``/``.http``, hftbacktest ``.gz``)."""
 
     name = "binance"
-    ws_ping_interval_s = 20.0
+    # as Binance documents them: spot pings every 20 s and cuts after a minute without a pong;
+    # USD-M futures ping every 3 minutes and wait 10 minutes
+    ws_ping_interval_s, ws_pong_timeout_s = 20.0, 60.0
+    futures_ping_interval_s, futures_pong_timeout_s = 180.0, 600.0
 
     def __init__(self) -> None:
         super().__init__()
@@ -179,6 +182,12 @@ class BinanceReplay(VenueReplay):
         """Spot and USD-M depth endpoints (both serve every symbol of the tape)."""
         return {"/api/v3/depth": lambda q: self.depth(q, futures=False),
                 "/fapi/v1/depth": lambda q: self.depth(q, futures=True)}
+
+    def ws_keepalive(self, path: str) -> tuple[float | None, float | None]:
+        """USD-M values when the tape holds futures depth (``pu`` in its diffs), else spot's."""
+        if self.futures:
+            return self.futures_ping_interval_s, self.futures_pong_timeout_s
+        return self.ws_ping_interval_s, self.ws_pong_timeout_s
 
     def session(self, connection: int) -> Session:
         """Combined (``/stream``) or raw (``/ws``) streams."""

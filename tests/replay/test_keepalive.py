@@ -1,0 +1,74 @@
+"""Websocket pings as each venue documents them: Binance spot pings every 20 s and cuts a client
+that has not answered within a minute, USD-M pings every 3 minutes and waits 10 (aiohttp's own
+heartbeat would cut after half the ping period, 10 s). The mechanism runs here scaled down (a
+ping every 0.2 s, 0.6 s to answer) with raw aiohttp clients that answer or not."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+from pathlib import Path
+
+import aiohttp
+
+from tapeflow.replay import ReplayServer
+from tests.conftest import need
+
+SUB = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book", "depth": 1000}}
+WATCH_S = 2.0
+
+
+async def _client(url: str, answer_after_s: float | None) -> tuple[int, bool]:
+    """Subscribe and read for ``WATCH_S``, answering pings only after ``answer_after_s`` (None:
+    never); (pings seen, whether the server cut the connection)."""
+    loop = asyncio.get_running_loop()
+    pings = 0
+    async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=False) as ws:
+        await ws.send_str(json.dumps(SUB))
+        start = loop.time()
+        while (left := start + WATCH_S - loop.time()) > 0:
+            try:
+                msg = await ws.receive(timeout=left)
+            except TimeoutError:
+                break
+            if msg.type == aiohttp.WSMsgType.PING:
+                pings += 1
+                if answer_after_s is not None and loop.time() - start >= answer_after_s:
+                    await ws.pong(msg.data)
+            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                return pings, True
+    return pings, False
+
+
+def test_ping_timeout_cuts_only_a_client_that_stays_silent(real_data: Path) -> None:
+    path = need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")
+    srv = ReplayServer("kraken", [path], ping_interval_s=0.2, pong_timeout_s=0.6)
+
+    async def three() -> list[tuple[int, bool]]:
+        return list(await asyncio.gather(_client(srv.ws_url, None), _client(srv.ws_url, 0.0),
+                                         _client(srv.ws_url, 0.45)))
+
+    with srv.run_in_thread():
+        silent, prompt, late = asyncio.run(three())
+        cuts = list(srv.pong_timeouts)
+    # never answers: cut 0.6 s after the first unanswered ping (at 0.2 s), i.e. after 3-4 pings
+    assert silent[1] and 2 <= silent[0] <= 5
+    assert len(cuts) == 1 and cuts[0].endswith("no pong within 0.6 s of a ping")
+    # answers every ping, or stays silent 0.45 s (well past half the period, where aiohttp's own
+    # heartbeat cut), then answers: both stay for the whole 2 s, pinged all along
+    assert not prompt[1] and prompt[0] >= 7
+    assert not late[1] and late[0] >= 7
+
+
+def test_venue_ping_periods(real_data: Path, tmp_path: Path) -> None:
+    spot = ReplayServer("binance", [need(real_data / "cryptofeed" / "BINANCE.ws.1.0")])
+    assert spot.adapter.ws_keepalive("/stream") == (20.0, 60.0)
+    src = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    head = tmp_path / "head.gz"
+    with gzip.open(src, "rb") as fh, gzip.open(head, "wb") as out:
+        out.writelines(line for _, line in zip(range(200), fh, strict=False))
+    assert ReplayServer("binance", [head]).adapter.ws_keepalive("/stream") == (180.0, 600.0)
+    # the other venues send no websocket pings (their clients ping, the server answers)
+    kraken = ReplayServer("kraken", [need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")])
+    assert kraken.adapter.ws_keepalive("/") == (None, None)
