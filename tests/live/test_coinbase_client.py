@@ -80,5 +80,12 @@ def test_dropped_match_is_a_gap_and_the_product_resyncs(capture: Path, tmp_path:
     gap = next(r for r in st if r["state"] == "gap")
     assert gap["symbol"] == "SKL-USD" and gap["sequence"] > dropped["sequence"]
     live = records(batches)
-    assert live["trade"].num_rows == len(_matches(capture)) - 1
+    # the resubscription brought a last_match, as Coinbase sends on every matches subscription
+    frames = [f.data for b in batches for f in b.frames]
+    last_matches = [json.loads(f) for f in frames if b'"type":"last_match"' in f]
+    assert len(last_matches) == 10 + 1 and last_matches[-1]["product_id"] == "SKL-USD"
+    # ... and it is not a second trade row: every trade once, all but the dropped one
+    ids = live["trade"].column("trade_id").to_pylist()
+    assert ids.count(str(last_matches[-1]["trade_id"])) == 1 and len(set(ids)) == len(ids)
+    assert live["trade"].num_rows == len(_matches(capture)) - 1 == 33
     journal_matches_live(tmp_path, "coinbase", live)

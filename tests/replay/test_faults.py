@@ -135,7 +135,8 @@ def test_random_faults_are_reproducible_and_exactly_reported(kraken: tuple[Path,
     path, expected = kraken
     runs = []
     for _ in range(2):
-        srv = ReplayServer("kraken", [path], random_faults="drop=0.03,dup=0.03", seed=5)
+        srv = ReplayServer("kraken", [path], random_faults="drop=0.03,dup=0.03", seed=5,
+                           heartbeat_after_end=False)  # drained until silent
         with srv.run_in_thread():
             got = session(srv.ws_url, [SUB])
         runs.append(([g.encode() for g in got[HANDSHAKE:]], [(i.kind, i.index) for i in srv.injected]))

@@ -110,7 +110,9 @@ def _rejoin(fmt: str, paths: list[Path], path: str, sub: Any, cut: int, queue_fr
                 runs.append(await drain(ws))
         return runs[0], runs[1]
 
-    srv = ReplayServer(fmt, paths, faults=[f"disconnect@{cut}"], queue_frames=queue_frames)
+    # drained until silent: no venue heartbeats after the tape
+    srv = ReplayServer(fmt, paths, faults=[f"disconnect@{cut}"], queue_frames=queue_frames,
+                       heartbeat_after_end=False)
     with srv.run_in_thread():
         first, second = asyncio.run(go(srv))
     return first, second, srv
@@ -334,3 +336,20 @@ def test_bybit_legacy_mid_stream_snapshot_holds_the_rows_by_id(real_data: Path) 
 
     assert replay([second[1].encode()]) == replay(captured[:k])
     assert replay([second[1].encode()] + captured[k:]) == replay(captured)
+
+
+def test_coinbase_mid_stream_matches_subscription_gets_a_last_match(real_data: Path) -> None:
+    path = need(real_data / "cryptofeed" / "COINBASE.ws.28.0")
+    captured = [f for f in cryptofeed_received(path) if b'"product_id":"SKL-USD"' in f
+                and f.startswith((b'{"type":"snapshot"', b'{"type":"l2update"', b'{"type":"match"',
+                                  b'{"type":"last_match"'))]
+    sub = {"type": "subscribe", "product_ids": ["SKL-USD"], "channels": ["level2", "matches"]}
+    _, second, _ = _rejoin("coinbase", [path], "", sub, cut=300, queue_frames=10)
+    assert json.loads(second[0])["type"] == "subscriptions"
+    assert json.loads(second[1])["type"] == "snapshot"
+    k = _suffix_start([g.encode() for g in second[3:]], captured)
+    assert 300 < k < len(captured) - 100
+    # as Coinbase does on every matches subscription: the product's latest trade, as a last_match
+    previous = next(f for f in reversed(captured[:k]) if b'"type":"match"' in f or b'last_match' in f)
+    assert b'"type":"match"' in previous  # a trade of the stream, not the capture's own last_match
+    assert second[2].encode() == previous.replace(b'"type":"match"', b'"type":"last_match"', 1)

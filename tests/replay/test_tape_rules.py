@@ -84,7 +84,8 @@ def test_fault_index_is_the_frame_in_tape_order_after_a_disconnect(kraken) -> No
     drop = next(i for i in range(3000, len(tape)) if tape[i] == HEARTBEAT)
     runs = []
     for _ in range(2):
-        srv = ReplayServer("kraken", paths, faults=["disconnect@1500", f"drop@{drop}"])
+        srv = ReplayServer("kraken", paths, faults=["disconnect@1500", f"drop@{drop}"],
+                           heartbeat_after_end=False)  # drained until silent
         with srv.run_in_thread():
             client = _kraken_client(srv, backoff_initial_s=0.1)
             batches = run_live(client, lambda got: len(_data(got)) >= len(tape) - 2 + len(PAIRS))
@@ -116,7 +117,7 @@ def test_disconnect_as_fast_as_possible_leaves_the_rest_of_the_tape(real_data: P
         return runs
 
     # the whole capture fits in one connection's queue: before, it all went to the cut connection
-    srv = ReplayServer("kraken", [path], faults=["disconnect@100"])
+    srv = ReplayServer("kraken", [path], faults=["disconnect@100"], heartbeat_after_end=False)
     with srv.run_in_thread():
         first, second = asyncio.run(go(srv.ws_url))
     assert [f.encode() for f in first[2:]] == expected[:100]
@@ -161,7 +162,8 @@ def test_a_later_subscription_on_a_moving_tape_gets_a_snapshot(kraken) -> None:
                                       "subscription": {"name": "book", "depth": 1000}}))
             return before, await drain(ws)
 
-    srv = ReplayServer("kraken", paths, queue_frames=5)  # the tape stays near what was sent
+    # the tape stays near what was sent; drained until silent (no heartbeats after the tape)
+    srv = ReplayServer("kraken", paths, queue_frames=5, heartbeat_after_end=False)
     with srv.run_in_thread():
         before, after = asyncio.run(go(srv.ws_url))
     ours = [a.encode() for a in after if a.endswith('"ETH/CHF"]')]
@@ -214,7 +216,7 @@ def test_an_unexpected_send_error_cuts_the_connection_and_the_tape_waits(real_da
     expected = [f for f in cryptofeed_received(path)
                 if f.endswith(b',"book-1000","XBT/CHF"]') or f == HEARTBEAT]
     sub = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book", "depth": 1000}}
-    srv = ReplayServer("kraken", [path], queue_frames=10)
+    srv = ReplayServer("kraken", [path], queue_frames=10, heartbeat_after_end=False)
     make_session, rendered = srv.adapter.session, []
 
     def session(connection: int):  # a session that fails to render its connection's 11th frame

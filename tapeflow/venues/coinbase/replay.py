@@ -2,10 +2,14 @@
 
 Channels map to message types as Coinbase does: ``level2`` carries ``snapshot``/``l2update``,
 ``matches`` carries ``match``/``last_match``, ``ticker`` and ``heartbeat`` carry their own type.
+A ``matches`` subscription in the middle of the tape gets a ``last_match`` (the product's latest
+trade the tape passed), as Coinbase sends one on every subscription; the live sync re-anchors the
+trade-id chain on it.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from tapeflow.replay.protocol import (
@@ -31,10 +35,13 @@ class CoinbaseReplay(VenueReplay):
     """Coinbase ``level2``, ``matches``, ``ticker``, ``heartbeat`` channels."""
 
     name = "coinbase"
+    idle_heartbeat_s = 1.0  # the heartbeat channel beats once a second per product
 
     def __init__(self) -> None:
         super().__init__()
         self.books: dict[str, StringBook] = {}
+        self.last_match: dict[str, bytes] = {}  # product -> its latest match the tape passed, as captured
+        self.clock_ns = 0  # capture time of the last frame the tape passed (heartbeat times after it)
 
     def classify(self, line: CaptureLine) -> Frame | None:
         """Messages keyed by ``(channel, product_id)``; subscription acks are not replayed."""
@@ -53,7 +60,13 @@ class CoinbaseReplay(VenueReplay):
 
     def apply(self, frame: Frame) -> None:
         """``snapshot`` resets the product's book, ``l2update`` changes it (size "0" deletes)."""
-        if frame.key is None or frame.key[0] != "level2":
+        self.clock_ns = frame.recv_ns
+        if frame.key is None:
+            return
+        if frame.key[0] == "matches":
+            self.last_match[frame.key[1]] = frame.payload  # parsed only if someone subscribes mid-stream
+            return
+        if frame.key[0] != "level2":
             return
         msg = loads(frame.payload)
         product = frame.key[1]
@@ -70,12 +83,31 @@ class CoinbaseReplay(VenueReplay):
             book.set(side == m.BUY, px, [px, size], is_zero(size))
 
     def snapshot(self, key: Key) -> list[bytes]:
-        """``{"type":"snapshot","product_id":..,"asks":..,"bids":..}`` of the book now."""
+        """``level2``: ``{"type":"snapshot","product_id":..,"asks":..,"bids":..}`` of the book now;
+        ``matches``: the product's latest match as a ``last_match`` (its fields as captured)."""
+        if key[0] == "matches":
+            raw = self.last_match.get(key[1])
+            msg = loads(raw) if raw is not None else None
+            if not isinstance(msg, dict):
+                return []
+            msg["type"] = m.LAST_MATCH  # the key keeps its place: the rest reads as captured
+            return [dumps(msg)]
         book = self.books.get(key[1])
         if key[0] != "level2" or book is None:
             return []
         return [dumps({"type": m.SNAPSHOT, "product_id": key[1], "asks": book.top_asks(),
                        "bids": book.top_bids()})]
+
+    def heartbeat(self, product: str, beat: int) -> bytes:
+        """The ``heartbeat`` channel's message for ``product``: its last trade id and sequence on the
+        tape, timed ``beat`` seconds after the tape's last frame."""
+        last = loads(self.last_match[product]) if product in self.last_match else None
+        last = last if isinstance(last, dict) else {}
+        ns = self.clock_ns + beat * 1_000_000_000
+        stamp = datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return dumps({"type": "heartbeat", "last_trade_id": last.get("trade_id", 0), "product_id": product,
+                      "sequence": last.get("sequence", 0),
+                      "time": f"{stamp}.{ns % 1_000_000_000 // 1000:06d}Z"})
 
     def session(self, connection: int) -> Session:
         """Coinbase's subscribe handshake for one connection."""
@@ -88,6 +120,12 @@ class _CoinbaseSession(Session):
     def __init__(self, adapter: CoinbaseReplay, connection: int) -> None:
         super().__init__(adapter, connection)
         self.channels: dict[str, list[str]] = {}
+        self.beats = 0
+
+    def heartbeats(self, keys: set[Key]) -> list[bytes | str]:
+        self.beats += 1
+        return [self.adapter.heartbeat(product, self.beats) for channel, product in sorted(keys)
+                if channel == "heartbeat"]
 
     def on_message(self, text: str) -> Reply:
         msg = loads(text)

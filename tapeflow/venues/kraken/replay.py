@@ -25,6 +25,7 @@ from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.kraken import messages as m
 
 _SKIPPED_EVENTS = frozenset({"systemStatus", "subscriptionStatus", "pong"})
+HEARTBEAT = b'{"event":"heartbeat"}'  # as Kraken sends it
 
 
 def family(channel_name: str) -> str:
@@ -36,6 +37,7 @@ class KrakenReplay(VenueReplay):
     """Kraken v1 public channels (``book-N``, ``trade``, ``spread``, ``ticker``, ``ohlc-N``)."""
 
     name = "kraken"
+    idle_heartbeat_s = 1.0  # Kraken: a heartbeat when a subscribed connection is quiet for about 1 s
 
     def __init__(self) -> None:
         super().__init__()
@@ -101,6 +103,9 @@ class KrakenReplay(VenueReplay):
 
 class _KrakenSession(Session):
     adapter: KrakenReplay
+
+    def heartbeats(self, keys: set[Key]) -> list[bytes | str]:
+        return [HEARTBEAT]
 
     def on_open(self, path: str, query: Mapping[str, str]) -> Reply:
         return Reply(send=[dumps({"connectionID": 10_000_000 + self.connection, "event": "systemStatus",
