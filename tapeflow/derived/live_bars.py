@@ -244,22 +244,26 @@ class LiveBars:
             # Nothing closes and nothing was restated; expiring old emitted bars can wait for the
             # next scan, since no accepted trade can reach a bar that ends before the horizon.
             return []
-        out = []
+        out: list[tuple] = []
         next_close = _NEVER
+        restated = 0
         for interval, step in self._step_ns.items():
             frame = inst.frames[interval]
-            ready = [s for s in frame.pending if final or s + step <= watermark]
+            pending, done = frame.pending, frame.done
+            ready = [s for s in pending if final or s + step <= watermark]
             ready.extend(frame.dirty)
             for start in sorted(ready):
-                acc = frame.pending.pop(start, None)
+                acc = pending.pop(start, None)
                 if acc is None:
-                    acc = frame.done[start]
+                    acc = done[start]
                     acc[_REV] += 1
-                    self.stats.restated += 1
+                    restated += 1
                 else:
-                    frame.done[start] = acc
-                self.stats.emitted += 1
-                out.append(_bar_row(venue, symbol, interval, start, acc))
+                    done[start] = acc
+                # the BAR row, in the record's column order (_ROW_NAMES, checked at import)
+                out.append((start, acc[_RECV], venue, symbol, interval, acc[_OPEN], acc[_HIGH], acc[_LOW],
+                            acc[_CLOSE], acc[_VOL], rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]),
+                            acc[_COUNT], acc[_BUY], acc[_SELL], acc[_FLAGS], acc[_REV]))
             frame.dirty.clear()
             if frame.pending:
                 next_close = min(next_close, min(frame.pending) + step)
@@ -276,14 +280,9 @@ class LiveBars:
             for start in expired:
                 del frame.done[start]
         inst.next_close_ns, inst.dirty = next_close, False
+        self.stats.emitted += len(out)
+        self.stats.restated += restated
         return out
-
-
-def _bar_row(venue: str, symbol: str, interval: str, start: int, acc: list) -> tuple:
-    # in BAR's column order (checked below)
-    return (start, acc[_RECV], venue, symbol, interval, acc[_OPEN], acc[_HIGH], acc[_LOW], acc[_CLOSE],
-            acc[_VOL], rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]), acc[_COUNT], acc[_BUY],
-            acc[_SELL], acc[_FLAGS], acc[_REV])
 
 
 _ROW_NAMES = ("ts_event_ns", "ts_recv_ns", "venue", "symbol", "interval", "open_price_nanos",
