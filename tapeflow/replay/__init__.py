@@ -29,7 +29,9 @@ subscribe came for ``settle_s`` (0.2 s; each subscribe restarts the wait), so a 
 several subscribe messages lands before any frame; at most ``queue_frames`` frames wait for one
 connection. ``compress=True`` negotiates permessage-deflate with clients that offer it. The capture's
 own control messages (subscription acks, system status) are not replayed: the server answers
-the handshake itself. Captured heartbeats are sent to every subscribed connection.
+the handshake itself. Captured heartbeats are sent to every subscribed connection. After the tape
+ends, the venue's heartbeat goes on (Kraken ``heartbeat``, Coinbase ``heartbeat`` channel) to a
+connection that got nothing for a second, until it leaves (``heartbeat_after_end``).
 
 A connection that subscribes while the tape is at the start receives the captured frames,
 snapshot included. A connection that subscribes in the middle first receives a snapshot of the
@@ -53,7 +55,9 @@ Any websocket path is accepted unless listed otherwise; the per-venue protocol a
       captured snapshot itself is served, as Binance does when its book is ahead). Unknown symbol:
       HTTP 400 ``{"code":-1121,"msg":"Invalid symbol."}``. Optional rate limit (``rest_limit``):
       HTTP 429 with ``Retry-After`` seconds.
-    - websocket ping frames every ``ping_interval_s`` (clients must answer, aiohttp/websockets do).
+    - websocket ping frames as Binance documents them: spot every 20 s, the connection is cut
+      when no pong came within 60 s; USD-M (a tape with ``pu`` in its diffs) every 180 s / 600 s
+      (``ping_interval_s``/``pong_timeout_s`` override both).
 * ``kraken`` (v1; ``KRAKEN.ws.*``): ``{"event":"subscribe","pair":[..],"subscription":{"name":
   "book","depth":N}}`` -> ``systemStatus`` on connect, one ``subscriptionStatus`` per pair;
   ``{"event":"ping","reqid":n}`` -> ``pong``; captured ``heartbeat`` frames. Mid-stream snapshot
@@ -62,7 +66,8 @@ Any websocket path is accepted unless listed otherwise; the per-venue protocol a
 * ``coinbase`` (``COINBASE.ws.*``): ``{"type":"subscribe","product_ids":[..],"channels":[..]}``
   (names or ``{"name","product_ids"}``) -> ``{"type":"subscriptions",...}``; channels
   ``level2`` (snapshot/l2update), ``ticker``, ``matches``, ``heartbeat``. Mid-stream: a
-  ``snapshot`` message of the current book.
+  ``snapshot`` message of the current book, and for ``matches`` a ``last_match`` (the product's
+  latest match the tape passed), as Coinbase sends on every matches subscription.
 * ``bybit`` (v5 history ``*.data.zip`` and legacy v2 ``BYBIT.ws.*``): ``{"op":"subscribe","args":
   ["orderbook.50.XRPUSDT","publicTrade.XRPUSDT"]}`` -> ``{"success":true,"op":"subscribe",...}``;
   ``{"op":"ping"}`` -> pong. ``orderbook.<depth>.<sym>`` matches the captured depth of that

@@ -42,6 +42,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    help="quiet time after the last subscribe before the tape starts or resumes (e.g. 500ms)")
     p.add_argument("--compress", action="store_true",
                    help="negotiate permessage-deflate with clients that offer it (default: plain frames)")
+    p.add_argument("--ping-interval", default=None, metavar="DURATION",
+                   help="websocket ping period (default: the venue's, e.g. Binance spot 20s)")
+    p.add_argument("--pong-timeout", default=None, metavar="DURATION",
+                   help="cut a connection that has not answered a ping this long (default: the venue's)")
+    p.add_argument("--no-heartbeat-after-end", action="store_true",
+                   help="send no venue heartbeats once the tape has ended (default: send them)")
     p.add_argument("--progress-every", default="5s", help="status line period (e.g. 5s, 500ms)")
     p.set_defaults(func=_cmd_replay_server)
     return p
@@ -59,6 +65,11 @@ def parse_rest_limit(text: str) -> tuple[int, float]:
     return int(count), parse_duration_ns(window) / 1e9
 
 
+def _seconds(text: str | None) -> float | None:
+    """``--ping-interval``/``--pong-timeout``: a positive duration, or None (the venue's own)."""
+    return None if text is None else parse_duration_ns(text) / 1e9  # it refuses 0 and negatives
+
+
 def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
     from tapeflow.replay.server import ReplayServer
 
@@ -66,7 +77,10 @@ def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
                        speed=None if args.as_fast_as_possible else args.speed, faults=args.fault,
                        random_faults=args.random_faults, seed=args.seed,
                        rest_limit=parse_rest_limit(args.rest_limit) if args.rest_limit else None,
-                       settle_s=parse_duration_ns(args.settle) / 1e9, compress=args.compress)
+                       settle_s=parse_duration_ns(args.settle) / 1e9, compress=args.compress,
+                       ping_interval_s=_seconds(args.ping_interval),
+                       pong_timeout_s=_seconds(args.pong_timeout),
+                       heartbeat_after_end=not args.no_heartbeat_after_end)
     every_s = parse_duration_ns(args.progress_every) / 1e9
     started = time.monotonic()
     # Ctrl-C and SIGTERM both stop cleanly with the summary, also when a non-interactive shell

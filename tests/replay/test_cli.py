@@ -55,7 +55,9 @@ def test_cli_bad_arguments_are_clear_errors(tmp_path: Path, capsys: pytest.Captu
                         ([str(tmp_path / "nope.ws")], "nope.ws"),
                         ([str(OKX), "--rest-limit", "ten"], "--rest-limit 'ten'"),
                         ([str(OKX), "--random-faults", "drop=7"], "drop=7"),
-                        ([str(OKX), "--settle", "soon"], "soon")):
+                        ([str(OKX), "--settle", "soon"], "soon"),
+                        ([str(OKX), "--ping-interval", "0s"], "'0s'"),
+                        ([str(OKX), "--pong-timeout", "never"], "never")):
         assert main(["replay-server", "--format", "okx", *args]) == 2
         assert named in capsys.readouterr().err
 
