@@ -60,14 +60,16 @@ def by_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
     """
     if table.num_rows == 0:
         return []
-    venue, symbol = _only_value(table.column("venue")), _only_value(table.column("symbol"))
+    venue, symbol = single_value(table.column("venue")), single_value(table.column("symbol"))
     if venue is not None and symbol is not None:
         return [(venue, symbol, table)]
     return [(v, s, table.take(pa.array(idx))) for v, s, idx in instrument_groups(table)]
 
 
-def _only_value(column: pa.ChunkedArray) -> str | None:
-    """The column's value when every row holds the same one, else None.
+def single_value(column: pa.ChunkedArray) -> str | None:
+    """The column's value when every row holds the same one, else None (a string column, not empty).
+
+    For routing: tells a one-instrument table from a mixed one in a few microseconds.
 
     Reads the string buffers directly: a compute kernel call (``pc.equal``) costs tens of
     microseconds, which a one-row live batch should not pay.

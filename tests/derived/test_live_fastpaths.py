@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.derived import LiveBars, LiveMetrics
-from tapeflow.derived.metrics import by_instrument
+from tapeflow.derived.metrics import by_instrument, single_value
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, QUOTE
 from tests.derived.test_live_bars import B, S, trades
 
@@ -38,6 +38,8 @@ def test_by_instrument_tells_one_instrument_from_many() -> None:
             got = [(v, s, sub.column("sequence").to_pylist()) for v, s, sub in by_instrument(t)]
             seq = t.column("sequence").to_pylist()
             assert got == [(v, s, [seq[i] for i in rows]) for v, s, rows in expected], symbols
+            values = set(t.column("symbol").to_pylist())
+            assert single_value(t.column("symbol")) == (values.pop() if len(values) == 1 else None), symbols
 
 
 def test_bars_emitted_exactly_when_the_watermark_passes_their_end_one_trade_per_batch() -> None:
