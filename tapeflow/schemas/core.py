@@ -74,7 +74,7 @@ class RecordType:
     doc: str = ""
     _index: Mapping[str, Field] = field(init=False, repr=False, compare=False)
     _schema: pa.Schema = field(init=False, repr=False, compare=False)
-    _empty: pa.Table = field(init=False, repr=False, compare=False)
+    _empty: pa.Table | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         index = {f.name: f for f in self.fields}
@@ -89,8 +89,6 @@ class RecordType:
             [pa.field(f.name, f.arrow_type, nullable=False) for f in self.fields],
             metadata={"tapeflow.record": self.name},
         ))
-        # Arrow tables are immutable, so one empty table serves every caller (~0.2 ms to build)
-        object.__setattr__(self, "_empty", self._schema.empty_table())
 
     @property
     def column_names(self) -> list[str]:
@@ -124,6 +122,10 @@ class RecordType:
 
     def empty_table(self) -> pa.Table:
         """A table of this record with no rows (shared: Arrow tables are immutable)."""
+        # built on first use, not at import: Arrow loads pandas to build one, and ~0.2 ms per call
+        # adds up when live stages ask for empty tables on every micro-batch
+        if self._empty is None:
+            object.__setattr__(self, "_empty", self._schema.empty_table())
         return self._empty
 
     def table(self, columns: Mapping[str, Any], *, constants: Mapping[str, Any] | None = None) -> pa.Table:
