@@ -1,0 +1,194 @@
+"""The column-wise Binance fast path against the per-frame reference path: same rows, rejects, chunks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tapeflow.venues.base import Decoded, merge
+from tapeflow.venues.binance.parse import BinanceDecoder
+from tapeflow.venues.capture import RECV, CaptureLine
+from tapeflow.venues.fastjson import plain_decimals_to_nanos, text_array
+from tapeflow.venues.jsonframes import nanos
+from tests.conftest import need
+
+PLAIN = re.compile(r"\d{1,9}(\.\d{0,9})?")
+
+
+def _both(paths: list[Path], **kw) -> tuple[list[Decoded], list[Decoded], BinanceDecoder, BinanceDecoder]:
+    slow, fast = BinanceDecoder(fast=False, **kw), BinanceDecoder(fast=True, **kw)
+    return list(slow.run(paths)), list(fast.run(paths)), slow, fast
+
+
+def _assert_identical(a: list[Decoded], b: list[Decoded]) -> dict:
+    # Chunks may be cut elsewhere (blocks of 8,192 frames), but cover the same input.
+    assert sum(c.bytes_read for c in a) == sum(c.bytes_read for c in b)
+    ma, mb = merge(a), merge(b)
+    assert ma.keys() == mb.keys()
+    for name in ma:
+        assert ma[name].schema == mb[name].schema, name
+        assert ma[name].to_pydict() == mb[name].to_pydict(), name
+    return mb
+
+
+def test_usdm_capture_identical_to_per_frame_path(real_data: Path) -> None:
+    path = need(real_data / "binance/usdm_btcusdt_20240808.gz")
+    a, b, slow, fast = _both([path], chunk_rows=50_000)
+    tables = _assert_identical(a, b)
+    assert len(b) > 5  # several chunks, so blocks also meet chunk ends
+    assert (fast.stats.chained, fast.stats.checked, fast.stats.gaps) == (6547, 6547, [])
+    assert fast.stats == slow.stats
+    with gzip.open(path, "rb") as fh:
+        tickers = sum(1 for line in fh if b"@bookTicker" in line)
+    assert tables["quote"].num_rows == tickers
+
+
+@pytest.mark.parametrize("ws, http", [("BINANCE.ws.1.0", "BINANCE.http.0.0"),
+                                      ("BINANCE_FUTURES.ws.1.0", "BINANCE_FUTURES.http.0.0")])
+def test_cryptofeed_captures_identical_to_per_frame_path(real_data: Path, ws: str, http: str) -> None:
+    paths = [need(real_data / "cryptofeed" / ws), need(real_data / "cryptofeed" / http)]
+    for group in (paths, paths[:1]):
+        a, b, slow, fast = _both(group)
+        tables = _assert_identical(a, b)
+        assert fast.stats == slow.stats
+        assert tables["rejected"].num_rows > 0  # their klines/acks exercise the per-frame path too
+
+
+def _depth(first: int, last: int, prev: int, *, bids=(("10", "1"),), asks=(("11", "2"),),
+           sym="XUSDT") -> dict:
+    return {"stream": f"{sym.lower()}@depth@0ms", "data": {
+        "e": "depthUpdate", "E": 5, "T": 4, "s": sym, "U": first, "u": last, "pu": prev,
+        "b": [list(x) for x in bids], "a": [list(x) for x in asks]}}
+
+
+def _ticker(u, b="1.5", sym="XUSDT", **extra) -> dict:
+    data = {"e": "bookTicker", "u": u, "s": sym, "b": b, "B": "1", "a": "2", "A": "3", "T": 7, "E": 8}
+    return {"stream": f"{sym.lower()}@bookTicker", "data": {**data, **extra}}
+
+
+def _trade(t, p="100.5", m=True, **extra) -> dict:
+    data = {"e": "trade", "E": 9, "T": 9, "s": "XUSDT", "t": t, "p": p, "q": "0.1", "X": "MARKET", "m": m}
+    return {"stream": "xusdt@trade", "data": {**data, **extra}}
+
+
+SNAPSHOT = {"lastUpdateId": 10, "E": 1, "T": 1, "bids": [["9", "1"]], "asks": [["12", "1"]]}
+
+# Good frames around frames each of which a check of the per-frame path must catch or accept.
+ODD = [
+    _ticker(1), _trade(1), _depth(5, 9, 0),
+    _ticker(2, b="1e3"),                        # not plain: the scalar parser accepts it
+    _ticker(3, b=".5"), _trade(2, p=100),       # JSON integer price: accepted per frame
+    _trade(3, p=100.5),                         # float: bad_number
+    _ticker(4, b="-1"), _ticker(5, b=["1"]),    # negative; unhashable
+    _ticker(True), _ticker("7"),                # bool sequence; digit-string sequence
+    _trade(4, m="yes"), _trade(5, T="12"),      # not a boolean; digit-string time
+    _depth(12, 11, 9), _depth("11", 12, 9),     # U > u; digit-string U
+    _depth(11, 12, 9, bids=[["10"]]), _depth(11, 12, 9, bids=["10", "1"]),
+    _depth(11, 12, 9, bids=[["10", "1", "x"]]), _ticker(8, sym="YUSDT"), _ticker(9, sym=""),
+    SNAPSHOT, _depth(10, 13, 9), _depth(14, 15, 13, asks=[["11.0000000001", "1"]]),
+    {"result": None, "id": 1}, {"code": -1, "msg": "bad"}, [1, 2], _ticker(10, T=None),
+    {"stream": "xusdt@depth5", "data": _depth(1, 2, 0)["data"]}, _depth(16, 17, 15), _trade(6, T=1.5),
+]
+
+# Positions in ODD of the frames with the exact plain shape: the first ticker, trade and diff,
+# _depth(10, 13, 9) and _depth(16, 17, 15); every other one differs from the grammar or fails a check.
+FAST_AT = {0, 1, 2, 21, 28}
+
+
+def _lines(bodies: list) -> list[CaptureLine]:
+    return [CaptureLine(1_700_000_000_000_000_000 + i, RECV, "", _compact(b).encode(), f"odd:{i + 1}")
+            for i, b in enumerate(bodies)]
+
+
+def _compact(body: object) -> str:
+    return json.dumps(body, separators=(",", ":"))  # as Binance sends it: no spaces
+
+
+@pytest.mark.parametrize("batch", [1, 50, 1024, 5000])
+def test_odd_frames_identical_in_batches(batch: int) -> None:
+    lines = _lines(ODD * 50) + [CaptureLine(5, RECV, "", b'{"stream":"x", "data": {', "odd:99")]
+    out = {}
+    for fast in (False, True):
+        dec = _Counting(symbols=["xusdt"], fast=fast)
+        dec.venues = ["binance-usdm"]
+        chunks = []
+        for i in range(0, len(lines), batch):
+            dec.feed_many(lines[i:i + batch])
+            chunks.append(dec.flush(0, "live"))
+        out[fast] = (merge(chunks), dec)
+    slow, fast = out[False][0], out[True][0]
+    assert slow.keys() == fast.keys()
+    assert {k: t.to_pydict() for k, t in slow.items()} == {k: t.to_pydict() for k, t in fast.items()}
+    reasons = slow["rejected"].column("reason").to_pylist()
+    # float price, list price, boolean sequence, sub-nano size in each copy of ODD
+    assert reasons.count("bad_number") == 4 * 50 and "truncated" in reasons and "venue_error" in reasons
+    assert out[True][1].frames == out[False][1].frames == len(lines)
+    assert out[False][1].per_frame == len(lines)
+    # In blocks, only the frames of the plain shape skip the per-frame path (see FAST_PER_COPY).
+    # feed_many decodes batches of at least 1,024 frames as blocks, smaller ones frame by frame
+    blocked = [i for i in range(len(lines)) if len(lines[i - i % batch:i - i % batch + batch]) >= 1024]
+    fast_frames = sum(1 for i in blocked if i < len(ODD) * 50 and i % len(ODD) in FAST_AT)
+    assert out[True][1].per_frame == len(lines) - fast_frames
+    assert batch < 1024 or fast_frames >= 170
+
+
+def test_odd_frames_in_a_file_identical(tmp_path: Path) -> None:
+    path = tmp_path / "odd_usdm.txt"
+    body = "".join(f"{1_700_000_000_000_000_000 + i} {_compact(b)}\n" for i, b in enumerate(ODD * 40))
+    path.write_text(body)
+    a, b, slow, fast = _both([path], symbols=["XUSDT"], chunk_rows=100)
+    tables = _assert_identical(a, b)
+    assert len(a) > 1 and fast.stats == slow.stats
+    assert tables["rejected"].num_rows % 40 == 0 and tables["rejected"].num_rows >= 40 * 10
+
+
+class _Counting(BinanceDecoder):
+    """Counts the frames that went through the per-frame path."""
+
+    per_frame = 0
+
+    def feed_frame(self, index: int, line: CaptureLine) -> None:
+        self.per_frame += 1
+        super().feed_frame(index, line)
+
+
+decimal_texts = st.one_of(
+    st.from_regex(r"\d{0,11}(\.\d{0,11})?", fullmatch=True),
+    st.from_regex(r"[-+]?\d{0,3}[.eE]?\d{0,3}", fullmatch=True),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(decimal_texts, max_size=40))
+def test_plain_decimals_equal_scalar_parser(texts: list[str]) -> None:
+    values, ok = plain_decimals_to_nanos(pa.array(texts, pa.string()))
+    for text, value, good in zip(texts, values.tolist(), ok.tolist(), strict=True):
+        plain = PLAIN.fullmatch(text) is not None and text.isascii()
+        assert good == plain, text
+        if good:
+            whole, _, frac = text.partition(".")
+            assert value == int(whole) * 10**9 + int(frac.ljust(9, "0")) == nanos(text)
+
+
+def test_text_array_refuses_invalid_utf8() -> None:
+    assert text_array([b'{"a":"\xc3\xa9"}', b"x"]).to_pylist() == ['{"a":"\u00e9"}', "x"]
+    assert text_array([b"ok", b"\xff\xfe"]) is None
+
+
+def test_invalid_utf8_frame_is_rejected_as_per_frame(tmp_path: Path) -> None:
+    good = _compact(_ticker(1)).encode()
+    bad = good.replace(b"XUSDT", b"X\xffSDT")
+    path = tmp_path / "utf8_usdm.txt"
+    path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, body)
+                              for i, body in enumerate([good, bad] * 700)))
+    a, b, _, _ = _both([path])
+    tables = _assert_identical(a, b)
+    assert tables["quote"].num_rows == 700 and tables["rejected"].num_rows == 700
