@@ -16,9 +16,14 @@ path, which accepts it or writes its reject as before.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from tapeflow.venues.capture import open_maybe_gzip
 
 STR = r'[^"\\\x00-\x1f]*'  # a JSON string body without escapes or control characters
 INT = r"(?:0|[1-9][0-9]{0,17})"  # a JSON integer without sign, at most 18 digits (fits int64)
@@ -104,3 +109,60 @@ def integers(texts: pa.Array, *, absent: int = -1) -> np.ndarray:
     empty = pc.equal(texts, "")
     values = pc.cast(pc.if_else(empty, "0", texts), pa.int64()).to_numpy(zero_copy_only=False)
     return np.where(empty.to_numpy(zero_copy_only=False), absent, values)
+
+
+def read_blocks(path: Path, *, block_bytes: int = 1 << 21) -> Iterator[tuple[int, bytes]]:
+    """A capture file (un-gzipped) in blocks of whole lines: ``(number of its first line, bytes)``.
+
+    Every block but the last ends with a newline; the last holds whatever follows the final one.
+    """
+    lineno = 1
+    tail = b""
+    with open_maybe_gzip(path) as fh:
+        while True:
+            block = fh.read(block_bytes)
+            data = tail + block
+            cut = data.rfind(b"\n") + 1 if block else len(data)
+            if cut:
+                yield lineno, data[:cut]
+                lineno += data.count(b"\n", 0, cut)
+            tail = data[cut:]
+            if not block:
+                return
+
+
+def split_ns_lines(data: bytes) -> tuple[np.ndarray, pa.Array] | None:
+    """``<recv_ns> <json>`` lines -> (recv_ns int64[n], payloads as Arrow ``large_string``), at once.
+
+    Returns None unless every line is plainly shaped, so the caller reads the block line by line
+    with :func:`tapeflow.venues.capture.read_capture`'s rules: lines are ``\\n``-terminated (the
+    last one may not be), none blank or ending in ``\\r``, each a capture time of 15-19 digits, one
+    space and a valid UTF-8 payload.
+    """
+    if not data:
+        return None
+    buf = np.frombuffer(data, np.uint8)
+    ends = np.flatnonzero(buf == 10)
+    if len(ends) == 0 or ends[-1] != len(buf) - 1:
+        ends = np.append(ends, len(buf))  # an unterminated last line
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    if (ends - starts < 17).any() or (buf[ends[ends < len(buf)] - 1] == 13).any():
+        return None  # blank, too short to be a line, or a \r to strip
+    # Without its newlines the block's lines lie back to back: line i starts ``i`` bytes earlier.
+    offsets = np.concatenate(([0], ends - np.arange(len(ends)))).astype(np.int64)
+    body = buf[buf != 10]
+    lines = pa.Array.from_buffers(pa.large_binary(), len(starts),
+                                  [None, pa.py_buffer(offsets), pa.py_buffer(body)])
+    parts = pc.split_pattern(lines, b" ", max_splits=1)
+    heads = pc.list_element(parts, 0)
+    if not pc.all(pc.match_substring_regex(heads, r"^[0-9]{15,19}$")).as_py():
+        return None
+    if pc.any(pc.not_equal(pc.list_value_length(parts), 2)).as_py():
+        return None
+    payloads = pc.list_element(parts, 1)
+    try:
+        payloads = payloads.cast(pa.large_string())
+    except pa.ArrowInvalid:
+        return None
+    recv = pc.cast(pc.cast(heads, pa.large_string()), pa.int64()).to_numpy(zero_copy_only=False)
+    return recv, payloads

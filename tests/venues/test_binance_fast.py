@@ -192,3 +192,20 @@ def test_invalid_utf8_frame_is_rejected_as_per_frame(tmp_path: Path) -> None:
     a, b, _, _ = _both([path])
     tables = _assert_identical(a, b)
     assert tables["quote"].num_rows == 700 and tables["rejected"].num_rows == 700
+
+
+def test_odd_capture_lines_identical(tmp_path: Path) -> None:
+    """Blank lines, CRLF endings, lines that are no capture lines and an unterminated last line."""
+    good = [f"{1_700_000_000_000_000_000 + i} {_compact(b)}" for i, b in enumerate(ODD * 100)]
+    lines = list(good)
+    lines[10] += "\r"  # CRLF line: its \r is stripped
+    lines[400] = ""  # blank
+    lines[1500] = "garbage line"
+    lines[2200] = "12345 {}"  # too few digits for a capture time
+    path = tmp_path / "lines_usdm.txt"
+    path.write_text("\n".join(lines))  # no newline after the last line
+    a, b, _, _ = _both([path], symbols=["XUSDT"])
+    tables = _assert_identical(a, b)
+    locations = [r["location"] for r in tables["rejected"].to_pylist() if r["reason"] == "bad_capture_line"]
+    assert locations == ["lines_usdm.txt:1501", "lines_usdm.txt:2201"]
+    assert tables["trade"].num_rows > 100

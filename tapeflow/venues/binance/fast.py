@@ -13,7 +13,7 @@ Depth diffs still pass one by one through the same :class:`~tapeflow.venues.l2sy
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,6 +82,22 @@ def decode_block(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]]) 
     recv = np.fromiter((line.recv_ns for _, line in items), np.int64, n)
     usable = np.fromiter((line.kind == RECV for _, line in items), bool, n)
     venues = [dec.venues[index] for index, _ in items]
+    decode_columns(dec, payloads, recv, usable, venues, items.__getitem__)
+
+
+def decode_columns(dec: BinanceDecoder, payloads: pa.Array, recv: np.ndarray, usable: np.ndarray,
+                   venues: list[str], frame: Callable[[int], tuple[int, CaptureLine]]) -> None:
+    """:func:`decode_block` on frames already in columns.
+
+    Args:
+        dec: the decoder.
+        payloads: frame bodies (Arrow strings, valid UTF-8).
+        recv: capture times, ns.
+        usable: False for frames that are no received websocket frames.
+        venues: the venue of each frame.
+        frame: ``(file index, line)`` of frame i, for the frames the per-frame path decodes.
+    """
+    n = len(payloads)
     quotes = _quotes(dec, payloads, usable, recv)
     trades = _trades(dec, payloads, usable, recv)
     depth = _depth(dec, payloads, usable, recv)
@@ -96,7 +112,7 @@ def decode_block(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]]) 
             _write_rows(dec.trades._cols, trades, venues, start, stop)
             _write_depth(dec, depth, venues, start, stop)
         if stop < n:
-            dec.feed_frame(*items[stop])
+            dec.feed_frame(*frame(stop))
         start = stop + 1
 
 

@@ -19,11 +19,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import numpy as np
+import pyarrow.compute as pc
+
 from tapeflow.schemas.records import ASK, BID
-from tapeflow.venues.base import Decoded
+from tapeflow.venues.base import Decoded, Rejects
 from tapeflow.venues.binance import messages as wire
-from tapeflow.venues.binance.fast import decode_block
-from tapeflow.venues.capture import HTTP, OPEN, SENT, CaptureLine, open_maybe_gzip
+from tapeflow.venues.binance.fast import decode_block, decode_columns
+from tapeflow.venues.capture import (
+    HTTP,
+    OPEN,
+    RECV,
+    SENT,
+    CaptureLine,
+    detect_flavour,
+    open_maybe_gzip,
+)
+from tapeflow.venues.capture import (
+    _parse_ns as parse_ns_line,
+)
+from tapeflow.venues.fastjson import read_blocks, split_ns_lines
 from tapeflow.venues.jsonframes import (
     CHUNK_ROWS,
     BadFrame,
@@ -56,7 +71,7 @@ class BinanceDecoder(CaptureDecoder):
     """
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS,
-                 fast: bool = False) -> None:
+                 fast: bool = True) -> None:
         super().__init__("binance", symbols=symbols, chunk_rows=chunk_rows)
         self.venues: list[str] = []
         self.fast = fast
@@ -75,6 +90,9 @@ class BinanceDecoder(CaptureDecoder):
             yield from super().run(paths)
             return
         paths = [Path(p) for p in paths]
+        if len(paths) == 1 and detect_flavour(paths[0]) == "ns":
+            yield from self._run_ns(paths[0])
+            return
         self.start(paths)
         bytes_read = 0
         self._reported = 0
@@ -88,6 +106,32 @@ class BinanceDecoder(CaptureDecoder):
                 if self._rows() >= self.chunk_rows:
                     yield self._chunk(bytes_read, item[1].location)
         decode_block(self, block)
+        self.finish()
+        yield self._chunk(bytes_read, "end")
+
+    def _run_ns(self, path: Path) -> Iterator[Decoded]:
+        # One <recv_ns> <json> file: split whole blocks of lines at once, no object per line.
+        self.start([path])
+        bytes_read = 0
+        self._reported = 0
+        venues: list[str] = []
+        for first, data in read_blocks(path):
+            split = split_ns_lines(data)
+            if split is None:  # a blank, bad or \r-ended line: this block frame by frame
+                # (lazily, so a bad line's reject falls between the frames around it)
+                for index, line in _ns_items(path.name, first, data, self.rejects):
+                    bytes_read += len(line.payload) + 1
+                    self.feed_frame(index, line)
+            else:
+                recv, payloads = split
+                bytes_read += pc.sum(pc.binary_length(payloads)).as_py() + len(payloads)
+                if len(venues) != len(payloads):
+                    venues = [self.venues[0]] * len(payloads)
+                decode_columns(self, payloads, recv, np.ones(len(payloads), bool), venues,
+                               lambda i, first=first, data=data: _ns_line(path.name, first, data, i))
+            if self._rows() >= self.chunk_rows:
+                last = first + data.count(b"\n") - data.endswith(b"\n")
+                yield self._chunk(bytes_read, f"{path.name}:{last}")
         self.finish()
         yield self._chunk(bytes_read, "end")
 
@@ -229,7 +273,7 @@ class BinanceDecoder(CaptureDecoder):
 
 
 def decode(paths: Sequence[Path], *, symbols: Collection[str] | None = None,
-           chunk_rows: int = CHUNK_ROWS, fast: bool = False) -> Iterator[Decoded]:
+           chunk_rows: int = CHUNK_ROWS, fast: bool = True) -> Iterator[Decoded]:
     """Decode Binance captures (websocket and REST, either flavour) into normalized chunks.
 
     Args:
@@ -264,3 +308,28 @@ def _default_venue(path: Path) -> str:
             if i >= _SNIFF_LINES:
                 break
     return wire.SPOT
+
+
+def _ns_items(name: str, first: int, data: bytes, rejects: Rejects) -> Iterator[tuple[int, CaptureLine]]:
+    """The lines of a block by :func:`~tapeflow.venues.capture.read_capture`'s rules, one at a time."""
+    for lineno, raw in enumerate(data.split(b"\n"), first):
+        line = raw.rstrip(b"\r\n")
+        if not line.strip():
+            continue
+        parsed = parse_ns_line(line)
+        if parsed is None:
+            rejects.add("bad_capture_line", "not a ns capture line", f"{name}:{lineno}", line)
+            continue
+        recv_ns, kind, url, payload = parsed
+        yield 0, CaptureLine(recv_ns, kind, url, payload, f"{name}:{lineno}")
+
+
+def _ns_line(name: str, first: int, data: bytes, i: int) -> tuple[int, CaptureLine]:
+    """Line ``i`` of a block :func:`split_ns_lines` accepted (every line plain, none blank)."""
+    at = 0
+    for _ in range(i):
+        at = data.index(b"\n", at) + 1
+    end = data.find(b"\n", at)
+    line = data[at:] if end < 0 else data[at:end]
+    head, _, payload = line.partition(b" ")
+    return 0, CaptureLine(int(head), RECV, "", payload, f"{name}:{first + i}")
