@@ -6,8 +6,9 @@ trades and bookTicker). Events are websocket frames (messages), the unit of the 
 
 - whole file: ``tapeflow.venues.binance.parse.decode`` with ``fast=True`` (blocks of 8,192
   frames) and ``fast=False`` (the per-frame path), reading the gzip file included;
-- frames already in memory (what a connector holds): ``feed_many`` on blocks of 8,192 and of 50
-  frames, and ``feed`` frame by frame, each followed by ``flush`` (the tables) per batch;
+- frames already in memory as ``CaptureLine`` objects (what a connector holds): the block path
+  (``tapeflow.venues.binance.fast.decode_block``) on batches of 8,192 and of 50 frames, and
+  ``feed`` frame by frame, each batch followed by ``flush`` (its tables);
 - peer: ``json.loads`` + ``decimal.Decimal`` for every price and size (no records built).
 
 Run alone: ``python -m bench.decode`` (or ``make bench`` for every module).
@@ -50,6 +51,7 @@ def _peer(payloads: list[bytes]) -> None:
 def run(report: Report) -> None:
     """Time the decodes (best of 3, CPU seconds) and add them to ``report``."""
     from tapeflow.venues.base import Rejects
+    from tapeflow.venues.binance.fast import decode_block
     from tapeflow.venues.binance.parse import BinanceDecoder, decode
     from tapeflow.venues.capture import read_capture
 
@@ -65,25 +67,23 @@ def run(report: Report) -> None:
         report.add(name, n, best_time(lambda fast=fast: list(decode([path], fast=fast))), ours=True,
                    note="whole file, gzip reading included")
 
-    def feed(batch: int, many: bool) -> None:
+    def feed(batch: int, blocks: bool) -> None:
         dec = BinanceDecoder()
         dec.venues = ["binance-usdm"]
         for i in range(0, n, batch):
             chunk = lines[i:i + batch]
-            if many:
-                dec.feed_many(chunk)
+            if blocks:
+                decode_block(dec, [(0, line) for line in chunk])
             else:
                 for line in chunk:
                     dec.feed(line)
             dec.flush(0, "bench")
 
-    for batch, many in ((8192, True), (8192, False), (50, True), (50, False)):
-        how = "feed_many" if many else "feed per frame"
-        note = "frames in memory, tables built per batch"
-        if many and batch < 1024:
-            note += "; below 1,024 frames feed_many goes frame by frame"
+    for batch, blocks in ((8192, True), (8192, False), (50, True), (50, False)):
+        how = "decode_block" if blocks else "feed per frame"
         report.add(f"tapeflow {how}, {batch}-frame batches", n,
-                   best_time(lambda b=batch, m=many: feed(b, m)), ours=True, note=note)
+                   best_time(lambda b=batch, k=blocks: feed(b, k)), ours=True,
+                   note="CaptureLines in memory, tables built per batch")
     payloads = [line.payload for line in lines]
     report.add("json.loads + Decimal per value", n, best_time(lambda: _peer(payloads)), ours=False,
                note="stdlib peer, frames in memory, parse only (no records)")

@@ -146,7 +146,7 @@ def split_ns_lines(data: bytes) -> tuple[np.ndarray, pa.Array] | None:
     if len(ends) == 0 or ends[-1] != len(buf) - 1:
         ends = np.append(ends, len(buf))  # an unterminated last line
     starts = np.concatenate(([0], ends[:-1] + 1))
-    if (ends - starts < 17).any() or (buf[ends[ends < len(buf)] - 1] == 13).any():
+    if (ends - starts < 17).any() or (buf[ends - 1] == 13).any():
         return None  # blank, too short to be a line, or a \r to strip
     # Without its newlines the block's lines lie back to back: line i starts ``i`` bytes earlier.
     offsets = np.concatenate(([0], ends - np.arange(len(ends)))).astype(np.int64)

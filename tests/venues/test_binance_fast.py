@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tapeflow.venues.base import Decoded, merge
+from tapeflow.venues.binance.fast import decode_block
 from tapeflow.venues.binance.parse import BinanceDecoder
 from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.fastjson import plain_decimals_to_nanos, text_array
@@ -112,17 +113,22 @@ def _compact(body: object) -> str:
 
 
 @pytest.mark.parametrize("batch", [1, 50, 1024, 5000])
-def test_odd_frames_identical_in_batches(batch: int) -> None:
+def test_odd_frames_identical_in_blocks(batch: int) -> None:
+    """decode_block (the path of several files or cryptofeed logs) against feed_frame per frame."""
     lines = _lines(ODD * 50) + [CaptureLine(5, RECV, "", b'{"stream":"x", "data": {', "odd:99")]
     out = {}
-    for fast in (False, True):
-        dec = _Counting(symbols=["xusdt"], fast=fast)
+    for blocks in (False, True):
+        dec = _Counting(symbols=["xusdt"])
         dec.venues = ["binance-usdm"]
         chunks = []
         for i in range(0, len(lines), batch):
-            dec.feed_many(lines[i:i + batch])
+            if blocks:
+                decode_block(dec, [(0, line) for line in lines[i:i + batch]])
+            else:
+                for line in lines[i:i + batch]:
+                    dec.feed_frame(0, line)
             chunks.append(dec.flush(0, "live"))
-        out[fast] = (merge(chunks), dec)
+        out[blocks] = (merge(chunks), dec)
     slow, fast = out[False][0], out[True][0]
     assert slow.keys() == fast.keys()
     assert {k: t.to_pydict() for k, t in slow.items()} == {k: t.to_pydict() for k, t in fast.items()}
@@ -131,12 +137,8 @@ def test_odd_frames_identical_in_batches(batch: int) -> None:
     assert reasons.count("bad_number") == 4 * 50 and "truncated" in reasons and "venue_error" in reasons
     assert out[True][1].frames == out[False][1].frames == len(lines)
     assert out[False][1].per_frame == len(lines)
-    # In blocks, only the frames of the plain shape skip the per-frame path (see FAST_PER_COPY).
-    # feed_many decodes batches of at least 1,024 frames as blocks, smaller ones frame by frame
-    blocked = [i for i in range(len(lines)) if len(lines[i - i % batch:i - i % batch + batch]) >= 1024]
-    fast_frames = sum(1 for i in blocked if i < len(ODD) * 50 and i % len(ODD) in FAST_AT)
-    assert out[True][1].per_frame == len(lines) - fast_frames
-    assert batch < 1024 or fast_frames >= 170
+    # Only the frames of the plain shape (FAST_AT) skip the per-frame path.
+    assert out[True][1].per_frame == len(lines) - len(FAST_AT) * 50
 
 
 def test_odd_frames_in_a_file_identical(tmp_path: Path) -> None:
@@ -204,6 +206,9 @@ def test_odd_capture_lines_identical(tmp_path: Path) -> None:
     lines[2200] = "12345 {}"  # too few digits for a capture time
     path = tmp_path / "lines_usdm.txt"
     path.write_text("\n".join(lines))  # no newline after the last line
+    (tmp_path / "cr_usdm.txt").write_text("\n".join(good[:30]) + "\r")  # and a \r after it
+    a, b, _, _ = _both([tmp_path / "cr_usdm.txt"])
+    assert _assert_identical(a, b)["trade"].num_rows > 0
     a, b, _, _ = _both([path], symbols=["XUSDT"])
     tables = _assert_identical(a, b)
     locations = [r["location"] for r in tables["rejected"].to_pylist() if r["reason"] == "bad_capture_line"]

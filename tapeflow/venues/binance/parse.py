@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from tapeflow.schemas.records import ASK, BID
@@ -55,7 +56,6 @@ from tapeflow.venues.l2sync import L2Message, L2Snapshot
 _SNIFF_LINES = 2000
 # Frames per fast-path block: each block costs a few dozen Arrow calls, whatever its size.
 BLOCK_FRAMES = 8192
-MIN_BLOCK_FRAMES = 1024
 
 
 class BinanceDecoder(CaptureDecoder):
@@ -65,9 +65,9 @@ class BinanceDecoder(CaptureDecoder):
         symbols: keep only these symbols (Binance spelling, any case); others become
             ``unknown_symbol`` rejects. None keeps every symbol.
         chunk_rows: yield a chunk once this many rows are buffered.
-        fast: decode blocks of frames column-wise (:mod:`tapeflow.venues.binance.fast`) in
-            :meth:`run` and :meth:`feed_many`: the same rows and rejects as the per-frame path
-            (tested), but measured no faster here (``docs/decoding.md``), so it is opt-in.
+        fast: :meth:`run` decodes blocks of frames column-wise (:mod:`tapeflow.venues.binance.fast`):
+            the same rows, rejects and chain stats as the per-frame path (tested), ~1.5x faster on
+            a ``<recv_ns> <json>`` file (``docs/decoding.md``). False: frame by frame everywhere.
     """
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS,
@@ -128,26 +128,12 @@ class BinanceDecoder(CaptureDecoder):
                 if len(venues) != len(payloads):
                     venues = [self.venues[0]] * len(payloads)
                 decode_columns(self, payloads, recv, np.ones(len(payloads), bool), venues,
-                               lambda i, first=first, data=data: _ns_line(path.name, first, data, i))
+                               _NsLines(path.name, first, recv, payloads).frame)
             if self._rows() >= self.chunk_rows:
                 last = first + data.count(b"\n") - data.endswith(b"\n")
                 yield self._chunk(bytes_read, f"{path.name}:{last}")
         self.finish()
         yield self._chunk(bytes_read, "end")
-
-    def feed_many(self, lines: Sequence[CaptureLine], index: int = 0) -> None:
-        """Decode consecutive frames of input ``index``, as :meth:`feed_frame` on each would.
-
-        For consumers that do not need the decoder's state between two frames (a live connector
-        reads its chains after every frame; it can hand over the runs of frames in between).
-        Batches below :data:`MIN_BLOCK_FRAMES` go frame by frame: a block's fixed cost (Arrow
-        calls, RE2 compiling its grammars) exceeds what it saves on a few dozen frames.
-        """
-        if self.fast and len(lines) >= MIN_BLOCK_FRAMES:
-            decode_block(self, [(index, line) for line in lines])
-        else:
-            for line in lines:
-                self.feed_frame(index, line)
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == OPEN:
@@ -324,12 +310,16 @@ def _ns_items(name: str, first: int, data: bytes, rejects: Rejects) -> Iterator[
         yield 0, CaptureLine(recv_ns, kind, url, payload, f"{name}:{lineno}")
 
 
-def _ns_line(name: str, first: int, data: bytes, i: int) -> tuple[int, CaptureLine]:
-    """Line ``i`` of a block :func:`split_ns_lines` accepted (every line plain, none blank)."""
-    at = 0
-    for _ in range(i):
-        at = data.index(b"\n", at) + 1
-    end = data.find(b"\n", at)
-    line = data[at:] if end < 0 else data[at:end]
-    head, _, payload = line.partition(b" ")
-    return 0, CaptureLine(int(head), RECV, "", payload, f"{name}:{first + i}")
+class _NsLines:
+    """Frame ``i`` of a block :func:`split_ns_lines` accepted, for the per-frame path.
+
+    Every line of such a block is a frame (none blank), so line numbers run on from the first;
+    the payload's bytes are those of its (valid UTF-8) text.
+    """
+
+    def __init__(self, name: str, first: int, recv: np.ndarray, payloads: pa.Array) -> None:
+        self.name, self.first, self.recv, self.payloads = name, first, recv, payloads
+
+    def frame(self, i: int) -> tuple[int, CaptureLine]:
+        payload = self.payloads[i].as_py().encode()
+        return 0, CaptureLine(int(self.recv[i]), RECV, "", payload, f"{self.name}:{self.first + i}")
