@@ -148,21 +148,37 @@ def split_ns_lines(data: bytes) -> tuple[np.ndarray, pa.Array] | None:
     starts = np.concatenate(([0], ends[:-1] + 1))
     if (ends - starts < 17).any() or (buf[ends - 1] == 13).any():
         return None  # blank, too short to be a line, or a \r to strip
-    # Without its newlines the block's lines lie back to back: line i starts ``i`` bytes earlier.
-    offsets = np.concatenate(([0], ends - np.arange(len(ends)))).astype(np.int64)
-    body = buf[buf != 10]
-    lines = pa.Array.from_buffers(pa.large_binary(), len(starts),
-                                  [None, pa.py_buffer(offsets), pa.py_buffer(body)])
-    parts = pc.split_pattern(lines, b" ", max_splits=1)
-    heads = pc.list_element(parts, 0)
-    if not pc.all(pc.match_substring_regex(heads, r"^[0-9]{15,19}$")).as_py():
+    # The first space of each line ends its capture time.
+    spaces = np.flatnonzero(buf == 32)
+    first = np.searchsorted(spaces, starts)
+    if (first >= len(spaces)).any():
         return None
-    if pc.any(pc.not_equal(pc.list_value_length(parts), 2)).as_py():
+    space = spaces[first]
+    head = space - starts
+    if ((head < 15) | (head > 19) | (space >= ends)).any():
         return None
-    payloads = pc.list_element(parts, 1)
+    value = np.zeros(len(starts), np.uint64)  # 19 digits fit uint64; int64 is checked below
+    for j in range(19):  # digits left to right, as int() reads them
+        inside = j < head
+        digit = buf[np.minimum(starts + j, len(buf) - 1)].astype(np.int64) - 48
+        if ((digit[inside] < 0) | (digit[inside] > 9)).any():
+            return None
+        value = np.where(inside, value * np.uint64(10) + digit.astype(np.uint64), value)
+    if (value > np.uint64(2**63 - 1)).any():
+        return None
+    recv = value.astype(np.int64)
+    # Drop every head, its space and the newline: the payloads then lie back to back.
+    cut = np.zeros(len(buf) + 1, np.int64)
+    cut[starts] = 1  # a line starts after the previous one's newline: never where a head ends
+    cut[space + 1] -= 1
+    keep = np.cumsum(cut[:-1]) == 0
+    keep[ends[ends < len(buf)]] = False
+    lengths = ends - space - 1
+    offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+    payloads = pa.Array.from_buffers(pa.large_string(), len(starts),
+                                     [None, pa.py_buffer(offsets), pa.py_buffer(buf[keep])])
     try:
-        payloads = payloads.cast(pa.large_string())
+        payloads.validate(full=True)  # the UTF-8 that orjson would refuse
     except pa.ArrowInvalid:
         return None
-    recv = pc.cast(pc.cast(heads, pa.large_string()), pa.int64()).to_numpy(zero_copy_only=False)
     return recv, payloads

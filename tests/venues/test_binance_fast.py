@@ -16,7 +16,7 @@ from tapeflow.venues.base import Decoded, merge
 from tapeflow.venues.binance.fast import decode_block
 from tapeflow.venues.binance.parse import BinanceDecoder
 from tapeflow.venues.capture import RECV, CaptureLine
-from tapeflow.venues.fastjson import plain_decimals_to_nanos, text_array
+from tapeflow.venues.fastjson import plain_decimals_to_nanos, split_ns_lines, text_array
 from tapeflow.venues.jsonframes import nanos
 from tests.conftest import need
 
@@ -214,3 +214,15 @@ def test_odd_capture_lines_identical(tmp_path: Path) -> None:
     locations = [r["location"] for r in tables["rejected"].to_pylist() if r["reason"] == "bad_capture_line"]
     assert locations == ["lines_usdm.txt:1501", "lines_usdm.txt:2201"]
     assert tables["trade"].num_rows > 100
+
+
+def test_split_ns_lines_reads_capture_times_like_int() -> None:
+    heads = [b"9223372036854775807", b"0000000000000001234", b"170000000000000", b"1723161255030314667"]
+    data = b"".join(h + b" {}\n" for h in heads) + b"1723161255030314668 x y"  # unterminated
+    recv, payloads = split_ns_lines(data)
+    assert recv.tolist() == [int(h) for h in heads] + [1723161255030314668]
+    assert payloads.to_pylist() == ["{}"] * 4 + ["x y"]
+    # beyond int64, 20 digits, 14 digits, no space, blank, CRLF: all left to the line-by-line rules
+    for odd in (b"9223372036854775808 {}\n", b"17231612550303146670 {}\n", b"17231612550303 {}\n",
+                b"1723161255030314667{}\n", b"1723161255030314667 {}\n\n", b"1723161255030314667 {}\r\n"):
+        assert split_ns_lines(odd) is None, odd
