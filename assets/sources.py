@@ -205,9 +205,12 @@ class SourceIndex:
         if kept != {"format": src.format, "paths": [str(p) for p in src.paths], "signature": src.signature()}:
             return None
         out = {}
-        for path in sorted(folder.glob("*.arrow")):
-            with ipc.open_file(path) as reader:
-                out[path.stem] = reader.read_all()
+        try:
+            for path in sorted(folder.glob("*.arrow")):
+                with ipc.open_file(path) as reader:
+                    out[path.stem] = reader.read_all()
+        except (OSError, pa.ArrowInvalid):
+            return None  # dropped or replaced meanwhile by another run: decode instead
         return out
 
     def drop_decoded(self, src: Source) -> None:
@@ -289,7 +292,11 @@ class _Writers:
             shutil.rmtree(self.stage, ignore_errors=True)
             return
         (self.stage / _SIGNATURE_FILE).write_text(json.dumps(signature))
-        os.replace(self.stage, self.folder)
+        try:
+            os.replace(self.stage, self.folder)
+        except OSError:
+            # another process indexed the same source meanwhile and its copy is in place: keep that
+            shutil.rmtree(self.stage, ignore_errors=True)
 
 
 def day_counts(table: pa.Table) -> dict[str, int]:
