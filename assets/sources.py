@@ -47,6 +47,8 @@ _SIGNATURE_FILE = "signature.json"
 # IPC body compression: the rows are written once and read once, lz4 costs little either way
 _IPC_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
 _SKIP_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")
+# files that travel with a feed but are not one: the simulator's labelled ground-truth episodes
+_SIDECARS = frozenset({"episodes.parquet"})
 # companions are decoded with a main file: a cryptofeed REST capture with the websocket captures of
 # its exchange, a LOBSTER orderbook file with its message file
 _COMPANION = (".http.", "_orderbook_")
@@ -120,6 +122,7 @@ def _files(root: Path) -> list[Path]:
     return sorted(
         p for p in root.rglob("*")
         if p.is_file() and not p.name.startswith((".", "_")) and not p.name.endswith(_SKIP_SUFFIXES)
+        and p.name not in _SIDECARS
     )
 
 

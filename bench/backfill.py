@@ -52,10 +52,15 @@ def _simulated(folder: Path) -> list[Path]:
 
 
 def _backfill(root: Path, fmt: str, place: Callable[[Path], list[Path]]) -> tuple[int, float, float, str]:
+    import warnings
+
     import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)  # BackfillPolicy's notice, once per asset
 
     from assets.resources import TapeflowResource
     from dagster_project.definitions import defs
+    from dagster_project.demo import QUIET_CONSOLE
     from dagster_project.sensors import landing_sensor
 
     files = place(root / "landing" / fmt)
@@ -72,7 +77,7 @@ def _backfill(root: Path, fmt: str, place: Callable[[Path], list[Path]]) -> tupl
     for request in tick.run_requests:
         result = dg.materialize(list(defs.assets), partition_key=request.partition_key,
                                 tags=dict(request.tags), resources={"tapeflow": resource}, instance=instance,
-                                raise_on_error=False)
+                                raise_on_error=False, run_config=QUIET_CONSOLE)
         events += _events(result)
         blocked += _blocked(result)
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0

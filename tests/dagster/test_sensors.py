@@ -106,3 +106,16 @@ def test_daily_schedule_asks_for_yesterday_of_every_instrument_in_one_run() -> N
         instance.add_dynamic_partitions("instruments", [BTC, ETH])
         requests = daily_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
         assert [_keys(r, instance) for r in requests] == [[f"2024-01-01|{BTC}", f"2024-01-01|{ETH}"]]
+
+
+def test_discover_skips_the_simulators_episode_labels_and_partial_downloads(tmp_path: Path) -> None:
+    from assets.sources import discover
+
+    feed = tmp_path / "landing" / "sim" / "SIM-A"
+    feed.mkdir(parents=True)
+    for name in ("2024-01-01.events.csv.gz", "2024-01-02.events.csv.gz"):
+        (feed / name).write_bytes(b"")
+    (tmp_path / "landing" / "sim" / "episodes.parquet").write_bytes(b"PAR1")
+    (feed / "2024-01-03.events.csv.gz.part").write_bytes(b"")
+    found = sorted(p.name for src in discover(tmp_path / "landing", None) for p in src.paths)
+    assert found == ["2024-01-01.events.csv.gz", "2024-01-02.events.csv.gz"]
