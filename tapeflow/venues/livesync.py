@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -125,6 +125,40 @@ class RowMarks:
             flags[start:end] |= np.uint8(bits)
         i = deltas.schema.get_field_index("flags")
         return deltas.set_column(i, deltas.schema.field(i), pa.array(flags, type=pa.uint8()))
+
+
+class DecoderSync:
+    """The half of a :class:`LiveSync` shared by venues whose batch decoder keeps ``unsynced``.
+
+    Subclasses set ``venue``, pass their batch decoder, and write ``feed``; the rows the decoder
+    buffered are handed out by :meth:`take` with the :class:`RowMarks` that ``feed`` recorded.
+    """
+
+    venue = ""
+
+    def __init__(self, decoder: Any) -> None:
+        self.decoder = decoder
+        self.stats = SyncStats()
+        self._marks = RowMarks()
+
+    @property
+    def rows(self) -> int:
+        """Rows decoded and not yet taken."""
+        return int(self.decoder.rows)
+
+    def broken(self) -> set[str]:
+        """Instruments whose book broke and waits for a fresh snapshot."""
+        return set(self.decoder.unsynced)
+
+    def take(self) -> dict[str, pa.Table]:
+        """The records decoded since the last call (``book_delta``, ``trade``, ``rejected``)."""
+        if not self.decoder.rows:
+            return {}
+        tables = self.decoder.flush(0, "live").tables
+        marked = self._marks.apply(tables.get("book_delta"))
+        if marked is not None:
+            tables["book_delta"] = marked
+        return dict(tables)
 
 
 def loss_events(lost: set[str], failures: list[str], sequences: dict[str, int]) -> Iterator[SyncEvent]:

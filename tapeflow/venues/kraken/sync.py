@@ -11,12 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.kraken.parse import KrakenDecoder
-from tapeflow.venues.livesync import SYNCED, RowMarks, SyncEvent, SyncStats, loss_events
+from tapeflow.venues.livesync import SYNCED, DecoderSync, SyncEvent, loss_events
 
 
 def frame_pair(data: bytes) -> str:
@@ -30,24 +29,13 @@ def frame_pair(data: bytes) -> str:
     return ""
 
 
-class KrakenSync:
+class KrakenSync(DecoderSync):
     """Live sync of Kraken book-N and trade frames (see :mod:`tapeflow.venues.livesync`)."""
 
     venue = "kraken"
 
     def __init__(self) -> None:
-        self.decoder = KrakenDecoder()
-        self.stats = SyncStats()
-        self._marks = RowMarks()
-
-    @property
-    def rows(self) -> int:
-        """Rows decoded and not yet taken."""
-        return self.decoder.rows
-
-    def broken(self) -> set[str]:
-        """Pairs whose book failed and waits for a fresh snapshot."""
-        return set(self.decoder.unsynced)
+        super().__init__(KrakenDecoder())
 
     def feed(self, ts_recv_ns: int, data: bytes, location: str) -> list[SyncEvent]:
         """Decode one frame and report the pairs it broke or re-anchored.
@@ -86,13 +74,3 @@ class KrakenSync:
         elif was_broken:
             self._marks.add(rows_before, rows_after, every=F_MAYBE_BAD_BOOK)
         return events
-
-    def take(self) -> dict[str, pa.Table]:
-        """The records decoded since the last call (``book_delta``, ``trade``, ``rejected``)."""
-        if not self.decoder.rows:
-            return {}
-        tables = self.decoder.flush(0, "live").tables
-        marked = self._marks.apply(tables.get("book_delta"))
-        if marked is not None:
-            tables["book_delta"] = marked
-        return tables

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pyarrow as pa
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.capture import RECV, CaptureLine
-from tapeflow.venues.livesync import SYNCED, RowMarks, SyncEvent, SyncStats, loss_events
+from tapeflow.venues.livesync import SYNCED, DecoderSync, SyncEvent, loss_events
 from tapeflow.venues.okx import messages as m
 from tapeflow.venues.okx.parse import OkxDecoder
 
@@ -34,24 +33,13 @@ def frame_book(data: bytes) -> tuple[str, str]:
     return str(arg.get("instId", "")), str(msg.get("action", ""))
 
 
-class OkxSync:
+class OkxSync(DecoderSync):
     """Live sync of OKX ``books`` and ``trades`` frames (see :mod:`tapeflow.venues.livesync`)."""
 
     venue = "okx"
 
     def __init__(self) -> None:
-        self.decoder = OkxDecoder()
-        self.stats = SyncStats()
-        self._marks = RowMarks()
-
-    @property
-    def rows(self) -> int:
-        """Rows decoded and not yet taken."""
-        return self.decoder.rows
-
-    def broken(self) -> set[str]:
-        """Instruments whose book broke and waits for a fresh snapshot."""
-        return set(self.decoder.unsynced)
+        super().__init__(OkxDecoder())
 
     def feed(self, ts_recv_ns: int, data: bytes, location: str) -> list[SyncEvent]:
         """Decode one frame and report the instruments it broke or re-anchored.
@@ -96,13 +84,3 @@ class OkxSync:
         elif was_broken and action:
             self._marks.add(rows_before, rows_after, every=F_MAYBE_BAD_BOOK)
         return events
-
-    def take(self) -> dict[str, pa.Table]:
-        """The records decoded since the last call (``book_delta``, ``trade``, ``rejected``)."""
-        if not self.decoder.rows:
-            return {}
-        tables = self.decoder.flush(0, "live").tables
-        marked = self._marks.apply(tables.get("book_delta"))
-        if marked is not None:
-            tables["book_delta"] = marked
-        return tables
