@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
-from tapeflow.schemas.records import REJECTED
+from tapeflow.schemas.records import BOOK_DELTA, QUOTE, REJECTED, TRADE
 
 _DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 _I64_MAX = 2**63 - 1
@@ -140,6 +140,55 @@ class Decoded:
 
     def counts(self) -> dict[str, int]:
         return {k: t.num_rows for k, t in self.tables.items() if t.num_rows}
+
+
+class FrameBuffers:
+    """The row buffers of a stateful frame decoder, handed out as one :class:`Decoded` per flush.
+
+    Subclasses set ``venue`` and ``records`` (which of ``book_delta``, ``trade``, ``quote`` they
+    emit, as the ``deltas``, ``trades``, ``quotes`` buffers) and call :meth:`_new_buffers` in
+    ``__init__``; dead letters go to ``rejects``.
+    """
+
+    venue = ""
+    records: tuple[RecordType, ...] = (BOOK_DELTA, TRADE)
+    deltas: Columns
+    trades: Columns
+    quotes: Columns
+    rejects: Rejects
+    _BUFFER = {BOOK_DELTA.name: "deltas", TRADE.name: "trades", QUOTE.name: "quotes"}
+
+    def _new_buffers(self) -> None:
+        for record in self.records:
+            setattr(self, self._BUFFER[record.name], Columns(record))
+        self.rejects = Rejects(self.venue)
+
+    @property
+    def rows(self) -> int:
+        """Rows buffered since the last flush."""
+        return sum(len(getattr(self, self._BUFFER[r.name])) for r in self.records) + len(self.rejects)
+
+    def flush(self, bytes_read: int, source: str) -> Decoded:
+        """The buffered rows as one chunk (empty tables left out); the buffers start again."""
+        tables = {r.name: getattr(self, self._BUFFER[r.name]).table() for r in self.records}
+        tables["rejected"] = self.rejects.table()
+        self._new_buffers()
+        return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)
+
+
+class SyncedFrameBuffers(FrameBuffers):
+    """:class:`FrameBuffers` for venues whose books go unsynced until the next snapshot."""
+
+    def __init__(self) -> None:
+        self.gap_pending: set[str] = set()
+        self.unsynced: set[str] = set()  # until the next snapshot
+        self._new_buffers()
+
+    def _lose_sync(self, instrument: str) -> None:
+        # flag the next message once; later failures on an unsynced book add nothing new
+        if instrument not in self.unsynced:
+            self.unsynced.add(instrument)
+            self.gap_pending.add(instrument)
 
 
 def merge(chunks: Sequence[Decoded]) -> dict[str, pa.Table]:

@@ -28,7 +28,7 @@ from tapeflow.schemas.records import (
     QUOTE,
     TRADE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, RecordReject, Rejects, to_nanos
+from tapeflow.venues.base import BadNumber, Decoded, FrameBuffers, RecordReject, to_nanos
 from tapeflow.venues.bitmex import messages as m
 from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 
@@ -39,31 +39,16 @@ CHUNK_ROWS = 100_000
 _Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
-class BitmexDecoder:
+class BitmexDecoder(FrameBuffers):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    records = (BOOK_DELTA, TRADE, QUOTE)
 
     def __init__(self) -> None:
         self.levels: dict[str, dict[int, tuple[int, int]]] = {}  # symbol -> id -> (side, price)
         self.gap_pending: set[str] = set()
         self._new_buffers()
-
-    def _new_buffers(self) -> None:
-        self.deltas = Columns(BOOK_DELTA)
-        self.trades = Columns(TRADE)
-        self.quotes = Columns(QUOTE)
-        self.rejects = Rejects(VENUE)
-
-    @property
-    def rows(self) -> int:
-        return len(self.deltas) + len(self.trades) + len(self.quotes) + len(self.rejects)
-
-    def flush(self, bytes_read: int, source: str) -> Decoded:
-        tables = {"book_delta": self.deltas.table(), "trade": self.trades.table(),
-                  "quote": self.quotes.table(), "rejected": self.rejects.table()}
-        self._new_buffers()
-        return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)
 
     def feed(self, line: CaptureLine) -> None:
         """Decode one captured frame; bad frames become ``rejected`` rows."""

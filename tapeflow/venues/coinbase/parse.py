@@ -29,7 +29,7 @@ from tapeflow.schemas.records import (
     TRADE,
     UNDEF_PRICE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, RecordReject, Rejects, to_nanos
+from tapeflow.venues.base import BadNumber, Decoded, FrameBuffers, RecordReject, to_nanos
 from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 from tapeflow.venues.coinbase import messages as m
 
@@ -40,31 +40,16 @@ CHUNK_ROWS = 100_000
 _Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
-class CoinbaseDecoder:
+class CoinbaseDecoder(FrameBuffers):
     """Frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    records = (BOOK_DELTA, TRADE, QUOTE)
 
     def __init__(self) -> None:
         self._new_buffers()
         self.last_trade_id: dict[str, int] = {}  # product -> highest trade_id decoded (kept across flushes)
         self.repeated_last_matches = 0
-
-    def _new_buffers(self) -> None:
-        self.deltas = Columns(BOOK_DELTA)
-        self.trades = Columns(TRADE)
-        self.quotes = Columns(QUOTE)
-        self.rejects = Rejects(VENUE)
-
-    @property
-    def rows(self) -> int:
-        return len(self.deltas) + len(self.trades) + len(self.quotes) + len(self.rejects)
-
-    def flush(self, bytes_read: int, source: str) -> Decoded:
-        tables = {"book_delta": self.deltas.table(), "trade": self.trades.table(),
-                  "quote": self.quotes.table(), "rejected": self.rejects.table()}
-        self._new_buffers()
-        return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)
 
     def feed(self, line: CaptureLine) -> None:
         """Decode one captured frame; bad frames become ``rejected`` rows."""

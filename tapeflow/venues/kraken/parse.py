@@ -21,7 +21,6 @@ import orjson
 from tapeflow.schemas.records import (
     ASK,
     BID,
-    BOOK_DELTA,
     F_GAP,
     F_LAST,
     F_SNAPSHOT,
@@ -29,9 +28,14 @@ from tapeflow.schemas.records import (
     L2_DELETE,
     L2_SET,
     NO_SIDE,
-    TRADE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, RecordReject, Rejects, to_nanos
+from tapeflow.venues.base import (
+    BadNumber,
+    Decoded,
+    RecordReject,
+    SyncedFrameBuffers,
+    to_nanos,
+)
 from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
 from tapeflow.venues.kraken import messages as m
 
@@ -93,38 +97,15 @@ class ChecksumStats:
     failures: list[str] = field(default_factory=list)
 
 
-class KrakenDecoder:
+class KrakenDecoder(SyncedFrameBuffers):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
 
     def __init__(self) -> None:
         self.books: dict[str, PairBook] = {}
-        self.gap_pending: set[str] = set()
-        self.unsynced: set[str] = set()  # until the next snapshot
         self.stats = ChecksumStats()
-        self._new_buffers()
-
-    def _new_buffers(self) -> None:
-        self.deltas = Columns(BOOK_DELTA)
-        self.trades = Columns(TRADE)
-        self.rejects = Rejects(VENUE)
-
-    @property
-    def rows(self) -> int:
-        return len(self.deltas) + len(self.trades) + len(self.rejects)
-
-    def _lose_sync(self, pair: str) -> None:
-        # flag the next message once; later failures on an unsynced book add nothing new
-        if pair not in self.unsynced:
-            self.unsynced.add(pair)
-            self.gap_pending.add(pair)
-
-    def flush(self, bytes_read: int, source: str) -> Decoded:
-        tables = {"book_delta": self.deltas.table(), "trade": self.trades.table(),
-                  "rejected": self.rejects.table()}
-        self._new_buffers()
-        return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)
+        super().__init__()
 
     def feed(self, line: CaptureLine) -> None:
         """Decode one captured frame; bad frames become ``rejected`` rows."""
