@@ -91,6 +91,7 @@ class ReplayServer:
         self._producer: asyncio.Task[None] | None = None
         self._wake_event: asyncio.Event | None = None
         self._dirty = True
+        self.frames_unrouted = 0  # tape frames passed while no connection was subscribed to their key
         self._sender = Sender(self.plan, self.injected, self.queue_frames, self._wake, lambda: self.finished)
 
     @property
@@ -197,7 +198,8 @@ class ReplayServer:
     def status(self) -> dict[str, Any]:
         """What ``GET /_replay/status`` returns."""
         return {"format": self.format, "position": self.position, "tape_frames": len(self.tape),
-                "frames_served": self.frames_served, "next_index": self.next_index(),
+                "frames_served": self.frames_served, "frames_unrouted": self.frames_unrouted,
+                "next_index": self.next_index(),
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
                 "state_errors": self.state_errors, "send_errors": list(self._sender.errors),
@@ -236,6 +238,8 @@ class ReplayServer:
                 continue
             targets = [c for c in self._conns.values()
                        if c.subscribed() and (frame.key is None and c.keys or frame.key in c.keys)]
+            if not targets:
+                self.frames_unrouted += 1  # e.g. during a client's unsubscribe -> resubscribe
             for conn in targets:
                 # the index is taken here, in tape order, whether or not the frame is ever written
                 index = self._next_index
