@@ -1,9 +1,9 @@
 """Group ``book``: normalized events -> book snapshots on the 1 s capture-time grid, and the BBO.
 
-The live flow's book stage (:class:`tapeflow.live.bookstate.BookStage`) over the whole day:
+The live flow's book stage (:class:`tapeflow.book.stage.BookStage`) over the whole day:
 order-by-order input goes through the L3 book, price-level input through the L2 book, L3 winning
 when a venue yields both, with the capture-time grid of ``tapeflow book``
-(:func:`tapeflow.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a
+(:func:`tapeflow.book.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a
 book starts from the previous day's rows (a session and its snapshot may begin before midnight)
 and needs a snapshot (DBN start-of-day records, a venue REST snapshot) within those two days.
 """
@@ -27,7 +27,7 @@ from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
-from tapeflow.live.bookstate import BookStage
+from tapeflow.book.stage import BookStage
 from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE, TRADE
 from tapeflow.storage import lake as lake_store

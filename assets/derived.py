@@ -1,6 +1,6 @@
 """Group ``derived``: trades and books -> bars, features and per-instrument 20-day baselines.
 
-The functions the live flow calls (``tapeflow.bars``, ``tapeflow.derived``), over whole days.
+The functions the live flow calls (``tapeflow.derived.bars``, ``tapeflow.derived``), over whole days.
 """
 
 import dataclasses
@@ -24,8 +24,8 @@ from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from quality import QualityConfig
-from tapeflow.bars import STANDARD_INTERVALS, dollar_bars, tick_bars, time_bars, volume_bars
 from tapeflow.derived import features as compute_features
+from tapeflow.derived.bars import STANDARD_INTERVALS, dollar_bars, tick_bars, time_bars, volume_bars
 from tapeflow.derived.profiles import BASELINE, PROFILE, baselines, daily_profile
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, SCALE, TRADE

@@ -25,6 +25,7 @@ from assets import checks, common
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
 from assets.sources import Source, SourceIndex, discover
+from tapeflow.derived.trades import trades_from_order_events
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
 from tapeflow.schemas.records import (
     BAR,
@@ -38,7 +39,6 @@ from tapeflow.schemas.records import (
     TRADE,
 )
 from tapeflow.storage import lake as lake_store
-from tapeflow.trades import trades_from_order_events
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 
@@ -117,7 +117,8 @@ def derive_trades(decoded: dict[str, dict[Target, pa.Table]], wanted: list[Targe
     """Give trade rows to instrument-days that have order events but no trades (MBO-only vendors).
 
     An MBO feed (Databento ``mbo``) carries its executions as ``T`` order events; Databento's
-    trades schema is derived from them the same way (:func:`tapeflow.trades.trades_from_order_events`).
+    trades schema is derived from them the same way
+    (:func:`tapeflow.derived.trades.trades_from_order_events`).
     An instrument-day that has a trade source keeps it. Returns the instrument-days derived.
     """
     trades = decoded.setdefault(TRADE.name, {})

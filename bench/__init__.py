@@ -8,6 +8,10 @@ rows in the same section divided by the peer's rate). Timings never fail anythin
 Rates are per CPU second of this process (``time.process_time``): the machine is shared, and CPU
 time is what "events/s per core" means for single-threaded kernels; wall-clock rates print too.
 
+Headline figures (issue 8's goals) go through :meth:`Report.figure`: each prints beside its goal and
+the figure measured before the work began ("today"), in one table at the end of the report, with
+whether the goal was met. :func:`median_time` gives the median of 3 timed runs after a warm-up.
+
 Also accepted (see :func:`run_module`): a zero-argument ``run()`` returning a list of dicts with
 ``name``, ``events`` and ``seconds``; rows whose name starts with "tapeflow" count as ours.
 """
@@ -36,6 +40,25 @@ class Row:
 
 
 @dataclass
+class Figure:
+    """A headline figure: ``value`` in ``unit`` against ``goal`` (and the figure before the work)."""
+
+    name: str
+    value: float
+    unit: str
+    goal: float | None
+    before: str = ""
+    higher_is_better: bool = True
+    note: str = ""
+
+    @property
+    def met(self) -> bool | None:
+        if self.goal is None:
+            return None
+        return self.value >= self.goal if self.higher_is_better else self.value <= self.goal
+
+
+@dataclass
 class Section:
     title: str
     rows: list[Row] = field(default_factory=list)
@@ -47,6 +70,24 @@ class Report:
 
     def __init__(self) -> None:
         self.sections: list[Section] = []
+        self.figures: list[Figure] = []
+
+    def figure(self, name: str, value: float, unit: str, *, goal: float | None, before: str = "",
+               higher_is_better: bool = True, note: str = "") -> Figure:
+        """Record a headline figure, printed beside its goal in the report's last table.
+
+        Args:
+            name: what was measured ("Binance JSON decode").
+            value: the measurement (a median of runs, timed after a warm-up).
+            unit: e.g. ``"M frames/s"``, ``"us"``, ``"s"``, ``"GiB"``.
+            goal: the goal in the same unit (None: reported only).
+            before: the figure before this work, as text with its unit ("73k frames/s").
+            higher_is_better: False for costs (latency, seconds, memory).
+            note: what was measured, on what input.
+        """
+        fig = Figure(name, value, unit, goal, before, higher_is_better, note)
+        self.figures.append(fig)
+        return fig
 
     def section(self, title: str) -> None:
         """Start a section (ratios compare rows within one section only)."""
@@ -87,6 +128,20 @@ class Report:
                 lines.append(f"  {r.name:<{width}}  {r.events_per_s:>14,.0f}  {ratio:>9}  {wall:>15,.0f}"
                              f"  {r.note}")
             lines.extend(f"  * {n}" for n in sec.notes)
+        if self.figures:
+            lines.append(self._render_figures())
+        return "\n".join(lines)
+
+    def _render_figures(self) -> str:
+        lines = ["\n== goals (issue 8): measured beside goal and the figure before the work"]
+        width = max(len(f.name) for f in self.figures)
+        lines.append(f"  {'figure':<{width}}  {'measured':>14}  {'goal':>14}  {'before':>16}  met")
+        for f in self.figures:
+            sign = ">=" if f.higher_is_better else "<="
+            goal = "-" if f.goal is None else f"{sign} {f.goal:,.3g} {f.unit}"
+            met = {True: "yes", False: "NO", None: "-"}[f.met]
+            lines.append(f"  {f.name:<{width}}  {f'{f.value:,.3g} {f.unit}':>14}  {goal:>14}  {f.before:>16}"
+                         f"  {met}" + (f"   ({f.note})" if f.note else ""))
         return "\n".join(lines)
 
 
@@ -106,6 +161,30 @@ def run_module(module: object, report: Report) -> None:
     for r in rows or []:
         report.add(str(r["name"]), int(r["events"]), float(r["seconds"]),
                    ours=str(r["name"]).startswith("tapeflow"))
+
+
+def median_time(fn: Callable[[], object], *, repeats: int = 3, warmup: int = 1,
+                setup: Callable[[], object] | None = None) -> tuple[float, float]:
+    """Median (CPU seconds, wall seconds) of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls.
+
+    ``setup`` runs untimed before each call (the warm-up calls too). Compilation, caches and imports
+    are paid by the warm-up, so the figure is the steady state; report cold start separately.
+    """
+    import statistics
+
+    for _ in range(warmup):
+        if setup is not None:
+            setup()
+        fn()
+    cpus, walls = [], []
+    for _ in range(repeats):
+        if setup is not None:
+            setup()
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        cpus.append(time.process_time() - c0)
+        walls.append(time.perf_counter() - t0)
+    return statistics.median(cpus), statistics.median(walls)
 
 
 def best_time(fn: Callable[[], object], *, repeats: int = 3, setup: Callable[[], object] | None = None

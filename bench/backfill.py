@@ -6,7 +6,7 @@ executor, ephemeral instance): decode -> lake -> book -> bars -> features -> blo
 ClickHouse (chdb). The time counts the sensor tick too: its indexing decode is the one the run
 reads back (``assets.sources``), so leaving it out would flatter the run. Events are the
 normalized rows written (trades, book deltas, order events, venue quotes). The same files through
-``tapeflow.ingest`` (decode -> lake + ClickHouse, no books, no checks) are timed beside it for scale.
+``tapeflow.storage.ingest`` (decode -> lake + ClickHouse, no books, no checks) are timed beside it for scale.
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _events(result: object) -> int:
 
 
 def _ingest(root: Path, fmt: str, files: list[Path]) -> tuple[int, float, float]:
-    from tapeflow.ingest import ingest
+    from tapeflow.storage.ingest import ingest
 
     c0, w0 = time.process_time(), time.perf_counter()
     summary = ingest(fmt, files, lake=root / "lake", clickhouse=f"chdb://{root / 'warehouse'}",

@@ -48,7 +48,7 @@ def _capture() -> Path | None:
 
 def _one_instrument(tables: dict[str, pa.Table]) -> dict[str, pa.Table]:
     """Snapshots, BBO changes and trades of the instrument with the most trades."""
-    from tapeflow.book import book_snapshots, quotes_from_deltas
+    from tapeflow.book.l2 import book_snapshots, quotes_from_deltas
     from tapeflow.derived.metrics import by_instrument
 
     trades = max(by_instrument(tables["trade"]), key=lambda g: g[2].num_rows)

@@ -10,7 +10,7 @@ Run it with ``python -m bytewax.run "flows.market:flow_from_env()" [-w N] [-i I 
   ``degraded`` and ``recovered`` STATUS rows (clock skew, latency circuit breaker);
 * ``route``: dead letters and STATUS rows go straight to their sinks; the rest is keyed by
   instrument (``venue/symbol``) so each instrument's state lives on one worker;
-* ``book``: :class:`tapeflow.live.bookstate.BookStage` -> ``book_snapshot`` on the capture-time
+* ``book``: :class:`tapeflow.book.stage.BookStage` -> ``book_snapshot`` on the capture-time
   grid of ``tapeflow book`` and the rebuilt best bid/offer;
 * ``bars``: ``tapeflow.derived.LiveBars`` -> ``bar`` rows on every interval, late trades restate
   their bar, trades too late for the policy become ``rejected`` rows (reason ``too_late``);
@@ -40,7 +40,7 @@ from bytewax.outputs import Sink
 
 from flows import operators as ops
 from flows.sources import DEFAULT_BATCH_EVENTS, DEFAULT_BATCH_NS, CaptureSource, LiveSource
-from tapeflow.bars import STANDARD_INTERVALS
+from tapeflow.derived.bars import STANDARD_INTERVALS
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import REJECTED, STATUS
 from tapeflow.settings import Settings
@@ -84,7 +84,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         sinks: where the items go.
         levels: depth per side of the book snapshots (and of the depth metrics).
         snapshot_interval_ns: snapshot grid spacing (None: one snapshot per venue event).
-        intervals: bar intervals (``tapeflow.bars.STANDARD_INTERVALS`` by default; empty: no bars).
+        intervals: bar intervals (``tapeflow.derived.bars.STANDARD_INTERVALS`` by default; empty: no bars).
         book_kind: ``l2``, ``l3`` or ``auto`` (per instrument: L3 when it has order events).
         bbo_as_quote: also store the rebuilt best bid/offer as ``quote`` rows (by default it only
             feeds the metrics: ``quote`` holds the venue's own quote stream where it has one).

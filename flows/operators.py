@@ -21,9 +21,9 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulLogic
 
 from flows.sources import WATERMARK
-from tapeflow.book import instrument_groups
+from tapeflow.book.l2 import instrument_groups
+from tapeflow.book.stage import BookStage
 from tapeflow.derived.metrics import single_value
-from tapeflow.live.bookstate import BookStage
 from tapeflow.live.windows import DEGRADED, DegradedWindows
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, QUOTE, REJECTED, STATUS, TRADE
@@ -205,7 +205,7 @@ def _book_flush(stage: BookStage) -> Batch:
 @operator
 def book(step_id: str, up: KeyedStream[Batch], kind: str = "auto", levels: int = 10,
          interval_ns: int | None = 1_000_000_000) -> KeyedStream[Batch]:
-    """Per-instrument book (:class:`tapeflow.live.bookstate.BookStage`): adds ``book_snapshot``
+    """Per-instrument book (:class:`tapeflow.book.stage.BookStage`): adds ``book_snapshot``
     (grid snapshots made final, by the instrument's own rows or by a heartbeat's watermark) and
     ``bbo`` (best bid/offer changes) to each batch."""
     return _stage("stage", up, lambda: BookStage(kind, levels, interval_ns), _book_step, _book_flush)

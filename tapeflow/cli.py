@@ -85,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
-    from tapeflow.ingest import ingest
+    from tapeflow.storage.ingest import ingest
 
     lake = None if args.no_lake else (args.lake or settings.lake_dir)
     dsn = None if args.no_clickhouse else (args.clickhouse or settings.clickhouse_dsn)
@@ -96,7 +96,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
-    from tapeflow.rebuild import snapshots_for_format
+    from tapeflow.book.rebuild import snapshots_for_format
 
     interval_ns = None if args.interval == "event" else parse_duration_ns(args.interval)
     if args.levels < 1:

@@ -20,9 +20,9 @@ DURATION_NS = 10 * 60 * 1_000_000_000
 
 def run(root: Path) -> None:
     """Run the whole demo under ``root`` and print what it built."""
-    from tapeflow.ingest import ingest
-    from tapeflow.rebuild import snapshots_for_format
+    from tapeflow.book.rebuild import snapshots_for_format
     from tapeflow.simulator import simulate
+    from tapeflow.storage.ingest import ingest
     from tapeflow.storage.lake import write_parquet_atomic
     from tapeflow.storage.warehouse import Warehouse
 

@@ -1,4 +1,4 @@
-"""tapeflow.book: per-instrument replay, book_snapshots (F_LAST rows and time grid), quotes, and
+"""tapeflow.book.l2: per-instrument replay, book_snapshots (F_LAST rows and time grid), quotes, and
 the Binance bookTicker oracle on the real capture through both fast backends."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 
 from kernels.reference import VALID, l2_replay_reference
-from tapeflow.book import L2Book, book_snapshots, grid_rows, quotes_from_deltas, replay_l2
+from tapeflow.book.l2 import L2Book, book_snapshots, grid_rows, quotes_from_deltas, replay_l2
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas.records import (
     ASK,

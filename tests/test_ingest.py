@@ -14,10 +14,10 @@ import pyarrow as pa
 import pytest
 
 from tapeflow.errors import ConfigError
-from tapeflow.ingest import ingest
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BOOK_DELTA, QUOTE, REJECTED, TRADE
 from tapeflow.storage import Warehouse, lake
+from tapeflow.storage.ingest import ingest
 from tapeflow.venues.base import Decoded, Rejects, VenueFormat
 from tests.conftest import need
 from tests.storage.samples import DAY_NS, synthetic_deltas

@@ -7,7 +7,7 @@ import pyarrow as pa
 
 from quality import checks, derive
 from quality.checks import SuiteData
-from tapeflow.bars import interval_ns
+from tapeflow.derived.bars import interval_ns
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import BAR
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tapeflow.bars import bars_for, dollar_bars, tick_bars, time_bars, volume_bars
+from tapeflow.derived.bars import bars_for, dollar_bars, tick_bars, time_bars, volume_bars
 from tapeflow.derived.features import features
 from tapeflow.derived.live_bars import LiveBars, LiveBarStats
 from tapeflow.derived.live_metrics import LiveMetrics

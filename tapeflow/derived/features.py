@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pyarrow as pa
 
-from tapeflow.bars import interval_ns
+from tapeflow.derived.bars import interval_ns
 from tapeflow.derived.metrics import metrics
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.core import concat

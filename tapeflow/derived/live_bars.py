@@ -15,7 +15,7 @@ Policy, per (venue, symbol), every interval at once:
 
 Nothing reads the wall clock, so the output depends only on the input rows and their order (and
 batch boundaries decide only when a revision is emitted, never its content). After
-:meth:`LiveBars.close`, the last revision of every bar equals ``tapeflow.bars.time_bars`` over
+:meth:`LiveBars.close`, the last revision of every bar equals ``tapeflow.derived.bars.time_bars`` over
 the accepted trades in the same order, for every interval.
 """
 
@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from kernels.bars import rounded_vwap
 from kernels.bars_live import admit, notional_ints, partial_rows
-from tapeflow.bars import STANDARD_INTERVALS, interval_ns
+from tapeflow.derived.bars import STANDARD_INTERVALS, interval_ns
 from tapeflow.derived.metrics import by_instrument
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, REJECTED, TRADE

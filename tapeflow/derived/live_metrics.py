@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from kernels.metrics import fold_quotes, fold_trades
-from tapeflow.bars import interval_ns
+from tapeflow.derived.bars import interval_ns
 from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE

@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.metrics import book_metrics, even_width, grid_end, quote_events
-from tapeflow.bars import interval_ns
-from tapeflow.book import instrument_groups
+from tapeflow.book.l2 import instrument_groups
+from tapeflow.derived.bars import interval_ns
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.core import RecordType
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE

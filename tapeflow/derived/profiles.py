@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from tapeflow.book import instrument_groups
+from tapeflow.book.l2 import instrument_groups
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.core import Field, RecordType, common, concat
 from tapeflow.schemas.records import METRIC, TRADE, UNDEF_PRICE

@@ -28,9 +28,9 @@ DAY = "2024-08-08"
 def test_journal_day_equals_the_live_stages(real_data: Path, tmp_path: Path) -> None:
     from assets.book import BBO
     from dagster_project.sensors import landing_sensor
+    from tapeflow.book.stage import BookStage
     from tapeflow.derived import LiveBars
     from tapeflow.journal import Journal
-    from tapeflow.live.bookstate import BookStage
     from tapeflow.live.frames import RawFrame
     from tapeflow.schemas import concat
     from tapeflow.schemas.records import BAR, BOOK_DELTA, BOOK_SNAPSHOT, TRADE

@@ -30,7 +30,7 @@ def _records(path: Path) -> list:
 
 @pytest.mark.realdata
 def test_derived_trades_equal_databentos_trades_file(real_data: Path) -> None:
-    from tapeflow.trades import trades_from_order_events
+    from tapeflow.derived.trades import trades_from_order_events
     from tapeflow.venues.databento.parse import decode_all
 
     mbo, trades = need(real_data / FIXTURES / "test_data.mbo.dbn.zst"), need(real_data / FIXTURES /
@@ -44,8 +44,8 @@ def test_derived_trades_equal_databentos_trades_file(real_data: Path) -> None:
 
 @pytest.mark.realdata
 def test_es_trades_and_minute_bars_from_the_mbo_day(real_data: Path) -> None:
-    from tapeflow.bars import time_bars
-    from tapeflow.trades import trades_from_order_events
+    from tapeflow.derived.bars import time_bars
+    from tapeflow.derived.trades import trades_from_order_events
     from tapeflow.venues.databento.parse import decode_all
 
     path = need(real_data / ES)

@@ -96,7 +96,7 @@ def test_es_mbo_days_from_the_landing_folder(real_data: Path, tmp_path: Path) ->
 
 @pytest.mark.realdata
 def test_es_start_of_week_book_from_the_lake_is_the_snapshot(real_data: Path, tmp_path: Path) -> None:
-    from tapeflow.book_l3 import l3_book_snapshots
+    from tapeflow.book.l3 import l3_book_snapshots
     from tapeflow.schemas.records import ORDER_EVENT
     from tapeflow.storage import lake
     from tapeflow.venues.databento.parse import decode_all

@@ -108,9 +108,9 @@ def test_warehouse_holds_the_lake_rows_once_even_after_rematerializing(built) ->
 
 def test_batch_day_equals_the_live_flow_over_micro_batches(built) -> None:
     """Snapshots and bars of the materialized day equal what the live stages emit for the same feed."""
+    from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.book.stage import BookStage
     from tapeflow.derived import LiveBars
-    from tapeflow.live.bookstate import BookStage
-    from tapeflow.rebuild import snapshots_for_format
     from tapeflow.schemas import concat
     from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, ORDER_EVENT, TRADE
     from tapeflow.storage import lake

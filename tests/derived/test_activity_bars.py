@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.bars_threshold import NOTIONAL, TICK, VOLUME, threshold_bar_ids, threshold_bar_ids_reference
-from tapeflow.bars import bars_for, dollar_bars, tick_bars, time_bars, volume_bars
+from tapeflow.derived.bars import bars_for, dollar_bars, tick_bars, time_bars, volume_bars
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK, TRADE
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tapeflow.book import book_snapshots, quotes_from_deltas
+from tapeflow.book.l2 import book_snapshots, quotes_from_deltas
 from tapeflow.derived import BASELINE, PROFILE, baselines, daily_profile, features, metrics
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, METRIC, QUOTE, TRADE, UNDEF_PRICE

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.derived import LiveBars
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, TRADE
 

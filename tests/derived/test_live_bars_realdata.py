@@ -9,8 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.derived import LiveBars
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tests.conftest import need

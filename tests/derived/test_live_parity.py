@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
-from tapeflow.book import book_snapshots, quotes_from_deltas
+from tapeflow.book.l2 import book_snapshots, quotes_from_deltas
+from tapeflow.book.stage import BookStage
 from tapeflow.derived import LiveBars, LiveMetrics, metrics
-from tapeflow.live.bookstate import BookStage
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, QUOTE, TRADE
 from tests.derived.conftest import same_rows
 from tests.derived.test_live_bars import final_revisions

@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.metrics import UNDEF, depth_nanos, microprice_nanos, microprice_reference, quote_events
-from tapeflow.book import book_snapshots, quotes_from_deltas
+from tapeflow.book.l2 import book_snapshots, quotes_from_deltas
 from tapeflow.derived import LiveMetrics, metrics
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, QUOTE, TRADE

@@ -1,6 +1,6 @@
 """BookStage (the live flow's incremental book) against the batch rebuild and the venue's own BBO.
 
-Parity is row for row with ``tapeflow.rebuild.snapshots_for_format`` (what ``tapeflow book`` runs)
+Parity is row for row with ``tapeflow.book.rebuild.snapshots_for_format`` (what ``tapeflow book`` runs)
 whatever the micro-batch size; the Binance bookTicker is an independent oracle of the rebuilt BBO.
 """
 
@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tapeflow.book import quotes_from_deltas
-from tapeflow.book_l3 import l3_book_snapshots
+from tapeflow.book.l2 import quotes_from_deltas
+from tapeflow.book.l3 import l3_book_snapshots
+from tapeflow.book.rebuild import snapshots_for_format
+from tapeflow.book.stage import BookStage
 from tapeflow.errors import ConfigError
-from tapeflow.live.bookstate import BookStage
-from tapeflow.rebuild import snapshots_for_format
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge

@@ -11,9 +11,9 @@ from bytewax.testing import TestingSink, run_main
 
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
-from tapeflow.bars import time_bars
-from tapeflow.book import book_snapshots, quotes_from_deltas
+from tapeflow.book.l2 import book_snapshots, quotes_from_deltas
 from tapeflow.derived import metrics
+from tapeflow.derived.bars import time_bars
 from tapeflow.live.health import FeedHealth, LatencyBreaker
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pytest
 
 from flows.market import LiveConfig
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
+from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.cli import main
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.errors import ConfigError
 from tapeflow.live.cli import add_summaries, flow_commands, live_env
-from tapeflow.rebuild import snapshots_for_format
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT
 from tapeflow.settings import Settings
 from tapeflow.storage import lake

@@ -15,9 +15,9 @@ from bytewax.testing import TestingSink, run_main
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
 from flows.sources import LiveSource
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
+from tapeflow.book.rebuild import snapshots_for_format
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.live import ConnectorSettings
-from tapeflow.rebuild import snapshots_for_format
 from tapeflow.replay import ReplayServer
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge

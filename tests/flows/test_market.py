@@ -16,11 +16,11 @@ from bytewax.testing import TestingSink, cluster_main, run_main
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
 from flows.sources import CaptureSource
-from tapeflow.bars import STANDARD_INTERVALS, time_bars
-from tapeflow.book import quotes_from_deltas
+from tapeflow.book.l2 import quotes_from_deltas
+from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.derived import metrics
+from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
 from tapeflow.live.health import FeedHealth, LatencyBreaker
-from tapeflow.rebuild import snapshots_for_format
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge

@@ -18,8 +18,8 @@ from bytewax.testing import TestingSink, run_main
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
 from flows.sources import CaptureSource
-from tapeflow.book_l3 import l3_book_snapshots
-from tapeflow.rebuild import snapshots_for_format
+from tapeflow.book.l3 import l3_book_snapshots
+from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge

@@ -15,8 +15,8 @@ from bytewax.testing import TestingSink, run_main
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
 from flows.sources import LiveSource
-from tapeflow.bars import time_bars
-from tapeflow.book_l3 import l3_book_snapshots
+from tapeflow.book.l3 import l3_book_snapshots
+from tapeflow.derived.bars import time_bars
 from tapeflow.errors import ConfigError
 from tapeflow.live import ConnectorSettings
 from tapeflow.replay import ReplayServer

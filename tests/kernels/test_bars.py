@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernels.bars import bucket_start, time_bars, time_bars_reference
-from tapeflow.bars import STANDARD_INTERVALS, interval_ns
-from tapeflow.bars import time_bars as table_bars
+from tapeflow.derived.bars import STANDARD_INTERVALS, interval_ns
+from tapeflow.derived.bars import time_bars as table_bars
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK, TRADE
 

@@ -1,4 +1,4 @@
-"""tapeflow.book_l3: per-instrument replay and book_snapshot rows on demand and on a time grid."""
+"""tapeflow.book.l3: per-instrument replay and book_snapshot rows on demand and on a time grid."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tapeflow.book_l3 import l3_book_snapshots, replay_l3
+from tapeflow.book.l3 import l3_book_snapshots, replay_l3
 from tapeflow.errors import BookError
 from tapeflow.schemas.records import F_LAST, F_MAYBE_BAD_BOOK, F_SNAPSHOT, ORDER_EVENT, UNDEF_PRICE
 

@@ -12,9 +12,9 @@ import pyarrow.compute as pc
 import pytest
 
 from kernels.reference import RESYNC
-from tapeflow.book import book_snapshots, replay_l2
+from tapeflow.book.l2 import book_snapshots, replay_l2
+from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.live import Connector, LiveBatch, iterate_in_thread
-from tapeflow.rebuild import snapshots_for_format
 from tapeflow.replay import ReplayServer
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import (

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.reference import VALID
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import F_LAST
 from tapeflow.venues.base import Rejects
 from tapeflow.venues.capture import RECV, CaptureLine, read_capture

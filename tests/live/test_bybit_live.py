@@ -187,7 +187,10 @@ def test_v2_injected_faults_are_detected_and_resynced(v2_capture: Path, tmp_path
 
         def inject(batch: LiveBatch) -> None:
             st = batch.status.column("state").to_pylist()
-            if plan and ("synced" in st) and all(client.sync.synced(s) for s in V2_SYMBOLS):
+            # the next fault only once the one before it has happened: a far-off reorder candidate
+            # must not be overtaken by a nearer drop planned while the book was still synced
+            waiting = len(srv.injected) < 3 - len(plan)
+            if plan and not waiting and ("synced" in st) and all(client.sync.synced(s) for s in V2_SYMBOLS):
                 kind = plan.pop(0)
                 ahead = srv.frames_served + 60
                 pool = {"drop": drops, "reorder": reorders}.get(kind, range(ahead, ahead + 1))

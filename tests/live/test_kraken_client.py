@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from kernels.reference import VALID
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.live.connector import ConnectorSettings
 from tapeflow.live.frames import LiveBatch
 from tapeflow.schemas.records import F_LAST

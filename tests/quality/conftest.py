@@ -8,10 +8,10 @@ import pyarrow as pa
 import pytest
 
 from quality import Baseline
-from tapeflow.bars import time_bars
-from tapeflow.book import quotes_from_deltas
-from tapeflow.book_l3 import l3_book_snapshots
+from tapeflow.book.l2 import quotes_from_deltas
+from tapeflow.book.l3 import l3_book_snapshots
 from tapeflow.derived import metrics
+from tapeflow.derived.bars import time_bars
 from tapeflow.schemas.records import SCALE
 from tapeflow.simulator import simulate
 from tapeflow.venues import get_format

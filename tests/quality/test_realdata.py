@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from quality import run_suite
-from tapeflow.book_l3 import l3_book_snapshots
+from tapeflow.book.l3 import l3_book_snapshots
 from tapeflow.schemas.records import SCALE
 from tapeflow.venues.databento.parse import decode_all
 from tests.conftest import need
@@ -80,7 +80,7 @@ def _crossed(rows: list[dict]) -> list[dict]:
 @pytest.mark.realdata
 def test_es_pre_open_crossings_are_counted_and_crossings_after_the_open_fail(es):
     from quality import session_opens
-    from tapeflow.trades import trades_from_order_events
+    from tapeflow.derived.trades import trades_from_order_events
 
     events, records, snaps = es
     # independent: the first trade (T) record of the file, as databento_dbn reads it

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import websockets
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.replay import ReplayServer
 from tapeflow.venues.base import merge
 from tapeflow.venues.binance.parse import BinanceDecoder

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.errors import FormatError
 from tapeflow.schemas.records import (
     F_HIDDEN,

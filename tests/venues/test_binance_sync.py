@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import F_GAP, F_LAST, F_SNAPSHOT, F_SUPERSEDED
 from tapeflow.venues.base import merge
 from tapeflow.venues.binance.parse import BinanceDecoder

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 import zstandard
 
-from tapeflow.book_l3 import l3_book_snapshots, replay_l3
+from tapeflow.book.l3 import l3_book_snapshots, replay_l3
 from tapeflow.schemas.records import F_LAST, F_MAYBE_BAD_BOOK, L3_CANCEL, UNDEF_PRICE
 from tapeflow.venues.databento.parse import decode_all
 from tapeflow.venues.databento.verify_mbo import verify_mbo

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import ASK, BID, BOOK_DELTA, F_GAP, F_LAST, F_SNAPSHOT, L2_DELETE, TRADE
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
@@ -48,7 +48,7 @@ def _crc_from_strings(asks: list[tuple[int, int]], bids: list[tuple[int, int]], 
 
 
 def test_replayed_deltas_reproduce_the_venue_checksums(real_data: Path) -> None:
-    """The emitted rows, replayed by tapeflow.book, hash to each message's ``c``."""
+    """The emitted rows, replayed by tapeflow.book.l2, hash to each message's ``c``."""
     path = need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")
     crcs: dict[str, list[int]] = {}
     places: dict[str, tuple[int, int]] = {}

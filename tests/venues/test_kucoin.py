@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import ASK, BID, F_GAP, F_SUPERSEDED
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge

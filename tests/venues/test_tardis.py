@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.errors import FormatError
 from tapeflow.schemas.records import F_GAP, F_LAST, F_SNAPSHOT, UNDEF_PRICE
 from tapeflow.venues import get_format

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.reference import RESYNC
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import F_LAST, F_SNAPSHOT, F_SUPERSEDED
 from tapeflow.venues.base import VerifyReport, merge
 from tapeflow.venues.binance.parse import BinanceDecoder

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels.reference import CROSSED, RESYNC
-from tapeflow.book import replay_l2
+from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import F_LAST
 from tapeflow.venues.base import VerifyReport, merge
 from tapeflow.venues.coinbase.parse import decode

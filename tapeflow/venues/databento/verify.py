@@ -1,7 +1,7 @@
 """Oracles for DBN files.
 
 - A trades file given together with an OHLCV file of the same dataset: the bars rebuilt from the
-  trades (``tapeflow.bars.time_bars``: every trade record, per instrument, by ``ts_event``) must
+  trades (``tapeflow.derived.bars.time_bars``: every trade record, per instrument, by ``ts_event``) must
   equal Databento's own bars exactly (open, high, low, close, volume) for every bar of the
   instruments in the trades file whose bucket lies inside the trades file's time range, and no
   rebuilt bar may be missing from Databento's.
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from tapeflow.bars import interval_ns, time_bars
+from tapeflow.derived.bars import interval_ns, time_bars
 from tapeflow.venues.base import VerifyReport
 from tapeflow.venues.databento.framing import DbnHeader, read_dbn_header
 from tapeflow.venues.databento.messages import SCHEMA_INTERVALS

@@ -23,7 +23,7 @@ from kernels.reference_l3 import (
     VALID,
     l3_replay_reference,
 )
-from tapeflow.book import grid_rows
+from tapeflow.book.l2 import grid_rows
 from tapeflow.errors import BookError
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_LAST, F_MAYBE_BAD_BOOK, ORDER_EVENT

@@ -2,7 +2,7 @@
 
 ``BookStage`` keeps one book per instrument (the numba L2 kernel of :mod:`kernels.l2book_numba`
 or the L3 kernel of :mod:`kernels.l3book`) and emits, batch by batch, exactly the rows the batch
-rebuild emits over the whole stream (:func:`tapeflow.rebuild.snapshots_for_format`):
+rebuild emits over the whole stream (:func:`tapeflow.book.rebuild.snapshots_for_format`):
 
 * the time grid is :func:`tapeflow.book.grid_rows`: instants ``k * interval_ns`` from the first
   published (``F_LAST``) arrival up to the first instant at or after the last one; each instant
@@ -30,7 +30,7 @@ from kernels import _l2state
 from kernels.l2book_numba import run as l2_run
 from kernels.l3book import L3State, apply_l3, new_l3_state
 from kernels.reference import VALID
-from tapeflow.book import instrument_groups
+from tapeflow.book.l2 import instrument_groups
 from tapeflow.errors import ConfigError
 from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import (
@@ -108,7 +108,7 @@ class BookStage:
     """Per-instrument books fed micro-batches; emits ``quote`` and ``book_snapshot`` rows.
 
     Feeding the whole stream in batches of any size and then calling :meth:`close` gives the same
-    ``book_snapshot`` rows as :func:`tapeflow.rebuild.snapshots_for_format` over the same records.
+    ``book_snapshot`` rows as :func:`tapeflow.book.rebuild.snapshots_for_format` over the same records.
 
     Example:
         ``stage = BookStage("l2"); out = stage.apply(decoded.tables); ...; out = stage.close()``
@@ -274,8 +274,8 @@ class BookStage:
 
     def _snapshot_table(self, inst: _Instrument, ts_ns: np.ndarray, owners: _Owners) -> pa.Table:
         book, status = owners.book, owners.status  # [4, k, levels], [k]
-        # L2 snapshots list only the levels that exist (tapeflow.book), L3 ones pad to ``levels``
-        # (tapeflow.book_l3): the batch rebuild is the contract, so each keeps its shape
+        # L2 snapshots list only the levels that exist (tapeflow.book.l2), L3 ones pad to ``levels``
+        # (tapeflow.book.l3): the batch rebuild is the contract, so each keeps its shape
         if inst.kind == "l2":
             lists = [_existing(book[q - q % 2], book[q]) for q in range(4)]
         else:

@@ -30,12 +30,12 @@ def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int
     tables = merge(list(get_format(format_name).decode(paths)))
     events = tables.get(ORDER_EVENT.name)
     if events is not None and events.num_rows:
-        from tapeflow.book_l3 import l3_book_snapshots
+        from tapeflow.book.l3 import l3_book_snapshots
 
         return l3_book_snapshots(events, levels=levels, interval_ns=interval_ns), events.num_rows
     deltas = tables.get(BOOK_DELTA.name)
     if deltas is not None and deltas.num_rows:
-        from tapeflow.book import book_snapshots
+        from tapeflow.book.l2 import book_snapshots
 
         return book_snapshots(deltas, levels=levels, interval_ns=interval_ns), deltas.num_rows
     given = tables.get(BOOK_SNAPSHOT.name)
