@@ -176,8 +176,9 @@ class Report:
             lines.append(f"\n== {sec.title}")
             best = max((r.events_per_s for r in sec.rows if r.ours), default=0.0)
             width = max((len(r.name) for r in sec.rows), default=10)
-            lines.append(f"  {'implementation':<{width}}  {'events/s (cpu)':>14}  {'ours/peer':>9}"
-                         f"  {'events/s (wall)':>15}  note")
+            if sec.rows:
+                lines.append(f"  {'implementation':<{width}}  {'events/s (cpu)':>14}  {'ours/peer':>9}"
+                             f"  {'events/s (wall)':>15}  note")
             for r in sec.rows:
                 ratio = "-" if r.ours or not best else f"{best / r.events_per_s:8.1f}x"
                 wall = r.events / r.wall_seconds if r.wall_seconds > 0 else float("inf")

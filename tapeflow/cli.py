@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
-from tapeflow.progress import progress_bar
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
@@ -127,6 +126,7 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
     from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.progress import progress_bar
     from tapeflow.venues.base import Decoded
 
     interval_ns = None if args.interval == "event" else parse_duration_ns(args.interval)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 MIN_BAR_CELLS = 8
 # richest first; {postfix} is tqdm's ", key=value" text (the event count)
@@ -42,6 +43,8 @@ def progress_bar(total: int, desc: str, *, enabled: bool, unit: str = "B", file:
         file: where to draw (default stderr).
         columns: the terminal width (default: the width of ``file``'s terminal, else 80).
     """
+    from tqdm import tqdm  # imported on use: commands that draw no bar start faster
+
     file = file or sys.stderr
     width = (columns or terminal_columns(file)) - 1  # the last column would wrap on some terminals
     return tqdm(total=total, desc=desc, unit=unit, unit_scale=True,
