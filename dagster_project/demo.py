@@ -91,7 +91,7 @@ def hints(demo_root: Path) -> list[str]:
     lake = (demo_root / "dagster" / "lake").resolve()
     return [
         "make ui   # Dagster at http://127.0.0.1:3000: Assets, Runs, the lineage in Global asset lineage",
-        f".venv/bin/python -m webbrowser file://{lake / '_data_docs' / 'index.html'}   # the checks' Data Docs",
+        f".venv/bin/python -m webbrowser file://{lake / '_data_docs' / 'index.html'}   # the Data Docs",
     ]
 
 
