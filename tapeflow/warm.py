@@ -231,6 +231,7 @@ def warm(*, scratch: Path | None = None, force: bool = False, out: Callable[[str
     Raises:
         subprocess.CalledProcessError: the ``tapeflow live`` child failed.
     """
+    had_cache = _stamp_path().exists()
     stale = drop_cache() if force else len(drop_stale())
     if is_current():
         out(f"kernels: compiled cache current ({_stamp_path().parent})")
@@ -259,7 +260,7 @@ def warm(*, scratch: Path | None = None, force: bool = False, out: Callable[[str
         shutil.rmtree(folder, ignore_errors=True)
     elapsed = time.perf_counter() - started
     _write_stamp(state, complete=True, seconds=round(elapsed, 1))
-    note = f" ({stale} stale modules dropped first)" if stale else ""
+    note = f" (the compiled code of {stale} modules was stale)" if stale and had_cache and not force else ""
     out(f"kernels: compiled into {_stamp_path().parent} in {elapsed:.0f} s{note}")
     return True
 
