@@ -21,9 +21,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 # compile every numba kernel into its on-disk cache (kernels/__pycache__, or $$NUMBA_CACHE_DIR) once, so
-# no command compiles on its first run; returns at once while the kernel sources are unchanged
+# no command compiles on its first run; returns at once while the kernel sources are unchanged. A failure
+# is reported and ignored: commands then compile on first use, and tests/test_warm.py says what broke.
 kernels: $(STAMP)
-	@$(BIN)/python -m tapeflow.warm
+	-@$(BIN)/python -m tapeflow.warm
 
 # the batch library, then the live Bytewax flow on the simulated feed, then the Dagster materialization;
 # each act keeps its "Next, try" hints for the last step, so they do not scroll away
