@@ -10,7 +10,6 @@ end of ``make demo`` (see :mod:`tapeflow.demo`).
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -18,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tapeflow.demo import finish
+from tapeflow.demo import act_arguments, finish
 from tapeflow.errors import TapeflowError
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -114,10 +113,7 @@ def _step(text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m dagster_project.demo [--defer-hints]``."""
-    parser = argparse.ArgumentParser(prog="python -m dagster_project.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--defer-hints", action="store_true", help="keep the hints for the end of make demo")
-    args = parser.parse_args(argv)
+    args = act_arguments("python -m dagster_project.demo", __doc__, argv)
     demo_root = Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo"))
     home = Path(os.environ.get("TAPEFLOW_DAGSTER_HOME", ".dagster"))
     try:

@@ -11,7 +11,6 @@ keeps its "Next, try" hints for the end of ``make demo`` (see :mod:`tapeflow.dem
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import os
 import shutil
@@ -24,7 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.demo import finish
+from tapeflow.demo import act_arguments, finish
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BAR, METRIC, STATUS, UNDEF_PRICE
 from tapeflow.storage import lake
@@ -151,10 +150,7 @@ def hints(root: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m flows.demo [--defer-hints]``."""
-    parser = argparse.ArgumentParser(prog="python -m flows.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--defer-hints", action="store_true", help="keep the hints for the end of make demo")
-    args = parser.parse_args(argv)
+    args = act_arguments("python -m flows.demo", __doc__, argv)
     root = Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo"))
     code = run(root)
     if code == 0:

@@ -114,6 +114,14 @@ def finish(root: Path, act: str, title: str, lines: Sequence[str], *, defer: boo
         print_hints(root, acts=[act], out=out)
 
 
+def act_arguments(prog: str, doc: str | None, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of a demo act: ``--defer-hints`` (``make demo`` prints every act's at the end)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--defer-hints", action="store_true", help="keep the hints for the end of make demo")
+    return parser.parse_args(argv)
+
+
 def print_hints(root: Path, *, acts: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
     """Print the hints kept under ``root/next-steps/`` (every act, in order, unless ``acts``); how many."""
     out = out or sys.stdout
