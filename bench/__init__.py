@@ -8,9 +8,16 @@ rows in the same section divided by the peer's rate). Timings never fail anythin
 Rates are per CPU second of this process (``time.process_time``): the machine is shared, and CPU
 time is what "events/s per core" means for single-threaded kernels; wall-clock rates print too.
 
-Headline figures (issue 8's goals) go through :meth:`Report.figure`: each prints beside its goal and
-the figure measured before the work began ("today"), in one table at the end of the report, with
-whether the goal was met. :func:`median_time` gives the median of 3 timed runs after a warm-up.
+Headline figures (issue 8's goals) go through :meth:`Report.figure` (or :meth:`Report.record` with a
+:class:`Goal`): each prints beside its goal and the figure measured before the work began ("today"),
+in one table at the end of the report, with whether the goal was met. :func:`median_time` gives the
+median of 3 timed runs after a warm-up (1 run with ``python -m bench --quick``).
+
+A module declares its headline figures in a module-level ``FIGURES`` tuple of :class:`Goal`, so that
+they show in the goals table even when they were not measured: a module that found no real data
+calls :meth:`Report.skip` (its unrecorded figures print as "skipped: no real data"), and one that
+raised gets them printed as failed (``python -m bench`` goes on with the next module).
+:func:`real_file` finds a file under ``$TAPEFLOW_REAL_DATA``.
 
 Also accepted (see :func:`run_module`): a zero-argument ``run()`` returning a list of dicts with
 ``name``, ``events`` and ``seconds``; rows whose name starts with "tapeflow" count as ours.
@@ -18,9 +25,13 @@ Also accepted (see :func:`run_module`): a zero-argument ``run()`` returning a li
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+_settings = {"quick": False}
 
 
 @dataclass
@@ -39,12 +50,34 @@ class Row:
         return self.events / self.seconds if self.seconds > 0 else float("inf")
 
 
-@dataclass
-class Figure:
-    """A headline figure: ``value`` in ``unit`` against ``goal`` (and the figure before the work)."""
+@dataclass(frozen=True)
+class Goal:
+    """A headline figure a benchmark module promises (declare them in the module's ``FIGURES``).
+
+    Attributes:
+        name: what is measured ("Binance JSON decode").
+        unit: e.g. ``"M frames/s"``, ``"us"``, ``"s"``.
+        goal: the goal in ``unit`` (None: reported only).
+        before: the figure before the work, as text with its unit ("73k frames/s").
+        higher_is_better: False for costs (latency, seconds, memory).
+    """
 
     name: str
-    value: float
+    unit: str
+    goal: float | None
+    before: str = ""
+    higher_is_better: bool = True
+
+
+@dataclass
+class Figure:
+    """A headline figure: ``value`` in ``unit`` against ``goal`` (and the figure before the work).
+
+    ``value`` None means not measured; ``note`` then says why ("skipped: no real data", "failed: ...").
+    """
+
+    name: str
+    value: float | None
     unit: str
     goal: float | None
     before: str = ""
@@ -53,7 +86,7 @@ class Figure:
 
     @property
     def met(self) -> bool | None:
-        if self.goal is None:
+        if self.goal is None or self.value is None:
             return None
         return self.value >= self.goal if self.higher_is_better else self.value <= self.goal
 
@@ -71,14 +104,21 @@ class Report:
     def __init__(self) -> None:
         self.sections: list[Section] = []
         self.figures: list[Figure] = []
+        self.skip_reason = ""
 
-    def figure(self, name: str, value: float, unit: str, *, goal: float | None, before: str = "",
+    @property
+    def quick(self) -> bool:
+        """True under ``python -m bench --quick``: a module may also shrink its inputs."""
+        return bool(_settings["quick"])
+
+    def figure(self, name: str, value: float | None, unit: str, *, goal: float | None, before: str = "",
                higher_is_better: bool = True, note: str = "") -> Figure:
         """Record a headline figure, printed beside its goal in the report's last table.
 
         Args:
             name: what was measured ("Binance JSON decode").
-            value: the measurement (a median of runs, timed after a warm-up).
+            value: the measurement (a median of runs, timed after a warm-up); None when it could
+                not be measured (``note`` says why).
             unit: e.g. ``"M frames/s"``, ``"us"``, ``"s"``, ``"GiB"``.
             goal: the goal in the same unit (None: reported only).
             before: the figure before this work, as text with its unit ("73k frames/s").
@@ -88,6 +128,22 @@ class Report:
         fig = Figure(name, value, unit, goal, before, higher_is_better, note)
         self.figures.append(fig)
         return fig
+
+    def record(self, goal: Goal, value: float | None, *, note: str = "") -> Figure:
+        """Record the measurement of a declared :class:`Goal` (see :meth:`figure`)."""
+        return self.figure(goal.name, value, goal.unit, goal=goal.goal, before=goal.before,
+                           higher_is_better=goal.higher_is_better, note=note)
+
+    def skip(self, reason: str = "no real data") -> None:
+        """Say why the current module measures nothing (more): its unrecorded ``FIGURES`` print as skipped."""
+        self.skip_reason = reason
+
+    def missing(self, goals: tuple[Goal, ...] | list[Goal], note: str) -> None:
+        """Add every goal of ``goals`` not recorded yet as not measured, with ``note`` as the reason."""
+        recorded = {f.name for f in self.figures}
+        for goal in goals:
+            if goal.name not in recorded:
+                self.record(goal, None, note=note)
 
     def section(self, title: str) -> None:
         """Start a section (ratios compare rows within one section only)."""
@@ -120,8 +176,9 @@ class Report:
             lines.append(f"\n== {sec.title}")
             best = max((r.events_per_s for r in sec.rows if r.ours), default=0.0)
             width = max((len(r.name) for r in sec.rows), default=10)
-            lines.append(f"  {'implementation':<{width}}  {'events/s (cpu)':>14}  {'ours/peer':>9}"
-                         f"  {'events/s (wall)':>15}  note")
+            if sec.rows:
+                lines.append(f"  {'implementation':<{width}}  {'events/s (cpu)':>14}  {'ours/peer':>9}"
+                             f"  {'events/s (wall)':>15}  note")
             for r in sec.rows:
                 ratio = "-" if r.ours or not best else f"{best / r.events_per_s:8.1f}x"
                 wall = r.events / r.wall_seconds if r.wall_seconds > 0 else float("inf")
@@ -133,16 +190,43 @@ class Report:
         return "\n".join(lines)
 
     def _render_figures(self) -> str:
-        lines = ["\n== goals (issue 8): measured beside goal and the figure before the work"]
-        width = max(len(f.name) for f in self.figures)
-        lines.append(f"  {'figure':<{width}}  {'measured':>14}  {'goal':>14}  {'before':>16}  met")
+        rows = [("figure", "measured", "goal", "before", "met", "")]
         for f in self.figures:
             sign = ">=" if f.higher_is_better else "<="
             goal = "-" if f.goal is None else f"{sign} {f.goal:,.3g} {f.unit}"
-            met = {True: "yes", False: "NO", None: "-"}[f.met]
-            lines.append(f"  {f.name:<{width}}  {f'{f.value:,.3g} {f.unit}':>14}  {goal:>14}  {f.before:>16}"
-                         f"  {met}" + (f"   ({f.note})" if f.note else ""))
+            if f.value is None:
+                measured, met = _unmeasured(f.note), "n/a"
+            else:
+                measured, met = f"{f.value:,.3g} {f.unit}", {True: "yes", False: "NO", None: "-"}[f.met]
+            rows.append((f.name, measured, goal, f.before or "-", met, f"({f.note})" if f.note else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        lines = ["\n== goals (issue 8): measured beside goal and the figure before the work"]
+        for name, measured, goal, before, met, note in rows:
+            lines.append(f"  {name:<{widths[0]}}  {measured:>{widths[1]}}  {goal:>{widths[2]}}  "
+                         f"{before:>{widths[3]}}  {met:<{widths[4]}}  {note}".rstrip())
         return "\n".join(lines)
+
+
+def _unmeasured(note: str) -> str:
+    for word in ("skipped", "failed"):
+        if note.startswith(word):
+            return word
+    return "missing"
+
+
+def real_file(relative: str) -> Path | None:
+    """``$TAPEFLOW_REAL_DATA/relative`` (default ``../shared/data``) when it exists, else None."""
+    path = Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data")) / relative
+    return path if path.exists() else None
+
+
+def configure(*, quick: bool) -> None:
+    """Set how :func:`median_time` and :func:`best_time` time (``quick``: one timed run each)."""
+    _settings["quick"] = quick
+
+
+def _repeats(repeats: int) -> int:
+    return 1 if _settings["quick"] else repeats
 
 
 def run_module(module: object, report: Report) -> None:
@@ -169,9 +253,11 @@ def median_time(fn: Callable[[], object], *, repeats: int = 3, warmup: int = 1,
 
     ``setup`` runs untimed before each call (the warm-up calls too). Compilation, caches and imports
     are paid by the warm-up, so the figure is the steady state; report cold start separately.
+    Under ``--quick`` one call is timed.
     """
     import statistics
 
+    repeats = _repeats(repeats)
     for _ in range(warmup):
         if setup is not None:
             setup()
@@ -192,8 +278,9 @@ def best_time(fn: Callable[[], object], *, repeats: int = 3, setup: Callable[[],
     """Fastest (CPU seconds, wall seconds) of ``repeats`` calls of ``fn``.
 
     ``setup`` runs untimed before each call. The fastest run is the least disturbed one on a
-    shared machine.
+    shared machine. Under ``--quick`` one call is timed.
     """
+    repeats = _repeats(repeats)
     best_cpu = best_wall = float("inf")
     for _ in range(repeats):
         if setup is not None:

@@ -4,7 +4,8 @@ After ``python -m tapeflow.demo`` wrote ``.demo/`` (or ``$TAPEFLOW_DEMO_DIR``), 
 files are dropped in a landing folder under ``.demo/dagster/``; the landing sensor registers the
 instruments and asks for their day; that request runs in this process as a ``tapeflow_days`` run
 (every group, every blocking check) recorded in the project-local ``DAGSTER_HOME`` (``.dagster``),
-so it shows in the UI that ``make ui`` starts.
+so it shows in the UI that ``make ui`` starts. ``--defer-hints`` keeps its "Next, try" hints for the
+end of ``make demo`` (see :mod:`tapeflow.demo`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from tapeflow.demo import act_arguments, finish
 from tapeflow.errors import TapeflowError
 
 QUIET_CONSOLE = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -79,8 +82,16 @@ def run(demo_root: Path, home: Path) -> int:
         print(f"   {line}")
     print(f"   Data Docs: {lake / '_data_docs' / 'index.html'}")
     print(f"\ndone in {time.perf_counter() - t0:.0f} s; run history in {home}")
-    print("open it: make ui -> http://127.0.0.1:3000 (Assets, Runs; the lineage in Global asset lineage)")
     return 0 if ok else 1
+
+
+def hints(demo_root: Path) -> list[str]:
+    """What to try after this act: the Dagster UI on the run just made, and the Data Docs."""
+    lake = (demo_root / "dagster" / "lake").resolve()
+    return [
+        "make ui   # Dagster at http://127.0.0.1:3000: Assets, Runs, the lineage in Global asset lineage",
+        f".venv/bin/python -m webbrowser file://{lake / '_data_docs' / 'index.html'}   # the Data Docs",
+    ]
 
 
 def _summary(result: object) -> None:
@@ -100,14 +111,19 @@ def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m dagster_project.demo [--defer-hints]``."""
+    args = act_arguments("python -m dagster_project.demo", __doc__, argv)
     demo_root = Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo"))
     home = Path(os.environ.get("TAPEFLOW_DAGSTER_HOME", ".dagster"))
     try:
-        return run(demo_root, home)
+        code = run(demo_root, home)
     except TapeflowError as exc:
         print(f"dagster demo: error: {exc}", file=sys.stderr)
         return 2
+    finish(demo_root, "3-dagster", "python -m dagster_project.demo: the Dagster run and its checks",
+           hints(demo_root), defer=args.defer_hints)
+    return code
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ this process, at a speed that plays them in about 15 s of wall time); ``tapeflow
 connects to it with :class:`tapeflow.venues.sim.client.SimClient`, journals every frame under
 ``.demo/live/journal`` and runs the market flow into the lake ``.demo/live/lake``. Then it prints
 what the flow produced: rows per output, a few 1 m bars, the last metrics of each instrument, the
-STATUS counts and the journal files. ``$TAPEFLOW_DEMO_DIR`` moves ``.demo``.
+STATUS counts and the journal files. ``$TAPEFLOW_DEMO_DIR`` moves ``.demo``. ``--defer-hints``
+keeps its "Next, try" hints for the end of ``make demo`` (see :mod:`tapeflow.demo`).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tapeflow.demo import act_arguments, finish
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BAR, METRIC, STATUS, UNDEF_PRICE
 from tapeflow.storage import lake
@@ -131,9 +134,29 @@ def show(root: Path) -> None:
               "connected / resyncing / stale here)")
 
 
-def main() -> int:
-    """Entry point of ``python -m flows.demo``."""
-    return run(Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo")))
+def hints(root: Path) -> list[str]:
+    """What to try after this act: the replay server and the flow by hand, and a capture replay."""
+    symbols = ",".join(sorted(p.name for p in (root / "live" / "feed").iterdir() if p.is_dir()))
+    return [
+        f".venv/bin/tapeflow replay-server --format sim {root / 'live' / 'feed'} --speed 8 --port 8765",
+        "    # and in another shell, the flow on that feed until it has been quiet for 3 s:",
+        f".venv/bin/tapeflow live --venue sim --symbols {symbols} --endpoint ws://127.0.0.1:8765 \\",
+        f"    --idle-exit 3s --clock relative --lake {root / 'live2' / 'lake'} --no-clickhouse",
+        "    # the whole simulated day through the same flow, as fast as it goes:",
+        f".venv/bin/tapeflow live --capture {root}/sim/sim/*/*.events.csv.gz --format sim \\",
+        f"    --lake {root / 'capture' / 'lake'} --no-clickhouse",
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m flows.demo [--defer-hints]``."""
+    args = act_arguments("python -m flows.demo", __doc__, argv)
+    root = Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo"))
+    code = run(root)
+    if code == 0:
+        finish(root, "2-live", "python -m flows.demo: the live flow, the replay server", hints(root),
+               defer=args.defer_hints)
+    return code
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``tapeflow`` command: ingest, book, verify, simulate, query, formats."""
+"""The ``tapeflow`` command: every subcommand, with its one-line help, is listed by ``tapeflow --help``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,11 @@ from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 
+DESCRIPTION = ("Market microstructure data: decode venue and vendor files, check them against their "
+               "oracles, store them in a Parquet lake and ClickHouse, rebuild order books, and run the "
+               "live Bytewax flow on a venue feed, a replay server or a capture.")
+EPILOG = ("Run `tapeflow COMMAND --help` for a command's options. Configuration comes from TAPEFLOW_LAKE, "
+          "TAPEFLOW_CLICKHOUSE and TAPEFLOW_LIVE_* (see README.md); `make demo` shows every command at work.")
 FORMAT_NAMES = ("lobster", "dbn", "binance", "kraken", "okx", "coinbase", "bybit", "kucoin", "bitmex",
                 "tardis", "sim")
 
@@ -22,6 +27,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tapeflow`` console script; returns the exit code."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
     settings = Settings.from_env()
     try:
         return int(args.func(args, settings) or 0)
@@ -37,8 +45,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tapeflow", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="tapeflow", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=_OneLineHelp)
+    sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+
+    f = sub.add_parser("formats", help="list the input formats and whether they have an oracle")
+    f.set_defaults(func=_cmd_formats)
+
+    ver = sub.add_parser("verify", help="check files against their own oracle")
+    ver.add_argument("format", choices=FORMAT_NAMES)
+    ver.add_argument("paths", nargs="+", type=Path)
+    ver.set_defaults(func=_cmd_verify)
 
     ing = sub.add_parser("ingest", help="decode files into lake partitions and warehouse rows")
     ing.add_argument("--format", required=True, choices=FORMAT_NAMES)
@@ -57,12 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     book.add_argument("--interval", default="1s",
                       help="snapshot grid (e.g. 1s, 100ms); 'event' for one after every event")
     book.add_argument("--out", type=Path, required=True, help="output .parquet file")
+    book.add_argument("--quiet", action="store_true", help="no progress bar")
     book.set_defaults(func=_cmd_book)
-
-    ver = sub.add_parser("verify", help="check files against their own oracle")
-    ver.add_argument("format", choices=FORMAT_NAMES)
-    ver.add_argument("paths", nargs="+", type=Path)
-    ver.set_defaults(func=_cmd_verify)
 
     sim = sub.add_parser("simulate", help="write a deterministic simulated market")
     sim.add_argument("--seed", type=int, default=7)
@@ -77,11 +90,27 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--clickhouse", help="DSN (default $TAPEFLOW_CLICKHOUSE or chdb:///warehouse)")
     q.set_defaults(func=_cmd_query)
 
-    f = sub.add_parser("formats", help="list the input formats")
-    f.set_defaults(func=_cmd_formats)
     replay_cli.add_parser(sub)
     live_cli.add_parser(sub)
     return p
+
+
+class _OneLineHelp(argparse.HelpFormatter):
+    """Each command's help on the line of its name.
+
+    argparse measures command names at the indent of their group but prints them one step deeper,
+    so the longest name (``replay-server``) overflowed and its help went to the next line.
+    """
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.nargs == argparse.PARSER and action.choices:
+            deepest = self._current_indent + self._indent_increment
+            longest = max(len(name) for name in action.choices) + deepest
+            self._action_max_length = max(self._action_max_length, longest)
 
 
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,20 +126,35 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
     from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.progress import progress_bar
+    from tapeflow.venues.base import Decoded
 
     interval_ns = None if args.interval == "event" else parse_duration_ns(args.interval)
     if args.levels < 1:
         raise TapeflowError(f"--levels must be at least 1, was {args.levels}")
+    paths = _existing(args.paths)
     started = time.perf_counter()
-    table, events = snapshots_for_format(args.format, _existing(args.paths), levels=args.levels,
-                                         interval_ns=interval_ns)
+    decoded = 0
+    with progress_bar(sum(p.stat().st_size for p in paths), f"book {args.format}",
+                      enabled=not args.quiet and sys.stderr.isatty()) as bar:
+
+        def advance(chunk: Decoded) -> None:
+            nonlocal decoded
+            decoded += sum(chunk.counts().values())
+            bar.update(max(0, min(chunk.bytes_read, bar.total - bar.n)))
+            bar.set_postfix(events=f"{decoded:,}", refresh=False)
+
+        table, events = snapshots_for_format(args.format, paths, levels=args.levels, interval_ns=interval_ns,
+                                             on_chunk=advance)
+        bar.update(bar.total - bar.n)
     from tapeflow.storage.lake import write_parquet_atomic
 
     nbytes = write_parquet_atomic(table, args.out)
     elapsed = time.perf_counter() - started
     symbols = sorted(set(table.column("symbol").to_pylist())) if table.num_rows else []
+    plural = "s" if len(symbols) != 1 else ""
     print(f"book: {events:,} events -> {table.num_rows:,} snapshots of {args.levels} levels "
-          f"({len(symbols)} instruments) in {elapsed:.1f} s")
+          f"({len(symbols)} instrument{plural}) in {elapsed:.1f} s")
     print(f"wrote {args.out} ({nbytes:,} bytes)")
     return 0
 
@@ -141,9 +185,15 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.instruments < 1:
         raise TapeflowError(f"--instruments must be at least 1, was {args.instruments}")
+    started = time.perf_counter()
     summary = simulate(args.seed, args.instruments, parse_duration_ns(args.duration), args.out,
                        preset=args.preset)
-    print(summary.render() if hasattr(summary, "render") else summary)
+    plural = "s" if args.instruments != 1 else ""
+    print(f"simulate: {args.instruments} instrument{plural}, {args.duration} each ({summary.preset} preset, "
+          f"seed {summary.seed}) in {time.perf_counter() - started:.1f} s")
+    for path in summary.files:
+        print(f"  {path}  ({summary.events.get(path.parent.name, 0):,} messages for {path.parent.name})")
+    print(f"  {summary.episodes_path}  ({summary.episodes} planted episodes)")
     return 0
 
 

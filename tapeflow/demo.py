@@ -1,21 +1,31 @@
 """``make demo``: simulate a market, ingest it, rebuild books, load the lake and the warehouse.
 
 Everything lands under ``.demo/`` (or ``$TAPEFLOW_DEMO_DIR``), which is rebuilt on every run.
+
+``make demo`` runs three acts (this one, ``python -m flows.demo``, ``python -m dagster_project.demo``)
+with ``--defer-hints``: each writes its "Next, try" hints under ``.demo/next-steps/`` instead of
+printing them, and ``python -m tapeflow.demo --hints`` prints them all at the end, where they do
+not scroll away behind the later acts. Run alone, an act prints its own hints.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 from tapeflow.errors import TapeflowError
 
 SEED = 7
 INSTRUMENTS = 2
 DURATION_NS = 10 * 60 * 1_000_000_000
+SNAPSHOTS = "book_snapshots_1s.parquet"
+HINTS_DIR = "next-steps"
 
 
 def run(root: Path) -> None:
@@ -28,7 +38,7 @@ def run(root: Path) -> None:
 
     if root.exists():
         shutil.rmtree(root)
-    sim_dir, lake, snaps = root / "sim", root / "lake", root / "book_snapshots_1s.parquet"
+    sim_dir, lake, snaps = root / "sim", root / "lake", root / SNAPSHOTS
     dsn = f"chdb://{(root / 'warehouse').resolve()}"
 
     minutes = DURATION_NS // 60_000_000_000
@@ -69,26 +79,89 @@ def run(root: Path) -> None:
            "sum(size_nanos) / 1e9 AS volume FROM trade GROUP BY symbol ORDER BY symbol")
     with Warehouse(dsn) as wh:
         print(wh.query(sql).to_pandas().to_string(index=False))
-    print()
-    print("Next, try:")
-    print(f"  .venv/bin/tapeflow query --clickhouse {dsn} \\")
-    print("      \"SELECT symbol, toString(toStartOfMinute(fromUnixTimestamp64Nano(ts_event_ns))) AS minute, "
-          "count() AS trades, sum(size_nanos) / 1e9 AS volume FROM trade "
-          "GROUP BY symbol, minute ORDER BY symbol, minute LIMIT 10\"")
-    print(f"  .venv/bin/python -c \"import polars as pl; print(pl.read_parquet('{snaps}').head())\"")
+
+
+def hints(root: Path) -> list[str]:
+    """What to try after this act, as shell lines."""
+    dsn = f"chdb://{(root / 'warehouse').resolve()}"
+    return [
+        f".venv/bin/tapeflow query --clickhouse {dsn} \\",
+        "    \"SELECT symbol, toString(toStartOfMinute(fromUnixTimestamp64Nano(ts_event_ns))) AS minute, "
+        "count() AS trades, sum(size_nanos) / 1e9 AS volume FROM trade "
+        "GROUP BY symbol, minute ORDER BY symbol, minute LIMIT 10\"",
+        f".venv/bin/python -c \"import polars as pl; print(pl.read_parquet('{root / SNAPSHOTS}').head())\"",
+        f".venv/bin/tapeflow book --format sim {root}/sim/sim/*/*.events.csv.gz --levels 5 --interval 100ms "
+        f"--out {root / 'book_100ms.parquet'}",
+    ]
+
+
+def finish(root: Path, act: str, title: str, lines: Sequence[str], *, defer: bool, out: IO[str] | None = None
+           ) -> None:
+    """End an act: keep its hints under ``root/next-steps/`` and print them unless ``defer``.
+
+    Args:
+        root: the demo folder.
+        act: the file name, in act order (``1-batch``, ``2-live``, ``3-dagster``).
+        title: the act, as a reader knows it (``python -m flows.demo: the live flow``).
+        lines: shell lines to try.
+        defer: True under ``make demo``: the last step prints every act's hints.
+        out: where to print (default stdout).
+    """
+    folder = root / HINTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{act}.txt").write_text("\n".join([title, *lines]) + "\n")
+    if not defer:
+        print_hints(root, acts=[act], out=out)
+
+
+def act_arguments(prog: str, doc: str | None, argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line of a demo act: ``--defer-hints`` (``make demo`` prints every act's at the end)."""
+    parser = argparse.ArgumentParser(prog=prog, description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--defer-hints", action="store_true", help="keep the hints for the end of make demo")
+    return parser.parse_args(argv)
+
+
+def print_hints(root: Path, *, acts: Sequence[str] | None = None, out: IO[str] | None = None) -> int:
+    """Print the hints kept under ``root/next-steps/`` (every act, in order, unless ``acts``); how many."""
+    out = out or sys.stdout
+    files = sorted((root / HINTS_DIR).glob("*.txt"))
+    files = [f for f in files if acts is None or f.stem in acts]
+    if files:
+        print("\n== Next, try", file=out)
+    for path in files:
+        title, *lines = path.read_text().splitlines()
+        print(f"   {title}", file=out)
+        for line in lines:
+            print(f"     {line}", file=out)
+    return len(files)
 
 
 def _step(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m tapeflow.demo [--defer-hints | --hints]``."""
+    parser = argparse.ArgumentParser(prog="python -m tapeflow.demo", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--defer-hints", action="store_true", help="keep this act's hints for --hints")
+    group.add_argument("--hints", action="store_true", help="print the hints every act kept, and exit")
+    args = parser.parse_args(argv)
     root = Path(os.environ.get("TAPEFLOW_DEMO_DIR", ".demo"))
+    if args.hints:
+        if not print_hints(root):
+            print(f"demo: no hints under {root / HINTS_DIR}: run the demo first", file=sys.stderr)
+            return 2
+        return 0
     try:
         run(root)
     except TapeflowError as exc:
         print(f"demo: error: {exc}", file=sys.stderr)
         return 2
+    finish(root, "1-batch", "python -m tapeflow.demo: the lake, the warehouse and the books", hints(root),
+           defer=args.defer_hints)
     return 0
 
 

@@ -10,6 +10,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Drop compiled kernels a kernel source change left stale (numba checks only a function's own file)."""
+    if not hasattr(session.config, "workerinput"):  # once, in the controlling process
+        from tapeflow.warm import drop_stale
+
+        drop_stale()
+
+
 def real_data_root() -> Path:
     return Path(os.environ.get("TAPEFLOW_REAL_DATA", REPO.parent / "shared" / "data"))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,16 +10,18 @@ import pyarrow as pa
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT
 from tapeflow.venues import get_format
-from tapeflow.venues.base import merge
+from tapeflow.venues.base import Decoded, merge
 
 
-def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int,
-                         interval_ns: int | None) -> tuple[pa.Table, int]:
+def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int, interval_ns: int | None,
+                         on_chunk: Callable[[Decoded], object] | None = None) -> tuple[pa.Table, int]:
     """Rebuild the book of every instrument in ``paths``.
 
     Order-by-order input (``order_event``) goes through the L3 book, price-level input
     (``book_delta``) through the L2 book; L3 wins when a format yields both, since the L2 rows are
     then an aggregation of the same events.
+
+    ``on_chunk`` sees each decoded chunk as it comes (the CLI's progress bar counts its bytes).
 
     Returns:
         (``book_snapshot`` table, number of book events replayed).
@@ -27,7 +29,12 @@ def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int
     Raises:
         TapeflowError: the files hold no book events.
     """
-    tables = merge(list(get_format(format_name).decode(paths)))
+    chunks = []
+    for chunk in get_format(format_name).decode(paths):
+        chunks.append(chunk)
+        if on_chunk is not None:
+            on_chunk(chunk)
+    tables = merge(chunks)
     events = tables.get(ORDER_EVENT.name)
     if events is not None and events.num_rows:
         from tapeflow.book.l3 import l3_book_snapshots

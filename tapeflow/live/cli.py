@@ -33,7 +33,7 @@ FLOW = "flows.market:flow_from_env()"
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add ``tapeflow live`` to the ``tapeflow`` sub-commands."""
-    p = sub.add_parser("live", help="run the live market flow (Bytewax) on a venue feed or a capture",
+    p = sub.add_parser("live", help="run the live Bytewax flow on a venue feed or a capture",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("what to run")
     src.add_argument("--venue", help="venue connector (binance, bybit, kraken, coinbase, okx)")

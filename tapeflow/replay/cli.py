@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def add_parser(sub: Any) -> argparse.ArgumentParser:
     """Register the ``replay-server`` subcommand on the ``tapeflow`` parser's subparsers."""
     p = sub.add_parser(
-        "replay-server", help="serve a capture over a local websocket in the venue's protocol",
+        "replay-server", help="serve a capture on a local websocket, as the venue would",
         description="Serve a recorded capture with the venue's subscription handshake and REST snapshot "
                     "so the real connectors run unchanged against it. Put the capture paths before --fault. "
                     "See docs/replay.md.")

@@ -8,7 +8,6 @@ the run never loses its own earlier rows.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -17,9 +16,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
 from tapeflow.errors import ConfigError
+from tapeflow.progress import progress_bar
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
 from tapeflow.schemas.records import REJECTED
 from tapeflow.storage import lake as lake_store
@@ -136,8 +135,7 @@ def ingest(format_name: str | VenueFormat, paths: Sequence[Path], *, lake: Path 
     events: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     try:
-        with tqdm(total=summary.bytes_read, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                  disable=not progress, desc=f"ingest {fmt.name}", leave=False) as bar:
+        with progress_bar(summary.bytes_read, f"ingest {fmt.name}", enabled=progress) as bar:
             for chunk in fmt.decode(paths):
                 for name, table in chunk.tables.items():
                     if table.num_rows:
