@@ -30,6 +30,7 @@ from jax import lax
 from numba import njit
 
 from kernels import _l2state as s2
+from kernels import codes
 from kernels._l2state import DONE, L2State
 from kernels.l2book_numba import _spill, l2_apply
 
@@ -148,9 +149,10 @@ def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Arra
     bt, at = jnp.where(use_sb, sbt_b, lo + wb0), jnp.where(use_sa, sbt_a, lo + wb1)
     bs = jnp.where(use_sb, sbs_b, jnp.where(hwb, wbs0, 0))
     az = jnp.where(use_sa, sbs_a, jnp.where(hwa, wbs1, 0))
-    st = jnp.where(~synced, s2.RESYNC, jnp.where(hb & ha & (bt > at), s2.CROSSED, s2.VALID))
+    st = jnp.where(~synced, codes.RESYNC, jnp.where(hb & ha & (bt > at), codes.CROSSED, codes.VALID))
     tk = m[_TICK]
-    out = _vec(jnp.where(hb, bt * tk, s2.UNDEF_PRICE), bs, jnp.where(ha, at * tk, s2.UNDEF_PRICE), az, st)
+    undef = codes.UNDEF_PRICE
+    out = _vec(jnp.where(hb, bt * tk, undef), bs, jnp.where(ha, at * tk, undef), az, st)
     return meta, w, out
 
 
@@ -249,12 +251,13 @@ def _segment(left: int) -> int:
 def _control(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray, flags: np.ndarray,
              tick: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-event control bits and ticks (vectorised on the host, so the scan does no division)."""
-    applied = (flags & s2.F_SUPERSEDED) == 0
-    upd = applied & ((action == s2.SET) | (action == s2.DELETE))
-    ctl = np.where(side == s2.BID, 0, _ASK) | np.where(upd, _UPD, 0)
-    ctl |= np.where((action == s2.DELETE) | (size == 0), _REMOVE, 0)
-    ctl |= np.where(applied & (action == s2.CLEAR), _CLEAR, 0) | np.where((flags & s2.F_GAP) != 0, _GAP, 0)
-    last = s2.F_SNAPSHOT | s2.F_LAST
+    applied = (flags & codes.F_SUPERSEDED) == 0
+    upd = applied & ((action == codes.L2_SET) | (action == codes.L2_DELETE))
+    ctl = np.where(side == codes.BID, 0, _ASK) | np.where(upd, _UPD, 0)
+    ctl |= np.where((action == codes.L2_DELETE) | (size == 0), _REMOVE, 0)
+    ctl |= np.where(applied & (action == codes.L2_CLEAR), _CLEAR, 0)
+    ctl |= np.where((flags & codes.F_GAP) != 0, _GAP, 0)
+    last = codes.F_SNAPSHOT | codes.F_LAST
     ctl |= np.where(applied & ((flags & last) == last), _SNAP_LAST, 0)
     if tick == 0:
         return (ctl | np.where(upd, _OFFGRID, 0)).astype(np.int64), np.zeros(len(price), np.int64)
