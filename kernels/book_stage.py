@@ -78,6 +78,62 @@ def _ceil_to(x: int, step: int) -> int:
     return -((-x) // step) * step
 
 
+@njit(cache=True, inline="always")
+def _walk(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, inst: np.ndarray,
+          write: bool) -> tuple[int, int, int, int, int, int]:
+    """One walk over the batch's published rows: (slots k, instants m, and the grid state after).
+
+    With ``write``, fills the row -> slot and slot -> row maps and the instants (ts, owner slot,
+    -1 for the book pending from an earlier batch); without, only counts them.
+    """
+    n = x.shape[1]
+    flags, recv = x[X_FLAGS], x[X_RECV]
+    slot, rows = ints[0], ints[1]
+    started, nxt, r = grid[G_STARTED], grid[G_NEXT], grid[G_RECV]
+    k = m = 0
+    last = marked = -1  # marked: the last row given a slot (rows get slots in ascending order)
+    for i in range(n):
+        if not flags[i] & F_LAST:
+            continue
+        if step_ns > 0:
+            if started == 0:
+                started, r = 1, recv[i]
+                nxt = _ceil_to(r, step_ns)
+            else:
+                if recv[i] > r:
+                    r = recv[i]
+                if nxt < r:
+                    # the instants before r are final: the last published row before i owns them
+                    owner = -1
+                    if last >= 0:
+                        if marked != last:
+                            if write:
+                                slot[last], rows[k] = k, last
+                            k += 1
+                            marked = last
+                        owner = k - 1
+                    count = (r - nxt + step_ns - 1) // step_ns
+                    if write:
+                        for q in range(count):
+                            inst[0, m + q], inst[1, m + q] = nxt + q * step_ns, owner
+                    m += count
+                    nxt += count * step_ns
+        elif step_ns == 0:
+            if write:
+                slot[i], rows[k] = k, i
+                inst[0, m], inst[1, m] = x[X_EVENT, i], k
+            k += 1
+            m += 1
+            marked = i
+        last = i
+    if step_ns > 0 and last >= 0 and marked != last:
+        # the last published row: its book stays pending for the instants to come
+        if write:
+            slot[last], rows[k] = k, last
+        k += 1
+    return k, m, started, nxt, r, last
+
+
 @njit(cache=True)
 def plan(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, books: np.ndarray,
          inst: np.ndarray, n_rows: int) -> int:
@@ -86,80 +142,13 @@ def plan(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, books:
     ``n_rows``: the ``R`` of the book kernel (the snapshot rows of ``books``). Returns DONE, or
     NEED_SPACE with ``grid[R_NEED]`` the slots or instants needed.
     """
-    n = x.shape[1]
-    flags, recv = x[X_FLAGS], x[X_RECV]
-    started, nxt, r = grid[G_STARTED], grid[G_NEXT], grid[G_RECV]
-    k = 0
-    m = 0
-    last = -1
-    marked = -1  # last row given a slot (rows get slots in ascending order)
-    # pass 1: sizes only, so a batch that does not fit changes nothing
-    for i in range(n):
-        if not flags[i] & F_LAST:
-            continue
-        if step_ns > 0:
-            if started == 0:
-                started, r = 1, recv[i]
-                nxt = _ceil_to(r, step_ns)
-            else:
-                if recv[i] > r:
-                    r = recv[i]
-                if nxt < r:
-                    m += (r - nxt + step_ns - 1) // step_ns
-                    nxt = _ceil_to(r, step_ns)
-                    if last >= 0 and marked != last:
-                        k += 1
-                        marked = last
-        elif step_ns == 0:
-            m += 1
-            k += 1
-            marked = i
-        last = i
-    if step_ns > 0 and last >= 0 and marked != last:
-        k += 1
+    # count first, so a batch that does not fit changes nothing
+    k, m, _, _, _, _ = _walk(x, grid, step_ns, ints, inst, False)
     if max(k + 1, m) > inst.shape[1]:  # + 1: the slot finish copies the pending book to
         grid[R_NEED] = max(k + 1, m)
         return NEED_SPACE
-    # pass 2: the same walk, writing slots and instants
-    slot, rows = ints[0], ints[1]
-    slot[:n] = -1
-    started, nxt, r = grid[G_STARTED], grid[G_NEXT], grid[G_RECV]
-    k = 0
-    m = 0
-    last = -1
-    for i in range(n):
-        if not flags[i] & F_LAST:
-            continue
-        if step_ns > 0:
-            if started == 0:
-                started, r = 1, recv[i]
-                nxt = _ceil_to(r, step_ns)
-            else:
-                if recv[i] > r:
-                    r = recv[i]
-                if nxt < r:
-                    owner = -1
-                    if last >= 0:
-                        if slot[last] < 0:
-                            slot[last] = k
-                            rows[k] = last
-                            k += 1
-                        owner = slot[last]
-                    while nxt < r:
-                        inst[0, m], inst[1, m] = nxt, owner
-                        m += 1
-                        nxt += step_ns
-        elif step_ns == 0:
-            slot[i] = k
-            rows[k] = i
-            inst[0, m], inst[1, m] = x[X_EVENT, i], k
-            k += 1
-            m += 1
-        last = i
-    if step_ns > 0 and last >= 0 and slot[last] < 0:
-        slot[last] = k
-        rows[k] = last
-        k += 1
+    ints[0, :x.shape[1]] = -1
+    k, m, started, nxt, r, last = _walk(x, grid, step_ns, ints, inst, True)
     # levels end at the first UNDEF_PRICE (the kernels write the levels that exist, best first)
     books[0, :k, :] = UNDEF_PRICE
     books[n_rows // 2, :k, :] = UNDEF_PRICE

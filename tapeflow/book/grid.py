@@ -67,7 +67,8 @@ def single_value(column: pa.ChunkedArray) -> str | None:
 def one_instrument(table: pa.Table) -> tuple[str, str] | None:
     """``(venue, symbol)`` when every row of a non-empty table is that one instrument, else None."""
     if table.num_rows == 1:
-        return table.column("venue")[0].as_py(), table.column("symbol")[0].as_py()
+        # the live flow's smallest batch: two Python strings cost less than any buffer check
+        return table.column("venue").to_pylist()[0], table.column("symbol").to_pylist()[0]
     venue = single_value(table.column("venue"))
     symbol = single_value(table.column("symbol")) if venue is not None else None
     return None if symbol is None else (venue, symbol)

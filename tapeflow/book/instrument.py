@@ -120,10 +120,8 @@ class InstrumentBook:
         for x, order_id in _chunks(table, self.kind, rows):
             if x.shape[1] > buf.cap_rows:
                 buf.rows(x.shape[1])
-            if self.kind == "l3":
-                self._l3(buf, x, order_id)
-            elif self.backend == "numba":
-                self._l2(buf, x)
+            if self.kind == "l3" or self.backend == "numba":
+                self._compiled(buf, x, order_id)
             else:
                 self._generic(buf, x)
             grid = self.grid
@@ -174,36 +172,31 @@ class InstrumentBook:
         return snapshot_table(self.venue, self.symbol, self.levels, ts_ns, recv_ns, sequence, status, bids,
                               asks)
 
-    def _l2(self, buf: _Buffers, x: np.ndarray) -> None:
+    def _compiled(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray | None) -> None:
+        """One kernel call per batch; again from where it stopped after a repair of the book."""
         start, planned = 0, False
         while True:
-            s = self.book
-            code = kb.l2_step(x, s.bid_w, s.ask_w, s.sp_tick, s.sp_sz, s.meta, self.grid, self.pend,
-                              self.step_ns, self.quote_mode, buf.ints, buf.st, buf.books, buf.inst, start,
-                              planned)
+            b = self.book
+            if order_id is None:
+                code = kb.l2_step(x, b.bid_w, b.ask_w, b.sp_tick, b.sp_sz, b.meta, self.grid, self.pend,
+                                  self.step_ns, self.quote_mode, buf.ints, buf.st, buf.books, buf.inst, start,
+                                  planned)
+            else:
+                code = kb.l3_step(x, order_id, *b, self.grid, self.pend, self.step_ns, self.quote_mode,
+                                  buf.ints, buf.st, buf.books, buf.inst, start, planned)
             if code == kb.DONE:
                 return
             if code == kb.NEED_SPACE:
                 buf.fit(int(self.grid[kb.R_NEED]))
                 continue
-            # the kernel stopped before a row it cannot apply in place: repair the book, resume there
+            # stopped before a row the L2 book cannot apply in place, or with an L3 table full:
+            # repair (or grow) the book on the host and resume at that row
             start, planned = int(self.grid[kb.R_STOP]), True
-            side, action = x[kb.X_A], x[kb.X_B]
-            self.book = _l2state.handle_halt(s, code, start, side, x[kb.X_PRICE], action, x[kb.X_FLAGS])
-
-    def _l3(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray) -> None:
-        start, planned = 0, False
-        while True:
-            code = kb.l3_step(x, order_id, *self.book, self.grid, self.pend, self.step_ns, self.quote_mode,
-                              buf.ints, buf.st, buf.books, buf.inst, start, planned)
-            if code == kb.DONE:
-                return
-            if code == kb.NEED_SPACE:
-                buf.fit(int(self.grid[kb.R_NEED]))
-                continue
-            # a table of the book is full: grow it, resume at the row it stopped before
-            start, planned = int(self.grid[kb.R_STOP]), True
-            self.book = grow_l3(self.book)
+            if order_id is None:
+                side, action = x[kb.X_A], x[kb.X_B]
+                self.book = _l2state.handle_halt(b, code, start, side, x[kb.X_PRICE], action, x[kb.X_FLAGS])
+            else:
+                self.book = grow_l3(b)
 
     def _generic(self, buf: _Buffers, x: np.ndarray) -> None:
         # the same plan and finish around an L2 kernel not compiled with them (JAX, the reference)

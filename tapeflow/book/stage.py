@@ -106,12 +106,18 @@ class BookStage:
         snaps: list[pa.Table] = []
         for name, kind in self._inputs:
             table = records.get(name)
-            if table is not None and table.num_rows:
-                for inst, rows in self._parts(table, kind):
+            if table is None or not table.num_rows:
+                continue
+            key = one_instrument(table)
+            inst = self.books.get(key) if key is not None else None
+            if inst is not None and inst.kind == kind and not inst.closed:
+                inst.step(table, None, quotes, snaps)  # the live flow's case: one instrument it knows
+            else:
+                for inst, rows in self._parts(table, kind, key):
                     inst.step(table, rows, quotes, snaps)
-        if not quotes and not snaps:
-            return {QUOTE.name: _empty(QUOTE), BOOK_SNAPSHOT.name: _empty(BOOK_SNAPSHOT)}
-        return _tables(quotes, snaps)
+        if quotes or snaps:
+            return _tables(quotes, snaps)
+        return {QUOTE.name: _empty(QUOTE), BOOK_SNAPSHOT.name: _empty(BOOK_SNAPSHOT)}
 
     def replay(self, records: dict[str, pa.Table]) -> dict[str, pa.Table]:
         """The stage over whole tables: each instrument's rows in one batch, then its end of stream.
@@ -132,7 +138,7 @@ class BookStage:
             if table.schema.names != record.column_names:
                 raise BookError(f"the {kind} book needs a {record.name} table, "
                                 f"got columns {table.schema.names}")
-            for inst, rows in self._parts(table, kind):
+            for inst, rows in self._parts(table, kind, one_instrument(table)):
                 inst.step(table, rows, quotes, snaps)
                 tail = inst.close()
                 if tail is not None:
@@ -173,13 +179,10 @@ class BookStage:
         """A deep copy for a recovery snapshot (the kernels mutate their arrays in place)."""
         return copy.deepcopy(self)
 
-    def _parts(self, table: pa.Table, kind: str) -> list[tuple[InstrumentBook, np.ndarray | None]]:
-        """The books of the table's instruments with their rows (None: all of them)."""
-        key = one_instrument(table)
-        if key is not None:
-            inst = self.books.get(key)
-            if inst is not None and inst.kind == kind and not inst.closed:
-                return [(inst, None)]  # the live flow's case: one instrument it knows
+    def _parts(self, table: pa.Table, kind: str,
+               key: tuple[str, str] | None) -> list[tuple[InstrumentBook, np.ndarray | None]]:
+        """The books of the table's instruments (``key``: its one instrument, if it has one) with
+        their rows (None: all of them); books are created on first sight."""
         groups = [(key[0], key[1], None)] if key is not None else instrument_groups(table)
         out = []
         for venue, symbol, rows in groups:

@@ -12,6 +12,7 @@ import pickle
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -105,24 +106,18 @@ def _published_grid(table: pa.Table, interval_ns: int | None) -> tuple[np.ndarra
     return published[pick], grid
 
 
-def test_l2_snapshots_equal_grid_rows_over_the_reference_book() -> None:
+@pytest.mark.parametrize("kind", ["l2", "l3"])
+def test_snapshots_equal_grid_rows_over_the_reference_book(kind: str) -> None:
     for seed in range(4):
-        table = _l2_table(seed, 3000)
+        if kind == "l2":
+            table, cols, replay = _l2_table(seed, 3000), L2_COLS, l2_replay_reference
+        else:
+            table, cols, replay = _l3_table(seed, 2000), L3_COLS, l3_replay_reference
         for interval_ns in (250 * MS, 1_000 * MS, None):
             rows, ts = _published_grid(table, interval_ns)
-            ref = l2_replay_reference(*(table[c].to_numpy() for c in L2_COLS), levels=4, snapshot_rows=rows)
-            got = book_snapshots(table, levels=4, interval_ns=interval_ns)
-            assert len(rows) > 20
-            assert _got(got) == _expected(table, ref, rows, ts), (seed, interval_ns)
-
-
-def test_l3_snapshots_equal_grid_rows_over_the_reference_book() -> None:
-    for seed in range(4):
-        table = _l3_table(seed, 2000)
-        for interval_ns in (250 * MS, None):
-            rows, ts = _published_grid(table, interval_ns)
-            ref = l3_replay_reference(*(table[c].to_numpy() for c in L3_COLS), levels=3, snapshot_rows=rows)
-            got = l3_book_snapshots(table, levels=3, interval_ns=interval_ns)
+            ref = replay(*(table[c].to_numpy() for c in cols), levels=4, snapshot_rows=rows)
+            build = book_snapshots if kind == "l2" else l3_book_snapshots
+            got = build(table, levels=4, interval_ns=interval_ns)
             assert len(rows) > 20
             assert _got(got) == _expected(table, ref, rows, ts), (seed, interval_ns)
 
