@@ -78,7 +78,7 @@ def _ceil_to(x: int, step: int) -> int:
     return -((-x) // step) * step
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _walk(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, inst: np.ndarray,
           write: bool) -> tuple[int, int, int, int, int, int]:
     """One walk over the batch's published rows: (slots k, instants m, and the grid state after).
