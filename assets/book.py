@@ -1,19 +1,12 @@
 """Group ``book``: normalized events -> book snapshots on the 1 s capture-time grid, and the BBO.
 
-The live flow's book stage (:class:`tapeflow.book.stage.BookStage`) over the whole day:
-order-by-order input goes through the L3 book, price-level input through the L2 book, L3 winning
-when a venue yields both, with the capture-time grid of ``tapeflow book``
-(:func:`tapeflow.book.rebuild.snapshots_for_format`). Each day is rebuilt from its own rows, so a
-book starts from the previous day's rows (a session and its snapshot may begin before midnight)
-and needs a snapshot (DBN start-of-day records, a venue REST snapshot) within those two days.
+Wiring only: each instrument-day is rebuilt by :func:`tapeflow.book.partition.rebuild_partition`
+(the live flow's book stage over the day and the day before) and its own day's rows are written.
 """
 
-import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -27,16 +20,8 @@ from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
-from tapeflow.book.stage import BookStage
-from tapeflow.schemas import RecordType, concat
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, ORDER_EVENT, QUOTE, TRADE
-from tapeflow.storage import lake as lake_store
-
-LEVELS = 10
-INTERVAL_NS = 1_000_000_000
-# Best bid and offer rebuilt from the book, one row per change (as the live flow): a quote record,
-# stored apart from the venue's own quotes (lake dataset / ClickHouse table ``bbo``).
-BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer from the rebuilt book, at each change.")
+from tapeflow.book.partition import LEVELS, maybe_bad_rows, rebuild_partition
+from tapeflow.schemas.records import BBO, BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE, TRADE
 
 
 @multi_asset(
@@ -63,46 +48,17 @@ def books(context: AssetExecutionContext,
     quotes: dict[Target, pa.Table] = {}
     for t in wanted:
         days = [t.previous(), t]
-        events = _arrival_order(ORDER_EVENT, common.read(ORDER_EVENT, lake, days))
-        deltas = _arrival_order(BOOK_DELTA, common.read(BOOK_DELTA, lake, days))
-        snaps[t], quotes[t] = rebuild(events, deltas, t)
+        events, deltas = common.read(ORDER_EVENT, lake, days), common.read(BOOK_DELTA, lake, days)
+        both_snaps, both_quotes = rebuild_partition([events[d] for d in days], [deltas[d] for d in days])
+        # the rows of the day itself (the lake's day rule); the day before only warmed the book up
+        snaps[t] = common.split_by_target(both_snaps, [t]).get(t, BOOK_SNAPSHOT.empty_table())
+        quotes[t] = common.split_by_target(both_quotes, [t]).get(t, QUOTE.empty_table())
     for name, record, tables in (("book_snapshots", BOOK_SNAPSHOT, snaps), ("bbo", BBO, quotes)):
         writes = common.write(record, tables, lake, wanted)
         meta = common.describe(tables, writes, record=record)
-        meta["maybe_bad_rows"] = sum(_maybe_bad(t) for t in tables.values())
+        meta["maybe_bad_rows"] = sum(maybe_bad_rows(t) for t in tables.values())
         yield MaterializeResult(asset_key=name, metadata=meta)
     # the day's trades open the session: an auction venue's pre-open book may cross until then
     trades = common.read(TRADE, lake, wanted)
     yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT, trades=trades)
     yield from checks.evaluate("bbo", quotes, lake, record=BBO, trades=trades)
-
-
-def rebuild(events: pa.Table, deltas: pa.Table, target: Target) -> tuple[pa.Table, pa.Table]:
-    """(snapshots on the 1 s grid, BBO changes) of one instrument-day, kept to that day.
-
-    ``events`` / ``deltas`` start with the previous day's rows: the book state at midnight.
-
-    The live flow's own book stage over the whole day in one batch: the same kernels and grid
-    as ``tapeflow book`` (it is tested equal to it) and the same BBO-change rule as live.
-    """
-    stage = BookStage("auto", levels=LEVELS, interval_ns=INTERVAL_NS)
-    out = stage.apply({ORDER_EVENT.name: events, BOOK_DELTA.name: deltas})
-    end = stage.close()
-    snaps = concat(BOOK_SNAPSHOT, [out[BOOK_SNAPSHOT.name], end[BOOK_SNAPSHOT.name]])
-    quotes = concat(QUOTE, [out[QUOTE.name], end[QUOTE.name]])
-    # the grid's last instant may fall on the next midnight: that row is the next day's first
-    return (common.split_by_target(snaps, [target]).get(target, BOOK_SNAPSHOT.empty_table()),
-            common.split_by_target(quotes, [target]).get(target, QUOTE.empty_table()))
-
-
-def _arrival_order(record: RecordType, days: Mapping[Target, pa.Table]) -> pa.Table:
-    # the previous day warms the book up (a session, and its snapshot, may start before midnight);
-    # partitions are split by venue day, so merge them back into capture order (the lake's sort)
-    rows = concat(record, [days[t] for t in sorted(days)])
-    return rows.take(pc.sort_indices(rows, [(k, "ascending") for k in lake_store.sort_key(record)]))
-
-
-def _maybe_bad(table: pa.Table) -> int:
-    if not table.num_rows:
-        return 0
-    return int(np.count_nonzero(table.column("flags").to_numpy() & F_MAYBE_BAD_BOOK))

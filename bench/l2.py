@@ -17,12 +17,14 @@ import numpy as np
 
 from bench import Report, best_time
 from kernels import _l2state
+from kernels.codes import ASK, BID, F_LAST, F_SNAPSHOT, F_SUPERSEDED
+from kernels.codes import L2_CLEAR as CLEAR
+from kernels.codes import L2_DELETE as DELETE
+from kernels.codes import L2_SET as SET
 from kernels.l2book_numba import Stepper
 from kernels.l2book_numba import run as run_numba
 
 BATCH = 10_240
-BID, ASK, SET, DELETE, CLEAR = ord("B"), ord("A"), ord("U"), ord("D"), ord("R")
-F_SUPERSEDED = 1
 
 
 def _real_events() -> tuple[dict[str, np.ndarray], str] | None:
@@ -56,8 +58,8 @@ def _synthetic_events(n: int = 500_000, seed: int = 7) -> dict[str, np.ndarray]:
     side = np.concatenate([np.full(200, BID), np.full(200, ASK), np.where(is_bid, BID, ASK)]).astype(np.uint8)
     diff_size = np.where(rng.random(n) < 0.3, 0, rng.integers(1, 1000, n))
     size = np.concatenate([rng.integers(1, 1000, 400), diff_size])
-    flags = np.concatenate([np.full(400, 32), np.zeros(n)]).astype(np.uint8)
-    flags[399] |= 128
+    flags = np.concatenate([np.full(400, F_SNAPSHOT), np.zeros(n)]).astype(np.uint8)
+    flags[399] |= F_LAST
     return {"side": side, "action": np.full(len(side), SET, np.uint8), "price": price.astype(np.int64),
             "size": size.astype(np.int64) * 1_000_000, "flags": flags}
 

@@ -190,11 +190,7 @@ def _book_step(stage: BookStage, batch: Batch) -> Batch:
     marks = batch.get(WATERMARK)
     if marks is not None:
         # the partition's capture clock (flows.sources.Heartbeat), after this batch's own rows
-        parts = [snaps]
-        columns = (marks.column(c).to_pylist() for c in ("venue", "symbol", "ts_recv_ns"))
-        for venue, symbol, ns in zip(*columns, strict=True):
-            parts.append(stage.advance(venue, symbol, ns)[BOOK_SNAPSHOT.name])
-        snaps = concat(BOOK_SNAPSHOT, parts)
+        snaps = concat(BOOK_SNAPSHOT, [snaps, stage.advance_all(marks)])
     return {**batch, BOOK_SNAPSHOT.name: snaps, BBO: out[QUOTE.name]}
 
 

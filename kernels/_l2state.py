@@ -16,10 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-VALID, RESYNC, CROSSED = 0, 1, 2
-UNDEF_PRICE = 2**63 - 1
-F_LAST, F_SNAPSHOT, F_GAP, F_SUPERSEDED = 128, 32, 2, 1
-BID, SET, DELETE, CLEAR = ord("B"), ord("U"), ord("D"), ord("R")
+from kernels.codes import F_SUPERSEDED, L2_DELETE, L2_SET, UNDEF_PRICE
 
 # meta vector layout (int64[N_META])
 TICK, LO, BB, BA, NB, NA, NSB, NSA, SBB, SBA, SYNCED = range(11)
@@ -146,7 +143,7 @@ def refine_tick(state: L2State, price: np.ndarray, applied: np.ndarray) -> int:
 
 def applied_mask(action: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """Rows whose price enters the book (set/delete, not superseded)."""
-    return ((action == SET) | (action == DELETE)) & ((flags & F_SUPERSEDED) == 0)
+    return ((action == L2_SET) | (action == L2_DELETE)) & ((flags & F_SUPERSEDED) == 0)
 
 
 def handle_halt(state: L2State, code: int, i: int, side: np.ndarray, price: np.ndarray,

@@ -19,9 +19,10 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
+from kernels.codes import ASK as SELL
+from kernels.codes import BID as BUY
+
 _MASK32 = np.uint64(0xFFFFFFFF)
-BUY = ord("B")
-SELL = ord("A")
 
 
 class Bars(NamedTuple):

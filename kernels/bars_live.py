@@ -15,9 +15,8 @@ import numba
 import numpy as np
 
 from kernels.bars import _add_128, _mul_64x64
-
-BUY = ord("B")
-SELL = ord("A")
+from kernels.codes import ASK as SELL
+from kernels.codes import BID as BUY
 
 
 class Partials(NamedTuple):

@@ -30,6 +30,7 @@ from jax import lax
 from numba import njit
 
 from kernels import _l2state as s2
+from kernels import codes
 from kernels._l2state import DONE, L2State
 from kernels.l2book_numba import _spill, l2_apply
 
@@ -42,7 +43,7 @@ RESCAN_TICKS = 256  # next-best search span after a best delete (every event pay
 _NO_HALT = 2**62  # meta[_HALT] while every row so far applied
 NEED_HOST, RESCAN_FAR = 5, 6  # halt codes beyond the _l2state ones
 # per-event control bits, packed on the host
-_ASK, _UPD, _REMOVE, _CLEAR, _GAP, _SNAP_LAST, _OFFGRID = 1, 2, 4, 8, 16, 32, 64
+_CTL_ASK, _CTL_UPD, _CTL_REMOVE, _CTL_CLEAR, _CTL_GAP, _CTL_SNAP_LAST, _CTL_OFFGRID = 1, 2, 4, 8, 16, 32, 64
 _SP_INSERT, _SP_TOP, _SP_NONEMPTY, _HOST = 128, 256, 512, 1024
 # the device scalars live in one int64 vector (per-side fields take two slots: bids, asks)
 _LO, _TICK, _WB, _WBS, _SYNCED, _HALT, _CODE = 0, 1, 2, 4, 6, 7, 8
@@ -101,10 +102,10 @@ def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Arra
     m = c
     width = w.shape[1] - 1
     live = m[_HALT] == _NO_HALT
-    row = ctl & _ASK
-    remove = (ctl & _REMOVE) != 0
-    upd = live & ((ctl & _UPD) != 0)
-    offgrid = upd & ((ctl & _OFFGRID) != 0)
+    row = ctl & _CTL_ASK
+    remove = (ctl & _CTL_REMOVE) != 0
+    upd = live & ((ctl & _CTL_UPD) != 0)
+    offgrid = upd & ((ctl & _CTL_OFFGRID) != 0)
     go = upd & ~offgrid
     lo = m[_LO]
     in_win = (t >= lo) & (t < lo + width)
@@ -115,7 +116,7 @@ def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Arra
     # an insert outside the window that becomes the side's best: the window must move onto it
     recenter = (go & ~in_win & ((ctl & (_SP_INSERT | _SP_TOP)) == (_SP_INSERT | _SP_TOP))
                 & (~has_w | _better(t, lo + cur, row)))
-    is_clear = live & ((ctl & _CLEAR) != 0)
+    is_clear = live & ((ctl & _CTL_CLEAR) != 0)
     code = jnp.where(offgrid, s2.REGRID, jnp.where(is_clear & nonempty, s2.CLEAR_BOOK, jnp.where(
         recenter, s2.RECENTER, jnp.where((go & ~remove & ~nonempty) | (live & ((ctl & _HOST) != 0)),
                                          NEED_HOST, s2.DONE))))
@@ -131,9 +132,9 @@ def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Arra
     new_wb = jnp.where(keep, jnp.where(rescan, k, jnp.where(set_best, j, cur)), cur)
     new_wbs = jnp.where(keep, jnp.where(rescan, ks, jnp.where(set_best, size, curs)), curs)
     synced = m[_SYNCED] != 0
-    synced = jnp.where(keep & ((ctl & _GAP) != 0), False, synced)
+    synced = jnp.where(keep & ((ctl & _CTL_GAP) != 0), False, synced)
     synced = jnp.where(keep & is_clear, False, synced)
-    synced = jnp.where(keep & ((ctl & _SNAP_LAST) != 0), True, synced)
+    synced = jnp.where(keep & ((ctl & _CTL_SNAP_LAST) != 0), True, synced)
     stop = live & ~keep
     wb0, wb1 = jnp.where(row == 0, new_wb, m[_WB]), jnp.where(row == 0, m[_WB + 1], new_wb)
     wbs0, wbs1 = jnp.where(row == 0, new_wbs, m[_WBS]), jnp.where(row == 0, m[_WBS + 1], new_wbs)
@@ -148,9 +149,10 @@ def _step(c: jax.Array, w: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Arra
     bt, at = jnp.where(use_sb, sbt_b, lo + wb0), jnp.where(use_sa, sbt_a, lo + wb1)
     bs = jnp.where(use_sb, sbs_b, jnp.where(hwb, wbs0, 0))
     az = jnp.where(use_sa, sbs_a, jnp.where(hwa, wbs1, 0))
-    st = jnp.where(~synced, s2.RESYNC, jnp.where(hb & ha & (bt > at), s2.CROSSED, s2.VALID))
+    st = jnp.where(~synced, codes.RESYNC, jnp.where(hb & ha & (bt > at), codes.CROSSED, codes.VALID))
     tk = m[_TICK]
-    out = _vec(jnp.where(hb, bt * tk, s2.UNDEF_PRICE), bs, jnp.where(ha, at * tk, s2.UNDEF_PRICE), az, st)
+    undef = codes.UNDEF_PRICE
+    out = _vec(jnp.where(hb, bt * tk, undef), bs, jnp.where(ha, at * tk, undef), az, st)
     return meta, w, out
 
 
@@ -176,9 +178,9 @@ def _spill_pass(ctl: np.ndarray, t: np.ndarray, size: np.ndarray, lo: int, width
     for q in range(len(ctl)):
         c = ctl[q]
         extra = _SP_NONEMPTY if cnt[0] + cnt[1] > 0 else 0
-        if (c & _UPD) and not (c & _OFFGRID) and not (lo <= t[q] < lo + width):
-            row = c & _ASK
-            remove = (c & _REMOVE) != 0
+        if (c & _CTL_UPD) and not (c & _CTL_OFFGRID) and not (lo <= t[q] < lo + width):
+            row = c & _CTL_ASK
+            remove = (c & _CTL_REMOVE) != 0
             count = cnt[row]
             if count == 0:
                 top = True
@@ -249,17 +251,18 @@ def _segment(left: int) -> int:
 def _control(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray, flags: np.ndarray,
              tick: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-event control bits and ticks (vectorised on the host, so the scan does no division)."""
-    applied = (flags & s2.F_SUPERSEDED) == 0
-    upd = applied & ((action == s2.SET) | (action == s2.DELETE))
-    ctl = np.where(side == s2.BID, 0, _ASK) | np.where(upd, _UPD, 0)
-    ctl |= np.where((action == s2.DELETE) | (size == 0), _REMOVE, 0)
-    ctl |= np.where(applied & (action == s2.CLEAR), _CLEAR, 0) | np.where((flags & s2.F_GAP) != 0, _GAP, 0)
-    last = s2.F_SNAPSHOT | s2.F_LAST
-    ctl |= np.where(applied & ((flags & last) == last), _SNAP_LAST, 0)
+    applied = (flags & codes.F_SUPERSEDED) == 0
+    upd = applied & ((action == codes.L2_SET) | (action == codes.L2_DELETE))
+    ctl = np.where(side == codes.BID, 0, _CTL_ASK) | np.where(upd, _CTL_UPD, 0)
+    ctl |= np.where((action == codes.L2_DELETE) | (size == 0), _CTL_REMOVE, 0)
+    ctl |= np.where(applied & (action == codes.L2_CLEAR), _CTL_CLEAR, 0)
+    ctl |= np.where((flags & codes.F_GAP) != 0, _CTL_GAP, 0)
+    last = codes.F_SNAPSHOT | codes.F_LAST
+    ctl |= np.where(applied & ((flags & last) == last), _CTL_SNAP_LAST, 0)
     if tick == 0:
-        return (ctl | np.where(upd, _OFFGRID, 0)).astype(np.int64), np.zeros(len(price), np.int64)
+        return (ctl | np.where(upd, _CTL_OFFGRID, 0)).astype(np.int64), np.zeros(len(price), np.int64)
     t, rem = np.divmod(price, tick)
-    return (ctl | np.where(upd & (rem != 0), _OFFGRID, 0)).astype(np.int64), t
+    return (ctl | np.where(upd & (rem != 0), _CTL_OFFGRID, 0)).astype(np.int64), t
 
 
 def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
@@ -314,7 +317,7 @@ def run(state: L2State | Book, side: np.ndarray, action: np.ndarray, price: np.n
         host = from_book(Book(w, meta, sp_tick, sp_sz, nsp))
         if int(hm[_CODE]) == RESCAN_FAR:
             # the scan wrote the delete of the best slot before finding its next best: undo it
-            row = int(ctl[halt] & _ASK)
+            row = int(ctl[halt] & _CTL_ASK)
             (host.bid_w if row == 0 else host.ask_w)[int(hm[_WB + row])] = hm[_WBS + row]
             host.meta[s2.NB + row] += 1
         host = _host_event(host, halt, side, action, price, size, flags, slot, bbo, status, snaps,

@@ -13,17 +13,9 @@ from numba import njit
 from kernels._l2state import (
     BA,
     BB,
-    BID,
-    CLEAR,
-    CROSSED,
     DEFAULT_SPILL,
     DEFAULT_WINDOW_TICKS,
-    DELETE,
     DONE,
-    F_GAP,
-    F_LAST,
-    F_SNAPSHOT,
-    F_SUPERSEDED,
     LO,
     LO_LIMIT,
     NA,
@@ -32,20 +24,30 @@ from kernels._l2state import (
     NSB,
     RECENTER,
     REGRID,
-    RESYNC,
     SBA,
     SBB,
-    SET,
     SPILL_FULL,
     SYNCED,
     TICK,
-    UNDEF_PRICE,
-    VALID,
     L2State,
     alloc_outputs,
     handle_halt,
     new_state,
     pack_outputs,
+)
+from kernels.codes import (
+    BID,
+    CROSSED,
+    F_GAP,
+    F_LAST,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    L2_CLEAR,
+    L2_DELETE,
+    L2_SET,
+    RESYNC,
+    UNDEF_PRICE,
+    VALID,
 )
 
 
@@ -201,7 +203,7 @@ def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.n
             synced = 0
         if not f & F_SUPERSEDED:
             a = action[i]
-            if a == CLEAR:
+            if a == L2_CLEAR:
                 if nb > 0:
                     bid_w[:] = 0
                 if na > 0:
@@ -209,7 +211,7 @@ def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.n
                 nb, na, nsb, nsa = 0, 0, 0, 0
                 bb, ba, sbb, sba = -1, width, -1, -1
                 synced = 0
-            elif a == SET or a == DELETE:
+            elif a == L2_SET or a == L2_DELETE:
                 if tick == 0:
                     code, stop = REGRID, i
                     break
@@ -219,7 +221,7 @@ def l2_apply(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.n
                     break
                 is_bid = side[i] == BID
                 sz = size[i]
-                remove = a == DELETE or sz == 0
+                remove = a == L2_DELETE or sz == 0
                 if not remove and nb + na + nsb + nsa == 0:
                     # an empty book re-anchors for free: nothing to move
                     lo = t - half if t > -LO_LIMIT + half else -LO_LIMIT

@@ -22,6 +22,25 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from kernels.codes import (
+    ASK,
+    BID,
+    CROSSED,
+    F_GAP,
+    F_LAST,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    L3_ADD,
+    L3_CANCEL,
+    L3_CLEAR,
+    L3_FILL,
+    L3_MODIFY,
+    L3_NONE,
+    L3_TRADE,
+    RESYNC,
+    UNDEF_PRICE,
+    VALID,
+)
 from kernels.reference_l3 import (
     ANOM_BAD_EVENT,
     ANOM_DUPLICATE_ADD,
@@ -29,18 +48,10 @@ from kernels.reference_l3 import (
     ANOM_SIZE_UNDERFLOW,
     ANOM_UNKNOWN_ORDER,
     BBO_KEYS,
-    CROSSED,
-    RESYNC,
     SNAP_KEYS,
-    UNDEF_PRICE,
-    VALID,
 )
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_F_LAST, _F_SNAPSHOT, _F_GAP, _F_SUPERSEDED = 128, 32, 2, 1
-_BID, _ASK = ord("B"), ord("A")
-_ADD, _CANCEL, _MODIFY, _CLEAR = ord("A"), ord("C"), ord("M"), ord("R")
-_TRADE, _FILL, _NONE = ord("T"), ord("F"), ord("N")
 # meta slots
 _N_ORDERS, _SYNCED, _IN_SNAPSHOT, _BITS = 0, 1, 2, 3
 
@@ -164,10 +175,16 @@ def _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, price, size, count):
 
 
 @nb.njit(cache=True)
-def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
-         order_id, action, side, price, size, flags, snap_rows, levels, start,
-         bbo, status, anomaly, snaps, snap_status):
-    # returns the row it stopped before: len(order_id) when done, earlier when a table is full
+def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
+           order_id, action, side, price, size, flags, snap_rows, levels, start,
+           bbo, status, anomaly, snaps, snap_status):
+    """Apply rows ``start..`` in place (the :class:`L3State` arrays first, then the batch columns).
+
+    Writes ``bbo`` int64[6, n], ``status`` / ``anomaly`` uint8[n] per row and, at the ascending
+    ``snap_rows``, the top ``levels`` into ``snaps`` int64[6, k, levels] (pre-filled UNDEF_PRICE /
+    0) and ``snap_status``. Returns the row it stopped before: ``n`` when done, earlier when a
+    table is full (grow the state with the host and resume there).
+    """
     bits = meta[_BITS]
     shift = np.uint64(64 - bits)
     mask = np.int64((1 << bits) - 1)
@@ -185,8 +202,8 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
             break
         f = flags[i]
         anom = ANOM_NONE
-        if not f & _F_SUPERSEDED:
-            if f & _F_SNAPSHOT:
+        if not f & F_SUPERSEDED:
+            if f & F_SNAPSHOT:
                 if not in_snap:
                     used[:] = 0
                     n_orders = 0
@@ -197,28 +214,28 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
             elif in_snap:
                 synced = True
                 in_snap = False
-        if f & _F_GAP:
+        if f & F_GAP:
             synced = False
-        if not f & _F_SUPERSEDED:
+        if not f & F_SUPERSEDED:
             a = action[i]
             oid = order_id[i]
             sd = side[i]
             px = price[i]
             sz = size[i]
-            if a == _CLEAR:
+            if a == L3_CLEAR:
                 used[:] = 0
                 n_orders = 0
                 n_lv[0] = 0
                 n_lv[1] = 0
                 synced = False
-            elif a == _ADD or a == _MODIFY:
-                if (sd != _BID and sd != _ASK) or sz < 0 or (a == _ADD and sz == 0):
+            elif a == L3_ADD or a == L3_MODIFY:
+                if (sd != BID and sd != ASK) or sz < 0 or (a == L3_ADD and sz == 0):
                     anom = ANOM_BAD_EVENT
                 else:
-                    s = 0 if sd == _BID else 1
+                    s = 0 if sd == BID else 1
                     j, found = _find(keys, used, oid, shift, mask)
                     if found:
-                        if a == _ADD:
+                        if a == L3_ADD:
                             anom = ANOM_DUPLICATE_ADD
                         os_ = np.int64(o_side[j])
                         if sz > 0 and os_ == s and o_px[j] == px:
@@ -234,13 +251,13 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                                 _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
                                 n_orders -= 1
                     else:
-                        if a == _MODIFY:
+                        if a == L3_MODIFY:
                             anom = ANOM_UNKNOWN_ORDER
                         if sz > 0:
                             keys[j], used[j], o_side[j], o_px[j], o_sz[j] = oid, 1, s, px, sz
                             n_orders += 1
                             _level_add(lv_px, lv_sz, lv_ct, n_lv, s, px, sz)
-            elif a == _CANCEL:
+            elif a == L3_CANCEL:
                 if sz < 0:
                     anom = ANOM_BAD_EVENT
                 else:
@@ -260,13 +277,13 @@ def _run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                         else:
                             o_sz[j] = left - sz
                             _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, o_px[j], sz, 0)
-            elif a == _FILL:
+            elif a == L3_FILL:
                 j, found = _find(keys, used, oid, shift, mask)
                 if not found:
                     anom = ANOM_UNKNOWN_ORDER
-            elif a != _TRADE and a != _NONE:
+            elif a != L3_TRADE and a != L3_NONE:
                 anom = ANOM_BAD_EVENT
-            if f & _F_SNAPSHOT and f & _F_LAST:
+            if f & F_SNAPSHOT and f & F_LAST:
                 synced = True
                 in_snap = False
         anomaly[i] = anom
@@ -311,7 +328,7 @@ def _rehash(keys, used, o_side, o_px, o_sz, nkeys, nused, nside, npx, nsz, bits)
             nkeys[t], nused[t], nside[t], npx[t], nsz[t] = keys[j], 1, o_side[j], o_px[j], o_sz[j]
 
 
-def _grow(state: L3State) -> L3State:
+def grow(state: L3State) -> L3State:
     """Double whichever table the kernel stopped on (the order table is rehashed)."""
     bits = int(state.meta[_BITS])
     if 2 * int(state.meta[_N_ORDERS]) >= 1 << bits:
@@ -367,10 +384,10 @@ def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.
               np.asarray(price, np.int64), np.asarray(size, np.int64), np.asarray(flags, np.uint8))
     done = 0
     while True:
-        done = _run(*state, *arrays, rows, levels, done, bbo, status, anomaly, snaps, snap_status)
+        done = l3_run(*state, *arrays, rows, levels, done, bbo, status, anomaly, snaps, snap_status)
         if done == n:
             break
-        state = _grow(state)
+        state = grow(state)
     out = {name: bbo[q] for q, name in enumerate(BBO_KEYS)}
     out["status"] = status
     out["anomaly"] = anomaly
@@ -407,5 +424,5 @@ def l3_replay(order_id: np.ndarray, action: np.ndarray, side: np.ndarray, price:
 
 
 __all__ = ["ANOM_BAD_EVENT", "ANOM_DUPLICATE_ADD", "ANOM_NONE", "ANOM_SIZE_UNDERFLOW",
-           "ANOM_UNKNOWN_ORDER", "CROSSED", "RESYNC", "VALID", "L3State", "apply_l3", "l3_replay",
-           "new_l3_state"]
+           "ANOM_UNKNOWN_ORDER", "CROSSED", "RESYNC", "VALID", "L3State", "apply_l3", "grow", "l3_replay",
+           "l3_run", "new_l3_state"]

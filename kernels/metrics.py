@@ -11,8 +11,9 @@ import numba
 import numpy as np
 
 from kernels.bars import _divmod_128_64, _mul_64x64
+from kernels.codes import UNDEF_PRICE
 
-UNDEF = np.int64(2**63 - 1)
+UNDEF = np.int64(UNDEF_PRICE)
 
 
 @numba.njit(cache=True)
@@ -166,20 +167,6 @@ def depth_nanos(values: np.ndarray, offsets: np.ndarray, levels: int) -> np.ndar
     _depth_kernel(np.ascontiguousarray(values, np.int64), np.ascontiguousarray(offsets, np.int64),
                   int(levels), out)
     return out
-
-
-@numba.njit(cache=True)
-def even_width(offsets: np.ndarray) -> int:
-    """The common length of every string of a string column, or -1 when the lengths differ.
-
-    Args:
-        offsets: int32[n + 1] string offsets (an Arrow string array's offsets), n >= 1.
-    """
-    width = offsets[1] - offsets[0]
-    for i in range(1, offsets.shape[0] - 1):
-        if offsets[i + 1] - offsets[i] != width:
-            return -1
-    return width
 
 
 @numba.njit(cache=True, error_model="numpy")

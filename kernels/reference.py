@@ -17,10 +17,20 @@ from __future__ import annotations
 
 import numpy as np
 
-VALID, RESYNC, CROSSED = 0, 1, 2
-UNDEF_PRICE = 2**63 - 1
-_F_LAST, _F_SNAPSHOT, _F_GAP, _F_SUPERSEDED = 128, 32, 2, 1
-_BID, _U, _D, _R = ord("B"), ord("U"), ord("D"), ord("R")
+from kernels.codes import (
+    BID,
+    CROSSED,
+    F_GAP,
+    F_LAST,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    L2_CLEAR,
+    L2_DELETE,
+    L2_SET,
+    RESYNC,
+    UNDEF_PRICE,
+    VALID,
+)
 
 
 def l2_replay_reference(side: np.ndarray, action: np.ndarray, price: np.ndarray, size: np.ndarray,
@@ -48,20 +58,20 @@ def l2_replay_reference(side: np.ndarray, action: np.ndarray, price: np.ndarray,
     snaps: dict[int, tuple] = {}
     for i in range(n):
         f = int(flags[i])
-        if f & _F_GAP:
+        if f & F_GAP:
             synced = False
-        if not f & _F_SUPERSEDED:
+        if not f & F_SUPERSEDED:
             a = int(action[i])
-            book = bids if side[i] == _BID else asks
-            if a == _R:
+            book = bids if side[i] == BID else asks
+            if a == L2_CLEAR:
                 bids.clear()
                 asks.clear()
                 synced = False
-            elif a == _D or (a == _U and size[i] == 0):
+            elif a == L2_DELETE or (a == L2_SET and size[i] == 0):
                 book.pop(int(price[i]), None)
-            elif a == _U:
+            elif a == L2_SET:
                 book[int(price[i])] = int(size[i])
-            if f & _F_SNAPSHOT and f & _F_LAST:
+            if f & F_SNAPSHOT and f & F_LAST:
                 synced = True
         bb = max(bids) if bids else None
         ba = min(asks) if asks else None

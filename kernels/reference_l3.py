@@ -29,13 +29,27 @@ from __future__ import annotations
 
 import numpy as np
 
-VALID, RESYNC, CROSSED = 0, 1, 2
+from kernels.codes import (
+    ASK,
+    BID,
+    CROSSED,
+    F_GAP,
+    F_LAST,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    L3_ADD,
+    L3_CANCEL,
+    L3_CLEAR,
+    L3_FILL,
+    L3_MODIFY,
+    L3_NONE,
+    L3_TRADE,
+    RESYNC,
+    UNDEF_PRICE,
+    VALID,
+)
+
 ANOM_NONE, ANOM_UNKNOWN_ORDER, ANOM_SIZE_UNDERFLOW, ANOM_DUPLICATE_ADD, ANOM_BAD_EVENT = 0, 1, 2, 3, 4
-UNDEF_PRICE = 2**63 - 1
-_F_LAST, _F_SNAPSHOT, _F_GAP, _F_SUPERSEDED = 128, 32, 2, 1
-_BID, _ASK = ord("B"), ord("A")
-_ADD, _CANCEL, _MODIFY, _CLEAR = ord("A"), ord("C"), ord("M"), ord("R")
-_TRADE, _FILL, _NONE = ord("T"), ord("F"), ord("N")
 BBO_KEYS = ("bid_px", "bid_sz", "bid_ct", "ask_px", "ask_sz", "ask_ct")
 SNAP_KEYS = ("snap_bid_px", "snap_bid_sz", "snap_bid_ct", "snap_ask_px", "snap_ask_sz", "snap_ask_ct")
 
@@ -43,12 +57,12 @@ SNAP_KEYS = ("snap_bid_px", "snap_bid_sz", "snap_bid_ct", "snap_ask_px", "snap_a
 class _Book:
     def __init__(self) -> None:
         self.orders: dict[int, tuple[int, int, int]] = {}  # id -> (side, price, size)
-        self.levels: dict[int, dict[int, list[int]]] = {_BID: {}, _ASK: {}}  # price -> [size, count]
+        self.levels: dict[int, dict[int, list[int]]] = {BID: {}, ASK: {}}  # price -> [size, count]
 
     def clear(self) -> None:
         self.orders.clear()
-        self.levels[_BID].clear()
-        self.levels[_ASK].clear()
+        self.levels[BID].clear()
+        self.levels[ASK].clear()
 
     def level_add(self, side: int, price: int, size: int) -> None:
         lv = self.levels[side].setdefault(price, [0, 0])
@@ -72,14 +86,14 @@ class _Book:
 
     def top(self, side: int, levels: int) -> list[tuple[int, int, int]]:
         book = self.levels[side]
-        prices = sorted(book, reverse=side == _BID)[:levels]
+        prices = sorted(book, reverse=side == BID)[:levels]
         return [(p, book[p][0], book[p][1]) for p in prices]
 
 
 def _apply(book: _Book, a: int, oid: int, side: int, price: int, size: int) -> int:
     """Apply one event; return its anomaly code."""
-    if a == _ADD:
-        if side not in (_BID, _ASK) or size <= 0:
+    if a == L3_ADD:
+        if side not in (BID, ASK) or size <= 0:
             return ANOM_BAD_EVENT
         anomaly = ANOM_NONE
         if oid in book.orders:
@@ -87,7 +101,7 @@ def _apply(book: _Book, a: int, oid: int, side: int, price: int, size: int) -> i
             anomaly = ANOM_DUPLICATE_ADD
         book.put(oid, side, price, size)
         return anomaly
-    if a == _CANCEL:
+    if a == L3_CANCEL:
         if size < 0:
             return ANOM_BAD_EVENT
         if oid not in book.orders:
@@ -101,8 +115,8 @@ def _apply(book: _Book, a: int, oid: int, side: int, price: int, size: int) -> i
             book.orders[oid] = (o_side, o_price, o_size - removed)
             book.level_sub(o_side, o_price, removed, 0)
         return anomaly
-    if a == _MODIFY:
-        if side not in (_BID, _ASK) or size < 0:
+    if a == L3_MODIFY:
+        if side not in (BID, ASK) or size < 0:
             return ANOM_BAD_EVENT
         anomaly = ANOM_NONE
         if oid in book.orders:
@@ -112,9 +126,9 @@ def _apply(book: _Book, a: int, oid: int, side: int, price: int, size: int) -> i
         if size > 0:
             book.put(oid, side, price, size)
         return anomaly
-    if a == _FILL:
+    if a == L3_FILL:
         return ANOM_NONE if oid in book.orders else ANOM_UNKNOWN_ORDER
-    if a in (_TRADE, _NONE):
+    if a in (L3_TRADE, L3_NONE):
         return ANOM_NONE
     return ANOM_BAD_EVENT
 
@@ -152,8 +166,8 @@ def l3_replay_reference(order_id: np.ndarray, action: np.ndarray, side: np.ndarr
     sp = 0
     for i in range(n):
         f = int(flags[i])
-        if not f & _F_SUPERSEDED:
-            if f & _F_SNAPSHOT:
+        if not f & F_SUPERSEDED:
+            if f & F_SNAPSHOT:
                 if not in_snapshot:
                     book.clear()
                     synced = False
@@ -161,27 +175,27 @@ def l3_replay_reference(order_id: np.ndarray, action: np.ndarray, side: np.ndarr
             elif in_snapshot:
                 synced = True
                 in_snapshot = False
-        if f & _F_GAP:
+        if f & F_GAP:
             synced = False
-        if not f & _F_SUPERSEDED:
+        if not f & F_SUPERSEDED:
             a = int(action[i])
-            if a == _CLEAR:
+            if a == L3_CLEAR:
                 book.clear()
                 synced = False
             else:
                 out["anomaly"][i] = _apply(book, a, int(order_id[i]), int(side[i]), int(price[i]),
                                            int(size[i]))
-            if f & _F_SNAPSHOT and f & _F_LAST:
+            if f & F_SNAPSHOT and f & F_LAST:
                 synced = True
                 in_snapshot = False
-        bids, asks = book.top(_BID, 1), book.top(_ASK, 1)
+        bids, asks = book.top(BID, 1), book.top(ASK, 1)
         for prefix, top in (("bid", bids), ("ask", asks)):
             px, sz, ct = top[0] if top else (UNDEF_PRICE, 0, 0)
             out[f"{prefix}_px"][i], out[f"{prefix}_sz"][i], out[f"{prefix}_ct"][i] = px, sz, ct
         crossed = bool(bids and asks and bids[0][0] > asks[0][0])
         out["status"][i] = RESYNC if not synced else (CROSSED if crossed else VALID)
         while sp < k and rows[sp] == i:
-            for prefix, s in (("bid", _BID), ("ask", _ASK)):
+            for prefix, s in (("bid", BID), ("ask", ASK)):
                 for q, (px, sz, ct) in enumerate(book.top(s, levels)):
                     snaps[f"snap_{prefix}_px"][sp, q] = px
                     snaps[f"snap_{prefix}_sz"][sp, q] = sz

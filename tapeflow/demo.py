@@ -69,9 +69,10 @@ def run(root: Path) -> None:
           f"wrote {snaps} ({nbytes:,} bytes)")
     last = table.slice(table.num_rows - 1, 1).to_pylist()[0]
     print(f"   last snapshot of {last['symbol']} (price x size, best first):")
+    # lists hold only the levels that exist (BOOK_SNAPSHOT's shape): a thin side shows blanks
     for i in range(3):
-        bid = f"{last['bid_price_nanos'][i] / 1e9:,.2f} x {last['bid_size_nanos'][i] / 1e9:.3f}"
-        ask = f"{last['ask_price_nanos'][i] / 1e9:,.2f} x {last['ask_size_nanos'][i] / 1e9:.3f}"
+        bid = _level(last["bid_price_nanos"], last["bid_size_nanos"], i)
+        ask = _level(last["ask_price_nanos"], last["ask_size_nanos"], i)
         print(f"     bid {bid:>22}   ask {ask:>22}")
 
     _step("4/4 warehouse: what is in ClickHouse")
@@ -163,6 +164,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finish(root, "1-batch", "python -m tapeflow.demo: the lake, the warehouse and the books", hints(root),
            defer=args.defer_hints)
     return 0
+
+
+def _level(prices: list[int], sizes: list[int], i: int) -> str:
+    if i >= len(prices):
+        return "-"
+    return f"{prices[i] / 1e9:,.2f} x {sizes[i] / 1e9:.3f}"
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""Rebuild books from normalized deltas: BBO per event and top-N snapshots.
+"""L2 (price-level) books from ``book_delta`` tables: per-event replay, snapshots and quotes.
 
-The one entry point both runtimes call. The fast kernels live in ``kernels/``; this module
-picks the backend, groups by instrument and turns arrays into ``book_snapshot`` / ``quote``
-tables. ``backend="auto"`` is numba: it is exact, fastest on CPU and costs ~1 us per call, so it
-serves whole partitions and one-event micro-batches alike; ``jax`` runs the same semantics as a
-``lax.scan`` (for accelerators), ``reference`` is the plain-Python oracle.
+:func:`replay_l2` and :class:`L2Book` give the kernels' per-row outputs (BBO, status, snapshots at
+chosen rows) for one instrument. :func:`book_snapshots` and :func:`quotes_from_deltas` are the
+table-level rebuild: the book stage (:class:`tapeflow.book.stage.BookStage`) over the whole table,
+the same builder the live flow runs per micro-batch. ``backend="auto"`` is numba: exact, fastest
+on CPU and ~1 us per call; ``jax`` runs the same semantics as a ``lax.scan`` (for accelerators),
+``reference`` is the plain-Python oracle.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ import pyarrow as pa
 
 from kernels import _l2state
 from kernels.l2book_numba import run as _run_numba
-from kernels.reference import VALID, l2_replay_reference
+from kernels.reference import l2_replay_reference
+from tapeflow.book.grid import grid_rows, instrument_groups
+from tapeflow.book.stage import BookStage
 from tapeflow.errors import BookError, ConfigError
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, F_LAST, F_MAYBE_BAD_BOOK, QUOTE, UNDEF_PRICE
+from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, QUOTE
 
 BACKENDS = ("auto", "numba", "jax", "reference")
 _COLS = ("side", "action", "price_nanos", "size_nanos", "flags")
@@ -123,59 +126,11 @@ def _from_device(book: object) -> _l2state.L2State:
     return from_book(book)
 
 
-def instrument_groups(deltas: pa.Table) -> list[tuple[str, str, np.ndarray]]:
-    """``(venue, symbol, row indices in arrival order)`` per instrument, in order of first row."""
-    if deltas.num_rows == 0:
-        return []
-    keys = []
-    for name in ("venue", "symbol"):
-        enc = deltas.column(name).combine_chunks().dictionary_encode()
-        keys.append((enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), enc.dictionary.to_pylist()))
-    (vi, vnames), (si, snames) = keys
-    code = vi * (len(snames) + 1) + si
-    order = np.argsort(code, kind="stable")
-    bounds = np.flatnonzero(np.diff(code[order])) + 1
-    groups = [(int(g[0]), g) for g in np.split(order, bounds)]
-    groups.sort()
-    return [(vnames[vi[first]], snames[si[first]], rows) for first, rows in groups]
-
-
-def grid_rows(arrival_ns: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """A time grid over published rows and, per instant, the last of them received by then.
-
-    Arrival (``ts_recv_ns``, the feed's sort key) decides, through a running max, so a row that
-    came late does not slip before rows received ahead of it. The grid is every multiple of
-    ``interval_ns`` from the first arrival up to and including the first one at or after the last
-    arrival, so no instant comes before the first row. The L2 and L3 books share this rule.
-
-    Args:
-        arrival_ns: int64[n] arrival times of the rows a snapshot may show, in replay order.
-        interval_ns: grid spacing.
-
-    Returns:
-        (grid instants int64[k], indices into ``arrival_ns`` int64[k]).
-    """
-    if interval_ns <= 0:
-        raise ConfigError(f"interval_ns must be > 0, got {interval_ns}")
-    if len(arrival_ns) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    running = np.maximum.accumulate(arrival_ns)
-    first = -(-int(running[0]) // interval_ns) * interval_ns
-    last = -(-int(running[-1]) // interval_ns) * interval_ns
-    grid = np.arange(first, last + 1, interval_ns, dtype=np.int64)
-    return grid, (np.searchsorted(running, grid, side="right") - 1).astype(np.int64)
-
-
-def _lists(px: np.ndarray, sz: np.ndarray) -> tuple[pa.Array, pa.Array]:
-    keep = px != UNDEF_PRICE
-    offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32)
-    return (pa.ListArray.from_arrays(pa.array(offsets), pa.array(px[keep], pa.int64())),
-            pa.ListArray.from_arrays(pa.array(offsets), pa.array(sz[keep], pa.int64())))
-
-
 def book_snapshots(deltas: pa.Table, *, levels: int, interval_ns: int | None = None,
                    backend: str = "auto") -> pa.Table:
     """Top-``levels`` snapshots of every instrument in a ``book_delta`` table.
+
+    The book stage over the whole table (:meth:`tapeflow.book.stage.BookStage.replay`).
 
     Args:
         deltas: ``book_delta`` rows of any number of (venue, symbol), each in arrival order.
@@ -186,51 +141,28 @@ def book_snapshots(deltas: pa.Table, *, levels: int, interval_ns: int | None = N
         backend: as in :func:`replay_l2`.
 
     Returns:
-        A ``book_snapshot`` table; ``flags`` is F_MAYBE_BAD_BOOK where the book was resyncing or
-        crossed.
+        A ``book_snapshot`` table, instruments in order of first row; ``flags`` is
+        F_MAYBE_BAD_BOOK where the book was resyncing or crossed.
+
+    Raises:
+        BookError: ``deltas`` is not a ``book_delta`` table.
+        ConfigError: a non-positive interval or an unknown backend.
     """
-    parts = []
-    for venue, symbol, idx in instrument_groups(deltas):
-        sub = deltas.take(pa.array(idx))
-        published = np.flatnonzero(sub.column("flags").to_numpy() & F_LAST)
-        if interval_ns is None:
-            rows, stamp = published, sub.column("ts_event_ns").to_numpy()[published]
-        else:
-            stamp, pick = grid_rows(sub.column("ts_recv_ns").to_numpy()[published], interval_ns)
-            rows = published[pick]
-        if not len(rows):
-            continue
-        rep = replay_l2(sub, levels=levels, snapshot_rows=rows, backend=backend)
-        bid_px, bid_sz = _lists(rep.snaps["snap_bid_px"], rep.snaps["snap_bid_sz"])
-        ask_px, ask_sz = _lists(rep.snaps["snap_ask_px"], rep.snaps["snap_ask_sz"])
-        bad = np.where(rep.snaps["snap_status"] != VALID, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
-        parts.append(BOOK_SNAPSHOT.table(
-            {"ts_event_ns": stamp, "ts_recv_ns": sub.column("ts_recv_ns").to_numpy()[rows],
-             "sequence": sub.column("sequence").to_numpy()[rows], "bid_price_nanos": bid_px,
-             "bid_size_nanos": bid_sz, "ask_price_nanos": ask_px, "ask_size_nanos": ask_sz, "flags": bad},
-            constants={"venue": venue, "symbol": symbol, "levels": levels}))
-    return pa.concat_tables(parts) if parts else BOOK_SNAPSHOT.empty_table()
+    if interval_ns is not None and interval_ns <= 0:
+        raise ConfigError(f"interval_ns must be > 0, got {interval_ns}")
+    stage = BookStage("l2", levels, interval_ns, quotes="none", backend=_check_backend(backend))
+    return stage.replay({BOOK_DELTA.name: deltas})[BOOK_SNAPSHOT.name]
 
 
 def quotes_from_deltas(deltas: pa.Table, *, backend: str = "auto") -> pa.Table:
     """Best bid and offer after every F_LAST row of each instrument, as ``quote`` rows.
 
-    An empty side reads UNDEF_PRICE / 0; ``flags`` is F_MAYBE_BAD_BOOK where the book was
-    resyncing or crossed.
+    The book stage over the whole table with ``quotes="every"``. An empty side reads
+    UNDEF_PRICE / 0; ``flags`` is F_MAYBE_BAD_BOOK where the book was resyncing or crossed.
     """
-    parts = []
-    for venue, symbol, idx in instrument_groups(deltas):
-        sub = deltas.take(pa.array(idx))
-        rows = np.flatnonzero(sub.column("flags").to_numpy() & F_LAST)
-        if not len(rows):
-            continue
-        bbo = replay_l2(sub, levels=0, backend=backend).bbo
-        bad = np.where(bbo["status"][rows] != VALID, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
-        parts.append(QUOTE.table(
-            {"ts_event_ns": sub.column("ts_event_ns").to_numpy()[rows],
-             "ts_recv_ns": sub.column("ts_recv_ns").to_numpy()[rows],
-             "sequence": sub.column("sequence").to_numpy()[rows],
-             "bid_price_nanos": bbo["bid_px"][rows], "bid_size_nanos": bbo["bid_sz"][rows],
-             "ask_price_nanos": bbo["ask_px"][rows], "ask_size_nanos": bbo["ask_sz"][rows], "flags": bad},
-            constants={"venue": venue, "symbol": symbol}))
-    return pa.concat_tables(parts) if parts else QUOTE.empty_table()
+    stage = BookStage("l2", 1, None, quotes="every", snapshots=False, backend=_check_backend(backend))
+    return stage.replay({BOOK_DELTA.name: deltas})[QUOTE.name]
+
+
+__all__ = ["BACKENDS", "L2Book", "L2Replay", "book_snapshots", "grid_rows", "instrument_groups",
+           "quotes_from_deltas", "replay_l2"]

@@ -1,9 +1,11 @@
 """Rebuild order-by-order (L3) books from ``order_event`` tables: BBO per event and top-N snapshots.
 
-The entry point both runtimes call for L3 input; the kernel is :mod:`kernels.l3book` (numba), its
-oracle :mod:`kernels.reference_l3`. Databento's rule applies throughout: a book is published only
-at rows carrying ``F_LAST`` (the last record of a venue event), so time-grid snapshots read the
-book as of the last such row, never a half-applied event.
+:func:`replay_l3` gives the kernel's per-row outputs for one instrument; :func:`l3_book_snapshots`
+is the table-level rebuild, the book stage (:class:`tapeflow.book.stage.BookStage`) over the whole
+table. The kernel is :mod:`kernels.l3book` (numba), its oracle :mod:`kernels.reference_l3`.
+Databento's rule applies throughout: a book is published only at rows carrying ``F_LAST`` (the
+last record of a venue event), so time-grid snapshots read the book as of the last such row,
+never a half-applied event.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from kernels.l3book import l3_replay
 from kernels.reference_l3 import (
@@ -20,18 +21,15 @@ from kernels.reference_l3 import (
     ANOM_DUPLICATE_ADD,
     ANOM_SIZE_UNDERFLOW,
     ANOM_UNKNOWN_ORDER,
-    VALID,
     l3_replay_reference,
 )
-from tapeflow.book.l2 import grid_rows
+from tapeflow.book.grid import instrument_groups
+from tapeflow.book.stage import BookStage
 from tapeflow.errors import BookError
-from tapeflow.schemas import concat
-from tapeflow.schemas.records import BOOK_SNAPSHOT, F_LAST, F_MAYBE_BAD_BOOK, ORDER_EVENT
+from tapeflow.schemas.records import BOOK_SNAPSHOT, F_LAST, ORDER_EVENT
 
 ANOMALY_NAMES = {ANOM_UNKNOWN_ORDER: "unknown_order", ANOM_SIZE_UNDERFLOW: "size_underflow",
                  ANOM_DUPLICATE_ADD: "duplicate_add", ANOM_BAD_EVENT: "bad_event"}
-_SNAPSHOT_COLUMNS = {"snap_bid_px": "bid_price_nanos", "snap_bid_sz": "bid_size_nanos",
-                     "snap_ask_px": "ask_price_nanos", "snap_ask_sz": "ask_size_nanos"}
 _KERNEL_COLUMNS = ("order_id", "action", "side", "price_nanos", "size_nanos", "flags")
 
 
@@ -86,78 +84,36 @@ def l3_book_snapshots(events: pa.Table, *, levels: int = 10, interval_ns: int | 
                       start_synced: bool = False) -> pa.Table:
     """Top-``levels`` ``book_snapshot`` rows of every instrument in an ``order_event`` table.
 
-    With ``interval_ns``, one row per grid instant ``k * interval_ns`` (UTC ns) from the first to
-    just past the last published event of each instrument, holding the book after the last
-    ``F_LAST`` row received at or before that instant (``ts_event_ns`` = the grid instant). Without
-    it, one row after every published event (``ts_event_ns`` = that event's). Arrival time is
+    The book stage over the whole table (:meth:`tapeflow.book.stage.BookStage.replay`). With
+    ``interval_ns``, one row per grid instant ``k * interval_ns`` (UTC ns) from the first to just
+    past the last published event of each instrument, holding the book after the last ``F_LAST``
+    row received at or before that instant (``ts_event_ns`` = the grid instant). Without it, one
+    row after every published event (``ts_event_ns`` = that event's). Arrival time is
     ``ts_recv_ns`` (the feed's sort key). Rows whose book was not valid (resyncing, crossed) carry
     ``F_MAYBE_BAD_BOOK``.
 
     Args:
         events: an ``order_event`` table, any number of venue/symbol pairs, arrival order within each.
-        levels: depth per side (lists padded with UNDEF_PRICE / 0).
+        levels: depth per side (lists hold only the levels that exist, best first).
         interval_ns: grid spacing in ns, or None for a row per published event.
         start_synced: see :func:`replay_l3`.
 
     Raises:
-        BookError: ``interval_ns`` is not positive.
+        BookError: ``interval_ns`` is not positive, or ``events`` is not an ``order_event`` table.
     """
     if interval_ns is not None and interval_ns <= 0:
         raise BookError(f"interval_ns must be positive, got {interval_ns}")
-    tables = [_snapshots_of_one(events.take(rows), levels, interval_ns, start_synced)
-              for rows in instrument_rows(events)]
-    return concat(BOOK_SNAPSHOT, tables)
-
-
-def _snapshots_of_one(events: pa.Table, levels: int, interval_ns: int | None,
-                      start_synced: bool) -> pa.Table:
-    flags = _column(events, "flags")
-    published = np.flatnonzero((flags & F_LAST) != 0)
-    if not len(published):
-        return BOOK_SNAPSHOT.empty_table()
-    recv_ns = _column(events, "ts_recv_ns")
-    if interval_ns is None:
-        rows, ts_ns = published, _column(events, "ts_event_ns")[published]
-    else:
-        ts_ns, pick = grid_rows(recv_ns[published], interval_ns)
-        rows = published[pick]
-    replay = replay_l3(events, levels=levels, snapshot_rows=np.unique(rows), start_synced=start_synced)
-    # rows may repeat on a sparse grid: map each grid instant to its unique snapshot
-    pick = np.searchsorted(np.unique(rows), rows)
-    s = replay.snaps
-    cols = {
-        "ts_event_ns": ts_ns,
-        "ts_recv_ns": recv_ns[rows],
-        "sequence": _column(events, "sequence")[rows],
-        "levels": np.full(len(rows), levels, np.uint16),
-        "flags": np.where(s["snap_status"][pick] == VALID, 0, F_MAYBE_BAD_BOOK).astype(np.uint8),
-    }
-    for snap_name, column in _SNAPSHOT_COLUMNS.items():
-        cols[column] = _lists(s[snap_name][pick])
-    return BOOK_SNAPSHOT.table(cols, constants={"venue": events.column("venue")[0].as_py(),
-                                                "symbol": events.column("symbol")[0].as_py()})
+    stage = BookStage("l3", levels, interval_ns, quotes="none", start_synced=start_synced)
+    return stage.replay({ORDER_EVENT.name: events})[BOOK_SNAPSHOT.name]
 
 
 def instrument_rows(events: pa.Table) -> list[np.ndarray]:
     """Row indices of each venue/symbol pair, in first-seen order, arrival order kept within."""
-    if not events.num_rows:
-        return []
-    venue = pc.dictionary_encode(events.column("venue")).combine_chunks()
-    symbol = pc.dictionary_encode(events.column("symbol")).combine_chunks()
-    key = venue.indices.to_numpy().astype(np.int64) * (len(symbol.dictionary) + 1) + symbol.indices.to_numpy()
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    order = np.argsort(first)
-    return [np.flatnonzero(inverse == g) for g in order]
+    return [rows for _, _, rows in instrument_groups(events)]
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
     return table.column(name).combine_chunks().to_numpy(zero_copy_only=False)
-
-
-def _lists(matrix: np.ndarray) -> pa.Array:
-    k, levels = matrix.shape
-    offsets = np.arange(0, (k + 1) * levels, levels, dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1), pa.int64()))
 
 
 __all__ = ["ANOMALY_NAMES", "L3Replay", "instrument_rows", "l3_book_snapshots", "replay_l3"]

@@ -1,114 +1,51 @@
-"""The incremental book stage of the live flow: micro-batches in, BBO changes and grid snapshots out.
+"""The book stage: per-instrument books fed micro-batches, ``book_snapshot`` and ``quote`` rows out.
 
-``BookStage`` keeps one book per instrument (the numba L2 kernel of :mod:`kernels.l2book_numba`
-or the L3 kernel of :mod:`kernels.l3book`) and emits, batch by batch, exactly the rows the batch
-rebuild emits over the whole stream (:func:`tapeflow.book.rebuild.snapshots_for_format`):
+One builder for both runtimes: the live flow feeds :class:`BookStage` micro-batches; the batch
+rebuild (``book_snapshots``, ``l3_book_snapshots``, ``quotes_from_deltas``, ``snapshots_for_format``,
+the Dagster ``book`` assets) is :meth:`BookStage.replay`, the same stage over whole tables.
 
-* the time grid is :func:`tapeflow.book.grid_rows`: instants ``k * interval_ns`` from the first
+* The time grid is :func:`tapeflow.book.grid.grid_rows`: instants ``k * interval_ns`` from the first
   published (``F_LAST``) arrival up to the first instant at or after the last one; each instant
-  shows the book after the last published row whose running-max arrival is at or before it.
-  An instant is final once a published row arrives after it (arrival order is the replay order,
-  and the running max never goes back), so a batch emits the instants before its last published
-  arrival and keeps the book at its last published row as ``pending`` for the instants to come.
-  :meth:`BookStage.close` emits the one instant the batch rule adds at the end of the stream.
-* ``quote`` rows are the best bid and offer after a published row, when they (or the validity
-  flag) differ from the previous quote of the instrument.
+  shows the book after the last published row whose running-max arrival is at or before it. An
+  instant is final once a published row arrives after it, so a batch emits the instants before its
+  last published arrival and keeps the book at its last published row *pending* for the instants
+  to come. :meth:`BookStage.close` emits the one instant the grid adds at the end of the stream.
+* ``quote`` rows are the best bid and offer after a published row: when they (or the validity
+  flag) differ from the instrument's previous quote (``quotes="changes"``, the live flow's BBO),
+  or after every published row (``quotes="every"``).
+* Rows of a book that is resyncing or crossed carry ``F_MAYBE_BAD_BOOK``.
 
-The state is plain numpy arrays in picklable containers, so Bytewax recovery snapshots it.
+Each micro-batch of an instrument is one compiled call (:class:`tapeflow.book.instrument.InstrumentBook`,
+:mod:`kernels.book_stage`), so a small batch costs microseconds and one that completes nothing
+builds no table. The state pickles for Bytewax recovery.
 """
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from kernels import _l2state
-from kernels.l2book_numba import run as l2_run
-from kernels.l3book import L3State, apply_l3, new_l3_state
-from kernels.reference import VALID
-from tapeflow.book.l2 import instrument_groups
-from tapeflow.errors import ConfigError
-from tapeflow.schemas import RecordType
-from tapeflow.schemas.records import (
-    BOOK_DELTA,
-    BOOK_SNAPSHOT,
-    F_LAST,
-    F_MAYBE_BAD_BOOK,
-    ORDER_EVENT,
-    QUOTE,
-    UNDEF_PRICE,
-)
+from kernels import book_stage as kb
+from tapeflow.book.grid import instrument_groups, one_instrument
+from tapeflow.book.instrument import InstrumentBook
+from tapeflow.errors import BookError, ConfigError
+from tapeflow.schemas import RecordType, concat
+from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
 
 KINDS = ("l2", "l3", "auto")
-_SNAP = ("snap_bid_px", "snap_bid_sz", "snap_ask_px", "snap_ask_sz")
-_L2_COLS = ("side", "action", "price_nanos", "size_nanos", "flags")
-_L3_COLS = ("order_id", "action", "side", "price_nanos", "size_nanos", "flags")
-
-
-@dataclass
-class _Pending:
-    """The book after the last published row so far: it owns grid instants until a later arrival."""
-
-    recv_ns: int                # running max of published arrivals (the row's own, or earlier larger)
-    row_recv_ns: int            # the row's own ts_recv_ns
-    sequence: int
-    book: np.ndarray            # int64[4, levels]: bid px, bid sz, ask px, ask sz (UNDEF_PRICE / 0 pad)
-    status: int
-
-
-@dataclass
-class _Owners:
-    """The published book rows behind k grid instants, as arrays (book is [4, k, levels])."""
-
-    book: np.ndarray
-    row_recv_ns: np.ndarray
-    sequence: np.ndarray
-    status: np.ndarray
-
-    @classmethod
-    def of(cls, pending: list[_Pending]) -> _Owners:
-        return cls(np.stack([p.book for p in pending], axis=1),
-                   np.array([p.row_recv_ns for p in pending], np.int64),
-                   np.array([p.sequence for p in pending], np.int64),
-                   np.array([p.status for p in pending], np.uint8))
-
-    def where(self, mask: np.ndarray, p: _Pending) -> _Owners:
-        """These owners with ``p`` (the row pending from an earlier batch) where ``mask`` is set."""
-        return _Owners(np.where(mask[None, :, None], p.book[:, None, :], self.book),
-                       np.where(mask, p.row_recv_ns, self.row_recv_ns),
-                       np.where(mask, p.sequence, self.sequence),
-                       np.where(mask, p.status, self.status).astype(np.uint8))
-
-
-@dataclass
-class _Instrument:
-    """One instrument's book, grid position and last quote (all picklable)."""
-
-    venue: str
-    symbol: str
-    kind: str
-    book: object                          # kernels._l2state.L2State or kernels.l3book.L3State
-    next_grid_ns: int | None = None       # first grid instant not emitted yet
-    pending: _Pending | None = None
-    last_quote: tuple[int, ...] | None = None  # bid px, bid sz, ask px, ask sz, flags
-    closed: bool = False
-
-
-@dataclass
-class _Out:
-    snaps: list[pa.Table] = field(default_factory=list)
-    quotes: list[pa.Table] = field(default_factory=list)
+BACKENDS = ("numba", "jax", "reference")
+QUOTE_MODES = {"changes": kb.Q_CHANGES, "every": kb.Q_EVERY, "none": kb.Q_NONE}
+_INPUTS = {"l2": ((BOOK_DELTA, "l2"),), "l3": ((ORDER_EVENT, "l3"),),
+           "auto": ((ORDER_EVENT, "l3"), (BOOK_DELTA, "l2"))}
 
 
 class BookStage:
     """Per-instrument books fed micro-batches; emits ``quote`` and ``book_snapshot`` rows.
 
-    Feeding the whole stream in batches of any size and then calling :meth:`close` gives the same
-    ``book_snapshot`` rows as :func:`tapeflow.book.rebuild.snapshots_for_format` over the same records.
+    Feeding a stream in batches of any size and then calling :meth:`close` gives the same rows as
+    :meth:`replay` over the whole stream (the batch rebuild of ``tapeflow book``).
 
     Example:
         ``stage = BookStage("l2"); out = stage.apply(decoded.tables); ...; out = stage.close()``
@@ -119,40 +56,94 @@ class BookStage:
             ``snapshots_for_format``), else L2.
         levels: depth per side of the snapshots.
         interval_ns: snapshot grid spacing; ``None`` for one snapshot after every published row.
+        quotes: ``changes`` (a quote row when the BBO or its flag changed), ``every`` (after every
+            published row) or ``none``.
+        snapshots: False for quotes only.
+        backend: L2 book kernel, ``numba``, ``jax`` (``lax.scan``) or ``reference`` (the plain-Python
+            oracle, whole tables only); L3 books always run the numba kernel.
+        start_synced: L3 books report VALID before their first snapshot (a feed known to start
+            from an empty book).
 
     Raises:
-        ConfigError: an unknown kind or a non-positive interval.
+        ConfigError: an unknown kind, quote mode or backend, a non-positive interval or depth.
     """
 
-    def __init__(self, kind: str = "l2", levels: int = 10, interval_ns: int | None = 1_000_000_000) -> None:
+    def __init__(self, kind: str = "l2", levels: int = 10, interval_ns: int | None = 1_000_000_000, *,
+                 quotes: str = "changes", snapshots: bool = True, backend: str = "numba",
+                 start_synced: bool = False) -> None:
         if kind not in KINDS:
             raise ConfigError(f"book kind must be one of {', '.join(KINDS)}, got {kind!r}")
         if interval_ns is not None and interval_ns <= 0:
             raise ConfigError(f"snapshot interval_ns must be > 0, got {interval_ns}")
         if levels < 1:
             raise ConfigError(f"levels must be >= 1, got {levels}")
+        if quotes not in QUOTE_MODES:
+            raise ConfigError(f"quotes must be one of {', '.join(QUOTE_MODES)}, got {quotes!r}")
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown book backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.kind = kind
         self.levels = levels
         self.interval_ns = interval_ns
-        self.books: dict[tuple[str, str], _Instrument] = {}
+        self.quotes = quotes
+        self.snapshots = snapshots
+        self.backend = backend
+        self.start_synced = start_synced
+        self.books: dict[tuple[str, str], InstrumentBook] = {}
         self.events = 0
+        # kernels.book_stage: > 0 grid spacing, 0 a snapshot per published row, < 0 none
+        self._step_ns = -1 if not snapshots else (interval_ns or 0)
+        self._quote_mode = QUOTE_MODES[quotes]
+        self._inputs = [(record.name, kind) for record, kind in _INPUTS[kind]]
 
     def apply(self, records: dict[str, pa.Table]) -> dict[str, pa.Table]:
         """Apply the next micro-batch (tables by record name, arrival order within an instrument).
 
         Returns:
-            ``{"quote": ..., "book_snapshot": ...}``: the BBO changes and the grid snapshots this
+            ``{"quote": ..., "book_snapshot": ...}``: the BBO rows and the grid snapshots this
             batch made final (either may be empty).
         """
-        out = _Out()
-        for name in self._inputs(records):
-            table = records[name]
-            for venue, symbol, sub in _per_instrument(table):
-                inst = self._instrument(venue, symbol, name)
-                if inst is None or inst.closed:
-                    continue
-                self._apply_one(inst, sub, out)
-        return self._tables(out)
+        quotes: list[pa.Table] = []
+        snaps: list[pa.Table] = []
+        for name, kind in self._inputs:
+            table = records.get(name)
+            if table is None or not table.num_rows:
+                continue
+            key = one_instrument(table)
+            inst = self.books.get(key) if key is not None else None
+            if inst is not None and inst.kind == kind and not inst.closed:
+                inst.step(table, None, quotes, snaps)  # the live flow's case: one instrument it knows
+            else:
+                for inst, rows in self._parts(table, kind, key):
+                    inst.step(table, rows, quotes, snaps)
+        if quotes or snaps:
+            return _tables(quotes, snaps)
+        return {QUOTE.name: _empty(QUOTE), BOOK_SNAPSHOT.name: _empty(BOOK_SNAPSHOT)}
+
+    def replay(self, records: dict[str, pa.Table]) -> dict[str, pa.Table]:
+        """The stage over whole tables: each instrument's rows in one batch, then its end of stream.
+
+        What feeding the same rows in any micro-batches and calling :meth:`close` emits, with each
+        instrument's rows together (instruments in order of first row, order events first under
+        ``auto``). This is the batch rebuild.
+
+        Raises:
+            BookError: a table is not a ``book_delta`` / ``order_event`` table.
+        """
+        quotes: list[pa.Table] = []
+        snaps: list[pa.Table] = []
+        for record, kind in _INPUTS[self.kind]:
+            table = records.get(record.name)
+            if table is None or not table.num_rows:
+                continue
+            if table.schema.names != record.column_names:
+                raise BookError(f"the {kind} book needs a {record.name} table, "
+                                f"got columns {table.schema.names}")
+            for inst, rows in self._parts(table, kind, one_instrument(table)):
+                inst.step(table, rows, quotes, snaps)
+                tail = inst.close()
+                if tail is not None:
+                    snaps.append(tail)
+        return _tables(quotes, snaps)
 
     def advance(self, venue: str, symbol: str, watermark_ns: int) -> dict[str, pa.Table]:
         """The feed's capture clock reached ``watermark_ns``: no later row of this instrument will
@@ -167,201 +158,64 @@ class BookStage:
         Returns:
             ``{"quote": empty, "book_snapshot": ...}``.
         """
-        out = _Out()
         inst = self.books.get((venue, symbol))
-        step = self.interval_ns
-        if inst is not None and not inst.closed and inst.pending is not None and step is not None:
-            assert inst.next_grid_ns is not None
-            grid = np.arange(inst.next_grid_ns, watermark_ns, step, dtype=np.int64)
-            if len(grid):
-                out.snaps.append(self._snapshot_rows(inst, grid, [inst.pending] * len(grid)))
-                inst.next_grid_ns = int(grid[-1]) + step
-        return self._tables(out)
+        snaps = [] if inst is None else [t for t in (inst.advance(watermark_ns),) if t is not None]
+        return _tables([], snaps)
+
+    def advance_all(self, watermarks: pa.Table) -> pa.Table:
+        """:meth:`advance` for every row of a ``venue, symbol, ts_recv_ns`` table (the live flow's
+        heartbeats); returns the ``book_snapshot`` rows they made final."""
+        columns = (watermarks.column(c).to_pylist() for c in ("venue", "symbol", "ts_recv_ns"))
+        parts = [self.advance(v, s, ns)[BOOK_SNAPSHOT.name] for v, s, ns in zip(*columns, strict=True)]
+        return concat(BOOK_SNAPSHOT, parts)
 
     def close(self) -> dict[str, pa.Table]:
         """End of stream: emit each instrument's last grid instant (the batch grid includes it),
         unless :meth:`advance` already went past it."""
-        out = _Out()
-        step = self.interval_ns
-        for inst in self.books.values():
-            if not inst.closed and inst.pending is not None and step is not None:
-                last = -(-inst.pending.recv_ns // step) * step  # the batch grid's last instant
-                if inst.next_grid_ns == last:
-                    out.snaps.append(self._snapshot_rows(inst, np.array([last], np.int64), [inst.pending]))
-            inst.closed = True
-        return self._tables(out)
+        snaps = [t for t in (inst.close() for inst in self.books.values()) if t is not None]
+        return _tables([], snaps)
 
     def snapshot(self) -> BookStage:
         """A deep copy for a recovery snapshot (the kernels mutate their arrays in place)."""
         return copy.deepcopy(self)
 
-    def _inputs(self, records: dict[str, pa.Table]) -> list[str]:
-        names = {"l2": [BOOK_DELTA.name], "l3": [ORDER_EVENT.name],
-                 "auto": [ORDER_EVENT.name, BOOK_DELTA.name]}[self.kind]
-        return [n for n in names if n in records and records[n].num_rows]
-
-    def _instrument(self, venue: str, symbol: str, table_name: str) -> _Instrument | None:
-        inst = self.books.get((venue, symbol))
-        kind = "l3" if table_name == ORDER_EVENT.name else "l2"
-        if inst is None:
-            book = new_l3_state() if kind == "l3" else _l2state.new_state()
-            inst = self.books[(venue, symbol)] = _Instrument(venue, symbol, kind, book)
-        # under ``auto`` the first kind seen decides; the other table of the same events is ignored
-        return inst if inst.kind == kind else None
-
-    def _apply_one(self, inst: _Instrument, table: pa.Table, out: _Out) -> None:
-        self.events += table.num_rows
-        sub = _Columns(table)
-        flags = sub["flags"]
-        recv = sub["ts_recv_ns"]
-        published = np.flatnonzero(flags & F_LAST)
-        if not len(published):
-            self._run(inst, sub, None)
-            return
-        running = np.maximum.accumulate(recv[published])
-        if inst.pending is not None:
-            running = np.maximum(running, inst.pending.recv_ns)
-        if self.interval_ns is None:
-            grid, owner = sub["ts_event_ns"][published], np.arange(len(published))
-        else:
-            grid, owner = self._grid(inst, running)
-        own_rows = np.unique(np.concatenate([published[owner[owner >= 0]], published[-1:]]))
-        rep = self._run(inst, sub, own_rows)
-        snaps = np.stack([rep[k] for k in _SNAP])  # [4, len(own_rows), levels]
-        seq = sub["sequence"]
-
-        # one snapshot row per grid instant, gathered as arrays (a Python object per instant cost
-        # ~3 s over six simulated instrument-days on the event grid)
-        j = np.searchsorted(own_rows, published[np.maximum(owner, 0)])
-        rows = published[np.maximum(owner, 0)]
-        owned = _Owners(snaps[:, j, :], recv[rows], seq[rows], rep["snap_status"][j].astype(np.uint8))
-        if inst.pending is not None and (owner < 0).any():
-            owned = owned.where(owner < 0, inst.pending)
-        if len(grid):
-            out.snaps.append(self._snapshot_table(inst, grid.astype(np.int64), owned))
-        last = int(np.searchsorted(own_rows, published[-1]))
-        inst.pending = _Pending(int(running[-1]), int(recv[published[-1]]), int(seq[published[-1]]),
-                                snaps[:, last, :].copy(), int(rep["snap_status"][last]))
-        out.quotes.append(self._quotes(inst, sub, published, rep))
-
-    def _grid(self, inst: _Instrument, running: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Grid instants made final by this batch, and for each the index of its published row
-        in the batch (-1: the pending row from an earlier batch)."""
-        step = self.interval_ns
-        assert step is not None
-        if inst.next_grid_ns is None:
-            inst.next_grid_ns = -(-int(running[0]) // step) * step
-        end = int(running[-1])
-        grid = np.arange(inst.next_grid_ns, end, step, dtype=np.int64)  # instants < end are final
-        inst.next_grid_ns = max(inst.next_grid_ns, -(-end // step) * step)
-        owner = np.searchsorted(running, grid, side="right") - 1
-        return grid, owner.astype(np.int64)
-
-    def _run(self, inst: _Instrument, sub: _Columns, rows: np.ndarray | None) -> dict[str, np.ndarray]:
-        levels = self.levels if rows is not None else 0
-        if inst.kind == "l3":
-            cols = [sub[n] for n in _L3_COLS]
-            state, out = apply_l3(inst.book, *cols, levels=levels, snapshot_rows=rows)
-            assert isinstance(state, L3State)
-        else:
-            cols = [sub[n] for n in _L2_COLS]
-            state, out = l2_run(inst.book, *cols, levels=levels, snapshot_rows=rows)
-        inst.book = state
+    def _parts(self, table: pa.Table, kind: str,
+               key: tuple[str, str] | None) -> list[tuple[InstrumentBook, np.ndarray | None]]:
+        """The books of the table's instruments (``key``: its one instrument, if it has one) with
+        their rows (None: all of them); books are created on first sight."""
+        groups = [(key[0], key[1], None)] if key is not None else instrument_groups(table)
+        out = []
+        for venue, symbol, rows in groups:
+            inst = self.books.get((venue, symbol))
+            if inst is None:
+                inst = self.books[(venue, symbol)] = InstrumentBook(
+                    venue, symbol, kind, levels=self.levels, step_ns=self._step_ns,
+                    quote_mode=self._quote_mode, backend=self.backend, start_synced=self.start_synced)
+            # under ``auto`` the first kind seen decides; the other table of the same events is ignored
+            if inst.kind == kind and not inst.closed:
+                out.append((inst, rows))
         return out
-
-    def _snapshot_rows(self, inst: _Instrument, ts_ns: np.ndarray, owners: list[_Pending]) -> pa.Table:
-        return self._snapshot_table(inst, ts_ns, _Owners.of(owners))
-
-    def _snapshot_table(self, inst: _Instrument, ts_ns: np.ndarray, owners: _Owners) -> pa.Table:
-        book, status = owners.book, owners.status  # [4, k, levels], [k]
-        # L2 snapshots list only the levels that exist (tapeflow.book.l2), L3 ones pad to ``levels``
-        # (tapeflow.book.l3): the batch rebuild is the contract, so each keeps its shape
-        if inst.kind == "l2":
-            lists = [_existing(book[q - q % 2], book[q]) for q in range(4)]
-        else:
-            lists = [_padded(book[q]) for q in range(4)]
-        return BOOK_SNAPSHOT.table(
-            {"ts_event_ns": ts_ns, "ts_recv_ns": owners.row_recv_ns.astype(np.int64),
-             "sequence": owners.sequence.astype(np.int64),
-             "bid_price_nanos": lists[0], "bid_size_nanos": lists[1],
-             "ask_price_nanos": lists[2], "ask_size_nanos": lists[3],
-             "flags": np.where(status == VALID, 0, F_MAYBE_BAD_BOOK).astype(np.uint8)},
-            constants={"venue": inst.venue, "symbol": inst.symbol, "levels": self.levels})
-
-    def _quotes(self, inst: _Instrument, sub: _Columns, published: np.ndarray,
-                rep: dict[str, np.ndarray]) -> pa.Table:
-        cols = np.stack([rep["bid_px"][published], rep["bid_sz"][published], rep["ask_px"][published],
-                         rep["ask_sz"][published],
-                         np.where(rep["status"][published] == VALID, 0, F_MAYBE_BAD_BOOK)]).astype(np.int64)
-        prev = (np.array(inst.last_quote, np.int64)[:, None] if inst.last_quote is not None
-                else np.full((5, 1), -2, np.int64))
-        changed = np.any(cols != np.concatenate([prev, cols[:, :-1]], axis=1), axis=0)
-        inst.last_quote = tuple(int(v) for v in cols[:, -1])
-        rows = published[changed]
-        if not len(rows):
-            return _concat(QUOTE, [])
-        keep = cols[:, changed]
-        return QUOTE.table(
-            {"ts_event_ns": sub["ts_event_ns"][rows], "ts_recv_ns": sub["ts_recv_ns"][rows],
-             "sequence": sub["sequence"][rows], "bid_price_nanos": keep[0], "bid_size_nanos": keep[1],
-             "ask_price_nanos": keep[2], "ask_size_nanos": keep[3], "flags": keep[4].astype(np.uint8)},
-            constants={"venue": inst.venue, "symbol": inst.symbol})
-
-    @staticmethod
-    def _tables(out: _Out) -> dict[str, pa.Table]:
-        return {QUOTE.name: _concat(QUOTE, out.quotes), BOOK_SNAPSHOT.name: _concat(BOOK_SNAPSHOT, out.snaps)}
 
 
 _EMPTY: dict[str, pa.Table] = {}
 
 
-def _concat(record: RecordType, tables: list[pa.Table]) -> pa.Table:
-    # building an empty table from the declaration costs ~0.1 ms: a live flow of small batches
-    # asks for one per batch, so keep one per record
-    tables = [t for t in tables if t.num_rows]
+def _tables(quotes: list[pa.Table], snaps: list[pa.Table]) -> dict[str, pa.Table]:
+    return {QUOTE.name: _one(QUOTE, quotes), BOOK_SNAPSHOT.name: _one(BOOK_SNAPSHOT, snaps)}
+
+
+def _one(record: RecordType, tables: list[pa.Table]) -> pa.Table:
     if len(tables) == 1:
         return tables[0]
-    if tables:
-        return pa.concat_tables(tables)
-    if record.name not in _EMPTY:
-        _EMPTY[record.name] = record.empty_table()
-    return _EMPTY[record.name]
+    return pa.concat_tables(tables) if tables else _empty(record)
 
 
-def _per_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
-    # the live flow keys batches by instrument, so one instrument per table is the common case
-    venue, symbol = pc.min_max(table.column("venue")), pc.min_max(table.column("symbol"))
-    if venue["min"] == venue["max"] and symbol["min"] == symbol["max"]:
-        return [(venue["min"].as_py(), symbol["min"].as_py(), table)]
-    return [(v, s, table.take(pa.array(rows))) for v, s, rows in instrument_groups(table)]
+def _empty(record: RecordType) -> pa.Table:
+    empty = _EMPTY.get(record.name)
+    if empty is None:
+        # built once: a live flow of small batches asks for one per batch
+        empty = _EMPTY[record.name] = record.empty_table()
+    return empty
 
 
-class _Columns:
-    """A table's columns as numpy arrays, each converted once (a micro-batch is often one chunk)."""
-
-    def __init__(self, table: pa.Table) -> None:
-        self.table = table
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        arr = self._cache.get(name)
-        if arr is None:
-            col = self.table.column(name)
-            chunk = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
-            arr = self._cache[name] = chunk.to_numpy(zero_copy_only=False)
-        return arr
-
-
-def _existing(px: np.ndarray, values: np.ndarray) -> pa.Array:
-    keep = px != UNDEF_PRICE
-    offsets = np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values[keep], pa.int64()))
-
-
-def _padded(matrix: np.ndarray) -> pa.Array:
-    k, levels = matrix.shape
-    offsets = np.arange(0, (k + 1) * levels, levels, dtype=np.int32)
-    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(matrix.reshape(-1), pa.int64()))
-
-
-__all__ = ["KINDS", "BookStage"]
+__all__ = ["BACKENDS", "KINDS", "QUOTE_MODES", "BookStage"]

@@ -27,14 +27,13 @@ import math
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from kernels.metrics import book_metrics, even_width, grid_end, quote_events
-from tapeflow.book.l2 import instrument_groups
+from kernels.metrics import book_metrics, grid_end, quote_events
+from tapeflow.book.grid import instrument_groups, single_value
 from tapeflow.derived.bars import interval_ns
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.core import RecordType
-from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
+from tapeflow.schemas.records import ASK, BID, BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
 # Empty tables are immutable and costly to build (a schema.empty_table() takes ~0.3 ms): built once.
 _EMPTY_METRIC = METRIC.empty_table()
@@ -44,7 +43,6 @@ _EMPTY_QUOTE = QUOTE.empty_table()
 _EMPTY_TRADE = TRADE.empty_table()
 
 DAY_NS = 86_400_000_000_000
-_BUY, _SELL = ord("B"), ord("A")
 
 
 def _check(table: pa.Table, record: RecordType, what: str) -> None:
@@ -64,34 +62,6 @@ def by_instrument(table: pa.Table) -> list[tuple[str, str, pa.Table]]:
     if venue is not None and symbol is not None:
         return [(venue, symbol, table)]
     return [(v, s, table.take(pa.array(idx))) for v, s, idx in instrument_groups(table)]
-
-
-def single_value(column: pa.ChunkedArray) -> str | None:
-    """The column's value when every row holds the same one, else None (a string column, not empty).
-
-    For routing: tells a one-instrument table from a mixed one in a few microseconds.
-
-    Reads the string buffers directly: a compute kernel call (``pc.equal``) costs tens of
-    microseconds, which a one-row live batch should not pay.
-    """
-    if len(column) <= 8:
-        values = set(column.to_pylist())  # a few Python strings cost less than any kernel call
-        return values.pop() if len(values) == 1 else None
-    arr = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
-    n = len(arr)
-    if arr.null_count or arr.type != pa.string():
-        first = column[0].as_py()
-        return first if pc.all(pc.equal(column, first)).as_py() else None
-    _, obuf, dbuf = arr.buffers()
-    off = np.frombuffer(obuf, np.int32, n + 1, arr.offset * 4)
-    width = even_width(off)
-    if width < 0:
-        return None
-    start = int(off[0])
-    chars = dbuf[start:start + n * width].to_pybytes() if width else b""
-    first = chars[:width]
-    # equal lengths and the bytes of n copies of the first string: every row holds that string
-    return first.decode() if chars == first * n else None
 
 
 def _list_parts(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,7 +90,7 @@ def signed_volume(trades: pa.Table) -> np.ndarray:
     """Buyer-initiated size minus seller-initiated size per trade (0 when the side is unknown)."""
     side = trades.column("aggressor_side").to_numpy()
     size = trades.column("size_nanos").to_numpy()
-    return np.where(side == _BUY, size, np.where(side == _SELL, -size, 0)).astype(np.int64)
+    return np.where(side == BID, size, np.where(side == ASK, -size, 0)).astype(np.int64)
 
 
 def _grid_of(snap: pa.Table, step_ns: int, venue: str, symbol: str) -> np.ndarray:

@@ -7,43 +7,42 @@ or a size on the way in. ``UNDEF_PRICE`` (int64 max) marks an absent price, as i
 
 from __future__ import annotations
 
+import dataclasses
+
+# The wire codes (quality flags, sides, actions, UNDEF_PRICE, book status) are declared once, in
+# kernels.codes (the kernels read them as compile-time constants); records re-exports them.
+from kernels.codes import (  # noqa: F401  (re-exported)
+    ASK,
+    BID,
+    CROSSED,
+    F_BAD_TS_RECV,
+    F_GAP,
+    F_HIDDEN,
+    F_LAST,
+    F_MAYBE_BAD_BOOK,
+    F_MBP,
+    F_SNAPSHOT,
+    F_SUPERSEDED,
+    F_TOB,
+    L2_CLEAR,
+    L2_DELETE,
+    L2_SET,
+    L3_ADD,
+    L3_CANCEL,
+    L3_CLEAR,
+    L3_FILL,
+    L3_MODIFY,
+    L3_NONE,
+    L3_TRADE,
+    NO_SIDE,
+    RESYNC,
+    UNDEF_PRICE,
+    VALID,
+)
 from tapeflow.schemas.core import Field, RecordType, common
 
 SCALE = 1_000_000_000
-UNDEF_PRICE = 2**63 - 1
 UNDEF_TS = -1
-
-# Quality flags (u8). Bits 2..7 keep Databento's meanings so DBN flags pass through unchanged.
-F_LAST = 128          # last record of a venue event: publish the book only here
-F_TOB = 64            # top-of-book message (Databento)
-F_SNAPSHOT = 32       # part of a snapshot (replay of the state, not a change)
-F_MBP = 16            # aggregated price level message (Databento)
-F_BAD_TS_RECV = 8     # ts_recv is not trustworthy
-F_MAYBE_BAD_BOOK = 4  # the book may be wrong here (after an unrecoverable gap, before resync)
-F_GAP = 2             # a sequence gap or checksum failure precedes this record: resync needed
-F_SUPERSEDED = 1      # already contained in the snapshot it follows: do not apply to the book
-# On trade rows only: an execution against hidden (non-displayed) liquidity. Every u8 bit is taken;
-# F_MBP marks aggregated book messages and never a trade, so trade rows reuse that bit.
-F_HIDDEN = F_MBP
-
-# sides (u8, ASCII as in DBN)
-BID = ord("B")
-ASK = ord("A")
-NO_SIDE = ord("N")
-
-# L2 BookDelta actions
-L2_SET = ord("U")     # set the level to the absolute size (new or changed)
-L2_DELETE = ord("D")  # remove the level
-L2_CLEAR = ord("R")   # clear the whole book (starts a snapshot)
-
-# L3 OrderEvent actions (DBN MBO semantics)
-L3_ADD = ord("A")
-L3_CANCEL = ord("C")  # size is the amount removed; the order goes when nothing is left
-L3_MODIFY = ord("M")  # new price and size for order_id (loses queue priority on price change)
-L3_CLEAR = ord("R")
-L3_TRADE = ord("T")   # aggressor side: the book does not change
-L3_FILL = ord("F")    # resting side filled: size is the amount filled
-L3_NONE = ord("N")
 
 TRADE = RecordType(
     "trade",
@@ -102,19 +101,26 @@ QUOTE = RecordType(
     doc="Best bid and offer.",
 )
 
+# The best bid and offer rebuilt from the book, one row per change (tapeflow.book.stage.BookStage):
+# a quote record, stored apart from the venue's own quotes (lake dataset / ClickHouse table ``bbo``).
+BBO = dataclasses.replace(QUOTE, name="bbo", doc="Best bid and offer from the rebuilt book, at each change.")
+
 BOOK_SNAPSHOT = RecordType(
     "book_snapshot",
     common(
         Field("sequence", "i64", "sequence of the last event applied"),
-        Field("levels", "u16", "number of levels requested"),
-        Field("bid_price_nanos", "list_i64", "bid prices, best first"),
-        Field("bid_size_nanos", "list_i64", "bid sizes, best first"),
-        Field("ask_price_nanos", "list_i64", "ask prices, best first"),
-        Field("ask_size_nanos", "list_i64", "ask sizes, best first"),
+        Field("levels", "u16", "number of levels requested (N)"),
+        Field("bid_price_nanos", "list_i64", "bid prices, best first: the levels that exist, at most N"),
+        Field("bid_size_nanos", "list_i64", "bid sizes, best first, one per bid price"),
+        Field("ask_price_nanos", "list_i64", "ask prices, best first: the levels that exist, at most N"),
+        Field("ask_size_nanos", "list_i64", "ask sizes, best first, one per ask price"),
         Field("flags", "u8", "F_MAYBE_BAD_BOOK when the book was resyncing, crossed or gapped"),
     ),
     order_by=("venue", "symbol", "ts_event_ns", "sequence"),
-    doc="Top N levels of the book at one instant.",
+    doc=("Top N levels of the book at one instant. List shape, the same for L2 and L3 books: each "
+         "side lists only the levels that exist, best first, at most N (``levels``); a side with "
+         "fewer levels has a shorter list, an empty side an empty one. Never padded: no "
+         "UNDEF_PRICE or zero sizes inside the lists, every size > 0."),
 )
 
 BAR = RecordType(
@@ -216,7 +222,7 @@ STATUS = RecordType(
 ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
     for r in (
-        TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
+        TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
         METRIC, STATUS,
     )
 }

@@ -7,21 +7,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kernels.codes import ASK as S
+from kernels.codes import BID as B
+from kernels.codes import CROSSED, RESYNC, UNDEF_PRICE, VALID
+from kernels.codes import F_GAP as GAP
+from kernels.codes import F_LAST as LAST
+from kernels.codes import F_SNAPSHOT as SNAP
+from kernels.codes import F_SUPERSEDED as SUPERSEDED
+from kernels.codes import L3_ADD as A
+from kernels.codes import L3_CANCEL as C
+from kernels.codes import L3_CLEAR as R
+from kernels.codes import L3_FILL as F
+from kernels.codes import L3_MODIFY as M
+from kernels.codes import L3_NONE as N
+from kernels.codes import L3_TRADE as T
 from kernels.l3book import apply_l3, l3_replay, new_l3_state
 from kernels.reference_l3 import (
     ANOM_DUPLICATE_ADD,
     ANOM_SIZE_UNDERFLOW,
     ANOM_UNKNOWN_ORDER,
-    CROSSED,
-    RESYNC,
-    UNDEF_PRICE,
-    VALID,
     l3_replay_reference,
 )
-
-A, C, M, R, T, F, N = (ord(x) for x in "ACMRTFN")
-B, S = ord("B"), ord("A")
-LAST, SNAP, GAP, SUPERSEDED = 128, 32, 2, 1
 
 
 def _arrays(rows: list[tuple[int, int, int, int, int, int]]) -> tuple[np.ndarray, ...]:

@@ -45,16 +45,17 @@ def test_time_grid_reads_the_last_published_book_per_instrument() -> None:
     bbb = [s for s in snaps if s["symbol"] == "BBB"]
     # AAA published at 1.0, 1.5, 2.2, 3.1 s -> grid 1 s .. 4 s
     assert [s["ts_event_ns"] // SEC for s in aaa] == [1, 2, 3, 4]
-    assert [s["bid_price_nanos"] for s in aaa] == [
-        [100 * PX, UNDEF_PRICE], [101 * PX, 100 * PX], [100 * PX, UNDEF_PRICE], [100 * PX, UNDEF_PRICE]]
+    # the levels that exist, best first, at most 2: never padded
+    assert [s["bid_price_nanos"] for s in aaa] == [[100 * PX], [101 * PX, 100 * PX], [100 * PX], [100 * PX]]
     # at 3 s the event begun at 2.9 s is not published yet: its ask at 99 must not show
-    assert aaa[2]["ask_price_nanos"] == [102 * PX, UNDEF_PRICE] and aaa[2]["sequence"] == 4
+    assert aaa[2]["ask_price_nanos"] == [102 * PX] and aaa[2]["sequence"] == 4
     assert [s["flags"] for s in aaa] == [0, 0, 0, 0]
     assert aaa[1]["bid_size_nanos"] == [2 * SEC, 5 * SEC] and aaa[1]["levels"] == 2
     # BBB: published at 1.2 and 3.5 s -> grid 2 s .. 4 s, never synced
     assert [s["ts_event_ns"] // SEC for s in bbb] == [2, 3, 4]
     assert all(s["flags"] == F_MAYBE_BAD_BOOK for s in bbb)
-    assert bbb[-1]["ask_price_nanos"] == [51 * PX, UNDEF_PRICE] and bbb[0]["ask_size_nanos"] == [0, 0]
+    assert bbb[-1]["ask_price_nanos"] == [51 * PX] and bbb[0]["ask_size_nanos"] == []
+    assert bbb[0]["bid_price_nanos"] == [50 * PX] and bbb[0]["bid_size_nanos"] == [SEC]
 
 
 def test_event_snapshots_one_per_published_row() -> None:

@@ -1,7 +1,9 @@
 """BookStage (the live flow's incremental book) against the batch rebuild and the venue's own BBO.
 
-Parity is row for row with ``tapeflow.book.rebuild.snapshots_for_format`` (what ``tapeflow book`` runs)
-whatever the micro-batch size; the Binance bookTicker is an independent oracle of the rebuilt BBO.
+Parity is row for row with ``tapeflow.book.rebuild.snapshots_for_format`` (what ``tapeflow book`` runs:
+the same stage over whole tables) whatever the micro-batch size; the Binance bookTicker is an
+independent oracle of the rebuilt BBO, and ``test_grid.py`` checks the stage against builders that
+do not use it (``grid_rows`` over the reference books).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from tapeflow.book.l2 import quotes_from_deltas
 from tapeflow.book.l3 import l3_book_snapshots
 from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.book.stage import BookStage
-from tapeflow.errors import ConfigError
+from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
+from tests.book.test_shape import _l3
 from tests.flows.flowdata import binance_prefix, raw_comparable_bookticker_u, sim_market
 
 SECOND = 1_000_000_000
@@ -163,3 +166,29 @@ def test_bad_configuration_is_refused() -> None:
         BookStage("l2", interval_ns=-1)
     with pytest.raises(ConfigError, match="levels"):
         BookStage("l2", levels=0)
+    with pytest.raises(ConfigError, match="sometimes"):
+        BookStage("l2", quotes="sometimes")
+    with pytest.raises(ConfigError, match="gpu"):
+        BookStage("l2", backend="gpu")
+
+
+def test_bad_tables_are_refused_with_a_book_error() -> None:
+    with pytest.raises(BookError, match="order_event"):
+        BookStage("l3").replay({"order_event": _l3().drop_columns(["order_id"])})
+    with pytest.raises(BookError, match="order_id"):
+        BookStage("l3").apply({"order_event": _l3().drop_columns(["order_id"])})
+
+
+def test_heartbeats_emit_the_pending_book_and_close_does_not_repeat_them() -> None:
+    stage = BookStage("l3", levels=3, interval_ns=SECOND)
+    fed = stage.apply({"order_event": _l3()})
+    assert fed["book_snapshot"]["ts_event_ns"].to_pylist() == [SECOND, 2 * SECOND, 3 * SECOND]
+    marks = pa.table({"venue": ["v", "v"], "symbol": ["L3", "unknown"],
+                      "ts_recv_ns": [6 * SECOND, 9 * SECOND]})
+    beat = stage.advance_all(marks)
+    # the grid goes on with the book after the last event (3.5 s) while the feed's clock moves
+    assert beat["ts_event_ns"].to_pylist() == [4 * SECOND, 5 * SECOND]
+    assert beat["bid_price_nanos"].to_pylist() == [[101 * SECOND, 100 * SECOND, 99 * SECOND]] * 2
+    assert beat["sequence"].to_pylist() == [5, 5]
+    assert stage.close()["book_snapshot"].num_rows == 0  # 4 s, the batch grid's last, is out already
+    assert stage.apply({"order_event": _l3()})["book_snapshot"].num_rows == 0  # closed: no more rows
