@@ -137,9 +137,11 @@ def test_small_flushes_never_lose_rows_of_the_same_run(tmp_path: Path, empty_dsn
     deltas = _source("BTCUSDT", 300, 5)
     summary = ingest(fake_format(deltas), inputs, lake=tmp_path / "lake", clickhouse=empty_dsn,
                      progress=False, mode="replace", flush_rows=1)
-    # chunk 0 lies on day 1, chunk 1 straddles midnight, chunk 2 on day 2: 4 writes of 2 partitions,
-    # the later writes to a partition merging into the earlier ones although the run's mode is replace
-    assert len(summary.partitions) == 4 and len({w.path for w in summary.partitions}) == 2
+    # chunk 0 lies on day 1, chunk 1 straddles midnight, chunk 2 on day 2: every chunk spills sorted runs
+    # (4 of 2 partitions), and each partition is committed once, holding all of its runs although the
+    # run's mode is replace
+    assert len(summary.partitions) == 2 and len({w.path for w in summary.partitions}) == 2
+    assert summary.spilled_bytes > 0
     assert lake.read(BOOK_DELTA, tmp_path / "lake").num_rows == deltas.num_rows
     assert _counts(empty_dsn, "book_delta") == {"BTCUSDT": deltas.num_rows}
 
