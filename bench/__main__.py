@@ -9,7 +9,8 @@ import time
 from bench import Report, run_module
 
 # bench.l2 is ours; other modules join by existing and exposing run(report) (see bench/__init__.py)
-MODULES = ("bench.l2", "bench.l3", "bench.live", "bench.backfill", "bench.stages", "bench.decode")
+MODULES = ("bench.l2", "bench.l3", "bench.live", "bench.backfill", "bench.stages", "bench.decode",
+           "bench.ingest")
 
 
 def main() -> None:

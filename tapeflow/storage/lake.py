@@ -48,6 +48,10 @@ _READ_ATTEMPTS = 20
 # repeat enough within a row group for dictionary pages to win.
 _PLAIN_COLUMNS = frozenset({"ts_recv_ns", "sequence"})
 _DELTA_COLUMNS = frozenset({"ts_event_ns"})
+# Order ids are nearly unique, so a dictionary only falls back; split into byte streams they compress
+# best (ES MBO day, zstd 3: 8.97 bytes per row for the file against 10.13 with a dictionary, 9.30
+# PLAIN, 9.64 delta-packed) and write 14% faster.
+_SPLIT_COLUMNS = frozenset({"order_id"})
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,7 @@ def parquet_options(record: RecordType, zstd_level: int = ZSTD_LEVEL) -> dict[st
     stored = [f for f in record.fields if f.name not in PARTITION_KEYS]
     encodings = {f.name: "PLAIN" for f in stored if f.name in _PLAIN_COLUMNS}
     encodings |= {f.name: "DELTA_BINARY_PACKED" for f in stored if f.name in _DELTA_COLUMNS}
-    encodings |= {f.name: "BYTE_STREAM_SPLIT" for f in stored if f.kind == "f64"}
+    encodings |= {f.name: "BYTE_STREAM_SPLIT" for f in stored if f.kind == "f64" or f.name in _SPLIT_COLUMNS}
     dictionary = [f.name for f in stored if f.name not in encodings]
     return {
         "compression": "zstd",

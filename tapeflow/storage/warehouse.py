@@ -219,13 +219,15 @@ class Warehouse:
     def _exists(self, name: str) -> bool:
         return bool(self._scalar(f"EXISTS TABLE {name}"))
 
-    def _partition_ids(self, table: str) -> list[str]:
+    def _partition_ids(self, table: str, among: list[str] | None = None) -> list[str]:
+        """Partition ids of ``table`` holding rows (only those in ``among``, when given)."""
         rows = self.client.query(
             "SELECT DISTINCT partition_id FROM system.parts "
             "WHERE database = currentDatabase() AND table = {t:String} AND active ORDER BY partition_id",
             parameters={"t": table},
         ).result_rows
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        return ids if among is None else [p for p in ids if p in set(among)]
 
     def _scalar(self, sql: str) -> Any:
         try:
@@ -303,16 +305,20 @@ class Stage:
         ids = wh._partition_ids(self.name)
         id_list = ", ".join(_quote(p) for p in ids)
         touched = f"SELECT * FROM {target} WHERE _partition_id IN ({id_list})"
-        if mode == "merge":
-            wh._command(f"INSERT INTO {self.name} {touched} AND sipHash64(*) NOT IN "
-                        f"(SELECT sipHash64(*) FROM {self.name})")
-        elif mode == "append":
-            wh._command(f"INSERT INTO {self.name} {touched}")
-        else:
-            slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {self.name}"
-            wh._command(f"INSERT INTO {self.name} {touched} AND (venue, symbol, {_DAY}) NOT IN ({slices})")
-        for pid in ids:
-            wh._command(f"ALTER TABLE {target} REPLACE PARTITION ID {_quote(pid)} FROM {self.name}")
+        # the rows already in the touched partitions that survive the swap (none on a first load)
+        if wh._partition_ids(target, among=ids):
+            if mode == "merge":
+                wh._command(f"INSERT INTO {self.name} {touched} AND sipHash64(*) NOT IN "
+                            f"(SELECT sipHash64(*) FROM {self.name})")
+            elif mode == "append":
+                wh._command(f"INSERT INTO {self.name} {touched}")
+            else:
+                slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {self.name}"
+                wh._command(f"INSERT INTO {self.name} {touched} "
+                            f"AND (venue, symbol, {_DAY}) NOT IN ({slices})")
+        # one ALTER for every partition: ClickHouse applies its commands in order
+        wh._command(f"ALTER TABLE {target} " + ", ".join(
+            f"REPLACE PARTITION ID {_quote(pid)} FROM {self.name}" for pid in ids))
         return self.rows
 
     def drop(self) -> None:

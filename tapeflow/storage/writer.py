@@ -15,17 +15,21 @@ Every write of the CLI's ``ingest``, the Dagster assets and the live flow's sink
 
 Replace and merge stream: :meth:`Writer.load` takes rows in any number of pieces (sorted runs
 spill to the staging area past ``spill_rows``) and commits each partition once, by one atomic
-directory swap, merging the runs in bounded memory. docs/storage.md has the layout and protocol.
+directory swap, merging the runs in bounded memory. The warehouse side of a load runs on a thread
+of the writer's own, so ClickHouse inserts overlap decoding and the lake's Parquet writes (chdb
+releases the GIL while it works). docs/storage.md has the layout and the commit protocol.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +43,7 @@ from tapeflow.storage.compact import Run, merge_runs, write_part
 from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.parts import (
     BASE,
+    Part,
     list_parts,
     new_version,
     read_meta,
@@ -50,6 +55,8 @@ from tapeflow.storage.warehouse import Stage, Warehouse
 Mode = Literal["replace", "merge"]
 # Rows a load keeps in memory per record type before spilling sorted runs (~150 MB of MBO rows).
 SPILL_ROWS = 2_000_000
+# Rows sent to ClickHouse per insert while a load streams (fewer, larger inserts make fewer parts).
+WAREHOUSE_BATCH_ROWS = 262_144
 Slice = tuple[str, str, str]  # (venue, symbol, YYYY-MM-DD)
 
 
@@ -94,6 +101,7 @@ class Writer:
         self.zstd_level = zstd_level
         self.dedup_window = dedup_window
         self.spill_rows = spill_rows
+        self._warehouse_thread: ThreadPoolExecutor | None = None
         self._appender = (Appender(self.lake, zstd_level=zstd_level, dedup_window=dedup_window, fanout=fanout,
                                    max_merge_bytes=max_merge_bytes) if self.lake is not None else None)
 
@@ -155,7 +163,15 @@ class Writer:
         finally:
             self._release()
 
+    def _on_warehouse_thread(self, fn: Any, *args: Any, **kwargs: Any) -> Future[Any]:
+        if self._warehouse_thread is None:
+            self._warehouse_thread = ThreadPoolExecutor(1, thread_name_prefix="tapeflow-warehouse")
+        return self._warehouse_thread.submit(fn, *args, **kwargs)
+
     def _release(self) -> None:
+        if self._warehouse_thread is not None:
+            self._warehouse_thread.shutdown()
+            self._warehouse_thread = None
         if self._owns_warehouse and self.warehouse is not None:
             self.warehouse.close()
             self.warehouse = None
@@ -176,6 +192,7 @@ class _Pending:
     """One partition of a load: rows buffered, runs spilled, hashes for a merge."""
 
     seq: int  # the partition's highest append sequence number: the new base keeps it
+    existed: bool  # held parts when the load began: a merge must read them
     buffer: list[pa.Table] = field(default_factory=list)
     runs: list[Path] = field(default_factory=list)
     hashes: list[np.ndarray] = field(default_factory=list)
@@ -193,10 +210,14 @@ class Load:
         self.writer, self.record, self.mode = writer, record, mode
         self._listed = list(partitions)
         self._pending: dict[Slice, _Pending] = {}
-        self._buffered: list[pa.Table] = []
-        self._buffered_rows = 0
+        self._buffered_rows = 0  # rows in the partitions' buffers (the lake's memory)
         self._spilled_bytes = 0
-        self._stage: Stage | None = writer.warehouse.stage(record) if writer.warehouse is not None else None
+        self._stage: Stage | None = None
+        self._to_warehouse: list[pa.Table] = []
+        self._to_warehouse_rows = 0
+        self._inflight: Future[Any] | None = None  # the warehouse thread's current insert
+        if writer.warehouse is not None:
+            self._stage = writer._on_warehouse_thread(writer.warehouse.stage, record).result()
         self._done = False
 
     def add(self, table: pa.Table) -> None:
@@ -211,30 +232,35 @@ class Load:
                 pending = self._partition((venue, symbol, date))
                 stored = rows.drop_columns(list(lake.PARTITION_KEYS))
                 pending.buffer.append(stored)
-                if self.mode == "merge":
+                if self.mode == "merge" and pending.existed:
                     pending.hashes.append(lake.row_hashes(stored))
+            self._buffered_rows += table.num_rows
+            if self._buffered_rows >= self.writer.spill_rows:
+                self._spill()
         if self._stage is not None:
-            self._buffered.append(table)
-        self._buffered_rows += table.num_rows
-        if self._buffered_rows >= self.writer.spill_rows:
-            self._spill()
+            self._to_warehouse.append(table)
+            self._to_warehouse_rows += table.num_rows
+            if self._to_warehouse_rows >= WAREHOUSE_BATCH_ROWS:
+                self._send()
 
     def commit(self) -> WriteResult:
         """Swap every partition in (lake), then every slice (warehouse); return what was written."""
         if self._done:
             raise StorageError(f"load of {self.record.name} was already committed or aborted")
         result = WriteResult(spilled_bytes=self._spilled_bytes)
-        if self._stage is not None and self._buffered:
-            self._stage.insert(lake.concat(self.record, self._buffered))
-        self._buffered, self._buffered_rows = [], 0
-        if self.writer.lake is not None:
+        self._send()
+        if self.writer.lake is not None:  # while the warehouse thread inserts the last rows
             for key in sorted(set(self._pending) | set(self._listed)):
                 write = self._commit_partition(key, self._pending.get(key))
                 if write is not None:
                     result.partitions.append(write)
+        self._buffered_rows = 0
         if self._stage is not None:
-            result.warehouse_rows = self._stage.commit(self.mode, clear=self._listed)
-            self._stage.drop()
+            self._wait()
+            stage = self._stage
+            result.warehouse_rows = self.writer._on_warehouse_thread(stage.commit, self.mode,
+                                                                     clear=self._listed).result()
+            self.writer._on_warehouse_thread(stage.drop).result()
         self._done = True
         return result
 
@@ -247,7 +273,9 @@ class Load:
             for run in pending.runs:
                 run.unlink(missing_ok=True)
         if self._stage is not None:
-            self._stage.drop()
+            with contextlib.suppress(StorageError):  # discarded anyway; the caller's error is the story
+                self._wait()
+            self.writer._on_warehouse_thread(self._stage.drop).result()
 
     def __enter__(self) -> Load:
         return self
@@ -261,13 +289,26 @@ class Load:
         if pending is None:
             assert self.writer.lake is not None
             directory = lake.partition_dir(self.writer.lake, self.record, *key)
-            pending = self._pending[key] = _Pending(seq=_highest_seq(directory))
+            parts = list_parts(directory)
+            pending = self._pending[key] = _Pending(seq=_highest_seq(directory, parts), existed=bool(parts))
         return pending
 
+    def _send(self) -> None:
+        """Hand the rows gathered for the warehouse to its thread (after the previous insert)."""
+        if self._stage is None or not self._to_warehouse:
+            return
+        self._wait()
+        rows = lake.concat(self.record, self._to_warehouse)
+        self._to_warehouse, self._to_warehouse_rows = [], 0
+        self._inflight = self.writer._on_warehouse_thread(self._stage.insert, rows)
+
+    def _wait(self) -> None:
+        inflight, self._inflight = self._inflight, None
+        if inflight is not None:
+            inflight.result()
+
     def _spill(self) -> None:
-        if self._stage is not None and self._buffered:
-            self._stage.insert(lake.concat(self.record, self._buffered))
-        self._buffered, self._buffered_rows = [], 0
+        self._buffered_rows = 0
         for pending in self._pending.values():
             if pending.buffer:
                 pending.runs.append(self._write_run(pending))
@@ -304,7 +345,7 @@ class Load:
         return write
 
     def _build(self, key: Slice, directory: Path, version: Path, pending: _Pending) -> PartitionWrite:
-        old = list_parts(directory) if self.mode == "merge" else []
+        old = list_parts(directory) if self.mode == "merge" and pending.existed else []
         out = version / BASE
         if not old and len(pending.runs) == 1 and not pending.buffer:
             os.rename(pending.runs[0], out)  # one sorted run is already the whole partition
@@ -321,7 +362,7 @@ class Load:
         meta = read_meta(out)
         return PartitionWrite(self.record.name, *key, directory / BASE, meta.rows, meta.bytes)
 
-    def _old_runs(self, directory: Path, old: list, pending: _Pending) -> tuple[list[Run], list[str]]:
+    def _old_runs(self, directory: Path, old: list[Part], pending: _Pending) -> tuple[list[Run], list[str]]:
         if not old:
             return [], []
         new = np.unique(np.concatenate(pending.hashes)) if pending.hashes else np.empty(0, np.uint64)
@@ -333,8 +374,7 @@ class Load:
         return [Run(path=directory / p.name, keep=unrepeated) for p in old], tokens
 
 
-def _highest_seq(directory: Path) -> int:
-    parts = list_parts(directory)
+def _highest_seq(directory: Path, parts: list[Part]) -> int:
     return max([p.hi for p in parts] + [read_meta(directory / p.name).seq for p in parts if p.is_base],
                default=0)
 
