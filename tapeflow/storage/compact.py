@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from tapeflow.errors import StorageError
 from tapeflow.schemas import RecordType
 from tapeflow.storage import lake
-from tapeflow.storage.parts import sync_file, with_meta, write_file
+from tapeflow.storage.parts import fsync_path, with_meta, write_file
 
 BATCH_ROWS = 131_072
 Filter = Callable[[pa.Table], pa.Table]
@@ -92,7 +92,7 @@ def merge_runs(record: RecordType, runs: list[Run], out: Path, *, tokens: list[s
     except (OSError, pa.ArrowException) as exc:
         out.unlink(missing_ok=True)
         raise StorageError(f"writing {out} failed: {exc}") from exc
-    sync_file(out)
+    fsync_path(out)
     return written
 
 

@@ -154,15 +154,6 @@ def write_file(table: pa.Table, path: Path, **options: object) -> int:
     return Path(path).stat().st_size
 
 
-def sync_file(path: Path) -> None:
-    """fsync a file written by a streaming writer."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(tmp: Path, directory: Path, name: str) -> Path:
     """Rename a finished (fsynced) file from staging into a partition: the append's commit point."""
     created = make_dirs(directory)
@@ -173,7 +164,7 @@ def publish(tmp: Path, directory: Path, name: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise StorageError(f"publishing {target} failed: {exc}") from exc
     for d in [directory, *created]:
-        fsync_dir(d)
+        fsync_path(d)
     return target
 
 
@@ -199,20 +190,20 @@ def swap(root: Path, version: Path, directory: Path) -> None:
 
     An empty ``version`` removes the partition. The previous contents are deleted afterwards.
     """
-    fsync_dir(version)
+    fsync_path(version)
     if not directory.exists():
         if any(version.iterdir()):
             created = make_dirs(directory.parent)
             os.rename(version, directory)
             for d in [directory.parent, *created]:
-                fsync_dir(d)
+                fsync_path(d)
         else:
             version.rmdir()
         return
     if not any(version.iterdir()):
         retired = temp_path(root, ".old")
         os.rename(directory, retired)  # one rename: the partition disappears whole
-        fsync_dir(directory.parent)
+        fsync_path(directory.parent)
         shutil.rmtree(retired, ignore_errors=True)
         return
     try:
@@ -220,8 +211,8 @@ def swap(root: Path, version: Path, directory: Path) -> None:
     except _NoExchange:
         _swap_by_two_renames(root, version, directory)
         return
-    fsync_dir(directory.parent)
-    fsync_dir(version.parent)
+    fsync_path(directory.parent)
+    fsync_path(version.parent)
     shutil.rmtree(version, ignore_errors=True)  # now the old contents
 
 
@@ -238,7 +229,7 @@ def recover(root: Path) -> int:
         target, version = Path(root) / entry["target"], area / entry["version"]
         if not target.exists() and version.exists():
             os.rename(version, target)
-            fsync_dir(target.parent)
+            fsync_path(target.parent)
             done += 1
         journal.unlink()
     return done
@@ -248,12 +239,12 @@ def _swap_by_two_renames(root: Path, version: Path, directory: Path) -> None:
     area = staging(root)
     journal = area / f"{version.name}{_JOURNAL}"
     journal.write_text(json.dumps({"target": str(directory.relative_to(root)), "version": version.name}))
-    sync_file(journal)
-    fsync_dir(area)
+    fsync_path(journal)
+    fsync_path(area)
     retired = temp_path(root, ".old")
     os.rename(directory, retired)
     os.rename(version, directory)
-    fsync_dir(directory.parent)
+    fsync_path(directory.parent)
     journal.unlink()
     shutil.rmtree(retired, ignore_errors=True)
 
@@ -293,9 +284,9 @@ def make_dirs(directory: Path) -> list[Path]:
     return [p.parent for p in missing]
 
 
-def fsync_dir(directory: Path) -> None:
-    """fsync a directory, so the renames in it are durable."""
-    fd = os.open(directory, os.O_RDONLY)
+def fsync_path(path: Path) -> None:
+    """fsync a file (its bytes) or a directory (the renames in it), so they are durable."""
+    fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -330,5 +321,5 @@ def write_parquet_atomic(table: pa.Table, path: Path, **options: object) -> int:
         tmp.unlink(missing_ok=True)
         raise StorageError(f"writing {path} failed: {exc}") from exc
     for directory in [path.parent, *created]:
-        fsync_dir(directory)
+        fsync_path(directory)
     return path.stat().st_size

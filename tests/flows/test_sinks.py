@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,25 +29,11 @@ from flows.sinks import (
 )
 from tapeflow.errors import StorageError
 from tapeflow.live.prom import FlowMetrics
-from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BAR, QUOTE, REJECTED, STATUS
 from tapeflow.storage import lake
 from tapeflow.storage.warehouse import Warehouse
 
 T0 = 1_723_161_255_030_314_667
-
-
-@pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
-@pytest.fixture
-def wh(dsn: str) -> Iterator[Warehouse]:
-    with Warehouse(dsn) as warehouse:
-        for name in ALL_RECORDS:
-            warehouse.client.command(f"DROP TABLE IF EXISTS {name}")
-        yield warehouse
 
 
 def quotes(n: int, *, offset: int = 0) -> pa.Table:

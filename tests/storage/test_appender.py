@@ -19,6 +19,7 @@ from tapeflow.storage import lake
 from tapeflow.storage.batches import batch_token
 from tapeflow.storage.parts import BASE, STAGING, list_parts
 from tapeflow.storage.writer import Writer
+from tests.flows.test_sinks import bars
 from tests.storage.samples import T0, synthetic_deltas
 
 FLUSHES = 200
@@ -142,14 +143,6 @@ def test_identical_rows_in_one_and_in_two_batches_all_survive(tmp_path: Path) ->
         writer.flush()
         writer.append(BOOK_DELTA, twice, token=batch_token("book_delta", twice))  # redelivered: skipped
     assert lake.read(BOOK_DELTA, tmp_path).num_rows == 3
-
-
-def bars(revision: int, close: int, opens: tuple[int, ...] = (0,)) -> pa.Table:
-    n = len(opens)
-    cols = {c: [0] * n for c in BAR.column_names if c not in ("venue", "symbol", "interval")}
-    cols |= {"ts_event_ns": [T0 + o for o in opens], "ts_recv_ns": [T0 + 10**9] * n,
-             "close_price_nanos": [close] * n, "revision": [revision] * n, "interval": ["1s"] * n}
-    return BAR.table(cols, constants={"venue": "binance-usdm", "symbol": "BTCUSDT"})
 
 
 def test_a_restated_bar_replaces_its_key_in_the_buffer_and_on_disk(tmp_path: Path) -> None:

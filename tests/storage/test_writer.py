@@ -1,13 +1,13 @@
 """The one writer: replace, merge and append through one API, to the lake and ClickHouse (chdb) alike;
 streaming loads equal one-shot writes; nothing is visible before a commit.
 
-chdb opens one data directory per process, so the module shares one and each test drops the tables.
+chdb opens one data directory per process, so the module shares one (``dsn``) and each test drops
+the tables (``wh``), with the fixtures of ``tests/conftest.py``.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from tapeflow.errors import StorageError
-from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BOOK_DELTA, F_LAST
 from tapeflow.storage import lake
 from tapeflow.storage.batches import batch_token
@@ -25,19 +24,6 @@ from tapeflow.storage.parts import BASE, STAGING, list_parts
 from tapeflow.storage.warehouse import Warehouse
 from tapeflow.storage.writer import Writer, write
 from tests.storage.samples import DAY_NS, synthetic_deltas
-
-
-@pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
-@pytest.fixture
-def wh(dsn: str) -> Iterator[Warehouse]:
-    with Warehouse(dsn) as warehouse:
-        for name in ALL_RECORDS:
-            warehouse.client.command(f"DROP TABLE IF EXISTS {name}")
-        yield warehouse
 
 
 def multiset(table: pa.Table) -> Counter[int]:
