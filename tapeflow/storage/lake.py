@@ -229,17 +229,6 @@ def row_hashes(table: pa.Table) -> np.ndarray:
     return pl.from_arrow(table).hash_rows(seed=0).to_numpy()
 
 
-def unrepeated(old: pa.Table, new: pa.Table) -> pa.Table:
-    """The rows of ``old`` whose whole content no row of ``new`` repeats (a 64-bit row hash).
-
-    Merging by content rather than by key: two venue rows may share every key column (quotes
-    of one frame, identical MBO records) and must both survive.
-    """
-    if old.num_rows == 0 or new.num_rows == 0:
-        return old
-    return old.filter(pa.array(~np.isin(row_hashes(old), row_hashes(new))))
-
-
 def conform(record: RecordType, table: pa.Table) -> pa.Table:
     """``table`` cast to the record's schema; a table of another record is a :class:`StorageError`."""
     if table.column_names != record.column_names:

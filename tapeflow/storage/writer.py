@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.errors import StorageError
-from tapeflow.schemas import RecordType
+from tapeflow.schemas import RecordType, concat
 from tapeflow.storage import lake
 from tapeflow.storage.appender import FANOUT, MAX_MERGE_BYTES, Appender, FlushStats
 from tapeflow.storage.batches import DEDUP_WINDOW, REPLACE_KEYS, last_per_key
@@ -298,7 +298,7 @@ class Load:
         if self._stage is None or not self._to_warehouse:
             return
         self._wait()
-        rows = lake.concat(self.record, self._to_warehouse)
+        rows = concat(self.record, self._to_warehouse)
         self._to_warehouse, self._to_warehouse_rows = [], 0
         self._inflight = self.writer._on_warehouse_thread(self._stage.insert, rows)
 
@@ -368,6 +368,8 @@ class Load:
         new = np.unique(np.concatenate(pending.hashes)) if pending.hashes else np.empty(0, np.uint64)
 
         def unrepeated(table: pa.Table) -> pa.Table:
+            # by content, not by key: two venue rows may share every key column (quotes of one
+            # frame, identical MBO records) and must both survive
             return table.filter(pa.array(~np.isin(lake.row_hashes(table), new)))
 
         tokens = [t for p in old for t in read_meta(directory / p.name).tokens]
