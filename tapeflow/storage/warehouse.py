@@ -65,8 +65,8 @@ class Warehouse:
                 raise StorageError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {exc}") from exc
         else:
             raise ConfigError(f"warehouse DSN {redact_dsn(dsn)!r} is neither chdb:... nor http(s)://...")
-        self._stage_suffix = uuid.uuid4().hex[:8]
         self._ready: set[str] = set()  # tables insert_batch has prepared
+        self._tables: set[str] = set()  # tables known to exist
 
     def close(self) -> None:
         """Release the engine (chdb frees its directory once every client in the process closed)."""
@@ -82,9 +82,22 @@ class Warehouse:
         self.close()
 
     def ensure_tables(self, records: Iterable[RecordType] | None = None) -> None:
-        """Create the tables of ``records`` (default: every record type) when missing."""
-        for record in ALL_RECORDS.values() if records is None else records:
-            self._command(record.clickhouse_ddl())
+        """Create the tables of ``records`` (default: every record type) when missing.
+
+        A table this instance created or saw is not looked up again (drop one from elsewhere, and
+        open a new ``Warehouse``).
+        """
+        records = ALL_RECORDS.values() if records is None else records
+        wanted = [r for r in records if r.name not in self._tables]
+        if not wanted:
+            return
+        # one look at the catalogue instead of a DDL statement per table (~20 ms each on chdb)
+        found = self.client.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
+        self._tables |= {row[0] for row in found.result_rows}
+        for record in wanted:
+            if record.name not in self._tables:
+                self._command(record.clickhouse_ddl())
+                self._tables.add(record.name)
 
     def load(self, record: RecordType, table: pa.Table, *, replace_partitions: bool = True,
              mode: str = "replace") -> int:
@@ -274,10 +287,9 @@ class Stage:
 
     def __init__(self, warehouse: Warehouse, record: RecordType) -> None:
         self.wh, self.record = warehouse, record
-        self.name = f"_stage_{record.name}_{warehouse._stage_suffix}"
+        self.name = f"_stage_{record.name}_{uuid.uuid4().hex[:12]}"  # never met before: no DROP first
         self.rows = 0
-        warehouse._command(record.clickhouse_ddl())
-        warehouse._command(f"DROP TABLE IF EXISTS {self.name}")
+        warehouse.ensure_tables([record])
         warehouse._command(record.clickhouse_ddl(self.name))
 
     def insert(self, table: pa.Table) -> None:
