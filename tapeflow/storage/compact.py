@@ -24,6 +24,8 @@ from tapeflow.storage import lake
 from tapeflow.storage.parts import fsync_path, with_meta, write_file
 
 BATCH_ROWS = 131_072
+# Rows held across all runs at once: many runs (a long day spilled in pieces) read smaller batches.
+BUFFER_ROWS = 1_048_576
 Filter = Callable[[pa.Table], pa.Table]
 
 
@@ -77,10 +79,11 @@ def merge_runs(record: RecordType, runs: list[Run], out: Path, *, tokens: list[s
         tokens: batch tokens the part will hold (its footer metadata).
         seq: the highest append sequence number it covers.
         zstd_level: compression level.
-        batch_rows: rows read per run at a time.
+        batch_rows: rows read per run at a time (less when many runs share ``BUFFER_ROWS``).
     """
     schema = with_meta(lake.stored_schema(record), tokens, seq)
     options = lake.parquet_options(record, zstd_level)
+    batch_rows = min(batch_rows, max(4_096, BUFFER_ROWS // max(1, len(runs))))
     written = 0
     try:
         with pq.ParquetWriter(out, schema, **options) as writer:  # type: ignore[arg-type]
