@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
 
 import quality
@@ -100,9 +99,9 @@ def baseline(lake: Path, record: RecordType, t: Target) -> Baseline:
     day = t
     for _ in range(BASELINE_DAYS):
         day = day.previous()
-        path = lake_store.partition_dir(lake, record, day.venue, day.symbol, day.date) / lake_store.PART_FILE
-        if path.exists():
-            rows.append(pq.ParquetFile(path).metadata.num_rows)
+        count = lake_store.partition_rows(record, lake, day.venue, day.symbol, day.date)
+        if count is not None:
+            rows.append(count)
             profile = lake_store.read(PROFILE, lake, venue=day.venue, symbol=day.symbol, date=day.date)
             if profile.num_rows:
                 volumes.append(int(profile.column("volume_nanos")[0].as_py()))

@@ -22,6 +22,7 @@ from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import F_GAP
 from tapeflow.storage import lake as lake_store
 from tapeflow.storage.lake import PartitionWrite
+from tapeflow.storage.writer import Writer
 
 PREVIEW_ROWS = 5
 
@@ -49,15 +50,12 @@ def write(record: RecordType, tables: Mapping[Target, pa.Table], lake: Path,
     A target with no rows loses the partition an earlier run wrote, so a re-run that now finds
     nothing (a source removed) never leaves stale rows behind.
     """
-    writes: list[PartitionWrite] = []
-    for t in sorted(set(targets)):
-        rows = tables.get(t)
-        if rows is None or rows.num_rows == 0:
-            path = lake_store.partition_dir(lake, record, t.venue, t.symbol, t.date) / lake_store.PART_FILE
-            path.unlink(missing_ok=True)
-            continue
-        writes.extend(lake_store.write(record, rows, lake, mode="replace"))
-    return writes
+    slices = [(t.venue, t.symbol, t.date) for t in sorted(set(targets))]
+    with Writer(lake) as writer, writer.load(record, "replace", partitions=slices) as load:
+        for t in sorted(set(targets)):
+            if t in tables:
+                load.add(tables[t])
+        return load.commit().partitions
 
 
 def time_span(tables: Iterable[pa.Table]) -> tuple[int, int] | None:

@@ -38,7 +38,7 @@ from tapeflow.schemas.records import (
     STATISTIC,
     TRADE,
 )
-from tapeflow.storage import lake as lake_store
+from tapeflow.storage.writer import Writer
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 
@@ -155,7 +155,7 @@ def decode_sources(sources: list[Source], wanted: list[Target], lake: Path,
             if name == REJECTED.name:
                 orphans = table.filter(pc.equal(table.column("symbol"), ""))
                 if orphans.num_rows:
-                    lake_store.write(REJECTED, orphans, lake, mode="merge")
+                    Writer(lake).merge(REJECTED, orphans)
         entry = index.entries.get(src.key) if index is not None else None
         if entry is not None and keys.issuperset(entry.partitions):
             index.drop_decoded(src)  # type: ignore[union-attr]

@@ -1,9 +1,11 @@
 """Group ``warehouse``: the lake partitions of a run -> ClickHouse tables, replacing by partition.
 
-:meth:`tapeflow.storage.warehouse.Warehouse.load` swaps whole (venue, symbol, day) slices in, so
-re-materializing a partition never duplicates a row. chdb allows one writer process per data
-directory: a run that finds it locked fails with a ``StorageError`` naming the owner and is
-retried (``RetryPolicy``); the UI's run queue runs one run at a time (``make ui``).
+The one writer (:class:`tapeflow.storage.writer.Writer`) swaps whole (venue, symbol, day) slices
+in, so re-materializing a partition never duplicates a row, and a slice the lake no longer holds
+is emptied. The instrument-days stream in one at a time, so memory holds one of them. chdb allows
+one writer process per data directory: a run that finds it locked fails with a ``StorageError``
+naming the owner and is retried (``RetryPolicy``); the UI's run queue runs one run at a time
+(``make ui``).
 """
 
 from dagster import (
@@ -20,7 +22,6 @@ from assets.book import BBO
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from tapeflow.derived.profiles import BASELINE, PROFILE
-from tapeflow.schemas import concat
 from tapeflow.schemas.records import (
     BAR,
     BOOK_DELTA,
@@ -31,7 +32,8 @@ from tapeflow.schemas.records import (
     REJECTED,
     TRADE,
 )
-from tapeflow.storage.warehouse import Warehouse, redact_dsn
+from tapeflow.storage.warehouse import redact_dsn
+from tapeflow.storage.writer import Writer
 
 # ClickHouse table (= lake dataset) of each upstream asset
 TABLES = {
@@ -61,12 +63,14 @@ ALSO_LOADED = (PROFILE,)
 def clickhouse_tables(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
     """Load every dataset of the run's instrument-days into ClickHouse (replace by partition)."""
     wanted = targets(context.partition_keys)
-    lake = tapeflow.lake
+    slices = [(t.venue, t.symbol, t.date) for t in wanted]
     loaded: dict[str, int] = {}
-    with Warehouse(tapeflow.dsn) as wh:
+    with Writer(warehouse=tapeflow.dsn) as writer:
         for record in (*TABLES.values(), *ALSO_LOADED):
-            rows = concat(record, list(common.read(record, lake, wanted).values()))
-            loaded[record.name] = wh.load(record, rows, replace_partitions=True)
+            with writer.load(record, "replace", partitions=slices) as load:
+                for t in wanted:
+                    load.add(common.read(record, tapeflow.lake, [t])[t])
+                loaded[record.name] = load.commit().warehouse_rows
     return MaterializeResult(metadata={
         "dagster/row_count": sum(loaded.values()),
         "rows_by_table": MetadataValue.json(loaded),

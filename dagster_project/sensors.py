@@ -52,7 +52,7 @@ def gap_repair_sensor(context: SensorEvaluationContext,
                       tapeflow: TapeflowResource) -> SensorResult | SkipReason:
     """Read new STATUS rows from the lake and re-materialize the instrument-days their windows touch.
 
-    The cursor remembers, per status partition file, its mtime and the windows already repaired,
+    The cursor remembers, per status partition directory, its mtime and the windows already repaired,
     so a window is repaired once even when its file is rewritten with more rows. A window still
     open (``until_ns`` = -1) waits until it closes.
     """
@@ -60,12 +60,12 @@ def gap_repair_sensor(context: SensorEvaluationContext,
     known = context.instance.get_dynamic_partitions(INSTRUMENTS_NAME)
     days: set[tuple[str, str, str]] = set()
     windows: list[str] = []
-    for venue, symbol, _, path in lake_store.partitions(STATUS, tapeflow.lake):
+    for venue, symbol, date, path in lake_store.partitions(STATUS, tapeflow.lake):
         mtime = path.stat().st_mtime_ns
         done = seen.get(str(path), [0, []])
         if done[0] == mtime:
             continue
-        rows = lake_store.read(STATUS, tapeflow.lake, venue=venue, symbol=symbol, date=path.parent.name[5:])
+        rows = lake_store.read(STATUS, tapeflow.lake, venue=venue, symbol=symbol, date=date)
         repaired = set(done[1])
         for row in _closed_windows(rows):
             wid = f"{row['state']}:{row['ts_recv_ns']}:{row['until_ns']}"

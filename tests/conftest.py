@@ -1,9 +1,11 @@
-"""Shared fixtures: the real-data folder (skipped with a reason when absent)."""
+"""Shared fixtures: the real-data folder (skipped with a reason when absent), a chdb warehouse."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,3 +38,21 @@ def need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"real-data file missing: {path}")
     return path
+
+
+@pytest.fixture(scope="module")
+def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A chdb directory for the module (chdb opens one data directory per process at a time)."""
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def wh(dsn: str) -> Iterator[Any]:
+    """The module's warehouse with every record table dropped."""
+    from tapeflow.schemas import ALL_RECORDS
+    from tapeflow.storage.warehouse import Warehouse
+
+    with Warehouse(dsn) as warehouse:
+        for name in ALL_RECORDS:
+            warehouse.client.command(f"DROP TABLE IF EXISTS {name}")
+        yield warehouse

@@ -137,9 +137,11 @@ def test_small_flushes_never_lose_rows_of_the_same_run(tmp_path: Path, empty_dsn
     deltas = _source("BTCUSDT", 300, 5)
     summary = ingest(fake_format(deltas), inputs, lake=tmp_path / "lake", clickhouse=empty_dsn,
                      progress=False, mode="replace", flush_rows=1)
-    # chunk 0 lies on day 1, chunk 1 straddles midnight, chunk 2 on day 2: 4 writes of 2 partitions,
-    # the later writes to a partition merging into the earlier ones although the run's mode is replace
-    assert len(summary.partitions) == 4 and len({w.path for w in summary.partitions}) == 2
+    # chunk 0 lies on day 1, chunk 1 straddles midnight, chunk 2 on day 2: every chunk spills sorted runs
+    # (4 of 2 partitions), and each partition is committed once, holding all of its runs although the
+    # run's mode is replace
+    assert len(summary.partitions) == 2 and len({w.path for w in summary.partitions}) == 2
+    assert summary.spilled_bytes > 0
     assert lake.read(BOOK_DELTA, tmp_path / "lake").num_rows == deltas.num_rows
     assert _counts(empty_dsn, "book_delta") == {"BTCUSDT": deltas.num_rows}
 
@@ -177,3 +179,56 @@ def test_binance_capture_lands_whole_in_lake_and_warehouse(tmp_path: Path, empty
     deltas = summary.events["book_delta"]
     assert lake.read(BOOK_DELTA, root).num_rows == _counts(empty_dsn, "book_delta")["BTCUSDT"] == deltas
     assert summary.events.get("rejected", 0) == 0
+
+
+def chunked_format(deltas: pa.Table, chunks: int) -> VenueFormat:
+    """A format whose decoder yields ``deltas`` in ``chunks`` pieces."""
+
+    def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
+        size = -(-deltas.num_rows // chunks)
+        for i in range(chunks):
+            yield Decoded({"book_delta": deltas.slice(i * size, size)}, bytes_read=1, source=f"chunk {i}")
+
+    return VenueFormat(name="chunked", decode=decode, description="in-test fake")
+
+
+def _write_syscall_bytes() -> int:
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no wchar in /proc/self/io")
+
+
+def test_many_small_flushes_write_bytes_linear_in_rows(tmp_path: Path, inputs: list[Path]) -> None:
+    if not Path("/proc/self/io").exists():
+        pytest.skip("counts the bytes this process writes through /proc/self/io (Linux)")
+    deltas = _source("BTCUSDT", 2_000, 8)
+
+    def written(rows: pa.Table, chunks: int, flush_rows: int) -> int:
+        root = tmp_path / f"lake-{rows.num_rows}-{chunks}"
+        before = _write_syscall_bytes()  # every byte written, whoever writes it: no self-reporting
+        summary = ingest(chunked_format(rows, chunks), inputs, lake=root, clickhouse=None, progress=False,
+                         flush_rows=flush_rows)
+        total = _write_syscall_bytes() - before
+        assert lake.read(BOOK_DELTA, root).num_rows == rows.num_rows
+        assert total >= summary.bytes_written + summary.spilled_bytes
+        return total
+
+    # a flush after every chunk of ~600 rows: each row is written twice (its spilled run, then its
+    # partition), so twice the rows in twice the flushes write twice the bytes. The old ingest rewrote
+    # every partition on every pass: twice the flushes of twice the rows wrote four times the bytes.
+    half = written(deltas.slice(0, deltas.num_rows // 2), 50, 1)
+    whole = written(deltas, 100, 1)
+    assert 1.7 * half <= whole <= 2.3 * half
+    assert whole <= 8 * written(deltas, 1, 10**9)  # vs one flush: small runs compress less, no more
+
+
+def test_a_rerun_of_a_many_pass_merge_is_idempotent(tmp_path: Path, empty_dsn: str,
+                                                     inputs: list[Path]) -> None:
+    deltas = _source("BTCUSDT", 400, 9)
+    root = tmp_path / "lake"
+    for _ in range(2):  # each run flushes after every chunk; the second merges into the first's rows
+        ingest(chunked_format(deltas, 20), inputs, lake=root, clickhouse=empty_dsn, progress=False,
+               flush_rows=1)
+    assert lake.read(BOOK_DELTA, root).num_rows == deltas.num_rows
+    assert _counts(empty_dsn, "book_delta") == {"BTCUSDT": deltas.num_rows}

@@ -1,15 +1,16 @@
-"""Ingest: decode files with a venue format, write lake partitions, load the warehouse.
+"""Ingest: decode files with a venue format into the lake and the warehouse, through the one writer.
 
-Chunks from the decoder are buffered per record type and written once at the end, so a
-partition is normally written once per run. Inputs bigger than ``flush_rows`` are flushed in
-several passes; a partition that a pass already wrote is then merged into, never replaced, so
-the run never loses its own earlier rows.
+Each record type the decoder yields streams into one ``Writer.load`` (:mod:`tapeflow.storage.writer`):
+chunks are buffered, spilled as sorted runs past ``flush_rows`` (so memory stays bounded however
+long the input), and committed once at the end, each partition by one atomic swap. A run is one
+load, so its merge sees all of its rows at once: re-running a large file is as idempotent as a
+small one, and the bytes written grow with the rows, not with their square.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,15 +20,15 @@ import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError
 from tapeflow.progress import progress_bar
-from tapeflow.schemas import ALL_RECORDS, RecordType, concat
+from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import REJECTED
-from tapeflow.storage import lake as lake_store
-from tapeflow.storage.lake import Mode, PartitionWrite
-from tapeflow.storage.warehouse import Warehouse, redact_dsn
+from tapeflow.storage.lake import PartitionWrite
+from tapeflow.storage.warehouse import redact_dsn
+from tapeflow.storage.writer import Load, Mode, Writer
 from tapeflow.venues import get_format
 from tapeflow.venues.base import VenueFormat
 
-FLUSH_ROWS = 4_000_000
+FLUSH_ROWS = 2_000_000
 DEFAULT_MODE: Mode = "merge"
 
 
@@ -41,7 +42,9 @@ class IngestSummary:
         bytes_read: size of the inputs on disk.
         events: rows decoded per record type (``rejected`` included).
         rejected: rejected rows per reason code.
-        partitions: lake partitions written (the same partition may appear once per flush).
+        partitions: lake partitions written, one file each.
+        spilled_bytes: bytes of sorted runs spilled to the lake's staging area before the commit
+            (inputs larger than ``flush_rows`` rows of a record type).
         warehouse_rows: rows loaded into the warehouse per record type.
         elapsed_s: wall time of the whole run.
         lake: the lake root, or None.
@@ -55,6 +58,7 @@ class IngestSummary:
     events: dict[str, int] = field(default_factory=dict)
     rejected: dict[str, int] = field(default_factory=dict)
     partitions: list[PartitionWrite] = field(default_factory=list)
+    spilled_bytes: int = 0
     warehouse_rows: dict[str, int] = field(default_factory=dict)
     elapsed_s: float = 0.0
     lake: Path | None = None
@@ -113,7 +117,7 @@ def ingest(format_name: str | VenueFormat, paths: Sequence[Path], *, lake: Path 
         mode: ``merge`` (the CLI's choice: re-running is idempotent and rows other files put in
             the same (venue, symbol, day) survive, one row per record key) or ``replace`` (each
             touched (venue, symbol, day) becomes exactly this run's rows).
-        flush_rows: buffered rows (all record types) that trigger writing what was decoded so far.
+        flush_rows: rows of one record type buffered in memory before they spill to disk.
 
     Returns:
         The summary of the run; rejected rows are stored like any other record.
@@ -131,7 +135,10 @@ def ingest(format_name: str | VenueFormat, paths: Sequence[Path], *, lake: Path 
     summary = IngestSummary(fmt.name, files=len(paths), bytes_read=sum(p.stat().st_size for p in paths),
                             lake=Path(lake) if lake is not None else None,
                             clickhouse=redact_dsn(clickhouse) if clickhouse else None, mode=mode)
-    sink = _Sink(lake, Warehouse(clickhouse) if clickhouse else None, mode, summary)
+    writer = Writer(lake, clickhouse, spill_rows=flush_rows)
+    if writer.warehouse is not None:
+        writer.warehouse.ensure_tables()
+    loads: dict[str, Load] = {}
     events: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     try:
@@ -139,75 +146,37 @@ def ingest(format_name: str | VenueFormat, paths: Sequence[Path], *, lake: Path 
             for chunk in fmt.decode(paths):
                 for name, table in chunk.tables.items():
                     if table.num_rows:
-                        sink.add(name, table)
+                        _load(loads, writer, name, mode).add(table)
                         events[name] += table.num_rows
                         if name == REJECTED.name:
                             reasons.update(_reason_counts(table))
                 # decoders report the bytes consumed since their previous chunk
                 bar.update(max(0, min(chunk.bytes_read, bar.total - bar.n)))
                 bar.set_postfix(events=f"{sum(events.values()):,}", refresh=False)
-                if sink.buffered >= flush_rows:
-                    sink.flush()
-            sink.flush()
+            for name in sorted(loads):
+                result = loads[name].commit()
+                summary.partitions.extend(result.partitions)
+                summary.spilled_bytes += result.spilled_bytes
+                if clickhouse:
+                    summary.warehouse_rows[name] = result.warehouse_rows
             bar.update(bar.total - bar.n)
     finally:
-        sink.close()
+        for load in loads.values():
+            load.abort()  # no-op once committed; discards the staged rows of a failed run
+        writer.close()
     summary.events = dict(sorted(events.items()))
     summary.rejected = dict(sorted(reasons.items()))
     summary.elapsed_s = time.perf_counter() - started
     return summary
 
 
-class _Sink:
-    """Buffers decoded tables per record type and writes them to the lake and the warehouse."""
-
-    def __init__(self, lake: Path | None, warehouse: Warehouse | None, mode: Mode,
-                 summary: IngestSummary) -> None:
-        self.lake = lake
-        self.warehouse = warehouse
-        self.mode = mode
-        self.summary = summary
-        self.pending: dict[str, list[pa.Table]] = defaultdict(list)
-        self.buffered = 0
-        self.written: set[tuple[str, str, str, str]] = set()  # (record, venue, symbol, date) this run
-        if warehouse is not None:
-            warehouse.ensure_tables()
-
-    def add(self, name: str, table: pa.Table) -> None:
+def _load(loads: dict[str, Load], writer: Writer, name: str, mode: Mode) -> Load:
+    load = loads.get(name)
+    if load is None:
         if name not in ALL_RECORDS:
             raise ConfigError(f"decoder produced an unknown record type {name!r}")
-        self.pending[name].append(table)
-        self.buffered += table.num_rows
-
-    def flush(self) -> None:
-        for name in sorted(self.pending):
-            record = ALL_RECORDS[name]
-            self._write(record, concat(record, self.pending[name]))
-        self.pending.clear()
-        self.buffered = 0
-
-    def _write(self, record: RecordType, table: pa.Table) -> None:
-        if table.num_rows == 0:
-            return
-        by_mode: dict[Mode, list[pa.Table]] = defaultdict(list)
-        for venue, symbol, date, part in lake_store.split(table):
-            key = (record.name, venue, symbol, date)
-            # a later pass of this run adds to what its first pass wrote: never merge a run with
-            # itself, or repeated venue records (identical MBO rows) would collapse
-            by_mode["append" if key in self.written else self.mode].append(part)
-            self.written.add(key)
-        for mode, parts in by_mode.items():
-            rows = concat(record, parts)
-            if self.lake is not None:
-                self.summary.partitions.extend(lake_store.write(record, rows, self.lake, mode=mode))
-            if self.warehouse is not None:
-                loaded = self.warehouse.load(record, rows, mode=mode)
-                rows_so_far = self.summary.warehouse_rows.get(record.name, 0)
-                self.summary.warehouse_rows[record.name] = rows_so_far + loaded
-
-    def close(self) -> None:
-        if self.warehouse is not None:
-            self.warehouse.close()
+        load = loads[name] = writer.load(ALL_RECORDS[name], mode)
+    return load
 
 
 def _reason_counts(rejected: pa.Table) -> dict[str, int]:

@@ -1,20 +1,23 @@
-"""The Parquet lake: ``<root>/<dataset>/venue=<v>/symbol=<s>/date=<YYYY-MM-DD>/part-0.parquet``.
+"""The Parquet lake: layout and reading. ``<root>/<dataset>/venue=<v>/symbol=<s>/date=<YYYY-MM-DD>/``.
 
-One file per partition, written to a temporary name, fsynced, renamed over the old file and the
-directory fsynced, so a reader (or a crash) only ever sees a whole old file or a whole new one.
-``venue`` and ``symbol`` live in the path only (a constant column costs bytes and says nothing);
-:func:`read` puts them back with the record's schema. The date is the UTC day of ``ts_event_ns``.
+A partition directory holds one or more immutable part files (:mod:`tapeflow.storage.parts`): a
+compacted ``part-0.parquet`` and/or appended ``part-<lo>-<hi>.parquet``. Everything that writes
+the lake goes through :mod:`tapeflow.storage.writer`; this module says where rows go and reads
+them back. ``venue`` and ``symbol`` live in the path only (a constant column costs bytes and says
+nothing); :func:`read` puts them back with the record's schema. The date is the UTC day of
+``ts_event_ns`` (of ``ts_recv_ns`` for rows without a venue time).
+
+Reading a partition lists its parts and reads them; a writer's swap between the two makes a part
+vanish, and the read starts over (a part name is never reused with other rows, so a read that
+finds every part it listed has read one committed version).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 from urllib.parse import quote, unquote
 
 import numpy as np
@@ -25,14 +28,19 @@ import pyarrow.parquet as pq
 
 from tapeflow.errors import StorageError
 from tapeflow.schemas import RecordType, concat
+from tapeflow.storage.parts import list_parts, read_meta
+from tapeflow.storage.parts import write_parquet_atomic as write_parquet_atomic
 
-PART_FILE = "part-0.parquet"
 PARTITION_KEYS = ("venue", "symbol")
 NS_PER_DAY = 86_400_000_000_000
 # Hive's spelling of "no value": an empty symbol (e.g. a rejected line that had none) is written so.
 EMPTY_VALUE = "__HIVE_DEFAULT_PARTITION__"
 ROW_GROUP_ROWS = 1_048_576
-ZSTD_LEVEL = 9
+# Level 3 writes 3x faster than 9 for 1-3% more bytes (bench/ingest.py measures it on the real
+# ES MBO and Binance files: 10.1 vs 9.8 bytes per MBO row, 3.86 vs 3.80 per Binance delta).
+ZSTD_LEVEL = 3
+# A partition being rewritten under a reader is read again; a few tries cover any real contention.
+_READ_ATTEMPTS = 20
 
 # Measured on the Binance USD-M capture's 443,521 deltas (see tests/storage/test_lake.py):
 # repeated timestamps and update ids compress better as PLAIN + zstd than delta-packed, the
@@ -40,20 +48,22 @@ ZSTD_LEVEL = 9
 # repeat enough within a row group for dictionary pages to win.
 _PLAIN_COLUMNS = frozenset({"ts_recv_ns", "sequence"})
 _DELTA_COLUMNS = frozenset({"ts_event_ns"})
-
-Mode = Literal["replace", "merge", "append"]
+# Order ids are nearly unique, so a dictionary only falls back; split into byte streams they compress
+# best (ES MBO day, zstd 3: 8.97 bytes per row for the file against 10.13 with a dictionary, 9.30
+# PLAIN, 9.64 delta-packed) and write 14% faster.
+_SPLIT_COLUMNS = frozenset({"order_id"})
 
 
 @dataclass(frozen=True)
 class PartitionWrite:
-    """One partition file written by :func:`write`.
+    """One part file the writer committed.
 
     Attributes:
         dataset: the record name.
         venue, symbol, date: the partition values (date as ``YYYY-MM-DD``).
-        path: the final file.
-        rows: rows in the file after the write (after a merge, the union).
-        bytes_written: size of the file on disk.
+        path: the file written (a partition's ``part-0.parquet`` after a replace, merge or compaction).
+        rows: rows in that file.
+        bytes_written: its size on disk.
     """
 
     dataset: str
@@ -108,39 +118,10 @@ def sort_key(record: RecordType) -> list[str]:
     return ["ts_recv_ns"] if "ts_recv_ns" in record.column_names else []
 
 
-def write(record: RecordType, table: pa.Table, root: Path, mode: Mode = "replace") -> list[PartitionWrite]:
-    """Write ``table`` into the lake, one file per (venue, symbol, UTC date of ts_event_ns).
-
-    Args:
-        record: the record type of ``table`` (names the dataset).
-        table: rows of ``record``; any order, any mix of venues, symbols and days.
-        root: the lake root.
-        mode: ``replace`` makes each touched partition exactly these rows (re-writing the same
-            rows is idempotent); ``merge`` keeps the rows already there that no row of ``table``
-            repeats exactly, then adds all of ``table`` (re-loading a file is idempotent, rows of
-            another source survive, and distinct rows are never collapsed, even when they share
-            a key); ``append`` adds ``table`` to what is there (later passes of one run).
-            Partitions not present in ``table`` are never touched.
-
-    Returns:
-        One entry per partition written, in (venue, symbol, date) order.
-
-    Raises:
-        StorageError: unknown mode, a table that is not of ``record``, or a failed write.
-    """
-    if mode not in ("replace", "merge", "append"):
-        raise StorageError(f"lake write mode was {mode!r}; expected 'replace', 'merge' or 'append'")
-    table = _conform(record, table)
-    out = []
-    for venue, symbol, date, part in split(table):
-        path = partition_dir(root, record, venue, symbol, date) / PART_FILE
-        if mode != "replace" and path.exists():
-            old = _read_file(record, path, venue, symbol)
-            part = concat(record, [old if mode == "append" else unrepeated(old, part), part])
-        part = _sorted(record, part)
-        size = write_parquet_atomic(part.drop_columns(list(PARTITION_KEYS)), path, **_parquet_options(record))
-        out.append(PartitionWrite(record.name, venue, symbol, date, path, part.num_rows, size))
-    return out
+def stored_schema(record: RecordType) -> pa.Schema:
+    """The schema of a part file: the record's, without the partition columns."""
+    schema = record.arrow_schema()
+    return pa.schema([f for f in schema if f.name not in PARTITION_KEYS], metadata=schema.metadata)
 
 
 def read(record: RecordType, root: Path, venue: str | None = None, symbol: str | None = None,
@@ -148,11 +129,12 @@ def read(record: RecordType, root: Path, venue: str | None = None, symbol: str |
     """Read a dataset (optionally one venue, symbol and/or date) with the record's schema.
 
     Partitions are concatenated in (venue, symbol, date) directory order; rows within one are in
-    the order written (sorted by :func:`sort_key`). A missing dataset reads as an empty table.
+    :func:`sort_key` order, ties in the order they were written. A missing dataset reads as an
+    empty table.
     """
     day = date.isoformat() if isinstance(date, dt.date) else date
     tables = [
-        _read_file(record, path, v, s)
+        read_partition(record, path, v, s)
         for v, s, _, path in partitions(record, root, venue=venue, symbol=symbol, date=day)
     ]
     return concat(record, tables)
@@ -160,34 +142,101 @@ def read(record: RecordType, root: Path, venue: str | None = None, symbol: str |
 
 def partitions(record: RecordType, root: Path, *, venue: str | None = None, symbol: str | None = None,
                date: str | None = None) -> Iterator[tuple[str, str, str, Path]]:
-    """``(venue, symbol, date, file)`` of every partition of a dataset matching the filters."""
+    """``(venue, symbol, date, directory)`` of every partition of a dataset matching the filters.
+
+    Only directories holding at least one committed part count.
+    """
     base = Path(root) / record.name
     venue_glob = f"venue={escape(venue)}" if venue is not None else "venue=*"
     symbol_glob = f"symbol={escape(symbol)}" if symbol is not None else "symbol=*"
     date_glob = f"date={date}" if date is not None else "date=*"
-    for path in sorted(base.glob(f"{venue_glob}/{symbol_glob}/{date_glob}/{PART_FILE}")):
-        d, s, v = path.parent.name, path.parent.parent.name, path.parent.parent.parent.name
+    for path in sorted(base.glob(f"{venue_glob}/{symbol_glob}/{date_glob}")):
+        if not list_parts(path):
+            continue
+        d, s, v = path.name, path.parent.name, path.parent.parent.name
         yield unescape(v.partition("=")[2]), unescape(s.partition("=")[2]), d.partition("=")[2], path
 
 
-def unrepeated(old: pa.Table, new: pa.Table) -> pa.Table:
-    """The rows of ``old`` whose whole content no row of ``new`` repeats (a 64-bit row hash).
+def partition_rows(record: RecordType, root: Path, venue: str, symbol: str, date: str) -> int | None:
+    """Rows in one partition from its footers (no data read), or None when it does not exist."""
+    directory = partition_dir(root, record, venue, symbol, date)
+    for _ in range(_READ_ATTEMPTS):
+        parts = list_parts(directory)
+        if not parts:
+            return None
+        try:
+            return sum(read_meta(directory / p.name).rows for p in parts)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, FileNotFoundError):
+                raise
+    raise StorageError(f"{directory} kept changing while its row count was read")
 
-    Merging by content rather than by key: two venue rows may share every key column (quotes
-    of one frame, identical MBO records) and must both survive.
-    """
-    if old.num_rows == 0 or new.num_rows == 0:
-        return old
-    seen = pl.from_arrow(new).hash_rows(seed=0).to_numpy()
-    mine = pl.from_arrow(old).hash_rows(seed=0).to_numpy()
-    return old.filter(pa.array(~np.isin(mine, seen)))
+
+def read_partition(record: RecordType, directory: Path, venue: str, symbol: str) -> pa.Table:
+    """Every row of one partition directory, with the record's schema, in :func:`sort_key` order."""
+    for _ in range(_READ_ATTEMPTS):
+        parts = list_parts(directory)
+        try:
+            stored = [pq.read_table(directory / p.name) for p in parts]
+        except FileNotFoundError:
+            continue  # a writer swapped the partition between the listing and the read: read it again
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"reading {directory} failed: {exc}") from exc
+        return with_partition(record, sorted_rows(record, stored), venue, symbol, directory)
+    raise StorageError(f"{directory} kept changing while it was read ({_READ_ATTEMPTS} tries)")
 
 
-def _conform(record: RecordType, table: pa.Table) -> pa.Table:
+def sorted_rows(record: RecordType, tables: list[pa.Table]) -> pa.Table:
+    """Part tables (in part order) as one table in :func:`sort_key` order; ties keep part order."""
+    tables = [t for t in tables if t.num_rows] or tables[:1]
+    if not tables:
+        return stored_schema(record).empty_table()
+    if len(tables) == 1:
+        return tables[0]
+    return sort_stable(record, pa.concat_tables([t.select(tables[0].column_names) for t in tables]))
+
+
+def sort_stable(record: RecordType, table: pa.Table) -> pa.Table:
+    """``table`` sorted by :func:`sort_key` (stable: rows of one venue event keep their order, so
+    F_LAST stays on the event's last row and a clear stays before its levels)."""
+    keys = sort_key(record)
+    if not keys or table.num_rows < 2:
+        return table
+    if len(keys) == 1 and pa.types.is_integer(table.schema.field(keys[0]).type):
+        values = table.column(keys[0]).to_numpy()
+        if values.size < 2 or bool(np.all(values[1:] >= values[:-1])):
+            return table  # already in order: the common case of a capture read in time order
+    return table.take(pc.sort_indices(table, [(k, "ascending") for k in keys]))
+
+
+def with_partition(record: RecordType, stored: pa.Table, venue: str, symbol: str,
+                   where: Path | str = "a part") -> pa.Table:
+    """A part's rows with the partition columns put back, in the record's column order and schema."""
+    n = stored.num_rows
+    columns = {name: stored.column(name) for name in stored.column_names}
+    columns |= {"venue": pa.repeat(pa.scalar(venue, pa.string()), n),
+                "symbol": pa.repeat(pa.scalar(symbol, pa.string()), n)}
+    missing = [c for c in record.column_names if c not in columns]
+    if missing:
+        raise StorageError(f"{where} lacks columns {missing} of {record.name!r}")
+    return pa.Table.from_arrays([columns[c] for c in record.column_names], schema=record.arrow_schema())
+
+
+def row_hashes(table: pa.Table) -> np.ndarray:
+    """A 64-bit hash of each row's whole content (polars, fixed seed)."""
+    if table.num_rows == 0:
+        return np.empty(0, np.uint64)
+    return pl.from_arrow(table).hash_rows(seed=0).to_numpy()
+
+
+def conform(record: RecordType, table: pa.Table) -> pa.Table:
+    """``table`` cast to the record's schema; a table of another record is a :class:`StorageError`."""
     if table.column_names != record.column_names:
         raise StorageError(
             f"table for {record.name!r} has columns {table.column_names}, expected {record.column_names}"
         )
+    if table.schema.equals(record.arrow_schema(), check_metadata=False):
+        return table
     try:
         return table.cast(record.arrow_schema())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -208,107 +257,40 @@ def split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
     if "ts_recv_ns" in table.column_names:  # as PARTITION_DAY_SQL: capture time when no venue time
         ts = np.where(ts >= 0, ts, table.column("ts_recv_ns").to_numpy())
     days = np.floor_divide(ts, NS_PER_DAY)
-    v_idx, s_idx = venues.indices.to_numpy(), symbols.indices.to_numpy()
-    # lexsort is stable, so each partition keeps the decoder's order for equal sort keys
-    order = np.lexsort((days, s_idx, v_idx))
-    keys = np.stack([v_idx[order], s_idx[order], days[order]])
-    bounds = np.flatnonzero(np.any(keys[:, 1:] != keys[:, :-1], axis=0)) + 1
+    v_idx = venues.indices.to_numpy().astype(np.int64)
+    s_idx = symbols.indices.to_numpy().astype(np.int64)
+    day0 = int(days.min())
+    span = int(days.max()) - day0 + 1
+    # one int64 per partition, ordered like (venue code, symbol code, day)
+    key = (v_idx * len(symbols.dictionary) + s_idx) * span + (days - day0)
+    if key.size < 2 or bool(np.all(key[1:] >= key[:-1])):
+        order = None  # already grouped (one instrument-day, or days in order): slices, no copy
+        sorted_key = key
+    else:
+        order = np.argsort(key, kind="stable")  # stable: each partition keeps the decoder's order
+        sorted_key = key[order]
+    bounds = np.flatnonzero(sorted_key[1:] != sorted_key[:-1]) + 1
     starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(order)]])
-    for start, end in zip(starts, ends, strict=True):
-        first = order[start]
-        venue = venues.dictionary[v_idx[first]].as_py()
-        symbol = symbols.dictionary[s_idx[first]].as_py()
-        yield venue, symbol, day_of(int(days[first]) * NS_PER_DAY), table.take(pa.array(order[start:end]))
+    ends = np.concatenate([bounds, [key.size]])
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        first = start if order is None else int(order[start])
+        venue = venues.dictionary[int(v_idx[first])].as_py()
+        symbol = symbols.dictionary[int(s_idx[first])].as_py()
+        rows = table.slice(start, end - start) if order is None else table.take(pa.array(order[start:end]))
+        yield venue, symbol, day_of(int(days[first]) * NS_PER_DAY), rows
 
 
-def _sorted(record: RecordType, table: pa.Table) -> pa.Table:
-    # Arrow's sort is stable: rows of one venue event (same capture time and update id) keep
-    # their order, so F_LAST stays on the event's last row and a clear stays before its levels.
-    keys = sort_key(record)
-    if not keys or table.num_rows < 2:
-        return table
-    return table.take(pc.sort_indices(table, [(k, "ascending") for k in keys]))
-
-
-def _parquet_options(record: RecordType) -> dict[str, object]:
+def parquet_options(record: RecordType, zstd_level: int = ZSTD_LEVEL) -> dict[str, object]:
+    """``pyarrow.parquet`` writer options of a part file of ``record``."""
     stored = [f for f in record.fields if f.name not in PARTITION_KEYS]
     encodings = {f.name: "PLAIN" for f in stored if f.name in _PLAIN_COLUMNS}
     encodings |= {f.name: "DELTA_BINARY_PACKED" for f in stored if f.name in _DELTA_COLUMNS}
-    encodings |= {f.name: "BYTE_STREAM_SPLIT" for f in stored if f.kind == "f64"}
+    encodings |= {f.name: "BYTE_STREAM_SPLIT" for f in stored if f.kind == "f64" or f.name in _SPLIT_COLUMNS}
     dictionary = [f.name for f in stored if f.name not in encodings]
     return {
         "compression": "zstd",
-        "compression_level": ZSTD_LEVEL,
+        "compression_level": zstd_level,
         "use_dictionary": dictionary,
         "column_encoding": encodings,
-        "row_group_size": ROW_GROUP_ROWS,
         "data_page_size": 1 << 20,
     }
-
-
-def write_parquet_atomic(table: pa.Table, path: Path, **options: object) -> int:
-    """Write one Parquet file (zstd) by temp file + fsync + rename + directory fsync.
-
-    Args:
-        table: any Arrow table.
-        path: the final file; missing parent directories are created.
-        options: ``pyarrow.parquet.write_table`` options overriding the zstd defaults.
-
-    Returns:
-        The size of the file written, in bytes.
-
-    Raises:
-        StorageError: the write failed (the previous file, if any, is left as it was).
-    """
-    path = Path(path)
-    options = {"compression": "zstd", "compression_level": ZSTD_LEVEL} | options
-    created = _make_dirs(path.parent)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "wb") as sink:
-            pq.write_table(table, sink, **options)
-            sink.flush()
-            os.fsync(sink.fileno())
-        os.replace(tmp, path)
-    except (OSError, pa.ArrowException) as exc:
-        tmp.unlink(missing_ok=True)
-        raise StorageError(f"writing {path} failed: {exc}") from exc
-    # the rename is only durable once the directory entry is; new parents need theirs too
-    for directory in [path.parent, *created]:
-        _fsync_dir(directory)
-    return path.stat().st_size
-
-
-def _make_dirs(directory: Path) -> list[Path]:
-    """Create ``directory`` and missing parents; return the parents of what was created."""
-    missing = []
-    probe = directory
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    return [p.parent for p in missing]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_file(record: RecordType, path: Path, venue: str, symbol: str) -> pa.Table:
-    try:
-        stored = pq.read_table(path)
-    except (OSError, pa.ArrowException) as exc:
-        raise StorageError(f"reading {path} failed: {exc}") from exc
-    n = stored.num_rows
-    columns = {name: stored.column(name) for name in stored.column_names}
-    columns |= {"venue": pa.repeat(pa.scalar(venue, pa.string()), n),
-                "symbol": pa.repeat(pa.scalar(symbol, pa.string()), n)}
-    missing = [c for c in record.column_names if c not in columns]
-    if missing:
-        raise StorageError(f"{path} lacks columns {missing} of {record.name!r}")
-    return pa.Table.from_arrays([columns[c] for c in record.column_names], schema=record.arrow_schema())

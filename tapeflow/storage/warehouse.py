@@ -8,14 +8,17 @@ Idempotency: batch loads replace whole (venue, symbol, day) slices atomically. R
 staging table of the same definition first, together with the rows of the touched ClickHouse
 partitions (venue, day) that the load does not replace, and each staged partition then swaps in
 with ``ALTER TABLE ... REPLACE PARTITION``: re-running a load leaves exactly one copy, and other
-symbols of the same venue and day survive. ``replace_partitions=False`` is a plain append (not
-idempotent on its own: the live sink of a later issue keys its rows itself). Tables are plain
-MergeTree, so no background merge ever collapses two distinct rows that share a sorting key.
+symbols of the same venue and day survive (:class:`Stage`; a load may stream in pieces). Live
+micro-batches are inserted exactly once by their batch token (:meth:`Warehouse.insert_batch`).
+Tables are plain MergeTree, so no background merge ever collapses two distinct rows that share a
+sorting key. Rows reach the warehouse through :class:`tapeflow.storage.writer.Writer`, which
+calls these primitives.
 """
 
 from __future__ import annotations
 
 import fcntl
+import io
 import os
 import uuid
 from collections.abc import Iterable
@@ -24,11 +27,13 @@ from typing import Any
 
 import clickhouse_connect
 import pyarrow as pa
+import pyarrow.ipc  # noqa: F401 - pa.ipc
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from tapeflow.errors import ConfigError, StorageError
 from tapeflow.schemas import ALL_RECORDS, RecordType
 from tapeflow.schemas.core import PARTITION_DAY_SQL
+from tapeflow.storage.batches import REPLACE_KEYS
 
 # Strings come back as Arrow binary so a ``bytes`` column survives; record reads cast to the schema.
 _BINARY_STRINGS = {"output_format_arrow_string_as_string": 0}
@@ -48,9 +53,11 @@ class Warehouse:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.chdb_path: Path | None = None
+        self._engine: Any = None  # a second chdb handle on the same engine, for streaming inserts
         if dsn.startswith("chdb:"):
             self.chdb_path = _chdb_path(dsn)
             self.client = _open_chdb(self.chdb_path)
+            self._engine = _engine_handle(self.chdb_path)
         elif dsn.startswith(("http://", "https://")):
             try:
                 self.client = clickhouse_connect.get_client(dsn=dsn)
@@ -58,10 +65,14 @@ class Warehouse:
                 raise StorageError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {exc}") from exc
         else:
             raise ConfigError(f"warehouse DSN {redact_dsn(dsn)!r} is neither chdb:... nor http(s)://...")
-        self._stage_suffix = uuid.uuid4().hex[:8]
+        self._ready: set[str] = set()  # tables insert_batch has prepared
+        self._tables: set[str] = set()  # tables known to exist
 
     def close(self) -> None:
         """Release the engine (chdb frees its directory once every client in the process closed)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
         self.client.close()
 
     def __enter__(self) -> Warehouse:
@@ -71,13 +82,26 @@ class Warehouse:
         self.close()
 
     def ensure_tables(self, records: Iterable[RecordType] | None = None) -> None:
-        """Create the tables of ``records`` (default: every record type) when missing."""
-        for record in ALL_RECORDS.values() if records is None else records:
-            self._command(record.clickhouse_ddl())
+        """Create the tables of ``records`` (default: every record type) when missing.
+
+        A table this instance created or saw is not looked up again (drop one from elsewhere, and
+        open a new ``Warehouse``).
+        """
+        records = ALL_RECORDS.values() if records is None else records
+        wanted = [r for r in records if r.name not in self._tables]
+        if not wanted:
+            return
+        # one look at the catalogue instead of a DDL statement per table (~20 ms each on chdb)
+        found = self.client.query("SELECT name FROM system.tables WHERE database = currentDatabase()")
+        self._tables |= {row[0] for row in found.result_rows}
+        for record in wanted:
+            if record.name not in self._tables:
+                self._command(record.clickhouse_ddl())
+                self._tables.add(record.name)
 
     def load(self, record: RecordType, table: pa.Table, *, replace_partitions: bool = True,
              mode: str = "replace") -> int:
-        """Load rows of ``record``; creates its table when missing.
+        """Load rows of ``record`` in one call (the writer streams through :meth:`stage` instead).
 
         Args:
             record: the record type of ``table``.
@@ -97,34 +121,77 @@ class Warehouse:
         """
         if table.num_rows == 0:
             return 0
-        table = table.select(record.column_names).cast(record.arrow_schema())
-        self._command(record.clickhouse_ddl())
         if not replace_partitions:
-            self._insert(record.name, table)
+            self.insert(record, table)
             return table.num_rows
-        stage = f"_stage_{record.name}_{self._stage_suffix}"
-        self._command(f"DROP TABLE IF EXISTS {stage}")
-        self._command(record.clickhouse_ddl(stage))
+        stage = self.stage(record)
         try:
-            self._insert(stage, table)
-            ids = self._partition_ids(stage)
-            id_list = ", ".join(_quote(p) for p in ids)
-            touched = f"SELECT * FROM {record.name} WHERE _partition_id IN ({id_list})"
-            if mode == "merge":
-                self._command(f"INSERT INTO {stage} {touched} AND sipHash64(*) NOT IN "
-                              f"(SELECT sipHash64(*) FROM {stage})")
-            elif mode == "append":
-                self._command(f"INSERT INTO {stage} {touched}")
-            elif mode != "replace":
-                raise StorageError(f"load mode was {mode!r}; expected 'replace', 'merge' or 'append'")
-            else:
-                slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {stage}"
-                self._command(f"INSERT INTO {stage} {touched} AND (venue, symbol, {_DAY}) NOT IN ({slices})")
-            for pid in ids:
-                self._command(f"ALTER TABLE {record.name} REPLACE PARTITION ID {_quote(pid)} FROM {stage}")
+            stage.insert(table)
+            return stage.commit(mode)
         finally:
-            self._command(f"DROP TABLE IF EXISTS {stage}")
-        return table.num_rows
+            stage.drop()
+
+    def stage(self, record: RecordType) -> Stage:
+        """A staging table for loading ``record`` in pieces, then swapping its slices in at once."""
+        return Stage(self, record)
+
+    def insert(self, record: RecordType, table: pa.Table, *, settings: dict[str, Any] | None = None,
+               into: str | None = None) -> None:
+        """Insert rows of ``record`` into its table (or the table ``into``), in record batches.
+
+        On chdb the rows stream into the engine as Arrow IPC, no temporary file (2x faster than
+        clickhouse-connect's ``insert_arrow`` on 1.4 M MBO rows); a server gets ``insert_arrow``.
+        """
+        if table.num_rows == 0:
+            return
+        table = table.select(record.column_names)
+        if not table.schema.equals(record.arrow_schema(), check_metadata=False):
+            table = table.cast(record.arrow_schema())
+        self._insert(into or record.name, table, settings)
+
+    def insert_batch(self, record: RecordType, table: pa.Table, *, token: str | None,
+                     dedup_window: int) -> None:
+        """Insert one live micro-batch exactly once (``token``) or as a plain append (None).
+
+        ClickHouse drops a block whose ``insert_deduplication_token`` it has seen among the table's
+        last ``dedup_window`` inserts (the log is on disk: it holds across restarts). Tables in
+        ``REPLACE_KEYS`` (restated bars) first delete the keys the batch carries, then insert with a
+        token of their own, so a redelivery repeats the same two steps and leaves one row per key.
+        """
+        if record.name not in self._ready:
+            self.ensure_tables([record])
+            if token is not None:
+                self._command(f"ALTER TABLE {record.name} MODIFY SETTING "
+                              f"non_replicated_deduplication_window = {dedup_window}")
+            self._ready.add(record.name)
+        if table.num_rows == 0:
+            return
+        keys = REPLACE_KEYS.get(record.name)
+        if token is not None and keys is not None:
+            self.delete_keys(record, table, keys)
+        # ``insert_deduplicate=0`` is not honoured through chdb once the window is set (measured): an
+        # insert that must never be dropped carries a token of its own instead.
+        if token is None or keys is not None:
+            token = f"{token or 'append'}:{uuid.uuid4().hex}"
+        self.insert(record, table, settings={"insert_deduplicate": 1, "insert_deduplication_token": token})
+
+    def delete_keys(self, record: RecordType, table: pa.Table, keys: tuple[str, ...]) -> None:
+        """Delete the rows whose ``keys`` equal those of a row of ``table`` (a restatement)."""
+        tuples = ", ".join("(" + ", ".join(_literal(v) for v in row.values()) + ")"
+                           for row in table.select(list(keys)).to_pylist())
+        where = f"({', '.join(keys)}) IN ({tuples})"
+        # A restatement is rare: look before paying for a lightweight-delete mutation.
+        if self.count(record, where):
+            self._command(f"DELETE FROM {record.name} WHERE {where}")
+
+    def delete_slices(self, record: RecordType, slices: Iterable[tuple[str, str, str]]) -> None:
+        """Delete every row of the given (venue, symbol, ``YYYY-MM-DD``) slices."""
+        tuples = ", ".join(f"({_quote(v)}, {_quote(s)}, toDate({_quote(d)}))" for v, s, d in slices)
+        if not tuples or not self._exists(record.name):
+            return
+        where = f"(venue, symbol, {_DAY}) IN ({tuples})"
+        if self.count(record, where):
+            self._command(f"DELETE FROM {record.name} WHERE {where}")
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> pa.Table:
         """Run a SELECT and return Arrow (String columns as Arrow strings)."""
@@ -165,13 +232,15 @@ class Warehouse:
     def _exists(self, name: str) -> bool:
         return bool(self._scalar(f"EXISTS TABLE {name}"))
 
-    def _partition_ids(self, table: str) -> list[str]:
+    def _partition_ids(self, table: str, among: list[str] | None = None) -> list[str]:
+        """Partition ids of ``table`` holding rows (only those in ``among``, when given)."""
         rows = self.client.query(
             "SELECT DISTINCT partition_id FROM system.parts "
             "WHERE database = currentDatabase() AND table = {t:String} AND active ORDER BY partition_id",
             parameters={"t": table},
         ).result_rows
-        return [r[0] for r in rows]
+        ids = [r[0] for r in rows]
+        return ids if among is None else [p for p in ids if p in set(among)]
 
     def _scalar(self, sql: str) -> Any:
         try:
@@ -185,14 +254,102 @@ class Warehouse:
         except ClickHouseError as exc:
             raise StorageError(f"ClickHouse refused: {exc}\n{sql}") from exc
 
-    def _insert(self, table_name: str, table: pa.Table) -> None:
+    def _insert(self, table_name: str, table: pa.Table, settings: dict[str, Any] | None) -> None:
         try:
-            self.client.insert_arrow(table_name, table)
-        except ClickHouseError as exc:
+            if self._engine is None:
+                self.client.insert_arrow(table_name, table, settings=settings)
+                return
+            pairs = ', '.join(f'{k} = {_setting(v)}' for k, v in (settings or {}).items())
+            clause = f" SETTINGS {pairs}" if pairs else ""
+            with self._engine.send_insert(f"INSERT INTO {table_name}{clause}", "ArrowStream") as inserter:
+                sink = io.BytesIO()  # drained after every batch: one batch of bytes in memory at a time
+                with pa.ipc.new_stream(sink, table.schema) as stream:
+                    for batch in table.to_batches(_INSERT_BATCH_ROWS):
+                        stream.write_batch(batch)
+                        inserter.append(sink.getvalue())
+                        sink.seek(0)
+                        sink.truncate()
+                inserter.append(sink.getvalue())
+                inserter.finish()
+        except Exception as exc:  # clickhouse-connect and chdb raise several unrelated types
             raise StorageError(f"insert of {table.num_rows} rows into {table_name} failed: {exc}") from exc
 
 
+class Stage:
+    """Rows of one record staged in a table of the same definition, then swapped in slice by slice.
+
+    :meth:`insert` as often as rows arrive (a day streams in pieces); :meth:`commit` makes every
+    (venue, symbol, day) slice present in the stage hold the staged rows (``replace``), or those
+    plus the rows already there that no staged row repeats (``merge``), or both (``append``), each
+    touched ClickHouse partition swapped in with ``ALTER TABLE ... REPLACE PARTITION``, so other
+    symbols of the same venue and day survive. :meth:`drop` always, afterwards.
+    """
+
+    def __init__(self, warehouse: Warehouse, record: RecordType) -> None:
+        self.wh, self.record = warehouse, record
+        self.name = f"_stage_{record.name}_{uuid.uuid4().hex[:12]}"  # never met before: no DROP first
+        self.rows = 0
+        warehouse.ensure_tables([record])
+        warehouse._command(record.clickhouse_ddl(self.name))
+
+    def insert(self, table: pa.Table) -> None:
+        """Stage rows (any mix of venues, symbols, days)."""
+        self.wh.insert(self.record, table, into=self.name)
+        self.rows += table.num_rows
+
+    def commit(self, mode: str = "replace", *, clear: Iterable[tuple[str, str, str]] = ()) -> int:
+        """Swap the staged slices in; ``clear`` lists (venue, symbol, day) slices to empty as well.
+
+        Returns:
+            The number of rows staged.
+        """
+        if mode not in ("replace", "merge", "append"):
+            raise StorageError(f"load mode was {mode!r}; expected 'replace', 'merge' or 'append'")
+        wh, target = self.wh, self.record.name
+        clear = set(clear)
+        if clear and self.rows:
+            staged = wh.query(f"SELECT DISTINCT venue, symbol, toString({_DAY}) AS day FROM {self.name}")
+            columns = (staged.column(c).to_pylist() for c in ("venue", "symbol", "day"))
+            clear -= set(zip(*columns, strict=True))
+        wh.delete_slices(self.record, sorted(clear))
+        if self.rows == 0:
+            return 0
+        ids = wh._partition_ids(self.name)
+        id_list = ", ".join(_quote(p) for p in ids)
+        touched = f"SELECT * FROM {target} WHERE _partition_id IN ({id_list})"
+        # the rows already in the touched partitions that survive the swap (none on a first load)
+        if wh._partition_ids(target, among=ids):
+            if mode == "merge":
+                wh._command(f"INSERT INTO {self.name} {touched} AND sipHash64(*) NOT IN "
+                            f"(SELECT sipHash64(*) FROM {self.name})")
+            elif mode == "append":
+                wh._command(f"INSERT INTO {self.name} {touched}")
+            else:
+                slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {self.name}"
+                wh._command(f"INSERT INTO {self.name} {touched} "
+                            f"AND (venue, symbol, {_DAY}) NOT IN ({slices})")
+        # one ALTER for every partition: ClickHouse applies its commands in order
+        wh._command(f"ALTER TABLE {target} " + ", ".join(
+            f"REPLACE PARTITION ID {_quote(pid)} FROM {self.name}" for pid in ids))
+        return self.rows
+
+    def drop(self) -> None:
+        """Remove the staging table."""
+        self.wh._command(f"DROP TABLE IF EXISTS {self.name}")
+
+
 _DAY = PARTITION_DAY_SQL
+_INSERT_BATCH_ROWS = 65_536
+
+
+def _setting(value: object) -> str:
+    return _quote(value) if isinstance(value, str) else str(value)
+
+
+def _literal(value: object) -> str:
+    if isinstance(value, str):
+        return _quote(value)
+    return str(int(value))  # type: ignore[call-overload]
 
 
 def _quote(value: str) -> str:
@@ -209,6 +366,15 @@ def _chdb_path(dsn: str) -> Path:
     if not rest:
         raise ConfigError(f"chdb DSN {dsn!r} names no directory")
     return Path(rest).resolve()
+
+
+def _engine_handle(path: Path) -> Any:
+    import chdb  # the engine clickhouse-connect's chdb interface has already loaded
+
+    try:
+        return chdb.connect(os.path.realpath(path))
+    except Exception as exc:  # chdb reports failures as bare RuntimeErrors
+        raise StorageError(f"cannot open chdb at {path}: {exc}") from exc
 
 
 def _open_chdb(path: Path) -> Any:

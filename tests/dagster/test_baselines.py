@@ -31,13 +31,13 @@ def _history(lake: Path) -> None:
     from assets.derived import BarThresholds, day_bars
     from tapeflow.derived.profiles import PROFILE, daily_profile
     from tapeflow.schemas.records import BAR, METRIC, TRADE
-    from tapeflow.storage import lake as lake_store
+    from tapeflow.storage.writer import write
 
     for day, n in enumerate(HISTORY):
         trades = _trades(day, n)
-        lake_store.write(TRADE, trades, lake)
-        lake_store.write(PROFILE, daily_profile(trades, METRIC.empty_table(), f"2024-01-0{day + 1}"), lake)
-        lake_store.write(BAR, day_bars(trades, BarThresholds(0, 0, "day", 0)), lake)
+        write(TRADE, trades, lake)
+        write(PROFILE, daily_profile(trades, METRIC.empty_table(), f"2024-01-0{day + 1}"), lake)
+        write(BAR, day_bars(trades, BarThresholds(0, 0, "day", 0)), lake)
 
 
 def test_baseline_checks_are_evaluated_against_the_history(tmp_path: Path) -> None:

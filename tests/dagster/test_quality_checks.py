@@ -119,7 +119,7 @@ def test_a_day_far_above_its_20_day_baseline_warns_without_blocking(tmp_path: Pa
     from assets import checks
     from assets.partitions import Target
     from tapeflow.schemas.records import TRADE
-    from tapeflow.storage import lake
+    from tapeflow.storage.writer import write
 
     def trades(day: int, n: int) -> object:
         ts = [1_704_067_200 * NS + day * 86_400 * NS + i * NS for i in range(n)]
@@ -130,7 +130,7 @@ def test_a_day_far_above_its_20_day_baseline_warns_without_blocking(tmp_path: Pa
 
     history = [40, 42, 38, 41, 39, 40]  # trades per day on 2024-01-01 .. 01-06
     for day, n in enumerate(history):
-        lake.write(TRADE, trades(day, n), tmp_path)
+        write(TRADE, trades(day, n), tmp_path)
     today = Target("2024-01-07", "sim", "X")
     base = checks.baseline(tmp_path, TRADE, today)
     assert sorted(base.row_counts) == sorted(history)

@@ -99,13 +99,14 @@ def test_es_start_of_week_book_from_the_lake_is_the_snapshot(real_data: Path, tm
     from tapeflow.book.l3 import l3_book_snapshots
     from tapeflow.schemas.records import ORDER_EVENT
     from tapeflow.storage import lake
+    from tapeflow.storage.writer import write
     from tapeflow.venues.databento.parse import decode_all
 
     path = need(real_data / ES.format(day="20231224"))
     records = _records(path)
     bids = [r.price for r in records if r.action == "A" and r.side == "B"]
     asks = [r.price for r in records if r.action == "A" and r.side == "A"]
-    lake.write(ORDER_EVENT, decode_all([path])["order_event"], tmp_path)
+    write(ORDER_EVENT, decode_all([path])["order_event"], tmp_path)
     events = lake.read(ORDER_EVENT, tmp_path, venue="GLBX.MDP3", symbol="ESH4", date=DAY)
     snap = l3_book_snapshots(events, levels=1).to_pylist()[-1]
     assert (snap["bid_price_nanos"][0], snap["ask_price_nanos"][0]) == (max(bids), min(asks))

@@ -65,7 +65,7 @@ def test_landing_sensor_registers_instruments_and_requests_their_day_once(dep: D
 def test_gap_repair_requests_exactly_the_days_the_windows_touch(dep: Deployment) -> None:
     from dagster_project.sensors import gap_repair_sensor
     from tapeflow.schemas.records import STATUS
-    from tapeflow.storage import lake
+    from tapeflow.storage.writer import write
 
     instance = dg.DagsterInstance.ephemeral()
     instance.add_dynamic_partitions("instruments", [BTC, ETH])
@@ -79,7 +79,7 @@ def test_gap_repair_requests_exactly_the_days_the_windows_touch(dep: Deployment)
         "ts_event_ns": [r[2] for r in rows], "ts_recv_ns": [r[2] for r in rows], "venue": ["sim"] * 4,
         "symbol": [r[0] for r in rows], "state": [r[1] for r in rows], "sequence": [-1] * 4,
         "until_ns": [r[3] for r in rows], "detail": ["test"] * 4})
-    lake.write(STATUS, status, dep.lake)
+    write(STATUS, status, dep.lake)
 
     result = gap_repair_sensor(_context(dep, instance))
     covered = sorted(k for r in result.run_requests for k in _keys(r, instance))

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -30,25 +29,11 @@ from flows.sinks import (
 )
 from tapeflow.errors import StorageError
 from tapeflow.live.prom import FlowMetrics
-from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BAR, QUOTE, REJECTED, STATUS
 from tapeflow.storage import lake
 from tapeflow.storage.warehouse import Warehouse
 
 T0 = 1_723_161_255_030_314_667
-
-
-@pytest.fixture(scope="module")
-def dsn(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
-
-
-@pytest.fixture
-def wh(dsn: str) -> Iterator[Warehouse]:
-    with Warehouse(dsn) as warehouse:
-        for name in ALL_RECORDS:
-            warehouse.client.command(f"DROP TABLE IF EXISTS {name}")
-        yield warehouse
 
 
 def quotes(n: int, *, offset: int = 0) -> pa.Table:
@@ -123,8 +108,8 @@ def test_status_and_dead_letters_go_to_both_stores(wh: Warehouse, dsn: str, tmp_
         write(DeadLetterSink(dsn, tmp_path), dead, status(4))
     assert wh.count(STATUS) == 4 and wh.count(REJECTED) == 2 and wh.count(QUOTE) == 0
     day = lake.day_of(T0)
-    part = tmp_path / "status" / "venue=binance-usdm" / "symbol=BTCUSDT" / f"date={day}" / lake.PART_FILE
-    assert part.is_file()
+    partition = tmp_path / "status" / "venue=binance-usdm" / "symbol=BTCUSDT" / f"date={day}"
+    assert [p.name for p in partition.iterdir()] == ["part-0.parquet"]  # compacted into one file at close
     assert lake.read(STATUS, tmp_path)["detail"].to_pylist() == [f"gap {i}" for i in range(4)]
     assert lake.read(REJECTED, tmp_path)["raw"].to_pylist() == [b"{", b"["]
 
@@ -226,3 +211,35 @@ def test_two_worker_flow_opens_chdb_in_a_worker_thread(tmp_path: Path) -> None:
                           capture_output=True, text=True, env=os.environ | {"PYTHONPATH": str(repo)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-2:] == ["rows", "4000"]
+
+
+def _written_since(root: Path, seen: set[tuple[str, int]]) -> int:
+    """Bytes of the part files committed since the last call (a rewrite is a new inode)."""
+    new = 0
+    for path in root.rglob("part-*.parquet"):
+        stat = path.stat()
+        if (str(path), stat.st_ino) not in seen:
+            seen.add((str(path), stat.st_ino))
+            new += stat.st_size
+    return new
+
+
+def test_lake_sink_cost_per_flush_stays_flat_as_the_day_grows(tmp_path: Path) -> None:
+    flushes, rows = 200, 500
+    part = LakeSink(tmp_path, flush_s=0).build_part("out", "0", None)  # flush_s=0: a flush per batch
+    seen: set[tuple[str, int]] = set()
+    cost = []
+    for i in range(flushes):
+        batch = quotes(rows, offset=i * rows).to_pydict()
+        batch["ts_recv_ns"] = [T0 + (i * rows + j) * 1_000 for j in range(rows)]
+        part.write_batch([QUOTE.table(batch)])
+        cost.append(_written_since(tmp_path, seen))
+    part.close()
+    # the 64 flushes at the end of the day (each a part, merges included) write what the first 64 did:
+    # nothing grows with the rows already in the partition (the old sink rewrote all of them each time)
+    assert sum(cost[-64:]) <= 1.3 * sum(cost[:64])
+    appends = sorted(cost)[: flushes // 2]  # most flushes only append their part
+    assert max(appends) <= 1.05 * min(appends)
+    back = lake.read(QUOTE, tmp_path)
+    assert back.num_rows == flushes * rows
+    assert len(list((tmp_path / "quote").rglob("*.parquet"))) == 1  # compacted at close

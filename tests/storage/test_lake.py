@@ -14,6 +14,8 @@ from tapeflow.errors import StorageError
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.schemas.records import BOOK_DELTA, F_LAST, L2_CLEAR, NO_SIDE, REJECTED, TRADE
 from tapeflow.storage import lake
+from tapeflow.storage.parts import STAGING
+from tapeflow.storage.writer import write
 from tests.storage.samples import KEYS, T0, all_samples, rows, synthetic_deltas
 
 
@@ -21,7 +23,7 @@ from tests.storage.samples import KEYS, T0, all_samples, rows, synthetic_deltas
 def test_every_record_type_round_trips_exactly(tmp_path: Path, name: str) -> None:
     record = ALL_RECORDS[name]
     table = all_samples()[name]
-    written = lake.write(record, table, tmp_path)
+    written = write(record, table, tmp_path)
     back = lake.read(record, tmp_path)
     assert back.schema == record.arrow_schema()
     assert rows(back) == rows(table)
@@ -31,7 +33,7 @@ def test_every_record_type_round_trips_exactly(tmp_path: Path, name: str) -> Non
 
 
 def test_partition_paths_are_hive_style_and_escaped(tmp_path: Path) -> None:
-    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    write(TRADE, all_samples()["trade"], tmp_path)
     found = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.parquet"))
     assert found == sorted([
         "trade/venue=GLBX.MDP3/symbol=ESH4/date=2024-08-08/part-0.parquet",
@@ -48,7 +50,7 @@ def test_partition_paths_are_hive_style_and_escaped(tmp_path: Path) -> None:
 
 
 def test_other_hive_readers_decode_the_same_values(tmp_path: Path) -> None:
-    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    write(TRADE, all_samples()["trade"], tmp_path)
     keys = pa.schema([("venue", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
     part = ds.partitioning(keys, flavor="hive")
     table = ds.dataset(tmp_path / "trade", format="parquet", partitioning=part).to_table()
@@ -58,7 +60,7 @@ def test_other_hive_readers_decode_the_same_values(tmp_path: Path) -> None:
 
 
 def test_read_filters_by_venue_symbol_and_date(tmp_path: Path) -> None:
-    lake.write(TRADE, all_samples()["trade"], tmp_path)
+    write(TRADE, all_samples()["trade"], tmp_path)
     assert lake.read(TRADE, tmp_path, venue="binance-usdm").num_rows == 6
     assert lake.read(TRADE, tmp_path, venue="binance-usdm", symbol="ETH/USDT").num_rows == 2
     assert lake.read(TRADE, tmp_path, symbol="BTCUSDT", date="2024-08-09").num_rows == 2
@@ -69,15 +71,17 @@ def test_read_filters_by_venue_symbol_and_date(tmp_path: Path) -> None:
 
 def test_replace_is_idempotent_and_replaces(tmp_path: Path) -> None:
     table = synthetic_deltas(2_000)
-    first = lake.write(BOOK_DELTA, table, tmp_path)
+    first = write(BOOK_DELTA, table, tmp_path)
     bytes_once = [w.path.read_bytes() for w in first]
-    again = lake.write(BOOK_DELTA, table, tmp_path)
+    again = write(BOOK_DELTA, table, tmp_path)
     assert [w.path.read_bytes() for w in again] == bytes_once  # deterministic: same rows, same file
     assert lake.read(BOOK_DELTA, tmp_path).num_rows == table.num_rows
-    assert len(list(tmp_path.rglob("*"))) == len(list(tmp_path.rglob("*.parquet"))) + 4  # no temp files
+    dataset = tmp_path / "book_delta"
+    assert len(list(dataset.rglob("*"))) == len(list(dataset.rglob("*.parquet"))) + 3  # no temp files
+    assert not any((tmp_path / STAGING).iterdir())  # nor any left in the staging area
 
     smaller = table.slice(0, 100)
-    lake.write(BOOK_DELTA, smaller, tmp_path)
+    write(BOOK_DELTA, smaller, tmp_path)
     assert lake.read(BOOK_DELTA, tmp_path).equals(smaller)
 
 
@@ -85,23 +89,23 @@ def test_merge_keeps_rows_of_another_source_by_content(tmp_path: Path) -> None:
     table = synthetic_deltas(3_000)
     n = table.num_rows
     a, b = table.slice(0, 2 * n // 3), table.slice(n // 3)  # overlap: the middle third
-    lake.write(BOOK_DELTA, a, tmp_path)
-    lake.write(BOOK_DELTA, b, tmp_path, mode="merge")
+    write(BOOK_DELTA, a, tmp_path)
+    write(BOOK_DELTA, b, tmp_path, mode="merge")
     back = lake.read(BOOK_DELTA, tmp_path)
     assert back.num_rows == n
     assert rows(back) == rows(table)
     # merging the same rows again changes nothing
-    lake.write(BOOK_DELTA, b, tmp_path, mode="merge")
+    write(BOOK_DELTA, b, tmp_path, mode="merge")
     assert lake.read(BOOK_DELTA, tmp_path).num_rows == n
 
 
 def test_merge_never_collapses_distinct_rows_that_share_a_key(tmp_path: Path) -> None:
     table = synthetic_deltas(50)
-    lake.write(BOOK_DELTA, table, tmp_path)
+    write(BOOK_DELTA, table, tmp_path)
     flags = BOOK_DELTA.column_names.index("flags")
     new_flags = pa.array([F_LAST | 4], pa.uint8())
     changed = table.slice(10, 1).set_column(flags, table.schema.field(flags), new_flags)
-    lake.write(BOOK_DELTA, changed, tmp_path, mode="merge")
+    write(BOOK_DELTA, changed, tmp_path, mode="merge")
     back = lake.read(BOOK_DELTA, tmp_path)
     assert back.num_rows == table.num_rows + 1  # same key, different content: both kept
     assert back.column("flags").to_pylist().count(F_LAST | 4) == 1
@@ -109,8 +113,8 @@ def test_merge_never_collapses_distinct_rows_that_share_a_key(tmp_path: Path) ->
 
 def test_append_keeps_repeated_rows(tmp_path: Path) -> None:
     table = synthetic_deltas(50)
-    lake.write(BOOK_DELTA, table, tmp_path)
-    lake.write(BOOK_DELTA, table, tmp_path, mode="append")
+    write(BOOK_DELTA, table, tmp_path)
+    write(BOOK_DELTA, table, tmp_path, mode="append")
     assert lake.read(BOOK_DELTA, tmp_path).num_rows == 2 * table.num_rows
 
 
@@ -127,7 +131,7 @@ def test_partition_sorted_by_recv_then_sequence_keeping_event_order(tmp_path: Pa
     earlier = BOOK_DELTA.table({k: v for k, v in stream.items() if k not in ("venue", "symbol")},
                                constants={"venue": "v", "symbol": "s"})
     shuffled = pa.concat_tables([event, earlier.take(np.random.default_rng(1).permutation(earlier.num_rows))])
-    lake.write(BOOK_DELTA, shuffled, tmp_path)
+    write(BOOK_DELTA, shuffled, tmp_path)
     back = lake.read(BOOK_DELTA, tmp_path)
     recv, seq = back.column("ts_recv_ns").to_numpy(), back.column("sequence").to_numpy()
     assert np.all((np.diff(recv) > 0) | ((np.diff(recv) == 0) & (np.diff(seq) >= 0)))
@@ -136,7 +140,7 @@ def test_partition_sorted_by_recv_then_sequence_keeping_event_order(tmp_path: Pa
 
 def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     table = synthetic_deltas(200)
-    (written,) = lake.write(BOOK_DELTA, table, tmp_path)
+    (written,) = write(BOOK_DELTA, table, tmp_path)
     before = written.path.read_bytes()
 
     def crash(table: pa.Table, where: object, **kwargs: object) -> None:
@@ -145,25 +149,26 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(pq, "write_table", crash)
     with pytest.raises(StorageError, match="disk full"):
-        lake.write(BOOK_DELTA, table.slice(0, 10), tmp_path)
+        write(BOOK_DELTA, table.slice(0, 10), tmp_path)
     monkeypatch.undo()
     assert written.path.read_bytes() == before
     assert [p.name for p in written.path.parent.iterdir()] == ["part-0.parquet"]
     assert lake.read(BOOK_DELTA, tmp_path).equals(table)
+    assert not any((tmp_path / STAGING).iterdir())
 
 
 def test_readers_ignore_a_temp_file_left_by_a_killed_writer(tmp_path: Path) -> None:
-    (written,) = lake.write(REJECTED, all_samples()["rejected"].slice(0, 2), tmp_path)
+    (written,) = write(REJECTED, all_samples()["rejected"].slice(0, 2), tmp_path)
     (written.path.parent / ".part-0.parquet.999.deadbeef.tmp").write_bytes(b"PAR1 half")
     assert lake.read(REJECTED, tmp_path).num_rows == 2
 
 
 def test_bad_arguments_raise_storage_errors(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="'upsert'"):
-        lake.write(TRADE, all_samples()["trade"], tmp_path, mode="upsert")  # type: ignore[arg-type]
+        write(TRADE, all_samples()["trade"], tmp_path, mode="upsert")  # type: ignore[arg-type]
     with pytest.raises(StorageError, match="expected"):
-        lake.write(TRADE, all_samples()["quote"], tmp_path)
-    assert lake.write(TRADE, TRADE.empty_table(), tmp_path) == []
+        write(TRADE, all_samples()["quote"], tmp_path)
+    assert write(TRADE, TRADE.empty_table(), tmp_path) == []
 
 
 def test_escape_round_trips_and_day_of_floors() -> None:
@@ -179,7 +184,7 @@ def test_escape_round_trips_and_day_of_floors() -> None:
 
 
 def _bytes_per_row(root: Path, table: pa.Table) -> float:
-    written = lake.write(BOOK_DELTA, table, root)
+    written = write(BOOK_DELTA, table, root)
     assert sum(w.rows for w in written) == table.num_rows
     return sum(w.bytes_written for w in written) / table.num_rows
 
@@ -209,7 +214,7 @@ def test_rows_without_venue_time_file_under_their_capture_day(tmp_path: Path) ->
     ts_event = REJECTED.column_names.index("ts_event_ns")
     unknown = pa.array([-1] * rejected.num_rows, pa.int64())
     rejected = rejected.set_column(ts_event, rejected.schema.field(ts_event), unknown)
-    written = lake.write(REJECTED, rejected, tmp_path)
+    written = write(REJECTED, rejected, tmp_path)
     days = {lake.day_of(t) for t in rejected.column("ts_recv_ns").to_pylist()}
     assert {w.date for w in written} == days
     assert "1969-12-31" not in days
