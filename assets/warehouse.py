@@ -17,10 +17,11 @@ from dagster import (
 
 from assets import common
 from assets.book import BBO
-from assets.partitions import DAY_BY_INSTRUMENT, targets
+from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
-from tapeflow.derived.profiles import BASELINE, PROFILE
+from tapeflow.batch.targets import Target
 from tapeflow.schemas import concat
+from tapeflow.schemas.batch import BASELINE, PROFILE
 from tapeflow.schemas.records import (
     BAR,
     BOOK_DELTA,
@@ -62,14 +63,15 @@ def clickhouse_tables(context: AssetExecutionContext, tapeflow: TapeflowResource
     """Load every dataset of the run's instrument-days into ClickHouse (replace by partition)."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
-    loaded: dict[str, int] = {}
+    by_target: dict[Target, dict[str, int]] = {t: {} for t in wanted}
     with Warehouse(tapeflow.dsn) as wh:
         for record in (*TABLES.values(), *ALSO_LOADED):
-            rows = concat(record, list(common.read(record, lake, wanted).values()))
-            loaded[record.name] = wh.load(record, rows, replace_partitions=True)
-    return MaterializeResult(metadata={
-        "dagster/row_count": sum(loaded.values()),
-        "rows_by_table": MetadataValue.json(loaded),
-        "partitions": len(wanted),
-        "dsn": redact_dsn(tapeflow.dsn),
-    })
+            parts = common.read(record, lake, wanted)
+            for t, part in parts.items():
+                by_target[t][record.name] = part.num_rows
+            rows = concat(record, list(parts.values()))
+            wh.load(record, rows, replace_partitions=True)
+    for t, loaded in by_target.items():  # each partition's own rows, not the run's
+        context.add_asset_metadata({"dagster/row_count": sum(loaded.values()),
+                                    "rows_by_table": MetadataValue.json(loaded)}, partition_key=target_key(t))
+    return MaterializeResult(metadata={**common.run_metadata(wanted), "dsn": redact_dsn(tapeflow.dsn)})

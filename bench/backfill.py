@@ -59,7 +59,7 @@ def _backfill(root: Path, fmt: str, place: Callable[[Path], list[Path]]) -> tupl
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # BackfillPolicy's notice, once per asset
 
     from assets.resources import TapeflowResource
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import build_definitions
     from dagster_project.demo import QUIET_CONSOLE
     from dagster_project.sensors import landing_sensor
 
@@ -75,7 +75,7 @@ def _backfill(root: Path, fmt: str, place: Callable[[Path], list[Path]]) -> tupl
     days = len(_index(root).instrument_days())
     events, blocked = 0, []
     for request in tick.run_requests:
-        result = dg.materialize(list(defs.assets), partition_key=request.partition_key,
+        result = dg.materialize(list(build_definitions("2012-06-01").assets), partition_key=request.partition_key,
                                 tags=dict(request.tags), resources={"tapeflow": resource}, instance=instance,
                                 raise_on_error=False, run_config=QUIET_CONSOLE)
         events += _events(result)
@@ -99,7 +99,7 @@ def _blocked(result: object) -> list[str]:
 
 
 def _index(root: Path) -> object:
-    from assets.sources import SourceIndex
+    from tapeflow.batch.sources import SourceIndex
 
     return SourceIndex(root / "lake")
 
@@ -108,8 +108,8 @@ def _events(result: object) -> int:
     seen: dict[str, int] = {}
     for event in result.get_asset_materialization_events():  # type: ignore[attr-defined]
         name = event.materialization.asset_key.to_user_string()
-        if name in INGEST_ASSETS:  # a range run repeats its total on each of its partitions
-            seen[name] = int(event.materialization.metadata["dagster/row_count"].value)
+        if name in INGEST_ASSETS:  # each partition reports its own rows
+            seen[name] = seen.get(name, 0) + int(event.materialization.metadata["dagster/row_count"].value)
     return sum(seen.values())
 
 

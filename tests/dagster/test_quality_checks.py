@@ -117,7 +117,7 @@ def test_clock_skew_fails_recv_skew_with_the_skewed_count(sim_files, tmp_path) -
 
 def test_a_day_far_above_its_20_day_baseline_warns_without_blocking(tmp_path: Path) -> None:
     from assets import checks
-    from assets.partitions import Target
+    from tapeflow.batch.targets import Target
     from tapeflow.schemas.records import TRADE
     from tapeflow.storage import lake
 
