@@ -13,9 +13,9 @@ Expectations run per dataset and frame (:func:`finish`). A check that no partiti
 executed) and logs that no result came; one evaluated on some partitions only says which it
 skipped, and why, in its description.
 
-Results are kept as JSON under ``<lake>/_quality/`` and rendered as Data Docs under
-``<lake>/_data_docs/`` by every step (``quality.store``), so a day whose check failed is
-documented too.
+Results are kept as JSON under ``<lake>/_quality/`` (``quality.store``); a day whose check failed
+gets its Data Docs page under ``<lake>/_data_docs/`` from that step (what follows it will not run),
+every other day from the ``data_docs`` asset at the end.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType
 
 __all__ = ["DOCS_DIR", "RESULTS_DIR", "SUITES", "WARN_ONLY", "baseline", "docs_dir", "evaluate", "finish",
-           "load", "plan", "publish", "specs"]
+           "finish_all", "load", "plan", "publish", "specs"]
 
 # asset -> quality suite
 SUITES: dict[str, str] = {
@@ -102,29 +102,45 @@ def selected(context: AssetExecutionContext | None, asset: str) -> bool:
 
 def finish(asset: str, plans: Mapping[Target, Plan], lake: Path, *,
            context: AssetExecutionContext | None = None) -> list[AssetCheckResult]:
-    """Validate the planned instrument-days, keep and publish their results, one result per check.
+    """Validate the planned instrument-days, keep their results, one result per check.
 
     A check passes only where every evaluated day passes it; counts add up and the examples name
     their day. A check skipped on every day yields nothing (Dagster: Skipped); with ``context``,
     only the checks the run selected are returned.
     """
-    if not plans:
+    return finish_all({asset: plans}, lake, context=context)
+
+
+def finish_all(plans: Mapping[str, Mapping[Target, Plan]], lake: Path, *,
+               context: AssetExecutionContext | None = None) -> list[AssetCheckResult]:
+    """:func:`finish` for several assets of one step, validated together (one GX run for all).
+
+    The Data Docs page of a day with a failed check is written now (downstream steps, the
+    ``data_docs`` asset among them, will not run); the ``data_docs`` asset writes the others.
+    """
+    keys = [(asset, t) for asset, by_target in plans.items() for t in sorted(by_target)]
+    if not keys:
         return []
-    targets = sorted(plans)
-    runs = dict(zip(targets, quality.validate_plans([plans[t] for t in targets]), strict=True))
-    for t, result in runs.items():
+    results = quality.validate_plans([plans[asset][t] for asset, t in keys])
+    runs: dict[str, dict[Target, SuiteResult]] = {}
+    for (asset, t), result in zip(keys, results, strict=True):
         save(lake, asset, t, result)
-    publish(lake, targets)
-    wanted = None if context is None else {k.name for k in context.selected_asset_check_keys
-                                          if k.asset_key == AssetKey(asset)}
+        runs.setdefault(asset, {})[t] = result
+    publish(lake, sorted({t for (_, t), r in zip(keys, results, strict=True) if not r.passed}))
     out = []
-    for name in quality.check_names(SUITES[asset]):
-        result = _combine(asset, name, runs) if wanted is None or name in wanted else None
-        if result is not None:
-            out.append(result)
-        elif wanted is None or name in wanted:
-            why = sorted({str(r.check(name).details.get("skipped")) for r in runs.values()})
-            _LOG.info(f"{asset}.{name}: skipped on every partition of the run ({'; '.join(why)}): no result")
+    for asset, by_target in runs.items():
+        wanted = None if context is None else {k.name for k in context.selected_asset_check_keys
+                                              if k.asset_key == AssetKey(asset)}
+        for name in quality.check_names(SUITES[asset]):
+            if wanted is not None and name not in wanted:
+                continue
+            result = _combine(asset, name, by_target)
+            if result is not None:
+                out.append(result)
+            else:
+                why = sorted({str(r.check(name).details.get("skipped")) for r in by_target.values()})
+                _LOG.info(f"{asset}.{name}: skipped on every partition of the run ({'; '.join(why)}): "
+                          f"no result")
     return out
 
 

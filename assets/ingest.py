@@ -77,8 +77,7 @@ def normalized(context: AssetExecutionContext,
                                          trades=day[TRADE] if name == "venue_quotes" else None)
     for name in writing:
         yield MaterializeResult(asset_key=name, metadata=common.run_metadata(wanted))
-    for name in checking:
-        yield from checks.finish(name, plans[name], lake, context=context)
+    yield from checks.finish_all(plans, lake, context=context)
 
 
 def _days(context: AssetExecutionContext, tapeflow: TapeflowResource,

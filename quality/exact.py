@@ -60,6 +60,7 @@ class Judgement:
     witnesses: np.ndarray
     observed: Any = None
     unexpected_values: list[Any] = field(default_factory=list)
+    samples: Any = None  # the witness values GX validates (column expectations), set by quality.plan
 
     @property
     def unexpected_count(self) -> int:

@@ -2,16 +2,18 @@
 
 :func:`plan` turns one partition's planned checks (``SuiteData`` after ``suite.plan``) into a
 :class:`Plan`: per expectation the exact outcome over the whole column (:func:`quality.exact.judge`),
-the examples a report shows, and small frames of witness rows. The table itself is not kept, so a
-run can plan partition after partition in bounded memory.
+its witness values, and the examples a report shows. The table itself is not kept, so a run can
+plan partition after partition in bounded memory.
 
-:func:`validate` hands the witnesses of many plans to Great Expectations at once: per dataset one
-GX run per frame kind (``rows``: the table's own columns, one run per column-type signature;
-``derived``; ``day``), every partition's rows in one frame under ids that say whose row each is.
-An expectation shared by all partitions (same kind, column and thresholds) is one GX expectation;
-where the thresholds differ per partition (the day's bounds) each variant reads its own copy of
-the column. GX's verdict for each partition must equal the exact one (else
-:class:`~quality.exact.EngineMismatch`); the results carry the exact counts.
+:func:`validate` hands the witnesses of many plans to Great Expectations at once, in two kinds of
+runs: the column-list and column-type expectations over each dataset's own rows (one run per
+dataset and column-type signature), and one run for every column expectation of every plan, where
+each expectation kind and threshold (``ExpectColumnValuesToBeBetween`` 0..86,399,999,999,999 say)
+is one GX expectation over the stacked witness values of every column and partition it applies to,
+under row ids that say whose value each is. GX's planning costs ~15 ms per expectation and little
+per row, so the cost no longer grows with partitions, datasets of a step or rows. GX's verdict
+for each (partition, column) must equal the exact one (else :class:`~quality.exact.EngineMismatch`);
+the results carry the exact counts.
 """
 
 from __future__ import annotations
@@ -19,14 +21,15 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from quality.checks import Check, SuiteData
-from quality.engine import Expect, Outcome
+from quality.engine import Expect
 from quality.engine import validate as gx_validate
 from quality.exact import MAP_KINDS, EngineMismatch, Judgement, judge
 from quality.result import CheckResult, SuiteResult
@@ -34,6 +37,7 @@ from quality.result import CheckResult, SuiteResult
 _MAX_EXAMPLES = 5
 _ID_SHIFT = 40  # a row id is (plan << 40) | row: unique across the plans of one validation
 _RESULT_FORMAT = {"result_format": "COMPLETE"}
+_TABLE_FORMAT = {"result_format": "BOOLEAN_ONLY"}
 
 
 @dataclass
@@ -52,20 +56,27 @@ class PlannedCheck:
 
 @dataclass
 class Plan:
-    """One dataset partition, planned: what GX must validate and everything the result reports."""
+    """One dataset partition, planned: what GX must validate and everything the result reports.
+
+    Attributes:
+        dataset, day, row_count: the partition.
+        checks: the planned checks, in suite order.
+        table_frame: witness rows of the table's own columns (first row, first null of each column)
+            for the column-type and column-list expectations.
+    """
 
     dataset: str
     day: str | None
     row_count: int
     checks: list[PlannedCheck]
-    frames: dict[str, pd.DataFrame] = field(default_factory=dict)  # frame kind -> witness rows
+    table_frame: pd.DataFrame | None = None
 
 
 def plan(data: SuiteData) -> Plan:
     """Judge every planned check of ``data`` exactly and keep its witness rows (see module docstring)."""
     rows = data.table.num_rows
     planned: list[PlannedCheck] = []
-    witnesses: dict[str, list[np.ndarray]] = {"rows": [], "derived": [], "day": []}
+    table_rows: list[np.ndarray] = []
     for check in data.checks:
         if check.skipped:
             planned.append(PlannedCheck(check.name, check.description, check.frame, [], [],
@@ -73,33 +84,118 @@ def plan(data: SuiteData) -> Plan:
             continue
         source = _source(data, check.frame)
         size = rows if check.frame != "day" else _day_rows(data)
-        judged = [judge(e, source.get(e.kwargs.get("column")) if "column" in e.kwargs else None, size,
-                        table=data.table if check.frame == "rows" else None) for e in check.expects]
-        witnesses[check.frame] += [j.witnesses for j in judged]
+        judged = []
+        for e in check.expects:
+            column = source.get(e.kwargs["column"]) if "column" in e.kwargs else None
+            j = judge(e, column, size, table=data.table if check.frame == "rows" else None)
+            if e.kind in MAP_KINDS:
+                j.samples = _samples(column, j.witnesses)
+            else:
+                table_rows.append(j.witnesses)
+            judged.append(j)
         planned.append(PlannedCheck(check.name, check.description, check.frame, check.expects, judged,
                                     dict(check.details), _examples(data, check, judged)))
-    frames = {}
-    for kind, parts in witnesses.items():
-        at = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
-        frames[kind] = _witness_frame(data, kind, at, [c for c in planned if c.frame == kind])
-    return Plan(data.dataset, data.day, rows, planned, frames)
+    frame = None
+    if table_rows:
+        at = np.unique(np.concatenate(table_rows))
+        frame = data.table.take(at).to_pandas()
+        frame.index = at
+    return Plan(data.dataset, data.day, rows, planned, frame)
+
+
+def _samples(column: Any, at: np.ndarray) -> pd.Series:
+    """The witness values of a column, typed so that stacking keeps them exact (nullable integers)."""
+    if isinstance(column, pa.ChunkedArray | pa.Array):
+        values = column.take(pa.array(at)).to_pandas()
+    else:
+        values = pd.Series(column[at])
+    if values.dtype.kind in "iu":
+        values = values.astype("Int64")
+    elif values.dtype == bool:
+        values = values.astype("boolean")
+    values.index = at
+    return values
 
 
 def validate(plans: Sequence[Plan]) -> list[SuiteResult]:
     """Validate the witnesses of ``plans`` with Great Expectations and return one result per plan.
 
+    Two kinds of GX runs: per dataset and column-type signature, the column-list and column-type
+    expectations over the partitions' own rows; then one run for every column expectation of
+    every plan, each kind and threshold one GX expectation over the stacked witnesses of all the
+    columns and partitions it applies to.
+
     Raises:
         EngineMismatch: GX's verdict on a partition differs from the exact one (a bug).
     """
     verdicts: dict[tuple[int, int, int], bool] = {}  # (plan, check, expectation) -> GX success
-    by_dataset: dict[str, list[int]] = {}
+    groups: dict[tuple, list[int]] = {}
     for i, p in enumerate(plans):
-        by_dataset.setdefault(p.dataset, []).append(i)
-    for dataset, members in by_dataset.items():
-        for kind in ("rows", "derived", "day"):
-            for group in _groups(plans, members, kind):
-                verdicts.update(_run(f"{dataset}.{kind}", plans, group, kind))
+        if p.table_frame is not None:
+            signature = tuple((c, str(t)) for c, t in p.table_frame.dtypes.items())
+            groups.setdefault((p.dataset, signature), []).append(i)
+    for (dataset, _), members in groups.items():
+        verdicts.update(_table_level(f"{dataset}.table", plans, members))
+    verdicts.update(_stacked(plans))
     return [_result(i, p, verdicts) for i, p in enumerate(plans)]
+
+
+def _table_level(name: str, plans: Sequence[Plan], group: list[int]) -> dict[tuple[int, int, int], bool]:
+    slots: dict[tuple, list[tuple[int, int, int]]] = {}
+    expects: dict[tuple, Expect] = {}
+    for i in group:
+        for c, check in enumerate(plans[i].checks):
+            for e, expect in enumerate(check.expects):
+                if expect.kind not in MAP_KINDS:
+                    key = (expect.kind, json.dumps(expect.kwargs, sort_keys=True, default=str))
+                    slots.setdefault(key, []).append((i, c, e))
+                    expects[key] = expect
+    frames = []
+    for i in group:
+        frame = plans[i].table_frame.copy()  # type: ignore[union-attr]
+        frame.index = (np.int64(i) << _ID_SHIFT) + frame.index.to_numpy(np.int64)
+        frames.append(frame)
+    combined = pd.concat(frames) if len(frames) > 1 else frames[0]
+    outcomes = gx_validate(name, combined, [[expects[k]] for k in slots], result_format=_TABLE_FORMAT)
+    return {user: outcome.success for (_, users), (outcome,) in zip(slots.items(), outcomes, strict=True)
+            for user in users}
+
+
+def _stacked(plans: Sequence[Plan]) -> dict[tuple[int, int, int], bool]:
+    """One GX run for every column expectation of ``plans`` (see :func:`validate`)."""
+    slots: dict[tuple, list[int]] = {}
+    entries: list[tuple[int, int, int]] = []
+    for i, p in enumerate(plans):
+        for c, check in enumerate(p.checks):
+            for e, expect in enumerate(check.expects):
+                if expect.kind not in MAP_KINDS:
+                    continue
+                kw = {k: v for k, v in expect.kwargs.items() if k != "column"}
+                # a share-of-rows verdict belongs to one column of one partition
+                owner = len(entries) if "mostly" in kw else None
+                slots.setdefault((expect.kind, json.dumps(kw, sort_keys=True, default=str), owner),
+                                 []).append(len(entries))
+                entries.append((i, c, e))
+    if not entries:
+        return {}
+    columns, expects = {}, []
+    for n, ((kind, thresholds, _), members) in enumerate(slots.items()):
+        parts = []
+        for entry in members:
+            i, c, e = entries[entry]
+            samples = plans[i].checks[c].judgements[e].samples
+            parts.append(pd.Series(samples.array, index=(np.int64(entry) << _ID_SHIFT)
+                                   + samples.index.to_numpy(np.int64)))
+        columns[f"slot{n}"] = pd.concat(parts) if len(parts) > 1 else parts[0]
+        expects.append([Expect(kind, {"column": f"slot{n}", **json.loads(thresholds)})])
+    frame = pd.concat(columns, axis=1)
+    outcomes = gx_validate("witnesses", frame, expects, result_format=_RESULT_FORMAT)
+    out = {}
+    for ((_, _, owner), members), (outcome,) in zip(slots.items(), outcomes, strict=True):
+        failing = {int(i) >> _ID_SHIFT for i in outcome.result.get("unexpected_index_list") or []}
+        for entry in members:
+            out[entries[entry]] = outcome.success if owner is not None else entry not in failing
+    return out
 
 
 def _source(data: SuiteData, frame: str) -> dict[str, Any]:
@@ -110,96 +206,6 @@ def _source(data: SuiteData, frame: str) -> dict[str, Any]:
 
 def _day_rows(data: SuiteData) -> int:
     return max((len(v) for v in data.day_rows.values()), default=0)
-
-
-def _witness_frame(data: SuiteData, kind: str, at: np.ndarray, checks: list[PlannedCheck]) -> pd.DataFrame:
-    if kind == "rows":
-        frame = data.table.take(at).to_pandas()
-    else:
-        source = _source(data, kind)
-        used = sorted({e.kwargs["column"] for c in checks for e in c.expects if "column" in e.kwargs})
-        frame = pd.DataFrame({name: source[name][at] for name in used})
-    frame.index = at
-    return frame
-
-
-def _groups(plans: Sequence[Plan], members: list[int], kind: str) -> list[list[int]]:
-    """Plans whose ``kind`` frames GX can validate together: ``rows`` frames must share column types."""
-    if kind != "rows":
-        return [members]
-    out: dict[tuple, list[int]] = {}
-    for i in members:
-        frame = plans[i].frames["rows"]
-        out.setdefault(tuple((c, str(t)) for c, t in frame.dtypes.items()), []).append(i)
-    return list(out.values())
-
-
-@dataclass
-class _Slot:
-    expect: Expect
-    users: list[tuple[int, int, int]] = field(default_factory=list)  # (plan, check, expectation)
-
-
-def _run(name: str, plans: Sequence[Plan], group: list[int], kind: str
-         ) -> dict[tuple[int, int, int], bool]:
-    slots: dict[tuple, _Slot] = {}
-    for i in group:
-        for c, check in enumerate(plans[i].checks):
-            if check.frame != kind:
-                continue
-            for e, expect in enumerate(check.expects):
-                kw = {k: v for k, v in expect.kwargs.items() if k != "column"}
-                # a share-of-rows verdict belongs to one partition: its column is its own
-                owner = i if "mostly" in kw else None
-                thresholds = json.dumps(kw, sort_keys=True, default=str)
-                key = (expect.kind, expect.kwargs.get("column"), thresholds, owner)
-                slots.setdefault(key, _Slot(expect)).users.append((i, c, e))
-    if not slots:
-        return {}
-    columns = _column_names(list(slots), kind)
-    frames = []
-    for i in group:
-        base = plans[i].frames[kind]
-        frame = base if kind == "rows" else pd.DataFrame(index=base.index)
-        if kind != "rows":
-            for key, slot in slots.items():
-                if any(u[0] == i for u in slot.users):
-                    frame[columns[key]] = base[slot.expect.kwargs["column"]].array
-        frame = frame.copy()
-        frame.index = (np.int64(i) << _ID_SHIFT) + base.index.to_numpy(np.int64)
-        frames.append(frame)
-    combined = pd.concat(frames) if len(frames) > 1 else frames[0]
-    expects = []
-    for key, slot in slots.items():
-        kw = dict(slot.expect.kwargs)
-        if "column" in kw:
-            kw["column"] = columns[key]
-        expects.append([Expect(slot.expect.kind, kw)])
-    outcomes = gx_validate(name, combined, expects, result_format=_RESULT_FORMAT)
-    out = {}
-    for (key, slot), (outcome,) in zip(slots.items(), outcomes, strict=True):
-        failing = _failing_plans(outcome)
-        for user in slot.users:
-            out[user] = outcome.success if (key[3] is not None or slot.expect.kind not in MAP_KINDS) \
-                else user[0] not in failing
-    return out
-
-
-def _column_names(keys: list[tuple], kind: str) -> dict[tuple, str]:
-    """Frame column per slot: the column's own name, or ``<column>@<n>`` where thresholds differ."""
-    by_column: dict[str | None, list[tuple]] = {}
-    for key in keys:
-        by_column.setdefault(key[1], []).append(key)
-    out = {}
-    for column, variants in by_column.items():
-        for n, key in enumerate(variants):
-            out[key] = column if (len(variants) == 1 or kind == "rows") else f"{column}@{n}"
-    return out
-
-
-def _failing_plans(outcome: Outcome) -> set[int]:
-    ids = outcome.result.get("unexpected_index_list") or []
-    return {int(i) >> _ID_SHIFT for i in ids}
 
 
 def _result(i: int, p: Plan, verdicts: dict[tuple[int, int, int], bool]) -> SuiteResult:

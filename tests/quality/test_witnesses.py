@@ -227,5 +227,5 @@ def test_partitions_of_several_days_validate_together_with_their_own_results(sim
     together = validate_plans([plan_suite("trades", t, partition_day=d) for t, d in cases])
     assert [dataclasses.asdict(r) for r in together] == [dataclasses.asdict(r) for r in alone]
     assert [r.check("ts_within_day").unexpected_count for r in together] == [0, 0, K, trades.num_rows]
-    # one GX run per frame for the four partitions (no baseline: the day frame has nothing to judge)
-    assert runs == ["trades.rows", "trades.derived"]
+    # two GX runs for the four partitions: column types and names, then every column expectation
+    assert runs == ["trades.table", "witnesses"]
