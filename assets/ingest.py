@@ -75,6 +75,7 @@ def normalized(context: AssetExecutionContext,
             plans[name][t] = checks.plan(name, day[record], lake, t, record=record,
                                          book=day[QUOTE] if name == "trades" else None,
                                          trades=day[TRADE] if name == "venue_quotes" else None)
+        del day  # before the next day is decoded: one day in memory at a time
     for name in writing:
         yield MaterializeResult(asset_key=name, metadata=common.run_metadata(wanted))
     yield from checks.finish_all(plans, lake, context=context)

@@ -30,8 +30,8 @@ from pathlib import Path
 
 from bench import Report, median_time
 
-DBN_DAYS, DBN_INSTRUMENTS, DBN_EVENTS_PER_DAY = 4, 2, 1_000_000
-JSON_COPIES = 4
+DBN_DAYS, DBN_INSTRUMENTS, DBN_EVENTS_PER_DAY = 3, 2, 300_000
+JSON_COPIES = 3
 MEMORY_EVENTS = 50_000_000
 INGEST_ASSETS = ("trades", "book_deltas", "order_events", "venue_quotes")
 FIRST_DAY = "2012-06-01"
@@ -50,7 +50,8 @@ def _link(files: list[Path], folder: Path) -> None:
         (folder / f.name).symlink_to(f.resolve())
 
 
-def backfill(root: Path, fmt: str, files: list[Path]) -> tuple[int, list[str]]:
+def backfill(root: Path, fmt: str, files: list[Path],
+             instance: object | None = None) -> tuple[int, list[str]]:
     """The landing sensor's tick, then its run requests, over ``files``; (events, blocking failures)."""
     import warnings
 
@@ -62,16 +63,18 @@ def backfill(root: Path, fmt: str, files: list[Path]) -> tuple[int, list[str]]:
     from dagster_project.definitions import build_definitions
     from dagster_project.demo import QUIET_CONSOLE
     from dagster_project.sensors import landing_sensor
+    from tapeflow.batch.sources import earliest_day
 
     _link(files, root / "landing" / fmt)
     resource_ = TapeflowResource(lake_dir=str(root / "lake"), clickhouse_dsn=f"chdb://{root / 'warehouse'}",
                                  landing_dir=str(root / "landing"),
                                  journal_dir=str(root / "journal"))
-    instance = dg.DagsterInstance.ephemeral()
+    instance = instance or dg.DagsterInstance.ephemeral()
     tick = landing_sensor(dg.build_sensor_context(instance=instance, resources={"tapeflow": resource_}))
     for request in tick.dynamic_partitions_requests:
         instance.add_dynamic_partitions("instruments", list(request.partition_keys))
-    assets = list(build_definitions(FIRST_DAY).assets)
+    # the definitions as a reload after this tick loads them: partitions from the data's first day
+    assets = list(build_definitions(earliest_day(root / "lake", None) or FIRST_DAY).assets)
     events, blocked = 0, []
     for request in tick.run_requests:
         result = dg.materialize(assets, partition_key=request.partition_key, tags=dict(request.tags),
@@ -182,9 +185,14 @@ def _memory(report: Report) -> None:
     out = subprocess.run([sys.executable, "-m", "bench.backfill", "memory", str(events)], capture_output=True,
                          text=True, check=False)
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
+    if "aborted" in lines:
+        report.note(f"memory case ({events:,} events) stopped: {lines['aborted']}")
+        return
     if out.returncode != 0 or "peak_rss_bytes" not in lines:
         report.note(f"memory case failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
         return
+    steps = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in lines.items() if k.startswith("step_peak_gib."))
+    report.note(f"memory case: peak RSS per step (GiB): {steps}")
     peak = int(lines["peak_rss_bytes"]) / 2**30
     events = int(lines["events"])
     report.add(f"tapeflow backfill, one simulated DBN day ({events:,} events)", events,
@@ -196,15 +204,54 @@ def _memory(report: Report) -> None:
 
 
 def _memory_child(events: int) -> None:
+    """Backfill one simulated DBN day of ``events`` events; print the peak RSS, per step too.
+
+    A watchdog samples the RSS every 0.1 s and stops the process (exit 3) above
+    ``TAPEFLOW_BENCH_MEMORY_LIMIT_GIB`` (default 8): on a shared machine a run that does not stream
+    must not take everyone's memory with it.
+    """
+    import threading
+
+    import dagster as dg
+
     from bench import workloads
 
+    limit = float(os.environ.get("TAPEFLOW_BENCH_MEMORY_LIMIT_GIB", "8")) * 2**30
+    samples: list[tuple[float, int]] = []
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def watch() -> None:
+        while True:
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * page
+            samples.append((time.time(), rss))
+            if rss > limit:
+                print(f"peak_rss_bytes={rss}\naborted=RSS over {limit / 2**30:.0f} GiB", flush=True)
+                os._exit(3)
+            time.sleep(0.1)
+
     path, n = workloads.dbn_day(0, 0, events, workloads.cache_dir() / "dbn")
+    threading.Thread(target=watch, daemon=True).start()
+    instance = dg.DagsterInstance.ephemeral()
     with tempfile.TemporaryDirectory(prefix="tapeflow-memory-") as tmp:
         c0, w0 = time.process_time(), time.perf_counter()
-        written, blocked = backfill(Path(tmp), "dbn", [path])
+        written, blocked = backfill(Path(tmp), "dbn", [path], instance=instance)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # kilobytes on Linux
     print(f"events={written}\ncpu_s={cpu}\nwall_s={wall}\npeak_rss_bytes={peak}\nblocked={','.join(blocked)}")
+    for step, (start, end) in _steps(instance).items():
+        top = max((rss for t, rss in samples if start <= t <= end), default=0)
+        print(f"step_peak_gib.{step}={top / 2**30:.2f}")
+
+
+def _steps(instance: object) -> dict[str, tuple[float, float]]:
+    out: dict[str, list[float]] = {}
+    for run in instance.get_runs():  # type: ignore[attr-defined]
+        for entry in instance.all_logs(run.run_id):  # type: ignore[attr-defined]
+            ev = entry.dagster_event
+            if ev is not None and ev.event_type_value in ("STEP_START", "STEP_SUCCESS", "STEP_FAILURE"):
+                out.setdefault(ev.step_key, []).append(entry.timestamp)
+    return {k: (min(v), max(v)) for k, v in out.items()}
 
 
 if __name__ == "__main__":

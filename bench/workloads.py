@@ -5,10 +5,11 @@
   through the real DBN decoder. A base segment is simulated once per instrument; a day is that
   segment tiled to the wanted size with times shifted (and squeezed to fit the day), order ids and
   sequence numbers offset per tile, each tile opening with the segment's clear and snapshot.
-  Sizes are whole DBN units of the simulator's 0.001 lot.
+  Sizes are whole DBN units of the simulator's 0.001 lot, and prices a thousandth of the
+  simulator's, so notionals stay those of the simulated market.
 - **JSON days**: the Binance USD-M capture (``<recv_ns> <json>`` lines, two UTC days) copied to
-  later dates, every capture and venue time moved by whole days (two days per copy, so copies
-  never share a day).
+  later dates, every capture and venue time moved by whole days (three days per copy, so copies
+  never share a day and no copy's book is warmed up by another's last day).
 
 Files go under ``$TAPEFLOW_BENCH_CACHE`` (default ``~/.cache/tapeflow-bench``) and are reused.
 """
@@ -33,6 +34,7 @@ SEGMENT_SPAN_NS = 1_800 * NS
 DATASET = "XSIM.MBO"
 SYMBOLS = ("SIM-BTCUSDT", "SIM-ETHUSDT")
 _SIZE_UNIT_NANOS = 1_000_000  # the crypto preset's lot: one DBN size unit
+_SIZE_UNIT_SCALE = 1_000_000_000 // _SIZE_UNIT_NANOS
 _MBO_RTYPE = 0xA0
 _MBO_DTYPE = np.dtype([
     ("length", "u1"), ("rtype", "u1"), ("publisher_id", "<u2"), ("instrument_id", "<u4"), ("ts_event", "<u8"),
@@ -116,7 +118,8 @@ def _records(seg: pa.Table, instrument_id: int) -> np.ndarray:
     recs["ts_event"] = seg.column("ts_event_ns").to_numpy()
     recs["ts_recv"] = seg.column("ts_recv_ns").to_numpy()
     recs["order_id"] = seg.column("order_id").to_numpy()
-    recs["price"] = seg.column("price_nanos").to_numpy()
+    # sizes become whole units of the 0.001 lot (1000x): prices / 1000 keep notionals realistic
+    recs["price"] = seg.column("price_nanos").to_numpy() // _SIZE_UNIT_SCALE
     recs["size"] = seg.column("size_nanos").to_numpy() // _SIZE_UNIT_NANOS
     recs["flags"] = seg.column("flags").to_numpy()
     recs["action"] = seg.column("action").to_numpy().astype(np.uint8).view("S1")
@@ -153,13 +156,13 @@ def _shifted(shift_ms: int):  # noqa: ANN202
 
 
 def binance_days(capture: Path, copies: int) -> list[Path]:
-    """The Binance capture and ``copies - 1`` copies of it, each two days later than the one before."""
+    """The Binance capture and ``copies - 1`` copies of it, each three days later than the one before."""
     out = [capture]
     for k in range(1, copies):
-        path = cache_dir() / "binance" / f"usdm_btcusdt_plus{2 * k}d.gz"
+        path = cache_dir() / "binance" / f"usdm_btcusdt_plus{3 * k}d.gz"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            shift_ns, shift_ms = 2 * k * DAY_NS, 2 * k * 86_400_000
+            shift_ns, shift_ms = 3 * k * DAY_NS, 3 * k * 86_400_000
             tmp = path.with_suffix(".tmp")
             with gzip.open(capture, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as dst:
                 for line in src:
