@@ -182,23 +182,30 @@ def _memory(report: Report) -> None:
     events = int(os.environ.get("TAPEFLOW_BENCH_MEMORY_EVENTS", MEMORY_EVENTS))
     if events <= 0:
         return
+    # a tenth of the day first: how memory grows with the day, step by step
+    for n in (events // 10, events):
+        _memory_case(report, n)
+
+
+def _memory_case(report: Report, events: int) -> None:
     out = subprocess.run([sys.executable, "-m", "bench.backfill", "memory", str(events)], capture_output=True,
                          text=True, check=False)
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     if "aborted" in lines:
-        report.note(f"memory case ({events:,} events) stopped: {lines['aborted']}")
+        report.note(f"memory case ({events:,} events) stopped at {lines.get('elapsed_s', '?')} s: "
+                    f"{lines['aborted']}, in step {lines.get('step', '?')}")
         return
     if out.returncode != 0 or "peak_rss_bytes" not in lines:
         report.note(f"memory case failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
         return
     steps = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in lines.items() if k.startswith("step_peak_gib."))
-    report.note(f"memory case: peak RSS per step (GiB): {steps}")
+    report.note(f"memory case, {events:,} events: peak RSS per step (GiB): {steps}")
     peak = int(lines["peak_rss_bytes"]) / 2**30
     events = int(lines["events"])
     report.add(f"tapeflow backfill, one simulated DBN day ({events:,} events)", events,
                (float(lines["cpu_s"]), float(lines["wall_s"])), ours=True,
                note=f"child process, peak RSS {peak:.2f} GiB")
-    report.figure("backfill peak RSS, one day of ~50 M events", peak, "GiB", goal=None,
+    report.figure(f"backfill peak RSS, one day of {events / 1e6:.1f} M events", peak, "GiB", goal=None,
                   higher_is_better=False, before="not measured",
                   note=f"{events:,} events, ru_maxrss of the child process")
 
@@ -226,13 +233,16 @@ def _memory_child(events: int) -> None:
                 rss = int(f.read().split()[1]) * page
             samples.append((time.time(), rss))
             if rss > limit:
-                print(f"peak_rss_bytes={rss}\naborted=RSS over {limit / 2**30:.0f} GiB", flush=True)
+                step = _current_step(instance)
+                print(f"peak_rss_bytes={rss}\naborted=RSS over {limit / 2**30:.0f} GiB\nstep={step}\n"
+                      f"elapsed_s={time.time() - started:.0f}", flush=True)
                 os._exit(3)
             time.sleep(0.1)
 
     path, n = workloads.dbn_day(0, 0, events, workloads.cache_dir() / "dbn")
-    threading.Thread(target=watch, daemon=True).start()
     instance = dg.DagsterInstance.ephemeral()
+    started = time.time()
+    threading.Thread(target=watch, daemon=True).start()
     with tempfile.TemporaryDirectory(prefix="tapeflow-memory-") as tmp:
         c0, w0 = time.process_time(), time.perf_counter()
         written, blocked = backfill(Path(tmp), "dbn", [path], instance=instance)
@@ -242,6 +252,14 @@ def _memory_child(events: int) -> None:
     for step, (start, end) in _steps(instance).items():
         top = max((rss for t, rss in samples if start <= t <= end), default=0)
         print(f"step_peak_gib.{step}={top / 2**30:.2f}")
+
+
+def _current_step(instance: object) -> str:
+    try:
+        steps = _steps(instance)
+    except Exception:  # noqa: BLE001  (a report line, from a thread racing the run's own writes)
+        return "?"
+    return max(steps, key=lambda k: steps[k][0]) if steps else "sensor tick (decode)"
 
 
 def _steps(instance: object) -> dict[str, tuple[float, float]]:

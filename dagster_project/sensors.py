@@ -10,27 +10,22 @@ starts the partitions earlier.
 
 import hashlib
 import json
-from collections.abc import Iterable
 
-import numpy as np
-import pyarrow as pa
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from assets.partitions import INSTRUMENTS, INSTRUMENTS_NAME, first_day, instrument_key, parse_instrument_key
 from assets.resources import TapeflowResource
 from dagster_project.jobs import tapeflow_days
 from dagster_project.runs import SENSOR_NAME_TAG, before, partition_runs
+from tapeflow.batch.repairs import closed_windows, repair_days
 from tapeflow.batch.sources import SourceIndex, discover
 from tapeflow.schemas.records import STATUS
 from tapeflow.storage import lake as lake_store
-from tapeflow.storage.lake import NS_PER_DAY, day_of
 
 LANDING = "landing_sensor"
 GAP_REPAIR = "gap_repair_sensor"
 # Sources decoded per tick: a big drop is indexed over several ticks instead of timing one out.
 SOURCES_PER_TICK = 20
-# STATUS states whose window needs the affected days rebuilt from the journal or vendor files.
-REPAIR_STATES = frozenset({"gap", "degraded", "resyncing", "checksum_mismatch", "stale", "disconnected"})
 
 Day = tuple[str, str, str]  # (date, venue, symbol)
 
@@ -82,14 +77,13 @@ def gap_repair_sensor(context: SensorEvaluationContext,
             continue
         rows = lake_store.read(STATUS, tapeflow.lake, venue=venue, symbol=symbol, date=path.parent.name[5:])
         repaired = set(done[1])
-        for row in _closed_windows(rows):
+        for row in closed_windows(rows):
             wid = f"{row['state']}:{row['ts_recv_ns']}:{row['until_ns']}"
             if wid in repaired:
                 continue
             repaired.add(wid)
             windows.append(f"{venue}/{symbol or '*'} {wid}")
-            symbols = [symbol] if symbol else _venue_symbols(known, venue)
-            days |= {(d, venue, s) for s in symbols for d in _days(row["ts_recv_ns"], row["until_ns"])}
+            days |= repair_days(row, venue, symbol, map(parse_instrument_key, known))
         seen[str(path)] = [mtime, sorted(repaired)]
     if not days:
         return SensorResult(skip_reason="no new closed gap/degraded window in the status dataset",
@@ -99,23 +93,6 @@ def gap_repair_sensor(context: SensorEvaluationContext,
                          f"{'; '.join(windows)}")
     tag = hashlib.sha1("\n".join(sorted(windows) or sorted(map(str, days))).encode()).hexdigest()[:12]
     return _result(context, GAP_REPAIR, days, f"repair:{tag}", {"tapeflow/trigger": "gap_repair"}, state)
-
-
-def _closed_windows(status: pa.Table) -> Iterable[dict]:
-    states = np.asarray(status.column("state").to_pylist(), dtype=object)
-    for i in np.flatnonzero(np.isin(states, list(REPAIR_STATES))):
-        row = status.slice(int(i), 1).to_pylist()[0]
-        if row["until_ns"] >= 0:
-            yield row
-
-
-def _days(start_ns: int, end_ns: int) -> list[str]:
-    lo, hi = min(start_ns, end_ns) // NS_PER_DAY, max(start_ns, end_ns) // NS_PER_DAY
-    return [day_of(d * NS_PER_DAY) for d in range(lo, hi + 1)]
-
-
-def _venue_symbols(known: Iterable[str], venue: str) -> list[str]:
-    return [s for v, s in map(parse_instrument_key, known) if v == venue]
 
 
 def _first_day(context: SensorEvaluationContext) -> str | None:

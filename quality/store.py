@@ -3,14 +3,16 @@
 Results are JSON under ``<lake>/_quality/date=<day>/<instrument key>/<asset>.json`` (replaced on
 re-materialization); each instrument-day's page is
 ``<lake>/_data_docs/date=<day>/<instrument key>/index.html`` (static HTML that opens offline),
-holding every suite run on it so far.
+holding every suite run on it so far, and ``<lake>/_data_docs/index.html`` links them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import html
 import json
 import os
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -74,3 +76,31 @@ def publish(lake: Path, targets: Iterable[Target]) -> list[Path]:
 def docs_dir(lake: Path, t: Target) -> Path:
     """The Data Docs folder of one instrument-day."""
     return Path(lake) / DOCS_DIR / f"date={t.date}" / instrument_key(t.venue, t.symbol)
+
+
+def write_index(lake: Path) -> Path:
+    """``<lake>/_data_docs/index.html``: every instrument-day page with its failed-check count."""
+    kept = load(lake)
+    failed_by_day: Counter[Target] = Counter()
+    for (t, _), r in kept.items():
+        failed_by_day[t] += len(r.failed)
+    rows = []
+    for t in sorted(failed_by_day):
+        failed = failed_by_day[t]
+        link = docs_dir(lake, t).relative_to(Path(lake) / DOCS_DIR) / "index.html"
+        state = f'<span class="fail">{failed} failed</span>' if failed else '<span class="pass">passed</span>'
+        rows.append(f'<tr><td>{html.escape(t.date)}</td><td>{html.escape(t.venue)}</td>'
+                    f'<td><a href="{html.escape(str(link))}">{html.escape(t.symbol)}</a></td>'
+                    f'<td>{state}</td></tr>')
+    page = ("<!doctype html><meta charset=utf-8><title>tapeflow data quality</title>"
+            "<style>body{font:14px system-ui,sans-serif;margin:24px}td,th{border:1px solid #ccd;"
+            "padding:4px 8px}table{border-collapse:collapse}.pass{color:#146c2e}.fail{color:#b3261e}</style>"
+            "<h1>tapeflow data quality</h1><table>"
+            "<tr><th>date</th><th>venue</th><th>symbol</th><th>checks</th>"
+            f"</tr>{''.join(rows)}</table>")
+    out = Path(lake) / DOCS_DIR / "index.html"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".index.html.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return out
