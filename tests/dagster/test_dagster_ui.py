@@ -152,3 +152,22 @@ def test_a_source_older_than_the_partitions_waits_for_a_reload(sim_files: Path, 
     assert again.cursor is not None and '"waiting": []' in again.cursor
     assert np.array_equal(sorted(again.dynamic_partitions_requests[0].partition_keys),
                           [f"sim.{s}" for s in SYMBOLS])
+
+
+def test_a_subset_run_writes_and_checks_only_what_it_selected(two_instruments) -> None:
+    from tests.dagster.conftest import check_results, materializations
+
+    dep, instance, _, keys = two_instruments
+    assets = list(definitions().assets)
+    only_trades = dg.materialize(assets, selection=["trades"], partition_key=keys[SYMBOLS[0]],
+                                 resources=dep.resources(), instance=instance, raise_on_error=False)
+    assert only_trades.success
+    assert set(materializations(only_trades)) == {"trades"}
+    assert {asset for asset, _ in check_results(only_trades)} == {"trades"}
+    # one check of an asset selected: the asset is built and only that check reports
+    one_check = dg.AssetCheckKey(dg.AssetKey("bars"), "ohlc_consistent")
+    selection = dg.AssetSelection.assets("bars").without_checks() | dg.AssetSelection.checks(one_check)
+    subset = dg.materialize(assets, selection=selection, partition_key=keys[SYMBOLS[0]],
+                            resources=dep.resources(), instance=instance, raise_on_error=False)
+    assert subset.success and set(materializations(subset)) == {"bars"}
+    assert set(check_results(subset)) == {("bars", "ohlc_consistent")}
