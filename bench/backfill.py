@@ -168,7 +168,8 @@ def run(report: Report) -> None:
             goal = 1.0 if fmt == "dbn" else 0.5
             report.figure(f"Dagster backfill from {'DBN' if fmt == 'dbn' else 'JSON'}", events / wall / 1e6,
                           "M events/s", goal=goal, before=before,
-                          note=f"{label}, {events:,} events, wall median of 3 after a warm-up")
+                          note=f"{label}, {events:,} events, wall median of 3 after a warm-up; "
+                               f"{events / cpu / 1e6:.3f} M events/s per CPU second")
         ingest = _Runs(lambda root, fmt=fmt, files=files: _ingest(root, fmt, files))
         icpu, iwall = median_time(ingest, repeats=1, warmup=0, setup=ingest.setup)
         report.add(f"tapeflow ingest (decode -> lake + ClickHouse only) {label}", ingest.out,  # type: ignore
