@@ -14,7 +14,9 @@ Workloads (``bench.workloads``, generated once into ``$TAPEFLOW_BENCH_CACHE``): 
 markets written as Databento DBN MBO files over several days, and the Binance USD-M JSON capture
 copied to later days; the real CME ES MBO days for reference. The memory case backfills one
 simulated DBN day of ~50 M events in a child process and reports its peak RSS
-(``python -m bench.backfill memory EVENTS``).
+(``python -m bench.backfill memory EVENTS``). The figures' "before" is the code before issue 8's
+work (``39260b0``) on the same files, one run after a warm-up, wall (CPU) events/s on the shared
+2-core machine; README's before-figures (13k ES MBO, 68k Binance JSON) were two small real files.
 """
 
 from __future__ import annotations
@@ -135,14 +137,14 @@ def _workloads() -> list[tuple[str, str, Callable[[], list[Path]], str]]:
 
     out = [(f"DBN MBO, simulated: {DBN_DAYS} days x {DBN_INSTRUMENTS} instruments", "dbn",
             lambda: workloads.dbn_days(DBN_DAYS, DBN_INSTRUMENTS, DBN_EVENTS_PER_DAY)[0],
-            "13k events/s (ES MBO)")]
+            "52k/s (105k CPU)")]
     binance = _real("binance/usdm_btcusdt_20240808.gz")
     if binance is not None:
         out.append((f"JSON capture: Binance USD-M x {JSON_COPIES} ({2 * JSON_COPIES} UTC days)", "binance",
-                    lambda: workloads.binance_days(binance, JSON_COPIES), "68k events/s"))
+                    lambda: workloads.binance_days(binance, JSON_COPIES), "51k/s (71k CPU)"))
     es = [_real(f"databento/glbx/esh4-glbx-mdp3-{d}.mbo.dbn.zst") for d in ("20231224", "20231225")]
     if all(es):
-        out.append(("DBN: CME ES MBO, 2 real days (80k events)", "dbn", lambda: es, "13k events/s"))  # type: ignore
+        out.append(("DBN: CME ES MBO, 2 real days (80k events)", "dbn", lambda: es, "13k/s"))  # type: ignore
     return out
 
 
