@@ -37,7 +37,7 @@ from tapeflow.schemas.records import BBO, BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
-    can_subset=False,
+    can_subset=True,  # a check skipped everywhere (no baseline yet) may yield no result
 )
 def books(context: AssetExecutionContext,
           tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
@@ -54,11 +54,14 @@ def books(context: AssetExecutionContext,
         snaps[t] = common.split_by_target(both_snaps, [t]).get(t, BOOK_SNAPSHOT.empty_table())
         quotes[t] = common.split_by_target(both_quotes, [t]).get(t, QUOTE.empty_table())
     for name, record, tables in (("book_snapshots", BOOK_SNAPSHOT, snaps), ("bbo", BBO, quotes)):
+        if not common.selected(context, name):
+            continue
         writes = common.write(record, tables, lake, wanted)
-        meta = common.describe(tables, writes, record=record)
+        meta = common.describe(tables, writes, record=record, context=context, asset=name, books=True)
         meta["maybe_bad_rows"] = sum(maybe_bad_rows(t) for t in tables.values())
         yield MaterializeResult(asset_key=name, metadata=meta)
     # the day's trades open the session: an auction venue's pre-open book may cross until then
     trades = common.read(TRADE, lake, wanted)
-    yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT, trades=trades)
-    yield from checks.evaluate("bbo", quotes, lake, record=BBO, trades=trades)
+    yield from checks.evaluate("book_snapshots", snaps, lake, record=BOOK_SNAPSHOT, trades=trades,
+                               context=context)
+    yield from checks.evaluate("bbo", quotes, lake, record=BBO, trades=trades, context=context)

@@ -1,4 +1,4 @@
-"""Quality suites (``quality.run_suite``, Great Expectations inside) as blocking Dagster asset checks.
+"""Quality suites (``quality``, Great Expectations inside) as blocking Dagster asset checks.
 
 Every check of a dataset's suite is declared up front (``quality.check_names``) on the asset that
 writes the dataset, and evaluated in the same step right after the write, so a failed check
@@ -6,27 +6,46 @@ stops everything downstream. Integrity checks (schema, codes, ranges, crossed bo
 gaps, clock skew, ...) fail with ERROR severity and block; statistical ones (against the trailing
 baseline, stale intervals, trades outside the book) fail with WARN severity: visible, not blocking.
 
-Results are kept as JSON under ``<lake>/_quality/`` and rendered as GX Data Docs (static HTML)
-under ``<lake>/_data_docs/`` by every step, so a day whose check failed is documented too.
-Baseline checks compare the day with the same dataset's previous 20 days in the lake.
+A step plans each instrument-day's suite as it writes the day (:func:`plan`: exact counts and
+witness rows, the table is not kept) and validates all of them at the end in one Great
+Expectations run per dataset and frame (:func:`finish`). A check that no partition could evaluate
+(no baseline yet, no book) yields no result: Dagster shows it **Skipped** (planned, not
+executed) and logs that no result came; one evaluated on some partitions only says which it
+skipped, and why, in its description.
+
+Results are kept as JSON under ``<lake>/_quality/`` (``quality.store``); a day whose check failed
+gets its Data Docs page under ``<lake>/_data_docs/`` from that step (what follows it will not run),
+every other day from the ``data_docs`` asset at the end.
 """
 
-import dataclasses
+from __future__ import annotations
+
 import json
-import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    AssetKey,
+    MetadataValue,
+    get_dagster_logger,
+)
 
 import quality
-from assets.partitions import Target, instrument_key, parse_instrument_key
-from quality import Baseline, CheckResult, SuiteResult
-from tapeflow.derived.profiles import PROFILE
+from quality import Baseline, SuiteResult
+from quality.plan import Plan
+from quality.store import DOCS_DIR, RESULTS_DIR, docs_dir, load, publish, save
+from tapeflow.batch import history
+from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType
-from tapeflow.storage import lake as lake_store
+
+__all__ = ["DOCS_DIR", "RESULTS_DIR", "SUITES", "WARN_ONLY", "baseline", "docs_dir", "evaluate", "finish",
+           "finish_all", "load", "plan", "publish", "specs"]
 
 # asset -> quality suite
 SUITES: dict[str, str] = {
@@ -47,10 +66,8 @@ WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_interval
 # out, so a normal re-anchor passes. The check still only warns: a snapshot taken while synced (a
 # journal's day roll) re-anchors unflagged and may step back to an id older than the last diff.
 WARN_ONLY_BY_ASSET: dict[str, frozenset[str]] = {"bbo": frozenset({"sequence_monotonic"})}
-RESULTS_DIR = "_quality"
-DOCS_DIR = "_data_docs"
 _EXAMPLES = 5
-BASELINE_DAYS = 20
+_LOG = get_dagster_logger()
 
 
 def specs(asset: str) -> list[AssetCheckSpec]:
@@ -67,123 +84,130 @@ def _warns(asset: str, check: str) -> bool:
     return check in WARN_ONLY or check in WARN_ONLY_BY_ASSET.get(asset, frozenset())
 
 
+def plan(asset: str, table: pa.Table, lake: Path, t: Target, *, book: pa.Table | None = None,
+         record: RecordType | None = None, trades: pa.Table | None = None) -> Plan:
+    """Plan the asset's suite on one instrument-day (see :func:`evaluate` for the arguments)."""
+    base = baseline(lake, record, t) if record is not None else None
+    opens = quality.session_opens(trades, [t.symbol]) if trades is not None else None
+    return quality.plan_suite(SUITES[asset], table, partition_day=t.date, baseline=base, book=book,
+                              session_open_ns=opens)
+
+
+def selected(context: AssetExecutionContext | None, asset: str) -> bool:
+    """Whether this run executes any check of ``asset`` (always, without a context)."""
+    if context is None:
+        return True
+    return any(k.asset_key == AssetKey(asset) for k in context.selected_asset_check_keys)
+
+
+def finish(asset: str, plans: Mapping[Target, Plan], lake: Path, *,
+           context: AssetExecutionContext | None = None) -> list[AssetCheckResult]:
+    """Validate the planned instrument-days, keep their results, one result per check.
+
+    A check passes only where every evaluated day passes it; counts add up and the examples name
+    their day. A check skipped on every day yields nothing (Dagster: Skipped); with ``context``,
+    only the checks the run selected are returned.
+    """
+    return finish_all({asset: plans}, lake, context=context)
+
+
+def finish_all(plans: Mapping[str, Mapping[Target, Plan]], lake: Path, *,
+               context: AssetExecutionContext | None = None) -> list[AssetCheckResult]:
+    """:func:`finish` for several assets of one step, validated together (one GX run for all).
+
+    The Data Docs page of a day with a failed check is written now (downstream steps, the
+    ``data_docs`` asset among them, will not run); the ``data_docs`` asset writes the others.
+    """
+    keys = [(asset, t) for asset, by_target in plans.items() for t in sorted(by_target)]
+    if not keys:
+        return []
+    results = quality.validate_plans([plans[asset][t] for asset, t in keys])
+    runs: dict[str, dict[Target, SuiteResult]] = {}
+    for (asset, t), result in zip(keys, results, strict=True):
+        save(lake, asset, t, result)
+        runs.setdefault(asset, {})[t] = result
+    publish(lake, sorted({t for (_, t), r in zip(keys, results, strict=True) if not r.passed}))
+    out = []
+    for asset, by_target in runs.items():
+        wanted = None if context is None else {k.name for k in context.selected_asset_check_keys
+                                              if k.asset_key == AssetKey(asset)}
+        for name in quality.check_names(SUITES[asset]):
+            if wanted is not None and name not in wanted:
+                continue
+            result = _combine(asset, name, by_target)
+            if result is not None:
+                out.append(result)
+            else:
+                why = sorted({str(r.check(name).details.get("skipped")) for r in by_target.values()})
+                _LOG.info(f"{asset}.{name}: skipped on every partition of the run ({'; '.join(why)}): "
+                          f"no result")
+    return out
+
+
 def evaluate(asset: str, tables: Mapping[Target, pa.Table], lake: Path, *,
              book: Mapping[Target, pa.Table] | None = None,
              record: RecordType | None = None,
-             trades: Mapping[Target, pa.Table] | None = None) -> list[AssetCheckResult]:
+             trades: Mapping[Target, pa.Table] | None = None,
+             context: AssetExecutionContext | None = None) -> list[AssetCheckResult]:
     """Run the asset's suite on each instrument-day, keep the results, return one result per check.
 
-    A run covering several instrument-days (a single-run backfill) passes a check only where
-    every day passes it; counts add up and the examples name their day. With ``record`` (the
-    dataset the asset writes), the baseline checks compare the day with the rows of the
-    ``BASELINE_DAYS`` days before it in the lake, and trades' volume with their daily profiles.
-    With ``trades`` (the day's trades), the session opens at the day's first trade: on venues
-    with an opening auction, ``crossed_book`` counts pre-open crossings without failing on them.
+    With ``record`` (the dataset the asset writes), the baseline checks compare the day with the
+    rows of the ``history.WINDOW_DAYS`` days before it in the lake, and trades' volume with their
+    daily profiles. With ``trades`` (the day's trades), the session opens at the day's first
+    trade: on venues with an opening auction, ``crossed_book`` counts pre-open crossings without
+    failing on them. ``book`` gives the trades suite the prevailing quotes. With ``context``, only
+    the checks the run selected are evaluated (a subset run).
     """
-    suite = SUITES[asset]
-    runs: dict[Target, SuiteResult] = {}
-    for t, table in sorted(tables.items()):
-        base = baseline(lake, record, t) if record is not None else None
-        opens = quality.session_opens(trades[t], [t.symbol]) if trades is not None and t in trades else None
-        runs[t] = quality.run_suite(suite, table, partition_day=t.date, baseline=base,
-                                    book=book.get(t) if book is not None else None, session_open_ns=opens)
-        save(lake, asset, t, runs[t])
-    publish(lake, tables.keys())
-    return [_combine(asset, name, runs) for name in quality.check_names(suite)]
+    if not selected(context, asset):
+        return []
+    plans = {t: plan(asset, table, lake, t, book=book.get(t) if book is not None else None, record=record,
+                     trades=trades.get(t) if trades is not None else None)
+             for t, table in tables.items()}
+    return finish(asset, plans, lake, context=context)
 
 
 def baseline(lake: Path, record: RecordType, t: Target) -> Baseline:
-    """Rows per day of ``record`` over the ``BASELINE_DAYS`` days before ``t`` (days with a partition),
-    and traded volume per day from the daily profiles of those days."""
-    rows, volumes = [], []
-    day = t
-    for _ in range(BASELINE_DAYS):
-        day = day.previous()
-        count = lake_store.partition_rows(record, lake, day.venue, day.symbol, day.date)
-        if count is not None:
-            rows.append(count)
-            profile = lake_store.read(PROFILE, lake, venue=day.venue, symbol=day.symbol, date=day.date)
-            if profile.num_rows:
-                volumes.append(int(profile.column("volume_nanos")[0].as_py()))
-    return Baseline(row_counts=rows, volumes_nanos=volumes if len(volumes) == len(rows) else [])
+    """Rows per day of ``record`` over the window before ``t`` (days with a partition), and traded
+    volume per day from the daily profiles of those days."""
+    rows, volumes = history.row_counts(lake, record, t)
+    return Baseline(row_counts=rows, volumes_nanos=volumes)
 
 
-def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> AssetCheckResult:
+def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> AssetCheckResult | None:
     parts = [(t, r.check(name)) for t, r in runs.items()]
-    failed = [(t, c) for t, c in parts if not c.passed]
+    skipped = {str(t): c.details["skipped"] for t, c in parts if _skipped(c)}
+    judged = [(t, c) for t, c in parts if not _skipped(c)]
+    if parts and not judged:
+        return None
+    failed = [(t, c) for t, c in judged if not c.passed]
     examples = [{"partition": str(t), **e} for t, c in failed for e in c.examples][:_EXAMPLES]
     meta: dict[str, Any] = {
-        "unexpected_count": sum(c.unexpected_count for _, c in parts),
-        "element_count": sum(c.element_count for _, c in parts),
-        "partitions_checked": len(parts),
+        "unexpected_count": sum(c.unexpected_count for _, c in judged),
+        "element_count": sum(c.element_count for _, c in judged),
+        "partitions_checked": len(judged),
         "partitions_failed": MetadataValue.json([str(t) for t, _ in failed]),
         "examples": MetadataValue.json(_plain(examples)),
     }
-    if parts:
-        meta["description"] = parts[0][1].description
-        meta["details"] = MetadataValue.json(_plain(failed[0][1].details if failed else parts[0][1].details))
-    skipped = {str(t): c.details["skipped"] for t, c in parts if "skipped" in c.details}
+    if judged:
+        meta["details"] = MetadataValue.json(_plain(failed[0][1].details if failed else judged[0][1].details))
     if skipped:
-        # a baseline check without history passes as skipped: say why, per instrument-day
-        meta["skipped"] = MetadataValue.json(skipped)
-    if any("pre_open_crossed" in c.details for _, c in parts):
-        meta["pre_open_crossed"] = sum(int(c.details.get("pre_open_crossed", 0)) for _, c in parts)
+        meta["partitions_skipped"] = MetadataValue.json(skipped)
+    if any("pre_open_crossed" in c.details for _, c in judged):
+        meta["pre_open_crossed"] = sum(int(c.details.get("pre_open_crossed", 0)) for _, c in judged)
+    description = parts[0][1].description if parts else ""
+    if skipped:
+        reasons = sorted(set(skipped.values()))
+        description += (f" (evaluated on {len(judged)} of {len(parts)} partitions; skipped on "
+                        f"{len(skipped)}: {'; '.join(reasons)})")
     severity = AssetCheckSeverity.WARN if _warns(asset, name) else AssetCheckSeverity.ERROR
     return AssetCheckResult(asset_key=asset, check_name=name, passed=not failed, severity=severity,
-                            metadata=meta)
+                            metadata=meta, description=description or None)
+
+
+def _skipped(check: quality.CheckResult) -> bool:
+    # a check skipped for want of history or a book; missing columns fail instead (passed False)
+    return check.passed and "skipped" in check.details
 
 
 def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
-
-
-def _result_path(lake: Path, asset: str, t: Target) -> Path:
-    return Path(lake) / RESULTS_DIR / f"date={t.date}" / instrument_key(t.venue, t.symbol) / f"{asset}.json"
-
-
-def save(lake: Path, asset: str, t: Target, result: SuiteResult) -> Path:
-    """Keep one suite result as JSON (replaced on re-materialization)."""
-    path = _result_path(lake, asset, t)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(_plain(dataclasses.asdict(result)), indent=1))
-    os.replace(tmp, path)
-    return path
-
-
-def load(lake: Path, targets: Iterable[Target] | None = None) -> dict[tuple[Target, str], SuiteResult]:
-    """Suite results kept under the lake, by (instrument-day, asset); every one when ``targets`` is None."""
-    root = Path(lake) / RESULTS_DIR
-    wanted = None if targets is None else {_result_path(lake, "x", t).parent for t in targets}
-    out = {}
-    for path in sorted(root.glob("date=*/*/*.json")):
-        if wanted is not None and path.parent not in wanted:
-            continue
-        venue, symbol = parse_instrument_key(path.parent.name)
-        raw = json.loads(path.read_text())
-        checks = [CheckResult(**c) for c in raw.pop("checks")]
-        target = Target(path.parent.parent.name[5:], venue, symbol)
-        out[(target, path.stem)] = SuiteResult(**raw, checks=checks)
-    return out
-
-
-def publish(lake: Path, targets: Iterable[Target]) -> list[Path]:
-    """Render each instrument-day's kept results as a GX Data Docs page (static HTML, opens offline).
-
-    Pages are ``<lake>/_data_docs/date=<day>/<instrument key>/index.html``, one per instrument-day,
-    holding every suite run on it so far (assets named with their suite).
-    """
-    kept = load(lake, targets)
-    pages = []
-    for t in sorted(set(targets)):
-        suites = [dataclasses.replace(r, dataset=f"{asset} ({r.dataset})")
-                  for (target, asset), r in sorted(kept.items(), key=lambda kv: kv[0][1]) if target == t]
-        if suites:
-            title = f"tapeflow data quality: {t.venue} {t.symbol} {t.date}"
-            pages.append(quality.write_data_docs(suites, docs_dir(lake, t), title=title))
-    return pages
-
-
-def docs_dir(lake: Path, t: Target) -> Path:
-    """The Data Docs folder of one instrument-day."""
-    return Path(lake) / DOCS_DIR / f"date={t.date}" / instrument_key(t.venue, t.symbol)

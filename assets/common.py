@@ -1,46 +1,44 @@
-"""What every asset body shares: read and write one instrument-day of a dataset, and describe it.
+"""What every asset body shares: read and write instrument-days of a dataset, and describe each one.
 
 An asset run covers one partition or, under a single-run backfill, a range of them; bodies work
-on the list of :class:`~assets.partitions.Target` s and write each one as a whole lake partition
-(``replace``), so re-materializing a partition leaves exactly one copy.
+on the list of :class:`~tapeflow.batch.targets.Target` s and write each one as a whole lake
+partition (``replace``), so re-materializing a partition leaves exactly one copy. Each partition's
+own facts (rows, rejects, gaps, span, bytes) go to that partition's materialization
+(:func:`report`), never the run's totals: a range run materializes every partition it covers.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
-from dagster import MetadataValue
+from dagster import AssetExecutionContext, AssetKey, MetadataValue
 
-from assets.partitions import Target
-from tapeflow.schemas import RecordType, concat
-from tapeflow.schemas.records import F_GAP
+from assets.partitions import target_key
+from tapeflow.batch.normalize import split_by_target
+from tapeflow.batch.stats import partition_stats
+from tapeflow.batch.targets import Target
+from tapeflow.schemas import RecordType
+from tapeflow.schemas.records import REJECTED
 from tapeflow.storage import lake as lake_store
 from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.writer import Writer
 
+__all__ = ["describe", "preview", "read", "report", "selected", "split_by_target", "write"]
+
 PREVIEW_ROWS = 5
+
+
+def selected(context: AssetExecutionContext, asset: str) -> bool:
+    """Whether this run materializes ``asset`` (a subset run may only execute some assets or checks)."""
+    return AssetKey(asset) in context.selected_asset_keys
 
 
 def read(record: RecordType, lake: Path, targets: Iterable[Target]) -> dict[Target, pa.Table]:
     """The lake partition of ``record`` for each target (empty tables where none was written)."""
     return {t: lake_store.read(record, lake, venue=t.venue, symbol=t.symbol, date=t.date) for t in targets}
-
-
-def split_by_target(table: pa.Table, wanted: Iterable[Target]) -> dict[Target, pa.Table]:
-    """Rows of ``table`` per wanted target (the lake's day rule); rows of other partitions are dropped."""
-    wanted = set(wanted)
-    out: dict[Target, list[pa.Table]] = {}
-    for venue, symbol, date, part in lake_store.split(table):
-        target = Target(date, venue, symbol)
-        if target in wanted:
-            out.setdefault(target, []).append(part)
-    return {t: pa.concat_tables(parts) for t, parts in out.items()}
 
 
 def write(record: RecordType, tables: Mapping[Target, pa.Table], lake: Path,
@@ -58,41 +56,45 @@ def write(record: RecordType, tables: Mapping[Target, pa.Table], lake: Path,
         return load.commit().partitions
 
 
-def time_span(tables: Iterable[pa.Table]) -> tuple[int, int] | None:
-    """(first, last) ``ts_event_ns`` over the tables (venue time; capture time where it is -1)."""
-    lo, hi = None, None
-    for t in tables:
-        if t.num_rows == 0:
-            continue
-        ts = t.column("ts_event_ns").to_numpy()
-        ts = np.where(ts >= 0, ts, t.column("ts_recv_ns").to_numpy())
-        lo = int(ts.min()) if lo is None else min(lo, int(ts.min()))
-        hi = int(ts.max()) if hi is None else max(hi, int(ts.max()))
-    return None if lo is None else (lo, hi)
+def report(context: AssetExecutionContext, asset: str, t: Target, table: pa.Table,
+           writes: Sequence[PartitionWrite], *, rejected: pa.Table | None = None, books: bool = False,
+           extra: Mapping[str, Any] | None = None) -> None:
+    """Attach one partition's own facts to that partition's materialization of ``asset``.
+
+    rows (``dagster/row_count``), rows after a gap, rejected rows by reason (with ``rejected``),
+    rows the book may have wrong (with ``books``), first/last event and span, bytes and files
+    written, a preview of the first rows, and ``extra``.
+    """
+    stats = partition_stats(table, rejected=rejected, books=books)
+    mine = [w for w in writes if (w.date, w.venue, w.symbol) == (t.date, t.venue, t.symbol)]
+    meta: dict[str, Any] = {"dagster/row_count": stats.pop("rows"),
+                            "bytes_written": sum(w.bytes_written for w in mine), "files_written": len(mine)}
+    for key, value in {**stats, **(extra or {})}.items():
+        meta[key] = MetadataValue.json(value) if isinstance(value, dict | list) else value
+    meta["preview"] = preview(table)
+    context.add_asset_metadata(meta, asset_key=asset, partition_key=target_key(t))
 
 
-def iso(ts_ns: int) -> str:
-    """A UTC instant with microseconds, for metadata."""
-    return dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC).isoformat(timespec="microseconds")
+def describe(tables: Mapping[Target, pa.Table], writes: Sequence[PartitionWrite], *,
+             record: RecordType, context: AssetExecutionContext, asset: str,
+             rejected: Mapping[Target, pa.Table] | None = None, books: bool = False) -> dict[str, Any]:
+    """:func:`report` each partition of ``tables``; returns the run's own metadata (what it covered).
+
+    ``record`` names the dataset (kept for callers that describe several records in one step).
+    """
+    for t, table in tables.items():
+        report(context, asset, t, table, writes, books=books,
+               rejected=rejected.get(t, _empty_rejected()) if rejected is not None else None)
+    return run_metadata(tables.keys())
 
 
-def reasons(rejected: Iterable[pa.Table]) -> dict[str, int]:
-    """Rejected rows per reason code."""
-    out: Counter[str] = Counter()
-    for t in rejected:
-        if t.num_rows:
-            for v in pc.value_counts(t.column("reason").combine_chunks()).to_pylist():
-                out[str(v["values"])] += int(v["counts"])
-    return dict(sorted(out.items()))
+def run_metadata(targets: Iterable[Target]) -> dict[str, Any]:
+    """What a materialization says about its run (every partition of a range run carries it)."""
+    return {"partitions_in_run": len(set(targets))}
 
 
-def gap_rows(tables: Iterable[pa.Table]) -> int:
-    """Rows flagged ``F_GAP`` (a sequence gap or checksum failure precedes them)."""
-    total = 0
-    for t in tables:
-        if t.num_rows and "flags" in t.column_names:
-            total += int(np.count_nonzero(t.column("flags").to_numpy() & F_GAP))
-    return total
+def _empty_rejected() -> pa.Table:
+    return REJECTED.empty_table()
 
 
 def preview(table: pa.Table, rows: int = PREVIEW_ROWS) -> MetadataValue:
@@ -113,30 +115,3 @@ def _cell(value: object) -> str:
     elif isinstance(value, list):
         value = "[" + ", ".join(str(v) for v in value[:3]) + (", ...]" if len(value) > 3 else "]")
     return str(value).replace("|", "\\|").replace("\n", " ")[:60]
-
-
-def describe(tables: Mapping[Target, pa.Table], writes: Sequence[PartitionWrite], *,
-             record: RecordType, rejected: Mapping[Target, pa.Table] | None = None) -> dict[str, object]:
-    """The metadata a data engineer wants from one materialization of ``record``.
-
-    rows, partitions, rejected rows by reason, rows after a gap, time span covered, bytes written
-    and a preview of the first rows.
-    """
-    parts = [t for t in tables.values() if t.num_rows]
-    meta: dict[str, object] = {
-        "dagster/row_count": sum(t.num_rows for t in parts),
-        "partitions": len(tables),
-        "gap_rows": gap_rows(parts),
-        "bytes_written": sum(w.bytes_written for w in writes),
-        "files_written": len(writes),
-    }
-    if rejected is not None:
-        by_reason = reasons(rejected.values())
-        meta["rejected_rows"] = sum(by_reason.values())
-        meta["rejected_by_reason"] = MetadataValue.json(by_reason)
-    span = time_span(parts)
-    if span is not None:
-        meta["first_event"], meta["last_event"] = iso(span[0]), iso(span[1])
-        meta["span_s"] = round((span[1] - span[0]) / 1e9, 3)
-    meta["preview"] = preview(concat(record, parts) if parts else record.empty_table())
-    return meta

@@ -1,82 +1,69 @@
 """Partitions: one UTC day x one instrument (venue + symbol), instruments registered when first seen.
 
-Instrument keys are ``<venue>.<symbol>`` with both parts URI-percent-encoded so the key is safe in
-Dagster (no ``|`` ``,`` ``[`` ``]`` ``...`` or control characters) and reversible: the venue also
-encodes ``.`` (``GLBX.MDP3`` -> ``GLBX%2EMDP3``), so the first ``.`` always separates venue from
-symbol, and the symbol encodes ``/`` (``XBT/USD`` -> ``XBT%2FUSD``). Examples:
-``binance-usdm.BTCUSDT``, ``GLBX%2EMDP3.ESH4``, ``sim.SIM-BTCUSDT``, ``kraken.XBT%2FUSD``.
+Days run from a first day to today. The asset decorators carry :data:`DAY_BY_INSTRUMENT` (from
+:data:`DECLARED_FIRST_DAY`); the Definitions (``dagster_project.definitions``) re-partition every
+asset with :func:`day_by_instrument` from the first day that is configured
+(``TAPEFLOW_PARTITIONS_START``) or where the data starts, so the UI shows the days that can hold
+data, not every day since 2012. Instrument keys: :func:`tapeflow.batch.targets.instrument_key`.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from urllib.parse import quote, unquote
 
 from dagster import (
     DailyPartitionsDefinition,
     DynamicPartitionsDefinition,
     MultiPartitionKey,
     MultiPartitionsDefinition,
+    PartitionsDefinition,
 )
 
+from tapeflow.batch.targets import Target, instrument_key, parse_instrument_key
 from tapeflow.errors import ConfigError
 
+__all__ = [
+    "DAY_BY_INSTRUMENT", "INSTRUMENTS", "INSTRUMENTS_NAME", "Target", "day_by_instrument", "first_day",
+    "instrument_key", "parse_instrument_key", "partition_key", "target_key", "targets",
+]
+
 INSTRUMENTS_NAME = "instruments"
-# The oldest real data the project reads (LOBSTER AMZN) is from 2012-06-21.
-FIRST_DAY = "2012-06-01"
+# The oldest real data the project reads (LOBSTER AMZN) is from 2012-06-21: the declaration's
+# first day, which the Definitions replace with the configured or data-derived one.
+DECLARED_FIRST_DAY = "2012-06-01"
 
-DAILY = DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
 INSTRUMENTS = DynamicPartitionsDefinition(name=INSTRUMENTS_NAME)
-DAY_BY_INSTRUMENT = MultiPartitionsDefinition({"date": DAILY, "instrument": INSTRUMENTS})
 
 
-def instrument_key(venue: str, symbol: str) -> str:
-    """The dynamic partition key of one instrument (see the module docstring for the encoding).
-
-    Raises:
-        ConfigError: an empty venue or symbol (a rejected row without a symbol is no instrument).
-    """
-    if not venue or not symbol:
-        raise ConfigError(f"an instrument needs a venue and a symbol, got {venue!r} / {symbol!r}")
-    encoded_symbol = quote(symbol, safe="-_.~")
-    if "..." in encoded_symbol:
-        encoded_symbol = encoded_symbol.replace(".", "%2E")
-    return f"{quote(venue, safe='-_~').replace('.', '%2E')}.{encoded_symbol}"
+def day_by_instrument(first: str) -> MultiPartitionsDefinition:
+    """UTC days from ``first`` (``YYYY-MM-DD``) to today included, times the registered instruments."""
+    return MultiPartitionsDefinition({
+        "date": DailyPartitionsDefinition(start_date=first, end_offset=1),
+        "instrument": INSTRUMENTS,
+    })
 
 
-def parse_instrument_key(key: str) -> tuple[str, str]:
-    """``(venue, symbol)`` of an instrument key made by :func:`instrument_key`.
-
-    Raises:
-        ConfigError: the key has no ``.`` separating venue and symbol.
-    """
-    venue, sep, symbol = key.partition(".")
-    if not sep or not venue or not symbol:
-        raise ConfigError(f"instrument key {key!r} is not <venue>.<symbol>")
-    return unquote(venue), unquote(symbol)
+DAY_BY_INSTRUMENT = day_by_instrument(DECLARED_FIRST_DAY)
 
 
-@dataclass(frozen=True, order=True)
-class Target:
-    """One partition to build: a UTC day (``YYYY-MM-DD``) of one instrument."""
+def first_day(partitions: PartitionsDefinition | None) -> str | None:
+    """The first day of a :func:`day_by_instrument` definition (None for anything else)."""
+    if not isinstance(partitions, MultiPartitionsDefinition):
+        return None
+    for dim in partitions.partitions_defs:
+        if isinstance(dim.partitions_def, DailyPartitionsDefinition):
+            return dim.partitions_def.start.date().isoformat()
+    return None
 
-    date: str
-    venue: str
-    symbol: str
 
-    def previous(self) -> Target:
-        """The same instrument the day before."""
-        day = dt.date.fromisoformat(self.date) - dt.timedelta(days=1)
-        return Target(day.isoformat(), self.venue, self.symbol)
+def partition_key(date: str, venue: str, symbol: str) -> MultiPartitionKey:
+    """The multi-partition key of one instrument-day."""
+    return MultiPartitionKey({"date": date, "instrument": instrument_key(venue, symbol)})
 
-    @property
-    def key(self) -> MultiPartitionKey:
-        return MultiPartitionKey({"date": self.date, "instrument": instrument_key(self.venue, self.symbol)})
 
-    def __str__(self) -> str:
-        return f"{self.date}|{self.venue}/{self.symbol}"
+def target_key(t: Target) -> MultiPartitionKey:
+    """The multi-partition key of a target."""
+    return partition_key(t.date, t.venue, t.symbol)
 
 
 def targets(partition_keys: Sequence[str]) -> list[Target]:
@@ -94,8 +81,3 @@ def _split_key(key: str) -> dict[str, str]:
     if not sep:
         raise ConfigError(f"partition key {key!r} is not <date>|<instrument>")
     return {"date": date, "instrument": instrument}
-
-
-def partition_key(date: str, venue: str, symbol: str) -> MultiPartitionKey:
-    """The multi-partition key of one instrument-day."""
-    return Target(date, venue, symbol).key

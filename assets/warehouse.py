@@ -18,12 +18,13 @@ from dagster import (
 )
 
 from assets import common
-from assets.book import BBO
-from assets.partitions import DAY_BY_INSTRUMENT, targets
+from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
-from tapeflow.derived.profiles import BASELINE, PROFILE
+from tapeflow.batch.targets import Target
+from tapeflow.schemas.batch import BASELINE, PROFILE
 from tapeflow.schemas.records import (
     BAR,
+    BBO,
     BOOK_DELTA,
     BOOK_SNAPSHOT,
     METRIC,
@@ -64,16 +65,16 @@ def clickhouse_tables(context: AssetExecutionContext, tapeflow: TapeflowResource
     """Load every dataset of the run's instrument-days into ClickHouse (replace by partition)."""
     wanted = targets(context.partition_keys)
     slices = [(t.venue, t.symbol, t.date) for t in wanted]
-    loaded: dict[str, int] = {}
+    by_target: dict[Target, dict[str, int]] = {t: {} for t in wanted}
     with Writer(warehouse=tapeflow.dsn) as writer:
         for record in (*TABLES.values(), *ALSO_LOADED):
             with writer.load(record, "replace", partitions=slices) as load:
-                for t in wanted:
-                    load.add(common.read(record, tapeflow.lake, [t])[t])
-                loaded[record.name] = load.commit().warehouse_rows
-    return MaterializeResult(metadata={
-        "dagster/row_count": sum(loaded.values()),
-        "rows_by_table": MetadataValue.json(loaded),
-        "partitions": len(wanted),
-        "dsn": redact_dsn(tapeflow.dsn),
-    })
+                for t in wanted:  # one instrument-day in memory at a time
+                    part = common.read(record, tapeflow.lake, [t])[t]
+                    by_target[t][record.name] = part.num_rows
+                    load.add(part)
+                load.commit()
+    for t, loaded in by_target.items():  # each partition's own rows, not the run's
+        context.add_asset_metadata({"dagster/row_count": sum(loaded.values()),
+                                    "rows_by_table": MetadataValue.json(loaded)}, partition_key=target_key(t))
+    return MaterializeResult(metadata={**common.run_metadata(wanted), "dsn": redact_dsn(tapeflow.dsn)})

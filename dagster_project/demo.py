@@ -37,6 +37,7 @@ def run(demo_root: Path, home: Path) -> int:
     from assets.partitions import INSTRUMENTS_NAME
     from dagster_project.definitions import defs
     from dagster_project.home import ensure_home
+    from dagster_project.resources import resources
     from dagster_project.sensors import landing_sensor
 
     feed = demo_root / "sim" / "sim"
@@ -54,7 +55,7 @@ def run(demo_root: Path, home: Path) -> int:
     t0 = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         _step(f"landing sensor: {base / 'landing'}")
-        tick = landing_sensor(dg.build_sensor_context(instance=instance, resources=defs.resources))
+        tick = landing_sensor(dg.build_sensor_context(instance=instance, resources=resources()))
         if not isinstance(tick, dg.SensorResult) or not tick.run_requests:
             raise TapeflowError(f"the landing sensor found nothing to build under {base / 'landing'}")
         for request in tick.dynamic_partitions_requests:
@@ -62,7 +63,7 @@ def run(demo_root: Path, home: Path) -> int:
                    if not instance.has_dynamic_partition(INSTRUMENTS_NAME, k)]
             instance.add_dynamic_partitions(INSTRUMENTS_NAME, new)
             print(f"   registered instruments: {', '.join(request.partition_keys)}")
-        job = defs.resolve_job_def("tapeflow_days")
+        job = defs().resolve_job_def("tapeflow_days")  # loaded now: the partitions start at the data
         ok = True
         for request in tick.run_requests:
             span = request.partition_key or (f"{request.tags['dagster/asset_partition_range_start']} .. "
@@ -100,8 +101,8 @@ def _summary(result: object) -> None:
         m = event.materialization
         count = m.metadata.get("dagster/row_count")
         name = m.asset_key.to_user_string()
-        if count is not None and name not in rows:
-            rows[name] = int(count.value)  # a range run reports its total on every partition
+        if count is not None:
+            rows[name] = rows.get(name, 0) + int(count.value)  # each partition reports its own rows
     for name, n in rows.items():
         print(f"   {name:<18} {n:>12,} rows")
     print(f"   run {result.run_id[:8]}: {'success' if result.success else 'FAILED'}")  # type: ignore[attr-defined]

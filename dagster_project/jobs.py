@@ -4,6 +4,7 @@ import datetime as dt
 
 from dagster import (
     AssetSelection,
+    DagsterInvariantViolationError,
     RunRequest,
     ScheduleEvaluationContext,
     SkipReason,
@@ -11,8 +12,10 @@ from dagster import (
     schedule,
 )
 
-from assets.partitions import INSTRUMENTS_NAME, parse_instrument_key
-from dagster_project.runs import partition_runs
+from assets.partitions import INSTRUMENTS_NAME, first_day, parse_instrument_key
+from dagster_project.runs import SCHEDULE_NAME_TAG, partition_runs
+
+DAILY = "daily_schedule"
 
 # Every asset and check, ingest to warehouse, for some instrument-days.
 tapeflow_days = define_asset_job(
@@ -22,7 +25,7 @@ tapeflow_days = define_asset_job(
 )
 
 
-@schedule(job=tapeflow_days, cron_schedule="30 0 * * *", execution_timezone="UTC",
+@schedule(name=DAILY, job=tapeflow_days, cron_schedule="30 0 * * *", execution_timezone="UTC",
           description="Yesterday (UTC) for every registered instrument, as one run.")
 def daily_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
     """Yesterday's partitions of every instrument; contiguous, so one single-run range."""
@@ -30,6 +33,12 @@ def daily_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | Ski
     instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
     if not instruments:
         return SkipReason("no instrument registered yet (the landing sensor registers them)")
+    try:
+        first = first_day(context.repository_def.get_job(tapeflow_days.name).partitions_def)
+    except DagsterInvariantViolationError:  # evaluated outside any definitions (a test): no bound
+        first = None
+    if first is not None and day < first:
+        return SkipReason(f"{day} is before the partitions' first day {first}")
     wanted = [(day, *parse_instrument_key(k)) for k in instruments]
     return partition_runs(wanted, instruments, run_key_prefix=f"daily:{day}",
-                          tags={"tapeflow/trigger": "daily"})
+                          tags={"tapeflow/trigger": "daily", SCHEDULE_NAME_TAG: DAILY})

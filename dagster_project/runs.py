@@ -1,9 +1,13 @@
-"""Turn a set of instrument-days into as few runs as possible.
+"""Turn a set of instrument-days into as few runs as possible, tagged with what asked for them.
 
 Dagster orders ``date x instrument`` keys date first, then instruments in the order they were
 registered, and a single-run backfill takes one contiguous range of that order. Requested keys
 that are contiguous (every instrument of consecutive days, say) become one run with a partition
 range; the others become one run each.
+
+A run carries the tag Dagster marks a sensor's or a schedule's runs with (``dagster/sensor_name``,
+``dagster/schedule_name``): the daemon adds it when it launches a request, and so does anything
+else that executes these requests (the demo, the benchmarks), so the run list shows who asked.
 """
 
 from __future__ import annotations
@@ -12,11 +16,18 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 
 from dagster import RunRequest
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+    SCHEDULE_NAME_TAG,
+    SENSOR_NAME_TAG,
+)
 
-from assets.partitions import FIRST_DAY, instrument_key
+from assets.partitions import instrument_key
 
-_EPOCH = dt.date.fromisoformat(FIRST_DAY)
+__all__ = ["SCHEDULE_NAME_TAG", "SENSOR_NAME_TAG", "before", "partition_runs"]
+
+_EPOCH = dt.date(1970, 1, 1)
 
 
 def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence[str], *,
@@ -28,7 +39,7 @@ def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence
         wanted: instrument-days to build.
         instruments: the registered instrument keys in registration order (after any additions).
         run_key_prefix: makes the requests idempotent per sensor (a key already launched is skipped).
-        tags: extra run tags (e.g. why a repair was requested).
+        tags: extra run tags (who asked: ``dagster/sensor_name``, and why a repair was requested).
     """
     position = {key: i for i, key in enumerate(instruments)}
     n = max(len(instruments), 1)
@@ -49,6 +60,16 @@ def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence
     if run:
         out.append(_request(index, run, run_key_prefix, tags))
     return out
+
+
+def before(wanted: Iterable[tuple[str, str, str]], first_day: str | None
+           ) -> tuple[set[tuple[str, str, str]], set[tuple[str, str, str]]]:
+    """``wanted`` split into (days the partitions hold, days before ``first_day``)."""
+    wanted = set(wanted)
+    if first_day is None:
+        return wanted, set()
+    early = {w for w in wanted if w[0] < first_day}
+    return wanted - early, early
 
 
 def _request(index: Mapping[int, tuple[str, str]], run: list[int], prefix: str | None,

@@ -12,8 +12,10 @@ from quality.runner import (
     baselines_from_days,
     baselines_from_table,
     check_names,
+    plan_suite,
     run_suite,
     session_opens,
+    validate_plans,
 )
 
 __all__ = [
@@ -25,7 +27,9 @@ __all__ = [
     "baselines_from_days",
     "baselines_from_table",
     "check_names",
+    "plan_suite",
     "run_suite",
     "session_opens",
+    "validate_plans",
     "write_data_docs",
 ]

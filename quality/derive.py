@@ -25,15 +25,26 @@ def instrument_codes(table: pa.Table) -> tuple[np.ndarray, list[tuple[str, str]]
     if table.num_rows == 0:
         return np.zeros(0, np.int64), []
     # a missing venue or symbol (not_null_keys reports it) groups under "" instead of breaking the codes
-    venue, symbol = (pc.fill_null(table.column(c), "") for c in ("venue", "symbol"))
-    key = pc.binary_join_element_wise(venue, symbol, "\x1f")
-    enc = pc.dictionary_encode(key).combine_chunks()
-    names = [tuple(s.split("\x1f", 1)) for s in enc.dictionary.to_pylist()]
-    return enc.indices.to_numpy(zero_copy_only=False).astype(np.int64), names
+    venue, symbol = (pc.dictionary_encode(pc.fill_null(table.column(c), "")).combine_chunks()
+                     for c in ("venue", "symbol"))
+    n_symbols = len(symbol.dictionary)
+    pair = venue.indices.to_numpy(zero_copy_only=False).astype(np.int64) * n_symbols + \
+        symbol.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    # the pairs present, in order of first appearance (as a dictionary encoding numbers them)
+    present = np.flatnonzero(np.bincount(pair, minlength=len(venue.dictionary) * n_symbols))
+    firsts = np.array([np.argmax(pair == p) for p in present]) if len(present) > 1 else np.zeros(1, np.int64)
+    present = present[np.argsort(firsts, kind="stable")]
+    remap = np.zeros(len(venue.dictionary) * n_symbols, np.int64)
+    remap[present] = np.arange(len(present))
+    venues, symbols = venue.dictionary.to_pylist(), symbol.dictionary.to_pylist()
+    names = [(venues[p // n_symbols], symbols[p % n_symbols]) for p in present]
+    return remap[pair], names
 
 
 def previous_in_group(codes: np.ndarray) -> np.ndarray:
     """For each row, the position of the previous row of the same instrument (-1 for the first)."""
+    if len(codes) and codes.max() == codes.min():  # one instrument: the row before
+        return np.arange(-1, len(codes) - 1, dtype=np.int64)
     order = np.argsort(codes, kind="stable")
     prev_sorted = np.empty(len(order), np.int64)
     if len(order):

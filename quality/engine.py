@@ -106,13 +106,15 @@ def _configuration_once() -> Iterator[None]:
         memo.clear()
 
 
-def validate(suite_name: str, frame: pd.DataFrame, groups: list[list[Expect]]) -> list[list[Outcome]]:
+def validate(suite_name: str, frame: pd.DataFrame, groups: list[list[Expect]], *,
+             result_format: dict[str, Any] | None = None) -> list[list[Outcome]]:
     """Validate ``frame`` against every expectation of ``groups`` in one Great Expectations run.
 
     Args:
         suite_name: name of the transient expectation suite (shows in GX's own result JSON).
         frame: the data; row labels are the positions in the source table (examples use them).
         groups: expectations grouped by the check they belong to.
+        result_format: GX's result format (default: SUMMARY with 20 offending rows listed).
 
     Returns:
         The outcomes, grouped and ordered as ``groups``.
@@ -130,7 +132,7 @@ def validate(suite_name: str, frame: pd.DataFrame, groups: list[list[Expect]]) -
                 for e, spec in enumerate(group):
                     expectation = getattr(gxe, spec.kind)(**spec.kwargs, meta={"group": g, "item": e})
                     suite.add_expectation(expectation)
-            fmt = {"result_format": "SUMMARY", "partial_unexpected_count": 20}
+            fmt = result_format or {"result_format": "SUMMARY", "partial_unexpected_count": 20}
             run = batch.validate(suite, result_format=fmt)
     out: list[list[Outcome | None]] = [[None] * len(group) for group in groups]
     for res in run.results:

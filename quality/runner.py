@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
-import math
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from quality import derive
 from quality.checks import Check, SuiteData
 from quality.config import Baseline, QualityConfig
-from quality.engine import Outcome, validate
-from quality.result import CheckResult, SuiteResult
+from quality.plan import Plan, validate
+from quality.plan import plan as make_plan
+from quality.result import SuiteResult
 from tapeflow.errors import ConfigError
 
 # dataset -> (suite module, record name): the lake dataset names the assets use
@@ -32,9 +30,7 @@ DATASETS: dict[str, str] = {
     "metrics": "metric",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
-_MAX_EXAMPLES = 5
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
-_EXACT_FLOAT = 2**53  # float64 holds every integer below this exactly
 
 
 def _suite(dataset: str) -> Any:
@@ -73,7 +69,7 @@ def run_suite(
             day most rows fall on, and says so in the ``ts_within_day`` details.
         baseline: trailing per-day totals, one for the table or one per symbol, or rows of the
             derived ``baseline`` record (see :func:`baselines_from_table`); without one (or with
-            fewer than ``config.baseline_min_days`` days) the baseline checks pass as skipped.
+            fewer than ``config.baseline_min_days`` days) the baseline checks are skipped.
         book: ``quote`` or ``book_snapshot`` rows of the same instruments; the trades suite
             judges each trade against the prevailing best bid/ask (skipped without a book).
         session_open_ns: per symbol, the capture time its session opened on the day (see
@@ -85,6 +81,30 @@ def run_suite(
 
     Returns:
         A ``SuiteResult`` whose checks are listed in ``check_names(dataset)`` order.
+
+    Raises:
+        ConfigError: an unknown dataset or a malformed ``partition_day``.
+    """
+    planned = plan_suite(dataset, table, partition_day=partition_day, baseline=baseline, book=book,
+                         session_open_ns=session_open_ns, config=config)
+    return validate_plans([planned])[0]
+
+
+def plan_suite(
+    dataset: str,
+    table: pa.Table,
+    *,
+    partition_day: str | dt.date | None = None,
+    baseline: Baseline | Mapping[str, Baseline] | pa.Table | None = None,
+    book: pa.Table | None = None,
+    session_open_ns: Mapping[str, int | None] | None = None,
+    config: QualityConfig | None = None,
+) -> Plan:
+    """Judge every check of ``dataset``'s suite on ``table`` exactly, ready for :func:`validate_plans`.
+
+    Same arguments as :func:`run_suite`. The plan keeps the counts, examples and witness rows, not
+    the table: plan partition after partition, then validate them all in one Great Expectations
+    run per dataset and frame.
 
     Raises:
         ConfigError: an unknown dataset or a malformed ``partition_day``.
@@ -105,20 +125,28 @@ def run_suite(
 
         checks.schema(data, suite.RECORD)
         checks.not_null_keys(data)
+        planned = {c.name for c in data.checks}
+        for check in suite.CHECKS:
+            if check not in planned:
+                data.add(Check(check, "not run: the table lacks columns it needs", "derived", [],
+                               details={"skipped": f"missing columns {missing}"}))
     else:
         suite.plan(data)
-    results = _evaluate(name, data)
-    by_name = {r.name: r for r in results}
-    ordered = []
-    for check in suite.CHECKS:
-        if check in by_name:
-            ordered.append(by_name.pop(check))
-        else:
-            ordered.append(CheckResult(check, False, 0, 0,
-                                       details={"skipped": f"missing columns {missing}"},
-                                       description="not run: the table lacks columns it needs"))
-    ordered.extend(by_name.values())
-    return SuiteResult(name, day, table.num_rows, ordered)
+    order = {c: i for i, c in enumerate(suite.CHECKS)}
+    data.checks.sort(key=lambda c: order.get(c.name, len(order)))
+    return make_plan(data)
+
+
+def validate_plans(plans: Sequence[Plan]) -> list[SuiteResult]:
+    """Validate planned suites with Great Expectations, one GX run per dataset and frame for all.
+
+    Returns:
+        One ``SuiteResult`` per plan, in order.
+
+    Raises:
+        EngineMismatch: GX and the exact count disagree on a verdict (a bug, never bad data).
+    """
+    return validate(plans)
 
 
 def session_opens(trades: pa.Table, symbols: Iterable[str] = ()) -> dict[str, int | None]:
@@ -218,112 +246,3 @@ def _day(table: pa.Table, partition_day: str | dt.date | None) -> tuple[str | No
     if "ts_event_ns" not in table.column_names or table.num_rows == 0:
         return None, True
     return derive.modal_day(derive.partition_ts(table)), True
-
-
-def _evaluate(dataset: str, data: SuiteData) -> list[CheckResult]:
-    frames = {"rows": data.table.to_pandas(), "derived": pd.DataFrame({k: _vectorizable(v) for k, v in
-                                                                      data.derived.items()}),
-              "day": pd.DataFrame(data.day_rows)}
-    results: dict[int, CheckResult] = {}
-    for frame_name, frame in frames.items():
-        planned = [(i, c) for i, c in enumerate(data.checks) if c.frame == frame_name and not c.skipped]
-        outcomes = validate(f"{dataset}.{frame_name}", frame, [c.expects for _, c in planned])
-        for (i, check), outs in zip(planned, outcomes, strict=True):
-            results[i] = _result(check, outs, data, frame)
-    for i, check in enumerate(data.checks):
-        if check.skipped:
-            details = {**check.details, "skipped": check.skipped}
-            results[i] = CheckResult(check.name, True, 0, 0, details=details, description=check.description)
-    return [results[i] for i in range(len(data.checks))]
-
-
-def _vectorizable(values: Any) -> Any:
-    """A nullable integer column in a dtype GX compares vectorized, where that is exact.
-
-    GX's between-check calls a Python function per value on pandas' nullable ``Int64`` (about 1 s
-    per million values) but compares numpy ``int64``/``float64`` columns in one vectorized step.
-    Without missing values the column is plain ``int64``; with some, ``float64`` with NaN for the
-    missing ones (GX counts NaN as missing too) when every value is within +-2**53, where float64
-    holds integers exactly, so the verdicts do not change. Larger values (timestamps) stay ``Int64``.
-    """
-    if not isinstance(values, pd.arrays.IntegerArray):
-        return values
-    mask = values.isna()
-    if not mask.any():
-        return values.to_numpy(dtype=np.int64)
-    valid = values[~mask].to_numpy(dtype=np.int64)
-    if len(valid) and max(int(valid.max()), -int(valid.min())) >= _EXACT_FLOAT:
-        return values
-    return values.to_numpy(dtype=np.float64, na_value=np.nan)
-
-
-def _result(check: Check, outcomes: list[Outcome], data: SuiteData, frame: pd.DataFrame) -> CheckResult:
-    passed = bool(outcomes) and all(o.success for o in outcomes)
-    unexpected = sum(_unexpected(o) for o in outcomes)
-    # missing values mark rows a check does not apply to: they are not judged
-    elements = max((int(o.result.get("element_count", len(frame))) - int(o.result.get("missing_count", 0))
-                    for o in outcomes), default=0)
-    if check.name == "schema":
-        elements = len(outcomes)
-    index: list[int] = []
-    for o in outcomes:
-        for i in o.result.get("partial_unexpected_index_list") or []:
-            if int(i) not in index:
-                index.append(int(i))
-    examples = [_example(data, check, i) for i in sorted(index)[:_MAX_EXAMPLES]]
-    if not examples:
-        # table-level expectations (schema) have no offending rows: show what was observed instead
-        failing = [o for o in outcomes if not o.success][:_MAX_EXAMPLES]
-        examples = [_jsonable({"location": f"column {o.kwargs['column']}" if "column" in o.kwargs
-                               else "table", **_summary(o)}) for o in failing]
-    details = {**check.details, "expectations": [_summary(o) for o in outcomes]}
-    return CheckResult(check.name, passed, unexpected, elements, examples, _jsonable(details),
-                       check.description)
-
-
-def _unexpected(o: Outcome) -> int:
-    if "unexpected_count" in o.result:
-        return int(o.result["unexpected_count"])
-    return 0 if o.success else 1
-
-
-def _summary(o: Outcome) -> dict[str, Any]:
-    out: dict[str, Any] = {"expectation": o.kind, "success": o.success,
-                           **{k: v for k, v in o.kwargs.items() if k != "column_list"}}
-    for key in ("element_count", "unexpected_count", "missing_count", "observed_value", "exception"):
-        if key in o.result:
-            out[key] = o.result[key]
-    if "partial_unexpected_list" in o.result:
-        out["partial_unexpected_list"] = list(o.result["partial_unexpected_list"])[:_MAX_EXAMPLES]
-    return out
-
-
-def _example(data: SuiteData, check: Check, i: int) -> dict[str, Any]:
-    if check.frame == "day":
-        return {"location": f"instrument {i}", **data.day_examples.get(check.show[0], [{}] * (i + 1))[i]}
-    row = {"location": f"row {i}"}
-    row.update({k: v for k, v in data.table.slice(i, 1).to_pylist()[0].items() if not isinstance(v, bytes)})
-    for name in check.show:
-        if name in data.derived:
-            row[name] = data.derived[name][i]
-    return _jsonable(row)
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain JSON values (Dagster metadata and the Data Docs page take nothing else)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return None
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        # strict JSON (Dagster metadata) has no Infinity: a flat baseline's z-score says so in words
-        return float(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
-    if isinstance(value, Path | dt.date):
-        return str(value)
-    return value

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from quality import checks, derive
 from quality.checks import SuiteData
 from tapeflow.schemas.records import (
@@ -51,9 +49,9 @@ def plan(d: SuiteData) -> None:
     # venue numbers them from the snapshot's own counter
     replayed = (flags & (F_SUPERSEDED | F_SNAPSHOT)) != 0
     checks.sequence_checks(d, contiguous=False, exclude=replayed)
-    # a snapshot row may keep an earlier venue time: it belongs to the capture's day
+    # a snapshot row may keep an earlier venue time: the capture's day holds it too
     snapshot = (flags & F_SNAPSHOT) != 0
-    checks.ts_within_day(d, np.where(snapshot, d.col("ts_recv_ns"), derive.partition_ts(d.table)))
+    checks.ts_within_day(d, derive.partition_ts(d.table), snapshot=snapshot)
     checks.recv_skew(d, keep=~replayed)
     checks.stale_intervals(d, d.col("ts_recv_ns"))
     checks.vs_baseline(d, "rows_vs_baseline", checks.totals_by_instrument(d.codes), "row_counts")

@@ -58,8 +58,8 @@ def plan(d: SuiteData) -> None:
     # a snapshot replays resting orders with the sequence each was added under, not in order
     snapshot = (d.col("flags") & F_SNAPSHOT) != 0
     checks.sequence_checks(d, contiguous=contiguous, exclude=snapshot)
-    # a snapshot row keeps its order's original (earlier) venue time: it belongs to the capture's day
-    checks.ts_within_day(d, np.where(snapshot, d.col("ts_recv_ns"), derive.partition_ts(d.table)))
+    # a snapshot row keeps its order's original (earlier) venue time: the capture's day holds it too
+    checks.ts_within_day(d, derive.partition_ts(d.table), snapshot=snapshot)
     # snapshot rows replay old orders: their venue time is the order's, not the capture's
     checks.recv_skew(d, keep=~snapshot)
     checks.stale_intervals(d, d.col("ts_recv_ns"))

@@ -18,48 +18,12 @@ import pyarrow as pa
 
 from tapeflow.book.l2 import instrument_groups
 from tapeflow.errors import ConfigError
-from tapeflow.schemas.core import Field, RecordType, common, concat
+from tapeflow.schemas.batch import BASELINE, PROFILE, PROFILE_QUANTILES
+from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import METRIC, TRADE, UNDEF_PRICE
 
 DAY_NS = 86_400_000_000_000
-QUANTILES = (10, 50, 90, 99)
-
-PROFILE = RecordType(
-    "daily_profile",
-    common(
-        Field("date", "lstr", "UTC day, YYYY-MM-DD (ts_event_ns is its midnight)"),
-        Field("trade_count", "i64", "trades with ts_event_ns in the day"),
-        Field("volume_nanos", "i64", "traded quantity"),
-        Field("buy_volume_nanos", "i64", "buyer-initiated quantity"),
-        Field("sell_volume_nanos", "i64", "seller-initiated quantity"),
-        *(Field(f"size_p{q}_nanos", "i64", f"{q}th percentile trade size, nearest rank (-1 if no trade)")
-          for q in QUANTILES),
-        Field("metric_count", "i64", "metric samples in the day"),
-        Field("imbalance_abs_mean", "f64", "mean |imbalance| of the samples (NaN if none)"),
-        Field("spread_median_nanos", "i64", "median spread of two-sided samples, nearest rank (-1 if none)"),
-    ),
-    order_by=("venue", "symbol", "ts_event_ns"),
-    doc="One instrument's UTC day; ts_recv_ns is the latest capture time of its trades (-1 if none).",
-)
-
-BASELINE = RecordType(
-    "baseline",
-    common(
-        Field("date", "lstr", "the UTC day the baseline is for, YYYY-MM-DD (not part of its window)"),
-        Field("window_days", "u16", "calendar days looked back"),
-        Field("days_used", "i64", "profiles found in the window"),
-        Field("volume_mean_nanos", "f64", "mean daily volume (NaN if no day)"),
-        Field("volume_std_nanos", "f64", "sample standard deviation of daily volume (NaN if < 2 days)"),
-        Field("trade_count_mean", "f64", "mean daily trade count (NaN if no day)"),
-        Field("trade_count_std", "f64", "sample standard deviation of daily trade count (NaN if < 2 days)"),
-        *(Field(f"size_p{q}_median_nanos", "i64", f"median of the daily p{q} trade sizes (-1 if none)")
-          for q in QUANTILES),
-        Field("imbalance_abs_mean", "f64", "mean of the daily mean |imbalance| (NaN if none)"),
-        Field("spread_median_nanos", "i64", "median of the daily median spreads (-1 if none)"),
-    ),
-    order_by=("venue", "symbol", "ts_event_ns"),
-    doc="Rolling per-instrument baseline; ts_event_ns is the midnight of ``date``.",
-)
+QUANTILES = PROFILE_QUANTILES
 
 
 def _day_start(day: dt.date | str) -> tuple[int, str]:

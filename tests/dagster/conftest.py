@@ -14,6 +14,7 @@ import pytest
 SIM_SEED = 3
 SIM_SPAN_NS = 120 * 1_000_000_000  # two simulated minutes per instrument
 SIM_DAY = "2024-01-01"  # the crypto preset starts at 2024-01-01T00:00:00Z
+FIRST_DAY = "2023-12-01"  # the partitions' first day in these tests (the ES days are 2023-12-24/25)
 
 
 @dataclass
@@ -84,7 +85,7 @@ def write_sim(path: Path, rows: Sequence[Sequence[str]]) -> None:
 def register(instance: dg.DagsterInstance, dep: Deployment) -> list[tuple[str, str, str]]:
     """Index the deployment's sources and register their instruments; returns the instrument-days."""
     from assets.partitions import INSTRUMENTS_NAME, instrument_key
-    from assets.sources import SourceIndex, discover
+    from tapeflow.batch.sources import SourceIndex, discover
 
     index = SourceIndex(dep.lake)
     index.refresh(discover(dep.landing, None))
@@ -94,22 +95,35 @@ def register(instance: dg.DagsterInstance, dep: Deployment) -> list[tuple[str, s
     return days
 
 
+def definitions(first_day: str = FIRST_DAY) -> dg.Definitions:
+    """The project's Definitions with partitions from ``first_day`` (every test day is after it)."""
+    from dagster_project.definitions import build_definitions
+
+    return build_definitions(first_day)
+
+
 def materialize(dep: Deployment, instance: dg.DagsterInstance, *, partition_key: str | None = None,
                 tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     """Every asset and check of the Definitions for one partition (or a range given as tags)."""
-    from dagster_project.definitions import defs
-
-    return dg.materialize(list(defs.assets), partition_key=partition_key, tags=tags,
+    return dg.materialize(list(definitions().assets), partition_key=partition_key, tags=tags,
                           resources=dep.resources(), instance=instance, raise_on_error=False)
 
 
-def materializations(result: dg.ExecuteInProcessResult) -> dict[str, list[dict]]:
-    """Metadata of each materialization, by asset name (raw values)."""
-    out: dict[str, list[dict]] = {}
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict[str, dict]]:
+    """Metadata of each partition's materialization, by asset name then partition key (raw values)."""
+    out: dict[str, dict[str, dict]] = {}
     for event in result.get_asset_materialization_events():
         m = event.materialization
-        out.setdefault(m.asset_key.to_user_string(), []).append({k: v.value for k, v in m.metadata.items()})
+        values = {k: v.value for k, v in m.metadata.items()}
+        out.setdefault(m.asset_key.to_user_string(), {})[str(m.partition)] = values
     return out
+
+
+def key(date: str, venue: str, symbol: str) -> str:
+    """The partition key of one instrument-day, as text."""
+    from assets.partitions import partition_key
+
+    return str(partition_key(date, venue, symbol))
 
 
 def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg.AssetCheckEvaluation]:
@@ -120,3 +134,14 @@ def check_results(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], dg
             ev = event.event_specific_data
             out[(ev.asset_key.to_user_string(), ev.check_name)] = ev
     return out
+
+
+def check_status(instance: dg.DagsterInstance, asset: str, check: str) -> str:
+    """The status the Dagster UI shows for the latest execution of a check (as its GraphQL resolves it)."""
+    import asyncio
+
+    from dagster._core.loader import LoadingContextForTest
+
+    key = dg.AssetCheckKey(dg.AssetKey(asset), check)
+    [record] = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+    return asyncio.run(record.resolve_status(LoadingContextForTest(instance))).value

@@ -28,7 +28,7 @@ def _trades(day: int, n: int) -> pa.Table:
 
 def _history(lake: Path) -> None:
     """What the bars and daily_baselines assets leave in the lake for each history day."""
-    from assets.derived import BarThresholds, day_bars
+    from tapeflow.batch.bars import BarThresholds, day_bars
     from tapeflow.derived.profiles import PROFILE, daily_profile
     from tapeflow.schemas.records import BAR, METRIC, TRADE
     from tapeflow.storage.writer import write
@@ -42,7 +42,7 @@ def _history(lake: Path) -> None:
 
 def test_baseline_checks_are_evaluated_against_the_history(tmp_path: Path) -> None:
     from assets import checks
-    from assets.partitions import Target
+    from tapeflow.batch.targets import Target
     from tapeflow.schemas.records import TRADE
 
     _history(tmp_path)
@@ -63,22 +63,42 @@ def test_baseline_checks_are_evaluated_against_the_history(tmp_path: Path) -> No
     assert all(busy[n].severity.value == "WARN" for n in ("rows_vs_baseline", "volume_vs_baseline"))
 
 
-def test_baseline_checks_without_history_are_skipped_with_the_reason(tmp_path: Path) -> None:
+def test_baseline_checks_without_history_yield_no_result_and_the_page_says_skipped(tmp_path: Path) -> None:
     from assets import checks
-    from assets.partitions import Target
+    from quality import store
+    from tapeflow.batch.targets import Target
     from tapeflow.schemas.records import TRADE
 
     today = Target("2024-01-07", "sim", "X")
     results = {r.check_name: r for r in checks.evaluate("trades", {today: _trades(6, 405)}, tmp_path,
                                                         record=TRADE)}
+    # no result: Dagster shows the planned check as skipped (tests/dagster/test_dagster_ui.py)
+    assert not {"rows_vs_baseline", "volume_vs_baseline"} & set(results)
+    assert results["schema"].passed
+    kept = store.load(tmp_path, [today])[(today, "trades")]
     for name in ("rows_vs_baseline", "volume_vs_baseline"):
-        assert results[name].passed
-        assert results[name].metadata["skipped"].value == {str(today): "no baseline of at least 5 days"}
+        assert kept.check(name).details["skipped"] == "no baseline of at least 5 days"
+
+
+def test_a_range_with_and_without_history_evaluates_where_it_can(tmp_path: Path) -> None:
+    from assets import checks
+    from tapeflow.batch.targets import Target
+    from tapeflow.schemas.records import TRADE
+
+    _history(tmp_path)
+    judged, fresh = Target("2024-01-07", "sim", "X"), Target("2024-01-07", "sim", "NEW")
+    other = _trades(6, 405).set_column(3, "symbol", pa.array(["NEW"] * 405))
+    tables = {judged: _trades(6, 405), fresh: other}
+    results = {r.check_name: r for r in checks.evaluate("trades", tables, tmp_path, record=TRADE)}
+    rows = results["rows_vs_baseline"]
+    assert rows.passed and rows.metadata["partitions_checked"].value == 1
+    assert rows.metadata["partitions_skipped"].value == {str(fresh): "no baseline of at least 5 days"}
+    assert "evaluated on 1 of 2 partitions; skipped on 1: no baseline of at least 5 days" in rows.description
 
 
 def test_volume_and_dollar_bars_are_sized_from_the_baseline_else_from_the_day(tmp_path: Path) -> None:
-    from assets.derived import THRESHOLD_BARS_PER_DAY, bar_thresholds, day_bars
-    from assets.partitions import Target
+    from tapeflow.batch.bars import THRESHOLD_BARS_PER_DAY, bar_thresholds, day_bars
+    from tapeflow.batch.targets import Target
 
     today, trades = Target("2024-01-07", "sim", "X"), _trades(6, 1_200)  # 3x a history day
     fresh = bar_thresholds(tmp_path, today, trades)

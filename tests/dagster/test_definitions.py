@@ -7,10 +7,10 @@ import pytest
 
 
 def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills() -> None:
-    from dagster_project.definitions import defs
     from quality import check_names
+    from tests.dagster.conftest import definitions
 
-    repo = defs.get_repository_def()
+    repo = definitions().get_repository_def()
     graph = repo.asset_graph
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
     assert groups == {"ingest", "book", "derived", "quality", "warehouse"}

@@ -82,6 +82,12 @@ def test_crossed_book_fails_crossed_book_on_snapshots_and_stops_features(sim_fil
     done = set(materializations(result))
     assert not result.success
     assert {"book_snapshots", "bbo"} <= done and not done & {"features", "clickhouse_tables"}
+    # the data_docs asset will not run: the failing step wrote the day's page itself
+    from quality.store import docs_dir
+    from tapeflow.batch.targets import Target
+
+    page = (docs_dir(tmp_path / "lake", Target(SIM_DAY, "sim", SYMBOL)) / "index.html").read_text()
+    assert "crossed_book" in page and "FAIL" in page
 
 
 def test_sequence_gap_fails_sequence_gaps_and_stops_everything_after_ingest(sim_files, tmp_path) -> None:
@@ -117,7 +123,7 @@ def test_clock_skew_fails_recv_skew_with_the_skewed_count(sim_files, tmp_path) -
 
 def test_a_day_far_above_its_20_day_baseline_warns_without_blocking(tmp_path: Path) -> None:
     from assets import checks
-    from assets.partitions import Target
+    from tapeflow.batch.targets import Target
     from tapeflow.schemas.records import TRADE
     from tapeflow.storage.writer import write
 

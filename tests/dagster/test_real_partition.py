@@ -31,9 +31,8 @@ def test_es_mbo_days_from_the_landing_folder(real_data: Path, tmp_path: Path) ->
     """Both ES days as one single-run backfill: the holiday's crossed pre-open no longer blocks."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from assets.book import BBO
     from assets.partitions import instrument_key
-    from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, METRIC, ORDER_EVENT, TRADE
+    from tapeflow.schemas.records import BAR, BBO, BOOK_SNAPSHOT, METRIC, ORDER_EVENT, TRADE
     from tapeflow.storage import lake
 
     files = [need(real_data / ES.format(day=d)) for d in ("20231224", "20231225")]
@@ -62,9 +61,14 @@ def test_es_mbo_days_from_the_landing_folder(real_data: Path, tmp_path: Path) ->
     on = {d: [r for r in records if r.ts_event // NS_PER_DAY == i] for d, i in ((DAY, DAY_INDEX),
                                                                             (DAY2, DAY_INDEX + 1))}
     assert [part(ORDER_EVENT, d).num_rows for d in (DAY, DAY2)] == [len(on[DAY]), len(on[DAY2])]
-    assert len(on[DAY]) == 17_450 and meta["dead_letters"][0]["dagster/row_count"] == 0
-    assert meta["order_events"][0]["gap_rows"] == 0
-    assert meta["clickhouse_tables"][0]["rows_by_table"]["order_event"] == len(records)
+    keys = {d: f"{d}|{key}" for d in (DAY, DAY2)}
+    assert len(on[DAY]) == 17_450
+    for d in (DAY, DAY2):  # each partition reports its own rows, not the run's
+        assert meta["order_events"][keys[d]]["dagster/row_count"] == len(on[d])
+        assert meta["dead_letters"][keys[d]]["dagster/row_count"] == 0
+        assert meta["order_events"][keys[d]]["gap_rows"] == 0
+        assert meta["clickhouse_tables"][keys[d]]["rows_by_table"]["order_event"] == len(on[d])
+    assert len(on[DAY]) + len(on[DAY2]) == len(records)
     # one published state on Dec 24 (the snapshot's F_LAST record): one grid instant
     assert part(BOOK_SNAPSHOT, DAY).num_rows == sum(1 for r in on[DAY] if r.flags & 128) == 1
 
@@ -72,10 +76,11 @@ def test_es_mbo_days_from_the_landing_folder(real_data: Path, tmp_path: Path) ->
     raw_trades = [r for r in on[DAY2] if r.action == databento_dbn.Action.TRADE]
     trades = part(TRADE, DAY2)
     assert trades.num_rows == len(raw_trades) == 2_973
-    assert meta["trades"][0]["trades_from_order_events"] == [f"{DAY2}|GLBX.MDP3/ESH4"]
+    assert meta["trades"][keys[DAY2]]["trades_from_order_events"] is True
+    assert meta["trades"][keys[DAY2]]["dagster/row_count"] == len(raw_trades)
     bars = part(BAR, DAY2).column("interval").to_pylist()
     assert bars.count("1m") == len({r.ts_event // MINUTE_NS for r in raw_trades}) == 60
-    assert meta["bars"][0]["bar_thresholds"][f"{DAY2}|GLBX.MDP3/ESH4"]["source"] == "day"
+    assert meta["bars"][keys[DAY2]]["bar_thresholds"]["source"] == "day"
     assert part(METRIC, DAY2).num_rows > 0
 
     # the pre-open book crosses until the opening match: counted, not failed

@@ -85,6 +85,7 @@ def test_gap_repair_requests_exactly_the_days_the_windows_touch(dep: Deployment)
     covered = sorted(k for r in result.run_requests for k in _keys(r, instance))
     assert covered == [f"2024-01-01|{BTC}", f"2024-01-01|{ETH}", f"2024-01-02|{ETH}"]
     assert all(r.tags["tapeflow/trigger"] == "gap_repair" for r in result.run_requests)
+    assert all(r.tags["dagster/sensor_name"] == "gap_repair_sensor" for r in result.run_requests)
     # the same windows are not repaired twice
     second = gap_repair_sensor(_context(dep, instance, cursor=result.cursor))
     assert second.run_requests == [] and second.skip_reason is not None
@@ -94,8 +95,11 @@ def test_gap_repair_requests_exactly_the_days_the_windows_touch(dep: Deployment)
     run = materialize(dep, instance, tags=dict(first_day.tags))
     assert run.success
     bars = materializations(run)["bars"]
-    assert len(bars) == 2 and all(m["partitions"] == 2 for m in bars)
-    assert len(instance.get_runs()) == 1  # one run for the two instrument-days (single-run backfill)
+    assert sorted(bars) == [f"2024-01-01|{BTC}", f"2024-01-01|{ETH}"]
+    assert all(m["partitions_in_run"] == 2 for m in bars.values())
+    [record] = instance.get_run_records()  # one run for the two instrument-days (single-run backfill)
+    # the run list shows it launched by the sensor, not "Manually launched"
+    assert record.dagster_run.tags["dagster/sensor_name"] == "gap_repair_sensor"
 
 
 def test_daily_schedule_asks_for_yesterday_of_every_instrument_in_one_run() -> None:
@@ -106,10 +110,11 @@ def test_daily_schedule_asks_for_yesterday_of_every_instrument_in_one_run() -> N
         instance.add_dynamic_partitions("instruments", [BTC, ETH])
         requests = daily_schedule(dg.build_schedule_context(instance=instance, scheduled_execution_time=when))
         assert [_keys(r, instance) for r in requests] == [[f"2024-01-01|{BTC}", f"2024-01-01|{ETH}"]]
+        assert requests[0].tags["dagster/schedule_name"] == "daily_schedule"
 
 
 def test_discover_skips_the_simulators_episode_labels_and_partial_downloads(tmp_path: Path) -> None:
-    from assets.sources import discover
+    from tapeflow.batch.sources import discover
 
     feed = tmp_path / "landing" / "sim" / "SIM-A"
     feed.mkdir(parents=True)

@@ -233,3 +233,20 @@ def test_crossed_and_out_of_range_metrics(sim_day):
     imbalance[rows[:3]] = 1.5
     skewed = run_suite("metrics", _with(m, "imbalance", imbalance), partition_day=DAY)
     _only_failure(skewed, "imbalance_range", 3)
+
+
+def test_snapshot_rows_are_in_the_day_of_their_venue_or_their_capture_time(sim_day):
+    events = sim_day.order_events
+    snapshot = np.flatnonzero((events.column("flags").to_numpy() & F_SNAPSHOT) != 0)
+    rows = snapshot[1 : K + 1]  # resting orders the day's opening snapshot replays
+    day_ns = 86_400 * SCALE
+    ev = events.column("ts_event_ns").to_numpy().copy()
+    rc = events.column("ts_recv_ns").to_numpy().copy()
+    ev[rows] -= day_ns  # added the day before: the capture (and the lake, by venue time) disagree
+    calm = QualityConfig(stale_interval_ns=3 * day_ns)  # the moved rows are no silence to judge here
+    older = _with(events, "ts_event_ns", ev)
+    assert run_suite("order_events", older, partition_day=DAY, config=calm).check("ts_within_day").passed
+    rc[rows] += day_ns  # captured the next day too: in neither day
+    bad = _with(older, "ts_recv_ns", rc)
+    check = _only_failure(run_suite("order_events", bad, partition_day=DAY, config=calm), "ts_within_day", K)
+    assert [e["location"] for e in check.examples] == [f"row {i}" for i in rows[:5]]

@@ -1,4 +1,5 @@
-"""The landing index keeps the rows of its decode; ``normalized`` reads them instead of decoding again.
+"""The landing index keeps the rows of its decode; a run reads them instead of decoding again, and
+hands each instrument-day over as soon as the sources holding it are read.
 
 Expected rows come from the format's own decoder run here (``merge(decode(paths))``), never from
 the kept copy; a changed file must be decoded again, and the copy goes once its days are written.
@@ -11,9 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from assets import ingest
-from assets.partitions import Target
-from assets.sources import SourceIndex, discover
+from tapeflow.batch import normalize
+from tapeflow.batch.normalize import STORED_AS, DayRows, Normalizer
+from tapeflow.batch.sources import SourceIndex, discover
+from tapeflow.batch.targets import Target
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tests.dagster.conftest import copy_landing, sim_lines, write_sim
@@ -62,21 +64,43 @@ def test_normalized_reads_the_kept_rows_without_decoding_and_drops_them_after(in
     index, sources = indexed
     src = sources[0]
     fresh = _fresh(src)
-    lake = index.path.parent.parent
 
     def no_decode(name: str) -> object:
         raise AssertionError(f"{name} decoded again although its rows were kept")
 
-    monkeypatch.setattr(ingest, "get_format", no_decode)
+    monkeypatch.setattr(normalize, "get_format", no_decode)
     # a run that covers none of the source's days reads the rows and keeps them for a later run
-    ingest.decode_sources([src], [], lake, index)
+    assert list(Normalizer([src], [], index).days()) == []
     assert index.decoded(src) is not None
     wanted = _targets(index, src)
-    decoded = ingest.decode_sources([src], wanted, lake, index)
+    days = list(Normalizer([src], wanted, index).days())
     assert index.decoded(src) is None and not index.decoded_dir(src).exists()
+    assert sorted(d.target for d in days) == sorted(wanted)
+    _rows_equal(days, fresh)
+
+
+def _rows_equal(days: list[DayRows], fresh: dict[str, pa.Table]) -> None:
     for name, table in fresh.items():
-        rows = sum(t.num_rows for t in decoded.get(name, {}).values())
+        rows = sum(d.tables[STORED_AS[name].name].num_rows for d in days)
         assert rows == table.num_rows, name
+
+
+def test_each_day_is_handed_over_once_the_sources_holding_it_are_read(indexed, monkeypatch) -> None:
+    index, sources = indexed
+    read: list[str] = []
+    real = index.decoded_chunks
+
+    def reading(src):
+        read.append(src.key)
+        return real(src)
+
+    monkeypatch.setattr(index, "decoded_chunks", reading)
+    wanted = sorted(t for src in sources for t in _targets(index, src))
+    seen = []
+    for day in Normalizer(sources, wanted, index).days():
+        seen.append((day.target, list(read)))
+    # one simulated instrument per file: its day is complete before the next file is opened
+    assert [(t, len(r)) for t, r in seen] == [(wanted[0], 1), (wanted[1], 2)]
 
 
 def test_a_changed_file_is_decoded_again(indexed) -> None:
@@ -85,10 +109,9 @@ def test_a_changed_file_is_decoded_again(indexed) -> None:
     rows = sim_lines(src.paths[0])
     write_sim(src.paths[0], rows[: len(rows) // 2])
     assert index.decoded(src) is None  # the kept rows are of the old file
-    decoded = ingest.decode_sources([src], _targets(index, src), index.path.parent.parent, index)
+    days = list(Normalizer([src], _targets(index, src), index).days())
     fresh = _fresh(src)
-    for name, table in fresh.items():
-        assert sum(t.num_rows for t in decoded.get(name, {}).values()) == table.num_rows, name
+    _rows_equal(days, fresh)
     index.refresh([src])
     kept = index.decoded(src)
     assert kept is not None

@@ -16,18 +16,20 @@ sensors use it to register instruments and request partitions, assets to find th
 partition. A changed file (a journal still being appended to) is decoded again.
 
 That first decode also keeps its rows (``<lake>/_sources/decoded/<source hash>/<record>.arrow``,
-Arrow IPC with the source's signature beside them), so the ``normalized`` asset reads them back
-instead of decoding the source a second time; the copy is dropped once a run has written every
-instrument-day the source holds, and ignored (decoded again) when the file changed since.
+Arrow IPC with the source's signature beside them), so a run (:mod:`tapeflow.batch.normalize`)
+reads them back instead of decoding the source a second time; the copy is dropped once a run has
+written every instrument-day the source holds, and ignored (decoded again) when the file changed
+since. :func:`earliest_day` tells where the data starts (the first day partitions need).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,7 +41,7 @@ import pyarrow.ipc as ipc
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import REJECTED
 from tapeflow.storage.lake import NS_PER_DAY, day_of
-from tapeflow.venues import formats
+from tapeflow.venues import formats, get_format
 
 INDEX_FILE = Path("_sources") / "index.json"
 DECODED_DIR = Path("_sources") / "decoded"
@@ -198,8 +200,23 @@ class SourceIndex:
         return self.path.parent.parent / DECODED_DIR / hashlib.sha1(src.key.encode()).hexdigest()[:20]
 
     def decoded(self, src: Source) -> dict[str, pa.Table] | None:
-        """The rows kept by the indexing decode of ``src``, per record name; None when none are kept
-        or the files changed since (then the caller decodes them)."""
+        """The rows kept by the indexing decode of ``src``, whole per record name; None when none are
+        kept or the files changed since (see :meth:`decoded_chunks`)."""
+        chunks = self.decoded_chunks(src)
+        if chunks is None:
+            return None
+        out: dict[str, list[pa.Table]] = {}
+        for name, table in chunks:
+            out.setdefault(name, []).append(table)
+        return {name: pa.concat_tables(parts) for name, parts in out.items()}
+
+    def decoded_chunks(self, src: Source) -> Iterator[tuple[str, pa.Table]] | None:
+        """The kept rows of ``src`` as (record name, chunk) in decode order per record, read lazily;
+        None when none are kept or the files changed since (then the caller decodes them).
+
+        Every file is opened (memory-mapped) before the first chunk is handed out, so a copy that
+        another run drops meanwhile is either read whole or not at all.
+        """
         folder = self.decoded_dir(src)
         try:
             kept = json.loads((folder / _SIGNATURE_FILE).read_text())
@@ -207,14 +224,13 @@ class SourceIndex:
             return None
         if kept != {"format": src.format, "paths": [str(p) for p in src.paths], "signature": src.signature()}:
             return None
-        out = {}
+        readers = []
         try:
             for path in sorted(folder.glob("*.arrow")):
-                with ipc.open_file(path) as reader:
-                    out[path.stem] = reader.read_all()
+                readers.append((path.stem, ipc.open_file(pa.memory_map(str(path)))))
         except (OSError, pa.ArrowInvalid):
             return None  # dropped or replaced meanwhile by another run: decode instead
-        return out
+        return _batches(readers)
 
     def drop_decoded(self, src: Source) -> None:
         """Forget the kept rows of ``src`` (every instrument-day they hold is in the lake)."""
@@ -233,6 +249,12 @@ class SourceIndex:
         return {t for e in self.entries.values() for t in e.holds()}
 
 
+def _batches(readers: list[tuple[str, ipc.RecordBatchFileReader]]) -> Iterator[tuple[str, pa.Table]]:
+    for name, reader in readers:
+        for i in range(reader.num_record_batches):
+            yield name, pa.Table.from_batches([reader.get_batch(i)])
+
+
 def index_source(src: Source, signature: list[list[int]] | None = None, *,
                  keep: Path | None = None) -> SourceEntry:
     """Decode one source and count its rows per (venue, symbol, UTC day).
@@ -243,8 +265,6 @@ def index_source(src: Source, signature: list[list[int]] | None = None, *,
         keep: a folder to keep the decoded rows in (see :meth:`SourceIndex.decoded`), replaced
             only when the whole source decoded; None keeps nothing.
     """
-    from tapeflow.venues import get_format
-
     entry = SourceEntry(src.key, src.format, src.origin, [str(p) for p in src.paths],
                         signature if signature is not None else src.signature())
     counts: dict[str, int] = {}
@@ -319,3 +339,29 @@ def day_counts(table: pa.Table) -> dict[str, int]:
         f"{v}\t{s}\t{day_of(int(d) * NS_PER_DAY)}": int(n)
         for v, s, d, n in grouped.iter_rows()
     }
+
+
+def earliest_day(lake: Path | None, journal: Path | None) -> str | None:
+    """The first UTC day (``YYYY-MM-DD``) any known source or lake partition holds, None when none.
+
+    Known are: the instrument-days in the source index (what the sensors decoded), the journal's
+    day files (``<journal>/<venue>/<YYYY-MM-DD>.jsonl[.gz]``) and the lake's ``date=`` partitions.
+    Reads names and the index only, never the data.
+    """
+    days: list[str] = []
+    if lake is not None and (Path(lake) / INDEX_FILE).exists():
+        index = SourceIndex(Path(lake))
+        days += [d for e in index.entries.values() for k in e.partitions for d in [k.rsplit("\t", 1)[-1]]]
+    if journal is not None and Path(journal).is_dir():
+        days += [p.name[:10] for p in Path(journal).glob("*/*.jsonl*")]
+    if lake is not None and Path(lake).is_dir():
+        days += [p.name[5:] for p in Path(lake).glob("*/venue=*/symbol=*/date=*")]
+    valid = [d for d in days if _is_day(d)]
+    return min(valid) if valid else None
+
+
+def _is_day(text: str) -> bool:
+    try:
+        return dt.date.fromisoformat(text).isoformat() == text
+    except ValueError:
+        return False
