@@ -53,7 +53,7 @@ def run(report: Report) -> None:
     from tapeflow.venues.base import Rejects
     from tapeflow.venues.binance.fast import decode_block
     from tapeflow.venues.binance.parse import BinanceDecoder, decode
-    from tapeflow.venues.capture import read_capture
+    from tapeflow.wire.capture import read_capture
 
     report.section("Binance JSON decode (USD-M capture, frames/s)")
     path = _capture()
