@@ -152,36 +152,63 @@ def chain_block(block: DiffBlock, stats: ChainStats, out: Columns) -> None:
         start = i + 1
 
 
+@njit(cache=True, nogil=True)
+def _expand(level_at: np.ndarray, bids: np.ndarray, asks: np.ndarray, last: np.ndarray, ts_event: np.ndarray,
+            ts_recv: np.ndarray, flags: np.ndarray, key: np.ndarray, prices: np.ndarray, sizes: np.ndarray
+            ) -> tuple:
+    # one row per level: the message's times, id and key repeated, its flags on its first/last row
+    rows = 0
+    for i in range(len(bids)):
+        rows += bids[i] + asks[i]
+    t_event = np.empty(rows, np.int64)
+    t_recv = np.empty(rows, np.int64)
+    sequence = np.empty(rows, np.int64)
+    side = np.empty(rows, np.uint8)
+    action = np.empty(rows, np.uint8)
+    price = np.empty(rows, np.int64)
+    size = np.empty(rows, np.int64)
+    row_flags = np.empty(rows, np.uint8)
+    row_key = np.empty(rows, np.int64)
+    r = 0
+    for i in range(len(bids)):
+        k = bids[i] + asks[i]
+        if k == 0:
+            continue
+        base = flags[i] & F_SUPERSEDED
+        at = level_at[i]
+        for j in range(k):
+            t_event[r + j] = ts_event[i]
+            t_recv[r + j] = ts_recv[i]
+            sequence[r + j] = last[i]
+            side[r + j] = BID if j < bids[i] else ASK
+            z = sizes[at + j]
+            action[r + j] = L2_DELETE if z == 0 else L2_SET
+            price[r + j] = prices[at + j]
+            size[r + j] = z
+            row_flags[r + j] = base
+            row_key[r + j] = key[i]
+        row_flags[r] |= flags[i] & F_GAP
+        row_flags[r + k - 1] |= F_LAST
+        r += k
+    return rows, t_event, t_recv, sequence, side, action, price, size, row_flags, row_key
+
+
 def _write(block: DiffBlock, flags: np.ndarray, lo: int, hi: int, out: Columns) -> None:
-    counts = (block.bids[lo:hi] + block.asks[lo:hi]).astype(np.int64)
-    rows = int(counts.sum())
-    if rows == 0:
-        return
-    ends = np.cumsum(counts)
-    begins = ends - counts
-    offset = np.repeat(begins, counts)
-    within = np.arange(rows) - offset
-    where = np.repeat(block.level_at[lo:hi], counts) + within
-    sizes = block.sizes[where]
-    f = flags[lo:hi]
-    row_flags = np.repeat(f & F_SUPERSEDED, counts).astype(np.uint8)
-    has = counts > 0
-    row_flags[begins[has]] |= f[has] & F_GAP
-    row_flags[ends[has] - 1] |= F_LAST
-    keys = block.key[lo:hi]
-    out.add_arrays(
-        rows, ts_event_ns=np.repeat(block.ts_event_ns[lo:hi], counts),
-        ts_recv_ns=np.repeat(block.ts_recv_ns[lo:hi], counts),
-        venue=_strings(block.venues, keys, counts), symbol=_strings(block.symbols, keys, counts),
-        sequence=np.repeat(block.last[lo:hi], counts),
-        side=np.where(within < np.repeat(block.bids[lo:hi], counts), BID, ASK).astype(np.uint8),
-        action=np.where(sizes == 0, L2_DELETE, L2_SET).astype(np.uint8),
-        price_nanos=block.prices[where], size_nanos=sizes, flags=row_flags)
+    rows, t_event, t_recv, sequence, side, action, price, size, row_flags, row_key = _expand(
+        block.level_at[lo:hi], block.bids[lo:hi], block.asks[lo:hi], block.last[lo:hi],
+        block.ts_event_ns[lo:hi], block.ts_recv_ns[lo:hi], flags[lo:hi], block.key[lo:hi], block.prices,
+        block.sizes)
+    if rows:
+        keys = block.key[lo:hi]
+        venue, symbol = _strings(block.venues, keys, row_key), _strings(block.symbols, keys, row_key)
+        out.add_arrays(rows, ts_event_ns=t_event, ts_recv_ns=t_recv, venue=venue, symbol=symbol,
+                       sequence=sequence, side=side, action=action, price_nanos=price, size_nanos=size,
+                       flags=row_flags)
 
 
-def _strings(names: Sequence[str], keys: np.ndarray, counts: np.ndarray) -> str | pa.Array:
+def _strings(names: Sequence[str], keys: np.ndarray, row_key: np.ndarray) -> str | pa.Array:
     """Per row, ``names[key]`` of its diff: one value when every diff shares it."""
     values = [names[k] for k in np.unique(keys).tolist()]
     if len(set(values)) == 1:
         return values[0]
-    return pa.array(names, pa.string()).take(pa.array(np.repeat(keys, counts)))
+    return pa.array(names, pa.string()).take(pa.array(row_key))

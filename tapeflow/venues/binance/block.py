@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tapeflow.schemas.records import ASK, BID
-from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_frames, split_lines
+from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_capture, scan_frames
 from tapeflow.venues.decoder import Progress
 from tapeflow.venues.l2block import DiffBlock, chain_block
 from tapeflow.wire.capture import RECV, CaptureLine, Decoded, open_maybe_gzip, parse_ns_line
@@ -33,44 +33,57 @@ from tapeflow.wire.rejects import Reason
 if TYPE_CHECKING:
     from tapeflow.venues.binance.parse import BinanceDecoder
 
-BLOCK_BYTES = 1 << 21
+BLOCK_BYTES = 1 << 23
 _MS = 1_000_000
 
 
-def read_blocks(path: Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[tuple[int, bytes]]:
-    """A capture file (un-gzipped) in blocks of whole lines: ``(number of its first line, bytes)``.
+def read_blocks(path: Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """A capture file (un-gzipped) in blocks of whole lines, as uint8 arrays.
 
     Every block but the last ends with a newline; the last holds whatever follows the final one.
+    The arrays share one buffer: each is valid until the next is asked for.
     """
-    lineno = 1
-    tail = b""
+    buf = np.empty(block_bytes, np.uint8)
+    kept = 0  # bytes of an unfinished line carried to the front
     with open_maybe_gzip(path) as fh:
         while True:
-            block = fh.read(block_bytes)
-            data = tail + block
-            cut = data.rfind(b"\n") + 1 if block else len(data)
-            if cut:
-                yield lineno, data[:cut]
-                lineno += data.count(b"\n", 0, cut)
-            tail = data[cut:]
-            if not block:
+            if kept == len(buf):  # one line longer than the buffer
+                buf = np.concatenate([buf, np.empty(len(buf), np.uint8)])
+            got = fh.readinto(memoryview(buf)[kept:])
+            size = kept + got
+            if got == 0:
+                if size:
+                    yield buf[:size]
                 return
+            cut = size
+            while cut > 0 and buf[cut - 1] != 10:
+                cut -= 1
+            if cut == 0:  # no newline yet: read more into a larger buffer
+                kept = size
+                continue
+            yield buf[:cut]
+            buf[:size - cut] = buf[cut:size]
+            kept = size - cut
 
 
 def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
     """Decode one ``<recv_ns> <json>`` file, yielding a chunk after each block that filled one."""
     progress = Progress([path])
-    for first, data in read_blocks(path):
-        buf = np.frombuffer(data, np.uint8)
-        line_start, line_end, recv, payload_start, plain, _ = split_lines(buf)
+    first = 1  # line number of the block's first line
+    for buf in read_blocks(path):
+        *scanned, lines, plain = scan_capture(buf)
 
-        def line(i: int, first: int = first, data: bytes = data, line_start: np.ndarray = line_start,
-                 line_end: np.ndarray = line_end) -> None:
-            # a line the scanner did not take, by the capture reader's own rules
-            raw = data[line_start[i]:line_end[i]].rstrip(b"\r\n")
+        def line(i: int, first: int = first, buf: np.ndarray = buf, lines: np.ndarray = lines,
+                 plain: np.ndarray = plain) -> None:
+            where = f"{path.name}:{first + i}"
+            start, end, recv_ns, payload = lines[i].tolist()
+            if plain[i]:  # a capture line whose frame did not match: the per-frame path
+                dec.feed_frame(0, CaptureLine(recv_ns, RECV, "", buf[payload:end].tobytes(), where))
+                return
+            # any other line by the capture reader's own rules
+            raw = buf[start:end].tobytes().rstrip(b"\r\n")
             if not raw.strip():
                 return
-            where = f"{path.name}:{first + i}"
             parsed = parse_ns_line(raw)
             if parsed is None:
                 dec.rejects.add(Reason.BAD_CAPTURE_LINE, "not a ns capture line", where, raw)
@@ -78,10 +91,12 @@ def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
             recv_ns, kind, url, payload = parsed
             dec.feed_frame(0, CaptureLine(recv_ns, kind, url, payload, where))
 
-        decode_buffer(dec, buf, payload_start, line_end, recv, plain, np.zeros(len(plain), np.int64), line)
-        progress.advance(0, len(data))
+        n = len(plain)
+        decode_scanned(dec, buf, scanned, lines[:, 2], np.zeros(n, np.int64), line)
+        progress.advance(0, len(buf))
+        first += n
         if dec.rows >= dec.chunk_rows:
-            yield dec.chunk(progress.take(), f"{path.name}:{first + len(plain) - 1}")
+            yield dec.chunk(progress.take(), f"{path.name}:{first - 1}")
     dec.finish()
     yield dec.chunk(progress.rest(), "end")
 
@@ -97,56 +112,54 @@ def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]]) 
     recv = np.fromiter((line.recv_ns for _, line in items), np.int64, n)
     usable = np.fromiter((line.kind == RECV for _, line in items), np.bool_, n)
     files = np.fromiter((index for index, _ in items), np.int64, n)
-    decode_buffer(dec, buf, ends - lengths, ends, recv, usable, files, lambda i: dec.feed_frame(*items[i]))
+    scanned = scan_frames(buf, ends - lengths, ends, usable)
+    decode_scanned(dec, buf, scanned, recv, files, lambda i: dec.feed_frame(*items[i]))
 
 
-def decode_buffer(dec: BinanceDecoder, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray,
-                  recv: np.ndarray, usable: np.ndarray, files: np.ndarray,
-                  slow: Callable[[int], None]) -> None:
-    """Decode the frames ``buf[starts[i]:ends[i]]`` of input files ``files[i]``.
+def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.ndarray], recv: np.ndarray,
+                   files: np.ndarray, slow: Callable[[int], None]) -> None:
+    """Write the frames the scanner matched, and hand every other one to ``slow``, in order.
 
     Args:
-        dec: the decoder (its buffers, chains, symbol filter, per-frame path).
-        buf: the bytes (uint8).
-        starts, ends: each frame's payload.
+        dec: the decoder (its buffers, chains, symbol filter, venues per file).
+        buf: the scanned bytes.
+        scanned: the outputs of :func:`~tapeflow.venues.binance.scan.scan_frames`.
         recv: capture times, ns.
-        usable: False for frames the scanner must not take (not received websocket frames).
         files: each frame's file index (its venue is ``dec.venues[index]``).
         slow: decodes frame ``i`` one by one (the per-frame path), in place.
     """
-    kind, sym, ms, ids, maker, dec_nanos, lv, px, sz, _, uniq, n_uniq = scan_frames(
-        buf, starts, ends, usable, len(buf) // 9 + 1)
-    symbols = [bytes(buf[s:e]).decode("ascii") for s, e in uniq[:n_uniq].tolist()]
+    kind, sym, ms, ids, maker, nanos, lv, px, sz, uniq, n_uniq = scanned
+    symbols = [buf[s:e].tobytes().decode("ascii") for s, e in uniq[:n_uniq].tolist()]
     if dec.symbols is not None and symbols:
         outside = np.array([s.upper() not in dec.symbols for s in symbols])
-        kind[(kind > 0) & outside[np.maximum(sym, 0)]] = 0  # the per-frame path writes the reject
+        kind[(kind > 0) & outside[sym]] = 0  # the per-frame path writes the reject
     n = len(kind)
-    columns = _Columns(kind, sym, ms, ids, maker, dec_nanos, lv, recv, files, symbols)
+    frames = _Frames(kind, sym, ms, ids, maker, nanos, lv, px, sz, recv, files, symbols)
     start = 0
     for stop in [*np.flatnonzero(kind == 0).tolist(), n]:
         if stop > start:
             dec.frames += stop - start
-            columns.write(dec, start, stop, px, sz)
+            frames.write(dec, start, stop)
         if stop < n:
             slow(stop)
         start = stop + 1
 
 
-class _Columns:
-    """The scanner's output, per kind, sliced per run of matched frames."""
+class _Frames:
+    """The scanner's outputs, per kind, written a run of matched frames at a time."""
 
     def __init__(self, kind: np.ndarray, sym: np.ndarray, ms: np.ndarray, ids: np.ndarray, maker: np.ndarray,
-                 nanos: np.ndarray, lv: np.ndarray, recv: np.ndarray, files: np.ndarray, symbols: list[str]
-                 ) -> None:
+                 nanos: np.ndarray, lv: np.ndarray, px: np.ndarray, sz: np.ndarray, recv: np.ndarray,
+                 files: np.ndarray, symbols: list[str]) -> None:
         self.at = {k: np.flatnonzero(kind == k) for k in (TICKER, TRADE, DEPTH)}
         self.sym, self.ms, self.ids, self.maker, self.nanos, self.lv = sym, ms, ids, maker, nanos, lv
-        self.recv, self.files, self.symbols = recv, files, symbols
+        self.px, self.sz, self.recv, self.files, self.symbols = px, sz, recv, files, symbols
 
     def _span(self, k: int, start: int, stop: int) -> np.ndarray:
         at = self.at[k]
         return at[np.searchsorted(at, start):np.searchsorted(at, stop)]
 
-    def write(self, dec: BinanceDecoder, start: int, stop: int, px: np.ndarray, sz: np.ndarray) -> None:
+    def write(self, dec: BinanceDecoder, start: int, stop: int) -> None:
         venues = list(dec.venues)  # an "open" line between runs may have changed a file's venue
         q = self._span(TICKER, start, stop)
         if len(q):
@@ -168,20 +181,19 @@ class _Columns:
                 aggressor_side=np.where(self.maker[t], ASK, BID).astype(np.uint8), flags=0)
         d = self._span(DEPTH, start, stop)
         if len(d):
-            self._depth(dec, d, venues, px, sz)
+            self._depth(dec, d, venues)
 
-    def _depth(self, dec: BinanceDecoder, d: np.ndarray, venues: list[str], px: np.ndarray,
-               sz: np.ndarray) -> None:
+    def _depth(self, dec: BinanceDecoder, d: np.ndarray, venues: list[str]) -> None:
         distinct = sorted(set(venues))
         venue_of_file = np.array([distinct.index(v) for v in venues], np.int64)
-        pair = venue_of_file[self.files[d]] * len(self.symbols) + self.sym[d]
-        found, key = np.unique(pair, return_inverse=True)
         n_sym = len(self.symbols)
+        found, key = np.unique(venue_of_file[self.files[d]] * n_sym + self.sym[d], return_inverse=True)
         pairs = [(distinct[p // n_sym], self.symbols[p % n_sym]) for p in found.tolist()]
+        ids, lv = self.ids[d], self.lv[d]
         chain_block(DiffBlock(
-            chains=[dec.chain(v, s) for v, s in pairs], key=key, first=self.ids[d, 0], last=self.ids[d, 1],
-            prev=self.ids[d, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d],
-            level_at=self.lv[d, 0], bids=self.lv[d, 1], asks=self.lv[d, 2], prices=px, sizes=sz,
+            chains=[dec.chain(v, s) for v, s in pairs], key=key, first=ids[:, 0], last=ids[:, 1],
+            prev=ids[:, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d], level_at=lv[:, 0],
+            bids=lv[:, 1], asks=lv[:, 2], prices=self.px, sizes=self.sz,
             venues=[v for v, _ in pairs], symbols=[s for _, s in pairs]), dec.stats, dec.deltas)
 
 
