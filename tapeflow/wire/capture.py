@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
@@ -20,7 +20,7 @@ from typing import IO, Protocol
 import pyarrow as pa
 
 from tapeflow.errors import BadNumber, FormatError
-from tapeflow.schemas import RecordType
+from tapeflow.schemas import ALL_RECORDS, RecordType, concat
 from tapeflow.wire.numbers import to_nanos
 from tapeflow.wire.rejects import Reason, Rejects
 
@@ -143,6 +143,12 @@ class Decoded:
 
     def counts(self) -> dict[str, int]:
         return {k: t.num_rows for k, t in self.tables.items() if t.num_rows}
+
+
+def merge(chunks: Sequence[Decoded]) -> dict[str, pa.Table]:
+    """Concatenate a decode's chunks per record type."""
+    names = sorted({n for c in chunks for n in c.tables})
+    return {n: concat(ALL_RECORDS[n], [c.tables[n] for c in chunks if n in c.tables]) for n in names}
 
 
 class FrameDecoder(Protocol):
