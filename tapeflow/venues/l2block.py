@@ -208,7 +208,7 @@ def _write(block: DiffBlock, flags: np.ndarray, lo: int, hi: int, out: Columns) 
 
 def _strings(names: Sequence[str], keys: np.ndarray, row_key: np.ndarray) -> str | pa.Array:
     """Per row, ``names[key]`` of its diff: one value when every diff shares it."""
-    values = [names[k] for k in np.unique(keys).tolist()]
-    if len(set(values)) == 1:
-        return values[0]
+    first = names[int(keys[0])]
+    if all(names[k] == first for k in set(keys.tolist())):
+        return first
     return pa.array(names, pa.string()).take(pa.array(row_key))

@@ -89,6 +89,8 @@ class Rejects:
 
     def drain(self) -> pa.Table:
         """The rows so far; the builder is empty afterwards."""
+        if not self._cols["reason"]:
+            return REJECTED.empty_table()
         t = self.table()
         self._cols = {n: [] for n in REJECTED.column_names}
         return t

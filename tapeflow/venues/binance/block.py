@@ -187,7 +187,11 @@ class _Frames:
         distinct = sorted(set(venues))
         venue_of_file = np.array([distinct.index(v) for v in venues], np.int64)
         n_sym = len(self.symbols)
-        found, key = np.unique(venue_of_file[self.files[d]] * n_sym + self.sym[d], return_inverse=True)
+        pair = venue_of_file[self.files[d]] * n_sym + self.sym[d]
+        if (pair == pair[0]).all():  # one instrument, as a connection or a capture mostly holds
+            found, key = pair[:1], np.zeros(len(d), np.int64)
+        else:
+            found, key = np.unique(pair, return_inverse=True)
         pairs = [(distinct[p // n_sym], self.symbols[p % n_sym]) for p in found.tolist()]
         ids, lv = self.ids[d], self.lv[d]
         chain_block(DiffBlock(
