@@ -170,8 +170,8 @@ def run(report: Report) -> None:
                note="stdlib, exact decimals, no records")
     report.note(f"cold start, first chunk from a fresh interpreter: {cold:.1f} s compiling the scanner, "
                 f"{cached:.1f} s with numba's cache filled")
-    report.figure("Binance JSON decode (frames -> tables, exact decimals)", n / excluded[0] / 1e6, "M frames/s",
-                  goal=GOAL_M_FRAMES_S, before=BEFORE,
+    report.figure("Binance JSON decode (frames -> tables, exact decimals)", n / excluded[0] / 1e6,
+                  "M frames/s", goal=GOAL_M_FRAMES_S, before=BEFORE,
                   note=f"CPU, median of 3, decompression excluded; {deltas / excluded[0] / 1e6:.1f} M deltas/s")
 
 
