@@ -172,7 +172,7 @@ def run(report: Report) -> None:
                 f"{cached:.1f} s with numba's cache filled")
     report.figure("Binance JSON decode (frames -> tables, exact decimals)", n / excluded[0] / 1e6,
                   "M frames/s", goal=GOAL_M_FRAMES_S, before=BEFORE,
-                  note=f"CPU, median of 3, decompression excluded; {deltas / excluded[0] / 1e6:.1f} M deltas/s")
+                  note=f"CPU, median of 3, no gzip; {deltas / excluded[0] / 1e6:.1f} M deltas/s")
 
 
 if __name__ == "__main__":
