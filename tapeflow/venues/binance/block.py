@@ -101,11 +101,22 @@ def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
     yield dec.chunk(progress.rest(), "end")
 
 
-def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]]) -> None:
-    """Decode ``(file index, line)`` frames, as ``dec.feed_frame`` on each in turn would."""
+def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]], *,
+                 steady: bool = False) -> bool:
+    """Decode ``(file index, line)`` frames, as ``dec.feed_frame`` on each in turn would.
+
+    Args:
+        dec: the decoder.
+        items: the frames, in order.
+        steady: decode them only if each one continues what is already synced (see
+            :meth:`~tapeflow.venues.binance.parse.BinanceDecoder.feed_steady`).
+
+    Returns:
+        Whether the frames were decoded (always, unless ``steady``).
+    """
     n = len(items)
     if n == 0:
-        return
+        return True
     lengths = np.fromiter((len(line.payload) for _, line in items), np.int64, n)
     ends = np.cumsum(lengths)
     buf = np.frombuffer(b"".join([line.payload for _, line in items]), np.uint8)
@@ -113,11 +124,11 @@ def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]]) 
     usable = np.fromiter((line.kind == RECV for _, line in items), np.bool_, n)
     files = np.fromiter((index for index, _ in items), np.int64, n)
     scanned = scan_frames(buf, ends - lengths, ends, usable)
-    decode_scanned(dec, buf, scanned, recv, files, lambda i: dec.feed_frame(*items[i]))
+    return decode_scanned(dec, buf, scanned, recv, files, lambda i: dec.feed_frame(*items[i]), steady=steady)
 
 
 def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.ndarray], recv: np.ndarray,
-                   files: np.ndarray, slow: Callable[[int], None]) -> None:
+                   files: np.ndarray, slow: Callable[[int], None], *, steady: bool = False) -> bool:
     """Write the frames the scanner matched, and hand every other one to ``slow``, in order.
 
     Args:
@@ -127,6 +138,8 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
         recv: capture times, ns.
         files: each frame's file index (its venue is ``dec.venues[index]``).
         slow: decodes frame ``i`` one by one (the per-frame path), in place.
+        steady: decode nothing and return False unless every frame matched and every depth diff
+            links to its synced chain.
     """
     kind, sym, ms, ids, maker, nanos, lv, px, sz, uniq, n_uniq = scanned
     symbols = [buf[s:e].tobytes().decode("ascii") for s, e in uniq[:n_uniq].tolist()]
@@ -135,6 +148,8 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
         kind[(kind > 0) & outside[sym]] = 0  # the per-frame path writes the reject
     n = len(kind)
     frames = _Frames(kind, sym, ms, ids, maker, nanos, lv, px, sz, recv, files, symbols)
+    if steady and ((kind == 0).any() or not frames.links(dec)):
+        return False
     start = 0
     for stop in [*np.flatnonzero(kind == 0).tolist(), n]:
         if stop > start:
@@ -143,6 +158,7 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
         if stop < n:
             slow(stop)
         start = stop + 1
+    return True
 
 
 class _Frames:
@@ -182,6 +198,25 @@ class _Frames:
         d = self._span(DEPTH, start, stop)
         if len(d):
             self._depth(dec, d, venues)
+
+    def links(self, dec: BinanceDecoder) -> bool:
+        """Whether every depth diff continues its synced chain (nothing to buffer, flag or count
+        as a gap): what a per-frame decode of a steady stream sees."""
+        d = self.at[DEPTH]
+        if not len(d):
+            return True
+        venues = list(dec.venues)
+        for f, s in set(zip(self.files[d].tolist(), self.sym[d].tolist(), strict=True)):
+            chain = dec.chains.get((venues[f], self.symbols[s]))
+            if chain is None or not chain.synced or chain._carry_gap:
+                return False
+            mine = d[(self.files[d] == f) & (self.sym[d] == s)]
+            first, last, prev = self.ids[mine, 0], self.ids[mine, 1], self.ids[mine, 2]
+            expected = np.concatenate(([chain.prev_last], last[:-1]))
+            linked = np.where(prev >= 0, prev == expected, first == expected + 1)
+            if not linked.all():
+                return False
+        return True
 
     def _depth(self, dec: BinanceDecoder, d: np.ndarray, venues: list[str]) -> None:
         distinct = sorted(set(venues))

@@ -102,6 +102,17 @@ class BinanceDecoder(VenueDecoder):
         else:
             super().feed_many(lines)
 
+    def feed_steady(self, lines: Sequence[CaptureLine]) -> bool:
+        """Decode a micro-batch at once if it only continues what is synced, else decode nothing.
+
+        Steady: every frame is a bookTicker, trade or depth diff of the block path's shape (no REST
+        snapshot, no reject, no other message) and every diff links to its instrument's synced
+        chain. Then no frame of the batch changes any instrument's sync, so a live client that
+        checks sync state after each frame would have seen nothing happen: it can take the batch
+        whole and check once. Otherwise (False) the client feeds the frames one by one.
+        """
+        return decode_lines(self, [(0, line) for line in lines], steady=True)
+
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == OPEN:
             self.venues[index] = _url_venue(line.url, self.venues[index])
