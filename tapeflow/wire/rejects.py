@@ -41,6 +41,7 @@ class Reason(StrEnum):
     UNKNOWN_SYMBOL = "unknown_symbol"  # outside the symbol filter, or no way to name it
     NO_SNAPSHOT = "no_snapshot"  # a book update before the book's first snapshot
     UNKNOWN_ID = "unknown_id"  # an update of a level id the book never held
+    STALE_SEQUENCE = "stale_sequence"  # at or below the last applied sequence: a duplicate or reorder
     # vendor files (LOBSTER, Tardis CSV, DBN, simulator)
     BAD_FORMAT = "bad_format"  # a record with more fields than the format has
     BAD_ROW = "bad_row"  # a CSV row the reader cannot split

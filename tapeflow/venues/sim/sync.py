@@ -132,12 +132,11 @@ class SimSync:
         was_snapshot = state.in_snapshot
         before = len(state.events)
         state.line(line.encode(), int(lineno) if lineno.isdigit() else 0)
-        flags = state.events._cols["flags"]
         if gap and len(state.events) > before:
-            flags[before] |= F_GAP
+            state.events.mark(before, "flags", F_GAP)
         if sym.broken:
             for i in range(before, len(state.events)):
-                flags[i] |= F_MAYBE_BAD_BOOK
+                state.events.mark(i, "flags", F_MAYBE_BAD_BOOK)
         if was_snapshot and kind != "S":
             # the snapshot ended with this frame: its last row has F_LAST now, the book is anchored
             self.stats.snapshots += 1
