@@ -83,7 +83,8 @@ class Columns:
         arrays = []
         for name, kind in self._kinds:
             pieces = [_arrow(values[name], n, kind) for n, values in parts]
-            arrays.append(pieces[0] if len(pieces) == 1 else pa.concat_arrays(pieces))
+            # several parts stay chunks of one column: no copy
+            arrays.append(pieces[0] if len(pieces) == 1 else pa.chunked_array(pieces, kind[0]))
         # every column is built in its declared type: no second look per column
         return pa.Table.from_arrays(arrays, schema=self.record.arrow_schema())
 

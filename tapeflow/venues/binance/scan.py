@@ -96,7 +96,8 @@ def _string(buf: np.ndarray, i: int, end: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _integer(buf: np.ndarray, i: int, end: int) -> tuple[int, int]:
-    # a JSON integer without sign or leading zero, at most 18 digits: (index after it, value)
+    # a JSON integer without sign or leading zero, at most 18 digits: (index after it, value).
+    # The digit loop is written out here and twice in _decimal: as a function call it cost 40 %.
     if i < 0 or i >= end:
         return -1, 0
     d = _DIGIT[buf[i]]
