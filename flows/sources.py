@@ -288,7 +288,7 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
 
 
 class LiveSource(FixedPartitionedSource[Batch, None]):
-    """A live venue feed (``tapeflow.venues.<venue>.client``) as micro-batches of decoded records.
+    """A live venue feed (the venue's declared client) as micro-batches of decoded records.
 
     The connector journals every frame before decoding it and emits STATUS rows (connected,
     resyncing, stale...), which the flow sends to the status sink. One partition (one
@@ -328,18 +328,10 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         self.client_class()  # fail at build time on an unknown venue
 
     def client_class(self) -> type:
-        """The venue's connector class, ``tapeflow.venues.<venue>.client.<Venue>Client``."""
-        import importlib
+        """The venue's connector class, as its venue folder declares it (``FORMAT.client``)."""
+        from tapeflow.wire.registry import client_class
 
-        name = f"tapeflow.venues.{self.venue}.client"
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            raise ConfigError(f"no live connector for venue {self.venue!r} ({name}: {exc})") from exc
-        cls = getattr(module, f"{self.venue.capitalize()}Client", None)
-        if cls is None:
-            raise ConfigError(f"{name} has no {self.venue.capitalize()}Client class")
-        return cls
+        return client_class(self.venue)
 
     def make_client(self) -> Any:
         """A new connector instance for this source's symbols, endpoints and journal."""

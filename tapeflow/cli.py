@@ -13,19 +13,22 @@ from tapeflow.live import cli as live_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
+from tapeflow.wire.registry import format_names, formats, get_format
 
 DESCRIPTION = ("Market microstructure data: decode venue and vendor files, check them against their "
                "oracles, store them in a Parquet lake and ClickHouse, rebuild order books, and run the "
                "live Bytewax flow on a venue feed, a replay server or a capture.")
 EPILOG = ("Run `tapeflow COMMAND --help` for a command's options. Configuration comes from TAPEFLOW_LAKE, "
           "TAPEFLOW_CLICKHOUSE and TAPEFLOW_LIVE_* (see README.md); `make demo` shows every command at work.")
-FORMAT_NAMES = ("lobster", "dbn", "binance", "kraken", "okx", "coinbase", "bybit", "kucoin", "bitmex",
-                "tardis", "sim")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tapeflow`` console script; returns the exit code."""
-    parser = _parser()
+    try:
+        parser = _parser()  # the --format choices ask the registry, which names a broken venue folder
+    except TapeflowError as exc:
+        print(f"tapeflow: error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -48,17 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="tapeflow", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=_OneLineHelp)
     sub = p.add_subparsers(dest="command", title="commands", metavar="COMMAND")
+    names = format_names()  # every venue folder's FORMAT: adding a folder adds a choice
 
     f = sub.add_parser("formats", help="list the input formats and whether they have an oracle")
     f.set_defaults(func=_cmd_formats)
 
     ver = sub.add_parser("verify", help="check files against their own oracle")
-    ver.add_argument("format", choices=FORMAT_NAMES)
+    ver.add_argument("format", choices=names)
     ver.add_argument("paths", nargs="+", type=Path)
     ver.set_defaults(func=_cmd_verify)
 
     ing = sub.add_parser("ingest", help="decode files into lake partitions and warehouse rows")
-    ing.add_argument("--format", required=True, choices=FORMAT_NAMES)
+    ing.add_argument("--format", required=True, choices=names)
     ing.add_argument("paths", nargs="+", type=Path)
     ing.add_argument("--lake", type=Path, help="lake root (default $TAPEFLOW_LAKE or ./lake)")
     ing.add_argument("--clickhouse", help="DSN: chdb:///DIR (embedded) or http(s)://host:8123")
@@ -68,7 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     ing.set_defaults(func=_cmd_ingest)
 
     book = sub.add_parser("book", help="rebuild books and write top-N snapshots")
-    book.add_argument("--format", required=True, choices=FORMAT_NAMES)
+    book.add_argument("--format", required=True, choices=names)
     book.add_argument("paths", nargs="+", type=Path)
     book.add_argument("--levels", type=int, default=10)
     book.add_argument("--interval", default="1s",
@@ -160,12 +164,10 @@ def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from tapeflow.venues import get_format
-
     fmt = get_format(args.format)
-    if fmt.verify is None:
+    if not fmt.has_verify:
         raise TapeflowError(f"format {args.format!r} has no oracle to verify against")
-    reports = fmt.verify(_existing(args.paths))
+    reports = fmt.verify(_existing(args.paths))  # type: ignore[misc]
     if not reports:
         raise TapeflowError(f"no checkable content found in {', '.join(map(str, args.paths))}")
     passed = True
@@ -207,10 +209,8 @@ def _cmd_query(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_formats(args: argparse.Namespace, settings: Settings) -> int:
-    from tapeflow.venues import formats
-
     for name, fmt in sorted(formats().items()):
-        oracle = "verify" if fmt.verify else "      "
+        oracle = "verify" if fmt.has_verify else "      "
         print(f"{name:10s} {oracle}  {fmt.description}")
     return 0
 

@@ -1,7 +1,7 @@
 """The journal: every raw frame a live connector receives, append-only, per venue and UTC day.
 
 Layout ``<root>/<venue>/<YYYY-MM-DD>.jsonl`` (the day of the frame's capture time), one frame per
-line as ``<recv_ns> <payload>``: the ``ns`` flavour :mod:`tapeflow.venues.capture` already reads,
+line as ``<recv_ns> <payload>``: the ``ns`` flavour :mod:`tapeflow.wire.capture` already reads,
 so ``tapeflow book --format binance <root>/binance-usdm/2026-11-21.jsonl`` decodes a journal with
 the same decoder the live connector used. The journal is the source of truth: a window that went
 wrong live is rebuilt from it.

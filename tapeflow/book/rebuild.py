@@ -9,8 +9,8 @@ import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT
-from tapeflow.venues import get_format
-from tapeflow.venues.base import Decoded, merge
+from tapeflow.wire.capture import Decoded, merge
+from tapeflow.wire.registry import get_format
 
 
 def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int, interval_ns: int | None,

@@ -9,7 +9,6 @@ say what to run, streams its output and ends with a summary. Each flow worker pr
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import queue
@@ -25,6 +24,7 @@ from typing import IO
 from tapeflow.errors import ConfigError
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
+from tapeflow.wire.registry import get_format, live_venues
 
 SUMMARY_PREFIX = "live-summary "
 CLOCKS = ("auto", "wall", "relative", "none")  # TAPEFLOW_LIVE_CLOCK, see flows.market.LiveConfig
@@ -36,7 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("live", help="run the live Bytewax flow on a venue feed or a capture",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = p.add_argument_group("what to run")
-    src.add_argument("--venue", help="venue connector (binance, bybit, kraken, coinbase, okx)")
+    src.add_argument("--venue", help="venue connector: a format with a live client (tapeflow formats)")
     src.add_argument("--symbols", help="instruments as the venue spells them, comma separated")
     src.add_argument("--endpoint", help="websocket URL (default: the venue's; a replay server's ws_url)")
     src.add_argument("--rest-endpoint", help="REST base URL for snapshots")
@@ -254,16 +254,14 @@ def check_source(args: argparse.Namespace) -> None:
         ConfigError: an unknown format, a missing capture file or a venue without a connector.
     """
     if args.capture:
-        from tapeflow.venues import get_format
-
         get_format(args.format_name or args.venue or "")
         missing = [str(p) for p in args.capture if not p.is_file()]
         if missing:
             raise ConfigError(f"capture files not found: {', '.join(missing)}")
         return
-    module = f"tapeflow.venues.{args.venue}"
-    if importlib.util.find_spec(module) is None or importlib.util.find_spec(f"{module}.client") is None:
-        raise ConfigError(f"no live connector for venue {args.venue!r} (no {module}.client)")
+    if args.venue not in live_venues():
+        known = ", ".join(live_venues())
+        raise ConfigError(f"no live connector for venue {args.venue!r}; venues with one: {known}")
 
 
 def add_summaries(lines: Sequence[str]) -> dict[str, int]:

@@ -2,7 +2,7 @@
 
 A :class:`Connector` connects (websockets), subscribes, reads frames into a queue, journals each
 micro-batch of frames BEFORE decoding it, decodes it with the venue's own batch decoder (fed
-:class:`~tapeflow.venues.capture.CaptureLine` s, so live records equal a batch decode of the
+:class:`~tapeflow.wire.capture.CaptureLine` s, so live records equal a batch decode of the
 journal), and yields :class:`~tapeflow.live.frames.LiveBatch` es. Around that: venue pings,
 stale detection (no frame for ``stale_after_s`` -> STATUS ``stale`` + reconnect), reconnects
 with capped exponential backoff and jitter, rate-limited REST requests (snapshots) that honour
@@ -36,7 +36,7 @@ from tapeflow.journal import Journal, day_of
 from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
-from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
+from tapeflow.wire.capture import RECV, CaptureLine, FrameDecoder
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tapeflow.errors import ConfigError
-from tapeflow.replay.protocol import REPLAYABLE
 from tapeflow.timeutil import parse_duration_ns
+from tapeflow.wire.registry import replayable
 
 if TYPE_CHECKING:
     from tapeflow.replay.server import ReplayServer
@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         description="Serve a recorded capture with the venue's subscription handshake and REST snapshot "
                     "so the real connectors run unchanged against it. Put the capture paths before --fault. "
                     "See docs/replay.md.")
-    p.add_argument("--format", required=True, choices=REPLAYABLE)
+    p.add_argument("--format", required=True, choices=replayable())
     p.add_argument("paths", nargs="+", type=Path, help="capture files (sim: or a folder)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="TCP port (0: pick a free one, printed at start)")

@@ -1,16 +1,16 @@
 """What a venue's replay adapter provides, and the helpers adapters share.
 
-A venue folder serves its protocol by exposing ``ADAPTER`` (a :class:`VenueReplay` subclass) in
-``tapeflow/venues/<venue>/replay.py``. The adapter turns capture files into tape frames, keeps
-the book state the tape has passed (for mid-stream snapshots and REST), and makes one
-:class:`Session` per websocket connection that speaks the venue's handshake.
+A venue folder serves its protocol with a :class:`VenueReplay` subclass in
+``tapeflow/venues/<venue>/replay.py``, named as ``replay=`` in its ``FORMAT`` declaration (the
+server finds it through :mod:`tapeflow.wire.registry`). The adapter turns capture files into
+tape frames, keeps the book state the tape has passed (for mid-stream snapshots and REST), and
+makes one :class:`Session` per websocket connection that speaks the venue's handshake.
 """
 
 from __future__ import annotations
 
 import functools
 import heapq
-import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -19,9 +19,11 @@ from typing import Any
 
 import orjson
 
-from tapeflow.errors import ConfigError
-from tapeflow.venues.base import BadNumber, Rejects, to_nanos
-from tapeflow.venues.capture import CaptureLine, read_capture
+from tapeflow.errors import BadNumber
+from tapeflow.wire.capture import CaptureLine, read_capture
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.registry import replay_adapter
+from tapeflow.wire.rejects import Rejects
 
 Key = tuple[str, str]
 """A subscription key ``(channel family, symbol)`` as the venue spells the symbol."""
@@ -152,20 +154,13 @@ class VenueReplay:
 
 
 def adapter_for(format_name: str) -> VenueReplay:
-    """A fresh adapter of ``tapeflow.venues.<format>.replay``.
+    """A fresh adapter of the format, as its venue folder declares it (``FORMAT.replay``).
 
     Raises:
         ConfigError: the format has no replay adapter (naming the formats that have one).
     """
-    try:
-        module = importlib.import_module(f"tapeflow.venues.{format_name}.replay")
-    except ModuleNotFoundError:
-        raise ConfigError(f"format {format_name!r} cannot be replayed; replayable: {', '.join(REPLAYABLE)}"
-                          ) from None
-    return module.ADAPTER()
-
-
-REPLAYABLE = ("binance", "bybit", "coinbase", "kraken", "okx", "sim")
+    adapter: VenueReplay = replay_adapter(format_name)()
+    return adapter
 
 
 def loads(payload: bytes | str) -> Any:

@@ -22,10 +22,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-import pyarrow as pa
-
 from tapeflow.schemas.records import (
-    BOOK_DELTA,
     F_GAP,
     F_LAST,
     F_SNAPSHOT,
@@ -36,6 +33,7 @@ from tapeflow.schemas.records import (
     NO_SIDE,
     UNDEF_PRICE,
 )
+from tapeflow.venues.columns import Columns
 
 MAX_PENDING_MESSAGES = 4096
 
@@ -101,75 +99,36 @@ class ChainStats:
     gaps: list[str] = field(default_factory=list)
 
 
-class DeltaColumns:
-    """Column lists of ``book_delta`` rows, filled a message at a time."""
-
-    _NAMES = ("ts_event_ns", "ts_recv_ns", "venue", "symbol", "sequence", "side", "action",
-              "price_nanos", "size_nanos", "flags")
-
-    def __init__(self) -> None:
-        self._cols: dict[str, list] = {n: [] for n in self._NAMES}
-
-    def __len__(self) -> int:
-        return len(self._cols["flags"])
-
-    def add_message(self, m: L2Message) -> None:
-        """Append one diff: ``F_GAP`` on its first row, ``F_LAST`` on its last."""
-        k = len(m.prices)
-        if not k:
-            return
-        c = self._cols
-        base = m.flags & F_SUPERSEDED
-        flags = [base] * k
-        if m.row_ids is not None and m.supersede_upto is not None:
-            upto = m.supersede_upto
-            flags = [base | (F_SUPERSEDED if rid <= upto else 0) for rid in m.row_ids]
-        flags[0] |= m.flags & F_GAP
-        flags[-1] |= F_LAST
-        c["flags"].extend(flags)
-        c["sequence"].extend(m.row_ids if m.row_ids is not None else [m.last_id] * k)
-        c["ts_event_ns"].extend([m.ts_event_ns] * k)
-        c["ts_recv_ns"].extend([m.ts_recv_ns] * k)
-        c["venue"].extend([m.venue] * k)
-        c["symbol"].extend([m.symbol] * k)
-        c["side"].extend(m.sides)
-        c["action"].extend([L2_DELETE if s == 0 else L2_SET for s in m.sizes])
-        c["price_nanos"].extend(m.prices)
-        c["size_nanos"].extend(m.sizes)
-
-    def add_snapshot(self, s: L2Snapshot, *, extra_flags: int = 0) -> None:
-        """Append a clear row then every level with ``F_SNAPSHOT``; the last row ends it with ``F_LAST``."""
-        k = len(s.prices) + 1
-        c = self._cols
-        flags = [F_SNAPSHOT | extra_flags] * k
-        flags[-1] |= F_LAST
-        c["flags"].extend(flags)
-        c["sequence"].extend([s.last_id] * k)
-        c["ts_event_ns"].extend([s.ts_event_ns] * k)
-        c["ts_recv_ns"].extend([s.ts_recv_ns] * k)
-        c["venue"].extend([s.venue] * k)
-        c["symbol"].extend([s.symbol] * k)
-        c["side"].append(NO_SIDE)
-        c["side"].extend(s.sides)
-        c["action"].append(L2_CLEAR)
-        c["action"].extend([L2_DELETE if z == 0 else L2_SET for z in s.sizes])
-        c["price_nanos"].append(UNDEF_PRICE)
-        c["price_nanos"].extend(s.prices)
-        c["size_nanos"].append(0)
-        c["size_nanos"].extend(s.sizes)
-
-    def table(self) -> pa.Table:
-        """The rows so far as a ``book_delta`` table."""
-        return BOOK_DELTA.table(self._cols)
-
-    def drain(self) -> pa.Table:
-        """The rows so far as a table; the builder starts empty again."""
-        t = self.table()
-        self._cols = {n: [] for n in self._NAMES}
-        return t
+def add_message(out: Columns, m: L2Message) -> None:
+    """Write one diff's rows to ``out``: ``F_GAP`` on its first row, ``F_LAST`` on its last."""
+    k = len(m.prices)
+    if not k:
+        return
+    base = m.flags & F_SUPERSEDED
+    flags = [base] * k
+    if m.row_ids is not None and m.supersede_upto is not None:
+        upto = m.supersede_upto
+        flags = [base | (F_SUPERSEDED if rid <= upto else 0) for rid in m.row_ids]
+    flags[0] |= m.flags & F_GAP
+    flags[-1] |= F_LAST
+    out.extend(k, ts_event_ns=m.ts_event_ns, ts_recv_ns=m.ts_recv_ns, venue=m.venue, symbol=m.symbol,
+               sequence=m.row_ids if m.row_ids is not None else m.last_id, side=m.sides,
+               action=[L2_DELETE if s == 0 else L2_SET for s in m.sizes], price_nanos=m.prices,
+               size_nanos=m.sizes, flags=flags)
 
 
-_WAIT_SNAPSHOT, _WAIT_BRIDGE, _SYNCED = 0, 1, 2
+def add_snapshot(out: Columns, s: L2Snapshot, *, extra_flags: int = 0) -> None:
+    """Write a clear row then every level with ``F_SNAPSHOT``; the last row ends it with ``F_LAST``."""
+    k = len(s.prices) + 1
+    flags = [F_SNAPSHOT | extra_flags] * k
+    flags[-1] |= F_LAST
+    out.extend(k, ts_event_ns=s.ts_event_ns, ts_recv_ns=s.ts_recv_ns, venue=s.venue, symbol=s.symbol,
+               sequence=s.last_id, side=[NO_SIDE, *s.sides],
+               action=[L2_CLEAR, *(L2_DELETE if z == 0 else L2_SET for z in s.sizes)],
+               price_nanos=[UNDEF_PRICE, *s.prices], size_nanos=[0, *s.sizes], flags=flags)
+
+
+WAIT_SNAPSHOT, WAIT_BRIDGE, SYNCED = 0, 1, 2  # SeqChain.state
 
 
 class SeqChain:
@@ -178,7 +137,7 @@ class SeqChain:
     def __init__(self, stats: ChainStats, *, max_pending: int = MAX_PENDING_MESSAGES) -> None:
         self.stats = stats
         self.max_pending = max_pending
-        self.state = _WAIT_SNAPSHOT
+        self.state = WAIT_SNAPSHOT
         self.snapshot_id = 0
         self.prev_last = 0
         self.pending: deque[L2Message] = deque()
@@ -186,18 +145,18 @@ class SeqChain:
 
     @property
     def synced(self) -> bool:
-        return self.state == _SYNCED
+        return self.state == SYNCED
 
-    def update(self, m: L2Message, out: DeltaColumns) -> None:
+    def update(self, m: L2Message, out: Columns) -> None:
         """Take one diff: buffer it, or flag it and write it to ``out``."""
-        if self.state == _WAIT_SNAPSHOT:
+        if self.state == WAIT_SNAPSHOT:
             self.pending.append(m)
             if len(self.pending) > self.max_pending:
                 # No snapshot came in time: the oldest diff can no longer be bridged; the
                 # book stays in RESYNC for it anyway.
                 self._emit(self.pending.popleft(), out, counted=False)
             return
-        if self.state == _WAIT_BRIDGE:
+        if self.state == WAIT_BRIDGE:
             self._after_snapshot(m, out)
             return
         self.stats.checked += 1
@@ -209,12 +168,12 @@ class SeqChain:
             self._gap(m, f"expected the diff after id {self.prev_last}")
         self._emit(m, out)
 
-    def snapshot(self, s: L2Snapshot, out: DeltaColumns) -> None:
+    def snapshot(self, s: L2Snapshot, out: Columns) -> None:
         """Take a snapshot: write the buffered diffs it contains, itself, then the rest."""
-        if self.state == _SYNCED and s.last_id <= self.prev_last:
+        if self.state == SYNCED and s.last_id <= self.prev_last:
             # Older than the book we already hold: keep the rows, apply none of them.
             self.stats.stale_snapshots += 1
-            out.add_snapshot(s, extra_flags=F_SUPERSEDED)
+            add_snapshot(out, s, extra_flags=F_SUPERSEDED)
             return
         later: list[L2Message] = []
         for m in self.pending:
@@ -224,18 +183,18 @@ class SeqChain:
                 later.append(m)
         self.pending.clear()
         self.stats.snapshots += 1
-        out.add_snapshot(s)
-        self.state = _WAIT_BRIDGE
+        add_snapshot(out, s)
+        self.state = WAIT_BRIDGE
         self.snapshot_id = s.last_id
         for m in later:
             self.update(m, out)  # a gap among them sends the rest back to the buffer
 
-    def flush(self, out: DeltaColumns) -> None:
+    def flush(self, out: Columns) -> None:
         """Write whatever still waits for a snapshot (end of input)."""
         while self.pending:
             self._emit(self.pending.popleft(), out, counted=False)
 
-    def _after_snapshot(self, m: L2Message, out: DeltaColumns) -> None:
+    def _after_snapshot(self, m: L2Message, out: Columns) -> None:
         target = self.snapshot_id + (0 if m.prev_id is not None else 1)
         if m.last_id < target:
             m.flags |= F_SUPERSEDED
@@ -244,7 +203,7 @@ class SeqChain:
             self.stats.checked += 1
             if m.first_id <= target:
                 self.stats.chained += 1
-                self.state = _SYNCED
+                self.state = SYNCED
                 self.prev_last = m.last_id
                 m.supersede_upto = self.snapshot_id
             else:
@@ -256,13 +215,13 @@ class SeqChain:
         self.stats.gaps.append(
             f"{m.venue} {m.symbol}: {why}, got first={m.first_id} last={m.last_id} prev={m.prev_id}"
         )
-        self.state = _WAIT_SNAPSHOT
+        self.state = WAIT_SNAPSHOT
 
-    def _emit(self, m: L2Message, out: DeltaColumns, *, counted: bool = True) -> None:
+    def _emit(self, m: L2Message, out: Columns, *, counted: bool = True) -> None:
         if not counted:
             self.stats.unsynced += 1
         if self._carry_gap:
             m.flags |= self._carry_gap
         # A diff without levels writes no row, so its gap flag rides on the next row written.
         self._carry_gap = (m.flags & F_GAP) if not m.prices else 0
-        out.add_message(m)
+        add_message(out, m)

@@ -21,8 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
-from tapeflow.venues.base import Decoded
-from tapeflow.venues.capture import CaptureLine
+from tapeflow.wire.capture import CaptureLine, Decoded
 
 SYNCED = "synced"
 CHECKSUM_MISMATCH = "checksum_mismatch"

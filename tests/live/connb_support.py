@@ -13,8 +13,8 @@ from kernels.reference import VALID
 from tapeflow.book.l2 import replay_l2
 from tapeflow.schemas.records import F_LAST
 from tapeflow.venues.base import Rejects
-from tapeflow.venues.capture import RECV, CaptureLine, read_capture
 from tapeflow.venues.livesync import LiveSync, SyncEvent
+from tapeflow.wire.capture import RECV, CaptureLine, read_capture
 
 
 def received(path: Path) -> list[CaptureLine]:

@@ -20,7 +20,7 @@ from tapeflow.replay import ReplayServer
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.base import Rejects
 from tapeflow.venues.bybit.client import BybitClient
-from tapeflow.venues.capture import RECV, read_capture
+from tapeflow.wire.capture import RECV, read_capture
 from tests.conftest import need
 from tests.live.conna_support import (
     assert_journal_equals_live,

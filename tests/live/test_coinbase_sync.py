@@ -11,9 +11,9 @@ import pytest
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.coinbase.sync import CoinbaseSync
 from tapeflow.venues.livesync import GAP, SYNCED
+from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
 from tests.live.connb_support import feed, of_symbol, received
 

@@ -10,7 +10,7 @@ from tapeflow.errors import StorageError
 from tapeflow.journal import Journal, day_of
 from tapeflow.live import RawFrame
 from tapeflow.venues.base import Rejects
-from tapeflow.venues.capture import read_capture
+from tapeflow.wire.capture import read_capture
 
 DAY1 = 1_763_683_200_000_000_000  # 2025-11-21T00:00:00Z
 NS_DAY = 86_400 * 10**9

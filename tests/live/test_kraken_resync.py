@@ -13,10 +13,10 @@ import pytest
 from tapeflow.errors import ConfigError
 from tapeflow.live.frames import RawFrame
 from tapeflow.live.pacing import TokenBucket
-from tapeflow.venues.capture import CaptureLine
 from tapeflow.venues.coinbase.client import CoinbaseClient
 from tapeflow.venues.kraken.client import KrakenClient
 from tapeflow.venues.okx.client import OkxClient
+from tapeflow.wire.capture import CaptureLine
 from tests.conftest import need
 from tests.live.connb_support import received
 

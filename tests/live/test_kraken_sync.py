@@ -12,10 +12,10 @@ import pytest
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.kraken.parse import KrakenDecoder, PairBook
 from tapeflow.venues.kraken.sync import KrakenSync
 from tapeflow.venues.livesync import CHECKSUM_MISMATCH, GAP, SYNCED
+from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
 from tests.live.connb_support import feed, of_symbol, published_valid_is_true, received
 

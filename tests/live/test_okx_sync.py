@@ -11,9 +11,9 @@ import pytest
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.livesync import CHECKSUM_MISMATCH, SYNCED
 from tapeflow.venues.okx.sync import OkxSync
+from tapeflow.wire.capture import RECV, CaptureLine
 from tests.live.connb_support import feed, of_symbol, received
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "okx"

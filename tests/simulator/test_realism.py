@@ -18,7 +18,7 @@ from tapeflow.schemas.records import BID
 from tapeflow.simulator import SimSummary, get_preset
 from tapeflow.simulator.stats import acf, aggressor_signs_and_sizes, l2_event_mix, realism
 from tapeflow.venues.base import merge
-from tapeflow.venues.sim import decode
+from tapeflow.venues.sim.parse import decode
 from tests.conftest import need
 
 AMZN = "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1/AMZN_2012-06-21_34200000_57600000_message_1.csv"

@@ -25,7 +25,7 @@ from tapeflow.schemas.records import (
 from tapeflow.simulator import KINDS, SimSummary, simulate
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
-from tapeflow.venues.sim import decode, l3_to_l2
+from tapeflow.venues.sim.parse import decode, l3_to_l2
 from tests.simulator.conftest import MINUTE_NS, files_of
 
 HEADER = "ts_event,ts_recv,seq,type,order_id,side,price,size"

@@ -200,9 +200,7 @@ def test_binance_capture_deltas_fit_in_six_bytes_per_row(tmp_path: Path, real_da
     from tapeflow.venues import formats
     from tests.conftest import need
 
-    fmt = formats().get("binance")
-    if fmt is None:
-        pytest.skip("the binance decoder is not registered yet")
+    fmt = formats()["binance"]  # a venue folder that fails to import is an error, never a skip
     path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
     deltas = pa.concat_tables([c.get(BOOK_DELTA) for c in fmt.decode([path])])
     assert deltas.num_rows > 400_000

@@ -170,7 +170,7 @@ def test_bad_frames_become_rejects_with_reasons(tmp_path: Path) -> None:
     good = json.dumps(_depth(1, 2, 0))
     bodies = [
         good[:-7],                                                                  # truncated
-        '{"stream":"x@trade","data":{"e":"trade","s":"XUSDT","t":1,"p":NaN}}',      # NaN is no JSON
+        '{"stream":"x@trade","data":{"e":"trade","s":"XUSDT","t":1,"p":NaN}}',      # a bare NaN
         json.dumps({"stream": "x@trade", "data": {"e": "trade", "s": "XUSDT", "t": 1, "p": "NaN", "q": "1",
                                                   "m": True, "T": 1}}),
         json.dumps(_depth(1, 2, 0, bids=[["10", "-1.5"]])),                          # negative size
@@ -186,7 +186,7 @@ def test_bad_frames_become_rejects_with_reasons(tmp_path: Path) -> None:
     _, tables = _decode([path], symbols=["xusdt"])
     rej = tables["rejected"].to_pylist()
     assert [r["reason"] for r in rej] == [
-        "truncated", "bad_json", "bad_number", "negative", "unknown_message", "unsupported_channel",
+        "truncated", "bad_number", "bad_number", "negative", "unknown_message", "unsupported_channel",
         "unknown_symbol", "missing_field", "out_of_range", "bad_capture_line"]
     assert [r["location"] for r in rej] == [f"bad.txt:{i}" for i in range(1, 11)]
     assert rej[2]["detail"] == "price p was 'NaN'"

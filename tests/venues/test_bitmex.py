@@ -83,7 +83,7 @@ def test_real_quotes_trades_and_sub_nano_rejects(real_data: Path) -> None:
     rejected = tables["rejected"].to_pylist()
     assert {r["symbol"] for r in rejected} == {SUB_NANO}
     assert [r["reason"] for r in rejected] == ["bad_number"] * 3 + ["no_snapshot"] * 2
-    assert "1.6425e-06" in rejected[0]["detail"]
+    assert "'0.0000016425'" in rejected[0]["detail"]  # the text as BitMEX printed it
 
 
 def _capture(tmp_path: Path, frames: list[str]) -> Path:

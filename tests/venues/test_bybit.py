@@ -148,6 +148,6 @@ def test_bad_frames_become_rejects(tmp_path: Path) -> None:
     rej = tables["rejected"].to_pylist()
     assert [r["reason"] for r in rej] == ["truncated", "bad_number", "negative", "unknown_message",
                                           "unknown_symbol", "unsupported_channel", "bad_field", "venue_error",
-                                          "missing_field"]
+                                          "bad_shape"]
     assert [r["location"] for r in rej] == [f"bad.txt:{i}" for i in range(1, 10)]
     assert "NaN" in rej[1]["detail"] and "'-5'" in rej[2]["detail"] and "'Up'" in rej[6]["detail"]

@@ -91,7 +91,7 @@ def test_crossed_book_is_reported(tmp_path: Path) -> None:
     (_upd("buy", "10.5", "1").replace('"1"]', "NaN]"), "bad_number"),
     (_upd("buy", "10.5", "NaN"), "bad_number"),
     (_upd("buy", "10.5", "-1"), "negative"),
-    (_upd("hold", "10.5", "1"), "missing_field"),
+    (_upd("hold", "10.5", "1"), "bad_field"),
     (_upd("buy", "10.5", "1").replace("2021-04-17T", "yesterday "), "bad_timestamp"),
     ('{"type":"full_channel_thing","product_id":"A-B"}', "unknown_message"),
 ])

@@ -156,7 +156,7 @@ def test_real_trades(real_data: Path) -> None:
     ('[7,{"a":[["5.0",NaN,"2.0"]],"c":"1"},"book-10","X/Y"]', "bad_number"),
     ('[7,{"a":[["5.0","NaN","2.0"]],"c":"1"},"book-10","X/Y"]', "bad_number"),
     ('[7,{"a":[["5.0","-1.0","2.0"]],"c":"1"},"book-10","X/Y"]', "negative"),
-    ('[7,{"a":[["5.0"]],"c":"1"},"book-10","X/Y"]', "missing_field"),
+    ('[7,{"a":[["5.0"]],"c":"1"},"book-10","X/Y"]', "bad_shape"),
     ('[7,{"x":1},"spread","X/Y"]', "unknown_message"),
     ('{"event":"mystery"}', "unknown_message"),
     ('[7,{"a":[["5.0","1.0","2.0"]],"c":"1"},"book-10","Z/Q"]', "no_snapshot"),

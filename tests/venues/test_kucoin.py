@@ -155,6 +155,6 @@ def test_bad_frames_become_rejects(tmp_path: Path) -> None:
     _, tables = _decode([_cf(tmp_path / "bad.ws", lines)], symbols=["X-USDT"])
     rej = tables["rejected"].to_pylist()
     assert [r["reason"] for r in rej] == ["truncated", "negative", "bad_number", "unknown_message",
-                                          "unknown_symbol", "venue_error", "bad_level", "missing_field"]
+                                          "unknown_symbol", "venue_error", "bad_shape", "missing_field"]
     assert [r["location"] for r in rej] == [f"bad.ws:{i}" for i in range(1, 9)]
     assert "'0.00000000012'" in rej[2]["detail"] and "sequenceStart" in rej[7]["detail"]

@@ -12,13 +12,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tapeflow.book.l2 import replay_l2
-from tapeflow.errors import FormatError
+from tapeflow.errors import BadNumber, FormatError
 from tapeflow.schemas.records import F_GAP, F_LAST, F_SNAPSHOT, UNDEF_PRICE
 from tapeflow.venues import get_format
-from tapeflow.venues.base import BadNumber, merge, to_nanos
+from tapeflow.venues.base import merge
 from tapeflow.venues.tardis import reader
 from tapeflow.venues.tardis.decimals import decimals_to_nanos
 from tapeflow.venues.tardis.parse import decode, decode_all
+from tapeflow.wire.numbers import to_nanos
 from tests.conftest import need, real_data_root
 
 TARDIS = real_data_root() / "tardis"

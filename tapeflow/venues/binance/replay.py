@@ -29,9 +29,9 @@ from tapeflow.replay.protocol import (
     is_zero,
     loads,
 )
-from tapeflow.venues.base import Rejects
 from tapeflow.venues.binance import messages as wire
-from tapeflow.venues.capture import HTTP, RECV, read_capture
+from tapeflow.wire.capture import HTTP, RECV, read_capture
+from tapeflow.wire.rejects import Rejects
 
 _STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
 _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
@@ -241,6 +241,3 @@ class _BinanceSession(Session):
         m = _STREAM.match(frame.payload)
         # raw streams carry the envelope's data object alone, byte-for-byte
         return frame.payload[m.end():-1] if m is not None else frame.payload
-
-
-ADAPTER = BinanceReplay

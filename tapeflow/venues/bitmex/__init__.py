@@ -1,12 +1,13 @@
 """BitMEX realtime websocket: orderBookL2 (levels by id), quote and trade tables."""
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.bitmex.parse import decode
-from tapeflow.venues.bitmex.verify import verify
+from __future__ import annotations
 
+from tapeflow.wire.registry import VenueFormat
+
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    name="bitmex",
-    decode=decode,
-    verify=verify,
+    "bitmex",
+    decode="tapeflow.venues.bitmex.parse:decode",
+    verify="tapeflow.venues.bitmex.verify:verify",
     description="BitMEX realtime captures: orderBookL2 partial/insert/update/delete by id, quote, trade",
 )

@@ -2,8 +2,8 @@
 
 ``orderBookL2`` names each price level by ``id``; ``update`` carries the new size only and
 ``delete`` neither size nor price, so the decoder keeps ``id -> (side, price)`` per symbol from
-the ``partial`` and later inserts. Prices arrive as JSON floats: the float's shortest repr is
-the text BitMEX printed, which ``to_nanos`` then parses exactly. Sizes are contracts.
+the ``partial`` and later inserts. Prices arrive as JSON numbers, kept as the text BitMEX printed
+(:func:`tapeflow.venues.fields.load_json`) and parsed exactly. Sizes are contracts.
 """
 
 from __future__ import annotations
@@ -12,12 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import orjson
-
+from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import (
     ASK,
     BID,
-    BOOK_DELTA,
     F_GAP,
     F_LAST,
     F_SNAPSHOT,
@@ -25,63 +23,50 @@ from tapeflow.schemas.records import (
     L2_DELETE,
     L2_SET,
     NO_SIDE,
-    QUOTE,
-    TRADE,
 )
-from tapeflow.venues.base import BadNumber, Decoded, FrameBuffers, RecordReject, to_nanos
 from tapeflow.venues.bitmex import messages as m
-from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
+from tapeflow.venues.decoder import VenueDecoder
+from tapeflow.venues.fields import array, field, obj
+from tapeflow.wire.capture import CaptureLine, Decoded
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Reason
 
 VENUE = "bitmex"
-CHUNK_ROWS = 100_000
 
 
-_Reject = RecordReject  # the shared per-record reject, under this module's short name
-
-
-class BitmexDecoder(FrameBuffers):
+class BitmexDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
-    records = (BOOK_DELTA, TRADE, QUOTE)
 
     def __init__(self) -> None:
+        super().__init__()
         self.levels: dict[str, dict[int, tuple[int, int]]] = {}  # symbol -> id -> (side, price)
-        self.gap_pending: set[str] = set()
-        self._new_buffers()
 
-    def feed(self, line: CaptureLine) -> None:
-        """Decode one captured frame; bad frames become ``rejected`` rows."""
-        if line.kind != RECV:
+    def message(self, msg: Any, line: CaptureLine) -> None:
+        msg = obj(msg, "the frame")
+        if "table" not in msg:
+            if not m.CONTROL_KEYS & msg.keys():
+                raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:5]}")
             return
-        symbols: set[str] = set()
-        try:
-            msg = _loads(line.payload)
-            if not isinstance(msg, dict):
-                raise _Reject("unknown_message", f"top level is {type(msg).__name__}, not an object")
-            if "table" not in msg:
-                if not m.CONTROL_KEYS & msg.keys():
-                    raise _Reject("unknown_message", f"object with keys {sorted(msg)[:5]}")
-                return
-            table, action, data = msg.get("table"), msg.get("action"), msg.get("data")
-            if not isinstance(data, list) or not all(isinstance(d, dict) for d in data):
-                raise _Reject("missing_field", "'data' is not a list of objects")
-            symbols = {str(d.get("symbol", "")) for d in data}
-            if action not in m.ACTIONS:
-                raise _Reject("unknown_message", f"action {action!r}")
-            if table == m.ORDER_BOOK_L2:
-                self._book(action, data, line)
-            elif table == m.QUOTE:
-                self._quotes(data, line)
-            elif table == m.TRADE:
-                self._trades(action, data, line)
-            else:
-                raise _Reject("unknown_message", f"table {table!r}")
-        except _Reject as err:
-            self.rejects.add(err.reason, err.detail, line.location, line.payload,
-                             ts_recv_ns=line.recv_ns, symbol=",".join(sorted(symbols)))
-            # a lost book frame leaves those books behind the venue
-            self.gap_pending |= symbols & self.levels.keys()
+        table, action = msg.get("table"), msg.get("action")
+        data = [obj(d, "a data item") for d in array(field(msg, "data"), "'data'")]
+        self.frame_symbol = ",".join(sorted({str(d.get("symbol", "")) for d in data}))
+        if action not in m.ACTIONS:
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"action {action!r}")
+        if table == m.ORDER_BOOK_L2:
+            self._book(action, data, line)
+        elif table == m.QUOTE:
+            self._quotes(data, line)
+        elif table == m.TRADE:
+            self._trades(action, data, line)
+        else:
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"table {table!r}")
+
+    def on_reject(self) -> None:
+        # a lost book frame leaves those books behind the venue
+        if self.frame_symbol:
+            self.gap_pending |= set(self.frame_symbol.split(",")) & self.levels.keys()
 
     def _book(self, action: str, data: list[dict[str, Any]], line: CaptureLine) -> None:
         by_symbol: dict[str, list[tuple[int, int, int, int]]] = {}
@@ -105,7 +90,7 @@ class BitmexDecoder(FrameBuffers):
                 sym, level_id = d.get("symbol", ""), _id(d)
                 known = self.levels.get(sym)
                 if known is None:
-                    raise _Reject("no_snapshot", f"{action} for {sym!r} before its partial")
+                    raise BadInput(Reason.NO_SNAPSHOT, f"{action} for {sym!r} before its partial")
                 staged = pending.setdefault(sym, {})
                 if action == m.INSERT:
                     side, px, size = _side(d), _price(d), _size(d)
@@ -114,7 +99,7 @@ class BitmexDecoder(FrameBuffers):
                     continue
                 where = staged.get(level_id, known.get(level_id))
                 if where is None:
-                    raise _Reject("unknown_id", f"{action} of unknown id {level_id} for {sym!r}")
+                    raise BadInput(Reason.UNKNOWN_ID, f"{action} of unknown id {level_id} for {sym!r}")
                 if action == m.UPDATE:
                     by_symbol.setdefault(sym, []).append((where[0], L2_SET, where[1], _size(d)))
                 else:
@@ -130,11 +115,14 @@ class BitmexDecoder(FrameBuffers):
         for sym, rows in by_symbol.items():
             first = F_GAP if sym in self.gap_pending and base == 0 else 0
             self.gap_pending.discard(sym)
-            for i, (side, act, px, size) in enumerate(rows):
-                flags = base | (first if i == 0 else 0) | (F_LAST if i == len(rows) - 1 else 0)
-                self.deltas.append(ts_event_ns=_ts(rows_ts(data, sym), line), ts_recv_ns=line.recv_ns,
-                                   venue=VENUE, symbol=sym, sequence=-1, side=side, action=act,
-                                   price_nanos=px, size_nanos=size, flags=flags)
+            n = len(rows)
+            side, act, px, size = (list(c) for c in zip(*rows, strict=True))
+            flags = [base] * n
+            flags[0] |= first
+            flags[-1] |= F_LAST
+            self.deltas.extend(n, ts_event_ns=_ts(rows_ts(data, sym), line), ts_recv_ns=line.recv_ns,
+                               venue=VENUE, symbol=sym, sequence=-1, side=side, action=act, price_nanos=px,
+                               size_nanos=size, flags=flags)
 
     def _quotes(self, data: list[dict[str, Any]], line: CaptureLine) -> None:
         rows = [dict(ts_event_ns=_ts(d.get("timestamp"), line, required=True),
@@ -148,8 +136,8 @@ class BitmexDecoder(FrameBuffers):
     def _trades(self, action: str, data: list[dict[str, Any]], line: CaptureLine) -> None:
         rows = []
         for d in data:
-            if d.get("side") not in (m.BUY, m.SELL):
-                raise _Reject("missing_field", f"trade side {d.get('side')!r} is not Buy|Sell")
+            if field(d, "side") not in (m.BUY, m.SELL):
+                raise BadInput(Reason.BAD_FIELD, f"trade side {d.get('side')!r} is not Buy|Sell")
             rows.append(dict(ts_event_ns=_ts(d.get("timestamp"), line, required=True),
                              symbol=str(d.get("symbol", "")), trade_id=str(d.get("trdMatchID", "")),
                              price_nanos=_price(d), size_nanos=_size(d),
@@ -166,28 +154,17 @@ def rows_ts(data: list[dict[str, Any]], symbol: str) -> Any:
     return next((d.get("timestamp") for d in data if d.get("symbol") == symbol), None)
 
 
-def _loads(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as err:
-        if err.pos >= len(payload.rstrip()):
-            raise _Reject("truncated", f"frame ends at byte {len(payload)} inside a JSON value") from None
-        head = payload[err.pos:err.pos + 9]
-        if head.startswith((b"NaN", b"Infinity", b"-Infinity")):
-            raise _Reject("bad_number", f"non-finite number {head!r} at byte {err.pos}") from None
-        raise _Reject("bad_json", str(err)) from None
-
-
 def _number(d: dict[str, Any], key: str) -> int:
     value = d.get(key)
     if value is None:
-        raise _Reject("missing_field", f"{key!r} missing in {d}")
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise _Reject("bad_number", f"{key!r} is {value!r}")
+        raise BadInput(Reason.MISSING_FIELD, f"{key!r} missing in {d}")
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise BadNumber(Reason.BAD_NUMBER, value, key)
     try:
-        return to_nanos(repr(value) if isinstance(value, float) else value)
+        # JSON numbers arrive as their text (tapeflow.venues.fields.load_json), parsed exactly here
+        return to_nanos(value)
     except BadNumber as err:
-        raise _Reject(err.reason, f"{key!r} {err.reason}: {value!r}") from None
+        raise BadInput(err.reason, f"{key!r} {err.reason}: {value!r}") from None
 
 
 def _price(d: dict[str, Any], key: str = "price") -> int:
@@ -200,15 +177,17 @@ def _size(d: dict[str, Any], key: str = "size") -> int:
 
 def _id(d: dict[str, Any]) -> int:
     value = d.get("id")
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _Reject("missing_field", f"level id is {value!r}")
+    if value is None:
+        raise BadInput(Reason.MISSING_FIELD, "no level id")
+    if type(value) is not int:
+        raise BadNumber(Reason.BAD_NUMBER, value, "level id")
     return value
 
 
 def _side(d: dict[str, Any]) -> int:
-    side = d.get("side")
+    side = field(d, "side")
     if side not in (m.BUY, m.SELL):
-        raise _Reject("missing_field", f"level side {side!r} is not Buy|Sell")
+        raise BadInput(Reason.BAD_FIELD, f"level side {side!r} is not Buy|Sell")
     return BID if side == m.BUY else ASK
 
 
@@ -217,22 +196,18 @@ def _ts(text: Any, line: CaptureLine, *, required: bool = False) -> int:
         return line.recv_ns  # 2021 orderBookL2 frames carry no venue time
     ts = m.iso_to_ns(text) if isinstance(text, str) else None
     if ts is None:
-        raise _Reject("missing_field" if text is None else "bad_timestamp", f"'timestamp' is {text!r}")
+        reason = Reason.MISSING_FIELD if text is None else Reason.BAD_TIMESTAMP
+        raise BadInput(reason, f"'timestamp' is {text!r}")
     return ts
-
-
-def decode_with(decoder: BitmexDecoder, paths: Sequence[Path]) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files (see :func:`tapeflow.venues.capture.decode_captures`)."""
-    return decode_captures(decoder, paths, chunk_rows=CHUNK_ROWS)
 
 
 def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
     """Decode BitMEX realtime captures (cryptofeed logs or ``<recv_ns> <json>`` lines).
 
     Args:
-        paths: capture files, decoded in order; the id map carries across files.
+        paths: capture files, merged by capture time; the id map carries across files.
 
     Yields:
         ``Decoded`` chunks with ``book_delta``, ``quote``, ``trade`` and ``rejected`` tables.
     """
-    yield from decode_with(BitmexDecoder(), paths)
+    yield from BitmexDecoder().run(paths)

@@ -1,12 +1,15 @@
 """Bybit: v5 orderbook history files and websocket captures (v5 and legacy v2 topics)."""
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.bybit.parse import decode
-from tapeflow.venues.bybit.verify import verify
+from __future__ import annotations
 
+from tapeflow.wire.registry import VenueFormat
+
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    name="bybit",
-    decode=decode,
-    verify=verify,
+    "bybit",
+    decode="tapeflow.venues.bybit.parse:decode",
+    verify="tapeflow.venues.bybit.verify:verify",
+    client="tapeflow.venues.bybit.client:BybitClient",
+    replay="tapeflow.venues.bybit.replay:BybitReplay",
     description="Bybit v5 orderbook history zips and websocket captures (v5 or legacy v2)",
 )

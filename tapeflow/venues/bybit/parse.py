@@ -19,26 +19,18 @@ from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID, F_GAP
-from tapeflow.venues.base import Decoded
 from tapeflow.venues.bybit import messages as wire
-from tapeflow.venues.capture import RECV, CaptureLine
-from tapeflow.venues.jsonframes import (
-    CHUNK_ROWS,
-    BadFrame,
-    CaptureDecoder,
-    field,
-    integer,
-    levels,
-    load_json_exact,
-    merged_captures,
-    ms_to_ns,
-    nanos,
-)
-from tapeflow.venues.l2sync import L2Message, L2Snapshot
+from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder, merged_captures
+from tapeflow.venues.fields import array, decimal, field, integer, levels, obj
+from tapeflow.venues.l2sync import L2Message, L2Snapshot, add_message, add_snapshot
+from tapeflow.wire.capture import RECV, CaptureLine, Decoded
+from tapeflow.wire.numbers import ms_to_ns, nanos
+from tapeflow.wire.rejects import Reason
 
 
-class BybitDecoder(CaptureDecoder):
+class BybitDecoder(VenueDecoder):
     """One decode pass over Bybit inputs; ``stats`` counts the v5 ``u`` chain.
 
     Attributes:
@@ -47,8 +39,10 @@ class BybitDecoder(CaptureDecoder):
         legacy_failures: a description of each inconsistent v2 delta.
     """
 
+    venue = wire.VENUE
+
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
-        super().__init__(wire.VENUE, symbols=symbols, chunk_rows=chunk_rows)
+        super().__init__(symbols=symbols, chunk_rows=chunk_rows)
         self._last_u: dict[str, int | None] = {}
         self._carry_gap: dict[str, int] = {}
         self._ids: dict[str, dict[str, tuple[int, int]]] = {}
@@ -78,19 +72,15 @@ class BybitDecoder(CaptureDecoder):
         if captures:
             yield from merged_captures(captures, self.rejects)
 
-    def frame(self, index: int, line: CaptureLine) -> None:
-        if line.kind != RECV:
-            return
-        msg = load_json_exact(line.payload)
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown_message", f"frame is a JSON {type(msg).__name__}, not an object")
+    def message(self, msg: Any, line: CaptureLine) -> None:
+        msg = obj(msg, "the frame")
         topic = msg.get("topic")
         if not isinstance(topic, str):
             if "success" in msg or msg.get("op") in ("pong", "ping", "subscribe"):
                 if msg.get("success") is False:
-                    raise BadFrame("venue_error", f"request refused: {msg.get('ret_msg')!r}")
+                    raise BadInput(Reason.VENUE_ERROR, f"request refused: {msg.get('ret_msg')!r}")
                 return  # subscription answer or heartbeat: no market data
-            raise BadFrame("unknown_message", f"object with keys {sorted(msg)[:8]}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:8]}")
         channel, _, rest = topic.partition(".")
         symbol = rest.rpartition(".")[2]
         if channel == wire.V5_BOOK:
@@ -102,9 +92,9 @@ class BybitDecoder(CaptureDecoder):
         elif channel == wire.V2_TRADE:
             self._trades(field(msg, "data"), symbol, line, v5=False)
         elif channel in wire.UNSUPPORTED:
-            raise BadFrame("unsupported_channel", f"topic {topic!r} is not decoded")
+            raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"topic {topic!r} is not decoded")
         else:
-            raise BadFrame("unknown_message", f"topic {topic!r}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"topic {topic!r}")
 
     def _v5_book(self, msg: dict[str, Any], symbol: str, line: CaptureLine) -> None:
         data = field(msg, "data")
@@ -119,11 +109,11 @@ class BybitDecoder(CaptureDecoder):
             self.stats.snapshots += 1
             self.snapshots_of[symbol] = self.snapshots_of.get(symbol, 0) + 1
             self._last_u[symbol] = u
-            self.deltas.add_snapshot(L2Snapshot(wire.VENUE, symbol, u, ts_event, line.recv_ns, sides,
+            add_snapshot(self.deltas, L2Snapshot(wire.VENUE, symbol, u, ts_event, line.recv_ns, sides,
                                                 bid_px + ask_px, bid_sz + ask_sz))
             return
         if kind != "delta":
-            raise BadFrame("unknown_message", f"orderbook message type {kind!r}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"orderbook message type {kind!r}")
         m = L2Message(wire.VENUE, symbol, u, u, None, ts_event, line.recv_ns, sides, bid_px + ask_px,
                       bid_sz + ask_sz, flags=self._carry_gap.pop(symbol, 0))
         last = self._last_u.get(symbol)
@@ -140,7 +130,7 @@ class BybitDecoder(CaptureDecoder):
                 self._last_u[symbol] = None
         if m.flags & F_GAP and not m.prices:
             self._carry_gap[symbol] = F_GAP  # no row to carry the flag: the next one does
-        self.deltas.add_message(m)
+        add_message(self.deltas, m)
 
     def _v2_book(self, msg: dict[str, Any], symbol: str, line: CaptureLine) -> None:
         symbol = self.check_symbol(symbol)
@@ -152,20 +142,20 @@ class BybitDecoder(CaptureDecoder):
         if kind == "snapshot":
             book = field(data, "order_book") if isinstance(data, dict) else data
             if not isinstance(book, list):
-                raise BadFrame("bad_level", f"order_book was {book!r}, not a list of levels")
+                raise BadInput(Reason.BAD_SHAPE, f"order_book was {book!r}, not a list of levels")
             rows = [_v2_level(x, f"order_book[{i}]", sized=True) for i, x in enumerate(book)]
             self._ids[symbol] = {r[0]: (r[1], r[2]) for r in rows}
             self._v2_anchored.add(symbol)
             self.stats.snapshots += 1
             self.snapshots_of[symbol] = self.snapshots_of.get(symbol, 0) + 1
             sides, prices, sizes = [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows]
-            self.deltas.add_snapshot(L2Snapshot(wire.VENUE, symbol, seq, ts_event, line.recv_ns, sides,
+            add_snapshot(self.deltas, L2Snapshot(wire.VENUE, symbol, seq, ts_event, line.recv_ns, sides,
                                                 prices, sizes))
             return
         if kind != "delta":
-            raise BadFrame("unknown_message", f"orderBookL2 message type {kind!r}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"orderBookL2 message type {kind!r}")
         if not isinstance(data, dict):
-            raise BadFrame("bad_level", f"delta data was {data!r}, not an object")
+            raise BadInput(Reason.BAD_SHAPE, f"delta data was {data!r}, not an object")
         parsed = {k: [_v2_level(x, f"{k}[{i}]", sized=k != "delete") for i, x in enumerate(data.get(k) or [])]
                   for k in ("delete", "update", "insert")}
         ids = self._ids.get(symbol)
@@ -191,27 +181,25 @@ class BybitDecoder(CaptureDecoder):
                 self._v2_anchored.discard(symbol)
             else:
                 self.legacy_ok += 1
-        self.deltas.add_message(L2Message(wire.VENUE, symbol, seq, seq, None, ts_event, line.recv_ns,
+        add_message(self.deltas, L2Message(wire.VENUE, symbol, seq, seq, None, ts_event, line.recv_ns,
                                           sides, prices, sizes))
 
     def _trades(self, data: Any, symbol: str, line: CaptureLine, *, v5: bool) -> None:
-        if not isinstance(data, list):
-            raise BadFrame("bad_field", f"trade data was {data!r}, not a list")
+        data = array(data, "trade data")
         keys = ("s", "S", "i", "p", "v", "T") if v5 else ("symbol", "side", "trade_id", "price", "size",
                                                           "trade_time_ms")
         rows = []
         for t in data:
-            if not isinstance(t, dict):
-                raise BadFrame("bad_field", f"trade was {t!r}, not an object")
+            t = obj(t, "a trade")
             sym = self.check_symbol(field(t, keys[0]) if keys[0] in t else symbol)
             side = wire.SIDES.get(field(t, keys[1]))
             if side is None:
-                raise BadFrame("bad_field", f"taker side was {t.get(keys[1])!r}")
+                raise BadInput(Reason.BAD_FIELD, f"taker side was {t.get(keys[1])!r}")
             trade_id = str(field(t, keys[2]))
             rows.append(dict(
                 ts_event_ns=ms_to_ns(t.get(keys[5]), line.recv_ns), ts_recv_ns=line.recv_ns, venue=wire.VENUE,
-                symbol=sym, sequence=-1, trade_id=trade_id, price_nanos=nanos(field(t, keys[3]), "price"),
-                size_nanos=nanos(field(t, keys[4]), "size"), aggressor_side=side, flags=0))
+                symbol=sym, sequence=-1, trade_id=trade_id, price_nanos=decimal(t, keys[3], "price"),
+                size_nanos=decimal(t, keys[4], "size"), aggressor_side=side, flags=0))
         for row in rows:  # all or nothing: a frame with one bad trade is rejected whole
             self.trades.append(**row)
 
@@ -219,7 +207,7 @@ class BybitDecoder(CaptureDecoder):
 def _v2_level(x: Any, what: str, *, sized: bool) -> tuple[str, int, int, int]:
     side = wire.SIDES.get(field(x, "side"))
     if side is None:
-        raise BadFrame("bad_field", f"{what} side was {x.get('side')!r}")
+        raise BadInput(Reason.BAD_FIELD, f"{what} side was {x.get('side')!r}")
     size = nanos(field(x, "size"), f"{what} size") if sized else 0
     return str(field(x, "id")), side, nanos(field(x, "price"), f"{what} price"), size
 

@@ -26,8 +26,8 @@ from tapeflow.replay.protocol import (
     loads,
     price_key,
 )
-from tapeflow.venues.base import Rejects
-from tapeflow.venues.capture import RECV, CaptureLine
+from tapeflow.wire.capture import RECV, CaptureLine
+from tapeflow.wire.rejects import Rejects
 
 _V5_BOOK, _V2_BOOK = "orderbook", "orderBookL2_25"
 _BOOK_FAMILIES = frozenset({_V5_BOOK, _V2_BOOK, "orderBookL2_200", "orderBook_200"})
@@ -174,6 +174,3 @@ class _BybitSession(Session):
         if op == "subscribe":
             return Reply(send=[ack], subscribe=keys)
         return Reply(send=[ack], unsubscribe=keys)
-
-
-ADAPTER = BybitReplay

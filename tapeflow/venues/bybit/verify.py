@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tapeflow.venues.base import VerifyReport
 from tapeflow.venues.bybit.parse import BybitDecoder
+from tapeflow.wire.registry import VerifyReport
 
 _MAX_FAILURES = 20
 

@@ -1,12 +1,15 @@
 """Coinbase websocket feed: level2 snapshot/l2update, matches and ticker channels."""
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.coinbase.parse import decode
-from tapeflow.venues.coinbase.verify import verify
+from __future__ import annotations
 
+from tapeflow.wire.registry import VenueFormat
+
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    name="coinbase",
-    decode=decode,
-    verify=verify,
+    "coinbase",
+    decode="tapeflow.venues.coinbase.parse:decode",
+    verify="tapeflow.venues.coinbase.verify:verify",
+    client="tapeflow.venues.coinbase.client:CoinbaseClient",
+    replay="tapeflow.venues.coinbase.replay:CoinbaseReplay",
     description="Coinbase websocket captures: level2 (no sequence; uncrossed-book check), matches, ticker",
 )

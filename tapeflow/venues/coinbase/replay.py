@@ -23,8 +23,8 @@ from tapeflow.replay.protocol import (
     is_zero,
     loads,
 )
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.coinbase import messages as m
+from tapeflow.wire.capture import RECV, CaptureLine
 
 CHANNEL_OF_TYPE = {m.SNAPSHOT: "level2", m.L2UPDATE: "level2", m.TICKER: "ticker", "match": "matches",
                    "last_match": "matches", "heartbeat": "heartbeat"}
@@ -164,6 +164,3 @@ class _CoinbaseSession(Session):
 
 def _error(message: str, reason: str) -> bytes:
     return dumps({"type": "error", "message": message, "reason": reason})
-
-
-ADAPTER = CoinbaseReplay

@@ -19,10 +19,10 @@ import orjson
 import pyarrow as pa
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.coinbase import messages as m
 from tapeflow.venues.coinbase.parse import CoinbaseDecoder
 from tapeflow.venues.livesync import GAP, SYNCED, RowMarks, SyncEvent, SyncStats
+from tapeflow.wire.capture import RECV, CaptureLine
 
 HEARTBEAT, LAST_MATCH = "heartbeat", "last_match"
 

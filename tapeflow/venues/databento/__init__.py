@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.databento.parse import decode
-from tapeflow.venues.databento.verify import verify
+from tapeflow.wire.registry import VenueFormat
 
-FORMAT = VenueFormat("dbn", decode, verify, "Databento DBN (.dbn, .dbn.zst, .frag): all schemas")
+# parts are imported on first use: listing the formats imports no decoder
+FORMAT = VenueFormat(
+    "dbn",
+    decode="tapeflow.venues.databento.parse:decode",
+    verify="tapeflow.venues.databento.verify:verify",
+    description="Databento DBN (.dbn, .dbn.zst, .frag): all schemas",
+)

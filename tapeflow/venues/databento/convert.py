@@ -25,9 +25,9 @@ from tapeflow.schemas.records import (
     TRADE,
     UNDEF_PRICE,
 )
-from tapeflow.venues.base import Rejects
 from tapeflow.venues.databento import messages as m
 from tapeflow.venues.databento.framing import Block
+from tapeflow.wire.rejects import Rejects
 
 if TYPE_CHECKING:
     from tapeflow.venues.databento.parse import FileContext

@@ -17,10 +17,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from tapeflow.derived.bars import interval_ns, time_bars
-from tapeflow.venues.base import VerifyReport
 from tapeflow.venues.databento.framing import DbnHeader, read_dbn_header
 from tapeflow.venues.databento.messages import SCHEMA_INTERVALS
 from tapeflow.venues.databento.parse import decode_all
+from tapeflow.wire.registry import VerifyReport
 
 _COMPARED = ("open_price_nanos", "high_price_nanos", "low_price_nanos", "close_price_nanos", "volume_nanos")
 

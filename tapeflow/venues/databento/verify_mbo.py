@@ -23,7 +23,7 @@ from kernels.reference_l3 import ANOM_UNKNOWN_ORDER, CROSSED, VALID
 from tapeflow.book.l3 import instrument_rows, replay_l3
 from tapeflow.errors import BookError
 from tapeflow.schemas.records import F_SNAPSHOT, L3_CANCEL, L3_FILL, L3_MODIFY, L3_TRADE, ORDER_EVENT
-from tapeflow.venues.base import VerifyReport
+from tapeflow.wire.registry import VerifyReport
 
 _MAX_FAILURES = 20
 

@@ -1,12 +1,15 @@
 """Kraken websocket v1: book-N (with CRC32 checksums) and trade channels."""
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.kraken.parse import decode
-from tapeflow.venues.kraken.verify import verify
+from __future__ import annotations
 
+from tapeflow.wire.registry import VenueFormat
+
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    name="kraken",
-    decode=decode,
-    verify=verify,
+    "kraken",
+    decode="tapeflow.venues.kraken.parse:decode",
+    verify="tapeflow.venues.kraken.verify:verify",
+    client="tapeflow.venues.kraken.client:KrakenClient",
+    replay="tapeflow.venues.kraken.replay:KrakenReplay",
     description="Kraken websocket v1 captures: book-N snapshots/updates (CRC32 verified) and trades",
 )

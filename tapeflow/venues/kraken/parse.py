@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 
+from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import (
     ASK,
     BID,
-    F_GAP,
     F_LAST,
     F_SNAPSHOT,
     L2_CLEAR,
@@ -29,21 +29,14 @@ from tapeflow.schemas.records import (
     L2_SET,
     NO_SIDE,
 )
-from tapeflow.venues.base import (
-    BadNumber,
-    Decoded,
-    RecordReject,
-    SyncedFrameBuffers,
-    to_nanos,
-)
-from tapeflow.venues.capture import RECV, CaptureLine, decode_captures
+from tapeflow.venues.decoder import VenueDecoder
+from tapeflow.venues.fields import array
 from tapeflow.venues.kraken import messages as m
+from tapeflow.wire.capture import CaptureLine, Decoded
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Reason
 
 VENUE = "kraken"
-CHUNK_ROWS = 100_000
-
-
-_Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
 @dataclass
@@ -97,54 +90,50 @@ class ChecksumStats:
     failures: list[str] = field(default_factory=list)
 
 
-class KrakenDecoder(SyncedFrameBuffers):
+class KrakenDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
 
     def __init__(self) -> None:
-        self.books: dict[str, PairBook] = {}
-        self.stats = ChecksumStats()
         super().__init__()
+        self.books: dict[str, PairBook] = {}
+        self.stats = ChecksumStats()  # type: ignore[assignment]
 
-    def feed(self, line: CaptureLine) -> None:
-        """Decode one captured frame; bad frames become ``rejected`` rows."""
-        if line.kind != RECV:
+    def message(self, msg: Any, line: CaptureLine) -> None:
+        if isinstance(msg, dict):
+            if msg.get("event") not in m.CONTROL_EVENTS:
+                raise BadInput(Reason.UNKNOWN_MESSAGE, f"dict message with event {msg.get('event')!r}")
             return
-        pair = ""
-        try:
-            msg = _loads(line.payload)
-            if isinstance(msg, dict):
-                if msg.get("event") not in m.CONTROL_EVENTS:
-                    raise _Reject("unknown_message", f"dict message with event {msg.get('event')!r}")
-                return
-            if not isinstance(msg, list) or len(msg) < 4:
-                raise _Reject("unknown_message", "expected [channelID, payload, channelName, pair]")
-            channel, pair = msg[-2], msg[-1]
-            if not isinstance(channel, str) or not isinstance(pair, str):
-                raise _Reject("missing_field", f"channelName {channel!r} / pair {pair!r} are not strings")
-            if channel.startswith("book"):
-                self._book(msg[1:-2], channel, pair, line)
-            elif channel == "trade":
-                self._trades(msg[1], pair, line)
-            else:
-                raise _Reject("unknown_message", f"channel {channel!r}")
-        except _Reject as err:
-            self.rejects.add(err.reason, err.detail, line.location, line.payload,
-                             ts_recv_ns=line.recv_ns, symbol=pair)
-            if pair in self.books:
-                # a lost book frame leaves the book behind the venue: resync on the next one
-                self._lose_sync(pair)
+        if not isinstance(msg, list):
+            raise BadInput(Reason.BAD_SHAPE, f"frame is a JSON {type(msg).__name__}, not a list or object")
+        if len(msg) < 4:
+            raise BadInput(Reason.BAD_SHAPE, "expected [channelID, payload, channelName, pair]")
+        channel, pair = msg[-2], msg[-1]
+        if not isinstance(channel, str) or not isinstance(pair, str):
+            raise BadInput(Reason.MISSING_FIELD, f"channelName {channel!r} / pair {pair!r} are not strings")
+        self.frame_symbol = pair
+        if channel.startswith("book"):
+            self._book(msg[1:-2], channel, pair, line)
+        elif channel == "trade":
+            self._trades(msg[1], pair, line)
+        else:
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"channel {channel!r}")
+
+    def on_reject(self) -> None:
+        if self.frame_symbol in self.books:
+            # a lost book frame leaves the book behind the venue: resync on the next one
+            self.lose_sync(self.frame_symbol)
 
     def _book(self, parts: list[Any], channel: str, pair: str, line: CaptureLine) -> None:
         if not parts or not all(isinstance(p, dict) for p in parts):
-            raise _Reject("unknown_message", "book payload is not a list of dicts")
+            raise BadInput(Reason.BAD_SHAPE, "book payload is not a list of dicts")
         if m.SNAPSHOT_ASKS in parts[0] or m.SNAPSHOT_BIDS in parts[0]:
             self._snapshot(parts[0], channel, pair, line)
             return
         book = self.books.get(pair)
         if book is None:
-            raise _Reject("no_snapshot", f"book update for {pair!r} before its snapshot")
+            raise BadInput(Reason.NO_SNAPSHOT, f"book update for {pair!r} before its snapshot")
         levels: list[tuple[int, int, int, int]] = []
         crc: str | None = None
         for part in parts:
@@ -154,17 +143,14 @@ class KrakenDecoder(SyncedFrameBuffers):
             if m.CHECKSUM in part:
                 crc = part[m.CHECKSUM]
         expected = _checksum_value(crc) if crc is not None else None
-        flags = F_GAP if pair in self.gap_pending else 0
-        self.gap_pending.discard(pair)
+        flags = self.take_gap(pair)
         rows: list[tuple[int, int, int, int, int]] = []
         for side, px, vol, ts in levels:
             book.set(side, px, vol)
             rows.append((side, L2_SET if vol else L2_DELETE, px, vol, ts))
         last_ts = levels[-1][3] if levels else line.recv_ns
         rows += [(side, L2_DELETE, px, 0, last_ts) for side, px in book.truncate()]
-        for i, (side, action, px, vol, ts) in enumerate(rows):
-            row_flags = (flags if i == 0 else 0) | (F_LAST if i == len(rows) - 1 else 0)
-            self._delta(line, pair, ts, side, action, px, vol, row_flags)
+        self._deltas(line, pair, rows, flags)
         if expected is not None:
             self.stats.total += 1
             got = book.checksum()
@@ -172,7 +158,7 @@ class KrakenDecoder(SyncedFrameBuffers):
                 self.stats.ok += 1
             else:
                 self.stats.failures.append(f"{line.location}: {pair} checksum {got} != c {expected}")
-                self._lose_sync(pair)
+                self.lose_sync(pair)
 
     def _snapshot(self, part: dict[str, Any], channel: str, pair: str, line: CaptureLine) -> None:
         asks = self._levels(part.get(m.SNAPSHOT_ASKS, []), m.SNAPSHOT_ASKS, pair, line)
@@ -182,96 +168,84 @@ class KrakenDecoder(SyncedFrameBuffers):
         depth = int(depth_text) if depth_text.isdigit() else m.DEFAULT_DEPTH
         book = PairBook(depth, m.decimals(first[0]), m.decimals(first[1]))
         self.books[pair] = book
-        self.gap_pending.discard(pair)
-        self.unsynced.discard(pair)
+        self.resync(pair)
         ts_snap = max((lv[2] for lv in asks + bids), default=line.recv_ns)
         rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_snap)]
         for side, levels in ((ASK, asks), (BID, bids)):
             for px, vol, ts in levels:
                 book.set(side, px, vol)
                 rows.append((side, L2_SET, px, vol, ts))
-        for i, (side, action, px, vol, ts) in enumerate(rows):
-            self._delta(line, pair, ts, side, action, px, vol,
-                        F_SNAPSHOT | (F_LAST if i == len(rows) - 1 else 0))
+        self._deltas(line, pair, rows, F_SNAPSHOT, every=F_SNAPSHOT)
 
     def _levels(self, value: Any, key: str, pair: str, line: CaptureLine) -> list[tuple[int, int, int]]:
         """Parse a level list. A level beyond int64 nanos is rejected on its own: Kraken keeps
         placeholder orders such as an XBT/CHF ask at 9999999997 CHF, always the worst level of
         its side, so leaving it out changes neither the top 10 nor which levels get truncated."""
         levels = []
-        for raw in _list(value, key):
+        for raw in array(value, key):
             try:
                 levels.append(_level(raw, key))
-            except _Reject as err:
-                if err.reason != "out_of_range":
+            except BadInput as err:
+                if err.reason != Reason.OUT_OF_RANGE:
                     raise
-                self.rejects.add(err.reason, err.detail, line.location, orjson.dumps(raw),
+                self.rejects.add(err.reason, err.detail, line.location, msgspec.json.encode(raw),
                                  ts_recv_ns=line.recv_ns, symbol=pair)
         return levels
 
-    def _delta(self, line: CaptureLine, pair: str, ts: int, side: int, action: int, px: int, vol: int,
-               flags: int) -> None:
-        self.deltas.append(ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
+    def _deltas(self, line: CaptureLine, pair: str, rows: list[tuple[int, int, int, int, int]], first: int,
+                *, every: int = 0) -> None:
+        """One message's rows: ``first`` flags on its first row, ``every`` on each, ``F_LAST`` on the last."""
+        n = len(rows)
+        if not n:
+            return
+        side, action, px, vol, ts = (list(c) for c in zip(*rows, strict=True))
+        flags = [every] * n
+        flags[0] |= first
+        flags[-1] |= F_LAST
+        self.deltas.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
                            side=side, action=action, price_nanos=px, size_nanos=vol, flags=flags)
 
     def _trades(self, payload: Any, pair: str, line: CaptureLine) -> None:
         parsed = []
-        for raw in _list(payload, "trade"):
-            if len(raw) < 4 or raw[3] not in ("b", "s"):
-                raise _Reject("missing_field", f"trade {raw!r} lacks a b|s side")
+        for raw in array(payload, "trade"):
             px, vol, ts = _level(raw, "trade")
+            if len(raw) < 4 or raw[3] not in ("b", "s"):
+                raise BadInput(Reason.MISSING_FIELD if len(raw) < 4 else Reason.BAD_FIELD,
+                               f"trade {raw!r} lacks a b|s side")
             parsed.append((px, vol, ts, BID if raw[3] == "b" else ASK))
-        for i, (px, vol, ts, aggressor) in enumerate(parsed):
-            self.trades.append(ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair,
-                               sequence=-1, trade_id="", price_nanos=px, size_nanos=vol,
-                               aggressor_side=aggressor, flags=F_LAST if i == len(parsed) - 1 else 0)
-
-
-def _loads(payload: bytes) -> Any:
-    try:
-        return orjson.loads(payload)
-    except orjson.JSONDecodeError as err:
-        if err.pos >= len(payload.rstrip()):
-            raise _Reject("truncated", f"frame ends at byte {len(payload)} inside a JSON value") from None
-        head = payload[err.pos:err.pos + 9]
-        if head.startswith((b"NaN", b"Infinity", b"-Infinity")):
-            raise _Reject("bad_number", f"non-finite number {head!r} at byte {err.pos}") from None
-        raise _Reject("bad_json", f"{err}") from None
-
-
-def _list(value: Any, key: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise _Reject("missing_field", f"{key!r} is {value!r}, not a list")
-    return value
+        n = len(parsed)
+        if not n:
+            return
+        px, vol, ts, aggressor = (list(c) for c in zip(*parsed, strict=True))
+        self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
+                           trade_id="", price_nanos=px, size_nanos=vol, aggressor_side=aggressor,
+                           flags=[0] * (n - 1) + [F_LAST])
 
 
 def _level(raw: Any, key: str) -> tuple[int, int, int]:
-    if not isinstance(raw, list) or len(raw) < 3 or not all(isinstance(x, str) for x in raw[:3]):
-        raise _Reject("missing_field", f"{key!r} level {raw!r} is not [price, volume, time] strings")
+    if not isinstance(raw, list) or len(raw) < 3:
+        raise BadInput(Reason.BAD_SHAPE, f"{key!r} level {raw!r} is not [price, volume, time]")
+    if not all(isinstance(x, str) for x in raw[:3]):
+        raise BadNumber(Reason.BAD_NUMBER, raw[:3], f"{key!r} level (not decimal strings)")
     try:
         return to_nanos(raw[0]), to_nanos(raw[1]), to_nanos(raw[2])
     except BadNumber as err:
-        raise _Reject(err.reason, f"{key!r} level {raw!r}: {err.reason} {err.text!r}") from None
+        raise BadInput(err.reason, f"{key!r} level {raw!r}: {err.reason} {err.text!r}") from None
 
 
 def _checksum_value(crc: Any) -> int:
-    if not isinstance(crc, str) or not crc.isdigit() or int(crc) >= 2**32:
-        raise _Reject("bad_number", f"checksum c={crc!r} is not an unsigned 32-bit integer")
+    if not isinstance(crc, str) or not crc.isascii() or not crc.isdigit() or int(crc) >= 2**32:
+        raise BadInput(Reason.BAD_NUMBER, f"checksum c={crc!r} is not an unsigned 32-bit integer")
     return int(crc)
-
-
-def decode_with(decoder: KrakenDecoder, paths: Sequence[Path]) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files (see :func:`tapeflow.venues.capture.decode_captures`)."""
-    return decode_captures(decoder, paths, chunk_rows=CHUNK_ROWS)
 
 
 def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
     """Decode Kraken websocket captures (cryptofeed logs or ``<recv_ns> <json>`` lines).
 
     Args:
-        paths: capture files, each decoded in order; book state carries across files.
+        paths: capture files, merged by capture time; book state carries across files.
 
     Yields:
         ``Decoded`` chunks with ``book_delta``, ``trade`` and ``rejected`` tables.
     """
-    yield from decode_with(KrakenDecoder(), paths)
+    yield from KrakenDecoder().run(paths)

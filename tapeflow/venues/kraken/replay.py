@@ -21,8 +21,8 @@ from tapeflow.replay.protocol import (
     is_zero,
     loads,
 )
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.kraken import messages as m
+from tapeflow.wire.capture import RECV, CaptureLine
 
 _SKIPPED_EVENTS = frozenset({"systemStatus", "subscriptionStatus", "pong"})
 HEARTBEAT = b'{"event":"heartbeat"}'  # as Kraken sends it
@@ -145,6 +145,3 @@ class _KrakenSession(Session):
                                      "subscription": served, **reqid}))
             (reply.subscribe if event == "subscribe" else reply.unsubscribe).append(key)
         return reply
-
-
-ADAPTER = KrakenReplay

@@ -13,9 +13,9 @@ from typing import Any
 import orjson
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.kraken.parse import KrakenDecoder
 from tapeflow.venues.livesync import SYNCED, DecoderSync, SyncEvent, loss_events
+from tapeflow.wire.capture import RECV, CaptureLine
 
 
 def frame_pair(data: bytes) -> str:

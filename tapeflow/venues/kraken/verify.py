@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tapeflow.venues.base import VerifyReport
-from tapeflow.venues.kraken.parse import KrakenDecoder, decode_with
+from tapeflow.venues.kraken.parse import KrakenDecoder
+from tapeflow.wire.registry import VerifyReport
 
 
 def verify(paths: Sequence[Path]) -> list[VerifyReport]:
@@ -16,7 +16,7 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
         One report, ``verified: N of N kraken checksums``; failures name file:line and pair.
     """
     decoder = KrakenDecoder()
-    rejected = sum(c.counts().get("rejected", 0) for c in decode_with(decoder, paths))
+    rejected = sum(c.counts().get("rejected", 0) for c in decoder.run(paths))
     s = decoder.stats
     return [VerifyReport(ok=s.ok, total=s.total, what="kraken checksums", failures=list(s.failures),
                          details={"pairs": len(decoder.books), "rejected": rejected})]

@@ -1,12 +1,13 @@
 """KuCoin spot: level-2 diffs synced to REST snapshots by sequence, matches, tickers."""
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.kucoin.parse import decode
-from tapeflow.venues.kucoin.verify import verify
+from __future__ import annotations
 
+from tapeflow.wire.registry import VenueFormat
+
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    name="kucoin",
-    decode=decode,
-    verify=verify,
+    "kucoin",
+    decode="tapeflow.venues.kucoin.parse:decode",
+    verify="tapeflow.venues.kucoin.verify:verify",
     description="KuCoin spot websocket + REST level-2 captures (cryptofeed)",
 )

@@ -18,53 +18,35 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID
-from tapeflow.venues.base import Decoded
-from tapeflow.venues.capture import HTTP, RECV, CaptureLine
-from tapeflow.venues.jsonframes import (
-    CHUNK_ROWS,
-    BadFrame,
-    CaptureDecoder,
-    field,
-    integer,
-    levels,
-    load_json,
-    ms_to_ns,
-    nanos,
-)
+from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder
+from tapeflow.venues.fields import decimal, field, integer, levels, load_json, obj
 from tapeflow.venues.kucoin import messages as wire
 from tapeflow.venues.l2sync import L2Message, L2Snapshot
+from tapeflow.wire.capture import CaptureLine, Decoded
+from tapeflow.wire.numbers import ms_to_ns
+from tapeflow.wire.rejects import Reason
 
 _SIDE = {"buy": BID, "sell": ASK}
 
 
-class KucoinDecoder(CaptureDecoder):
+class KucoinDecoder(VenueDecoder):
     """One decode pass over KuCoin captures; ``stats`` holds the l2update chain counts."""
 
-    def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
-        super().__init__(wire.VENUE, symbols=symbols, chunk_rows=chunk_rows)
+    venue = wire.VENUE
 
-    def frame(self, index: int, line: CaptureLine) -> None:
-        if line.kind == HTTP:
-            self._http(line)
-        elif line.kind == RECV:
-            self._message(line)
-
-    def _message(self, line: CaptureLine) -> None:
-        msg = load_json(line.payload)
-        if not isinstance(msg, dict):
-            raise BadFrame("unknown_message", f"frame is a JSON {type(msg).__name__}, not an object")
+    def message(self, msg: Any, line: CaptureLine) -> None:
+        msg = obj(msg, "the frame")
         kind = msg.get("type")
         if kind in wire.CONTROL_TYPES:
             return
         if kind == "error":
-            raise BadFrame("venue_error", f"venue error {msg.get('code')}: {msg.get('data')}")
+            raise BadInput(Reason.VENUE_ERROR, f"venue error {msg.get('code')}: {msg.get('data')}")
         if kind != "message":
-            raise BadFrame("unknown_message", f"frame type {kind!r}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"frame type {kind!r}")
         subject = msg.get("subject")
-        data = field(msg, "data")
-        if not isinstance(data, dict):
-            raise BadFrame("unknown_message", f"data of {subject!r} is not an object")
+        data = obj(field(msg, "data"), f"data of {subject!r}")
         if subject == wire.L2_UPDATE:
             self._l2update(data, line)
         elif subject in wire.MATCH:
@@ -72,15 +54,15 @@ class KucoinDecoder(CaptureDecoder):
         elif subject == wire.TICKER:
             self._ticker(data, _topic_symbol(msg), line)
         elif isinstance(subject, str) and subject.startswith(wire.UNSUPPORTED_PREFIXES):
-            raise BadFrame("unsupported_channel", f"subject {subject!r} is not decoded")
+            raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"subject {subject!r} is not decoded")
         else:
-            raise BadFrame("unknown_message", f"subject {subject!r} on topic {msg.get('topic')!r}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"subject {subject!r} on topic {msg.get('topic')!r}")
 
     def _l2update(self, data: dict[str, Any], line: CaptureLine) -> None:
         symbol = self.check_symbol(data.get("symbol"))
         first, last = integer(data, "sequenceStart"), integer(data, "sequenceEnd")
         if first > last:
-            raise BadFrame("out_of_range", f"sequenceStart {first} is above sequenceEnd {last}")
+            raise BadInput(Reason.OUT_OF_RANGE, f"sequenceStart {first} is above sequenceEnd {last}")
         changes = field(data, "changes")
         sides: list[int] = []
         prices: list[int] = []
@@ -91,7 +73,7 @@ class KucoinDecoder(CaptureDecoder):
             px, sz = levels(rows, key)
             for i, row in enumerate(rows):
                 if len(row) < 3:
-                    raise BadFrame("bad_level", f"{key}[{i}] was {row!r}, not [price, size, sequence]")
+                    raise BadInput(Reason.BAD_SHAPE, f"{key}[{i}] was {row!r}, not [price, size, sequence]")
                 if px[i] == 0:
                     continue  # price "0": the change only advances the sequence
                 sides.append(side)
@@ -102,16 +84,14 @@ class KucoinDecoder(CaptureDecoder):
                         line.recv_ns, sides, prices, sizes, row_ids)
         self.chain(wire.VENUE, symbol).update(msg, self.deltas)
 
-    def _http(self, line: CaptureLine) -> None:
+    def http(self, line: CaptureLine) -> None:
         url = urlsplit(line.url)
         symbols = parse_qs(url.query).get("symbol")
         if "/market/orderbook/level2" not in url.path or not symbols:
-            raise BadFrame("unknown_message", f"REST response of {line.url} is not a level-2 snapshot")
-        body = load_json(line.payload)
-        if not isinstance(body, dict):
-            raise BadFrame("unknown_message", f"snapshot body is a JSON {type(body).__name__}")
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"REST response of {line.url} is not a level-2 snapshot")
+        body = obj(load_json(line.payload), "the snapshot body")
         if body.get("code") != wire.OK_CODE:
-            raise BadFrame("venue_error",
+            raise BadInput(Reason.VENUE_ERROR,
                            f"{line.url} answered code {body.get('code')!r}: {body.get('msg')!r}")
         data = field(body, "data")
         symbol = self.check_symbol(symbols[0])
@@ -126,14 +106,14 @@ class KucoinDecoder(CaptureDecoder):
         symbol = self.check_symbol(data.get("symbol"))
         side = _SIDE.get(field(data, "side"))
         if side is None:
-            raise BadFrame("bad_field", f"taker side was {data.get('side')!r}")
+            raise BadInput(Reason.BAD_FIELD, f"taker side was {data.get('side')!r}")
         trade_id = field(data, "tradeId")
         ts = data.get("time")
         self.trades.append(
-            ts_event_ns=int(ts) if isinstance(ts, str) and ts.isdigit() else line.recv_ns,
+            ts_event_ns=int(ts) if isinstance(ts, str) and ts.isascii() and ts.isdigit() else line.recv_ns,
             ts_recv_ns=line.recv_ns, venue=wire.VENUE, symbol=symbol, sequence=integer(data, "sequence"),
-            trade_id=str(trade_id), price_nanos=nanos(field(data, "price"), "price"),
-            size_nanos=nanos(field(data, "size"), "size"), aggressor_side=side, flags=0,
+            trade_id=str(trade_id), price_nanos=decimal(data, "price"), size_nanos=decimal(data, "size"),
+            aggressor_side=side, flags=0,
         )
 
     def _ticker(self, data: dict[str, Any], symbol: str, line: CaptureLine) -> None:
@@ -141,10 +121,8 @@ class KucoinDecoder(CaptureDecoder):
         self.quotes.append(
             ts_event_ns=ms_to_ns(data.get("time"), line.recv_ns), ts_recv_ns=line.recv_ns,
             venue=wire.VENUE, symbol=symbol, sequence=integer(data, "sequence"),
-            bid_price_nanos=nanos(field(data, "bestBid"), "bestBid"),
-            bid_size_nanos=nanos(field(data, "bestBidSize"), "bestBidSize"),
-            ask_price_nanos=nanos(field(data, "bestAsk"), "bestAsk"),
-            ask_size_nanos=nanos(field(data, "bestAskSize"), "bestAskSize"), flags=0,
+            bid_price_nanos=decimal(data, "bestBid"), bid_size_nanos=decimal(data, "bestBidSize"),
+            ask_price_nanos=decimal(data, "bestAsk"), ask_size_nanos=decimal(data, "bestAskSize"), flags=0,
         )
 
 

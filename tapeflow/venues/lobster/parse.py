@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from tapeflow.errors import FormatError
+from tapeflow.errors import BadInput, BadNumber, FormatError
 from tapeflow.schemas.records import ASK as SIDE_ASK
 from tapeflow.schemas.records import BID as SIDE_BID
 from tapeflow.schemas.records import (
@@ -54,8 +54,10 @@ from tapeflow.schemas.records import (
     UNDEF_PRICE,
     UNDEF_TS,
 )
-from tapeflow.venues.base import BadNumber, Decoded, RecordReject, Rejects, to_nanos
 from tapeflow.venues.lobster import messages as m
+from tapeflow.wire.capture import Decoded
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Rejects
 
 CHUNK_ROWS = 100_000
 _INT = re.compile(r"^-?\d+$")
@@ -75,9 +77,6 @@ class LobsterFiles:
     @property
     def name(self) -> str:
         return f"{self.ticker}_{self.day.isoformat()}_{self.levels}"
-
-
-_Reject = RecordReject  # the shared per-record reject, under this module's short name
 
 
 def pair_files(paths: Sequence[Path]) -> list[LobsterFiles]:
@@ -168,7 +167,7 @@ def _empty_columns(names: list[str]) -> dict[str, list[Any]]:
 
 def _int(text: str, name: str) -> int:
     if not _INT.match(text):
-        raise _Reject("bad_number", f"{name} was {text!r}, not an integer")
+        raise BadInput("bad_number", f"{name} was {text!r}, not an integer")
     return int(text)
 
 
@@ -197,7 +196,8 @@ class _Chunk:
         self._reset()
         return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read=bytes_read, source=source)
 
-    def _reject(self, exc: _Reject, path: Path | None, index: int, raw: bytes, ts_ns: int = UNDEF_TS) -> None:
+    def _reject(self, exc: BadInput, path: Path | None, index: int, raw: bytes,
+                ts_ns: int = UNDEF_TS) -> None:
         self.rejects.add(exc.reason, exc.detail, f"{path}:{index + 1}", raw, ts_recv_ns=ts_ns,
                          ts_event_ns=ts_ns, symbol=self.files.ticker)
 
@@ -205,7 +205,7 @@ class _Chunk:
         """Decode message row ``index``; return its UTC time (UNDEF_TS when rejected)."""
         try:
             ts_ns, kind, order_id, size, price, direction = self._parse_message(raw, to_utc)
-        except _Reject as exc:
+        except BadInput as exc:
             self._reject(exc, self.files.message, index, raw)
             return UNDEF_TS
         side = SIDE_BID if direction == m.BUY else SIDE_ASK
@@ -233,34 +233,34 @@ class _Chunk:
         fields = raw.decode("ascii", "replace").strip().split(",")
         if len(fields) != len(m.MESSAGE_FIELDS):
             reason = "truncated" if len(fields) < len(m.MESSAGE_FIELDS) else "bad_format"
-            raise _Reject(reason, f"{len(fields)} fields, LOBSTER messages have {len(m.MESSAGE_FIELDS)} "
+            raise BadInput(reason, f"{len(fields)} fields, LOBSTER messages have {len(m.MESSAGE_FIELDS)} "
                                   f"({','.join(m.MESSAGE_FIELDS)})")
         time_text, *rest = fields
         try:
             seconds_ns = to_nanos(time_text)
         except BadNumber as exc:
-            raise _Reject(exc.reason, f"Time was {time_text!r}") from None
+            raise BadInput(exc.reason, f"Time was {time_text!r}") from None
         if seconds_ns >= _DAY_NS:
-            raise _Reject("out_of_range", f"Time was {time_text!r}, beyond one day after midnight")
+            raise BadInput("out_of_range", f"Time was {time_text!r}, beyond one day after midnight")
         kind, order_id, size, price, direction = (_int(t, n) for t, n in zip(rest, m.MESSAGE_FIELDS[1:],
                                                                               strict=True))
         if kind not in m.MESSAGE_TYPES:
-            raise _Reject("unknown_message", f"Type was {kind}; LOBSTER types are 1..7")
+            raise BadInput("unknown_message", f"Type was {kind}; LOBSTER types are 1..7")
         if order_id < 0:
-            raise _Reject("negative", f"OrderID was {order_id}")
+            raise BadInput("negative", f"OrderID was {order_id}")
         if kind == m.TRADING_HALT:
             if price not in m.HALT_CODES:
-                raise _Reject("out_of_range", f"Price was {price} on a halt message (expected -1, 0 or 1)")
+                raise BadInput("out_of_range", f"Price was {price} on a halt message (expected -1, 0 or 1)")
             return to_utc(seconds_ns), kind, order_id, max(size, 0), price, direction
         for name, value in (("Size", size), ("Price", price)):
             if value < 0:
-                raise _Reject("negative", f"{name} was {value}")
+                raise BadInput("negative", f"{name} was {value}")
             if value == 0:
-                raise _Reject("out_of_range", f"{name} was 0 on a type {kind} message")
+                raise BadInput("out_of_range", f"{name} was 0 on a type {kind} message")
         if direction not in (m.BUY, m.SELL):
-            raise _Reject("out_of_range", f"Direction was {direction} (expected 1 or -1)")
+            raise BadInput("out_of_range", f"Direction was {direction} (expected 1 or -1)")
         if price * m.PRICE_UNIT_NANOS > 2**63 - 1 or size * SCALE > 2**63 - 1:
-            raise _Reject("out_of_range", f"Price {price} or Size {size} does not fit int64 nanos")
+            raise BadInput("out_of_range", f"Price {price} or Size {size} does not fit int64 nanos")
         return to_utc(seconds_ns), kind, order_id, size, price, direction
 
     def _event(self, ts_ns: int, seq: int, order_id: int, action: int, side: int, price_nanos: int,
@@ -283,7 +283,7 @@ class _Chunk:
         levels = self.files.levels
         try:
             values = self._parse_book(raw, levels)
-        except _Reject as exc:
+        except BadInput as exc:
             self._reject(exc, self.files.orderbook, index, raw, ts_ns)
             return
         grid = np.array(values, np.int64).reshape(levels, 4)
@@ -304,18 +304,18 @@ class _Chunk:
         want = 4 * levels
         if len(fields) != want:
             reason = "truncated" if len(fields) < want else "bad_format"
-            raise _Reject(reason, f"{len(fields)} fields, a {levels}-level LOBSTER orderbook row has {want}")
+            raise BadInput(reason, f"{len(fields)} fields, a {levels}-level LOBSTER orderbook row has {want}")
         names = [f"{m.ORDERBOOK_FIELDS_PER_LEVEL[j % 4]}_{j // 4 + 1}" for j in range(want)]
         values = [_int(t, name) for t, name in zip(fields, names, strict=True)]
         for j in range(0, want, 2):
             price, size, name = values[j], values[j + 1], names[j]
             if size < 0:
-                raise _Reject("negative", f"{names[j + 1]} was {size}")
+                raise BadInput("negative", f"{names[j + 1]} was {size}")
             if price in (m.EMPTY_ASK_PRICE, m.EMPTY_BID_PRICE):
                 if size != 0:
-                    raise _Reject("out_of_range", f"{name} was the empty-level price {price}, size {size}")
+                    raise BadInput("out_of_range", f"{name} was the empty-level price {price}, size {size}")
             elif price <= 0:
-                raise _Reject("negative" if price < 0 else "out_of_range", f"{name} was {price}")
+                raise BadInput("negative" if price < 0 else "out_of_range", f"{name} was {price}")
             elif price * m.PRICE_UNIT_NANOS > 2**63 - 1:
-                raise _Reject("out_of_range", f"{name} was {price}, beyond int64 nanos")
+                raise BadInput("out_of_range", f"{name} was {price}, beyond int64 nanos")
         return values

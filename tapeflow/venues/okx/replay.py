@@ -16,8 +16,8 @@ from tapeflow.replay.protocol import (
     is_zero,
     loads,
 )
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.okx import messages as m
+from tapeflow.wire.capture import RECV, CaptureLine
 
 
 class OkxReplay(VenueReplay):
@@ -99,6 +99,3 @@ class _OkxSession(Session):
             reply.send.append(dumps({"event": op, "arg": arg, "connId": conn_id}))
             (reply.subscribe if op == "subscribe" else reply.unsubscribe).append(key)
         return reply
-
-
-ADAPTER = OkxReplay

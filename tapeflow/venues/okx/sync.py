@@ -13,10 +13,10 @@ from typing import Any
 import orjson
 
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
-from tapeflow.venues.capture import RECV, CaptureLine
 from tapeflow.venues.livesync import SYNCED, DecoderSync, SyncEvent, loss_events
 from tapeflow.venues.okx import messages as m
 from tapeflow.venues.okx.parse import OkxDecoder
+from tapeflow.wire.capture import RECV, CaptureLine
 
 
 def frame_book(data: bytes) -> tuple[str, str]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tapeflow.venues.base import VerifyReport
-from tapeflow.venues.okx.parse import OkxDecoder, decode_with
+from tapeflow.venues.okx.parse import OkxDecoder
+from tapeflow.wire.registry import VerifyReport
 
 
 def verify(paths: Sequence[Path]) -> list[VerifyReport]:
@@ -17,7 +17,7 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
         name file:line and the instrument.
     """
     decoder = OkxDecoder()
-    rejected = sum(c.counts().get("rejected", 0) for c in decode_with(decoder, paths))
+    rejected = sum(c.counts().get("rejected", 0) for c in decoder.run(paths))
     s = decoder.stats
     crc_failures = [f for f in s.failures if "checksum" in f]
     link_failures = [f for f in s.failures if "prevSeqId" in f]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.sim.parse import decode, l3_to_l2
-from tapeflow.venues.sim.verify import verify
+from tapeflow.wire.registry import VenueFormat
 
+# parts are imported on first use: listing the formats imports no decoder
 FORMAT = VenueFormat(
-    "sim", decode, verify=verify, description="tapeflow simulator L3 feed (sim/<symbol>/<date>.events.csv.gz)"
+    "sim",
+    decode="tapeflow.venues.sim.parse:decode",
+    verify="tapeflow.venues.sim.verify:verify",
+    client="tapeflow.venues.sim.client:SimClient",
+    replay="tapeflow.venues.sim.replay:SimReplay",
+    description="tapeflow simulator L3 feed (sim/<symbol>/<date>.events.csv.gz)",
 )
-
-__all__ = ["FORMAT", "decode", "l3_to_l2", "verify"]

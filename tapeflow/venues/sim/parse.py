@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from tapeflow.errors import FormatError, TapeflowError
+from tapeflow.errors import BadNumber, FormatError, TapeflowError
 from tapeflow.schemas.records import (
     ASK,
     BID,
@@ -36,8 +36,11 @@ from tapeflow.schemas.records import (
     ORDER_EVENT,
     TRADE,
 )
-from tapeflow.venues.base import BadNumber, Columns, Decoded, Rejects, to_nanos
+from tapeflow.venues.columns import Columns
 from tapeflow.venues.sim.messages import COLUMNS, HEADER, TYPES
+from tapeflow.wire.capture import Decoded
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Rejects
 
 VENUE = "sim"
 CHUNK_LINES = 100_000
@@ -236,14 +239,14 @@ class _State:
     def end_snapshot(self) -> None:
         if self.in_snapshot:
             # the snapshot's last row re-anchors the book: VALID from here on
-            self.events._cols["flags"][self._snap_last] |= F_LAST
+            self.events.mark(self._snap_last, "flags", F_LAST)
             self.in_snapshot = False
 
     def flush(self, bytes_read: int) -> Decoded:
-        events = self.events.table()
+        events = self.events.drain()
         tables = {
             ORDER_EVENT.name: events,
-            TRADE.name: self.trades.table(),
+            TRADE.name: self.trades.drain(),
             BOOK_DELTA.name: l3_to_l2(events, self.levels),
         }
         if len(self.rejects):

@@ -16,10 +16,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from tapeflow.errors import BadNumber
 from tapeflow.replay.protocol import Frame, Key, Reply, Session, VenueReplay, dumps, loads
-from tapeflow.venues.base import BadNumber, Rejects, to_nanos
-from tapeflow.venues.capture import open_maybe_gzip
 from tapeflow.venues.sim.messages import COLUMNS, FILE_SUFFIX, HEADER, TYPES
+from tapeflow.wire.capture import open_maybe_gzip
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Rejects
 
 CHANNEL = "events"
 
@@ -136,6 +138,3 @@ class _SimSession(Session):
         if op == "subscribe":
             return Reply(send=[dumps({"event": "subscribed", "symbols": wanted})], subscribe=keys)
         return Reply(send=[dumps({"event": "unsubscribed", "symbols": wanted})], unsubscribe=keys)
-
-
-ADAPTER = SimReplay

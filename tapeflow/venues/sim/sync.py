@@ -30,10 +30,11 @@ import pyarrow as pa
 from tapeflow.errors import ConfigError
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
-from tapeflow.venues.base import Decoded, Rejects
-from tapeflow.venues.capture import FrameDecoder, decode_captures
+from tapeflow.venues.decoder import CHUNK_ROWS, Progress
 from tapeflow.venues.livesync import GAP, SYNCED, SyncEvent, SyncStats
 from tapeflow.venues.sim.parse import VENUE, _State
+from tapeflow.wire.capture import CaptureLine, Decoded, read_capture
+from tapeflow.wire.rejects import Rejects
 
 CLOCKS = ("feed", "local")
 _FIELDS = ("symbol", "ts_event", "ts_recv", "seq", "type", "order_id", "side", "price", "size")
@@ -131,12 +132,11 @@ class SimSync:
         was_snapshot = state.in_snapshot
         before = len(state.events)
         state.line(line.encode(), int(lineno) if lineno.isdigit() else 0)
-        flags = state.events._cols["flags"]
         if gap and len(state.events) > before:
-            flags[before] |= F_GAP
+            state.events.mark(before, "flags", F_GAP)
         if sym.broken:
             for i in range(before, len(state.events)):
-                flags[i] |= F_MAYBE_BAD_BOOK
+                state.events.mark(i, "flags", F_MAYBE_BAD_BOOK)
         if was_snapshot and kind != "S":
             # the snapshot ended with this frame: its last row has F_LAST now, the book is anchored
             self.stats.snapshots += 1
@@ -168,7 +168,7 @@ class SimSync:
 
 
 class JournalDecoder:
-    """:class:`SimSync` as a batch frame decoder (for :func:`tapeflow.venues.capture.decode_captures`)."""
+    """:class:`SimSync` as the frame decoder a live connector feeds (a ``FrameDecoder``)."""
 
     venue = VENUE
 
@@ -179,8 +179,12 @@ class JournalDecoder:
     def rows(self) -> int:
         return self.sync.rows
 
-    def feed(self, line: object) -> None:
-        self.sync.feed(line.recv_ns, line.payload, line.location)  # type: ignore[attr-defined]
+    def feed(self, line: CaptureLine) -> None:
+        self.sync.feed(line.recv_ns, line.payload, line.location)
+
+    def feed_many(self, lines: Sequence[CaptureLine]) -> None:
+        for line in lines:
+            self.feed(line)
 
     def flush(self, bytes_read: int, source: str) -> Decoded:
         return Decoded(self.sync.take(), bytes_read, source)
@@ -194,12 +198,19 @@ def decode_journal(paths: Sequence[Path | str], *, clock: str = "feed") -> Itera
         clock: as :class:`SimSync`.
     """
     decoder = JournalDecoder(clock)
-    frame_decoder: FrameDecoder = decoder
-    yield from decode_captures(frame_decoder, [Path(p) for p in paths])
+    paths = [Path(p) for p in paths]
+    progress = Progress(paths)
+    for index, path in enumerate(paths):
+        reader_rejects = Rejects(VENUE)  # the reader's, apart from the sync's own buffer
+        for line in read_capture(path, reader_rejects):
+            progress.advance(index, len(line.payload) + 1)
+            decoder.feed(line)
+            if decoder.rows >= CHUNK_ROWS:
+                yield decoder.flush(progress.take(), str(path))
+        if len(reader_rejects):
+            yield Decoded({"rejected": reader_rejects.table()}, 0, str(path))
     decoder.sync.finish()
-    tail = decoder.sync.take()
-    if tail:
-        yield Decoded(tail, 0, "end")
+    yield Decoded(decoder.sync.take(), progress.rest(), "end")
 
 
 __all__ = ["CLOCKS", "JournalDecoder", "SimSync", "decode_journal"]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from tapeflow.venues.base import VenueFormat
-from tapeflow.venues.tardis.parse import decode
-from tapeflow.venues.tardis.verify import verify
+from tapeflow.wire.registry import VenueFormat
 
-FORMAT = VenueFormat("tardis", decode, verify, "Tardis normalized CSV (kind detected from the header)")
+# parts are imported on first use: listing the formats imports no decoder
+FORMAT = VenueFormat(
+    "tardis",
+    decode="tapeflow.venues.tardis.parse:decode",
+    verify="tapeflow.venues.tardis.verify:verify",
+    description="Tardis normalized CSV (kind detected from the header)",
+)

@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.venues.base import BadNumber, to_nanos
+from tapeflow.errors import BadNumber
+from tapeflow.wire.numbers import to_nanos
 
 _SIMPLE = r"^(?P<sign>-?)(?P<whole>\d{1,10})(?:\.(?P<frac>\d{0,9}))?$"
 _WHOLE_MAX = (2**63 - 1) // 1_000_000_000  # 9_223_372_036: larger whole parts take the exact slow path

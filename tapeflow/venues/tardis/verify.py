@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tapeflow.venues.base import VerifyReport
 from tapeflow.venues.tardis.messages import detect_kind
 from tapeflow.venues.tardis.parse import decode_all
 from tapeflow.venues.tardis.reader import read_header
+from tapeflow.wire.registry import VerifyReport
 
 _MAX_LISTED = 20
 

@@ -1,4 +1,5 @@
-"""The column-wise Binance fast path against the per-frame reference path: same rows, rejects, chunks."""
+"""The Binance block path (compiled scanner, chains at once) against the per-frame path: same rows,
+rejects, chain counts."""
 
 from __future__ import annotations
 
@@ -7,17 +8,17 @@ import json
 import re
 from pathlib import Path
 
-import pyarrow as pa
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tapeflow.venues.base import Decoded, merge
-from tapeflow.venues.binance.fast import decode_block
+from tapeflow.venues.binance.block import decode_lines
 from tapeflow.venues.binance.parse import BinanceDecoder
-from tapeflow.venues.capture import RECV, CaptureLine
-from tapeflow.venues.fastjson import plain_decimals_to_nanos, split_ns_lines, text_array
-from tapeflow.venues.jsonframes import nanos
+from tapeflow.venues.binance.scan import scan_capture
+from tapeflow.wire.capture import RECV, CaptureLine
+from tapeflow.wire.numbers import nanos
 from tests.conftest import need
 
 PLAIN = re.compile(r"\d{1,9}(\.\d{0,9})?")
@@ -43,7 +44,7 @@ def test_usdm_capture_identical_to_per_frame_path(real_data: Path) -> None:
     path = need(real_data / "binance/usdm_btcusdt_20240808.gz")
     a, b, slow, fast = _both([path], chunk_rows=50_000)
     tables = _assert_identical(a, b)
-    assert len(b) > 5  # several chunks, so blocks also meet chunk ends
+    assert len(b) > 2  # several chunks (a block of 8 MiB ends one), so blocks also meet chunk ends
     assert (fast.stats.chained, fast.stats.checked, fast.stats.gaps) == (6547, 6547, [])
     assert fast.stats == slow.stats
     with gzip.open(path, "rb") as fh:
@@ -86,7 +87,7 @@ ODD = [
     _ticker(1), _trade(1), _depth(5, 9, 0),
     _ticker(2, b="1e3"),                        # not plain: the scalar parser accepts it
     _ticker(3, b=".5"), _trade(2, p=100),       # JSON integer price: accepted per frame
-    _trade(3, p=100.5),                         # float: bad_number
+    _trade(3, p=100.5),                         # JSON number: its exact text, accepted per frame
     _ticker(4, b="-1"), _ticker(5, b=["1"]),    # negative; unhashable
     _ticker(True), _ticker("7"),                # bool sequence; digit-string sequence
     _trade(4, m="yes"), _trade(5, T="12"),      # not a boolean; digit-string time
@@ -114,7 +115,7 @@ def _compact(body: object) -> str:
 
 @pytest.mark.parametrize("batch", [1, 50, 1024, 5000])
 def test_odd_frames_identical_in_blocks(batch: int) -> None:
-    """decode_block (the path of several files or cryptofeed logs) against feed_frame per frame."""
+    """decode_lines (several files, cryptofeed logs, live micro-batches) against feed_frame per frame."""
     lines = _lines(ODD * 50) + [CaptureLine(5, RECV, "", b'{"stream":"x", "data": {', "odd:99")]
     out = {}
     for blocks in (False, True):
@@ -123,7 +124,7 @@ def test_odd_frames_identical_in_blocks(batch: int) -> None:
         chunks = []
         for i in range(0, len(lines), batch):
             if blocks:
-                decode_block(dec, [(0, line) for line in lines[i:i + batch]])
+                decode_lines(dec, [(0, line) for line in lines[i:i + batch]])
             else:
                 for line in lines[i:i + batch]:
                     dec.feed_frame(0, line)
@@ -133,8 +134,8 @@ def test_odd_frames_identical_in_blocks(batch: int) -> None:
     assert slow.keys() == fast.keys()
     assert {k: t.to_pydict() for k, t in slow.items()} == {k: t.to_pydict() for k, t in fast.items()}
     reasons = slow["rejected"].column("reason").to_pylist()
-    # float price, list price, boolean sequence, sub-nano size in each copy of ODD
-    assert reasons.count("bad_number") == 4 * 50 and "truncated" in reasons and "venue_error" in reasons
+    # list price, boolean sequence, sub-nano size in each copy of ODD
+    assert reasons.count("bad_number") == 3 * 50 and "truncated" in reasons and "venue_error" in reasons
     assert out[True][1].frames == out[False][1].frames == len(lines)
     assert out[False][1].per_frame == len(lines)
     # Only the frames of the plain shape (FAST_AT) skip the per-frame path.
@@ -168,21 +169,29 @@ decimal_texts = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None)
-@given(texts=st.lists(decimal_texts, max_size=40))
-def test_plain_decimals_equal_scalar_parser(texts: list[str]) -> None:
-    values, ok = plain_decimals_to_nanos(pa.array(texts, pa.string()))
-    for text, value, good in zip(texts, values.tolist(), ok.tolist(), strict=True):
-        plain = PLAIN.fullmatch(text) is not None and text.isascii()
-        assert good == plain, text
-        if good:
-            whole, _, frac = text.partition(".")
-            assert value == int(whole) * 10**9 + int(frac.ljust(9, "0")) == nanos(text)
-
-
-def test_text_array_refuses_invalid_utf8() -> None:
-    assert text_array([b'{"a":"\xc3\xa9"}', b"x"]).to_pylist() == ['{"a":"\u00e9"}', "x"]
-    assert text_array([b"ok", b"\xff\xfe"]) is None
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(decimal_texts, min_size=1, max_size=30))
+def test_scanned_decimals_equal_the_scalar_parser(texts: list[str]) -> None:
+    """Any text as a bookTicker price and a depth level: the block path equals the per-frame path,
+    and a plain decimal it takes has the value of the integer construction."""
+    bodies = [_ticker(i, b=t) for i, t in enumerate(texts)]
+    bodies += [_depth(i, i, i - 1, bids=[(t, "1")], asks=[("2", t)]) for i, t in enumerate(texts, 1)]
+    lines = _lines(bodies)
+    slow, fast = _Counting(), _Counting()
+    slow.venues = fast.venues = ["binance-usdm"]
+    for line in lines:
+        slow.feed_frame(0, line)
+    decode_lines(fast, [(0, line) for line in lines])
+    a, b = slow.flush(0, "x").tables, fast.flush(0, "x").tables
+    assert {k: t.to_pydict() for k, t in a.items()} == {k: t.to_pydict() for k, t in b.items()}
+    plain = [PLAIN.fullmatch(t) is not None and t.isascii() for t in texts]
+    assert fast.per_frame == 2 * len(texts) - 2 * sum(plain)  # a plain text never needs the slow path
+    quotes = b.get("quote")
+    expect = {i: int(t.partition(".")[0]) * 10**9 + int(t.partition(".")[2].ljust(9, "0") or 0)
+              for i, (t, ok) in enumerate(zip(texts, plain, strict=True)) if ok}
+    got = dict(zip(quotes.column("sequence").to_pylist(), quotes.column("bid_price_nanos").to_pylist(),
+                   strict=True)) if quotes is not None else {}
+    assert {i: got[i] for i in expect} == expect == {i: nanos(texts[i]) for i in expect}
 
 
 def test_invalid_utf8_frame_is_rejected_as_per_frame(tmp_path: Path) -> None:
@@ -216,13 +225,49 @@ def test_odd_capture_lines_identical(tmp_path: Path) -> None:
     assert tables["trade"].num_rows > 100
 
 
-def test_split_ns_lines_reads_capture_times_like_int() -> None:
+def test_capture_lines_read_capture_times_like_int() -> None:
     heads = [b"9223372036854775807", b"0000000000000001234", b"170000000000000", b"1723161255030314667"]
     data = b"".join(h + b" {}\n" for h in heads) + b"1723161255030314668 x y"  # unterminated
-    recv, payloads = split_ns_lines(data)
-    assert recv.tolist() == [int(h) for h in heads] + [1723161255030314668]
-    assert payloads.to_pylist() == ["{}"] * 4 + ["x y"]
+    *_, lines, plain = scan_capture(np.frombuffer(data, np.uint8))
+    assert len(plain) == 5 and plain.all()
+    assert lines[:, 2].tolist() == [int(h) for h in heads] + [1723161255030314668]
+    assert [data[p:e] for _, e, _, p in lines.tolist()] == [b"{}"] * 4 + [b"x y"]
     # beyond int64, 20 digits, 14 digits, no space, blank, CRLF: all left to the line-by-line rules
     for odd in (b"9223372036854775808 {}\n", b"17231612550303146670 {}\n", b"17231612550303 {}\n",
-                b"1723161255030314667{}\n", b"1723161255030314667 {}\n\n", b"1723161255030314667 {}\r\n"):
-        assert split_ns_lines(odd) is None, odd
+                b"1723161255030314667{}\n", b"\n", b"1723161255030314667 {}\r\n"):
+        *_, lines, plain = scan_capture(np.frombuffer(odd, np.uint8))
+        assert len(plain) == 1 and not plain.any(), odd
+    # many lines shorter than the first guess of their number: counted, none lost
+    *_, lines, plain = scan_capture(np.frombuffer(b"\n" * 5000 + b"1723161255030314667 {}", np.uint8))
+    assert len(plain) == 5001 and plain.tolist() == [False] * 5000 + [True]
+
+
+def test_steady_batches_equal_frame_by_frame(real_data: Path) -> None:
+    """feed_steady takes a batch whole only when it changes no instrument's sync; with the frame
+    by frame fallback, the rows and counts are those of feeding every frame one by one."""
+    from tapeflow.wire.capture import read_capture
+    from tapeflow.wire.rejects import Rejects
+
+    path = need(real_data / "binance/usdm_btcusdt_20240808.gz")
+    lines = list(read_capture(path, Rejects("binance")))[:30_000]
+    gap = 20_000 + next(i for i, ln in enumerate(lines[20_000:]) if b"depthUpdate" in ln.payload)
+    del lines[gap]  # a lost diff: the book stays unsynced to the end (no snapshot after it)
+    slow, fast = _Counting(), _Counting()
+    slow.venues = fast.venues = ["binance-usdm"]
+    for line in lines:
+        slow.feed_frame(0, line)
+    steady = 0
+    for i in range(0, len(lines), 500):
+        batch = lines[i:i + 500]
+        rows, stats = fast.rows, repr(fast.stats)
+        if fast.feed_steady(batch):
+            steady += 1
+        else:  # nothing was decoded: the caller feeds the frames one by one
+            assert (fast.rows, repr(fast.stats)) == (rows, stats)
+            for line in batch:
+                fast.feed_frame(0, line)
+    a, b = slow.flush(0, "x").tables, fast.flush(0, "x").tables
+    assert {k: t.to_pydict() for k, t in a.items()} == {k: t.to_pydict() for k, t in b.items()}
+    assert slow.stats == fast.stats and len(fast.stats.gaps) == 1  # the gap was seen, frame by frame
+    # every batch but the first (it holds the REST snapshot) and those from the gap on
+    assert steady == gap // 500 - 1

@@ -6,7 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tapeflow.venues.base import BadNumber, to_nanos
+from tapeflow.errors import BadNumber
+from tapeflow.wire.numbers import to_nanos
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Readers for raw websocket/REST capture files, whatever venue they hold.
+"""Readers for raw websocket/REST capture files (and journals), whatever venue they hold.
 
 Two flavours, detected from the content (gzip or not, also detected):
 
@@ -17,10 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
-from tapeflow.errors import FormatError
-from tapeflow.schemas import concat
-from tapeflow.schemas.records import REJECTED
-from tapeflow.venues.base import BadNumber, Decoded, Rejects, to_nanos
+import pyarrow as pa
+
+from tapeflow.errors import BadNumber, FormatError
+from tapeflow.schemas import ALL_RECORDS, RecordType, concat
+from tapeflow.wire.numbers import to_nanos
+from tapeflow.wire.rejects import Reason, Rejects
 
 RECV, SENT, OPEN, HTTP = "recv", "sent", "open", "http"
 _NS_LINE = re.compile(rb"^(\d{15,20}) (.*)$", re.S)
@@ -84,15 +86,16 @@ def read_capture(path: Path, rejects: Rejects) -> Iterator[CaptureLine]:
             if not line.strip():
                 continue
             loc = f"{name}:{lineno}"
-            parsed = _parse_ns(line) if flavour == "ns" else _parse_cryptofeed(line)
+            parsed = parse_ns_line(line) if flavour == "ns" else _parse_cryptofeed(line)
             if parsed is None:
-                rejects.add("bad_capture_line", f"not a {flavour} capture line", loc, line)
+                rejects.add(Reason.BAD_CAPTURE_LINE, f"not a {flavour} capture line", loc, line)
                 continue
             recv_ns, kind, url, payload = parsed
             yield CaptureLine(recv_ns, kind, url, payload, loc)
 
 
-def _parse_ns(line: bytes) -> tuple[int, str, str, bytes] | None:
+def parse_ns_line(line: bytes) -> tuple[int, str, str, bytes] | None:
+    """``(recv_ns, kind, url, payload)`` of one ``<recv_ns> <payload>`` line, None when it is none."""
     m = _NS_LINE.match(line)
     if m is None:
         return None
@@ -123,8 +126,37 @@ def _seconds_to_ns(text: bytes) -> int | None:
         return None
 
 
+@dataclass
+class Decoded:
+    """One chunk of decoder output: tables keyed by record name, plus progress.
+
+    ``bytes_read`` is the input consumed since the previous chunk (compressed bytes where the
+    file is compressed), so a decode's chunks add up to the size of its input on disk.
+    """
+
+    tables: dict[str, pa.Table]
+    bytes_read: int = 0
+    source: str = ""
+
+    def get(self, record: RecordType) -> pa.Table:
+        return self.tables.get(record.name, record.empty_table())
+
+    def counts(self) -> dict[str, int]:
+        return {k: t.num_rows for k, t in self.tables.items() if t.num_rows}
+
+
+def merge(chunks: Sequence[Decoded]) -> dict[str, pa.Table]:
+    """Concatenate a decode's chunks per record type."""
+    names = sorted({n for c in chunks for n in c.tables})
+    return {n: concat(ALL_RECORDS[n], [c.tables[n] for c in chunks if n in c.tables]) for n in names}
+
+
 class FrameDecoder(Protocol):
-    """A stateful per-venue decoder: frames in arrival order in, chunks of records out."""
+    """A stateful per-venue decoder: frames in arrival order in, chunks of records out.
+
+    The live connectors (:mod:`tapeflow.live`) feed it what they receive, one frame at a time or
+    a micro-batch at once, and flush one chunk per micro-batch.
+    """
 
     venue: str
 
@@ -133,27 +165,6 @@ class FrameDecoder(Protocol):
 
     def feed(self, line: CaptureLine) -> None: ...
 
+    def feed_many(self, lines: list[CaptureLine]) -> None: ...
+
     def flush(self, bytes_read: int, source: str) -> Decoded: ...
-
-
-def decode_captures(decoder: FrameDecoder, paths: Sequence[Path], *, chunk_rows: int = 100_000
-                    ) -> Iterator[Decoded]:
-    """Run ``decoder`` over capture files, yielding a chunk every ~``chunk_rows`` rows and at each file end.
-
-    ``bytes_read`` of a chunk is the increment since the previous one, so a file's chunks add up to
-    its size on disk. Lines the capture reader cannot split become ``bad_capture_line`` rejects.
-    """
-    for path in map(Path, paths):
-        size, reported, seen = path.stat().st_size, 0, 0
-        capture_rejects = Rejects(decoder.venue)  # the reader keeps this one while flush() swaps buffers
-        for line in read_capture(path, capture_rejects):
-            seen += len(line.payload) + 1
-            decoder.feed(line)
-            if decoder.rows >= chunk_rows:
-                step = max(0, min(seen, size) - reported)
-                reported += step
-                yield decoder.flush(step, str(path))
-        last = decoder.flush(size - reported, str(path))
-        if len(capture_rejects):
-            last.tables["rejected"] = concat(REJECTED, [last.get(REJECTED), capture_rejects.table()])
-        yield last

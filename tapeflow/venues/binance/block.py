@@ -1,0 +1,244 @@
+"""The block path of the Binance decoder: a block of frames decoded at once, rows written as arrays.
+
+:func:`decode_file` reads a ``<recv_ns> <json>`` capture (hftbacktest file, tapeflow journal) in
+blocks of bytes; :func:`decode_lines` takes frames already split (several files merged, cryptofeed
+logs, a live micro-batch). Both hand a buffer to the compiled scanner
+(:func:`tapeflow.venues.binance.scan.scan_frames`), write the quotes and trades it matched as
+columns, and pass the depth diffs through their chains at once
+(:func:`tapeflow.venues.l2block.chain_block`).
+
+Every frame the scanner does not match (REST snapshots, acknowledgements, other events or key
+orders, a decimal that is not plain, a symbol outside the filter, a malformed frame...) is decoded
+by the decoder's per-frame path at its place in the block, after the rows of the frames before
+it: rows, rejects and chain counts are those of a frame-by-frame decode (tested).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tapeflow.schemas.records import ASK, BID
+from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_capture, scan_frames
+from tapeflow.venues.decoder import Progress
+from tapeflow.venues.l2block import DiffBlock, chain_block
+from tapeflow.wire.capture import RECV, CaptureLine, Decoded, open_maybe_gzip, parse_ns_line
+from tapeflow.wire.rejects import Reason
+
+if TYPE_CHECKING:
+    from tapeflow.venues.binance.parse import BinanceDecoder
+
+BLOCK_BYTES = 1 << 23
+_MS = 1_000_000
+
+
+def read_blocks(path: Path, *, block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
+    """A capture file (un-gzipped) in blocks of whole lines, as uint8 arrays.
+
+    Every block but the last ends with a newline; the last holds whatever follows the final one.
+    The arrays share one buffer: each is valid until the next is asked for.
+    """
+    buf = np.empty(block_bytes, np.uint8)
+    kept = 0  # bytes of an unfinished line carried to the front
+    with open_maybe_gzip(path) as fh:
+        while True:
+            if kept == len(buf):  # one line longer than the buffer
+                buf = np.concatenate([buf, np.empty(len(buf), np.uint8)])
+            got = fh.readinto(memoryview(buf)[kept:])
+            size = kept + got
+            if got == 0:
+                if size:
+                    yield buf[:size]
+                return
+            cut = size
+            while cut > 0 and buf[cut - 1] != 10:
+                cut -= 1
+            if cut == 0:  # no newline yet: read more into a larger buffer
+                kept = size
+                continue
+            yield buf[:cut]
+            buf[:size - cut] = buf[cut:size]
+            kept = size - cut
+
+
+def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
+    """Decode one ``<recv_ns> <json>`` file, yielding a chunk after each block that filled one."""
+    progress = Progress([path])
+    first = 1  # line number of the block's first line
+    for buf in read_blocks(path):
+        *scanned, lines, plain = scan_capture(buf)
+
+        def line(i: int, first: int = first, buf: np.ndarray = buf, lines: np.ndarray = lines,
+                 plain: np.ndarray = plain) -> None:
+            where = f"{path.name}:{first + i}"
+            start, end, recv_ns, payload = lines[i].tolist()
+            if plain[i]:  # a capture line whose frame did not match: the per-frame path
+                dec.feed_frame(0, CaptureLine(recv_ns, RECV, "", buf[payload:end].tobytes(), where))
+                return
+            # any other line by the capture reader's own rules
+            raw = buf[start:end].tobytes().rstrip(b"\r\n")
+            if not raw.strip():
+                return
+            parsed = parse_ns_line(raw)
+            if parsed is None:
+                dec.rejects.add(Reason.BAD_CAPTURE_LINE, "not a ns capture line", where, raw)
+                return
+            recv_ns, kind, url, payload = parsed
+            dec.feed_frame(0, CaptureLine(recv_ns, kind, url, payload, where))
+
+        n = len(plain)
+        decode_scanned(dec, buf, scanned, lines[:, 2], np.zeros(n, np.int64), line)
+        progress.advance(0, len(buf))
+        first += n
+        if dec.rows >= dec.chunk_rows:
+            yield dec.chunk(progress.take(), f"{path.name}:{first - 1}")
+    dec.finish()
+    yield dec.chunk(progress.rest(), "end")
+
+
+def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]], *,
+                 steady: bool = False) -> bool:
+    """Decode ``(file index, line)`` frames, as ``dec.feed_frame`` on each in turn would.
+
+    Args:
+        dec: the decoder.
+        items: the frames, in order.
+        steady: decode them only if each one continues what is already synced (see
+            :meth:`~tapeflow.venues.binance.parse.BinanceDecoder.feed_steady`).
+
+    Returns:
+        Whether the frames were decoded (always, unless ``steady``).
+    """
+    n = len(items)
+    if n == 0:
+        return True
+    lengths = np.fromiter((len(line.payload) for _, line in items), np.int64, n)
+    ends = np.cumsum(lengths)
+    buf = np.frombuffer(b"".join([line.payload for _, line in items]), np.uint8)
+    recv = np.fromiter((line.recv_ns for _, line in items), np.int64, n)
+    usable = np.fromiter((line.kind == RECV for _, line in items), np.bool_, n)
+    files = np.fromiter((index for index, _ in items), np.int64, n)
+    scanned = scan_frames(buf, ends - lengths, ends, usable)
+    return decode_scanned(dec, buf, scanned, recv, files, lambda i: dec.feed_frame(*items[i]), steady=steady)
+
+
+def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.ndarray], recv: np.ndarray,
+                   files: np.ndarray, slow: Callable[[int], None], *, steady: bool = False) -> bool:
+    """Write the frames the scanner matched, and hand every other one to ``slow``, in order.
+
+    Args:
+        dec: the decoder (its buffers, chains, symbol filter, venues per file).
+        buf: the scanned bytes.
+        scanned: the outputs of :func:`~tapeflow.venues.binance.scan.scan_frames`.
+        recv: capture times, ns.
+        files: each frame's file index (its venue is ``dec.venues[index]``).
+        slow: decodes frame ``i`` one by one (the per-frame path), in place.
+        steady: decode nothing and return False unless every frame matched and every depth diff
+            links to its synced chain.
+    """
+    kind, sym, ms, ids, maker, nanos, lv, px, sz, uniq, n_uniq = scanned
+    symbols = [buf[s:e].tobytes().decode("ascii") for s, e in uniq[:n_uniq].tolist()]
+    if dec.symbols is not None and symbols:
+        outside = np.array([s.upper() not in dec.symbols for s in symbols])
+        kind[(kind > 0) & outside[sym]] = 0  # the per-frame path writes the reject
+    n = len(kind)
+    frames = _Frames(kind, sym, ms, ids, maker, nanos, lv, px, sz, recv, files, symbols)
+    if steady and ((kind == 0).any() or not frames.links(dec)):
+        return False
+    start = 0
+    for stop in [*np.flatnonzero(kind == 0).tolist(), n]:
+        if stop > start:
+            dec.frames += stop - start
+            frames.write(dec, start, stop)
+        if stop < n:
+            slow(stop)
+        start = stop + 1
+    return True
+
+
+class _Frames:
+    """The scanner's outputs, per kind, written a run of matched frames at a time."""
+
+    def __init__(self, kind: np.ndarray, sym: np.ndarray, ms: np.ndarray, ids: np.ndarray, maker: np.ndarray,
+                 nanos: np.ndarray, lv: np.ndarray, px: np.ndarray, sz: np.ndarray, recv: np.ndarray,
+                 files: np.ndarray, symbols: list[str]) -> None:
+        self.at = {k: np.flatnonzero(kind == k) for k in (TICKER, TRADE, DEPTH)}
+        self.sym, self.ms, self.ids, self.maker, self.nanos, self.lv = sym, ms, ids, maker, nanos, lv
+        self.px, self.sz, self.recv, self.files, self.symbols = px, sz, recv, files, symbols
+
+    def _span(self, k: int, start: int, stop: int) -> np.ndarray:
+        at = self.at[k]
+        return at[np.searchsorted(at, start):np.searchsorted(at, stop)]
+
+    def write(self, dec: BinanceDecoder, start: int, stop: int) -> None:
+        venues = list(dec.venues)  # an "open" line between runs may have changed a file's venue
+        q = self._span(TICKER, start, stop)
+        if len(q):
+            v = self.nanos[q]
+            dec.quotes.add_arrays(
+                len(q), ts_event_ns=self.ms[q] * _MS, ts_recv_ns=self.recv[q],
+                venue=_names(venues, self.files[q]), symbol=_names(self.symbols, self.sym[q]),
+                sequence=self.ids[q, 0], bid_price_nanos=v[:, 0], bid_size_nanos=v[:, 1],
+                ask_price_nanos=v[:, 2], ask_size_nanos=v[:, 3], flags=0)
+        t = self._span(TRADE, start, stop)
+        if len(t):
+            trade_id = self.ids[t, 0]
+            dec.trades.add_arrays(
+                len(t), ts_event_ns=self.ms[t] * _MS, ts_recv_ns=self.recv[t],
+                venue=_names(venues, self.files[t]), symbol=_names(self.symbols, self.sym[t]),
+                sequence=trade_id, trade_id=pc.cast(pa.array(trade_id), pa.string()),
+                price_nanos=self.nanos[t, 0], size_nanos=self.nanos[t, 1],
+                # the buyer resting on the book means the seller crossed the spread
+                aggressor_side=np.where(self.maker[t], ASK, BID).astype(np.uint8), flags=0)
+        d = self._span(DEPTH, start, stop)
+        if len(d):
+            self._depth(dec, d, venues)
+
+    def links(self, dec: BinanceDecoder) -> bool:
+        """Whether every depth diff continues its synced chain (nothing to buffer, flag or count
+        as a gap): what a per-frame decode of a steady stream sees."""
+        d = self.at[DEPTH]
+        if not len(d):
+            return True
+        venues = list(dec.venues)
+        for f, s in set(zip(self.files[d].tolist(), self.sym[d].tolist(), strict=True)):
+            chain = dec.chains.get((venues[f], self.symbols[s]))
+            if chain is None or not chain.synced or chain._carry_gap:
+                return False
+            mine = d[(self.files[d] == f) & (self.sym[d] == s)]
+            first, last, prev = self.ids[mine, 0], self.ids[mine, 1], self.ids[mine, 2]
+            expected = np.concatenate(([chain.prev_last], last[:-1]))
+            linked = np.where(prev >= 0, prev == expected, first == expected + 1)
+            if not linked.all():
+                return False
+        return True
+
+    def _depth(self, dec: BinanceDecoder, d: np.ndarray, venues: list[str]) -> None:
+        distinct = sorted(set(venues))
+        venue_of_file = np.array([distinct.index(v) for v in venues], np.int64)
+        n_sym = len(self.symbols)
+        pair = venue_of_file[self.files[d]] * n_sym + self.sym[d]
+        if (pair == pair[0]).all():  # one instrument, as a connection or a capture mostly holds
+            found, key = pair[:1], np.zeros(len(d), np.int64)
+        else:
+            found, key = np.unique(pair, return_inverse=True)
+        pairs = [(distinct[p // n_sym], self.symbols[p % n_sym]) for p in found.tolist()]
+        ids, lv = self.ids[d], self.lv[d]
+        chain_block(DiffBlock(
+            chains=[dec.chain(v, s) for v, s in pairs], key=key, first=ids[:, 0], last=ids[:, 1],
+            prev=ids[:, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d], level_at=lv[:, 0],
+            bids=lv[:, 1], asks=lv[:, 2], prices=self.px, sizes=self.sz,
+            venues=[v for v, _ in pairs], symbols=[s for _, s in pairs]), dec.stats, dec.deltas)
+
+
+def _names(names: list[str], ids: np.ndarray) -> str | pa.Array:
+    """``names[id]`` per row: one value when every row shares it."""
+    first = int(ids[0])
+    if (ids == first).all():
+        return names[first]
+    return pa.array(names, pa.string()).take(pa.array(ids))
