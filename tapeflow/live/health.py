@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError
+from tapeflow.live.batching import instrument_rows
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK, STATUS
 
@@ -61,44 +62,46 @@ class BatchLatency:
 def batch_latencies(records: Mapping[str, pa.Table] | pa.Table) -> list[BatchLatency]:
     """Per (venue, symbol) latency summary of a batch's event tables, sorted by venue and symbol.
 
+    Vectorized: a one-instrument table (the live flow's common case) is recognized from its
+    string buffers; a mixed one is grouped once (no Python object per row).
+
     Args:
         records: one table, or tables by record name (``status``, ``rejected`` and derived tables
             are left out: their times are not feed times).
     """
     tables = [records] if isinstance(records, pa.Table) else [
         t for name, t in records.items() if name not in _NOT_EVENTS]
-    parts = []
+    parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
     for t in tables:
         if t.num_rows == 0:
             continue
-        n = t.num_rows
-        seq = t["sequence"] if "sequence" in t.column_names else pa.repeat(pa.scalar(-1, pa.int64()), n)
-        parts.append(pa.table({"venue": t["venue"].cast(pa.string()), "symbol": t["symbol"].cast(pa.string()),
-                               "ts_event_ns": t["ts_event_ns"], "ts_recv_ns": t["ts_recv_ns"],
-                               "sequence": seq}))
-    if not parts:
-        return []
-    rows = pa.concat_tables(parts)
-    venue = np.asarray(rows["venue"].to_pylist(), dtype=object)
-    symbol = np.asarray(rows["symbol"].to_pylist(), dtype=object)
-    event = rows["ts_event_ns"].to_numpy()
-    recv = rows["ts_recv_ns"].to_numpy()
-    sequence = rows["sequence"].to_numpy()
+        event = t.column("ts_event_ns").to_numpy()
+        recv = t.column("ts_recv_ns").to_numpy()
+        seq = t.column("sequence").to_numpy() if "sequence" in t.column_names else None
+        for venue, symbol, rows in instrument_rows(t):
+            if rows is None:
+                parts.setdefault((venue, symbol), []).append((event, recv, seq))
+            else:
+                parts.setdefault((venue, symbol), []).append(
+                    (event[rows], recv[rows], None if seq is None else seq[rows]))
     out = []
-    keys = sorted(set(zip(venue.tolist(), symbol.tolist(), strict=True)))
-    for v, s in keys:
-        m = (venue == v) & (symbol == s)
-        ev, rc = event[m], recv[m]
+    for (v, s), arrays in sorted(parts.items()):
+        ev = arrays[0][0] if len(arrays) == 1 else np.concatenate([a[0] for a in arrays])
+        rc = arrays[0][1] if len(arrays) == 1 else np.concatenate([a[1] for a in arrays])
+        seqs = [int(a[2].max()) for a in arrays if a[2] is not None]
         timed = ev >= 0
         median = int(np.median(rc[timed] - ev[timed])) if timed.any() else None
-        out.append(BatchLatency(v, s, int(m.sum()), median, int(rc.min()), int(rc.max()),
-                                int(ev.max()), int(sequence[m].max())))
+        out.append(BatchLatency(v, s, len(ev), median, int(rc.min()), int(rc.max()), int(ev.max()),
+                                max(seqs) if seqs else -1))
     return out
+
+
+_EMPTY_STATUS = STATUS.empty_table()
 
 
 def _status(rows: list[dict[str, object]]) -> pa.Table:
     if not rows:
-        return STATUS.empty_table()
+        return _EMPTY_STATUS
     return STATUS.table({name: [r[name] for r in rows] for name in STATUS.column_names})
 
 
@@ -149,8 +152,11 @@ class LatencyBreaker:
             records: the batch's event tables by record name (or one table).
             now_ns: processing time of the batch, or None to judge feed latency only.
         """
-        return _status([row for summary in batch_latencies(records)
-                        for row in self._step(summary, now_ns)])
+        return self.observe_latencies(batch_latencies(records), now_ns)
+
+    def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies`."""
+        return _status([row for summary in summaries for row in self._step(summary, now_ns)])
 
     def _step(self, b: BatchLatency, now_ns: int | None) -> Iterable[dict[str, object]]:
         inst = self._instruments.setdefault((b.venue, b.symbol), _Instrument())
@@ -192,17 +198,21 @@ class LatencyBreaker:
     def degraded_mask(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> np.ndarray:
         """Rows of ``table`` whose ``time_column`` falls inside a degraded window of their instrument."""
         mask = np.zeros(table.num_rows, dtype=bool)
-        if table.num_rows == 0:
+        if table.num_rows == 0 or not any(inst.windows for inst in self._instruments.values()):
             return mask
-        venue = np.asarray(table["venue"].to_pylist(), dtype=object)
-        symbol = np.asarray(table["symbol"].to_pylist(), dtype=object)
         ts = table[time_column].to_numpy()
-        for (v, s), inst in self._instruments.items():
-            if not inst.windows:
+        for venue, symbol, rows in instrument_rows(table):
+            inst = self._instruments.get((venue, symbol))
+            if inst is None or not inst.windows:
                 continue
-            mine = (venue == v) & (symbol == s)
+            mine = ts if rows is None else ts[rows]
+            hit = np.zeros(len(mine), dtype=bool)
             for start, end in inst.windows:
-                mask |= mine & (ts >= start) & (ts < end)
+                hit |= (mine >= start) & (mine < end)
+            if rows is None:
+                mask |= hit
+            else:
+                mask[rows] |= hit
         return mask
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
@@ -245,8 +255,12 @@ class SkewDetector:
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table) -> pa.Table:
         """Feed one micro-batch; return ``skew`` status rows (an opening one, or one that closes)."""
+        return self.observe_latencies(batch_latencies(records))
+
+    def observe_latencies(self, summaries: list[BatchLatency]) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies`."""
         per_venue: dict[str, list[BatchLatency]] = {}
-        for b in batch_latencies(records):
+        for b in summaries:
             if b.median_latency_ns is not None:
                 per_venue.setdefault(b.venue, []).append(b)
         rows = []
@@ -315,10 +329,18 @@ class FeedHealth:
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
         """Feed one micro-batch; return its ``skew``, ``degraded`` and ``recovered`` status rows."""
-        skew_rows = self.skew.observe(records)
+        return self.observe_latencies(batch_latencies(records), now_ns)
+
+    def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies` (summarized
+        once for both the skew detector and the breaker)."""
+        skew_rows = self.skew.observe_latencies(summaries)
         for venue in self.skew._venues:
             self.breaker.venue_offsets_ns[venue] = self.skew.offset_ns(venue)
-        return concat_status([skew_rows, self.breaker.observe(records, now_ns)])
+        breaker_rows = self.breaker.observe_latencies(summaries, now_ns)
+        if not skew_rows.num_rows:
+            return breaker_rows
+        return concat_status([skew_rows, breaker_rows])
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
         """Derived rows (bars, metrics, snapshots) with ``F_MAYBE_BAD_BOOK`` inside degraded windows."""

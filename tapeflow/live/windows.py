@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tapeflow.live.batching import instrument_rows
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 
 DEGRADED = "_degraded"  # batch key of window changes; a leading "_" keeps it out of every sink
@@ -85,15 +85,24 @@ class DegradedWindows:
         if not self.windows or not table.num_rows:
             return mask
         ts = table.column(time_column).to_numpy()
-        for (venue, symbol), wins in self.windows.items():
+        for venue, symbol, rows in instrument_rows(table):
+            wins = self.windows.get((venue, symbol))
             if not wins:
                 continue
-            mine = pc.and_(pc.equal(table.column("venue"), venue),
-                           pc.equal(table.column("symbol"), symbol)).to_numpy(zero_copy_only=False)
-            if not mine.any():
-                continue
+            mine = ts if rows is None else ts[rows]
+            low, high = int(mine.min()), int(mine.max())
+            hit = None
             for start, end in wins:
-                mask |= mine & (ts >= start) & (ts < end)
+                if start > high or end <= low:
+                    continue  # most windows lie in the past: no row of this batch can be inside
+                inside = (mine >= start) & (mine < end)
+                hit = inside if hit is None else hit | inside
+            if hit is None:
+                continue
+            if rows is None:
+                mask |= hit
+            else:
+                mask[rows] |= hit
         return mask
 
     def flag(self, table: pa.Table, time_column: str = "ts_recv_ns") -> pa.Table:
