@@ -38,6 +38,8 @@ from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
 from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
+_NS_PER_DAY = 86_400 * 1_000_000_000
+
 
 @dataclass(frozen=True)
 class ConnectorSettings:
@@ -128,9 +130,10 @@ class Connector:
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
         self._gap_rows: list[tuple[int, int, str]] = []
         self._frame_rows = (0, 0)
-        self._day: str | None = None  # UTC day of the last frame decoded
         self._ws: websockets.ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._last_frame_s = 0.0  # monotonic time of the last frame read (the stale watchdog's clock)
+        self._day_ns = -1  # start of the UTC day of the last frame decoded
 
     # -- hooks for venue clients ------------------------------------------------------------
 
@@ -305,15 +308,31 @@ class Connector:
     async def _reader(self, ws: websockets.ClientConnection) -> None:
         assert self._queue is not None
         stale = self.settings.stale_after_s
+        # one watchdog per connection instead of a timeout per frame: asyncio.wait_for wraps every
+        # recv in a task and a timer, which cost more than the frame itself at 100k frames/s
+        self._last_frame_s = time.monotonic()
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(stale))
+        queue, venue, recv = self._queue, self.venue, ws.recv
         try:
             while True:
-                data = await asyncio.wait_for(ws.recv(decode=False), stale)
+                data = await recv(decode=False)
+                self._last_frame_s = time.monotonic()
                 self.frames_received += 1
-                await self._queue.put(RawFrame(self.venue, time.time_ns(), bytes(data), WS))
-        except TimeoutError:
-            await self._queue.put(_End(STALE, f"no frame for {stale:g} s"))
+                await queue.put(RawFrame(venue, time.time_ns(), bytes(data), WS))
+                self._last_frame_s = time.monotonic()  # waiting on a full queue is not staleness
         except ConnectionClosed as exc:
-            await self._queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
+            await queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, stale_s: float) -> None:
+        assert self._queue is not None
+        while True:
+            wait_s = self._last_frame_s + stale_s - time.monotonic()
+            if wait_s <= 0:
+                await self._queue.put(_End(STALE, f"no frame for {stale_s:g} s"))
+                return
+            await asyncio.sleep(wait_s)
 
     async def _pinger(self, ws: websockets.ClientConnection) -> None:
         message = self.ping_message()
@@ -367,25 +386,38 @@ class Connector:
             start = getattr(self, "_live_lines", 0)
             locations = [f"live:{start + i + 1}" for i in range(len(frames))]
             self._live_lines = start + len(frames)
-        deltas = getattr(self.decoder, "deltas", None)
-        for frame, loc in zip(frames, locations, strict=True):
-            day = day_of(frame.ts_recv_ns)
-            new_day = day != self._day and self._day is not None
-            self._day = day
-            before = len(deltas) if deltas is not None else 0
-            self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
-            if frame.channel == REST:
-                self._inflight.discard(self._arriving.pop(id(frame), ""))
-            after = len(deltas) if deltas is not None else 0
-            self._frame_rows = (before, after)
-            self.after_frame(frame)
-            if new_day:
-                self.on_new_day(day)
-            if after > before:
-                broken = {s for s in self.symbols if not self.sync.synced(s)}
-                if broken:
-                    self._maybe_bad.append((before, after, broken))
+        self.decode_batch(frames, locations)
         return self._batch(frames, locations)
+
+    def decode_batch(self, frames: list[RawFrame], locations: list[str]) -> None:
+        """Decode one micro-batch of journaled frames into the decoder's buffers.
+
+        The one place frames meet the decoder, so a venue whose decoder takes a whole batch at once
+        overrides it. This default feeds the frames one by one (:meth:`after_frame` after each,
+        :meth:`on_new_day` at a new UTC day) and marks the book rows a frame wrote while its
+        instrument was not synced.
+        """
+        deltas = getattr(self.decoder, "deltas", None)
+        feed, after, rest = self.decoder.feed, self.after_frame, REST
+        symbols, synced = self.symbols, self.sync.synced
+        for frame, loc in zip(frames, locations, strict=True):
+            # a new UTC day is a new journal file: compared as integers, a datetime per frame is not free
+            day_ns = frame.ts_recv_ns - frame.ts_recv_ns % _NS_PER_DAY
+            new_day = day_ns != self._day_ns and self._day_ns >= 0
+            self._day_ns = day_ns
+            before = len(deltas) if deltas is not None else 0
+            feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
+            if frame.channel == rest:
+                self._inflight.discard(self._arriving.pop(id(frame), ""))
+            after_rows = len(deltas) if deltas is not None else 0
+            self._frame_rows = (before, after_rows)
+            after(frame)
+            if new_day:
+                self.on_new_day(day_of(frame.ts_recv_ns))
+            if after_rows > before:
+                broken = {s for s in symbols if not synced(s)}
+                if broken:
+                    self._maybe_bad.append((before, after_rows, broken))
 
     def _batch(self, frames: list[RawFrame], locations: list[str]) -> LiveBatch:
         records: dict[str, pa.Table] = {}
