@@ -39,6 +39,7 @@ from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
 from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
+_YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
 
 
 @dataclass(frozen=True)
@@ -320,6 +321,10 @@ class Connector:
                 self.frames_received += 1
                 await queue.put(RawFrame(venue, time.time_ns(), bytes(data), WS))
                 self._last_frame_s = time.monotonic()  # waiting on a full queue is not staleness
+                if not self.frames_received % _YIELD_EVERY:
+                    # buffered frames never suspend recv or put: let the batcher, pingers and REST
+                    # fetches of this loop run now and then
+                    await asyncio.sleep(0)
         except ConnectionClosed as exc:
             await queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
         finally:
