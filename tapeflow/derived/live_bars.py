@@ -189,7 +189,7 @@ class LiveBars:
 
     def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument) -> pa.Table:
         watermark, status, inst.max_ts_ns, late, too_late, negative = admit(
-            _numpy(sub.column("ts_event_ns")), _numpy(sub.column("size_nanos")), inst.max_ts_ns,
+            sub.column("ts_event_ns").to_numpy(), sub.column("size_nanos").to_numpy(), inst.max_ts_ns,
             self.allowed_lateness_ns, self.restate_horizon_ns)
         self.stats.trades += len(status)
         self.stats.late += late
@@ -205,7 +205,7 @@ class LiveBars:
     def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
         if trades.num_rows == 0:
             return
-        col = {n: _numpy(trades.column(n)) for n in ("ts_event_ns", "price_nanos", "size_nanos",
+        col = {n: trades.column(n).to_numpy() for n in ("ts_event_ns", "price_nanos", "size_nanos",
                                                       "aggressor_side", "flags", "ts_recv_ns")}
         ints, words = partial_rows(col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
                                    col["aggressor_side"], (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0,
@@ -298,11 +298,6 @@ if list(_ROW_NAMES) != _BAR_NAMES:
     raise TapeflowError(f"live bar rows {_ROW_NAMES} are not in the BAR record's order {_BAR_NAMES}")
 _BAR_SCHEMA = BAR.arrow_schema()
 _BAR_STRUCT = pa.struct(list(_BAR_SCHEMA))
-
-
-def _numpy(column: pa.ChunkedArray) -> np.ndarray:
-    # a micro-batch column is one chunk: Array.to_numpy skips ChunkedArray's concatenation path
-    return column.chunk(0).to_numpy() if column.num_chunks == 1 else column.to_numpy()
 
 
 def _bar_table(rows: list[tuple]) -> pa.Table:

@@ -28,7 +28,7 @@ from tapeflow.derived import LiveBars, LiveMetrics
 from tapeflow.derived.metrics import single_value
 from tapeflow.live.batching import WATERMARK, Batch, instrument_rows
 from tapeflow.live.health import batch_latencies
-from tapeflow.live.windows import DEGRADED, DegradedWindows
+from tapeflow.live.windows import DEGRADED, OPEN_NS, DegradedWindows
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import (
     BAR,
@@ -239,8 +239,9 @@ class VenueHealth:
         rows = observe(summaries, now_ns) if observe is not None else self.health.observe(events, now_ns)
         if summaries:
             self.high_water_ns = max(self.high_water_ns, max(b.last_recv_ns for b in summaries))
-        if not rows.num_rows and not self.windows:
-            return batch
+        first_ns = _first_recv_ns(events)
+        if not rows.num_rows and not (self.windows and first_ns < self.windows.latest_end_ns()):
+            return batch  # nothing to add, and no row was captured before the last window ended
         out = dict(batch)
         if rows.num_rows:
             status = batch.get(STATUS.name)
@@ -249,9 +250,15 @@ class VenueHealth:
             changed = self.windows.from_status(rows, self.high_water_ns)
             if changed.num_rows:
                 out[DEGRADED] = changed
-        if self.windows:
+        if self.windows and first_ns < self.windows.latest_end_ns():
             out.update({k: self.windows.flag(t) for k, t in events.items()})
         return out
+
+
+def _first_recv_ns(events: Batch) -> int:
+    firsts = [int(t.column("ts_recv_ns").to_numpy().min())
+              for t in events.values() if t.num_rows and "ts_recv_ns" in t.column_names]
+    return min(firsts, default=OPEN_NS)
 
 
 def new_health(clock: str, degraded_ns: int) -> Any:
