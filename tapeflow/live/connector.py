@@ -26,6 +26,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pyarrow as pa
@@ -40,6 +41,11 @@ from tapeflow.venues.capture import RECV, CaptureLine, FrameDecoder
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
+
+
+def _one_day(frames: list[RawFrame]) -> bool:
+    day = frames[0].ts_recv_ns // _NS_PER_DAY
+    return all(f.ts_recv_ns // _NS_PER_DAY == day for f in frames)
 
 
 @dataclass(frozen=True)
@@ -397,11 +403,19 @@ class Connector:
     def decode_batch(self, frames: list[RawFrame], locations: list[str]) -> None:
         """Decode one micro-batch of journaled frames into the decoder's buffers.
 
-        The one place frames meet the decoder, so a venue whose decoder takes a whole batch at once
-        overrides it. This default feeds the frames one by one (:meth:`after_frame` after each,
-        :meth:`on_new_day` at a new UTC day) and marks the book rows a frame wrote while its
-        instrument was not synced.
+        The one place frames meet the decoder. A decoder with a batch entry point
+        (``feed_many(lines)``) gets the whole batch in one call when the client has no per-frame
+        hook (:meth:`after_frame` not overridden: the sync state cannot change between frames) and
+        the batch is one UTC day; otherwise the frames go one by one (:meth:`after_frame` after
+        each, :meth:`on_new_day` at a new UTC day). Either way the book rows written while their
+        instrument was not synced are marked. A venue whose per-frame bookkeeping can run once per
+        batch overrides this method (or drops :meth:`after_frame`) to get the batch path.
         """
+        feed_many = getattr(self.decoder, "feed_many", None)
+        if (feed_many is not None and type(self).after_frame is Connector.after_frame
+                and _one_day(frames)):
+            self._decode_whole(frames, locations, feed_many)
+            return
         deltas = getattr(self.decoder, "deltas", None)
         feed, after, rest = self.decoder.feed, self.after_frame, REST
         symbols, synced = self.symbols, self.sync.synced
@@ -423,6 +437,27 @@ class Connector:
                 broken = {s for s in symbols if not synced(s)}
                 if broken:
                     self._maybe_bad.append((before, after_rows, broken))
+
+    def _decode_whole(self, frames: list[RawFrame], locations: list[str], feed_many: Any) -> None:
+        deltas = getattr(self.decoder, "deltas", None)
+        before = len(deltas) if deltas is not None else 0
+        first = frames[0].ts_recv_ns
+        day_ns = first - first % _NS_PER_DAY
+        new_day = day_ns != self._day_ns and self._day_ns >= 0
+        self._day_ns = day_ns
+        feed_many([CaptureLine(f.ts_recv_ns, RECV, "", f.data, loc) for f, loc in zip(frames, locations,
+                                                                                        strict=True)])
+        for frame in frames:
+            if frame.channel == REST:
+                self._inflight.discard(self._arriving.pop(id(frame), ""))
+        after_rows = len(deltas) if deltas is not None else 0
+        self._frame_rows = (before, after_rows)
+        if new_day:
+            self.on_new_day(day_of(first))
+        if after_rows > before:
+            broken = {s for s in self.symbols if not self.sync.synced(s)}
+            if broken:
+                self._maybe_bad.append((before, after_rows, broken))
 
     def _batch(self, frames: list[RawFrame], locations: list[str]) -> LiveBatch:
         records: dict[str, pa.Table] = {}
