@@ -42,7 +42,7 @@ def _prefix(path: Path, lines: int) -> Path:
 
 
 @contextmanager
-def _server(capture: Path) -> Iterator[tuple[str, str]]:
+def _server(capture: Path) -> Iterator[tuple[str, str, int]]:
     # the server in a process of its own, as a venue would be: this process's CPU is the client's
     server = subprocess.Popen([sys.executable, "-m", "tapeflow.cli", "replay-server", "--format", "binance",
                                str(capture), "--as-fast-as-possible", "--progress-every", "60s"],
@@ -51,11 +51,20 @@ def _server(capture: Path) -> Iterator[tuple[str, str]]:
         assert server.stdout is not None
         for line in server.stdout:
             if "websocket" in line:
-                yield line.split()[2], line.split()[4]
+                yield line.split()[2], line.split()[4], server.pid
                 break
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def client_run(path: Path) -> tuple[int, float, float, int, int]:
@@ -65,7 +74,7 @@ def client_run(path: Path) -> tuple[int, float, float, int, int]:
     from tapeflow.live import ConnectorSettings
 
     prefix = _prefix(path, REPLAY_LINES)
-    with _server(prefix) as (ws, rest):
+    with _server(prefix) as (ws, rest, _):
         rows = {"events": 0, "batches": 0}
 
         def count(items: list[Any]) -> None:
@@ -85,8 +94,9 @@ def client_run(path: Path) -> tuple[int, float, float, int, int]:
     return rows["events"], cpu, wall, rows["batches"], REPLAY_LINES
 
 
-def server_alone(path: Path) -> tuple[int, float]:
-    """Frames one raw websocket client gets from the server (own process), and the seconds it took."""
+def server_alone(path: Path) -> tuple[int, float, float]:
+    """One raw websocket client reads the tape from the server (own process): frames, wall seconds
+    and the server's CPU seconds while serving (its start and capture loading left out)."""
     import aiohttp
 
     prefix = _prefix(path, REPLAY_LINES)
@@ -106,9 +116,12 @@ def server_alone(path: Path) -> tuple[int, float]:
                 t0 = t0 or last
         return frames, last - t0
 
-    with _server(prefix) as (ws, _):
+    with _server(prefix) as (ws, _, pid):
         url = f"{ws}/stream?streams=btcusdt@depth@0ms/btcusdt@trade/btcusdt@bookTicker"
-        return asyncio.run(read(url))
+        cpu0 = _cpu_s(pid)
+        frames, wall = asyncio.run(read(url))
+        cpu = _cpu_s(pid) - cpu0
+    return frames, wall, cpu
 
 
 def first_output_s(path: Path, numba_cache: Path) -> float:

@@ -123,6 +123,7 @@ class Sender:
 
     async def _run(self, conn: Conn) -> None:
         held: bytes | None = None
+        popped = 0
         while not conn.closed:
             if not conn.queue:
                 if not await flush(conn):
@@ -138,6 +139,11 @@ class Sender:
                 await conn.ready.wait()
                 continue
             kind, item = conn.queue.popleft()
+            popped += 1
+            if not popped % _YIELD_EVERY:
+                # gathered frames never suspend this loop: let the tape, the handshakes and pings of
+                # every connection (and the client's pings read here) run now and then
+                await asyncio.sleep(0)
             if len(conn.queue) <= self.queue_frames // 2:
                 conn.drained.set()
             if kind == CTL:
@@ -193,6 +199,7 @@ class Sender:
             self.wake()
 
 
+_YIELD_EVERY = 64  # queue items a send loop takes before it gives the event loop a turn
 _BATCH_BYTES = 1 << 16  # encoded frames gathered before one socket write
 _HIGH_WATER_BYTES = 1 << 20  # socket buffer above which the send loop waits for the client
 
