@@ -1,19 +1,24 @@
-"""Live flow: throughput per Bytewax worker and event-to-bar/metric latency at paced rates.
+"""Live flow: fixed cost per micro-batch, throughput per Bytewax worker, capture replays, the
+websocket path from the replay server, cold start, and event-to-bar/metric latency at paced rates.
 
 Input: the real Binance USD-M BTCUSDT capture (depth diffs, trades, bookTickers), decoded by
-tapeflow. Sections, all on one Bytewax worker in this process:
+tapeflow, and the LOBSTER AMZN day. Sections, all on one Bytewax worker in this process (sinks:
+a counting sink, so the flow is measured, not a store; the ClickHouse sink is timed on its own):
 
-- throughput of the market flow (``flows.market.build_market_flow``: book, 1s snapshots, bars on
-  every standard interval, metrics, one item per table) fed pre-decoded 10k-event micro-batches,
-  against a per-event Bytewax flow keeping a cryptofeed-style dict book (one item per event);
-- the same flow end to end from the replay server on loopback: the real ``BinanceClient``
-  (websocket, REST snapshot, JSON decode, sync) through ``LiveSource``;
-- the ClickHouse sink (chdb, idempotent) on the flow's decoded rows;
+- fixed cost per micro-batch through every stage (health, route, book, degraded, bars, metrics,
+  the items to the sinks): a stream of 1-event batches after a warm-up prefix, per batch, minus
+  the per-event cost of 10k-event batches;
+- throughput on pre-decoded 10k-event batches, against a per-event Bytewax flow with a
+  cryptofeed-style dict book (one item per event);
+- capture replays through ``CaptureSource`` as ``tapeflow live --capture`` runs them (decode
+  included, and the flow alone);
+- the same flow from the replay server on loopback: the real ``BinanceClient`` (websocket,
+  journal, REST snapshot, JSON decode, sync) through ``LiveSource``, and the server alone;
+- cold start: seconds until ``tapeflow live --capture`` has its first output, numba cache empty
+  and warm;
 - latency: events arrive on a schedule at 10k and 100k events/s (1 ms ticks) and every poll of the
-  source hands the flow all that has arrived as one micro-batch (as a connector does); for every
-  ``bar`` and ``metric`` item reaching the sink, latency = arrival at the sink - scheduled arrival
-  of the oldest event in the batch being processed (an upper bound for the event that closed the
-  bar or grid point; lag behind the schedule counts, so a flow that cannot keep up shows it).
+  source hands the flow all that has arrived as one micro-batch (as a connector does); latency =
+  arrival at the sink - scheduled arrival of the oldest event of the batch being processed.
 """
 
 from __future__ import annotations
@@ -22,31 +27,28 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from bytewax import operators as op
 from bytewax.dataflow import Dataflow
-from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.testing import TestingSource, run_main
 
-from bench import Report
+from bench import Report, median_time
 
 EVENT_TABLES = ("book_delta", "trade", "quote")
 THROUGHPUT_BATCH = 10_000
-REPLAY_LINES = 20_000
-PACED = ((10_000, 4.0), (100_000, 3.0))  # (events/s, seconds)
-TICK_NS = 1_000_000
+WARM_EVENTS = 200_000  # state built before the tiny batches (a book of the real depth, open bars)
+TINY_BATCHES = 2_000
 CAPTURE = "binance/usdm_btcusdt_20240808.gz"
+LOBSTER = "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1/AMZN_2012-06-21_34200000_57600000_{}_1.csv"
+LOBSTER_MESSAGES = 57_515
 
 
-def _capture() -> Path | None:
-    path = Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data")) / CAPTURE
-    return path if path.exists() else None
+def _data(rel: str) -> Path:
+    return Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data")) / rel
 
 
 def _events(tables: dict[str, pa.Table]) -> int:
@@ -61,11 +63,12 @@ class _CountPartition(StatelessSinkPartition[Any]):
         self._on_items(items)
 
 
-class _Count(DynamicSink[Any]):
+class Count(DynamicSink[Any]):
     """Counts items (and lets a callback see them): measures the flow, not a store."""
 
     def __init__(self, on_items: Callable[[list[Any]], None] | None = None) -> None:
         self.items = 0
+        self.first_ns = 0
         self.last_ns = 0
         self._cb = on_items
 
@@ -73,39 +76,89 @@ class _Count(DynamicSink[Any]):
         def seen(items: list[Any]) -> None:
             self.items += len(items)
             self.last_ns = time.perf_counter_ns()
+            self.first_ns = self.first_ns or self.last_ns
             if self._cb is not None:
                 self._cb(items)
         return _CountPartition(seen)
 
 
-def _market(source: Any, sink: Any) -> Dataflow:
+def market(source: Any, sink: Any, *, health: bool = False) -> Dataflow:
+    """The market flow into ``sink``; ``health``: with the feed-health stage, as ``tapeflow live``."""
     from flows.market import MarketSinks, build_market_flow
+    from tapeflow.live.health import FeedHealth, LatencyBreaker
 
-    return build_market_flow(source, MarketSinks(tables=sink))
+    def new_health() -> Any:
+        return FeedHealth(LatencyBreaker(1_000_000_000))
 
-
-def _timed(fn: Callable[[], object]) -> tuple[float, float]:
-    c0, t0 = time.process_time(), time.perf_counter()
-    fn()
-    return time.process_time() - c0, time.perf_counter() - t0
+    return build_market_flow(source, MarketSinks(tables=sink), new_health=new_health if health else None)
 
 
-def _throughput(report: Report, decoded: dict[str, pa.Table]) -> None:
+def _fixed_cost(report: Report, decoded: dict[str, pa.Table], per_event_s: float) -> None:
+    from flows.sources import cut_batches
+
+    tables = {n: decoded[n] for n in EVENT_TABLES}
+    warm = list(cut_batches(tables, WARM_EVENTS, None))[0]
+    rest = {n: t.slice(warm[n].num_rows if n in warm else 0) for n, t in tables.items()}
+    prefix = list(cut_batches(warm, THROUGHPUT_BATCH, None))
+    tiny = []
+    for batch in cut_batches(rest, 1, None):
+        tiny.append(batch)
+        if len(tiny) == TINY_BATCHES:
+            break
+    base = median_time(lambda: run_main(market(TestingSource(prefix), Count(), health=True)))
+    both = median_time(lambda: run_main(market(TestingSource(prefix + tiny), Count(), health=True)))
+    per_batch_us = ((both[0] - base[0]) / len(tiny) - per_event_s) * 1e6
+    book_us = _book_share(prefix, tiny)
+    report.add(f"{len(tiny):,} one-event batches after a {WARM_EVENTS:,}-event warm-up (health, route, "
+               "book, degraded, bars, metrics, items)", len(tiny), (both[0] - base[0], both[1] - base[1]),
+               ours=True, note=f"{per_batch_us:,.1f} us per batch; BookStage.apply alone {book_us:,.1f} us")
+    report.figure("live flow: fixed cost per micro-batch, all stages", per_batch_us, "us", goal=50,
+                  before="~1.4 ms (issue); 153 us", higher_is_better=False,
+                  note=f"1-event batches of the Binance capture, minus the per-event cost; "
+                       f"BookStage.apply (book room) {book_us:,.0f} us of it")
+
+
+def _book_share(prefix: list[dict[str, pa.Table]], tiny: list[dict[str, pa.Table]]) -> float:
+    from tapeflow.book.stage import BookStage
+
+    def run() -> None:
+        stage = BookStage("auto", 10, 1_000_000_000)
+        for b in prefix:
+            stage.apply(b)
+        t0 = time.process_time()
+        for b in tiny:
+            stage.apply(b)
+        times.append(time.process_time() - t0)
+
+    times: list[float] = []
+    for _ in range(3):
+        run()
+    return sorted(times)[1] / len(tiny) * 1e6
+
+
+def _throughput(report: Report, decoded: dict[str, pa.Table]) -> float:
     from flows.sources import cut_batches
 
     batches = list(cut_batches({n: decoded[n] for n in EVENT_TABLES}, THROUGHPUT_BATCH, None))
     n = _events(decoded)
-    run_main(_market(TestingSource(batches[:3]), _Count()))  # numba compile and imports, untimed
-    t = _timed(lambda: run_main(_market(TestingSource(batches), _Count())))
+    t = median_time(lambda: run_main(market(TestingSource(batches), Count())))
     report.add("tapeflow market flow, 10k-event batches (book+snapshots+15 bar intervals+metrics)", n, t,
                ours=True, note=f"{len(batches)} batches, 1 worker")
+    report.figure("live flow on pre-decoded 10k-event batches", n / t[0] / 1e6, "M events/s", goal=5,
+                  before="3.5 M events/s", note="Binance capture, 1 worker, CPU time, counting sink")
     deltas = decoded["book_delta"]
     limit = min(deltas.num_rows, 200_000)
     cols = [deltas[c].to_numpy()[:limit] for c in ("side", "price_nanos", "size_nanos")]
     events = [("BTCUSDT", (int(s), int(p), int(z))) for s, p, z in zip(*cols, strict=True)]
-    t = _timed(lambda: run_main(_dict_book_flow(events)))
+    t = median_time(lambda: run_main(_dict_book_flow(events)), warmup=0, repeats=1)
     report.add("per-event Bytewax flow, dict book + best bid/ask (cryptofeed style)", limit, t, ours=False,
                note="one item per event")
+    return _per_event(batches, n)
+
+
+def _per_event(batches: list[dict[str, pa.Table]], n: int) -> float:
+    t = median_time(lambda: run_main(market(TestingSource(batches), Count(), health=True)), warmup=0)
+    return t[0] / n
 
 
 def _dict_book_flow(events: list[tuple[str, tuple[int, int, int]]]) -> Dataflow:
@@ -129,159 +182,109 @@ def _dict_book_flow(events: list[tuple[str, tuple[int, int, int]]]) -> Dataflow:
 
     flow = Dataflow("dict_book")
     stream = op.input("in", flow, TestingSource(events))
-    op.output("out", op.stateful_map("book", stream, apply), _Count())
+    op.output("out", op.stateful_map("book", stream, apply), Count())
     return flow
 
 
-def _replay(report: Report, path: Path) -> None:
-    import gzip
-    import signal
-    import subprocess
-    import sys
+def _replays(report: Report) -> None:
+    from flows.sources import CaptureSource
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
 
-    from flows.sources import LiveSource
-    from tapeflow.live import ConnectorSettings
+    lobster = [_data(LOBSTER.format(k)) for k in ("message", "orderbook")]
+    cases = [("Binance USD-M capture", "binance", [_data(CAPTURE)], "10 s, 54k events/s"),
+             ("LOBSTER AMZN day", "lobster", lobster, "80 s, 720 messages/s")]
+    for label, fmt, paths, before in cases:
+        if not all(p.exists() for p in paths):
+            report.note(f"{label}: not found under TAPEFLOW_REAL_DATA, skipped")
+            continue
+        decoded = merge(list(get_format(fmt).decode(paths)))
+        events = LOBSTER_MESSAGES if fmt == "lobster" else _events(decoded)
+        unit = "messages" if fmt == "lobster" else "events"
 
-    prefix = Path(tempfile.mkdtemp(prefix="tapeflow-bench-")) / "usdm_prefix.txt"
-    with gzip.open(path, "rb") as src, open(prefix, "wb") as dst:
-        for i, line in enumerate(src):
-            if i == REPLAY_LINES:
-                break
-            dst.write(line)
-    # the server in a process of its own, as a venue would be: this process's CPU is the flow's
-    server = subprocess.Popen([sys.executable, "-m", "tapeflow.cli", "replay-server", "--format", "binance",
-                               str(prefix), "--as-fast-as-possible", "--progress-every", "60s"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        ws = rest = ""
-        assert server.stdout is not None
-        for line in server.stdout:
-            if "websocket" in line:
-                ws, rest = line.split()[2], line.split()[4]
-                break
-        rows = {"events": 0, "batches": 0}
+        def replay(fmt: str = fmt, paths: list[Path] = paths) -> None:
+            run_main(market(CaptureSource(fmt, paths, heartbeat_ns=1_000_000_000), Count(), health=True))
 
-        def count(items: list[Any]) -> None:
-            rows["events"] += sum(t.num_rows for name, t in items if name in EVENT_TABLES)
-            rows["batches"] += sum(name == "book_delta" for name, _ in items)
-
-        sink = _Count(count)
-        source = LiveSource("binance", ["BTCUSDT"], endpoint=ws, rest_endpoint=rest,
-                            idle_stop_ns=1_000_000_000, client_options={"trade_stream": "trade",
-                                            "settings": ConnectorSettings(seed=1, stale_after_s=30)})
-        c0, t0 = time.process_time(), time.perf_counter_ns()
-        run_main(_market(source, sink))
-        cpu = time.process_time() - c0
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
-    wall = (sink.last_ns - t0) / 1e9  # to the last output: the idle stop after the tape is not work
-    report.add("tapeflow market flow from the replay server (BinanceClient, JSON decode, sync)",
-               rows["events"], (cpu, wall), ours=True,
-               note=f"{REPLAY_LINES:,} capture lines, server in its own process on loopback; "
-                    f"{rows['batches']:,} micro-batches of book deltas")
+        whole = median_time(replay)
+        flow = median_time(lambda decoded=decoded: run_main(market(TestingSource(_cut(decoded)), Count(),
+                                                                 health=True)))
+        report.add(f"capture replay through the live flow, {label} (decode + flow)", events, whole, ours=True,
+                   note=f"the flow alone (the same batches, decoded beforehand) {flow[0]:.2f} s")
+        report.figure(f"capture replay, {label}, decode + flow", events / whole[0] / 1e6, f"M {unit}/s",
+                      goal=1, before=before, note="CaptureSource as tapeflow live --capture, in process")
+        report.figure(f"capture replay, {label}, flow alone", events / flow[0] / 1e6, f"M {unit}/s", goal=1,
+                      before=before, note="the batches CaptureSource cuts, decoded beforehand")
 
 
-def _sink(report: Report, decoded: dict[str, pa.Table]) -> None:
-    from flows.sinks import ClickHouseSink
+def _cut(decoded: dict[str, pa.Table]) -> list[dict[str, pa.Table]]:
+    # what CaptureSource hands the flow: default cuts (5000 rows, no time bound) and 1 s heartbeats
+    from flows.sources import Heartbeat, cut_batches
 
-    deltas = decoded["book_delta"].slice(0, 200_000)
-    batches = [deltas.slice(a, THROUGHPUT_BATCH) for a in range(0, deltas.num_rows, THROUGHPUT_BATCH)]
-    root = Path(tempfile.mkdtemp(prefix="tapeflow-bench-ch-"))
-    part = ClickHouseSink(f"chdb://{root}").build_part("bench", "0", None)
-    try:
-        part.write_batch(batches[:1])
-        t = _timed(lambda: part.write_batch(batches[1:]))
-    finally:
-        part.close()
-    report.add("ClickHouseSink (chdb, dedup token per 10k-row batch)", deltas.num_rows - batches[0].num_rows,
-               t, ours=True, note="book_delta rows inserted")
+    beat = Heartbeat(1_000_000_000)
+    return [beat.stamp(b) for b in cut_batches(decoded, 5000, None)]
 
 
-class _PacedPartition(StatelessSourcePartition[dict[str, pa.Table]]):
-    """Events "arrive" tick by tick on schedule; each poll emits everything that has arrived since the
-    last one as one micro-batch (as a connector hands over every frame it has), so a slow step makes
-    the next batch bigger instead of letting a queue grow."""
+def _replay_server(report: Report, path: Path) -> None:
+    from bench.live_ws import client_run, server_alone
 
-    def __init__(self, ticks: list[dict[str, pa.Table]], tick_ns: int, scheduled: list[int]) -> None:
-        self._ticks, self._tick_ns, self._scheduled = ticks, tick_ns, scheduled
-        self._t0 = time.perf_counter_ns() + 50 * tick_ns
-        self._k = 0
-
-    def next_batch(self) -> list[dict[str, pa.Table]]:
-        if self._k >= len(self._ticks):
-            raise StopIteration
-        now = time.perf_counter_ns()
-        due = min(len(self._ticks), (now - self._t0) // self._tick_ns + 1)
-        if due <= self._k:
-            return []
-        arrived = self._ticks[self._k:due]
-        # the oldest event of the batch has waited longest: latencies are measured from its arrival
-        self._scheduled.append(self._t0 + self._k * self._tick_ns)
-        self._k = due
-        names = {n for t in arrived for n in t}
-        return [{n: pa.concat_tables([t[n] for t in arrived if n in t]) for n in names}]
-
-    def next_awake(self) -> datetime | None:
-        wait_ns = self._t0 + self._k * self._tick_ns - time.perf_counter_ns()
-        return datetime.fromtimestamp(time.time() + max(wait_ns, 0) / 1e9, UTC)
+    events, cpu, wall, batches, lines = client_run(path)
+    rate = events / cpu
+    report.add("tapeflow market flow from the replay server (BinanceClient: websocket, journal, decode)",
+               events, (cpu, wall), ours=True,
+               note=f"{lines:,} capture lines, server in its own process on loopback; {batches:,} "
+                    "micro-batches of book deltas; counting sink")
+    report.figure("live from the replay server (real BinanceClient), per process", rate / 1e6, "M events/s",
+                  goal=0.5, before="0.044 M events/s", note="CPU of the client process: journal, decode, "
+                                                             "sync, book, bars, metrics")
+    frames, seconds, cpu = server_alone(path)
+    report.add("replay server alone, one raw websocket client counting frames", frames, (cpu, seconds),
+               ours=True, note="as fast as possible, server in its own process; CPU: the server's while "
+                               "serving (Linux /proc), wall: bounded by the Python client too")
+    rate_k = frames / max(cpu, 1e-9) / 1e3
+    report.figure("replay server alone (Binance capture, loopback), server CPU", rate_k, "k frames/s",
+                  goal=None, before="50-61 k frames/s")
 
 
-class _Paced(DynamicSource[dict[str, pa.Table]]):
-    def __init__(self, ticks: list[dict[str, pa.Table]], tick_ns: int) -> None:
-        self.ticks, self.tick_ns = ticks, tick_ns
-        self.scheduled: list[int] = []
+def _cold_start(report: Report) -> None:
+    from bench.live_ws import first_output_s
 
-    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PacedPartition:
-        return _PacedPartition(self.ticks, self.tick_ns, self.scheduled)
-
-
-def _latency(report: Report, decoded: dict[str, pa.Table]) -> None:
-    from flows.sources import cut_batches
-
-    tables = {n: decoded[n] for n in EVENT_TABLES}
-    run_main(_market(TestingSource(list(cut_batches(tables, 1000, None))[:3]), _Count()))  # compile, untimed
-    for rate, seconds in PACED:
-        per_tick = max(1, rate * TICK_NS // 1_000_000_000)
-        ticks = list(cut_batches(tables, per_tick, None))[: int(seconds * 1e9 / TICK_NS)]
-        source = _Paced(ticks, TICK_NS)
-        samples: list[int] = []
-
-        def seen(items: list[Any], source: _Paced = source, samples: list[int] = samples) -> None:
-            now = time.perf_counter_ns()
-            oldest = source.scheduled[-1]
-            samples.extend(now - oldest for name, _ in items if name in ("bar", "metric"))
-
-        c0, t0 = time.process_time(), time.perf_counter()
-        run_main(_market(source, _Count(seen)))
-        cpu, wall = time.process_time() - c0, time.perf_counter() - t0
-        events = sum(_events(b) for b in ticks)
-        lat = np.asarray(samples) / 1e6
-        p50, p99 = (np.percentile(lat, [50, 99]) if len(lat) else (float("nan"), float("nan")))
-        report.add(f"paced {rate:,} events/s: event-to-bar/metric p50 {p50:.2f} ms, p99 {p99:.2f} ms",
-                   events, (cpu, wall), ours=True,
-                   note=f"{len(lat)} bar/metric items, {len(source.scheduled)} batches "
-                        f"(mean {events / max(1, len(source.scheduled)):.0f} events)")
+    path = _data(CAPTURE)
+    if not path.exists():
+        return
+    cache = Path(tempfile.mkdtemp(prefix="tapeflow-numba-"))
+    cold = first_output_s(path, cache)
+    warm = first_output_s(path, cache)
+    report.note(f"cold start: first output of tapeflow live --capture after {cold:.2f} s with an empty numba "
+                f"cache, {warm:.2f} s with it warm (Bytewax process start, imports and the decode of the "
+                "first chunk included)")
+    report.figure("cold start: first output of tapeflow live --capture, empty numba cache", cold, "s", goal=2,
+                  higher_is_better=False, before="-", note="cache and AOT kernels: cli room")
+    report.figure("warm start: first output of tapeflow live --capture, numba cache warm", warm, "s",
+                  goal=None, higher_is_better=False, before="-")
 
 
 def run(report: Report) -> None:
     """Time the live flow (see the module docstring); real capture needed, else a note says why."""
     report.section("live flow: events/s per Bytewax worker (Binance USD-M capture)")
-    path = _capture()
-    if path is None:
+    path = _data(CAPTURE)
+    if not path.exists():
         report.note(f"skipped: {CAPTURE} not found under TAPEFLOW_REAL_DATA")
         return
+    from bench.live_ws import latency, sink_rate
     from tapeflow.venues import get_format
     from tapeflow.venues.base import merge
 
     decoded = merge(list(get_format("binance").decode([path])))
     counts = ", ".join(f"{n} {decoded[n].num_rows:,}" for n in EVENT_TABLES)
-    report.note(f"{_events(decoded):,} events ({counts})")
-    _throughput(report, decoded)
-    _replay(report, path)
-    _sink(report, decoded)
+    report.note(f"{_events(decoded):,} events ({counts}); medians of 3 runs after a warm-up, CPU time")
+    per_event_s = _throughput(report, decoded)
+    report.section("live flow: fixed cost per micro-batch (1 worker, Binance capture)")
+    _fixed_cost(report, decoded, per_event_s)
+    report.section("live flow: capture replays (tapeflow live --capture, in process)")
+    _replays(report)
+    report.section("live flow: from the replay server on loopback")
+    _replay_server(report, path)
+    sink_rate(report, decoded)
+    _cold_start(report)
     report.section("live flow: latency at paced rates (1 worker)")
-    _latency(report, decoded)
-    report.note("latency: sink arrival - scheduled arrival of the OLDEST event of the batch being processed "
-                "(an upper bound for the event that closed the bar/grid point); events arrive in 1 ms ticks "
-                "and each poll takes all that arrived; rates: events / run time including the pacing")
+    latency(report, decoded)

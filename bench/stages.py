@@ -12,7 +12,7 @@ into batches of 1, 100, 1k and 10k events in capture order; a snapshot joins the
 newest capture time reaches its instant (as the book stage releases it). The inputs are repeated,
 shifted by whole seconds, until the largest batch size has at least 20 batches. Per size, the
 first ``min(MAX_CALLS, max(20, MAX_EVENTS / size))`` batches are timed (a fresh stage each
-repeat; best of the repeats, CPU time).
+repeat; median of 3 after a warm-up, CPU time).
 
 Each row also gives the median wall time of the batches that emitted nothing: the fixed cost a
 batch pays when no bar or sample completes (most batches, at high event rates).
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from bench import Report, best_time
+from bench import Report, median_time
 
 SECOND_NS = 1_000_000_000
 SIZES = (1, 100, 1_000, 10_000)
@@ -139,11 +139,15 @@ def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> Non
             for b in batches:
                 live.add(b)
 
-        cost = best_time(bars_run, repeats=3, setup=lambda state=state: state.append(LiveBars()))
+        cost = median_time(bars_run, setup=lambda state=state: state.append(LiveBars()))
         quiet = _quiet_median_us([lambda live, b=b: live.add(b) for b in batches], LiveBars())
         report.add(f"LiveBars.add {label} {size}-trade batches", events, cost, ours=True,
                    note=f"{cost[0] / len(batches) * 1e6:,.1f} us/batch cpu over {len(batches)} batches; "
                         f"{quiet}")
+        if size == 1 and label == "binance":
+            per_batch_us = cost[0] / len(batches) * 1e6
+            report.figure("LiveBars.add per 1-trade batch (Binance, 15 intervals)", per_batch_us, "us",
+                          goal=None, before="61 us", higher_is_better=False)
     for size in SIZES:
         mbatches = _metric_batches(tables, size)
         events = sum(q.num_rows + t.num_rows for _, q, t in mbatches)
@@ -154,10 +158,13 @@ def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> Non
             for s, q, t in batches:
                 live.add(s, q, t)
 
-        cost = best_time(metrics_run, repeats=3,
-                         setup=lambda state=mstate: state.append(LiveMetrics("1s", 10)))
+        cost = median_time(metrics_run, setup=lambda state=mstate: state.append(LiveMetrics("1s", 10)))
         quiet = _quiet_median_us([lambda live, b=b: live.add(*b) for b in mbatches], LiveMetrics("1s", 10))
         snaps = sum(s.num_rows for s, _, _ in mbatches)
+        if size == 1 and label == "binance":
+            per_batch_us = cost[0] / len(mbatches) * 1e6
+            report.figure("LiveMetrics.add per 1-event batch (Binance, 1 s grid)", per_batch_us, "us",
+                          goal=None, before="30 us", higher_is_better=False)
         report.add(f"LiveMetrics.add {label} {size}-event batches", events, cost, ours=True,
                    note=f"{cost[0] / len(mbatches) * 1e6:,.1f} us/batch cpu over {len(mbatches)} batches "
                         f"({snaps} snapshots); {quiet}")
@@ -184,7 +191,7 @@ def run(report: Report) -> None:
     """Time ``LiveBars.add`` and ``LiveMetrics.add`` per batch size on the capture and the simulator."""
     report.section("live derived stages per batch (one instrument; events = the stage's input rows)")
     report.note(f"batch sizes {SIZES}; first <= {MAX_CALLS} batches per size; bars on all 15 intervals; "
-                "metrics on the 1 s grid, 10 levels; best of 3, CPU time")
+                "metrics on the 1 s grid, 10 levels; median of 3 after a warm-up, CPU time")
     sources = []
     path = _capture()
     if path is not None:

@@ -1,8 +1,9 @@
 """A sink that counts what the flow produced, prints progress, and ends with a summary line.
 
-Each worker prints ``live: worker W: <rows> rows (...)`` at most every ``every_s`` seconds on
-stderr, and when the flow ends one stdout line ``live-summary {"worker": W, "rows": {...}}`` that
-``tapeflow live`` (:mod:`tapeflow.live.cli`) adds up over workers and processes.
+Each worker prints ``live: worker W: <rows> rows (...)`` on stderr when its first rows arrive,
+then at most every ``every_s`` seconds, and when the flow ends one stdout line
+``live-summary {"worker": W, "rows": {...}}`` that ``tapeflow live`` (:mod:`tapeflow.live.cli`)
+adds up over workers and processes.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ class _CountPartition(StatelessSinkPartition[tuple[str, pa.Table]]):
     def __init__(self, worker: int, every_s: float, out: TextIO, err: TextIO) -> None:
         self.worker, self.every_s, self.out, self.err = worker, every_s, out, err
         self.rows: dict[str, int] = {}
-        self._last = time.monotonic()
+        self._last = -float("inf")  # the first rows print at once: the user sees the flow has started
 
     def write_batch(self, items: list[tuple[str, pa.Table]]) -> None:
         for name, table in items:

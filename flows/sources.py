@@ -11,132 +11,20 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from tapeflow.errors import ConfigError
+from tapeflow.live.batching import WATERMARK, Batch, Heartbeat, cut_batches, partition_paths
+from tapeflow.settings import DEFAULT_BATCH_EVENTS
 from tapeflow.venues import get_format
 
-Batch = dict[str, pa.Table]
-DEFAULT_BATCH_EVENTS = 5000
-DEFAULT_BATCH_NS = 1_000_000_000
-
-
-def partition_paths(paths: Sequence[Path | str]) -> dict[str, list[Path]]:
-    """Group files that must be decoded in sequence: one group per parent folder, in given order.
-
-    A decoder carries state across the files of one stream (a Binance REST snapshot beside its
-    websocket capture, one journal file per day), and one instrument's events must reach its book
-    in order, so they are one partition; different folders (``sim/<symbol>/``, ``journal/<venue>/``)
-    are independent and may run on different workers.
-    """
-    groups: dict[str, list[Path]] = {}
-    for p in map(Path, paths):
-        groups.setdefault(str(p.parent), []).append(p)
-    return groups
-
-
-def cut_batches(tables: Batch, batch_events: int, batch_ns: int | None) -> Iterator[Batch]:
-    """Cut one decoded chunk into micro-batches of at most ``batch_events`` rows (all tables
-    together) spanning less than ``batch_ns`` of capture time, in arrival order.
-
-    Tables are merged on the running maximum of their ``ts_recv_ns`` (stable, so each table keeps
-    its own row order and every batch holds a contiguous slice of each table); a row without a
-    capture time (-1, e.g. some dead letters) rides with the rows before it.
-    """
-    # order events first: rows of one venue event share a capture time, so an event's L3 rows then
-    # lead its aggregated L2 rows and the book stage's ``auto`` sees L3 first, as batch does
-    names = sorted((n for n, t in tables.items() if t.num_rows), key=lambda n: n != "order_event")
-    if not names:
-        return
-    keys = [np.maximum.accumulate(tables[n].column("ts_recv_ns").to_numpy()) for n in names]
-    owner = np.concatenate([np.full(len(k), i, np.int64) for i, k in enumerate(keys)])
-    merged = np.concatenate(keys)
-    order = np.argsort(merged, kind="stable")
-    merged, owner = merged[order], owner[order]
-    cursor = [0] * len(names)
-    start, total = 0, len(merged)
-    while start < total:
-        end = min(total, start + batch_events)
-        if batch_ns is not None:
-            end = min(end, int(np.searchsorted(merged, merged[start] + batch_ns, side="left")))
-        end = max(end, start + 1)
-        counts = np.bincount(owner[start:end], minlength=len(names))
-        batch = {}
-        for i, n in enumerate(names):
-            if counts[i]:
-                batch[n] = tables[n].slice(cursor[i], int(counts[i]))
-                cursor[i] += int(counts[i])
-        yield batch
-        start = end
-
-
-WATERMARK = "_watermark"  # batch key of heartbeat rows (a leading "_" keeps it out of every sink)
-_WATERMARK_SCHEMA = pa.schema([("venue", pa.string()), ("symbol", pa.string()), ("ts_recv_ns", pa.int64())])
-_NOT_FEED = ("status", "rejected")  # their times are not the feed's capture clock (status: wall time)
-
-
-@dataclass
-class Heartbeat:
-    """A partition's capture-time watermark, sent to every instrument of the partition.
-
-    The watermark is the largest ``ts_recv_ns`` the partition has emitted. Each time it passes a
-    multiple of ``every_ns``, the batch gets a :data:`WATERMARK` table: one row per instrument the
-    partition has seen, all with the watermark. The flow routes each row to its instrument, and the
-    book stage emits the grid instants before it, so a quiet instrument's snapshots (and metrics)
-    come out as the partition's clock moves, not only at its own next event. Everything follows the
-    rows, so a replay stamps the same batches every time.
-
-    It assumes what a single connection gives: capture times in arrival order within the partition
-    (a later row below the watermark would belong to an instant already emitted).
-
-    Attributes:
-        every_ns: heartbeat spacing in capture time (the snapshot grid's interval is a good value).
-        watermark_ns: the partition's largest capture time so far (-1: none).
-        instruments: (venue, symbol) of every instrument seen, in first-seen order.
-    """
-
-    every_ns: int
-    watermark_ns: int = -1
-    instruments: list[tuple[str, str]] = field(default_factory=list)
-    _mark: int = -1
-
-    def stamp(self, batch: Batch) -> Batch:
-        """``batch`` plus a :data:`WATERMARK` table when the watermark passed a multiple of ``every_ns``."""
-        known = set(self.instruments)
-        for name, table in batch.items():
-            if name in _NOT_FEED or name.startswith("_") or not table.num_rows:
-                continue
-            self.watermark_ns = max(self.watermark_ns, pc.max(table.column("ts_recv_ns")).as_py())
-            for venue, symbol in _instruments(table):
-                if (venue, symbol) not in known:
-                    known.add((venue, symbol))
-                    self.instruments.append((venue, symbol))
-        # a mark counts the multiples of every_ns strictly below the watermark (instants before it are final)
-        mark = (self.watermark_ns - 1) // self.every_ns if self.watermark_ns >= 0 else -1
-        if mark <= self._mark or not self.instruments:
-            return batch
-        self._mark = mark
-        n = len(self.instruments)
-        table = pa.table([pa.array([v for v, _ in self.instruments], pa.string()),
-                          pa.array([s for _, s in self.instruments], pa.string()),
-                          pa.array([self.watermark_ns] * n, pa.int64())], schema=_WATERMARK_SCHEMA)
-        return {**batch, WATERMARK: table}
-
-
-def _instruments(table: pa.Table) -> list[tuple[str, str]]:
-    venue, symbol = pc.min_max(table.column("venue")), pc.min_max(table.column("symbol"))
-    if venue["min"] == venue["max"] and symbol["min"] == symbol["max"]:
-        return [(venue["min"].as_py(), symbol["min"].as_py())]  # the common case: one instrument
-    pairs = table.select(["venue", "symbol"]).group_by(["venue", "symbol"], use_threads=False).aggregate([])
-    return list(zip(pairs.column("venue").to_pylist(), pairs.column("symbol").to_pylist(), strict=True))
+__all__ = ["WATERMARK", "CaptureResume", "CaptureSource", "Heartbeat", "LiveSource", "cut_batches",
+           "partition_paths"]
 
 
 @dataclass(frozen=True)
@@ -166,15 +54,15 @@ class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
         self._queue: Iterator[Batch] = iter(())
 
     def next_batch(self) -> list[Batch]:
-        for batch in self._queue:
-            self._count(batch)
-            return [self._heartbeat.stamp(batch) if self._heartbeat is not None else batch]
-        chunk = next(self._chunks, None)
-        if chunk is None:
-            self._done = True
-            raise StopIteration
-        self._queue = cut_batches(self._skip_emitted(chunk.tables), self._batch_events, self._batch_ns)
-        return []
+        while True:
+            for batch in self._queue:
+                self._count(batch)
+                return [self._heartbeat.stamp(batch) if self._heartbeat is not None else batch]
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self._done = True
+                raise StopIteration
+            self._queue = cut_batches(self._skip_emitted(chunk.tables), self._batch_events, self._batch_ns)
 
     def _skip_emitted(self, tables: Batch) -> Batch:
         out = {}
@@ -205,7 +93,10 @@ class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
         paths: the files; a journal folder's days or a capture with its REST snapshot file go in
             one folder, so they stay one stream.
         batch_events: at most this many rows (all record types) per micro-batch.
-        batch_ns: a micro-batch spans less than this much capture time (None: no time bound).
+        batch_ns: a micro-batch spans less than this much capture time (None, the default: no
+            time bound). Capture time is not the replay's clock: a bound cuts a sparse capture
+            into tiny batches (a LOBSTER day, ~2.5 messages per second, became 23,400 batches of
+            1 s) whose fixed cost per batch then dominates.
         heartbeat_ns: send the partition's capture-time watermark to all its instruments every
             this much capture time (:class:`Heartbeat`; None: no heartbeats).
 
@@ -214,7 +105,7 @@ class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
     """
 
     def __init__(self, format_name: str, paths: Sequence[Path | str], *,
-                 batch_events: int = DEFAULT_BATCH_EVENTS, batch_ns: int | None = DEFAULT_BATCH_NS,
+                 batch_events: int = DEFAULT_BATCH_EVENTS, batch_ns: int | None = None,
                  heartbeat_ns: int | None = None) -> None:
         get_format(format_name)  # an unknown format fails here, at build time, not on a worker
         if not paths:

@@ -45,7 +45,7 @@ class Journal:
     def __init__(self, root: Path | str, *, fsync: bool = False) -> None:
         self.root = Path(root)
         self.fsync = fsync
-        self._open: dict[tuple[str, str], tuple[IO[bytes], list[int]]] = {}
+        self._open: dict[tuple[str, str], tuple[IO[bytes], list[int], str]] = {}
 
     def path(self, venue: str, day: str | date) -> Path:
         """The journal file of ``venue`` on ``day``."""
@@ -62,15 +62,23 @@ class Journal:
             StorageError: the journal folder or file cannot be written.
         """
         locations: list[str] = []
-        touched: dict[int, IO[bytes]] = {}
         try:
-            for f in frames:
-                fh, count = self._file(f.venue, day_of(f.ts_recv_ns))
-                fh.write(b"%d %s\n" % (f.ts_recv_ns, bytes(f.data).translate(_NEWLINES)))
-                count[0] += 1
-                locations.append(f"{Path(fh.name).name}:{count[0]}")
-                touched[id(fh)] = fh
-            for fh in touched.values():
+            start = 0
+            while start < len(frames):
+                # frames of one venue and UTC day (a batch almost always is one) go out in one write
+                venue, day_ns = frames[start].venue, frames[start].ts_recv_ns // _NS_PER_DAY
+                end = start + 1
+                while end < len(frames) and frames[end].venue == venue and \
+                        frames[end].ts_recv_ns // _NS_PER_DAY == day_ns:
+                    end += 1
+                fh, count, name = self._file(venue, day_of(frames[start].ts_recv_ns))
+                run = frames[start:end]
+                fh.write(b"".join([b"%d %s\n" % (f.ts_recv_ns, f.data.translate(_NEWLINES)) for f in run]))
+                first = count[0] + 1
+                count[0] += len(run)
+                locations.extend([f"{name}:{line}" for line in range(first, count[0] + 1)])
+                start = end
+            for fh, _, _ in list(self._open.values()):
                 if fh.closed:  # a new day closed (and so flushed) it during this append
                     continue
                 fh.flush()
@@ -90,7 +98,7 @@ class Journal:
 
     def close(self) -> None:
         """Close the open files (appending again reopens them)."""
-        for fh, _ in self._open.values():
+        for fh, _, _ in self._open.values():
             fh.close()
         self._open.clear()
 
@@ -100,12 +108,12 @@ class Journal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _file(self, venue: str, day: str) -> tuple[IO[bytes], list[int]]:
+    def _file(self, venue: str, day: str) -> tuple[IO[bytes], list[int], str]:
         key = (venue, day)
         hit = self._open.get(key)
         if hit is not None:
             return hit
-        for (v, d), (fh, _) in list(self._open.items()):
+        for (v, d), (fh, _, _) in list(self._open.items()):
             if v == venue and d != day:  # a new UTC day: the previous file is complete
                 fh.close()
                 del self._open[(v, d)]
@@ -119,7 +127,7 @@ class Journal:
             # A crash cut the last line short: end it, so it stays one (rejected) line of its own.
             fh.write(b"\n")
             lines += 1
-        hit = self._open[key] = (fh, [lines])
+        hit = self._open[key] = (fh, [lines], p.name)
         return hit
 
 

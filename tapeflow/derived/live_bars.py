@@ -114,11 +114,13 @@ class LiveBars:
         self._state: dict[tuple[str, str], _Instrument] = {}
         self._rejected: list[pa.Table] = []
 
-    def add(self, trades: pa.Table) -> pa.Table:
+    def add(self, trades: pa.Table, *, instrument: tuple[str, str] | None = None) -> pa.Table:
         """Take a micro-batch of ``trade`` rows (arrival order) and return the bars it closed or restated.
 
         Args:
             trades: ``trade`` rows of any instruments.
+            instrument: ``(venue, symbol)`` when the caller knows every row is of that one
+                instrument (the live flow keys its batches by instrument): spares the check.
 
         Returns:
             ``bar`` rows emitted by this batch: first emissions (revision 0) and restatements
@@ -130,7 +132,11 @@ class LiveBars:
         if trades.schema.names != _TRADE_NAMES:
             raise TapeflowError(f"LiveBars.add needs a trade table, got columns {trades.schema.names}")
         out: list[tuple] = []
-        for venue, symbol, sub in by_instrument(trades):
+        if instrument is not None:
+            groups = [(*instrument, trades)] if trades.num_rows else []
+        else:
+            groups = by_instrument(trades)
+        for venue, symbol, sub in groups:
             inst = self._state.get((venue, symbol))
             if inst is None:
                 # Every row moves the clock, a rejected one too: its venue time is still news.
@@ -200,7 +206,7 @@ class LiveBars:
         if trades.num_rows == 0:
             return
         col = {n: trades.column(n).to_numpy() for n in ("ts_event_ns", "price_nanos", "size_nanos",
-                                                            "aggressor_side", "flags", "ts_recv_ns")}
+                                                      "aggressor_side", "flags", "ts_recv_ns")}
         ints, words = partial_rows(col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
                                    col["aggressor_side"], (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0,
                                    col["ts_recv_ns"], self._steps)

@@ -60,13 +60,16 @@ class LiveMetrics:
         self.levels = int(levels)
         self._state: dict[tuple[str, str], _Inst] = {}
 
-    def add(self, snapshots: pa.Table, quotes: pa.Table, trades: pa.Table) -> pa.Table:
+    def add(self, snapshots: pa.Table, quotes: pa.Table, trades: pa.Table, *,
+            instrument: tuple[str, str] | None = None) -> pa.Table:
         """Take one micro-batch (any of the tables may be empty) and return the samples it completed.
 
         Args:
             snapshots: new ``book_snapshot`` rows on the grid (``BookStage.apply(...)["book_snapshot"]``).
             quotes: new ``quote`` rows in arrival order.
             trades: new ``trade`` rows in arrival order.
+            instrument: ``(venue, symbol)`` when the caller knows every row is of that one
+                instrument (the live flow keys its batches by instrument): spares the check.
 
         Returns:
             ``metric`` rows, per instrument in time order.
@@ -80,7 +83,11 @@ class LiveMetrics:
                 _check(table, _RECORDS[what], what)
         touched: list[tuple[str, str]] = []
         for table, take in ((quotes, self._quotes), (trades, self._trades), (snapshots, self._snapshots)):
-            for venue, symbol, rows in by_instrument(table):
+            if instrument is not None:
+                groups = [(*instrument, table)] if table.num_rows else []
+            else:
+                groups = by_instrument(table)
+            for venue, symbol, rows in groups:
                 key = (venue, symbol)
                 inst = self._state.setdefault(key, _Inst())
                 take(inst, rows, venue, symbol)

@@ -22,12 +22,11 @@ from pathlib import Path
 from typing import IO
 
 from tapeflow.errors import ConfigError
-from tapeflow.settings import Settings
+from tapeflow.settings import CLOCKS, LiveSettings, Settings
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.registry import get_format, live_venues
 
 SUMMARY_PREFIX = "live-summary "
-CLOCKS = ("auto", "wall", "relative", "none")  # TAPEFLOW_LIVE_CLOCK, see flows.market.LiveConfig
 FLOW = "flows.market:flow_from_env()"
 
 
@@ -122,6 +121,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         if not 0 <= args.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {args.metrics_port}")
         env["TAPEFLOW_LIVE_METRICS_PORT"] = str(args.metrics_port)
+    LiveSettings.from_env(env)  # what the flow process will read: a bad value fails here, before it starts
     return env
 
 

@@ -32,11 +32,14 @@ import pyarrow as pa
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from tapeflow.journal import Journal, day_of
+from tapeflow.journal import Journal
 from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
+from tapeflow.live.handoff import DecodeHandoff
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
 from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
-from tapeflow.wire.capture import RECV, CaptureLine, FrameDecoder
+from tapeflow.wire.capture import FrameDecoder
+
+_YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class _End:
     detail: str
 
 
-class Connector:
+class Connector(DecodeHandoff):
     """Base of the live venue clients (see the module docstring).
 
     Args:
@@ -128,9 +131,10 @@ class Connector:
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
         self._gap_rows: list[tuple[int, int, str]] = []
         self._frame_rows = (0, 0)
-        self._day: str | None = None  # UTC day of the last frame decoded
         self._ws: websockets.ClientConnection | None = None
         self._http: aiohttp.ClientSession | None = None
+        self._last_frame_s = 0.0  # monotonic time of the last frame read (the stale watchdog's clock)
+        self._day_ns = -1  # start of the UTC day of the last frame decoded
 
     # -- hooks for venue clients ------------------------------------------------------------
 
@@ -153,12 +157,7 @@ class Connector:
     async def on_open(self) -> None:
         """Called once subscribed, before the first frame is read."""
 
-    def after_frame(self, frame: RawFrame) -> None:
-        """Called after each frame is decoded: read the decoder's state, report transitions."""
-
-    def on_new_day(self, day: str) -> None:
-        """The first frame of a new UTC day (a new journal file) was decoded: venues re-anchor
-        their books with fresh snapshots here, so each day's journal file rebuilds on its own."""
+    # after_frame(frame) and on_new_day(day), the decode hooks, come with DecodeHandoff
 
     # -- public API ---------------------------------------------------------------------------
 
@@ -305,15 +304,35 @@ class Connector:
     async def _reader(self, ws: websockets.ClientConnection) -> None:
         assert self._queue is not None
         stale = self.settings.stale_after_s
+        # one watchdog per connection instead of a timeout per frame: asyncio.wait_for wraps every
+        # recv in a task and a timer, which cost more than the frame itself at 100k frames/s
+        self._last_frame_s = time.monotonic()
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(stale))
+        queue, venue, recv = self._queue, self.venue, ws.recv
         try:
             while True:
-                data = await asyncio.wait_for(ws.recv(decode=False), stale)
+                data = await recv(decode=False)
+                self._last_frame_s = time.monotonic()
                 self.frames_received += 1
-                await self._queue.put(RawFrame(self.venue, time.time_ns(), bytes(data), WS))
-        except TimeoutError:
-            await self._queue.put(_End(STALE, f"no frame for {stale:g} s"))
+                await queue.put(RawFrame(venue, time.time_ns(), bytes(data), WS))
+                self._last_frame_s = time.monotonic()  # waiting on a full queue is not staleness
+                if not self.frames_received % _YIELD_EVERY:
+                    # buffered frames never suspend recv or put: let the batcher, pingers and REST
+                    # fetches of this loop run now and then
+                    await asyncio.sleep(0)
         except ConnectionClosed as exc:
-            await self._queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
+            await queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, stale_s: float) -> None:
+        assert self._queue is not None
+        while True:
+            wait_s = self._last_frame_s + stale_s - time.monotonic()
+            if wait_s <= 0:
+                await self._queue.put(_End(STALE, f"no frame for {stale_s:g} s"))
+                return
+            await asyncio.sleep(wait_s)
 
     async def _pinger(self, ws: websockets.ClientConnection) -> None:
         message = self.ping_message()
@@ -367,24 +386,7 @@ class Connector:
             start = getattr(self, "_live_lines", 0)
             locations = [f"live:{start + i + 1}" for i in range(len(frames))]
             self._live_lines = start + len(frames)
-        deltas = getattr(self.decoder, "deltas", None)
-        for frame, loc in zip(frames, locations, strict=True):
-            day = day_of(frame.ts_recv_ns)
-            new_day = day != self._day and self._day is not None
-            self._day = day
-            before = len(deltas) if deltas is not None else 0
-            self.decoder.feed(CaptureLine(frame.ts_recv_ns, RECV, "", frame.data, loc))
-            if frame.channel == REST:
-                self._inflight.discard(self._arriving.pop(id(frame), ""))
-            after = len(deltas) if deltas is not None else 0
-            self._frame_rows = (before, after)
-            self.after_frame(frame)
-            if new_day:
-                self.on_new_day(day)
-            if after > before:
-                broken = {s for s in self.symbols if not self.sync.synced(s)}
-                if broken:
-                    self._maybe_bad.append((before, after, broken))
+        self.decode_batch(frames, locations)
         return self._batch(frames, locations)
 
     def _batch(self, frames: list[RawFrame], locations: list[str]) -> LiveBatch:

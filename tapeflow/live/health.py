@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError
+from tapeflow.live.batching import instrument_rows
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK, STATUS
 
@@ -61,44 +62,81 @@ class BatchLatency:
 def batch_latencies(records: Mapping[str, pa.Table] | pa.Table) -> list[BatchLatency]:
     """Per (venue, symbol) latency summary of a batch's event tables, sorted by venue and symbol.
 
+    Vectorized: a one-instrument table (the live flow's common case) is recognized from its
+    string buffers; a mixed one is grouped once (no Python object per row).
+
     Args:
         records: one table, or tables by record name (``status``, ``rejected`` and derived tables
             are left out: their times are not feed times).
     """
     tables = [records] if isinstance(records, pa.Table) else [
         t for name, t in records.items() if name not in _NOT_EVENTS]
-    parts = []
+    parts: dict[tuple[str, str], list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]] = {}
     for t in tables:
         if t.num_rows == 0:
             continue
-        n = t.num_rows
-        seq = t["sequence"] if "sequence" in t.column_names else pa.repeat(pa.scalar(-1, pa.int64()), n)
-        parts.append(pa.table({"venue": t["venue"].cast(pa.string()), "symbol": t["symbol"].cast(pa.string()),
-                               "ts_event_ns": t["ts_event_ns"], "ts_recv_ns": t["ts_recv_ns"],
-                               "sequence": seq}))
-    if not parts:
-        return []
-    rows = pa.concat_tables(parts)
-    venue = np.asarray(rows["venue"].to_pylist(), dtype=object)
-    symbol = np.asarray(rows["symbol"].to_pylist(), dtype=object)
-    event = rows["ts_event_ns"].to_numpy()
-    recv = rows["ts_recv_ns"].to_numpy()
-    sequence = rows["sequence"].to_numpy()
+        event, recv = t.column("ts_event_ns").to_numpy(), t.column("ts_recv_ns").to_numpy()
+        seq = t.column("sequence").to_numpy() if "sequence" in t.column_names else None
+        for venue, symbol, rows in instrument_rows(t):
+            if rows is None:
+                parts.setdefault((venue, symbol), []).append((event, recv, seq))
+            else:
+                parts.setdefault((venue, symbol), []).append(
+                    (event[rows], recv[rows], None if seq is None else seq[rows]))
     out = []
-    keys = sorted(set(zip(venue.tolist(), symbol.tolist(), strict=True)))
-    for v, s in keys:
-        m = (venue == v) & (symbol == s)
-        ev, rc = event[m], recv[m]
-        timed = ev >= 0
-        median = int(np.median(rc[timed] - ev[timed])) if timed.any() else None
-        out.append(BatchLatency(v, s, int(m.sum()), median, int(rc.min()), int(rc.max()),
-                                int(ev.max()), int(sequence[m].max())))
+    for (v, s), arrays in sorted(parts.items()):
+        ev = arrays[0][0] if len(arrays) == 1 else np.concatenate([a[0] for a in arrays])
+        rc = arrays[0][1] if len(arrays) == 1 else np.concatenate([a[1] for a in arrays])
+        seqs = [a[2] for a in arrays if a[2] is not None]
+        out.append(_summary(v, s, ev, rc, seqs))
     return out
+
+
+def _summary(venue: str, symbol: str, ev: np.ndarray, rc: np.ndarray, seqs: list[np.ndarray]) -> BatchLatency:
+    if len(ev) <= _SMALL:
+        # a few rows (a quiet feed, a small batch): Python lists beat numpy's per-call overhead
+        evl, rcl = ev.tolist(), rc.tolist()
+        lat = [r - e for r, e in zip(rcl, evl, strict=True) if e >= 0]
+        top = [max(q.tolist()) for q in seqs]
+        return BatchLatency(venue, symbol, len(evl), median_int(lat) if lat else None, min(rcl), max(rcl),
+                            max(evl), max(top) if top else -1)
+    timed = ev >= 0
+    median = median_int(rc[timed] - ev[timed]) if timed.any() else None
+    top = [int(q.max()) for q in seqs]
+    return BatchLatency(venue, symbol, len(ev), median, int(rc.min()), int(rc.max()), int(ev.max()),
+                        max(top) if top else -1)
+
+
+_SMALL = 32
+
+
+def median_int(values: np.ndarray | list[int]) -> int:
+    """``int(np.median(values))`` for integers, without numpy's per-call overhead (~20 us) on the
+    few values a batch or a window of batch medians holds: the middle value, or the float64 mean of
+    the two middle ones truncated toward zero, exactly as ``np.median`` then ``int`` give it.
+
+    Args:
+        values: a non-empty sequence of ints (int64 array or list).
+    """
+    n = len(values)
+    if n == 1:
+        return int(float(values[0]))  # np.median returns float64: beyond 2**53 it rounds, as here
+    if n <= 64:
+        ordered = sorted(values.tolist() if isinstance(values, np.ndarray) else values)
+    else:
+        ordered = np.sort(np.asarray(values, dtype=np.int64)).tolist()
+    mid = n // 2
+    if n % 2:
+        return int(float(ordered[mid]))
+    return int((float(ordered[mid - 1]) + float(ordered[mid])) / 2)
+
+
+_EMPTY_STATUS = STATUS.empty_table()
 
 
 def _status(rows: list[dict[str, object]]) -> pa.Table:
     if not rows:
-        return STATUS.empty_table()
+        return _EMPTY_STATUS
     return STATUS.table({name: [r[name] for r in rows] for name in STATUS.column_names})
 
 
@@ -149,8 +187,11 @@ class LatencyBreaker:
             records: the batch's event tables by record name (or one table).
             now_ns: processing time of the batch, or None to judge feed latency only.
         """
-        return _status([row for summary in batch_latencies(records)
-                        for row in self._step(summary, now_ns)])
+        return self.observe_latencies(batch_latencies(records), now_ns)
+
+    def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies`."""
+        return _status([row for summary in summaries for row in self._step(summary, now_ns)])
 
     def _step(self, b: BatchLatency, now_ns: int | None) -> Iterable[dict[str, object]]:
         inst = self._instruments.setdefault((b.venue, b.symbol), _Instrument())
@@ -160,14 +201,17 @@ class LatencyBreaker:
         worst = max((x for x in (feed, lag) if x is not None), default=None)
         if worst is None:
             return
-        why = f"feed latency {_ms(feed) if feed is not None else 'n/a'} (median of {b.rows} rows), " \
-              f"processing lag {_ms(lag) if lag is not None else 'n/a'}"
+
+        def why() -> str:  # only for the rows written: a transition, not every batch
+            return (f"feed latency {_ms(feed) if feed is not None else 'n/a'} (median of {b.rows} rows), "
+                    f"processing lag {_ms(lag) if lag is not None else 'n/a'}")
+
         if not inst.degraded:
             if worst > self.threshold_ns:
                 inst.degraded, inst.since_ns, inst.good_streak = True, b.first_recv_ns, 0
                 inst.windows = [*inst.windows, (b.first_recv_ns, int(_OPEN))][-MAX_WINDOWS:]
                 self.trips += 1
-                yield self._row(b, "degraded", -1, f"{why} > threshold {_ms(self.threshold_ns)}")
+                yield self._row(b, "degraded", -1, f"{why()} > threshold {_ms(self.threshold_ns)}")
             return
         assert self.recover_ns is not None
         inst.good_streak = inst.good_streak + 1 if worst <= self.recover_ns else 0
@@ -175,7 +219,7 @@ class LatencyBreaker:
             until = b.last_recv_ns + 1
             inst.degraded, inst.good_streak = False, 0
             inst.windows[-1] = (inst.windows[-1][0], until)
-            yield self._row(b, "recovered", until, f"{why} <= {_ms(self.recover_ns)} for "
+            yield self._row(b, "recovered", until, f"{why()} <= {_ms(self.recover_ns)} for "
                             f"{self.recover_batches} batches; degraded for {_ms(until - inst.since_ns)}")
 
     @staticmethod
@@ -192,17 +236,21 @@ class LatencyBreaker:
     def degraded_mask(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> np.ndarray:
         """Rows of ``table`` whose ``time_column`` falls inside a degraded window of their instrument."""
         mask = np.zeros(table.num_rows, dtype=bool)
-        if table.num_rows == 0:
+        if table.num_rows == 0 or not any(inst.windows for inst in self._instruments.values()):
             return mask
-        venue = np.asarray(table["venue"].to_pylist(), dtype=object)
-        symbol = np.asarray(table["symbol"].to_pylist(), dtype=object)
         ts = table[time_column].to_numpy()
-        for (v, s), inst in self._instruments.items():
-            if not inst.windows:
+        for venue, symbol, rows in instrument_rows(table):
+            inst = self._instruments.get((venue, symbol))
+            if inst is None or not inst.windows:
                 continue
-            mine = (venue == v) & (symbol == s)
+            mine = ts if rows is None else ts[rows]
+            hit = np.zeros(len(mine), dtype=bool)
             for start, end in inst.windows:
-                mask |= mine & (ts >= start) & (ts < end)
+                hit |= (mine >= start) & (mine < end)
+            if rows is None:
+                mask |= hit
+            else:
+                mask[rows] |= hit
         return mask
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
@@ -245,8 +293,12 @@ class SkewDetector:
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table) -> pa.Table:
         """Feed one micro-batch; return ``skew`` status rows (an opening one, or one that closes)."""
+        return self.observe_latencies(batch_latencies(records))
+
+    def observe_latencies(self, summaries: list[BatchLatency]) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies`."""
         per_venue: dict[str, list[BatchLatency]] = {}
-        for b in batch_latencies(records):
+        for b in summaries:
             if b.median_latency_ns is not None:
                 per_venue.setdefault(b.venue, []).append(b)
         rows = []
@@ -258,29 +310,35 @@ class SkewDetector:
         """The clock offset of ``venue`` while skewed (else 0): the median of the last
         ``OFFSET_BATCHES`` batch medians, so a latency spike of a few batches does not move it."""
         state = self._venues.get(venue)
-        return int(np.median(state.recent)) if state and state.skewed and state.recent else 0
+        return median_int(state.recent) if state and state.skewed and state.recent else 0
 
     def _step(self, venue: str, summaries: list[BatchLatency]) -> Iterable[dict[str, object]]:
         state = self._venues.setdefault(venue, _Venue())
-        median = int(np.median([b.median_latency_ns for b in summaries]))
+        median = median_int([b.median_latency_ns for b in summaries])
         first = min(summaries, key=lambda b: b.first_recv_ns)
         last = max(summaries, key=lambda b: b.last_recv_ns)
         if state.baseline_ns is None:
             state.medians.append(median)
             if len(state.medians) >= self.warmup_batches:
-                state.baseline_ns = int(np.median(state.medians))
-        reasons = []
-        if median < -self.negative_tolerance_ns:
-            reasons.append(f"median ts_recv - ts_event is {_ms(median)}: our clock is behind the venue's")
-        if state.baseline_ns is not None and abs(median - state.baseline_ns) > self.drift_ns:
-            reasons.append(f"median ts_recv - ts_event {_ms(median)} moved {_ms(median - state.baseline_ns)} "
-                           f"from its baseline {_ms(state.baseline_ns)}")
-        if reasons:
+                state.baseline_ns = median_int(state.medians)
+        behind = median < -self.negative_tolerance_ns
+        moved = state.baseline_ns is not None and abs(median - state.baseline_ns) > self.drift_ns
+        if behind or moved:
             state.good_streak = 0
             state.recent = [*state.recent, median][-OFFSET_BATCHES:]
             if not state.skewed:
                 state.skewed, state.since_ns = True, first.first_recv_ns
                 self.events += 1
+                # the text only for the row that opens the window, not for every skewed batch
+                reasons = []
+                if behind:
+                    reasons.append(f"median ts_recv - ts_event is {_ms(median)}: "
+                                   "our clock is behind the venue's")
+                if moved:
+                    assert state.baseline_ns is not None
+                    base = state.baseline_ns
+                    reasons.append(f"median ts_recv - ts_event {_ms(median)} moved {_ms(median - base)} "
+                                   f"from its baseline {_ms(base)}")
                 yield _skew_row(venue, first, -1, "; ".join(reasons))
             return
         if state.skewed:
@@ -315,10 +373,18 @@ class FeedHealth:
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
         """Feed one micro-batch; return its ``skew``, ``degraded`` and ``recovered`` status rows."""
-        skew_rows = self.skew.observe(records)
+        return self.observe_latencies(batch_latencies(records), now_ns)
+
+    def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by :func:`batch_latencies` (summarized
+        once for both the skew detector and the breaker)."""
+        skew_rows = self.skew.observe_latencies(summaries)
         for venue in self.skew._venues:
             self.breaker.venue_offsets_ns[venue] = self.skew.offset_ns(venue)
-        return concat_status([skew_rows, self.breaker.observe(records, now_ns)])
+        breaker_rows = self.breaker.observe_latencies(summaries, now_ns)
+        if not skew_rows.num_rows:
+            return breaker_rows
+        return concat_status([skew_rows, breaker_rows])
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
         """Derived rows (bars, metrics, snapshots) with ``F_MAYBE_BAD_BOOK`` inside degraded windows."""

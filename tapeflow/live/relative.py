@@ -25,10 +25,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
-from tapeflow.live.health import LatencyBreaker, batch_latencies
+from tapeflow.live.health import BatchLatency, LatencyBreaker, batch_latencies, median_int
 
 WINDOW_BATCHES = 64
 
@@ -42,7 +41,7 @@ class _Level:
 def _push(values: list[int], value: int) -> int:
     values.append(value)
     del values[:-WINDOW_BATCHES]
-    return int(np.median(values))
+    return median_int(values)
 
 
 @dataclass
@@ -60,23 +59,26 @@ class RelativeHealth:
         """The current (feed latency, processing lag) levels of ``venue`` (0, 0 before any batch)."""
         level = self._levels.get(venue)
         if level is None or not level.feed:
-            return 0, int(np.median(level.lag)) if level and level.lag else 0
-        return int(np.median(level.feed)), int(np.median(level.lag)) if level.lag else 0
+            return 0, median_int(level.lag) if level and level.lag else 0
+        return median_int(level.feed), median_int(level.lag) if level.lag else 0
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
         """Feed one micro-batch (one venue, as the flow's health stage keys it); return its
         ``degraded`` / ``recovered`` status rows."""
-        summaries = batch_latencies(records)
+        return self.observe_latencies(batch_latencies(records), now_ns)
+
+    def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
+        """:meth:`observe` on a batch already summarized by ``batch_latencies``."""
         if not summaries:
-            return self.breaker.observe(records, now_ns)
+            return self.breaker.observe_latencies(summaries, now_ns)
         venue = summaries[0].venue
         level = self._levels.setdefault(venue, _Level())
         medians = [b.median_latency_ns for b in summaries if b.median_latency_ns is not None]
         if medians:
-            self.breaker.venue_offsets_ns[venue] = _push(level.feed, int(np.median(medians)))
+            self.breaker.venue_offsets_ns[venue] = _push(level.feed, median_int(medians))
         if now_ns is not None:
             now_ns -= _push(level.lag, now_ns - max(b.last_recv_ns for b in summaries))
-        return self.breaker.observe(records, now_ns)
+        return self.breaker.observe_latencies(summaries, now_ns)
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:
         """Rows with ``F_MAYBE_BAD_BOOK`` inside degraded windows (as ``FeedHealth.flag``)."""

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from tapeflow.live.batching import instrument_rows
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
 
 DEGRADED = "_degraded"  # batch key of window changes; a leading "_" keeps it out of every sink
@@ -34,9 +34,27 @@ class DegradedWindows:
 
     def __init__(self) -> None:
         self.windows: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self._last_end: dict[tuple[str, str], int] = {}  # latest end per instrument (see mask)
+
+    def __setstate__(self, state: dict) -> None:
+        # a recovery snapshot taken before the cache existed resumes too
+        self.__dict__.update(state)
+        self.__dict__.setdefault("_last_end", {})
 
     def __bool__(self) -> bool:
         return bool(self.windows)
+
+    def latest_end_ns(self) -> int:
+        """The latest end over every window (-1 without any): rows captured at or after it are
+        in no window, so a caller can skip flagging a batch that starts there."""
+        ends = [self._instrument_end(key, wins) for key, wins in self.windows.items() if wins]
+        return max(ends, default=-1)
+
+    def _instrument_end(self, key: tuple[str, str], wins: list[tuple[int, int]]) -> int:
+        end = self._last_end.get(key)
+        if end is None:
+            end = self._last_end[key] = max(e for _, e in wins)
+        return end
 
     def from_status(self, status: pa.Table, high_water_ns: int = -1) -> pa.Table:
         """Open and close windows from the health stage's ``degraded`` / ``recovered`` rows.
@@ -64,6 +82,7 @@ class DegradedWindows:
                 continue
             del wins[:-MAX_WINDOWS]
             changed.append((*key, *wins[-1]))
+        self._last_end.clear()
         return window_table(changed)
 
     def merge(self, changes: pa.Table) -> None:
@@ -78,6 +97,7 @@ class DegradedWindows:
                 wins.append((start, end))
                 wins.sort()
                 del wins[:-MAX_WINDOWS]
+        self._last_end.clear()
 
     def mask(self, table: pa.Table, time_column: str) -> np.ndarray:
         """Rows of ``table`` whose ``time_column`` lies inside a window of their instrument."""
@@ -85,15 +105,27 @@ class DegradedWindows:
         if not self.windows or not table.num_rows:
             return mask
         ts = table.column(time_column).to_numpy()
-        for (venue, symbol), wins in self.windows.items():
+        for venue, symbol, rows in instrument_rows(table):
+            wins = self.windows.get((venue, symbol))
             if not wins:
                 continue
-            mine = pc.and_(pc.equal(table.column("venue"), venue),
-                           pc.equal(table.column("symbol"), symbol)).to_numpy(zero_copy_only=False)
-            if not mine.any():
-                continue
+            mine = ts if rows is None else ts[rows]
+            low = int(mine.min())
+            if self._instrument_end((venue, symbol), wins) <= low:
+                continue  # every window ended before this batch's rows (the common case)
+            high = int(mine.max())
+            hit = None
             for start, end in wins:
-                mask |= mine & (ts >= start) & (ts < end)
+                if start > high or end <= low:
+                    continue  # most windows lie in the past: no row of this batch can be inside
+                inside = (mine >= start) & (mine < end)
+                hit = inside if hit is None else hit | inside
+            if hit is None:
+                continue
+            if rows is None:
+                mask |= hit
+            else:
+                mask[rows] |= hit
         return mask
 
     def flag(self, table: pa.Table, time_column: str = "ts_recv_ns") -> pa.Table:

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from flows.sources import Heartbeat, cut_batches
+from tapeflow.live.batching import Heartbeat, cut_batches
 from tests.conftest import need, real_data_root
 
 USDM = "binance/usdm_btcusdt_20240808.gz"

@@ -12,14 +12,15 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flows.market import LiveConfig
+from flows.market import source_from
 from tapeflow.book.rebuild import snapshots_for_format
 from tapeflow.cli import main
-from tapeflow.derived.bars import STANDARD_INTERVALS, time_bars
+from tapeflow.derived.bars import time_bars
 from tapeflow.errors import ConfigError
 from tapeflow.live.cli import add_summaries, flow_commands, live_env
+from tapeflow.live.pipeline import new_health
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT
-from tapeflow.settings import Settings
+from tapeflow.settings import LiveSettings, Settings
 from tapeflow.storage import lake
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
@@ -70,7 +71,7 @@ def test_commands_and_environment() -> None:
     env = live_env(args, Settings(lake_dir=Path("L")))
     assert env["TAPEFLOW_LIVE_OUTPUTS"] == "lake" and env["TAPEFLOW_LAKE"] == "L"
     assert env["TAPEFLOW_LIVE_CAPTURE"] == str(Path("a.gz").resolve())
-    config = LiveConfig.from_env(env)
+    config = LiveSettings.from_env(env)
     assert (config.format_name, config.intervals, config.outputs) == ("sim", ("1m",), ("lake",))
     cluster = flow_commands(_args("--venue", "kraken", "--symbols", "XBT/USD", "--processes", "2"))
     assert [c[-4:-1] for c in cluster] == [["-i", "0", "-a"], ["-i", "1", "-a"]]
@@ -79,15 +80,16 @@ def test_commands_and_environment() -> None:
     assert all(a.startswith("localhost:") and int(a.split(":")[1]) > 0 for a in addresses)
     options = live_env(_args("--venue", "binance", "--symbols", "BTCUSDT", "--option", "market=spot",
                              "--option", "snapshot_limit=100"), Settings())
-    live = LiveConfig.from_env(options)
+    live = LiveSettings.from_env(options)
     assert dict(live.client_options) == {"market": "spot", "snapshot_limit": 100}
-    assert live.source().client_options == {"market": "spot", "snapshot_limit": 100}
+    assert source_from(live).client_options == {"market": "spot", "snapshot_limit": 100}
     # heartbeats on the snapshot grid, the health clock from --clock (auto: wall for a feed)
-    assert live.source().heartbeat_ns == config.snapshot_interval_ns == 1_000_000_000
+    assert source_from(live).heartbeat_ns == config.snapshot_interval_ns == 1_000_000_000
     assert (live.health_clock(), config.health_clock()) == ("wall", "none")
-    sim = LiveConfig.from_env(live_env(_args("--venue", "sim", "--symbols", "SIM-BTCUSDT", "--endpoint",
+    sim = LiveSettings.from_env(live_env(_args("--venue", "sim", "--symbols", "SIM-BTCUSDT", "--endpoint",
                                              "ws://127.0.0.1:1", "--clock", "relative"), Settings()))
-    assert sim.health_clock() == "relative" and type(sim.new_health()).__name__ == "RelativeHealth"
+    assert sim.health_clock() == "relative"
+    assert type(new_health(sim.health_clock(), sim.degraded_ns)).__name__ == "RelativeHealth"
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         live_env(_args("--venue", "binance", "--symbols", "BTCUSDT", "--option", "spot"), Settings())
     with pytest.raises(ConfigError, match="-i and -a"):
@@ -109,19 +111,3 @@ def test_bad_requests_are_one_line_errors(argv: list[str], message: str, capsys:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-
-
-def test_flow_configuration_errors() -> None:
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_CAPTURE"):
-        LiveConfig.from_env({})
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_OUTPUTS"):
-        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_OUTPUTS": "s3"})
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_CLIENT_OPTIONS"):
-        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_CLIENT_OPTIONS": "[1]"})
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_LEVELS"):
-        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_LEVELS": "ten"})
-    config = LiveConfig.from_env({"TAPEFLOW_LIVE_VENUE": "kraken",
-                                  "TAPEFLOW_LIVE_SYMBOLS": "XBT/USD, ETH/USD",
-                                  "TAPEFLOW_LIVE_DURATION": "30s", "TAPEFLOW_LIVE_JOURNAL": "none"})
-    assert config.symbols == ("XBT/USD", "ETH/USD") and config.duration_ns == 30 * SECOND
-    assert config.journal is None and config.intervals == STANDARD_INTERVALS

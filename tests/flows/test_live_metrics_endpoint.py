@@ -6,11 +6,9 @@ from __future__ import annotations
 import re
 import urllib.request
 
-import pytest
 from bytewax.testing import run_main
 
-from flows.market import LiveConfig, flow_from_env
-from tapeflow.errors import ConfigError
+from flows.market import flow_from_env
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tests.flows.flowdata import sim_market
@@ -46,14 +44,6 @@ def test_flow_serves_prometheus_counts_of_what_it_consumed(tmp_path, monkeypatch
     events_in = sum(decoded[n].num_rows for n in raw if n in decoded)
     assert _sample(text, "tapeflow_events_in_total", venue=venue) == events_in
     assert _sample(text, "tapeflow_events_out_total", venue=venue, table="trade") == decoded["trade"].num_rows
-
-
-def test_metrics_port_is_validated() -> None:
-    config = LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_METRICS_PORT": "9464"})
-    assert config.metrics_port == 9464
-    assert LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x"}).metrics_port is None
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_METRICS_PORT"):
-        LiveConfig.from_env({"TAPEFLOW_LIVE_CAPTURE": "x", "TAPEFLOW_LIVE_METRICS_PORT": "port"})
 
 
 def test_derived_rows_observe_event_to_output_latency_only_on_a_live_clock() -> None:

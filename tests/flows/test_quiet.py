@@ -104,7 +104,7 @@ def test_heartbeat_rows_equal_the_batch_grid(
 
 
 def test_heartbeats_carry_the_partition_watermark() -> None:
-    from flows.sources import WATERMARK, Heartbeat
+    from tapeflow.live.batching import WATERMARK, Heartbeat
 
     beat = Heartbeat(SECOND)
     trade = ALL_RECORDS["trade"]

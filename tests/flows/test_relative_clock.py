@@ -9,9 +9,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flows.market import LiveConfig
-from flows.sources import cut_batches
-from tapeflow.errors import ConfigError
+from tapeflow.live.batching import cut_batches
 from tapeflow.live.health import FeedHealth, LatencyBreaker
 from tapeflow.live.relative import RelativeHealth
 from tapeflow.venues import get_format
@@ -71,15 +69,3 @@ def test_relative_clock_follows_a_fast_replay_and_trips_on_a_stall() -> None:
     # recovered with the third good batch after the stall
     assert rows[1]["until_ns"] == max(int(t["ts_recv_ns"].to_numpy().max())
                                       for t in batches[stall.stop + 2].values()) + 1
-
-
-def test_clock_setting() -> None:
-    base = {"TAPEFLOW_LIVE_CAPTURE": "a.gz", "TAPEFLOW_LIVE_FORMAT": "binance"}
-    assert LiveConfig.from_env(base).health_clock() == "none"
-    live = {"TAPEFLOW_LIVE_VENUE": "sim", "TAPEFLOW_LIVE_SYMBOLS": "A"}
-    assert LiveConfig.from_env(live).health_clock() == "wall"
-    assert isinstance(LiveConfig.from_env(live).new_health(), FeedHealth)
-    relative = LiveConfig.from_env({**live, "TAPEFLOW_LIVE_CLOCK": "relative"})
-    assert isinstance(relative.new_health(), RelativeHealth)
-    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_CLOCK"):
-        LiveConfig.from_env({**live, "TAPEFLOW_LIVE_CLOCK": "venue"})

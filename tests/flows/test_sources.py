@@ -10,8 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from flows.sources import CaptureResume, CaptureSource, LiveSource, cut_batches, partition_paths
+from flows.sources import CaptureResume, CaptureSource, LiveSource
 from tapeflow.errors import ConfigError
+from tapeflow.live.batching import cut_batches, partition_paths
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tests.flows.flowdata import binance_prefix, sim_market

@@ -17,7 +17,7 @@ import orjson
 import pyarrow.compute as pc
 import pytest
 
-from tapeflow.live import ConnectorSettings, LiveBatch
+from tapeflow.live import ConnectorSettings, LiveBatch, RawFrame
 from tapeflow.replay import ReplayServer
 from tapeflow.schemas.records import BOOK_DELTA, F_GAP, F_MAYBE_BAD_BOOK, QUOTE
 from tapeflow.venues.binance.client import BinanceClient
@@ -95,14 +95,20 @@ def test_usdm_capture_syncs_once_and_every_bookticker_matches(usdm_prefix: Path,
                                journal=tmp_path / "journal", trade_stream="trade",
                                settings=ConnectorSettings(seed=1, stale_after_s=20))
 
-        def new_day_once_synced(batch: LiveBatch) -> None:
+        decode_batch = client.decode_batch
+
+        def new_day_once_synced(frames: list[RawFrame], locations: list[str]) -> None:
             # As if the next frame were the first of a new UTC day: the book re-anchors on a
-            # fresh snapshot (so each day's journal file rebuilds alone), without a gap.
+            # fresh snapshot (so each day's journal file rebuilds alone), without a gap. Done in
+            # the client's own thread, after the batch that synced, so it lands mid-tape however
+            # fast the client runs ahead of the test's consumer.
+            decode_batch(frames, locations)
             if not rolled and client.sync.synced("BTCUSDT"):
                 rolled.append(client.snapshots_requested)
-                client._day = "1970-01-01"  # noqa: SLF001
+                client._day_ns = 0  # noqa: SLF001  (the start of 1970-01-01)
 
-        batches = run_client(srv, client, is_binance_data, new_day_once_synced)
+        client.decode_batch = new_day_once_synced  # type: ignore[method-assign]
+        batches = run_client(srv, client, is_binance_data)
     rows = statuses(batches)
     states = [r["state"] for r in rows]
     assert states[:2] == ["connected", "syncing"] and states.count("synced") == 1

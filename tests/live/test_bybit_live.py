@@ -15,7 +15,7 @@ import orjson
 import pyarrow.compute as pc
 import pytest
 
-from tapeflow.live import ConnectorSettings, LiveBatch
+from tapeflow.live import ConnectorSettings, LiveBatch, RawFrame
 from tapeflow.replay import ReplayServer
 from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK
 from tapeflow.venues.base import Rejects
@@ -109,13 +109,19 @@ def test_v2_capture_ids_and_trades_live(v2_capture: Path, tmp_path: Path) -> Non
         client = BybitClient(V2_SYMBOLS, protocol="v2", endpoint=srv.ws_url, journal=tmp_path / "j",
                              settings=ConnectorSettings(seed=3))
 
-        def new_day_once_synced(batch: LiveBatch) -> None:
+        decode_batch = client.decode_batch
+
+        def new_day_once_synced(frames: list[RawFrame], locations: list[str]) -> None:
             # As if the next frame began a new UTC day: every book re-anchors on a fresh snapshot.
+            # Done in the client's own thread, after the batch that synced them, so it lands
+            # mid-tape however fast the client runs ahead of the test's consumer.
+            decode_batch(frames, locations)
             if not rolled and all(client.sync.synced(s) for s in V2_SYMBOLS):
                 rolled.append(True)
-                client._day = "1970-01-01"  # noqa: SLF001
+                client._day_ns = 0  # noqa: SLF001  (the start of 1970-01-01)
 
-        batches = run_client(srv, client, is_topic, new_day_once_synced)
+        client.decode_batch = new_day_once_synced  # type: ignore[method-assign]
+        batches = run_client(srv, client, is_topic)
     assert client.resubscribes == len(V2_SYMBOLS) and client.decoder.stats.snapshots == 2 * len(V2_SYMBOLS)
     journal = journal_file(tmp_path / "j", "bybit")
     msgs = journal_messages(journal)

@@ -10,9 +10,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tapeflow.errors import ConfigError
-from tapeflow.live.health import FeedHealth, LatencyBreaker, SkewDetector
+from tapeflow.live.health import FeedHealth, LatencyBreaker, SkewDetector, median_int
 from tapeflow.schemas.records import BAR, F_LAST, F_MAYBE_BAD_BOOK, TRADE
 from tapeflow.venues.binance.parse import decode
 from tests.conftest import need
@@ -166,3 +168,10 @@ def test_real_capture_clock_is_behind_binance(real_data: Path) -> None:
     high = (raw_lat[:FRAMES] - offset) > 20 * MS
     runs = int(high[0]) + int(np.count_nonzero(high[1:] & ~high[:-1]))
     assert runs > 0 and breaker.trips == trips == runs
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(-2**62, 2**62), min_size=1, max_size=100))
+def test_median_int_is_numpys_median_truncated(values: list[int]) -> None:
+    assert median_int(values) == int(np.median(values))
+    assert median_int(np.asarray(values, np.int64)) == int(np.median(np.asarray(values, np.int64)))
