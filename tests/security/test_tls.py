@@ -23,7 +23,7 @@ def listener(tmp_path):
 
 
 def test_https_on_a_non_tls_default_port_speaks_tls_and_sends_credentials_only_encrypted(listener):
-    """Port is neither 443 nor 8443: before, clickhouse-connect spoke plain HTTP and sent Basic auth in clear."""
+    """Port neither 443 nor 8443: before, clickhouse-connect spoke plain HTTP and sent Basic auth in clear."""
     dsn = f"https://alice:{SECRET}@127.0.0.1:{listener.port}/db?ca_cert={listener.ca_pem}&connect_timeout=5"
     with pytest.raises(StorageError) as caught:
         Warehouse(dsn)
@@ -51,8 +51,9 @@ def test_certificate_verification_is_on_by_default(listener, capsys):
 
 def test_verify_false_connects_unverified_and_warns(listener, caplog):
     dsn = f"https://alice:{SECRET}@127.0.0.1:{listener.port}/db?verify=false&connect_timeout=5"
-    with caplog.at_level(logging.WARNING, logger="tapeflow.storage.dsn"), pytest.raises(StorageError) as caught:
-        Warehouse(dsn)
+    with caplog.at_level(logging.WARNING, logger="tapeflow.storage.dsn"):
+        with pytest.raises(StorageError) as caught:
+            Warehouse(dsn)
     assert "AUTHENTICATION_FAILED" in str(caught.value)  # handshake done without a trusted chain
     assert any(s.handshake_ok for s in listener.seen) and not listener.heard_plaintext()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
