@@ -69,3 +69,17 @@ def test_plain_http_to_the_tls_listener_is_refused_with_a_clear_error(listener, 
     assert err.startswith("tapeflow: error: cannot connect to ClickHouse at http://127.0.0.1:")
     assert "Traceback" not in err
     assert listener.heard_plaintext() and not any(s.handshake_ok for s in listener.seen)
+
+
+@pytest.mark.parametrize("source", ["environment", "file"])
+def test_env_or_file_credentials_are_sent_inside_tls(listener, monkeypatch, tmp_path, source):
+    monkeypatch.setenv("TAPEFLOW_CLICKHOUSE_USER", "alice")
+    if source == "environment":
+        monkeypatch.setenv("TAPEFLOW_CLICKHOUSE_PASSWORD", SECRET)
+    else:
+        (tmp_path / "pw").write_text(SECRET + "\n")
+        monkeypatch.setenv("TAPEFLOW_CLICKHOUSE_PASSWORD_FILE", str(tmp_path / "pw"))
+    with pytest.raises(StorageError) as caught:
+        Warehouse(f"https://127.0.0.1:{listener.port}/db?ca_cert={listener.ca_pem}&connect_timeout=5")
+    assert listener.heard(b"Basic " + BASIC) and not listener.heard_plaintext()
+    assert SECRET not in str(caught.value)
