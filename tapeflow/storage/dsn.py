@@ -244,6 +244,8 @@ def _read_password_file(path: Path) -> str:
     password = text.removesuffix("\n").removesuffix("\r")
     if not password:
         raise ConfigError(f"{PASSWORD_FILE_ENV}={path}: the password file is empty")
+    if path.stat().st_mode & 0o077:
+        log.warning("%s=%s is readable by other users; chmod 600 it", PASSWORD_FILE_ENV, path)
     return password
 
 

@@ -50,6 +50,18 @@ def test_two_sources_of_a_password_are_refused_without_echoing_either(tmp_path):
     assert SECRET not in str(caught.value) and "other-secret" not in str(caught.value)
 
 
+def test_a_password_file_others_can_read_is_used_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "pw"
+    path.write_text(SECRET)
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="tapeflow.storage.dsn"):
+        assert parse_server_dsn("https://h/db", env={PASSWORD_FILE_ENV: str(path)}).password == SECRET
+        assert not caplog.records
+        path.chmod(0o644)
+        assert parse_server_dsn("https://h/db", env={PASSWORD_FILE_ENV: str(path)}).password == SECRET
+    assert "readable by other users" in caplog.text and SECRET not in caplog.text
+
+
 @pytest.mark.parametrize("problem, expect", [("missing", "cannot read"), ("empty", "is empty"),
                                              ("binary", "not UTF-8")])
 def test_unusable_password_file_is_a_clear_error(tmp_path, problem, expect):
