@@ -139,3 +139,20 @@ def test_connect_failure_names_the_server_never_the_password(caplog):
     assert SECRET not in message and caught.value.__cause__ is None
     assert caught.value.__suppress_context__
     assert SECRET not in caplog.text
+
+
+def test_connect_server_states_tls_and_warns_about_passwords_over_plain_http(monkeypatch, caplog):
+    from tapeflow.storage import dsn as dsn_module
+
+    calls = []
+    monkeypatch.setattr(dsn_module.clickhouse_connect, "get_client",
+                        lambda **kw: calls.append(kw) or "client")
+    with caplog.at_level("WARNING", logger="tapeflow.storage.dsn"):
+        assert dsn_module.connect_server(f"https://u:{SECRET}@ch.example:9440/db", env={}) == "client"
+        assert not caplog.records
+        dsn_module.connect_server(f"http://u:{SECRET}@127.0.0.1:8123/db", env={})
+        assert not caplog.records  # this machine: nothing crosses a network
+        dsn_module.connect_server(f"http://u:{SECRET}@ch.example:8123/db", env={})
+    assert calls[0]["interface"] == "https" and calls[0]["secure"] is True and calls[0]["verify"] is True
+    assert "dsn" not in calls[0] and calls[0]["password"] == SECRET
+    assert "sent unencrypted over http" in caplog.text and SECRET not in caplog.text
