@@ -56,6 +56,9 @@ clean:
 # 127.0.0.1:3000, history in a project-local DAGSTER_HOME. Unset TAPEFLOW_* paths point at the demo's.
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster
 DAGSTER_DEMO := $(CURDIR)/.demo/dagster
+# this machine only unless told otherwise (`make ui UI_HOST=0.0.0.0`: the UI has no login; docs/security.md)
+UI_HOST ?= 127.0.0.1
+UI_PORT ?= 3000
 
 ui: $(STAMP)
 	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null
@@ -64,7 +67,7 @@ ui: $(STAMP)
 	TAPEFLOW_CLICKHOUSE=$${TAPEFLOW_CLICKHOUSE:-chdb://$(DAGSTER_DEMO)/warehouse} \
 	TAPEFLOW_LANDING=$${TAPEFLOW_LANDING:-$(DAGSTER_DEMO)/landing} \
 	TAPEFLOW_JOURNAL=$${TAPEFLOW_JOURNAL:-$(DAGSTER_DEMO)/journal} \
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -m dagster_project.definitions
+	$(BIN)/dagster dev -h $(UI_HOST) -p $(UI_PORT) -m dagster_project.definitions
 
 validate: $(STAMP)
 	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null

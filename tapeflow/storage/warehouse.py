@@ -34,6 +34,7 @@ from tapeflow.errors import ConfigError, StorageError
 from tapeflow.schemas import ALL_RECORDS, RecordType
 from tapeflow.schemas.core import PARTITION_DAY_SQL
 from tapeflow.storage.batches import REPLACE_KEYS
+from tapeflow.storage.dsn import connect_server, redact_dsn
 
 # Strings come back as Arrow binary so a ``bytes`` column survives; record reads cast to the schema.
 _BINARY_STRINGS = {"output_format_arrow_string_as_string": 0}
@@ -43,7 +44,8 @@ class Warehouse:
     """A ClickHouse database holding one table per record type.
 
     Args:
-        dsn: ``chdb:///abs/dir``, ``chdb:rel/dir`` or ``http(s)://user:pass@host:port/db``.
+        dsn: ``chdb:///abs/dir``, ``chdb:rel/dir`` or ``http(s)://user:pass@host:port/db``
+            (credentials, TLS and masking: :mod:`tapeflow.storage.dsn`, docs/security.md).
 
     Raises:
         ConfigError: the DSN has another scheme.
@@ -59,10 +61,7 @@ class Warehouse:
             self.client = _open_chdb(self.chdb_path)
             self._engine = _engine_handle(self.chdb_path)
         elif dsn.startswith(("http://", "https://")):
-            try:
-                self.client = clickhouse_connect.get_client(dsn=dsn)
-            except Exception as exc:
-                raise StorageError(f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {exc}") from exc
+            self.client = connect_server(dsn)
         else:
             raise ConfigError(f"warehouse DSN {redact_dsn(dsn)!r} is neither chdb:... nor http(s)://...")
         self._ready: set[str] = set()  # tables insert_batch has prepared
@@ -404,11 +403,3 @@ def _chdb_open_failure(path: Path, exc: Exception) -> str:
         finally:
             os.close(fd)
     return f"cannot open chdb at {path}: {exc}"
-
-
-def redact_dsn(dsn: str) -> str:
-    """``dsn`` with its user and password masked, for messages and summaries."""
-    scheme, sep, rest = dsn.partition("://")
-    if sep and "@" in rest:
-        rest = "***@" + rest.rpartition("@")[2]
-    return f"{scheme}{sep}{rest}"
