@@ -84,3 +84,17 @@ def _status_row() -> list[object]:
 
 def _zero(t: pa.DataType) -> object:
     return "" if pa.types.is_string(t) else 0
+
+
+@pytest.mark.parametrize("symbols", [
+    ["AB", "AB", "AB"], ["AB", "", "ABAB"], ["A", "AA", "A"], ["AB", "BA", "AB"], ["", "", ""],
+    ["X"] * 40 + ["Y"], ["Y"] + ["X"] * 40])
+def test_one_instrument_is_told_from_the_string_bytes(symbols: list[str]) -> None:
+    trade = _decoded()["trade"].slice(0, len(symbols))
+    trade = trade.set_column(trade.schema.get_field_index("symbol"), trade.schema.field("symbol"),
+                             pa.array(symbols, pa.string()))
+    for table in (trade, pa.concat_tables([trade.slice(0, 1), trade.slice(1)])):  # one chunk, two
+        routed = route({"trade": table})
+        assert [p.symbol for p in routed.instruments.values()] == list(dict.fromkeys(symbols))
+        for part in routed.instruments.values():
+            assert part["trade"]["symbol"].to_pylist() == [part.symbol] * symbols.count(part.symbol)
