@@ -242,6 +242,8 @@ def _matrix_by_name(name: str, table: pa.Table) -> np.ndarray | None:
 
 def _tensor(batches: list[pa.RecordBatch], positions: list[int]) -> np.ndarray:
     # one Arrow call per record batch: a column-major tensor, transposed to [fields, rows]
+    if len(batches) == 1:
+        return batches[0].select(positions).to_tensor(row_major=False).to_numpy().T
     parts = [b.select(positions).to_tensor(row_major=False).to_numpy().T for b in batches if b.num_rows]
     return parts[0] if len(parts) == 1 else np.ascontiguousarray(np.concatenate(parts, axis=1))
 
