@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from tapeflow.book.grid import one_instrument
 from tapeflow.book.instrument import FIELDS
 from tapeflow.errors import TapeflowError
 from tapeflow.live.batching import Batch, instrument_rows
@@ -194,40 +195,9 @@ def _convert(name: str, table: pa.Table, *, matrix: bool = True
         groups: list[tuple[str, str, np.ndarray | None]] = [
             (rb.column(_VENUE).to_pylist()[0], rb.column(_SYMBOL).to_pylist()[0], None)]
     else:
-        venue, symbol = _one_string(table.column(_VENUE)), _one_string(table.column(_SYMBOL))
-        one = venue is not None and symbol is not None
-        groups = [(venue, symbol, None)] if one else instrument_rows(table)
+        key = one_instrument(table)
+        groups = [(*key, None)] if key is not None else instrument_rows(table)
     return (_tensor(batches, positions) if matrix else None), groups
-
-
-def _one_string(column: pa.ChunkedArray) -> str | None:
-    # The one-instrument check of a record's string column (a string type, by its schema). The bytes of
-    # n equal strings of width w repeat with period w: one contiguous numpy compare, against ~10x
-    # the time in a byte loop (tapeflow.book.grid.single_value) on a 10k-row batch.
-    if column.null_count:
-        return None
-    value = None
-    for arr in column.chunks:
-        n = len(arr)
-        if not n:
-            continue
-        _, obuf, dbuf = arr.buffers()
-        off = np.frombuffer(obuf, np.int32, n + 1, arr.offset * 4)
-        start = int(off[0])
-        width = int(off[1]) - start
-        if int(off[n]) - start != n * width or (n > 1 and not (np.diff(off) == width).all()):
-            return None
-        first = b""
-        if width:
-            data = np.frombuffer(dbuf, np.uint8, n * width, start)
-            if not np.array_equal(data[width:], data[:-width]):
-                return None
-            first = data[:width].tobytes()
-        text = first.decode()
-        if value is not None and text != value:
-            return None
-        value = text
-    return value
 
 
 def _matrix_by_name(name: str, table: pa.Table) -> np.ndarray | None:
