@@ -89,7 +89,9 @@ def _zero(t: pa.DataType) -> object:
 @pytest.mark.parametrize("symbols", [
     ["AB", "AB", "AB"], ["AB", "", "ABAB"], ["A", "AA", "A"], ["AB", "BA", "AB"], ["", "", ""],
     ["X"] * 40 + ["Y"], ["Y"] + ["X"] * 40])
-def test_one_instrument_is_told_from_the_string_bytes(symbols: list[str]) -> None:
+@pytest.mark.parametrize("times", [1, 4])  # up to 8 rows the check reads Python strings, past 8 the bytes
+def test_one_instrument_is_told_from_the_string_bytes(symbols: list[str], times: int) -> None:
+    symbols = symbols * times
     trade = _decoded()["trade"].slice(0, len(symbols))
     trade = trade.set_column(trade.schema.get_field_index("symbol"), trade.schema.field("symbol"),
                              pa.array(symbols, pa.string()))
