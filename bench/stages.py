@@ -1,7 +1,16 @@
-"""Per-batch cost of the live derived stages: ``LiveBars.add`` and ``LiveMetrics.add``.
+"""Per-batch cost of the live flow's stages: each stage's share of a 1-event micro-batch, and
+``LiveBars.add`` / ``LiveMetrics.add`` per batch size.
 
-Not a test: timings print, nothing fails. Inputs, each one instrument (the live flow keys its
-stages by instrument):
+Not a test: timings print, nothing fails.
+
+The fixed cost per micro-batch, stage by stage (``bench.live`` measures it through Bytewax, whose
+own steps are the rest): the real Binance capture's first 200,000 events in 10k-event batches
+build the state (a book of the real depth, open bars), then 2,000 one-event batches go through
+``route`` -> ``VenueHealth.apply`` -> ``InstrumentPipeline.apply`` as the flow calls them, each
+stage's CPU time summed (the book, bars and metrics inside the pipeline apart) and divided by the
+batches, so the rows add up to the stages' whole cost per batch (median of 3 after a warm-up).
+
+Inputs of the per-size rows, each one instrument (the live flow keys its stages by instrument):
 
 - the real Binance USD-M BTCUSDT capture (``TAPEFLOW_REAL_DATA``, default ``../shared/data``);
 - a simulated crypto market (``tapeflow.simulator``, 10 minutes, one instrument, seed 3).
@@ -25,7 +34,9 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -170,11 +181,95 @@ def _time_stages(report: Report, label: str, tables: dict[str, pa.Table]) -> Non
                         f"({snaps} snapshots); {quiet}")
 
 
-def _binance(path: Path) -> dict[str, pa.Table]:
+WARM_EVENTS = 200_000
+TINY_BATCHES = 2_000
+STAGES = ("route", "health", "book", "bars", "metrics", "pipeline rest")
+
+
+def _timed(stage: str, fn: Callable[..., Any], spent: dict[str, int]) -> Callable[..., Any]:
+    def call(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.process_time_ns()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            spent[stage] += time.process_time_ns() - t0
+    return call
+
+
+def _stage_costs(prefix: list[dict[str, pa.Table]], tiny: list[dict[str, pa.Table]]) -> dict[str, float]:
+    """CPU us per 1-event batch of each stage (one run after the warm-up prefix)."""
+    from tapeflow.derived import LiveBars, LiveMetrics
+    from tapeflow.live.health import FeedHealth, LatencyBreaker
+    from tapeflow.live.pipeline import VenueHealth, pipeline_factory
+    from tapeflow.live.routing import route
+
+    new = pipeline_factory("auto", 10, SECOND_NS, new_bars=LiveBars,
+                           new_metrics=lambda: LiveMetrics("1s", 10), raw=True, bbo_as_quote=False)
+    health = VenueHealth(FeedHealth(LatencyBreaker(SECOND_NS)))
+    pipelines: dict[str, Any] = {}
+    spent = dict.fromkeys(STAGES, 0)
+
+    def feed(batches: list[dict[str, pa.Table]]) -> None:
+        for batch in batches:
+            t0 = time.process_time_ns()
+            routed = route(batch)
+            t1 = time.process_time_ns()
+            health.apply(routed, None)
+            t2 = time.process_time_ns()
+            for key, part in routed.instruments.items():
+                pipe = pipelines.get(key)
+                if pipe is None:
+                    pipe = pipelines[key] = new()
+                    pipe.book.apply_columns = _timed("book", pipe.book.apply_columns, spent)
+                    pipe.bars.add_arrays = _timed("bars", pipe.bars.add_arrays, spent)
+                    pipe.metrics.add_arrays = _timed("metrics", pipe.metrics.add_arrays, spent)
+                pipe.apply(part)
+            t3 = time.process_time_ns()
+            spent["route"] += t1 - t0
+            spent["health"] += t2 - t1
+            spent["pipeline rest"] += t3 - t2
+
+    feed(prefix)
+    for stage in STAGES:
+        spent[stage] = 0
+    feed(tiny)
+    # the pipeline's time includes its stages': the rest is its own
+    spent["pipeline rest"] -= spent["book"] + spent["bars"] + spent["metrics"]
+    return {stage: ns / len(tiny) / 1e3 for stage, ns in spent.items()}
+
+
+def _fixed_cost_by_stage(report: Report, decoded: dict[str, pa.Table]) -> None:
+    from tapeflow.live.batching import cut_batches
+
+    tables = {n: decoded[n] for n in ("book_delta", "trade", "quote")}
+    warm = next(iter(cut_batches(tables, WARM_EVENTS, None)))
+    rest = {n: t.slice(warm[n].num_rows if n in warm else 0) for n, t in tables.items()}
+    prefix = list(cut_batches(warm, 10_000, None))
+    tiny = []
+    for batch in cut_batches(rest, 1, None):
+        tiny.append(batch)
+        if len(tiny) == TINY_BATCHES:
+            break
+    runs = [_stage_costs(prefix, tiny) for _ in range(4)][1:]  # the first warms up
+    costs = {stage: float(np.median([r[stage] for r in runs])) for stage in STAGES}
+    kinds = ", ".join(f"{n} {sum(n in b for b in tiny)}" for n in tables)
+    total = sum(costs.values())
+    report.section("live flow: fixed cost per 1-event micro-batch by stage (Binance capture, no Bytewax)")
+    report.note(f"{len(tiny):,} one-event batches ({kinds}) after a {WARM_EVENTS:,}-event warm-up; "
+                "CPU us per batch, averaged over all the batches (a stage not called costs 0), median of 3")
+    for stage in STAGES:
+        report.add(f"{stage}: {costs[stage]:,.1f} us per batch", len(tiny), costs[stage] * len(tiny) / 1e6,
+                   ours=True)
+    report.figure("live flow stages per 1-event batch, without Bytewax's steps", total, "us", goal=50,
+                  before="~1.4 ms (issue, with Bytewax)", higher_is_better=False,
+                  note=", ".join(f"{s} {c:,.1f}" for s, c in costs.items()))
+
+
+def _binance_decoded(path: Path) -> dict[str, pa.Table]:
     from tapeflow.venues import get_format
     from tapeflow.venues.base import merge
 
-    return _one_instrument(merge(list(get_format("binance").decode([path]))))
+    return merge(list(get_format("binance").decode([path])))
 
 
 def _sim() -> dict[str, pa.Table]:
@@ -188,15 +283,18 @@ def _sim() -> dict[str, pa.Table]:
 
 
 def run(report: Report) -> None:
-    """Time ``LiveBars.add`` and ``LiveMetrics.add`` per batch size on the capture and the simulator."""
-    report.section("live derived stages per batch (one instrument; events = the stage's input rows)")
-    report.note(f"batch sizes {SIZES}; first <= {MAX_CALLS} batches per size; bars on all 15 intervals; "
-                "metrics on the 1 s grid, 10 levels; median of 3 after a warm-up, CPU time")
+    """Time each stage's share of a 1-event batch, and ``LiveBars.add`` and ``LiveMetrics.add`` per
+    batch size on the capture and the simulator."""
     sources = []
     path = _capture()
     if path is not None:
-        sources.append(("binance", _binance(path)))
-    else:
+        decoded = _binance_decoded(path)
+        _fixed_cost_by_stage(report, decoded)
+        sources.append(("binance", _one_instrument(decoded)))
+    report.section("live derived stages per batch (one instrument; events = the stage's input rows)")
+    report.note(f"batch sizes {SIZES}; first <= {MAX_CALLS} batches per size; bars on all 15 intervals; "
+                "metrics on the 1 s grid, 10 levels; median of 3 after a warm-up, CPU time")
+    if path is None:
         report.note(f"{CAPTURE} not found (TAPEFLOW_REAL_DATA): Binance rows skipped")
     sources.append(("sim", _sim()))
     for label, tables in sources:

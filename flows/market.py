@@ -1,20 +1,21 @@
-"""The market dataflow: source -> health -> key by instrument -> instrument pipeline -> sinks.
+"""The market dataflow: source (routed, feed health judged) -> instrument pipeline -> sinks.
 
 Run it with ``python -m bytewax.run "flows.market:flow_from_env()" [-w N] [-i I -a ADDRS]
 [-r DIR -s S -b B]`` or through ``tapeflow live``. The graph, per micro-batch item:
 
 * ``source``: a :class:`flows.sources.CaptureSource` (capture, journal or simulator files) or a
   :class:`flows.sources.LiveSource` (a venue connector, which journals every frame before it is
-  decoded); items are micro-batches of decoded records;
-* ``health`` (optional, keyed by venue): ``tapeflow.live.pipeline.VenueHealth`` adds ``skew``,
-  ``degraded`` and ``recovered`` STATUS rows (clock skew, latency circuit breaker);
-* ``route``: dead letters and STATUS rows go straight to their sinks; the rest is keyed by
-  instrument (``venue/symbol``) so each instrument's state lives on one worker;
+  decoded) emits micro-batches of decoded records; :func:`flows.operators.routed` cuts each one
+  per instrument where it is read (``tapeflow.live.routing.route``: each table's numeric columns
+  converted once), keyed ``venue/symbol`` so each instrument's state lives on one worker, and,
+  with a health factory, first judges its feed health (``tapeflow.live.pipeline.VenueHealth``
+  per venue of the partition: ``skew``, ``degraded`` and ``recovered`` STATUS rows from clock
+  skew and a latency circuit breaker); dead letters and STATUS rows travel on as one list of items;
 * ``instruments`` (keyed by instrument): ``tapeflow.live.pipeline.InstrumentPipeline`` runs the
   book (``BookStage``: grid snapshots, rebuilt BBO), the degraded windows, the bars (``LiveBars``,
   late trades restate their bar, too-late ones become ``rejected`` rows) and the metrics
-  (``LiveMetrics``) in one stateful step, and hands on one item per batch: the
-  ``(table_name, pa.Table)`` list for the sinks;
+  (``LiveMetrics``) in one stateful step, and hands on the ``(table_name, pa.Table)`` items for
+  the sinks (dead letters and STATUS rows pass through it unchanged);
 * sinks: ``rejected`` to the dead-letter sink, ``status`` to the status sink, everything else to
   the table sink (see :class:`MarketSinks`).
 
@@ -101,18 +102,9 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         new_metrics=new_metrics or _live_metrics(levels, snapshot_interval_ns),
         raw=raw, bbo_as_quote=bbo_as_quote)
     flow = Dataflow(flow_id)
-    batches = op.input("source", flow, source)
-    if new_health is not None:
-        batches = ops.health("health", batches, new_health, health_clock or _no_clock)
-    routed = ops.route("route", batches)
-    outputs = ops.instruments("instruments", routed.instruments, new_pipeline)
-    items = op.merge("all", op.flat_map("tables", outputs, _items), routed.passthrough)
-    _outputs(items, sinks)
+    routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
+    _outputs(ops.instruments("instruments", routed, new_pipeline), sinks)
     return flow
-
-
-def _items(key_items: tuple[str, list[ops.Item]]) -> list[ops.Item]:
-    return key_items[1]
 
 
 def _outputs(items: op.Stream, sinks: MarketSinks) -> None:
@@ -132,10 +124,6 @@ def _outputs(items: op.Stream, sinks: MarketSinks) -> None:
         op.output("table_sink", rest, sinks.tables)
     for i, sink in enumerate(sinks.extra):
         op.output(f"extra_sink_{i}", items, sink)
-
-
-def _no_clock() -> int | None:
-    return None
 
 
 def _live_bars(intervals: tuple[str, ...]) -> Callable[[], Any]:

@@ -20,16 +20,16 @@ from kernels import book_stage as kb
 from kernels.l2book_numba import run as l2_run_numba
 from kernels.l3book import grow as grow_l3
 from kernels.l3book import new_l3_state
-from tapeflow.book.rows import quote_table, snapshot_table
+from tapeflow.book.rows import QuoteRows, snapshot_table
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT
 
 # the columns of the kernels' ``x`` (kernels.book_stage.X_*) and, for L3, the order ids apart
 _TAIL = ("flags", "ts_recv_ns", "sequence", "ts_event_ns")
-_FIELDS = {"l2": ("side", "action", "price_nanos", "size_nanos", *_TAIL),
-           "l3": ("action", "side", "price_nanos", "size_nanos", *_TAIL)}
+FIELDS = {"l2": ("side", "action", "price_nanos", "size_nanos", *_TAIL),
+          "l3": ("action", "side", "price_nanos", "size_nanos", *_TAIL)}
 _SCHEMAS = {"l2": BOOK_DELTA.arrow_schema(), "l3": ORDER_EVENT.arrow_schema()}
-_POSITIONS = {kind: [record.column_names.index(name) for name in _FIELDS[kind]]
+_POSITIONS = {kind: [record.column_names.index(name) for name in FIELDS[kind]]
               for kind, record in (("l2", BOOK_DELTA), ("l3", ORDER_EVENT))}
 _ORDER_ID = ORDER_EVENT.column_names.index("order_id")
 # rows per kernel call: a whole table goes through in slices of this many (bounded buffers)
@@ -110,28 +110,34 @@ class InstrumentBook:
         # the buffers only carry one call's outputs: a recovery snapshot need not store them
         return {**self.__dict__, "buffers": None}
 
-    def step(self, table: pa.Table, rows: np.ndarray | None, quotes: list[pa.Table],
+    def step(self, table: pa.Table, rows: np.ndarray | None, quotes: list[QuoteRows],
              snaps: list[pa.Table]) -> None:
         """Apply this instrument's rows of ``table`` (all of them, or ``rows``), in order; append
-        the ``quote`` rows and the ``book_snapshot`` rows of the instants made final (if any)."""
+        the best bid/offer rows and the ``book_snapshot`` rows of the instants made final (if any)."""
+        for x, order_id in _chunks(table, self.kind, rows):
+            self.step_matrix(x, order_id, quotes, snaps)
+
+    def step_matrix(self, x: np.ndarray, order_id: np.ndarray | None, quotes: list[QuoteRows],
+                    snaps: list[pa.Table]) -> None:
+        """:meth:`step` on the kernel input already converted: ``x`` int64[8, n] of the ``FIELDS``
+        columns as rows (C order), ``order_id`` uint64[n] for an L3 book."""
         buf = self.buffers
         if buf is None:
             buf = self.buffers = _Buffers(self.kind, self.levels)
-        for x, order_id in _chunks(table, self.kind, rows):
-            if x.shape[1] > buf.cap_rows:
-                buf.rows(x.shape[1])
-            if self.kind == "l3" or self.backend == "numba":
-                self._compiled(buf, x, order_id)
-            else:
-                self._generic(buf, x)
-            grid = self.grid
-            if grid[kb.R_NQ]:
-                at = buf.ints[2, :grid[kb.R_NQ]].copy()
-                quotes.append(quote_table(self.venue, self.symbol, x[kb.X_EVENT, at], x[kb.X_RECV, at],
-                                          x[kb.X_SEQ, at], buf.ints[_BBO_ROWS[self.kind], at], buf.st[0, at]))
-            if grid[kb.R_M]:
-                out = buf.inst[:5, :grid[kb.R_M]].copy()
-                snaps.append(self._snapshot_rows(buf.books, out[1], out[0], out[2], out[3], out[4]))
+        if x.shape[1] > buf.cap_rows:
+            buf.rows(x.shape[1])
+        if self.kind == "l3" or self.backend == "numba":
+            self._compiled(buf, x, order_id)
+        else:
+            self._generic(buf, x)
+        grid = self.grid
+        if grid[kb.R_NQ]:
+            at = buf.ints[2, :grid[kb.R_NQ]].copy()
+            quotes.append(QuoteRows(self.venue, self.symbol, x[kb.X_EVENT, at], x[kb.X_RECV, at],
+                                    x[kb.X_SEQ, at], buf.ints[_BBO_ROWS[self.kind], at], buf.st[0, at]))
+        if grid[kb.R_M]:
+            out = buf.inst[:5, :grid[kb.R_M]].copy()
+            snaps.append(self._snapshot_rows(buf.books, out[1], out[0], out[2], out[3], out[4]))
 
     def advance(self, watermark_ns: int) -> pa.Table | None:
         """Emit the grid instants before ``watermark_ns`` with the pending book (see BookStage.advance)."""
@@ -227,7 +233,7 @@ def _chunks(table: pa.Table, kind: str,
             rows: np.ndarray | None) -> list[tuple[np.ndarray, np.ndarray | None]]:
     """The kernel inputs of ``table`` (of ``rows``) in slices of at most CHUNK_ROWS rows.
 
-    ``x`` int64[8, n] holds the ``_FIELDS[kind]`` columns as rows (one Arrow call converts them all: a
+    ``x`` int64[8, n] holds the ``FIELDS[kind]`` columns as rows (one Arrow call converts them all: a
     column at a time costs ~1.5 us each, which a one-row batch would pay eight times); an L3
     slice's ``order_id`` comes apart (uint64 does not fit an int64 tensor).
     """
@@ -236,7 +242,7 @@ def _chunks(table: pa.Table, kind: str,
         pick: list[int] = _POSITIONS[kind]
         oid = _ORDER_ID
     else:
-        needed = [*_FIELDS[kind], "order_id"] if kind == "l3" else list(_FIELDS[kind])
+        needed = [*FIELDS[kind], "order_id"] if kind == "l3" else list(FIELDS[kind])
         missing = [c for c in needed if c not in table.schema.names]
         if missing:
             raise BookError(f"a {kind} book input table has no {missing} column(s): {table.schema.names}")
@@ -244,11 +250,11 @@ def _chunks(table: pa.Table, kind: str,
         if rows is not None:
             sub = sub.take(pa.array(rows))
         batches = sub.to_batches(max_chunksize=CHUNK_ROWS)
-        pick, oid = list(range(len(_FIELDS[kind]))), len(_FIELDS[kind])
+        pick, oid = list(range(len(FIELDS[kind]))), len(FIELDS[kind])
     l3 = kind == "l3"
     # a column-major tensor, transposed: C-order [fields, rows], each field a contiguous row
     return [(b.select(pick).to_tensor(row_major=False).to_numpy().T, b.column(oid).to_numpy() if l3 else None)
             for b in batches if b.num_rows]
 
 
-__all__ = ["InstrumentBook"]
+__all__ = ["CHUNK_ROWS", "FIELDS", "InstrumentBook"]

@@ -12,6 +12,8 @@ buffer per numpy array) and the constant venue/symbol columns are slices of a ca
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pyarrow as pa
 
@@ -102,4 +104,22 @@ def quote_table(venue: str, symbol: str, ts_event_ns: np.ndarray, recv_ns: np.nd
     return pa.Table.from_arrays(columns, schema=_QUOTE_SCHEMA)
 
 
-__all__ = ["flags_of", "quote_table", "snapshot_table"]
+class QuoteRows(NamedTuple):
+    """One instrument's rebuilt best bid/offer rows as the book stage's arrays (:meth:`table` makes
+    the ``quote`` rows): the live flow hands them to the metrics without an Arrow round trip."""
+
+    venue: str
+    symbol: str
+    ts_event_ns: np.ndarray  # int64[q] of the book events the quotes follow
+    ts_recv_ns: np.ndarray  # int64[q]
+    sequence: np.ndarray  # int64[q]
+    bbo: np.ndarray  # int64[4, q] bid price, bid size, ask price, ask size (UNDEF_PRICE / 0: empty side)
+    status: np.ndarray  # uint8[q] book status (``flags`` is F_MAYBE_BAD_BOOK unless VALID)
+
+    def table(self) -> pa.Table:
+        """The ``quote`` rows (:func:`quote_table`)."""
+        return quote_table(self.venue, self.symbol, self.ts_event_ns, self.ts_recv_ns, self.sequence,
+                           self.bbo, self.status)
+
+
+__all__ = ["QuoteRows", "flags_of", "quote_table", "snapshot_table"]

@@ -23,13 +23,15 @@ builds no table. The state pickles for Bytewax recovery.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 
 import numpy as np
 import pyarrow as pa
 
 from kernels import book_stage as kb
 from tapeflow.book.grid import instrument_groups, one_instrument
-from tapeflow.book.instrument import InstrumentBook
+from tapeflow.book.instrument import CHUNK_ROWS, InstrumentBook
+from tapeflow.book.rows import QuoteRows
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
@@ -102,7 +104,7 @@ class BookStage:
             ``{"quote": ..., "book_snapshot": ...}``: the BBO rows and the grid snapshots this
             batch made final (either may be empty).
         """
-        quotes: list[pa.Table] = []
+        quotes: list[QuoteRows] = []
         snaps: list[pa.Table] = []
         for name, kind in self._inputs:
             table = records.get(name)
@@ -119,6 +121,39 @@ class BookStage:
             return _tables(quotes, snaps)
         return {QUOTE.name: _empty(QUOTE), BOOK_SNAPSHOT.name: _empty(BOOK_SNAPSHOT)}
 
+    def apply_columns(self, venue: str, symbol: str, columns: Mapping[str, np.ndarray],
+                      order_ids: np.ndarray | None = None) -> tuple[list[QuoteRows], list[pa.Table]]:
+        """:meth:`apply` for one instrument's batch already converted (the live flow's entry point).
+
+        Args:
+            venue, symbol: the instrument every row belongs to.
+            columns: by record name (``book_delta``, ``order_event``), the table's
+                ``tapeflow.book.instrument.FIELDS`` columns as rows of one int64 matrix (C order).
+            order_ids: uint64 order ids of the ``order_event`` rows.
+
+        Returns:
+            (the best bid/offer rows as arrays, ``book_snapshot`` tables) this batch made final.
+        """
+        quotes: list[QuoteRows] = []
+        snaps: list[pa.Table] = []
+        key = (venue, symbol)
+        for name, kind in self._inputs:
+            x = columns.get(name)
+            if x is None or not x.shape[1]:
+                continue
+            inst = self.books.get(key)
+            if inst is None:
+                inst = self.books[key] = self._new_book(venue, symbol, kind)
+            if inst.kind != kind or inst.closed:
+                continue  # under ``auto`` the first kind seen decides; the other table is ignored
+            if x.shape[1] <= CHUNK_ROWS:
+                inst.step_matrix(x, order_ids if kind == "l3" else None, quotes, snaps)
+                continue
+            for lo in range(0, x.shape[1], CHUNK_ROWS):
+                ids = order_ids[lo:lo + CHUNK_ROWS] if kind == "l3" and order_ids is not None else None
+                inst.step_matrix(np.ascontiguousarray(x[:, lo:lo + CHUNK_ROWS]), ids, quotes, snaps)
+        return quotes, snaps
+
     def replay(self, records: dict[str, pa.Table]) -> dict[str, pa.Table]:
         """The stage over whole tables: each instrument's rows in one batch, then its end of stream.
 
@@ -129,7 +164,7 @@ class BookStage:
         Raises:
             BookError: a table is not a ``book_delta`` / ``order_event`` table.
         """
-        quotes: list[pa.Table] = []
+        quotes: list[QuoteRows] = []
         snaps: list[pa.Table] = []
         for record, kind in _INPUTS[self.kind]:
             table = records.get(record.name)
@@ -188,20 +223,25 @@ class BookStage:
         for venue, symbol, rows in groups:
             inst = self.books.get((venue, symbol))
             if inst is None:
-                inst = self.books[(venue, symbol)] = InstrumentBook(
-                    venue, symbol, kind, levels=self.levels, step_ns=self._step_ns,
-                    quote_mode=self._quote_mode, backend=self.backend, start_synced=self.start_synced)
+                inst = self.books[(venue, symbol)] = self._new_book(venue, symbol, kind)
             # under ``auto`` the first kind seen decides; the other table of the same events is ignored
             if inst.kind == kind and not inst.closed:
                 out.append((inst, rows))
         return out
 
 
+    def _new_book(self, venue: str, symbol: str, kind: str) -> InstrumentBook:
+        return InstrumentBook(venue, symbol, kind, levels=self.levels, step_ns=self._step_ns,
+                              quote_mode=self._quote_mode, backend=self.backend,
+                              start_synced=self.start_synced)
+
+
 _EMPTY: dict[str, pa.Table] = {}
 
 
-def _tables(quotes: list[pa.Table], snaps: list[pa.Table]) -> dict[str, pa.Table]:
-    return {QUOTE.name: _one(QUOTE, quotes), BOOK_SNAPSHOT.name: _one(BOOK_SNAPSHOT, snaps)}
+def _tables(quotes: list[QuoteRows], snaps: list[pa.Table]) -> dict[str, pa.Table]:
+    return {QUOTE.name: _one(QUOTE, [q.table() for q in quotes]),
+            BOOK_SNAPSHOT.name: _one(BOOK_SNAPSHOT, snaps)}
 
 
 def _one(record: RecordType, tables: list[pa.Table]) -> pa.Table:

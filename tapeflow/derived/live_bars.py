@@ -38,6 +38,7 @@ from tapeflow.schemas.records import BAR, F_GAP, F_MAYBE_BAD_BOOK, REJECTED, TRA
 _EMPTY_BAR = BAR.empty_table()
 _EMPTY_REJECTED = REJECTED.empty_table()
 _TRADE_NAMES = TRADE.column_names
+_ARRAY_NAMES = ("ts_event_ns", "price_nanos", "size_nanos", "aggressor_side", "flags", "ts_recv_ns")
 _BAR_NAMES = BAR.column_names
 _NEVER = 2**63 - 1
 
@@ -137,15 +138,29 @@ class LiveBars:
         else:
             groups = by_instrument(trades)
         for venue, symbol, sub in groups:
-            inst = self._state.get((venue, symbol))
-            if inst is None:
-                # Every row moves the clock, a rejected one too: its venue time is still news.
-                inst = _Instrument(int(sub.column("ts_event_ns").to_numpy()[0]),
-                                   {i: _Frame() for i in self.intervals})
-                self._state[(venue, symbol)] = inst
-            self._merge(inst, self._admit(sub, venue, symbol, inst))
-            out.extend(self._emit(inst, venue, symbol, final=False))
+            columns = [sub.column(n).to_numpy() for n in _ARRAY_NAMES]
+            out.extend(self._add(venue, symbol, sub, *columns))
         return _bar_table(out)
+
+    def add_arrays(self, venue: str, symbol: str, trades: pa.Table, ts_event_ns: np.ndarray,
+                   price_nanos: np.ndarray, size_nanos: np.ndarray, aggressor_side: np.ndarray,
+                   flags: np.ndarray, ts_recv_ns: np.ndarray) -> pa.Table:
+        """:meth:`add` for one instrument's trades whose columns are arrays already (the live flow
+        converts each table once); ``trades`` is only read for the rows it rejects.
+
+        Args:
+            venue, symbol: the instrument of every row.
+            trades: the ``trade`` rows (arrival order).
+            ts_event_ns, price_nanos, size_nanos, aggressor_side, flags, ts_recv_ns: their columns
+                ([n] each, any integer dtype).
+
+        Returns:
+            ``bar`` rows, as :meth:`add`.
+        """
+        if not len(ts_event_ns):
+            return _EMPTY_BAR
+        return _bar_table(self._add(venue, symbol, trades, ts_event_ns, price_nanos, size_nanos,
+                                    aggressor_side, flags, ts_recv_ns))
 
     def close(self) -> pa.Table:
         """Flush every bar not yet emitted (or restated since), as at the end of the stream.
@@ -187,29 +202,33 @@ class LiveBars:
         inst = self._state.get((venue, symbol))
         return None if inst is None else inst.max_ts_ns - self.allowed_lateness_ns
 
-    def _admit(self, sub: pa.Table, venue: str, symbol: str, inst: _Instrument) -> pa.Table:
+    def _add(self, venue: str, symbol: str, sub: pa.Table, ts: np.ndarray, price: np.ndarray,
+             size: np.ndarray, side: np.ndarray, flags: np.ndarray, recv: np.ndarray) -> list[tuple]:
+        inst = self._state.get((venue, symbol))
+        if inst is None:
+            # Every row moves the clock, a rejected one too: its venue time is still news.
+            inst = _Instrument(int(ts[0]), {i: _Frame() for i in self.intervals})
+            self._state[(venue, symbol)] = inst
         watermark, status, inst.max_ts_ns, late, too_late, negative = admit(
-            sub.column("ts_event_ns").to_numpy(), sub.column("size_nanos").to_numpy(), inst.max_ts_ns,
-            self.allowed_lateness_ns, self.restate_horizon_ns)
+            ts, size, inst.max_ts_ns, self.allowed_lateness_ns, self.restate_horizon_ns)
         self.stats.trades += len(status)
         self.stats.late += late
         self.stats.too_late += too_late
         self.stats.rejected += negative
-        if not too_late and not negative:
-            return sub
-        bad = np.flatnonzero(status)
-        self._rejected.append(_rejects(sub, bad, watermark, status == 1, venue, symbol,
-                                       self.restate_horizon_ns))
-        return sub.filter(pa.array(status == 0))
+        if too_late or negative:
+            bad = np.flatnonzero(status)
+            self._rejected.append(_rejects(sub, bad, watermark, status == 1, venue, symbol,
+                                           self.restate_horizon_ns))
+            keep = status == 0
+            ts, price, size, side, flags, recv = (a[keep] for a in (ts, price, size, side, flags, recv))
+        if len(ts):
+            self._merge(inst, ts, price, size, side, flags, recv)
+        return self._emit(inst, venue, symbol, final=False)
 
-    def _merge(self, inst: _Instrument, trades: pa.Table) -> None:
-        if trades.num_rows == 0:
-            return
-        col = {n: trades.column(n).to_numpy() for n in ("ts_event_ns", "price_nanos", "size_nanos",
-                                                      "aggressor_side", "flags", "ts_recv_ns")}
-        ints, words = partial_rows(col["ts_event_ns"], col["price_nanos"], col["size_nanos"],
-                                   col["aggressor_side"], (col["flags"] & (F_GAP | F_MAYBE_BAD_BOOK)) != 0,
-                                   col["ts_recv_ns"], self._steps)
+    def _merge(self, inst: _Instrument, ts: np.ndarray, price: np.ndarray, size: np.ndarray,
+               side: np.ndarray, flags: np.ndarray, recv: np.ndarray) -> None:
+        ints, words = partial_rows(ts, price, size, side, (flags & (F_GAP | F_MAYBE_BAD_BOOK)) != 0, recv,
+                                   self._steps)
         frames = [inst.frames[i] for i in self.intervals]
         steps = self._steps_list
         next_close = inst.next_close_ns

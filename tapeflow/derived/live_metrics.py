@@ -11,7 +11,9 @@ in capture order, which is what makes this equal to the batch rule.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +29,25 @@ _EMPTY_METRIC = METRIC.empty_table()
 _SNAPSHOT_NAMES, _QUOTE_NAMES, _TRADE_NAMES = (r.column_names for r in (BOOK_SNAPSHOT, QUOTE, TRADE))
 _RECORDS = {"book_snapshot": BOOK_SNAPSHOT, "quote": QUOTE, "trade": TRADE}
 QUOTE_COLS = ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")
+
+
+class QuoteArrays(NamedTuple):
+    """Best bid/offer rows of one instrument in arrival order, as arrays (int64[q] unless noted)."""
+
+    bid_price_nanos: np.ndarray
+    bid_size_nanos: np.ndarray
+    ask_price_nanos: np.ndarray
+    ask_size_nanos: np.ndarray
+    ts_recv_ns: np.ndarray
+    bad: np.ndarray  # bool[q]: the quote carried F_MAYBE_BAD_BOOK
+
+
+class TradeArrays(NamedTuple):
+    """Trades of one instrument in arrival order, as arrays."""
+
+    ts_recv_ns: np.ndarray  # int64[n]
+    aggressor_side: np.ndarray  # [n] ``B`` / ``A`` / other, any integer dtype
+    size_nanos: np.ndarray  # int64[n]
 
 
 @dataclass
@@ -82,7 +103,8 @@ class LiveMetrics:
             if table.schema.names != names:
                 _check(table, _RECORDS[what], what)
         touched: list[tuple[str, str]] = []
-        for table, take in ((quotes, self._quotes), (trades, self._trades), (snapshots, self._snapshots)):
+        takes = ((quotes, self._quote_table), (trades, self._trade_table), (snapshots, self._snapshots))
+        for table, take in takes:
             if instrument is not None:
                 groups = [(*instrument, table)] if table.num_rows else []
             else:
@@ -96,6 +118,33 @@ class LiveMetrics:
         parts = [self._emit(k, self._state[k], final=False) for k in sorted(touched)]
         return _concat(parts)
 
+    def add_arrays(self, venue: str, symbol: str, *, snapshots: pa.Table | None = None,
+                   quotes: Sequence[QuoteArrays] = (), trades: TradeArrays | None = None) -> pa.Table:
+        """:meth:`add` for one instrument whose quotes and trades are arrays already (the live flow's
+        book stage hands its best bid/offer over as arrays, and the flow converts each trade table once).
+
+        Args:
+            venue, symbol: the instrument.
+            snapshots: its new ``book_snapshot`` rows (None or empty: none).
+            quotes: its new best bid/offer rows in arrival order, in parts.
+            trades: its new trades in arrival order.
+
+        Returns:
+            ``metric`` rows in time order.
+        """
+        key = (venue, symbol)
+        inst = self._state.get(key)
+        if inst is None:
+            inst = self._state[key] = _Inst()
+        for q in quotes:
+            if len(q.ts_recv_ns):
+                self._quotes(inst, q)
+        if trades is not None and len(trades.ts_recv_ns):
+            self._trades(inst, trades)
+        if snapshots is not None and snapshots.num_rows:
+            self._snapshots(inst, snapshots, venue, symbol)
+        return self._emit(key, inst, final=False)
+
     def close(self) -> pa.Table:
         """Emit every held snapshot, as at the end of the stream; the state is emptied."""
         parts = [self._emit(k, inst, final=True) for k, inst in sorted(self._state.items())]
@@ -105,13 +154,20 @@ class LiveMetrics:
     def _seen(self, inst: _Inst, arrival: np.ndarray) -> None:
         inst.seen_max_ns = _top(inst.seen_max_ns, arrival)
 
-    def _quotes(self, inst: _Inst, q: pa.Table, venue: str, symbol: str) -> None:
-        arrival = q.column("ts_recv_ns").to_numpy()
+    def _quote_table(self, inst: _Inst, q: pa.Table, venue: str, symbol: str) -> None:
+        bad = (q.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0
+        self._quotes(inst, QuoteArrays(*(q.column(c).to_numpy() for c in QUOTE_COLS),
+                                       q.column("ts_recv_ns").to_numpy(), bad))
+
+    def _trade_table(self, inst: _Inst, t: pa.Table, venue: str, symbol: str) -> None:
+        self._trades(inst, TradeArrays(*(t.column(c).to_numpy() for c in (
+            "ts_recv_ns", "aggressor_side", "size_nanos"))))
+
+    def _quotes(self, inst: _Inst, q: QuoteArrays) -> None:
         # one kernel call per batch; then one Python step per grid instant, not per quote
         runs, bad, returns, inst.quote_max_ns = fold_quotes(
-            *(q.column(c).to_numpy() for c in QUOTE_COLS), arrival,
-            (q.column("flags").to_numpy() & F_MAYBE_BAD_BOOK) != 0, inst.prev_quote, inst.quote_max_ns,
-            self.step_ns)
+            q.bid_price_nanos, q.bid_size_nanos, q.ask_price_nanos, q.ask_size_nanos, q.ts_recv_ns, q.bad,
+            inst.prev_quote, inst.quote_max_ns, self.step_ns)
         ret = returns.tolist()
         lo = 0
         for (g, _, ofi, hi), (any_bad, last_bad) in zip(runs.tolist(), bad.tolist(), strict=True):
@@ -120,16 +176,15 @@ class LiveMetrics:
                 inst.sq.setdefault(g, []).extend(ret[lo:hi])
                 lo = hi
             inst.bad[g] = (inst.bad.get(g, (False, False))[0] or any_bad, last_bad)
-        self._seen(inst, arrival)
+        # the fold's running max is the newest quote seen: no extra pass over the arrivals
+        inst.seen_max_ns = _later(inst.seen_max_ns, inst.quote_max_ns)
 
-    def _trades(self, inst: _Inst, t: pa.Table, venue: str, symbol: str) -> None:
-        arrival = t.column("ts_recv_ns").to_numpy()
-        runs, inst.trade_max_ns = fold_trades(arrival, t.column("aggressor_side").to_numpy(),
-                                              t.column("size_nanos").to_numpy(), inst.trade_max_ns,
+    def _trades(self, inst: _Inst, t: TradeArrays) -> None:
+        runs, inst.trade_max_ns = fold_trades(t.ts_recv_ns, t.aggressor_side, t.size_nanos, inst.trade_max_ns,
                                               self.step_ns)
         for g, _, v in runs.tolist():
             inst.flow[g] = inst.flow.get(g, 0) + v
-        self._seen(inst, arrival)
+        inst.seen_max_ns = _later(inst.seen_max_ns, inst.trade_max_ns)
 
     def _snapshots(self, inst: _Inst, s: pa.Table, venue: str, symbol: str) -> None:
         grid = _grid_of(s, self.step_ns, venue, symbol)
@@ -190,6 +245,10 @@ class LiveMetrics:
                 jf += 1
             cvd[i] = inst.cvd_nanos if inst.cvd_day == (g - 1) // DAY_NS else 0
         return metric_table(ready, self.interval, self.levels, ofi, cvd, rv, bad)
+
+
+def _later(old: int | None, new: int | None) -> int | None:
+    return new if old is None else old if new is None else max(old, new)
 
 
 def _top(old: int | None, arrival: np.ndarray) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +37,7 @@ import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError
 from tapeflow.live.batching import instrument_rows
+from tapeflow.live.medians import RollingMedian, median_int
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import F_MAYBE_BAD_BOOK, STATUS
 
@@ -45,8 +47,7 @@ _OPEN = np.iinfo(np.int64).max
 OFFSET_BATCHES = 64  # batch medians the skew offset is the median of
 
 
-@dataclass(frozen=True)
-class BatchLatency:
+class BatchLatency(NamedTuple):
     """One instrument's rows in one batch, reduced to what the breaker and the skew detector need."""
 
     venue: str
@@ -88,18 +89,18 @@ def batch_latencies(records: Mapping[str, pa.Table] | pa.Table) -> list[BatchLat
         ev = arrays[0][0] if len(arrays) == 1 else np.concatenate([a[0] for a in arrays])
         rc = arrays[0][1] if len(arrays) == 1 else np.concatenate([a[1] for a in arrays])
         seqs = [a[2] for a in arrays if a[2] is not None]
-        out.append(_summary(v, s, ev, rc, seqs))
+        out.append(summarize(v, s, ev, rc, seqs))
     return out
 
 
-def _summary(venue: str, symbol: str, ev: np.ndarray, rc: np.ndarray, seqs: list[np.ndarray]) -> BatchLatency:
-    if len(ev) <= _SMALL:
+def summarize(venue: str, symbol: str, ev: np.ndarray, rc: np.ndarray,
+              seqs: list[np.ndarray]) -> BatchLatency:
+    """One instrument's :class:`BatchLatency` from its rows' venue times, capture times and sequences
+    (``seqs``: one array per table that has a ``sequence`` column)."""
+    if len(ev) <= SMALL:
         # a few rows (a quiet feed, a small batch): Python lists beat numpy's per-call overhead
-        evl, rcl = ev.tolist(), rc.tolist()
-        lat = [r - e for r, e in zip(rcl, evl, strict=True) if e >= 0]
         top = [max(q.tolist()) for q in seqs]
-        return BatchLatency(venue, symbol, len(evl), median_int(lat) if lat else None, min(rcl), max(rcl),
-                            max(evl), max(top) if top else -1)
+        return summarize_lists(venue, symbol, ev.tolist(), rc.tolist(), max(top) if top else -1)
     timed = ev >= 0
     median = median_int(rc[timed] - ev[timed]) if timed.any() else None
     top = [int(q.max()) for q in seqs]
@@ -107,28 +108,15 @@ def _summary(venue: str, symbol: str, ev: np.ndarray, rc: np.ndarray, seqs: list
                         max(top) if top else -1)
 
 
-_SMALL = 32
+def summarize_lists(venue: str, symbol: str, ev: list[int], rc: list[int],
+                    last_sequence: int) -> BatchLatency:
+    """:func:`summarize` of a few rows given as Python lists (and their largest sequence, -1: none)."""
+    lat = [r - e for r, e in zip(rc, ev, strict=True) if e >= 0]
+    return BatchLatency(venue, symbol, len(ev), median_int(lat) if lat else None, min(rc), max(rc), max(ev),
+                        last_sequence)
 
 
-def median_int(values: np.ndarray | list[int]) -> int:
-    """``int(np.median(values))`` for integers, without numpy's per-call overhead (~20 us) on the
-    few values a batch or a window of batch medians holds: the middle value, or the float64 mean of
-    the two middle ones truncated toward zero, exactly as ``np.median`` then ``int`` give it.
-
-    Args:
-        values: a non-empty sequence of ints (int64 array or list).
-    """
-    n = len(values)
-    if n == 1:
-        return int(float(values[0]))  # np.median returns float64: beyond 2**53 it rounds, as here
-    if n <= 64:
-        ordered = sorted(values.tolist() if isinstance(values, np.ndarray) else values)
-    else:
-        ordered = np.sort(np.asarray(values, dtype=np.int64)).tolist()
-    mid = n // 2
-    if n % 2:
-        return int(float(ordered[mid]))
-    return int((float(ordered[mid - 1]) + float(ordered[mid])) / 2)
+SMALL = 32  # rows up to which a summary works on Python lists
 
 
 _EMPTY_STATUS = STATUS.empty_table()
@@ -142,6 +130,12 @@ def _status(rows: list[dict[str, object]]) -> pa.Table:
 
 def _ms(ns: int) -> str:
     return f"{ns / 1e6:.1f} ms"
+
+
+def _why(b: BatchLatency, feed: int | None, lag: int | None) -> str:
+    # only for the rows written: a transition, not every batch
+    return (f"feed latency {_ms(feed) if feed is not None else 'n/a'} (median of {b.rows} rows), "
+            f"processing lag {_ms(lag) if lag is not None else 'n/a'}")
 
 
 @dataclass
@@ -191,36 +185,39 @@ class LatencyBreaker:
 
     def observe_latencies(self, summaries: list[BatchLatency], now_ns: int | None = None) -> pa.Table:
         """:meth:`observe` on a batch already summarized by :func:`batch_latencies`."""
-        return _status([row for summary in summaries for row in self._step(summary, now_ns)])
+        rows = []
+        for summary in summaries:
+            row = self._step(summary, now_ns)
+            if row is not None:
+                rows.append(row)
+        return _status(rows)
 
-    def _step(self, b: BatchLatency, now_ns: int | None) -> Iterable[dict[str, object]]:
-        inst = self._instruments.setdefault((b.venue, b.symbol), _Instrument())
+    def _step(self, b: BatchLatency, now_ns: int | None) -> dict[str, object] | None:
+        inst = self._instruments.get((b.venue, b.symbol))
+        if inst is None:
+            inst = self._instruments[(b.venue, b.symbol)] = _Instrument()
         offset = self.venue_offsets_ns.get(b.venue, self.clock_offset_ns)
         feed = None if b.median_latency_ns is None else b.median_latency_ns - offset
         lag = None if now_ns is None else now_ns - b.last_recv_ns
-        worst = max((x for x in (feed, lag) if x is not None), default=None)
+        worst = feed if lag is None else lag if feed is None else max(feed, lag)
         if worst is None:
-            return
-
-        def why() -> str:  # only for the rows written: a transition, not every batch
-            return (f"feed latency {_ms(feed) if feed is not None else 'n/a'} (median of {b.rows} rows), "
-                    f"processing lag {_ms(lag) if lag is not None else 'n/a'}")
-
+            return None
         if not inst.degraded:
-            if worst > self.threshold_ns:
-                inst.degraded, inst.since_ns, inst.good_streak = True, b.first_recv_ns, 0
-                inst.windows = [*inst.windows, (b.first_recv_ns, int(_OPEN))][-MAX_WINDOWS:]
-                self.trips += 1
-                yield self._row(b, "degraded", -1, f"{why()} > threshold {_ms(self.threshold_ns)}")
-            return
+            if worst <= self.threshold_ns:
+                return None
+            inst.degraded, inst.since_ns, inst.good_streak = True, b.first_recv_ns, 0
+            inst.windows = [*inst.windows, (b.first_recv_ns, int(_OPEN))][-MAX_WINDOWS:]
+            self.trips += 1
+            return self._row(b, "degraded", -1, f"{_why(b, feed, lag)} > threshold {_ms(self.threshold_ns)}")
         assert self.recover_ns is not None
         inst.good_streak = inst.good_streak + 1 if worst <= self.recover_ns else 0
-        if inst.good_streak >= self.recover_batches:
-            until = b.last_recv_ns + 1
-            inst.degraded, inst.good_streak = False, 0
-            inst.windows[-1] = (inst.windows[-1][0], until)
-            yield self._row(b, "recovered", until, f"{why()} <= {_ms(self.recover_ns)} for "
-                            f"{self.recover_batches} batches; degraded for {_ms(until - inst.since_ns)}")
+        if inst.good_streak < self.recover_batches:
+            return None
+        until = b.last_recv_ns + 1
+        inst.degraded, inst.good_streak = False, 0
+        inst.windows[-1] = (inst.windows[-1][0], until)
+        return self._row(b, "recovered", until, f"{_why(b, feed, lag)} <= {_ms(self.recover_ns)} for "
+                         f"{self.recover_batches} batches; degraded for {_ms(until - inst.since_ns)}")
 
     @staticmethod
     def _row(b: BatchLatency, state: str, until_ns: int, detail: str) -> dict[str, object]:
@@ -270,7 +267,7 @@ class _Venue:
     skewed: bool = False
     since_ns: int = -1
     good_streak: int = 0
-    recent: list[int] = field(default_factory=list)  # batch medians while skewed, newest last
+    recent: RollingMedian = field(default_factory=lambda: RollingMedian(OFFSET_BATCHES))  # while skewed
 
 
 @dataclass
@@ -302,21 +299,26 @@ class SkewDetector:
             if b.median_latency_ns is not None:
                 per_venue.setdefault(b.venue, []).append(b)
         rows = []
-        for venue, summaries in sorted(per_venue.items()):
-            rows.extend(self._step(venue, summaries))
+        for venue in sorted(per_venue) if len(per_venue) > 1 else per_venue:
+            row = self._step(venue, per_venue[venue])
+            if row is not None:
+                rows.append(row)
         return _status(rows)
 
     def offset_ns(self, venue: str) -> int:
         """The clock offset of ``venue`` while skewed (else 0): the median of the last
         ``OFFSET_BATCHES`` batch medians, so a latency spike of a few batches does not move it."""
         state = self._venues.get(venue)
-        return median_int(state.recent) if state and state.skewed and state.recent else 0
+        return state.recent.median() or 0 if state and state.skewed else 0
 
-    def _step(self, venue: str, summaries: list[BatchLatency]) -> Iterable[dict[str, object]]:
-        state = self._venues.setdefault(venue, _Venue())
-        median = median_int([b.median_latency_ns for b in summaries])
-        first = min(summaries, key=lambda b: b.first_recv_ns)
-        last = max(summaries, key=lambda b: b.last_recv_ns)
+    def _step(self, venue: str, summaries: list[BatchLatency]) -> dict[str, object] | None:
+        state = self._venues.get(venue)
+        if state is None:
+            state = self._venues[venue] = _Venue()
+        if len(summaries) == 1:
+            median = int(float(summaries[0].median_latency_ns))  # as median_int gives one value
+        else:
+            median = median_int([b.median_latency_ns for b in summaries])
         if state.baseline_ns is None:
             state.medians.append(median)
             if len(state.medians) >= self.warmup_batches:
@@ -325,30 +327,34 @@ class SkewDetector:
         moved = state.baseline_ns is not None and abs(median - state.baseline_ns) > self.drift_ns
         if behind or moved:
             state.good_streak = 0
-            state.recent = [*state.recent, median][-OFFSET_BATCHES:]
-            if not state.skewed:
-                state.skewed, state.since_ns = True, first.first_recv_ns
-                self.events += 1
-                # the text only for the row that opens the window, not for every skewed batch
-                reasons = []
-                if behind:
-                    reasons.append(f"median ts_recv - ts_event is {_ms(median)}: "
-                                   "our clock is behind the venue's")
-                if moved:
-                    assert state.baseline_ns is not None
-                    base = state.baseline_ns
-                    reasons.append(f"median ts_recv - ts_event {_ms(median)} moved {_ms(median - base)} "
-                                   f"from its baseline {_ms(base)}")
-                yield _skew_row(venue, first, -1, "; ".join(reasons))
-            return
-        if state.skewed:
-            state.recent = [*state.recent, median][-OFFSET_BATCHES:]
-            state.good_streak += 1
-            if state.good_streak >= self.recover_batches:
-                state.skewed, state.good_streak, state.recent = False, 0, []
-                until = last.last_recv_ns + 1
-                yield _skew_row(venue, last, until, f"clock skew cleared: median {_ms(median)} for "
-                                f"{self.recover_batches} batches; skewed for {_ms(until - state.since_ns)}")
+            state.recent.push(median)
+            if state.skewed:
+                return None
+            first = min(summaries, key=lambda b: b.first_recv_ns)
+            state.skewed, state.since_ns = True, first.first_recv_ns
+            self.events += 1
+            # the text only for the row that opens the window, not for every skewed batch
+            reasons = []
+            if behind:
+                reasons.append(f"median ts_recv - ts_event is {_ms(median)}: our clock is behind the venue's")
+            if moved:
+                assert state.baseline_ns is not None
+                base = state.baseline_ns
+                reasons.append(f"median ts_recv - ts_event {_ms(median)} moved {_ms(median - base)} "
+                               f"from its baseline {_ms(base)}")
+            return _skew_row(venue, first, -1, "; ".join(reasons))
+        if not state.skewed:
+            return None
+        state.recent.push(median)
+        state.good_streak += 1
+        if state.good_streak < self.recover_batches:
+            return None
+        last = max(summaries, key=lambda b: b.last_recv_ns)
+        state.skewed, state.good_streak = False, 0
+        state.recent.clear()
+        until = last.last_recv_ns + 1
+        return _skew_row(venue, last, until, f"clock skew cleared: median {_ms(median)} for "
+                         f"{self.recover_batches} batches; skewed for {_ms(until - state.since_ns)}")
 
 
 def _skew_row(venue: str, b: BatchLatency, until_ns: int, detail: str) -> dict[str, object]:

@@ -1,16 +1,18 @@
-"""The live flow's stages as one call per micro-batch: venue health, routing, the instrument pipeline.
+"""The live flow's stages as one call per micro-batch: venue health and the instrument pipeline.
 
-A Bytewax item costs ~1.5 us per stateless step and ~9 us per stateful one, and a stage that
-builds empty Arrow tables or walks rows in Python pays tens of microseconds per batch whatever
-its size. So the flow (``flows.market``) runs three pieces of logic defined here:
+A Bytewax step costs microseconds per item whatever the item holds, and a stage that builds
+Arrow tables or reads Arrow columns pays a microsecond or more per call, so the flow
+(``flows.market``) moves each batch through few steps and converts its columns once:
 
-* :class:`VenueHealth` (per venue, optional): feed health (``FeedHealth`` / ``RelativeHealth``),
-  ``F_MAYBE_BAD_BOOK`` on rows captured in a degraded window, window changes under ``_degraded``;
-* :func:`split_by_instrument` / :func:`passthrough`: the batch cut per instrument
-  (``venue/symbol``), dead letters and STATUS rows straight to their sinks;
-* :class:`InstrumentPipeline` (per instrument): book (``BookStage``) -> degraded windows ->
-  bars (``LiveBars``) -> metrics (``LiveMetrics``) in one call, returning the
-  ``(table_name, table)`` items the sinks get. A stage whose input is empty is not called.
+* :func:`tapeflow.live.routing.route` cuts the batch per instrument and converts each table's
+  numeric columns into one matrix;
+* :class:`VenueHealth` (per venue, optional) judges the batch from those matrices (feed health:
+  ``FeedHealth`` / ``RelativeHealth``), flags rows captured in a degraded window and hands the
+  window changes to the instruments under ``_degraded``;
+* :class:`InstrumentPipeline` (per instrument): book (``BookStage``) -> degraded windows -> bars
+  (``LiveBars``) -> metrics (``LiveMetrics``) in one call, reading the same matrices and passing
+  the rebuilt best bid/offer to the metrics as arrays; it returns the ``(table_name, table)``
+  items the sinks get. A stage whose input is empty is not called.
 
 Everything is picklable (Bytewax recovery snapshots it) and reads no clock: the output depends
 only on the rows and their order per instrument, never on the batch cuts.
@@ -21,84 +23,80 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
+from tapeflow.book.rows import QuoteRows
 from tapeflow.book.stage import BookStage
 from tapeflow.derived import LiveBars, LiveMetrics
-from tapeflow.derived.metrics import single_value
+from tapeflow.derived.live_metrics import QUOTE_COLS, QuoteArrays, TradeArrays
 from tapeflow.live.batching import WATERMARK, Batch, instrument_rows
-from tapeflow.live.health import batch_latencies
+from tapeflow.live.health import SMALL, BatchLatency, summarize, summarize_lists
+from tapeflow.live.routing import (
+    EVENT,
+    FLAGS,
+    PASS_THROUGH,
+    RECV,
+    SEQUENCE,
+    T_PRICE,
+    T_SIDE,
+    T_SIZE,
+    Item,
+    Routed,
+    RoutedBatch,
+    instrument_key,
+    route,
+    routed_one,
+)
 from tapeflow.live.windows import DEGRADED, OPEN_NS, DegradedWindows
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import (
     BAR,
     BOOK_DELTA,
     BOOK_SNAPSHOT,
+    F_MAYBE_BAD_BOOK,
     METRIC,
     ORDER_EVENT,
     QUOTE,
     REJECTED,
     STATUS,
     TRADE,
+    VALID,
 )
 
-Item = tuple[str, pa.Table]
 # The rebuilt best bid/offer: ``quote`` in a batch is the venue's own quote stream (e.g. Binance
 # bookTicker), a different thing with the same record type.
 BBO = "bbo"
-# Tables with no per-instrument state: they bypass the instrument pipeline.
-PASS_THROUGH = (REJECTED.name, STATUS.name)
 # Tables the pipeline derives: an input table of the same name (LOBSTER's own book file, a
 # vendor's OHLCV bars) is the vendor's, never sent on as if the flow had built it.
 DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name)
 _RAW = frozenset(ALL_RECORDS) - set(DERIVED) - set(PASS_THROUGH)
 _BOOK_INPUTS = (ORDER_EVENT.name, BOOK_DELTA.name)
+# not feed events: their times say nothing of the feed's latency (tapeflow.live.health)
+_NOT_EVENTS = frozenset({*PASS_THROUGH, *DERIVED})
 # Built once: a RecordType.empty_table() costs 0.02-1 ms, and a small batch asks for several.
 _EMPTY = {r.name: r.empty_table() for r in (BOOK_SNAPSHOT, QUOTE, TRADE)}
 
 
-def instrument_key(venue: str, symbol: str) -> str:
-    """The routing key of one instrument."""
-    return f"{venue}/{symbol}"
-
-
-def split_by_instrument(batch: Batch) -> list[tuple[str, Batch]]:
-    """Split a micro-batch into one batch per instrument (first-seen order, row order kept).
-
-    A one-instrument table (the common case) is recognized from its string buffers and passed on
-    without a copy; a mixed one is grouped once.
-    """
-    out: dict[str, Batch] = {}
-    for name, table in batch.items():
-        if name in PASS_THROUGH or not table.num_rows:
-            continue
-        venue, symbol = single_value(table.column("venue")), single_value(table.column("symbol"))
-        if venue is not None and symbol is not None:
-            out.setdefault(instrument_key(venue, symbol), {})[name] = table
-            continue
-        for v, s, rows in instrument_rows(table):
-            out.setdefault(instrument_key(v, s), {})[name] = table if rows is None else table.take(rows)
-    return list(out.items())
-
-
-def passthrough(batch: Batch) -> list[Item]:
-    """The batch's dead letters and STATUS rows as ``(table_name, table)`` items."""
-    return [(name, batch[name]) for name in PASS_THROUGH if name in batch and batch[name].num_rows]
+def split_by_instrument(batch: Batch) -> list[tuple[str, RoutedBatch]]:
+    """One batch per instrument (first-seen order, row order kept), as the flow routes it."""
+    return list(route(batch).instruments.items())
 
 
 class InstrumentPipeline:
     """One instrument's book -> degraded windows -> bars -> metrics, one call per micro-batch.
 
-    Feeding an instrument's batches (from :func:`split_by_instrument`) and then calling
-    :meth:`close` gives the rows the stages give one after the other: ``book_snapshot`` (grid
-    snapshots, flagged inside degraded windows), ``bar`` (+ ``rejected`` trades too late for the
-    bar policy), ``metric``, the rebuilt BBO as ``quote`` when asked, and the decoded input rows
-    when ``raw``.
+    Feeding an instrument's batches (from :func:`tapeflow.live.routing.route`, or plain batches
+    of one instrument) and then calling :meth:`close` gives the rows the stages give one after the
+    other: ``book_snapshot`` (grid snapshots, flagged inside degraded windows), ``bar`` (+
+    ``rejected`` trades too late for the bar policy), ``metric``, the rebuilt BBO as ``quote``
+    when asked, and the decoded input rows when ``raw``.
 
     Args:
         book: the book stage (``BookStage(kind, levels, interval_ns)``).
-        bars: a ``tapeflow.derived.LiveBars`` (``add``, ``drain_rejected``, ``close``), or None.
-        metrics: a ``tapeflow.derived.LiveMetrics`` (``add``, ``close``), or None.
+        bars: a ``tapeflow.derived.LiveBars`` (or anything with ``add``, ``drain_rejected``,
+            ``close``), or None.
+        metrics: a ``tapeflow.derived.LiveMetrics`` (or anything with ``add``, ``close``), or None.
         raw: also send the decoded input records (as ``tapeflow ingest`` stores them).
         bbo_as_quote: also send the rebuilt best bid/offer as ``quote`` rows.
     """
@@ -118,33 +116,36 @@ class InstrumentPipeline:
 
         Returns:
             ``(table_name, table)`` items for the sinks, empty tables left out (often none at all).
+
+        Raises:
+            TapeflowError: the batch holds rows of several instruments.
         """
-        changes = batch.get(DEGRADED)
+        part = routed_one(batch)
+        if part is None:
+            return []
+        self.instrument = (part.venue, part.symbol)
+        changes = part.get(DEGRADED)
         if changes is not None and changes.num_rows:
             self.windows.merge(changes)
-        snaps = bbo = None
-        if any(name in batch for name in _BOOK_INPUTS):
-            out = self.book.apply(batch)
-            snaps, bbo = _rows(out[BOOK_SNAPSHOT.name]), _rows(out[QUOTE.name])
-        marks = batch.get(WATERMARK)
+        quotes, snaps = self._book(part)
+        marks = part.get(WATERMARK)
         if marks is not None and marks.num_rows:
             snaps = self._advance(marks, snaps)
         if snaps is not None and self.windows:
             # a snapshot shows the book at its grid instant: flagged when the instant is in a window
             snaps = self.windows.flag(snaps, "ts_event_ns")
-        items = [(n, t) for n, t in batch.items() if n in _RAW and t.num_rows] if self.raw else []
+        items = [(n, t) for n, t in part.items() if n in _RAW and t.num_rows] if self.raw else []
         if snaps is not None:
             items.append((BOOK_SNAPSHOT.name, snaps))
-        if bbo is not None and self.bbo_as_quote:
-            items.append((QUOTE.name, bbo))
-        trades = _rows(batch.get(TRADE.name))
+        if quotes and self.bbo_as_quote:
+            items.append((QUOTE.name, _one([q.table() for q in quotes])))
+        trades = part.get(TRADE.name)
+        if trades is not None and not trades.num_rows:
+            trades = None
         if trades is not None and self.bars is not None:
-            self._bars(trades, items)
-        if self.metrics is not None and (snaps is not None or bbo is not None or trades is not None):
-            metric = self.metrics.add(snaps if snaps is not None else _EMPTY[BOOK_SNAPSHOT.name],
-                                      bbo if bbo is not None else _EMPTY[QUOTE.name],
-                                      trades if trades is not None else _EMPTY[TRADE.name],
-                                      **self._keyed(self.metrics, batch))
+            self._bars(part, trades, items)
+        if self.metrics is not None and (snaps is not None or quotes or trades is not None):
+            metric = self._metrics(part, snaps, quotes, trades)
             if metric.num_rows:
                 items.append((METRIC.name, metric))
         return items
@@ -170,23 +171,21 @@ class InstrumentPipeline:
                 parts.append(close())
             parts = [p for p in parts if p.num_rows]
             if parts:
-                items.append((METRIC.name, parts[0] if len(parts) == 1 else pa.concat_tables(parts)))
+                items.append((METRIC.name, _one(parts)))
         return items
 
-    def _keyed(self, stage: Any, batch: Batch) -> dict[str, Any]:
-        # every row of a routed batch is this pipeline's instrument: tell the derived stages so,
-        # sparing them a check per table and call (custom stages get the plain call)
-        if not isinstance(stage, LiveBars | LiveMetrics):
-            return {}
-        if self.instrument is None:
-            for table in batch.values():
-                if table.num_rows and "venue" in table.column_names:
-                    venue, symbol = single_value(table.column("venue")), single_value(table.column("symbol"))
-                    if venue is None or symbol is None:
-                        return {}  # not a routed batch: let the stage group it
-                    self.instrument = (venue, symbol)
-                    break
-        return {} if self.instrument is None else {"instrument": self.instrument}
+    def _book(self, part: RoutedBatch) -> tuple[list[QuoteRows], pa.Table | None]:
+        present = [name for name in _BOOK_INPUTS if name in part]
+        if not present:
+            return [], None
+        if all(name in part.columns for name in present):
+            quotes, snaps = self.book.apply_columns(part.venue, part.symbol, part.columns, part.order_ids)
+            return quotes, _one(snaps) if snaps else None
+        # a book table without a column of its layout: the table path says which is missing
+        out = self.book.apply({name: part[name] for name in present})
+        quote = _rows(out[QUOTE.name])
+        rows = [] if quote is None else [_quote_rows(quote)]
+        return rows, _rows(out[BOOK_SNAPSHOT.name])
 
     def _advance(self, marks: pa.Table, snaps: pa.Table | None) -> pa.Table | None:
         # the partition's capture clock (tapeflow.live.batching.Heartbeat), after this batch's rows
@@ -196,13 +195,19 @@ class InstrumentPipeline:
             more = _rows(self.book.advance(venue, symbol, ns)[BOOK_SNAPSHOT.name])
             if more is not None:
                 parts.append(more)
-        if not parts:
-            return None
-        return parts[0] if len(parts) == 1 else pa.concat_tables(parts)
+        return _one(parts) if parts else None
 
-    def _bars(self, trades: pa.Table, items: list[Item]) -> None:
+    def _bars(self, part: RoutedBatch, trades: pa.Table, items: list[Item]) -> None:
         assert self.bars is not None
-        bars = self.bars.add(trades, **self._keyed(self.bars, {TRADE.name: trades}))
+        x = part.columns.get(TRADE.name)
+        if isinstance(self.bars, LiveBars):
+            if x is not None:
+                bars = self.bars.add_arrays(part.venue, part.symbol, trades, x[EVENT], x[T_PRICE], x[T_SIZE],
+                                            x[T_SIDE], x[FLAGS], x[RECV])
+            else:
+                bars = self.bars.add(trades, instrument=(part.venue, part.symbol))
+        else:
+            bars = self.bars.add(trades)
         if bars.num_rows:
             items.append((BAR.name, bars))
         drain = getattr(self.bars, "drain_rejected", None)
@@ -211,9 +216,40 @@ class InstrumentPipeline:
             if late.num_rows:
                 items.append((REJECTED.name, late))
 
+    def _metrics(self, part: RoutedBatch, snaps: pa.Table | None, quotes: list[QuoteRows],
+                 trades: pa.Table | None) -> pa.Table:
+        assert self.metrics is not None
+        if not isinstance(self.metrics, LiveMetrics):
+            return self.metrics.add(snaps if snaps is not None else _EMPTY[BOOK_SNAPSHOT.name],
+                                    _one([q.table() for q in quotes]) if quotes else _EMPTY[QUOTE.name],
+                                    trades if trades is not None else _EMPTY[TRADE.name])
+        x = part.columns.get(TRADE.name)
+        if trades is None:
+            flow = None
+        elif x is not None:
+            flow = TradeArrays(x[RECV], x[T_SIDE], x[T_SIZE])
+        else:
+            flow = TradeArrays(*(trades.column(c).to_numpy() for c in ("ts_recv_ns", "aggressor_side",
+                                                                        "size_nanos")))
+        bbo = [QuoteArrays(q.bbo[0], q.bbo[1], q.bbo[2], q.bbo[3], q.ts_recv_ns, q.status != VALID)
+               for q in quotes]
+        return self.metrics.add_arrays(part.venue, part.symbol, snapshots=snaps, quotes=bbo, trades=flow)
+
 
 def _rows(table: pa.Table | None) -> pa.Table | None:
     return table if table is not None and table.num_rows else None
+
+
+def _one(tables: list[pa.Table]) -> pa.Table:
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+def _quote_rows(quote: pa.Table) -> QuoteRows:
+    venue, symbol = quote.column("venue")[0].as_py(), quote.column("symbol")[0].as_py()
+    col = {n: quote.column(n).to_numpy() for n in quote.column_names if n not in ("venue", "symbol")}
+    bbo = np.stack([col[c] for c in QUOTE_COLS])
+    status = np.where(col["flags"] & F_MAYBE_BAD_BOOK, 1, VALID).astype(np.uint8)
+    return QuoteRows(venue, symbol, col["ts_event_ns"], col["ts_recv_ns"], col["sequence"], bbo, status)
 
 
 class VenueHealth:
@@ -221,8 +257,8 @@ class VenueHealth:
 
     Args:
         health: ``tapeflow.live.health.FeedHealth`` or ``tapeflow.live.relative.RelativeHealth``
-            (anything with ``observe(records, now_ns) -> status rows``; ``observe_latencies``,
-            when present, spares summarizing the batch twice).
+            (anything with ``observe_latencies(summaries, now_ns) -> status rows``, or
+            ``observe(records, now_ns)``).
     """
 
     def __init__(self, health: Any) -> None:
@@ -230,35 +266,106 @@ class VenueHealth:
         self.windows = DegradedWindows()
         self.high_water_ns = -1  # running max of the capture times seen (see DegradedWindows.from_status)
 
-    def apply(self, batch: Batch, now_ns: int | None) -> Batch:
-        """Judge one batch; returns it with the health rows added to ``status``, the rows captured
-        inside a degraded window flagged ``F_MAYBE_BAD_BOOK`` and window changes under ``_degraded``."""
-        events = {k: t for k, t in batch.items() if k not in PASS_THROUGH and not k.startswith("_")}
-        summaries = batch_latencies(events)
+    def apply(self, batch: Routed | Batch, now_ns: int | None) -> Routed:
+        """Judge one routed batch (a plain batch is routed first); returns it with the health rows
+        added to ``status``, the rows captured inside a degraded window flagged ``F_MAYBE_BAD_BOOK``
+        and window changes under ``_degraded`` of each instrument they concern."""
+        routed = batch if isinstance(batch, Routed) else route(batch)
+        summaries, first_ns = latencies(routed)
         observe = getattr(self.health, "observe_latencies", None)
-        rows = observe(summaries, now_ns) if observe is not None else self.health.observe(events, now_ns)
+        if observe is not None:
+            rows = observe(summaries, now_ns)
+        else:
+            rows = self.health.observe({f"{k}:{n}": t for k, part in routed.instruments.items()
+                                        for n, t in part.items() if n not in _NOT_EVENTS and n[0] != "_"},
+                                       now_ns)
         if summaries:
             self.high_water_ns = max(self.high_water_ns, max(b.last_recv_ns for b in summaries))
-        first_ns = _first_recv_ns(events)
-        if not rows.num_rows and not (self.windows and first_ns < self.windows.latest_end_ns()):
-            return batch  # nothing to add, and no row was captured before the last window ended
-        out = dict(batch)
         if rows.num_rows:
-            status = batch.get(STATUS.name)
-            has_status = status is not None and status.num_rows
-            out[STATUS.name] = concat(STATUS, [status, rows]) if has_status else rows
+            status = routed.passthrough.get(STATUS.name)
+            routed.passthrough[STATUS.name] = concat(STATUS, [status, rows]) if status is not None else rows
             changed = self.windows.from_status(rows, self.high_water_ns)
             if changed.num_rows:
-                out[DEGRADED] = changed
+                _put_changes(routed, changed)
         if self.windows and first_ns < self.windows.latest_end_ns():
-            out.update({k: self.windows.flag(t) for k, t in events.items()})
-        return out
+            for part in routed.instruments.values():
+                self._flag(part)
+        return routed
+
+    def _flag(self, part: RoutedBatch) -> None:
+        for name, table in list(part.items()):
+            if name[0] == "_" or "flags" not in table.schema.names:
+                continue
+            x = part.columns.get(name)
+            recv = x[RECV] if x is not None else table.column("ts_recv_ns").to_numpy()
+            hit = self.windows.mask_of(part.venue, part.symbol, recv)
+            if hit is None or not hit.any():
+                continue
+            flags = table.column("flags").to_numpy() | np.where(hit, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+            index = table.schema.get_field_index("flags")
+            part[name] = table.set_column(index, table.schema.field(index), pa.array(flags, pa.uint8()))
+            if x is not None:
+                x[FLAGS] = flags
 
 
-def _first_recv_ns(events: Batch) -> int:
-    firsts = [int(t.column("ts_recv_ns").to_numpy().min())
-              for t in events.values() if t.num_rows and "ts_recv_ns" in t.column_names]
-    return min(firsts, default=OPEN_NS)
+def _put_changes(routed: Routed, changed: pa.Table) -> None:
+    # window changes travel to each instrument they concern, present in the batch or not
+    for venue, symbol, rows in instrument_rows(changed):
+        key = instrument_key(venue, symbol)
+        part = routed.instruments.get(key)
+        if part is None:
+            part = routed.instruments[key] = RoutedBatch(venue, symbol)
+        part[DEGRADED] = changed if rows is None else changed.take(pa.array(rows))
+
+
+def latencies(routed: Routed) -> tuple[list[BatchLatency], int]:
+    """Per instrument latency summaries of a routed batch's feed events, sorted by venue and symbol
+    (``tapeflow.live.health.batch_latencies`` over its matrices), and its earliest capture time
+    over every table that has one (``OPEN_NS`` if none)."""
+    out = []
+    first_ns = OPEN_NS
+    keys = list(routed.instruments)
+    if len(keys) > 1:
+        keys.sort(key=lambda k: (routed.instruments[k].venue, routed.instruments[k].symbol))
+    for key in keys:
+        part = routed.instruments[key]
+        if len(part) == 1 and part.columns:
+            # one feed table, converted (the common case): its rows in one call
+            x = next(iter(part.columns.values()))
+            if x.shape[1] <= SMALL:
+                rcl, sql, evl = x[RECV:].tolist()
+                out.append(summarize_lists(part.venue, part.symbol, evl, rcl, max(sql)))
+                first_ns = min(first_ns, out[-1].first_recv_ns)
+                continue
+        ev: list[np.ndarray] = []
+        rc: list[np.ndarray] = []
+        seqs: list[np.ndarray] = []
+        for name, table in part.items():
+            if name[0] == "_" or name in PASS_THROUGH:
+                continue
+            x = part.columns.get(name)
+            if x is not None:
+                e, r, q = x[EVENT], x[RECV], x[SEQUENCE]
+            elif "ts_recv_ns" in table.schema.names:
+                r = table.column("ts_recv_ns").to_numpy()
+                if name in _NOT_EVENTS:  # the vendor's derived rows: their capture times only
+                    first_ns = min(first_ns, int(r.min()))
+                    continue
+                e = table.column("ts_event_ns").to_numpy()
+                q = table.column("sequence").to_numpy() if "sequence" in table.schema.names else None
+            else:
+                continue
+            ev.append(e)
+            rc.append(r)
+            if q is not None:
+                seqs.append(q)
+        if not ev:
+            continue
+        summary = summarize(part.venue, part.symbol, ev[0] if len(ev) == 1 else np.concatenate(ev),
+                            rc[0] if len(rc) == 1 else np.concatenate(rc), seqs)
+        first_ns = min(first_ns, summary.first_recv_ns)
+        out.append(summary)
+    return out, first_ns
 
 
 def new_health(clock: str, degraded_ns: int) -> Any:
@@ -291,5 +398,5 @@ def pipeline_factory(kind: str, levels: int, interval_ns: int | None, *, new_bar
     return new
 
 
-__all__ = ["BBO", "DERIVED", "PASS_THROUGH", "InstrumentPipeline", "Item", "VenueHealth", "instrument_key",
-           "new_health", "passthrough", "pipeline_factory", "split_by_instrument"]
+__all__ = ["BBO", "DERIVED", "PASS_THROUGH", "InstrumentPipeline", "Item", "VenueHealth", "latencies",
+           "new_health", "pipeline_factory", "split_by_instrument"]

@@ -27,21 +27,17 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from tapeflow.live.health import BatchLatency, LatencyBreaker, batch_latencies, median_int
+from tapeflow.live.health import BatchLatency, LatencyBreaker, batch_latencies
+from tapeflow.live.medians import RollingMedian, median_int
 
 WINDOW_BATCHES = 64
 
 
 @dataclass
 class _Level:
-    feed: list[int] = field(default_factory=list)  # recent batch medians of ts_recv - ts_event
-    lag: list[int] = field(default_factory=list)  # recent now - max(ts_recv)
-
-
-def _push(values: list[int], value: int) -> int:
-    values.append(value)
-    del values[:-WINDOW_BATCHES]
-    return median_int(values)
+    # recent batch medians of ts_recv - ts_event, and recent now - max(ts_recv)
+    feed: RollingMedian = field(default_factory=lambda: RollingMedian(WINDOW_BATCHES))
+    lag: RollingMedian = field(default_factory=lambda: RollingMedian(WINDOW_BATCHES))
 
 
 @dataclass
@@ -58,9 +54,9 @@ class RelativeHealth:
     def offsets_ns(self, venue: str) -> tuple[int, int]:
         """The current (feed latency, processing lag) levels of ``venue`` (0, 0 before any batch)."""
         level = self._levels.get(venue)
-        if level is None or not level.feed:
-            return 0, median_int(level.lag) if level and level.lag else 0
-        return median_int(level.feed), median_int(level.lag) if level.lag else 0
+        if level is None:
+            return 0, 0
+        return level.feed.median() or 0, level.lag.median() or 0
 
     def observe(self, records: Mapping[str, pa.Table] | pa.Table, now_ns: int | None = None) -> pa.Table:
         """Feed one micro-batch (one venue, as the flow's health stage keys it); return its
@@ -72,12 +68,14 @@ class RelativeHealth:
         if not summaries:
             return self.breaker.observe_latencies(summaries, now_ns)
         venue = summaries[0].venue
-        level = self._levels.setdefault(venue, _Level())
+        level = self._levels.get(venue)
+        if level is None:
+            level = self._levels[venue] = _Level()
         medians = [b.median_latency_ns for b in summaries if b.median_latency_ns is not None]
         if medians:
-            self.breaker.venue_offsets_ns[venue] = _push(level.feed, median_int(medians))
+            self.breaker.venue_offsets_ns[venue] = level.feed.push(median_int(medians))
         if now_ns is not None:
-            now_ns -= _push(level.lag, now_ns - max(b.last_recv_ns for b in summaries))
+            now_ns -= level.lag.push(now_ns - max(b.last_recv_ns for b in summaries))
         return self.breaker.observe_latencies(summaries, now_ns)
 
     def flag(self, table: pa.Table, *, time_column: str = "ts_recv_ns") -> pa.Table:

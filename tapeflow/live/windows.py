@@ -106,20 +106,7 @@ class DegradedWindows:
             return mask
         ts = table.column(time_column).to_numpy()
         for venue, symbol, rows in instrument_rows(table):
-            wins = self.windows.get((venue, symbol))
-            if not wins:
-                continue
-            mine = ts if rows is None else ts[rows]
-            low = int(mine.min())
-            if self._instrument_end((venue, symbol), wins) <= low:
-                continue  # every window ended before this batch's rows (the common case)
-            high = int(mine.max())
-            hit = None
-            for start, end in wins:
-                if start > high or end <= low:
-                    continue  # most windows lie in the past: no row of this batch can be inside
-                inside = (mine >= start) & (mine < end)
-                hit = inside if hit is None else hit | inside
+            hit = self.mask_of(venue, symbol, ts if rows is None else ts[rows])
             if hit is None:
                 continue
             if rows is None:
@@ -127,6 +114,23 @@ class DegradedWindows:
             else:
                 mask[rows] |= hit
         return mask
+
+    def mask_of(self, venue: str, symbol: str, ts_ns: np.ndarray) -> np.ndarray | None:
+        """Which of one instrument's times ``ts_ns`` lie inside one of its windows (None: none does)."""
+        wins = self.windows.get((venue, symbol))
+        if not wins or not len(ts_ns):
+            return None
+        low = int(ts_ns.min())
+        if self._instrument_end((venue, symbol), wins) <= low:
+            return None  # every window ended before these rows (the common case)
+        high = int(ts_ns.max())
+        hit = None
+        for start, end in wins:
+            if start > high or end <= low:
+                continue  # most windows lie in the past: no row can be inside
+            inside = (ts_ns >= start) & (ts_ns < end)
+            hit = inside if hit is None else hit | inside
+        return hit
 
     def flag(self, table: pa.Table, time_column: str = "ts_recv_ns") -> pa.Table:
         """``table`` with ``F_MAYBE_BAD_BOOK`` added to the rows inside a window (a ``flags`` column
