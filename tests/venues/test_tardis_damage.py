@@ -23,6 +23,10 @@ def _decode(path: Path) -> dict:
     return merge(list(decode([path])))
 
 
+def _reasons(tables: dict) -> list[tuple[str, str]]:
+    return [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()]
+
+
 def _file(tmp_path: Path, bad: bytes, *, gz: bool = False) -> Path:
     body = HEADER + b"".join(line + b"\n" for line in [_line(0), _line(1), bad, _line(3)])
     path = tmp_path / ("trades.csv.gz" if gz else "trades.csv")
@@ -44,7 +48,7 @@ def test_a_number_of_5000_digits_rejects_its_line_only(tmp_path: Path) -> None:
     path = _file(tmp_path, _line(2).replace(b"100.2", b"1" * 5000))
     tables = _decode(path)
     assert tables["trade"].column("sequence").to_pylist() == [1, 2, 4]
-    assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [("out_of_range", f"{path}:4")]
+    assert _reasons(tables) == [("out_of_range", f"{path}:4")]
 
 
 @pytest.mark.parametrize("line_bytes", [3 << 20, 50 << 20])
@@ -65,7 +69,7 @@ def test_an_overlong_line_at_the_end_without_newline(tmp_path: Path, monkeypatch
     path.write_bytes(HEADER + _line(0) + b"\n" + _line(1) + b"\n" + b"y" * 1000)
     tables = _decode(path)
     assert tables["trade"].column("sequence").to_pylist() == [1, 2]
-    assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [("bad_row", f"{path}:4")]
+    assert _reasons(tables) == [("bad_row", f"{path}:4")]
 
 
 def test_a_gzip_cut_short_is_an_error_naming_the_file(tmp_path: Path) -> None:
