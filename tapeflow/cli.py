@@ -17,6 +17,7 @@ from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.inputs import check_inputs, diagnose
 from tapeflow.wire.registry import VenueFormat, VerifyReport, format_names, formats, get_format
+from tapeflow.wire.rejects import IGNORED_BY_RULE
 from tapeflow.wire.sniff import check_format
 
 DESCRIPTION = ("Market microstructure data: decode venue and vendor files, check them against their "
@@ -245,12 +246,15 @@ def _reasons(rejected: dict[str, int]) -> str:
 
 
 def _rejects_exit(rejected: dict[str, int], allowed: bool, where: str) -> int:
-    """``EXIT_REJECTED`` (saying so on stderr) when units were rejected and that was not allowed."""
-    if not rejected:
+    """``EXIT_REJECTED`` (saying so on stderr) when units were dead-lettered and that was not allowed;
+    units ignored by rule (:data:`~tapeflow.wire.rejects.IGNORED_BY_RULE`) are counted, never fail."""
+    ignored = {r: n for r, n in rejected.items() if r in IGNORED_BY_RULE}
+    if ignored:
+        print(f"ignored by rule: {sum(ignored.values()):,} input units ({_reasons(ignored)})")
+    rejected = {r: n for r, n in rejected.items() if r not in IGNORED_BY_RULE}
+    if not rejected or allowed:
         return EXIT_OK
     total = sum(rejected.values())
-    if allowed:
-        return EXIT_OK
     plural = "s" if total != 1 else ""
     print(f"tapeflow: {total:,} input unit{plural} rejected ({_reasons(rejected)}); {where}. "
           "Exit code 3; pass --allow-rejects to accept them", file=sys.stderr)

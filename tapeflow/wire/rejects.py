@@ -98,3 +98,9 @@ class Rejects:
 
 
 _REASONS = frozenset(r.value for r in Reason)
+
+# Reasons for well-formed units that a rule, not damage, keeps out of the tables: a channel tapeflow
+# does not decode, a book update from before the capture's first snapshot of that book. They are
+# still written as ``rejected`` rows (nothing is dropped unseen) but are counted as ignored by rule,
+# and do not make ``ingest``/``verify`` exit non-zero (docs/reliability.md).
+IGNORED_BY_RULE = frozenset({Reason.UNSUPPORTED_CHANNEL.value, Reason.NO_SNAPSHOT.value})

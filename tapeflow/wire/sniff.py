@@ -20,6 +20,7 @@ from pathlib import Path
 from tapeflow.errors import FormatError
 from tapeflow.wire.capture import GZIP_MAGIC, READ_ERRORS, ZSTD_MAGIC, open_maybe_gzip
 from tapeflow.wire.registry import VenueFormat, formats
+from tapeflow.wire.rejects import IGNORED_BY_RULE
 
 SAMPLE_LINES = 200  # first lines of each sampled file
 SAMPLE_FILES = 3  # first files of a command
@@ -83,6 +84,8 @@ def score(fmt: VenueFormat, paths: Sequence[Path]) -> Score | None:
             for name, table in chunk.tables.items():
                 if name == "rejected":
                     reasons.update(table.column("reason").to_pylist())
+                    for reason in IGNORED_BY_RULE & reasons.keys():  # the format's own units
+                        normalized += reasons.pop(reason)
                 else:
                     normalized += table.num_rows
     except Exception:  # any refusal: this format is not the file's, whatever its decoder raised
