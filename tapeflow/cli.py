@@ -16,8 +16,8 @@ from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.inputs import check_inputs, diagnose
-from tapeflow.wire.registry import VenueFormat, VerifyReport, format_names, formats, get_format
-from tapeflow.wire.rejects import IGNORED_BY_RULE
+from tapeflow.wire.registry import format_names, formats, get_format
+from tapeflow.wire.rejects import IGNORED_BY_RULE, tally
 from tapeflow.wire.sniff import check_format
 
 DESCRIPTION = ("Market microstructure data: decode venue and vendor files, check them against their "
@@ -204,8 +204,8 @@ def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         raise TapeflowError(f"format {args.format!r} has no oracle to verify against")
     paths = check_inputs(args.paths)
     check_format(fmt, paths)
-    reports = fmt.verify(paths)  # type: ignore[misc]
-    rejected = _verify_rejects(fmt, paths, reports)
+    with tally() as rejected:
+        reports = fmt.verify(paths)  # type: ignore[misc]
     if not reports:
         also = f" ({sum(rejected.values()):,} input units rejected: {_reasons(rejected)})" if rejected else ""
         raise TapeflowError(f"no checkable content found in {', '.join(map(str, args.paths))}{also}")
@@ -223,21 +223,6 @@ def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
             print(f"  and {sum(rejected.values()):,} input units rejected ({_reasons(rejected)})")
         return EXIT_VERIFY_FAILED
     return _rejects_exit(rejected, args.allow_rejects, "ingest stores them in the `rejected` table")
-
-
-def _verify_rejects(fmt: VenueFormat, paths: list[Path], reports: list[VerifyReport]) -> dict[str, int]:
-    """Rejected units per reason, from a decode of the files, unless every report says it saw none
-    (``details["rejected"] == 0``): a verifier that counts its rejects spares clean files a second pass."""
-    counted = [r.details.get("rejected") for r in reports]
-    if counted and all(n == 0 for n in counted):
-        return {}
-    reasons: dict[str, int] = {}
-    for chunk in fmt.decode(paths):
-        table = chunk.tables.get("rejected")
-        if table is not None:
-            for reason in table.column("reason").to_pylist():
-                reasons[reason] = reasons.get(reason, 0) + 1
-    return reasons
 
 
 def _reasons(rejected: dict[str, int]) -> str:
