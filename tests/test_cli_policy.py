@@ -12,6 +12,7 @@ from tapeflow import cli
 from tapeflow.cli import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_VERIFY_FAILED, main
 from tapeflow.wire.registry import VenueFormat, VerifyReport, formats
 from tapeflow.wire.rejects import Reason, Rejects, tally
+from tests.corpus.make_damaged import json_lines
 
 HEADER = "exchange,symbol,timestamp,local_timestamp,id,side,price,amount\n"
 
@@ -72,9 +73,7 @@ def test_a_wrong_format_is_an_error_naming_the_right_one(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "capture.jsonl"
-    frame = ('{"arg":{"channel":"trades","instId":"BTC-USDT"},"data":[{"instId":"BTC-USDT","tradeId":"1",'
-             '"px":"100.5","sz":"0.1","side":"buy","ts":"1"}]}')
-    path.write_text("".join(f"{1700000000000000000 + i} {frame}\n" for i in range(20)))
+    path.write_bytes(b"".join(line + b"\n" for line in json_lines("okx", 20)))
     lake = tmp_path / "lake"
     rc = main(["ingest", "--format", "binance", "--lake", str(lake), "--no-clickhouse", "--quiet", str(path)])
     err = capsys.readouterr().err

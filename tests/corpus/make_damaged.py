@@ -81,12 +81,13 @@ def _trade(fmt: str, i: int) -> str:
 _HUGE = "1" * HUGE_DIGITS
 
 
-def _json_lines(fmt: str, n: int = UNITS) -> list[bytes]:
+def json_lines(fmt: str, n: int = UNITS) -> list[bytes]:
+    """``n`` trade frames of venue ``fmt`` as `<recv_ns> <json>` capture lines."""
     return [f"{T0_NS + i * 1000} {_trade(fmt, i)}".encode() for i in range(n)]
 
 
 def _json_damages(fmt: str) -> dict[str, bytes]:
-    good = _json_lines(fmt, UNITS + 1)[-1]
+    good = json_lines(fmt, UNITS + 1)[-1]
     recv, _, frame = good.partition(b" ")
     huge = frame.replace(b"100.", _HUGE.encode() + b".", 1)
     return {
@@ -207,7 +208,7 @@ def _garbage(path: Path, magic: bytes) -> Path:
 
 
 def _json_cases(fmt: str, root: Path) -> list[Case]:
-    good = _json_lines(fmt)
+    good = json_lines(fmt)
     name = f"{fmt}.capture"
     cases = _line_cases(fmt, root, good, _json_damages(fmt), name)
     cases += _line_cases(fmt, root / "gz", good, {}, name + ".gz", gz=True)[:1]
@@ -215,7 +216,7 @@ def _json_cases(fmt: str, root: Path) -> list[Case]:
     cases += _file_cases(fmt, root, good, name)
     # the wrong --format: a sample of another venue, most of its frames unknown to this one
     other = "okx" if fmt != "okx" else "binance"
-    path = _write(root / "wrong-format" / f"{other}.capture", _json_lines(other))
+    path = _write(root / "wrong-format" / f"{other}.capture", json_lines(other))
     cases.append(Case(f"{fmt}/wrong-format", fmt, (path,), error=other))
     return cases
 
@@ -225,7 +226,7 @@ def _tardis_cases(root: Path) -> list[Case]:
     name = "binance-futures_trades_BTCUSDT.csv"
     cases = _line_cases("tardis", root, good, _tardis_damages(), name, head=1)
     cases += _file_cases("tardis", root, good, name)
-    path = _write(root / "wrong-format" / "okx.capture", _json_lines("okx"))
+    path = _write(root / "wrong-format" / "okx.capture", json_lines("okx"))
     cases.append(Case("tardis/wrong-format", "tardis", (path,), error="okx"))
     return cases
 
@@ -297,7 +298,7 @@ def _dbn_cases(root: Path) -> list[Case]:
     empty = root / "empty.trades.dbn"
     empty.write_bytes(b"")
     cases.append(Case("dbn/empty", "dbn", (empty,), error="empty"))
-    json = _write(root / "wrong-format" / "binance.capture", _json_lines("binance"))
+    json = _write(root / "wrong-format" / "binance.capture", json_lines("binance"))
     cases.append(Case("dbn/wrong-format", "dbn", (json,), error="DBN"))
     return cases
 
