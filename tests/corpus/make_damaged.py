@@ -280,6 +280,12 @@ def _dbn_cases(root: Path) -> list[Case]:
     clean = root / "clean.trades.dbn"
     clean.write_bytes(data)
     cases.append(Case("dbn/clean", "dbn", (clean,), UNITS, 0))
+    # one record's length byte flipped (record 3 of 6: 200-byte metadata, 48-byte records)
+    flipped = bytearray(data)
+    flipped[200 + 2 * 48] ^= 0x40
+    bad_length = root / "bad-length.trades.dbn"
+    bad_length.write_bytes(bytes(flipped))
+    cases.append(Case("dbn/bad-length", "dbn", (bad_length,), UNITS, 1))
     compressed = zstandard.ZstdCompressor(write_checksum=True).compress(data)
     clean_zst = root / "clean.trades.dbn.zst"
     clean_zst.write_bytes(compressed)
