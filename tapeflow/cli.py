@@ -172,6 +172,7 @@ def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
     if args.levels < 1:
         raise TapeflowError(f"--levels must be at least 1, was {args.levels}")
     paths = check_inputs(args.paths)
+    check_format(get_format(args.format), paths)
     started = time.perf_counter()
     decoded = 0
     with progress_bar(sum(p.stat().st_size for p in paths), f"book {args.format}",

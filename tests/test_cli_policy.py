@@ -80,6 +80,9 @@ def test_a_wrong_format_is_an_error_naming_the_right_one(
     assert rc == EXIT_ERROR
     assert "capture.jsonl does not look like binance" in err and "did you mean --format okx?" in err
     assert not lake.exists()  # refused before anything was written
+    out = tmp_path / "book.parquet"
+    assert main(["book", "--format", "kraken", "--quiet", "--out", str(out), str(path)]) == EXIT_ERROR
+    assert "did you mean --format okx?" in capsys.readouterr().err and not out.exists()
 
 
 def test_a_damaged_file_a_decoder_lets_through_is_diagnosed(
