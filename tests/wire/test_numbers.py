@@ -51,6 +51,7 @@ def test_huge_texts_are_rejected_not_crashing(text: str, reason: str) -> None:
 
 
 @pytest.mark.parametrize(("text", "nanos"), [("0" * 5000 + "1.5", 1_500_000_000), ("0e99999", 0),
-                                              ("1.500000000000", 1_500_000_000), ("-0", 0)])
+                                              ("1.500000000000", 1_500_000_000), ("-0", 0),
+                                              ("1" + "0" * 99 + "e-99", 10**9)])
 def test_long_texts_of_small_values_still_parse(text: str, nanos: int) -> None:
     assert to_nanos(text, allow_negative=True) == nanos
