@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +15,10 @@ from tapeflow.live import cli as live_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.timeutil import parse_duration_ns
+from tapeflow.wire.inputs import check_inputs, diagnose
 from tapeflow.wire.registry import format_names, formats, get_format
+from tapeflow.wire.rejects import IGNORED_BY_RULE, tally
+from tapeflow.wire.sniff import check_format
 
 DESCRIPTION = ("Market microstructure data: decode venue and vendor files, check them against their "
                "oracles, store them in a Parquet lake and ClickHouse, rebuild order books, and run the "
@@ -22,29 +27,53 @@ EPILOG = ("Run `tapeflow COMMAND --help` for a command's options. Configuration 
           "TAPEFLOW_CLICKHOUSE and TAPEFLOW_LIVE_* (see README.md); `make demo` shows every command at work.")
 
 
+# exit codes (docs/cli.md, docs/reliability.md)
+EXIT_OK = 0  # everything normalized (or ignored by rule), the oracle passed
+EXIT_VERIFY_FAILED = 1  # verify: the data disagree with their oracle
+EXIT_ERROR = 2  # a usage error or an input that cannot be decoded at all (file-level damage, wrong format)
+EXIT_REJECTED = 3  # ingest/verify: input units were dead-lettered (and --allow-rejects was not given)
+EXIT_INTERNAL = 70  # a bug in tapeflow (sysexits' EX_SOFTWARE), never bad input
+EXIT_INTERRUPTED = 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tapeflow`` console script; returns the exit code."""
+    """Entry point of the ``tapeflow`` console script; returns the exit code (``EXIT_*``)."""
     try:
         parser = _parser()  # the --format choices ask the registry, which names a broken venue folder
     except TapeflowError as exc:
         print(f"tapeflow: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_ERROR
     settings = Settings.from_env()
     try:
         return int(args.func(args, settings) or 0)
     except TapeflowError as exc:
         print(f"tapeflow: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except FileNotFoundError as exc:
         print(f"tapeflow: error: no such file: {exc.filename}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("tapeflow: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # the last net: a damaged file a decoder let through, else a bug
+        return _unexpected(exc, getattr(args, "paths", []))
+
+
+def _unexpected(exc: Exception, paths: Sequence[Path]) -> int:
+    damage = diagnose([p for p in paths if p.is_file()])
+    if damage is not None:
+        print(f"tapeflow: error: {damage}", file=sys.stderr)
+        return EXIT_ERROR
+    if os.environ.get("TAPEFLOW_TRACEBACK"):
+        traceback.print_exc()
+    print(f"tapeflow: internal error: {type(exc).__name__}: {exc}\n"
+          "  this is a bug in tapeflow, not in the input: please report it with the command line "
+          "(TAPEFLOW_TRACEBACK=1 prints where it happened)", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +88,8 @@ def _parser() -> argparse.ArgumentParser:
     ver = sub.add_parser("verify", help="check files against their own oracle")
     ver.add_argument("format", choices=names)
     ver.add_argument("paths", nargs="+", type=Path)
+    ver.add_argument("--allow-rejects", action="store_true",
+                     help="exit 0 even when input units were dead-lettered (default: exit 3)")
     ver.set_defaults(func=_cmd_verify)
 
     ing = sub.add_parser("ingest", help="decode files into lake partitions and warehouse rows")
@@ -69,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     ing.add_argument("--no-lake", action="store_true", help="do not write Parquet")
     ing.add_argument("--no-clickhouse", action="store_true", help="do not load the warehouse")
     ing.add_argument("--quiet", action="store_true", help="no progress bar")
+    ing.add_argument("--allow-rejects", action="store_true",
+                     help="exit 0 even when input units were dead-lettered (default: exit 3)")
     ing.set_defaults(func=_cmd_ingest)
 
     book = sub.add_parser("book", help="rebuild books and write top-N snapshots")
@@ -122,10 +155,12 @@ def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
 
     lake = None if args.no_lake else (args.lake or settings.lake_dir)
     dsn = None if args.no_clickhouse else (args.clickhouse or settings.clickhouse_dsn)
-    summary = ingest(args.format, _existing(args.paths), lake=lake, clickhouse=dsn,
-                     progress=not args.quiet and sys.stderr.isatty())
+    fmt = get_format(args.format)
+    paths = check_inputs(args.paths)
+    check_format(fmt, paths)  # a wrong --format is refused before anything is written
+    summary = ingest(fmt, paths, lake=lake, clickhouse=dsn, progress=not args.quiet and sys.stderr.isatty())
     print(summary.render())
-    return 0
+    return _rejects_exit(summary.rejected, args.allow_rejects, "stored in the `rejected` table")
 
 
 def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
@@ -136,7 +171,8 @@ def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
     interval_ns = None if args.interval == "event" else parse_duration_ns(args.interval)
     if args.levels < 1:
         raise TapeflowError(f"--levels must be at least 1, was {args.levels}")
-    paths = _existing(args.paths)
+    paths = check_inputs(args.paths)
+    check_format(get_format(args.format), paths)
     started = time.perf_counter()
     decoded = 0
     with progress_bar(sum(p.stat().st_size for p in paths), f"book {args.format}",
@@ -167,9 +203,13 @@ def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     fmt = get_format(args.format)
     if not fmt.has_verify:
         raise TapeflowError(f"format {args.format!r} has no oracle to verify against")
-    reports = fmt.verify(_existing(args.paths))  # type: ignore[misc]
+    paths = check_inputs(args.paths)
+    check_format(fmt, paths)
+    with tally() as rejected:
+        reports = fmt.verify(paths)  # type: ignore[misc]
     if not reports:
-        raise TapeflowError(f"no checkable content found in {', '.join(map(str, args.paths))}")
+        also = f" ({sum(rejected.values()):,} input units rejected: {_reasons(rejected)})" if rejected else ""
+        raise TapeflowError(f"no checkable content found in {', '.join(map(str, args.paths))}{also}")
     passed = True
     for report in reports:
         for failure in report.failures[:10]:
@@ -179,7 +219,32 @@ def _cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         passed &= report.passed
     for report in reports:
         print(report.line())
-    return 0 if passed else 1
+    if not passed:
+        if rejected:
+            print(f"  and {sum(rejected.values()):,} input units rejected ({_reasons(rejected)})")
+        return EXIT_VERIFY_FAILED
+    return _rejects_exit(rejected, args.allow_rejects, "ingest stores them in the `rejected` table")
+
+
+def _reasons(rejected: dict[str, int]) -> str:
+    ordered = sorted(rejected.items(), key=lambda kv: (-kv[1], kv[0]))
+    return ", ".join(f"{reason} {n:,}" for reason, n in ordered)
+
+
+def _rejects_exit(rejected: dict[str, int], allowed: bool, where: str) -> int:
+    """``EXIT_REJECTED`` (saying so on stderr) when units were dead-lettered and that was not allowed;
+    units ignored by rule (:data:`~tapeflow.wire.rejects.IGNORED_BY_RULE`) are counted, never fail."""
+    ignored = {r: n for r, n in rejected.items() if r in IGNORED_BY_RULE}
+    if ignored:
+        print(f"ignored by rule: {sum(ignored.values()):,} input units ({_reasons(ignored)})")
+    rejected = {r: n for r, n in rejected.items() if r not in IGNORED_BY_RULE}
+    if not rejected or allowed:
+        return EXIT_OK
+    total = sum(rejected.values())
+    plural = "s" if total != 1 else ""
+    print(f"tapeflow: {total:,} input unit{plural} rejected ({_reasons(rejected)}); {where}. "
+          "Exit code 3; pass --allow-rejects to accept them", file=sys.stderr)
+    return EXIT_REJECTED
 
 
 def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
@@ -215,11 +280,6 @@ def _cmd_formats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _existing(paths: Sequence[Path]) -> list[Path]:
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        raise TapeflowError(f"no such file: {', '.join(missing)}")
-    return list(paths)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,12 @@ class FormatError(TapeflowError):
     """A file or stream is not in the format it was declared as (e.g. a legacy ``.dbz`` file)."""
 
 
+class InputError(TapeflowError):
+    """An input path that cannot be decoded at all: missing, a directory, empty, unreadable, or
+    damaged at the file level (a compressed stream cut short). Line-level damage is never this:
+    it is a ``rejected`` row."""
+
+
 class ConfigError(TapeflowError):
     """A setting, DSN or command-line value is invalid."""
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import gzip
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol
 
 import pyarrow as pa
+import zstandard
 
 from tapeflow.errors import BadNumber, FormatError
 from tapeflow.schemas import ALL_RECORDS, RecordType, concat
@@ -50,29 +52,103 @@ class CaptureLine:
     location: str
 
 
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+# what a damaged or cut-short compressed stream raises while it is read
+READ_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile, zstandard.ZstdError, OSError)
+
+
 def open_maybe_gzip(path: Path) -> IO[bytes]:
-    """Open a file for binary reading, transparently un-gzipping it."""
-    with open(path, "rb") as fh:
-        magic = fh.read(2)
-    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+    """Open a file for binary reading, transparently un-gzipping it.
+
+    Raises:
+        FormatError: ``path`` is a directory or cannot be read.
+    """
+    magic = _magic(path)
+    return gzip.open(path, "rb") if magic[:2] == GZIP_MAGIC else open(path, "rb")
+
+
+def _magic(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(4)
+    except IsADirectoryError:
+        raise FormatError(f"{path} is a directory, not a file: pass the files inside it") from None
+    except PermissionError:
+        raise FormatError(f"{path} cannot be read: permission denied") from None
+
+
+def read_error(path: Path, exc: BaseException, where: str = "") -> FormatError:
+    """The clear error for a file whose bytes could not be read (``exc`` from :data:`READ_ERRORS`).
+
+    Args:
+        path: the file.
+        exc: what reading it raised.
+        where: how far it got ("after line 1,204"), or ''.
+    """
+    at = f" {where}" if where else ""
+    if isinstance(exc, EOFError) or "incomplete" in str(exc) or "truncated" in str(exc):
+        what = "its compressed stream is cut short (an interrupted download or copy?)"
+    elif isinstance(exc, (zlib.error, gzip.BadGzipFile)):
+        what = f"its gzip stream is damaged ({exc})"
+    elif isinstance(exc, zstandard.ZstdError):
+        what = f"its zst stream is damaged ({exc})"
+    else:
+        what = f"it cannot be read ({type(exc).__name__}: {exc})"
+    return FormatError(f"{path}: {what}{at}")
+
+
+def check_readable(path: Path) -> None:
+    """Read the whole of ``path`` (decompressing gzip or zst) to find file-level damage.
+
+    Cheap to skip and costly to run: it is the diagnosis of a decode that failed, naming the file
+    and what is wrong with it.
+
+    Raises:
+        FormatError: the file is a directory, unreadable, empty, or a damaged or cut-short
+            gzip/zst stream.
+    """
+    magic = _magic(path)
+    if not magic:
+        raise FormatError(f"{path} is empty (0 bytes)")
+    try:
+        with open(path, "rb") as raw:
+            if magic[:2] == GZIP_MAGIC:
+                with gzip.GzipFile(fileobj=raw) as fh:
+                    while fh.read(1 << 20):
+                        pass
+            elif magic == ZSTD_MAGIC:
+                zd = zstandard.ZstdDecompressor().decompressobj()
+                while chunk := raw.read(1 << 20):
+                    zd.decompress(chunk)
+                    if zd.eof and (rest := zd.unused_data):
+                        zd = zstandard.ZstdDecompressor().decompressobj()
+                        zd.decompress(rest)
+                if not zd.eof:
+                    raise EOFError("zst frame incomplete")
+    except READ_ERRORS as exc:
+        raise read_error(path, exc) from None
 
 
 def detect_flavour(path: Path) -> str:
     """``ns`` or ``cryptofeed``, from the first non-empty line.
 
     Raises:
-        FormatError: the file is neither.
+        FormatError: the file is neither, or cannot be read.
     """
-    with open_maybe_gzip(path) as fh:
-        for raw in fh:
-            line = raw.strip()
-            if not line:
-                continue
-            if _NS_LINE.match(line):
-                return "ns"
-            if _CF_URL.match(line) or _CF_RECV.match(line):
-                return "cryptofeed"
-            raise FormatError(f"{path}: not a capture file (first line starts {line[:60]!r})")
+    try:
+        with open_maybe_gzip(path) as fh:
+            for raw in fh:
+                line = raw.strip()
+                if not line:
+                    continue
+                if _NS_LINE.match(line):
+                    return "ns"
+                if _CF_URL.match(line) or _CF_RECV.match(line):
+                    return "cryptofeed"
+                raise FormatError(f"{path}: not a capture file (first line starts {line[:60]!r})")
+    except READ_ERRORS as exc:
+        raise read_error(path, exc, "in its first line") from None
     raise FormatError(f"{path}: empty capture file")
 
 
@@ -80,18 +156,23 @@ def read_capture(path: Path, rejects: Rejects) -> Iterator[CaptureLine]:
     """Yield every frame of a capture file; malformed lines become ``bad_capture_line`` rejects."""
     flavour = detect_flavour(path)
     name = path.name
-    with open_maybe_gzip(path) as fh:
-        for lineno, raw in enumerate(fh, 1):
-            line = raw.rstrip(b"\r\n")
-            if not line.strip():
-                continue
-            loc = f"{name}:{lineno}"
-            parsed = parse_ns_line(line) if flavour == "ns" else _parse_cryptofeed(line)
-            if parsed is None:
-                rejects.add(Reason.BAD_CAPTURE_LINE, f"not a {flavour} capture line", loc, line)
-                continue
-            recv_ns, kind, url, payload = parsed
-            yield CaptureLine(recv_ns, kind, url, payload, loc)
+    lineno = 0
+    try:
+        with open_maybe_gzip(path) as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.rstrip(b"\r\n")
+                if not line.strip():
+                    continue
+                loc = f"{name}:{lineno}"
+                parsed = parse_ns_line(line) if flavour == "ns" else _parse_cryptofeed(line)
+                if parsed is None:
+                    rejects.add(Reason.BAD_CAPTURE_LINE, f"not a {flavour} capture line", loc, line)
+                    continue
+                recv_ns, kind, url, payload = parsed
+                yield CaptureLine(recv_ns, kind, url, payload, loc)
+    except READ_ERRORS as exc:
+        # file-level damage: the lines read so far were fine, the rest of the file is lost
+        raise read_error(path, exc, f"after line {lineno:,}") from None
 
 
 def parse_ns_line(line: bytes) -> tuple[int, str, str, bytes] | None:

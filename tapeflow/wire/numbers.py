@@ -19,6 +19,11 @@ SCALE = 1_000_000_000  # units per 1.0: nanos
 I64_MAX = 2**63 - 1
 _DECIMAL = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 _MAX_WHOLE_DIGITS = 9  # 999_999_999.999999999 still fits int64 nanos; longer goes the slow way
+# int64 nanos have at most 19 digits: a text needing more is out of range, and is told so before
+# int() sees it (CPython refuses over 4,300 digits with a ValueError, and 10**exponent of a huge
+# exponent never returns). An exponent of more than 18 digits is beyond any digits' reach.
+_MAX_DIGITS = 19
+_MAX_EXPONENT_DIGITS = 18
 # decimal text -> nanos of every plain decimal seen (only valid, non-negative values get in)
 NANOS_CACHE: dict[str, int] = {}  # read directly by per-level fast paths (tapeflow.venues.fields)
 _CACHE_MAX = 1 << 20
@@ -44,9 +49,15 @@ def to_nanos(text: str | bytes | int, *, allow_negative: bool = False) -> int:
         m = _DECIMAL.match(text.strip())
         if m is None or not (m.group(2) or m.group(3)):
             raise BadNumber(Reason.BAD_NUMBER, text)
-        sign, whole, frac, exp = m.group(1), m.group(2) or "0", m.group(3) or "", int(m.group(4) or 0)
-        digits = whole + frac
-        shift = 9 - len(frac) + exp  # value = int(digits) * 10**shift nanos
+        sign, whole, frac, exp_text = m.group(1), m.group(2) or "0", m.group(3) or "", m.group(4) or "0"
+        digits = (whole + frac).lstrip("0") or "0"
+        if digits == "0":
+            return 0
+        if len(exp_text.lstrip("+-").lstrip("0")) > _MAX_EXPONENT_DIGITS:  # sub-nano if negative
+            raise BadNumber(Reason.BAD_NUMBER if exp_text.startswith("-") else Reason.OUT_OF_RANGE, text)
+        shift = 9 - len(frac) + int(exp_text)  # value = int(digits) * 10**shift nanos
+        if len(digits) + shift > _MAX_DIGITS:
+            raise BadNumber(Reason.OUT_OF_RANGE, text)
         if shift >= 0:
             value = int(digits) * 10**shift
         else:

@@ -8,6 +8,9 @@ member of :class:`Reason`, declared here once. The JSON venues share one frame l
 
 from __future__ import annotations
 
+import contextlib
+from collections import Counter
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +74,8 @@ class Rejects:
         """
         if reason not in _REASONS:
             raise TapeflowError(f"reject reason {reason!r} is not one of tapeflow.wire.rejects.Reason")
+        for counter in _TALLIES:
+            counter[reason] += 1
         c = self._cols
         c["ts_event_ns"].append(ts_event_ns)
         c["ts_recv_ns"].append(ts_recv_ns)
@@ -98,3 +103,25 @@ class Rejects:
 
 
 _REASONS = frozenset(r.value for r in Reason)
+_TALLIES: list[Counter[str]] = []
+
+
+@contextlib.contextmanager
+def tally() -> Iterator[Counter[str]]:
+    """Count, by reason, every dead letter any decoder builds inside the ``with`` block.
+
+    ``tapeflow verify`` learns what its verifier's decode rejected this way, without decoding the
+    files a second time: every decoder writes its dead letters through :meth:`Rejects.add`.
+    """
+    counter: Counter[str] = Counter()
+    _TALLIES.append(counter)
+    try:
+        yield counter
+    finally:
+        _TALLIES.remove(counter)
+
+# Reasons for well-formed units that a rule, not damage, keeps out of the tables: a channel tapeflow
+# does not decode, a book update from before the capture's first snapshot of that book. They are
+# still written as ``rejected`` rows (nothing is dropped unseen) but are counted as ignored by rule,
+# and do not make ``ingest``/``verify`` exit non-zero (docs/reliability.md).
+IGNORED_BY_RULE = frozenset({Reason.UNSUPPORTED_CHANNEL.value, Reason.NO_SNAPSHOT.value})

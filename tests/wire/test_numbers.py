@@ -34,3 +34,24 @@ def test_bad_values_have_reasons(text: str, reason: str) -> None:
 @given(st.integers(min_value=0, max_value=9_000_000_000), st.integers(min_value=0, max_value=999_999_999))
 def test_round_trip_against_integer_construction(whole: int, frac: int) -> None:
     assert to_nanos(f"{whole}.{frac:09d}") == whole * 10**9 + frac
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [("1" * 5000, "out_of_range"), ("1" * 5000 + ".5", "out_of_range"), ("0." + "1" * 5000, "bad_number"),
+     ("1e" + "9" * 5000, "out_of_range"), ("1e-" + "9" * 5000, "bad_number"),
+     ("1e999999999", "out_of_range")],
+)
+def test_huge_texts_are_rejected_not_crashing(text: str, reason: str) -> None:
+    # int() refuses more than 4,300 digits with a ValueError, and 10**999999999 never returns:
+    # one such value must be one rejected line, not the end of the whole file
+    with pytest.raises(BadNumber) as info:
+        to_nanos(text)
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize(("text", "nanos"), [("0" * 5000 + "1.5", 1_500_000_000), ("0e99999", 0),
+                                              ("1.500000000000", 1_500_000_000), ("-0", 0),
+                                              ("1" + "0" * 99 + "e-99", 10**9)])
+def test_long_texts_of_small_values_still_parse(text: str, nanos: int) -> None:
+    assert to_nanos(text, allow_negative=True) == nanos

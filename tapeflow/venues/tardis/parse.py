@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tapeflow.errors import FormatError
 from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import (
     BOOK_DELTA,
@@ -59,7 +60,7 @@ def decode_all(paths: Sequence[Path]) -> dict[str, pa.Table]:
 
 def decode_file(path: Path) -> Iterator[Decoded]:
     """Decode one Tardis CSV; see :func:`decode`."""
-    kind, depth = detect_kind(read_header(path))
+    kind, depth = file_kind(path)
     l2 = _L2Events()
     gap_carry = False  # a rejected L2 line ended the previous chunk
     reported = 0  # CsvChunk.bytes_read is the file position; Decoded wants the increment
@@ -79,6 +80,20 @@ def decode_file(path: Path) -> Iterator[Decoded]:
         reported = chunk.bytes_read
     if kind == "incremental_book_L2":
         yield Decoded({"book_delta": l2.feed(None, final=True)}, source=str(path))
+
+
+def file_kind(path: Path) -> tuple[str, int]:
+    """The Tardis kind of a file and its book depth, from its header.
+
+    Raises:
+        FormatError: naming the file, when its header is no supported kind or it cannot be read.
+    """
+    try:
+        return detect_kind(read_header(path))
+    except FormatError as exc:
+        if str(path) in str(exc):
+            raise
+        raise FormatError(f"{path}: {exc}") from None
 
 
 class _Rows:

@@ -7,9 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tapeflow.venues.tardis.messages import detect_kind
-from tapeflow.venues.tardis.parse import decode_all
-from tapeflow.venues.tardis.reader import read_header
+from tapeflow.venues.tardis.parse import decode_all, file_kind
 from tapeflow.wire.registry import VerifyReport
 
 _MAX_LISTED = 20
@@ -24,7 +22,7 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
     """
     reports = []
     for path in map(Path, paths):
-        if detect_kind(read_header(path))[0] != "trades":
+        if file_kind(path)[0] != "trades":
             continue
         trades = decode_all([path]).get("trade")
         if trades is None or trades.num_rows == 0:
