@@ -46,13 +46,20 @@ def books(context: AssetExecutionContext,
     lake = tapeflow.lake
     snaps: dict[Target, pa.Table] = {}
     quotes: dict[Target, pa.Table] = {}
-    for t in wanted:
+    held: dict[Target, tuple[pa.Table, pa.Table]] = {}
+    # an instrument's days in order: a day read as the day is reused as the next one's day before
+    for t in sorted(wanted, key=lambda t: (t.venue, t.symbol, t.date)):
         days = [t.previous(), t]
-        events, deltas = common.read(ORDER_EVENT, lake, days), common.read(BOOK_DELTA, lake, days)
-        both_snaps, both_quotes = rebuild_partition([events[d] for d in days], [deltas[d] for d in days])
+        held = {d: rows for d, rows in held.items() if d in days}  # at most two days
+        missing = [d for d in days if d not in held]
+        events, deltas = common.read(ORDER_EVENT, lake, missing), common.read(BOOK_DELTA, lake, missing)
+        held.update({d: (events[d], deltas[d]) for d in missing})
+        both_snaps, both_quotes = rebuild_partition([held[d][0] for d in days], [held[d][1] for d in days])
         # the rows of the day itself (the lake's day rule); the day before only warmed the book up
         snaps[t] = common.split_by_target(both_snaps, [t]).get(t, BOOK_SNAPSHOT.empty_table())
         quotes[t] = common.split_by_target(both_quotes, [t]).get(t, QUOTE.empty_table())
+        del events, deltas, both_snaps, both_quotes
+    snaps, quotes = {t: snaps[t] for t in wanted}, {t: quotes[t] for t in wanted}
     for name, record, tables in (("book_snapshots", BOOK_SNAPSHOT, snaps), ("bbo", BBO, quotes)):
         if not common.selected(context, name):
             continue

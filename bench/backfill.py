@@ -35,6 +35,8 @@ from bench import Report, median_time
 DBN_DAYS, DBN_INSTRUMENTS, DBN_EVENTS_PER_DAY = 3, 2, 300_000
 JSON_COPIES = 3
 MEMORY_EVENTS = 50_000_000
+# round 1 of issue 8 (the first measurement): a 5.7 M-event day, and the 50 M-event day stopped
+MEMORY_BEFORE = "2.19 GiB at 5.7 M events; 50 M: over 8 GiB"
 INGEST_ASSETS = ("trades", "book_deltas", "order_events", "venue_quotes")
 FIRST_DAY = "2012-06-01"
 
@@ -195,8 +197,11 @@ def _memory_case(report: Report, events: int) -> None:
                          text=True, check=False)
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     if "aborted" in lines:
-        report.note(f"memory case ({events:,} events) stopped at {lines.get('elapsed_s', '?')} s: "
-                    f"{lines['aborted']}, in step {lines.get('step', '?')}")
+        why = f"{lines['aborted']} in step {lines.get('step', '?')} after {lines.get('elapsed_s', '?')} s"
+        report.note(f"memory case ({events:,} events) stopped: {why}")
+        # still a headline figure: the day that does not fit is the one the goal is about
+        report.figure(f"backfill peak RSS, one day of {events / 1e6:.1f} M events", None, "GiB", goal=None,
+                      higher_is_better=False, before=MEMORY_BEFORE, note=f"not bounded: {why}")
         return
     if out.returncode != 0 or "peak_rss_bytes" not in lines:
         report.note(f"memory case failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
@@ -209,7 +214,7 @@ def _memory_case(report: Report, events: int) -> None:
                (float(lines["cpu_s"]), float(lines["wall_s"])), ours=True,
                note=f"child process, peak RSS {peak:.2f} GiB")
     report.figure(f"backfill peak RSS, one day of {events / 1e6:.1f} M events", peak, "GiB", goal=None,
-                  higher_is_better=False, before="not measured",
+                  higher_is_better=False, before=MEMORY_BEFORE,
                   note=f"{events:,} events, ru_maxrss of the child process")
 
 

@@ -24,6 +24,11 @@ def instrument_codes(table: pa.Table) -> tuple[np.ndarray, list[tuple[str, str]]
     """One integer per row naming its (venue, symbol), and the pairs in code order."""
     if table.num_rows == 0:
         return np.zeros(0, np.int64), []
+    first = [table.column(c)[0] for c in ("venue", "symbol")]
+    if all(f.is_valid and not table.column(c).null_count and pc.all(pc.equal(table.column(c), f)).as_py()
+           for c, f in zip(("venue", "symbol"), first, strict=True)):
+        # one instrument (every lake partition): no hashing of the key columns
+        return np.zeros(table.num_rows, np.int64), [(first[0].as_py(), first[1].as_py())]
     # a missing venue or symbol (not_null_keys reports it) groups under "" instead of breaking the codes
     venue, symbol = (pc.dictionary_encode(pc.fill_null(table.column(c), "")).combine_chunks()
                      for c in ("venue", "symbol"))

@@ -46,7 +46,8 @@ class Judgement:
     Attributes:
         rows: rows of the frame.
         judged: rows the expectation applies to (not missing; all rows for not-null).
-        unexpected: positions of every offending row, ascending (table-level: empty).
+        unexpected_count: offending rows (table-level: 1 when failed, else 0).
+        unexpected: positions of the first ``WITNESS_UNEXPECTED`` offending rows, ascending.
         passed: the exact verdict.
         witnesses: rows GX validates to reach the same verdict (ascending, unique).
         observed: table- or column-level observed value (column list, dtype name), else None.
@@ -55,16 +56,13 @@ class Judgement:
 
     rows: int
     judged: int
+    unexpected_count: int
     unexpected: np.ndarray
     passed: bool
     witnesses: np.ndarray
     observed: Any = None
     unexpected_values: list[Any] = field(default_factory=list)
     samples: Any = None  # the witness values GX validates (column expectations), set by quality.plan
-
-    @property
-    def unexpected_count(self) -> int:
-        return len(self.unexpected) if self.observed is None else (0 if self.passed else 1)
 
 
 def column_values(data: Any, *, values: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
@@ -109,7 +107,8 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
     first = np.arange(min(rows, 1), dtype=np.int64)
     if kind == "ExpectTableColumnsToMatchOrderedList":
         observed = list(table.column_names) if table is not None else []
-        return Judgement(rows, rows, _EMPTY, observed == list(kw["column_list"]), first, observed)
+        ok = observed == list(kw["column_list"])
+        return Judgement(rows, rows, int(not ok), _EMPTY, ok, first, observed)
     if kind == "ExpectColumnValuesToBeOfType":
         arrow = table.column(kw["column"])  # type: ignore[union-attr]
         nulls = arrow.is_null().to_numpy(zero_copy_only=False) if arrow.null_count else None
@@ -117,7 +116,8 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
         at = int(null_rows[0]) if len(null_rows) else 0
         # pandas picks a column's dtype from its Arrow type and whether it holds a null
         dtype = str(arrow.slice(at, min(rows, 1)).to_pandas().dtype)
-        return Judgement(rows, rows, _EMPTY, dtype == kw["type_"], _union(first, null_rows), dtype)
+        ok = dtype == kw["type_"]
+        return Judgement(rows, rows, int(not ok), _EMPTY, ok, _union(first, null_rows), dtype)
     if kind not in MAP_KINDS:
         raise EngineMismatch(f"no exact rule for expectation {kind}")
     values, missing = column_values(column, values=kind != "ExpectColumnValuesToNotBeNull")
@@ -150,9 +150,8 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
     else:
         witnesses = _union(extra, unexpected[:WITNESS_UNEXPECTED])
     shown = values[unexpected[:WITNESS_UNEXPECTED]] if kind != "ExpectColumnValuesToNotBeNull" else []
-    return Judgement(rows, judged, unexpected, passed, witnesses,
+    return Judgement(rows, judged, len(unexpected), unexpected[:WITNESS_UNEXPECTED], passed, witnesses,
                      unexpected_values=[_plain(v) for v in shown])
-
 
 
 def _union(*parts: np.ndarray) -> np.ndarray:

@@ -247,7 +247,7 @@ def _summary(expect: Expect, judged: Judgement) -> dict[str, Any]:
         out["observed_value"] = judged.observed
     else:
         out["element_count"] = judged.rows
-        out["unexpected_count"] = len(judged.unexpected)
+        out["unexpected_count"] = judged.unexpected_count
         if expect.kind != "ExpectColumnValuesToNotBeNull":
             out["missing_count"] = judged.rows - judged.judged
         out["partial_unexpected_list"] = judged.unexpected_values[:_MAX_EXAMPLES]

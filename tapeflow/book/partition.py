@@ -36,7 +36,19 @@ def arrival_order(record: RecordType, days: Sequence[pa.Table]) -> pa.Table:
     rows = concat(record, list(days))
     if not rows.num_rows:
         return rows
-    return rows.take(pc.sort_indices(rows, [("ts_recv_ns", "ascending")]))
+    if rows.column("ts_recv_ns").null_count:
+        return rows.take(pc.sort_indices(rows, [("ts_recv_ns", "ascending")]))
+    recv = rows.column("ts_recv_ns").to_numpy()
+    back = np.flatnonzero(recv[1:] < recv[:-1])
+    if not len(back):
+        return rows  # already in capture order (each day is sorted; no row crossed midnight)
+    # Only rows between the first and the last step back can move (a stable sort keeps every row
+    # outside that window where it is): sort the window and leave the rest of the table uncopied.
+    order = np.argsort(recv, kind="stable")
+    moved = np.flatnonzero(order != np.arange(len(order)))
+    lo, hi = int(moved[0]), int(moved[-1]) + 1
+    window = rows.slice(lo, hi - lo).take(pa.array(order[lo:hi] - lo))
+    return pa.concat_tables([rows.slice(0, lo), window, rows.slice(hi)])
 
 
 def rebuild_partition(events: Sequence[pa.Table], deltas: Sequence[pa.Table], *, levels: int = LEVELS,

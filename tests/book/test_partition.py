@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tapeflow.book.partition import arrival_order, maybe_bad_rows, rebuild_partition
 from tapeflow.book.stage import BookStage
@@ -31,6 +32,26 @@ def test_arrival_order_merges_days_back_into_capture_order() -> None:
     assert days[0]["sequence"].to_pylist() == [0, 1, 2, 3, 5]
     assert merged["sequence"].to_pylist() == list(range(table.num_rows))
     assert arrival_order(BOOK_DELTA, [BOOK_DELTA.empty_table()] * 2).num_rows == 0
+
+
+def test_arrival_order_equals_a_stable_sort_of_both_days() -> None:
+    """Sorting only the window between midnight's crossers gives the rows a full stable sort gives."""
+    rng = np.random.default_rng(5)
+    base = pa.concat_tables([_l2()] * (400 // _l2().num_rows + 1)).slice(0, 400)
+    for crossers in (0, 1, 37):
+        recv = np.sort(rng.integers(0, 1_000, 400)) * SEC  # ties: rows of one event share a capture
+        table = base.set_column(base.column_names.index("ts_recv_ns"), "ts_recv_ns", pa.array(recv))
+        table = table.set_column(table.column_names.index("sequence"), "sequence", pa.array(np.arange(400)))
+        # rows near midnight filed under the other venue day, both ways
+        day_two = np.arange(400) >= 200
+        flip = rng.choice(np.arange(150, 250), crossers, replace=False)
+        day_two[flip] = ~day_two[flip]
+        days = [table.filter(pa.array(~day_two)), table.filter(pa.array(day_two))]
+        both = pa.concat_tables(days)
+        expected = both.take(pc.sort_indices(both, [("ts_recv_ns", "ascending")]))
+        merged = arrival_order(BOOK_DELTA, days)
+        assert merged.equals(expected)
+        assert (np.diff(merged["ts_recv_ns"].to_numpy()) >= 0).all()
 
 
 def test_rebuild_partition_is_the_book_stage_over_both_days() -> None:

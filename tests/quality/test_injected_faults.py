@@ -63,6 +63,22 @@ def test_crossed_quotes_within_a_tolerated_rate(sim_day):
     assert tolerated.passed and tolerated.unexpected_count == K
 
 
+def test_more_crossings_than_witnesses_are_all_counted(sim_day):
+    """GX sees only the first WITNESS_UNEXPECTED offending rows; the counts still cover every one."""
+    from quality.exact import WITNESS_UNEXPECTED
+
+    quotes = sim_day.quotes
+    k = 3 * WITNESS_UNEXPECTED + 1
+    rows = _spread_rows(np.arange(quotes.num_rows), k)
+    bid = quotes.column("bid_price_nanos").to_numpy().copy()
+    bid[rows] = quotes.column("ask_price_nanos").to_numpy()[rows]
+    bad = _with(quotes, "bid_price_nanos", bid)
+    check = _only_failure(run_suite("quotes", bad, partition_day=DAY), "crossed_book", k)
+    failing = [e for e in check.details["expectations"] if not e["success"]]
+    assert [e["unexpected_count"] for e in failing] == [k]
+    assert max(e["rows_validated_by_gx"] for e in check.details["expectations"]) <= WITNESS_UNEXPECTED + 2
+
+
 def test_dropped_sequence_numbers(sim_day):
     events = sim_day.order_events
     seq = events.column("sequence").to_numpy()

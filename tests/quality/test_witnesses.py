@@ -202,7 +202,7 @@ def test_a_wrong_exact_count_is_caught_by_gx(sim_day, monkeypatch) -> None:
     def blind(expect, column, rows, **kw):
         out = real(expect, column, rows, **kw)
         # a broken rule that sees no offending row: the extremes it still hands GX give it away
-        return dataclasses.replace(out, passed=True, unexpected=out.unexpected[:0])
+        return dataclasses.replace(out, passed=True, unexpected_count=0, unexpected=out.unexpected[:0])
 
     monkeypatch.setattr("quality.plan.judge", blind)
     with pytest.raises(EngineMismatch, match="ohlc_consistent|price_range|size_range"):
