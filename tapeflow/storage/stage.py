@@ -3,12 +3,13 @@
 A :class:`Stage` is a table of the record's definition under a fresh name. Rows reach it through
 a :class:`BlockStream`: ONE streaming ``INSERT`` that takes a whole block per call and writes each
 block as it is (no squashing), so a block holding one (venue, day) partition becomes one part,
-with nothing to scatter. That is the cheapest way into a MergeTree measured here: 1.38 M MBO rows
-in 21 partition blocks cost the engine ~0.45 s of CPU, against ~0.65 s for the same rows in mixed
-262,144-row blocks (squashed to ~1 M rows, then scattered into parts) and ~4 ms more per
-partition when each block is an INSERT of its own. On chdb the stream runs on a connection of its
-own (a connection takes no other statement while an insert is open) and the engine parses and
-writes each block on its own threads while the caller prepares the next one.
+with nothing to scatter. That is the cheapest way into a MergeTree measured here (``python -m
+bench.ingest``): 1.38 M MBO rows in 21 partition blocks cost ~0.52-0.59 s of CPU, against
+0.70-0.91 s through clickhouse-connect's ``insert_arrow`` (65,536-row inserts, squashed, then
+scattered into parts) and ~0.75 s for ``INSERT ... SELECT FROM file(Parquet)`` of the same rows;
+parsing the stream alone (into a ``Null`` table) is ~0.15 s of it. On chdb the stream runs on a
+connection of its own (a connection takes no other statement while an insert is open) and the
+engine parses and writes each block on its own threads while the caller prepares the next one.
 
 :meth:`Stage.commit` then swaps every touched ClickHouse partition in with one ``ALTER TABLE ...
 REPLACE PARTITION`` per partition (one statement), so other symbols of the same venue and day
