@@ -11,7 +11,11 @@ Inputs (real files under ``TAPEFLOW_REAL_DATA``, default ``../shared/data``):
 Each is timed as the whole ``ingest`` call (decode -> lake + chdb, a fresh lake and emptied tables
 every run) and as its write path alone (the same decoded chunks replayed through ``ingest`` by an
 in-memory format, decode excluded). Medians of 3 after a warm-up; rates per CPU second of this
-process (the warehouse thread included) and per wall second. A last section shows the lake's zstd
+process (the warehouse thread included) and per wall second. A section then takes the 20 days
+apart (decode, split, the lake's Parquet files, opening chdb, and the engine's insert by each path
+it accepts: the writer's ArrowStream stream, clickhouse-connect's ``insert_arrow``, ``INSERT ...
+SELECT FROM file(Parquet)``, and the Arrow parse alone into a ``Null`` table) and adds the parts
+up into the CPU floor of the whole ingest on two cores. A last section shows the lake's zstd
 level trade-off on the real files: bytes per stored row and write rate at levels 1, 3 and 9.
 
 Run alone: ``python -m bench.ingest``.
@@ -116,6 +120,87 @@ def _ingest_rows(report: Report, runs: _Runs, label: str, fmt_name: str, path: P
     return events / cpu / 1e6, events / wall / 1e6, events / w_cpu / 1e6, events / w_wall / 1e6
 
 
+def _breakdown(report: Report, runs: _Runs, path: Path) -> None:
+    """Time each step of the ingest of ``path`` alone (CPU); note the floor they add up to."""
+    import pyarrow.parquet as pq
+
+    from tapeflow.schemas import concat
+    from tapeflow.schemas.records import ORDER_EVENT
+    from tapeflow.storage import lake
+    from tapeflow.storage.compact import write_part
+    from tapeflow.storage.stage import BlockStream, Stage
+    from tapeflow.storage.warehouse import Warehouse
+    from tapeflow.venues import get_format
+
+    report.section(f"where the CPU of ingest goes: DBN MBO, ES x{COPIES}, each step alone")
+    decode = median_time(lambda: list(get_format("dbn").decode([path])))
+    table = concat(ORDER_EVENT, [c.tables["order_event"] for c in get_format("dbn").decode([path])])
+    rows = table.num_rows
+    split = median_time(lambda: list(lake.split(table)))
+    partitions = [p for *_, p in lake.split(table)]
+    files = runs.root / "breakdown"
+    files.mkdir(exist_ok=True)
+
+    def lake_files() -> None:
+        for i, part in enumerate(partitions):
+            stored = lake.sort_stable(ORDER_EVENT, part.drop_columns(list(lake.PARTITION_KEYS)))
+            write_part(ORDER_EVENT, stored, files / f"part-{i}.parquet", tokens=[], seq=0)
+
+    parquet = median_time(lake_files)
+    for i, part in enumerate(partitions):  # with the partition columns, as the warehouse takes them
+        pq.write_table(part, files / f"full-{i}.parquet", **lake.parquet_options(ORDER_EVENT))  # type: ignore[arg-type]
+    opened = median_time(lambda: Warehouse(runs.dsn).close())
+    steps = [("decode (DBN -> Arrow)", decode, "the venue decoder"),
+             ("split into lake partitions", split, f"{len(partitions)} partitions"),
+             ("lake: sort, Parquet encode (zstd 3), fsync", parquet, "one file per partition"),
+             ("chdb: open and close the engine", opened, "once per ingest")]
+    with Warehouse(runs.dsn) as wh:
+        wh.ensure_tables([ORDER_EVENT])
+        null = "_bench_null"
+        wh.client.command(f"DROP TABLE IF EXISTS {null}")
+        wh.client.command(ORDER_EVENT.clickhouse_ddl(null).split("ENGINE")[0] + "ENGINE = Null")
+
+        def staged(fill: Callable[[Stage], object]) -> Callable[[], None]:
+            def run() -> None:
+                stage = wh.stage(ORDER_EVENT)
+                try:
+                    fill(stage)
+                finally:
+                    stage.drop()
+            return run
+
+        def streamed(stage: Stage, into: str | None = None) -> None:
+            stream = BlockStream(wh, ORDER_EVENT, into or stage.name)
+            for part in partitions:
+                stream.add(part)
+            stream.finish()
+
+        inserts = [
+            ("chdb insert: one ArrowStream stream, a block per partition", staged(streamed),
+             "the writer's path"),
+            ("chdb insert: insert_arrow, 65,536-row inserts", staged(lambda st: st.insert(table)),
+             "clickhouse-connect"),
+            ("chdb insert: INSERT ... SELECT FROM file(Parquet)",
+             staged(lambda st: wh.client.command(
+                 f"INSERT INTO {st.name} SELECT * FROM file('{files}/full-*.parquet', Parquet)")),
+             "from the Parquet files"),
+            ("chdb: parse the ArrowStream only (Null table)", staged(lambda st: streamed(st, null)),
+             "no MergeTree part written"),
+        ]
+        timed = {name: median_time(fn) for name, fn, _ in inserts}
+        wh.client.command(f"DROP TABLE {null}")
+    for name, seconds, note in steps + [(n, timed[n], note) for n, _, note in inserts]:
+        report.add(name, rows, seconds, ours=True, note=note)
+    chdb_cpu = timed[inserts[0][0]][0]
+    floor = decode[0] + split[0] + parquet[0] + opened[0] + chdb_cpu
+    report.note(f"the parts of a whole ingest add up to {floor:.2f} CPU s for {rows:,} events "
+                f"({rows / floor / 1e6:.2f} M per CPU second): on two cores kept fully busy, at most "
+                f"{2 * rows / floor / 1e6:.2f} M events/s before any copy or hand-off between them "
+                f"(the engine's insert {chdb_cpu:.2f} s, decode {decode[0]:.2f} s, "
+                f"Parquet {parquet[0]:.2f} s)")
+    shutil.rmtree(files, ignore_errors=True)
+
+
 def _zstd_levels(report: Report, tables: dict[str, object]) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -185,6 +270,8 @@ def run(report: Report) -> None:
                              if "book_delta" in c.tables])
         report.note("median of 3 after a warm-up; every run starts from an empty lake and empty (existing) "
                     "tables; the chdb engine is opened and closed by each run, as by the CLI")
+        if es is not None:  # last: chdb removes the tables it drops in the background, in later runs' time
+            _breakdown(report, runs, big)
     _zstd_levels(report, samples)
 
 

@@ -23,7 +23,7 @@ import os
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import clickhouse_connect
 import pyarrow as pa
@@ -35,6 +35,9 @@ from tapeflow.schemas import ALL_RECORDS, RecordType
 from tapeflow.schemas.core import PARTITION_DAY_SQL
 from tapeflow.storage.batches import REPLACE_KEYS
 from tapeflow.storage.dsn import connect_server, redact_dsn
+
+if TYPE_CHECKING:
+    from tapeflow.storage.stage import Stage
 
 # Strings come back as Arrow binary so a ``bytes`` column survives; record reads cast to the schema.
 _BINARY_STRINGS = {"output_format_arrow_string_as_string": 0}
@@ -132,7 +135,19 @@ class Warehouse:
 
     def stage(self, record: RecordType) -> Stage:
         """A staging table for loading ``record`` in pieces, then swapping its slices in at once."""
+        from tapeflow.storage.stage import Stage  # stage.py builds on this module
+
         return Stage(self, record)
+
+    def engine_connection(self) -> Any:
+        """A new chdb connection to this warehouse's engine (for a streaming insert of its own).
+
+        Raises:
+            StorageError: not a chdb warehouse, or the engine refused.
+        """
+        if self.chdb_path is None:
+            raise StorageError(f"{redact_dsn(self.dsn)} is not an embedded (chdb) warehouse")
+        return _engine_handle(self.chdb_path)
 
     def insert(self, record: RecordType, table: pa.Table, *, settings: dict[str, Any] | None = None,
                into: str | None = None) -> None:
@@ -185,7 +200,7 @@ class Warehouse:
 
     def delete_slices(self, record: RecordType, slices: Iterable[tuple[str, str, str]]) -> None:
         """Delete every row of the given (venue, symbol, ``YYYY-MM-DD``) slices."""
-        tuples = ", ".join(f"({_quote(v)}, {_quote(s)}, toDate({_quote(d)}))" for v, s, d in slices)
+        tuples = ", ".join(f"({quote(v)}, {quote(s)}, toDate({quote(d)}))" for v, s, d in slices)
         if not tuples or not self._exists(record.name):
             return
         where = f"(venue, symbol, {_DAY}) IN ({tuples})"
@@ -274,84 +289,22 @@ class Warehouse:
             raise StorageError(f"insert of {table.num_rows} rows into {table_name} failed: {exc}") from exc
 
 
-class Stage:
-    """Rows of one record staged in a table of the same definition, then swapped in slice by slice.
-
-    :meth:`insert` as often as rows arrive (a day streams in pieces); :meth:`commit` makes every
-    (venue, symbol, day) slice present in the stage hold the staged rows (``replace``), or those
-    plus the rows already there that no staged row repeats (``merge``), or both (``append``), each
-    touched ClickHouse partition swapped in with ``ALTER TABLE ... REPLACE PARTITION``, so other
-    symbols of the same venue and day survive. :meth:`drop` always, afterwards.
-    """
-
-    def __init__(self, warehouse: Warehouse, record: RecordType) -> None:
-        self.wh, self.record = warehouse, record
-        self.name = f"_stage_{record.name}_{uuid.uuid4().hex[:12]}"  # never met before: no DROP first
-        self.rows = 0
-        warehouse.ensure_tables([record])
-        warehouse._command(record.clickhouse_ddl(self.name))
-
-    def insert(self, table: pa.Table) -> None:
-        """Stage rows (any mix of venues, symbols, days)."""
-        self.wh.insert(self.record, table, into=self.name)
-        self.rows += table.num_rows
-
-    def commit(self, mode: str = "replace", *, clear: Iterable[tuple[str, str, str]] = ()) -> int:
-        """Swap the staged slices in; ``clear`` lists (venue, symbol, day) slices to empty as well.
-
-        Returns:
-            The number of rows staged.
-        """
-        if mode not in ("replace", "merge", "append"):
-            raise StorageError(f"load mode was {mode!r}; expected 'replace', 'merge' or 'append'")
-        wh, target = self.wh, self.record.name
-        clear = set(clear)
-        if clear and self.rows:
-            staged = wh.query(f"SELECT DISTINCT venue, symbol, toString({_DAY}) AS day FROM {self.name}")
-            columns = (staged.column(c).to_pylist() for c in ("venue", "symbol", "day"))
-            clear -= set(zip(*columns, strict=True))
-        wh.delete_slices(self.record, sorted(clear))
-        if self.rows == 0:
-            return 0
-        ids = wh._partition_ids(self.name)
-        id_list = ", ".join(_quote(p) for p in ids)
-        touched = f"SELECT * FROM {target} WHERE _partition_id IN ({id_list})"
-        # the rows already in the touched partitions that survive the swap (none on a first load)
-        if wh._partition_ids(target, among=ids):
-            if mode == "merge":
-                wh._command(f"INSERT INTO {self.name} {touched} AND sipHash64(*) NOT IN "
-                            f"(SELECT sipHash64(*) FROM {self.name})")
-            elif mode == "append":
-                wh._command(f"INSERT INTO {self.name} {touched}")
-            else:
-                slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {self.name}"
-                wh._command(f"INSERT INTO {self.name} {touched} "
-                            f"AND (venue, symbol, {_DAY}) NOT IN ({slices})")
-        # one ALTER for every partition: ClickHouse applies its commands in order
-        wh._command(f"ALTER TABLE {target} " + ", ".join(
-            f"REPLACE PARTITION ID {_quote(pid)} FROM {self.name}" for pid in ids))
-        return self.rows
-
-    def drop(self) -> None:
-        """Remove the staging table."""
-        self.wh._command(f"DROP TABLE IF EXISTS {self.name}")
-
-
 _DAY = PARTITION_DAY_SQL
 _INSERT_BATCH_ROWS = 65_536
 
 
 def _setting(value: object) -> str:
-    return _quote(value) if isinstance(value, str) else str(value)
+    return quote(value) if isinstance(value, str) else str(value)
 
 
 def _literal(value: object) -> str:
     if isinstance(value, str):
-        return _quote(value)
+        return quote(value)
     return str(int(value))  # type: ignore[call-overload]
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """``value`` as a ClickHouse string literal."""
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 

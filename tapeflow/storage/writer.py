@@ -13,70 +13,40 @@ Every write of the CLI's ``ingest``, the Dagster assets and the live flow's sink
   redelivery when it carries a batch token; the lake gets one immutable part per partition per
   :meth:`Writer.flush`, merged and compacted atomically (:mod:`tapeflow.storage.appender`).
 
-Replace and merge stream: :meth:`Writer.load` takes rows in any number of pieces (sorted runs
-spill to the staging area past ``spill_rows``) and commits each partition once, by one atomic
-directory swap, merging the runs in bounded memory. The warehouse side of a load runs on a thread
-of the writer's own, so ClickHouse inserts overlap decoding and the lake's Parquet writes (chdb
-releases the GIL while it works). docs/storage.md has the layout and the commit protocol.
+Replace and merge stream: :meth:`Writer.load` takes rows in any number of pieces and commits each
+partition once, by one atomic directory swap (:mod:`tapeflow.storage.load`). The lake's Parquet
+writes run on the writer's lake threads and ClickHouse's inserts on its warehouse thread, so both
+overlap the caller's decoding (pyarrow and chdb release the GIL while they work).
+docs/storage.md has the layout and the commit protocol.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-import numpy as np
 import pyarrow as pa
 
 from tapeflow.errors import StorageError
-from tapeflow.schemas import RecordType, concat
+from tapeflow.schemas import RecordType
 from tapeflow.storage import lake
 from tapeflow.storage.appender import FANOUT, MAX_MERGE_BYTES, Appender, FlushStats
 from tapeflow.storage.batches import DEDUP_WINDOW, REPLACE_KEYS, last_per_key
-from tapeflow.storage.compact import Run, merge_runs, write_part
 from tapeflow.storage.lake import PartitionWrite
-from tapeflow.storage.parts import (
-    BASE,
-    Part,
-    list_parts,
-    new_version,
-    read_meta,
-    swap,
-    temp_path,
-)
-from tapeflow.storage.warehouse import Stage, Warehouse
+from tapeflow.storage.load import Load, Mode, Slice, WriteResult
+from tapeflow.storage.warehouse import Warehouse
 
-Mode = Literal["replace", "merge"]
+__all__ = ["Load", "Mode", "WriteResult", "Writer", "write"]
+
 # Rows a load keeps in memory per record type before spilling sorted runs (~150 MB of MBO rows).
 SPILL_ROWS = 2_000_000
-# Rows sent to ClickHouse per insert while a load streams (fewer, larger inserts make fewer parts).
-WAREHOUSE_BATCH_ROWS = 262_144
-Slice = tuple[str, str, str]  # (venue, symbol, YYYY-MM-DD)
-
-
-@dataclass
-class WriteResult:
-    """What one replace or merge wrote.
-
-    Attributes:
-        partitions: lake files committed, one per partition, in (venue, symbol, date) order.
-        warehouse_rows: rows loaded into ClickHouse.
-        spilled_bytes: bytes of the sorted runs a streaming load spilled before its commit.
-    """
-
-    partitions: list[PartitionWrite] = field(default_factory=list)
-    warehouse_rows: int = 0
-    spilled_bytes: int = 0
-
-    @property
-    def bytes_written(self) -> int:
-        return sum(w.bytes_written for w in self.partitions)
+# Threads writing the lake's Parquet (pyarrow releases the GIL): two keep a core busy through fsyncs.
+LAKE_THREADS = 2
+# Lake writes queued or running at once, all loads together; a load's add() waits past that.
+LAKE_INFLIGHT = 4
 
 
 class Writer:
@@ -102,6 +72,8 @@ class Writer:
         self.dedup_window = dedup_window
         self.spill_rows = spill_rows
         self._warehouse_thread: ThreadPoolExecutor | None = None
+        self._lake_threads: ThreadPoolExecutor | None = None
+        self._lake_inflight: deque[Future[Any]] = deque()
         self._appender = (Appender(self.lake, zstd_level=zstd_level, dedup_window=dedup_window, fanout=fanout,
                                    max_merge_bytes=max_merge_bytes) if self.lake is not None else None)
 
@@ -168,7 +140,21 @@ class Writer:
             self._warehouse_thread = ThreadPoolExecutor(1, thread_name_prefix="tapeflow-warehouse")
         return self._warehouse_thread.submit(fn, *args, **kwargs)
 
+    def _on_lake_thread(self, fn: Any, *args: Any) -> Future[Any]:
+        """Run ``fn`` on a lake thread, after waiting while ``LAKE_INFLIGHT`` jobs are queued or running."""
+        if self._lake_threads is None:
+            self._lake_threads = ThreadPoolExecutor(LAKE_THREADS, thread_name_prefix="tapeflow-lake")
+        while len(self._lake_inflight) >= LAKE_INFLIGHT:
+            self._lake_inflight.popleft().exception()  # its owner reads the outcome
+        job = self._lake_threads.submit(fn, *args)
+        self._lake_inflight.append(job)
+        return job
+
     def _release(self) -> None:
+        if self._lake_threads is not None:
+            self._lake_threads.shutdown()
+            self._lake_threads = None
+            self._lake_inflight.clear()
         if self._warehouse_thread is not None:
             self._warehouse_thread.shutdown()
             self._warehouse_thread = None
@@ -185,200 +171,6 @@ class Writer:
             self.close()
         else:
             self._release()  # what was buffered is not written on the way out of an error
-
-
-@dataclass
-class _Pending:
-    """One partition of a load: rows buffered, runs spilled, hashes for a merge."""
-
-    seq: int  # the partition's highest append sequence number: the new base keeps it
-    existed: bool  # held parts when the load began: a merge must read them
-    buffer: list[pa.Table] = field(default_factory=list)
-    runs: list[Path] = field(default_factory=list)
-    hashes: list[np.ndarray] = field(default_factory=list)
-
-
-class Load:
-    """A streaming replace or merge of one record type (from :meth:`Writer.load`).
-
-    :meth:`add` pieces in any order of partitions; rows of one partition keep the order they
-    arrive in (ties of the sort key). Nothing is visible before :meth:`commit`, which swaps each
-    partition in at once; :meth:`abort` (or leaving a ``with`` block early) discards everything.
-    """
-
-    def __init__(self, writer: Writer, record: RecordType, mode: Mode, partitions: list[Slice]) -> None:
-        self.writer, self.record, self.mode = writer, record, mode
-        self._listed = list(partitions)
-        self._pending: dict[Slice, _Pending] = {}
-        self._buffered_rows = 0  # rows in the partitions' buffers (the lake's memory)
-        self._spilled_bytes = 0
-        self._stage: Stage | None = None
-        self._to_warehouse: list[pa.Table] = []
-        self._to_warehouse_rows = 0
-        self._inflight: Future[Any] | None = None  # the warehouse thread's current insert
-        if writer.warehouse is not None:
-            self._stage = writer._on_warehouse_thread(writer.warehouse.stage, record).result()
-        self._done = False
-
-    def add(self, table: pa.Table) -> None:
-        """Add rows of the record (any mix of venues, symbols and days)."""
-        if self._done:
-            raise StorageError(f"load of {self.record.name} was already committed or aborted")
-        table = lake.conform(self.record, table)
-        if table.num_rows == 0:
-            return
-        if self.writer.lake is not None:
-            for venue, symbol, date, rows in lake.split(table):
-                pending = self._partition((venue, symbol, date))
-                stored = rows.drop_columns(list(lake.PARTITION_KEYS))
-                pending.buffer.append(stored)
-                if self.mode == "merge" and pending.existed:
-                    pending.hashes.append(lake.row_hashes(stored))
-            self._buffered_rows += table.num_rows
-            if self._buffered_rows >= self.writer.spill_rows:
-                self._spill()
-        if self._stage is not None:
-            self._to_warehouse.append(table)
-            self._to_warehouse_rows += table.num_rows
-            if self._to_warehouse_rows >= WAREHOUSE_BATCH_ROWS:
-                self._send()
-
-    def commit(self) -> WriteResult:
-        """Swap every partition in (lake), then every slice (warehouse); return what was written."""
-        if self._done:
-            raise StorageError(f"load of {self.record.name} was already committed or aborted")
-        result = WriteResult(spilled_bytes=self._spilled_bytes)
-        self._send()
-        if self.writer.lake is not None:  # while the warehouse thread inserts the last rows
-            for key in sorted(set(self._pending) | set(self._listed)):
-                write = self._commit_partition(key, self._pending.get(key))
-                if write is not None:
-                    result.partitions.append(write)
-        self._buffered_rows = 0
-        if self._stage is not None:
-            self._wait()
-            stage = self._stage
-            result.warehouse_rows = self.writer._on_warehouse_thread(stage.commit, self.mode,
-                                                                     clear=self._listed).result()
-            self.writer._on_warehouse_thread(stage.drop).result()
-        self._done = True
-        return result
-
-    def abort(self) -> None:
-        """Discard what was added: the lake and the warehouse stay as they were."""
-        if self._done:
-            return
-        self._done = True
-        for pending in self._pending.values():
-            for run in pending.runs:
-                run.unlink(missing_ok=True)
-        if self._stage is not None:
-            with contextlib.suppress(StorageError):  # discarded anyway; the caller's error is the story
-                self._wait()
-            self.writer._on_warehouse_thread(self._stage.drop).result()
-
-    def __enter__(self) -> Load:
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.abort()
-
-    def _partition(self, key: Slice) -> _Pending:
-        pending = self._pending.get(key)
-        if pending is None:
-            assert self.writer.lake is not None
-            directory = lake.partition_dir(self.writer.lake, self.record, *key)
-            parts = list_parts(directory)
-            pending = self._pending[key] = _Pending(seq=_highest_seq(directory, parts), existed=bool(parts))
-        return pending
-
-    def _send(self) -> None:
-        """Hand the rows gathered for the warehouse to its thread (after the previous insert)."""
-        if self._stage is None or not self._to_warehouse:
-            return
-        self._wait()
-        rows = concat(self.record, self._to_warehouse)
-        self._to_warehouse, self._to_warehouse_rows = [], 0
-        self._inflight = self.writer._on_warehouse_thread(self._stage.insert, rows)
-
-    def _wait(self) -> None:
-        inflight, self._inflight = self._inflight, None
-        if inflight is not None:
-            inflight.result()
-
-    def _spill(self) -> None:
-        self._buffered_rows = 0
-        for pending in self._pending.values():
-            if pending.buffer:
-                pending.runs.append(self._write_run(pending))
-
-    def _write_run(self, pending: _Pending) -> Path:
-        assert self.writer.lake is not None
-        path = temp_path(self.writer.lake)
-        rows = self._sorted(pending)
-        self._spilled_bytes += write_part(self.record, rows, path, tokens=[], seq=pending.seq,
-                                          zstd_level=self.writer.zstd_level)
-        return path
-
-    def _sorted(self, pending: _Pending) -> pa.Table:
-        rows = lake.sort_stable(self.record, pa.concat_tables(pending.buffer))
-        pending.buffer = []
-        return rows
-
-    def _commit_partition(self, key: Slice, pending: _Pending | None) -> PartitionWrite | None:
-        root = self.writer.lake
-        assert root is not None
-        directory = lake.partition_dir(root, self.record, *key)
-        version = new_version(root)
-        if pending is None:  # listed, no rows: the partition is emptied
-            swap(root, version, directory)
-            return None
-        try:
-            write = self._build(key, directory, version, pending)
-        except BaseException:
-            shutil.rmtree(version, ignore_errors=True)
-            raise
-        swap(root, version, directory)
-        for run in pending.runs:
-            run.unlink(missing_ok=True)
-        return write
-
-    def _build(self, key: Slice, directory: Path, version: Path, pending: _Pending) -> PartitionWrite:
-        old = list_parts(directory) if self.mode == "merge" and pending.existed else []
-        out = version / BASE
-        if not old and len(pending.runs) == 1 and not pending.buffer:
-            os.rename(pending.runs[0], out)  # one sorted run is already the whole partition
-        elif not old and not pending.runs:
-            write_part(self.record, self._sorted(pending), out, tokens=[], seq=pending.seq,
-                       zstd_level=self.writer.zstd_level)
-        else:
-            runs, tokens = self._old_runs(directory, old, pending)
-            runs += [Run(path=p) for p in pending.runs]
-            if pending.buffer:
-                runs.append(Run(table=self._sorted(pending)))
-            merge_runs(self.record, runs, out, tokens=tokens[-self.writer.dedup_window:], seq=pending.seq,
-                       zstd_level=self.writer.zstd_level)
-        meta = read_meta(out)
-        return PartitionWrite(self.record.name, *key, directory / BASE, meta.rows, meta.bytes)
-
-    def _old_runs(self, directory: Path, old: list[Part], pending: _Pending) -> tuple[list[Run], list[str]]:
-        if not old:
-            return [], []
-        new = np.unique(np.concatenate(pending.hashes)) if pending.hashes else np.empty(0, np.uint64)
-
-        def unrepeated(table: pa.Table) -> pa.Table:
-            # by content, not by key: two venue rows may share every key column (quotes of one
-            # frame, identical MBO records) and must both survive
-            return table.filter(pa.array(~np.isin(lake.row_hashes(table), new)))
-
-        tokens = [t for p in old for t in read_meta(directory / p.name).tokens]
-        return [Run(path=directory / p.name, keep=unrepeated) for p in old], tokens
-
-
-def _highest_seq(directory: Path, parts: list[Part]) -> int:
-    return max([p.hi for p in parts] + [read_meta(directory / p.name).seq for p in parts if p.is_base],
-               default=0)
 
 
 def write(record: RecordType, table: pa.Table, root: Path | str,

@@ -7,6 +7,7 @@ the tables (``wh``), with the fixtures of ``tests/conftest.py``.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -99,6 +100,31 @@ def test_streaming_load_in_many_chunks_equals_one_shot_write(tmp_path: Path, wh:
     # partition), never once per chunk as when every pass rewrote the partition (~70x here)
     assert result.spilled_bytes > 0
     assert result.spilled_bytes + result.bytes_written <= 3.5 * sum(w.bytes_written for w in one)
+    assert not any((tmp_path / "many" / STAGING).iterdir())
+
+
+def test_a_partition_the_input_moved_past_is_written_before_the_commit_and_only_once(
+        tmp_path: Path, wh: Warehouse) -> None:
+    days = [deltas(400, 20 + k, day_shift=k) for k in range(3)]  # a file read in time order
+    one = write(BOOK_DELTA, pa.concat_tables(days), tmp_path / "one")
+    with Writer(tmp_path / "many", wh) as writer, writer.load(BOOK_DELTA, "replace") as load:
+        for day in days:
+            for start in range(0, day.num_rows, 500):
+                load.add(day.slice(start, 500))
+        # days 0 and 1 are finished: each becomes a sorted run in staging (on a lake thread) before
+        # the commit; nothing is visible yet
+        staging = tmp_path / "many" / STAGING
+        deadline = time.monotonic() + 60
+        while not (staging.is_dir() and len(list(staging.iterdir())) >= 2) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert staging.is_dir() and len(list(staging.iterdir())) == 2
+        assert lake.read(BOOK_DELTA, tmp_path / "many").num_rows == 0
+        result = load.commit()
+    assert result.spilled_bytes == 0  # each run became its partition's file as it was: written once
+    assert [(w.date, w.rows) for w in result.partitions] == [(w.date, w.rows) for w in one]
+    for a, b in zip(one, result.partitions, strict=True):
+        assert pq.read_table(a.path).equals(pq.read_table(b.path))
+    assert multiset(wh.fetch(BOOK_DELTA)) == multiset(pa.concat_tables(days))
     assert not any((tmp_path / "many" / STAGING).iterdir())
 
 
