@@ -9,24 +9,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tapeflow.venues.base import Decoded, merge
 from tapeflow.venues.lobster.block import decode_blocks
 from tapeflow.venues.lobster.parse import decode, pair_files
 from tests.conftest import need
+from tests.venues.blockpaths import assert_identical, mutated_lines
 
 AMZN = "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1"
 AAPL = "lobster/AAPL_2012-06-21_level10_first999"
 STEM = "_2012-06-21_34200000_57600000_"
-
-
-def _assert_identical(a: list[Decoded], b: list[Decoded]) -> dict:
-    assert sum(c.bytes_read for c in a) == sum(c.bytes_read for c in b)
-    ma, mb = merge(a), merge(b)
-    assert ma.keys() == mb.keys()
-    for name in ma:
-        assert ma[name].schema == mb[name].schema, name
-        assert ma[name].to_pydict() == mb[name].to_pydict(), name
-    return mb
 
 
 @pytest.mark.realdata
@@ -36,14 +26,14 @@ def test_real_files_identical_to_per_line_path(real_data: Path, folder: str, tic
     paths = [need(real_data / folder / f"{ticker}{STEM}{kind}_{levels}.csv")
              for kind in ("message", "orderbook")]
     per_line = list(decode(paths, fast=False))
-    tables = _assert_identical(per_line, list(decode(paths)))
+    tables = assert_identical(per_line, list(decode(paths)))
     lines = sum(1 for _ in paths[1].open("rb"))
     assert tables["book_snapshot"].num_rows == lines and "rejected" not in tables
     # chunks of 7 rows: every table and every chunk boundary, still the same rows
     [pair] = pair_files(paths)
     small = list(decode_blocks(pair, 7))
     assert len(small) == lines // 7 + 1
-    _assert_identical(per_line, small)
+    assert_identical(per_line, small)
 
 
 # lines the mutations start from: every message type, halts, empty book levels (2 levels)
@@ -61,31 +51,9 @@ ODD = ["NaN", "nan", "-", "+", " ", ",", ".", "e", "E", "\r", "\t", "\x00", "\xf
        "9999999999", "99999999999999999999", "1e3", "\n"]
 
 
-@st.composite
-def _mutated(draw: st.DrawFn, base: list[str]) -> list[bytes]:
-    lines = draw(st.lists(st.sampled_from(base), min_size=0, max_size=12))
-    out = []
-    for line in lines:
-        for _ in range(draw(st.integers(0, 2))):
-            at = draw(st.integers(0, len(line)))
-            odd = draw(st.sampled_from(ODD))
-            how = draw(st.sampled_from(["insert", "replace", "delete", "cut"]))
-            if how == "insert":
-                line = line[:at] + odd + line[at:]
-            elif how == "replace":
-                line = line[:at] + odd + line[at + 1:]
-            elif how == "delete":
-                line = line[:at] + line[at + 1:]
-            else:
-                line = line[:at]
-        out.append(line.encode("latin-1") + draw(st.sampled_from([b"\n", b"\r\n", b"\n", b"\n"])))
-    if out and draw(st.booleans()):
-        out[-1] = out[-1].rstrip(b"\r\n")  # a last line without its newline
-    return out
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(messages=_mutated(MESSAGES), books=_mutated(BOOKS), chunk=st.sampled_from([1, 3, 100_000]))
+@given(messages=mutated_lines(MESSAGES, ODD, 12), books=mutated_lines(BOOKS, ODD, 12),
+       chunk=st.sampled_from([1, 3, 100_000]))
 def test_mutated_lines_identical_to_per_line_path(tmp_path: Path, messages: list[bytes], books: list[bytes],
                                                   chunk: int) -> None:
     msg = tmp_path / "XYZ_2012-03-11_0_86400000_message_2.csv"  # a day that changes to summer time
@@ -93,7 +61,7 @@ def test_mutated_lines_identical_to_per_line_path(tmp_path: Path, messages: list
     msg.write_bytes(b"".join(messages))
     book.write_bytes(b"".join(books))
     [pair] = pair_files([msg, book])
-    tables = _assert_identical(list(decode([msg, book], fast=False)), list(decode_blocks(pair, chunk)))
+    tables = assert_identical(list(decode([msg, book], fast=False)), list(decode_blocks(pair, chunk)))
     # a mutation may insert a newline: count the lines as the decoders cut them
     message_lines, book_lines = (sum(1 for _ in path.open("rb")) for path in (msg, book))
     kept = tables["book_snapshot"].num_rows if "book_snapshot" in tables else 0
@@ -107,5 +75,5 @@ def test_one_file_of_the_pair_alone(tmp_path: Path) -> None:
     book = tmp_path / "XYZ_2013-01-15_0_86400000_orderbook_2.csv"
     book.write_text("\n".join(BOOKS) + "\n")
     for path in (msg, book):
-        tables = _assert_identical(list(decode([path], fast=False)), list(decode([path])))
+        tables = assert_identical(list(decode([path], fast=False)), list(decode([path])))
         assert ("book_snapshot" in tables) == (path == book)

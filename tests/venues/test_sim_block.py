@@ -11,20 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tapeflow.simulator import simulate
-from tapeflow.venues.base import Decoded, merge
+from tapeflow.venues.base import merge
 from tapeflow.venues.sim.block import decode_file
 from tapeflow.venues.sim.messages import HEADER
 from tapeflow.venues.sim.parse import decode
-
-
-def _assert_identical(a: list[Decoded], b: list[Decoded]) -> dict:
-    assert sum(c.bytes_read for c in a) == sum(c.bytes_read for c in b)
-    ma, mb = merge(a), merge(b)
-    assert ma.keys() == mb.keys()
-    for name in ma:
-        assert ma[name].schema == mb[name].schema, name
-        assert ma[name].to_pydict() == mb[name].to_pydict(), name
-    return mb
+from tests.venues.blockpaths import assert_identical, mutated_lines
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +28,12 @@ def sim_files(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 def test_simulator_files_identical_to_per_line_path(sim_files: list[Path]) -> None:
     per_line = list(decode(sim_files, fast=False))
-    tables = _assert_identical(per_line, list(decode(sim_files)))
+    tables = assert_identical(per_line, list(decode(sim_files)))
     lines = sum(sum(1 for _ in gzip.open(p, "rb")) - 1 for p in sim_files)
     assert "rejected" not in tables and lines > 1000
     # small chunks (each file opens with a snapshot longer than them): every boundary, same rows
     for chunk in (7, 500):
-        _assert_identical(per_line, [c for p in sim_files for c in decode_file(p, chunk, "sim")])
+        assert_identical(per_line, [c for p in sim_files for c in decode_file(p, chunk, "sim")])
 
 
 # lines the mutations start from: a snapshot, every type, decimals of every shape
@@ -55,31 +46,8 @@ ODD = ["NaN", "-", "+", " ", ",", ".", "e", "\r", "\t", "\x00", "\xff", "0", "00
        "Q", "B", "A", "99999999999999999999", "1e3", "\n"]
 
 
-@st.composite
-def _mutated(draw: st.DrawFn) -> list[bytes]:
-    lines = draw(st.lists(st.sampled_from(LINES), min_size=0, max_size=14))
-    out = []
-    for line in lines:
-        for _ in range(draw(st.integers(0, 2))):
-            at = draw(st.integers(0, len(line)))
-            odd = draw(st.sampled_from(ODD))
-            how = draw(st.sampled_from(["insert", "replace", "delete", "cut"]))
-            if how == "insert":
-                line = line[:at] + odd + line[at:]
-            elif how == "replace":
-                line = line[:at] + odd + line[at + 1:]
-            elif how == "delete":
-                line = line[:at] + line[at + 1:]
-            else:
-                line = line[:at]
-        out.append(line.encode("latin-1") + draw(st.sampled_from([b"\n", b"\r\n", b"\n", b"\n"])))
-    if out and draw(st.booleans()):
-        out[-1] = out[-1].rstrip(b"\r\n")  # a last line without its newline
-    return out
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(lines=_mutated(), chunk=st.sampled_from([1, 2, 3, 100_000]), gz=st.booleans())
+@given(lines=mutated_lines(LINES, ODD, 14), chunk=st.sampled_from([1, 2, 3, 100_000]), gz=st.booleans())
 def test_mutated_lines_identical_to_per_line_path(tmp_path: Path, lines: list[bytes], chunk: int,
                                                   gz: bool) -> None:
     folder = tmp_path / "SIMX"
@@ -87,7 +55,7 @@ def test_mutated_lines_identical_to_per_line_path(tmp_path: Path, lines: list[by
     path = folder / "2024-01-02.events.csv"
     body = HEADER.encode() + b"\n" + b"".join(lines)
     path.write_bytes(gzip.compress(body) if gz else body)
-    tables = _assert_identical(list(decode([path], fast=False)), list(decode_file(path, chunk, "sim")))
+    tables = assert_identical(list(decode([path], fast=False)), list(decode_file(path, chunk, "sim")))
     rejected = tables["rejected"].num_rows if "rejected" in tables else 0
     assert rejected <= body.count(b"\n")  # at most one per line after the header
 
@@ -115,4 +83,4 @@ def test_a_file_ending_at_a_chunk_boundary(tmp_path: Path, lines: int) -> None:
     body = [HEADER, "1,1,1,R,0,B,0,0", "2,2,2,S,7,B,100,1", "3,3,3,A,8,B,99,1", "4,4,4,A,9,A,101,1",
             "5,5,5,D,8,B,99,1", "6,6,6,D,9,A,101,1"][:lines + 1]
     path.write_text("\n".join(body) + "\n")
-    _assert_identical(list(decode([path], fast=False)), list(decode_file(path, 3, "sim")))
+    assert_identical(list(decode([path], fast=False)), list(decode_file(path, 3, "sim")))
