@@ -2,8 +2,9 @@
 websocket path from the replay server, cold start, and event-to-bar/metric latency at paced rates.
 
 Input: the real Binance USD-M BTCUSDT capture (depth diffs, trades, bookTickers), decoded by
-tapeflow, and the LOBSTER AMZN day. Sections, all on one Bytewax worker in this process (sinks:
-a counting sink, so the flow is measured, not a store; the ClickHouse sink is timed on its own):
+tapeflow, the LOBSTER AMZN day and a simulated ``sim`` feed. Sections, all on one Bytewax worker
+in this process (sinks: a counting sink, so the flow is measured, not a store; the ClickHouse sink
+is timed on its own):
 
 - fixed cost per micro-batch through every stage (health, route, book, degraded, bars, metrics,
   the items to the sinks): a stream of 1-event batches after a warm-up prefix, per batch, minus
@@ -11,7 +12,8 @@ a counting sink, so the flow is measured, not a store; the ClickHouse sink is ti
 - throughput on pre-decoded 10k-event batches, against a per-event Bytewax flow with a
   cryptofeed-style dict book (one item per event);
 - capture replays through ``CaptureSource`` as ``tapeflow live --capture`` runs them (decode
-  included, and the flow alone);
+  included, and the flow alone): the Binance capture, the LOBSTER AMZN day and a simulated
+  ``sim`` feed; for LOBSTER and ``sim`` also the decode alone, block path and per-line path;
 - the same flow from the replay server on loopback: the real ``BinanceClient`` (websocket,
   journal, REST snapshot, JSON decode, sync) through ``LiveSource``, and the server alone;
 - cold start: seconds until ``tapeflow live --capture`` has its first output, numba cache empty
@@ -45,6 +47,9 @@ TINY_BATCHES = 2_000
 CAPTURE = "binance/usdm_btcusdt_20240808.gz"
 LOBSTER = "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1/AMZN_2012-06-21_34200000_57600000_{}_1.csv"
 LOBSTER_MESSAGES = 57_515
+SIM_SEED, SIM_SPAN_NS = 3, 10 * 60 * 1_000_000_000  # one simulated crypto instrument, ~180k events
+# measured with the per-line sim decoder (round 2, loaded 2-core machine): decode 3.1 s + flow 0.33 s
+SIM_BEFORE = "0.05 M events/s"
 
 
 def _data(rel: str) -> Path:
@@ -187,33 +192,49 @@ def _dict_book_flow(events: list[tuple[str, tuple[int, int, int]]]) -> Dataflow:
 
 
 def _replays(report: Report) -> None:
+    from tapeflow.simulator import simulate
+
+    lobster = [_data(LOBSTER.format(k)) for k in ("message", "orderbook")]
+    _replay(report, "Binance USD-M capture", "binance", [_data(CAPTURE)], "10 s, 54k events/s")
+    _replay(report, "LOBSTER AMZN day", "lobster", lobster, "80 s, 720 messages/s")
+    with tempfile.TemporaryDirectory(prefix="tapeflow-bench-sim-") as tmp:
+        files = simulate(SIM_SEED, 1, SIM_SPAN_NS, Path(tmp), "crypto", episodes_per_hour=0,
+                         progress=False).files
+        _replay(report, "simulator feed (10 crypto minutes)", "sim", files, SIM_BEFORE)
+
+
+def _replay(report: Report, label: str, fmt: str, paths: list[Path], before: str) -> None:
+    """One capture through ``CaptureSource`` and the flow; its decode alone, block and per-line paths."""
     from flows.sources import CaptureSource
     from tapeflow.venues import get_format
     from tapeflow.venues.base import merge
 
-    lobster = [_data(LOBSTER.format(k)) for k in ("message", "orderbook")]
-    cases = [("Binance USD-M capture", "binance", [_data(CAPTURE)], "10 s, 54k events/s"),
-             ("LOBSTER AMZN day", "lobster", lobster, "80 s, 720 messages/s")]
-    for label, fmt, paths, before in cases:
-        if not all(p.exists() for p in paths):
-            report.note(f"{label}: not found under TAPEFLOW_REAL_DATA, skipped")
-            continue
-        decoded = merge(list(get_format(fmt).decode(paths)))
-        events = LOBSTER_MESSAGES if fmt == "lobster" else _events(decoded)
-        unit = "messages" if fmt == "lobster" else "events"
+    if not all(p.exists() for p in paths):
+        report.note(f"{label}: not found under TAPEFLOW_REAL_DATA, skipped")
+        return
+    decode = get_format(fmt).decode
+    decoded = merge(list(decode(paths)))
+    events = LOBSTER_MESSAGES if fmt == "lobster" else _events(decoded)
+    unit = "messages" if fmt == "lobster" else "events"
 
-        def replay(fmt: str = fmt, paths: list[Path] = paths) -> None:
-            run_main(market(CaptureSource(fmt, paths, heartbeat_ns=1_000_000_000), Count(), health=True))
+    def replay() -> None:
+        run_main(market(CaptureSource(fmt, paths, heartbeat_ns=1_000_000_000), Count(), health=True))
 
-        whole = median_time(replay)
-        flow = median_time(lambda decoded=decoded: run_main(market(TestingSource(_cut(decoded)), Count(),
-                                                                 health=True)))
-        report.add(f"capture replay through the live flow, {label} (decode + flow)", events, whole, ours=True,
-                   note=f"the flow alone (the same batches, decoded beforehand) {flow[0]:.2f} s")
-        report.figure(f"capture replay, {label}, decode + flow", events / whole[0] / 1e6, f"M {unit}/s",
-                      goal=1, before=before, note="CaptureSource as tapeflow live --capture, in process")
-        report.figure(f"capture replay, {label}, flow alone", events / flow[0] / 1e6, f"M {unit}/s", goal=1,
-                      before=before, note="the batches CaptureSource cuts, decoded beforehand")
+    whole = median_time(replay)
+    flow = median_time(lambda: run_main(market(TestingSource(_cut(decoded)), Count(), health=True)))
+    report.add(f"capture replay through the live flow, {label} (decode + flow)", events, whole, ours=True,
+               note=f"the flow alone (the same batches, decoded beforehand) {flow[0]:.2f} s")
+    if fmt in ("lobster", "sim"):
+        block = median_time(lambda: list(decode(paths)))
+        report.add(f"{label}: decode alone, block path (compiled scan, rows as columns)", events, block,
+                   ours=True, note=f"{block[0] / whole[0]:.0%} of the replay's CPU")
+        per_line = median_time(lambda: list(decode(paths, fast=False)), warmup=0, repeats=1)
+        report.add(f"{label}: decode alone, per-line path (the decoder before the block path)", events,
+                   per_line, ours=False, note="fast=False: the reference the block path is tested against")
+    report.figure(f"capture replay, {label}, decode + flow", events / whole[0] / 1e6, f"M {unit}/s",
+                  goal=1, before=before, note="CaptureSource as tapeflow live --capture, in process")
+    report.figure(f"capture replay, {label}, flow alone", events / flow[0] / 1e6, f"M {unit}/s", goal=1,
+                  before=before, note="the batches CaptureSource cuts, decoded beforehand")
 
 
 def _cut(decoded: dict[str, pa.Table]) -> list[dict[str, pa.Table]]:

@@ -210,8 +210,19 @@ def workloads(scratch: Path) -> list[tuple[str, Callable[[], object]]]:
 
         ingest("sim", files, lake=scratch / "lake", clickhouse=None, progress=False)
 
+    def lobster() -> None:
+        # the LOBSTER block path's own kernels (sim's decode compiles the shared CSV scanner)
+        from tapeflow.venues import get_format
+
+        stem = scratch / "lobster" / "XYZ_2012-06-21_34200000_57600000_{}_1.csv"
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        paths = [Path(str(stem).format(k)) for k in ("message", "orderbook")]
+        paths[0].write_text("34200.01,1,1,100,2238200,1\n34200.5,4,1,100,2238200,1\n")
+        paths[1].write_text("2239500,100,2238200,100\n2239500,100,2231800,10\n")
+        list(get_format("lobster").decode(paths))
+
     return [("simulate", simulate), ("book", book), ("l2 book, bars, metrics, features", l2_and_derived),
-            ("ingest", ingest)]
+            ("ingest", ingest), ("lobster decode", lobster)]
 
 
 def live_command(files: Sequence[Path], scratch: Path) -> list[str]:

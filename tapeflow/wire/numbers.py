@@ -59,7 +59,11 @@ def to_nanos(text: str | bytes | int, *, allow_negative: bool = False) -> int:
         if len(digits) + shift > _MAX_DIGITS:
             raise BadNumber(Reason.OUT_OF_RANGE, text)
         if shift >= 0:
-            value = int(digits) * 10**shift
+            if shift > 19 and digits.strip("0"):
+                # at least 10**20 nanos: out of range, said before 10**shift (an exponent like
+                # "e0174059617" would take minutes) is computed
+                raise BadNumber(Reason.OUT_OF_RANGE, text)
+            value = int(digits) * 10**min(shift, 19)
         else:
             head, tail = digits[:shift], digits[shift:]
             if tail.strip("0"):

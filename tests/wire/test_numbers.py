@@ -13,7 +13,8 @@ from tapeflow.wire.numbers import to_nanos
 @pytest.mark.parametrize(
     ("text", "nanos"),
     [("0", 0), ("1", 10**9), ("0.00100000", 10**6), ("61512.30", 61_512_300_000_000),
-     ("1.5e-3", 1_500_000), ("2E2", 200 * 10**9), (".5", 5 * 10**8), ("0.000000001", 1)],
+     ("1.5e-3", 1_500_000), ("2E2", 200 * 10**9), (".5", 5 * 10**8), ("0.000000001", 1),
+     ("0e999999999", 0), ("0.0e-999999999", 0)],
 )
 def test_exact_values(text: str, nanos: int) -> None:
     assert to_nanos(text) == nanos
@@ -23,7 +24,8 @@ def test_exact_values(text: str, nanos: int) -> None:
     ("text", "reason"),
     [("NaN", "bad_number"), ("Infinity", "bad_number"), ("-inf", "bad_number"), ("", "bad_number"),
      ("1.0000000001", "bad_number"), ("abc", "bad_number"), ("-1", "negative"),
-     ("99999999999", "out_of_range"), ("1e30", "out_of_range")],
+     ("99999999999", "out_of_range"), ("1e30", "out_of_range"),
+     ("34200.e0174059617", "out_of_range"), ("-1e999999999", "out_of_range")],  # an exponent, not 10**it
 )
 def test_bad_values_have_reasons(text: str, reason: str) -> None:
     with pytest.raises(BadNumber) as info:

@@ -20,22 +20,25 @@ the string exactly to ns and converted to UTC with the zone rules of that wall-c
 LOBSTER has no capture time: ``ts_recv_ns`` equals ``ts_event_ns``. Prices are dollars x 10000
 (1e-4 USD = 100_000 nanos); sizes are shares (x 1e9). Orderbook rows become ``book_snapshot`` rows
 of the file's level count, empty levels padded with UNDEF_PRICE / 0 like the replay kernels.
+
+Two paths give the same rows and rejects: the block path (the default,
+:mod:`tapeflow.venues.lobster.block`: compiled scan, rows built as columns) and the per-line path
+(``fast=False``, :class:`_Chunk` below: the reference it is tested against). Both read a refused
+line through the per-line rules of :mod:`tapeflow.venues.lobster.lines`.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from tapeflow.errors import BadInput, BadNumber, FormatError
+from tapeflow.errors import BadInput, FormatError
 from tapeflow.schemas.records import ASK as SIDE_ASK
 from tapeflow.schemas.records import BID as SIDE_BID
 from tapeflow.schemas.records import (
@@ -55,13 +58,12 @@ from tapeflow.schemas.records import (
     UNDEF_TS,
 )
 from tapeflow.venues.lobster import messages as m
+from tapeflow.venues.lobster.block import decode_blocks
+from tapeflow.venues.lobster.lines import parse_book, parse_message, wall_clock_to_utc
 from tapeflow.wire.capture import Decoded
-from tapeflow.wire.numbers import to_nanos
 from tapeflow.wire.rejects import Rejects
 
 CHUNK_ROWS = 100_000
-_INT = re.compile(r"^-?\d+$")
-_DAY_NS = 86_400 * 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -102,19 +104,26 @@ def pair_files(paths: Sequence[Path]) -> list[LobsterFiles]:
                         message=g.get("message"), orderbook=g.get("orderbook")) for k, g in groups.items()]
 
 
-def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
+def decode(paths: Sequence[Path], *, fast: bool = True) -> Iterator[Decoded]:
     """Decode LOBSTER message and/or orderbook files, every ``CHUNK_ROWS`` rows a chunk.
+
+    Args:
+        paths: the files; a message file and an orderbook file of one name form a pair.
+        fast: the block path (compiled scan, rows as columns); False: line by line (the reference).
 
     Raises:
         FormatError: a file name without the LOBSTER pattern (see :func:`pair_files`).
     """
     for files in pair_files(paths):
-        yield from decode_pair(files)
+        yield from decode_pair(files, fast=fast)
 
 
-def decode_pair(files: LobsterFiles) -> Iterator[Decoded]:
+def decode_pair(files: LobsterFiles, *, fast: bool = True) -> Iterator[Decoded]:
     """Decode one message/orderbook pair in lockstep (orderbook row i takes message i's time)."""
-    to_utc = _wall_clock_to_utc(files.day)
+    if fast:
+        yield from decode_blocks(files, CHUNK_ROWS)
+        return
+    to_utc = wall_clock_to_utc(files.day)
     message_lines = _lines(files.message)
     book_lines = _lines(files.orderbook)
     out = _Chunk(files)
@@ -145,35 +154,12 @@ def _lines(path: Path | None) -> Iterator[bytes]:
         yield from fh
 
 
-def _wall_clock_to_utc(day: date) -> Callable[[int], int]:
-    """seconds-after-local-midnight ns -> UTC ns, with the zone offset of each wall-clock hour."""
-    zone = ZoneInfo(m.TIMEZONE)
-    midnight = datetime(day.year, day.month, day.day)
-    naive_epoch_ns = int((midnight - datetime(1970, 1, 1)) / timedelta(microseconds=1)) * 1000
-    offsets_ns = []
-    for hour in range(25):
-        wall = (midnight + timedelta(hours=hour)).replace(tzinfo=zone)
-        offsets_ns.append(int(wall.utcoffset() / timedelta(microseconds=1)) * 1000)
-
-    def to_utc(seconds_ns: int) -> int:
-        return naive_epoch_ns + seconds_ns - offsets_ns[seconds_ns // 3_600_000_000_000]
-
-    return to_utc
-
-
 def _empty_columns(names: list[str]) -> dict[str, list[Any]]:
     return {n: [] for n in names if n not in ("venue", "symbol")}
 
 
-def _int(text: str, name: str) -> int:
-    if not _INT.match(text):
-        raise BadInput("bad_number", f"{name} was {text!r}, not an integer")
-    return int(text)
-
-
 class _Chunk:
-    """Column lists of one output chunk."""
-
+    """Column lists of one output chunk (the per-line path)."""
     def __init__(self, files: LobsterFiles) -> None:
         self.files = files
         self._reset()
@@ -204,7 +190,7 @@ class _Chunk:
     def message(self, index: int, raw: bytes, to_utc: Callable[[int], int]) -> int:
         """Decode message row ``index``; return its UTC time (UNDEF_TS when rejected)."""
         try:
-            ts_ns, kind, order_id, size, price, direction = self._parse_message(raw, to_utc)
+            ts_ns, kind, order_id, size, price, direction = parse_message(raw, to_utc)
         except BadInput as exc:
             self._reject(exc, self.files.message, index, raw)
             return UNDEF_TS
@@ -229,40 +215,6 @@ class _Chunk:
             self._event(ts_ns, index, order_id, L3_NONE, NO_SIDE, price_nanos, 0, flags)
         return ts_ns
 
-    def _parse_message(self, raw: bytes, to_utc: Callable[[int], int]) -> tuple[int, int, int, int, int, int]:
-        fields = raw.decode("ascii", "replace").strip().split(",")
-        if len(fields) != len(m.MESSAGE_FIELDS):
-            reason = "truncated" if len(fields) < len(m.MESSAGE_FIELDS) else "bad_format"
-            raise BadInput(reason, f"{len(fields)} fields, LOBSTER messages have {len(m.MESSAGE_FIELDS)} "
-                                  f"({','.join(m.MESSAGE_FIELDS)})")
-        time_text, *rest = fields
-        try:
-            seconds_ns = to_nanos(time_text)
-        except BadNumber as exc:
-            raise BadInput(exc.reason, f"Time was {time_text!r}") from None
-        if seconds_ns >= _DAY_NS:
-            raise BadInput("out_of_range", f"Time was {time_text!r}, beyond one day after midnight")
-        kind, order_id, size, price, direction = (_int(t, n) for t, n in zip(rest, m.MESSAGE_FIELDS[1:],
-                                                                              strict=True))
-        if kind not in m.MESSAGE_TYPES:
-            raise BadInput("unknown_message", f"Type was {kind}; LOBSTER types are 1..7")
-        if order_id < 0:
-            raise BadInput("negative", f"OrderID was {order_id}")
-        if kind == m.TRADING_HALT:
-            if price not in m.HALT_CODES:
-                raise BadInput("out_of_range", f"Price was {price} on a halt message (expected -1, 0 or 1)")
-            return to_utc(seconds_ns), kind, order_id, max(size, 0), price, direction
-        for name, value in (("Size", size), ("Price", price)):
-            if value < 0:
-                raise BadInput("negative", f"{name} was {value}")
-            if value == 0:
-                raise BadInput("out_of_range", f"{name} was 0 on a type {kind} message")
-        if direction not in (m.BUY, m.SELL):
-            raise BadInput("out_of_range", f"Direction was {direction} (expected 1 or -1)")
-        if price * m.PRICE_UNIT_NANOS > 2**63 - 1 or size * SCALE > 2**63 - 1:
-            raise BadInput("out_of_range", f"Price {price} or Size {size} does not fit int64 nanos")
-        return to_utc(seconds_ns), kind, order_id, size, price, direction
-
     def _event(self, ts_ns: int, seq: int, order_id: int, action: int, side: int, price_nanos: int,
                size_nanos: int, flags: int) -> None:
         e = self.events
@@ -282,7 +234,7 @@ class _Chunk:
     def orderbook(self, index: int, raw: bytes, ts_ns: int) -> None:
         levels = self.files.levels
         try:
-            values = self._parse_book(raw, levels)
+            values = parse_book(raw, levels)
         except BadInput as exc:
             self._reject(exc, self.files.orderbook, index, raw, ts_ns)
             return
@@ -298,24 +250,3 @@ class _Chunk:
             absent = (px == empty) & (sz == 0)
             s[f"{col}_price_nanos"].append(np.where(absent, UNDEF_PRICE, px * m.PRICE_UNIT_NANOS).tolist())
             s[f"{col}_size_nanos"].append(np.where(absent, 0, sz * SCALE).tolist())
-
-    def _parse_book(self, raw: bytes, levels: int) -> list[int]:
-        fields = raw.decode("ascii", "replace").strip().split(",")
-        want = 4 * levels
-        if len(fields) != want:
-            reason = "truncated" if len(fields) < want else "bad_format"
-            raise BadInput(reason, f"{len(fields)} fields, a {levels}-level LOBSTER orderbook row has {want}")
-        names = [f"{m.ORDERBOOK_FIELDS_PER_LEVEL[j % 4]}_{j // 4 + 1}" for j in range(want)]
-        values = [_int(t, name) for t, name in zip(fields, names, strict=True)]
-        for j in range(0, want, 2):
-            price, size, name = values[j], values[j + 1], names[j]
-            if size < 0:
-                raise BadInput("negative", f"{names[j + 1]} was {size}")
-            if price in (m.EMPTY_ASK_PRICE, m.EMPTY_BID_PRICE):
-                if size != 0:
-                    raise BadInput("out_of_range", f"{name} was the empty-level price {price}, size {size}")
-            elif price <= 0:
-                raise BadInput("negative" if price < 0 else "out_of_range", f"{name} was {price}")
-            elif price * m.PRICE_UNIT_NANOS > 2**63 - 1:
-                raise BadInput("out_of_range", f"{name} was {price}, beyond int64 nanos")
-        return values
