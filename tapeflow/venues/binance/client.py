@@ -36,7 +36,6 @@ MARKETS = {
 }
 
 
-
 class BinanceClient(Connector):
     """Binance live client for one market (spot or USD-M) and a few symbols.
 
@@ -119,6 +118,23 @@ class BinanceClient(Connector):
             if chain is not None and chain.synced:
                 self._reanchor.add(s)
                 self._request_snapshot(s)
+
+    def quiet(self) -> bool:
+        # after_frame reacts only to chain transitions while the sync states agree with the chains:
+        # a synced chain reported synced; an unsynced one not reported synced and owing no gap row
+        # (a book synced before a reconnect reports its first diff after it); no re-anchor waiting
+        if self._reanchor:
+            return False
+        for s in self.symbols:
+            chain = self._chain(s)
+            state = self.sync.state[s]
+            if chain is None:
+                continue
+            if chain.synced != (state == SYNCED):
+                return False
+            if not chain.synced and state in (CONNECTED, SYNCING) and self._mark.get(s) is not None:
+                return False
+        return True
 
     def after_frame(self, frame: RawFrame) -> None:
         gaps = self.decoder.stats.gaps
