@@ -1,7 +1,8 @@
 """The session loop every live venue client shares.
 
-A :class:`Connector` connects (aiohttp's websocket client), subscribes, reads frames into a list,
-journals each micro-batch of frames BEFORE decoding it, decodes it with the venue's own batch decoder (fed
+A :class:`Connector` connects (aiohttp's websocket client), subscribes, reads frames into a list
+(:mod:`tapeflow.live.intake`: the reader, the stale watchdog, the batcher), journals each
+micro-batch of frames BEFORE decoding it, decodes it with the venue's own batch decoder (fed
 :class:`~tapeflow.wire.capture.CaptureLine` s, so live records equal a batch decode of the
 journal), and yields :class:`~tapeflow.live.frames.LiveBatch` es. Around that: venue pings,
 stale detection (no frame for ``stale_after_s`` -> STATUS ``stale`` + reconnect), reconnects
@@ -29,16 +30,15 @@ from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
-from aiohttp import WSMsgType
 
 from tapeflow.journal import Journal
-from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
+from tapeflow.live.frames import REST, LiveBatch, RawFrame, StatusLog, flag_rows
 from tapeflow.live.handoff import DecodeHandoff
+from tapeflow.live.intake import FrameIntake, SessionEnd
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
-from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
+from tapeflow.live.sync import DISCONNECTED, SyncTracker
 from tapeflow.wire.capture import FrameDecoder
 
-_YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
 _SEND_ERRORS = (aiohttp.ClientError, ConnectionError, RuntimeError)  # sending on a closing socket
 
 
@@ -83,13 +83,7 @@ class ConnectorSettings:
     max_connects: int | None = None
 
 
-@dataclass(frozen=True)
-class _End:
-    state: str
-    detail: str
-
-
-class Connector(DecodeHandoff):
+class Connector(FrameIntake, DecodeHandoff):
     """Base of the live venue clients (see the module docstring).
 
     Args:
@@ -125,7 +119,7 @@ class Connector(DecodeHandoff):
         self.delays_s: list[float] = []
         # frames read and not yet batched (the reader appends, the batcher takes them all at once:
         # an asyncio.Queue costs a put and a get per frame)
-        self._pending: list[RawFrame | _End] = []
+        self._pending: list[RawFrame | SessionEnd] = []
         self._arrived = asyncio.Event()  # _pending went from empty to not empty
         self._room = asyncio.Event()  # the batcher took frames: a reader held at max_queued_frames goes on
         self._tasks: set[asyncio.Task[None]] = set()
@@ -208,7 +202,7 @@ class Connector(DecodeHandoff):
         """Stop: the session ends and :meth:`batches` returns after its last batch."""
         self._closing = True
         self._closed.set()
-        self._put(_End(DISCONNECTED, "closed by the consumer"))
+        self._put(SessionEnd(DISCONNECTED, "closed by the consumer"))
 
     def decoder_finish(self) -> None:
         """End of the stream: diffs still waiting for a snapshot are written (unsynced)."""
@@ -295,75 +289,7 @@ class Connector(DecodeHandoff):
             await ws.close()
             # frames read after the end go into the next session's first batch (they were received);
             # a second end (the watchdog's and the reader's at once) would end that session at once
-            self._pending = [f for f in self._pending if type(f) is not _End]
-
-    async def _take(self) -> tuple[list[RawFrame], _End | None]:
-        """The next micro-batch: every frame read so far, up to ``max_batch_frames``, after waiting
-        ``batch_linger_s`` once for more (a frame rarely comes alone, and per-batch costs, tables
-        and the journal's flush, dwarf per-frame ones); and the end of the session if it came."""
-        s = self.settings
-        while not self._pending:
-            self._arrived.clear()
-            await self._arrived.wait()
-        if s.batch_linger_s > 0 and len(self._pending) < s.max_batch_frames and \
-                not any(type(f) is _End for f in self._pending):
-            await asyncio.sleep(s.batch_linger_s)
-        pending = self._pending
-        cut = next((i for i, f in enumerate(pending) if type(f) is _End), -1)
-        stop = min(len(pending), s.max_batch_frames) if cut < 0 else min(cut, s.max_batch_frames)
-        frames, end = pending[:stop], None
-        if stop == cut:
-            end = pending[cut]
-            stop += 1
-        self._pending = pending[stop:]
-        self._room.set()
-        return frames, end  # type: ignore[return-value]
-
-    def _put(self, item: RawFrame | _End) -> None:
-        self._pending.append(item)
-        self._arrived.set()
-
-    async def _reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        stale = self.settings.stale_after_s
-        limit = self.settings.max_queued_frames
-        # one watchdog per connection instead of a timeout per frame: asyncio.wait_for wraps every
-        # receive in a task and a timer, which cost more than the frame itself at 100k frames/s
-        self._last_frame_s = time.monotonic()
-        watchdog = asyncio.get_running_loop().create_task(self._watchdog(stale))
-        venue, receive, arrived = self.venue, ws.receive, self._arrived
-        monotonic, time_ns = time.monotonic, time.time_ns
-        text, binary = WSMsgType.TEXT, WSMsgType.BINARY
-        read = 0
-        try:
-            while True:
-                msg = await receive()
-                if msg.type is not text and msg.type is not binary:
-                    break
-                self._last_frame_s = monotonic()
-                self.frames_received += 1
-                data = msg.data if type(msg.data) is bytes else bytes(msg.data)
-                self._pending.append(RawFrame(venue, time_ns(), data, WS))
-                arrived.set()
-                read += 1
-                if len(self._pending) >= limit:  # backpressure: the socket's buffers fill, the venue slows
-                    self._room.clear()
-                    await self._room.wait()
-                    self._last_frame_s = monotonic()  # waiting for room is not staleness
-                elif not read % _YIELD_EVERY:
-                    # buffered frames never suspend receive: let the batcher, pingers and REST
-                    # fetches of this loop run now and then
-                    await asyncio.sleep(0)
-            self._put(_End(DISCONNECTED, f"connection closed: {_close_reason(ws, msg)}"))
-        finally:
-            watchdog.cancel()
-
-    async def _watchdog(self, stale_s: float) -> None:
-        while True:
-            wait_s = self._last_frame_s + stale_s - time.monotonic()
-            if wait_s <= 0:
-                self._put(_End(STALE, f"no frame for {stale_s:g} s"))
-                return
-            await asyncio.sleep(wait_s)
+            self._pending = [f for f in self._pending if type(f) is not SessionEnd]
 
     async def _pinger(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         message = self.ping_message()
@@ -431,13 +357,3 @@ class Connector(DecodeHandoff):
         self._maybe_bad = []
         self._gap_rows = []
         return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)
-
-
-def _close_reason(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> str:
-    if msg.type is WSMsgType.ERROR:
-        return f"{type(msg.data).__name__}: {msg.data}"
-    exc = ws.exception()
-    if exc is not None:
-        return f"{type(exc).__name__}: {exc}"
-    extra = f" ({msg.extra})" if msg.type is WSMsgType.CLOSE and msg.extra else ""
-    return f"close code {ws.close_code}{extra}"
