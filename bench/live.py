@@ -246,14 +246,14 @@ def _cut(decoded: dict[str, pa.Table]) -> list[dict[str, pa.Table]]:
 
 
 def _replay_server(report: Report, path: Path) -> None:
-    from bench.live_ws import client_run, server_alone
+    from bench.live_ws import client_median, server_alone
 
-    events, cpu, wall, batches, lines = client_run(path)
+    events, cpu, wall, batches, lines = client_median(path)
     rate = events / cpu
     report.add("tapeflow market flow from the replay server (BinanceClient: websocket, journal, decode)",
                events, (cpu, wall), ours=True,
                note=f"{lines:,} capture lines, server in its own process on loopback; {batches:,} "
-                    "micro-batches of book deltas; counting sink")
+                    "micro-batches of book deltas; counting sink; median CPU of 3 after a warm-up run")
     report.figure("live from the replay server (real BinanceClient), per process", rate / 1e6, "M events/s",
                   goal=0.5, before="0.044 M events/s", note="CPU of the client process: journal, decode, "
                                                              "sync, book, bars, metrics")

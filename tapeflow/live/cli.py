@@ -1,9 +1,13 @@
 """``tapeflow live``: run the Bytewax market flow (``flows.market``) on a live feed or a capture.
 
-``tapeflow`` may not import ``flows`` (the layers go the other way), so this command spawns
+``tapeflow`` may not import ``flows`` (the layers go the other way), so this command runs
 ``python -m bytewax.run "flows.market:flow_from_env()"`` with the ``TAPEFLOW_LIVE_*`` variables that
-say what to run, streams its output and ends with a summary. Each flow worker prints one
-``live-summary {json}`` line on stdout when it finishes; they are added up here.
+say what to run and ends with a summary. One local process (the usual case) runs it in this
+process, through ``bytewax.run``'s own command line: no second interpreter to start and no second
+import of the modules the settings check already loaded (a first output about a second sooner).
+Several local processes, or one process of a cluster (``-i/-a``), are spawned and their output
+streamed. Each flow worker prints one ``live-summary {json}`` line on stdout when it finishes;
+they are added up here.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import argparse
 import json
 import os
 import queue
+import runpy
 import socket
 import subprocess
 import sys
 import threading
 import time
+import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
@@ -178,12 +185,14 @@ def _init_recovery(directory: Path, partitions: int) -> None:
     if directory.exists() and any(directory.glob("part-*.sqlite3")):
         return
     directory.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(directory), str(partitions)], check=True,
-                   stdout=subprocess.DEVNULL)
+    from bytewax.recovery import init_db_dir  # what `python -m bytewax.recovery DIR N` runs
+
+    init_db_dir(directory, partitions)
 
 
 def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | None = None) -> int:
-    """Run the flow in child processes, stream their output, print a summary; returns the exit code."""
+    """Run the flow (in this process, or in child processes whose output is streamed), print a
+    summary; returns the exit code."""
     out = out or sys.stdout
     env = os.environ | live_env(args, settings)
     check_source(args)
@@ -194,6 +203,90 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
             else f"{args.venue} {args.symbols}")
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
     started = time.monotonic()
+    if len(commands) == 1 and args.process_id is None:
+        code, summaries = run_in_process(commands[0], env, out)
+        codes = [code]
+    else:
+        codes, summaries = _run_processes(commands, env, out)
+    rows = add_summaries(summaries)
+    elapsed = time.monotonic() - started
+    detail = ", ".join(f"{k}={v:,}" for k, v in sorted(rows.items())) or "no rows"
+    failed = [c for c in codes if c != 0]
+    outcome = "failed" if failed else "done"
+    print(f"live: {outcome} in {elapsed:.1f} s: {sum(rows.values()):,} rows ({detail})", file=out, flush=True)
+    if failed:
+        print(f"live: the flow exited with code {failed[0]} (see its messages above)", file=out, flush=True)
+        return failed[0]
+    return 0
+
+
+def run_in_process(command: list[str], env: dict[str, str], out: IO[str]) -> tuple[int, list[str]]:
+    """Run a ``python -m bytewax.run ...`` command line (from :func:`flow_commands`) in this process.
+
+    ``bytewax.run`` parses the same arguments (workers, recovery flags) as in a child; the flow
+    reads ``env`` from the environment, which is restored afterwards. Its stdout goes to ``out``
+    but for the ``live-summary`` lines, which are returned.
+
+    Returns:
+        the exit code a child would have had (1 after an exception, whose traceback is printed on
+        stderr as a child prints it), and the summary lines.
+    """
+    saved_env, saved_argv, saved_stdout = dict(os.environ), sys.argv, sys.stdout
+    lines = _SummaryLines(out)
+    os.environ.update(env)
+    sys.argv = ["bytewax.run", *command[3:]]
+    sys.stdout = lines
+    code = 0
+    try:
+        with warnings.catch_warnings():
+            # bytewax.testing imports bytewax.run: running it as __main__ again is intended here
+            warnings.filterwarnings("ignore", "'bytewax.run' found in sys.modules", RuntimeWarning)
+            runpy.run_module("bytewax.run", run_name="__main__", alter_sys=True)
+    except SystemExit as exc:  # bytewax.run's own argument errors
+        code = exc.code if isinstance(exc.code, int) else 1
+    except Exception:
+        traceback.print_exc()
+        code = 1
+    finally:
+        sys.stdout, sys.argv = saved_stdout, saved_argv
+        os.environ.clear()
+        os.environ.update(saved_env)
+        lines.close_line()
+    return code, lines.summaries
+
+
+class _SummaryLines:
+    """A stdout that passes lines on to ``out`` and keeps the ``live-summary`` ones."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.summaries: list[str] = []
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        *whole, self._partial = (self._partial + text).split("\n")
+        for line in whole:
+            self._line(line + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def close_line(self) -> None:
+        if self._partial:
+            self._line(self._partial)
+            self._partial = ""
+
+    def _line(self, line: str) -> None:
+        if line.startswith(SUMMARY_PREFIX):
+            self.summaries.append(line)
+        else:
+            self.out.write(line)
+
+
+def _run_processes(commands: list[list[str]], env: dict[str, str], out: IO[str]
+                   ) -> tuple[list[int], list[str]]:
+    """Run each command line in a child process, stream their output; returns exit codes and summaries."""
     procs = [subprocess.Popen(cmd, env=_process_env(env, i), stdout=subprocess.PIPE, text=True)
              for i, cmd in enumerate(commands)]
     lines: queue.Queue[str | None] = queue.Queue()
@@ -220,16 +313,7 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
         for proc in procs:
             proc.wait()
         raise
-    rows = add_summaries(summaries)
-    elapsed = time.monotonic() - started
-    detail = ", ".join(f"{k}={v:,}" for k, v in sorted(rows.items())) or "no rows"
-    failed = [c for c in codes if c != 0]
-    outcome = "failed" if failed else "done"
-    print(f"live: {outcome} in {elapsed:.1f} s: {sum(rows.values()):,} rows ({detail})", file=out, flush=True)
-    if failed:
-        print(f"live: the flow exited with code {failed[0]} (see its messages above)", file=out, flush=True)
-        return failed[0]
-    return 0
+    return codes, summaries
 
 
 def _process_env(env: dict[str, str], index: int) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The session loop every live venue client shares.
 
-A :class:`Connector` connects (websockets), subscribes, reads frames into a queue, journals each
+A :class:`Connector` connects (aiohttp's websocket client), subscribes, reads frames into a list
+(:mod:`tapeflow.live.intake`: the reader, the stale watchdog, the batcher), journals each
 micro-batch of frames BEFORE decoding it, decodes it with the venue's own batch decoder (fed
 :class:`~tapeflow.wire.capture.CaptureLine` s, so live records equal a batch decode of the
 journal), and yields :class:`~tapeflow.live.frames.LiveBatch` es. Around that: venue pings,
@@ -29,17 +30,16 @@ from pathlib import Path
 
 import aiohttp
 import pyarrow as pa
-import websockets
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from tapeflow.journal import Journal
-from tapeflow.live.frames import REST, WS, LiveBatch, RawFrame, StatusLog, flag_rows
+from tapeflow.live.frames import REST, LiveBatch, RawFrame, StatusLog, flag_rows
 from tapeflow.live.handoff import DecodeHandoff
+from tapeflow.live.intake import FrameIntake, SessionEnd
 from tapeflow.live.pacing import Backoff, TokenBucket, retry_after_s
-from tapeflow.live.sync import DISCONNECTED, STALE, SyncTracker
+from tapeflow.live.sync import DISCONNECTED, SyncTracker
 from tapeflow.wire.capture import FrameDecoder
 
-_YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
+_SEND_ERRORS = (aiohttp.ClientError, ConnectionError, RuntimeError)  # sending on a closing socket
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class ConnectorSettings:
     Attributes:
         stale_after_s: no frame for this long -> STATUS ``stale`` and a reconnect.
         ping_interval_s: venue-level ping period (None: the venue class decides).
-        ws_ping_interval_s: websocket protocol ping period (None: off).
+        ws_ping_interval_s: websocket protocol ping after this long without a frame (None: off);
+            no pong within half of it cuts the connection.
         open_timeout_s: connect + handshake limit.
         ws_compression: offer permessage-deflate (off: market data frames are small and
             inflating them costs latency; the venues send uncompressed frames then).
@@ -82,13 +83,7 @@ class ConnectorSettings:
     max_connects: int | None = None
 
 
-@dataclass(frozen=True)
-class _End:
-    state: str
-    detail: str
-
-
-class Connector(DecodeHandoff):
+class Connector(FrameIntake, DecodeHandoff):
     """Base of the live venue clients (see the module docstring).
 
     Args:
@@ -122,7 +117,11 @@ class Connector(DecodeHandoff):
         self.connects = 0
         self.frames_received = 0
         self.delays_s: list[float] = []
-        self._queue: asyncio.Queue[RawFrame | _End] | None = None
+        # frames read and not yet batched (the reader appends, the batcher takes them all at once:
+        # an asyncio.Queue costs a put and a get per frame)
+        self._pending: list[RawFrame | SessionEnd] = []
+        self._arrived = asyncio.Event()  # _pending went from empty to not empty
+        self._room = asyncio.Event()  # the batcher took frames: a reader held at max_queued_frames goes on
         self._tasks: set[asyncio.Task[None]] = set()
         self._inflight: set[str] = set()
         self._arriving: dict[int, str] = {}
@@ -131,7 +130,7 @@ class Connector(DecodeHandoff):
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
         self._gap_rows: list[tuple[int, int, str]] = []
         self._frame_rows = (0, 0)
-        self._ws: websockets.ClientConnection | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._http: aiohttp.ClientSession | None = None
         self._last_frame_s = 0.0  # monotonic time of the last frame read (the stale watchdog's clock)
         self._day_ns = -1  # start of the UTC day of the last frame decoded
@@ -168,8 +167,10 @@ class Connector(DecodeHandoff):
         :meth:`close` carries the rows the decoder still held and a ``disconnected`` row.
         """
         s = self.settings
-        self._queue = asyncio.Queue(maxsize=s.max_queued_frames)
-        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=s.rest_timeout_s))
+        # no total timeout on the session: it would also bound each websocket's life; REST requests
+        # carry their own (_fetch), the handshake is bounded in _session
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=s.open_timeout_s, sock_read=s.open_timeout_s))
         try:
             while not self._closing and (s.max_connects is None or self.connects < s.max_connects):
                 self.connects += 1
@@ -201,9 +202,7 @@ class Connector(DecodeHandoff):
         """Stop: the session ends and :meth:`batches` returns after its last batch."""
         self._closing = True
         self._closed.set()
-        if self._queue is not None:
-            with contextlib.suppress(asyncio.QueueFull):
-                self._queue.put_nowait(_End(DISCONNECTED, "closed by the consumer"))
+        self._put(SessionEnd(DISCONNECTED, "closed by the consumer"))
 
     def decoder_finish(self) -> None:
         """End of the stream: diffs still waiting for a snapshot are written (unsynced)."""
@@ -244,20 +243,25 @@ class Connector(DecodeHandoff):
 
     async def send(self, message: str) -> None:
         """Send a message on the open websocket (e.g. a resubscription); dropped when closed."""
-        if self._ws is not None:
-            with contextlib.suppress(ConnectionClosed):
-                await self._ws.send(message)
+        if self._ws is not None and not self._ws.closed:
+            with contextlib.suppress(*_SEND_ERRORS):
+                await self._ws.send_str(message)
 
     # -- the loop ----------------------------------------------------------------------------
 
     async def _session(self) -> AsyncIterator[LiveBatch]:
         url = self.ws_url()
         s = self.settings
+        assert self._http is not None
         try:
-            ws = await websockets.connect(url, open_timeout=s.open_timeout_s,
-                                          ping_interval=s.ws_ping_interval_s, max_size=None, max_queue=None,
-                                          compression="deflate" if s.ws_compression else None)
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            async with asyncio.timeout(s.open_timeout_s):
+                # decode_text=False: frames stay bytes (the journal and the decoders take bytes; no
+                # UTF-8 decode and re-encode per frame); aiohttp parses frames in compiled code
+                ws = await self._http.ws_connect(
+                    url, heartbeat=s.ws_ping_interval_s, max_msg_size=0, decode_text=False,
+                    compress=15 if s.ws_compression else 0,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=s.open_timeout_s))
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             self.sync.lost(DISCONNECTED, f"connecting to {url} failed: {type(exc).__name__}: {exc}")
             yield self._batch([], [])
             return
@@ -266,28 +270,11 @@ class Connector(DecodeHandoff):
         pinger = asyncio.get_running_loop().create_task(self._pinger(ws))
         try:
             for msg in self.subscribe_messages():
-                await ws.send(msg)
+                await ws.send_str(msg)
             self.sync.connected(f"connected to {url}")
             await self.on_open()
-            assert self._queue is not None
             while True:
-                frames: list[RawFrame] = []
-                end: _End | None = None
-                item: RawFrame | _End | None = await self._queue.get()
-                lingered = s.batch_linger_s <= 0
-                while item is not None:
-                    if isinstance(item, _End):
-                        end = item
-                        break
-                    frames.append(item)
-                    if len(frames) >= s.max_batch_frames:
-                        break
-                    if self._queue.empty() and not lingered:
-                        # A frame rarely comes alone: waiting a moment turns a burst into one batch,
-                        # and per-batch costs (tables, journal flush) dwarf per-frame ones.
-                        lingered = True
-                        await asyncio.sleep(s.batch_linger_s)
-                    item = None if self._queue.empty() else self._queue.get_nowait()
+                frames, end = await self._take()
                 if frames:
                     yield self._process(frames)
                 if end is not None:
@@ -300,58 +287,29 @@ class Connector(DecodeHandoff):
             reader.cancel()
             pinger.cancel()
             await ws.close()
+            # frames read after the end go into the next session's first batch (they were received);
+            # a second end (the watchdog's and the reader's at once) would end that session at once
+            self._pending = [f for f in self._pending if type(f) is not SessionEnd]
 
-    async def _reader(self, ws: websockets.ClientConnection) -> None:
-        assert self._queue is not None
-        stale = self.settings.stale_after_s
-        # one watchdog per connection instead of a timeout per frame: asyncio.wait_for wraps every
-        # recv in a task and a timer, which cost more than the frame itself at 100k frames/s
-        self._last_frame_s = time.monotonic()
-        watchdog = asyncio.get_running_loop().create_task(self._watchdog(stale))
-        queue, venue, recv = self._queue, self.venue, ws.recv
-        try:
-            while True:
-                data = await recv(decode=False)
-                self._last_frame_s = time.monotonic()
-                self.frames_received += 1
-                await queue.put(RawFrame(venue, time.time_ns(), bytes(data), WS))
-                self._last_frame_s = time.monotonic()  # waiting on a full queue is not staleness
-                if not self.frames_received % _YIELD_EVERY:
-                    # buffered frames never suspend recv or put: let the batcher, pingers and REST
-                    # fetches of this loop run now and then
-                    await asyncio.sleep(0)
-        except ConnectionClosed as exc:
-            await queue.put(_End(DISCONNECTED, f"connection closed: {exc}"))
-        finally:
-            watchdog.cancel()
-
-    async def _watchdog(self, stale_s: float) -> None:
-        assert self._queue is not None
-        while True:
-            wait_s = self._last_frame_s + stale_s - time.monotonic()
-            if wait_s <= 0:
-                await self._queue.put(_End(STALE, f"no frame for {stale_s:g} s"))
-                return
-            await asyncio.sleep(wait_s)
-
-    async def _pinger(self, ws: websockets.ClientConnection) -> None:
+    async def _pinger(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         message = self.ping_message()
         period = self.settings.ping_interval_s or self.default_ping_interval_s
         if message is None or not period:
             return
-        with contextlib.suppress(ConnectionClosed):
-            while True:
+        with contextlib.suppress(*_SEND_ERRORS):
+            while not ws.closed:
                 await asyncio.sleep(period)
-                await ws.send(message)
+                await ws.send_str(message)
 
     async def _fetch(self, key: str, url: str, prefix: bytes) -> None:
-        assert self._queue is not None and self._http is not None
+        assert self._http is not None
+        timeout = aiohttp.ClientTimeout(total=self.settings.rest_timeout_s)
         retry = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s, seed=self.settings.seed)
         try:
             while not self._closing:
                 await self.limiter.acquire()
                 try:
-                    async with self._http.get(url) as resp:
+                    async with self._http.get(url, timeout=timeout) as resp:
                         body = await resp.read()
                         status, headers = resp.status, dict(resp.headers)
                 except (aiohttp.ClientError, TimeoutError) as exc:
@@ -371,7 +329,7 @@ class Connector(DecodeHandoff):
                 frame = RawFrame(self.venue, time.time_ns(), data, REST)
                 # Still in flight until decoded: a request made before then would be a duplicate.
                 self._arriving[id(frame)] = key
-                await self._queue.put(frame)
+                self._put(frame)
                 return
         except BaseException:
             self._inflight.discard(key)

@@ -62,6 +62,34 @@ def test_two_processes_write_the_rows_of_one_worker(tmp_path: Path) -> None:
     assert "2 process(es) x 1 worker(s)" in run.stdout
 
 
+def test_one_process_runs_here_and_resumes_from_its_recovery_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """One local process runs the flow in this process (no child: Popen refuses here) with the
+    child's arguments: the lake gets the batch rebuild's snapshots, the summary adds them up, the
+    recovery store is created, and a rerun resumes from it (the capture is done: no new rows);
+    the environment the flow read is restored."""
+    def no_child(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tapeflow live spawned a process for a one-process run")
+
+    monkeypatch.setattr(subprocess, "Popen", no_child)
+    market = sim_market(10 * SECOND)
+    argv = ["live", "--capture", *map(str, market), "--format", "sim", "--lake", str(tmp_path / "lake"),
+            "--no-clickhouse", "--recovery", str(tmp_path / "recovery"), "--snapshot-every", "1s"]
+    before = dict(os.environ)
+    assert main(argv) == 0
+    want, _ = snapshots_for_format("sim", list(market), levels=10, interval_ns=SECOND)
+    got = lake.read(BOOK_SNAPSHOT, tmp_path / "lake")
+    keys = ("venue", "symbol", "ts_event_ns")
+    assert sorted_rows(got, keys).equals(sorted_rows(want, keys))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("live: done in ") and f"book_snapshot={want.num_rows:,}" in last
+    assert "live-summary" not in last and list((tmp_path / "recovery").glob("part-*.sqlite3"))
+    assert dict(os.environ) == before
+    assert main(argv) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].endswith(": 0 rows (no rows)")
+    assert lake.read(BOOK_SNAPSHOT, tmp_path / "lake").num_rows == want.num_rows
+
+
 def test_commands_and_environment() -> None:
     args = _args("--capture", "a.gz", "--format", "sim", "-w", "3", "--recovery", "rec",
                  "--snapshot-every", "5s", "--no-clickhouse", "--bars", "1m")

@@ -271,3 +271,50 @@ def test_steady_batches_equal_frame_by_frame(real_data: Path) -> None:
     assert slow.stats == fast.stats and len(fast.stats.gaps) == 1  # the gap was seen, frame by frame
     # every batch but the first (it holds the REST snapshot) and those from the gap on
     assert steady == gap // 500 - 1
+
+
+def test_quiet_runs_equal_frame_by_frame(real_data: Path) -> None:
+    """feed_quiet decodes a run of frames up to the first that changes a chain's state (the REST
+    snapshot, the diff that bridges it, the gap) and stops there; a caller that feeds that frame
+    on its own and goes on (as the live hand-off does) gets the rows and counts of feeding every
+    frame one by one, with the stops only at those frames."""
+    from tapeflow.wire.capture import read_capture
+    from tapeflow.wire.rejects import Rejects
+
+    path = need(real_data / "binance/usdm_btcusdt_20240808.gz")
+    lines = list(read_capture(path, Rejects("binance")))[:30_000]
+    gap = 20_000 + next(i for i, ln in enumerate(lines[20_000:]) if b"depthUpdate" in ln.payload)
+    del lines[gap]
+    slow, fast = _Counting(), _Counting()
+    slow.venues = fast.venues = ["binance-usdm"]
+    for line in lines:
+        slow.feed_frame(0, line)
+    start, stops = 0, []
+    while start < len(lines):
+        run = lines[start:start + 700]
+        done = fast.feed_quiet([ln.recv_ns for ln in run], [ln.payload for ln in run])
+        start += done
+        if done < len(run):
+            stops.append(start)
+            fast.feed_frame(0, lines[start])
+            start += 1
+    a, b = slow.flush(0, "x").tables, fast.flush(0, "x").tables
+    assert {k: t.to_pydict() for k, t in a.items()} == {k: t.to_pydict() for k, t in b.items()}
+    assert slow.stats == fast.stats and len(fast.stats.gaps) == 1
+    snapshot = next(i for i, ln in enumerate(lines) if b"lastUpdateId" in ln.payload)
+    after_gap = next(i for i in range(gap, len(lines)) if b"depthUpdate" in lines[i].payload)
+    # the frames the per-frame path had to take: the snapshot (its bridge was among the diffs
+    # buffered before it) and the first diff after the lost one; every other frame in a quiet run
+    assert stops == [snapshot, after_gap] and fast.per_frame == 2
+
+
+def test_the_live_clients_made_up_session_goes_through_the_block_path() -> None:
+    """What BinanceClient decodes once to load the block path's kernels: the three frames after
+    the bridge are taken by the quiet path; the snapshot (a clear and two levels), two diffs of
+    two levels, one trade and one bookTicker come out."""
+    from tapeflow.venues.binance.client import made_up_session
+
+    quiet, decoded = made_up_session()
+    assert quiet == 3
+    assert {k: t.num_rows for k, t in decoded.tables.items() if t.num_rows} == \
+        {"book_delta": 7, "trade": 1, "quote": 1}

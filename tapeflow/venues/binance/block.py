@@ -27,6 +27,7 @@ from tapeflow.schemas.records import ASK, BID
 from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_capture, scan_frames
 from tapeflow.venues.decoder import Progress
 from tapeflow.venues.l2block import DiffBlock, chain_block
+from tapeflow.venues.l2sync import WAIT_BRIDGE, WAIT_SNAPSHOT
 from tapeflow.wire.capture import RECV, CaptureLine, Decoded, open_maybe_gzip, parse_ns_line
 from tapeflow.wire.rejects import Reason
 
@@ -117,14 +118,49 @@ def decode_lines(dec: BinanceDecoder, items: Sequence[tuple[int, CaptureLine]], 
     n = len(items)
     if n == 0:
         return True
-    lengths = np.fromiter((len(line.payload) for _, line in items), np.int64, n)
-    ends = np.cumsum(lengths)
-    buf = np.frombuffer(b"".join([line.payload for _, line in items]), np.uint8)
     recv = np.fromiter((line.recv_ns for _, line in items), np.int64, n)
     usable = np.fromiter((line.kind == RECV for _, line in items), np.bool_, n)
     files = np.fromiter((index for index, _ in items), np.int64, n)
-    scanned = scan_frames(buf, ends - lengths, ends, usable)
-    return decode_scanned(dec, buf, scanned, recv, files, lambda i: dec.feed_frame(*items[i]), steady=steady)
+    return _decode_payloads(dec, [line.payload for _, line in items], recv, usable, files,
+                            lambda i: dec.feed_frame(*items[i]), steady=steady)
+
+
+def decode_quiet(dec: BinanceDecoder, recv_ns: Sequence[int], payloads: Sequence[bytes]) -> int:
+    """Decode the received frames up to the first one that could change an instrument's sync.
+
+    The frames (a live connector's, given as capture times and payloads: no ``CaptureLine`` per
+    frame) are decoded from the first on while each is a bookTicker, trade or depth diff of the
+    block path's shape and no diff moves its chain to another state (a synced chain's diff links;
+    a chain waiting for the diff that bridges its snapshot gets one it supersedes; a chain waiting
+    for a snapshot buffers it). A live client that checks sync state after each frame would have
+    seen nothing change before the frame where this stops, which it then feeds on its own.
+
+    Returns:
+        How many frames (from the first) were decoded.
+    """
+    n = len(payloads)
+    if n == 0:
+        return 0
+    buf, scanned = _scan(payloads, np.ones(n, np.bool_))
+    frames = _Frames(dec, buf, scanned, np.fromiter(recv_ns, np.int64, n), np.zeros(n, np.int64))
+    stop = frames.quiet(dec)
+    if stop:
+        dec.frames += stop
+        frames.write(dec, 0, stop)
+    return stop
+
+
+def _decode_payloads(dec: BinanceDecoder, payloads: Sequence[bytes], recv: np.ndarray, usable: np.ndarray,
+                     files: np.ndarray, slow: Callable[[int], None], *, steady: bool) -> bool:
+    buf, scanned = _scan(payloads, usable)
+    return decode_scanned(dec, buf, scanned, recv, files, slow, steady=steady)
+
+
+def _scan(payloads: Sequence[bytes], usable: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+    lengths = np.fromiter(map(len, payloads), np.int64, len(payloads))
+    ends = np.cumsum(lengths)
+    buf = np.frombuffer(b"".join(payloads), np.uint8)
+    return buf, scan_frames(buf, ends - lengths, ends, usable)
 
 
 def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.ndarray], recv: np.ndarray,
@@ -141,13 +177,8 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
         steady: decode nothing and return False unless every frame matched and every depth diff
             links to its synced chain.
     """
-    kind, sym, ms, ids, maker, nanos, lv, px, sz, uniq, n_uniq = scanned
-    symbols = [buf[s:e].tobytes().decode("ascii") for s, e in uniq[:n_uniq].tolist()]
-    if dec.symbols is not None and symbols:
-        outside = np.array([s.upper() not in dec.symbols for s in symbols])
-        kind[(kind > 0) & outside[sym]] = 0  # the per-frame path writes the reject
-    n = len(kind)
-    frames = _Frames(kind, sym, ms, ids, maker, nanos, lv, px, sz, recv, files, symbols)
+    frames = _Frames(dec, buf, scanned, recv, files)
+    kind, n = frames.kind, len(frames.kind)
     if steady and ((kind == 0).any() or not frames.links(dec)):
         return False
     start = 0
@@ -162,11 +193,17 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
 
 
 class _Frames:
-    """The scanner's outputs, per kind, written a run of matched frames at a time."""
+    """The scanner's outputs, per kind, written a run of matched frames at a time (a frame of a
+    symbol outside the decoder's filter counts as unmatched: the per-frame path writes its reject)."""
 
-    def __init__(self, kind: np.ndarray, sym: np.ndarray, ms: np.ndarray, ids: np.ndarray, maker: np.ndarray,
-                 nanos: np.ndarray, lv: np.ndarray, px: np.ndarray, sz: np.ndarray, recv: np.ndarray,
-                 files: np.ndarray, symbols: list[str]) -> None:
+    def __init__(self, dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.ndarray], recv: np.ndarray,
+                 files: np.ndarray) -> None:
+        kind, sym, ms, ids, maker, nanos, lv, px, sz, uniq, n_uniq = scanned
+        symbols = [buf[s:e].tobytes().decode("ascii") for s, e in uniq[:n_uniq].tolist()]
+        if dec.symbols is not None and symbols:
+            outside = np.array([s.upper() not in dec.symbols for s in symbols])
+            kind[(kind > 0) & outside[sym]] = 0
+        self.kind = kind
         self.at = {k: np.flatnonzero(kind == k) for k in (TICKER, TRADE, DEPTH)}
         self.sym, self.ms, self.ids, self.maker, self.nanos, self.lv = sym, ms, ids, maker, nanos, lv
         self.px, self.sz, self.recv, self.files, self.symbols = px, sz, recv, files, symbols
@@ -217,6 +254,32 @@ class _Frames:
             if not linked.all():
                 return False
         return True
+
+    def quiet(self, dec: BinanceDecoder) -> int:
+        """How many frames from the first change no chain's state (see :func:`decode_quiet`)."""
+        unmatched = np.flatnonzero(self.kind == 0)
+        stop = int(unmatched[0]) if len(unmatched) else len(self.kind)
+        d = self.at[DEPTH]
+        d = d[:np.searchsorted(d, stop)]
+        venues = list(dec.venues)
+        for f, s in set(zip(self.files[d].tolist(), self.sym[d].tolist(), strict=True)):
+            chain = dec.chains.get((venues[f], self.symbols[s]))
+            if chain is None or chain.state == WAIT_SNAPSHOT:
+                continue  # its diffs wait in the buffer
+            mine = d[(self.files[d] == f) & (self.sym[d] == s)]
+            if chain._carry_gap:
+                stop = min(stop, int(mine[0]))  # a gap flag rides on its next row: that diff alone
+                continue
+            first, last, prev = self.ids[mine, 0], self.ids[mine, 1], self.ids[mine, 2]
+            if chain.state == WAIT_BRIDGE:  # superseded until the diff that bridges (or misses) the snapshot
+                changes = last >= chain.snapshot_id + (prev < 0)
+            else:  # synced: a diff that does not link is a gap
+                expected = np.concatenate(([chain.prev_last], last[:-1]))
+                changes = ~np.where(prev >= 0, prev == expected, first == expected + 1)
+            hit = np.flatnonzero(changes)
+            if len(hit):
+                stop = min(stop, int(mine[hit[0]]))
+        return stop
 
     def _depth(self, dec: BinanceDecoder, d: np.ndarray, venues: list[str]) -> None:
         distinct = sorted(set(venues))

@@ -26,6 +26,7 @@ from tapeflow.live.sync import CONNECTED, SYNCED, SYNCING
 from tapeflow.venues.binance import messages as wire
 from tapeflow.venues.binance.parse import BinanceDecoder
 from tapeflow.venues.l2sync import SeqChain
+from tapeflow.wire.capture import RECV, CaptureLine, Decoded
 
 # market -> (venue code, websocket base, REST base, REST depth path, trade stream)
 MARKETS = {
@@ -34,7 +35,6 @@ MARKETS = {
     "usdm": (wire.USDM, "wss://fstream.binance.com", "https://fapi.binance.com", "/fapi/v1/depth",
              "aggTrade"),
 }
-
 
 
 class BinanceClient(Connector):
@@ -104,6 +104,7 @@ class BinanceClient(Connector):
     def make_decoder(self) -> BinanceDecoder:
         decoder = BinanceDecoder(symbols=self.symbols)
         decoder.venues = [self.venue]  # the market is known here; files sniff it from their name
+        load_kernels()
         return decoder
 
     async def on_open(self) -> None:
@@ -119,6 +120,23 @@ class BinanceClient(Connector):
             if chain is not None and chain.synced:
                 self._reanchor.add(s)
                 self._request_snapshot(s)
+
+    def quiet(self) -> bool:
+        # after_frame reacts only to chain transitions while the sync states agree with the chains:
+        # a synced chain reported synced; an unsynced one not reported synced and owing no gap row
+        # (a book synced before a reconnect reports its first diff after it); no re-anchor waiting
+        if self._reanchor:
+            return False
+        for s in self.symbols:
+            chain = self._chain(s)
+            state = self.sync.state[s]
+            if chain is None:
+                continue
+            if chain.synced != (state == SYNCED):
+                return False
+            if not chain.synced and state in (CONNECTED, SYNCING) and self._mark.get(s) is not None:
+                return False
+        return True
 
     def after_frame(self, frame: RawFrame) -> None:
         gaps = self.decoder.stats.gaps
@@ -157,3 +175,44 @@ class BinanceClient(Connector):
 
     def _chain(self, symbol: str) -> SeqChain | None:
         return self.decoder.chains.get((self.venue, symbol))
+
+
+_loaded = False
+_NS = 1_700_000_000_000_000_000
+_SNAPSHOT = (b'{"symbol":"BTCUSDT","lastUpdateId":100,"E":1,"T":1,'
+             b'"bids":[["10.0","1.0"]],"asks":[["11.0","1.0"]]}')
+_TRADE = (b'{"stream":"btcusdt@trade","data":{"e":"trade","E":3,"T":3,"s":"BTCUSDT","t":1,'
+          b'"p":"10.5","q":"0.1","X":"MARKET","m":false}}')
+_TICKER = (b'{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":103,"s":"BTCUSDT",'
+           b'"b":"10.0","B":"2.0","a":"11.0","A":"1.0","T":3,"E":3}}')
+
+
+def _diff(first: int, last: int, prev: int) -> bytes:
+    return (b'{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","E":2,"T":2,"s":"BTCUSDT",'
+            b'"U":%d,"u":%d,"pu":%d,"b":[["10.0","2.0"]],"a":[["11.0","0.0"]]}}' % (first, last, prev))
+
+
+def load_kernels() -> None:
+    """Decode a made-up session (a snapshot, the diff that bridges it, a linked diff, a trade and a
+    bookTicker) on a throwaway decoder, once per process, the way a live client decodes.
+
+    The block path's numba kernels load from numba's cache on their first call (about a second,
+    several on a busy machine): paid here, when the client is built, instead of while the first
+    micro-batch of a connected feed waits and frames pile up behind it.
+    """
+    global _loaded
+    if not _loaded:
+        made_up_session()
+        _loaded = True
+
+
+def made_up_session() -> tuple[int, Decoded]:
+    """The session :func:`load_kernels` decodes: how many frames the quiet block path took of the
+    three after the bridge (all three), and the decoded rows."""
+    dec = BinanceDecoder(symbols=["BTCUSDT"])
+    dec.venues = [wire.USDM]
+    frames = [_diff(99, 101, 98), _diff(102, 103, 101), _TRADE, _TICKER]
+    dec.feed(CaptureLine(_NS, RECV, "", _SNAPSHOT, "load_kernels:1"))
+    dec.feed(CaptureLine(_NS, RECV, "", frames[0], "load_kernels:2"))  # the bridge: per frame, as live
+    quiet = dec.feed_quiet([_NS] * 3, frames[1:])
+    return quiet, dec.flush(0, wire.USDM)

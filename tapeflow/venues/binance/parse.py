@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, urlsplit
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID
 from tapeflow.venues.binance import messages as wire
-from tapeflow.venues.binance.block import decode_file, decode_lines
+from tapeflow.venues.binance.block import decode_file, decode_lines, decode_quiet
 from tapeflow.venues.decoder import CHUNK_ROWS, Progress, VenueDecoder
 from tapeflow.venues.fields import decimal, field, integer, levels, load_json, obj
 from tapeflow.venues.l2sync import L2Message, L2Snapshot
@@ -112,6 +112,17 @@ class BinanceDecoder(VenueDecoder):
         whole and check once. Otherwise (False) the client feeds the frames one by one.
         """
         return decode_lines(self, [(0, line) for line in lines], steady=True)
+
+    def feed_quiet(self, recv_ns: Sequence[int], payloads: Sequence[bytes]) -> int:
+        """Decode received websocket frames (capture times and payloads, as a live connector holds
+        them) up to the first that could change an instrument's sync; returns how many were decoded.
+
+        Like :meth:`feed_steady`, but it takes the longest quiet prefix instead of all or nothing,
+        and chains waiting for a snapshot or for the diff that bridges one are quiet too (their
+        diffs are buffered or superseded). The caller feeds the frame where it stopped on its own
+        (a snapshot body, a gap, the bridge, anything not of the block path's shape).
+        """
+        return decode_quiet(self, recv_ns, payloads)
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == OPEN:

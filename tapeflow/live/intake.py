@@ -1,0 +1,127 @@
+"""The frame intake of a live connector: the websocket reader, the stale watchdog and the batcher.
+
+Split from :mod:`tapeflow.live.connector` (the session loop). The reader appends each frame
+received (a :class:`~tapeflow.live.frames.RawFrame` with its capture time) to a list that the
+batcher takes whole, up to ``max_batch_frames``, after lingering ``batch_linger_s`` once for more:
+no ``asyncio.Queue`` put and get per frame. An end of the session (connection closed, stale feed,
+closed by the consumer) goes into the same list, so the frames before it are batched first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aiohttp
+from aiohttp import WSMsgType
+
+from tapeflow.live.frames import WS, RawFrame
+from tapeflow.live.sync import DISCONNECTED, STALE
+
+if TYPE_CHECKING:
+    from tapeflow.live.connector import ConnectorSettings
+
+_YIELD_EVERY = 64  # frames the reader reads before it gives the event loop a turn
+
+
+@dataclass(frozen=True)
+class SessionEnd:
+    """The end of a session, queued behind the frames read before it: a STATUS state and why."""
+
+    state: str
+    detail: str
+
+
+class FrameIntake:
+    """Mixin of :class:`tapeflow.live.connector.Connector`: reading frames and cutting micro-batches.
+
+    The connector owns the state this reads and writes (declared in its ``__init__``).
+    """
+
+    settings: ConnectorSettings
+    venue: str
+    frames_received: int
+    _pending: list[RawFrame | SessionEnd]
+    _arrived: asyncio.Event
+    _room: asyncio.Event
+    _last_frame_s: float
+
+    async def _take(self) -> tuple[list[RawFrame], SessionEnd | None]:
+        """The next micro-batch: every frame read so far, up to ``max_batch_frames``, after waiting
+        ``batch_linger_s`` once for more (a frame rarely comes alone, and per-batch costs, tables
+        and the journal's flush, dwarf per-frame ones); and the end of the session if it came."""
+        s = self.settings
+        while not self._pending:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if s.batch_linger_s > 0 and len(self._pending) < s.max_batch_frames and \
+                not any(type(f) is SessionEnd for f in self._pending):
+            await asyncio.sleep(s.batch_linger_s)
+        pending = self._pending
+        cut = next((i for i, f in enumerate(pending) if type(f) is SessionEnd), -1)
+        stop = min(len(pending), s.max_batch_frames) if cut < 0 else min(cut, s.max_batch_frames)
+        frames, end = pending[:stop], None
+        if stop == cut:
+            end = pending[cut]
+            stop += 1
+        self._pending = pending[stop:]
+        self._room.set()
+        return frames, end  # type: ignore[return-value]
+
+    def _put(self, item: RawFrame | SessionEnd) -> None:
+        self._pending.append(item)
+        self._arrived.set()
+
+    async def _reader(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        stale = self.settings.stale_after_s
+        limit = self.settings.max_queued_frames
+        # one watchdog per connection instead of a timeout per frame: asyncio.wait_for wraps every
+        # receive in a task and a timer, which cost more than the frame itself at 100k frames/s
+        self._last_frame_s = time.monotonic()
+        watchdog = asyncio.get_running_loop().create_task(self._watchdog(stale))
+        venue, receive, arrived = self.venue, ws.receive, self._arrived
+        monotonic, time_ns = time.monotonic, time.time_ns
+        text, binary = WSMsgType.TEXT, WSMsgType.BINARY
+        read = 0
+        try:
+            while True:
+                msg = await receive()
+                if msg.type is not text and msg.type is not binary:
+                    break
+                self._last_frame_s = monotonic()
+                self.frames_received += 1
+                data = msg.data if type(msg.data) is bytes else bytes(msg.data)
+                self._pending.append(RawFrame(venue, time_ns(), data, WS))
+                arrived.set()
+                read += 1
+                if len(self._pending) >= limit:  # backpressure: the socket's buffers fill, the venue slows
+                    self._room.clear()
+                    await self._room.wait()
+                    self._last_frame_s = monotonic()  # waiting for room is not staleness
+                elif not read % _YIELD_EVERY:
+                    # buffered frames never suspend receive: let the batcher, pingers and REST
+                    # fetches of this loop run now and then
+                    await asyncio.sleep(0)
+            self._put(SessionEnd(DISCONNECTED, f"connection closed: {_close_reason(ws, msg)}"))
+        finally:
+            watchdog.cancel()
+
+    async def _watchdog(self, stale_s: float) -> None:
+        while True:
+            wait_s = self._last_frame_s + stale_s - time.monotonic()
+            if wait_s <= 0:
+                self._put(SessionEnd(STALE, f"no frame for {stale_s:g} s"))
+                return
+            await asyncio.sleep(wait_s)
+
+
+def _close_reason(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> str:
+    if msg.type is WSMsgType.ERROR:
+        return f"{type(msg.data).__name__}: {msg.data}"
+    exc = ws.exception()
+    if exc is not None:
+        return f"{type(exc).__name__}: {exc}"
+    extra = f" ({msg.extra})" if msg.type is WSMsgType.CLOSE and msg.extra else ""
+    return f"close code {ws.close_code}{extra}"
