@@ -286,6 +286,16 @@ def _dbn_cases(root: Path) -> list[Case]:
     bad_length = root / "bad-length.trades.dbn"
     bad_length.write_bytes(bytes(flipped))
     cases.append(Case("dbn/bad-length", "dbn", (bad_length,), UNITS, 1))
+    # one more record, with a value no trade carries (a side, a price, a size: field offsets 29,
+    # 16, 24 of the 48-byte trade record)
+    extra = _dbn_bytes(UNITS + 1)[-48:]
+    i64_min = (1 << 63).to_bytes(8, "little")
+    for name, at, value in (("trade-side-x", 29, b"X"), ("trade-price-i64-min", 16, i64_min),
+                            ("trade-size-u32-max", 24, b"\xff" * 4)):
+        damaged_record = extra[:at] + value + extra[at + len(value):]
+        path = root / f"{name}.trades.dbn"
+        path.write_bytes(data + damaged_record)
+        cases.append(Case(f"dbn/{name}", "dbn", (path,), UNITS + 1, 1))
     compressed = zstandard.ZstdCompressor(write_checksum=True).compress(data)
     clean_zst = root / "clean.trades.dbn.zst"
     clean_zst.write_bytes(compressed)

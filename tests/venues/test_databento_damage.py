@@ -182,3 +182,20 @@ def test_several_zst_frames_still_read_as_one_stream(tmp_path: Path) -> None:
     zc = zstandard.ZstdCompressor()
     tables = _decode(tmp_path, zc.compress(data[:cut]) + zc.compress(data[cut:]), "frames.mbo.dbn.zst")
     assert tables["order_event"].num_rows == len(CLEAN) and "rejected" not in tables
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("side", b"X", "bad_side"), ("action", b"A", "bad_value"), ("price", I64_MIN, "out_of_range"),
+    ("price", I64_MAX, "missing_field"), ("size", U32_MAX, "missing_field"),
+])
+def test_a_trades_record_no_trade_carries_is_one_dead_letter(tmp_path: Path, field: str, value: object,
+                                                             reason: str) -> None:
+    from tests.corpus.make_damaged import _dbn_bytes
+
+    data = _dbn_bytes(6)
+    meta, body = data[: -6 * 48], data[-6 * 48 :]
+    recs = np.frombuffer(body, m.record_dtype(m.MBP_0, 48)).copy()
+    recs[field][3] = value
+    tables = _decode(tmp_path, meta + recs.tobytes(), "sample.trades.dbn")
+    assert [r for r, _ in _rejected(tables)] == [reason]
+    assert tables["trade"].column("sequence").to_pylist() == [1, 2, 3, 5, 6]

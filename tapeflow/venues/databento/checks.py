@@ -101,15 +101,7 @@ def check_mbo(recs: np.ndarray, cols: MboColumns, state: MboState) -> list[tuple
     side = cols.side.view(np.uint8)
     price = cols.price
     size = cols.size
-    out: list[tuple[str, np.ndarray, Detail]] = []
-    taken = np.zeros(len(recs), bool)
-
-    def pick(reason: str, mask: np.ndarray, detail: Detail) -> None:
-        mask = mask & ~taken
-        if mask.any():
-            taken[mask] = True
-            out.append((reason, np.flatnonzero(mask), detail))
-
+    out, pick = _picker(len(recs))
     # few passes over the records (each field is strided memory); the reasons are told apart only
     # when something is wrong. i64::MAX and i64::MIN are neighbours as unsigned: one comparison.
     suspect = ~_PAIRS[(action.astype(np.uint16) << 8) | side]
@@ -143,6 +135,44 @@ def check_mbo(recs: np.ndarray, cols: MboColumns, state: MboState) -> list[tuple
              lambda i: f"sequence {seq[i]} after {before[i]} on instrument {cols.instrument_id[i]}: "
                        "a reordered record")
     return out
+
+
+def check_trades(recs: np.ndarray) -> list[tuple[str, np.ndarray, Detail]]:
+    """The trades-schema records to dead-letter (``check_mbo``'s value rules for a ``T``: its
+    action is always T, its side A, B or N, its price defined, its size a quantity)."""
+    action = np.ascontiguousarray(recs["action"]).view(np.uint8)
+    side = np.ascontiguousarray(recs["side"]).view(np.uint8)
+    price = recs["price"]
+    size = recs["size"]
+    out, pick = _picker(len(recs))
+    suspect = (action != ord("T")) | ~_SIDES[side]
+    suspect |= (price.view(np.uint64) - np.uint64(UNDEF_PRICE)) <= 1
+    suspect |= size == UNDEF_ORDER_SIZE
+    if suspect.any():
+        pick("bad_value", action != ord("T"),
+             lambda i: f"a trades record's action is {_char(action[i])}, not 'T'")
+        pick("bad_side", ~_SIDES[side],
+             lambda i: f"trade side {_char(side[i])} is none of A (ask), B (bid), N (none)")
+        pick("out_of_range", price == I64_MIN,
+             lambda i: f"trade price is i64::MIN ({I64_MIN}), a null value, not a price")
+        pick("missing_field", price == UNDEF_PRICE, lambda i: "a trade has no price (UNDEF_PRICE, i64::MAX)")
+        pick("missing_field", size == UNDEF_ORDER_SIZE,
+             lambda i: f"trade size is UNDEF_ORDER_SIZE ({UNDEF_ORDER_SIZE}): no quantity")
+    return out
+
+
+def _picker(n: int) -> tuple[list[tuple[str, np.ndarray, Detail]], Callable[[str, np.ndarray, Detail], None]]:
+    """A list of dead letters and the function adding to it the rows of a mask not yet taken."""
+    out: list[tuple[str, np.ndarray, Detail]] = []
+    taken = np.zeros(n, bool)
+
+    def pick(reason: str, mask: np.ndarray, detail: Detail) -> None:
+        mask = mask & ~taken
+        if mask.any():
+            taken[mask] = True
+            out.append((reason, np.flatnonzero(mask), detail))
+
+    return out, pick
 
 
 def _char(code: int) -> str:

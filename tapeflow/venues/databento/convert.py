@@ -26,7 +26,7 @@ from tapeflow.schemas.records import (
     UNDEF_PRICE,
 )
 from tapeflow.venues.databento import messages as m
-from tapeflow.venues.databento.checks import MboColumns, check_mbo
+from tapeflow.venues.databento.checks import MboColumns, check_mbo, check_trades
 from tapeflow.venues.databento.framing import Block
 from tapeflow.wire.rejects import Rejects
 
@@ -84,8 +84,40 @@ def _trades(ctx: FileContext, recs: np.ndarray, rows: np.ndarray) -> tuple[str, 
     return "trade", TRADE.table(cols, constants={"venue": ctx.venue}), rows
 
 
-def _on_trade(ctx: FileContext, recs: np.ndarray, rtype: int, *_: object) -> Iterator[tuple]:
-    yield _trades(ctx, recs, np.arange(len(recs)))
+def _on_trade(
+    ctx: FileContext,
+    recs: np.ndarray,
+    rtype: int,
+    rejects: Rejects,
+    block: Block,
+    offsets: np.ndarray,
+    length: int,
+    index: np.ndarray,
+) -> Iterator[tuple]:
+    rows = _dead_letters(ctx, check_trades(recs), len(recs), rejects, block, offsets, length, index)
+    yield _trades(ctx, recs, np.arange(len(recs)) if rows is None else rows)
+
+
+def _dead_letters(
+    ctx: FileContext,
+    bad: list[tuple[str, np.ndarray, Callable[[int], str]]],
+    n: int,
+    rejects: Rejects,
+    block: Block,
+    offsets: np.ndarray,
+    length: int,
+    index: np.ndarray,
+) -> np.ndarray | None:
+    """Dead-letter the records a check found (each with its own detail); the rows to keep, or
+    None when all are kept."""
+    if not bad:
+        return None
+    keep = np.ones(n, bool)
+    for reason, which, detail in bad:
+        keep[which] = False
+        for i in which.tolist():
+            ctx.reject_rows(rejects, block, offsets, length, index, reason, detail(i), np.array([i]))
+    return np.flatnonzero(keep)
 
 
 def _trade_rows(recs: np.ndarray, rtype: int) -> np.ndarray:
@@ -148,15 +180,9 @@ def _on_mbo(
     index: np.ndarray,
 ) -> Iterator[tuple]:
     fields = MboColumns.of(recs)
-    bad = check_mbo(recs, fields, ctx.mbo)
-    rows = None
-    if bad:
-        keep = np.ones(len(recs), bool)
-        for reason, which, detail in bad:
-            keep[which] = False
-            for i in which.tolist():
-                ctx.reject_rows(rejects, block, offsets, length, index, reason, detail(i), np.array([i]))
-        rows = np.flatnonzero(keep)
+    rows = _dead_letters(ctx, check_mbo(recs, fields, ctx.mbo), len(recs), rejects, block, offsets, length,
+                         index)
+    if rows is not None:
         recs, fields = recs[rows], fields.take(rows)
     cols = _header_columns(ctx, recs, ids=fields.instrument_id)
     cols.update(
