@@ -84,39 +84,23 @@ def _trades(ctx: FileContext, recs: np.ndarray, rows: np.ndarray) -> tuple[str, 
     return "trade", TRADE.table(cols, constants={"venue": ctx.venue}), rows
 
 
-def _on_trade(
-    ctx: FileContext,
-    recs: np.ndarray,
-    rtype: int,
-    rejects: Rejects,
-    block: Block,
-    offsets: np.ndarray,
-    length: int,
-    index: np.ndarray,
-) -> Iterator[tuple]:
-    rows = _dead_letters(ctx, check_trades(recs), len(recs), rejects, block, offsets, length, index)
+def _on_trade(ctx: FileContext, recs: np.ndarray, rtype: int, *where: object) -> Iterator[tuple]:
+    rows = _dead_letters(ctx, check_trades(recs), len(recs), where)
     yield _trades(ctx, recs, np.arange(len(recs)) if rows is None else rows)
 
 
 def _dead_letters(
-    ctx: FileContext,
-    bad: list[tuple[str, np.ndarray, Callable[[int], str]]],
-    n: int,
-    rejects: Rejects,
-    block: Block,
-    offsets: np.ndarray,
-    length: int,
-    index: np.ndarray,
+    ctx: FileContext, bad: list[tuple[str, np.ndarray, Callable[[int], str]]], n: int, where: tuple
 ) -> np.ndarray | None:
-    """Dead-letter the records a check found (each with its own detail); the rows to keep, or
-    None when all are kept."""
+    """Dead-letter the records a check found, each with its own detail; ``where`` is the handler's
+    ``(rejects, block, offsets, length, index)``. The rows to keep, or None when all are kept."""
     if not bad:
         return None
     keep = np.ones(n, bool)
     for reason, which, detail in bad:
         keep[which] = False
         for i in which.tolist():
-            ctx.reject_rows(rejects, block, offsets, length, index, reason, detail(i), np.array([i]))
+            ctx.reject_rows(*where, reason, detail(i), np.array([i]))
     return np.flatnonzero(keep)
 
 
@@ -169,19 +153,9 @@ def _on_mbp10(ctx: FileContext, recs: np.ndarray, rtype: int, *_: object) -> Ite
         yield _trades(ctx, recs, rows)
 
 
-def _on_mbo(
-    ctx: FileContext,
-    recs: np.ndarray,
-    rtype: int,
-    rejects: Rejects,
-    block: Block,
-    offsets: np.ndarray,
-    length: int,
-    index: np.ndarray,
-) -> Iterator[tuple]:
+def _on_mbo(ctx: FileContext, recs: np.ndarray, rtype: int, *where: object) -> Iterator[tuple]:
     fields = MboColumns.of(recs)
-    rows = _dead_letters(ctx, check_mbo(recs, fields, ctx.mbo), len(recs), rejects, block, offsets, length,
-                         index)
+    rows = _dead_letters(ctx, check_mbo(recs, fields, ctx.mbo), len(recs), where)
     if rows is not None:
         recs, fields = recs[rows], fields.take(rows)
     cols = _header_columns(ctx, recs, ids=fields.instrument_id)
