@@ -3,7 +3,7 @@
 ``python -m tests.corpus.make_damaged OUT`` writes the corpus under ``OUT`` and prints its manifest.
 Nothing is copied from real files: the samples are written from the message shapes each venue
 documents (the JSON venues' trade messages, Tardis' ``trades`` CSV, LOBSTER's message/orderbook
-pair, the simulator's L3 CSV, Databento's DBN trades records). Each sample has one input unit
+pair, the simulator's L3 CSV, Databento's DBN trades and MBO records). Each sample has one input unit
 (frame, line, record) per normalized row, so conservation can be checked from the counts alone.
 
 Line-level damage (one unit broken) must become dead letters; file-level damage (a file cut short,
@@ -286,6 +286,16 @@ def _dbn_cases(root: Path) -> list[Case]:
     bad_length = root / "bad-length.trades.dbn"
     bad_length.write_bytes(bytes(flipped))
     cases.append(Case("dbn/bad-length", "dbn", (bad_length,), UNITS, 1))
+    # one more record, with a value no trade carries (a side, a price, a size: field offsets 29,
+    # 16, 24 of the 48-byte trade record)
+    extra = _dbn_bytes(UNITS + 1)[-48:]
+    i64_min = (1 << 63).to_bytes(8, "little")
+    for name, at, value in (("trade-side-x", 29, b"X"), ("trade-price-i64-min", 16, i64_min),
+                            ("trade-size-u32-max", 24, b"\xff" * 4)):
+        damaged_record = extra[:at] + value + extra[at + len(value):]
+        path = root / f"{name}.trades.dbn"
+        path.write_bytes(data + damaged_record)
+        cases.append(Case(f"dbn/{name}", "dbn", (path,), UNITS + 1, 1))
     compressed = zstandard.ZstdCompressor(write_checksum=True).compress(data)
     clean_zst = root / "clean.trades.dbn.zst"
     clean_zst.write_bytes(compressed)
@@ -309,7 +319,13 @@ def _dbn_cases(root: Path) -> list[Case]:
     return cases
 
 
-FORMATS = (*sorted(JSON_TRADES), "tardis", "sim", "lobster", "dbn")
+FORMATS = (*sorted(JSON_TRADES), "tardis", "sim", "lobster", "dbn", "dbn-mbo")
+
+
+def _dbn_mbo_cases(root: Path) -> list[Case]:
+    from tests.corpus.dbn_mbo import mbo_cases  # it builds on this module's Case
+
+    return mbo_cases(root)
 
 
 def build(root: Path, formats: tuple[str, ...] = FORMATS) -> list[Case]:
@@ -320,7 +336,7 @@ def build(root: Path, formats: tuple[str, ...] = FORMATS) -> list[Case]:
             cases += _json_cases(fmt, root / fmt)
         else:
             cases += {"tardis": _tardis_cases, "sim": _sim_cases, "lobster": _lobster_cases,
-                      "dbn": _dbn_cases}[fmt](root / fmt)
+                      "dbn": _dbn_cases, "dbn-mbo": _dbn_mbo_cases}[fmt](root / fmt)
     return cases
 
 

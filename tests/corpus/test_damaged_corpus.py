@@ -29,9 +29,6 @@ from tests.corpus.make_damaged import FORMATS, Case, build
 KNOWN_GAPS = {
     "lobster/huge-number": ("internal error", "venues/lobster/parse.py _int: int() of >4,300 digits"),
     "sim/huge-seq": ("internal error", "venues/sim/parse.py _int: int() of >4,300 digits"),
-    "dbn/zst-cut-short": ("got 0", "venues/databento/framing.py: a zst frame cut short reads as EOF"),
-    "dbn/bad-length": ("conservation", "venues/databento/framing.py: the records after a bad length are "
-                                       "one dead letter; fixed-size records could be re-framed"),
 }
 _COUNT = re.compile(r"^  (\w+)\s+([\d,]+)")
 

@@ -26,6 +26,7 @@ from tapeflow.schemas.records import (
     UNDEF_PRICE,
 )
 from tapeflow.venues.databento import messages as m
+from tapeflow.venues.databento.checks import MboColumns, check_mbo, check_trades
 from tapeflow.venues.databento.framing import Block
 from tapeflow.wire.rejects import Rejects
 
@@ -54,11 +55,12 @@ def _units(values: np.ndarray) -> np.ndarray:
     return values.astype(np.int64) * SCALE
 
 
-def _header_columns(ctx: FileContext, recs: np.ndarray, *, ts_recv: bool = True) -> dict[str, object]:
+def _header_columns(ctx: FileContext, recs: np.ndarray, *, ts_recv: bool = True,
+                    ids: np.ndarray | None = None) -> dict[str, object]:
     return {
         "ts_event_ns": _ts(recs["ts_event"]),
         "ts_recv_ns": _ts(recs["ts_recv"]) if ts_recv else np.full(len(recs), -1, np.int64),
-        "symbol": ctx.symbol_column(recs["instrument_id"]),
+        "symbol": ctx.symbol_column(recs["instrument_id"] if ids is None else ids),
     }
 
 
@@ -82,8 +84,24 @@ def _trades(ctx: FileContext, recs: np.ndarray, rows: np.ndarray) -> tuple[str, 
     return "trade", TRADE.table(cols, constants={"venue": ctx.venue}), rows
 
 
-def _on_trade(ctx: FileContext, recs: np.ndarray, rtype: int, *_: object) -> Iterator[tuple]:
-    yield _trades(ctx, recs, np.arange(len(recs)))
+def _on_trade(ctx: FileContext, recs: np.ndarray, rtype: int, *where: object) -> Iterator[tuple]:
+    rows = _dead_letters(ctx, check_trades(recs), len(recs), where)
+    yield _trades(ctx, recs, np.arange(len(recs)) if rows is None else rows)
+
+
+def _dead_letters(
+    ctx: FileContext, bad: list[tuple[str, np.ndarray, Callable[[int], str]]], n: int, where: tuple
+) -> np.ndarray | None:
+    """Dead-letter the records a check found, each with its own detail; ``where`` is the handler's
+    ``(rejects, block, offsets, length, index)``. The rows to keep, or None when all are kept."""
+    if not bad:
+        return None
+    keep = np.ones(n, bool)
+    for reason, which, detail in bad:
+        keep[which] = False
+        for i in which.tolist():
+            ctx.reject_rows(*where, reason, detail(i), np.array([i]))
+    return np.flatnonzero(keep)
 
 
 def _trade_rows(recs: np.ndarray, rtype: int) -> np.ndarray:
@@ -135,18 +153,22 @@ def _on_mbp10(ctx: FileContext, recs: np.ndarray, rtype: int, *_: object) -> Ite
         yield _trades(ctx, recs, rows)
 
 
-def _on_mbo(ctx: FileContext, recs: np.ndarray, *_: object) -> Iterator[tuple]:
-    cols = _header_columns(ctx, recs)
+def _on_mbo(ctx: FileContext, recs: np.ndarray, rtype: int, *where: object) -> Iterator[tuple]:
+    fields = MboColumns.of(recs)
+    rows = _dead_letters(ctx, check_mbo(recs, fields, ctx.mbo), len(recs), where)
+    if rows is not None:
+        recs, fields = recs[rows], fields.take(rows)
+    cols = _header_columns(ctx, recs, ids=fields.instrument_id)
     cols.update(
-        sequence=_sequence(recs),
-        order_id=recs["order_id"],
-        action=_char(recs["action"]),
-        side=_char(recs["side"]),
-        price_nanos=recs["price"],
-        size_nanos=_units(recs["size"]),
-        flags=_flags(recs),
+        sequence=fields.sequence.astype(np.int64),
+        order_id=fields.order_id,
+        action=fields.action.view(np.uint8),
+        side=fields.side.view(np.uint8),
+        price_nanos=fields.price,
+        size_nanos=_units(fields.size),
+        flags=fields.flags & DBN_FLAG_MASK,
     )
-    yield "order_event", ORDER_EVENT.table(cols, constants={"venue": ctx.venue}), None
+    yield "order_event", ORDER_EVENT.table(cols, constants={"venue": ctx.venue}), rows
 
 
 def _on_ohlcv(

@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from tapeflow.venues.base import Decoded, Rejects, merge
 from tapeflow.venues.databento import messages as m
+from tapeflow.venues.databento.checks import MboState
 from tapeflow.venues.databento.convert import HANDLERS
 from tapeflow.venues.databento.framing import Block, CorruptStream, DbnHeader, open_dbn
 
@@ -77,6 +78,9 @@ class FileContext:
                     if text.isdigit():
                         self.symbols[int(text)] = requested
         self.unknown_ids: set[int] = set()
+        self.mbo = MboState()
+        self.records_at = header.records_at
+        self.frame = header.frame
 
     def symbol_column(self, ids: np.ndarray) -> pa.Array:
         uniq, inverse = np.unique(ids, return_inverse=True)
@@ -125,10 +129,31 @@ class FileContext:
             recs = _view(block.buf, offsets, length, dtype)
             for name, table, rows in handler(self, recs, rtype, rejects, block, offsets, length, index):
                 out.setdefault(name, []).append((table, index[rows] if rows is not None else index))
+        for start, end in block.damaged:
+            self.reject_damaged(rejects, block, start, end)
         tables = {name: _in_record_order(parts) for name, parts in out.items()}
         if len(rejects):
             tables["rejected"] = rejects.table()
         return tables
+
+    def reject_damaged(self, rejects: Rejects, block: Block, start: int, end: int) -> None:
+        """Dead-letter the bytes ``block.buf[start:end]`` that framing skipped to resynchronize:
+        one dead letter per record when they are whole records of the schema's length (damaged
+        headers), else one for them all."""
+        step = self.frame.length if self.frame is not None else end - start
+        if (end - start) % step:
+            step = end - start
+        for piece in range(start, end, step):
+            raw = block.buf[piece : piece + step].tobytes()
+            at = self.records_at + block.stream_offset + piece
+            rejects.add(
+                "bad_length",
+                f"{len(raw)} bytes at byte offset {at:,} of the decompressed stream are no {self.schema} "
+                f"record (length byte {raw[0] * 4} bytes, rtype 0x{raw[1] if len(raw) > 1 else 0:02x}); "
+                "framing resumed at the next record header",
+                f"{self.path}:byte {at}",
+                raw,
+            )
 
     def reject_rows(
         self,
