@@ -15,6 +15,7 @@ from tapeflow.book.partition import (
     rebuild_slices,
 )
 from tapeflow.book.stage import BookStage
+from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
 from tests.book.test_shape import SEC, _l2, _l3
 
@@ -60,12 +61,20 @@ def test_arrival_order_equals_a_stable_sort_of_both_days() -> None:
         assert (np.diff(merged["ts_recv_ns"].to_numpy()) >= 0).all()
 
 
-def test_rebuild_partition_is_the_book_stage_over_both_days() -> None:
+def _one_kind_days() -> list[tuple[pa.Table, RecordType, list[pa.Table], list[pa.Table]]]:
+    """(whole table, its record, order-event days, book-delta days) of an L3 and an L2 feed split
+    over two days, the other kind's days empty."""
+    out = []
     for table, record in ((_l3(), ORDER_EVENT), (_l2(), BOOK_DELTA)):
         days = _day_split(table, 3 * SEC)
         other = BOOK_DELTA if record is ORDER_EVENT else ORDER_EVENT
         empty = [other.empty_table()] * 2
-        events, deltas = (days, empty) if record is ORDER_EVENT else (empty, days)
+        out.append((table, record, *((days, empty) if record is ORDER_EVENT else (empty, days))))
+    return out
+
+
+def test_rebuild_partition_is_the_book_stage_over_both_days() -> None:
+    for table, record, events, deltas in _one_kind_days():
         snaps, quotes = rebuild_partition(events, deltas, levels=3, interval_ns=SEC)
         want = BookStage(record is ORDER_EVENT and "l3" or "l2", 3, SEC).replay({record.name: table})
         assert snaps.equals(want[BOOK_SNAPSHOT.name]) and snaps.num_rows == 4
@@ -121,11 +130,7 @@ def _sliced(events: list[pa.Table], deltas: list[pa.Table], rows: int,
 
 
 def test_replay_over_slices_equals_replay_over_the_whole_days() -> None:
-    for table, record in ((_l3(), ORDER_EVENT), (_l2(), BOOK_DELTA)):
-        days = _day_split(table, 3 * SEC)
-        other = BOOK_DELTA if record is ORDER_EVENT else ORDER_EVENT
-        empty = [other.empty_table()] * 2
-        events, deltas = (days, empty) if record is ORDER_EVENT else (empty, days)
+    for _table, record, events, deltas in _one_kind_days():
         whole = rebuild_partition(events, deltas, levels=3, interval_ns=SEC)
         assert whole[0].num_rows and whole[1].num_rows
         for rows in (1, 2, 3, 1_000):
