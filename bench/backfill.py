@@ -37,7 +37,7 @@ JSON_COPIES = 3
 MEMORY_EVENTS = 50_000_000
 # before the sliced steps (ed612a7): a 5.7 M-event day, and the 50 M-event day stopped (round 1: 2.19 GiB)
 MEMORY_BEFORE = "1.97 GiB at 5.7 M events; 50 M: over 8 GiB"
-MEMORY_GROWTH_BEFORE = "~170 MiB per M events (0.6 GiB process + ~250 B/event)"
+MEMORY_GROWTH_BEFORE = "~240 MiB per M events (~250 B/event above the process)"
 INGEST_ASSETS = ("trades", "book_deltas", "order_events", "venue_quotes")
 FIRST_DAY = "2012-06-01"
 
