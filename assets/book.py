@@ -1,7 +1,8 @@
 """Group ``book``: normalized events -> book snapshots on the 1 s capture-time grid, and the BBO.
 
-Wiring only: each instrument-day is rebuilt by :func:`tapeflow.book.partition.rebuild_partition`
-(the live flow's book stage over the day and the day before) and its own day's rows are written.
+Wiring only: each instrument-day is rebuilt by :func:`tapeflow.book.partition.rebuild_slices`
+(the live flow's book stage fed the day and the day before as micro-batches, read from the lake in
+slices by :func:`tapeflow.batch.slices.read_slices`) and its own day's rows are written.
 """
 
 from collections.abc import Iterator
@@ -20,7 +21,9 @@ from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
-from tapeflow.book.partition import LEVELS, maybe_bad_rows, rebuild_partition
+from tapeflow.batch.slices import read_slices
+from tapeflow.book.partition import LEVELS, maybe_bad_rows, rebuild_slices
+from tapeflow.schemas import concat
 from tapeflow.schemas.records import BBO, BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE, TRADE
 
 
@@ -46,20 +49,17 @@ def books(context: AssetExecutionContext,
     lake = tapeflow.lake
     snaps: dict[Target, pa.Table] = {}
     quotes: dict[Target, pa.Table] = {}
-    held: dict[Target, tuple[pa.Table, pa.Table]] = {}
-    # an instrument's days in order: a day read as the day is reused as the next one's day before
-    for t in sorted(wanted, key=lambda t: (t.venue, t.symbol, t.date)):
+    for t in wanted:
         days = [t.previous(), t]
-        held = {d: rows for d, rows in held.items() if d in days}  # at most two days
-        missing = [d for d in days if d not in held]
-        events, deltas = common.read(ORDER_EVENT, lake, missing), common.read(BOOK_DELTA, lake, missing)
-        held.update({d: (events[d], deltas[d]) for d in missing})
-        both_snaps, both_quotes = rebuild_partition([held[d][0] for d in days], [held[d][1] for d in days])
-        # the rows of the day itself (the lake's day rule); the day before only warmed the book up
-        snaps[t] = common.split_by_target(both_snaps, [t]).get(t, BOOK_SNAPSHOT.empty_table())
-        quotes[t] = common.split_by_target(both_quotes, [t]).get(t, QUOTE.empty_table())
-        del events, deltas, both_snaps, both_quotes
-    snaps, quotes = {t: snaps[t] for t in wanted}, {t: quotes[t] for t in wanted}
+        # both days read in slices and fed to the book as micro-batches: the day is never held whole
+        pieces = rebuild_slices([read_slices(ORDER_EVENT, lake, d) for d in days],
+                                [read_slices(BOOK_DELTA, lake, d) for d in days])
+        mine: tuple[list[pa.Table], list[pa.Table]] = ([], [])
+        for part_snaps, part_quotes in pieces:
+            # the rows of the day itself (the lake's day rule); the day before only warmed the book up
+            for kept, rows in zip(mine, (part_snaps, part_quotes), strict=True):
+                kept.append(common.split_by_target(rows, [t]).get(t, rows.slice(0, 0)))
+        snaps[t], quotes[t] = concat(BOOK_SNAPSHOT, mine[0]), concat(QUOTE, mine[1])
     for name, record, tables in (("book_snapshots", BOOK_SNAPSHOT, snaps), ("bbo", BBO, quotes)):
         if not common.selected(context, name):
             continue

@@ -1,13 +1,15 @@
 """Group ``ingest``: raw sources (landing folder, live journal) -> normalized lake partitions.
 
 The body wires :class:`tapeflow.batch.normalize.Normalizer` (decode each source once, hand each
-instrument-day over when complete) to the lake writer and the quality suites; see that module for
-the day rule and the trades derived from MBO order events.
+instrument-day over when complete) to streaming lake loads (:class:`tapeflow.batch.loads.DayLoads`:
+each decoded piece is written as it comes, a day committed once complete) and the quality suites;
+see those modules for the day rule and the trades derived from MBO order events.
 """
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -22,12 +24,14 @@ from assets import checks, common
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from quality.plan import Plan
+from tapeflow.batch.loads import DayLoads
 from tapeflow.batch.normalize import STORED_AS, DayRows, Normalizer
 from tapeflow.batch.sources import SourceIndex, discover
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, TRADE
-from tapeflow.storage.writer import write
+from tapeflow.storage.lake import PartitionWrite
+from tapeflow.storage.writer import Writer, write
 
 # asset name -> the record it stores (lake dataset = record name)
 NORMALIZED: dict[str, RecordType] = {
@@ -64,25 +68,39 @@ def normalized(context: AssetExecutionContext,
     writing = [name for name in NORMALIZED if common.selected(context, name)]
     checking = [name for name in CHECKED if checks.selected(context, name)]
     plans: dict[str, dict[Target, Plan]] = {name: {} for name in checking}
-    for day in _days(context, tapeflow, wanted) if writing else _lake_days(lake, wanted):
-        t = day.target
-        if writing:
-            _write(context, lake, day, writing)
+
+    def judge(day: DayRows) -> None:
         for name in checking:
             record = NORMALIZED[name]
             # trades are judged against the venue's BBO; a venue's own BBO shows the pre-open
             # auction book too (CME MBP-1): the trades open the session
-            plans[name][t] = checks.plan(name, day[record], lake, t, record=record,
-                                         book=day[QUOTE] if name == "trades" else None,
-                                         trades=day[TRADE] if name == "venue_quotes" else None)
-        del day  # before the next day is decoded: one day in memory at a time
+            plans[name][day.target] = checks.plan(name, day[record], lake, day.target, record=record,
+                                                  book=day[QUOTE] if name == "trades" else None,
+                                                  trades=day[TRADE] if name == "venue_quotes" else None)
+
+    if writing:
+        stored = [*ALSO_STORED.values(), *(NORMALIZED[name] for name in writing)]
+        with Writer(lake) as writer:
+            loads = DayLoads(writer, stored)
+            try:
+                # each piece reaches the lake as it is decoded; a day is committed once complete
+                for day in _days(context, tapeflow, wanted, sink=loads.add):
+                    _report(context, day, writing, loads.commit(day.target))
+                    judge(day)
+                    del day  # before the next day is decoded: one day in memory at a time
+            finally:
+                loads.abort()
+    else:
+        for day in _lake_days(lake, wanted):
+            judge(day)
+            del day
     for name in writing:
         yield MaterializeResult(asset_key=name, metadata=common.run_metadata(wanted))
     yield from checks.finish_all(plans, lake, context=context)
 
 
-def _days(context: AssetExecutionContext, tapeflow: TapeflowResource,
-          wanted: list[Target]) -> Iterator[DayRows]:
+def _days(context: AssetExecutionContext, tapeflow: TapeflowResource, wanted: list[Target],
+          sink: Callable[[Target, str, pa.Table], None]) -> Iterator[DayRows]:
     lake = tapeflow.lake
     index = SourceIndex(lake)
     for entry in index.refresh(discover(tapeflow.landing, tapeflow.journal)):
@@ -92,7 +110,7 @@ def _days(context: AssetExecutionContext, tapeflow: TapeflowResource,
                      key=lambda s: s.key)
     if not sources:
         context.log.warning(f"no indexed source holds {', '.join(map(str, wanted))}")
-    normalizer = Normalizer(sources, wanted, index)
+    normalizer = Normalizer(sources, wanted, index, sink=sink)
     for day in normalizer.days():
         t = day.target
         day.sources = [f"{s.format}: {s.key}" for s in index.sources_for(t.venue, t.symbol, t.date)]
@@ -108,16 +126,14 @@ def _lake_days(lake: Path, wanted: list[Target]) -> Iterator[DayRows]:
         yield DayRows(t, {r.name: common.read(r, lake, [t])[t] for r in STORED_AS.values()})
 
 
-def _write(context: AssetExecutionContext, lake: Path, day: DayRows, writing: list[str]) -> None:
+def _report(context: AssetExecutionContext, day: DayRows, writing: list[str],
+            writes: dict[str, list[PartitionWrite]]) -> None:
     t = day.target
-    for record in ALSO_STORED.values():
-        common.write(record, {t: day[record]}, lake, [t])
     for name in writing:
         record = NORMALIZED[name]
-        writes = common.write(record, {t: day[record]}, lake, [t])
         extra: dict[str, object] = {"sources": day.sources}
         if name == "trades":
             extra["trades_from_order_events"] = day.trades_from_order_events
-        common.report(context, name, t, day[record], writes, rejected=day[REJECTED], extra=extra)
+        common.report(context, name, t, day[record], writes[record.name], rejected=day[REJECTED], extra=extra)
     if day.trades_from_order_events:
         context.log.info(f"{t}: trades derived from order events (no trade rows in the sources)")

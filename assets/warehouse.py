@@ -2,7 +2,8 @@
 
 The one writer (:class:`tapeflow.storage.writer.Writer`) swaps whole (venue, symbol, day) slices
 in, so re-materializing a partition never duplicates a row, and a slice the lake no longer holds
-is emptied. The instrument-days stream in one at a time, so memory holds one of them. chdb allows
+is emptied. Each instrument-day streams in slices of its lake partition
+(:func:`tapeflow.batch.slices.read_slices`), so memory holds a slice, not the day. chdb allows
 one writer process per data directory: a run that finds it locked fails with a ``StorageError``
 naming the owner and is retried (``RetryPolicy``); the UI's run queue runs one run at a time
 (``make ui``).
@@ -20,6 +21,7 @@ from dagster import (
 from assets import common
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
+from tapeflow.batch.slices import read_slices
 from tapeflow.batch.targets import Target
 from tapeflow.schemas.batch import BASELINE, PROFILE
 from tapeflow.schemas.records import (
@@ -69,10 +71,11 @@ def clickhouse_tables(context: AssetExecutionContext, tapeflow: TapeflowResource
     with Writer(warehouse=tapeflow.dsn) as writer:
         for record in (*TABLES.values(), *ALSO_LOADED):
             with writer.load(record, "replace", partitions=slices) as load:
-                for t in wanted:  # one instrument-day in memory at a time
-                    part = common.read(record, tapeflow.lake, [t])[t]
-                    by_target[t][record.name] = part.num_rows
-                    load.add(part)
+                for t in wanted:  # a slice of one instrument-day in memory at a time
+                    by_target[t][record.name] = 0
+                    for rows in read_slices(record, tapeflow.lake, t):
+                        by_target[t][record.name] += rows.num_rows
+                        load.add(rows)
                 load.commit()
     for t, loaded in by_target.items():  # each partition's own rows, not the run's
         context.add_asset_metadata({"dagster/row_count": sum(loaded.values()),

@@ -35,8 +35,9 @@ from bench import Report, median_time
 DBN_DAYS, DBN_INSTRUMENTS, DBN_EVENTS_PER_DAY = 3, 2, 300_000
 JSON_COPIES = 3
 MEMORY_EVENTS = 50_000_000
-# round 1 of issue 8 (the first measurement): a 5.7 M-event day, and the 50 M-event day stopped
-MEMORY_BEFORE = "2.19 GiB at 5.7 M events; 50 M: over 8 GiB"
+# before the sliced steps (ed612a7): a 5.7 M-event day, and the 50 M-event day stopped (round 1: 2.19 GiB)
+MEMORY_BEFORE = "1.97 GiB at 5.7 M events; 50 M: over 8 GiB"
+MEMORY_GROWTH_BEFORE = "~240 MiB per M events (~250 B/event above the process)"
 INGEST_ASSETS = ("trades", "book_deltas", "order_events", "venue_quotes")
 FIRST_DAY = "2012-06-01"
 
@@ -188,11 +189,18 @@ def _memory(report: Report) -> None:
     if events <= 0:
         return
     # a tenth of the day first: how memory grows with the day, step by step
-    for n in (events // 10, events):
-        _memory_case(report, n)
+    peaks = [p for p in (_memory_case(report, n) for n in (events // 10, events)) if p is not None]
+    if len(peaks) == 2:
+        (n0, gib0), (n1, gib1) = peaks
+        growth = (gib1 - gib0) * 1024 / ((n1 - n0) / 1e6)
+        # bounded: the peak must not grow with the day beyond the partition being written
+        report.figure("backfill peak RSS growth with the day", growth, "MiB per M events", goal=None,
+                      higher_is_better=False, before=MEMORY_GROWTH_BEFORE,
+                      note=f"goal: bounded (flat); {gib0:.2f} GiB at {n0 / 1e6:.1f} M events -> "
+                           f"{gib1:.2f} GiB at {n1 / 1e6:.1f} M")
 
 
-def _memory_case(report: Report, events: int) -> None:
+def _memory_case(report: Report, events: int) -> tuple[int, float] | None:
     out = subprocess.run([sys.executable, "-m", "bench.backfill", "memory", str(events)], capture_output=True,
                          text=True, check=False)
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
@@ -202,10 +210,10 @@ def _memory_case(report: Report, events: int) -> None:
         # still a headline figure: the day that does not fit is the one the goal is about
         report.figure(f"backfill peak RSS, one day of {events / 1e6:.1f} M events", None, "GiB", goal=None,
                       higher_is_better=False, before=MEMORY_BEFORE, note=f"not bounded: {why}")
-        return
+        return None
     if out.returncode != 0 or "peak_rss_bytes" not in lines:
         report.note(f"memory case failed: {out.stderr.strip().splitlines()[-1:] or out.returncode}")
-        return
+        return None
     steps = ", ".join(f"{k.split('.', 1)[1]} {v}" for k, v in lines.items() if k.startswith("step_peak_gib."))
     report.note(f"memory case, {events:,} events: peak RSS per step (GiB): {steps}")
     peak = int(lines["peak_rss_bytes"]) / 2**30
@@ -215,7 +223,8 @@ def _memory_case(report: Report, events: int) -> None:
                note=f"child process, peak RSS {peak:.2f} GiB")
     report.figure(f"backfill peak RSS, one day of {events / 1e6:.1f} M events", peak, "GiB", goal=None,
                   higher_is_better=False, before=MEMORY_BEFORE,
-                  note=f"{events:,} events, ru_maxrss of the child process")
+                  note=f"{events:,} events, ru_maxrss of the child process; goal: bounded")
+    return events, peak
 
 
 def _memory_child(events: int) -> None:

@@ -4,7 +4,9 @@ The same decoders as ``tapeflow ingest`` and the live connectors (``tapeflow.ven
 rebuilt from the journal holds the rows the live flow decoded from the same frames. Each source is
 decoded once per run (or its kept rows read back, :class:`~tapeflow.batch.sources.SourceIndex`),
 chunk by chunk; a day is handed over as soon as every source holding it has been read, so memory
-holds the days a source is still feeding, not the run.
+holds the days a source is still feeding, not the run. With a ``sink`` every piece is also handed
+on as it is decoded (the assets stream it into the lake, :class:`tapeflow.batch.loads.DayLoads`),
+so writing a day never needs the day in one table.
 
 Day rule: a row belongs to the UTC day of its venue time (capture time where the venue gave none),
 the lake's rule. An instrument-day with order events but no trade rows (an MBO-only vendor drop:
@@ -14,7 +16,7 @@ Databento ``mbo``) gets its trades from the ``T`` events, as Databento derives i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -83,12 +85,16 @@ class Normalizer:
             and hands every day over at the end.
         orphans: rejected rows without a symbol (they belong to no instrument-day), to be merged
             into the lake's ``rejected`` dataset by the caller.
+        sink: called with (instrument-day, dataset name, rows) for every piece as it is decoded, and
+            for the trades derived from order events when the day is complete (before its
+            :class:`DayRows` is handed over).
     """
 
     sources: Sequence[Source]
     wanted: Sequence[Target]
     index: SourceIndex | None = None
     orphans: list[pa.Table] = field(default_factory=list)
+    sink: Callable[[Target, str, pa.Table], None] | None = None
 
     def days(self) -> Iterator[DayRows]:
         """Every wanted instrument-day (in order of completion; empty where no source holds it)."""
@@ -106,15 +112,23 @@ class Normalizer:
                         self.orphans.append(orphans)
                 for target, rows in _split(table, wanted):
                     parts[target].setdefault(stored.name, []).append(rows)
+                    if self.sink is not None:
+                        self.sink(target, stored.name, rows)
             self._dropped(src)
             for t in sorted(t for t, holders in waiting.items() if src.key in holders):
                 holders = waiting[t]
                 holders.discard(src.key)
                 if not holders:
                     del waiting[t]
-                    yield _day(t, parts.pop(t))
+                    yield self._day(t, parts.pop(t))
         for t in sorted(parts):
-            yield _day(t, parts.pop(t))
+            yield self._day(t, parts.pop(t))
+
+    def _day(self, t: Target, parts: dict[str, list[pa.Table]]) -> DayRows:
+        day = _day(t, parts)
+        if day.trades_from_order_events and self.sink is not None:
+            self.sink(t, TRADE.name, day[TRADE])
+        return day
 
     def _holders(self, t: Target) -> set[str]:
         if self.index is None:

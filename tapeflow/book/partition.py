@@ -12,7 +12,7 @@ next day's first).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -71,6 +71,76 @@ def rebuild_partition(events: Sequence[pa.Table], deltas: Sequence[pa.Table], *,
     return out[BOOK_SNAPSHOT.name], out[QUOTE.name]
 
 
+def arrival_slices(record: RecordType, days: Sequence[Iterable[pa.Table]]) -> Iterator[pa.Table]:
+    """:func:`arrival_order` over day partitions read in slices: the same rows in the same order,
+    handed out in slices, never the days whole.
+
+    Each day's slices come in the lake's order (``ts_recv_ns``, ties in write order); the days are
+    merged as a stable sort of their concatenation would order them (ties: the earlier day first).
+    """
+    merged: Iterable[pa.Table] = iter(())
+    for i, day in enumerate(days):
+        merged = day if i == 0 else _merge_two(merged, day)
+    for rows in merged:
+        if rows.num_rows:
+            yield rows
+
+
+def _merge_two(first: Iterable[pa.Table], second: Iterable[pa.Table]) -> Iterator[pa.Table]:
+    # A row of ``first`` may go once ``second`` has shown a row at or after its capture time (a
+    # later row of ``second`` ties it at most, and ties go to ``first``); a row of ``second`` once
+    # ``first`` has shown a row after it. One of the two buffers empties at each step.
+    streams = [iter(first), iter(second)]
+    buffers: list[pa.Table | None] = [None, None]
+    ended = [False, False]
+    while True:
+        for i in (0, 1):
+            while not ended[i] and (buffers[i] is None or not buffers[i].num_rows):
+                buffers[i] = next(streams[i], None)
+                ended[i] = buffers[i] is None
+        if ended[0] and ended[1]:
+            return
+        if ended[0] or ended[1]:
+            left = buffers[1] if ended[0] else buffers[0]
+            if left is not None and left.num_rows:
+                yield left
+            yield from streams[1] if ended[0] else streams[0]
+            return
+        a, b = buffers  # both hold rows
+        assert a is not None and b is not None
+        ra, rb = a.column("ts_recv_ns").to_numpy(), b.column("ts_recv_ns").to_numpy()
+        na = int(np.searchsorted(ra, rb[-1], side="right"))  # first's rows at or before second's last
+        nb = int(np.searchsorted(rb, ra[-1], side="left"))  # second's rows before first's last
+        out_a, out_b = a.slice(0, na), b.slice(0, nb)
+        buffers = [a.slice(na), b.slice(nb)]
+        if not nb:
+            yield out_a
+        elif not na:
+            yield out_b
+        else:
+            both = pa.concat_tables([out_a, out_b])
+            order = np.argsort(np.concatenate([ra[:na], rb[:nb]]), kind="stable")
+            yield both.take(pa.array(order))
+
+
+def rebuild_slices(events: Sequence[Iterable[pa.Table]], deltas: Sequence[Iterable[pa.Table]], *,
+                   levels: int = LEVELS,
+                   interval_ns: int = INTERVAL_NS) -> Iterator[tuple[pa.Table, pa.Table]]:
+    """:func:`rebuild_partition` over day partitions read in slices, in bounded memory.
+
+    The book stage is fed the slices as micro-batches (as the live flow feeds it) and closed at the
+    end; the (snapshot, quote) pieces it yields, concatenated, equal :func:`rebuild_partition`'s
+    tables over the whole days.
+    """
+    stage = BookStage("auto", levels, interval_ns)
+    for record, days in ((ORDER_EVENT, events), (BOOK_DELTA, deltas)):  # the replay's order under auto
+        for rows in arrival_slices(record, days):
+            out = stage.apply({record.name: rows})
+            yield out[BOOK_SNAPSHOT.name], out[QUOTE.name]
+    out = stage.close()
+    yield out[BOOK_SNAPSHOT.name], out[QUOTE.name]
+
+
 def maybe_bad_rows(table: pa.Table) -> int:
     """Rows of a snapshot or quote table flagged ``F_MAYBE_BAD_BOOK`` (resyncing or crossed book)."""
     if not table.num_rows:
@@ -78,4 +148,5 @@ def maybe_bad_rows(table: pa.Table) -> int:
     return int(np.count_nonzero(table.column("flags").to_numpy() & F_MAYBE_BAD_BOOK))
 
 
-__all__ = ["INTERVAL_NS", "LEVELS", "arrival_order", "maybe_bad_rows", "rebuild_partition"]
+__all__ = ["INTERVAL_NS", "LEVELS", "arrival_order", "arrival_slices", "maybe_bad_rows", "rebuild_partition",
+           "rebuild_slices"]

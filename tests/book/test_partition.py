@@ -7,8 +7,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.book.partition import arrival_order, maybe_bad_rows, rebuild_partition
+from tapeflow.book.partition import (
+    arrival_order,
+    arrival_slices,
+    maybe_bad_rows,
+    rebuild_partition,
+    rebuild_slices,
+)
 from tapeflow.book.stage import BookStage
+from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
 from tests.book.test_shape import SEC, _l2, _l3
 
@@ -54,12 +61,20 @@ def test_arrival_order_equals_a_stable_sort_of_both_days() -> None:
         assert (np.diff(merged["ts_recv_ns"].to_numpy()) >= 0).all()
 
 
-def test_rebuild_partition_is_the_book_stage_over_both_days() -> None:
+def _one_kind_days() -> list[tuple[pa.Table, RecordType, list[pa.Table], list[pa.Table]]]:
+    """(whole table, its record, order-event days, book-delta days) of an L3 and an L2 feed split
+    over two days, the other kind's days empty."""
+    out = []
     for table, record in ((_l3(), ORDER_EVENT), (_l2(), BOOK_DELTA)):
         days = _day_split(table, 3 * SEC)
         other = BOOK_DELTA if record is ORDER_EVENT else ORDER_EVENT
         empty = [other.empty_table()] * 2
-        events, deltas = (days, empty) if record is ORDER_EVENT else (empty, days)
+        out.append((table, record, *((days, empty) if record is ORDER_EVENT else (empty, days))))
+    return out
+
+
+def test_rebuild_partition_is_the_book_stage_over_both_days() -> None:
+    for table, record, events, deltas in _one_kind_days():
         snaps, quotes = rebuild_partition(events, deltas, levels=3, interval_ns=SEC)
         want = BookStage(record is ORDER_EVENT and "l3" or "l2", 3, SEC).replay({record.name: table})
         assert snaps.equals(want[BOOK_SNAPSHOT.name]) and snaps.num_rows == 4
@@ -80,3 +95,73 @@ def test_maybe_bad_rows_counts_the_flagged_rows() -> None:
     assert maybe_bad_rows(quotes) == quotes.num_rows == 2
     assert maybe_bad_rows(BOOK_SNAPSHOT.empty_table()) == 0
     assert np.all(snaps["flags"].to_numpy() != 0)
+
+
+def _slices(table: pa.Table, rows: int) -> list[pa.Table]:
+    return [table.slice(lo, rows) for lo in range(0, table.num_rows, rows)]
+
+
+def test_arrival_slices_equal_arrival_order_over_the_whole_days() -> None:
+    """The streaming merge hands out the rows of arrival_order, whatever the slice sizes."""
+    rng = np.random.default_rng(11)
+    base = pa.concat_tables([_l2()] * (600 // _l2().num_rows + 1)).slice(0, 600)
+    for crossers, sizes in ((0, (600, 7)), (1, (1, 50)), (60, (13, 3)), (300, (64, 600))):
+        recv = np.sort(rng.integers(0, 500, 600)) * SEC  # many ties across the two days
+        table = base.set_column(base.column_names.index("ts_recv_ns"), "ts_recv_ns", pa.array(recv))
+        table = table.set_column(table.column_names.index("sequence"), "sequence", pa.array(np.arange(600)))
+        day_two = np.arange(600) >= 300
+        flip = rng.choice(np.arange(600), crossers, replace=False)
+        day_two[flip] = ~day_two[flip]
+        days = [table.filter(pa.array(~day_two)), table.filter(pa.array(day_two))]
+        want = arrival_order(BOOK_DELTA, days)
+        got = list(arrival_slices(BOOK_DELTA, [_slices(days[0], sizes[0]), _slices(days[1], sizes[1])]))
+        assert all(s.num_rows for s in got)
+        assert pa.concat_tables(got).equals(want), (crossers, sizes)
+    assert list(arrival_slices(BOOK_DELTA, [[], [BOOK_DELTA.empty_table()]])) == []
+
+
+def _sliced(events: list[pa.Table], deltas: list[pa.Table], rows: int,
+            **kw: int) -> tuple[pa.Table, pa.Table]:
+    pieces = list(rebuild_slices([_slices(d, rows) for d in events], [_slices(d, rows) for d in deltas],
+                                 **kw))
+    snaps = pa.concat_tables([s for s, _ in pieces if s.num_rows] or [BOOK_SNAPSHOT.empty_table()])
+    quotes = pa.concat_tables([q for _, q in pieces if q.num_rows] or [QUOTE.empty_table()])
+    return snaps, quotes
+
+
+def test_replay_over_slices_equals_replay_over_the_whole_days() -> None:
+    for _table, record, events, deltas in _one_kind_days():
+        whole = rebuild_partition(events, deltas, levels=3, interval_ns=SEC)
+        assert whole[0].num_rows and whole[1].num_rows
+        for rows in (1, 2, 3, 1_000):
+            snaps, quotes = _sliced(events, deltas, rows, levels=3, interval_ns=SEC)
+            assert snaps.equals(whole[0]) and quotes.equals(whole[1]), (record.name, rows)
+    # L3 still wins over the L2 rows of the same instrument when both come in slices
+    snaps, _ = _sliced([_l3("X")], [_l2("X")], 2, levels=3, interval_ns=SEC)
+    assert snaps.equals(rebuild_partition([_l3("X")], [_l2("X")], levels=3, interval_ns=SEC)[0])
+
+
+def test_replay_over_slices_equals_replay_over_a_real_mbo_day() -> None:
+    import pytest
+
+    from tapeflow.settings import Settings
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    folder = Settings.from_env().real_data / "databento/glbx"
+    paths = [folder / f"esh4-glbx-mdp3-{d}.mbo.dbn.zst" for d in ("20231224", "20231225")]
+    if not all(p.exists() for p in paths):
+        pytest.skip(f"real data absent: {paths}")
+    events = merge(list(get_format("dbn").decode(paths)))[ORDER_EVENT.name]
+    counts = pc.value_counts(events["symbol"]).to_pylist()
+    symbol = max(counts, key=lambda c: c["counts"])["values"]  # the busiest instrument
+    events = events.filter(pc.equal(events["symbol"], symbol))
+    # the two lake days of the instrument (the day before, the day), each in capture order
+    days = _day_split(events, 1_703_462_400 * SEC)  # 2023-12-25T00:00Z
+    assert days[0].num_rows and days[1].num_rows
+    empty = [BOOK_DELTA.empty_table()] * 2
+    whole = rebuild_partition(days, empty)
+    assert whole[0].num_rows > 100 and whole[1].num_rows > 100
+    for rows in (997, 8_192):
+        snaps, quotes = _sliced(days, empty, rows)
+        assert snaps.equals(whole[0]) and quotes.equals(whole[1]), rows
