@@ -318,6 +318,8 @@ _SLOTS = {"open_price_nanos": _OPEN, "high_price_nanos": _HIGH, "low_price_nanos
           "sell_volume_nanos": _SELL, "flags": _FLAGS, "revision": _REV}
 if [*_BAR_NAMES[:5], *_SLOTS] != [n for n in _BAR_NAMES if n != "vwap_price_nanos"]:
     raise TapeflowError(f"live bar columns {list(_SLOTS)} do not follow the BAR record's order {_BAR_NAMES}")
+_INT_SLOTS = [*_SLOTS.values(), _RECV]
+_BAR_TYPES = [f.type for f in _BAR_SCHEMA]  # iterating a schema builds objects: once
 
 
 def _bar_table(venue: str, symbol: str, starts: list[int], names: np.ndarray, accs: list[list]) -> pa.Table:
@@ -325,14 +327,15 @@ def _bar_table(venue: str, symbol: str, starts: list[int], names: np.ndarray, ac
     if not accs:
         return _EMPTY_BAR
     n = len(accs)
-    held = np.array(accs, dtype=object)  # [n, 12] Python ints: the notional exceeds 64 bits
-    ints = held[:, [_OPEN, _HIGH, _LOW, _CLOSE, _VOL, _COUNT, _BUY, _SELL, _FLAGS, _REV, _RECV]].astype(np.int64)
-    vwap = rounded_vwaps(held[:, _NOTIONAL], ints[:, 4], ints[:, 0])
-    columns = [np.array(starts, np.int64), ints[:, 10], repeat_string(venue, n), repeat_string(symbol, n),
-               pa.array(names, pa.string()), *(ints[:, k] for k in range(5)), vwap,
-               *(ints[:, k] for k in range(5, 10))]
-    return pa.Table.from_arrays([c if isinstance(c, pa.Array) else pa.array(c, f.type)
-                                 for c, f in zip(columns, _BAR_SCHEMA, strict=True)], schema=_BAR_SCHEMA)
+    # one transpose of the accumulators, then each column in one call (fromiter of a tuple of
+    # ints is ~2x faster than an object matrix cast to int64)
+    held = list(zip(*accs, strict=True))
+    ints = [np.fromiter(held[k], np.int64, n) for k in _INT_SLOTS]
+    vwap = rounded_vwaps(np.array(held[_NOTIONAL], dtype=object), ints[4], ints[0])
+    columns = [np.array(starts, np.int64), ints[10], repeat_string(venue, n), repeat_string(symbol, n),
+               pa.array(names, pa.string()), *ints[:5], vwap, *ints[5:10]]
+    return pa.Table.from_arrays([c if isinstance(c, pa.Array) else pa.array(c, kind)
+                                 for c, kind in zip(columns, _BAR_TYPES, strict=True)], schema=_BAR_SCHEMA)
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
