@@ -169,7 +169,8 @@ class LiveBars:
         Returns:
             ``bar`` rows, as :meth:`add`; afterwards the state is empty (the counters stay).
         """
-        out = [self._emit(inst, venue, symbol, final=True) for (venue, symbol), inst in sorted(self._state.items())]
+        out = [self._emit(inst, venue, symbol, final=True)
+               for (venue, symbol), inst in sorted(self._state.items())]
         self._state.clear()
         return _concat(out)
 

@@ -4,10 +4,11 @@ Quotes and trades are reduced to per-instant sums as they arrive (exact integers
 the squared returns themselves for the realized volatility, summed exactly at the end with
 ``kernels.metrics_live.fsum``, ``math.fsum``'s algorithm compiled, so no float sum depends on the
 batching); those per-instant parts are arrays, and one kernel call
-(``kernels.metrics_live.sample_flows``) hands them to the samples, with no Python per sample. A snapshot for instant ``g`` is held until a quote, trade
-or snapshot received after ``g`` shows that nothing more can join it (or until :meth:`close`),
-then folded with every pending instant up to ``g``: the live flow delivers each instrument's rows
-in capture order, which is what makes this equal to the batch rule.
+(``kernels.metrics_live.sample_flows``) hands them to the samples, with no Python per sample. A
+snapshot for instant ``g`` is held until a quote, trade or snapshot received after ``g`` shows that
+nothing more can join it (or until :meth:`close`), then folded with every pending instant up to
+``g``: the live flow delivers each instrument's rows in capture order, which is what makes this
+equal to the batch rule.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""kernels.metrics_live: the compiled fsum equals math.fsum; sample_flows equals the per-sample walk in Python."""
+"""kernels.metrics_live: the compiled fsum equals math.fsum; sample_flows equals the walk in Python."""
 
 from __future__ import annotations
 
@@ -34,17 +34,18 @@ def reference(samples: list[int], ofi: list, sq: list, bad: list, flow: list, ca
     quote_bad, has_day, day_of, cvd = carry
     out = []
     lo = None
+    def take(items: list, lo: int | None, g: int) -> list:
+        return [it for it in items if (lo is None or it[0] > lo) and it[0] <= g]
+
     for g in samples:
-        def take(items: list) -> list:
-            return [it for it in items if (lo is None or it[0] > lo) and it[0] <= g]
-        o = sum(v for _, v in take(ofi))
-        returns = [v for _, v in take(sq)]
+        o = sum(v for _, v in take(ofi, lo, g))
+        returns = [v for _, v in take(sq, lo, g)]
         rv = math.sqrt(math.fsum(returns)) if returns else math.nan
         flagged = quote_bad
-        for _, any_bad, last_bad in take(bad):
+        for _, any_bad, last_bad in take(bad, lo, g):
             flagged = flagged or any_bad
             quote_bad = last_bad
-        for k, v in take(flow):
+        for k, v in take(flow, lo, g):
             day = (k - 1) // DAY
             if not has_day or day != day_of:
                 has_day, day_of, cvd = True, day, 0
@@ -69,7 +70,8 @@ def test_sample_flows_equals_the_python_walk(data: st.DataObject, samples: list[
     state = np.array([int(carry[0]), int(carry[1]), carry[2], carry[3]], np.int64)
     want, want_state = reference(samples, ofi, sq, bad, flow, [carry[0], carry[1], carry[2], carry[3]])
     ofi_o, cvd_o, rv_o, bad_o, used = sample_flows(
-        np.array(samples, np.int64), (np.array([k for k, _ in ofi], np.int64), np.array([v for _, v in ofi], np.int64)),
+        np.array(samples, np.int64),
+        (np.array([k for k, _ in ofi], np.int64), np.array([v for _, v in ofi], np.int64)),
         (np.array([k for k, _ in sq], np.int64), np.array([v for _, v in sq], np.float64)),
         tuple(np.array([b[i] for b in bad], t) for i, t in ((0, np.int64), (1, np.bool_), (2, np.bool_))),
         (np.array([k for k, _ in flow], np.int64), np.array([v for _, v in flow], np.int64)), state)
