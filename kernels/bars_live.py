@@ -258,7 +258,10 @@ def rounded_vwaps(notional: np.ndarray, volume_nanos: np.ndarray, open_price_nan
 
 def notional_ints(words: np.ndarray) -> list[int]:
     """The exact signed notional of each partial, as Python integers (1e-18 units)."""
-    return [((ph << 64) | pl) - ((nh << 64) | nl) for ph, pl, nh, nl in words.tolist()]
+    # object arrays: numpy's loops do the 128-bit arithmetic on Python ints (half the time of a
+    # comprehension over the rows)
+    w = words.astype(object)
+    return (((w[:, 0] << 64) | w[:, 1]) - ((w[:, 2] << 64) | w[:, 3])).tolist()
 
 
 @numba.njit(cache=True)
