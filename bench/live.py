@@ -238,11 +238,12 @@ def _replay(report: Report, label: str, fmt: str, paths: list[Path], before: str
 
 
 def _cut(decoded: dict[str, pa.Table]) -> list[dict[str, pa.Table]]:
-    # what CaptureSource hands the flow: default cuts (5000 rows, no time bound) and 1 s heartbeats
+    # what CaptureSource hands the flow: default cuts (no time bound) and 1 s heartbeats
     from flows.sources import Heartbeat, cut_batches
+    from tapeflow.settings import DEFAULT_BATCH_EVENTS
 
     beat = Heartbeat(1_000_000_000)
-    return [beat.stamp(b) for b in cut_batches(decoded, 5000, None)]
+    return [beat.stamp(b) for b in cut_batches(decoded, DEFAULT_BATCH_EVENTS, None)]
 
 
 def _replay_server(report: Report, path: Path) -> None:

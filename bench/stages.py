@@ -265,6 +265,37 @@ def _fixed_cost_by_stage(report: Report, decoded: dict[str, pa.Table]) -> None:
                   note=", ".join(f"{s} {c:,.1f}" for s, c in costs.items()))
 
 
+def _capture_stages(report: Report) -> None:
+    """Where a capture replay's flow time goes, stage by stage, at 5,000-row and default batches."""
+    from bench.live import LOBSTER, SIM_SEED, SIM_SPAN_NS, _data
+    from flows.sources import Heartbeat, cut_batches
+    from tapeflow.settings import DEFAULT_BATCH_EVENTS
+    from tapeflow.simulator import simulate
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    report.section("live flow stages over a whole capture (no Bytewax; CPU ms, median of 3 after a warm-up)")
+    with tempfile.TemporaryDirectory() as out:
+        lobster = [_data(LOBSTER.format(k)) for k in ("message", "orderbook")]
+        inputs = [("LOBSTER AMZN day", "lobster", lobster),
+                  ("sim 10 crypto minutes", "sim", simulate(SIM_SEED, 1, SIM_SPAN_NS, Path(out), "crypto",
+                                                            episodes_per_hour=0, progress=False).files)]
+        for label, fmt, paths in inputs:
+            if not all(p.exists() for p in paths):
+                report.note(f"{label}: not found under TAPEFLOW_REAL_DATA, skipped")
+                continue
+            decoded = merge(list(get_format(fmt).decode(paths)))
+            for size in sorted({5_000, DEFAULT_BATCH_EVENTS}):
+                beat = Heartbeat(SECOND_NS)
+                batches = [beat.stamp(b) for b in cut_batches(decoded, size, None)]
+                runs = [_stage_costs([], batches) for _ in range(4)][1:]  # the first warms up
+                ms = {s: float(np.median([r[s] for r in runs])) * len(batches) / 1e3 for s in STAGES}
+                rows = sum(t.num_rows for t in decoded.values())
+                report.add(f"{label}, {size:,}-row batches ({len(batches)}): "
+                           + ", ".join(f"{s} {v:,.1f}" for s, v in ms.items()), rows, sum(ms.values()) / 1e3,
+                           ours=True)
+
+
 def _binance_decoded(path: Path) -> dict[str, pa.Table]:
     from tapeflow.venues import get_format
     from tapeflow.venues.base import merge
@@ -300,6 +331,7 @@ def run(report: Report) -> None:
     for label, tables in sources:
         tiled = _tiled(tables, MIN_BATCHES * SIZES[-1])
         _time_stages(report, label, tiled)
+    _capture_stages(report)
 
 
 if __name__ == "__main__":

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from kernels.bars import rounded_vwap
-from kernels.bars_live import admit, notional_ints, partial_rows
+from kernels.bars_live import admit, notional_ints, partial_rows, rounded_vwaps
+from tapeflow.book.rows import repeat_string
 from tapeflow.derived.bars import STANDARD_INTERVALS, interval_ns
 from tapeflow.derived.metrics import by_instrument
 from tapeflow.errors import ConfigError, TapeflowError
@@ -109,6 +109,7 @@ class LiveBars:
         self._step_ns = {i: interval_ns(i) for i in self.intervals}
         self._steps = np.array(list(self._step_ns.values()), np.int64)
         self._steps_list = self._steps.tolist()
+        self._names = np.array(self.intervals, dtype=object)
         self.allowed_lateness_ns = int(allowed_lateness_ns)
         self.restate_horizon_ns = int(restate_horizon_ns)
         self.stats = LiveBarStats()
@@ -132,15 +133,15 @@ class LiveBars:
         """
         if trades.schema.names != _TRADE_NAMES:
             raise TapeflowError(f"LiveBars.add needs a trade table, got columns {trades.schema.names}")
-        out: list[tuple] = []
+        out: list[pa.Table] = []
         if instrument is not None:
             groups = [(*instrument, trades)] if trades.num_rows else []
         else:
             groups = by_instrument(trades)
         for venue, symbol, sub in groups:
             columns = [sub.column(n).to_numpy() for n in _ARRAY_NAMES]
-            out.extend(self._add(venue, symbol, sub, *columns))
-        return _bar_table(out)
+            out.append(self._add(venue, symbol, sub, *columns))
+        return _concat(out)
 
     def add_arrays(self, venue: str, symbol: str, trades: pa.Table, ts_event_ns: np.ndarray,
                    price_nanos: np.ndarray, size_nanos: np.ndarray, aggressor_side: np.ndarray,
@@ -159,8 +160,8 @@ class LiveBars:
         """
         if not len(ts_event_ns):
             return _EMPTY_BAR
-        return _bar_table(self._add(venue, symbol, trades, ts_event_ns, price_nanos, size_nanos,
-                                    aggressor_side, flags, ts_recv_ns))
+        return self._add(venue, symbol, trades, ts_event_ns, price_nanos, size_nanos, aggressor_side, flags,
+                         ts_recv_ns)
 
     def close(self) -> pa.Table:
         """Flush every bar not yet emitted (or restated since), as at the end of the stream.
@@ -168,11 +169,10 @@ class LiveBars:
         Returns:
             ``bar`` rows, as :meth:`add`; afterwards the state is empty (the counters stay).
         """
-        out: list[tuple] = []
-        for (venue, symbol), inst in sorted(self._state.items()):
-            out.extend(self._emit(inst, venue, symbol, final=True))
+        out = [self._emit(inst, venue, symbol, final=True)
+               for (venue, symbol), inst in sorted(self._state.items())]
         self._state.clear()
-        return _bar_table(out)
+        return _concat(out)
 
     def advance(self, venue: str, symbol: str, ts_event_ns: int) -> pa.Table:
         """Move an instrument's clock to ``ts_event_ns`` without a trade and return the bars that closes.
@@ -189,7 +189,7 @@ class LiveBars:
         if inst is None or ts_event_ns <= inst.max_ts_ns:
             return _EMPTY_BAR
         inst.max_ts_ns = int(ts_event_ns)
-        return _bar_table(self._emit(inst, venue, symbol, final=False))
+        return self._emit(inst, venue, symbol, final=False)
 
     def drain_rejected(self) -> pa.Table:
         """The ``rejected`` rows (``too_late``, ``negative``) gathered since the last call."""
@@ -203,7 +203,7 @@ class LiveBars:
         return None if inst is None else inst.max_ts_ns - self.allowed_lateness_ns
 
     def _add(self, venue: str, symbol: str, sub: pa.Table, ts: np.ndarray, price: np.ndarray,
-             size: np.ndarray, side: np.ndarray, flags: np.ndarray, recv: np.ndarray) -> list[tuple]:
+             size: np.ndarray, side: np.ndarray, flags: np.ndarray, recv: np.ndarray) -> pa.Table:
         inst = self._state.get((venue, symbol))
         if inst is None:
             # Every row moves the clock, a rejected one too: its venue time is still news.
@@ -263,16 +263,18 @@ class LiveBars:
                 acc[_FLAGS] |= F_MAYBE_BAD_BOOK
         inst.next_close_ns = next_close
 
-    def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> list[tuple]:
+    def _emit(self, inst: _Instrument, venue: str, symbol: str, *, final: bool) -> pa.Table:
         watermark = inst.max_ts_ns - self.allowed_lateness_ns
         if not final and not inst.dirty and watermark < inst.next_close_ns:
             # Nothing closes and nothing was restated; expiring old emitted bars can wait for the
             # next scan, since no accepted trade can reach a bar that ends before the horizon.
-            return []
-        out: list[tuple] = []
+            return _EMPTY_BAR
+        starts: list[int] = []
+        steps: list[int] = []
+        accs: list[list] = []
         next_close = _NEVER
         restated = 0
-        for interval, step in self._step_ns.items():
+        for j, (interval, step) in enumerate(self._step_ns.items()):
             frame = inst.frames[interval]
             pending, done = frame.pending, frame.done
             ready = [s for s in pending if final or s + step <= watermark]
@@ -285,10 +287,10 @@ class LiveBars:
                     restated += 1
                 else:
                     done[start] = acc
-                # the BAR row, in the record's column order (_ROW_NAMES, checked at import)
-                out.append((start, acc[_RECV], venue, symbol, interval, acc[_OPEN], acc[_HIGH], acc[_LOW],
-                            acc[_CLOSE], acc[_VOL], rounded_vwap(acc[_NOTIONAL], acc[_VOL], acc[_OPEN]),
-                            acc[_COUNT], acc[_BUY], acc[_SELL], acc[_FLAGS], acc[_REV]))
+                # the rows are built column-wise from these below (_bar_table)
+                starts.append(start)
+                steps.append(j)
+                accs.append(acc)
             frame.dirty.clear()
             if frame.pending:
                 next_close = min(next_close, min(frame.pending) + step)
@@ -305,26 +307,43 @@ class LiveBars:
             for start in expired:
                 del frame.done[start]
         inst.next_close_ns, inst.dirty = next_close, False
-        self.stats.emitted += len(out)
+        self.stats.emitted += len(starts)
         self.stats.restated += restated
-        return out
+        return _bar_table(venue, symbol, starts, self._names[steps] if accs else (), accs)
 
 
-_ROW_NAMES = ("ts_event_ns", "ts_recv_ns", "venue", "symbol", "interval", "open_price_nanos",
-              "high_price_nanos", "low_price_nanos", "close_price_nanos", "volume_nanos", "vwap_price_nanos",
-              "trade_count", "buy_volume_nanos", "sell_volume_nanos", "flags", "revision")
-if list(_ROW_NAMES) != _BAR_NAMES:
-    raise TapeflowError(f"live bar rows {_ROW_NAMES} are not in the BAR record's order {_BAR_NAMES}")
 _BAR_SCHEMA = BAR.arrow_schema()
-_BAR_STRUCT = pa.struct(list(_BAR_SCHEMA))
+# the accumulator slots of the integer columns after venue, symbol and interval, VWAP apart
+_SLOTS = {"open_price_nanos": _OPEN, "high_price_nanos": _HIGH, "low_price_nanos": _LOW,
+          "close_price_nanos": _CLOSE, "volume_nanos": _VOL, "trade_count": _COUNT, "buy_volume_nanos": _BUY,
+          "sell_volume_nanos": _SELL, "flags": _FLAGS, "revision": _REV}
+if [*_BAR_NAMES[:5], *_SLOTS] != [n for n in _BAR_NAMES if n != "vwap_price_nanos"]:
+    raise TapeflowError(f"live bar columns {list(_SLOTS)} do not follow the BAR record's order {_BAR_NAMES}")
+_INT_SLOTS = [*_SLOTS.values(), _RECV]
+_BAR_TYPES = [f.type for f in _BAR_SCHEMA]  # iterating a schema builds objects: once
 
 
-def _bar_table(rows: list[tuple]) -> pa.Table:
-    if not rows:
+def _bar_table(venue: str, symbol: str, starts: list[int], names: np.ndarray, accs: list[list]) -> pa.Table:
+    """``bar`` rows built column by column from the accumulators (no Python per bar or per field)."""
+    if not accs:
         return _EMPTY_BAR
-    # One conversion of the row tuples as a struct array: a few times cheaper than a column each.
-    return pa.Table.from_struct_array(pa.array(rows, type=_BAR_STRUCT)).replace_schema_metadata(
-        _BAR_SCHEMA.metadata)
+    n = len(accs)
+    # one transpose of the accumulators, then each column in one call (fromiter of a tuple of
+    # ints is ~2x faster than an object matrix cast to int64)
+    held = list(zip(*accs, strict=True))
+    ints = [np.fromiter(held[k], np.int64, n) for k in _INT_SLOTS]
+    vwap = rounded_vwaps(np.array(held[_NOTIONAL], dtype=object), ints[4], ints[0])
+    columns = [np.array(starts, np.int64), ints[10], repeat_string(venue, n), repeat_string(symbol, n),
+               pa.array(names, pa.string()), *ints[:5], vwap, *ints[5:10]]
+    return pa.Table.from_arrays([c if isinstance(c, pa.Array) else pa.array(c, kind)
+                                 for c, kind in zip(columns, _BAR_TYPES, strict=True)], schema=_BAR_SCHEMA)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t.num_rows]
+    if not tables:
+        return _EMPTY_BAR
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
 
 def _rejects(sub: pa.Table, bad: np.ndarray, watermark: np.ndarray, too_late: np.ndarray, venue: str,

@@ -1,16 +1,18 @@
 """Metrics over micro-batches, equal to the batch :func:`tapeflow.derived.metrics.metrics` on any split.
 
 Quotes and trades are reduced to per-instant sums as they arrive (exact integers for OFI and CVD,
-the squared returns themselves for the realized volatility, summed with ``math.fsum`` at the end,
-so no float sum depends on the batching). A snapshot for instant ``g`` is held until a quote, trade
-or snapshot received after ``g`` shows that nothing more can join it (or until :meth:`close`),
-then folded with every pending instant up to ``g``: the live flow delivers each instrument's rows
-in capture order, which is what makes this equal to the batch rule.
+the squared returns themselves for the realized volatility, summed exactly at the end with
+``kernels.metrics_live.fsum``, ``math.fsum``'s algorithm compiled, so no float sum depends on the
+batching); those per-instant parts are arrays, and one kernel call
+(``kernels.metrics_live.sample_flows``) hands them to the samples, with no Python per sample. A
+snapshot for instant ``g`` is held until a quote, trade or snapshot received after ``g`` shows that
+nothing more can join it (or until :meth:`close`), then folded with every pending instant up to
+``g``: the live flow delivers each instrument's rows in capture order, which is what makes this
+equal to the batch rule.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -19,8 +21,9 @@ import numpy as np
 import pyarrow as pa
 
 from kernels.metrics import fold_quotes, fold_trades
+from kernels.metrics_live import sample_flows
 from tapeflow.derived.bars import interval_ns
-from tapeflow.derived.metrics import DAY_NS, _check, _grid_of, by_instrument, metric_table
+from tapeflow.derived.metrics import _check, _grid_of, by_instrument, metric_table
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.records import BOOK_SNAPSHOT, F_MAYBE_BAD_BOOK, METRIC, QUOTE, TRADE
 
@@ -50,20 +53,26 @@ class TradeArrays(NamedTuple):
     size_nanos: np.ndarray  # int64[n]
 
 
+_NO_INT = np.zeros(0, np.int64)
+_NO_FLOAT = np.zeros(0, np.float64)
+_NO_BOOL = np.zeros(0, np.bool_)
+
+
 @dataclass
 class _Inst:
+    # What the quotes and trades left per grid instant, not yet handed to a sample: instants in
+    # rising order, one entry per run (or per return), an instant repeated across batches.
     prev_quote: np.ndarray = field(default_factory=lambda: np.zeros(5, np.int64))
     quote_max_ns: int | None = None
     trade_max_ns: int | None = None
     seen_max_ns: int | None = None
     pending: list[pa.Table] = field(default_factory=list)
-    ofi: dict[int, int] = field(default_factory=dict)
-    sq: dict[int, list[float]] = field(default_factory=dict)
-    bad: dict[int, tuple[bool, bool]] = field(default_factory=dict)  # instant -> (any bad, last bad)
-    quote_bad: bool = False
-    flow: dict[int, int] = field(default_factory=dict)
-    cvd_day: int | None = None
-    cvd_nanos: int = 0
+    ofi: tuple[np.ndarray, np.ndarray] = (_NO_INT, _NO_INT)
+    sq: tuple[np.ndarray, np.ndarray] = (_NO_INT, _NO_FLOAT)
+    bad: tuple[np.ndarray, np.ndarray, np.ndarray] = (_NO_INT, _NO_BOOL, _NO_BOOL)  # (any, last) bad
+    flow: tuple[np.ndarray, np.ndarray] = (_NO_INT, _NO_INT)
+    # carried across samples: quote in effect bad, CVD day set, that day, its running CVD
+    carry: np.ndarray = field(default_factory=lambda: np.zeros(4, np.int64))
     last_grid_ns: int | None = None
 
 
@@ -164,26 +173,21 @@ class LiveMetrics:
             "ts_recv_ns", "aggressor_side", "size_nanos"))))
 
     def _quotes(self, inst: _Inst, q: QuoteArrays) -> None:
-        # one kernel call per batch; then one Python step per grid instant, not per quote
+        # one kernel call per batch; its runs join the pending arrays (no Python per instant)
         runs, bad, returns, inst.quote_max_ns = fold_quotes(
             q.bid_price_nanos, q.bid_size_nanos, q.ask_price_nanos, q.ask_size_nanos, q.ts_recv_ns, q.bad,
             inst.prev_quote, inst.quote_max_ns, self.step_ns)
-        ret = returns.tolist()
-        lo = 0
-        for (g, _, ofi, hi), (any_bad, last_bad) in zip(runs.tolist(), bad.tolist(), strict=True):
-            inst.ofi[g] = inst.ofi.get(g, 0) + ofi
-            if hi > lo:
-                inst.sq.setdefault(g, []).extend(ret[lo:hi])
-                lo = hi
-            inst.bad[g] = (inst.bad.get(g, (False, False))[0] or any_bad, last_bad)
+        instants = runs[:, 0]
+        inst.ofi = _append(inst.ofi, instants, runs[:, 2])
+        inst.sq = _append(inst.sq, np.repeat(instants, np.diff(runs[:, 3], prepend=0)), returns)
+        inst.bad = _append(inst.bad, instants, bad[:, 0], bad[:, 1])
         # the fold's running max is the newest quote seen: no extra pass over the arrivals
         inst.seen_max_ns = _later(inst.seen_max_ns, inst.quote_max_ns)
 
     def _trades(self, inst: _Inst, t: TradeArrays) -> None:
         runs, inst.trade_max_ns = fold_trades(t.ts_recv_ns, t.aggressor_side, t.size_nanos, inst.trade_max_ns,
                                               self.step_ns)
-        for g, _, v in runs.tolist():
-            inst.flow[g] = inst.flow.get(g, 0) + v
+        inst.flow = _append(inst.flow, runs[:, 0], runs[:, 2])
         inst.seen_max_ns = _later(inst.seen_max_ns, inst.trade_max_ns)
 
     def _snapshots(self, inst: _Inst, s: pa.Table, venue: str, symbol: str) -> None:
@@ -207,43 +211,10 @@ class LiveMetrics:
             return _EMPTY_METRIC
         ready, rest = held.slice(0, n), held.slice(n)
         inst.pending = [rest] if rest.num_rows else []
-        ofi = np.zeros(n, np.int64)
-        cvd = np.zeros(n, np.int64)
-        rv = np.full(n, np.nan)
-        bad = np.zeros(n, bool)
-        samples = grid[:n].tolist()
-        # Every instant up to the last ready sample leaves the state at once (keys rise in
-        # insertion order); one walk per stream then hands each instant to its sample.
-        last = samples[-1]
-        ofi_items, sq_items = _take_upto(inst.ofi, last), _take_upto(inst.sq, last)
-        bad_items, flow_items = _take_upto(inst.bad, last), _take_upto(inst.flow, last)
-        jo = jq = jb = jf = 0
-        for i, g in enumerate(samples):
-            total = 0
-            while jo < len(ofi_items) and ofi_items[jo][0] <= g:
-                total += ofi_items[jo][1]
-                jo += 1
-            ofi[i] = total
-            returns: list[float] = []
-            while jq < len(sq_items) and sq_items[jq][0] <= g:
-                returns.extend(sq_items[jq][1])
-                jq += 1
-            if returns:
-                rv[i] = math.sqrt(math.fsum(returns))
-            flagged = inst.quote_bad
-            while jb < len(bad_items) and bad_items[jb][0] <= g:
-                flagged = flagged or bad_items[jb][1][0]
-                inst.quote_bad = bad_items[jb][1][1]
-                jb += 1
-            bad[i] = flagged
-            while jf < len(flow_items) and flow_items[jf][0] <= g:
-                k, v = flow_items[jf]
-                day = (k - 1) // DAY_NS
-                if day != inst.cvd_day:
-                    inst.cvd_day, inst.cvd_nanos = day, 0
-                inst.cvd_nanos += v
-                jf += 1
-            cvd[i] = inst.cvd_nanos if inst.cvd_day == (g - 1) // DAY_NS else 0
+        ofi, cvd, rv, bad, used = sample_flows(grid[:n], inst.ofi, inst.sq, inst.bad, inst.flow, inst.carry)
+        inst.ofi, inst.sq, inst.bad, inst.flow = (
+            tuple(a[k:] for a in part) for part, k in zip((inst.ofi, inst.sq, inst.bad, inst.flow),
+                                                          used.tolist(), strict=True))
         return metric_table(ready, self.interval, self.levels, ofi, cvd, rv, bad)
 
 
@@ -256,19 +227,10 @@ def _top(old: int | None, arrival: np.ndarray) -> int:
     return top if old is None else max(old, top)
 
 
-def _take_upto(buckets: dict[int, object], g: int) -> list[tuple[int, object]]:
-    """Remove and return the ``(instant, value)`` items up to ``g``, oldest first.
-
-    Keys arrive in rising order per stream (running-max arrival), so the front holds the oldest.
-    """
-    items = []
-    for k, v in buckets.items():
-        if k > g:
-            break
-        items.append((k, v))
-    for k, _ in items:
-        del buckets[k]
-    return items
+def _append(parts: tuple[np.ndarray, ...], *new: np.ndarray) -> tuple[np.ndarray, ...]:
+    if not len(parts[0]):
+        return tuple(np.ascontiguousarray(a) for a in new)
+    return tuple(np.concatenate((old, a)) for old, a in zip(parts, new, strict=True))
 
 
 def _concat(parts: list[pa.Table]) -> pa.Table:

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels.bars_live import admit, notional_ints, partial_bars
+from kernels.bars import rounded_vwap
+from kernels.bars_live import admit, notional_ints, partial_bars, rounded_vwaps
 
 B, A, N = ord("B"), ord("A"), ord("N")
 
@@ -95,3 +96,17 @@ def test_admit_equals_the_policy_per_trade(rows: list, start: int, lateness: int
     statuses = [s for _, s, _ in expected]
     assert late == sum(s == 0 and lt for _, s, lt in expected)
     assert (too_late, negative) == (statuses.count(1), statuses.count(2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(bars=st.lists(st.tuples(st.integers(-(2**62), 2**62), st.integers(0, 2**62), st.integers(0, 2**62),
+                               st.integers(-(10**12), 10**12)), max_size=30))
+def test_rounded_vwaps_equal_the_python_integer_rounding(bars: list) -> None:
+    # notional = q * volume + r, the shape of price * size sums (|vwap| < 2**63), beyond 64 bits
+    rows = [(q * v + r % v if v else 0, v, o) for q, v, r, o in bars]
+    # exact halves round away from zero, both signs
+    rows += [(sign * (7 * v + v // 2), v, 1) for _, v, _, _ in bars[:3] if v % 2 == 0 for sign in (1, -1)]
+    notional = np.array([b[0] for b in rows], dtype=object)
+    volume = np.array([b[1] for b in rows], np.int64)
+    open_price = np.array([b[2] for b in rows], np.int64)
+    assert rounded_vwaps(notional, volume, open_price).tolist() == [rounded_vwap(*b) for b in rows]
