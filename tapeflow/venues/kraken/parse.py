@@ -37,6 +37,7 @@ from tapeflow.wire.numbers import to_nanos
 from tapeflow.wire.rejects import Reason
 
 VENUE = "kraken"
+MAX_PRICE_TEXT = "9223372036.854775807"  # int64 max in 1e-9 units
 
 
 @dataclass
@@ -144,12 +145,12 @@ class KrakenDecoder(VenueDecoder):
                 crc = part[m.CHECKSUM]
         expected = _checksum_value(crc) if crc is not None else None
         flags = self.take_gap(pair)
+        ts_event = _event_time(levels, line)
         rows: list[tuple[int, int, int, int, int]] = []
-        for side, px, vol, ts in levels:
+        for side, px, vol, _ in levels:
             book.set(side, px, vol)
-            rows.append((side, L2_SET if vol else L2_DELETE, px, vol, ts))
-        last_ts = levels[-1][3] if levels else line.recv_ns
-        rows += [(side, L2_DELETE, px, 0, last_ts) for side, px in book.truncate()]
+            rows.append((side, L2_SET if vol else L2_DELETE, px, vol, ts_event))
+        rows += [(side, L2_DELETE, px, 0, ts_event) for side, px in book.truncate()]
         self._deltas(line, pair, rows, flags)
         if expected is not None:
             self.stats.total += 1
@@ -169,18 +170,20 @@ class KrakenDecoder(VenueDecoder):
         book = PairBook(depth, m.decimals(first[0]), m.decimals(first[1]))
         self.books[pair] = book
         self.resync(pair)
-        ts_snap = max((lv[2] for lv in asks + bids), default=line.recv_ns)
-        rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_snap)]
+        ts_event = _event_time([(0, *lv) for lv in asks + bids], line)
+        rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_event)]
         for side, levels in ((ASK, asks), (BID, bids)):
-            for px, vol, ts in levels:
+            for px, vol, _ in levels:
                 book.set(side, px, vol)
-                rows.append((side, L2_SET, px, vol, ts))
+                rows.append((side, L2_SET, px, vol, ts_event))
         self._deltas(line, pair, rows, F_SNAPSHOT, every=F_SNAPSHOT)
 
     def _levels(self, value: Any, key: str, pair: str, line: CaptureLine) -> list[tuple[int, int, int]]:
-        """Parse a level list. A level beyond int64 nanos is rejected on its own: Kraken keeps
-        placeholder orders such as an XBT/CHF ask at 9999999997 CHF, always the worst level of
-        its side, so leaving it out changes neither the top 10 nor which levels get truncated."""
+        """Parse a level list. An *ask* priced beyond int64 nanos is a placeholder order (the real
+        capture holds an XBT/CHF ask at 9999999997.00000 CHF, 180,000 times the market): always
+        the worst ask, so leaving it out changes neither the top 10 (checksums) nor which levels
+        get truncated. It is kept out of the book by rule (``price_beyond_range``, its exact text
+        in the ``rejected`` row); a *bid* that large would be the best bid, so it is damage."""
         levels = []
         for raw in array(value, key):
             try:
@@ -188,7 +191,11 @@ class KrakenDecoder(VenueDecoder):
             except BadInput as err:
                 if err.reason != Reason.OUT_OF_RANGE:
                     raise
-                self.rejects.add(err.reason, err.detail, line.location, msgspec.json.encode(raw),
+                if key not in m.ASK_KEYS or not _price_beyond_range(raw):
+                    raise
+                detail = (f"{key!r} level {raw!r}: price above {MAX_PRICE_TEXT}, the largest int64 nanos "
+                          "hold; a placeholder worst ask, kept out of the book")
+                self.rejects.add(Reason.PRICE_BEYOND_RANGE, detail, line.location, msgspec.json.encode(raw),
                                  ts_recv_ns=line.recv_ns, symbol=pair)
         return levels
 
@@ -220,6 +227,26 @@ class KrakenDecoder(VenueDecoder):
         self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
                            trade_id="", price_nanos=px, size_nanos=vol, aggressor_side=aggressor,
                            flags=[0] * (n - 1) + [F_LAST])
+
+
+def _event_time(levels: Sequence[tuple[int, int, int, int]], line: CaptureLine) -> int:
+    """A book message's event time: the newest of its levels' times, else the capture time.
+
+    Kraken v1 stamps each level with *its own* last update; the message has no time. A snapshot
+    carries levels unchanged for years (2018 on a 2021 capture) and a republished level keeps its
+    old time, so a level's time is not when the message happened: the newest one is (the update's
+    own time; for a snapshot, the book's last change). Every row of the message carries it.
+    """
+    return max((lv[3] for lv in levels), default=line.recv_ns)
+
+
+def _price_beyond_range(raw: list[Any]) -> bool:
+    """The level's price (not its volume or time) is what exceeds int64 nanos."""
+    try:
+        to_nanos(raw[0])
+    except BadNumber as err:
+        return err.reason == Reason.OUT_OF_RANGE
+    return False
 
 
 def _level(raw: Any, key: str) -> tuple[int, int, int]:
