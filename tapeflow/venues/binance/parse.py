@@ -14,6 +14,7 @@ sends neither (spot bookTicker, spot REST snapshot).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ from tapeflow.wire.numbers import ms_to_ns
 from tapeflow.wire.rejects import Reason
 
 _SNIFF_LINES = 2000
+# the instrument of a frame too damaged to parse: its "s" field, else its stream's name
+_SYMBOL_TEXT = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_.\-]{1,40})"')
+_STREAM_TEXT = re.compile(rb'"stream"\s*:\s*"([A-Za-z0-9_.\-]{1,40})@')
 BLOCK_FRAMES = 8192  # frames per block of the block path (files other than one ns capture)
 
 
@@ -140,7 +144,14 @@ class BinanceDecoder(VenueDecoder):
         else:
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:8]}")
 
+    def reject(self, bad: BadInput, line: CaptureLine) -> None:
+        if not self.frame_symbol:
+            self.frame_symbol = _symbol_text(line.payload)
+        super().reject(bad, line)
+
     def _event(self, venue: str, data: dict[str, Any], stream: str, line: CaptureLine) -> None:
+        symbol = data.get("s")
+        self.frame_symbol = symbol if isinstance(symbol, str) else stream.partition("@")[0].upper()
         kind = data.get("e")
         if wire.PARTIAL_DEPTH_STREAM.search(stream) or kind in wire.UNSUPPORTED_EVENTS:
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"channel {stream or kind!r} is not decoded")
@@ -230,6 +241,15 @@ class BinanceDecoder(VenueDecoder):
             ask_price_nanos=decimal(data, "a", "ask price a"),
             ask_size_nanos=decimal(data, "A", "ask size A"), flags=0,
         )
+
+
+def _symbol_text(payload: bytes) -> str:
+    """The symbol a damaged frame's text names (``"s":"BTCUSDT"`` or its stream), else ""."""
+    found = _SYMBOL_TEXT.search(payload)
+    if found:
+        return found.group(1).decode()
+    found = _STREAM_TEXT.search(payload)
+    return found.group(1).decode().upper() if found else ""
 
 
 def decode(paths: Sequence[Path], *, symbols: Collection[str] | None = None,
