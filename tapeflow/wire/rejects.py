@@ -56,6 +56,7 @@ class Reason(StrEnum):
     BAD_VALUE = "bad_value"  # an enumerated column with a value outside its set
     BAD_SIDE = "bad_side"  # a side that is neither bid nor ask
     BAD_LENGTH = "bad_length"  # a binary record whose length field cannot be right
+    UNPAIRED = "unpaired"  # a LOBSTER orderbook row with no message row: nothing gives it a time
     UNSUPPORTED_SCHEMA = "unsupported_schema"  # records of a schema with no tapeflow record type
     # the live flow
     TOO_LATE = "too_late"  # a trade later than the bars' late-data allowance

@@ -19,6 +19,7 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import SCALE
 from tapeflow.venues.lobster import messages as m
 from tapeflow.wire.numbers import I64_MAX, to_nanos
+from tapeflow.wire.rejects import Reason
 
 DAY_NS = 86_400 * 1_000_000_000
 HOUR_NS = 3_600_000_000_000
@@ -130,3 +131,9 @@ def parse_book(raw: bytes, levels: int) -> list[int]:
         elif price * m.PRICE_UNIT_NANOS > I64_MAX:
             raise BadInput("out_of_range", f"{name} was {price}, beyond int64 nanos")
     return values
+
+
+def unpaired(has_message_file: bool) -> BadInput:
+    """The reject of an orderbook row with no message row (its time comes from that row)."""
+    where = "the message file ends before it" if has_message_file else "no message file was given"
+    return BadInput(Reason.UNPAIRED, f"orderbook row without a message row ({where}): no time for a snapshot")
