@@ -1,7 +1,7 @@
 """Doubled and reordered frames on the JSON venues (issue 9: stored twice, passed unflagged).
 
-Where the venue numbers what it sends (Coinbase trade ids and ticker sequences), an exact repeat
-is a ``duplicate`` dead letter and an out-of-order one is flagged ``F_GAP``; where it does not
+Where the venue numbers what it sends (Coinbase trade ids and ticker sequences, Binance trade
+ids), a repeat is a ``duplicate`` dead letter and an out-of-order one is flagged ``F_GAP``; where it does not
 (Kraken v1 books, Coinbase level2), a repeat's rows are flagged ``F_MAYBE_BAD_BOOK`` and an update
 older than the newest resyncs the book (``F_GAP``).
 """
@@ -14,6 +14,8 @@ from pathlib import Path
 from tapeflow.schemas.records import F_GAP, F_LAST, F_MAYBE_BAD_BOOK
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
+from tapeflow.venues.binance.parse import BinanceDecoder
+from tests.conftest import need
 
 T0 = 1_700_000_000_000_000_000
 
@@ -99,3 +101,36 @@ def test_coinbase_ticker_sequence_repeat_is_a_duplicate(tmp_path: Path) -> None:
     tables = _decode(tmp_path, "coinbase", [_ticker(10), _ticker(10), _ticker(12), _ticker(11)])
     assert tables["quote"].column("flags").to_pylist() == [F_LAST, F_LAST, F_LAST | F_GAP]
     assert _reasons(tables) == ["duplicate"]
+
+
+# -- Binance trades: ids per symbol (the block path and the per-frame path agree) ---------------
+
+def _trade(symbol: str, trade_id: int) -> str:
+    data = {"e": "trade", "E": 1723075200000, "T": 1723075200000, "s": symbol, "t": trade_id, "p": "1.5",
+            "q": "2", "X": "MARKET", "m": True}
+    return json.dumps({"stream": f"{symbol.lower()}@trade", "data": data}, separators=(",", ":"))
+
+
+def test_binance_doubled_trade_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    frames = [_trade("BTCUSDT", 1), _trade("ETHUSDT", 1), _trade("BTCUSDT", 3), _trade("BTCUSDT", 3),
+              _trade("BTCUSDT", 2), _trade("ETHUSDT", 2), _trade("ETHUSDT", 2)]
+    path = tmp_path / "binance.ns"
+    path.write_text("".join(f"{T0 + i} {f}\n" for i, f in enumerate(frames)))
+    fmt = get_format("binance")
+    fast = merge(list(fmt.decode([path])))
+    slow = merge(list(BinanceDecoder(fast=False).run([path])))
+    for tables in (fast, slow):
+        trades = tables["trade"].to_pylist()
+        assert [(t["symbol"], t["trade_id"], t["flags"]) for t in trades] == [
+            ("BTCUSDT", "1", 0), ("ETHUSDT", "1", 0), ("BTCUSDT", "3", 0), ("BTCUSDT", "2", F_GAP),
+            ("ETHUSDT", "2", 0)]
+        rej = tables["rejected"].to_pylist()
+        assert [(r["reason"], r["location"], r["symbol"]) for r in rej] == [
+            ("duplicate", "binance.ns:4", "BTCUSDT"), ("duplicate", "binance.ns:7", "ETHUSDT")]
+
+
+def test_binance_real_trades_have_no_repeat_and_no_late_id(real_data: Path) -> None:
+    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    tables = merge(list(get_format("binance").decode([path])))
+    assert "rejected" not in tables
+    assert not any(f & F_GAP for f in tables["trade"].column("flags").to_pylist())

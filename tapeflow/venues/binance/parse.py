@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tapeflow.errors import BadInput
-from tapeflow.schemas.records import ASK, BID
+from tapeflow.schemas.records import ASK, BID, F_GAP
 from tapeflow.venues.binance import messages as wire
 from tapeflow.venues.binance.block import decode_file, decode_lines
 from tapeflow.venues.decoder import CHUNK_ROWS, Progress, VenueDecoder
@@ -65,6 +65,7 @@ class BinanceDecoder(VenueDecoder):
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
         self.venues: list[str] = []
         self.fast = fast
+        self.trade_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, id key) -> newest trade id
 
     def start(self, paths: list[Path]) -> None:
         self.venues = [_default_venue(p) for p in paths]
@@ -218,17 +219,25 @@ class BinanceDecoder(VenueDecoder):
         self._snapshot(venue, obj(body, "the depth snapshot body"), symbols[0], line)
 
     def _trade(self, venue: str, data: dict[str, Any], id_key: str, line: CaptureLine) -> None:
+        """A trade. Its id repeating the symbol's newest is a ``duplicate`` (a doubled frame); an id
+        below the newest arrived out of order: the row carries ``F_GAP``."""
         symbol = self.check_symbol(data.get("s"))
         trade_id = integer(data, id_key)
         maker = field(data, "m")
         if not isinstance(maker, bool):
             raise BadInput(Reason.BAD_FIELD, f"buyer-is-maker 'm' was {maker!r}, not a boolean")
+        ts_event = ms_to_ns(data.get("T", data.get("E")), line.recv_ns)
+        px, qty = decimal(data, "p", "price p"), decimal(data, "q", "quantity q")
+        key = (venue, symbol, id_key)
+        high = self.trade_high.get(key, -1)
+        if trade_id == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} trade {id_key}={trade_id} repeats the newest one")
+        self.trade_high[key] = max(high, trade_id)
         self.trades.append(
-            ts_event_ns=ms_to_ns(data.get("T", data.get("E")), line.recv_ns), ts_recv_ns=line.recv_ns,
-            venue=venue, symbol=symbol, sequence=trade_id, trade_id=str(trade_id),
-            price_nanos=decimal(data, "p", "price p"), size_nanos=decimal(data, "q", "quantity q"),
+            ts_event_ns=ts_event, ts_recv_ns=line.recv_ns, venue=venue, symbol=symbol, sequence=trade_id,
+            trade_id=str(trade_id), price_nanos=px, size_nanos=qty,
             # the buyer resting on the book means the seller crossed the spread
-            aggressor_side=ASK if maker else BID, flags=0,
+            aggressor_side=ASK if maker else BID, flags=F_GAP if trade_id < high else 0,
         )
 
     def _quote(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
