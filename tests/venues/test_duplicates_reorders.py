@@ -134,3 +134,21 @@ def test_binance_real_trades_have_no_repeat_and_no_late_id(real_data: Path) -> N
     tables = merge(list(get_format("binance").decode([path])))
     assert "rejected" not in tables
     assert not any(f & F_GAP for f in tables["trade"].column("flags").to_pylist())
+
+
+# -- OKX trades: tradeId per instrument -----------------------------------------------------------
+
+def _okx_trades(*ids: int) -> str:
+    data = [{"instId": "BTC-USDT", "tradeId": str(i), "px": "1.5", "sz": "2", "side": "buy",
+             "ts": "1700000000000"} for i in ids]
+    return json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": data})
+
+
+def test_okx_doubled_trades_frame_is_a_duplicate_and_late_trades_are_flagged(tmp_path: Path) -> None:
+    frames = [_okx_trades(1, 2), _okx_trades(1, 2), _okx_trades(5), _okx_trades(3, 6)]
+    tables = _decode(tmp_path, "okx", frames)
+    trades = tables["trade"].to_pylist()
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("1", 0), ("2", F_LAST), ("5", F_LAST), ("3", F_GAP), ("6", F_LAST)]
+    assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [
+        ("duplicate", "okx.jsonl:2")]

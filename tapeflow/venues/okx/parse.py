@@ -21,6 +21,7 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import (
     ASK,
     BID,
+    F_GAP,
     F_LAST,
     F_SNAPSHOT,
     L2_CLEAR,
@@ -85,6 +86,7 @@ class OkxDecoder(VenueDecoder):
         super().__init__()
         self.books: dict[str, InstrumentBook] = {}
         self.stats = BookStats()  # type: ignore[assignment]
+        self.trade_high: dict[str, int] = {}  # instId -> newest tradeId decoded
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == RECV and line.payload.strip() == b"pong":
@@ -181,9 +183,30 @@ class OkxDecoder(VenueDecoder):
         if not n:
             return
         ts, inst, seq, trade_id, px, sz, aggressor = (list(c) for c in zip(*parsed, strict=True))
+        flags = [F_GAP if late else 0 for late in self._trade_order(inst, seq)]
+        flags[-1] |= F_LAST
         self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=inst, sequence=seq,
                            trade_id=trade_id, price_nanos=px, size_nanos=sz, aggressor_side=aggressor,
-                           flags=[0] * (n - 1) + [F_LAST])
+                           flags=flags)
+
+    def _trade_order(self, inst: list[str], ids: list[int]) -> list[bool]:
+        """Per trade of a frame, whether its id is below its instrument's newest (late: ``F_GAP``).
+
+        A frame whose newest id equals an instrument's newest repeats a frame already decoded:
+        a ``duplicate`` dead letter. Trades without a numeric id (-1) are not checked.
+        """
+        newest: dict[str, int] = {}
+        for i, tid in zip(inst, ids, strict=True):
+            newest[i] = max(newest.get(i, -1), tid)
+        for i, tid in newest.items():
+            if tid >= 0 and tid == self.trade_high.get(i):
+                raise BadInput(Reason.DUPLICATE, f"{i} trades up to tradeId {tid} were already decoded")
+        late = []
+        for i, tid in zip(inst, ids, strict=True):
+            high = self.trade_high.get(i, -1)
+            late.append(0 <= tid < high)
+            self.trade_high[i] = max(high, tid)
+        return late
 
 
 def _level(raw: Any, key: str) -> tuple[int, int, tuple[str, str]]:
