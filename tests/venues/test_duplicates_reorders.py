@@ -152,3 +152,20 @@ def test_okx_doubled_trades_frame_is_a_duplicate_and_late_trades_are_flagged(tmp
         ("1", 0), ("2", F_LAST), ("5", F_LAST), ("3", F_GAP), ("6", F_LAST)]
     assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [
         ("duplicate", "okx.jsonl:2")]
+
+
+# -- KuCoin matches: sequence per symbol ----------------------------------------------------------
+
+def _kucoin_match(seq: int) -> str:
+    data = {"symbol": "X-BTC", "sequence": str(seq), "side": "buy", "size": "1", "price": "0.5",
+            "takerOrderId": "a", "time": "1619378327739050725", "type": "match", "makerOrderId": "b",
+            "tradeId": f"t{seq}"}
+    return json.dumps({"data": data, "subject": "trade.l3match", "topic": "/market/match:X-BTC",
+                       "type": "message"})
+
+
+def test_kucoin_doubled_match_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "kucoin", [_kucoin_match(s) for s in (10, 12, 12, 11)])
+    trades = tables["trade"].to_pylist()
+    assert [(t["sequence"], t["flags"]) for t in trades] == [(10, 0), (12, 0), (11, F_GAP)]
+    assert _reasons(tables) == ["duplicate"]
