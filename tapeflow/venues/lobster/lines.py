@@ -24,6 +24,7 @@ from tapeflow.wire.rejects import Reason
 DAY_NS = 86_400 * 1_000_000_000
 HOUR_NS = 3_600_000_000_000
 _INT = re.compile(r"^-?\d+$")
+_MAX_INT_CHARS = 20  # "-9223372036854775808"
 
 Message = tuple[int, int, int, int, int, int]  # ts_ns (UTC), Type, OrderID, Size, Price, Direction
 
@@ -56,6 +57,8 @@ def wall_clock_to_utc(day: date) -> Callable[[int], int]:
 def _int(text: str, name: str) -> int:
     if not _INT.match(text):
         raise BadInput("bad_number", f"{name} was {text!r}, not an integer")
+    if len(text) > _MAX_INT_CHARS:  # before int(): Python refuses more than 4,300 digits
+        raise BadInput(Reason.OUT_OF_RANGE, f"{name} has {len(text):,} characters, beyond int64")
     return int(text)
 
 
