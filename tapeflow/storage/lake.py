@@ -33,8 +33,12 @@ from tapeflow.storage.parts import write_parquet_atomic as write_parquet_atomic
 
 PARTITION_KEYS = ("venue", "symbol")
 NS_PER_DAY = 86_400_000_000_000
-# Hive's spelling of "no value": an empty symbol (e.g. a rejected line that had none) is written so.
-EMPTY_VALUE = "__HIVE_DEFAULT_PARTITION__"
+# An empty value (a rejected line that named no symbol) is written as this readable placeholder.
+# Not Hive's ``__HIVE_DEFAULT_PARTITION__``: pyarrow reads that as null, and a dataset whose only
+# symbol is null cannot be opened (``pyarrow.dataset(..., partitioning="hive")``: "couldn't infer
+# type"). A real value spelled like either is percent-encoded, so the mapping stays reversible.
+EMPTY_VALUE = "_unknown_"
+HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"  # lakes written before the placeholder: still read as ""
 ROW_GROUP_ROWS = 1_048_576
 # Level 3 writes 3x faster than 9 for 1-3% more bytes (bench/ingest.py measures it on the real
 # ES MBO and Binance files: 10.1 vs 9.8 bytes per MBO row, 3.86 vs 3.80 per Binance delta).
@@ -85,14 +89,14 @@ def escape(value: str) -> str:
     if value == "":
         return EMPTY_VALUE
     text = quote(value, safe="")
-    if text.startswith(".") or text == EMPTY_VALUE:
+    if text.startswith(".") or text in (EMPTY_VALUE, HIVE_NULL):
         text = f"%{ord(text[0]):02X}{text[1:]}"
     return text
 
 
 def unescape(component: str) -> str:
     """Inverse of :func:`escape`."""
-    return "" if component == EMPTY_VALUE else unquote(component)
+    return "" if component in (EMPTY_VALUE, HIVE_NULL) else unquote(component)
 
 
 def day_of(ts_ns: int) -> str:

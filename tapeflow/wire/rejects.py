@@ -45,6 +45,9 @@ class Reason(StrEnum):
     NO_SNAPSHOT = "no_snapshot"  # a book update before the book's first snapshot
     UNKNOWN_ID = "unknown_id"  # an update of a level id the book never held
     STALE_SEQUENCE = "stale_sequence"  # at or below the last applied sequence: a duplicate or reorder
+    DUPLICATE = "duplicate"  # byte-identical to a unit already normalized (same sequence or trade id)
+    PRICE_BEYOND_RANGE = "price_beyond_range"  # a venue's placeholder level priced beyond int64
+    #                                            nanos (Kraken's 9999999997 asks): kept out of the book
     # vendor files (LOBSTER, Tardis CSV, DBN, simulator)
     BAD_FORMAT = "bad_format"  # a record with more fields than the format has
     BAD_ROW = "bad_row"  # a CSV row the reader cannot split
@@ -53,6 +56,7 @@ class Reason(StrEnum):
     BAD_VALUE = "bad_value"  # an enumerated column with a value outside its set
     BAD_SIDE = "bad_side"  # a side that is neither bid nor ask
     BAD_LENGTH = "bad_length"  # a binary record whose length field cannot be right
+    UNPAIRED = "unpaired"  # a LOBSTER orderbook row with no message row: nothing gives it a time
     UNSUPPORTED_SCHEMA = "unsupported_schema"  # records of a schema with no tapeflow record type
     # the live flow
     TOO_LATE = "too_late"  # a trade later than the bars' late-data allowance
@@ -121,7 +125,9 @@ def tally() -> Iterator[Counter[str]]:
         _TALLIES.remove(counter)
 
 # Reasons for well-formed units that a rule, not damage, keeps out of the tables: a channel tapeflow
-# does not decode, a book update from before the capture's first snapshot of that book. They are
+# does not decode, a book update from before the capture's first snapshot of that book, a venue's
+# placeholder ask priced beyond what int64 nanos hold (Kraken, docs/venues.md). They are
 # still written as ``rejected`` rows (nothing is dropped unseen) but are counted as ignored by rule,
 # and do not make ``ingest``/``verify`` exit non-zero (docs/reliability.md).
-IGNORED_BY_RULE = frozenset({Reason.UNSUPPORTED_CHANNEL.value, Reason.NO_SNAPSHOT.value})
+IGNORED_BY_RULE = frozenset({Reason.UNSUPPORTED_CHANNEL.value, Reason.NO_SNAPSHOT.value,
+                             Reason.PRICE_BEYOND_RANGE.value})

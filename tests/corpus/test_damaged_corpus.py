@@ -27,7 +27,6 @@ from tests.corpus.make_damaged import FORMATS, Case, build
 # fail as described (remove it here once fixed, the test then says so)
 # (what it does today, the fix)
 KNOWN_GAPS = {
-    "lobster/huge-number": ("internal error", "venues/lobster/parse.py _int: int() of >4,300 digits"),
     "sim/huge-seq": ("internal error", "venues/sim/parse.py _int: int() of >4,300 digits"),
 }
 _COUNT = re.compile(r"^  (\w+)\s+([\d,]+)")

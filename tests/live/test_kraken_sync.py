@@ -138,4 +138,4 @@ def test_rejected_book_frame_breaks_the_pair(book_capture: Path, damage: str) ->
     # pair's next checksum
     assert broken == [(pair, GAP if damage == "negative" else CHECKSUM_MISMATCH)]
     reasons = sync.take()["rejected"].column("reason").to_pylist()
-    assert [r for r in reasons if r != "out_of_range"] == [damage]  # out_of_range: XBT/CHF placeholder asks
+    assert [r for r in reasons if r != "price_beyond_range"] == [damage]  # XBT/CHF placeholder asks

@@ -43,7 +43,7 @@ def test_partition_paths_are_hive_style_and_escaped(tmp_path: Path) -> None:
         "trade/venue=kraken/symbol=XBT%3DEUR%25%C3%A9/date=2024-08-08/part-0.parquet",
         "trade/venue=weird%20venue/symbol=%2E./date=2024-08-07/part-0.parquet",
         # no venue time (-1): filed under its capture day
-        "trade/venue=weird%20venue/symbol=__HIVE_DEFAULT_PARTITION__/date=2024-08-08/part-0.parquet",
+        "trade/venue=weird%20venue/symbol=_unknown_/date=2024-08-08/part-0.parquet",
     ])
     # nothing escapes the dataset directory, and no partition value is a hidden name
     assert all(".." not in Path(p).parts for p in found)
@@ -54,9 +54,28 @@ def test_other_hive_readers_decode_the_same_values(tmp_path: Path) -> None:
     keys = pa.schema([("venue", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
     part = ds.partitioning(keys, flavor="hive")
     table = ds.dataset(tmp_path / "trade", format="parquet", partitioning=part).to_table()
-    symbols = {s for s in table.column("symbol").to_pylist() if s is not None}
-    assert symbols == {"BTCUSDT", "ETH/USDT", "ESH4", "..", "XBT=EUR%é"}
+    symbols = set(table.column("symbol").to_pylist())
+    assert symbols == {"BTCUSDT", "ETH/USDT", "ESH4", "..", "XBT=EUR%é", "_unknown_"}  # "": the placeholder
     assert set(table.column("venue").to_pylist()) == {"binance-usdm", "GLBX.MDP3", "weird venue", "kraken"}
+
+
+def test_rejects_without_a_symbol_are_readable_by_a_plain_hive_reader(tmp_path: Path) -> None:
+    """A lake whose dead letters all lack a symbol: pyarrow read ``__HIVE_DEFAULT_PARTITION__`` as
+    null and could not open the dataset ("couldn't infer type"); the placeholder reads as text."""
+    table = REJECTED.table({"ts_event_ns": [-1, -1], "ts_recv_ns": [T0, T0 + 1], "venue": ["binance"] * 2,
+                            "symbol": ["", ""], "reason": ["bad_json"] * 2, "detail": ["x"] * 2,
+                            "location": ["f:1", "f:2"], "raw": [b"{", b"["]})
+    write(REJECTED, table, tmp_path)
+    read = ds.dataset(tmp_path / "rejected", format="parquet", partitioning="hive").to_table()
+    assert read.column("symbol").to_pylist() == [lake.EMPTY_VALUE] * 2 == ["_unknown_"] * 2
+    assert lake.read(REJECTED, tmp_path).column("symbol").to_pylist() == ["", ""]  # tapeflow reads ""
+
+
+def test_a_lake_written_with_the_hive_null_still_reads_as_empty(tmp_path: Path) -> None:
+    write(TRADE, all_samples()["trade"], tmp_path)
+    base = tmp_path / "trade" / "venue=weird%20venue"
+    (base / "symbol=_unknown_").rename(base / "symbol=__HIVE_DEFAULT_PARTITION__")
+    assert "" in lake.read(TRADE, tmp_path).column("symbol").to_pylist()
 
 
 def test_read_filters_by_venue_symbol_and_date(tmp_path: Path) -> None:
@@ -172,7 +191,8 @@ def test_bad_arguments_raise_storage_errors(tmp_path: Path) -> None:
 
 
 def test_escape_round_trips_and_day_of_floors() -> None:
-    odd = ["", ".", "..", ".hidden", "a/b", "x=y", "100%", "é", "__HIVE_DEFAULT_PARTITION__", "BTC-USD"]
+    odd = ["", ".", "..", ".hidden", "a/b", "x=y", "100%", "é", "__HIVE_DEFAULT_PARTITION__", "_unknown_",
+           "BTC-USD"]
     for value in odd:
         escaped = lake.escape(value)
         assert "/" not in escaped and escaped not in (".", "..") and not escaped.startswith(".")

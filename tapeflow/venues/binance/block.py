@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.schemas.records import ASK, BID
+from tapeflow.schemas.records import ASK, BID, F_GAP
 from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_capture, scan_frames
 from tapeflow.venues.decoder import Progress
 from tapeflow.venues.l2block import DiffBlock, chain_block
@@ -179,17 +179,27 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
     """
     frames = _Frames(dec, buf, scanned, recv, files)
     kind, n = frames.kind, len(frames.kind)
-    if steady and ((kind == 0).any() or not frames.links(dec)):
+    if steady and ((kind == 0).any() or not frames.links(dec) or frames.repeat(dec, 0, n) < n):
         return False
     start = 0
     for stop in [*np.flatnonzero(kind == 0).tolist(), n]:
-        if stop > start:
-            dec.frames += stop - start
-            frames.write(dec, start, stop)
+        while stop > start:
+            # a trade repeating its symbol's newest id is the per-frame path's `duplicate` reject
+            end = frames.repeat(dec, start, stop)
+            if end > start:
+                dec.frames += end - start
+                frames.write(dec, start, end)
+            if end == stop:
+                break
+            slow(end)
+            start = end + 1
         if stop < n:
             slow(stop)
         start = stop + 1
     return True
+
+
+TradeKey = tuple[str, str, str]  # (venue, symbol, id key): BinanceDecoder.trade_high
 
 
 class _Frames:
@@ -225,16 +235,42 @@ class _Frames:
         t = self._span(TRADE, start, stop)
         if len(t):
             trade_id = self.ids[t, 0]
+            late = np.zeros(len(t), np.bool_)
+            for key, rows in self._trade_keys(t, venues):
+                high = dec.trade_high.get(key)
+                below, dec.trade_high[key] = _running_high(trade_id[rows], high)
+                late[rows] = trade_id[rows] < below
             dec.trades.add_arrays(
                 len(t), ts_event_ns=self.ms[t] * _MS, ts_recv_ns=self.recv[t],
                 venue=_names(venues, self.files[t]), symbol=_names(self.symbols, self.sym[t]),
                 sequence=trade_id, trade_id=pc.cast(pa.array(trade_id), pa.string()),
                 price_nanos=self.nanos[t, 0], size_nanos=self.nanos[t, 1],
                 # the buyer resting on the book means the seller crossed the spread
-                aggressor_side=np.where(self.maker[t], ASK, BID).astype(np.uint8), flags=0)
+                aggressor_side=np.where(self.maker[t], ASK, BID).astype(np.uint8),
+                flags=np.where(late, F_GAP, 0).astype(np.uint8))
         d = self._span(DEPTH, start, stop)
         if len(d):
             self._depth(dec, d, venues)
+
+    def _trade_keys(self, t: np.ndarray, venues: list[str]) -> Iterator[tuple[TradeKey, np.ndarray]]:
+        """``(venue, symbol, "t")`` and the positions in ``t`` of its trades, in order."""
+        n_sym = len(self.symbols)
+        code = self.files[t] * n_sym + self.sym[t]
+        for c in np.unique(code).tolist():
+            yield (venues[c // n_sym], self.symbols[c % n_sym], "t"), np.flatnonzero(code == c)
+
+    def repeat(self, dec: BinanceDecoder, start: int, stop: int) -> int:
+        """The first frame in ``[start, stop)`` whose trade id equals its symbol's newest
+        (a doubled trade), else ``stop``."""
+        t = self._span(TRADE, start, stop)
+        first = stop
+        for key, rows in self._trade_keys(t, list(dec.venues)):
+            ids = self.ids[t[rows], 0]
+            below, _ = _running_high(ids, dec.trade_high.get(key))
+            hit = np.flatnonzero(ids == below)
+            if hit.size:
+                first = min(first, int(t[rows[hit[0]]]))
+        return first
 
     def links(self, dec: BinanceDecoder) -> bool:
         """Whether every depth diff continues its synced chain (nothing to buffer, flag or count
@@ -297,6 +333,13 @@ class _Frames:
             prev=ids[:, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d], level_at=lv[:, 0],
             bids=lv[:, 1], asks=lv[:, 2], prices=self.px, sizes=self.sz,
             venues=[v for v, _ in pairs], symbols=[s for _, s in pairs]), dec.stats, dec.deltas)
+
+
+def _running_high(ids: np.ndarray, high: int | None) -> tuple[np.ndarray, int]:
+    """The highest id before each of ``ids`` (``high`` before the first; -1 for none) and after all."""
+    start = np.int64(-1 if high is None else high)
+    running = np.maximum.accumulate(np.concatenate(([start], ids)))
+    return running[:-1], int(running[-1])
 
 
 def _names(names: list[str], ids: np.ndarray) -> str | pa.Array:

@@ -14,13 +14,14 @@ sends neither (spot bookTicker, spot REST snapshot).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tapeflow.errors import BadInput
-from tapeflow.schemas.records import ASK, BID
+from tapeflow.schemas.records import ASK, BID, F_GAP
 from tapeflow.venues.binance import messages as wire
 from tapeflow.venues.binance.block import decode_file, decode_lines, decode_quiet
 from tapeflow.venues.decoder import CHUNK_ROWS, Progress, VenueDecoder
@@ -39,6 +40,9 @@ from tapeflow.wire.numbers import ms_to_ns
 from tapeflow.wire.rejects import Reason
 
 _SNIFF_LINES = 2000
+# the instrument of a frame too damaged to parse: its "s" field, else its stream's name
+_SYMBOL_TEXT = re.compile(rb'"s"\s*:\s*"([A-Za-z0-9_.\-]{1,40})"')
+_STREAM_TEXT = re.compile(rb'"stream"\s*:\s*"([A-Za-z0-9_.\-]{1,40})@')
 BLOCK_FRAMES = 8192  # frames per block of the block path (files other than one ns capture)
 
 
@@ -61,6 +65,7 @@ class BinanceDecoder(VenueDecoder):
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
         self.venues: list[str] = []
         self.fast = fast
+        self.trade_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, id key) -> newest trade id
 
     def start(self, paths: list[Path]) -> None:
         self.venues = [_default_venue(p) for p in paths]
@@ -151,7 +156,14 @@ class BinanceDecoder(VenueDecoder):
         else:
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:8]}")
 
+    def reject(self, bad: BadInput, line: CaptureLine) -> None:
+        if not self.frame_symbol:
+            self.frame_symbol = _symbol_text(line.payload)
+        super().reject(bad, line)
+
     def _event(self, venue: str, data: dict[str, Any], stream: str, line: CaptureLine) -> None:
+        symbol = data.get("s")
+        self.frame_symbol = symbol if isinstance(symbol, str) else stream.partition("@")[0].upper()
         kind = data.get("e")
         if wire.PARTIAL_DEPTH_STREAM.search(stream) or kind in wire.UNSUPPORTED_EVENTS:
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"channel {stream or kind!r} is not decoded")
@@ -218,17 +230,25 @@ class BinanceDecoder(VenueDecoder):
         self._snapshot(venue, obj(body, "the depth snapshot body"), symbols[0], line)
 
     def _trade(self, venue: str, data: dict[str, Any], id_key: str, line: CaptureLine) -> None:
+        """A trade. Its id repeating the symbol's newest is a ``duplicate`` (a doubled frame); an id
+        below the newest arrived out of order: the row carries ``F_GAP``."""
         symbol = self.check_symbol(data.get("s"))
         trade_id = integer(data, id_key)
         maker = field(data, "m")
         if not isinstance(maker, bool):
             raise BadInput(Reason.BAD_FIELD, f"buyer-is-maker 'm' was {maker!r}, not a boolean")
+        ts_event = ms_to_ns(data.get("T", data.get("E")), line.recv_ns)
+        px, qty = decimal(data, "p", "price p"), decimal(data, "q", "quantity q")
+        key = (venue, symbol, id_key)
+        high = self.trade_high.get(key, -1)
+        if trade_id == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} trade {id_key}={trade_id} repeats the newest one")
+        self.trade_high[key] = max(high, trade_id)
         self.trades.append(
-            ts_event_ns=ms_to_ns(data.get("T", data.get("E")), line.recv_ns), ts_recv_ns=line.recv_ns,
-            venue=venue, symbol=symbol, sequence=trade_id, trade_id=str(trade_id),
-            price_nanos=decimal(data, "p", "price p"), size_nanos=decimal(data, "q", "quantity q"),
+            ts_event_ns=ts_event, ts_recv_ns=line.recv_ns, venue=venue, symbol=symbol, sequence=trade_id,
+            trade_id=str(trade_id), price_nanos=px, size_nanos=qty,
             # the buyer resting on the book means the seller crossed the spread
-            aggressor_side=ASK if maker else BID, flags=0,
+            aggressor_side=ASK if maker else BID, flags=F_GAP if trade_id < high else 0,
         )
 
     def _quote(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
@@ -241,6 +261,15 @@ class BinanceDecoder(VenueDecoder):
             ask_price_nanos=decimal(data, "a", "ask price a"),
             ask_size_nanos=decimal(data, "A", "ask size A"), flags=0,
         )
+
+
+def _symbol_text(payload: bytes) -> str:
+    """The symbol a damaged frame's text names (``"s":"BTCUSDT"`` or its stream), else ""."""
+    found = _SYMBOL_TEXT.search(payload)
+    if found:
+        return found.group(1).decode()
+    found = _STREAM_TEXT.search(payload)
+    return found.group(1).decode().upper() if found else ""
 
 
 def decode(paths: Sequence[Path], *, symbols: Collection[str] | None = None,

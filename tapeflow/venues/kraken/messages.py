@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 SNAPSHOT_ASKS, SNAPSHOT_BIDS = "as", "bs"
 UPDATE_ASKS, UPDATE_BIDS = "a", "b"
+ASK_KEYS = frozenset({SNAPSHOT_ASKS, UPDATE_ASKS})
 CHECKSUM = "c"
 REPUBLISH = "r"
 CONTROL_EVENTS = frozenset({"heartbeat", "systemStatus", "subscriptionStatus", "pong"})

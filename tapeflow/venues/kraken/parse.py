@@ -23,11 +23,13 @@ from tapeflow.schemas.records import (
     ASK,
     BID,
     F_LAST,
+    F_MAYBE_BAD_BOOK,
     F_SNAPSHOT,
     L2_CLEAR,
     L2_DELETE,
     L2_SET,
     NO_SIDE,
+    UNDEF_TS,
 )
 from tapeflow.venues.decoder import VenueDecoder
 from tapeflow.venues.fields import array
@@ -37,6 +39,7 @@ from tapeflow.wire.numbers import to_nanos
 from tapeflow.wire.rejects import Reason
 
 VENUE = "kraken"
+MAX_PRICE_TEXT = "9223372036.854775807"  # int64 max in 1e-9 units
 
 
 @dataclass
@@ -50,6 +53,8 @@ class PairBook:
     bids: dict[int, int] = field(default_factory=dict)
     ask_px: list[int] = field(default_factory=list)
     bid_px: list[int] = field(default_factory=list)
+    last_ts_ns: int = UNDEF_TS  # the newest update's event time
+    last_payload: bytes = b""  # the previous update frame, as received
 
     def set(self, side: int, price_nanos: int, volume_nanos: int) -> None:
         levels, prices = (self.bids, self.bid_px) if side == BID else (self.asks, self.ask_px)
@@ -88,6 +93,8 @@ class ChecksumStats:
     ok: int = 0
     total: int = 0
     failures: list[str] = field(default_factory=list)
+    duplicates: int = 0  # updates identical to the pair's previous one (rows flagged)
+    reorders: int = 0  # updates older than the pair's newest (book resynced)
 
 
 class KrakenDecoder(VenueDecoder):
@@ -143,14 +150,15 @@ class KrakenDecoder(VenueDecoder):
             if m.CHECKSUM in part:
                 crc = part[m.CHECKSUM]
         expected = _checksum_value(crc) if crc is not None else None
+        ts_event = _event_time(levels, book.last_ts_ns if book.last_ts_ns >= 0 else line.recv_ns)
+        every = self._order(book, pair, ts_event, line)
         flags = self.take_gap(pair)
         rows: list[tuple[int, int, int, int, int]] = []
-        for side, px, vol, ts in levels:
+        for side, px, vol, _ in levels:
             book.set(side, px, vol)
-            rows.append((side, L2_SET if vol else L2_DELETE, px, vol, ts))
-        last_ts = levels[-1][3] if levels else line.recv_ns
-        rows += [(side, L2_DELETE, px, 0, last_ts) for side, px in book.truncate()]
-        self._deltas(line, pair, rows, flags)
+            rows.append((side, L2_SET if vol else L2_DELETE, px, vol, ts_event))
+        rows += [(side, L2_DELETE, px, 0, ts_event) for side, px in book.truncate()]
+        self._deltas(line, pair, rows, flags, every=every)
         if expected is not None:
             self.stats.total += 1
             got = book.checksum()
@@ -159,6 +167,23 @@ class KrakenDecoder(VenueDecoder):
             else:
                 self.stats.failures.append(f"{line.location}: {pair} checksum {got} != c {expected}")
                 self.lose_sync(pair)
+
+    def _order(self, book: PairBook, pair: str, ts_event: int, line: CaptureLine) -> int:
+        """Duplicates and reorders, which Kraken v1 (no sequence number) cannot prove: an update
+        byte-identical to the pair's previous one has its rows flagged ``F_MAYBE_BAD_BOOK``
+        (re-applying absolute volumes leaves the book as it was, but the rows are there twice);
+        one older than the pair's newest update (its newest level time, republished levels
+        aside) may have put stale volumes back: the book resyncs (``F_GAP`` on this message)."""
+        duplicate = line.payload == book.last_payload
+        book.last_payload = line.payload
+        if duplicate:
+            self.stats.duplicates += 1
+            return F_MAYBE_BAD_BOOK
+        if ts_event < book.last_ts_ns:
+            self.stats.reorders += 1
+            self.lose_sync(pair)
+        book.last_ts_ns = max(book.last_ts_ns, ts_event)
+        return 0
 
     def _snapshot(self, part: dict[str, Any], channel: str, pair: str, line: CaptureLine) -> None:
         asks = self._levels(part.get(m.SNAPSHOT_ASKS, []), m.SNAPSHOT_ASKS, pair, line)
@@ -169,26 +194,35 @@ class KrakenDecoder(VenueDecoder):
         book = PairBook(depth, m.decimals(first[0]), m.decimals(first[1]))
         self.books[pair] = book
         self.resync(pair)
-        ts_snap = max((lv[2] for lv in asks + bids), default=line.recv_ns)
-        rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_snap)]
+        # the order check starts at the first update: a snapshot's newest level is not an update
+        ts_event = _event_time([(0, *lv) for lv in asks + bids], line.recv_ns)
+        rows = [(NO_SIDE, L2_CLEAR, 0, 0, ts_event)]
         for side, levels in ((ASK, asks), (BID, bids)):
-            for px, vol, ts in levels:
+            for px, vol, _ in levels:
                 book.set(side, px, vol)
-                rows.append((side, L2_SET, px, vol, ts))
+                rows.append((side, L2_SET, px, vol, ts_event))
         self._deltas(line, pair, rows, F_SNAPSHOT, every=F_SNAPSHOT)
 
     def _levels(self, value: Any, key: str, pair: str, line: CaptureLine) -> list[tuple[int, int, int]]:
-        """Parse a level list. A level beyond int64 nanos is rejected on its own: Kraken keeps
-        placeholder orders such as an XBT/CHF ask at 9999999997 CHF, always the worst level of
-        its side, so leaving it out changes neither the top 10 nor which levels get truncated."""
+        """Parse a level list. An *ask* priced beyond int64 nanos is a placeholder order (the real
+        capture holds an XBT/CHF ask at 9999999997.00000 CHF, 180,000 times the market): always
+        the worst ask, so leaving it out changes neither the top 10 (checksums) nor which levels
+        get truncated. It is kept out of the book by rule (``price_beyond_range``, its exact text
+        in the ``rejected`` row); a *bid* that large would be the best bid, so it is damage."""
         levels = []
         for raw in array(value, key):
             try:
-                levels.append(_level(raw, key))
+                px, vol, ts = _level(raw, key)
+                # a republished level re-enters the depth with its old time: not this message's
+                levels.append((px, vol, UNDEF_TS if raw[3:4] == [m.REPUBLISH] else ts))
             except BadInput as err:
                 if err.reason != Reason.OUT_OF_RANGE:
                     raise
-                self.rejects.add(err.reason, err.detail, line.location, msgspec.json.encode(raw),
+                if key not in m.ASK_KEYS or not _price_beyond_range(raw):
+                    raise
+                detail = (f"{key!r} level {raw!r}: price above {MAX_PRICE_TEXT}, the largest int64 nanos "
+                          "hold; a placeholder worst ask, kept out of the book")
+                self.rejects.add(Reason.PRICE_BEYOND_RANGE, detail, line.location, msgspec.json.encode(raw),
                                  ts_recv_ns=line.recv_ns, symbol=pair)
         return levels
 
@@ -220,6 +254,28 @@ class KrakenDecoder(VenueDecoder):
         self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
                            trade_id="", price_nanos=px, size_nanos=vol, aggressor_side=aggressor,
                            flags=[0] * (n - 1) + [F_LAST])
+
+
+def _event_time(levels: Sequence[tuple[int, int, int, int]], fallback_ns: int) -> int:
+    """A book message's event time: the newest of its levels' times (a republished level's is
+    ``UNDEF_TS``), else ``fallback_ns``.
+
+    Kraken v1 stamps each level with *its own* last update; the message has no time. A snapshot
+    carries levels unchanged for years (2018 on a 2021 capture) and a republished level keeps its
+    old time, so a level's time is not when the message happened: the newest one is (the update's
+    own time; for a snapshot, the book's last change). Every row of the message carries it.
+    """
+    newest = max((lv[3] for lv in levels), default=UNDEF_TS)
+    return newest if newest != UNDEF_TS else fallback_ns
+
+
+def _price_beyond_range(raw: list[Any]) -> bool:
+    """The level's price (not its volume or time) is what exceeds int64 nanos."""
+    try:
+        to_nanos(raw[0])
+    except BadNumber as err:
+        return err.reason == Reason.OUT_OF_RANGE
+    return False
 
 
 def _level(raw: Any, key: str) -> tuple[int, int, int]:

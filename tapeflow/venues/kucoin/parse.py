@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tapeflow.errors import BadInput
-from tapeflow.schemas.records import ASK, BID
+from tapeflow.schemas.records import ASK, BID, F_GAP
 from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder
 from tapeflow.venues.fields import decimal, field, integer, levels, load_json, obj
 from tapeflow.venues.kucoin import messages as wire
@@ -35,6 +35,10 @@ class KucoinDecoder(VenueDecoder):
     """One decode pass over KuCoin captures; ``stats`` holds the l2update chain counts."""
 
     venue = wire.VENUE
+
+    def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
+        super().__init__(symbols=symbols, chunk_rows=chunk_rows)
+        self.match_high: dict[str, int] = {}  # symbol -> newest match sequence decoded
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         msg = obj(msg, "the frame")
@@ -109,11 +113,17 @@ class KucoinDecoder(VenueDecoder):
             raise BadInput(Reason.BAD_FIELD, f"taker side was {data.get('side')!r}")
         trade_id = field(data, "tradeId")
         ts = data.get("time")
+        seq, px, size = integer(data, "sequence"), decimal(data, "price"), decimal(data, "size")
+        # a match repeating the symbol's newest sequence is a doubled frame; one below it is late
+        high = self.match_high.get(symbol, -1)
+        if seq == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} match sequence {seq} repeats the newest one")
+        self.match_high[symbol] = max(high, seq)
         self.trades.append(
             ts_event_ns=int(ts) if isinstance(ts, str) and ts.isascii() and ts.isdigit() else line.recv_ns,
-            ts_recv_ns=line.recv_ns, venue=wire.VENUE, symbol=symbol, sequence=integer(data, "sequence"),
-            trade_id=str(trade_id), price_nanos=decimal(data, "price"), size_nanos=decimal(data, "size"),
-            aggressor_side=side, flags=0,
+            ts_recv_ns=line.recv_ns, venue=wire.VENUE, symbol=symbol, sequence=seq,
+            trade_id=str(trade_id), price_nanos=px, size_nanos=size, aggressor_side=side,
+            flags=F_GAP if seq < high else 0,
         )
 
     def _ticker(self, data: dict[str, Any], symbol: str, line: CaptureLine) -> None:

@@ -25,7 +25,7 @@ from tapeflow.schemas.records import BOOK_SNAPSHOT, ORDER_EVENT, TRADE, UNDEF_TS
 from tapeflow.venues.columns import Columns
 from tapeflow.venues.csvscan import DEC9, INT, LineReader, Scanned
 from tapeflow.venues.lobster import messages as m
-from tapeflow.venues.lobster.lines import HOUR_NS, parse_book, parse_message, wall_clock
+from tapeflow.venues.lobster.lines import HOUR_NS, parse_book, parse_message, unpaired, wall_clock
 from tapeflow.venues.lobster.rows import book_rows, check_books, check_messages, message_rows
 from tapeflow.wire.capture import Decoded
 from tapeflow.wire.rejects import Rejects
@@ -82,14 +82,17 @@ class _Chunk:
         """The lines refused above, through the per-line rules, in file order (a message before
         the orderbook row of its index, as the per-line decode writes their rejects)."""
         bad_msg, bad_book = np.flatnonzero(~good), np.flatnonzero(~book_good)
-        if not bad_msg.size and not bad_book.size:
+        paired = len(values)  # orderbook rows from here on have no message row: unpaired
+        alone = np.flatnonzero(book_good[paired:]) + paired
+        if not bad_msg.size and not bad_book.size and not alone.size:
             return
         naive, offsets = self.epoch_ns, self.offsets_ns.tolist()
 
         def to_utc(seconds_ns: int) -> int:
             return naive + seconds_ns - offsets[seconds_ns // HOUR_NS]
 
-        for i, is_book in sorted([(int(i), False) for i in bad_msg] + [(int(i), True) for i in bad_book]):
+        marked = [(int(i), False) for i in bad_msg] + [(int(i), True) for i in (*bad_book, *alone)]
+        for i, is_book in sorted(marked):
             if not is_book:
                 raw = msg.raw(i)
                 try:
@@ -103,9 +106,12 @@ class _Chunk:
             raw = book.raw(i)
             try:
                 grid[i] = parse_book(raw, self.files.levels)
+                if i >= paired:
+                    raise unpaired(self.files.message is not None)
             except BadInput as exc:
                 ts = int(ts_ns[i]) if i < len(ts_ns) else UNDEF_TS
                 self._reject(rejects, exc, self.files.orderbook, first + i, raw, ts)
+                book_good[i] = False
                 continue
             book_good[i] = True
 
@@ -130,7 +136,9 @@ class _Chunk:
         return {ORDER_EVENT.name: events.drain(), TRADE.name: trades.drain()}
 
     def _snapshots(self, first: int, grid: np.ndarray, good: np.ndarray, msg_ts_ns: np.ndarray) -> pa.Table:
-        ts, seq, *sides = book_rows(grid, good, msg_ts_ns, first)
+        timed = good.copy()  # a row whose message was rejected has no time: no snapshot (parse.py)
+        timed[: len(msg_ts_ns)] &= msg_ts_ns[: len(timed)] != UNDEF_TS
+        ts, seq, *sides = book_rows(grid, timed, msg_ts_ns, first)
         levels = self.files.levels
         offsets = pa.array(np.arange(0, len(ts) * levels + 1, levels, dtype=np.int32))
         lists = [pa.ListArray.from_arrays(offsets, pa.array(s)) for s in sides]

@@ -19,10 +19,12 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import SCALE
 from tapeflow.venues.lobster import messages as m
 from tapeflow.wire.numbers import I64_MAX, to_nanos
+from tapeflow.wire.rejects import Reason
 
 DAY_NS = 86_400 * 1_000_000_000
 HOUR_NS = 3_600_000_000_000
 _INT = re.compile(r"^-?\d+$")
+_MAX_INT_CHARS = 20  # "-9223372036854775808"
 
 Message = tuple[int, int, int, int, int, int]  # ts_ns (UTC), Type, OrderID, Size, Price, Direction
 
@@ -55,6 +57,8 @@ def wall_clock_to_utc(day: date) -> Callable[[int], int]:
 def _int(text: str, name: str) -> int:
     if not _INT.match(text):
         raise BadInput("bad_number", f"{name} was {text!r}, not an integer")
+    if len(text) > _MAX_INT_CHARS:  # before int(): Python refuses more than 4,300 digits
+        raise BadInput(Reason.OUT_OF_RANGE, f"{name} has {len(text):,} characters, beyond int64")
     return int(text)
 
 
@@ -130,3 +134,9 @@ def parse_book(raw: bytes, levels: int) -> list[int]:
         elif price * m.PRICE_UNIT_NANOS > I64_MAX:
             raise BadInput("out_of_range", f"{name} was {price}, beyond int64 nanos")
     return values
+
+
+def unpaired(has_message_file: bool) -> BadInput:
+    """The reject of an orderbook row with no message row (its time comes from that row)."""
+    where = "the message file ends before it" if has_message_file else "no message file was given"
+    return BadInput(Reason.UNPAIRED, f"orderbook row without a message row ({where}): no time for a snapshot")

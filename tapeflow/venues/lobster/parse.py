@@ -59,7 +59,7 @@ from tapeflow.schemas.records import (
 )
 from tapeflow.venues.lobster import messages as m
 from tapeflow.venues.lobster.block import decode_blocks
-from tapeflow.venues.lobster.lines import parse_book, parse_message, wall_clock_to_utc
+from tapeflow.venues.lobster.lines import parse_book, parse_message, unpaired, wall_clock_to_utc
 from tapeflow.wire.capture import Decoded
 from tapeflow.wire.rejects import Rejects
 
@@ -135,7 +135,7 @@ def decode_pair(files: LobsterFiles, *, fast: bool = True) -> Iterator[Decoded]:
             ts_ns = out.message(index, msg, to_utc)
         if book is not None:
             bytes_read += len(book)
-            out.orderbook(index, book, ts_ns)
+            out.orderbook(index, book, ts_ns, has_message=msg is not None)
         if (index + 1) % CHUNK_ROWS == 0:
             yield out.flush(bytes_read)
             bytes_read = 0  # Decoded.bytes_read is the increment since the previous chunk
@@ -231,12 +231,19 @@ class _Chunk:
                             ("aggressor_side", aggressor), ("flags", flags)):
             t[name].append(value)
 
-    def orderbook(self, index: int, raw: bytes, ts_ns: int) -> None:
+    def orderbook(self, index: int, raw: bytes, ts_ns: int, *, has_message: bool) -> None:
+        """Orderbook row ``index``: a snapshot at its message's time ``ts_ns``. None when that
+        message was rejected (its dead letter stands for the pair row); a row with no message
+        at all is a dead letter of its own (``unpaired``)."""
         levels = self.files.levels
         try:
             values = parse_book(raw, levels)
+            if not has_message:
+                raise unpaired(self.files.message is not None)
         except BadInput as exc:
             self._reject(exc, self.files.orderbook, index, raw, ts_ns)
+            return
+        if ts_ns == UNDEF_TS:
             return
         grid = np.array(values, np.int64).reshape(levels, 4)
         s = self.snaps

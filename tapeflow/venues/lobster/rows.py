@@ -155,7 +155,8 @@ def message_rows(values: np.ndarray, good: np.ndarray, ts_ns: np.ndarray, first:
 def book_rows(grid: np.ndarray, good: np.ndarray, msg_ts_ns: np.ndarray, first: int) -> tuple:
     """``book_snapshot`` columns of the good orderbook lines: (ts_ns, sequence, then flat
     int64[rows * levels] ask prices, ask sizes, bid prices, bid sizes); an empty level is
-    UNDEF_PRICE / 0, a row's time is its message's (UNDEF_TS when that one is absent or rejected)."""
+    UNDEF_PRICE / 0, a row's time is its message's (the caller keeps rows without one out of
+    ``good``: no snapshot at UNDEF_TS)."""
     n, width = grid.shape
     levels = width // 4
     rows = 0

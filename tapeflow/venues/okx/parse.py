@@ -4,7 +4,8 @@ Each instrument's book keeps the wire strings of every level beside the exact na
 OKX checksum hashes the strings as sent (a size may arrive as "0.10" and hash differently from
 "0.1"). Sequence rule: an update's ``prevSeqId`` must equal the previous ``seqId`` (a heartbeat
 repeats it), otherwise its first row carries ``F_GAP``; a checksum mismatch flags the next message
-the same way.
+the same way. Messages of the older shape (captures from 2022) have no ``seqId``/``prevSeqId``:
+their rows carry sequence -1 and the checksum, present on every message, is the only check.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import (
     ASK,
     BID,
+    F_GAP,
     F_LAST,
     F_SNAPSHOT,
     L2_CLEAR,
@@ -35,6 +37,7 @@ from tapeflow.wire.numbers import nanos
 from tapeflow.wire.rejects import Reason
 
 VENUE = "okx"
+NO_SEQ = -1  # the ``sequence`` of rows from a message without ``seqId``
 
 
 @dataclass
@@ -83,6 +86,7 @@ class OkxDecoder(VenueDecoder):
         super().__init__()
         self.books: dict[str, InstrumentBook] = {}
         self.stats = BookStats()  # type: ignore[assignment]
+        self.trade_high: dict[str, int] = {}  # instId -> newest tradeId decoded
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == RECV and line.payload.strip() == b"pong":
@@ -114,7 +118,7 @@ class OkxDecoder(VenueDecoder):
     def _book(self, action: Any, item: dict[str, Any], inst: str, line: CaptureLine) -> None:
         asks = [(ASK, *_level(raw, "asks")) for raw in array(field(item, "asks"), "asks")]
         bids = [(BID, *_level(raw, "bids")) for raw in array(field(item, "bids"), "bids")]
-        seq_id, prev = _int(item, "seqId"), _int(item, "prevSeqId")
+        seq_id, prev = _sequence(item)
         checksum = _int(item, "checksum") if "checksum" in item else None
         ts = _ms(item.get("ts"), "ts")
         if action == m.SNAPSHOT:
@@ -126,12 +130,14 @@ class OkxDecoder(VenueDecoder):
             book = self.books.get(inst)
             if book is None:
                 raise BadInput(Reason.NO_SNAPSHOT, f"update for {inst!r} before its snapshot, seqId {seq_id}")
-            self.stats.links_total += 1
-            if prev == book.seq_id:
-                self.stats.links_ok += 1
-            else:
-                self.stats.failures.append(f"{line.location}: {inst} prevSeqId {prev} != seqId {book.seq_id}")
-                self.lose_sync(inst)
+            if prev is not None:  # the older shape has no chain: its checksum is the only check
+                self.stats.links_total += 1
+                if prev == book.seq_id:
+                    self.stats.links_ok += 1
+                else:
+                    self.stats.failures.append(
+                        f"{line.location}: {inst} prevSeqId {prev} != seqId {book.seq_id}")
+                    self.lose_sync(inst)
             book.seq_id = seq_id
             rows = []
             base = 0
@@ -177,9 +183,30 @@ class OkxDecoder(VenueDecoder):
         if not n:
             return
         ts, inst, seq, trade_id, px, sz, aggressor = (list(c) for c in zip(*parsed, strict=True))
+        flags = [F_GAP if late else 0 for late in self._trade_order(inst, seq)]
+        flags[-1] |= F_LAST
         self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=inst, sequence=seq,
                            trade_id=trade_id, price_nanos=px, size_nanos=sz, aggressor_side=aggressor,
-                           flags=[0] * (n - 1) + [F_LAST])
+                           flags=flags)
+
+    def _trade_order(self, inst: list[str], ids: list[int]) -> list[bool]:
+        """Per trade of a frame, whether its id is below its instrument's newest (late: ``F_GAP``).
+
+        A frame whose newest id equals an instrument's newest repeats a frame already decoded:
+        a ``duplicate`` dead letter. Trades without a numeric id (-1) are not checked.
+        """
+        newest: dict[str, int] = {}
+        for i, tid in zip(inst, ids, strict=True):
+            newest[i] = max(newest.get(i, -1), tid)
+        for i, tid in newest.items():
+            if tid >= 0 and tid == self.trade_high.get(i):
+                raise BadInput(Reason.DUPLICATE, f"{i} trades up to tradeId {tid} were already decoded")
+        late = []
+        for i, tid in zip(inst, ids, strict=True):
+            high = self.trade_high.get(i, -1)
+            late.append(0 <= tid < high)
+            self.trade_high[i] = max(high, tid)
+        return late
 
 
 def _level(raw: Any, key: str) -> tuple[int, int, tuple[str, str]]:
@@ -189,6 +216,17 @@ def _level(raw: Any, key: str) -> tuple[int, int, tuple[str, str]]:
         # the checksum hashes the strings as sent: a level must carry them
         raise BadNumber(Reason.BAD_NUMBER, raw[:2], f"{key!r} level (not decimal strings)")
     return nanos(raw[0], key), nanos(raw[1], key), (raw[0], raw[1])
+
+
+def _sequence(item: dict[str, Any]) -> tuple[int, int | None]:
+    """``(seqId, prevSeqId)``, or ``(NO_SEQ, None)`` for the older shape that has neither.
+
+    OKX added the pair to ``books`` in 2022-2023; captures from before (May 2022) carry only the
+    checksum. One without the other is a damaged message.
+    """
+    if "seqId" not in item and "prevSeqId" not in item:
+        return NO_SEQ, None
+    return _int(item, "seqId"), _int(item, "prevSeqId")
 
 
 def _int(item: dict[str, Any], key: str) -> int:

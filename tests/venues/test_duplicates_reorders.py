@@ -1,0 +1,171 @@
+"""Doubled and reordered frames on the JSON venues (issue 9: stored twice, passed unflagged).
+
+Where the venue numbers what it sends (Coinbase trade ids and ticker sequences, Binance trade
+ids), a repeat is a ``duplicate`` dead letter and an out-of-order one is flagged ``F_GAP``; where it does not
+(Kraken v1 books, Coinbase level2), a repeat's rows are flagged ``F_MAYBE_BAD_BOOK`` and an update
+older than the newest resyncs the book (``F_GAP``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tapeflow.schemas.records import F_GAP, F_LAST, F_MAYBE_BAD_BOOK
+from tapeflow.venues import get_format
+from tapeflow.venues.base import merge
+from tapeflow.venues.binance.parse import BinanceDecoder
+from tests.conftest import need
+
+T0 = 1_700_000_000_000_000_000
+
+
+def _decode(tmp_path: Path, fmt: str, frames: list[str]) -> dict:
+    path = tmp_path / f"{fmt}.jsonl"
+    path.write_text("".join(f"{T0 + i} {f}\n" for i, f in enumerate(frames)))
+    return merge(list(get_format(fmt).decode([path])))
+
+
+def _reasons(tables: dict) -> list[str]:
+    return tables["rejected"].column("reason").to_pylist() if "rejected" in tables else []
+
+
+# -- Kraken v1: no sequence, level times to the microsecond -----------------------------------
+
+K_SNAP = json.dumps([7, {"as": [["5.0", "1.0", "1.0"]], "bs": [["4.0", "1.0", "1.0"]]}, "book-10", "X/Y"])
+K_A = json.dumps([7, {"a": [["5.1", "2.0", "2.000001"]]}, "book-10", "X/Y"])
+K_B = json.dumps([7, {"b": [["4.1", "3.0", "3.000001"]]}, "book-10", "X/Y"])
+K_R = json.dumps([7, {"a": [["5.2", "1.0", "0.5", "r"]]}, "book-10", "X/Y"])  # republished: old time
+
+
+def _flags(tables: dict) -> list[int]:
+    return tables["book_delta"].column("flags").to_pylist()[3:]  # after the snapshot's 3 rows
+
+
+def test_kraken_in_order_and_republished_levels_are_clean(tmp_path: Path) -> None:
+    assert _flags(_decode(tmp_path, "kraken", [K_SNAP, K_A, K_B, K_R])) == [F_LAST] * 3
+
+
+def test_kraken_doubled_update_is_flagged(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "kraken", [K_SNAP, K_A, K_A, K_B])
+    assert _flags(tables) == [F_LAST, F_LAST | F_MAYBE_BAD_BOOK, F_LAST]
+    assert _reasons(tables) == []
+
+
+def test_kraken_reordered_update_resyncs(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "kraken", [K_SNAP, K_B, K_A])
+    assert _flags(tables) == [F_LAST, F_LAST | F_GAP]
+
+
+# -- Coinbase: trade ids and ticker sequences; level2 has neither -------------------------------
+
+C_SNAP = json.dumps({"type": "snapshot", "product_id": "X-Y", "bids": [["4.0", "1"]], "asks": [["5.0", "1"]]})
+
+
+def _l2(time: str, px: str) -> str:
+    return json.dumps({"type": "l2update", "product_id": "X-Y", "time": time, "changes": [["buy", px, "1"]]})
+
+
+def _match(trade_id: int) -> str:
+    return json.dumps({"type": "match", "trade_id": trade_id, "sequence": 100 + trade_id, "product_id": "X-Y",
+                       "side": "sell", "price": "4.5", "size": "1", "time": "2023-11-14T22:13:20.000001Z"})
+
+
+def _ticker(seq: int) -> str:
+    return json.dumps({"type": "ticker", "sequence": seq, "product_id": "X-Y", "best_bid": "4.0",
+                       "best_bid_size": "1", "best_ask": "5.0", "best_ask_size": "1",
+                       "time": "2023-11-14T22:13:20.000001Z"})
+
+
+L1, L2 = _l2("2023-11-14T22:13:20.000001Z", "4.1"), _l2("2023-11-14T22:13:20.000002Z", "4.2")
+
+
+def test_coinbase_doubled_l2update_is_flagged_and_reorder_resyncs(tmp_path: Path) -> None:
+    flags = _flags(_decode(tmp_path, "coinbase", [C_SNAP, L1, L1, L2]))
+    assert flags == [F_LAST, F_LAST | F_MAYBE_BAD_BOOK, F_LAST]
+    flags = _flags(_decode(tmp_path, "coinbase", [C_SNAP, L2, L1]))
+    assert flags == [F_LAST, F_LAST | F_GAP]
+
+
+def test_coinbase_trade_id_repeat_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "coinbase", [_match(1), _match(3), _match(3), _match(2)])
+    trades = tables["trade"].to_pylist()
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("1", F_LAST), ("3", F_LAST), ("2", F_LAST | F_GAP)]
+    rej = tables["rejected"].to_pylist()
+    assert [(r["reason"], r["location"], r["symbol"]) for r in rej] == [
+        ("duplicate", "coinbase.jsonl:3", "X-Y")]
+
+
+def test_coinbase_ticker_sequence_repeat_is_a_duplicate(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "coinbase", [_ticker(10), _ticker(10), _ticker(12), _ticker(11)])
+    assert tables["quote"].column("flags").to_pylist() == [F_LAST, F_LAST, F_LAST | F_GAP]
+    assert _reasons(tables) == ["duplicate"]
+
+
+# -- Binance trades: ids per symbol (the block path and the per-frame path agree) ---------------
+
+def _trade(symbol: str, trade_id: int) -> str:
+    data = {"e": "trade", "E": 1723075200000, "T": 1723075200000, "s": symbol, "t": trade_id, "p": "1.5",
+            "q": "2", "X": "MARKET", "m": True}
+    return json.dumps({"stream": f"{symbol.lower()}@trade", "data": data}, separators=(",", ":"))
+
+
+def test_binance_doubled_trade_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    frames = [_trade("BTCUSDT", 1), _trade("ETHUSDT", 1), _trade("BTCUSDT", 3), _trade("BTCUSDT", 3),
+              _trade("BTCUSDT", 2), _trade("ETHUSDT", 2), _trade("ETHUSDT", 2)]
+    path = tmp_path / "binance.ns"
+    path.write_text("".join(f"{T0 + i} {f}\n" for i, f in enumerate(frames)))
+    fmt = get_format("binance")
+    fast = merge(list(fmt.decode([path])))
+    slow = merge(list(BinanceDecoder(fast=False).run([path])))
+    for tables in (fast, slow):
+        trades = tables["trade"].to_pylist()
+        assert [(t["symbol"], t["trade_id"], t["flags"]) for t in trades] == [
+            ("BTCUSDT", "1", 0), ("ETHUSDT", "1", 0), ("BTCUSDT", "3", 0), ("BTCUSDT", "2", F_GAP),
+            ("ETHUSDT", "2", 0)]
+        rej = tables["rejected"].to_pylist()
+        assert [(r["reason"], r["location"], r["symbol"]) for r in rej] == [
+            ("duplicate", "binance.ns:4", "BTCUSDT"), ("duplicate", "binance.ns:7", "ETHUSDT")]
+
+
+def test_binance_real_trades_have_no_repeat_and_no_late_id(real_data: Path) -> None:
+    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    tables = merge(list(get_format("binance").decode([path])))
+    assert "rejected" not in tables
+    assert not any(f & F_GAP for f in tables["trade"].column("flags").to_pylist())
+
+
+# -- OKX trades: tradeId per instrument -----------------------------------------------------------
+
+def _okx_trades(*ids: int) -> str:
+    data = [{"instId": "BTC-USDT", "tradeId": str(i), "px": "1.5", "sz": "2", "side": "buy",
+             "ts": "1700000000000"} for i in ids]
+    return json.dumps({"arg": {"channel": "trades", "instId": "BTC-USDT"}, "data": data})
+
+
+def test_okx_doubled_trades_frame_is_a_duplicate_and_late_trades_are_flagged(tmp_path: Path) -> None:
+    frames = [_okx_trades(1, 2), _okx_trades(1, 2), _okx_trades(5), _okx_trades(3, 6)]
+    tables = _decode(tmp_path, "okx", frames)
+    trades = tables["trade"].to_pylist()
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("1", 0), ("2", F_LAST), ("5", F_LAST), ("3", F_GAP), ("6", F_LAST)]
+    assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [
+        ("duplicate", "okx.jsonl:2")]
+
+
+# -- KuCoin matches: sequence per symbol ----------------------------------------------------------
+
+def _kucoin_match(seq: int) -> str:
+    data = {"symbol": "X-BTC", "sequence": str(seq), "side": "buy", "size": "1", "price": "0.5",
+            "takerOrderId": "a", "time": "1619378327739050725", "type": "match", "makerOrderId": "b",
+            "tradeId": f"t{seq}"}
+    return json.dumps({"data": data, "subject": "trade.l3match", "topic": "/market/match:X-BTC",
+                       "type": "message"})
+
+
+def test_kucoin_doubled_match_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    tables = _decode(tmp_path, "kucoin", [_kucoin_match(s) for s in (10, 12, 12, 11)])
+    trades = tables["trade"].to_pylist()
+    assert [(t["sequence"], t["flags"]) for t in trades] == [(10, 0), (12, 0), (11, F_GAP)]
+    assert _reasons(tables) == ["duplicate"]
