@@ -78,6 +78,8 @@ def _int(text: str, name: str) -> int:
     if not text.isdigit():
         negative = text.startswith("-") and text[1:].isdigit()
         raise BadNumber("negative" if negative else "bad_number", f"{name}={text}")
+    if len(text.lstrip("0")) > 19:  # before int(): it refuses more than 4,300 digits; int64 has 19
+        raise BadNumber("out_of_range", f"{name} has {len(text):,} digits, beyond int64")
     value = int(text)
     if value > 2**63 - 1:
         raise BadNumber("out_of_range", f"{name}={text}")
