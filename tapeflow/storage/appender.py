@@ -119,6 +119,16 @@ class Appender:
             self._state(record, venue, symbol, date).pending.append((token, rows))
             self._buffered = True
 
+    @property
+    def buffered(self) -> bool:
+        """Batches wait for the next flush."""
+        return self._buffered
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no partition touched: a flush or a compaction would do nothing."""
+        return not self._buffered and not self._partitions
+
     def flush(self) -> list[PartitionWrite]:
         """Write what is buffered: one part per touched partition, then the merges it triggers."""
         if not self._buffered:

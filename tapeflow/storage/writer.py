@@ -154,14 +154,14 @@ class Writer:
 
     def flush(self) -> list[PartitionWrite]:
         """Commit the appended batches to the lake: one part per partition, plus the merges due."""
-        if self._appender is None:
-            return []
+        if self._appender is None or not self._appender.buffered:
+            return []  # without taking the lock: a live sink flushes often, mostly nothing
         with self.committing():
             return self._appender.flush()
 
     def compact(self) -> list[PartitionWrite]:
         """Flush, then fold every partition appended to into one ``part-0.parquet``."""
-        if self._appender is None:
+        if self._appender is None or self._appender.idle:
             return []
         with self.committing():
             return self._appender.compact()
