@@ -90,7 +90,8 @@ class _Partition:
 
 
 class Appender:
-    """Buffered, exactly-once appends to the partitions of one lake (one writer per lake).
+    """Buffered, exactly-once appends to the partitions of one lake (one per writer; writers of a
+    lake commit in turn under its lock, and a partition another writer changed is reloaded).
 
     Args:
         root: the lake root.

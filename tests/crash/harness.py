@@ -63,7 +63,7 @@ class Contents:
     warehouse: dict[str, Counter[int]]
 
     def lake_rows(self, name: str) -> Counter[int]:
-        return _multiset(self.lake[name])
+        return multiset(self.lake[name])
 
 
 RECORDS = ("trade", "rejected")
@@ -75,7 +75,7 @@ def contents(lake_root: Path, dsn: str | None) -> Contents:
     stored: dict[str, Counter[int]] = {}
     if dsn:
         with Warehouse(dsn) as wh:
-            stored = {name: _multiset(wh.fetch(ALL_RECORDS[name])) for name in RECORDS}
+            stored = {name: multiset(wh.fetch(ALL_RECORDS[name])) for name in RECORDS}
     return Contents(tables, stored)
 
 
@@ -90,5 +90,5 @@ def staging_entries(lake_root: Path) -> list[str]:
     return sorted(os.listdir(area)) if area.exists() else []
 
 
-def _multiset(table: pa.Table) -> Counter[int]:
+def multiset(table: pa.Table) -> Counter[int]:
     return Counter(pl.from_arrow(table).hash_rows(seed=0).to_list()) if table.num_rows else Counter()
