@@ -49,3 +49,18 @@ def test_owner_marks(tmp_path: Path) -> None:
     assert not owner_alive(tmp_path, 999_999_999)  # no mark: dead
     register_owner(tmp_path)
     assert owner_alive(tmp_path, os.getpid())
+
+
+def test_an_appender_reloads_a_partition_another_writer_changed(tmp_path: Path) -> None:
+    rows = synthetic_deltas(300, seed=4).slice(0, 300)
+    first, second, other = rows.slice(0, 100), rows.slice(100, 100), rows.slice(200, 100)
+    with Writer(tmp_path) as live:
+        live.append(BOOK_DELTA, first, token="a")
+        live.flush()
+        with Writer(tmp_path) as batch:  # swaps the partition under the live writer's feet
+            batch.merge(BOOK_DELTA, other)
+        live.append(BOOK_DELTA, second, token="b")
+        live.flush()
+    got = lake.read(BOOK_DELTA, tmp_path)
+    assert got.num_rows == 300
+    assert sorted(got.column("ts_recv_ns").to_pylist()) == sorted(rows.column("ts_recv_ns").to_pylist())
