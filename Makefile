@@ -8,7 +8,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup kernels demo test bench lint clean ui validate
+.PHONY: setup kernels demo test bench lint clean ui validate crash
 
 # the install: a venv with the project (editable) and its numba kernels compiled
 setup: $(STAMP) kernels
@@ -39,6 +39,13 @@ test: setup
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory validate
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+
+# kill -9 at 50 random points each of an ingest, a Dagster materialization and the live flow (with
+# recovery), every rerun compared with an uninterrupted run (docs/reliability.md); `make test` runs a
+# few points of each. Long: the Dagster half alone is ~50 materializations (~1 h on a busy 2-core box).
+crash: setup
+	TAPEFLOW_CRASH_POINTS=50 TAPEFLOW_CRASH_DAGSTER_POINTS=50 TAPEFLOW_CRASH_LIVE_KILLS=50 \
+	$(BIN)/python -m pytest -q -s --timeout=0 tests/crash tests/flows/test_recovery.py
 
 # python -m bench --help: --only MODULE[,MODULE], --quick
 bench: setup

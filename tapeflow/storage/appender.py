@@ -81,6 +81,7 @@ class _Partition:
     tokens: set[str]
     next_seq: int
     keys: set[int] | None = None  # key hashes of REPLACE_KEYS rows on disk, loaded when needed
+    inode: int = -1  # of the directory as last seen: a swap (ours or another writer's) changes it
     pending: list[tuple[str | None, pa.Table]] = field(default_factory=list)
 
     @property
@@ -89,7 +90,8 @@ class _Partition:
 
 
 class Appender:
-    """Buffered, exactly-once appends to the partitions of one lake (one writer per lake).
+    """Buffered, exactly-once appends to the partitions of one lake (one per writer; writers of a
+    lake commit in turn under its lock, and a partition another writer changed is reloaded).
 
     Args:
         root: the lake root.
@@ -118,6 +120,16 @@ class Appender:
             self._state(record, venue, symbol, date).pending.append((token, rows))
             self._buffered = True
 
+    @property
+    def buffered(self) -> bool:
+        """Batches wait for the next flush."""
+        return self._buffered
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and no partition touched: a flush or a compaction would do nothing."""
+        return not self._buffered and not self._partitions
+
     def flush(self) -> list[PartitionWrite]:
         """Write what is buffered: one part per touched partition, then the merges it triggers."""
         if not self._buffered:
@@ -126,6 +138,7 @@ class Appender:
         latest: dict[tuple[str, str, str], str] = {}
         for state in self._partitions.values():
             if state.pending:
+                self._refresh(state)
                 self._flush_partition(state)
             key = (state.record.name, state.venue, state.symbol)
             latest[key] = max(latest.get(key, state.date), state.date)
@@ -144,6 +157,7 @@ class Appender:
         self.flush()
         before = len(self.stats.writes)
         for state in self._partitions.values():
+            self._refresh(state)
             if len(state.parts) > 1 or (state.parts and not state.parts[0].is_base):
                 self._compact(state)
         return self.stats.writes[before:]
@@ -153,13 +167,25 @@ class Appender:
         state = self._partitions.get(key)
         if state is None:
             directory = lake.partition_dir(self.root, record, venue, symbol, date)
-            parts = list_parts(directory)
-            metas = {p.name: read_meta(directory / p.name) for p in parts}
-            tokens = {t for m in metas.values() for t in m.tokens}
-            seq = max([m.seq for m in metas.values()] + [p.hi for p in parts], default=0)
-            state = _Partition(record, venue, symbol, date, directory, metas, parts, tokens, seq + 1)
+            state = _Partition(record, venue, symbol, date, directory, {}, [], set(), 1)
+            self._refresh(state)
             self._partitions[key] = state
         return state
+
+    def _refresh(self, state: _Partition) -> None:
+        """Reload a partition's parts when another writer committed into it since (under the lock)."""
+        parts = list_parts(state.directory)
+        inode = _inode(state.directory)
+        if parts == state.parts and inode == state.inode:
+            return
+        # appended parts' names are never reused with other content; the base's is
+        known = {n: m for n, m in state.metas.items() if n != BASE}
+        state.metas = {p.name: known.get(p.name) or read_meta(state.directory / p.name) for p in parts}
+        state.parts, state.inode = parts, inode
+        state.tokens = {t for m in state.metas.values() for t in m.tokens}
+        seq = max([m.seq for m in state.metas.values()] + [p.hi for p in parts], default=0)
+        state.next_seq = max(state.next_seq, seq + 1)
+        state.keys = None
 
     def _flush_partition(self, state: _Partition) -> None:
         record = state.record
@@ -194,6 +220,7 @@ class Appender:
         size = write_part(record, stored, tmp, tokens=tokens, seq=seq, zstd_level=self.zstd_level)
         part = Part(part_name(seq, seq), seq, seq)
         path = publish(tmp, state.directory, part.name)
+        state.inode = _inode(state.directory)
         state.parts.append(part)
         state.metas[part.name] = PartMeta(stored.num_rows, size, tuple(tokens), seq)
         state.next_seq += 1
@@ -243,6 +270,7 @@ class Appender:
                           zstd_level=self.zstd_level)
         size = (version / name).stat().st_size
         swap(self.root, version, state.directory)
+        state.inode = _inode(state.directory)
         part = Part(name, 0, 0) if name == BASE else Part(name, int(name[5:17]), int(name[18:30]))
         state.parts = sorted([*keep, part], key=lambda p: (not p.is_base, p.lo))
         state.metas = {p.name: state.metas[p.name] for p in keep}
@@ -263,6 +291,13 @@ class Appender:
                     raise StorageError(f"reading {state.directory / part.name} failed: {exc}") from exc
             state.keys = found
         return state.keys
+
+
+def _inode(directory: Path) -> int:
+    try:
+        return directory.stat().st_ino
+    except FileNotFoundError:
+        return -1
 
 
 def _written(state: _Partition, path: Path, rows: int, size: int) -> PartitionWrite:

@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from tapeflow.errors import StorageError
 from tapeflow.schemas import RecordType
 from tapeflow.storage import lake
+from tapeflow.storage.cleanup import write_intent
 from tapeflow.storage.compact import Run, merge_runs, write_part
 from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.parts import BASE, Part, list_parts, new_version, read_meta, swap, temp_path
@@ -159,12 +161,20 @@ class Load:
         """Swap every partition in (lake), then every slice (warehouse); return what was written."""
         if self._done:
             raise StorageError(f"load of {self.record.name} was already committed or aborted")
+        with self.writer.committing():  # one commit into a lake at a time: no writer loses another's rows
+            return self._commit()
+
+    def _commit(self) -> WriteResult:
         result = WriteResult()
+        intent = None
         self._send(sorted(k for k in self._open if self._pending[k].waiting))
         if self._stage is not None:
             self._sends.append(self.writer._on_warehouse_thread(self._finish_stream))
         if self.writer.lake is not None:  # while the warehouse finishes its inserts
             keys = sorted(set(self._pending) | set(self._listed))
+            if self._stage is not None and self.writer.warehouse is not None:
+                # a crash between the lake's swaps and the warehouse's: the next writer repairs
+                intent = write_intent(self.writer.lake, self.record.name, keys, self.writer.warehouse)
             jobs = [self._lake_job(self._commit_partition, key, self._pending.get(key)) for key in keys]
             for job in jobs:
                 write, spilled = job.result()
@@ -178,6 +188,8 @@ class Load:
             result.warehouse_rows = self.writer._on_warehouse_thread(stage.commit, self.mode,
                                                                      clear=self._listed).result()
             self.writer._on_warehouse_thread(stage.drop).result()
+        if intent is not None:
+            intent.unlink()
         self._done = True
         return result
 
@@ -308,21 +320,27 @@ class Load:
 
     def _build(self, key: Slice, directory: Path, version: Path,
                pending: _Pending) -> tuple[PartitionWrite, int]:
-        old = list_parts(directory) if self.mode == "merge" and pending.existed else []
         sizes = [run.size.result() for run in pending.runs]  # written by now, or being written
+        # read again under the commit lock: another writer may have committed here since the load began
+        current = list_parts(directory)
+        seq = max(pending.seq, _highest_seq(directory, current))
+        old = current if self.mode == "merge" else []
+        if old and not pending.existed:  # it was empty when the load began: hash the new rows now
+            pending.hashes = [lake.row_hashes(pq.read_table(run.path)) for run in pending.runs]
+            pending.hashes += [lake.row_hashes(_stored(rows)) for rows in pending.buffer]
         out = version / BASE
         spilled = 0
-        if not old and len(pending.runs) == 1 and not pending.buffer:
+        if not old and len(pending.runs) == 1 and not pending.buffer and seq == pending.seq:
             os.rename(pending.runs[0].path, out)  # one sorted run is already the whole partition
         elif not old and not pending.runs:
-            write_part(self.record, self._sorted(pending.buffer), out, tokens=[], seq=pending.seq,
+            write_part(self.record, self._sorted(pending.buffer), out, tokens=[], seq=seq,
                        zstd_level=self.writer.zstd_level)
         else:
             runs, tokens = self._old_runs(directory, old, pending)
             runs += [Run(path=run.path) for run in pending.runs]
             if pending.buffer:
                 runs.append(Run(table=self._sorted(pending.buffer)))
-            merge_runs(self.record, runs, out, tokens=tokens[-self.writer.dedup_window:], seq=pending.seq,
+            merge_runs(self.record, runs, out, tokens=tokens[-self.writer.dedup_window:], seq=seq,
                        zstd_level=self.writer.zstd_level)
             spilled = sum(sizes)
         meta = read_meta(out)

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tapeflow.errors import StorageError
+from tapeflow.storage.locks import register_owner
 
 BASE = "part-0.parquet"
 STAGING = Path(".tapeflow") / "tmp"
@@ -131,6 +132,7 @@ def with_meta(schema: pa.Schema, tokens: list[str], seq: int) -> pa.Schema:
 
 def staging(root: Path) -> Path:
     """The lake's staging area (created on demand): temporary files and directories only."""
+    register_owner(root)  # before anything of ours is there: cleanup spares only live owners' files
     path = Path(root) / STAGING
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -35,6 +35,8 @@ from tapeflow.storage.warehouse import Warehouse, quote
 BLOCK_ROWS = 1_048_449
 _UNSQUASHED = "SETTINGS min_insert_block_size_rows = 0, min_insert_block_size_bytes = 0"
 _DAY = PARTITION_DAY_SQL
+# Stages of loads running in this process: start-up cleanup drops every other one of a chdb warehouse.
+LIVE_STAGES: set[str] = set()
 
 
 class BlockStream:
@@ -128,6 +130,7 @@ class Stage:
         self.name = f"_stage_{record.name}_{uuid.uuid4().hex[:12]}"  # never met before: no DROP first
         self.rows = 0
         self._streams: list[BlockStream] = []
+        LIVE_STAGES.add(self.name)
         warehouse.ensure_tables([record])
         warehouse._command(record.clickhouse_ddl(self.name))
 
@@ -186,6 +189,7 @@ class Stage:
             stream.cancel()
         self._streams = []
         self.wh._command(f"DROP TABLE IF EXISTS {self.name}")
+        LIVE_STAGES.discard(self.name)
 
 
 def _settings() -> dict[str, int]:

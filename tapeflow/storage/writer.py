@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -35,8 +36,12 @@ from tapeflow.schemas import RecordType
 from tapeflow.storage import lake
 from tapeflow.storage.appender import FANOUT, MAX_MERGE_BYTES, Appender, FlushStats
 from tapeflow.storage.batches import DEDUP_WINDOW, REPLACE_KEYS, last_per_key
+from tapeflow.storage.cleanup import Cleaned, clean_lake, drop_orphan_stages
 from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.load import Load, Mode, Slice, WriteResult
+from tapeflow.storage.locks import LOCK_TIMEOUT_S, LakeLock
+from tapeflow.storage.parts import STAGING
+from tapeflow.storage.stage import LIVE_STAGES
 from tapeflow.storage.warehouse import Warehouse
 
 __all__ = ["Load", "Mode", "WriteResult", "Writer", "write"]
@@ -47,10 +52,17 @@ SPILL_ROWS = 2_000_000
 LAKE_THREADS = 2
 # Lake writes queued or running at once, all loads together; a load's add() waits past that.
 LAKE_INFLIGHT = 4
+# A server's ``_stage_*`` table older than this is taken for an orphan (a load's stage lives as long
+# as the load; a chdb warehouse belongs to one process, so there every stage not in use is one).
+STALE_STAGE_S = 24 * 3600.0
 
 
 class Writer:
-    """Writes record tables to the lake and/or the warehouse (one writer per lake at a time).
+    """Writes record tables to the lake and/or the warehouse; any number at once share a lake.
+
+    Opening a writer cleans what writers killed mid-commit left (:mod:`tapeflow.storage.cleanup`,
+    in :attr:`cleaned`); each commit holds the lake's commit lock (:mod:`tapeflow.storage.locks`),
+    so concurrent writers of one lake take turns to commit and never lose each other's rows.
 
     Args:
         lake: the lake root, or None to write the warehouse only.
@@ -60,12 +72,19 @@ class Writer:
         fanout: appends per level of the lake's tiered merge.
         max_merge_bytes: appended parts are not merged past this size (bounds a flush's cost).
         spill_rows: rows a load buffers per record type before spilling a sorted run to disk.
+        lock_timeout_s: how long a commit waits for another writer's commit into the same lake
+            before it raises :class:`StorageError`.
+
+    Raises:
+        StorageError: the warehouse cannot be opened, or start-up cleanup could not take the lock.
     """
 
     def __init__(self, lake: Path | str | None = None, warehouse: Warehouse | str | None = None, *,
                  zstd_level: int = lake.ZSTD_LEVEL, dedup_window: int = DEDUP_WINDOW, fanout: int = FANOUT,
-                 max_merge_bytes: int = MAX_MERGE_BYTES, spill_rows: int = SPILL_ROWS) -> None:
+                 max_merge_bytes: int = MAX_MERGE_BYTES, spill_rows: int = SPILL_ROWS,
+                 lock_timeout_s: float = LOCK_TIMEOUT_S) -> None:
         self.lake = Path(lake) if lake is not None else None
+        self._lock = LakeLock(self.lake, lock_timeout_s) if self.lake is not None else None
         self._owns_warehouse = isinstance(warehouse, str)
         self.warehouse = Warehouse(warehouse) if isinstance(warehouse, str) else warehouse
         self.zstd_level = zstd_level
@@ -76,6 +95,24 @@ class Writer:
         self._lake_inflight: deque[Future[Any]] = deque()
         self._appender = (Appender(self.lake, zstd_level=zstd_level, dedup_window=dedup_window, fanout=fanout,
                                    max_merge_bytes=max_merge_bytes) if self.lake is not None else None)
+        try:
+            self.cleaned = self._clean()
+        except BaseException:
+            self._release()
+            raise
+
+    def _clean(self) -> Cleaned:
+        cleaned = Cleaned()
+        if self.lake is not None and (self.lake / STAGING).exists():
+            with self.committing():
+                clean_lake(self.lake, self.warehouse, cleaned)
+        if self.warehouse is not None:
+            drop_orphan_stages(self.warehouse, set(LIVE_STAGES), STALE_STAGE_S, cleaned)
+        return cleaned
+
+    def committing(self) -> AbstractContextManager[object]:
+        """The lake's commit lock (nothing without a lake): hold it while changing partitions."""
+        return self._lock if self._lock is not None else nullcontext()
 
     def replace(self, record: RecordType, table: pa.Table, *,
                 partitions: list[Slice] | None = None) -> WriteResult:
@@ -117,11 +154,17 @@ class Writer:
 
     def flush(self) -> list[PartitionWrite]:
         """Commit the appended batches to the lake: one part per partition, plus the merges due."""
-        return self._appender.flush() if self._appender is not None else []
+        if self._appender is None or not self._appender.buffered:
+            return []  # without taking the lock: a live sink flushes often, mostly nothing
+        with self.committing():
+            return self._appender.flush()
 
     def compact(self) -> list[PartitionWrite]:
         """Flush, then fold every partition appended to into one ``part-0.parquet``."""
-        return self._appender.compact() if self._appender is not None else []
+        if self._appender is None or self._appender.idle:
+            return []
+        with self.committing():
+            return self._appender.compact()
 
     @property
     def stats(self) -> FlushStats:

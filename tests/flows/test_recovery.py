@@ -31,6 +31,7 @@ from flows.sources import CaptureSource
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.settings import Settings
 from tapeflow.storage import lake
+from tapeflow.storage.parts import STAGING
 from tapeflow.storage.warehouse import Warehouse
 from tests.flows.flowdata import binance_prefix
 
@@ -38,8 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 LINES = 4000          # capture lines replayed: a few seconds of flow, long enough to be killed mid-run
 BATCH_EVENTS = 500    # small micro-batches: many sink writes per epoch, so a kill always loses some
 EPOCH_S = "1"         # snapshot interval (bytewax.run takes whole seconds): a few epochs per run
-KILLS = 3
-SEED = 20261121
+KILLS = int(os.environ.get("TAPEFLOW_CRASH_LIVE_KILLS", "3"))  # `make crash`: 50
+SEED = int(os.environ.get("TAPEFLOW_CRASH_SEED", "20261121"))
 
 
 def recovery_flow(control_lake: str) -> Dataflow:
@@ -157,6 +158,9 @@ def killed(capture: Path, reference: tuple[Contents, float],
            tmp_path_factory: pytest.TempPathFactory) -> tuple[Contents, int]:
     root = tmp_path_factory.mktemp("killed")
     landed = run_with_kills(root, capture, writing_s=reference[1], seed=SEED)
+    # the resumed flow's writers cleaned what the killed ones left in the lake's staging area
+    staging = root / "lake" / STAGING
+    assert not staging.exists() or not any(staging.iterdir()), sorted(p.name for p in staging.iterdir())
     return contents(root), landed
 
 

@@ -1,0 +1,66 @@
+"""The lake's commit lock: a second writer waits for the first's commit, saying so, and gives up
+with a clear error after its timeout; the owner marks tell live writers from dead ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tapeflow.errors import StorageError
+from tapeflow.schemas.records import BOOK_DELTA
+from tapeflow.storage import lake
+from tapeflow.storage.locks import LakeLock, owner_alive, register_owner
+from tapeflow.storage.writer import Writer
+from tests.storage.samples import synthetic_deltas
+
+
+def test_a_commit_waits_for_the_holder_then_goes_on(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    rows = synthetic_deltas(200, seed=3)
+    held = threading.Event()
+
+    def hold() -> None:
+        with LakeLock(tmp_path):
+            held.set()
+            time.sleep(0.5)
+
+    threading.Thread(target=hold).start()
+    held.wait()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, "tapeflow.storage.locks"), Writer(tmp_path) as writer:
+        writer.replace(BOOK_DELTA, rows)
+    assert time.monotonic() - started >= 0.4
+    assert "waiting for another writer (pid" in caplog.text
+    assert lake.read(BOOK_DELTA, tmp_path).num_rows == rows.num_rows
+
+
+def test_a_commit_gives_up_after_its_timeout_with_a_clear_error(tmp_path: Path) -> None:
+    with LakeLock(tmp_path), Writer(tmp_path, lock_timeout_s=0.2) as writer:
+        with pytest.raises(StorageError, match=r"locked by another writer \(pid \d+\) for more than 0.2 s"):
+            writer.replace(BOOK_DELTA, synthetic_deltas(50, seed=1))
+    assert lake.read(BOOK_DELTA, tmp_path).num_rows == 0
+
+
+def test_owner_marks(tmp_path: Path) -> None:
+    assert not owner_alive(tmp_path, 999_999_999)  # no mark: dead
+    register_owner(tmp_path)
+    assert owner_alive(tmp_path, os.getpid())
+
+
+def test_an_appender_reloads_a_partition_another_writer_changed(tmp_path: Path) -> None:
+    rows = synthetic_deltas(300, seed=4).slice(0, 300)
+    first, second, other = rows.slice(0, 100), rows.slice(100, 100), rows.slice(200, 100)
+    with Writer(tmp_path) as live:
+        live.append(BOOK_DELTA, first, token="a")
+        live.flush()
+        with Writer(tmp_path) as batch:  # swaps the partition under the live writer's feet
+            batch.merge(BOOK_DELTA, other)
+        live.append(BOOK_DELTA, second, token="b")
+        live.flush()
+    got = lake.read(BOOK_DELTA, tmp_path)
+    assert got.num_rows == 300
+    assert sorted(got.column("ts_recv_ns").to_pylist()) == sorted(rows.column("ts_recv_ns").to_pylist())
