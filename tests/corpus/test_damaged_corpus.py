@@ -43,8 +43,8 @@ def _counts(stdout: str) -> dict[str, int]:
     return {m.group(1): int(m.group(2).replace(",", "")) for m in found if m and m.group(1) != "total"}
 
 
-def _ingest(case: Case, lake: Path, *extra: str) -> tuple[int, str, str]:
-    where = ("--lake", str(lake)) if lake else ("--no-lake",)
+def _ingest(case: Case, lake: Path | None, *extra: str) -> tuple[int, str, str]:
+    where = ("--lake", str(lake)) if lake is not None else ("--no-lake",)
     return _cli("ingest", "--format", case.format, "--no-clickhouse", "--quiet", *where, *extra,
                 *map(str, case.paths))
 
@@ -59,7 +59,7 @@ def _check(case: Case, lake: Path, clean_verify: int | None) -> list[str]:
     runs = {"verify": _verify(case), "ingest": _ingest(case, lake)}
     if case.damaged:
         runs["verify --allow-rejects"] = _verify(case, "--allow-rejects")
-        runs["ingest --allow-rejects"] = _ingest(case, Path(), "--allow-rejects")
+        runs["ingest --allow-rejects"] = _ingest(case, None, "--allow-rejects")
     for name, (rc, _, err) in runs.items():
         if "Traceback" in err or rc == EXIT_INTERNAL:
             wrong.append(f"{name}: internal error or traceback: {err.strip()[-300:]}")
