@@ -17,6 +17,7 @@ reproduces: its witnesses are every judged row (such thresholds are off by defau
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,10 @@ class Judgement:
     observed: Any = None
     unexpected_values: list[Any] = field(default_factory=list)
     samples: Any = None  # the witness values GX validates (column expectations), set by quality.plan
+    # the witness rows that are not offending rows (first row, first null, extremes, first of each
+    # value) and their values, in the order judge picks them: what merge() needs from each slice
+    anchors: np.ndarray = field(default_factory=lambda: _EMPTY)
+    anchor_values: Any = None
 
 
 def column_values(data: Any, *, values: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
@@ -108,7 +113,7 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
     if kind == "ExpectTableColumnsToMatchOrderedList":
         observed = list(table.column_names) if table is not None else []
         ok = observed == list(kw["column_list"])
-        return Judgement(rows, rows, int(not ok), _EMPTY, ok, first, observed)
+        return Judgement(rows, rows, int(not ok), _EMPTY, ok, first, observed, anchors=first)
     if kind == "ExpectColumnValuesToBeOfType":
         arrow = table.column(kw["column"])  # type: ignore[union-attr]
         nulls = arrow.is_null().to_numpy(zero_copy_only=False) if arrow.null_count else None
@@ -117,7 +122,8 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
         # pandas picks a column's dtype from its Arrow type and whether it holds a null
         dtype = str(arrow.slice(at, min(rows, 1)).to_pandas().dtype)
         ok = dtype == kw["type_"]
-        return Judgement(rows, rows, int(not ok), _EMPTY, ok, _union(first, null_rows), dtype)
+        return Judgement(rows, rows, int(not ok), _EMPTY, ok, _union(first, null_rows), dtype,
+                         anchors=null_rows)
     if kind not in MAP_KINDS:
         raise EngineMismatch(f"no exact rule for expectation {kind}")
     values, missing = column_values(column, values=kind != "ExpectColumnValuesToNotBeNull")
@@ -150,8 +156,76 @@ def judge(expect: Expect, column: Any, rows: int, *, table: pa.Table | None = No
     else:
         witnesses = _union(extra, unexpected[:WITNESS_UNEXPECTED])
     shown = values[unexpected[:WITNESS_UNEXPECTED]] if kind != "ExpectColumnValuesToNotBeNull" else []
+    anchor_values = values[extra] if values is not None else None
     return Judgement(rows, judged, len(unexpected), unexpected[:WITNESS_UNEXPECTED], passed, witnesses,
-                     unexpected_values=[_plain(v) for v in shown])
+                     unexpected_values=[_plain(v) for v in shown], anchors=extra, anchor_values=anchor_values)
+
+
+def merge(expect: Expect, parts: Sequence[Judgement]) -> Judgement:
+    """The judgement of a whole column from the judgements of its consecutive slices, in order.
+
+    Equal to :func:`judge` over the concatenated slices: counts add up, offending rows and
+    witnesses move to the whole column's positions, and the rows only a whole column decides
+    (its extremes, the first row of each value, its first null, its dtype) are chosen among the
+    slices' own, the earliest winning ties as ``np.argmin`` and ``drop_duplicates`` do.
+
+    Raises:
+        EngineMismatch: no slices, or an expectation kind :func:`judge` does not know.
+    """
+    if not parts:
+        raise EngineMismatch(f"no slice judged for {expect.kind}")
+    if len(parts) == 1:
+        return parts[0]
+    kind, kw = expect.kind, expect.kwargs
+    offsets = np.cumsum([0] + [p.rows for p in parts[:-1]]).astype(np.int64)
+    rows = sum(p.rows for p in parts)
+    first = np.arange(min(rows, 1), dtype=np.int64)
+    if kind == "ExpectTableColumnsToMatchOrderedList":
+        head = parts[0]
+        return Judgement(rows, rows, head.unexpected_count, _EMPTY, head.passed, first, head.observed,
+                         anchors=first)
+    if kind == "ExpectColumnValuesToBeOfType":
+        # the dtype a whole column gets is the one of its first null's slice (else of its first row)
+        nulls = [(p, o) for p, o in zip(parts, offsets, strict=True) if len(p.anchors)]
+        head, at = nulls[0] if nulls else (next((p for p in parts if p.rows), parts[0]), None)
+        null_rows = _EMPTY if at is None else head.anchors + at
+        return Judgement(rows, rows, head.unexpected_count, _EMPTY, head.passed, _union(first, null_rows),
+                         head.observed, anchors=null_rows)
+    if kind not in MAP_KINDS:
+        raise EngineMismatch(f"no exact rule for expectation {kind}")
+    judged = sum(p.judged for p in parts)
+    count = sum(p.unexpected_count for p in parts)
+    unexpected = np.concatenate([p.unexpected + o for p, o in zip(parts, offsets, strict=True)])
+    unexpected = unexpected[:WITNESS_UNEXPECTED].astype(np.int64)
+    shown = [v for p in parts for v in p.unexpected_values][:WITNESS_UNEXPECTED]
+    values = None
+    if kind == "ExpectColumnValuesToNotBeNull":
+        extra = first
+    else:
+        positions = [p.anchors + o for p, o in zip(parts, offsets, strict=True) if len(p.anchors)]
+        values = [p.anchor_values for p in parts if len(p.anchors)]
+        if not positions:
+            extra = _EMPTY
+        elif kind == "ExpectColumnValuesToBeBetween":
+            # each slice's anchors are [row of its minimum, row of its maximum]
+            low = np.array([v[0] for v in values])
+            high = np.array([v[1] for v in values])
+            lo, hi = int(np.argmin(low)), int(np.argmax(high))
+            extra = np.array([positions[lo][0], positions[hi][1]], np.int64)
+            values = np.array([low[lo], high[hi]])
+        else:
+            at = np.concatenate(positions)
+            firsts = pd.Series(np.concatenate(values)).drop_duplicates().index.to_numpy()
+            extra, values = at[firsts].astype(np.int64), np.concatenate(values)[firsts]
+    mostly = float(kw.get("mostly", 1.0))
+    if mostly < 1.0:
+        passed = judged == 0 or (1.0 - count / judged) >= mostly
+        witnesses = np.concatenate([p.witnesses + o for p, o in zip(parts, offsets, strict=True)])
+    else:
+        passed = count == 0
+        witnesses = _union(extra, unexpected)
+    return Judgement(rows, judged, count, unexpected, passed, witnesses.astype(np.int64),
+                     unexpected_values=shown, anchors=extra, anchor_values=values)
 
 
 def _union(*parts: np.ndarray) -> np.ndarray:
