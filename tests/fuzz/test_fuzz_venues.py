@@ -73,7 +73,8 @@ def _sample_run(fmt: str, unit: int, text: bytes, tmp_path: Path) -> venues.Outc
 @pytest.mark.xfail(strict=True, raises=ValueError,
                    reason="tapeflow/venues/lobster/parse.py and tapeflow/venues/sim (lines.py _int): "
                           "int() of a field of more than 4,300 digits raises ValueError (an internal "
-                          "error) instead of one bad_number dead letter (tests/corpus KNOWN_GAPS lobster/huge-number)")
+                          "error) instead of one bad_number dead letter (tests/corpus KNOWN_GAPS "
+                          "lobster/huge-number)")
 @pytest.mark.parametrize("fmt", ["lobster", "sim"])
 def test_lobster_sim_int_of_more_than_4300_digits(fmt: str, tmp_path: Path) -> None:
     sample = venues.SAMPLES[fmt]()
