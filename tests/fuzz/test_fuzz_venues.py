@@ -126,3 +126,38 @@ def test_an_event_time_beyond_int64_ns_is_one_dead_letter(fmt: str, ms: bytes, t
     assert old in text
     outcome = _sample_run(fmt, 2, text.replace(old, b'"T":' + ms), tmp_path)
     assert (outcome.normalized, outcome.dead_lettered, outcome.error) == (5, 1, "")
+
+
+@pytest.mark.xfail(strict=True, reason="tapeflow/venues/lobster: the orderbook line paired with a rejected "
+                                       "message line still becomes a book snapshot, at ts_event_ns -1 (a "
+                                       "1969-12-31 partition in the lake)")
+def test_lobster_a_rejected_message_leaves_a_snapshot_without_a_time(tmp_path: Path) -> None:
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    sample = venues.SAMPLES["lobster"]()
+    units = list(sample.units)
+    units[2] = units[2][: len(units[2]) // 2]
+    tables = merge(list(get_format("lobster").decode(venues.write(sample, units, tmp_path))))
+    assert tables["rejected"].num_rows == 1
+    assert min(tables["book_snapshot"].column("ts_event_ns").to_pylist()) >= 0
+
+
+@pytest.mark.xfail(strict=True, reason="tapeflow/venues/databento: a trades record with a value outside its "
+                                       "domain is stored as a normal row (issue 9's silent acceptance), "
+                                       "where "
+                                       "one bad_value/bad_side/out_of_range dead letter belongs")
+@pytest.mark.parametrize(("offset", "fmt", "value"), [
+    (16, "<q", -(1 << 63)),  # price: UNDEF_PRICE
+    (24, "<I", 0xFFFFFFFF),  # size: u32::MAX
+    (28, "<c", b"Q"),  # action
+    (29, "<c", b"X"),  # side
+])
+def test_dbn_a_value_outside_its_domain_is_normalized(offset: int, fmt: str, value: object,
+                                                      tmp_path: Path) -> None:
+    import struct
+
+    record = bytearray(venues.SAMPLES["dbn"]().units[2])
+    struct.pack_into(fmt, record, offset, value)
+    outcome = _sample_run("dbn", 2, bytes(record), tmp_path)
+    assert outcome.dead_lettered == 1
