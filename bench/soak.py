@@ -87,14 +87,25 @@ def base_tape(work: Path) -> Path:
 
 
 class LoopedTape(Sequence):
-    """The base tape's frames ``copies`` times over, each copy after the first shifted in time and
-    sequence, made as the server reads them: a 25-minute tape held as frames would take tens of GB
-    (about 4 KB a frame in the replay server)."""
+    """The base tape's frames ``copies`` times over, made as the server reads them.
 
-    def __init__(self, base: list[Frame], copies: int) -> None:
-        self.base, self.copies = base, copies
-        self.span_ns = base[-1].recv_ns - base[0].recv_ns + 1_000_000_000
+    Each copy after the first is shifted in time and sequence (and starts with the simulator's
+    ``R`` reset). A 25-minute tape held as frames would take tens of GB (about 4 KB a frame in the
+    replay server), so frames are made when the server's producer takes them, just before it
+    waits for their due time; their ``ts_recv`` is then set to that due time on the wall clock
+    (``ts_event`` keeps its recorded distance before it), so the flow's
+    ``tapeflow_batch_latency_seconds`` (its sink's clock minus a batch's newest ``ts_recv``)
+    measures from the server's send to the flow's output, and the health stage judges a feed
+    that is live rather than a recording of 2024.
+    """
+
+    def __init__(self, base: list[Frame], copies: int, speed: float) -> None:
+        self.base, self.copies, self.speed = base, copies, speed
+        self.rec0 = base[0].recv_ns
+        self.span_ns = base[-1].recv_ns - self.rec0 + 1_000_000_000
         self.top_seq = max(loads(f.payload)["seq"] for f in base)
+        self.wall0_ns: int | None = None  # the wall time the tape's recorded start stands for
+        self.anchored = False
 
     def __len__(self) -> int:
         return len(self.base) * self.copies
@@ -109,18 +120,24 @@ class LoopedTape(Sequence):
                 yield self._shift(frame, c)
 
     def _shift(self, frame: Frame, c: int) -> Frame:
-        if c == 0:
-            return frame
-        dt, msg = c * self.span_ns, loads(frame.payload)
-        msg["ts_event"] += dt
-        msg["ts_recv"] += dt
+        recv_ns = frame.recv_ns + c * self.span_ns
+        msg = loads(frame.payload)
+        if not self.anchored and recv_ns > self.rec0:
+            # taken right after the first frame went out: the server holds the first one until a
+            # client subscribes and anchors its pacing there, so the first frame's time is early
+            # by that wait (seconds: a jump of the recorded years would be a hostile feed)
+            self.wall0_ns, self.anchored = time.time_ns() - int((recv_ns - self.rec0) / self.speed), True
+        elif self.wall0_ns is None:
+            self.wall0_ns = time.time_ns()
+        wall_ns = self.wall0_ns + int((recv_ns - self.rec0) / self.speed)
+        msg["ts_event"], msg["ts_recv"] = wall_ns - (msg["ts_recv"] - msg["ts_event"]), wall_ns
         msg["seq"] += c * self.top_seq
-        return Frame(frame.recv_ns + dt, dumps(msg), frame.key, frame.location, frame.send)
+        return Frame(recv_ns, dumps(msg), frame.key, frame.location, frame.send)
 
     @property
     def recorded_fps(self) -> float:
         """Frames per second of recorded time."""
-        return len(self.base) / ((self.base[-1].recv_ns - self.base[0].recv_ns) / 1e9)
+        return len(self.base) / ((self.base[-1].recv_ns - self.rec0) / 1e9)
 
 
 class Server:
@@ -269,8 +286,9 @@ def soak(base: Path, load: float, max_fps: float, seconds: float, work: Path,
     server = ReplayServer("sim", [base.parent.parent], speed=1.0)
     target_fps = load * max_fps
     copies = max(1, math.ceil(target_fps * (seconds + 60) / len(server.tape)))
-    tape = LoopedTape(server.tape, copies)
-    server.tape, server.speed = tape, target_fps / tape.recorded_fps  # type: ignore[assignment]
+    recorded_fps = len(server.tape) / ((server.tape[-1].recv_ns - server.tape[0].recv_ns) / 1e9)
+    server.speed = target_fps / recorded_fps
+    server.tape = tape = LoopedTape(server.tape, copies, server.speed)  # type: ignore[assignment]
     print(f"soak: max {max_fps:,.0f} frames/s; serving {target_fps:,.0f} frames/s ({server.speed:.2f}x the "
           f"recorded {tape.recorded_fps:,.0f}/s), {copies} copies of the base tape ({len(tape):,} frames)",
           flush=True)
@@ -329,8 +347,8 @@ def report(samples: list[Sample], warmup_s: float, target_fps: float) -> int:
     print(f"soak: after warm-up: {len(after)} samples over {(last.t_s - first.t_s) / 60:.1f} min, RSS "
           f"{rss.min():.1f}..{rss.max():.1f} MiB (mean {rss.mean():.1f}), slope {slope:+.3f} MiB/min "
           f"(bound {bound:.3f}: half of {SMALLEST_LEAK_BYTES} B per frame at {target_fps:,.0f} frames/s)")
-    print(f"soak: events in {rate:,.0f}/s; batch latency (batch in -> outputs out) p50 {p50:.2f} ms, "
-          f"p99 {p99:.2f} ms (interpolated in the histogram's buckets)")
+    print(f"soak: events in {rate:,.0f}/s; latency (server send -> flow output, a batch's newest row) "
+          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (interpolated in the histogram's buckets; 10,000 = beyond)")
     if slope > bound:
         print("soak: FAILED: memory grows after the warm-up")
         return 1
