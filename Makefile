@@ -41,8 +41,9 @@ test: setup
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 # fuzzing (docs/reliability.md): Hypothesis (FUZZ_EXAMPLES per format), then atheris, FUZZ_MINUTES per
-# format (FUZZ_FORMATS: all by default); a crash stops it with its input under .fuzz/
+# format (or FUZZ_SECONDS; FUZZ_FORMATS: all by default); a crash stops it with its input under .fuzz/
 FUZZ_MINUTES ?= 2
+FUZZ_SECONDS ?= $$(( $(FUZZ_MINUTES) * 60 ))
 FUZZ_EXAMPLES ?= 5000
 FUZZ_FORMATS ?= $$($(BIN)/python -c "from tests.fuzz.venues import FORMATS; print(*FORMATS)")
 
@@ -50,8 +51,8 @@ fuzz: $(STAMP)
 	TAPEFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz_venues.py
 	@mkdir -p .fuzz
 	@for fmt in $(FUZZ_FORMATS); do \
-	  echo "atheris: $$fmt for $(FUZZ_MINUTES) min"; \
-	  $(BIN)/python -m tests.fuzz.atheris_target $$fmt -max_total_time=$$(( $(FUZZ_MINUTES) * 60 )) \
+	  echo "atheris: $$fmt for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python -m tests.fuzz.atheris_target $$fmt -max_total_time=$(FUZZ_SECONDS) \
 	    -artifact_prefix=.fuzz/$$fmt- -print_final_stats=1 >.fuzz/$$fmt.log 2>&1 \
 	    || { tail -60 .fuzz/$$fmt.log; exit 1; }; \
 	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" .fuzz/$$fmt.log; \

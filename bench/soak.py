@@ -339,13 +339,15 @@ def report(samples: list[Sample], warmup_s: float, target_fps: float) -> int:
         return 1
     t_min = np.array([s.t_s for s in after]) / 60
     rss = np.array([s.rss_mib for s in after])
-    slope = float(np.polyfit(t_min, rss, 1)[0])
+    fit, cov = np.polyfit(t_min, rss, 1, cov=True)
+    slope, slope_se = float(fit[0]), float(np.sqrt(cov[0, 0]))
     first, last = after[0], after[-1]
     rate = (last.events_in - first.events_in) / max(last.t_s - first.t_s, 1e-9)
     p50, p99 = (quantile(q, first.buckets, last.buckets) * 1e3 for q in (0.5, 0.99))
     bound = SMALLEST_LEAK_BYTES / 2 * target_fps * 60 / 2**20
     print(f"soak: after warm-up: {len(after)} samples over {(last.t_s - first.t_s) / 60:.1f} min, RSS "
-          f"{rss.min():.1f}..{rss.max():.1f} MiB (mean {rss.mean():.1f}), slope {slope:+.3f} MiB/min "
+          f"{rss.min():.1f}..{rss.max():.1f} MiB (mean {rss.mean():.1f}), slope {slope:+.3f} "
+          f"+- {slope_se:.3f} MiB/min "
           f"(bound {bound:.3f}: half of {SMALLEST_LEAK_BYTES} B per frame at {target_fps:,.0f} frames/s)")
     print(f"soak: events in {rate:,.0f}/s; latency (server send -> flow output, a batch's newest row) "
           f"p50 {p50:.2f} ms, p99 {p99:.2f} ms (interpolated in the histogram's buckets; 10,000 = beyond)")
