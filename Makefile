@@ -8,7 +8,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup kernels demo test bench lint clean ui validate crash
+.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak
 
 # the install: a venv with the project (editable) and its numba kernels compiled
 setup: $(STAMP) kernels
@@ -47,6 +47,31 @@ crash: setup
 	TAPEFLOW_CRASH_POINTS=50 TAPEFLOW_CRASH_DAGSTER_POINTS=50 TAPEFLOW_CRASH_LIVE_KILLS=50 \
 	$(BIN)/python -m pytest -q -s --timeout=0 tests/crash tests/flows/test_recovery.py
 
+# fuzzing (docs/reliability.md): Hypothesis (FUZZ_EXAMPLES per format), then atheris, FUZZ_MINUTES per
+# format (or FUZZ_SECONDS; FUZZ_FORMATS: all by default); a crash stops it with its input under .fuzz/
+FUZZ_MINUTES ?= 2
+FUZZ_SECONDS ?= $$(( $(FUZZ_MINUTES) * 60 ))
+FUZZ_EXAMPLES ?= 5000
+FUZZ_FORMATS ?= $$($(BIN)/python -c "from tests.fuzz.venues import FORMATS; print(*FORMATS)")
+
+fuzz: $(STAMP)
+	TAPEFLOW_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider tests/fuzz/test_fuzz_venues.py
+	@mkdir -p .fuzz
+	@for fmt in $(FUZZ_FORMATS); do \
+	  echo "atheris: $$fmt for $(FUZZ_SECONDS) s"; \
+	  $(BIN)/python -m tests.fuzz.atheris_target $$fmt -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=.fuzz/$$fmt- -print_final_stats=1 >.fuzz/$$fmt.log 2>&1 \
+	    || { tail -60 .fuzz/$$fmt.log; exit 1; }; \
+	  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" .fuzz/$$fmt.log; \
+	done
+
+# the soak (not in `make test`): SOAK_MINUTES (25) of the simulator feed replayed through the replay
+# server into `tapeflow live` at 70 % of its measured max throughput; RSS every 10 s, p99 latency
+SOAK_MINUTES ?= 25
+
+soak: $(STAMP)
+	SOAK_MINUTES=$(SOAK_MINUTES) $(BIN)/python -m bench.soak
+
 # python -m bench --help: --only MODULE[,MODULE], --quick
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
@@ -56,7 +81,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .pytest_cache .demo build *.egg-info
+	rm -rf $(VENV) .pytest_cache .demo build *.egg-info .fuzz
 	rm -f kernels/__pycache__/*.nbi kernels/__pycache__/*.nbc kernels/__pycache__/tapeflow-warm.json
 
 # Dagster (owned by the dagster room): the UI with webserver + daemon (schedules, sensors, backfills) on

@@ -110,9 +110,21 @@ def nanos(text: Any, what: str = "value") -> int:
 
 
 def ms_to_ns(value: Any, fallback_ns: int) -> int:
-    """Milliseconds (int or digit string) to ns; ``fallback_ns`` when absent or malformed."""
+    """Milliseconds (int or digit string) to ns; ``fallback_ns`` when absent or malformed.
+
+    Raises:
+        BadNumber: ``out_of_range``: a time whose ns do not fit int64 (after the year 2262): no
+            table can hold it, and building the chunk's columns would fail for every row of it.
+    """
     if type(value) is int:
-        return value * 1_000_000
-    if type(value) is str and value.isascii() and value.isdigit():
-        return int(value) * 1_000_000
-    return fallback_ns
+        ms = value
+    elif type(value) is str and value.isascii() and value.isdigit():
+        if len(value) > _MAX_DIGITS:  # before int(), which refuses over 4,300 digits
+            raise BadNumber(Reason.OUT_OF_RANGE, value, "time (ms)")
+        ms = int(value)
+    else:
+        return fallback_ns
+    ns = ms * 1_000_000
+    if not -I64_MAX <= ns <= I64_MAX:
+        raise BadNumber(Reason.OUT_OF_RANGE, value, "time (ms)")
+    return ns

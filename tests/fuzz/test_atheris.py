@@ -1,0 +1,37 @@
+"""A short coverage-guided atheris run of every decoder (``make fuzz`` runs each for minutes).
+
+Each run is its own process (libFuzzer runs once per process): ``ATHERIS_SECONDS`` of fuzzing
+(3 by default) after the decoder's imports. It passes when libFuzzer finishes its time without
+a crash: no exception but a ``TapeflowError`` and conservation on every input.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.fuzz.venues import FORMATS
+
+pytest.importorskip("atheris", reason="atheris (the test extra) is not installed")
+
+ROOT = Path(__file__).resolve().parents[2]
+SECONDS = int(os.environ.get("ATHERIS_SECONDS", "3"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_short_atheris_run_finds_no_crash(fmt: str, tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "tests.fuzz.atheris_target", fmt, f"-max_total_time={SECONDS}",
+               f"-artifact_prefix={tmp_path}/", "-print_final_stats=1"]
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SECONDS + 120,
+                          check=False)
+    output = proc.stdout + proc.stderr
+    crashes = sorted(p.name for p in tmp_path.glob("crash-*"))
+    assert proc.returncode == 0 and not crashes, f"{fmt}: exit {proc.returncode}, {crashes}\n{output[-4000:]}"
+    runs = [line for line in output.splitlines() if line.startswith("stat::number_of_executed_units")]
+    assert runs and int(runs[0].split(":")[-1]) > 0, output[-2000:]
