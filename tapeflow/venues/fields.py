@@ -105,14 +105,42 @@ def integer(container: Any, key: str | int) -> int:
     """``container[key]`` as an int (a JSON integer or a string of ASCII digits).
 
     Raises:
-        BadInput: ``missing_field``, ``bad_shape`` (no container) or ``bad_number``.
+        BadInput: ``missing_field``, ``bad_shape`` (no container), ``bad_number`` or
+            ``out_of_range`` (beyond int64: ids and sequences are stored as int64).
     """
     value = field(container, key)
-    if type(value) is int:
-        return value
     if type(value) is str and value.isascii() and value.isdigit():
-        return int(value)
-    raise BadNumber(Reason.BAD_NUMBER, value, f"{key} (not an integer)")
+        if len(value.lstrip("0")) > 19:  # before int(): it refuses more than 4,300 digits
+            raise BadNumber(Reason.OUT_OF_RANGE, value[:40], f"{key} has {len(value):,} digits, beyond int64")
+        value = int(value)
+    elif type(value) is not int:
+        raise BadNumber(Reason.BAD_NUMBER, value, f"{key} (not an integer)")
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise BadNumber(Reason.OUT_OF_RANGE, value, f"{key} beyond int64")
+    return value
+
+
+def sequence_or_none(value: Any, what: str) -> int:
+    """An optional id or sequence (a JSON integer or a string of ASCII digits) as int64; -1 when it
+    is absent or not an integer (the row keeps its text elsewhere).
+
+    Raises:
+        BadInput: ``out_of_range`` when it is an integer beyond int64 (stored as int64, it would
+            abort the whole chunk).
+    """
+    if type(value) is str and value.isascii() and value.isdigit():
+        if len(value.lstrip("0")) > 19:
+            raise BadNumber(Reason.OUT_OF_RANGE, value[:40],
+                            f"{what} has {len(value):,} digits, beyond int64")
+        value = int(value)
+    if type(value) is not int:
+        return -1
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise BadNumber(Reason.OUT_OF_RANGE, value, f"{what} beyond int64")
+    return value
+
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 def decimal(container: Any, key: str, what: str | None = None) -> int:

@@ -30,7 +30,7 @@ from tapeflow.schemas.records import (
 )
 from tapeflow.venues.coinbase import messages as m
 from tapeflow.venues.decoder import VenueDecoder
-from tapeflow.venues.fields import array, decimal, field, obj
+from tapeflow.venues.fields import array, decimal, field, obj, sequence_or_none
 from tapeflow.wire.capture import CaptureLine, Decoded
 from tapeflow.wire.numbers import nanos
 from tapeflow.wire.rejects import Reason
@@ -138,6 +138,8 @@ class CoinbaseDecoder(VenueDecoder):
         if maker not in (m.BUY, m.SELL):
             raise BadInput(Reason.BAD_FIELD, f"match side {maker!r} is not buy|sell")
         trade_id = msg.get("trade_id")
+        if isinstance(trade_id, int):
+            sequence_or_none(trade_id, "trade_id")  # beyond int64: out_of_range, not a broken chunk
         seen = self.last_trade_id.get(product)
         if (msg.get("type") == m.LAST_MATCH and isinstance(trade_id, int) and seen is not None
                 and trade_id <= seen):
@@ -157,6 +159,8 @@ class CoinbaseDecoder(VenueDecoder):
 
     def _ticker(self, msg: dict[str, Any], product: str, line: CaptureLine) -> None:
         seq = msg.get("sequence")
+        if isinstance(seq, int):
+            sequence_or_none(seq, "sequence")
         bid, ask = msg.get("best_bid"), msg.get("best_ask")
         row = dict(
             ts_event_ns=_time(msg), ts_recv_ns=line.recv_ns, venue=VENUE, symbol=product,

@@ -30,7 +30,7 @@ from tapeflow.schemas.records import (
     NO_SIDE,
 )
 from tapeflow.venues.decoder import VenueDecoder
-from tapeflow.venues.fields import array, field, obj
+from tapeflow.venues.fields import array, field, obj, sequence_or_none
 from tapeflow.venues.okx import messages as m
 from tapeflow.wire.capture import RECV, CaptureLine, Decoded
 from tapeflow.wire.numbers import nanos
@@ -176,7 +176,7 @@ class OkxDecoder(VenueDecoder):
                 raise BadInput(Reason.BAD_FIELD, f"trade side {side!r} is not buy|sell")
             trade_id = str(item.get("tradeId", ""))
             parsed.append((_ms(item.get("ts"), "ts"), str(item.get("instId", "")),
-                           int(trade_id) if trade_id.isascii() and trade_id.isdigit() else -1, trade_id,
+                           sequence_or_none(trade_id, "tradeId"), trade_id,
                            nanos(field(item, "px"), "px"), nanos(field(item, "sz"), "sz"),
                            BID if side == "buy" else ASK))
         n = len(parsed)
