@@ -20,6 +20,7 @@ from tapeflow.venues.binance.scan import scan_capture
 from tapeflow.wire.capture import RECV, CaptureLine
 from tapeflow.wire.numbers import nanos
 from tests.conftest import need
+from tests.venues.blockpaths import assert_identical
 
 PLAIN = re.compile(r"\d{1,9}(\.\d{0,9})?")
 
@@ -29,21 +30,10 @@ def _both(paths: list[Path], **kw) -> tuple[list[Decoded], list[Decoded], Binanc
     return list(slow.run(paths)), list(fast.run(paths)), slow, fast
 
 
-def _assert_identical(a: list[Decoded], b: list[Decoded]) -> dict:
-    # Chunks may be cut elsewhere (blocks of 8,192 frames), but cover the same input.
-    assert sum(c.bytes_read for c in a) == sum(c.bytes_read for c in b)
-    ma, mb = merge(a), merge(b)
-    assert ma.keys() == mb.keys()
-    for name in ma:
-        assert ma[name].schema == mb[name].schema, name
-        assert ma[name].to_pydict() == mb[name].to_pydict(), name
-    return mb
-
-
 def test_usdm_capture_identical_to_per_frame_path(real_data: Path) -> None:
     path = need(real_data / "binance/usdm_btcusdt_20240808.gz")
     a, b, slow, fast = _both([path], chunk_rows=50_000)
-    tables = _assert_identical(a, b)
+    tables = assert_identical(a, b)
     assert len(b) > 2  # several chunks (a block of 8 MiB ends one), so blocks also meet chunk ends
     assert (fast.stats.chained, fast.stats.checked, fast.stats.gaps) == (6547, 6547, [])
     assert fast.stats == slow.stats
@@ -58,7 +48,7 @@ def test_cryptofeed_captures_identical_to_per_frame_path(real_data: Path, ws: st
     paths = [need(real_data / "cryptofeed" / ws), need(real_data / "cryptofeed" / http)]
     for group in (paths, paths[:1]):
         a, b, slow, fast = _both(group)
-        tables = _assert_identical(a, b)
+        tables = assert_identical(a, b)
         assert fast.stats == slow.stats
         assert tables["rejected"].num_rows > 0  # their klines/acks exercise the per-frame path too
 
@@ -147,7 +137,7 @@ def test_odd_frames_in_a_file_identical(tmp_path: Path) -> None:
     body = "".join(f"{1_700_000_000_000_000_000 + i} {_compact(b)}\n" for i, b in enumerate(ODD * 40))
     path.write_text(body)
     a, b, slow, fast = _both([path], symbols=["XUSDT"], chunk_rows=100)
-    tables = _assert_identical(a, b)
+    tables = assert_identical(a, b)
     assert len(a) > 1 and fast.stats == slow.stats
     reasons = tables["rejected"].column("reason").to_pylist()
     # each copy of ODD repeats its one good trade's id: the 39 later copies of it are duplicates
@@ -205,7 +195,7 @@ def test_invalid_utf8_frame_is_rejected_as_per_frame(tmp_path: Path) -> None:
     path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, body)
                               for i, body in enumerate([good, bad] * 700)))
     a, b, _, _ = _both([path])
-    tables = _assert_identical(a, b)
+    tables = assert_identical(a, b)
     assert tables["quote"].num_rows == 700 and tables["rejected"].num_rows == 700
 
 
@@ -221,9 +211,9 @@ def test_odd_capture_lines_identical(tmp_path: Path) -> None:
     path.write_text("\n".join(lines))  # no newline after the last line
     (tmp_path / "cr_usdm.txt").write_text("\n".join(good[:30]) + "\r")  # and a \r after it
     a, b, _, _ = _both([tmp_path / "cr_usdm.txt"])
-    assert _assert_identical(a, b)["trade"].num_rows > 0
+    assert assert_identical(a, b)["trade"].num_rows > 0
     a, b, _, _ = _both([path], symbols=["XUSDT"])
-    tables = _assert_identical(a, b)
+    tables = assert_identical(a, b)
     locations = [r["location"] for r in tables["rejected"].to_pylist() if r["reason"] == "bad_capture_line"]
     assert locations == ["lines_usdm.txt:1501", "lines_usdm.txt:2201"]
     assert tables["trade"].num_rows > 100
