@@ -151,3 +151,15 @@ def test_dbn_a_value_outside_its_domain_is_one_dead_letter(offset: int, fmt: str
     struct.pack_into(fmt, record, offset, value)
     outcome = _sample_run("dbn", 2, bytes(record), tmp_path)
     assert outcome.dead_lettered == 1
+
+
+@pytest.mark.parametrize("when", [b"3023-11-14T22:13:20.000002Z", b"2023-13-14T22:13:20.000002Z"])
+def test_a_coinbase_time_beyond_int64_ns_or_off_the_calendar_is_one_dead_letter(when: bytes,
+                                                                               tmp_path: Path) -> None:
+    # found by atheris: a year after 2262 overflowed int64 ns when the chunk's columns were built and
+    # the whole decode died; a month 13 raised ValueError out of datetime.fromisoformat
+    text = venues.SAMPLES["coinbase"]().units[2]
+    old = b"2023-11-14T22:13:20.000002Z"
+    assert old in text
+    outcome = _sample_run("coinbase", 2, text.replace(old, when), tmp_path)
+    assert (outcome.error, outcome.dead_lettered) == ("", 1)

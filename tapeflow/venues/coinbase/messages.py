@@ -33,8 +33,16 @@ def _epoch_s(whole: str) -> int:
 
 
 def iso_to_ns(text: str) -> int | None:
-    """``2021-04-17T16:43:37.075687Z`` -> ns since the epoch, exactly; None if not that shape."""
+    """``2021-04-17T16:43:37.075687Z`` -> ns since the epoch, exactly; None if not that shape, not
+    a calendar time, or beyond int64 ns (after 2262-04-11: found by fuzzing, it broke the chunk)."""
     m = _ISO.match(text)
     if m is None:
         return None
-    return _epoch_s(m.group(1)) * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
+    try:
+        ns = _epoch_s(m.group(1)) * 1_000_000_000 + int((m.group(2) or "").ljust(9, "0"))
+    except ValueError:  # month 13, day 32, ...
+        return None
+    return ns if ns < _NS_LIMIT else None
+
+
+_NS_LIMIT = 1 << 63
