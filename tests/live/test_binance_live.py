@@ -118,7 +118,10 @@ def test_usdm_capture_syncs_once_and_every_bookticker_matches(usdm_prefix: Path,
     assert states[:2] == ["connected", "syncing"] and states.count("synced") == 1
     assert "gap" not in states and "stale" not in states and client.decoder.stats.gaps == []
     assert client.snapshots_requested == rolled[0] + 1  # the new day's snapshot
-    assert client.decoder.stats.snapshots == client.snapshots_requested
+    # every snapshot fetched is applied, or left out as older than the diffs already applied (the
+    # day roll's fetch can come back behind a client that decoded ahead: the chain goes on, no gap)
+    stats = client.decoder.stats
+    assert stats.snapshots + stats.stale_snapshots == client.snapshots_requested and stats.snapshots >= 1
     sync_u = next(r["sequence"] for r in rows if r["state"] == "synced")
     # every frame served arrived and went to the journal, plus the REST snapshot(s)
     tape = tape_kinds([usdm_prefix])
@@ -135,7 +138,9 @@ def test_usdm_capture_syncs_once_and_every_bookticker_matches(usdm_prefix: Path,
     flags = live["book_delta"].column("flags").to_numpy()
     seq = live["book_delta"].column("sequence").to_numpy()
     bad = flags & F_MAYBE_BAD_BOOK != 0
-    assert bad.any() and not bad[seq > sync_u].any()
+    # whether any diff is decoded before the first sync depends on when the REST snapshot returns
+    # (the aiohttp client often has it before the first diff): only "none after it" is timing-free
+    assert not bad[seq > sync_u].any()
 
 
 def test_usdm_injected_drop_reorder_disconnect_are_detected_and_resynced(usdm_prefix: Path,
