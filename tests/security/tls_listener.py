@@ -138,6 +138,9 @@ def _answer(conn: socket.socket, context: ssl.SSLContext, listener: Listener) ->
     seen.handshake_ok = True
     with contextlib.suppress(OSError), tls:
         seen.head = _read_head(tls)
+        # read the body too: closing with unread bytes makes the kernel send a reset, which can
+        # destroy the answer below before the client reads it (seen under load in CI)
+        _read_body(tls, seen.head)
         tls.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\n"
                     b"X-ClickHouse-Exception-Code: 516\r\nConnection: close\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(REFUSAL), REFUSAL))
@@ -151,3 +154,19 @@ def _read_head(conn: socket.socket) -> bytes:
             break
         data += chunk
     return data
+
+
+def _read_body(conn: socket.socket, head: bytes) -> None:
+    """Read what is left of the request body (``Content-Length``) after its head."""
+    _, _, rest = head.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip() or 0)
+    missing = length - len(rest)
+    while missing > 0:
+        chunk = conn.recv(min(missing, 65536))
+        if not chunk:
+            return
+        missing -= len(chunk)
