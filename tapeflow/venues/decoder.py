@@ -23,13 +23,14 @@ from typing import Any
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import BOOK_DELTA, F_GAP, QUOTE, TRADE
 from tapeflow.venues.columns import Columns
-from tapeflow.venues.fields import load_json
+from tapeflow.venues.fields import array, load_json
 from tapeflow.venues.l2sync import ChainStats, SeqChain
 from tapeflow.wire.capture import HTTP, RECV, CaptureLine, Decoded, read_capture
 from tapeflow.wire.rejects import Reason, Rejects
 
 CHUNK_ROWS = 100_000
 _CHECK_EVERY = 1024  # frames between two looks at the chunk size
+RECENT_TRADE_IDS = 1 << 16  # trade ids remembered per instrument to tell a doubled frame
 
 
 class VenueDecoder:
@@ -63,6 +64,7 @@ class VenueDecoder:
         self.gap_pending: set[str] = set()
         self.frame_symbol = ""
         self.frames = 0
+        self._trade_ids: dict[str, dict[str, None]] = {}  # instrument -> recent trade ids, oldest first
 
     # -- what a venue writes ---------------------------------------------------------------
 
@@ -161,6 +163,63 @@ class VenueDecoder:
         return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)
 
     # -- helpers for venues ----------------------------------------------------------------
+
+    def items(self, value: Any, what: str, *, snapshot: bool = False) -> list[Any]:
+        """The array of a data message (its trades, its book items), never an empty one.
+
+        Every input unit ends as rows, one dead letter or ignored by rule (docs/reliability.md); a
+        data message whose array holds nothing would end nowhere. A venue's snapshot of a table
+        that holds nothing yet (``snapshot``: BitMEX's ``partial`` of a quiet symbol) is ignored by
+        rule; any other empty array is damage.
+
+        Raises:
+            BadInput: ``empty_snapshot`` (ignored by rule) or ``missing_field`` when empty;
+                ``missing_field`` / ``bad_shape`` when not an array.
+        """
+        items = array(value, what)
+        if not items:
+            if snapshot:
+                raise BadInput(Reason.EMPTY_SNAPSHOT, f"{what} is empty: a snapshot of nothing")
+            raise BadInput(Reason.MISSING_FIELD, f"{what} is empty: a data message with nothing in it")
+        return items
+
+    def repeated_trades(self, symbols: Sequence[str], trade_ids: Sequence[str], *,
+                        whole_frame_is_duplicate: bool = True) -> list[int]:
+        """Trade ids that are not ordered (UUIDs: BitMEX, Bybit) checked against the ones decoded.
+
+        A frame whose every trade repeats an id already decoded for its instrument (among the last
+        ``RECENT_TRADE_IDS``, or earlier in the same frame) is a doubled frame: a ``duplicate``
+        dead letter, its copy not stored twice. A repeated trade among new ones is kept and
+        flagged ``F_GAP`` (a copy arrived late), as Binance and OKX flag a trade below the newest
+        id. Call it last, once nothing else can reject the frame: it records the frame's ids.
+
+        Args:
+            symbols, trade_ids: per trade of the frame; an empty id is not checked.
+            whole_frame_is_duplicate: False for a venue's replay of past trades (a BitMEX
+                ``partial`` on a resubscription repeats trades by design): ids recorded, rows kept.
+
+        Returns:
+            Per trade, ``F_GAP`` when its id was decoded before, else 0.
+
+        Raises:
+            BadInput: ``duplicate`` when every trade of the frame was decoded before.
+        """
+        seen = self._trade_ids
+        in_frame: set[tuple[str, str]] = set()
+        repeated = []
+        for sym, tid in zip(symbols, trade_ids, strict=True):
+            known = seen.get(sym)
+            repeated.append(bool(tid) and ((sym, tid) in in_frame or (known is not None and tid in known)))
+            in_frame.add((sym, tid))
+        if whole_frame_is_duplicate and repeated and all(repeated):
+            raise BadInput(Reason.DUPLICATE, f"{symbols[0]} trades {list(trade_ids)[:3]}: decoded already")
+        for sym, tid in zip(symbols, trade_ids, strict=True):
+            if tid:
+                known = seen.setdefault(sym, {})
+                known[tid] = None
+                if len(known) > RECENT_TRADE_IDS:
+                    del known[next(iter(known))]
+        return [F_GAP if r else 0 for r in repeated]
 
     def chain(self, venue: str, symbol: str) -> SeqChain:
         """The depth chain of one instrument (created on first use)."""

@@ -48,6 +48,8 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # byte-identical to a unit already normalized (same sequence or trade id)
     PRICE_BEYOND_RANGE = "price_beyond_range"  # a venue's placeholder level priced beyond int64
     #                                            nanos (Kraken's 9999999997 asks): kept out of the book
+    EMPTY_SNAPSHOT = "empty_snapshot"  # a venue's snapshot of a table holding nothing yet (a BitMEX
+    #                                    trade or quote ``partial`` with ``"data": []``): no row to make
     # vendor files (LOBSTER, Tardis CSV, DBN, simulator)
     BAD_FORMAT = "bad_format"  # a record with more fields than the format has
     BAD_ROW = "bad_row"  # a CSV row the reader cannot split
@@ -126,8 +128,9 @@ def tally() -> Iterator[Counter[str]]:
 
 # Reasons for well-formed units that a rule, not damage, keeps out of the tables: a channel tapeflow
 # does not decode, a book update from before the capture's first snapshot of that book, a venue's
-# placeholder ask priced beyond what int64 nanos hold (Kraken, docs/venues.md). They are
+# placeholder ask priced beyond what int64 nanos hold (Kraken, docs/venues.md), a snapshot of a
+# table that holds nothing yet (BitMEX's trade and quote ``partial`` of a quiet symbol). They are
 # still written as ``rejected`` rows (nothing is dropped unseen) but are counted as ignored by rule,
 # and do not make ``ingest``/``verify`` exit non-zero (docs/reliability.md).
 IGNORED_BY_RULE = frozenset({Reason.UNSUPPORTED_CHANNEL.value, Reason.NO_SNAPSHOT.value,
-                             Reason.PRICE_BEYOND_RANGE.value})
+                             Reason.PRICE_BEYOND_RANGE.value, Reason.EMPTY_SNAPSHOT.value})

@@ -81,18 +81,40 @@ def test_lobster_sim_int_of_more_than_4300_digits_is_one_dead_letter(fmt: str, t
     assert (outcome.error, outcome.dead_lettered) == ("", 1)
 
 
-@pytest.mark.xfail(strict=True, raises=venues.SilentDrop,
-                   reason="tapeflow/venues/{bitmex,bybit,kraken,okx}: a trades message with an empty trades "
-                          "array makes no row and no dead letter: a unit silently dropped (conservation); "
-                          "it could be ignored by rule or dead-lettered (tapeflow/venues/decoder.py could "
-                          "check once that a frame left a row or a reject)")
-@pytest.mark.parametrize("fmt", sorted(venues.EMPTY_ARRAY_DROPS))
-def test_an_empty_trades_array_is_a_silent_drop(fmt: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("fmt", ["bitmex", "bybit", "kraken", "okx"])
+def test_an_empty_trades_array_is_one_dead_letter(fmt: str, tmp_path: Path) -> None:
+    # found by fuzzing: a trades message whose array of trades was empty made no row and no dead
+    # letter (a unit silently dropped); none of these venues sends one (no real capture holds one)
     text = venues.SAMPLES[fmt]().units[2]
     array = rb"\[\[.*\]\]" if fmt == "kraken" else rb'(?<="data":)\[.*\]'
     empty = re.sub(array, b"[]", text)
     assert empty != text
-    _sample_run(fmt, 2, empty, tmp_path)
+    outcome = _sample_run(fmt, 2, empty, tmp_path)
+    assert (outcome.error, outcome.normalized, outcome.dead_lettered, outcome.ignored) == ("", 5, 1, 0)
+    assert _reasons(fmt, empty, tmp_path) == ["missing_field"]
+
+
+def test_a_bitmex_trade_partial_of_nothing_is_ignored_by_rule(tmp_path: Path) -> None:
+    # BitMEX's partial is the table's state on subscription: a quiet symbol has no trade yet
+    text = venues.SAMPLES["bitmex"]().units[2]
+    partial = re.sub(rb'"action":"insert","data":\[.*\]', b'"action":"partial","filter":{"symbol":"XBTUSD"},'
+                     b'"data":[]', text)
+    assert partial != text
+    outcome = _sample_run("bitmex", 2, partial, tmp_path)
+    assert (outcome.error, outcome.normalized, outcome.dead_lettered, outcome.ignored) == ("", 5, 0, 1)
+    assert _reasons("bitmex", partial, tmp_path, symbol=True) == [("empty_snapshot", "XBTUSD")]
+
+
+def _reasons(fmt: str, unit: bytes, tmp_path: Path, *, symbol: bool = False) -> list:
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    sample = venues.SAMPLES[fmt]()
+    units = list(sample.units)
+    units[2] = unit
+    tables = merge(list(get_format(fmt).decode(venues.write(sample, units, tmp_path / "again"))))
+    rows = tables["rejected"].to_pylist()
+    return [(r["reason"], r["symbol"]) if symbol else r["reason"] for r in rows]
 
 
 @pytest.mark.parametrize(("fmt", "old", "new"), [

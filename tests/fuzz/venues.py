@@ -266,17 +266,13 @@ def _summary(tables: dict) -> dict:
 
 # ---- one fuzz run, and the findings recorded as strict xfails in test_fuzz_venues.py ---------------
 
-# venues whose trades message with an empty array of trades is silently dropped
-EMPTY_ARRAY_DROPS = frozenset({"bitmex", "bybit", "kraken", "okx"})
-
-
 def known_gap(fmt: str, exc: BaseException, unit: bytes) -> bool:
     """Whether ``exc`` (of a run whose mutated unit is ``unit``) is a finding already recorded."""
     if fmt in ("lobster", "sim") and isinstance(exc, ValueError) and "4300 digits" in str(exc):
         return True  # test_lobster_sim_int_of_more_than_4300_digits
     if fmt in JSON_VENUES and isinstance(exc, OverflowError) and b"922337203685477580" in unit:
         return True  # test_an_integer_beyond_int64_crashes_the_decode
-    return fmt in EMPTY_ARRAY_DROPS and isinstance(exc, SilentDrop) and b"[]" in unit
+    return False
 
 
 def fuzz_once(fmt: str, pick: Pick, folder: Path | None = None) -> Outcome | None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tapeflow.schemas.records import ASK, BID, F_GAP, F_LAST, F_SNAPSHOT, L2_DELETE, L2_SET
+from tapeflow.schemas.records import ASK, BID, F_GAP, F_LAST, F_SNAPSHOT, L2_CLEAR, L2_DELETE, L2_SET
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tests.conftest import need
@@ -129,3 +129,19 @@ def test_bad_frames_become_rejects(tmp_path: Path, frame: str, reason: str) -> N
     assert last["size_nanos"] == 3 * 10**9
     # a frame that parsed names its symbols: losing it puts the book behind, so F_GAP follows
     assert bool(last["flags"] & F_GAP) == (reason in ("negative", "unknown_id", "missing_field"))
+
+
+def test_an_empty_book_partial_clears_the_filtered_symbol(tmp_path: Path) -> None:
+    # BitMEX's partial of an empty book names its symbol only in "filter" (a real one in tardis-node's
+    # BitMEX fixtures: XBTZ21); it made no row, the book kept its old levels. Updates of nothing are
+    # never sent: damage
+    empty = ('{"table":"orderBookL2","action":"partial","keys":["symbol","id","side"],'
+             '"filter":{"symbol":"XBTUSD"},"data":[]}')
+    frames = [PARTIAL, empty, '{"table":"orderBookL2","action":"update","data":[]}',
+              _book("insert", '"id":3,"side":"Buy","size":1,"price":99')]
+    tables = merge(list(BITMEX.decode([_capture(tmp_path, frames)])))
+    rows = tables["book_delta"].to_pylist()[3:]
+    assert [(r["symbol"], r["action"], r["flags"]) for r in rows] == [
+        ("XBTUSD", L2_CLEAR, F_SNAPSHOT | F_LAST), ("XBTUSD", L2_SET, F_LAST)]
+    assert [(r["reason"], r["location"]) for r in tables["rejected"].to_pylist()] == [
+        ("missing_field", "bm.jsonl:3")]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tapeflow.schemas.records import F_GAP, F_LAST, F_MAYBE_BAD_BOOK
+from tapeflow.schemas.records import F_GAP, F_LAST, F_MAYBE_BAD_BOOK, F_SNAPSHOT
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tapeflow.venues.binance.parse import BinanceDecoder
@@ -169,3 +169,86 @@ def test_kucoin_doubled_match_is_a_duplicate_and_a_late_one_is_flagged(tmp_path:
     trades = tables["trade"].to_pylist()
     assert [(t["sequence"], t["flags"]) for t in trades] == [(10, 0), (12, 0), (11, F_GAP)]
     assert _reasons(tables) == ["duplicate"]
+
+
+# -- Bybit and BitMEX trades: ids that are not ordered (UUIDs), told apart by the ones decoded ------
+
+def _bybit_trades(*ids: str, symbol: str = "BTCUSDT") -> str:
+    data = [{"T": 1700000000000, "s": symbol, "S": "Buy", "v": "0.1", "p": "100.5", "i": i} for i in ids]
+    return json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "data": data})
+
+
+def test_bybit_doubled_trades_frame_is_a_duplicate_and_a_repeated_trade_is_flagged(tmp_path: Path) -> None:
+    frames = [_bybit_trades("u1", "u2"), _bybit_trades("u1", "u2"), _bybit_trades("u1", symbol="ETHUSDT"),
+              _bybit_trades("u3", "u2")]
+    tables = _decode(tmp_path, "bybit", frames)
+    trades = tables["trade"].to_pylist()
+    assert [(t["symbol"], t["trade_id"], t["flags"]) for t in trades] == [
+        ("BTCUSDT", "u1", 0), ("BTCUSDT", "u2", 0), ("ETHUSDT", "u1", 0), ("BTCUSDT", "u3", 0),
+        ("BTCUSDT", "u2", F_GAP)]
+    assert [(r["reason"], r["location"], r["symbol"]) for r in tables["rejected"].to_pylist()] == [
+        ("duplicate", "bybit.jsonl:2", "BTCUSDT")]
+
+
+def _bitmex_trades(action: str, *ids: str) -> str:
+    data = [{"timestamp": "2023-11-14T22:13:20.001Z", "symbol": "XBTUSD", "side": "Buy", "size": 1,
+             "price": 100.5, "trdMatchID": i} for i in ids]
+    return json.dumps({"table": "trade", "action": action, "data": data})
+
+
+def test_bitmex_doubled_trades_frame_is_a_duplicate_and_a_partial_replay_is_kept(tmp_path: Path) -> None:
+    frames = [_bitmex_trades("partial", "m1"), _bitmex_trades("insert", "m2"), _bitmex_trades("insert", "m2"),
+              _bitmex_trades("insert", "m3", "m2"), _bitmex_trades("partial", "m1", "m3")]
+    tables = _decode(tmp_path, "bitmex", frames)
+    trades = tables["trade"].to_pylist()
+    # a partial on a resubscription repeats trades by design: kept (F_SNAPSHOT), the repeats flagged
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("m1", F_SNAPSHOT | F_LAST), ("m2", F_LAST), ("m3", 0), ("m2", F_GAP | F_LAST),
+        ("m1", F_SNAPSHOT | F_GAP), ("m3", F_SNAPSHOT | F_GAP | F_LAST)]
+    assert [(r["reason"], r["location"], r["symbol"]) for r in tables["rejected"].to_pylist()] == [
+        ("duplicate", "bitmex.jsonl:3", "XBTUSD")]
+
+
+def test_bitmex_a_rejected_trade_frame_leaves_the_book_whole(tmp_path: Path) -> None:
+    level = {"symbol": "XBTUSD", "id": 1, "side": "Buy", "size": 5, "price": 100.0}
+    book = json.dumps({"table": "orderBookL2", "action": "partial", "data": [level]})
+    update = json.dumps({"table": "orderBookL2", "action": "update", "data": [{**level, "size": 6}]})
+    trade = _bitmex_trades("insert", "m1")
+    tables = _decode(tmp_path, "bitmex", [book, trade, trade, update])
+    assert _reasons(tables) == ["duplicate"]
+    assert tables["book_delta"].column("flags").to_pylist()[-1] == F_LAST  # no F_GAP: no book frame lost
+
+
+def test_bybit_and_bitmex_real_trades_have_no_repeat(real_data: Path) -> None:
+    for fmt, name in (("bybit", "BYBIT.ws.25.0"), ("bitmex", "BITMEX.ws.1.0")):
+        tables = merge(list(get_format(fmt).decode([need(real_data / "cryptofeed" / name)])))
+        assert "duplicate" not in _reasons(tables), fmt
+        assert not any(f & F_GAP for f in tables["trade"].column("flags").to_pylist()), fmt
+
+
+# -- Kraken trades: no id, times to the microsecond -------------------------------------------------
+
+def _kraken_trades(*times: str) -> str:
+    return json.dumps([9, [["100.5", "0.1", t, "b", "l", ""] for t in times], "trade", "X/Y"])
+
+
+def test_kraken_doubled_trade_message_is_flagged_and_a_late_one_too(tmp_path: Path) -> None:
+    frames = [_kraken_trades("1.000001", "1.000002"), _kraken_trades("1.000001", "1.000002"),
+              _kraken_trades("3.000001"), _kraken_trades("2.000001"), _kraken_trades("4.000001")]
+    tables = _decode(tmp_path, "kraken", frames)
+    assert tables["trade"].column("flags").to_pylist() == [
+        0, F_LAST, F_MAYBE_BAD_BOOK, F_MAYBE_BAD_BOOK | F_LAST, F_LAST, F_GAP | F_LAST, F_LAST]
+    assert _reasons(tables) == []  # kept: without an id a repeat cannot be proven
+
+
+def test_kraken_a_rejected_trade_frame_leaves_the_book_whole(tmp_path: Path) -> None:
+    bad = json.dumps([9, [], "trade", "X/Y"])
+    tables = _decode(tmp_path, "kraken", [K_SNAP, bad, K_A])
+    assert _reasons(tables) == ["missing_field"]
+    assert _flags(tables) == [F_LAST]  # no F_GAP: a trade frame lost says nothing of the book
+
+
+def test_kraken_real_trades_are_never_flagged(real_data: Path) -> None:
+    tables = merge(list(get_format("kraken").decode([need(real_data / "cryptofeed" / "KRAKEN.ws.48.0")])))
+    flags = tables["trade"].column("flags").to_pylist()
+    assert len(flags) > 0 and not any(f & (F_GAP | F_MAYBE_BAD_BOOK) for f in flags)

@@ -42,6 +42,7 @@ class BitmexDecoder(VenueDecoder):
     def __init__(self) -> None:
         super().__init__()
         self.levels: dict[str, dict[int, tuple[int, int]]] = {}  # symbol -> id -> (side, price)
+        self.book_frame = False  # the frame being decoded is an orderBookL2 one
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         msg = obj(msg, "the frame")
@@ -50,23 +51,43 @@ class BitmexDecoder(VenueDecoder):
                 raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:5]}")
             return
         table, action = msg.get("table"), msg.get("action")
+        self.book_frame = table == m.ORDER_BOOK_L2
         data = [obj(d, "a data item") for d in array(field(msg, "data"), "'data'")]
         self.frame_symbol = ",".join(sorted({str(d.get("symbol", "")) for d in data}))
         if action not in m.ACTIONS:
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"action {action!r}")
-        if table == m.ORDER_BOOK_L2:
+        if table not in (m.ORDER_BOOK_L2, m.QUOTE, m.TRADE):
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"table {table!r}")
+        if not data:
+            self._empty(msg, table, action, line)
+        elif table == m.ORDER_BOOK_L2:
             self._book(action, data, line)
         elif table == m.QUOTE:
             self._quotes(data, line)
-        elif table == m.TRADE:
-            self._trades(action, data, line)
         else:
-            raise BadInput(Reason.UNKNOWN_MESSAGE, f"table {table!r}")
+            self._trades(action, data, line)
 
     def on_reject(self) -> None:
-        # a lost book frame leaves those books behind the venue
-        if self.frame_symbol:
+        # a lost book frame leaves those books behind the venue (a lost trade frame does not)
+        if self.frame_symbol and self.book_frame:
             self.gap_pending |= set(self.frame_symbol.split(",")) & self.levels.keys()
+
+    def _empty(self, msg: dict[str, Any], table: str, action: str, line: CaptureLine) -> None:
+        """A frame with ``"data": []``. A ``partial`` is the table's state on subscription, which
+        may hold nothing: an empty book (tardis-node's BitMEX fixtures hold a real one) is a book
+        cleared, no trade or quote yet is ignored by rule (``empty_snapshot``). Updates of nothing
+        are not sent by BitMEX: damage (``missing_field``)."""
+        filt = msg.get("filter")
+        symbol = filt.get("symbol") if isinstance(filt, dict) else None
+        self.frame_symbol = symbol if isinstance(symbol, str) else ""
+        if action != m.PARTIAL or table != m.ORDER_BOOK_L2 or not self.frame_symbol:
+            self.items(msg["data"], f"{table} {action} 'data'", snapshot=action == m.PARTIAL)
+        sym = self.frame_symbol
+        self.levels[sym] = {}
+        self.gap_pending.discard(sym)
+        self.deltas.extend(1, ts_event_ns=line.recv_ns, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=sym,
+                           sequence=-1, side=NO_SIDE, action=L2_CLEAR, price_nanos=0, size_nanos=0,
+                           flags=F_SNAPSHOT | F_LAST)
 
     def _book(self, action: str, data: list[dict[str, Any]], line: CaptureLine) -> None:
         by_symbol: dict[str, list[tuple[int, int, int, int]]] = {}
@@ -142,11 +163,14 @@ class BitmexDecoder(VenueDecoder):
                              symbol=str(d.get("symbol", "")), trade_id=str(d.get("trdMatchID", "")),
                              price_nanos=_price(d), size_nanos=_size(d),
                              aggressor_side=BID if d["side"] == m.BUY else ASK))
-        # a partial replays trades that already happened before the subscription
+        # a partial replays trades that already happened before the subscription: on a
+        # resubscription it repeats trades already decoded, by design (rows kept, F_SNAPSHOT)
         base = F_SNAPSHOT if action == m.PARTIAL else 0
+        late = self.repeated_trades([r["symbol"] for r in rows], [r["trade_id"] for r in rows],
+                                    whole_frame_is_duplicate=action != m.PARTIAL)
         for i, row in enumerate(rows):
             self.trades.append(ts_recv_ns=line.recv_ns, venue=VENUE, sequence=-1,
-                               flags=base | (F_LAST if i == len(rows) - 1 else 0), **row)
+                               flags=base | late[i] | (F_LAST if i == len(rows) - 1 else 0), **row)
 
 
 def rows_ts(data: list[dict[str, Any]], symbol: str) -> Any:

@@ -23,7 +23,7 @@ from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID, F_GAP
 from tapeflow.venues.bybit import messages as wire
 from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder, merged_captures
-from tapeflow.venues.fields import array, decimal, field, integer, levels, obj
+from tapeflow.venues.fields import decimal, field, integer, levels, obj
 from tapeflow.venues.l2sync import L2Message, L2Snapshot, add_message, add_snapshot
 from tapeflow.wire.capture import RECV, CaptureLine, Decoded
 from tapeflow.wire.numbers import ms_to_ns, nanos
@@ -185,7 +185,8 @@ class BybitDecoder(VenueDecoder):
                                           sides, prices, sizes))
 
     def _trades(self, data: Any, symbol: str, line: CaptureLine, *, v5: bool) -> None:
-        data = array(data, "trade data")
+        self.frame_symbol = symbol
+        data = self.items(data, "trade data")  # Bybit pushes a trade message when there are trades
         keys = ("s", "S", "i", "p", "v", "T") if v5 else ("symbol", "side", "trade_id", "price", "size",
                                                           "trade_time_ms")
         rows = []
@@ -200,7 +201,10 @@ class BybitDecoder(VenueDecoder):
                 ts_event_ns=ms_to_ns(t.get(keys[5]), line.recv_ns), ts_recv_ns=line.recv_ns, venue=wire.VENUE,
                 symbol=sym, sequence=-1, trade_id=trade_id, price_nanos=decimal(t, keys[3], "price"),
                 size_nanos=decimal(t, keys[4], "size"), aggressor_side=side, flags=0))
-        for row in rows:  # all or nothing: a frame with one bad trade is rejected whole
+        # trade ids are UUIDs (v2, v5 derivatives) or numbers (v5 spot): a repeat is told, not an order
+        late = self.repeated_trades([r["symbol"] for r in rows], [r["trade_id"] for r in rows])
+        for row, flags in zip(rows, late, strict=True):  # all or nothing: one bad trade rejects the frame
+            row["flags"] = flags
             self.trades.append(**row)
 
 

@@ -22,6 +22,7 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import (
     ASK,
     BID,
+    F_GAP,
     F_LAST,
     F_MAYBE_BAD_BOOK,
     F_SNAPSHOT,
@@ -95,6 +96,16 @@ class ChecksumStats:
     failures: list[str] = field(default_factory=list)
     duplicates: int = 0  # updates identical to the pair's previous one (rows flagged)
     reorders: int = 0  # updates older than the pair's newest (book resynced)
+    duplicate_trades: int = 0  # trade messages identical to the pair's previous one (rows flagged)
+    late_trades: int = 0  # trades older than the pair's newest trade (rows flagged F_GAP)
+
+
+@dataclass
+class PairTrades:
+    """What tells a doubled or late trade message of one pair (Kraken trades carry no id)."""
+
+    last_payload: bytes = b""  # the pair's previous trade message, as received
+    newest_ns: int = UNDEF_TS  # the newest trade time decoded
 
 
 class KrakenDecoder(VenueDecoder):
@@ -106,6 +117,8 @@ class KrakenDecoder(VenueDecoder):
         super().__init__()
         self.books: dict[str, PairBook] = {}
         self.stats = ChecksumStats()  # type: ignore[assignment]
+        self.book_frame = False  # the frame being decoded is a book one
+        self.trades_of: dict[str, PairTrades] = {}
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         if isinstance(msg, dict):
@@ -119,8 +132,9 @@ class KrakenDecoder(VenueDecoder):
         channel, pair = msg[-2], msg[-1]
         if not isinstance(channel, str) or not isinstance(pair, str):
             raise BadInput(Reason.MISSING_FIELD, f"channelName {channel!r} / pair {pair!r} are not strings")
+        self.book_frame = channel.startswith("book")
         self.frame_symbol = pair
-        if channel.startswith("book"):
+        if self.book_frame:
             self._book(msg[1:-2], channel, pair, line)
         elif channel == "trade":
             self._trades(msg[1], pair, line)
@@ -128,7 +142,7 @@ class KrakenDecoder(VenueDecoder):
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"channel {channel!r}")
 
     def on_reject(self) -> None:
-        if self.frame_symbol in self.books:
+        if self.book_frame and self.frame_symbol in self.books:
             # a lost book frame leaves the book behind the venue: resync on the next one
             self.lose_sync(self.frame_symbol)
 
@@ -241,19 +255,35 @@ class KrakenDecoder(VenueDecoder):
 
     def _trades(self, payload: Any, pair: str, line: CaptureLine) -> None:
         parsed = []
-        for raw in array(payload, "trade"):
+        for raw in self.items(payload, "trade"):  # Kraken pushes a trade message when there are trades
             px, vol, ts = _level(raw, "trade")
             if len(raw) < 4 or raw[3] not in ("b", "s"):
                 raise BadInput(Reason.MISSING_FIELD if len(raw) < 4 else Reason.BAD_FIELD,
                                f"trade {raw!r} lacks a b|s side")
             parsed.append((px, vol, ts, BID if raw[3] == "b" else ASK))
         n = len(parsed)
-        if not n:
-            return
         px, vol, ts, aggressor = (list(c) for c in zip(*parsed, strict=True))
+        flags = self._trade_order(pair, ts, line)
+        flags[-1] |= F_LAST
         self.trades.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=pair, sequence=-1,
-                           trade_id="", price_nanos=px, size_nanos=vol, aggressor_side=aggressor,
-                           flags=[0] * (n - 1) + [F_LAST])
+                           trade_id="", price_nanos=px, size_nanos=vol, aggressor_side=aggressor, flags=flags)
+
+    def _trade_order(self, pair: str, times_ns: list[int], line: CaptureLine) -> list[int]:
+        """Doubled and reordered trade messages, which Kraken v1 cannot prove (a trade has no id):
+        a message byte-identical to the pair's previous trade message has its rows kept and
+        flagged ``F_MAYBE_BAD_BOOK`` (two messages of the same trades to the microsecond are
+        possible, if never seen); a trade older than the pair's newest trade decoded arrived late:
+        kept, flagged ``F_GAP`` (as Coinbase and Binance flag a trade below the newest id)."""
+        seen = self.trades_of.setdefault(pair, PairTrades())
+        doubled = line.payload == seen.last_payload
+        seen.last_payload = line.payload
+        if doubled:
+            self.stats.duplicate_trades += 1
+            return [F_MAYBE_BAD_BOOK] * len(times_ns)
+        flags = [F_GAP if ts < seen.newest_ns else 0 for ts in times_ns]
+        self.stats.late_trades += sum(1 for f in flags if f)
+        seen.newest_ns = max(seen.newest_ns, *times_ns)
+        return flags
 
 
 def _event_time(levels: Sequence[tuple[int, int, int, int]], fallback_ns: int) -> int:

@@ -87,6 +87,7 @@ class OkxDecoder(VenueDecoder):
         self.books: dict[str, InstrumentBook] = {}
         self.stats = BookStats()  # type: ignore[assignment]
         self.trade_high: dict[str, int] = {}  # instId -> newest tradeId decoded
+        self.book_frame = False  # the frame being decoded is a books one
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == RECV and line.payload.strip() == b"pong":
@@ -100,19 +101,22 @@ class OkxDecoder(VenueDecoder):
                 raise BadInput(Reason.UNKNOWN_MESSAGE, f"event {msg['event']!r}: {msg.get('msg', '')}")
             return
         arg = obj(field(msg, "arg"), "'arg'")
+        channel = arg.get("channel")
+        self.book_frame = channel in m.BOOK_CHANNELS
         self.frame_symbol = str(arg.get("instId", ""))
         data = array(field(msg, "data"), "'data'")
-        channel = arg.get("channel")
-        if channel in m.BOOK_CHANNELS:
+        if channel not in m.BOOK_CHANNELS and channel not in m.TRADE_CHANNELS:
+            raise BadInput(Reason.UNKNOWN_MESSAGE, f"channel {channel!r}")
+        # OKX pushes a books or trades message with one item or more, never none
+        data = self.items(data, f"{channel} 'data'")
+        if self.book_frame:
             for item in data:
                 self._book(msg.get("action"), obj(item, "a data item"), self.frame_symbol, line)
-        elif channel in m.TRADE_CHANNELS:
-            self._trades(data, line)
         else:
-            raise BadInput(Reason.UNKNOWN_MESSAGE, f"channel {channel!r}")
+            self._trades(data, line)
 
     def on_reject(self) -> None:
-        if self.frame_symbol in self.books:
+        if self.book_frame and self.frame_symbol in self.books:  # a lost trades frame leaves the book whole
             self.lose_sync(self.frame_symbol)
 
     def _book(self, action: Any, item: dict[str, Any], inst: str, line: CaptureLine) -> None:
