@@ -96,6 +96,7 @@ class ChecksumStats:
     failures: list[str] = field(default_factory=list)
     duplicates: int = 0  # updates identical to the pair's previous one (rows flagged)
     reorders: int = 0  # updates older than the pair's newest (book resynced)
+    order_failures: list[str] = field(default_factory=list)  # where each reorder was seen
     duplicate_trades: int = 0  # trade messages identical to the pair's previous one (rows flagged)
     late_trades: int = 0  # trades older than the pair's newest trade (rows flagged F_GAP)
 
@@ -195,6 +196,9 @@ class KrakenDecoder(VenueDecoder):
             return F_MAYBE_BAD_BOOK
         if ts_event < book.last_ts_ns:
             self.stats.reorders += 1
+            self.stats.order_failures.append(
+                f"{line.location}: {pair} update of {ts_event} ns is older than the pair's newest update "
+                f"({book.last_ts_ns} ns): reordered")
             self.lose_sync(pair)
         book.last_ts_ns = max(book.last_ts_ns, ts_event)
         return 0

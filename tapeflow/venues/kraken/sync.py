@@ -50,6 +50,7 @@ class KrakenSync(DecoderSync):
         was_broken = pair in dec.unsynced
         book_before = dec.books.get(pair)
         rows_before, crc_before, failures_before = len(dec.deltas), dec.stats.total, len(dec.stats.failures)
+        reorders_before = len(dec.stats.order_failures)
         lost_before = set(dec.unsynced)
         dec.feed(CaptureLine(ts_recv_ns, RECV, "", data, location))
         rows_after = len(dec.deltas)
@@ -66,7 +67,8 @@ class KrakenSync(DecoderSync):
         lost = dec.unsynced - lost_before
         events: list[SyncEvent] = []
         if lost:
-            events += loss_events(lost, new_failures, {})
+            # a reorder the level times showed, which the checksums (top 10 levels) may not
+            events += loss_events(lost, new_failures + dec.stats.order_failures[reorders_before:], {})
             self.stats.breaks += [e.detail for e in events]
             # the rows of the message that broke the book are already wrong: hold the book in
             # RESYNC before them, not one message later as a batch decode does
