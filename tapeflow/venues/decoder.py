@@ -16,6 +16,7 @@ Batch (``run``: files merged by capture time, chunks of about ``chunk_rows`` row
 from __future__ import annotations
 
 import heapq
+from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ class VenueDecoder:
     """
 
     venue = ""
+    # True where every frame that makes no row by design calls :meth:`quiet`: a frame that then
+    # leaves no row and no dead letter becomes an ``empty_message`` one (never a silent drop)
+    every_frame_accounted = False
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         self.symbols = None if symbols is None else {s.upper() for s in symbols}
@@ -65,6 +69,8 @@ class VenueDecoder:
         self.frame_symbol = ""
         self.frames = 0
         self._trade_ids: dict[str, dict[str, None]] = {}  # instrument -> recent trade ids, oldest first
+        self.quiet_frames: Counter[str] = Counter()  # frames that make no row by design, by kind
+        self._quiet = False
 
     # -- what a venue writes ---------------------------------------------------------------
 
@@ -79,10 +85,19 @@ class VenueDecoder:
             self.message(load_json(line.payload), line)
         elif line.kind == HTTP:
             self.http(line)
+        else:
+            self.quiet(line.kind)  # our own requests, connection marks: the capture's framing
 
     def http(self, line: CaptureLine) -> None:
         """A captured REST response (venues that sync books from REST snapshots read it)."""
         raise BadInput(Reason.UNKNOWN_MESSAGE, f"REST response of {line.url} is not decoded for {self.venue}")
+
+    def quiet(self, kind: str) -> None:
+        """The frame makes no row by design: the connection's framing (a subscription answer, a
+        pong, a heartbeat) or a book message that changes nothing (a heartbeat update that only
+        repeats its sequence). Counted in ``quiet_frames`` by ``kind``."""
+        self.quiet_frames[kind] += 1
+        self._quiet = True
 
     def on_reject(self) -> None:
         """Called after a frame was rejected (``frame_symbol`` still names its instrument): a
@@ -97,6 +112,8 @@ class VenueDecoder:
         """Decode one frame of file ``paths[index]``; bad input becomes a ``rejected`` row."""
         self.frames += 1
         self.frame_symbol = ""
+        self._quiet = False
+        rows = self.rows
         try:
             self.frame(index, line)
         except BadInput as bad:
@@ -105,6 +122,12 @@ class VenueDecoder:
             # A shape no check anticipated (a number where an object belongs...): still a dead
             # letter, never a crash of the whole decode.
             self.reject(BadInput(Reason.BAD_SHAPE, f"{type(exc).__name__}: {exc}"), line)
+        else:
+            if self.every_frame_accounted and not self._quiet and self.rows == rows:
+                # every input unit ends as rows, a dead letter or ignored by rule: a frame the
+                # venue read without complaint and made nothing of is not dropped unseen
+                self.reject(BadInput(Reason.EMPTY_MESSAGE, "the frame made no row and is no control frame"),
+                            line)
 
     def reject(self, bad: BadInput, line: CaptureLine) -> None:
         """Write the dead letter of ``line`` and tell the venue (:meth:`on_reject`)."""

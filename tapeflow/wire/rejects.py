@@ -48,6 +48,8 @@ class Reason(StrEnum):
     DUPLICATE = "duplicate"  # byte-identical to a unit already normalized (same sequence or trade id)
     PRICE_BEYOND_RANGE = "price_beyond_range"  # a venue's placeholder level priced beyond int64
     #                                            nanos (Kraken's 9999999997 asks): kept out of the book
+    EMPTY_MESSAGE = "empty_message"  # a well-formed data message that made no row: nothing in it
+    #                                  to normalize (tapeflow.venues.decoder's check on every frame)
     EMPTY_SNAPSHOT = "empty_snapshot"  # a venue's snapshot of a table holding nothing yet (a BitMEX
     #                                    trade or quote ``partial`` with ``"data": []``): no row to make
     # vendor files (LOBSTER, Tardis CSV, DBN, simulator)

@@ -38,6 +38,7 @@ class BitmexDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    every_frame_accounted = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -49,6 +50,7 @@ class BitmexDecoder(VenueDecoder):
         if "table" not in msg:
             if not m.CONTROL_KEYS & msg.keys():
                 raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:5]}")
+            self.quiet("control")
             return
         table, action = msg.get("table"), msg.get("action")
         self.book_frame = table == m.ORDER_BOOK_L2

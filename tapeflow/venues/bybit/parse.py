@@ -40,6 +40,7 @@ class BybitDecoder(VenueDecoder):
     """
 
     venue = wire.VENUE
+    every_frame_accounted = True
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
@@ -79,7 +80,8 @@ class BybitDecoder(VenueDecoder):
             if "success" in msg or msg.get("op") in ("pong", "ping", "subscribe"):
                 if msg.get("success") is False:
                     raise BadInput(Reason.VENUE_ERROR, f"request refused: {msg.get('ret_msg')!r}")
-                return  # subscription answer or heartbeat: no market data
+                self.quiet("control")  # subscription answer or heartbeat: no market data
+                return
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"object with keys {sorted(msg)[:8]}")
         channel, _, rest = topic.partition(".")
         symbol = rest.rpartition(".")[2]
@@ -128,8 +130,10 @@ class BybitDecoder(VenueDecoder):
                 m.flags |= F_GAP
                 self.stats.gaps.append(f"bybit {symbol}: u={u} after u={last}")
                 self._last_u[symbol] = None
-        if m.flags & F_GAP and not m.prices:
-            self._carry_gap[symbol] = F_GAP  # no row to carry the flag: the next one does
+        if not m.prices:
+            self.quiet("empty delta")  # its u is chained; it changes no level
+            if m.flags & F_GAP:
+                self._carry_gap[symbol] = F_GAP  # no row to carry the flag: the next one does
         add_message(self.deltas, m)
 
     def _v2_book(self, msg: dict[str, Any], symbol: str, line: CaptureLine) -> None:
@@ -181,6 +185,8 @@ class BybitDecoder(VenueDecoder):
                 self._v2_anchored.discard(symbol)
             else:
                 self.legacy_ok += 1
+        if not prices:
+            self.quiet("empty delta")  # v2: a delta that changes no level
         add_message(self.deltas, L2Message(wire.VENUE, symbol, seq, seq, None, ts_event, line.recv_ns,
                                           sides, prices, sizes))
 

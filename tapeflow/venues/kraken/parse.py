@@ -113,6 +113,7 @@ class KrakenDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    every_frame_accounted = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,6 +126,7 @@ class KrakenDecoder(VenueDecoder):
         if isinstance(msg, dict):
             if msg.get("event") not in m.CONTROL_EVENTS:
                 raise BadInput(Reason.UNKNOWN_MESSAGE, f"dict message with event {msg.get('event')!r}")
+            self.quiet(str(msg.get("event")))
             return
         if not isinstance(msg, list):
             raise BadInput(Reason.BAD_SHAPE, f"frame is a JSON {type(msg).__name__}, not a list or object")

@@ -81,6 +81,7 @@ class OkxDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    every_frame_accounted = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -91,7 +92,8 @@ class OkxDecoder(VenueDecoder):
 
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == RECV and line.payload.strip() == b"pong":
-            return  # the answer to our text ping: no JSON
+            self.quiet("pong")  # the answer to our text ping: no JSON
+            return
         super().frame(index, line)
 
     def message(self, msg: Any, line: CaptureLine) -> None:
@@ -99,6 +101,7 @@ class OkxDecoder(VenueDecoder):
         if "event" in msg:
             if msg["event"] not in m.CONTROL_EVENTS:
                 raise BadInput(Reason.UNKNOWN_MESSAGE, f"event {msg['event']!r}: {msg.get('msg', '')}")
+            self.quiet(str(msg["event"]))
             return
         arg = obj(field(msg, "arg"), "'arg'")
         channel = arg.get("channel")
@@ -160,8 +163,10 @@ class OkxDecoder(VenueDecoder):
             self.deltas.extend(n, ts_event_ns=ts, ts_recv_ns=line.recv_ns, venue=VENUE, symbol=inst,
                                sequence=seq_id, side=side, action=act, price_nanos=px, size_nanos=size,
                                flags=flags)
-        if not rows and first:
-            self.gap_pending.add(inst)  # a heartbeat has no row to carry the flag: keep it
+        if not rows:
+            self.quiet("heartbeat")  # an update of no level: seqId == prevSeqId, the chain goes on
+            if first:
+                self.gap_pending.add(inst)  # no row to carry the flag: keep it
         if checksum is not None:
             self.stats.total += 1
             got = book.checksum()
