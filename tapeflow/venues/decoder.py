@@ -113,7 +113,7 @@ class VenueDecoder:
         self.frames += 1
         self.frame_symbol = ""
         self._quiet = False
-        rows = self.rows
+        rows = self.rows if self.every_frame_accounted else 0
         try:
             self.frame(index, line)
         except BadInput as bad:
