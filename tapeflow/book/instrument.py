@@ -39,14 +39,24 @@ _ROWS = {"l2": 4, "l3": 6}  # rows of the kernels' per-row best-level and snapsh
 _BBO_ROWS = {"l2": np.array([[3], [4], [5], [6]]), "l3": np.array([[3], [4], [6], [7]])}
 
 
+# One call's grid instants at most, unless its batch is one row (which adds at most one gap,
+# itself bounded by kernels.book_stage.MAX_GAP_STEPS): a larger batch is split in halves.
+MAX_INSTANTS_PER_CALL = 2 * kb.MAX_GAP_STEPS
+
+
+class _Split(Exception):
+    """A batch would produce more grid instants than one call may hold, or holds several time
+    jumps: it is run in halves."""
+
+
 class _Buffers:
     """One instrument's kernel buffers (see :mod:`kernels.book_stage`), grown on demand."""
 
     def __init__(self, kind: str, levels: int) -> None:
         self.kind, self.levels = kind, levels
-        self.cap_rows = self.cap_km = 0
+        self.cap_rows = self.cap_k = self.cap_m = 0
         self.rows(64)
-        self.fit(8)
+        self.fit(8, 8)
 
     def rows(self, n: int) -> None:
         """Room for a batch of ``n`` rows."""
@@ -55,12 +65,15 @@ class _Buffers:
             self.ints = np.zeros((3 + _ROWS[self.kind], self.cap_rows), np.int64)
             self.st = np.zeros((2, self.cap_rows), np.uint8)
 
-    def fit(self, km: int) -> None:
-        """Room for ``km`` snapshot slots and grid instants (what a NEED_SPACE asked for)."""
-        if km > self.cap_km:
-            self.cap_km = max(km, 2 * self.cap_km)
-            self.books = np.zeros((_ROWS[self.kind], self.cap_km, self.levels), np.int64)
-            self.inst = np.zeros((6, self.cap_km), np.int64)
+    def fit(self, k: int, m: int) -> None:
+        """Room for ``k`` snapshot slots and ``m`` grid instants (what a NEED_SPACE asked for):
+        a book per slot, but only six numbers per instant, so a long quiet span costs no books."""
+        if k > self.cap_k:
+            self.cap_k = max(k, 2 * self.cap_k)
+            self.books = np.zeros((_ROWS[self.kind], self.cap_k, self.levels), np.int64)
+        if m > self.cap_m:
+            self.cap_m = max(m, 2 * self.cap_m)
+            self.inst = np.zeros((6, self.cap_m), np.int64)
 
 
 class _Reference:
@@ -105,6 +118,8 @@ class InstrumentBook:
         self.pend = kb.new_pending(levels)
         self.closed = False
         self.buffers: _Buffers | None = None
+        # time jumps not reported yet: (ts_event_ns, ts_recv_ns, sequence, from_recv_ns)
+        self.jumps: list[tuple[int, int, int, int]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         # the buffers only carry one call's outputs: a recovery snapshot need not store them
@@ -126,11 +141,23 @@ class InstrumentBook:
             buf = self.buffers = _Buffers(self.kind, self.levels)
         if x.shape[1] > buf.cap_rows:
             buf.rows(x.shape[1])
-        if self.kind == "l3" or self.backend == "numba":
-            self._compiled(buf, x, order_id)
-        else:
-            self._generic(buf, x)
+        try:
+            if self.kind == "l3" or self.backend == "numba":
+                self._compiled(buf, x, order_id)
+            else:
+                self._generic(buf, x)
+        except _Split:
+            # one call's grid instants are bounded, and it holds one time jump at most
+            half = x.shape[1] // 2
+            for lo, hi in ((0, half), (half, x.shape[1])):
+                ids = None if order_id is None else order_id[lo:hi]
+                self.step_matrix(np.ascontiguousarray(x[:, lo:hi]), ids, quotes, snaps)
+            return
         grid = self.grid
+        if grid[kb.R_JUMPS]:
+            row = int(grid[kb.R_JUMP_ROW])
+            self.jumps.append((int(x[kb.X_EVENT, row]), int(x[kb.X_RECV, row]), int(x[kb.X_SEQ, row]),
+                               int(grid[kb.R_JUMP_FROM])))
         if grid[kb.R_NQ]:
             at = buf.ints[2, :grid[kb.R_NQ]].copy()
             quotes.append(QuoteRows(self.venue, self.symbol, x[kb.X_EVENT, at], x[kb.X_RECV, at],
@@ -143,6 +170,11 @@ class InstrumentBook:
         """Emit the grid instants before ``watermark_ns`` with the pending book (see BookStage.advance)."""
         step = self.step_ns
         if self.closed or not self.grid[kb.G_STARTED] or step <= 0:
+            return None
+        if watermark_ns - int(self.grid[kb.G_NEXT]) > kb.max_gap_ns(step):
+            # a clock that jumped: no grid across the span; the instrument's next row starts it again
+            self.jumps.append((watermark_ns, watermark_ns, -1, int(self.grid[kb.G_RECV])))
+            self.grid[kb.G_STARTED] = 0
             return None
         grid = np.arange(int(self.grid[kb.G_NEXT]), watermark_ns, step, dtype=np.int64)
         if not len(grid):
@@ -193,8 +225,10 @@ class InstrumentBook:
             if code == kb.DONE:
                 return
             if code == kb.NEED_SPACE:
-                buf.fit(int(self.grid[kb.R_NEED]))
+                self._fit(buf, x)
                 continue
+            if code == kb.SPLIT:
+                raise _Split
             # stopped before a row the L2 book cannot apply in place, or with an L3 table full:
             # repair (or grow) the book on the host and resume at that row
             start, planned = int(self.grid[kb.R_STOP]), True
@@ -204,10 +238,26 @@ class InstrumentBook:
             else:
                 self.book = grow_l3(b)
 
+    def _fit(self, buf: _Buffers, x: np.ndarray) -> None:
+        """Grow the buffers to what the plan asked for, unless that is more instants than one call
+        may produce and the batch can be split (nothing of the state changed yet)."""
+        m = int(self.grid[kb.R_NEED_M])
+        if m > MAX_INSTANTS_PER_CALL and x.shape[1] > 1:
+            raise _Split
+        buf.fit(int(self.grid[kb.R_NEED]), m)
+
+    def drain_jumps(self) -> list[tuple[int, int, int, int]]:
+        """The time jumps since the last call: (ts_event_ns, ts_recv_ns, sequence of the row that
+        jumped (-1: a heartbeat), the running-max arrival it jumped from)."""
+        out, self.jumps = self.jumps, []
+        return out
+
     def _generic(self, buf: _Buffers, x: np.ndarray) -> None:
         # the same plan and finish around an L2 kernel not compiled with them (JAX, the reference)
-        while kb.plan(x, self.grid, self.step_ns, buf.ints, buf.books, buf.inst, 4) == kb.NEED_SPACE:
-            buf.fit(int(self.grid[kb.R_NEED]))
+        while (code := kb.plan(x, self.grid, self.step_ns, buf.ints, buf.books, buf.inst, 4)) != kb.DONE:
+            if code == kb.SPLIT:
+                raise _Split
+            self._fit(buf, x)
         k, n = int(self.grid[kb.R_K]), x.shape[1]
         cols = [x[j] for j in (kb.X_A, kb.X_B, kb.X_PRICE, kb.X_SIZE, kb.X_FLAGS)]
         self.book, out = self._runner()(self.book, *cols, levels=self.levels,

@@ -34,7 +34,7 @@ from tapeflow.book.instrument import CHUNK_ROWS, InstrumentBook
 from tapeflow.book.rows import QuoteRows
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas import RecordType, concat
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
+from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE, STATUS
 
 KINDS = ("l2", "l3", "auto")
 BACKENDS = ("numba", "jax", "reference")
@@ -209,6 +209,27 @@ class BookStage:
         unless :meth:`advance` already went past it."""
         snaps = [t for t in (inst.close() for inst in self.books.values()) if t is not None]
         return _tables([], snaps)
+
+    def drain_status(self) -> pa.Table:
+        """The ``status`` rows (state ``time_jump``) of the time jumps since the last call.
+
+        A published row whose arrival is more than ``kernels.book_stage.MAX_GAP_STEPS`` grid steps
+        from the instrument's running-max arrival (a stale or garbage time, or a clock moved by
+        years), or a heartbeat that far ahead of the grid, does not get a grid across the span: the
+        instrument's grid starts again at the row, and one row here says where it happened.
+        """
+        cols: dict[str, list[object]] = {n: [] for n in STATUS.column_names}
+        for (venue, symbol), inst in self.books.items():
+            for ts_event, ts_recv, sequence, from_ns in inst.drain_jumps():
+                what = "a heartbeat" if sequence < 0 else "a published row"
+                row = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "venue": venue, "symbol": symbol,
+                       "state": "time_jump", "sequence": sequence, "until_ns": -1,
+                       "detail": f"{what} at ts_recv_ns {ts_recv} is {ts_recv - from_ns} ns from the "
+                                 f"book's latest arrival {from_ns}, beyond {kb.MAX_GAP_STEPS} grid steps: "
+                                 f"the snapshot grid starts again there"}
+                for name, value in row.items():
+                    cols[name].append(value)
+        return STATUS.table(cols) if cols["state"] else _empty(STATUS)
 
     def snapshot(self) -> BookStage:
         """A deep copy for a recovery snapshot (the kernels mutate their arrays in place)."""

@@ -135,6 +135,9 @@ class InstrumentPipeline:
             # a snapshot shows the book at its grid instant: flagged when the instant is in a window
             snaps = self.windows.flag(snaps, "ts_event_ns")
         items = [(n, t) for n, t in part.items() if n in _RAW and t.num_rows] if self.raw else []
+        jumps = self.book.drain_status()
+        if jumps.num_rows:
+            items.append((STATUS.name, jumps))  # time jumps the book's grid did not span
         if snaps is not None:
             items.append((BOOK_SNAPSHOT.name, snaps))
         if quotes and self.bbo_as_quote:
