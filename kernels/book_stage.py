@@ -271,11 +271,12 @@ def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndar
             o_px: np.ndarray, o_sz: np.ndarray, lv_px: np.ndarray, lv_sz: np.ndarray, lv_ct: np.ndarray,
             n_lv: np.ndarray, meta: np.ndarray, grid: np.ndarray, pend: np.ndarray, step_ns: int,
             quote_mode: int, ints: np.ndarray, st: np.ndarray, books: np.ndarray, inst: np.ndarray,
-            start: int, planned: bool) -> int:
+            start: int, planned: bool, anchor_row: np.ndarray, anchors: np.ndarray) -> int:
     """Plan, apply rows ``start..`` to the L3 book (:func:`kernels.l3book.l3_run`), finish.
 
-    ``x`` rows: action, side, price, size, then the common ones. Returns DONE, NEED_SPACE or
-    GROW (a table of the book is full).
+    ``x`` rows: action, side, price, size, then the common ones; ``anchor_row`` / ``anchors``:
+    the vendor's books to re-anchor to (``l3_run``). Returns DONE, NEED_SPACE, SPLIT or GROW (a
+    table of the book is full).
     """
     if not planned:
         code = plan(x, grid, step_ns, ints, books, inst, 6)
@@ -283,7 +284,7 @@ def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndar
             return code
     stop = l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta, order_id, x[X_A],
                   x[X_B], x[X_PRICE], x[X_SIZE], x[X_FLAGS], ints[1, :grid[R_K]], books.shape[2],
-                  start, ints[3:9], st[0], st[1], books, inst[5])
+                  start, ints[3:9], st[0], st[1], books, inst[5], anchor_row, anchors)
     if stop < x.shape[1]:
         grid[R_STOP] = stop
         return GROW

@@ -20,6 +20,7 @@ from kernels import book_stage as kb
 from kernels.l2book_numba import run as l2_run_numba
 from kernels.l3book import grow as grow_l3
 from kernels.l3book import new_l3_state
+from tapeflow.book.anchors import NO_ANCHORS, Anchors
 from tapeflow.book.rows import QuoteRows, snapshot_table
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT
@@ -64,6 +65,7 @@ class _Buffers:
             self.cap_rows = max(n, 2 * self.cap_rows)
             self.ints = np.zeros((3 + _ROWS[self.kind], self.cap_rows), np.int64)
             self.st = np.zeros((2, self.cap_rows), np.uint8)
+            self.no_anchor = np.full(self.cap_rows, -1, np.int64)
 
     def fit(self, k: int, m: int) -> None:
         """Room for ``k`` snapshot slots and ``m`` grid instants (what a NEED_SPACE asked for):
@@ -118,6 +120,7 @@ class InstrumentBook:
         self.pend = kb.new_pending(levels)
         self.closed = False
         self.buffers: _Buffers | None = None
+        self.anchors: Anchors | None = None  # the vendor's own book, when it comes with the events
         # time jumps not reported yet: (ts_event_ns, ts_recv_ns, sequence, from_recv_ns)
         self.jumps: list[tuple[int, int, int, int]] = []
 
@@ -136,6 +139,40 @@ class InstrumentBook:
                     snaps: list[pa.Table]) -> None:
         """:meth:`step` on the kernel input already converted: ``x`` int64[8, n] of the ``FIELDS``
         columns as rows (C order), ``order_id`` uint64[n] for an L3 book."""
+        if self.anchors is None or order_id is None:
+            self._run(x, order_id, quotes, snaps, None)
+            return
+        taken = self.anchors.take(x, order_id)
+        if taken is not None:
+            self._run(*taken[:2], quotes, snaps, taken[2])
+            self.anchors.done(taken[0])
+
+    def add_anchors(self, snapshots: pa.Table) -> None:
+        """The vendor's own books of this instrument (``book_snapshot`` rows whose ``sequence`` is
+        that of the event they follow), to re-anchor an L3 book to (:mod:`tapeflow.book.anchors`)."""
+        if self.kind == "l3" and snapshots.num_rows:
+            if self.anchors is None:
+                self.anchors = Anchors()
+            self.anchors.add(snapshots)
+
+    def flush(self, quotes: list[QuoteRows], snaps: list[pa.Table]) -> None:
+        """End of stream: run the events held back for vendor rows that never came."""
+        held = self.anchors.flush() if self.anchors is not None else None
+        if held is not None:
+            self._run(*held, quotes, snaps, self.anchors.rows(held[0]) if self.anchors else None)
+
+    def release(self, quotes: list[QuoteRows], snaps: list[pa.Table]) -> None:
+        """Run the events held back whose vendor rows came since (with no events of their own)."""
+        if self.anchors is not None and self.anchors.held is not None:
+            self.step_matrix(np.zeros((kb.N_X, 0), np.int64), np.zeros(0, np.uint64), quotes, snaps)
+
+    @property
+    def reanchors(self) -> int:
+        """Sides re-anchored to the vendor's book so far (L3)."""
+        return int(self.book.meta[5]) if self.kind == "l3" else 0
+
+    def _run(self, x: np.ndarray, order_id: np.ndarray | None, quotes: list[QuoteRows],
+             snaps: list[pa.Table], anchor_row: np.ndarray | None) -> None:
         buf = self.buffers
         if buf is None:
             buf = self.buffers = _Buffers(self.kind, self.levels)
@@ -143,7 +180,7 @@ class InstrumentBook:
             buf.rows(x.shape[1])
         try:
             if self.kind == "l3" or self.backend == "numba":
-                self._compiled(buf, x, order_id)
+                self._compiled(buf, x, order_id, anchor_row)
             else:
                 self._generic(buf, x)
         except _Split:
@@ -151,7 +188,8 @@ class InstrumentBook:
             half = x.shape[1] // 2
             for lo, hi in ((0, half), (half, x.shape[1])):
                 ids = None if order_id is None else order_id[lo:hi]
-                self.step_matrix(np.ascontiguousarray(x[:, lo:hi]), ids, quotes, snaps)
+                part = None if anchor_row is None else anchor_row[lo:hi]
+                self._run(np.ascontiguousarray(x[:, lo:hi]), ids, quotes, snaps, part)
             return
         grid = self.grid
         if grid[kb.R_JUMPS]:
@@ -210,7 +248,8 @@ class InstrumentBook:
         return snapshot_table(self.venue, self.symbol, self.levels, ts_ns, recv_ns, sequence, status, bids,
                               asks)
 
-    def _compiled(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray | None) -> None:
+    def _compiled(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray | None,
+                  anchor_row: np.ndarray | None) -> None:
         """One kernel call per batch; again from where it stopped after a repair of the book."""
         start, planned = 0, False
         while True:
@@ -220,8 +259,13 @@ class InstrumentBook:
                                   self.step_ns, self.quote_mode, buf.ints, buf.st, buf.books, buf.inst, start,
                                   planned)
             else:
+                if anchor_row is None:
+                    rows, books = buf.no_anchor[:x.shape[1]], NO_ANCHORS
+                else:
+                    assert self.anchors is not None
+                    rows, books = anchor_row, self.anchors.books
                 code = kb.l3_step(x, order_id, *b, self.grid, self.pend, self.step_ns, self.quote_mode,
-                                  buf.ints, buf.st, buf.books, buf.inst, start, planned)
+                                  buf.ints, buf.st, buf.books, buf.inst, start, planned, rows, books)
             if code == kb.DONE:
                 return
             if code == kb.NEED_SPACE:
@@ -236,7 +280,7 @@ class InstrumentBook:
                 side, action = x[kb.X_A], x[kb.X_B]
                 self.book = _l2state.handle_halt(b, code, start, side, x[kb.X_PRICE], action, x[kb.X_FLAGS])
             else:
-                self.book = grow_l3(b)
+                self.book = grow_l3(b, 0 if anchor_row is None else self.anchors.books.shape[2])
 
     def _fit(self, buf: _Buffers, x: np.ndarray) -> None:
         """Grow the buffers to what the plan asked for, unless that is more instants than one call
