@@ -133,3 +133,25 @@ def test_ofi_explains_mid_changes_as_the_reference_says(amzn_flow: tuple) -> Non
           f"mean beta x depth {np.mean(scaled):.4f}")
     assert abs(np.mean(r2s) - 0.527) <= 0.02
     assert abs(np.mean(scaled) - 0.92) <= 0.05
+
+
+def test_the_partition_rebuild_is_anchored_in_any_slices() -> None:
+    """The Dagster book assets' builder: whole days and slices give the same anchored rows."""
+    from tapeflow.book.partition import rebuild_partition, rebuild_slices
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    paths, book = _pair("LOBSTER_SampleFile_AMZN_2012-06-21_1")
+    tables = merge(list(get_format("lobster").decode(paths)))
+    events, vendor = tables["order_event"], tables["book_snapshot"]
+    snaps, quotes = rebuild_partition([events], [], levels=1, interval_ns=SECOND, anchors=[vendor])
+    # 09:30:01 .. 16:00:00: the first message comes after 09:30:00
+    assert snaps.num_rows == 23_400 and not (snaps.column("flags").to_numpy() & 4).any()
+    seq = snaps.column("sequence").to_numpy()
+    assert (_lists(snaps, "bid_price_nanos", 1, -1)[:, 0] == book[seq, 2] * PRICE_NANOS).all()
+    assert (_lists(snaps, "ask_size_nanos", 1, -1)[:, 0] == book[seq, 1] * SHARE).all()
+    event_slices = [events.slice(lo, 5_000) for lo in range(0, events.num_rows, 5_000)]
+    vendor_slices = [vendor.slice(lo, 7_000) for lo in range(0, vendor.num_rows, 7_000)]
+    pieces = list(rebuild_slices([event_slices], [], levels=1, interval_ns=SECOND, anchors=[vendor_slices]))
+    assert pa.concat_tables([p[0] for p in pieces]).equals(snaps)
+    assert pa.concat_tables([p[1] for p in pieces]).equals(quotes)
