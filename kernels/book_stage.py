@@ -15,8 +15,9 @@ instants below its largest ``r``, and the book after its last published row stay
 ``pend``) for the instants to come. ``step_ns == 0``: one snapshot per published row, stamped with
 its ``ts_event_ns``; ``step_ns < 0``: no snapshots.
 
-Arrays (``n`` rows, ``C >= n`` row capacity, ``KM`` slot/instant capacity, ``L`` levels, ``R`` = 4
-for L2 and 6 for L3: the kernels' best-level rows, L3 adding order counts; ``ask`` = 2 or 3):
+Arrays (``n`` rows, ``C >= n`` row capacity, ``K`` slot and ``M >= K`` instant capacity, ``L``
+levels, ``R`` = 4 for L2 and 6 for L3: the kernels' best-level rows, L3 adding order counts;
+``ask`` = 2 or 3):
 
 * ``x`` int64[8, n] (C order: each field a contiguous row): the batch's fields ``X_*`` (book
   columns, flags, ts_recv_ns, sequence, ts_event_ns); an L3 batch's ``order_id`` (uint64) comes apart.
@@ -25,13 +26,14 @@ for L2 and 6 for L3: the kernels' best-level rows, L3 adding order counts; ``ask
   book (bid px, bid sz, ask px, ask sz; UNDEF_PRICE / 0 beyond the levels that exist).
 * ``ints`` int64[3 + R, C]: row -> snapshot slot (-1 none), slot -> row, quote rows, then the
   per-row best levels; ``st`` uint8[2, C]: per-row status and anomaly.
-* ``books`` int64[R, KM, L]: the books at the snapshot slots (rows of the book kernel's layout).
-* ``inst`` int64[6, KM]: per instant ts, owner slot, ts_recv, sequence, status; row 5 holds the
+* ``books`` int64[R, K, L]: the books at the snapshot slots (rows of the book kernel's layout).
+* ``inst`` int64[6, M]: per instant ts, owner slot, ts_recv, sequence, status; row 5 holds the
   snapshot slots' status.
 
-A call returns DONE, NEED_SPACE (``KM`` must grow to ``grid[R_NEED]``; nothing changed), or a halt
-of the book kernel (``grid[R_STOP]`` is the row to resume at with ``planned`` set, once the host
-repaired or grew the book).
+A call returns DONE, NEED_SPACE (``K`` must grow to ``grid[R_NEED]``, ``M`` to ``grid[R_NEED_M]``;
+nothing changed), SPLIT (several time jumps: run the batch in parts), or a halt of the book
+kernel (``grid[R_STOP]`` is the row to resume at with ``planned`` set, once the host repaired or
+grew the book).
 """
 
 from __future__ import annotations
@@ -51,12 +53,21 @@ N_X = 8
 # grid state slots
 G_STARTED, G_NEXT, G_RECV, G_ROW_RECV, G_SEQ, G_STATUS, G_HAS_QUOTE = range(7)
 G_QUOTE = 7  # 5 slots: bid px, bid sz, ask px, ask sz, flags of the last quote
-# result slots of the last call, after the state
-R_STOP, R_K, R_M, R_NQ, R_STARTED, R_NEXT, R_RECV, R_LAST, R_NEED = range(12, 21)
-N_GRID = 21
+# result slots of the last call, after the state: R_NEED the snapshot slots and R_NEED_M the
+# instants a NEED_SPACE asks for; R_JUMPS the time jumps (below) and the first one's row and from-time
+(R_STOP, R_K, R_M, R_NQ, R_STARTED, R_NEXT, R_RECV, R_LAST, R_NEED, R_NEED_M, R_JUMPS, R_JUMP_ROW,
+ R_JUMP_FROM) = range(12, 25)
+N_GRID = 25
+# A published row whose arrival is more than this many grid steps away from the running max (ahead
+# or behind) is a time jump: a stale or garbage time, or a feed's clock that moved by years. The
+# grid is not filled across it (that would size memory and rows from an untrusted span: 41 GiB for
+# a 2024 frame followed by today's): it restarts at the row. 2**18 steps: three days at 1 s,
+# longer than any market's weekend close.
+MAX_GAP_STEPS = 1 << 18
 # return codes beyond the book kernels' halts (kernels._l2state: DONE 0, halts 1..4)
 NEED_SPACE = 16
 GROW = 17
+SPLIT = 18  # more than one time jump in the batch: the host runs it in parts
 # quote modes
 Q_NONE, Q_CHANGES, Q_EVERY = 0, 1, 2
 
@@ -78,24 +89,42 @@ def _ceil_to(x: int, step: int) -> int:
     return -((-x) // step) * step
 
 
+@njit(cache=True, inline="always")
+def max_gap_ns(step_ns: int) -> int:
+    """The largest distance between arrivals the grid fills: ``MAX_GAP_STEPS`` steps (saturating)."""
+    return MAX_GAP_STEPS * step_ns if step_ns < (1 << 62) // MAX_GAP_STEPS else 1 << 62
+
+
 @njit(cache=True)
 def _walk(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, inst: np.ndarray,
-          write: bool) -> tuple[int, int, int, int, int, int]:
-    """One walk over the batch's published rows: (slots k, instants m, and the grid state after).
+          write: bool) -> tuple[int, int, int, int, int, int, int]:
+    """One walk over the batch's published rows: (slots k, instants m, the grid state after, and
+    the time jumps).
 
     With ``write``, fills the row -> slot and slot -> row maps and the instants (ts, owner slot,
-    -1 for the book pending from an earlier batch); without, only counts them.
+    -1 for the book pending from an earlier batch) and reports the time jumps (``R_JUMPS``,
+    ``R_JUMP_ROW``, ``R_JUMP_FROM``); without, only counts them.
     """
     n = x.shape[1]
     flags, recv = x[X_FLAGS], x[X_RECV]
     slot, rows = ints[0], ints[1]
     started, nxt, r = grid[G_STARTED], grid[G_NEXT], grid[G_RECV]
-    k = m = 0
+    k = m = jumps = 0
+    gap = max_gap_ns(step_ns) if step_ns > 0 else 0
     last = marked = -1  # marked: the last row given a slot (rows get slots in ascending order)
     for i in range(n):
         if not flags[i] & F_LAST:
             continue
         if step_ns > 0:
+            if started != 0 and (recv[i] - r > gap or r - recv[i] > gap):
+                # a time jump: the instants of the old span not yet final are dropped, the grid
+                # starts again at this row (nothing sized from the untrusted span)
+                if write and jumps == 0:
+                    grid[R_JUMP_ROW], grid[R_JUMP_FROM] = i, r
+                jumps += 1
+                if write:
+                    grid[R_JUMPS] = jumps
+                started = 0
             if started == 0:
                 started, r = 1, recv[i]
                 nxt = _ceil_to(r, step_ns)
@@ -131,7 +160,7 @@ def _walk(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, inst:
         if write:
             slot[last], rows[k] = k, last
         k += 1
-    return k, m, started, nxt, r, last
+    return k, m, started, nxt, r, last, jumps
 
 
 @njit(cache=True)
@@ -140,15 +169,20 @@ def plan(x: np.ndarray, grid: np.ndarray, step_ns: int, ints: np.ndarray, books:
     """Choose the snapshot rows and the final grid instants of the batch (the state is not changed).
 
     ``n_rows``: the ``R`` of the book kernel (the snapshot rows of ``books``). Returns DONE, or
-    NEED_SPACE with ``grid[R_NEED]`` the slots or instants needed.
+    NEED_SPACE with ``grid[R_NEED]`` / ``grid[R_NEED_M]`` the slots / instants needed, or SPLIT
+    (the batch holds several time jumps).
     """
     # count first, so a batch that does not fit changes nothing
-    k, m, _, _, _, _ = _walk(x, grid, step_ns, ints, inst, False)
-    if max(k + 1, m) > inst.shape[1]:  # + 1: the slot finish copies the pending book to
-        grid[R_NEED] = max(k + 1, m)
+    k, m, _, _, _, _, jumps = _walk(x, grid, step_ns, ints, inst, False)
+    if jumps > 1 and x.shape[1] > 1:
+        return SPLIT  # one time jump per call, so each gets its own status row
+    # + 1: the slot finish copies the pending book to; inst's row 5 is per slot
+    if k + 1 > books.shape[1] or max(k + 1, m) > inst.shape[1]:
+        grid[R_NEED], grid[R_NEED_M] = k + 1, max(k + 1, m)
         return NEED_SPACE
     ints[0, :x.shape[1]] = -1
-    k, m, started, nxt, r, last = _walk(x, grid, step_ns, ints, inst, True)
+    grid[R_JUMPS] = 0
+    k, m, started, nxt, r, last, _ = _walk(x, grid, step_ns, ints, inst, True)
     # levels end at the first UNDEF_PRICE (the kernels write the levels that exist, best first)
     books[0, :k, :] = UNDEF_PRICE
     books[n_rows // 2, :k, :] = UNDEF_PRICE
@@ -237,11 +271,12 @@ def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndar
             o_px: np.ndarray, o_sz: np.ndarray, lv_px: np.ndarray, lv_sz: np.ndarray, lv_ct: np.ndarray,
             n_lv: np.ndarray, meta: np.ndarray, grid: np.ndarray, pend: np.ndarray, step_ns: int,
             quote_mode: int, ints: np.ndarray, st: np.ndarray, books: np.ndarray, inst: np.ndarray,
-            start: int, planned: bool) -> int:
+            start: int, planned: bool, anchor_row: np.ndarray, anchors: np.ndarray) -> int:
     """Plan, apply rows ``start..`` to the L3 book (:func:`kernels.l3book.l3_run`), finish.
 
-    ``x`` rows: action, side, price, size, then the common ones. Returns DONE, NEED_SPACE or
-    GROW (a table of the book is full).
+    ``x`` rows: action, side, price, size, then the common ones; ``anchor_row`` / ``anchors``:
+    the vendor's books to re-anchor to (``l3_run``). Returns DONE, NEED_SPACE, SPLIT or GROW (a
+    table of the book is full).
     """
     if not planned:
         code = plan(x, grid, step_ns, ints, books, inst, 6)
@@ -249,7 +284,7 @@ def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndar
             return code
     stop = l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta, order_id, x[X_A],
                   x[X_B], x[X_PRICE], x[X_SIZE], x[X_FLAGS], ints[1, :grid[R_K]], books.shape[2],
-                  start, ints[3:9], st[0], st[1], books, inst[5])
+                  start, ints[3:9], st[0], st[1], books, inst[5], anchor_row, anchors)
     if stop < x.shape[1]:
         grid[R_STOP] = stop
         return GROW

@@ -22,6 +22,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
+from kernels._l3table import _erase, _find, _level_add, _level_find, _level_sub
 from kernels.codes import (
     ASK,
     BID,
@@ -41,6 +42,7 @@ from kernels.codes import (
     UNDEF_PRICE,
     VALID,
 )
+from kernels.l3anchor import anchor_side, top_differs
 from kernels.reference_l3 import (
     ANOM_BAD_EVENT,
     ANOM_DUPLICATE_ADD,
@@ -51,9 +53,8 @@ from kernels.reference_l3 import (
     SNAP_KEYS,
 )
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-# meta slots
-_N_ORDERS, _SYNCED, _IN_SNAPSHOT, _BITS = 0, 1, 2, 3
+# meta slots: the last two count the synthetic orders and the re-anchors (kernels.l3anchor)
+_N_ORDERS, _SYNCED, _IN_SNAPSHOT, _BITS, _ANCHOR_IDS, _ANCHORS = range(6)
 
 
 class L3State(NamedTuple):
@@ -68,7 +69,7 @@ class L3State(NamedTuple):
     lv_sz: np.ndarray   # int64[2, lcap] aggregated size per level
     lv_ct: np.ndarray   # int64[2, lcap] resting orders per level
     n_lv: np.ndarray    # int64[2]      levels in use per side
-    meta: np.ndarray    # int64[4]      n_orders, synced, in_snapshot, log2(cap)
+    meta: np.ndarray    # int64[6]      n_orders, synced, in_snapshot, log2(cap), anchor ids, anchors
 
 
 def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,
@@ -87,98 +88,19 @@ def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,
         o_px=np.zeros(cap, np.int64), o_sz=np.zeros(cap, np.int64),
         lv_px=np.zeros((2, level_capacity), np.int64), lv_sz=np.zeros((2, level_capacity), np.int64),
         lv_ct=np.zeros((2, level_capacity), np.int64), n_lv=np.zeros(2, np.int64),
-        meta=np.array([0, int(start_synced), 0, bits], np.int64),
+        meta=np.array([0, int(start_synced), 0, bits, 0, 0], np.int64),
     )
-
-
-@nb.njit(cache=True, inline="always")
-def _home(oid, shift, mask):
-    return np.int64((oid * _GOLDEN) >> shift) & mask
-
-
-@nb.njit(cache=True, inline="always")
-def _find(keys, used, oid, shift, mask):
-    j = _home(oid, shift, mask)
-    while used[j]:
-        if keys[j] == oid:
-            return j, True
-        j = (j + 1) & mask
-    return j, False
-
-
-@nb.njit(cache=True)
-def _erase(keys, used, o_side, o_px, o_sz, j, shift, mask):
-    # backward-shift deletion: pull later entries of the probe run into the hole when their home
-    # slot is not cyclically inside (hole, k], so every lookup still finds them
-    i = j
-    k = (j + 1) & mask
-    while used[k]:
-        h = _home(keys[k], shift, mask)
-        if (k > i and (h <= i or h > k)) or (k < i and h <= i and h > k):
-            keys[i], o_side[i], o_px[i], o_sz[i] = keys[k], o_side[k], o_px[k], o_sz[k]
-            i = k
-        k = (k + 1) & mask
-    used[i] = 0
-
-
-@nb.njit(cache=True, inline="always")
-def _level_find(lv_px, s, n, price):
-    # key ascending towards the best: price for bids, -price for asks. Most events touch the
-    # first few levels, so walk down from the best a little before bisecting the rest.
-    sgn = 1 if s == 0 else -1
-    key = price * sgn
-    lo = 0
-    q = n - 1
-    while q >= 0 and q >= n - 8:
-        k = lv_px[s, q] * sgn
-        if k == key:
-            return q, True
-        if k < key:
-            return q + 1, False
-        q -= 1
-    hi = q + 1
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if lv_px[s, mid] * sgn < key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo, lo < n and lv_px[s, lo] == price
-
-
-@nb.njit(cache=True)
-def _level_add(lv_px, lv_sz, lv_ct, n_lv, s, price, size):
-    n = n_lv[s]
-    j, found = _level_find(lv_px, s, n, price)
-    if found:
-        lv_sz[s, j] += size
-        lv_ct[s, j] += 1
-        return
-    for q in range(n, j, -1):
-        lv_px[s, q], lv_sz[s, q], lv_ct[s, q] = lv_px[s, q - 1], lv_sz[s, q - 1], lv_ct[s, q - 1]
-    lv_px[s, j], lv_sz[s, j], lv_ct[s, j] = price, size, 1
-    n_lv[s] = n + 1
-
-
-@nb.njit(cache=True)
-def _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, price, size, count):
-    n = n_lv[s]
-    j, found = _level_find(lv_px, s, n, price)
-    if not found:
-        raise AssertionError("L3 book: a resting order's price level is missing")
-    lv_sz[s, j] -= size
-    lv_ct[s, j] -= count
-    if lv_ct[s, j] == 0:
-        for q in range(j, n - 1):
-            lv_px[s, q], lv_sz[s, q], lv_ct[s, q] = lv_px[s, q + 1], lv_sz[s, q + 1], lv_ct[s, q + 1]
-        n_lv[s] = n - 1
 
 
 @nb.njit(cache=True)
 def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
            order_id, action, side, price, size, flags, snap_rows, levels, start,
-           bbo, status, anomaly, snaps, snap_status):
+           bbo, status, anomaly, snaps, snap_status, anchor_row, anchors):
     """Apply rows ``start..`` in place (the :class:`L3State` arrays first, then the batch columns).
+
+    ``anchor_row`` int64[n]: per row, -1 or the index of the vendor's book after it in ``anchors``
+    int64[4, A, La] (bid px, bid sz, ask px, ask sz, best first, UNDEF_PRICE / 0 padded): after
+    the row, sides that differ from it are re-anchored (:mod:`kernels.l3anchor`).
 
     Writes ``bbo`` int64[6, n], ``status`` / ``anomaly`` uint8[n] per row and, at the ascending
     ``snap_rows``, the top ``levels`` into ``snaps`` int64[6, k, levels] (pre-filled UNDEF_PRICE /
@@ -193,8 +115,10 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
     in_snap = meta[_IN_SNAPSHOT] != 0
     k = len(snap_rows)
     sp = np.searchsorted(snap_rows, start)
-    max_orders = (mask + 1) >> 1  # keep the table at most half full: short probe runs
-    max_levels = lv_px.shape[1] - 1
+    # keep the table at most half full (short probe runs), with room for an anchor's levels
+    la = anchors.shape[2]
+    max_orders = ((mask + 1) >> 1) - 2 * la
+    max_levels = lv_px.shape[1] - 1 - la
     stop = len(order_id)
     for i in range(start, len(order_id)):
         if n_orders >= max_orders or n_lv[0] >= max_levels or n_lv[1] >= max_levels:
@@ -286,6 +210,16 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
             if f & F_SNAPSHOT and f & F_LAST:
                 synced = True
                 in_snap = False
+        if anchor_row[i] >= 0:
+            r = anchor_row[i]
+            for s in range(2):
+                if top_differs(lv_px, lv_sz, n_lv, s, anchors[2 * s, r], anchors[2 * s + 1, r]):
+                    gone, meta[_ANCHOR_IDS] = anchor_side(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct,
+                                                          n_lv, s, anchors[2 * s, r], anchors[2 * s + 1, r],
+                                                          shift, mask, meta[_ANCHOR_IDS])
+                    n_orders -= gone
+                    meta[_ANCHORS] += 1
+            synced = True
         anomaly[i] = anom
         nb_, na_ = n_lv[0], n_lv[1]
         if nb_ > 0:
@@ -328,10 +262,11 @@ def _rehash(keys, used, o_side, o_px, o_sz, nkeys, nused, nside, npx, nsz, bits)
             nkeys[t], nused[t], nside[t], npx[t], nsz[t] = keys[j], 1, o_side[j], o_px[j], o_sz[j]
 
 
-def grow(state: L3State) -> L3State:
-    """Double whichever table the kernel stopped on (the order table is rehashed)."""
+def grow(state: L3State, room: int = 0) -> L3State:
+    """Double whichever table the kernel stopped on (the order table is rehashed); ``room``: the
+    anchor depth the kernel ran with (it keeps that many more orders and levels free)."""
     bits = int(state.meta[_BITS])
-    if 2 * int(state.meta[_N_ORDERS]) >= 1 << bits:
+    if 2 * int(state.meta[_N_ORDERS]) >= (1 << bits) - 4 * room:
         new_bits = bits + 1
         cap = 1 << new_bits
         grown = (np.zeros(cap, np.uint64), np.zeros(cap, np.uint8), np.zeros(cap, np.uint8),
@@ -342,7 +277,7 @@ def grow(state: L3State) -> L3State:
         state = state._replace(keys=grown[0], used=grown[1], o_side=grown[2], o_px=grown[3],
                                o_sz=grown[4], meta=meta)
     lcap = state.lv_px.shape[1]
-    if int(state.n_lv.max()) >= lcap - 1:
+    if int(state.n_lv.max()) >= lcap - 1 - room:
         grown_lv = []
         for arr in (state.lv_px, state.lv_sz, state.lv_ct):
             g = np.zeros((2, 2 * lcap), np.int64)
@@ -383,8 +318,10 @@ def apply_l3(state: L3State, order_id: np.ndarray, action: np.ndarray, side: np.
     arrays = (np.asarray(order_id, np.uint64), np.asarray(action, np.uint8), np.asarray(side, np.uint8),
               np.asarray(price, np.int64), np.asarray(size, np.int64), np.asarray(flags, np.uint8))
     done = 0
+    no_anchor, no_anchors = np.full(n, -1, np.int64), np.zeros((4, 0, 0), np.int64)
     while True:
-        done = l3_run(*state, *arrays, rows, levels, done, bbo, status, anomaly, snaps, snap_status)
+        done = l3_run(*state, *arrays, rows, levels, done, bbo, status, anomaly, snaps, snap_status,
+                      no_anchor, no_anchors)
         if done == n:
             break
         state = grow(state)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kernels.book_stage import MAX_GAP_STEPS
 from tapeflow.errors import ConfigError
 
 
@@ -81,7 +82,8 @@ def one_instrument(table: pa.Table) -> tuple[str, str] | None:
     return None if symbol is None else (venue, symbol)
 
 
-def grid_rows(arrival_ns: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.ndarray]:
+def grid_rows(arrival_ns: np.ndarray, interval_ns: int,
+              max_gap_ns: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A time grid over published rows and, per instant, the last of them received by then.
 
     Arrival (``ts_recv_ns``, the feed's sort key) decides, through a running max, so a row that
@@ -90,22 +92,37 @@ def grid_rows(arrival_ns: np.ndarray, interval_ns: int) -> tuple[np.ndarray, np.
     arrival, so no instant comes before the first row. The L2 and L3 books share this rule; the
     book stage applies it batch by batch (``kernels.book_stage``).
 
+    A row whose arrival is more than ``max_gap_ns`` from the running max (either way: a time jump)
+    starts the grid again: the span before it keeps its instants before its running max, and the
+    rows from it on are a grid of their own (running max and all).
+
     Args:
         arrival_ns: int64[n] arrival times of the rows a snapshot may show, in replay order.
         interval_ns: grid spacing.
+        max_gap_ns: the time jump bound; default ``kernels.book_stage.max_gap_ns(interval_ns)``.
 
     Returns:
         (grid instants int64[k], indices into ``arrival_ns`` int64[k]).
     """
     if interval_ns <= 0:
         raise ConfigError(f"interval_ns must be > 0, got {interval_ns}")
-    if len(arrival_ns) == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    running = np.maximum.accumulate(arrival_ns)
-    first = -(-int(running[0]) // interval_ns) * interval_ns
-    last = -(-int(running[-1]) // interval_ns) * interval_ns
-    grid = np.arange(first, last + 1, interval_ns, dtype=np.int64)
-    return grid, (np.searchsorted(running, grid, side="right") - 1).astype(np.int64)
+    gap = max_gap_ns if max_gap_ns is not None else MAX_GAP_STEPS * interval_ns
+    grids, picks = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    lo, n = 0, len(arrival_ns)
+    while lo < n:
+        running = np.maximum.accumulate(arrival_ns[lo:])
+        jump = np.flatnonzero(np.abs(arrival_ns[lo + 1:] - running[:-1]) > gap)
+        end = n if not len(jump) else lo + 1 + int(jump[0])
+        running = running[:end - lo]
+        first = -(-int(running[0]) // interval_ns) * interval_ns
+        # the last span ends at the first instant at or after its last arrival; one cut short by a
+        # jump at the instants it made final (those before its running max)
+        last = -(-int(running[-1]) // interval_ns) * interval_ns if end == n else int(running[-1]) - 1
+        grid = np.arange(first, last + 1, interval_ns, dtype=np.int64)
+        grids.append(grid)
+        picks.append(lo + (np.searchsorted(running, grid, side="right") - 1).astype(np.int64))
+        lo = end
+    return np.concatenate(grids), np.concatenate(picks)
 
 
 __all__ = ["grid_rows", "instrument_groups", "one_instrument", "single_value"]

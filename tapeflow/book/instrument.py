@@ -20,6 +20,7 @@ from kernels import book_stage as kb
 from kernels.l2book_numba import run as l2_run_numba
 from kernels.l3book import grow as grow_l3
 from kernels.l3book import new_l3_state
+from tapeflow.book.anchors import NO_ANCHORS, Anchors
 from tapeflow.book.rows import QuoteRows, snapshot_table
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT
@@ -39,14 +40,24 @@ _ROWS = {"l2": 4, "l3": 6}  # rows of the kernels' per-row best-level and snapsh
 _BBO_ROWS = {"l2": np.array([[3], [4], [5], [6]]), "l3": np.array([[3], [4], [6], [7]])}
 
 
+# One call's grid instants at most, unless its batch is one row (which adds at most one gap,
+# itself bounded by kernels.book_stage.MAX_GAP_STEPS): a larger batch is split in halves.
+MAX_INSTANTS_PER_CALL = 2 * kb.MAX_GAP_STEPS
+
+
+class _Split(Exception):
+    """A batch would produce more grid instants than one call may hold, or holds several time
+    jumps: it is run in halves."""
+
+
 class _Buffers:
     """One instrument's kernel buffers (see :mod:`kernels.book_stage`), grown on demand."""
 
     def __init__(self, kind: str, levels: int) -> None:
         self.kind, self.levels = kind, levels
-        self.cap_rows = self.cap_km = 0
+        self.cap_rows = self.cap_k = self.cap_m = 0
         self.rows(64)
-        self.fit(8)
+        self.fit(8, 8)
 
     def rows(self, n: int) -> None:
         """Room for a batch of ``n`` rows."""
@@ -54,13 +65,17 @@ class _Buffers:
             self.cap_rows = max(n, 2 * self.cap_rows)
             self.ints = np.zeros((3 + _ROWS[self.kind], self.cap_rows), np.int64)
             self.st = np.zeros((2, self.cap_rows), np.uint8)
+            self.no_anchor = np.full(self.cap_rows, -1, np.int64)
 
-    def fit(self, km: int) -> None:
-        """Room for ``km`` snapshot slots and grid instants (what a NEED_SPACE asked for)."""
-        if km > self.cap_km:
-            self.cap_km = max(km, 2 * self.cap_km)
-            self.books = np.zeros((_ROWS[self.kind], self.cap_km, self.levels), np.int64)
-            self.inst = np.zeros((6, self.cap_km), np.int64)
+    def fit(self, k: int, m: int) -> None:
+        """Room for ``k`` snapshot slots and ``m`` grid instants (what a NEED_SPACE asked for):
+        a book per slot, but only six numbers per instant, so a long quiet span costs no books."""
+        if k > self.cap_k:
+            self.cap_k = max(k, 2 * self.cap_k)
+            self.books = np.zeros((_ROWS[self.kind], self.cap_k, self.levels), np.int64)
+        if m > self.cap_m:
+            self.cap_m = max(m, 2 * self.cap_m)
+            self.inst = np.zeros((6, self.cap_m), np.int64)
 
 
 class _Reference:
@@ -105,6 +120,9 @@ class InstrumentBook:
         self.pend = kb.new_pending(levels)
         self.closed = False
         self.buffers: _Buffers | None = None
+        self.anchors: Anchors | None = None  # the vendor's own book, when it comes with the events
+        # time jumps not reported yet: (ts_event_ns, ts_recv_ns, sequence, from_recv_ns)
+        self.jumps: list[tuple[int, int, int, int]] = []
 
     def __getstate__(self) -> dict[str, Any]:
         # the buffers only carry one call's outputs: a recovery snapshot need not store them
@@ -121,16 +139,63 @@ class InstrumentBook:
                     snaps: list[pa.Table]) -> None:
         """:meth:`step` on the kernel input already converted: ``x`` int64[8, n] of the ``FIELDS``
         columns as rows (C order), ``order_id`` uint64[n] for an L3 book."""
+        if self.anchors is None or order_id is None:
+            self._run(x, order_id, quotes, snaps, None)
+            return
+        taken = self.anchors.take(x, order_id)
+        if taken is not None:
+            self._run(*taken[:2], quotes, snaps, taken[2])
+            self.anchors.done(taken[0])
+
+    def add_anchors(self, snapshots: pa.Table) -> None:
+        """The vendor's own books of this instrument (``book_snapshot`` rows whose ``sequence`` is
+        that of the event they follow), to re-anchor an L3 book to (:mod:`tapeflow.book.anchors`)."""
+        if self.kind == "l3" and snapshots.num_rows:
+            if self.anchors is None:
+                self.anchors = Anchors()
+            self.anchors.add(snapshots)
+
+    def flush(self, quotes: list[QuoteRows], snaps: list[pa.Table]) -> None:
+        """End of stream: run the events held back for vendor rows that never came."""
+        held = self.anchors.flush() if self.anchors is not None else None
+        if held is not None:
+            self._run(*held, quotes, snaps, self.anchors.rows(held[0]) if self.anchors else None)
+
+    def release(self, quotes: list[QuoteRows], snaps: list[pa.Table]) -> None:
+        """Run the events held back whose vendor rows came since (with no events of their own)."""
+        if self.anchors is not None and self.anchors.held is not None:
+            self.step_matrix(np.zeros((kb.N_X, 0), np.int64), np.zeros(0, np.uint64), quotes, snaps)
+
+    @property
+    def reanchors(self) -> int:
+        """Sides re-anchored to the vendor's book so far (L3)."""
+        return int(self.book.meta[5]) if self.kind == "l3" else 0
+
+    def _run(self, x: np.ndarray, order_id: np.ndarray | None, quotes: list[QuoteRows],
+             snaps: list[pa.Table], anchor_row: np.ndarray | None) -> None:
         buf = self.buffers
         if buf is None:
             buf = self.buffers = _Buffers(self.kind, self.levels)
         if x.shape[1] > buf.cap_rows:
             buf.rows(x.shape[1])
-        if self.kind == "l3" or self.backend == "numba":
-            self._compiled(buf, x, order_id)
-        else:
-            self._generic(buf, x)
+        try:
+            if self.kind == "l3" or self.backend == "numba":
+                self._compiled(buf, x, order_id, anchor_row)
+            else:
+                self._generic(buf, x)
+        except _Split:
+            # one call's grid instants are bounded, and it holds one time jump at most
+            half = x.shape[1] // 2
+            for lo, hi in ((0, half), (half, x.shape[1])):
+                ids = None if order_id is None else order_id[lo:hi]
+                part = None if anchor_row is None else anchor_row[lo:hi]
+                self._run(np.ascontiguousarray(x[:, lo:hi]), ids, quotes, snaps, part)
+            return
         grid = self.grid
+        if grid[kb.R_JUMPS]:
+            row = int(grid[kb.R_JUMP_ROW])
+            self.jumps.append((int(x[kb.X_EVENT, row]), int(x[kb.X_RECV, row]), int(x[kb.X_SEQ, row]),
+                               int(grid[kb.R_JUMP_FROM])))
         if grid[kb.R_NQ]:
             at = buf.ints[2, :grid[kb.R_NQ]].copy()
             quotes.append(QuoteRows(self.venue, self.symbol, x[kb.X_EVENT, at], x[kb.X_RECV, at],
@@ -143,6 +208,11 @@ class InstrumentBook:
         """Emit the grid instants before ``watermark_ns`` with the pending book (see BookStage.advance)."""
         step = self.step_ns
         if self.closed or not self.grid[kb.G_STARTED] or step <= 0:
+            return None
+        if watermark_ns - int(self.grid[kb.G_NEXT]) > kb.max_gap_ns(step):
+            # a clock that jumped: no grid across the span; the instrument's next row starts it again
+            self.jumps.append((watermark_ns, watermark_ns, -1, int(self.grid[kb.G_RECV])))
+            self.grid[kb.G_STARTED] = 0
             return None
         grid = np.arange(int(self.grid[kb.G_NEXT]), watermark_ns, step, dtype=np.int64)
         if not len(grid):
@@ -178,7 +248,8 @@ class InstrumentBook:
         return snapshot_table(self.venue, self.symbol, self.levels, ts_ns, recv_ns, sequence, status, bids,
                               asks)
 
-    def _compiled(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray | None) -> None:
+    def _compiled(self, buf: _Buffers, x: np.ndarray, order_id: np.ndarray | None,
+                  anchor_row: np.ndarray | None) -> None:
         """One kernel call per batch; again from where it stopped after a repair of the book."""
         start, planned = 0, False
         while True:
@@ -188,13 +259,20 @@ class InstrumentBook:
                                   self.step_ns, self.quote_mode, buf.ints, buf.st, buf.books, buf.inst, start,
                                   planned)
             else:
+                if anchor_row is None:
+                    rows, books = buf.no_anchor[:x.shape[1]], NO_ANCHORS
+                else:
+                    assert self.anchors is not None
+                    rows, books = anchor_row, self.anchors.books
                 code = kb.l3_step(x, order_id, *b, self.grid, self.pend, self.step_ns, self.quote_mode,
-                                  buf.ints, buf.st, buf.books, buf.inst, start, planned)
+                                  buf.ints, buf.st, buf.books, buf.inst, start, planned, rows, books)
             if code == kb.DONE:
                 return
             if code == kb.NEED_SPACE:
-                buf.fit(int(self.grid[kb.R_NEED]))
+                self._fit(buf, x)
                 continue
+            if code == kb.SPLIT:
+                raise _Split
             # stopped before a row the L2 book cannot apply in place, or with an L3 table full:
             # repair (or grow) the book on the host and resume at that row
             start, planned = int(self.grid[kb.R_STOP]), True
@@ -202,12 +280,28 @@ class InstrumentBook:
                 side, action = x[kb.X_A], x[kb.X_B]
                 self.book = _l2state.handle_halt(b, code, start, side, x[kb.X_PRICE], action, x[kb.X_FLAGS])
             else:
-                self.book = grow_l3(b)
+                self.book = grow_l3(b, 0 if anchor_row is None else self.anchors.books.shape[2])
+
+    def _fit(self, buf: _Buffers, x: np.ndarray) -> None:
+        """Grow the buffers to what the plan asked for, unless that is more instants than one call
+        may produce and the batch can be split (nothing of the state changed yet)."""
+        m = int(self.grid[kb.R_NEED_M])
+        if m > MAX_INSTANTS_PER_CALL and x.shape[1] > 1:
+            raise _Split
+        buf.fit(int(self.grid[kb.R_NEED]), m)
+
+    def drain_jumps(self) -> list[tuple[int, int, int, int]]:
+        """The time jumps since the last call: (ts_event_ns, ts_recv_ns, sequence of the row that
+        jumped (-1: a heartbeat), the running-max arrival it jumped from)."""
+        out, self.jumps = self.jumps, []
+        return out
 
     def _generic(self, buf: _Buffers, x: np.ndarray) -> None:
         # the same plan and finish around an L2 kernel not compiled with them (JAX, the reference)
-        while kb.plan(x, self.grid, self.step_ns, buf.ints, buf.books, buf.inst, 4) == kb.NEED_SPACE:
-            buf.fit(int(self.grid[kb.R_NEED]))
+        while (code := kb.plan(x, self.grid, self.step_ns, buf.ints, buf.books, buf.inst, 4)) != kb.DONE:
+            if code == kb.SPLIT:
+                raise _Split
+            self._fit(buf, x)
         k, n = int(self.grid[kb.R_K]), x.shape[1]
         cols = [x[j] for j in (kb.X_A, kb.X_B, kb.X_PRICE, kb.X_SIZE, kb.X_FLAGS)]
         self.book, out = self._runner()(self.book, *cols, levels=self.levels,

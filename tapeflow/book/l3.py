@@ -81,7 +81,7 @@ def replay_l3(events: pa.Table, *, levels: int = 10, snapshot_rows: np.ndarray |
 
 
 def l3_book_snapshots(events: pa.Table, *, levels: int = 10, interval_ns: int | None = None,
-                      start_synced: bool = False) -> pa.Table:
+                      start_synced: bool = False, anchors: pa.Table | None = None) -> pa.Table:
     """Top-``levels`` ``book_snapshot`` rows of every instrument in an ``order_event`` table.
 
     The book stage over the whole table (:meth:`tapeflow.book.stage.BookStage.replay`). With
@@ -97,6 +97,8 @@ def l3_book_snapshots(events: pa.Table, *, levels: int = 10, interval_ns: int | 
         levels: depth per side (lists hold only the levels that exist, best first).
         interval_ns: grid spacing in ns, or None for a row per published event.
         start_synced: see :func:`replay_l3`.
+        anchors: the vendor's own ``book_snapshot`` rows (LOBSTER's orderbook file): the book is
+            seeded and re-anchored from them (:mod:`tapeflow.book.anchors`).
 
     Raises:
         BookError: ``interval_ns`` is not positive, or ``events`` is not an ``order_event`` table.
@@ -104,7 +106,10 @@ def l3_book_snapshots(events: pa.Table, *, levels: int = 10, interval_ns: int | 
     if interval_ns is not None and interval_ns <= 0:
         raise BookError(f"interval_ns must be positive, got {interval_ns}")
     stage = BookStage("l3", levels, interval_ns, quotes="none", start_synced=start_synced)
-    return stage.replay({ORDER_EVENT.name: events})[BOOK_SNAPSHOT.name]
+    tables = {ORDER_EVENT.name: events}
+    if anchors is not None:
+        tables[BOOK_SNAPSHOT.name] = anchors
+    return stage.replay(tables)[BOOK_SNAPSHOT.name]
 
 
 def instrument_rows(events: pa.Table) -> list[np.ndarray]:

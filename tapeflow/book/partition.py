@@ -52,7 +52,8 @@ def arrival_order(record: RecordType, days: Sequence[pa.Table]) -> pa.Table:
 
 
 def rebuild_partition(events: Sequence[pa.Table], deltas: Sequence[pa.Table], *, levels: int = LEVELS,
-                      interval_ns: int = INTERVAL_NS) -> tuple[pa.Table, pa.Table]:
+                      interval_ns: int = INTERVAL_NS,
+                      anchors: Sequence[pa.Table] = ()) -> tuple[pa.Table, pa.Table]:
     """Snapshots on the capture-time grid and BBO changes of an instrument from two days of rows.
 
     Args:
@@ -60,14 +61,20 @@ def rebuild_partition(events: Sequence[pa.Table], deltas: Sequence[pa.Table], *,
         deltas: ``book_delta`` partitions of the same days.
         levels: snapshot depth.
         interval_ns: grid spacing.
+        anchors: the vendor's own ``book_snapshot`` partitions of the same days (LOBSTER's
+            orderbook file, as decoded: never the rebuilt snapshots), which seed and re-anchor
+            the L3 book (:mod:`tapeflow.book.anchors`).
 
     Returns:
         (``book_snapshot`` rows, ``quote`` rows of the rebuilt best bid/offer at each change),
         over both days: keep the day's own rows.
     """
     stage = BookStage("auto", levels, interval_ns)
-    out = stage.replay({ORDER_EVENT.name: arrival_order(ORDER_EVENT, events),
-                        BOOK_DELTA.name: arrival_order(BOOK_DELTA, deltas)})
+    tables = {ORDER_EVENT.name: arrival_order(ORDER_EVENT, events),
+              BOOK_DELTA.name: arrival_order(BOOK_DELTA, deltas)}
+    if anchors:
+        tables[BOOK_SNAPSHOT.name] = arrival_order(BOOK_SNAPSHOT, anchors)
+    out = stage.replay(tables)
     return out[BOOK_SNAPSHOT.name], out[QUOTE.name]
 
 
@@ -124,18 +131,29 @@ def _merge_two(first: Iterable[pa.Table], second: Iterable[pa.Table]) -> Iterato
 
 
 def rebuild_slices(events: Sequence[Iterable[pa.Table]], deltas: Sequence[Iterable[pa.Table]], *,
-                   levels: int = LEVELS,
-                   interval_ns: int = INTERVAL_NS) -> Iterator[tuple[pa.Table, pa.Table]]:
+                   levels: int = LEVELS, interval_ns: int = INTERVAL_NS,
+                   anchors: Sequence[Iterable[pa.Table]] = ()) -> Iterator[tuple[pa.Table, pa.Table]]:
     """:func:`rebuild_partition` over day partitions read in slices, in bounded memory.
 
     The book stage is fed the slices as micro-batches (as the live flow feeds it) and closed at the
     end; the (snapshot, quote) pieces it yields, concatenated, equal :func:`rebuild_partition`'s
-    tables over the whole days.
+    tables over the whole days. ``anchors``' slices go with the event slices they reach.
     """
     stage = BookStage("auto", levels, interval_ns)
+    vendor = arrival_slices(BOOK_SNAPSHOT, anchors) if anchors else iter(())
+    reached = np.iinfo(np.int64).min
     for record, days in ((ORDER_EVENT, events), (BOOK_DELTA, deltas)):  # the replay's order under auto
         for rows in arrival_slices(record, days):
-            out = stage.apply({record.name: rows})
+            batch = {record.name: rows}
+            if record is ORDER_EVENT:
+                last = int(rows.column("ts_recv_ns").to_numpy().max())
+                parts = []
+                while reached <= last and (part := next(vendor, None)) is not None:
+                    parts.append(part)
+                    reached = int(part.column("ts_recv_ns").to_numpy().max())
+                if parts:
+                    batch[BOOK_SNAPSHOT.name] = concat(BOOK_SNAPSHOT, parts)
+            out = stage.apply(batch)
             yield out[BOOK_SNAPSHOT.name], out[QUOTE.name]
     out = stage.close()
     yield out[BOOK_SNAPSHOT.name], out[QUOTE.name]

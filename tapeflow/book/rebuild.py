@@ -39,7 +39,9 @@ def snapshots_for_format(format_name: str, paths: Sequence[Path], *, levels: int
     if events is not None and events.num_rows:
         from tapeflow.book.l3 import l3_book_snapshots
 
-        return l3_book_snapshots(events, levels=levels, interval_ns=interval_ns), events.num_rows
+        # a vendor's own book beside its events (LOBSTER's orderbook file) anchors the rebuild
+        return l3_book_snapshots(events, levels=levels, interval_ns=interval_ns,
+                                 anchors=tables.get(BOOK_SNAPSHOT.name)), events.num_rows
     deltas = tables.get(BOOK_DELTA.name)
     if deltas is not None and deltas.num_rows:
         from tapeflow.book.l2 import book_snapshots

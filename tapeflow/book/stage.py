@@ -34,7 +34,7 @@ from tapeflow.book.instrument import CHUNK_ROWS, InstrumentBook
 from tapeflow.book.rows import QuoteRows
 from tapeflow.errors import BookError, ConfigError
 from tapeflow.schemas import RecordType, concat
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE
+from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, QUOTE, STATUS
 
 KINDS = ("l2", "l3", "auto")
 BACKENDS = ("numba", "jax", "reference")
@@ -106,6 +106,8 @@ class BookStage:
         """
         quotes: list[QuoteRows] = []
         snaps: list[pa.Table] = []
+        vendor = records.get(BOOK_SNAPSHOT.name)
+        anchored = self._anchor(vendor) if vendor is not None and vendor.num_rows else set()
         for name, kind in self._inputs:
             table = records.get(name)
             if table is None or not table.num_rows:
@@ -116,13 +118,18 @@ class BookStage:
                 inst.step(table, None, quotes, snaps)  # the live flow's case: one instrument it knows
             else:
                 for inst, rows in self._parts(table, kind, key):
+                    if vendor is not None and (inst.venue, inst.symbol) not in anchored:
+                        anchored |= self._anchor(vendor, inst)
                     inst.step(table, rows, quotes, snaps)
+        for key in anchored:
+            self.books[key].release(quotes, snaps)
         if quotes or snaps:
             return _tables(quotes, snaps)
         return {QUOTE.name: _empty(QUOTE), BOOK_SNAPSHOT.name: _empty(BOOK_SNAPSHOT)}
 
     def apply_columns(self, venue: str, symbol: str, columns: Mapping[str, np.ndarray],
-                      order_ids: np.ndarray | None = None) -> tuple[list[QuoteRows], list[pa.Table]]:
+                      order_ids: np.ndarray | None = None, anchors: pa.Table | None = None
+                      ) -> tuple[list[QuoteRows], list[pa.Table]]:
         """:meth:`apply` for one instrument's batch already converted (the live flow's entry point).
 
         Args:
@@ -130,6 +137,8 @@ class BookStage:
             columns: by record name (``book_delta``, ``order_event``), the table's
                 ``tapeflow.book.instrument.FIELDS`` columns as rows of one int64 matrix (C order).
             order_ids: uint64 order ids of the ``order_event`` rows.
+            anchors: the vendor's own ``book_snapshot`` rows of the instrument (LOBSTER's
+                orderbook file), to re-anchor its L3 book to (:mod:`tapeflow.book.anchors`).
 
         Returns:
             (the best bid/offer rows as arrays, ``book_snapshot`` tables) this batch made final.
@@ -137,6 +146,13 @@ class BookStage:
         quotes: list[QuoteRows] = []
         snaps: list[pa.Table] = []
         key = (venue, symbol)
+        if anchors is not None and anchors.num_rows:
+            inst = self.books.get(key)
+            if inst is None and self.kind != "l2" and ORDER_EVENT.name in columns:
+                inst = self.books[key] = self._new_book(venue, symbol, "l3")
+            if inst is not None:
+                inst.add_anchors(anchors)
+                inst.release(quotes, snaps)
         for name, kind in self._inputs:
             x = columns.get(name)
             if x is None or not x.shape[1]:
@@ -173,8 +189,12 @@ class BookStage:
             if table.schema.names != record.column_names:
                 raise BookError(f"the {kind} book needs a {record.name} table, "
                                 f"got columns {table.schema.names}")
+            vendor = records.get(BOOK_SNAPSHOT.name)
             for inst, rows in self._parts(table, kind, one_instrument(table)):
+                if vendor is not None and vendor.num_rows:
+                    self._anchor(vendor, inst)
                 inst.step(table, rows, quotes, snaps)
+                inst.flush(quotes, snaps)
                 tail = inst.close()
                 if tail is not None:
                     snaps.append(tail)
@@ -207,8 +227,54 @@ class BookStage:
     def close(self) -> dict[str, pa.Table]:
         """End of stream: emit each instrument's last grid instant (the batch grid includes it),
         unless :meth:`advance` already went past it."""
-        snaps = [t for t in (inst.close() for inst in self.books.values()) if t is not None]
-        return _tables([], snaps)
+        quotes: list[QuoteRows] = []
+        snaps: list[pa.Table] = []
+        for inst in self.books.values():
+            if not inst.closed:
+                inst.flush(quotes, snaps)
+            tail = inst.close()
+            if tail is not None:
+                snaps.append(tail)
+        return _tables(quotes, snaps)
+
+    def reanchors(self) -> dict[tuple[str, str], int]:
+        """Per instrument, the sides re-anchored to the vendor's own book so far (L3)."""
+        return {key: inst.reanchors for key, inst in self.books.items() if inst.anchors is not None}
+
+    def _anchor(self, vendor: pa.Table, inst: InstrumentBook | None = None) -> set[tuple[str, str]]:
+        """Give the L3 books the vendor's rows of their instrument (``inst``'s only, if given);
+        returns the instruments that got some."""
+        key = one_instrument(vendor)
+        groups = [(key[0], key[1], None)] if key is not None else instrument_groups(vendor)
+        done = set()
+        for venue, symbol, rows in groups:
+            book = self.books.get((venue, symbol))
+            if book is None or book.kind != "l3" or book.closed or (inst is not None and book is not inst):
+                continue
+            book.add_anchors(vendor if rows is None else vendor.take(pa.array(rows)))
+            done.add((venue, symbol))
+        return done
+
+    def drain_status(self) -> pa.Table:
+        """The ``status`` rows (state ``time_jump``) of the time jumps since the last call.
+
+        A published row whose arrival is more than ``kernels.book_stage.MAX_GAP_STEPS`` grid steps
+        from the instrument's running-max arrival (a stale or garbage time, or a clock moved by
+        years), or a heartbeat that far ahead of the grid, does not get a grid across the span: the
+        instrument's grid starts again at the row, and one row here says where it happened.
+        """
+        cols: dict[str, list[object]] = {n: [] for n in STATUS.column_names}
+        for (venue, symbol), inst in self.books.items():
+            for ts_event, ts_recv, sequence, from_ns in inst.drain_jumps():
+                what = "a heartbeat" if sequence < 0 else "a published row"
+                row = {"ts_event_ns": ts_event, "ts_recv_ns": ts_recv, "venue": venue, "symbol": symbol,
+                       "state": "time_jump", "sequence": sequence, "until_ns": -1,
+                       "detail": f"{what} at ts_recv_ns {ts_recv} is {ts_recv - from_ns} ns from the "
+                                 f"book's latest arrival {from_ns}, beyond {kb.MAX_GAP_STEPS} grid steps: "
+                                 f"the snapshot grid starts again there"}
+                for name, value in row.items():
+                    cols[name].append(value)
+        return STATUS.table(cols) if cols["state"] else _empty(STATUS)
 
     def snapshot(self) -> BookStage:
         """A deep copy for a recovery snapshot (the kernels mutate their arrays in place)."""

@@ -135,6 +135,9 @@ class InstrumentPipeline:
             # a snapshot shows the book at its grid instant: flagged when the instant is in a window
             snaps = self.windows.flag(snaps, "ts_event_ns")
         items = [(n, t) for n, t in part.items() if n in _RAW and t.num_rows] if self.raw else []
+        jumps = self.book.drain_status()
+        if jumps.num_rows:
+            items.append((STATUS.name, jumps))  # time jumps the book's grid did not span
         if snaps is not None:
             items.append((BOOK_SNAPSHOT.name, snaps))
         if quotes and self.bbo_as_quote:
@@ -176,13 +179,16 @@ class InstrumentPipeline:
 
     def _book(self, part: RoutedBatch) -> tuple[list[QuoteRows], pa.Table | None]:
         present = [name for name in _BOOK_INPUTS if name in part]
-        if not present:
+        # the vendor's own book (LOBSTER's orderbook file) anchors the rebuilt L3 book
+        vendor = part.get(BOOK_SNAPSHOT.name)
+        if not present and vendor is None:
             return [], None
         if all(name in part.columns for name in present):
-            quotes, snaps = self.book.apply_columns(part.venue, part.symbol, part.columns, part.order_ids)
+            quotes, snaps = self.book.apply_columns(part.venue, part.symbol, part.columns, part.order_ids,
+                                                    anchors=vendor)
             return quotes, _one(snaps) if snaps else None
         # a book table without a column of its layout: the table path says which is missing
-        out = self.book.apply({name: part[name] for name in present})
+        out = self.book.apply({name: part[name] for name in [*present, BOOK_SNAPSHOT.name] if name in part})
         quote = _rows(out[QUOTE.name])
         rows = [] if quote is None else [_quote_rows(quote)]
         return rows, _rows(out[BOOK_SNAPSHOT.name])
