@@ -24,7 +24,44 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     sc.add_argument("--kinds", default=None, help="comma-separated kinds to score (default: all present)")
     sc.add_argument("--json", action="store_true", help="print the scores as JSON")
     sc.set_defaults(func=_cmd_score)
+
+    from tapeflow.wire.registry import format_names
+
+    de = inner.add_parser("detect", help="run every detector over input files, write signal rows as Parquet")
+    de.add_argument("--format", required=True, choices=format_names())
+    de.add_argument("paths", nargs="+", type=Path)
+    de.add_argument("--out", type=Path, required=True, help="output folder (gets signals.parquet)")
+    de.add_argument("--preset", default=None,
+                    help="thresholds preset for every instrument (default: each instrument's own)")
+    de.set_defaults(func=_cmd_detect)
     return p
+
+
+def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.signals.config import config_path, load
+    from tapeflow.signals.detect import detect_format
+    from tapeflow.storage.lake import write_parquet_atomic
+    from tapeflow.wire.inputs import check_inputs
+    from tapeflow.wire.registry import get_format
+    from tapeflow.wire.sniff import check_format
+
+    thresholds = load(config_path(settings))
+    if args.preset is not None and args.preset not in thresholds.presets:
+        from tapeflow.errors import ConfigError
+
+        raise ConfigError(f"--preset {args.preset!r} is not in {thresholds.path} "
+                          f"(have {', '.join(thresholds.presets)})")
+    paths = check_inputs(args.paths)
+    check_format(get_format(args.format), paths)
+    table = detect_format(args.format, paths, thresholds, preset=args.preset)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "signals.parquet"
+    write_parquet_atomic(table, out)
+    kinds = table.column("kind").to_pylist() if table.num_rows else []
+    counts = ", ".join(f"{k} {kinds.count(k)}" for k in sorted(set(kinds))) or "none"
+    print(f"signals: {table.num_rows} ({counts}) with thresholds from {thresholds.path}")
+    print(f"wrote {out}")
+    return 0
 
 
 def _cmd_score(args: argparse.Namespace, settings: Settings) -> int:
