@@ -4,6 +4,7 @@ from evaluation seeds drawn at random (printed), never the development seeds (10
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -97,3 +98,28 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
     assert wd.latency_median_ns <= 1 * S
     assert wh.precision >= 0.15 and wh.recall >= 0.25, (wh.precision, wh.recall)
     assert wh.latency_median_ns <= 60 * S
+
+
+def test_detect_reads_the_thresholds_file_settings_name(evaluation, tmp_path, monkeypatch, capsys):
+    _, summary, table = evaluation
+    edited = tmp_path / "t.toml"
+    edited.write_text(DEFAULT_PATH.read_text().replace("min_levels_pulled = 4", "min_levels_pulled = 1000"))
+    monkeypatch.setenv("TAPEFLOW_SIGNALS_CONFIG", str(edited))
+    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files),
+                 "--out", str(tmp_path / "o")])
+    assert code == 0 and str(edited) in capsys.readouterr().out
+    again = pq.read_table(tmp_path / "o" / "signals.parquet")
+    assert set(again.column("kind").to_pylist()) == {"whale"}
+    whale_rows = table.filter(pc.equal(table.column("kind"), "whale"))
+    assert again.column("params_hash").to_pylist() == whale_rows.column("params_hash").to_pylist()
+
+
+def test_detect_refuses_bad_arguments_with_a_message(tmp_path, capsys):
+    assert main(["signals", "detect", "--format", "sim", str(tmp_path / "absent.csv.gz"),
+                 "--out", str(tmp_path)]) == 2
+    assert "absent.csv.gz" in capsys.readouterr().err
+    path = tmp_path / "x.events.csv.gz"
+    path.write_bytes(b"")
+    assert main(["signals", "detect", "--format", "sim", str(path), "--out", str(tmp_path),
+                 "--preset", "forex"]) == 2
+    assert "forex" in capsys.readouterr().err
