@@ -28,6 +28,7 @@ DATASETS: dict[str, str] = {
     "book_snapshots": "book_snapshot",
     "bars": "bar",
     "metrics": "metric",
+    "signals": "signal",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
@@ -63,7 +64,7 @@ def run_suite(
 
     Args:
         dataset: ``trades``, ``book_deltas``, ``order_events``, ``quotes``, ``book_snapshots``,
-            ``bars`` or ``metrics`` (the record names ``trade``, ``quote``, ... work too).
+            ``bars``, ``metrics`` or ``signals`` (the record names ``trade``, ``quote``, ... work too).
         table: the partition, a table of that dataset's record (any number of instruments).
         partition_day: the UTC day the partition holds (``YYYY-MM-DD`` or a date); None takes the
             day most rows fall on, and says so in the ``ts_within_day`` details.

@@ -14,6 +14,7 @@ from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
+from tapeflow.signals import cli as signals_cli
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.inputs import check_inputs, diagnose
 from tapeflow.wire.registry import format_names, formats, get_format
@@ -129,6 +130,7 @@ def _parser() -> argparse.ArgumentParser:
 
     replay_cli.add_parser(sub)
     live_cli.add_parser(sub)
+    signals_cli.add_parser(sub)
     return p
 
 

@@ -22,11 +22,14 @@ class Settings:
             ``http(s)://host:8123``
             (``TAPEFLOW_CLICKHOUSE``).
         real_data: the shared real-data folder (``TAPEFLOW_REAL_DATA``).
+        signals_config: the detectors' thresholds file (``TAPEFLOW_SIGNALS_CONFIG``; None: the
+            default shipped in ``tapeflow/signals/thresholds.toml``).
     """
 
     lake_dir: Path = Path("lake")
     clickhouse_dsn: str = "chdb:warehouse"
     real_data: Path = Path("../shared/data")
+    signals_config: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -36,6 +39,8 @@ class Settings:
             lake_dir=Path(env.get("TAPEFLOW_LAKE", str(default.lake_dir))),
             clickhouse_dsn=env.get("TAPEFLOW_CLICKHOUSE", default.clickhouse_dsn),
             real_data=Path(env.get("TAPEFLOW_REAL_DATA", str(default.real_data))),
+            signals_config=Path(env["TAPEFLOW_SIGNALS_CONFIG"]) if env.get("TAPEFLOW_SIGNALS_CONFIG")
+            else None,
         )
 
 

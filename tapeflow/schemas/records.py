@@ -219,10 +219,37 @@ STATUS = RecordType(
     doc="A feed-health event from the live flow: the gap-repair sensor reads the gap/degraded windows.",
 )
 
+# What a detector can report (docs/signals.md); the quality suite refuses any other kind.
+SIGNAL_KINDS = (
+    "whale", "spoofing", "iceberg", "hidden", "absorption", "withdrawal", "wall", "spike",
+    "institutional", "creep", "contraction", "stealth",
+)
+
+SIGNAL = RecordType(
+    "signal",
+    common(
+        Field("kind", "lstr", "what was detected: one of SIGNAL_KINDS (whale, spoofing, withdrawal, ...)"),
+        Field("side", "i32", "side of the orders or flow: +1 bid/buy, -1 ask/sell, 0 none "
+              "(spoofing: the side of the layered orders)"),
+        Field("price_nanos", "i64", "price the signal is about, 1e-9 units (UNDEF_PRICE where none applies)"),
+        Field("size_nanos", "i64", "size of the evidence (traded, pulled or resting), 1e-9 units"),
+        Field("start_ns", "i64", "venue time the episode began"),
+        Field("end_ns", "i64", "venue time the episode ended (<= ts_event_ns, when the evidence completed)"),
+        Field("confidence", "f64", "calibrated probability in [0, 1] that the episode is real"),
+        Field("score", "f64", "the detector's raw statistic (its meaning is the detector's)"),
+        Field("detector", "lstr", "detector name and version, e.g. whale/1"),
+        Field("params_hash", "lstr", "hash of the thresholds the detector ran with"),
+        Field("flags", "u8", "F_GAP / F_MAYBE_BAD_BOOK when a gap or degraded window touched the evidence"),
+        Field("evidence", "str", "the few numbers a person needs to judge the signal, a JSON object"),
+    ),
+    order_by=("venue", "symbol", "kind", "ts_event_ns", "detector"),
+    doc="A detector's alert; ts_event_ns is when the evidence completed, ts_recv_ns the capture time then.",
+)
+
 ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
-        METRIC, STATUS,
+        METRIC, STATUS, SIGNAL,
     )
 }

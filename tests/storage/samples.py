@@ -31,6 +31,8 @@ def _value(record: RecordType, name: str, kind: str, i: int) -> Any:
         return UNDEF_PRICE if i % 3 == 2 else 60_000_000_000_000 + i
     if kind == "i64":
         return -5 + i if name == "expiration_ns" else 1_000 + i
+    if kind == "i32":
+        return i % 3 - 1
     if kind in ("u64",):
         return U64_MAX - i if i % 2 == 0 else i
     if kind in ("u32", "u16"):

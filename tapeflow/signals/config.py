@@ -1,0 +1,236 @@
+"""Detector thresholds: one TOML file, per preset, overridable per instrument, validated, reloadable.
+
+The file (``TAPEFLOW_SIGNALS_CONFIG``, default the ``thresholds.toml`` shipped beside this module)::
+
+    default_preset = "crypto"
+    [preset.crypto.whale]              # every key of every detector, per preset
+    block_x_median = 50.0
+    [instrument."SIMA"]                # an instrument picks its preset ...
+    preset = "equity"
+    [instrument."SIMA".whale]          # ... and overrides single keys
+    block_x_median = 40.0
+
+Every preset must give every key of :data:`PARAMS` (no silent default hides a typo'd preset);
+an instrument section may override any subset. Anything else is a :class:`ConfigError` that names
+the file, the key and its line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tapeflow.errors import ConfigError
+from tapeflow.settings import Settings
+
+DEFAULT_PATH = Path(__file__).with_name("thresholds.toml")
+
+# detector -> key -> (type, low, high): the closed set of thresholds and their valid ranges
+PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
+    "whale": {
+        "baseline_trades": (int, 50, 1_000_000),
+        "block_quantile": (float, 0.5, 1.0),
+        "block_x_median": (float, 1.0, 1e6),
+        "sweep_levels": (int, 2, 1000),
+        "sweep_x_median": (float, 1.0, 1e6),
+        "parent_window_ns": (int, 1_000_000_000, 3_600_000_000_000),
+        "parent_x_median": (float, 1.0, 1e6),
+        "parent_one_sided": (float, 0.5, 1.0),
+        "parent_z": (float, 0.0, 100.0),
+        "parent_baseline_ns": (int, 1_000_000_000, 86_400_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
+    "withdrawal": {
+        "grid_ns": (int, 1_000_000, 60_000_000_000),
+        "within_ticks": (int, 1, 1000),
+        "drop_share": (float, 0.05, 1.0),
+        "min_levels_pulled": (int, 1, 1000),
+        "window_ns": (int, 1_000_000, 60_000_000_000),
+        "min_depth_x_median": (float, 0.0, 1e6),
+        "max_opposite_move_ticks": (int, 0, 1000),
+        "max_traded_share": (float, 0.0, 1.0),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The validated contents of one thresholds file.
+
+    Attributes:
+        path: the file it was read from.
+        default_preset: preset of an instrument without its own section.
+        presets: preset -> detector -> key -> value (complete).
+        instruments: symbol -> {"preset": name, detector -> key -> value (partial)}.
+    """
+
+    path: Path
+    default_preset: str
+    presets: Mapping[str, Mapping[str, Mapping[str, Any]]]
+    instruments: Mapping[str, Mapping[str, Any]]
+
+    def preset_of(self, symbol: str) -> str:
+        return str(self.instruments.get(symbol, {}).get("preset", self.default_preset))
+
+    def for_instrument(self, detector: str, symbol: str, preset: str | None = None) -> dict[str, Any]:
+        """The thresholds ``detector`` runs with on ``symbol`` (instrument overrides applied).
+
+        Args:
+            detector: a key of :data:`PARAMS`.
+            symbol: the instrument.
+            preset: force a preset (else the instrument's own, else ``default_preset``).
+
+        Raises:
+            ConfigError: an unknown detector or preset.
+        """
+        if detector not in PARAMS:
+            raise ConfigError(f"no detector {detector!r}; known: {', '.join(PARAMS)}")
+        name = preset or self.preset_of(symbol)
+        if name not in self.presets:
+            raise ConfigError(f"{self.path}: no preset {name!r}; have {', '.join(self.presets)}")
+        values = dict(self.presets[name][detector])
+        values.update(self.instruments.get(symbol, {}).get(detector, {}))
+        return values
+
+
+def params_hash(values: Mapping[str, Any]) -> str:
+    """A short stable hash of one detector's thresholds (the ``signal.params_hash`` column)."""
+    text = json.dumps(dict(sorted(values.items())), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def config_path(settings: Settings) -> Path:
+    """The thresholds file ``settings`` name (``TAPEFLOW_SIGNALS_CONFIG``), else the shipped default."""
+    return settings.signals_config or DEFAULT_PATH
+
+
+def load(path: Path) -> Thresholds:
+    """Read and validate a thresholds file.
+
+    Raises:
+        ConfigError: unreadable, not TOML, or an unknown key, wrong type, out-of-range value or
+            incomplete preset; the message names the file, the key and (where found) its line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the signals thresholds file: {exc}") from exc
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return _Validator(path, text).document(doc)
+
+
+class _Validator:
+    def __init__(self, path: Path, text: str) -> None:
+        self.path, self.lines = path, text.splitlines()
+
+    def fail(self, dotted: str, message: str) -> ConfigError:
+        line = self._line(dotted)
+        where = f"{self.path}:{line}" if line else str(self.path)
+        return ConfigError(f"{where}: {dotted}: {message}")
+
+    def _line(self, dotted: str) -> int | None:
+        # tomllib keeps no positions: find the key's own line after the header of its table
+        parts = dotted.split(".")
+        key = parts[-1].strip('"')
+        header = [p.strip('"') for p in parts[:-1]]
+        in_table = not header
+        for number, line in enumerate(self.lines, 1):
+            stripped = line.strip()
+            if stripped.startswith("["):
+                names = [n.strip().strip('"') for n in stripped.strip("[]").split(".")]
+                in_table = names == header
+                if in_table and not key:
+                    return number
+                continue
+            if in_table and re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
+                return number
+        return None
+
+    def document(self, doc: dict[str, Any]) -> Thresholds:
+        unknown = sorted(set(doc) - {"default_preset", "preset", "instrument"})
+        if unknown:
+            raise self.fail(unknown[0], "unknown key (the file takes default_preset, [preset.*], "
+                            "[instrument.*])")
+        presets_doc = doc.get("preset")
+        if not isinstance(presets_doc, dict) or not presets_doc:
+            raise self.fail("preset", "at least one [preset.NAME.DETECTOR] table is required")
+        presets = {name: self.preset(name, body) for name, body in presets_doc.items()}
+        default = doc.get("default_preset", next(iter(presets)))
+        if default not in presets:
+            raise self.fail("default_preset", f"{default!r} is not a preset ({', '.join(presets)})")
+        instruments_doc = doc.get("instrument", {})
+        if not isinstance(instruments_doc, dict):
+            raise self.fail("instrument", "must be a table of [instrument.SYMBOL] tables")
+        instruments = {s: self.instrument(s, body, presets) for s, body in instruments_doc.items()}
+        return Thresholds(self.path, str(default), presets, instruments)
+
+    def preset(self, name: str, body: Any) -> dict[str, dict[str, Any]]:
+        where = f"preset.{name}"
+        if not isinstance(body, dict):
+            raise self.fail(where, "must be a table of detector tables")
+        unknown = sorted(set(body) - set(PARAMS))
+        if unknown:
+            raise self.fail(f"{where}.{unknown[0]}.", f"unknown detector (known: {', '.join(PARAMS)})")
+        out = {}
+        for detector, spec in PARAMS.items():
+            values = self.section(f"{where}.{detector}", body.get(detector, {}), detector)
+            missing = sorted(set(spec) - set(values))
+            if missing:
+                raise self.fail(f"{where}.{detector}.", f"missing keys {missing} (a preset gives every key)")
+            out[detector] = values
+        return out
+
+    def instrument(self, symbol: str, body: Any, presets: Mapping[str, Any]) -> dict[str, Any]:
+        where = f'instrument."{symbol}"'
+        if not isinstance(body, dict):
+            raise self.fail(where, "must be a table")
+        out: dict[str, Any] = {}
+        for key, value in body.items():
+            if key == "preset":
+                if value not in presets:
+                    raise self.fail(f"{where}.preset", f"{value!r} is not a preset ({', '.join(presets)})")
+                out["preset"] = value
+            elif key in PARAMS:
+                out[key] = self.section(f"{where}.{key}", value, key)
+            else:
+                raise self.fail(f"{where}.{key}", f"unknown key (preset or a detector: {', '.join(PARAMS)})")
+        return out
+
+    def section(self, where: str, body: Any, detector: str) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise self.fail(where, "must be a table")
+        spec = PARAMS[detector]
+        out = {}
+        for key, value in body.items():
+            dotted = f"{where}.{key}"
+            if key not in spec:
+                raise self.fail(dotted, f"unknown threshold (known for {detector}: {', '.join(spec)})")
+            kind, low, high = spec[key]
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+                raise self.fail(dotted, f"must be an integer, got {value!r}")
+            if kind is float:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise self.fail(dotted, f"must be a number, got {value!r}")
+                value = float(value)
+                if not math.isfinite(value):
+                    raise self.fail(dotted, f"must be finite, got {value!r}")
+            if not low <= value <= high:
+                raise self.fail(dotted, f"{value!r} is out of range [{low}, {high}]")
+            out[key] = value
+        return out

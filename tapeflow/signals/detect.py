@@ -1,0 +1,109 @@
+"""Run every registered detector over decoded input: trades and the rebuilt book, per instrument.
+
+The book comes from the one book path (``tapeflow.book.rebuild.snapshots_for_format``: L3 where
+order ids exist, L2 otherwise); its decoded chunks give the trades. ``detect_tables`` is the
+entry point for tables already in hand (the flow and the asset call it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from tapeflow.book.grid import instrument_groups
+from tapeflow.schemas.core import concat
+from tapeflow.schemas.records import ASK, BID, SIGNAL, TRADE
+from tapeflow.signals import whale, withdrawal
+from tapeflow.signals.config import PARAMS, Thresholds
+from tapeflow.wire.capture import merge
+
+DETECTORS = tuple(PARAMS)  # whale, withdrawal
+
+
+def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:
+    """The snapshot grid and depth the book is rebuilt with: the finest grid and widest band asked."""
+    wd = [p["withdrawal"] for p in thresholds.presets.values()]
+    wd += [i["withdrawal"] for i in thresholds.instruments.values() if "withdrawal" in i]
+    grid = min(p["grid_ns"] for p in wd if "grid_ns" in p)
+    levels = max(p["within_ticks"] for p in wd if "within_ticks" in p) + 1
+    return grid, levels
+
+
+def detect_format(format_name: str, paths: Sequence[Path], thresholds: Thresholds, *,
+                  preset: str | None = None) -> pa.Table:
+    """Decode ``paths``, rebuild their books and run every detector; returns ``signal`` rows."""
+    from tapeflow.book.rebuild import snapshots_for_format
+
+    grid_ns, levels = grid_and_levels(thresholds)
+    chunks: list = []
+    snapshots, _ = snapshots_for_format(format_name, paths, levels=levels, interval_ns=grid_ns,
+                                        on_chunk=chunks.append)
+    trades = merge(chunks).get(TRADE.name, TRADE.empty_table())
+    return detect_tables(trades, snapshots, thresholds, preset=preset)
+
+
+def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds, *,
+                  preset: str | None = None) -> pa.Table:
+    """``signal`` rows of every detector for every instrument in ``trades`` and ``snapshots``
+    (a ``book_snapshot`` table on a regular grid), sorted by instrument and time."""
+    out = []
+    books = {(v, s): rows for v, s, rows in instrument_groups(snapshots)}
+    for venue, symbol, rows in instrument_groups(trades):
+        tr = {c: trades.column(c).take(rows).to_numpy() for c in
+              ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")}
+        whale_params = thresholds.for_instrument("whale", symbol, preset)
+        out.append(whale.detect(tr, whale_params, venue, symbol).table())
+        if (venue, symbol) in books:
+            params = thresholds.for_instrument("withdrawal", symbol, preset)
+            book = _grid_arrays(snapshots.take(books[(venue, symbol)]))
+            tick = _tick(book)
+            traded = _traded_into(book["recv"], tr)
+            out.append(withdrawal.detect(book, traded, tick, params, venue, symbol).table())
+    table = concat(SIGNAL, out)
+    return table.sort_by([("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending"),
+                          ("kind", "ascending")]) if table.num_rows else table
+
+
+def _grid_arrays(snaps: pa.Table) -> dict[str, np.ndarray]:
+    levels = int(snaps.column("levels")[0].as_py()) if snaps.num_rows else 1
+    out = {"ts": snaps.column("ts_event_ns").to_numpy(), "recv": snaps.column("ts_recv_ns").to_numpy(),
+           "flags": snaps.column("flags").to_numpy()}
+    for name in ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos"):
+        col = snaps.column(name).combine_chunks()
+        lengths = col.value_lengths().fill_null(0).to_numpy()
+        flat = col.flatten().to_numpy()
+        dense = np.zeros((len(lengths), levels), np.int64)
+        row = np.repeat(np.arange(len(lengths)), lengths)
+        pos = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        dense[row, pos] = flat
+        out[name.replace("_price_nanos", "_p").replace("_size_nanos", "_s")] = dense
+    return out
+
+
+def _tick(book: dict[str, np.ndarray]) -> int:
+    """The price increment: the smallest gap between neighbouring levels seen in the book."""
+    gaps = []
+    for name in ("bid_p", "ask_p"):
+        p = book[name]
+        ok = (p[:, 1:] > 0) & (p[:, :-1] > 0)
+        d = np.abs(np.diff(p, axis=1))[ok]
+        if d.size:
+            gaps.append(int(d[d > 0].min()) if (d > 0).any() else 0)
+    gaps = [g for g in gaps if g > 0]
+    return min(gaps) if gaps else 1
+
+
+def _traded_into(grid_recv_ns: np.ndarray, trades: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Cumulative volume executed against each side's resting orders, read at each grid row
+    (trades received at or before the row's capture time: the book's own clock)."""
+    out = {}
+    recv = trades["ts_recv_ns"]
+    order = np.argsort(recv, kind="stable")
+    for side, aggressor in ((1, ASK), (-1, BID)):
+        vol = np.where(trades["aggressor_side"][order] == aggressor, trades["size_nanos"][order], 0)
+        cum = np.r_[0, np.cumsum(vol)]
+        out[side] = cum[np.searchsorted(recv[order], grid_recv_ns, side="right")].astype(np.float64)
+    return out

@@ -1,0 +1,130 @@
+"""Whale / block prints and parent orders from trades (kernels.signals_windows for the windows).
+
+A print is one aggressor's execution: consecutive trades with the same venue time and aggressor
+side. Its size is judged against a causal baseline of earlier prints (median and the
+``block_quantile`` quantile of the last ``baseline_trades``): a **block** is above both the
+quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
+and ``sweep_x_median`` medians. A **parent order** is same-side aggression over
+``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
+``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kernels.signals_windows import block_quantiles, flow_windows
+from tapeflow.schemas.records import ASK, BID
+from tapeflow.signals.rows import Alerts, first_of_runs
+
+NAME = "whale/1"
+_BIN_NS = 1_000_000_000
+_LOOKBACK_BLOCKS = 4
+
+
+def prints(ts_ns: np.ndarray, recv_ns: np.ndarray, price: np.ndarray, size: np.ndarray,
+           aggressor: np.ndarray) -> dict[str, np.ndarray]:
+    """Aggregate trades (arrival order) into aggressor prints; trades of unknown side are left out."""
+    known = (aggressor == BID) | (aggressor == ASK)
+    ts, recv, price, size = ts_ns[known], recv_ns[known], price[known], size[known]
+    side = np.where(aggressor[known] == BID, 1, -1)
+    new = np.ones(len(ts), bool)
+    new[1:] = (ts[1:] != ts[:-1]) | (side[1:] != side[:-1])
+    start = np.flatnonzero(new)
+    group = np.cumsum(new) - 1
+    level_change = np.ones(len(ts), bool)
+    level_change[1:] = new[1:] | (price[1:] != price[:-1])
+    last = np.r_[start[1:], len(ts)] - 1
+    return dict(ts=ts[start], recv=np.maximum.reduceat(recv, start) if len(ts) else recv,
+                side=side[start], size=np.add.reduceat(size, start) if len(ts) else size,
+                levels=np.bincount(group, level_change.astype(np.int64)) if len(ts) else size,
+                first_price=price[start], last_price=price[last] if len(ts) else price)
+
+
+def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str) -> Alerts:
+    """Whale alerts of one instrument from its trades (arrays of the ``trade`` record)."""
+    out = Alerts(venue, symbol, NAME, params)
+    p = prints(trades["ts_event_ns"], trades["ts_recv_ns"], trades["price_nanos"], trades["size_nanos"],
+               trades["aggressor_side"])
+    if len(p["ts"]) == 0:
+        return out
+    block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
+    base = block_quantiles(p["size"].astype(np.float64), block, _LOOKBACK_BLOCKS,
+                           (0.5, params["block_quantile"]))
+    median, high = base[:, 0], base[:, 1]
+    size = p["size"].astype(np.float64)
+    known = np.isfinite(median) & (median > 0)
+    safe_median = np.where(known, median, 1.0)
+    block_ratio = np.minimum(size / np.where(known, high, np.inf),
+                             size / (params["block_x_median"] * safe_median))
+    sweep_ratio = np.where(p["levels"] >= params["sweep_levels"],
+                           size / (params["sweep_x_median"] * safe_median), 0.0)
+    ratio = np.where(known, np.maximum(block_ratio, sweep_ratio), 0.0)
+    events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
+              for i in np.flatnonzero(ratio >= 1.0)]
+    events += _parents(p, median, params)
+    events.sort()
+    by_side: dict[int, list[tuple[int, str, Any]]] = {1: [], -1: []}
+    for ev in events:
+        by_side[_side_of(ev, p)].append(ev)
+    for side, evs in by_side.items():
+        keep = first_of_runs(np.array([e[0] for e in evs], np.int64), params["refractory_ns"])
+        for k in keep:
+            t, style, what = evs[k]
+            if style == "parent":
+                out.add(**{k: v for k, v in what.items() if k != "side"}, kind="whale", side=side)
+                continue
+            i = what
+            out.add(ts_event_ns=t, ts_recv_ns=int(p["recv"][i]), kind="whale", side=side,
+                    price_nanos=int(p["last_price"][i]), size_nanos=int(p["size"][i]), start_ns=t, end_ns=t,
+                    score=float(ratio[i]),
+                    evidence=dict(style=style, levels=int(p["levels"][i]),
+                                  size_x_median=round(float(size[i] / median[i]), 2),
+                                  baseline_median_nanos=int(median[i]), baseline_high_nanos=int(high[i])))
+    return out
+
+
+def _side_of(ev: tuple[int, str, Any], p: dict[str, np.ndarray]) -> int:
+    return int(ev[2]["side"]) if ev[1] == "parent" else int(p["side"][ev[2]])
+
+
+def _parents(p: dict[str, np.ndarray], median: np.ndarray, params: dict[str, Any]
+             ) -> list[tuple[int, str, Any]]:
+    t0 = int(p["ts"][0]) // _BIN_NS
+    bins = (p["ts"] // _BIN_NS - t0).astype(np.int64)
+    n = int(bins[-1]) + 1
+    size = p["size"].astype(np.float64)
+    signed = np.bincount(bins, size * p["side"], minlength=n)
+    gross = np.bincount(bins, size, minlength=n)
+    window = max(1, params["parent_window_ns"] // _BIN_NS)
+    baseline = max(1, params["parent_baseline_ns"] // _BIN_NS)
+    net, total, rms = flow_windows(signed, gross, window, baseline)
+    last_print = np.searchsorted(bins, np.arange(n), side="right") - 1
+    med = np.where(last_print >= 0, median[np.maximum(last_print, 0)], np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.minimum.reduce([
+            np.abs(net) / (params["parent_x_median"] * med),
+            np.abs(net) / np.maximum(total, 1e-9) / params["parent_one_sided"],
+            np.abs(net) / (params["parent_z"] * rms),
+        ])
+    ratio = np.where(np.isfinite(ratio), ratio, 0.0)
+    on = ratio >= 1.0
+    rising = on & ~np.r_[False, on[:-1]]
+    events = []
+    for b in np.flatnonzero(rising):
+        i = int(last_print[b])
+        side = 1 if net[b] > 0 else -1
+        lo = np.searchsorted(bins, b - window + 1)
+        same = np.flatnonzero(p["side"][lo:i + 1] == side) + lo
+        start = int(p["ts"][same[0]]) if len(same) else int(p["ts"][i])
+        t = int(p["ts"][i])
+        events.append((t, "parent", dict(
+            ts_event_ns=t, ts_recv_ns=int(p["recv"][i]), size_nanos=int(abs(net[b])), start_ns=start,
+            end_ns=t,
+            score=float(ratio[b]), side=side,
+            evidence=dict(style="parent", window_s=window, net_x_median=round(float(abs(net[b]) / med[b]), 2),
+                          one_sided=round(float(abs(net[b]) / total[b]), 3),
+                          net_z=round(float(abs(net[b]) / rms[b]), 2) if rms[b] > 0 else None))))
+    return events

@@ -1,0 +1,125 @@
+"""Detectors on hand-built trades, and ``tapeflow signals detect`` + ``score`` on simulated markets
+from evaluation seeds drawn at random (printed), never the development seeds (101-102, 201-202)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from quality import run_suite
+from tapeflow.cli import main
+from tapeflow.schemas.records import ASK, BID, SIGNAL
+from tapeflow.signals import whale
+from tapeflow.signals.config import DEFAULT_PATH, load
+from tapeflow.signals.score import score
+from tapeflow.simulator import simulate
+
+S = 1_000_000_000
+DEV_SEEDS = {101, 102, 201, 202}
+
+
+def _trades(ts, side, size, price):
+    ts = np.asarray(ts, np.int64)
+    return {"ts_event_ns": ts, "ts_recv_ns": ts + 1000, "price_nanos": np.asarray(price, np.int64),
+            "size_nanos": np.asarray(size, np.int64), "aggressor_side": np.asarray(side, np.uint8)}
+
+
+def test_whale_finds_a_sweep_and_a_parent_order_not_a_busy_two_sided_period():
+    params = load(DEFAULT_PATH).for_instrument("whale", "SIMA")
+    rng = np.random.default_rng(0)
+    n = 1000  # 50 minutes of ordinary prints, one every 3 s, sides at random
+    ts = list(np.arange(n) * 3 * S)
+    side = list(rng.choice([BID, ASK], n))
+    size = list(np.maximum(1, rng.lognormal(np.log(100), 0.3, n)).astype(np.int64))
+    price = [10_000] * n
+    # a sweep at 1000.5 s: one buy aggressor through 5 levels, 10x the median print
+    ts += [1000 * S + S // 2] * 5
+    side += [BID] * 5
+    size += [200] * 5
+    price += [10_000, 10_001, 10_002, 10_003, 10_004]
+    # a parent sell order from 2000 s: 40 children of 300 over 40 s
+    ts += list(2000 * S + np.arange(40) * S + S // 3)
+    side += [ASK] * 40
+    size += [300] * 40
+    price += [10_000] * 40
+    # a busy two-sided period from 2500 s: 200 extra ordinary prints in 40 s, alternating sides
+    ts += list(2500 * S + np.arange(200) * (S // 5) + S // 7)
+    side += [BID, ASK] * 100
+    size += [100] * 200
+    price += [10_000] * 200
+    order = np.argsort(np.asarray(ts), kind="stable")
+    tr = _trades(*(np.asarray(c)[order] for c in (ts, side, size, price)))
+    got = whale.detect(tr, params, "sim", "SIMA").table().to_pylist()
+    found = [(r["side"], r["ts_event_ns"] // S, r["evidence"]) for r in got]
+    sweep = [r for r in got if '"sweep"' in r["evidence"]]
+    assert [(r["side"], r["ts_event_ns"]) for r in sweep] == [(1, 1000 * S + S // 2)], found
+    parents = [r for r in got if '"parent"' in r["evidence"]]
+    assert len(parents) == 1 and parents[0]["side"] == -1, found
+    # the window's first same-side print opens the episode: at most the 60 s window before the alert
+    assert 2000 * S <= parents[0]["ts_event_ns"] <= 2040 * S
+    assert parents[0]["ts_event_ns"] - 60 * S < parents[0]["start_ns"] <= 2000 * S + S // 3
+    assert not [r for r in got if 2500 * S <= r["ts_event_ns"] <= 2600 * S], "the busy period alerted"
+    assert all(0.0 <= r["confidence"] <= 1.0 and r["score"] >= 1.0 for r in got)
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory):
+    seed = int(np.random.SeedSequence().entropy % 900_000) + 1000
+    assert seed not in DEV_SEEDS
+    print(f"\nsignals evaluation seed: {seed} (equity preset, 2 instruments x 2 h, 6 episodes/kind/h)")
+    out = tmp_path_factory.mktemp(f"sim{seed}")
+    summary = simulate(seed, 2, 2 * 3600 * S, out, "equity", progress=False, episodes_per_hour=6)
+    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files), "--out", str(out / "sig")])
+    assert code == 0
+    return seed, summary, pq.read_table(out / "sig" / "signals.parquet")
+
+
+def test_detect_writes_signal_rows_that_pass_their_quality_suite(evaluation):
+    _, summary, table = evaluation
+    assert table.schema == SIGNAL.arrow_schema() and table.num_rows > 0
+    result = run_suite("signals", table)
+    assert {c.name: c.examples[:1] for c in result.failed} == {}
+    assert set(table.column("kind").to_pylist()) <= {"whale", "withdrawal"}
+    assert set(table.column("symbol").to_pylist()) <= set(summary.events)
+
+
+def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
+    seed, summary, table = evaluation
+    report = score(pq.read_table(summary.episodes_path), table, kinds=["whale", "withdrawal"])
+    with capsys.disabled():
+        print(f"\nseed {seed}\n{report.render()}")
+    # floors set below what the development seeds gave (docs/signals.md has the measured numbers);
+    # the issue's goal (F1 >= 0.9) is not met yet
+    wd, wh = report.kind("withdrawal"), report.kind("whale")
+    assert wd.episodes == wh.episodes == 24
+    assert wd.precision >= 0.5 and wd.recall >= 0.35, (wd.precision, wd.recall)
+    assert wd.latency_median_ns <= 1 * S
+    assert wh.precision >= 0.15 and wh.recall >= 0.25, (wh.precision, wh.recall)
+    assert wh.latency_median_ns <= 60 * S
+
+
+def test_detect_reads_the_thresholds_file_settings_name(evaluation, tmp_path, monkeypatch, capsys):
+    _, summary, table = evaluation
+    edited = tmp_path / "t.toml"
+    edited.write_text(DEFAULT_PATH.read_text().replace("min_levels_pulled = 4", "min_levels_pulled = 1000"))
+    monkeypatch.setenv("TAPEFLOW_SIGNALS_CONFIG", str(edited))
+    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files),
+                 "--out", str(tmp_path / "o")])
+    assert code == 0 and str(edited) in capsys.readouterr().out
+    again = pq.read_table(tmp_path / "o" / "signals.parquet")
+    assert set(again.column("kind").to_pylist()) == {"whale"}
+    whale_rows = table.filter(pc.equal(table.column("kind"), "whale"))
+    assert again.column("params_hash").to_pylist() == whale_rows.column("params_hash").to_pylist()
+
+
+def test_detect_refuses_bad_arguments_with_a_message(tmp_path, capsys):
+    assert main(["signals", "detect", "--format", "sim", str(tmp_path / "absent.csv.gz"),
+                 "--out", str(tmp_path)]) == 2
+    assert "absent.csv.gz" in capsys.readouterr().err
+    path = tmp_path / "x.events.csv.gz"
+    path.write_bytes(b"")
+    assert main(["signals", "detect", "--format", "sim", str(path), "--out", str(tmp_path),
+                 "--preset", "forex"]) == 2
+    assert "forex" in capsys.readouterr().err
