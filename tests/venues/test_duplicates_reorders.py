@@ -209,6 +209,43 @@ def test_bitmex_doubled_trades_frame_is_a_duplicate_and_a_partial_replay_is_kept
         ("duplicate", "bitmex.jsonl:3", "XBTUSD")]
 
 
+def _bybit_trade_at(trade_id: str, ms: int, *, v5: bool = True, symbol: str = "BTCUSDT") -> str:
+    if v5:
+        data = [{"T": ms, "s": symbol, "S": "Buy", "v": "0.1", "p": "100.5", "i": trade_id}]
+        return json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "data": data})
+    data = [{"trade_time_ms": ms, "symbol": symbol, "side": "Buy", "size": 1, "price": "100.5",
+             "trade_id": trade_id}]
+    return json.dumps({"topic": f"trade.{symbol}", "data": data})
+
+
+def test_bybit_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
+    # UUIDs tell no order: the trade time does (v5 "T", v2 "trade_time_ms"), per symbol
+    for v5 in (True, False):
+        frames = [_bybit_trade_at("a", 1_700_000_000_002, v5=v5), _bybit_trade_at("b", 1_700_000_000_001, v5=v5),
+                  _bybit_trade_at("c", 1_700_000_000_000, v5=v5, symbol="ETHUSDT"),
+                  _bybit_trade_at("d", 1_700_000_000_002, v5=v5), _bybit_trade_at("e", 1_700_000_000_003, v5=v5)]
+        tables = _decode(tmp_path, "bybit", frames)
+        trades = tables["trade"].to_pylist()
+        assert [(t["trade_id"], t["flags"] & F_GAP) for t in trades] == [
+            ("a", 0), ("b", F_GAP), ("c", 0), ("d", 0), ("e", 0)], v5
+        assert _reasons(tables) == []
+
+
+def _bitmex_trade_at(trade_id: str, stamp: str, action: str = "insert") -> str:
+    data = [{"timestamp": stamp, "symbol": "XBTUSD", "side": "Sell", "size": 1, "price": 100.5,
+             "trdMatchID": trade_id}]
+    return json.dumps({"table": "trade", "action": action, "data": data})
+
+
+def test_bitmex_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
+    frames = [_bitmex_trade_at("m1", "2023-11-14T22:13:20.002Z", "partial"),
+              _bitmex_trade_at("m2", "2023-11-14T22:13:20.001Z"), _bitmex_trade_at("m3", "2023-11-14T22:13:20.002Z"),
+              _bitmex_trade_at("m4", "2023-11-14T22:13:20.003Z")]
+    trades = _decode(tmp_path, "bitmex", frames)["trade"].to_pylist()
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("m1", F_SNAPSHOT | F_LAST), ("m2", F_GAP | F_LAST), ("m3", F_LAST), ("m4", F_LAST)]
+
+
 def test_bitmex_a_rejected_trade_frame_leaves_the_book_whole(tmp_path: Path) -> None:
     level = {"symbol": "XBTUSD", "id": 1, "side": "Buy", "size": 5, "price": 100.0}
     book = json.dumps({"table": "orderBookL2", "action": "partial", "data": [level]})
