@@ -221,9 +221,10 @@ def _bybit_trade_at(trade_id: str, ms: int, *, v5: bool = True, symbol: str = "B
 def test_bybit_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
     # UUIDs tell no order: the trade time does (v5 "T", v2 "trade_time_ms"), per symbol
     for v5 in (True, False):
-        frames = [_bybit_trade_at("a", 1_700_000_000_002, v5=v5), _bybit_trade_at("b", 1_700_000_000_001, v5=v5),
-                  _bybit_trade_at("c", 1_700_000_000_000, v5=v5, symbol="ETHUSDT"),
-                  _bybit_trade_at("d", 1_700_000_000_002, v5=v5), _bybit_trade_at("e", 1_700_000_000_003, v5=v5)]
+        ms = 1_700_000_000_000
+        frames = [_bybit_trade_at("a", ms + 2, v5=v5), _bybit_trade_at("b", ms + 1, v5=v5),
+                  _bybit_trade_at("c", ms, v5=v5, symbol="ETHUSDT"),
+                  _bybit_trade_at("d", ms + 2, v5=v5), _bybit_trade_at("e", ms + 3, v5=v5)]
         tables = _decode(tmp_path, "bybit", frames)
         trades = tables["trade"].to_pylist()
         assert [(t["trade_id"], t["flags"] & F_GAP) for t in trades] == [
@@ -238,9 +239,9 @@ def _bitmex_trade_at(trade_id: str, stamp: str, action: str = "insert") -> str:
 
 
 def test_bitmex_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
-    frames = [_bitmex_trade_at("m1", "2023-11-14T22:13:20.002Z", "partial"),
-              _bitmex_trade_at("m2", "2023-11-14T22:13:20.001Z"), _bitmex_trade_at("m3", "2023-11-14T22:13:20.002Z"),
-              _bitmex_trade_at("m4", "2023-11-14T22:13:20.003Z")]
+    at = "2023-11-14T22:13:20.00{}Z".format
+    frames = [_bitmex_trade_at("m1", at(2), "partial"), _bitmex_trade_at("m2", at(1)),
+              _bitmex_trade_at("m3", at(2)), _bitmex_trade_at("m4", at(3))]
     trades = _decode(tmp_path, "bitmex", frames)["trade"].to_pylist()
     assert [(t["trade_id"], t["flags"]) for t in trades] == [
         ("m1", F_SNAPSHOT | F_LAST), ("m2", F_GAP | F_LAST), ("m3", F_LAST), ("m4", F_LAST)]

@@ -328,11 +328,16 @@ class _Frames:
             found, key = np.unique(pair, return_inverse=True)
         pairs = [(distinct[p // n_sym], self.symbols[p % n_sym]) for p in found.tolist()]
         ids, lv = self.ids[d], self.lv[d]
-        chain_block(DiffBlock(
+        buffered = chain_block(DiffBlock(
             chains=[dec.chain(v, s) for v, s in pairs], key=key, first=ids[:, 0], last=ids[:, 1],
             prev=ids[:, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d], level_at=lv[:, 0],
             bids=lv[:, 1], asks=lv[:, 2], prices=self.px, sizes=self.sz,
             venues=[v for v, _ in pairs], symbols=[s for _, s in pairs]), dec.stats, dec.deltas)
+        # each diff's frame accounted for as the per-frame path's apply_diff counts it
+        empty = (lv[:, 1] + lv[:, 2]) == 0
+        if empty.any():
+            dec.quiet_frames["empty diff"] += int(empty.sum())
+        dec.buffered_frames += int((buffered & ~empty).sum())
 
 
 def _running_high(ids: np.ndarray, high: int | None) -> tuple[np.ndarray, int]:

@@ -59,6 +59,7 @@ class BinanceDecoder(VenueDecoder):
     """
 
     venue = "binance"
+    every_frame_accounted = True
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS,
                  fast: bool = True) -> None:
@@ -132,9 +133,12 @@ class BinanceDecoder(VenueDecoder):
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == OPEN:
             self.venues[index] = _url_venue(line.url, self.venues[index])
+            self.quiet(OPEN)  # a connection mark: the capture's framing
         elif line.kind == HTTP:
             self._http(line)
-        elif line.kind != SENT:
+        elif line.kind == SENT:
+            self.quiet(SENT)  # our own subscription request
+        else:
             self._frame(self.venues[index], line)
 
     def _frame(self, venue: str, line: CaptureLine) -> None:
@@ -150,7 +154,7 @@ class BinanceDecoder(VenueDecoder):
             symbol = msg.get("symbol")
             self._snapshot(venue, msg, symbol if isinstance(symbol, str) and symbol else None, line)
         elif "result" in msg and "id" in msg:
-            return  # subscription acknowledgement: no market data
+            self.quiet("subscription answer")  # no market data
         elif "code" in msg and "msg" in msg:
             raise BadInput(Reason.VENUE_ERROR, f"venue error {msg['code']}: {msg['msg']}")
         else:
@@ -187,9 +191,9 @@ class BinanceDecoder(VenueDecoder):
         bid_px, bid_sz = levels(field(data, "b"), "b")
         ask_px, ask_sz = levels(field(data, "a"), "a")
         ts_event = ms_to_ns(data.get("T", data.get("E")), line.recv_ns)
-        msg = L2Message(venue, symbol, first, last, prev, ts_event, line.recv_ns,
-                        [BID] * len(bid_px) + [ASK] * len(ask_px), bid_px + ask_px, bid_sz + ask_sz)
-        self.chain(venue, symbol).update(msg, self.deltas)
+        sides = [BID] * len(bid_px) + [ASK] * len(ask_px)
+        self.apply_diff(L2Message(venue, symbol, first, last, prev, ts_event, line.recv_ns, sides,
+                                  bid_px + ask_px, bid_sz + ask_sz))
 
     def _snapshot(self, venue: str, body: dict[str, Any], symbol: str | None, line: CaptureLine) -> None:
         last_id = integer(body, "lastUpdateId")

@@ -35,6 +35,7 @@ class KucoinDecoder(VenueDecoder):
     """One decode pass over KuCoin captures; ``stats`` holds the l2update chain counts."""
 
     venue = wire.VENUE
+    every_frame_accounted = True
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
@@ -44,6 +45,7 @@ class KucoinDecoder(VenueDecoder):
         msg = obj(msg, "the frame")
         kind = msg.get("type")
         if kind in wire.CONTROL_TYPES:
+            self.quiet(kind)  # welcome, subscription ack, pong: no market data
             return
         if kind == "error":
             raise BadInput(Reason.VENUE_ERROR, f"venue error {msg.get('code')}: {msg.get('data')}")
@@ -84,9 +86,10 @@ class KucoinDecoder(VenueDecoder):
                 prices.append(px[i])
                 sizes.append(sz[i])
                 row_ids.append(integer(row, 2))
-        msg = L2Message(wire.VENUE, symbol, first, last, None, ms_to_ns(data.get("time"), line.recv_ns),
-                        line.recv_ns, sides, prices, sizes, row_ids)
-        self.chain(wire.VENUE, symbol).update(msg, self.deltas)
+        # a diff of price-"0" changes only (sequence advances) is quiet; one before the snapshot waits
+        ts_event = ms_to_ns(data.get("time"), line.recv_ns)
+        self.apply_diff(L2Message(wire.VENUE, symbol, first, last, None, ts_event, line.recv_ns, sides,
+                                  prices, sizes, row_ids))
 
     def http(self, line: CaptureLine) -> None:
         url = urlsplit(line.url)
