@@ -147,9 +147,11 @@ def test_odd_frames_in_a_file_identical(tmp_path: Path) -> None:
     tables = assert_identical(a, b)
     assert len(a) > 1 and fast.stats == slow.stats
     reasons = tables["rejected"].column("reason").to_pylist()
-    # each copy of ODD repeats its one good trade's id: the 39 later copies of it are duplicates
-    assert reasons.count("duplicate") == 39
-    damaged = len(reasons) - 39
+    # each copy of ODD repeats its good trades' ids and its good tickers' u: in the 39 later
+    # copies, the trade with the highest id (6) and the ticker with the highest u (10) repeat
+    # their symbol's newest (duplicates); the lower ones are below it (kept, F_GAP)
+    assert reasons.count("duplicate") == 39 * 2
+    damaged = len(reasons) - 39 * 2
     assert damaged % 40 == 0 and damaged >= 40 * 10
 
 
@@ -196,11 +198,11 @@ def test_scanned_decimals_equal_the_scalar_parser(texts: list[str]) -> None:
 
 
 def test_invalid_utf8_frame_is_rejected_as_per_frame(tmp_path: Path) -> None:
-    good = _compact(_ticker(1)).encode()
-    bad = good.replace(b"XUSDT", b"X\xffSDT")
+    goods = [_compact(_ticker(u)).encode() for u in range(1, 701)]  # each its own u: no repeat
+    bodies = [body for good in goods for body in (good, good.replace(b"XUSDT", b"X\xffSDT"))]
     path = tmp_path / "utf8_usdm.txt"
     path.write_bytes(b"".join(b"%d %s\n" % (1_700_000_000_000_000_000 + i, body)
-                              for i, body in enumerate([good, bad] * 700)))
+                              for i, body in enumerate(bodies)))
     a, b, _, _ = _both([path])
     tables = assert_identical(a, b)
     assert tables["quote"].num_rows == 700 and tables["rejected"].num_rows == 700

@@ -96,7 +96,8 @@ def test_an_okx_heartbeat_update_is_quiet(tmp_path: Path) -> None:
 
 def _ns_file(tmp_path: Path, name: str, frames: list) -> Path:
     path = tmp_path / name
-    path.write_text("".join(f"{T0 + i} {json.dumps(f, separators=(',', ':'))}\n" for i, f in enumerate(frames)))
+    compact = [json.dumps(f, separators=(",", ":")) for f in frames]  # as Binance sends them
+    path.write_text("".join(f"{T0 + i} {text}\n" for i, text in enumerate(compact)))
     return path
 
 
@@ -159,7 +160,8 @@ def _kucoin_diff(first: int, last: int, bids: list) -> dict:
 def test_kucoin_buffered_and_quiet_frames_are_accounted(tmp_path: Path) -> None:
     ws = _ns_file(tmp_path, "k.ws", [{"type": "welcome", "id": "1"}, _kucoin_diff(5, 5, [["1", "2", 5]]),
                                      _kucoin_diff(6, 6, [["0", "0", 6]])])  # price "0": the sequence only
-    rest = {"code": "200000", "data": {"time": 1700000000000, "sequence": "4", "bids": [["1", "1"]], "asks": []}}
+    rest = {"code": "200000",
+            "data": {"time": 1700000000000, "sequence": "4", "bids": [["1", "1"]], "asks": []}}
     http = tmp_path / "k.http"
     http.write_text("https://api.kucoin.com/api/v3/market/orderbook/level2?symbol=X-BTC -> 1700000001.5: "
                     f"{json.dumps(rest)}\n")

@@ -67,6 +67,7 @@ class BinanceDecoder(VenueDecoder):
         self.venues: list[str] = []
         self.fast = fast
         self.trade_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, id key) -> newest trade id
+        self.quote_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, "u") -> newest bookTicker u
 
     def start(self, paths: list[Path]) -> None:
         self.venues = [_default_venue(p) for p in paths]
@@ -256,15 +257,25 @@ class BinanceDecoder(VenueDecoder):
         )
 
     def _quote(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
+        """A bookTicker (spot and futures both carry its book's update id ``u``). A ``u`` repeating
+        the symbol's newest is a ``duplicate`` (a doubled frame); one below it arrived out of
+        order: the row carries ``F_GAP``, as a late trade's does."""
         symbol = self.check_symbol(data.get("s"))
-        self.quotes.append(
+        update_id = integer(data, "u")
+        row = dict(
             ts_event_ns=ms_to_ns(data.get("T", data.get("E")), line.recv_ns), ts_recv_ns=line.recv_ns,
-            venue=venue, symbol=symbol, sequence=integer(data, "u"),
+            venue=venue, symbol=symbol, sequence=update_id,
             bid_price_nanos=decimal(data, "b", "bid price b"),
             bid_size_nanos=decimal(data, "B", "bid size B"),
             ask_price_nanos=decimal(data, "a", "ask price a"),
-            ask_size_nanos=decimal(data, "A", "ask size A"), flags=0,
+            ask_size_nanos=decimal(data, "A", "ask size A"),
         )
+        key = (venue, symbol, "u")
+        high = self.quote_high.get(key, -1)
+        if update_id == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} bookTicker u={update_id} repeats the newest one")
+        self.quote_high[key] = max(high, update_id)
+        self.quotes.append(**row, flags=F_GAP if update_id < high else 0)
 
 
 def _symbol_text(payload: bytes) -> str:
