@@ -48,6 +48,9 @@ class VenueDecoder:
         unsynced: instruments whose book broke and waits for its next snapshot.
         gap_pending: instruments whose next book row carries ``F_GAP``.
         frame_symbol: the instrument of the frame being decoded, named in its reject.
+        quiet_frames: frames that made no row by design, by kind (:meth:`quiet`).
+        buffered_frames: depth diffs held for their book's snapshot, rows written later
+            (:meth:`apply_diff`).
     """
 
     venue = ""
