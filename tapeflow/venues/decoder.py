@@ -25,7 +25,7 @@ from tapeflow.errors import BadInput
 from tapeflow.schemas.records import BOOK_DELTA, F_GAP, QUOTE, TRADE
 from tapeflow.venues.columns import Columns
 from tapeflow.venues.fields import array, load_json
-from tapeflow.venues.l2sync import ChainStats, SeqChain
+from tapeflow.venues.l2sync import WAIT_SNAPSHOT, ChainStats, L2Message, SeqChain
 from tapeflow.wire.capture import HTTP, RECV, CaptureLine, Decoded, read_capture
 from tapeflow.wire.rejects import Reason, Rejects
 
@@ -48,6 +48,9 @@ class VenueDecoder:
         unsynced: instruments whose book broke and waits for its next snapshot.
         gap_pending: instruments whose next book row carries ``F_GAP``.
         frame_symbol: the instrument of the frame being decoded, named in its reject.
+        quiet_frames: frames that made no row by design, by kind (:meth:`quiet`).
+        buffered_frames: depth diffs held for their book's snapshot, rows written later
+            (:meth:`apply_diff`).
     """
 
     venue = ""
@@ -69,7 +72,9 @@ class VenueDecoder:
         self.frame_symbol = ""
         self.frames = 0
         self._trade_ids: dict[str, dict[str, None]] = {}  # instrument -> recent trade ids, oldest first
+        self._newest_trade_ns: dict[str, int] = {}  # instrument -> newest trade time decoded
         self.quiet_frames: Counter[str] = Counter()  # frames that make no row by design, by kind
+        self.buffered_frames = 0  # depth diffs held for their book's snapshot: their rows come later
         self._quiet = False
 
     # -- what a venue writes ---------------------------------------------------------------
@@ -98,6 +103,23 @@ class VenueDecoder:
         repeats its sequence). Counted in ``quiet_frames`` by ``kind``."""
         self.quiet_frames[kind] += 1
         self._quiet = True
+
+    def apply_diff(self, m: L2Message) -> None:
+        """One depth diff through its instrument's chain (:class:`SeqChain`), its frame accounted for.
+
+        A diff of no level writes no row (its ids still link): a quiet frame (``empty diff``). A
+        diff the chain buffers, its book waiting for a snapshot, writes its rows when the snapshot
+        comes (or at the end of input), not now: counted in ``buffered_frames``, never an
+        ``empty_message``.
+        """
+        chain = self.chain(m.venue, m.symbol)
+        waiting = chain.state == WAIT_SNAPSHOT
+        chain.update(m, self.deltas)
+        if not m.prices:
+            self.quiet("empty diff")
+        elif waiting:
+            self.buffered_frames += 1
+            self._quiet = True
 
     def on_reject(self) -> None:
         """Called after a frame was rejected (``frame_symbol`` still names its instrument): a
@@ -243,6 +265,28 @@ class VenueDecoder:
                 if len(known) > RECENT_TRADE_IDS:
                     del known[next(iter(known))]
         return [F_GAP if r else 0 for r in repeated]
+
+    def late_trades(self, symbols: Sequence[str], times_ns: Sequence[int]) -> list[int]:
+        """Trades older than their instrument's newest trade decoded, on venues whose trade ids
+        are not ordered (UUIDs: BitMEX, Bybit): the time is the only order they carry.
+
+        Each trade is compared with the newest time decoded before its frame (a frame's own
+        trades may come in any order); a later frame's trade that is older arrived late: kept,
+        flagged ``F_GAP``, as a trade below the newest id is where ids are ordered. Call it once
+        nothing else can reject the frame: it records the frame's times.
+
+        Returns:
+            Per trade, ``F_GAP`` when older than its instrument's newest before the frame, else 0.
+        """
+        newest = self._newest_trade_ns
+        before = {sym: newest.get(sym) for sym in set(symbols)}
+        flags = []
+        for sym, ts in zip(symbols, times_ns, strict=True):
+            high = before[sym]
+            flags.append(F_GAP if high is not None and ts < high else 0)
+            if ts > newest.get(sym, ts - 1):
+                newest[sym] = ts
+        return flags
 
     def chain(self, venue: str, symbol: str) -> SeqChain:
         """The depth chain of one instrument (created on first use)."""

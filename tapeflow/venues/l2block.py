@@ -115,14 +115,17 @@ def _walk(key: np.ndarray, first: np.ndarray, last: np.ndarray, prev: np.ndarray
     return flags, scalar, gap, gap_after, counts
 
 
-def chain_block(block: DiffBlock, stats: ChainStats, out: Columns) -> None:
+def chain_block(block: DiffBlock, stats: ChainStats, out: Columns) -> np.ndarray:
     """Apply ``block``'s diffs to their chains in order and write their rows to ``out``.
 
     Same rows, flags and ``stats`` as ``chain.update(message, out)`` on each diff in turn.
+
+    Returns:
+        Per diff, whether its chain buffered it (its book waits for a snapshot): its rows come later.
     """
     n = len(block.key)
     if n == 0:
-        return
+        return np.zeros(0, np.bool_)
     chains = block.chains
     state = np.array([c.state for c in chains], np.int64)
     prev_last = np.array([c.prev_last for c in chains], np.int64)
@@ -150,6 +153,7 @@ def chain_block(block: DiffBlock, stats: ChainStats, out: Columns) -> None:
         if i < n:
             chains[int(block.key[i])].update(block.message(i), out)
         start = i + 1
+    return scalar
 
 
 @njit(cache=True, nogil=True)

@@ -15,6 +15,7 @@ from tapeflow.schemas.records import F_GAP, F_LAST, F_MAYBE_BAD_BOOK, F_SNAPSHOT
 from tapeflow.venues import get_format
 from tapeflow.venues.base import merge
 from tapeflow.venues.binance.parse import BinanceDecoder
+from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
 
 T0 = 1_700_000_000_000_000_000
@@ -136,6 +137,61 @@ def test_binance_real_trades_have_no_repeat_and_no_late_id(real_data: Path) -> N
     assert not any(f & F_GAP for f in tables["trade"].column("flags").to_pylist())
 
 
+# -- Binance bookTicker: its book's update id u per symbol (spot sends no "e" and no times) -----------
+
+def _book_ticker(symbol: str, u: int, *, spot: bool = False) -> str:
+    data = {"u": u, "s": symbol, "b": "1.5", "B": "2", "a": "1.6", "A": "3"}
+    if not spot:
+        data = {"e": "bookTicker", **data, "T": 1723075200000, "E": 1723075200001}
+    return json.dumps({"stream": f"{symbol.lower()}@bookTicker", "data": data}, separators=(",", ":"))
+
+
+def test_binance_doubled_book_ticker_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    for spot in (False, True):
+        frames = [_book_ticker(s, u, spot=spot) for s, u in (
+            ("BTCUSDT", 10), ("ETHUSDT", 10), ("BTCUSDT", 12), ("BTCUSDT", 12), ("BTCUSDT", 11),
+            ("ETHUSDT", 11), ("ETHUSDT", 11), ("BTCUSDT", 13))]
+        frames.insert(3, _trade("BTCUSDT", 12))  # a trade id equal to a ticker's u is no repeat
+        path = tmp_path / "binance.ns"
+        path.write_text("".join(f"{T0 + i} {f}\n" for i, f in enumerate(frames)))
+        outputs = [merge(list(get_format("binance").decode([path]))),
+                   merge(list(BinanceDecoder(fast=False).run([path])))]
+        # the live hand-off: quiet runs, the frame where one stops fed on its own
+        dec = BinanceDecoder()
+        dec.venues = ["binance-usdm"]
+        lines = [CaptureLine(T0 + i, RECV, "", f.encode(), f"live:{i + 1}") for i, f in enumerate(frames)]
+        start, stops = 0, []
+        while start < len(lines):
+            rest = lines[start:]
+            start += dec.feed_quiet([ln.recv_ns for ln in rest], [ln.payload for ln in rest])
+            if start < len(lines):
+                stops.append(start)
+                dec.feed(lines[start])
+                start += 1
+        # futures tickers go through the block path, which stops at the two doubled ones; spot
+        # tickers (no "e") are not of its shape: each is decoded on its own
+        assert stops == ([0, 1, 2, 4, 5, 6, 7, 8] if spot else [4, 7])
+        outputs.append(dec.flush(0, "live").tables)
+        for tables in outputs:
+            quotes = tables["quote"].to_pylist()
+            assert [(q["symbol"], q["sequence"], q["flags"]) for q in quotes] == [  # venue aside
+                ("BTCUSDT", 10, 0), ("ETHUSDT", 10, 0), ("BTCUSDT", 12, 0), ("BTCUSDT", 11, F_GAP),
+                ("ETHUSDT", 11, 0), ("BTCUSDT", 13, 0)], spot
+            rej = tables["rejected"].to_pylist()
+            assert [(r["reason"], r["location"].rpartition(":")[2], r["symbol"]) for r in rej] == [
+                ("duplicate", "5", "BTCUSDT"), ("duplicate", "8", "ETHUSDT")], spot
+
+
+def test_binance_real_book_tickers_have_no_repeat_and_no_late_id(real_data: Path) -> None:
+    for names in (["binance/usdm_btcusdt_20240808.gz"],
+                  ["cryptofeed/BINANCE.ws.1.0", "cryptofeed/BINANCE.http.0.0"],
+                  ["cryptofeed/BINANCE_FUTURES.ws.1.0", "cryptofeed/BINANCE_FUTURES.http.0.0"]):
+        tables = merge(list(get_format("binance").decode([need(real_data / n) for n in names])))
+        assert "duplicate" not in _reasons(tables), names
+        flags = tables["quote"].column("flags").to_pylist()
+        assert len(flags) > 0 and not any(f & F_GAP for f in flags), names
+
+
 # -- OKX trades: tradeId per instrument -----------------------------------------------------------
 
 def _okx_trades(*ids: int) -> str:
@@ -169,6 +225,36 @@ def test_kucoin_doubled_match_is_a_duplicate_and_a_late_one_is_flagged(tmp_path:
     trades = tables["trade"].to_pylist()
     assert [(t["sequence"], t["flags"]) for t in trades] == [(10, 0), (12, 0), (11, F_GAP)]
     assert _reasons(tables) == ["duplicate"]
+
+
+def _kucoin_ticker(seq: int, symbol: str = "X-BTC") -> str:
+    data = {"sequence": str(seq), "bestAsk": "0.6", "size": "1", "bestBidSize": "2", "price": "0.55",
+            "time": 1619378326323, "bestAskSize": "3", "bestBid": "0.5"}
+    return json.dumps({"data": data, "subject": "trade.ticker", "topic": f"/market/ticker:{symbol}",
+                       "type": "message"})
+
+
+def test_kucoin_doubled_ticker_is_a_duplicate_and_a_late_one_is_flagged(tmp_path: Path) -> None:
+    frames = [_kucoin_ticker(10), _kucoin_ticker(10, "Y-BTC"), _kucoin_ticker(12), _kucoin_ticker(12),
+              _kucoin_ticker(11), _kucoin_ticker(13)]
+    tables = _decode(tmp_path, "kucoin", frames)
+    quotes = tables["quote"].to_pylist()
+    assert [(q["symbol"], q["sequence"], q["flags"]) for q in quotes] == [
+        ("X-BTC", 10, 0), ("Y-BTC", 10, 0), ("X-BTC", 12, 0), ("X-BTC", 11, F_GAP), ("X-BTC", 13, 0)]
+    rej = tables["rejected"].to_pylist()
+    assert [(r["reason"], r["location"], r["symbol"]) for r in rej] == [
+        ("duplicate", "kucoin.jsonl:4", "X-BTC")]
+
+
+def test_kucoin_real_tickers_have_no_repeat_and_no_late_sequence(real_data: Path) -> None:
+    paths = [need(real_data / "cryptofeed" / n) for n in ("KUCOIN.ws.1.0", "KUCOIN.http.0.0")]
+    tables = merge(list(get_format("kucoin").decode(paths)))
+    assert "duplicate" not in _reasons(tables)
+    flags = tables["quote"].column("flags").to_pylist()
+    assert not any(f & F_GAP for f in flags)
+    # every one of the capture's 830 ticker frames is a quote or a dead letter (sizes of 11 decimals)
+    tickers = [r for r in tables["rejected"].to_pylist() if b"trade.ticker" in r["raw"]]
+    assert {r["reason"] for r in tickers} == {"bad_number"} and len(flags) + len(tickers) == 830
 
 
 # -- Bybit and BitMEX trades: ids that are not ordered (UUIDs), told apart by the ones decoded ------
@@ -207,6 +293,44 @@ def test_bitmex_doubled_trades_frame_is_a_duplicate_and_a_partial_replay_is_kept
         ("m1", F_SNAPSHOT | F_GAP), ("m3", F_SNAPSHOT | F_GAP | F_LAST)]
     assert [(r["reason"], r["location"], r["symbol"]) for r in tables["rejected"].to_pylist()] == [
         ("duplicate", "bitmex.jsonl:3", "XBTUSD")]
+
+
+def _bybit_trade_at(trade_id: str, ms: int, *, v5: bool = True, symbol: str = "BTCUSDT") -> str:
+    if v5:
+        data = [{"T": ms, "s": symbol, "S": "Buy", "v": "0.1", "p": "100.5", "i": trade_id}]
+        return json.dumps({"topic": f"publicTrade.{symbol}", "type": "snapshot", "data": data})
+    data = [{"trade_time_ms": ms, "symbol": symbol, "side": "Buy", "size": 1, "price": "100.5",
+             "trade_id": trade_id}]
+    return json.dumps({"topic": f"trade.{symbol}", "data": data})
+
+
+def test_bybit_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
+    # UUIDs tell no order: the trade time does (v5 "T", v2 "trade_time_ms"), per symbol
+    for v5 in (True, False):
+        ms = 1_700_000_000_000
+        frames = [_bybit_trade_at("a", ms + 2, v5=v5), _bybit_trade_at("b", ms + 1, v5=v5),
+                  _bybit_trade_at("c", ms, v5=v5, symbol="ETHUSDT"),
+                  _bybit_trade_at("d", ms + 2, v5=v5), _bybit_trade_at("e", ms + 3, v5=v5)]
+        tables = _decode(tmp_path, "bybit", frames)
+        trades = tables["trade"].to_pylist()
+        assert [(t["trade_id"], t["flags"] & F_GAP) for t in trades] == [
+            ("a", 0), ("b", F_GAP), ("c", 0), ("d", 0), ("e", 0)], v5
+        assert _reasons(tables) == []
+
+
+def _bitmex_trade_at(trade_id: str, stamp: str, action: str = "insert") -> str:
+    data = [{"timestamp": stamp, "symbol": "XBTUSD", "side": "Sell", "size": 1, "price": 100.5,
+             "trdMatchID": trade_id}]
+    return json.dumps({"table": "trade", "action": action, "data": data})
+
+
+def test_bitmex_a_trade_older_than_the_symbols_newest_is_flagged(tmp_path: Path) -> None:
+    at = "2023-11-14T22:13:20.00{}Z".format
+    frames = [_bitmex_trade_at("m1", at(2), "partial"), _bitmex_trade_at("m2", at(1)),
+              _bitmex_trade_at("m3", at(2)), _bitmex_trade_at("m4", at(3))]
+    trades = _decode(tmp_path, "bitmex", frames)["trade"].to_pylist()
+    assert [(t["trade_id"], t["flags"]) for t in trades] == [
+        ("m1", F_SNAPSHOT | F_LAST), ("m2", F_GAP | F_LAST), ("m3", F_LAST), ("m4", F_LAST)]
 
 
 def test_bitmex_a_rejected_trade_frame_leaves_the_book_whole(tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ def decode_quiet(dec: BinanceDecoder, recv_ns: Sequence[int], payloads: Sequence
     buf, scanned = _scan(payloads, np.ones(n, np.bool_))
     frames = _Frames(dec, buf, scanned, np.fromiter(recv_ns, np.int64, n), np.zeros(n, np.int64))
     stop = frames.quiet(dec)
+    stop = frames.repeat(dec, 0, stop)  # a doubled trade or bookTicker: the per-frame path's dead letter
     if stop:
         dec.frames += stop
         frames.write(dec, 0, stop)
@@ -184,7 +185,8 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
     start = 0
     for stop in [*np.flatnonzero(kind == 0).tolist(), n]:
         while stop > start:
-            # a trade repeating its symbol's newest id is the per-frame path's `duplicate` reject
+            # a trade or bookTicker repeating its symbol's newest id is the per-frame path's
+            # `duplicate` reject
             end = frames.repeat(dec, start, stop)
             if end > start:
                 dec.frames += end - start
@@ -199,7 +201,8 @@ def decode_scanned(dec: BinanceDecoder, buf: np.ndarray, scanned: Sequence[np.nd
     return True
 
 
-TradeKey = tuple[str, str, str]  # (venue, symbol, id key): BinanceDecoder.trade_high
+IdKey = tuple[str, str, str]  # (venue, symbol, id key): BinanceDecoder.trade_high / quote_high
+_ID_KEYS = ((TICKER, "u"), (TRADE, "t"))  # the scanner's trades are `trade` events (aggTrade: per frame)
 
 
 class _Frames:
@@ -227,19 +230,17 @@ class _Frames:
         q = self._span(TICKER, start, stop)
         if len(q):
             v = self.nanos[q]
+            late = self._late(dec.quote_high, q, venues, "u")
             dec.quotes.add_arrays(
                 len(q), ts_event_ns=self.ms[q] * _MS, ts_recv_ns=self.recv[q],
                 venue=_names(venues, self.files[q]), symbol=_names(self.symbols, self.sym[q]),
                 sequence=self.ids[q, 0], bid_price_nanos=v[:, 0], bid_size_nanos=v[:, 1],
-                ask_price_nanos=v[:, 2], ask_size_nanos=v[:, 3], flags=0)
+                ask_price_nanos=v[:, 2], ask_size_nanos=v[:, 3],
+                flags=np.where(late, F_GAP, 0).astype(np.uint8))
         t = self._span(TRADE, start, stop)
         if len(t):
             trade_id = self.ids[t, 0]
-            late = np.zeros(len(t), np.bool_)
-            for key, rows in self._trade_keys(t, venues):
-                high = dec.trade_high.get(key)
-                below, dec.trade_high[key] = _running_high(trade_id[rows], high)
-                late[rows] = trade_id[rows] < below
+            late = self._late(dec.trade_high, t, venues, "t")
             dec.trades.add_arrays(
                 len(t), ts_event_ns=self.ms[t] * _MS, ts_recv_ns=self.recv[t],
                 venue=_names(venues, self.files[t]), symbol=_names(self.symbols, self.sym[t]),
@@ -252,24 +253,37 @@ class _Frames:
         if len(d):
             self._depth(dec, d, venues)
 
-    def _trade_keys(self, t: np.ndarray, venues: list[str]) -> Iterator[tuple[TradeKey, np.ndarray]]:
-        """``(venue, symbol, "t")`` and the positions in ``t`` of its trades, in order."""
+    def _keys(self, at: np.ndarray, venues: list[str], id_key: str) -> Iterator[tuple[IdKey, np.ndarray]]:
+        """``(venue, symbol, id_key)`` and the positions in ``at`` of its frames, in order."""
         n_sym = len(self.symbols)
-        code = self.files[t] * n_sym + self.sym[t]
+        code = self.files[at] * n_sym + self.sym[at]
         for c in np.unique(code).tolist():
-            yield (venues[c // n_sym], self.symbols[c % n_sym], "t"), np.flatnonzero(code == c)
+            yield (venues[c // n_sym], self.symbols[c % n_sym], id_key), np.flatnonzero(code == c)
+
+    def _late(self, highs: dict[IdKey, int], at: np.ndarray, venues: list[str], id_key: str) -> np.ndarray:
+        """Per frame of ``at``, whether its id is below its symbol's newest (it arrived out of order);
+        ``highs`` moves on to the newest ids."""
+        ids = self.ids[at, 0]
+        late = np.zeros(len(at), np.bool_)
+        for key, rows in self._keys(at, venues, id_key):
+            below, highs[key] = _running_high(ids[rows], highs.get(key))
+            late[rows] = ids[rows] < below
+        return late
 
     def repeat(self, dec: BinanceDecoder, start: int, stop: int) -> int:
-        """The first frame in ``[start, stop)`` whose trade id equals its symbol's newest
-        (a doubled trade), else ``stop``."""
-        t = self._span(TRADE, start, stop)
+        """The first frame in ``[start, stop)`` whose trade id or bookTicker ``u`` equals its
+        symbol's newest (a doubled frame), else ``stop``."""
         first = stop
-        for key, rows in self._trade_keys(t, list(dec.venues)):
-            ids = self.ids[t[rows], 0]
-            below, _ = _running_high(ids, dec.trade_high.get(key))
-            hit = np.flatnonzero(ids == below)
-            if hit.size:
-                first = min(first, int(t[rows[hit[0]]]))
+        venues = list(dec.venues)
+        for kind, id_key in _ID_KEYS:
+            at = self._span(kind, start, stop)
+            highs = dec.quote_high if kind == TICKER else dec.trade_high
+            for key, rows in self._keys(at, venues, id_key):
+                ids = self.ids[at[rows], 0]
+                below, _ = _running_high(ids, highs.get(key))
+                hit = np.flatnonzero(ids == below)
+                if hit.size:
+                    first = min(first, int(at[rows[hit[0]]]))
         return first
 
     def links(self, dec: BinanceDecoder) -> bool:
@@ -328,11 +342,16 @@ class _Frames:
             found, key = np.unique(pair, return_inverse=True)
         pairs = [(distinct[p // n_sym], self.symbols[p % n_sym]) for p in found.tolist()]
         ids, lv = self.ids[d], self.lv[d]
-        chain_block(DiffBlock(
+        buffered = chain_block(DiffBlock(
             chains=[dec.chain(v, s) for v, s in pairs], key=key, first=ids[:, 0], last=ids[:, 1],
             prev=ids[:, 2], ts_event_ns=self.ms[d] * _MS, ts_recv_ns=self.recv[d], level_at=lv[:, 0],
             bids=lv[:, 1], asks=lv[:, 2], prices=self.px, sizes=self.sz,
             venues=[v for v, _ in pairs], symbols=[s for _, s in pairs]), dec.stats, dec.deltas)
+        # each diff's frame accounted for as the per-frame path's apply_diff counts it
+        empty = (lv[:, 1] + lv[:, 2]) == 0
+        if empty.any():
+            dec.quiet_frames["empty diff"] += int(empty.sum())
+        dec.buffered_frames += int((buffered & ~empty).sum())
 
 
 def _running_high(ids: np.ndarray, high: int | None) -> tuple[np.ndarray, int]:

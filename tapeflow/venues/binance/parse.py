@@ -59,6 +59,7 @@ class BinanceDecoder(VenueDecoder):
     """
 
     venue = "binance"
+    every_frame_accounted = True
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS,
                  fast: bool = True) -> None:
@@ -66,6 +67,7 @@ class BinanceDecoder(VenueDecoder):
         self.venues: list[str] = []
         self.fast = fast
         self.trade_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, id key) -> newest trade id
+        self.quote_high: dict[tuple[str, str, str], int] = {}  # (venue, symbol, "u") -> newest bookTicker u
 
     def start(self, paths: list[Path]) -> None:
         self.venues = [_default_venue(p) for p in paths]
@@ -132,9 +134,12 @@ class BinanceDecoder(VenueDecoder):
     def frame(self, index: int, line: CaptureLine) -> None:
         if line.kind == OPEN:
             self.venues[index] = _url_venue(line.url, self.venues[index])
+            self.quiet(OPEN)  # a connection mark: the capture's framing
         elif line.kind == HTTP:
             self._http(line)
-        elif line.kind != SENT:
+        elif line.kind == SENT:
+            self.quiet(SENT)  # our own subscription request
+        else:
             self._frame(self.venues[index], line)
 
     def _frame(self, venue: str, line: CaptureLine) -> None:
@@ -150,7 +155,7 @@ class BinanceDecoder(VenueDecoder):
             symbol = msg.get("symbol")
             self._snapshot(venue, msg, symbol if isinstance(symbol, str) and symbol else None, line)
         elif "result" in msg and "id" in msg:
-            return  # subscription acknowledgement: no market data
+            self.quiet("subscription answer")  # no market data
         elif "code" in msg and "msg" in msg:
             raise BadInput(Reason.VENUE_ERROR, f"venue error {msg['code']}: {msg['msg']}")
         else:
@@ -187,9 +192,9 @@ class BinanceDecoder(VenueDecoder):
         bid_px, bid_sz = levels(field(data, "b"), "b")
         ask_px, ask_sz = levels(field(data, "a"), "a")
         ts_event = ms_to_ns(data.get("T", data.get("E")), line.recv_ns)
-        msg = L2Message(venue, symbol, first, last, prev, ts_event, line.recv_ns,
-                        [BID] * len(bid_px) + [ASK] * len(ask_px), bid_px + ask_px, bid_sz + ask_sz)
-        self.chain(venue, symbol).update(msg, self.deltas)
+        sides = [BID] * len(bid_px) + [ASK] * len(ask_px)
+        self.apply_diff(L2Message(venue, symbol, first, last, prev, ts_event, line.recv_ns, sides,
+                                  bid_px + ask_px, bid_sz + ask_sz))
 
     def _snapshot(self, venue: str, body: dict[str, Any], symbol: str | None, line: CaptureLine) -> None:
         last_id = integer(body, "lastUpdateId")
@@ -252,15 +257,25 @@ class BinanceDecoder(VenueDecoder):
         )
 
     def _quote(self, venue: str, data: dict[str, Any], line: CaptureLine) -> None:
+        """A bookTicker (spot and futures both carry its book's update id ``u``). A ``u`` repeating
+        the symbol's newest is a ``duplicate`` (a doubled frame); one below it arrived out of
+        order: the row carries ``F_GAP``, as a late trade's does."""
         symbol = self.check_symbol(data.get("s"))
-        self.quotes.append(
+        update_id = integer(data, "u")
+        row = dict(
             ts_event_ns=ms_to_ns(data.get("T", data.get("E")), line.recv_ns), ts_recv_ns=line.recv_ns,
-            venue=venue, symbol=symbol, sequence=integer(data, "u"),
+            venue=venue, symbol=symbol, sequence=update_id,
             bid_price_nanos=decimal(data, "b", "bid price b"),
             bid_size_nanos=decimal(data, "B", "bid size B"),
             ask_price_nanos=decimal(data, "a", "ask price a"),
-            ask_size_nanos=decimal(data, "A", "ask size A"), flags=0,
+            ask_size_nanos=decimal(data, "A", "ask size A"),
         )
+        key = (venue, symbol, "u")
+        high = self.quote_high.get(key, -1)
+        if update_id == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} bookTicker u={update_id} repeats the newest one")
+        self.quote_high[key] = max(high, update_id)
+        self.quotes.append(**row, flags=F_GAP if update_id < high else 0)
 
 
 def _symbol_text(payload: bytes) -> str:

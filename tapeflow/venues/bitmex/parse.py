@@ -168,11 +168,15 @@ class BitmexDecoder(VenueDecoder):
         # a partial replays trades that already happened before the subscription: on a
         # resubscription it repeats trades already decoded, by design (rows kept, F_SNAPSHOT)
         base = F_SNAPSHOT if action == m.PARTIAL else 0
-        late = self.repeated_trades([r["symbol"] for r in rows], [r["trade_id"] for r in rows],
-                                    whole_frame_is_duplicate=action != m.PARTIAL)
+        symbols = [r["symbol"] for r in rows]
+        repeated = self.repeated_trades(symbols, [r["trade_id"] for r in rows],
+                                        whole_frame_is_duplicate=action != m.PARTIAL)
+        # trdMatchIDs are UUIDs: a trade older than the symbol's newest is the only reorder to see
+        late = self.late_trades(symbols, [r["ts_event_ns"] for r in rows])
         for i, row in enumerate(rows):
             self.trades.append(ts_recv_ns=line.recv_ns, venue=VENUE, sequence=-1,
-                               flags=base | late[i] | (F_LAST if i == len(rows) - 1 else 0), **row)
+                               flags=base | repeated[i] | late[i] | (F_LAST if i == len(rows) - 1 else 0),
+                               **row)
 
 
 def rows_ts(data: list[dict[str, Any]], symbol: str) -> Any:

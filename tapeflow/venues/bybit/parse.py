@@ -208,9 +208,13 @@ class BybitDecoder(VenueDecoder):
                 symbol=sym, sequence=-1, trade_id=trade_id, price_nanos=decimal(t, keys[3], "price"),
                 size_nanos=decimal(t, keys[4], "size"), aggressor_side=side, flags=0))
         # trade ids are UUIDs (v2, v5 derivatives) or numbers (v5 spot): a repeat is told, not an order
-        late = self.repeated_trades([r["symbol"] for r in rows], [r["trade_id"] for r in rows])
-        for row, flags in zip(rows, late, strict=True):  # all or nothing: one bad trade rejects the frame
-            row["flags"] = flags
+        symbols = [r["symbol"] for r in rows]
+        repeated = self.repeated_trades(symbols, [r["trade_id"] for r in rows])
+        # ids tell no order: a trade older than the symbol's newest arrived late
+        late = self.late_trades(symbols, [r["ts_event_ns"] for r in rows])
+        # all or nothing: one bad trade rejected the frame before any row was written
+        for row, again, old in zip(rows, repeated, late, strict=True):
+            row["flags"] = again | old
             self.trades.append(**row)
 
 

@@ -42,6 +42,7 @@ class CoinbaseDecoder(VenueDecoder):
     """Frame decoder; feed frames in arrival order, take chunks with :meth:`flush`."""
 
     venue = VENUE
+    every_frame_accounted = True
 
     def __init__(self) -> None:
         super().__init__()
@@ -57,6 +58,7 @@ class CoinbaseDecoder(VenueDecoder):
         kind, product = msg.get("type"), str(msg.get("product_id", ""))
         self.frame_symbol = product
         if kind in m.CONTROL:
+            self.quiet(kind)  # subscriptions, heartbeat, status: no market data
             return
         if kind == m.SNAPSHOT:
             self._snapshot(msg, product, line)
@@ -145,6 +147,7 @@ class CoinbaseDecoder(VenueDecoder):
                 and trade_id <= seen):
             # a resubscription's last_match repeats a trade this stream already carried
             self.repeated_last_matches += 1
+            self.quiet("repeated last_match")  # the subscription's answer, not a second trade
             return
         ts, px, size = _time(msg), decimal(msg, "price"), decimal(msg, "size")
         late = self._sequenced("trade_id", product, trade_id)

@@ -35,15 +35,18 @@ class KucoinDecoder(VenueDecoder):
     """One decode pass over KuCoin captures; ``stats`` holds the l2update chain counts."""
 
     venue = wire.VENUE
+    every_frame_accounted = True
 
     def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
         self.match_high: dict[str, int] = {}  # symbol -> newest match sequence decoded
+        self.ticker_high: dict[str, int] = {}  # symbol -> newest ticker sequence decoded
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         msg = obj(msg, "the frame")
         kind = msg.get("type")
         if kind in wire.CONTROL_TYPES:
+            self.quiet(kind)  # welcome, subscription ack, pong: no market data
             return
         if kind == "error":
             raise BadInput(Reason.VENUE_ERROR, f"venue error {msg.get('code')}: {msg.get('data')}")
@@ -51,6 +54,8 @@ class KucoinDecoder(VenueDecoder):
             raise BadInput(Reason.UNKNOWN_MESSAGE, f"frame type {kind!r}")
         subject = msg.get("subject")
         data = obj(field(msg, "data"), f"data of {subject!r}")
+        named = data.get("symbol")  # the instrument a dead letter of this frame names (the topic's, else)
+        self.frame_symbol = named if isinstance(named, str) else _topic_symbol(msg)
         if subject == wire.L2_UPDATE:
             self._l2update(data, line)
         elif subject in wire.MATCH:
@@ -84,9 +89,10 @@ class KucoinDecoder(VenueDecoder):
                 prices.append(px[i])
                 sizes.append(sz[i])
                 row_ids.append(integer(row, 2))
-        msg = L2Message(wire.VENUE, symbol, first, last, None, ms_to_ns(data.get("time"), line.recv_ns),
-                        line.recv_ns, sides, prices, sizes, row_ids)
-        self.chain(wire.VENUE, symbol).update(msg, self.deltas)
+        # a diff of price-"0" changes only (sequence advances) is quiet; one before the snapshot waits
+        ts_event = ms_to_ns(data.get("time"), line.recv_ns)
+        self.apply_diff(L2Message(wire.VENUE, symbol, first, last, None, ts_event, line.recv_ns, sides,
+                                  prices, sizes, row_ids))
 
     def http(self, line: CaptureLine) -> None:
         url = urlsplit(line.url)
@@ -127,13 +133,21 @@ class KucoinDecoder(VenueDecoder):
         )
 
     def _ticker(self, data: dict[str, Any], symbol: str, line: CaptureLine) -> None:
+        """A ticker: its ``sequence`` repeating the symbol's newest is a ``duplicate`` (a doubled
+        frame); one below it arrived out of order: the row carries ``F_GAP``."""
         symbol = self.check_symbol(symbol)
-        self.quotes.append(
+        seq = integer(data, "sequence")
+        row = dict(
             ts_event_ns=ms_to_ns(data.get("time"), line.recv_ns), ts_recv_ns=line.recv_ns,
-            venue=wire.VENUE, symbol=symbol, sequence=integer(data, "sequence"),
+            venue=wire.VENUE, symbol=symbol, sequence=seq,
             bid_price_nanos=decimal(data, "bestBid"), bid_size_nanos=decimal(data, "bestBidSize"),
-            ask_price_nanos=decimal(data, "bestAsk"), ask_size_nanos=decimal(data, "bestAskSize"), flags=0,
+            ask_price_nanos=decimal(data, "bestAsk"), ask_size_nanos=decimal(data, "bestAskSize"),
         )
+        high = self.ticker_high.get(symbol, -1)
+        if seq == high:
+            raise BadInput(Reason.DUPLICATE, f"{symbol} ticker sequence {seq} repeats the newest one")
+        self.ticker_high[symbol] = max(high, seq)
+        self.quotes.append(**row, flags=F_GAP if seq < high else 0)
 
 
 def _topic_symbol(msg: dict[str, Any]) -> str:
