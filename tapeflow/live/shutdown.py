@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from types import FrameType, TracebackType
 from typing import IO
 
-DEFAULT_GRACE_S = 10.0
+DEFAULT_GRACE_S = 30.0  # a live client alone may take 10 s to close its session (tapeflow.live.thread)
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _stop = threading.Event()
