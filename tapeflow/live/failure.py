@@ -46,7 +46,8 @@ def check_warehouse(dsn: str) -> None:
             Warehouse(dsn).close()
     except TapeflowError as exc:
         first = str(exc).splitlines()[0]
-        reason = first if len(first) <= 240 else short_reason(first)
+        # the driver's text runs to hundreds of characters: keep what failed and the telling part
+        reason = first if len(first) <= 240 else f"{first.split(': ', 1)[0]}: {short_reason(first)}"
         raise type(exc)(f"live: cannot open the warehouse {redact_dsn(dsn)} (--clickhouse / "
                         f"TAPEFLOW_CLICKHOUSE): {reason}; {NO_WAREHOUSE_HINT}") from None
 

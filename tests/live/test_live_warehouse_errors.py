@@ -14,13 +14,10 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
-from tapeflow.cli import main
 from tapeflow.errors import StorageError
-from tapeflow.live import retry
 from tapeflow.live.retry import WarehouseRetry, WarehouseUnavailable
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.storage import lake
-from tapeflow.storage.warehouse import Warehouse
 from tests.flows.flowdata import sim_market
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,28 +124,20 @@ def test_retry_waits_with_backoff_and_gives_up_after_its_budget() -> None:
 
 
 def test_a_warehouse_that_goes_away_mid_run_stops_with_one_error_and_the_lake_keeps_its_rows(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    """The flow runs in this process (one process), so the warehouse's inserts can be made to fail
-    after the first few: the sink retries for its (shortened) budget, then the command exits 2 with
-    one error, and every batch the warehouse took before is in the lake too."""
+        tmp_path: Path) -> None:
+    """The warehouse takes 3 batches, then refuses connections (``tests.live.flaky_warehouse``):
+    the sink retries for its (shortened) budget, then the command exits 2 with one error, and
+    every batch the warehouse took is in the lake too."""
     market = sim_market(10 * SECOND)
-    stored: list[int] = []  # rows of each batch the warehouse took
-    real_insert = Warehouse.insert_batch
-
-    def insert_batch(self: Warehouse, record, table, *, token, dedup_window) -> None:  # type: ignore[no-untyped-def]
-        if len(stored) >= 3:
-            raise StorageError(f"insert into {record.name} failed") from OperationalError(
-                "HTTPConnectionPool: [Errno 111] Connection refused")
-        real_insert(self, record, table, token=token, dedup_window=dedup_window)
-        stored.append(table.num_rows)
-
-    monkeypatch.setattr(Warehouse, "insert_batch", insert_batch)
-    monkeypatch.setattr(retry, "DEFAULT_BUDGET_S", 0.6)
-    monkeypatch.delenv("TAPEFLOW_TRACEBACK", raising=False)
-    code = main(["live", "--capture", *map(str, market), "--format", "sim", "--lake", str(tmp_path / "lake"),
-                 "--clickhouse", f"chdb:{tmp_path / 'ch'}", "--batch-events", "500"])
-    out, err = capfd.readouterr()
-    assert code == 2, err[-3000:]
+    env = os.environ | {"PYTHONPATH": str(REPO)}
+    env.pop("TAPEFLOW_TRACEBACK", None)
+    run = subprocess.run(
+        [sys.executable, "-m", "tests.live.flaky_warehouse", str(tmp_path / "stored"), "live",
+         "--capture", *map(str, market), "--format", "sim", "--lake", str(tmp_path / "lake"),
+         "--clickhouse", f"chdb:{tmp_path / 'ch'}", "--batch-events", "500"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    err = run.stderr
+    assert run.returncode == 2, err[-3000:]
     assert "Traceback" not in err and "panicked" not in err and "Box<dyn Any>" not in err, err[-3000:]
     errors = [line for line in err.splitlines() if line.startswith("tapeflow: error:")]
     assert len(errors) == 1, err[-3000:]
@@ -157,6 +146,7 @@ def test_a_warehouse_that_goes_away_mid_run_stops_with_one_error_and_the_lake_ke
     assert err.count("unreachable ([Errno 111] Connection refused); retrying in") == 2  # 0.5 s, then 0.1 s
     assert len(err.strip().splitlines()) <= 8, err
     # the batches the warehouse took reached the lake before the flow stopped
+    stored = [int(n) for n in (tmp_path / "stored").read_text().split()]
     in_lake = sum(lake.read(record, tmp_path / "lake").num_rows for record in ALL_RECORDS.values()
                   if (tmp_path / "lake" / record.name).exists())
-    assert in_lake == sum(stored) > 0, (in_lake, stored)
+    assert len(stored) == 3 and in_lake == sum(stored) > 0, (in_lake, stored)
