@@ -120,6 +120,8 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
             self._retry.call(self._on_thread, self._writer.append, record, table, token=token)
         except WarehouseUnavailable:
             # stopping: what the lake buffer holds is written first, so it is never lost with the flow
+            # (Bytewax also closes the partition as the failed flow goes down, which flushes too,
+            # but that is its teardown's way, not a promise)
             self._on_thread(self._writer.flush)
             raise
 
