@@ -56,7 +56,7 @@ class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
 
     def next_batch(self) -> list[Batch]:
         if stop_requested():
-            raise StopIteration  # not done: a resume from the recovery store goes on from here
+            raise StopIteration  # asked to stop (tapeflow.live.shutdown): not done
         while True:
             for batch in self._queue:
                 self._count(batch)

@@ -18,7 +18,8 @@ from tapeflow.live.shutdown import SignalStop
 
 def main(argv: Sequence[str]) -> int:
     """Run the flow with ``bytewax.run`` arguments ``argv``; returns the exit code."""
-    with SignalStop(announce=False) as stop:
+    # with a recovery store a signal aborts (tapeflow.live.shutdown says why)
+    with SignalStop(announce=False, clean="-r" not in argv) as stop:
         code, summaries = run_in_process([sys.executable, "-m", "bytewax.run", *argv], dict(os.environ),
                                          sys.stdout)
     for line in summaries:

@@ -209,7 +209,8 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
     started = time.monotonic()
     here = len(commands) == 1 and args.process_id is None
     # children get their own grace first; the parent kills what is left after it
-    with SignalStop(grace_s=DEFAULT_GRACE_S if here else DEFAULT_GRACE_S + 5) as stop:
+    with SignalStop(grace_s=DEFAULT_GRACE_S if here else DEFAULT_GRACE_S + 5,
+                    clean=args.recovery is None) as stop:
         if here:
             code, summaries = run_in_process(commands[0], env, out)
             codes = [code]
@@ -301,9 +302,11 @@ def _run_processes(commands: list[list[str]], env: dict[str, str], out: IO[str],
 
     ``stop`` forwards SIGINT/SIGTERM to the children and kills those still alive after its grace.
     """
-    # each child runs bytewax.run as a one-process command does: clean stops, one-line failures
+    # each child runs bytewax.run as a one-process command does: clean stops, one-line failures.
+    # Own sessions: Ctrl-C in a terminal signals its whole process group, and a child that got it
+    # from there and again from this process would take the second as "abort now"
     procs = [subprocess.Popen([cmd[0], "-m", "tapeflow.live.child", *cmd[3:]], env=_process_env(env, i),
-                              stdout=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
              for i, cmd in enumerate(commands)]
     stop.children.extend(procs)
     lines: queue.Queue[str | None] = queue.Queue()

@@ -1,13 +1,20 @@
 """How ``tapeflow live`` stops on SIGINT (Ctrl-C) and SIGTERM (``kill``, systemd, Kubernetes).
 
-The first signal asks the flow to stop cleanly: :func:`stop_requested` turns true, every source
-partition ends its stream at its next poll (a capture partition keeps its resume position, a live
-connector closes, flushing its journal), the flow finishes the batches in flight and the sinks
-close: the lake gets what they buffered and ClickHouse every insert, then ``tapeflow live`` prints
-its summary. A flow that has not ended ``grace_s`` after the signal, or a second signal, aborts
-it: Bytewax stops where it is (what the sinks buffered since their last flush is not written; a
-run with ``--recovery`` resumes it). Child processes (``--processes``, ``-i/-a``) get the signal
-forwarded, and are killed if still alive ``grace_s`` later.
+Without a recovery store, the first signal asks the flow to stop cleanly: :func:`stop_requested`
+turns true, every source partition ends its stream at its next poll (a live connector closes,
+flushing its journal), the flow finishes the batches in flight and the sinks close: the lake gets
+what they buffered and ClickHouse every insert, then ``tapeflow live`` prints its summary. A flow
+that has not ended ``grace_s`` after the signal, or a second signal, aborts it: Bytewax stops
+where it is (what the sinks buffered since their last flush is not written).
+
+With a recovery store (``--recovery``) the first signal aborts at once: the last committed epoch
+is where the rerun resumes, and the batch tokens drop what the stores already hold. A clean stop
+would be wrong there: it ends every stream, and the stateful stages (book, snapshots, metrics)
+close their state at the end of a stream, so a resume after it could not continue them (a stopped
+replay resumed without its book snapshots, measured).
+
+Child processes (``--processes``, ``-i/-a``) get the signal forwarded (they stop the same way) and
+are killed if still alive ``grace_s`` later.
 
 Exit codes: 130 after SIGINT, 143 after SIGTERM (128 + the signal's number, as a shell reports a
 process the signal killed), whether the stop was clean or aborted.
@@ -48,10 +55,11 @@ class SignalStop:
         children: child processes to forward the signal to (and kill after ``grace_s``).
         err: where the stop messages go.
         announce: say on ``err`` that a stop began (a flow child leaves that to its parent).
+        clean: False aborts at the first signal (a flow with a recovery store, see the module).
     """
 
     def __init__(self, *, grace_s: float = DEFAULT_GRACE_S, children: Sequence[subprocess.Popen[str]] = (),
-                 err: IO[str] | None = None, announce: bool = True) -> None:
+                 err: IO[str] | None = None, announce: bool = True, clean: bool = True) -> None:
         self.grace_s = grace_s
         self.children = list(children)
         self.signum: int | None = None
@@ -62,6 +70,7 @@ class SignalStop:
         self._active = False
         self._late = False
         self._announce = announce
+        self._clean = clean
 
     def __enter__(self) -> SignalStop:
         _stop.clear()
@@ -94,11 +103,19 @@ class SignalStop:
             self._abort(f"live: {name} again: aborting the flow")
             return
         self.signum = signum
-        _stop.set()
+        if self._clean:
+            _stop.set()
         for child in self.children:
             if child.poll() is None:
                 child.send_signal(signum)
-        if self._announce:
+        if not self._clean:
+            # children abort on the signal forwarded to them: only a hung one is killed (_overdue)
+            self.aborted = True
+            if not self.children:
+                self._abort(f"live: {name}: stopping now; a rerun with the same --recovery resumes")
+            elif self._announce:
+                self._say(f"live: {name}: stopping now; a rerun with the same --recovery resumes")
+        elif self._announce:
             self._say(f"live: {name}: stopping (the flow ends its batches and flushes its sinks; "
                       f"aborted after {self.grace_s:g} s or at a second signal)")
         self._timer = threading.Timer(self.grace_s, self._overdue)
@@ -120,7 +137,8 @@ class SignalStop:
 
     def _abort(self, message: str) -> None:
         self.aborted = True
-        self._say(message)
+        if self._announce:
+            self._say(message)
         for child in self.children:
             if child.poll() is None:
                 child.kill()

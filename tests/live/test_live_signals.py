@@ -58,18 +58,40 @@ def server() -> Iterator[str]:
         proc.wait()
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    tree, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        tree.append(p)
+        todo += children.get(p, [])
+    return tree
 
 
-def _stop_live(tmp_path: Path, url: str, signum: int, *extra: str) -> tuple[int, str, str, float]:
-    """Start ``tapeflow live`` in its own process group, wait for rows other than status, send
-    ``signum`` to the command (its process only), and return its exit code, stdout, stderr and
-    how long its whole process group took to disappear."""
+def _alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` still running (a zombie waiting for its parent's wait is not)."""
+    running = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            running.append(pid)
+    return running
+
+
+def _stop_live(tmp_path: Path, url: str, signum: int, *extra: str) -> tuple[int, str, str, float, int]:
+    """Start ``tapeflow live``, wait for rows other than status, send ``signum`` to the command
+    (its process only), and return its exit code, stdout, stderr and how long it and every process
+    it had started took to disappear."""
     live = subprocess.Popen(
         [sys.executable, "-m", "tapeflow.cli", "live", "--venue", "sim",
          "--symbols", "SIM-BTCUSDT,SIM-ETHUSDT", "--endpoint", url, "--clock", "relative",
@@ -87,21 +109,22 @@ def _stop_live(tmp_path: Path, url: str, signum: int, *extra: str) -> tuple[int,
             assert live.poll() is None, "".join(err)[-3000:]
             assert time.monotonic() - started < FIRST_ROWS_S, "".join(err)[-3000:]
             time.sleep(0.1)
+        tree = _tree(live.pid)
         live.send_signal(signum)
         sent = time.monotonic()
         code = live.wait(timeout=GONE_WITHIN_S)
-        while _group_alive(live.pid) and time.monotonic() - sent < GONE_WITHIN_S:
+        while _alive(tree) and time.monotonic() - sent < GONE_WITHIN_S:
             time.sleep(0.1)
         gone_s = time.monotonic() - sent
-        assert not _group_alive(live.pid), subprocess.run(
-            ["ps", "-o", "pid,ppid,cmd", "-g", str(live.pid)], capture_output=True, text=True).stdout
+        assert not _alive(tree), subprocess.run(["ps", "-o", "pid,ppid,cmd", "-p", ",".join(map(str, tree))],
+                                                capture_output=True, text=True).stdout
     finally:
-        if _group_alive(live.pid):
-            os.killpg(live.pid, signal.SIGKILL)
+        for pid in _alive(_tree(live.pid)):
+            os.kill(pid, signal.SIGKILL)
         live.wait()
     reader.join(timeout=5)
     out = live.stdout.read() if live.stdout else ""
-    return code, out, "".join(err), gone_s
+    return code, out, "".join(err), gone_s, len(tree)
 
 
 def _summary(out: str) -> dict[str, int]:
@@ -116,7 +139,7 @@ def _in_lake(root: Path, names: Iterator[str]) -> dict[str, int]:
 
 
 def test_sigterm_stops_the_flow_cleanly_and_exits_143(server: str, tmp_path: Path) -> None:
-    code, out, err, gone_s = _stop_live(tmp_path, server, signal.SIGTERM)
+    code, out, err, gone_s, _ = _stop_live(tmp_path, server, signal.SIGTERM)
     assert code == 143, err[-3000:]
     assert "Traceback" not in err and "panicked" not in err, err[-3000:]
     assert out.strip().splitlines()[-1].startswith("live: stopped by SIGTERM after "), out
@@ -129,8 +152,10 @@ def test_sigterm_stops_the_flow_cleanly_and_exits_143(server: str, tmp_path: Pat
 
 def test_sigint_stops_every_process_of_a_local_cluster_and_exits_130(server: str, tmp_path: Path) -> None:
     """``--processes 2``: the flow runs in two child processes, which the signal used to orphan."""
-    code, out, err, gone_s = _stop_live(tmp_path, server, signal.SIGINT, "--processes", "2")
+    code, out, err, gone_s, processes = _stop_live(tmp_path, server, signal.SIGINT, "--processes", "2")
+    assert processes >= 3  # the command and its two flow processes, all gone
     assert code == 130, err[-3000:]
+    assert err.count("SIGINT: stopping") == 1, err  # the children stop without a word of their own
     assert "Traceback" not in err and "panicked" not in err, err[-3000:]
     assert out.strip().splitlines()[-1].startswith("live: stopped by SIGINT after "), out
     counted = _summary(out)
@@ -161,3 +186,39 @@ def test_a_second_signal_aborts_at_once() -> None:
         time.sleep(5)
     assert stop.aborted and stop.exit_code == 130
     assert "SIGINT: stopping" in err.getvalue() and "SIGINT again: aborting" in err.getvalue()
+
+
+def test_a_signal_with_recovery_aborts_and_the_rerun_ends_as_an_uninterrupted_replay(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``--recovery`` a signal aborts at once and the rerun resumes from the store: the lake
+    then holds exactly what an uninterrupted replay writes (the batch rebuild's snapshots). A clean
+    stop there (the streams ended) left the resumed replay without a single further snapshot: the
+    book stage closes its state at the end of a stream. The signal is sent from the source's 4th
+    poll, in the middle of the replay, to this process (the flow runs here)."""
+    import flows.sources
+    from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.cli import main
+    from tapeflow.schemas.records import BOOK_SNAPSHOT
+
+    market = sim_market(10 * SECOND)
+    polls = {"n": 0}
+
+    def signal_at_the_fourth_poll() -> bool:
+        polls["n"] += 1
+        if polls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return stop_requested()
+
+    argv = ["live", "--capture", *map(str, market), "--format", "sim", "--lake", str(tmp_path / "lake"),
+            "--no-clickhouse", "--recovery", str(tmp_path / "recovery"), "--snapshot-every", "1s",
+            "--batch-events", "500"]
+    want, _ = snapshots_for_format("sim", list(market), levels=10, interval_ns=SECOND)
+    keys = [("symbol", "ascending"), ("ts_event_ns", "ascending")]
+    monkeypatch.setattr(flows.sources, "stop_requested", signal_at_the_fourth_poll)
+    assert main(argv) == 143
+    stopped = lake.read(BOOK_SNAPSHOT, tmp_path / "lake") if (tmp_path / "lake" / "book_snapshot").exists() \
+        else BOOK_SNAPSHOT.empty_table()
+    assert stopped.num_rows < want.num_rows  # the signal cut the replay short
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert lake.read(BOOK_SNAPSHOT, tmp_path / "lake").sort_by(keys).equals(want.sort_by(keys))
