@@ -44,7 +44,7 @@ test: setup
 # recovery), every rerun compared with an uninterrupted run (docs/reliability.md); `make test` runs a
 # few points of each. Long: the Dagster half alone is ~50 materializations (~1 h on a busy 2-core box).
 crash: setup
-	TAPEFLOW_CRASH_POINTS=50 TAPEFLOW_CRASH_DAGSTER_POINTS=50 TAPEFLOW_CRASH_LIVE_KILLS=50 \
+	TAPEFLOW_CRASH_POINTS=50 TAPEFLOW_CRASH_DAGSTER_POINTS=50 TAPEFLOW_CRASH_LIVE_KILLS=50 TAPEFLOW_CRASH_LIVE_POINTS=50 \
 	$(BIN)/python -m pytest -q -s --timeout=0 tests/crash tests/flows/test_recovery.py
 
 # fuzzing (docs/reliability.md): Hypothesis (FUZZ_EXAMPLES per format), then atheris, FUZZ_MINUTES per

@@ -35,6 +35,8 @@ import pyarrow.compute as pc
 from bytewax.outputs import DynamicSink, FixedPartitionedSink, StatefulSinkPartition, StatelessSinkPartition
 
 from tapeflow.errors import StorageError
+from tapeflow.live import retry
+from tapeflow.live.retry import WarehouseRetry, WarehouseUnavailable
 from tapeflow.schemas import ALL_RECORDS
 from tapeflow.storage.batches import DEDUP_WINDOW, REPLACE_KEYS, batch_token, last_per_key, record_of
 from tapeflow.storage.writer import Writer
@@ -73,6 +75,8 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
         # SIGSEGV; reproduced with 2 workers). A Python thread's state lives as long as the thread.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tapeflow-storage")
         self._writer = self._on_thread(Writer, sink.lake_root, sink.dsn, dedup_window=sink.dedup_window)
+        budget_s = retry.DEFAULT_BUDGET_S if sink.retry_s is None else sink.retry_s
+        self._retry = WarehouseRetry(sink.dsn, budget_s=budget_s) if sink.dsn else None
         self._skipped = 0
         self._flushed_at = time.monotonic()
 
@@ -84,7 +88,7 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
                 continue
             table = table.select(record.column_names).cast(record.arrow_schema())
             token = batch_token(record.name, table) if self._sink.idempotent else None
-            self._on_thread(self._writer.append, record, table, token=token)
+            self._append(record, table, token)
             self.stats.batches += 1
             self.stats.rows += table.num_rows
             self.stats.per_table[record.name] = self.stats.per_table.get(record.name, 0) + table.num_rows
@@ -105,6 +109,21 @@ class _TablePartition(StatefulSinkPartition[pa.Table, SinkStats]):
             self._count_skipped()
         finally:
             self._thread.shutdown()
+
+    def _append(self, record: Any, table: pa.Table, token: str | None) -> None:
+        if self._retry is None:
+            self._on_thread(self._writer.append, record, table, token=token)
+            return
+        try:
+            # the warehouse insert comes first and the lake buffer after it, so a retried append
+            # never buffers a batch twice
+            self._retry.call(self._on_thread, self._writer.append, record, table, token=token)
+        except WarehouseUnavailable:
+            # stopping: what the lake buffer holds is written first, so it is never lost with the flow
+            # (Bytewax also closes the partition as the failed flow goes down, which flushes too,
+            # but that is its teardown's way, not a promise)
+            self._on_thread(self._writer.flush)
+            raise
 
     def _on_thread(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         return self._thread.submit(fn, *args, **kwargs).result()
@@ -132,11 +151,15 @@ class TableSink(FixedPartitionedSink[pa.Table, SinkStats]):
         metrics: a :class:`tapeflow.live.prom.FlowMetrics` to count rows out, or None.
         flush_s: the lake gets a new part per touched partition at most this often (and at every
             snapshot and the end).
+        retry_s: how long an append waits, retrying with backoff, for a warehouse that stopped
+            answering before the flow stops (None: ``tapeflow.live.retry.DEFAULT_BUDGET_S``, 60 s;
+            :mod:`tapeflow.live.retry`).
     """
 
     def __init__(self, *, dsn: str | None = None, lake_root: Path | str | None = None,
                  tables: Collection[str] | None = None, idempotent: bool = True,
-                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None, flush_s: float = 1.0) -> None:
+                 dedup_window: int = DEDUP_WINDOW, metrics: Any = None, flush_s: float = 1.0,
+                 retry_s: float | None = None) -> None:
         unknown = set(tables or ()) - set(ALL_RECORDS)
         if unknown:
             raise StorageError(f"sink tables {sorted(unknown)} are not record types")
@@ -147,6 +170,7 @@ class TableSink(FixedPartitionedSink[pa.Table, SinkStats]):
         self.dedup_window = dedup_window
         self.metrics = metrics
         self.flush_s = flush_s
+        self.retry_s = retry_s
 
     def list_parts(self) -> list[str]:
         return [_PART]

@@ -20,6 +20,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from tapeflow.errors import ConfigError
 from tapeflow.live.batching import WATERMARK, Batch, Heartbeat, cut_batches, partition_paths
+from tapeflow.live.shutdown import stop_requested
 from tapeflow.settings import DEFAULT_BATCH_EVENTS
 from tapeflow.venues import get_format
 
@@ -54,6 +55,8 @@ class _CapturePartition(StatefulSourcePartition[Batch, CaptureResume]):
         self._queue: Iterator[Batch] = iter(())
 
     def next_batch(self) -> list[Batch]:
+        if stop_requested():
+            raise StopIteration  # asked to stop (tapeflow.live.shutdown): not done
         while True:
             for batch in self._queue:
                 self._count(batch)
@@ -143,7 +146,7 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
 
     def next_batch(self) -> list[Batch]:
         now = time.monotonic()
-        if self._deadline is not None and now >= self._deadline:
+        if stop_requested() or (self._deadline is not None and now >= self._deadline):
             self.close()
             raise StopIteration
         batch = _poll(self._batches)

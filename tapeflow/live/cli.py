@@ -22,13 +22,14 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 from tapeflow.errors import ConfigError
+from tapeflow.live import failure
+from tapeflow.live.shutdown import DEFAULT_GRACE_S, SignalStop
 from tapeflow.settings import CLOCKS, LiveSettings, Settings
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.registry import get_format, live_venues
@@ -192,30 +193,42 @@ def _init_recovery(directory: Path, partitions: int) -> None:
 
 def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | None = None) -> int:
     """Run the flow (in this process, or in child processes whose output is streamed), print a
-    summary; returns the exit code."""
+    summary; returns the exit code (docs/reliability.md: 2 an error, 70 a bug, 130 after SIGINT,
+    143 after SIGTERM)."""
     out = out or sys.stdout
     env = os.environ | live_env(args, settings)
     check_source(args)
     commands = flow_commands(args)
+    if "clickhouse" in env["TAPEFLOW_LIVE_OUTPUTS"].split(","):
+        failure.check_warehouse(env["TAPEFLOW_CLICKHOUSE"])
     if args.recovery is not None:
         _init_recovery(args.recovery, args.workers * args.processes)
     what = (f"capture {', '.join(str(p) for p in args.capture)}" if args.capture
             else f"{args.venue} {args.symbols}")
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
     started = time.monotonic()
-    if len(commands) == 1 and args.process_id is None:
-        code, summaries = run_in_process(commands[0], env, out)
-        codes = [code]
-    else:
-        codes, summaries = _run_processes(commands, env, out)
+    here = len(commands) == 1 and args.process_id is None
+    # children get their own grace first; the parent kills what is left after it
+    with SignalStop(grace_s=DEFAULT_GRACE_S if here else DEFAULT_GRACE_S + 5,
+                    clean=args.recovery is None) as stop:
+        if here:
+            code, summaries = run_in_process(commands[0], env, out)
+            codes = [code]
+        else:
+            codes, summaries = _run_processes(commands, env, out, stop)
     rows = add_summaries(summaries)
     elapsed = time.monotonic() - started
     detail = ", ".join(f"{k}={v:,}" for k, v in sorted(rows.items())) or "no rows"
+    if stop.exit_code is not None:
+        how = "aborted" if stop.aborted else "stopped"
+        name = "SIGINT" if stop.exit_code == failure.EXIT_INTERRUPTED else "SIGTERM"
+        print(f"live: {how} by {name} after {elapsed:.1f} s: {sum(rows.values()):,} rows ({detail})",
+              file=out, flush=True)
+        return stop.exit_code
     failed = [c for c in codes if c != 0]
     outcome = "failed" if failed else "done"
     print(f"live: {outcome} in {elapsed:.1f} s: {sum(rows.values()):,} rows ({detail})", file=out, flush=True)
     if failed:
-        print(f"live: the flow exited with code {failed[0]} (see its messages above)", file=out, flush=True)
         return failed[0]
     return 0
 
@@ -228,8 +241,8 @@ def run_in_process(command: list[str], env: dict[str, str], out: IO[str]) -> tup
     but for the ``live-summary`` lines, which are returned.
 
     Returns:
-        the exit code a child would have had (1 after an exception, whose traceback is printed on
-        stderr as a child prints it), and the summary lines.
+        the exit code (:func:`tapeflow.live.failure.report`'s after an exception: one line on
+        stderr, no traceback), and the summary lines.
     """
     saved_env, saved_argv, saved_stdout = dict(os.environ), sys.argv, sys.stdout
     lines = _SummaryLines(out)
@@ -238,15 +251,14 @@ def run_in_process(command: list[str], env: dict[str, str], out: IO[str]) -> tup
     sys.stdout = lines
     code = 0
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), failure.PanicFilter():
             # bytewax.testing imports bytewax.run: running it as __main__ again is intended here
             warnings.filterwarnings("ignore", "'bytewax.run' found in sys.modules", RuntimeWarning)
             runpy.run_module("bytewax.run", run_name="__main__", alter_sys=True)
     except SystemExit as exc:  # bytewax.run's own argument errors
         code = exc.code if isinstance(exc.code, int) else 1
-    except Exception:
-        traceback.print_exc()
-        code = 1
+    except (Exception, KeyboardInterrupt) as exc:
+        code = failure.report(exc)
     finally:
         sys.stdout, sys.argv = saved_stdout, saved_argv
         os.environ.clear()
@@ -284,11 +296,19 @@ class _SummaryLines:
             self.out.write(line)
 
 
-def _run_processes(commands: list[list[str]], env: dict[str, str], out: IO[str]
+def _run_processes(commands: list[list[str]], env: dict[str, str], out: IO[str], stop: SignalStop
                    ) -> tuple[list[int], list[str]]:
-    """Run each command line in a child process, stream their output; returns exit codes and summaries."""
-    procs = [subprocess.Popen(cmd, env=_process_env(env, i), stdout=subprocess.PIPE, text=True)
+    """Run each command line in a child process, stream their output; returns exit codes and summaries.
+
+    ``stop`` forwards SIGINT/SIGTERM to the children and kills those still alive after its grace.
+    """
+    # each child runs bytewax.run as a one-process command does: clean stops, one-line failures.
+    # Own sessions: Ctrl-C in a terminal signals its whole process group, and a child that got it
+    # from there and again from this process would take the second as "abort now"
+    procs = [subprocess.Popen([cmd[0], "-m", "tapeflow.live.child", *cmd[3:]], env=_process_env(env, i),
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
              for i, cmd in enumerate(commands)]
+    stop.children.extend(procs)
     lines: queue.Queue[str | None] = queue.Queue()
     # one reader per process: a cluster's processes wait on each other, so no pipe may fill up
     readers = [threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True) for proc in procs]
@@ -307,9 +327,9 @@ def _run_processes(commands: list[list[str]], env: dict[str, str], out: IO[str]
                 out.write(line)
                 out.flush()
         codes = [proc.wait() for proc in procs]
-    except KeyboardInterrupt:
+    except BaseException:
         for proc in procs:
-            proc.terminate()
+            proc.kill()
         for proc in procs:
             proc.wait()
         raise

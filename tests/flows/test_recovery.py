@@ -40,6 +40,7 @@ LINES = 4000          # capture lines replayed: a few seconds of flow, long enou
 BATCH_EVENTS = 500    # small micro-batches: many sink writes per epoch, so a kill always loses some
 EPOCH_S = "1"         # snapshot interval (bytewax.run takes whole seconds): a few epochs per run
 KILLS = int(os.environ.get("TAPEFLOW_CRASH_LIVE_KILLS", "3"))  # `make crash`: 50
+POINTS = int(os.environ.get("TAPEFLOW_CRASH_LIVE_POINTS", "1"))  # `make crash`: 50
 SEED = int(os.environ.get("TAPEFLOW_CRASH_SEED", "20261121"))
 
 
@@ -121,6 +122,23 @@ def run_with_kills(root: Path, capture: Path, *, writing_s: float, seed: int, ki
     return landed
 
 
+def run_killed_once(root: Path, capture: Path, *, after_s: float) -> bool:
+    """Start with recovery, SIGKILL ``after_s`` after the run's first lake write, then rerun (resume)
+    to the end. Returns whether the kill hit the running flow."""
+    (root / "recovery").mkdir()
+    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(root / "recovery"), "1"], check=True)
+    proc = _start(root, capture, recovery=True)
+    while proc.poll() is None and not _newest_write(root):
+        time.sleep(0.01)
+    time.sleep(after_s)
+    landed = proc.poll() is None
+    if landed:
+        proc.send_signal(signal.SIGKILL)
+    assert _wait(proc, root) in (0, -signal.SIGKILL)
+    assert _wait(_start(root, capture, recovery=True), root) == 0, (root / "stderr.log").read_text()[-3000:]
+    return landed
+
+
 def contents(root: Path) -> dict[str, Counter[int]]:
     """Every table of the warehouse and every lake dataset as a multiset of row hashes."""
     out: dict[str, Counter[int]] = {}
@@ -189,3 +207,36 @@ def test_control_plain_append_shows_the_duplicates(reference: tuple[Contents, fl
     lost, extra = _diff(reference[0], killed[0], "control.")
     assert sum(extra.values()) > 0 and extra["control.book_delta"] > 0, extra
     assert not any(lost.values()), lost  # at-least-once: nothing lost, only repeated
+
+
+def test_each_kill_point_then_a_rerun_equals_uninterrupted_and_the_stores_agree(
+        capture: Path, reference: tuple[Contents, float], tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Independent points (``TAPEFLOW_CRASH_LIVE_POINTS``; 50 in ``make crash``): a fresh run killed
+    once at a moment drawn uniformly over the time the uninterrupted run wrote, then rerun with
+    recovery. After every rerun the warehouse and the lake each equal the uninterrupted run (and so
+    each other). A kill that finds the flow already done (the machine ran it faster) is tried again
+    at half the moment, so every point is a kill that landed."""
+    expected, writing_s = reference
+    rng = random.Random(SEED + 1)
+    moments = [rng.uniform(0.0, 0.9) * writing_s for _ in range(POINTS)]
+    print(f"live kill points: seed {SEED + 1}, {POINTS} point(s) at "
+          f"{', '.join(f'{m:.2f}' for m in moments)} s after the first write (the run wrote "
+          f"{writing_s:.2f} s)")
+    for i, after_s in enumerate(moments):
+        for _ in range(4):
+            root = tmp_path_factory.mktemp(f"point{i}-")
+            if run_killed_once(root, capture, after_s=after_s):
+                break
+            print(f"point {i}: the flow was done {after_s:.2f} s after its first write; again at half")
+            after_s /= 2
+        else:
+            raise AssertionError(f"point {i}: no kill hit a running flow")
+        got = contents(root)
+        for prefix in ("ch.", "lake."):
+            lost, extra = _diff(expected, got, prefix)
+            assert not any(lost.values()) and not any(extra.values()), (i, after_s, lost, extra)
+        for record in ALL_RECORDS.values():
+            assert got.get(f"ch.{record.name}") == got.get(f"lake.{record.name}"), (i, after_s, record.name)
+        staging = root / "lake" / STAGING
+        assert not staging.exists() or not any(staging.iterdir()), (i, after_s)
+    print(f"live kill points: all {POINTS} landed, every rerun equal to the uninterrupted run")
