@@ -205,7 +205,7 @@ def calibrate(base: Path, base_frames: int, work: Path) -> float:
 
 
 def _stop(live: subprocess.Popen[str]) -> None:
-    """Ctrl-C, as a user stops it (SIGTERM leaves its flow process writing to a closed pipe)."""
+    """Ctrl-C, as a user stops it (SIGTERM stops it the same way since `tapeflow live` forwards it)."""
     if live.poll() is None:
         live.send_signal(signal.SIGINT)
     try:
