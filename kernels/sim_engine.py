@@ -20,7 +20,16 @@ Model, per event (times from a two-kernel exponential Hawkes process, exact Dass
 Scripted agent operations (``ops`` int64[k, 8] rows sorted by time: time_ns, op, side, offset
 ticks, size lots, slot, episode, aux) plant the ground-truth episodes. ``aux`` is the total for
 an iceberg, the sweep limit in ticks for a marketable order, the share in permille for a
-withdrawal, and for an add 1 (its price is the episode's price) or 2 (add at the episode's price).
+withdrawal, and for an add 1 (its price is the episode's price), 2 (add at the episode's price),
+3 (join the front of its level's queue: the next opposite aggressor at that price fills it first,
+how a passive child that holds queue priority is filled; an iceberg's peak and refills do too)
+or 4 (a wall: while it rests, the fair price stays a tick off it, so the price leans on it
+instead of trading through it). A fill (``OP_FILL``) with a size executes that many lots of the
+queue up to and including the slot's order, else all of it. ``OP_REGIME`` sets the regime
+multipliers (volatility ``aux`` and event rate ``size`` in permille, fair-price drift ``off`` in
+milli-ticks per second, signed); ``OP_BUSY`` raises the slow Hawkes excitation to ``aux``
+permille of its mean (a busy period). ``ep_mark`` records each episode's first engine-timed
+decisive event (an iceberg's first refill).
 Outputs are event rows: type (``EV_*``), order id, side (0 bid / 1 ask: for executions the
 resting side, as LOBSTER), grid price, size in lots, venue time and receive time.
 """
@@ -32,7 +41,7 @@ import math
 import numpy as np
 from numba import njit
 
-from kernels.sim_book import B_BEST_ASK, B_BEST_BID, B_GRID, B_NLIVE, book_add, book_remove
+from kernels.sim_book import B_BEST_ASK, B_BEST_BID, B_GRID, B_NLIVE, book_add, book_remove, book_to_front
 from kernels.sim_rng import lognormal_int, normal, pareto_int, randint, uniform
 
 PARAM_NAMES = (
@@ -78,25 +87,30 @@ P = {name: i for i, name in enumerate(PARAM_NAMES)}
 
 EV_ADD, EV_DELETE, EV_EXEC, EV_HIDDEN = 0, 1, 2, 3
 OP_ADD, OP_CANCEL, OP_MKT, OP_FILL, OP_ICE, OP_ICE_END, OP_JUMP, OP_WITHDRAW = 1, 2, 3, 4, 5, 6, 7, 8
+OP_REGIME, OP_BUSY = 9, 10
 
 # indices into the int64 engine state ``st``
 S_T_NEXT, S_LAST_RECV, S_OP_PTR = 0, 1, 2
 S_ICE_ACTIVE, S_ICE_SLOT, S_ICE_LEFT, S_ICE_PX, S_ICE_SIDE, S_ICE_PEAK, S_ICE_NEXT, S_ICE_EP = range(3, 11)
+S_WALL_ON, S_WALL_SLOT, S_WALL_PX, S_WALL_SIDE = range(11, 15)
 S_SIZE = 16
 # indices into the float64 engine state ``fs``
-F_FAIR, F_E_FAST, F_E_SLOW = 0, 1, 2
-F_SIZE = 4
+F_FAIR, F_E_FAST, F_E_SLOW, F_VOL, F_RATE, F_DRIFT = 0, 1, 2, 3, 4, 5
+F_SIZE = 8
 _NEVER = np.int64(2**62)
 
 
 def new_state(t0_ns: int, fair_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fresh ``(st int64[16], fs float64[4])`` at ``t0_ns``, the fair price at grid index ``fair_px``."""
+    """Fresh ``(st int64[16], fs float64[8])`` at ``t0_ns``, the fair price at grid index ``fair_px``."""
     st = np.zeros(S_SIZE, np.int64)
     st[S_T_NEXT] = t0_ns
     st[S_LAST_RECV] = t0_ns
     st[S_ICE_NEXT] = -1
     fs = np.zeros(F_SIZE, np.float64)
     fs[F_FAIR] = fair_px
+    # neutral regime: multiplying by exactly 1.0 and adding 0.0 keeps unplanted runs unchanged
+    fs[F_VOL] = 1.0
+    fs[F_RATE] = 1.0
     return st, fs
 
 
@@ -218,9 +232,17 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
         if code == OP_ADD and aux == 2 and ep_px[ep] >= 0:
             px = ep_px[ep]
         n, k = _add(bk, slots, out, n, t, side, px, size, False, slot, st, rng, par)
-        if k >= 0 and ep_px[ep] < 0 and (code == OP_ICE or aux >= 1):
+        if k >= 0 and code == OP_ADD and aux == 3:
+            book_to_front(bk, k)
+        if k >= 0 and code == OP_ADD and aux == 4:
+            st[S_WALL_ON] = 1
+            st[S_WALL_SLOT] = slot
+            st[S_WALL_PX] = bk[5][k]
+            st[S_WALL_SIDE] = side
+        if k >= 0 and ep_px[ep] < 0 and (code == OP_ICE or aux == 1 or aux == 2 or aux == 4):
             ep_px[ep] = bk[5][k]
         if code == OP_ICE and k >= 0:
+            book_to_front(bk, k)
             st[S_ICE_ACTIVE] = 1
             st[S_ICE_SLOT] = slot
             st[S_ICE_LEFT] = aux - size
@@ -255,6 +277,8 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
                 need += bk[6][j]
                 j = bk[7][j]
             need += bk[6][k]
+            if size > 0 and size < need:
+                need = size
             n, _ = _market(bk, slots, out, n, t, 1 - oside, need, grid, st, rng, par)
     elif code == OP_JUMP:
         if ep_px[ep] < 0:
@@ -274,13 +298,21 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
                 if bk[9][k] >= 0 and randint(rng, 1000) < aux:
                     n = _cancel(bk, slots, out, n, t, k, st, rng, par)
                 k = nxt
-    if t > ep_end[ep]:
+    elif code == OP_REGIME:
+        fs[F_VOL] = aux / 1000.0
+        fs[F_RATE] = size / 1000.0
+        fs[F_DRIFT] = off / 1000.0
+    elif code == OP_BUSY:
+        level = aux / 1000.0 * par[0] * par[3]
+        if fs[F_E_SLOW] < level:
+            fs[F_E_SLOW] = level
+    if ep >= 0 and t > ep_end[ep]:
         ep_end[ep] = t
     return n
 
 
 @njit(cache=True)
-def _iceberg(bk, slots, out, n, t, st, ep_end, ep_count, rng, par):
+def _iceberg(bk, slots, out, n, t, st, ep_end, ep_count, ep_mark, rng, par):
     """Refill the iceberg's peak at its price, or end it when nothing is left to show."""
     st[S_ICE_NEXT] = -1
     side, px = st[S_ICE_SIDE], st[S_ICE_PX]
@@ -292,23 +324,28 @@ def _iceberg(bk, slots, out, n, t, st, ep_end, ep_count, rng, par):
     size = min(st[S_ICE_PEAK], st[S_ICE_LEFT])
     n, k = _add(bk, slots, out, n, t, side, px, size, False, st[S_ICE_SLOT], st, rng, par)
     if k >= 0:
+        # the peak keeps its place at the front: behind a deep queue the plan's aggressors
+        # would otherwise never reach it within the episode
+        book_to_front(bk, k)
         st[S_ICE_LEFT] -= size
         ep = st[S_ICE_EP]
         ep_count[ep] += 1
+        if ep_mark[ep] < 0:
+            ep_mark[ep] = t
         if t > ep_end[ep]:
             ep_end[ep] = t
     return n
 
 
 @njit(cache=True)
-def _run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, rng, par):
+def _run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, ep_mark, rng, par):
     while True:
         t_op = ops[st[S_OP_PTR], 0] if st[S_OP_PTR] < len(ops) else _NEVER
         t_ice = st[S_ICE_NEXT] if st[S_ICE_NEXT] >= 0 else _NEVER
         if min(t_op, t_ice) >= lim:
             return n
         if t_ice <= t_op:
-            n = _iceberg(bk, slots, out, n, t_ice, st, ep_end, ep_count, rng, par)
+            n = _iceberg(bk, slots, out, n, t_ice, st, ep_end, ep_count, ep_mark, rng, par)
         else:
             n = _run_op(bk, slots, out, n, ops[st[S_OP_PTR]], fs, st, ep_px, ep_end, ep_count, rng, par)
             st[S_OP_PTR] += 1
@@ -320,6 +357,17 @@ def _ice_check(slots, st, rng, t):
     # the peak is gone (filled): schedule the refill 0-50 ms later, as the plant specifies
     if st[S_ICE_ACTIVE] == 1 and st[S_ICE_NEXT] < 0 and slots[st[S_ICE_SLOT]] < 0:
         st[S_ICE_NEXT] = t + randint(rng, 50_000_001)
+
+
+@njit(cache=True)
+def _lean_on_wall(fs, st, slots):
+    # a standing wall holds the price: trading happens at the level in front of it, not through it
+    if slots[st[S_WALL_SLOT]] < 0:
+        st[S_WALL_ON] = 0
+    elif st[S_WALL_SIDE] == 0 and fs[F_FAIR] < st[S_WALL_PX] + 2.0:
+        fs[F_FAIR] = st[S_WALL_PX] + 2.0
+    elif st[S_WALL_SIDE] == 1 and fs[F_FAIR] > st[S_WALL_PX] - 1.0:
+        fs[F_FAIR] = st[S_WALL_PX] - 1.0
 
 
 @njit(cache=True)
@@ -337,12 +385,28 @@ def _hawkes_dt(fs, rng, par):
                     best = s
     fs[F_E_FAST] = fs[F_E_FAST] * math.exp(-par[2] * best) + par[1] * par[2]
     fs[F_E_SLOW] = fs[F_E_SLOW] * math.exp(-par[4] * best) + par[3] * par[4]
-    return best
+    # a planted regime's rate scale stretches the clock: every intensity, excited or not, scales
+    return best / fs[F_RATE]
 
 
 @njit(cache=True)
 def run(
-    bk, slots, out, ops, fs, st, meta_sign, meta_left, ep_px, ep_end, ep_count, rng, par, t_stop_ns, reserve
+    bk,
+    slots,
+    out,
+    ops,
+    fs,
+    st,
+    meta_sign,
+    meta_left,
+    ep_px,
+    ep_end,
+    ep_count,
+    ep_mark,
+    rng,
+    par,
+    t_stop_ns,
+    reserve,
 ):
     """Advance one instrument until ``t_stop_ns`` or until fewer than ``reserve`` output rows are free.
 
@@ -354,20 +418,27 @@ def run(
     n = 0
     while True:
         t = st[S_T_NEXT]
-        n = _run_due(bk, slots, out, n, min(t, t_stop_ns), ops, fs, st, ep_px, ep_end, ep_count, rng, par)
+        n = _run_due(
+            bk, slots, out, n, min(t, t_stop_ns), ops, fs, st, ep_px, ep_end, ep_count, ep_mark, rng, par
+        )
         if t >= t_stop_ns or n > cap - reserve:
             return n
         # volatility follows the slow (minutes) excitation: busy periods are also volatile ones
         busy = fs[F_E_SLOW] / (par[0] * par[3]) if par[3] > 0.0 else 1.0
         bb, ba = ist[B_BEST_BID], ist[B_BEST_ASK]
-        fair = fs[F_FAIR] + par[8] * (busy ** par[34]) * normal(rng)
-        if uniform(rng) < par[10]:
+        fair = fs[F_FAIR] + par[8] * fs[F_VOL] * (busy ** par[34]) * normal(rng)
+        if uniform(rng) < par[10] * fs[F_VOL]:
             fair += par[11] * (1.0 if uniform(rng) < 0.5 else -1.0) * (-math.log(uniform(rng)))
         if bb >= 0 and ba < grid:
             # the fair value is pulled toward the book's mid: prices move through the queues
-            fair += par[35] * (0.5 * (bb + ba + 1) - fair)
+            # a calm regime (volatility scale < 1) loosens the pull and a drift removes it: the
+            # book follows the fair price instead
+            pull = min(fs[F_VOL], 1.0) if fs[F_DRIFT] == 0.0 else 0.0
+            fair += par[35] * pull * (0.5 * (bb + ba + 1) - fair)
         margin = par[16] + 10.0
         fs[F_FAIR] = min(max(fair, margin), grid - margin)
+        if st[S_WALL_ON] == 1:
+            _lean_on_wall(fs, st, slots)
         w_cancel = par[7] * ist[B_NLIVE]
         u = uniform(rng) * (par[5] + par[6] + w_cancel)
         if u < par[5]:
@@ -399,7 +470,7 @@ def run(
                 n = _emit(out, n, t, EV_HIDDEN, 0, 1 - aggr, px, size, st, rng, par)
             else:
                 n, size = _market(bk, slots, out, n, t, aggr, size, int(par[32]), st, rng, par)
-            fs[F_FAIR] += par[9] * (1.0 if aggr == 0 else -1.0) * math.sqrt(size / par[21])
+            fs[F_FAIR] += par[9] * fs[F_VOL] * (1.0 if aggr == 0 else -1.0) * math.sqrt(size / par[21])
         elif ist[B_NLIVE] > 0:
             k = -1
             r = uniform(rng)
@@ -413,5 +484,8 @@ def run(
                 k = bk[12][randint(rng, ist[B_NLIVE])]
             n = _cancel(bk, slots, out, n, t, k, st, rng, par)
         _ice_check(slots, st, rng, t)
-        dt_ns = int(_hawkes_dt(fs, rng, par) * 1e9)
+        dt_s = _hawkes_dt(fs, rng, par)
+        # a planted drift (price creep) moves the fair price with time, not with events
+        fs[F_FAIR] += fs[F_DRIFT] * dt_s
+        dt_ns = int(dt_s * 1e9)
         st[S_T_NEXT] = t + (dt_ns if dt_ns > 0 else 1)
