@@ -121,7 +121,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--preset", choices=("crypto", "equity"), default="crypto")
     sim.add_argument("--out", type=Path, required=True)
     sim.add_argument("--overlap", action="store_true",
-                     help="plant episodes coinciding with each other and with busy periods (default: disjoint)")
+                     help="plant episodes that coincide with each other and with busy periods "
+                          "(default: disjoint slots)")
     sim.set_defaults(func=_cmd_simulate)
 
     q = sub.add_parser("query", help="run SQL against the warehouse and print the result")

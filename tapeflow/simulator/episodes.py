@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.sim_engine import (
+from kernels.sim_orders import (
     OP_ADD,
     OP_BUSY,
     OP_CANCEL,

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.sim_engine import OP_ADD, OP_CANCEL, OP_FILL, OP_JUMP, OP_MKT, OP_REGIME
+from kernels.sim_orders import OP_ADD, OP_CANCEL, OP_FILL, OP_JUMP, OP_MKT, OP_REGIME
 from tapeflow.simulator.presets import Preset
 from tapeflow.simulator.script import MS, EpisodePlan, S
 
@@ -36,11 +36,15 @@ def _regime(plan: EpisodePlan, t: int, ep: int, *, vol: float, rate: float, drif
 
 
 def _passive_child(plan: EpisodePlan, rng: np.random.Generator, ep: int, t: int, side: int, size: int) -> int:
-    """A child resting at the touch with queue priority, hit by a counterparty 0.3-3 s later."""
+    """A child resting at the touch with queue priority, filled by a counterparty 0.3-3 s later.
+
+    The counterparty trades down to the child's price (taking any better level someone stepped in
+    at meanwhile), so the child fills whatever the book did in between.
+    """
     slot = plan._slot()
     plan._op(t, OP_ADD, ep, side=side, size=size, slot=slot, aux=_PRIORITY)
     t_hit = t + int(rng.uniform(0.3, 3.0) * S)
-    plan._op(t_hit, OP_MKT, ep, side=1 - side, size=size, aux=0)
+    plan._op(t_hit, OP_FILL, ep, slot=slot)
     # whatever the counterparty left (a background trade got there first) is withdrawn
     plan._op(t_hit + MS, OP_CANCEL, ep, slot=slot)
     return t_hit
@@ -167,7 +171,8 @@ def wall(
     plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
 ) -> dict[str, Any]:
     """A resting order of 15-50x median depth 1-3 ticks behind the touch that stays (the price
-    leans on it), then is pulled or eaten (``outcome``); eating takes 3-8 chunks over 2-8 s.
+    leans on it and other aggressors stop in front of it), then is pulled or eaten (``outcome``);
+    eating takes 3-8 chunks over 2-8 s.
 
     Look-alike: the same order cancelled 50-500 ms after it appears. Decisive moment: the
     wall's appearance (its add).
@@ -175,7 +180,9 @@ def wall(
     side = int(rng.integers(0, 2))
     size = int(preset.median_depth_lots * rng.uniform(15, 50))
     slot = plan._slot()
-    plan._op(t0, OP_ADD, ep, side=side, off=int(rng.integers(1, 4)), size=size, slot=slot, aux=_WALL)
+    # the look-alike is gone at once: it takes no hold of the price (nor of the engine's one wall state)
+    mark = 1 if look else _WALL
+    plan._op(t0, OP_ADD, ep, side=side, off=int(rng.integers(1, 4)), size=size, slot=slot, aux=mark)
     if look:
         plan._op(t0 + int(rng.uniform(50, 500) * MS), OP_CANCEL, ep, slot=slot)
         return dict(side="BA"[side], size_lots=size, outcome="cancelled_at_once", decisive_ns=t0)
@@ -204,17 +211,17 @@ def spike(
 ) -> dict[str, Any]:
     """A jump of 8-12 sigma (1 s mid changes, preset baseline) with a sweep of the levels it crosses.
 
-    Look-alike: a jump of 2-3 baseline sigma with the same sweep, in the middle of a 60-120 s
-    stretch whose volatility is raised fourfold: a jump inside normal (local) volatility.
+    Look-alike: a jump of 1.5-2.5 baseline sigma with the same sweep, in the middle of a 60-120 s
+    stretch whose per-event volatility is raised eightfold: a jump inside normal (local) volatility.
     Decisive moment: the jump.
     """
     side = int(rng.integers(0, 2))
-    z = float(rng.uniform(2, 3) if look else rng.uniform(8, 12))
+    z = float(rng.uniform(1.5, 2.5) if look else rng.uniform(8, 12))
     ticks = max(2 if look else 4, int(round(z * preset.sigma_1s_ticks)))
     t_jump = t0
     if look:
         end = t0 + min(int(rng.uniform(60, 120) * S), span)
-        _regime(plan, t0, ep, vol=4.0, rate=1.0, drift_ticks_s=0.0)
+        _regime(plan, t0, ep, vol=8.0, rate=1.0, drift_ticks_s=0.0)
         plan._op(end, OP_REGIME, ep, **_NEUTRAL)
         t_jump = t0 + (end - t0) // 2
     plan._op(t_jump, OP_JUMP, ep, side=side, off=ticks if side == 0 else -ticks)
