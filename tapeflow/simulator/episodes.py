@@ -112,10 +112,14 @@ def _plan_overlapping(
     n_clusters = max(lanes.count("regime"), lanes.count("iceberg"), lanes.count("wall"), -(-len(jobs) // 3))
     cluster_ns = window_ns // n_clusters
     members: list[list[int]] = [[] for _ in range(n_clusters)]
+    # lane plants fill the clusters in one shuffled round (a lane's plants land in distinct
+    # clusters), so as many clusters as possible hold a long plant the others start inside
+    perm = rng.permutation(n_clusters)
+    pos = 0
     for lane in ("regime", "iceberg", "wall"):
-        mine = [i for i, name in enumerate(lanes) if name == lane]
-        for i, c in zip(mine, rng.permutation(n_clusters)[: len(mine)], strict=True):
-            members[int(c)].append(i)
+        for i in (i for i, name in enumerate(lanes) if name == lane):
+            members[int(perm[pos % n_clusters])].append(i)
+            pos += 1
     for i, name in enumerate(lanes):
         if not name:
             members[int(rng.integers(0, n_clusters))].append(i)

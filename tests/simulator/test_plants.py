@@ -135,7 +135,9 @@ def test_spikes_jump_several_sigma_with_volume(plant_run: SimSummary, crypto_fee
         local_sigma = float(np.sqrt(np.mean(local**2)))
         print("look-alike spike of", e["p"]["jump_ticks"], "ticks; local sigma", local_sigma)
         assert e["p"]["jump_ticks"] < 3.5 * local_sigma and local_sigma > sigma
-        assert f.volume(t, t + S) >= 5 * vol_median  # the same volume: volume alone does not tell
+        # a volume burst too (the same sweep order; the volatile book holds less within its few
+        # ticks): volume alone does not tell
+        assert f.volume(t, t + S) >= 2 * vol_median
 
 
 def test_creep_drifts_quietly_with_passive_fills(plant_run: SimSummary, crypto_feed: Feed) -> None:
