@@ -130,6 +130,24 @@ def book_remove(bk, k, slots):
 
 
 @njit(cache=True)
+def book_to_front(bk, k):
+    """Move pool entry ``k`` to the head of its level's FIFO (an order holding queue priority)."""
+    head, tail, o_side, o_px, o_next, o_prev = bk[1], bk[2], bk[4], bk[5], bk[7], bk[8]
+    side, px = o_side[k], o_px[k]
+    if head[side, px] == k:
+        return
+    o_next[o_prev[k]] = o_next[k]
+    if o_next[k] >= 0:
+        o_prev[o_next[k]] = o_prev[k]
+    else:
+        tail[side, px] = o_prev[k]
+    o_prev[k] = -1
+    o_next[k] = head[side, px]
+    o_prev[head[side, px]] = k
+    head[side, px] = k
+
+
+@njit(cache=True)
 def book_dump(bk):
     """Resting orders in book order (bids best first, then asks best first, FIFO within a level).
 

@@ -121,6 +121,9 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--duration", default="10m", help="simulated time per instrument (e.g. 10m, 1h)")
     sim.add_argument("--preset", choices=("crypto", "equity"), default="crypto")
     sim.add_argument("--out", type=Path, required=True)
+    sim.add_argument("--overlap", action="store_true",
+                     help="plant episodes that coincide with each other and with busy periods "
+                          "(default: disjoint slots)")
     sim.set_defaults(func=_cmd_simulate)
 
     q = sub.add_parser("query", help="run SQL against the warehouse and print the result")
@@ -256,13 +259,14 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
         raise TapeflowError(f"--instruments must be at least 1, was {args.instruments}")
     started = time.perf_counter()
     summary = simulate(args.seed, args.instruments, parse_duration_ns(args.duration), args.out,
-                       preset=args.preset)
+                       preset=args.preset, overlap=args.overlap)
     plural = "s" if args.instruments != 1 else ""
     print(f"simulate: {args.instruments} instrument{plural}, {args.duration} each ({summary.preset} preset, "
           f"seed {summary.seed}) in {time.perf_counter() - started:.1f} s")
     for path in summary.files:
         print(f"  {path}  ({summary.events.get(path.parent.name, 0):,} messages for {path.parent.name})")
-    print(f"  {summary.episodes_path}  ({summary.episodes} planted episodes)")
+    layout = "overlapping" if summary.overlap else "disjoint"
+    print(f"  {summary.episodes_path}  ({summary.episodes} planted episodes, {layout})")
     return 0
 
 

@@ -1,60 +1,50 @@
 """Planted ground truth: scripts of agent operations for each episode kind and its look-alike.
 
 Each episode is a short script of engine operations (add, cancel, marketable order, fill,
-iceberg, fair-price jump, withdrawal) with prices relative to the touch at the moment the
-operation runs; the engine reports back the price each episode ended up at and its end time.
-Look-alikes are what a naive detector confuses with the real pattern (SIMULATOR.md's table), so
-a detector's precision can be measured.
+iceberg, fair-price jump, withdrawal, regime switch) with prices relative to the touch at the
+moment the operation runs; the engine reports back the price each episode ended up at and its end
+time. Look-alikes are what a naive detector confuses with the real pattern (SIMULATOR.md's table),
+so a detector's precision can be measured. The first five kinds are planted here, the others in
+``tapeflow.simulator.plants``; ``plan_episodes`` schedules them all, disjoint or overlapping.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kernels.sim_engine import OP_ADD, OP_CANCEL, OP_FILL, OP_ICE, OP_ICE_END, OP_JUMP, OP_MKT, OP_WITHDRAW
+from kernels.sim_orders import (
+    OP_ADD,
+    OP_BUSY,
+    OP_CANCEL,
+    OP_FILL,
+    OP_ICE,
+    OP_ICE_END,
+    OP_JUMP,
+    OP_MKT,
+    OP_WITHDRAW,
+)
+from tapeflow.simulator import plants
 from tapeflow.simulator.presets import Preset
+from tapeflow.simulator.script import MS as _MS
+from tapeflow.simulator.script import EpisodePlan
+from tapeflow.simulator.script import S as _S
 
-KINDS = ("spoofing", "iceberg", "absorption", "whale", "withdrawal")
-_MS = 1_000_000
-_S = 1_000_000_000
-
-
-@dataclass
-class EpisodePlan:
-    """Operations for the engine plus one description per episode (index = episode id)."""
-
-    ops: list[list[int]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    slots: int = 0
-
-    def op_array(self) -> np.ndarray:
-        if not self.ops:
-            return np.zeros((0, 8), np.int64)
-        arr = np.asarray(self.ops, np.int64)
-        # stable sort keeps the script order of operations planned for the same instant
-        return arr[np.argsort(arr[:, 0], kind="stable")]
-
-    def _slot(self) -> int:
-        self.slots += 1
-        return self.slots - 1
-
-    def _op(
-        self,
-        t: int,
-        code: int,
-        ep: int,
-        *,
-        side: int = 0,
-        off: int = 0,
-        size: int = 0,
-        slot: int = 0,
-        aux: int = 0,
-    ) -> None:
-        self.ops.append([int(t), code, side, int(off), int(size), slot, ep, int(aux)])
+KINDS = (
+    "spoofing",
+    "iceberg",
+    "absorption",
+    "whale",
+    "withdrawal",
+    "institutional",
+    "creep",
+    "contraction",
+    "wall",
+    "spike",
+)
+SIDE_SIGN = {"B": 1, "A": -1, "N": 0}
 
 
 def plan_episodes(
@@ -64,17 +54,24 @@ def plan_episodes(
     duration_ns: int,
     *,
     per_kind_per_hour: float = 2.0,
+    overlap: bool = False,
 ) -> EpisodePlan:
     """Plan real and look-alike episodes of every kind over ``[start_ns, start_ns + duration_ns)``.
 
-    Episodes get disjoint time slots (so one never disturbs another); at least one real and one
-    look-alike of each kind is planted whatever the duration, none when ``per_kind_per_hour`` is 0.
+    By default episodes get disjoint time slots (so one never disturbs another). With ``overlap``
+    they are planted in clusters of about three: the cluster's long plant opens it and the others
+    start inside it, and a busy period (the slow Hawkes excitation raised to 1.5-2.5x its mean) opens
+    the cluster or follows its spike, except where it holds a contraction or a quiet period, as
+    in real markets; plants that drive one of the engine's single states (regime, iceberg, wall) stay
+    disjoint within their lane. At least one real and one look-alike of
+    each kind is planted whatever the duration, none when ``per_kind_per_hour`` is 0.
 
     Args:
         rng: the instrument's planning generator (seeded: the plan is part of the determinism).
         preset: sizes are multiples of its median depth, order and trade sizes.
         start_ns, duration_ns: the simulated span.
         per_kind_per_hour: real episodes of each kind per simulated hour (as many look-alikes).
+        overlap: plant episodes so that they coincide with each other and with busy periods.
     """
     plan = EpisodePlan()
     if per_kind_per_hour <= 0:
@@ -83,17 +80,83 @@ def plan_episodes(
     jobs = [(kind, look) for kind in KINDS for look in (False, True) for _ in range(per_kind)]
     order = rng.permutation(len(jobs))
     margin = min(30 * _S, duration_ns // 20)
+    if overlap:
+        window_ns = duration_ns - 2 * margin
+        _plan_overlapping(plan, rng, preset, start_ns + margin, window_ns, [jobs[j] for j in order])
+        return plan
     slot_ns = (duration_ns - 2 * margin) // len(jobs)
     for i, j in enumerate(order):
         kind, look = jobs[j]
         t0 = start_ns + margin + i * slot_ns + int(rng.uniform(0.0, 0.2) * slot_ns)
-        span = int(slot_ns * 0.7)
-        ep = len(plan.rows)
-        params = _PLANTERS[kind](plan, rng, preset, ep, t0, span, look)
-        plan.rows.append(
-            dict(kind=kind, lookalike=look, start_ns=t0, params=json.dumps(params, sort_keys=True))
-        )
+        _plant(plan, rng, preset, kind, look, t0, int(slot_ns * 0.7))
     return plan
+
+
+def _lane(kind: str, look: bool) -> str:
+    if kind in ("creep", "contraction") or (kind == "spike" and look):
+        return "regime"
+    if kind in ("iceberg", "wall") and not look:
+        return kind
+    return ""
+
+
+def _plan_overlapping(
+    plan: EpisodePlan,
+    rng: np.random.Generator,
+    preset: Preset,
+    begin_ns: int,
+    window_ns: int,
+    jobs: list[tuple[str, bool]],
+) -> None:
+    lanes = [_lane(kind, look) for kind, look in jobs]
+    n_clusters = max(lanes.count("regime"), lanes.count("iceberg"), lanes.count("wall"), -(-len(jobs) // 3))
+    cluster_ns = window_ns // n_clusters
+    members: list[list[int]] = [[] for _ in range(n_clusters)]
+    # lane plants fill the clusters in one shuffled round (a lane's plants land in distinct
+    # clusters), so as many clusters as possible hold a long plant the others start inside
+    perm = rng.permutation(n_clusters)
+    pos = 0
+    for lane in ("regime", "iceberg", "wall"):
+        for i in (i for i, name in enumerate(lanes) if name == lane):
+            members[int(perm[pos % n_clusters])].append(i)
+            pos += 1
+    for i, name in enumerate(lanes):
+        if not name:
+            members[int(rng.integers(0, n_clusters))].append(i)
+    for c, idx in enumerate(members):
+        c0 = begin_ns + c * cluster_ns
+        # lane plants (the long ones) open the cluster; the others start inside them
+        idx.sort(key=lambda i: lanes[i] == "")
+        for i in idx:
+            kind, look = jobs[i]
+            lo, hi = (0.0, 0.05) if lanes[i] else (0.05, 0.3)
+            t0 = c0 + int(rng.uniform(lo, hi) * cluster_ns)
+            _plant(plan, rng, preset, kind, look, t0, int(cluster_ns * 0.7))
+        mine = [plan.rows[k] for k in range(len(plan.rows) - len(idx), len(plan.rows))]
+        if any(r["kind"] == "contraction" or (r["kind"] == "creep" and r["lookalike"]) for r in mine):
+            continue  # a contracting or quiet stretch is not busy
+        # a busy period: from the cluster's start, or right after a real spike (the jump sets it off)
+        spikes = [r["decisive_ns"] for r in mine if r["kind"] == "spike" and not r["lookalike"]]
+        t_busy = spikes[0] + _MS if spikes else c0
+        plan._op(t_busy, OP_BUSY, -1, aux=int(rng.uniform(1500, 2500)))
+        plan.busy_ns.append(t_busy)
+
+
+def _plant(
+    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, kind: str, look: bool, t0: int, span: int
+) -> None:
+    ep = len(plan.rows)
+    params = _PLANTERS[kind](plan, rng, preset, ep, t0, span, look)
+    decisive = params.pop("decisive_ns", None)
+    plan.rows.append(
+        dict(
+            kind=kind,
+            lookalike=look,
+            start_ns=t0,
+            decisive_ns=-1 if decisive is None else int(decisive),
+            params=json.dumps(params, sort_keys=True),
+        )
+    )
 
 
 def _spoofing(
@@ -123,7 +186,7 @@ def _spoofing(
             t += int(rng.uniform(50, 300) * _MS)
         for s in live:
             plan._op(t, OP_CANCEL, ep, slot=s)
-        return dict(side="N", quotes=quotes)
+        return dict(side="N", quotes=quotes, decisive_ns=t0)
     genuine_side = int(rng.integers(0, 2))
     layer_side = 1 - genuine_side
     genuine = plan._slot()
@@ -153,9 +216,11 @@ def _spoofing(
         )
     t_fill = t0 + int(rng.uniform(0.2, 2.0) * _S)
     plan._op(t_fill, OP_FILL, ep, slot=genuine)
-    for s in slots:
-        plan._op(t_fill + int(rng.uniform(20, 1000) * _MS), OP_CANCEL, ep, slot=s)
+    cancels = [t_fill + int(rng.uniform(20, 1000) * _MS) for _ in slots]
+    for t, s in zip(cancels, slots, strict=True):
+        plan._op(t, OP_CANCEL, ep, slot=s)
     return dict(
+        decisive_ns=min(cancels),
         side="BA"[layer_side],
         genuine_side="BA"[genuine_side],
         layers=layers,
@@ -203,12 +268,17 @@ def _absorption(
     slot = plan._slot()
     if not look:
         plan._op(t0, OP_ADD, ep, side=side, size=defender, slot=slot, aux=1)
-    for t in np.sort(rng.uniform(t0 + 50 * _MS, push_end, pushes)).astype(np.int64):
+    times = np.sort(rng.uniform(t0 + 50 * _MS, push_end, pushes)).astype(np.int64)
+    for t in times:
         plan._op(int(t), OP_MKT, ep, side=1 - side, size=max(1, push_total // pushes), aux=10_000)
+    # decisive: the last push, when the price has held through all of it (or swept, look-alike)
+    last = int(times[-1])
     if not look:
         plan._op(push_end + int(rng.uniform(1, 3) * _S), OP_CANCEL, ep, slot=slot)
-        return dict(side="BA"[side], defender_lots=defender, push_lots=push_total, pushes=pushes)
-    return dict(side="BA"[side], push_lots=push_total, pushes=pushes)
+        return dict(
+            side="BA"[side], defender_lots=defender, push_lots=push_total, pushes=pushes, decisive_ns=last
+        )
+    return dict(side="BA"[side], push_lots=push_total, pushes=pushes, decisive_ns=last)
 
 
 def _whale(
@@ -222,18 +292,24 @@ def _whale(
         for t in np.sort(rng.uniform(t0, end, count)).astype(np.int64):
             size = max(1, int(trade * np.exp(rng.normal(0.0, 0.8))))
             plan._op(int(t), OP_MKT, ep, side=int(rng.integers(0, 2)), size=size, aux=20)
-        return dict(side="N", trades=count)
+        return dict(side="N", trades=count, decisive_ns=t0)
     side = int(rng.integers(0, 2))
     if rng.uniform() < 0.5:
         size = int(preset.median_depth_lots * rng.uniform(3, 8))
         plan._op(t0, OP_MKT, ep, side=side, size=size, aux=100_000)
-        return dict(side="BA"[side], style="sweep", size_lots=size)
+        return dict(side="BA"[side], style="sweep", size_lots=size, decisive_ns=t0)
     total = int(trade * rng.uniform(50, 200))
     children = int(rng.integers(20, 61))
     end = t0 + min(int(rng.uniform(60, 240) * _S), span)
-    for t in np.sort(rng.uniform(t0, end, children)).astype(np.int64):
-        plan._op(int(t), OP_MKT, ep, side=side, size=max(1, total // children), aux=20)
-    return dict(side="BA"[side], style="parent", size_lots=total, children=children)
+    times = np.sort(rng.uniform(t0, end, children)).astype(np.int64)
+    child = max(1, total // children)
+    for t in times:
+        plan._op(int(t), OP_MKT, ep, side=side, size=child, aux=20)
+    # decisive: the child at which the parent's volume reaches 50x the median trade
+    reach = min(children - 1, max(0, -(-50 * trade // child) - 1))
+    return dict(
+        side="BA"[side], style="parent", size_lots=total, children=children, decisive_ns=int(times[reach])
+    )
 
 
 def _withdrawal(
@@ -245,12 +321,21 @@ def _withdrawal(
         # the price moves away from this side: depth near the old touch goes with it
         jump = ticks if side == 1 else -ticks
         plan._op(t0, OP_JUMP, ep, side=side, off=jump)
-        return dict(side="BA"[side], fair_jump_ticks=jump)
+        return dict(side="BA"[side], fair_jump_ticks=jump, decisive_ns=t0)
     share = int(rng.integers(600, 901))
     plan._op(t0, OP_WITHDRAW, ep, side=side, off=ticks, aux=share)
-    return dict(side="BA"[side], within_ticks=ticks, share_permille=share)
+    return dict(side="BA"[side], within_ticks=ticks, share_permille=share, decisive_ns=t0)
 
 
 _PLANTERS = dict(
-    spoofing=_spoofing, iceberg=_iceberg, absorption=_absorption, whale=_whale, withdrawal=_withdrawal
+    spoofing=_spoofing,
+    iceberg=_iceberg,
+    absorption=_absorption,
+    whale=_whale,
+    withdrawal=_withdrawal,
+    institutional=plants.institutional,
+    creep=plants.creep,
+    contraction=plants.contraction,
+    wall=plants.wall,
+    spike=plants.spike,
 )

@@ -46,6 +46,10 @@ class Preset:
         start_ns: default start time (UTC ns).
         grid_levels: price levels the engine keeps per side.
         order_capacity: resting orders the engine can hold.
+        instruments: the named instruments.
+        sigma_1s_ticks: standard deviation of 1 s mid changes with no plants, ticks (measured on
+            seed 11: 1.65 crypto over 10 minutes, 0.53 equity over an hour); spikes and creeps
+            are sized in it.
     """
 
     name: str
@@ -57,6 +61,7 @@ class Preset:
     grid_levels: int
     order_capacity: int
     instruments: tuple[Instrument, ...] = field(default_factory=tuple)
+    sigma_1s_ticks: float = 1.0
 
     def instrument(self, index: int) -> Instrument:
         """The ``index``-th instrument (named instruments first, then numbered ones)."""
@@ -123,6 +128,7 @@ _CRYPTO = Preset(
         Instrument("SIM-SOLUSDT", 10_000_000, 10_000_000, 15_000, 0.3),
         Instrument("SIM-XRPUSDT", 100_000, 100_000_000, 6_000, 0.2),
     ),
+    sigma_1s_ticks=1.65,
 )
 
 _EQUITY = Preset(
@@ -177,6 +183,7 @@ _EQUITY = Preset(
         Instrument("SIMB", 10_000_000, 1_000_000_000, 9_000, 0.7),
         Instrument("SIMC", 10_000_000, 1_000_000_000, 4_500, 0.5),
     ),
+    sigma_1s_ticks=0.53,
 )
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (_CRYPTO, _EQUITY)}

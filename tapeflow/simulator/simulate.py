@@ -20,7 +20,7 @@ from kernels.sim_engine import PARAM_NAMES, new_state, run, stationary_excitatio
 from kernels.sim_rng import rng_state
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import SCALE, UNDEF_PRICE
-from tapeflow.simulator.episodes import plan_episodes
+from tapeflow.simulator.episodes import SIDE_SIGN, plan_episodes
 from tapeflow.simulator.presets import Instrument, Preset, get_preset
 from tapeflow.venues.sim.messages import FILE_SUFFIX, HEADER
 
@@ -46,6 +46,8 @@ class SimSummary:
         events: messages written per symbol (snapshot lines included).
         episodes: planted episodes (real and look-alike) over all instruments.
         tick_nanos: price tick per symbol, 1e-9 units.
+        overlap: episodes were planted overlapping each other and busy periods.
+        busy_ns: per symbol, the start of each planted busy period (overlap mode).
     """
 
     out_dir: Path
@@ -56,6 +58,12 @@ class SimSummary:
     events: dict[str, int] = field(default_factory=dict)
     episodes: int = 0
     tick_nanos: dict[str, int] = field(default_factory=dict)
+    overlap: bool = False
+    busy_ns: dict[str, list[int]] = field(default_factory=dict)
+
+
+# kinds whose episode has no single price (flow, drift, range, jump): their price_nanos is undefined
+_NO_PRICE = frozenset({"institutional", "creep", "contraction", "spike"})
 
 
 def simulate(
@@ -67,6 +75,7 @@ def simulate(
     *,
     start_ns: int | None = None,
     episodes_per_hour: float = 2.0,
+    overlap: bool = False,
     progress: bool = True,
 ) -> SimSummary:
     """Simulate ``instruments`` L3 markets for ``duration_ns`` and write them under ``out_dir``.
@@ -82,6 +91,8 @@ def simulate(
         preset: ``crypto`` (large tick, like Binance BTCUSDT) or ``equity`` (small tick, like AMZN).
         start_ns: first instant (UTC ns); the preset's default when None.
         episodes_per_hour: real episodes of each kind per simulated hour (look-alikes alike).
+        overlap: plant episodes coinciding with each other and with busy periods (default:
+            disjoint time slots).
         progress: report progress on stderr.
 
     Raises:
@@ -92,7 +103,7 @@ def simulate(
         raise ConfigError(f"need instruments >= 1 and duration_ns > 0, got {instruments} and {duration_ns}")
     start = cfg.start_ns if start_ns is None else int(start_ns)
     out_dir = Path(out_dir)
-    summary = SimSummary(out_dir=out_dir, preset=preset, seed=seed)
+    summary = SimSummary(out_dir=out_dir, preset=preset, seed=seed, overlap=overlap)
     episode_rows: list[dict] = []
     for index in range(instruments):
         inst = cfg.instrument(index)
@@ -107,6 +118,7 @@ def simulate(
             summary,
             episode_rows,
             episodes_per_hour,
+            overlap,
             progress,
         )
     summary.episodes_path = _write_episodes(out_dir / "episodes.parquet", episode_rows)
@@ -125,6 +137,7 @@ def _simulate_one(
     summary: SimSummary,
     episode_rows: list[dict],
     per_hour: float,
+    overlap: bool,
     progress: bool,
 ) -> None:
     par = np.array([cfg.params[name] for name in PARAM_NAMES], np.float64)
@@ -135,13 +148,19 @@ def _simulate_one(
     stationary_excitation(fs, par)
     rng = rng_state(seed * 1_000_003 + index)
     plan = plan_episodes(
-        np.random.default_rng([seed, index, 7]), cfg, start, duration_ns, per_kind_per_hour=per_hour
+        np.random.default_rng([seed, index, 7]),
+        cfg,
+        start,
+        duration_ns,
+        per_kind_per_hour=per_hour,
+        overlap=overlap,
     )
     ops = plan.op_array()
     n_ep = max(1, len(plan.rows))
     ep_px = np.full(n_ep, -1, np.int64)
     ep_end = np.full(n_ep, -1, np.int64)
     ep_count = np.zeros(n_ep, np.int64)
+    ep_mark = np.full(n_ep, -1, np.int64)
     slots = np.full(max(1, plan.slots), -1, np.int32)
     meta_k = int(cfg.params["meta_k"])
     meta_sign, meta_left = np.zeros(meta_k, np.int64), np.zeros(meta_k, np.int64)
@@ -170,6 +189,7 @@ def _simulate_one(
             ep_px,
             ep_end,
             ep_count,
+            ep_mark,
             rng,
             par,
             start,
@@ -194,6 +214,7 @@ def _simulate_one(
             ep_px,
             ep_end,
             ep_count,
+            ep_mark,
             rng,
             par,
             stop,
@@ -216,8 +237,10 @@ def _simulate_one(
     summary.files.extend(writer.close())
     summary.events[inst.symbol] = writer.seq
     summary.tick_nanos[inst.symbol] = inst.tick_nanos
+    summary.busy_ns[inst.symbol] = list(plan.busy_ns)
     for ep, row in enumerate(plan.rows):
-        px = int(ep_px[ep])
+        px = -1 if row["kind"] in _NO_PRICE else int(ep_px[ep])
+        decisive = row["decisive_ns"] if row["decisive_ns"] >= 0 else int(ep_mark[ep])
         episode_rows.append(
             dict(
                 episode_id=f"{inst.symbol}-{ep}",
@@ -228,6 +251,8 @@ def _simulate_one(
                 refills=int(ep_count[ep]),
             )
         )
+        # an engine-timed moment that never came (an iceberg never refilled) falls back to the start
+        episode_rows[-1]["decisive_ns"] = decisive if decisive >= 0 else row["start_ns"]
 
 
 class _DayWriter:
@@ -334,10 +359,16 @@ def _write_episodes(path: Path, rows: list[dict]) -> Path:
             ("end_ns", pa.int64()),
             ("refills", pa.int64()),
             ("params", pa.string()),
+            ("side_sign", pa.int8()),
+            ("decisive_ns", pa.int64()),
+            ("outcome", pa.string()),
         ]
     )
     for row in rows:
-        row["side"] = json.loads(row["params"])["side"]
+        params = json.loads(row["params"])
+        row["side"] = params["side"]
+        row["side_sign"] = SIDE_SIGN[params["side"]]
+        row["outcome"] = params.get("outcome")
     table = pa.Table.from_pylist([{k: r[k] for k in schema.names} for r in rows], schema=schema)
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression="zstd")

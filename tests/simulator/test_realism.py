@@ -42,13 +42,23 @@ def _stats(summary: SimSummary, preset: str) -> dict[str, float]:
     return out
 
 
-@pytest.fixture(scope="module")
-def crypto(crypto_run: SimSummary) -> dict[str, float]:
-    return _stats(crypto_run, "crypto")
+# every band must hold for the background market alone and with every kind planted, overlapping
+@pytest.fixture(scope="module", params=["plain", "planted"])
+def crypto(request: pytest.FixtureRequest) -> dict[str, float]:
+    name = "crypto_run" if request.param == "plain" else "crypto_planted_run"
+    return _stats(request.getfixturevalue(name), "crypto")
+
+
+@pytest.fixture(scope="module", params=["plain", "planted"])
+def equity(request: pytest.FixtureRequest) -> dict[str, float]:
+    name = "equity_run" if request.param == "plain" else "equity_planted_run"
+    out = _stats(request.getfixturevalue(name), "equity")
+    out["planted"] = float(request.param == "planted")
+    return out
 
 
 @pytest.fixture(scope="module")
-def equity(equity_run: SimSummary) -> dict[str, float]:
+def equity_plain(equity_run: SimSummary) -> dict[str, float]:
     return _stats(equity_run, "equity")
 
 
@@ -92,8 +102,9 @@ def test_equity_spread_depth_and_sizes_like_amzn(equity: dict[str, float]) -> No
     lot = equity["lot"]
     # Median spread 12 ticks on AMZN: band 6-24 ticks (small-tick regime: many ticks wide).
     assert 6 <= equity["spread_median_ticks"] <= 24
-    # One-tick spreads are rare (0.24% of the time): band below 3%.
-    assert equity["spread_one_tick_share"] < 0.03
+    # One-tick spreads are rare (0.24% of the time): band below 3% (with plants: the strict xfail below).
+    if not equity["planted"]:
+        assert equity["spread_one_tick_share"] < 0.03
     # Depth at the best is one round lot (100 shares): median exactly 100 in AMZN; band 50-300.
     assert 50 * lot <= equity["depth_best_median"] <= 300 * lot
     # Order sizes median 100 / p90 200 / 61% round lots: median exactly 100, p90 100-400, share 40-80%.
@@ -129,11 +140,26 @@ def test_equity_timing_and_memory_like_amzn(equity: dict[str, float], real_data)
     reason="known gap: equity 1 s mid returns are dominated by touch "
     "flicker inside a wide spread, so |r| shows no clustering at 1 s yet",
 )
-def test_equity_volatility_clusters_like_amzn(equity: dict[str, float]) -> None:
+def test_equity_volatility_clusters_like_amzn(equity_plain: dict[str, float]) -> None:
+    equity = equity_plain
     # |1 s returns| autocorrelation: AMZN lags 1-10 all positive (0.03-0.14): volatility clusters.
     # Band: mean over lags 1-10 in 0.03-0.30 and lag 1 above the 2/sqrt(n) noise level.
     assert 0.03 < equity["abs_ret_acf_mean_1_10"] < 0.30
     assert equity["abs_ret_acf_1"] > 2 / np.sqrt(equity["returns_1s"])
+
+
+@pytest.fixture(scope="module")
+def equity_planted(equity_planted_run: SimSummary) -> dict[str, float]:
+    return _stats(equity_planted_run, "equity")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known gap: with plants (seed 11, one of each kind in two hours, overlapping) the equity "
+    "spread is one tick 3.6% of the time (band 3%, AMZN 0.24%): not yet attributed to a plant",
+)
+def test_equity_one_tick_spreads_rare_with_plants_like_amzn(equity_planted: dict[str, float]) -> None:
+    assert equity_planted["spread_one_tick_share"] < 0.03
 
 
 def _binance_aggressors(real_data) -> tuple[np.ndarray, np.ndarray]:

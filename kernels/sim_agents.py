@@ -1,0 +1,199 @@
+"""The scripted agents of the simulator: the operations that plant episodes, run at their times.
+
+``run_due`` executes every operation (and iceberg refill) due before a limit; ``ice_check`` and
+``lean_on_wall`` keep the iceberg and wall states current after each background event. See
+``kernels.sim_engine`` for the operation rows and what each ``aux`` means.
+"""
+
+from __future__ import annotations
+
+from numba import njit
+
+from kernels.sim_book import B_BEST_ASK, B_BEST_BID, B_GRID, book_to_front
+from kernels.sim_orders import (
+    _NEVER,
+    F_DRIFT,
+    F_E_SLOW,
+    F_FAIR,
+    F_RATE,
+    F_VOL,
+    OP_ADD,
+    OP_BUSY,
+    OP_CANCEL,
+    OP_FILL,
+    OP_ICE,
+    OP_ICE_END,
+    OP_JUMP,
+    OP_MKT,
+    OP_REGIME,
+    OP_WITHDRAW,
+    S_ICE_ACTIVE,
+    S_ICE_EP,
+    S_ICE_LEFT,
+    S_ICE_NEXT,
+    S_ICE_PEAK,
+    S_ICE_PX,
+    S_ICE_SIDE,
+    S_ICE_SLOT,
+    S_OP_PTR,
+    S_WALL_ON,
+    S_WALL_PX,
+    S_WALL_SIDE,
+    S_WALL_SLOT,
+    _add,
+    _cancel,
+    _market,
+    _place,
+)
+from kernels.sim_rng import randint
+
+
+@njit(cache=True)
+def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
+    ist = bk[13]
+    t, code, side, off, size, slot, ep, aux = op[0], op[1], op[2], op[3], op[4], op[5], op[6], op[7]
+    grid = ist[B_GRID]
+    if code == OP_ADD or code == OP_ICE:
+        touch = ist[B_BEST_BID] if side == 0 else ist[B_BEST_ASK]
+        if touch < 0 or touch >= grid:
+            touch = _place(fs, side, rng, par)
+        px = touch - off if side == 0 else touch + off
+        if code == OP_ADD and aux == 2 and ep_px[ep] >= 0:
+            px = ep_px[ep]
+        n, k = _add(bk, slots, out, n, t, side, px, size, False, slot, st, rng, par)
+        if k >= 0 and code == OP_ADD and aux == 3:
+            book_to_front(bk, k)
+        if k >= 0 and code == OP_ADD and aux == 4:
+            st[S_WALL_ON] = 1
+            st[S_WALL_SLOT] = slot
+            st[S_WALL_PX] = bk[5][k]
+            st[S_WALL_SIDE] = side
+        if k >= 0 and ep_px[ep] < 0 and (code == OP_ICE or aux == 1 or aux == 2 or aux == 4):
+            ep_px[ep] = bk[5][k]
+        if code == OP_ICE and k >= 0:
+            book_to_front(bk, k)
+            st[S_ICE_ACTIVE] = 1
+            st[S_ICE_SLOT] = slot
+            st[S_ICE_LEFT] = aux - size
+            st[S_ICE_PX] = bk[5][k]
+            st[S_ICE_SIDE] = side
+            st[S_ICE_PEAK] = size
+            st[S_ICE_NEXT] = -1
+            st[S_ICE_EP] = ep
+    elif code == OP_CANCEL or code == OP_ICE_END:
+        if code == OP_ICE_END:
+            if st[S_ICE_ACTIVE] == 0:
+                return n
+            st[S_ICE_ACTIVE] = 0
+            st[S_ICE_NEXT] = -1
+        if slots[slot] >= 0:
+            n = _cancel(bk, slots, out, n, t, slots[slot], st, rng, par)
+    elif code == OP_MKT:
+        if ep_px[ep] < 0:
+            ep_px[ep] = ist[B_BEST_ASK] if side == 0 else ist[B_BEST_BID]
+        n, _ = _market(bk, slots, out, n, t, side, size, aux, True, st, rng, par)
+    elif code == OP_FILL:
+        k = slots[slot]
+        if k >= 0:
+            oside, opx = bk[4][k], bk[5][k]
+            need = 0
+            p = ist[B_BEST_BID] if oside == 0 else ist[B_BEST_ASK]
+            while p != opx:
+                need += bk[0][oside, p]
+                p = p - 1 if oside == 0 else p + 1
+            j = bk[1][oside, opx]
+            while j != k:
+                need += bk[6][j]
+                j = bk[7][j]
+            need += bk[6][k]
+            if size > 0 and size < need:
+                need = size
+            n, _ = _market(bk, slots, out, n, t, 1 - oside, need, grid, False, st, rng, par)
+    elif code == OP_JUMP:
+        if ep_px[ep] < 0:
+            ep_px[ep] = ist[B_BEST_BID] if side == 0 else ist[B_BEST_ASK]
+        fs[F_FAIR] += off
+    elif code == OP_WITHDRAW:
+        touch = ist[B_BEST_BID] if side == 0 else ist[B_BEST_ASK]
+        if ep_px[ep] < 0:
+            ep_px[ep] = touch
+        for step in range(off + 1):
+            p = touch - step if side == 0 else touch + step
+            if p < 0 or p >= grid:
+                break
+            k = bk[1][side, p]
+            while k >= 0:
+                nxt = bk[7][k]
+                if bk[9][k] >= 0 and randint(rng, 1000) < aux:
+                    n = _cancel(bk, slots, out, n, t, k, st, rng, par)
+                k = nxt
+    elif code == OP_REGIME:
+        fs[F_VOL] = aux / 1000.0
+        fs[F_RATE] = size / 1000.0
+        fs[F_DRIFT] = off / 1000.0
+    elif code == OP_BUSY:
+        level = aux / 1000.0 * par[0] * par[3]
+        if fs[F_E_SLOW] < level:
+            fs[F_E_SLOW] = level
+    if ep >= 0 and t > ep_end[ep]:
+        ep_end[ep] = t
+    return n
+
+
+@njit(cache=True)
+def _iceberg(bk, slots, out, n, t, st, ep_end, ep_count, ep_mark, rng, par):
+    """Refill the iceberg's peak at its price, or end it when nothing is left to show."""
+    st[S_ICE_NEXT] = -1
+    side, px = st[S_ICE_SIDE], st[S_ICE_PX]
+    opp_touch = bk[13][B_BEST_ASK] if side == 0 else bk[13][B_BEST_BID]
+    crossed = px >= opp_touch if side == 0 else px <= opp_touch
+    if st[S_ICE_LEFT] <= 0 or crossed:
+        st[S_ICE_ACTIVE] = 0
+        return n
+    size = min(st[S_ICE_PEAK], st[S_ICE_LEFT])
+    n, k = _add(bk, slots, out, n, t, side, px, size, False, st[S_ICE_SLOT], st, rng, par)
+    if k >= 0:
+        # the peak keeps its place at the front: behind a deep queue the plan's aggressors
+        # would otherwise never reach it within the episode
+        book_to_front(bk, k)
+        st[S_ICE_LEFT] -= size
+        ep = st[S_ICE_EP]
+        ep_count[ep] += 1
+        if ep_mark[ep] < 0:
+            ep_mark[ep] = t
+        if t > ep_end[ep]:
+            ep_end[ep] = t
+    return n
+
+
+@njit(cache=True)
+def run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, ep_mark, rng, par):
+    while True:
+        t_op = ops[st[S_OP_PTR], 0] if st[S_OP_PTR] < len(ops) else _NEVER
+        t_ice = st[S_ICE_NEXT] if st[S_ICE_NEXT] >= 0 else _NEVER
+        if min(t_op, t_ice) >= lim:
+            return n
+        if t_ice <= t_op:
+            n = _iceberg(bk, slots, out, n, t_ice, st, ep_end, ep_count, ep_mark, rng, par)
+        else:
+            n = _run_op(bk, slots, out, n, ops[st[S_OP_PTR]], fs, st, ep_px, ep_end, ep_count, rng, par)
+            st[S_OP_PTR] += 1
+        ice_check(slots, st, rng, min(t_op, t_ice))
+
+
+@njit(cache=True)
+def ice_check(slots, st, rng, t):
+    # the peak is gone (filled): schedule the refill 0-50 ms later, as the plant specifies
+    if st[S_ICE_ACTIVE] == 1 and st[S_ICE_NEXT] < 0 and slots[st[S_ICE_SLOT]] < 0:
+        st[S_ICE_NEXT] = t + randint(rng, 50_000_001)
+
+
+@njit(cache=True)
+def lean_on_wall(fs, st, slots):
+    # a standing wall holds the price: trading happens at the level in front of it, not through it
+    if slots[st[S_WALL_SLOT]] < 0:
+        st[S_WALL_ON] = 0
+    elif st[S_WALL_SIDE] == 0 and fs[F_FAIR] < st[S_WALL_PX] + 2.0:
+        fs[F_FAIR] = st[S_WALL_PX] + 2.0
+    elif st[S_WALL_SIDE] == 1 and fs[F_FAIR] > st[S_WALL_PX] - 1.0:
+        fs[F_FAIR] = st[S_WALL_PX] - 1.0

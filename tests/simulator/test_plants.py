@@ -1,0 +1,275 @@
+"""The planted kinds added for the signal detectors, checked in the market data the simulator writes.
+
+Seeds are drawn at random on every run (printed by the fixtures): a plant must show in the feed
+whatever the seed. Evidence is read from the decoded venue files and the book tapeflow rebuilds
+from them (``tests.simulator.evidence``), never from the simulator's state.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE
+from tapeflow.simulator import KINDS, SimSummary, get_preset, simulate
+from tests.simulator.conftest import MINUTE_NS
+from tests.simulator.evidence import Feed, S, adds_filled, episodes, load_feed, one_second_sigma
+
+NEW_KINDS = ("institutional", "creep", "contraction", "wall", "spike")
+PRICED = {"spoofing", "iceberg", "absorption", "whale", "withdrawal", "wall"}
+
+
+def _feed(summary: SimSummary) -> Feed:
+    symbol = next(iter(summary.events))
+    return load_feed(summary.files, summary.tick_nanos[symbol])
+
+
+@pytest.fixture(scope="module")
+def crypto_feed(plant_run: SimSummary) -> Feed:
+    return _feed(plant_run)
+
+
+def _of(summary: SimSummary, kind: str, look: bool) -> list[dict]:
+    rows = [e for e in episodes(summary.episodes_path) if e["kind"] == kind and e["lookalike"] == look]
+    assert rows, (kind, look)
+    return rows
+
+
+@pytest.mark.parametrize("overlap", [False, True])
+def test_every_kind_in_the_table_with_its_fields(tmp_path: Path, overlap: bool) -> None:
+    for k in range(3):
+        seed = random.SystemRandom().randrange(1_000, 1_000_000)
+        print(f"table overlap={overlap}: seed {seed}")
+        summary = simulate(
+            seed, 2, 30 * MINUTE_NS, tmp_path / f"r{k}", "equity", overlap=overlap, progress=False
+        )
+        table = pq.read_table(summary.episodes_path)
+        assert table.schema.names == [
+            "episode_id",
+            "instrument",
+            "kind",
+            "lookalike",
+            "side",
+            "price_nanos",
+            "start_ns",
+            "end_ns",
+            "refills",
+            "params",
+            "side_sign",
+            "decisive_ns",
+            "outcome",
+        ]
+        rows = episodes(summary.episodes_path)
+        for symbol in ("SIMA", "SIMB"):
+            mine = [e for e in rows if e["instrument"] == symbol]
+            assert {(e["kind"], e["lookalike"]) for e in mine} == {
+                (k, look) for k in KINDS for look in (False, True)
+            }
+        for e in rows:
+            assert e["side_sign"] == {"B": 1, "A": -1, "N": 0}[e["side"]]
+            assert e["start_ns"] <= e["decisive_ns"] <= max(e["end_ns"], e["start_ns"]) + 5 * S, e
+            if e["kind"] in NEW_KINDS and not e["lookalike"] and e["kind"] != "contraction":
+                assert e["side"] in ("B", "A"), e
+            if e["kind"] == "contraction" or (e["lookalike"] and e["kind"] in ("institutional", "creep")):
+                assert e["side"] == "N", e
+            if e["kind"] in PRICED and (not e["lookalike"] or e["kind"] == "wall"):
+                assert e["price_nanos"] != UNDEF_PRICE, e
+            elif e["kind"] in NEW_KINDS:
+                assert e["price_nanos"] == UNDEF_PRICE, e
+            if e["kind"] == "wall":
+                expect = {"cancelled_at_once"} if e["lookalike"] else {"pulled", "eaten"}
+                assert e["outcome"] in expect and e["p"]["outcome"] == e["outcome"]
+            else:
+                assert e["outcome"] is None
+
+
+def test_walls_rest_in_the_rebuilt_book_then_go(plant_run: SimSummary, crypto_feed: Feed) -> None:
+    f = crypto_feed
+    for e in _of(plant_run, "wall", False):
+        until = e["p"].get("eat_start_ns", e["p"]["gone_ns"])
+        rows = range(f.at(e["start_ns"] + S // 2), f.at(until - S // 2) + 1)
+        sizes = [f.level_size(r, e["side"], e["price_nanos"]) for r in rows]
+        assert len(rows) >= 20 and None not in sizes, e
+        # 10x the median best depth of this very feed, at the episode price, for the whole stand
+        assert min(sizes) >= 10 * f.best_depth_median, (min(sizes) / f.best_depth_median, e)
+        after = f.level_size(f.at(e["end_ns"] + S), e["side"], e["price_nanos"])
+        assert after is not None and after < 10 * f.best_depth_median, e
+        if e["outcome"] == "eaten":
+            # the wall went by trades: executed volume at its price covers it
+            t = f.trades
+            px = t.column("price_nanos").to_numpy()
+            ts = t.column("ts_event_ns").to_numpy()
+            at = (px == e["price_nanos"]) & (ts >= until) & (ts <= e["end_ns"])
+            lot = get_preset("crypto").instrument(0).lot_nanos
+            assert t.column("size_nanos").to_numpy()[at].sum() >= e["p"]["size_lots"] * lot
+    for e in _of(plant_run, "wall", True):
+        # the look-alike: as large, gone within half a second
+        assert e["end_ns"] - e["start_ns"] <= 500_000_000
+        sizes = [
+            f.level_size(r, e["side"], e["price_nanos"])
+            for r in range(f.at(e["end_ns"] + S), f.at(e["end_ns"] + 3 * S))
+        ]
+        assert all(s is not None and s < 10 * f.best_depth_median for s in sizes), e
+
+
+def test_spikes_jump_several_sigma_with_volume(plant_run: SimSummary, crypto_feed: Feed) -> None:
+    f = crypto_feed
+    sigma = one_second_sigma(f)
+    grid_1s = np.arange(f.grid_ns[0], f.grid_ns[-1] - S, S)
+    vol_median = np.median([f.volume(int(t), int(t) + S) for t in grid_1s])
+    for e in _of(plant_run, "spike", False):
+        t = e["decisive_ns"]
+        move = f.mid_change(t - S // 2, t + S) * e["side_sign"]
+        print("spike", e["p"]["jump_ticks"], "ticks planted; moved", move, "sigma", sigma)
+        assert move >= 5 * sigma, (move, sigma, e)
+        assert f.volume(t, t + S) >= 5 * vol_median
+    for e in _of(plant_run, "spike", True):
+        t = e["decisive_ns"]
+        # inside its stretch the planted jump is ordinary: under 3.5 local sigma (1 s mid changes
+        # there, from the feed; the move itself rides on that volatility, so the planted size is judged)
+        local = np.diff(f.mid_ticks[f.at(e["start_ns"]) : f.at(e["end_ns"]) : S // 250_000_000])
+        local_sigma = float(np.sqrt(np.mean(local**2)))
+        print("look-alike spike of", e["p"]["jump_ticks"], "ticks; local sigma", local_sigma)
+        assert e["p"]["jump_ticks"] < 3.5 * local_sigma and local_sigma > sigma
+        # a volume burst too (the same sweep order; the volatile book holds less within its few
+        # ticks): volume alone does not tell
+        assert f.volume(t, t + S) >= 2 * vol_median
+
+
+def test_creep_drifts_quietly_with_passive_fills(plant_run: SimSummary, crypto_feed: Feed) -> None:
+    f = crypto_feed
+    sigma = one_second_sigma(f)
+    rate = len(f.event_ts) / ((f.grid_ns[-1] - f.grid_ns[0]) / S)
+    lot = get_preset("crypto").instrument(0).lot_nanos
+    for e in _of(plant_run, "creep", False):
+        t0, t1 = e["start_ns"], e["end_ns"]
+        planned = e["p"]["drift_ticks_per_s"] * (t1 - t0) / S
+        moved = f.mid_change(t0, t1)
+        print("creep planned", planned, "moved", moved)
+        # the book follows the drifting fair price with a lag: measured 0.43-1.7x the plan
+        assert moved * e["side_sign"] >= 0.3 * abs(planned)
+        steps = np.diff(f.mid_ticks[f.at(t0) : f.at(t1) : 4])
+        # low volatility around the drift (robust: a background jump may land in the stretch)
+        assert 1.4826 * np.median(np.abs(steps - np.median(steps))) < sigma
+        fills = 0
+        for child in range(1, 61):  # children are 0.5-2x the median trade (30 lots)
+            fills += adds_filled(f, e["side"], child * lot * 1, t0, t1) if child >= 15 else 0
+        assert fills >= 0.5 * e["p"]["passive_fills"], (fills, e)
+    for e in _of(plant_run, "creep", True):
+        r = f.events_in(e["start_ns"], e["end_ns"]) / ((e["end_ns"] - e["start_ns"]) / S)
+        assert r < 0.6 * rate  # a quiet period
+
+
+def test_contraction_compresses_the_range_not_the_activity(plant_run: SimSummary, crypto_feed: Feed) -> None:
+    f = crypto_feed
+    rate = len(f.event_ts) / ((f.grid_ns[-1] - f.grid_ns[0]) / S)
+    for e in _of(plant_run, "contraction", False):
+        t0, t1 = e["start_ns"], e["end_ns"]
+        n = t1 - t0
+        ranges = np.array(
+            [f.mid_range(int(a), int(a) + n) for a in np.arange(f.grid_ns[0], f.grid_ns[-1] - n, 5 * S)]
+        )
+        rng_ticks = f.mid_range(t0, t1)
+        share_below = float((ranges < rng_ticks).mean())
+        print("contraction range", rng_ticks, "share of windows below", share_below)
+        assert share_below <= 0.2
+        assert f.events_in(t0, t1) / (n / S) > 0.7 * rate
+    for e in _of(plant_run, "contraction", True):
+        assert f.events_in(e["start_ns"], e["end_ns"]) / ((e["end_ns"] - e["start_ns"]) / S) < 0.6 * rate
+
+
+@pytest.mark.parametrize("preset", ["crypto", "equity"])
+def test_institutional_children_one_sided_lookalike_two_sided(
+    preset: str, plant_run: SimSummary, equity_plant_run: SimSummary, crypto_feed: Feed
+) -> None:
+    run = plant_run if preset == "crypto" else equity_plant_run
+    f = crypto_feed if preset == "crypto" else _feed(run)
+    lot = get_preset(preset).instrument(0).lot_nanos
+    for e in _of(run, "institutional", False) + _of(run, "institutional", True):
+        p, t0, t1 = e["p"], e["start_ns"], e["end_ns"]
+        child = p["child_lots"] * lot
+        filled = {s: adds_filled(f, s, child, t0, t1) for s in "BA"}
+        print("institutional", e["side"], "passive", p["passive_children"], "filled adds", filled)
+        if e["lookalike"]:
+            assert min(filled.values()) >= 0.3 * p["passive_children"]
+        else:
+            other = "A" if e["side"] == "B" else "B"
+            assert filled[e["side"]] >= 0.7 * p["passive_children"]
+            assert filled[other] <= 0.15 * p["passive_children"] + 3
+        # the aggressive children reached the tape (a lower bound: other traders trade too)
+        assert f.volume(t0, t1 + S, BID) >= p["aggressive_buy_lots"] * lot * 0.9
+        assert f.volume(t0, t1 + S, ASK) >= p["aggressive_sell_lots"] * lot * 0.9
+
+
+def _busy(summary: SimSummary, f: Feed) -> np.ndarray:
+    """Per episode: the 10 s around its start hold 1.25x the run's median 10 s event count."""
+    counts = np.array(
+        [
+            f.events_in(int(a), int(a) + 10 * S)
+            for a in np.arange(f.grid_ns[0], f.grid_ns[-1] - 10 * S, 10 * S)
+        ]
+    )
+    threshold = 1.25 * np.median(counts)
+    rows = episodes(summary.episodes_path)
+    return np.array([f.events_in(e["start_ns"] - 5 * S, e["start_ns"] + 5 * S) >= threshold for e in rows])
+
+
+def _overlapping(summary: SimSummary) -> np.ndarray:
+    """Per episode: its span (at least 1 s) intersects another episode's."""
+    rows = episodes(summary.episodes_path)
+    spans = [(e["start_ns"], max(e["end_ns"], e["start_ns"] + S)) for e in rows]
+    return np.array(
+        [any(a < d and c < b for j, (c, d) in enumerate(spans) if j != i) for i, (a, b) in enumerate(spans)]
+    )
+
+
+def test_overlap_mode_overlaps_and_default_does_not(
+    plant_run: SimSummary, overlap_run: SimSummary, crypto_feed: Feed
+) -> None:
+    f = _feed(overlap_run)
+    share = {}
+    for name, run, feed in (("disjoint", plant_run, crypto_feed), ("overlap", overlap_run, f)):
+        other, busy = _overlapping(run), _busy(run, feed)
+        share[name] = (other.mean(), busy.mean(), (other | busy).mean())
+        print(
+            f"{name}: episodes overlapping another {other.mean():.2f}, starting in a busy 10 s "
+            f"{busy.mean():.2f}, either {(other | busy).mean():.2f}"
+        )
+    assert share["disjoint"][0] == 0.0
+    assert share["overlap"][0] >= 0.7
+    assert share["overlap"][2] >= 0.85
+    assert share["overlap"][1] > share["disjoint"][1]
+    # regime plants never overlap each other: the engine has one regime state
+    regime = [
+        e
+        for e in episodes(overlap_run.episodes_path)
+        if e["kind"] in ("creep", "contraction") or (e["kind"] == "spike" and e["lookalike"])
+    ]
+    spans = sorted((e["start_ns"], e["end_ns"]) for e in regime)
+    assert all(b <= c for (_, b), (c, _) in zip(spans, spans[1:], strict=False))
+
+
+def test_cli_overlap_flag_and_same_seed_same_bytes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tapeflow.cli import main
+
+    digests = []
+    for name, extra in (("a", ["--overlap"]), ("b", ["--overlap"]), ("c", [])):
+        argv = ["simulate", "--seed", "9", "--instruments", "1", "--duration", "20m", "--preset", "equity"]
+        assert main([*argv, "--out", str(tmp_path / name), *extra]) == 0
+        files = sorted((tmp_path / name).rglob("*.*"))
+        digests.append([(p.relative_to(tmp_path / name), p.read_bytes()) for p in files if p.is_file()])
+    out = capsys.readouterr().out
+    assert "planted episodes, overlapping" in out and "planted episodes, disjoint" in out
+    assert digests[0] == digests[1]  # overlap mode is as deterministic as the default
+    assert digests[0] != digests[2]
+    table = tmp_path / "a" / "episodes.parquet"
+    overlapping = _overlapping(
+        SimSummary(out_dir=tmp_path / "a", preset="equity", seed=9, episodes_path=table)
+    )
+    assert overlapping.mean() >= 0.7
