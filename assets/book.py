@@ -2,7 +2,9 @@
 
 Wiring only: each instrument-day is rebuilt by :func:`tapeflow.book.partition.rebuild_slices`
 (the live flow's book stage fed the day and the day before as micro-batches, read from the lake in
-slices by :func:`tapeflow.batch.slices.read_slices`) and its own day's rows are written.
+slices by :func:`tapeflow.batch.slices.read_slices`) and its own day's rows are written. A LOBSTER
+day is anchored to the orderbook file's rows, kept as ``vendor_book_snapshot``
+(:func:`tapeflow.batch.anchors.anchor_slices`).
 """
 
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, Target, targets
 from assets.resources import TapeflowResource
+from tapeflow.batch.anchors import anchor_slices
 from tapeflow.batch.slices import read_slices
 from tapeflow.book.partition import LEVELS, maybe_bad_rows, rebuild_slices
 from tapeflow.schemas import concat
@@ -51,9 +54,11 @@ def books(context: AssetExecutionContext,
     quotes: dict[Target, pa.Table] = {}
     for t in wanted:
         days = [t.previous(), t]
-        # both days read in slices and fed to the book as micro-batches: the day is never held whole
+        # both days read in slices and fed to the book as micro-batches: the day is never held whole;
+        # a LOBSTER day's book is anchored to the orderbook file's rows the ingest kept apart
         pieces = rebuild_slices([read_slices(ORDER_EVENT, lake, d) for d in days],
-                                [read_slices(BOOK_DELTA, lake, d) for d in days])
+                                [read_slices(BOOK_DELTA, lake, d) for d in days],
+                                anchors=anchor_slices(lake, days))
         mine: tuple[list[pa.Table], list[pa.Table]] = ([], [])
         for part_snaps, part_quotes in pieces:
             # the rows of the day itself (the lake's day rule); the day before only warmed the book up

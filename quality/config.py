@@ -60,7 +60,9 @@ class QualityConfig:
     max_size_nanos: int = 10**12 * SCALE
     contiguous_sequence: Mapping[str, frozenset[str]] = field(
         default_factory=lambda: {
-            "order_events": frozenset({"sim", "lobster"}),
+            # not LOBSTER: a hidden execution (type 5) numbers a message yet makes a trade, no order
+            # event, so its order events skip those numbers (AAPL's first 999: 61 of them)
+            "order_events": frozenset({"sim"}),
             "trades": frozenset({"binance-usdm", "binance-futures", "binance"}),
         }
     )
