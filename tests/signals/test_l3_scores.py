@@ -27,11 +27,11 @@ def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(tmp_path, capsys):
     report = score(pq.read_table(summary.episodes_path), table, kinds=["spoofing", "iceberg"])
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")
-    # floors below the tuning seeds' figures (P >= 0.96, R >= 0.875 for both kinds): one seed has
-    # 24 episodes per kind, so one miss moves recall by 0.04
+    # floors below the worst seed measured (spoofing R 0.79, 8420; docs/signals.md): one seed has
+    # 24 episodes per kind, so one miss moves recall by 0.04; spoofing recall 0.7 is 17 of 24
     sp, ic = report.kind("spoofing"), report.kind("iceberg")
     assert sp.episodes == ic.episodes == 24
-    assert sp.precision >= 0.8 and sp.recall >= 0.75, (sp.precision, sp.recall)
+    assert sp.precision >= 0.8 and sp.recall >= 0.7, (sp.precision, sp.recall)
     assert sp.latency_median_ns <= 1 * S, "the goal: spoofing within 1 s of the genuine fill"
     assert ic.precision >= 0.8 and ic.recall >= 0.75, (ic.precision, ic.recall)
     assert report.ece <= 0.15, report.ece
