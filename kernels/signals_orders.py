@@ -4,7 +4,9 @@ One sequential pass over ``order_event`` rows of one instrument (arrival order) 
 order's add time, price, size and fills, how many large orders each side holds, and the last
 complete fill at each price. It returns per event the facts the detectors judge:
 
-* at an unfilled cancel (``C`` of an order that never traded): the order's add time, price, size,
+* at an unfilled cancel (the ``C`` that removes what is left of an order that never traded; a
+  fill is an ``F`` followed by the ``C`` that takes the filled size off the book, as in
+  ``kernels.reference_l3``; ``M`` is not followed): the order's add time, price, size,
   its distance from its own touch when it was added, and whether it was large;
 * ``last_opp_fill_ns``: the latest fill (``F``) of a resting order on the other side, at or before
   the event (the spoof's trigger: "the other side trades");
@@ -22,7 +24,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-A, C, F = ord("A"), ord("C"), ord("F")
+from kernels.codes import L3_ADD as A
+from kernels.codes import L3_CANCEL as C
+from kernels.codes import L3_FILL as F
+
 NONE_NS = np.iinfo(np.int64).min
 
 
@@ -32,6 +37,7 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
     o_ts = np.zeros(n_orders, np.int64)
     o_size = np.zeros(n_orders, np.int64)
     o_filled = np.zeros(n_orders, np.int64)
+    o_left = np.zeros(n_orders, np.int64)
     o_dist = np.zeros(n_orders, np.int64)
     o_big = np.zeros(n_orders, np.bool_)
     o_live = np.zeros(n_orders, np.bool_)
@@ -66,7 +72,7 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
             if (full_ns[s, p] != NONE_NS and t - full_ns[s, p] <= refill_ns and full_size[s, p] == size[i]
                     and full_oid[s, p] != k):
                 refill[i] = True
-            o_ts[k], o_size[k], o_filled[k], o_dist[k] = t, size[i], 0, dist[i]
+            o_ts[k], o_size[k], o_filled[k], o_left[k], o_dist[k] = t, size[i], 0, size[i], dist[i]
             o_big[k], o_live[k] = big[i], True
             if big[i]:
                 alive_big[s] += 1
@@ -77,6 +83,9 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
                 p = price_idx[i]
                 full_ns[s, p], full_size[s, p], full_oid[s, p] = t, o_size[k], k
         elif a == C and o_live[k]:
+            o_left[k] -= min(size[i], o_left[k])
+            if o_left[k] > 0:
+                continue
             if o_filled[k] == 0:
                 cancel[i] = True
                 add_ts[i], add_size[i], add_dist[i], add_big[i] = o_ts[k], o_size[k], o_dist[k], o_big[k]
@@ -143,7 +152,8 @@ def order_lifetimes_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndar
         if a == A:
             prev = full.get((s, int(price_nanos[i])))
             out["refill"][i] = bool(prev and t - prev[0] <= refill_ns and prev[1] == size[i] and prev[2] != k)
-            orders[k] = dict(ts=t, size=int(size[i]), filled=0, dist=int(dist_ticks[i]), big=bool(big[i]))
+            orders[k] = dict(ts=t, size=int(size[i]), filled=0, left=int(size[i]), dist=int(dist_ticks[i]),
+                             big=bool(big[i]))
             if big[i]:
                 live_big[s].add(k)
         elif a == F and o is not None:
@@ -152,6 +162,9 @@ def order_lifetimes_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndar
             if o["filled"] >= o["size"]:
                 full[(s, int(price_nanos[i]))] = (t, o["size"], k)
         elif a == C and o is not None:
+            o["left"] -= min(int(size[i]), o["left"])
+            if o["left"] > 0:
+                continue
             if o["filled"] == 0:
                 out["cancel"][i] = True
                 out["add_ts_ns"][i], out["add_size"][i] = o["ts"], o["size"]

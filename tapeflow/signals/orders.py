@@ -15,13 +15,12 @@ import pyarrow as pa
 from kernels.signals_orders import order_lifetimes
 from kernels.signals_windows import block_quantiles
 from tapeflow.book.grid import instrument_groups
-from tapeflow.schemas.records import SIGNAL
+from tapeflow.schemas.records import ASK, BID, SIGNAL
 from tapeflow.signals import iceberg, spoofing
 from tapeflow.signals.config import Thresholds
 
 _BASELINE_ROWS = 600  # grid rows per baseline block (1 min at 100 ms); 4 blocks looked back
 _LOOKBACK_BLOCKS = 4
-_BID, _ASK = ord("B"), ord("A")
 
 
 def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds, *,
@@ -39,7 +38,7 @@ def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
         tick = _tick(book)
         ev = {c: events.column(c).take(rows).to_numpy() for c in
               ("ts_event_ns", "ts_recv_ns", "order_id", "action", "side", "price_nanos", "size_nanos")}
-        code = np.where(ev["side"] == _BID, 0, np.where(ev["side"] == _ASK, 1, -1))
+        code = np.where(ev["side"] == BID, 0, np.where(ev["side"] == ASK, 1, -1))
         ev["side_code"] = code
         # the grid row each event sees: the last one captured at or before it
         row = np.maximum(0, np.searchsorted(book["recv"], ev["ts_recv_ns"], side="right") - 1)

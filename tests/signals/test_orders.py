@@ -7,7 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kernels.signals_orders import NONE_NS, A, C, F, order_lifetimes, order_lifetimes_ref
+from kernels.codes import L3_ADD as A
+from kernels.codes import L3_CANCEL as C
+from kernels.codes import L3_FILL as F
+from kernels.signals_orders import NONE_NS, order_lifetimes, order_lifetimes_ref
 from tapeflow.signals import iceberg, spoofing
 from tapeflow.signals.config import DEFAULT_PATH, load
 
@@ -16,32 +19,36 @@ T0 = 1_704_205_800_000_000_000
 
 
 def _random_events(rng: np.random.Generator, n: int):
-    ts, oid, action, side, price, size, dist, big = ([] for _ in range(8))
-    live: dict[int, tuple[int, int, int]] = {}
+    """Adds, full and partial cancels, fills (an F, then the C that takes the size off the book),
+    anonymous trades and side-less rows, as a venue sends them."""
+    rows: list[tuple[int, int, int, int, int, int, int, bool]] = []
+    live: dict[int, list[int]] = {}  # id -> [side, price, size, left]
     next_id, t = 1, T0
-    for _ in range(n):
+    while len(rows) < n:
         t += int(rng.integers(0, 30)) * MS
         r = rng.uniform()
-        if r < 0.45 or not live:
+        if r < 0.4 or not live:
             s, p, q = int(rng.integers(0, 2)), int(rng.integers(0, 4)), int(rng.choice([100, 200, 600]))
-            live[next_id] = (s, p, q)
-            row = (next_id, A, s, p, q, int(rng.integers(-1, 7)), q >= 600)
+            live[next_id] = [s, p, q, q]
+            rows.append((t, next_id, A, s, p, q, int(rng.integers(-1, 7)), q >= 600))
             next_id += 1
-        elif r < 0.9:
-            k = int(rng.choice(list(live)))
-            s, p, q = live[k]
-            if rng.uniform() < 0.5:
-                row = (k, C, s, p, q, 0, False)
-                del live[k]
-            else:
-                row = (k, F, s, p, int(rng.choice([q // 2, q])), 0, False)
+            continue
+        if r > 0.92:
+            rows.append((t, 0, ord("T"), int(rng.integers(-1, 2)), 0, 100, 0, False))
+            continue
+        k = int(rng.choice(list(live)))
+        s, p, q, left = live[k]
+        part = int(rng.choice([left, max(1, left // 2)]))
+        if r < 0.7:
+            rows.append((t, k, C, s, p, part, 0, False))
         else:
-            row = (0, ord("T"), int(rng.integers(-1, 2)), 0, 100, 0, False)
-        for col, v in zip((oid, action, side, price, size, dist, big), row, strict=True):
-            col.append(v)
-        ts.append(t)
-    return (np.array(ts), np.array(oid, np.uint64), np.array(action), np.array(side),
-            np.array(price) * 10 + 1000, np.array(size), np.array(dist), np.array(big))
+            rows.append((t, k, F, s, p, part, 0, False))
+            rows.append((t, k, C, s, p, part, 0, False))
+        live[k][3] -= part
+        if live[k][3] == 0:
+            del live[k]
+    ts, oid, action, side, price, size, dist, big = (np.array(c) for c in zip(*rows, strict=True))
+    return ts, oid.astype(np.uint64), action, side, price * 10 + 1000, size, dist, big
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
