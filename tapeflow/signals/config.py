@@ -64,6 +64,7 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
     },
     "spoofing": {
         "min_size_x_depth": (float, 0.5, 1e6),
+        "multi_size_x_depth": (float, 0.5, 1e6),
         "min_ticks": (int, 0, 1000),
         "max_ticks": (int, 0, 1000),
         "min_life_ns": (int, 0, 3_600_000_000_000),

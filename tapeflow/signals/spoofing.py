@@ -6,8 +6,10 @@ A layer is a large order (``min_size_x_depth`` times the causal median depth at 
 ``max_after_fill_ns`` of a fill on the other side (the genuine order it was there to help).
 A market maker quoting both sides also adds and cancels large orders near the touch; what it
 does not do is leave the other side without a large order: a cancel counts only when the other
-side held no large live order during the last ``mm_clear_ns``. The first counted cancel of a side
-opens an alert (side = the layered orders'), then ``refractory_ns`` of quiet on that side.
+side held no large live order during the last ``mm_clear_ns``. Layers share one size: a cancel of
+only ``multi_size_x_depth`` median depths also counts when another such cancel of the same side
+and size came within ``max_after_fill_ns`` before it. The first counted cancel of a side opens
+an alert (side = the layered orders'), then ``refractory_ns`` of quiet on that side.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median
     with np.errstate(invalid="ignore", divide="ignore"):
         size_x = np.where(depth_median > 0, facts["add_size"] / depth_median, 0.0)
     dist = facts["add_dist_ticks"]
-    ok = (facts["cancel"] & facts["add_big"] & (dist >= params["min_ticks"]) & (dist <= params["max_ticks"])
-          & (life >= params["min_life_ns"]) & (life <= params["max_life_ns"])
-          & (after_fill <= params["max_after_fill_ns"]) & (since_big > params["mm_clear_ns"]))
+    base = (facts["cancel"] & (dist >= params["min_ticks"]) & (dist <= params["max_ticks"])
+            & (life >= params["min_life_ns"]) & (life <= params["max_life_ns"])
+            & (after_fill <= params["max_after_fill_ns"]) & (since_big > params["mm_clear_ns"]))
+    ok = base & facts["add_big"]
+    ok |= _layered(base & (size_x >= params["multi_size_x_depth"]), ts, ev["side_code"],
+                   facts["add_size"], params["max_after_fill_ns"])
     for code, side in ((0, 1), (1, -1)):
         cand = np.flatnonzero(ok & (ev["side_code"] == code))
         for k in first_of_runs(ts[cand], params["refractory_ns"]):
@@ -57,4 +62,20 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median
                                   ticks_behind=int(facts["add_dist_ticks"][i]),
                                   life_ms=round(float(life[i]) / 1e6, 1),
                                   after_opposite_fill_ms=round(float(after_fill[i]) / 1e6, 1)))
+    return out
+
+
+def _layered(cand: np.ndarray, ts: np.ndarray, side: np.ndarray, size: np.ndarray, within_ns: int
+             ) -> np.ndarray:
+    """Candidates preceded, within ``within_ns``, by another of the same side and size (layers
+    share one size; background orders rarely repeat one within a second)."""
+    out = np.zeros(len(cand), bool)
+    idx = np.flatnonzero(cand)
+    for a, i in enumerate(idx.tolist()):
+        for j in idx[:a][::-1].tolist():
+            if ts[i] - ts[j] > within_ns:
+                break
+            if side[j] == side[i] and size[j] == size[i]:
+                out[i] = True
+                break
     return out

@@ -114,6 +114,24 @@ def test_a_layered_spoof_alerts_a_two_sided_market_maker_does_not():
     assert any(t >= T0 + 10_000 * MS for t in loose.column("ts_event_ns").to_pylist())
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_smaller_layers_count_only_when_they_repeat(layers):
+    params = load(DEFAULT_PATH).for_instrument("spoofing", "SIMA")
+    assert (params["min_size_x_depth"], params["multi_size_x_depth"]) == (2.5, 2.0)
+    tape = _Tape()
+    tape.add(0, 1, "A", "B", 100, 30)
+    for k in range(layers):  # 220 lots: 2.2 median depths, under 2.5, over 2.0
+        tape.add(10 + k, 10 + k, "A", "A", 103 + k, 220)
+    tape.add(900, 1, "F", "B", 100, 30)
+    for k in range(layers):
+        tape.add(1200 + k, 10 + k, "C", "A", 103 + k, 220)
+    ev, facts = tape.arrays(big_size=250)
+    depth = np.full(len(ev["ts_event_ns"]), 100.0)
+    got = spoofing.detect(ev, facts, depth, params, "sim", "SIMA").table().to_pylist()
+    want = [(-1, 1201 * MS)] if layers == 2 else []
+    assert [(r["side"], r["ts_event_ns"] - T0) for r in got] == want, got
+
+
 def test_iceberg_refills_alert_traders_joining_a_price_do_not():
     params = load(DEFAULT_PATH).for_instrument("iceberg", "SIMA")
     tape = _Tape()
