@@ -62,6 +62,28 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),
     },
+    "spoofing": {
+        "min_size_x_depth": (float, 0.5, 1e6),
+        "multi_size_x_depth": (float, 0.5, 1e6),
+        "min_ticks": (int, 0, 1000),
+        "max_ticks": (int, 0, 1000),
+        "min_life_ns": (int, 0, 3_600_000_000_000),
+        "max_life_ns": (int, 1_000_000, 3_600_000_000_000),
+        "max_after_fill_ns": (int, 1_000_000, 60_000_000_000),
+        "mm_clear_ns": (int, 0, 60_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
+    "iceberg": {
+        "refill_ns": (int, 1_000, 10_000_000_000),
+        "min_refills": (int, 1, 1000),
+        "min_refill_gap_ns": (int, 0, 3_600_000_000_000),
+        "chain_gap_ns": (int, 1_000_000, 3_600_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
 }
 
 

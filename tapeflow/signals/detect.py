@@ -2,7 +2,8 @@
 
 The book comes from the one book path (``tapeflow.book.rebuild.snapshots_for_format``: L3 where
 order ids exist, L2 otherwise); its decoded chunks give the trades. ``detect_tables`` is the
-entry point for tables already in hand (the flow and the asset call it).
+entry point for tables already in hand (the flow and the asset call it); where the input has
+order ids, ``tapeflow.signals.orders.detect_orders`` adds the L3 detectors (spoofing, icebergs).
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import pyarrow as pa
 
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
-from tapeflow.schemas.records import ASK, BID, SIGNAL, TRADE
+from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
 from tapeflow.signals import whale, withdrawal
 from tapeflow.signals.config import PARAMS, Thresholds
 from tapeflow.wire.capture import merge
 
-DETECTORS = tuple(PARAMS)  # whale, withdrawal
+DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg
 
 
 def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:
@@ -41,8 +42,15 @@ def detect_format(format_name: str, paths: Sequence[Path], thresholds: Threshold
     chunks: list = []
     snapshots, _ = snapshots_for_format(format_name, paths, levels=levels, interval_ns=grid_ns,
                                         on_chunk=chunks.append)
-    trades = merge(chunks).get(TRADE.name, TRADE.empty_table())
-    return detect_tables(trades, snapshots, thresholds, preset=preset)
+    tables = merge(chunks)
+    trades = tables.get(TRADE.name, TRADE.empty_table())
+    signals = detect_tables(trades, snapshots, thresholds, preset=preset)
+    events = tables.get(ORDER_EVENT.name)
+    if events is None or events.num_rows == 0:
+        return signals
+    from tapeflow.signals.orders import detect_orders
+
+    return _sorted(concat(SIGNAL, [signals, *detect_orders(events, snapshots, thresholds, preset=preset)]))
 
 
 def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds, *,
@@ -62,7 +70,10 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
             tick = _tick(book)
             traded = _traded_into(book["recv"], tr)
             out.append(withdrawal.detect(book, traded, tick, params, venue, symbol).table())
-    table = concat(SIGNAL, out)
+    return _sorted(concat(SIGNAL, out))
+
+
+def _sorted(table: pa.Table) -> pa.Table:
     return table.sort_by([("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending"),
                           ("kind", "ascending")]) if table.num_rows else table
 

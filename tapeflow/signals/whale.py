@@ -65,7 +65,7 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
               for i in np.flatnonzero(ratio >= 1.0)]
     events += _parents(p, median, params)
-    events.sort()
+    events.sort(key=lambda e: e[:2])  # parents carry dicts: two at one instant must not be compared
     by_side: dict[int, list[tuple[int, str, Any]]] = {1: [], -1: []}
     for ev in events:
         by_side[_side_of(ev, p)].append(ev)
