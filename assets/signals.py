@@ -51,7 +51,7 @@ _HOUR_NS = 3_600_000_000_000
                      description="Detector alerts (whale, withdrawal, ...): signal rows, per kind "
                                  "count, rate per hour and mean confidence.",
                      metadata={"lake_dataset": SIGNAL.name})],
-    check_specs=[AssetCheckSpec(CHECK, asset="signals",
+    check_specs=[AssetCheckSpec(CHECK, asset="signals", blocking=True,
                                 description="Simulated partitions: precision and recall per kind against "
                                             "the simulator's planted episodes (SIMULATOR.md's matching).")],
     partitions_def=DAY_BY_INSTRUMENT,

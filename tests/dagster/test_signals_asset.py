@@ -34,8 +34,8 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     assert len(days) == 1
     venue, symbol, date = days[0]
     assets = [a for a in definitions().assets if set(ASSETS) & {k.path[-1] for k in a.keys}]
-    result = dg.materialize(assets, partition_key=partition_key(date, venue, symbol), resources=dep.resources(),
-                            instance=instance, raise_on_error=False,
+    result = dg.materialize(assets, partition_key=partition_key(date, venue, symbol),
+                            resources=dep.resources(), instance=instance, raise_on_error=False,
                             selection=[dg.AssetKey(n) for n in ASSETS])
     return dep, summary, result
 

@@ -38,8 +38,8 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
 def test_flow_signals_reach_the_lake_and_the_signals_output_equal_to_batch(day, tmp_path: Path) -> None:
     files, _ = day
     seen: list = []
-    flow = build_market_flow(CaptureSource("sim", files, batch_events=3000),
-                             MarketSinks(tables=TableSink(lake_root=tmp_path / "lake"), signals=TestingSink(seen)),
+    sinks = MarketSinks(tables=TableSink(lake_root=tmp_path / "lake"), signals=TestingSink(seen))
+    flow = build_market_flow(CaptureSource("sim", files, batch_events=3000), sinks,
                              new_signals=signals_stage(DEFAULT_PATH), raw=False, intervals=())
     run_main(flow)
     assert {name for name, _ in seen} == {SIGNAL.name}
