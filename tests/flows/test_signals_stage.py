@@ -3,6 +3,7 @@ row to the batch detectors over the whole capture, and the thresholds file is re
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
 
@@ -67,6 +68,9 @@ def test_an_edited_thresholds_file_is_taken_and_a_bad_one_refused(tmp_path: Path
     assert stage.reloader.reloads == 1 and len(stage.rejected) == 1
     assert "keeping the previous ones" in stage.rejected[0]
     assert stage.reloader.current.for_instrument("whale", "SIMA")["block_x_median"] == 25.0
+    # Bytewax recovery snapshots the stage: it pickles, thresholds and rejections with it
+    again = pickle.loads(pickle.dumps(stage))
+    assert again.reloader.current == stage.reloader.current and again.rejected == stage.rejected
 
 
 def test_a_bad_thresholds_file_fails_the_flow_at_build_time(tmp_path: Path) -> None:
