@@ -85,10 +85,11 @@ def signals(context: AssetExecutionContext,
     yield MaterializeResult(asset_key="signals", metadata=common.run_metadata(wanted))
     if not any(k.name == CHECK for k in context.selected_asset_check_keys):
         return
-    for t, table in found.items():
-        truth = planted_truth(tapeflow.landing, t)
-        if truth is not None:
-            yield truth_check(t, truth, table)
+    # one check result per run (a range run spans many partitions): the simulated ones scored together
+    judged = {t: truth for t in found if (truth := planted_truth(tapeflow.landing, t)) is not None}
+    if judged:
+        yield truth_check(list(judged), pa.concat_tables(judged.values()),
+                          concat(SIGNAL, [found[t] for t in judged]))
 
 
 def per_kind(table: pa.Table, hours: float) -> dict[str, dict[str, Any]]:
@@ -118,10 +119,12 @@ def planted_truth(landing: Path, t: Target) -> pa.Table | None:
     return truth.filter(keep)
 
 
-def truth_check(t: Target, truth: pa.Table, alerts: pa.Table) -> AssetCheckResult:
-    """Precision and recall per kind of ``alerts`` against ``truth`` (reported; no goal enforced)."""
+def truth_check(judged: list[Target], truth: pa.Table, alerts: pa.Table) -> AssetCheckResult:
+    """Precision and recall per kind of ``alerts`` against ``truth`` over the ``judged`` partitions
+    (reported; no goal enforced)."""
     report = score(truth, alerts)
-    meta: dict[str, Any] = {"partition": str(target_key(t)), "ece": report.ece}
+    meta: dict[str, Any] = {"partitions": MetadataValue.json([str(target_key(t)) for t in judged]),
+                            "ece": _num(report.ece)}
     for k in report.kinds:
         meta[k.kind] = MetadataValue.json({"episodes": k.episodes, "alerts": k.alerts, "hits": k.hits,
                                            "precision": _num(k.precision), "recall": _num(k.recall)})
