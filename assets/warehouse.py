@@ -33,6 +33,7 @@ from tapeflow.schemas.records import (
     ORDER_EVENT,
     QUOTE,
     REJECTED,
+    SIGNAL,
     TRADE,
 )
 from tapeflow.storage.warehouse import redact_dsn
@@ -50,6 +51,7 @@ TABLES = {
     "bars": BAR,
     "features": METRIC,
     "daily_baselines": BASELINE,
+    "signals": SIGNAL,
 }
 # the profiles behind the baselines travel with them
 ALSO_LOADED = (PROFILE,)

@@ -1,6 +1,6 @@
 """The one ``Definitions`` of tapeflow's batch runtime (``dagster dev -m dagster_project.definitions``).
 
-Assets (groups ingest, book, derived, quality, warehouse) are partitioned by UTC day x instrument
+Assets (groups ingest, book, derived, signals, quality, warehouse) are partitioned by UTC day x instrument
 and back-filled as single runs; the in-process executor runs every step of a run in one process
 (a process per step costs seconds on a small machine).
 
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from assets import book, derived, docs, ingest, warehouse
+from assets import book, derived, docs, ingest, signals, warehouse
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
 from dagster_project.jobs import daily_schedule, tapeflow_days
@@ -30,7 +30,7 @@ from dagster_project.sensors import gap_repair_sensor, landing_sensor
 from tapeflow.batch.sources import earliest_day
 from tapeflow.errors import ConfigError
 
-ASSET_MODULES = (ingest, book, derived, warehouse, docs)
+ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs)
 PARTITIONS_START = "TAPEFLOW_PARTITIONS_START"
 
 

@@ -14,10 +14,12 @@ Run it with ``python -m bytewax.run "flows.market:flow_from_env()" [-w N] [-i I 
 * ``instruments`` (keyed by instrument): ``tapeflow.live.pipeline.InstrumentPipeline`` runs the
   book (``BookStage``: grid snapshots, rebuilt BBO), the degraded windows, the bars (``LiveBars``,
   late trades restate their bar, too-late ones become ``rejected`` rows) and the metrics
-  (``LiveMetrics``) in one stateful step, and hands on the ``(table_name, pa.Table)`` items for
-  the sinks (dead letters and STATUS rows pass through it unchanged);
+  (``LiveMetrics``) and, with a signals factory, the detectors (``tapeflow.signals.stream.LiveSignals``:
+  ``signal`` rows, thresholds file polled per batch) in one stateful step, and hands on the
+  ``(table_name, pa.Table)`` items for the sinks (dead letters and STATUS rows pass through it unchanged);
 * sinks: ``rejected`` to the dead-letter sink, ``status`` to the status sink, everything else to
-  the table sink (see :class:`MarketSinks`).
+  the table sink (``signal`` rows too); ``signal`` rows also to the signals sink, the output that
+  alerting and the dashboard consume (see :class:`MarketSinks`).
 
 The output depends only on the input rows and their order per instrument, never on how they are
 cut into micro-batches or spread over workers, so ``-w 2`` gives the rows of one worker.
@@ -28,6 +30,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import bytewax.operators as op
@@ -40,7 +43,7 @@ from flows.sources import CaptureSource, LiveSource
 from tapeflow.derived.bars import STANDARD_INTERVALS
 from tapeflow.errors import ConfigError
 from tapeflow.live.pipeline import new_health, pipeline_factory
-from tapeflow.schemas.records import REJECTED, STATUS
+from tapeflow.schemas.records import REJECTED, SIGNAL, STATUS
 from tapeflow.settings import LiveSettings, Settings
 
 
@@ -54,12 +57,15 @@ class MarketSinks:
         dead_letters: ``rejected`` rows (bad frames, trades too late for the bar policy).
         status: STATUS rows (connected, resyncing, stale, degraded...).
         extra: sinks that get every item (progress counters, test collectors).
+        signals: ``signal`` rows (also written by ``tables``): the output alerting and the
+            dashboard consume.
     """
 
     tables: Sink | None = None
     dead_letters: Sink | None = None
     status: Sink | None = None
     extra: tuple[Sink, ...] = ()
+    signals: Sink | None = None
 
 
 def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
@@ -69,6 +75,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
                       new_bars: Callable[[], Any] | None = None,
                       new_metrics: Callable[[], Any] | None = None,
                       new_health: Callable[[], Any] | None = None,
+                      new_signals: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market") -> Dataflow:
     """Build the market dataflow over ``source``.
@@ -89,6 +96,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
             snapshot grid; no metrics when the grid is not a whole number of seconds).
         new_health: factory of a feed-health stage (``tapeflow.live.health.FeedHealth``): its
             ``skew`` / ``degraded`` / ``recovered`` rows join the STATUS rows. None: no health stage.
+        new_signals: factory of the signals stage (``signals_stage(path)``), or None: no signals.
         health_clock: processing time in ns for the health lag check (``time.time_ns`` live; None
             for replays, which judge feed latency only).
         flow_id: the Dataflow id (recovery stores are per flow id).
@@ -100,7 +108,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         book_kind, levels, snapshot_interval_ns,
         new_bars=new_bars or (_live_bars(tuple(intervals)) if intervals else None),
         new_metrics=new_metrics or _live_metrics(levels, snapshot_interval_ns),
-        raw=raw, bbo_as_quote=bbo_as_quote)
+        raw=raw, bbo_as_quote=bbo_as_quote, new_signals=new_signals)
     flow = Dataflow(flow_id)
     routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
     _outputs(ops.instruments("instruments", routed, new_pipeline), sinks)
@@ -112,6 +120,8 @@ def _outputs(items: op.Stream, sinks: MarketSinks) -> None:
         return lambda item: item[0] == name
 
     rest = items
+    if sinks.signals is not None:
+        op.output("signals_sink", op.filter("signals", items, named(SIGNAL.name)), sinks.signals)
     if sinks.dead_letters is not None:
         split = op.branch("dead_letters", rest, named(REJECTED.name))
         op.output("dead_letter_sink", split.trues, sinks.dead_letters)
@@ -143,6 +153,24 @@ def _live_metrics(levels: int, grid_ns: int | None) -> Callable[[], Any] | None:
 
     def new() -> Any:
         return LiveMetrics(interval=f"{grid_ns // 1_000_000_000}s", levels=levels)
+
+    return new
+
+
+def signals_stage(path: Path, preset: str | None = None, *, min_interval_s: float = 1.0
+                  ) -> Callable[[], Any]:
+    """Factory of the per-instrument signals stage over the thresholds file ``path``.
+
+    Raises:
+        ConfigError: the thresholds file is bad (checked here, at build time).
+    """
+    from tapeflow.signals.config import load
+    from tapeflow.signals.stream import LiveSignals
+
+    load(path)
+
+    def new() -> Any:
+        return LiveSignals(path, preset, min_interval_s=min_interval_s)
 
     return new
 
@@ -180,11 +208,13 @@ def flow_from_env() -> Dataflow:
     def health() -> Any:
         return new_health(health_clock, degraded_ns)
 
+    from tapeflow.signals.config import config_path
+
     return build_market_flow(source_from(live), sinks, levels=live.levels,
                              snapshot_interval_ns=live.snapshot_interval_ns,
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
-                             health_clock=clock)
+                             new_signals=signals_stage(config_path(settings)), health_clock=clock)
 
 
 def source_from(live: LiveSettings) -> Source:

@@ -11,8 +11,10 @@ Arrow tables or reads Arrow columns pays a microsecond or more per call, so the 
   window changes to the instruments under ``_degraded``;
 * :class:`InstrumentPipeline` (per instrument): book (``BookStage``) -> degraded windows -> bars
   (``LiveBars``) -> metrics (``LiveMetrics``) in one call, reading the same matrices and passing
-  the rebuilt best bid/offer to the metrics as arrays; it returns the ``(table_name, table)``
-  items the sinks get. A stage whose input is empty is not called.
+  the rebuilt best bid/offer to the metrics as arrays, then the signals
+  (``tapeflow.signals.stream.LiveSignals``: the detectors, their thresholds polled once per
+  batch); it returns the ``(table_name, table)`` items the sinks get. A stage whose input is
+  empty is not called.
 
 Everything is picklable (Bytewax recovery snapshots it) and reads no clock: the output depends
 only on the rows and their order per instrument, never on the batch cuts.
@@ -59,6 +61,7 @@ from tapeflow.schemas.records import (
     ORDER_EVENT,
     QUOTE,
     REJECTED,
+    SIGNAL,
     STATUS,
     TRADE,
     VALID,
@@ -69,7 +72,7 @@ from tapeflow.schemas.records import (
 BBO = "bbo"
 # Tables the pipeline derives: an input table of the same name (LOBSTER's own book file, a
 # vendor's OHLCV bars) is the vendor's, never sent on as if the flow had built it.
-DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name)
+DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name, SIGNAL.name)
 _RAW = frozenset(ALL_RECORDS) - set(DERIVED) - set(PASS_THROUGH)
 _BOOK_INPUTS = (ORDER_EVENT.name, BOOK_DELTA.name)
 # not feed events: their times say nothing of the feed's latency (tapeflow.live.health)
@@ -99,13 +102,16 @@ class InstrumentPipeline:
         metrics: a ``tapeflow.derived.LiveMetrics`` (or anything with ``add``, ``close``), or None.
         raw: also send the decoded input records (as ``tapeflow ingest`` stores them).
         bbo_as_quote: also send the rebuilt best bid/offer as ``quote`` rows.
+        signals: a ``tapeflow.signals.stream.LiveSignals`` (or anything with ``apply(venue, symbol,
+            tables)`` and ``close()`` giving ``signal`` rows), or None.
     """
 
     def __init__(self, book: BookStage, bars: Any | None = None, metrics: Any | None = None, *,
-                 raw: bool = True, bbo_as_quote: bool = False) -> None:
+                 raw: bool = True, bbo_as_quote: bool = False, signals: Any | None = None) -> None:
         self.book = book
         self.bars = bars
         self.metrics = metrics
+        self.signals = signals
         self.windows = DegradedWindows()
         self.raw = raw
         self.bbo_as_quote = bbo_as_quote
@@ -151,6 +157,11 @@ class InstrumentPipeline:
             metric = self._metrics(part, snaps, quotes, trades)
             if metric.num_rows:
                 items.append((METRIC.name, metric))
+        if self.signals is not None:
+            tables = {n: t for n, t in part.items() if n[0] != "_"}
+            found = self.signals.apply(part.venue, part.symbol, tables)
+            if found.num_rows:
+                items.append((SIGNAL.name, found))
         return items
 
     def close(self) -> list[Item]:
@@ -175,6 +186,10 @@ class InstrumentPipeline:
             parts = [p for p in parts if p.num_rows]
             if parts:
                 items.append((METRIC.name, _one(parts)))
+        if self.signals is not None:
+            found = self.signals.close()
+            if found.num_rows:
+                items.append((SIGNAL.name, found))
         return items
 
     def _book(self, part: RoutedBatch) -> tuple[list[QuoteRows], pa.Table | None]:
@@ -392,14 +407,15 @@ def new_health(clock: str, degraded_ns: int) -> Any:
 
 
 def pipeline_factory(kind: str, levels: int, interval_ns: int | None, *, new_bars: Callable[[], Any] | None,
-                     new_metrics: Callable[[], Any] | None, raw: bool, bbo_as_quote: bool
-                     ) -> Callable[[], InstrumentPipeline]:
+                     new_metrics: Callable[[], Any] | None, raw: bool, bbo_as_quote: bool,
+                     new_signals: Callable[[], Any] | None = None) -> Callable[[], InstrumentPipeline]:
     """A factory of fresh :class:`InstrumentPipeline` s (one per instrument, built on its first batch)."""
     BookStage(kind, levels, interval_ns)  # a bad kind, depth or interval fails here, at build time
 
     def new() -> InstrumentPipeline:
         return InstrumentPipeline(BookStage(kind, levels, interval_ns), new_bars() if new_bars else None,
-                                  new_metrics() if new_metrics else None, raw=raw, bbo_as_quote=bbo_as_quote)
+                                  new_metrics() if new_metrics else None, raw=raw, bbo_as_quote=bbo_as_quote,
+                                  signals=new_signals() if new_signals else None)
 
     return new
 

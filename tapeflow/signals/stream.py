@@ -1,0 +1,224 @@
+"""The detectors over micro-batches: one instrument's trades and grid snapshots as they arrive.
+
+:class:`StreamingSignals` keeps a bounded look-back of the instrument's trades and book grid rows
+and, per batch, runs the batch detectors (``whale.detect``, ``withdrawal.detect``) over it and
+emits the alerts that became final, so that the rows equal ``detect_tables`` over the whole day:
+
+* the detectors' rolling baselines move a block at a time (``block_quantiles``), so the look-back
+  is cut at a whole block of the day (prints for whales, grid rows for withdrawals) and keeps the
+  4 blocks the newest rows look back on, plus the parent-order windows (``2 x window + baseline``);
+* the refractory periods chain from alert to alert over the whole day, so the detectors run with
+  ``refractory_ns = 0`` (every candidate) and the chain is applied here with the last alert's time
+  per detector and side carried across batches;
+* a whale alert is final once its second has passed (a print may still grow, a parent bin still
+  fill); a withdrawal alert on a grid row is final when the row is.
+
+What the look-back cannot carry: the price increment (``detect._tick``) is the smallest gap seen so
+far, where the day's batch sees the whole day; the two differ only when a finer gap first shows
+late in the day. Trades arriving with event times before an already-final second are judged where
+they arrive, not re-judged back in time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tapeflow.schemas.core import concat
+from tapeflow.schemas.records import ASK, BID, BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
+from tapeflow.signals import whale, withdrawal
+from tapeflow.signals.config import Thresholds, params_hash
+from tapeflow.signals.detect import _grid_arrays, _tick, _traded_into, grid_and_levels
+from tapeflow.signals.reload import ThresholdsReloader
+
+_S = 1_000_000_000
+_TRADE_COLS = ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")
+_LOOKBACK_BLOCKS = 4
+_GRID_BLOCK = 600  # withdrawal's baseline block in grid rows
+
+
+class StreamingSignals:
+    """One instrument's detectors over micro-batches (picklable: Bytewax snapshots it).
+
+    Args:
+        venue, symbol: the instrument.
+        preset: the thresholds preset (None: the instrument's own or the file's default).
+    """
+
+    def __init__(self, venue: str, symbol: str, preset: str | None = None) -> None:
+        self.venue, self.symbol, self.preset = venue, symbol, preset
+        self.trades: dict[str, np.ndarray] = {c: np.zeros(0, np.int64) for c in _TRADE_COLS}
+        self.trades["aggressor_side"] = np.zeros(0, np.uint8)
+        self.grid: dict[str, np.ndarray] | None = None
+        self.dropped_prints = 0  # prints of the day cut from the look-back (whole blocks)
+        self.dropped_rows = 0  # grid rows of the day cut from the look-back (whole blocks)
+        self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
+        self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
+        self.tick = 0
+        self.last_alert: dict[tuple[str, int], int] = {}
+
+    def add(self, trades: pa.Table | None, snapshots: pa.Table | None, thresholds: Thresholds,
+            *, final: bool = False) -> pa.Table:
+        """Take one batch's trades (arrival order) and grid snapshots; returns the new ``signal`` rows.
+
+        Args:
+            final: the end of the stream: every pending alert is final.
+        """
+        if trades is not None and trades.num_rows:
+            for c in _TRADE_COLS:
+                self.trades[c] = np.concatenate([self.trades[c], trades.column(c).to_numpy()])
+        if snapshots is not None and snapshots.num_rows:
+            g = _grid_arrays(snapshots)
+            self.grid = g if self.grid is None else {k: np.concatenate([self.grid[k], g[k]]) for k in g}
+        out = [self._whale(thresholds.for_instrument("whale", self.symbol, self.preset), final),
+               self._withdrawal(thresholds.for_instrument("withdrawal", self.symbol, self.preset))]
+        table = concat(SIGNAL, [t for t in out if t is not None])
+        if not table.num_rows:
+            return table
+        return table.sort_by([("ts_event_ns", "ascending"), ("kind", "ascending")])
+
+    def _whale(self, params: dict[str, Any], final: bool) -> pa.Table | None:
+        tr = self.trades
+        if not len(tr["ts_event_ns"]):
+            return None
+        done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
+        rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol).table()
+        table = self._chain(rows, params, self.whale_done_ns, done, "ts_event_ns")
+        self.whale_done_ns = max(self.whale_done_ns, done)
+        self._cut_trades(params)
+        return table
+
+    def _withdrawal(self, params: dict[str, Any]) -> pa.Table | None:
+        g = self.grid
+        if g is None or not len(g["ts"]):
+            return None
+        self.tick = min(self.tick, _tick(g)) if self.tick else _tick(g)
+        traded = _traded_into(g["recv"], self.trades)
+        rows = withdrawal.detect(g, traded, self.tick, {**params, "refractory_ns": 0},
+                                 self.venue, self.symbol).table()
+        first_new = self.rows_done - self.dropped_rows
+        lo = int(g["ts"][first_new]) if first_new < len(g["ts"]) else np.iinfo(np.int64).max
+        table = self._chain(rows, params, lo, np.iinfo(np.int64).max, "ts_event_ns")
+        self.rows_done = self.dropped_rows + len(g["ts"])
+        self._cut_grid(params)
+        return table
+
+    def _chain(self, rows: pa.Table, params: dict[str, Any], lo_ns: int, hi_ns: int, col: str) -> pa.Table:
+        # the refractory chain over the whole day: the first candidate, then each one at least
+        # refractory_ns after the last alert of the same detector and side
+        if not rows.num_rows:
+            return rows
+        ts = rows.column(col).to_numpy()
+        side = rows.column("side").to_numpy()
+        detector = rows.column("detector")[0].as_py()
+        keep = []
+        for i in np.argsort(ts, kind="stable").tolist():
+            t = int(ts[i])
+            if not lo_ns <= t < hi_ns:
+                continue
+            key = (detector, int(side[i]))
+            last = self.last_alert.get(key)
+            if last is None or t - last >= params["refractory_ns"]:
+                keep.append(i)
+                self.last_alert[key] = t
+        kept = rows.take(pa.array(sorted(keep), pa.int64()))
+        index = kept.schema.get_field_index("params_hash")
+        return kept.set_column(index, kept.schema.field(index),
+                               pa.array([params_hash(params)] * kept.num_rows, pa.string()))
+
+    def _cut_trades(self, params: dict[str, Any]) -> None:
+        tr = self.trades
+        known = np.flatnonzero((tr["aggressor_side"] == BID) | (tr["aggressor_side"] == ASK))
+        if not len(known):
+            return
+        ts, side = tr["ts_event_ns"][known], tr["aggressor_side"][known]
+        new = np.ones(len(ts), bool)
+        new[1:] = (ts[1:] != ts[:-1]) | (side[1:] != side[:-1])
+        starts = known[np.flatnonzero(new)]  # trade index of each print's first trade
+        print_ts = tr["ts_event_ns"][starts]
+        block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
+        pending = int(np.searchsorted(print_ts, self.whale_done_ns))  # first print not yet final
+        back_ns = 2 * params["parent_window_ns"] + params["parent_baseline_ns"] + 2 * _S
+        need = min(pending - (_LOOKBACK_BLOCKS + 1) * block,
+                   int(np.searchsorted(print_ts, self.whale_done_ns - back_ns)))
+        # the withdrawal's traded volume needs the trades since the look-back's first grid row
+        if self.grid is not None and len(self.grid["recv"]):
+            order_ok = np.flatnonzero(tr["ts_recv_ns"][starts] >= int(self.grid["recv"][0]))
+            need = min(need, int(order_ok[0]) if len(order_ok) else len(starts))
+        cut = (self.dropped_prints + need) // block * block - self.dropped_prints
+        if cut <= 0:
+            return
+        at = int(starts[cut])
+        self.trades = {c: v[at:] for c, v in tr.items()}
+        self.dropped_prints += cut
+
+    def _cut_grid(self, params: dict[str, Any]) -> None:
+        assert self.grid is not None
+        lag = max(1, params["window_ns"] // params["grid_ns"])
+        pending = self.rows_done  # every row's alerts are out: the next batch's rows look back
+        need = (pending // _GRID_BLOCK - _LOOKBACK_BLOCKS) * _GRID_BLOCK - lag
+        cut = need // _GRID_BLOCK * _GRID_BLOCK - self.dropped_rows
+        if cut <= 0:
+            return
+        self.grid = {k: v[cut:] for k, v in self.grid.items()}
+        self.dropped_rows += cut
+
+
+class LiveSignals:
+    """The flow's signals stage for one instrument: its own book on the thresholds' grid, the
+    streaming detectors, and the thresholds file polled once per batch.
+
+    The book is rebuilt here on ``detect.grid_and_levels`` (the withdrawal grid, 100 ms by default)
+    rather than read from the flow's snapshots (1 s for the metrics): the rows then equal the
+    batch ``detect_tables`` over the same grid. That grid and depth are fixed at start; an edit of
+    ``withdrawal.grid_ns`` or a wider ``within_ticks`` takes effect at the next start (every other
+    key at the next batch).
+
+    Args:
+        path: the thresholds file (``tapeflow.signals.config.config_path``).
+        preset: the thresholds preset (None: per instrument / the file's default).
+        min_interval_s: the file is read at most this often (the poll is once per batch).
+    """
+
+    def __init__(self, path: Path, preset: str | None = None, *, min_interval_s: float = 1.0) -> None:
+        from tapeflow.book.stage import BookStage
+
+        self.reloader = ThresholdsReloader(path, min_interval_s=min_interval_s)
+        self.preset = preset
+        grid_ns, levels = grid_and_levels(self.reloader.current)
+        self.book = BookStage("auto", levels, grid_ns)
+        self.stream: StreamingSignals | None = None
+        self.rejected: list[str] = []  # the messages of rejected edits, in order
+
+    def apply(self, venue: str, symbol: str, tables: Mapping[str, pa.Table]) -> pa.Table:
+        """One batch of the instrument's decoded records in; its new ``signal`` rows out."""
+        self._poll()
+        book_in = {n: t for n, t in tables.items() if n in _BOOK_INPUTS and t.num_rows}
+        snaps = self.book.apply(book_in)[BOOK_SNAPSHOT.name] if book_in else None
+        if self.stream is None:
+            self.stream = StreamingSignals(venue, symbol, self.preset)
+        return self.stream.add(tables.get(TRADE.name), snaps, self.reloader.current)
+
+    def close(self) -> pa.Table:
+        """End of stream: the book's last grid instant and every pending alert."""
+        snaps = self.book.close()[BOOK_SNAPSHOT.name]
+        if self.stream is None:
+            return SIGNAL.empty_table()
+        return self.stream.add(None, snaps, self.reloader.current, final=True)
+
+    def _poll(self) -> None:
+        before = self.reloader.last_error
+        self.reloader.poll()
+        error = self.reloader.last_error
+        if error is not None and error != before:
+            self.rejected.append(error)
+            _log.warning("%s", error)
+
+
+_BOOK_INPUTS = (ORDER_EVENT.name, BOOK_DELTA.name, BOOK_SNAPSHOT.name)
+_log = logging.getLogger("tapeflow.signals")

@@ -1,0 +1,83 @@
+"""The ``signals`` asset on a simulated instrument-day: its rows equal the batch detectors run over
+the raw files (``detect_format``, the ``tapeflow signals detect`` path), its metadata counts them per
+kind, and its truth check reports the scorer's precision and recall against the planted episodes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.dagster.conftest import Deployment, check_results, materializations, register
+
+S = 1_000_000_000
+KEY = [(c, "ascending") for c in ("venue", "symbol", "kind", "side", "ts_event_ns", "detector")]
+ASSETS = ("order_events", "book_deltas", "trades", "book_snapshots", "signals")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    from assets.partitions import partition_key
+    from tapeflow.simulator import simulate
+    from tests.dagster.conftest import definitions
+
+    root = tmp_path_factory.mktemp("signals")
+    # 8 equity minutes with 12 planted episodes per kind and hour: a few alerts, some true
+    summary = simulate(7311, 1, 8 * 60 * S, root / "landing", "equity", progress=False, episodes_per_hour=12)
+    dep = Deployment(root)
+    instance = dg.DagsterInstance.ephemeral()
+    days = register(instance, dep)
+    assert len(days) == 1
+    venue, symbol, date = days[0]
+    assets = [a for a in definitions().assets if set(ASSETS) & {k.path[-1] for k in a.keys}]
+    result = dg.materialize(assets, partition_key=partition_key(date, venue, symbol),
+                            resources=dep.resources(), instance=instance, raise_on_error=False,
+                            selection=[dg.AssetKey(n) for n in ASSETS])
+    return dep, summary, result
+
+
+def _expected(summary) -> pa.Table:
+    from tapeflow.signals.config import DEFAULT_PATH, load
+    from tapeflow.signals.detect import detect_format
+
+    return detect_format("sim", list(summary.files), load(DEFAULT_PATH)).sort_by(KEY)
+
+
+def test_signals_asset_rows_equal_the_batch_detectors_and_metadata_counts_them(built) -> None:
+    from tapeflow.schemas.records import SIGNAL
+    from tapeflow.storage import lake
+
+    dep, summary, result = built
+    assert result.success
+    expected = _expected(summary)
+    stored = lake.read(SIGNAL, dep.lake).select(SIGNAL.column_names).sort_by(KEY)
+    print(f"signals: {stored.num_rows} rows {Counter(stored.column('kind').to_pylist())}")
+    assert expected.num_rows > 0
+    assert stored.to_pylist() == expected.to_pylist()
+    [meta] = materializations(result)["signals"].values()
+    by_kind = meta["by_kind"]
+    counts = Counter(expected.column("kind").to_pylist())
+    assert {k: v["count"] for k, v in by_kind.items()} == dict(counts)
+    for kind, v in by_kind.items():
+        conf = [r["confidence"] for r in expected.to_pylist() if r["kind"] == kind]
+        assert v["mean_confidence"] == pytest.approx(sum(conf) / len(conf), abs=1e-4)
+        assert v["rate_per_hour"] > counts[kind]  # 8 minutes of trades: more per hour than in all
+
+
+def test_truth_check_reports_the_scorers_precision_and_recall(built) -> None:
+    from tapeflow.signals.score import score
+
+    dep, summary, result = built
+    ev = check_results(result)[("signals", "planted_truth")]
+    assert ev.passed
+    truth = pq.read_table(Path(summary.episodes_path))
+    report = score(truth, _expected(summary))
+    meta = {k: v.value for k, v in ev.metadata.items()}
+    for k in report.kinds:
+        got = meta[k.kind]
+        assert (got["episodes"], got["alerts"], got["hits"]) == (k.episodes, k.alerts, k.hits), k.kind
+    assert any(k.episodes for k in report.kinds)

@@ -1,0 +1,80 @@
+"""The flow's signals stage: ``signal`` rows reach the lake and the signals output, equal row for
+row to the batch detectors over the whole capture, and the thresholds file is re-read per batch."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from bytewax.testing import TestingSink, run_main
+
+from flows.market import MarketSinks, build_market_flow, signals_stage
+from flows.sinks import TableSink
+from flows.sources import CaptureSource
+from tapeflow.errors import ConfigError
+from tapeflow.schemas.records import SIGNAL
+from tapeflow.signals.config import DEFAULT_PATH, load
+from tapeflow.signals.detect import detect_format
+from tapeflow.signals.stream import LiveSignals
+from tapeflow.storage import lake
+
+S = 1_000_000_000
+KEY = [(c, "ascending") for c in ("venue", "symbol", "kind", "side", "ts_event_ns", "detector")]
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], Path]:
+    from tapeflow.simulator import simulate
+
+    root = tmp_path_factory.mktemp("sigsim")
+    # 8 simulated minutes: longer than the look-back (5 x 1 min of 100 ms grid rows), so the
+    # stage cuts its look-back several times; 12 episodes per hour so some are planted
+    summary = simulate(7311, 1, 8 * 60 * S, root, "equity", progress=False, episodes_per_hour=12)
+    return sorted(summary.files), root
+
+
+def test_flow_signals_reach_the_lake_and_the_signals_output_equal_to_batch(day, tmp_path: Path) -> None:
+    files, _ = day
+    seen: list = []
+    sinks = MarketSinks(tables=TableSink(lake_root=tmp_path / "lake"), signals=TestingSink(seen))
+    flow = build_market_flow(CaptureSource("sim", files, batch_events=3000), sinks,
+                             new_signals=signals_stage(DEFAULT_PATH), raw=False, intervals=())
+    run_main(flow)
+    assert {name for name, _ in seen} == {SIGNAL.name}
+    live = pa.concat_tables([t for _, t in seen]).sort_by(KEY)
+    stored = lake.read(SIGNAL, tmp_path / "lake").select(SIGNAL.column_names).sort_by(KEY)
+    batch = detect_format("sim", files, load(DEFAULT_PATH)).sort_by(KEY)
+    print(f"signals: {batch.num_rows} batch, {live.num_rows} live")
+    assert batch.num_rows > 0, "the simulated day planted nothing the detectors find"
+    assert live.to_pylist() == batch.to_pylist()
+    assert stored.to_pylist() == batch.to_pylist()
+
+
+def test_an_edited_thresholds_file_is_taken_and_a_bad_one_refused(tmp_path: Path) -> None:
+    path = tmp_path / "thresholds.toml"
+    shutil.copy(DEFAULT_PATH, path)
+    stage = LiveSignals(path, min_interval_s=0.0)
+    before = stage.reloader.current.for_instrument("whale", "SIMA")
+    path.write_text(DEFAULT_PATH.read_text().replace("block_x_median = 20.0", "block_x_median = 25.0"))
+    stage.apply("sim", "SIMA", {})
+    assert stage.reloader.reloads == 1
+    assert stage.reloader.current.for_instrument("whale", "SIMA")["block_x_median"] == 25.0
+    assert before["block_x_median"] == 20.0
+    path.write_text("default_preset = [\n")
+    stage.apply("sim", "SIMA", {})
+    assert stage.reloader.reloads == 1 and len(stage.rejected) == 1
+    assert "keeping the previous ones" in stage.rejected[0]
+    assert stage.reloader.current.for_instrument("whale", "SIMA")["block_x_median"] == 25.0
+    # Bytewax recovery snapshots the stage: it pickles, thresholds and rejections with it
+    again = pickle.loads(pickle.dumps(stage))
+    assert again.reloader.current == stage.reloader.current and again.rejected == stage.rejected
+
+
+def test_a_bad_thresholds_file_fails_the_flow_at_build_time(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("default_preset = 3\n")
+    with pytest.raises(ConfigError):
+        signals_stage(path)
