@@ -214,7 +214,8 @@ def flow_from_env() -> Dataflow:
                              snapshot_interval_ns=live.snapshot_interval_ns,
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
-                             new_signals=signals_stage(config_path(settings)), health_clock=clock)
+                             new_signals=signals_stage(config_path(settings)) if live.signals else None,
+                             health_clock=clock)
 
 
 def source_from(live: LiveSettings) -> Source:

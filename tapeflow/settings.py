@@ -77,6 +77,8 @@ class LiveSettings:
         outputs: ``lake`` and/or ``clickhouse`` (``TAPEFLOW_LIVE_OUTPUTS``; ``none``: neither).
         bbo_as_quote: store the rebuilt BBO as ``quote`` rows (``TAPEFLOW_LIVE_BBO_AS_QUOTE``).
         raw: store the decoded input records too (``TAPEFLOW_LIVE_RAW``).
+        signals: run the signals stage after the metrics (``TAPEFLOW_LIVE_SIGNALS``; off by
+            default until its cost per batch is fixed: docs/live.md).
         degraded_ns: latency circuit breaker threshold (``TAPEFLOW_LIVE_DEGRADED_MS``).
         client_options: connector keyword arguments (``TAPEFLOW_LIVE_CLIENT_OPTIONS``, JSON object).
         progress_s: seconds between progress lines (``TAPEFLOW_LIVE_PROGRESS_S``).
@@ -101,6 +103,7 @@ class LiveSettings:
     outputs: tuple[str, ...] = ("lake", "clickhouse")
     bbo_as_quote: bool = False
     raw: bool = True
+    signals: bool = False
     degraded_ns: int = 1_000_000_000
     client_options: tuple[tuple[str, Any], ...] = ()
     progress_s: float = 2.0
@@ -155,6 +158,7 @@ class LiveSettings:
             outputs=tuple(o for o in outputs if o != "none"),
             bbo_as_quote=_bool(get, "TAPEFLOW_LIVE_BBO_AS_QUOTE", False),
             raw=_bool(get, "TAPEFLOW_LIVE_RAW", True),
+            signals=_bool(get, "TAPEFLOW_LIVE_SIGNALS", False),
             degraded_ns=(_int(get, "TAPEFLOW_LIVE_DEGRADED_MS", 1000, low=1) or 1000) * 1_000_000,
             client_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_CLIENT_OPTIONS").items())),
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2, low=1) or 2),

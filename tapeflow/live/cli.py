@@ -84,6 +84,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--no-raw", action="store_true",
                       help="store only what the flow derives (snapshots, bars, metrics, dead letters, "
                            "status), not the decoded input records")
+    book.add_argument("--signals", action="store_true",
+                      help="run the signal detectors (whale, withdrawal) after the metrics; "
+                           "off by default: ~0.5 CPU s per micro-batch today (docs/live.md)")
     p.set_defaults(func=run_live)
 
 
@@ -113,6 +116,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         "TAPEFLOW_LIVE_INTERVAL": args.interval,
         "TAPEFLOW_LIVE_BBO_AS_QUOTE": "1" if args.bbo_as_quote else "0",
         "TAPEFLOW_LIVE_RAW": "0" if args.no_raw else "1",
+        "TAPEFLOW_LIVE_SIGNALS": "1" if args.signals else "0",
         "TAPEFLOW_LAKE": str(args.lake or settings.lake_dir),
         "TAPEFLOW_CLICKHOUSE": args.clickhouse or settings.clickhouse_dsn,
     }

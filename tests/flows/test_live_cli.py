@@ -139,3 +139,22 @@ def test_bad_requests_are_one_line_errors(argv: list[str], message: str, capsys:
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("flag", "on"), [((), False), (("--signals",), True)])
+def test_the_signals_stage_runs_only_when_asked(flag: tuple[str, ...], on: bool, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off by default (its cost per batch: docs/live.md); `--signals` hands the flow its factory."""
+    import flows.market as market
+
+    capture = tmp_path / "a.gz"
+    capture.write_bytes(b"")
+    env = live_env(_args("--capture", str(capture), "--format", "sim", "--no-clickhouse", "--lake",
+                         str(tmp_path), *flag), Settings())
+    assert LiveSettings.from_env(env).signals is on
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(market, "build_market_flow", lambda *a, **kw: seen.update(kw))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    market.flow_from_env()
+    assert (seen["new_signals"] is not None) is on
