@@ -60,6 +60,7 @@ class StreamingSignals:
         self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
         self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
         self.tick = 0
+        self.baseline = withdrawal.BlockBaseline()  # finished blocks' usual depths, per side
         self.last_alert: dict[tuple[str, int], int] = {}
 
     def add(self, trades: pa.Table | None, snapshots: pa.Table | None, thresholds: Thresholds,
@@ -99,8 +100,8 @@ class StreamingSignals:
             return None
         self.tick = min(self.tick, _tick(g)) if self.tick else _tick(g)
         traded = _traded_into(g["recv"], self.trades)
-        rows = withdrawal.detect(g, traded, self.tick, {**params, "refractory_ns": 0},
-                                 self.venue, self.symbol).table()
+        rows = withdrawal.detect(g, traded, self.tick, {**params, "refractory_ns": 0}, self.venue,
+                                 self.symbol, baseline=self.baseline, first_row=self.dropped_rows).table()
         first_new = self.rows_done - self.dropped_rows
         lo = int(g["ts"][first_new]) if first_new < len(g["ts"]) else np.iinfo(np.int64).max
         table = self._chain(rows, params, lo, np.iinfo(np.int64).max, "ts_event_ns")

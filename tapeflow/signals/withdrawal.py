@@ -26,8 +26,65 @@ _LOOKBACK_BLOCKS = 4
 _BASELINE_ROWS = 600  # grid rows per baseline block (1 min at 100 ms; 4 blocks looked back)
 
 
+class BlockBaseline:
+    """The usual-depth baseline carried across micro-batches (``tapeflow.signals.stream``).
+
+    Each block of ``_BASELINE_ROWS`` grid rows of the day has one usual depth per side: the median
+    of the band depths in the ``_LOOKBACK_BLOCKS`` whole blocks before it (what
+    ``block_quantiles`` gives over the whole day). A finished block's median is kept here, so a
+    batch computes the medians of its new blocks only instead of the whole look-back's.
+    """
+
+    def __init__(self) -> None:
+        self.key: tuple[int, ...] | None = None  # (tick, within_ticks, lag): what the band depths depend on
+        self.medians: dict[int, dict[int, float]] = {1: {}, -1: {}}  # side -> day block -> usual depth
+
+    def usual(self, side: int, then: np.ndarray, first_row: int, lag: int) -> np.ndarray:
+        """Per row of ``then`` (the look-back's band depths, ``then[0]`` the day's row ``first_row``,
+        a whole block), the usual depth of its block."""
+        if first_row % _BASELINE_ROWS:
+            # the blocks are the day's: a look-back cut inside one would shift every median
+            raise ValueError(f"the look-back starts at grid row {first_row}, "
+                             f"not on a {_BASELINE_ROWS}-row block")
+        known = self.medians[side]
+        first_block = first_row // _BASELINE_ROWS
+        out = np.empty(len(then))
+        for j in range(-(-len(then) // _BASELINE_ROWS)):
+            value = known.get(first_block + j)
+            if value is None:
+                start = max(0, j - _LOOKBACK_BLOCKS) * _BASELINE_ROWS
+                value = _median(then[start:j * _BASELINE_ROWS])
+                # kept only when the window is the day's: whole blocks whose depths reach back
+                # to their own reference rows (the look-back's first ``lag`` rows do not)
+                if first_row == 0 or start >= lag:
+                    known[first_block + j] = value
+            out[j * _BASELINE_ROWS:(j + 1) * _BASELINE_ROWS] = value
+        for block in [b for b in known if b < first_block]:
+            del known[block]
+        return out
+
+    def check(self, key: tuple[int, ...]) -> None:
+        """Forget every median when the band depths' inputs changed (a finer tick, an edited
+        ``within_ticks`` or ``window_ns``): they are recomputed from the look-back."""
+        if key != self.key:
+            self.key = key
+            self.medians = {1: {}, -1: {}}
+
+
+def _median(x: np.ndarray) -> float:
+    # block_quantiles' (jnp.nanquantile, linear) arithmetic, bit for bit: the two middle values
+    # weighted 1 - w and w, w being 0 or 0.5, so every product is exact and the sum rounds once
+    x = np.sort(x[~np.isnan(x)])
+    if not len(x):
+        return float("nan")
+    q = 0.5 * (len(x) - 1)
+    low, high = int(np.floor(q)), int(np.ceil(q))
+    w = q - low
+    return float(x[low] * (1 - w) + x[high] * w)
+
+
 def detect(book: dict[str, np.ndarray], traded: dict[int, np.ndarray], tick: int, params: dict[str, Any],
-           venue: str, symbol: str) -> Alerts:
+           venue: str, symbol: str, *, baseline: BlockBaseline | None = None, first_row: int = 0) -> Alerts:
     """Withdrawal alerts of one instrument.
 
     Args:
@@ -37,6 +94,10 @@ def detect(book: dict[str, np.ndarray], traded: dict[int, np.ndarray], tick: int
             orders at each grid row.
         tick: the price increment.
         params: the detector's thresholds.
+        baseline: the finished blocks' usual depths carried from earlier calls (the streaming
+            detectors); None: computed over ``book`` alone (the batch over a whole day).
+        first_row: the day's grid row of ``book``'s first row, a multiple of ``_BASELINE_ROWS``
+            (with ``baseline``).
     """
     out = Alerts(venue, symbol, NAME, params)
     g = len(book["ts"])
@@ -47,13 +108,18 @@ def detect(book: dict[str, np.ndarray], traded: dict[int, np.ndarray], tick: int
     ref = np.maximum(0, rows - lag)
     bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
     touched_bad = (bad - np.r_[0, bad][ref]) > 0
+    if baseline is not None:
+        baseline.check((tick, params["within_ticks"], lag))
     for side, prices, sizes, opp in ((1, book["bid_p"], book["bid_s"], book["ask_p"][:, 0]),
                                      (-1, book["ask_p"], book["ask_s"], book["bid_p"][:, 0])):
         touch = prices[:, 0]
         present = sizes[:, 0] > 0
         then, now, pulled = band_depths(prices, sizes.astype(np.float64), touch, side, tick,
                                         params["within_ticks"], lag)
-        usual = block_quantiles(then, _BASELINE_ROWS, _LOOKBACK_BLOCKS, (0.5,))[:, 0]
+        if baseline is None:
+            usual = block_quantiles(then, _BASELINE_ROWS, _LOOKBACK_BLOCKS, (0.5,))[:, 0]
+        else:
+            usual = baseline.usual(side, then, first_row, lag)
         fell = then - now
         with np.errstate(invalid="ignore", divide="ignore"):
             drop = np.where(then > 0, fell / then, 0.0)
