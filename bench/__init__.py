@@ -200,7 +200,7 @@ class Report:
                 measured, met = f"{f.value:,.3g} {f.unit}", {True: "yes", False: "NO", None: "-"}[f.met]
             rows.append((f.name, measured, goal, f.before or "-", met, f"({f.note})" if f.note else ""))
         widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        lines = ["\n== goals (issue 8): measured beside goal and the figure before the work"]
+        lines = ["\n== goals (the issues' own): measured beside goal and the figure before the work"]
         for name, measured, goal, before, met, note in rows:
             lines.append(f"  {name:<{widths[0]}}  {measured:>{widths[1]}}  {goal:>{widths[2]}}  "
                          f"{before:>{widths[3]}}  {met:<{widths[4]}}  {note}".rstrip())
