@@ -4,7 +4,8 @@ partitions their precision and recall against the planted truth.
 Wiring only: the book is rebuilt on the thresholds' grid (``tapeflow.signals.detect.grid_and_levels``,
 100 ms by default, finer than the 1 s ``book_snapshots``) by :func:`tapeflow.book.partition.rebuild_slices`
 from the day and the day before (the warm-up the ``book`` group uses); the detectors
-(``tapeflow.signals.detect.detect_tables``) run over the day's own rows, so a partition's baselines
+(``tapeflow.signals.detect.detect_tables``, and ``tapeflow.signals.orders.detect_orders`` over the
+day's order events: spoofing, icebergs) run over the day's own rows, so a partition's baselines
 start at its midnight. The thresholds file is ``TAPEFLOW_SIGNALS_CONFIG``, else the shipped one.
 """
 
@@ -38,11 +39,14 @@ from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
 from tapeflow.signals.config import config_path, load
 from tapeflow.signals.detect import detect_tables, grid_and_levels
+from tapeflow.signals.orders import detect_orders
 from tapeflow.signals.score import score
 
 TRUTH_FILE = "episodes.parquet"  # the simulator's planted episodes, beside its files in landing
 CHECK = "planted_truth"
 _HOUR_NS = 3_600_000_000_000
+# detect_format's order (tapeflow.signals.detect): the L3 detectors' rows merged into the rest
+ORDER = [("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending"), ("kind", "ascending")]
 
 
 @multi_asset(
@@ -76,7 +80,9 @@ def signals(context: AssetExecutionContext,
         mine = [common.split_by_target(s, [t]).get(t, s.slice(0, 0)) for s, _ in pieces]
         snaps = concat(BOOK_SNAPSHOT, mine)
         trades = common.read(TRADE, lake, [t])[t]
-        found[t] = detect_tables(trades, snaps, thresholds)
+        events = common.read(ORDER_EVENT, lake, [t])[t]
+        found[t] = concat(SIGNAL, [detect_tables(trades, snaps, thresholds),
+                                   *detect_orders(events, snaps, thresholds)]).sort_by(ORDER)
         ts = trades.column("ts_event_ns")
         hours[t] = (pc.max(ts).as_py() - pc.min(ts).as_py()) / _HOUR_NS if trades.num_rows else 0.0
     writes = common.write(SIGNAL, found, lake, wanted)
