@@ -68,3 +68,20 @@ def test_make_demo_defers_every_act_and_prints_the_hints_last() -> None:
     assert modules == ["tapeflow.demo", "flows.demo", "dagster_project.demo", "tapeflow.demo"]
     assert all(a.endswith("--defer-hints") for a in acts[:3])
     assert acts[-1].endswith("--hints") and lines[-1] == acts[-1]
+
+
+def test_the_demo_scores_the_detectors_against_the_planted_episodes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import pyarrow.parquet as pq
+
+    from tapeflow import demo
+    from tapeflow.simulator.episodes import KINDS
+
+    monkeypatch.setattr(demo, "SIGNALS_MINUTES", 20)
+    demo.signals_step(tmp_path)
+    out = capsys.readouterr().out
+    alerts = pq.read_table(tmp_path / "signals.parquet")
+    assert f"{alerts.num_rows} signal rows" in out
+    table_lines = {line.split()[0] for line in out.splitlines()[2:] if line.strip()}
+    assert set(KINDS) <= table_lines  # every planted kind has its row in the score table
+    assert "ECE" in out
