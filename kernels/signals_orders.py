@@ -13,7 +13,9 @@ complete fill at each price. It returns per event the facts the detectors judge:
 * ``last_opp_big_ns``: the latest instant the other side held a large live order (a market maker
   quoting both sides holds large orders on both: the look-alike);
 * at an add (``A``): whether it refills a price within ``refill_ns`` of a complete fill there of an
-  order of the same size and side (an iceberg's next peak under a new order id).
+  order of the same size and side (an iceberg's next peak under a new order id), and the row of
+  that filled order's own add (an iceberg's peaks follow one another: each refill replaces the
+  order the previous refill added).
 
 Sides are coded 0 bid, 1 ask, -1 none; order ids and prices come densely indexed (``np.unique``
 with ``return_inverse``) so the kernel needs no hash maps.
@@ -41,12 +43,14 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
     o_dist = np.zeros(n_orders, np.int64)
     o_big = np.zeros(n_orders, np.bool_)
     o_live = np.zeros(n_orders, np.bool_)
+    o_row = np.full(n_orders, -1, np.int64)
     alive_big = np.zeros(2, np.int64)
     big_until = np.full(2, NONE_NS, np.int64)
     last_fill = np.full(2, NONE_NS, np.int64)
     full_ns = np.full((2, n_prices), NONE_NS, np.int64)
     full_size = np.zeros((2, n_prices), np.int64)
     full_oid = np.full((2, n_prices), -1, np.int64)
+    full_row = np.full((2, n_prices), -1, np.int64)
     cancel = np.zeros(n, np.bool_)
     add_ts = np.full(n, NONE_NS, np.int64)
     add_size = np.zeros(n, np.int64)
@@ -55,6 +59,7 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
     opp_fill = np.full(n, NONE_NS, np.int64)
     opp_big = np.full(n, NONE_NS, np.int64)
     refill = np.zeros(n, np.bool_)
+    refill_prev = np.full(n, -1, np.int64)
     for i in range(n):
         s = side[i]
         if s < 0:
@@ -72,6 +77,8 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
             if (full_ns[s, p] != NONE_NS and t - full_ns[s, p] <= refill_ns and full_size[s, p] == size[i]
                     and full_oid[s, p] != k):
                 refill[i] = True
+                refill_prev[i] = full_row[s, p]
+            o_row[k] = i
             o_ts[k], o_size[k], o_filled[k], o_left[k], o_dist[k] = t, size[i], 0, size[i], dist[i]
             o_big[k], o_live[k] = big[i], True
             if big[i]:
@@ -82,6 +89,7 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
             if o_filled[k] >= o_size[k]:
                 p = price_idx[i]
                 full_ns[s, p], full_size[s, p], full_oid[s, p] = t, o_size[k], k
+                full_row[s, p] = o_row[k]
         elif a == C and o_live[k]:
             o_left[k] -= min(size[i], o_left[k])
             if o_left[k] > 0:
@@ -94,7 +102,7 @@ def _lifetimes(ts, oid, action, side, price_idx, size, dist, big, n_orders, n_pr
                 alive_big[s] -= 1
                 if alive_big[s] == 0:
                     big_until[s] = t
-    return cancel, add_ts, add_size, add_dist, add_big, opp_fill, opp_big, refill
+    return cancel, add_ts, add_size, add_dist, add_big, opp_fill, opp_big, refill, refill_prev
 
 
 def order_lifetimes(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
@@ -112,7 +120,8 @@ def order_lifetimes(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray,
     Returns:
         Arrays of the events' length: ``cancel`` (an unfilled order cancelled), ``add_ts_ns``,
         ``add_size``, ``add_dist_ticks``, ``add_big`` (of that order), ``last_opp_fill_ns``,
-        ``last_opp_big_ns`` (``NONE_NS`` where never) and ``refill``.
+        ``last_opp_big_ns`` (``NONE_NS`` where never), ``refill`` and ``refill_prev`` (at a
+        refill, the row of the filled order's add; -1 elsewhere).
     """
     ids, oid = np.unique(np.asarray(order_id), return_inverse=True)
     oid = np.where(np.asarray(order_id) == 0, -1, oid).astype(np.int64)
@@ -122,7 +131,7 @@ def order_lifetimes(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray,
                      np.asarray(dist_ticks, np.int64),
                      np.asarray(big, np.bool_), max(1, len(ids)), max(1, len(prices)), int(refill_ns))
     names = ("cancel", "add_ts_ns", "add_size", "add_dist_ticks", "add_big", "last_opp_fill_ns",
-             "last_opp_big_ns", "refill")
+             "last_opp_big_ns", "refill", "refill_prev")
     return dict(zip(names, out, strict=True))
 
 
@@ -134,12 +143,12 @@ def order_lifetimes_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndar
     out = dict(cancel=np.zeros(n, bool), add_ts_ns=np.full(n, NONE_NS), add_size=np.zeros(n, np.int64),
                add_dist_ticks=np.zeros(n, np.int64), add_big=np.zeros(n, bool),
                last_opp_fill_ns=np.full(n, NONE_NS), last_opp_big_ns=np.full(n, NONE_NS),
-               refill=np.zeros(n, bool))
+               refill=np.zeros(n, bool), refill_prev=np.full(n, -1, np.int64))
     orders: dict[int, dict] = {}
     live_big: list[set[int]] = [set(), set()]
     big_until = [NONE_NS, NONE_NS]
     last_fill = [NONE_NS, NONE_NS]
-    full: dict[tuple[int, int], tuple[int, int, int]] = {}
+    full: dict[tuple[int, int], tuple[int, int, int, int]] = {}
     for i in range(n):
         s, t, k, a = int(side[i]), int(ts_ns[i]), int(order_id[i]), int(action[i])
         if s not in (0, 1):
@@ -152,15 +161,17 @@ def order_lifetimes_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndar
         if a == A:
             prev = full.get((s, int(price_nanos[i])))
             out["refill"][i] = bool(prev and t - prev[0] <= refill_ns and prev[1] == size[i] and prev[2] != k)
-            orders[k] = dict(ts=t, size=int(size[i]), filled=0, left=int(size[i]), dist=int(dist_ticks[i]),
-                             big=bool(big[i]))
+            if out["refill"][i]:
+                out["refill_prev"][i] = prev[3]
+            orders[k] = dict(row=i, ts=t, size=int(size[i]), filled=0, left=int(size[i]),
+                             dist=int(dist_ticks[i]), big=bool(big[i]))
             if big[i]:
                 live_big[s].add(k)
         elif a == F and o is not None:
             o["filled"] += int(size[i])
             last_fill[s] = t
             if o["filled"] >= o["size"]:
-                full[(s, int(price_nanos[i]))] = (t, o["size"], k)
+                full[(s, int(price_nanos[i]))] = (t, o["size"], k, o["row"])
         elif a == C and o is not None:
             o["left"] -= min(int(size[i]), o["left"])
             if o["left"] > 0:

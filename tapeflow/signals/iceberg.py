@@ -6,7 +6,10 @@ size as the order just filled). Independent traders joining a price also add sam
 there, but only by chance right after a complete fill: an alert needs ``min_refills`` refills at
 one price and side, each ``min_refill_gap_ns``..``chain_gap_ns`` after the previous one (one
 aggressor through several same-size orders is not a chain); then ``refractory_ns`` of quiet at
-that price.
+that price. A chain is one iceberg's peaks: each refill must follow the complete fill of the very
+order the previous refill added. A trader working a parent through same-size passive children
+(an institutional meta-order, a market maker) keeps several of them at a price at once and they
+fill in any order, so a child added right after another's fill is not the next one to fill.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], params: dict
         key = (int(ev["side_code"][i]), int(ev["price_nanos"][i]))
         t = int(ts[i])
         chain = chains.get(key, [])
+        if chain and int(facts["refill_prev"][i]) != chain[-1]:
+            chain = []  # it replaced an order other than the chain's last peak: another trader's
         if chain and t - int(ts[chain[-1]]) < params["min_refill_gap_ns"]:
             continue  # one aggressor through several same-size orders: a peak refills once per fill
         if chain and t - int(ts[chain[-1]]) > params["chain_gap_ns"]:

@@ -3,7 +3,9 @@
 A layer is a large order (``min_size_x_depth`` times the causal median depth at the touch) added
 ``min_ticks``..``max_ticks`` behind its own side's touch, never filled, and cancelled between
 ``min_life_ns`` and ``max_life_ns`` after it was added (a spoof is short-lived) and within
-``max_after_fill_ns`` of a fill on the other side (the genuine order it was there to help).
+``max_after_fill_ns`` of a fill on the other side (the genuine order it was there to help),
+a fill that came while it rested: a large order placed after the other side traded and pulled
+within a second (a wall look-alike cancelled at once) did not help that fill.
 A market maker quoting both sides also adds and cancels large orders near the touch; what it
 does not do is leave the other side without a large order: a cancel counts only when the other
 side held no large live order during the last ``mm_clear_ns``. Layers share one size: a cancel of
@@ -46,7 +48,8 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median
     dist = facts["add_dist_ticks"]
     base = (facts["cancel"] & (dist >= params["min_ticks"]) & (dist <= params["max_ticks"])
             & (life >= params["min_life_ns"]) & (life <= params["max_life_ns"])
-            & (after_fill <= params["max_after_fill_ns"]) & (since_big > params["mm_clear_ns"]))
+            & (after_fill <= params["max_after_fill_ns"]) & (after_fill <= life)
+            & (since_big > params["mm_clear_ns"]))
     ok = base & facts["add_big"]
     ok |= _layered(base & (size_x >= params["multi_size_x_depth"]), ts, ev["side_code"],
                    facts["add_size"], params["max_after_fill_ns"])

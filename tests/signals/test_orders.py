@@ -146,11 +146,48 @@ def test_iceberg_refills_alert_traders_joining_a_price_do_not():
         tape.add(t, 50 + k, "A", "A", 105, 100)
         tape.add(t + 500, 50 + k, "F", "A", 105, 100)
     ev, facts = tape.arrays(big_size=10_000)
+    assert params["min_refills"] == 3
     got = iceberg.detect(ev, facts, params, "sim", "SIMA").table().to_pylist()
-    assert [(r["side"], r["price_nanos"], r["ts_event_ns"] - T0) for r in got] == [(1, 100, 2000 * MS)], got
-    assert got[0]["start_ns"] == T0 + 1000 * MS and '"refills": 2' in got[0]["evidence"]
+    assert [(r["side"], r["price_nanos"], r["ts_event_ns"] - T0) for r in got] == [(1, 100, 3000 * MS)], got
+    assert got[0]["start_ns"] == T0 + 1000 * MS and '"refills": 3' in got[0]["evidence"]
     wide = iceberg.detect(ev, facts, dict(params, min_refills=1), "sim", "SIMA").table()
     assert wide.num_rows == 1, "a single refill is allowed to alert, the joins still are not refills"
+
+
+def test_parallel_same_size_children_are_not_an_iceberg():
+    """A parent worked through same-size passive children (the simulator's institutional plant):
+    several rest at one price at once and fill in any order, so a child added right after another
+    one's fill happens often, but it never replaces the order the previous such child added."""
+    params = load(DEFAULT_PATH).for_instrument("iceberg", "SIMA")
+    tape = _Tape()
+    # 60-lot children at bid 100, two resting at a time: each fill takes the older one and a new
+    # child comes 10 ms later, so the one filled next is never the child just added
+    tape.add(0, 1, "A", "B", 100, 60)
+    tape.add(500, 2, "A", "B", 100, 60)
+    for k, older in enumerate((1, 2, 11, 12)):
+        t = 1000 + 1000 * k
+        tape.add(t, older, "F", "B", 100, 60)
+        tape.add(t, older, "C", "B", 100, 60)
+        tape.add(t + 10, 11 + k, "A", "B", 100, 60)
+    ev, facts = tape.arrays(big_size=10_000)
+    assert facts["refill"].sum() == 4, "each child right after a fill still looks like a refill"
+    got = iceberg.detect(ev, facts, params, "sim", "SIMA").table()
+    assert got.num_rows == 0, got.to_pylist()
+
+
+def test_a_large_order_placed_after_the_opposite_fill_is_not_a_layer():
+    """A wall look-alike cancelled within 50-500 ms: large, behind the touch, cancelled soon after
+    an opposite fill, but added after that fill (a layer rests while the other side trades)."""
+    params = load(DEFAULT_PATH).for_instrument("spoofing", "SIMA")
+    tape = _Tape()
+    tape.add(0, 1, "A", "B", 100, 30)
+    tape.add(100, 1, "F", "B", 100, 30)
+    tape.add(600, 10, "A", "A", 103, 3000)
+    tape.add(900, 10, "C", "A", 103, 3000)
+    ev, facts = tape.arrays(big_size=250)
+    depth = np.full(len(ev["ts_event_ns"]), 100.0)
+    got = spoofing.detect(ev, facts, depth, params, "sim", "SIMA").table()
+    assert got.num_rows == 0, got.to_pylist()
 
 
 def test_no_opposite_fill_means_no_facts():
