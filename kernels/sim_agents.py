@@ -47,10 +47,18 @@ from kernels.sim_orders import (
 )
 from kernels.sim_rng import randint
 
+# a withdrawal due while its side of the book is empty is retried this much later
+_RETRY_NS = 10_000_000
+# a worked child's unfilled remainder is re-sent this much later
+_RESEND_NS = 500_000_000
+_WORKED = 1
+
 
 @njit(cache=True)
 def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
+    """Run one operation; returns (rows written so far, lots a marketable order executed)."""
     ist = bk[13]
+    done = 0
     t, code, side, off, size, slot, ep, aux = op[0], op[1], op[2], op[3], op[4], op[5], op[6], op[7]
     grid = ist[B_GRID]
     if code == OP_ADD or code == OP_ICE:
@@ -83,7 +91,7 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
     elif code == OP_CANCEL or code == OP_ICE_END:
         if code == OP_ICE_END:
             if st[S_ICE_ACTIVE] == 0:
-                return n
+                return n, 0
             st[S_ICE_ACTIVE] = 0
             st[S_ICE_NEXT] = -1
         if slots[slot] >= 0:
@@ -91,7 +99,7 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
     elif code == OP_MKT:
         if ep_px[ep] < 0:
             ep_px[ep] = ist[B_BEST_ASK] if side == 0 else ist[B_BEST_BID]
-        n, _ = _market(bk, slots, out, n, t, side, size, aux, True, st, rng, par)
+        n, done = _market(bk, slots, out, n, t, side, size, aux, True, st, rng, par)
     elif code == OP_FILL:
         k = slots[slot]
         if k >= 0:
@@ -137,7 +145,7 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
             fs[F_E_SLOW] = level
     if ep >= 0 and t > ep_end[ep]:
         ep_end[ep] = t
-    return n
+    return n, done
 
 
 @njit(cache=True)
@@ -167,6 +175,22 @@ def _iceberg(bk, slots, out, n, t, st, ep_end, ep_count, ep_mark, rng, par):
 
 
 @njit(cache=True)
+def _side_empty(bk, side):
+    ist = bk[13]
+    return ist[B_BEST_BID] < 0 if side == 0 else ist[B_BEST_ASK] >= ist[B_GRID]
+
+
+@njit(cache=True)
+def _postpone(ops, i, t):
+    """Move operation ``i`` to time ``t``, behind every operation due at or before ``t``."""
+    ops[i, 0] = t
+    while i + 1 < len(ops) and ops[i + 1, 0] <= t:
+        for c in range(ops.shape[1]):
+            ops[i, c], ops[i + 1, c] = ops[i + 1, c], ops[i, c]
+        i += 1
+
+
+@njit(cache=True)
 def run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, ep_mark, rng, par):
     while True:
         t_op = ops[st[S_OP_PTR], 0] if st[S_OP_PTR] < len(ops) else _NEVER
@@ -175,9 +199,22 @@ def run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, ep_mar
             return n
         if t_ice <= t_op:
             n = _iceberg(bk, slots, out, n, t_ice, st, ep_end, ep_count, ep_mark, rng, par)
+        elif ops[st[S_OP_PTR], 1] == OP_WITHDRAW and _side_empty(bk, ops[st[S_OP_PTR], 2]):
+            # no touch to pull depth from (a thin book swept bare): the pull waits for the side to
+            # refill, so every withdrawal happens at a touch; retried every 10 ms, ops stay sorted
+            _postpone(ops, st[S_OP_PTR], t_op + _RETRY_NS)
         else:
-            n = _run_op(bk, slots, out, n, ops[st[S_OP_PTR]], fs, st, ep_px, ep_end, ep_count, rng, par)
-            st[S_OP_PTR] += 1
+            op = ops[st[S_OP_PTR]]
+            n, done = _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par)
+            if op[1] == OP_WITHDRAW and ep_mark[op[6]] < 0:
+                ep_mark[op[6]] = op[0]
+            if op[1] == OP_MKT and op[3] == _WORKED and done < op[4]:
+                # a worked child (off=1) the book could not fill within its sweep limit (a thin or
+                # bare opposite side): its remainder is re-sent, so the parent trades in full
+                op[4] -= done
+                _postpone(ops, st[S_OP_PTR], op[0] + _RESEND_NS)
+            else:
+                st[S_OP_PTR] += 1
         ice_check(slots, st, rng, min(t_op, t_ice))
 
 

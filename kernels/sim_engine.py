@@ -17,19 +17,23 @@ Model, per event (times from a two-kernel exponential Hawkes process, exact Dass
   of trade signs, Lillo-Mike-Farmer) or from the fair/mid mispricing; some execute against
   hidden liquidity (no book change).
 
-Scripted agent operations (run by ``kernels.sim_agents``; ``ops`` int64[k, 8] rows sorted by
-time: time_ns, op, side, offset ticks, size lots, slot, episode, aux) plant the ground-truth
-episodes. ``aux`` is the total for an iceberg, the sweep limit in ticks for a marketable order,
-the share in permille for a withdrawal, and for an add: 1 (its price is the episode's price),
-2 (add at the episode's price), 3 (join the front of its level's queue: the next opposite
-aggressor at that price fills it first, how a passive child that holds queue priority is filled;
-an iceberg's peak and refills do too) or 4 (a wall: while it rests, the fair price stays a tick
-off it, so the price leans on it instead of trading through it). A fill (``OP_FILL``) with a size
-executes that many lots of the queue up to and including the slot's order, else all of it.
-``OP_REGIME`` sets the regime multipliers (volatility ``aux`` and event rate ``size`` in
-permille, fair-price drift ``off`` in milli-ticks per second, signed); ``OP_BUSY`` raises the
-slow Hawkes excitation to ``aux`` permille of its mean (a busy period). ``ep_mark`` records each
-episode's first engine-timed decisive event (an iceberg's first refill).
+Scripted agent operations (run by ``kernels.sim_agents``; ``ops`` int64[k, 8] rows sorted by time:
+time_ns, op, side, offset ticks, size lots, slot, episode, aux) plant the ground-truth episodes.
+``aux`` is the total for an iceberg, the sweep limit in ticks for a marketable order (with
+``offset`` 1, a worked child: what it could not fill is re-sent 500 ms later until filled), the
+share in permille for a withdrawal (due while its side of the book is empty, it waits for the side
+to refill: retried every 10 ms, its time recorded in ``ep_mark``), and for an add: 1 (its price is
+the episode's price), 2 (add at the episode's price), 3 (join the front of its level's queue: the
+next opposite aggressor at that price fills it first, how a passive child that holds queue
+priority is filled; an iceberg's peak and refills do too) or 4 (a wall: while it rests, the fair
+price stays a tick off it, so the price leans on it instead of trading through it). A fill
+(``OP_FILL``) with a size executes that many lots of the queue up to and including the slot's
+order, else all of it. ``OP_REGIME`` sets the regime multipliers (volatility ``aux`` and event
+rate ``size`` in permille, fair-price drift ``off`` in milli-ticks per second, signed);
+``OP_BUSY`` raises the slow Hawkes excitation to ``aux`` permille of its mean (a busy period).
+``ep_mark`` records each episode's first engine-timed decisive event (an iceberg's first refill, a
+withdrawal's pull). ``ops`` is reordered in place when a withdrawal waits or a worked child is
+re-sent.
 Outputs are event rows: type (``EV_*``), order id, side (0 bid / 1 ask: for executions the
 resting side, as LOBSTER), grid price, size in lots, venue time and receive time.
 """

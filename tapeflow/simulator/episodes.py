@@ -323,8 +323,9 @@ def _withdrawal(
         plan._op(t0, OP_JUMP, ep, side=side, off=jump)
         return dict(side="BA"[side], fair_jump_ticks=jump, decisive_ns=t0)
     share = int(rng.integers(600, 901))
+    # engine-timed: the pull waits for its side to have a touch (kernels.sim_agents)
     plan._op(t0, OP_WITHDRAW, ep, side=side, off=ticks, aux=share)
-    return dict(side="BA"[side], within_ticks=ticks, share_permille=share, decisive_ns=t0)
+    return dict(side="BA"[side], within_ticks=ticks, share_permille=share)
 
 
 _PLANTERS = dict(

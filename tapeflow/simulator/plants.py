@@ -94,7 +94,10 @@ def institutional(
         if pas:
             last = max(last, _passive_child(plan, rng, ep, int(t), int(s), child))
         else:
-            plan._op(int(t), OP_MKT, ep, side=int(s), size=child, aux=int(preset.params["max_sweep_ticks"]))
+            # off=1: a worked child, its remainder re-sent until filled (kernels.sim_agents)
+            plan._op(
+                int(t), OP_MKT, ep, side=int(s), off=1, size=child, aux=int(preset.params["max_sweep_ticks"])
+            )
             aggressive_lots[int(s)] += child
         done += child
         if done >= 50 * trade and decisive == int(times[-1]):

@@ -48,6 +48,8 @@ class SimSummary:
         tick_nanos: price tick per symbol, 1e-9 units.
         overlap: episodes were planted overlapping each other and busy periods.
         busy_ns: per symbol, the start of each planted busy period (overlap mode).
+        not_planted: episode ids planned but never run, so left out of the table (a withdrawal
+            whose side of the book stayed empty until the end of the run).
     """
 
     out_dir: Path
@@ -60,6 +62,7 @@ class SimSummary:
     tick_nanos: dict[str, int] = field(default_factory=dict)
     overlap: bool = False
     busy_ns: dict[str, list[int]] = field(default_factory=dict)
+    not_planted: list[str] = field(default_factory=list)
 
 
 # kinds whose episode has no single price (flow, drift, range, jump): their price_nanos is undefined
@@ -240,6 +243,13 @@ def _simulate_one(
     summary.busy_ns[inst.symbol] = list(plan.busy_ns)
     for ep, row in enumerate(plan.rows):
         px = -1 if row["kind"] in _NO_PRICE else int(ep_px[ep])
+        if row["kind"] == "withdrawal" and not row["lookalike"]:
+            if ep_mark[ep] < 0:
+                # its side stayed empty until the run ended: no pull, no episode
+                summary.not_planted.append(f"{inst.symbol}-{ep}")
+                continue
+            # the pull ran when its side had a touch, maybe later than planned
+            row = dict(row, start_ns=int(ep_mark[ep]))
         decisive = row["decisive_ns"] if row["decisive_ns"] >= 0 else int(ep_mark[ep])
         episode_rows.append(
             dict(
