@@ -191,6 +191,8 @@ def test_v2_injected_faults_are_detected_and_resynced(v2_capture: Path, tmp_path
         client = BybitClient(V2_SYMBOLS, protocol="v2", endpoint=srv.ws_url, journal=tmp_path / "j",
                              settings=ConnectorSettings(seed=4, backoff_initial_s=0.05))
 
+        offsets: dict[int, int] = {}
+
         def inject(batch: LiveBatch) -> None:
             st = batch.status.column("state").to_pylist()
             # the next fault only once the one before it has happened: a far-off reorder candidate
@@ -199,16 +201,23 @@ def test_v2_injected_faults_are_detected_and_resynced(v2_capture: Path, tmp_path
             if plan and not waiting and ("synced" in st) and all(client.sync.synced(s) for s in V2_SYMBOLS):
                 kind = plan.pop(0)
                 ahead = srv.frames_served + 60
-                pool = {"drop": drops, "reorder": reorders}.get(kind, range(ahead, ahead + 1))
-                srv.add_fault(f"{kind}@{next(i for i in pool if i >= ahead)}")
+                # fault indices count the frames routed to a connection; a frame that passed while a
+                # symbol was being resubscribed (more of them the slower this machine) took none, so
+                # tape position = index + frames unrouted so far (nothing is unrouted while all are
+                # synced, so the offset holds for the frames ahead)
+                off = srv.frames_unrouted
+                pool = {"drop": drops, "reorder": reorders}.get(kind, range(ahead + off, ahead + off + 1))
+                index = next(i for i in pool if i - off >= ahead) - off
+                offsets[index] = off
+                srv.add_fault(f"{kind}@{index}")
 
         batches = run_client(srv, client, is_topic, inject)
         injected = list(srv.injected)
     assert [f.kind for f in injected] == ["reorder", "drop", "disconnect"]
-    meant = [(f.kind, f.index, f.location, locations[f.index]) for f in injected]
+    meant = [(f.kind, f.index, f.location, locations[f.index + offsets[f.index]]) for f in injected]
     # the drop and the reorder hit the frames chosen for them; a disconnect may land on any frame (a
     # frame that passes while the client resubscribes takes no index, shifting later indices by one)
-    assert all(f.location == locations[f.index] for f in injected if f.kind != "disconnect"), meant
+    assert all(f.location == locations[f.index + offsets[f.index]] for f in injected if f.kind != "disconnect"), meant
     rows = statuses(batches)
     states = [r["state"] for r in rows]
     assert states.count("gap") == 2 and states.count("disconnected") == len(V2_SYMBOLS)  # a row per symbol

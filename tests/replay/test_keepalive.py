@@ -1,7 +1,11 @@
 """Websocket pings as each venue documents them: Binance spot pings every 20 s and cuts a client
 that has not answered within a minute, USD-M pings every 3 minutes and waits 10 (aiohttp's own
 heartbeat would cut after half the ping period, 10 s). The mechanism runs here scaled down (a
-ping every 0.2 s, 0.6 s to answer) with raw aiohttp clients that answer or not."""
+ping every 0.25 s, 1.5 s to answer) with raw aiohttp clients that answer or not.
+
+What a client sees depends on how fast this machine lets it read (pings queue behind book frames,
+and the cut is a TCP abort that discards what was not read yet), so the timing claims are the
+server's own: who it cut, why, and that the clients that answer were pinged all along."""
 
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from tapeflow.replay import ReplayServer
 from tests.conftest import need
 
 SUB = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book", "depth": 1000}}
-WATCH_S = 2.0
+WATCH_S = 3.0
 
 
 async def _client(url: str, answer_after_s: float | None) -> tuple[int, bool]:
@@ -43,22 +47,22 @@ async def _client(url: str, answer_after_s: float | None) -> tuple[int, bool]:
 
 def test_ping_timeout_cuts_only_a_client_that_stays_silent(real_data: Path) -> None:
     path = need(real_data / "cryptofeed" / "KRAKEN.ws.50.0")
-    srv = ReplayServer("kraken", [path], ping_interval_s=0.2, pong_timeout_s=0.6)
+    srv = ReplayServer("kraken", [path], ping_interval_s=0.25, pong_timeout_s=1.5)
 
     async def three() -> list[tuple[int, bool]]:
         return list(await asyncio.gather(_client(srv.ws_url, None), _client(srv.ws_url, 0.0),
-                                         _client(srv.ws_url, 0.45)))
+                                         _client(srv.ws_url, 0.5)))
 
     with srv.run_in_thread():
         silent, prompt, late = asyncio.run(three())
         cuts = list(srv.pong_timeouts)
-    # never answers: cut 0.6 s after the first unanswered ping (at 0.2 s), i.e. after 3-4 pings
-    assert silent[1] and 2 <= silent[0] <= 5
-    assert len(cuts) == 1 and cuts[0].endswith("no pong within 0.6 s of a ping")
-    # answers every ping, or stays silent 0.45 s (well past half the period, where aiohttp's own
-    # heartbeat cut), then answers: both stay for the whole 2 s, pinged all along
-    assert not prompt[1] and prompt[0] >= 7
-    assert not late[1] and late[0] >= 7
+    # never answers: pinged, then cut (the only cut) 1.5 s after its first unanswered ping
+    assert silent[1] and silent[0] >= 1
+    assert len(cuts) == 1 and cuts[0].endswith("no pong within 1.5 s of a ping")
+    # answers every ping, or stays silent 0.5 s (twice the period; aiohttp's own heartbeat cuts at
+    # half of it), then answers: both stay for the whole 3 s, pinged all along (12 pings due)
+    assert not prompt[1] and prompt[0] >= 6
+    assert not late[1] and late[0] >= 6
 
 
 def test_venue_ping_periods(real_data: Path, tmp_path: Path) -> None:
