@@ -48,6 +48,7 @@ class Conn:
     session: Session
     keys: set[Key] = field(default_factory=set)
     queue: collections.deque[tuple[int, Any]] = field(default_factory=collections.deque)
+    idle: bool = False  # its send loop has written everything queued and waits for more
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     gone: asyncio.Event = field(default_factory=asyncio.Event)
@@ -136,7 +137,9 @@ class Sender:
                     continue
                 conn.drained.set()
                 conn.ready.clear()
+                conn.idle = True
                 await conn.ready.wait()
+                conn.idle = False
                 continue
             kind, item = conn.queue.popleft()
             popped += 1

@@ -100,6 +100,12 @@ class ReplayServer:
         return self._sender.served
 
     @property
+    def drained(self) -> bool:
+        """The tape has ended and every connection has written all it was given (safe to read
+        from another thread: what a client waits for before it calls the stream done)."""
+        return self.finished and all(c.idle and not c.queue for c in list(self._conns.values()))
+
+    @property
     def bad_lines(self) -> int:
         """Capture lines that could not be read or classified (skipped, never served)."""
         return self.adapter.bad_lines
@@ -204,7 +210,7 @@ class ReplayServer:
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
                 "state_errors": self.state_errors, "send_errors": list(self._sender.errors),
                 "pong_timeouts": list(self.pong_timeouts), "heartbeats_sent": self.heartbeats_sent,
-                "finished": self.finished}
+                "finished": self.finished, "drained": self.drained}
 
     # -- the tape ------------------------------------------------------------------------------
 

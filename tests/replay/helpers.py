@@ -40,13 +40,23 @@ def ns_lines(path: Path, limit: int | None = None) -> list[bytes]:
     return out
 
 
-async def drain(ws: Any, *, idle_s: float = IDLE_S, expect: int | None = None) -> list[str]:
+async def drain(ws: Any, *, idle_s: float = IDLE_S, expect: int | None = None,
+                done: Callable[[], bool] | None = None, limit_s: float = 120.0) -> list[str]:
     """Text frames: ``expect`` of them (each within ``FRAME_TIMEOUT_S``) plus any that follow
-    within ``EXTRA_S``; without ``expect``, every frame until ``idle_s`` of silence or a close."""
+    within ``EXTRA_S``; without ``expect``, every frame until ``idle_s`` of silence or a close.
+
+    ``done`` (e.g. ``lambda: srv.drained``): silence ends the stream only once it says so — on a
+    loaded machine the tape can pause longer than ``idle_s`` mid-stream (``limit_s`` in all).
+    """
     got: list[str] = []
+    deadline = time.monotonic() + limit_s
     try:
         while expect is None or len(got) < expect:
-            got.append(await asyncio.wait_for(ws.recv(), idle_s if expect is None else FRAME_TIMEOUT_S))
+            try:
+                got.append(await asyncio.wait_for(ws.recv(), idle_s if expect is None else FRAME_TIMEOUT_S))
+            except TimeoutError:
+                if expect is not None or done is None or done() or time.monotonic() > deadline:
+                    raise
         while True:
             got.append(await asyncio.wait_for(ws.recv(), EXTRA_S))
     except (TimeoutError, websockets.ConnectionClosed):

@@ -107,7 +107,7 @@ def _rejoin(fmt: str, paths: list[Path], path: str, sub: Any, cut: int, queue_fr
         for _ in range(2):
             async with websockets.connect(srv.ws_url + path, max_size=None) as ws:
                 await ws.send(sub if isinstance(sub, str) else json.dumps(sub))
-                runs.append(await drain(ws))
+                runs.append(await drain(ws, done=lambda: srv.drained))
         return runs[0], runs[1]
 
     # drained until silent: no venue heartbeats after the tape

@@ -108,16 +108,17 @@ def test_disconnect_as_fast_as_possible_leaves_the_rest_of_the_tape(real_data: P
                 if f.endswith(b',"book-1000","XBT/CHF"]') or f == HEARTBEAT]
     sub = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book", "depth": 1000}}
 
+    # the whole capture fits in one connection's queue: before, it all went to the cut connection
+    srv = ReplayServer("kraken", [path], faults=["disconnect@100"], heartbeat_after_end=False)
+
     async def go(url: str) -> list[list[str]]:
         runs = []
         for _ in range(2):
             async with websockets.connect(url, max_size=None) as ws:
                 await ws.send(json.dumps(sub))
-                runs.append(await drain(ws))
+                runs.append(await drain(ws, done=lambda: srv.drained))
         return runs
 
-    # the whole capture fits in one connection's queue: before, it all went to the cut connection
-    srv = ReplayServer("kraken", [path], faults=["disconnect@100"], heartbeat_after_end=False)
     with srv.run_in_thread():
         first, second = asyncio.run(go(srv.ws_url))
     assert [f.encode() for f in first[2:]] == expected[:100]
