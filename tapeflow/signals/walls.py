@@ -2,13 +2,15 @@
 
 L2, from the book snapshot grid and the trades (every format has both). Per side and grid row,
 ``kernels.signals_walls.wall_runs`` gives the largest visible level and how many rows it has
-stood at one price with at least ``min_size_x_depth`` times the usual depth (the causal median
-of the visible levels' sizes, 4 one-minute blocks back). A wall **appears** when that run
-reaches ``persist_ns`` (a large order cancelled at once, the look-alike, never does) and it
-stood ``min_ticks_behind`` ticks or more behind its side's touch when it first showed (a defender
-at the touch absorbing a push is not a resting wall). When the run ends (the level falls under
-the threshold or the largest level moves), the wall is **eaten** if trades at its price into its
-side explain ``eaten_share`` of the size it lost, else **pulled**.
+stood at one price with at least ``min_size_x_depth`` times the usual depth at the touch (the
+causal median of the mean best bid and ask size, 4 blocks of 600 grid rows back). A wall
+**appears** when that run reaches ``persist_ns`` (a large order cancelled at once, the
+look-alike, never does), provided that when it first showed it stood ``min_ticks_behind`` ticks
+or more behind its side's touch (a defender absorbing a push sits at the touch) and at least
+``min_jump_share`` of the threshold arrived in one grid step (size piling up order by order in a
+quiet book is not a wall). It is then followed at its price until it holds less than the
+threshold it appeared with: **eaten** if the trades at its price over the last
+``outcome_window_ns`` cover ``eaten_share`` of what the level lost there, else **pulled**.
 
 One row per event, all of kind ``wall``; ``evidence.event`` says which. The ``appeared`` row is
 the alert (``tapeflow.signals.score`` scores it); ``pulled`` / ``eaten`` rows follow it (same
@@ -90,10 +92,10 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
             x_depth = float(size[t] / usual[t])
             score = x_depth / params["min_size_x_depth"]
             common = dict(side=side, price_nanos=p, start_ns=int(book["ts"][first]))
-            flagged = bad[end] - (bad[first - 1] if first else 0) > 0
+            bad_before = bad[first - 1] if first else 0
             out.add(ts_event_ns=int(book["ts"][t]), ts_recv_ns=int(book["recv"][t]), kind="wall",
                     size_nanos=int(size[t]), end_ns=int(book["ts"][t]), score=score,
-                    flags=F_MAYBE_BAD_BOOK if flagged else 0, **common,
+                    flags=F_MAYBE_BAD_BOOK if bad[t] > bad_before else 0, **common,
                     evidence=dict(event="appeared", size_x_depth=round(x_depth, 2), ticks_behind=int(behind),
                                   jump_x_depth=round(jump / usual[t], 2),
                                   stood_ms=int((book["ts"][t] - book["ts"][first]) // 1_000_000),
@@ -114,7 +116,7 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
             eaten = lost > 0 and traded >= params["eaten_share"] * lost
             out.add(ts_event_ns=int(book["ts"][gone]), ts_recv_ns=int(book["recv"][gone]), kind="wall",
                     size_nanos=int(lost), end_ns=int(book["ts"][gone]), score=score,
-                    flags=F_MAYBE_BAD_BOOK if flagged else 0, **common,
+                    flags=F_MAYBE_BAD_BOOK if bad[gone] > bad_before else 0, **common,
                     evidence=dict(event="eaten" if eaten else "pulled", before_nanos=int(before_nanos),
                                   left_nanos=int(left), traded_nanos=int(traded),
                                   stood_ms=int((book["ts"][gone] - book["ts"][first]) // 1_000_000)))

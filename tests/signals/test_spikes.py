@@ -82,3 +82,13 @@ def test_the_reference_kernels_give_the_same_rows(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(spikes, "window_max", window_max_ref)
     monkeypatch.setattr(walls, "block_quantiles", block_quantiles_ref)
     assert spikes.detect(_book(), _trades(), 1, _params(), "sim", "SIMA").table().to_pylist() == jax_rows
+
+
+def test_short_or_empty_inputs_give_no_rows() -> None:
+    book, none = _book(), {k: v[:0] for k, v in _trades().items()}
+    assert spikes.detect(book, none, 1, _params(), "sim", "SIMA").table().num_rows == 0  # no sweep
+    for rows in (0, 1, 103):  # shorter than the window and its baseline
+        part = {k: v[:rows] for k, v in book.items()}
+        assert spikes.detect(part, _trades(), 1, _params(), "sim", "SIMA").table().num_rows == 0
+    empty = {**{k: np.zeros_like(v) for k, v in book.items()}, "ts": book["ts"], "recv": book["recv"]}
+    assert spikes.detect(empty, _trades(), 1, _params(), "sim", "SIMA").table().num_rows == 0

@@ -111,3 +111,26 @@ def test_outcome_rows_are_neither_hits_nor_false_alerts() -> None:
                         for e in got.column("evidence").to_pylist()])
     k = score(truth, got.set_column(got.schema.get_field_index("evidence"), "evidence", relabel)).kind("wall")
     assert (k.alerts, k.hits) == (4, 1)
+
+
+def test_short_or_empty_inputs_give_no_rows() -> None:
+    book = _book()
+    for rows in (0, 1, 15):
+        part = {k: v[:rows] for k, v in book.items()}
+        assert walls.detect(part, _trades(), 1, _params(), "sim", "SIMA").table().num_rows == 0
+    empty_book = {k: np.zeros_like(v) for k, v in book.items()}  # every level absent
+    assert walls.detect({**empty_book, "ts": book["ts"], "recv": book["recv"]}, _trades(), 1, _params(),
+                        "sim", "SIMA").table().num_rows == 0
+
+
+def test_a_degraded_book_row_flags_the_rows_whose_evidence_it_touched() -> None:
+    from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
+
+    book = _book()
+    book["flags"][110] = F_MAYBE_BAD_BOOK  # inside A's first 2 s: its appeared and outcome rows
+    book["flags"][200] = F_MAYBE_BAD_BOOK  # after A appeared: its outcome row only
+    rows = walls.detect(book, _trades(), 1, _params(), "sim", "SIMA").table().to_pylist()
+    assert [r["flags"] for r in rows] == [F_MAYBE_BAD_BOOK, F_MAYBE_BAD_BOOK, 0, 0]
+    book["flags"][110] = 0
+    rows = walls.detect(book, _trades(), 1, _params(), "sim", "SIMA").table().to_pylist()
+    assert [r["flags"] for r in rows] == [0, F_MAYBE_BAD_BOOK, 0, 0]
