@@ -84,6 +84,28 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),
     },
+    "wall": {
+        "min_size_x_depth": (float, 1.0, 1e6),
+        "persist_ns": (int, 1_000_000, 3_600_000_000_000),
+        "min_ticks_behind": (int, 0, 1000),
+        "min_jump_share": (float, 0.0, 1.0),
+        "eaten_share": (float, 0.0, 1.0),
+        "outcome_window_ns": (int, 1_000_000, 3_600_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
+    "spike": {
+        "window_ns": (int, 1_000_000, 600_000_000_000),
+        "baseline_ns": (int, 1_000_000, 86_400_000_000_000),
+        "min_z": (float, 0.5, 1000.0),
+        "min_sigma_ticks": (float, 0.0, 1000.0),
+        "min_sweep_x_depth": (float, 0.0, 1e6),
+        "hold_ns": (int, 0, 60_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
 }
 
 

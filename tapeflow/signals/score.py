@@ -30,6 +30,10 @@ PRICE_KINDS = frozenset({"iceberg", "absorption", "wall", "hidden"})
 TRUTH_COLUMNS = ("instrument", "kind", "lookalike", "side", "price_nanos", "start_ns", "end_ns", "params")
 ALERT_COLUMNS = ("symbol", "kind", "side", "price_nanos", "ts_event_ns", "confidence")
 _SIDE = {"B": 1, "A": -1, "N": 0}
+# follow-up rows say what became of a pattern already alerted (a wall pulled or eaten: the
+# ``event`` of their ``evidence``); the row that opened it is the alert, so they are neither hits
+# nor false alerts (and carry no confidence of their own to calibrate)
+FOLLOW_UP_EVENTS = frozenset({"pulled", "eaten"})
 CALIBRATION_BINS = 10
 
 
@@ -132,7 +136,8 @@ def score(truth: pa.Table, alerts: pa.Table, *, kinds: Iterable[str] | None = No
     a = alerts.to_pydict()
     real = [i for i in range(truth.num_rows) if not t["lookalike"][i]]
     names = sorted(set(kinds) if kinds is not None else {t["kind"][i] for i in real} | set(a["kind"]))
-    chosen = [j for j in range(alerts.num_rows) if a["kind"][j] in names]
+    follow = [_event(e) in FOLLOW_UP_EVENTS for e in a.get("evidence", [None] * alerts.num_rows)]
+    chosen = [j for j in range(alerts.num_rows) if a["kind"][j] in names and not follow[j]]
     edges = {j: _candidates(j, a, t, real) for j in chosen}
     match = _max_matching(edges)
     hit_of_alert = {j: i for i, j in match.items()}
@@ -167,6 +172,17 @@ def calibration(confidence: np.ndarray, hit: np.ndarray, n_bins: int = CALIBRATI
         if count:
             ece += count / n * abs(mean_c - rate)
     return bins, (ece if n else math.nan)
+
+
+def _event(evidence: str | None) -> str | None:
+    """The ``event`` of an alert's evidence JSON (None where there is none)."""
+    if not evidence or '"event"' not in evidence:
+        return None
+    try:
+        value = json.loads(evidence)
+    except ValueError:
+        return None
+    return value.get("event") if isinstance(value, dict) else None
 
 
 def _candidates(j: int, a: dict, t: dict, real: list[int]) -> list[int]:

@@ -1,0 +1,123 @@
+"""Momentum / price spikes: a mid move of ``min_z`` local sigmas within T, confirmed by a sweep.
+
+On the book's snapshot grid, ``kernels.signals_windows.flow_windows`` gives per row the mid's move
+over the last ``window_ns`` (T: the sum of its per-row changes) and the realized volatility it is
+judged against: the root mean square of the same window's moves over the ``baseline_ns`` before
+it, floored at ``min_sigma_ticks``. The baseline is *local* (10 s equity, 30 s crypto), so a jump
+inside a stretch of raised volatility (the look-alike) is measured against that stretch, not the
+calm before it. The volume confirmation is a sweep: the largest aggressor print in the move's
+direction within the window (``kernels.signals_walls.window_max``) of at least
+``min_sweep_x_depth`` times the usual depth at the touch (``walls.usual_depth``). Where
+``hold_ns`` is set, the move must still stand that long after (a sweep the book refills at once
+reverts). The first row of such a run alerts (side = the direction: +1 up, -1 down), then
+``refractory_ns`` quiet per side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from kernels.signals_walls import window_max
+from kernels.signals_windows import flow_windows
+from tapeflow.schemas.records import F_MAYBE_BAD_BOOK
+from tapeflow.signals.rows import Alerts, first_of_runs
+from tapeflow.signals.walls import usual_depth
+from tapeflow.signals.whale import prints
+
+NAME = "spike/1"
+
+
+def mid_ticks(book: dict[str, np.ndarray], tick: int) -> np.ndarray:
+    """Per grid row, the mid in ticks; a row with a side empty carries the last two-sided mid
+    (NaN before the first)."""
+    bid, ask = book["bid_p"][:, 0], book["ask_p"][:, 0]
+    ok = (book["bid_s"][:, 0] > 0) & (book["ask_s"][:, 0] > 0) & (bid > 0) & (ask > 0)
+    mid = np.where(ok, (bid.astype(np.float64) + ask) / (2 * tick), np.nan)
+    idx = np.where(ok, np.arange(len(mid)), -1)
+    last = np.maximum.accumulate(idx) if len(idx) else idx
+    return np.where(last >= 0, mid[np.maximum(last, 0)], np.nan)
+
+
+def traded_total(grid_recv_ns: np.ndarray, trades: dict[str, np.ndarray]) -> np.ndarray:
+    """Cumulative traded volume (every trade, either aggressor or none) at each grid row: trades
+    received at or before the row's capture time (the book's own clock)."""
+    recv = trades["ts_recv_ns"]
+    order = np.argsort(recv, kind="stable")
+    cum = np.r_[0, np.cumsum(trades["size_nanos"][order])]
+    return cum[np.searchsorted(recv[order], grid_recv_ns, side="right")].astype(np.float64)
+
+
+def sweeps(grid_recv_ns: np.ndarray, trades: dict[str, np.ndarray]) -> dict[int, np.ndarray]:
+    """Per direction (+1 buys, -1 sells), the largest aggressor print that reached each grid row
+    (received after the row before it, at or before its own capture time)."""
+    p = prints(trades["ts_event_ns"], trades["ts_recv_ns"], trades["price_nanos"], trades["size_nanos"],
+               trades["aggressor_side"])
+    row = np.searchsorted(grid_recv_ns, p["recv"], side="left")
+    keep = row < len(grid_recv_ns)
+    out = {}
+    for side in (1, -1):
+        biggest = np.zeros(len(grid_recv_ns))
+        mine = keep & (p["side"] == side)
+        np.maximum.at(biggest, row[mine], p["size"][mine].astype(np.float64))
+        out[side] = biggest
+    return out
+
+
+def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int, params: dict[str, Any],
+           venue: str, symbol: str) -> Alerts:
+    """Spike alerts of one instrument.
+
+    Args:
+        book: grid arrays ``ts``, ``recv``, ``flags`` (G,), ``bid_p``/``bid_s``/``ask_p``/``ask_s``
+            (G, levels), best first.
+        trades: ``ts_event_ns``, ``ts_recv_ns``, ``price_nanos``, ``size_nanos``, ``aggressor_side``.
+        tick: the price increment.
+        params: the detector's thresholds.
+    """
+    out = Alerts(venue, symbol, NAME, params)
+    g = len(book["ts"])
+    grid_ns = int(np.median(np.diff(book["ts"]))) if g > 1 else 1
+    window = max(1, params["window_ns"] // grid_ns)
+    baseline = max(1, params["baseline_ns"] // grid_ns)
+    if g <= window + baseline:
+        return out
+    mid = mid_ticks(book, tick)
+    step = np.diff(mid, prepend=mid[0])
+    step[np.isnan(step)] = 0.0  # before the first two-sided row nothing moves
+    total = traded_total(book["recv"], trades)
+    volume = np.diff(total, prepend=total[0])
+    move, traded, sigma = flow_windows(step, np.maximum(volume, 0.0), window, baseline)
+    scale = np.maximum(np.nan_to_num(sigma, nan=np.inf), params["min_sigma_ticks"])
+    z = np.abs(move) / scale
+    depth = usual_depth(book)
+    biggest = {side: window_max(s, window) for side, s in sweeps(book["recv"], trades).items()}
+    rows = np.arange(g)
+    ok = (rows >= window + baseline) & (z >= params["min_z"])
+    bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
+    hold = params["hold_ns"] // grid_ns
+    for side in (1, -1):
+        sweep_x = biggest[side] / depth
+        mine = ok & (np.sign(move) == side) & (sweep_x >= params["min_sweep_x_depth"])
+        start = np.flatnonzero(mine & ~np.r_[False, mine[:-1]])
+        start = start[start + hold < g]
+        # the move must still stand ``hold_ns`` later: a sweep the book refills at once reverts
+        held = side * (mid[start + hold] - mid[start - window]) >= params["min_z"] * scale[start]
+        cand = start[held] + hold
+        for k in first_of_runs(book["ts"][cand], params["refractory_ns"]):
+            t = int(cand[k])
+            m = t - hold  # the row the move and its sweep were measured on
+            r = m - window
+            out.add(ts_event_ns=int(book["ts"][t]), ts_recv_ns=int(book["recv"][t]), kind="spike", side=side,
+                    size_nanos=int(traded[m]), start_ns=int(book["ts"][r]), end_ns=int(book["ts"][t]),
+                    score=float(z[m] / params["min_z"]),
+                    flags=F_MAYBE_BAD_BOOK if bad[t] - bad[r] > 0 else 0,
+                    evidence=dict(move_ticks=round(float(move[m]), 2),
+                                  sigma_ticks=round(float(scale[m]), 3), z=round(float(z[m]), 2),
+                                  held_ticks=round(float(mid[t] - mid[r]), 2),
+                                  volume_nanos=int(traded[m]),
+                                  sweep_nanos=int(biggest[side][m]),
+                                  sweep_x_depth=round(float(sweep_x[m]), 2),
+                                  window_ms=params["window_ns"] // 1_000_000))
+    return out
