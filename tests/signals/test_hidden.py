@@ -23,7 +23,8 @@ LOT = 1_000_000_000
 def _book(rows: int, bid_s: float = 300.0, ask_s: float = 200.0) -> dict[str, np.ndarray]:
     ts = T0 + np.arange(rows) * GRID_NS
     return dict(ts=ts, recv=ts, flags=np.zeros(rows, np.uint8),
-                bid_p=np.tile([100 * P, 100 * P - P // 100], (rows, 1)), bid_s=np.full((rows, 2), bid_s * LOT),
+                bid_p=np.tile([100 * P, 100 * P - P // 100], (rows, 1)),
+                bid_s=np.full((rows, 2), bid_s * LOT),
                 ask_p=np.tile([100 * P + P // 10, 100 * P + P // 10 + P // 100], (rows, 1)),
                 ask_s=np.full((rows, 2), ask_s * LOT))
 
@@ -122,13 +123,15 @@ def test_a_depleted_level_breaks_the_chain():
 
 def _tables(book: dict[str, np.ndarray], tr: dict[str, np.ndarray]) -> tuple[pa.Table, pa.Table]:
     n = len(tr["ts_event_ns"])
-    trades = TRADE.table(dict(ts_event_ns=tr["ts_event_ns"], ts_recv_ns=tr["ts_recv_ns"], sequence=np.arange(n),
-                              trade_id=[""] * n, price_nanos=tr["price_nanos"], size_nanos=tr["size_nanos"],
-                              aggressor_side=tr["aggressor_side"], flags=np.zeros(n, np.uint8)),
+    trades = TRADE.table(dict(ts_event_ns=tr["ts_event_ns"], ts_recv_ns=tr["ts_recv_ns"],
+                              sequence=np.arange(n), trade_id=[""] * n, price_nanos=tr["price_nanos"],
+                              size_nanos=tr["size_nanos"], aggressor_side=tr["aggressor_side"],
+                              flags=np.zeros(n, np.uint8)),
                          constants={"venue": "sim", "symbol": "SIMA"})
     g = len(book["ts"])
     snaps = BOOK_SNAPSHOT.table(dict(
-        ts_event_ns=book["ts"], ts_recv_ns=book["recv"], sequence=np.arange(g), levels=np.full(g, 2, np.uint16),
+        ts_event_ns=book["ts"], ts_recv_ns=book["recv"], sequence=np.arange(g),
+        levels=np.full(g, 2, np.uint16),
         bid_price_nanos=book["bid_p"].tolist(), bid_size_nanos=book["bid_s"].astype(np.int64).tolist(),
         ask_price_nanos=book["ask_p"].tolist(), ask_size_nanos=book["ask_s"].astype(np.int64).tolist(),
         flags=book["flags"]), constants={"venue": "sim", "symbol": "SIMA"})
@@ -140,7 +143,8 @@ def test_detect_tables_runs_the_l2_iceberg_only_without_order_ids():
     book, tr = _iceberg_book(80, refill=True)
     trades, snaps = _tables(book, tr)
     l2 = detect_tables(trades, snaps, thresholds)
-    assert l2.filter(pc.equal(l2.column("kind"), "iceberg")).column("detector").to_pylist() == ["iceberg_l2/1"]
+    icebergs = l2.filter(pc.equal(l2.column("kind"), "iceberg"))
+    assert icebergs.column("detector").to_pylist() == ["iceberg_l2/1"]
     l3 = detect_tables(trades, snaps, thresholds, order_ids={("sim", "SIMA")})
     assert l3.filter(pc.equal(l3.column("kind"), "iceberg")).num_rows == 0, "the L3 iceberg's input"
     assert l3.filter(pc.equal(l3.column("kind"), "hidden")).num_rows == l2.filter(

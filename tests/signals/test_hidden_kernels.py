@@ -46,8 +46,8 @@ def test_hidden_flags_equal_reference(n, g):
 
 def test_hidden_flags_empty_inputs():
     book = _book(np.random.default_rng(1), 4, 3)
-    inside_b, inside_a, shown = hidden_flags(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64),
-                                             *book)
+    none = np.zeros(0, np.int64)
+    inside_b, inside_a, shown = hidden_flags(none, none, none, *book)
     assert len(inside_b) == len(inside_a) == len(shown) == 0
 
 

@@ -41,11 +41,8 @@ GRID_NS = 100_000_000
 def _l2_view(tables: dict[str, pa.Table]) -> tuple[pa.Table, pa.Table]:
     tr = tables["trade"]
     n = tr.num_rows
-    trades = (tr.set_column(tr.schema.get_field_index("aggressor_side"), "aggressor_side",
-                            pa.array(np.full(n, NO_SIDE, np.uint8)))
-              .set_column(tr.schema.get_field_index("flags"), "flags", pa.array(np.zeros(n, np.uint8)))
-              .set_column(tr.schema.get_field_index("sequence"), "sequence", pa.array(np.full(n, -1, np.int64)))
-              .set_column(tr.schema.get_field_index("trade_id"), "trade_id", pa.array([""] * n)))
+    trades = _replace(tr, aggressor_side=np.full(n, NO_SIDE, np.uint8), flags=np.zeros(n, np.uint8),
+                      sequence=np.full(n, -1, np.int64), trade_id=[""] * n)
     bk = tables["book_snapshot"]
     cols = [bk.column(c).combine_chunks() for c in
             ("bid_price_nanos", "bid_size_nanos", "ask_price_nanos", "ask_size_nanos")]
@@ -56,18 +53,21 @@ def _l2_view(tables: dict[str, pa.Table]) -> tuple[pa.Table, pa.Table]:
     same[0] = False
     book = bk.filter(pa.array(~same))
     g = book.num_rows
-    book = (book.set_column(book.schema.get_field_index("sequence"), "sequence", pa.array(np.full(g, -1, np.int64)))
-            .set_column(book.schema.get_field_index("flags"), "flags", pa.array(np.zeros(g, np.uint8))))
+    book = _replace(book, sequence=np.full(g, -1, np.int64), flags=np.zeros(g, np.uint8))
     return trades, book
 
 
+def _replace(table: pa.Table, **columns) -> pa.Table:
+    for name, values in columns.items():
+        field = table.schema.field(name)
+        table = table.set_column(table.schema.get_field_index(name), field, pa.array(values, field.type))
+    return table
+
+
 def _on_grid(book: pa.Table) -> pa.Table:
-    """The book path's grid rule (``tapeflow.book.grid.grid_rows``): each instant shows the last row by then."""
+    """The book path's grid rule (``tapeflow.book.grid.grid_rows``): each instant, the last row by then."""
     instants, picks = grid_rows(book.column("ts_recv_ns").to_numpy(), GRID_NS)
-    out = book.take(pa.array(picks))
-    for name in ("ts_event_ns", "ts_recv_ns"):
-        out = out.set_column(out.schema.get_field_index(name), name, pa.array(instants))
-    return out
+    return _replace(book.take(pa.array(picks)), ts_event_ns=instants, ts_recv_ns=instants)
 
 
 def _score(alerts: pa.Table, truth_ns: np.ndarray, truth_px: np.ndarray, truth_side: np.ndarray):
@@ -125,7 +125,8 @@ def test_hidden_executions_against_lobster_type_5(real_data, capsys):
 
     # confidence: fitted on the morning (before the day's middle), judged on the afternoon
     ts = alerts.column("ts_event_ns").to_numpy()
-    middle = (int(tr.column("ts_event_ns").to_numpy().min()) + int(tr.column("ts_event_ns").to_numpy().max())) // 2
+    day = tr.column("ts_event_ns").to_numpy()
+    middle = (int(day.min()) + int(day.max())) // 2
     afternoon = ts >= middle
     _, ece = calibration(alerts.column("confidence").to_numpy()[afternoon], hit[afternoon])
     with capsys.disabled():
