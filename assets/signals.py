@@ -38,7 +38,7 @@ from tapeflow.book.partition import rebuild_slices
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
 from tapeflow.signals.config import config_path, load
-from tapeflow.signals.detect import detect_tables, grid_and_levels
+from tapeflow.signals.detect import detect_tables, grid_and_levels, instruments_of
 from tapeflow.signals.orders import detect_orders
 from tapeflow.signals.score import score
 
@@ -81,7 +81,7 @@ def signals(context: AssetExecutionContext,
         snaps = concat(BOOK_SNAPSHOT, mine)
         trades = common.read(TRADE, lake, [t])[t]
         events = common.read(ORDER_EVENT, lake, [t])[t]
-        found[t] = concat(SIGNAL, [detect_tables(trades, snaps, thresholds),
+        found[t] = concat(SIGNAL, [detect_tables(trades, snaps, thresholds, order_ids=instruments_of(events)),
                                    *detect_orders(events, snaps, thresholds)]).sort_by(ORDER)
         ts = trades.column("ts_event_ns")
         hours[t] = (pc.max(ts).as_py() - pc.min(ts).as_py()) / _HOUR_NS if trades.num_rows else 0.0

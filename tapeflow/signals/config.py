@@ -106,6 +106,24 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),
     },
+    "hidden": {
+        "beyond_x_shown": (float, 1.0, 1e6),
+        "require_after": (int, 0, 1),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
+    "iceberg_l2": {
+        "refill_ns": (int, 0, 10_000_000_000),
+        "min_refills": (int, 1, 1000),
+        "min_refill_share": (float, 0.0, 1.0),
+        "min_hidden_x_shown": (float, 0.0, 1e6),
+        "min_refill_gap_ns": (int, 0, 3_600_000_000_000),
+        "chain_gap_ns": (int, 1_000_000, 3_600_000_000_000),
+        "mm_window_ns": (int, 0, 3_600_000_000_000),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
 }
 
 

@@ -8,7 +8,7 @@ order ids, ``tapeflow.signals.orders.detect_orders`` adds the L3 detectors (spoo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +17,11 @@ import pyarrow as pa
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
-from tapeflow.signals import spikes, walls, whale, withdrawal
+from tapeflow.signals import hidden, iceberg_l2, spikes, walls, whale, withdrawal
 from tapeflow.signals.config import PARAMS, Thresholds
 from tapeflow.wire.capture import merge
 
-DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg, wall, spike
+DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg, wall, spike, hidden, iceberg_l2
 
 
 def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:
@@ -44,8 +44,8 @@ def detect_format(format_name: str, paths: Sequence[Path], thresholds: Threshold
                                         on_chunk=chunks.append)
     tables = merge(chunks)
     trades = tables.get(TRADE.name, TRADE.empty_table())
-    signals = detect_tables(trades, snapshots, thresholds, preset=preset)
     events = tables.get(ORDER_EVENT.name)
+    signals = detect_tables(trades, snapshots, thresholds, preset=preset, order_ids=instruments_of(events))
     if events is None or events.num_rows == 0:
         return signals
     from tapeflow.signals.orders import detect_orders
@@ -53,10 +53,20 @@ def detect_format(format_name: str, paths: Sequence[Path], thresholds: Threshold
     return _sorted(concat(SIGNAL, [signals, *detect_orders(events, snapshots, thresholds, preset=preset)]))
 
 
+def instruments_of(events: pa.Table | None) -> frozenset[tuple[str, str]]:
+    """The (venue, symbol) pairs with rows in ``events`` (an ``order_event`` table, or None)."""
+    if events is None or events.num_rows == 0:
+        return frozenset()
+    return frozenset((v, s) for v, s, _ in instrument_groups(events))
+
+
 def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds, *,
-                  preset: str | None = None) -> pa.Table:
+                  preset: str | None = None, order_ids: Collection[tuple[str, str]] = ()) -> pa.Table:
     """``signal`` rows of every detector for every instrument in ``trades`` and ``snapshots``
-    (a ``book_snapshot`` table on a regular grid), sorted by instrument and time."""
+    (a ``book_snapshot`` table on a regular grid), sorted by instrument and time.
+
+    ``order_ids``: the (venue, symbol) pairs whose input has order ids; they get the L3 iceberg
+    (``tapeflow.signals.orders``) in place of the L2 one, so an iceberg is not reported twice."""
     out = []
     books = {(v, s): rows for v, s, rows in instrument_groups(snapshots)}
     for venue, symbol, rows in instrument_groups(trades):
@@ -74,6 +84,11 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
                                     venue, symbol).table())
             out.append(spikes.detect(book, tr, tick, thresholds.for_instrument("spike", symbol, preset),
                                      venue, symbol).table())
+            out.append(hidden.detect(tr, book, thresholds.for_instrument("hidden", symbol, preset), venue,
+                                     symbol).table())
+            if (venue, symbol) not in order_ids:
+                params = thresholds.for_instrument("iceberg_l2", symbol, preset)
+                out.append(iceberg_l2.detect(tr, book, params, venue, symbol).table())
     return _sorted(concat(SIGNAL, out))
 
 
