@@ -7,8 +7,9 @@ attributes its volume to a side:
 * the resting order was **two-sided quoting** (added within ``pair_ns`` of an add on the other
   side: a market maker posts both quotes at once, and the simulator has no owner ids to say so):
   its fill counts for the aggressor, never for the maker;
-* the resting order was **young** (filled within ``child_fill_ns`` of its add, and not quoting
-  both sides): a passive child of a parent rests at the touch and is filled within seconds, so
+* the resting order was **young at the touch** (added at or inside its side's touch, filled
+  within ``child_fill_ns`` of its add, not quoting both sides): a passive child of a parent rests
+  at the touch and is filled within seconds, so
   ``passive_weight`` of the fill counts for the resting side and the rest is left out (a young
   background order looks the same: the weight is how far that guess is trusted);
 * otherwise the fill counts for the aggressor.
@@ -37,10 +38,11 @@ NONE_NS = np.iinfo(np.int64).min
 
 
 @njit(cache=True)
-def _fill_flow(ts, oid, action, side, size, n_orders, pair_ns, child_fill_ns, passive_weight):
+def _fill_flow(ts, oid, action, side, size, at_touch, n_orders, pair_ns, child_fill_ns, passive_weight):
     n = len(ts)
     o_ts = np.full(n_orders, NONE_NS, np.int64)
     o_paired = np.zeros(n_orders, np.bool_)
+    o_touch = np.zeros(n_orders, np.bool_)
     last_add_ns = np.full(2, NONE_NS, np.int64)
     last_add_oid = np.full(2, -1, np.int64)
     flow = np.zeros(n, np.float64)
@@ -56,6 +58,7 @@ def _fill_flow(ts, oid, action, side, size, n_orders, pair_ns, child_fill_ns, pa
         if a == A:
             o_ts[k] = t
             o_paired[k] = False
+            o_touch[k] = at_touch[i]
             o = 1 - s
             if last_add_ns[o] != NONE_NS and t - last_add_ns[o] <= pair_ns:
                 o_paired[k] = True
@@ -68,7 +71,7 @@ def _fill_flow(ts, oid, action, side, size, n_orders, pair_ns, child_fill_ns, pa
             if o_paired[k]:
                 maker[i] = True
                 flow[i] = -sign * v
-            elif t - o_ts[k] <= child_fill_ns:
+            elif o_touch[k] and t - o_ts[k] <= child_fill_ns:
                 passive[i] = sign * v * passive_weight
                 flow[i] = passive[i]
             else:
@@ -77,13 +80,14 @@ def _fill_flow(ts, oid, action, side, size, n_orders, pair_ns, child_fill_ns, pa
 
 
 def fill_flow(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
-              size: np.ndarray, *, pair_ns: int, child_fill_ns: int, passive_weight: float
-              ) -> dict[str, np.ndarray]:
+              size: np.ndarray, at_touch: np.ndarray, *, pair_ns: int, child_fill_ns: int,
+              passive_weight: float) -> dict[str, np.ndarray]:
     """Signed volume each fill adds to the pressure (+ buy, - sell), per event.
 
     Args:
         ts_ns, order_id, action, side, size: the rows (``side`` coded 0 bid, 1 ask, -1 none;
             ``action`` the record's byte codes; order id 0 is anonymous and left out).
+        at_touch: at adds, whether the order joined (or improved) its side's touch.
         pair_ns: an add this close to an add on the other side is two-sided quoting.
         child_fill_ns: a fill this soon after its order's add is a passive child's.
         passive_weight: share of a passive child's fill counted for its resting side.
@@ -96,14 +100,14 @@ def fill_flow(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side:
     oid = np.where(np.asarray(order_id) == 0, -1, oid).astype(np.int64)
     flow, passive, maker = _fill_flow(np.asarray(ts_ns, np.int64), oid, np.asarray(action, np.int64),
                                       np.asarray(side, np.int64), np.asarray(size, np.int64),
-                                      max(1, len(ids)), int(pair_ns), int(child_fill_ns),
-                                      float(passive_weight))
+                                      np.asarray(at_touch, np.bool_), max(1, len(ids)), int(pair_ns),
+                                      int(child_fill_ns), float(passive_weight))
     return dict(flow=flow, passive=passive, maker=maker)
 
 
 def fill_flow_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
-                  size: np.ndarray, *, pair_ns: int, child_fill_ns: int, passive_weight: float
-                  ) -> dict[str, np.ndarray]:
+                  size: np.ndarray, at_touch: np.ndarray, *, pair_ns: int, child_fill_ns: int,
+                  passive_weight: float) -> dict[str, np.ndarray]:
     """Pure-Python reference of :func:`fill_flow` (dicts keyed by raw order ids)."""
     n = len(ts_ns)
     out = dict(flow=np.zeros(n), passive=np.zeros(n), maker=np.zeros(n, bool))
@@ -114,7 +118,7 @@ def fill_flow_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, s
         if s not in (0, 1) or k == 0:
             continue
         if a == A:
-            orders[k] = [t, False]
+            orders[k] = [t, False, bool(at_touch[i])]
             prev = last_add.get(1 - s)
             if prev is not None and t - prev[0] <= pair_ns:
                 orders[k][1] = True
@@ -122,11 +126,11 @@ def fill_flow_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, s
             last_add[s] = (t, k)
         elif a == F and k in orders:
             sign = 1.0 if s == 0 else -1.0
-            add_ns, paired = orders[k]
+            add_ns, paired, touch = orders[k]
             if paired:
                 out["maker"][i] = True
                 out["flow"][i] = -sign * float(size[i])
-            elif t - add_ns <= child_fill_ns:
+            elif touch and t - add_ns <= child_fill_ns:
                 out["passive"][i] = out["flow"][i] = sign * float(size[i]) * passive_weight
             else:
                 out["flow"][i] = -sign * float(size[i])

@@ -29,17 +29,19 @@ _LOOKBACK_BLOCKS = 4
 _FILL = ord("F")
 
 
-def detect(ev: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str) -> Alerts:
+def detect(ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, Any], venue: str, symbol: str
+           ) -> Alerts:
     """Institutional pressure alerts of one instrument.
 
     Args:
         ev: the ``order_event`` columns ``ts_event_ns``, ``ts_recv_ns``, ``order_id``, ``action``,
             ``size_nanos`` and ``side_code`` (0 bid, 1 ask, -1 none), arrival order.
+        at_touch: per event, at adds: the order joined or improved its side's touch.
         params: the detector's thresholds.
     """
     out = Alerts(venue, symbol, NAME, params)
     ff = fill_flow(ev["ts_event_ns"], ev["order_id"], ev["action"], ev["side_code"], ev["size_nanos"],
-                   pair_ns=params["mm_pair_ns"], child_fill_ns=params["child_fill_ns"],
+                   at_touch, pair_ns=params["mm_pair_ns"], child_fill_ns=params["child_fill_ns"],
                    passive_weight=params["passive_weight"])
     fills = np.flatnonzero((ev["action"] == _FILL) & (ev["side_code"] >= 0) & (ev["order_id"] != 0))
     if len(fills) == 0:

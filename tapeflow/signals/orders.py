@@ -54,6 +54,6 @@ def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
                                 ev["size_nanos"], dist, big, ic["refill_ns"])
         out.append(spoofing.detect(ev, facts, depth_median, sp, venue, symbol).table())
         out.append(iceberg.detect(ev, facts, ic, venue, symbol).table())
-        out.append(institutional.detect(ev, thresholds.for_instrument("institutional", symbol, preset), venue,
-                                        symbol).table())
+        inst = thresholds.for_instrument("institutional", symbol, preset)
+        out.append(institutional.detect(ev, dist <= 0, inst, venue, symbol).table())
     return out or [SIGNAL.empty_table()]

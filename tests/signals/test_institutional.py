@@ -32,17 +32,17 @@ def _random_tape(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     action = rng.choice([L3_ADD, L3_FILL, L3_CANCEL], n, p=[0.5, 0.3, 0.2])
     side = rng.integers(-1, 2, n)
     size = rng.integers(1, 300, n) * LOT // 100
-    return dict(ts=ts, oid=oid, action=action, side=side, size=size)
+    return dict(ts=ts, oid=oid, action=action, side=side, size=size, touch=rng.uniform(size=n) < 0.7)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_fill_flow_equals_reference(seed):
     t = _random_tape(np.random.default_rng(seed), 3000)
     for pair_ns, child_ns, w in ((0, 3 * S, 0.5), (50_000_000, S, 1.0), (0, 0, 0.0)):
-        got = fill_flow(t["ts"], t["oid"], t["action"], t["side"], t["size"], pair_ns=pair_ns,
+        got = fill_flow(t["ts"], t["oid"], t["action"], t["side"], t["size"], t["touch"], pair_ns=pair_ns,
                         child_fill_ns=child_ns, passive_weight=w)
-        want = fill_flow_ref(t["ts"], t["oid"], t["action"], t["side"], t["size"], pair_ns=pair_ns,
-                             child_fill_ns=child_ns, passive_weight=w)
+        want = fill_flow_ref(t["ts"], t["oid"], t["action"], t["side"], t["size"], t["touch"],
+                             pair_ns=pair_ns, child_fill_ns=child_ns, passive_weight=w)
         for k in want:
             np.testing.assert_array_equal(got[k], want[k], err_msg=k)
         if w == 0.5:  # the tape reaches every branch
@@ -58,12 +58,17 @@ def test_fill_flow_attributes_fills():
     side = np.array([0, 1, 1, 0, 1, 1, 0, 0])
     size = np.full(8, 100)
     size[7] = 40
-    got = fill_flow(ts, oid, action, side, size, pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
+    touch = np.ones(8, bool)
+    got = fill_flow(ts, oid, action, side, size, touch, pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
     # maker fills count for their aggressor (bid filled: a seller), the old ask for its buyer, the
-    # young bid half for the bid
+    # young bid at the touch half for the bid
     np.testing.assert_array_equal(got["flow"], [0, 0, 0, -100, 100, 100, 0, 20])
     np.testing.assert_array_equal(got["maker"], [0, 0, 0, 1, 1, 0, 0, 0])
     np.testing.assert_array_equal(got["passive"], [0, 0, 0, 0, 0, 0, 0, 20])
+    # the same young bid added behind the touch is an ordinary resting order: its seller counts
+    touch[6] = False
+    got = fill_flow(ts, oid, action, side, size, touch, pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
+    np.testing.assert_array_equal(got["flow"], [0, 0, 0, -100, 100, 100, 0, -40])
 
 
 @pytest.mark.parametrize("n", [1, 500, 3000])
@@ -117,8 +122,9 @@ def _tape(rng, start_ns, seconds, *, parent_side=0, look=False, maker=False):
     rows.sort(key=lambda r: r[0])
     cols = list(zip(*rows, strict=True))
     ts = np.array(cols[0], np.int64)
-    return dict(ts_event_ns=ts, ts_recv_ns=ts, order_id=np.array(cols[1], np.uint64),
-                action=np.array(cols[2]), side_code=np.array(cols[3]), size_nanos=np.array(cols[4], np.int64))
+    ev = dict(ts_event_ns=ts, ts_recv_ns=ts, order_id=np.array(cols[1], np.uint64),
+              action=np.array(cols[2]), side_code=np.array(cols[3]), size_nanos=np.array(cols[4], np.int64))
+    return ev, np.ones(len(ts), bool)
 
 
 def _params():
@@ -128,13 +134,13 @@ def _params():
 def test_a_one_sided_parent_alerts_and_its_two_sided_look_alike_does_not():
     rng = np.random.default_rng(5)
     t0 = 1_704_196_800 * S
-    buy = institutional.detect(_tape(rng, t0, 900, parent_side=0), _params(), "sim", "X").table()
+    buy = institutional.detect(*_tape(rng, t0, 900, parent_side=0), _params(), "sim", "X").table()
     assert buy.num_rows >= 1 and set(buy.column("side").to_pylist()) == {1}
     first = buy.column("ts_event_ns")[0].as_py()
     assert t0 + 600 * S <= first <= t0 + 660 * S
-    sell = institutional.detect(_tape(rng, t0, 900, parent_side=1), _params(), "sim", "X").table()
+    sell = institutional.detect(*_tape(rng, t0, 900, parent_side=1), _params(), "sim", "X").table()
     assert set(sell.column("side").to_pylist()) == {-1}
-    look = institutional.detect(_tape(rng, t0, 900, look=True), _params(), "sim", "X").table()
+    look = institutional.detect(*_tape(rng, t0, 900, look=True), _params(), "sim", "X").table()
     assert look.num_rows == 0
 
 
@@ -144,22 +150,22 @@ def test_market_maker_fills_are_not_passive_children():
     # two-sided quoting, they count for their aggressors (sellers) and never for a buyer
     rng = np.random.default_rng(6)
     t0 = 1_704_196_800 * S
-    tape = _tape(rng, t0, 900, look=True, maker=True)
+    tape, touch = _tape(rng, t0, 900, look=True, maker=True)
     flow = fill_flow(tape["ts_event_ns"], tape["order_id"], tape["action"], tape["side_code"],
-                     tape["size_nanos"], pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
+                     tape["size_nanos"], touch, pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
     assert flow["maker"].sum() == 900 and (flow["passive"][flow["maker"]] == 0).all()
-    got = institutional.detect(tape, _params(), "sim", "X").table()
+    got = institutional.detect(tape, touch, _params(), "sim", "X").table()
     assert 1 not in got.column("side").to_pylist()
 
 
 def test_baseline_comes_from_earlier_days_when_the_input_holds_them():
     rng = np.random.default_rng(7)
     t0 = 1_704_196_800 * S
-    days = [_tape(rng, t0 + d * DAY, 900, parent_side=0) for d in range(3)]
+    days = [_tape(rng, t0 + d * DAY, 900, parent_side=0)[0] for d in range(3)]
     for k, d in enumerate(days):
         d["order_id"] = d["order_id"] + np.uint64(10 ** 6 * k)
     tape = {k: np.concatenate([d[k] for d in days]) for k in days[0]}
-    got = institutional.detect(tape, _params(), "sim", "X").table()
+    got = institutional.detect(tape, np.ones(len(tape["ts_event_ns"]), bool), _params(), "sim", "X").table()
     where = [json.loads(e)["baseline"] for e in got.column("evidence").to_pylist()]
     day_of = [(t - t0) // DAY for t in got.column("ts_event_ns").to_pylist()]
     assert where and all((w == "earlier_days") == (d > 0) for w, d in zip(where, day_of, strict=True)), \
