@@ -107,9 +107,11 @@ def _parents(p: dict[str, np.ndarray], median: np.ndarray, params: dict[str, Any
     med = np.where(last_print >= 0, median[np.maximum(last_print, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
         # an institutional meta-order works its parent in children of about one median print
-        # (tapeflow.signals.institutional claims it): a whale's children are larger
+        # (tapeflow.signals.institutional claims it): a whale's children are larger. Judged against
+        # the median before the window: a long parent's own children pull the rolling median down
         same_count = np.where(net > 0, buys, sells)
-        child_x = (total + np.abs(net)) / 2 / np.maximum(same_count, 1) / med
+        med_before = med[np.maximum(0, np.arange(n) - window + 1)]
+        child_x = (total + np.abs(net)) / 2 / np.maximum(same_count, 1) / med_before
         ratio = np.minimum.reduce([
             np.abs(net) / (params["parent_x_median"] * med),
             np.abs(net) / np.maximum(total, 1e-9) / params["parent_one_sided"],
