@@ -46,6 +46,8 @@ def detect(ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, An
     fills = np.flatnonzero((ev["action"] == _FILL) & (ev["side_code"] >= 0) & (ev["order_id"] != 0))
     if len(fills) == 0:
         return out
+    # arrival order may step back in venue time (a late packet): the windows need time order
+    fills = fills[np.argsort(ev["ts_event_ns"][fills], kind="stable")]
     ts = ev["ts_event_ns"][fills]
     flow, passive, maker = ff["flow"][fills], ff["passive"][fills], ff["maker"][fills]
     size = ev["size_nanos"][fills].astype(np.float64)

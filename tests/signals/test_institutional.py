@@ -170,3 +170,16 @@ def test_baseline_comes_from_earlier_days_when_the_input_holds_them():
     day_of = [(t - t0) // DAY for t in got.column("ts_event_ns").to_pylist()]
     assert where and all((w == "earlier_days") == (d > 0) for w, d in zip(where, day_of, strict=True)), \
         (where, day_of)
+
+
+def test_fills_out_of_venue_time_order_are_windowed_in_time_order():
+    rng = np.random.default_rng(8)
+    t0 = 1_704_196_800 * S
+    tape, touch = _tape(rng, t0, 900, parent_side=0)
+    want = institutional.detect(tape, touch, _params(), "sim", "X").table()
+    late = {k: v.copy() for k, v in tape.items()}
+    fills = np.flatnonzero(late["action"] == L3_FILL)
+    late["ts_event_ns"][fills[0]] = t0 + 5 * S  # the day's first fill stamped after others
+    got = institutional.detect(late, touch, _params(), "sim", "X").table()
+    assert got.num_rows == want.num_rows >= 1
+    assert got.column("ts_event_ns").to_pylist() == want.column("ts_event_ns").to_pylist()
