@@ -96,6 +96,7 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "mm_pair_ns": (int, 0, 10_000_000_000),
         "child_fill_ns": (int, 0, 3_600_000_000_000),
         "passive_weight": (float, 0.0, 1.0),
+        "min_passive_share": (float, -1.0, 1.0),
         "refractory_ns": (int, 0, 3_600_000_000_000),
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),

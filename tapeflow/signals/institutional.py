@@ -77,7 +77,10 @@ def detect(ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, An
             np.abs(net) / (params["z"] * scale),
         ])
     ratio = np.where(np.isfinite(ratio), ratio, 0.0)
-    on = ratio >= 1.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        # a meta-order works part of its parent passively; a whale's parent is all aggression
+        worked = np.sign(net) * pas / np.abs(net) >= params["min_passive_share"]
+    on = (ratio >= 1.0) & worked
     rising = np.flatnonzero(on & ~np.r_[False, on[:-1]])
     for side in (1, -1):
         cand = rising[np.sign(net[rising]) == side]

@@ -6,7 +6,9 @@ side. Its size is judged against a causal baseline of earlier prints (median and
 quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
 and ``sweep_x_median`` medians. A **parent order** is same-side aggression over
 ``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
-``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows.
+``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
+its same-side prints must average ``parent_min_child_x_median`` medians (read at the window's
+start): an institutional meta-order of median-sized children is the institutional detector's.
 """
 
 from __future__ import annotations
@@ -116,10 +118,10 @@ def _parents(p: dict[str, np.ndarray], median: np.ndarray, params: dict[str, Any
             np.abs(net) / (params["parent_x_median"] * med),
             np.abs(net) / np.maximum(total, 1e-9) / params["parent_one_sided"],
             np.abs(net) / (params["parent_z"] * rms),
-            child_x / params["parent_min_child_x_median"],
         ])
+        large_children = child_x >= params["parent_min_child_x_median"]  # a gate, not part of the score
     ratio = np.where(np.isfinite(ratio), ratio, 0.0)
-    on = ratio >= 1.0
+    on = (ratio >= 1.0) & large_children
     rising = on & ~np.r_[False, on[:-1]]
     events = []
     for b in np.flatnonzero(rising):

@@ -94,7 +94,7 @@ def test_day_bucket_baseline_uses_only_earlier_days_and_the_same_bucket():
     assert day_bucket_baseline(net, day, bucket, 3, 2, 1)[4] == 4.0, "one day back: day 1 only"
 
 
-def _tape(rng, start_ns, seconds, *, parent_side=0, look=False, maker=False):
+def _tape(rng, start_ns, seconds, *, parent_side=0, look=False, maker=False, young_against=False):
     """Background fills of alternating sign each second; a parent (or its two-sided look-alike) of
     100-lot children every second in [start + 600, start + 660) s; optional maker quotes."""
     rows = []
@@ -114,6 +114,8 @@ def _tape(rng, start_ns, seconds, *, parent_side=0, look=False, maker=False):
             for j in range(3):
                 side = (j % 2) if look else 1 - parent_side  # the parent takes the other side's orders
                 order(t - 20 * S + 2000 + j, side, 100 * LOT, 20 * S + 2)
+            if young_against:
+                order(t + 3000, 1 - parent_side, 30 * LOT, 500_000_000)
         if maker:
             k1, k2 = oid[0], oid[0] + 1
             oid[0] += 2
@@ -183,3 +185,18 @@ def test_fills_out_of_venue_time_order_are_windowed_in_time_order():
     got = institutional.detect(late, touch, _params(), "sim", "X").table()
     assert got.num_rows == want.num_rows >= 1
     assert got.column("ts_event_ns").to_pylist() == want.column("ts_event_ns").to_pylist()
+
+
+
+def test_a_parent_with_passive_flow_against_it_is_left_to_the_whale_detector():
+    # a one-sided parent all of whose passive flow works against it (young asks at the touch,
+    # filled by buyers within a second): no meta-order works like that; a whale's parent is pure
+    # aggression and the whale detector's
+    rng = np.random.default_rng(9)
+    t0 = 1_704_196_800 * S
+    tape, touch = _tape(rng, t0, 900, parent_side=0, young_against=True)
+    params = _params()
+    assert params["min_passive_share"] >= 0.0
+    assert institutional.detect(tape, touch, params, "sim", "X").table().num_rows == 0
+    anyway = institutional.detect(tape, touch, {**params, "min_passive_share": -1.0}, "sim", "X").table()
+    assert anyway.num_rows >= 1 and set(anyway.column("side").to_pylist()) == {1}
