@@ -1,4 +1,4 @@
-"""The L3 detectors (spoofing, icebergs) over ``order_event`` rows, per instrument.
+"""The L3 detectors (spoofing, icebergs, institutional pressure) over ``order_event`` rows, per instrument.
 
 They need order ids, so they run where the input has them (the simulator's feed, MBO, LOBSTER):
 ``detect_orders`` takes the ``order_event`` table beside the rebuilt ``book_snapshot`` grid, which
@@ -16,7 +16,7 @@ from kernels.signals_orders import order_lifetimes
 from kernels.signals_windows import block_quantiles
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.records import ASK, BID, SIGNAL
-from tapeflow.signals import iceberg, spoofing
+from tapeflow.signals import iceberg, institutional, spoofing
 from tapeflow.signals.config import Thresholds
 
 _BASELINE_ROWS = 600  # grid rows per baseline block (1 min at 100 ms); 4 blocks looked back
@@ -54,4 +54,6 @@ def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
                                 ev["size_nanos"], dist, big, ic["refill_ns"])
         out.append(spoofing.detect(ev, facts, depth_median, sp, venue, symbol).table())
         out.append(iceberg.detect(ev, facts, ic, venue, symbol).table())
+        inst = thresholds.for_instrument("institutional", symbol, preset)
+        out.append(institutional.detect(ev, dist <= 0, inst, venue, symbol).table())
     return out or [SIGNAL.empty_table()]

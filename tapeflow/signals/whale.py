@@ -6,7 +6,9 @@ side. Its size is judged against a causal baseline of earlier prints (median and
 quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
 and ``sweep_x_median`` medians. A **parent order** is same-side aggression over
 ``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
-``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows.
+``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
+its same-side prints must average ``parent_min_child_x_median`` medians (read at the window's
+start): an institutional meta-order of median-sized children is the institutional detector's.
 """
 
 from __future__ import annotations
@@ -101,16 +103,25 @@ def _parents(p: dict[str, np.ndarray], median: np.ndarray, params: dict[str, Any
     window = max(1, params["parent_window_ns"] // _BIN_NS)
     baseline = max(1, params["parent_baseline_ns"] // _BIN_NS)
     net, total, rms = flow_windows(signed, gross, window, baseline)
+    buys, sells, _ = flow_windows(np.bincount(bins, p["side"] > 0, minlength=n).astype(np.float64),
+                                  np.bincount(bins, p["side"] < 0, minlength=n).astype(np.float64), window, 1)
     last_print = np.searchsorted(bins, np.arange(n), side="right") - 1
     med = np.where(last_print >= 0, median[np.maximum(last_print, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
+        # an institutional meta-order works its parent in children of about one median print
+        # (tapeflow.signals.institutional claims it): a whale's children are larger. Judged against
+        # the median before the window: a long parent's own children pull the rolling median down
+        same_count = np.where(net > 0, buys, sells)
+        med_before = med[np.maximum(0, np.arange(n) - window + 1)]
+        child_x = (total + np.abs(net)) / 2 / np.maximum(same_count, 1) / med_before
         ratio = np.minimum.reduce([
             np.abs(net) / (params["parent_x_median"] * med),
             np.abs(net) / np.maximum(total, 1e-9) / params["parent_one_sided"],
             np.abs(net) / (params["parent_z"] * rms),
         ])
+        large_children = child_x >= params["parent_min_child_x_median"]  # a gate, not part of the score
     ratio = np.where(np.isfinite(ratio), ratio, 0.0)
-    on = ratio >= 1.0
+    on = (ratio >= 1.0) & large_children
     rising = on & ~np.r_[False, on[:-1]]
     events = []
     for b in np.flatnonzero(rising):
@@ -126,5 +137,6 @@ def _parents(p: dict[str, np.ndarray], median: np.ndarray, params: dict[str, Any
             score=float(ratio[b]), side=side,
             evidence=dict(style="parent", window_s=window, net_x_median=round(float(abs(net[b]) / med[b]), 2),
                           one_sided=round(float(abs(net[b]) / total[b]), 3),
+                          child_x_median=round(float(child_x[b]), 2),
                           net_z=round(float(abs(net[b]) / rms[b]), 2) if rms[b] > 0 else None))))
     return events
