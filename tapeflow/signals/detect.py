@@ -17,11 +17,11 @@ import pyarrow as pa
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
-from tapeflow.signals import whale, withdrawal
+from tapeflow.signals import stealth, whale, withdrawal
 from tapeflow.signals.config import PARAMS, Thresholds
 from tapeflow.wire.capture import merge
 
-DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg
+DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg, absorption, creep, contraction, stealth
 
 
 def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:
@@ -70,6 +70,9 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
             tick = _tick(book)
             traded = _traded_into(book["recv"], tr)
             out.append(withdrawal.detect(book, traded, tick, params, venue, symbol).table())
+            events = snapshots.column("sequence").take(books[(venue, symbol)]).to_numpy()
+            out += stealth.detect_instrument(book, events, tr, tick, thresholds, symbol, preset, venue,
+                                             out[-2:])
     return _sorted(concat(SIGNAL, out))
 
 
