@@ -81,7 +81,8 @@ def test_detect_writes_signal_rows_that_pass_their_quality_suite(evaluation):
     assert table.schema == SIGNAL.arrow_schema() and table.num_rows > 0
     result = run_suite("signals", table)
     assert {c.name: c.examples[:1] for c in result.failed} == {}
-    assert set(table.column("kind").to_pylist()) <= {"whale", "withdrawal", "spoofing", "iceberg"}
+    assert set(table.column("kind").to_pylist()) <= {"whale", "withdrawal", "spoofing", "iceberg",
+                                                     "absorption", "creep", "contraction", "stealth"}
     assert set(table.column("symbol").to_pylist()) <= set(summary.events)
 
 
