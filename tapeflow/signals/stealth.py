@@ -41,6 +41,7 @@ CONTRACTION = "contraction/1"
 STEALTH = "stealth/1"
 COMPONENTS = ("absorption", "creep", "hidden", "withdrawal", "contraction")
 _BLOCK_S = 60  # baseline block: one minute of samples
+_MAX_SCORE = 100.0
 
 
 def sample(book: dict[str, np.ndarray], events: np.ndarray, sample_ns: int, tick: int
@@ -133,7 +134,8 @@ def detect_contraction(book: dict[str, np.ndarray], events: np.ndarray, tick: in
         row = int(s["rows"][t])
         out.add(ts_event_ns=int(book["ts"][row]), ts_recv_ns=int(book["recv"][row]), kind="contraction",
                 side=0, size_nanos=0, start_ns=int(book["ts"][s["rows"][first]]), end_ns=int(book["ts"][row]),
-                score=float(params["factor"] * base[t] / max(per_event[t], 1e-12)),
+                # a still mid (per-event volatility 0) would score without bound: capped for readability
+                score=float(min(_MAX_SCORE, params["factor"] * base[t] / max(per_event[t], 1e-12))),
                 flags=_flags(book, s["rows"], first, t),
                 evidence=dict(range_ticks=round(float(rng[t]), 1), rv_per_event=round(float(per_event[t]), 4),
                               baseline_quantile=round(float(base[t]), 4),
