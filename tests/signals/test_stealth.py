@@ -97,6 +97,8 @@ def _regime_book(kind: str, seed: int = 3) -> tuple[dict[str, np.ndarray], np.nd
     buy_share = np.full(secs, 0.5)
     if kind == "contraction":
         steps[plant] /= 10
+    elif kind == "still":
+        steps[plant] = 0.0
     elif kind == "quiet":
         events[plant] /= 4
         steps[plant] /= 2  # sqrt(1/4): a quarter of the events, each as volatile
@@ -136,6 +138,12 @@ def test_a_contraction_is_found_and_a_quiet_period_is_not() -> None:
     assert ev["activity_share"] >= 0.6 and ev["rv_per_event"] <= ev["baseline_quantile"]
     quiet = _kinds("quiet")
     assert not _in_plant(quiet, "contraction"), _in_plant(quiet, "contraction")
+
+
+def test_a_still_mid_scores_at_the_cap_not_without_bound() -> None:
+    found = _in_plant(_kinds("still"), "contraction")
+    assert found and json.loads(found[0]["evidence"])["rv_per_event"] == 0.0
+    assert found[0]["score"] == 100.0
 
 
 def test_a_creep_is_found_with_its_side_and_a_momentum_move_is_not() -> None:
