@@ -17,11 +17,11 @@ import pyarrow as pa
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
-from tapeflow.signals import hidden, iceberg_l2, spikes, walls, whale, withdrawal
+from tapeflow.signals import hidden, iceberg_l2, spikes, stealth, walls, whale, withdrawal
 from tapeflow.signals.config import PARAMS, Thresholds
 from tapeflow.wire.capture import merge
 
-DETECTORS = tuple(PARAMS)  # whale, withdrawal, spoofing, iceberg, wall, spike, hidden, iceberg_l2
+DETECTORS = tuple(PARAMS)  # every kind of tapeflow.signals.config.PARAMS
 
 
 def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:
@@ -72,6 +72,7 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
     for venue, symbol, rows in instrument_groups(trades):
         tr = {c: trades.column(c).take(rows).to_numpy() for c in
               ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")}
+        mine = len(out)
         whale_params = thresholds.for_instrument("whale", symbol, preset)
         out.append(whale.detect(tr, whale_params, venue, symbol).table())
         if (venue, symbol) in books:
@@ -89,6 +90,10 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
             if (venue, symbol) not in order_ids:
                 params = thresholds.for_instrument("iceberg_l2", symbol, preset)
                 out.append(iceberg_l2.detect(tr, book, params, venue, symbol).table())
+            events = snapshots.column("sequence").take(books[(venue, symbol)]).to_numpy()
+            # the composite reads this instrument's other alerts (withdrawal, hidden, ...)
+            out += stealth.detect_instrument(book, events, tr, tick, thresholds, symbol, preset, venue,
+                                             out[mine:])
     return _sorted(concat(SIGNAL, out))
 
 

@@ -81,7 +81,8 @@ def test_detect_writes_signal_rows_that_pass_their_quality_suite(evaluation):
     assert table.schema == SIGNAL.arrow_schema() and table.num_rows > 0
     result = run_suite("signals", table)
     assert {c.name: c.examples[:1] for c in result.failed} == {}
-    registered = {"whale", "withdrawal", "spoofing", "iceberg", "wall", "spike", "hidden", "institutional"}
+    registered = {"whale", "withdrawal", "spoofing", "iceberg", "wall", "spike", "hidden", "institutional",
+                  "absorption", "creep", "contraction", "stealth"}
     assert set(table.column("kind").to_pylist()) <= registered
     # the simulator's feed has order ids: its icebergs come from the L3 detector alone
     assert "iceberg_l2/1" not in set(table.column("detector").to_pylist())
