@@ -52,6 +52,26 @@ _RETRY_NS = 10_000_000
 # a worked child's unfilled remainder is re-sent this much later
 _RESEND_NS = 500_000_000
 _WORKED = 1
+# an OP_MKT offset: the order takes at least every lot within its sweep limit (a spike's sweep
+# must cross the levels its jump crosses, even when one holds more than the planned size)
+_CLEAR = 2
+# an OP_MKT offset: a block sweep waits for a touch to hit (retried every 10 ms while the
+# opposite side is empty, as a withdrawal waits) and marks when it ran in ``ep_mark``
+_WAITS = 3
+
+
+@njit(cache=True)
+def _depth_within(bk, opp, ticks):
+    """Lots resting on side ``opp`` from its touch to ``ticks`` levels beyond it."""
+    ist = bk[13]
+    first = ist[B_BEST_ASK] if opp == 1 else ist[B_BEST_BID]
+    total = 0
+    for step in range(ticks + 1):
+        p = first + step if opp == 1 else first - step
+        if p < 0 or p >= ist[B_GRID]:
+            break
+        total += bk[0][opp, p]
+    return total
 
 
 @njit(cache=True)
@@ -99,6 +119,8 @@ def _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par):
     elif code == OP_MKT:
         if ep_px[ep] < 0:
             ep_px[ep] = ist[B_BEST_ASK] if side == 0 else ist[B_BEST_BID]
+        if off == _CLEAR:
+            size = max(size, _depth_within(bk, 1 - side, aux))
         n, done = _market(bk, slots, out, n, t, side, size, aux, True, st, rng, par)
     elif code == OP_FILL:
         k = slots[slot]
@@ -203,10 +225,15 @@ def run_due(bk, slots, out, n, lim, ops, fs, st, ep_px, ep_end, ep_count, ep_mar
             # no touch to pull depth from (a thin book swept bare): the pull waits for the side to
             # refill, so every withdrawal happens at a touch; retried every 10 ms, ops stay sorted
             _postpone(ops, st[S_OP_PTR], t_op + _RETRY_NS)
+        elif ops[st[S_OP_PTR], 1] == OP_MKT and ops[st[S_OP_PTR], 3] == _WAITS and _side_empty(
+            bk, 1 - ops[st[S_OP_PTR], 2]
+        ):
+            # a sweep into a bare side would trade nothing and have no price (seed 339848)
+            _postpone(ops, st[S_OP_PTR], t_op + _RETRY_NS)
         else:
             op = ops[st[S_OP_PTR]]
             n, done = _run_op(bk, slots, out, n, op, fs, st, ep_px, ep_end, ep_count, rng, par)
-            if op[1] == OP_WITHDRAW and ep_mark[op[6]] < 0:
+            if (op[1] == OP_WITHDRAW or (op[1] == OP_MKT and op[3] == _WAITS)) and ep_mark[op[6]] < 0:
                 ep_mark[op[6]] = op[0]
             if op[1] == OP_MKT and op[3] == _WORKED and done < op[4]:
                 # a worked child (off=1) the book could not fill within its sweep limit (a thin or

@@ -296,7 +296,8 @@ def _whale(
     side = int(rng.integers(0, 2))
     if rng.uniform() < 0.5:
         size = int(preset.median_depth_lots * rng.uniform(3, 8))
-        plan._op(t0, OP_MKT, ep, side=side, size=size, aux=100_000)
+        # off=3: waits for a touch on a bare side (kernels.sim_agents), its time kept in ep_mark
+        plan._op(t0, OP_MKT, ep, side=side, off=3, size=size, aux=100_000)
         return dict(side="BA"[side], style="sweep", size_lots=size, decisive_ns=t0)
     total = int(trade * rng.uniform(50, 200))
     children = int(rng.integers(20, 61))

@@ -88,6 +88,12 @@ def institutional(
     times = np.sort(rng.uniform(t0, end, children)).astype(np.int64)
     sides = rng.permutation(np.arange(children) % 2) if look else np.full(children, side)
     passive = rng.uniform(size=children) < rng.uniform(0.2, 0.4)
+    if look:
+        # half of each kind on each side (alternating in time), not half of all: drawn
+        # independently, 24 passive children once split 17/7, one-sided enough to read as a parent
+        for idx in (np.nonzero(passive)[0], np.nonzero(~passive)[0]):
+            if len(idx):
+                sides[idx] = (np.arange(len(idx)) + sides[idx[0]]) % 2
     aggressive_lots = [0, 0]
     done, decisive, last = 0, int(times[-1]), int(times[-1])
     for t, s, pas in zip(times, sides, passive, strict=True):
@@ -229,5 +235,7 @@ def spike(
         t_jump = t0 + (end - t0) // 2
     plan._op(t_jump, OP_JUMP, ep, side=side, off=ticks if side == 0 else -ticks)
     sweep = int(preset.median_depth_lots * rng.uniform(5, 15))
-    plan._op(t_jump, OP_MKT, ep, side=side, size=sweep, aux=ticks)
+    # offset 2: the sweep takes at least the levels the jump crosses (a 24k-lot crypto level at
+    # the touch once held a whole 5-15x-depth sweep, and the mid moved 2.5 ticks of 18: seed 677298)
+    plan._op(t_jump, OP_MKT, ep, side=side, off=2, size=sweep, aux=ticks)
     return dict(side="BA"[side], jump_ticks=ticks, sigmas=round(z, 2), sweep_lots=sweep, decisive_ns=t_jump)

@@ -250,6 +250,9 @@ def _simulate_one(
                 continue
             # the pull ran when its side had a touch, maybe later than planned
             row = dict(row, start_ns=int(ep_mark[ep]))
+        if row["kind"] == "whale" and not row["lookalike"] and ep_mark[ep] >= 0:
+            # a block sweep ran when its opposite side had a touch, maybe later than planned
+            row = dict(row, start_ns=int(ep_mark[ep]), decisive_ns=int(ep_mark[ep]))
         decisive = row["decisive_ns"] if row["decisive_ns"] >= 0 else int(ep_mark[ep])
         episode_rows.append(
             dict(
