@@ -100,7 +100,7 @@ class StreamingSignals:
         self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
         self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
         self.tick = 0
-        self.baseline = withdrawal.BlockBaseline()  # finished blocks' usual depths, per side
+        self.baseline = CarriedBand()  # the band depths' usual per block and side, carried
         self.last_alert: dict[tuple[str, int], int] = {}
         self.detectors = {name: make(venue, symbol, preset) for name, make in LIVE_DETECTORS.items()}
 
@@ -143,14 +143,23 @@ class StreamingSignals:
 
     def _withdrawal(self, params: dict[str, Any]) -> pa.Table | None:
         g = self.grid
-        if g is None or not len(g["ts"]):
-            return None
-        traded = _traded_into(g["recv"], self.trades)
-        rows = withdrawal.detect(g, traded, self.tick, {**params, "refractory_ns": 0}, self.venue,
-                                 self.symbol, baseline=self.baseline, first_row=self.dropped_rows).table()
         first_new = self.rows_done - self.dropped_rows
-        lo = int(g["ts"][first_new]) if first_new < len(g["ts"]) else np.iinfo(np.int64).max
+        if g is None or first_new >= len(g["ts"]):
+            return None  # no new grid row: nothing to judge
+        lag = max(1, params["window_ns"] // params["grid_ns"])
+        # the new rows, their reference rows ``lag`` back, and the row before them (its candidate
+        # state opens or continues a run); the whole look-back when the band depths' inputs changed
+        same = self.baseline.key == (self.tick, params["within_ticks"], lag)
+        start = max(0, first_new - lag - 1) if same else 0
+        if start:
+            g = {k: v[start:] for k, v in g.items()}
+        traded = _traded_into(g["recv"], self.trades)
+        every = {**params, "refractory_ns": 0}
+        rows = withdrawal.detect(g, traded, self.tick, every, self.venue, self.symbol,
+                                 baseline=self.baseline, first_row=self.dropped_rows + start).table()
+        lo = int(self.grid["ts"][first_new])
         table = refractory_chain(rows, params, self.last_alert, lo)
+        g = self.grid
         self.rows_done = self.dropped_rows + len(g["ts"])
         self._cut_grid(params)
         return table
@@ -191,6 +200,54 @@ class StreamingSignals:
             return
         self.grid = {k: v[cut:] for k, v in self.grid.items()}
         self.dropped_rows += cut
+
+
+class CarriedBand(withdrawal.BlockBaseline):
+    """The withdrawal baseline over slices of the day (``withdrawal.detect`` run on the new grid
+    rows and the rows they look back on, not the whole look-back): the band depths ("then") of the
+    last blocks are kept per side, and each block's usual depth is computed once from the 4 whole
+    blocks before it, with ``BlockBaseline``'s arithmetic (``block_quantiles``' bit for bit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.then: dict[int, np.ndarray] = {1: np.zeros(0), -1: np.zeros(0)}  # from day row then_first
+        self.then_first: dict[int, int] = {1: 0, -1: 0}
+
+    def check(self, key: tuple[int, ...]) -> None:
+        """Forget the kept band depths too when their inputs changed."""
+        if key != self.key:
+            self.then = {1: np.zeros(0), -1: np.zeros(0)}
+        super().check(key)
+
+    def usual(self, side: int, then: np.ndarray, first_row: int, lag: int) -> np.ndarray:
+        """Per row of ``then`` (the day's rows from ``first_row``; its first ``lag`` rows lack their
+        reference rows unless ``first_row`` is 0), the usual depth of its block."""
+        valid = first_row + (lag if first_row else 0)  # the first day row whose band depth is right
+        kept, kept_first = self.then[side], self.then_first[side]
+        end = kept_first + len(kept)
+        if not len(kept) or end < valid:
+            kept, kept_first, end = np.zeros(0), valid, valid
+        if first_row + len(then) > end:
+            kept = np.r_[kept, then[end - first_row:]]
+        known = self.medians[side]
+        out = np.empty(len(then))
+        last_block = (first_row + len(then) - 1) // _GRID_BLOCK
+        for block in range(first_row // _GRID_BLOCK, last_block + 1):
+            value = known.get(block)
+            if value is None:
+                lo = max(0, block - _LOOKBACK_BLOCKS) * _GRID_BLOCK
+                window = kept[max(0, lo - kept_first):max(0, block * _GRID_BLOCK - kept_first)]
+                value = withdrawal._median(window)
+                if kept_first <= lo:  # the whole window is kept: the day's median
+                    known[block] = value
+            a, b = max(first_row, block * _GRID_BLOCK), min(first_row + len(then), (block + 1) * _GRID_BLOCK)
+            out[a - first_row:b - first_row] = value
+        # keep the blocks the next block's median looks back on
+        cut = max(0, (last_block - _LOOKBACK_BLOCKS) * _GRID_BLOCK - kept_first)
+        self.then[side], self.then_first[side] = kept[cut:], kept_first + cut
+        for block in [b for b in known if b < last_block - _LOOKBACK_BLOCKS]:
+            del known[block]
+        return out
 
 
 def refractory_chain(rows: pa.Table, params: dict[str, Any], last_alert: dict[tuple[str, int], int],

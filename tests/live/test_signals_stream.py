@@ -140,7 +140,9 @@ def test_the_stream_carries_the_withdrawal_baseline_instead_of_recomputing_it(mo
     blocks = -(-grid.num_rows // 600)
     print(f"{len(parts)} batches, {len(medians)} block medians for {blocks} blocks x 2 sides")
     assert stream.dropped_rows > 0
-    assert len(medians) == 2 * blocks
+    # per block: the withdrawal's usual depth per side, and the L3 detectors' median depth at the
+    # touch (tapeflow.signals.stream_orders, the same carried arithmetic)
+    assert len(medians) == 3 * blocks
     assert live.to_pylist() == batch.to_pylist()
 
 
@@ -166,3 +168,29 @@ def test_a_look_back_not_cut_on_a_block_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not on a 600-row block"):
         BlockBaseline().usual(1, np.ones(1200), 1207, 2)
+
+
+def test_the_stream_computes_band_depths_of_new_grid_rows_only(monkeypatch) -> None:
+    # each batch runs band_depths over its new rows and the lag + 1 rows they look back on, not the
+    # whole 5-block look-back (13 of the stage's 24 ms per 5,000-event batch when it did)
+    from tapeflow.signals import withdrawal
+
+    thresholds = load(DEFAULT_PATH)
+    grid = _grid(9)
+    one = _trades(5).slice(0, 1)
+    seen: list[int] = []
+    real = withdrawal.band_depths
+
+    def counted(prices: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen.append(len(prices))
+        return real(prices, *args)
+
+    monkeypatch.setattr(withdrawal, "band_depths", counted)
+    stream = StreamingSignals("sim", "SIMA")
+    batches = range(0, grid.num_rows, 100)
+    for i in batches:
+        stream.add(one if i == 0 else None, grid.slice(i, 100), thresholds)
+    lag = thresholds.for_instrument("withdrawal", "SIMA")["window_ns"] // GRID_NS
+    print(f"{sum(seen)} rows through band_depths for {grid.num_rows} grid rows in {len(batches)} batches")
+    assert stream.dropped_rows > 0
+    assert sum(seen) <= 2 * (grid.num_rows + len(batches) * (lag + 1))
