@@ -99,7 +99,7 @@ class StreamingSignals:
         self.dropped_rows = 0  # grid rows of the day cut from the look-back (whole blocks)
         self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
         self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
-        self.tick = 0
+        self.tick = 0  # the finest gap between levels seen so far (0: none yet, read as 1)
         self.baseline = CarriedBand()  # the band depths' usual per block and side, carried
         self.last_alert: dict[tuple[str, int], int] = {}
         self.detectors = {name: make(venue, symbol, preset) for name, make in LIVE_DETECTORS.items()}
@@ -119,10 +119,11 @@ class StreamingSignals:
         if snapshots is not None and snapshots.num_rows:
             g = _grid_arrays(snapshots)
             self.grid = g if self.grid is None else {k: np.concatenate([self.grid[k], g[k]]) for k in g}
-            self.tick = min(self.tick, _tick(g)) if self.tick else _tick(g)
+            gap = _finest_gap(g)
+            self.tick = min(self.tick, gap) if self.tick and gap else self.tick or gap
         out = [self._whale(thresholds.for_instrument("whale", self.symbol, self.preset), final),
                self._withdrawal(thresholds.for_instrument("withdrawal", self.symbol, self.preset))]
-        feed = Feed(trades, g, events, self.tick, thresholds, final)
+        feed = Feed(trades, g, events, self.tick or 1, thresholds, final)
         for detector in self.detectors.values():
             out.extend(detector.add(feed))
         table = concat(SIGNAL, [t for t in out if t is not None])
@@ -135,6 +136,8 @@ class StreamingSignals:
         if not len(tr["ts_event_ns"]):
             return None
         done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
+        if done <= self.whale_done_ns:
+            return None  # no second became final: no alert did
         rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol).table()
         table = refractory_chain(rows, params, self.last_alert, self.whale_done_ns, done)
         self.whale_done_ns = max(self.whale_done_ns, done)
@@ -149,13 +152,14 @@ class StreamingSignals:
         lag = max(1, params["window_ns"] // params["grid_ns"])
         # the new rows, their reference rows ``lag`` back, and the row before them (its candidate
         # state opens or continues a run); the whole look-back when the band depths' inputs changed
-        same = self.baseline.key == (self.tick, params["within_ticks"], lag)
+        tick = self.tick or 1
+        same = self.baseline.key == (tick, params["within_ticks"], lag)
         start = max(0, first_new - lag - 1) if same else 0
         if start:
             g = {k: v[start:] for k, v in g.items()}
         traded = _traded_into(g["recv"], self.trades)
         every = {**params, "refractory_ns": 0}
-        rows = withdrawal.detect(g, traded, self.tick, every, self.venue, self.symbol,
+        rows = withdrawal.detect(g, traded, tick, every, self.venue, self.symbol,
                                  baseline=self.baseline, first_row=self.dropped_rows + start).table()
         lo = int(self.grid["ts"][first_new])
         table = refractory_chain(rows, params, self.last_alert, lo)
@@ -200,6 +204,16 @@ class StreamingSignals:
             return
         self.grid = {k: v[cut:] for k, v in self.grid.items()}
         self.dropped_rows += cut
+
+
+def _finest_gap(grid: dict[str, np.ndarray]) -> int:
+    # detect._tick of these rows alone, 0 where they show no gap (a few rows of a thin book may
+    # not; _tick's fallback of 1 would then stick as the finest tick of the day)
+    for name in ("bid_p", "ask_p"):
+        p = grid[name]
+        if ((p[:, 1:] > 0) & (p[:, :-1] > 0) & (p[:, 1:] != p[:, :-1])).any():
+            return _tick(grid)
+    return 0
 
 
 class CarriedBand(withdrawal.BlockBaseline):

@@ -102,10 +102,13 @@ class StreamingOrders:
         first_row = self.orders.rows
         facts = self.orders.step(ev["ts_event_ns"], ev["order_id"], ev["action"], code, ev["price_nanos"],
                                  ev["size_nanos"], dist, big, ic["refill_ns"])
-        out = [self._spoofing(ev, facts, sp)]
-        self.chains.forget_before(int(ev["ts_event_ns"].min()), ic)
-        out.append(iceberg.detect(ev, facts, ic, self.venue, self.symbol, state=self.chains,
-                                  first_row=first_row).table())
+        out = []
+        if facts["cancel"].any():  # only a cancel can be a layer
+            out.append(self._spoofing(ev, facts, sp))
+        if facts["refill"].any():  # only a refill can open or extend a chain
+            self.chains.forget_before(int(ev["ts_event_ns"].min()), ic)
+            out.append(iceberg.detect(ev, facts, ic, self.venue, self.symbol, state=self.chains,
+                                      first_row=first_row).table())
         return [t for t in out if t.num_rows]
 
     def _spoofing(self, ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], params: dict[str, Any]

@@ -194,3 +194,24 @@ def test_the_stream_computes_band_depths_of_new_grid_rows_only(monkeypatch) -> N
     print(f"{sum(seen)} rows through band_depths for {grid.num_rows} grid rows in {len(batches)} batches")
     assert stream.dropped_rows > 0
     assert sum(seen) <= 2 * (grid.num_rows + len(batches) * (lag + 1))
+
+
+def test_a_batch_of_grid_rows_without_a_level_gap_keeps_the_tick() -> None:
+    # a batch whose rows show one level per side has no gap to read the tick from: the tick stays
+    # the finest gap seen (detect._tick's fallback of 1 stuck as the day's tick when it was taken)
+    thresholds = load(DEFAULT_PATH)
+    grid = _grid(9)
+    scaled = {c: grid.column(c) for c in grid.column_names}
+    for name in ("bid_price_nanos", "ask_price_nanos"):
+        scaled[name] = pa.array([[5 * p for p in row] for row in grid.column(name).to_pylist()],
+                                grid.schema.field(name).type)
+    grid = pa.table(scaled, schema=grid.schema)
+    thin = grid.slice(600, 1).to_pylist()[0]
+    for side in ("bid", "ask"):
+        thin[f"{side}_price_nanos"] = thin[f"{side}_price_nanos"][:1]
+        thin[f"{side}_size_nanos"] = thin[f"{side}_size_nanos"][:1]
+    stream = StreamingSignals("sim", "SIMA")
+    stream.add(_trades(5).slice(0, 1), grid.slice(0, 600), thresholds)
+    assert stream.tick == 5
+    stream.add(None, pa.Table.from_pylist([thin], schema=grid.schema), thresholds)
+    assert stream.tick == 5
