@@ -105,12 +105,13 @@ def _stage(report: Report) -> None:
     without = median_time(lambda: flow(False))
     with_stage = median_time(lambda: flow(True))
     report.add("market flow without the signals stage", events, without, ours=True)
-    report.add("market flow with the signals stage (whale, withdrawal, spoofing, iceberg)", events, with_stage,
-               ours=True)
+    report.add("market flow with the signals stage (whale, withdrawal, spoofing, iceberg)", events,
+               with_stage, ours=True)
     per_batch_ms = (with_stage[0] - without[0]) / len(batches) * 1e3
     report.note(f"{len(batches)} micro-batches of up to {STAGE_BATCH_EVENTS:,} events: the stage costs "
                 f"{per_batch_ms:,.0f} ms CPU per batch")
     report.figure("market flow throughput with the signals stage, share of without",
-                  100 * without[0] / with_stage[0], "%", goal=70, before="20.5 % (24 ms CPU per batch; whale, withdrawal only)",
+                  100 * without[0] / with_stage[0], "%", goal=70,
+                  before="20.5 % (24 ms CPU per batch; whale, withdrawal only)",
                   note=f"{per_batch_ms:,.0f} ms CPU per {STAGE_BATCH_EVENTS:,}-event batch; "
                        "12 simulated equity minutes, median CPU of 3 after a warm-up")
