@@ -157,7 +157,9 @@ class StreamingSignals:
         start = max(0, first_new - lag - 1) if same else 0
         if start:
             g = {k: v[start:] for k, v in g.items()}
-        traded = _traded_into(g["recv"], self.trades)
+        # the volume traded between two rows of the slice: the trades received after its first row
+        after = self.trades["ts_recv_ns"] > g["recv"][0]
+        traded = _traded_into(g["recv"], {c: v[after] for c, v in self.trades.items()})
         every = {**params, "refractory_ns": 0}
         rows = withdrawal.detect(g, traded, tick, every, self.venue, self.symbol,
                                  baseline=self.baseline, first_row=self.dropped_rows + start).table()
