@@ -72,7 +72,7 @@ def test_the_stage_carries_the_l3_detectors_across_micro_batches(day, batch_sign
     # every live detector fed the simulated L3 market's decoded records in micro-batches: for
     # spoofing and icebergs the per-order state, the iceberg chains, the layers looked back on and
     # the depth baseline (cut after 5 one-minute blocks of the 8 minutes) carried; row for row
-    # equal to detect_format
+    # equal to detect_format, through a pickle round trip of the stage half way
     from tapeflow.live.batching import cut_batches
     from tapeflow.venues import get_format
     from tapeflow.venues.base import merge
@@ -80,7 +80,12 @@ def test_the_stage_carries_the_l3_detectors_across_micro_batches(day, batch_sign
     files, _ = day
     decoded = merge(list(get_format("sim").decode(files)))
     stage = LiveSignals(DEFAULT_PATH)
-    parts = [stage.apply("sim", "SIMA", b) for b in cut_batches(decoded, batch_events, None)]
+    batches = list(cut_batches(decoded, batch_events, None))
+    parts = []
+    for i, b in enumerate(batches):
+        if i == len(batches) // 2:
+            stage = pickle.loads(pickle.dumps(stage))  # a Bytewax recovery snapshot mid-stream
+        parts.append(stage.apply("sim", "SIMA", b))
     parts.append(stage.close())
     live = pa.concat_tables(parts)
     live = live.filter(pc.is_in(live.column("kind"), pa.array(LIVE_KINDS))).sort_by(KEY)
