@@ -138,7 +138,9 @@ class StreamingSignals:
         done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
         if done <= self.whale_done_ns:
             return None  # no second became final: no alert did
-        rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol).table()
+        judged = None if self.whale_done_ns == np.iinfo(np.int64).min else self.whale_done_ns
+        rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol,
+                            judged_from_ns=judged).table()
         table = refractory_chain(rows, params, self.last_alert, self.whale_done_ns, done)
         self.whale_done_ns = max(self.whale_done_ns, done)
         self._cut_trades(params)

@@ -215,3 +215,34 @@ def test_a_batch_of_grid_rows_without_a_level_gap_keeps_the_tick() -> None:
     assert stream.tick == 5
     stream.add(None, pa.Table.from_pylist([thin], schema=grid.schema), thresholds)
     assert stream.tick == 5
+
+
+def test_the_stream_computes_the_print_baseline_of_the_judged_tail_only(monkeypatch) -> None:
+    # the whale's print baseline (block_quantiles) runs over the blocks the newly judged prints
+    # look back on, not over the whole 12-minute look-back the parent windows keep
+    from tapeflow.signals import whale
+
+    thresholds = load(DEFAULT_PATH)
+    # a print every 0.1 s: the parent windows' 12 minutes hold far more prints than 5 blocks
+    trades = _trades(5)
+    for name in ("ts_event_ns", "ts_recv_ns"):
+        trades = trades.set_column(trades.schema.get_field_index(name), name,
+                                   pa.array(trades.column(name).to_numpy() // 30))
+    batch = detect_tables(trades, BOOK_SNAPSHOT.empty_table(), thresholds).sort_by(KEY)
+    seen: list[int] = []
+    real = whale.block_quantiles
+
+    def counted(x: np.ndarray, *args: object) -> np.ndarray:
+        seen.append(len(x))
+        return real(x, *args)
+
+    monkeypatch.setattr(whale, "block_quantiles", counted)
+    stream = StreamingSignals("sim", "SIMA")
+    parts = [stream.add(trades.slice(i, 100), None, thresholds) for i in range(0, trades.num_rows, 100)]
+    parts.append(stream.add(None, None, thresholds, final=True))
+    block = thresholds.for_instrument("whale", "SIMA")["baseline_trades"] // 4
+    print(f"{len(seen)} baseline calls of at most {max(seen[1:-1])} prints; {batch.num_rows} alerts")
+    assert batch.num_rows >= 5
+    assert pa.concat_tables(parts).sort_by(KEY).to_pylist() == batch.to_pylist()
+    # 4 blocks looked back on, the block of the last print before the judged second, the new prints
+    assert max(seen[1:-1]) <= 6 * block + 100
