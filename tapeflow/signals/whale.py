@@ -49,8 +49,9 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
 
     Args:
         judged_from_ns: only alerts at or after this instant are wanted (the live stage, whose
-            look-back starts on a whole baseline block): the print baseline is computed from the
-            whole blocks the prints from the last one before it look back on, not for every print.
+            look-back starts on a whole baseline block, with ``refractory_ns`` 0): earlier ones are
+            left out, and the print baseline is computed from the whole blocks the prints from the
+            last one before it look back on, not for every print.
     """
     out = Alerts(venue, symbol, NAME, params)
     p = prints(trades["ts_event_ns"], trades["ts_recv_ns"], trades["price_nanos"], trades["size_nanos"],
@@ -79,6 +80,8 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
               for i in np.flatnonzero(ratio >= 1.0)]
     events += _parents(p, median, params)
+    if judged_from_ns is not None:
+        events = [e for e in events if e[0] >= judged_from_ns]
     events.sort(key=lambda e: e[:2])  # parents carry dicts: two at one instant must not be compared
     by_side: dict[int, list[tuple[int, str, Any]]] = {1: [], -1: []}
     for ev in events:
