@@ -27,7 +27,7 @@ NAME = "spoofing/1"
 
 
 def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median: np.ndarray,
-           params: dict[str, Any], venue: str, symbol: str) -> Alerts:
+           params: dict[str, Any], venue: str, symbol: str, *, from_row: int = 0) -> Alerts:
     """Spoofing alerts of one instrument.
 
     Args:
@@ -36,6 +36,7 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median
         facts: :func:`kernels.signals_orders.order_lifetimes` of those events.
         depth_median: per event, the causal median depth at the touch (NaN before any baseline).
         params: the detector's thresholds.
+        from_row: events before it only look back (the live stage's earlier layers): no alert.
     """
     out = Alerts(venue, symbol, NAME, params)
     ts = ev["ts_event_ns"]
@@ -53,6 +54,7 @@ def detect(ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], depth_median
     ok = base & facts["add_big"]
     ok |= _layered(base & (size_x >= params["multi_size_x_depth"]), ts, ev["side_code"],
                    facts["add_size"], params["max_after_fill_ns"])
+    ok[:from_row] = False
     for code, side in ((0, 1), (1, -1)):
         cand = np.flatnonzero(ok & (ev["side_code"] == code))
         for k in first_of_runs(ts[cand], params["refractory_ns"]):

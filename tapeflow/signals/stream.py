@@ -13,6 +13,13 @@ emits the alerts that became final, so that the rows equal ``detect_tables`` ove
 * a whale alert is final once its second has passed (a print may still grow, a parent bin still
   fill); a withdrawal alert on a grid row is final when the row is.
 
+Other detectors plug in at ``LIVE_DETECTORS``: a factory per name, called once per instrument,
+giving an object whose ``add(feed)`` takes each batch's :class:`Feed` (the batch's new trades,
+grid rows and order events, the price increment, the thresholds in force, whether the stream
+ended) and returns its new ``signal`` tables; it keeps what it needs across batches itself and
+must stay picklable. The L3 detectors (spoofing, icebergs: ``tapeflow.signals.stream_orders``)
+are the first.
+
 What the look-back cannot carry: the price increment (``detect._tick``) is the smallest gap seen so
 far, where the day's batch sees the whole day; the two differ only when a finer gap first shows
 late in the day. Trades arriving with event times before an already-final second are judged where
@@ -22,9 +29,10 @@ they arrive, not re-judged back in time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +48,38 @@ _S = 1_000_000_000
 _TRADE_COLS = ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")
 _LOOKBACK_BLOCKS = 4
 _GRID_BLOCK = 600  # withdrawal's baseline block in grid rows
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One micro-batch as a registered live detector sees it (only what is new in it)."""
+
+    trades: pa.Table | None  # ``trade`` rows, arrival order
+    grid: dict[str, np.ndarray] | None  # the new grid rows (``detect._grid_arrays``)
+    events: pa.Table | None  # ``order_event`` rows, arrival order
+    tick: int  # the price increment: the finest gap between levels seen so far
+    thresholds: Thresholds
+    final: bool  # the end of the stream: every pending alert is final
+
+
+class LiveDetector(Protocol):
+    """What ``LIVE_DETECTORS`` factories make: one per instrument, picklable."""
+
+    def add(self, feed: Feed) -> list[pa.Table]:
+        """The batch in; the ``signal`` tables that became final out."""
+        ...
+
+
+def _orders(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_orders import StreamingOrders
+
+    return StreamingOrders(venue, symbol, preset)
+
+
+# the registration point of live detectors beyond whale and withdrawal: name -> factory
+LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
+    "orders": _orders,  # spoofing, iceberg
+}
 
 
 class StreamingSignals:
@@ -59,13 +99,15 @@ class StreamingSignals:
         self.dropped_rows = 0  # grid rows of the day cut from the look-back (whole blocks)
         self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
         self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
-        self.tick = 0
-        self.baseline = withdrawal.BlockBaseline()  # finished blocks' usual depths, per side
+        self.tick = 0  # the finest gap between levels seen so far (0: none yet, read as 1)
+        self.baseline = CarriedBand()  # the band depths' usual per block and side, carried
         self.last_alert: dict[tuple[str, int], int] = {}
+        self.detectors = {name: make(venue, symbol, preset) for name, make in LIVE_DETECTORS.items()}
 
     def add(self, trades: pa.Table | None, snapshots: pa.Table | None, thresholds: Thresholds,
-            *, final: bool = False) -> pa.Table:
-        """Take one batch's trades (arrival order) and grid snapshots; returns the new ``signal`` rows.
+            *, events: pa.Table | None = None, final: bool = False) -> pa.Table:
+        """Take one batch's trades and order events (arrival order) and grid snapshots; returns the
+        new ``signal`` rows.
 
         Args:
             final: the end of the stream: every pending alert is final.
@@ -73,11 +115,17 @@ class StreamingSignals:
         if trades is not None and trades.num_rows:
             for c in _TRADE_COLS:
                 self.trades[c] = np.concatenate([self.trades[c], trades.column(c).to_numpy()])
+        g = None
         if snapshots is not None and snapshots.num_rows:
             g = _grid_arrays(snapshots)
             self.grid = g if self.grid is None else {k: np.concatenate([self.grid[k], g[k]]) for k in g}
+            gap = _finest_gap(g)
+            self.tick = min(self.tick, gap) if self.tick and gap else self.tick or gap
         out = [self._whale(thresholds.for_instrument("whale", self.symbol, self.preset), final),
                self._withdrawal(thresholds.for_instrument("withdrawal", self.symbol, self.preset))]
+        feed = Feed(trades, g, events, self.tick or 1, thresholds, final)
+        for detector in self.detectors.values():
+            out.extend(detector.add(feed))
         table = concat(SIGNAL, [t for t in out if t is not None])
         if not table.num_rows:
             return table
@@ -88,49 +136,41 @@ class StreamingSignals:
         if not len(tr["ts_event_ns"]):
             return None
         done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
-        rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol).table()
-        table = self._chain(rows, params, self.whale_done_ns, done, "ts_event_ns")
+        if done <= self.whale_done_ns:
+            return None  # no second became final: no alert did
+        judged = None if self.whale_done_ns == np.iinfo(np.int64).min else self.whale_done_ns
+        rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol,
+                            judged_from_ns=judged).table()
+        table = refractory_chain(rows, params, self.last_alert, self.whale_done_ns, done)
         self.whale_done_ns = max(self.whale_done_ns, done)
         self._cut_trades(params)
         return table
 
     def _withdrawal(self, params: dict[str, Any]) -> pa.Table | None:
         g = self.grid
-        if g is None or not len(g["ts"]):
-            return None
-        self.tick = min(self.tick, _tick(g)) if self.tick else _tick(g)
-        traded = _traded_into(g["recv"], self.trades)
-        rows = withdrawal.detect(g, traded, self.tick, {**params, "refractory_ns": 0}, self.venue,
-                                 self.symbol, baseline=self.baseline, first_row=self.dropped_rows).table()
         first_new = self.rows_done - self.dropped_rows
-        lo = int(g["ts"][first_new]) if first_new < len(g["ts"]) else np.iinfo(np.int64).max
-        table = self._chain(rows, params, lo, np.iinfo(np.int64).max, "ts_event_ns")
+        if g is None or first_new >= len(g["ts"]):
+            return None  # no new grid row: nothing to judge
+        lag = max(1, params["window_ns"] // params["grid_ns"])
+        # the new rows, their reference rows ``lag`` back, and the row before them (its candidate
+        # state opens or continues a run); the whole look-back when the band depths' inputs changed
+        tick = self.tick or 1
+        same = self.baseline.key == (tick, params["within_ticks"], lag)
+        start = max(0, first_new - lag - 1) if same else 0
+        if start:
+            g = {k: v[start:] for k, v in g.items()}
+        # the volume traded between two rows of the slice: the trades received after its first row
+        after = self.trades["ts_recv_ns"] > g["recv"][0]
+        traded = _traded_into(g["recv"], {c: v[after] for c, v in self.trades.items()})
+        every = {**params, "refractory_ns": 0}
+        rows = withdrawal.detect(g, traded, tick, every, self.venue, self.symbol,
+                                 baseline=self.baseline, first_row=self.dropped_rows + start).table()
+        lo = int(self.grid["ts"][first_new])
+        table = refractory_chain(rows, params, self.last_alert, lo)
+        g = self.grid
         self.rows_done = self.dropped_rows + len(g["ts"])
         self._cut_grid(params)
         return table
-
-    def _chain(self, rows: pa.Table, params: dict[str, Any], lo_ns: int, hi_ns: int, col: str) -> pa.Table:
-        # the refractory chain over the whole day: the first candidate, then each one at least
-        # refractory_ns after the last alert of the same detector and side
-        if not rows.num_rows:
-            return rows
-        ts = rows.column(col).to_numpy()
-        side = rows.column("side").to_numpy()
-        detector = rows.column("detector")[0].as_py()
-        keep = []
-        for i in np.argsort(ts, kind="stable").tolist():
-            t = int(ts[i])
-            if not lo_ns <= t < hi_ns:
-                continue
-            key = (detector, int(side[i]))
-            last = self.last_alert.get(key)
-            if last is None or t - last >= params["refractory_ns"]:
-                keep.append(i)
-                self.last_alert[key] = t
-        kept = rows.take(pa.array(sorted(keep), pa.int64()))
-        index = kept.schema.get_field_index("params_hash")
-        return kept.set_column(index, kept.schema.field(index),
-                               pa.array([params_hash(params)] * kept.num_rows, pa.string()))
 
     def _cut_trades(self, params: dict[str, Any]) -> None:
         tr = self.trades
@@ -170,6 +210,91 @@ class StreamingSignals:
         self.dropped_rows += cut
 
 
+def _finest_gap(grid: dict[str, np.ndarray]) -> int:
+    # detect._tick of these rows alone, 0 where they show no gap (a few rows of a thin book may
+    # not; _tick's fallback of 1 would then stick as the finest tick of the day)
+    for name in ("bid_p", "ask_p"):
+        p = grid[name]
+        if ((p[:, 1:] > 0) & (p[:, :-1] > 0) & (p[:, 1:] != p[:, :-1])).any():
+            return _tick(grid)
+    return 0
+
+
+class CarriedBand(withdrawal.BlockBaseline):
+    """The withdrawal baseline over slices of the day (``withdrawal.detect`` run on the new grid
+    rows and the rows they look back on, not the whole look-back): the band depths ("then") of the
+    last blocks are kept per side, and each block's usual depth is computed once from the 4 whole
+    blocks before it, with ``BlockBaseline``'s arithmetic (``block_quantiles``' bit for bit)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.then: dict[int, np.ndarray] = {1: np.zeros(0), -1: np.zeros(0)}  # from day row then_first
+        self.then_first: dict[int, int] = {1: 0, -1: 0}
+
+    def check(self, key: tuple[int, ...]) -> None:
+        """Forget the kept band depths too when their inputs changed."""
+        if key != self.key:
+            self.then = {1: np.zeros(0), -1: np.zeros(0)}
+        super().check(key)
+
+    def usual(self, side: int, then: np.ndarray, first_row: int, lag: int) -> np.ndarray:
+        """Per row of ``then`` (the day's rows from ``first_row``; its first ``lag`` rows lack their
+        reference rows unless ``first_row`` is 0), the usual depth of its block."""
+        valid = first_row + (lag if first_row else 0)  # the first day row whose band depth is right
+        kept, kept_first = self.then[side], self.then_first[side]
+        end = kept_first + len(kept)
+        if not len(kept) or end < valid:
+            kept, kept_first, end = np.zeros(0), valid, valid
+        if first_row + len(then) > end:
+            kept = np.r_[kept, then[end - first_row:]]
+        known = self.medians[side]
+        out = np.empty(len(then))
+        last_block = (first_row + len(then) - 1) // _GRID_BLOCK
+        for block in range(first_row // _GRID_BLOCK, last_block + 1):
+            value = known.get(block)
+            if value is None:
+                lo = max(0, block - _LOOKBACK_BLOCKS) * _GRID_BLOCK
+                window = kept[max(0, lo - kept_first):max(0, block * _GRID_BLOCK - kept_first)]
+                value = withdrawal._median(window)
+                if kept_first <= lo:  # the whole window is kept: the day's median
+                    known[block] = value
+            a, b = max(first_row, block * _GRID_BLOCK), min(first_row + len(then), (block + 1) * _GRID_BLOCK)
+            out[a - first_row:b - first_row] = value
+        # keep the blocks the next block's median looks back on
+        cut = max(0, (last_block - _LOOKBACK_BLOCKS) * _GRID_BLOCK - kept_first)
+        self.then[side], self.then_first[side] = kept[cut:], kept_first + cut
+        for block in [b for b in known if b < last_block - _LOOKBACK_BLOCKS]:
+            del known[block]
+        return out
+
+
+def refractory_chain(rows: pa.Table, params: dict[str, Any], last_alert: dict[tuple[str, int], int],
+                     lo_ns: int = np.iinfo(np.int64).min, hi_ns: int = np.iinfo(np.int64).max) -> pa.Table:
+    """The refractory chain over the whole day, carried in ``last_alert`` (detector, side -> the
+    last alert's time): of ``rows`` (every candidate, found with ``refractory_ns = 0``) with
+    ``lo_ns <= ts_event_ns < hi_ns``, the first, then each one at least ``refractory_ns`` after
+    the last alert of the same detector and side; ``params_hash`` set from ``params``."""
+    if not rows.num_rows:
+        return rows
+    ts = rows.column("ts_event_ns").to_numpy()
+    side = rows.column("side").to_numpy()
+    detector = rows.column("detector")[0].as_py()
+    keep = []
+    for i in np.argsort(ts, kind="stable").tolist():
+        t = int(ts[i])
+        if not lo_ns <= t < hi_ns:
+            continue
+        key = (detector, int(side[i]))
+        last = last_alert.get(key)
+        if last is None or t - last >= params["refractory_ns"]:
+            keep.append(i)
+            last_alert[key] = t
+    kept = rows.take(pa.array(sorted(keep), pa.int64()))
+    index = kept.schema.get_field_index("params_hash")
+    return kept.set_column(index, kept.schema.field(index),
+                           pa.array([params_hash(params)] * kept.num_rows, pa.string()))
+
+
 class LiveSignals:
     """The flow's signals stage for one instrument: its own book on the thresholds' grid, the
     streaming detectors, and the thresholds file polled once per batch.
@@ -203,7 +328,8 @@ class LiveSignals:
         snaps = self.book.apply(book_in)[BOOK_SNAPSHOT.name] if book_in else None
         if self.stream is None:
             self.stream = StreamingSignals(venue, symbol, self.preset)
-        return self.stream.add(tables.get(TRADE.name), snaps, self.reloader.current)
+        return self.stream.add(tables.get(TRADE.name), snaps, self.reloader.current,
+                               events=tables.get(ORDER_EVENT.name))
 
     def close(self) -> pa.Table:
         """End of stream: the book's last grid instant and every pending alert."""

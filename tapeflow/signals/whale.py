@@ -45,16 +45,31 @@ def prints(ts_ns: np.ndarray, recv_ns: np.ndarray, price: np.ndarray, size: np.n
                 first_price=price[start], last_price=price[last] if len(ts) else price)
 
 
-def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str) -> Alerts:
-    """Whale alerts of one instrument from its trades (arrays of the ``trade`` record)."""
+def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str, *,
+           judged_from_ns: int | None = None) -> Alerts:
+    """Whale alerts of one instrument from its trades (arrays of the ``trade`` record).
+
+    Args:
+        judged_from_ns: only alerts at or after this instant are wanted (the live stage, whose
+            look-back starts on a whole baseline block, with ``refractory_ns`` 0): earlier ones are
+            left out, and the print baseline is computed from the whole blocks the prints from the
+            last one before it look back on, not for every print.
+    """
     out = Alerts(venue, symbol, NAME, params)
     p = prints(trades["ts_event_ns"], trades["ts_recv_ns"], trades["price_nanos"], trades["size_nanos"],
                trades["aggressor_side"])
     if len(p["ts"]) == 0:
         return out
     block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
-    base = block_quantiles(p["size"].astype(np.float64), block, _LOOKBACK_BLOCKS,
-                           (0.5, params["block_quantile"]))
+    first = 0
+    if judged_from_ns is not None:
+        # a parent's bin reads the baseline of the last print at or before it: from that print on
+        later = np.flatnonzero(p["ts"] >= judged_from_ns - _BIN_NS)
+        last_before = (int(later[0]) if len(later) else len(p["ts"])) - 1
+        first = max(0, (last_before // block - _LOOKBACK_BLOCKS) * block)
+    base = np.full((len(p["ts"]), 2), np.nan)
+    base[first:] = block_quantiles(p["size"][first:].astype(np.float64), block, _LOOKBACK_BLOCKS,
+                                   (0.5, params["block_quantile"]))
     median, high = base[:, 0], base[:, 1]
     size = p["size"].astype(np.float64)
     known = np.isfinite(median) & (median > 0)
@@ -67,6 +82,8 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
               for i in np.flatnonzero(ratio >= 1.0)]
     events += _parents(p, median, params)
+    if judged_from_ns is not None:
+        events = [e for e in events if e[0] >= judged_from_ns]
     events.sort(key=lambda e: e[:2])  # parents carry dicts: two at one instant must not be compared
     by_side: dict[int, list[tuple[int, str, Any]]] = {1: [], -1: []}
     for ev in events:

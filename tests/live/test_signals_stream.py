@@ -140,7 +140,9 @@ def test_the_stream_carries_the_withdrawal_baseline_instead_of_recomputing_it(mo
     blocks = -(-grid.num_rows // 600)
     print(f"{len(parts)} batches, {len(medians)} block medians for {blocks} blocks x 2 sides")
     assert stream.dropped_rows > 0
-    assert len(medians) == 2 * blocks
+    # per block: the withdrawal's usual depth per side, and the L3 detectors' median depth at the
+    # touch (tapeflow.signals.stream_orders, the same carried arithmetic)
+    assert len(medians) == 3 * blocks
     assert live.to_pylist() == batch.to_pylist()
 
 
@@ -166,3 +168,81 @@ def test_a_look_back_not_cut_on_a_block_is_refused() -> None:
 
     with pytest.raises(ValueError, match="not on a 600-row block"):
         BlockBaseline().usual(1, np.ones(1200), 1207, 2)
+
+
+def test_the_stream_computes_band_depths_of_new_grid_rows_only(monkeypatch) -> None:
+    # each batch runs band_depths over its new rows and the lag + 1 rows they look back on, not the
+    # whole 5-block look-back (13 of the stage's 24 ms per 5,000-event batch when it did)
+    from tapeflow.signals import withdrawal
+
+    thresholds = load(DEFAULT_PATH)
+    grid = _grid(9)
+    one = _trades(5).slice(0, 1)
+    seen: list[int] = []
+    real = withdrawal.band_depths
+
+    def counted(prices: np.ndarray, *args: object) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        seen.append(len(prices))
+        return real(prices, *args)
+
+    monkeypatch.setattr(withdrawal, "band_depths", counted)
+    stream = StreamingSignals("sim", "SIMA")
+    batches = range(0, grid.num_rows, 100)
+    for i in batches:
+        stream.add(one if i == 0 else None, grid.slice(i, 100), thresholds)
+    lag = thresholds.for_instrument("withdrawal", "SIMA")["window_ns"] // GRID_NS
+    print(f"{sum(seen)} rows through band_depths for {grid.num_rows} grid rows in {len(batches)} batches")
+    assert stream.dropped_rows > 0
+    assert sum(seen) <= 2 * (grid.num_rows + len(batches) * (lag + 1))
+
+
+def test_a_batch_of_grid_rows_without_a_level_gap_keeps_the_tick() -> None:
+    # a batch whose rows show one level per side has no gap to read the tick from: the tick stays
+    # the finest gap seen (detect._tick's fallback of 1 stuck as the day's tick when it was taken)
+    thresholds = load(DEFAULT_PATH)
+    grid = _grid(9)
+    scaled = {c: grid.column(c) for c in grid.column_names}
+    for name in ("bid_price_nanos", "ask_price_nanos"):
+        scaled[name] = pa.array([[5 * p for p in row] for row in grid.column(name).to_pylist()],
+                                grid.schema.field(name).type)
+    grid = pa.table(scaled, schema=grid.schema)
+    thin = grid.slice(600, 1).to_pylist()[0]
+    for side in ("bid", "ask"):
+        thin[f"{side}_price_nanos"] = thin[f"{side}_price_nanos"][:1]
+        thin[f"{side}_size_nanos"] = thin[f"{side}_size_nanos"][:1]
+    stream = StreamingSignals("sim", "SIMA")
+    stream.add(_trades(5).slice(0, 1), grid.slice(0, 600), thresholds)
+    assert stream.tick == 5
+    stream.add(None, pa.Table.from_pylist([thin], schema=grid.schema), thresholds)
+    assert stream.tick == 5
+
+
+def test_the_stream_computes_the_print_baseline_of_the_judged_tail_only(monkeypatch) -> None:
+    # the whale's print baseline (block_quantiles) runs over the blocks the newly judged prints
+    # look back on, not over the whole 12-minute look-back the parent windows keep
+    from tapeflow.signals import whale
+
+    thresholds = load(DEFAULT_PATH)
+    # a print every 0.1 s: the parent windows' 12 minutes hold far more prints than 5 blocks
+    trades = _trades(5)
+    for name in ("ts_event_ns", "ts_recv_ns"):
+        trades = trades.set_column(trades.schema.get_field_index(name), name,
+                                   pa.array(trades.column(name).to_numpy() // 30))
+    batch = detect_tables(trades, BOOK_SNAPSHOT.empty_table(), thresholds).sort_by(KEY)
+    seen: list[int] = []
+    real = whale.block_quantiles
+
+    def counted(x: np.ndarray, *args: object) -> np.ndarray:
+        seen.append(len(x))
+        return real(x, *args)
+
+    monkeypatch.setattr(whale, "block_quantiles", counted)
+    stream = StreamingSignals("sim", "SIMA")
+    parts = [stream.add(trades.slice(i, 100), None, thresholds) for i in range(0, trades.num_rows, 100)]
+    parts.append(stream.add(None, None, thresholds, final=True))
+    block = thresholds.for_instrument("whale", "SIMA")["baseline_trades"] // 4
+    print(f"{len(seen)} baseline calls of at most {max(seen[1:-1])} prints; {batch.num_rows} alerts")
+    assert batch.num_rows >= 5
+    assert pa.concat_tables(parts).sort_by(KEY).to_pylist() == batch.to_pylist()
+    # 4 blocks looked back on, the block of the last print before the judged second, the new prints
+    assert max(seen[1:-1]) <= 6 * block + 100

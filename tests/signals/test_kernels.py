@@ -17,7 +17,7 @@ from kernels.signals_windows import (
 
 
 def test_bucket_pads_to_powers_of_two():
-    assert [bucket(n) for n in (0, 1, 1024, 1025, 5000)] == [1024, 1024, 1024, 2048, 8192]
+    assert [bucket(n) for n in (0, 1, 64, 65, 1024, 1025, 5000)] == [64, 64, 64, 128, 1024, 2048, 8192]
 
 
 @pytest.mark.parametrize("n", [1, 7, 250, 1024, 1500])
