@@ -217,7 +217,8 @@ def test_v2_injected_faults_are_detected_and_resynced(v2_capture: Path, tmp_path
     meant = [(f.kind, f.index, f.location, locations[f.index + offsets[f.index]]) for f in injected]
     # the drop and the reorder hit the frames chosen for them; a disconnect may land on any frame (a
     # frame that passes while the client resubscribes takes no index, shifting later indices by one)
-    assert all(f.location == locations[f.index + offsets[f.index]] for f in injected if f.kind != "disconnect"), meant
+    assert all(f.location == locations[f.index + offsets[f.index]]
+               for f in injected if f.kind != "disconnect"), meant
     rows = statuses(batches)
     states = [r["state"] for r in rows]
     assert states.count("gap") == 2 and states.count("disconnected") == len(V2_SYMBOLS)  # a row per symbol

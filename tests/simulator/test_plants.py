@@ -215,8 +215,10 @@ def test_institutional_children_one_sided_lookalike_two_sided(
         # the background's own filled adds of that size (a 100-share child is a round lot the
         # equity background adds all day: seed 501837 had 7-12 a side in windows as long)
         n = t1 - t0
-        usual = {s: max(adds_filled(f, s, child, t0 - n, t0), adds_filled(f, s, child, t1, t1 + n)) for s in "BA"}
-        print("institutional", e["side"], "passive", p["passive_children"], "filled adds", filled, "usual", usual)
+        usual = {s: max(adds_filled(f, s, child, t0 - n, t0), adds_filled(f, s, child, t1, t1 + n))
+                 for s in "BA"}
+        print("institutional", e["side"], "passive", p["passive_children"], "filled adds", filled,
+              "usual", usual)
         if e["lookalike"]:
             assert min(filled.values()) >= 0.3 * p["passive_children"]
         else:
