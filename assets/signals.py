@@ -40,7 +40,7 @@ from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIG
 from tapeflow.signals.config import config_path, load
 from tapeflow.signals.detect import detect_tables, grid_and_levels, instruments_of
 from tapeflow.signals.orders import detect_orders
-from tapeflow.signals.score import score
+from tapeflow.signals.score import planted_kinds, score
 
 TRUTH_FILE = "episodes.parquet"  # the simulator's planted episodes, beside its files in landing
 CHECK = "planted_truth"
@@ -126,11 +126,13 @@ def planted_truth(landing: Path, t: Target) -> pa.Table | None:
 
 
 def truth_check(judged: list[Target], truth: pa.Table, alerts: pa.Table) -> AssetCheckResult:
-    """Precision and recall per kind of ``alerts`` against ``truth`` over the ``judged`` partitions
-    (reported; no goal enforced)."""
-    report = score(truth, alerts)
+    """Precision and recall per planted kind of ``alerts`` against ``truth`` over the ``judged``
+    partitions (reported; no goal enforced); kinds with no planted truth are listed as not scored."""
+    kinds = planted_kinds(truth)
+    report = score(truth, alerts, kinds=kinds)
+    unscored = sorted(set(alerts.column("kind").to_pylist()) - set(kinds))
     meta: dict[str, Any] = {"partitions": MetadataValue.json([str(target_key(t)) for t in judged]),
-                            "ece": _num(report.ece)}
+                            "ece": _num(report.ece), "not_scored": MetadataValue.json(unscored)}
     for k in report.kinds:
         meta[k.kind] = MetadataValue.json({"episodes": k.episodes, "alerts": k.alerts, "hits": k.hits,
                                            "precision": _num(k.precision), "recall": _num(k.recall)})

@@ -93,7 +93,7 @@ def signals_step(root: Path) -> None:
 
     from tapeflow.signals.config import DEFAULT_PATH, load
     from tapeflow.signals.detect import detect_format
-    from tapeflow.signals.score import read_truth, score
+    from tapeflow.signals.score import planted_kinds, read_truth, score
     from tapeflow.simulator import simulate
 
     _step(f"signals: every detector over {SIGNALS_MINUTES} simulated equity minutes, scored against the "
@@ -105,10 +105,14 @@ def signals_step(root: Path) -> None:
     pq.write_table(alerts, root / "signals.parquet")
     print(f"   {alerts.num_rows} signal rows in {time.perf_counter() - t0:.1f} s -> "
           f"{root / 'signals.parquet'}; planted: {summary.episodes_path}")
-    report = score(read_truth(Path(summary.episodes_path)), alerts)
+    truth = read_truth(Path(summary.episodes_path))
+    report = score(truth, alerts, kinds=planted_kinds(truth))
     print("\n".join(f"   {line}" for line in report.render().splitlines()))
-    print("   (four of the nine kinds have detectors so far; the others show their planted episodes "
-          "with no alerts)")
+    kinds = alerts.column("kind").to_pylist()
+    unscored = sorted(set(kinds) - set(planted_kinds(truth)))
+    if unscored:
+        print("   not scored (the simulator plants no truth for them): "
+              + ", ".join(f"{k} {kinds.count(k)} alerts" for k in unscored))
 
 
 def hints(root: Path) -> list[str]:

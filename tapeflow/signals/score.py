@@ -119,6 +119,12 @@ class ScoreReport:
         return "\n".join(lines)
 
 
+def planted_kinds(truth: pa.Table) -> list[str]:
+    """The kinds ``truth`` has episodes of: the ones a score can judge (``hidden`` and the
+    ``stealth`` composite have no planted truth, so their alerts would all count as false)."""
+    return sorted(set(truth.column("kind").to_pylist()))
+
+
 def score(truth: pa.Table, alerts: pa.Table, *, kinds: Iterable[str] | None = None) -> ScoreReport:
     """Match ``alerts`` (``signal`` rows) to the real episodes of ``truth`` and score them.
 
