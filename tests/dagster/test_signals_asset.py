@@ -75,9 +75,14 @@ def test_truth_check_reports_the_scorers_precision_and_recall(built) -> None:
     ev = check_results(result)[("signals", "planted_truth")]
     assert ev.passed
     truth = pq.read_table(Path(summary.episodes_path))
-    report = score(truth, _expected(summary))
+    planted = sorted(set(truth.column("kind").to_pylist()))
+    expected = _expected(summary)
+    report = score(truth, expected, kinds=planted)
     meta = {k: v.value for k, v in ev.metadata.items()}
     for k in report.kinds:
         got = meta[k.kind]
         assert (got["episodes"], got["alerts"], got["hits"]) == (k.episodes, k.alerts, k.hits), k.kind
     assert any(k.episodes for k in report.kinds)
+    # kinds with no planted truth (hidden executions, the stealth composite) are listed, not scored
+    unplanted = sorted(set(expected.column("kind").to_pylist()) - set(planted))
+    assert meta["not_scored"] == unplanted and not set(unplanted) & set(meta)
