@@ -9,7 +9,6 @@ instrument marked as having order ids: the route a price-level input takes.
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
@@ -20,14 +19,11 @@ from tapeflow.signals.detect import detect_tables, grid_and_levels
 from tapeflow.signals.score import score
 from tapeflow.simulator import simulate
 from tapeflow.wire.capture import merge
-
-S = 1_000_000_000
-TUNING_SEEDS = {101, 102, 201, 202}
+from tests.signals.evaluation import S, evaluation_seed
 
 
 def test_l2_iceberg_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsys):
-    seed = int(np.random.SeedSequence().entropy % 900_000) + 1000
-    assert seed not in TUNING_SEEDS
+    seed = evaluation_seed()
     with capsys.disabled():
         print(f"\nL2 iceberg evaluation seed: {seed} (equity preset, overlap mode, 2 instruments x 2 h, "
               "6 episodes/kind/h)")

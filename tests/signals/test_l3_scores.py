@@ -3,27 +3,17 @@ from an evaluation seed drawn at random (printed), never the tuning seeds (101, 
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow.parquet as pq
 
-from tapeflow.cli import main
 from tapeflow.signals.score import score
-from tapeflow.simulator import simulate
-
-S = 1_000_000_000
-TUNING_SEEDS = {101, 102, 201, 202}
+from tests.signals.evaluation import S, evaluation_seed, simulate_and_detect
 
 
 def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(tmp_path, capsys):
-    seed = int(np.random.SeedSequence().entropy % 900_000) + 1000
-    assert seed not in TUNING_SEEDS
+    seed = evaluation_seed()
     with capsys.disabled():
         print(f"\nL3 signals evaluation seed: {seed} (equity preset, 2 instruments x 2 h, 6 episodes/kind/h)")
-    summary = simulate(seed, 2, 2 * 3600 * S, tmp_path, "equity", progress=False, episodes_per_hour=6)
-    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files),
-                 "--out", str(tmp_path / "sig")])
-    assert code == 0
-    table = pq.read_table(tmp_path / "sig" / "signals.parquet")
+    summary, table = simulate_and_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6)
     report = score(pq.read_table(summary.episodes_path), table, kinds=["spoofing", "iceberg"])
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")

@@ -4,31 +4,22 @@ market in overlap mode, from an evaluation seed drawn at random (printed), never
 
 from __future__ import annotations
 
-import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tapeflow.cli import main
 from tapeflow.signals.score import score
-from tapeflow.simulator import simulate
+from tests.signals.evaluation import S, evaluation_seed, simulate_and_detect
 
-S = 1_000_000_000
-TUNING_SEEDS = {101, 102, 201, 202}
 KINDS = ["absorption", "creep", "contraction"]
 
 
 def test_absorption_creep_contraction_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsys):
-    seed = int(np.random.SeedSequence().entropy % 900_000) + 1000
-    assert seed not in TUNING_SEEDS
+    seed = evaluation_seed()
     with capsys.disabled():
         print(f"\nstealth signals evaluation seed: {seed} (crypto preset, overlap mode, "
               "2 instruments x 20 min, 12 episodes/kind/h)")
-    summary = simulate(seed, 2, 20 * 60 * S, tmp_path, "crypto", progress=False, episodes_per_hour=12,
-                       overlap=True)
-    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files),
-                 "--out", str(tmp_path / "sig")])
-    assert code == 0
-    table = pq.read_table(tmp_path / "sig" / "signals.parquet")
+    summary, table = simulate_and_detect(tmp_path, seed, "crypto", 2, 20 * 60 * S, episodes_per_hour=12,
+                                         overlap=True)
     report = score(pq.read_table(summary.episodes_path), table, kinds=KINDS)
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")
