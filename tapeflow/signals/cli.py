@@ -1,4 +1,5 @@
-"""The ``tapeflow signals`` subcommands: ``score`` alerts against planted truth, ``detect`` signals."""
+"""The ``tapeflow signals`` subcommands: ``score`` alerts against planted truth, ``detect`` signals,
+``report`` them over every real capture."""
 
 from __future__ import annotations
 
@@ -34,7 +35,32 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     de.add_argument("--preset", default=None,
                     help="thresholds preset for every instrument (default: each instrument's own)")
     de.set_defaults(func=_cmd_detect)
+
+    rp = inner.add_parser("report", help="detect over every real capture, write alert rates and top alerts "
+                                          "as Markdown")
+    rp.add_argument("--data", type=Path, default=None, help="real-data folder (default: TAPEFLOW_REAL_DATA)")
+    rp.add_argument("--out", type=Path, required=True, help="Markdown file to write")
+    rp.add_argument("--max-hours", type=float, default=8.0, help="judge each file's first hours only")
+    rp.add_argument("--top", type=int, default=5, help="alerts shown per kind")
+    rp.set_defaults(func=_cmd_report)
     return p
+
+
+def _cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.signals.config import config_path, load
+    from tapeflow.signals.realruns import run_all, unread_notes
+    from tapeflow.signals.report import render
+
+    thresholds = load(config_path(settings))
+    root = args.data if args.data is not None else settings.real_data
+    runs = run_all(root, thresholds, max_hours=args.max_hours)
+    text = render(runs, args.top) + "\nNot run (no decoder, or not a market capture):\n\n" + unread_notes()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"report: {sum(r.signals is not None for r in runs)} of {len(runs)} inputs run, "
+          f"thresholds from {thresholds.path}")
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
