@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 from tapeflow.book.grid import instrument_groups
 from tapeflow.errors import TapeflowError
 from tapeflow.schemas.core import concat
-from tapeflow.schemas.records import ORDER_EVENT, SIGNAL, TRADE
+from tapeflow.schemas.records import F_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
 from tapeflow.signals.config import Thresholds
 from tapeflow.signals.report import FileRun
 
@@ -139,12 +139,17 @@ def unread_notes() -> str:
 
 
 def _span(*tables: pa.Table) -> tuple[int, int]:
-    """First and last capture time over the decoded records: the book grid is rounded, and an MBO
-    start-of-day snapshot carries its orders' old event times."""
+    """First and last capture time over the decoded records, a vendor's snapshot replay left out
+    (an MBO file's start-of-day snapshot is stamped at midnight, hours before the market opens);
+    not the book grid, whose rows are rounded to it."""
     firsts, lasts = [], []
     for t in tables:
         if t.num_rows and "ts_recv_ns" in t.column_names:
             ts = t.column("ts_recv_ns").to_numpy()
+            if "flags" in t.column_names:
+                ts = ts[(t.column("flags").to_numpy() & F_SNAPSHOT) == 0]
+            if ts.size == 0:
+                continue
             firsts.append(int(np.min(ts)))
             lasts.append(int(np.max(ts)))
     return (min(firsts), max(lasts)) if firsts else (0, 0)

@@ -98,3 +98,19 @@ def test_a_long_file_is_cut_to_its_first_hours(real_data: Path, hours: float) ->
     assert run.span_ns == int(hours * HOUR_NS) and run.note.startswith("cut: first 0.005 h")
     assert run.signals is not None
     assert max(run.signals.column("ts_event_ns").to_pylist(), default=0) < AAPL_FIRST_NS + hours * HOUR_NS
+
+
+def test_mbo_span_leaves_out_the_start_of_day_snapshot(real_data: Path) -> None:
+    import databento_dbn
+    import zstandard
+
+    rel = "databento/glbx/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
+    path = need(real_data / rel)
+    decoder = databento_dbn.DBNDecoder()
+    decoder.write(zstandard.ZstdDecompressor().stream_reader(path.open("rb")).read())
+    # independent: the records' own capture times, snapshot replay (F_SNAPSHOT, 32) left out
+    recv = [r.ts_recv for r in decoder.decode() if isinstance(r, databento_dbn.MBOMsg) and not r.flags & 32]
+    thresholds = load(Path("tapeflow/signals/thresholds.toml"))
+    run = run_case(real_data, Case("es", "dbn", (rel,)), thresholds, max_hours=8)
+    assert run.span_ns == max(recv) - min(recv) and run.note == ""
+    assert 1.9 < run.hours < 2.1 and run.signals is not None
