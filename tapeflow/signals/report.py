@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from tapeflow.schemas.records import UNDEF_PRICE
+from tapeflow.schemas.records import SIGNAL_KINDS, UNDEF_PRICE
 
 _NS_PER_HOUR = 3_600 * 10**9
 _EVIDENCE_CHARS = 160
@@ -117,6 +117,10 @@ def render(runs: Sequence[FileRun], n: int = 5) -> str:
     parts = ["Alerts per kind per file, `count (per hour)` over the judged span:", "", rate_table(runs), ""]
     if notes:
         parts += ["Skipped or cut:", "", *notes, ""]
+    seen = {k for r in runs if r.signals is not None for k in counts_by_kind(r.signals)}
+    silent = [k for k in SIGNAL_KINDS if k not in seen]
+    if silent:
+        parts += [f"No alert on any file: {', '.join(silent)}.", ""]
     parts += [f"Top {n} per kind over every file (confidence, then score):", "", top_table(runs, n)]
     return "\n".join(parts).rstrip() + "\n"
 

@@ -58,6 +58,8 @@ def test_rates_count_the_given_rows_per_kind_and_hour() -> None:
     assert [(label, row["ts_event_ns"]) for label, row in top_alerts(runs, "spike", 1)] == [("b", 5)]
     text = render(runs)
     assert "skipped: missing x" in text and text.count("**whale**") == 1
+    assert "No alert on any file: spoofing, iceberg, hidden, absorption, withdrawal, wall, institutional, " \
+           "creep, contraction, stealth." in text
 
 
 def test_real_lobster_head_counts_and_span(real_data: Path) -> None:
