@@ -169,6 +169,9 @@ class StreamingL2:
         for _, _, start_ns in self.open_walls:
             first = self.first_row + int(np.searchsorted(self.grid["ts"], start_ns))
             keep_from = min(keep_from, ((first - 1) // _BLOCK - _LOOKBACK_BLOCKS) * _BLOCK)
+        if len(self.waiting["ts_recv_ns"]):  # and the row before a print not judged yet
+            before = int(np.searchsorted(self.grid["recv"], self.waiting["ts_recv_ns"].min())) - 1
+            keep_from = min(keep_from, (self.first_row + max(before, 0)) // _BLOCK * _BLOCK)
         cut = max(0, keep_from) - self.first_row
         if cut <= 0:
             return
