@@ -76,9 +76,16 @@ def _orders(venue: str, symbol: str, preset: str | None) -> LiveDetector:
     return StreamingOrders(venue, symbol, preset)
 
 
+def _l2(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_l2 import StreamingL2
+
+    return StreamingL2(venue, symbol, preset)
+
+
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
     "orders": _orders,  # spoofing, iceberg
+    "l2": _l2,  # spike, hidden
 }
 
 

@@ -24,7 +24,8 @@ from tapeflow.storage import lake
 
 S = 1_000_000_000
 KEY = [(c, "ascending") for c in ("venue", "symbol", "kind", "side", "ts_event_ns", "detector")]
-LIVE_KINDS = ("whale", "withdrawal", "spoofing", "iceberg")  # the stage's detectors
+# the stage's detectors
+LIVE_KINDS = ("whale", "withdrawal", "spoofing", "iceberg", "spike", "hidden", "wall")
 L3_KINDS = ("spoofing", "iceberg")
 
 
@@ -96,6 +97,13 @@ def test_the_stage_carries_the_l3_detectors_across_micro_batches(day, batch_sign
           f"depth baseline from grid row {orders.depth_first_row}")
     assert orders.depth_first_row > 0  # the look-back was cut
     assert l3 > 0
+    for kind in ("spike", "hidden", "wall"):
+        assert pc.sum(pc.equal(batch.column("kind"), kind)).as_py(), f"the simulated day has no {kind} alert"
+    # the L2 look-back is bounded (no wall stands at the end): 5 whole blocks of 600 grid rows
+    # before the newest row's block
+    l2 = stage.stream.detectors["l2"]
+    assert l2.first_row > 0 and len(l2.grid["ts"]) <= 6 * 600
+    assert (l2.trades["ts_recv_ns"] > l2.grid["recv"][0]).all()
     assert live.to_pylist() == batch.to_pylist()
 
 
