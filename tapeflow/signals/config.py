@@ -137,10 +137,12 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
     },
     "spoofing_l2": {
         "min_size_x_depth": (float, 0.5, 1e6),
+        "max_size_x_depth": (float, 0.5, 1e6),
         "min_ticks": (int, 0, 1000),
         "max_ticks": (int, 0, 1000),
         "max_life_ns": (int, 1_000_000, 60_000_000_000),
         "vanish_share": (float, 0.0, 1.0),
+        "min_step_drop_share": (float, 0.0, 1.0),
         "max_traded_share": (float, 0.0, 1e6),
         "max_after_fill_ns": (int, 0, 60_000_000_000),
         "mm_window_ns": (int, 0, 60_000_000_000),

@@ -4,9 +4,12 @@ and vanishes again with no trade at its price, on one side only.
 From the book grid and the trades alone. Per side, ``kernels.signals_spoofing_l2.level_jumps``
 (JAX) gives how much each level's size grew in one grid step; a jump of at least
 ``min_size_x_depth`` times the usual depth at the touch (``walls.usual_depth``), ``min_ticks``..
-``max_ticks`` behind its side's touch, is a candidate layer. ``first_fall`` (JAX) finds the row,
+``max_ticks`` behind its side's touch, is a candidate layer unless it exceeds ``max_size_x_depth``
+times that depth (one order that large is a wall; one pulled at once is the wall's look-alike). ``first_fall`` (JAX) finds the row,
 within ``max_life_ns``, where the size at that price has fallen back by ``vanish_share`` of the
-jump. The layer was a spoof when, between its appearance and its vanishing:
+jump, and it went in one grid step: at least ``min_step_drop_share`` of the jump left between
+two rows (a cancel; orders leaving one by one shrink a level step by step). The layer was a
+spoof when, between its appearance and its vanishing:
 
 * the trades at its price add to at most ``max_traded_share`` of the jump (it was pulled, not
   filled);
@@ -34,12 +37,18 @@ from tapeflow.signals.walls import usual_depth
 NAME = "spoofing_l2/1"
 
 
+def _at(prices_row: np.ndarray, sizes_row: np.ndarray, price: int) -> float:
+    return float(sizes_row[(prices_row == price) & (sizes_row > 0)].sum())
+
+
+
 def _candidates(prices: np.ndarray, sizes: np.ndarray, sign: int, tick: int, threshold: np.ndarray,
-                lo_ticks: int, hi_ticks: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(rows, levels, jumps) of the jumps of at least ``threshold`` ``lo_ticks..hi_ticks`` behind the touch."""
+                lo_ticks: int, hi_ticks: int, cap: float = np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, levels, jumps) of the jumps of ``threshold``..``cap`` times it ``lo_ticks..hi_ticks``
+    behind the touch."""
     jumps = level_jumps(prices, sizes)
     behind = sign * (prices[:, :1] - prices) // max(tick, 1)
-    big = (jumps >= threshold[:, None]) & (behind >= lo_ticks) & (behind <= hi_ticks) & (prices[:, :1] > 0)
+    big = (jumps >= threshold[:, None]) & (jumps <= cap * threshold[:, None]) & (behind >= lo_ticks) & (behind <= hi_ticks) & (prices[:, :1] > 0)
     rows, levels = np.nonzero(big)
     return rows, levels, jumps[rows, levels]
 
@@ -69,7 +78,8 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
     t_recv, t_px = tr["ts_recv_ns"][order], tr["price_nanos"][order]
     t_size, t_agg = tr["size_nanos"][order].astype(np.float64), tr["aggressor_side"][order]
     cands = {sign: _candidates(book[f"{name}_p"], book[f"{name}_s"], sign, tick, threshold,
-                               params["min_ticks"], params["max_ticks"])
+                               params["min_ticks"], params["max_ticks"],
+                               params["max_size_x_depth"] / params["min_size_x_depth"])
              for sign, name in ((1, "bid"), (-1, "ask"))}
     # the other side's large size, anywhere from its touch to max_ticks: a market maker quotes at it
     two_sided = {sign: np.sort(ts[_candidates(book[f"{name}_p"], book[f"{name}_s"], sign, tick, threshold, 0,
@@ -83,6 +93,10 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
         keep = []
         for i in np.flatnonzero(fall > 0).tolist():
             k, v = int(rows[i]), int(rows[i] + fall[i])
+            # a cancel takes the size at once; orders leaving one by one shrink a level step by step
+            step = _at(prices[v - 1], sizes[v - 1], price[i]) - _at(prices[v], sizes[v], price[i])
+            if step < params["min_step_drop_share"] * jumps[i]:
+                continue
             lo, hi = np.searchsorted(t_recv, [recv[k - 1], recv[v]], side="right")
             at_price = t_size[lo:hi][t_px[lo:hi] == price[i]].sum()
             if at_price > params["max_traded_share"] * jumps[i]:
