@@ -5,11 +5,12 @@ From the book grid and the trades alone. Per side, ``kernels.signals_spoofing_l2
 (JAX) gives how much each level's size grew in one grid step; a jump of at least
 ``min_size_x_depth`` times the usual depth at the touch (``walls.usual_depth``), ``min_ticks``..
 ``max_ticks`` behind its side's touch, is a candidate layer unless it exceeds ``max_size_x_depth``
-times that depth (one order that large is a wall; one pulled at once is the wall's look-alike). ``first_fall`` (JAX) finds the row,
-within ``max_life_ns``, where the size at that price has fallen back by ``vanish_share`` of the
-jump, and it went in one grid step: at least ``min_step_drop_share`` of the jump left between
-two rows (a cancel; orders leaving one by one shrink a level step by step). The layer was a
-spoof when, between its appearance and its vanishing:
+times that depth (one order that large is a wall; one pulled at once is the wall's look-alike).
+``first_fall`` (JAX) finds the row, within ``max_life_ns``, where the size at that price has fallen
+back by ``vanish_share`` of the jump, and it went in one grid step: at least
+``min_step_drop_share`` of the jump left between two rows (a cancel; orders leaving one by one
+shrink a level step by step). The layer was a spoof when, between its appearance and its
+vanishing:
 
 * the trades at its price add to at most ``max_traded_share`` of the jump (it was pulled, not
   filled);
@@ -43,12 +44,14 @@ def _at(prices_row: np.ndarray, sizes_row: np.ndarray, price: int) -> float:
 
 
 def _candidates(prices: np.ndarray, sizes: np.ndarray, sign: int, tick: int, threshold: np.ndarray,
-                lo_ticks: int, hi_ticks: int, cap: float = np.inf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                lo_ticks: int, hi_ticks: int, cap: float = np.inf
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, levels, jumps) of the jumps of ``threshold``..``cap`` times it ``lo_ticks..hi_ticks``
     behind the touch."""
     jumps = level_jumps(prices, sizes)
     behind = sign * (prices[:, :1] - prices) // max(tick, 1)
-    big = (jumps >= threshold[:, None]) & (jumps <= cap * threshold[:, None]) & (behind >= lo_ticks) & (behind <= hi_ticks) & (prices[:, :1] > 0)
+    big = ((jumps >= threshold[:, None]) & (jumps <= cap * threshold[:, None])
+           & (behind >= lo_ticks) & (behind <= hi_ticks) & (prices[:, :1] > 0))
     rows, levels = np.nonzero(big)
     return rows, levels, jumps[rows, levels]
 
@@ -89,7 +92,8 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
         rows, levels, jumps = cands[sign]
         prices, sizes = book[f"{name}_p"], book[f"{name}_s"]
         price = prices[rows, levels]
-        fall = first_fall(prices, sizes, rows, price, sizes[rows, levels] - params["vanish_share"] * jumps, window)
+        at_most = sizes[rows, levels] - params["vanish_share"] * jumps
+        fall = first_fall(prices, sizes, rows, price, at_most, window)
         keep = []
         for i in np.flatnonzero(fall > 0).tolist():
             k, v = int(rows[i]), int(rows[i] + fall[i])
@@ -121,9 +125,10 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
             bad = int(np.bitwise_or.reduce(book["flags"][k - 1:v + 1])) & F_MAYBE_BAD_BOOK
             x_depth = float(jumps[i] / (threshold[k] / params["min_size_x_depth"]))
             out.add(ts_event_ns=int(ts[v]), ts_recv_ns=int(recv[v]), kind="spoofing", side=sign,
-                    price_nanos=int(price[i]), size_nanos=int(jumps[i]), start_ns=int(ts[k]), end_ns=int(ts[v]),
+                    price_nanos=int(price[i]), size_nanos=int(jumps[i]), start_ns=int(ts[k]),
+                    end_ns=int(ts[v]),
                     score=x_depth / params["min_size_x_depth"], flags=F_MAYBE_BAD_BOOK if bad else 0,
                     evidence=dict(size_x_depth=round(x_depth, 2),
-                                  ticks_behind=int(sign * (int(prices[k, 0]) - int(price[i])) // max(tick, 1)),
+                                  ticks_behind=sign * (int(prices[k, 0]) - int(price[i])) // max(tick, 1),
                                   life_ms=round((int(ts[v]) - int(ts[k])) / 1e6, 1)))
     return out

@@ -43,12 +43,14 @@ def _trades(rows: list[tuple[int, int, float, int]]) -> dict[str, np.ndarray]:
 
 def _tables(book: dict[str, np.ndarray], tr: dict[str, np.ndarray]) -> tuple[pa.Table, pa.Table]:
     n, g = len(tr["ts_event_ns"]), len(book["ts"])
-    trades = TRADE.table(dict(ts_event_ns=tr["ts_event_ns"], ts_recv_ns=tr["ts_recv_ns"], sequence=np.arange(n),
-                              trade_id=[""] * n, price_nanos=tr["price_nanos"], size_nanos=tr["size_nanos"],
+    trades = TRADE.table(dict(ts_event_ns=tr["ts_event_ns"], ts_recv_ns=tr["ts_recv_ns"],
+                              sequence=np.arange(n), trade_id=[""] * n, price_nanos=tr["price_nanos"],
+                              size_nanos=tr["size_nanos"],
                               aggressor_side=tr["aggressor_side"], flags=np.zeros(n, np.uint8)),
                          constants={"venue": "sim", "symbol": "SIMA"})
     snaps = BOOK_SNAPSHOT.table(dict(
-        ts_event_ns=book["ts"], ts_recv_ns=book["recv"], sequence=np.arange(g), levels=np.full(g, LEVELS, np.uint16),
+        ts_event_ns=book["ts"], ts_recv_ns=book["recv"], sequence=np.arange(g),
+        levels=np.full(g, LEVELS, np.uint16),
         bid_price_nanos=book["bid_p"].tolist(), bid_size_nanos=book["bid_s"].astype(np.int64).tolist(),
         ask_price_nanos=book["ask_p"].tolist(), ask_size_nanos=book["ask_s"].astype(np.int64).tolist(),
         flags=book["flags"]), constants={"venue": "sim", "symbol": "SIMA"})
@@ -126,9 +128,10 @@ def test_detect_tables_runs_l2_spoofing_only_without_order_ids():
     _layer(book, "bid", 3, 500, 20, 30)
     trades, snaps = _tables(book, _trades([(27, int(book["ask_p"][0, 0]), 5, BID)]))
     l2 = detect_tables(trades, snaps, thresholds, preset="equity")
-    assert l2.filter(pc.equal(l2.column("kind"), "spoofing")).column("detector").to_pylist() == ["spoofing_l2/1"]
+    spoofs = l2.filter(pc.equal(l2.column("kind"), "spoofing"))
+    assert spoofs.column("detector").to_pylist() == ["spoofing_l2/1"]
     l3 = detect_tables(trades, snaps, thresholds, preset="equity", order_ids={("sim", "SIMA")})
-    assert l3.filter(pc.equal(l3.column("kind"), "spoofing")).num_rows == 0, "the L3 spoofing detector's input"
+    assert l3.filter(pc.equal(l3.column("kind"), "spoofing")).num_rows == 0, "the L3 detector's input"
 
 
 def test_kernels_match_their_numpy_references():
