@@ -109,7 +109,7 @@ def test_size_leaving_order_by_order_is_not_a_cancel():
     price = _layer(book, "bid", 3, 500, 20, 40)
     for k, r in enumerate(range(30, 40)):
         book["bid_s"][r, 3] -= 50 * (k + 1) * LOT  # a tenth of the layer leaves per grid step
-    assert _detect(book, _trades([(37, int(book["ask_p"][0, 0]), 5, BID)])) == []
+    assert _detect(book, _trades([(32, int(book["ask_p"][0, 0]), 5, BID)])) == []
     assert price > 0
 
 
