@@ -22,7 +22,8 @@ from bench import Goal, Report, configure, run_module
 # bench.l2 is ours; other modules join by existing and exposing run(report) (see bench/__init__.py)
 MODULES = ("bench.l2", "bench.l3", "bench.book_stage", "bench.live", "bench.backfill", "bench.stages",
            "bench.decode", "bench.ingest", "bench.coldstart", "bench.signals", "bench.signals_walls",
-           "bench.signals_hidden", "bench.signals_institutional", "bench.signals_stealth")
+           "bench.signals_hidden", "bench.signals_institutional", "bench.signals_stealth",
+           "bench.signals_spoofing_l2")
 
 
 def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:

@@ -17,7 +17,7 @@ import pyarrow as pa
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
-from tapeflow.signals import hidden, iceberg_l2, spikes, stealth, walls, whale, withdrawal
+from tapeflow.signals import hidden, iceberg_l2, spikes, spoofing_l2, stealth, walls, whale, withdrawal
 from tapeflow.signals.config import PARAMS, Thresholds
 from tapeflow.wire.capture import merge
 
@@ -66,7 +66,7 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
     (a ``book_snapshot`` table on a regular grid), sorted by instrument and time.
 
     ``order_ids``: the (venue, symbol) pairs whose input has order ids; they get the L3 iceberg
-    (``tapeflow.signals.orders``) in place of the L2 one, so an iceberg is not reported twice."""
+    and spoofing (``tapeflow.signals.orders``) in place of the L2 ones, so neither is reported twice."""
     out = []
     books = {(v, s): rows for v, s, rows in instrument_groups(snapshots)}
     for venue, symbol, rows in instrument_groups(trades):
@@ -90,6 +90,8 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
             if (venue, symbol) not in order_ids:
                 params = thresholds.for_instrument("iceberg_l2", symbol, preset)
                 out.append(iceberg_l2.detect(tr, book, params, venue, symbol).table())
+                params = thresholds.for_instrument("spoofing_l2", symbol, preset)
+                out.append(spoofing_l2.detect(book, tr, tick, params, venue, symbol).table())
             events = snapshots.column("sequence").take(books[(venue, symbol)]).to_numpy()
             # the composite reads this instrument's other alerts (withdrawal, hidden, ...)
             out += stealth.detect_instrument(book, events, tr, tick, thresholds, symbol, preset, venue,

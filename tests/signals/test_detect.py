@@ -86,6 +86,8 @@ def test_detect_writes_signal_rows_that_pass_their_quality_suite(evaluation):
     assert set(table.column("kind").to_pylist()) <= registered
     # the simulator's feed has order ids: its icebergs come from the L3 detector alone
     assert "iceberg_l2/1" not in set(table.column("detector").to_pylist())
+    # ... and its spoofing from the L3 detector alone (no double alerts)
+    assert "spoofing_l2/1" not in set(table.column("detector").to_pylist())
     assert set(table.column("symbol").to_pylist()) <= set(summary.events)
 
 
