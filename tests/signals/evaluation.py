@@ -31,3 +31,26 @@ def simulate_and_detect(out: Path, seed: int, preset: str, instruments: int, dur
     code = main(["signals", "detect", "--format", "sim", *map(str, summary.files), "--out", str(out / "sig")])
     assert code == 0
     return summary, pq.read_table(out / "sig" / "signals.parquet")
+
+
+def level_view_detect(out: Path, seed: int, preset: str, instruments: int, duration_ns: int, *,
+                      episodes_per_hour: int, overlap: bool = False) -> tuple[SimSummary, pa.Table]:
+    """Simulate, then run ``detect_tables`` on the market's level view alone: the book rebuilt on
+    the thresholds' grid and the trades, no instrument marked as having order ids (the route a
+    price-level venue's input takes, so the L2 variants report): (summary, signal rows)."""
+    from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.schemas.records import TRADE
+    from tapeflow.signals.config import DEFAULT_PATH, load
+    from tapeflow.signals.detect import detect_tables, grid_and_levels
+    from tapeflow.wire.capture import merge
+
+    summary = simulate(seed, instruments, duration_ns, out, preset, progress=False,
+                       episodes_per_hour=episodes_per_hour, overlap=overlap)
+    thresholds = load(DEFAULT_PATH)
+    grid_ns, levels = grid_and_levels(thresholds)
+    chunks: list = []
+    snapshots, _ = snapshots_for_format("sim", list(summary.files), levels=levels, interval_ns=grid_ns,
+                                        on_chunk=chunks.append)
+    trades = merge(chunks)[TRADE.name].select(
+        ["ts_event_ns", "ts_recv_ns", "venue", "symbol", "price_nanos", "size_nanos", "aggressor_side"])
+    return summary, detect_tables(trades, snapshots, thresholds)

@@ -12,14 +12,8 @@ from __future__ import annotations
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tapeflow.book.rebuild import snapshots_for_format
-from tapeflow.schemas.records import TRADE
-from tapeflow.signals.config import DEFAULT_PATH, load
-from tapeflow.signals.detect import detect_tables, grid_and_levels
 from tapeflow.signals.score import score
-from tapeflow.simulator import simulate
-from tapeflow.wire.capture import merge
-from tests.signals.evaluation import S, evaluation_seed
+from tests.signals.evaluation import S, evaluation_seed, level_view_detect
 
 
 def test_l2_spoofing_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsys):
@@ -27,16 +21,8 @@ def test_l2_spoofing_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, caps
     with capsys.disabled():
         print(f"\nL2 spoofing evaluation seed: {seed} (equity preset, overlap mode, 2 instruments x 2 h, "
               "6 episodes/kind/h)")
-    summary = simulate(seed, 2, 2 * 3600 * S, tmp_path, "equity", progress=False, episodes_per_hour=6,
-                       overlap=True)
-    thresholds = load(DEFAULT_PATH)
-    grid_ns, levels = grid_and_levels(thresholds)
-    chunks: list = []
-    snapshots, _ = snapshots_for_format("sim", list(summary.files), levels=levels, interval_ns=grid_ns,
-                                        on_chunk=chunks.append)
-    trades = merge(chunks)[TRADE.name].select(
-        ["ts_event_ns", "ts_recv_ns", "venue", "symbol", "price_nanos", "size_nanos", "aggressor_side"])
-    signals = detect_tables(trades, snapshots, thresholds)
+    summary, signals = level_view_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6,
+                                         overlap=True)
     spoofs = signals.filter(pc.equal(signals.column("kind"), "spoofing"))
     assert set(spoofs.column("detector").to_pylist()) <= {"spoofing_l2/1"}
     report = score(pq.read_table(summary.episodes_path), spoofs, kinds=["spoofing"])
