@@ -18,16 +18,17 @@ MS = 1_000_000
 T0 = 1_704_205_800_000_000_000
 
 
-def _random_events(rng: np.random.Generator, n: int):
+def random_events(rng: np.random.Generator, n: int, max_live: int | None = None):
     """Adds, full and partial cancels, fills (an F, then the C that takes the size off the book),
-    anonymous trades and side-less rows, as a venue sends them."""
+    anonymous trades and side-less rows, as a venue sends them; with ``max_live``, at most that many
+    orders live at a time (a day's churn, most orders finished)."""
     rows: list[tuple[int, int, int, int, int, int, int, bool]] = []
     live: dict[int, list[int]] = {}  # id -> [side, price, size, left]
     next_id, t = 1, T0
     while len(rows) < n:
         t += int(rng.integers(0, 30)) * MS
         r = rng.uniform()
-        if r < 0.4 or not live:
+        if (r < 0.4 and (max_live is None or len(live) < max_live)) or not live:
             s, p, q = int(rng.integers(0, 2)), int(rng.integers(0, 4)), int(rng.choice([100, 200, 600]))
             live[next_id] = [s, p, q, q]
             rows.append((t, next_id, A, s, p, q, int(rng.integers(-1, 7)), q >= 600))
@@ -53,7 +54,7 @@ def _random_events(rng: np.random.Generator, n: int):
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_order_lifetimes_equal_reference(seed):
-    events = _random_events(np.random.default_rng(seed), 3000)
+    events = random_events(np.random.default_rng(seed), 3000)
     got = order_lifetimes(*events, refill_ns=40 * MS)
     want = order_lifetimes_ref(*events, refill_ns=40 * MS)
     assert got.keys() == want.keys()

@@ -15,42 +15,9 @@ from kernels.codes import L3_FILL as F
 from kernels.signals_orders import OrderState, order_lifetimes
 from tapeflow.signals import iceberg
 from tapeflow.signals.config import DEFAULT_PATH, load
-from tests.signals.test_orders import MS, T0
+from tests.signals.test_orders import MS, random_events
 
 REFILL_NS = 300 * MS
-
-
-def _random_events(rng: np.random.Generator, n: int):
-    """As ``test_orders._random_events`` (adds, full and partial cancels, fills, anonymous and
-    side-less rows), with at most 30 orders live at a time: a day's churn, most orders finished."""
-    rows: list[tuple[int, int, int, int, int, int, int, bool]] = []
-    live: dict[int, list[int]] = {}  # id -> [side, price, size, left]
-    next_id, t = 1, T0
-    while len(rows) < n:
-        t += int(rng.integers(0, 30)) * MS
-        r = rng.uniform()
-        if (r < 0.4 and len(live) < 30) or not live:
-            s, p, q = int(rng.integers(0, 2)), int(rng.integers(0, 4)), int(rng.choice([100, 200, 600]))
-            live[next_id] = [s, p, q, q]
-            rows.append((t, next_id, A, s, p, q, int(rng.integers(-1, 7)), q >= 600))
-            next_id += 1
-            continue
-        if r > 0.92:
-            rows.append((t, 0, ord("T"), int(rng.integers(-1, 2)), 0, 100, 0, False))
-            continue
-        k = int(rng.choice(list(live)))
-        s, p, q, left = live[k]
-        part = int(rng.choice([left, max(1, left // 2)]))
-        if r < 0.7:
-            rows.append((t, k, C, s, p, part, 0, False))
-        else:
-            rows.append((t, k, F, s, p, part, 0, False))
-            rows.append((t, k, C, s, p, part, 0, False))
-        live[k][3] -= part
-        if live[k][3] == 0:
-            del live[k]
-    ts, oid, action, side, price, size, dist, big = (np.array(c) for c in zip(*rows, strict=True))
-    return ts, oid.astype(np.uint64), action, side, price * 10 + 1000, size, dist, big
 
 
 def _cuts(rng: np.random.Generator, n: int) -> list[int]:
@@ -60,7 +27,7 @@ def _cuts(rng: np.random.Generator, n: int) -> list[int]:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_the_carried_order_state_equals_one_pass(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    events = _random_events(rng, 20_000)
+    events = random_events(rng, 20_000, max_live=30)
     want = order_lifetimes(*events, refill_ns=REFILL_NS)
     state = OrderState()
     cuts = _cuts(rng, len(events[0]))
@@ -98,7 +65,7 @@ def test_a_finished_order_id_seen_again_after_its_slot_is_given_back() -> None:
 @pytest.mark.parametrize("seed", [3, 4])
 def test_carried_iceberg_chains_equal_one_pass(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    events = _random_events(rng, 20_000)
+    events = random_events(rng, 20_000, max_live=30)
     ts, oid, action, side, price, size, dist, big = events
     params = {**load(DEFAULT_PATH).for_instrument("iceberg", "SIMA"), "min_refills": 2,
               "min_refill_gap_ns": 0, "chain_gap_ns": 60_000 * MS, "refractory_ns": 200 * MS}
