@@ -101,6 +101,7 @@ def _cmd_score(args: argparse.Namespace, settings: Settings) -> int:
                        "precision": _num(k.precision), "recall": _num(k.recall), "f1": _num(k.f1),
                        "latency_median_ns": _num(k.latency_median_ns)} for k in report.kinds],
             "ece": _num(report.ece),
+            "calibration_z": _num(report.calibration_z),
             "reliability": [{"low": b.low, "high": b.high, "count": b.count,
                              "mean_confidence": _num(b.mean_confidence), "hit_rate": _num(b.hit_rate)}
                             for b in report.bins],
@@ -111,4 +112,4 @@ def _cmd_score(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _num(x: float) -> float | None:
-    return None if math.isnan(x) else x
+    return None if not math.isfinite(x) else x

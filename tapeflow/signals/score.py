@@ -103,6 +103,21 @@ class ScoreReport:
     def kind(self, name: str) -> KindScore:
         return next(k for k in self.kinds if k.kind == name)
 
+    @property
+    def calibration_z(self) -> float:
+        """How many standard deviations the hits lie from the sum of the confidences (each alert a
+        Bernoulli trial at its bin's mean confidence): within +-3.3 an ECE is sampling noise at
+        p = 0.001; NaN without alerts."""
+        used = [b for b in self.bins if b.count]
+        if not used:
+            return math.nan
+        hits = sum(round(b.count * b.hit_rate) for b in used)
+        expected = sum(b.count * b.mean_confidence for b in used)
+        var = sum(b.count * b.mean_confidence * (1 - b.mean_confidence) for b in used)
+        if var <= 0:
+            return 0.0 if hits == round(expected) else math.copysign(math.inf, hits - expected)
+        return (hits - expected) / math.sqrt(var)
+
     def render(self) -> str:
         lines = [f"{'kind':<14} {'episodes':>8} {'alerts':>6} {'hits':>5} {'precision':>9} {'recall':>7} "
                  f"{'F1':>6} {'latency p50':>12}"]
@@ -110,7 +125,8 @@ class ScoreReport:
             lines.append(f"{k.kind:<14} {k.episodes:>8} {k.alerts:>6} {k.hits:>5} {_f(k.precision):>9} "
                          f"{_f(k.recall):>7} {_f(k.f1):>6} {_latency(k.latency_median_ns):>12}")
         lines.append(f"\nconfidence calibration: ECE {_f(self.ece)} over "
-                     f"{sum(b.count for b in self.bins)} alerts")
+                     f"{sum(b.count for b in self.bins)} alerts (hits {_f(self.calibration_z)} sigma from "
+                     "the confidences)")
         lines.append(f"{'confidence':<12} {'alerts':>6} {'mean conf':>9} {'hit rate':>8}")
         for b in self.bins:
             if b.count:

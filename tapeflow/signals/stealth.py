@@ -105,9 +105,9 @@ def detect_creep(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[s
                     end_ns=int(book["ts"][row]), score=float(abs(z[t]) / params["min_z"]),
                     flags=_flags(book, s["rows"], first, t),
                     evidence=dict(move_ticks=round(float(move[t]), 1), z=round(float(z[t]), 2),
-                                  vol_share=round(float(step_vol[t] / usual[t]), 2),
+                                  vol_share=_share(step_vol[t], usual[t]),
                                   aggressor_share=round(float(pushed[t]), 2),
-                                  activity_share=round(float(act[t] / usual_act[t]), 2),
+                                  activity_share=_share(act[t], usual_act[t]),
                                   window_s=params["window_ns"] / 1e9))
     return out
 
@@ -223,3 +223,9 @@ def detect_instrument(book: dict[str, np.ndarray], events: np.ndarray, trades: d
     every = concat(SIGNAL, [*prior, *out])
     out.append(detect_composite(every, params("stealth"), venue, symbol).table())
     return out
+
+
+def _share(x: float, usual: float) -> float | None:
+    """``x`` over its usual level, or None where the usual level is zero (a market with no
+    activity before the window: 0/0 would put NaN into the evidence JSON)."""
+    return round(float(x / usual), 2) if usual > 0 else None

@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, evaluation_seed, level_view_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, level_view_detect
 
 
 def test_l2_iceberg_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsys):
@@ -30,7 +30,8 @@ def test_l2_iceberg_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsy
         print(f"seed {seed}\n{report.render()}")
     ic = report.kind("iceberg")
     assert ic.episodes == 24
-    # floors below the worst seed measured (docs/signals.md); one miss moves recall by 0.04 and
-    # icebergs the overlapping plants push away from the touch never trade (no level view sees them)
-    assert ic.precision >= 0.8 and ic.recall >= 0.7, (ic.precision, ic.recall)
-    assert report.ece <= 0.15, report.ece
+    # claims below the pooled rates of 30 random seeds (P 0.961, R 0.881; docs/signals.md): icebergs
+    # the overlapping plants push away from the touch never trade (no level view sees them)
+    assert_rate("iceberg precision", ic.hits, ic.alerts, 0.85)
+    assert_rate("iceberg recall", ic.hits, ic.episodes, 0.75)
+    assert_calibrated(report, 0.15)

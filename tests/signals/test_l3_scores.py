@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
 
 
 def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(tmp_path, capsys):
@@ -17,11 +17,13 @@ def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(tmp_path, capsys):
     report = score(pq.read_table(summary.episodes_path), table, kinds=["spoofing", "iceberg"])
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")
-    # floors below the worst seed measured (spoofing R 0.79, 8420; docs/signals.md): one seed has
-    # 24 episodes per kind, so one miss moves recall by 0.04; spoofing recall 0.7 is 17 of 24
+    # claims below the pooled rates of 30 random seeds (docs/signals.md "How the tests bound a
+    # score"): spoofing P 0.956 R 0.942, icebergs P 0.983 R 0.982
     sp, ic = report.kind("spoofing"), report.kind("iceberg")
     assert sp.episodes == ic.episodes == 24
-    assert sp.precision >= 0.8 and sp.recall >= 0.7, (sp.precision, sp.recall)
+    assert_rate("spoofing precision", sp.hits, sp.alerts, 0.85)
+    assert_rate("spoofing recall", sp.hits, sp.episodes, 0.85)
     assert sp.latency_median_ns <= 1 * S, "the goal: spoofing within 1 s of the genuine fill"
-    assert ic.precision >= 0.8 and ic.recall >= 0.75, (ic.precision, ic.recall)
-    assert report.ece <= 0.15, report.ece
+    assert_rate("iceberg precision", ic.hits, ic.alerts, 0.9)
+    assert_rate("iceberg recall", ic.hits, ic.episodes, 0.9)
+    assert_calibrated(report, 0.15)

@@ -127,3 +127,17 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     with pytest.raises(InputError, match="cannot read"):
         from tapeflow.signals.score import read_signals
         read_signals(tmp_path / "junk.parquet")
+
+
+def test_calibration_z_says_whether_an_ece_is_sampling_noise():
+    from tapeflow.signals.score import CalibrationBin, ScoreReport
+
+    # ten alerts at 0.9 of which five hit: 4 hits short of the 9 expected, sd sqrt(10 * .9 * .1)
+    over = ScoreReport([], [CalibrationBin(0.9, 1.0, 10, 0.9, 0.5)], 0.4, [])
+    assert over.calibration_z == pytest.approx(-4 / math.sqrt(0.9))
+    # the same ECE-sized gap on two alerts is noise: 1 hit of 2 at 0.9 is 0.8 / 0.42 = -1.9 sigma
+    few = ScoreReport([], [CalibrationBin(0.9, 1.0, 2, 0.9, 0.5)], 0.4, [])
+    assert few.calibration_z == pytest.approx(-0.8 / math.sqrt(0.18))
+    assert math.isnan(ScoreReport([], [], math.nan, []).calibration_z)
+    # a certain confidence that misses is infinitely far off
+    assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 1.0, 0.75)], 0.25, []).calibration_z == -math.inf

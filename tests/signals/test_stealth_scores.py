@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
 
 KINDS = ["absorption", "creep", "contraction"]
 
@@ -17,21 +17,25 @@ def test_absorption_creep_contraction_scores_on_an_evaluation_seed_in_overlap_mo
     seed = evaluation_seed()
     with capsys.disabled():
         print(f"\nstealth signals evaluation seed: {seed} (crypto preset, overlap mode, "
-              "2 instruments x 20 min, 12 episodes/kind/h)")
-    summary, table = simulate_and_detect(tmp_path, seed, "crypto", 2, 20 * 60 * S, episodes_per_hour=12,
+              "2 instruments x 1 h, 12 episodes/kind/h)")
+    # 24 episodes per kind: with 8 (20 minutes) one miss moved recall by 0.125 and no bound that
+    # lets one seed's noise through could fail
+    summary, table = simulate_and_detect(tmp_path, seed, "crypto", 2, 3600 * S, episodes_per_hour=12,
                                          overlap=True)
     report = score(pq.read_table(summary.episodes_path), table, kinds=KINDS)
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")
     ab, cr, co = (report.kind(k) for k in KINDS)
-    assert ab.episodes == cr.episodes == co.episodes == 8
-    # floors below the worst evaluation seed measured (docs/signals.md: absorption P 0.55 R 0.58,
-    # contraction P 0.50 R 0.50, ECE 0.17); 8 episodes per kind, so one miss moves recall by 0.125.
-    # Creep is far from the goal (P and R 0.13-0.25): only that it runs and alerts is required
-    assert ab.precision >= 0.3 and ab.recall >= 0.375, (ab.precision, ab.recall)
-    assert co.precision >= 0.3 and co.recall >= 0.375, (co.precision, co.recall)
+    assert ab.episodes == cr.episodes == co.episodes == 24
+    # claims below the pooled rates of 19 random seeds (docs/signals.md): absorption P 0.52 R 0.70,
+    # contraction P 0.69 R 0.62. Creep is far from the goal (P 0.17, R 0.15): only that it runs
+    # and alerts is required
+    assert_rate("absorption precision", ab.hits, ab.alerts, 0.4)
+    assert_rate("absorption recall", ab.hits, ab.episodes, 0.6)
+    assert_rate("contraction precision", co.hits, co.alerts, 0.55)
+    assert_rate("contraction recall", co.hits, co.episodes, 0.5)
     assert cr.alerts > 0, (cr.precision, cr.recall)
-    assert report.ece <= 0.3, report.ece
+    assert_calibrated(report, 0.3)
     # the composite runs with them and names its components; it has no truth of its own
     stealth = table.filter(pc.equal(table.column("kind"), "stealth"))
     assert all("components" in e for e in stealth.column("evidence").to_pylist())

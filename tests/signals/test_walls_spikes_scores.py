@@ -9,7 +9,7 @@ import json
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
 
 
 def test_wall_and_spike_scores_on_an_evaluation_seed(tmp_path, capsys):
@@ -26,16 +26,18 @@ def test_wall_and_spike_scores_on_an_evaluation_seed(tmp_path, capsys):
                 for i, j in report.matched if episodes[i]["kind"] == "wall"]
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}\nwall outcomes right: {sum(outcomes)} of {len(outcomes)}")
-    # floors below the worst of nine evaluation seeds (docs/signals.md): walls P 0.875, R 0.833
-    # (20 of 24), outcomes 21 of 24; spikes P 0.147, R 0.208 (5 of 24), ECE 0.095
+    # claims below the pooled rates of 30 random seeds (docs/signals.md): walls P 0.925, R 0.928,
+    # outcomes 193 of 200 (nine earlier seeds); spikes P 0.328, R 0.625
     wall, spike = report.kind("wall"), report.kind("spike")
     assert wall.episodes == spike.episodes == 24
-    assert wall.precision >= 0.75 and wall.recall >= 0.75, (wall.precision, wall.recall)
-    assert sum(outcomes) >= 0.8 * len(outcomes), outcomes
-    # the spike floors guard the detector against regression; the goal (F1 0.9) is missed
-    assert spike.precision >= 0.1 and spike.recall >= 0.15, (spike.precision, spike.recall)
+    assert_rate("wall precision", wall.hits, wall.alerts, 0.85)
+    assert_rate("wall recall", wall.hits, wall.episodes, 0.85)
+    assert_rate("wall outcomes right", sum(outcomes), len(outcomes), 0.85)
+    # the spike claims guard the detector against regression; the goal (F1 0.9) is missed
+    assert_rate("spike precision", spike.hits, spike.alerts, 0.25)
+    assert_rate("spike recall", spike.hits, spike.episodes, 0.5)
     assert spike.latency_median_ns <= 1 * S, "the goal: spikes within 1 s of the jump"
-    assert report.ece <= 0.15, report.ece
+    assert_calibrated(report, 0.15)
 
 
 def _outcome(alerts: list[dict], appeared: dict) -> str | None:
