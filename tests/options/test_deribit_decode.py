@@ -37,7 +37,8 @@ def _ns(*args: int) -> int:
     ("BTC-25MAR22-400000-C", "BTC", (2022, 3, 25, 8), 400_000, True),
     ("XRP_USDC-30MAY25-2d2-C", "XRP_USDC", (2025, 5, 30, 8), 2.2, True),  # linear: d is the decimal point
 ])
-def test_option_names_parse(name: str, underlying: str, expiry: tuple[int, ...], strike: float, call: bool) -> None:
+def test_option_names_parse(name: str, underlying: str, expiry: tuple[int, ...], strike: float,
+                            call: bool) -> None:
     opt = parse_option_name(name)
     assert (opt.underlying, opt.expiry_ns, opt.strike_nanos, opt.is_call) == (
         underlying, _ns(*expiry), round(strike * 1e9), call)
@@ -112,7 +113,8 @@ def test_older_and_newer_shapes_both_parse() -> None:
     (_frame(dict(TICKER, instrument_name="ETH-9APR21-1950")), "bad_field"),
     (_frame(dict(TICKER, instrument_name="BTC-PERPETUAL")), "unsupported_channel"),
     (_frame(channel="book.ETH-9APR21-1950-C.raw"), "unsupported_channel"),
-    (json.dumps({"jsonrpc": "2.0", "id": 3, "error": {"code": 11050, "message": "bad_request"}}), "venue_error"),
+    (json.dumps({"jsonrpc": "2.0", "id": 3, "error": {"code": 11050, "message": "bad_request"}}),
+     "venue_error"),
     (json.dumps({"jsonrpc": "2.0", "method": "public/hello"}), "unknown_message"),
     (json.dumps({"jsonrpc": "2.0", "method": "subscription", "params": {"channel": "ticker.X.raw"}}),
      "missing_field"),
@@ -126,8 +128,9 @@ def test_every_damaged_frame_is_a_dead_letter_with_its_reason(frame: str, reason
 
 
 def test_answers_and_heartbeats_are_quiet_frames() -> None:
-    d, tables = _decode([json.dumps({"jsonrpc": "2.0", "id": 0, "result": ["ticker.X.raw"]}),
-                         json.dumps({"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "heartbeat"}})])
+    heartbeat = {"jsonrpc": "2.0", "method": "heartbeat", "params": {"type": "heartbeat"}}
+    answer = {"jsonrpc": "2.0", "id": 0, "result": ["ticker.X.raw"]}
+    d, tables = _decode([json.dumps(answer), json.dumps(heartbeat)])
     assert tables == {}
     assert d.quiet_frames == {"response": 1, "heartbeat": 1}
 
