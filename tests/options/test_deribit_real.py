@@ -20,9 +20,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from kernels.options_pricing import black76_price
+from kernels.options_pricing import black76_implied_vol, black76_price
 from tapeflow.cli import main
+from tapeflow.options.chain import NS_PER_YEAR
 from tapeflow.options.deribit import DeribitTickerDecoder
+from tapeflow.options.instruments import parse_option_name
 from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
 
@@ -114,3 +116,23 @@ def test_older_ticker_shapes_match_tardis_normalization(real_data: Path) -> None
         assert row["underlying_price_nanos"] == round(want["underlyingPrice"] * 1e9)
         assert row["mark_iv"] == pytest.approx(want["markIV"] / 100)
         assert row["venue_delta"] == pytest.approx(want["delta"])
+
+
+@pytest.mark.parametrize("name", ["nautilus_ws_trades_option_combo.json",
+                                  "nautilus_http_get_last_trades_option_combo.json"])
+def test_combo_leg_iv_from_the_leg_price(real_data: Path, name: str) -> None:
+    """README oracle for the nautilus messages: a combo trade's legs carry Deribit's ``iv`` of the leg
+    price. Black-76 on F = the leg's ``index_price`` (these legs expire within a day, so the forward
+    is the index), r = 0, 08:00 UTC expiry, reproduces it to 0.01 vol points (its print precision)."""
+    msg = json.loads(need(real_data / "options" / "deribit" / name).read_text())
+    trades = msg["params"]["data"] if "params" in msg else msg["result"]["trades"]
+    legs = [leg for trade in trades for leg in trade["legs"]]
+    assert len(legs) == 2
+    for leg in legs:
+        option = parse_option_name(leg["instrument_name"])
+        forward, strike = leg["index_price"], option.strike_nanos / 1e9
+        t_years = (option.expiry_ns - leg["timestamp"] * 1_000_000) / NS_PER_YEAR
+        price = leg["price"] * forward
+        iv, reason = black76_implied_vol(price, forward, strike, t_years, 0.0, option.is_call)
+        print(f"{leg['instrument_name']}: iv {float(iv) * 100:.3f} vol points, venue {leg['iv']}")
+        assert reason == 0 and abs(float(iv) * 100 - leg["iv"]) <= 0.015
