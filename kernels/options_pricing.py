@@ -28,7 +28,6 @@ kernel jitted at this boundary, so a chain compiles once per bucket size, not on
 
 from __future__ import annotations
 
-import functools
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -50,6 +49,9 @@ _EPS = float(np.finfo(np.float64).eps)
 # normalized price is a difference of two near-equal legs, noisy at ~3e-9 relative
 _CONVERGED_REL = 1e-7
 _MIN_BUCKET = 64
+# a normalized time value below this is NO_VEGA: XLA's CPU code flushes subnormal floats to zero, and
+# the legs of such a price (2.3e-307 for a put 37 % out of the money at 1 % vol) are subnormal
+_TINY = 1e-290
 
 
 class IVReason(IntEnum):
@@ -61,7 +63,8 @@ class IVReason(IntEnum):
     NON_POSITIVE_PRICE = 3  # the price is zero or negative
     BELOW_INTRINSIC = 4  # below the discounted intrinsic value (the no-arbitrage lower bound)
     ABOVE_UPPER_BOUND = 5  # at or above the discounted forward (call) or strike (put)
-    NO_VEGA = 6  # the time value is within the price's rounding: every small vol gives this price
+    NO_VEGA = 6  # the time value is within the price's rounding (or below 1e-290 sqrt(F K)): no vol is
+    #              pinned down
     NO_CONVERGENCE = 7  # the iteration ended without reproducing the price (none seen on the test grid)
 
     @property
@@ -160,7 +163,8 @@ def _solve_one(u: jax.Array, forward: jax.Array, strike: jax.Array, t: jax.Array
     bad = ~finite | (forward <= 0) | (strike <= 0)
     intrinsic = jnp.where(is_call, jnp.maximum(forward - strike, 0.0), jnp.maximum(strike - forward, 0.0))
     time_value = u - intrinsic  # the out-of-the-money option's price, by put-call parity
-    rounding = 4.0 * _EPS * jnp.abs(u)
+    # lost in the price's rounding, or so small that XLA (flushing subnormals to zero) cannot solve it
+    rounding = jnp.maximum(4.0 * _EPS * jnp.abs(u), _TINY * jnp.sqrt(jnp.abs(forward * strike)))
     reason = jnp.select(
         [bad, t <= 0, u <= 0, u >= jnp.where(is_call, forward, strike), time_value < -rounding,
          time_value <= rounding],
@@ -194,12 +198,9 @@ def _solve_one(u: jax.Array, forward: jax.Array, strike: jax.Array, t: jax.Array
 
     def step(_: int, state: tuple[jax.Array, jax.Array, jax.Array]) -> tuple[jax.Array, jax.Array, jax.Array]:
         s, lo, hi = state
+        v = _normalized(x, s, theta, upper, ex_half, ex_neg_half)
         inv_s = 1.0 / s
-        d1 = x * inv_s + 0.5 * s
-        d2 = d1 - s
-        n1 = _ndtr(jnp.where(upper, -d1, theta * d1))
-        n2 = _ndtr(jnp.where(upper, d2, theta * d2))
-        v = jnp.where(upper, ex_half * n1 + ex_neg_half * n2, theta * (ex_half * n1 - ex_neg_half * n2))
+        d1 = x * inv_s + 0.5 * s  # XLA shares it with _normalized's
         vega = jnp.exp(0.5 * x - 0.5 * d1 * d1 - _LN_SQRT_2PI)  # d beta / d s = -d distance / d s
         f = jnp.where(mid, v - goal, log_sign * (jnp.log(v) - ln_goal))
         lo = jnp.where(f < 0, s, lo)
@@ -324,8 +325,3 @@ def bs_implied_vol(price: np.ndarray, spot: np.ndarray, strike: np.ndarray, t_ye
     vol, reason = _solve_chain(p * np.exp(r * t), forward, k, t, c)
     return np.asarray(vol)[:n].reshape(shape), np.asarray(reason)[:n].reshape(shape)
 
-
-@functools.cache
-def warm(size: int = _MIN_BUCKET) -> None:
-    """Compile the implied-vol kernel for one bucket size (cold start paid once, e.g. before timing)."""
-    black76_implied_vol(np.full(size, 0.1), 1.0, 1.0, 1.0, 0.0, True)

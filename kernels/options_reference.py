@@ -19,6 +19,7 @@ _SQRT_2PI = float(np.sqrt(2.0 * np.pi))
 _EPS = float(np.finfo(np.float64).eps)
 _CONVERGED_REL = 1e-7
 _UPPER_FRACTION = 0.5
+_TINY = 1e-290  # the kernel's floor (XLA flushes subnormals), kept here so the reasons agree
 
 
 def _arrays(*values: object) -> list[np.ndarray]:
@@ -93,7 +94,7 @@ def _solve(u: np.ndarray, forward: np.ndarray, strike: np.ndarray, t: np.ndarray
         finite = np.isfinite(u) & np.isfinite(forward) & np.isfinite(strike) & np.isfinite(t)
         intrinsic = np.where(is_call, np.maximum(forward - strike, 0), np.maximum(strike - forward, 0))
         time_value = u - intrinsic
-        rounding = 4.0 * _EPS * np.abs(u)
+        rounding = np.maximum(4.0 * _EPS * np.abs(u), _TINY * np.sqrt(np.abs(forward * strike)))
         reason = np.select(
             [~finite | (forward <= 0) | (strike <= 0), t <= 0, u <= 0,
              u >= np.where(is_call, forward, strike), time_value < -rounding, time_value <= rounding],

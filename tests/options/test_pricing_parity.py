@@ -92,3 +92,15 @@ def test_round_trip_price_to_vol(log_moneyness: float, t_years: float, vol: floa
     else:
         assert reason in (IVReason.NO_VEGA, IVReason.NON_POSITIVE_PRICE, IVReason.BELOW_INTRINSIC,
                           IVReason.ABOVE_UPPER_BOUND)
+
+
+def test_a_price_at_the_float64_floor_has_no_vol_in_either() -> None:
+    """Found by the round trip: a put 37 % out of the money at 1 % vol over 6.9 years is worth 2.3e-307,
+    whose legs are subnormal; XLA flushes those to zero, so the kernel said ``no_convergence`` where the
+    reference solved it. Both now call it ``no_vega`` (below 1e-290 sqrt(F K))."""
+    strike = UNDERLYING * np.exp(-0.984375)
+    price = float(ref.black76_price(UNDERLYING, strike, 6.9375, 0.0, 0.01, False))
+    assert 0 < price < 1e-300
+    for kernel in (op, ref):
+        iv, reason = kernel.black76_implied_vol(price, UNDERLYING, strike, 6.9375, 0.0, False)
+        assert np.isnan(iv) and reason == IVReason.NO_VEGA
