@@ -81,14 +81,15 @@ def test_prices_and_greeks_match_quantlib(g: dict[str, np.ndarray], spot: bool) 
 
 def _well_posed(g: dict[str, np.ndarray], forward: np.ndarray, price: np.ndarray,
                 vega: np.ndarray) -> np.ndarray:
-    """The options whose price pins the vol down: 64 ulp of the larger of the two legs the price is the
-    difference of (the out-of-the-money option's strike leg) move the vol by less than 1e-7."""
+    """The options whose price pins the vol down: above the kernel's float64 floor (1e-290 sqrt(F K),
+    ``no_vega`` below it), and 64 ulp of the larger of the two legs the price is the difference of (the
+    out-of-the-money option's strike leg) move the vol by less than 1e-7."""
     sd = g["vol"] * np.sqrt(g["t"])
     d2 = np.log(forward / g["strike"]) / sd - 0.5 * sd
     otm_call = g["strike"] >= forward
     leg = g["strike"] * np.exp(-g["rate"] * g["t"]) * ndtr(np.where(otm_call, d2, -d2))
     leg = np.maximum(leg, price)
-    return (price > 0) & (vega > 0) & (64 * EPS * leg / np.where(vega > 0, vega, 1.0) < 1e-7)
+    return (price > 1e-280) & (vega > 0) & (64 * EPS * leg / np.where(vega > 0, vega, 1.0) < 1e-7)
 
 
 @pytest.mark.parametrize("spot", [False, True], ids=["black76", "black_scholes"])
