@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
+from tapeflow.options import cli as options_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.signals import cli as signals_cli
@@ -134,6 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     replay_cli.add_parser(sub)
     live_cli.add_parser(sub)
     signals_cli.add_parser(sub)
+    options_cli.add_parser(sub)
     return p
 
 

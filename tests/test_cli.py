@@ -64,7 +64,8 @@ def test_every_venue_folder_imports() -> None:
         assert not fmt.has_replay or isinstance(fmt.replay, type)
 
 
-COMMANDS = {"formats", "verify", "ingest", "book", "simulate", "query", "replay-server", "live", "signals"}
+COMMANDS = {"formats", "verify", "ingest", "book", "simulate", "query", "replay-server", "live", "signals",
+            "options"}
 
 
 def test_help_lists_every_command_on_one_line(capsys: pytest.CaptureFixture[str],

@@ -5,7 +5,8 @@ Two flavours, detected from the content (gzip or not, also detected):
 * ``<recv_ns> <json>`` per line (hftbacktest / tapeflow journal style);
 * cryptofeed logs: ``<URL> <-> <ts>`` (opened), ``<URL> <- <ts>: <payload>`` (sent),
   ``<ts>: <payload>`` (received), ``<URL> -> <ts>: <body>`` (REST response), with float
-  UNIX seconds parsed exactly to ns.
+  UNIX seconds parsed exactly to ns; a first line ``configuration: {...}`` (newer cryptofeed
+  versions write the feed's subscription there) is the file's header and is skipped.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ RECV, SENT, OPEN, HTTP = "recv", "sent", "open", "http"
 _NS_LINE = re.compile(rb"^(\d{15,20}) (.*)$", re.S)
 _CF_RECV = re.compile(rb"^(\d+(?:\.\d+)?): (.*)$", re.S)
 _CF_URL = re.compile(rb"^(\S+) (<-|->|<->) (\d+(?:\.\d+)?)(?:: (.*))?$", re.S)
+# newer cryptofeed raw logs open with the feed's configuration: the file's header, not a frame
+_CF_HEADER = re.compile(rb"^configuration: \{.*\}$", re.S)
 
 
 @dataclass(frozen=True)
@@ -140,7 +143,7 @@ def detect_flavour(path: Path) -> str:
         with open_maybe_gzip(path) as fh:
             for raw in fh:
                 line = raw.strip()
-                if not line:
+                if not line or _CF_HEADER.match(line):
                     continue
                 if _NS_LINE.match(line):
                     return "ns"
@@ -157,12 +160,17 @@ def read_capture(path: Path, rejects: Rejects) -> Iterator[CaptureLine]:
     flavour = detect_flavour(path)
     name = path.name
     lineno = 0
+    header = flavour == "cryptofeed"  # until the first non-empty line: cryptofeed's configuration
     try:
         with open_maybe_gzip(path) as fh:
             for lineno, raw in enumerate(fh, 1):
                 line = raw.rstrip(b"\r\n")
                 if not line.strip():
                     continue
+                if header:
+                    header = False
+                    if _CF_HEADER.match(line):
+                        continue
                 loc = f"{name}:{lineno}"
                 parsed = parse_ns_line(line) if flavour == "ns" else _parse_cryptofeed(line)
                 if parsed is None:
