@@ -19,7 +19,9 @@ S = 1_000_000_000
 TUNING_SEEDS = frozenset({101, 102, 201, 202})  # the development seeds (docs/signals.md)
 # the random seeds the confidence constants were fitted on (docs/signals.md "Calibration seeds")
 CALIBRATION_SEEDS = frozenset({857653, 887314, 257015, 578318, 877974, 632603, 739484, 149841, 131935,
-                               316063, 299622, 259578})
+                               316063, 299622, 259578,
+                               89378, 487091, 704011, 47314, 651173, 101319, 102445, 360174, 530647,
+                               388872, 273580, 642114})
 # a bound fails by chance in at most one run in a thousand when the truth sits exactly at the claim
 ALPHA = 1e-3
 Z_CALIBRATION = float(norm.ppf(1 - ALPHA / 2))

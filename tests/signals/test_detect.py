@@ -15,7 +15,7 @@ from tapeflow.signals import whale
 from tapeflow.signals.config import DEFAULT_PATH, load
 from tapeflow.signals.score import score
 from tapeflow.simulator import simulate
-from tests.signals.evaluation import assert_rate, evaluation_seed
+from tests.signals.evaluation import assert_calibrated, assert_rate, evaluation_seed
 
 S = 1_000_000_000
 
@@ -106,6 +106,8 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
     assert_rate("whale precision", wh.hits, wh.alerts, 0.12)
     assert_rate("whale recall", wh.hits, wh.episodes, 0.45)
     assert wh.latency_median_ns <= 60 * S
+    # the calibration goal, ECE <= 0.05 (confidences refit on the calibration seeds)
+    assert_calibrated(report, 0.05)
 
 
 def test_detect_reads_the_thresholds_file_settings_name(evaluation, tmp_path, monkeypatch, capsys):
