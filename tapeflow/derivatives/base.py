@@ -95,7 +95,7 @@ class DerivativesDecoder(VenueDecoder):
             funding_rate=rate,
             funding_time_ns=funding_time_ns,
             predicted_rate=predicted,
-            settled=settled,
+            settled=int(settled),  # u8: Columns packs numpy bools as bytes, Arrow bools are bits
         )
 
     def add_mark(self, line: CaptureLine, symbol: str, ts_ns: int, price_nanos: int) -> None:

@@ -30,7 +30,7 @@ FUNDING_RATE = RecordType(
             "the venue's estimate of the rate after that one (OKX nextFundingRate, "
             "BitMEX indicativeFundingRate; NaN if none)",
         ),
-        Field("settled", "bool", "True for a rate already paid (REST history), False for a live estimate"),
+        Field("settled", "u8", "1 for a rate already paid (REST history), 0 for a live estimate"),
     ),
     order_by=("venue", "symbol", "ts_event_ns", "funding_time_ns"),
     doc="A funding rate of a perpetual swap as the venue published it.",
