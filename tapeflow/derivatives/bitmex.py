@@ -39,7 +39,7 @@ _OTHER_TABLES = frozenset(
         "chat",
     }
 )
-_LIVE_STATES = (None, "Open", "Closed")  # others (Settled, Unlisted) are instruments that stopped trading
+_LIVE_STATES = (None, "Open", "Closed")  # others (Settled, Unlisted) are contracts that stopped trading
 _FIELDS = (
     "fundingRate",
     "indicativeFundingRate",
@@ -121,7 +121,8 @@ class BitmexDerivatives(DerivativesDecoder):
             given = {k: row[k] for k in _FIELDS if k in row}
             new = given if partial or state is None else {**state, **given}
             self.instruments[symbol] = new
-            if row.get("state") not in _LIVE_STATES:
+            # an index (.BXBT) is listed as Unlisted: it is never traded, still published
+            if row.get("state") not in _LIVE_STATES and not symbol.startswith("."):
                 self.quiet("settled or unlisted instrument")
                 continue
             self.instrument_rows(symbol, given, new, _time(row, "timestamp", line.recv_ns), line)
