@@ -79,3 +79,35 @@ def test_unknown_format_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["derivatives", "--format", "nope", str(_capture(tmp_path, FRAMES)), "--out", str(tmp_path)])
     assert exc.value.code == 2
+
+
+def test_lake_and_warehouse_get_every_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tapeflow.schemas.derivatives import LIQUIDATION, MARK_PRICE
+    from tapeflow.storage import lake as lake_io
+    from tapeflow.storage.warehouse import Warehouse
+
+    lake, dsn = tmp_path / "lake", f"chdb://{tmp_path / 'wh'}"
+    path = _capture(tmp_path, FRAMES)
+    code = main(
+        [
+            "derivatives",
+            "--format",
+            "binance-futures",
+            str(path),
+            "--lake",
+            str(lake),
+            "--clickhouse",
+            dsn,
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert lake_io.read(MARK_PRICE, lake).column("mark_price_nanos").to_pylist() == [11857_560_000_000]
+    with Warehouse(dsn) as wh:
+        assert wh.fetch(LIQUIDATION).column("size_nanos").to_pylist() == [14_000_000]
+    assert "ignored by rule: 1 input units" in capsys.readouterr().out
+
+
+def test_nowhere_to_write_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["derivatives", "--format", "okx", str(_capture(tmp_path, FRAMES))]) == 2
+    assert "--out DIR, --lake DIR and/or --clickhouse DSN" in capsys.readouterr().err
