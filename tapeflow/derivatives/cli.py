@@ -92,9 +92,8 @@ def _to_files(fmt: str, paths: list[Path], out: Path, progress: bool) -> Counter
         nbytes = write_parquet_atomic(table, out / f"{name}.parquet")
         print(f"{name:14} {table.num_rows:>10,} rows  {out / f'{name}.parquet'} ({nbytes:,} bytes)")
     if dec.quiet_frames:
-        print(
-            f"control frames (no row by design): {', '.join(f'{k} {n:,}' for k, n in dec.quiet_frames.most_common())}"
-        )
+        quiet = ", ".join(f"{k} {n:,}" for k, n in dec.quiet_frames.most_common())
+        print(f"control frames (no row by design): {quiet}")
     reasons = Counter(tables["rejected"].column("reason").to_pylist()) if "rejected" in tables else Counter()
     print(f"derivatives: {dec.frames:,} frames -> {rows - sum(reasons.values()):,} rows in {out}")
     return reasons
