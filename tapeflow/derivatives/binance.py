@@ -162,8 +162,23 @@ class BinanceDerivatives(DerivativesDecoder):
                 symbol = self.frame_symbol = self.check_symbol(row.get("symbol"))
                 when = time_ms(row, "fundingTime")
                 self.add_funding(line, symbol, when, rate(row, "fundingRate"), when, settled=True)
+        elif endpoint == "insuranceBalance":
+            for fund in body if type(body) is list else [obj(body, "body")]:
+                self.insurance_balance(obj(fund, "fund"), line)
         else:
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"REST endpoint {path} is not a derivatives endpoint")
+
+    def insurance_balance(self, fund: dict[str, Any], line: CaptureLine) -> None:
+        """``/fapi/v1/insuranceBalance``: one fund shared by ``symbols``, a balance per asset. The
+        fund is named by its symbols, sorted and comma-joined (Binance gives it no other name)."""
+        symbols = [self.check_symbol(s) for s in self.items(field(fund, "symbols"), "symbols")]
+        name = self.frame_symbol = ",".join(sorted(symbols))
+        rows = [
+            (time_ms(a, "updateTime"), text(a, "asset"), quantity(a, "marginBalance"))
+            for a in (obj(a, "asset") for a in self.items(field(fund, "assets"), "assets"))
+        ]
+        for ts, asset, balance in rows:
+            self.add_insurance(line, name, ts, asset, balance)
 
     def premium_index(self, row: dict[str, Any], line: CaptureLine) -> None:
         """``/fapi/v1/premiumIndex``: mark, index and the last funding rate for the next funding."""

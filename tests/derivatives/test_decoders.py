@@ -33,9 +33,8 @@ def test_bybit_delta_before_snapshot_is_ignored_by_rule_and_later_deltas_keep_th
         '"indexPrice":"1.4","openInterest":"10","openInterestValue":"15","nextFundingTime":"28800000",'
         '"fundingRate":"0.0001"}}'
     )
-    delta = (
-        '{"topic":"tickers.BTCUSDT","type":"delta","ts":2000,"data":{"symbol":"BTCUSDT","fundingRate":"-0.0002"}}'
-    )
+    head = '{"topic":"tickers.BTCUSDT","type":"delta","ts":2000,'
+    delta = head + '"data":{"symbol":"BTCUSDT","fundingRate":"-0.0002"}}'
     rows, _ = _run("bybit", delta, snap, delta)
     assert _reasons(rows) == ["no_snapshot"]
     assert [(r["ts_event_ns"], r["funding_rate"], r["funding_time_ns"]) for r in rows["funding_rate"]] == [
@@ -210,3 +209,23 @@ def test_liquidation_sides_are_the_order_sides() -> None:
     assert _run("bybit", bybit)[0]["liquidation"][0]["side"] == ASK
     assert _run("binance-futures", binance)[0]["liquidation"][0]["side"] == BID
     assert _run("okx", okx)[0]["liquidation"][0]["side"] == ASK
+
+
+def test_binance_insurance_balance() -> None:
+    # the response shape of Binance's API reference (GET /fapi/v1/insuranceBalance); no capture holds one
+    body = (
+        '{"symbols":["BTCUSDT","BNBUSDT"],"assets":[{"asset":"USDC","marginBalance":"299999998.6497832",'
+        '"updateTime":1718173800000},{"asset":"USDT","marginBalance":"793930579.315848",'
+        '"updateTime":1718173800000}]}'
+    )
+    rows, _ = _run(
+        "binance-futures",
+        ("https://fapi.binance.com/fapi/v1/insuranceBalance?symbol=BTCUSDT", body),
+        ("https://fapi.binance.com/fapi/v1/insuranceBalance", f"[{body}]"),
+    )
+    assert [
+        (r["symbol"], r["asset"], r["balance_nanos"], r["ts_event_ns"]) for r in rows["insurance_fund"]
+    ] == [
+        ("BNBUSDT,BTCUSDT", "USDC", 299999998_649783200, 1718173800000 * MS),
+        ("BNBUSDT,BTCUSDT", "USDT", 793930579_315848000, 1718173800000 * MS),
+    ] * 2
