@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any
 
 from tapeflow.errors import BadInput, BadNumber
@@ -206,7 +206,10 @@ def computed_price(container: Any, key: str, *, signed: bool = False) -> int:
     except BadNumber as exc:
         if exc.reason != Reason.BAD_NUMBER or type(value) is not str or not _DECIMAL.match(value):
             raise BadNumber(exc.reason, value, key) from None
-    nanos = int((Decimal(value) * 1_000_000_000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    try:
+        nanos = int((Decimal(value) * 1_000_000_000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+    except InvalidOperation:  # more digits than the decimal context holds
+        raise BadNumber(Reason.OUT_OF_RANGE, value, key) from None
     if abs(nanos) > I64_MAX:
         raise BadNumber(Reason.OUT_OF_RANGE, value, key)
     if nanos < 0 and not signed:
@@ -224,10 +227,13 @@ def rate(container: Any, key: str) -> float:
     if value is None or value == "":
         return NAN
     if type(value) is int:
-        return float(value)
+        value = str(value)
     if type(value) is not str or not _DECIMAL.match(value):
         raise BadNumber(Reason.BAD_NUMBER, value, key)
-    return float(value)
+    number = float(value)
+    if not math.isfinite(number):  # "1e999": a decimal no double holds
+        raise BadNumber(Reason.OUT_OF_RANGE, value, key)
+    return number
 
 
 def time_ms(container: Any, key: str) -> int:

@@ -229,3 +229,13 @@ def test_binance_insurance_balance() -> None:
         ("BNBUSDT,BTCUSDT", "USDC", 299999998_649783200, 1718173800000 * MS),
         ("BNBUSDT,BTCUSDT", "USDT", 793930579_315848000, 1718173800000 * MS),
     ] * 2
+
+
+def test_numbers_beyond_a_double_or_the_decimal_context_are_dead_letters() -> None:
+    huge_rate = ('{"arg":{"channel":"funding-rate","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
+                 '"fundingRate":"1e999","fundingTime":"1"}]}')
+    long_mark = ('{"arg":{"channel":"mark-price","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
+                 f'"markPx":"0.{"1" * 60}","ts":"1"}}]}}')
+    rows, _ = _run("okx", huge_rate, long_mark)
+    assert _reasons(rows) == ["out_of_range"]
+    assert rows["mark_price"][0]["mark_price_nanos"] == 111_111_111  # 60 decimals, rounded to the nano
