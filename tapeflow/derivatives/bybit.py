@@ -3,8 +3,10 @@ streams, and the tickers, open interest and funding history REST endpoints (docs
 
 ``tickers`` of linear and inverse contracts is a snapshot followed by deltas that carry only the
 fields that changed: the decoder keeps each symbol's last values, so a delta that moves only the
-funding rate still writes a row with its funding time. A delta before its symbol's snapshot is
-dead-lettered ``no_snapshot`` (ignored by rule, as a book update before its snapshot).
+funding rate still writes a row with its funding time. A delta before its symbol's snapshot (a
+capture that starts mid-stream) writes what it carries, its funding time -1 if it carries none, as
+Tardis maps it. The retired v2 ``instrument_info`` stream (2019-2022 captures) is read by
+:mod:`tapeflow.derivatives.bybit_v2`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tapeflow.derivatives.base import (
     rate,
     time_ms,
 )
+from tapeflow.derivatives.bybit_v2 import instrument_info
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import UNDEF_PRICE, UNDEF_TS
 from tapeflow.venues.fields import array, field, load_json, obj, text
@@ -39,7 +42,7 @@ _TICKER_FIELDS = (
     "nextFundingTime",
 )
 _OTHER_TOPICS = frozenset({"orderbook", "publicTrade", "kline", "tickers_lt", "lt"})
-_LEGACY_TOPICS = frozenset({"instrument_info", "orderBookL2_25", "orderBook_200", "trade", "klineV2"})
+_LEGACY_TOPICS = frozenset({"orderBookL2_25", "orderBook_200", "trade", "klineV2"})
 
 
 class BybitDerivatives(DerivativesDecoder):
@@ -50,6 +53,7 @@ class BybitDerivatives(DerivativesDecoder):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.tickers: dict[str, dict[str, Any]] = {}  # symbol -> last value of each _TICKER_FIELDS
+        self.legacy: dict[str, dict[str, Any]] = {}  # symbol -> last v2 instrument_info values
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         """One websocket frame (``topic`` names its stream)."""
@@ -87,6 +91,8 @@ class BybitDerivatives(DerivativesDecoder):
                     quantity(row, "p"),
                     quantity(row, "v"),
                 )
+        elif kind == "instrument_info":
+            instrument_info(self, msg, line)
         elif kind in _OTHER_TOPICS or kind in _LEGACY_TOPICS:
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"topic {kind!r} is not a v5 derivatives stream")
         else:
@@ -99,8 +105,6 @@ class BybitDerivatives(DerivativesDecoder):
         derivatives value the message carries."""
         symbol = self.frame_symbol = self.check_symbol(data.get("symbol"))
         state = self.tickers.get(symbol)
-        if state is None and not snapshot:
-            raise BadInput(Reason.NO_SNAPSHOT, f"{symbol} ticker delta before its snapshot")
         given = {k: data[k] for k in _TICKER_FIELDS if k in data}
         new = dict(given) if snapshot or state is None else {**state, **given}
         if not any(present(given, k) for k in _TICKER_FIELDS):

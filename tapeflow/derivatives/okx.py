@@ -2,7 +2,9 @@
 ``liquidation-orders`` streams, and their REST twins plus the insurance fund (docs/derivatives.md).
 
 Every v5 push is ``{"arg": {"channel": ...}, "data": [...]}``; REST bodies are ``{"code": "0",
-"data": [...]}`` with rows of the same shape, so both go through one row reader per channel.
+"data": [...]}`` with rows of the same shape, so both go through one row reader per channel. The
+retired v3 tables (``swap/funding_rate``, ``*/mark_price``, ``*/liquidation``) of older captures
+are read too.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from tapeflow.derivatives.base import (
     time_ms,
 )
 from tapeflow.errors import BadInput
-from tapeflow.schemas.records import UNDEF_PRICE, UNDEF_TS
+from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE, UNDEF_TS
+from tapeflow.venues.bitmex.messages import iso_to_ns
 from tapeflow.venues.fields import field, load_json, obj, text
 from tapeflow.wire.capture import CaptureLine
 from tapeflow.wire.rejects import Reason
@@ -52,6 +55,17 @@ def _ts(row: dict[str, Any], line: CaptureLine) -> int:
     return time_ms(row, "ts") if present(row, "ts") else line.recv_ns
 
 
+_V3_SIDES = {"3": ASK, "4": BID}
+
+
+def _iso(row: dict[str, Any], key: str) -> int:
+    value = field(row, key)
+    ns = iso_to_ns(value) if type(value) is str else None
+    if ns is None:
+        raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}")
+    return ns
+
+
 class OkxDerivatives(DerivativesDecoder):
     """OKX v5 derivatives channels and REST bodies."""
 
@@ -76,7 +90,8 @@ class OkxDerivatives(DerivativesDecoder):
             self.quiet(f"{msg['event']} event")
             return
         if "table" in msg:
-            raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"OKEx v3 table {msg['table']!r} (retired API)")
+            self.v3(text(msg, "table"), field(msg, "data"), line)
+            return
         arg = obj(field(msg, "arg"), "arg")
         channel = text(arg, "channel")
         if channel == "liquidations":
@@ -87,6 +102,47 @@ class OkxDerivatives(DerivativesDecoder):
             reason = Reason.UNSUPPORTED_CHANNEL if channel in _OTHER_CHANNELS else Reason.UNKNOWN_MESSAGE
             raise BadInput(reason, f"channel {channel!r} is not a derivatives channel")
         self.rows_of(reader, field(msg, "data"), line)
+
+    def v3(self, table: str, data: Any, line: CaptureLine) -> None:
+        """The retired OKEx v3 tables (captures before 2022): ``swap/funding_rate``,
+        ``{swap,futures}/mark_price`` and the polled ``{swap,futures}/liquidation``."""
+        kind = table.rsplit("/", 1)[-1]
+        readers = {
+            "funding_rate": self.v3_funding,
+            "mark_price": self.v3_mark,
+            "liquidation": self.v3_liquidation,
+        }
+        reader = readers.get(kind)
+        if reader is None:
+            raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"OKEx v3 table {table!r} is not a derivatives table")
+        self.rows_of(reader, data, line)
+
+    def v3_funding(self, row: dict[str, Any], line: CaptureLine) -> None:
+        """``funding_rate`` for ``funding_time``, the next one estimated as ``estimated_rate``."""
+        symbol = self.frame_symbol = self.check_symbol(row.get("instrument_id"))
+        when = _iso(row, "funding_time")
+        self.add_funding(
+            line, symbol, line.recv_ns, rate(row, "funding_rate"), when, rate(row, "estimated_rate")
+        )
+
+    def v3_mark(self, row: dict[str, Any], line: CaptureLine) -> None:
+        symbol = self.frame_symbol = self.check_symbol(row.get("instrument_id"))
+        self.add_mark(line, symbol, _iso(row, "timestamp"), computed_price(row, "mark_price"))
+
+    def v3_liquidation(self, row: dict[str, Any], line: CaptureLine) -> None:
+        """A polled liquidation: ``type`` 3 closed a long (a sell order), 4 a short (a buy)."""
+        symbol = self.frame_symbol = self.check_symbol(row.get("instrument_id"))
+        kind = str(field(row, "type"))
+        if kind not in _V3_SIDES:
+            raise BadInput(Reason.BAD_SIDE, f"liquidation type {kind!r} is neither 3 (long) nor 4 (short)")
+        self.add_liquidation(
+            line,
+            symbol,
+            _iso(row, "created_at"),
+            _V3_SIDES[kind],
+            quantity(row, "price"),
+            quantity(row, "size"),
+        )
 
     def rows_of(
         self, reader: Callable[[dict[str, Any], CaptureLine], None], data: Any, line: CaptureLine

@@ -27,7 +27,24 @@ from tapeflow.wire.capture import RECV, CaptureLine
 
 PAIRS = "derivatives/tardis_normalization/tardis_node_mapper_pairs_derivatives_options.jsonl"
 
+# the retired OKEx v3 tables these decoders read
+_V3 = {
+    "swap/funding_rate",
+    "swap/mark_price",
+    "futures/mark_price",
+    "swap/liquidation",
+    "futures/liquidation",
+}
 # Tardis test -> (format, the channels these decoders read)
+_OKX = {
+    "funding-rate",
+    "mark-price",
+    "index-tickers",
+    "open-interest",
+    "liquidation-orders",
+    "liquidations",
+    *_V3,
+}
 TESTS = {
     "map binance futures messages": (
         "binance-futures",
@@ -37,26 +54,10 @@ TESTS = {
         "binance-delivery",
         {"markPrice", "forceOrder", "openInterest", "indexPrice"},
     ),
-    "map bybit messages": ("bybit", {"tickers", "liquidation", "allLiquidation"}),
-    "map okex-swap messages": (
-        "okx",
-        {"funding-rate", "mark-price", "index-tickers", "open-interest", "liquidation-orders"},
-    ),
-    "map okex-futures messages": (
-        "okx",
-        {
-            "funding-rate",
-            "mark-price",
-            "index-tickers",
-            "open-interest",
-            "liquidation-orders",
-            "liquidations",
-        },
-    ),
-    "map okex-options messages": (
-        "okx",
-        {"funding-rate", "mark-price", "index-tickers", "open-interest", "liquidation-orders"},
-    ),
+    "map bybit messages": ("bybit", {"tickers", "liquidation", "allLiquidation", "instrument_info"}),
+    "map okex-swap messages": ("okx", _OKX),
+    "map okex-futures messages": ("okx", _OKX),
+    "map okex-options messages": ("okx", _OKX),
     "map deribit messages": ("deribit", {"ticker"}),
     "map bitmex messages": ("bitmex", {"instrument", "liquidation"}),
 }

@@ -27,7 +27,7 @@ def _reasons(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
     return [r["reason"] for r in rows.get("rejected", [])]
 
 
-def test_bybit_delta_before_snapshot_is_ignored_by_rule_and_later_deltas_keep_the_state() -> None:
+def test_bybit_delta_before_snapshot_writes_what_it_carries_and_later_deltas_keep_the_state() -> None:
     snap = (
         '{"topic":"tickers.BTCUSDT","type":"snapshot","ts":1000,"data":{"symbol":"BTCUSDT","markPrice":"1.5",'
         '"indexPrice":"1.4","openInterest":"10","openInterestValue":"15","nextFundingTime":"28800000",'
@@ -36,8 +36,9 @@ def test_bybit_delta_before_snapshot_is_ignored_by_rule_and_later_deltas_keep_th
     head = '{"topic":"tickers.BTCUSDT","type":"delta","ts":2000,'
     delta = head + '"data":{"symbol":"BTCUSDT","fundingRate":"-0.0002"}}'
     rows, _ = _run("bybit", delta, snap, delta)
-    assert _reasons(rows) == ["no_snapshot"]
+    assert "rejected" not in rows
     assert [(r["ts_event_ns"], r["funding_rate"], r["funding_time_ns"]) for r in rows["funding_rate"]] == [
+        (2000 * MS, -0.0002, -1),  # a capture that starts mid-stream: no funding time known yet
         (1000 * MS, 0.0001, 28800000 * MS),
         (2000 * MS, -0.0002, 28800000 * MS),
     ]
@@ -232,10 +233,39 @@ def test_binance_insurance_balance() -> None:
 
 
 def test_numbers_beyond_a_double_or_the_decimal_context_are_dead_letters() -> None:
-    huge_rate = ('{"arg":{"channel":"funding-rate","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
-                 '"fundingRate":"1e999","fundingTime":"1"}]}')
-    long_mark = ('{"arg":{"channel":"mark-price","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
-                 f'"markPx":"0.{"1" * 60}","ts":"1"}}]}}')
+    huge_rate = (
+        '{"arg":{"channel":"funding-rate","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
+        '"fundingRate":"1e999","fundingTime":"1"}]}'
+    )
+    long_mark = (
+        '{"arg":{"channel":"mark-price","instId":"X-USDT-SWAP"},"data":[{"instId":"X-USDT-SWAP",'
+        f'"markPx":"0.{"1" * 60}","ts":"1"}}]}}'
+    )
     rows, _ = _run("okx", huge_rate, long_mark)
     assert _reasons(rows) == ["out_of_range"]
     assert rows["mark_price"][0]["mark_price_nanos"] == 111_111_111  # 60 decimals, rounded to the nano
+
+
+def test_bybit_v2_scaled_values_beyond_int64_before_scaling() -> None:
+    # openInterestE8 of 18317600000 is 183.176: as an integer it would pass int64 once in nanos
+    snap = (
+        '{"topic":"instrument_info.100ms.BTCPERP","type":"snapshot","data":{"symbol":"BTCPERP",'
+        '"markPriceE4":"212094700","openInterestE8":"18317600000","fundingRateE6":"-900",'
+        '"predictedFundingRateE6":"-614","nextFundingTime":"2022-06-21T16:00:00Z"},"timestampE6":"1655804220916799"}'
+    )
+    rows, _ = _run("bybit", snap)
+    assert rows["mark_price"][0]["mark_price_nanos"] == 21209_470_000_000
+    assert rows["open_interest"][0]["open_interest_nanos"] == 183_176_000_000
+    funding = rows["funding_rate"][0]
+    assert (funding["funding_rate"], funding["predicted_rate"]) == (-0.0009, -0.000614)
+    assert funding["ts_event_ns"] == 1655804220916799000 and funding["funding_time_ns"] == 1655827200 * BN
+
+
+def test_okx_v3_liquidation_types_and_unknown_tables() -> None:
+    liq = (
+        '{"table":"swap/liquidation","data":[{"loss":"0","size":"8","price":"3.523",'
+        '"created_at":"2020-12-18T00:30:58.374Z","type":"%s","instrument_id":"UNI-USD-SWAP"}]}'
+    )
+    rows, _ = _run("okx", liq % "3", liq % "4", liq % "9", '{"table":"swap/depth","data":[{"asks":[]}]}')
+    assert [r["side"] for r in rows["liquidation"]] == [ASK, BID]
+    assert _reasons(rows) == ["bad_side", "unsupported_channel"]
