@@ -4,6 +4,7 @@ traceback and never a row of a record."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,19 @@ import pytest
 from tapeflow.derivatives import decode
 from tapeflow.venues.base import merge
 from tapeflow.wire.rejects import Reason
-from tests.venues.test_reject_reasons import Shape
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A frame with ``{type}``, ``{price}`` and ``{size}`` to fill, as in tests/venues/test_reject_reasons.py;
+    ``required`` is the text to delete for a missing required field."""
+
+    frame: str
+    type: str
+    price: str
+    size: str
+    required: str
+
 
 # a liquidation (Deribit: a ticker, its mark as the price and its open interest as the size)
 SHAPES = {
