@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tapeflow.errors import ConfigError
-from tapeflow.venues.decoder import VenueDecoder
-from tapeflow.wire.capture import Decoded
+
+if TYPE_CHECKING:  # not at import: `tapeflow --help` lists FORMATS without loading Arrow and the decoders
+    from tapeflow.venues.decoder import VenueDecoder
+    from tapeflow.wire.capture import Decoded
 
 # format -> (module, class, keyword arguments)
 FORMATS: dict[str, tuple[str, str, dict[str, str]]] = {
