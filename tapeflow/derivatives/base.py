@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from functools import lru_cache
 from typing import Any
 
 from tapeflow.errors import BadInput, BadNumber
@@ -30,6 +32,7 @@ from tapeflow.wire.numbers import I64_MAX, ms_to_ns, to_nanos
 from tapeflow.wire.rejects import Reason
 
 NAN = math.nan
+_ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 
@@ -247,6 +250,35 @@ def time_ms(container: Any, key: str) -> int:
     if ns == UNDEF_TS or ns < 0:
         raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}, not a time in ms")
     return ns
+
+
+def iso_ns(value: Any, key: str, *, fallback_ns: int | None = None) -> int:
+    """An ISO-8601 UTC time (``2019-08-01T04:00:00.000Z``, up to 9 decimals) as ns.
+
+    Args:
+        fallback_ns: returned when the value is absent or null (None: the field is required).
+
+    Raises:
+        BadInput: ``missing_field`` or ``bad_timestamp`` (not that shape, not a calendar time, or
+            beyond int64 ns: after 2262 no column holds it).
+    """
+    if value is None and fallback_ns is not None:
+        return fallback_ns
+    if value is None:
+        raise BadInput(Reason.MISSING_FIELD, f"no {key!r} field")
+    m = _ISO.match(value) if type(value) is str else None
+    try:
+        ns = None if m is None else _epoch_s(m.group(1)) * 10**9 + int((m.group(2) or "").ljust(9, "0"))
+    except ValueError:  # month 13, day 32, ...
+        ns = None
+    if ns is None or not -I64_MAX <= ns <= I64_MAX:
+        raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}")
+    return ns
+
+
+@lru_cache(maxsize=4096)
+def _epoch_s(whole: str) -> int:
+    return int(datetime.fromisoformat(whole).replace(tzinfo=UTC).timestamp())
 
 
 def optional_time_ms(container: Any, key: str) -> int:

@@ -14,10 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from tapeflow.derivatives.base import DerivativesDecoder, computed_price, order_side, present, quantity, rate
+from tapeflow.derivatives.base import (
+    DerivativesDecoder,
+    computed_price,
+    iso_ns,
+    order_side,
+    present,
+    quantity,
+    rate,
+)
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import UNDEF_TS
-from tapeflow.venues.bitmex.messages import iso_to_ns
 from tapeflow.venues.fields import array, field, obj, text
 from tapeflow.wire.capture import CaptureLine
 from tapeflow.wire.rejects import Reason
@@ -52,13 +59,7 @@ _FIELDS = (
 
 
 def _time(row: dict[str, Any], key: str, fallback_ns: int) -> int:
-    value = row.get(key)
-    if value is None:
-        return fallback_ns
-    ns = iso_to_ns(value) if type(value) is str else None
-    if ns is None:
-        raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}")
-    return ns
+    return iso_ns(row.get(key), key, fallback_ns=fallback_ns)
 
 
 class BitmexDerivatives(DerivativesDecoder):

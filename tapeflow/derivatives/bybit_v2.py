@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tapeflow.derivatives.base import computed_price, present, quantity
+from tapeflow.derivatives.base import computed_price, iso_ns, present, quantity
 from tapeflow.errors import BadInput, BadNumber
 from tapeflow.schemas.records import UNDEF_PRICE, UNDEF_TS
-from tapeflow.venues.bitmex.messages import iso_to_ns
 from tapeflow.venues.fields import array, field, obj
 from tapeflow.wire.capture import CaptureLine
 from tapeflow.wire.numbers import I64_MAX
@@ -44,9 +43,11 @@ _KEYS = (
 def instrument_info(dec: BybitDerivatives, msg: dict[str, Any], line: CaptureLine) -> None:
     """One v2 ``instrument_info`` frame (snapshot or delta) into rows."""
     micros = msg.get("timestamp_e6", msg.get("timestampE6"))
-    if not (type(micros) is int or (type(micros) is str and micros.isdigit())):
+    if not (type(micros) is int or (type(micros) is str and micros.isascii() and micros.isdigit())):
         raise BadInput(Reason.BAD_TIMESTAMP, f"timestamp_e6 was {micros!r}")
-    ts = int(micros) * 1000
+    ts = int(str(micros)[:20]) * 1000
+    if ts > I64_MAX:  # after 2262: no int64 column holds it
+        raise BadNumber(Reason.OUT_OF_RANGE, micros, "timestamp_e6")
     data = obj(field(msg, "data"), "data")
     if msg.get("type") == "snapshot":
         rows, snapshot = [data], True
@@ -143,8 +144,6 @@ def _next_funding(row: dict[str, Any]) -> int:
         value = row.get(key)
         if value is None or value == "":
             continue
-        ns = iso_to_ns(value) if type(value) is str else None
-        if ns is None:
-            raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}")
+        ns = iso_ns(value, key)
         return ns if ns > 0 else UNDEF_TS  # 1970-01-01T00:00:00Z: none
     return UNDEF_TS

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 from tapeflow.derivatives.base import (
     DerivativesDecoder,
     computed_price,
+    iso_ns,
     optional_time_ms,
     order_side,
     present,
@@ -25,7 +26,6 @@ from tapeflow.derivatives.base import (
 )
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE, UNDEF_TS
-from tapeflow.venues.bitmex.messages import iso_to_ns
 from tapeflow.venues.fields import field, load_json, obj, text
 from tapeflow.wire.capture import CaptureLine
 from tapeflow.wire.rejects import Reason
@@ -59,11 +59,7 @@ _V3_SIDES = {"3": ASK, "4": BID}
 
 
 def _iso(row: dict[str, Any], key: str) -> int:
-    value = field(row, key)
-    ns = iso_to_ns(value) if type(value) is str else None
-    if ns is None:
-        raise BadInput(Reason.BAD_TIMESTAMP, f"{key} was {value!r}")
-    return ns
+    return iso_ns(field(row, key), key)
 
 
 class OkxDerivatives(DerivativesDecoder):

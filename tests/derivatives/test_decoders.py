@@ -269,3 +269,23 @@ def test_okx_v3_liquidation_types_and_unknown_tables() -> None:
     rows, _ = _run("okx", liq % "3", liq % "4", liq % "9", '{"table":"swap/depth","data":[{"asks":[]}]}')
     assert [r["side"] for r in rows["liquidation"]] == [ASK, BID]
     assert _reasons(rows) == ["bad_side", "unsupported_channel"]
+
+
+def test_times_beyond_int64_ns_are_dead_letters_not_a_broken_chunk() -> None:
+    # found by the damage test: one such row made the whole chunk's columns fail to build
+    v2 = (
+        '{"topic":"instrument_info.100ms.BTCPERP","type":"snapshot","data":{"symbol":"BTCPERP",'
+        '"markPriceE4":"212094700"},"timestampE6":"9999999999999999"}'
+    )
+    v3 = (
+        '{"table":"swap/liquidation","data":[{"size":"8","price":"3.523","created_at":"9999-12-18T00:30:58.374Z",'
+        '"type":"3","instrument_id":"UNI-USD-SWAP"}]}'
+    )
+    month13 = (
+        '{"table":"swap/mark_price","data":[{"instrument_id":"X","mark_price":"1",'
+        '"timestamp":"2019-13-01T00:00:00Z"}]}'
+    )
+    rows, _ = _run("bybit", v2)
+    assert _reasons(rows) == ["out_of_range"]
+    rows, _ = _run("okx", v3, month13)
+    assert _reasons(rows) == ["bad_timestamp", "bad_timestamp"]
