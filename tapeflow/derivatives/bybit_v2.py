@@ -43,7 +43,8 @@ _KEYS = (
 def instrument_info(dec: BybitDerivatives, msg: dict[str, Any], line: CaptureLine) -> None:
     """One v2 ``instrument_info`` frame (snapshot or delta) into rows."""
     micros = msg.get("timestamp_e6", msg.get("timestampE6"))
-    if not (type(micros) is int or (type(micros) is str and micros.isascii() and micros.isdigit())):
+    digits = type(micros) is str and micros.isascii() and micros.isdigit()
+    if not (digits or (type(micros) is int and micros >= 0)):
         raise BadInput(Reason.BAD_TIMESTAMP, f"timestamp_e6 was {micros!r}")
     ts = int(str(micros)[:20]) * 1000
     if ts > I64_MAX:  # after 2262: no int64 column holds it

@@ -285,7 +285,7 @@ def test_times_beyond_int64_ns_are_dead_letters_not_a_broken_chunk() -> None:
         '{"table":"swap/mark_price","data":[{"instrument_id":"X","mark_price":"1",'
         '"timestamp":"2019-13-01T00:00:00Z"}]}'
     )
-    rows, _ = _run("bybit", v2)
-    assert _reasons(rows) == ["out_of_range"]
+    rows, _ = _run("bybit", v2, v2.replace('"9999999999999999"', "-99999999999999999999"))
+    assert _reasons(rows) == ["out_of_range", "bad_timestamp"]
     rows, _ = _run("okx", v3, month13)
     assert _reasons(rows) == ["bad_timestamp", "bad_timestamp"]
