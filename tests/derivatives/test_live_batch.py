@@ -8,6 +8,7 @@ capture file decoded in batch (``run``) equals the same frames fed live in micro
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -22,6 +23,9 @@ from tests.conftest import need
 from tests.derivatives.tardis_pairs import PAIRS, TESTS
 
 T0 = 1_700_000_000_000_000_000
+_NUMBER = re.compile(rb"\d+(\.\d+)?")
+_LIMITS = (b"99999999999999999999", b"-99999999999999999999", b"-1", b"1e400", b"1e-400", b"0",
+           b"9223372036854775807", b"1.0000000000000000000001", b"9" * 30, b"null", b"true", b'""', b"[]")
 
 
 @pytest.fixture(scope="module")
@@ -70,11 +74,17 @@ def test_cut_and_corrupted_frames_are_rows_or_one_dead_letter(
     for frame in frames["binance-futures" if fmt == "binance-delivery" else fmt]:
         for _ in range(6):
             damaged = bytearray(frame)
-            if rng.random() < 0.5:
+            mode = rng.random()
+            if mode < 0.35:
                 damaged = damaged[: rng.randrange(1, len(damaged))]
-            else:
+            elif mode < 0.7:
                 for _ in range(rng.randrange(1, 4)):
                     damaged[rng.randrange(len(damaged))] = rng.choice(b'{}[]",:0-9eE.- aznull')
+            else:  # a number replaced by one at a limit (how a negative timestamp_e6 broke a chunk)
+                numbers = list(_NUMBER.finditer(damaged))
+                if numbers:
+                    m = rng.choice(numbers)
+                    damaged[m.start():m.end()] = rng.choice(_LIMITS)
             rejected, before, quiet = len(dec.rejects), dec.rows, sum(dec.quiet_frames.values())
             dec.feed(CaptureLine(T0, RECV, "", bytes(damaged), "fuzz"))  # raises nothing
             assert len(dec.rejects) - rejected <= 1
