@@ -2,8 +2,8 @@
 and ``deribit_price_index.<index>`` subscriptions (docs/derivatives.md).
 
 Deribit sends JSON numbers, read from their text exactly. A perpetual's ``current_funding`` is the
-funding rate (``funding_8h`` is the same rate scaled to 8 hours and is not stored); Deribit funds
-continuously, so there is no funding time. Marks of combo instruments (future spreads) can be
+funding rate, as Tardis reads it (``funding_8h``, the rate over the last 8 hours, is not stored);
+Deribit funds continuously, so there is no funding time. Marks of combo instruments (future spreads) can be
 below zero.
 """
 

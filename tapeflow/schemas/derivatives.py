@@ -2,8 +2,8 @@
 interest, liquidations and insurance funds (docs/derivatives.md).
 
 Prices and sizes are exact ``*_nanos`` as every other record. Funding rates are ratios, not prices
-or sizes: venues publish them with up to 18 significant decimals (Deribit's ``funding_8h``), which
-no fixed-point int64 scale holds, so they are the closest double to the venue's decimal text (as a
+or sizes: venues publish them with more decimals than nanos hold (OKX ``0.0001515032``, Kraken
+Futures ``-8.92730506785e-07``), so they are the closest double to the venue's decimal text (as a
 spread in bps is), NaN where the venue gave none. An absent price or size is ``UNDEF_PRICE``; an
 absent time ``-1``.
 """
