@@ -29,6 +29,12 @@ DATASETS: dict[str, str] = {
     "bars": "bar",
     "metrics": "metric",
     "signals": "signal",
+    "funding_rates": "funding_rate",
+    "mark_prices": "mark_price",
+    "index_prices": "index_price",
+    "open_interest": "open_interest",
+    "liquidations": "liquidation",
+    "insurance_funds": "insurance_fund",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
@@ -64,7 +70,9 @@ def run_suite(
 
     Args:
         dataset: ``trades``, ``book_deltas``, ``order_events``, ``quotes``, ``book_snapshots``,
-            ``bars``, ``metrics`` or ``signals`` (the record names ``trade``, ``quote``, ... work too).
+            ``bars``, ``metrics``, ``signals`` or a derivatives dataset (``funding_rates``,
+            ``mark_prices``, ``index_prices``, ``open_interest``, ``liquidations``,
+            ``insurance_funds``; the record names ``trade``, ``quote``, ... work too).
         table: the partition, a table of that dataset's record (any number of instruments).
         partition_day: the UTC day the partition holds (``YYYY-MM-DD`` or a date); None takes the
             day most rows fall on, and says so in the ``ts_within_day`` details.

@@ -40,6 +40,15 @@ from kernels.codes import (  # noqa: F401  (re-exported)
     VALID,
 )
 from tapeflow.schemas.core import Field, RecordType, common
+from tapeflow.schemas.derivatives import (  # noqa: F401  (re-exported)
+    DERIVATIVE_RECORDS,
+    FUNDING_RATE,
+    INDEX_PRICE,
+    INSURANCE_FUND,
+    LIQUIDATION,
+    MARK_PRICE,
+    OPEN_INTEREST,
+)
 
 SCALE = 1_000_000_000
 UNDEF_TS = -1
@@ -250,6 +259,6 @@ ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
-        METRIC, STATUS, SIGNAL,
+        METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS,
     )
 }
