@@ -185,3 +185,15 @@ def test_a_coinbase_time_beyond_int64_ns_or_off_the_calendar_is_one_dead_letter(
     assert old in text
     outcome = _sample_run("coinbase", 2, text.replace(old, when), tmp_path)
     assert (outcome.error, outcome.dead_lettered) == ("", 1)
+
+
+@pytest.mark.parametrize("when", [b"3023-11-14T22:13:20.002Z", b"2023-13-14T22:13:20.002Z"])
+def test_a_bitmex_time_beyond_int64_ns_or_off_the_calendar_is_one_dead_letter(when: bytes,
+                                                                             tmp_path: Path) -> None:
+    # found by the derivatives decoders' random damage (the BitMEX venue's own iso_to_ns had
+    # Coinbase's bug): a year after 2262 broke the chunk, a month 13 raised out of fromisoformat
+    text = venues.SAMPLES["bitmex"]().units[2]
+    old = b"2023-11-14T22:13:20.002Z"
+    assert old in text
+    outcome = _sample_run("bitmex", 2, text.replace(old, when), tmp_path)
+    assert (outcome.error, outcome.dead_lettered) == ("", 1)

@@ -33,8 +33,16 @@ def _epoch_s(whole: str) -> int:
 
 
 def iso_to_ns(text: str) -> int | None:
-    """``2021-07-22T22:36:09.757Z`` -> ns since the epoch, exactly; None if not that shape."""
+    """``2021-07-22T22:36:09.757Z`` -> ns since the epoch, exactly; None if not that shape, not a
+    calendar time, or beyond int64 ns (after 2262-04-11: it broke the chunk's columns)."""
     match = _ISO.match(text)
     if match is None:
         return None
-    return _epoch_s(match.group(1)) * 1_000_000_000 + int((match.group(2) or "").ljust(9, "0"))
+    try:
+        ns = _epoch_s(match.group(1)) * 1_000_000_000 + int((match.group(2) or "").ljust(9, "0"))
+    except ValueError:  # month 13, day 32, ...
+        return None
+    return ns if ns < _NS_LIMIT else None
+
+
+_NS_LIMIT = 1 << 63
