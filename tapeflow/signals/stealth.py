@@ -139,7 +139,7 @@ def detect_contraction(book: dict[str, np.ndarray], events: np.ndarray, tick: in
                 flags=_flags(book, s["rows"], first, t),
                 evidence=dict(range_ticks=round(float(rng[t]), 1), rv_per_event=round(float(per_event[t]), 4),
                               baseline_quantile=round(float(base[t]), 4),
-                              activity_share=round(float(act[t] / usual_act[t]), 2),
+                              activity_share=_share(act[t], usual_act[t]),
                               window_s=params["window_ns"] / 1e9))
     return out
 

@@ -23,15 +23,15 @@ SUB = {"event": "subscribe", "pair": ["XBT/CHF"], "subscription": {"name": "book
 WATCH_S = 3.0
 
 
-async def _client(url: str, answer_after_s: float | None) -> tuple[int, bool]:
-    """Subscribe and read for ``WATCH_S``, answering pings only after ``answer_after_s`` (None:
+async def _client(url: str, answer_after_s: float | None, watch_s: float = WATCH_S) -> tuple[int, bool]:
+    """Subscribe and read for ``watch_s``, answering pings only after ``answer_after_s`` (None:
     never); (pings seen, whether the server cut the connection)."""
     loop = asyncio.get_running_loop()
     pings = 0
     async with aiohttp.ClientSession() as http, http.ws_connect(url, autoping=False) as ws:
         await ws.send_str(json.dumps(SUB))
         start = loop.time()
-        while (left := start + WATCH_S - loop.time()) > 0:
+        while (left := start + watch_s - loop.time()) > 0:
             try:
                 msg = await ws.receive(timeout=left)
             except TimeoutError:
@@ -50,14 +50,17 @@ def test_ping_timeout_cuts_only_a_client_that_stays_silent(real_data: Path) -> N
     srv = ReplayServer("kraken", [path], ping_interval_s=0.25, pong_timeout_s=1.5)
 
     async def three() -> list[tuple[int, bool]]:
-        return list(await asyncio.gather(_client(srv.ws_url, None), _client(srv.ws_url, 0.0),
+        # the silent client reads until it is cut (a loaded machine may ping it late: a clean
+        # clone's run saw no cut within a fixed 3 s), the others for WATCH_S
+        return list(await asyncio.gather(_client(srv.ws_url, None, 30.0), _client(srv.ws_url, 0.0),
                                          _client(srv.ws_url, 0.5)))
 
     with srv.run_in_thread():
         silent, prompt, late = asyncio.run(three())
         cuts = list(srv.pong_timeouts)
-    # never answers: pinged, then cut (the only cut) 1.5 s after its first unanswered ping
-    assert silent[1] and silent[0] >= 1
+    # never answers: cut (the only cut) 1.5 s after a ping it left unanswered, by the server's own
+    # record; the pings it saw are not counted (the abort discards what it had not read yet)
+    assert silent[1]
     assert len(cuts) == 1 and cuts[0].endswith("no pong within 1.5 s of a ping")
     # answers every ping, or stays silent 0.5 s (twice the period; aiohttp's own heartbeat cuts at
     # half of it), then answers: both stay for the whole 3 s, pinged all along (12 pings due)
