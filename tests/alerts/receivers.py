@@ -89,7 +89,7 @@ class HttpReceiver:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         kind = request.match_info["kind"]
-        record = {"kind": kind, "headers": dict(request.headers), "body": body}
+        record = {"kind": kind, "path": request.path_qs, "headers": dict(request.headers), "body": body}
         self.seen.append(record)
         fault = self.faults.popleft() if self.faults else None
         if fault == "reset":
@@ -134,3 +134,47 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class SmtpReceiver:
+    """An aiosmtpd server on 127.0.0.1 that requires STARTTLS before AUTH (LOGIN/PLAIN)."""
+
+    def __init__(self, folder: Any, user: str, password: str) -> None:
+        from tests.alerts.tls import self_signed
+
+        self.cert, key = self_signed(folder)
+        self.user, self.password = user.encode(), password.encode()
+        self.messages: list[Any] = []
+        self.port = free_port()
+        self._key = key
+        self._controller: Any = None
+
+    def start(self) -> SmtpReceiver:
+        import ssl
+
+        from aiosmtpd.controller import Controller
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        receiver = self
+
+        class Handler:
+            async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+                receiver.messages.append(envelope)
+                return "250 OK"
+
+        def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> Any:
+            ok = isinstance(data, LoginPassword) and (data.login, data.password) == (self.user, self.password)
+            return AuthResult(success=ok, handled=False)  # handled=False: the server answers 535
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.cert, self._key)
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=context,
+                                      require_starttls=True, authenticator=authenticate,
+                                      auth_require_tls=True)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
