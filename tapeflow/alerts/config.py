@@ -264,7 +264,10 @@ class _Validator:
         if kind == "secret" or (kind == "url" and isinstance(value, str)
                                 and value.startswith(("env:", "file:"))):
             # a Slack URL or a gateway URL with a token in it is a credential: it may come from env
-            return resolve(value, dotted, self.env)
+            secret = resolve(value, dotted, self.env)
+            if kind == "url" and not secret.reveal().startswith(("http://", "https://")):
+                raise self.fail(dotted, f"the value of {secret.source} is not an http(s) URL")
+            return secret
         if kind == "int":
             return self.number(dotted, value, int, 10, 600_000)
         if kind == "bool":

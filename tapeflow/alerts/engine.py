@@ -158,6 +158,16 @@ class AlertEngine:
         self.outbox.enqueue(alert, rule.channels)
         return [alert]
 
+    def send_test(self) -> Alert:
+        """Queue one test alert on every configured channel (``tapeflow alerts test``); the quiet
+        switch does not hold it back: it checks the channels, not the rules."""
+        now = self._wall_ns()
+        alert = Alert(alert_id("test", now), "test", "info", "test", "test", "tapeflow", "test", now, now,
+                      math.nan, "tapeflow alerts test: this channel works", {})
+        self._alerts[alert.alert_id] = alert
+        self.outbox.enqueue(alert, tuple(self.config.channels))
+        return alert
+
     # ---- state
     def set_quiet(self, quiet: bool) -> None:
         """The maintenance switch: while on, matches are counted (``quiet_suppressed``), not sent."""

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tapeflow.alerts import AlertEngine, load
 from tapeflow.alerts.channels import sign, verify
-from tapeflow.alerts.config import Allow
+from tapeflow.alerts.config import Allow, load
+from tapeflow.alerts.engine import AlertEngine
 from tapeflow.alerts.transport import refusal
 from tests.alerts.receivers import HttpReceiver, free_port, wait_until
 

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tapeflow.alerts import AlertEngine, load
+from tapeflow.alerts.config import load
+from tapeflow.alerts.engine import AlertEngine
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.alerts import ALERT_DELIVERY
 from tapeflow.storage import lake

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from tapeflow.alerts import AlertEngine, AlertError, load
+from tapeflow.alerts.alert import AlertError
+from tapeflow.alerts.config import load
+from tapeflow.alerts.engine import AlertEngine
 from tapeflow.errors import TapeflowError
 
 SECOND_NS = 1_000_000_000
