@@ -141,7 +141,8 @@ class AlertEngine:
         window = self._windows.get(key)
         alert = Alert(identity, rule.name, rule.severity, rule.source, kind, str(row["venue"]),
                       str(row["symbol"]), ts, self._wall_ns(), confidence, title, detail)
-        if window is not None and rule.window_ns and window.start_ns <= ts < window.start_ns + rule.window_ns:
+        # a late row older than the open window counts in it too: it must not reopen an old window
+        if window is not None and rule.window_ns and ts < window.start_ns + rule.window_ns:
             window.suppressed += 1
             return []
         held = window.suppressed if window is not None else 0

@@ -73,9 +73,10 @@ def test_one_message_per_rule_and_instrument_per_window_carrying_the_suppressed_
     (later,) = engine.submit(_signal(60))  # the window ended: sent, with the 3 held back
     assert later.suppressed == 3 and "(+3 suppressed)" in later.text()
     assert engine.submit(_signal(61)) == []
+    assert engine.submit(_signal(30)) == []  # late and older than the open window: counted in it
     assert engine.close_windows(100 * SECOND_NS) == []  # 60 s + 60 s not reached
     (closing,) = engine.close_windows(120 * SECOND_NS)
-    assert (closing.kind, closing.suppressed, closing.symbol) == ("suppressed", 1, "BTCUSDT")
+    assert (closing.kind, closing.suppressed, closing.symbol) == ("suppressed", 2, "BTCUSDT")
     assert engine.close_windows(10_000 * SECOND_NS) == []  # a closing count is sent once
 
 
@@ -117,3 +118,13 @@ def test_status_rules_match_bad_feed_states(tmp_path: Path) -> None:
     assert engine.submit_status(row) == []  # a healthy state is no alert
     (gap,) = engine.submit_status({**row, "state": "gap", "detail": "seq 7 -> 12"})
     assert gap.kind == "gap" and "seq 7 -> 12" in gap.title and gap.payload()["confidence"] is None
+
+
+def test_the_ledger_record_follows_the_declaration_rules() -> None:
+    from tapeflow.schemas import ALERT_RECORDS, ALL_RECORDS, BATCH_RECORDS
+    from tapeflow.schemas.alerts import ALERT_DELIVERY
+
+    assert ALERT_RECORDS == {"alert_delivery": ALERT_DELIVERY}
+    assert not set(ALERT_RECORDS) & (set(ALL_RECORDS) | set(BATCH_RECORDS))
+    assert ALERT_DELIVERY.column_names[:4] == ["ts_event_ns", "ts_recv_ns", "venue", "symbol"]
+    assert "`latency_ns` Int64" in ALERT_DELIVERY.clickhouse_ddl()
