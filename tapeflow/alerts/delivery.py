@@ -23,6 +23,7 @@ import pyarrow as pa
 from tapeflow.alerts.alert import Alert, idempotency_key
 from tapeflow.alerts.channels import send
 from tapeflow.alerts.config import AlertsConfig, Delivery
+from tapeflow.alerts.journal import Journal
 from tapeflow.alerts.transport import DeliveryFailure
 from tapeflow.schemas.alerts import ALERT_DELIVERY
 
@@ -66,6 +67,8 @@ class Outbox:
         clock_s: monotonic seconds (backoff deadlines).
         wall_ns: wall time in ns (ledger times and latency).
         seed: the jitter's random seed (None: unseeded).
+        journal: where the queues are kept across restarts (None: in memory only); what it
+            holds from before is queued first, in its order.
     """
 
     config: AlertsConfig
@@ -73,6 +76,7 @@ class Outbox:
     clock_s: Callable[[], float] = time.monotonic
     wall_ns: Callable[[], int] = time.time_ns
     seed: int | None = None
+    journal: Journal | None = None
     queues: dict[str, deque[Pending]] = field(default_factory=dict)
     ledger: list[dict[str, Any]] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -80,11 +84,17 @@ class Outbox:
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self.queues = {name: deque() for name in self.config.channels}
+        for channel, key, alert in self.journal.restored if self.journal is not None else ():
+            if channel in self.queues:  # a channel removed from the config since: not ours to send
+                self.queues[channel].append(Pending(alert, channel, key))
 
     def enqueue(self, alert: Alert, channels: tuple[str, ...]) -> None:
         """Queue ``alert`` behind what each of ``channels`` already holds."""
-        for name in channels:
-            self.queues[name].append(Pending(alert, name, idempotency_key(alert, name)))
+        items = [Pending(alert, name, idempotency_key(alert, name)) for name in channels]
+        if self.journal is not None:
+            self.journal.added([(p.channel, p.key, p.alert) for p in items])
+        for item in items:
+            self.queues[item.channel].append(item)
 
     @property
     def pending(self) -> int:
@@ -113,15 +123,20 @@ class Outbox:
                         head.due_s = self.clock_s() + wait_s
                         self._record(head, "retry", failure.reason, failure.status_code)
                         break  # the head blocks its queue: alerts leave in order
-                    queue.popleft()
+                    self._done(queue)
                     self.dead_letters.append(DeadLetter(head.alert, name, head.attempts, failure.reason))
                     self._record(head, "dead_letter", failure.reason, failure.status_code)
                     log.warning("alert %s dead-lettered on channel %s after %d attempts: %s",
                                 head.alert.alert_id, name, head.attempts, failure.reason)
                     continue
-                queue.popleft()
+                self._done(queue)
                 self._record(head, "delivered", "", code)
         return self.ledger[start:]
+
+    def _done(self, queue: deque[Pending]) -> None:
+        item = queue.popleft()
+        if self.journal is not None:
+            self.journal.done(item.key)
 
     def _record(self, item: Pending, outcome: str, reason: str, code: int) -> None:
         now = self.wall_ns()

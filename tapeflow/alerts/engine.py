@@ -21,6 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -28,6 +29,7 @@ import pyarrow as pa
 from tapeflow.alerts.alert import Alert, AlertError, alert_id
 from tapeflow.alerts.config import AlertsConfig, Rule
 from tapeflow.alerts.delivery import DeadLetter, Outbox, ledger_table
+from tapeflow.alerts.journal import Journal
 from tapeflow.schemas.alerts import ALERT_DELIVERY
 
 # Alerts remembered for acknowledgement and replay de-duplication (a bounded, oldest-first map).
@@ -58,19 +60,25 @@ class AlertEngine:
         wall_ns: wall clock in ns (an alert's ``created_ns``, ledger times).
         clock_s: monotonic seconds (retry deadlines).
         seed: the retry jitter's seed.
+        journal: a file that keeps the queued deliveries across restarts (None: memory only).
     """
 
     def __init__(self, config: AlertsConfig, *, wall_ns: Callable[[], int] = time.time_ns,
-                 clock_s: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+                 clock_s: Callable[[], float] = time.monotonic, seed: int | None = None,
+                 journal: Path | None = None) -> None:
         self.config = config
         self.quiet = config.quiet
         self.quiet_suppressed = 0
-        self.outbox = Outbox(config, wall_ns=wall_ns, clock_s=clock_s, seed=seed)
+        self.outbox = Outbox(config, wall_ns=wall_ns, clock_s=clock_s, seed=seed,
+                             journal=Journal(journal) if journal is not None else None)
         self._wall_ns = wall_ns
         self._windows: dict[tuple[str, str, str], _Window] = {}
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._acks: dict[str, Ack] = {}
         self._ledger_written = 0
+        for queue in self.outbox.queues.values():
+            for item in queue:  # restored from the journal: a replay of their rows raises nothing new
+                self._alerts[item.alert.alert_id] = item.alert
 
     # ---- matching
     def submit(self, row: Mapping[str, Any]) -> list[Alert]:
@@ -211,6 +219,11 @@ class AlertEngine:
     @property
     def ledger(self) -> list[dict[str, Any]]:
         return self.outbox.ledger
+
+    def close(self) -> None:
+        """Close the journal (the queues stay in it for the next engine)."""
+        if self.outbox.journal is not None:
+            self.outbox.journal.close()
 
     def write_ledger(self, writer: Any) -> int:
         """Append the ledger rows not yet written through ``writer`` (a

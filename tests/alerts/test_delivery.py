@@ -182,3 +182,30 @@ def test_sms_gateway_form_post_one_per_recipient(tmp_path: Path, receiver: HttpR
     assert all(f["From"] == ["+15550001"] and f["Body"][0].startswith("[WARNING] whale") for f in forms)
     keys = [r["headers"]["Idempotency-Key"] for r in receiver.accepted]
     assert len(set(keys)) == 2 and _outcomes(engine) == [("delivered", "")]
+
+
+def test_queued_alerts_survive_a_restart_and_are_delivered_once_in_order(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/webhook"
+    journal = tmp_path / "state" / "outbox.jsonl"
+    config = _engine(tmp_path, url).config
+    first = AlertEngine(config, journal=journal, seed=1)
+    ids = [a.alert_id for i in range(4) for a in first.submit(_signal(i))]
+    wait_until(lambda: len(first.ledger) >= 2, first.deliver_pending)  # the receiver is down
+    with journal.open("ab") as out:
+        out.write(b'{"op": "add", "chan')  # the crash tore the last append
+    # no close: the process "crashed"; a new engine opens the same journal
+    receiver = HttpReceiver(KEY.encode()).start(port)
+    try:
+        second = AlertEngine(config, journal=journal, seed=2)
+        assert second.pending == 4
+        assert second.submit(_signal(0)) == []  # a replay of a queued row raises nothing new
+        _drain(second)
+        second.close()
+        assert [json.loads(r["body"])["alert_id"] for r in receiver.accepted] == ids
+        third = AlertEngine(config, journal=journal)
+        assert third.pending == 0  # what was delivered is not sent again
+        third.close()
+    finally:
+        receiver.stop()
+        first.close()  # the "crashed" engine's file handle, closed only now
