@@ -61,6 +61,7 @@ DELIVERY_KEYS: dict[str, tuple[type, float, float]] = {
     "backoff_max_ms": (int, 1, 86_400_000),
     "jitter": (float, 0.0, 1.0),
     "timeout_ms": (int, 10, 600_000),
+    "max_pending": (int, 1, 10_000_000),
 }
 ALLOW_KEYS = ("loopback", "private", "hosts")
 RULE_KEYS = ("source", "severity", "channels", "kinds", "states", "min_confidence", "instruments",
@@ -70,13 +71,15 @@ RULE_KEYS = ("source", "severity", "channels", "kinds", "states", "min_confidenc
 @dataclass(frozen=True)
 class Delivery:
     """Retry policy of every channel: ``max_attempts`` tries, waits of ``backoff_base_ms`` doubling
-    up to ``backoff_max_ms``, each shortened by up to ``jitter`` of itself (randomly)."""
+    up to ``backoff_max_ms``, each shortened by up to ``jitter`` of itself (randomly); at most
+    ``max_pending`` alerts wait per channel (more are dead-lettered as ``overflow``)."""
 
     max_attempts: int = 8
     backoff_base_ms: int = 500
     backoff_max_ms: int = 60_000
     jitter: float = 0.5
     timeout_ms: int = 5_000
+    max_pending: int = 10_000
 
 
 @dataclass(frozen=True)

@@ -89,8 +89,18 @@ class Outbox:
                 self.queues[channel].append(Pending(alert, channel, key))
 
     def enqueue(self, alert: Alert, channels: tuple[str, ...]) -> None:
-        """Queue ``alert`` behind what each of ``channels`` already holds."""
-        items = [Pending(alert, name, idempotency_key(alert, name)) for name in channels]
+        """Queue ``alert`` behind what each of ``channels`` already holds; a channel already holding
+        ``max_pending`` alerts dead-letters it as ``overflow`` (bounded memory under a storm)."""
+        items = []
+        for name in channels:
+            item = Pending(alert, name, idempotency_key(alert, name))
+            if len(self.queues[name]) >= self.config.delivery.max_pending:
+                self.dead_letters.append(DeadLetter(alert, name, 0, "overflow"))
+                self._record(item, "dead_letter", "overflow", 0)
+                log.warning("alert %s dead-lettered on channel %s: %d alerts already wait",
+                            alert.alert_id, name, len(self.queues[name]))
+            else:
+                items.append(item)
         if self.journal is not None:
             self.journal.added([(p.channel, p.key, p.alert) for p in items])
         for item in items:

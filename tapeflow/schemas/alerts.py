@@ -13,7 +13,7 @@ from tapeflow.schemas.core import Field, RecordType, common
 DELIVERY_OUTCOMES = ("delivered", "retry", "dead_letter")
 DELIVERY_REASONS = (
     "", "http_4xx", "http_5xx", "timeout", "connection_refused", "connection_reset",
-    "blocked_destination", "smtp_error", "io_error", "bad_response",
+    "blocked_destination", "smtp_error", "io_error", "bad_response", "overflow",
 )
 
 ALERT_DELIVERY = RecordType(

@@ -209,3 +209,15 @@ def test_queued_alerts_survive_a_restart_and_are_delivered_once_in_order(tmp_pat
     finally:
         receiver.stop()
         first.close()  # the "crashed" engine's file handle, closed only now
+
+
+def test_a_full_channel_queue_dead_letters_new_alerts_as_overflow(tmp_path: Path) -> None:
+    _engine(tmp_path, f"http://127.0.0.1:{free_port()}/webhook")  # writes alerts.toml; nothing listens
+    path = tmp_path / "alerts.toml"
+    path.write_text(path.read_text().replace("[delivery]\n", "[delivery]\nmax_pending = 2\n"))
+    engine = AlertEngine(load(path, env={"HOOK_KEY": KEY}))
+    ids = [a.alert_id for i in range(3) for a in engine.submit(_signal(i))]
+    assert engine.pending == 2
+    assert [(d.alert.alert_id, d.reason) for d in engine.dead_letters] == [(ids[2], "overflow")]
+    assert [(r["alert_id"], r["outcome"], r["reason"]) for r in engine.ledger] == [
+        (ids[2], "dead_letter", "overflow")]
