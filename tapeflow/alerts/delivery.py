@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,7 +84,11 @@ class Outbox:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
+        # one generator per channel: channels draw their jitter in threads of their own
+        self._rngs = {name: random.Random(None if self.seed is None else f"{self.seed}:{name}")
+                      for name in self.config.channels}
+        self._pool: ThreadPoolExecutor | None = None
+        self._journal_lock = threading.Lock()
         self.queues = {name: deque() for name in self.config.channels}
         for channel, key, alert in self.journal.restored if self.journal is not None else ():
             if channel in self.queues:  # a channel removed from the config since: not ours to send
@@ -96,13 +102,14 @@ class Outbox:
             item = Pending(alert, name, idempotency_key(alert, name))
             if len(self.queues[name]) >= self.config.delivery.max_pending:
                 self.dead_letters.append(DeadLetter(alert, name, 0, "overflow"))
-                self._record(item, "dead_letter", "overflow", 0)
+                self.ledger.append(self._row(item, "dead_letter", "overflow", 0))
                 log.warning("alert %s dead-lettered on channel %s: %d alerts already wait",
                             alert.alert_id, name, len(self.queues[name]))
             else:
                 items.append(item)
         if self.journal is not None:
-            self.journal.added([(p.channel, p.key, p.alert) for p in items])
+            with self._journal_lock:
+                self.journal.added([(p.channel, p.key, p.alert) for p in items])
         for item in items:
             self.queues[item.channel].append(item)
 
@@ -117,46 +124,71 @@ class Outbox:
         return min(dues) if dues else None
 
     def deliver_pending(self) -> list[dict[str, Any]]:
-        """Attempt every channel's due alerts, in order; returns the ledger rows written now."""
-        start = len(self.ledger)
-        for name, queue in self.queues.items():
-            channel = self.config.channels[name]
-            while queue and queue[0].due_s <= self.clock_s():
-                head = queue[0]
-                head.attempts += 1
-                try:
-                    code = self.sender(channel, head.alert, head.key, allow=self.config.allow,
-                                       timeout_s=self.config.delivery.timeout_ms / 1000)
-                except DeliveryFailure as failure:
-                    if failure.retryable and head.attempts < self.config.delivery.max_attempts:
-                        wait_s = backoff_s(self.config.delivery, head.attempts, self._rng)
-                        head.due_s = self.clock_s() + wait_s
-                        self._record(head, "retry", failure.reason, failure.status_code)
-                        break  # the head blocks its queue: alerts leave in order
-                    self._done(queue)
-                    self.dead_letters.append(DeadLetter(head.alert, name, head.attempts, failure.reason))
-                    self._record(head, "dead_letter", failure.reason, failure.status_code)
-                    log.warning("alert %s dead-lettered on channel %s after %d attempts: %s",
-                                head.alert.alert_id, name, head.attempts, failure.reason)
-                    continue
+        """Attempt every channel's due alerts, in order; returns the ledger rows written now.
+
+        Channels with work due are delivered concurrently, one thread each (a slow receiver holds
+        up only its own queue, for the call's duration); rows and dead letters are added in the
+        configured channel order, so the ledger does not depend on thread timing.
+        """
+        now = self.clock_s()
+        due = [name for name, queue in self.queues.items() if queue and queue[0].due_s <= now]
+        if len(due) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(len(self.queues), thread_name_prefix="tapeflow-alerts")
+            results = list(self._pool.map(self._drain, due))
+        else:
+            results = [self._drain(name) for name in due]
+        rows = [row for channel_rows, _ in results for row in channel_rows]
+        self.ledger.extend(rows)
+        self.dead_letters.extend(letter for _, letters in results for letter in letters)
+        return rows
+
+    def close(self) -> None:
+        """Stop the delivery threads (the queues stay, and the journal holds them)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _drain(self, name: str) -> tuple[list[dict[str, Any]], list[DeadLetter]]:
+        queue, channel, rng = self.queues[name], self.config.channels[name], self._rngs[name]
+        rows: list[dict[str, Any]] = []
+        letters: list[DeadLetter] = []
+        while queue and queue[0].due_s <= self.clock_s():
+            head = queue[0]
+            head.attempts += 1
+            try:
+                code = self.sender(channel, head.alert, head.key, allow=self.config.allow,
+                                   timeout_s=self.config.delivery.timeout_ms / 1000)
+            except DeliveryFailure as failure:
+                if failure.retryable and head.attempts < self.config.delivery.max_attempts:
+                    head.due_s = self.clock_s() + backoff_s(self.config.delivery, head.attempts, rng)
+                    rows.append(self._row(head, "retry", failure.reason, failure.status_code))
+                    break  # the head blocks its queue: alerts leave in order
                 self._done(queue)
-                self._record(head, "delivered", "", code)
-        return self.ledger[start:]
+                letters.append(DeadLetter(head.alert, name, head.attempts, failure.reason))
+                rows.append(self._row(head, "dead_letter", failure.reason, failure.status_code))
+                log.warning("alert %s dead-lettered on channel %s after %d attempts: %s",
+                            head.alert.alert_id, name, head.attempts, failure.reason)
+                continue
+            self._done(queue)
+            rows.append(self._row(head, "delivered", "", code))
+        return rows, letters
 
     def _done(self, queue: deque[Pending]) -> None:
         item = queue.popleft()
         if self.journal is not None:
-            self.journal.done(item.key)
+            with self._journal_lock:
+                self.journal.done(item.key)
 
-    def _record(self, item: Pending, outcome: str, reason: str, code: int) -> None:
+    def _row(self, item: Pending, outcome: str, reason: str, code: int) -> dict[str, Any]:
         now = self.wall_ns()
         a = item.alert
-        self.ledger.append({
+        return {
             "ts_event_ns": now, "ts_recv_ns": a.created_ns, "venue": a.venue, "symbol": a.symbol,
             "alert_id": a.alert_id, "rule": a.rule, "severity": a.severity, "channel": item.channel,
             "idempotency_key": item.key, "attempt": item.attempts, "outcome": outcome, "reason": reason,
             "status_code": code, "latency_ns": max(0, now - a.created_ns),
-        })
+        }
 
 
 def ledger_table(rows: list[dict[str, Any]]) -> pa.Table:

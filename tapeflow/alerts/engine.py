@@ -221,7 +221,8 @@ class AlertEngine:
         return self.outbox.ledger
 
     def close(self) -> None:
-        """Close the journal (the queues stay in it for the next engine)."""
+        """Stop the delivery threads and close the journal (the queues stay in it for the next engine)."""
+        self.outbox.close()
         if self.outbox.journal is not None:
             self.outbox.journal.close()
 

@@ -221,3 +221,19 @@ def test_a_full_channel_queue_dead_letters_new_alerts_as_overflow(tmp_path: Path
     assert [(d.alert.alert_id, d.reason) for d in engine.dead_letters] == [(ids[2], "overflow")]
     assert [(r["alert_id"], r["outcome"], r["reason"]) for r in engine.ledger] == [
         (ids[2], "dead_letter", "overflow")]
+
+
+def test_a_slow_receiver_holds_up_only_its_own_channel(tmp_path: Path, receiver: HttpReceiver) -> None:
+    receiver.faults.append("slow")
+    receiver.slow_s = 1.5  # answered (200) after 1.5 s, within the 10 s timeout
+    path = tmp_path / "alerts.toml"
+    _engine(tmp_path, receiver.url("webhook"), timeout_ms=10_000)  # writes alerts.toml
+    path.write_text(path.read_text().replace('channels = ["out"]', 'channels = ["out", "log"]')
+                    + f'[channel.log]\ntype = "file"\npath = "{tmp_path / "a.jsonl"}"\n')
+    engine = AlertEngine(load(path, env={"HOOK_KEY": KEY}))
+    engine.submit(_signal(1))
+    _drain(engine)
+    engine.close()
+    latency_s = {r["channel"]: r["latency_ns"] / 1e9 for r in engine.ledger}
+    assert [r["channel"] for r in engine.ledger] == ["out", "log"]  # the configured order, always
+    assert latency_s["out"] >= 1.5 and latency_s["log"] < latency_s["out"] - 1.0, latency_s
