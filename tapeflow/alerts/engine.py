@@ -34,6 +34,8 @@ from tapeflow.schemas.alerts import ALERT_DELIVERY
 
 # Alerts remembered for acknowledgement and replay de-duplication (a bounded, oldest-first map).
 REMEMBERED_ALERTS = 100_000
+SIGNAL_COLUMNS = ("ts_event_ns", "venue", "symbol", "kind", "confidence")
+STATUS_COLUMNS = ("ts_event_ns", "venue", "symbol", "state")
 BAD_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew", "checksum_mismatch")
 
 
@@ -82,8 +84,16 @@ class AlertEngine:
 
     # ---- matching
     def submit(self, row: Mapping[str, Any]) -> list[Alert]:
-        """Match one ``signal`` row (a mapping of its columns); returns the alerts raised now."""
-        confidence = float(row["confidence"])
+        """Match one ``signal`` row (a mapping of its columns); returns the alerts raised now.
+
+        Raises:
+            AlertError: the row lacks a column a rule reads, or its confidence is not a number.
+        """
+        _require(row, SIGNAL_COLUMNS, "signal")
+        try:
+            confidence = float(row["confidence"])
+        except (TypeError, ValueError):
+            raise AlertError(f"signal row's confidence is not a number: {row['confidence']!r:.40}") from None
         raised = []
         for rule in self._rules("signal"):
             if rule.kinds and row["kind"] not in rule.kinds:
@@ -101,7 +111,12 @@ class AlertEngine:
         return [a for row in signals.to_pylist() for a in self.submit(row)]
 
     def submit_status(self, row: Mapping[str, Any]) -> list[Alert]:
-        """Match one ``status`` row (feed health: gap, stale, degraded, ...)."""
+        """Match one ``status`` row (feed health: gap, stale, degraded, ...).
+
+        Raises:
+            AlertError: the row lacks a column a rule reads.
+        """
+        _require(row, STATUS_COLUMNS, "status")
         raised = []
         for rule in self._rules("status"):
             if row["state"] not in (rule.states or BAD_STATES) or not self._instrument(rule, row):
@@ -239,6 +254,12 @@ class AlertEngine:
             writer.flush()
             self._ledger_written += len(rows)
         return len(rows)
+
+
+def _require(row: Mapping[str, Any], columns: tuple[str, ...], record: str) -> None:
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise AlertError(f"{record} row lacks columns {missing} (has {sorted(row)[:12]})")
 
 
 def _evidence(text: object) -> dict[str, Any]:

@@ -128,3 +128,29 @@ def test_the_ledger_record_follows_the_declaration_rules() -> None:
     assert not set(ALERT_RECORDS) & (set(ALL_RECORDS) | set(BATCH_RECORDS))
     assert ALERT_DELIVERY.column_names[:4] == ["ts_event_ns", "ts_recv_ns", "venue", "symbol"]
     assert "`latency_ns` Int64" in ALERT_DELIVERY.clickhouse_ddl()
+
+
+def test_rows_without_the_columns_rules_read_are_clear_errors(tmp_path: Path) -> None:
+    engine = AlertEngine(_config(tmp_path))
+    row = _signal(0)
+    del row["confidence"]
+    with pytest.raises(AlertError, match=r"signal row lacks columns \['confidence'\]"):
+        engine.submit(row)
+    with pytest.raises(AlertError, match="confidence is not a number: 'high'"):
+        engine.submit({**_signal(0), "confidence": "high"})
+    with pytest.raises(AlertError, match=r"status row lacks columns \['state'\]"):
+        engine.submit_status({"ts_event_ns": 0, "venue": "v", "symbol": "s"})
+
+
+def test_a_real_signal_table_goes_through_submit_table(tmp_path: Path) -> None:
+    from tapeflow.schemas.records import SIGNAL, UNDEF_PRICE
+
+    columns = {"ts_event_ns": [0, SECOND_NS, 2 * SECOND_NS], "ts_recv_ns": [0, 0, 0],
+               "kind": ["whale", "whale", "spoofing"], "side": [1, -1, 1],
+               "price_nanos": [UNDEF_PRICE] * 3, "size_nanos": [5, 6, 7], "start_ns": [0, 0, 0],
+               "end_ns": [0, 0, 0], "confidence": [0.95, 0.5, 0.99], "score": [1.0, 1.0, 1.0],
+               "detector": ["whale/1", "whale/1", "spoofing/1"], "params_hash": ["h"] * 3,
+               "flags": [0, 0, 0], "evidence": ['{"x": 1}', "{}", "{}"]}
+    table = SIGNAL.table(columns, constants={"venue": "binance", "symbol": "ETHUSDT"})
+    (alert,) = AlertEngine(_config(tmp_path)).submit_table(table)  # 0.5 < 0.7, spoofing not a rule kind
+    assert (alert.symbol, alert.confidence, alert.detail) == ("ETHUSDT", 0.95, {"x": 1})
