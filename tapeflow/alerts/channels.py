@@ -77,7 +77,8 @@ def _webhook(channel: Channel, alert: Alert, key: str, allow: Allow, timeout_s: 
         SIGNATURE_HEADER: sign(channel.values["secret"].reveal().encode(), timestamp, body),
         IDEMPOTENCY_HEADER: key, ALERT_ID_HEADER: alert.alert_id,
     }
-    return post(_url(channel), body, headers, allow=allow, timeout_s=timeout_s)
+    return post(_url(channel), body, headers, allow=allow, timeout_s=timeout_s,
+                ca_file=channel.values.get("ca_file"))
 
 
 def _slack(channel: Channel, alert: Alert, key: str, allow: Allow, timeout_s: float) -> int:
@@ -88,7 +89,8 @@ def _slack(channel: Channel, alert: Alert, key: str, allow: Allow, timeout_s: fl
     body = json.dumps({"text": alert.text(), "blocks": [
         {"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)}}]}).encode()
     headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: key}
-    return post(_url(channel), body, headers, allow=allow, timeout_s=timeout_s)
+    return post(_url(channel), body, headers, allow=allow, timeout_s=timeout_s,
+                ca_file=channel.values.get("ca_file"))
 
 
 def _sms(channel: Channel, alert: Alert, key: str, allow: Allow, timeout_s: float) -> int:
@@ -101,7 +103,8 @@ def _sms(channel: Channel, alert: Alert, key: str, allow: Allow, timeout_s: floa
         form = urlencode({"From": channel.values["from"], "To": to, "Body": alert.text()[:SMS_MAX_CHARS]})
         headers = {"Content-Type": "application/x-www-form-urlencoded", "Authorization": f"Basic {auth}",
                    IDEMPOTENCY_HEADER: f"{key}-{index}", "I-Twilio-Idempotency-Token": f"{key}-{index}"}
-        status = post(_url(channel), form.encode(), headers, allow=allow, timeout_s=timeout_s)
+        status = post(_url(channel), form.encode(), headers, allow=allow, timeout_s=timeout_s,
+                ca_file=channel.values.get("ca_file"))
     return status
 
 

@@ -46,10 +46,12 @@ STATUS_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew"
 # channel type -> key -> (kind, required); kinds: str, url (a literal or a secret reference),
 # secret, int, bool, strs
 CHANNEL_KEYS: dict[str, dict[str, tuple[str, bool]]] = {
-    "webhook": {"url": ("url", True), "secret": ("secret", True), "timeout_ms": ("int", False)},
-    "slack": {"url": ("url", True), "timeout_ms": ("int", False)},
+    "webhook": {"url": ("url", True), "secret": ("secret", True), "timeout_ms": ("int", False),
+                "ca_file": ("str", False)},
+    "slack": {"url": ("url", True), "timeout_ms": ("int", False), "ca_file": ("str", False)},
     "sms": {"url": ("url", True), "account": ("secret", True), "token": ("secret", True),
-            "from": ("str", True), "to": ("strs", True), "timeout_ms": ("int", False)},
+            "from": ("str", True), "to": ("strs", True), "timeout_ms": ("int", False),
+            "ca_file": ("str", False)},
     "file": {"path": ("str", True)},
     "email": {"host": ("str", True), "port": ("int", False), "starttls": ("bool", False),
               "username": ("secret", False), "password": ("secret", False), "from": ("str", True),

@@ -89,7 +89,7 @@ def _host_matches(host: str, pattern: str) -> bool:
 
 
 class _Pinned(http.client.HTTPConnection):
-    def __init__(self, target: Target, timeout_s: float) -> None:
+    def __init__(self, target: Target, timeout_s: float, ca_file: str | None = None) -> None:
         super().__init__(target.host, target.port, timeout=timeout_s)
         self._address = target.address
 
@@ -98,8 +98,9 @@ class _Pinned(http.client.HTTPConnection):
 
 
 class _PinnedTLS(http.client.HTTPSConnection):
-    def __init__(self, target: Target, timeout_s: float) -> None:
-        super().__init__(target.host, target.port, timeout=timeout_s, context=ssl.create_default_context())
+    def __init__(self, target: Target, timeout_s: float, ca_file: str | None = None) -> None:
+        super().__init__(target.host, target.port, timeout=timeout_s,
+                         context=ssl.create_default_context(cafile=ca_file))
         self._address = target.address
 
     def connect(self) -> None:
@@ -107,15 +108,17 @@ class _PinnedTLS(http.client.HTTPSConnection):
         self.sock = self._context.wrap_socket(raw, server_hostname=self.host)  # type: ignore[attr-defined]
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, allow: Allow, timeout_s: float) -> int:
-    """POST ``body`` to ``url`` once; returns the 2xx status.
+def post(url: str, body: bytes, headers: dict[str, str], *, allow: Allow, timeout_s: float,
+         ca_file: str | None = None) -> int:
+    """POST ``body`` to ``url`` once; returns the 2xx status. HTTPS verifies the server's
+    certificate and host name against the system CAs, or ``ca_file`` (a private CA).
 
     Raises:
         DeliveryFailure: blocked, refused, reset, timed out, or a non-2xx reply (3xx included:
             redirects are not followed).
     """
     target = check(url, allow)
-    connection: Any = (_PinnedTLS if target.scheme == "https" else _Pinned)(target, timeout_s)
+    connection: Any = (_PinnedTLS if target.scheme == "https" else _Pinned)(target, timeout_s, ca_file)
     try:
         connection.request("POST", target.path, body=body, headers=headers)
         response = connection.getresponse()

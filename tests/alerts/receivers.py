@@ -52,13 +52,22 @@ class HttpReceiver:
         self.seen: list[dict[str, Any]] = []
         self.rejected: list[str] = []
         self.port = 0
+        self.scheme = "http"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}/{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}/{path}"
 
-    def start(self, port: int = 0) -> HttpReceiver:
+    def start(self, port: int = 0, tls: tuple[str, str] | None = None) -> HttpReceiver:
+        """Listen on ``port`` (0: any free one); ``tls``: (cert, key) files to serve HTTPS."""
+        import ssl
+
+        context = None
+        if tls is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+        self.scheme = "https" if tls else "http"
         ready = threading.Event()
         self._loop = asyncio.new_event_loop()
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
@@ -68,7 +77,7 @@ class HttpReceiver:
             app.router.add_post("/{kind}", self._handle)
             self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.1)
             await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True)
+            site = web.TCPSite(self._runner, "127.0.0.1", port, reuse_address=True, ssl_context=context)
             await site.start()
             self.port = self._runner.addresses[0][1]
             ready.set()

@@ -237,3 +237,26 @@ def test_a_slow_receiver_holds_up_only_its_own_channel(tmp_path: Path, receiver:
     latency_s = {r["channel"]: r["latency_ns"] / 1e9 for r in engine.ledger}
     assert [r["channel"] for r in engine.ledger] == ["out", "log"]  # the configured order, always
     assert latency_s["out"] >= 1.5 and latency_s["log"] < latency_s["out"] - 1.0, latency_s
+
+
+def test_https_verifies_the_receivers_certificate(tmp_path: Path) -> None:
+    from tests.alerts.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    receiver = HttpReceiver(KEY.encode()).start(tls=(cert, key))
+    try:
+        url = receiver.url("webhook")
+        assert url.startswith("https://")
+        untrusted = _engine(tmp_path, url)
+        untrusted.submit(_signal(1))
+        _drain(untrusted)  # the self-signed certificate is not trusted by the system CAs
+        assert _outcomes(untrusted) == [("dead_letter", "io_error")] and receiver.accepted == []
+        path = tmp_path / "alerts.toml"
+        path.write_text(path.read_text().replace('secret = "env:HOOK_KEY"',
+                                                 f'secret = "env:HOOK_KEY"\nca_file = "{cert}"'))
+        trusted = AlertEngine(load(path, env={"HOOK_KEY": KEY}))
+        trusted.submit(_signal(1))
+        _drain(trusted)
+        assert _outcomes(trusted) == [("delivered", "")] and len(receiver.accepted) == 1
+    finally:
+        receiver.stop()
