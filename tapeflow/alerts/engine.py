@@ -131,6 +131,9 @@ class AlertEngine:
         raised = []
         for key, window in list(self._windows.items()):
             rule = self._rule(key[0])
+            if now_event_ns >= window.start_ns + rule.window_ns and not window.suppressed:
+                del self._windows[key]  # ended with nothing held back: the next match opens a new one
+                continue
             if window.suppressed and now_event_ns >= window.start_ns + rule.window_ns and window.template:
                 t = window.template
                 alert = Alert(alert_id(t.alert_id, "closed", window.suppressed), t.rule, t.severity, t.source,

@@ -78,6 +78,7 @@ def test_one_message_per_rule_and_instrument_per_window_carrying_the_suppressed_
     (closing,) = engine.close_windows(120 * SECOND_NS)
     assert (closing.kind, closing.suppressed, closing.symbol) == ("suppressed", 2, "BTCUSDT")
     assert engine.close_windows(10_000 * SECOND_NS) == []  # a closing count is sent once
+    assert engine._windows == {}  # ended windows are forgotten: memory stays bounded
 
 
 def test_a_replayed_source_row_raises_nothing_twice(tmp_path: Path) -> None:
