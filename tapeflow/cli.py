@@ -10,6 +10,7 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
+from tapeflow.alerts import cli as alerts_cli
 from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
@@ -138,6 +139,7 @@ def _parser() -> argparse.ArgumentParser:
     signals_cli.add_parser(sub)
     options_cli.add_parser(sub)
     derivatives_cli.add_parser(sub)
+    alerts_cli.add_parser(sub)
     return p
 
 

@@ -24,12 +24,15 @@ class Settings:
         real_data: the shared real-data folder (``TAPEFLOW_REAL_DATA``).
         signals_config: the detectors' thresholds file (``TAPEFLOW_SIGNALS_CONFIG``; None: the
             default shipped in ``tapeflow/signals/thresholds.toml``).
+        alerts_config: the alert rules and channels file (``TAPEFLOW_ALERTS_CONFIG``; None: no
+            alerts; ``docs/alerts.md``).
     """
 
     lake_dir: Path = Path("lake")
     clickhouse_dsn: str = "chdb:warehouse"
     real_data: Path = Path("../shared/data")
     signals_config: Path | None = None
+    alerts_config: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +44,7 @@ class Settings:
             real_data=Path(env.get("TAPEFLOW_REAL_DATA", str(default.real_data))),
             signals_config=Path(env["TAPEFLOW_SIGNALS_CONFIG"]) if env.get("TAPEFLOW_SIGNALS_CONFIG")
             else None,
+            alerts_config=Path(env["TAPEFLOW_ALERTS_CONFIG"]) if env.get("TAPEFLOW_ALERTS_CONFIG") else None,
         )
 
 

@@ -1,0 +1,273 @@
+"""The alerts engine: match rows against rules, throttle, queue, deliver (``docs/alerts.md``).
+
+The API the live flow's stage and a Dagster sensor call (neither is wired yet)::
+
+    engine = AlertEngine(alerts.config.load(path))
+    engine.submit(signal_row)            # or submit_table(signals), submit_status(status_row)
+    engine.deliver_pending()             # attempt what is due; call again until engine.pending == 0
+    engine.write_ledger(writer)          # the attempts' ledger rows through the one Writer
+
+Throttling runs on the source rows' venue time (``ts_event_ns``), so a replay raises the same
+alerts as the live run did: per (rule, instrument) the first match of a window is sent and the
+rest are counted; the next message of that key carries the count (``suppressed``), and
+:meth:`AlertEngine.close_windows` sends a closing count for a window no later match reopened.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tapeflow.alerts.alert import Alert, AlertError, alert_id
+from tapeflow.alerts.config import AlertsConfig, Rule
+from tapeflow.alerts.delivery import DeadLetter, Outbox, ledger_table
+from tapeflow.alerts.journal import Journal
+from tapeflow.schemas.alerts import ALERT_DELIVERY
+
+# Alerts remembered for acknowledgement and replay de-duplication (a bounded, oldest-first map).
+REMEMBERED_ALERTS = 100_000
+SIGNAL_COLUMNS = ("ts_event_ns", "venue", "symbol", "kind", "confidence")
+STATUS_COLUMNS = ("ts_event_ns", "venue", "symbol", "state")
+BAD_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew", "checksum_mismatch")
+
+
+@dataclass
+class _Window:
+    start_ns: int
+    suppressed: int = 0
+    template: Alert | None = None
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Who acknowledged an alert, and when (wall ns)."""
+
+    by: str
+    at_ns: int
+
+
+class AlertEngine:
+    """Rules -> alerts -> per-channel outboxes.
+
+    Args:
+        config: a validated alerts config.
+        wall_ns: wall clock in ns (an alert's ``created_ns``, ledger times).
+        clock_s: monotonic seconds (retry deadlines).
+        seed: the retry jitter's seed.
+        journal: a file that keeps the queued deliveries across restarts (None: memory only).
+    """
+
+    def __init__(self, config: AlertsConfig, *, wall_ns: Callable[[], int] = time.time_ns,
+                 clock_s: Callable[[], float] = time.monotonic, seed: int | None = None,
+                 journal: Path | None = None) -> None:
+        self.config = config
+        self.quiet = config.quiet
+        self.quiet_suppressed = 0
+        self.outbox = Outbox(config, wall_ns=wall_ns, clock_s=clock_s, seed=seed,
+                             journal=Journal(journal) if journal is not None else None)
+        self._wall_ns = wall_ns
+        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._alerts: OrderedDict[str, Alert] = OrderedDict()
+        self._acks: dict[str, Ack] = {}
+        self._ledger_written = 0
+        for queue in self.outbox.queues.values():
+            for item in queue:  # restored from the journal: a replay of their rows raises nothing new
+                self._alerts[item.alert.alert_id] = item.alert
+
+    # ---- matching
+    def submit(self, row: Mapping[str, Any]) -> list[Alert]:
+        """Match one ``signal`` row (a mapping of its columns); returns the alerts raised now.
+
+        Raises:
+            AlertError: the row lacks a column a rule reads, or its confidence is not a number.
+        """
+        _require(row, SIGNAL_COLUMNS, "signal")
+        try:
+            confidence = float(row["confidence"])
+        except (TypeError, ValueError):
+            raise AlertError(f"signal row's confidence is not a number: {row['confidence']!r:.40}") from None
+        raised = []
+        for rule in self._rules("signal"):
+            if rule.kinds and row["kind"] not in rule.kinds:
+                continue
+            if not confidence >= rule.min_confidence or not self._instrument(rule, row):
+                continue
+            title = (f"{row['kind']} on {row['venue']} {row['symbol']} "
+                     f"(confidence {confidence:.2f}, {row.get('detector', '')})")
+            raised += self._raise(rule, row, str(row["kind"]), title, confidence,
+                                  _evidence(row.get("evidence", "")), str(row.get("detector", "")))
+        return raised
+
+    def submit_table(self, signals: pa.Table) -> list[Alert]:
+        """:meth:`submit` every row of a ``signal`` table, in order."""
+        return [a for row in signals.to_pylist() for a in self.submit(row)]
+
+    def submit_status(self, row: Mapping[str, Any]) -> list[Alert]:
+        """Match one ``status`` row (feed health: gap, stale, degraded, ...).
+
+        Raises:
+            AlertError: the row lacks a column a rule reads.
+        """
+        _require(row, STATUS_COLUMNS, "status")
+        raised = []
+        for rule in self._rules("status"):
+            if row["state"] not in (rule.states or BAD_STATES) or not self._instrument(rule, row):
+                continue
+            title = f"feed {row['state']} on {row['venue']} {row['symbol']}: {row.get('detail', '')}"[:300]
+            raised += self._raise(rule, row, str(row["state"]), title, math.nan,
+                                  {"detail": row.get("detail", ""), "sequence": row.get("sequence", -1)}, "")
+        return raised
+
+    def close_windows(self, now_event_ns: int) -> list[Alert]:
+        """Send a closing count for every window that ended by ``now_event_ns`` with matches held back."""
+        raised = []
+        for key, window in list(self._windows.items()):
+            rule = self._rule(key[0])
+            if now_event_ns >= window.start_ns + rule.window_ns and not window.suppressed:
+                del self._windows[key]  # ended with nothing held back: the next match opens a new one
+                continue
+            if window.suppressed and now_event_ns >= window.start_ns + rule.window_ns and window.template:
+                t = window.template
+                alert = Alert(alert_id(t.alert_id, "closed", window.suppressed), t.rule, t.severity, t.source,
+                              "suppressed", t.venue, t.symbol, now_event_ns, self._wall_ns(), math.nan,
+                              f"{window.suppressed} more {t.kind} on {t.venue} {t.symbol} held back by rule "
+                              f"{t.rule}", {}, window.suppressed)
+                del self._windows[key]
+                raised += self._send(rule, alert)
+        return raised
+
+    def _rules(self, source: str) -> Iterable[Rule]:
+        return (r for r in self.config.rules if r.enabled and r.source == source)
+
+    def _rule(self, name: str) -> Rule:
+        return next(r for r in self.config.rules if r.name == name)
+
+    @staticmethod
+    def _instrument(rule: Rule, row: Mapping[str, Any]) -> bool:
+        return not rule.instruments or row["symbol"] in rule.instruments
+
+    def _raise(self, rule: Rule, row: Mapping[str, Any], kind: str, title: str, confidence: float,
+               detail: dict[str, Any], detector: str) -> list[Alert]:
+        ts = int(row["ts_event_ns"])
+        identity = alert_id(rule.name, rule.source, row["venue"], row["symbol"], kind, ts, detector)
+        if identity in self._alerts:
+            return []  # the same source row again (a replay after recovery): already raised
+        if self.quiet:
+            self.quiet_suppressed += 1
+            return []
+        key = (rule.name, str(row["venue"]), str(row["symbol"]))
+        window = self._windows.get(key)
+        alert = Alert(identity, rule.name, rule.severity, rule.source, kind, str(row["venue"]),
+                      str(row["symbol"]), ts, self._wall_ns(), confidence, title, detail)
+        # a late row older than the open window counts in it too: it must not reopen an old window
+        if window is not None and rule.window_ns and ts < window.start_ns + rule.window_ns:
+            window.suppressed += 1
+            return []
+        held = window.suppressed if window is not None else 0
+        if held:
+            alert = Alert(**{**alert.__dict__, "suppressed": held})
+        self._windows[key] = _Window(ts, 0, alert)
+        return self._send(rule, alert)
+
+    def _send(self, rule: Rule, alert: Alert) -> list[Alert]:
+        self._alerts[alert.alert_id] = alert
+        while len(self._alerts) > REMEMBERED_ALERTS:
+            old, _ = self._alerts.popitem(last=False)
+            self._acks.pop(old, None)
+        self.outbox.enqueue(alert, rule.channels)
+        return [alert]
+
+    def send_test(self) -> Alert:
+        """Queue one test alert on every configured channel (``tapeflow alerts test``); the quiet
+        switch does not hold it back: it checks the channels, not the rules."""
+        now = self._wall_ns()
+        alert = Alert(alert_id("test", now), "test", "info", "test", "test", "tapeflow", "test", now, now,
+                      math.nan, "tapeflow alerts test: this channel works", {})
+        self._alerts[alert.alert_id] = alert
+        self.outbox.enqueue(alert, tuple(self.config.channels))
+        return alert
+
+    # ---- state
+    def set_quiet(self, quiet: bool) -> None:
+        """The maintenance switch: while on, matches are counted (``quiet_suppressed``), not sent."""
+        self.quiet = quiet
+
+    def acknowledge(self, alert_id: str, by: str) -> Ack:
+        """Mark an alert as seen by ``by`` (the read API will call this).
+
+        Raises:
+            AlertError: no such alert (never raised, or forgotten past ``REMEMBERED_ALERTS``).
+        """
+        if alert_id not in self._alerts:
+            raise AlertError(f"no alert {alert_id!r} to acknowledge")
+        ack = self._acks.setdefault(alert_id, Ack(by, self._wall_ns()))
+        return ack
+
+    def acknowledgement(self, alert_id: str) -> Ack | None:
+        """The alert's acknowledgement, None while unacknowledged."""
+        return self._acks.get(alert_id)
+
+    def alerts(self) -> list[Alert]:
+        """The alerts remembered, oldest first."""
+        return list(self._alerts.values())
+
+    # ---- delivery
+    def deliver_pending(self) -> list[dict[str, Any]]:
+        """Attempt every due delivery (see :class:`tapeflow.alerts.delivery.Outbox`); returns the
+        ledger rows of these attempts."""
+        return self.outbox.deliver_pending()
+
+    @property
+    def pending(self) -> int:
+        """Deliveries still waiting (retries included)."""
+        return self.outbox.pending
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return self.outbox.dead_letters
+
+    @property
+    def ledger(self) -> list[dict[str, Any]]:
+        return self.outbox.ledger
+
+    def close(self) -> None:
+        """Stop the delivery threads and close the journal (the queues stay in it for the next engine)."""
+        self.outbox.close()
+        if self.outbox.journal is not None:
+            self.outbox.journal.close()
+
+    def write_ledger(self, writer: Any) -> int:
+        """Append the ledger rows not yet written through ``writer`` (a
+        :class:`tapeflow.storage.writer.Writer`: lake and/or ClickHouse ``alert_delivery``) and flush.
+
+        Returns:
+            rows written.
+        """
+        rows = self.outbox.ledger[self._ledger_written:]
+        if rows:
+            writer.append(ALERT_DELIVERY, ledger_table(rows))
+            writer.flush()
+            self._ledger_written += len(rows)
+        return len(rows)
+
+
+def _require(row: Mapping[str, Any], columns: tuple[str, ...], record: str) -> None:
+    missing = [c for c in columns if c not in row]
+    if missing:
+        raise AlertError(f"{record} row lacks columns {missing} (has {sorted(row)[:12]})")
+
+
+def _evidence(text: object) -> dict[str, Any]:
+    try:
+        value = json.loads(str(text)) if text else {}
+    except ValueError:
+        return {"evidence": str(text)[:500]}
+    return value if isinstance(value, dict) else {"evidence": value}
