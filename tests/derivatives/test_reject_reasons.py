@@ -4,27 +4,13 @@ traceback and never a row of a record."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tapeflow.derivatives import decode
 from tapeflow.venues.base import merge
-from tapeflow.wire.rejects import Reason
-
-
-@dataclass(frozen=True)
-class Shape:
-    """A frame with ``{type}``, ``{price}`` and ``{size}`` to fill, as in tests/venues/test_reject_reasons.py;
-    ``required`` is the text to delete for a missing required field."""
-
-    frame: str
-    type: str
-    price: str
-    size: str
-    required: str
-
+from tests.venues.test_reject_reasons import DAMAGE, Shape, _good
 
 # a liquidation (Deribit: a ticker, its mark as the price and its open interest as the size)
 SHAPES = {
@@ -69,33 +55,6 @@ SHAPES = {
         "66128281",
         '"mark_price":100.5,',
     ),
-}
-
-
-def _good(s: Shape, **override: str) -> str:
-    return s.frame.format(**({"type": s.type, "price": s.price, "size": s.size} | override))
-
-
-def _negative(s: Shape) -> str:
-    return _good(s, size=s.size.replace('"', '"-', 1) if s.size.startswith('"') else "-" + s.size)
-
-
-def _oversized(s: Shape) -> str:
-    digits = "99999999999999999999"
-    return _good(s, price=f'"{digits}"' if s.price.startswith('"') else digits)
-
-
-DAMAGE = {
-    "truncated JSON": (lambda s: _good(s)[:-6], Reason.TRUNCATED),
-    "invalid JSON": (lambda s: _good(s)[:1] + "x" + _good(s)[1:], Reason.BAD_JSON),
-    "non-object frame": (lambda s: '"a string, not a message"', Reason.BAD_SHAPE),
-    "NaN price": (lambda s: _good(s, price="NaN"), Reason.BAD_NUMBER),
-    "Infinity size": (lambda s: _good(s, size="Infinity"), Reason.BAD_NUMBER),
-    "number of the wrong type": (lambda s: _good(s, price="true"), Reason.BAD_NUMBER),
-    "negative size": (_negative, Reason.NEGATIVE),
-    "missing required field": (lambda s: _good(s).replace(s.required, "", 1), Reason.MISSING_FIELD),
-    "unknown message type": (lambda s: _good(s, type="mystery"), Reason.UNKNOWN_MESSAGE),
-    "oversized number": (_oversized, Reason.OUT_OF_RANGE),
 }
 
 
