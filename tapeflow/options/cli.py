@@ -1,9 +1,10 @@
-"""``tapeflow options --format deribit PATH... --out FILE.parquet``: option tickers with our implied vols.
+"""``tapeflow options --format deribit PATH... --out FILE.parquet [--surface FILE.parquet]``: option tickers.
 
 Writes one ``option_ticker`` row per venue ticker (:mod:`tapeflow.options.records`): the instrument,
 its times, underlying, strike, expiry, the mark price, our Black-76 implied vol of it beside the
 venue's ``mark_iv``, and our delta beside the venue's. Dead letters are counted by reason; with
-``--rejected FILE`` they are written too. Exit codes as ``tapeflow ingest`` (docs/cli.md).
+``--rejected FILE`` they are written too; with ``--surface FILE`` the implied-vol surfaces of the tickers
+(:mod:`tapeflow.options.surface`) are. Exit codes as ``tapeflow ingest`` (docs/cli.md).
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", type=Path, help="websocket captures (cryptofeed or <recv_ns> <json>)")
     p.add_argument("--out", type=Path, required=True, help="output .parquet file (option_ticker rows)")
     p.add_argument("--rejected", type=Path, default=None, help="also write the dead letters to this .parquet")
+    p.add_argument("--surface", type=Path, default=None,
+                   help="also write implied-vol surfaces (one row per underlying, grid time and expiry) "
+                        "to this .parquet")
+    p.add_argument("--snapshot-s", type=float, default=60.0, help="surface grid step, seconds (default 60)")
+    p.add_argument("--staleness-s", type=float, default=60.0,
+                   help="oldest ticker a surface snapshot uses, seconds (default 60)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--allow-rejects", action="store_true",
                    help="exit 0 even when input units were dead-lettered (default: exit 3)")
@@ -66,6 +73,13 @@ def _cmd_options(args: argparse.Namespace, settings: Settings) -> int:
     nbytes = write_parquet_atomic(table, args.out)
     print(_summary(table, time.perf_counter() - started))
     print(f"wrote {args.out} ({nbytes:,} bytes)")
+    if args.surface is not None:
+        from tapeflow.options.surface import summary, surfaces
+
+        surface = surfaces(table, round(args.snapshot_s * 1e9), round(args.staleness_s * 1e9))
+        nbytes = write_parquet_atomic(surface, args.surface)
+        print(summary(surface))
+        print(f"wrote {args.surface} ({nbytes:,} bytes)")
     if args.rejected is not None:
         write_parquet_atomic(dead, args.rejected)
         print(f"wrote {args.rejected} ({dead.num_rows:,} dead letters)")
