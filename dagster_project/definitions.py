@@ -24,6 +24,7 @@ from dagster import Definitions, in_process_executor, load_assets_from_modules
 from assets import book, derived, docs, ingest, signals, warehouse
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
+from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
 from dagster_project.jobs import daily_schedule, tapeflow_days
 from dagster_project.resources import resources
 from dagster_project.sensors import gap_repair_sensor, landing_sensor
@@ -73,7 +74,7 @@ def build_definitions(first_day: str, **paths: object) -> Definitions:
         assets=assets,
         jobs=[tapeflow_days],
         schedules=[daily_schedule],
-        sensors=[landing_sensor, gap_repair_sensor],
+        sensors=[landing_sensor, gap_repair_sensor, alert_run_failure_sensor, alert_check_sensor],
         resources=resources(**paths),  # type: ignore[arg-type]
         executor=in_process_executor,
     )

@@ -59,6 +59,7 @@ class MarketSinks:
         extra: sinks that get every item (progress counters, test collectors).
         signals: ``signal`` rows (also written by ``tables``): the output alerting and the
             dashboard consume.
+        alerts: ``signal`` and ``status`` rows, for the alerts engine (:class:`flows.alerts.AlertSink`).
     """
 
     tables: Sink | None = None
@@ -66,6 +67,7 @@ class MarketSinks:
     status: Sink | None = None
     extra: tuple[Sink, ...] = ()
     signals: Sink | None = None
+    alerts: Sink | None = None
 
 
 def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
@@ -122,6 +124,9 @@ def _outputs(items: op.Stream, sinks: MarketSinks) -> None:
     rest = items
     if sinks.signals is not None:
         op.output("signals_sink", op.filter("signals", items, named(SIGNAL.name)), sinks.signals)
+    if sinks.alerts is not None:
+        watched = op.filter("alert_rows", items, lambda item: item[0] in (SIGNAL.name, STATUS.name))
+        op.output("alerts_sink", watched, sinks.alerts)
     if sinks.dead_letters is not None:
         split = op.branch("dead_letters", rest, named(REJECTED.name))
         op.output("dead_letter_sink", split.trues, sinks.dead_letters)
@@ -202,7 +207,13 @@ def flow_from_env() -> Dataflow:
         server = start_metrics_server(live.metrics_port, metrics=metrics)
         print(f"live: Prometheus metrics at {server.url}", flush=True)
         extra.append(MetricsSink(metrics, latency=clock is not None))
-    sinks = MarketSinks(tables=tables, extra=tuple(extra))
+    alerts = None
+    if settings.alerts_config is not None:
+        from flows.alerts import AlertSink
+
+        alerts = AlertSink(settings.alerts_config, settings.lake_dir / "_alerts" / "live.jsonl",
+                           settings.lake_dir if "lake" in live.outputs else None)
+    sinks = MarketSinks(tables=tables, extra=tuple(extra), alerts=alerts)
     health_clock, degraded_ns = live.health_clock(), live.degraded_ns
 
     def health() -> Any:

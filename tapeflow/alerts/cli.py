@@ -44,7 +44,7 @@ def _cmd_check(args: argparse.Namespace, settings: Settings) -> int:
     print(f"{config.path}: {len(config.rules)} rules, {len(config.channels)} channels"
           + (" (quiet: nothing is sent)" if config.quiet else ""))
     for rule in config.rules:
-        what = ",".join(rule.kinds or rule.states) or "any"
+        what = ",".join(rule.kinds or rule.states or rule.assets + rule.checks or rule.jobs) or "any"
         print(f"  rule {rule.name:<20} {rule.source:<7} {what:<24} >= {rule.min_confidence:.2f} "
               f"{rule.severity:<8} -> {', '.join(rule.channels)}")
     for channel in config.channels.values():

@@ -37,9 +37,10 @@ from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import SIGNAL_KINDS
 
 SEVERITIES = ("info", "warning", "critical")
-# What a rule can watch. "status" matches the live flow's STATUS rows; quality checks and Dagster
-# runs are the next sources (docs/alerts.md, "What is left").
-SOURCES = ("signal", "status")
+# What a rule can watch: the flow's signal and STATUS rows, failed Dagster asset checks ("quality")
+# and failed Dagster runs ("run"), the last two fed by dagster_project/alerts.py.
+SOURCES = ("signal", "status", "quality", "run")
+CHECK_SEVERITIES = ("ERROR", "WARN")  # Dagster's AssetCheckSeverity values
 STATUS_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew", "checksum_mismatch",
                  "connected", "synced", "recovered")
 
@@ -67,7 +68,10 @@ DELIVERY_KEYS: dict[str, tuple[type, float, float]] = {
 }
 ALLOW_KEYS = ("loopback", "private", "hosts")
 RULE_KEYS = ("source", "severity", "channels", "kinds", "states", "min_confidence", "instruments",
-             "window_ns", "enabled")
+             "window_ns", "enabled", "assets", "checks", "check_severities", "jobs")
+# keys that only one source reads: source -> keys
+SOURCE_KEYS = {"signal": ("kinds", "min_confidence"), "status": ("states",),
+               "quality": ("assets", "checks", "check_severities"), "run": ("jobs",)}
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,13 @@ class Rule:
         kinds: signal kinds (empty: every kind); ``source = "signal"`` only.
         states: feed states (empty: the bad ones); ``source = "status"`` only.
         min_confidence: signals below it do not match.
-        instruments: symbols (empty: every instrument).
+        instruments: symbols (empty: every instrument; a check or run of no instrument then never
+            matches).
+        assets: asset keys (``a/b``) of failed checks (empty: every asset); ``quality`` only.
+        checks: check names (empty: every check); ``quality`` only.
+        check_severities: check severities that alert (default ``ERROR``: the blocking ones);
+            ``quality`` only.
+        jobs: job names of failed runs (empty: every job); ``run`` only.
         window_ns: one message per (rule, instrument) per window; 0 sends every match.
         enabled: a rule can be switched off without deleting it.
     """
@@ -133,6 +143,10 @@ class Rule:
     instruments: tuple[str, ...] = ()
     window_ns: int = 60_000_000_000
     enabled: bool = True
+    assets: tuple[str, ...] = ()
+    checks: tuple[str, ...] = ()
+    check_severities: tuple[str, ...] = ("ERROR",)
+    jobs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -309,6 +323,14 @@ class _Validator:
             raise self.fail(f"{where}.source", "kinds and min_confidence apply to signal rules only")
         if source != "status" and states:
             raise self.fail(f"{where}.states", "states apply to status rules only")
+        for other, keys in SOURCE_KEYS.items():
+            for key in keys:
+                if other != source and other not in ("signal", "status") and key in body:
+                    raise self.fail(f"{where}.{key}", f"{key} applies to {other} rules only")
+        severities = self.choices(f"{where}.check_severities", body.get("check_severities", ["ERROR"]),
+                                  CHECK_SEVERITIES)
+        if not severities:
+            raise self.fail(f"{where}.check_severities", "name at least one severity")
         return Rule(
             name=name, source=source, severity=severity, channels=names, kinds=kinds, states=states,
             min_confidence=self.number(f"{where}.min_confidence", body.get("min_confidence", 0.0),
@@ -317,6 +339,10 @@ class _Validator:
             window_ns=self.number(f"{where}.window_ns", body.get("window_ns", 60_000_000_000), int, 0,
                                   86_400_000_000_000),
             enabled=self.boolean(f"{where}.enabled", body.get("enabled", True)),
+            assets=self.strings(f"{where}.assets", body.get("assets", [])),
+            checks=self.strings(f"{where}.checks", body.get("checks", [])),
+            check_severities=severities,
+            jobs=self.strings(f"{where}.jobs", body.get("jobs", [])),
         )
 
     def choices(self, where: str, value: Any, known: tuple[str, ...]) -> tuple[str, ...]:

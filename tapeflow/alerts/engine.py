@@ -1,9 +1,10 @@
 """The alerts engine: match rows against rules, throttle, queue, deliver (``docs/alerts.md``).
 
-The API the live flow's stage and a Dagster sensor call (neither is wired yet)::
+The API the live flow's stage and the Dagster sensors (``dagster_project/alerts.py``) call::
 
     engine = AlertEngine(alerts.config.load(path))
     engine.submit(signal_row)            # or submit_table(signals), submit_status(status_row)
+    engine.submit_quality(check_row)     # a failed Dagster asset check; submit_run(run_row): a failed run
     engine.deliver_pending()             # attempt what is due; call again until engine.pending == 0
     engine.write_ledger(writer)          # the attempts' ledger rows through the one Writer
 
@@ -37,6 +38,8 @@ REMEMBERED_ALERTS = 100_000
 SIGNAL_COLUMNS = ("ts_event_ns", "venue", "symbol", "kind", "confidence")
 STATUS_COLUMNS = ("ts_event_ns", "venue", "symbol", "state")
 BAD_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew", "checksum_mismatch")
+QUALITY_COLUMNS = ("ts_event_ns", "venue", "symbol", "asset", "check", "severity", "passed", "run_id")
+RUN_COLUMNS = ("ts_event_ns", "venue", "symbol", "job", "run_id")
 
 
 @dataclass
@@ -124,6 +127,56 @@ class AlertEngine:
             title = f"feed {row['state']} on {row['venue']} {row['symbol']}: {row.get('detail', '')}"[:300]
             raised += self._raise(rule, row, str(row["state"]), title, math.nan,
                                   {"detail": row.get("detail", ""), "sequence": row.get("sequence", -1)}, "")
+        return raised
+
+    def submit_quality(self, row: Mapping[str, Any]) -> list[Alert]:
+        """Match one asset-check evaluation: a failed check of a watched asset, check and severity.
+
+        ``row``: ``ts_event_ns`` (the evaluation's time), ``venue``/``symbol`` (from its partition;
+        empty when it has none), ``asset`` (``a/b``), ``check``, ``severity`` (``ERROR``/``WARN``),
+        ``passed``, ``run_id``, and optionally ``partition`` and ``detail``. A passed check never alerts.
+
+        Raises:
+            AlertError: the row lacks a column a rule reads.
+        """
+        _require(row, QUALITY_COLUMNS, "quality")
+        if row["passed"]:
+            return []
+        raised = []
+        for rule in self._rules("quality"):
+            if (rule.assets and row["asset"] not in rule.assets
+                    or rule.checks and row["check"] not in rule.checks):
+                continue
+            if row["severity"] not in rule.check_severities or not self._instrument(rule, row):
+                continue
+            where = f" {row['partition']}" if row.get("partition") else ""
+            title = f"check {row['check']} failed on {row['asset']}{where}: {row.get('detail', '')}"[:300]
+            detail = {"asset": row["asset"], "check": row["check"], "severity": row["severity"],
+                      "partition": row.get("partition", ""), "run_id": row["run_id"],
+                      "detail": str(row.get("detail", ""))[:500]}
+            raised += self._raise(rule, row, str(row["check"]), title, math.nan, detail,
+                                  f"{row['asset']}@{row['run_id']}")
+        return raised
+
+    def submit_run(self, row: Mapping[str, Any]) -> list[Alert]:
+        """Match one failed Dagster run.
+
+        ``row``: ``ts_event_ns`` (the failure's time), ``venue``/``symbol`` (from the run's partition;
+        empty when it has none), ``job``, ``run_id``, and optionally ``partition`` and ``detail``.
+
+        Raises:
+            AlertError: the row lacks a column a rule reads.
+        """
+        _require(row, RUN_COLUMNS, "run")
+        raised = []
+        for rule in self._rules("run"):
+            if rule.jobs and row["job"] not in rule.jobs or not self._instrument(rule, row):
+                continue
+            where = f" {row['partition']}" if row.get("partition") else ""
+            title = f"run of {row['job']}{where} failed: {row.get('detail', '')}"[:300]
+            detail = {"job": row["job"], "run_id": row["run_id"], "partition": row.get("partition", ""),
+                      "detail": str(row.get("detail", ""))[:500]}
+            raised += self._raise(rule, row, "run_failure", title, math.nan, detail, str(row["run_id"]))
         return raised
 
     def close_windows(self, now_event_ns: int) -> list[Alert]:

@@ -87,6 +87,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--signals", action="store_true",
                       help="run the signal detectors (whale, withdrawal) after the metrics; "
                            "off by default: ~0.5 CPU s per micro-batch today (docs/live.md)")
+    book.add_argument("--alerts", type=Path, metavar="CONFIG",
+                      help="alert on signal and feed-status rows with the rules and channels of this file "
+                           "(default: TAPEFLOW_ALERTS_CONFIG; docs/alerts.md)")
     p.set_defaults(func=run_live)
 
 
@@ -125,6 +128,8 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     env["TAPEFLOW_LIVE_OUTPUTS"] = ",".join(outputs) or "none"
     if args.journal:
         env["TAPEFLOW_LIVE_JOURNAL"] = str(args.journal)
+    if getattr(args, "alerts", None):
+        env["TAPEFLOW_ALERTS_CONFIG"] = str(args.alerts.resolve())
     if args.bars:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:

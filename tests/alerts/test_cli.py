@@ -82,5 +82,5 @@ def test_the_documented_example_is_valid(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="env:TAPEFLOW_SLACK_URL is not an http"):
         load(tmp_path / "a.toml", env={**env, "TAPEFLOW_SLACK_URL": "x"})
     config = load(tmp_path / "a.toml", env={**env, "TAPEFLOW_SLACK_URL": "https://hooks.slack.com/services/T/B/x"})
-    assert [r.name for r in config.rules] == ["whales", "manipulation", "feed"]
+    assert [r.name for r in config.rules] == ["whales", "manipulation", "feed", "checks", "runs"]
     assert set(config.channels) == {"ops", "slack", "pager", "mail", "log"}

@@ -70,7 +70,9 @@ def test_a_good_file_gives_rules_channels_and_policy(tmp_path: Path) -> None:
     ('url = "https://alerts.example.com/tapeflow"', 'url = "ftp://x"', 'channel."ops".url', "http(s) URL"),
     ('states = ["gap", "stale"]', 'states = ["gap"]\nkinds = ["whale"]', 'rule."feed".source',
      "signal rules only"),
-    ('source = "status"', 'source = "quality"', 'rule."feed".source', "signal, status"),
+    ('source = "status"', 'source = "weather"', 'rule."feed".source', "signal, status, quality, run"),
+    ('states = ["gap", "stale"]', 'jobs = ["tapeflow_days"]', 'rule."feed".jobs', "run rules only"),
+    ('states = ["gap", "stale"]', 'checks = ["rows"]', 'rule."feed".checks', "quality rules only"),
 ])
 def test_bad_values_name_file_key_and_line(tmp_path: Path, old: str, new: str, key: str, words: str) -> None:
     assert old in GOOD
@@ -106,3 +108,35 @@ def test_unreadable_and_non_toml_files_are_config_errors(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="at least one"):
         load(_write(tmp_path, "quiet = true\n"))
     assert issubclass(ConfigError, TapeflowError)
+
+
+def test_quality_and_run_rules_take_their_own_match_keys(tmp_path: Path) -> None:
+    text = GOOD + """\
+[rule.checks]
+source = "quality"
+assets = ["signals"]
+checks = ["signals_quality"]
+check_severities = ["ERROR", "WARN"]
+instruments = ["BTCUSDT"]
+channels = ["log"]
+[rule.runs]
+source = "run"
+jobs = ["tapeflow_days"]
+severity = "critical"
+channels = ["log"]
+"""
+    config = load(_write(tmp_path, text), env={"HOOK_KEY": "k3y"})
+    checks, runs = config.rules[2:]
+    assert (checks.source, checks.assets, checks.checks, checks.check_severities) == (
+        "quality", ("signals",), ("signals_quality",), ("ERROR", "WARN"))
+    assert (runs.source, runs.jobs, runs.severity, runs.check_severities) == (
+        "run", ("tapeflow_days",), "critical", ("ERROR",))
+    for bad, key, words in [('check_severities = ["ERROR", "WARN"]', "check_severities", "'LOUD'"),
+                            ('check_severities = ["ERROR", "WARN"]', "check_severities", "at least one"),
+                            ('jobs = ["tapeflow_days"]', "jobs", "non-empty strings")]:
+        value = {"'LOUD'": 'check_severities = ["LOUD"]', "at least one": "check_severities = []",
+                 "non-empty strings": 'jobs = [""]'}[words]
+        path = _write(tmp_path, text.replace(bad, value))
+        with pytest.raises(ConfigError, match=words) as caught:
+            load(path, env={"HOOK_KEY": "k3y"})
+        assert key in str(caught.value) and str(caught.value).split(":")[1].isdigit(), caught.value

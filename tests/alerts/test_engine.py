@@ -155,3 +155,44 @@ def test_a_real_signal_table_goes_through_submit_table(tmp_path: Path) -> None:
     table = SIGNAL.table(columns, constants={"venue": "binance", "symbol": "ETHUSDT"})
     (alert,) = AlertEngine(_config(tmp_path)).submit_table(table)  # 0.5 < 0.7, spoofing not a rule kind
     assert (alert.symbol, alert.confidence, alert.detail) == ("ETHUSDT", 0.95, {"x": 1})
+
+
+def _check(passed: bool = False, **over: Any) -> dict:
+    row = {"ts_event_ns": 7 * SECOND_NS, "venue": "sim", "symbol": "SIM-BTCUSDT", "asset": "bars",
+           "check": "bars_ohlc", "severity": "ERROR", "passed": passed, "run_id": "r1",
+           "partition": "2024-01-01|sim.SIM-BTCUSDT", "detail": "high < low in 3 rows"}
+    return {**row, **over}
+
+
+def test_failed_quality_checks_and_runs_match_their_rules(tmp_path: Path) -> None:
+    engine = AlertEngine(_config(tmp_path, """\
+[rule.checks]
+source = "quality"
+assets = ["bars"]
+channels = ["log"]
+window_ns = 0
+[rule.runs]
+source = "run"
+jobs = ["tapeflow_days"]
+severity = "critical"
+channels = ["log"]
+window_ns = 0
+"""))
+    assert engine.submit_quality(_check(passed=True)) == []  # a passing check is no alert
+    assert engine.submit_quality(_check(severity="WARN")) == []  # only ERROR (blocking) by default
+    assert engine.submit_quality(_check(asset="book")) == []
+    (alert,) = engine.submit_quality(_check())
+    assert (alert.rule, alert.source, alert.kind, alert.symbol) == ("checks", "quality", "bars_ohlc",
+                                                                   "SIM-BTCUSDT")
+    assert "high < low" in alert.title and alert.detail["run_id"] == "r1"
+    assert engine.submit_quality(_check()) == []  # the same evaluation again: de-duplicated
+    run = {"ts_event_ns": 9, "venue": "", "symbol": "", "job": "tapeflow_days", "run_id": "r2",
+           "detail": "step bars failed"}
+    assert engine.submit_run({**run, "job": "other"}) == []
+    (failed,) = engine.submit_run(run)
+    assert (failed.rule, failed.severity, failed.kind) == ("runs", "critical", "run_failure")
+    with pytest.raises(AlertError, match="lacks columns"):
+        engine.submit_run({"ts_event_ns": 1})
+    engine.deliver_pending()
+    assert [line["rule"] for line in _lines(tmp_path)] == ["checks", "runs"]
+    engine.close()

@@ -158,3 +158,32 @@ def test_the_signals_stage_runs_only_when_asked(flag: tuple[str, ...], on: bool,
         monkeypatch.setenv(key, value)
     market.flow_from_env()
     assert (seen["new_signals"] is not None) is on
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_alerts_are_wired_only_with_an_alerts_file(given: bool, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--alerts FILE` (TAPEFLOW_ALERTS_CONFIG) adds the alerts sink to the flow; without it, none."""
+    import flows.market as market
+    from flows.alerts import AlertSink
+
+    capture = tmp_path / "a.gz"
+    capture.write_bytes(b"")
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(f'[channel.log]\ntype = "file"\npath = "{tmp_path / "a.jsonl"}"\n'
+                     '[rule.all]\nchannels = ["log"]\n')
+    monkeypatch.delenv("TAPEFLOW_ALERTS_CONFIG", raising=False)
+    flag = ("--signals", "--alerts", str(rules)) if given else ("--signals",)
+    env = live_env(_args("--capture", str(capture), "--format", "sim", "--no-clickhouse", "--lake",
+                         str(tmp_path), *flag), Settings())
+    assert ("TAPEFLOW_ALERTS_CONFIG" in env) is given
+    seen: list[object] = []
+    monkeypatch.setattr(market, "build_market_flow", lambda source, sinks, **kw: seen.append(sinks))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    market.flow_from_env()
+    (sinks,) = seen
+    assert isinstance(sinks.alerts, AlertSink) is given
+    if given:
+        assert sinks.alerts.config == rules and sinks.alerts.lake == tmp_path
+        assert sinks.alerts.journal == tmp_path / "_alerts" / "live.jsonl"
