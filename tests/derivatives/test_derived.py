@@ -28,6 +28,7 @@ from tapeflow.derivatives.derived import (
 )
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.derivatives import INDEX_PRICE, INSURANCE_FUND, LIQUIDATION, MARK_PRICE, OPEN_INTEREST
+from tapeflow.schemas.core import RecordType
 from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE
 from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
@@ -37,7 +38,7 @@ BN = 1_000_000_000
 V = "binance-usdm"
 
 
-def _prices(record, value: str, rows: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+def _prices(record: RecordType, value: str, rows: list[tuple[str, int, int]]) -> pa.Table:
     return record.table(
         {
             "ts_event_ns": [r[1] for r in rows],
@@ -49,11 +50,11 @@ def _prices(record, value: str, rows: list[tuple[str, int, int]]):  # type: igno
     )
 
 
-def _marks(rows: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+def _marks(rows: list[tuple[str, int, int]]) -> pa.Table:
     return _prices(MARK_PRICE, "mark_price_nanos", rows)
 
 
-def _indexes(rows: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+def _indexes(rows: list[tuple[str, int, int]]) -> pa.Table:
     return _prices(INDEX_PRICE, "index_price_nanos", rows)
 
 
@@ -138,7 +139,7 @@ def test_time_grid() -> None:
 # ---- open interest change
 
 
-def _oi(rows: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+def _oi(rows: list[tuple[str, int, int]]) -> pa.Table:
     return OPEN_INTEREST.table(
         {
             "ts_event_ns": [r[1] for r in rows],
@@ -183,7 +184,7 @@ def test_open_interest_change_empty_and_bad_window() -> None:
 # ---- liquidation clusters
 
 
-def _liqs(rows: list[tuple[str, int, int, int, int]]):  # type: ignore[no-untyped-def]
+def _liqs(rows: list[tuple[str, int, int, int, int]]) -> pa.Table:
     """rows: (symbol, ts, side, price in units, size in units)."""
     return LIQUIDATION.table(
         {
@@ -225,7 +226,7 @@ def test_liquidation_clusters_by_hand() -> None:
 
 def test_liquidation_clusters_merge_while_gaps_are_below_the_window() -> None:
     # two bursts of 1200 each; 99 ns apart they are one cluster, 100 ns apart two
-    def bursts(gap: int):  # type: ignore[no-untyped-def]
+    def bursts(gap: int) -> pa.Table:
         return _liqs([("X", 0, BID, 10, 60), ("X", 1, BID, 10, 60), ("X", 1 + gap, BID, 10, 120)])
 
     assert _clusters(liquidation_clusters(bursts(99), window_ns=100, min_notional=1_000.0).to_pylist()) == [
@@ -259,7 +260,7 @@ def test_liquidation_clusters_one_liquidation_empty_and_errors() -> None:
 # ---- insurance-fund stress
 
 
-def _funds(rows: list[tuple[str, int, int]]):  # type: ignore[no-untyped-def]
+def _funds(rows: list[tuple[str, int, int]]) -> pa.Table:
     """rows: (asset, ts, balance in nanos)."""
     return INSURANCE_FUND.table(
         {
@@ -327,9 +328,9 @@ _TESTS = {
 _TEXT = msgspec.json.Decoder(float_hook=Decimal)  # numbers as their decimal text
 
 
-def _mark_and_index(msg: dict[str, Any]) -> list[tuple[str, int, Decimal | None]]:
-    """(instrument, time ns, index or None) of each mark a Binance markPrice or Deribit ticker frame
-    carries, read off the frame; the mark itself is returned beside it by the caller's zip."""
+def _mark_and_index(msg: dict[str, Any]) -> list[tuple[str, int, Decimal, Decimal | None]]:
+    """(instrument, time ns, mark, index or None) of each mark a Binance markPrice or Deribit
+    ticker frame carries, read off the frame."""
     out = []
     data = msg.get("data", msg)
     for item in data if isinstance(data, list) else [data]:
