@@ -1,6 +1,6 @@
 """Derived derivatives metrics (tapeflow/derivatives/derived.py) on hand-built tables whose answers
-are worked out by hand in the comments, their edge cases, and the basis of real Binance markPrice
-frames against the frames' own ``p`` and ``i``."""
+are worked out by hand in the comments, their edge cases, and the basis of the real Binance markPrice
+and Deribit ticker frames of the Tardis pairs against the frames' own mark and index."""
 
 from __future__ import annotations
 
@@ -27,8 +27,8 @@ from tapeflow.derivatives.derived import (
     time_grid,
 )
 from tapeflow.errors import ConfigError, TapeflowError
-from tapeflow.schemas.derivatives import INDEX_PRICE, INSURANCE_FUND, LIQUIDATION, MARK_PRICE, OPEN_INTEREST
 from tapeflow.schemas.core import RecordType
+from tapeflow.schemas.derivatives import INDEX_PRICE, INSURANCE_FUND, LIQUIDATION, MARK_PRICE, OPEN_INTEREST
 from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE
 from tapeflow.wire.capture import RECV, CaptureLine
 from tests.conftest import need
