@@ -28,8 +28,8 @@ INSURANCE_FUND_INTERVAL_S = 300.0
 # insuranceBalance weigh 1 each (Binance's API reference).
 BINANCE_BUDGET_WEIGHT = 2400
 BINANCE_WINDOW_S = 60.0
-# OKX public market data: 20 requests per 2 s per IP on each of these endpoints, 10 on funding-rate
-# and insurance-fund; one budget of 10 per 2 s for the venue stays under every one of them.
+# OKX limits each public endpoint separately, 10 to 20 requests per 2 s per IP (its API reference,
+# not checked against the venue here); one budget of 10 per 2 s for the whole venue stays under all.
 OKX_BUDGET_WEIGHT = 10
 OKX_WINDOW_S = 2.0
 
