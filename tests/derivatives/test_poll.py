@@ -331,3 +331,18 @@ def test_defaults_are_the_replaced_systems() -> None:
 def test_bad_config_raises_config_error(build: Callable[[], object]) -> None:
     with pytest.raises(ConfigError):
         build()
+
+
+def test_a_failing_callback_stops_the_poll_and_is_raised(real_data: Path) -> None:
+    def on_rows(d: Decoded) -> None:
+        raise ValueError("sink is down")
+
+    async def serve() -> None:
+        async with Venue(real_data) as venue:
+            poller = Poller([binance(venue.base_url, {PREMIUM: 0.02, OPEN_INTEREST: 0.02})], on_rows)
+            stop = asyncio.Event()
+            asyncio.get_running_loop().call_later(5.0, stop.set)
+            await poller.run(stop)
+
+    with pytest.raises(ValueError, match="sink is down"):
+        asyncio.run(serve())
