@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -28,8 +27,10 @@ def snaps(rows: list[tuple], venue: str = "v", symbol: str = "s") -> pa.Table:
     return BOOK_SNAPSHOT.table({
         "ts_event_ns": [r[0] for r in rows], "ts_recv_ns": [r[0] for r in rows],
         "sequence": list(range(len(rows))),
-        "bid_price_nanos": [[p for p, _ in r[1]] for r in rows], "bid_size_nanos": [[s for _, s in r[1]] for r in rows],
-        "ask_price_nanos": [[p for p, _ in r[2]] for r in rows], "ask_size_nanos": [[s for _, s in r[2]] for r in rows],
+        "bid_price_nanos": [[p for p, _ in r[1]] for r in rows],
+        "bid_size_nanos": [[s for _, s in r[1]] for r in rows],
+        "ask_price_nanos": [[p for p, _ in r[2]] for r in rows],
+        "ask_size_nanos": [[s for _, s in r[2]] for r in rows],
         "flags": [0] * len(rows),
     }, constants={"venue": venue, "symbol": symbol, "levels": 10})
 
@@ -86,7 +87,8 @@ def test_hand_computed_labels_and_edges() -> None:
     assert col(t, "label_1s") == [0, 1, 0, -1, None]
     # h=2: mean of the next two mids; row 0: 1002/1001 - 1 = 0.000999 is flat within alpha = 0.001
     assert col(t, "label_2s") == [0, 1, -1, None, None]
-    assert col(t, "smoothed_return_2s")[:3] == pytest.approx([1002 / 1001 - 1, 1003 / 1001 - 1, 1001 / 1003 - 1])
+    assert col(t, "smoothed_return_2s")[:3] == pytest.approx(
+        [1002 / 1001 - 1, 1003 / 1001 - 1, 1001 / 1003 - 1])
     assert col(t, "return_2s")[:3] == pytest.approx([1003 / 1001 - 1, 1003 / 1001 - 1, 999 / 1003 - 1])
     assert all(math.isnan(x) for x in col(t, "return_2s")[3:])
     assert math.isnan(col(t, "return_1s")[4])
@@ -129,7 +131,8 @@ def sim_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, pa.Tabl
 def _replace(table: pa.Table, name: str, values: object) -> pa.Table:
     i = table.schema.get_field_index(name)
     field = table.schema.field(i)
-    return table.set_column(i, field, pa.array(values, field.type) if isinstance(values, np.ndarray) else values)
+    column = pa.array(values, field.type) if isinstance(values, np.ndarray) else values
+    return table.set_column(i, field, column)
 
 
 def _perturb_after(snapshots: pa.Table, trades_: pa.Table, t_ns: int) -> tuple[pa.Table, pa.Table]:
