@@ -158,7 +158,8 @@ def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExamplePara
 
     Returns:
         A table ``ts_event_ns, warmed_up, two_sided, <features>, return_/smoothed_return_/label_<h>s``
-        whose schema metadata holds ``tapeflow.feature_schema_hash``, ``tapeflow.feature_params`` and ``tapeflow.source``.
+        whose schema metadata holds ``tapeflow.feature_schema_hash``, ``tapeflow.feature_params`` and
+        ``tapeflow.source``.
 
     Raises:
         TapeflowError: wrong record, several instruments, or snapshots off the grid or out of order.
