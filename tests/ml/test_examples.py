@@ -162,7 +162,12 @@ def test_no_look_ahead(sim_day: tuple[pa.Table, pa.Table]) -> None:
     snapshots, trades_ = sim_day
     base = training_examples(snapshots, trades_)
     grid = snapshots.column("ts_event_ns").to_numpy()
-    for t_ns in (int(grid[len(grid) // 3]), int(grid[len(grid) // 2])):
+    recv = trades_.column("ts_recv_ns").to_numpy()
+    # decision times just before a trade arrives (so a one-step look-ahead would see it) and mid-day
+    picks = [recv[len(recv) // 4], recv[len(recv) // 2], recv[3 * len(recv) // 4]]
+    times = [int(grid[np.searchsorted(grid, r, side="left") - 1]) for r in picks]
+    times.append(int(grid[len(grid) // 2]))
+    for t_ns in times:
         book2, trades2 = _perturb_after(snapshots, trades_, t_ns)
         other = training_examples(book2, trades2)
         upto = int(np.searchsorted(grid, t_ns, side="right"))
