@@ -43,12 +43,14 @@ OPTION_SURFACE = RecordType(
         Field("atm_iv", "f64", "ATM implied vol (at log-moneyness 0), a fraction; NaN where reasons say why"),
         Field("atm_total_var", "f64", "atm_iv^2 * t_years"),
         Field("rr25", "f64", "25-delta risk reversal: call IV - put IV (NaN where reasons say why)"),
-        Field("bf25", "f64", "25-delta butterfly: mean of the wings' IV - atm_iv (NaN where reasons say why)"),
+        Field("bf25", "f64", "25-delta butterfly: mean of the wings' IV - atm_iv (NaN where reasons say "
+              "why)"),
         Field("n_strikes", "i32", "OTM smile strikes with an IV"),
         Field("n_options", "i32", "tickers of this expiry in the snapshot"),
         Field("reasons", "lstr", "ok, or the SurfaceReason names, comma-separated (too_few_strikes, "
               "no_atm_bracket, no_25d_call, no_25d_put)"),
-        Field("calendar_violations", "i32", "total variance below the next shorter expiry's, beyond tolerance"),
+        Field("calendar_violations", "i32", "total variance below the next shorter "
+              "expiry's, beyond tolerance"),
         Field("calendar_checked", "i32", "points the calendar check compared"),
         Field("butterfly_violations", "i32", "butterfly (convexity in strike) breaks beyond tolerance"),
         Field("butterfly_checked", "i32", "points the butterfly check compared"),
