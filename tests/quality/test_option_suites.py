@@ -6,6 +6,7 @@ import datetime as dt
 import math
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -153,3 +154,27 @@ def test_damaged_real_rows_fail(real) -> None:  # noqa: ANN001
     thin = surfaces.column("reasons").to_pylist().index("too_few_strikes")
     bad = _with(surfaces, "atm_iv", thin, 0.5)
     assert [c.name for c in run_suite("option_surfaces", bad, partition_day=DAY).failed] == ["atm_iv_reason"]
+
+
+def test_real_rows_round_trip_through_the_writer(real, tmp_path: Path) -> None:  # noqa: ANN001
+    from tapeflow.storage import lake as lake_store
+    from tapeflow.storage.warehouse import Warehouse
+    from tapeflow.storage.writer import Writer
+
+    with Warehouse(f"chdb://{tmp_path / 'wh'}") as wh:
+        with Writer(tmp_path / "lake", wh) as writer:
+            for table in real:
+                with writer.load(ALL_RECORDS[table.schema.metadata[b"tapeflow.record"].decode()],
+                                 "replace") as load:
+                    load.add(table)
+                    load.commit()
+        for record, table in zip((OPTION_TICKER, OPTION_SURFACE), real, strict=True):
+            want = _frame(table)
+            pd.testing.assert_frame_equal(_frame(lake_store.read(record, tmp_path / "lake")), want)
+            pd.testing.assert_frame_equal(_frame(wh.fetch(record).cast(record.arrow_schema())), want)
+            print(f"{record.name}: {len(want)} rows in the lake and the warehouse")
+
+
+def _frame(table: pa.Table) -> pd.DataFrame:
+    frame = table.to_pandas()
+    return frame.sort_values(list(frame.columns), kind="stable").reset_index(drop=True)
