@@ -35,6 +35,8 @@ DATASETS: dict[str, str] = {
     "open_interest": "open_interest",
     "liquidations": "liquidation",
     "insurance_funds": "insurance_fund",
+    "option_tickers": "option_ticker",
+    "option_surfaces": "option_surface",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
@@ -72,7 +74,8 @@ def run_suite(
         dataset: ``trades``, ``book_deltas``, ``order_events``, ``quotes``, ``book_snapshots``,
             ``bars``, ``metrics``, ``signals`` or a derivatives dataset (``funding_rates``,
             ``mark_prices``, ``index_prices``, ``open_interest``, ``liquidations``,
-            ``insurance_funds``; the record names ``trade``, ``quote``, ... work too).
+            ``insurance_funds``), ``option_tickers`` or ``option_surfaces``; the record names
+            ``trade``, ``quote``, ... work too).
         table: the partition, a table of that dataset's record (any number of instruments).
         partition_day: the UTC day the partition holds (``YYYY-MM-DD`` or a date); None takes the
             day most rows fall on, and says so in the ``ts_within_day`` details.

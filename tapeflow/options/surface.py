@@ -28,6 +28,7 @@ from kernels.options_surface import (
 )
 from tapeflow.errors import TapeflowError
 from tapeflow.options.chain import NS_PER_YEAR, SCALE
+from tapeflow.schemas.options import OPTION_SURFACE
 
 STEP_NS = 60_000_000_000
 STALENESS_NS = 60_000_000_000
@@ -153,6 +154,23 @@ def surfaces(tickers: pa.Table, step_ns: int = STEP_NS, staleness_ns: int = STAL
             for row in rows:
                 _append(out, u, int(grid[gi]), row, int(np.sum(m & (expiry == row.expiry))))
     return pa.table(out, schema=SURFACE_SCHEMA)
+
+
+def surface_records(table: pa.Table, venue: str) -> pa.Table:
+    """A :data:`SURFACE_SCHEMA` table as ``option_surface`` rows, the stored form.
+
+    Args:
+        table: surfaces from :func:`surfaces`.
+        venue: the venue the tickers came from, e.g. ``deribit``.
+
+    Returns:
+        An ``option_surface`` table: ``ts_event_ns`` and ``ts_recv_ns`` the grid time, ``symbol``
+        the underlying, every other column as in ``table``.
+    """
+    grid = table.column("ts_ns")
+    columns = {f.name: table.column(f.name) for f in OPTION_SURFACE.fields if f.name in SURFACE_SCHEMA.names}
+    columns.update(ts_event_ns=grid, ts_recv_ns=grid, symbol=table.column("underlying"))
+    return OPTION_SURFACE.table(columns, constants={"venue": venue})
 
 
 def _append(out: dict[str, list], underlying: str, ts_ns: int, row, n_options: int) -> None:  # noqa: ANN001
