@@ -25,16 +25,14 @@ Anything unknown, mistyped, out of range or dangling (a rule naming no channel) 
 from __future__ import annotations
 
 import math
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tapeflow.alerts.secrets import Secret, resolve
-from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import SIGNAL_KINDS
+from tapeflow.tomlconfig import KeyLocator, read_toml
 
 SEVERITIES = ("info", "warning", "critical")
 # What a rule can watch: the flow's signal and STATUS rows, failed Dagster asset checks ("quality")
@@ -170,38 +168,14 @@ def load(path: Path, env: Mapping[str, str] | None = None) -> AlertsConfig:
             unset secret or dangling channel name; the message names the file, key and line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the alerts file: {exc}") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    text, doc = read_toml(path, "alerts file")
     return _Validator(path, text, env).document(doc)
 
 
-class _Validator:
+class _Validator(KeyLocator):
     def __init__(self, path: Path, text: str, env: Mapping[str, str] | None) -> None:
-        self.path, self.lines, self.env = path, text.splitlines(), env
-
-    def fail(self, dotted: str, message: str) -> ConfigError:
-        line = self._line(dotted)
-        return ConfigError(f"{self.path}:{line}: {dotted}: {message}" if line
-                           else f"{self.path}: {dotted}: {message}")
-
-    def _line(self, dotted: str) -> int | None:
-        # tomllib keeps no positions: the key's own line after its table's header
-        *header, key = [p.strip('"') for p in dotted.split(".")]
-        in_table = not header
-        for number, line in enumerate(self.lines, 1):
-            stripped = line.strip()
-            if stripped.startswith("["):
-                in_table = [n.strip().strip('"') for n in stripped.strip("[]").split(".")] == header
-                continue
-            if in_table and re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
-                return number
-        return None
+        super().__init__(path, text)
+        self.env = env
 
     def document(self, doc: dict[str, Any]) -> AlertsConfig:
         unknown = sorted(set(doc) - {"quiet", "delivery", "allow", "channel", "rule"})

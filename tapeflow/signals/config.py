@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 
 from tapeflow.errors import ConfigError
 from tapeflow.settings import Settings
+from tapeflow.tomlconfig import KeyLocator, read_toml
 
 DEFAULT_PATH = Path(__file__).with_name("thresholds.toml")
 
@@ -258,44 +257,11 @@ def load(path: Path) -> Thresholds:
             incomplete preset; the message names the file, the key and (where found) its line.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the signals thresholds file: {exc}") from exc
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    text, doc = read_toml(path, "signals thresholds file")
     return _Validator(path, text).document(doc)
 
 
-class _Validator:
-    def __init__(self, path: Path, text: str) -> None:
-        self.path, self.lines = path, text.splitlines()
-
-    def fail(self, dotted: str, message: str) -> ConfigError:
-        line = self._line(dotted)
-        where = f"{self.path}:{line}" if line else str(self.path)
-        return ConfigError(f"{where}: {dotted}: {message}")
-
-    def _line(self, dotted: str) -> int | None:
-        # tomllib keeps no positions: find the key's own line after the header of its table
-        parts = dotted.split(".")
-        key = parts[-1].strip('"')
-        header = [p.strip('"') for p in parts[:-1]]
-        in_table = not header
-        for number, line in enumerate(self.lines, 1):
-            stripped = line.strip()
-            if stripped.startswith("["):
-                names = [n.strip().strip('"') for n in stripped.strip("[]").split(".")]
-                in_table = names == header
-                if in_table and not key:
-                    return number
-                continue
-            if in_table and re.match(rf'^"?{re.escape(key)}"?\s*=', stripped):
-                return number
-        return None
-
+class _Validator(KeyLocator):
     def document(self, doc: dict[str, Any]) -> Thresholds:
         unknown = sorted(set(doc) - {"default_preset", "preset", "instrument"})
         if unknown:
