@@ -16,6 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from bench import Report, median_time, real_file
+from tapeflow.derivatives import channel_of
 
 PAIRS = "derivatives/tardis_normalization/tardis_node_mapper_pairs_derivatives_options.jsonl"
 FRAMES = 20_000
@@ -57,18 +58,6 @@ _CHANNELS = {
 }
 
 
-def _channel(msg: dict) -> str:
-    if "stream" in msg:
-        return msg["stream"].split("@")[1]
-    if "topic" in msg:
-        return msg["topic"].split(".")[0]
-    if "arg" in msg:
-        return msg["arg"].get("channel", "")
-    if "params" in msg:
-        return msg["params"].get("channel", "").split(".")[0]
-    return str(msg.get("table", ""))
-
-
 def _frames(path: Path) -> dict[str, list[bytes]]:
     import msgspec
 
@@ -77,7 +66,7 @@ def _frames(path: Path) -> dict[str, list[bytes]]:
         pair = msgspec.json.decode(raw, type=dict[str, msgspec.Raw])
         fmt = _TESTS.get(msgspec.json.decode(pair["test"]))
         msg = msgspec.json.decode(pair["input"])
-        if fmt is not None and isinstance(msg, dict) and _channel(msg) in _CHANNELS:
+        if fmt is not None and isinstance(msg, dict) and channel_of(msg) in _CHANNELS:
             by_format[fmt].append(bytes(pair["input"]))
     return by_format
 

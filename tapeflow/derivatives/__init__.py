@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tapeflow.errors import ConfigError
 
@@ -44,3 +44,19 @@ def decoder(fmt: str) -> VenueDecoder:
 def decode(fmt: str, paths: Sequence[Path]) -> Iterator[Decoded]:
     """Decode capture files (``<recv_ns> <json>`` lines or cryptofeed logs) of format ``fmt``."""
     return decoder(fmt).run(paths)
+
+
+def channel_of(msg: Any) -> str:
+    """The channel of a raw venue message, in the venue's own words (``markPrice``, ``tickers``,
+    ``funding-rate``, ``ticker``, ``liquidation``); '' for anything else."""
+    if not isinstance(msg, dict):
+        return ""
+    if "stream" in msg:
+        return msg["stream"].split("@")[1]
+    if "topic" in msg:
+        return msg["topic"].split(".")[0]
+    if "arg" in msg:
+        return msg["arg"].get("channel", "")
+    if "params" in msg:
+        return msg["params"].get("channel", "").split(".")[0]
+    return str(msg.get("table", ""))

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from tapeflow.derivatives import decoder
+from tapeflow.derivatives import channel_of, decoder
 from tapeflow.schemas.records import BID, UNDEF_TS
 from tapeflow.wire.capture import RECV, CaptureLine
 
@@ -71,21 +71,6 @@ class _Pair(msgspec.Struct):
 
 
 _EXPECTED = msgspec.json.Decoder(float_hook=str)  # Tardis's numbers as their text
-
-
-def channel(msg: Any) -> str:
-    """The channel of a raw venue message, in the venue's own words."""
-    if not isinstance(msg, dict):
-        return ""
-    if "stream" in msg:
-        return msg["stream"].split("@")[1]
-    if "topic" in msg:
-        return msg["topic"].split(".")[0]
-    if "arg" in msg:
-        return msg["arg"].get("channel", "")
-    if "params" in msg:
-        return msg["params"].get("channel", "").split(".")[0]
-    return str(msg.get("table", ""))
 
 
 def iso_ns(text: str | None) -> int:
@@ -183,7 +168,7 @@ def replay(root: Path) -> list[Outcome]:
         expected = _EXPECTED.decode(pair.expected)
         msg = msgspec.json.decode(pair.input)
         recv_ns = iso_ns(expected[0]["localTimestamp"]) if expected else 0
-        out = Outcome(pair.test, pair.index, fmt, channel(msg), channel(msg) in channels)
+        out = Outcome(pair.test, pair.index, fmt, channel_of(msg), channel_of(msg) in channels)
         dec.feed(CaptureLine(recv_ns, RECV, "", bytes(pair.input), f"pairs:{n + 1}"))
         chunk = dec.flush(0, "pair")
         tables = dict(chunk.tables)
