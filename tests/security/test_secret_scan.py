@@ -1,0 +1,87 @@
+"""The secret scanner (detect-secrets) over every tracked file, against the audited baseline.
+
+`.secrets.baseline` lists every string detect-secrets flags in the repository, each audited as not a
+secret (placeholders such as ``env:HOOK_KEY``, canaries, documentation DSNs). A string the scanner
+finds that the baseline does not hold fails here with its file and line: remove it, or, if it is a
+placeholder, audit it into the baseline (docs/security.md, "The secret scanner"). Lines move all the
+time, so findings are compared by file, type and hashed value, never by line number.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BASELINE = ROOT / ".secrets.baseline"
+# made-up credentials for the teeth test; the pragma keeps this source line itself out of the scan
+PLANTED = ('aws_key = "AKIAIOSFODNN7EXAMPLF"\n'  # pragma: allowlist secret
+           'password = "hunter2-but-longer-9f8e7d"\n')  # pragma: allowlist secret
+
+
+def _key(filename: str, finding: dict) -> tuple[str, str, str]:
+    return filename, finding["type"], finding["hashed_secret"]
+
+
+def _tracked_files() -> list[str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"not a git checkout ({exc}): the scanner covers tracked files only")
+    return [name for name in out.stdout.decode().split("\0")
+            if name and name != BASELINE.name and (ROOT / name).is_file()]
+
+
+def _scan(files: list[str]) -> dict[tuple[str, str, str], int]:
+    from detect_secrets.core import baseline
+    from detect_secrets.settings import transient_settings
+
+    audited = json.loads(BASELINE.read_text())
+    config = {"plugins_used": audited["plugins_used"], "filters_used": audited["filters_used"]}
+    found: dict[tuple[str, str, str], int] = {}
+    with transient_settings(config):
+        collection = baseline.create(*files, root=str(ROOT), num_processors=1)
+    for filename, findings in collection.json().items():
+        for finding in findings:
+            found[_key(filename, finding)] = finding["line_number"]
+    return found
+
+
+def test_the_baseline_is_audited_and_holds_no_real_secret():
+    audited = json.loads(BASELINE.read_text())
+    findings = [(name, f) for name, fs in audited["results"].items() for f in fs]
+    assert findings, "an empty baseline would let this file's other test pass over nothing"
+    unaudited = [f"{name}:{f['line_number']} ({f['type']})" for name, f in findings
+                 if f.get("is_secret") is not False]
+    assert not unaudited, f"baseline entries not audited as placeholders: {unaudited}"
+
+
+def test_no_tracked_file_holds_a_secret_the_baseline_does_not_know(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    found = _scan(_tracked_files())
+    audited = json.loads(BASELINE.read_text())
+    known = {_key(name, f) for name, fs in audited["results"].items() for f in fs}
+    new = sorted(f"{name}:{line} {kind}" for (name, kind, h), line in found.items()
+                 if (name, kind, h) not in known)
+    assert not new, ("detect-secrets found strings that look like secrets and are not in "
+                     f".secrets.baseline: {new}. Remove them, or audit placeholders into the "
+                     "baseline as docs/security.md says.")
+
+
+def test_the_scanner_has_teeth(tmp_path, monkeypatch):
+    """A planted AWS-style key and a password assignment are both found: the scan is not a no-op."""
+    planted = tmp_path / "leak.py"
+    planted.write_text(PLANTED)
+    monkeypatch.chdir(tmp_path)
+    from detect_secrets.core import baseline
+    from detect_secrets.settings import transient_settings
+
+    audited = json.loads(BASELINE.read_text())
+    with transient_settings({"plugins_used": audited["plugins_used"],
+                             "filters_used": audited["filters_used"]}):
+        found = baseline.create(str(planted), root=str(tmp_path), num_processors=1).json()
+    kinds = {f["type"] for fs in found.values() for f in fs}
+    assert "AWS Access Key" in kinds and "Secret Keyword" in kinds, kinds
