@@ -2,15 +2,19 @@
 
 ``flows.sinks.AlertSink`` wires it after the signals stage (one instance per flow: the sink has
 one partition, so throttle windows and the outbox live on one worker). Per batch it submits the
-rows, sends the closing counts of throttle windows that ended by the newest venue time seen, makes
-one delivery pass and appends the attempts' ledger rows to the lake. At the end it sends the
-closing counts of the windows still open and keeps delivering for up to ``drain_s``; what is left
+rows and sends the closing counts of throttle windows that ended by the newest venue time seen.
+Delivery runs on a thread of its own (the courier): it wakes when alerts are queued or a retry falls
+due, makes a delivery pass and appends the attempts' ledger rows to the lake, so a slow or dead
+receiver never holds up the flow's next batch. At the end the stage sends the closing counts of the
+windows still open, stops the courier and keeps delivering for up to ``drain_s``; what is left
 waits in the journal for the next run.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +27,9 @@ from tapeflow.alerts.engine import AlertEngine
 from tapeflow.schemas.records import SIGNAL, STATUS
 
 DRAIN_S = 10.0
+IDLE_WAKE_S = 0.5  # the courier's longest sleep with nothing due (a missed wake costs at most this)
+
+log = logging.getLogger(__name__)
 
 
 class AlertStage:
@@ -46,10 +53,19 @@ class AlertStage:
         self.raised: list[Alert] = []
         self.newest_event_ns = -sys.maxsize
         self._writer = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._idle.set()
+        self._lock = threading.Lock()  # idle and wake change together
+        self._courier = threading.Thread(target=self._run_courier, name="tapeflow-alerts-courier",
+                                         daemon=True)
+        self._courier.start()
 
     def apply(self, items: Iterable[tuple[str, pa.Table]]) -> list[Alert]:
-        """Submit one micro-batch's ``signal`` and ``status`` tables (others are ignored), close the
-        windows that ended, deliver what is due and write the ledger rows; returns the alerts raised."""
+        """Submit one micro-batch's ``signal`` and ``status`` tables (others are ignored) and close
+        the windows that ended; returns the alerts raised. Their delivery (and its ledger rows) is
+        the courier's: this call never waits on a receiver."""
         raised: list[Alert] = []
         for name, table in items:
             if name == SIGNAL.name:
@@ -62,13 +78,41 @@ class AlertStage:
                 self.newest_event_ns = max(self.newest_event_ns, max(table.column("ts_event_ns").to_pylist()))
         if raised or self.engine.pending:
             raised += self.engine.close_windows(self.newest_event_ns)
-            self.engine.deliver_pending()
-            self._ledger()
+        if self.engine.pending:
+            with self._lock:
+                self._idle.clear()
+                self._wake.set()
         self.raised += raised
         return raised
 
+    def wait_delivered(self, timeout_s: float) -> bool:
+        """Wait until the courier has made a pass after the last queued alert and nothing is due
+        now (retries waiting on their backoff may remain); returns whether that happened in time."""
+        return self._idle.wait(timeout_s)
+
+    def _run_courier(self) -> None:
+        while not self._stop.is_set():
+            due_s = self.engine.outbox.next_due_s()
+            wait_s = IDLE_WAKE_S if due_s is None else min(max(due_s - time.monotonic(), 0.0), IDLE_WAKE_S)
+            self._wake.wait(wait_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.engine.deliver_pending()
+                self._ledger()
+            except Exception:  # a bug here must not kill the thread silently: log it, keep the queue
+                log.exception("alerts courier: a delivery pass failed; the queue is kept and retried")
+            due_s = self.engine.outbox.next_due_s()
+            with self._lock:
+                if not self._wake.is_set() and (due_s is None or due_s > time.monotonic()):
+                    self._idle.set()
+
     def close(self) -> None:
         """Send the closing counts of open windows, deliver for up to ``drain_s``, write the ledger."""
+        self._stop.set()
+        self._wake.set()
+        self._courier.join()
         self.raised += self.engine.close_windows(sys.maxsize)
         deadline = time.monotonic() + self.drain_s
         self.engine.deliver_pending()
