@@ -34,6 +34,17 @@ class Settings:
     signals_config: Path | None = None
     alerts_config: Path | None = None
 
+    def __repr__(self) -> str:
+        # a server DSN may carry a password in its userinfo or query: never in a repr (logs,
+        # tracebacks, Dagster metadata print it)
+        from tapeflow.storage.dsn import redact_dsn
+
+        return (f"Settings(lake_dir={self.lake_dir!r}, clickhouse_dsn={redact_dsn(self.clickhouse_dsn)!r}, "
+                f"real_data={self.real_data!r}, signals_config={self.signals_config!r}, "
+                f"alerts_config={self.alerts_config!r})")
+
+    __str__ = __repr__
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env

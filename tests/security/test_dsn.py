@@ -156,3 +156,12 @@ def test_connect_server_states_tls_and_warns_about_passwords_over_plain_http(mon
     assert calls[0]["interface"] == "https" and calls[0]["secure"] is True and calls[0]["verify"] is True
     assert "dsn" not in calls[0] and calls[0]["password"] == SECRET
     assert "sent unencrypted over http" in caplog.text and SECRET not in caplog.text
+
+
+def test_settings_never_print_a_dsn_password():
+    from tapeflow.settings import Settings
+
+    settings = Settings.from_env({"TAPEFLOW_CLICKHOUSE": f"https://alice:{SECRET}@h:8443/db?password={SECRET}"})
+    assert settings.clickhouse_dsn.count(SECRET) == 2  # the value itself is intact for the client
+    for text in (repr(settings), str(settings), f"{settings}", repr([settings])):
+        assert SECRET not in text and "h:8443/db" in text
