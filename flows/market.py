@@ -70,7 +70,7 @@ class MarketSinks:
     alerts: Sink | None = None
 
 
-def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
+def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int = 10,
                       snapshot_interval_ns: int | None = 1_000_000_000,
                       intervals: Sequence[str] = STANDARD_INTERVALS, book_kind: str = "auto",
                       bbo_as_quote: bool = False, raw: bool = True,
@@ -79,7 +79,7 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
                       new_health: Callable[[], Any] | None = None,
                       new_signals: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
-                      flow_id: str = "market") -> Dataflow:
+                      flow_id: str = "market", polls: Source | None = None) -> Dataflow:
     """Build the market dataflow over ``source``.
 
     Args:
@@ -102,6 +102,9 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         health_clock: processing time in ns for the health lag check (``time.time_ns`` live; None
             for replays, which judge feed latency only).
         flow_id: the Dataflow id (recovery stores are per flow id).
+        polls: a source of ready ``(record name, table)`` items merged into the outputs, e.g.
+            :class:`flows.derivatives.PollSource` (funding, mark, open interest...). With it,
+            ``source`` may be None (a flow of polls alone).
 
     Returns:
         The Dataflow, ready for ``run_main``, ``cluster_main`` or ``python -m bytewax.run``.
@@ -112,8 +115,15 @@ def build_market_flow(source: Source, sinks: MarketSinks, *, levels: int = 10,
         new_metrics=new_metrics or _live_metrics(levels, snapshot_interval_ns),
         raw=raw, bbo_as_quote=bbo_as_quote, new_signals=new_signals)
     flow = Dataflow(flow_id)
-    routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
-    _outputs(ops.instruments("instruments", routed, new_pipeline), sinks)
+    streams = []
+    if source is not None:
+        routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
+        streams.append(ops.instruments("instruments", routed, new_pipeline))
+    if polls is not None:
+        streams.append(op.input("polls", flow, polls))
+    if not streams:
+        raise ConfigError("the market flow needs a source, derivatives polls, or both")
+    _outputs(streams[0] if len(streams) == 1 else op.merge("with_polls", *streams), sinks)
     return flow
 
 
@@ -226,12 +236,23 @@ def flow_from_env() -> Dataflow:
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
                              new_signals=signals_stage(config_path(settings)) if live.signals else None,
-                             health_clock=clock)
+                             health_clock=clock, polls=polls_from(live))
 
 
-def source_from(live: LiveSettings) -> Source:
-    """The capture source when capture files are given, else the live connector; both send
-    heartbeats on the snapshot grid, so quiet instruments' snapshots follow the feed's clock.
+def polls_from(live: LiveSettings) -> Source | None:
+    """The derivatives poll source ``TAPEFLOW_LIVE_POLL`` asks for (None: no polls)."""
+    if not live.polls:
+        return None
+    from flows.derivatives import PollSource
+    from tapeflow.derivatives.stream import parse_polls
+
+    return PollSource(parse_polls(live.polls, live.poll_url), duration_ns=live.duration_ns)
+
+
+def source_from(live: LiveSettings) -> Source | None:
+    """The capture source when capture files are given, else the live connector (None when only
+    derivatives polls are asked for); both send heartbeats on the snapshot grid, so quiet
+    instruments' snapshots follow the feed's clock.
 
     Raises:
         ConfigError: capture files without a format.
@@ -241,6 +262,8 @@ def source_from(live: LiveSettings) -> Source:
             raise ConfigError("TAPEFLOW_LIVE_FORMAT (or TAPEFLOW_LIVE_VENUE) names the capture's format")
         return CaptureSource(live.format_name, live.capture, batch_events=live.batch_events,
                              batch_ns=live.batch_ns, heartbeat_ns=live.snapshot_interval_ns)
+    if not (live.venue and live.symbols):
+        return None  # derivatives polls alone
     return LiveSource(live.venue, live.symbols, endpoint=live.endpoint, rest_endpoint=live.rest_endpoint,
                       journal=live.journal, duration_ns=live.duration_ns, idle_stop_ns=live.idle_stop_ns,
                       client_options=dict(live.client_options), heartbeat_ns=live.snapshot_interval_ns)

@@ -99,6 +99,10 @@ class LiveSettings:
         progress_s: seconds between progress lines (``TAPEFLOW_LIVE_PROGRESS_S``).
         clock: what health judges latency against (``TAPEFLOW_LIVE_CLOCK``, one of :data:`CLOCKS`).
         metrics_port: Prometheus port (``TAPEFLOW_LIVE_METRICS_PORT``; None: no endpoint).
+        polls: derivatives REST polls, ``VENUE:SYMBOL[,SYMBOL...][;...]`` (``TAPEFLOW_LIVE_POLL``;
+            ``tapeflow.derivatives.stream.parse_polls``); empty: none.
+        poll_url: base URL replacing every polled venue's (``TAPEFLOW_LIVE_POLL_URL``; a replay
+            server's ``rest_url``).
     """
 
     venue: str = ""
@@ -124,6 +128,8 @@ class LiveSettings:
     progress_s: float = 2.0
     clock: str = "auto"
     metrics_port: int | None = None
+    polls: str = ""
+    poll_url: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -140,9 +146,15 @@ class LiveSettings:
         venue = get("TAPEFLOW_LIVE_VENUE", "")
         capture = tuple(Path(p) for p in get("TAPEFLOW_LIVE_CAPTURE", "").split(os.pathsep) if p)
         symbols = _csv(get("TAPEFLOW_LIVE_SYMBOLS", ""))
-        if not capture and not (venue and symbols):
-            raise ConfigError("set TAPEFLOW_LIVE_CAPTURE (files to replay) or TAPEFLOW_LIVE_VENUE and "
-                              "TAPEFLOW_LIVE_SYMBOLS (a live feed)")
+        polls = get("TAPEFLOW_LIVE_POLL", "").strip()
+        if not capture and not (venue and symbols) and not polls:
+            raise ConfigError("set TAPEFLOW_LIVE_CAPTURE (files to replay), TAPEFLOW_LIVE_VENUE and "
+                              "TAPEFLOW_LIVE_SYMBOLS (a live feed), or TAPEFLOW_LIVE_POLL "
+                              "(derivatives polls)")
+        if polls:
+            from tapeflow.derivatives.poll_spec import parse_spec
+
+            _checked("TAPEFLOW_LIVE_POLL", polls, parse_spec)
         outputs = _csv(get("TAPEFLOW_LIVE_OUTPUTS", "lake,clickhouse"))
         unknown = sorted(set(outputs) - set(OUTPUTS))
         if unknown:
@@ -179,6 +191,8 @@ class LiveSettings:
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2, low=1) or 2),
             clock=clock,
             metrics_port=port,
+            polls=polls,
+            poll_url=get("TAPEFLOW_LIVE_POLL_URL") or None,
         )
 
     def health_clock(self) -> str:

@@ -52,6 +52,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--format", dest="format_name", help="format of --capture files (default: --venue)")
     src.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="connector keyword argument, e.g. market=spot (binance), depth=100 (kraken)")
+    src.add_argument("--poll", metavar="VENUE:SYMBOLS[;...]",
+                     help="also poll derivatives REST endpoints (funding, mark, index, open interest, "
+                          "insurance fund), e.g. binance_usdm:BTCUSDT,ETHUSDT;okx:BTC-USDT-SWAP")
+    src.add_argument("--poll-url", help="base URL for every polled venue (a replay server's REST URL)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     src.add_argument("--clock", choices=CLOCKS, default="auto",
@@ -99,8 +103,9 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     Raises:
         ConfigError: neither a capture nor a venue with symbols, or a bad duration.
     """
-    if not args.capture and not (args.venue and args.symbols):
-        raise ConfigError("tapeflow live needs --venue and --symbols (a live feed) or --capture FILE...")
+    if not args.capture and not (args.venue and args.symbols) and not getattr(args, "poll", None):
+        raise ConfigError("tapeflow live needs --venue and --symbols (a live feed), --capture FILE... "
+                          "or --poll VENUE:SYMBOLS (derivatives polls)")
     for name in ("duration", "idle_exit", "interval", "snapshot_every"):
         value = getattr(args, name)
         if value:
@@ -130,6 +135,10 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_JOURNAL"] = str(args.journal)
     if getattr(args, "alerts", None):
         env["TAPEFLOW_ALERTS_CONFIG"] = str(args.alerts.resolve())
+    if getattr(args, "poll", None):
+        env["TAPEFLOW_LIVE_POLL"] = args.poll
+    if getattr(args, "poll_url", None):
+        env["TAPEFLOW_LIVE_POLL_URL"] = args.poll_url
     if args.bars:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:
@@ -213,7 +222,9 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
     if args.recovery is not None:
         _init_recovery(args.recovery, args.workers * args.processes)
     what = (f"capture {', '.join(str(p) for p in args.capture)}" if args.capture
-            else f"{args.venue} {args.symbols}")
+            else f"{args.venue} {args.symbols}" if args.venue else "no venue feed")
+    if getattr(args, "poll", None):
+        what += f", derivatives polls {args.poll}"
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
     started = time.monotonic()
     here = len(commands) == 1 and args.process_id is None
@@ -372,6 +383,8 @@ def check_source(args: argparse.Namespace) -> None:
         if missing:
             raise ConfigError(f"capture files not found: {', '.join(missing)}")
         return
+    if not args.venue and getattr(args, "poll", None):
+        return  # derivatives polls alone (their spec was checked with the settings)
     if args.venue not in live_venues():
         known = ", ".join(live_venues())
         raise ConfigError(f"no live connector for venue {args.venue!r}; venues with one: {known}")

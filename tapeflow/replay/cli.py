@@ -49,6 +49,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-heartbeat-after-end", action="store_true",
                    help="send no venue heartbeats once the tape has ended (default: send them)")
     p.add_argument("--progress-every", default="5s", help="status line period (e.g. 5s, 500ms)")
+    p.add_argument("--rest-body", action="append", default=[], metavar="PATH=FILE",
+                   help="also answer GET PATH with FILE's bytes (recorded REST answers, e.g. "
+                        "/fapi/v1/premiumIndex=premium.json; the same PATH again: served in order, "
+                        "the last one repeated)")
     p.set_defaults(func=_cmd_replay_server)
     return p
 
@@ -63,6 +67,24 @@ def parse_rest_limit(text: str) -> tuple[int, float]:
     if not count.isdigit() or int(count) < 1 or not window:
         raise ConfigError(f"--rest-limit {text!r}: expected N/WINDOW such as 10/1s")
     return int(count), parse_duration_ns(window) / 1e9
+
+
+def parse_rest_bodies(pairs: list[str]) -> dict[str, list[bytes]]:
+    """``PATH=FILE`` pairs -> the recorded bodies per path, in the order given.
+
+    Raises:
+        ConfigError: a pair without ``=``, a path without a leading ``/``, or an unreadable file.
+    """
+    bodies: dict[str, list[bytes]] = {}
+    for pair in pairs:
+        path, sep, file = pair.partition("=")
+        if not sep or not path.startswith("/") or not file:
+            raise ConfigError(f"--rest-body {pair!r}: expected /PATH=FILE")
+        try:
+            bodies.setdefault(path, []).append(Path(file).read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"--rest-body {pair!r}: cannot read {file}: {exc.strerror or exc}") from None
+    return bodies
 
 
 def _seconds(text: str | None) -> float | None:
@@ -80,7 +102,8 @@ def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
                        settle_s=parse_duration_ns(args.settle) / 1e9, compress=args.compress,
                        ping_interval_s=_seconds(args.ping_interval),
                        pong_timeout_s=_seconds(args.pong_timeout),
-                       heartbeat_after_end=not args.no_heartbeat_after_end)
+                       heartbeat_after_end=not args.no_heartbeat_after_end,
+                       rest_bodies=parse_rest_bodies(args.rest_body))
     every_s = parse_duration_ns(args.progress_every) / 1e9
     started = time.monotonic()
     # Ctrl-C and SIGTERM both stop cleanly with the summary, also when a non-interactive shell

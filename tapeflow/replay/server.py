@@ -8,7 +8,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ class ReplayServer:
                  random_faults: str | dict[str, float] | None = None, seed: int = 0,
                  rest_limit: tuple[int, float] | None = None, queue_frames: int = QUEUE_FRAMES,
                  settle_s: float = SETTLE_S, compress: bool = False, ping_interval_s: float | None = None,
-                 pong_timeout_s: float | None = None, heartbeat_after_end: bool = True) -> None:
+                 pong_timeout_s: float | None = None, heartbeat_after_end: bool = True,
+                 rest_bodies: Mapping[str, Sequence[bytes]] | None = None) -> None:
         if speed is not None and not speed > 0:
             raise ConfigError(f"speed must be positive, got {speed!r}")
         self.format = format
@@ -76,6 +77,12 @@ class ReplayServer:
         self.compress = compress
         self.ping_interval_s, self.pong_timeout_s = ping_interval_s, pong_timeout_s
         self.heartbeat_after_end = heartbeat_after_end
+        # recorded REST answers by path, served in order, the last one again and again
+        self.rest_bodies = {path: list(bodies) for path, bodies in (rest_bodies or {}).items()}
+        for path, bodies in self.rest_bodies.items():
+            if not path.startswith("/") or not bodies:
+                raise ConfigError(f"rest body for {path!r}: a path starting with '/' and at least one body")
+        self.rest_served: dict[str, int] = dict.fromkeys(self.rest_bodies, 0)
         self.pong_timeouts: list[str] = []  # connections cut for not answering a ping in time
         self.heartbeats_sent = 0  # venue heartbeats sent after the tape ended
         self.tape: list[Frame] = self.adapter.load(self.paths)
@@ -127,7 +134,7 @@ class ReplayServer:
         app = web.Application()
         app.router.add_get("/_replay/status", self._status)
         app.router.add_post("/_replay/fault", self._fault)
-        for path in self.adapter.rest_routes():
+        for path in {*self.adapter.rest_routes(), *self.rest_bodies}:
             app.router.add_get(path, self._rest)
         app.router.add_get("/{tail:.*}", self._websocket)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
@@ -204,7 +211,8 @@ class ReplayServer:
     def status(self) -> dict[str, Any]:
         """What ``GET /_replay/status`` returns."""
         return {"format": self.format, "position": self.position, "tape_frames": len(self.tape),
-                "frames_served": self.frames_served, "frames_unrouted": self.frames_unrouted,
+                "frames_served": self.frames_served, "rest_served": dict(self.rest_served),
+                "frames_unrouted": self.frames_unrouted,
                 "next_index": self.next_index(),
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
@@ -400,6 +408,12 @@ class ReplayServer:
                 return web.Response(status=429, body=body, content_type="application/json",
                                     headers={"Retry-After": str(retry_s)})
             self._rest_times.append(now)
+        recorded = self.rest_bodies.get(request.path)
+        if recorded is not None:
+            served = self.rest_served[request.path]
+            self.rest_served[request.path] = served + 1
+            return web.Response(status=200, body=recorded[min(served, len(recorded) - 1)],
+                                content_type="application/json")
         handler = self.adapter.rest_routes()[request.path]
         status, body = handler(request.query)
         return web.Response(status=status, body=body, content_type="application/json")
