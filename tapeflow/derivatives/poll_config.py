@@ -3,9 +3,9 @@
 
 A :class:`VenuePoll` is one venue's base URL, its endpoints (path, query, interval, request weight)
 and its rate budget: at most ``budget_weight`` of request weight in any ``budget_window_s``.
-:func:`binance_usdm` and :func:`okx` build the defaults of the replaced system (funding 30 s, mark
-10 s, open interest 15 s, insurance fund 5 min); every value is checked when it is built, a bad one
-is a :class:`~tapeflow.errors.ConfigError` naming it.
+:func:`binance_usdm`, :func:`okx` and :func:`bybit` build the defaults of the replaced system
+(funding 30 s, mark 10 s, open interest 15 s, insurance fund 5 min); every value is checked when
+it is built, a bad one is a :class:`~tapeflow.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ BINANCE_WINDOW_S = 60.0
 # not checked against the venue here); one budget of 10 per 2 s for the whole venue stays under all.
 OKX_BUDGET_WEIGHT = 10
 OKX_WINDOW_S = 2.0
+# Bybit v5: 600 HTTP requests per IP in any 5 s window (its rate-limit rules), every public request 1.
+BYBIT_BUDGET_WEIGHT = 600
+BYBIT_WINDOW_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -170,3 +173,27 @@ def okx(
             )
         )
     return VenuePoll("okx", base_url, eps, OKX_BUDGET_WEIGHT, OKX_WINDOW_S)
+
+
+def bybit(
+    symbols: Sequence[str] = ("BTCUSDT",),
+    base_url: str = "https://api.bybit.com",
+    *,
+    category: str = "linear",
+    mark_interval_s: float = MARK_INTERVAL_S,
+) -> VenuePoll:
+    """Bybit v5: ``/v5/market/tickers`` per symbol, which carries the funding rate (with its next
+    time), mark, index and open interest in one body, so one request at the mark's interval brings
+    all four (a funding or open-interest request of its own would only spend budget).
+
+    ``category`` is ``linear`` (USDT/USDC perpetuals and futures) or ``inverse``. Bybit's insurance
+    fund endpoint (``/v5/market/insurance``) is not decoded, so it is not polled.
+
+    Raises:
+        ConfigError: another category.
+    """
+    if category not in ("linear", "inverse"):
+        raise ConfigError(f"Bybit category {category!r}: linear or inverse")
+    eps = [Endpoint("/v5/market/tickers", {"category": category, "symbol": s}, mark_interval_s)
+           for s in symbols]
+    return VenuePoll("bybit", base_url, eps, BYBIT_BUDGET_WEIGHT, BYBIT_WINDOW_S)

@@ -95,3 +95,36 @@ def test_a_bad_poll_spec_is_one_clear_error() -> None:
         LiveSettings.from_env({"TAPEFLOW_LIVE_POLL": "okx:"})
     assert LiveSettings.from_env({"TAPEFLOW_LIVE_POLL": "okx:BTC-USDT-SWAP"}).polls == "okx:BTC-USDT-SWAP"
     assert main(["live", "--poll", "nowhere:X", "--no-clickhouse"]) != 0
+
+
+def test_bybit_tickers_poll_brings_mark_index_funding_and_open_interest(tmp_path: Path) -> None:
+    """One v5 tickers request per symbol carries all four (the body is the shape of Bybit's API
+    reference, as in test_decoders)."""
+    import time
+
+    from tapeflow.derivatives.poll_config import bybit
+    from tapeflow.derivatives.stream import PollFeed
+
+    body = (b'{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"symbol":"ETHUSDT",'
+            b'"markPrice":"2000.5","indexPrice":"2000.1","openInterest":"3","fundingRate":"0.0001",'
+            b'"nextFundingTime":"1673280000000"}]},"time":1673272861686}')
+    venue = bybit(("ETHUSDT",))
+    assert [(e.path, dict(e.params)) for e in venue.endpoints] == [
+        ("/v5/market/tickers", {"category": "linear", "symbol": "ETHUSDT"})]
+    assert (venue.budget_weight, venue.budget_window_s) == (600, 5.0)
+    with pytest.raises(ConfigError, match="linear or inverse"):
+        bybit(("ETHUSDT",), category="spot")
+    with ReplayServer("binance", [binance_prefix(20)], rest_bodies={"/v5/market/tickers": [body]}
+                      ).run_in_thread() as srv:
+        feed = PollFeed(parse_polls("bybit:ETHUSDT", srv.rest_url))
+        got: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        try:
+            while len(got) < 4 and time.monotonic() < deadline:
+                got.update(feed.take())
+                time.sleep(0.05)
+        finally:
+            feed.close()
+    assert {"mark_price", "index_price", "funding_rate", "open_interest"} <= set(got)
+    assert got["mark_price"].column("mark_price_nanos").to_pylist() == [2000_500_000_000]
+    assert got["open_interest"].column("open_interest_nanos").to_pylist() == [3_000_000_000]
