@@ -73,15 +73,15 @@ def _flags(book: dict[str, np.ndarray], rows: np.ndarray, first: int, t: int) ->
     return F_MAYBE_BAD_BOOK if (book["flags"][rows[first]:rows[t] + 1] & F_MAYBE_BAD_BOOK).any() else 0
 
 
-def detect_creep(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[str, np.ndarray], tick: int,
-                 params: dict[str, Any], venue: str, symbol: str) -> Alerts:
-    """Creep alerts of one instrument (``events``: the snapshots' ``sequence`` per grid row)."""
-    out = Alerts(venue, symbol, CREEP, params)
+def creep_windows(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[str, np.ndarray], tick: int,
+                  params: dict[str, Any]) -> dict[str, Any] | None:
+    """The creep statistics per sample of the book (None: too few samples for one window); ``ok``
+    marks the samples where every condition holds, ``move`` gives their side by its sign."""
     s = sample(book, events, params["sample_ns"], tick)
     n = len(s["mid"])
     window = max(2, params["window_ns"] // params["sample_ns"])
     if n <= window:
-        return out
+        return None
     _, move, rv, act = range_windows(s["mid"], s["events"], window)
     step_vol = rv / np.sqrt(window)
     usual = _baseline(step_vol, params["baseline_blocks"], (0.5,))[:, 0]
@@ -95,32 +95,48 @@ def detect_creep(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[s
     ok = ((np.abs(z) >= params["min_z"]) & (step_vol <= params["max_vol_share"] * known)
           & (pushed <= params["max_aggressor_share"]) & (np.arange(n) >= window)
           & (act >= params["min_activity_share"] * np.where(np.isfinite(usual_act), usual_act, np.inf)))
+    return dict(rows=s["rows"], window=window, ok=ok, move=move, z=z, step_vol=step_vol, usual=usual,
+                pushed=pushed, act=act, usual_act=usual_act, total=total)
+
+
+def add_creep(out: Alerts, book: dict[str, np.ndarray], w: dict[str, Any], t: int, side: int,
+              params: dict[str, Any]) -> None:
+    """The creep alert of sample ``t`` of the windows ``w`` (:func:`creep_windows`)."""
+    first, rows = t - w["window"], w["rows"]
+    row = int(rows[t])
+    out.add(ts_event_ns=int(book["ts"][row]), ts_recv_ns=int(book["recv"][row]), kind="creep",
+            side=side, size_nanos=int(w["total"][t]), start_ns=int(book["ts"][rows[first]]),
+            end_ns=int(book["ts"][row]), score=float(abs(w["z"][t]) / params["min_z"]),
+            flags=_flags(book, rows, first, t),
+            evidence=dict(move_ticks=round(float(w["move"][t]), 1), z=round(float(w["z"][t]), 2),
+                          vol_share=_share(w["step_vol"][t], w["usual"][t]),
+                          aggressor_share=round(float(w["pushed"][t]), 2),
+                          activity_share=_share(w["act"][t], w["usual_act"][t]),
+                          window_s=params["window_ns"] / 1e9))
+
+
+def detect_creep(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[str, np.ndarray], tick: int,
+                 params: dict[str, Any], venue: str, symbol: str) -> Alerts:
+    """Creep alerts of one instrument (``events``: the snapshots' ``sequence`` per grid row)."""
+    out = Alerts(venue, symbol, CREEP, params)
+    w = creep_windows(book, events, trades, tick, params)
+    if w is None:
+        return out
     for side in (1, -1):
-        for t in one_per_run(ok & (np.sign(move) == side), book["ts"][s["rows"]], params["refractory_ns"]):
-            t = int(t)
-            first = t - window
-            row = int(s["rows"][t])
-            out.add(ts_event_ns=int(book["ts"][row]), ts_recv_ns=int(book["recv"][row]), kind="creep",
-                    side=side, size_nanos=int(total[t]), start_ns=int(book["ts"][s["rows"][first]]),
-                    end_ns=int(book["ts"][row]), score=float(abs(z[t]) / params["min_z"]),
-                    flags=_flags(book, s["rows"], first, t),
-                    evidence=dict(move_ticks=round(float(move[t]), 1), z=round(float(z[t]), 2),
-                                  vol_share=_share(step_vol[t], usual[t]),
-                                  aggressor_share=round(float(pushed[t]), 2),
-                                  activity_share=_share(act[t], usual_act[t]),
-                                  window_s=params["window_ns"] / 1e9))
+        for t in one_per_run(w["ok"] & (np.sign(w["move"]) == side), book["ts"][w["rows"]],
+                             params["refractory_ns"]):
+            add_creep(out, book, w, int(t), side, params)
     return out
 
 
-def detect_contraction(book: dict[str, np.ndarray], events: np.ndarray, tick: int, params: dict[str, Any],
-                       venue: str, symbol: str) -> Alerts:
-    """Volatility-contraction alerts of one instrument (``events``: the snapshots' ``sequence``)."""
-    out = Alerts(venue, symbol, CONTRACTION, params)
+def contraction_windows(book: dict[str, np.ndarray], events: np.ndarray, tick: int, params: dict[str, Any]
+                        ) -> dict[str, Any] | None:
+    """The contraction statistics per sample of the book (None: too few samples for one window)."""
     s = sample(book, events, params["sample_ns"], tick)
     n = len(s["mid"])
     window = max(2, params["window_ns"] // params["sample_ns"])
     if n <= window:
-        return out
+        return None
     rng, _, rv, act = range_windows(s["mid"], s["events"], window)
     per_event = np.where(act > 0, rv / np.sqrt(np.maximum(act, 1.0)), np.nan)
     base = _baseline(per_event, params["baseline_blocks"], (params["quantile"],))[:, 0]
@@ -128,19 +144,36 @@ def detect_contraction(book: dict[str, np.ndarray], events: np.ndarray, tick: in
     ok = ((per_event <= params["factor"] * np.where(np.isfinite(base), base, -np.inf))
           & (act >= params["min_activity_share"] * np.where(np.isfinite(usual_act), usual_act, np.inf))
           & (np.arange(n) >= window))
-    for t in one_per_run(ok, book["ts"][s["rows"]], params["refractory_ns"]):
-        t = int(t)
-        first = t - window
-        row = int(s["rows"][t])
-        out.add(ts_event_ns=int(book["ts"][row]), ts_recv_ns=int(book["recv"][row]), kind="contraction",
-                side=0, size_nanos=0, start_ns=int(book["ts"][s["rows"][first]]), end_ns=int(book["ts"][row]),
-                # a still mid (per-event volatility 0) would score without bound: capped for readability
-                score=float(min(_MAX_SCORE, params["factor"] * base[t] / max(per_event[t], 1e-12))),
-                flags=_flags(book, s["rows"], first, t),
-                evidence=dict(range_ticks=round(float(rng[t]), 1), rv_per_event=round(float(per_event[t]), 4),
-                              baseline_quantile=round(float(base[t]), 4),
-                              activity_share=_share(act[t], usual_act[t]),
-                              window_s=params["window_ns"] / 1e9))
+    return dict(rows=s["rows"], window=window, ok=ok, rng=rng, per_event=per_event, base=base, act=act,
+                usual_act=usual_act)
+
+
+def add_contraction(out: Alerts, book: dict[str, np.ndarray], w: dict[str, Any], t: int,
+                    params: dict[str, Any]) -> None:
+    """The contraction alert of sample ``t`` of the windows ``w`` (:func:`contraction_windows`)."""
+    first, rows = t - w["window"], w["rows"]
+    row = int(rows[t])
+    out.add(ts_event_ns=int(book["ts"][row]), ts_recv_ns=int(book["recv"][row]), kind="contraction",
+            side=0, size_nanos=0, start_ns=int(book["ts"][rows[first]]), end_ns=int(book["ts"][row]),
+            # a still mid (per-event volatility 0) would score without bound: capped for readability
+            score=float(min(_MAX_SCORE, params["factor"] * w["base"][t] / max(w["per_event"][t], 1e-12))),
+            flags=_flags(book, rows, first, t),
+            evidence=dict(range_ticks=round(float(w["rng"][t]), 1),
+                          rv_per_event=round(float(w["per_event"][t]), 4),
+                          baseline_quantile=round(float(w["base"][t]), 4),
+                          activity_share=_share(w["act"][t], w["usual_act"][t]),
+                          window_s=params["window_ns"] / 1e9))
+
+
+def detect_contraction(book: dict[str, np.ndarray], events: np.ndarray, tick: int, params: dict[str, Any],
+                       venue: str, symbol: str) -> Alerts:
+    """Volatility-contraction alerts of one instrument (``events``: the snapshots' ``sequence``)."""
+    out = Alerts(venue, symbol, CONTRACTION, params)
+    w = contraction_windows(book, events, tick, params)
+    if w is None:
+        return out
+    for t in one_per_run(w["ok"], book["ts"][w["rows"]], params["refractory_ns"]):
+        add_contraction(out, book, w, int(t), params)
     return out
 
 

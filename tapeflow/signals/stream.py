@@ -82,10 +82,17 @@ def _l2(venue: str, symbol: str, preset: str | None) -> LiveDetector:
     return StreamingL2(venue, symbol, preset)
 
 
+def _stealth(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_stealth import StreamingStealth
+
+    return StreamingStealth(venue, symbol, preset)
+
+
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
     "orders": _orders,  # spoofing, iceberg
     "l2": _l2,  # spike, hidden
+    "stealth": _stealth,  # creep, contraction
 }
 
 
@@ -125,6 +132,7 @@ class StreamingSignals:
         g = None
         if snapshots is not None and snapshots.num_rows:
             g = _grid_arrays(snapshots)
+            g["seq"] = snapshots.column("sequence").to_numpy()  # events applied: creep and contraction
             self.grid = g if self.grid is None else {k: np.concatenate([self.grid[k], g[k]]) for k in g}
             gap = _finest_gap(g)
             self.tick = min(self.tick, gap) if self.tick and gap else self.tick or gap
