@@ -37,6 +37,7 @@ from tapeflow.venues.databento.gateway import cram_response, parse_line
 from tapeflow.venues.databento.stream import StreamDecoder
 
 READ_BYTES = 1 << 16
+GAP_SCHEMA = "schema="  # a gap row's detail starts with schema=<schema>: (what the repair requests)
 CLIENT = "tapeflow"
 
 
@@ -221,8 +222,9 @@ class DatabentoLive:
         self.gaps.append((start, end))
         for symbol in self.symbols:
             self.log.add(symbol, "gap", ts_recv_ns=start, until_ns=end,
-                         detail=f"no {self.schema} record captured in [{start}, {end}) while reconnecting; "
-                                f"the gap-repair sensor fetches it from the historical API")
+                         detail=f"{GAP_SCHEMA}{self.schema}: no record captured in [{start}, {end}) while "
+                                f"reconnecting; the Databento gap-repair sensor fetches it from the "
+                                f"historical API")
 
     def _advance(self, tables: dict[str, pa.Table]) -> None:
         last = _recv_bound(tables, pc.max)

@@ -171,3 +171,16 @@ def guard_from_settings(settings: DatabentoSettings, lake: Path, *, clickhouse_d
         raise ConfigError("no Databento API key: set DATABENTO_API_KEY or DATABENTO_API_KEY_FILE")
     client = HistoricalClient(settings.api_key, settings.historical_url)
     return CostGuard(client, settings, lake, clickhouse_dsn=clickhouse_dsn, clock=clock)
+
+
+def ledger_markdown(ledger: pa.Table, last: int = 10) -> str:
+    """The last ``last`` ledger rows as a Markdown table (Dagster metadata, the demo)."""
+    rows = ledger.sort_by("ts_event_ns").to_pylist()[-last:]
+    lines = ["| when (UTC) | request | estimate | billable | outcome | why |", "|---|---|---|---|---|---|"]
+    for r in rows:
+        when = dt.datetime.fromtimestamp(r["ts_event_ns"] / NS, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        what = f"{r['venue']} {r['schema']} {r['symbols']}"
+        outcome = r["outcome"] + (f" ({r['reason']})" if r["reason"] else "")
+        lines.append(f"| {when} | {what} | ${r['estimate_usd']:,.4f} | {r['billable_bytes']:,} B | {outcome} "
+                     f"| {r['why']} |")
+    return "\n".join(lines)
