@@ -21,8 +21,13 @@ from tapeflow.secrets import Secret
 from tapeflow.settings import DatabentoSettings
 from tapeflow.storage import lake as lake_store
 from tapeflow.venues.databento.framing import read_all, read_dbn_header
-from tapeflow.venues.databento.historical import DatabentoApiError, HistoricalClient, RangeRequest
-from tapeflow.venues.databento.mock_historical import MockHistorical, parse_time_ns
+from tapeflow.venues.databento.historical import (
+    DatabentoApiError,
+    HistoricalClient,
+    RangeRequest,
+    parse_time_ns,
+)
+from tapeflow.venues.databento.mock_historical import MockHistorical
 from tapeflow.venues.databento.parse import decode_all
 from tapeflow.venues.databento.spend import CostGuard, OverBudget
 from tests.databento.support import KEY, MBO_1224, MBO_1225, databento_file, vectors

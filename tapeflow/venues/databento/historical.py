@@ -13,6 +13,7 @@ header, and scrubbed from any error body quoted in an exception.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import os
 from dataclasses import dataclass
@@ -28,6 +29,17 @@ from tapeflow.secrets import Secret, scrub
 API_VERSION = 0
 READ_BYTES = 1 << 16
 USER_AGENT = "tapeflow"
+
+
+def parse_time_ns(text: str) -> int:
+    """A request's ``start``/``end``: ns since the epoch, or an ISO date/time (UTC unless it says)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
 class DatabentoApiError(TapeflowError):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import datetime as dt
 import json
 import re
 import threading
@@ -34,6 +33,7 @@ import zstandard
 from aiohttp import web
 
 from tapeflow.venues.databento.framing import cut_records, read_all, read_dbn_header
+from tapeflow.venues.databento.historical import parse_time_ns
 from tapeflow.venues.databento.messages import record_dtype
 
 # US dollars per GB of billable data (``metadata.list_unit_prices`` of the test vectors where given)
@@ -81,17 +81,6 @@ def _load(path: Path) -> _Served:
                 ids.setdefault(symbol, set()).add(int(text))
     return _Served(meta.dataset, str(meta.schema), ids, raw[: header.records_at], raw, cut.offsets,
                    cut.lengths, ts, iid)
-
-
-def parse_time_ns(text: str) -> int:
-    """A request's ``start``/``end``: ns since the epoch, or an ISO date/time (UTC unless it says)."""
-    text = text.strip()
-    if text.isdigit():
-        return int(text)
-    stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
-        stamp = stamp.replace(tzinfo=dt.UTC)
-    return int(stamp.timestamp()) * 1_000_000_000 + stamp.microsecond * 1000
 
 
 class MockHistorical:
