@@ -150,3 +150,26 @@ def test_tapeflow_live_over_the_gateway_writes_the_batch_rebuild(
     assert sorted_rows(got, snap_keys).equals(sorted_rows(snaps, snap_keys))
     states = lake.read(STATUS, tmp_path / "lake").column("state").to_pylist()
     assert "connected" in states and "disconnected" in states
+
+
+def test_a_stream_that_is_not_dbn_ends_the_session_with_the_reason(real_data: Path, tmp_path: Path) -> None:
+    path = databento_file(real_data, MBO_1225)
+    with MockGateway(path, KEY, sessions=[(0, 10)]) as gw:
+        gw.meta = b'{"detail": "not DBN"}\n'  # what a misconfigured proxy might answer after the handshake
+        client = DatabentoLive(["ESH4"], endpoint=f"tcp://{gw.host}:{gw.port}", journal=tmp_path / "journal",
+                               api_key=Secret(KEY, "env:DATABENTO_API_KEY"), max_connects=1)
+        batches = run(client)
+    rows = [r for b in batches for r in b.status.to_pylist()]
+    assert [r["state"] for r in rows] == ["connected", "disconnected"]
+    assert "the gateway's stream could not be decoded" in rows[1]["detail"]
+    assert "does not start with DBN metadata" in rows[1]["detail"]
+    assert client.sessions[0].read_bytes().startswith(b'{"detail"')  # the journal kept what came
+
+
+def test_no_key_is_a_config_error_naming_the_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tapeflow.errors import ConfigError
+
+    monkeypatch.delenv("DATABENTO_API_KEY", raising=False)
+    monkeypatch.delenv("DATABENTO_API_KEY_FILE", raising=False)
+    with pytest.raises(ConfigError, match="DATABENTO_API_KEY or DATABENTO_API_KEY_FILE"):
+        DatabentoLive(["ESH4"], endpoint="tcp://127.0.0.1:9")

@@ -30,7 +30,7 @@ from typing import IO, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.errors import ConfigError
+from tapeflow.errors import ConfigError, FormatError
 from tapeflow.live.frames import LiveBatch, StatusLog
 from tapeflow.secrets import Secret
 from tapeflow.venues.databento.gateway import cram_response, parse_line
@@ -150,6 +150,7 @@ class DatabentoLive:
         path, sink = self._journal_file(session_id)
         decoder = StreamDecoder(path)
         first = True
+        why = ""
         try:
             while not self._closing:
                 read = asyncio.ensure_future(reader.read(READ_BYTES))
@@ -165,7 +166,11 @@ class DatabentoLive:
                 if sink is not None:
                     sink.write(data)
                     sink.flush()
-                tables = decoder.feed(data)
+                try:
+                    tables = decoder.feed(data)
+                except FormatError as exc:  # not DBN: nothing after it can be framed; the journal keeps it
+                    why = f"the gateway's stream could not be decoded: {exc}"
+                    break
                 if tables:
                     if first:
                         self._close_gap(tables)
@@ -173,14 +178,15 @@ class DatabentoLive:
                     self._advance(tables)
                     yield self._batch(tables)
         except OSError as exc:
-            self._status("disconnected", f"the session at {where} broke: {type(exc).__name__}: {exc}")
+            why = f"the session at {where} broke: {type(exc).__name__}: {exc}"
         finally:
             if sink is not None:
                 sink.close()
             writer.close()
         tail = decoder.finish()
-        why = "closed by the consumer" if self._closing else f"the gateway closed the session after " \
-                                                            f"{decoder.bytes_fed:,} bytes"
+        if not why:
+            why = "closed by the consumer" if self._closing else \
+                f"the gateway closed the session after {decoder.bytes_fed:,} bytes"
         self._status("disconnected", why)
         yield self._batch(tail)
 
