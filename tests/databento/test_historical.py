@@ -169,3 +169,17 @@ def test_the_key_never_shows(server: MockHistorical, tmp_path: Path, caplog: pyt
     with pytest.raises(ConfigError, match="TAPEFLOW_DATABENTO_DAILY_BUDGET_USD") as bad:
         DatabentoSettings.from_env({"DATABENTO_API_KEY": KEY, "TAPEFLOW_DATABENTO_DAILY_BUDGET_USD": "-1"})
     assert KEY not in str(bad.value)
+
+
+def test_a_range_across_two_served_files_takes_records_from_both(server: MockHistorical, real_data: Path,
+                                                                 tmp_path: Path) -> None:
+    first, second = databento_file(real_data, MBO_1224), databento_file(real_data, MBO_1225)
+    ts1, ts2 = ts_recv_of(first), ts_recv_of(second)
+    start, end = int(ts1.min()), int(ts2[20_000])
+    want_rows = int(((ts1 >= start) & (ts1 < end)).sum() + ((ts2 >= start) & (ts2 < end)).sum())
+    assert want_rows == 8_725 + 20_000  # all of the first file, the start of the second
+    request = RangeRequest("GLBX.MDP3", "mbo", ("ESH4",), start, end)
+    assert client(server).get_billable_size(request) == want_rows * 56
+    out = tmp_path / "two-days.mbo.dbn.zst"
+    client(server).get_range(request, out)
+    assert decode_all([out])["order_event"].num_rows == want_rows

@@ -14,7 +14,7 @@ What it implements (``/v0/...``, HTTP Basic with the API key as the user name, f
   characters, the vectors' message), 401 (a wrong key), 422 (no data of that dataset and schema).
 
 Not implemented: batch jobs, symbology resolution, ``X-Warning`` headers, metadata rewritten to
-the request's range (the served file's metadata is sent as it is).
+the request's range (the first served file's metadata is sent as it is).
 """
 
 from __future__ import annotations
@@ -155,13 +155,12 @@ class MockHistorical:
             picked = self._select(form)
             if isinstance(picked, web.Response):
                 return picked
-            served, rows = picked
-            size = int(served.lengths[rows].sum())
+            size = sum(int(served.lengths[rows].sum()) for served, rows in picked)
             if endpoint == "metadata.get_record_count":
-                return web.json_response(int(rows.size))
+                return web.json_response(sum(int(rows.size) for _, rows in picked))
             if endpoint == "metadata.get_billable_size":
                 return web.json_response(size)
-            price = UNIT_PRICES_USD_PER_GB.get(served.schema, DEFAULT_PRICE_USD_PER_GB)
+            price = UNIT_PRICES_USD_PER_GB.get(picked[0][0].schema, DEFAULT_PRICE_USD_PER_GB)
             return web.json_response(round(size / 1e9 * price, 9))
         return _error(404, f"unknown endpoint {endpoint}")
 
@@ -180,7 +179,7 @@ class MockHistorical:
             return web.Response(body=body, content_type="application/octet-stream")
         return web.json_response(vector["response"])
 
-    def _select(self, form: dict[str, str]) -> tuple[_Served, np.ndarray] | web.Response:
+    def _select(self, form: dict[str, str]) -> list[tuple[_Served, np.ndarray]] | web.Response:
         try:
             start = parse_time_ns(form["start"])
             end = parse_time_ns(form["end"]) if form.get("end") else 2**63 - 1
@@ -192,24 +191,27 @@ class MockHistorical:
         if not served:
             return _error(422, f"no data for dataset {dataset!r} and schema {schema!r}")
         symbols = [s for s in form.get("symbols", "ALL_SYMBOLS").split(",") if s]
-        # the served files of one dataset and schema are one ordered stream: take the first holding data
-        for s in served:
+        # the served files of one dataset and schema are one stream, in the order of their first record
+        picked: list[tuple[_Served, np.ndarray]] = []
+        left = limit
+        for s in sorted(served, key=lambda f: int(f.ts.min()) if f.ts.size else 0):
             keep = (s.ts >= start) & (s.ts < end)
             if symbols and symbols != ["ALL_SYMBOLS"]:
                 ids = set().union(*(s.ids.get(sym, set()) for sym in symbols))
                 keep &= np.isin(s.iid, list(ids))
             rows = np.flatnonzero(keep)
-            if rows.size or s is served[-1]:
-                return s, rows[:limit] if limit is not None else rows
-        raise AssertionError("unreachable")
+            if left is not None:
+                rows, left = rows[:left], max(0, left - rows.size)
+            if rows.size:
+                picked.append((s, rows))
+        return picked or [(served[0], np.zeros(0, dtype=np.int64))]
 
     def _get_range(self, form: dict[str, str]) -> web.Response:
         picked = self._select(form)
         if isinstance(picked, web.Response):
             return picked
-        served, rows = picked
-        body = served.meta + b"".join(
-            served.records[o: o + n]
+        body = picked[0][0].meta + b"".join(
+            served.records[o: o + n] for served, rows in picked
             for o, n in zip(served.offsets[rows].tolist(), served.lengths[rows].tolist(), strict=True))
         if form.get("compression", "none") == "zstd":
             body = zstandard.ZstdCompressor().compress(body)
