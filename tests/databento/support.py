@@ -22,3 +22,9 @@ def databento_file(real_data: Path, name: str) -> Path:
 def vectors(real_data: Path) -> dict[str, Any]:
     """The API test vectors (``databento/api/databento_api_test_vectors.json``)."""
     return json.loads(databento_file(real_data, "api/databento_api_test_vectors.json").read_text())
+
+
+def files_holding(root: Path, secret: str) -> list[Path]:
+    """Every file under ``root`` whose bytes hold ``secret`` (the canary search of an output tree)."""
+    needle = secret.encode()
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]

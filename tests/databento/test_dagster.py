@@ -29,7 +29,7 @@ from tapeflow.venues.databento.historical import RangeRequest
 from tapeflow.venues.databento.mock_historical import MockHistorical
 from tapeflow.venues.databento.mock_live import MockGateway
 from tapeflow.venues.databento.parse import decode_all
-from tests.databento.support import KEY, MBO_1225, databento_file
+from tests.databento.support import KEY, MBO_1225, databento_file, files_holding
 
 ES_DAY_KEY = "2023-12-25|GLBX%2EMDP3.ESH4"
 
@@ -64,6 +64,7 @@ def test_fetch_lands_ledgers_shows_metadata_and_the_landing_sensor_asks_for_the_
     assert meta["daily_budget_usd"] == 0.05 and meta["spent_day_before_usd"] == 0
     assert "| spent |" in meta["ledger"] and "backfill ES 2023-12-25" in meta["ledger"]
     assert KEY not in str(meta) and all(KEY not in str(e) for e in result.all_events)
+    assert files_holding(tmp_path, KEY) == []  # lake, landing, the sensor's index
     landed = Path(result.output_for_node("databento_get_range"))
     assert landed.parent == tmp_path / "landing" / "dbn" / "databento" / "GLBX.MDP3" / "mbo"
     [row] = lake_store.read(DATABENTO_SPEND, tmp_path / "lake").to_pylist()

@@ -29,7 +29,7 @@ from tapeflow.venues.databento.gateway import cram_response, parse_line
 from tapeflow.venues.databento.mock_live import MockGateway
 from tapeflow.venues.databento.parse import decode_all
 from tapeflow.wire.capture import Decoded
-from tests.databento.support import KEY, MBO_1225, databento_file, vectors
+from tests.databento.support import KEY, MBO_1225, databento_file, files_holding, vectors
 from tests.flows.flowdata import sorted_rows
 
 
@@ -150,6 +150,8 @@ def test_tapeflow_live_over_the_gateway_writes_the_batch_rebuild(
     assert sorted_rows(got, snap_keys).equals(sorted_rows(snaps, snap_keys))
     states = lake.read(STATUS, tmp_path / "lake").column("state").to_pylist()
     assert "connected" in states and "disconnected" in states
+    # the canary: no file the run wrote (lake, journal, recovery, logs) holds the key
+    assert files_holding(tmp_path, KEY) == []
 
 
 def test_a_stream_that_is_not_dbn_ends_the_session_with_the_reason(real_data: Path, tmp_path: Path) -> None:
