@@ -25,6 +25,7 @@ from assets import book, derived, docs, ingest, signals, warehouse
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
 from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
+from dagster_project.databento import databento_fetch, databento_gap_repair_sensor
 from dagster_project.jobs import daily_schedule, tapeflow_days
 from dagster_project.resources import resources
 from dagster_project.sensors import gap_repair_sensor, landing_sensor
@@ -72,9 +73,10 @@ def build_definitions(first_day: str, **paths: object) -> Definitions:
               for a in load_assets_from_modules(ASSET_MODULES)]
     return Definitions(
         assets=assets,
-        jobs=[tapeflow_days],
+        jobs=[tapeflow_days, databento_fetch],
         schedules=[daily_schedule],
-        sensors=[landing_sensor, gap_repair_sensor, alert_run_failure_sensor, alert_check_sensor],
+        sensors=[landing_sensor, gap_repair_sensor, alert_run_failure_sensor, alert_check_sensor,
+                 databento_gap_repair_sensor],
         resources=resources(**paths),  # type: ignore[arg-type]
         executor=in_process_executor,
     )

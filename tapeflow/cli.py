@@ -19,6 +19,7 @@ from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
 from tapeflow.signals import cli as signals_cli
 from tapeflow.timeutil import parse_duration_ns
+from tapeflow.venues.databento import cli as databento_cli
 from tapeflow.wire.inputs import check_inputs, diagnose
 from tapeflow.wire.registry import format_names, formats, get_format
 from tapeflow.wire.rejects import IGNORED_BY_RULE, tally
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     options_cli.add_parser(sub)
     derivatives_cli.add_parser(sub)
     alerts_cli.add_parser(sub)
+    databento_cli.add_parser(sub)
     return p
 
 

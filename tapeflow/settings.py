@@ -253,3 +253,73 @@ def _json_object(get: Any, name: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ConfigError(f"{name} must be a JSON object, got {text!r}")
     return value
+
+
+@dataclass(frozen=True)
+class DatabentoSettings:
+    """Databento access and spending limits (``docs/databento.md``), read once by entry points.
+
+    Attributes:
+        api_key: the API key (``DATABENTO_API_KEY``, or the file ``DATABENTO_API_KEY_FILE`` names):
+            a :class:`~tapeflow.secrets.Secret`, masked in ``repr``/``str``; None when unset.
+        historical_url: the historical API's base URL (``TAPEFLOW_DATABENTO_HISTORICAL``).
+        live_host, live_port: the live gateway (``TAPEFLOW_DATABENTO_LIVE`` = ``host:port``;
+            default: ``<dataset>.lsg.databento.com``, with the dots of the dataset code as dashes,
+            port 13000).
+        daily_budget_usd, monthly_budget_usd: the most the historical requests of one UTC day /
+            calendar month may cost together (``TAPEFLOW_DATABENTO_DAILY_BUDGET_USD``,
+            ``TAPEFLOW_DATABENTO_MONTHLY_BUDGET_USD``; default 0: only free requests run).
+    """
+
+    api_key: Any = None
+    historical_url: str = "https://hist.databento.com"
+    live_host: str | None = None
+    live_port: int = 13000
+    daily_budget_usd: float = 0.0
+    monthly_budget_usd: float = 0.0
+
+    def __repr__(self) -> str:
+        # the dataclass repr would call repr() on the key, which masks it; spelled out to keep it so
+        return (f"DatabentoSettings(api_key={self.api_key!r}, historical_url={self.historical_url!r}, "
+                f"live={self.live_host}:{self.live_port}, daily_budget_usd={self.daily_budget_usd}, "
+                f"monthly_budget_usd={self.monthly_budget_usd})")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> DatabentoSettings:
+        """Read and check the variables.
+
+        Raises:
+            ConfigError: a budget that is not a non-negative number, a live gateway that is not
+                ``host:port``, an unreadable key file (messages name the variable, never the key).
+        """
+        from tapeflow.secrets import env_secret
+
+        env = os.environ if env is None else env
+        default = cls()
+        host, port = default.live_host, default.live_port
+        live = env.get("TAPEFLOW_DATABENTO_LIVE", "").strip()
+        if live:
+            host, sep, port_text = live.rpartition(":")
+            if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ConfigError(f"TAPEFLOW_DATABENTO_LIVE must be host:port, got {live!r}")
+            port = int(port_text)
+        return cls(
+            api_key=env_secret(env, "DATABENTO_API_KEY"),
+            historical_url=(env.get("TAPEFLOW_DATABENTO_HISTORICAL") or default.historical_url).rstrip("/"),
+            live_host=host, live_port=port,
+            daily_budget_usd=_usd(env, "TAPEFLOW_DATABENTO_DAILY_BUDGET_USD"),
+            monthly_budget_usd=_usd(env, "TAPEFLOW_DATABENTO_MONTHLY_BUDGET_USD"),
+        )
+
+
+def _usd(env: Mapping[str, str], name: str) -> float:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return 0.0
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of US dollars, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {text!r}")
+    return value

@@ -40,6 +40,7 @@ from kernels.codes import (  # noqa: F401  (re-exported)
     VALID,
 )
 from tapeflow.schemas.core import Field, RecordType, common
+from tapeflow.schemas.databento import DATABENTO_RECORDS, DATABENTO_SPEND  # noqa: F401  (re-exported)
 from tapeflow.schemas.derivatives import (  # noqa: F401  (re-exported)
     DERIVATIVE_RECORDS,
     FUNDING_RATE,
@@ -261,5 +262,6 @@ ALL_RECORDS: dict[str, RecordType] = {
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
         METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS, *OPTION_RECORDS,
+        *DATABENTO_RECORDS.values(),
     )
 }

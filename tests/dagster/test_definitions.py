@@ -25,7 +25,8 @@ def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills()
     job = repo.get_job("tapeflow_days")
     assert job.executor_def.name == "in_process"
     assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "gap_repair_sensor",
-                                                  "alert_run_failure_sensor", "alert_check_sensor"}
+                                                  "alert_run_failure_sensor", "alert_check_sensor",
+                                                  "databento_gap_repair_sensor"}
     assert [s.name for s in repo.schedule_defs] == ["daily_schedule"]
 
 

@@ -9,5 +9,6 @@ FORMAT = VenueFormat(
     "dbn",
     decode="tapeflow.venues.databento.parse:decode",
     verify="tapeflow.venues.databento.verify:verify",
+    client="tapeflow.venues.databento.client:DatabentoLive",
     description="Databento DBN (.dbn, .dbn.zst, .frag): all schemas",
 )
