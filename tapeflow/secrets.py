@@ -1,8 +1,8 @@
 """Credentials in ``Settings``: read from ``NAME`` or from the file ``NAME_FILE``, never printed.
 
-The value lives in a :class:`~tapeflow.alerts.secrets.Secret` (one secret type for the project):
-its ``repr`` and ``str`` are a mask, and :meth:`~tapeflow.alerts.secrets.Secret.reveal` is the
-only way to the text, called by the one function that sends it.
+The value lives in a :class:`Secret` (one secret type for the project: the alerts' channel secrets,
+the Databento key): its ``repr`` and ``str`` are a mask, and :meth:`Secret.reveal` is the only way
+to the text, called by the one function that sends it.
 """
 
 from __future__ import annotations
@@ -10,8 +10,44 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tapeflow.alerts.secrets import MASK, Secret, scrub
 from tapeflow.errors import ConfigError
+
+MASK = "***"
+
+
+class Secret:
+    """A credential; :meth:`reveal` is the only way to its text."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source  # "env:NAME" or "file:PATH": safe to name in an error
+
+    def reveal(self) -> str:
+        """The secret's text, for the one call that sends it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret({self.source}, {MASK})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self.source)
+
+
+def scrub(text: str, secrets: list[Secret]) -> str:
+    """``text`` with every secret's value replaced by the mask (for receiver replies quoted in errors)."""
+    for secret in secrets:
+        value = secret.reveal()
+        if value:
+            text = text.replace(value, MASK)
+    return text
 
 __all__ = ["MASK", "Secret", "env_secret", "scrub"]
 

@@ -13,34 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tapeflow.errors import ConfigError
+from tapeflow.secrets import MASK, Secret, scrub
 
-MASK = "***"
-
-
-class Secret:
-    """A credential; :meth:`reveal` is the only way to its text."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str) -> None:
-        self._value = value
-        self.source = source  # "env:NAME" or "file:PATH": safe to name in an error
-
-    def reveal(self) -> str:
-        """The secret's text, for the one call that sends it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret({self.source}, {MASK})"
-
-    def __str__(self) -> str:
-        return MASK
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self.source)
+__all__ = ["MASK", "Secret", "resolve", "scrub"]
 
 
 def resolve(reference: object, where: str, env: Mapping[str, str] | None = None) -> Secret:
@@ -71,12 +46,3 @@ def resolve(reference: object, where: str, env: Mapping[str, str] | None = None)
         if not value:
             raise ConfigError(f"{where}: secret file {name} is empty")
     return Secret(value, reference)
-
-
-def scrub(text: str, secrets: list[Secret]) -> str:
-    """``text`` with every secret's value replaced by the mask (for receiver replies quoted in errors)."""
-    for secret in secrets:
-        value = secret.reveal()
-        if value:
-            text = text.replace(value, MASK)
-    return text
