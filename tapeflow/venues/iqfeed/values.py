@@ -128,10 +128,20 @@ def _local_hour_utc_ns(day: dt.date, hour: int) -> int:
     return int(local.timestamp()) * _NS
 
 
+def _in_range(ns: int, day: dt.date) -> int:
+    if not -(2**63) < ns < 2**63:
+        raise BadInput(Reason.BAD_TIMESTAMP, f"{day} is beyond int64 ns since 1970 (1677-2262)")
+    return ns
+
+
 def eastern_ns(day: dt.date, time_ns: int) -> int:
-    """UTC ns of Eastern wall-clock ``time_ns`` after midnight of ``day``."""
+    """UTC ns of Eastern wall-clock ``time_ns`` after midnight of ``day``.
+
+    Raises:
+        BadInput: ``bad_timestamp`` beyond int64 ns.
+    """
     hour, rest = divmod(time_ns, 3600 * _NS)
-    return _local_hour_utc_ns(day, hour) + rest
+    return _in_range(_local_hour_utc_ns(day, hour) + rest, day)
 
 
 def timestamp_ns(text: str, what: str = "Timestamp") -> int:
@@ -148,7 +158,7 @@ def utc_day_ns(text: str, what: str = "Timestamp") -> int:
     """A date alone as UTC midnight ns: a vendor daily bar's session date, filed as tapeflow's ``1d``
     bars are (a US regular session lies inside its UTC day)."""
     day = parse_date(text, what)
-    return (day - dt.date(1970, 1, 1)).days * 86_400 * _NS
+    return _in_range((day - dt.date(1970, 1, 1)).days * 86_400 * _NS, day)
 
 
 def eastern_date(utc_ns: int) -> dt.date:
