@@ -10,5 +10,7 @@ FORMAT = VenueFormat(
     decode="tapeflow.venues.iqfeed.parse:decode",
     verify="tapeflow.venues.iqfeed.verify:verify",
     bars="tapeflow.venues.iqfeed.bars:bar_trades",
+    client="tapeflow.venues.iqfeed.client:IQFeedClient",
+    replay="tapeflow.venues.iqfeed.replay:IQFeedReplay",
     description="IQFeed lookup responses (ticks, interval/daily bars) and L1/L2 protocol 6.x lines",
 )
