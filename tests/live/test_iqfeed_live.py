@@ -186,3 +186,39 @@ def test_tapeflow_live_over_the_replay_server_equals_the_batch_decode(
     flags = pc.bit_wise_and(live.column("flags"), pa.scalar(~F_MAYBE_BAD_BOOK & 0xFF, pa.uint8()))
     assert flags.to_pylist() == batch.column("flags").to_pylist()
     assert batch.select(KEYS).to_pylist() == _expected_trades(ticks)
+
+
+def test_level2_market_by_order_session(real_data: Path, tmp_path: Path) -> None:
+    """The real Level 2 lines (market by order and by price, MD01 quotes) as a recorded session:
+    served on the Level 2 port to a ``WOR`` watch, decoded live as the batch decode of the lines."""
+    lines = need(real_data / "iqfeed" / "iqfeed_protocol_lines_from_unit_tests.txt").read_bytes().splitlines()
+    level2 = [line for line in lines if line[:1] in b"23456789Z" and line[1:2] == b","]
+    capture = tmp_path / "l2.capture"
+    start_ns = 1_700_000_000_000_000_000
+    capture.write_bytes(b"".join(b"%d %s\n" % (start_ns + i, line) for i, line in enumerate(level2)))
+    expected = decode_all([capture])
+
+    async def run() -> list:
+        async with LineReplayServer("iqfeed", [capture], settle_s=0.05) as srv:
+            client = IQFeedClient(["@ESM19", "@ES#"], level2_endpoint=srv.addresses["level2"], level1=False,
+                                  journal=tmp_path / "journal", settings=ConnectorSettings(seed=1))
+            batches: list = []
+
+            async def consume() -> None:
+                async for batch in client.batches():
+                    batches.append(batch)
+                    served = sum(1 for b in batches for f in b.frames if not f.data.startswith(b"S,"))
+                    if srv.finished and served >= len(level2):
+                        client.close()
+
+            await asyncio.wait_for(consume(), 30)
+            return batches
+
+    live = _records(asyncio.run(run()))
+    for name in ("order_event", "book_delta", "quote"):
+        cols = [c for c in expected[name].schema.names if c != "ts_recv_ns"]
+        assert live[name].select(cols).equals(expected[name].select(cols)), name
+    assert len(level2) == 12 and live["order_event"].num_rows == 5 and live["book_delta"].num_rows == 5
+    journal = merge(list(decode(Journal(tmp_path / "journal").files("iqfeed"))))
+    for name in ("order_event", "book_delta", "quote"):
+        assert journal[name].equals(live[name]), name

@@ -32,7 +32,8 @@ PROTOCOL = "6.2"
 # the default set plus what makes trades exact and complete: their id, date and aggressor
 FIELDS = (*m.DEFAULT_L1_FIELDS[1:], "TickID", "Most Recent Trade Date", "Most Recent Trade Aggressor")
 BOOKS = {"order": "WOR", "price": "WPL"}
-_LIMIT = 1 << 20  # longest line read (IQConnect lines are under 1 KiB)
+_LIMIT = 1 << 20
+_SUMMARIES = frozenset((b"6,", b"7,", b"Z,"))  # longest line read (IQConnect lines are under 1 KiB)
 
 
 def address(endpoint: str) -> tuple[str, int]:
@@ -61,23 +62,29 @@ class IQFeedClient(Connector):
         book: ``order`` (market by order, ``WOR``) or ``price`` (market by price, ``WPL``).
         fields: Level 1 fields to select (``Symbol`` comes first by itself).
         protocol: the protocol version to set.
+        level1: also connect Level 1 (False: the Level 2 connection alone).
 
     Raises:
-        ConfigError: an unknown ``book`` or a bad endpoint.
+        ConfigError: an unknown ``book``, a bad endpoint, no connection at all.
     """
 
     def __init__(self, symbols: Sequence[str] | str, *, endpoint: str | None = None,
                  rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
                  settings: ConnectorSettings | None = None, level2_endpoint: str | None = None,
-                 book: str = "order", fields: Sequence[str] = FIELDS, protocol: str = PROTOCOL) -> None:
+                 book: str = "order", fields: Sequence[str] = FIELDS, protocol: str = PROTOCOL,
+                 level1: bool = True) -> None:
         if book not in BOOKS:
             raise ConfigError(f"iqfeed book {book!r} is not one of {sorted(BOOKS)}")
+        if not level1 and not level2_endpoint:
+            raise ConfigError("iqfeed: level1=False needs a level2_endpoint")
+        self.use_level1 = level1
         listed = symbols.split(",") if isinstance(symbols, str) else symbols
         names = [s.strip() for s in listed if s.strip()]
         self.level1 = address(endpoint or LEVEL1)
         self.level2 = address(level2_endpoint) if level2_endpoint else None
         self.book, self.fields, self.protocol = book, tuple(fields), protocol
         self._writers: list[asyncio.StreamWriter] = []
+        self._symbol_set = frozenset(names)
         super().__init__(names, venue=m.VENUE, endpoint=endpoint or LEVEL1, rest_endpoint=rest_endpoint,
                          journal=journal, settings=settings)
 
@@ -98,14 +105,24 @@ class IQFeedClient(Connector):
         """Level 2: protocol and a market-by-order (or by-price) watch per symbol."""
         return [f"S,SET PROTOCOL,{self.protocol}", *(f"{BOOKS[self.book]},{s}" for s in self.symbols)]
 
+    def after_frame(self, frame: RawFrame) -> None:
+        """A Level 2 summary (``6`` orders, ``7`` price levels, ``Z`` top level) is the whole book of
+        its symbol, as IQConnect sends it after a watch: from there the symbol's book rows are valid
+        (IQConnect has no sequence numbers, so nothing later can tell a gap; a reconnect watches
+        again and gets a new summary)."""
+        if frame.data[:2] in _SUMMARIES:
+            symbol = frame.data.split(b",", 2)[1].decode("ascii", "replace")
+            if symbol in self._symbol_set and not self.sync.synced(symbol):
+                self.sync.sync_done(symbol, "IQConnect Level 2 summary")
+
     async def send(self, message: str) -> None:
-        """Send a command on the Level 1 connection (dropped when closed)."""
+        """Send a command on the first connection (Level 1; Level 2 when alone); dropped when closed."""
         if self._writers and not self._writers[0].is_closing():
             self._writers[0].write(message.encode() + b"\r\n")
 
     async def _session(self) -> AsyncIterator[LiveBatch]:
         s = self.settings
-        targets = [(self.level1, self.subscribe_messages())]
+        targets = [(self.level1, self.subscribe_messages())] if self.use_level1 else []
         if self.level2 is not None:
             targets.append((self.level2, self.level2_messages()))
         streams = []

@@ -39,7 +39,9 @@ _SYMBOL_IN_NAME = re.compile(r"^([A-Z0-9@#.+\-]*[A-Z][A-Z0-9@#.+\-]*)_")
 def row_kind(fields: list[str]) -> str | None:
     """The kind of a lookup row by its field count and first field's shape (None: not a lookup row)."""
     kind = _LENGTHS.get(len(fields))
-    if kind is None or not fields[0][:4].isdigit():
+    first = fields[0]
+    # a date first (2021-03-01...): a streaming message of as many fields starts with its type
+    if kind is None or len(first) < 10 or not first[:4].isdigit() or first[4] != "-":
         return None
     return kind
 
