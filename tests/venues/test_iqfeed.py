@@ -171,3 +171,13 @@ def test_undefined_prices_stay_undefined(tmp_path: Path) -> None:
     path.write_text("2021-03-01 04:00:06.702200,1.52,0,1050,,1.52,3,b,11,,0,1,\n")
     (quote,) = decode_all([path])["quote"].to_pylist()
     assert quote["bid_price_nanos"] == UNDEF_PRICE and quote["ask_price_nanos"] == 1_520_000_000
+
+
+def test_a_streaming_message_is_no_lookup_row() -> None:
+    """An order delete (7 fields) or an order add (11) is not a daily or tick row: a lookup row starts
+    with its date (the replay adapter took a ``5`` delete for a daily row before)."""
+    from tapeflow.venues.iqfeed.history import DAILIES, TICKS, row_kind
+
+    assert row_kind("5,@ESM19,12345678,,A,20:31:04.876740,2019-04-23".split(",")) is None
+    assert row_kind("2021-03-26,1.47,1.31,1.46,1.36,4713611,0".split(",")) == DAILIES
+    assert row_kind("2021-03-01 04:00:06.702115,1.52,50,1050,1.43,1.52,2,O,11,873D17,0,1".split(",")) == TICKS
