@@ -22,7 +22,7 @@ from tapeflow.replay.protocol import Frame, Key, Reply, Session
 from tapeflow.venues.iqfeed import history
 from tapeflow.venues.iqfeed import messages as m
 from tapeflow.venues.iqfeed.parse import read_lines
-from tapeflow.venues.iqfeed.values import _ZONE
+from tapeflow.venues.iqfeed.values import ZONE
 from tapeflow.wire.rejects import Reason, Rejects
 
 ROLES = {"level1": 5009, "level2": 9200, "lookup": 9100}
@@ -101,7 +101,7 @@ class IQFeedReplay(LineReplay):
 
     def timestamp(self) -> bytes:
         """``T,YYYYMMDD HH:MM:SS`` at the tape's time, Eastern."""
-        at = dt.datetime.fromtimestamp(self.tape_ns / 1e9, _ZONE) if self.tape_ns else dt.datetime.now(_ZONE)
+        at = dt.datetime.fromtimestamp(self.tape_ns / 1e9, ZONE) if self.tape_ns else dt.datetime.now(ZONE)
         return f"T,{at:%Y%m%d %H:%M:%S},".encode()
 
 

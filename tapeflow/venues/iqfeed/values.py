@@ -18,7 +18,7 @@ from tapeflow.wire.numbers import nanos
 from tapeflow.wire.rejects import Reason
 
 _NS = 1_000_000_000
-_ZONE = ZoneInfo(TIMEZONE)
+ZONE = ZoneInfo(TIMEZONE)
 SIDES = {"B": BID, "A": ASK}
 
 
@@ -124,7 +124,7 @@ def time_of_day_ns(text: str, what: str = "time") -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _local_hour_utc_ns(day: dt.date, hour: int) -> int:
-    local = dt.datetime(day.year, day.month, day.day, hour, tzinfo=_ZONE)
+    local = dt.datetime(day.year, day.month, day.day, hour, tzinfo=ZONE)
     return int(local.timestamp()) * _NS
 
 
@@ -163,4 +163,4 @@ def utc_day_ns(text: str, what: str = "Timestamp") -> int:
 
 def eastern_date(utc_ns: int) -> dt.date:
     """The Eastern calendar date at ``utc_ns``."""
-    return dt.datetime.fromtimestamp(utc_ns / _NS, _ZONE).date()
+    return dt.datetime.fromtimestamp(utc_ns / _NS, ZONE).date()

@@ -76,7 +76,7 @@ def _intervals(vendor: pa.Table, trades: pa.Table, interval: str) -> VerifyRepor
 
 
 def _et(ts_ns: int) -> str:
-    return dt.datetime.fromtimestamp(ts_ns / _NS, values._ZONE).strftime("%Y-%m-%d %H:%M:%S.%f ET")
+    return dt.datetime.fromtimestamp(ts_ns / _NS, values.ZONE).strftime("%Y-%m-%d %H:%M:%S.%f ET")
 
 
 def _daily(vendor: pa.Table, trades: pa.Table, paths: Sequence[Path]) -> VerifyReport:
