@@ -75,6 +75,7 @@ def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
     from tapeflow.replay.server import ReplayServer
 
     if serves_lines(args.format):  # a TCP line protocol (IQConnect), not a websocket
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, _interrupt)
         return run_line_server(args)
 

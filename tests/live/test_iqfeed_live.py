@@ -4,6 +4,9 @@ the real NEPT lookup ticks: live == a batch decode of its journal, and == the ti
 from __future__ import annotations
 
 import asyncio
+import signal
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from tapeflow.venues.base import merge
 from tapeflow.venues.iqfeed.client import IQFeedClient, lookup
 from tapeflow.venues.iqfeed.parse import decode, decode_all
 from tapeflow.venues.iqfeed.session import write_l1_session
-from tests.conftest import need
+from tests.conftest import REPO, need
 
 TRADES = 1500
 KEYS = ["ts_event_ns", "sequence", "trade_id", "price_nanos", "size_nanos", "aggressor_side"]
@@ -222,3 +225,21 @@ def test_level2_market_by_order_session(real_data: Path, tmp_path: Path) -> None
     journal = merge(list(decode(Journal(tmp_path / "journal").files("iqfeed"))))
     for name in ("order_event", "book_delta", "quote"):
         assert journal[name].equals(live[name]), name
+
+
+def test_replay_server_command_serves_iqconnect_until_interrupted(ticks: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "tapeflow.cli", "replay-server", "--format", "iqfeed",
+                             str(ticks), "--as-fast-as-possible"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert "iqfeed: 0 lines from 1 file(s)" in proc.stdout.readline()  # lookups only: no tape
+        roles = dict(proc.stdout.readline().split()[1:3] for _ in range(3))
+        assert sorted(roles) == ["level1", "level2", "lookup"]
+        lines = asyncio.run(lookup(roles["lookup"], "HTX,NEPT,5,1,r1"))
+        assert len(lines) == 6 and lines[-1] == b"r1,LH,!ENDMSG!,"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert out.strip().splitlines()[-1].startswith("replay-server: stopped")
