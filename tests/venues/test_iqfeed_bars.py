@@ -81,3 +81,11 @@ def test_bars_command_on_another_format(real_data: Path, tmp_path: Path) -> None
 
     expected = time_bars(tardis_decode([path])["trade"], "1m")
     assert pq.read_table(out).equals(expected)
+
+
+def test_the_bar_rule_is_a_registry_part() -> None:
+    from tapeflow.venues import get_format
+    from tapeflow.venues.iqfeed.bars import bar_trades
+
+    assert get_format("iqfeed").bar_trades is bar_trades
+    assert get_format("tardis").bar_trades is None  # every trade makes bars
