@@ -42,7 +42,9 @@ def test_verify_reproduces_every_1s_bar_and_day(iqfeed: Path) -> None:
     reports = verify(sorted(iqfeed.glob("NEPT_*.zip")))
     lines = sorted(r.line() for r in reports)
     assert lines == [
+        "verified: 1 of 1 iqfeed 1mo bars from its daily bars",  # March: the dailies start on 2021-02-19
         "verified: 3 of 3 iqfeed daily bars from regular-session C trades and the last total volume",
+        "verified: 5 of 5 iqfeed 1w bars from its daily bars",
         "verified: 7949 of 7949 iqfeed 1s bars rebuilt from ticks (basis O left out)",
     ]
     assert all(r.passed for r in reports)
@@ -89,3 +91,19 @@ def test_the_bar_rule_is_a_registry_part() -> None:
 
     assert get_format("iqfeed").bar_trades is bar_trades
     assert get_format("tardis").bar_trades is None  # every trade makes bars
+
+
+def test_a_weekly_bar_that_disagrees_with_the_dailies_fails(iqfeed: Path, tmp_path: Path) -> None:
+    import zipfile
+
+    for name in ("dailies", "weeklies"):
+        with zipfile.ZipFile(iqfeed / f"NEPT_{name}_newest.zip") as archive:
+            text = archive.read(archive.namelist()[0])
+        if name == "weeklies":  # the week ending 2021-03-26: one share more than its days traded
+            assert b"2021-03-26,1.6300,1.3100,1.6200,1.3600,14256566," in text
+            text = text.replace(b"1.3600,14256566,", b"1.3600,14256567,")
+        (tmp_path / f"NEPT_{name}.csv").write_bytes(text)
+    reports = verify(sorted(tmp_path.glob("NEPT_*.csv")))
+    weekly = next(r for r in reports if "1w" in r.what)
+    assert (weekly.ok, weekly.total, weekly.passed) == (4, 5, False)
+    assert "2021-03-26" in weekly.failures[0]

@@ -6,6 +6,9 @@
   bar counted, and any rebuilt bar IQFeed does not have is a failure).
 * Daily bars, on every day the ticks cover: high, low and open are those of the regular session's
   (09:30-16:00 Eastern) ``C`` trades, the volume is the day's last tick's total volume.
+* Weekly and monthly bars, on every week or month the daily bars cover from its first day: open of
+  the first day, high and low over the days, close of the last day, volume summed (IQFeed's bars
+  agree with each other).
 """
 
 from __future__ import annotations
@@ -39,9 +42,9 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
     """
     tables = merge(list(IQFeedDecoder().run([Path(p) for p in paths])))
     trades, bars = tables.get("trade"), tables.get("bar")
+    reports = _periods(bars) if bars is not None else []
     if trades is None or bars is None or not trades.num_rows or not bars.num_rows:
-        return []
-    reports = []
+        return reports
     for interval in sorted(set(bars.column("interval").to_pylist())):
         vendor = bars.filter(pc.equal(bars.column("interval"), interval))
         if interval == "1d":
@@ -49,6 +52,43 @@ def verify(paths: Sequence[Path]) -> list[VerifyReport]:
         elif interval[:-1].isdigit() and interval[-1] in "smh":
             reports.append(_intervals(vendor, trades, interval))
     return reports
+
+
+def _periods(bars: pa.Table) -> list[VerifyReport]:
+    """Weekly (``1w``) and monthly (``1mo``) bars against the daily bars of the same symbol."""
+    rows = bars.sort_by([("symbol", "ascending"), ("ts_event_ns", "ascending")]).to_pylist()
+    daily = [r for r in rows if r["interval"] == "1d"]
+    reports = []
+    for interval, period in (("1w", lambda d: d.isocalendar()[:2]), ("1mo", lambda d: (d.year, d.month))):
+        vendor = [r for r in rows if r["interval"] == interval]
+        if not daily or not vendor:
+            continue
+        ok = total = 0
+        failures: list[str] = []
+        for bar in vendor:
+            label = _day(bar["ts_event_ns"])
+            mine = [d for d in daily if d["symbol"] == bar["symbol"]]
+            days = [d for d in mine if period(_day(d["ts_event_ns"])) == period(label)
+                    and _day(d["ts_event_ns"]) <= label]
+            first_day = min((_day(d["ts_event_ns"]) for d in mine), default=label)
+            start = label - dt.timedelta(days=label.weekday()) if interval == "1w" else label.replace(day=1)
+            if not days or first_day > start:
+                continue  # the dailies do not reach back to the period's first day
+            total += 1
+            got = (days[0]["open_price_nanos"], max(d["high_price_nanos"] for d in days),
+                   min(d["low_price_nanos"] for d in days), days[-1]["close_price_nanos"],
+                   sum(d["volume_nanos"] for d in days))
+            want = tuple(bar[k] for k in _COMPARED)
+            if got == want:
+                ok += 1
+            elif len(failures) < _MAX_FAILURES:
+                failures.append(f"{bar['symbol']} {interval} {label}: IQFeed {want}, from its dailies {got}")
+        reports.append(VerifyReport(ok, total, f"iqfeed {interval} bars from its daily bars", failures))
+    return reports
+
+
+def _day(ts_ns: int) -> dt.date:
+    return dt.date(1970, 1, 1) + dt.timedelta(days=ts_ns // (86_400 * _NS))
 
 
 def _key(table: pa.Table) -> list[tuple]:
@@ -91,7 +131,7 @@ def _daily(vendor: pa.Table, trades: pa.Table, paths: Sequence[Path]) -> VerifyR
     failures: list[str] = []
     ok = total = 0
     for row in vendor.to_pylist():
-        day = dt.date(1970, 1, 1) + dt.timedelta(days=row["ts_event_ns"] // (86_400 * _NS))
+        day = _day(row["ts_event_ns"])
         mask = regular & (days == day) & (symbols == row["symbol"])
         if (row["symbol"], day) not in last_volume or not mask.any():
             continue  # a day the ticks do not cover
