@@ -77,6 +77,8 @@ class LineReplayServer:
         speed: x recorded time; None serves as fast as the clients read.
         settle_s: quiet time after the last command before the tape starts.
         disconnect_after: cut every connection once, after this many tape frames were queued.
+        heartbeats: send the session's heartbeats to a quiet connection (off: a feed that goes
+            silent after its tape, e.g. for a flow that stops when idle).
 
     Raises:
         ConfigError: the format's adapter does not speak a line protocol; a bad speed.
@@ -84,7 +86,7 @@ class LineReplayServer:
 
     def __init__(self, format: str, paths: Sequence[str | Path], *, host: str = "127.0.0.1",
                  ports: dict[str, int] | None = None, speed: float | None = None, settle_s: float = SETTLE_S,
-                 disconnect_after: int | None = None) -> None:
+                 disconnect_after: int | None = None, heartbeats: bool = True) -> None:
         adapter = adapter_for(format)
         if not isinstance(adapter, LineReplay):
             raise ConfigError(f"format {format!r} is served over websockets: use "
@@ -95,6 +97,7 @@ class LineReplayServer:
         self.paths = [Path(p) for p in paths]
         self.ports = {role: (ports or {}).get(role, 0) for role in adapter.roles}
         self.speed, self.settle_s, self.disconnect_after = speed, settle_s, disconnect_after
+        self.heartbeats = heartbeats
         self.tape: list[Frame] = adapter.load(self.paths)
         self.position = 0
         self.frames_served = 0
@@ -127,7 +130,7 @@ class LineReplayServer:
             self.ports[role] = int(server.sockets[0].getsockname()[1])
             self._servers.append(server)
         self._tasks = [asyncio.get_running_loop().create_task(self._produce())]
-        if self.adapter.heartbeat_s:
+        if self.adapter.heartbeat_s and self.heartbeats:
             self._tasks.append(asyncio.get_running_loop().create_task(self._heartbeats(self.adapter.heartbeat_s)))
         return self
 

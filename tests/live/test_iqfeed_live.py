@@ -172,10 +172,12 @@ class _ServerThread:
 def test_tapeflow_live_over_the_replay_server_equals_the_batch_decode(
         session: Path, ticks: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
-    with _ServerThread(LineReplayServer("iqfeed", [session], settle_s=0.05)) as srv:
+    # no heartbeats: the feed goes silent after its tape and the flow stops 3 s later
+    with _ServerThread(LineReplayServer("iqfeed", [session], settle_s=0.05, heartbeats=False)) as srv:
         rc = main(["live", "--venue", "iqfeed", "--symbols", "NEPT", "--endpoint", srv.addresses["level1"],
-                   "--duration", "12s", "--lake", str(tmp_path / "lake"), "--no-clickhouse",
-                   "--journal", str(tmp_path / "journal"), "--clock", "relative", "--bars", "1s"])
+                   "--idle-exit", "3s", "--duration", "120s", "--lake", str(tmp_path / "lake"),
+                   "--no-clickhouse", "--journal", str(tmp_path / "journal"), "--clock", "relative",
+                   "--bars", "1s"])
         assert rc == 0 and srv.finished
     order = [("ts_event_ns", "ascending"), ("sequence", "ascending")]
     live = lake.read(TRADE, tmp_path / "lake").sort_by(order)
