@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tapeflow.alerts import cli as alerts_cli
 from tapeflow.derivatives import cli as derivatives_cli
+from tapeflow.derived import bars_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
 from tapeflow.options import cli as options_cli
@@ -142,6 +143,7 @@ def _parser() -> argparse.ArgumentParser:
     derivatives_cli.add_parser(sub)
     alerts_cli.add_parser(sub)
     databento_cli.add_parser(sub)
+    bars_cli.add_parser(sub)
     return p
 
 

@@ -32,8 +32,8 @@ def test_bad_duration_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 # the formats README.md documents, one venue folder each
-README_FORMATS = ["bitmex", "binance", "bybit", "coinbase", "dbn", "kraken", "kucoin", "lobster", "okx",
-                  "sim", "tardis"]
+README_FORMATS = ["bitmex", "binance", "bybit", "coinbase", "dbn", "iqfeed", "kraken", "kucoin", "lobster",
+                  "okx", "sim", "tardis"]
 
 
 def test_every_cli_format_comes_from_a_venue_folder(capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,7 +65,7 @@ def test_every_venue_folder_imports() -> None:
 
 
 COMMANDS = {"formats", "verify", "ingest", "book", "simulate", "query", "replay-server", "live", "signals",
-            "options", "derivatives", "alerts", "databento"}
+            "options", "derivatives", "alerts", "databento", "bars"}
 
 
 def test_help_lists_every_command_on_one_line(capsys: pytest.CaptureFixture[str],

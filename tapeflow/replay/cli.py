@@ -93,7 +93,13 @@ def _seconds(text: str | None) -> float | None:
 
 
 def _cmd_replay_server(args: argparse.Namespace, settings: object) -> int:
+    from tapeflow.replay.lines import run_line_server, serves_lines
     from tapeflow.replay.server import ReplayServer
+
+    if serves_lines(args.format):  # a TCP line protocol (IQConnect), not a websocket
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        return run_line_server(args)
 
     srv = ReplayServer(args.format, args.paths, host=args.host, port=args.port,
                        speed=None if args.as_fast_as_possible else args.speed, faults=args.fault,

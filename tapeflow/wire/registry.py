@@ -69,18 +69,20 @@ class VenueFormat:
         replay: the replay-server adapter class (a :class:`tapeflow.replay.protocol.VenueReplay`;
             None: the format cannot be served).
         description: one line for ``tapeflow formats``.
+        bars: ``trade`` table -> the trades the venue's own bars count (``tapeflow bars``; None:
+            every trade; IQFeed leaves out its basis ``O`` trades).
     """
 
     __slots__ = ("_parts", "description", "folder", "name")
 
     def __init__(self, name: str, decode: Decode | str, *, verify: Verify | str | None = None,
                  client: type | str | None = None, replay: type | str | None = None,
-                 description: str = "") -> None:
+                 description: str = "", bars: Callable[[Any], Any] | str | None = None) -> None:
         self.name = name
         self.description = description
         self.folder = ""  # set by the registry: the venue folder that declared it
         self._parts: dict[str, Any] = {"decode": decode, "verify": verify, "client": client,
-                                       "replay": replay}
+                                       "replay": replay, "bars": bars}
 
     def __repr__(self) -> str:
         return f"VenueFormat({self.name!r})"
@@ -110,6 +112,11 @@ class VenueFormat:
     def replay(self) -> type | None:
         """The replay adapter class, or None when the format cannot be served."""
         return self._part("replay")
+
+    @property
+    def bar_trades(self) -> Callable[[Any], Any] | None:
+        """The venue's rule for which trades make bars, or None (every trade)."""
+        return self._part("bars")
 
     @property
     def has_verify(self) -> bool:

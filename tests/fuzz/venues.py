@@ -107,6 +107,14 @@ def _lobster() -> Sample:
                   tables=("order_event", "trade"))
 
 
+def _iqfeed() -> Sample:
+    # IQFeed lookup tick rows (6.x): the TickID (field 6) is each row's sequence
+    lines = tuple(f"2021-03-01 09:30:{i % 60:02d}.{i:06d},1.5{i % 10},{100 + i},{1000 + i},1.51,1.59,{7 + i},"
+                  "C,11,01,1,1,".encode() for i in range(corpus.UNITS))
+    keys = tuple(7 + i for i in range(corpus.UNITS))
+    return Sample("iqfeed", (), lines, "sequence", keys, mutate_csv, field=6, tables=("trade", "quote"))
+
+
 def _dbn() -> Sample:
     data = corpus._dbn_bytes()
     records = tuple(data[i:i + DBN_RECORD_BYTES] for i in range(DBN_META_BYTES, len(data), DBN_RECORD_BYTES))
@@ -137,7 +145,7 @@ def mutate_dbn(record: bytes, pick: Pick) -> bytes:
 
 SAMPLES: dict[str, Callable[[], Sample]] = {
     **{fmt: (lambda fmt=fmt: _json(fmt)) for fmt in JSON_VENUES},
-    "tardis": _tardis, "sim": _sim, "lobster": _lobster, "dbn": _dbn,
+    "tardis": _tardis, "sim": _sim, "lobster": _lobster, "dbn": _dbn, "iqfeed": _iqfeed,
 }
 FORMATS = tuple(sorted(SAMPLES))
 
