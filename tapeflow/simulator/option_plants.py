@@ -6,10 +6,10 @@ relative to the plant's start until :func:`schedule` places them.
 
 * ``coordinated`` (real; side: the flow's): 3-6 strikes (distinct expiry/strike pairs, forward
   delta 0.1-0.6 in size) bought or sold aggressively, all one way, in 2-5 children each within a
-  15-50 s window: 8-25 median trades per strike.
+  15-50 s window: 10-30 median trades per strike.
 * ``market_maker`` (side N): the same volume in 3-6 strikes, each bought and sold back 2-15 s
   later (the first leg's side alternating across strikes), hedged in the perpetual.
-* ``block`` (side: the print's): one strike, the volume of a whole coordinated plant (3-6 x 8-25
+* ``block`` (side: the print's): one strike, the volume of a whole coordinated plant (3-6 x 10-30
   median trades) in one print.
 * ``bursts`` (side N): 3-5 strikes, each a one-sided burst of 2-4 children within 10 s with its own
   random side, the bursts 70-100 s apart.
@@ -79,7 +79,7 @@ def make_plant(style: str, rng: np.random.Generator, eligible: np.ndarray, pair:
     expiry/strike pair so two legs never share a strike)."""
     n = int(rng.integers(MIN_STRIKES, 7)) if style != "bursts" else int(rng.integers(MIN_STRIKES, 6))
     chosen = _strikes(rng, eligible, pair, n)
-    per_strike = [float(rng.uniform(8, 25)) * median_contracts for _ in chosen]
+    per_strike = [float(rng.uniform(10, 30)) * median_contracts for _ in chosen]
     side = int(rng.choice([1, -1]))
     window_ns = int(rng.uniform(15, 50) * S)
     plant = Plant(style, {1: "B", -1: "A"}[side] if style in ("coordinated", "block") else "N")
@@ -138,22 +138,24 @@ def schedule(rng: np.random.Generator, plants: list[Plant], first_ns: int, last_
     """Start times for ``plants`` in order, and the indices of those that did not fit before ``last_ns``.
 
     Disjoint: 60-120 s of quiet after each plant. Overlap: the next plant starts 30 s before to 30 s
-    after the previous one ends, except that two coordinated plants stay 70-120 s apart (one alert per
-    flow could not tell two same-side flows apart).
+    after the previous one ends, except that a coordinated plant starts at least 70 s after the last
+    coordinated one ended (one alert per flow could not tell two same-side flows apart).
     """
     starts, dropped, t = [], [], first_ns
-    prev = None
+    real_end = None
     for i, plant in enumerate(plants):
-        if prev is not None:
-            both_real = prev.style == plant.style == "coordinated"
-            lo, hi = (-30, 30) if overlap and not both_real else (70 if overlap else 60, 120)
-            t = max(starts[-1] if starts else first_ns, t + int(rng.uniform(lo, hi) * S))
+        if starts:
+            lo, hi = (-30, 30) if overlap else (60, 120)
+            t = max(starts[-1], t + int(rng.uniform(lo, hi) * S))
+        if plant.style == "coordinated" and real_end is not None:
+            t = max(t, real_end + int(rng.uniform(70, 120) * S))
         if t + plant.span_ns > last_ns:
             dropped.append(i)
             continue
         starts.append(t)
         t += plant.span_ns
-        prev = plant
+        if plant.style == "coordinated":
+            real_end = t
     return starts, dropped
 
 

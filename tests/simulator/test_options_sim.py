@@ -93,14 +93,14 @@ def test_planted_flows_are_in_the_trades(chain_run: OptionsSummary) -> None:
         net = sign.groupby(span.symbol).sum()
         assert set(net.index) == set(p["symbols"]), (p, net)
         if p["style"] == "coordinated":
-            # every strike traded the flow's way by at least the planted 8 median trades
+            # every strike traded the flow's way by at least the planted 10 median trades
             assert len(p["symbols"]) >= 3 and e["side"] in "BA"
-            assert (net * e["side_sign"] >= 8 * 0.8 * 0.9).all(), net
+            assert (net * e["side_sign"] >= 10 * 0.8 * 0.9).all(), net
             assert e["start_ns"] <= e["decisive_ns"] <= e["end_ns"]
         elif p["style"] == "market_maker":
             assert e["side"] == "N" and (net.abs() <= 0.25 * net.abs().max() + 30).all()
         elif p["style"] == "block":
-            assert len(p["symbols"]) == 1 and abs(net.iloc[0]) >= 3 * 8 * 0.8 * 0.9
+            assert len(p["symbols"]) == 1 and abs(net.iloc[0]) >= 3 * 10 * 0.8 * 0.9
     perp = trades[trades.symbol == "BTC-PERPETUAL"]
     assert len(perp) > 0, "market makers hedge in the perpetual"
     for s in set(trades.symbol) - {"BTC-PERPETUAL"}:
