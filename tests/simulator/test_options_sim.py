@@ -130,3 +130,19 @@ def test_a_run_past_the_first_expiry_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="first expiry"):
         simulate_options(1, 3 * 86_400 * S, tmp_path)
+
+
+def test_the_demo_act_prints_the_surface_beside_the_truth_and_the_score(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tapeflow.simulator.options_demo import options_step
+
+    options_step(tmp_path, seed=3, minutes=20)
+    out = capsys.readouterr().out
+    lines = [line.split() for line in out.splitlines()]
+    rows = [w for w in lines if len(w) == 5 and w[2].count("/") == 1 and w[0][-2:].isdigit()]
+    assert len(rows) == 4, out  # one per expiry: name, days, ATM, RR, BF as recovered/true
+    for w in rows:
+        got, true = map(float, w[2].split("/"))
+        assert abs(got - true) < 0.003, w
+    assert any(w[:1] == ["cross_strike"] for w in lines) and "ECE" in out
+    assert (tmp_path / "signals-options.parquet").exists()
