@@ -51,8 +51,8 @@ def _lower(t_ns: np.ndarray, window_ns: int) -> np.ndarray:
     return np.searchsorted(t_ns, t_ns - window_ns, side="right").astype(np.int64)
 
 
-def window_flows(t_ns: np.ndarray, inst: np.ndarray, flow: np.ndarray, n_inst: int, window_ns: int
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def window_flows(t_ns: np.ndarray, inst: np.ndarray, flow: np.ndarray, n_inst: int, window_ns: int,
+                 block_rows: int = 4096) -> tuple[np.ndarray, np.ndarray]:
     """Net and gross flow per instrument over each trade's trailing window.
 
     Args:
@@ -61,13 +61,29 @@ def window_flows(t_ns: np.ndarray, inst: np.ndarray, flow: np.ndarray, n_inst: i
         flow: each trade's signed flow (+ buyer-initiated).
         n_inst: number of instruments.
         window_ns: the window's length.
+        block_rows: rows per kernel call (each call also takes the rows its first window reaches
+            back to): the work is rows x instruments, so a day of a whole chain goes in blocks.
 
     Returns:
         ``(net, gross)``, both ``(len(t_ns), n_inst)`` float64.
     """
+    t_ns = np.asarray(t_ns, np.int64)
+    inst = np.asarray(inst, np.int64)
+    flow = np.asarray(flow, np.float64)
     n = len(t_ns)
-    if n == 0:
-        return np.zeros((0, n_inst)), np.zeros((0, n_inst))
+    lo = _lower(t_ns, window_ns)
+    net, gross = np.zeros((n, n_inst)), np.zeros((n, n_inst))
+    for a in range(0, n, block_rows):
+        b = min(n, a + block_rows)
+        first = int(lo[a])
+        block = _block(t_ns[first:b], inst[first:b], flow[first:b], lo[first:b] - first, n_inst)
+        net[a:b], gross[a:b] = block[0][a - first:], block[1][a - first:]
+    return net, gross
+
+
+def _block(t_ns: np.ndarray, inst: np.ndarray, flow: np.ndarray, lo: np.ndarray, n_inst: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    n = len(t_ns)
     rows, cols = _bucket(n), _bucket(n_inst)
     t = np.full(rows, np.iinfo(np.int64).max, np.int64)
     t[:n] = t_ns
@@ -75,9 +91,9 @@ def window_flows(t_ns: np.ndarray, inst: np.ndarray, flow: np.ndarray, n_inst: i
     ins[:n] = inst
     f = np.zeros(rows)
     f[:n] = flow
-    lo = np.zeros(rows, np.int64)
-    lo[:n] = _lower(np.asarray(t_ns, np.int64), window_ns)
-    net, gross = _flows(jnp.asarray(t), jnp.asarray(ins), jnp.asarray(f), jnp.asarray(lo), jnp.zeros(cols))
+    low = np.zeros(rows, np.int64)
+    low[:n] = lo
+    net, gross = _flows(jnp.asarray(t), jnp.asarray(ins), jnp.asarray(f), jnp.asarray(low), jnp.zeros(cols))
     return np.asarray(net)[:n, :n_inst], np.asarray(gross)[:n, :n_inst]
 
 

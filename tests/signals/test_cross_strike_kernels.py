@@ -24,6 +24,18 @@ def test_window_flows_equal_the_reference(n: int, n_inst: int) -> None:
     np.testing.assert_allclose(gross, ref_gross, atol=1e-9)
 
 
+@pytest.mark.parametrize("block_rows", [1, 7, 64, 100])
+def test_window_flows_in_blocks_equal_one_call(block_rows: int) -> None:
+    rng = np.random.default_rng(block_rows)
+    t = np.sort(rng.integers(0, 300 * S, 400))
+    inst = rng.integers(0, 9, 400)
+    flow = rng.normal(0, 3, 400)
+    ref = window_flows_ref(t, inst, flow, 9, 20 * S)
+    got = window_flows(t, inst, flow, 9, 20 * S, block_rows=block_rows)
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-9)
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-9)
+
+
 def test_window_flows_of_nothing() -> None:
     net, gross = window_flows(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), 3, S)
     assert net.shape == gross.shape == (0, 3)

@@ -5,6 +5,8 @@ docs/signals.md "Cross-strike coordination")."""
 
 from __future__ import annotations
 
+import json
+
 import pyarrow.parquet as pq
 
 from tapeflow.cli import main
@@ -34,3 +36,10 @@ def test_cross_strike_scores_on_an_evaluation_seed(tmp_path, capsys):
     # the goal for flow kinds (whale, institutional): 60 s; a seed's median was 9-16 s over 20 seeds
     assert k.latency_median_ns <= 60 * S, k.latency_median_ns
     assert_calibrated(report, 0.05)
+    # the command a user runs scores it alike
+    capsys.readouterr()
+    argv = ["signals", "score", "--truth", str(summary.episodes_path), "--signals", str(tmp_path / "sig")]
+    assert main([*argv, "--json"]) == 0
+    (scored,) = json.loads(capsys.readouterr().out)["kinds"]
+    assert (scored["kind"], scored["episodes"], scored["alerts"], scored["hits"]) == (
+        "cross_strike", k.episodes, k.alerts, k.hits)
