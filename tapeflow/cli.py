@@ -129,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--overlap", action="store_true",
                      help="plant episodes that coincide with each other and with busy periods "
                           "(default: disjoint slots)")
+    sim.add_argument("--options", action="store_true",
+                     help="an option chain on one underlying instead (docs/options.md \"Simulated chains\")")
     sim.set_defaults(func=_cmd_simulate)
 
     q = sub.add_parser("query", help="run SQL against the warehouse and print the result")
@@ -267,6 +269,10 @@ def _cmd_simulate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.instruments < 1:
         raise TapeflowError(f"--instruments must be at least 1, was {args.instruments}")
+    if args.options:
+        from tapeflow.simulator.options_demo import run_cli
+
+        return run_cli(args.seed, parse_duration_ns(args.duration), args.out, overlap=args.overlap)
     started = time.perf_counter()
     summary = simulate(args.seed, args.instruments, parse_duration_ns(args.duration), args.out,
                        preset=args.preset, overlap=args.overlap)

@@ -78,6 +78,9 @@ def run(root: Path) -> None:
         print(f"     bid {bid:>22}   ask {ask:>22}")
 
     signals_step(root)
+    from tapeflow.simulator.options_demo import options_step
+
+    options_step(root)
 
     _step("4/4 warehouse: what is in ClickHouse")
     sql = ("SELECT symbol, count() AS trades, min(price_nanos) / 1e9 AS low, max(price_nanos) / 1e9 AS high, "

@@ -233,7 +233,7 @@ STATUS = RecordType(
 # What a detector can report (docs/signals.md); the quality suite refuses any other kind.
 SIGNAL_KINDS = (
     "whale", "spoofing", "iceberg", "hidden", "absorption", "withdrawal", "wall", "spike",
-    "institutional", "creep", "contraction", "stealth",
+    "institutional", "creep", "contraction", "stealth", "cross_strike",
 )
 
 SIGNAL = RecordType(

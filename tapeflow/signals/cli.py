@@ -29,7 +29,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     from tapeflow.wire.registry import format_names
 
     de = inner.add_parser("detect", help="run every detector over input files, write signal rows as Parquet")
-    de.add_argument("--format", required=True, choices=format_names())
+    de.add_argument("--format", required=True, choices=[*format_names(), "options"],
+                    help="a venue format, or options: trade and option_ticker Parquet files "
+                         "(tapeflow simulate --options) for the cross-strike detector")
     de.add_argument("paths", nargs="+", type=Path)
     de.add_argument("--out", type=Path, required=True, help="output folder (gets signals.parquet)")
     de.add_argument("--preset", default=None,
@@ -77,9 +79,14 @@ def _cmd_detect(args: argparse.Namespace, settings: Settings) -> int:
 
         raise ConfigError(f"--preset {args.preset!r} is not in {thresholds.path} "
                           f"(have {', '.join(thresholds.presets)})")
-    paths = check_inputs(args.paths)
-    check_format(get_format(args.format), paths)
-    table = detect_format(args.format, paths, thresholds, preset=args.preset)
+    if args.format == "options":
+        from tapeflow.signals.cross_strike import detect_paths
+
+        table = detect_paths(args.paths, thresholds, preset=args.preset)
+    else:
+        paths = check_inputs(args.paths)
+        check_format(get_format(args.format), paths)
+        table = detect_format(args.format, paths, thresholds, preset=args.preset)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "signals.parquet"
     write_parquet_atomic(table, out)

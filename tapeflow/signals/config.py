@@ -195,6 +195,20 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),
     },
+    "cross_strike": {
+        "window_ns": (int, 1_000_000_000, 3_600_000_000_000),
+        "baseline_trades": (int, 10, 1_000_000),
+        "min_baseline_trades": (int, 1, 1_000_000),
+        "strike_x_median": (float, 0.0, 1e6),
+        "one_sided": (float, 0.0, 1.0),
+        "min_trades": (int, 1, 1000),
+        "min_strikes": (int, 2, 1000),
+        "min_share": (float, 0.5, 1.0),
+        "total_x_median": (float, 0.0, 1e6),
+        "refractory_ns": (int, 0, 3_600_000_000_000),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
 }
 
 

@@ -23,7 +23,7 @@ from tapeflow.errors import InputError
 from tapeflow.schemas.records import SIGNAL, UNDEF_PRICE
 
 _S = 1_000_000_000
-WINDOW_NS = {"spoofing": 1 * _S, "whale": 60 * _S, "institutional": 60 * _S}
+WINDOW_NS = {"spoofing": 1 * _S, "whale": 60 * _S, "institutional": 60 * _S, "cross_strike": 60 * _S}
 DEFAULT_WINDOW_NS = 5 * _S
 # kinds whose pattern sits at one price (the episode's price must equal the alert's)
 PRICE_KINDS = frozenset({"iceberg", "absorption", "wall", "hidden"})
@@ -49,6 +49,11 @@ def decisive_ns(kind: str, start_ns: int, params: str) -> int:
         fill = json.loads(params).get("fill_ns")
         if isinstance(fill, int):
             return fill
+    if kind == "cross_strike" and params:
+        # the child that makes three strikes traded (tapeflow.simulator.option_plants)
+        third = json.loads(params).get("decisive_ns")
+        if isinstance(third, int):
+            return third
     return start_ns
 
 

@@ -16,12 +16,14 @@ from tapeflow.signals.score import ScoreReport
 from tapeflow.simulator import SimSummary, simulate
 
 S = 1_000_000_000
-TUNING_SEEDS = frozenset({101, 102, 201, 202})  # the development seeds (docs/signals.md)
+TUNING_SEEDS = frozenset({101, 102, 201, 202,  # the development seeds (docs/signals.md)
+                          1401, 1402, 1403, 1404})  # cross-strike (options simulator) development
 # the random seeds the confidence constants were fitted on (docs/signals.md "Calibration seeds")
 CALIBRATION_SEEDS = frozenset({857653, 887314, 257015, 578318, 877974, 632603, 739484, 149841, 131935,
                                316063, 299622, 259578,
                                89378, 487091, 704011, 47314, 651173, 101319, 102445, 360174, 530647,
-                               388872, 273580, 642114})
+                               388872, 273580, 642114,
+                               1411, 1412, 1413, 1414, 1415, 1416, 1417, 1418})  # cross-strike
 # a bound fails by chance in at most one run in a thousand when the truth sits exactly at the claim
 ALPHA = 1e-3
 Z_CALIBRATION = float(norm.ppf(1 - ALPHA / 2))
