@@ -213,6 +213,13 @@ def flow_from_env() -> Dataflow:
 
         alerts = AlertSink(settings.alerts_config, settings.lake_dir / "_alerts" / "live.jsonl",
                            settings.lake_dir if "lake" in live.outputs else None)
+    from tapeflow.bus import BusSettings
+
+    bus = BusSettings.from_env(settings.lake_dir)
+    if bus is not None:
+        from flows.bus import BusSink
+
+        extra.append(BusSink.from_settings(bus))
     sinks = MarketSinks(tables=tables, extra=tuple(extra), alerts=alerts)
     health_clock, degraded_ns = live.health_clock(), live.degraded_ns
 

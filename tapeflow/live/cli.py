@@ -90,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--alerts", type=Path, metavar="CONFIG",
                       help="alert on signal and feed-status rows with the rules and channels of this file "
                            "(default: TAPEFLOW_ALERTS_CONFIG; docs/alerts.md)")
+    out.add_argument("--bus", metavar="URL",
+                     help="also publish the rows to Redis Streams at this redis://host:port URL "
+                          "(default: TAPEFLOW_BUS; docs/bus.md)")
     p.set_defaults(func=run_live)
 
 
@@ -138,6 +141,11 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         if not 0 <= args.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {args.metrics_port}")
         env["TAPEFLOW_LIVE_METRICS_PORT"] = str(args.metrics_port)
+    if getattr(args, "bus", None):
+        env["TAPEFLOW_BUS"] = args.bus
+    from tapeflow.bus.settings import BusSettings
+
+    BusSettings.from_env(Path(env["TAPEFLOW_LAKE"]), os.environ | env)  # a bad TAPEFLOW_BUS* fails here too
     LiveSettings.from_env(env)  # what the flow process will read: a bad value fails here, before it starts
     return env
 
