@@ -26,7 +26,8 @@ class _BusPartition(StatefulSinkPartition[pa.Table, BusState]):
         self._tables = sink.tables
         self._close_wait_s = sink.close_wait_s
         self.publisher = RedisPublisher(sink.url, sink.dead_letters, maxlen=sink.maxlen, prefix=sink.prefix,
-                                        retry_s=sink.retry_s, buffer_rows=sink.buffer_rows, state=state)
+                                        retry_s=sink.retry_s, buffer_rows=sink.buffer_rows, state=state,
+                                        idempotent=sink.idempotent)
 
     def write_batch(self, values: list[pa.Table]) -> None:
         for table in values:
@@ -59,15 +60,17 @@ class BusSink(FixedPartitionedSink[pa.Table, BusState]):
         retry_s: an outage longer than this dead-letters the rows waiting for Redis.
         buffer_rows: most rows waiting for Redis.
         close_wait_s: at the end of the run, how long to wait for a Redis that is down.
+        idempotent: False lets Redis number the entries (the recovery tests' control).
     """
 
     def __init__(self, url: str, dead_letters: Path, *, tables: Collection[str], maxlen: int = 100_000,
                  prefix: str = "", retry_s: float = 60.0, buffer_rows: int = 100_000,
-                 close_wait_s: float = 5.0) -> None:
+                 close_wait_s: float = 5.0, idempotent: bool = True) -> None:
         self.url, self.dead_letters = url, Path(dead_letters)
         self.tables = frozenset(tables)
         self.maxlen, self.prefix = maxlen, prefix
         self.retry_s, self.buffer_rows, self.close_wait_s = retry_s, buffer_rows, close_wait_s
+        self.idempotent = idempotent
 
     @classmethod
     def from_settings(cls, settings: BusSettings) -> BusSink:

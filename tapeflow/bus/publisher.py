@@ -92,12 +92,14 @@ class RedisPublisher:
         err: where status lines go.
         clock: monotonic seconds (tests pass a fake one).
         client: a ready client (tests, the benchmark); None: :func:`connect` on first use.
+        idempotent: False lets Redis number the entries (``*``): the control of the recovery tests,
+            which a replay publishes twice.
     """
 
     def __init__(self, url: str, dead_letters: Path, *, maxlen: int = 100_000, prefix: str = "",
                  retry_s: float = 60.0, buffer_rows: int = 100_000, state: BusState | None = None,
                  err: IO[str] | None = None, clock: Callable[[], float] = time.monotonic,
-                 client: Any = None) -> None:
+                 client: Any = None, idempotent: bool = True) -> None:
         self.url, self.shown = url, redact_dsn(url)
         self.dead_letters = dead_letters
         self.maxlen, self.prefix = maxlen, prefix
@@ -109,6 +111,7 @@ class RedisPublisher:
         self._err = err
         self._clock = clock
         self._client = client
+        self.idempotent = idempotent
         self._down_since: float | None = None
         self._wait_s = FIRST_WAIT_S
         self._next_try = 0.0
@@ -162,7 +165,7 @@ class RedisPublisher:
             pipe = self._client.pipeline(transaction=False)
             trim = ("MAXLEN", "~", self.maxlen) if self.maxlen else ()
             for stream, entry_id, row in chunk:
-                pipe.execute_command("XADD", stream, *trim, entry_id, FIELD, row)
+                pipe.execute_command("XADD", stream, *trim, entry_id if self.idempotent else "*", FIELD, row)
             results = pipe.execute(raise_on_error=False)
             refused: list[tuple[Entry, str]] = []
             for entry, result in zip(chunk, results, strict=True):
