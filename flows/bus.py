@@ -1,21 +1,25 @@
-"""The live bus sink: the flow's ``(table_name, pa.Table)`` items to Redis Streams (docs/bus.md).
+"""The live bus sinks: the flow's ``(table_name, pa.Table)`` items to Redis Streams or Kafka (docs/bus.md).
 
 One partition, like the storage sinks (``flows.sinks``): one worker of the whole cluster
 publishes, so each stream's entries go out in one order. The logic is
 :class:`tapeflow.bus.RedisPublisher`; its state (each stream's last id, what waits for Redis) is
 this partition's resume state, so a resumed flow re-derives the ids of the rows it replays and
-Redis refuses them as duplicates.
+Redis refuses them as duplicates. :class:`KafkaBusSink` sends the same rows and ids through
+Bytewax's own Kafka connector (at-least-once; consumers drop repeated ids).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from tapeflow.bus import BusSettings, BusState, RedisPublisher
+from tapeflow.bus import BusSettings, BusState, Drop, RedisPublisher
+from tapeflow.bus.deadletter import write_dead_letters
+from tapeflow.bus.kafka import ID_HEADER, STREAM_HEADER, kafka_rows
 from tapeflow.storage.batches import record_of
 
 _PART = "0"
@@ -75,6 +79,7 @@ class BusSink(FixedPartitionedSink[pa.Table, BusState]):
     @classmethod
     def from_settings(cls, settings: BusSettings) -> BusSink:
         """The sink ``TAPEFLOW_BUS*`` describe (:meth:`tapeflow.bus.BusSettings.from_env`)."""
+        assert settings.url is not None, "no TAPEFLOW_BUS"
         return cls(settings.url, settings.dead_letters, tables=settings.tables, maxlen=settings.maxlen,
                    prefix=settings.prefix, retry_s=settings.retry_s, buffer_rows=settings.buffer_rows)
 
@@ -86,3 +91,83 @@ class BusSink(FixedPartitionedSink[pa.Table, BusState]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: BusState | None) -> _BusPartition:
         return _BusPartition(self, resume_state)
+
+
+class _KafkaPartition(StatefulSinkPartition[pa.Table, dict]):
+    def __init__(self, sink: KafkaBusSink, step_id: str, last_ids: dict | None) -> None:
+        from bytewax.connectors.kafka import KafkaSink
+
+        self._sink = sink
+        self.last_ids: dict[str, tuple[int, int]] = dict(last_ids or {})
+        self._inflight: dict[tuple[str, bytes, bytes], list[tuple[str, str]]] = {}
+        config = {"enable.idempotence": "true", "message.timeout.ms": str(int(sink.retry_s * 1000)),
+                  "on_delivery": self._delivered} | dict(sink.add_config)
+        # Bytewax's own Kafka connector produces and flushes each batch
+        self._kafka = KafkaSink(sink.brokers, None, config).build(step_id, 0, 1)
+
+    def write_batch(self, values: list[pa.Table]) -> None:
+        from bytewax.connectors.kafka import KafkaSinkMessage
+
+        messages = []
+        for table in values:
+            name = record_of(table).name
+            if name in self._sink.tables and table.num_rows:
+                for r in kafka_rows(name, table, self.last_ids, self._sink.prefix):
+                    messages.append(KafkaSinkMessage(r.key, r.value, topic=r.topic, headers=r.headers,
+                                                     timestamp=r.timestamp_ms))
+                    # a delivery report carries no headers: its stream and id are found by content
+                    ident = dict(r.headers)
+                    self._inflight.setdefault((r.topic, r.key, r.value), []).append(
+                        (ident[STREAM_HEADER].decode(), ident[ID_HEADER].decode()))
+        if messages:
+            try:
+                self._kafka.write_batch(messages)  # produces, then flushes: every report is in
+            finally:
+                self._inflight.clear()
+
+    def _delivered(self, err: object, msg: object) -> None:
+        if err is None:
+            return
+        message: Any = msg
+        waiting = self._inflight.get((message.topic(), message.key(), message.value())) or [("", "")]
+        stream, entry_id = waiting.pop(0) if len(waiting) > 1 else waiting[0]
+        entry = (stream, entry_id, message.value())
+        retriable = getattr(err, "retriable", lambda: False)()
+        reason = Drop.UNAVAILABLE if retriable or "timed out" in str(err).lower() else Drop.REFUSED
+        write_dead_letters(self._sink.dead_letters, [entry], reason, f"kafka: {err}")
+
+    def snapshot(self) -> dict:
+        return dict(self.last_ids)
+
+    def close(self) -> None:
+        self._kafka.close()
+
+
+class KafkaBusSink(FixedPartitionedSink[pa.Table, dict]):
+    """Publish the flow's rows to Kafka through Bytewax's Kafka connector (docs/bus.md#kafka).
+
+    Args:
+        brokers: ``host:port`` bootstrap servers.
+        dead_letters: the dead-letter file for messages Kafka did not take (JSON lines).
+        tables: record names published.
+        prefix: prepended to every topic name.
+        retry_s: ``message.timeout.ms``: how long the producer retries a message before it is
+            dead-lettered (the connector flushes each batch, so a down broker holds the flow up
+            to this long per batch).
+        add_config: more librdkafka producer settings.
+    """
+
+    def __init__(self, brokers: Collection[str], dead_letters: Path, *, tables: Collection[str],
+                 prefix: str = "", retry_s: float = 60.0, add_config: dict[str, str] | None = None) -> None:
+        self.brokers, self.dead_letters = list(brokers), Path(dead_letters)
+        self.tables, self.prefix, self.retry_s = frozenset(tables), prefix, retry_s
+        self.add_config = dict(add_config or {})
+
+    def list_parts(self) -> list[str]:
+        return [_PART]
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: dict | None) -> _KafkaPartition:
+        return _KafkaPartition(self, step_id, resume_state)

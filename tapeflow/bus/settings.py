@@ -20,7 +20,7 @@ class BusSettings:
     """Where and what the live flow publishes (docs/bus.md).
 
     Attributes:
-        url: ``redis://host:port[/db]`` (``TAPEFLOW_BUS``; ``tapeflow live --bus``).
+        url: ``redis://host:port[/db]`` (``TAPEFLOW_BUS``; ``tapeflow live --bus``), or None: no Redis.
         maxlen: approximate ``MAXLEN`` of each stream (``TAPEFLOW_BUS_MAXLEN``, 100000; 0: none).
         tables: record names published (``TAPEFLOW_BUS_TABLES``, comma separated; default all but
             ``rejected``).
@@ -29,36 +29,44 @@ class BusSettings:
         buffer_rows: most rows waiting for Redis (``TAPEFLOW_BUS_BUFFER_ROWS``, 100000).
         dead_letters: the dead-letter file (``TAPEFLOW_BUS_DEAD_LETTERS``; default
             ``<lake>/_bus/dead_letters.jsonl``).
+        kafka_brokers: Kafka ``host:port`` bootstrap servers (``TAPEFLOW_KAFKA_BROKERS``, comma
+            separated; ``tapeflow live --kafka``); empty: no Kafka.
     """
 
-    url: str
+    url: str | None
     dead_letters: Path
     maxlen: int = 100_000
     tables: tuple[str, ...] = DEFAULT_TABLES
     prefix: str = ""
     retry_s: float = 60.0
     buffer_rows: int = 100_000
+    kafka_brokers: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, lake_dir: Path, env: Mapping[str, str] | None = None) -> BusSettings | None:
-        """The bus settings, or None when ``TAPEFLOW_BUS`` is unset (no bus).
+        """The bus settings, or None when neither ``TAPEFLOW_BUS`` nor ``TAPEFLOW_KAFKA_BROKERS`` is set.
 
         Raises:
             ConfigError: a bad value (names its variable).
         """
         env = os.environ if env is None else env
         url = env.get("TAPEFLOW_BUS", "").strip()
-        if not url:
+        brokers = tuple(b.strip() for b in env.get("TAPEFLOW_KAFKA_BROKERS", "").split(",") if b.strip())
+        if not url and not brokers:
             return None
+        bad = [b for b in brokers if not b.rpartition(":")[2].isdigit()]
+        if bad:
+            raise ConfigError(f"TAPEFLOW_KAFKA_BROKERS takes host:port, comma separated, got {bad}")
         scheme = url.partition("://")[0]
-        if scheme not in SCHEMES or "://" not in url:
+        if url and (scheme not in SCHEMES or "://" not in url):
             raise ConfigError(f"TAPEFLOW_BUS must be a redis://host:port URL, got scheme {scheme!r}")
         tables = tuple(t.strip() for t in env.get("TAPEFLOW_BUS_TABLES", "").split(",") if t.strip())
         unknown = sorted(set(tables) - set(ALL_RECORDS))
         if unknown:
             raise ConfigError(f"TAPEFLOW_BUS_TABLES names no record type: {unknown}")
         dead = env.get("TAPEFLOW_BUS_DEAD_LETTERS") or str(lake_dir / "_bus" / "dead_letters.jsonl")
-        return cls(url=url, dead_letters=Path(dead), maxlen=_number(env, "TAPEFLOW_BUS_MAXLEN", 100_000),
+        return cls(url=url or None, kafka_brokers=brokers, dead_letters=Path(dead),
+                   maxlen=_number(env, "TAPEFLOW_BUS_MAXLEN", 100_000),
                    tables=tables or DEFAULT_TABLES, prefix=env.get("TAPEFLOW_BUS_PREFIX", ""),
                    retry_s=float(_number(env, "TAPEFLOW_BUS_RETRY_S", 60)),
                    buffer_rows=_number(env, "TAPEFLOW_BUS_BUFFER_ROWS", 100_000))

@@ -93,6 +93,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--bus", metavar="URL",
                      help="also publish the rows to Redis Streams at this redis://host:port URL "
                           "(default: TAPEFLOW_BUS; docs/bus.md)")
+    out.add_argument("--kafka", metavar="HOST:PORT,...",
+                     help="also publish the rows to Kafka (topics per kind, keyed by instrument) through "
+                          "these brokers (default: TAPEFLOW_KAFKA_BROKERS; docs/bus.md#kafka)")
     p.set_defaults(func=run_live)
 
 
@@ -143,6 +146,8 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_METRICS_PORT"] = str(args.metrics_port)
     if getattr(args, "bus", None):
         env["TAPEFLOW_BUS"] = args.bus
+    if getattr(args, "kafka", None):
+        env["TAPEFLOW_KAFKA_BROKERS"] = args.kafka
     from tapeflow.bus.settings import BusSettings
 
     BusSettings.from_env(Path(env["TAPEFLOW_LAKE"]), os.environ | env)  # a bad TAPEFLOW_BUS* fails here too

@@ -47,10 +47,13 @@ def test_settings_are_read_once_and_bad_values_name_their_variable(tmp_path: Pat
     assert (settings.maxlen, settings.tables) == (5000, ("bar", "signal"))
     assert settings.dead_letters == tmp_path / "_bus" / "dead_letters.jsonl"
     assert "rejected" not in DEFAULT_TABLES and "bar" in DEFAULT_TABLES
+    kafka = BusSettings.from_env(tmp_path, {"TAPEFLOW_KAFKA_BROKERS": "127.0.0.1:9092, b:9093"})
+    assert kafka is not None and kafka.url is None and kafka.kafka_brokers == ("127.0.0.1:9092", "b:9093")
     for env, message in [({"TAPEFLOW_BUS": "http://x"}, "TAPEFLOW_BUS must be a redis://"),
                          ({"TAPEFLOW_BUS_MAXLEN": "-1"}, "TAPEFLOW_BUS_MAXLEN must be"),
                          ({"TAPEFLOW_BUS_RETRY_S": "soon"}, "TAPEFLOW_BUS_RETRY_S must be"),
-                         ({"TAPEFLOW_BUS_TABLES": "bars"}, "TAPEFLOW_BUS_TABLES names no record type")]:
+                         ({"TAPEFLOW_BUS_TABLES": "bars"}, "TAPEFLOW_BUS_TABLES names no record type"),
+                         ({"TAPEFLOW_KAFKA_BROKERS": "kafka"}, "TAPEFLOW_KAFKA_BROKERS takes host:port")]:
         with pytest.raises(ConfigError, match=message):
             BusSettings.from_env(tmp_path, {"TAPEFLOW_BUS": "redis://127.0.0.1:1"} | env)
 
@@ -65,3 +68,33 @@ def test_a_bad_bus_setting_is_a_one_line_error_before_the_flow_starts(
     err = capsys.readouterr().err
     assert "TAPEFLOW_BUS_MAXLEN must be a whole number" in err and "Traceback" not in err
     assert not (tmp_path / "lake").exists()
+
+
+@pytest.mark.parametrize(("bus", "kafka"), [(False, False), (True, False), (True, True), (False, True)])
+def test_flow_from_env_wires_the_bus_sinks_only_when_asked(bus: bool, kafka: bool, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import flows.market as market
+    from flows.bus import BusSink, KafkaBusSink
+    from tapeflow.live.cli import live_env
+    from tapeflow.settings import Settings
+    from tests.flows.test_live_cli import _args
+
+    capture = tmp_path / "a.gz"
+    capture.write_bytes(b"")
+    flags = ((("--bus", "redis://127.0.0.1:6390/0") if bus else ())
+             + (("--kafka", "127.0.0.1:9092") if kafka else ()))
+    for name in ("TAPEFLOW_BUS", "TAPEFLOW_KAFKA_BROKERS"):
+        monkeypatch.delenv(name, raising=False)
+    env = live_env(_args("--capture", str(capture), "--format", "sim", "--no-clickhouse",
+                         "--lake", str(tmp_path), *flags), Settings())
+    seen: list = []
+    monkeypatch.setattr(market, "build_market_flow", lambda source, sinks, **kw: seen.append(sinks))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    market.flow_from_env()
+    (sinks,) = seen
+    assert any(isinstance(s, BusSink) for s in sinks.extra) is bus
+    assert any(isinstance(s, KafkaBusSink) for s in sinks.extra) is kafka
+    for sink in sinks.extra:
+        if isinstance(sink, BusSink | KafkaBusSink):
+            assert sink.dead_letters == tmp_path / "_bus" / "dead_letters.jsonl"
