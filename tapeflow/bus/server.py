@@ -8,6 +8,7 @@ stops it, and can stop and start it again on the same port (an outage, for the f
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import subprocess
@@ -110,7 +111,8 @@ class LocalRedis:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``make redis``: a redis-server on 127.0.0.1 in the foreground, with an append-only file."""
+    """``make redis``: a redis-server on 127.0.0.1 in the foreground, with an append-only file
+    (returns only when it cannot start one)."""
     parser = argparse.ArgumentParser(prog="python -m tapeflow.bus.server", description=__doc__)
     parser.add_argument("--port", type=int, default=6379)
     parser.add_argument("--dir", type=Path, default=Path(".redis"))
@@ -124,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"redis at redis://127.0.0.1:{args.port}/0 (files in {args.dir}); Ctrl-C stops it", flush=True)
     cmd = [binary, "--port", str(args.port), "--bind", "127.0.0.1", "--dir", str(args.dir.resolve()),
            "--save", "", "--appendonly", "yes"]
-    try:
-        return subprocess.call(cmd)
-    except KeyboardInterrupt:
-        return 130
+    # exec: the server replaces this process, so SIGTERM/SIGINT reach it and nothing is left behind
+    os.execv(binary, cmd)
 
 
 if __name__ == "__main__":
