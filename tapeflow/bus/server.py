@@ -52,6 +52,7 @@ class LocalRedis:
     def __init__(self, directory: Path, port: int | None = None, *, appendonly: bool = False) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
+        self._own_port = port is None
         self.appendonly = appendonly
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -60,11 +61,23 @@ class LocalRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self, timeout_s: float = 10.0) -> LocalRedis:
-        """Start the server and wait until it answers PING.
+        """Start the server and wait until it answers PING (on a port it chose: another free port
+        when something took that one between the choice and the start).
 
         Raises:
             BusError: no redis-server, or it did not answer in time (its log's tail in the message).
         """
+        tries = 3 if self._own_port else 1
+        for attempt in range(1, tries + 1):
+            try:
+                return self._start(timeout_s)
+            except BusError:
+                if attempt == tries:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self, timeout_s: float) -> LocalRedis:
         self.directory.mkdir(parents=True, exist_ok=True)
         log = self.directory / "redis.log"
         cmd = [redis_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
@@ -76,7 +89,7 @@ class LocalRedis:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 break
-            if self.ping():
+            if self.ping() and self.proc.poll() is None:
                 return self
             time.sleep(0.05)
         self.stop()
