@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from tapeflow.bus import BusSettings, BusState, Drop, RedisPublisher
-from tapeflow.bus.deadletter import write_dead_letters
-from tapeflow.bus.kafka import ID_HEADER, STREAM_HEADER, kafka_rows
+from tapeflow.bus import BusSettings, BusState, RedisPublisher
+from tapeflow.bus.kafka import InFlight, kafka_rows
 from tapeflow.storage.batches import record_of
 
 _PART = "0"
@@ -99,9 +97,9 @@ class _KafkaPartition(StatefulSinkPartition[pa.Table, dict]):
 
         self._sink = sink
         self.last_ids: dict[str, tuple[int, int]] = dict(last_ids or {})
-        self._inflight: dict[tuple[str, bytes, bytes], list[tuple[str, str]]] = {}
+        self._inflight = InFlight(sink.dead_letters)
         config = {"enable.idempotence": "true", "message.timeout.ms": str(int(sink.retry_s * 1000)),
-                  "on_delivery": self._delivered} | dict(sink.add_config)
+                  "on_delivery": self._inflight.delivered} | dict(sink.add_config)
         # Bytewax's own Kafka connector produces and flushes each batch
         self._kafka = KafkaSink(sink.brokers, None, config).build(step_id, 0, 1)
 
@@ -115,26 +113,12 @@ class _KafkaPartition(StatefulSinkPartition[pa.Table, dict]):
                 for r in kafka_rows(name, table, self.last_ids, self._sink.prefix):
                     messages.append(KafkaSinkMessage(r.key, r.value, topic=r.topic, headers=r.headers,
                                                      timestamp=r.timestamp_ms))
-                    # a delivery report carries no headers: its stream and id are found by content
-                    ident = dict(r.headers)
-                    self._inflight.setdefault((r.topic, r.key, r.value), []).append(
-                        (ident[STREAM_HEADER].decode(), ident[ID_HEADER].decode()))
+                    self._inflight.add(r)
         if messages:
             try:
                 self._kafka.write_batch(messages)  # produces, then flushes: every report is in
             finally:
                 self._inflight.clear()
-
-    def _delivered(self, err: object, msg: object) -> None:
-        if err is None:
-            return
-        message: Any = msg
-        waiting = self._inflight.get((message.topic(), message.key(), message.value())) or [("", "")]
-        stream, entry_id = waiting.pop(0) if len(waiting) > 1 else waiting[0]
-        entry = (stream, entry_id, message.value())
-        retriable = getattr(err, "retriable", lambda: False)()
-        reason = Drop.UNAVAILABLE if retriable or "timed out" in str(err).lower() else Drop.REFUSED
-        write_dead_letters(self._sink.dead_letters, [entry], reason, f"kafka: {err}")
 
     def snapshot(self) -> dict:
         return dict(self.last_ids)

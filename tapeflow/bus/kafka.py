@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
+from tapeflow.bus.deadletter import Drop, write_dead_letters
 from tapeflow.bus.streams import parse_id, split_streams, stream_kind
 
 ID_HEADER, STREAM_HEADER = "tapeflow-id", "tapeflow-stream"
@@ -53,3 +56,37 @@ def first_delivery(messages: list[tuple[bytes, bytes, bytes]]) -> list[tuple[byt
             last[key] = ident
             kept.append((key, value))
     return kept
+
+
+class InFlight:
+    """The messages of one produced batch, so a failed delivery report (which carries no headers)
+    is dead-lettered with its stream and id (:mod:`tapeflow.bus.deadletter`).
+
+    Args:
+        dead_letters: the dead-letter file.
+    """
+
+    def __init__(self, dead_letters: Path) -> None:
+        self.dead_letters = dead_letters
+        self._waiting: dict[tuple[str, bytes, bytes], list[tuple[str, str]]] = {}
+
+    def add(self, row: KafkaRow) -> None:
+        """Remember a message about to be produced."""
+        headers = dict(row.headers)
+        self._waiting.setdefault((row.topic, row.key, row.value), []).append(
+            (headers[STREAM_HEADER].decode(), headers[ID_HEADER].decode()))
+
+    def delivered(self, err: Any, msg: Any) -> None:
+        """librdkafka's delivery report (``on_delivery``): a failure becomes a dead letter,
+        ``unavailable`` when the broker was not reached in time, else ``refused``."""
+        if err is None:
+            return
+        waiting = self._waiting.get((msg.topic(), msg.key(), msg.value())) or [("", "")]
+        stream, entry_id = waiting.pop(0) if len(waiting) > 1 else waiting[0]
+        retriable = bool(getattr(err, "retriable", lambda: False)())
+        reason = Drop.UNAVAILABLE if retriable or "timed out" in str(err).lower() else Drop.REFUSED
+        write_dead_letters(self.dead_letters, [(stream, entry_id, msg.value())], reason, f"kafka: {err}")
+
+    def clear(self) -> None:
+        """Forget the batch (every report is in once the producer flushed)."""
+        self._waiting.clear()
