@@ -8,7 +8,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak
+.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak redis redis-server
 
 # the install: a venv with the project (editable) and its numba kernels compiled
 setup: $(STAMP) kernels
@@ -39,6 +39,7 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory validate
+	@$(MAKE) --no-print-directory redis-server
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 # kill -9 at 50 random points each of an ingest, a Dagster materialization and the live flow (with
@@ -105,3 +106,17 @@ ui: $(STAMP)
 validate: $(STAMP)
 	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster definitions validate -m dagster_project.definitions
+
+# Debian's redis-server for the live bus (tests/bus, bench/bus.py): installed when missing and root;
+# otherwise the bus tests skip saying so
+redis-server:
+	@command -v redis-server >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+	  || echo "redis-server missing and not root: the bus tests will skip (apt-get install redis-server)"; }
+
+# a redis-server on 127.0.0.1:$(REDIS_PORT) in the foreground, an append-only file in .redis/ (docs/bus.md);
+# then e.g. `tapeflow live --capture ... --bus redis://127.0.0.1:$(REDIS_PORT)/0`
+REDIS_PORT ?= 6379
+
+redis: $(STAMP) redis-server
+	$(BIN)/python -m tapeflow.bus.server --port $(REDIS_PORT) --dir .redis

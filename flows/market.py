@@ -223,6 +223,17 @@ def flow_from_env() -> Dataflow:
 
         alerts = AlertSink(settings.alerts_config, settings.lake_dir / "_alerts" / "live.jsonl",
                            settings.lake_dir if "lake" in live.outputs else None)
+    from tapeflow.bus import BusSettings
+
+    bus = BusSettings.from_env(settings.lake_dir)
+    if bus is not None:
+        from flows.bus import BusSink, KafkaBusSink
+
+        if bus.url:
+            extra.append(BusSink.from_settings(bus))
+        if bus.kafka_brokers:
+            extra.append(KafkaBusSink(bus.kafka_brokers, bus.dead_letters, tables=bus.tables,
+                                      prefix=bus.prefix, retry_s=bus.retry_s))
     sinks = MarketSinks(tables=tables, extra=tuple(extra), alerts=alerts)
     health_clock, degraded_ns = live.health_clock(), live.degraded_ns
 

@@ -94,6 +94,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--alerts", type=Path, metavar="CONFIG",
                       help="alert on signal and feed-status rows with the rules and channels of this file "
                            "(default: TAPEFLOW_ALERTS_CONFIG; docs/alerts.md)")
+    out.add_argument("--bus", metavar="URL",
+                     help="also publish the rows to Redis Streams at this redis://host:port URL "
+                          "(default: TAPEFLOW_BUS; docs/bus.md)")
+    out.add_argument("--kafka", metavar="HOST:PORT,...",
+                     help="also publish the rows to Kafka (topics per kind, keyed by instrument) through "
+                          "these brokers (default: TAPEFLOW_KAFKA_BROKERS; docs/bus.md#kafka)")
     p.set_defaults(func=run_live)
 
 
@@ -147,6 +153,13 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         if not 0 <= args.metrics_port <= 65535:
             raise ConfigError(f"--metrics-port must be a TCP port (0-65535), got {args.metrics_port}")
         env["TAPEFLOW_LIVE_METRICS_PORT"] = str(args.metrics_port)
+    if getattr(args, "bus", None):
+        env["TAPEFLOW_BUS"] = args.bus
+    if getattr(args, "kafka", None):
+        env["TAPEFLOW_KAFKA_BROKERS"] = args.kafka
+    from tapeflow.bus.settings import BusSettings
+
+    BusSettings.from_env(Path(env["TAPEFLOW_LAKE"]), os.environ | env)  # a bad TAPEFLOW_BUS* fails here too
     LiveSettings.from_env(env)  # what the flow process will read: a bad value fails here, before it starts
     return env
 
