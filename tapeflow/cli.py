@@ -14,6 +14,7 @@ from tapeflow.alerts import cli as alerts_cli
 from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
+from tapeflow.ml import cli as ml_cli
 from tapeflow.options import cli as options_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     options_cli.add_parser(sub)
     derivatives_cli.add_parser(sub)
     alerts_cli.add_parser(sub)
+    ml_cli.add_parser(sub)
     return p
 
 
