@@ -7,8 +7,10 @@ filtered (warmed up, two-sided book, label present) when examples are picked.
 
 Model inputs (``MODEL_FEATURES``): the examples' features except the raw mid price (not stationary
 across days), with the spread and microprice offset in basis points of the mid, order-flow and trade
-flow through ``sign(x) log1p(|x|)`` (heavy tails), and the past mid returns over each label horizon
-(``mid_t / mid_{t-h} - 1``, known at ``t``). Standardization uses the training rows only.
+flow through ``sign(x) log1p(|x|)`` (heavy tails), the past mid returns over each label horizon
+(``mid_t / mid_{t-h} - 1``, known at ``t``) and ``past_label``: the label the last horizon earned
+(the window ``(t - h, t]``, complete at ``t``; what the last-move baseline predicts). Standardization
+uses the training rows only.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def model_features(p: ExampleParams) -> list[str]:
     """Model input columns, in matrix order."""
     return ["spread_bps", "microprice_offset_bps", "imbalance_l1", f"imbalance_l{p.levels}",
             *(f"ofi_{w}s" for w in p.ofi_windows_s), f"realized_vol_{p.vol_window_s}s",
-            *(f"trade_flow_{w}s" for w in p.flow_windows_s), *(f"past_return_{h}s" for h in p.horizons_s)]
+            *(f"trade_flow_{w}s" for w in p.flow_windows_s), *(f"past_return_{h}s" for h in p.horizons_s),
+            "past_label"]
 
 
 def _slog(x: np.ndarray) -> np.ndarray:
@@ -82,14 +85,13 @@ def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> 
             "spread_bps": col["spread_nanos"] / mid * 1e4,
             "microprice_offset_bps": col["microprice_minus_mid_nanos"] / mid * 1e4,
         }
-    for name_ in model_features(p)[2:]:
+    for name_ in model_features(p)[2:-1]:
         if name_.startswith("past_return_"):
             feats[name_] = past_returns(ts, mid, int(name_[len("past_return_"):-1]))
         elif name_.startswith(("ofi_", "trade_flow_")):
             feats[name_] = _slog(col[name_])
         else:
             feats[name_] = col[name_]
-    x = np.stack([feats[n] for n in model_features(p)], axis=1).astype(np.float64)
     label = col[f"label_{horizon_s}s"]
     present = ~np.isnan(label.astype(np.float64))
     y = np.where(present, np.nan_to_num(label.astype(np.float64)) + 1, -1).astype(np.int64)
@@ -98,6 +100,8 @@ def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> 
     back_c = np.minimum(back, len(ts) - 1)
     exact = (back < len(ts)) & (ts[back_c] == ts - horizon_s * SECOND_NS)
     past = np.where(exact, y[back_c], -1)
+    feats["past_label"] = np.where(past >= 0, past - 1, 0).astype(np.float64)
+    x = np.stack([feats[n] for n in model_features(p)], axis=1).astype(np.float64)
     usable = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool) & present
     return Segment(name, ts, x, y, col[f"smoothed_return_{horizon_s}s"].astype(np.float64), past, usable)
 

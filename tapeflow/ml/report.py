@@ -69,3 +69,15 @@ def to_json(result: WalkForwardResult) -> dict[str, Any]:
         "folds": [{"name": f.name, "n_train": f.n_train, "n_val": f.n_val, "n_test": f.n_test,
                    "macro_f1": f.macro_f1} for f in result.folds],
     }
+
+
+def summary(result: WalkForwardResult | None) -> dict[str, Any]:
+    """Materialization metadata: the best model, the best baseline, the margin and every score."""
+    if result is None:
+        return {"status": "not trained: needs an earlier day and this day with enough labelled rows"}
+    base, base_f1 = best_baseline(result)
+    best = max(result.config.models, key=lambda m: result.scores[m].macro_f1)
+    f1 = result.scores[best].macro_f1
+    return {"status": "trained", "best_model": best, "macro_f1": round(f1, 4), "best_baseline": base,
+            "baseline_macro_f1": round(base_f1, 4), "margin_macro_f1": round(f1 - base_f1, 4),
+            "scores": to_json(result)["scores"]}

@@ -6,6 +6,11 @@ split (early stopping), the rest trains. Rows whose label window ``(t, t + h]`` 
 split are purged (train before validation, validation before test), so no label leaks across a
 boundary. Predictions of all test folds are pooled and scored once (``tapeflow.ml.metrics.score``),
 beside the per-fold macro-F1.
+
+A model's class is the argmax of its log-probabilities plus two offsets (down, up; flat is 0) chosen
+on the validation split to maximize macro-F1 ("threshold moving"): class weights make training
+balanced, the offsets undo what the weights overdo when a class is as rare as up/down moves are on a
+1-tick instrument. Log loss is scored on the probabilities themselves.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from tapeflow.ml.examples import SECOND_NS
 from tapeflow.ml.metrics import HOUR_NS, Scores, confusion, macro_f1, score
 
 MODELS = ("logreg", "mlp", "tcn")
+OFFSET_GRID = np.linspace(-4.0, 4.0, 33)
 BASELINES = ("majority", "last_move", "ofi_linear")
 
 
@@ -60,6 +66,27 @@ class WalkForwardResult:
     config: WalkForwardConfig
     scores: dict[str, Scores]
     folds: list[FoldResult]
+
+
+def decision_offsets(proba_val: np.ndarray, y_val: np.ndarray) -> np.ndarray:
+    """float64[3]: log-probability offsets (down, 0, up) maximizing macro-F1 on the validation rows;
+    zeros when the validation rows lack a class (nothing to balance against)."""
+    if len(np.unique(y_val)) < 3:
+        return np.zeros(3)
+    logp = np.log(np.maximum(proba_val, 1e-12))
+    best, best_f1 = np.zeros(3), macro_f1(confusion(y_val, logp.argmax(1)))
+    for down in OFFSET_GRID:
+        for up in OFFSET_GRID:
+            off = np.array([down, 0.0, up])
+            f1 = macro_f1(confusion(y_val, (logp + off).argmax(1)))
+            if f1 > best_f1 + 1e-9:
+                best, best_f1 = off, f1
+    return best
+
+
+def decide(proba: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """The class of each row: argmax of log-probabilities plus ``offsets``."""
+    return (np.log(np.maximum(proba, 1e-12)) + offsets).argmax(1)
 
 
 def _rows(seg: Segment, before_ns: int | None, horizon_ns: int) -> np.ndarray:
@@ -112,8 +139,9 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
         x_te = _gather([test], [test_rows], scaler, steps, temporal)
         spec = ModelSpec(kind, pool[0].x.shape[1], hidden=cfg.hidden, window=steps)
         res = fit(spec, xs[0], y_tr, xs[1], y_va, cfg.train._replace(seed=cfg.seed))
+        offsets = decision_offsets(predict_proba(spec, res.params, xs[1]), y_va)
         proba = predict_proba(spec, res.params, x_te)
-        out[kind] = proba.argmax(1), proba
+        out[kind] = decide(proba, offsets), proba
     out["majority"] = baselines.majority(y_tr, len(y_te))
     past_tr = np.concatenate([s.past_label[r] for s, r in zip(pool, train_rows, strict=True)])
     out["last_move"] = baselines.last_move(past_tr, y_tr, test.past_label[test_rows])
@@ -125,13 +153,15 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
 
 
 def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
-                 cfg: WalkForwardConfig | None = None) -> WalkForwardResult:
+                 cfg: WalkForwardConfig | None = None, *, first_test: int = 1) -> WalkForwardResult:
     """Evaluate every model and baseline out of sample over ``segments`` (folds, in time order).
 
     Args:
         segments: one per fold (``tapeflow.ml.dataset.segment`` / ``split_by``), in time order.
         feature_names: the columns of ``Segment.x`` (the OFI baseline reads the ``ofi_*`` ones).
         cfg: the protocol.
+        first_test: the first fold tested (the earlier ones only train); ``len(segments) - 1``
+            scores the last fold alone, as the daily ``model`` asset does.
 
     Raises:
         TapeflowError: fewer than two folds, or a fold without usable rows.
@@ -144,7 +174,7 @@ def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
     names = [*cfg.models, *BASELINES]
     pooled: dict[str, list[baselines.Prediction]] = {n: [] for n in names}
     ys, tss, folds = [], [], []
-    for i in range(1, len(segments)):
+    for i in range(max(1, first_test), len(segments)):
         test = segments[i]
         if not test.usable.any():
             continue

@@ -11,8 +11,16 @@ from kernels.ml_train import TrainConfig
 from tapeflow.errors import TapeflowError
 from tapeflow.ml.dataset import Scaler, Segment, model_features, split_by, windows
 from tapeflow.ml.examples import ExampleParams
+from tapeflow.ml.metrics import confusion, macro_f1
 from tapeflow.ml.report import render, to_json
-from tapeflow.ml.walkforward import BASELINES, WalkForwardConfig, _split_pool, walk_forward
+from tapeflow.ml.walkforward import (
+    BASELINES,
+    WalkForwardConfig,
+    _split_pool,
+    decide,
+    decision_offsets,
+    walk_forward,
+)
 
 S = 10**9
 DAY = 86_400 * S
@@ -92,3 +100,40 @@ def test_scaler_and_windows() -> None:
     assert z[2, 0] == 0.0 and z[3, 0] == 5.0  # NaN -> the training mean, outliers clipped
     w = windows(np.arange(5, dtype=np.float32)[:, None], np.array([0, 4]), 3)
     assert w[:, :, 0].tolist() == [[0, 0, 0], [2, 3, 4]]
+
+
+def test_decision_offsets_recover_rare_classes() -> None:
+    """A model whose probabilities always favour the common flat class still ranks rare moves: the
+    offsets chosen on validation turn that ranking into up/down predictions."""
+    rng = np.random.default_rng(4)
+    y = rng.choice(3, 3000, p=[0.05, 0.9, 0.05])
+    score_ = rng.normal(size=3000) + np.array([-1.5, 0.0, 1.5])[y]
+    proba = np.stack([0.04 + 0.05 * (score_ < -1.5), np.full(3000, 0.9), 0.04 + 0.05 * (score_ > 1.5)], 1)
+    assert (proba.argmax(1) == 1).all()
+    off = decision_offsets(proba[:1500], y[:1500])
+    before = macro_f1(confusion(y[1500:], proba[1500:].argmax(1)))
+    after = macro_f1(confusion(y[1500:], decide(proba[1500:], off)))
+    print(f"offsets {off}, macro-F1 {before:.3f} -> {after:.3f}")
+    assert after > before + 0.2
+    assert decision_offsets(proba[:10], np.ones(10, int)).tolist() == [0, 0, 0]
+
+
+def test_model_features_are_causal() -> None:
+    """Every model input at t (past returns and the past label included) is unchanged when only the
+    rows after t change."""
+    from tapeflow.ml import training_examples
+    from tapeflow.ml.dataset import segment
+    from tests.ml.test_examples import TRADES, _perturb_after, snaps
+
+    rng = np.random.default_rng(9)
+    mids = 1000 + np.cumsum(rng.integers(-1, 2, 300)) * 2
+    book = snaps([(1_700_000_000 * S + i * S, [(int(m) - 1, int(rng.integers(1, 9)))],
+                   [(int(m) + 1, int(rng.integers(1, 9)))]) for i, m in enumerate(mids)])
+    p = ExampleParams()
+    t_ns = int(book.column("ts_event_ns")[150].as_py())
+    base = segment(training_examples(book, TRADES.slice(0, 0)), 10, p, "a")
+    book2, _ = _perturb_after(book, TRADES, t_ns)
+    other = segment(training_examples(book2, TRADES.slice(0, 0)), 10, p, "b")
+    np.testing.assert_array_equal(base.x[:151], other.x[:151])
+    np.testing.assert_array_equal(base.past_label[:151], other.past_label[:151])
+    assert not np.array_equal(base.y[130:151], other.y[130:151])  # the labels did see the change
