@@ -28,7 +28,8 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     seed = random.randrange(10**6)
     print(f"simulator seed {seed}")
     root = tmp_path_factory.mktemp("ml")
-    start_ns = 1_704_204_000 * S  # 2024-01-02 14:00 UTC
+    # a minute after midnight: the lake's grid of a day starts at midnight (the book carried over)
+    start_ns = 1_704_153_660 * S  # 2024-01-02 00:01 UTC
     for d in range(2):
         summary = simulate(seed + d, 1, 5 * 60 * S, root / "landing", "equity", progress=False,
                            start_ns=start_ns + d * DAY_NS)
