@@ -21,7 +21,7 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from assets import book, derived, docs, ingest, signals, warehouse
+from assets import book, derived, docs, ingest, ml, signals, warehouse
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
 from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
@@ -32,7 +32,7 @@ from dagster_project.sensors import gap_repair_sensor, landing_sensor
 from tapeflow.batch.sources import earliest_day
 from tapeflow.errors import ConfigError
 
-ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs)
+ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs, ml)
 PARTITIONS_START = "TAPEFLOW_PARTITIONS_START"
 
 

@@ -15,6 +15,7 @@ from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.derived import bars_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
+from tapeflow.ml import cli as ml_cli
 from tapeflow.options import cli as options_cli
 from tapeflow.replay import cli as replay_cli
 from tapeflow.settings import Settings
@@ -146,6 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     alerts_cli.add_parser(sub)
     databento_cli.add_parser(sub)
     bars_cli.add_parser(sub)
+    ml_cli.add_parser(sub)
     return p
 
 

@@ -13,7 +13,7 @@ def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills()
     repo = definitions().get_repository_def()
     graph = repo.asset_graph
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ingest", "book", "derived", "signals", "quality", "warehouse"}
+    assert groups == {"ingest", "book", "derived", "signals", "quality", "warehouse", "ml"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key

@@ -1,0 +1,108 @@
+"""Group ``ml``: each instrument-day's 1 s book snapshots and trades -> ``training_example`` rows,
+and a ``model`` per instrument-day trained on the days before and scored on the day.
+
+Wiring only: :func:`tapeflow.ml.training_examples` builds the features and labels (docs/models.md),
+:func:`tapeflow.ml.rows.example_rows` turns them into the record, :func:`tapeflow.ml.evaluate.score_day`
+trains and scores. Lineage goes into the metadata: the feature schema hash, the dataset parameters
+and the source partitions read.
+"""
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+
+from assets import common
+from assets.ingest import RETRY
+from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
+from assets.resources import TapeflowResource
+from tapeflow.ml import ExampleParams, feature_schema_hash
+from tapeflow.ml import training_examples as build_examples
+from tapeflow.ml.evaluate import score_day
+from tapeflow.ml.report import summary
+from tapeflow.ml.rows import example_rows, examples_from_rows
+from tapeflow.ml.walkforward import WalkForwardConfig
+from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
+from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
+from tapeflow.storage import lake as lake_store
+
+PARAMS = ExampleParams()
+MODEL_CONFIG = WalkForwardConfig(horizon_s=10, train_folds=3)
+
+
+def _class_shares(rows: pa.Table) -> dict[str, dict[str, float]]:
+    out = {}
+    for h in HORIZONS_S:
+        labels = rows.column(f"label_{h}s")
+        known = labels.filter(pc.not_equal(labels, NO_LABEL))
+        n = max(len(known), 1)
+        out[f"{h}s"] = {name: round(pc.sum(pc.equal(known, v)).as_py() / n, 4) if len(known) else 0.0
+                        for name, v in (("down", -1), ("flat", 0), ("up", 1))}
+    return out
+
+
+@asset(
+    group_name="ml",
+    deps=["book_snapshots", "trades"],
+    partitions_def=DAY_BY_INSTRUMENT,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RETRY,
+    kinds={"parquet"},
+    metadata={"lake_dataset": TRAINING_EXAMPLE.name, "feature_schema_hash": feature_schema_hash(PARAMS),
+              "feature_params": json.dumps(asdict(PARAMS), sort_keys=True)},
+)
+def training_examples(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+    """Causal book and flow features with up/flat/down labels at 1, 10 and 60 s on the 1 s grid."""
+    wanted = targets(context.partition_keys)
+    lake = tapeflow.lake
+    for t in wanted:
+        snaps = common.read(BOOK_SNAPSHOT, lake, [t])[t].sort_by("ts_event_ns")
+        # the builder assigns trades to grid instants by arrival time, so it takes them in that order
+        trades = common.read(TRADE, lake, [t])[t].sort_by("ts_recv_ns")
+        sources = [f"book_snapshots/{target_key(t)}", f"trades/{target_key(t)}"]
+        if snaps.num_rows:
+            examples = build_examples(snaps, trades, PARAMS, source=",".join(sources))
+            rows = example_rows(examples, t.venue, t.symbol)
+        else:
+            rows = TRAINING_EXAMPLE.empty_table()
+        writes = common.write(TRAINING_EXAMPLE, {t: rows}, lake, [t])
+        common.report(context, "training_examples", t, rows, writes, extra={
+            "feature_schema_hash": feature_schema_hash(PARAMS), "source_partitions": sources,
+            "source_rows": {"book_snapshots": snaps.num_rows, "trades": trades.num_rows},
+            "class_shares": _class_shares(rows)})
+    return MaterializeResult(metadata=common.run_metadata(wanted))
+
+
+@asset(
+    group_name="ml",
+    deps=["training_examples"],
+    partitions_def=DAY_BY_INSTRUMENT,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RETRY,
+    metadata={"horizon_s": MODEL_CONFIG.horizon_s, "train_days": MODEL_CONFIG.train_folds,
+              "models": list(MODEL_CONFIG.models), "feature_schema_hash": feature_schema_hash(PARAMS)},
+)
+def model(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+    """The models trained on the instrument's previous days of examples and scored on this day against
+    the naive baselines (macro-F1, accuracy, log loss, MCC, confusion, bootstrap intervals)."""
+    wanted = targets(context.partition_keys)
+    lake = tapeflow.lake
+    for t in wanted:
+        earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
+                                                               symbol=t.symbol) if d < t.date]
+        days = earlier[-MODEL_CONFIG.train_folds:]
+        today = _examples(lake, t.venue, t.symbol, t.date)
+        result = score_day([_examples(lake, t.venue, t.symbol, d) for d in days], today, PARAMS,
+                           MODEL_CONFIG, t.symbol) if today.num_rows else None
+        meta = {"train_days": days, **summary(result)}
+        context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
+                                    for k, v in meta.items()}, partition_key=target_key(t))
+    return MaterializeResult(metadata=common.run_metadata(wanted))
+
+
+def _examples(lake: Path, venue: str, symbol: str, date: str) -> pa.Table:
+    rows = lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date)
+    return examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))

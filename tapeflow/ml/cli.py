@@ -1,0 +1,78 @@
+"""``tapeflow ml evaluate``: walk-forward evaluation of the models against the naive baselines."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from tapeflow.settings import Settings
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """Register ``ml evaluate`` on the ``tapeflow`` parser's subparsers."""
+    from tapeflow.wire.registry import format_names
+
+    p = sub.add_parser("ml", help="train and evaluate the models walk-forward against naive baselines",
+                       description="Models, walk-forward and the out-of-sample table (docs/models.md).")
+    inner = p.add_subparsers(dest="ml_command", metavar="SUBCOMMAND", required=True)
+    ev = inner.add_parser("evaluate", help="walk-forward by day (or hour): the model-vs-baseline table")
+    ev.add_argument("--format", required=True, choices=format_names())
+    ev.add_argument("paths", nargs="+", type=Path, help="input files, one instrument-day each")
+    ev.add_argument("--out", type=Path, required=True, help="output folder (gets table.md and scores.json)")
+    ev.add_argument("--horizon", type=int, default=10, help="label horizon in seconds (1, 10 or 60)")
+    ev.add_argument("--fold", default="day",
+                    help="walk-forward unit: day (one per file), or a duration such as 1h or 15m")
+    ev.add_argument("--train-folds", type=int, default=3, help="folds before the test fold that train")
+    ev.add_argument("--models", default="logreg,mlp,tcn", help="comma-separated: logreg, mlp, tcn")
+    ev.add_argument("--block", default="1h", help="bootstrap block length for the intervals")
+    ev.add_argument("--seed", type=int, default=0, help="initialization and mini-batch seed")
+    ev.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.errors import ConfigError
+    from tapeflow.ml.evaluate import evaluate, load
+    from tapeflow.ml.examples import ExampleParams
+    from tapeflow.ml.report import render, to_json
+    from tapeflow.ml.walkforward import MODELS, WalkForwardConfig
+    from tapeflow.timeutil import parse_duration_ns
+    from tapeflow.wire.inputs import check_inputs
+    from tapeflow.wire.registry import get_format
+    from tapeflow.wire.sniff import check_format
+
+    params = ExampleParams()
+    if args.horizon not in params.horizons_s:
+        raise ConfigError(f"--horizon {args.horizon} is not a label horizon (have {params.horizons_s})")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ConfigError(f"--models {args.models!r}: unknown {unknown} (have {', '.join(MODELS)})")
+    if args.train_folds < 1:
+        raise ConfigError(f"--train-folds must be at least 1, was {args.train_folds}")
+    fold_ns = None if args.fold == "day" else parse_duration_ns(args.fold)
+    paths = check_inputs(args.paths)
+    check_format(get_format(args.format), paths)
+    cfg = WalkForwardConfig(horizon_s=args.horizon, train_folds=args.train_folds, models=models,
+                            seed=args.seed, block_ns=parse_duration_ns(args.block))
+    loaded = load(args.format, paths, params, args.horizon, fold_ns)
+    results = evaluate(loaded, params, cfg)
+    args.out.mkdir(parents=True, exist_ok=True)
+    too_few = [f"{inst}: {len(segs)} fold(s), walk-forward needs 2" for inst, segs in loaded.segments.items()
+               if len(segs) < 2]
+    if not results:
+        from tapeflow.errors import TapeflowError
+
+        reasons = "; ".join(too_few + loaded.skipped) or "no instrument in the input"
+        raise TapeflowError(f"nothing to evaluate walk-forward ({reasons}); try a shorter --fold")
+    text = "".join(render(r, inst) + "\n" for inst, r in results.items())
+    if too_few or loaded.skipped:
+        text += "Not evaluated:\n\n" + "".join(f"- {line}\n" for line in too_few + loaded.skipped)
+    print(text, end="")
+    (args.out / "table.md").write_text(text)
+    scores = {inst: to_json(r) for inst, r in results.items()}
+    (args.out / "scores.json").write_text(json.dumps(scores, indent=1))
+    print(f"wrote {args.out / 'table.md'} and scores.json")
+    return 0

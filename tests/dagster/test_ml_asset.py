@@ -1,0 +1,111 @@
+"""The ``ml`` group on two simulated instrument-days: ``training_examples`` rows equal the library run
+over the raw file's own 1 s book (``snapshots_for_format``, the ``tapeflow book`` path), its metadata
+carries the feature schema hash and the source partitions; ``model`` trains on the first day and
+scores the second against the baselines, and says why it cannot train on the first."""
+
+from __future__ import annotations
+
+import random
+
+import dagster as dg
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from tests.dagster.conftest import Deployment, materializations, register
+
+S = 1_000_000_000
+DAY_NS = 86_400 * S
+ASSETS = ("order_events", "book_deltas", "trades", "book_snapshots", "training_examples", "model")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    from assets.partitions import partition_key
+    from tapeflow.simulator import simulate
+    from tests.dagster.conftest import definitions
+
+    seed = random.randrange(10**6)
+    print(f"simulator seed {seed}")
+    root = tmp_path_factory.mktemp("ml")
+    # a minute after midnight: the lake's grid of a day starts at midnight (the book carried over)
+    start_ns = 1_704_153_660 * S  # 2024-01-02 00:01 UTC
+    for d in range(2):
+        summary = simulate(seed + d, 1, 5 * 60 * S, root / "landing", "equity", progress=False,
+                           start_ns=start_ns + d * DAY_NS)
+    dep = Deployment(root)
+    instance = dg.DagsterInstance.ephemeral()
+    days = register(instance, dep)
+    assert len(days) == 2
+    assets = [a for a in definitions().assets if set(ASSETS) & {k.path[-1] for k in a.keys}]
+    results = [dg.materialize(assets, partition_key=partition_key(date, venue, symbol),
+                              resources=dep.resources(), instance=instance, raise_on_error=False,
+                              selection=[dg.AssetKey(n) for n in ASSETS]) for venue, symbol, date in days]
+    venue, symbol, date = days[1]
+    return dep, summary, results, (venue, symbol, date)
+
+
+def test_rows_equal_the_library_over_the_raw_file(built) -> None:
+    from tapeflow.book.rebuild import snapshots_for_format
+    from tapeflow.ml import training_examples
+    from tapeflow.ml.rows import example_rows
+    from tapeflow.schemas.ml import TRAINING_EXAMPLE
+    from tapeflow.schemas.records import TRADE
+    from tapeflow.storage import lake
+    from tapeflow.wire.capture import merge
+
+    dep, summary, results, (venue, symbol, date) = built
+    assert all(r.success for r in results)
+    chunks: list = []
+    snaps, _ = snapshots_for_format("sim", list(summary.files), levels=10, interval_ns=S,
+                                    on_chunk=chunks.append)
+    trades = merge(chunks)[TRADE.name].sort_by("ts_recv_ns")
+    expected = example_rows(training_examples(snaps, trades), venue, symbol)
+    stored = lake.read(TRAINING_EXAMPLE, dep.lake, date=date).select(TRAINING_EXAMPLE.column_names)
+    stored = stored.sort_by("ts_event_ns")
+    # the lake's 1 s grid starts at midnight with the book carried over from the day before; the raw
+    # file's starts at its first event. Past the longest trailing window (60 s) both see the same rows.
+    first_ns = expected.column("ts_event_ns")[0].as_py()
+    since = pc.greater(stored.column("ts_event_ns"), first_ns + 60 * S)
+    stored = stored.filter(since)
+    expected = expected.filter(pc.greater(expected.column("ts_event_ns"), first_ns + 60 * S))
+    assert stored.num_rows == expected.num_rows > 200
+    for name in TRAINING_EXAMPLE.column_names:
+        got = stored.column(name).to_numpy(zero_copy_only=False)
+        want = expected.column(name).to_numpy(zero_copy_only=False)
+        if TRAINING_EXAMPLE[name].kind == "f64":
+            # prefix sums over a longer history: the same window sums up to rounding
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-15, err_msg=name)
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=name)
+
+
+def test_metadata_carries_lineage(built) -> None:
+    from assets.partitions import partition_key
+    from tapeflow.ml import ExampleParams, feature_schema_hash
+
+    _, _, results, (venue, symbol, date) = built
+    [meta] = materializations(results[1])["training_examples"].values()
+    assert meta["feature_schema_hash"] == feature_schema_hash(ExampleParams())
+    key = str(partition_key(date, venue, symbol))
+    assert meta["source_partitions"] == [f"book_snapshots/{key}", f"trades/{key}"]
+    assert meta["dagster/row_count"] > 200
+    shares = meta["class_shares"]["10s"]
+    assert sum(shares.values()) == pytest.approx(1.0, abs=1e-3)
+
+
+def test_model_trains_on_the_day_before_and_scores_the_day(built) -> None:
+    from tapeflow.ml.walkforward import BASELINES, MODELS
+
+    _, _, results, _ = built
+    [first] = materializations(results[0])["model"].values()
+    assert first["status"].startswith("not trained") and first["train_days"] == []
+    [second] = materializations(results[1])["model"].values()
+    print({k: v for k, v in second.items() if k != "scores"})
+    assert second["status"] == "trained" and second["train_days"] == ["2024-01-02"]
+    assert set(second["scores"]) == {*MODELS, *BASELINES}
+    assert second["best_baseline"] in BASELINES and second["best_model"] in MODELS
+    best = second["scores"][second["best_model"]]
+    assert second["margin_macro_f1"] == pytest.approx(
+        best["macro_f1"] - second["scores"][second["best_baseline"]]["macro_f1"], abs=1e-3)
+    assert sum(map(sum, best["confusion"])) == best["n"] > 100
