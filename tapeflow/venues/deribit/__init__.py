@@ -11,5 +11,7 @@ FORMAT = VenueFormat(
     "deribit",
     decode="tapeflow.venues.deribit.parse:decode",
     verify="tapeflow.venues.deribit.verify:verify",
+    client="tapeflow.venues.deribit.client:DeribitClient",
+    replay="tapeflow.venues.deribit.replay:DeribitReplay",
     description="Deribit websocket v2 captures: book snapshot/change (prev_change_id verified) and trades",
 )
