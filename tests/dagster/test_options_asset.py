@@ -237,3 +237,35 @@ def test_no_arbitrage_check_warns_on_a_planted_violation_and_never_blocks(
     assert surf["atm_iv_share"] == 1.0 and surf["snapshots"] == 2 and surf["expiries"] == 2
     _, stored = _stored(dep)
     assert _rows(stored, SORT_S) == _rows(cli_surfaces.select(stored.column_names), SORT_S)
+
+
+@pytest.mark.realdata
+def test_the_same_landing_folder_feeds_the_day_pipeline_with_deribit_books(real_data: Path,
+                                                                           tmp_path: Path) -> None:
+    """``<landing>/deribit/`` is also the ``deribit`` venue format's: an option's book instrument-day
+    goes through ingest -> book -> derived -> warehouse with every check passing."""
+    from assets.partitions import partition_key
+    from dagster_project.definitions import build_definitions, day_assets
+    from tapeflow.schemas.records import BOOK_DELTA
+    from tapeflow.storage import lake
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+    from tests.dagster.conftest import register
+
+    src = need(real_data / "options" / "deribit" / "cryptofeed_DERIBIT.ws.30.0_2021-04-17.txt")
+    (tmp_path / "landing" / "deribit").mkdir(parents=True)
+    (tmp_path / "landing" / "deribit" / src.name).symlink_to(src)
+    dep = Deployment(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    days = register(instance, dep)
+    assert len(days) == 10 and {v for v, _, _ in days} == {"deribit"}  # one per option book
+    venue, symbol, date = days[0]
+    key = partition_key(date, venue, symbol)
+    result = dg.materialize(day_assets(build_definitions(FIRST)), partition_key=key,
+                            resources=dep.resources(), instance=instance, raise_on_error=False)
+    assert result.success
+    assert [k for k, ev in check_results(result).items() if not ev.passed] == []
+    decoded = merge(list(get_format("deribit").decode([src])))["book_delta"]
+    want = decoded.filter(pa.compute.equal(decoded.column("symbol"), symbol))
+    stored = lake.read(BOOK_DELTA, dep.lake, venue=venue, symbol=symbol, date=date)
+    assert stored.num_rows == want.num_rows > 0
