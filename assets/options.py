@@ -33,10 +33,12 @@ from dagster import (
     multi_asset,
 )
 
+from assets import checks
 from assets.ingest import RETRY
 from assets.partitions import DECLARED_FIRST_DAY, instrument_key, parse_instrument_key
 from assets.resources import TapeflowResource
 from tapeflow.batch.stats import partition_stats
+from tapeflow.batch.targets import Target
 from tapeflow.errors import BadInput
 from tapeflow.options.instruments import parse_option_name
 from tapeflow.options.landing import (
@@ -104,7 +106,8 @@ def underlying_days(partition_keys: Sequence[str]) -> list[UnderlyingDay]:
     ],
     check_specs=[AssetCheckSpec(CHECK, asset="option_surfaces", blocking=False,
                                 description="Calendar, butterfly and put-call parity violations of the "
-                                            "surfaces (warns, never blocks).")],
+                                            "surfaces (warns, never blocks)."),
+                 *checks.specs("option_tickers"), *checks.specs("option_surfaces")],
     partitions_def=day_by_underlying(DECLARED_FIRST_DAY),
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
@@ -118,6 +121,7 @@ def option_surfaces(context: AssetExecutionContext,
     index = OptionIndex(lake)
     index.refresh(capture_files(tapeflow.landing))
     facts: dict[UnderlyingDay, dict[str, Any]] = {}
+    plans: dict[str, dict[Target, Any]] = {"option_tickers": {}, "option_surfaces": {}}
     chosen = {k.to_user_string() for k in context.selected_asset_keys}
     with Writer(lake, tapeflow.dsn) as writer:
         for want in wanted:
@@ -133,6 +137,11 @@ def option_surfaces(context: AssetExecutionContext,
             dead = _counts(rows.rejected.column("reason").to_pylist())
             key = partition_key(want)
             facts[want] = surface_facts(rows.surfaces)
+            # the quality suites, keyed by the partition (its tickers span the underlying's options)
+            t = Target(want.date, want.venue, want.underlying)
+            for asset, table in (("option_tickers", rows.tickers), ("option_surfaces", rows.surfaces)):
+                if checks.selected(context, asset):
+                    plans[asset][t] = checks.plan(asset, table, lake, t)
             if "option_tickers" in chosen:
                 context.add_asset_metadata({
                     "dagster/row_count": stats["rows"], "instruments": instruments,
@@ -151,6 +160,7 @@ def option_surfaces(context: AssetExecutionContext,
     for asset in ("option_tickers", "option_surfaces"):  # a subset run writes both, reports its own
         if asset in chosen:
             yield MaterializeResult(asset_key=asset, metadata=run)
+    yield from checks.finish_all({a: p for a, p in plans.items() if p}, lake, context=context)
     if any(k.name == CHECK for k in context.selected_asset_check_keys):
         result = no_arbitrage(facts)
         if result is None:

@@ -145,7 +145,13 @@ def test_each_partition_reports_its_own_surfaces_and_the_check_is_skipped(real) 
         for asset, parts in materializations(res).items():
             for key, values in parts.items():
                 meta.setdefault(asset, {})[key] = values
-        assert ("option_surfaces", "no_arbitrage") not in check_results(res)
+        results = check_results(res)
+        assert ("option_surfaces", "no_arbitrage") not in results
+        # the quality suites (docs/options.md, "Stored data") judge each partition and pass
+        suites = {k: ev for k, ev in results.items() if k[1] != "no_arbitrage"}
+        assert {a for a, _ in suites} == {"option_tickers", "option_surfaces"}
+        assert {("option_tickers", "iv_range"), ("option_surfaces", "violation_counts")} <= set(suites)
+        assert all(ev.passed for ev in suites.values()), [k for k, ev in suites.items() if not ev.passed]
     surf = meta["option_surfaces"]
     # README: 10 options per capture; 3 grid minutes on 04-05 (17:48-17:50) and one on 04-17
     assert {k: (v["snapshots"], v["expiry_rows"]) for k, v in surf.items()} == {
