@@ -82,12 +82,8 @@ class LiveSurfaces:
         if self._until is not None and until <= self._until:
             return OPTION_SURFACE.empty_table()
         kept = pa.concat_tables(self._kept)
-        grid = surfaces(kept, self.step_ns, self.staleness_ns)
-        g = grid.column("ts_ns")
-        new = pc.less_equal(g, until)
-        if self._until is not None:
-            new = pc.and_(new, pc.greater(g, self._until))
-        out = surface_records(grid.filter(new), self.venue)
+        out = surface_records(surfaces(kept, self.step_ns, self.staleness_ns, after_ns=self._until,
+                                       until_ns=until), self.venue)
         self._until = until
         # a ticker older than this is stale at every grid time still to come
         keep = pc.greater_equal(kept.column("ts_event_ns"), until + self.step_ns - self.staleness_ns)
