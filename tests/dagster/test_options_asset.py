@@ -275,3 +275,33 @@ def test_the_same_landing_folder_feeds_the_day_pipeline_with_deribit_books(real_
     want = decoded.filter(pa.compute.equal(decoded.column("symbol"), symbol))
     stored = lake.read(BOOK_DELTA, dep.lake, venue=venue, symbol=symbol, date=date)
     assert stored.num_rows == want.num_rows > 0
+
+
+def test_options_sensor_logs_an_unreadable_capture_and_keeps_early_days_waiting(tmp_path: Path) -> None:
+    from assets.options import UNDERLYINGS_NAME
+    from dagster_project.definitions import build_definitions
+    from dagster_project.sensors import options_sensor
+
+    folder = tmp_path / "landing" / "deribit"
+    folder.mkdir(parents=True)
+    _chain_capture(folder / "cryptofeed_DERIBIT.ws.1.0_2021-04-05.txt", None)
+    (folder / "cryptofeed_DERIBIT.ws.2.0_broken.txt").write_text("this is no capture\n")
+    (folder / "cryptofeed_DERIBIT.ws.3.0.txt.part").write_text("a download in progress\n")
+    dep = Deployment(tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    repo = build_definitions("2021-05-01").get_repository_def()  # the partitions start after the data
+    tick = options_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources(),
+                                                  repository_def=repo))
+    assert not tick.run_requests and "wait" in str(tick.skip_reason)
+    assert json.loads(tick.cursor)["waiting"] == [["2021-04-05", "deribit", "BTC"]]
+    index = json.loads((dep.lake / "_sources" / "options_index.json").read_text())
+    assert sorted(Path(p).name for p in index) == ["cryptofeed_DERIBIT.ws.1.0_2021-04-05.txt",
+                                                    "cryptofeed_DERIBIT.ws.2.0_broken.txt"]  # .part ignored
+    assert "not a capture file" in index[str(folder / "cryptofeed_DERIBIT.ws.2.0_broken.txt")]["error"]
+    # reloaded definitions that start earlier: the waiting day is requested, the underlying registered
+    repo = build_definitions(FIRST).get_repository_def()
+    again = options_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources(),
+                                                   repository_def=repo, cursor=tick.cursor))
+    assert [r.partition_key for r in again.run_requests] == ["2021-04-05|deribit.BTC"]
+    assert list(again.dynamic_partitions_requests[0].partition_keys) == ["deribit.BTC"]
+    assert instance.get_dynamic_partitions(UNDERLYINGS_NAME) == []  # registering is the daemon's
