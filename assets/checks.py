@@ -57,6 +57,8 @@ SUITES: dict[str, str] = {
     "bbo": "quotes",
     "bars": "bars",
     "features": "metrics",
+    "option_tickers": "option_tickers",  # group options: planned per underlying-day (assets/options.py)
+    "option_surfaces": "option_surfaces",
 }
 # statistical checks: a failure warns, it does not stop the pipeline
 WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})

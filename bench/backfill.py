@@ -65,7 +65,7 @@ def backfill(root: Path, fmt: str, files: list[Path],
     warnings.filterwarnings("ignore", category=dg.BetaWarning)  # BackfillPolicy's notice, once per asset
 
     from assets.resources import TapeflowResource
-    from dagster_project.definitions import build_definitions
+    from dagster_project.definitions import build_definitions, day_assets
     from dagster_project.demo import QUIET_CONSOLE
     from dagster_project.sensors import landing_sensor
     from tapeflow.batch.sources import earliest_day
@@ -79,7 +79,7 @@ def backfill(root: Path, fmt: str, files: list[Path],
     for request in tick.dynamic_partitions_requests:
         instance.add_dynamic_partitions("instruments", list(request.partition_keys))
     # the definitions as a reload after this tick loads them: partitions from the data's first day
-    assets = list(build_definitions(earliest_day(root / "lake", None) or FIRST_DAY).assets)
+    assets = day_assets(build_definitions(earliest_day(root / "lake", None) or FIRST_DAY))
     events, blocked = 0, []
     for request in tick.run_requests:
         result = dg.materialize(assets, partition_key=request.partition_key, tags=dict(request.tags),

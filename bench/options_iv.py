@@ -23,7 +23,14 @@ from kernels import options_reference as ref
 CHAIN = Goal("IV, one full chain (1,000 options) per call, CPU", "M IV/s", 1.0, before="none (no IV kernel)")
 BATCH = Goal("IV, 256 chains in one call, CPU", "M IV/s", 1.0, before="none (no IV kernel)")
 COLD = Goal("IV kernel cold start (compile one bucket)", "s", None, higher_is_better=False, before="none")
-FIGURES = (CHAIN, BATCH, COLD)
+SURFACES = Goal("IV surfaces, 1,000-option snapshots (20 expiries) per second, CPU", "snapshots/s", None,
+                before="none (no surfaces)")
+LIVE = Goal("live option stage (price + surfaces), 1,000-ticker micro-batches, CPU", "k tickers/s", None,
+            before="none (no live stage)")
+FIGURES = (CHAIN, BATCH, COLD, SURFACES, LIVE)
+SNAPSHOTS = 30  # one-minute snapshots of the chain in the surface and live figures
+MIN_NS = 60_000_000_000
+T0_NS = 1_700_000_000 // 60 * 60 * 1_000_000_000
 FORWARD = 60_000.0
 EXPIRY_DAYS = np.geomspace(1, 365, 20)
 STRIKES = 25  # per expiry and type
@@ -74,6 +81,56 @@ def run(report: Report) -> None:
                ours=False)
     report.note(f"{op.IV_ITERATIONS} fixed Newton steps per option; the reference iterates to convergence")
 
+    surface_time, live_time = _surfaces(report)
     report.record(CHAIN, n / chain_time[0] / 1e6, note=f"{n:,} options, median of 21 calls, CPU seconds")
+    report.record(SURFACES, SNAPSHOTS / surface_time[0], note=f"{SNAPSHOTS} snapshots in one surfaces() call")
+    report.record(LIVE, SNAPSHOTS * n / live_time[0] / 1e3,
+                  note=f"OptionStage.apply, {SNAPSHOTS} micro-batches of {n:,} tickers")
     report.record(BATCH, len(many["price"]) / batch_time[0] / 1e6, note="median of 3 calls, CPU seconds")
     report.record(COLD, cold_s, note="first call, 1,024 bucket, wall seconds")
+
+
+def _raw_snapshots(c: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The chain as ``SNAPSHOTS`` one-minute micro-batches of decoded tickers (``RAW_COLUMNS``)."""
+    n = len(c["price"])
+    expiry = T0_NS + 3_600_000_000_000 + np.round(c["t"] * 365 * 86_400e9).astype(np.int64)
+    out = []
+    for i in range(SNAPSHOTS):
+        ts = T0_NS + i * MIN_NS + 500_000_000
+        out.append({
+            "ts_event_ns": np.full(n, ts, np.int64), "ts_recv_ns": np.full(n, ts, np.int64),
+            "symbol": [f"BTC-{e}-{k:.0f}-{'C' if cl else 'P'}" for e, k, cl in zip(
+                expiry, c["strike"], c["is_call"], strict=True)],
+            "underlying": ["BTC"] * n, "expiry_ns": expiry,
+            "strike_price_nanos": np.round(c["strike"] * 1e9).astype(np.int64), "is_call": c["is_call"],
+            "underlying_price_nanos": np.full(n, round(FORWARD * 1e9), np.int64),
+            "mark_price_nanos": np.round(c["price"] / FORWARD * 1e9).astype(np.int64),
+            "mark_iv": np.full(n, 0.6), "venue_delta": np.full(n, np.nan),
+        })
+    return out
+
+
+def _surfaces(report: Report) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Time ``surfaces()`` over the priced snapshots and the live stage over the micro-batches."""
+    import pyarrow as pa
+
+    from tapeflow.options.chain import price_tickers, raw_table
+    from tapeflow.options.live import OptionStage
+    from tapeflow.options.surface import surfaces
+
+    batches = _raw_snapshots(chain())
+    priced = pa.concat_tables([price_tickers(b, "deribit") for b in batches])
+    n = len(batches[0]["symbol"])
+    report.section(f"IV surfaces: {SNAPSHOTS} one-minute snapshots of the {n:,}-option chain (20 expiries)")
+    surface_time = median_time(lambda: surfaces(priced), repeats=3, warmup=1)
+    report.add("tapeflow.options.surface.surfaces (NumPy per expiry)", SNAPSHOTS, surface_time, ours=True)
+    raws = [raw_table(b) for b in batches]
+
+    def live() -> object:
+        stage = OptionStage("deribit")
+        return [stage.apply(r) for r in raws] + [stage.close()]
+
+    live_time = median_time(live, repeats=3, warmup=1)
+    report.add("tapeflow.options.live.OptionStage (JAX IVs + surfaces per micro-batch)", SNAPSHOTS * n,
+               live_time, ours=True)
+    return surface_time, live_time

@@ -1,8 +1,9 @@
 """The one ``Definitions`` of tapeflow's batch runtime (``dagster dev -m dagster_project.definitions``).
 
 Assets (groups ingest, book, derived, signals, quality, warehouse) are partitioned by UTC day x instrument
-and back-filled as single runs; the in-process executor runs every step of a run in one process
-(a process per step costs seconds on a small machine).
+(group ``options`` by UTC day x underlying, with its own job and sensor) and back-filled as single
+runs; the in-process executor runs every step of a run in one process (a process per step costs
+seconds on a small machine).
 
 The definitions load lazily (``@dg.definitions``): that is where configuration is read, once, never
 at import. The days start at ``TAPEFLOW_PARTITIONS_START`` (``YYYY-MM-DD``) when set, else on the
@@ -21,18 +22,20 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from assets import book, derived, docs, ingest, ml, signals, warehouse
+from assets import book, derived, docs, ingest, ml, options, signals, warehouse
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
 from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
 from dagster_project.databento import databento_fetch, databento_gap_repair_sensor
-from dagster_project.jobs import daily_schedule, tapeflow_days
+from dagster_project.jobs import daily_schedule, option_days, tapeflow_days
 from dagster_project.resources import resources
-from dagster_project.sensors import gap_repair_sensor, landing_sensor
+from dagster_project.sensors import gap_repair_sensor, landing_sensor, options_sensor
 from tapeflow.batch.sources import earliest_day
 from tapeflow.errors import ConfigError
 
 ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs, ml)
+# partitioned by day x underlying (assets.options.day_by_underlying), not day x instrument
+OPTION_MODULES = (options,)
 PARTITIONS_START = "TAPEFLOW_PARTITIONS_START"
 
 
@@ -71,15 +74,28 @@ def build_definitions(first_day: str, **paths: object) -> Definitions:
     partitions = day_by_instrument(first_day)
     assets = [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=partitions))
               for a in load_assets_from_modules(ASSET_MODULES)]
+    by_underlying = options.day_by_underlying(first_day)
+    assets += [a.map_asset_specs(lambda spec: spec.replace_attributes(partitions_def=by_underlying))
+               for a in load_assets_from_modules(OPTION_MODULES)]
     return Definitions(
         assets=assets,
-        jobs=[tapeflow_days, databento_fetch],
+        jobs=[tapeflow_days, option_days, databento_fetch],
         schedules=[daily_schedule],
         sensors=[landing_sensor, gap_repair_sensor, alert_run_failure_sensor, alert_check_sensor,
-                 databento_gap_repair_sensor],
+                 databento_gap_repair_sensor, options_sensor],
         resources=resources(**paths),  # type: ignore[arg-type]
         executor=in_process_executor,
     )
+
+
+def day_assets(definitions: Definitions) -> list:
+    """The assets partitioned by day x instrument (every group but ``options``).
+
+    What one ``dagster.materialize`` call over instrument-days may take: Dagster runs one
+    partitions definition per run, and the option assets are partitioned by underlying-day.
+    """
+    return [a for a in definitions.assets or []  # type: ignore[union-attr]
+            if options.GROUP not in getattr(a, "group_names_by_key", {}).values()]
 
 
 @dg.definitions

@@ -17,11 +17,19 @@ from dagster_project.runs import SCHEDULE_NAME_TAG, partition_runs
 
 DAILY = "daily_schedule"
 
-# Every asset and check, ingest to warehouse, for some instrument-days.
+# Every asset and check, ingest to warehouse, for some instrument-days (the options group is
+# partitioned by underlying-day and has its own job: a run has one partitions definition).
 tapeflow_days = define_asset_job(
     "tapeflow_days",
-    selection=AssetSelection.all(),
+    selection=AssetSelection.all() - AssetSelection.groups("options"),
     description="Rebuild instrument-days end to end: ingest -> book -> derived -> checks -> warehouse.",
+)
+
+# The option tickers and surfaces of some underlying-days (day x underlying partitions).
+option_days = define_asset_job(
+    "option_days",
+    selection=AssetSelection.groups("options"),
+    description="Deribit captures -> option tickers with our IVs -> IV surfaces, per underlying-day.",
 )
 
 

@@ -13,17 +13,20 @@ import json
 
 from dagster import DefaultSensorStatus, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
+from assets.options import UNDERLYINGS, UNDERLYINGS_NAME, underlying_key
 from assets.partitions import INSTRUMENTS, INSTRUMENTS_NAME, first_day, instrument_key, parse_instrument_key
 from assets.resources import TapeflowResource
-from dagster_project.jobs import tapeflow_days
+from dagster_project.jobs import option_days, tapeflow_days
 from dagster_project.runs import SENSOR_NAME_TAG, before, partition_runs
 from tapeflow.batch.repairs import closed_windows, repair_days
 from tapeflow.batch.sources import SourceIndex, discover
+from tapeflow.options.landing import OptionIndex, capture_files
 from tapeflow.schemas.records import STATUS
 from tapeflow.storage import lake as lake_store
 
 LANDING = "landing_sensor"
 GAP_REPAIR = "gap_repair_sensor"
+OPTIONS = "options_sensor"
 # Sources decoded per tick: a big drop is indexed over several ticks instead of timing one out.
 SOURCES_PER_TICK = 20
 
@@ -93,6 +96,49 @@ def gap_repair_sensor(context: SensorEvaluationContext,
                          f"{'; '.join(windows)}")
     tag = hashlib.sha1("\n".join(sorted(windows) or sorted(map(str, days))).encode()).hexdigest()[:12]
     return _result(context, GAP_REPAIR, days, f"repair:{tag}", {"tapeflow/trigger": "gap_repair"}, state)
+
+
+@sensor(name=OPTIONS, job=option_days, minimum_interval_seconds=60,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="New or changed Deribit captures under <landing>/deribit/ -> their underlying-days "
+                    "(option tickers and IV surfaces).")
+def options_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -> SensorResult | SkipReason:
+    """Index new option captures, register their underlyings (``deribit.BTC``) and request their days.
+
+    Like the landing sensor: sources decoded at most :data:`SOURCES_PER_TICK` per tick, a capture
+    that fails to decode is logged, days before the partitions' first day wait in the cursor.
+    """
+    state = json.loads(context.cursor) if context.cursor else {}
+    index = OptionIndex(tapeflow.lake)
+    files = capture_files(tapeflow.landing)
+    fresh = index.refresh(files, limit=SOURCES_PER_TICK)
+    for path in fresh:
+        if index.entries[path]["error"]:
+            context.log.warning(f"option capture {path} could not be decoded: {index.entries[path]['error']}")
+    days: set[Day] = {(d.date, d.venue, d.underlying) for d in index.days(fresh)}
+    days |= {tuple(w) for w in state.get("waiting", [])}  # type: ignore[misc]
+    if not days:
+        return SkipReason(f"no new or changed capture among {len(files)} under {tapeflow.landing}/deribit")
+    repo = context.repository_def
+    first = (first_day(repo.get_job(option_days.name).partitions_def)
+             if repo is not None and repo.has_job(option_days.name) else None)
+    ready, early = before(days, first)
+    state["waiting"] = sorted(early)
+    if early:
+        context.log.warning(f"{len(early)} underlying-days are before the partitions' first day {first} "
+                            f"(from {min(early)[0]}): they wait until the definitions are reloaded or "
+                            "TAPEFLOW_PARTITIONS_START is set earlier")
+    known = list(context.instance.get_dynamic_partitions(UNDERLYINGS_NAME))
+    new = sorted({underlying_key(v, u) for _, v, u in ready} - set(known))
+    signature = hashlib.sha1(json.dumps(sorted(fresh)).encode()).hexdigest()[:12]
+    runs = partition_runs(ready, known + new, run_key_prefix=f"options:{signature}",
+                          tags={"tapeflow/trigger": "options_landing", SENSOR_NAME_TAG: OPTIONS})
+    cursor = json.dumps(state, sort_keys=True)
+    if not runs:
+        return SensorResult(skip_reason=f"{len(early)} underlying-days wait for earlier partitions",
+                            cursor=cursor)
+    return SensorResult(run_requests=runs, cursor=cursor,
+                        dynamic_partitions_requests=[UNDERLYINGS.build_add_request(new)] if new else [])
 
 
 def _first_day(context: SensorEvaluationContext) -> str | None:

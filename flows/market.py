@@ -43,6 +43,7 @@ from flows.sources import CaptureSource, LiveSource
 from tapeflow.derived.bars import STANDARD_INTERVALS
 from tapeflow.errors import ConfigError
 from tapeflow.live.pipeline import new_health, pipeline_factory
+from tapeflow.options import LIVE_FORMAT
 from tapeflow.schemas.records import REJECTED, SIGNAL, STATUS
 from tapeflow.settings import LiveSettings, Settings
 
@@ -235,6 +236,10 @@ def flow_from_env() -> Dataflow:
             extra.append(KafkaBusSink(bus.kafka_brokers, bus.dead_letters, tables=bus.tables,
                                       prefix=bus.prefix, retry_s=bus.retry_s))
     sinks = MarketSinks(tables=tables, extra=tuple(extra), alerts=alerts)
+    if live.capture and live.format_name == LIVE_FORMAT:  # option tickers: their own flow
+        from flows.options import OptionCaptureSource, build_options_flow
+
+        return build_options_flow(OptionCaptureSource(live.capture, batch_events=live.batch_events), sinks)
     health_clock, degraded_ns = live.health_clock(), live.degraded_ns
 
     def health() -> Any:

@@ -193,18 +193,23 @@ def parity_violations(strike: np.ndarray, forward: np.ndarray, price_coin: np.nd
     forward = np.asarray(forward, np.float64)
     price = np.asarray(price_coin, np.float64)
     is_call = np.asarray(is_call, bool)
-    violations = checked = 0
-    for k in np.unique(strike[is_call]):
-        c = np.flatnonzero(is_call & (strike == k))
-        p = np.flatnonzero(~is_call & (strike == k))
-        if p.size == 0:
-            continue
-        f = (forward[c[-1]] + forward[p[-1]]) / 2.0
-        gap = price[c[-1]] - price[p[-1]] - (1.0 - k / f)
-        if np.isfinite(gap):
-            checked += 1
-            violations += int(abs(gap) > tol)
-    return Violations(violations, checked)
+    # per strike the last call and the last put given (a chain may repeat a strike), vectorized:
+    # a loop over strikes with a mask each was quadratic in the chain
+    k_call, c = _last_per_strike(strike, np.flatnonzero(is_call))
+    k_put, p = _last_per_strike(strike, np.flatnonzero(~is_call))
+    k, ci, pi = np.intersect1d(k_call, k_put, assume_unique=True, return_indices=True)
+    c, p = c[ci], p[pi]
+    f = (forward[c] + forward[p]) / 2.0
+    gap = price[c] - price[p] - (1.0 - k / f)
+    ok = np.isfinite(gap)
+    return Violations(int(np.sum(np.abs(gap[ok]) > tol)), int(np.sum(ok)))
+
+
+def _last_per_strike(strike: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct strikes of ``rows`` (sorted) and, for each, the last of ``rows`` holding it."""
+    backwards = rows[::-1]
+    distinct, first_backwards = np.unique(strike[backwards], return_index=True)
+    return distinct, backwards[first_backwards]
 
 
 class ExpiryRow(NamedTuple):

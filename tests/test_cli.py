@@ -33,7 +33,7 @@ def test_bad_duration_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFix
 
 # the formats README.md documents, one venue folder each
 README_FORMATS = ["bitmex", "binance", "bybit", "coinbase", "dbn", "iqfeed", "kraken", "kucoin", "lobster",
-                  "okx", "sim", "tardis"]
+                  "okx", "sim", "tardis", "deribit"]
 
 
 def test_every_cli_format_comes_from_a_venue_folder(capsys: pytest.CaptureFixture[str]) -> None:

@@ -30,6 +30,7 @@ from typing import IO
 from tapeflow.errors import ConfigError
 from tapeflow.live import failure
 from tapeflow.live.shutdown import DEFAULT_GRACE_S, SignalStop
+from tapeflow.options import LIVE_FORMAT
 from tapeflow.settings import CLOCKS, LiveSettings, Settings
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.wire.registry import get_format, live_venues
@@ -391,7 +392,8 @@ def check_source(args: argparse.Namespace) -> None:
         ConfigError: an unknown format, a missing capture file or a venue without a connector.
     """
     if args.capture:
-        get_format(args.format_name or args.venue or "")
+        if (args.format_name or args.venue) != LIVE_FORMAT:  # the options flow reads Deribit tickers
+            get_format(args.format_name or args.venue or "")
         missing = [str(p) for p in args.capture if not p.is_file()]
         if missing:
             raise ConfigError(f"capture files not found: {', '.join(missing)}")

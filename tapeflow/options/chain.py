@@ -21,6 +21,24 @@ SCALE = 1e9
 # what a decoder collects per ticker, before the kernels run
 RAW_COLUMNS = ("ts_event_ns", "ts_recv_ns", "symbol", "underlying", "expiry_ns", "strike_price_nanos",
                "is_call", "underlying_price_nanos", "mark_price_nanos", "mark_iv", "venue_delta")
+# decoded tickers before the kernels: what a live source hands the flow's option stage, which prices
+# each micro-batch (never stored: it has no record type)
+RAW_TABLE = "option_ticker_raw"
+RAW_SCHEMA = pa.schema([("ts_event_ns", pa.int64()), ("ts_recv_ns", pa.int64()), ("symbol", pa.string()),
+                        ("underlying", pa.string()), ("expiry_ns", pa.int64()),
+                        ("strike_price_nanos", pa.int64()), ("is_call", pa.bool_()),
+                        ("underlying_price_nanos", pa.int64()), ("mark_price_nanos", pa.int64()),
+                        ("mark_iv", pa.float64()), ("venue_delta", pa.float64())])
+
+
+def raw_table(raw: Mapping[str, Sequence[Any]]) -> pa.Table:
+    """Decoded tickers (one list per name of :data:`RAW_COLUMNS`) as a :data:`RAW_SCHEMA` table."""
+    return pa.table({c: raw[c] for c in RAW_COLUMNS}, schema=RAW_SCHEMA)
+
+
+def price_raw(table: pa.Table, venue: str) -> pa.Table:
+    """:func:`price_tickers` of a :data:`RAW_SCHEMA` table (a live micro-batch)."""
+    return price_tickers({c: table.column(c).to_numpy(zero_copy_only=False) for c in RAW_COLUMNS}, venue)
 
 
 def price_tickers(raw: Mapping[str, Sequence[Any]], venue: str) -> pa.Table:

@@ -21,7 +21,7 @@ from collections.abc import Collection
 from typing import Any
 
 from tapeflow.errors import BadInput, BadNumber
-from tapeflow.options.chain import RAW_COLUMNS, price_tickers
+from tapeflow.options.chain import RAW_COLUMNS, RAW_TABLE, price_tickers, raw_table
 from tapeflow.options.instruments import parse_option_name
 from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder
 from tapeflow.venues.fields import decimal, field, integer, obj, text
@@ -59,8 +59,10 @@ class DeribitTickerDecoder(VenueDecoder):
     venue = VENUE
     every_frame_accounted = True
 
-    def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS) -> None:
+    def __init__(self, *, symbols: Collection[str] | None = None, chunk_rows: int = CHUNK_ROWS,
+                 priced: bool = True) -> None:
         super().__init__(symbols=symbols, chunk_rows=chunk_rows)
+        self.priced = priced
         self._raw: dict[str, list[Any]] = {c: [] for c in RAW_COLUMNS}
         self.tickers = 0
 
@@ -120,7 +122,10 @@ class DeribitTickerDecoder(VenueDecoder):
         return len(self._raw["symbol"]) + len(self.rejects)
 
     def chunk(self, bytes_read: int, source: str) -> Decoded:
-        """The buffered tickers priced by the kernels (:func:`~tapeflow.options.chain.price_tickers`)."""
-        tables = {"option_ticker": price_tickers(self._raw, self.venue), "rejected": self.rejects.drain()}
+        """The buffered tickers priced by the kernels (:func:`~tapeflow.options.chain.price_tickers`),
+        or, unpriced, as an ``option_ticker_raw`` table for a live flow to price per micro-batch."""
+        tickers = (("option_ticker", price_tickers(self._raw, self.venue)) if self.priced
+                   else (RAW_TABLE, raw_table(self._raw)))
+        tables = dict([tickers, ("rejected", self.rejects.drain())])
         self._raw = {c: [] for c in RAW_COLUMNS}
         return Decoded({k: t for k, t in tables.items() if t.num_rows}, bytes_read, source)

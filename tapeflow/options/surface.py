@@ -112,7 +112,8 @@ def snapshot_rows(symbol: np.ndarray, ts_ns: np.ndarray, grid: np.ndarray,
 
 
 def surfaces(tickers: pa.Table, step_ns: int = STEP_NS, staleness_ns: int = STALENESS_NS,
-             tolerances: Tolerances = Tolerances()) -> pa.Table:  # noqa: B008  (immutable NamedTuple)
+             tolerances: Tolerances = Tolerances(),  # noqa: B008  (immutable NamedTuple)
+             *, after_ns: int | None = None, until_ns: int | None = None) -> pa.Table:
     """Surfaces of every underlying at every grid time.
 
     Args:
@@ -120,6 +121,8 @@ def surfaces(tickers: pa.Table, step_ns: int = STEP_NS, staleness_ns: int = STAL
         step_ns: the snapshot grid's step (1 minute by default).
         staleness_ns: the oldest ticker a snapshot may use (1 minute by default).
         tolerances: the no-arbitrage tolerances.
+        after_ns: only grid times after this (the live stage's already emitted ones are not redone).
+        until_ns: only grid times at or before this.
 
     Returns:
         A :data:`SURFACE_SCHEMA` table, sorted by underlying, grid time and expiry.
@@ -134,6 +137,10 @@ def surfaces(tickers: pa.Table, step_ns: int = STEP_NS, staleness_ns: int = STAL
         raise BadSurfaceInput(f"staleness must be positive, got {staleness_ns} ns")
     col = {c: tickers.column(c).to_numpy(zero_copy_only=False) for c in _NEEDED}
     grid = grid_times(col["ts_event_ns"], step_ns)
+    if after_ns is not None:
+        grid = grid[grid > after_ns]
+    if until_ns is not None:
+        grid = grid[grid <= until_ns]
     g, r = snapshot_rows(col["symbol"], col["ts_event_ns"], grid, staleness_ns)
     out: dict[str, list] = {f.name: [] for f in SURFACE_SCHEMA}
     underlying = np.asarray(col["underlying"], object)[r]

@@ -69,6 +69,11 @@ JSON_TRADES = {
               '"sequence":"$id","time":"$ns"}}',
     "bitmex": '{"table":"trade","action":"insert","data":[{"timestamp":"2023-11-14T22:13:20.00${i}Z",'
               '"symbol":"XBTUSD","side":"Buy","size":1,"price":100.$i,"trdMatchID":"m$id"}]}',
+    # Deribit's documented trades notification (docs.deribit.com, trades.{instrument_name}.{interval})
+    "deribit": '{"jsonrpc":"2.0","method":"subscription","params":{"channel":"trades.BTC-PERPETUAL.raw",'
+               '"data":[{"trade_seq":$id,"trade_id":"$id","timestamp":$ms,"tick_direction":0,"price":100.$i,'
+               '"mark_price":100.0,"instrument_name":"BTC-PERPETUAL","index_price":100.0,"direction":"buy",'
+               '"amount":10}]}}',
 }
 
 

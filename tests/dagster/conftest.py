@@ -105,7 +105,9 @@ def definitions(first_day: str = FIRST_DAY) -> dg.Definitions:
 def materialize(dep: Deployment, instance: dg.DagsterInstance, *, partition_key: str | None = None,
                 tags: dict[str, str] | None = None) -> dg.ExecuteInProcessResult:
     """Every asset and check of the Definitions for one partition (or a range given as tags)."""
-    return dg.materialize(list(definitions().assets), partition_key=partition_key, tags=tags,
+    from dagster_project.definitions import day_assets
+
+    return dg.materialize(day_assets(definitions()), partition_key=partition_key, tags=tags,
                           resources=dep.resources(), instance=instance, raise_on_error=False)
 
 

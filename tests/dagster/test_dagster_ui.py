@@ -15,6 +15,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
+from dagster_project.definitions import day_assets
 from tests.dagster.conftest import (
     SIM_DAY,
     Deployment,
@@ -158,7 +159,7 @@ def test_a_subset_run_writes_and_checks_only_what_it_selected(two_instruments) -
     from tests.dagster.conftest import check_results, materializations
 
     dep, instance, _, keys = two_instruments
-    assets = list(definitions().assets)
+    assets = day_assets(definitions())
     only_trades = dg.materialize(assets, selection=["trades"], partition_key=keys[SYMBOLS[0]],
                                  resources=dep.resources(), instance=instance, raise_on_error=False)
     assert only_trades.success

@@ -13,20 +13,28 @@ def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills()
     repo = definitions().get_repository_def()
     graph = repo.asset_graph
     groups = {graph.get(k).group_name for k in graph.get_all_asset_keys()}
-    assert groups == {"ingest", "book", "derived", "signals", "quality", "warehouse", "ml"}
+    assert groups == {"ingest", "book", "derived", "signals", "quality", "warehouse", "ml", "options"}
     for key in graph.get_all_asset_keys():
         node = graph.get(key)
         assert node.backfill_policy == dg.BackfillPolicy.single_run(), key
-        assert node.partitions_def is not None and node.partitions_def.partitions_defs[1].name == "instrument"
+        # the options group is partitioned by underlying-day (deribit.BTC), every other by instrument-day
+        second = "underlying" if node.group_name == "options" else "instrument"
+        assert node.partitions_def is not None and node.partitions_def.partitions_defs[1].name == second
+        assert node.partitions_def.partitions_defs[0].partitions_def.start.date().isoformat() == "2023-12-01"
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {("book_snapshots", n) for n in check_names("book_snapshots")} <= checks
     assert {("trades", n) for n in check_names("trades")} <= checks
-    assert all(graph.get_check_spec(k).blocking for k in graph.asset_check_keys)
+    # every quality check blocks; the options' no-arbitrage count only warns
+    assert {k for k in graph.asset_check_keys if not graph.get_check_spec(k).blocking} == {
+        dg.AssetCheckKey(dg.AssetKey("option_surfaces"), "no_arbitrage")}
     job = repo.get_job("tapeflow_days")
     assert job.executor_def.name == "in_process"
+    assert "option_surfaces" not in {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {k.to_user_string() for k in repo.get_job("option_days").asset_layer.selected_asset_keys} == {
+        "option_tickers", "option_surfaces"}
     assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "gap_repair_sensor",
                                                   "alert_run_failure_sensor", "alert_check_sensor",
-                                                  "databento_gap_repair_sensor"}
+                                                  "databento_gap_repair_sensor", "options_sensor"}
     assert [s.name for s in repo.schedule_defs] == ["daily_schedule"]
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from dagster_project.definitions import day_assets
 from tests.dagster.conftest import Deployment, check_results, definitions, materializations, register
 
 PRICE_NANOS = 100_000  # LOBSTER prices are dollars x 10000
@@ -61,7 +62,7 @@ def test_lobster_book_assets_publish_the_orderbook_files_book(real_data: Path, t
     instance = dg.DagsterInstance.ephemeral()
     assert register(instance, dep) == [("lobster", symbol, DAY)]
     key = f"{DAY}|{instrument_key('lobster', symbol)}"
-    result = dg.materialize(list(definitions(DAY).assets), partition_key=key, resources=dep.resources(),
+    result = dg.materialize(day_assets(definitions(DAY)), partition_key=key, resources=dep.resources(),
                             instance=instance, raise_on_error=False)
     meta = materializations(result)
     book = np.loadtxt(paths[1], delimiter=",", dtype=np.int64, ndmin=2)

@@ -156,3 +156,34 @@ def test_surface_rows_term_structure_and_checks() -> None:
     # swap the expiries' times: the longer one now has less variance everywhere
     swapped = surface(expiry, strike, fwd, np.where(expiry == 9, 0.5, 0.1), iv, delta, is_call, price)
     assert swapped[1].calendar.violations == swapped[1].calendar.checked > 20
+
+
+def test_parity_counts_equal_a_plain_loop_over_strikes_on_ragged_chains() -> None:
+    """Repeated strikes (the last call and put count), strikes with one side only, NaN prices."""
+    from kernels.options_surface import parity_violations
+
+    def loop(strike, forward, price, is_call, tol):  # noqa: ANN001, ANN202
+        violations = checked = 0
+        for k in np.unique(strike[is_call]):
+            c = np.flatnonzero(is_call & (strike == k))
+            p = np.flatnonzero(~is_call & (strike == k))
+            if p.size == 0:
+                continue
+            gap = price[c[-1]] - price[p[-1]] - (1.0 - k / ((forward[c[-1]] + forward[p[-1]]) / 2.0))
+            if np.isfinite(gap):
+                checked += 1
+                violations += int(abs(gap) > tol)
+        return violations, checked
+
+    seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed {seed}")
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        n = int(rng.integers(0, 40))
+        strike = rng.choice([80.0, 90.0, 100.0, 110.0, 120.0], n)
+        forward = 100.0 + rng.normal(0, 0.5, n)
+        is_call = rng.random(n) < 0.5
+        price = np.where(is_call, np.maximum(1 - strike / forward, 0), np.maximum(strike / forward - 1, 0))
+        price = price + rng.choice([0.0, 0.0, 2e-4, -3e-4, np.nan], n)
+        got = parity_violations(strike, forward, price, is_call, 1e-4)
+        assert (got.violations, got.checked) == loop(strike, forward, price, is_call, 1e-4)

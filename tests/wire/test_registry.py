@@ -78,8 +78,10 @@ def test_the_parts_come_from_each_folder() -> None:
 
     assert registry.client_class("binance") is BinanceClient
     assert isinstance(adapter_for("kraken"), KrakenReplay)
-    assert registry.replayable() == ["binance", "bybit", "coinbase", "iqfeed", "kraken", "okx", "sim"]
-    assert registry.live_venues() == ["binance", "bybit", "coinbase", "dbn", "iqfeed", "kraken", "okx", "sim"]
+    assert registry.replayable() == ["binance", "bybit", "coinbase", "deribit", "iqfeed", "kraken", "okx",
+                                     "sim"]
+    assert registry.live_venues() == ["binance", "bybit", "coinbase", "dbn", "deribit", "iqfeed", "kraken",
+                                      "okx", "sim"]
     with pytest.raises(ConfigError, match="no live connector for venue 'lobster'"):
         registry.client_class("lobster")
     with pytest.raises(ConfigError, match="format 'tardis' cannot be replayed; replayable: binance, bybit"):
