@@ -8,10 +8,11 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak
+.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak chromium dashboard
 
 # the install: a venv with the project (editable) and its numba kernels compiled
 setup: $(STAMP) kernels
+	@$(MAKE) --no-print-directory chromium
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "tapeflow needs $(PYTHON) on PATH"; exit 1; }
@@ -104,3 +105,19 @@ ui: $(STAMP)
 validate: $(STAMP)
 	@$(BIN)/python -m dagster_project.home $(DAGSTER_HOME_DIR) >/dev/null
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster definitions validate -m dagster_project.definitions
+
+# Debian's chromium for the dashboard's browser test (tests/serve/test_browser.py): installed when missing
+# and root; otherwise the test skips and says why. Never `playwright install` (no browser downloads).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is missing and this is not root: the browser test will skip"
+
+# the dashboard and the read API on the demo's live lake (run `make demo` first), on 127.0.0.1:8050,
+# relaying a flow started with `tapeflow live ... --publish 127.0.0.1:8765` (docs/dashboard.md)
+DASHBOARD_PORT ?= 8050
+PUBLISH ?= 127.0.0.1:8765
+
+dashboard: $(STAMP)
+	@test -d .demo/live/lake || { echo "no demo lake: run make demo first"; exit 2; }
+	$(BIN)/tapeflow serve --lake .demo/live/lake --port $(DASHBOARD_PORT) --live $(PUBLISH)

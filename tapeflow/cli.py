@@ -16,6 +16,7 @@ from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
 from tapeflow.options import cli as options_cli
 from tapeflow.replay import cli as replay_cli
+from tapeflow.serve import cli as serve_cli
 from tapeflow.settings import Settings
 from tapeflow.signals import cli as signals_cli
 from tapeflow.timeutil import parse_duration_ns
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     options_cli.add_parser(sub)
     derivatives_cli.add_parser(sub)
     alerts_cli.add_parser(sub)
+    serve_cli.add_parser(sub)
     return p
 
 

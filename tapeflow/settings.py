@@ -88,6 +88,8 @@ class LiveSettings:
         progress_s: seconds between progress lines (``TAPEFLOW_LIVE_PROGRESS_S``).
         clock: what health judges latency against (``TAPEFLOW_LIVE_CLOCK``, one of :data:`CLOCKS`).
         metrics_port: Prometheus port (``TAPEFLOW_LIVE_METRICS_PORT``; None: no endpoint).
+        publish: loopback ``HOST:PORT`` the dashboard's relay subscribes to (``TAPEFLOW_LIVE_PUBLISH``;
+            None: not published; docs/dashboard.md).
     """
 
     venue: str = ""
@@ -113,6 +115,7 @@ class LiveSettings:
     progress_s: float = 2.0
     clock: str = "auto"
     metrics_port: int | None = None
+    publish: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -168,6 +171,7 @@ class LiveSettings:
             progress_s=float(_int(get, "TAPEFLOW_LIVE_PROGRESS_S", 2, low=1) or 2),
             clock=clock,
             metrics_port=port,
+            publish=get("TAPEFLOW_LIVE_PUBLISH") or None,
         )
 
     def health_clock(self) -> str:

@@ -90,6 +90,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--alerts", type=Path, metavar="CONFIG",
                       help="alert on signal and feed-status rows with the rules and channels of this file "
                            "(default: TAPEFLOW_ALERTS_CONFIG; docs/alerts.md)")
+    out.add_argument("--publish", metavar="HOST:PORT",
+                     help="publish the outputs on this loopback address for `tapeflow serve --live` "
+                          "(docs/dashboard.md)")
     p.set_defaults(func=run_live)
 
 
@@ -130,6 +133,8 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_JOURNAL"] = str(args.journal)
     if getattr(args, "alerts", None):
         env["TAPEFLOW_ALERTS_CONFIG"] = str(args.alerts.resolve())
+    if getattr(args, "publish", None):
+        env["TAPEFLOW_LIVE_PUBLISH"] = args.publish
     if args.bars:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:
