@@ -55,9 +55,14 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+# what params.text accepts: printable characters (no control characters), up to 200
+_PRINTABLE = "^[^\\x00-\\x1f]*$"
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": _PRINTABLE}
 _TIME = {
     "type": "string",
     "maxLength": 64,
+    "pattern": r"^([0-9]{1,19}|[0-9]{4}-[0-9]{2}-[0-9]{2}([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?)?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})?)$",
     "description": "integer ns since the epoch, or an ISO-8601 time (UTC unless it says otherwise)",
 }
 _BAD = _json({"$ref": "#/components/schemas/Error"}, "a bad parameter; `parameter` names it")
@@ -77,8 +82,8 @@ def _row_schema(record: RecordType) -> dict[str, Any]:
 
 def _dataset_path(name: str, record: RecordType) -> dict[str, Any]:
     parameters = [
-        _param("venue", "only this venue", {"type": "string", "maxLength": 200}),
-        _param("symbol", "only this instrument", {"type": "string", "maxLength": 200}),
+        _param("venue", "only this venue", _TEXT),
+        _param("symbol", "only this instrument", _TEXT),
         _param("start", "first ts_event_ns included", _TIME),
         _param("end", "first ts_event_ns excluded (after start)", _TIME),
         _param(
@@ -97,10 +102,7 @@ def _dataset_path(name: str, record: RecordType) -> dict[str, Any]:
             {"type": "string", "enum": list(params.FORMATS), "default": "json"},
         ),
     ]
-    parameters += [
-        _param(c, f"only rows whose {c} equals this", {"type": "string", "maxLength": 200})
-        for c in FILTERS.get(name, ())
-    ]
+    parameters += [_param(c, f"only rows whose {c} equals this", _TEXT) for c in FILTERS.get(name, ())]
     if name == "signals":
         parameters.append(
             _param(
@@ -208,7 +210,7 @@ def document() -> dict[str, Any]:
     alert_id = _param(
         "alert_id",
         "the alert's id (the ledger's alert_id)",
-        {"type": "string", "minLength": 1, "maxLength": 128},
+        {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _PRINTABLE},
         "path",
         True,
     )
@@ -256,8 +258,8 @@ def document() -> dict[str, Any]:
                 "properties": {"feeds": {"type": "array", "items": feed}},
             },
             [
-                _param("venue", "only this venue", {"type": "string", "maxLength": 200}),
-                _param("symbol", "only this instrument", {"type": "string", "maxLength": 200}),
+                _param("venue", "only this venue", _TEXT),
+                _param("symbol", "only this instrument", _TEXT),
             ],
             errors=("400", "401", "503"),
         ),
@@ -291,7 +293,14 @@ def document() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["by"],
                                 "additionalProperties": False,
-                                "properties": {"by": {"type": "string", "minLength": 1, "maxLength": 100}},
+                                "properties": {
+                                    "by": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": 100,
+                                        "pattern": _PRINTABLE,
+                                    }
+                                },
                             }
                         }
                     },

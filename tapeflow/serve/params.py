@@ -45,10 +45,12 @@ class Cursor:
 
 def text(query: Mapping[str, str], name: str, *, required: bool = False, max_chars: int = 200) -> str | None:
     value = query.get(name)
-    if value is None or value == "":
+    if value is None:
         if required:
             raise ParamError(name, "is required")
         return None
+    if value == "":
+        raise ParamError(name, "is empty (leave the parameter out instead)")
     if len(value) > max_chars or any(ord(c) < 32 for c in value):
         raise ParamError(name, f"must be at most {max_chars} printable characters")
     return value

@@ -106,6 +106,7 @@ def test_downloads_stream_the_whole_range(served: str, api_lake: Path, fmt: str)
     ("query", "parameter"),
     [
         ("/api/v1/bars?start=yesterday", "start"),
+        ("/api/v1/bars?venue=", "venue"),
         ("/api/v1/bars?end=-5", "end"),
         ("/api/v1/bars?start=20&end=10", "end"),
         ("/api/v1/bars?limit=0", "limit"),
