@@ -45,9 +45,9 @@ def _bytes(value: Any) -> Any:
 
 
 class _Subscriber:
-    def __init__(self, conn: socket.socket, on_drop: Any) -> None:
+    def __init__(self, conn: socket.socket, on_drop: Any, queue_lines: int) -> None:
         self.conn = conn
-        self.lines: queue.Queue[bytes | None] = queue.Queue(QUEUE_LINES)
+        self.lines: queue.Queue[bytes | None] = queue.Queue(queue_lines)
         self.alive = True
         self._on_drop = on_drop
         threading.Thread(target=self._write, name="tapeflow-publish-writer", daemon=True).start()
@@ -90,13 +90,14 @@ class Publisher:
 
     Args:
         address: ``HOST:PORT`` (port 0: any free port; :attr:`port` says which).
+        queue_lines: batches a subscriber may fall behind before it is disconnected.
 
     Raises:
         ConfigError: the address is malformed or not loopback.
         OSError: the port cannot be bound.
     """
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, *, queue_lines: int = QUEUE_LINES) -> None:
         host, port = parse_address(address, "--publish", allow_zero=True)
         if not is_loopback(host):
             raise ConfigError(f"--publish must be a loopback address (the stream has no auth), got {host!r}")
@@ -107,6 +108,7 @@ class Publisher:
         self._server.listen(16)
         self.host, self.port = host, self._server.getsockname()[1]
         self._subscribers: list[_Subscriber] = []
+        self._queue_lines = queue_lines
         self._lock = threading.Lock()
         self.published = 0
         self.dropped_subscribers = 0
@@ -126,7 +128,7 @@ class Publisher:
                 return
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
-                self._subscribers.append(_Subscriber(conn, self._forget))
+                self._subscribers.append(_Subscriber(conn, self._forget, self._queue_lines))
 
     def _forget(self, sub: _Subscriber) -> None:
         with self._lock:

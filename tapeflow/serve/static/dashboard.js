@@ -152,6 +152,7 @@ async function loadHistory(k) {
   if (!S.live) v.source = "history";
   fillSelectors();
   schedule();
+  window.__tapeflowHistoryLoads = (window.__tapeflowHistoryLoads || 0) + 1;
 }
 
 async function loadAlerts() {
