@@ -53,7 +53,9 @@ function signalKey(r) { return [r.ts_event_ns, r.kind, r.detector, r.side, r.pri
 
 // ---- applying rows (history and live take the same path)
 function applyRow(table, r, live) {
-  const v = view(key(r.venue, r.symbol));
+  const k = key(r.venue, r.symbol);
+  const v = view(k);
+  if (k === S.sel && (table === "bar" || table === "metric" || table === "signal")) S.chartDirty = true;
   if (live) v.source = "live";
   if (table === "book_snapshot") { if (!v.snapshot || r.ts_event_ns >= v.snapshot.ts_event_ns) v.snapshot = r; }
   else if (table === "bar") {
@@ -124,8 +126,12 @@ function connect() {
   ws.onclose = () => { S.relayUp = false; schedule(); setTimeout(connect, 2000); };
 }
 
+// at most one render per RENDER_MS: at 10k rows/s a render per message would starve the socket
+const RENDER_MS = 200;
 let pending = false;
-function schedule() { if (!pending) { pending = true; requestAnimationFrame(() => { pending = false; render(); }); } }
+function schedule() {
+  if (!pending) { pending = true; setTimeout(() => requestAnimationFrame(() => { pending = false; render(); }), RENDER_MS); }
+}
 
 // ---- history for the selected instrument
 async function loadHistory(k) {
@@ -271,6 +277,8 @@ function ensureChart() {
 
 function renderChart(v) {
   ensureChart();
+  if (!S.chartDirty && S.chartFor === S.sel + S.interval) return;
+  S.chartDirty = false; S.chartFor = S.sel + S.interval;
   const m = v.barRows[S.interval] || new Map();
   const rows = [...m.values()].sort((a, b) => a.ts_event_ns - b.ts_event_ns);
   const t = (r) => Math.floor(r.ts_event_ns / NANO);
