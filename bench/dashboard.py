@@ -120,7 +120,7 @@ def run(report: Report) -> None:
     from tapeflow.serve.app import build_app
     from tapeflow.serve.publish import Publisher
     from tapeflow.serve.settings import ServeSettings
-    from tests.serve.server import serving
+    from tapeflow.serve.thread import serving
 
     seconds = 4 if report.quick else 10
     report.section(

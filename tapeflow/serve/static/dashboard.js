@@ -5,6 +5,7 @@ const NANO = 1e9;
 const LC = window.LightweightCharts;
 const TIME_INTERVAL = /^[0-9]+[smhd]$/;
 const MAX_PAGES = 10;
+const HEATMAP_SNAPSHOTS = 300;  // five minutes of the 1 s grid
 
 const S = {
   token: null, instruments: [], sel: null, interval: "1m", live: false, relayUp: false,
@@ -45,7 +46,7 @@ const el = (id) => document.getElementById(id);
 function text(tag, value, cls) { const e = document.createElement(tag); e.textContent = value; if (cls) e.className = cls; return e; }
 
 function view(k) {
-  if (!S.inst[k]) S.inst[k] = { bars: new Map(), barRows: {}, snapshot: null, trades: [], tradeIds: new Set(), metric: null, cvd: new Map(),
+  if (!S.inst[k]) S.inst[k] = { bars: new Map(), barRows: {}, snapshot: null, snaps: [], trades: [], tradeIds: new Set(), metric: null, cvd: new Map(),
     signals: new Map(), state: null, stateCounts: {}, rejects: {}, lastPubNs: null, source: "history" };
   return S.inst[k];
 }
@@ -57,7 +58,16 @@ function applyRow(table, r, live) {
   const v = view(k);
   if (k === S.sel && (table === "bar" || table === "metric" || table === "signal")) S.chartDirty = true;
   if (live) v.source = "live";
-  if (table === "book_snapshot") { if (!v.snapshot || r.ts_event_ns >= v.snapshot.ts_event_ns) v.snapshot = r; }
+  if (table === "book_snapshot") {
+    if (!v.snapshot || r.ts_event_ns >= v.snapshot.ts_event_ns) v.snapshot = r;
+    const last = v.snaps[v.snaps.length - 1];
+    if (!last || r.ts_event_ns > last.ts_event_ns) { v.snaps.push(r); if (v.snaps.length > HEATMAP_SNAPSHOTS) v.snaps.shift(); }
+    else if (r.ts_event_ns < v.snaps[0].ts_event_ns || !v.snaps.some((x) => x.ts_event_ns === r.ts_event_ns)) {
+      v.snaps.push(r); v.snaps.sort((a, b) => a.ts_event_ns - b.ts_event_ns);
+      if (v.snaps.length > HEATMAP_SNAPSHOTS) v.snaps.splice(0, v.snaps.length - HEATMAP_SNAPSHOTS);
+    }
+    if (k === S.sel) S.heatDirty = true;
+  }
   else if (table === "bar") {
     const byInterval = v.barRows[r.interval] || (v.barRows[r.interval] = new Map());
     const old = byInterval.get(r.ts_event_ns);
@@ -147,7 +157,8 @@ async function loadHistory(k) {
   for (const r of bars) applyRow("bar", r, false);
   const lastOpen = bars.length ? bars[bars.length - 1].ts_event_ns : null;
   const recent = lastOpen ? String(BigInt(Math.floor(lastOpen)) - 5000000000n) : dayStart;
-  for (const r of await pages("snapshots", { ...base, start: recent })) applyRow("book_snapshot", r, false);
+  const heatStart = lastOpen ? String(BigInt(Math.floor(lastOpen)) - 300000000000n) : dayStart;
+  for (const r of await pages("snapshots", { ...base, start: heatStart })) applyRow("book_snapshot", r, false);
   for (const r of (await api("trades", { ...base, start: recent, limit: 10000 })).rows) applyRow("trade", r, false);
   for (const r of await pages("metrics", { ...base, start: dayStart })) applyRow("metric", r, false);
   for (const r of await pages("signals", { ...base, start: dayStart })) applyRow("signal", r, false);
@@ -214,7 +225,7 @@ function feedState(k) {
   if (S.live && S.feed && S.feed[k] && !v.state) return S.feedEnded ? "ended" : (S.relayUp ? "streaming" : "ended");
   if (v.state) return v.state.state;
   if (S.live && v.source === "live") return S.relayUp && !S.feedEnded ? "streaming" : "ended";
-  return "unknown (no feed-status rows)";
+  return "no status rows";
 }
 
 function render() {
@@ -243,7 +254,7 @@ function render() {
     Object.assign(lb.dataset, { open: b.open_price_nanos, high: b.high_price_nanos, low: b.low_price_nanos,
       close: b.close_price_nanos, volume: b.volume_nanos, interval: S.interval, ts: b.ts_event_ns });
   }
-  renderChart(v); renderLadder(snap); renderTape(v); renderFeed(v); renderSignals(v);
+  renderChart(v); renderLadder(snap); renderHeatmap(v); renderTape(v); renderFeed(v); renderSignals(v);
 }
 
 function renderOverview() {
@@ -312,6 +323,34 @@ function renderLadder(snap) {
   };
   for (let i = snap.ask_price_nanos.length - 1; i >= 0; i--) row("ask", snap.ask_price_nanos[i], snap.ask_size_nanos[i]);
   for (let i = 0; i < snap.bid_price_nanos.length; i++) row("bid", snap.bid_price_nanos[i], snap.bid_size_nanos[i]);
+}
+
+function renderHeatmap(v) {
+  if (!S.heatDirty && S.heatFor === S.sel) return;
+  S.heatDirty = false; S.heatFor = S.sel;
+  const canvas = el("heatmap"), ctx = canvas.getContext("2d");
+  canvas.width = canvas.clientWidth || 400;
+  const W = canvas.width, H = canvas.height, snaps = v.snaps;
+  ctx.clearRect(0, 0, W, H);
+  if (!snaps.length) return;
+  let lo = Infinity, hi = -Infinity, top = 1;
+  for (const s of snaps) {
+    for (const p of s.bid_price_nanos.concat(s.ask_price_nanos)) { lo = Math.min(lo, p); hi = Math.max(hi, p); }
+    for (const q of s.bid_size_nanos.concat(s.ask_size_nanos)) top = Math.max(top, q);
+  }
+  const span = Math.max(hi - lo, 1), colW = Math.max(1, W / snaps.length), rowH = Math.max(2, H / 40);
+  const y = (p) => H - rowH - (p - lo) / span * (H - rowH);
+  snaps.forEach((s, i) => {
+    const x = i * colW;
+    const side = (prices, sizes, rgb) => prices.forEach((p, j) => {
+      ctx.fillStyle = `rgba(${rgb},${(0.15 + 0.85 * Math.sqrt(sizes[j] / top)).toFixed(3)})`;
+      ctx.fillRect(x, y(p), Math.ceil(colW), rowH);
+    });
+    side(s.bid_price_nanos, s.bid_size_nanos, "42,157,92");
+    side(s.ask_price_nanos, s.ask_size_nanos, "178,58,72");
+  });
+  ctx.fillStyle = "#9fb0c0"; ctx.font = "10px sans-serif";
+  ctx.fillText(px(hi), 2, 10); ctx.fillText(px(lo), 2, H - 2);
 }
 
 function renderTape(v) {
