@@ -134,7 +134,9 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     if getattr(args, "alerts", None):
         env["TAPEFLOW_ALERTS_CONFIG"] = str(args.alerts.resolve())
     if getattr(args, "publish", None):
-        env["TAPEFLOW_LIVE_PUBLISH"] = args.publish
+        from tapeflow.serve.settings import check_publish
+
+        env["TAPEFLOW_LIVE_PUBLISH"] = check_publish(args.publish)
     if args.bars:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:

@@ -22,8 +22,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
-from tapeflow.errors import ConfigError
-from tapeflow.serve.settings import is_loopback, parse_address
+from tapeflow.serve.settings import check_publish, parse_address
 
 # What the dashboard shows; the decoded input (book deltas, order events, venue quotes) stays in the lake.
 PUBLISHED = ("trade", "bbo", "book_snapshot", "bar", "metric", "signal", "status", "rejected")
@@ -98,9 +97,7 @@ class Publisher:
     """
 
     def __init__(self, address: str, *, queue_lines: int = QUEUE_LINES) -> None:
-        host, port = parse_address(address, "--publish", allow_zero=True)
-        if not is_loopback(host):
-            raise ConfigError(f"--publish must be a loopback address (the stream has no auth), got {host!r}")
+        host, port = parse_address(check_publish(address), "--publish", allow_zero=True)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._server = socket.socket(family, socket.SOCK_STREAM)
         self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

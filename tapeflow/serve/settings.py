@@ -103,3 +103,15 @@ def check_bind(settings: ServeSettings) -> None:
                           "TAPEFLOW_SERVE_TOKEN or TAPEFLOW_SERVE_TOKEN_FILE (docs/dashboard.md)")
     if not 0 <= settings.port <= 65535:
         raise ConfigError(f"serve: --port must be 0-65535, got {settings.port}")
+
+
+def check_publish(address: str) -> str:
+    """``address`` when it is a loopback ``HOST:PORT`` the flow's publisher may bind (the stream has no auth).
+
+    Raises:
+        ConfigError: not HOST:PORT, or not loopback.
+    """
+    host, _ = parse_address(address, "--publish", allow_zero=True)
+    if not is_loopback(host):
+        raise ConfigError(f"--publish must be a loopback address (the stream has no auth), got {host!r}")
+    return address

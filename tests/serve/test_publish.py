@@ -151,3 +151,20 @@ def test_a_subscriber_that_stops_reading_is_dropped_not_waited_for() -> None:
     finally:
         stuck.close()
         publisher.close()
+
+
+def test_tapeflow_live_publish_reaches_the_flows_settings() -> None:
+    from tapeflow.cli import _parser
+    from tapeflow.live.cli import live_env
+    from tapeflow.settings import LiveSettings, Settings
+
+    def env(*extra: str) -> dict[str, str]:
+        args = _parser().parse_args(["live", "--capture", "a.gz", "--format", "sim", *extra])
+        return live_env(args, Settings())
+
+    assert LiveSettings.from_env(env("--publish", "127.0.0.1:8765")).publish == "127.0.0.1:8765"
+    assert LiveSettings.from_env(env()).publish is None
+    with pytest.raises(ConfigError, match="loopback"):
+        env("--publish", "0.0.0.0:8765")
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        env("--publish", "8765")
