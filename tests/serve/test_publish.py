@@ -168,3 +168,22 @@ def test_tapeflow_live_publish_reaches_the_flows_settings() -> None:
         env("--publish", "0.0.0.0:8765")
     with pytest.raises(ConfigError, match="HOST:PORT"):
         env("--publish", "8765")
+
+
+def test_the_websocket_needs_the_token_when_one_is_set(tmp_path) -> None:  # noqa: ANN001
+    from websockets.exceptions import InvalidStatus
+
+    token = "ws-token-0123456789abcdef"
+    publisher = Publisher("127.0.0.1:0")
+    app = build_app(ServeSettings(lake=tmp_path / "lake", live=("127.0.0.1", publisher.port), token=token))
+    try:
+        with serving(app) as base:
+            url = base.replace("http://", "ws://") + "/ws/live"
+            with pytest.raises(InvalidStatus) as refused:  # closed before accept: the handshake is refused
+                with connect(url) as ws:
+                    ws.recv(timeout=10)
+            assert refused.value.response.status_code == 403
+            with connect(url + f"?token={token}") as ws:
+                assert orjson.loads(ws.recv(timeout=10))["type"] == "hello"
+    finally:
+        publisher.close()
