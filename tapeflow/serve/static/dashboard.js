@@ -230,9 +230,10 @@ function feedState(k) {
 
 function render() {
   const live = S.live && S.relayUp;
-  el("mode").textContent = S.live ? (live ? "LIVE" : "LIVE (relay down)") : "HISTORICAL";
+  el("mode").textContent = S.live ? (live ? "LIVE" : "LIVE: flow stopped") : "HISTORICAL";
   el("mode").className = "badge " + (live ? "live" : "historical");
-  el("relay").textContent = S.live ? (S.relayUp ? "relaying the flow" : "waiting for the flow's publisher") : "no live relay: history only";
+  el("relay").textContent = S.live ? (S.relayUp ? "relaying the flow" : "last state shown; waiting for the flow's publisher")
+    : "no live relay: history only";
   renderOverview();
   if (!S.sel) return;
   const v = view(S.sel);
