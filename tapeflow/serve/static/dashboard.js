@@ -50,7 +50,9 @@ function view(k) {
     signals: new Map(), state: null, stateCounts: {}, rejects: {}, lastPubNs: null, source: "history" };
   return S.inst[k];
 }
-function signalKey(r) { return [r.ts_event_ns, r.kind, r.detector, r.side, r.price_nanos].join("|"); }
+// the whole row: ns times lose their last bits as JS numbers, so two signals close in time and alike in
+// kind, side and price would otherwise collide; history and stream carry the same columns in one order
+function signalKey(r) { return JSON.stringify(r); }
 
 // ---- applying rows (history and live take the same path)
 function applyRow(table, r, live) {
