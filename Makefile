@@ -8,7 +8,7 @@ export DAGSTER_DISABLE_TELEMETRY := 1
 export JAX_PLATFORMS ?= cpu
 PYTEST_WORKERS ?= 2
 
-.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak redis redis-server
+.PHONY: setup kernels demo test bench lint clean ui validate crash fuzz soak redis redis-server chromium dashboard
 
 # the install: a venv with the project (editable) and its numba kernels compiled
 setup: $(STAMP) kernels
@@ -40,6 +40,7 @@ test: setup
 	$(BIN)/lint-imports
 	@$(MAKE) --no-print-directory validate
 	@$(MAKE) --no-print-directory redis-server
+	@$(MAKE) --no-print-directory chromium
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
 
 # kill -9 at 50 random points each of an ingest, a Dagster materialization and the live flow (with
@@ -120,3 +121,19 @@ REDIS_PORT ?= 6379
 
 redis: $(STAMP) redis-server
 	$(BIN)/python -m tapeflow.bus.server --port $(REDIS_PORT) --dir .redis
+
+# Debian's chromium for the dashboard's browser test (tests/serve/test_browser.py): installed when missing
+# and root; otherwise the test skips and says why. Never `playwright install` (no browser downloads).
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is missing and this is not root: the browser test will skip"
+
+# the dashboard and the read API on the demo's live lake (run `make demo` first), on 127.0.0.1:8050,
+# relaying a flow started with `tapeflow live ... --publish 127.0.0.1:8765` (docs/dashboard.md)
+DASHBOARD_PORT ?= 8050
+PUBLISH ?= 127.0.0.1:8765
+
+dashboard: $(STAMP)
+	@test -d .demo/live/lake || { echo "no demo lake: run make demo first"; exit 2; }
+	$(BIN)/tapeflow serve --lake .demo/live/lake --port $(DASHBOARD_PORT) --live $(PUBLISH)

@@ -145,6 +145,9 @@ def hints(root: Path) -> list[str]:
         "    # the whole simulated day through the same flow, as fast as it goes:",
         f".venv/bin/tapeflow live --capture {root}/sim/sim/*/*.events.csv.gz --format sim \\",
         f"    --lake {root / 'capture' / 'lake'} --no-clickhouse",
+        "make dashboard   # this flow's lake in the browser at http://127.0.0.1:8050/ (docs/dashboard.md):",
+        "    # candles + volume + CVD, the price ladder, time and sales, feed status; add --publish",
+        "    # 127.0.0.1:8765 to a tapeflow live command above and the page turns LIVE",
     ]
 
 

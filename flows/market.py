@@ -218,6 +218,10 @@ def flow_from_env() -> Dataflow:
         server = start_metrics_server(live.metrics_port, metrics=metrics)
         print(f"live: Prometheus metrics at {server.url}", flush=True)
         extra.append(MetricsSink(metrics, latency=clock is not None))
+    if live.publish is not None:
+        from flows.publish import PublishSink
+
+        extra.append(PublishSink(live.publish))
     alerts = None
     if settings.alerts_config is not None:
         from flows.alerts import AlertSink

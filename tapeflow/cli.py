@@ -18,6 +18,7 @@ from tapeflow.live import cli as live_cli
 from tapeflow.ml import cli as ml_cli
 from tapeflow.options import cli as options_cli
 from tapeflow.replay import cli as replay_cli
+from tapeflow.serve import cli as serve_cli
 from tapeflow.settings import Settings
 from tapeflow.signals import cli as signals_cli
 from tapeflow.timeutil import parse_duration_ns
@@ -148,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
     databento_cli.add_parser(sub)
     bars_cli.add_parser(sub)
     ml_cli.add_parser(sub)
+    serve_cli.add_parser(sub)
     return p
 
 

@@ -103,6 +103,8 @@ class LiveSettings:
             ``tapeflow.derivatives.stream.parse_polls``); empty: none.
         poll_url: base URL replacing every polled venue's (``TAPEFLOW_LIVE_POLL_URL``; a replay
             server's ``rest_url``).
+        publish: loopback ``HOST:PORT`` the dashboard's relay subscribes to (``TAPEFLOW_LIVE_PUBLISH``;
+            None: not published; docs/dashboard.md).
     """
 
     venue: str = ""
@@ -130,6 +132,7 @@ class LiveSettings:
     metrics_port: int | None = None
     polls: str = ""
     poll_url: str | None = None
+    publish: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -193,6 +196,7 @@ class LiveSettings:
             metrics_port=port,
             polls=polls,
             poll_url=get("TAPEFLOW_LIVE_POLL_URL") or None,
+            publish=get("TAPEFLOW_LIVE_PUBLISH") or None,
         )
 
     def health_clock(self) -> str:

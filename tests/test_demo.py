@@ -40,6 +40,7 @@ def test_deferred_hints_print_after_the_last_act(tmp_path: Path, monkeypatch: py
                                                  "python -m dagster_project.demo"]
     assert "tapeflow query --clickhouse" in out and "tapeflow live --venue sim --symbols SIM-BTCUSDT" in out
     assert "make ui" in out
+    assert "make dashboard" in out  # make demo ends saying how to open the dashboard on its data
 
 
 def test_an_act_run_alone_prints_its_own_hints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

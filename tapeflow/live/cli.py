@@ -101,6 +101,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     out.add_argument("--kafka", metavar="HOST:PORT,...",
                      help="also publish the rows to Kafka (topics per kind, keyed by instrument) through "
                           "these brokers (default: TAPEFLOW_KAFKA_BROKERS; docs/bus.md#kafka)")
+    out.add_argument("--publish", metavar="HOST:PORT",
+                     help="publish the outputs on this loopback address for `tapeflow serve --live` "
+                          "(docs/dashboard.md)")
     p.set_defaults(func=run_live)
 
 
@@ -146,6 +149,10 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_POLL"] = args.poll
     if getattr(args, "poll_url", None):
         env["TAPEFLOW_LIVE_POLL_URL"] = args.poll_url
+    if getattr(args, "publish", None):
+        from tapeflow.serve.settings import check_publish
+
+        env["TAPEFLOW_LIVE_PUBLISH"] = check_publish(args.publish)
     if args.bars:
         env["TAPEFLOW_LIVE_BARS"] = args.bars
     if args.batch_events:

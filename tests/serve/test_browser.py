@@ -1,0 +1,189 @@
+"""The dashboard in a real browser (Debian's chromium driven by Playwright) over a live flow: the
+simulated feed served by the replay server, ``tapeflow live --publish`` into a lake, ``tapeflow
+serve``'s app relaying it. The page must show what the backend computed: the best bid and ask of the
+last book snapshot, the last 1 m bar's OHLCV, the number of signals, and the feed state.
+
+Screenshots are kept under ``.tapeflow/artifacts/serve/`` (or ``$TAPEFLOW_ARTIFACTS``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, SIGNAL, STATUS
+from tapeflow.serve.app import build_app
+from tapeflow.serve.history import final_bars
+from tapeflow.serve.settings import ServeSettings
+from tapeflow.storage import lake
+from tests.serve.conftest import REPO, run_cli
+from tests.serve.server import get_json, serving
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+FEED_S = 20
+SPEED = 2.0
+
+
+def free_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def artifacts(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("TAPEFLOW_ARTIFACTS", REPO / ".tapeflow" / "artifacts")) / "serve"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = tmp_path
+    return folder
+
+
+@pytest.fixture(scope="module")
+def browser():  # noqa: ANN201
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        yield b
+        b.close()
+
+
+def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:  # noqa: ANN001
+    from tapeflow.replay import ReplayServer
+
+    seed = random.randrange(1, 10_000)
+    print(f"simulator seed {seed}")
+    run_cli(
+        "simulate",
+        "--seed",
+        str(seed),
+        "--instruments",
+        "1",
+        "--duration",
+        f"{FEED_S}s",
+        "--out",
+        str(tmp_path / "sim"),
+    )
+    files = sorted((tmp_path / "sim" / "sim").glob("*/*.events.csv.gz"))
+    symbol = files[0].parent.name
+    root, publish = tmp_path / "live", free_port()
+    app = build_app(ServeSettings(lake=root / "lake", live=("127.0.0.1", publish), acks=tmp_path / "acks"))
+    shots = artifacts(tmp_path)
+    errors: list[str] = []
+    with serving(app) as base:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(base + "/")
+        page.wait_for_function("window.__tapeflowReady === true", timeout=60_000)
+        with ReplayServer("sim", files, speed=SPEED).run_in_thread() as srv:
+            args = [
+                "--venue",
+                "sim",
+                "--symbols",
+                symbol,
+                "--endpoint",
+                srv.ws_url,
+                "--idle-exit",
+                "3s",
+                "--clock",
+                "relative",
+                "--lake",
+                str(root / "lake"),
+                "--no-clickhouse",
+                "--journal",
+                str(root / "journal"),
+                "--publish",
+                f"127.0.0.1:{publish}",
+                "--bars",
+                "1s,1m",
+                "--signals",
+            ]
+            env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
+            log = (tmp_path / "flow.log").open("w")
+            flow = subprocess.Popen(
+                [sys.executable, "-m", "tapeflow.cli", "live", *args],
+                env=env,
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                page.wait_for_function("(window.__tapeflowMessages || 0) > 5", timeout=180_000)
+                # while the flow runs: labelled live, prices from the stream
+                assert page.inner_text("#mode") == "LIVE"
+                assert page.get_attribute("#best-bid", "data-nanos")
+                page.screenshot(path=str(shots / "dashboard-live.png"), full_page=True)
+                flow.wait(timeout=300)
+            finally:
+                if flow.poll() is None:
+                    flow.kill()
+                log.close()
+                print((tmp_path / "flow.log").read_text()[-3000:])
+            assert flow.returncode == 0
+        # the flow stopped: the relay says so, and the page reconciles with the lake once
+        page.wait_for_function(
+            "document.getElementById('mode').textContent !== 'LIVE' && "
+            "(window.__tapeflowHistoryLoads || 0) >= 1",
+            timeout=60_000,
+        )
+        page.wait_for_timeout(500)
+        _, relayed = get_json(base + "/api/v1/feed")
+        shown = {
+            "bid": int(page.get_attribute("#best-bid", "data-nanos")),
+            "ask": int(page.get_attribute("#best-ask", "data-nanos")),
+            "bar": tuple(
+                int(page.get_attribute("#last-bar", f"data-{k}"))
+                for k in ("open", "high", "low", "close", "volume")
+            ),
+            "signals": int(page.inner_text("#signal-count")),
+            "feed": page.inner_text("#feed-state"),
+            "messages": page.evaluate("window.__tapeflowMessages"),
+        }
+        page.screenshot(path=str(shots / "dashboard-end.png"), full_page=True)
+        page.close()
+    print(f"page showed {shown}; screenshots in {shots}")
+    assert not errors, errors
+
+    out = root / "lake"
+    snap = lake.read(BOOK_SNAPSHOT, out).to_pylist()[-1]
+    assert (shown["bid"], shown["ask"]) == (snap["bid_price_nanos"][0], snap["ask_price_nanos"][0])
+    bars = lake.read(BAR, out)
+    minute = final_bars(bars.filter(pc.equal(bars.column("interval"), "1m"))).to_pylist()[-1]
+    assert shown["bar"] == (
+        minute["open_price_nanos"],
+        minute["high_price_nanos"],
+        minute["low_price_nanos"],
+        minute["close_price_nanos"],
+        minute["volume_nanos"],
+    )
+    signals = lake.read(SIGNAL, out).num_rows if (out / SIGNAL.name).exists() else 0
+    assert shown["signals"] == signals
+    # the feed state is the last STATUS row the flow emitted, as the relay saw it and as the lake holds it
+    [feed] = relayed["feeds"]
+    states = set(lake.read(STATUS, out).column("state").to_pylist())
+    assert shown["feed"] == feed["state"] and shown["feed"] in states
+    assert shown["messages"] > 5
+    if os.environ.get("TAPEFLOW_DOCS_SCREENSHOT"):
+        shutil.copy(shots / "dashboard-end.png", REPO / "docs" / "dashboard.png")
