@@ -24,14 +24,16 @@ def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills()
     checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
     assert {("book_snapshots", n) for n in check_names("book_snapshots")} <= checks
     assert {("trades", n) for n in check_names("trades")} <= checks
-    # every quality check blocks; the options' no-arbitrage count only warns
+    # every quality check blocks; the options' no-arbitrage count only warns, and the cross-strike
+    # planted-truth score only reports
     assert {k for k in graph.asset_check_keys if not graph.get_check_spec(k).blocking} == {
-        dg.AssetCheckKey(dg.AssetKey("option_surfaces"), "no_arbitrage")}
+        dg.AssetCheckKey(dg.AssetKey("option_surfaces"), "no_arbitrage"),
+        dg.AssetCheckKey(dg.AssetKey("option_flow_signals"), "planted_cross_strike")}
     job = repo.get_job("tapeflow_days")
     assert job.executor_def.name == "in_process"
     assert "option_surfaces" not in {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
     assert {k.to_user_string() for k in repo.get_job("option_days").asset_layer.selected_asset_keys} == {
-        "option_tickers", "option_surfaces"}
+        "option_tickers", "option_surfaces", "option_flow_signals"}
     assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "gap_repair_sensor",
                                                   "alert_run_failure_sensor", "alert_check_sensor",
                                                   "databento_gap_repair_sensor", "options_sensor"}
