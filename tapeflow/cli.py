@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tapeflow.alerts import cli as alerts_cli
+from tapeflow.batch import bars_cli
 from tapeflow.derivatives import cli as derivatives_cli
-from tapeflow.derived import bars_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
 from tapeflow.ml import cli as ml_cli

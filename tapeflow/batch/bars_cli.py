@@ -14,16 +14,12 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from tapeflow.derived.bars import bars_for
-from tapeflow.schemas import concat
-from tapeflow.schemas.records import TRADE
-from tapeflow.wire.inputs import check_inputs
 from tapeflow.wire.registry import format_names, get_format
-from tapeflow.wire.sniff import check_format
+
+if TYPE_CHECKING:  # not at import: `tapeflow --help` loads no Arrow, pandas or bar kernels
+    import pyarrow as pa
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
@@ -43,6 +39,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
 
 def trades_of(fmt_name: str, paths: list[Path]) -> tuple[pa.Table, Counter[str]]:
     """The ``trade`` rows of ``paths`` that make the format's bars, and the rejects by reason."""
+    from tapeflow.schemas import concat
+    from tapeflow.schemas.records import TRADE
+
     fmt = get_format(fmt_name)
     parts: list[pa.Table] = []
     rejected: Counter[str] = Counter()
@@ -59,7 +58,10 @@ def trades_of(fmt_name: str, paths: list[Path]) -> tuple[pa.Table, Counter[str]]
 def run(args: argparse.Namespace, settings: Any) -> int:
     """Decode, build the bars, write ``--out``; the exit code says whether units were rejected."""
     from tapeflow.cli import _rejects_exit
+    from tapeflow.derived.bars import bars_for
     from tapeflow.storage.lake import write_parquet_atomic
+    from tapeflow.wire.inputs import check_inputs
+    from tapeflow.wire.sniff import check_format
 
     paths = check_inputs(args.paths)
     check_format(get_format(args.format), paths)
