@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.alerts import ALERT_DELIVERY
+from tapeflow.schemas.options import OPTION_SURFACE, OPTION_TICKER
 from tapeflow.schemas.records import BAR, BBO, BOOK_SNAPSHOT, METRIC, SIGNAL, STATUS, TRADE
 from tapeflow.serve.params import Cursor
 from tapeflow.storage import lake
@@ -39,6 +40,8 @@ DATASETS: dict[str, RecordType] = {
     "trades": TRADE,
     "bbo": BBO,
     "alerts": ALERT_DELIVERY,
+    "option_tickers": OPTION_TICKER,
+    "surfaces": OPTION_SURFACE,
 }
 # Columns a route may filter on with equality (query parameter = column name).
 FILTERS: dict[str, tuple[str, ...]] = {

@@ -35,6 +35,10 @@ _DESCRIPTIONS = {
     "trades": "Trades.",
     "bbo": "Best bid and offer rebuilt from the book, at each change.",
     "alerts": "The alert delivery ledger: one row per delivery attempt outcome.",
+    "option_tickers": "Option tickers with tapeflow's Black-76 implied vol of the mark beside the venue's "
+                      "(symbol: the option, e.g. BTC-30APR21-60000-C).",
+    "surfaces": "Implied-vol surfaces per underlying (symbol: BTC), snapshot and expiry: ATM IV, 25-delta "
+                "risk reversal and butterfly, total variance, no-arbitrage counts.",
 }
 _ERROR = {
     "type": "object",

@@ -279,3 +279,35 @@ def test_clickhouse_pages_equal_the_lakes(api_lake: Path, dsn: str) -> None:
         assert source.page(Query(ALERT_DELIVERY, None, None, 0, 2**62, {}), None, 5)[0].num_rows == 0
     finally:
         source.warehouse.close()
+
+
+@pytest.mark.realdata
+def test_option_surfaces_and_tickers_are_served(real_data: Path, tmp_path: Path) -> None:
+    """The surfaces and priced tickers of the real Deribit captures, written to a lake, come back
+    from /api/v1/surfaces and /api/v1/option_tickers row for row."""
+    from tapeflow.cli import main
+    from tapeflow.options.records import OPTION_SURFACE, OPTION_TICKER
+    from tapeflow.options.surface import surface_records
+    from tapeflow.storage.writer import Writer
+    from tests.conftest import need
+
+    capture = need(real_data / "options/deribit/cryptofeed_DERIBIT-5dd9ce.0_2021-04-05.txt")
+    out, surf = tmp_path / "t.parquet", tmp_path / "s.parquet"
+    assert main(["options", "--format", "deribit", str(capture), "--out", str(out), "--surface", str(surf),
+                 "--quiet", "--allow-rejects"]) == 0
+    tickers = pq.read_table(out).select(OPTION_TICKER.column_names).cast(OPTION_TICKER.arrow_schema())
+    surfaces = surface_records(pq.read_table(surf), "deribit")
+    with Writer(tmp_path / "lake") as writer:
+        for record, table in ((OPTION_TICKER, tickers), (OPTION_SURFACE, surfaces)):
+            day = "2021-04-05"
+            slices = sorted({(v, s, day) for v, s in zip(table.column("venue").to_pylist(),
+                                                          table.column("symbol").to_pylist(), strict=True)})
+            writer.replace(record, table, partitions=slices)
+    btc = surfaces.filter(pc.equal(surfaces.column("symbol"), "BTC"))
+    assert btc.num_rows > 0
+    with serving(build_app(ServeSettings(lake=tmp_path / "lake", acks=tmp_path / "acks.jsonl"))) as base:
+        status, body = get_json(base + "/api/v1/surfaces?venue=deribit&symbol=BTC&limit=1000")
+        assert status == 200 and body["next_cursor"] is None
+        assert [r["expiry_ns"] for r in body["rows"]] == btc.column("expiry_ns").to_pylist()
+        status, body = get_json(base + "/api/v1/option_tickers?venue=deribit&limit=5000")
+        assert status == 200 and len(body["rows"]) == tickers.num_rows

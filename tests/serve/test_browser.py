@@ -187,3 +187,44 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
     assert shown["messages"] > 5
     if os.environ.get("TAPEFLOW_DOCS_SCREENSHOT"):
         shutil.copy(shots / "dashboard-end.png", REPO / "docs" / "dashboard.png")
+
+
+@pytest.mark.realdata
+def test_the_page_shows_the_latest_option_surface(browser, tmp_path: Path, real_data: Path) -> None:  # noqa: ANN001
+    """The real Deribit capture's surfaces in a lake: the page's surfaces table holds the latest
+    snapshot's expiries of each underlying with their ATM IV, as the lake has them."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from tapeflow.cli import main
+    from tapeflow.options.records import OPTION_SURFACE
+    from tapeflow.options.surface import surface_records
+    from tapeflow.serve.app import build_app
+    from tapeflow.serve.settings import ServeSettings
+    from tapeflow.storage.writer import Writer
+    from tests.conftest import need
+
+    capture = need(real_data / "options/deribit/cryptofeed_DERIBIT-5dd9ce.0_2021-04-05.txt")
+    out, surf = tmp_path / "t.parquet", tmp_path / "s.parquet"
+    assert main(["options", "--format", "deribit", str(capture), "--out", str(out), "--surface", str(surf),
+                 "--quiet", "--allow-rejects"]) == 0
+    surfaces = surface_records(pq.read_table(surf), "deribit")
+    with Writer(tmp_path / "lake") as writer:
+        slices = sorted({("deribit", s, "2021-04-05") for s in surfaces.column("symbol").to_pylist()})
+        writer.replace(OPTION_SURFACE, surfaces, partitions=slices)
+    want = []
+    for symbol in sorted(set(surfaces.column("symbol").to_pylist())):
+        mine = surfaces.filter(pc.equal(surfaces.column("symbol"), symbol))
+        last = mine.filter(pc.equal(mine.column("ts_event_ns"), pc.max(mine.column("ts_event_ns"))))
+        want += [(f"deribit {symbol}", "-" if atm != atm else f"{100 * atm:.2f}%")
+                 for atm in last.column("atm_iv").to_pylist()]
+    with serving(build_app(ServeSettings(lake=tmp_path / "lake", acks=tmp_path / "acks.jsonl"))) as base:
+        page = browser.new_page()
+        page.goto(base + "/")
+        page.wait_for_function("document.querySelectorAll('#surfaces tbody tr td').length > 0",
+                               timeout=60_000)
+        cells = page.eval_on_selector_all("#surfaces tbody tr", "rows => rows.map(r => "
+                                          "[...r.children].map(c => c.textContent))")
+        page.screenshot(path=str(artifacts(tmp_path) / "surfaces.png"), full_page=True)
+        page.close()
+    assert sorted((c[0], c[3]) for c in cells) == sorted(want)

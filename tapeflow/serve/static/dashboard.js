@@ -195,6 +195,32 @@ async function loadAlerts() {
   } catch (e) { el("alerts").replaceChildren(text("li", String(e), "muted")); }
 }
 
+// the latest IV surface of every underlying (rows of one snapshot time), and the cross-strike signals
+async function loadSurfaces() {
+  const body = el("surfaces").querySelector("tbody");
+  try {
+    const rows = await pages("surfaces", {});
+    const latest = new Map();
+    for (const r of rows) {
+      const k = key(r.venue, r.symbol);
+      if (!latest.has(k) || r.ts_event_ns > latest.get(k)) latest.set(k, r.ts_event_ns);
+    }
+    const vol = (x) => (x === null || x === undefined) ? "-" : (100 * x).toFixed(2) + "%";
+    body.replaceChildren();
+    for (const r of rows.filter((r) => latest.get(key(r.venue, r.symbol)) === r.ts_event_ns)) {
+      const tr = document.createElement("tr");
+      for (const v of [r.venue + " " + r.symbol, hms(r.ts_event_ns), new Date(r.expiry_ns / 1e6).toISOString().slice(0, 10),
+                       vol(r.atm_iv), vol(r.rr25), vol(r.bf25), r.n_strikes, r.reasons]) tr.append(text("td", String(v)));
+      body.append(tr);
+    }
+    if (!rows.length) body.append(text("tr", "no option surfaces in the lake", "muted"));
+    const flows = await api("signals", { kind: "cross_strike", limit: 1000 });
+    el("cross-strike").textContent = `cross-strike signals: ${flows.rows.length}` +
+      (flows.rows.length ? ` (latest ${hms(flows.rows[flows.rows.length - 1].ts_event_ns)} ` +
+        `${flows.rows[flows.rows.length - 1].symbol}, conf ${Math.round(100 * flows.rows[flows.rows.length - 1].confidence)}%)` : "");
+  } catch (e) { body.replaceChildren(text("tr", String(e), "muted")); }
+}
+
 // ---- rendering
 function fillSelectors() {
   const sel = el("instrument");
@@ -415,6 +441,7 @@ async function main() {
     for (const i of S.instruments.slice(0, 50)) { const k = key(i.venue, i.symbol); if (k !== S.sel) loadHistory(k).catch(showError); }
   } catch (e) { showError(e); }
   loadAlerts();
+  loadSurfaces();
   connect();
   schedule();
   window.__tapeflowReady = true;
