@@ -1,5 +1,6 @@
 """Option definitions and chains: what each option is (underlying, expiry, strike, call or put),
-from Databento definition records (OPRA, CME Globex) and from Deribit instrument names.
+from Databento definition records (OPRA, CME Globex), Deribit's ``public/get_instruments`` answers
+and Deribit instrument names.
 
 Databento's ``instrument`` rows (``tapeflow.venues.databento``) keep the whole definition record in
 ``raw``: strike (1e-9 units), underlying symbol and instrument class come from there. A chain is
@@ -22,6 +23,7 @@ from tapeflow.schemas.records import REJECTED
 from tapeflow.wire.rejects import Reason
 
 UNDEF_I64 = (1 << 63) - 1  # Databento's "no value" for an int64 field
+NANOS = 1_000_000_000
 DEFINITION_SCHEMA = pa.schema([
     pa.field("venue", pa.string()),
     pa.field("symbol", pa.string()),
@@ -81,6 +83,69 @@ def from_deribit_names(names: Iterable[str], venue: str = "deribit") -> tuple[pa
     return _table(rows), _rejects(bad)
 
 
+def from_deribit_instruments(body: bytes, venue: str = "deribit") -> tuple[pa.Table, pa.Table]:
+    """Definitions from a Deribit ``public/get_instruments`` answer (JSON-RPC ``result`` list, the
+    fields of Deribit's API reference v2.1.1) -> (definitions, rejected).
+
+    Options only (``kind`` ``option``; futures, spot and combos skipped). Each option's fields
+    (``strike``, ``expiration_timestamp``, ``option_type``, ``base_currency``) must agree with its
+    ``instrument_name``; one that does not, or lacks one, is a dead letter naming the field. An
+    error answer or a body that is no JSON-RPC result is one dead letter.
+    """
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return _table([]), _rejects([_answer(venue, body, Reason.BAD_JSON, f"not JSON: {exc}")])
+    if not isinstance(doc, dict) or "error" in doc or not isinstance(doc.get("result"), list):
+        error = isinstance(doc, dict) and "error" in doc
+        why = f"error answer: {doc['error']}" if error else "no result list"
+        reason = Reason.VENUE_ERROR if error else Reason.BAD_SHAPE
+        return _table([]), _rejects([_answer(venue, body, reason, why)])
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    for i, item in enumerate(doc["result"]):
+        if not isinstance(item, dict):
+            bad.append(_answer(venue, orjson.dumps(item), Reason.BAD_SHAPE, f"result[{i}] is no object"))
+            continue
+        if item.get("kind") != "option":
+            continue
+        try:
+            rows.append(_deribit_option(item, venue))
+        except BadInput as exc:
+            bad.append(_answer(venue, orjson.dumps(item), exc.reason, f"result[{i}]: {exc.detail}",
+                               str(item.get("instrument_name", ""))))
+    return _table(rows), _rejects(bad)
+
+
+def _deribit_option(item: dict[str, Any], venue: str) -> dict[str, Any]:
+    name = item.get("instrument_name")
+    if not isinstance(name, str):
+        raise BadInput(Reason.MISSING_FIELD, "no instrument_name")
+    opt = parse_option_name(name)
+    for field in ("strike", "expiration_timestamp", "option_type", "base_currency", "contract_size"):
+        if item.get(field) in (None, ""):
+            raise BadInput(Reason.MISSING_FIELD, f"option {name!r} without {field}")
+    strike_nanos = round(float(item["strike"]) * NANOS)
+    expiry_ns = int(item["expiration_timestamp"]) * 1_000_000
+    right = {"call": "C", "put": "P"}.get(item["option_type"])
+    said = {"strike": (strike_nanos, opt.strike_nanos), "expiration_timestamp": (expiry_ns, opt.expiry_ns),
+            "option_type": (right, "C" if opt.is_call else "P"),
+            "base_currency": (item["base_currency"], opt.underlying.split("_")[0])}
+    for field, (value, from_name) in said.items():
+        if value != from_name:
+            raise BadInput(Reason.BAD_FIELD,
+                           f"option {name!r}: {field} {item[field]!r} disagrees with the name")
+    return dict(venue=venue, symbol=name, instrument_id=int(item.get("instrument_id", -1)),
+                underlying=opt.underlying, expiry_ns=expiry_ns, strike_nanos=strike_nanos, right=right,
+                multiplier_nanos=round(float(item["contract_size"]) * NANOS),
+                currency=str(item.get("settlement_currency") or item.get("quote_currency") or ""))
+
+
+def _answer(venue: str, raw: bytes, reason: Reason, detail: str, symbol: str = "") -> dict[str, Any]:
+    return {"ts_event_ns": 0, "ts_recv_ns": 0, "venue": venue, "symbol": symbol, "reason": str(reason),
+            "detail": detail, "location": "public/get_instruments", "raw": raw}
+
+
 def chains(definitions: pa.Table) -> pa.Table:
     """One row per (venue, underlying, expiry, strike): the call's and the put's symbol ('' where
     the chain lacks one), sorted by venue, underlying, expiry and strike."""
@@ -104,9 +169,10 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _rejected(row: dict[str, Any], reason: Reason, detail: str, location: str) -> dict[str, Any]:
+    raw = row.get("raw") or b""
     return {"ts_event_ns": row.get("ts_event_ns", 0), "ts_recv_ns": row.get("ts_recv_ns", 0),
             "venue": row.get("venue", ""), "symbol": row.get("symbol", ""), "reason": str(reason),
-            "detail": detail, "location": location, "raw": (row.get("raw") or "").encode()}
+            "detail": detail, "location": location, "raw": raw.encode() if isinstance(raw, str) else raw}
 
 
 def _rejects(rows: list[dict[str, Any]]) -> pa.Table:

@@ -75,3 +75,40 @@ def test_deribit_names_make_a_chain_and_damaged_names_dead_letters() -> None:
     assert [(r["strike_nanos"] // NANOS, r["call"], r["put"]) for r in chain] == [
         (50000, "BTC-30APR21-50000-C", ""), (60000, "BTC-30APR21-60000-C", "BTC-30APR21-60000-P")]
     assert chain[0]["expiry_ns"] == int(dt.datetime(2021, 4, 30, 8, tzinfo=dt.UTC).timestamp()) * NANOS
+
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/deribit/get_instruments_option.json"
+
+
+def test_deribit_get_instruments_answer_makes_definitions_that_agree_with_the_names() -> None:
+    from tapeflow.options.definitions import from_deribit_instruments
+
+    defs, rejected = from_deribit_instruments(FIXTURE.read_bytes())
+    assert rejected.num_rows == 0
+    rows = {r["symbol"]: r for r in defs.to_pylist()}
+    # the perpetual is no option
+    assert set(rows) == {"BTC-30APR21-60000-C", "BTC-30APR21-60000-P", "XRP_USDC-30MAY25-2d2-C"}
+    call = rows["BTC-30APR21-60000-C"]
+    assert (call["strike_nanos"], call["right"], call["multiplier_nanos"], call["instrument_id"]) == (
+        60_000 * NANOS, "C", NANOS, 210838)
+    assert call["expiry_ns"] == int(dt.datetime(2021, 4, 30, 8, tzinfo=dt.UTC).timestamp()) * NANOS
+    assert (rows["XRP_USDC-30MAY25-2d2-C"]["strike_nanos"], rows["XRP_USDC-30MAY25-2d2-C"]["currency"]) == (
+        2_200_000_000, "USDC")
+
+
+def test_a_deribit_definition_that_contradicts_its_name_or_an_error_answer_is_a_dead_letter() -> None:
+    from tapeflow.options.definitions import from_deribit_instruments
+
+    doc = orjson.loads(FIXTURE.read_bytes())
+    doc["result"][0]["strike"] = 61000.0
+    del doc["result"][1]["option_type"]
+    defs, rejected = from_deribit_instruments(orjson.dumps(doc))
+    assert defs.column("symbol").to_pylist() == ["XRP_USDC-30MAY25-2d2-C"]
+    assert [(r["reason"], r["symbol"]) for r in rejected.to_pylist()] == [
+        ("bad_field", "BTC-30APR21-60000-C"), ("missing_field", "BTC-30APR21-60000-P")]
+    assert "strike" in rejected.column("detail")[0].as_py()
+    error = b'{"jsonrpc":"2.0","id":1,"error":{"code":10001,"message":"invalid currency"}}'
+    _, rejected = from_deribit_instruments(error)
+    assert rejected.column("reason").to_pylist() == ["venue_error"]
+    _, rejected = from_deribit_instruments(b"{not json")
+    assert rejected.column("reason").to_pylist() == ["bad_json"]
