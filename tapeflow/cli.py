@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tapeflow.alerts import cli as alerts_cli
+from tapeflow.backtest import cli as backtest_cli
 from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.errors import TapeflowError
 from tapeflow.live import cli as live_cli
@@ -140,6 +141,7 @@ def _parser() -> argparse.ArgumentParser:
     options_cli.add_parser(sub)
     derivatives_cli.add_parser(sub)
     alerts_cli.add_parser(sub)
+    backtest_cli.add_parser(sub)
     return p
 
 

@@ -123,8 +123,14 @@ class Backtest:
         next_timer = t0 + timer if timer else None
         next_sample = t0
         st.on_start(ctx)
+        end = int(f.t_local[-1])
         while True:
+            # timers and samples stop at the last row: resting orders alone never end a backtest
+            if next_timer is not None and next_timer > end:
+                next_timer = None
             until = next_sample if next_timer is None else min(next_timer, next_sample)
+            if until > end:
+                until = core.INF - 1
             reason = self._step(until, wake)
             if reason == core.W_END:
                 break

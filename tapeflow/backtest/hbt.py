@@ -56,7 +56,7 @@ def to_hbt_events(feed: Feed) -> np.ndarray:
 
 @dataclass(frozen=True)
 class HbtOutcome:
-    """hftbacktest's final state and the position after every timer step."""
+    """hftbacktest's final state, and ``position, balance, fee, num_trades`` at every timer step."""
 
     position: float
     balance: float
@@ -65,27 +65,34 @@ class HbtOutcome:
     trading_volume: float
     equity: float
     step_ts: np.ndarray
-    step_position: np.ndarray
+    step_state: np.ndarray
 
 
 def _loop():
     from numba import njit
 
     @njit
-    def loop(hbt, half_spread, qty, max_pos, timer_ns, start_ns, ts_out, pos_out):
+    def loop(hbt, half_spread, qty, max_pos, timer_ns, start_ns, end_ns, ts_out, state_out):
         tick = hbt.depth(0).tick_size
         next_id = 1
         k = 0
+        # orders keep events coming after the last row: stop at the data's end, as the engine does
         while hbt.elapse(timer_ns) == 0:
             hbt.clear_inactive_orders(0)
             depth = hbt.depth(0)
             pos = hbt.position(0)
+            sv = hbt.state_values(0)
             if k < ts_out.shape[0]:
                 ts_out[k] = hbt.current_timestamp
-                pos_out[k] = pos
+                state_out[k, 0] = pos
+                state_out[k, 1] = sv.balance
+                state_out[k, 2] = sv.fee
+                state_out[k, 3] = sv.num_trades
                 k += 1
             bb, ba = depth.best_bid_tick, depth.best_ask_tick
             if hbt.current_timestamp < start_ns or bb <= -(2**62) or ba >= 2**62 or bb == 0:
+                if hbt.current_timestamp + timer_ns > end_ns:
+                    break
                 continue
             mid = (bb + ba) / 2.0
             want_b = np.floor(mid - half_spread)
@@ -108,6 +115,8 @@ def _loop():
             if not have_a and pos > -max_pos + 1e-12:
                 hbt.submit_sell_order(0, next_id, want_a * tick, qty, 1, 0, False)
                 next_id += 1
+            if hbt.current_timestamp + timer_ns > end_ns:
+                break
         return k
 
     return loop
@@ -123,25 +132,35 @@ def run_market_maker(feed: Feed, *, queue: QueueModel, latency: ConstantLatency,
     """
     if queue.code not in _HBT_QUEUE or not isinstance(latency, ConstantLatency):
         raise ConfigError("the hftbacktest twin takes an L2 queue model and ConstantLatency")
-    from hftbacktest import BacktestAsset, HashMapMarketDepthBacktest
+    from hftbacktest import BacktestAsset, ROIVectorMarketDepthBacktest
 
-    asset = (BacktestAsset().data(to_hbt_events(feed)).linear_asset(1.0)
+    tick = feed.tick_nanos / 1e9
+    valid = (feed.bid_ticks != core.NO_BID) & (feed.ask_ticks != core.NO_ASK)
+    mids = (feed.bid_ticks[valid] + feed.ask_ticks[valid]) / 2.0
+    mid = float(np.median(mids)) * tick if valid.any() else 0.0
+    # the ROI vector (+-50% of the mid): the hash-map depth walks tick by tick to the next level,
+    # and this kind of capture holds levels at 1% and 10x the mid (minutes per deleted best level)
+    # hftbacktest keeps a pointer into the array, not a reference: it must outlive the run
+    events = to_hbt_events(feed)
+    asset = (BacktestAsset().data(events).linear_asset(1.0).roi_lb(mid * 0.5).roi_ub(mid * 1.5)
              .constant_order_latency(latency.entry_ns, latency.response_ns)
              .no_partial_fill_exchange().trading_value_fee_model(fees.maker_rate, fees.taker_rate)
-             .tick_size(feed.tick_nanos / 1e9).lot_size(feed.lot).last_trades_capacity(0))
+             .tick_size(tick).lot_size(feed.lot).last_trades_capacity(0))
     model = _HBT_QUEUE[queue.code]
     asset = getattr(asset, model)(queue.n) if queue.code in (1, 2, 3) else getattr(asset, model)()
-    hbt = HashMapMarketDepthBacktest([asset])
+    hbt = ROIVectorMarketDepthBacktest([asset])
     span = int(feed.t_local[-1] - feed.t_exch[0])
     steps = span // timer_ns + 2
-    ts_out, pos_out = np.zeros(steps, np.int64), np.zeros(steps, np.float64)
-    k = _loop()(hbt, half_spread_ticks, qty, max_position, timer_ns, start_ns, ts_out, pos_out)
+    ts_out, state_out = np.zeros(steps, np.int64), np.zeros((steps, 4), np.float64)
+    k = _loop()(hbt, half_spread_ticks, qty, max_position, timer_ns, start_ns, int(feed.t_local[-1]), ts_out,
+                state_out)
     sv = hbt.state_values(0)
     depth = hbt.depth(0)
     mid = (depth.best_bid + depth.best_ask) / 2.0
     out = HbtOutcome(position=float(sv.position), balance=float(sv.balance), fee=float(sv.fee),
                      num_trades=int(sv.num_trades), trading_volume=float(sv.trading_volume),
                      equity=float(sv.balance + sv.position * mid - sv.fee), step_ts=ts_out[:k],
-                     step_position=pos_out[:k])
+                     step_state=state_out[:k])
     hbt.close()
+    del events
     return out

@@ -31,10 +31,10 @@ class MarketMaker(Strategy):
         self.max_position = max_position
         self.timer_ns = timer_ns
         self.start_ns = start_ns
-        self.trace: list[tuple[int, float]] = []
+        self.trace: list[tuple[int, float, float, float, int]] = []
 
     def on_timer(self, ctx: Context) -> None:
-        self.trace.append((ctx.now_ns, ctx.position))
+        self.trace.append((ctx.now_ns, ctx.position, ctx.cash, ctx.fees, len(ctx.fills)))
         if not ctx.book_valid or ctx.now_ns < self.start_ns:
             return
         mid = ctx.mid_ticks
