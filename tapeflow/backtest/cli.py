@@ -62,7 +62,8 @@ def _one_symbol(tables: dict[str, pa.Table], symbol: str | None) -> dict[str, pa
         return tables
     if symbol not in found:
         raise InputError(f"--symbol {symbol!r} is not in the files (found {', '.join(sorted(found)[:10])})")
-    return {k: t.filter(pc.equal(t["symbol"], symbol)) for k, t in tables.items() if "symbol" in t.schema.names}
+    return {k: t.filter(pc.equal(t["symbol"], symbol)) for k, t in tables.items()
+            if "symbol" in t.schema.names}
 
 
 def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
