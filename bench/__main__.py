@@ -23,7 +23,8 @@ from bench import Goal, Report, configure, run_module
 MODULES = ("bench.l2", "bench.l3", "bench.book_stage", "bench.live", "bench.backfill", "bench.stages",
            "bench.decode", "bench.ingest", "bench.coldstart", "bench.signals", "bench.signals_walls",
            "bench.signals_hidden", "bench.signals_institutional", "bench.signals_stealth",
-           "bench.signals_spoofing_l2", "bench.options_iv", "bench.derivatives", "bench.alerts")
+           "bench.signals_spoofing_l2", "bench.options_iv", "bench.derivatives", "bench.alerts",
+           "bench.backtest")
 
 
 def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
