@@ -9,8 +9,9 @@ exchange rows, order arrivals; ties in that order, hftbacktest's ``EventSet`` or
 
 The book itself is never rebuilt here: best bid/ask after every row come from
 :mod:`tapeflow.book` (``replay_l2`` / ``replay_l3``). What the loop keeps is what the queue
-models need: the absolute size of each L2 level touched (``lvl``: the deltas carry it), and for
-L3 each resting feed order's side, price, size and priority stamp (``feed``).
+models need: for L2 the size each depth row replaces (``prev_qty``) and the level index
+(``lv``, see :func:`tapeflow.backtest.feed.level_index`), both precomputed from the deltas'
+absolute sizes; for L3 each resting feed order's side, price, size and priority stamp (``feed``).
 
 Layout of the int64 state vector ``S`` (indices below) and of the order table (one slot per
 order id): see :mod:`tapeflow.backtest.engine`, which owns the arrays.
@@ -26,8 +27,8 @@ from tapeflow.backtest import core_l3 as l3
 # market row kinds
 K_DEPTH, K_TRADE, K_CLEAR, K_L3, K_SIGNAL, K_NONE = 0, 1, 2, 3, 4, 5
 # state vector
-I_EX, I_LOC, NOW, XH, XT, LH, LT, NF, NACT, PRIO, WAKE_ROW, QMODEL, LAT_KIND, ENTRY, RESP = range(15)
-N_STATE = 15
+I_EX, I_LOC, NOW, XH, XT, LH, LT, NF, NACT, PRIO, WAKE_ROW, QMODEL, LAT_KIND, ENTRY, RESP, SEG = range(16)
+N_STATE = 16
 # order message kinds: to the exchange / to the strategy
 M_NEW, M_CANCEL, M_MODIFY = 0, 1, 2
 R_ACK, R_FILL, R_CANCELED, R_EXPIRED, R_REJECTED = 0, 1, 2, 3, 4
@@ -103,13 +104,26 @@ def _fill(S, o_i, o_f, act, k, lq, lqf, t_ex, lat, px, maker):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _level(lvl, side, px):
+def _level(lv, qty, seg, side, px, row):
+    # the size at (side, px) after row ``row``: the last depth row of that level at or before it,
+    # found by binary search in the feed's level index (sorted by segment, key, row)
+    lv_seg, lv_key, lv_row = lv
     key = px * 2 + (1 if side > 0 else 0)
-    return lvl.get(key, 0.0)
+    lo, hi = 0, lv_row.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if (lv_seg[mid], lv_key[mid], lv_row[mid]) <= (seg, key, row):
+            lo = mid + 1
+        else:
+            hi = mid
+    j = lo - 1
+    if j >= 0 and lv_seg[j] == seg and lv_key[j] == key:
+        return qty[lv_row[j]]
+    return 0.0
 
 
 @njit(cache=True, error_model="numpy")
-def _arrive(S, kind, slot, px, qty, o_i, o_f, act, lq, lqf, lvl, feed, bb, ba, t, lat, lot):
+def _arrive(S, kind, slot, px, qty, o_i, o_f, act, lq, lqf, lv, fqty, seg, row, feed, bb, ba, t, lat, lot):
     # o_i columns: side, price_ticks, type, tif, exchange status, local status, local request,
     # L3 priority stamp, price the strategy last saw acknowledged; o_f: qty, front, trades since
     side = o_i[slot, 0]
@@ -154,7 +168,7 @@ def _arrive(S, kind, slot, px, qty, o_i, o_f, act, lq, lqf, lvl, feed, bb, ba, t
         o_i[slot, 7] = S[PRIO]
         S[PRIO] += 1
     else:
-        o_f[slot, 1] = _level(lvl, side, px)
+        o_f[slot, 1] = _level(lv, fqty, seg, side, px, row)
     o_f[slot, 2] = 0.0
     act[S[NACT]] = slot
     S[NACT] += 1
@@ -228,7 +242,7 @@ def _local_resp(S, lq, lqf, o_i, fills, fill_f, nfill):
 
 @njit(cache=True, error_model="numpy")
 def run_until(S, until_ns, wake, t_exch, t_local, kind, side, px, qty, oid, action, bb, ba, pub,
-              o_i, o_f, act, xq, xqf, lq, lqf, lvl, feed, fills, fill_f, qn, lot, lat_scale):
+              o_i, o_f, act, xq, xqf, lq, lqf, prev_qty, lv, feed, fills, fill_f, qn, lot, lat_scale):
     """Advance the simulation to ``until_ns`` or to the first wanted local happening.
 
     Returns a ``W_*`` reason; ``S[NOW]`` is the time reached, ``S[WAKE_ROW]`` the local row that
@@ -280,24 +294,18 @@ def run_until(S, until_ns, wake, t_exch, t_local, kind, side, px, qty, oid, acti
             # every array it takes, more than the row's own work
             k_i = kind[i]
             if k_i == K_DEPTH:
-                key = px[i] * 2 + (1 if side[i] > 0 else 0)
-                prev = lvl.get(key, 0.0)
-                new = qty[i]
-                if new > 0.0:
-                    lvl[key] = new
-                elif prev > 0.0:
-                    del lvl[key]
                 for j in range(S[NACT]):
                     s = act[j]
                     if o_i[s, 0] == side[i] and o_i[s, 1] == px[i]:
-                        o_f[s, 1], o_f[s, 2] = queue_depth(S[QMODEL], qn, o_f[s, 1], o_f[s, 2], prev, new)
+                        o_f[s, 1], o_f[s, 2] = queue_depth(S[QMODEL], qn, o_f[s, 1], o_f[s, 2], prev_qty[i],
+                                                           qty[i])
             elif k_i == K_TRADE:
                 if S[NACT] > 0:
                     _trade(S, o_i, o_f, act, lq, lqf, side[i], px[i], qty[i], t, lat, lot)
             elif k_i == K_L3:
                 _l3_row(S, o_i, o_f, act, lq, lqf, feed, action[i], oid[i], side[i], px[i], qty[i], t, lat)
             elif k_i == K_CLEAR:
-                lvl.clear()
+                S[SEG] += 1
                 if S[QMODEL] < 0:
                     l3.clear(feed)
             if S[NACT] > 0 and i > 0 and (bb[i] > bb[i - 1] or ba[i] < ba[i - 1]):
@@ -309,5 +317,5 @@ def run_until(S, until_ns, wake, t_exch, t_local, kind, side, px, qty, oid, acti
             lat = S[RESP] if S[LAT_KIND] == 0 else np.int64((t_local[i] - t_exch[i]) * lat_scale)
             best_b = bb[S[I_EX] - 1] if S[I_EX] > 0 else NO_BID
             best_a = ba[S[I_EX] - 1] if S[I_EX] > 0 else NO_ASK
-            _arrive(S, xq[r, 2], xq[r, 1], xq[r, 3], xqf[r], o_i, o_f, act, lq, lqf, lvl, feed,
-                    best_b, best_a, t, lat, lot)
+            _arrive(S, xq[r, 2], xq[r, 1], xq[r, 3], xqf[r], o_i, o_f, act, lq, lqf, lv, qty, S[SEG],
+                    S[I_EX] - 1, feed, best_b, best_a, t, lat, lot)

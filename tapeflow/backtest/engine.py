@@ -75,7 +75,6 @@ class Backtest:
         self.lqf = np.zeros((QUEUE_CAP, 2), np.float64)
         self.fills = np.zeros((4096, 4), np.int64)
         self.fill_f = np.zeros((4096, 2), np.float64)
-        self.lvl = Dict.empty(types.int64, types.float64)
         self.feed_orders = (Dict.empty(types.int64, types.UniTuple(types.int64, 3)),
                             Dict.empty(types.int64, types.float64))
         self.ctx = Context(self)
@@ -102,7 +101,8 @@ class Backtest:
             reason = core.run_until(self.S, until, wake, f.t_exch, f.t_local, f.kind, f.side, f.px, f.qty,
                                     f.oid,
                                     f.action, f.bid_ticks, f.ask_ticks, f.pub, self.o_i, self.o_f, self.act,
-                                    self.xq, self.xqf, self.lq, self.lqf, self.lvl, self.feed_orders,
+                                    self.xq, self.xqf, self.lq, self.lqf, f.prev_qty,
+                                    (f.lv_seg, f.lv_key, f.lv_row), self.feed_orders,
                                     self.fills, self.fill_f, float(getattr(self.config.queue, "n", 1.0)),
                                     f.lot, float(getattr(self.config.latency, "order_scale", 1.0)))
             self.ctx.take_fills()

@@ -49,6 +49,10 @@ class Feed:
     ask_qty: np.ndarray
     pub: np.ndarray
     source_row: np.ndarray
+    prev_qty: np.ndarray
+    lv_seg: np.ndarray
+    lv_key: np.ndarray
+    lv_row: np.ndarray
     tick_nanos: int
     lot: float
     signals: pa.Table | None
@@ -148,11 +152,16 @@ def build_feed(tables: dict[str, pa.Table], latency: LatencyModel, *, tick_nanos
     t_exch = latency.exchange_times(t_local, cols["ts_event"].astype(np.int64))
     bid = np.where(cols["bid"] == UNDEF_PRICE, core.NO_BID, cols["bid"] // tick)
     ask = np.where(cols["ask"] == UNDEF_PRICE, core.NO_ASK, cols["ask"] // tick)
-    return Feed(level=level, t_exch=t_exch, t_local=t_local, kind=cols["kind"].astype(np.int64),
-                side=cols["side"], px=cols["price"].astype(np.int64) // tick, qty=cols["size"] / NANOS,
+    kind = cols["kind"].astype(np.int64)
+    px_ticks = cols["price"].astype(np.int64) // tick
+    qty = cols["size"] / NANOS
+    prev_qty, lv_seg, lv_key, lv_row = level_index(kind, cols["side"], px_ticks, qty)
+    return Feed(level=level, t_exch=t_exch, t_local=t_local, kind=kind,
+                side=cols["side"], px=px_ticks, qty=qty,
                 oid=cols["oid"], action=cols["action"], bid_ticks=bid.astype(np.int64),
                 ask_ticks=ask.astype(np.int64), bid_qty=cols["bsz"] / NANOS, ask_qty=cols["asz"] / NANOS,
-                pub=cols["pub"], source_row=cols["src"], tick_nanos=int(tick), lot=lot_n / NANOS,
+                pub=cols["pub"], source_row=cols["src"], prev_qty=prev_qty, lv_seg=lv_seg, lv_key=lv_key,
+                lv_row=lv_row, tick_nanos=int(tick), lot=lot_n / NANOS,
                 signals=signals)
 
 
@@ -182,3 +191,24 @@ def _carry_book(cols: dict[str, np.ndarray]) -> None:
     has = last >= 0
     for k, empty in (("bid", UNDEF_PRICE), ("ask", UNDEF_PRICE), ("bsz", 0), ("asz", 0)):
         cols[k] = np.where(has, cols[k][np.maximum(last, 0)], empty)
+
+
+def level_index(kind: np.ndarray, side: np.ndarray, px_ticks: np.ndarray, qty: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The L2 level index of :class:`Feed`: depth rows grouped by (clear segment, level), in row order.
+
+    A depth row sets its level's absolute size (the deltas carry it), so the size a row replaces
+    is the previous row's of the same level in the same segment (0 for the first), and the size
+    at a level at row i is that of its last row at or before i.
+    """
+    depth = np.flatnonzero(kind == core.K_DEPTH)
+    seg = np.cumsum(kind == core.K_CLEAR)
+    key = px_ticks * 2 + (side > 0)
+    order = np.lexsort((depth, key[depth], seg[depth]))
+    rows = depth[order]
+    s_seg, s_key = seg[rows], key[rows]
+    same = np.zeros(rows.size, bool)
+    same[1:] = (s_seg[1:] == s_seg[:-1]) & (s_key[1:] == s_key[:-1])
+    prev = np.zeros(len(kind))
+    prev[rows[1:][same[1:]]] = qty[rows[:-1][same[1:]]]
+    return prev, s_seg.astype(np.int64), s_key.astype(np.int64), rows.astype(np.int64)

@@ -18,7 +18,8 @@ def test_strategy_names_match_the_registry():
 
 def test_backtest_command_writes_report_and_plots(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     sim = tmp_path / "sim"
-    assert main(["simulate", "--seed", "5", "--instruments", "1", "--duration", "20s", "--out", str(sim)]) == 0
+    argv = ["simulate", "--seed", "5", "--instruments", "1", "--duration", "20s", "--out", str(sim)]
+    assert main(argv) == 0
     files = sorted(str(p) for p in sim.rglob("*.events.csv.gz"))
     capsys.readouterr()
     out = tmp_path / "bt"
