@@ -113,3 +113,25 @@ def test_l3_queue_on_l2_input_is_a_clear_error():
     feed = build_feed({"book_delta": deltas(BOOK)}, ConstantLatency())
     with pytest.raises(ConfigError, match="L3 queue model needs order_event"):
         Backtest(feed, Scripted([]), BacktestConfig(queue=L3FifoQueue()))
+
+
+def test_signal_follower_buys_on_a_signal_and_flattens_after_the_hold():
+    from tapeflow.backtest.strategies import SignalFollower
+    from tapeflow.schemas.records import SIGNAL, UNDEF_PRICE
+
+    def signal(t: int, side: int, confidence: float) -> dict:
+        return {"ts_event_ns": t, "ts_recv_ns": t, "kind": "whale", "side": side, "price_nanos": UNDEF_PRICE,
+                "size_nanos": 0, "start_ns": t, "end_ns": t, "confidence": confidence,
+                "score": 1.0, "detector": "whale/1", "params_hash": "", "flags": 0, "evidence": "{}"}
+
+    rows = [signal(20, 1, 0.9), signal(25, -1, 0.1)]
+    sig = SIGNAL.table({k: [r[k] for r in rows] for k in rows[0]}, constants={"venue": "test", "symbol": "X"})
+    tables = {"book_delta": deltas(BOOK + [(200, "B", 100.0, 4.0)]), "signal": sig}
+    feed = build_feed(tables, ConstantLatency(), tick_nanos=N, lot_nanos=N)
+    st = SignalFollower(qty=1.0, min_confidence=0.5, hold_ns=50, timer_ns=10)
+    result = Backtest(feed, st).run()
+    fills = result.fills.to_pylist()
+    # the confident buy signal at t=20 buys 1 at the ask 101; the weak sell signal is ignored; after
+    # the 50 ns hold the timer at t=70 sells 1 at the bid 100
+    assert [(f["ts_ns"], f["side"], f["price"]) for f in fills] == [(20, 1, 101.0), (70, -1, 100.0)]
+    assert result.report()["final_position"] == 0.0
