@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from tapeflow.backtest.engine import Backtest, BacktestConfig
@@ -135,3 +136,14 @@ def test_signal_follower_buys_on_a_signal_and_flattens_after_the_hold():
     # the 50 ns hold the timer at t=70 sells 1 at the bid 100
     assert [(f["ts_ns"], f["side"], f["price"]) for f in fills] == [(20, 1, 101.0), (70, -1, 100.0)]
     assert result.report()["final_position"] == 0.0
+
+
+def test_data_latency_by_hand():
+    from tapeflow.backtest.models import DataLatency
+
+    # ts_recv - ts_event = 5, 2, -1 (clocks disagree); c = base 2 - min(-1) = 3: feed latency 8, 5, 2;
+    # t_exch = running max(10 - 8, 20 - 5, 30 - 2) = 2, 15, 28; orders take half the feed latency
+    t_local = np.array([10, 20, 30])
+    lat = DataLatency(base_ns=2, order_scale=0.5)
+    assert lat.exchange_times(t_local, np.array([5, 18, 31])).tolist() == [2, 15, 28]
+    assert lat.entry_for(8) == 4 and lat.response_for(8) == 4
