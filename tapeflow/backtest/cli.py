@@ -43,7 +43,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--maker-fee", type=float, default=0.0, help="fee rate on passive fills (<0 rebate)")
     p.add_argument("--taker-fee", type=float, default=0.0, help="fee rate on aggressive fills")
     p.add_argument("--max-position", type=float, default=float("inf"), help="pre-trade position limit")
-    p.add_argument("--qty", type=float, default=None, help="order size of the strategy (base units)")
+    p.add_argument("--qty", type=float, default=None,
+                   help="order size of the strategy (base units; default one lot)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=_cmd_backtest)
     return p
@@ -89,7 +90,13 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
     latency = (ConstantLatency(0, args.entry_ns, args.response_ns) if args.latency == "constant"
                else DataLatency())
     feed = build_feed(keep, latency, start_synced=args.format == "sim")
-    kwargs: dict[str, Any] = {} if args.qty is None or args.strategy == "idle" else {"qty": args.qty}
+    # one lot by default: a size that means the same on BTC (0.001) and on ES futures (1 contract)
+    qty = args.qty if args.qty is not None else feed.lot
+    kwargs: dict[str, Any] = {}
+    if args.strategy == "market_maker":
+        kwargs = {"qty": qty, "max_position": 10 * qty}
+    elif args.strategy == "signal_follower":
+        kwargs = {"qty": qty}
     strategy = STRATEGIES[args.strategy](**kwargs)
     if args.queue == "l3" and feed.level != "l3":
         raise ConfigError("--queue l3 needs order-by-order input; this format gave price levels")
