@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tapeflow.alerts import cli as alerts_cli
+from tapeflow.backtest import cli as backtest_cli
 from tapeflow.batch import bars_cli
 from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.errors import TapeflowError
@@ -150,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     bars_cli.add_parser(sub)
     ml_cli.add_parser(sub)
     serve_cli.add_parser(sub)
+    backtest_cli.add_parser(sub)
     return p
 
 

@@ -1,0 +1,2 @@
+"""The backtester: strategies over the reconstructed book and trades, with queue, latency and fee
+models, and the risk report (docs/backtest.md)."""

@@ -1,0 +1,248 @@
+"""The strategy API: callbacks and the :class:`Context` they act through.
+
+Prices are in ticks of the feed (``ctx.tick_size`` converts), quantities in base units. Every
+order is limit (``tif``: ``gtc``, ``post_only`` which expires instead of crossing, ``ioc``) or
+market; ``cancel`` and ``modify`` act on an order id. What the strategy sees is its local view:
+the book of the last row delivered to it and the order states whose responses have arrived.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from tapeflow.backtest import core
+from tapeflow.backtest.results import BacktestResult
+from tapeflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tapeflow.backtest.engine import Backtest
+
+TIFS = {"gtc": core.TIF_GTC, "post_only": core.TIF_GTX, "ioc": core.TIF_IOC}
+STATUS = {core.ST_PENDING: "pending", core.ST_OPEN: "open", core.ST_FILLED: "filled",
+          core.ST_CANCELED: "canceled", core.ST_EXPIRED: "expired", core.ST_REJECTED: "rejected"}
+
+
+@dataclass(frozen=True)
+class Order:
+    """An order as the strategy knows it: ``pending`` until acknowledged; ``busy`` while a cancel
+    or modify is in flight."""
+
+    order_id: int
+    side: int
+    price_ticks: int
+    qty: float
+    status: str
+    busy: bool
+
+
+@dataclass(frozen=True)
+class TradeEvent:
+    """A market trade delivered to ``on_trade``: aggressor ``side`` +1 buy / -1 sell."""
+
+    ts_ns: int
+    side: int
+    price_ticks: int
+    qty: float
+
+
+@dataclass(frozen=True)
+class Fill:
+    """One fill of our order, as received: ``maker`` True for a passive fill."""
+
+    ts_ns: int
+    order_id: int
+    side: int
+    price_ticks: int
+    qty: float
+    maker: bool
+    fee: float
+
+
+class Strategy:
+    """Override the callbacks you need; the backtester wakes the strategy only for those.
+
+    ``timer_ns`` > 0 calls :meth:`on_timer` every ``timer_ns`` from the first row's time.
+    """
+
+    timer_ns: int = 0
+
+    def on_start(self, ctx: Context) -> None:
+        """Before the first row."""
+
+    def on_book(self, ctx: Context) -> None:
+        """After a published book row (a whole venue event) reached the strategy."""
+
+    def on_trade(self, ctx: Context, trade: TradeEvent) -> None:
+        """After a market trade reached the strategy."""
+
+    def on_signal(self, ctx: Context, signal: dict[str, Any]) -> None:
+        """After a ``signal`` row (a detector's alert) reached the strategy."""
+
+    def on_timer(self, ctx: Context) -> None:
+        """Every ``timer_ns``."""
+
+    def on_fill(self, ctx: Context, fill: Fill) -> None:
+        """After one of our fills reached the strategy (position already updated)."""
+
+    def on_end(self, ctx: Context) -> None:
+        """After the last row."""
+
+    def wake_mask(self) -> int:
+        """Which local happenings stop the compiled loop: the callbacks this class overrides."""
+        mask = 0
+        for name, bit in (("on_book", core.B_BOOK), ("on_trade", core.B_TRADE),
+                          ("on_signal", core.B_SIGNAL), ("on_fill", core.B_RESPONSE)):
+            if getattr(type(self), name) is not getattr(Strategy, name):
+                mask |= bit
+        return mask
+
+
+class Context:
+    """What a strategy reads and does. Owned by one :class:`Backtest`."""
+
+    def __init__(self, bt: Backtest) -> None:
+        self._bt = bt
+        feed = bt.feed
+        self.tick_size = feed.tick_nanos / 1e9
+        self.lot_size = feed.lot
+        self.position = 0.0
+        self.cash = 0.0
+        self.fees = 0.0
+        self._live: dict[int, None] = {}
+        self._next = 0
+        self._taken = 0
+        self.fills: list[Fill] = []
+        self.samples: list[tuple[int, float, float, float]] = []
+        self.counts = {"orders": 0, "cancels": 0, "modifies": 0, "rejected_limit": 0}
+
+    # -- market view ------------------------------------------------------------------------
+    @property
+    def now_ns(self) -> int:
+        return int(self._bt.S[core.NOW])
+
+    def _row(self) -> int:
+        return int(self._bt.S[core.I_LOC]) - 1
+
+    @property
+    def best_bid_ticks(self) -> int:
+        i = self._row()
+        return int(self._bt.feed.bid_ticks[i]) if i >= 0 else core.NO_BID
+
+    @property
+    def best_ask_ticks(self) -> int:
+        i = self._row()
+        return int(self._bt.feed.ask_ticks[i]) if i >= 0 else core.NO_ASK
+
+    @property
+    def book_valid(self) -> bool:
+        return self.best_bid_ticks != core.NO_BID and self.best_ask_ticks != core.NO_ASK
+
+    @property
+    def mid_ticks(self) -> float:
+        """Mid price in ticks (NaN while a side is empty)."""
+        return (self.best_bid_ticks + self.best_ask_ticks) / 2.0 if self.book_valid else float("nan")
+
+    def equity(self) -> float:
+        """Cash + position at the mid - fees (the last mark when the book is not valid)."""
+        mid = self.mid_ticks
+        if np.isnan(mid):
+            return self.samples[-1][1] if self.samples else self.cash - self.fees
+        return self.cash + self.position * mid * self.tick_size - self.fees
+
+    # -- orders -------------------------------------------------------------------------------
+    @property
+    def orders(self) -> dict[int, Order]:
+        """Our orders not yet known to be done (pending, open, or with a request in flight)."""
+        o_i, o_f = self._bt.o_i, self._bt.o_f
+        return {s: Order(s, int(o_i[s, 0]), int(o_i[s, 8]), float(o_f[s, 0]), STATUS[int(o_i[s, 5])],
+                         bool(o_i[s, 6] >= 0)) for s in self._live}
+
+    def buy(self, price_ticks: int, qty: float, tif: str = "gtc") -> int:
+        """A limit buy; returns its order id (-1 when the position limit rejects it)."""
+        return self._new(1, core.T_LIMIT, price_ticks, qty, tif)
+
+    def sell(self, price_ticks: int, qty: float, tif: str = "gtc") -> int:
+        """A limit sell; returns its order id (-1 when the position limit rejects it)."""
+        return self._new(-1, core.T_LIMIT, price_ticks, qty, tif)
+
+    def market(self, side: int, qty: float) -> int:
+        """A market order, filled whole at the best opposite price when it arrives."""
+        return self._new(side, core.T_MARKET, 0, qty, "ioc")
+
+    def cancel(self, order_id: int) -> None:
+        """Ask the exchange to cancel ``order_id`` (ignored when it is done or busy)."""
+        if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
+            self._bt.o_i[order_id, 6] = core.M_CANCEL
+            self.counts["cancels"] += 1
+            self._bt.send(core.M_CANCEL, order_id, 0, 0.0)
+
+    def modify(self, order_id: int, price_ticks: int, qty: float) -> None:
+        """New price and size for ``order_id``; the queue position starts again (hftbacktest)."""
+        if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
+            self._bt.o_i[order_id, 6] = core.M_MODIFY
+            self.counts["modifies"] += 1
+            self._bt.send(core.M_MODIFY, order_id, int(price_ticks), float(qty))
+
+    def _new(self, side: int, otype: int, price_ticks: int, qty: float, tif: str) -> int:
+        if tif not in TIFS:
+            raise ConfigError(f"unknown time in force {tif!r}; choose one of {', '.join(TIFS)}")
+        if not qty > 0:
+            raise ConfigError(f"order quantity must be > 0, got {qty}")
+        open_same = sum(float(self._bt.o_f[s, 0]) for s in self._live if self._bt.o_i[s, 0] == side)
+        if abs(self.position + side * (open_same + qty)) > self._bt.config.limits.max_position + 1e-12:
+            self.counts["rejected_limit"] += 1
+            return -1
+        slot = self._next
+        if slot >= self._bt.o_i.shape[0]:
+            raise ConfigError(f"more than {slot} orders in one backtest; raise max_orders")
+        self._next += 1
+        o_i = self._bt.o_i
+        o_i[slot] = (side, price_ticks, otype, TIFS[tif], core.ST_PENDING, core.ST_PENDING, -1, 0,
+                     price_ticks)
+        self._bt.o_f[slot] = (qty, 0.0, 0.0)
+        self._live[slot] = None
+        self.counts["orders"] += 1
+        self._bt.send(core.M_NEW, slot, int(price_ticks), float(qty))
+        return slot
+
+    # -- engine side ----------------------------------------------------------------------------
+    def take_fills(self) -> None:
+        """Book the fills received since the last call and forget orders that are done."""
+        bt = self._bt
+        fees = bt.config.fees
+        n = int(bt.S[core.NF])
+        for k in range(self._taken, n):
+            ts, slot, px, side = (int(v) for v in bt.fills[k])
+            qty, maker = float(bt.fill_f[k, 0]), bool(bt.fill_f[k, 1])
+            value = px * self.tick_size * qty
+            fee = fees.of(value, maker)
+            self.position += side * qty
+            self.cash -= side * value
+            self.fees += fee
+            fill = Fill(ts, slot, side, px, qty, maker, fee)
+            self.fills.append(fill)
+            bt.strategy.on_fill(self, fill)
+        self._taken = n
+        done = [s for s in self._live if bt.o_i[s, 5] > core.ST_OPEN]
+        for s in done:
+            del self._live[s]
+
+    def trade_at(self, row: int) -> TradeEvent:
+        f = self._bt.feed
+        return TradeEvent(int(f.t_local[row]), int(f.side[row]), int(f.px[row]), float(f.qty[row]))
+
+    def signal_at(self, row: int) -> dict[str, Any]:
+        f = self._bt.feed
+        assert f.signals is not None  # a K_SIGNAL row exists only when the feed has signals
+        return f.signals.slice(int(f.source_row[row]), 1).to_pylist()[0]
+
+    def sample(self) -> None:
+        mid = self.mid_ticks
+        self.samples.append((self.now_ns, self.equity(), self.position,
+                             mid * self.tick_size if not np.isnan(mid) else float("nan")))
+
+    def result(self) -> BacktestResult:
+        return BacktestResult.build(self.fills, self.samples, self.counts, self.tick_size)
