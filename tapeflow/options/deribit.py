@@ -24,6 +24,7 @@ from tapeflow.errors import BadInput, BadNumber
 from tapeflow.options.chain import RAW_COLUMNS, RAW_TABLE, price_tickers, raw_table
 from tapeflow.options.instruments import parse_option_name
 from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder
+from tapeflow.venues.deribit.parse import notification
 from tapeflow.venues.fields import decimal, field, integer, obj, text
 from tapeflow.wire.capture import CaptureLine, Decoded
 from tapeflow.wire.rejects import Reason
@@ -68,19 +69,9 @@ class DeribitTickerDecoder(VenueDecoder):
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         """One JSON-RPC message: a subscription notification, an answer, a heartbeat or an error."""
-        m = obj(msg, "message")
-        if m.get("error") is not None:
-            raise BadInput(Reason.VENUE_ERROR, f"Deribit answered an error: {m['error']!r}")
-        if "result" in m:
-            self.quiet("response")  # our subscription's answer (or a test/ping request's)
+        params = notification(self, msg)
+        if params is None:
             return
-        method = m.get("method")
-        if method == "heartbeat":
-            self.quiet("heartbeat")
-            return
-        if method != "subscription":
-            raise BadInput(Reason.UNKNOWN_MESSAGE, f"method {method!r} is not a subscription notification")
-        params = obj(field(m, "params"), "params")
         channel = text(params, "channel")
         if not channel.startswith("ticker."):
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"channel {channel!r}: only ticker.* is read")

@@ -39,6 +39,29 @@ class ChangeStats:
     failures: list[str] = dataclasses.field(default_factory=list)
 
 
+def notification(decoder: VenueDecoder, msg: Any) -> dict[str, Any] | None:
+    """The ``params`` of a JSON-RPC subscription notification, or None for a message that is quiet by
+    rule (an answer to our request, a heartbeat), counted on ``decoder``; shared by the book/trades
+    decoder and the option ticker decoder (``tapeflow.options.deribit``).
+
+    Raises:
+        BadInput: an error answer (``venue_error``) or another method (``unknown_message``).
+    """
+    m = obj(msg, "message")
+    if m.get("error") is not None:
+        raise BadInput(Reason.VENUE_ERROR, f"Deribit answered an error: {m['error']!r}")
+    if "result" in m:
+        decoder.quiet("response")  # our subscription's answer (or a test/ping request's)
+        return None
+    method = m.get("method")
+    if method == "heartbeat":
+        decoder.quiet("heartbeat")
+        return None
+    if method != "subscription":
+        raise BadInput(Reason.UNKNOWN_MESSAGE, f"method {method!r} is not a subscription notification")
+    return obj(field(m, "params"), "params")
+
+
 class DeribitDecoder(VenueDecoder):
     """Stateful frame decoder; feed frames in arrival order (``run`` for files)."""
 
@@ -52,19 +75,9 @@ class DeribitDecoder(VenueDecoder):
         self.book_frame = False
 
     def message(self, msg: Any, line: CaptureLine) -> None:
-        m = obj(msg, "message")
-        if m.get("error") is not None:
-            raise BadInput(Reason.VENUE_ERROR, f"Deribit answered an error: {m['error']!r}")
-        if "result" in m:
-            self.quiet("response")
+        params = notification(self, msg)
+        if params is None:
             return
-        method = m.get("method")
-        if method == "heartbeat":
-            self.quiet("heartbeat")
-            return
-        if method != "subscription":
-            raise BadInput(Reason.UNKNOWN_MESSAGE, f"method {method!r} is not a subscription notification")
-        params = obj(field(m, "params"), "params")
         channel = text(params, "channel")
         kind, _, rest = channel.partition(".")
         self.frame_symbol = rest.rsplit(".", 1)[0]
