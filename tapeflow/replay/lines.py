@@ -167,6 +167,10 @@ class LineReplayServer:
                     await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            # shutdown (Ctrl-C) cancels the handlers of connections still open: end this one
+            # quietly, since asyncio prints a traceback for a cancelled connection handler
+            pass
         finally:
             self._conns.pop(conn.cid, None)
             writer.close()
