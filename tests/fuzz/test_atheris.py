@@ -9,6 +9,7 @@ conservation on every input.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +25,19 @@ SECONDS = int(os.environ.get("ATHERIS_SECONDS", "3"))
 # a fixed seed by default: `make test` replays the same input sequence (as far as its seconds reach),
 # so a red run is reproducible; `make fuzz` and ATHERIS_SEED=0 (libFuzzer: random) explore
 SEED = int(os.environ.get("ATHERIS_SEED", "1"))
+RSS_ROOM_MB = 2048  # what one fuzzer may add to the peak it inherits
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_a_short_atheris_run_finds_no_crash(fmt: str, tmp_path: Path) -> None:
+    # libFuzzer judges memory by the process's peak RSS, which Linux carries over fork and exec: a
+    # pytest worker that had grown past 2 GB made every fuzzer it started "out of memory" at its
+    # first input (exit 71, seen in a clean-clone run). The limit is the worker's peak plus room;
+    # `make fuzz` starts the fuzzer from make and keeps libFuzzer's own 2 GB limit.
+    limit_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 + RSS_ROOM_MB
     command = [sys.executable, "-m", "tests.fuzz.atheris_target", fmt, f"-max_total_time={SECONDS}",
-               f"-artifact_prefix={tmp_path}/", "-print_final_stats=1", f"-seed={SEED}"]
+               f"-artifact_prefix={tmp_path}/", "-print_final_stats=1", f"-seed={SEED}",
+               f"-rss_limit_mb={limit_mb}"]
     path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SECONDS + 120,
