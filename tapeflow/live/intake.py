@@ -109,12 +109,24 @@ class FrameIntake:
             watchdog.cancel()
 
     async def _watchdog(self, stale_s: float) -> None:
+        graced = False
         while True:
             wait_s = self._last_frame_s + stale_s - time.monotonic()
-            if wait_s <= 0:
+            if wait_s > 0:
+                graced = False
+                await asyncio.sleep(wait_s)
+            elif not graced:
+                # the deadline passed, but maybe only because this loop was busy (a long batch, a
+                # starved CPU) while frames sat in the socket: give the reader a real turn (a
+                # selector poll and its task step) before calling the venue silent
+                graced = True
+                await asyncio.sleep(_GRACE_S)
+            else:
                 self._put(SessionEnd(STALE, f"no frame for {stale_s:g} s"))
                 return
-            await asyncio.sleep(wait_s)
+
+
+_GRACE_S = 0.02  # the reader's turn before the watchdog calls a feed stale
 
 
 def _close_reason(ws: aiohttp.ClientWebSocketResponse, msg: aiohttp.WSMessage) -> str:

@@ -57,6 +57,16 @@ def _split_snapshots(frames: list[bytes], tape: list[bytes]) -> tuple[list[bytes
     return [f for f in frames if f not in on_tape], [f for f in frames if f in on_tape]
 
 
+def _session_ends(batches: list) -> list[tuple[str, str]]:
+    """Why each session ended (the STATUS rows' state and detail), for a failure message."""
+    ends = []
+    for b in batches:
+        for row in b.status.to_pylist():
+            if row["state"] in ("stale", "disconnected") and (row["state"], row["detail"]) not in ends[-1:]:
+                ends.append((row["state"], row["detail"]))
+    return ends
+
+
 def test_stall_then_reconnect_gets_a_snapshot_and_the_rest_of_the_tape(kraken) -> None:
     paths, tape, locations = kraken
     srv = ReplayServer("kraken", paths, faults=["stall@2500:20s"])
@@ -65,7 +75,7 @@ def test_stall_then_reconnect_gets_a_snapshot_and_the_rest_of_the_tape(kraken) -
         client = _kraken_client(srv, stale_after_s=1.0, backoff_initial_s=0.1)
         batches = run_live(client, lambda got: len(_data(got)) >= len(tape) - 1 + len(PAIRS))
     assert [(i.kind, i.index, i.location) for i in srv.injected] == [("stall", 2500, locations[2500])]
-    assert client.connects == 2
+    assert client.connects == 2, _session_ends(batches)
     assert srv.finished and srv.frames_served == len(tape) - 1  # all but the frame the stall held
     got = _data([f.data for b in batches for f in b.frames if f.channel == "ws"])
     assert got[:2500] == tape[:2500]
