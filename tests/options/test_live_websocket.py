@@ -40,13 +40,16 @@ def _captures(real_data: Path) -> list[Path]:
     return paths
 
 
-def _live_ws(paths: list[Path], *, faults: tuple[str, ...] = (), symbols: tuple[str, ...] = ("BTC", "ETH")
+def _live_ws(paths: list[Path], *, faults: tuple[str, ...] = (), symbols: tuple[str, ...] = ("BTC", "ETH"),
+             stale_after_s: float = 30.0, ping_interval_s: float | None = None, duration_ns: int | None = None
              ) -> tuple[dict[str, pa.Table], pa.Table, ReplayServer]:
     got: list = []
     srv = ReplayServer("deribit", paths, speed=None, faults=list(faults))
     with srv.run_in_thread():
-        settings = ConnectorSettings(backoff_initial_s=0.05, backoff_max_s=0.2, seed=3)
-        source = OptionLiveSource(list(symbols), endpoint=srv.ws_url, idle_stop_ns=IDLE_STOP_NS,
+        settings = ConnectorSettings(backoff_initial_s=0.05, backoff_max_s=0.2, seed=3,
+                                     stale_after_s=stale_after_s, ping_interval_s=ping_interval_s)
+        source = OptionLiveSource(list(symbols), endpoint=srv.ws_url, duration_ns=duration_ns,
+                                  idle_stop_ns=None if duration_ns else IDLE_STOP_NS,
                                   client_options={"settings": settings})
         run_main(build_options_flow(source, MarketSinks(tables=TestingSink(got))))
     tables = gather(got)
@@ -100,6 +103,29 @@ def test_a_disconnect_loses_nothing_once_resubscribed(real_data: Path, tmp_path:
         states = _states(status, symbol)
         assert states.count("synced") == 2 and "disconnected" in states, states  # resubscribed
         assert states.index("disconnected") < len(states) - 1 - states[::-1].index("synced")
+
+
+@pytest.mark.realdata
+def test_a_stall_makes_the_feed_stale_and_the_resubscribed_run_equals_batch(real_data: Path,
+                                                                          tmp_path: Path) -> None:
+    """The server goes silent 8 s before ticker 40 of the 2021-04-17 capture (its answers to the
+    0.5 s pings too); the client calls the feed stale after 2 s, reconnects and resubscribes, which
+    ends the stall (ticker 40 is then not sent on the old connection, and comes as its
+    instrument's last ticker on the new one). The pings keep the feed from going stale after the
+    tape, so the run ends on a fixed duration."""
+    capture = _captures(real_data)[1]
+    live, status, srv = _live_ws([capture], faults=("stall@40:8s",), stale_after_s=2.0, ping_interval_s=0.5,
+                                 duration_ns=20_000_000_000)
+    tickers, surface = _batch([capture], tmp_path)
+    assert [f.kind for f in srv.injected] == ["stall"]
+    got = _without_recv(live["option_ticker"], SORT_T)
+    distinct = [r for i, r in enumerate(got) if i == 0 or r != got[i - 1]]
+    assert distinct == _without_recv(tickers, SORT_T) and len(got) > len(distinct)
+    assert _rows(live["option_surface"], SORT_S) == _rows(surface, SORT_S)
+    for symbol in ("BTC", "ETH"):
+        states = _states(status, symbol)
+        assert "stale" in states and states.count("synced") >= 2, states
+        assert states.index("stale") < len(states) - 1 - states[::-1].index("synced")  # resubscribed after
 
 
 @pytest.mark.realdata
