@@ -244,7 +244,12 @@ def test_tapeflow_live_venue_deribit_options_writes_the_batch_rows_to_the_lake(r
     assert _rows(stored_s, SORT_S) == _rows(surface.select(stored_s.column_names), SORT_S)
     states = lake.read(STATUS, root).column("state").to_pylist()
     assert {"connected", "syncing", "synced"} <= set(states)  # per symbol, on connect and once subscribed
-    assert list((tmp_path / "journal").rglob("*")), "every frame is journaled before it is decoded"
+    # every frame was journaled before it was decoded: the batch over the journal is the live run,
+    # receive times included
+    journal = sorted(p for p in (tmp_path / "journal").rglob("*") if p.is_file())
+    (tmp_path / "from_journal").mkdir()
+    journaled, _ = _batch(journal, tmp_path / "from_journal")
+    assert _rows(stored_t, SORT_T) == _rows(journaled.select(stored_t.column_names), SORT_T)
 
 
 def test_options_flag_refuses_another_venue(capsys: pytest.CaptureFixture[str]) -> None:
