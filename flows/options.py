@@ -18,7 +18,8 @@ deribit --options --symbols BTC,...`` (``flows.market.flow_from_env`` builds it 
   when it has none; ``status`` also to the alerts sink), everything else to the table sink.
 
 Wiring only: the logic is :mod:`tapeflow.options.live`; the output equals ``tapeflow options
---surface`` over the same files row for row (``tests/options/test_live_options.py``).
+--surface`` over the same files row for row (``tests/options/test_live_options.py``; over the
+websocket through the replay server, ``tests/options/test_live_websocket.py``).
 """
 
 from __future__ import annotations
