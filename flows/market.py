@@ -240,10 +240,15 @@ def flow_from_env() -> Dataflow:
             extra.append(KafkaBusSink(bus.kafka_brokers, bus.dead_letters, tables=bus.tables,
                                       prefix=bus.prefix, retry_s=bus.retry_s))
     sinks = MarketSinks(tables=tables, extra=tuple(extra), alerts=alerts)
-    if live.capture and live.format_name == LIVE_FORMAT:  # option tickers: their own flow
-        from flows.options import OptionCaptureSource, build_options_flow
+    if live.format_name == LIVE_FORMAT:  # option tickers: their own flow
+        from flows.options import OptionCaptureSource, OptionLiveSource, build_options_flow
 
-        return build_options_flow(OptionCaptureSource(live.capture, batch_events=live.batch_events), sinks)
+        if live.capture:
+            source = OptionCaptureSource(live.capture, batch_events=live.batch_events)
+            return build_options_flow(source, sinks)
+        return build_options_flow(OptionLiveSource(
+            live.symbols, endpoint=live.endpoint, journal=live.journal, duration_ns=live.duration_ns,
+            idle_stop_ns=live.idle_stop_ns, client_options=dict(live.client_options)), sinks)
     health_clock, degraded_ns = live.health_clock(), live.degraded_ns
 
     def health() -> Any:

@@ -51,6 +51,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--capture", nargs="+", type=Path, metavar="FILE",
                      help="replay capture/journal/simulator files instead of connecting")
     src.add_argument("--format", dest="format_name", help="format of --capture files (default: --venue)")
+    src.add_argument("--options", action="store_true",
+                     help="run the options flow (IVs, surfaces) on Deribit option tickers: with --venue "
+                          "deribit --symbols BTC,BTC-30APR21-60000-C,... over the websocket, or on --capture "
+                          "files (same as --format deribit-options; docs/options.md)")
     src.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                      help="connector keyword argument, e.g. market=spot (binance), depth=100 (kraken)")
     src.add_argument("--poll", metavar="VENUE:SYMBOLS[;...]",
@@ -122,7 +126,7 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
             parse_duration_ns(value)
     env = {
         "TAPEFLOW_LIVE_VENUE": args.venue or "",
-        "TAPEFLOW_LIVE_FORMAT": args.format_name or args.venue or "",
+        "TAPEFLOW_LIVE_FORMAT": live_format(args),
         "TAPEFLOW_LIVE_SYMBOLS": args.symbols or "",
         "TAPEFLOW_LIVE_ENDPOINT": args.endpoint or "",
         "TAPEFLOW_LIVE_REST_ENDPOINT": args.rest_endpoint or "",
@@ -170,6 +174,20 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     BusSettings.from_env(Path(env["TAPEFLOW_LAKE"]), os.environ | env)  # a bad TAPEFLOW_BUS* fails here too
     LiveSettings.from_env(env)  # what the flow process will read: a bad value fails here, before it starts
     return env
+
+
+def live_format(args: argparse.Namespace) -> str:
+    """The flow's format: ``deribit-options`` with ``--options``, else ``--format`` or the venue.
+
+    Raises:
+        ConfigError: ``--options`` with another venue or format.
+    """
+    if not getattr(args, "options", False):
+        return args.format_name or args.venue or ""
+    if args.venue not in (None, "deribit") or args.format_name not in (None, LIVE_FORMAT):
+        raise ConfigError("--options reads Deribit option tickers: --venue deribit (or no --venue with "
+                          f"--capture), not --venue {args.venue} --format {args.format_name}")
+    return LIVE_FORMAT
 
 
 def client_options(pairs: Sequence[str]) -> dict[str, object]:
@@ -399,7 +417,7 @@ def check_source(args: argparse.Namespace) -> None:
         ConfigError: an unknown format, a missing capture file or a venue without a connector.
     """
     if args.capture:
-        if (args.format_name or args.venue) != LIVE_FORMAT:  # the options flow reads Deribit tickers
+        if live_format(args) != LIVE_FORMAT:  # the options flow reads Deribit tickers
             get_format(args.format_name or args.venue or "")
         missing = [str(p) for p in args.capture if not p.is_file()]
         if missing:

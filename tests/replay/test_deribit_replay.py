@@ -89,5 +89,7 @@ def test_session_speaks_json_rpc_and_a_mid_stream_snapshot_links_to_the_next_cha
     reply = session.on_message(json.dumps({"jsonrpc": "2.0", "id": 3, "method": "public/subscribe",
                                            "params": {"channels": channels}}))
     assert reply.subscribe == [("book", "BTC-PERPETUAL")]
-    assert loads(reply.send[0]) == {"jsonrpc": "2.0", "id": 3, "result": ["book.BTC-PERPETUAL.raw"]}
+    ack = loads(reply.send[0])
+    assert {k: ack.pop(k) for k in ("usIn", "usOut", "usDiff")}["usDiff"] == 0  # as Deribit stamps answers
+    assert ack == {"jsonrpc": "2.0", "id": 3, "result": ["book.BTC-PERPETUAL.raw"], "testnet": False}
     assert loads(session.on_message('{"id": 4, "method": "private/buy"}').send[0])["error"]["code"] == -32601

@@ -1,6 +1,7 @@
 """Deribit websocket v2: ``book.*`` (``prev_change_id`` chain) and ``trades.*`` channels of options,
-futures and perpetuals. Its ``ticker.*`` frames are ignored by rule here: ``tapeflow options`` and
-the ``options`` assets read them (docs/options.md)."""
+futures and perpetuals. Its ``ticker.*`` frames are ignored by rule here: ``tapeflow options``, the
+``options`` assets and the live options flow read them (``tickers.py``: the option ticker client of
+``tapeflow live --venue deribit --options``; docs/options.md)."""
 
 from __future__ import annotations
 

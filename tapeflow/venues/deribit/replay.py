@@ -1,11 +1,22 @@
 """Deribit websocket v2 on loopback: JSON-RPC ``public/subscribe`` / ``public/unsubscribe`` /
-``public/test``, subscription notifications from the tape, and a mid-stream ``book`` snapshot of
-the book the tape has passed (its ``change_id`` the last one, so the next change links to it)."""
+``public/test`` / ``public/get_instruments``, subscription notifications from the tape, and a
+mid-stream ``book`` snapshot of the book the tape has passed (its ``change_id`` the last one, so the
+next change links to it).
+
+A mid-stream ``ticker`` subscriber first gets the instrument's last ticker the tape has passed, as
+captured (a ticker is the instrument's whole state, which Deribit sends a fresh subscriber within
+one interval). ``public/get_instruments`` (``kind=option``) is answered from a ``get_instruments``
+answer recorded in the capture where one lists the currency's options, else composed from the
+tape's option names (strike, expiry, type and currency from the name; ``expired=true``: none).
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from tapeflow.errors import BadInput
+from tapeflow.options.instruments import parse_option_name
 from tapeflow.replay.protocol import Frame, Key, Reply, Session, VenueReplay, dumps, loads
 from tapeflow.wire.capture import RECV, CaptureLine
 
@@ -30,12 +41,18 @@ class DeribitReplay(VenueReplay):
         super().__init__()
         self.books: dict[Key, dict[str, Any]] = {}  # key -> {"bids": {px: amt}, "asks": ..., "last": data}
         self.channels: dict[Key, str] = {}  # key -> the channel name as captured
+        self.tickers: dict[Key, bytes] = {}  # ticker key -> the last ticker the tape has passed
+        self.recorded_instruments: list[dict[str, Any]] = []  # items of captured get_instruments answers
 
     def classify(self, line: CaptureLine) -> Frame | None:
-        """Subscription notifications become frames; answers and heartbeats are not replayed."""
+        """Subscription notifications become frames; answers and heartbeats are not replayed (a
+        captured ``get_instruments`` answer is kept to answer that request)."""
         if line.kind != RECV:
             return None
         msg = loads(line.payload)
+        if isinstance(msg, dict) and _instrument_list(msg.get("result")):
+            self.recorded_instruments.extend(msg["result"])
+            return None
         if not isinstance(msg, dict) or "result" in msg or msg.get("method") == "heartbeat":
             return None
         params = msg.get("params")
@@ -48,7 +65,9 @@ class DeribitReplay(VenueReplay):
         return Frame(line.recv_ns, line.payload, key, line.location)
 
     def apply(self, frame: Frame) -> None:
-        """Book notifications update the instrument's book; a ``snapshot`` resets it."""
+        """Book notifications update the instrument's book; a ``snapshot`` resets it; a ticker is kept."""
+        if frame.key is not None and frame.key[0] == "ticker":
+            self.tickers[frame.key] = frame.payload
         if frame.key is None or frame.key[0] != "book":
             return
         data = (loads(frame.payload).get("params") or {}).get("data")
@@ -70,7 +89,10 @@ class DeribitReplay(VenueReplay):
         book["last"] = data
 
     def snapshot(self, key: Key) -> list[bytes]:
-        """A ``snapshot`` notification of the book now, with the last message's ``change_id``."""
+        """A ``snapshot`` notification of the book now, with the last message's ``change_id``; for a
+        ticker, its last notification as captured."""
+        if key[0] == "ticker":
+            return [self.tickers[key]] if key in self.tickers else []
         book = self.books.get(key)
         if book is None or "last" not in book:
             return []
@@ -82,6 +104,18 @@ class DeribitReplay(VenueReplay):
         channel = self.channels.get(key, f"book.{key[1]}.raw")
         params = {"channel": channel, "data": data}
         return [dumps({"jsonrpc": "2.0", "method": "subscription", "params": params})]
+
+    def instruments(self, currency: str, kind: str | None, expired: bool) -> list[dict[str, Any]]:
+        """The ``public/get_instruments`` result: recorded items of ``currency``, else the tape's options."""
+        if expired or kind not in ("option", None):
+            return []
+        recorded = [i for i in self.recorded_instruments if i.get("kind") == "option"
+                    and currency in (i.get("base_currency"), i.get("settlement_currency"))]
+        if recorded:
+            return recorded
+        names = sorted({k[1] for k in self.keys})
+        return [item for item in map(_composed_option, names) if item is not None
+                and currency in (item["base_currency"], item["settlement_currency"])]
 
     def session(self, connection: int) -> Session:
         """Deribit's JSON-RPC for one connection."""
@@ -99,6 +133,12 @@ class _DeribitSession(Session):
         if method in ("public/test", "public/set_heartbeat", "public/disable_heartbeat"):
             return Reply(send=[dumps({"jsonrpc": "2.0", "id": rid, "result": "ok" if method != "public/test"
                                       else {"version": "replay"}})])
+        if method == "public/get_instruments" and isinstance(params, dict):
+            currency, kind = params.get("currency"), params.get("kind")
+            if not isinstance(currency, str):
+                return Reply(send=[_error(rid, -32602, "Invalid params: currency")])
+            result = self.adapter.instruments(currency, kind, bool(params.get("expired", False)))
+            return Reply(send=[_result(rid, result)])
         if method not in ("public/subscribe", "public/unsubscribe") or not isinstance(params, dict):
             return Reply(send=[_error(rid, -32601, f"Method not found: {method!r}")])
         channels = params.get("channels")
@@ -112,9 +152,36 @@ class _DeribitSession(Session):
                 continue  # Deribit answers with the channels it did subscribe
             done.append(channel)
             (reply.subscribe if method == "public/subscribe" else reply.unsubscribe).append(key)
-        reply.send.append(dumps({"jsonrpc": "2.0", "id": rid, "result": done}))
+        reply.send.append(_result(rid, done))
         return reply
+
+
+def _result(rid: Any, result: Any) -> bytes:
+    """An answer as Deribit writes it: the result, then its receive/send times in microseconds."""
+    now_us = time.time_ns() // 1000
+    return dumps({"jsonrpc": "2.0", "id": rid, "result": result, "usIn": now_us, "usOut": now_us, "usDiff": 0,
+                  "testnet": False})
 
 
 def _error(rid: Any, code: int, message: str) -> bytes:
     return dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": message}})
+
+
+def _instrument_list(result: Any) -> bool:
+    return (isinstance(result, list) and bool(result)
+            and all(isinstance(i, dict) and "instrument_name" in i and "kind" in i for i in result))
+
+
+def _composed_option(name: str) -> dict[str, Any] | None:
+    """A ``get_instruments`` item for an option name (None for a future, perpetual or bad name)."""
+    try:
+        option = parse_option_name(name)
+    except BadInput:
+        return None
+    base, _, quote = option.underlying.partition("_")
+    settlement = quote or base  # inverse options settle in the coin, linear ones in USDC
+    return {"instrument_name": name, "kind": "option", "strike": option.strike_nanos / 1e9,
+            "expiration_timestamp": option.expiry_ns // 1_000_000,
+            "option_type": "call" if option.is_call else "put", "base_currency": base,
+            "settlement_currency": settlement, "quote_currency": settlement, "counter_currency": "USD",
+            "contract_size": 1.0, "is_active": True}
