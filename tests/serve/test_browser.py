@@ -21,22 +21,13 @@ import pytest
 
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, SIGNAL, STATUS
 from tapeflow.serve.app import build_app
+from tapeflow.serve.browser import MISSING, available, launch
 from tapeflow.serve.history import final_bars
 from tapeflow.serve.settings import ServeSettings
 from tapeflow.storage import lake
 from tests.serve.conftest import REPO, run_cli
 from tests.serve.server import get_json, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 FEED_S = 20
 SPEED = 2.0
 
@@ -60,12 +51,12 @@ def artifacts(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():  # noqa: ANN201
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
+    if not available():
+        pytest.skip(MISSING)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 
