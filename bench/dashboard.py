@@ -19,17 +19,8 @@ import pyarrow as pa
 
 from bench import Goal, Report
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, TRADE
+from tapeflow.serve.browser import MISSING, available, launch
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 INSTRUMENTS = 50
 ROWS_PER_S = 10_000
 BATCH_ROWS = 100
@@ -112,8 +103,8 @@ def _books(now_ns: int) -> tuple[pa.Table, pa.Table]:
 
 
 def run(report: Report) -> None:
-    if not CHROMIUM.exists():
-        report.skip("Debian's chromium is not installed (make chromium)")
+    if not available():
+        report.skip(MISSING)
         return
     from playwright.sync_api import sync_playwright
 
@@ -129,7 +120,7 @@ def run(report: Report) -> None:
     publisher = Publisher("127.0.0.1:0")
     with tempfile.TemporaryDirectory() as tmp, sync_playwright() as p:
         app = build_app(ServeSettings(lake=Path(tmp) / "lake", live=("127.0.0.1", publisher.port)))
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        browser = launch(p)
         try:
             with serving(app) as base:
                 page = browser.new_page(viewport={"width": 1400, "height": 1000})

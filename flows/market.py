@@ -227,7 +227,7 @@ def flow_from_env() -> Dataflow:
         from flows.alerts import AlertSink
 
         alerts = AlertSink(settings.alerts_config, settings.lake_dir / "_alerts" / "live.jsonl",
-                           settings.lake_dir if "lake" in live.outputs else None)
+                           settings.lake_dir if "lake" in live.outputs else None, publish=live.publish)
     from tapeflow.bus import BusSettings
 
     bus = BusSettings.from_env(settings.lake_dir)

@@ -1,4 +1,5 @@
-"""The ``tapeflow alerts`` subcommands: ``check`` a rules file, ``test`` every channel."""
+"""The ``tapeflow alerts`` subcommands: ``check`` a rules file, ``test`` every channel, load the
+delivery ``ledger`` into the lake and ClickHouse."""
 
 from __future__ import annotations
 
@@ -27,6 +28,19 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                              help="seconds to wait for every channel's outcome (retries included)")
             cmd.add_argument("--ledger", type=Path, default=None,
                              help="lake root to append the attempts' ledger rows to")
+    cmd = inner.add_parser("ledger", help="load the delivery ledger journals into the lake and ClickHouse",
+                           description="Merge every <lake>/_alerts/*.ledger.jsonl into alert_delivery "
+                           "(idempotent: rows stored already are kept once).")
+    cmd.add_argument("--lake", type=Path, default=None, help="the lake root (default: TAPEFLOW_LAKE)")
+    cmd.add_argument("--journals", type=Path, default=None,
+                     help="folder of the ledger journals (default: LAKE/_alerts)")
+    where = cmd.add_mutually_exclusive_group()
+    where.add_argument("--clickhouse", metavar="DSN", default=None,
+                       help="warehouse DSN (default: TAPEFLOW_CLICKHOUSE_DSN; a chdb: directory must not "
+                       "be held by another process)")
+    where.add_argument("--no-clickhouse", action="store_true", help="load the lake only")
+    cmd.add_argument("--no-lake", action="store_true", help="load ClickHouse only")
+    cmd.set_defaults(func=_cmd_ledger)
     return p
 
 
@@ -83,3 +97,18 @@ def _cmd_test(args: argparse.Namespace, settings: Settings) -> int:
         with Writer(args.ledger) as writer:
             engine.write_ledger(writer)
     return 1 if failed else 0
+
+
+def _cmd_ledger(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.alerts.ledger import load_ledger
+
+    lake = args.lake or settings.lake_dir
+    dsn = None if args.no_clickhouse else args.clickhouse or settings.clickhouse_dsn
+    found = load_ledger(args.journals or lake / "_alerts", None if args.no_lake else lake, dsn)
+    from tapeflow.storage.dsn import redact_dsn
+
+    targets = [str(lake)] * (not args.no_lake) + [redact_dsn(dsn)] * (dsn is not None)
+    print(f"alerts ledger: {found.rows} row(s) from {found.journals} journal(s) merged into "
+          f"{' and '.join(targets) or 'nothing'}"
+          + (f"; {found.torn_lines} torn line(s) skipped" if found.torn_lines else ""))
+    return 0

@@ -66,7 +66,7 @@ DELIVERY_KEYS: dict[str, tuple[type, float, float]] = {
 }
 ALLOW_KEYS = ("loopback", "private", "hosts")
 RULE_KEYS = ("source", "severity", "channels", "kinds", "states", "min_confidence", "instruments",
-             "window_ns", "enabled", "assets", "checks", "check_severities", "jobs")
+             "window_ns", "enabled", "assets", "checks", "check_severities", "jobs", "ack_hold_ns")
 # keys that only one source reads: source -> keys
 SOURCE_KEYS = {"signal": ("kinds", "min_confidence"), "status": ("states",),
                "quality": ("assets", "checks", "check_severities"), "run": ("jobs",)}
@@ -129,6 +129,8 @@ class Rule:
         jobs: job names of failed runs (empty: every job); ``run`` only.
         window_ns: one message per (rule, instrument) per window; 0 sends every match.
         enabled: a rule can be switched off without deleting it.
+        ack_hold_ns: venue time after an acknowledged alert during which its rule and instrument's
+            follow-ups are held back (counted, not sent); 0: an acknowledgement holds nothing back.
     """
 
     name: str
@@ -145,6 +147,7 @@ class Rule:
     checks: tuple[str, ...] = ()
     check_severities: tuple[str, ...] = ("ERROR",)
     jobs: tuple[str, ...] = ()
+    ack_hold_ns: int = 3_600_000_000_000
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,8 @@ class _Validator(KeyLocator):
             checks=self.strings(f"{where}.checks", body.get("checks", [])),
             check_severities=severities,
             jobs=self.strings(f"{where}.jobs", body.get("jobs", [])),
+            ack_hold_ns=self.number(f"{where}.ack_hold_ns", body.get("ack_hold_ns", 3_600_000_000_000), int,
+                                    0, 7 * 86_400_000_000_000),
         )
 
     def choices(self, where: str, value: Any, known: tuple[str, ...]) -> tuple[str, ...]:

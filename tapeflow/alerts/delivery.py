@@ -102,7 +102,7 @@ class Outbox:
             item = Pending(alert, name, idempotency_key(alert, name))
             if len(self.queues[name]) >= self.config.delivery.max_pending:
                 self.dead_letters.append(DeadLetter(alert, name, 0, "overflow"))
-                self.ledger.append(self._row(item, "dead_letter", "overflow", 0))
+                self._record([self._row(item, "dead_letter", "overflow", 0)])
                 log.warning("alert %s dead-lettered on channel %s: %d alerts already wait",
                             alert.alert_id, name, len(self.queues[name]))
             else:
@@ -139,9 +139,15 @@ class Outbox:
         else:
             results = [self._drain(name) for name in due]
         rows = [row for channel_rows, _ in results for row in channel_rows]
-        self.ledger.extend(rows)
+        self._record(rows)
         self.dead_letters.extend(letter for _, letters in results for letter in letters)
         return rows
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        if self.journal is not None and rows:
+            with self._journal_lock:
+                self.journal.ledger(rows)
+        self.ledger.extend(rows)
 
     def close(self) -> None:
         """Stop the delivery threads (the queues stay, and the journal holds them)."""

@@ -31,6 +31,9 @@ from tapeflow.alerts.alert import Alert, AlertError, alert_id
 from tapeflow.alerts.config import AlertsConfig, Rule
 from tapeflow.alerts.delivery import DeadLetter, Outbox, ledger_table
 from tapeflow.alerts.journal import Journal
+from tapeflow.alerts.state import Window, state_path
+from tapeflow.alerts.state import load as load_state
+from tapeflow.alerts.state import save as save_state
 from tapeflow.schemas.alerts import ALERT_DELIVERY
 
 # Alerts remembered for acknowledgement and replay de-duplication (a bounded, oldest-first map).
@@ -40,13 +43,6 @@ STATUS_COLUMNS = ("ts_event_ns", "venue", "symbol", "state")
 BAD_STATES = ("disconnected", "resyncing", "stale", "degraded", "gap", "skew", "checksum_mismatch")
 QUALITY_COLUMNS = ("ts_event_ns", "venue", "symbol", "asset", "check", "severity", "passed", "run_id")
 RUN_COLUMNS = ("ts_event_ns", "venue", "symbol", "job", "run_id")
-
-
-@dataclass
-class _Window:
-    start_ns: int
-    suppressed: int = 0
-    template: Alert | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +61,9 @@ class AlertEngine:
         wall_ns: wall clock in ns (an alert's ``created_ns``, ledger times).
         clock_s: monotonic seconds (retry deadlines).
         seed: the retry jitter's seed.
-        journal: a file that keeps the queued deliveries across restarts (None: memory only).
+        journal: a file that keeps the queued deliveries across restarts (None: memory only);
+            the throttle windows and acknowledgements are kept beside it (:mod:`tapeflow.alerts.state`,
+            saved by :meth:`save_state`) and restored from there.
     """
 
     def __init__(self, config: AlertsConfig, *, wall_ns: Callable[[], int] = time.time_ns,
@@ -77,10 +75,18 @@ class AlertEngine:
         self.outbox = Outbox(config, wall_ns=wall_ns, clock_s=clock_s, seed=seed,
                              journal=Journal(journal) if journal is not None else None)
         self._wall_ns = wall_ns
-        self._windows: dict[tuple[str, str, str], _Window] = {}
+        self._windows: dict[tuple[str, str, str], Window] = {}
         self._alerts: OrderedDict[str, Alert] = OrderedDict()
         self._acks: dict[str, Ack] = {}
         self._ledger_written = 0
+        self._state = state_path(journal) if journal is not None else None
+        self._dirty = False
+        if self._state is not None:
+            self._windows, acks = load_state(self._state)
+            self._acks = {k: Ack(by, at) for k, (by, at) in acks.items()}
+            for window in self._windows.values():  # a replay of the row that opened it raises nothing
+                if window.template is not None:
+                    self._alerts[window.template.alert_id] = window.template
         for queue in self.outbox.queues.values():
             for item in queue:  # restored from the journal: a replay of their rows raises nothing new
                 self._alerts[item.alert.alert_id] = item.alert
@@ -184,24 +190,32 @@ class AlertEngine:
         raised = []
         for key, window in list(self._windows.items()):
             rule = self._rule(key[0])
-            if now_event_ns >= window.start_ns + rule.window_ns and not window.suppressed:
-                del self._windows[key]  # ended with nothing held back: the next match opens a new one
+            if rule is None:
+                del self._windows[key]  # its rule left the file since the window was saved
                 continue
-            if window.suppressed and now_event_ns >= window.start_ns + rule.window_ns and window.template:
+            if now_event_ns < max(window.start_ns + rule.window_ns, window.hold_until_ns):
+                continue
+            self._dirty = True
+            del self._windows[key]  # ended: the next match opens a new one
+            if window.suppressed and window.template:
                 t = window.template
-                alert = Alert(alert_id(t.alert_id, "closed", window.suppressed), t.rule, t.severity, t.source,
-                              "suppressed", t.venue, t.symbol, now_event_ns, self._wall_ns(), math.nan,
+                # an acknowledged key's count is still told (nothing is lost), as information
+                acked = f" while acknowledged by {window.acked_by}" if window.acked_by else ""
+                alert = Alert(alert_id(t.alert_id, "closed", window.suppressed), t.rule,
+                              "info" if acked else t.severity, t.source, "suppressed", t.venue, t.symbol,
+                              now_event_ns, self._wall_ns(), math.nan,
                               f"{window.suppressed} more {t.kind} on {t.venue} {t.symbol} held back by rule "
-                              f"{t.rule}", {}, window.suppressed)
-                del self._windows[key]
+                              f"{t.rule}{acked}", {"acknowledged_by": window.acked_by} if acked else {},
+                              window.suppressed)
                 raised += self._send(rule, alert)
         return raised
 
     def _rules(self, source: str) -> Iterable[Rule]:
         return (r for r in self.config.rules if r.enabled and r.source == source)
 
-    def _rule(self, name: str) -> Rule:
-        return next(r for r in self.config.rules if r.name == name)
+    def _rule(self, name: str) -> Rule | None:
+        # None: a rule removed from the file since its window was saved
+        return next((r for r in self.config.rules if r.name == name), None)
 
     @staticmethod
     def _instrument(rule: Rule, row: Mapping[str, Any]) -> bool:
@@ -220,14 +234,17 @@ class AlertEngine:
         window = self._windows.get(key)
         alert = Alert(identity, rule.name, rule.severity, rule.source, kind, str(row["venue"]),
                       str(row["symbol"]), ts, self._wall_ns(), confidence, title, detail)
-        # a late row older than the open window counts in it too: it must not reopen an old window
-        if window is not None and rule.window_ns and ts < window.start_ns + rule.window_ns:
+        self._dirty = True
+        # a late row older than the open window counts in it too: it must not reopen an old window;
+        # an acknowledged key holds its follow-ups back until the acknowledgement's hold ends
+        if window is not None and (rule.window_ns and ts < window.start_ns + rule.window_ns
+                                   or ts < window.hold_until_ns):
             window.suppressed += 1
             return []
         held = window.suppressed if window is not None else 0
         if held:
             alert = Alert(**{**alert.__dict__, "suppressed": held})
-        self._windows[key] = _Window(ts, 0, alert)
+        self._windows[key] = Window(ts, 0, alert)
         return self._send(rule, alert)
 
     def _send(self, rule: Rule, alert: Alert) -> list[Alert]:
@@ -253,16 +270,58 @@ class AlertEngine:
         """The maintenance switch: while on, matches are counted (``quiet_suppressed``), not sent."""
         self.quiet = quiet
 
-    def acknowledge(self, alert_id: str, by: str) -> Ack:
-        """Mark an alert as seen by ``by`` (the read API will call this).
+    def acknowledge(self, alert_id: str, by: str, at_ns: int | None = None) -> Ack:
+        """Mark an alert as seen by ``by`` (at wall time ``at_ns``, default now).
+
+        The first acknowledgement stands. It holds back the follow-ups of the alert's rule and
+        instrument: matches before the alert's ``ts_event_ns + rule.ack_hold_ns`` (venue time) are
+        counted, not sent, and the count leaves as one ``info`` message when the hold ends.
 
         Raises:
             AlertError: no such alert (never raised, or forgotten past ``REMEMBERED_ALERTS``).
         """
-        if alert_id not in self._alerts:
+        alert = self._alerts.get(alert_id)
+        if alert is None:
             raise AlertError(f"no alert {alert_id!r} to acknowledge")
-        ack = self._acks.setdefault(alert_id, Ack(by, self._wall_ns()))
+        if alert_id in self._acks:
+            return self._acks[alert_id]
+        ack = self._acks[alert_id] = Ack(by, self._wall_ns() if at_ns is None else at_ns)
+        self._dirty = True
+        rule = self._rule(alert.rule)
+        if rule is not None and rule.ack_hold_ns:
+            key = (alert.rule, alert.venue, alert.symbol)
+            window = self._windows.setdefault(key, Window(alert.ts_event_ns, 0, alert))
+            window.hold_until_ns = max(window.hold_until_ns, alert.ts_event_ns + rule.ack_hold_ns)
+            window.acked_by = window.acked_by or by
         return ack
+
+    def apply_acks(self, acks: Iterable[tuple[str, Ack]]) -> int:
+        """Apply acknowledgements read from the API's file (:class:`tapeflow.alerts.acks.AckReader`);
+        those of alerts this engine does not remember (another engine's, or forgotten) are skipped.
+
+        Returns:
+            how many were new here.
+        """
+        new = 0
+        for acked, ack in acks:
+            if acked in self._alerts and acked not in self._acks:
+                self.acknowledge(acked, ack.by, ack.at_ns)
+                new += 1
+        return new
+
+    def save_state(self) -> bool:
+        """Save the throttle windows and acknowledgements beside the journal when they changed since
+        the last save (no journal: nothing to do); returns whether it wrote.
+
+        Raises:
+            StorageError: the state file cannot be written.
+        """
+        if self._state is None or not self._dirty:
+            return False
+        acks = {k: (a.by, a.at_ns) for k, a in self._acks.items()}
+        save_state(self._state, self._windows, acks)
+        self._dirty = False
+        return True
 
     def acknowledgement(self, alert_id: str) -> Ack | None:
         """The alert's acknowledgement, None while unacknowledged."""
@@ -292,7 +351,9 @@ class AlertEngine:
         return self.outbox.ledger
 
     def close(self) -> None:
-        """Stop the delivery threads and close the journal (the queues stay in it for the next engine)."""
+        """Stop the delivery threads, save the throttle state and close the journal (the queues stay
+        in it for the next engine)."""
+        self.save_state()
         self.outbox.close()
         if self.outbox.journal is not None:
             self.outbox.journal.close()

@@ -6,6 +6,11 @@ One JSON line per event, appended and fsynced before the call that caused it ret
 gives back the adds without a done, in their order, and rewrites the file to just those (atomic
 rename), so it stays as long as the backlog. A torn last line (a crash mid-write) is dropped: its
 call never returned, so nobody was told it was queued.
+
+Beside it, ``<stem>.ledger.jsonl`` keeps every delivery attempt's ledger row (one JSON line each,
+appended and fsynced per delivery pass), never rewritten: the batch side
+(:mod:`tapeflow.alerts.ledger`, ``tapeflow alerts ledger``) loads it into the lake and ClickHouse
+whatever the process that delivered could write.
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ class Journal:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self.ledger_path = ledger_path(self.path)
+        self._ledger_out: Any = None
         self.restored: list[tuple[str, str, Alert]] = []  # (channel, key, alert), in queue order
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +68,24 @@ class Journal:
         """Record alerts queued on channels (``(channel, key, alert)``)."""
         self._write([{"op": "add", "channel": c, "key": k, "alert": a.payload()} for c, k, a in entries])
 
+    def ledger(self, rows: list[dict[str, Any]]) -> None:
+        """Record delivery attempts' ledger rows (:data:`tapeflow.schemas.alerts.ALERT_DELIVERY` columns).
+
+        Raises:
+            StorageError: the ledger file cannot be appended to.
+        """
+        if not rows:
+            return
+        try:
+            if self._ledger_out is None:
+                self._ledger_out = self.ledger_path.open("ab")
+            self._ledger_out.write(b"".join(json.dumps(r, sort_keys=True).encode() + b"\n" for r in rows))
+            self._ledger_out.flush()
+            os.fsync(self._ledger_out.fileno())
+        except OSError as exc:
+            raise StorageError(f"{self.ledger_path}: cannot append to the alerts ledger journal: "
+                               f"{exc}") from exc
+
     def done(self, key: str) -> None:
         """Record that the delivery ``key`` left its queue."""
         self._write([{"op": "done", "key": key}])
@@ -75,6 +100,13 @@ class Journal:
 
     def close(self) -> None:
         self._out.close()
+        if self._ledger_out is not None:
+            self._ledger_out.close()
+
+
+def ledger_path(journal: Path) -> Path:
+    """The ledger rows' file of the outbox journal ``journal``."""
+    return journal.with_name(journal.stem + ".ledger.jsonl")
 
 
 def _alert(payload: dict[str, Any]) -> Alert:

@@ -8,6 +8,11 @@ due, makes a delivery pass and appends the attempts' ledger rows to the lake, so
 receiver never holds up the flow's next batch. At the end the stage sends the closing counts of the
 windows still open, stops the courier and keeps delivering for up to ``drain_s``; what is left
 waits in the journal for the next run.
+
+Per batch the stage also applies the acknowledgements ``tapeflow serve`` appended to the acks file
+since the last batch (before the batch's rows, so an acknowledged alert's follow-ups in it are held
+back), saves the throttle state beside the journal, and hands the alerts it raised to ``publish``
+(the flow's live stream, so the dashboard's alert feed shows them as they are raised).
 """
 
 from __future__ import annotations
@@ -16,11 +21,12 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pyarrow as pa
 
+from tapeflow.alerts.acks import AckReader
 from tapeflow.alerts.alert import Alert
 from tapeflow.alerts.config import load
 from tapeflow.alerts.engine import AlertEngine
@@ -40,16 +46,22 @@ class AlertStage:
         journal: the engine's outbox journal (queued deliveries survive a restart).
         lake: where the delivery ledger (``alert_delivery``) is appended; None: kept in memory.
         drain_s: how long :meth:`close` keeps delivering what is still queued.
+        acks: the acknowledgements file ``tapeflow serve`` appends to (None: not read).
+        publish: called with the alerts each batch raised (the flow's live stream; None: not published).
 
     Raises:
         ConfigError: the alerts file is bad.
+        StorageError: the journal or the saved throttle state cannot be read.
     """
 
     def __init__(self, config: Path, journal: Path, lake: Path | None = None, *,
-                 drain_s: float = DRAIN_S) -> None:
+                 drain_s: float = DRAIN_S, acks: Path | None = None,
+                 publish: Callable[[list[Alert]], None] | None = None) -> None:
         journal.parent.mkdir(parents=True, exist_ok=True)
         self.engine = AlertEngine(load(config), journal=journal)
         self.lake, self.drain_s = lake, drain_s
+        self.acks = AckReader(acks) if acks is not None else None
+        self.publish = publish
         self.raised: list[Alert] = []
         self.newest_event_ns = -sys.maxsize
         self._writer = None
@@ -66,6 +78,8 @@ class AlertStage:
         """Submit one micro-batch's ``signal`` and ``status`` tables (others are ignored) and close
         the windows that ended; returns the alerts raised. Their delivery (and its ledger rows) is
         the courier's: this call never waits on a receiver."""
+        if self.acks is not None:
+            self.engine.apply_acks(self.acks.read_new())
         raised: list[Alert] = []
         for name, table in items:
             if name == SIGNAL.name:
@@ -78,12 +92,21 @@ class AlertStage:
                 self.newest_event_ns = max(self.newest_event_ns, max(table.column("ts_event_ns").to_pylist()))
         if raised or self.engine.pending:
             raised += self.engine.close_windows(self.newest_event_ns)
+        self.engine.save_state()
+        if raised and self.publish is not None:
+            self._publish(raised)
         if self.engine.pending:
             with self._lock:
                 self._idle.clear()
                 self._wake.set()
         self.raised += raised
         return raised
+
+    def _publish(self, alerts: list[Alert]) -> None:
+        try:
+            self.publish(alerts)  # type: ignore[misc]
+        except Exception:  # the stream is for watching: its failure must not stop alerting
+            log.exception("alerts: publishing %d alert(s) on the live stream failed", len(alerts))
 
     def wait_delivered(self, timeout_s: float) -> bool:
         """Wait until the courier has made a pass after the last queued alert and nothing is due
@@ -113,7 +136,10 @@ class AlertStage:
         self._stop.set()
         self._wake.set()
         self._courier.join()
-        self.raised += self.engine.close_windows(sys.maxsize)
+        closing = self.engine.close_windows(sys.maxsize)
+        self.raised += closing
+        if closing and self.publish is not None:
+            self._publish(closing)
         deadline = time.monotonic() + self.drain_s
         self.engine.deliver_pending()
         while self.engine.pending and time.monotonic() < deadline:

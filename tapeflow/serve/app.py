@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from tapeflow.errors import TapeflowError
+from tapeflow.secrets import Secret
 from tapeflow.serve import api
 from tapeflow.serve.acks import AckStore
 from tapeflow.serve.history import DATASETS, History, LakeHistory, WarehouseHistory
@@ -37,8 +38,8 @@ class TokenGate:
     The page and its static files stay open: they hold no data, and the page asks for the token.
     """
 
-    def __init__(self, app: ASGIApp, token: str) -> None:
-        self.app, self._token = app, token.encode()
+    def __init__(self, app: ASGIApp, token: Secret) -> None:
+        self.app, self._token = app, token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -68,11 +69,11 @@ class TokenGate:
     def _ok(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", []):
             if name == b"authorization" and value.startswith(b"Bearer "):
-                return hmac.compare_digest(value[7:].strip(), self._token)
+                return hmac.compare_digest(value[7:].strip(), self._token.reveal().encode())
         from urllib.parse import parse_qs
 
         given = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("token", [""])[-1]
-        return hmac.compare_digest(given.encode(), self._token)
+        return hmac.compare_digest(given.encode(), self._token.reveal().encode())
 
 
 def history_of(settings: ServeSettings) -> History:
@@ -154,6 +155,6 @@ def build_app(settings: ServeSettings, *, history: History | None = None) -> Sta
     app.state.hub = hub
     app.state.acks = AckStore(settings.ack_file())
     app.state.openapi = document()
-    if settings.token:
+    if settings.token is not None:
         app.add_middleware(TokenGate, token=settings.token)
     return app

@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         f"serve: history from {app.state.history.name} "
         f"({serve.clickhouse and 'warehouse' or serve.lake}); live "
         f"{'from ' + ':'.join(map(str, serve.live)) if serve.live else 'off (no --live)'}; "
-        f"token {'required' if serve.token else 'off (loopback only)'}",
+        f"token {'required' if serve.token is not None else 'off (loopback only)'}",
         flush=True,
     )
     # uvicorn's access log prints query strings, which may carry ?token=: keep it off

@@ -2,7 +2,8 @@
 
 One asyncio task subscribes to the publisher (reconnecting every second while it is down), keeps
 the latest state per instrument (book snapshot, BBO, last bar per interval, recent trades,
-metrics, signals, feed state, rejects per reason) and forwards each line unchanged to every
+metrics, signals, feed state, rejects per reason), the recent alerts the flow's alerts step
+raised, and forwards each line unchanged to every
 WebSocket client. A browser gets the state first (``{"type": "hello", ...}``), then the lines. A
 client that falls :data:`CLIENT_QUEUE` lines behind is closed (1013) rather than slowing the others.
 Nothing here polls the lake or the warehouse.
@@ -96,6 +97,7 @@ class LiveHub:
         self.lines = 0
         self.last_pub_ns: int | None = None
         self.alert_ids: deque[str] = deque(maxlen=RECENT_ALERTS)
+        self.alerts: deque[dict[str, Any]] = deque(maxlen=RECENT_ALERTS)
         self._task: asyncio.Task[None] | None = None
 
     # ---- lifecycle (the app's lifespan)
@@ -141,6 +143,10 @@ class LiveHub:
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return  # not a line of ours: the publisher is the only writer, so this is a torn connection
         for row in rows:
+            if table == "alert":  # not instrument data: a run's or a check's alert has no instrument
+                self.alerts.append(row)
+                self.alert_ids.append(str(row.get("alert_id", "")))
+                continue
             key = (row.get("venue", ""), row.get("symbol", ""))
             self.instruments_state.setdefault(key, Instrument()).apply(table, row)
         self.lines += 1
@@ -206,4 +212,5 @@ class LiveHub:
                 f"{v}|{s}": inst.view() for (v, s), inst in sorted(self.instruments_state.items())
             },
             "feed": {f"{v}|{s}": f for (v, s), f in self.feed().items()},
+            "alerts": list(self.alerts),
         }

@@ -273,7 +273,11 @@ def document() -> dict[str, Any]:
             {
                 "type": "object",
                 "required": ["connected", "instruments"],
-                "properties": {"connected": {"type": "boolean"}, "instruments": {"type": "object"}},
+                "properties": {
+                    "connected": {"type": "boolean"},
+                    "instruments": {"type": "object"},
+                    "alerts": {"type": "array", "items": {"type": "object"}},
+                },
             },
         ),
         "/api/v1/alerts/{alert_id}/ack": {

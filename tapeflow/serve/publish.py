@@ -8,7 +8,9 @@ from the next batch; history fills the rest from the lake). The port has no auth
 binds loopback only.
 
 Line format (``docs/dashboard.md``): ``{"type": "rows", "table": NAME, "pub_ns": WALL_NS, "rows": [...]}``
-with the record's columns (``rejected`` rows without their raw bytes).
+with the record's columns (``rejected`` rows without their raw bytes); ``alert`` lines carry the
+alerts engine's payloads (:meth:`tapeflow.alerts.alert.Alert.payload`), published by the flow's
+alerts step through :func:`running` (the publisher its flow started on the same address).
 """
 
 from __future__ import annotations
@@ -26,14 +28,24 @@ from tapeflow.serve.settings import check_publish, parse_address
 
 # What the dashboard shows; the decoded input (book deltas, order events, venue quotes) stays in the lake.
 PUBLISHED = ("trade", "bbo", "book_snapshot", "bar", "metric", "signal", "status", "rejected")
+ALERT = "alert"
 QUEUE_LINES = 4096
+_RUNNING: dict[str, Publisher] = {}  # by the address it was asked for (the flow's --publish value)
+_RUNNING_LOCK = threading.Lock()
 
 
-def encode(table_name: str, table: pa.Table, pub_ns: int) -> bytes:
+def running(address: str) -> Publisher | None:
+    """The open publisher of this process started on ``address`` (None: none, or it closed)."""
+    with _RUNNING_LOCK:
+        return _RUNNING.get(address)
+
+
+def encode(table_name: str, table: pa.Table | list[dict[str, Any]], pub_ns: int) -> bytes:
     """One line of the publisher's protocol (newline included)."""
-    if table_name == "rejected" and "raw" in table.column_names:
+    if isinstance(table, pa.Table) and table_name == "rejected" and "raw" in table.column_names:
         table = table.drop_columns(["raw"])
-    return orjson.dumps({"type": "rows", "table": table_name, "pub_ns": pub_ns, "rows": table.to_pylist()},
+    rows = table.to_pylist() if isinstance(table, pa.Table) else table
+    return orjson.dumps({"type": "rows", "table": table_name, "pub_ns": pub_ns, "rows": rows},
                         default=_bytes) + b"\n"
 
 
@@ -110,6 +122,9 @@ class Publisher:
         self.published = 0
         self.dropped_subscribers = 0
         self._closed = False
+        self.address = address
+        with _RUNNING_LOCK:
+            _RUNNING[address] = self
         threading.Thread(target=self._accept, name="tapeflow-publish-accept", daemon=True).start()
 
     @property
@@ -137,11 +152,19 @@ class Publisher:
         """Send one output batch (nothing when no one listens or the table is not dashboard data)."""
         if table_name not in PUBLISHED or table.num_rows == 0:
             return
+        self._send(table_name, table)
+
+    def publish_alerts(self, payloads: list[dict[str, Any]]) -> None:
+        """Send the alerts a batch raised (their JSON payloads) as one ``alert`` line."""
+        if payloads:
+            self._send(ALERT, payloads)
+
+    def _send(self, table_name: str, rows: pa.Table | list[dict[str, Any]]) -> None:
         with self._lock:
             subs = list(self._subscribers)
         if not subs:
             return
-        line = encode(table_name, table, time.time_ns())
+        line = encode(table_name, rows, time.time_ns())
         for sub in subs:
             sub.offer(line)
         self.published += 1
@@ -149,6 +172,9 @@ class Publisher:
     def close(self) -> None:
         """Stop accepting; flush what each subscriber has queued, then close."""
         self._closed = True
+        with _RUNNING_LOCK:
+            if _RUNNING.get(self.address) is self:
+                del _RUNNING[self.address]
         self._server.close()
         with self._lock:
             subs = list(self._subscribers)

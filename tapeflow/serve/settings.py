@@ -1,8 +1,9 @@
 """What ``tapeflow serve`` runs with: the bind address, the token, and where data comes from.
 
 Read once by the command (:func:`from_args`); the token comes from ``--token``,
-``TAPEFLOW_SERVE_TOKEN`` or the file named by ``TAPEFLOW_SERVE_TOKEN_FILE`` and is never printed
-or logged (its ``repr`` is masked).
+``TAPEFLOW_SERVE_TOKEN`` or the file named by ``TAPEFLOW_SERVE_TOKEN_FILE`` and lives in a
+:class:`tapeflow.secrets.Secret` (its ``repr`` and ``str`` are a mask; only the token gate reveals
+it), so it is never printed or logged.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tapeflow.errors import ConfigError
+from tapeflow.secrets import Secret
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8050
@@ -38,10 +40,14 @@ class ServeSettings:
     port: int = DEFAULT_PORT
     lake: Path = Path("lake")
     clickhouse: str | None = None
-    token: str | None = field(default=None, repr=False)
+    token: Secret | None = field(default=None, repr=False)
     live: tuple[str, int] | None = None
     acks: Path | None = None
     dagster_home: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.token is not None and not isinstance(self.token, Secret):
+            raise TypeError("ServeSettings.token must be a tapeflow.secrets.Secret (resolve_token makes one)")
 
     def ack_file(self) -> Path:
         return self.acks if self.acks is not None else self.lake / "_alerts" / "acks.jsonl"
@@ -57,7 +63,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def resolve_token(flag: str | None, env: Mapping[str, str] | None = None) -> str | None:
+def resolve_token(flag: str | None, env: Mapping[str, str] | None = None) -> Secret | None:
     """The token from ``--token``, else ``TAPEFLOW_SERVE_TOKEN``, else ``TAPEFLOW_SERVE_TOKEN_FILE``.
 
     Raises:
@@ -65,18 +71,22 @@ def resolve_token(flag: str | None, env: Mapping[str, str] | None = None) -> str
     """
     env = os.environ if env is None else env
     token = flag or env.get("TAPEFLOW_SERVE_TOKEN") or None
+    source = "--token" if flag else "env:TAPEFLOW_SERVE_TOKEN"
     if token is None and env.get("TAPEFLOW_SERVE_TOKEN_FILE"):
         path = Path(env["TAPEFLOW_SERVE_TOKEN_FILE"])
+        source = f"file:{path}"
         try:
             token = path.read_text().strip() or None
         except OSError as exc:
             raise ConfigError(f"TAPEFLOW_SERVE_TOKEN_FILE {path} cannot be read: {exc.strerror}") from None
         if token is None:
             raise ConfigError(f"TAPEFLOW_SERVE_TOKEN_FILE {path} is empty")
-    if token is not None and len(token) < MIN_TOKEN_CHARS:
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_CHARS:
         raise ConfigError(f"the serve token must be at least {MIN_TOKEN_CHARS} characters "
                           f"(it has {len(token)})")
-    return token
+    return Secret(token, source)
 
 
 def parse_address(text: str, what: str, *, allow_zero: bool = False) -> tuple[str, int]:

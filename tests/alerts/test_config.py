@@ -73,6 +73,8 @@ def test_a_good_file_gives_rules_channels_and_policy(tmp_path: Path) -> None:
     ('source = "status"', 'source = "weather"', 'rule."feed".source', "signal, status, quality, run"),
     ('states = ["gap", "stale"]', 'jobs = ["tapeflow_days"]', 'rule."feed".jobs', "run rules only"),
     ('states = ["gap", "stale"]', 'checks = ["rows"]', 'rule."feed".checks', "quality rules only"),
+    ('min_confidence = 0.8', 'min_confidence = 0.8\nack_hold_ns = -1', 'rule."whales".ack_hold_ns',
+     "out of range"),
 ])
 def test_bad_values_name_file_key_and_line(tmp_path: Path, old: str, new: str, key: str, words: str) -> None:
     assert old in GOOD

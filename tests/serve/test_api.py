@@ -4,6 +4,7 @@ cursors, downloads, bad parameters, acknowledgements, the token gate, ClickHouse
 from __future__ import annotations
 
 import io
+import logging
 import os
 import socket
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.alerts import ALERT_DELIVERY
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, SIGNAL, STATUS
+from tapeflow.secrets import Secret
 from tapeflow.serve.app import build_app
 from tapeflow.serve.history import LakeHistory, Query, WarehouseHistory, final_bars
 from tapeflow.serve.settings import ServeSettings, check_bind, resolve_token
@@ -173,7 +175,8 @@ def test_acknowledge_an_alert(api_lake: Path, tmp_path: Path) -> None:
 
 def test_the_token_gate(api_lake: Path, tmp_path: Path) -> None:
     token = "s3cret-token-0123456789"
-    with serving(build_app(ServeSettings(lake=api_lake, token=token))) as base:
+    secret = Secret(token, "test")
+    with serving(build_app(ServeSettings(lake=api_lake, token=secret))) as base:
         status, headers, _ = get(base + "/api/v1/instruments")
         assert status == 401 and headers["www-authenticate"].startswith("Bearer")
         assert (
@@ -185,16 +188,21 @@ def test_the_token_gate(api_lake: Path, tmp_path: Path) -> None:
         assert get(base + "/health")[0] == 200  # orchestrators probe without it
     with pytest.raises(ConfigError, match="without a token"):
         check_bind(ServeSettings(host="0.0.0.0"))
-    check_bind(ServeSettings(host="0.0.0.0", token=token))
+    check_bind(ServeSettings(host="0.0.0.0", token=secret))
     check_bind(ServeSettings(host="::1"))
     (tmp_path / "token").write_text(token + "\n")
-    assert resolve_token(None, {"TAPEFLOW_SERVE_TOKEN_FILE": str(tmp_path / "token")}) == token
+    from_file = resolve_token(None, {"TAPEFLOW_SERVE_TOKEN_FILE": str(tmp_path / "token")})
+    assert isinstance(from_file, Secret) and from_file.reveal() == token
     with pytest.raises(ConfigError, match="at least 16"):
         resolve_token("short", {})
-    assert token not in repr(ServeSettings(token=token))
+    assert token not in repr(ServeSettings(token=secret))
+    with pytest.raises(TypeError, match="Secret"):
+        ServeSettings(token=token)  # type: ignore[arg-type]  # a bare string is refused
 
 
-def test_serve_refuses_a_public_address_without_a_token_and_never_prints_it(api_lake: Path) -> None:
+def test_serve_refuses_a_public_address_without_a_token_and_never_prints_it(
+    api_lake: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "tapeflow.cli", "serve", "--host", "0.0.0.0", "--lake", str(api_lake)],
         capture_output=True,
@@ -241,6 +249,20 @@ def test_serve_refuses_a_public_address_without_a_token_and_never_prints_it(api_
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert token not in line + out
+    # the command's settings: the token is a Secret, masked wherever it is printed
+    from tapeflow.cli import _parser
+    from tapeflow.serve.cli import settings_of
+    from tapeflow.settings import Settings
+
+    with caplog.at_level(logging.DEBUG):
+        args = _parser().parse_args(["serve", "--lake", str(api_lake), "--token", token])
+        settings = settings_of(args, Settings())
+        logging.getLogger("tapeflow.serve").info("settings %r %s", settings, settings.token)
+        app = build_app(settings)
+    assert isinstance(settings.token, Secret) and settings.token.reveal() == token
+    shown = [repr(settings), str(settings.token), repr(settings.token), repr(app.state.settings),
+             caplog.text, *(f"{k}={v!s} {v!r}" for k, v in vars(settings).items())]
+    assert not [s for s in shown if token in s]
 
 
 def test_ready_is_503_while_the_lake_is_missing(tmp_path: Path) -> None:

@@ -16,29 +16,41 @@ import subprocess
 import sys
 from pathlib import Path
 
+import orjson
 import pyarrow.compute as pc
 import pytest
 
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, SIGNAL, STATUS
 from tapeflow.serve.app import build_app
+from tapeflow.serve.browser import MISSING, available, launch
 from tapeflow.serve.history import final_bars
 from tapeflow.serve.settings import ServeSettings
 from tapeflow.storage import lake
 from tests.serve.conftest import REPO, run_cli
 from tests.serve.server import get_json, serving
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 FEED_S = 20
 SPEED = 2.0
+
+
+def alerts_config(tmp_path: Path) -> Path:
+    """Every feed-status row and every signal the flow emits is an alert (no throttle), to a file."""
+    path = tmp_path / "alerts.toml"
+    path.write_text(f"""\
+[channel.log]
+type = "file"
+path = "{tmp_path / 'alerts.jsonl'}"
+[rule.feed]
+source = "status"
+states = ["connected", "synced", "recovered", "disconnected", "resyncing", "stale", "degraded", "gap"]
+channels = ["log"]
+window_ns = 0
+[rule.signals]
+source = "signal"
+channels = ["log"]
+window_ns = 0
+""")
+    return path
 
 
 def free_port() -> int:
@@ -60,12 +72,12 @@ def artifacts(tmp_path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def browser():  # noqa: ANN201
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make test installs it when run as root)")
+    if not available():
+        pytest.skip(MISSING)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 
@@ -119,6 +131,8 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
                 "--bars",
                 "1s,1m",
                 "--signals",
+                "--alerts",
+                str(alerts_config(tmp_path)),
             ]
             env = {**os.environ, "PYTHONPATH": str(REPO), "JAX_PLATFORMS": "cpu"}
             log = (tmp_path / "flow.log").open("w")
@@ -150,6 +164,7 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
         )
         page.wait_for_timeout(500)
         _, relayed = get_json(base + "/api/v1/feed")
+        _, live_state = get_json(base + "/api/v1/live")
         shown = {
             "bid": int(page.get_attribute("#best-bid", "data-nanos")),
             "ask": int(page.get_attribute("#best-ask", "data-nanos")),
@@ -160,6 +175,9 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
             "signals": int(page.inner_text("#signal-count")),
             "feed": page.inner_text("#feed-state"),
             "messages": page.evaluate("window.__tapeflowMessages"),
+            "live_alerts": page.eval_on_selector_all(
+                "#alerts li[data-live=true]", "els => els.map((e) => e.dataset.alertId)"
+            ),
         }
         page.screenshot(path=str(shots / "dashboard-end.png"), full_page=True)
         page.close()
@@ -185,6 +203,13 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
     states = set(lake.read(STATUS, out).column("state").to_pylist())
     assert shown["feed"] == feed["state"] and shown["feed"] in states
     assert shown["messages"] > 5
+    # the alert feed shows, marked live, the alerts the relay got from the flow: those it delivered
+    delivered = [orjson.loads(x)["alert_id"] for x in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    relayed_alerts = [a["alert_id"] for a in live_state["alerts"]]
+    print(f"{len(delivered)} alerts delivered, {len(relayed_alerts)} relayed, "
+          f"{len(shown['live_alerts'])} shown live")
+    assert relayed_alerts and sorted(shown["live_alerts"]) == sorted(relayed_alerts)
+    assert set(relayed_alerts) <= set(delivered)
     if os.environ.get("TAPEFLOW_DOCS_SCREENSHOT"):
         shutil.copy(shots / "dashboard-end.png", REPO / "docs" / "dashboard.png")
 

@@ -12,6 +12,7 @@ from websockets.sync.client import connect
 
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, STATUS
+from tapeflow.secrets import Secret
 from tapeflow.serve.app import build_app
 from tapeflow.serve.publish import Publisher
 from tapeflow.serve.settings import ServeSettings
@@ -175,7 +176,8 @@ def test_the_websocket_needs_the_token_when_one_is_set(tmp_path) -> None:  # noq
 
     token = "ws-token-0123456789abcdef"
     publisher = Publisher("127.0.0.1:0")
-    app = build_app(ServeSettings(lake=tmp_path / "lake", live=("127.0.0.1", publisher.port), token=token))
+    app = build_app(ServeSettings(lake=tmp_path / "lake", live=("127.0.0.1", publisher.port),
+                                  token=Secret(token, "test")))
     try:
         with serving(app) as base:
             url = base.replace("http://", "ws://") + "/ws/live"

@@ -113,11 +113,14 @@ function connect() {
   ws.onmessage = (ev) => {
     const m = JSON.parse(ev.data);
     if (m.type === "hello") {
-      S.live = m.live; if (m.live) { S.relayUp = m.state.connected; applyHello(m.state); fillSelectors(); }
+      S.live = m.live; if (m.live) { S.relayUp = m.state.connected; applyHello(m.state); fillSelectors(); liveAlerts(m.state.alerts || []); }
     } else if (m.type === "relay") {
       S.relayUp = m.connected; S.feedEnded = !m.connected;
       // the flow stopped (or the relay lost it): its lake now holds what the stream may have missed
       if (!m.connected && S.sel) loadHistory(S.sel).catch(showError);
+    }
+    else if (m.type === "rows" && m.table === "alert") {
+      liveAlerts(m.rows);
     }
     else if (m.type === "rows") {
       S.relayUp = true; S.feedEnded = false;
@@ -174,25 +177,47 @@ async function loadHistory(k) {
   window.__tapeflowHistoryLoads = (window.__tapeflowHistoryLoads || 0) + 1;
 }
 
+// the alert feed: the delivery ledger (history) merged with the alerts the flow publishes live
+const ALERTS = new Map();
+
+function liveAlerts(payloads) {
+  for (const a of payloads) {
+    const had = ALERTS.get(a.alert_id) || {};
+    ALERTS.set(a.alert_id, { ...had, alert_id: a.alert_id, at: a.created_ns, severity: a.severity, rule: a.rule,
+      symbol: a.symbol, what: a.title + (a.suppressed ? ` (+${a.suppressed} suppressed)` : ""), live: true });
+  }
+  window.__tapeflowAlerts = [...ALERTS.values()].filter((a) => a.live).length;
+  renderAlerts();
+}
+
 async function loadAlerts() {
   try {
     const page = await api("alerts", { limit: 200 });
-    const seen = new Map();
-    for (const r of page.rows) seen.set(r.alert_id, r);
-    const ul = el("alerts"); ul.replaceChildren();
-    if (!seen.size) ul.append(text("li", "no alerts in the delivery ledger", "muted"));
-    for (const r of [...seen.values()].reverse()) {
-      const li = text("li", `${hms(r.ts_recv_ns)} ${r.severity} ${r.rule} ${r.symbol} (${r.channel}: ${r.outcome}) `);
-      const b = text("button", "ack");
-      b.onclick = async (ev) => {
-        ev.stopPropagation();
-        const res = await fetch(`/api/v1/alerts/${encodeURIComponent(r.alert_id)}/ack`, { method: "POST",
-          headers: { ...headers(), "Content-Type": "application/json" }, body: JSON.stringify({ by: "dashboard" }) });
-        b.textContent = res.ok ? "acknowledged" : "ack failed";
-      };
-      li.append(b); ul.append(li);
+    for (const r of page.rows) {
+      const had = ALERTS.get(r.alert_id) || {};
+      ALERTS.set(r.alert_id, { at: r.ts_recv_ns, what: "", live: false, ...had, alert_id: r.alert_id,
+        severity: r.severity, rule: r.rule, symbol: r.symbol, outcome: `${r.channel}: ${r.outcome}` });
     }
+    renderAlerts();
   } catch (e) { el("alerts").replaceChildren(text("li", String(e), "muted")); }
+}
+
+function renderAlerts() {
+  const ul = el("alerts"); ul.replaceChildren();
+  if (!ALERTS.size) ul.append(text("li", "no alerts in the delivery ledger", "muted"));
+  for (const r of [...ALERTS.values()].sort((a, b) => b.at - a.at)) {
+    const li = text("li", `${r.live ? "LIVE " : ""}${hms(r.at)} ${r.severity} ${r.rule} ${r.symbol} ` +
+      `${r.what}${r.outcome ? ` (${r.outcome})` : ""} `);
+    li.dataset.alertId = r.alert_id; li.dataset.live = String(r.live);
+    const b = text("button", "ack");
+    b.onclick = async (ev) => {
+      ev.stopPropagation();
+      const res = await fetch(`/api/v1/alerts/${encodeURIComponent(r.alert_id)}/ack`, { method: "POST",
+        headers: { ...headers(), "Content-Type": "application/json" }, body: JSON.stringify({ by: "dashboard" }) });
+      b.textContent = res.ok ? "acknowledged" : "ack failed";
+    };
+    li.append(b); ul.append(li);
+  }
 }
 
 // the latest IV surface of every underlying (rows of one snapshot time), and the cross-strike signals
