@@ -14,7 +14,7 @@ it arrived (``arrival_ns``), and decides from those alone, so a run replays exac
   :meth:`FailoverStage.tick` after ``stale_after_ns``), ``reason`` = ``stale``, ``gap``,
   ``degraded`` or ``disconnected``; a leg of higher priority than the active one that stayed
   healthy for ``hold_ns`` takes it back (``recovered``). At start, the primary gets
-  ``stale_after_ns`` to become healthy before it can be left;
+  ``start_grace_ns`` to become healthy before it can be left;
 * **the splice**: a switch keeps the output's frontier, the position ``(venue time, index among
   equal times)`` after the last forwarded row of each table; the new source's rows before it are
   dropped (the output has them), the rest forwarded, its kept rows first. Two sources serving one
@@ -212,7 +212,7 @@ class FailoverStage:
             return
         assert self._start_ns is not None
         if not active.healthy(now_ns):
-            if active.ever_healthy or now_ns - self._start_ns >= self.config.stale_after_ns:
+            if active.ever_healthy or now_ns - self._start_ns >= self.config.start_grace_ns:
                 self._switch(inst, best, active.reason(now_ns), active.why(now_ns), now_ns, out)
         elif best.priority < active.priority:
             assert best.healthy_since is not None

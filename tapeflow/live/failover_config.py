@@ -7,6 +7,7 @@ in priority order with each source's own symbol (docs/failover.md, ``docs/failov
     stale_after = "2s"    # no row of the active source for this long (arrival clock): switch
     hold = "10s"          # a preferred source must stay healthy this long before it is taken back
     lookback = "60s"      # how long a standby source's rows are kept for a switch to it
+    start_grace = "10s"   # how long the primary has to become healthy at start before it is left
     warm_books = false    # true: every source's book rows pass (each keeps its own book warm)
 
     [sources.binance]
@@ -31,8 +32,8 @@ from tapeflow.errors import ConfigError
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.tomlconfig import KeyLocator, read_toml
 
-_KNOBS = {"stale_after": "2s", "hold": "10s", "lookback": "60s"}
-_SOURCE_KEYS = {"venue", "endpoint", "rest_endpoint", "options"}
+_KNOBS = {"stale_after": "2s", "hold": "10s", "lookback": "60s", "start_grace": "10s"}
+_SOURCE_KEYS = {"venue", "endpoint", "rest_endpoint", "options", "connector"}
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,8 @@ class SourceSpec:
         venue: the connector (``tapeflow.venues.<venue>.client``).
         endpoint, rest_endpoint: websocket and REST base URLs (None: the venue's own).
         options: connector keyword arguments, sorted ``(key, value)`` pairs.
+        connector: :class:`tapeflow.live.connector.ConnectorSettings` fields (``stale_after_s``,
+            ``backoff_initial_s``...), sorted ``(key, value)`` pairs.
     """
 
     name: str
@@ -51,6 +54,16 @@ class SourceSpec:
     endpoint: str | None = None
     rest_endpoint: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    connector: tuple[tuple[str, Any], ...] = ()
+
+    def client_options(self) -> dict[str, Any]:
+        """The connector's keyword arguments, its session-loop settings included."""
+        out = dict(self.options)
+        if self.connector:
+            from tapeflow.live.connector import ConnectorSettings
+
+            out["settings"] = ConnectorSettings(**dict(self.connector))
+        return out
 
 
 @dataclass(frozen=True)
@@ -72,6 +85,8 @@ class FailoverConfig:
         hold_ns: a source of higher priority than the active one is taken back after being
             healthy for this long.
         lookback_ns: a standby source's rows are kept this long (arrival clock) for a switch.
+        start_grace_ns: at start, the primary is not left before this long (connect, subscribe
+            and the first snapshot take a moment, and the fallback may be quicker).
         warm_books: ``book_delta`` and ``order_event`` rows of every source pass, so each source's
             book stays warm (needs distinct venue/symbol pairs across the legs of an instrument).
     """
@@ -82,6 +97,7 @@ class FailoverConfig:
     hold_ns: int = 10_000_000_000
     lookback_ns: int = 60_000_000_000
     warm_books: bool = False
+    start_grace_ns: int = 10_000_000_000
 
     def source(self, name: str) -> SourceSpec:
         """The source called ``name``."""
@@ -136,7 +152,7 @@ def parse_failover(doc: dict[str, Any], where: KeyLocator) -> FailoverConfig:
     for name in sorted(names - used):
         raise where.fail(f"sources.{name}.venue", "no instrument uses this source")
     config = FailoverConfig(sources, instruments, durations["stale_after"], durations["hold"],
-                            durations["lookback"], warm)
+                            durations["lookback"], warm, durations["start_grace"])
     if warm:
         for spec in instruments:
             pairs = [(config.source(src).venue, sym) for src, sym in spec.legs]
@@ -173,8 +189,21 @@ def _source(name: str, body: Any, where: KeyLocator) -> SourceSpec:
     for key in ("endpoint", "rest_endpoint"):
         if key in body and not isinstance(body[key], str):
             raise where.fail(f"sources.{name}.{key}", f"must be a URL string, got {body[key]!r}")
+    connector = body.get("connector", {})
+    if not isinstance(connector, dict):
+        raise where.fail(f"sources.{name}.connector", "must be a table of session-loop settings")
+    if connector:
+        import dataclasses
+
+        from tapeflow.live.connector import ConnectorSettings
+
+        known = {f.name for f in dataclasses.fields(ConnectorSettings)}
+        for key in connector:
+            if key not in known:
+                raise where.fail(f"sources.{name}.connector.{key}",
+                                 f"unknown setting (known: {', '.join(sorted(known))})")
     return SourceSpec(name, venue, body.get("endpoint"), body.get("rest_endpoint"),
-                      tuple(sorted(options.items())))
+                      tuple(sorted(options.items())), tuple(sorted(connector.items())))
 
 
 def _instrument(name: str, body: Any, sources: set[str], where: KeyLocator) -> InstrumentSpec:

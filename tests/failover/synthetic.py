@@ -13,13 +13,13 @@ VENUES = {"pri": "venue-a", "sec": "venue-b"}
 
 
 def config(*, stale_ms: int = 500, hold_ms: int = 2_000, lookback_ms: int = 60_000,
-           warm_books: bool = False) -> FailoverConfig:
+           warm_books: bool = False, grace_ms: int = 500) -> FailoverConfig:
     """Primary ``pri`` (venue-a X), fallback ``sec`` (venue-b X) for the instrument ``X-PERP``."""
     return FailoverConfig(
         (SourceSpec("pri", "venue-a"), SourceSpec("sec", "venue-b")),
         (InstrumentSpec("X-PERP", (("pri", "X"), ("sec", "X"))),),
         stale_after_ns=stale_ms * MS, hold_ns=hold_ms * MS, lookback_ns=lookback_ms * MS,
-        warm_books=warm_books)
+        warm_books=warm_books, start_grace_ns=grace_ms * MS)
 
 
 def market(n: int, *, ties_every: int = 5) -> list[tuple[int, int]]:

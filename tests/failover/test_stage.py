@@ -153,10 +153,10 @@ def test_a_flapping_primary_restarts_its_hold_and_is_taken_back_once() -> None:
 def test_no_switch_without_a_healthy_fallback_nor_before_the_primary_had_its_start() -> None:
     rows = market(300)
     t0 = rows[0][0] - SECOND
-    # the fallback syncs first; the primary syncs 200 ms later (< stale_after): no switch at start
+    # the fallback syncs first; the primary syncs 200 ms later (< start_grace): no switch at start
     events = [(t0, "sec", {"status": status("sec", "synced")}),
               (t0 + 200 * MS, "pri", {"status": status("pri", "synced")})] + _feeds(rows)
-    out = _run(FailoverStage(config(stale_ms=500)), events, t0=t0)
+    out = _run(FailoverStage(config(stale_ms=500, grace_ms=500)), events, t0=t0)
     assert _switches(out) == [] and _prices(out) == rows
     # the primary disconnects while the fallback is down too: nowhere to go
     events = [(t0, "pri", {"status": status("pri", "synced")}),
