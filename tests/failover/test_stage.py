@@ -22,10 +22,12 @@ Event = tuple[int, str, dict[str, pa.Table]]
 
 
 def _feeds(rows: list[tuple[int, int]], *, skip: dict[str, tuple[int, int]] | None = None,
-           delay: dict[str, tuple[int, int]] | None = None, per_batch: int = 1) -> list[Event]:
+           delay: dict[str, tuple[int, int]] | None = None, lag: dict[str, tuple[int, int]] | None = None,
+           per_batch: int = 1) -> list[Event]:
     """Both sources deliver ``rows`` ``per_batch`` at a time; ``skip[src] = (i, j)``: rows i..j-1
     never arrive from src; ``delay[src] = (i, until_ns)``: src is silent from row i until ``until_ns``
-    (a stall: what it held back then arrives in order, 1 ns apart)."""
+    (a stall: what it held back then arrives in order, 1 ns apart); ``lag[src] = (i, lag_ns)``: from
+    row i on, src delivers ``lag_ns`` late for good (a replay server re-anchors its pace after a stall)."""
     events: list[Event] = []
     for src in ("pri", "sec"):
         for i in range(0, len(rows), per_batch):
@@ -36,6 +38,8 @@ def _feeds(rows: list[tuple[int, int]], *, skip: dict[str, tuple[int, int]] | No
             arrival = part[-1][1][0] + LAT[src]
             if delay and src in delay and part[0][0] >= delay[src][0] and arrival < delay[src][1]:
                 arrival = delay[src][1] + part[0][0]  # in order, after the stall
+            if lag and src in lag and part[0][0] >= lag[src][0]:
+                arrival += lag[src][1]
             events.append((arrival, src, {"trade": trades(src, [r for _, r in part])}))
     return events
 
@@ -80,20 +84,27 @@ def test_a_healthy_primary_is_the_only_source() -> None:
     assert sorted(set(out["status"]["venue"].to_pylist())) == sorted(VENUES.values())
 
 
-def test_a_stalled_primary_switches_once_within_the_bound_and_back_after_the_hold() -> None:
+@pytest.mark.parametrize("catches_up", [True, False])
+def test_a_stalled_primary_switches_once_within_the_bound_and_back_after_the_hold(catches_up: bool) -> None:
     rows = market(600)
     t0 = rows[0][0] - SECOND
     stall_from = 200
     resume_ns = rows[320][0]
     stage = FailoverStage(config(stale_ms=500, hold_ms=2_000))
-    out = _run(stage, _synced(t0) + _feeds(rows, delay={"pri": (stall_from, resume_ns)}), t0=t0)
+    if catches_up:  # what it held back arrives at once, then it is on time again
+        feeds = _feeds(rows, delay={"pri": (stall_from, resume_ns)})
+        resume_ns += stall_from  # the first held-back row's arrival
+    else:  # it goes on from where it stopped, as late as the stall was long
+        resume_ns = rows[stall_from][0] + LAT["pri"] + 800 * MS
+        feeds = _feeds(rows, lag={"pri": (stall_from, 800 * MS)})
+    out = _run(stage, _synced(t0) + feeds, t0=t0)
     assert _prices(out) == rows  # no row lost, none twice: the splice is exact, ties included
     away, back = _switches(out)
     last_pri_ns = rows[stall_from - 1][0] + LAT["pri"]
     assert (away["from_source"], away["to_source"], away["reason"]) == ("pri", "sec", "stale")
     assert 500 * MS < away["ts_recv_ns"] - last_pri_ns <= 500 * MS + TICK_NS + LAT["sec"]
     assert (back["from_source"], back["to_source"], back["reason"]) == ("sec", "pri", "recovered")
-    assert 2 * SECOND <= back["ts_recv_ns"] - (resume_ns + stall_from) <= 2 * SECOND + 20 * MS
+    assert 2 * SECOND <= back["ts_recv_ns"] - resume_ns <= 2 * SECOND + 20 * MS
     venues = out["trade"]["venue"].to_pylist()
     # provenance: one run of secondary rows, between the primary's
     runs = [v for i, v in enumerate(venues) if i == 0 or venues[i - 1] != v]
