@@ -34,7 +34,8 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
 
         self._source = source
         self.stage = FailoverStage(source.config)
-        self._feeds = {name: live.iterate_in_thread(src.make_client()) for name, src in source.sources.items()}
+        self._feeds = {name: live.iterate_in_thread(src.make_client())
+                       for name, src in source.sources.items()}
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
         self._idle_since: float | None = None
         self._idle = False
