@@ -2,12 +2,16 @@
 stage's output (``tapeflow.live.failover.FailoverStage``; docs/failover.md).
 
 One partition holds all the config's connections (the stage must see every source's rows in one
-arrival order to decide); each source journals under its own folder (``<journal>/<source name>``),
-so two sources of one venue never share a journal file. Each poll feeds the stage every batch
+arrival order to decide). A source whose venue no other source uses journals under the journal
+root as a lone feed does (``<journal>/<venue>/<day>.jsonl``, where the batch side and the
+gap-repair rebuild find it); sources sharing a venue journal under ``<journal>/<source name>``
+each, so two writers never share a file. Each poll feeds the stage every batch
 that arrived, stamped with its arrival time, then ticks it, so a silent source is noticed within
 the stage's ``stale_after`` plus one poll (5 ms when idle). A batch's arrival time is when its
-frames were read off the socket, and the stage is ticked only when no batch is queued, so a flow
-slowed down (a first kernel compile) does not make a feed look silent.
+frames were read off the socket (or its STATUS rows written), the batches found queued are fed in
+that order, and the stage is ticked only when no batch is queued, so a flow held up for a while (a
+first kernel compile, a warehouse's first load) neither makes a feed look silent nor reorders
+what happened on the sockets.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         now = time.monotonic()
         if stop_requested() or (self._deadline is not None and now >= self._deadline) or not self._feeds:
             return self._finish()
-        outs = []
+        arrived = []
         backlog = False
         for name, feed in list(self._feeds.items()):
             for _ in range(_MAX_POLLS):
@@ -60,9 +64,15 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
                     break
                 if got is None:
                     break
-                outs.append(self.stage.feed(name, self._arrival(got), _batch(got)))
+                arrived.append((_arrival_ns(got), len(arrived), name, got))
             else:
                 backlog = True
+        # in the order things happened on the sockets, not the order the feeds were polled in (a
+        # worker held up for a while finds several feeds' batches queued at once)
+        outs = []
+        for arrival_ns, _, name, got in sorted(arrived, key=lambda a: a[:2]):
+            self._last_ns = max(self._last_ns, arrival_ns)
+            outs.append(self.stage.feed(name, self._last_ns, _batch(got)))
         self._idle = not outs
         if outs:
             self._idle_since = None
@@ -75,12 +85,6 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
             outs.append(self.stage.tick(max(self._last_ns, time.time_ns())))
         return [self._stamp(b) for b in outs if b]
 
-    def _arrival(self, got: Any) -> int:
-        # the time its frames were read off the socket (a slow flow must not make a feed look
-        # silent), kept non-decreasing across the sources
-        read_ns = max((f.ts_recv_ns for f in got.frames), default=0) or time.time_ns()
-        self._last_ns = max(self._last_ns, read_ns)
-        return self._last_ns
 
     def _finish(self) -> list[Batch]:
         self.close()
@@ -109,7 +113,8 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
 
     Args:
         config: the failover config (``tapeflow.live.failover_config.load_failover``).
-        journal: journal root (each source under ``<journal>/<source name>``; None: no journal).
+        journal: journal root (None: no journal; sources sharing a venue under
+            ``<journal>/<source name>``).
         duration_ns, idle_stop_ns, heartbeat_ns: as :class:`flows.sources.LiveSource`.
         client_options: per source name, keyword arguments added to the config's (tests: settings
             objects a TOML file cannot hold).
@@ -125,10 +130,16 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
         self.config = config
         self.duration_ns, self.idle_stop_ns, self.heartbeat_ns = duration_ns, idle_stop_ns, heartbeat_ns
         extra = client_options or {}
+        venues = [spec.venue for spec in config.sources]
+
+        def journal_of(name: str, venue: str) -> Path | None:
+            if journal is None:
+                return None
+            return Path(journal) / name if venues.count(venue) > 1 else Path(journal)
+
         self.sources = {
             spec.name: LiveSource(spec.venue, config.symbols_of(spec.name), endpoint=spec.endpoint,
-                                  rest_endpoint=spec.rest_endpoint,
-                                  journal=None if journal is None else Path(journal) / spec.name,
+                                  rest_endpoint=spec.rest_endpoint, journal=journal_of(spec.name, spec.venue),
                                   client_options={**spec.client_options(), **extra.get(spec.name, {})})
             for spec in config.sources}
 
@@ -137,6 +148,16 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _FailoverPartition:
         return _FailoverPartition(self)
+
+
+def _arrival_ns(got: Any) -> int:
+    # when its frames were read off the socket, or when the connector wrote its STATUS rows (a slow
+    # flow must not make a feed look silent)
+    if got.frames:
+        return max(f.ts_recv_ns for f in got.frames)
+    if got.status.num_rows:
+        return int(got.status.column("ts_recv_ns").to_numpy().max())
+    return time.time_ns()
 
 
 def _batch(got: Any) -> Batch:

@@ -7,11 +7,12 @@ it arrived (``arrival_ns``), and decides from those alone, so a run replays exac
   its data rows are forwarded, every other source's rows are kept (the *standby* buffer, bounded
   by the frontier of the output and by ``lookback_ns``);
 * a source is **healthy** when its last sync STATUS row is ``synced``, no ``degraded`` row is
-  open, and a data row of it arrived within ``stale_after_ns``
-  (:class:`tapeflow.live.failover_legs.Leg`);
+  open, and a data row of it arrived within ``stale_after_ns`` of the newest data row of any
+  source of the instrument (:class:`tapeflow.live.failover_legs.Leg`: silence counts only
+  against a source while another one delivers);
 * the active source turning unhealthy switches the instrument to the first healthy leg in
-  priority order at once (a STATUS row: at its arrival; silence: at the first batch or
-  :meth:`FailoverStage.tick` after ``stale_after_ns``), ``reason`` = ``stale``, ``gap``,
+  priority order at once (a STATUS row: at its arrival; silence: at the first row of another
+  source more than ``stale_after_ns`` after its last), ``reason`` = ``stale``, ``gap``,
   ``degraded`` or ``disconnected``; a leg of higher priority than the active one that stayed
   healthy for ``hold_ns`` takes it back (``recovered``). At start, the primary gets
   ``start_grace_ns`` to become healthy before it can be left;
@@ -196,7 +197,7 @@ class FailoverStage:
             for inst in self._instruments:
                 for leg in inst.legs:
                     if leg.source == source and (not symbol or leg.symbol == symbol):
-                        leg.status(state, now_ns)
+                        leg.status(state)
 
     def _step(self, now_ns: int, out: _Out) -> None:
         for inst in self._instruments:
@@ -204,16 +205,17 @@ class FailoverStage:
             self._drain(inst, now_ns, out)
 
     def _decide(self, inst: _Instrument, now_ns: int, out: _Out) -> None:
+        ref = max((leg.last_data_ns for leg in inst.legs if leg.last_data_ns is not None), default=now_ns)
         for leg in inst.legs:
-            leg.update(now_ns)
+            leg.update(now_ns, ref)
         active = inst.legs[inst.active]
-        best = next((leg for leg in inst.legs if leg.healthy(now_ns)), None)
+        best = next((leg for leg in inst.legs if leg.healthy(ref)), None)
         if best is None or best is active:
             return
         assert self._start_ns is not None
-        if not active.healthy(now_ns):
+        if not active.healthy(ref):
             if active.ever_healthy or now_ns - self._start_ns >= self.config.start_grace_ns:
-                self._switch(inst, best, active.reason(now_ns), active.why(now_ns), now_ns, out)
+                self._switch(inst, best, active.reason(ref), active.why(ref), now_ns, out)
         elif best.priority < active.priority:
             assert best.healthy_since is not None
             held_ns = now_ns - best.healthy_since

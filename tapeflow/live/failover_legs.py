@@ -72,7 +72,10 @@ class Leg:
     """One source of one logical instrument.
 
     Healthy means: its last sync state is ``synced``, it is not degraded, and a data row of it
-    arrived within ``stale_ns`` of the arrival clock. ``healthy_since`` is when it last became so.
+    arrived within ``stale_ns`` of the newest data row of any source of the instrument (the
+    reference: silence counts only against a source that still delivers, so a quiet market or a
+    flow held up for a while, which silence every source alike, switches nothing).
+    ``healthy_since`` is when it last became so.
 
     Attributes:
         source: the source name.
@@ -96,32 +99,32 @@ class Leg:
     buffer: list[Chunk] = field(default_factory=list)
     runs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
-    def healthy(self, now_ns: int) -> bool:
-        """Whether the source may serve the instrument at ``now_ns``."""
+    def healthy(self, ref_ns: int) -> bool:
+        """Whether the source may serve the instrument, judged against the reference ``ref_ns``."""
         return (self.state == SYNCED and not self.degraded and self.last_data_ns is not None
-                and now_ns - self.last_data_ns <= self.stale_ns)
+                and ref_ns - self.last_data_ns <= self.stale_ns)
 
-    def reason(self, now_ns: int) -> str:
+    def reason(self, ref_ns: int) -> str:
         """Why it is not healthy: ``stale``, ``gap``, ``degraded`` or ``disconnected``."""
         if self.state != SYNCED:
             return _BAD_STATES.get(self.state, "disconnected")
         return "degraded" if self.degraded else "stale"
 
-    def why(self, now_ns: int) -> str:
+    def why(self, ref_ns: int) -> str:
         """The evidence of :meth:`reason`, for a switch's ``detail``."""
         quiet = "no data row yet" if self.last_data_ns is None else (
-            f"last data row {(now_ns - self.last_data_ns) / 1e6:.0f} ms before")
+            f"last data row {(ref_ns - self.last_data_ns) / 1e6:.0f} ms before the newest of any source")
         return f"{self.source} {self.symbol}: state {self.state}, degraded {self.degraded}, {quiet}"
 
-    def update(self, now_ns: int) -> None:
-        """Re-judge health at ``now_ns`` (after a STATUS row, a data row or a tick)."""
-        if not self.healthy(now_ns):
+    def update(self, now_ns: int, ref_ns: int) -> None:
+        """Re-judge health against ``ref_ns``; ``now_ns`` stamps a return to health."""
+        if not self.healthy(ref_ns):
             self.healthy_since = None
         elif self.healthy_since is None:
             self.healthy_since = now_ns
             self.ever_healthy = True
 
-    def status(self, state: str, now_ns: int) -> None:
+    def status(self, state: str) -> None:
         """A STATUS row of this source about this instrument (or the whole connection)."""
         if state == SYNCED:
             self.state, self.degraded = SYNCED, False
@@ -131,7 +134,6 @@ class Leg:
             self.degraded = True
         elif state == "recovered":
             self.degraded = False
-        self.update(now_ns)
 
     def data(self, now_ns: int, name: str, table: pa.Table) -> Chunk:
         """Data rows arrived: they count for freshness and are kept as a :class:`Chunk`."""
@@ -142,7 +144,6 @@ class Leg:
         self.last_recv_ns = max(self.last_recv_ns, int(table.column("ts_recv_ns").to_numpy().max()))
         ts, k = positions(table, self.runs.get(name))
         self.runs[name] = (int(ts[-1]), int(k[-1]))
-        self.update(now_ns)
         return Chunk(now_ns, name, table, ts, k)
 
     def trim(self, now_ns: int, lookback_ns: int, frontier: dict[str, tuple[int, int]]) -> tuple[int, int]:

@@ -100,7 +100,7 @@ sources = ["main:SIM-BTCUSDT", "backup:SIM-BTCUSDT"]
             if r["state"] == "gap" and r["detail"].startswith("failover:")]
     assert [(g["symbol"], g["ts_recv_ns"], g["until_ns"]) for g in gaps] == [
         ("SIM-BTCUSDT", switches[1]["primary_hole_from_ns"], switches[1]["primary_hole_to_ns"])]
-    # each source journals under its own folder
+    # two sources of one venue journal under a folder each (never one file for two writers)
     assert sorted(p.name for p in (tmp_path / "journal").iterdir()) == ["backup", "main"]
 
 

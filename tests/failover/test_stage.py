@@ -215,3 +215,15 @@ def test_symbols_outside_the_config_pass_and_are_counted() -> None:
         "symbol", pa.array(["OTHER"] * 3, pa.string()))
     out = stage.feed("pri", 0, {"trade": other})
     assert out["trade"].num_rows == 3 and stage.stats.unrouted == 3
+
+
+def test_silence_of_every_source_switches_nothing() -> None:
+    # a quiet market, or this process held up for a while: both sources go silent for 3 s (> the
+    # 500 ms stale_after), ticks go on, then both deliver again
+    rows = market(600)
+    t0 = rows[0][0] - SECOND
+    events = _synced(t0) + _feeds(rows, delay={"pri": (300, rows[300][0] + 3 * SECOND),
+                                               "sec": (300, rows[300][0] + 3 * SECOND)})
+    stage = FailoverStage(config(stale_ms=500))
+    out = _run(stage, events, t0=t0)
+    assert _switches(out) == [] and _prices(out) == rows
