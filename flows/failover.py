@@ -28,6 +28,7 @@ from tapeflow.live.batching import Batch, Heartbeat
 from tapeflow.live.failover import FailoverStage
 from tapeflow.live.failover_config import FailoverConfig
 from tapeflow.live.shutdown import stop_requested
+from tapeflow.schemas.records import SOURCE_SWITCH
 
 _MAX_POLLS = 64  # batches taken from one source per poll, so one busy feed cannot starve the others
 
@@ -93,7 +94,13 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         return [self._stamp(out)] if out else []
 
     def _stamp(self, batch: Batch) -> Batch:
-        return self._heartbeat.stamp(batch) if self._heartbeat is not None else batch
+        if self._heartbeat is None:
+            return batch
+        # a switch row's capture time is the stage's arrival clock, not the feed's (a replay's
+        # rows keep their recorded capture times): it must not move the feed's watermark
+        switches = batch.pop(SOURCE_SWITCH.name, None)
+        batch = self._heartbeat.stamp(batch)
+        return batch if switches is None else {**batch, SOURCE_SWITCH.name: switches}
 
     def next_awake(self) -> datetime | None:
         return datetime.now(UTC) + timedelta(milliseconds=5) if self._idle else None

@@ -35,7 +35,7 @@ def _config(symbols: list[str], main_url: str, backup_url: str) -> FailoverConfi
     return FailoverConfig(
         (SourceSpec("main", "sim", main_url), SourceSpec("backup", "sim", backup_url)),
         tuple(InstrumentSpec(f"{s}-logical", (("main", s), ("backup", s))) for s in symbols),
-        stale_after_ns=SECOND, hold_ns=SECOND, lookback_ns=30 * SECOND, start_grace_ns=5 * SECOND)
+        stale_after_ns=2 * SECOND, hold_ns=SECOND, lookback_ns=30 * SECOND, start_grace_ns=5 * SECOND)
 
 
 def _run(files: tuple[Path, ...], journal: Path, faults: list[str]) -> dict[str, pa.Table]:
@@ -44,7 +44,7 @@ def _run(files: tuple[Path, ...], journal: Path, faults: list[str]) -> dict[str,
     settings = {"settings": ConnectorSettings(seed=1, stale_after_s=30, backoff_initial_s=0.2)}
     # paced (20 simulated seconds in ~10 s) so the outage and the hold lie inside the tape; one
     # process runs the servers, the clients and the flow on a shared machine, so the stage's
-    # staleness bound is 1 s of silence, not less
+    # staleness bound is 2 s of silence, not less
     with ReplayServer("sim", list(files), speed=2, faults=faults).run_in_thread() as main, \
             ReplayServer("sim", list(files), speed=2).run_in_thread() as backup:
         source = FailoverSource(_config(symbols, main.ws_url, backup.ws_url), journal=journal,
@@ -64,7 +64,7 @@ def test_an_outage_of_the_primary_is_one_switch_away_and_one_back_with_nothing_l
         tmp_path: Path, fault: str) -> None:
     files = sim_market(SIM_NS)
     at = _frames(files) // 5  # a fifth into the tape: the switch back lands before the tape ends
-    spec = f"stall@{at}:3s" if fault == "stall" else f"disconnect@{at}"
+    spec = f"stall@{at}:5s" if fault == "stall" else f"disconnect@{at}"
     out = _run(files, tmp_path / "journal", [spec])
     want = merge(list(get_format("sim").decode(list(files))))
 
@@ -73,10 +73,12 @@ def test_an_outage_of_the_primary_is_one_switch_away_and_one_back_with_nothing_l
     per = collections.defaultdict(list)
     for s in switches:
         per[s["instrument"]].append((s["from_source"], s["to_source"], s["reason"]))
-    reason = "stale" if fault == "stall" else "disconnected"
-    assert {k: v for k, v in per.items()} == {
-        f"{s}-logical": [("main", "backup", reason), ("backup", "main", "recovered")]
-        for s in sorted({p.parent.name for p in files})}
+    # (a cut connection is noticed by the connector or, when its reset comes late, by the silence)
+    reasons = {"stale"} if fault == "stall" else {"disconnected", "stale"}
+    assert sorted(per) == [f"{s}-logical" for s in sorted({p.parent.name for p in files})]
+    for legs in per.values():
+        assert [leg[:2] for leg in legs] == [("main", "backup"), ("backup", "main")]
+        assert legs[0][2] in reasons and legs[1][2] == "recovered"
 
     # the rows are the uninterrupted market's, none lost, none twice
     for name in ("order_event", "trade", "book_delta"):
