@@ -283,10 +283,10 @@ class FailoverStage:
 
 def _by_symbol(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:
     symbols = table.column("symbol")
-    first = symbols[0].as_py()
-    if pc.all(pc.equal(symbols, first)).as_py():
-        return [(first, table)]
-    return [(s, table.filter(pc.equal(symbols, s))) for s in pc.unique(symbols).to_pylist()]
+    unique = pc.unique(symbols).to_pylist()
+    if len(unique) == 1:
+        return [(unique[0], table)]
+    return [(s, table.filter(pc.equal(symbols, s))) for s in unique]
 
 
 def _gap_row(leg: Leg, from_ns: int, to_ns: int, detail: str) -> dict:

@@ -58,6 +58,9 @@ def positions(table: pa.Table, last: tuple[int, int] | None) -> tuple[np.ndarray
     event = table.column("ts_event_ns").to_numpy()
     ts = np.where(event >= 0, event, table.column("ts_recv_ns").to_numpy()).astype(np.int64)
     n = len(ts)
+    if n == 1:  # a quiet feed's usual batch
+        same = last is not None and int(ts[0]) == last[0]
+        return ts, np.array([last[1] + 1 if same else 0], dtype=np.int64)
     idx = np.arange(n, dtype=np.int64)
     change = np.empty(n, dtype=bool)
     change[0] = last is None or ts[0] != last[0]
@@ -96,6 +99,7 @@ class Leg:
     last_recv_ns: int = -1
     healthy_since: int | None = None
     ever_healthy: bool = False
+    venue_seen: bool = False
     buffer: list[Chunk] = field(default_factory=list)
     runs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
@@ -140,8 +144,10 @@ class Leg:
         if self.last_data_ns is not None and now_ns - self.last_data_ns > self.stale_ns:
             self.healthy_since = None  # it went quiet between two looks: its healthy time restarts
         self.last_data_ns = now_ns
-        self.venue = str(table.column("venue")[0].as_py())
-        self.last_recv_ns = max(self.last_recv_ns, int(table.column("ts_recv_ns").to_numpy().max()))
+        if not self.venue_seen:  # the rows' own venue code (binance-usdm for the binance connector)
+            self.venue, self.venue_seen = str(table.column("venue")[0].as_py()), True
+        recv = table.column("ts_recv_ns").to_numpy()
+        self.last_recv_ns = max(self.last_recv_ns, int(recv[-1] if len(recv) == 1 else recv.max()))
         ts, k = positions(table, self.runs.get(name))
         self.runs[name] = (int(ts[-1]), int(k[-1]))
         return Chunk(now_ns, name, table, ts, k)
