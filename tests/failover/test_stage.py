@@ -227,3 +227,18 @@ def test_silence_of_every_source_switches_nothing() -> None:
     stage = FailoverStage(config(stale_ms=500))
     out = _run(stage, events, t0=t0)
     assert _switches(out) == [] and _prices(out) == rows
+
+
+def test_the_primary_hole_is_a_window_the_gap_repair_rebuilds() -> None:
+    from tapeflow.batch.repairs import closed_windows, repair_days
+    from tapeflow.storage.lake import day_of
+
+    rows = market(600)
+    t0 = rows[0][0] - SECOND
+    out = _run(FailoverStage(config()), _synced(t0) + _feeds(rows, skip={"pri": (200, 300)}) + [
+        (rows[201][0], "pri", {"status": status("pri", "disconnected")}),  # after row 199 arrived
+        (rows[300][0], "pri", {"status": status("pri", "connected", "syncing", "synced")})], t0=t0)
+    windows = [w for w in closed_windows(out["status"]) if w["detail"].startswith("failover:")]
+    assert [(w["venue"], w["symbol"], w["ts_recv_ns"]) for w in windows] == [
+        (VENUES["pri"], "X", rows[199][0])]
+    assert repair_days(windows[0], VENUES["pri"], "X", []) == {(day_of(rows[199][0]), VENUES["pri"], "X")}
