@@ -112,3 +112,17 @@ def test_failover_and_a_venue_at_once_is_refused(tmp_path: Path, capsys: pytest.
     rc = main(["live", "--failover", str(config), "--venue", "sim", "--symbols", "X", "--no-clickhouse",
                "--lake", str(tmp_path / "lake")])
     assert rc == 2 and "TAPEFLOW_LIVE_FAILOVER names the sources" in capsys.readouterr().err
+
+
+def test_the_flow_settings_check_the_config_and_name_the_variable(tmp_path: Path) -> None:
+    from tapeflow.settings import LiveSettings
+
+    good = tmp_path / "good.toml"
+    good.write_text(GOOD)
+    assert LiveSettings.from_env({"TAPEFLOW_LIVE_FAILOVER": str(good)}).failover == good
+    bad = tmp_path / "bad.toml"
+    bad.write_text(GOOD.replace('hold = "3s"', "hold = 3"))
+    with pytest.raises(ConfigError, match=r"TAPEFLOW_LIVE_FAILOVER: .*bad\.toml:2: failover\.hold"):
+        LiveSettings.from_env({"TAPEFLOW_LIVE_FAILOVER": str(bad)})
+    with pytest.raises(ConfigError, match="cannot read the failover config"):
+        LiveSettings.from_env({"TAPEFLOW_LIVE_FAILOVER": str(tmp_path / "missing.toml")})
