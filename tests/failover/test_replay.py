@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from bytewax.testing import TestingSink, run_main
+from bytewax.testing import TestingSink, cluster_main, run_main
 
 from flows.failover import FailoverSource
 from flows.market import MarketSinks, build_market_flow
@@ -38,7 +38,7 @@ def _config(symbols: list[str], main_url: str, backup_url: str) -> FailoverConfi
         stale_after_ns=2 * SECOND, hold_ns=SECOND, lookback_ns=30 * SECOND, start_grace_ns=5 * SECOND)
 
 
-def _run(files: tuple[Path, ...], journal: Path, faults: list[str]) -> dict[str, pa.Table]:
+def _run(files: tuple[Path, ...], journal: Path, faults: list[str], workers: int) -> dict[str, pa.Table]:
     symbols = sorted({p.parent.name for p in files})
     tables: list = []
     settings = {"settings": ConnectorSettings(seed=1, stale_after_s=30, backoff_initial_s=0.2)}
@@ -50,7 +50,11 @@ def _run(files: tuple[Path, ...], journal: Path, faults: list[str]) -> dict[str,
         source = FailoverSource(_config(symbols, main.ws_url, backup.ws_url), journal=journal,
                                 idle_stop_ns=2 * SECOND,
                                 client_options={"main": settings, "backup": settings})
-        run_main(build_market_flow(source, MarketSinks(tables=TestingSink(tables)), intervals=INTERVALS))
+        flow = build_market_flow(source, MarketSinks(tables=TestingSink(tables)), intervals=INTERVALS)
+        if workers == 1:
+            run_main(flow)
+        else:  # the source partition on one worker, the instruments spread over both
+            cluster_main(flow, [], 0, worker_count_per_proc=workers)
         assert main.injected, "the fault never fired"
     return gather(tables)
 
@@ -59,13 +63,13 @@ def _frames(files: tuple[Path, ...]) -> int:
     return sum(len(gzip.decompress(p.read_bytes()).splitlines()) - 1 for p in files)
 
 
-@pytest.mark.parametrize("fault", ["stall", "disconnect"])
+@pytest.mark.parametrize(("fault", "workers"), [("stall", 1), ("disconnect", 2)])
 def test_an_outage_of_the_primary_is_one_switch_away_and_one_back_with_nothing_lost(
-        tmp_path: Path, fault: str) -> None:
+        tmp_path: Path, fault: str, workers: int) -> None:
     files = sim_market(SIM_NS)
     at = _frames(files) // 5  # a fifth into the tape: the switch back lands before the tape ends
     spec = f"stall@{at}:5s" if fault == "stall" else f"disconnect@{at}"
-    out = _run(files, tmp_path / "journal", [spec])
+    out = _run(files, tmp_path / "journal", [spec], workers)
     want = merge(list(get_format("sim").decode(list(files))))
 
     # one switch away per instrument (why: silence, or the cut connection) and one back
