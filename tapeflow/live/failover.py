@@ -56,7 +56,8 @@ class FailoverStats:
         forwarded: data rows sent on.
         covered: rows of a source the output already had from another one (at a splice, or kept
             while standby and passed by the output's frontier).
-        expired: standby rows older than ``lookback_ns`` (a switch could no longer use them).
+        expired: standby rows older than ``lookback_ns`` (a switch could no longer use them), or
+            still kept at :meth:`FailoverStage.close`.
         unrouted: data rows of a symbol no instrument of the config names (sent on as they are).
         switches: ``source_switch`` rows written.
     """
@@ -174,9 +175,13 @@ class FailoverStage:
         return out.batch()
 
     def close(self) -> Batch:
-        """End of the run: an instrument away from its primary gets its open hole as a ``gap`` row."""
+        """End of the run: an instrument away from its primary gets its open hole as a ``gap`` row;
+        standby rows still kept are counted as ``expired`` (each source's journal holds them)."""
         out = _Out()
         for inst in self._instruments:
+            for leg in inst.legs:
+                self.stats.expired += sum(c.table.num_rows for c in leg.buffer)
+                leg.buffer = []
             primary = inst.legs[0]
             hole = inst.hole_from_ns
             if inst.active != 0 and hole is not None and primary.last_recv_ns >= hole:
