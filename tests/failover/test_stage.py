@@ -99,6 +99,8 @@ def test_a_stalled_primary_switches_once_within_the_bound_and_back_after_the_hol
         feeds = _feeds(rows, lag={"pri": (stall_from, 800 * MS)})
     out = _run(stage, _synced(t0) + feeds, t0=t0)
     assert _prices(out) == rows  # no row lost, none twice: the splice is exact, ties included
+    s = stage.stats  # every delivered row is accounted for
+    assert s.forwarded == len(rows) and s.forwarded + s.covered + s.expired == 2 * len(rows)
     away, back = _switches(out)
     last_pri_ns = rows[stall_from - 1][0] + LAT["pri"]
     assert (away["from_source"], away["to_source"], away["reason"]) == ("pri", "sec", "stale")
