@@ -244,3 +244,18 @@ def test_the_primary_hole_is_a_window_the_gap_repair_rebuilds() -> None:
     assert [(w["venue"], w["symbol"], w["ts_recv_ns"]) for w in windows] == [
         (VENUES["pri"], "X", rows[199][0])]
     assert repair_days(windows[0], VENUES["pri"], "X", []) == {(day_of(rows[199][0]), VENUES["pri"], "X")}
+
+
+def test_a_failing_fallback_hands_back_to_a_healthy_primary_before_its_hold() -> None:
+    rows = market(800)
+    t0 = rows[0][0] - SECOND
+    down, up, sec_down = rows[100][0], rows[300][0], rows[330][0]  # 300 ms after up: inside the hold
+    events = _synced(t0) + _feeds(rows, skip={"pri": (100, 300), "sec": (330, 800)}) + [
+        (down, "pri", {"status": status("pri", "disconnected")}),
+        (up, "pri", {"status": status("pri", "connected", "syncing", "synced")}),
+        (sec_down, "sec", {"status": status("sec", "disconnected")}),
+    ]
+    out = _run(FailoverStage(config(stale_ms=500, hold_ms=1_000)), events, t0=t0)
+    assert _prices(out) == rows
+    assert [(s["to_source"], s["reason"], s["ts_recv_ns"]) for s in _switches(out)] == [
+        ("sec", "disconnected", down), ("pri", "disconnected", sec_down)]
