@@ -5,13 +5,11 @@ One partition holds all the config's connections (the stage must see every sourc
 arrival order to decide). A source whose venue no other source uses journals under the journal
 root as a lone feed does (``<journal>/<venue>/<day>.jsonl``, where the batch side and the
 gap-repair rebuild find it); sources sharing a venue journal under ``<journal>/<source name>``
-each, so two writers never share a file. Each poll feeds the stage every batch
-that arrived, stamped with its arrival time, then ticks it, so a silent source is noticed within
-the stage's ``stale_after`` plus one poll (5 ms when idle). A batch's arrival time is when its
-frames were read off the socket (or its STATUS rows written), the batches found queued are fed in
-that order, and the stage is ticked only when no batch is queued, so a flow held up for a while (a
-first kernel compile, a warehouse's first load) neither makes a feed look silent nor reorders
-what happened on the sockets.
+each, so two writers never share a file. Each poll feeds the stage every batch that arrived,
+stamped with its arrival time (when its frames were read off the socket, or its STATUS rows
+written), in that order across the sources, so a flow held up for a while (a first kernel
+compile, a warehouse's first load) does not reorder what happened on the sockets; then, when
+nothing is left queued, it ticks the stage (the start grace and the hold run on it).
 """
 
 from __future__ import annotations
