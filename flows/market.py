@@ -275,9 +275,9 @@ def polls_from(live: LiveSettings) -> Source | None:
 
 
 def source_from(live: LiveSettings) -> Source | None:
-    """The capture source when capture files are given, else the live connector (None when only
-    derivatives polls are asked for); both send heartbeats on the snapshot grid, so quiet
-    instruments' snapshots follow the feed's clock.
+    """The capture source when capture files are given, the failover source when a failover config
+    is, else the live connector (None when only derivatives polls are asked for); all send
+    heartbeats on the snapshot grid, so quiet instruments' snapshots follow the feed's clock.
 
     Raises:
         ConfigError: capture files without a format.
@@ -287,6 +287,13 @@ def source_from(live: LiveSettings) -> Source | None:
             raise ConfigError("TAPEFLOW_LIVE_FORMAT (or TAPEFLOW_LIVE_VENUE) names the capture's format")
         return CaptureSource(live.format_name, live.capture, batch_events=live.batch_events,
                              batch_ns=live.batch_ns, heartbeat_ns=live.snapshot_interval_ns)
+    if live.failover is not None:
+        from flows.failover import FailoverSource
+        from tapeflow.live.failover_config import load_failover
+
+        return FailoverSource(load_failover(live.failover), journal=live.journal,
+                              duration_ns=live.duration_ns, idle_stop_ns=live.idle_stop_ns,
+                              heartbeat_ns=live.snapshot_interval_ns)
     if not (live.venue and live.symbols):
         return None  # derivatives polls alone
     return LiveSource(live.venue, live.symbols, endpoint=live.endpoint, rest_endpoint=live.rest_endpoint,

@@ -105,6 +105,8 @@ class LiveSettings:
             server's ``rest_url``).
         publish: loopback ``HOST:PORT`` the dashboard's relay subscribes to (``TAPEFLOW_LIVE_PUBLISH``;
             None: not published; docs/dashboard.md).
+        failover: a failover config file (``TAPEFLOW_LIVE_FAILOVER``; docs/failover.md): its sources
+            replace ``venue``/``symbols``; None: no failover.
     """
 
     venue: str = ""
@@ -133,6 +135,7 @@ class LiveSettings:
     polls: str = ""
     poll_url: str | None = None
     publish: str | None = None
+    failover: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -150,7 +153,15 @@ class LiveSettings:
         capture = tuple(Path(p) for p in get("TAPEFLOW_LIVE_CAPTURE", "").split(os.pathsep) if p)
         symbols = _csv(get("TAPEFLOW_LIVE_SYMBOLS", ""))
         polls = get("TAPEFLOW_LIVE_POLL", "").strip()
-        if not capture and not (venue and symbols) and not polls:
+        failover = Path(get("TAPEFLOW_LIVE_FAILOVER")) if get("TAPEFLOW_LIVE_FAILOVER") else None
+        if failover is not None:
+            from tapeflow.live.failover_config import load_failover
+
+            if capture or venue:
+                raise ConfigError("TAPEFLOW_LIVE_FAILOVER names the sources: leave TAPEFLOW_LIVE_CAPTURE "
+                                  "and TAPEFLOW_LIVE_VENUE unset")
+            _checked("TAPEFLOW_LIVE_FAILOVER", failover, load_failover)
+        if not capture and not (venue and symbols) and not polls and failover is None:
             raise ConfigError("set TAPEFLOW_LIVE_CAPTURE (files to replay), TAPEFLOW_LIVE_VENUE and "
                               "TAPEFLOW_LIVE_SYMBOLS (a live feed), or TAPEFLOW_LIVE_POLL "
                               "(derivatives polls)")
@@ -197,6 +208,7 @@ class LiveSettings:
             polls=polls,
             poll_url=get("TAPEFLOW_LIVE_POLL_URL") or None,
             publish=get("TAPEFLOW_LIVE_PUBLISH") or None,
+            failover=failover,
         )
 
     def health_clock(self) -> str:

@@ -60,6 +60,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--poll", metavar="VENUE:SYMBOLS[;...]",
                      help="also poll derivatives REST endpoints (funding, mark, index, open interest, "
                           "insurance fund), e.g. binance_usdm:BTCUSDT,ETHUSDT;okx:BTC-USDT-SWAP")
+    src.add_argument("--failover", type=Path, metavar="CONFIG",
+                     help="run every source of a failover config (instead of --venue): per instrument the "
+                          "best healthy source's rows, source_switch rows (docs/failover.md)")
     src.add_argument("--poll-url", help="base URL for every polled venue (a replay server's REST URL)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
@@ -117,9 +120,11 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     Raises:
         ConfigError: neither a capture nor a venue with symbols, or a bad duration.
     """
-    if not args.capture and not (args.venue and args.symbols) and not getattr(args, "poll", None):
+    failover = getattr(args, "failover", None)
+    if not args.capture and not (args.venue and args.symbols) and not getattr(args, "poll", None) \
+            and failover is None:
         raise ConfigError("tapeflow live needs --venue and --symbols (a live feed), --capture FILE... "
-                          "or --poll VENUE:SYMBOLS (derivatives polls)")
+                          "--poll VENUE:SYMBOLS (derivatives polls) or --failover CONFIG")
     for name in ("duration", "idle_exit", "interval", "snapshot_every"):
         value = getattr(args, name)
         if value:
@@ -149,6 +154,8 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_JOURNAL"] = str(args.journal)
     if getattr(args, "alerts", None):
         env["TAPEFLOW_ALERTS_CONFIG"] = str(args.alerts.resolve())
+    if failover is not None:
+        env["TAPEFLOW_LIVE_FAILOVER"] = str(failover.resolve())
     if getattr(args, "poll", None):
         env["TAPEFLOW_LIVE_POLL"] = args.poll
     if getattr(args, "poll_url", None):
@@ -261,7 +268,8 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
     if args.recovery is not None:
         _init_recovery(args.recovery, args.workers * args.processes)
     what = (f"capture {', '.join(str(p) for p in args.capture)}" if args.capture
-            else f"{args.venue} {args.symbols}" if args.venue else "no venue feed")
+            else f"{args.venue} {args.symbols}" if args.venue
+            else f"failover {args.failover}" if getattr(args, "failover", None) else "no venue feed")
     if getattr(args, "poll", None):
         what += f", derivatives polls {args.poll}"
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
@@ -422,6 +430,15 @@ def check_source(args: argparse.Namespace) -> None:
         missing = [str(p) for p in args.capture if not p.is_file()]
         if missing:
             raise ConfigError(f"capture files not found: {', '.join(missing)}")
+        return
+    if not args.venue and getattr(args, "failover", None):
+        from tapeflow.live.failover_config import load_failover
+
+        config = load_failover(args.failover)
+        for spec in config.sources:
+            if spec.venue not in live_venues():
+                raise ConfigError(f"{args.failover}: source {spec.name}: no live connector for venue "
+                                  f"{spec.venue!r}; venues with one: {', '.join(live_venues())}")
         return
     if not args.venue and getattr(args, "poll", None):
         return  # derivatives polls alone (their spec was checked with the settings)

@@ -23,11 +23,12 @@ from tapeflow.book.grid import one_instrument
 from tapeflow.book.instrument import FIELDS
 from tapeflow.errors import TapeflowError
 from tapeflow.live.batching import Batch, instrument_rows
-from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, STATUS, TRADE
+from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, SOURCE_SWITCH, STATUS, TRADE
 
 Item = tuple[str, pa.Table]
-# Tables with no per-instrument state: they bypass the instrument pipeline.
-PASS_THROUGH = (REJECTED.name, STATUS.name)
+# Tables with no per-instrument state: they bypass the instrument pipeline (a failover decision is
+# about a logical instrument, not about the venue/symbol key its row carries).
+PASS_THROUGH = (REJECTED.name, STATUS.name, SOURCE_SWITCH.name)
 # rows every matrix ends with, addressed from the end (FLAGS .. EVENT)
 TAIL = ("flags", "ts_recv_ns", "sequence", "ts_event_ns")
 FLAGS, RECV, SEQUENCE, EVENT = -4, -3, -2, -1

@@ -50,6 +50,7 @@ from tapeflow.schemas.derivatives import (  # noqa: F401  (re-exported)
     MARK_PRICE,
     OPEN_INTEREST,
 )
+from tapeflow.schemas.failover import FAILOVER_RECORDS, SOURCE_SWITCH  # noqa: F401  (re-exported)
 from tapeflow.schemas.ml import ML_RECORDS, TRAINING_EXAMPLE  # noqa: F401  (re-exported)
 from tapeflow.schemas.options import OPTION_RECORDS, OPTION_SURFACE, OPTION_TICKER  # noqa: F401  (re-exported)
 
@@ -263,6 +264,6 @@ ALL_RECORDS: dict[str, RecordType] = {
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
         METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS, *OPTION_RECORDS, *ML_RECORDS,
-        *DATABENTO_RECORDS.values(),
+        *DATABENTO_RECORDS.values(), *FAILOVER_RECORDS,
     )
 }

@@ -1,0 +1,299 @@
+"""Multi-source failover: per logical instrument, forward the rows of the best healthy source.
+
+The :class:`FailoverStage` gets every source's micro-batches in arrival order, each with the time
+it arrived (``arrival_ns``), and decides from those alone, so a run replays exactly from its inputs:
+
+* the **active** source of an instrument starts as its primary (the first leg of the config);
+  its data rows are forwarded, every other source's rows are kept (the *standby* buffer, bounded
+  by the frontier of the output and by ``lookback_ns``);
+* a source is **healthy** when its last sync STATUS row is ``synced``, no ``degraded`` row is
+  open, and a data row of it arrived within ``stale_after_ns`` of the newest data row of any
+  source of the instrument (:class:`tapeflow.live.failover_legs.Leg`: silence counts only
+  against a source while another one delivers);
+* the active source turning unhealthy switches the instrument to the first healthy leg in
+  priority order at once (a STATUS row: at its arrival; silence: at the first row of another
+  source more than ``stale_after_ns`` after its last), ``reason`` = ``stale``, ``gap``,
+  ``degraded`` or ``disconnected``; a leg of higher priority than the active one that stayed
+  healthy for ``hold_ns`` takes it back (``recovered``). At start, the primary gets
+  ``start_grace_ns`` to become healthy before it can be left;
+* **the splice**: a switch keeps the output's frontier, the position ``(venue time, index among
+  equal times)`` after the last forwarded row of each table; the new source's rows before it are
+  dropped (the output has them), the rest forwarded, its kept rows first. Two sources serving one
+  market therefore give exactly the rows of one uninterrupted source;
+* each switch is a ``source_switch`` row; taking the primary back also writes the primary's hole
+  (capture time of its last row in the output before the switch .. of its newest row when taken
+  back) as a closed ``gap`` STATUS row of the primary's venue and symbol, which the gap-repair
+  sensor rebuilds like any other gap (``tapeflow.batch.repairs``).
+
+STATUS and dead-letter rows of every source always pass (each keeps its venue: the provenance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tapeflow.errors import ConfigError
+from tapeflow.live.batching import Batch
+from tapeflow.live.failover_config import FailoverConfig, InstrumentSpec
+from tapeflow.live.failover_legs import Chunk, Leg
+from tapeflow.schemas import ALL_RECORDS, concat
+from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, REJECTED, SOURCE_SWITCH, STATUS
+
+_ALWAYS = (STATUS.name, REJECTED.name)
+_BOOKS = (BOOK_DELTA.name, ORDER_EVENT.name)
+
+
+@dataclass
+class FailoverStats:
+    """Row counts of a stage.
+
+    Attributes:
+        forwarded: data rows sent on.
+        covered: rows of a source the output already had from another one (at a splice, or kept
+            while standby and passed by the output's frontier).
+        expired: standby rows older than ``lookback_ns`` (a switch could no longer use them), or
+            still kept at :meth:`FailoverStage.close`.
+        unrouted: data rows of a symbol no instrument of the config names (sent on as they are).
+        switches: ``source_switch`` rows written.
+    """
+
+    forwarded: int = 0
+    covered: int = 0
+    expired: int = 0
+    unrouted: int = 0
+    switches: int = 0
+
+
+@dataclass
+class _Instrument:
+    spec: InstrumentSpec
+    legs: list[Leg]
+    active: int = 0
+    frontier: dict[str, tuple[int, int]] = field(default_factory=dict)
+    joined: set[str] | None = None  # tables spliced since the last switch (None: no switch yet)
+    top_ts: int | None = None
+    primary_recv_ns: int = -1  # capture time of the primary's last row in the output
+    hole_from_ns: int | None = None
+
+
+class _Out:
+    def __init__(self) -> None:
+        self.parts: dict[str, list[pa.Table]] = {}
+        self.switches: list[dict] = []
+        self.gaps: list[dict] = []
+
+    def add(self, name: str, table: pa.Table) -> None:
+        if table.num_rows:
+            self.parts.setdefault(name, []).append(table)
+
+    def batch(self) -> Batch:
+        if self.gaps:
+            self.add(STATUS.name, STATUS.table({n: [r[n] for r in self.gaps] for n in STATUS.column_names}))
+        if self.switches:
+            self.add(SOURCE_SWITCH.name, SOURCE_SWITCH.table(
+                {n: [r[n] for r in self.switches] for n in SOURCE_SWITCH.column_names}))
+        return {name: (concat(ALL_RECORDS[name], ts) if name in ALL_RECORDS else pa.concat_tables(ts))
+                for name, ts in self.parts.items()}
+
+
+class FailoverStage:
+    """The failover decisions and the splice (see the module docstring).
+
+    Args:
+        config: sources, instruments and knobs (:func:`tapeflow.live.failover_config.load_failover`).
+
+    Raises:
+        ConfigError: one source symbol in two instruments.
+    """
+
+    def __init__(self, config: FailoverConfig) -> None:
+        self.config = config
+        self.stats = FailoverStats()
+        self._legs: dict[tuple[str, str], tuple[_Instrument, Leg]] = {}
+        self._instruments: list[_Instrument] = []
+        for spec in config.instruments:
+            legs = [Leg(src, config.source(src).venue, sym, i, config.stale_after_ns)
+                    for i, (src, sym) in enumerate(spec.legs)]
+            inst = _Instrument(spec, legs)
+            self._instruments.append(inst)
+            for leg in legs:
+                if (leg.source, leg.symbol) in self._legs:
+                    raise ConfigError(f"failover: {leg.source}:{leg.symbol} is a leg of two instruments")
+                self._legs[(leg.source, leg.symbol)] = (inst, leg)
+        self._start_ns: int | None = None
+
+    def active(self, instrument: str) -> str:
+        """The source name ``instrument``'s rows come from now."""
+        inst = next(i for i in self._instruments if i.spec.instrument == instrument)
+        return inst.legs[inst.active].source
+
+    def feed(self, source: str, arrival_ns: int, batch: Batch) -> Batch:
+        """One micro-batch of ``source`` that arrived at ``arrival_ns``; returns what goes on.
+
+        Args:
+            source: the config's source name of the connection that delivered it.
+            arrival_ns: the arrival clock (non-decreasing over all calls).
+            batch: record name -> table, as a live source emits it (STATUS rows under ``status``).
+        """
+        out = _Out()
+        self._clock(arrival_ns)
+        for name in _ALWAYS:
+            table = batch.get(name)
+            if table is not None and table.num_rows:
+                out.add(name, table)
+        status = batch.get(STATUS.name)
+        if status is not None and status.num_rows:
+            self._status(source, arrival_ns, status)
+        for name, table in batch.items():
+            if name in _ALWAYS or name.startswith("_") or not table.num_rows:
+                continue
+            for symbol, part in _by_symbol(table):
+                hit = self._legs.get((source, symbol))
+                if hit is None:
+                    self.stats.unrouted += part.num_rows
+                    out.add(name, part)
+                    continue
+                chunk = hit[1].data(arrival_ns, name, part)
+                if self.config.warm_books and name in _BOOKS:
+                    self.stats.forwarded += part.num_rows
+                    out.add(name, part)
+                else:
+                    hit[1].buffer.append(chunk)
+        self._step(arrival_ns, out)
+        return out.batch()
+
+    def tick(self, now_ns: int) -> Batch:
+        """Re-judge every instrument at ``now_ns`` with no new rows (how silence is noticed)."""
+        out = _Out()
+        self._clock(now_ns)
+        self._step(now_ns, out)
+        return out.batch()
+
+    def close(self) -> Batch:
+        """End of the run: an instrument away from its primary gets its open hole as a ``gap`` row;
+        standby rows still kept are counted as ``expired`` (each source's journal holds them)."""
+        out = _Out()
+        for inst in self._instruments:
+            for leg in inst.legs:
+                self.stats.expired += sum(c.table.num_rows for c in leg.buffer)
+                leg.buffer = []
+            primary = inst.legs[0]
+            hole = inst.hole_from_ns
+            if inst.active != 0 and hole is not None and primary.last_recv_ns >= hole:
+                out.gaps.append(_gap_row(primary, inst.hole_from_ns, primary.last_recv_ns,
+                                         f"failover: {primary.source} rows not in the output, the run ended "
+                                         f"on {inst.legs[inst.active].source}"))
+        return out.batch()
+
+    # -- decisions --------------------------------------------------------------------------
+
+    def _clock(self, now_ns: int) -> None:
+        if self._start_ns is None:
+            self._start_ns = now_ns
+
+    def _status(self, source: str, now_ns: int, status: pa.Table) -> None:
+        for symbol, state in zip(status.column("symbol").to_pylist(), status.column("state").to_pylist(),
+                                 strict=True):
+            for inst in self._instruments:
+                for leg in inst.legs:
+                    if leg.source == source and (not symbol or leg.symbol == symbol):
+                        leg.status(state)
+
+    def _step(self, now_ns: int, out: _Out) -> None:
+        for inst in self._instruments:
+            self._decide(inst, now_ns, out)
+            self._drain(inst, now_ns, out)
+
+    def _decide(self, inst: _Instrument, now_ns: int, out: _Out) -> None:
+        ref = max((leg.last_data_ns for leg in inst.legs if leg.last_data_ns is not None), default=now_ns)
+        for leg in inst.legs:
+            leg.update(now_ns, ref)
+        active = inst.legs[inst.active]
+        best = next((leg for leg in inst.legs if leg.healthy(ref)), None)
+        if best is None or best is active:
+            return
+        assert self._start_ns is not None
+        if not active.healthy(ref):
+            if active.ever_healthy or now_ns - self._start_ns >= self.config.start_grace_ns:
+                self._switch(inst, best, active.reason(ref), active.why(ref), now_ns, out)
+        elif best.priority < active.priority:
+            assert best.healthy_since is not None
+            held_ns = now_ns - best.healthy_since
+            if held_ns >= self.config.hold_ns:
+                self._switch(inst, best, "recovered",
+                             f"{best.source} healthy for {held_ns / 1e6:.0f} ms", now_ns, out)
+
+    def _switch(self, inst: _Instrument, to: Leg, reason: str, detail: str, now_ns: int, out: _Out) -> None:
+        frm = inst.legs[inst.active]
+        if frm.priority == 0:
+            inst.hole_from_ns = inst.primary_recv_ns if inst.primary_recv_ns >= 0 else None
+        hole_from = -1 if inst.hole_from_ns is None else inst.hole_from_ns
+        hole_to = -1
+        if to.priority == 0:
+            hole_to = to.last_recv_ns
+            if inst.hole_from_ns is not None and hole_to >= inst.hole_from_ns:
+                out.gaps.append(_gap_row(to, inst.hole_from_ns, hole_to,
+                                         f"failover: {to.source} rows not in the output, served by "
+                                         f"{frm.source} meanwhile"))
+            inst.hole_from_ns = None
+        out.switches.append(dict(
+            ts_event_ns=-1 if inst.top_ts is None else inst.top_ts, ts_recv_ns=now_ns, venue=to.venue,
+            symbol=to.symbol, instrument=inst.spec.instrument, from_source=frm.source, to_source=to.source,
+            reason=reason, primary_hole_from_ns=hole_from, primary_hole_to_ns=hole_to, detail=detail))
+        self.stats.switches += 1
+        inst.active = to.priority
+        inst.joined = set()
+
+    # -- the splice -------------------------------------------------------------------------
+
+    def _drain(self, inst: _Instrument, now_ns: int, out: _Out) -> None:
+        active = inst.legs[inst.active]
+        for chunk in active.buffer:
+            self._forward(inst, active, chunk, out)
+        active.buffer = []
+        for leg in inst.legs:
+            if leg is not active and leg.buffer:
+                covered, expired = leg.trim(now_ns, self.config.lookback_ns, inst.frontier)
+                self.stats.covered += covered
+                self.stats.expired += expired
+
+    def _forward(self, inst: _Instrument, leg: Leg, chunk: Chunk, out: _Out) -> None:
+        if inst.joined is not None and chunk.name not in inst.joined:
+            frontier = inst.frontier.get(chunk.name)
+            if frontier is None and inst.top_ts is not None:
+                frontier = (inst.top_ts + 1, 0)  # a table the output never had: strictly after its rows
+            if frontier is not None:
+                keep = chunk.after(frontier)
+                if not keep.any():
+                    self.stats.covered += chunk.table.num_rows
+                    return
+                first = int(np.argmax(keep))
+                self.stats.covered += first
+                chunk = chunk.since(first)
+            inst.joined.add(chunk.name)
+        out.add(chunk.name, chunk.table)
+        self.stats.forwarded += chunk.table.num_rows
+        inst.frontier[chunk.name] = (int(chunk.ts[-1]), int(chunk.k[-1]) + 1)
+        top = int(chunk.ts.max())
+        inst.top_ts = top if inst.top_ts is None else max(inst.top_ts, top)
+        if leg.priority == 0:
+            recv_ns = int(pc.max(chunk.table.column("ts_recv_ns")).as_py())
+            inst.primary_recv_ns = max(inst.primary_recv_ns, recv_ns)
+
+
+def _by_symbol(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:
+    symbols = table.column("symbol")
+    unique = pc.unique(symbols).to_pylist()
+    if len(unique) == 1:
+        return [(unique[0], table)]
+    return [(s, table.filter(pc.equal(symbols, s))) for s in unique]
+
+
+def _gap_row(leg: Leg, from_ns: int, to_ns: int, detail: str) -> dict:
+    return dict(ts_event_ns=-1, ts_recv_ns=from_ns, venue=leg.venue, symbol=leg.symbol, state="gap",
+                sequence=-1, until_ns=to_ns, detail=detail)
