@@ -88,11 +88,18 @@ def _stealth(venue: str, symbol: str, preset: str | None) -> LiveDetector:
     return StreamingStealth(venue, symbol, preset)
 
 
+def _absorption(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_absorption import StreamingAbsorption
+
+    return StreamingAbsorption(venue, symbol, preset)
+
+
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
     "orders": _orders,  # spoofing, iceberg
     "l2": _l2,  # spike, hidden
     "stealth": _stealth,  # creep, contraction
+    "absorption": _absorption,
 }
 
 
