@@ -94,12 +94,19 @@ def _absorption(venue: str, symbol: str, preset: str | None) -> LiveDetector:
     return StreamingAbsorption(venue, symbol, preset)
 
 
+def _iceberg_l2(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_iceberg_l2 import StreamingIcebergL2
+
+    return StreamingIcebergL2(venue, symbol, preset)
+
+
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
     "orders": _orders,  # spoofing, iceberg
     "l2": _l2,  # spike, hidden
     "stealth": _stealth,  # creep, contraction
     "absorption": _absorption,
+    "iceberg_l2": _iceberg_l2,  # iceberg, only where the instrument has no order events
 }
 
 
