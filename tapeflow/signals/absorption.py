@@ -70,34 +70,62 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
         params: the detector's thresholds.
     """
     out = Alerts(venue, symbol, NAME, params)
-    g = len(book["ts"])
-    if g < 2:
+    if len(book["ts"]) < 2:
         return out
     step = grid_step_ns(book["ts"])
-    window = max(1, params["window_ns"] // step)
-    bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
-    for side, prices, sizes in ((1, book["bid_p"], book["bid_s"]), (-1, book["ask_p"], book["ask_s"])):
-        best = sizes[:, 0].astype(np.float64)
-        usual = block_quantiles(np.where(best > 0, best, np.nan), _BASELINE_ROWS, _LOOKBACK_BLOCKS,
-                                (0.5,))[:, 0]
-        touch, shown = dominant_level(prices, sizes, params["levels"])
-        shown = shown.astype(np.float64)
-        held, pushes, peak, run = held_volume(touch, volume_at(book, trades, side, touch), shown, window)
-        known = np.where(np.isfinite(usual), usual, np.inf)
-        need = params["min_x_depth"] * known
-        ok = ((touch > 0) & (shown > 0) & (held >= need) & (pushes >= params["min_pushes"])
-              & (peak >= params["min_shown_x_depth"] * known))
-        for t in one_per_run(ok, book["ts"], params["refractory_ns"]):
-            t = int(t)
-            first = max(t - int(run[t]) + 1, t - window + 1)
-            out.add(ts_event_ns=int(book["ts"][t]), ts_recv_ns=int(book["recv"][t]), kind="absorption",
-                    side=side, price_nanos=int(touch[t]), size_nanos=int(held[t]),
-                    start_ns=int(book["ts"][first]), end_ns=int(book["ts"][t]),
-                    score=float(held[t] / need[t]),
-                    flags=F_MAYBE_BAD_BOOK if bad[t] - (bad[first - 1] if first else 0) else 0,
-                    evidence=dict(executed_nanos=int(held[t]),
-                                  x_usual_depth=round(float(held[t] / usual[t]), 2),
-                                  pushes=int(pushes[t]), held_s=round(float(run[t] * step) / 1e9, 1),
-                                  shown_now_nanos=int(shown[t]), shown_peak_nanos=int(peak[t]),
-                                  usual_depth_nanos=int(usual[t]), tick_nanos=int(tick)))
+    for side in (1, -1):
+        w = side_windows(book, trades, side, params, step)
+        for t in one_per_run(w["ok"], book["ts"], params["refractory_ns"]):
+            add_alert(out, book, w, int(t), side, params, tick)
     return out
+
+
+def side_windows(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], side: int,
+                 params: dict[str, Any], step_ns: int) -> dict[str, Any]:
+    """One side's statistics per grid row (``held_volume`` and the usual depth); ``ok`` marks the
+    rows where every condition holds, before the refractory step.
+
+    Args:
+        step_ns: the grid's spacing (:func:`grid_step_ns` of the day's rows).
+    """
+    name = "bid" if side == 1 else "ask"
+    prices, sizes = book[f"{name}_p"], book[f"{name}_s"]
+    window = max(1, params["window_ns"] // step_ns)
+    best = sizes[:, 0].astype(np.float64)
+    usual = block_quantiles(np.where(best > 0, best, np.nan), _BASELINE_ROWS, _LOOKBACK_BLOCKS,
+                            (0.5,))[:, 0]
+    touch, shown = dominant_level(prices, sizes, params["levels"])
+    shown = shown.astype(np.float64)
+    held, pushes, peak, run = held_volume(touch, volume_at(book, trades, side, touch), shown, window)
+    known = np.where(np.isfinite(usual), usual, np.inf)
+    need = params["min_x_depth"] * known
+    w = dict(window=window, step=step_ns, usual=usual, touch=touch, shown=shown, held=held,
+             pushes=pushes, peak=peak, run=run, need=need, known=known,
+             bad=np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0))
+    w["ok"] = ok_rows(w, params)
+    return w
+
+
+def ok_rows(w: dict[str, Any], params: dict[str, Any]) -> np.ndarray:
+    """The rows of :func:`side_windows`' statistics ``w`` where every condition holds (again after
+    ``peak`` was corrected for a run that started before the rows)."""
+    return ((w["touch"] > 0) & (w["shown"] > 0) & (w["held"] >= w["need"])
+            & (w["pushes"] >= params["min_pushes"])
+            & (w["peak"] >= params["min_shown_x_depth"] * w["known"]))
+
+
+def add_alert(out: Alerts, book: dict[str, np.ndarray], w: dict[str, Any], t: int, side: int,
+              params: dict[str, Any], tick: int) -> None:
+    """The absorption alert of grid row ``t`` of one side's statistics ``w`` (:func:`side_windows`)."""
+    window, run, held, usual, touch, bad = w["window"], w["run"], w["held"], w["usual"], w["touch"], w["bad"]
+    first = max(t - int(run[t]) + 1, t - window + 1)
+    out.add(ts_event_ns=int(book["ts"][t]), ts_recv_ns=int(book["recv"][t]), kind="absorption",
+            side=side, price_nanos=int(touch[t]), size_nanos=int(held[t]),
+            start_ns=int(book["ts"][first]), end_ns=int(book["ts"][t]),
+            score=float(held[t] / w["need"][t]),
+            flags=F_MAYBE_BAD_BOOK if bad[t] - (bad[first - 1] if first else 0) else 0,
+            evidence=dict(executed_nanos=int(held[t]),
+                          x_usual_depth=round(float(held[t] / usual[t]), 2),
+                          pushes=int(w["pushes"][t]), held_s=round(float(run[t] * w["step"]) / 1e9, 1),
+                          shown_now_nanos=int(w["shown"][t]), shown_peak_nanos=int(w["peak"][t]),
+                          usual_depth_nanos=int(usual[t]), tick_nanos=int(tick)))

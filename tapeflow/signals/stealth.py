@@ -218,19 +218,26 @@ def detect_composite(signals: pa.Table, params: dict[str, Any], venue: str, symb
     distinct = np.array([len(set(kind[lo[i]:i + 1])) for i in range(len(ts))])
     cand = np.flatnonzero(distinct >= params["min_components"])
     for k in first_of_runs(ts[cand], params["refractory_ns"]):
-        t = int(cand[k])
-        part = slice(int(lo[t]), t + 1)
-        best: dict[str, float] = {}
-        for kd, c in zip(kind[part], conf[part], strict=True):
-            best[kd] = max(best.get(kd, 0.0), float(c))
-        lean = float((side[part] * conf[part]).sum())
-        out.add(ts_event_ns=int(ts[t]), ts_recv_ns=int(recv[part].max()), kind="stealth",
-                side=int(np.sign(lean)), size_nanos=0, start_ns=int(ts[part][0]), end_ns=int(ts[t]),
-                score=float(len(best) / params["min_components"]),
-                flags=int(np.bitwise_or.reduce(flags[part])),
-                evidence=dict(components={k: round(v, 3) for k, v in sorted(best.items())},
-                              alerts=int(t + 1 - lo[t]), lean=round(lean, 3)))
+        add_composite(out, dict(ts=ts, kind=kind, side=side, conf=conf, flags=flags, recv=recv),
+                      int(lo[cand[k]]), int(cand[k]), params)
     return out
+
+
+def add_composite(out: Alerts, rows: dict[str, np.ndarray], lo: int, t: int, params: dict[str, Any]) -> None:
+    """The ``stealth`` alert at component alert ``t`` over the component alerts ``lo..t``
+    (``rows``: their ``ts``, ``kind``, ``side``, ``conf``, ``flags``, ``recv``, in time order)."""
+    ts, kind, side, conf = rows["ts"], rows["kind"], rows["side"], rows["conf"]
+    part = slice(lo, t + 1)
+    best: dict[str, float] = {}
+    for kd, c in zip(kind[part], conf[part], strict=True):
+        best[kd] = max(best.get(kd, 0.0), float(c))
+    lean = float((side[part] * conf[part]).sum())
+    out.add(ts_event_ns=int(ts[t]), ts_recv_ns=int(rows["recv"][part].max()), kind="stealth",
+            side=int(np.sign(lean)), size_nanos=0, start_ns=int(ts[part][0]), end_ns=int(ts[t]),
+            score=float(len(best) / params["min_components"]),
+            flags=int(np.bitwise_or.reduce(rows["flags"][part])),
+            evidence=dict(components={k: round(v, 3) for k, v in sorted(best.items())},
+                          alerts=int(t + 1 - lo), lean=round(lean, 3)))
 
 
 def detect_instrument(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[str, np.ndarray],

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -60,6 +60,7 @@ class Feed:
     tick: int  # the price increment: the finest gap between levels seen so far
     thresholds: Thresholds
     final: bool  # the end of the stream: every pending alert is final
+    signals: tuple[pa.Table, ...] = ()  # the rows the detectors before this one gave this batch
 
 
 class LiveDetector(Protocol):
@@ -88,11 +89,32 @@ def _stealth(venue: str, symbol: str, preset: str | None) -> LiveDetector:
     return StreamingStealth(venue, symbol, preset)
 
 
+def _absorption(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_absorption import StreamingAbsorption
+
+    return StreamingAbsorption(venue, symbol, preset)
+
+
+def _iceberg_l2(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_iceberg_l2 import StreamingIcebergL2
+
+    return StreamingIcebergL2(venue, symbol, preset)
+
+
+def _composite(venue: str, symbol: str, preset: str | None) -> LiveDetector:
+    from tapeflow.signals.stream_composite import StreamingComposite
+
+    return StreamingComposite(venue, symbol, preset)
+
+
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
     "orders": _orders,  # spoofing, iceberg
     "l2": _l2,  # spike, hidden
     "stealth": _stealth,  # creep, contraction
+    "absorption": _absorption,
+    "iceberg_l2": _iceberg_l2,  # iceberg, only where the instrument has no order events
+    "composite": _composite,  # stealth: reads the rows of the detectors above, so it comes last
 }
 
 
@@ -140,7 +162,7 @@ class StreamingSignals:
                self._withdrawal(thresholds.for_instrument("withdrawal", self.symbol, self.preset))]
         feed = Feed(trades, g, events, self.tick or 1, thresholds, final)
         for detector in self.detectors.values():
-            out.extend(detector.add(feed))
+            out.extend(detector.add(replace(feed, signals=tuple(t for t in out if t is not None))))
         table = concat(SIGNAL, [t for t in out if t is not None])
         if not table.num_rows:
             return table
