@@ -79,6 +79,23 @@ class Backtest:
                             Dict.empty(types.int64, types.float64))
         self.ctx = Context(self)
 
+    def __getstate__(self) -> dict:
+        # numba's typed dicts do not pickle (a live flow snapshots its paper sessions): plain dicts do
+        state = dict(self.__dict__)
+        meta, size = self.feed_orders
+        state["feed_orders"] = (dict(meta), dict(size))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        meta, size = state["feed_orders"]
+        typed = (Dict.empty(types.int64, types.UniTuple(types.int64, 3)),
+                 Dict.empty(types.int64, types.float64))
+        for k, v in meta.items():
+            typed[0][k] = v
+        for k, v in size.items():
+            typed[1][k] = v
+        self.__dict__.update(state, feed_orders=typed)
+
     def send(self, kind: int, slot: int, px: int, qty: float) -> None:
         """Queue an order message for the exchange (called by :class:`Context`)."""
         S, cap = self.S, self.xq.shape[0]

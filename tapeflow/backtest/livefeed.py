@@ -30,8 +30,8 @@ from tapeflow.book.l2 import L2Book
 from tapeflow.errors import ConfigError, InputError
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, SIGNAL, TRADE
 
-_INT_COLS = ("t_exch", "t_local", "kind", "side", "px", "oid", "action", "bid_ticks", "ask_ticks", "source_row",
-             "seg")
+_INT_COLS = ("t_exch", "t_local", "kind", "side", "px", "oid", "action", "bid_ticks", "ask_ticks",
+             "source_row", "seg")
 _FLOAT_COLS = ("qty", "bid_qty", "ask_qty", "prev_qty")
 
 
@@ -76,8 +76,8 @@ class LiveFeed:
 
     def __init__(self, tick_nanos: int, lot_nanos: int, latency: LatencyModel) -> None:
         if not isinstance(latency, ConstantLatency):
-            raise ConfigError("paper trading needs ConstantLatency: DataLatency's clock offset is the minimum "
-                              "over the whole capture, unknown while it is still arriving")
+            raise ConfigError("paper trading needs ConstantLatency: DataLatency's clock offset is the "
+                              "minimum over the whole capture, unknown while it is still arriving")
         if tick_nanos <= 0 or lot_nanos <= 0:
             raise ConfigError(f"tick_nanos and lot_nanos must be > 0, got {tick_nanos} and {lot_nanos}")
         self.tick, self.lot_nanos, self.latency = int(tick_nanos), int(lot_nanos), latency
@@ -109,9 +109,11 @@ class LiveFeed:
         """
         if ORDER_EVENT.name in tables and tables[ORDER_EVENT.name].num_rows:
             raise InputError("paper trading runs on L2 books (book_delta); this batch holds order_event rows")
-        merged = {name: pa.concat_tables([t for t in (self.held.get(name), tables.get(name)) if t is not None])
-                  for name in (BOOK_DELTA.name, TRADE.name, SIGNAL.name)
-                  if self.held.get(name) is not None or tables.get(name) is not None}
+        merged = {}
+        for name in (BOOK_DELTA.name, TRADE.name, SIGNAL.name):
+            parts = [t for t in (self.held.get(name), tables.get(name)) if t is not None]
+            if parts:
+                merged[name] = pa.concat_tables(parts)
         self.held = {}
         recv = [_col(t, "ts_recv_ns") for t in merged.values() if t.num_rows]
         if not recv:
@@ -142,8 +144,8 @@ class LiveFeed:
         if self.instrument is None:
             self.instrument = pair
         if len(venues) > 1 or len(symbols) > 1 or pair != self.instrument:
-            raise InputError(f"a paper feed runs one instrument ({self.instrument}); got venues {venues[:3]}, "
-                             f"symbols {symbols[:3]}")
+            raise InputError(f"a paper feed runs one instrument ({self.instrument}); got venues "
+                             f"{venues[:3]}, symbols {symbols[:3]}")
 
     def _add(self, tables: dict[str, pa.Table]) -> int:
         parts: list[dict[str, np.ndarray]] = []
@@ -157,7 +159,8 @@ class LiveFeed:
             kind = np.where(flags & F_SUPERSEDED, core.K_NONE, kind)
             size = np.where(action == L2_DELETE, 0, _col(deltas, "size_nanos").astype(np.int64))
             parts.append({"ts_recv": _col(deltas, "ts_recv_ns"), "kind": kind,
-                          "side": np.where(_col(deltas, "side") == BID, 1, -1), "price": _col(deltas, "price_nanos"),
+                          "side": np.where(_col(deltas, "side") == BID, 1, -1),
+                          "price": _col(deltas, "price_nanos"),
                           "size": size, "action": action.astype(np.int64), "pub": (flags & F_LAST) != 0,
                           "src": np.arange(deltas.num_rows),
                           "bid": np.where(valid, bbo["bid_px"], UNDEF_PRICE),
@@ -172,8 +175,8 @@ class LiveFeed:
         signals = tables.get(SIGNAL.name)
         if signals is not None and signals.num_rows:
             m = signals.num_rows
-            parts.append(_extra(signals, np.full(m, core.K_SIGNAL), _col(signals, "side"), np.zeros(m, np.int64),
-                                np.zeros(m, np.int64), first=self.n_signals))
+            parts.append(_extra(signals, np.full(m, core.K_SIGNAL), _col(signals, "side"),
+                                np.zeros(m, np.int64), np.zeros(m, np.int64), first=self.n_signals))
             self.signals.append(signals)
             self.n_signals += m
         if not parts:
@@ -226,8 +229,8 @@ class LiveFeed:
         self._index(max(exchange_row - 1, 0))
         lv_seg, lv_key, lv_row = self.lv
         sig = pa.concat_tables(self.signals) if self.signals else None
-        return Feed(level="l2", t_exch=v("t_exch"), t_local=v("t_local"), kind=v("kind"), side=v("side"), px=v("px"),
-                    qty=v("qty"), oid=v("oid"), action=v("action"), bid_ticks=v("bid_ticks"),
+        return Feed(level="l2", t_exch=v("t_exch"), t_local=v("t_local"), kind=v("kind"), side=v("side"),
+                    px=v("px"), qty=v("qty"), oid=v("oid"), action=v("action"), bid_ticks=v("bid_ticks"),
                     ask_ticks=v("ask_ticks"), bid_qty=v("bid_qty"), ask_qty=v("ask_qty"), pub=v("pub"),
                     source_row=v("source_row"), prev_qty=v("prev_qty"), lv_seg=lv_seg, lv_key=lv_key,
                     lv_row=lv_row, tick_nanos=self.tick, lot=self.lot_nanos / NANOS, signals=sig)

@@ -48,7 +48,8 @@ class RiskLimits:
 
     def __init__(self, max_position: float = math.inf, max_daily_loss: float = math.inf) -> None:
         if not max_position > 0 or not max_daily_loss > 0:
-            raise ConfigError(f"max_position and max_daily_loss must be > 0, got {max_position} and {max_daily_loss}")
+            raise ConfigError(f"max_position and max_daily_loss must be > 0, got {max_position} and "
+                              f"{max_daily_loss}")
         self.max_position = max_position
         self.max_daily_loss = max_daily_loss
 
@@ -96,7 +97,8 @@ class Guard(Strategy):
         if pnl < -self.limits.max_daily_loss:
             self.halt(ctx, "halted", f"max_daily_loss: day PnL {pnl:.6g} < -{self.limits.max_daily_loss:g}")
         elif abs(ctx.position) > self.limits.max_position + 1e-12:
-            self.halt(ctx, "halted", f"max_position: position {ctx.position:.6g} > {self.limits.max_position:g}")
+            self.halt(ctx, "halted",
+                      f"max_position: position {ctx.position:.6g} > {self.limits.max_position:g}")
         return self.halted is None
 
     def on_start(self, ctx: Context) -> None:

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from kernels.codes import ASK, BID, F_LAST, F_SNAPSHOT, L2_CLEAR, L2_DELETE, L2_SET
 from tapeflow.backtest.engine import Backtest, BacktestConfig
 from tapeflow.backtest.feed import build_feed
 from tapeflow.backtest.models import ConstantLatency, DataLatency, Fees, Limits, PowerProbQueue
@@ -16,7 +17,6 @@ from tapeflow.backtest.strategies import MarketMaker
 from tapeflow.backtest.strategy import Context, Strategy
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.records import BOOK_DELTA, STATUS, TRADE
-from kernels.codes import ASK, BID, F_LAST, F_SNAPSHOT, L2_CLEAR, L2_DELETE, L2_SET
 from tests.backtest.helpers import CONST, N, trades
 from tests.conftest import need
 
@@ -62,24 +62,29 @@ def random_l2(seed: int, seconds: int = 60) -> dict[str, pa.Table]:
 
 def micro_batches(tables: dict[str, pa.Table], rng: np.random.Generator, mean_rows: int
                   ) -> list[dict[str, pa.Table]]:
-    """Cut the tables at random receive times, as a live source cuts micro-batches."""
+    """Cut the tables at random receive times, as a live source cuts micro-batches; at a cut,
+    rows of other tables stamped with the cut's instant may fall on either side (a trade frame
+    and a depth frame of the same instant in two batches)."""
     recv = np.concatenate([t.column("ts_recv_ns").to_numpy() for t in tables.values()])
     cuts = np.unique(rng.choice(np.sort(recv), size=max(1, len(recv) // mean_rows), replace=False))
     edges = [np.iinfo(np.int64).min, *cuts.tolist(), np.iinfo(np.int64).max]
+    sides = {name: rng.random(len(edges)) < 0.5 for name in tables}
     out = []
-    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+    for j, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
         part = {}
         for name, t in tables.items():
             r = t.column("ts_recv_ns")
-            part[name] = t.filter(pc.and_(pc.greater_equal(r, lo), pc.less(r, hi)))
+            above = pc.greater(r, lo) if sides[name][j] else pc.greater_equal(r, lo)
+            below = pc.less_equal(r, hi) if sides[name][j + 1] else pc.less(r, hi)
+            part[name] = t.filter(pc.and_(above, below))
         out.append(part)
     return out
 
 
-def _both(tables, tick_nanos, lot_nanos, make, seed, mean_rows, limits=None):
-    feed = build_feed(tables, LATENCY, tick_nanos=tick_nanos, lot_nanos=lot_nanos)
-    ref = Backtest(feed, make(), CONFIG).run()
-    trader = PaperTrader("mm", make(), tick_nanos=tick_nanos, lot_nanos=lot_nanos, config=CONFIG, limits=limits)
+def _both(tables, tick_nanos, lot_nanos, make, seed, mean_rows, config=CONFIG):
+    feed = build_feed(tables, config.latency, tick_nanos=tick_nanos, lot_nanos=lot_nanos)
+    ref = Backtest(feed, make(), config).run()
+    trader = PaperTrader("mm", make(), tick_nanos=tick_nanos, lot_nanos=lot_nanos, config=config)
     rows: dict[str, list[pa.Table]] = {}
     for batch in micro_batches(tables, np.random.default_rng(seed), mean_rows):
         for name, t in trader.on_batch(batch).items():
@@ -94,23 +99,30 @@ def _same(ref, paper):
     assert ref.fills.num_rows > 5
     assert paper.fills.equals(ref.fills)
     for name in ref.equity.column_names:  # NaN marks (a one-sided book) compare equal here
-        np.testing.assert_array_equal(paper.equity.column(name).to_numpy(), ref.equity.column(name).to_numpy())
+        np.testing.assert_array_equal(paper.equity.column(name).to_numpy(),
+                                      ref.equity.column(name).to_numpy())
     assert paper.report() == ref.report()
 
 
-def test_parity_on_a_random_book():
+SLOW = BacktestConfig(ConstantLatency(feed_ns=3_000_000, entry_ns=30_000_000, response_ns=25_000_000),
+                      PowerProbQueue(3), Fees(-0.00005, 0.0004), Limits(0.01))
+
+
+@pytest.mark.parametrize(("config", "mean_rows"), [(CONFIG, 50), (SLOW, 4)], ids=["5ms", "30ms-tiny-batches"])
+def test_parity_on_a_random_book(config, mean_rows):
     seed = int(np.random.default_rng().integers(1 << 31))
     print("seed", seed)
     tables = random_l2(seed)
     make = lambda: MarketMaker(half_spread_ticks=0.5, qty=0.001, max_position=0.01)  # noqa: E731
-    ref, paper, rows = _both(tables, 100_000_000, 1_000_000, make, seed, mean_rows=50)
+    ref, paper, rows = _both(tables, 100_000_000, 1_000_000, make, seed, mean_rows, config)
     _same(ref, paper)
     fills = rows["paper_fill"]
     assert fills.num_rows == ref.fills.num_rows
-    assert fills.column("price_nanos").to_pylist() == [p * 100_000_000 for p in ref.fills.column("price").to_pylist()] \
-        or fills.column("qty").to_pylist() == ref.fills.column("qty").to_pylist()
+    ref_px = [round(p * 1e9) for p in ref.fills.column("price").to_pylist()]
+    assert fills.column("price_nanos").to_pylist() == ref_px
+    assert fills.column("qty").to_pylist() == ref.fills.column("qty").to_pylist()
     pos = rows["paper_position"]
-    assert pos.column("position").to_pylist()[-1] == pytest.approx(paper.equity.column("position")[-1].as_py())
+    assert pos.column("position")[-1].as_py() == pytest.approx(paper.equity.column("position")[-1].as_py())
     assert rows["paper_order"].num_rows >= ref.counts["orders"]
 
 
@@ -121,7 +133,8 @@ def test_parity_on_the_binance_capture(real_data):
     path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
     tables = merge(list(get_format("binance").decode([path])))
     t0 = tables["book_delta"].column("ts_recv_ns")[0].as_py()
-    cut = {k: tables[k].filter(pc.less(tables[k]["ts_recv_ns"], t0 + 30 * 10**9)) for k in ("book_delta", "trade")}
+    cut = {k: tables[k].filter(pc.less(tables[k]["ts_recv_ns"], t0 + 30 * 10**9))
+           for k in ("book_delta", "trade")}
     feed = build_feed(cut, LATENCY)
     seed = int(np.random.default_rng().integers(1 << 31))
     print("seed", seed, "tick", feed.tick_nanos, "lot", feed.lot)
@@ -168,8 +181,8 @@ def test_max_daily_loss_halts_and_flattens():
 
 def test_kill_switch_cancels_and_flattens():
     tables = random_l2(11)
-    trader = PaperTrader("mm", MarketMaker(half_spread_ticks=0.5), tick_nanos=100_000_000, lot_nanos=1_000_000,
-                         config=CONFIG)
+    trader = PaperTrader("mm", MarketMaker(half_spread_ticks=0.5), tick_nanos=100_000_000,
+                         lot_nanos=1_000_000, config=CONFIG)
     batches = micro_batches(tables, np.random.default_rng(2), 100)
     half = len(batches) // 2
     for batch in batches[:half]:
@@ -193,3 +206,89 @@ def test_kill_switch_cancels_and_flattens():
 def test_paper_refuses_data_latency():
     with pytest.raises(ConfigError, match="ConstantLatency"):
         PaperTrader("x", MarketMaker(), tick_nanos=1, lot_nanos=1, config=BacktestConfig(DataLatency()))
+
+
+def test_live_feed_equals_the_whole_capture_feed():
+    """Batch by batch, the live feed holds the rows, books and level sizes of ``build_feed``."""
+    from tapeflow.backtest.livefeed import LiveFeed
+
+    seed = int(np.random.default_rng().integers(1 << 31))
+    print("seed", seed)
+    tables = random_l2(seed, seconds=20)
+    ref = build_feed(tables, LATENCY, tick_nanos=100_000_000, lot_nanos=1_000_000)
+    live = LiveFeed(100_000_000, 1_000_000, LATENCY)
+    batches = micro_batches(tables, np.random.default_rng(seed), 7)
+    for k, batch in enumerate(batches):
+        live.append(batch, final=k == len(batches) - 1)
+    got = live.feed(0)
+    for name in ("t_exch", "t_local", "kind", "side", "px", "qty", "bid_ticks", "ask_ticks", "bid_qty",
+                 "ask_qty", "pub", "prev_qty", "lv_seg", "lv_key", "lv_row"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+
+
+def test_paper_flow_over_the_capture_replay_equals_the_backtest(real_data, tmp_path):
+    """Through the Bytewax flow (CaptureSource replaying the capture, routed, a session per
+    instrument): the fills and final equity of the backtest of the same capture."""
+    from bytewax.testing import TestingSink, run_main
+
+    from flows.market import MarketSinks
+    from flows.operators import gather
+    from flows.paper import build_paper_flow
+    from flows.sources import CaptureSource
+    from tapeflow.backtest.session import PaperSession
+    from tapeflow.wire.capture import merge
+    from tapeflow.wire.registry import get_format
+
+    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    tables = merge(list(get_format("binance").decode([path])))
+    feed = build_feed({k: tables[k] for k in ("book_delta", "trade")}, LATENCY)
+    ref = Backtest(feed, MarketMaker(), CONFIG).run()
+    lot_nanos = round(feed.lot * N)
+    out, status = [], []
+    def session() -> PaperSession:
+        return PaperSession("mm", MarketMaker, tick_nanos=feed.tick_nanos, lot_nanos=lot_nanos, config=CONFIG,
+                            kill_file=tmp_path / "KILL")
+
+    flow = build_paper_flow(CaptureSource("binance", [path], batch_events=700),
+                            MarketSinks(tables=TestingSink(out), status=TestingSink(status)), session)
+    run_main(flow)
+    got = gather(out)
+    assert status == []
+    fills = got["paper_fill"]
+    print("fills", fills.num_rows, "equity", ref.equity.column("equity")[-1].as_py())
+    assert fills.num_rows == ref.fills.num_rows > 20
+    assert fills.column("ts_event_ns").to_pylist() == ref.fills.column("ts_ns").to_pylist()
+    ref_px = [round(p * 1e9) for p in ref.fills.column("price").to_pylist()]
+    assert fills.column("price_nanos").to_pylist() == ref_px
+    assert fills.column("fee").to_pylist() == ref.fills.column("fee").to_pylist()
+    last = got["paper_position"].sort_by("ts_event_ns").to_pylist()[-1]
+    assert last["equity"] == pytest.approx(ref.equity.column("equity")[-1].as_py(), abs=1e-9)
+    assert last["position"] == ref.equity.column("position")[-1].as_py()
+
+
+def test_kill_file_stops_the_flow_session(tmp_path):
+    from tapeflow.backtest.session import PaperSession
+
+    tables = random_l2(3, seconds=10)
+    kill = tmp_path / "KILL"
+    session = PaperSession("mm", lambda: MarketMaker(half_spread_ticks=0.5), tick_nanos=100_000_000,
+                           lot_nanos=1_000_000, config=CONFIG, kill_file=kill)
+    batches = micro_batches(tables, np.random.default_rng(0), 50)
+    for batch in batches[:10]:
+        assert "status" not in dict(session.apply(batch))
+    kill.write_text("")
+    states = [dict(session.apply(b)).get("status") for b in batches[10:]]
+    states = [s.column("state")[0].as_py() for s in states if s is not None]
+    assert states == ["killed"]
+    assert session.trader.halted
+
+
+def test_bad_input_halts_the_session_with_a_status_row():
+    from tapeflow.backtest.session import PaperSession
+    from tests.backtest.helpers import order_events
+
+    session = PaperSession("mm", MarketMaker, tick_nanos=1, lot_nanos=1, config=CONFIG)
+    items = session.apply({"order_event": order_events([(1, 1, "A", "B", 1.0, 1.0)])})
+    assert [name for name, _ in items] == ["status"]
+    assert "order_event" in items[0][1].column("detail")[0].as_py()
+    assert session.apply({}) == [] and session.close() == []
