@@ -93,7 +93,8 @@ def mean_variance_weights(mu: np.ndarray, cov: np.ndarray, *, risk_aversion: flo
     lo = np.broadcast_to(np.asarray(lower, float), (n,)).copy()
     hi = np.broadcast_to(np.asarray(upper, float), (n,)).copy()
     if np.any(lo > hi) or lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12:
-        raise ConfigError(f"no weights sum to 1 within the bounds (lower sum {lo.sum():g}, upper sum {hi.sum():g})")
+        raise ConfigError(f"no weights sum to 1 within the bounds (lower sum {lo.sum():g}, "
+                          f"upper sum {hi.sum():g})")
     free = np.ones(n, bool)
     fixed = np.zeros(n)
     tol = 1e-12
@@ -130,7 +131,8 @@ class PortfolioReport:
         return {"weights": self.weights, "mean_pnl": self.mean_pnl, "std_pnl": self.std_pnl, **self.risk}
 
 
-def portfolio_risk(pnl: np.ndarray, weights: np.ndarray, levels: Sequence[float] = LEVELS) -> dict[str, float]:
+def portfolio_risk(pnl: np.ndarray, weights: np.ndarray, levels: Sequence[float] = LEVELS
+                   ) -> dict[str, float]:
     """VaR and CVaR of the portfolio ``pnl @ weights``: historical and parametric (normal)."""
     port = np.asarray(pnl, float) @ np.asarray(weights, float)
     cov = np.atleast_2d(np.cov(pnl, rowvar=False, ddof=1))

@@ -61,7 +61,7 @@ def test_many_assets_agree_with_a_general_solver():
         mu = rng.normal(scale=0.5, size=n)
         w = mean_variance_weights(mu, cov, risk_aversion=2.0, upper=0.6)
 
-        def f(x):
+        def f(x, mu=mu, cov=cov):
             return -(mu @ x) + x @ cov @ x
 
         ref = scipy_opt.minimize(f, np.full(n, 1 / n), method="SLSQP", bounds=[(0, 0.6)] * n,
@@ -115,7 +115,8 @@ def test_portfolio_of_two_backtests_prefers_the_steadier_one():
     steady = np.cumsum(rng.normal(0.1, 0.1, 200))
     wild = np.cumsum(rng.normal(0.1, 3.0, 200))
     ts = list(range(200))
-    rep = portfolio({"steady": _result(ts, steady.tolist()), "wild": _result(ts, wild.tolist())}, risk_aversion=5.0)
+    rep = portfolio({"steady": _result(ts, steady.tolist()), "wild": _result(ts, wild.tolist())},
+                    risk_aversion=5.0)
     assert rep.weights["steady"] > 0.95
     assert sum(rep.weights.values()) == pytest.approx(1.0)
     assert rep.risk["var95_hist"] < 0.5 and rep.as_dict()["weights"] == rep.weights
