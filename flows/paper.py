@@ -16,8 +16,11 @@ from bytewax.inputs import Source
 from bytewax.operators import KeyedStream
 
 from flows import operators as ops
-from flows.market import MarketSinks, _outputs
+from flows.market import MarketSinks, _outputs, source_from
+from tapeflow.backtest.paper_cli import PaperSettings
 from tapeflow.backtest.session import Item, PaperSession
+from tapeflow.errors import ConfigError
+from tapeflow.settings import LiveSettings, Settings
 
 
 @operator
@@ -46,3 +49,18 @@ def build_paper_flow(source: Source, sinks: MarketSinks, new_session: Callable[[
     routed = op.input("source", flow, ops.routed(source))
     _outputs(paper("paper", routed, new_session), sinks)
     return flow
+
+
+def flow_from_env() -> Dataflow:
+    """The paper flow configured by ``TAPEFLOW_PAPER`` (:class:`PaperSettings`), the source's
+    ``TAPEFLOW_LIVE_*`` variables and the outputs' settings, read once here (``tapeflow paper``
+    starts it)."""
+    from flows.sinks import TableSink
+
+    settings, live, paper_settings = Settings.from_env(), LiveSettings.from_env(), PaperSettings.from_env()
+    source = source_from(live)
+    if source is None:
+        raise ConfigError("the paper flow needs a capture or a live venue with symbols")
+    tables = TableSink(dsn=settings.clickhouse_dsn if "clickhouse" in live.outputs else None,
+                       lake_root=settings.lake_dir if "lake" in live.outputs else None)
+    return build_paper_flow(source, MarketSinks(tables=tables), paper_settings.new_session())
