@@ -226,10 +226,12 @@ def test_live_feed_equals_the_whole_capture_feed():
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
 
 
-def test_paper_flow_over_the_capture_replay_equals_the_backtest(real_data, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_paper_flow_over_the_capture_replay_equals_the_backtest(real_data, tmp_path, workers):
     """Through the Bytewax flow (CaptureSource replaying the capture, routed, a session per
-    instrument): the fills and final equity of the backtest of the same capture."""
-    from bytewax.testing import TestingSink, run_main
+    instrument; ``run_main`` and a 2-worker ``cluster_main``): the fills and final equity of the
+    backtest of the same capture."""
+    from bytewax.testing import TestingSink, cluster_main, run_main
 
     from flows.market import MarketSinks
     from flows.operators import gather
@@ -251,7 +253,10 @@ def test_paper_flow_over_the_capture_replay_equals_the_backtest(real_data, tmp_p
 
     flow = build_paper_flow(CaptureSource("binance", [path], batch_events=700),
                             MarketSinks(tables=TestingSink(out), status=TestingSink(status)), session)
-    run_main(flow)
+    if workers == 1:
+        run_main(flow)
+    else:
+        cluster_main(flow, [], 0, worker_count_per_proc=workers)
     got = gather(out)
     assert status == []
     fills = got["paper_fill"]
