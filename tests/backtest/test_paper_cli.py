@@ -1,5 +1,5 @@
-"""``tapeflow paper``: the paper flow over a capture writes its rows to the lake, equal to the
-backtest of that capture; the kill file stops it; bad settings are clear errors."""
+"""``tapeflow paper``: the paper flow over a capture writes its rows to the lake and the warehouse,
+equal to the backtest of that capture; the kill file stops it; bad settings are clear errors."""
 
 from __future__ import annotations
 
@@ -28,7 +28,9 @@ def test_paper_command_writes_the_backtests_fills_to_the_lake(real_data, tmp_pat
     from tapeflow.wire.registry import get_format
 
     path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
-    assert main(_args(path, tmp_path / "lake", "--taker-fee", "0.0004", "--maker-fee", "-0.00005")) == 0
+    dsn = f"chdb:{tmp_path / 'wh'}"
+    assert main(_args(path, tmp_path / "lake", "--taker-fee", "0.0004", "--maker-fee", "-0.00005",
+                      "--clickhouse", dsn)) == 0
     out = capsys.readouterr().out
     fills = lake.read(PAPER_FILL, tmp_path / "lake").sort_by([("ts_event_ns", "ascending"),
                                                               ("order_id", "ascending")])
@@ -46,6 +48,10 @@ def test_paper_command_writes_the_backtests_fills_to_the_lake(real_data, tmp_pat
     assert orders.num_rows >= ref.counts["orders"]
     assert last["equity"] == pytest.approx(ref.equity.column("equity")[-1].as_py(), abs=1e-9)
     assert f"{fills.num_rows} fills" in out and "BTCUSDT" in out
+    from tapeflow.storage.warehouse import Warehouse
+
+    with Warehouse(dsn) as wh:  # the warehouse holds the lake's rows
+        assert wh.count(PAPER_FILL) == fills.num_rows and wh.count(PAPER_POSITION) > 100
 
 
 def test_kill_file_halts_the_command(real_data, tmp_path, capsys):
