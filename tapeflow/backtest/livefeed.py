@@ -31,7 +31,7 @@ from tapeflow.errors import ConfigError, InputError
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, SIGNAL, TRADE
 
 _INT_COLS = ("t_exch", "t_local", "kind", "side", "px", "oid", "action", "bid_ticks", "ask_ticks",
-             "source_row", "seg")
+             "source_row", "seg", "lvkey")
 _FLOAT_COLS = ("qty", "bid_qty", "ask_qty", "prev_qty")
 
 
@@ -90,7 +90,7 @@ class LiveFeed:
         self.last_book = (UNDEF_PRICE, UNDEF_PRICE, 0, 0)
         self.seg = 0
         self.last_qty: dict[tuple[int, int], float] = {}
-        self.carried: dict[tuple[int, int], int] = {}
+        self.carried = np.zeros(0, np.int64)
         self.carried_upto = 0
         self.lv = (np.zeros(0, np.int64),) * 3
         self.instrument: tuple[str, str] | None = None
@@ -200,7 +200,7 @@ class LiveFeed:
             "ask_ticks": np.where(cols["ask"] == UNDEF_PRICE, core.NO_ASK, cols["ask"] // tick),
             "source_row": cols["src"], "seg": seg, "qty": qty, "bid_qty": cols["bsz"] / NANOS,
             "ask_qty": cols["asz"] / NANOS, "prev_qty": self._prev_qty(kind, seg, cols["side"], px, qty),
-            "pub": cols["pub"]})
+            "pub": cols["pub"], "lvkey": px * 2 + (cols["side"] > 0)})
         return len(kind)
 
     def _carry_book(self, cols: dict[str, np.ndarray]) -> None:
@@ -238,22 +238,28 @@ class LiveFeed:
     def _index(self, upto: int) -> None:
         # the last depth row of each level before ``upto`` (carried) plus every depth row from there:
         # a query at a row >= upto finds the same entry as in the whole feed's level_index
-        kind, seg = self.cols.view("kind"), self.cols.view("seg")
-        key = self.cols.view("px") * 2 + (self.cols.view("side") > 0)
+        kind, seg, key = self.cols.view("kind"), self.cols.view("seg"), self.cols.view("lvkey")
         upto = max(upto, self.carried_upto)
-        old = np.arange(self.carried_upto, upto)
-        for i in old[kind[old] == core.K_DEPTH].tolist():
-            self.carried[(int(seg[i]), int(key[i]))] = i
-        self.carried_upto = upto
+        if upto > self.carried_upto:
+            old = np.arange(self.carried_upto, upto)
+            grown = np.concatenate([self.carried, old[kind[old] == core.K_DEPTH]])
+            self.carried = _last_per_level(grown, seg, key)
+            self.carried_upto = upto
         now_seg = int(seg[upto]) if upto < len(seg) else self.seg
-        self.carried = {lv: r for lv, r in self.carried.items() if lv[0] >= now_seg}
+        self.carried = self.carried[seg[self.carried] >= now_seg]
         rest = np.arange(upto, len(kind))
-        rest = rest[kind[rest] == core.K_DEPTH]
-        c_rows = np.fromiter(self.carried.values(), np.int64, len(self.carried))
-        rows = np.concatenate([c_rows, rest])
-        order = np.lexsort((rows, key[rows], seg[rows]))
-        rows = rows[order]
-        self.lv = (seg[rows].astype(np.int64), key[rows].astype(np.int64), rows.astype(np.int64))
+        rows = np.concatenate([self.carried, rest[kind[rest] == core.K_DEPTH]])
+        rows = rows[np.lexsort((rows, key[rows], seg[rows]))]
+        self.lv = (seg[rows], key[rows], rows)
+
+
+def _last_per_level(rows: np.ndarray, seg: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """The largest row of each (segment, level) among ``rows``."""
+    rows = rows[np.lexsort((rows, key[rows], seg[rows]))]
+    s, k = seg[rows], key[rows]
+    last = np.ones(rows.size, bool)
+    last[:-1] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+    return rows[last]
 
 
 def _extra(table: pa.Table, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
