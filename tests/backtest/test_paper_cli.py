@@ -12,12 +12,27 @@ from tests.conftest import need
 TICK, LOT = 100_000_000, 1_000_000
 
 
+@pytest.fixture
+def capture(real_data, tmp_path):
+    """The first 20,000 lines (~1.3 minutes) of the Binance capture: the command replays all of it."""
+    import gzip
+
+    full = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    short = tmp_path / "usdm_btcusdt_20240808.gz"
+    with gzip.open(full, "rb") as src, gzip.open(short, "wb") as dst:
+        for k, line in enumerate(src):
+            if k == 20_000:
+                break
+            dst.write(line)
+    return short
+
+
 def _args(path, lake, *extra):
     return ["paper", "--strategy", "market_maker", "--capture", str(path), "--format", "binance",
             "--tick-nanos", str(TICK), "--lot-nanos", str(LOT), "--lake", str(lake), *extra]
 
 
-def test_paper_command_writes_the_backtests_fills_to_the_lake(real_data, tmp_path, capsys):
+def test_paper_command_writes_the_backtests_fills_to_the_lake(capture, tmp_path, capsys):
     from tapeflow.backtest.engine import Backtest, BacktestConfig
     from tapeflow.backtest.feed import build_feed
     from tapeflow.backtest.models import ConstantLatency, Fees, PowerProbQueue
@@ -27,7 +42,7 @@ def test_paper_command_writes_the_backtests_fills_to_the_lake(real_data, tmp_pat
     from tapeflow.wire.capture import merge
     from tapeflow.wire.registry import get_format
 
-    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    path = capture
     dsn = f"chdb:{tmp_path / 'wh'}"
     assert main(_args(path, tmp_path / "lake", "--taker-fee", "0.0004", "--maker-fee", "-0.00005",
                       "--clickhouse", dsn)) == 0
@@ -54,12 +69,12 @@ def test_paper_command_writes_the_backtests_fills_to_the_lake(real_data, tmp_pat
         assert wh.count(PAPER_FILL) == fills.num_rows and wh.count(PAPER_POSITION) > 100
 
 
-def test_kill_file_halts_the_command(real_data, tmp_path, capsys):
+def test_kill_file_halts_the_command(capture, tmp_path, capsys):
     from tapeflow.schemas.paper import PAPER_FILL
     from tapeflow.schemas.records import STATUS
     from tapeflow.storage import lake
 
-    path = need(real_data / "binance" / "usdm_btcusdt_20240808.gz")
+    path = capture
     kill = tmp_path / "STOP"
     kill.write_text("")
     assert main(_args(path, tmp_path / "lake", "--kill-file", str(kill))) == 0
