@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tapeflow.alerts import cli as alerts_cli
 from tapeflow.backtest import cli as backtest_cli
+from tapeflow.backtest import paper_cli
 from tapeflow.batch import bars_cli
 from tapeflow.derivatives import cli as derivatives_cli
 from tapeflow.errors import TapeflowError
@@ -152,6 +153,7 @@ def _parser() -> argparse.ArgumentParser:
     ml_cli.add_parser(sub)
     serve_cli.add_parser(sub)
     backtest_cli.add_parser(sub)
+    paper_cli.add_parser(sub)
     return p
 
 

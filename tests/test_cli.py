@@ -65,7 +65,7 @@ def test_every_venue_folder_imports() -> None:
 
 
 COMMANDS = {"formats", "verify", "ingest", "book", "simulate", "query", "replay-server", "live", "signals",
-            "options", "derivatives", "alerts", "databento", "bars", "ml", "serve", "backtest"}
+            "options", "derivatives", "alerts", "databento", "bars", "ml", "serve", "backtest", "paper"}
 
 
 def test_help_lists_every_command_on_one_line(capsys: pytest.CaptureFixture[str],

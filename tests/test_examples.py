@@ -1,5 +1,6 @@
 """The example notebooks run from top to bottom on small data (their own cells assert what they
-show: lake == warehouse counts, every trade in one bar, one snapshot per second), so they never rot."""
+show: lake == warehouse counts, every trade in one bar, one snapshot per second; the models' and
+baselines' scores, the backtest's risk report, portfolio weights summing to 1), so they never rot."""
 
 from __future__ import annotations
 
@@ -31,4 +32,4 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_there_are_notebooks() -> None:
-    assert {p.name for p in NOTEBOOKS} >= {"getting_started.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"getting_started.ipynb", "models_and_backtests.ipynb"}

@@ -79,6 +79,23 @@ class Backtest:
                             Dict.empty(types.int64, types.float64))
         self.ctx = Context(self)
 
+    def __getstate__(self) -> dict:
+        # numba's typed dicts do not pickle (a live flow snapshots its paper sessions): plain dicts do
+        state = dict(self.__dict__)
+        meta, size = self.feed_orders
+        state["feed_orders"] = (dict(meta), dict(size))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        meta, size = state["feed_orders"]
+        typed = (Dict.empty(types.int64, types.UniTuple(types.int64, 3)),
+                 Dict.empty(types.int64, types.float64))
+        for k, v in meta.items():
+            typed[0][k] = v
+        for k, v in size.items():
+            typed[1][k] = v
+        self.__dict__.update(state, feed_orders=typed)
+
     def send(self, kind: int, slot: int, px: int, qty: float) -> None:
         """Queue an order message for the exchange (called by :class:`Context`)."""
         S, cap = self.S, self.xq.shape[0]
@@ -113,41 +130,64 @@ class Backtest:
 
     def run(self) -> BacktestResult:
         """Run the strategy over the whole feed and return its fills, equity curve and counts."""
-        f, st, ctx = self.feed, self.strategy, self.ctx
+        self.start()
+        self.advance(None)
+        return self.finish()
+
+    def start(self) -> None:
+        """Set the clocks at the first row and call ``on_start`` (paper trading calls it once)."""
+        f, st = self.feed, self.strategy
         if not len(f):
             raise ConfigError("the feed is empty: nothing to backtest")
-        wake = st.wake_mask()
+        self._wake = st.wake_mask()
         t0 = int(min(f.t_exch[0], f.t_local[0]))
         self.S[core.NOW] = t0
-        timer = st.timer_ns
-        next_timer = t0 + timer if timer else None
-        next_sample = t0
-        st.on_start(ctx)
-        end = int(f.t_local[-1])
+        self._next_timer = t0 + st.timer_ns if st.timer_ns else None
+        self._next_sample = t0
+        st.on_start(self.ctx)
+
+    def advance(self, horizon_ns: int | None) -> None:
+        """Run every happening at or before ``horizon_ns``; None: to the end of the feed.
+
+        A horizon must lie before the exchange and local times of every row still to come (the
+        paper trader passes the last known exchange time - 1), so the rows, timers and samples
+        it runs are exactly those a backtest of the whole feed runs first.
+        """
+        st, ctx = self.strategy, self.ctx
+        final = horizon_ns is None
+        end = int(self.feed.t_local[-1])
         while True:
             # timers and samples stop at the last row: resting orders alone never end a backtest
-            if next_timer is not None and next_timer > end:
-                next_timer = None
-            until = next_sample if next_timer is None else min(next_timer, next_sample)
-            if until > end:
-                until = core.INF - 1
-            reason = self._step(until, wake)
+            if final and self._next_timer is not None and self._next_timer > end:
+                self._next_timer = None
+            nt, ns = self._next_timer, self._next_sample
+            until = ns if nt is None else min(nt, ns)
+            if final:
+                target = core.INF - 1 if until > end else until
+            else:
+                target = min(until, horizon_ns)
+            reason = self._step(target, self._wake)
             if reason == core.W_END:
-                break
+                return
             now = int(self.S[core.NOW])
             if reason == core.W_UNTIL:
-                if now == next_sample:
+                if now == ns:
                     ctx.sample()
-                    next_sample += self.config.equity_interval_ns
-                if next_timer is not None and now == next_timer:
+                    self._next_sample += self.config.equity_interval_ns
+                if nt is not None and now == nt:
                     st.on_timer(ctx)
-                    next_timer += timer
+                    self._next_timer += st.timer_ns
+                if not final and now == horizon_ns and until > horizon_ns:
+                    return
             elif reason == core.W_BOOK:
                 st.on_book(ctx)
             elif reason == core.W_TRADE:
                 st.on_trade(ctx, ctx.trade_at(int(self.S[core.WAKE_ROW])))
             elif reason == core.W_SIGNAL:
                 st.on_signal(ctx, ctx.signal_at(int(self.S[core.WAKE_ROW])))
-        ctx.sample()
-        st.on_end(ctx)
-        return ctx.result()
+
+    def finish(self) -> BacktestResult:
+        """The last equity sample, ``on_end``, and the result."""
+        self.ctx.sample()
+        self.strategy.on_end(self.ctx)
+        return self.ctx.result()

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from tapeflow.backtest.engine import Backtest
 
 TIFS = {"gtc": core.TIF_GTC, "post_only": core.TIF_GTX, "ioc": core.TIF_IOC}
+_TYPES = {core.T_LIMIT: "limit", core.T_MARKET: "market"}
 STATUS = {core.ST_PENDING: "pending", core.ST_OPEN: "open", core.ST_FILLED: "filled",
           core.ST_CANCELED: "canceled", core.ST_EXPIRED: "expired", core.ST_REJECTED: "rejected"}
 
@@ -117,6 +118,8 @@ class Context:
         self.fills: list[Fill] = []
         self.samples: list[tuple[int, float, float, float]] = []
         self.counts = {"orders": 0, "cancels": 0, "modifies": 0, "rejected_limit": 0}
+        # paper trading records every order message: (ts_ns, action, id, type, tif, side, price_ticks, qty)
+        self.journal: list[tuple[int, str, int, str, str, int, int, float]] | None = None
 
     # -- market view ------------------------------------------------------------------------
     @property
@@ -177,6 +180,7 @@ class Context:
         if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
             self._bt.o_i[order_id, 6] = core.M_CANCEL
             self.counts["cancels"] += 1
+            self._log("cancel", order_id, 0, 0.0)
             self._bt.send(core.M_CANCEL, order_id, 0, 0.0)
 
     def modify(self, order_id: int, price_ticks: int, qty: float) -> None:
@@ -184,6 +188,7 @@ class Context:
         if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
             self._bt.o_i[order_id, 6] = core.M_MODIFY
             self.counts["modifies"] += 1
+            self._log("modify", order_id, int(price_ticks), float(qty))
             self._bt.send(core.M_MODIFY, order_id, int(price_ticks), float(qty))
 
     def _new(self, side: int, otype: int, price_ticks: int, qty: float, tif: str) -> int:
@@ -194,6 +199,8 @@ class Context:
         open_same = sum(float(self._bt.o_f[s, 0]) for s in self._live if self._bt.o_i[s, 0] == side)
         if abs(self.position + side * (open_same + qty)) > self._bt.config.limits.max_position + 1e-12:
             self.counts["rejected_limit"] += 1
+            if self.journal is not None:
+                self.journal.append((self.now_ns, "refused", -1, _TYPES[otype], tif, side, price_ticks, qty))
             return -1
         slot = self._next
         if slot >= self._bt.o_i.shape[0]:
@@ -205,8 +212,16 @@ class Context:
         self._bt.o_f[slot] = (qty, 0.0, 0.0)
         self._live[slot] = None
         self.counts["orders"] += 1
+        self._log("new", slot, price_ticks, qty)
         self._bt.send(core.M_NEW, slot, int(price_ticks), float(qty))
         return slot
+
+    def _log(self, action: str, slot: int, price_ticks: int, qty: float) -> None:
+        if self.journal is not None:
+            o_i = self._bt.o_i
+            tif = next(k for k, v in TIFS.items() if v == o_i[slot, 3])
+            self.journal.append((self.now_ns, action, slot, _TYPES[int(o_i[slot, 2])], tif, int(o_i[slot, 0]),
+                                 int(price_ticks), float(qty)))
 
     # -- engine side ----------------------------------------------------------------------------
     def take_fills(self) -> None:

@@ -53,6 +53,7 @@ from tapeflow.schemas.derivatives import (  # noqa: F401  (re-exported)
 from tapeflow.schemas.failover import FAILOVER_RECORDS, SOURCE_SWITCH  # noqa: F401  (re-exported)
 from tapeflow.schemas.ml import ML_RECORDS, TRAINING_EXAMPLE  # noqa: F401  (re-exported)
 from tapeflow.schemas.options import OPTION_RECORDS, OPTION_SURFACE, OPTION_TICKER  # noqa: F401  (re-exported)
+from tapeflow.schemas.paper import PAPER_RECORDS  # noqa: F401  (re-exported)
 
 SCALE = 1_000_000_000
 UNDEF_TS = -1
@@ -263,7 +264,7 @@ ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
-        METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS, *OPTION_RECORDS, *ML_RECORDS,
+        METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS, *OPTION_RECORDS, *ML_RECORDS, *PAPER_RECORDS,
         *DATABENTO_RECORDS.values(), *FAILOVER_RECORDS,
     )
 }

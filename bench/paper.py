@@ -1,0 +1,60 @@
+"""Paper trading throughput: the paper session (the backtester's engine fed micro-batch by
+micro-batch, :mod:`tapeflow.backtest.paper`) beside the backtest of the same capture in one go.
+
+Both run the reference market maker (100 ms timer) over the real Binance capture with the same
+models; the paper session takes the rows in micro-batches cut by receive time (1,000 and 100 rows a
+batch, as a live source cuts them) and produces its paper rows after each. Rates are rows per CPU
+second after a warm-up; the backtest row includes its feed build, since the paper session builds
+its feed as it goes. The peer is our own backtester: the price of running live.
+"""
+
+from __future__ import annotations
+
+from bench import Report, median_time, real_file
+
+_CAPTURE = "binance/usdm_btcusdt_20240808.gz"
+
+
+def run(report: Report) -> None:
+    path = real_file(_CAPTURE)
+    if path is None:
+        report.skip()
+        return
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from tapeflow.backtest.engine import Backtest, BacktestConfig
+    from tapeflow.backtest.feed import build_feed
+    from tapeflow.backtest.models import ConstantLatency, PowerProbQueue
+    from tapeflow.backtest.paper import PaperTrader
+    from tapeflow.backtest.strategies import MarketMaker
+    from tapeflow.wire.capture import merge
+    from tapeflow.wire.registry import get_format
+
+    tables = merge(list(get_format("binance").decode([path])))
+    tables = {k: tables[k] for k in ("book_delta", "trade")}
+    config = BacktestConfig(ConstantLatency(0, 5_000_000, 5_000_000), PowerProbQueue(3))
+    tick, lot = 100_000_000, 1_000_000
+    n = sum(t.num_rows for t in tables.values())
+    report.section("paper trading vs the backtest of the same capture (market maker)")
+
+    def backtest() -> None:
+        feed = build_feed(tables, config.latency, tick_nanos=tick, lot_nanos=lot)
+        Backtest(feed, MarketMaker(), config).run()
+
+    report.add("backtest (feed build + run)", n, median_time(backtest), ours=True,
+               note="whole capture at once")
+    recv = np.sort(np.concatenate([t.column("ts_recv_ns").to_numpy() for t in tables.values()]))
+    for rows in (1000, 100):
+        edges = [int(recv[0]) - 1, *recv[rows::rows].tolist(), int(recv[-1]) + 1]
+        batches = [{k: t.filter(pc.and_(pc.greater_equal(t["ts_recv_ns"], lo), pc.less(t["ts_recv_ns"], hi)))
+                    for k, t in tables.items()} for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+
+        def paper(batches: list = batches) -> None:
+            trader = PaperTrader("mm", MarketMaker(), tick_nanos=tick, lot_nanos=lot, config=config)
+            for b in batches:
+                trader.on_batch(b)
+            trader.close()
+
+        report.add(f"paper session, {rows}-row micro-batches", n, median_time(paper), ours=True,
+                   note=f"{len(batches):,} batches, paper rows after each")

@@ -1,0 +1,156 @@
+"""The model-driven strategy and its walk-forward backtest of one day.
+
+:func:`walk_forward_predictions` trains a model (``kernels.ml_train``, the models of docs/models.md)
+on the instrument's earlier days of ``training_examples`` and predicts the day's up/flat/down class
+at every grid instant, with the decision offsets chosen on the validation split (the protocol of
+:mod:`tapeflow.ml.walkforward`: the last ``val_fraction`` of the earlier days validates, training
+rows whose label window reaches it are purged). The day itself is never trained on.
+
+:class:`ModelFollower` holds ``qty`` in the predicted direction: every ``timer_ns`` it reads the
+latest prediction stamped at or before now (a prediction at grid instant ``t`` uses features up to
+``t`` only) and sends the market order that brings its position to ``class x qty``.
+:func:`walk_forward_backtest` runs it through the backtester over the day's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from kernels.ml_models import ModelSpec
+from kernels.ml_train import TrainConfig, fit, predict_proba
+from tapeflow.backtest.engine import Backtest, BacktestConfig
+from tapeflow.backtest.feed import build_feed
+from tapeflow.backtest.results import BacktestResult
+from tapeflow.backtest.strategy import Context, Strategy
+from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.ml.dataset import Scaler, segment
+from tapeflow.ml.examples import SECOND_NS, ExampleParams
+from tapeflow.ml.walkforward import decide, decision_offsets
+
+PREDICTION_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("pred", pa.int8()), ("p_down", pa.float64()),
+                               ("p_flat", pa.float64()), ("p_up", pa.float64())])
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the walk-forward backtest trains: a flat model (``logreg`` or ``mlp``) at one horizon."""
+
+    kind: str = "logreg"
+    horizon_s: int = 10
+    hidden: int = 32
+    val_fraction: float = 0.2
+    seed: int = 0
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def walk_forward_predictions(history: Sequence[pa.Table], today: pa.Table, params: ExampleParams,
+                             cfg: ModelConfig | None = None) -> pa.Table:
+    """Out-of-sample class predictions for every grid instant of ``today``.
+
+    Args:
+        history: ``training_examples`` tables of the earlier days, oldest first.
+        today: the day's ``training_examples`` (its labels are not read).
+        params: the dataset parameters the tables were built with.
+        cfg: the model.
+
+    Returns:
+        ``ts_ns, pred (-1 down, 0 flat, 1 up), p_down, p_flat, p_up``; rows without complete
+        features (warm-up, one-sided book) predict flat with NaN probabilities.
+
+    Raises:
+        TapeflowError: no earlier day, or too few usable training rows.
+    """
+    cfg = cfg or ModelConfig()
+    if cfg.kind not in ("logreg", "mlp"):
+        raise ConfigError(f"the walk-forward backtest trains logreg or mlp, not {cfg.kind!r}")
+    if not history:
+        raise TapeflowError("a walk-forward backtest needs at least one earlier day of examples")
+    h_ns = cfg.horizon_s * SECOND_NS
+    segs = [segment(t, cfg.horizon_s, params, f"day-{i}") for i, t in enumerate(history)]
+    ts = np.concatenate([s.ts_ns[s.usable] for s in segs])
+    if len(ts) < 20:
+        raise TapeflowError(f"only {len(ts)} usable training rows in {len(history)} earlier day(s)")
+    val_start = int(np.sort(ts)[int((1 - cfg.val_fraction) * len(ts))])
+    tr = [np.flatnonzero(s.usable & (s.ts_ns + h_ns < val_start)) for s in segs]
+    va = [np.flatnonzero(s.usable & (s.ts_ns >= val_start)) for s in segs]
+    x_tr = np.concatenate([s.x[r] for s, r in zip(segs, tr, strict=True)])
+    scaler = Scaler.fit(x_tr)
+    y_tr = np.concatenate([s.y[r] for s, r in zip(segs, tr, strict=True)])
+    x_va = np.concatenate([scaler.transform(s.x[r]) for s, r in zip(segs, va, strict=True)])
+    y_va = np.concatenate([s.y[r] for s, r in zip(segs, va, strict=True)])
+    if not len(y_tr) or not len(y_va):
+        raise TapeflowError(f"{len(y_tr)} training and {len(y_va)} validation rows: too few to train")
+    spec = ModelSpec(cfg.kind, x_tr.shape[1], hidden=cfg.hidden, window=1)
+    res = fit(spec, scaler.transform(x_tr), y_tr, x_va, y_va, cfg.train._replace(seed=cfg.seed))
+    offsets = decision_offsets(predict_proba(spec, res.params, x_va), y_va)
+    day = segment(today, cfg.horizon_s, params, "today")
+    col = {n: today.column(n).to_numpy(zero_copy_only=False) for n in ("warmed_up", "two_sided")}
+    ready = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool)
+    proba = np.full((len(day.ts_ns), 3), np.nan)
+    pred = np.zeros(len(day.ts_ns), np.int8)
+    if ready.any():
+        proba[ready] = predict_proba(spec, res.params, scaler.transform(day.x[ready]))
+        pred[ready] = decide(proba[ready], offsets) - 1
+    return pa.table([day.ts_ns, pred, proba[:, 0], proba[:, 1], proba[:, 2]], schema=PREDICTION_SCHEMA)
+
+
+class ModelFollower(Strategy):
+    """Holds ``pred x qty`` of the latest prediction (see the module docstring).
+
+    Args:
+        predictions: ``ts_ns`` and ``pred`` columns (:func:`walk_forward_predictions`).
+        qty: the position held on an up or down call.
+        timer_ns: how often it reads the predictions (the grid step).
+        stale_ns: a prediction older than this is treated as flat.
+    """
+
+    def __init__(self, predictions: pa.Table, *, qty: float = 1.0, timer_ns: int = SECOND_NS,
+                 stale_ns: int = 5 * SECOND_NS) -> None:
+        if timer_ns <= 0 or not qty > 0:
+            raise ConfigError(f"timer_ns and qty must be > 0, got {timer_ns} and {qty}")
+        self.ts = predictions.column("ts_ns").to_numpy()
+        self.pred = predictions.column("pred").to_numpy().astype(np.int64)
+        if np.any(np.diff(self.ts) < 0):
+            raise ConfigError("predictions must be in time order")
+        self.qty, self.timer_ns, self.stale_ns = qty, timer_ns, stale_ns
+
+    def target(self, now_ns: int) -> float:
+        """The position the latest prediction at or before ``now_ns`` asks for."""
+        i = int(np.searchsorted(self.ts, now_ns, side="right")) - 1
+        if i < 0 or now_ns - int(self.ts[i]) > self.stale_ns:
+            return 0.0
+        return float(self.pred[i]) * self.qty
+
+    def on_timer(self, ctx: Context) -> None:
+        if ctx.orders or not ctx.book_valid:
+            return
+        delta = self.target(ctx.now_ns) - ctx.position
+        if abs(delta) > 1e-12:
+            ctx.market(1 if delta > 0 else -1, abs(delta))
+
+
+def walk_forward_backtest(history: Sequence[pa.Table], today: pa.Table, tables: dict[str, pa.Table],
+                          params: ExampleParams, *, model: ModelConfig | None = None,
+                          config: BacktestConfig | None = None, qty: float = 1.0,
+                          start_synced: bool = False) -> tuple[BacktestResult, pa.Table]:
+    """Train on the earlier days, predict the day, and backtest :class:`ModelFollower` over its rows.
+
+    Args:
+        history, today, params, model: as in :func:`walk_forward_predictions`.
+        tables: the day's book rows (``book_delta`` or ``order_event``) and ``trade`` rows.
+        config: the backtest's models (default: zero latency, risk-averse queue, no fees); its
+            position limit must allow ``qty``.
+        qty: the position held on a call.
+        start_synced: an L3 day that starts from an empty book (the simulator's).
+
+    Returns:
+        The backtest's result and the predictions it followed.
+    """
+    preds = walk_forward_predictions(history, today, params, model)
+    feed = build_feed(tables, (config or BacktestConfig()).latency, start_synced=start_synced)
+    result = Backtest(feed, ModelFollower(preds, qty=qty), config).run()
+    return result, preds

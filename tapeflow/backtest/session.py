@@ -1,0 +1,79 @@
+"""A paper session as the live flow holds it: one :class:`PaperTrader` per instrument, items in and out.
+
+The flow's stateful step (``flows/paper.py``) builds one :class:`PaperSession` per instrument on its
+first batch, calls :meth:`PaperSession.apply` per micro-batch and :meth:`PaperSession.close` at the
+end of the stream. The kill switch is a file: when ``kill_file`` exists, every session halts at its
+next batch (cancel, flatten, a ``killed`` status row). Bad input (an L3 batch, a second instrument
+under one key) halts the session with a status row saying why, never a traceback in the flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import pyarrow as pa
+
+from tapeflow.backtest.engine import BacktestConfig
+from tapeflow.backtest.paper import PaperTrader, RiskLimits
+from tapeflow.backtest.strategy import Strategy
+from tapeflow.errors import TapeflowError
+from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, SIGNAL, STATUS, TRADE
+
+Item = tuple[str, pa.Table]
+WANTED = (BOOK_DELTA.name, ORDER_EVENT.name, TRADE.name, SIGNAL.name)
+
+
+class PaperSession:
+    """One instrument's paper trader in the flow.
+
+    Args:
+        name: the strategy's name in the rows.
+        new_strategy: builds the strategy (one per instrument).
+        tick_nanos, lot_nanos: the instrument's tick and lot.
+        config: fill, latency and fee models (``ConstantLatency``).
+        limits: the risk limits.
+        kill_file: the kill switch (None: only :meth:`PaperTrader.kill`).
+    """
+
+    def __init__(self, name: str, new_strategy: Callable[[], Strategy], *, tick_nanos: int, lot_nanos: int,
+                 config: BacktestConfig | None = None, limits: RiskLimits | None = None,
+                 kill_file: Path | None = None) -> None:
+        self.trader = PaperTrader(name, new_strategy(), tick_nanos=tick_nanos, lot_nanos=lot_nanos,
+                                  config=config, limits=limits)
+        self.kill_file = kill_file
+        self.failed = False
+
+    def apply(self, batch: Mapping[str, pa.Table]) -> list[Item]:
+        """One micro-batch of the instrument (its tables by record name) -> paper and status rows."""
+        if self.failed:
+            return []
+        if self.kill_file is not None and self.kill_file.exists() and not self.trader.halted:
+            self.trader.kill(f"kill file {self.kill_file} exists")
+        tables = {k: batch[k] for k in WANTED if k in batch and batch[k].num_rows}
+        try:
+            return list(self.trader.on_batch(tables).items())
+        except TapeflowError as exc:
+            return self._fail(tables, exc)
+
+    def close(self) -> list[Item]:
+        """The end of the stream: the last rows."""
+        if self.failed:
+            return []
+        try:
+            rows, _ = self.trader.close()
+        except TapeflowError as exc:
+            return self._fail({}, exc)
+        return list(rows.items())
+
+    def _fail(self, tables: dict[str, pa.Table], exc: TapeflowError) -> list[Item]:
+        self.failed = True
+        venue, symbol = self.trader.instrument
+        for t in tables.values():
+            venue, symbol = t.column("venue")[0].as_py(), t.column("symbol")[0].as_py()
+        ts = max((int(t.column("ts_recv_ns")[-1].as_py()) for t in tables.values()), default=-1)
+        detail = f"paper {self.trader.name}: stopped on bad input: {exc}"
+        row = STATUS.table({"ts_event_ns": [ts], "ts_recv_ns": [ts], "state": ["halted"], "sequence": [-1],
+                            "until_ns": [-1], "detail": [detail]},
+                           constants={"venue": venue, "symbol": symbol})
+        return [(STATUS.name, row)]
