@@ -340,6 +340,8 @@ _IQ_L1_FIELDS = ("S,CURRENT UPDATE FIELDNAMES,Symbol,Most Recent Trade,Most Rece
                  "Most Recent Trade Aggressor,Most Recent Trade Day Code,")
 _IQ_L1_HEAD = ("S,SERVER CONNECTED,", "S,CURRENT PROTOCOL,6.2,", _IQ_L1_FIELDS, "T,20210330 16:53:24,")
 _IQ_L2_HEAD = ("S,SERVER CONNECTED,", "S,CURRENT PROTOCOL,6.2,")
+# a price level summary (7): the symbol's first one clears its book, so it writes two book_delta rows
+_IQ_LEVEL_HEAD = (*_IQ_L2_HEAD, "7,@ESM19,B,2938.00,65,11,2,20:31:04.876739,2019-04-23,")
 _IQ_FUNDAMENTAL = ("5,65.6,28624000,97.9500,67.1400,97.9500,83.8300,,,,,,1.49,,0.06,06,MICROSOFT,MSFT,76.800,"
                    "1.27,,159851.0,64527.0,03/31/2018,76073.0,7683198,0.50 02/18/2003,0.50 03/29/1999,14,4,"
                    "7372,24.82,1,21,05/10/2018,05/18/2017,05/10/2018,02/09/2018,85.5400,,,,,511210,,,,"
@@ -370,9 +372,9 @@ def _iq_mbp_quote(i: int) -> str:
 
 
 def _iq_mbo(i: int) -> str:
-    # an order added (3), then changed (4) and deleted (5) in turn: each one order_event row
-    order = 1000 + i // 3
-    kind = "345"[i % 3]
+    # an order added (3), changed (4), summarized (6) and deleted (5) in turn: one order_event row each
+    order = 1000 + i // 4
+    kind = "3465"[i % 4]
     if kind == "5":
         return f"5,@ESM19,{order},,A,20:31:04.{876740 + i},2019-04-23,"
     return f"{kind},@ESM19,{order},MD01,A,2938.{25 + i},{65 + i},{10 + i},2,20:31:04.{876740 + i},2019-04-23,"
@@ -394,7 +396,7 @@ IQFEED_SAMPLES: dict[str, tuple[tuple[str, ...], Callable[[int], str], str, str]
     "iqfeed-fundamental": ((), lambda i: f"F,MSF{i},{_IQ_FUNDAMENTAL}", "fundamentals.txt", "instrument"),
     "iqfeed-l2-mbp-quote": (_IQ_L2_HEAD, _iq_mbp_quote, "l2_mbp.txt", "quote"),
     "iqfeed-l2-mbo": (_IQ_L2_HEAD, _iq_mbo, "l2_mbo.txt", "order_event"),
-    "iqfeed-l2-price-level": (_IQ_L2_HEAD, _iq_level, "l2_levels.txt", "book_delta"),
+    "iqfeed-l2-price-level": (_IQ_LEVEL_HEAD, _iq_level, "l2_levels.txt", "book_delta"),
 }
 
 
@@ -417,7 +419,8 @@ def _iqfeed_cases(fmt: str, root: Path) -> list[Case]:
     good = [h.encode() for h in head] + [unit(i).encode() for i in range(UNITS)]
     cases = _line_cases(fmt, root, good, _iqfeed_damages(unit(UNITS).encode()), name, head=len(head),
                         table=table)
-    cases = [Case(c.name, "iqfeed", c.paths, c.units, c.damaged, c.error, c.table) for c in cases]
+    extra = 2 if fmt == "iqfeed-l2-price-level" else 0  # the rows of the 7 summary among the head lines
+    cases = [Case(c.name, "iqfeed", c.paths, c.units + extra, c.damaged, c.error, c.table) for c in cases]
     if fmt == "iqfeed-ticks":  # the file-level damage once: the reader is the same for every sample
         cases += [Case(c.name, "iqfeed", c.paths, c.units, c.damaged, c.error, c.table)
                   for c in _file_cases(fmt, root, good, name)]
