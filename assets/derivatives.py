@@ -22,6 +22,9 @@ CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the l
 
 @asset(
     group_name="derived",
+    # after the day's ingest: a day that failed a blocking ingest check is derived no further (the
+    # rule of every derived asset), though its rows come from the live flow or `tapeflow derivatives`
+    deps=["trades"],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
