@@ -8,16 +8,20 @@ from assets import common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
+from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.schemas.derivatives import (
     DERIVATIVE_BASIS,
     INDEX_PRICE,
+    LIQUIDATION,
+    LIQUIDATION_CLUSTER,
     MARK_PRICE,
     OPEN_INTEREST,
     OPEN_INTEREST_CHANGE,
 )
 
 CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the live flow's defaults
+CLUSTERS = ClusterConfig()  # chains of gaps under 5 s, clusters of at least 100,000 quote units
 
 
 @asset(
@@ -29,13 +33,14 @@ CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the l
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
     kinds={"parquet"},
-    metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name],
+    metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name, LIQUIDATION_CLUSTER.name],
               "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
               "window_ns": CONFIG.window_ns},
 )
 def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
     """Basis (mark vs index) and open-interest change on a 1 s grid from the instrument-day's mark,
-    index and open-interest rows in the lake (the grid of the day's rows alone)."""
+    index and open-interest rows in the lake (the grid of the day's rows alone), and its liquidation
+    clusters."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     for t in wanted:
@@ -45,6 +50,9 @@ def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResour
         change = out.get(OPEN_INTEREST_CHANGE.name, OPEN_INTEREST_CHANGE.empty_table())
         writes = common.write(DERIVATIVE_BASIS, {t: basis}, lake, [t])
         writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
+        clusters = batch_clusters(common.read(LIQUIDATION, lake, [t])[t], CLUSTERS)
+        writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
         common.report(context, "derivatives_derived", t, basis, writes,
-                      extra={"open_interest_change_rows": change.num_rows})
+                      extra={"open_interest_change_rows": change.num_rows,
+                             "liquidation_cluster_rows": clusters.num_rows})
     return MaterializeResult(metadata=common.run_metadata(wanted))

@@ -22,6 +22,7 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 from bytewax.operators import StatefulBatchLogic
 
 from flows.sources import LiveSource
+from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
 from tapeflow.derivatives.poll_config import VenuePoll
 from tapeflow.derivatives.stream import Item, PollFeed
@@ -103,32 +104,36 @@ class DerivativesFeedSource(LiveSource):
 class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
     """The feed's tables on as items, and the derived metrics of each micro-batch after them."""
 
-    def __init__(self, stage: LiveDerived) -> None:
-        self.stage = stage
+    def __init__(self, stages: tuple[LiveDerived, LiveClusters]) -> None:
+        self.stages = stages
 
     def on_batch(self, values: list[Batch]) -> tuple[Iterable[Item], bool]:
         out: list[Item] = []
         for batch in values:
             out += [(name, table) for name, table in batch.items() if table.num_rows]
-            out += self.stage.update(batch)
+            for stage in self.stages:
+                out += stage.update(batch)
         return out, False
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
-        return self.stage.flush(), False
+        return [item for stage in self.stages for item in stage.flush()], False
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.stage, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(self.stages, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None) -> Stream[Item]:
+def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
+                       clusters: ClusterConfig | None = None) -> Stream[Item]:
     """The ``(record name, table)`` items of a derivatives feed followed by their derived metrics
-    (``derivative_basis``, ``open_interest_change``; :class:`tapeflow.derivatives.live_derived.LiveDerived`
-    in one stateful step: the feed is one connection, so one key)."""
+    (``derivative_basis``, ``open_interest_change``: :class:`tapeflow.derivatives.live_derived.LiveDerived`;
+    ``liquidation_cluster``: :class:`tapeflow.derivatives.live_clusters.LiveClusters`) in one stateful
+    step (the feed is one connection, so one key)."""
     batches = op.input("derivatives", flow, source)
     keyed = op.key_on("derivatives_key", batches, lambda _batch: "derivatives")
 
     def build(resume: bytes | None) -> _DerivedLogic:
-        return _DerivedLogic(LiveDerived(config) if resume is None else pickle.loads(resume))
+        fresh = (LiveDerived(config), LiveClusters(clusters))
+        return _DerivedLogic(fresh if resume is None else pickle.loads(resume))
 
     derived = op.stateful_batch("derived", keyed, build)
     return op.map("derivatives_items", derived, _value)

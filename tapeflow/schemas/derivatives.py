@@ -128,6 +128,20 @@ OPEN_INTEREST_CHANGE = RecordType(
     "(tapeflow.derivatives.derived.open_interest_change); the times are the grid time.",
 )
 
+LIQUIDATION_CLUSTER = RecordType(
+    "liquidation_cluster",
+    common(
+        Field("side", "u8", "side of the liquidation orders: B buys (shorts liquidated), A sells"),
+        Field("start_ns", "i64", "event time of the cluster's first liquidation"),
+        Field("end_ns", "i64", "event time of its last liquidation"),
+        Field("count", "i64", "liquidations in it"),
+        Field("notional", "f64", "summed |price| x size in the quote unit"),
+    ),
+    order_by=("venue", "symbol", "side", "ts_event_ns"),
+    doc="A cluster of liquidations of one side (tapeflow.derivatives.derived.liquidation_clusters); "
+    "ts_event_ns and ts_recv_ns are its end.",
+)
+
 DERIVATIVE_RECORDS: tuple[RecordType, ...] = (
     FUNDING_RATE,
     MARK_PRICE,
@@ -137,4 +151,5 @@ DERIVATIVE_RECORDS: tuple[RecordType, ...] = (
     INSURANCE_FUND,
     DERIVATIVE_BASIS,
     OPEN_INTEREST_CHANGE,
+    LIQUIDATION_CLUSTER,
 )
