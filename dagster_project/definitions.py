@@ -22,7 +22,19 @@ from collections.abc import Mapping
 import dagster as dg
 from dagster import Definitions, in_process_executor, load_assets_from_modules
 
-from assets import backtests, book, derived, docs, ingest, ml, option_signals, options, signals, warehouse
+from assets import (
+    backtests,
+    book,
+    derivatives,
+    derived,
+    docs,
+    ingest,
+    ml,
+    option_signals,
+    options,
+    signals,
+    warehouse,
+)
 from assets.partitions import day_by_instrument
 from assets.resources import TapeflowResource
 from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
@@ -33,7 +45,7 @@ from dagster_project.sensors import gap_repair_sensor, landing_sensor, options_s
 from tapeflow.batch.sources import earliest_day
 from tapeflow.errors import ConfigError
 
-ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs, ml, backtests)
+ASSET_MODULES = (ingest, book, derived, signals, warehouse, docs, ml, backtests, derivatives)
 # partitioned by day x underlying (assets.options.day_by_underlying), not day x instrument
 OPTION_MODULES = (options, option_signals)
 PARTITIONS_START = "TAPEFLOW_PARTITIONS_START"

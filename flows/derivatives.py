@@ -1,4 +1,6 @@
-"""The derivatives REST pollers as a Bytewax source of the market flow (docs/derivatives.md).
+"""The derivatives inputs of the market flow (docs/derivatives.md): the REST pollers
+(:class:`PollSource`) and the websocket channels (:class:`DerivativesFeedSource`, with the live stage
+of the derived metrics: :func:`derivatives_stream`).
 
 Its items are ``(record name, table)`` as the flow's sinks take them (``funding_rate``,
 ``mark_price``, ``index_price``, ``open_interest``, ``insurance_fund``, ``rejected``): the flow
@@ -8,17 +10,26 @@ their batch tokens) and the dead-letter sink.
 
 from __future__ import annotations
 
+import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
-from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+import bytewax.operators as op
+import pyarrow as pa
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartition
+from bytewax.operators import StatefulBatchLogic
 
+from flows.sources import LiveSource
+from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
+from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
 from tapeflow.derivatives.poll_config import VenuePoll
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
 
+Batch = dict[str, pa.Table]
 IDLE_WAKE_MS = 50  # polls come every few seconds: an idle source looks again this often
 
 
@@ -73,3 +84,60 @@ class PollSource(FixedPartitionedSource[Item, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _PollPartition:
         return _PollPartition(self)
+
+
+class DerivativesFeedSource(LiveSource):
+    """A venue's derivatives websocket channels (``tapeflow.derivatives.clients``) as micro-batches
+    of the derivatives records (and STATUS rows, dead letters): :class:`flows.sources.LiveSource`
+    on the venue's derivatives connector."""
+
+    def client_class(self) -> type:
+        """The venue's derivatives connector class."""
+        from tapeflow.derivatives.clients import client_class
+
+        return client_class(self.venue)
+
+    def list_parts(self) -> list[str]:
+        return [f"{self.venue}-derivatives:{','.join(self.symbols)}"]
+
+
+class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
+    """The feed's tables on as items, and the derived metrics of each micro-batch after them."""
+
+    def __init__(self, stages: tuple[LiveDerived, LiveClusters]) -> None:
+        self.stages = stages
+
+    def on_batch(self, values: list[Batch]) -> tuple[Iterable[Item], bool]:
+        out: list[Item] = []
+        for batch in values:
+            out += [(name, table) for name, table in batch.items() if table.num_rows]
+            for stage in self.stages:
+                out += stage.update(batch)
+        return out, False
+
+    def on_eof(self) -> tuple[Iterable[Item], bool]:
+        return [item for stage in self.stages for item in stage.flush()], False
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.stages, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
+                       clusters: ClusterConfig | None = None) -> Stream[Item]:
+    """The ``(record name, table)`` items of a derivatives feed followed by their derived metrics
+    (``derivative_basis``, ``open_interest_change``: :class:`tapeflow.derivatives.live_derived.LiveDerived`;
+    ``liquidation_cluster``: :class:`tapeflow.derivatives.live_clusters.LiveClusters`) in one stateful
+    step (the feed is one connection, so one key)."""
+    batches = op.input("derivatives", flow, source)
+    keyed = op.key_on("derivatives_key", batches, lambda _batch: "derivatives")
+
+    def build(resume: bytes | None) -> _DerivedLogic:
+        fresh = (LiveDerived(config), LiveClusters(clusters))
+        return _DerivedLogic(fresh if resume is None else pickle.loads(resume))
+
+    derived = op.stateful_batch("derived", keyed, build)
+    return op.map("derivatives_items", derived, _value)
+
+
+def _value(key_value: tuple[str, Item]) -> Item:
+    return key_value[1]

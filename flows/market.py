@@ -80,7 +80,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
                       new_health: Callable[[], Any] | None = None,
                       new_signals: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
-                      flow_id: str = "market", polls: Source | None = None) -> Dataflow:
+                      flow_id: str = "market", polls: Source | None = None,
+                      derivatives: Source | None = None, derived: Any = None) -> Dataflow:
     """Build the market dataflow over ``source``.
 
     Args:
@@ -106,6 +107,11 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         polls: a source of ready ``(record name, table)`` items merged into the outputs, e.g.
             :class:`flows.derivatives.PollSource` (funding, mark, open interest...). With it,
             ``source`` may be None (a flow of polls alone).
+        derivatives: a source of derivatives websocket micro-batches
+            (:class:`flows.derivatives.DerivativesFeedSource`): its records, and their derived
+            metrics, merged into the outputs; ``source`` may be None.
+        derived: the derived metrics' settings (``tapeflow.derivatives.live_derived.DerivedConfig``;
+            None: its defaults).
 
     Returns:
         The Dataflow, ready for ``run_main``, ``cluster_main`` or ``python -m bytewax.run``.
@@ -122,8 +128,12 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         streams.append(ops.instruments("instruments", routed, new_pipeline))
     if polls is not None:
         streams.append(op.input("polls", flow, polls))
+    if derivatives is not None:
+        from flows.derivatives import derivatives_stream
+
+        streams.append(derivatives_stream(flow, derivatives, derived))
     if not streams:
-        raise ConfigError("the market flow needs a source, derivatives polls, or both")
+        raise ConfigError("the market flow needs a source, derivatives polls or feed, or both")
     _outputs(streams[0] if len(streams) == 1 else op.merge("with_polls", *streams), sinks)
     return flow
 
@@ -261,7 +271,28 @@ def flow_from_env() -> Dataflow:
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
                              new_signals=signals_stage(config_path(settings)) if live.signals else None,
-                             health_clock=clock, polls=polls_from(live))
+                             health_clock=clock, polls=polls_from(live),
+                             derivatives=derivatives_from(live), derived=derived_from(live))
+
+
+def derivatives_from(live: LiveSettings) -> Source | None:
+    """The derivatives websocket feed ``TAPEFLOW_LIVE_DERIVATIVES`` asks for (None: none)."""
+    if not live.derivatives:
+        return None
+    from flows.derivatives import DerivativesFeedSource
+
+    return DerivativesFeedSource(live.venue, live.symbols, endpoint=live.endpoint, journal=live.journal,
+                                 duration_ns=live.duration_ns, idle_stop_ns=live.idle_stop_ns,
+                                 client_options=dict(live.derivatives_options))
+
+
+def derived_from(live: LiveSettings) -> Any:
+    """The derived metrics on the snapshot grid (when it is one: None takes the defaults)."""
+    if not live.derivatives:
+        return None
+    from tapeflow.derivatives.live_derived import DerivedConfig
+
+    return DerivedConfig(interval_ns=live.snapshot_interval_ns)
 
 
 def polls_from(live: LiveSettings) -> Source | None:
@@ -294,8 +325,8 @@ def source_from(live: LiveSettings) -> Source | None:
         return FailoverSource(load_failover(live.failover), journal=live.journal,
                               duration_ns=live.duration_ns, idle_stop_ns=live.idle_stop_ns,
                               heartbeat_ns=live.snapshot_interval_ns)
-    if not (live.venue and live.symbols):
-        return None  # derivatives polls alone
+    if not (live.venue and live.symbols) or live.derivatives == "only":
+        return None  # derivatives polls or websocket channels alone
     return LiveSource(live.venue, live.symbols, endpoint=live.endpoint, rest_endpoint=live.rest_endpoint,
                       journal=live.journal, duration_ns=live.duration_ns, idle_stop_ns=live.idle_stop_ns,
                       client_options=dict(live.client_options), heartbeat_ns=live.snapshot_interval_ns)

@@ -107,6 +107,10 @@ class LiveSettings:
             None: not published; docs/dashboard.md).
         failover: a failover config file (``TAPEFLOW_LIVE_FAILOVER``; docs/failover.md): its sources
             replace ``venue``/``symbols``; None: no failover.
+        derivatives: the venue's derivatives websocket channels (``TAPEFLOW_LIVE_DERIVATIVES``):
+            ``with`` the book feed, ``only`` (no book feed), or '' (none; docs/derivatives.md).
+        derivatives_options: their connector's keyword arguments
+            (``TAPEFLOW_LIVE_DERIVATIVES_OPTIONS``, JSON object).
     """
 
     venue: str = ""
@@ -136,6 +140,8 @@ class LiveSettings:
     poll_url: str | None = None
     publish: str | None = None
     failover: Path | None = None
+    derivatives: str = ""
+    derivatives_options: tuple[tuple[str, Any], ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -180,6 +186,11 @@ class LiveSettings:
         for interval in intervals:
             _checked("TAPEFLOW_LIVE_BARS", interval, interval_ns)
         journal = get("TAPEFLOW_LIVE_JOURNAL", "journal")
+        derivatives = get("TAPEFLOW_LIVE_DERIVATIVES", "")
+        if derivatives not in ("", "with", "only"):
+            raise ConfigError(f"TAPEFLOW_LIVE_DERIVATIVES takes with or only, got {derivatives!r}")
+        if derivatives and not (venue and symbols):
+            raise ConfigError("TAPEFLOW_LIVE_DERIVATIVES needs TAPEFLOW_LIVE_VENUE and TAPEFLOW_LIVE_SYMBOLS")
         port = _int(get, "TAPEFLOW_LIVE_METRICS_PORT", None, low=0)
         if port is not None and port > 65535:
             raise ConfigError(f"TAPEFLOW_LIVE_METRICS_PORT must be a TCP port (0-65535), got {port}")
@@ -209,6 +220,8 @@ class LiveSettings:
             poll_url=get("TAPEFLOW_LIVE_POLL_URL") or None,
             publish=get("TAPEFLOW_LIVE_PUBLISH") or None,
             failover=failover,
+            derivatives=derivatives,
+            derivatives_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_DERIVATIVES_OPTIONS").items())),
         )
 
     def health_clock(self) -> str:

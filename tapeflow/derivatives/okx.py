@@ -27,7 +27,7 @@ from tapeflow.derivatives.base import (
 from tapeflow.errors import BadInput
 from tapeflow.schemas.records import ASK, BID, UNDEF_PRICE, UNDEF_TS
 from tapeflow.venues.fields import field, load_json, obj, text
-from tapeflow.wire.capture import CaptureLine
+from tapeflow.wire.capture import RECV, CaptureLine
 from tapeflow.wire.rejects import Reason
 
 VENUE = "okx"
@@ -76,6 +76,13 @@ class OkxDerivatives(DerivativesDecoder):
             "open-interest": self.open_interest_row,
             "liquidation-orders": self.liquidation_orders,
         }
+
+    def frame(self, index: int, line: CaptureLine) -> None:
+        """A captured line; the text ``pong`` (OKX's answer to a live client's ``ping``) is framing."""
+        if line.kind == RECV and line.payload.strip() == b"pong":
+            self.quiet("pong")
+            return
+        super().frame(index, line)
 
     def message(self, msg: Any, line: CaptureLine) -> None:
         """One websocket push (``arg.channel`` names it) or an event answer."""

@@ -64,6 +64,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="run every source of a failover config (instead of --venue): per instrument the "
                           "best healthy source's rows, source_switch rows (docs/failover.md)")
     src.add_argument("--poll-url", help="base URL for every polled venue (a replay server's REST URL)")
+    src.add_argument("--derivatives", action="store_true",
+                     help="also subscribe the venue's derivatives websocket channels (funding, mark, index, "
+                          "open interest, liquidations; binance, bybit, okx) on a second connection, with "
+                          "their basis and open-interest change (docs/derivatives.md)")
+    src.add_argument("--derivatives-only", action="store_true",
+                     help="the derivatives channels without the book feed")
+    src.add_argument("--derivatives-option", action="append", default=[], metavar="KEY=VALUE",
+                     help="derivatives connector keyword argument, e.g. liquidations=all (bybit), "
+                          "all_liquidations=true (binance)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     src.add_argument("--clock", choices=CLOCKS, default="auto",
@@ -160,6 +169,14 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         env["TAPEFLOW_LIVE_POLL"] = args.poll
     if getattr(args, "poll_url", None):
         env["TAPEFLOW_LIVE_POLL_URL"] = args.poll_url
+    if getattr(args, "derivatives", False) or getattr(args, "derivatives_only", False):
+        from tapeflow.derivatives.clients import client_class
+
+        if not (args.venue and args.symbols) or args.capture:
+            raise ConfigError("--derivatives takes a live feed: --venue and --symbols (no --capture)")
+        client_class(args.venue)  # a venue without derivatives channels fails here
+        env["TAPEFLOW_LIVE_DERIVATIVES"] = "only" if args.derivatives_only else "with"
+        env["TAPEFLOW_LIVE_DERIVATIVES_OPTIONS"] = json.dumps(client_options(args.derivatives_option))
     if getattr(args, "publish", None):
         from tapeflow.serve.settings import check_publish
 
@@ -272,6 +289,8 @@ def run_live(args: argparse.Namespace, settings: Settings, *, out: IO[str] | Non
             else f"failover {args.failover}" if getattr(args, "failover", None) else "no venue feed")
     if getattr(args, "poll", None):
         what += f", derivatives polls {args.poll}"
+    if env.get("TAPEFLOW_LIVE_DERIVATIVES"):
+        what += f", derivatives channels ({env['TAPEFLOW_LIVE_DERIVATIVES']} the book feed)"
     print(f"live: {what}; {len(commands)} process(es) x {args.workers} worker(s)", file=out, flush=True)
     started = time.monotonic()
     here = len(commands) == 1 and args.process_id is None

@@ -101,6 +101,47 @@ INSURANCE_FUND = RecordType(
     doc="An insurance-fund balance; ``symbol`` names the fund (the venue's pool, or '' for one per asset).",
 )
 
+DERIVATIVE_BASIS = RecordType(
+    "derivative_basis",
+    common(
+        Field("interval", "lstr", "grid the basis is sampled on, e.g. 1s"),
+        Field("mark_price_nanos", "i64", "the last mark at or before the grid time (UNDEF_PRICE: not fresh)"),
+        Field("index_price_nanos", "i64", "the last index at or before it (UNDEF_PRICE if not fresh)"),
+        Field("basis_bps", "f64", "(mark - index) / index * 1e4 (NaN without a fresh pair)"),
+    ),
+    order_by=("venue", "symbol", "ts_event_ns"),
+    doc="Basis of an instrument at a grid time (tapeflow.derivatives.derived.basis); ts_event_ns and "
+    "ts_recv_ns are the grid time.",
+)
+
+OPEN_INTEREST_CHANGE = RecordType(
+    "open_interest_change",
+    common(
+        Field("interval", "lstr", "grid the change is sampled on, e.g. 1s"),
+        Field("window_ns", "i64", "the change is over this look-back"),
+        Field("open_interest_nanos", "i64", "open interest at the grid time (UNDEF_PRICE if not fresh)"),
+        Field("change_nanos", "i64", "OI(t) - OI(t - window_ns) (UNDEF_PRICE without both)"),
+        Field("change_pct", "f64", "change / OI(t - window_ns) * 100 (NaN without both, or from zero)"),
+    ),
+    order_by=("venue", "symbol", "ts_event_ns"),
+    doc="Open-interest change of an instrument at a grid time "
+    "(tapeflow.derivatives.derived.open_interest_change); the times are the grid time.",
+)
+
+LIQUIDATION_CLUSTER = RecordType(
+    "liquidation_cluster",
+    common(
+        Field("side", "u8", "side of the liquidation orders: B buys (shorts liquidated), A sells"),
+        Field("start_ns", "i64", "event time of the cluster's first liquidation"),
+        Field("end_ns", "i64", "event time of its last liquidation"),
+        Field("count", "i64", "liquidations in it"),
+        Field("notional", "f64", "summed |price| x size in the quote unit"),
+    ),
+    order_by=("venue", "symbol", "side", "ts_event_ns"),
+    doc="A cluster of liquidations of one side (tapeflow.derivatives.derived.liquidation_clusters); "
+    "ts_event_ns and ts_recv_ns are its end.",
+)
+
 DERIVATIVE_RECORDS: tuple[RecordType, ...] = (
     FUNDING_RATE,
     MARK_PRICE,
@@ -108,4 +149,7 @@ DERIVATIVE_RECORDS: tuple[RecordType, ...] = (
     OPEN_INTEREST,
     LIQUIDATION,
     INSURANCE_FUND,
+    DERIVATIVE_BASIS,
+    OPEN_INTEREST_CHANGE,
+    LIQUIDATION_CLUSTER,
 )

@@ -3,7 +3,9 @@
 ``python -m tests.corpus.make_damaged OUT`` writes the corpus under ``OUT`` and prints its manifest.
 Nothing is copied from real files: the samples are written from the message shapes each venue
 documents (the JSON venues' trade messages, Tardis' ``trades`` CSV, LOBSTER's message/orderbook
-pair, the simulator's L3 CSV, Databento's DBN trades and MBO records). Each sample has one input unit
+pair, the simulator's L3 CSV, Databento's DBN trades and MBO records, every IQFeed message type the
+``iqfeed`` format decodes: lookup ticks and bars, L1 update/summary/fundamental, L2 by price and by
+order). Each sample has one input unit
 (frame, line, record) per normalized row, so conservation can be checked from the counts alone.
 
 Line-level damage (one unit broken) must become dead letters; file-level damage (a file cut short,
@@ -324,7 +326,19 @@ def _dbn_cases(root: Path) -> list[Case]:
     return cases
 
 
-FORMATS = (*sorted(JSON_TRADES), "tardis", "sim", "lobster", "dbn", "dbn-mbo")
+# IQFeed: every message type the iqfeed format decodes, one sample each (tests/corpus/iqfeed.py)
+IQFEED_FORMATS = ("iqfeed-ticks", "iqfeed-intervals", "iqfeed-dailies", "iqfeed-l1-update",
+                  "iqfeed-l1-summary", "iqfeed-fundamental", "iqfeed-l2-mbp-quote", "iqfeed-l2-mbo",
+                  "iqfeed-l2-price-level")
+
+
+def _iqfeed_cases(fmt: str, root: Path) -> list[Case]:
+    from tests.corpus.iqfeed import iqfeed_cases  # it builds on this module's Case
+
+    return iqfeed_cases(fmt, root)
+
+
+FORMATS = (*sorted(JSON_TRADES), "tardis", "sim", "lobster", "dbn", "dbn-mbo", *IQFEED_FORMATS)
 
 
 def _dbn_mbo_cases(root: Path) -> list[Case]:
@@ -339,6 +353,8 @@ def build(root: Path, formats: tuple[str, ...] = FORMATS) -> list[Case]:
     for fmt in formats:
         if fmt in JSON_TRADES:
             cases += _json_cases(fmt, root / fmt)
+        elif fmt in IQFEED_FORMATS:
+            cases += _iqfeed_cases(fmt, root / fmt)
         else:
             cases += {"tardis": _tardis_cases, "sim": _sim_cases, "lobster": _lobster_cases,
                       "dbn": _dbn_cases, "dbn-mbo": _dbn_mbo_cases}[fmt](root / fmt)

@@ -120,3 +120,10 @@ def test_the_console_script_prints_no_traceback(tmp_path: Path) -> None:
         proc = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
         assert proc.returncode == expected, proc.stderr
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("tapeflow: ")
+
+
+def test_the_iqfeed_samples_are_the_corpus_formats() -> None:
+    from tests.corpus.iqfeed import IQFEED_SAMPLES
+    from tests.corpus.make_damaged import IQFEED_FORMATS
+
+    assert tuple(IQFEED_SAMPLES) == IQFEED_FORMATS

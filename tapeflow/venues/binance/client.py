@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tapeflow.errors import ConfigError
 from tapeflow.journal import Journal
 from tapeflow.live.connector import Connector, ConnectorSettings
 from tapeflow.live.frames import RawFrame
+from tapeflow.live.handoff import DecodeHandoff
 from tapeflow.live.sync import CONNECTED, SYNCED, SYNCING
 from tapeflow.venues.binance import messages as wire
 from tapeflow.venues.binance.parse import BinanceDecoder
@@ -216,3 +218,55 @@ def made_up_session() -> tuple[int, Decoded]:
     dec.feed(CaptureLine(_NS, RECV, "", frames[0], "load_kernels:2"))  # the bridge: per frame, as live
     quiet = dec.feed_quiet([_NS] * 3, frames[1:])
     return quiet, dec.flush(0, wire.USDM)
+
+
+class BinanceDerivativesClient(BinanceClient):
+    """Binance USD-M derivatives streams on the Binance connector: ``<sym>@markPrice@1s`` (mark,
+    index, funding) and ``<sym>@forceOrder``, or the all-market ``!forceOrder@arr``, decoded by the
+    derivatives decoder (:class:`tapeflow.derivatives.binance.BinanceDerivatives`) into the
+    ``mark_price``, ``index_price``, ``funding_rate`` and ``liquidation`` records.
+
+    No book, so no sync: every frame is decoded in the micro-batch it came in (``feed_many``).
+
+    Args:
+        symbols: USD-M symbols (any case).
+        all_liquidations: subscribe ``!forceOrder@arr`` (every symbol's liquidations) instead of
+            each symbol's ``@forceOrder``.
+        mark_speed: ``1s`` (default) or ``3s``, the ``markPrice`` update speed.
+        **kwargs: as :class:`BinanceClient` (``endpoint``, ``journal``, ``settings``...).
+
+    Raises:
+        ConfigError: no symbols, another market than ``usdm``, or an unknown mark speed.
+    """
+
+    decoder: Any
+
+    def __init__(self, symbols: Sequence[str], *, all_liquidations: bool = False, mark_speed: str = "1s",
+                 **kwargs: Any) -> None:
+        if kwargs.get("market", "usdm") != "usdm":
+            raise ConfigError("Binance derivatives streams are those of the USD-M market (market=usdm)")
+        if mark_speed not in ("1s", "3s"):
+            raise ConfigError(f"Binance markPrice speed {mark_speed!r} is not '1s' or '3s'")
+        self.all_liquidations = all_liquidations
+        self.mark_speed = mark_speed
+        super().__init__(symbols, **kwargs)
+
+    def streams(self) -> list[str]:
+        """The combined-stream names subscribed."""
+        out = [f"{s.lower()}@markPrice" + ("@1s" if self.mark_speed == "1s" else "") for s in self.symbols]
+        if self.all_liquidations:
+            return out + ["!forceOrder@arr"]
+        return out + [f"{s.lower()}@forceOrder" for s in self.symbols]
+
+    def make_decoder(self) -> Any:
+        from tapeflow.derivatives.binance import BinanceDerivatives
+
+        return BinanceDerivatives(market=self.venue)
+
+    async def on_open(self) -> None:
+        """No book to sync: nothing waits for a snapshot."""
+
+    # no book: nothing to read after a frame (so micro-batches go to feed_many whole), no re-anchor
+    after_frame = DecodeHandoff.after_frame
+    on_new_day = DecodeHandoff.on_new_day
+    quiet = DecodeHandoff.quiet

@@ -36,15 +36,17 @@ from tapeflow.wire.rejects import Rejects
 _STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
 _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
 _SNAPSHOT = b'{"lastUpdateId"'
+ALL_FORCE_ORDERS = "!forceOrder@arr"  # the all-market liquidation stream: every symbol's forceOrder
 # (default, max) depth levels of GET /api/v3/depth (spot) and /fapi/v1/depth (USD-M), as Binance documents
 _LIMITS = {False: (100, 5000), True: (500, 1000)}
 
 
 def stream_key(stream: str) -> Key:
-    """``btcusdt@depth@100ms`` -> ``("depth", "btcusdt")`` (diff speed ignored); ``x@trade`` ->
-    ``("trade", "x")``; partial depth ``x@depth20@100ms`` keeps ``depth20``."""
+    """``btcusdt@depth@100ms`` -> ``("depth", "btcusdt")`` (diff speed ignored, as the mark's:
+    ``x@markPrice@1s`` -> ``("markprice", "x")``); ``x@trade`` -> ``("trade", "x")``; partial depth
+    ``x@depth20@100ms`` keeps ``depth20``."""
     symbol, _, rest = stream.lower().partition("@")
-    kind = rest.partition("@")[0] if rest.startswith("depth") else rest
+    kind = rest.partition("@")[0] if rest.startswith(("depth", "markprice")) else rest
     return kind, symbol
 
 
@@ -201,6 +203,7 @@ class _BinanceSession(Session):
         super().__init__(adapter, connection)
         self.combined = True
         self.streams: dict[Key, str] = {}
+        self.all_force_orders = False
 
     def on_open(self, path: str, query: Mapping[str, str]) -> Reply:
         self.combined = path.startswith("/stream")
@@ -210,6 +213,11 @@ class _BinanceSession(Session):
     def _subscribe(self, names: list[str]) -> Reply:
         reply = Reply()
         for name in names:
+            if name.lower() == ALL_FORCE_ORDERS.lower():
+                # every symbol's liquidations, each sent under the all-market stream's name
+                self.all_force_orders = True
+                reply.subscribe += [k for k in sorted(self.adapter.keys) if k[0] == "forceorder"]
+                continue
             key = stream_key(name)
             self.streams[key] = name
             reply.subscribe.append(key)
@@ -236,8 +244,12 @@ class _BinanceSession(Session):
         return reply
 
     def render(self, frame: Frame) -> bytes:
+        m = _STREAM.match(frame.payload)
+        if self.all_force_orders and frame.key not in self.streams and m is not None:
+            frame = Frame(frame.recv_ns, b'{"stream":"%s","data":' % ALL_FORCE_ORDERS.encode()
+                          + frame.payload[m.end():], frame.key, frame.location)
+            m = _STREAM.match(frame.payload)
         if self.combined:
             return frame.payload
-        m = _STREAM.match(frame.payload)
         # raw streams carry the envelope's data object alone, byte-for-byte
         return frame.payload[m.end():-1] if m is not None else frame.payload

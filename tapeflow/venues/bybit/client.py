@@ -17,11 +17,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from tapeflow.errors import ConfigError
 from tapeflow.journal import Journal
 from tapeflow.live.connector import Connector, ConnectorSettings
 from tapeflow.live.frames import RawFrame
+from tapeflow.live.handoff import DecodeHandoff
 from tapeflow.venues.bybit import messages as wire
 from tapeflow.venues.bybit.parse import BybitDecoder
 
@@ -173,3 +175,61 @@ class BybitClient(Connector):
 
 def _op(op: str, *topics: str) -> str:
     return json.dumps({"op": op, "args": list(topics)}, separators=(",", ":"))
+
+
+class BybitDerivativesClient(BybitClient):
+    """Bybit v5 derivatives topics on the Bybit connector: ``tickers.<sym>`` (funding, mark, index,
+    open interest) and ``liquidation.<sym>`` or ``allLiquidation.<sym>``, decoded by the
+    derivatives decoder (:class:`tapeflow.derivatives.bybit.BybitDerivatives`).
+
+    No book, so no sync and no resubscription: every frame is decoded in the micro-batch it came in.
+
+    Args:
+        symbols: Bybit symbols (``BTCUSDT``).
+        category: ``linear`` (default) or ``inverse`` (the derivatives categories).
+        liquidations: ``all`` (``allLiquidation.<sym>``, every liquidation; default), ``sampled``
+            (the older ``liquidation.<sym>``), ``both`` or ``none``.
+        **kwargs: as :class:`BybitClient` (``endpoint``, ``journal``, ``settings``).
+
+    Raises:
+        ConfigError: no symbols, a category without derivatives, or an unknown ``liquidations``.
+    """
+
+    decoder: Any
+
+    def __init__(self, symbols: Sequence[str], *, category: str = "linear", liquidations: str = "all",
+                 **kwargs: Any) -> None:
+        if category not in ("linear", "inverse"):
+            raise ConfigError(f"Bybit derivatives topics are those of linear or inverse, not {category!r}")
+        if liquidations not in _LIQUIDATION_TOPICS:
+            known = sorted(_LIQUIDATION_TOPICS)
+            raise ConfigError(f"Bybit liquidations {liquidations!r} is not one of {known}")
+        self.liquidations = liquidations
+        kwargs.pop("protocol", None)
+        super().__init__(symbols, category=category, protocol="v5", trades=False, **kwargs)
+
+    def topics(self) -> list[str]:
+        """The topics subscribed."""
+        out = [f"tickers.{s}" for s in self.symbols]
+        families = _LIQUIDATION_TOPICS[self.liquidations]
+        return out + [f"{family}.{s}" for family in families for s in self.symbols]
+
+    def subscribe_messages(self) -> list[str]:
+        # one request per topic: Bybit refuses a whole request for one topic it does not know
+        # (a symbol without liquidations on one family), and the others must still stream
+        return [_op("subscribe", topic) for topic in self.topics()]
+
+    def make_decoder(self) -> Any:
+        from tapeflow.derivatives.bybit import BybitDerivatives
+
+        return BybitDerivatives()
+
+    async def on_open(self) -> None:
+        """No book to wait for."""
+
+    after_frame = DecodeHandoff.after_frame
+    on_new_day = DecodeHandoff.on_new_day
+
+
+_LIQUIDATION_TOPICS = {"all": ("allLiquidation",), "sampled": ("liquidation",),
+                       "both": ("liquidation", "allLiquidation"), "none": ()}

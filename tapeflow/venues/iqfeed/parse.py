@@ -26,7 +26,7 @@ from tapeflow.venues.decoder import CHUNK_ROWS, VenueDecoder
 from tapeflow.venues.iqfeed import history
 from tapeflow.venues.iqfeed.messages import END_OF_RESPONSE, ERROR, HISTORY_PREFIX, VENUE
 from tapeflow.venues.iqfeed.stream import STREAM_TYPES, StreamState, decode_line
-from tapeflow.wire.capture import READ_ERRORS, RECV, CaptureLine, open_maybe_gzip
+from tapeflow.wire.capture import READ_ERRORS, RECV, CaptureLine, open_maybe_gzip, read_error
 from tapeflow.wire.rejects import Reason
 
 _CAPTURE = re.compile(rb"^(\d{15,20}) (.*)$", re.S)
@@ -153,8 +153,10 @@ def read_lines(path: Path, rejects: object = None) -> Iterator[tuple[str, Captur
             return
         with open_maybe_gzip(path) as fh:
             yield from (("", line) for line in _lines(fh, str(path)))
-    except (*READ_ERRORS, zipfile.BadZipFile) as exc:
+    except zipfile.BadZipFile as exc:
         raise FormatError(f"{path} cannot be read: {type(exc).__name__}: {exc}") from None
+    except READ_ERRORS as exc:  # a gzip stream cut short or damaged: said as for every format
+        raise read_error(path, exc) from None
 
 
 def _lines(fh: io.BufferedIOBase, where: str) -> Iterator[CaptureLine]:

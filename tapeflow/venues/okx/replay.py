@@ -20,6 +20,17 @@ from tapeflow.venues.okx import messages as m
 from tapeflow.wire.capture import RECV, CaptureLine
 
 
+def arg_key(arg: Any) -> Key | None:
+    """``(channel, instId)`` of a push's or a subscription's ``arg``; channels subscribed per
+    instrument type (``liquidation-orders``) are keyed ``(channel, instType)``. None: not an arg."""
+    if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str):
+        return None
+    for name in ("instId", "instType"):
+        if name in arg:
+            return arg["channel"], str(arg[name])
+    return None
+
+
 class OkxReplay(VenueReplay):
     """OKX ``books``-family and ``trades`` channels keyed by ``(channel, instId)``."""
 
@@ -38,10 +49,11 @@ class OkxReplay(VenueReplay):
         if isinstance(msg, dict) and "event" in msg:
             return None
         arg = msg.get("arg") if isinstance(msg, dict) else None
-        if not isinstance(arg, dict) or not isinstance(arg.get("channel"), str) or "instId" not in arg:
+        key = arg_key(arg)
+        if key is None:
             self.bad_lines += 1
             return None
-        return Frame(line.recv_ns, line.payload, (arg["channel"], str(arg["instId"])), line.location)
+        return Frame(line.recv_ns, line.payload, key, line.location)
 
     def apply(self, frame: Frame) -> None:
         """Book pushes update the instrument's book; ``snapshot`` resets it."""
@@ -91,7 +103,7 @@ class _OkxSession(Session):
             return Reply(send=[dumps({"event": "error", "code": "60012", "msg": why, "connId": conn_id})])
         reply = Reply()
         for arg in args:
-            key = (str(arg.get("channel")), str(arg.get("instId"))) if isinstance(arg, dict) else ("", "")
+            key = arg_key(arg) or ("", "")
             if key not in self.adapter.keys:
                 why = f"Wrong URL or channel:{key[0]},instId:{key[1]} doesn't exist."
                 reply.send.append(dumps({"event": "error", "code": "60018", "msg": why, "connId": conn_id}))
