@@ -127,7 +127,8 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
     return ModelArtifact(spec, weights, scaler, offsets, params, cfg.horizon_s, tuple(names), val_f1)
 
 
-def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """``(classes int64[n] in 0..2, probabilities float64[n, 3])`` for ``rows`` of ``seg`` (all rows
     when None), through the jitted forward pass."""
     rows = np.arange(len(seg.ts_ns)) if rows is None else rows

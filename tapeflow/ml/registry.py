@@ -125,7 +125,8 @@ class Registry:
         run_params = {**{f"model.{k}": v for k, v in art.spec._asdict().items()},
                       **{f"dataset.{k}": v for k, v in asdict(art.params).items()},
                       "horizon_s": art.horizon_s, **(params or {})}
-        run = self.client.create_run(self._experiment(name), tags=tags, run_name=f"{art.spec.kind}:{held_out}")
+        run = self.client.create_run(self._experiment(name), tags=tags,
+                                     run_name=f"{art.spec.kind}:{held_out}")
         run_id = run.info.run_id
         self.client.log_batch(run_id, metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()
                                                if v == v],

@@ -22,7 +22,8 @@ NAMES = model_features(PARAMS)
 QUICK = TrainConfig(max_steps=300, eval_every=25, patience=4)
 
 
-def _days(seed: int, n_days: int, rows: int = 1200, planted: bool = True, first_day: int = 0) -> list[Segment]:
+def _days(seed: int, n_days: int, rows: int = 1200, planted: bool = True,
+          first_day: int = 0) -> list[Segment]:
     """Days where the up/flat/down label is a noisy threshold of ``imbalance_l1`` (or shuffled)."""
     rng = np.random.default_rng(seed)
     out = []
@@ -130,7 +131,8 @@ def test_registry_versions_champion_and_lineage(trained, tmp_path) -> None:
     assert (first, second) == (1, 2)
     assert reg.champion_version(name) == 1
     version, art = reg.champion(name)
-    np.testing.assert_array_equal(predict(art, trained["day"])[1], predict(trained["noise"], trained["day"])[1])
+    want = predict(trained["noise"], trained["day"])[1]
+    np.testing.assert_array_equal(predict(art, trained["day"])[1], want)
     reg.promote(name, second)
     assert reg.champion_version(name) == 2
     infos = reg.versions(name)
