@@ -105,6 +105,8 @@ class LiveSettings:
             server's ``rest_url``).
         publish: loopback ``HOST:PORT`` the dashboard's relay subscribes to (``TAPEFLOW_LIVE_PUBLISH``;
             None: not published; docs/dashboard.md).
+        predict: score the registry's champion model on the 1 s grid and emit ``prediction`` rows
+            (``TAPEFLOW_LIVE_PREDICT``; off by default; docs/models.md).
     """
 
     venue: str = ""
@@ -133,6 +135,7 @@ class LiveSettings:
     polls: str = ""
     poll_url: str | None = None
     publish: str | None = None
+    predict: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -197,6 +200,7 @@ class LiveSettings:
             polls=polls,
             poll_url=get("TAPEFLOW_LIVE_POLL_URL") or None,
             publish=get("TAPEFLOW_LIVE_PUBLISH") or None,
+            predict=_bool(get, "TAPEFLOW_LIVE_PREDICT", False),
         )
 
     def health_clock(self) -> str:

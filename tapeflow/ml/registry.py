@@ -96,7 +96,8 @@ class Registry:
 
     def register(self, name: str, art: ModelArtifact, *, metrics: Mapping[str, float],
                  training_partitions: Sequence[str], held_out: str, comparison: Comparison | None = None,
-                 params: Mapping[str, Any] | None = None, code: str | None = None) -> int:
+                 params: Mapping[str, Any] | None = None, code: str | None = None,
+                 tags: Mapping[str, str] | None = None) -> int:
         """Log ``art`` as a run and register it as a new version of ``name`` (not promoted).
 
         Args:
@@ -108,6 +109,7 @@ class Registry:
             comparison: the promotion decision, stored as tags.
             params: extra run parameters (the training configuration).
             code: the code version (default :func:`code_version`).
+            tags: extra tags (the instrument: ``venue``, ``symbol``).
 
         Returns:
             The new version number.
@@ -116,7 +118,7 @@ class Registry:
 
         from mlflow.entities import Metric, Param, RunTag
 
-        tags = {"feature_schema_hash": art.feature_schema_hash, "kind": art.spec.kind,
+        tags = {**(tags or {}), "feature_schema_hash": art.feature_schema_hash, "kind": art.spec.kind,
                 "horizon_s": str(art.horizon_s), "training_partitions": json.dumps(list(training_partitions)),
                 "held_out": held_out, "code_version": code or code_version()}
         if comparison is not None:
