@@ -15,9 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tapeflow.ml.dataset import Segment
 from tapeflow.ml.metrics import confusion, macro_f1
+from tapeflow.schemas.ml import NO_LABEL
 
 PSI_THRESHOLD = 0.25
 MAX_F1_DROP = 0.10
@@ -98,3 +101,18 @@ def performance_decay(y_true: np.ndarray, pred: np.ndarray, reference_f1: float,
     """Live macro-F1 of ``pred`` (classes 0..2) against the labels ``y_true`` that became known."""
     f1 = macro_f1(confusion(y_true, pred)) if len(y_true) else float("nan")
     return Decay(f1, reference_f1, len(y_true), max_drop)
+
+
+def live_decay(predictions: pa.Table, examples: pa.Table, version: int, horizon_s: int, reference_f1: float,
+               max_drop: float = MAX_F1_DROP) -> Decay:
+    """:func:`performance_decay` of one version's ``prediction`` rows against the labels of the same
+    grid instants in the day's ``training_example`` rows (rows whose label is not known are left out)."""
+    mine = predictions.filter(pc.and_(pc.equal(predictions.column("model_version"), version),
+                                      pc.equal(predictions.column("horizon_s"), horizon_s)))
+    label = examples.select(["ts_event_ns", f"label_{horizon_s}s"])
+    joined = mine.select(["ts_event_ns", "predicted"]).join(label, "ts_event_ns", join_type="inner")
+    y = joined.column(f"label_{horizon_s}s").to_numpy(zero_copy_only=False)
+    pred = joined.column("predicted").to_numpy(zero_copy_only=False)
+    known = y != NO_LABEL
+    return performance_decay(y[known].astype(np.int64) + 1, pred[known].astype(np.int64) + 1, reference_f1,
+                             max_drop)
