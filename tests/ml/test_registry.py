@@ -147,3 +147,23 @@ def test_registry_versions_champion_and_lineage(trained, tmp_path) -> None:
     assert Registry(tmp_path / "models").champion_version(name) == 2
     with pytest.raises(RegistryError, match="no version 9"):
         reg.load(name, 9)
+
+
+def test_registry_cli_lists_versions_and_the_champion(trained, tmp_path, capsys) -> None:
+    from tapeflow.cli import main
+    from tapeflow.ml.registry import Registry, default_root, model_name
+
+    assert main(["ml", "registry", "--lake", str(tmp_path)]) == 2  # no registry yet: a clear error
+    assert "no model registry" in capsys.readouterr().err
+    reg = Registry(default_root(tmp_path))
+    name = model_name("sim", "EQ0", 10)
+    for art in (trained["noise"], trained["good"]):
+        reg.register(name, art, metrics={"macro_f1": art.val_macro_f1}, training_partitions=["p1", "p2"],
+                     held_out="2024-01-03", code="abc1234")
+    reg.promote(name, 2)
+    assert main(["ml", "registry", "--lake", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    print("\n".join(out))
+    assert out[0] == name
+    assert out[1].startswith(" * v2") and out[2].startswith("   v1")
+    assert "trained on 2 partition(s)" in out[1] and "code abc1234" in out[1]
