@@ -167,3 +167,20 @@ def test_registry_cli_lists_versions_and_the_champion(trained, tmp_path, capsys)
     assert out[0] == name
     assert out[1].startswith(" * v2") and out[2].startswith("   v1")
     assert "trained on 2 partition(s)" in out[1] and "code abc1234" in out[1]
+
+
+def test_the_demo_models_act_prints_the_table_and_registers_a_champion(tmp_path, monkeypatch, capsys) -> None:
+    import tapeflow.ml.demo as demo
+    from tapeflow.ml.registry import Registry, default_root
+
+    monkeypatch.setattr(demo, "DAYS", 3)
+    monkeypatch.setattr(demo, "MINUTES", 4)
+    demo.models_step(tmp_path)
+    out = capsys.readouterr().out
+    print(out)
+    for name in ("logreg", "mlp", "majority", "last_move", "ofi_linear"):
+        assert f"\n   {name} " in out
+    assert "the best baseline" in out and "2 test days" in out
+    reg = Registry(default_root(tmp_path / "lake"))
+    (name,) = reg.names()
+    assert reg.champion_version(name) == 1 and name in out
