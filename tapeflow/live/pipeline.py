@@ -73,7 +73,7 @@ from tapeflow.schemas.records import (
 BBO = "bbo"
 # Tables the pipeline derives: an input table of the same name (LOBSTER's own book file, a
 # vendor's OHLCV bars) is the vendor's, never sent on as if the flow had built it.
-DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name, SIGNAL.name)
+DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name, SIGNAL.name, PREDICTION.name)
 _RAW = frozenset(ALL_RECORDS) - set(DERIVED) - set(PASS_THROUGH)
 _BOOK_INPUTS = (ORDER_EVENT.name, BOOK_DELTA.name)
 # not feed events: their times say nothing of the feed's latency (tapeflow.live.health)
