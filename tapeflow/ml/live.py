@@ -33,6 +33,9 @@ from tapeflow.schemas.ml import PREDICTION
 from tapeflow.schemas.records import BOOK_SNAPSHOT, REJECTED, TRADE
 
 REJECT_REASONS = ("model_load_failed", "prediction_failed")
+# History kept whatever the model: a newly promoted model may need more than the one it replaces
+# (a TCN 84 s, a flat model 65 s), and the buffer is trimmed before the switch is known.
+RETAIN_NS = 150 * SECOND_NS
 
 
 class Champion(Protocol):
@@ -159,7 +162,7 @@ class LivePredictor:
         last_ns = int(self.snaps.column("ts_event_ns")[-1].as_py())
         since = int(snaps.column("ts_event_ns")[0].as_py())
         # the first new row still needs its whole history inside the buffer
-        start_ns = since - self._keep_ns(art)
+        start_ns = since - max(self._keep_ns(art), RETAIN_NS)
         self.snaps = self.snaps.filter(pc.greater(self.snaps.column("ts_event_ns"), start_ns))
         buffer_start = int(self.snaps.column("ts_event_ns")[0].as_py())
         trades_in = self.trades if self.trades is not None else TRADE.empty_table()

@@ -154,3 +154,24 @@ def test_prediction_stage_reads_the_registry(market: dict) -> None:
     preds, bad = predictor.apply(market["venue"], market["symbol"], snaps.slice(0, 90), None)
     assert bad.num_rows == 0 and preds.num_rows == 90
     assert set(preds.column("model_version").to_pylist()) == {1}
+
+
+def test_tapeflow_live_predict_writes_prediction_rows_to_the_lake(market: dict, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.market import flow_from_env
+    from tapeflow.storage import lake
+
+    market["reg"].promote(market["name"], 1)
+    root = tmp_path / "lake"
+    root.mkdir()
+    (root / "_models").symlink_to(market["root"])  # the registry lives under the lake it scores for
+    monkeypatch.chdir(tmp_path)
+    env = {"TAPEFLOW_LIVE_CAPTURE": ":".join(map(str, market["files"])), "TAPEFLOW_LIVE_FORMAT": "sim",
+           "TAPEFLOW_LIVE_OUTPUTS": "lake", "TAPEFLOW_LAKE": str(root), "TAPEFLOW_LIVE_BARS": "1m",
+           "TAPEFLOW_LIVE_PREDICT": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    run_main(flow_from_env())
+    stored = lake.read(PREDICTION, root).sort_by("ts_event_ns")
+    _assert_same(stored.select(PREDICTION.column_names), _batch(market, 1))
+    assert stored.num_rows == market["examples"].num_rows
