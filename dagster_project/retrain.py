@@ -57,8 +57,13 @@ retrain_days = define_asset_job(
           description="Yesterday (UTC) as every instrument's held-out day, after the daily backfill.")
 def retrain_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
     """Yesterday's ``champion`` partitions of every registered instrument."""
-    day = (context.scheduled_execution_time.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
+    return retrain_requests(context.scheduled_execution_time, instruments)
+
+
+def retrain_requests(when: dt.datetime, instruments: list[str]) -> list[RunRequest] | SkipReason:
+    """The schedule's answer at ``when`` for the registered ``instruments`` (keys, registration order)."""
+    day = (when.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     if not instruments:
         return SkipReason("no instrument registered yet (the landing sensor registers them)")
     wanted = [(day, *parse_instrument_key(k)) for k in instruments]

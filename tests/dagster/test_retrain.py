@@ -142,18 +142,18 @@ def test_drift_sensor_no_drift_then_planted_drift(built) -> None:
     assert str(request.partition_key).startswith(d5)
 
 
-def test_retrain_schedule_asks_for_yesterday(built) -> None:
-    from dagster_project.retrain import retrain_schedule
+def test_retrain_schedule_asks_for_yesterday_after_the_daily_backfill() -> None:
+    from assets.partitions import instrument_key
+    from dagster_project.jobs import daily_schedule
+    from dagster_project.retrain import retrain_requests, retrain_schedule
 
-    _, _, days, _ = built
-    (venue, symbol, _), *_ = days
-    when = dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC)
-    with dg.instance_for_test() as instance:  # a schedule context needs a persistent instance
-        from assets.partitions import INSTRUMENTS_NAME, instrument_key
-
-        instance.add_dynamic_partitions(INSTRUMENTS_NAME, [instrument_key(venue, symbol)])
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when)
-        (request,) = retrain_schedule(context)
-    assert str(request.partition_key).startswith("2024-01-04")
+    # the daily backfill runs at 00:30 UTC, retraining two hours later, both for yesterday
+    assert (daily_schedule.cron_schedule, retrain_schedule.cron_schedule) == ("30 0 * * *", "30 2 * * *")
+    keys = [instrument_key("sim", "SIMA"), instrument_key("sim", "SIMB")]
+    (request,) = retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), keys)
     assert request.tags["tapeflow/trigger"] == "retrain"
     assert request.tags["dagster/schedule_name"] == "retrain_schedule"
+    # both instruments of 2024-01-04: one single-run range
+    assert "2024-01-04" in request.tags["dagster/asset_partition_range_start"]
+    assert "2024-01-04" in request.tags["dagster/asset_partition_range_end"]
+    assert isinstance(retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), []), dg.SkipReason)
