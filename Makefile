@@ -137,3 +137,15 @@ PUBLISH ?= 127.0.0.1:8765
 dashboard: $(STAMP)
 	@test -d .demo/live/lake || { echo "no demo lake: run make demo first"; exit 2; }
 	$(BIN)/tapeflow serve --lake .demo/live/lake --port $(DASHBOARD_PORT) --live $(PUBLISH)
+
+# the MLflow UI over the model registry (docs/models.md), on 127.0.0.1:5000. The project pins
+# mlflow-skinny (no UI); full mlflow would move pyarrow and cryptography below this project's pins,
+# so the UI gets a venv of its own, reading the same SQLite store (default: the demo's lake).
+MLFLOW_VENV := .venv-mlflow
+MLFLOW_LAKE ?= .demo/lake
+MLFLOW_PORT ?= 5000
+.PHONY: mlflow-ui
+mlflow-ui:
+	@test -f $(MLFLOW_LAKE)/_models/mlflow.db || { echo "no model registry under $(MLFLOW_LAKE)/_models: run make demo first"; exit 2; }
+	@test -x $(MLFLOW_VENV)/bin/mlflow || { $(PYTHON) -m venv $(MLFLOW_VENV) && $(MLFLOW_VENV)/bin/python -m pip install --quiet 'mlflow==3.17.2'; }
+	$(MLFLOW_VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath $(MLFLOW_LAKE))/_models/mlflow.db --host 127.0.0.1 --port $(MLFLOW_PORT)

@@ -1,5 +1,8 @@
 """Group ``ml``: each instrument-day's 1 s book snapshots and trades -> ``training_example`` rows,
-and a ``model`` per instrument-day trained on the days before and scored on the day.
+a ``model`` per instrument-day trained on the days before and scored on the day, and the registry's
+``champion``: a challenger retrained on the days before, compared with the champion on the day and
+promoted by the rule (``tapeflow.ml.retrain``; the ``retrain_days`` job, its schedule and the drift
+sensor run it).
 
 Wiring only: :func:`tapeflow.ml.training_examples` builds the features and labels (docs/models.md),
 :func:`tapeflow.ml.rows.example_rows` turns them into the record, :func:`tapeflow.ml.evaluate.score_day`
@@ -22,7 +25,10 @@ from assets.resources import TapeflowResource
 from tapeflow.ml import ExampleParams, feature_schema_hash
 from tapeflow.ml import training_examples as build_examples
 from tapeflow.ml.evaluate import score_day
+from tapeflow.ml.promotion import DEFAULT_MARGIN
+from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
+from tapeflow.ml.retrain import retrain
 from tapeflow.ml.rows import example_rows, examples_from_rows
 from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
@@ -100,6 +106,45 @@ def model(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Materia
         meta = {"train_days": days, **summary(result)}
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in meta.items()}, partition_key=target_key(t))
+    return MaterializeResult(metadata=common.run_metadata(wanted))
+
+
+def partition_name(venue: str, symbol: str, date: str) -> str:
+    """How a ``training_examples`` partition is named in the registry's lineage tags."""
+    return f"{TRAINING_EXAMPLE.name}/{venue}/{symbol}/{date}"
+
+
+@asset(
+    group_name="ml",
+    deps=["training_examples"],
+    partitions_def=DAY_BY_INSTRUMENT,
+    backfill_policy=BackfillPolicy.single_run(),
+    retry_policy=RETRY,
+    kinds={"mlflow"},
+    metadata={"horizon_s": MODEL_CONFIG.horizon_s, "train_days": MODEL_CONFIG.train_folds,
+              "models": list(MODEL_CONFIG.models), "margin_macro_f1": DEFAULT_MARGIN,
+              "feature_schema_hash": feature_schema_hash(PARAMS)},
+)
+def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+    """A challenger trained on the instrument's previous days, compared with the registry's champion
+    on this day (macro-F1, paired block-bootstrap interval) and promoted when it wins by the margin."""
+    wanted = targets(context.partition_keys)
+    lake = tapeflow.lake
+    registry = Registry(default_root(lake))
+    for t in wanted:
+        earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
+                                                               symbol=t.symbol) if d < t.date]
+        days = earlier[-MODEL_CONFIG.train_folds:]
+        result = retrain(registry, model_name(t.venue, t.symbol, MODEL_CONFIG.horizon_s),
+                         [_examples(lake, t.venue, t.symbol, d) for d in days],
+                         [partition_name(t.venue, t.symbol, d) for d in days],
+                         _examples(lake, t.venue, t.symbol, t.date),
+                         partition_name(t.venue, t.symbol, t.date),
+                         params=PARAMS, cfg=MODEL_CONFIG, margin=DEFAULT_MARGIN,
+                         tags={"venue": t.venue, "symbol": t.symbol})
+        context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
+                                    for k, v in result.metadata().items() if v is not None},
+                                   partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
 
 

@@ -41,6 +41,7 @@ from dagster_project.alerts import alert_check_sensor, alert_run_failure_sensor
 from dagster_project.databento import databento_fetch, databento_gap_repair_sensor
 from dagster_project.jobs import daily_schedule, option_days, tapeflow_days
 from dagster_project.resources import resources
+from dagster_project.retrain import drift_sensor, retrain_days, retrain_schedule
 from dagster_project.sensors import gap_repair_sensor, landing_sensor, options_sensor
 from tapeflow.batch.sources import earliest_day
 from tapeflow.errors import ConfigError
@@ -91,10 +92,10 @@ def build_definitions(first_day: str, **paths: object) -> Definitions:
                for a in load_assets_from_modules(OPTION_MODULES)]
     return Definitions(
         assets=assets,
-        jobs=[tapeflow_days, option_days, databento_fetch],
-        schedules=[daily_schedule],
+        jobs=[tapeflow_days, option_days, databento_fetch, retrain_days],
+        schedules=[daily_schedule, retrain_schedule],
         sensors=[landing_sensor, gap_repair_sensor, alert_run_failure_sensor, alert_check_sensor,
-                 databento_gap_repair_sensor, options_sensor],
+                 databento_gap_repair_sensor, options_sensor, drift_sensor],
         resources=resources(**paths),  # type: ignore[arg-type]
         executor=in_process_executor,
     )

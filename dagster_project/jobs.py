@@ -18,10 +18,11 @@ from dagster_project.runs import SCHEDULE_NAME_TAG, partition_runs
 DAILY = "daily_schedule"
 
 # Every asset and check, ingest to warehouse, for some instrument-days (the options group is
-# partitioned by underlying-day and has its own job: a run has one partitions definition).
+# partitioned by underlying-day and has its own job: a run has one partitions definition). The
+# registry's ``champion`` retrains in its own job (``dagster_project.retrain``), after the backfill.
 tapeflow_days = define_asset_job(
     "tapeflow_days",
-    selection=AssetSelection.all() - AssetSelection.groups("options"),
+    selection=AssetSelection.all() - AssetSelection.groups("options") - AssetSelection.assets("champion"),
     description="Rebuild instrument-days end to end: ingest -> book -> derived -> checks -> warehouse.",
 )
 

@@ -79,6 +79,7 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
                       new_metrics: Callable[[], Any] | None = None,
                       new_health: Callable[[], Any] | None = None,
                       new_signals: Callable[[], Any] | None = None,
+                      new_predictor: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market", polls: Source | None = None,
                       derivatives: Source | None = None, derived: Any = None) -> Dataflow:
@@ -101,6 +102,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         new_health: factory of a feed-health stage (``tapeflow.live.health.FeedHealth``): its
             ``skew`` / ``degraded`` / ``recovered`` rows join the STATUS rows. None: no health stage.
         new_signals: factory of the signals stage (``signals_stage(path)``), or None: no signals.
+        new_predictor: factory of the live scorer (``prediction_stage(lake)``: the registry's
+            champion over the 1 s snapshots, ``prediction`` rows), or None: no predictions.
         health_clock: processing time in ns for the health lag check (``time.time_ns`` live; None
             for replays, which judge feed latency only).
         flow_id: the Dataflow id (recovery stores are per flow id).
@@ -120,7 +123,7 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         book_kind, levels, snapshot_interval_ns,
         new_bars=new_bars or (_live_bars(tuple(intervals)) if intervals else None),
         new_metrics=new_metrics or _live_metrics(levels, snapshot_interval_ns),
-        raw=raw, bbo_as_quote=bbo_as_quote, new_signals=new_signals)
+        raw=raw, bbo_as_quote=bbo_as_quote, new_signals=new_signals, new_predictor=new_predictor)
     flow = Dataflow(flow_id)
     streams = []
     if source is not None:
@@ -201,6 +204,18 @@ def signals_stage(path: Path, preset: str | None = None, *, min_interval_s: floa
     return new
 
 
+def prediction_stage(registry_root: Path, horizon_s: int = 10, *, min_interval_s: float = 1.0
+                     ) -> Callable[[], Any]:
+    """Factory of the per-instrument live scorer over the model registry at ``registry_root``
+    (``tapeflow.ml.registry.default_root(lake)``); the champion is re-checked every ``min_interval_s``."""
+    from tapeflow.ml.live import LivePredictor, RegistryChampion
+
+    def new() -> Any:
+        return LivePredictor(RegistryChampion(registry_root, horizon_s, min_interval_s=min_interval_s))
+
+    return new
+
+
 def flow_from_env() -> Dataflow:
     """The market flow configured by ``Settings.from_env()`` and ``LiveSettings.from_env()`` (the
     ``TAPEFLOW_LIVE_*`` variables), read once here.
@@ -266,11 +281,18 @@ def flow_from_env() -> Dataflow:
 
     from tapeflow.signals.config import config_path
 
+    new_predictor = None
+    if live.predict:
+        from tapeflow.ml.registry import default_root
+
+        new_predictor = prediction_stage(default_root(settings.lake_dir))
+
     return build_market_flow(source_from(live), sinks, levels=live.levels,
                              snapshot_interval_ns=live.snapshot_interval_ns,
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
                              new_signals=signals_stage(config_path(settings)) if live.signals else None,
+                             new_predictor=new_predictor,
                              health_clock=clock, polls=polls_from(live),
                              derivatives=derivatives_from(live), derived=derived_from(live))
 

@@ -81,6 +81,9 @@ def run(root: Path) -> None:
     from tapeflow.simulator.options_demo import options_step
 
     options_step(root)
+    from tapeflow.ml.demo import models_step
+
+    models_step(root)
 
     _step("4/4 warehouse: what is in ClickHouse")
     sql = ("SELECT symbol, count() AS trades, min(price_nanos) / 1e9 AS low, max(price_nanos) / 1e9 AS high, "
@@ -129,6 +132,7 @@ def hints(root: Path) -> list[str]:
         f".venv/bin/python -c \"import polars as pl; print(pl.read_parquet('{root / SNAPSHOTS}').head())\"",
         f".venv/bin/tapeflow book --format sim {root}/sim/sim/*/*.events.csv.gz --levels 5 --interval 100ms "
         f"--out {root / 'book_100ms.parquet'}",
+        f".venv/bin/tapeflow ml registry --lake {root / 'lake'}",
     ]
 
 

@@ -111,6 +111,8 @@ class LiveSettings:
             ``with`` the book feed, ``only`` (no book feed), or '' (none; docs/derivatives.md).
         derivatives_options: their connector's keyword arguments
             (``TAPEFLOW_LIVE_DERIVATIVES_OPTIONS``, JSON object).
+        predict: score the registry's champion model on the 1 s grid and emit ``prediction`` rows
+            (``TAPEFLOW_LIVE_PREDICT``; off by default; docs/models.md).
     """
 
     venue: str = ""
@@ -142,6 +144,7 @@ class LiveSettings:
     failover: Path | None = None
     derivatives: str = ""
     derivatives_options: tuple[tuple[str, Any], ...] = ()
+    predict: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -222,6 +225,7 @@ class LiveSettings:
             failover=failover,
             derivatives=derivatives,
             derivatives_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_DERIVATIVES_OPTIONS").items())),
+            predict=_bool(get, "TAPEFLOW_LIVE_PREDICT", False),
         )
 
     def health_clock(self) -> str:

@@ -40,6 +40,7 @@ def test_deferred_hints_print_after_the_last_act(tmp_path: Path, monkeypatch: py
                                                  "python -m dagster_project.demo"]
     assert "tapeflow query --clickhouse" in out and "tapeflow live --venue sim --symbols SIM-BTCUSDT" in out
     assert "make ui" in out
+    assert "tapeflow ml registry --lake" in out  # the champion the models act registered
     assert "make dashboard" in out  # make demo ends saying how to open the dashboard on its data
 
 

@@ -87,3 +87,10 @@ def test_live_defaults_and_values() -> None:
     assert (set_.batch_ns, set_.raw, set_.bbo_as_quote, set_.outputs) == (250_000_000, False, True, ())
     assert set_.intervals == ("1s", "1m") and set_.degraded_ns == 20_000_000
     assert LiveSettings.from_env({**CAPTURE, "TAPEFLOW_LIVE_BATCH_TIME": "none"}).batch_ns is None
+
+
+def test_live_prediction_is_off_unless_asked() -> None:
+    assert LiveSettings.from_env(CAPTURE).predict is False
+    assert LiveSettings.from_env({**CAPTURE, "TAPEFLOW_LIVE_PREDICT": "1"}).predict is True
+    with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_PREDICT takes 1/0"):
+        LiveSettings.from_env({**CAPTURE, "TAPEFLOW_LIVE_PREDICT": "sometimes"})

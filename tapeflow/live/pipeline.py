@@ -52,6 +52,7 @@ from tapeflow.live.routing import (
 )
 from tapeflow.live.windows import DEGRADED, OPEN_NS, DegradedWindows
 from tapeflow.schemas import ALL_RECORDS, concat
+from tapeflow.schemas.ml import PREDICTION
 from tapeflow.schemas.records import (
     BAR,
     BOOK_DELTA,
@@ -72,7 +73,7 @@ from tapeflow.schemas.records import (
 BBO = "bbo"
 # Tables the pipeline derives: an input table of the same name (LOBSTER's own book file, a
 # vendor's OHLCV bars) is the vendor's, never sent on as if the flow had built it.
-DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name, SIGNAL.name)
+DERIVED = (BOOK_SNAPSHOT.name, BAR.name, METRIC.name, SIGNAL.name, PREDICTION.name)
 _RAW = frozenset(ALL_RECORDS) - set(DERIVED) - set(PASS_THROUGH)
 _BOOK_INPUTS = (ORDER_EVENT.name, BOOK_DELTA.name)
 # not feed events: their times say nothing of the feed's latency (tapeflow.live.health)
@@ -104,14 +105,18 @@ class InstrumentPipeline:
         bbo_as_quote: also send the rebuilt best bid/offer as ``quote`` rows.
         signals: a ``tapeflow.signals.stream.LiveSignals`` (or anything with ``apply(venue, symbol,
             tables)`` and ``close()`` giving ``signal`` rows), or None.
+        predictor: a ``tapeflow.ml.live.LivePredictor`` (``apply(venue, symbol, snapshots, trades)``
+            giving ``(prediction, rejected)`` rows), or None.
     """
 
     def __init__(self, book: BookStage, bars: Any | None = None, metrics: Any | None = None, *,
-                 raw: bool = True, bbo_as_quote: bool = False, signals: Any | None = None) -> None:
+                 raw: bool = True, bbo_as_quote: bool = False, signals: Any | None = None,
+                 predictor: Any | None = None) -> None:
         self.book = book
         self.bars = bars
         self.metrics = metrics
         self.signals = signals
+        self.predictor = predictor
         self.windows = DegradedWindows()
         self.raw = raw
         self.bbo_as_quote = bbo_as_quote
@@ -162,6 +167,8 @@ class InstrumentPipeline:
             found = self.signals.apply(part.venue, part.symbol, tables)
             if found.num_rows:
                 items.append((SIGNAL.name, found))
+        if self.predictor is not None:
+            self._predict(part.venue, part.symbol, snaps, trades, items)
         return items
 
     def close(self) -> list[Item]:
@@ -190,7 +197,17 @@ class InstrumentPipeline:
             found = self.signals.close()
             if found.num_rows:
                 items.append((SIGNAL.name, found))
+        if self.predictor is not None and self.instrument is not None:
+            self._predict(*self.instrument, snaps, None, items)
         return items
+
+    def _predict(self, venue: str, symbol: str, snaps: pa.Table | None, trades: pa.Table | None,
+                 items: list[Item]) -> None:
+        found, bad = self.predictor.apply(venue, symbol, snaps, trades)  # type: ignore[union-attr]
+        if found.num_rows:
+            items.append((PREDICTION.name, found))
+        if bad.num_rows:
+            items.append((REJECTED.name, bad))
 
     def _book(self, part: RoutedBatch) -> tuple[list[QuoteRows], pa.Table | None]:
         present = [name for name in _BOOK_INPUTS if name in part]
@@ -408,14 +425,16 @@ def new_health(clock: str, degraded_ns: int) -> Any:
 
 def pipeline_factory(kind: str, levels: int, interval_ns: int | None, *, new_bars: Callable[[], Any] | None,
                      new_metrics: Callable[[], Any] | None, raw: bool, bbo_as_quote: bool,
-                     new_signals: Callable[[], Any] | None = None) -> Callable[[], InstrumentPipeline]:
+                     new_signals: Callable[[], Any] | None = None,
+                     new_predictor: Callable[[], Any] | None = None) -> Callable[[], InstrumentPipeline]:
     """A factory of fresh :class:`InstrumentPipeline` s (one per instrument, built on its first batch)."""
     BookStage(kind, levels, interval_ns)  # a bad kind, depth or interval fails here, at build time
 
     def new() -> InstrumentPipeline:
         return InstrumentPipeline(BookStage(kind, levels, interval_ns), new_bars() if new_bars else None,
                                   new_metrics() if new_metrics else None, raw=raw, bbo_as_quote=bbo_as_quote,
-                                  signals=new_signals() if new_signals else None)
+                                  signals=new_signals() if new_signals else None,
+                                  predictor=new_predictor() if new_predictor else None)
 
     return new
 

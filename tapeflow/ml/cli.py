@@ -29,7 +29,38 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--block", default="1h", help="bootstrap block length for the intervals")
     ev.add_argument("--seed", type=int, default=0, help="initialization and mini-batch seed")
     ev.set_defaults(func=_cmd_evaluate)
+    reg = inner.add_parser("registry", help="browse the model registry: versions, champion, lineage")
+    reg.add_argument("--lake", type=Path, default=None, help="lake root (default TAPEFLOW_LAKE); the "
+                     "registry is <lake>/_models")
+    reg.add_argument("name", nargs="?", help="one registered model (default: every one)")
+    reg.set_defaults(func=_cmd_registry)
     return p
+
+
+def _cmd_registry(args: argparse.Namespace, settings: Settings) -> int:
+    from tapeflow.errors import ConfigError
+    from tapeflow.ml.registry import DB_NAME, Registry, default_root
+
+    root = default_root(args.lake or settings.lake_dir)
+    if not (root / DB_NAME).is_file():
+        raise ConfigError(f"no model registry under {root} (the champion asset or make demo creates it)")
+    registry = Registry(root)
+    names = [args.name] if args.name else registry.names()
+    for name in names:
+        print(f"{name}")
+        for v in registry.versions(name):
+            mark = "*" if v.champion else " "
+            f1 = v.metrics.get("macro_f1", v.metrics.get("val_macro_f1", float("nan")))
+            delta = v.metrics.get("delta_vs_champion")
+            versus = "-" if delta is None else f"{delta:+.3f}"
+            parts = json.loads(v.tags.get("training_partitions", "[]"))
+            print(f" {mark} v{v.version:<3} {v.kind:<6} macro-F1 {f1:.3f}  vs champion {versus:<6}  "
+                  f"{v.tags.get('decision', '-'):<15} held out {v.tags.get('held_out', '-')}  "
+                  f"trained on {len(parts)} partition(s)  "
+                  f"schema {v.tags.get('feature_schema_hash', '')[:12]}  "
+                  f"code {v.tags.get('code_version', '')[:12]}")
+    print(f"(* champion; store {registry.uri}; the MLflow UI: make mlflow-ui)")
+    return 0
 
 
 def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:

@@ -50,4 +50,23 @@ TRAINING_EXAMPLE = RecordType(
     doc="One decision-grid instant of one instrument: causal book/flow features and FI-2010 labels.",
 )
 
-ML_RECORDS = (TRAINING_EXAMPLE,)
+PREDICTION = RecordType(
+    "prediction",
+    common(
+        Field("model_name", "lstr", "the registered model (tapeflow.ml.registry.model_name)"),
+        Field("model_version", "i32", "the registry version that scored the row (the champion then)"),
+        Field("model_kind", "lstr", "logreg, mlp or tcn"),
+        Field("horizon_s", "i32", "the label horizon predicted, seconds"),
+        Field("predicted", "i32", "1 up, 0 flat, -1 down (argmax of log p + the model's offsets)"),
+        Field("p_down", "f64", "probability of a down move"),
+        Field("p_flat", "f64", "probability of no move beyond alpha"),
+        Field("p_up", "f64", "probability of an up move"),
+        Field("warmed_up", "bool", "the longest trailing window lies inside the stream (or day)"),
+        Field("two_sided", "bool", "the book had both sides at t (else the inputs are partly imputed)"),
+        Field("feature_schema_hash", "lstr", "the dataset definition the inputs were built with"),
+    ),
+    order_by=("venue", "symbol", "ts_event_ns"),
+    doc="The champion model's up/flat/down forecast at one decision-grid instant (ts = the instant).",
+)
+
+ML_RECORDS = (TRAINING_EXAMPLE, PREDICTION)

@@ -36,8 +36,13 @@ def test_definitions_load_with_groups_blocking_checks_and_single_run_backfills()
         "option_tickers", "option_surfaces", "option_flow_signals"}
     assert {s.name for s in repo.sensor_defs} == {"landing_sensor", "gap_repair_sensor",
                                                   "alert_run_failure_sensor", "alert_check_sensor",
-                                                  "databento_gap_repair_sensor", "options_sensor"}
-    assert [s.name for s in repo.schedule_defs] == ["daily_schedule"]
+                                                  "databento_gap_repair_sensor", "options_sensor",
+                                                  "drift_sensor"}
+    assert [s.name for s in repo.schedule_defs] == ["daily_schedule", "retrain_schedule"]
+    # the champion retrains in its own job, after the daily backfill, not inside it
+    assert "champion" not in {k.to_user_string() for k in job.asset_layer.selected_asset_keys}
+    assert {k.to_user_string() for k in repo.get_job("retrain_days").asset_layer.selected_asset_keys} == {
+        "champion"}
 
 
 @pytest.mark.parametrize(("venue", "symbol", "key"), [

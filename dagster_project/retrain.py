@@ -1,0 +1,139 @@
+"""Retraining: the ``retrain_days`` job (the ``champion`` asset), its nightly schedule after the daily
+backfill, and the drift sensor that requests it when the recent day no longer looks like the
+champion's training days.
+
+The schedule runs at 02:30 UTC, two hours after ``daily_schedule`` (00:30) rebuilt yesterday's
+``training_examples``: yesterday becomes every instrument's held-out day, the days before train the
+challenger. The sensor looks, per registered model with a champion, at the newest
+``training_examples`` day after the champion's held-out day: feature PSI against the champion's
+training days (``tapeflow.ml.drift``: worst feature above 0.25), and, where the live flow wrote
+``prediction`` rows that day, the champion's live macro-F1 against its held-out one (a drop of more
+than 0.10). Either requests a ``retrain_days`` run of that day, once per champion version and day
+(the run key), tagged with what it measured.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pyarrow as pa
+from dagster import (
+    AssetSelection,
+    DefaultSensorStatus,
+    RunRequest,
+    ScheduleEvaluationContext,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    define_asset_job,
+    schedule,
+    sensor,
+)
+
+from assets.partitions import INSTRUMENTS_NAME, parse_instrument_key
+from assets.resources import TapeflowResource
+from dagster_project.runs import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, partition_runs
+from tapeflow.ml.drift import live_decay
+from tapeflow.ml.registry import DB_NAME, Registry, default_root
+from tapeflow.ml.retrain import drift_check
+from tapeflow.ml.rows import examples_from_rows
+from tapeflow.schemas.ml import PREDICTION, TRAINING_EXAMPLE
+from tapeflow.storage import lake as lake_store
+
+RETRAIN = "retrain_schedule"
+DRIFT = "drift_sensor"
+
+retrain_days = define_asset_job(
+    "retrain_days",
+    selection=AssetSelection.assets("champion"),
+    description="Retrain a challenger on the days before, compare it with the champion on the day, "
+                "promote it by the rule (docs/models.md).",
+)
+
+
+@schedule(name=RETRAIN, job=retrain_days, cron_schedule="30 2 * * *", execution_timezone="UTC",
+          description="Yesterday (UTC) as every instrument's held-out day, after the daily backfill.")
+def retrain_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
+    """Yesterday's ``champion`` partitions of every registered instrument."""
+    instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
+    return retrain_requests(context.scheduled_execution_time, instruments)
+
+
+def retrain_requests(when: dt.datetime, instruments: list[str]) -> list[RunRequest] | SkipReason:
+    """The schedule's answer at ``when`` for the registered ``instruments`` (keys, registration order)."""
+    day = (when.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    if not instruments:
+        return SkipReason("no instrument registered yet (the landing sensor registers them)")
+    wanted = [(day, *parse_instrument_key(k)) for k in instruments]
+    return partition_runs(wanted, instruments, run_key_prefix=f"retrain:{day}",
+                          tags={"tapeflow/trigger": "retrain", SCHEDULE_NAME_TAG: RETRAIN})
+
+
+def _date(partition: str) -> str:
+    return partition.rsplit("/", 1)[-1]
+
+
+def _rows(lake: Path, venue: str, symbol: str, date: str) -> pa.Table:
+    return lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date).select(TRAINING_EXAMPLE.column_names)
+
+
+@sensor(name=DRIFT, job=retrain_days, minimum_interval_seconds=3600,
+        default_status=DefaultSensorStatus.RUNNING,
+        description="Feature PSI or live macro-F1 decay of a champion past its threshold -> "
+                    "retrain that day.")
+def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -> SensorResult | SkipReason:
+    """Request retraining where the newest day drifted from the champion's training days."""
+    lake = tapeflow.lake
+    root = default_root(lake)
+    if not (root / DB_NAME).is_file():
+        return SkipReason(f"no model registry yet under {root} (the champion asset creates it)")
+    registry = Registry(root)
+    instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
+    requests: list[RunRequest] = []
+    notes: list[str] = []
+    for name in registry.names():
+        version = registry.champion_version(name)
+        if version is None:
+            continue
+        mv = registry.client.get_model_version(name, str(version))
+        venue, symbol = mv.tags.get("venue"), mv.tags.get("symbol")
+        if not venue or symbol is None:
+            continue
+        held = _date(mv.tags.get("held_out", ""))
+        later = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=venue, symbol=symbol)
+                 if d > held]
+        if not later:
+            notes.append(f"{name} v{version}: no day after its held-out day {held}")
+            continue
+        recent = later[-1]
+        train_days = [_date(p) for p in json.loads(mv.tags.get("training_partitions", "[]"))]
+        champ = registry.load(name, version)
+        recent_rows = _rows(lake, venue, symbol, recent)
+        report = drift_check(champ, [examples_from_rows(_rows(lake, venue, symbol, d)) for d in train_days],
+                             [examples_from_rows(recent_rows)])
+        feature, psi = report.worst
+        why = {"tapeflow/psi_worst": f"{feature}={psi:.3f}"}
+        preds = lake_store.read(PREDICTION, lake, venue, symbol, recent)
+        decayed = False
+        if preds.num_rows:
+            reference = float(mv.tags.get("metric.macro_f1", "nan"))
+            decay = live_decay(preds, recent_rows, version, champ.horizon_s, reference)
+            why["tapeflow/live_macro_f1"] = f"{decay.live_f1:.3f} vs {reference:.3f} ({decay.rows} rows)"
+            decayed = decay.decayed
+        notes.append(f"{name} v{version} on {recent}: " + ", ".join(f"{k[9:]} {v}" for k, v in why.items()))
+        if report.drifted or decayed:
+            reason = "psi" if report.drifted else "decay"
+            requests += partition_runs([(recent, venue, symbol)], instruments,
+                                       run_key_prefix=f"drift:{name}:v{version}:{recent}",
+                                       tags={"tapeflow/trigger": f"drift_{reason}", SENSOR_NAME_TAG: DRIFT,
+                                             **why})
+    for line in notes:
+        context.log.info(line)
+    if not requests:
+        return SkipReason("no drift: " + ("; ".join(notes) or "no champion yet"))
+    return SensorResult(run_requests=requests)
+
+
+__all__ = ["DRIFT", "RETRAIN", "drift_sensor", "retrain_days", "retrain_schedule"]

@@ -1,0 +1,133 @@
+"""Retrain one instrument's model and let the promotion rule decide: what the ``champion`` asset runs.
+
+:func:`retrain` trains a challenger of each kind on the days before the held-out day, keeps the kind
+with the best validation macro-F1, scores it and the current champion on the held-out day
+(``tapeflow.ml.promotion.compare``), registers the challenger with its lineage and promotes it when
+the rule says so. :func:`drift_check` is the sensor's question: has the recent day drifted from the
+champion's training days?
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from tapeflow.ml.artifact import ModelArtifact, predict, train_artifact
+from tapeflow.ml.dataset import Segment, model_features, segment
+from tapeflow.ml.drift import PSI_THRESHOLD, DriftReport, feature_drift
+from tapeflow.ml.evaluate import MIN_USABLE_ROWS
+from tapeflow.ml.examples import ExampleParams
+from tapeflow.ml.metrics import score
+from tapeflow.ml.promotion import DEFAULT_MARGIN, Comparison, compare, without_champion
+from tapeflow.ml.registry import Registry
+from tapeflow.ml.walkforward import WalkForwardConfig
+
+
+@dataclass
+class RetrainResult:
+    """What one retraining did; ``skipped`` says why nothing was trained (then the rest is empty)."""
+
+    name: str
+    skipped: str = ""
+    version: int | None = None
+    champion_before: int | None = None
+    champion_after: int | None = None
+    kind: str = ""
+    comparison: Comparison | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    val_macro_f1: dict[str, float] = field(default_factory=dict)
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready, for the asset's metadata."""
+        if self.skipped:
+            return {"model_name": self.name, "status": "skipped", "why": self.skipped}
+        assert self.comparison is not None
+        return {"model_name": self.name, "status": "promoted" if self.comparison.promote else "kept",
+                "challenger_version": self.version, "champion_before": self.champion_before,
+                "champion_after": self.champion_after, "challenger_kind": self.kind,
+                "comparison": self.comparison.as_dict(), "held_out": self.metrics,
+                "val_macro_f1_by_kind": self.val_macro_f1}
+
+
+def _segments(tables: Sequence[pa.Table], params: ExampleParams, horizon_s: int, names: Sequence[str]
+              ) -> list[Segment]:
+    segs = [segment(t, horizon_s, params, n) for t, n in zip(tables, names, strict=True) if t.num_rows]
+    return [s for s in segs if int(s.usable.sum()) >= MIN_USABLE_ROWS]
+
+
+def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_names: Sequence[str],
+            held_out: pa.Table, held_out_name: str, *, params: ExampleParams, cfg: WalkForwardConfig,
+            margin: float = DEFAULT_MARGIN, tags: dict[str, str] | None = None) -> RetrainResult:
+    """Train a challenger on ``history``, compare it with the champion on ``held_out``, register it
+    and promote it if it wins.
+
+    Args:
+        registry: where versions and the champion alias live.
+        name: the registered model (``tapeflow.ml.registry.model_name``).
+        history: ``training_examples`` tables of the days before, oldest first.
+        history_names: their lake partitions (the lineage recorded with the version).
+        held_out: the day both models are scored on.
+        held_out_name: its partition.
+        params: the dataset definition the tables were built with.
+        cfg: horizon, kinds to train, seed, training settings, bootstrap block.
+        margin: the macro-F1 difference a challenger must reach.
+        tags: extra registry tags (the instrument).
+    """
+    days = _segments(history, params, cfg.horizon_s, history_names)[-cfg.train_folds:]
+    test = segment(held_out, cfg.horizon_s, params, held_out_name)
+    rows = np.flatnonzero(test.usable)
+    if not days:
+        return RetrainResult(name, skipped=f"no earlier day with {MIN_USABLE_ROWS} usable rows")
+    if len(rows) < MIN_USABLE_ROWS:
+        return RetrainResult(name, skipped=f"held-out day has {len(rows)} usable rows < {MIN_USABLE_ROWS}")
+    trained = {kind: train_artifact(days, params, kind, cfg) for kind in cfg.models}
+    kind = max(trained, key=lambda k: trained[k].val_macro_f1)
+    challenger = trained[kind]
+    y, ts = test.y[rows], test.ts_ns[rows]
+    pred, proba = predict(challenger, test, rows)
+    held = score(y, proba, ts, block_ns=cfg.block_ns, seed=cfg.seed, pred=pred)
+    metrics = {"macro_f1": held.macro_f1, "macro_f1_lo": held.macro_f1_ci[0],
+               "macro_f1_hi": held.macro_f1_ci[1],
+               "accuracy": held.accuracy, "log_loss": held.log_loss, "mcc": held.mcc,
+               "val_macro_f1": challenger.val_macro_f1, "held_out_rows": float(held.n)}
+    before = registry.champion(name)
+    if before is None:
+        cmp = without_champion("no_champion", margin, held.macro_f1)
+    elif before[1].feature_schema_hash != challenger.feature_schema_hash:
+        cmp = without_champion("schema_changed", margin, held.macro_f1)
+    else:
+        champ_pred, _ = predict(before[1], test, rows)
+        cmp = compare(y, pred, champ_pred, ts, margin=margin, block_ns=cfg.block_ns, seed=cfg.seed)
+    if cmp.delta == cmp.delta:
+        metrics["delta_vs_champion"] = cmp.delta
+    version = registry.register(
+        name, challenger, metrics=metrics, training_partitions=[s.name for s in days], held_out=held_out_name,
+        comparison=cmp, tags=tags,
+        params={"train.seed": cfg.seed, "train.models": ",".join(cfg.models), "margin": margin,
+                **{f"train.{k}": v for k, v in cfg.train._asdict().items() if k != "seed"}})
+    if cmp.promote:
+        registry.promote(name, version)
+    return RetrainResult(name, "", version, before[0] if before else None, registry.champion_version(name),
+                         kind,
+                         cmp, {k: round(v, 4) for k, v in metrics.items()},
+                         {k: round(a.val_macro_f1, 4) for k, a in trained.items()})
+
+
+def training_partitions(registry: Registry, name: str, version: int) -> list[str]:
+    """The partitions a version was trained on (its ``training_partitions`` tag)."""
+    mv = registry.client.get_model_version(name, str(version))
+    return list(json.loads(mv.tags.get("training_partitions", "[]")))
+
+
+def drift_check(champion: ModelArtifact, train: Sequence[pa.Table], recent: Sequence[pa.Table],
+                threshold: float = PSI_THRESHOLD) -> DriftReport:
+    """Feature PSI of the ``recent`` examples against the champion's training days ``train``."""
+    p, h = champion.params, champion.horizon_s
+    return feature_drift([segment(t, h, p, "train") for t in train if t.num_rows],
+                         [segment(t, h, p, "recent") for t in recent if t.num_rows], model_features(p),
+                         threshold)

@@ -1,0 +1,159 @@
+"""Retraining in Dagster on three simulated instrument-days: the ``champion`` asset registers a
+challenger per day with the challenger-vs-champion comparison as metadata and promotes by the rule;
+the drift sensor requests retraining for a day with a planted feature shift and not for a day from
+the same market; the retrain schedule asks for yesterday after the daily backfill."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+
+import dagster as dg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from tests.dagster.conftest import Deployment, materializations, register
+
+S = 1_000_000_000
+DAY_NS = 86_400 * S
+ASSETS = ("order_events", "book_deltas", "trades", "book_snapshots", "training_examples")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    import assets.ml
+    from assets.partitions import partition_key
+    from kernels.ml_train import TrainConfig
+    from tapeflow.ml.walkforward import WalkForwardConfig
+    from tapeflow.simulator import simulate
+    from tests.dagster.conftest import definitions
+
+    seed = random.randrange(10**6)
+    print(f"simulator seed {seed}")
+    root = tmp_path_factory.mktemp("retrain")
+    start_ns = 1_704_153_660 * S  # 2024-01-02 00:01 UTC: the lake's day grid starts at midnight
+    for d in range(3):
+        simulate(seed + d, 1, 5 * 60 * S, root / "landing", "equity", progress=False,
+                 start_ns=start_ns + d * DAY_NS)
+    dep = Deployment(root)
+    instance = dg.DagsterInstance.ephemeral()
+    days = register(instance, dep)
+    assert len(days) == 3
+    defs = definitions()
+    build = [a for a in defs.assets if set(ASSETS) & {k.path[-1] for k in a.keys}]
+    champ = [a for a in defs.assets if "champion" in {k.path[-1] for k in a.keys}]
+    quick = WalkForwardConfig(horizon_s=10, train_folds=3, models=("logreg",), block_ns=60 * S, seed=seed,
+                              train=TrainConfig(max_steps=200, eval_every=25, patience=3))
+    results = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(assets.ml, "MODEL_CONFIG", quick)
+        for venue, symbol, date in days:
+            key = partition_key(date, venue, symbol)
+            assert dg.materialize(build, partition_key=key, resources=dep.resources(), instance=instance,
+                                  selection=[dg.AssetKey(n) for n in ASSETS]).success
+            results[date] = dg.materialize(champ, partition_key=key, resources=dep.resources(),
+                                           instance=instance)
+    return dep, instance, days, results
+
+
+def _meta(result: dg.ExecuteInProcessResult) -> dict:
+    (meta,) = materializations(result)["champion"].values()
+    return meta
+
+
+def test_champion_metadata_compares_challenger_and_champion(built) -> None:
+    from tapeflow.ml.registry import Registry, default_root, model_name
+
+    dep, _, days, results = built
+    (venue, symbol, d1), (_, _, d2), (_, _, d3) = days
+    first = _meta(results[d1])
+    assert first["status"] == "skipped" and "no earlier day" in first["why"]
+    second = _meta(results[d2])
+    assert second["status"] == "promoted" and second["comparison"]["reason"] == "no_champion"
+    assert second["challenger_version"] == second["champion_after"] == 1
+    third = _meta(results[d3])
+    cmp = third["comparison"]
+    print(cmp)
+    assert third["champion_before"] == 1 and third["challenger_version"] == 2
+    for k in ("challenger_f1", "champion_f1", "delta", "delta_ci", "margin"):
+        assert cmp[k] is not None, k
+    assert cmp["delta"] == pytest.approx(cmp["challenger_f1"] - cmp["champion_f1"], abs=2e-4)
+    # the rule, read back from the numbers in the metadata
+    wins = cmp["delta"] >= cmp["margin"] and cmp["delta_ci"][0] > 0
+    assert cmp["promote"] == wins and third["champion_after"] == (2 if wins else 1)
+    reg = Registry(default_root(dep.lake))
+    name = model_name(venue, symbol, 10)
+    assert reg.champion_version(name) == third["champion_after"]
+    v2 = reg.versions(name)[0]
+    assert v2.version == 2 and v2.tags["held_out"].endswith(d3)
+    trained_on = json.loads(v2.tags["training_partitions"])
+    assert [p.rsplit("/", 1)[-1] for p in trained_on] == [d1, d2]
+    assert v2.tags["venue"] == venue and len(v2.tags["code_version"]) >= 7
+
+
+def _sensor(dep: Deployment, instance: dg.DagsterInstance):
+    from dagster_project.retrain import drift_sensor
+
+    return drift_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources()))
+
+
+def _day_like(rows: pa.Table, days_later: int) -> pa.Table:
+    """``rows`` moved ``days_later`` days on. (Not resampled: past returns and past labels read
+    earlier rows, a shuffle would scramble them; not jittered: realized volatility and the spread take
+    few distinct values, and noise moves the ties at a decile edge across it, which PSI counts.)"""
+    out = rows
+    for i, name in enumerate(("ts_event_ns", "ts_recv_ns")):
+        out = out.set_column(i, name, pc.add(rows.column(name), pa.scalar(days_later * DAY_NS)))
+    return out
+
+
+def test_drift_sensor_no_drift_then_planted_drift(built) -> None:
+    from tapeflow.ml.registry import Registry, default_root, model_name
+    from tapeflow.schemas.ml import TRAINING_EXAMPLE
+    from tapeflow.storage import lake
+    from tapeflow.storage.writer import write
+
+    dep, instance, days, _ = built
+    (venue, symbol, d1), (_, _, d2), (_, _, d3) = days
+    reg = Registry(default_root(dep.lake))
+    reg.promote(model_name(venue, symbol, 10), 1)  # trained on day 1, held out on day 2
+    train = lake.read(TRAINING_EXAMPLE, dep.lake, venue, symbol, d1).select(TRAINING_EXAMPLE.column_names)
+    # no drift: the newest day is the training day again (the negative control; PSI under sampling
+    # noise is tested in tests/ml/test_drift.py)
+    write(TRAINING_EXAMPLE, _day_like(train, 3), dep.lake)
+    quiet = _sensor(dep, instance)
+    print(quiet)
+    assert isinstance(quiet, dg.SkipReason) and "no drift" in quiet.skip_message
+    # planted drift: the next day's book imbalance pushed to the bid side
+    rows = _day_like(train, 4)
+    shifted = pc.add(pc.multiply(rows.column("imbalance_l1"), 0.2), 0.7)
+    rows = rows.set_column(rows.schema.get_field_index("imbalance_l1"), "imbalance_l1", shifted)
+    write(TRAINING_EXAMPLE, rows, dep.lake)
+    drifted = _sensor(dep, instance)
+    assert isinstance(drifted, dg.SensorResult)
+    (request,) = drifted.run_requests
+    print(request.tags)
+    assert request.tags["tapeflow/trigger"] == "drift_psi"
+    assert request.tags["tapeflow/psi_worst"].startswith("imbalance_l1=")
+    assert float(request.tags["tapeflow/psi_worst"].split("=")[1]) > 0.25
+    d5 = (dt.date.fromisoformat(d1) + dt.timedelta(days=4)).isoformat()
+    assert str(request.partition_key).startswith(d5)
+
+
+def test_retrain_schedule_asks_for_yesterday_after_the_daily_backfill() -> None:
+    from assets.partitions import instrument_key
+    from dagster_project.jobs import daily_schedule
+    from dagster_project.retrain import retrain_requests, retrain_schedule
+
+    # the daily backfill runs at 00:30 UTC, retraining two hours later, both for yesterday
+    assert (daily_schedule.cron_schedule, retrain_schedule.cron_schedule) == ("30 0 * * *", "30 2 * * *")
+    keys = [instrument_key("sim", "SIMA"), instrument_key("sim", "SIMB")]
+    (request,) = retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), keys)
+    assert request.tags["tapeflow/trigger"] == "retrain"
+    assert request.tags["dagster/schedule_name"] == "retrain_schedule"
+    # both instruments of 2024-01-04: one single-run range
+    assert "2024-01-04" in request.tags["dagster/asset_partition_range_start"]
+    assert "2024-01-04" in request.tags["dagster/asset_partition_range_end"]
+    assert isinstance(retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), []), dg.SkipReason)
