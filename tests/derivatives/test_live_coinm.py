@@ -11,11 +11,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from tapeflow.cli import main
 from tapeflow.derivatives import decode, decoder
 from tapeflow.errors import ConfigError
 from tapeflow.live.cli import client_options
 from tapeflow.live.connector import ConnectorSettings
 from tapeflow.replay import ReplayServer
+from tapeflow.schemas import ALL_RECORDS
+from tapeflow.storage import lake
 from tapeflow.venues.base import merge
 from tapeflow.venues.binance.client import BinanceDerivativesClient
 from tapeflow.venues.binance.replay import BinanceReplay, stream_key
@@ -146,3 +149,19 @@ def test_coinm_replay_keys_and_keepalive(tmp_path: Path, coinm: list[bytes]) -> 
     assert ("indexprice", "btcusd") in adapter.keys
     # no depth on the tape, but only futures publish these streams: dstream's 3-minute pings
     assert adapter.ws_keepalive("/stream") == (180.0, 600.0)
+
+
+@pytest.mark.realdata
+def test_tapeflow_live_coinm_derivatives_into_the_lake(tmp_path: Path, coinm: list[bytes]) -> None:
+    path = write_capture(tmp_path / "coinm.jsonl", coinm)
+    batch = merge(list(decode(FORMAT, [path])))
+    with ReplayServer("binance", [path]).run_in_thread() as srv:
+        code = main(["live", "--venue", "binance", "--symbols", ",".join(symbols_of(coinm, VENUE)),
+                     "--derivatives-only", "--derivatives-option", "market=coinm",
+                     "--endpoint", srv.ws_url, "--idle-exit", "2s", "--lake", str(tmp_path / "lake"),
+                     "--no-clickhouse", "--journal", str(tmp_path / "journal")])
+    assert code == 0
+    for name in ("mark_price", "index_price", "liquidation"):
+        stored = lake.read(ALL_RECORDS[name], tmp_path / "lake")
+        assert sorted(map(repr, rows(stored))) == sorted(map(repr, rows(batch[name]))), name
+        assert set(stored.column("venue").to_pylist()) == {VENUE}
