@@ -32,6 +32,8 @@ FIXTURES = "derivatives/nautilus_fixtures"
 SOURCES: dict[str, tuple[set[str], set[str], list[str]]] = {
     "binance": ({"map binance futures messages"}, {"markPrice", "forceOrder"},
                 ["binance_mark_price_stream.json", "binance_liquidation_stream.json"]),
+    # COIN-M (BinanceDerivativesClient(market="coinm")): Tardis's binance-delivery messages
+    "binance-coinm": ({"map binance delivery messages"}, {"markPrice", "forceOrder", "indexPrice"}, []),
     "bybit": ({"map bybit messages"}, {"tickers", "liquidation", "allLiquidation"},
               ["bybit_ws_ticker_linear.json"]),
     "okx": ({"map okex-swap messages", "map okex-futures messages", "map okex-options messages"},
@@ -74,9 +76,10 @@ def symbols_of(frames: list[bytes], venue: str) -> list[str]:
     out: dict[str, None] = {}
     for raw in frames:
         msg = msgspec.json.decode(raw)
-        if venue == "binance":
+        if venue.startswith("binance"):
             data = msg["data"]
-            out[(data.get("s") or data["o"]["s"]).upper()] = None
+            if data["e"] != "indexPriceUpdate":  # a COIN-M pair's index: its symbols subscribe it
+                out[(data.get("s") or data["o"]["s"]).upper()] = None
         elif venue == "bybit":
             out[msg["topic"].split(".")[-1]] = None
         elif "instId" in msg["arg"] and msg["arg"]["channel"] != "index-tickers":

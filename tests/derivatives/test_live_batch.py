@@ -39,6 +39,12 @@ def frames(real_data: Path) -> dict[str, list[bytes]]:
     return by_format
 
 
+def _inputs(frames: dict[str, list[bytes]], fmt: str) -> list[bytes]:
+    """The format's real frames; COIN-M's (binance-delivery) followed by USD-M's, which the same
+    decoder reads (the COIN-M pairs are few: 12 messages)."""
+    return frames[fmt] + (frames["binance-futures"] if fmt == "binance-delivery" else [])
+
+
 def _sorted(table: pa.Table) -> list[str]:
     return sorted(map(repr, table.to_pylist()))  # as text: a missing rate (NaN) equals itself
 
@@ -47,7 +53,7 @@ def _sorted(table: pa.Table) -> list[str]:
 def test_live_micro_batches_equal_the_batch_decode(
     tmp_path: Path, frames: dict[str, list[bytes]], fmt: str
 ) -> None:
-    inputs = frames["binance-futures" if fmt == "binance-delivery" else fmt]
+    inputs = _inputs(frames, fmt)
     path = tmp_path / "capture.jsonl"
     path.write_bytes(b"".join(b"%d %s\n" % (T0 + i, f) for i, f in enumerate(inputs)))
     batch = merge(list(decode(fmt, [path])))
@@ -71,7 +77,7 @@ def test_cut_and_corrupted_frames_are_rows_or_one_dead_letter(
     print(f"damage seed {seed}")
     rng = random.Random(seed)
     dec = decoder(fmt)
-    for frame in frames["binance-futures" if fmt == "binance-delivery" else fmt]:
+    for frame in _inputs(frames, fmt):
         for _ in range(6):
             damaged = bytearray(frame)
             mode = rng.random()

@@ -37,6 +37,12 @@ MARKETS = {
     "usdm": (wire.USDM, "wss://fstream.binance.com", "https://fapi.binance.com", "/fapi/v1/depth",
              "aggTrade"),
 }
+# the derivatives streams' markets: USD-M, and COIN-M (venue binance-coinm, file format binance-delivery)
+DERIVATIVES_MARKETS = {
+    "usdm": MARKETS["usdm"],
+    "coinm": (wire.COINM, "wss://dstream.binance.com", "https://dapi.binance.com", "/dapi/v1/depth",
+              "aggTrade"),
+}
 
 
 class BinanceClient(Connector):
@@ -59,17 +65,18 @@ class BinanceClient(Connector):
     """
 
     decoder: BinanceDecoder
+    markets = MARKETS
 
     def __init__(self, symbols: Sequence[str], *, market: str = "usdm", endpoint: str | None = None,
                  rest_endpoint: str | None = None, journal: Journal | Path | str | None = None,
                  settings: ConnectorSettings | None = None, depth_speed: str = "100ms",
                  trade_stream: str | None = None, book_ticker: bool = True,
                  snapshot_limit: int = 1000) -> None:
-        if market not in MARKETS:
-            raise ConfigError(f"Binance market {market!r} is not one of {sorted(MARKETS)}")
+        if market not in self.markets:
+            raise ConfigError(f"Binance market {market!r} is not one of {sorted(self.markets)}")
         if not symbols:
             raise ConfigError("BinanceClient needs at least one symbol")
-        venue, ws_base, rest_base, self.depth_path, default_trades = MARKETS[market]
+        venue, ws_base, rest_base, self.depth_path, default_trades = self.markets[market]
         self.market = market
         self.trade_stream = trade_stream or default_trades
         if self.trade_stream not in ("trade", "aggTrade"):
@@ -221,39 +228,54 @@ def made_up_session() -> tuple[int, Decoded]:
 
 
 class BinanceDerivativesClient(BinanceClient):
-    """Binance USD-M derivatives streams on the Binance connector: ``<sym>@markPrice@1s`` (mark,
-    index, funding) and ``<sym>@forceOrder``, or the all-market ``!forceOrder@arr``, decoded by the
-    derivatives decoder (:class:`tapeflow.derivatives.binance.BinanceDerivatives`) into the
-    ``mark_price``, ``index_price``, ``funding_rate`` and ``liquidation`` records.
+    """Binance futures derivatives streams on the Binance connector, USD-M (``fstream``) or COIN-M
+    (``dstream``): ``<sym>@markPrice@1s`` (mark, index, funding) and ``<sym>@forceOrder``, or the
+    all-market ``!forceOrder@arr``, and on COIN-M each pair's ``<pair>@indexPrice@1s``
+    (``BTCUSD_PERP`` and ``BTCUSD_240927`` share ``btcusd``), decoded by the derivatives decoder
+    (:class:`tapeflow.derivatives.binance.BinanceDerivatives`, the ``binance-futures`` or
+    ``binance-delivery`` file format's) into the ``mark_price``, ``index_price``, ``funding_rate``
+    and ``liquidation`` records of venue ``binance-usdm`` or ``binance-coinm``.
 
     No book, so no sync: every frame is decoded in the micro-batch it came in (``feed_many``).
 
     Args:
-        symbols: USD-M symbols (any case).
+        symbols: USD-M symbols (``BTCUSDT``) or COIN-M ones (``BTCUSD_PERP``, ``BTCUSD_240927``), any case.
+        market: ``usdm`` (default) or ``coinm``.
         all_liquidations: subscribe ``!forceOrder@arr`` (every symbol's liquidations) instead of
             each symbol's ``@forceOrder``.
         mark_speed: ``1s`` (default) or ``3s``, the ``markPrice`` update speed.
+        index_price: subscribe ``<pair>@indexPrice@1s`` (COIN-M only; default: on COIN-M).
         **kwargs: as :class:`BinanceClient` (``endpoint``, ``journal``, ``settings``...).
 
     Raises:
-        ConfigError: no symbols, another market than ``usdm``, or an unknown mark speed.
+        ConfigError: no symbols, another market than ``usdm`` or ``coinm``, an unknown mark speed,
+            or ``index_price`` on USD-M (which has no such stream).
     """
 
     decoder: Any
+    markets = DERIVATIVES_MARKETS
 
-    def __init__(self, symbols: Sequence[str], *, all_liquidations: bool = False, mark_speed: str = "1s",
-                 **kwargs: Any) -> None:
-        if kwargs.get("market", "usdm") != "usdm":
-            raise ConfigError("Binance derivatives streams are those of the USD-M market (market=usdm)")
+    def __init__(self, symbols: Sequence[str], *, market: str = "usdm", all_liquidations: bool = False,
+                 mark_speed: str = "1s", index_price: bool | None = None, **kwargs: Any) -> None:
+        if market not in DERIVATIVES_MARKETS:
+            raise ConfigError(f"Binance derivatives streams are those of the USD-M and COIN-M markets "
+                              f"(market=usdm or market=coinm), not {market!r}")
         if mark_speed not in ("1s", "3s"):
             raise ConfigError(f"Binance markPrice speed {mark_speed!r} is not '1s' or '3s'")
+        if index_price and market != "coinm":
+            raise ConfigError("Binance indexPrice streams are COIN-M's (market=coinm); USD-M sends the "
+                              "index in markPrice")
         self.all_liquidations = all_liquidations
         self.mark_speed = mark_speed
-        super().__init__(symbols, **kwargs)
+        self.index_price = market == "coinm" if index_price is None else index_price
+        super().__init__(symbols, market=market, **kwargs)
 
     def streams(self) -> list[str]:
         """The combined-stream names subscribed."""
         out = [f"{s.lower()}@markPrice" + ("@1s" if self.mark_speed == "1s" else "") for s in self.symbols]
+        if self.index_price:  # one per pair: a COIN-M symbol is <pair>_PERP or <pair>_<delivery date>
+            pairs = dict.fromkeys(s.lower().split("_")[0] for s in self.symbols)
+            out += [f"{p}@indexPrice@1s" for p in pairs]
         if self.all_liquidations:
             return out + ["!forceOrder@arr"]
         return out + [f"{s.lower()}@forceOrder" for s in self.symbols]

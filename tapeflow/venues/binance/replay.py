@@ -1,5 +1,6 @@
-"""Binance spot/USD-M on loopback: combined and raw streams, and a REST depth snapshot that
-matches the stream position.
+"""Binance spot, USD-M and COIN-M on loopback: combined and raw streams (the futures derivatives
+streams ``markPrice``, ``forceOrder``, ``!forceOrder@arr`` and COIN-M's ``<pair>@indexPrice`` among
+them), and a REST depth snapshot that matches the stream position.
 
 The REST book is the captured REST snapshot plus every depth diff the tape has passed (levels
 keep their wire strings). Its ``lastUpdateId`` is chosen so the standard sync algorithms bridge
@@ -37,16 +38,18 @@ _STREAM = re.compile(rb'^\{"stream":"([^"]+)","data":')
 _IDS = re.compile(rb'"U":(\d+),"u":(\d+)')
 _SNAPSHOT = b'{"lastUpdateId"'
 ALL_FORCE_ORDERS = "!forceOrder@arr"  # the all-market liquidation stream: every symbol's forceOrder
+_FUTURES_ONLY = frozenset({"markprice", "forceorder", "indexprice"})
 # (default, max) depth levels of GET /api/v3/depth (spot) and /fapi/v1/depth (USD-M), as Binance documents
 _LIMITS = {False: (100, 5000), True: (500, 1000)}
 
 
 def stream_key(stream: str) -> Key:
-    """``btcusdt@depth@100ms`` -> ``("depth", "btcusdt")`` (diff speed ignored, as the mark's:
-    ``x@markPrice@1s`` -> ``("markprice", "x")``); ``x@trade`` -> ``("trade", "x")``; partial depth
+    """``btcusdt@depth@100ms`` -> ``("depth", "btcusdt")`` (diff speed ignored, as the mark's and
+    COIN-M's index: ``x@markPrice@1s`` -> ``("markprice", "x")``, ``btcusd@indexPrice@1s`` ->
+    ``("indexprice", "btcusd")``); ``x@trade`` -> ``("trade", "x")``; partial depth
     ``x@depth20@100ms`` keeps ``depth20``."""
     symbol, _, rest = stream.lower().partition("@")
-    kind = rest.partition("@")[0] if rest.startswith(("depth", "markprice")) else rest
+    kind = rest.partition("@")[0] if rest.startswith(("depth", "markprice", "indexprice")) else rest
     return kind, symbol
 
 
@@ -80,6 +83,7 @@ class BinanceReplay(VenueReplay):
         self.books: dict[str, _Book] = {}
         self.captured: dict[str, bytes] = {}  # first captured REST snapshot per symbol
         self.futures: set[str] = set()
+        self.futures_streams = False  # the tape holds streams only futures markets publish
         self.next_first: dict[str, tuple[list[int], list[int]]] = {}  # symbol -> (tape idx, U) of diffs
         self.passed = 0
 
@@ -99,6 +103,8 @@ class BinanceReplay(VenueReplay):
             m = _STREAM.match(line.payload)
             if m is not None:
                 key = stream_key(m.group(1).decode())
+                if key[0] in _FUTURES_ONLY or key == stream_key(ALL_FORCE_ORDERS):
+                    self.futures_streams = True
                 if key[0] == "depth":
                     last_symbol = key[1].upper()
                     if b'"pu":' in line.payload:
@@ -186,8 +192,9 @@ class BinanceReplay(VenueReplay):
                 "/fapi/v1/depth": lambda q: self.depth(q, futures=True)}
 
     def ws_keepalive(self, path: str) -> tuple[float | None, float | None]:
-        """USD-M values when the tape holds futures depth (``pu`` in its diffs), else spot's."""
-        if self.futures:
+        """USD-M/COIN-M values when the tape holds futures depth (``pu`` in its diffs) or streams
+        only futures publish (mark, index, liquidations), else spot's."""
+        if self.futures or self.futures_streams:
             return self.futures_ping_interval_s, self.futures_pong_timeout_s
         return self.ws_ping_interval_s, self.ws_pong_timeout_s
 
