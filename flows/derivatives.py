@@ -143,7 +143,10 @@ def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | N
 
     def build(resume: bytes | None) -> _DerivedLogic:
         if resume is not None:
-            return _DerivedLogic(*pickle.loads(resume))
+            state = pickle.loads(resume)
+            if isinstance(state[0], LiveDerived):  # a snapshot from before the signals stage
+                return _DerivedLogic(state, LiveDerivedSignals(limits))
+            return _DerivedLogic(*state)
         return _DerivedLogic((LiveDerived(config), LiveClusters(clusters)), LiveDerivedSignals(limits))
 
     derived = op.stateful_batch("derived", keyed, build)

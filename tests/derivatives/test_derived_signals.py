@@ -220,3 +220,13 @@ def test_bad_thresholds_are_config_errors_naming_the_key(tmp_path: Path, line: s
     path.write_text(DEFAULT_PATH.read_text() + f'\n[instrument."BTCUSDT".derivatives]\n{line}\n')
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         load(path)
+
+
+def test_the_derived_steps_snapshot_carries_the_crossings() -> None:
+    import pickle
+
+    stages = (LiveDerived(), LiveClusters())
+    logic = _DerivedLogic(stages, LiveDerivedSignals(load(DEFAULT_PATH)))
+    logic.signals.state.beyond[("basis_extreme", "x", "BTC")] = True
+    again = pickle.loads(logic.snapshot())
+    assert again[1].state.beyond == {("basis_extreme", "x", "BTC"): True}
