@@ -1,6 +1,7 @@
 """Group ``derived``: the derived metrics of the derivatives datasets (basis, open-interest change),
 per instrument-day over the lake, by the definition the live flow's stage uses
-(``tapeflow.derivatives.live_derived``; docs/derivatives.md)."""
+(``tapeflow.derivatives.live_derived``; docs/derivatives.md), and their ``signal`` rows
+(``tapeflow.derivatives.derived_signals``)."""
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
 
@@ -8,17 +9,22 @@ from assets import common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
+from tapeflow.derivatives.derived import insurance_stress
+from tapeflow.derivatives.derived_signals import STRESS, derived_signals, replace_own_rows
 from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.schemas.derivatives import (
     DERIVATIVE_BASIS,
     INDEX_PRICE,
+    INSURANCE_FUND,
     LIQUIDATION,
     LIQUIDATION_CLUSTER,
     MARK_PRICE,
     OPEN_INTEREST,
     OPEN_INTEREST_CHANGE,
 )
+from tapeflow.schemas.records import SIGNAL
+from tapeflow.signals.config import config_path, load
 
 CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the live flow's defaults
 CLUSTERS = ClusterConfig()  # chains of gaps under 5 s, clusters of at least 100,000 quote units
@@ -28,21 +34,25 @@ CLUSTERS = ClusterConfig()  # chains of gaps under 5 s, clusters of at least 100
     group_name="derived",
     # after the day's ingest: a day that failed a blocking ingest check is derived no further (the
     # rule of every derived asset), though its rows come from the live flow or `tapeflow derivatives`
-    deps=["trades"],
+    # and after the detectors' `signals`, whose partition its own signal rows join (docs/derivatives.md)
+    deps=["trades", "signals"],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
     kinds={"parquet"},
-    metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name, LIQUIDATION_CLUSTER.name],
+    metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name, LIQUIDATION_CLUSTER.name,
+                                SIGNAL.name],
               "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
               "window_ns": CONFIG.window_ns},
 )
 def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
     """Basis (mark vs index) and open-interest change on a 1 s grid from the instrument-day's mark,
     index and open-interest rows in the lake (the grid of the day's rows alone), and its liquidation
-    clusters."""
+    clusters; the signals of all these and of the insurance-fund stress levels (``derivatives/1``
+    rows of the day's ``signal`` partition, the other detectors' rows kept)."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
+    thresholds = load(config_path(tapeflow.settings()))
     for t in wanted:
         inputs = {r.name: common.read(r, lake, [t])[t] for r in (MARK_PRICE, INDEX_PRICE, OPEN_INTEREST)}
         out = batch_derived({k: v for k, v in inputs.items() if v.num_rows}, CONFIG)
@@ -52,7 +62,13 @@ def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResour
         writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
         clusters = batch_clusters(common.read(LIQUIDATION, lake, [t])[t], CLUSTERS)
         writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
+        stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
+        found, _ = derived_signals({DERIVATIVE_BASIS.name: basis, OPEN_INTEREST_CHANGE.name: change,
+                                    LIQUIDATION_CLUSTER.name: clusters, STRESS: stress}, thresholds)
+        signals = replace_own_rows(common.read(SIGNAL, lake, [t])[t], found)
+        writes += common.write(SIGNAL, {t: signals}, lake, [t])
         common.report(context, "derivatives_derived", t, basis, writes,
                       extra={"open_interest_change_rows": change.num_rows,
-                             "liquidation_cluster_rows": clusters.num_rows})
+                             "liquidation_cluster_rows": clusters.num_rows,
+                             "signal_rows": found.num_rows})
     return MaterializeResult(metadata=common.run_metadata(wanted))

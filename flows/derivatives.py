@@ -22,12 +22,14 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 from bytewax.operators import StatefulBatchLogic
 
 from flows.sources import LiveSource
+from tapeflow.derivatives.derived_signals import LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
 from tapeflow.derivatives.poll_config import VenuePoll
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
+from tapeflow.signals.config import DEFAULT_PATH, Thresholds, load
 
 Batch = dict[str, pa.Table]
 IDLE_WAKE_MS = 50  # polls come every few seconds: an idle source looks again this often
@@ -104,36 +106,48 @@ class DerivativesFeedSource(LiveSource):
 class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
     """The feed's tables on as items, and the derived metrics of each micro-batch after them."""
 
-    def __init__(self, stages: tuple[LiveDerived, LiveClusters]) -> None:
+    def __init__(self, stages: tuple[LiveDerived, LiveClusters], signals: LiveDerivedSignals) -> None:
         self.stages = stages
+        self.signals = signals
 
     def on_batch(self, values: list[Batch]) -> tuple[Iterable[Item], bool]:
         out: list[Item] = []
         for batch in values:
             out += [(name, table) for name, table in batch.items() if table.num_rows]
+            derived: list[Item] = []
             for stage in self.stages:
-                out += stage.update(batch)
+                derived += stage.update(batch)
+            out += derived + self.signals.update(derived)
         return out, False
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
-        return [item for stage in self.stages for item in stage.flush()], False
+        derived = [item for stage in self.stages for item in stage.flush()]
+        return derived + self.signals.update(derived), False
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.stages, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps((self.stages, self.signals), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
-                       clusters: ClusterConfig | None = None) -> Stream[Item]:
+                       clusters: ClusterConfig | None = None,
+                       thresholds: Thresholds | None = None) -> Stream[Item]:
     """The ``(record name, table)`` items of a derivatives feed followed by their derived metrics
     (``derivative_basis``, ``open_interest_change``: :class:`tapeflow.derivatives.live_derived.LiveDerived`;
     ``liquidation_cluster``: :class:`tapeflow.derivatives.live_clusters.LiveClusters`) in one stateful
-    step (the feed is one connection, so one key)."""
+    step (the feed is one connection, so one key), then the ``signal`` rows of those metrics
+    (:class:`tapeflow.derivatives.derived_signals.LiveDerivedSignals`; ``thresholds``: the
+    ``derivatives`` section of the signals thresholds, None: the shipped file)."""
     batches = op.input("derivatives", flow, source)
     keyed = op.key_on("derivatives_key", batches, lambda _batch: "derivatives")
+    limits = thresholds or load(DEFAULT_PATH)
 
     def build(resume: bytes | None) -> _DerivedLogic:
-        fresh = (LiveDerived(config), LiveClusters(clusters))
-        return _DerivedLogic(fresh if resume is None else pickle.loads(resume))
+        if resume is not None:
+            state = pickle.loads(resume)
+            if isinstance(state[0], LiveDerived):  # a snapshot from before the signals stage
+                return _DerivedLogic(state, LiveDerivedSignals(limits))
+            return _DerivedLogic(*state)
+        return _DerivedLogic((LiveDerived(config), LiveClusters(clusters)), LiveDerivedSignals(limits))
 
     derived = op.stateful_batch("derived", keyed, build)
     return op.map("derivatives_items", derived, _value)

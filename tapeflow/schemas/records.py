@@ -237,6 +237,7 @@ STATUS = RecordType(
 SIGNAL_KINDS = (
     "whale", "spoofing", "iceberg", "hidden", "absorption", "withdrawal", "wall", "spike",
     "institutional", "creep", "contraction", "stealth", "cross_strike",
+    "basis_extreme", "oi_surge", "liquidation_cluster", "insurance_stress",
 )
 
 SIGNAL = RecordType(

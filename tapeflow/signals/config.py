@@ -209,6 +209,14 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "platt_a": (float, -100.0, 100.0),
         "platt_b": (float, -100.0, 100.0),
     },
+    "derivatives": {
+        "basis_bps": (float, 0.01, 100_000.0),
+        "oi_change_pct": (float, 0.01, 10_000.0),
+        "cluster_notional": (float, 1.0, 1e15),
+        "stress_level": (int, 1, 3),
+        "platt_a": (float, -100.0, 100.0),
+        "platt_b": (float, -100.0, 100.0),
+    },
 }
 
 

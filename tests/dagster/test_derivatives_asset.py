@@ -60,3 +60,51 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     want_clusters = batch_clusters(_liq_table(liqs), CLUSTERS)
     assert want_clusters.num_rows > 0
     assert sorted(map(repr, clusters.to_pylist())) == sorted(map(repr, want_clusters.to_pylist()))
+
+
+def test_asset_writes_the_signals_beside_the_other_detectors_rows(tmp_path: Path) -> None:
+    from assets.derivatives import CLUSTERS, CONFIG
+    from assets.partitions import INSTRUMENTS_NAME, instrument_key, partition_key
+    from tapeflow.derivatives.derived_signals import NAME, batch_signals
+    from tapeflow.schemas.derivatives import INDEX_PRICE, LIQUIDATION, MARK_PRICE
+    from tapeflow.schemas.records import BID, SIGNAL, UNDEF_PRICE
+    from tapeflow.signals.config import DEFAULT_PATH, load
+    from tapeflow.storage import lake
+    from tapeflow.storage.writer import write
+
+    s, t0 = 10**9, 1_704_153_660 * 10**9  # 2024-01-02 00:01 UTC
+    common = {"venue": "binance-usdm", "symbol": "BTCUSDT"}
+    # mark 60,360 against index 60,000 from 3 s: 60 bps over the shipped 50, one basis_extreme;
+    # 3 liquidations of 60,000 x 10: a 1.8M cluster over the shipped 1M
+    tables = {
+        "mark_price": MARK_PRICE.table({"ts_event_ns": [t0, t0 + 3 * s], "ts_recv_ns": [t0, t0 + 3 * s],
+                                        "mark_price_nanos": [60_000 * s, 60_360 * s]}, constants=common),
+        "index_price": INDEX_PRICE.table({"ts_event_ns": [t0, t0 + 5 * s], "ts_recv_ns": [t0, t0 + 5 * s],
+                                          "index_price_nanos": [60_000 * s] * 2}, constants=common),
+        "liquidation": LIQUIDATION.table({"ts_event_ns": [t0 + i * s for i in range(3)],
+                                          "ts_recv_ns": [t0 + i * s for i in range(3)],
+                                          "liquidation_id": ["a", "b", "c"], "side": [BID] * 3,
+                                          "price_nanos": [60_000 * s] * 3, "size_nanos": [10 * s] * 3},
+                                         constants=common),
+    }
+    dep = Deployment(tmp_path)
+    for record in (MARK_PRICE, INDEX_PRICE, LIQUIDATION):
+        write(record, tables[record.name], dep.lake)
+    whale = SIGNAL.table({"ts_event_ns": [t0], "ts_recv_ns": [t0], "kind": ["whale"], "side": [1],
+                          "price_nanos": [UNDEF_PRICE], "size_nanos": [s], "start_ns": [t0], "end_ns": [t0],
+                          "confidence": [0.9], "score": [2.0], "detector": ["whale/1"], "params_hash": ["x"],
+                          "flags": [0], "evidence": ["{}"]}, constants=common)
+    write(SIGNAL, whale, dep.lake)
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions(INSTRUMENTS_NAME, [instrument_key("binance-usdm", "BTCUSDT")])
+    asset = next(a for a in definitions().assets if "derivatives_derived" in {k.path[-1] for k in a.keys})
+    key = partition_key("2024-01-02", "binance-usdm", "BTCUSDT")
+    for _ in range(2):  # a re-run replaces its own rows, never doubles them
+        result = dg.materialize([asset], partition_key=key, resources=dep.resources(), instance=instance)
+        assert result.success
+    got = lake.read(SIGNAL, dep.lake, venue="binance-usdm", symbol="BTCUSDT", date="2024-01-02").to_pylist()
+    assert [r["detector"] for r in got if r["detector"] != NAME] == ["whale/1"]
+    mine = sorted((r["kind"], r["ts_event_ns"] - t0) for r in got if r["detector"] == NAME)
+    assert mine == [("basis_extreme", 3 * s), ("liquidation_cluster", 2 * s)]
+    want = batch_signals(tables, load(DEFAULT_PATH), CONFIG, CLUSTERS).to_pylist()
+    assert sorted(map(repr, (r for r in got if r["detector"] == NAME))) == sorted(map(repr, want))

@@ -59,7 +59,8 @@ def test_rates_count_the_given_rows_per_kind_and_hour() -> None:
     text = render(runs)
     assert "skipped: missing x" in text and text.count("**whale**") == 1
     assert "No alert on any file: spoofing, iceberg, hidden, absorption, withdrawal, wall, institutional, " \
-           "creep, contraction, stealth, cross_strike." in text
+           "creep, contraction, stealth, cross_strike, basis_extreme, oi_surge, liquidation_cluster, " \
+           "insurance_stress." in text
 
 
 def test_real_lobster_head_counts_and_span(real_data: Path) -> None:
