@@ -48,7 +48,10 @@ def _run(files: tuple[Path, ...], journal: Path, faults: list[str], workers: int
     with ReplayServer("sim", list(files), speed=2, faults=faults).run_in_thread() as main, \
             ReplayServer("sim", list(files), speed=2).run_in_thread() as backup:
         source = FailoverSource(_config(symbols, main.ws_url, backup.ws_url), journal=journal,
-                                idle_stop_ns=2 * SECOND,
+                                # generous: under load the first connect can take seconds, and the
+                                # idle clock runs from the first empty poll (a run that stopped
+                                # before any row gave no source_switch table at all)
+                                idle_stop_ns=6 * SECOND,
                                 client_options={"main": settings, "backup": settings})
         flow = build_market_flow(source, MarketSinks(tables=TestingSink(tables)), intervals=INTERVALS)
         if workers == 1:
