@@ -9,6 +9,24 @@ from typing import Any
 
 import pytest
 
+
+def _absl_keeps_off_the_capture() -> None:
+    """absl's logging handler (imported through optax and JAX) keeps the sys.stderr of its import,
+    which under pytest is the session's capture file, and closes that stream when it is shut down
+    while sys.stderr is another object: a test under ``capfd`` whose code runs
+    ``logging.config.dictConfig`` (Dagster, MLflow) closed the worker's capture, and every later
+    test on that worker errored with 'I/O operation on closed file'. Its stream is the real stderr."""
+    import sys
+
+    try:
+        from absl import logging as absl_logging
+    except ImportError:
+        return
+    absl_logging.get_absl_handler().python_handler.stream = sys.__stderr__
+
+
+_absl_keeps_off_the_capture()
+
 REPO = Path(__file__).resolve().parents[1]
 
 

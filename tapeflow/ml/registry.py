@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -80,6 +81,10 @@ class Registry:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         self.uri = f"sqlite:///{self.root / DB_NAME}"
+        # importing mlflow runs logging.config.dictConfig unless told not to: that shuts down every
+        # logging handler the host process installed and closes their streams (a test run lost its
+        # stderr that way); tapeflow keeps the host's logging as it is
+        os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")
         from mlflow.tracking import MlflowClient
 
         # the store's schema migrations log at INFO on first use (mlflow sets its level on import)
