@@ -284,9 +284,9 @@ class PaperTrader:
             return {}
         return self._rows()
 
-    def close(self) -> tuple[dict[str, pa.Table], BacktestResult]:
-        """End the session: the last rows and the whole session's result."""
-        rows = self.on_batch({}, final=True)
+    def close(self, tables: dict[str, pa.Table] | None = None) -> tuple[dict[str, pa.Table], BacktestResult]:
+        """End the session (``tables``: a last batch, if any): the last rows and the session's result."""
+        rows = self.on_batch(tables or {}, final=True)
         return rows, self.broker.result()
 
     def _rows(self) -> dict[str, pa.Table]:
