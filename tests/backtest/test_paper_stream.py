@@ -244,3 +244,15 @@ def test_session_with_a_scorer_trades_its_predictions_as_the_backtest_does():
 
 def pc_sub(preds: pa.Table) -> np.ndarray:
     return preds.column("ts_recv_ns").to_numpy() - preds.column("ts_event_ns").to_numpy()
+
+
+def test_paper_settings_for_data_latency_and_the_model_follower():
+    from tapeflow.backtest.paper_cli import PaperSettings
+
+    session = PaperSettings("model_follower", TICK, LOT, latency="data", latency_base_ns=1_000,
+                            order_scale=0.5).new_session()()
+    latency = session.trader.broker.config.latency
+    assert latency == DataLatency(1_000, 0.5, running=True)
+    assert isinstance(session.trader.guard.inner, ModelFollower) and session.trader.guard.inner.rows
+    with pytest.raises(ConfigError, match="latency"):
+        PaperSettings("market_maker", TICK, LOT, latency="guess")
