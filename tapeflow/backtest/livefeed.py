@@ -95,7 +95,7 @@ class _Columns:
 
 class _Kept:
     """The ``signal`` or ``prediction`` rows still in the window (callbacks read them by source row):
-    their table, the source row of its first row, and how many were ever added."""
+    their table, how many rows were forgotten before it, and how many were ever added."""
 
     def __init__(self) -> None:
         self.table: pa.Table | None = None
@@ -110,13 +110,16 @@ class _Kept:
         return first
 
     def drop(self, kind: np.ndarray, src: np.ndarray, code: int) -> None:
+        """Forget the table's rows before the first one the window still names (``src`` of its rows
+        is renumbered in place)."""
+        if self.table is None:
+            return
         mine = kind == code
         left = src[mine]
-        first = int(left.min()) if left.size else self.n
-        cut = first - self.first
-        if cut > 0 and self.table is not None:
+        cut = int(left.min()) if left.size else self.table.num_rows
+        if cut > 0:
             self.table = self.table.slice(cut) if cut < self.table.num_rows else None
-            self.first = first
+            self.first += cut
             src[mine] -= cut
 
 

@@ -60,6 +60,7 @@ def test_session_state_does_not_grow_with_the_rows_fed():
     sizes = {}
     for seconds in (15, 60):
         tables = random_l2(5, seconds=seconds)
+        tables[PREDICTION.name] = _predictions(tables, 5)
         n = sum(t.num_rows for t in tables.values())
         biggest = max(sum(t.num_rows for t in b.values())
                       for b in micro_batches(tables, np.random.default_rng(3), 100))
@@ -69,6 +70,7 @@ def test_session_state_does_not_grow_with_the_rows_fed():
         assert peak["rows"] <= 256 + 3 * biggest, (seconds, peak, biggest)
         assert peak["index_entries"] <= peak["rows"] + peak["carried_levels"]
         assert peak["journal"] == 0  # emitted as paper_order rows, then forgotten
+        assert peak["prediction_rows"] <= 10  # one a second, kept while in the window (60 fed)
     (n1, p1, _), (n4, p4, end4) = sizes[15], sizes[60]
     print({k: (p1[k], p4[k]) for k in p1}, n1, n4)
     assert n4 > 3.5 * n1
