@@ -6,6 +6,11 @@ models; the paper session takes the rows in micro-batches cut by receive time (1
 batch, as a live source cuts them) and produces its paper rows after each. Rates are rows per CPU
 second after a warm-up; the backtest row includes its feed build, since the paper session builds
 its feed as it goes. The peer is our own backtester: the price of running live.
+
+Memory: the same session (1,000-row micro-batches) with the RSS read after every batch; the figure is
+the growth of the running peak RSS from a tenth of the capture to its end, per million events
+(goal: flat, the session forgets the rows its engine has passed), beside the same session with
+forgetting turned off (what every session did before: all rows kept).
 """
 
 from __future__ import annotations
@@ -58,3 +63,53 @@ def run(report: Report) -> None:
 
         report.add(f"paper session, {rows}-row micro-batches", n, median_time(paper), ours=True,
                    note=f"{len(batches):,} batches, paper rows after each")
+        if rows == 1000:
+            def new() -> PaperTrader:
+                return PaperTrader("mm", MarketMaker(), tick_nanos=tick, lot_nanos=lot, config=config)
+
+            _memory(report, batches, n, new)
+
+
+def _rss() -> int:
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory(report: Report, batches: list, n: int, new_trader) -> None:  # noqa: ANN001
+    import time
+
+    try:
+        _rss()
+    except OSError:
+        report.note("paper memory: /proc/self/statm is not readable here, not measured")
+        return
+    sizes = [sum(t.num_rows for t in b.values()) for b in batches]
+    out = {}
+    for label, compact in (("forgets passed rows", 4096), ("keeps every row (before)", 1 << 62)):
+        trader = new_trader()
+        trader.broker.compact_rows = compact
+        done, peak, mark = 0, _rss(), None
+        t0 = time.process_time()
+        for b, size in zip(batches, sizes, strict=True):
+            trader.on_batch(b)
+            done += size
+            peak = max(peak, _rss())
+            if mark is None and done >= n // 10:
+                mark = (done, peak)
+        trader.close()
+        cpu = time.process_time() - t0
+        assert mark is not None
+        growth = (peak - mark[1]) / 2**20 / ((done - mark[0]) / 1e6)
+        out[label] = (growth, cpu, trader.broker.retained())
+        del trader
+    (g, cpu, kept), (g0, _, _) = out["forgets passed rows"], out["keeps every row (before)"]
+    report.add("paper session, 1000-row batches, RSS read per batch", n, cpu, ours=True,
+               note=f"peak RSS growth {g:.1f} MiB per M events; rows kept at the end {kept['rows']:,}")
+    report.figure("paper session peak RSS growth", g, "MiB per M events", goal=5.0, higher_is_better=False,
+                  before=f"{g0:.0f} MiB per M events (every row kept, same run)",
+                  note=f"{n:,}-row Binance capture in 1,000-row batches; from a tenth of it to the end; "
+                       "goal: flat (5 MiB per M events: allocator noise)")
+    report.figure("paper session events/s", n / cpu / 1e3, "k events/s", goal=1.3,
+                  note="market maker, CPU time incl. the RSS reads; goal: the capture's ~1,300 rows/s")

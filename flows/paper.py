@@ -63,4 +63,15 @@ def flow_from_env() -> Dataflow:
         raise ConfigError("the paper flow needs a capture or a live venue with symbols")
     tables = TableSink(dsn=settings.clickhouse_dsn if "clickhouse" in live.outputs else None,
                        lake_root=settings.lake_dir if "lake" in live.outputs else None)
-    return build_paper_flow(source, MarketSinks(tables=tables), paper_settings.new_session())
+    scorer = None
+    if live.predict or paper_settings.strategy == "model_follower":
+        # the market flow's live scorer in the session: book -> 1 s snapshots -> the champion's
+        # prediction rows, which join the batch the strategy sees (docs/backtest.md)
+        from flows.market import prediction_stage
+        from tapeflow.live.pipeline import pipeline_factory
+        from tapeflow.ml.registry import default_root
+
+        predictor = prediction_stage(default_root(settings.lake_dir))
+        scorer = pipeline_factory("l2", live.levels, 1_000_000_000, new_bars=None, new_metrics=None,
+                                  raw=False, bbo_as_quote=False, new_predictor=predictor)
+    return build_paper_flow(source, MarketSinks(tables=tables), paper_settings.new_session(scorer))

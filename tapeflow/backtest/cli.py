@@ -36,8 +36,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--queue", default="power", choices=sorted(QUEUE_MODELS),
                    help="passive fill model (l3 needs order-by-order input)")
     p.add_argument("--queue-n", type=float, default=3.0, help="exponent of the power queue models")
-    p.add_argument("--latency", default="constant", choices=("constant", "data"),
-                   help="constant order latencies, or the feed's ts_recv - ts_event")
+    p.add_argument("--latency", default="constant", choices=("constant", "data", "data-running"),
+                   help="constant order latencies, or the feed's ts_recv - ts_event (data-running: the "
+                        "clock offset is the minimum so far, as paper trading's)")
     p.add_argument("--entry-ns", type=int, default=1_000_000, help="order entry latency (constant)")
     p.add_argument("--response-ns", type=int, default=1_000_000, help="response latency (constant)")
     p.add_argument("--maker-fee", type=float, default=0.0, help="fee rate on passive fills (<0 rebate)")
@@ -88,7 +89,7 @@ def _cmd_backtest(args: argparse.Namespace, settings: Settings) -> int:
         keep["signal"] = pq.read_table(args.signals)
     keep = _one_symbol(keep, args.symbol)
     latency = (ConstantLatency(0, args.entry_ns, args.response_ns) if args.latency == "constant"
-               else DataLatency())
+               else DataLatency(running=args.latency == "data-running"))
     feed = build_feed(keep, latency, start_synced=args.format == "sim")
     # one lot by default: a size that means the same on BTC (0.001) and on ES futures (1 contract)
     qty = args.qty if args.qty is not None else feed.lot

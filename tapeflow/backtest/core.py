@@ -10,7 +10,8 @@ exchange rows, order arrivals; ties in that order, hftbacktest's ``EventSet`` or
 The book itself is never rebuilt here: best bid/ask after every row come from
 :mod:`tapeflow.book` (``replay_l2`` / ``replay_l3``). What the loop keeps is what the queue
 models need: for L2 the size each depth row replaces (``prev_qty``) and the level index
-(``lv``, see :func:`tapeflow.backtest.feed.level_index`), both precomputed from the deltas'
+(``lv``: segment, level key, row and the size set there, see
+:func:`tapeflow.backtest.feed.level_index`), both precomputed from the deltas'
 absolute sizes; for L3 each resting feed order's side, price, size and priority stamp (``feed``).
 
 Layout of the int64 state vector ``S`` (indices below) and of the order table (one slot per
@@ -25,7 +26,7 @@ from numba import njit
 from tapeflow.backtest import core_l3 as l3
 
 # market row kinds
-K_DEPTH, K_TRADE, K_CLEAR, K_L3, K_SIGNAL, K_NONE = 0, 1, 2, 3, 4, 5
+K_DEPTH, K_TRADE, K_CLEAR, K_L3, K_SIGNAL, K_NONE, K_PREDICTION = 0, 1, 2, 3, 4, 5, 6
 # state vector
 I_EX, I_LOC, NOW, XH, XT, LH, LT, NF, NACT, PRIO, WAKE_ROW, QMODEL, LAT_KIND, ENTRY, RESP, SEG = range(16)
 N_STATE = 16
@@ -38,9 +39,9 @@ ST_PENDING, ST_OPEN, ST_FILLED, ST_CANCELED, ST_EXPIRED, ST_REJECTED = 0, 1, 2, 
 T_LIMIT, T_MARKET = 0, 1
 TIF_GTC, TIF_GTX, TIF_IOC = 0, 1, 2
 # stop reasons
-W_UNTIL, W_BOOK, W_TRADE, W_RESPONSE, W_SIGNAL, W_END, W_FULL = 0, 1, 2, 3, 4, 5, 6
+W_UNTIL, W_BOOK, W_TRADE, W_RESPONSE, W_SIGNAL, W_END, W_FULL, W_PREDICTION = 0, 1, 2, 3, 4, 5, 6, 7
 # wake mask bits
-B_BOOK, B_TRADE, B_RESPONSE, B_SIGNAL = 1, 2, 4, 8
+B_BOOK, B_TRADE, B_RESPONSE, B_SIGNAL, B_PREDICTION = 1, 2, 4, 8, 16
 NO_BID = -(2**62)
 NO_ASK = 2**62
 INF = 2**63 - 1
@@ -105,9 +106,9 @@ def _fill(S, o_i, o_f, act, k, lq, lqf, t_ex, lat, px, maker):
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _level(lv, qty, seg, side, px, row):
-    # the size at (side, px) after row ``row``: the last depth row of that level at or before it,
-    # found by binary search in the feed's level index (sorted by segment, key, row)
-    lv_seg, lv_key, lv_row = lv
+    # the size at (side, px) after row ``row``: the size of the last depth row of that level at or
+    # before it, found by binary search in the feed's level index (sorted by segment, key, row)
+    lv_seg, lv_key, lv_row, lv_qty = lv
     key = px * 2 + (1 if side > 0 else 0)
     lo, hi = 0, lv_row.shape[0]
     while lo < hi:
@@ -118,7 +119,7 @@ def _level(lv, qty, seg, side, px, row):
             hi = mid
     j = lo - 1
     if j >= 0 and lv_seg[j] == seg and lv_key[j] == key:
-        return qty[lv_row[j]]
+        return lv_qty[j]
     return 0.0
 
 
@@ -271,10 +272,13 @@ def run_until(S, until_ns, wake, t_exch, t_local, kind, side, px, qty, oid, acti
             if k_i == K_SIGNAL and wake & B_SIGNAL:
                 S[WAKE_ROW] = i
                 return W_SIGNAL
+            if k_i == K_PREDICTION and wake & B_PREDICTION:
+                S[WAKE_ROW] = i
+                return W_PREDICTION
             if k_i == K_TRADE and wake & B_TRADE:
                 S[WAKE_ROW] = i
                 return W_TRADE
-            if pub[i] and k_i != K_TRADE and k_i != K_SIGNAL and wake & B_BOOK:
+            if pub[i] and k_i != K_TRADE and k_i != K_SIGNAL and k_i != K_PREDICTION and wake & B_BOOK:
                 S[WAKE_ROW] = i
                 return W_BOOK
         elif tr == t:

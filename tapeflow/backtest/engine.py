@@ -96,6 +96,17 @@ class Backtest:
             typed[1][k] = v
         self.__dict__.update(state, feed_orders=typed)
 
+    def rebase(self, rows: int) -> None:
+        """The feed forgot its first ``rows`` rows (paper trading's compaction): shift the row
+        cursors so they point at the same rows of the shortened feed."""
+        S = self.S
+        if rows > min(int(S[core.I_EX]), int(S[core.I_LOC])) - 1:
+            raise ConfigError(f"cannot drop {rows} rows: the engine still reads row "
+                              f"{min(int(S[core.I_EX]), int(S[core.I_LOC])) - 1}")
+        S[core.I_EX] -= rows
+        S[core.I_LOC] -= rows
+        S[core.WAKE_ROW] = S[core.WAKE_ROW] - rows if S[core.WAKE_ROW] >= rows else -1
+
     def send(self, kind: int, slot: int, px: int, qty: float) -> None:
         """Queue an order message for the exchange (called by :class:`Context`)."""
         S, cap = self.S, self.xq.shape[0]
@@ -119,7 +130,7 @@ class Backtest:
                                     f.oid,
                                     f.action, f.bid_ticks, f.ask_ticks, f.pub, self.o_i, self.o_f, self.act,
                                     self.xq, self.xqf, self.lq, self.lqf, f.prev_qty,
-                                    (f.lv_seg, f.lv_key, f.lv_row), self.feed_orders,
+                                    (f.lv_seg, f.lv_key, f.lv_row, f.lv_qty), self.feed_orders,
                                     self.fills, self.fill_f, float(getattr(self.config.queue, "n", 1.0)),
                                     f.lot, float(getattr(self.config.latency, "order_scale", 1.0)))
             self.ctx.take_fills()
@@ -185,6 +196,8 @@ class Backtest:
                 st.on_trade(ctx, ctx.trade_at(int(self.S[core.WAKE_ROW])))
             elif reason == core.W_SIGNAL:
                 st.on_signal(ctx, ctx.signal_at(int(self.S[core.WAKE_ROW])))
+            elif reason == core.W_PREDICTION:
+                st.on_prediction(ctx, ctx.prediction_at(int(self.S[core.WAKE_ROW])))
 
     def finish(self) -> BacktestResult:
         """The last equity sample, ``on_end``, and the result."""

@@ -20,6 +20,7 @@ from tapeflow.backtest.models import LatencyModel
 from tapeflow.book.l2 import replay_l2
 from tapeflow.book.l3 import replay_l3
 from tapeflow.errors import InputError
+from tapeflow.schemas.ml import PREDICTION
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, SIGNAL, TRADE
 
 NANOS = 1_000_000_000
@@ -53,9 +54,11 @@ class Feed:
     lv_seg: np.ndarray
     lv_key: np.ndarray
     lv_row: np.ndarray
+    lv_qty: np.ndarray
     tick_nanos: int
     lot: float
     signals: pa.Table | None
+    predictions: pa.Table | None = None
 
     def __len__(self) -> int:
         return int(self.kind.shape[0])
@@ -102,7 +105,8 @@ def build_feed(tables: dict[str, pa.Table], latency: LatencyModel, *, tick_nanos
 
     Args:
         tables: decoded or lake tables by record name (``book_delta`` or ``order_event``, and
-            optionally ``trade`` and ``signal``), ONE venue/symbol, each in arrival order.
+            optionally ``trade``, ``signal`` and ``prediction``), ONE venue/symbol, each in arrival
+            order.
         latency: gives each row its exchange time (:meth:`LatencyModel.exchange_times`).
         tick_nanos: price tick; default the gcd of every price seen.
         lot_nanos: size lot; default the gcd of every size seen.
@@ -141,6 +145,14 @@ def build_feed(tables: dict[str, pa.Table], latency: LatencyModel, *, tick_nanos
         n = signals.num_rows
         parts.append(_extra(signals, np.full(n, core.K_SIGNAL), _col(signals, "side").astype(np.int64),
                             np.zeros(n, np.int64), np.zeros(n, np.int64)))
+    predictions = tables.get(PREDICTION.name)
+    if predictions is not None and predictions.num_rows:
+        n = predictions.num_rows
+        parts.append(_extra(predictions, np.full(n, core.K_PREDICTION),
+                            _col(predictions, "predicted").astype(np.int64), np.zeros(n, np.int64),
+                            np.zeros(n, np.int64)))
+    else:
+        predictions = None
     cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     order = np.argsort(cols["ts_recv"], kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
@@ -156,13 +168,14 @@ def build_feed(tables: dict[str, pa.Table], latency: LatencyModel, *, tick_nanos
     px_ticks = cols["price"].astype(np.int64) // tick
     qty = cols["size"] / NANOS
     prev_qty, lv_seg, lv_key, lv_row = level_index(kind, cols["side"], px_ticks, qty)
+    lv_qty = qty[lv_row]
     return Feed(level=level, t_exch=t_exch, t_local=t_local, kind=kind,
                 side=cols["side"], px=px_ticks, qty=qty,
                 oid=cols["oid"], action=cols["action"], bid_ticks=bid.astype(np.int64),
                 ask_ticks=ask.astype(np.int64), bid_qty=cols["bsz"] / NANOS, ask_qty=cols["asz"] / NANOS,
                 pub=cols["pub"], source_row=cols["src"], prev_qty=prev_qty, lv_seg=lv_seg, lv_key=lv_key,
-                lv_row=lv_row, tick_nanos=int(tick), lot=lot_n / NANOS,
-                signals=signals)
+                lv_row=lv_row, lv_qty=lv_qty, tick_nanos=int(tick), lot=lot_n / NANOS,
+                signals=signals, predictions=predictions)
 
 
 def _one_instrument(table: pa.Table) -> None:
@@ -195,7 +208,8 @@ def _carry_book(cols: dict[str, np.ndarray]) -> None:
 
 def level_index(kind: np.ndarray, side: np.ndarray, px_ticks: np.ndarray, qty: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The L2 level index of :class:`Feed`: depth rows grouped by (clear segment, level), in row order.
+    """The L2 level index of :class:`Feed`: depth rows grouped by (clear segment, level), in row order
+    (the feed's ``lv_qty`` is ``qty[lv_row]``, the size each of them sets).
 
     A depth row sets its level's absolute size (the deltas carry it), so the size a row replaces
     is the previous row's of the same level in the same segment (0 for the first), and the size

@@ -10,11 +10,16 @@ batch by batch with the same result:
   largest ``ts_recv_ns`` wait for the next batch, since a later batch may hold book rows of that
   same instant that the whole-table merge puts before them;
 * the L2 level index (the size each depth row replaces, the size at a level when an order
-  arrives) is rebuilt per batch from a per-level carry plus the rows the exchange may still query.
+  arrives) is rebuilt per batch from a per-level carry (segment, level, size) plus the rows the
+  exchange may still query;
+* exchange times come from :meth:`LatencyModel.stream_times` (``ConstantLatency``, or
+  ``DataLatency(running=True)``: its clock offset is the minimum so far, carried).
 
-Tick and lot are given up front (a live feed cannot take the gcd of prices it has not seen), and
-latency is :class:`ConstantLatency` (``DataLatency`` fixes its clock offset with the minimum over
-the whole capture, which a live run does not know yet).
+Memory is bounded: :meth:`LiveFeed.drop_before` forgets the rows the engine has passed (the
+paper broker calls it after each batch), so the feed holds the rows of the last batch or two, the
+book, and one entry per live price level; never a row per event of the session.
+
+Tick and lot are given up front (a live feed cannot take the gcd of prices it has not seen).
 """
 
 from __future__ import annotations
@@ -25,13 +30,16 @@ import pyarrow as pa
 from kernels.codes import ASK, BID, F_LAST, F_SUPERSEDED, L2_CLEAR, L2_DELETE, UNDEF_PRICE, VALID
 from tapeflow.backtest import core
 from tapeflow.backtest.feed import NANOS, Feed
-from tapeflow.backtest.models import ConstantLatency, LatencyModel
+from tapeflow.backtest.models import DataLatency, LatencyModel
 from tapeflow.book.l2 import L2Book
 from tapeflow.errors import ConfigError, InputError
+from tapeflow.schemas.ml import PREDICTION
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, SIGNAL, TRADE
 
 _INT_COLS = ("t_exch", "t_local", "kind", "side", "px", "oid", "action", "bid_ticks", "ask_ticks",
              "source_row", "seg", "lvkey")
+_EMPTY_I = np.zeros(0, np.int64)
+_EMPTY_F = np.zeros(0, np.float64)
 _FLOAT_COLS = ("qty", "bid_qty", "ask_qty", "prev_qty")
 
 
@@ -64,42 +72,100 @@ class _Columns:
     def view(self, name: str) -> np.ndarray:
         return self.a[name][: self.n]
 
+    def drop(self, k: int) -> None:
+        """Forget the first ``k`` rows (the rest move to the front; capacity shrinks when 4x too big)."""
+        if k <= 0:
+            return
+        m = self.n - k
+        cap = self.cap
+        while cap > 1024 and m * 4 <= cap:
+            cap //= 2
+        for name, v in self.a.items():
+            if cap != self.cap:
+                kept = np.zeros(cap, v.dtype)
+                kept[:m] = v[k: self.n]
+                self.a[name] = kept
+            else:
+                v[:m] = v[k: self.n].copy()
+        self.cap, self.n = cap, m
+
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.a.values())
+
+
+class _Kept:
+    """The ``signal`` or ``prediction`` rows still in the window (callbacks read them by source row):
+    their table, how many rows were forgotten before it, and how many were ever added."""
+
+    def __init__(self) -> None:
+        self.table: pa.Table | None = None
+        self.first = 0
+        self.n = 0
+
+    def add(self, t: pa.Table) -> int:
+        """Keep ``t``; returns the position of its first row in the kept table."""
+        first = self.n - self.first
+        self.table = t if self.table is None else pa.concat_tables([self.table, t])
+        self.n += t.num_rows
+        return first
+
+    def drop(self, kind: np.ndarray, src: np.ndarray, code: int) -> None:
+        """Forget the table's rows before the first one the window still names (``src`` of its rows
+        is renumbered in place)."""
+        if self.table is None:
+            return
+        mine = kind == code
+        left = src[mine]
+        cut = int(left.min()) if left.size else self.table.num_rows
+        if cut > 0:
+            self.table = self.table.slice(cut) if cut < self.table.num_rows else None
+            self.first += cut
+            src[mine] -= cut
+
 
 class LiveFeed:
     """One instrument's feed, extended by :meth:`append`; :meth:`feed` is the engine's view of it.
 
+    Row numbers are relative to the rows kept: after :meth:`drop_before` (k) row ``k`` is row 0,
+    and ``dropped`` counts the rows forgotten.
+
     Args:
         tick_nanos: price tick in 1e-9 units.
         lot_nanos: size lot in 1e-9 units.
-        latency: a :class:`ConstantLatency`.
+        latency: ``ConstantLatency`` or ``DataLatency(running=True)``.
     """
 
     def __init__(self, tick_nanos: int, lot_nanos: int, latency: LatencyModel) -> None:
-        if not isinstance(latency, ConstantLatency):
-            raise ConfigError("paper trading needs ConstantLatency: DataLatency's clock offset is the "
-                              "minimum over the whole capture, unknown while it is still arriving")
+        if isinstance(latency, DataLatency) and not latency.running:
+            raise ConfigError("paper trading needs ConstantLatency or DataLatency(running=True): "
+                              "DataLatency's clock offset is the minimum over the whole capture, unknown "
+                              "while it is still arriving")
         if tick_nanos <= 0 or lot_nanos <= 0:
             raise ConfigError(f"tick_nanos and lot_nanos must be > 0, got {tick_nanos} and {lot_nanos}")
         self.tick, self.lot_nanos, self.latency = int(tick_nanos), int(lot_nanos), latency
         self.book = L2Book()
         self.cols = _Columns()
         self.held: dict[str, pa.Table] = {}
-        self.signals: list[pa.Table] = []
-        self.n_signals = 0
+        self.kept = {SIGNAL.name: _Kept(), PREDICTION.name: _Kept()}
         self.last_recv = np.iinfo(np.int64).min
         self.last_book = (UNDEF_PRICE, UNDEF_PRICE, 0, 0)
+        self.lat_carry: tuple | None = None
         self.seg = 0
-        self.last_qty: dict[tuple[int, int], float] = {}
-        self.carried = np.zeros(0, np.int64)
+        # the size of every non-empty level of the current segment (the size a depth row replaces)
+        self.last_qty: dict[int, float] = {}
+        # the level index's carry: the last depth row's size of each non-empty level before carried_upto
+        self.c_seg, self.c_key, self.c_qty = _EMPTY_I, _EMPTY_I, _EMPTY_F
         self.carried_upto = 0
-        self.lv = (np.zeros(0, np.int64),) * 3
+        self.dropped = 0
+        self.lv = (_EMPTY_I, _EMPTY_I, _EMPTY_I, _EMPTY_F)
         self.instrument: tuple[str, str] | None = None
 
     def __len__(self) -> int:
         return self.cols.n
 
     def append(self, tables: dict[str, pa.Table], *, final: bool = False) -> int:
-        """Add the next micro-batch (``book_delta``, ``trade``, ``signal`` tables of this instrument).
+        """Add the next micro-batch (``book_delta``, ``trade``, ``signal``, ``prediction`` tables of
+        this instrument).
 
         Rows stamped with the batch's largest ``ts_recv_ns`` are kept for the next call unless
         ``final``. Returns the number of rows added to the feed.
@@ -110,7 +176,7 @@ class LiveFeed:
         if ORDER_EVENT.name in tables and tables[ORDER_EVENT.name].num_rows:
             raise InputError("paper trading runs on L2 books (book_delta); this batch holds order_event rows")
         merged = {}
-        for name in (BOOK_DELTA.name, TRADE.name, SIGNAL.name):
+        for name in (BOOK_DELTA.name, TRADE.name, SIGNAL.name, PREDICTION.name):
             parts = [t for t in (self.held.get(name), tables.get(name)) if t is not None]
             if parts:
                 merged[name] = pa.concat_tables(parts)
@@ -158,7 +224,8 @@ class LiveFeed:
             kind = np.where(action == L2_CLEAR, core.K_CLEAR, core.K_DEPTH)
             kind = np.where(flags & F_SUPERSEDED, core.K_NONE, kind)
             size = np.where(action == L2_DELETE, 0, _col(deltas, "size_nanos").astype(np.int64))
-            parts.append({"ts_recv": _col(deltas, "ts_recv_ns"), "kind": kind,
+            parts.append({"ts_recv": _col(deltas, "ts_recv_ns"), "ts_event": _col(deltas, "ts_event_ns"),
+                          "kind": kind,
                           "side": np.where(_col(deltas, "side") == BID, 1, -1),
                           "price": _col(deltas, "price_nanos"),
                           "size": size, "action": action.astype(np.int64), "pub": (flags & F_LAST) != 0,
@@ -172,13 +239,13 @@ class LiveFeed:
             side = np.where(agg == BID, 1, np.where(agg == ASK, -1, 0))
             parts.append(_extra(trades, np.where(side == 0, core.K_NONE, core.K_TRADE), side,
                                 _col(trades, "price_nanos"), _col(trades, "size_nanos")))
-        signals = tables.get(SIGNAL.name)
-        if signals is not None and signals.num_rows:
-            m = signals.num_rows
-            parts.append(_extra(signals, np.full(m, core.K_SIGNAL), _col(signals, "side"),
-                                np.zeros(m, np.int64), np.zeros(m, np.int64), first=self.n_signals))
-            self.signals.append(signals)
-            self.n_signals += m
+        for name, code, side in ((SIGNAL.name, core.K_SIGNAL, "side"),
+                                 (PREDICTION.name, core.K_PREDICTION, "predicted")):
+            t = tables.get(name)
+            if t is not None and t.num_rows:
+                m = t.num_rows
+                parts.append(_extra(t, np.full(m, code), _col(t, side), np.zeros(m, np.int64),
+                                    np.zeros(m, np.int64), first=self.kept[name].add(t)))
         if not parts:
             return 0
         cols = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -192,8 +259,10 @@ class LiveFeed:
         seg = self.seg + np.cumsum(kind == core.K_CLEAR)
         self.seg = int(seg[-1])
         tick = self.tick
+        t_exch, self.lat_carry = self.latency.stream_times(t_local, cols["ts_event"].astype(np.int64),
+                                                           self.lat_carry)
         self.cols.append({
-            "t_exch": self.latency.exchange_times(t_local, t_local), "t_local": t_local, "kind": kind,
+            "t_exch": t_exch, "t_local": t_local, "kind": kind,
             "side": cols["side"].astype(np.int64), "px": px, "oid": np.zeros(len(kind), np.int64),
             "action": cols["action"],
             "bid_ticks": np.where(cols["bid"] == UNDEF_PRICE, core.NO_BID, cols["bid"] // tick),
@@ -216,10 +285,17 @@ class LiveFeed:
         # the size a depth row replaces: the previous depth row's of its level in its segment
         prev = np.zeros(len(kind))
         key = px * 2 + (side > 0)
-        for i in np.flatnonzero(kind == core.K_DEPTH).tolist():
-            level = (int(seg[i]), int(key[i]))
-            prev[i] = self.last_qty.get(level, 0.0)
-            self.last_qty[level] = float(qty[i])
+        last = self.last_qty
+        for i in np.flatnonzero((kind == core.K_DEPTH) | (kind == core.K_CLEAR)).tolist():
+            if kind[i] == core.K_CLEAR:
+                last.clear()  # a new segment: every level starts empty
+                continue
+            level = int(key[i])
+            prev[i] = last.get(level, 0.0)
+            if qty[i] == 0.0:
+                last.pop(level, None)  # an empty level and an unknown one both replace 0
+            else:
+                last[level] = float(qty[i])
         return prev
 
     def feed(self, exchange_row: int) -> Feed:
@@ -227,46 +303,83 @@ class LiveFeed:
         ``exchange_row - 1`` (the exchange has processed the rows before ``exchange_row``)."""
         v = self.cols.view
         self._index(max(exchange_row - 1, 0))
-        lv_seg, lv_key, lv_row = self.lv
-        sig = pa.concat_tables(self.signals) if self.signals else None
+        lv_seg, lv_key, lv_row, lv_qty = self.lv
         return Feed(level="l2", t_exch=v("t_exch"), t_local=v("t_local"), kind=v("kind"), side=v("side"),
                     px=v("px"), qty=v("qty"), oid=v("oid"), action=v("action"), bid_ticks=v("bid_ticks"),
                     ask_ticks=v("ask_ticks"), bid_qty=v("bid_qty"), ask_qty=v("ask_qty"), pub=v("pub"),
                     source_row=v("source_row"), prev_qty=v("prev_qty"), lv_seg=lv_seg, lv_key=lv_key,
-                    lv_row=lv_row, tick_nanos=self.tick, lot=self.lot_nanos / NANOS, signals=sig)
+                    lv_row=lv_row, lv_qty=lv_qty, tick_nanos=self.tick, lot=self.lot_nanos / NANOS,
+                    signals=self.kept[SIGNAL.name].table, predictions=self.kept[PREDICTION.name].table)
+
+    def drop_before(self, row: int) -> None:
+        """Forget the rows before ``row`` (the engine will not read them again); row ``row`` becomes 0.
+
+        The level index keeps their sizes in its carry; the signal table keeps the rows from the
+        first kept signal row on.
+        """
+        row = min(row, len(self))
+        if row <= 0:
+            return
+        self._carry(row)
+        self.cols.drop(row)
+        self.carried_upto -= row
+        self.dropped += row
+        kind, src = self.cols.view("kind"), self.cols.view("source_row")
+        self.kept[SIGNAL.name].drop(kind, src, core.K_SIGNAL)
+        self.kept[PREDICTION.name].drop(kind, src, core.K_PREDICTION)
+
+    def retained(self) -> dict[str, int]:
+        """Sizes of what the feed holds (rows kept, buffer bytes, levels carried): the memory test's
+        and the bench's view."""
+        return {"rows": len(self), "buffer_bytes": self.cols.nbytes(), "levels": len(self.last_qty),
+                "carried_levels": int(self.c_key.size), "index_entries": int(self.lv[0].size),
+                **{f"{k}_rows": 0 if v.table is None else v.table.num_rows for k, v in self.kept.items()}}
+
+    def _carry(self, upto: int) -> None:
+        # fold the depth rows in [carried_upto, upto) into the carry: one (segment, level, size) each
+        if upto <= self.carried_upto:
+            return
+        kind, seg, key, qty = (self.cols.view(k) for k in ("kind", "seg", "lvkey", "qty"))
+        old = np.arange(self.carried_upto, upto)
+        old = old[kind[old] == core.K_DEPTH]
+        c_seg = np.concatenate([self.c_seg, seg[old]])
+        c_key = np.concatenate([self.c_key, key[old]])
+        c_qty = np.concatenate([self.c_qty, qty[old]])
+        order = np.arange(c_seg.size)  # carry first, then rows: the last of a level wins
+        order = order[np.lexsort((order, c_key, c_seg))]
+        s, k = c_seg[order], c_key[order]
+        last = np.ones(order.size, bool)
+        last[:-1] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
+        keep = order[last]
+        now_seg = int(seg[upto]) if upto < len(seg) else self.seg
+        # a level of an earlier segment is never queried again, and an empty one answers 0 anyway
+        keep = keep[(c_seg[keep] >= now_seg) & (c_qty[keep] != 0.0)]
+        self.c_seg, self.c_key, self.c_qty = c_seg[keep], c_key[keep], c_qty[keep]
+        self.carried_upto = upto
 
     def _index(self, upto: int) -> None:
-        # the last depth row of each level before ``upto`` (carried) plus every depth row from there:
-        # a query at a row >= upto finds the same entry as in the whole feed's level_index
-        kind, seg, key = self.cols.view("kind"), self.cols.view("seg"), self.cols.view("lvkey")
+        # the carried size of each level before ``upto`` plus every depth row from there: a query
+        # at a row >= upto finds the same size as in the whole feed's level_index
         upto = max(upto, self.carried_upto)
-        if upto > self.carried_upto:
-            old = np.arange(self.carried_upto, upto)
-            grown = np.concatenate([self.carried, old[kind[old] == core.K_DEPTH]])
-            self.carried = _last_per_level(grown, seg, key)
-            self.carried_upto = upto
-        now_seg = int(seg[upto]) if upto < len(seg) else self.seg
-        self.carried = self.carried[seg[self.carried] >= now_seg]
+        self._carry(upto)
+        kind, seg, key, qty = (self.cols.view(k) for k in ("kind", "seg", "lvkey", "qty"))
         rest = np.arange(upto, len(kind))
-        rows = np.concatenate([self.carried, rest[kind[rest] == core.K_DEPTH]])
-        rows = rows[np.lexsort((rows, key[rows], seg[rows]))]
-        self.lv = (seg[rows], key[rows], rows)
-
-
-def _last_per_level(rows: np.ndarray, seg: np.ndarray, key: np.ndarray) -> np.ndarray:
-    """The largest row of each (segment, level) among ``rows``."""
-    rows = rows[np.lexsort((rows, key[rows], seg[rows]))]
-    s, k = seg[rows], key[rows]
-    last = np.ones(rows.size, bool)
-    last[:-1] = (s[1:] != s[:-1]) | (k[1:] != k[:-1])
-    return rows[last]
+        rest = rest[kind[rest] == core.K_DEPTH]
+        # carried entries stand at row -1: before every row a query can name
+        rows = np.concatenate([np.full(self.c_seg.size, -1, np.int64), rest])
+        l_seg = np.concatenate([self.c_seg, seg[rest]])
+        l_key = np.concatenate([self.c_key, key[rest]])
+        l_qty = np.concatenate([self.c_qty, qty[rest]])
+        order = np.lexsort((rows, l_key, l_seg))
+        self.lv = (l_seg[order], l_key[order], rows[order], l_qty[order])
 
 
 def _extra(table: pa.Table, kind: np.ndarray, side: np.ndarray, price: np.ndarray, size: np.ndarray,
            first: int = 0) -> dict[str, np.ndarray]:
     n = table.num_rows
     undef = np.full(n, UNDEF_PRICE, np.int64)
-    return {"ts_recv": _col(table, "ts_recv_ns"), "kind": kind, "side": side.astype(np.int64),
+    return {"ts_recv": _col(table, "ts_recv_ns"), "ts_event": _col(table, "ts_event_ns"), "kind": kind,
+            "side": side.astype(np.int64),
             "price": price.astype(np.int64), "size": size.astype(np.int64), "action": np.zeros(n, np.int64),
             "pub": np.zeros(n, bool), "src": first + np.arange(n), "bid": undef, "ask": undef.copy(),
             "bsz": np.full(n, -1, np.int64), "asz": np.full(n, -1, np.int64)}

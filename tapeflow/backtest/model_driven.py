@@ -102,24 +102,42 @@ class ModelFollower(Strategy):
     """Holds ``pred x qty`` of the latest prediction (see the module docstring).
 
     Args:
-        predictions: ``ts_ns`` and ``pred`` columns (:func:`walk_forward_predictions`).
+        predictions: ``ts_ns`` and ``pred`` columns (:func:`walk_forward_predictions`), or None:
+            follow the feed's ``prediction`` rows as they arrive (:meth:`on_prediction`; the live
+            scorer's, ``TAPEFLOW_LIVE_PREDICT=1``), as a paper session does: no scoring here.
         qty: the position held on an up or down call.
         timer_ns: how often it reads the predictions (the grid step).
         stale_ns: a prediction older than this is treated as flat.
     """
 
-    def __init__(self, predictions: pa.Table, *, qty: float = 1.0, timer_ns: int = SECOND_NS,
+    def __init__(self, predictions: pa.Table | None = None, *, qty: float = 1.0, timer_ns: int = SECOND_NS,
                  stale_ns: int = 5 * SECOND_NS) -> None:
         if timer_ns <= 0 or not qty > 0:
             raise ConfigError(f"timer_ns and qty must be > 0, got {timer_ns} and {qty}")
-        self.ts = predictions.column("ts_ns").to_numpy()
-        self.pred = predictions.column("pred").to_numpy().astype(np.int64)
+        self.rows = predictions is None
+        self.ts = np.zeros(0, np.int64) if predictions is None else predictions.column("ts_ns").to_numpy()
+        self.pred = (np.zeros(0, np.int64) if predictions is None
+                     else predictions.column("pred").to_numpy().astype(np.int64))
         if np.any(np.diff(self.ts) < 0):
             raise ConfigError("predictions must be in time order")
         self.qty, self.timer_ns, self.stale_ns = qty, timer_ns, stale_ns
+        self.latest: tuple[int, int] | None = None  # (ts_ns, class) of the last prediction row received
+
+    def on_prediction(self, ctx: Context, prediction: dict) -> None:
+        """A ``prediction`` row arrived: it is the latest (a row without complete inputs calls flat)."""
+        if not self.rows:
+            return
+        usable = bool(prediction["warmed_up"]) and bool(prediction["two_sided"])
+        ts = int(prediction["ts_event_ns"])
+        if self.latest is None or ts >= self.latest[0]:
+            self.latest = (ts, int(prediction["predicted"]) if usable else 0)
 
     def target(self, now_ns: int) -> float:
         """The position the latest prediction at or before ``now_ns`` asks for."""
+        if self.rows:
+            if self.latest is None or now_ns - self.latest[0] > self.stale_ns:
+                return 0.0
+            return float(self.latest[1]) * self.qty
         i = int(np.searchsorted(self.ts, now_ns, side="right")) - 1
         if i < 0 or now_ns - int(self.ts[i]) > self.stale_ns:
             return 0.0

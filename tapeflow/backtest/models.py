@@ -22,6 +22,12 @@ class LatencyModel:
     def exchange_times(self, t_local: np.ndarray, ts_event: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def stream_times(self, t_local: np.ndarray, ts_event: np.ndarray, carry: tuple | None
+                     ) -> tuple[np.ndarray, tuple | None]:
+        """:meth:`exchange_times` batch after batch (paper trading): ``carry`` is what the previous
+        batch left (None first); the concatenated outputs equal ``exchange_times`` of the whole."""
+        return self.exchange_times(t_local, ts_event), carry
+
     def entry_for(self, feed_latency_ns: int) -> int:
         """Nanoseconds an order sent now takes to reach the exchange."""
         raise NotImplementedError
@@ -63,16 +69,43 @@ class DataLatency(LatencyModel):
     by an unknown offset, hftbacktest's ``correct_local_timestamp``), exchange time
     ``t_exch_i = running max of (t_local_i - d_i)``; an order's entry and its responses each take
     ``order_scale * d`` of the latest row (the feed's latency now is the best guess of the
-    order path's)."""
+    order path's).
+
+    ``running=True`` takes the minimum over the rows so far, ``c_i = base_ns - min_{j<=i}(ts_recv_j
+    - ts_event_j)``: what a live run knows (paper trading needs it; a backtest with it gives the
+    paper session's exchange times). Early rows then see a larger latency until the minimum is
+    reached; ``d_i >= base_ns`` either way.
+    """
 
     base_ns: int = 0
     order_scale: float = 1.0
+    running: bool = False
     kind = 1
 
+    def __post_init__(self) -> None:
+        if self.base_ns < 0 or not self.order_scale >= 0:
+            raise ConfigError(f"base_ns and order_scale must be >= 0, got {self}")
+
     def exchange_times(self, t_local: np.ndarray, ts_event: np.ndarray) -> np.ndarray:
+        if self.running:
+            return self.stream_times(t_local, ts_event, None)[0]
         raw = t_local - ts_event
         d = raw + (self.base_ns - int(raw.min())) if raw.size else raw
         return np.maximum.accumulate(t_local - d)
+
+    def stream_times(self, t_local: np.ndarray, ts_event: np.ndarray, carry: tuple | None
+                     ) -> tuple[np.ndarray, tuple | None]:
+        if not self.running:
+            raise ConfigError("DataLatency's clock offset is the minimum over the whole capture, unknown "
+                              "while it is still arriving: use DataLatency(running=True) (the minimum so "
+                              "far) in paper trading, and in the backtest it is compared with")
+        low, last = carry if carry is not None else (np.iinfo(np.int64).max, np.iinfo(np.int64).min)
+        if not t_local.size:
+            return t_local.copy(), carry
+        raw = t_local - ts_event
+        low_i = np.minimum.accumulate(np.minimum(raw, low))
+        t = np.maximum.accumulate(np.maximum(t_local - (raw + (self.base_ns - low_i)), last))
+        return t, (int(low_i[-1]), int(t[-1]))
 
     def entry_for(self, feed_latency_ns: int) -> int:
         return int(feed_latency_ns * self.order_scale)

@@ -117,6 +117,10 @@ class Guard(Strategy):
         if self._ok(ctx):
             self.inner.on_signal(ctx, signal)
 
+    def on_prediction(self, ctx: Context, prediction: dict[str, Any]) -> None:
+        if self._ok(ctx):
+            self.inner.on_prediction(ctx, prediction)
+
     def on_timer(self, ctx: Context) -> None:
         if self._ok(ctx):
             self.inner.on_timer(ctx)
@@ -158,11 +162,14 @@ class SimulatedBroker(Broker):
         config: the backtest models (``latency`` must be ``ConstantLatency``).
     """
 
-    def __init__(self, strategy: Strategy, tick_nanos: int, lot_nanos: int, config: BacktestConfig) -> None:
+    def __init__(self, strategy: Strategy, tick_nanos: int, lot_nanos: int, config: BacktestConfig,
+                 *, compact_rows: int = 4096) -> None:
         self.live = LiveFeed(tick_nanos, lot_nanos, config.latency)
         self.strategy, self.config = strategy, config
         self.bt: Backtest | None = None
         self.done = False
+        # forget the rows the engine has passed once there are this many (tests use 1: every batch)
+        self.compact_rows = compact_rows
 
     @property
     def ctx(self) -> Context:  # type: ignore[override]
@@ -185,6 +192,7 @@ class SimulatedBroker(Broker):
             self.bt.ctx.journal = []
             self.bt.start()
         elif added:
+            self._compact()
             self.bt.feed = self.live.feed(int(self.bt.S[core.I_EX]))
         if final:
             self.bt.advance(None)
@@ -192,6 +200,26 @@ class SimulatedBroker(Broker):
         else:
             # every later row reaches the exchange and the strategy after the last known exchange time
             self.bt.advance(int(self.bt.feed.t_exch[-1]) - 1)
+
+    def _compact(self) -> None:
+        # the engine reads rows from min(exchange, local cursor) - 1 on (the book before the next
+        # exchange row, the strategy's last local row): everything before is forgotten
+        assert self.bt is not None
+        S = self.bt.S
+        passed = min(int(S[core.I_EX]), int(S[core.I_LOC])) - 1
+        if passed >= max(self.compact_rows, 1):
+            self.live.drop_before(passed)
+            self.bt.rebase(passed)
+
+    def retained(self) -> dict[str, int]:
+        """What the session holds, by container (rows, bytes, entries): the memory test's view."""
+        out = self.live.retained()
+        if self.bt is not None:
+            ctx = self.bt.ctx
+            out.update({"fills": len(ctx.fills), "samples": len(ctx.samples),
+                        "journal": len(ctx.journal or ()), "live_orders": len(ctx._live),
+                        "fill_buffer": int(self.bt.fills.shape[0])})
+        return out
 
     def result(self) -> BacktestResult:
         bt = self.bt
@@ -256,9 +284,9 @@ class PaperTrader:
             return {}
         return self._rows()
 
-    def close(self) -> tuple[dict[str, pa.Table], BacktestResult]:
-        """End the session: the last rows and the whole session's result."""
-        rows = self.on_batch({}, final=True)
+    def close(self, tables: dict[str, pa.Table] | None = None) -> tuple[dict[str, pa.Table], BacktestResult]:
+        """End the session (``tables``: a last batch, if any): the last rows and the session's result."""
+        rows = self.on_batch(tables or {}, final=True)
         return rows, self.broker.result()
 
     def _rows(self) -> dict[str, pa.Table]:
@@ -267,7 +295,10 @@ class PaperTrader:
         const = {"venue": venue, "symbol": symbol, "strategy": self.name}
         tick = self.tick_nanos
         out: dict[str, pa.Table] = {}
-        journal = (ctx.journal or [])[self._sent["orders"]:]
+        # the order journal is emitted and forgotten (the rows are the record): it never grows
+        journal = list(ctx.journal or ())
+        if ctx.journal:
+            ctx.journal.clear()
         self._sent["orders"] += len(journal)
         if journal:
             out[PAPER_ORDER.name] = PAPER_ORDER.table({

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 ENV = "TAPEFLOW_PAPER"
 FLOW = "flows.paper:flow_from_env()"
-STRATEGY_NAMES = ("idle", "market_maker", "signal_follower")
+STRATEGY_NAMES = ("idle", "market_maker", "signal_follower", "model_follower")
+LATENCIES = ("constant", "data")
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,14 @@ class PaperSettings:
     taker_fee: float = 0.0
     queue: str = "power"
     queue_n: float = 3.0
+    latency: str = "constant"
+    latency_base_ns: int = 0
+    order_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.latency not in LATENCIES:
+            raise ConfigError(f"unknown paper latency model {self.latency!r}; choose one of "
+                              f"{', '.join(LATENCIES)}")
         if self.strategy not in STRATEGY_NAMES:
             raise ConfigError(f"unknown paper strategy {self.strategy!r}; choose one of "
                               f"{', '.join(STRATEGY_NAMES)}")
@@ -72,10 +79,11 @@ class PaperSettings:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{ENV} is not valid paper settings: {exc}") from exc
 
-    def new_session(self) -> Callable[[], PaperSession]:
-        """A factory of one instrument's :class:`PaperSession` (a fresh strategy each)."""
+    def new_session(self, new_scorer: Callable[[], Any] | None = None) -> Callable[[], PaperSession]:
+        """A factory of one instrument's :class:`PaperSession` (a fresh strategy each); ``new_scorer``:
+        the live predictor's stage whose ``prediction`` rows join the batches."""
         from tapeflow.backtest.engine import BacktestConfig
-        from tapeflow.backtest.models import ConstantLatency, Fees, queue_model
+        from tapeflow.backtest.models import ConstantLatency, DataLatency, Fees, LatencyModel, queue_model
         from tapeflow.backtest.paper import RiskLimits
         from tapeflow.backtest.session import PaperSession
         from tapeflow.backtest.strategies import STRATEGIES
@@ -84,17 +92,26 @@ class PaperSettings:
         kwargs: dict[str, Any] = {}
         if self.strategy == "market_maker":
             kwargs = {"qty": qty, "max_position": min(10 * qty, self.max_position)}
-        elif self.strategy == "signal_follower":
+        elif self.strategy in ("signal_follower", "model_follower"):
             kwargs = {"qty": qty}
-        config = BacktestConfig(ConstantLatency(self.feed_ns, self.entry_ns, self.response_ns),
-                                queue_model(self.queue, self.queue_n), Fees(self.maker_fee, self.taker_fee))
+        if self.strategy == "model_follower":
+            from tapeflow.backtest.model_driven import ModelFollower
+
+            strategies: Mapping[str, Callable[..., Any]] = {"model_follower": ModelFollower}
+        else:
+            strategies = STRATEGIES
+        latency: LatencyModel = ConstantLatency(self.feed_ns, self.entry_ns, self.response_ns)
+        if self.latency == "data":
+            latency = DataLatency(self.latency_base_ns, self.order_scale, running=True)
+        config = BacktestConfig(latency, queue_model(self.queue, self.queue_n),
+                                Fees(self.maker_fee, self.taker_fee))
         limits = RiskLimits(self.max_position, self.max_daily_loss)
         kill = Path(self.kill_file) if self.kill_file else None
 
         def new() -> PaperSession:
-            return PaperSession(self.strategy, lambda: STRATEGIES[self.strategy](**kwargs),
+            return PaperSession(self.strategy, lambda: strategies[self.strategy](**kwargs),
                                 tick_nanos=self.tick_nanos, lot_nanos=self.lot_nanos, config=config,
-                                limits=limits, kill_file=kill)
+                                limits=limits, kill_file=kill, new_scorer=new_scorer)
 
         return new
 
@@ -115,8 +132,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-daily-loss", type=float, default=math.inf, help="loss since 00:00 UTC that halts")
     p.add_argument("--kill-file", type=Path,
                    help="the kill switch: when this file exists, every session halts")
-    p.add_argument("--entry-ns", type=int, default=1_000_000, help="order entry latency")
-    p.add_argument("--response-ns", type=int, default=1_000_000, help="response latency")
+    p.add_argument("--latency", default="constant", choices=LATENCIES,
+                   help="constant, or data: ts_recv - ts_event per row with the running minimum as offset")
+    p.add_argument("--entry-ns", type=int, default=1_000_000, help="order entry latency (constant)")
+    p.add_argument("--response-ns", type=int, default=1_000_000, help="response latency (constant)")
+    p.add_argument("--latency-base-ns", type=int, default=0, help="the smallest feed latency (data)")
+    p.add_argument("--order-scale", type=float, default=1.0,
+                   help="order and response latency as a multiple of the feed's (data)")
     p.add_argument("--maker-fee", type=float, default=0.0, help="fee rate on passive fills (<0 rebate)")
     p.add_argument("--taker-fee", type=float, default=0.0, help="fee rate on aggressive fills")
     p.add_argument("--queue", default="power", help="passive fill model (L2 models)")
@@ -137,7 +159,8 @@ def paper_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
     paper = PaperSettings(args.strategy, args.tick_nanos, args.lot_nanos, args.qty, args.max_position,
                           args.max_daily_loss, str(args.kill_file.resolve()) if args.kill_file else None,
                           0, args.entry_ns, args.response_ns, args.maker_fee, args.taker_fee, args.queue,
-                          args.queue_n)
+                          args.queue_n, latency=args.latency, latency_base_ns=args.latency_base_ns,
+                          order_scale=args.order_scale)
     paper.new_session()  # bad models fail here, before the flow starts
     return {
         "TAPEFLOW_LIVE_VENUE": args.venue or "", "TAPEFLOW_LIVE_SYMBOLS": args.symbols or "",
@@ -147,6 +170,8 @@ def paper_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         "TAPEFLOW_LIVE_OUTPUTS": "lake,clickhouse" if args.clickhouse else "lake",
         "TAPEFLOW_LAKE": str(args.lake or settings.lake_dir),
         "TAPEFLOW_CLICKHOUSE": args.clickhouse or settings.clickhouse_dsn,
+        # the model follower trades on the live scorer's prediction rows (the registry's champion)
+        **({"TAPEFLOW_LIVE_PREDICT": "1"} if args.strategy == "model_follower" else {}),
         **paper.to_env(),
     }
 

@@ -82,6 +82,9 @@ class Strategy:
     def on_signal(self, ctx: Context, signal: dict[str, Any]) -> None:
         """After a ``signal`` row (a detector's alert) reached the strategy."""
 
+    def on_prediction(self, ctx: Context, prediction: dict[str, Any]) -> None:
+        """After a ``prediction`` row (the live scorer's forecast) reached the strategy."""
+
     def on_timer(self, ctx: Context) -> None:
         """Every ``timer_ns``."""
 
@@ -95,7 +98,8 @@ class Strategy:
         """Which local happenings stop the compiled loop: the callbacks this class overrides."""
         mask = 0
         for name, bit in (("on_book", core.B_BOOK), ("on_trade", core.B_TRADE),
-                          ("on_signal", core.B_SIGNAL), ("on_fill", core.B_RESPONSE)):
+                          ("on_signal", core.B_SIGNAL), ("on_fill", core.B_RESPONSE),
+                          ("on_prediction", core.B_PREDICTION)):
             if getattr(type(self), name) is not getattr(Strategy, name):
                 mask |= bit
         return mask
@@ -253,6 +257,11 @@ class Context:
         f = self._bt.feed
         assert f.signals is not None  # a K_SIGNAL row exists only when the feed has signals
         return f.signals.slice(int(f.source_row[row]), 1).to_pylist()[0]
+
+    def prediction_at(self, row: int) -> dict[str, Any]:
+        f = self._bt.feed
+        assert f.predictions is not None  # a K_PREDICTION row exists only when the feed has predictions
+        return f.predictions.slice(int(f.source_row[row]), 1).to_pylist()[0]
 
     def sample(self) -> None:
         mid = self.mid_ticks

@@ -189,22 +189,28 @@ def test_kill_switch_cancels_and_flattens():
         trader.on_batch(batch)
     assert trader.broker.ctx.orders  # quoting before the kill
     trader.kill("operator pressed stop")
-    status = []
+    status, orders = [], []
     for batch in batches[half:]:
-        status += [t for name, t in trader.on_batch(batch).items() if name == STATUS.name]
-    _, result = trader.close()
+        out = trader.on_batch(batch)
+        status += [t for name, t in out.items() if name == STATUS.name]
+        orders += [t for name, t in out.items() if name == "paper_order"]
+    last, result = trader.close()
+    orders += [t for name, t in last.items() if name == "paper_order"]
     assert [s.column("state")[0].as_py() for s in status] == ["killed"]
     assert "operator pressed stop" in status[0].column("detail")[0].as_py()
     killed_at = status[0].column("ts_event_ns")[0].as_py()
     assert not trader.broker.ctx.orders
     assert result.equity.column("position")[-1].as_py() == 0.0
-    # nothing new is quoted after the kill: only the flattening order
-    journal = trader.broker.ctx.journal
-    assert [j for j in journal if j[0] > killed_at and j[1] == "new" and j[3] == "limit"] == []
+    # nothing new is quoted after the kill: only the flattening order (the journal is emitted as
+    # paper_order rows and forgotten)
+    journal = pa.concat_tables(orders).to_pylist()
+    assert any(j["ts_event_ns"] >= killed_at and j["action"] == "cancel" for j in journal)
+    assert [j for j in journal if j["ts_event_ns"] > killed_at and j["action"] == "new"
+            and j["order_type"] == "limit"] == []
 
 
 def test_paper_refuses_data_latency():
-    with pytest.raises(ConfigError, match="ConstantLatency"):
+    with pytest.raises(ConfigError, match="running=True"):
         PaperTrader("x", MarketMaker(), tick_nanos=1, lot_nanos=1, config=BacktestConfig(DataLatency()))
 
 
@@ -222,7 +228,7 @@ def test_live_feed_equals_the_whole_capture_feed():
         live.append(batch, final=k == len(batches) - 1)
     got = live.feed(0)
     for name in ("t_exch", "t_local", "kind", "side", "px", "qty", "bid_ticks", "ask_ticks", "bid_qty",
-                 "ask_qty", "pub", "prev_qty", "lv_seg", "lv_key", "lv_row"):
+                 "ask_qty", "pub", "prev_qty", "lv_seg", "lv_key", "lv_row", "lv_qty"):
         np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
 
 
