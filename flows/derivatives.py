@@ -1,6 +1,7 @@
 """The derivatives inputs of the market flow (docs/derivatives.md): the REST pollers
-(:class:`PollSource`) and the websocket channels (:class:`DerivativesFeedSource`, with the live stage
-of the derived metrics: :func:`derivatives_stream`).
+(:class:`PollSource`, with the live derived stage of the polled rows: :func:`polls_stream`) and the
+websocket channels (:class:`DerivativesFeedSource`, with the live stage of the derived metrics:
+:func:`derivatives_stream`).
 
 Its items are ``(record name, table)`` as the flow's sinks take them (``funding_rate``,
 ``mark_price``, ``index_price``, ``open_interest``, ``insurance_fund``, ``rejected``): the flow
@@ -22,9 +23,11 @@ from bytewax.inputs import FixedPartitionedSource, Source, StatefulSourcePartiti
 from bytewax.operators import StatefulBatchLogic
 
 from flows.sources import LiveSource
-from tapeflow.derivatives.derived_signals import LiveDerivedSignals
+from tapeflow.derivatives.derived import InsuranceStressConfig
+from tapeflow.derivatives.derived_signals import STRESS, LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
+from tapeflow.derivatives.live_stress import LiveStress
 from tapeflow.derivatives.poll_config import VenuePoll
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
@@ -33,6 +36,11 @@ from tapeflow.signals.config import DEFAULT_PATH, Thresholds, load
 
 Batch = dict[str, pa.Table]
 IDLE_WAKE_MS = 50  # polls come every few seconds: an idle source looks again this often
+# The polled rows' derived stage (its own state: a poll's event time is its answer's, seconds behind a
+# websocket's, so in one watermark with the feed most polled rows would be too late). Two open-interest
+# polls (15 s) must be fresh at once, and answers of the endpoints polled together may come out of order.
+POLL_DERIVED = DerivedConfig(interval_ns=1_000_000_000, max_staleness_ns=30_000_000_000,
+                             window_ns=300_000_000_000, lateness_ns=2_000_000_000)
 
 
 class _PollPartition(StatefulSourcePartition[Item, None]):
@@ -104,9 +112,11 @@ class DerivativesFeedSource(LiveSource):
 
 
 class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
-    """The feed's tables on as items, and the derived metrics of each micro-batch after them."""
+    """The feed's tables on as items, and the derived metrics of each micro-batch after them
+    (the insurance-fund stress rows feed the signals only: they are no record)."""
 
-    def __init__(self, stages: tuple[LiveDerived, LiveClusters], signals: LiveDerivedSignals) -> None:
+    def __init__(self, stages: tuple[LiveDerived | LiveClusters | LiveStress, ...],
+                 signals: LiveDerivedSignals) -> None:
         self.stages = stages
         self.signals = signals
 
@@ -117,28 +127,52 @@ class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
             derived: list[Item] = []
             for stage in self.stages:
                 derived += stage.update(batch)
-            out += derived + self.signals.update(derived)
+            out += _records(derived) + self.signals.update(derived)
         return out, False
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
         derived = [item for stage in self.stages for item in stage.flush()]
-        return derived + self.signals.update(derived), False
+        return _records(derived) + self.signals.update(derived), False
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.stages, self.signals), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _records(items: list[Item]) -> list[Item]:
+    return [item for item in items if item[0] != STRESS]
+
+
 def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
                        clusters: ClusterConfig | None = None,
-                       thresholds: Thresholds | None = None) -> Stream[Item]:
+                       thresholds: Thresholds | None = None,
+                       stress: InsuranceStressConfig | None = None) -> Stream[Item]:
     """The ``(record name, table)`` items of a derivatives feed followed by their derived metrics
     (``derivative_basis``, ``open_interest_change``: :class:`tapeflow.derivatives.live_derived.LiveDerived`;
-    ``liquidation_cluster``: :class:`tapeflow.derivatives.live_clusters.LiveClusters`) in one stateful
-    step (the feed is one connection, so one key), then the ``signal`` rows of those metrics
+    ``liquidation_cluster``: :class:`tapeflow.derivatives.live_clusters.LiveClusters`; insurance-fund
+    stress: :class:`tapeflow.derivatives.live_stress.LiveStress`) in one stateful step (the feed is
+    one connection, so one key), then the ``signal`` rows of those metrics
     (:class:`tapeflow.derivatives.derived_signals.LiveDerivedSignals`; ``thresholds``: the
     ``derivatives`` section of the signals thresholds, None: the shipped file)."""
     batches = op.input("derivatives", flow, source)
-    keyed = op.key_on("derivatives_key", batches, lambda _batch: "derivatives")
+    return _derived_step(flow, "derived", batches, config, clusters, thresholds, stress)
+
+
+def polls_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
+                 clusters: ClusterConfig | None = None, thresholds: Thresholds | None = None,
+                 stress: InsuranceStressConfig | None = None) -> Stream[Item]:
+    """The ``(record name, table)`` items of the REST polls (:class:`PollSource`) followed by their
+    derived metrics and signals: the stages of :func:`derivatives_stream` (open-interest change and
+    ``oi_surge`` from polled open interest, basis from polled marks and indexes, ``insurance_stress``
+    from polled funds) in a stateful step of their own (``config`` None: ``POLL_DERIVED``)."""
+    items = op.input("polls", flow, source)
+    batches = op.map("poll_batches", items, lambda item: {item[0]: item[1]})
+    return _derived_step(flow, "poll_derived", batches, config or POLL_DERIVED, clusters, thresholds, stress)
+
+
+def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: DerivedConfig | None,
+                  clusters: ClusterConfig | None, thresholds: Thresholds | None,
+                  stress: InsuranceStressConfig | None) -> Stream[Item]:
+    keyed = op.key_on(f"{step_id}_key", batches, lambda _batch: "derivatives")
     limits = thresholds or load(DEFAULT_PATH)
 
     def build(resume: bytes | None) -> _DerivedLogic:
@@ -147,10 +181,11 @@ def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | N
             if isinstance(state[0], LiveDerived):  # a snapshot from before the signals stage
                 return _DerivedLogic(state, LiveDerivedSignals(limits))
             return _DerivedLogic(*state)
-        return _DerivedLogic((LiveDerived(config), LiveClusters(clusters)), LiveDerivedSignals(limits))
+        return _DerivedLogic((LiveDerived(config), LiveClusters(clusters), LiveStress(stress)),
+                             LiveDerivedSignals(limits))
 
-    derived = op.stateful_batch("derived", keyed, build)
-    return op.map("derivatives_items", derived, _value)
+    derived = op.stateful_batch(step_id, keyed, build)
+    return op.map(f"{step_id}_items", derived, _value)
 
 
 def _value(key_value: tuple[str, Item]) -> Item:

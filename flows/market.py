@@ -130,7 +130,9 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
         streams.append(ops.instruments("instruments", routed, new_pipeline))
     if polls is not None:
-        streams.append(op.input("polls", flow, polls))
+        from flows.derivatives import polls_stream
+
+        streams.append(polls_stream(flow, polls))
     if derivatives is not None:
         from flows.derivatives import derivatives_stream
 

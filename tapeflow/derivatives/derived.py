@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError, TapeflowError
 from tapeflow.schemas.records import UNDEF_PRICE
@@ -155,13 +156,51 @@ def _asof(
     return values[safe], fresh
 
 
+def index_symbol(venue: str, symbol: str) -> str | None:
+    """The name a venue publishes an instrument's index under, where it is not the instrument's own
+    (None: the venue publishes it with the instrument, or no mapping is known).
+
+    OKX: the instrument's underlying / instrument family, its first two ``-`` parts
+    (``BTC-USDT-SWAP``, ``BTC-USDT-240927`` -> ``BTC-USDT``; ``BTC-USD-240927-60000-C`` -> ``BTC-USD``),
+    which is the ``instId`` of its ``index-tickers`` rows. Binance COIN-M: the pair before the ``_``
+    (``BTCUSD_PERP``, ``BTCUSD_240927`` -> ``BTCUSD``), the name of its ``indexPriceUpdate`` rows.
+    """
+    if venue == "okx":
+        parts = symbol.split("-")
+        return "-".join(parts[:2]) if len(parts) >= 3 else None
+    if venue == "binance-coinm" and "_" in symbol:
+        return symbol.split("_", 1)[0]
+    return None
+
+
+def instrument_index(index: pa.Table, venue: str, symbol: str) -> pa.Table:
+    """The ``index_price`` rows that count for one instrument's basis: those under its own symbol,
+    then those under its :func:`index_symbol` renamed to it (an instrument joins the index it is
+    priced against; equal times keep this order)."""
+    def under(name: str) -> pa.Table:
+        same = pc.and_(pc.equal(index.column("venue"), venue), pc.equal(index.column("symbol"), name))
+        return index.filter(same)
+
+    own = under(symbol)
+    alias = index_symbol(venue, symbol)
+    if alias is None or alias == symbol:
+        return own
+    named = under(alias)
+    if not named.num_rows:
+        return own
+    at = named.schema.get_field_index("symbol")
+    named = named.set_column(at, named.schema.field(at), pa.array([symbol] * named.num_rows, pa.string()))
+    return pa.concat_tables([own, named.cast(own.schema)])
+
+
 def basis(mark: pa.Table, index: pa.Table, grid_ns: np.ndarray, *, max_staleness_ns: int) -> pa.Table:
     """Basis of each instrument with a mark, in bps, at each grid time.
 
     ``basis_bps = (mark - index) / index * 1e4`` from the last mark and the last index of the same
     ``(venue, symbol)`` at or before the grid time, each at most ``max_staleness_ns`` old; NaN (and
     null prices) without a fresh pair. An index published under its own name (OKX ``BTC-USDT``)
-    does not join an instrument's mark: rename its ``symbol`` first.
+    does not join an instrument's mark here: :func:`instrument_index` renames it first (as the live
+    and batch derived stages do).
 
     Args:
         mark: ``mark_price`` rows.

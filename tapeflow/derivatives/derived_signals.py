@@ -13,7 +13,9 @@ thresholds file (``tapeflow/signals/thresholds.toml``, per preset, overridable p
   fund's previous row's). Side 0.
 
 Score is the value over its threshold (>= 1; the level over ``stress_level`` for the funds), the
-confidence ``platt(score)``. A crossing needs the previous row of the same instrument: the
+confidence ``platt(score)`` with the kind's own ``<kind>_platt_a`` / ``_b`` (``basis``, ``oi``,
+``cluster``, ``stress``), fitted on simulated planted episodes
+(:mod:`tapeflow.derivatives.calibration`). A crossing needs the previous row of the same instrument: the
 :class:`SignalState` carries it across calls, so the live stage (:class:`LiveDerivedSignals`, fed
 the rows the live derived stages emit per micro-batch) equals one call over the whole batch tables.
 """
@@ -40,7 +42,7 @@ from tapeflow.schemas.derivatives import (
 )
 from tapeflow.schemas.records import BID, SIGNAL
 from tapeflow.signals.config import Thresholds
-from tapeflow.signals.rows import Alerts
+from tapeflow.signals.rows import Alerts, platt
 
 DETECTOR = "derivatives"
 NAME = "derivatives/1"
@@ -81,12 +83,12 @@ def derived_signals(tables: Mapping[str, pa.Table], thresholds: Thresholds,
 
     basis = tables.get(DERIVATIVE_BASIS.name)
     if basis is not None:
-        _crossings(basis, "basis_bps", "basis_extreme", "basis_bps", st, of,
+        _crossings(basis, "basis_bps", "basis_extreme", "basis_bps", "basis", st, of,
                    lambda r: {"mark_price_nanos": r["mark_price_nanos"],
                               "index_price_nanos": r["index_price_nanos"]})
     change = tables.get(OPEN_INTEREST_CHANGE.name)
     if change is not None:
-        _crossings(change, "change_pct", "oi_surge", "oi_change_pct", st, of,
+        _crossings(change, "change_pct", "oi_surge", "oi_change_pct", "oi", st, of,
                    lambda r: {"change_nanos": r["change_nanos"], "window_ns": r["window_ns"],
                               "open_interest_nanos": r["open_interest_nanos"]})
     clusters = tables.get(LIQUIDATION_CLUSTER.name)
@@ -98,6 +100,7 @@ def derived_signals(tables: Mapping[str, pa.Table], thresholds: Thresholds,
                 a.add(ts_event_ns=r["ts_event_ns"], ts_recv_ns=r["ts_recv_ns"], kind="liquidation_cluster",
                       side=1 if r["side"] == BID else -1, size_nanos=0, start_ns=r["start_ns"],
                       end_ns=r["end_ns"], score=r["notional"] / limit,
+                      confidence=confidence(a, "cluster", r["notional"] / limit),
                       evidence={"notional": r["notional"], "count": r["count"], "threshold": limit})
     stress = tables.get(STRESS)
     if stress is not None:
@@ -111,6 +114,7 @@ def derived_signals(tables: Mapping[str, pa.Table], thresholds: Thresholds,
                 a.add(ts_event_ns=r["ts_event_ns"], ts_recv_ns=r["ts_event_ns"], kind="insurance_stress",
                       side=0, size_nanos=r["balance_nanos"], start_ns=r["ts_event_ns"],
                       end_ns=r["ts_event_ns"], score=level / need,
+                      confidence=confidence(a, "stress", level / need),
                       evidence={"asset": r["asset"], "level": level, "previous_level": before,
                                 "drawdown": r["drawdown"], "balance_nanos": r["balance_nanos"],
                                 "peak_nanos": r["peak_nanos"]})
@@ -159,7 +163,12 @@ def sort_signals(table: pa.Table) -> pa.Table:
     return table.sort_by([(k, "ascending") for k in SIGNAL.order_by])
 
 
-def _crossings(table: pa.Table, column: str, kind: str, key: str, st: SignalState, of: Any,
+def confidence(alerts: Alerts, kind_key: str, score: float) -> float:
+    """The kind's calibrated confidence: ``platt(score)`` with ``<kind_key>_platt_a`` / ``_b``."""
+    return platt(score, alerts.params[f"{kind_key}_platt_a"], alerts.params[f"{kind_key}_platt_b"])
+
+
+def _crossings(table: pa.Table, column: str, kind: str, key: str, kind_key: str, st: SignalState, of: Any,
                extra: Any) -> None:
     rows = table.to_pylist()
     for r in rows:
@@ -172,6 +181,7 @@ def _crossings(table: pa.Table, column: str, kind: str, key: str, st: SignalStat
             a.add(ts_event_ns=r["ts_event_ns"], ts_recv_ns=r["ts_recv_ns"], kind=kind,
                   side=1 if value > 0 else -1, size_nanos=0, start_ns=r["ts_event_ns"],
                   end_ns=r["ts_event_ns"], score=abs(value) / limit,
+                  confidence=confidence(a, kind_key, abs(value) / limit),
                   evidence={column: value, "threshold": limit, **extra(r)})
         st.beyond[state_key] = beyond
 

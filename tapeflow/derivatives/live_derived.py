@@ -82,7 +82,11 @@ class LiveDerived:
         self.config = config or DerivedConfig()
         self._kept: dict[str, list[pa.Table]] = {name: [] for name in INPUTS}
         self._instruments: dict[Key, _Instrument] = {}
+        self._users: dict[Key, set[Key]] = {}  # an index published under its own name -> its instruments
         self.late_rows = 0
+
+    def __setstate__(self, state: dict) -> None:  # a snapshot from before the index names
+        self.__dict__.update({"_users": {}} | state)
 
     def update(self, tables: dict[str, pa.Table]) -> list[tuple[str, pa.Table]]:
         """Take a micro-batch's tables (other records are ignored); the rows now computed, and
@@ -111,9 +115,9 @@ class LiveDerived:
         values = table.column(_VALUE[name]).to_numpy()
         ok = np.ones(table.num_rows, dtype=bool)
         for i, key in enumerate(_keys(table)):
-            inst = self._instruments.get(key)
-            if inst is not None and ts[i] <= inst.closed_ns:
-                why = (f"{name} at {ts[i]} came after {key[0]} {key[1]}'s grid time {inst.closed_ns} "
+            closed = self._closed_for(name, key)
+            if closed is not None and ts[i] <= closed:
+                why = (f"{name} at {ts[i]} came after {key[0]} {key[1]}'s grid time {closed} "
                        "was computed")
                 rejects.add(Reason.TOO_LATE, why, "derived", repr(table.slice(i, 1).to_pylist()[0]),
                             ts_event_ns=int(ts[i]), symbol=key[1])
@@ -126,6 +130,13 @@ class LiveDerived:
                 ok[i] = False
         return table if ok.all() else table.filter(pa.array(ok))
 
+    def _closed_for(self, name: str, key: Key) -> int | None:
+        # an index counts for its own key and for the instruments priced against it by name
+        times = [self._instruments[k].closed_ns for k in (key, *self._users.get(key, ()))
+                 if k in self._instruments] if name == "index_price" else \
+            ([self._instruments[key].closed_ns] if key in self._instruments else [])
+        return max(times) if times else None
+
     def _advance(self, name: str, table: pa.Table) -> set[Key]:
         ts = table.column("ts_event_ns").to_numpy()
         values = table.column(_VALUE[name]).to_numpy()
@@ -137,6 +148,8 @@ class LiveDerived:
             first = _ceil(int(ts[i]), step)
             if values[i] == UNDEF_PRICE:
                 continue
+            if name == "mark_price" and (alias := derived.index_symbol(*key)) is not None:
+                self._users.setdefault((key[0], alias), set()).add(key)
             if name == "mark_price" and inst.basis_start_ns is None:
                 inst.basis_start_ns = max(first, inst.closed_ns + step)
             elif name == "open_interest" and inst.oi_start_ns is None:
@@ -154,6 +167,7 @@ class LiveDerived:
             if close <= inst.closed_ns:
                 continue
             rows = {name: _of(table, key) for name, table in kept.items()}
+            rows["index_price"] = _index_of(kept["index_price"], key)
             if inst.basis_start_ns is not None:
                 grid = _grid(max(inst.basis_start_ns, inst.closed_ns + c.interval_ns), close, c.interval_ns)
                 if grid.size:
@@ -187,7 +201,10 @@ class LiveDerived:
             keys = _keys(table)
             ts = table.column("ts_event_ns").to_numpy()
             values = table.column(_VALUE[name]).to_numpy()
-            keep = ts >= np.array([self._instruments[k].closed_ns - reach for k in keys], dtype=np.int64)
+            # an index under its own name is kept for the slowest of the instruments priced against it
+            closed = {k: min(self._instruments[u].closed_ns for u in (k, *self._users.get(k, ()))
+                             if u in self._instruments) for k in set(keys)}
+            keep = ts >= np.array([closed[k] - reach for k in keys], dtype=np.int64)
             seen: set[Key] = set()
             for i in range(len(keys) - 1, -1, -1):
                 if keys[i] not in seen and values[i] != UNDEF_PRICE:
@@ -219,6 +236,7 @@ def batch_derived(tables: dict[str, pa.Table], config: DerivedConfig | None = No
     for key in sorted(last):
         close = last[key] - last[key] % c.interval_ns
         rows = {name: _of(table, key) for name, table in kept.items()}
+        rows["index_price"] = _index_of(kept["index_price"], key)
         if ("mark_price", key) in first:
             grid = _grid(_ceil(first[("mark_price", key)], c.interval_ns), close, c.interval_ns)
             basis_parts.append(derived.basis(rows["mark_price"], rows["index_price"], grid,
@@ -277,6 +295,11 @@ def _concat(tables: list[pa.Table] | pa.Table | None) -> pa.Table | None:
     if tables is None or isinstance(tables, pa.Table):
         return tables
     return pa.concat_tables(tables) if tables else None
+
+
+def _index_of(table: pa.Table | None, key: Key) -> pa.Table:
+    # the instrument's own index rows and those published under its index's name (derived.index_symbol)
+    return _of(None, key) if table is None else derived.instrument_index(table, *key)
 
 
 def _of(table: pa.Table | None, key: Key) -> pa.Table:

@@ -3,9 +3,9 @@
 
 A :class:`VenuePoll` is one venue's base URL, its endpoints (path, query, interval, request weight)
 and its rate budget: at most ``budget_weight`` of request weight in any ``budget_window_s``.
-:func:`binance_usdm`, :func:`okx` and :func:`bybit` build the defaults of the replaced system
-(funding 30 s, mark 10 s, open interest 15 s, insurance fund 5 min); every value is checked when
-it is built, a bad one is a :class:`~tapeflow.errors.ConfigError` naming it.
+:func:`binance_usdm`, :func:`binance_coinm`, :func:`okx` and :func:`bybit` build the defaults of the
+replaced system (funding 30 s, mark 10 s, open interest 15 s, insurance fund 5 min); every value is
+checked when it is built, a bad one is a :class:`~tapeflow.errors.ConfigError` naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ INSURANCE_FUND_INTERVAL_S = 300.0
 # insuranceBalance weigh 1 each (Binance's API reference).
 BINANCE_BUDGET_WEIGHT = 2400
 BINANCE_WINDOW_S = 60.0
+# Binance COIN-M (dapi): 2400 request weight per IP per minute, as USD-M; premiumIndex weighs 10 (it
+# answers every contract of the pair, one request per symbol as asked), openInterest 1 (Binance's
+# COIN-M API reference). COIN-M documents no insurance-fund endpoint (USD-M's /fapi/v1/insuranceBalance
+# has no /dapi twin), so none is polled.
+BINANCE_COINM_PREMIUM_WEIGHT = 10
 # OKX limits each public endpoint separately, 10 to 20 requests per 2 s per IP (its API reference,
 # not checked against the venue here); one budget of 10 per 2 s for the whole venue stays under all.
 OKX_BUDGET_WEIGHT = 10
@@ -143,6 +148,24 @@ def binance_usdm(
         eps.append(Endpoint("/fapi/v1/openInterest", {"symbol": symbol}, open_interest_interval_s))
     eps.append(Endpoint("/fapi/v1/insuranceBalance", {}, insurance_fund_interval_s))
     return VenuePoll("binance-futures", base_url, eps, BINANCE_BUDGET_WEIGHT, BINANCE_WINDOW_S)
+
+
+def binance_coinm(
+    symbols: Sequence[str] = ("BTCUSD_PERP",),
+    base_url: str = "https://dapi.binance.com",
+    *,
+    mark_interval_s: float = MARK_INTERVAL_S,
+    open_interest_interval_s: float = OPEN_INTEREST_INTERVAL_S,
+) -> VenuePoll:
+    """Binance COIN-M (venue ``binance-coinm``, decoded as ``binance-delivery``): ``premiumIndex``
+    (mark, index and, for perpetuals, funding; weight 10) and ``openInterest`` (weight 1) per symbol
+    (``BTCUSD_PERP``, ``BTCUSD_240927``). COIN-M has no insurance-fund endpoint to poll."""
+    eps: list[Endpoint] = []
+    for symbol in symbols:
+        eps.append(Endpoint("/dapi/v1/premiumIndex", {"symbol": symbol}, mark_interval_s,
+                            BINANCE_COINM_PREMIUM_WEIGHT))
+        eps.append(Endpoint("/dapi/v1/openInterest", {"symbol": symbol}, open_interest_interval_s))
+    return VenuePoll("binance-delivery", base_url, eps, BINANCE_BUDGET_WEIGHT, BINANCE_WINDOW_S)
 
 
 def okx(

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from tapeflow.errors import ConfigError
 
-POLL_VENUES = ("binance_usdm", "bybit", "okx")  # builders in tapeflow.derivatives.poll_config
+# builders in tapeflow.derivatives.poll_config
+POLL_VENUES = ("binance_usdm", "binance_coinm", "bybit", "okx")
 
 
 def parse_spec(spec: str) -> list[tuple[str, tuple[str, ...]]]:

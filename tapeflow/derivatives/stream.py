@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 import pyarrow as pa
 
 from tapeflow.derivatives.poll import Poller, PollStats
-from tapeflow.derivatives.poll_config import VenuePoll, binance_usdm, bybit, okx
+from tapeflow.derivatives.poll_config import VenuePoll, binance_coinm, binance_usdm, bybit, okx
 from tapeflow.derivatives.poll_spec import parse_spec
 from tapeflow.errors import TapeflowError
 from tapeflow.wire.capture import Decoded
@@ -99,7 +99,8 @@ class PollFeed:
             loop.close()
 
 
-_BUILDERS: dict[str, Callable[..., VenuePoll]] = {"binance_usdm": binance_usdm, "bybit": bybit, "okx": okx}
+_BUILDERS: dict[str, Callable[..., VenuePoll]] = {
+    "binance_usdm": binance_usdm, "binance_coinm": binance_coinm, "bybit": bybit, "okx": okx}
 
 
 def parse_polls(spec: str, base_url: str | None = None) -> list[VenuePoll]:

@@ -59,7 +59,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="connector keyword argument, e.g. market=spot (binance), depth=100 (kraken)")
     src.add_argument("--poll", metavar="VENUE:SYMBOLS[;...]",
                      help="also poll derivatives REST endpoints (funding, mark, index, open interest, "
-                          "insurance fund), e.g. binance_usdm:BTCUSDT,ETHUSDT;okx:BTC-USDT-SWAP")
+                          "insurance fund; venues binance_usdm, binance_coinm, bybit, okx), e.g. "
+                          "binance_usdm:BTCUSDT,ETHUSDT;okx:BTC-USDT-SWAP")
     src.add_argument("--failover", type=Path, metavar="CONFIG",
                      help="run every source of a failover config (instead of --venue): per instrument the "
                           "best healthy source's rows, source_switch rows (docs/failover.md)")
@@ -71,8 +72,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--derivatives-only", action="store_true",
                      help="the derivatives channels without the book feed")
     src.add_argument("--derivatives-option", action="append", default=[], metavar="KEY=VALUE",
-                     help="derivatives connector keyword argument, e.g. liquidations=all (bybit), "
-                          "all_liquidations=true (binance)")
+                     help="derivatives connector keyword argument, e.g. market=coinm (binance COIN-M, "
+                          "dstream; default usdm), liquidations=all (bybit), all_liquidations=true (binance)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     src.add_argument("--clock", choices=CLOCKS, default="auto",

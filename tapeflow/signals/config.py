@@ -214,8 +214,15 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "oi_change_pct": (float, 0.01, 10_000.0),
         "cluster_notional": (float, 1.0, 1e15),
         "stress_level": (int, 1, 3),
-        "platt_a": (float, -100.0, 100.0),
-        "platt_b": (float, -100.0, 100.0),
+        # a confidence map per kind (tapeflow/derivatives/calibration.py fits them)
+        "basis_platt_a": (float, -100.0, 100.0),
+        "basis_platt_b": (float, -100.0, 100.0),
+        "oi_platt_a": (float, -100.0, 100.0),
+        "oi_platt_b": (float, -100.0, 100.0),
+        "cluster_platt_a": (float, -100.0, 100.0),
+        "cluster_platt_b": (float, -100.0, 100.0),
+        "stress_platt_a": (float, -100.0, 100.0),
+        "stress_platt_b": (float, -100.0, 100.0),
     },
 }
 

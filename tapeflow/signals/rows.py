@@ -27,12 +27,15 @@ class Alerts:
 
     def add(self, *, ts_event_ns: int, ts_recv_ns: int, kind: str, side: int, size_nanos: int,
             start_ns: int, end_ns: int, score: float, evidence: dict[str, Any],
-            price_nanos: int = UNDEF_PRICE, flags: int = 0) -> None:
-        """One alert; ``score`` is the statistic over its threshold (>= 1), confidence follows from it."""
+            price_nanos: int = UNDEF_PRICE, flags: int = 0, confidence: float | None = None) -> None:
+        """One alert; ``score`` is the statistic over its threshold (>= 1), confidence follows from it
+        (``platt_a`` / ``platt_b`` of the params; a detector calibrating each kind apart passes its own)."""
+        if confidence is None:
+            confidence = platt(score, self.params["platt_a"], self.params["platt_b"])
         values = dict(ts_event_ns=ts_event_ns, ts_recv_ns=ts_recv_ns, kind=kind, side=side,
                       price_nanos=price_nanos, size_nanos=size_nanos, start_ns=start_ns, end_ns=end_ns,
-                      confidence=platt(score, self.params["platt_a"], self.params["platt_b"]),
-                      score=float(score), flags=flags, evidence=json.dumps(evidence, sort_keys=True))
+                      confidence=confidence, score=float(score), flags=flags,
+                      evidence=json.dumps(evidence, sort_keys=True))
         for k, v in values.items():
             self.cols[k].append(v)
 

@@ -49,8 +49,8 @@ def _thresholds(tmp_path: Path, symbols: list[str], **values: float) -> Threshol
 
 
 def _conf(score: float) -> float:
-    # the shipped platt_a = 1, platt_b = 1
-    return 1.0 / (1.0 + math.exp(-(math.log(score) + 1.0)))
+    # the shipped basis map (thresholds.toml: basis_platt_a = 3.545, basis_platt_b = 0.184)
+    return 1.0 / (1.0 + math.exp(-(3.545 * math.log(score) + 0.184)))
 
 
 def _rows(table: pa.Table) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Live Binance spot and USD-M futures client: depth diffs synced to REST snapshots, trades, bookTicker.
+"""Live Binance spot, USD-M and COIN-M futures client: depth diffs synced to REST snapshots, trades,
+bookTicker.
 
 Streams (combined, in the URL): ``<sym>@depth@100ms``, ``<sym>@trade`` (spot) or ``<sym>@aggTrade``
 (futures), ``<sym>@bookTicker``. Sync follows Binance's documented procedure, and the decoder that
@@ -36,21 +37,25 @@ MARKETS = {
              "trade"),
     "usdm": (wire.USDM, "wss://fstream.binance.com", "https://fapi.binance.com", "/fapi/v1/depth",
              "aggTrade"),
+    # COIN-M (dstream): the USD-M depth protocol (``pu`` links, the same snapshot bridge) on its own
+    # hosts, symbols ``BTCUSD_PERP`` / ``BTCUSD_240927``
+    "coinm": (wire.COINM, "wss://dstream.binance.com", "https://dapi.binance.com", "/dapi/v1/depth",
+              "aggTrade"),
 }
 # the derivatives streams' markets: USD-M, and COIN-M (venue binance-coinm, file format binance-delivery)
 DERIVATIVES_MARKETS = {
     "usdm": MARKETS["usdm"],
-    "coinm": (wire.COINM, "wss://dstream.binance.com", "https://dapi.binance.com", "/dapi/v1/depth",
-              "aggTrade"),
+    "coinm": MARKETS["coinm"],
 }
 
 
 class BinanceClient(Connector):
-    """Binance live client for one market (spot or USD-M) and a few symbols.
+    """Binance live client for one market (spot, USD-M or COIN-M) and a few symbols.
 
     Args:
         symbols: Binance symbols (any case), e.g. ``["BTCUSDT"]``.
-        market: ``usdm`` (venue ``binance-usdm``) or ``spot`` (venue ``binance``).
+        market: ``usdm`` (venue ``binance-usdm``), ``coinm`` (venue ``binance-coinm``) or ``spot``
+            (venue ``binance``).
         endpoint: websocket base URL (``srv.ws_url`` of a replay server); default Binance's.
         rest_endpoint: REST base URL (``srv.rest_url``); default Binance's.
         journal: journal (or its folder) every frame is written to before it is decoded.

@@ -187,9 +187,10 @@ class BinanceReplay(VenueReplay):
         return 200, dumps(body)
 
     def rest_routes(self) -> dict[str, RestHandler]:
-        """Spot and USD-M depth endpoints (both serve every symbol of the tape)."""
+        """Spot, USD-M and COIN-M depth endpoints (each serves every symbol of the tape)."""
         return {"/api/v3/depth": lambda q: self.depth(q, futures=False),
-                "/fapi/v1/depth": lambda q: self.depth(q, futures=True)}
+                "/fapi/v1/depth": lambda q: self.depth(q, futures=True),
+                "/dapi/v1/depth": lambda q: self.depth(q, futures=True)}
 
     def ws_keepalive(self, path: str) -> tuple[float | None, float | None]:
         """USD-M/COIN-M values when the tape holds futures depth (``pu`` in its diffs) or streams
