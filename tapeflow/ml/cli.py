@@ -28,6 +28,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--models", default="logreg,mlp,tcn", help="comma-separated: logreg, mlp, tcn")
     ev.add_argument("--block", default="1h", help="bootstrap block length for the intervals")
     ev.add_argument("--seed", type=int, default=0, help="initialization and mini-batch seed")
+    ev.add_argument("--flat-share", type=float, default=None,
+                    help="relabel each fold at the threshold that makes this share of its training rows "
+                         "flat (e.g. 0.333; default: the examples' alpha)")
     ev.set_defaults(func=_cmd_evaluate)
     reg = inner.add_parser("registry", help="browse the model registry: versions, champion, lineage")
     reg.add_argument("--lake", type=Path, default=None, help="lake root (default TAPEFLOW_LAKE); the "
@@ -83,11 +86,14 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"--models {args.models!r}: unknown {unknown} (have {', '.join(MODELS)})")
     if args.train_folds < 1:
         raise ConfigError(f"--train-folds must be at least 1, was {args.train_folds}")
+    if args.flat_share is not None and not 0.0 < args.flat_share < 1.0:
+        raise ConfigError(f"--flat-share must lie in (0, 1), was {args.flat_share}")
     fold_ns = None if args.fold == "day" else parse_duration_ns(args.fold)
     paths = check_inputs(args.paths)
     check_format(get_format(args.format), paths)
     cfg = WalkForwardConfig(horizon_s=args.horizon, train_folds=args.train_folds, models=models,
-                            seed=args.seed, block_ns=parse_duration_ns(args.block))
+                            seed=args.seed, block_ns=parse_duration_ns(args.block),
+                            flat_share=args.flat_share)
     loaded = load(args.format, paths, params, args.horizon, fold_ns)
     results = evaluate(loaded, params, cfg)
     args.out.mkdir(parents=True, exist_ok=True)

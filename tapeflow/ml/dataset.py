@@ -31,7 +31,7 @@ def model_features(p: ExampleParams) -> list[str]:
     return ["spread_bps", "microprice_offset_bps", "imbalance_l1", f"imbalance_l{p.levels}",
             *(f"ofi_{w}s" for w in p.ofi_windows_s), f"realized_vol_{p.vol_window_s}s",
             *(f"trade_flow_{w}s" for w in p.flow_windows_s), *(f"past_return_{h}s" for h in p.horizons_s),
-            "past_label"]
+            "last_mid_move", "last_mid_move_age_s", "past_smoothed_return", "past_label"]
 
 
 def _slog(x: np.ndarray) -> np.ndarray:
@@ -46,6 +46,64 @@ def past_returns(ts_ns: np.ndarray, mid: np.ndarray, horizon_s: int) -> np.ndarr
     ok = exact & ~np.isnan(mid[at_c]) & ~np.isnan(mid)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(ok, mid / mid[at_c] - 1.0, 0.0)
+
+
+def last_mid_move(ts_ns: np.ndarray, mid: np.ndarray, window_s: int) -> tuple[np.ndarray, np.ndarray]:
+    """The sign of the last mid change in ``(t - window_s, t]`` (between two consecutive grid rows with a
+    mid) and its age ``log1p(seconds since)``; ``(0, log1p(window_s))`` when the mid did not change in
+    the window. Reads rows in ``[t - window_s, t]`` only (so the live scorer's buffer suffices)."""
+    n = len(mid)
+    step = np.zeros(n)
+    if n > 1:
+        with np.errstate(invalid="ignore"):
+            d = mid[1:] - mid[:-1]
+        step[1:] = np.where(np.isnan(d), 0.0, np.sign(d))
+    moved = step != 0
+    last = np.maximum.accumulate(np.where(moved, np.arange(n), -1)) if n else np.zeros(0, np.int64)
+    age = (ts_ns - ts_ns[np.maximum(last, 0)]) / SECOND_NS
+    seen = (last >= 0) & (age < window_s)
+    sign = np.where(seen, step[np.maximum(last, 0)], 0.0)
+    return sign, np.log1p(np.where(seen, age, float(window_s)))
+
+
+def classes(smoothed: np.ndarray, alpha: float) -> np.ndarray:
+    """int64 classes of FI-2010 labels: 0 down (``< -alpha``), 1 flat, 2 up (``> alpha``), -1 where the
+    smoothed return is NaN (no label); the rule ``training_examples`` writes ``label_<h>s`` with."""
+    with np.errstate(invalid="ignore"):
+        y = np.where(smoothed > alpha, 2, np.where(smoothed < -alpha, 0, 1))
+    return np.where(np.isnan(smoothed), -1, y).astype(np.int64)
+
+
+def past_labels(ts_ns: np.ndarray, y: np.ndarray, horizon_s: int) -> np.ndarray:
+    """int64[n]: the class of the row exactly ``h`` earlier (its window ``(t - h, t]`` is complete at
+    ``t``), -1 where that row is missing or unlabelled."""
+    back = past_values(ts_ns, y.astype(np.float64), horizon_s)
+    return np.where(np.isnan(back), -1, back).astype(np.int64)
+
+
+def past_values(ts_ns: np.ndarray, values: np.ndarray, horizon_s: int) -> np.ndarray:
+    """float64[n]: ``values`` of the row exactly ``h`` earlier (for the smoothed return: its window
+    ``(t - h, t]`` is complete at ``t``), NaN where that row is missing."""
+    back = np.searchsorted(ts_ns, ts_ns - horizon_s * SECOND_NS)
+    back_c = np.minimum(back, len(ts_ns) - 1)
+    exact = (back < len(ts_ns)) & (ts_ns[back_c] == ts_ns - horizon_s * SECOND_NS)
+    return np.where(exact, values[back_c], np.nan)
+
+
+def fit_alpha(smoothed_train: np.ndarray, flat_share: float) -> float:
+    """The stationary threshold that makes ``flat_share`` of the training rows flat: the
+    ``flat_share`` quantile of ``|smoothed return|`` over the (finite) training rows only (FI-2010 sets
+    one per horizon so the classes are balanced-ish; 1/3 balances them when up and down are symmetric).
+
+    Raises:
+        TapeflowError: no finite training return, or ``flat_share`` outside ``(0, 1)``.
+    """
+    if not 0.0 < flat_share < 1.0:
+        raise TapeflowError(f"flat_share must lie in (0, 1), got {flat_share}")
+    r = np.abs(smoothed_train[np.isfinite(smoothed_train)])
+    if not len(r):
+        raise TapeflowError("no finite training return to choose alpha from")
+    return float(np.quantile(r, flat_share))
 
 
 @dataclass(frozen=True)
@@ -69,6 +127,15 @@ class Segment:
         return Segment(name, *(a[lo:hi] for a in (self.ts_ns, self.x, self.y, self.smoothed_return,
                                                   self.past_label, self.usable)))
 
+    def relabel(self, alpha: float, horizon_s: int) -> Segment:
+        """The same rows with labels at threshold ``alpha``: ``y``, ``past_label`` and the ``past_label``
+        input (the last column) recomputed from the smoothed returns; features are untouched."""
+        y = np.where(self.y >= 0, classes(self.smoothed_return, alpha), -1)
+        past = past_labels(self.ts_ns, y, horizon_s)
+        x = self.x.copy()
+        x[:, -1] = np.where(past >= 0, past - 1, 0)
+        return Segment(self.name, self.ts_ns, x, y, self.smoothed_return, past, self.usable)
+
 
 def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> Segment:
     """Model inputs of one ``training_examples`` table for the label at ``horizon_s``.
@@ -85,7 +152,8 @@ def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> 
             "spread_bps": col["spread_nanos"] / mid * 1e4,
             "microprice_offset_bps": col["microprice_minus_mid_nanos"] / mid * 1e4,
         }
-    for name_ in model_features(p)[2:-1]:
+    feats["last_mid_move"], feats["last_mid_move_age_s"] = last_mid_move(ts, mid, p.vol_window_s)
+    for name_ in model_features(p)[2:-4]:
         if name_.startswith("past_return_"):
             feats[name_] = past_returns(ts, mid, int(name_[len("past_return_"):-1]))
         elif name_.startswith(("ofi_", "trade_flow_")):
@@ -96,14 +164,13 @@ def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> 
     present = ~np.isnan(label.astype(np.float64))
     y = np.where(present, np.nan_to_num(label.astype(np.float64)) + 1, -1).astype(np.int64)
     # the label of the row at t - h covers exactly (t - h, t]: known at t
-    back = np.searchsorted(ts, ts - horizon_s * SECOND_NS)
-    back_c = np.minimum(back, len(ts) - 1)
-    exact = (back < len(ts)) & (ts[back_c] == ts - horizon_s * SECOND_NS)
-    past = np.where(exact, y[back_c], -1)
+    past = past_labels(ts, y, horizon_s)
+    smoothed = col[f"smoothed_return_{horizon_s}s"].astype(np.float64)
+    feats["past_smoothed_return"] = past_values(ts, smoothed, horizon_s)
     feats["past_label"] = np.where(past >= 0, past - 1, 0).astype(np.float64)
     x = np.stack([feats[n] for n in model_features(p)], axis=1).astype(np.float64)
     usable = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool) & present
-    return Segment(name, ts, x, y, col[f"smoothed_return_{horizon_s}s"].astype(np.float64), past, usable)
+    return Segment(name, ts, x, y, smoothed, past, usable)
 
 
 def split_by(seg: Segment, fold_ns: int) -> list[Segment]:

@@ -37,7 +37,9 @@ def render(result: WalkForwardResult, title: str = "") -> str:
     out = [f"### {title}" if title else "",
            f"horizon {cfg.horizon_s} s, {len(result.folds)} test folds, train on the previous "
            f"{cfg.train_folds} fold(s) (last {cfg.val_fraction:.0%} validates), seed {cfg.seed}, "
-           f"{first.n} test rows in {first.blocks} bootstrap blocks of {cfg.block_ns / 3.6e12:g} h", "",
+           f"{first.n} test rows in {first.blocks} bootstrap blocks of {cfg.block_ns / 3.6e12:g} h"
+           + ("" if cfg.flat_share is None else f"; labels at each fold's training alpha "
+              f"(flat share {cfg.flat_share:g} of its training rows)"), "",
            "| model | macro-F1 | 95% CI | accuracy | log loss | MCC | MCC 95% CI |",
            "|---|---|---|---|---|---|---|"]
     for name, s in result.scores.items():
@@ -46,10 +48,11 @@ def render(result: WalkForwardResult, title: str = "") -> str:
                    f"{s.log_loss:.3f} | {s.mcc:.3f} | {_ci(s.mcc_ci)} |")
     out += ["", verdict(result), "", "per fold macro-F1 (rows train/val/test):", ""]
     names = list(result.scores)
-    out.append("| fold | rows | " + " | ".join(names) + " |")
-    out.append("|---|---|" + "---|" * len(names))
+    out.append("| fold | rows | alpha (bp) | " + " | ".join(names) + " |")
+    out.append("|---|---|---|" + "---|" * len(names))
     for f in result.folds:
-        out.append(f"| {f.name} | {f.n_train}/{f.n_val}/{f.n_test} | "
+        alpha = "table" if f.alpha is None else f"{f.alpha * 1e4:.3f}"
+        out.append(f"| {f.name} | {f.n_train}/{f.n_val}/{f.n_test} | {alpha} | "
                    + " | ".join(f"{f.macro_f1[n]:.3f}" for n in names) + " |")
     out += ["", "confusion matrices (rows true down/flat/up, columns predicted):", ""]
     for name, s in result.scores.items():
@@ -66,8 +69,9 @@ def to_json(result: WalkForwardResult) -> dict[str, Any]:
                        "accuracy": s.accuracy, "log_loss": s.log_loss, "mcc": s.mcc, "mcc_ci": list(s.mcc_ci),
                        "confusion": s.confusion.tolist(), "blocks": s.blocks}
                    for n, s in result.scores.items()},
+        "flat_share": result.config.flat_share,
         "folds": [{"name": f.name, "n_train": f.n_train, "n_val": f.n_val, "n_test": f.n_test,
-                   "macro_f1": f.macro_f1} for f in result.folds],
+                   "alpha": f.alpha, "macro_f1": f.macro_f1} for f in result.folds],
     }
 
 

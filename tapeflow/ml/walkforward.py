@@ -24,7 +24,7 @@ from kernels.ml_models import ModelSpec
 from kernels.ml_train import TrainConfig, fit, predict_proba
 from tapeflow.errors import TapeflowError
 from tapeflow.ml import baselines
-from tapeflow.ml.dataset import Scaler, Segment, windows
+from tapeflow.ml.dataset import Scaler, Segment, fit_alpha, windows
 from tapeflow.ml.examples import SECOND_NS
 from tapeflow.ml.metrics import HOUR_NS, Scores, confusion, macro_f1, score
 
@@ -45,6 +45,8 @@ class WalkForwardConfig:
     models: tuple[str, ...] = MODELS
     seed: int = 0
     block_ns: int = HOUR_NS      # bootstrap block
+    flat_share: float | None = None  # relabel each fold at the alpha that makes this share of its
+    #                                  training rows flat (None: the examples' own alpha)
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
@@ -57,6 +59,7 @@ class FoldResult:
     n_val: int
     n_test: int
     macro_f1: dict[str, float]
+    alpha: float | None = None   # the fold's label threshold, chosen on its training rows (flat_share)
 
 
 @dataclass
@@ -121,9 +124,14 @@ def _split_pool(pool: Sequence[Segment], val_fraction: float, horizon_ns: int,
 
 
 def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_cols: list[int]
-          ) -> tuple[dict[str, baselines.Prediction], np.ndarray, np.ndarray, tuple[int, int]]:
+          ) -> tuple[dict[str, baselines.Prediction], np.ndarray, np.ndarray, tuple[int, int], float | None]:
     h_ns = cfg.horizon_s * SECOND_NS
     train_rows, val_rows = _split_pool(pool, cfg.val_fraction, h_ns, int(test.ts_ns[0]))
+    alpha = None
+    if cfg.flat_share is not None:  # from the training rows only; the split does not depend on labels
+        train_returns = [s.smoothed_return[r] for s, r in zip(pool, train_rows, strict=True)]
+        alpha = fit_alpha(np.concatenate(train_returns), cfg.flat_share)
+        pool, test = [s.relabel(alpha, cfg.horizon_s) for s in pool], test.relabel(alpha, cfg.horizon_s)
     test_rows = _rows(test, None, h_ns)
     y_tr = np.concatenate([s.y[r] for s, r in zip(pool, train_rows, strict=True)])
     y_va = np.concatenate([s.y[r] for s, r in zip(pool, val_rows, strict=True)])
@@ -149,7 +157,7 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
     ret_tr = np.concatenate([s.smoothed_return[r] for s, r in zip(pool, train_rows, strict=True)])
     out["ofi_linear"] = baselines.ofi_linear(ofi_tr, ret_tr, y_tr,
                                              _gather([test], [test_rows], scaler, 1, False)[:, ofi_cols])
-    return out, y_te, test.ts_ns[test_rows], (len(y_tr), len(y_va))
+    return out, y_te, test.ts_ns[test_rows], (len(y_tr), len(y_va)), alpha
 
 
 def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
@@ -179,13 +187,13 @@ def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
         if not test.usable.any():
             continue
         pool = list(segments[max(0, i - cfg.train_folds): i])
-        probas, y_te, ts_te, (n_tr, n_va) = _fold(pool, test, cfg, ofi_cols)
+        probas, y_te, ts_te, (n_tr, n_va), alpha = _fold(pool, test, cfg, ofi_cols)
         for n in names:
             pooled[n].append(probas[n])
         ys.append(y_te)
         tss.append(ts_te)
         folds.append(FoldResult(test.name, n_tr, n_va, len(y_te),
-                                {n: macro_f1(confusion(y_te, probas[n][0])) for n in names}))
+                                {n: macro_f1(confusion(y_te, probas[n][0])) for n in names}, alpha))
     if not folds:
         raise TapeflowError("no test fold has usable rows")
     y_all, ts_all = np.concatenate(ys), np.concatenate(tss)

@@ -137,3 +137,68 @@ def test_model_features_are_causal() -> None:
     np.testing.assert_array_equal(base.x[:151], other.x[:151])
     np.testing.assert_array_equal(base.past_label[:151], other.past_label[:151])
     assert not np.array_equal(base.y[130:151], other.y[130:151])  # the labels did see the change
+
+
+def _book(seed: int = 9, n: int = 300):  # type: ignore[no-untyped-def]
+    from tests.ml.test_examples import snaps
+
+    rng = np.random.default_rng(seed)
+    mids = 1000 + np.cumsum(rng.integers(-1, 2, n)) * 2
+    return snaps([(1_700_000_000 * S + i * S, [(int(m) - 1, int(rng.integers(1, 9)))],
+                   [(int(m) + 1, int(rng.integers(1, 9)))]) for i, m in enumerate(mids)])
+
+
+def test_relabel_matches_examples_built_at_that_alpha() -> None:
+    """Relabelling a segment at another threshold gives what ``training_examples`` writes when built
+    with that threshold (labels, past labels, the past-label input), and the same labels at its own."""
+    from dataclasses import replace
+
+    from tapeflow.ml import training_examples
+    from tapeflow.ml.dataset import segment
+    from tests.ml.test_examples import TRADES
+
+    book, p = _book(), ExampleParams()
+    base = segment(training_examples(book, TRADES.slice(0, 0), p), 10, p, "a")
+    np.testing.assert_array_equal(base.relabel(p.alpha, 10).y, base.y)
+    for alpha in (5e-4, 2e-3, 5e-3):
+        q = replace(p, alpha=alpha)
+        want = segment(training_examples(book, TRADES.slice(0, 0), q), 10, q, "b")
+        got = base.relabel(alpha, 10)
+        assert not np.array_equal(want.y, base.y)  # the threshold matters on this book
+        np.testing.assert_array_equal(got.y, want.y)
+        np.testing.assert_array_equal(got.past_label, want.past_label)
+        np.testing.assert_array_equal(got.x, want.x)
+
+
+def test_last_mid_move_by_hand() -> None:
+    from tapeflow.ml.dataset import last_mid_move
+
+    ts = np.arange(8) * S
+    mid = np.array([10.0, 10.0, 11.0, np.nan, 11.0, 10.0, 10.0, 10.0])
+    sign, age = last_mid_move(ts, mid, 60)
+    assert sign.tolist() == [0, 0, 1, 1, 1, -1, -1, -1]
+    np.testing.assert_allclose(np.expm1(age), [60, 60, 0, 1, 2, 0, 1, 2])
+    sign, age = last_mid_move(ts, mid, 2)  # a move 2 s old or more has left the window (t - 2 s, t]
+    assert sign.tolist() == [0, 0, 1, 1, 0, -1, -1, 0]
+    np.testing.assert_allclose(np.expm1(age), [2, 2, 0, 1, 2, 0, 1, 2])
+
+
+def test_fold_alpha_comes_from_training_rows_only() -> None:
+    """``flat_share``: each fold's threshold makes that share of its training rows flat, and changing
+    the returns of a day never trained on (the last test day) changes no fold's threshold."""
+    days = _days(5)
+    for i, d in enumerate(days):  # |return| of day i uniform on (0, (i + 1) * 1e-4)
+        d.smoothed_return[:] = np.random.default_rng(i).uniform(-1, 1, len(d.y)) * (i + 1) * 1e-4
+        d.y[:] = np.where(d.smoothed_return > 0, 2, 0)  # labels at alpha 0, to be replaced
+    cfg = WalkForwardConfig(horizon_s=10, train_folds=1, models=("logreg",), block_ns=600 * S, flat_share=0.5,
+                            train=TrainConfig(max_steps=50, eval_every=25, patience=1))  # alphas, not skill
+    first = walk_forward(days, NAMES, cfg)
+    # one training day each: the median |return| of day i - 1's training rows, ~ i * 0.5e-4
+    for i, f in enumerate(first.folds, start=1):
+        assert f.alpha is not None and abs(f.alpha - i * 0.5e-4) < 0.06 * i * 1e-4
+    # test day i (|return| up to (i + 1) 1e-4) relabelled at alpha ~ i 0.5e-4: flat share i / (2 (i + 1))
+    flat = (first.scores["majority"].confusion.sum(1) / first.scores["majority"].n)[1]
+    assert abs(flat - np.mean([i / (2 * (i + 1)) for i in (1, 2, 3)])) < 0.03
+    days[-1].smoothed_return[:] *= 100
+    second = walk_forward(days, NAMES, cfg)
+    assert [f.alpha for f in second.folds] == [f.alpha for f in first.folds]
