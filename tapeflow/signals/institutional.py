@@ -27,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from kernels.signals_institutional import fill_flow
-from kernels.signals_windows import block_quantiles, flow_windows
+from kernels.signals_institutional import RunningWindows, fill_flow
+from kernels.signals_windows import block_quantiles
 from tapeflow.signals.rows import Alerts
 
 NAME = "institutional/1"
 _BIN_NS = 1_000_000_000
 _DAY_NS = 86_400 * _BIN_NS
-DAY_BINS = _DAY_NS // _BIN_NS  # a day's bins are padded to this: one padded length live and batch
+DAY_BINS = _DAY_NS // _BIN_NS  # bins of a day at most
 MEDIAN_FILLS = 500  # fills per baseline block of the median fill size; 4 blocks looked back
 LOOKBACK_BLOCKS = 4
 _FILL = ord("F")
@@ -95,8 +95,8 @@ class DayFills:
 
 @dataclass
 class DayWindows:
-    """Per bin of a day (from its first fill's second): net and gross volume over the window, the
-    passive part, the own-day fallback RMS and the time-of-day bucket."""
+    """Per bin of a run of a day's bins (from its first fill's second): net and gross volume over
+    the window, the passive part, the own-day fallback RMS and the time-of-day bucket."""
 
     net: np.ndarray
     gross: np.ndarray
@@ -105,28 +105,37 @@ class DayWindows:
     bucket: np.ndarray
 
 
-def day_windows(signed: np.ndarray, gross: np.ndarray, passive: np.ndarray, t0: int, n: int,
-                params: dict[str, Any]) -> DayWindows:
-    """The windows of the day's first ``n`` bins from per-bin sums (arrays of ``DAY_BINS``)."""
-    window = max(1, params["window_ns"] // _BIN_NS)
-    net, gr, rms = flow_windows(signed, gross, window, max(1, params["fallback_baseline_ns"] // _BIN_NS))
-    pas, _, _ = flow_windows(passive, np.zeros(len(passive)), window, 1)
-    abs_ns = (np.arange(n) + t0) * _BIN_NS
-    return DayWindows(net[:n], gr[:n], pas[:n], rms[:n], (abs_ns % _DAY_NS) // params["bucket_ns"])
+def running_windows(params: dict[str, Any]) -> RunningWindows:
+    """The day's window sums, carried bin to bin (``kernels.signals_institutional.RunningWindows``)."""
+    return RunningWindows(max(1, params["window_ns"] // _BIN_NS),
+                          max(1, params["fallback_baseline_ns"] // _BIN_NS))
 
 
-def day_totals(w: DayWindows, params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """What a whole day adds to the baseline: per bucket, the sum of squared window sums and bins."""
+def day_windows(running: RunningWindows, sums: np.ndarray, t0: int, params: dict[str, Any]) -> DayWindows:
+    """The windows of the day's next bins from their per-bin (signed, gross, passive) sums."""
+    first = running.bins
+    net, gross, passive, rms = running.extend(sums)
+    abs_ns = (np.arange(first, first + len(net)) + t0) * _BIN_NS
+    return DayWindows(net, gross, passive, rms, (abs_ns % _DAY_NS) // params["bucket_ns"])
+
+
+def add_totals(totals: tuple[np.ndarray, np.ndarray], w: DayWindows) -> None:
+    """Add bins to what the day adds to the baseline: per bucket, the sum of the squared window
+    sums and the number of bins (``np.add.at``: one bin at a time, in order, whatever the cuts)."""
+    np.add.at(totals[0], w.bucket, w.net * w.net)
+    np.add.at(totals[1], w.bucket, 1.0)
+
+
+def new_totals(params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     nb = n_buckets_of(params)
-    return (np.bincount(w.bucket, w.net * w.net, minlength=nb)[:nb],
-            np.bincount(w.bucket, minlength=nb)[:nb].astype(np.float64))
+    return np.zeros(nb), np.zeros(nb)
 
 
 def judge(out: Alerts, w: DayWindows, f: DayFills, lo: int, hi: int, params: dict[str, Any],
           base: np.ndarray, state: dict[str, Any]) -> None:
     """Add the alerts of bins ``[lo, hi)`` of the day to ``out``.
 
-    ``w`` holds at least the first ``hi`` bins; ``f`` the day's fills from at least the last one
+    ``w`` holds exactly those bins; ``f`` the day's fills from at least the last one
     at or before bin ``lo - window`` on (all of them, in batch); ``state`` carries, from bin to
     bin of the day, whether the bin before ``lo`` alerted (``on``) and the last alert per side
     (``last``)."""
@@ -135,10 +144,10 @@ def judge(out: Alerts, w: DayWindows, f: DayFills, lo: int, hi: int, params: dic
     bins = f.bins
     window = max(1, params["window_ns"] // _BIN_NS)
     b = np.arange(lo, hi)
-    net, gross, pas = w.net[lo:hi], w.gross[lo:hi], w.passive[lo:hi]
-    days_base = base[w.bucket[lo:hi]]
+    net, gross, pas = w.net, w.gross, w.passive
+    days_base = base[w.bucket]
     from_days = np.isfinite(days_base)
-    scale = np.where(from_days, days_base, w.rms[lo:hi])
+    scale = np.where(from_days, days_base, w.rms)
     last = np.searchsorted(bins, b, side="right") - 1
     med = np.where(last >= 0, f.median[np.maximum(last, 0)], np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -179,11 +188,10 @@ def judge(out: Alerts, w: DayWindows, f: DayFills, lo: int, hi: int, params: dic
                                                            / max(gross[k], 1e-9)), 3)))
 
 
-def bin_sums(f: DayFills) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per bin of the day (``DAY_BINS`` long): signed, gross and passive volume of its fills."""
+def bin_sums(f: DayFills) -> np.ndarray:
+    """Per bin of the day up to its last fill's: signed, gross and passive volume, shape (3, bins)."""
     bins = f.bins
-    return (np.bincount(bins, f.flow, minlength=DAY_BINS), np.bincount(bins, f.size, minlength=DAY_BINS),
-            np.bincount(bins, f.passive, minlength=DAY_BINS))
+    return np.stack([np.bincount(bins, f.flow), np.bincount(bins, f.size), np.bincount(bins, f.passive)])
 
 
 def detect(ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, Any], venue: str, symbol: str,
@@ -206,10 +214,12 @@ def detect(ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, An
         f = day_fills({c: v[rows] for c, v in ev.items()}, at_touch[rows], params)
         if f is None:
             continue
-        n = int(f.bins[-1]) + 1
-        w = day_windows(*bin_sums(f), f.t0, n, params)
-        judge(out, w, f, 0, n, params, history.base(day, params), {})
-        history.add(day, params, *day_totals(w, params))
+        sums = bin_sums(f)
+        w = day_windows(running_windows(params), sums, f.t0, params)
+        judge(out, w, f, 0, sums.shape[1], params, history.base(day, params), {})
+        totals = new_totals(params)
+        add_totals(totals, w)
+        history.add(day, params, *totals)
     return out
 
 

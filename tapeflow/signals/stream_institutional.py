@@ -5,12 +5,12 @@
 the whole input, row for row, across restarts at a day boundary:
 
 * each UTC day is judged on its own (``institutional``'s docstring): the fill attribution
-  (:class:`FlowState`, ``kernels.signals_institutional.fill_flow``'s pass, carried), the median
-  fill size (a 500-fill block's median is computed once, from the 4 blocks before it, with
-  ``block_quantiles``' arithmetic: ``withdrawal._median``), the per-second signed, gross and
-  passive sums of the day (the window sums are recomputed over the day's sums padded to a day's
-  bins, the padded length the batch uses, so the JAX kernel gives the same numbers), the
-  rising-edge and refractory state;
+  (``kernels.signals_institutional.FillFlowState``: ``fill_flow``'s numba pass, its state
+  carried), the median fill size (a 500-fill block's median is computed once, from the 4
+  blocks before it, with ``block_quantiles``' arithmetic: ``withdrawal._median``), the
+  per-second signed, gross and passive sums of the seconds not judged yet, the window sums and the own-day RMS
+  (``kernels.signals_institutional.RunningWindows``: sequential running sums, the batch's bits
+  whatever the cuts), the day's baseline record so far, the rising-edge and refractory state;
 * a second is judged once a fill of a later second arrived (its window and its last fill are
   final then); the day's last seconds at the day roll or the end of the stream;
 * at the day roll (or the end of the stream) the day's per-bucket totals join the baseline
@@ -18,8 +18,8 @@ the whole input, row for row, across restarts at a day boundary:
   the lake (``<lake>/_baselines/institutional/<venue>/<symbol>.json``, atomically) and loads at
   start: the 20-day baseline of a restarted stage is the one it had.
 
-Known differences: a fill arriving with an event time in a second already judged is added to its
-second's sums but not judged again, and a fill of a day already rolled over is counted in
+Known differences: a fill arriving with an event time in a second already judged is left out of
+the windows (counted in ``late_fills``), and a fill of a day already rolled over is counted in
 ``late_fills`` and left out (the batch places both in time order); a restart inside a day judges
 the rest of that day afresh (its order state, windows and median blocks start again) and the day's
 baseline record is then that of the part after the restart.
@@ -37,19 +37,20 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from kernels.codes import L3_ADD, L3_FILL
+from kernels.codes import L3_FILL
+from kernels.signals_institutional import FillFlowState
 from tapeflow.errors import StorageError
-from tapeflow.signals import institutional
 from tapeflow.signals.institutional import (
-    DAY_BINS,
     LOOKBACK_BLOCKS,
     MEDIAN_FILLS,
     NAME,
     Baselines,
     DayFills,
-    day_totals,
+    add_totals,
     day_windows,
     judge,
+    new_totals,
+    running_windows,
 )
 from tapeflow.signals.rows import Alerts
 from tapeflow.signals.withdrawal import _median
@@ -110,47 +111,6 @@ class BaselineStore:
             raise
 
 
-class FlowState:
-    """``fill_flow``'s pass carried across batches (one day's orders): per fill, its signed
-    flow, passive part and whether it hit a two-sided quote (``fill_flow_ref``'s arithmetic)."""
-
-    def __init__(self) -> None:
-        self.orders: dict[int, tuple[int, bool, bool]] = {}
-        self.last_add: dict[int, tuple[int, int]] = {}
-
-    def step(self, ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, Any]
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        n = len(ev["ts_event_ns"])
-        flow, passive, maker = np.zeros(n), np.zeros(n), np.zeros(n, bool)
-        pair_ns, child_ns, weight = params["mm_pair_ns"], params["child_fill_ns"], params["passive_weight"]
-        orders, last_add = self.orders, self.last_add
-        for i, (t, k, a, s, v) in enumerate(zip(ev["ts_event_ns"].tolist(), ev["order_id"].tolist(),
-                                                ev["action"].tolist(), ev["side_code"].tolist(),
-                                                ev["size_nanos"].tolist(), strict=True)):
-            if s not in (0, 1) or k == 0:
-                continue
-            if a == L3_ADD:
-                paired = False
-                prev = last_add.get(1 - s)
-                if prev is not None and t - prev[0] <= pair_ns:
-                    paired = True
-                    o = orders[prev[1]]
-                    orders[prev[1]] = (o[0], True, o[2])
-                orders[k] = (t, paired, bool(at_touch[i]))
-                last_add[s] = (t, k)
-            elif a == L3_FILL and k in orders:
-                sign = 1.0 if s == 0 else -1.0
-                add_ns, paired, touch = orders[k]
-                if paired:
-                    maker[i] = True
-                    flow[i] = -sign * float(v)
-                elif touch and t - add_ns <= child_ns:
-                    passive[i] = flow[i] = sign * float(v) * weight
-                else:
-                    flow[i] = -sign * float(v)
-        return flow, passive, maker
-
-
 class StreamingInstitutional:
     """Institutional pressure of one instrument over micro-batches (picklable).
 
@@ -167,13 +127,15 @@ class StreamingInstitutional:
         self._new_day()
 
     def _new_day(self) -> None:
-        self.flow = FlowState()
+        self.flow = FillFlowState()
         self.t0 = 0
         self.n_fills = 0  # fills of the day so far (their index picks the median block)
         self.sizes = np.zeros(0)  # the sizes of the last median blocks, from fill ``sizes_first``
         self.sizes_first = 0
         self.block_median: dict[int, float] = {}
-        self.sums = np.zeros((3, 0))  # per second of the day: signed, gross, passive
+        self.sums = np.zeros((3, 0))  # per second from ``judged`` on: signed, gross, passive
+        self.running: Any = None  # the day's RunningWindows (made with the day's first fill)
+        self.totals: tuple[np.ndarray, np.ndarray] | None = None  # the day's baseline record so far
         kinds = {"maker": bool, "ts": np.int64, "recv": np.int64}
         self.fills = {c: np.zeros(0, kinds.get(c, np.float64)) for c in _FILL_COLS}
         self.judged = 0  # seconds of the day judged
@@ -204,11 +166,13 @@ class StreamingInstitutional:
             start = stop
         if final and self.day is not None:
             self._finish(out, params)
-        table = out.table()
-        return [table] if table.num_rows else []
+        return [out.table()] if out.cols["ts_event_ns"] else []  # most batches alert nothing
 
     def _take(self, ev: dict[str, np.ndarray], at_touch: np.ndarray, params: dict[str, Any]) -> None:
-        flow, passive, maker = self.flow.step(ev, at_touch, params)
+        ff = self.flow.step(ev["ts_event_ns"], ev["order_id"], ev["action"], ev["side_code"],
+                            ev["size_nanos"], at_touch, pair_ns=params["mm_pair_ns"],
+                            child_fill_ns=params["child_fill_ns"], passive_weight=params["passive_weight"])
+        flow, passive, maker = ff["flow"], ff["passive"], ff["maker"]
         fills = np.flatnonzero((ev["action"] == L3_FILL) & (ev["side_code"] >= 0) & (ev["order_id"] != 0))
         if not len(fills):
             return
@@ -219,17 +183,21 @@ class StreamingInstitutional:
         new = {"ts": ts, "recv": ev["ts_recv_ns"][fills].astype(np.int64), "flow": flow[fills],
                "passive": passive[fills], "maker": maker[fills], "size": size, "median": self._medians(size)}
         self.fills = {c: np.r_[self.fills[c], new[c]] for c in _FILL_COLS}
-        bins = ts // _BIN_NS - self.t0
-        bins = np.clip(bins, 0, DAY_BINS - 1)  # a fill before the day's first second: its first bin
+        bins = ts // _BIN_NS - self.t0 - self.judged  # from the first second not judged
+        late = bins < 0  # a second already judged: its windows are out
+        self.late_fills += int(late.sum())
+        bins = bins[~late]
+        if not len(bins):
+            return
         need = int(bins.max()) + 1
         if need > self.sums.shape[1]:
-            grown = np.zeros((3, min(DAY_BINS, max(need, 2 * self.sums.shape[1]))))
+            grown = np.zeros((3, need))
             grown[:, :self.sums.shape[1]] = self.sums
             self.sums = grown
         # one at a time, in order: the batch's bincount adds a second's fills in the same order
-        np.add.at(self.sums[0], bins, new["flow"])
-        np.add.at(self.sums[1], bins, size)
-        np.add.at(self.sums[2], bins, new["passive"])
+        np.add.at(self.sums[0], bins, new["flow"][~late])
+        np.add.at(self.sums[1], bins, size[~late])
+        np.add.at(self.sums[2], bins, new["passive"][~late])
 
     def _medians(self, size: np.ndarray) -> np.ndarray:
         """The median fill size of each new fill's block: of the 4 whole blocks before it."""
@@ -252,17 +220,20 @@ class StreamingInstitutional:
     def _last_bin(self) -> int:
         return int(self.fills["ts"].max()) // _BIN_NS - self.t0 if len(self.fills["ts"]) else 0
 
-    def _windows(self, n: int, params: dict[str, Any]) -> institutional.DayWindows:
-        padded = np.zeros((3, DAY_BINS))
-        padded[:, :self.sums.shape[1]] = self.sums
-        return day_windows(padded[0], padded[1], padded[2], self.t0, n, params)
-
-    def _judge(self, out: Alerts, params: dict[str, Any], hi: int) -> institutional.DayWindows | None:
-        """Judge the seconds up to ``hi`` (not included) and forget the fills no later second needs."""
+    def _judge(self, out: Alerts, params: dict[str, Any], hi: int) -> None:
+        """Judge the seconds up to ``hi`` (not included) and forget what no later second needs."""
         if hi <= self.judged:
-            return None
-        w = self._windows(hi, params)
-        assert self.baselines is not None and self.day is not None
+            return
+        if self.running is None:
+            self.running, self.totals = running_windows(params), new_totals(params)
+        k = hi - self.judged
+        sums = np.zeros((3, k))
+        have = min(k, self.sums.shape[1])
+        sums[:, :have] = self.sums[:, :have]
+        self.sums = self.sums[:, k:]
+        w = day_windows(self.running, sums, self.t0, params)
+        assert self.baselines is not None and self.day is not None and self.totals is not None
+        add_totals(self.totals, w)
         judge(out, w, self._day_fills(), self.judged, hi, params, self.baselines.base(self.day, params),
               self.state)
         self.judged = hi
@@ -271,7 +242,6 @@ class StreamingInstitutional:
         keep = max(0, int(np.searchsorted(bins, self.judged - window + 1)) - 1)
         if keep:
             self.fills = {c: v[keep:] for c, v in self.fills.items()}
-        return w
 
     def _day_fills(self) -> DayFills:
         f = self.fills
@@ -282,9 +252,9 @@ class StreamingInstitutional:
         """The day's last seconds judged; its totals join the baseline, which is saved."""
         assert self.baselines is not None and self.day is not None
         if self.n_fills:
-            n = self._last_bin() + 1
-            w = self._judge(out, params, n) or self._windows(n, params)
-            self.baselines.add(self.day, params, *day_totals(w, params))
+            self._judge(out, params, self._last_bin() + 1)
+            assert self.totals is not None
+            self.baselines.add(self.day, params, *self.totals)
             if self.store is not None:
                 self.store.save(self.venue, self.symbol, self.baselines)
         self._new_day()
