@@ -24,6 +24,7 @@ from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import REJECTED
 from tapeflow.storage import lake as lake_store
 from tapeflow.storage.lake import PartitionWrite
+from tapeflow.storage.scope import Scope
 from tapeflow.storage.writer import Writer
 
 __all__ = ["describe", "preview", "read", "report", "selected", "split_by_target", "write"]
@@ -42,14 +43,15 @@ def read(record: RecordType, lake: Path, targets: Iterable[Target]) -> dict[Targ
 
 
 def write(record: RecordType, tables: Mapping[Target, pa.Table], lake: Path,
-          targets: Iterable[Target]) -> list[PartitionWrite]:
+          targets: Iterable[Target], *, scope: Scope | None = None) -> list[PartitionWrite]:
     """Make each target's partition of ``record`` exactly its rows in ``tables``.
 
     A target with no rows loses the partition an earlier run wrote, so a re-run that now finds
-    nothing (a source removed) never leaves stale rows behind.
+    nothing (a source removed) never leaves stale rows behind. With a ``scope`` (a dataset several
+    producers share, ``signal``), only the rows that producer owns are replaced; the others stay.
     """
     slices = [(t.venue, t.symbol, t.date) for t in sorted(set(targets))]
-    with Writer(lake) as writer, writer.load(record, "replace", partitions=slices) as load:
+    with Writer(lake) as writer, writer.load(record, "replace", partitions=slices, scope=scope) as load:
         for t in sorted(set(targets)):
             if t in tables:
                 load.add(tables[t])

@@ -10,7 +10,7 @@ from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from tapeflow.derivatives.derived import insurance_stress
-from tapeflow.derivatives.derived_signals import STRESS, derived_signals, replace_own_rows
+from tapeflow.derivatives.derived_signals import SCOPE, STRESS, derived_signals
 from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.schemas.derivatives import (
@@ -65,8 +65,8 @@ def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResour
         stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
         found, _ = derived_signals({DERIVATIVE_BASIS.name: basis, OPEN_INTEREST_CHANGE.name: change,
                                     LIQUIDATION_CLUSTER.name: clusters, STRESS: stress}, thresholds)
-        signals = replace_own_rows(common.read(SIGNAL, lake, [t])[t], found)
-        writes += common.write(SIGNAL, {t: signals}, lake, [t])
+        # only its own (derivatives/1) rows of the partition: the detectors' rows stay (one atomic swap)
+        writes += common.write(SIGNAL, {t: found}, lake, [t], scope=SCOPE)
         common.report(context, "derivatives_derived", t, basis, writes,
                       extra={"open_interest_change_rows": change.num_rows,
                              "liquidation_cluster_rows": clusters.num_rows,

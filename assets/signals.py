@@ -38,7 +38,7 @@ from tapeflow.book.partition import rebuild_slices
 from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
 from tapeflow.signals.config import config_path, load
-from tapeflow.signals.detect import detect_tables, grid_and_levels, instruments_of
+from tapeflow.signals.detect import SCOPE, detect_tables, grid_and_levels, instruments_of
 from tapeflow.signals.orders import detect_orders
 from tapeflow.signals.score import planted_kinds, score
 
@@ -85,7 +85,8 @@ def signals(context: AssetExecutionContext,
                                    *detect_orders(events, snaps, thresholds)]).sort_by(ORDER)
         ts = trades.column("ts_event_ns")
         hours[t] = (pc.max(ts).as_py() - pc.min(ts).as_py()) / _HOUR_NS if trades.num_rows else 0.0
-    writes = common.write(SIGNAL, found, lake, wanted)
+    # the detectors' rows only: what other producers wrote into the partition (derivatives/1) stays
+    writes = common.write(SIGNAL, found, lake, wanted, scope=SCOPE)
     for t, table in found.items():
         common.report(context, "signals", t, table, writes, extra={"by_kind": per_kind(table, hours[t])})
     yield MaterializeResult(asset_key="signals", metadata=common.run_metadata(wanted))

@@ -188,9 +188,10 @@ def _live_metrics(levels: int, grid_ns: int | None) -> Callable[[], Any] | None:
     return new
 
 
-def signals_stage(path: Path, preset: str | None = None, *, min_interval_s: float = 1.0
-                  ) -> Callable[[], Any]:
-    """Factory of the per-instrument signals stage over the thresholds file ``path``.
+def signals_stage(path: Path, preset: str | None = None, *, min_interval_s: float = 1.0,
+                  baselines: Path | None = None) -> Callable[[], Any]:
+    """Factory of the per-instrument signals stage over the thresholds file ``path``; ``baselines``:
+    where baselines that outlive a restart live (``<lake>/_baselines``; None: in memory only).
 
     Raises:
         ConfigError: the thresholds file is bad (checked here, at build time).
@@ -201,7 +202,7 @@ def signals_stage(path: Path, preset: str | None = None, *, min_interval_s: floa
     load(path)
 
     def new() -> Any:
-        return LiveSignals(path, preset, min_interval_s=min_interval_s)
+        return LiveSignals(path, preset, min_interval_s=min_interval_s, baselines=baselines)
 
     return new
 
@@ -282,6 +283,7 @@ def flow_from_env() -> Dataflow:
         return new_health(health_clock, degraded_ns)
 
     from tapeflow.signals.config import config_path
+    from tapeflow.signals.stream_institutional import STORE_DIR
 
     new_predictor = None
     if live.predict:
@@ -293,7 +295,9 @@ def flow_from_env() -> Dataflow:
                              snapshot_interval_ns=live.snapshot_interval_ns,
                              intervals=STANDARD_INTERVALS if live.intervals is None else live.intervals,
                              bbo_as_quote=live.bbo_as_quote, raw=live.raw, new_health=health,
-                             new_signals=signals_stage(config_path(settings)) if live.signals else None,
+                             new_signals=(signals_stage(config_path(settings),
+                                                        baselines=settings.lake_dir / STORE_DIR)
+                                          if live.signals else None),
                              new_predictor=new_predictor,
                              health_clock=clock, polls=polls_from(live),
                              derivatives=derivatives_from(live), derived=derived_from(live))

@@ -39,12 +39,19 @@ NONE_NS = np.iinfo(np.int64).min
 
 @njit(cache=True)
 def _fill_flow(ts, oid, action, side, size, at_touch, n_orders, pair_ns, child_fill_ns, passive_weight):
-    n = len(ts)
     o_ts = np.full(n_orders, NONE_NS, np.int64)
     o_paired = np.zeros(n_orders, np.bool_)
     o_touch = np.zeros(n_orders, np.bool_)
     last_add_ns = np.full(2, NONE_NS, np.int64)
     last_add_oid = np.full(2, -1, np.int64)
+    return _fill_flow_step(ts, oid, action, side, size, at_touch, o_ts, o_paired, o_touch, last_add_ns,
+                           last_add_oid, pair_ns, child_fill_ns, passive_weight)
+
+
+@njit(cache=True)
+def _fill_flow_step(ts, oid, action, side, size, at_touch, o_ts, o_paired, o_touch, last_add_ns, last_add_oid,
+                    pair_ns, child_fill_ns, passive_weight):
+    n = len(ts)
     flow = np.zeros(n, np.float64)
     passive = np.zeros(n, np.float64)
     maker = np.zeros(n, np.bool_)
@@ -103,6 +110,50 @@ def fill_flow(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side:
                                       np.asarray(at_touch, np.bool_), max(1, len(ids)), int(pair_ns),
                                       int(child_fill_ns), float(passive_weight))
     return dict(flow=flow, passive=passive, maker=maker)
+
+
+class FillFlowState:
+    """:func:`fill_flow`'s pass carried across batches (the live stage's): the same numba step
+    over the same per-order state, the order ids given slots as they first show (sorted ids and
+    their slots, searched per batch), so any cuts give the one pass's rows."""
+
+    def __init__(self) -> None:
+        self.ids = np.zeros(0, np.uint64)  # sorted
+        self.slots = np.zeros(0, np.int64)  # the slot of each id in ``ids``
+        self.o_ts = np.zeros(0, np.int64)
+        self.o_paired = np.zeros(0, np.bool_)
+        self.o_touch = np.zeros(0, np.bool_)
+        self.last_add_ns = np.full(2, NONE_NS, np.int64)
+        self.last_add_oid = np.full(2, -1, np.int64)
+
+    def step(self, ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
+             size: np.ndarray, at_touch: np.ndarray, *, pair_ns: int, child_fill_ns: int,
+             passive_weight: float) -> dict[str, np.ndarray]:
+        """:func:`fill_flow` of the next events, the state carried."""
+        order_id = np.asarray(order_id, np.uint64)
+        seen = np.unique(order_id[order_id != 0])
+        pos = np.searchsorted(self.ids, seen)
+        known = pos < len(self.ids)
+        known[known] = self.ids[pos[known]] == seen[known]
+        fresh = seen[~known]
+        if len(fresh):
+            first = len(self.o_ts)
+            ids = np.r_[self.ids, fresh]
+            slots = np.r_[self.slots, np.arange(first, first + len(fresh))]
+            order = np.argsort(ids, kind="stable")
+            self.ids, self.slots = ids[order], slots[order]
+            grow = len(fresh)
+            self.o_ts = np.r_[self.o_ts, np.full(grow, NONE_NS, np.int64)]
+            self.o_paired = np.r_[self.o_paired, np.zeros(grow, np.bool_)]
+            self.o_touch = np.r_[self.o_touch, np.zeros(grow, np.bool_)]
+        at = np.minimum(np.searchsorted(self.ids, order_id), max(0, len(self.ids) - 1))
+        oid = np.where(order_id == 0, -1, self.slots[at] if len(self.slots) else -1).astype(np.int64)
+        flow, passive, maker = _fill_flow_step(
+            np.asarray(ts_ns, np.int64), oid, np.asarray(action, np.int64), np.asarray(side, np.int64),
+            np.asarray(size, np.int64), np.asarray(at_touch, np.bool_), self.o_ts, self.o_paired,
+            self.o_touch, self.last_add_ns, self.last_add_oid, int(pair_ns), int(child_fill_ns),
+            float(passive_weight))
+        return dict(flow=flow, passive=passive, maker=maker)
 
 
 def fill_flow_ref(ts_ns: np.ndarray, order_id: np.ndarray, action: np.ndarray, side: np.ndarray,
@@ -191,3 +242,54 @@ def _day_bucket_baseline(net: jax.Array, day: jax.Array, bucket: jax.Array, n_da
     c = mask @ cnt
     base = jnp.where(c > 0, jnp.sqrt(jnp.maximum(0.0, s) / jnp.maximum(c, 1.0)), jnp.nan)
     return base[day, bucket]
+
+
+class RunningWindows:
+    """:func:`kernels.signals_windows.flow_windows` (net, gross and passive window sums and the RMS
+    of the net window sums over the ``baseline`` bins before the window) as running sums carried
+    from bin to bin: :meth:`extend` takes the next bins' per-bin sums and gives their values.
+
+    Every sum is sequential (``np.cumsum``: ``P[k] = P[k - 1] + x[k]``), so a day extended in any
+    cuts gives the same bits as the day in one call: what lets the live stage carry the windows of
+    a whole day in a bounded look-back and still equal the batch. NumPy, not JAX: a prefix scan on
+    XLA may associate differently with the array's length. ``flow_windows_ref`` is its reference
+    (equal up to rounding; exactly on integer volumes).
+    """
+
+    def __init__(self, window: int, baseline: int) -> None:
+        self.window, self.baseline = int(window), int(baseline)
+        self.bins = 0  # bins taken so far
+        self.prefix = np.zeros((3, 1))  # P[first..bins] of signed, gross, passive
+        self.prefix_first = 0
+        self.sq = np.zeros(1)  # S[first..bins]: prefix sums of the squared net window sums
+        self.sq_first = 0
+
+    def extend(self, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The next bins' per-bin (signed, gross, passive) sums, shape (3, m), in; per bin the
+        net, gross and passive window sums and the RMS baseline (NaN with none) out."""
+        sums = np.asarray(sums, np.float64)
+        m = sums.shape[1]
+        t0, w = self.bins, self.window
+        prefix = np.cumsum(np.concatenate([self.prefix[:, -1:], sums], axis=1), axis=1)
+        full = np.concatenate([self.prefix, prefix[:, 1:]], axis=1)  # P[prefix_first..t0 + m]
+        t = np.arange(t0, t0 + m)
+        hi = t + 1 - self.prefix_first
+        lo = np.maximum(0, t + 1 - w) - self.prefix_first
+        win = full[:, hi] - full[:, lo]
+        net = win[0]
+        sq = np.cumsum(np.r_[self.sq[-1], net * net])
+        sq_full = np.r_[self.sq, sq[1:]]  # S[sq_first..t0 + m]
+        top = np.maximum(0, t - w + 1)
+        bottom = np.maximum(0, t - w - self.baseline + 1)
+        count = top - bottom
+        mean_sq = np.maximum(0.0, (sq_full[top - self.sq_first] - sq_full[bottom - self.sq_first])
+                             / np.maximum(count, 1))
+        with np.errstate(invalid="ignore"):
+            rms = np.where(count > 0, np.sqrt(mean_sq), np.nan)
+        self.bins = t0 + m
+        # keep what the next bins look back on: P from bins + 1 - window, S from bins - window - baseline + 1
+        keep_p = max(0, self.bins + 1 - w) - self.prefix_first
+        self.prefix, self.prefix_first = full[:, max(0, keep_p):], self.prefix_first + max(0, keep_p)
+        keep_s = max(0, self.bins - w - self.baseline + 1) - self.sq_first
+        self.sq, self.sq_first = sq_full[max(0, keep_s):], self.sq_first + max(0, keep_s)
+        return net, win[1], win[2], rms

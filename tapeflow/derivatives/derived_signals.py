@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from tapeflow.derivatives.derived import InsuranceStressConfig, insurance_stress
 from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
@@ -43,9 +42,13 @@ from tapeflow.schemas.derivatives import (
 from tapeflow.schemas.records import BID, SIGNAL
 from tapeflow.signals.config import Thresholds
 from tapeflow.signals.rows import Alerts, platt
+from tapeflow.storage.scope import Scope
 
 DETECTOR = "derivatives"
 NAME = "derivatives/1"
+# this producer's rows of the shared ``signal`` partition: what its writes replace (the other
+# detectors' rows, the ``signals`` asset's, are kept; tapeflow.storage.scope)
+SCOPE = Scope("detector", (NAME.split("/")[0] + "/",))
 STRESS = "insurance_stress"  # the key of ``derived.insurance_stress`` rows (not a record)
 
 
@@ -147,15 +150,6 @@ def batch_signals(tables: Mapping[str, pa.Table], thresholds: Thresholds,
     if funds is not None and funds.num_rows:
         metrics[STRESS] = insurance_stress(funds, stress)
     return derived_signals(metrics, thresholds)[0]
-
-
-def replace_own_rows(stored: pa.Table, ours: pa.Table) -> pa.Table:
-    """A ``signal`` partition with this detector's rows replaced by ``ours`` and every other
-    detector's rows kept (the partition is shared with the ``signals`` asset's detectors)."""
-    others = stored.filter(pc.not_equal(stored.column("detector"), NAME)) if stored.num_rows else stored
-    if not others.num_rows:
-        return ours
-    return sort_signals(pa.concat_tables([others, ours.select(others.column_names).cast(others.schema)]))
 
 
 def sort_signals(table: pa.Table) -> pa.Table:

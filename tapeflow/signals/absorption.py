@@ -81,19 +81,20 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
 
 
 def side_windows(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], side: int,
-                 params: dict[str, Any], step_ns: int) -> dict[str, Any]:
+                 params: dict[str, Any], step_ns: int, *, usual: np.ndarray | None = None) -> dict[str, Any]:
     """One side's statistics per grid row (``held_volume`` and the usual depth); ``ok`` marks the
     rows where every condition holds, before the refractory step.
 
     Args:
         step_ns: the grid's spacing (:func:`grid_step_ns` of the day's rows).
+        usual: the usual depth per row when the caller has it (the live stage carries it per
+            block, :func:`usual_depth`'s values); None: computed here.
     """
     name = "bid" if side == 1 else "ask"
     prices, sizes = book[f"{name}_p"], book[f"{name}_s"]
     window = max(1, params["window_ns"] // step_ns)
-    best = sizes[:, 0].astype(np.float64)
-    usual = block_quantiles(np.where(best > 0, best, np.nan), _BASELINE_ROWS, _LOOKBACK_BLOCKS,
-                            (0.5,))[:, 0]
+    if usual is None:
+        usual = usual_depth(sizes)
     touch, shown = dominant_level(prices, sizes, params["levels"])
     shown = shown.astype(np.float64)
     held, pushes, peak, run = held_volume(touch, volume_at(book, trades, side, touch), shown, window)
@@ -104,6 +105,13 @@ def side_windows(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], sid
              bad=np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0))
     w["ok"] = ok_rows(w, params)
     return w
+
+
+def usual_depth(sizes: np.ndarray) -> np.ndarray:
+    """Per grid row, the median best-level size (empty sides left out) of the 8 blocks of 300
+    rows before its own (``block_quantiles``)."""
+    best = sizes[:, 0].astype(np.float64)
+    return block_quantiles(np.where(best > 0, best, np.nan), _BASELINE_ROWS, _LOOKBACK_BLOCKS, (0.5,))[:, 0]
 
 
 def ok_rows(w: dict[str, Any], params: dict[str, Any]) -> np.ndarray:

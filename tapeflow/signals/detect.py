@@ -17,11 +17,32 @@ import pyarrow as pa
 from tapeflow.book.grid import instrument_groups
 from tapeflow.schemas.core import concat
 from tapeflow.schemas.records import ASK, BID, ORDER_EVENT, SIGNAL, TRADE
-from tapeflow.signals import hidden, iceberg_l2, spikes, spoofing_l2, stealth, walls, whale, withdrawal
+from tapeflow.signals import (
+    absorption,
+    hidden,
+    iceberg,
+    iceberg_l2,
+    institutional,
+    spikes,
+    spoofing,
+    spoofing_l2,
+    stealth,
+    walls,
+    whale,
+    withdrawal,
+)
 from tapeflow.signals.config import PARAMS, Thresholds
+from tapeflow.storage.scope import Scope
 from tapeflow.wire.capture import merge
 
 DETECTORS = tuple(PARAMS)  # every kind of tapeflow.signals.config.PARAMS
+# the detectors ``detect_tables`` and ``detect_orders`` run (name/version of each)
+BATCH_NAMES = (whale.NAME, withdrawal.NAME, walls.NAME, spikes.NAME, hidden.NAME, iceberg_l2.NAME,
+               spoofing_l2.NAME, absorption.NAME, stealth.CREEP, stealth.CONTRACTION, stealth.STEALTH,
+               spoofing.NAME, iceberg.NAME, institutional.NAME)
+# their rows of a ``signal`` partition, which the Dagster ``signals`` asset replaces (any version of
+# each name); the rows of other producers there (``derivatives/1``) survive its writes
+SCOPE = Scope("detector", tuple(sorted({n.split("/")[0] + "/" for n in BATCH_NAMES})))
 
 
 def grid_and_levels(thresholds: Thresholds) -> tuple[int, int]:

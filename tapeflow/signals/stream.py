@@ -61,6 +61,7 @@ class Feed:
     thresholds: Thresholds
     final: bool  # the end of the stream: every pending alert is final
     signals: tuple[pa.Table, ...] = ()  # the rows the detectors before this one gave this batch
+    baselines: Path | None = None  # where baselines that outlive the process go (``<lake>/_baselines``)
 
 
 class LiveDetector(Protocol):
@@ -109,7 +110,7 @@ def _composite(venue: str, symbol: str, preset: str | None) -> LiveDetector:
 
 # the registration point of live detectors beyond whale and withdrawal: name -> factory
 LIVE_DETECTORS: dict[str, Callable[[str, str, str | None], LiveDetector]] = {
-    "orders": _orders,  # spoofing, iceberg
+    "orders": _orders,  # spoofing, iceberg, institutional (its baseline store: Feed.baselines)
     "l2": _l2,  # spike, hidden
     "stealth": _stealth,  # creep, contraction
     "absorption": _absorption,
@@ -124,10 +125,13 @@ class StreamingSignals:
     Args:
         venue, symbol: the instrument.
         preset: the thresholds preset (None: the instrument's own or the file's default).
+        baselines: the baseline store's root (``<lake>/_baselines``; None: baselines in memory).
     """
 
-    def __init__(self, venue: str, symbol: str, preset: str | None = None) -> None:
+    def __init__(self, venue: str, symbol: str, preset: str | None = None, *,
+                 baselines: Path | None = None) -> None:
         self.venue, self.symbol, self.preset = venue, symbol, preset
+        self.baselines = baselines
         self.trades: dict[str, np.ndarray] = {c: np.zeros(0, np.int64) for c in _TRADE_COLS}
         self.trades["aggressor_side"] = np.zeros(0, np.uint8)
         self.grid: dict[str, np.ndarray] | None = None
@@ -160,7 +164,7 @@ class StreamingSignals:
             self.tick = min(self.tick, gap) if self.tick and gap else self.tick or gap
         out = [self._whale(thresholds.for_instrument("whale", self.symbol, self.preset), final),
                self._withdrawal(thresholds.for_instrument("withdrawal", self.symbol, self.preset))]
-        feed = Feed(trades, g, events, self.tick or 1, thresholds, final)
+        feed = Feed(trades, g, events, self.tick or 1, thresholds, final, baselines=self.baselines)
         for detector in self.detectors.values():
             out.extend(detector.add(replace(feed, signals=tuple(t for t in out if t is not None))))
         table = concat(SIGNAL, [t for t in out if t is not None])
@@ -346,13 +350,17 @@ class LiveSignals:
         path: the thresholds file (``tapeflow.signals.config.config_path``).
         preset: the thresholds preset (None: per instrument / the file's default).
         min_interval_s: the file is read at most this often (the poll is once per batch).
+        baselines: the root of the baselines that outlive a restart (``<lake>/_baselines``:
+            institutional pressure's 20-day baseline); None: kept in memory only.
     """
 
-    def __init__(self, path: Path, preset: str | None = None, *, min_interval_s: float = 1.0) -> None:
+    def __init__(self, path: Path, preset: str | None = None, *, min_interval_s: float = 1.0,
+                 baselines: Path | None = None) -> None:
         from tapeflow.book.stage import BookStage
 
         self.reloader = ThresholdsReloader(path, min_interval_s=min_interval_s)
         self.preset = preset
+        self.baselines = baselines
         grid_ns, levels = grid_and_levels(self.reloader.current)
         self.book = BookStage("auto", levels, grid_ns)
         self.stream: StreamingSignals | None = None
@@ -364,7 +372,7 @@ class LiveSignals:
         book_in = {n: t for n, t in tables.items() if n in _BOOK_INPUTS and t.num_rows}
         snaps = self.book.apply(book_in)[BOOK_SNAPSHOT.name] if book_in else None
         if self.stream is None:
-            self.stream = StreamingSignals(venue, symbol, self.preset)
+            self.stream = StreamingSignals(venue, symbol, self.preset, baselines=self.baselines)
         return self.stream.add(tables.get(TRADE.name), snaps, self.reloader.current,
                                events=tables.get(ORDER_EVENT.name))
 

@@ -1,4 +1,5 @@
-"""The L3 detectors (spoofing, icebergs) over micro-batches of one instrument's ``order_event`` rows.
+"""The L3 detectors (spoofing, icebergs, institutional pressure) over micro-batches of one
+instrument's ``order_event`` rows.
 
 :class:`StreamingOrders` is registered in ``tapeflow.signals.stream.LIVE_DETECTORS``; per batch it
 gives the rows ``tapeflow.signals.orders.detect_orders`` gives over the whole day, row for row:
@@ -12,7 +13,10 @@ gives the rows ``tapeflow.signals.orders.detect_orders`` gives over the whole da
   before it (``withdrawal.BlockBaseline``, the same arithmetic bit for bit);
 * the per-order state is ``kernels.signals_orders.OrderState``, carried; the iceberg chains are
   ``iceberg.Chains``, carried; spoofing looks back on the layers cancelled in the last
-  ``max_after_fill_ns`` (same-size layers), so those are kept, and its refractory chain is carried.
+  ``max_after_fill_ns`` (same-size layers), so those are kept, and its refractory chain is carried;
+* institutional pressure gets each event with its touch flag (``dist <= 0``, as ``detect_orders``)
+  and keeps its own state and its 20-day baseline (``tapeflow.signals.stream_institutional``;
+  persisted where the feed names a baseline store, ``Feed.baselines``).
 
 Known difference: the price increment is the finest gap seen so far (``detect_orders`` takes the
 day's).
@@ -29,16 +33,19 @@ from kernels.signals_orders import OrderState
 from tapeflow.schemas.records import ASK, BID
 from tapeflow.signals import iceberg, spoofing
 from tapeflow.signals.stream import Feed, refractory_chain
+from tapeflow.signals.stream_institutional import BaselineStore, StreamingInstitutional
 from tapeflow.signals.withdrawal import BlockBaseline
 
 _BLOCK = 600  # grid rows per depth baseline block, as ``orders._BASELINE_ROWS``
 _LOOKBACK_BLOCKS = 4
 _EV = ("ts_event_ns", "ts_recv_ns", "order_id", "action", "side", "price_nanos", "size_nanos")
 _KEEP = ("ts_event_ns", "ts_recv_ns", "price_nanos", "side_code", "depth_median")
+_NO_EVENTS = {c: np.zeros(0, np.int64)
+              for c in ("ts_event_ns", "ts_recv_ns", "order_id", "action", "side_code", "size_nanos")}
 
 
 class StreamingOrders:
-    """Spoofing and icebergs of one instrument over micro-batches (picklable)."""
+    """Spoofing, icebergs and institutional pressure of one instrument over micro-batches (picklable)."""
 
     def __init__(self, venue: str, symbol: str, preset: str | None = None) -> None:
         self.venue, self.symbol, self.preset = venue, symbol, preset
@@ -52,9 +59,20 @@ class StreamingOrders:
         self.last_row: dict[str, np.ndarray] | None = None  # the newest grid row: recv, touches, median
         self.layers: dict[str, np.ndarray] | None = None  # recent cancels spoofing may look back on
         self.last_alert: dict[tuple[str, int], int] = {}
+        self.institutional: StreamingInstitutional | None = None  # made at the first batch (its store)
 
     def add(self, feed: Feed) -> list[pa.Table]:
-        """The batch's order events and grid rows in; the new spoofing and iceberg rows out."""
+        """The batch's order events and grid rows in; the new spoofing, iceberg and institutional rows out."""
+        if self.institutional is None:
+            store = BaselineStore(feed.baselines) if feed.baselines is not None else None
+            self.institutional = StreamingInstitutional(self.venue, self.symbol, store)
+        out = self._add(feed)
+        if feed.final:  # the institutional day's last seconds (no event may be left to bring them)
+            params = feed.thresholds.for_instrument("institutional", self.symbol, self.preset)
+            out += self.institutional.add(_NO_EVENTS, np.zeros(0, bool), params, final=True)
+        return out
+
+    def _add(self, feed: Feed) -> list[pa.Table]:
         rows = self._grid(feed.grid)
         if feed.events is not None and feed.events.num_rows:
             new = {c: feed.events.column(c).to_numpy() for c in _EV}
@@ -109,6 +127,9 @@ class StreamingOrders:
             self.chains.forget_before(int(ev["ts_event_ns"].min()), ic)
             out.append(iceberg.detect(ev, facts, ic, self.venue, self.symbol, state=self.chains,
                                       first_row=first_row).table())
+        assert self.institutional is not None
+        inst = feed.thresholds.for_instrument("institutional", self.symbol, self.preset)
+        out += self.institutional.add(ev, dist <= 0, inst)
         return [t for t in out if t.num_rows]
 
     def _spoofing(self, ev: dict[str, np.ndarray], facts: dict[str, np.ndarray], params: dict[str, Any]

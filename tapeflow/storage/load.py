@@ -43,6 +43,7 @@ from tapeflow.storage.cleanup import write_intent
 from tapeflow.storage.compact import Run, merge_runs, write_part
 from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.parts import BASE, Part, list_parts, new_version, read_meta, swap, temp_path
+from tapeflow.storage.scope import Scope
 from tapeflow.storage.stage import BlockStream, Stage
 
 if TYPE_CHECKING:
@@ -111,10 +112,13 @@ class Load:
     :meth:`add` pieces in any order of partitions; rows of one partition keep the order they
     arrive in (ties of the sort key). Nothing is visible before :meth:`commit`, which swaps each
     partition in at once; :meth:`abort` (or leaving a ``with`` block early) discards everything.
+    Under a ``scope`` (a replace), each partition's rows outside the scope are kept: the new
+    version is those rows merged with the added ones, built and swapped in the same way.
     """
 
-    def __init__(self, writer: Writer, record: RecordType, mode: Mode, partitions: list[Slice]) -> None:
-        self.writer, self.record, self.mode = writer, record, mode
+    def __init__(self, writer: Writer, record: RecordType, mode: Mode, partitions: list[Slice],
+                 scope: Scope | None = None) -> None:
+        self.writer, self.record, self.mode, self.scope = writer, record, mode, scope
         self._listed = list(partitions)
         self._pending: dict[Slice, _Pending] = {}
         self._open: set[Slice] = set()  # partitions holding buffered or waiting rows
@@ -135,6 +139,10 @@ class Load:
         table = lake.conform(self.record, table)
         if table.num_rows == 0:
             return
+        if self.scope is not None and not (owned := self.scope.owns(table)).all():
+            stray = table.column(self.scope.column).filter(pa.array(~owned)).unique().to_pylist()[:5]
+            raise StorageError(f"{self.record.name}: {int((~owned).sum())} rows outside the load's scope "
+                               f"({self.scope.column} {stray}, scope {list(self.scope.prefixes)})")
         touched = set()
         for venue, symbol, date, rows in lake.split(table):
             key = (venue, symbol, date)
@@ -185,8 +193,8 @@ class Load:
         if self._stage is not None:
             self._wait_sends(0)
             stage = self._stage
-            result.warehouse_rows = self.writer._on_warehouse_thread(stage.commit, self.mode,
-                                                                     clear=self._listed).result()
+            result.warehouse_rows = self.writer._on_warehouse_thread(
+                stage.commit, self.mode, clear=self._listed, scope=self.scope).result()
             self.writer._on_warehouse_thread(stage.drop).result()
         if intent is not None:
             intent.unlink()
@@ -305,6 +313,8 @@ class Load:
         assert root is not None
         directory = lake.partition_dir(root, self.record, *key)
         version = new_version(root)
+        if pending is None and self.scope is not None and list_parts(directory):
+            pending = _Pending(seq=0, existed=True)  # listed, no rows: the producer's rows go, others stay
         if pending is None:  # listed, no rows: the partition is emptied
             swap(root, version, directory)
             return None, 0
@@ -313,6 +323,9 @@ class Load:
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
+        if write.rows == 0:  # a scoped replace left nothing: no empty part file
+            (version / BASE).unlink()
+            write = None
         swap(root, version, directory)
         for run in pending.runs:
             run.path.unlink(missing_ok=True)
@@ -324,8 +337,8 @@ class Load:
         # read again under the commit lock: another writer may have committed here since the load began
         current = list_parts(directory)
         seq = max(pending.seq, _highest_seq(directory, current))
-        old = current if self.mode == "merge" else []
-        if old and not pending.existed:  # it was empty when the load began: hash the new rows now
+        old = current if self.mode == "merge" or self.scope is not None else []
+        if old and self.mode == "merge" and not pending.existed:  # empty when the load began: hash now
             pending.hashes = [lake.row_hashes(pq.read_table(run.path)) for run in pending.runs]
             pending.hashes += [lake.row_hashes(_stored(rows)) for rows in pending.buffer]
         out = version / BASE
@@ -349,6 +362,9 @@ class Load:
     def _old_runs(self, directory: Path, old: list[Part], pending: _Pending) -> tuple[list[Run], list[str]]:
         if not old:
             return [], []
+        tokens = [t for p in old for t in read_meta(directory / p.name).tokens]
+        if self.scope is not None:  # a scoped replace: the rows other producers own survive
+            return [Run(path=directory / p.name, keep=self.scope.others) for p in old], tokens
         new = np.unique(np.concatenate(pending.hashes)) if pending.hashes else np.empty(0, np.uint64)
 
         def unrepeated(table: pa.Table) -> pa.Table:
@@ -356,7 +372,6 @@ class Load:
             # frame, identical MBO records) and must both survive
             return table.filter(pa.array(~np.isin(lake.row_hashes(table), new)))
 
-        tokens = [t for p in old for t in read_meta(directory / p.name).tokens]
         return [Run(path=directory / p.name, keep=unrepeated) for p in old], tokens
 
 

@@ -29,6 +29,7 @@ import pyarrow.ipc  # noqa: F401 - pa.ipc
 from tapeflow.errors import StorageError
 from tapeflow.schemas import RecordType
 from tapeflow.schemas.core import PARTITION_DAY_SQL
+from tapeflow.storage.scope import Scope
 from tapeflow.storage.warehouse import Warehouse, quote
 
 # Rows per block at most (ClickHouse's own max_insert_block_size): a larger partition is several parts.
@@ -145,8 +146,13 @@ class Stage:
         self._streams.append(stream)
         return stream
 
-    def commit(self, mode: str = "replace", *, clear: Iterable[tuple[str, str, str]] = ()) -> int:
+    def commit(self, mode: str = "replace", *, clear: Iterable[tuple[str, str, str]] = (),
+               scope: Scope | None = None) -> int:
         """Swap the staged slices in; ``clear`` lists (venue, symbol, day) slices to empty as well.
+
+        ``scope`` (replace only): in the staged and cleared slices only the producer's rows go;
+        the rows other producers own there are copied into the stage first, so the one
+        ``REPLACE PARTITION`` per partition keeps them (the same commit point as a plain replace).
 
         Returns:
             The number of rows staged.
@@ -155,13 +161,15 @@ class Stage:
             raise StorageError(f"load mode was {mode!r}; expected 'replace', 'merge' or 'append'")
         self.rows += sum(s.rows for s in self._streams)
         self._streams = []
+        if scope is not None and mode != "replace":
+            raise StorageError(f"a scope applies to a replace, not a {mode}")
         wh, target = self.wh, self.record.name
         clear = set(clear)
         if clear and self.rows:
             staged = wh.query(f"SELECT DISTINCT venue, symbol, toString({_DAY}) AS day FROM {self.name}")
             columns = (staged.column(c).to_pylist() for c in ("venue", "symbol", "day"))
             clear -= set(zip(*columns, strict=True))
-        wh.delete_slices(self.record, sorted(clear))
+        wh.delete_slices(self.record, sorted(clear), where=scope.sql() if scope is not None else "")
         if self.rows == 0:
             return 0
         ids = wh._partition_ids(self.name)
@@ -176,8 +184,10 @@ class Stage:
                 wh._command(f"INSERT INTO {self.name} {touched}")
             else:
                 slices = f"SELECT DISTINCT venue, symbol, {_DAY} FROM {self.name}"
-                wh._command(f"INSERT INTO {self.name} {touched} "
-                            f"AND (venue, symbol, {_DAY}) NOT IN ({slices})")
+                kept = f"(venue, symbol, {_DAY}) NOT IN ({slices})"
+                if scope is not None:  # other producers' rows of the staged slices survive too
+                    kept = f"({kept} OR NOT {scope.sql()})"
+                wh._command(f"INSERT INTO {self.name} {touched} AND {kept}")
         # one ALTER for every partition: ClickHouse applies its commands in order
         wh._command(f"ALTER TABLE {target} " + ", ".join(
             f"REPLACE PARTITION ID {quote(pid)} FROM {self.name}" for pid in ids))

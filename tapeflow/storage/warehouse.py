@@ -198,12 +198,15 @@ class Warehouse:
         if self.count(record, where):
             self._command(f"DELETE FROM {record.name} WHERE {where}")
 
-    def delete_slices(self, record: RecordType, slices: Iterable[tuple[str, str, str]]) -> None:
-        """Delete every row of the given (venue, symbol, ``YYYY-MM-DD``) slices."""
+    def delete_slices(self, record: RecordType, slices: Iterable[tuple[str, str, str]], *,
+                      where: str = "") -> None:
+        """Delete every row of the given (venue, symbol, ``YYYY-MM-DD``) slices (those meeting
+        the SQL condition ``where``, when given)."""
         tuples = ", ".join(f"({quote(v)}, {quote(s)}, toDate({quote(d)}))" for v, s, d in slices)
         if not tuples or not self._exists(record.name):
             return
-        where = f"(venue, symbol, {_DAY}) IN ({tuples})"
+        condition = where
+        where = f"(venue, symbol, {_DAY}) IN ({tuples})" + (f" AND {condition}" if condition else "")
         if self.count(record, where):
             self._command(f"DELETE FROM {record.name} WHERE {where}")
 

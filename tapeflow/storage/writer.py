@@ -41,10 +41,11 @@ from tapeflow.storage.lake import PartitionWrite
 from tapeflow.storage.load import Load, Mode, Slice, WriteResult
 from tapeflow.storage.locks import LOCK_TIMEOUT_S, LakeLock
 from tapeflow.storage.parts import STAGING
+from tapeflow.storage.scope import Scope
 from tapeflow.storage.stage import LIVE_STAGES
 from tapeflow.storage.warehouse import Warehouse
 
-__all__ = ["Load", "Mode", "WriteResult", "Writer", "write"]
+__all__ = ["Load", "Mode", "Scope", "WriteResult", "Writer", "write"]
 
 # Rows a load keeps in memory per record type before spilling sorted runs (~150 MB of MBO rows).
 SPILL_ROWS = 2_000_000
@@ -115,9 +116,10 @@ class Writer:
         return self._lock if self._lock is not None else nullcontext()
 
     def replace(self, record: RecordType, table: pa.Table, *,
-                partitions: list[Slice] | None = None) -> WriteResult:
-        """Make every partition ``table`` touches (and every one in ``partitions``) exactly its rows."""
-        with self.load(record, "replace", partitions=partitions) as load:
+                partitions: list[Slice] | None = None, scope: Scope | None = None) -> WriteResult:
+        """Make every partition ``table`` touches (and every one in ``partitions``) exactly its rows;
+        under a ``scope``, make that producer's rows there exactly its rows and keep the others."""
+        with self.load(record, "replace", partitions=partitions, scope=scope) as load:
             load.add(table)
             return load.commit()
 
@@ -128,11 +130,19 @@ class Writer:
             return load.commit()
 
     def load(self, record: RecordType, mode: Mode = "replace", *,
-             partitions: list[Slice] | None = None) -> Load:
-        """Start a streaming replace or merge of ``record``: :meth:`Load.add` pieces, then commit."""
+             partitions: list[Slice] | None = None, scope: Scope | None = None) -> Load:
+        """Start a streaming replace or merge of ``record``: :meth:`Load.add` pieces, then commit.
+
+        ``scope`` (replace only): the replace swaps only the rows the producer owns
+        (:class:`~tapeflow.storage.scope.Scope`) in each partition and keeps every other row; a
+        row added outside the scope is a :class:`StorageError` (it could never be replaced)."""
         if mode not in ("replace", "merge"):
             raise StorageError(f"write mode was {mode!r}; expected 'replace' or 'merge'")
-        return Load(self, record, mode, partitions or [])
+        if scope is not None:
+            if mode != "replace":
+                raise StorageError(f"a scope applies to a replace, not a {mode}")
+            scope.check(record)
+        return Load(self, record, mode, partitions or [], scope)
 
     def append(self, record: RecordType, table: pa.Table, *, token: str | None = None) -> None:
         """Append one micro-batch: to ClickHouse now, to the lake at the next :meth:`flush`.

@@ -86,3 +86,42 @@ def test_truth_check_reports_the_scorers_precision_and_recall(built) -> None:
     # kinds with no planted truth (hidden executions, the stealth composite) are listed, not scored
     unplanted = sorted(set(expected.column("kind").to_pylist()) - set(planted))
     assert meta["not_scored"] == unplanted and not set(unplanted) & set(meta)
+
+
+def test_a_signals_rerun_keeps_the_derivative_rows_of_its_partition(built) -> None:
+    # derivatives_derived's rows share the partition (its write is a scoped replace, as here);
+    # re-running signals alone, twice, replaces the detectors' rows only: none lost, none doubled
+    import json
+
+    from assets import common
+    from assets.partitions import partition_key
+    from tapeflow.batch.targets import Target
+    from tapeflow.derivatives.derived_signals import NAME, SCOPE
+    from tapeflow.schemas.records import SIGNAL, UNDEF_PRICE
+    from tapeflow.storage import lake
+    from tests.dagster.conftest import definitions
+
+    dep, summary, _ = built
+    before = lake.read(SIGNAL, dep.lake).select(SIGNAL.column_names)
+    venue, symbol = before.column("venue")[0].as_py(), before.column("symbol")[0].as_py()
+    t0 = before.column("ts_event_ns")[0].as_py()
+    date = lake.day_of(t0)
+    derived = SIGNAL.table({
+        "ts_event_ns": [t0, t0 + S], "ts_recv_ns": [t0, t0 + S], "kind": ["basis_extreme", "oi_surge"],
+        "side": [1, -1], "price_nanos": [UNDEF_PRICE] * 2, "size_nanos": [0, 0], "start_ns": [t0, t0 + S],
+        "end_ns": [t0, t0 + S], "confidence": [0.5, 0.5], "score": [1.2, 3.4], "detector": [NAME] * 2,
+        "params_hash": ["abc"] * 2, "flags": [0, 0], "evidence": [json.dumps({"i": 0}), json.dumps({"i": 1})],
+    }, constants={"venue": venue, "symbol": symbol})
+    target = Target(date, venue, symbol)
+    common.write(SIGNAL, {target: derived}, dep.lake, [target], scope=SCOPE)
+    instance = dg.DagsterInstance.ephemeral()
+    register(instance, dep)
+    asset = [a for a in definitions().assets if "signals" in {k.path[-1] for k in a.keys}]
+    for _ in range(2):
+        result = dg.materialize(asset, partition_key=partition_key(date, venue, symbol),
+                                resources=dep.resources(), instance=instance,
+                                selection=[dg.AssetKey("signals")])
+        assert result.success
+        stored = lake.read(SIGNAL, dep.lake).select(SIGNAL.column_names).sort_by(KEY)
+        want = pa.concat_tables([before, derived]).sort_by(KEY)
+        assert Counter(map(repr, stored.to_pylist())) == Counter(map(repr, want.to_pylist()))

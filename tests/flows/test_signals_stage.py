@@ -26,7 +26,7 @@ S = 1_000_000_000
 KEY = [(c, "ascending") for c in ("venue", "symbol", "kind", "side", "ts_event_ns", "detector")]
 # the stage's detectors
 LIVE_KINDS = ("whale", "withdrawal", "spoofing", "iceberg", "spike", "hidden", "wall", "creep", "contraction",
-              "absorption", "stealth")
+              "absorption", "stealth", "institutional")
 L3_KINDS = ("spoofing", "iceberg")
 
 

@@ -10,11 +10,14 @@ import pytest
 
 from kernels.codes import L3_ADD, L3_CANCEL, L3_FILL
 from kernels.signals_institutional import (
+    FillFlowState,
+    RunningWindows,
     day_bucket_baseline,
     day_bucket_baseline_ref,
     fill_flow,
     fill_flow_ref,
 )
+from kernels.signals_windows import flow_windows_ref
 from tapeflow.signals import institutional
 from tapeflow.signals.config import DEFAULT_PATH, load
 
@@ -48,6 +51,22 @@ def test_fill_flow_equals_reference(seed):
         if w == 0.5:  # the tape reaches every branch
             assert got["maker"].any() and (got["passive"] != 0).any()
             assert (got["flow"] != got["passive"]).any()
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_the_carried_fill_flow_in_any_cuts_equals_one_pass(seed):
+    # the live stage's pass (FillFlowState): order ids given slots as they show, state carried
+    rng = np.random.default_rng(seed)
+    t = _random_tape(rng, 3000)
+    kw = dict(pair_ns=0, child_fill_ns=3 * S, passive_weight=0.5)
+    want = fill_flow(t["ts"], t["oid"], t["action"], t["side"], t["size"], t["touch"], **kw)
+    state = FillFlowState()
+    edges = [0, *sorted(rng.choice(np.arange(1, 3000), 40, replace=False).tolist()), 3000]
+    parts = [state.step(*(t[c][a:b] for c in ("ts", "oid", "action", "side", "size", "touch")), **kw)
+             for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    assert want["maker"].any() and (want["passive"] != 0).any()
+    for k in want:
+        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), want[k], err_msg=k)
 
 
 def test_fill_flow_attributes_fills():
@@ -200,3 +219,24 @@ def test_a_parent_with_passive_flow_against_it_is_left_to_the_whale_detector():
     assert institutional.detect(tape, touch, params, "sim", "X").table().num_rows == 0
     anyway = institutional.detect(tape, touch, {**params, "min_passive_share": -1.0}, "sim", "X").table()
     assert anyway.num_rows >= 1 and set(anyway.column("side").to_pylist()) == {1}
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_running_windows_in_any_cuts_equal_one_call_and_the_reference(seed):
+    # the live stage carries the day's windows in cuts: the same bits as the batch's one call
+    rng = np.random.default_rng(seed)
+    n, window, baseline = 5_000, 60, 1_800
+    sums = rng.normal(0, 1e12, (3, n))  # not integer volumes: rounding shows if the order differs
+    sums[1] = np.abs(sums[1])
+    sums[:, rng.uniform(size=n) < 0.3] = 0.0  # quiet seconds
+    whole = RunningWindows(window, baseline).extend(sums)
+    cut = RunningWindows(window, baseline)
+    edges = [0, *sorted(rng.choice(np.arange(1, n), 50, replace=False).tolist()), n]
+    parts = [cut.extend(sums[:, a:b]) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    for k in range(4):
+        assert np.array_equal(np.concatenate([p[k] for p in parts]), whole[k], equal_nan=True), k
+    assert len(cut.sq) <= window + baseline + 1 and cut.prefix.shape[1] <= window + 1  # bounded
+    net, gross, rms = flow_windows_ref(sums[0], sums[1], window, baseline)
+    pas = flow_windows_ref(sums[2], np.zeros(n), window, 1)[0]
+    for got, want in ((whole[0], net), (whole[1], gross), (whole[2], pas), (whole[3], rms)):
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-3 * np.nanmax(np.abs(want)) * 1e-6)
