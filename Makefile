@@ -41,7 +41,7 @@ test: setup
 	@$(MAKE) --no-print-directory validate
 	@$(MAKE) --no-print-directory redis-server
 	@$(MAKE) --no-print-directory chromium
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) -q --durations=30
 
 # kill -9 at 50 random points each of an ingest, a Dagster materialization and the live flow (with
 # recovery), every rerun compared with an uninterrupted run (docs/reliability.md); `make test` runs a
