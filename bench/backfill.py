@@ -2,9 +2,11 @@
 
 Each workload drops files in a temporary landing folder, lets the landing sensor index them and
 register the instruments, then executes the run requests it returns in-process (in-process
-executor, ephemeral instance): decode -> lake -> book -> bars -> features -> blocking GX checks ->
-ClickHouse (chdb) -> Data Docs. The time counts the sensor tick too: its indexing decode is the one
-the run reads back (``tapeflow.batch.sources``), so leaving it out would flatter the run. Events
+executor, ephemeral instance): decode -> lake -> book -> bars -> features -> signals -> blocking GX
+checks -> the ``ml`` group (training examples, models trained on the previous days, champion,
+model backtest: most of a run's CPU since it joined) -> ClickHouse (chdb) -> Data Docs. The
+time counts the sensor tick too: its indexing decode is the one the run reads back
+(``tapeflow.batch.sources``), so leaving it out would flatter the run. Events
 are the normalized rows written (trades, book deltas, order events, venue quotes). Figures are
 the median of 3 runs after a warm-up run in the same process (imports, numba, GX: the warm-up's
 time is reported apart as the cold run). The same files through ``tapeflow.storage.ingest``
