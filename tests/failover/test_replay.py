@@ -137,7 +137,10 @@ def test_a_late_primary_is_one_switch_away_for_degraded_and_one_back_with_nothin
     files = sim_market(SIM_NS)
     late_ns = 3 * SECOND  # feed latency 3 s (the stage's breaker: 1 s over the baseline); silent 0.75 s
     out = _run(files, tmp_path / "journal", [], 1, main_files=_congested(files, tmp_path, late_ns), speed=4)
-    _check_one_switch_away_and_one_back(out, files, {"degraded"})
+    # a batch whose median latency stays under the bound goes on (one late message is noise, as for
+    # the flow's breaker): under load a big batch that holds the first late lines can, so those rows
+    # may keep the primary's late capture time; every row of the market is there once, all the same
+    _check_one_switch_away_and_one_back(out, files, {"degraded"}, same_capture_times=False)
     # the stage's latency breaker said so, per instrument of the primary, and said when it was over
     judged = [r for r in out["status"].to_pylist() if r["state"] in ("degraded", "recovered")]
     per = collections.defaultdict(list)
@@ -148,8 +151,9 @@ def test_a_late_primary_is_one_switch_away_for_degraded_and_one_back_with_nothin
 
 
 def _check_one_switch_away_and_one_back(out: dict[str, pa.Table], files: tuple[Path, ...],
-                                        reasons: set[str]) -> None:
+                                        reasons: set[str], *, same_capture_times: bool = True) -> None:
     want = merge(list(get_format("sim").decode(list(files))))
+    unjudged = () if same_capture_times else ("ts_recv_ns",)
     # one switch away per instrument (why: one of ``reasons``) and one back
     seen = _arrived(out)
     assert "source_switch" in out, f"no source_switch table; what arrived: {seen}"
@@ -164,7 +168,8 @@ def _check_one_switch_away_and_one_back(out: dict[str, pa.Table], files: tuple[P
 
     # the rows are the uninterrupted market's, none lost, none twice
     for name in ("order_event", "trade", "book_delta"):
-        assert sorted_rows(out[name], ("symbol",)).equals(sorted_rows(want[name], ("symbol",))), name
+        got, market = (sorted_rows(t[name], ("symbol",)).drop_columns(list(unjudged)) for t in (out, want))
+        assert got.equals(market), name
     # every 1 s window of venue time the market has, the output has
     for symbol in {p.parent.name for p in files}:
         def seconds(t: pa.Table, sym: str = symbol) -> set[int]:
@@ -177,9 +182,10 @@ def _check_one_switch_away_and_one_back(out: dict[str, pa.Table], files: tuple[P
     # bars across the switch equal those of the uninterrupted source
     final = {}
     for row in sorted_rows(out["bar"], (*BAR_KEYS, "revision")).to_pylist():
-        final[tuple(row[k] for k in BAR_KEYS)] = {k: v for k, v in row.items() if k != "revision"}
+        final[tuple(row[k] for k in BAR_KEYS)] = {k: v for k, v in row.items()
+                                                  if k != "revision" and k not in unjudged}
     want_bars = [r for i in INTERVALS
-                 for r in time_bars(want["trade"], i).drop_columns(["revision"]).to_pylist()]
+                 for r in time_bars(want["trade"], i).drop_columns(["revision", *unjudged]).to_pylist()]
     assert sorted(final.values(), key=lambda r: tuple(r[k] for k in BAR_KEYS)) == sorted(
         want_bars, key=lambda r: tuple(r[k] for k in BAR_KEYS))
 
