@@ -21,7 +21,7 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
-from flows.sources import LiveSource
+from flows.sources import IdleStop, LiveSource
 from tapeflow.live.batching import Batch, Heartbeat
 from tapeflow.live.failover import FailoverStage
 from tapeflow.live.failover_config import FailoverConfig
@@ -40,7 +40,8 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         self._feeds = {name: live.iterate_in_thread(src.make_client())
                        for name, src in source.sources.items()}
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
-        self._idle_since: float | None = None
+        self._idle_stop = (IdleStop(source.idle_stop_ns, source.first_row_timeout_ns)
+                           if source.idle_stop_ns else None)
         self._idle = False
         self._done = False
         self._last_ns = 0
@@ -53,7 +54,7 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         if stop_requested() or (self._deadline is not None and now >= self._deadline) or not self._feeds:
             return self._finish()
         arrived = []
-        backlog = False
+        backlog = data = False
         for name, feed in list(self._feeds.items()):
             for _ in range(_MAX_POLLS):
                 try:
@@ -64,6 +65,7 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
                 if got is None:
                     break
                 arrived.append((_arrival_ns(got), len(arrived), name, got))
+                data = data or any(t.num_rows for t in got.records.values())
             else:
                 backlog = True
         # in the order things happened on the sockets, not the order the feeds were polled in (a
@@ -73,13 +75,8 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
             self._last_ns = max(self._last_ns, arrival_ns)
             outs.append(self.stage.feed(name, self._last_ns, _batch(got)))
         self._idle = not outs
-        if outs:
-            self._idle_since = None
-        else:
-            # idle counts from the first empty poll, so time spent downstream never counts
-            self._idle_since = self._idle_since or now
-            if self._source.idle_stop_ns and now - self._idle_since >= self._source.idle_stop_ns / 1e9:
-                return self._finish()
+        if self._idle_stop is not None and self._idle_stop.stop(now, batch=bool(outs), data=data):
+            return self._finish()
         if not backlog:  # with batches still queued, now is not when the newest row arrived
             outs.append(self.stage.tick(max(self._last_ns, time.time_ns())))
         return [self._stamp(b) for b in outs if b]
@@ -120,7 +117,9 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
         config: the failover config (``tapeflow.live.failover_config.load_failover``).
         journal: journal root (None: no journal; sources sharing a venue under
             ``<journal>/<source name>``).
-        duration_ns, idle_stop_ns, heartbeat_ns: as :class:`flows.sources.LiveSource`.
+        duration_ns, idle_stop_ns, heartbeat_ns, first_row_timeout_ns: as
+            :class:`flows.sources.LiveSource` (the idle clock starts at the first data row of any
+            source).
         client_options: per source name, keyword arguments added to the config's (tests: settings
             objects a TOML file cannot hold).
 
@@ -130,10 +129,11 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
 
     def __init__(self, config: FailoverConfig, *, journal: Path | str | None = None,
                  duration_ns: int | None = None, idle_stop_ns: int | None = None,
-                 heartbeat_ns: int | None = None,
+                 heartbeat_ns: int | None = None, first_row_timeout_ns: int | None = None,
                  client_options: dict[str, dict[str, Any]] | None = None) -> None:
         self.config = config
         self.duration_ns, self.idle_stop_ns, self.heartbeat_ns = duration_ns, idle_stop_ns, heartbeat_ns
+        self.first_row_timeout_ns = first_row_timeout_ns
         extra = client_options or {}
         venues = [spec.venue for spec in config.sources]
 

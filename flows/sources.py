@@ -24,8 +24,10 @@ from tapeflow.live.shutdown import stop_requested
 from tapeflow.settings import DEFAULT_BATCH_EVENTS
 from tapeflow.venues import get_format
 
-__all__ = ["WATERMARK", "CaptureResume", "CaptureSource", "Heartbeat", "LiveSource", "cut_batches",
-           "partition_paths"]
+__all__ = ["WATERMARK", "CaptureResume", "CaptureSource", "Heartbeat", "IdleStop", "LiveSource",
+           "cut_batches", "partition_paths"]
+
+FIRST_ROW_TIMEOUT_NS = 60_000_000_000  # the least wait for a first data row when an idle stop is set
 
 
 @dataclass(frozen=True)
@@ -134,13 +136,51 @@ class CaptureSource(FixedPartitionedSource[Batch, CaptureResume]):
                                  self.batch_ns, resume_state, self.heartbeat_ns)
 
 
+class IdleStop:
+    """When a live partition with an idle stop ends: ``idle_ns`` with no batch at all, counted from
+    the first empty poll (time spent downstream never counts), once a data row has arrived; before
+    the first data row, only when none came within ``first_row_ns`` of the first poll.
+
+    A slow start is no idle feed: a first connect on a busy machine, or a fresh checkout's first
+    kernel compile (~20 s, ``tapeflow.warm``), takes longer than a replay's idle stop, and a run
+    that stopped before its first row had nothing at all. STATUS rows alone do not start the idle
+    clock (a connector failing to connect writes them in a loop), nor do they hold off the bound.
+
+    Args:
+        idle_ns: the idle stop.
+        first_row_ns: the bound on the wait for the first data row (None:
+            ``max(idle_ns, FIRST_ROW_TIMEOUT_NS)``).
+    """
+
+    def __init__(self, idle_ns: int, first_row_ns: int | None = None) -> None:
+        self.idle_ns = idle_ns
+        self.first_row_ns = max(idle_ns, FIRST_ROW_TIMEOUT_NS) if first_row_ns is None else first_row_ns
+        self.started: float | None = None
+        self.got_data = False
+        self._idle_since: float | None = None
+
+    def stop(self, now: float, *, batch: bool, data: bool) -> bool:
+        """Whether to stop now (monotonic seconds), after a poll that got a ``batch`` (any rows)
+        holding ``data`` rows (rows other than STATUS) or nothing."""
+        self.started = now if self.started is None else self.started
+        self.got_data = self.got_data or data
+        if not self.got_data:
+            return now - self.started >= self.first_row_ns / 1e9
+        if batch:
+            self._idle_since = None
+            return False
+        self._idle_since = self._idle_since or now
+        return now - self._idle_since >= self.idle_ns / 1e9
+
+
 class _LivePartition(StatefulSourcePartition[Batch, None]):
     def __init__(self, source: LiveSource) -> None:
         self._source = source
         self._client = source.make_client()
         self._batches = _thread_iterator(self._client)
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
-        self._idle_since: float | None = None
+        self._idle_stop = (IdleStop(source.idle_stop_ns, source.first_row_timeout_ns)
+                           if source.idle_stop_ns else None)
         self._idle = False
         self._heartbeat = Heartbeat(source.heartbeat_ns) if source.heartbeat_ns else None
 
@@ -151,15 +191,12 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
             raise StopIteration
         batch = _poll(self._batches)
         self._idle = batch is None
+        out = {} if batch is None else {k: t for k, t in batch.records.items() if t.num_rows}
+        if self._idle_stop is not None and self._idle_stop.stop(now, batch=batch is not None, data=bool(out)):
+            self.close()
+            raise StopIteration
         if batch is None:
-            # idle counts from the first empty poll, so time spent downstream never counts
-            self._idle_since = self._idle_since or now
-            if self._source.idle_stop_ns and now - self._idle_since >= self._source.idle_stop_ns / 1e9:
-                self.close()
-                raise StopIteration
             return []
-        self._idle_since = None
-        out = {k: t for k, t in batch.records.items() if t.num_rows}
         if batch.status.num_rows:
             out["status"] = batch.status
         if out and self._heartbeat is not None:
@@ -195,8 +232,10 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         rest_endpoint: REST base URL for snapshots.
         journal: journal root folder (None: no journal).
         duration_ns: stop after this long (None: run until stopped).
-        idle_stop_ns: stop once no batch came for this long (None: never; a replayed capture
-            that has run out).
+        idle_stop_ns: stop once no batch came for this long after the first data row (None: never;
+            a replayed capture that has run out); see :class:`IdleStop`.
+        first_row_timeout_ns: with ``idle_stop_ns``, stop when no data row came this long after the
+            start (None: ``max(idle_stop_ns, 60 s)``).
         client_options: extra keyword arguments for the client.
         heartbeat_ns: as :class:`CaptureSource` (the feed's capture clock drives quiet instruments).
 
@@ -207,7 +246,8 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
     def __init__(self, venue: str, symbols: Sequence[str], *, endpoint: str | None = None,
                  rest_endpoint: str | None = None, journal: Path | str | None = None,
                  duration_ns: int | None = None, idle_stop_ns: int | None = None,
-                 client_options: dict[str, Any] | None = None, heartbeat_ns: int | None = None) -> None:
+                 client_options: dict[str, Any] | None = None, heartbeat_ns: int | None = None,
+                 first_row_timeout_ns: int | None = None) -> None:
         if not symbols:
             raise ConfigError(f"LiveSource for {venue} needs at least one symbol")
         self.venue = venue
@@ -217,6 +257,7 @@ class LiveSource(FixedPartitionedSource[Batch, None]):
         self.journal = Path(journal) if journal is not None else None
         self.duration_ns = duration_ns
         self.idle_stop_ns = idle_stop_ns
+        self.first_row_timeout_ns = first_row_timeout_ns
         self.client_options = dict(client_options or {})
         self.heartbeat_ns = heartbeat_ns
         self.client_class()  # fail at build time on an unknown venue

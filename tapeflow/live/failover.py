@@ -7,9 +7,11 @@ it arrived (``arrival_ns``), and decides from those alone, so a run replays exac
   its data rows are forwarded, every other source's rows are kept (the *standby* buffer, bounded
   by the frontier of the output and by ``lookback_ns``);
 * a source is **healthy** when its last sync STATUS row is ``synced``, no ``degraded`` row is
-  open, and a data row of it arrived within ``stale_after_ns`` of the newest data row of any
-  source of the instrument (:class:`tapeflow.live.failover_legs.Leg`: silence counts only
-  against a source while another one delivers);
+  open (the connector's, or the stage's own latency circuit breaker's: :class:`SourceLatency`, one
+  per source, ``degraded_after_ns`` above the source's baseline feed latency), and a data row
+  of it arrived within ``stale_after_ns`` of the newest data row of any source of the instrument
+  (:class:`tapeflow.live.failover_legs.Leg`: silence counts only against a source while another
+  one delivers);
 * the active source turning unhealthy switches the instrument to the first healthy leg in
   priority order at once (a STATUS row: at its arrival; silence: at the first row of another
   source more than ``stale_after_ns`` after its last), ``reason`` = ``stale``, ``gap``,
@@ -41,11 +43,19 @@ from tapeflow.errors import ConfigError
 from tapeflow.live.batching import Batch
 from tapeflow.live.failover_config import FailoverConfig, InstrumentSpec
 from tapeflow.live.failover_legs import Chunk, Leg
+from tapeflow.live.health import BatchLatency, LatencyBreaker, summarize
+from tapeflow.live.medians import median_int
 from tapeflow.schemas import ALL_RECORDS, concat
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, REJECTED, SOURCE_SWITCH, STATUS
 
 _ALWAYS = (STATUS.name, REJECTED.name)
+# the batches of a source whose median feed latency sets its baseline: the first 10, or fewer when
+# they hold 1,000 rows (a busy flow gets big batches: a replay under load gave 8 before its 4th second)
+LATENCY_WARMUP_BATCHES = 10
+LATENCY_WARMUP_ROWS = 1_000
 _BOOKS = (BOOK_DELTA.name, ORDER_EVENT.name)
+# not feed events: their times say nothing of a source's latency (as tapeflow.live.health)
+_NOT_FEED = frozenset({"bar", "metric", "book_snapshot"})
 
 
 @dataclass
@@ -79,6 +89,64 @@ class _Instrument:
     top_ts: int | None = None
     primary_recv_ns: int = -1  # capture time of the primary's last row in the output
     hole_from_ns: int | None = None
+
+
+@dataclass
+class SourceLatency:
+    """The stage's latency circuit breaker for one source: ``degraded`` / ``recovered`` STATUS rows
+    of the source's instruments, which the stage applies to the source's legs and sends on.
+
+    The flow's health stage (``FeedHealth``, docs/live.md) runs downstream of the source, on the
+    forwarded rows only, so its rows can never reach the stage (and a standby source's rows never
+    reach it). This one judges every source's rows as they arrive: the batch median of
+    ``ts_recv - ts_event`` per instrument (``tapeflow.live.health.summarize``), net of the
+    source's baseline, through a :class:`~tapeflow.live.health.LatencyBreaker` (degraded above the
+    threshold, recovered after 3 batches in a row at or under it). The baseline is the median of
+    the source's first :data:`LATENCY_WARMUP_BATCHES` batch medians, or of fewer that hold
+    :data:`LATENCY_WARMUP_ROWS` rows: a venue's usual latency, its clock's offset from ours, a
+    replay's recorded latency; nothing is judged before it. No processing lag: that is the flow's,
+    the same for every source. Unlike ``FeedHealth`` a jump is not taken for a clock move: a move
+    of our own clock moves every source, so each degrades (the stage may switch once to a source
+    that degrades a moment later, and back after the hold).
+
+    Attributes:
+        source: the config's source name.
+        breaker: the breaker (threshold: the config's ``degraded_after_ns``).
+        baseline_ns: the baseline (None while warming up: nothing is judged yet).
+    """
+
+    source: str
+    breaker: LatencyBreaker
+    baseline_ns: int | None = None
+    _medians: list[int] = field(default_factory=list)
+    _rows: int = 0
+
+    def observe(self, summaries: list[BatchLatency]) -> pa.Table | None:
+        """One batch of the source, summarized per instrument; its ``degraded`` / ``recovered`` rows
+        (None: none)."""
+        if self.baseline_ns is None:
+            timed = [b for b in summaries if b.median_latency_ns is not None]
+            if timed:
+                self._medians.append(median_int([b.median_latency_ns for b in timed]))
+                self._rows += sum(b.rows for b in timed)
+            if len(self._medians) < LATENCY_WARMUP_BATCHES and self._rows < LATENCY_WARMUP_ROWS:
+                return None
+            self.baseline_ns = self.breaker.clock_offset_ns = median_int(self._medians)
+            self._medians = []
+        # only what can change the breaker: an instrument over the threshold, or one degraded now
+        # (the breaker builds a table per call: most batches of a healthy feed need none)
+        over = self.baseline_ns + self.breaker.threshold_ns
+        hot = [b for b in summaries if b.median_latency_ns is not None and b.median_latency_ns > over
+               or self.breaker.degraded(b.venue, b.symbol)]
+        if not hot:
+            return None
+        rows = self.breaker.observe_latencies(hot)
+        if not rows.num_rows:
+            return None
+        detail = [f"failover {self.source}: {d} (baseline {self.baseline_ns / 1e6:.1f} ms)"
+                  for d in rows.column("detail").to_pylist()]
+        i = rows.column_names.index("detail")
+        return rows.set_column(i, rows.schema.field(i), pa.array(detail, pa.string()))
 
 
 class _Out:
@@ -126,6 +194,8 @@ class FailoverStage:
                     raise ConfigError(f"failover: {leg.source}:{leg.symbol} is a leg of two instruments")
                 self._legs[(leg.source, leg.symbol)] = (inst, leg)
         self._start_ns: int | None = None
+        self.latency = {spec.name: SourceLatency(spec.name, LatencyBreaker(config.degraded_after_ns))
+                        for spec in config.sources}
 
     def active(self, instrument: str) -> str:
         """The source name ``instrument``'s rows come from now."""
@@ -149,10 +219,13 @@ class FailoverStage:
         status = batch.get(STATUS.name)
         if status is not None and status.num_rows:
             self._status(source, arrival_ns, status)
+        timed: dict[tuple[str, str], list[pa.Table]] = {}
         for name, table in batch.items():
             if name in _ALWAYS or name.startswith("_") or not table.num_rows:
                 continue
             for symbol, part in _by_symbol(table):
+                if name not in _NOT_FEED:
+                    timed.setdefault((part.column("venue")[0].as_py(), symbol), []).append(part)
                 hit = self._legs.get((source, symbol))
                 if hit is None:
                     self.stats.unrouted += part.num_rows
@@ -164,6 +237,11 @@ class FailoverStage:
                     out.add(name, part)
                 else:
                     hit[1].buffer.append(chunk)
+        if timed and source in self.latency:  # judged before any of these rows is forwarded
+            judged = self.latency[source].observe([_latency(v, s, ts) for (v, s), ts in timed.items()])
+            if judged is not None:
+                out.add(STATUS.name, judged)
+                self._status(source, arrival_ns, judged)
         self._step(arrival_ns, out)
         return out.batch()
 
@@ -284,6 +362,15 @@ class FailoverStage:
         if leg.priority == 0:
             recv_ns = int(pc.max(chunk.table.column("ts_recv_ns")).as_py())
             inst.primary_recv_ns = max(inst.primary_recv_ns, recv_ns)
+
+
+def _latency(venue: str, symbol: str, tables: list[pa.Table]) -> BatchLatency:
+    def column(name: str) -> np.ndarray:
+        parts = [t.column(name).to_numpy() for t in tables]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    seqs = [t.column("sequence").to_numpy() for t in tables if "sequence" in t.column_names]
+    return summarize(venue, symbol, column("ts_event_ns"), column("ts_recv_ns"), seqs)
 
 
 def _by_symbol(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:

@@ -8,6 +8,7 @@ in priority order with each source's own symbol (docs/failover.md, ``docs/failov
     hold = "10s"          # a preferred source must stay healthy this long before it is taken back
     lookback = "60s"      # how long a standby source's rows are kept for a switch to it
     start_grace = "10s"   # how long the primary has to become healthy at start before it is left
+    degraded_after = "1s" # a source's feed latency this far above its own baseline: degraded
     warm_books = false    # true: every source's book rows pass (each keeps its own book warm)
 
     [sources.binance]
@@ -32,7 +33,7 @@ from tapeflow.errors import ConfigError
 from tapeflow.timeutil import parse_duration_ns
 from tapeflow.tomlconfig import KeyLocator, read_toml
 
-_KNOBS = {"stale_after": "2s", "hold": "10s", "lookback": "60s", "start_grace": "10s"}
+_KNOBS = {"stale_after": "2s", "hold": "10s", "lookback": "60s", "start_grace": "10s", "degraded_after": "1s"}
 _SOURCE_KEYS = {"venue", "endpoint", "rest_endpoint", "options", "connector"}
 
 
@@ -89,6 +90,9 @@ class FailoverConfig:
             and the first snapshot take a moment, and the fallback may be quicker).
         warm_books: ``book_delta`` and ``order_event`` rows of every source pass, so each source's
             book stays warm (needs distinct venue/symbol pairs across the legs of an instrument).
+        degraded_after_ns: the stage's latency circuit breaker, one per source: an instrument of a
+            source whose batch median feed latency (``ts_recv - ts_event``) is this far above the
+            source's own baseline is ``degraded`` (``tapeflow.live.failover.SourceLatency``).
     """
 
     sources: tuple[SourceSpec, ...]
@@ -98,6 +102,7 @@ class FailoverConfig:
     lookback_ns: int = 60_000_000_000
     warm_books: bool = False
     start_grace_ns: int = 10_000_000_000
+    degraded_after_ns: int = 1_000_000_000
 
     def source(self, name: str) -> SourceSpec:
         """The source called ``name``."""
@@ -152,7 +157,8 @@ def parse_failover(doc: dict[str, Any], where: KeyLocator) -> FailoverConfig:
     for name in sorted(names - used):
         raise where.fail(f"sources.{name}.venue", "no instrument uses this source")
     config = FailoverConfig(sources, instruments, durations["stale_after"], durations["hold"],
-                            durations["lookback"], warm, durations["start_grace"])
+                            durations["lookback"], warm, durations["start_grace"],
+                            durations["degraded_after"])
     if warm:
         for spec in instruments:
             pairs = [(config.source(src).venue, sym) for src, sym in spec.legs]

@@ -259,3 +259,59 @@ def test_a_failing_fallback_hands_back_to_a_healthy_primary_before_its_hold() ->
     assert _prices(out) == rows
     assert [(s["to_source"], s["reason"], s["ts_recv_ns"]) for s in _switches(out)] == [
         ("sec", "disconnected", down), ("pri", "disconnected", sec_down)]
+
+
+def _congested(rows: list[tuple[int, int]], first: int, hold_ns: int) -> list[Event]:
+    """``pri`` delivers with a congested path: from row ``first`` its rows are held until ``hold_ns``
+    after that row's venue time, then released in order (each captured when it arrives, as a real
+    feed's are), so their feed latency jumps to ``hold_ns`` and falls back; ``sec`` is on time."""
+    release = rows[first][0] + hold_ns
+    events: list[Event] = []
+    for i, row in enumerate(rows):
+        events.append((row[0] + LAT["sec"], "sec", {"trade": trades("sec", [row])}))
+        arrival = row[0] + LAT["pri"] if i < first else max(row[0] + LAT["pri"], release)
+        events.append((arrival, "pri", {"trade": trades("pri", [row], recv_offset_ns=arrival - row[0])}))
+    return events
+
+
+def test_a_late_primary_is_degraded_by_the_stages_latency_breaker_and_taken_back_after_the_hold() -> None:
+    rows = market(800)
+    t0 = rows[0][0] - SECOND
+    first, hold_ns = 300, 1_500 * MS  # silent 1.5 s: under the staleness bound, so only latency says
+    release = rows[first][0] + hold_ns
+    stage = FailoverStage(config(stale_ms=3_000, hold_ms=1_000))  # degraded_after: the default 1 s
+    assert stage.config.degraded_after_ns == SECOND
+    out = _run(stage, _synced(t0) + _congested(rows, first, hold_ns), t0=t0)
+    assert _prices(out) == rows  # none lost, none twice: the late rows are spliced out
+    away, back = _switches(out)
+    assert (away["from_source"], away["to_source"], away["reason"]) == ("pri", "sec", "degraded")
+    assert away["ts_recv_ns"] == release  # the first late batch, before any of its rows went on
+    assert (back["from_source"], back["to_source"], back["reason"]) == ("sec", "pri", "recovered")
+    # the breaker's rows pass, under the primary's venue, saying whose they are and why
+    states = [r for r in out["status"].to_pylist() if r["state"] in ("degraded", "recovered")]
+    assert [r["state"] for r in states] == ["degraded", "recovered"]
+    assert all(r["venue"] == VENUES["pri"] and r["detail"].startswith("failover pri: ") for r in states)
+    assert "feed latency 1499.0 ms" in states[0]["detail"]  # 1.5 s, net of its 1 ms baseline
+    assert "(baseline 1.0 ms)" in states[0]["detail"]
+    recovered_ns = states[1]["until_ns"]
+    # taken back once healthy for the hold, no sooner
+    assert 0 <= back["ts_recv_ns"] - recovered_ns - SECOND <= TICK_NS + LAT["pri"]
+    # no late row of the primary reached the output: every output row of it was on time
+    pri = out["trade"].filter(pa.compute.equal(out["trade"]["venue"], VENUES["pri"]))
+    late = pa.compute.subtract(pri["ts_recv_ns"], pri["ts_event_ns"]).to_numpy()
+    assert late.max() <= SECOND
+
+
+def test_the_latency_breaker_judges_each_source_against_its_own_baseline() -> None:
+    rows = market(400)
+    t0 = rows[0][0] - SECOND
+    # the primary's rows always carry 5 s of latency (its venue's clock 5 s behind ours, or a replay's
+    # recorded latency): its baseline, not a degraded source
+    events = _synced(t0) + [
+        (r[0] + LAT[src], src, {"trade": trades(src, [r], recv_offset_ns=5 * SECOND if src == "pri" else 0)})
+        for r in rows for src in ("pri", "sec")]
+    stage = FailoverStage(config(stale_ms=3_000))
+    out = _run(stage, events, t0=t0)
+    assert _switches(out) == []
+    assert stage.latency["pri"].baseline_ns == 5 * SECOND and stage.latency["sec"].baseline_ns == 0
+    assert not [r for r in out["status"].to_pylist() if r["state"] == "degraded"]
