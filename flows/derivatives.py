@@ -29,12 +29,14 @@ from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
 from tapeflow.derivatives.live_stress import LiveStress
 from tapeflow.derivatives.poll_config import VenuePoll
+from tapeflow.derivatives.sources import StreamOwner
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
 from tapeflow.signals.config import DEFAULT_PATH, Thresholds, load
 
 Batch = dict[str, pa.Table]
+_FEED, _POLLS = "feed", "polls"  # the tags of the batches in the step of both
 IDLE_WAKE_MS = 50  # polls come every few seconds: an idle source looks again this often
 # The polled rows' derived stage (its own state: a poll's event time is its answer's, seconds behind a
 # websocket's, so in one watermark with the feed most polled rows would be too late). Two open-interest
@@ -123,19 +125,56 @@ class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
     def on_batch(self, values: list[Batch]) -> tuple[Iterable[Item], bool]:
         out: list[Item] = []
         for batch in values:
-            out += [(name, table) for name, table in batch.items() if table.num_rows]
-            derived: list[Item] = []
-            for stage in self.stages:
-                derived += stage.update(batch)
-            out += _records(derived) + self.signals.update(derived)
+            out += self.step(batch)
         return out, False
 
+    def step(self, batch: Batch, owner: StreamOwner | None = None) -> list[Item]:
+        """A micro-batch's tables and their derived items (less those ``owner``'s feed owns)."""
+        out = [(name, table) for name, table in batch.items() if table.num_rows]
+        derived: list[Item] = []
+        for stage in self.stages:
+            derived += stage.update(batch)
+        if owner is not None:
+            derived = owner.keep(derived)
+        return out + _records(derived) + self.signals.update(derived)
+
     def on_eof(self) -> tuple[Iterable[Item], bool]:
+        return self.eof(), False
+
+    def eof(self, owner: StreamOwner | None = None) -> list[Item]:
+        """The stages' last derived items (less those ``owner``'s feed owns) and their signals."""
         derived = [item for stage in self.stages for item in stage.flush()]
-        return _records(derived) + self.signals.update(derived), False
+        if owner is not None:
+            derived = owner.keep(derived)
+        return _records(derived) + self.signals.update(derived)
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.stages, self.signals), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class _OneSourceLogic(StatefulBatchLogic[tuple[str, Batch], Item, bytes]):
+    """The feed's and the polls' derived stages in one step, so that the polls' derived rows of an
+    instrument and input the feed carries give way (:class:`tapeflow.derivatives.sources.StreamOwner`)."""
+
+    def __init__(self, feed: _DerivedLogic, polls: _DerivedLogic, owner: StreamOwner) -> None:
+        self.feed, self.polls, self.owner = feed, polls, owner
+
+    def on_batch(self, values: list[tuple[str, Batch]]) -> tuple[Iterable[Item], bool]:
+        out: list[Item] = []
+        for tag, batch in values:
+            if tag == _FEED:
+                self.owner.saw(batch)
+                out += self.feed.step(batch)
+            else:
+                out += self.polls.step(batch, self.owner)
+        return out, False
+
+    def on_eof(self) -> tuple[Iterable[Item], bool]:
+        return self.feed.eof() + self.polls.eof(self.owner), False
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps((self.feed.stages, self.feed.signals, self.polls.stages, self.polls.signals,
+                             self.owner), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _records(items: list[Item]) -> list[Item]:
@@ -169,6 +208,40 @@ def polls_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = 
     return _derived_step(flow, "poll_derived", batches, config or POLL_DERIVED, clusters, thresholds, stress)
 
 
+def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: DerivedConfig | None = None,
+                          poll_config: DerivedConfig | None = None, clusters: ClusterConfig | None = None,
+                          thresholds: Thresholds | None = None,
+                          stress: InsuranceStressConfig | None = None) -> Stream[Item]:
+    """:func:`derivatives_stream` and :func:`polls_stream` together, one source per derived row:
+    their stages are kept apart (the polls' with ``poll_config``, None: ``POLL_DERIVED``) in one
+    stateful step, and a derived row the polls make of an input the feed carries for the same
+    instrument (from the earliest time it carried it) is not written, nor its signals: the stream
+    wins, the polls are the fallback (:mod:`tapeflow.derivatives.sources`). All input rows are written."""
+    fed = op.map("feed_tag", op.input("derivatives", flow, feed), lambda batch: (_FEED, batch))
+    items = op.input("polls", flow, polls)
+    polled = op.map("poll_tag", items, lambda item: (_POLLS, {item[0]: item[1]}))
+    keyed = op.key_on("one_source_key", op.merge("feed_and_polls", fed, polled), lambda _v: "derivatives")
+    limits = thresholds or load(DEFAULT_PATH)
+
+    def build(resume: bytes | None) -> _OneSourceLogic:
+        if resume is not None:
+            f_stages, f_signals, p_stages, p_signals, owner = pickle.loads(resume)
+            return _OneSourceLogic(_DerivedLogic(f_stages, f_signals), _DerivedLogic(p_stages, p_signals),
+                                   owner)
+        return _OneSourceLogic(_new_logic(config, clusters, limits, stress),
+                               _new_logic(poll_config or POLL_DERIVED, clusters, limits, stress),
+                               StreamOwner())
+
+    derived = op.stateful_batch("one_source", keyed, build)
+    return op.map("one_source_items", derived, _value)
+
+
+def _new_logic(config: DerivedConfig | None, clusters: ClusterConfig | None, limits: Thresholds,
+               stress: InsuranceStressConfig | None) -> _DerivedLogic:
+    return _DerivedLogic((LiveDerived(config), LiveClusters(clusters), LiveStress(stress)),
+                         LiveDerivedSignals(limits))
+
+
 def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: DerivedConfig | None,
                   clusters: ClusterConfig | None, thresholds: Thresholds | None,
                   stress: InsuranceStressConfig | None) -> Stream[Item]:
@@ -181,8 +254,7 @@ def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: 
             if isinstance(state[0], LiveDerived):  # a snapshot from before the signals stage
                 return _DerivedLogic(state, LiveDerivedSignals(limits))
             return _DerivedLogic(*state)
-        return _DerivedLogic((LiveDerived(config), LiveClusters(clusters), LiveStress(stress)),
-                             LiveDerivedSignals(limits))
+        return _new_logic(config, clusters, limits, stress)
 
     derived = op.stateful_batch(step_id, keyed, build)
     return op.map(f"{step_id}_items", derived, _value)

@@ -129,11 +129,15 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
     if source is not None:
         routed = op.input("source", flow, ops.routed(source, new_health, health_clock))
         streams.append(ops.instruments("instruments", routed, new_pipeline))
-    if polls is not None:
+    if polls is not None and derivatives is not None:  # one source per derived row: the feed wins
+        from flows.derivatives import feed_and_polls_stream
+
+        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived))
+    elif polls is not None:
         from flows.derivatives import polls_stream
 
         streams.append(polls_stream(flow, polls))
-    if derivatives is not None:
+    elif derivatives is not None:
         from flows.derivatives import derivatives_stream
 
         streams.append(derivatives_stream(flow, derivatives, derived))

@@ -1,5 +1,5 @@
 """Bybit v5: ``tickers`` (funding, mark, index, open interest), ``liquidation`` and ``allLiquidation``
-streams, and the tickers, open interest and funding history REST endpoints (docs/derivatives.md).
+streams, and the tickers, open interest, funding history and insurance REST endpoints (docs/derivatives.md).
 
 ``tickers`` of linear and inverse contracts is a snapshot followed by deltas that carry only the
 fields that changed: the decoder keeps each symbol's last values, so a delta that moves only the
@@ -171,5 +171,30 @@ class BybitDerivatives(DerivativesDecoder):
             symbol = self.frame_symbol = self.check_symbol(result.get("symbol"))
             for row in self.items(rows, "open interest"):
                 self.add_open_interest(line, symbol, time_ms(row, "timestamp"), quantity(row, "openInterest"))
+        elif path.endswith("/market/insurance"):
+            ts = time_ms(result, "updatedTime")
+            for row in self.items(rows, "insurance pools"):
+                try:  # each pool is a fund of its own: a bad one is its own dead letter
+                    self.insurance_pool(row, ts, line)
+                except BadInput as bad:
+                    self.reject(bad, line)
         else:
             raise BadInput(Reason.UNSUPPORTED_CHANNEL, f"REST endpoint {path} is not a derivatives endpoint")
+
+    def insurance_pool(self, row: dict[str, Any], ts_ns: int, line: CaptureLine) -> None:
+        """``/v5/market/insurance``: one pool's ``balance`` in ``coin`` at the body's ``updatedTime``.
+        The fund is named by its ``symbols`` (one contract for an isolated pool, several for a shared
+        one), sorted and comma-joined as Binance's; ``""`` (the coin's pool of every other contract,
+        in Bybit's example) is ``shared-<coin>``. A pool is one fund whatever the symbol filter.
+
+        Raises:
+            BadInput: a missing or malformed field, or a balance past the nanos range
+                (``out_of_range``: more than 9.2e9 units, e.g. the example's shared USDT pool).
+        """
+        coin = text(row, "coin")
+        listed = field(row, "symbols")
+        if not isinstance(listed, str):
+            raise BadInput(Reason.BAD_SHAPE, f"symbols was {listed!r}, not a comma-separated string")
+        symbols = sorted(s.strip() for s in listed.split(",") if s.strip())
+        self.frame_symbol = ",".join(symbols) if symbols else f"shared-{coin}"
+        self.add_insurance(line, self.frame_symbol, ts_ns, coin, quantity(row, "balance"))

@@ -204,13 +204,14 @@ def bybit(
     *,
     category: str = "linear",
     mark_interval_s: float = MARK_INTERVAL_S,
+    insurance_fund_interval_s: float = INSURANCE_FUND_INTERVAL_S,
 ) -> VenuePoll:
     """Bybit v5: ``/v5/market/tickers`` per symbol, which carries the funding rate (with its next
     time), mark, index and open interest in one body, so one request at the mark's interval brings
-    all four (a funding or open-interest request of its own would only spend budget).
+    all four (a funding or open-interest request of its own would only spend budget), and
+    ``/v5/market/insurance`` (every coin's pools in one body; weight 1 as every public request).
 
-    ``category`` is ``linear`` (USDT/USDC perpetuals and futures) or ``inverse``. Bybit's insurance
-    fund endpoint (``/v5/market/insurance``) is not decoded, so it is not polled.
+    ``category`` is ``linear`` (USDT/USDC perpetuals and futures) or ``inverse``.
 
     Raises:
         ConfigError: another category.
@@ -219,4 +220,5 @@ def bybit(
         raise ConfigError(f"Bybit category {category!r}: linear or inverse")
     eps = [Endpoint("/v5/market/tickers", {"category": category, "symbol": s}, mark_interval_s)
            for s in symbols]
+    eps.append(Endpoint("/v5/market/insurance", {}, insurance_fund_interval_s))
     return VenuePoll("bybit", base_url, eps, BYBIT_BUDGET_WEIGHT, BYBIT_WINDOW_S)

@@ -110,7 +110,8 @@ def test_bybit_tickers_poll_brings_mark_index_funding_and_open_interest(tmp_path
             b'"nextFundingTime":"1673280000000"}]},"time":1673272861686}')
     venue = bybit(("ETHUSDT",))
     assert [(e.path, dict(e.params)) for e in venue.endpoints] == [
-        ("/v5/market/tickers", {"category": "linear", "symbol": "ETHUSDT"})]
+        ("/v5/market/tickers", {"category": "linear", "symbol": "ETHUSDT"}), ("/v5/market/insurance", {})]
+    assert [e.weight for e in venue.endpoints] == [1, 1]
     assert (venue.budget_weight, venue.budget_window_s) == (600, 5.0)
     with pytest.raises(ConfigError, match="linear or inverse"):
         bybit(("ETHUSDT",), category="spot")
