@@ -164,7 +164,11 @@ def _check_one_switch_away_and_one_back(out: dict[str, pa.Table], files: tuple[P
     assert sorted(per) == [f"{s}-logical" for s in sorted({p.parent.name for p in files})], seen
     for legs in per.values():
         assert [leg[:2] for leg in legs] == [("main", "backup"), ("backup", "main")], seen
-        assert legs[0][2] in reasons and legs[1][2] == "recovered", seen
+        # back: `recovered` once main held its hold, or `stale` when the backup's tape (it ends
+        # first) fell silent past the bound before that: a starved worker stretches the stall, and
+        # main's return came 5.5 s after the backup's end in a CI run (the docs: the active source's
+        # failure names the switch)
+        assert legs[0][2] in reasons and legs[1][2] in {"recovered", "stale"}, seen
 
     # the rows are the uninterrupted market's, none lost, none twice
     for name in ("order_event", "trade", "book_delta"):
@@ -192,7 +196,7 @@ def _check_one_switch_away_and_one_back(out: dict[str, pa.Table], files: tuple[P
     # the primary's hole: one closed gap window per instrument, the one its switches name
     status = out["status"]
     gaps = [r for r in status.to_pylist() if r["state"] == "gap" and r["detail"].startswith("failover:")]
-    backs = {s["symbol"]: s for s in switches if s["reason"] == "recovered"}
+    backs = {s["symbol"]: s for s in switches if s["to_source"] == "main"}
     assert len(gaps) == len(backs) == 2
     for gap in gaps:
         back = backs[gap["symbol"]]
