@@ -22,9 +22,11 @@ from tapeflow.backtest.results import BacktestResult
 from tapeflow.backtest.strategy import Context, Strategy
 from tapeflow.errors import ConfigError
 
-ORDER_COLS_I = 9
+# o_i column 9 is Python's: the index in the order queue of the slot's last message to the exchange
+ORDER_COLS_I = 10
 ORDER_COLS_F = 3
 QUEUE_CAP = 1 << 14
+ORDER_SLOTS = 1 << 10
 
 
 @dataclass
@@ -51,10 +53,15 @@ class Backtest:
 
     Example:
         ``result = Backtest(feed, MarketMaker(), BacktestConfig()).run()``
+
+    Orders live in a table of slots (``o_i``, ``o_f``); a slot is handed to a new order once its
+    last order is done and no message about it is in flight (:meth:`Context.take_fills` recycles
+    them), and the table doubles when every slot is busy (``order_slots`` is its first size), so the
+    number of orders in a run is unbounded: the table holds at most the orders alive at once.
     """
 
     def __init__(self, feed: Feed, strategy: Strategy, config: BacktestConfig | None = None,
-                 *, max_orders: int = 1 << 16) -> None:
+                 *, order_slots: int = ORDER_SLOTS) -> None:
         self.feed = feed
         self.strategy = strategy
         self.config = config or BacktestConfig()
@@ -66,9 +73,11 @@ class Backtest:
         self.S[core.QMODEL] = self.config.queue.code
         self.S[core.LAT_KIND] = self.config.latency.kind
         self.S[core.RESP] = self.config.latency.response_for(0)
-        self.o_i = np.zeros((max_orders, ORDER_COLS_I), np.int64)
-        self.o_f = np.zeros((max_orders, ORDER_COLS_F), np.float64)
-        self.act = np.zeros(max_orders, np.int64)
+        if order_slots <= 0:
+            raise ConfigError(f"order_slots must be > 0, got {order_slots}")
+        self.o_i = np.zeros((order_slots, ORDER_COLS_I), np.int64)
+        self.o_f = np.zeros((order_slots, ORDER_COLS_F), np.float64)
+        self.act = np.zeros(order_slots, np.int64)
         self.xq = np.zeros((QUEUE_CAP, 4), np.int64)
         self.xqf = np.zeros(QUEUE_CAP, np.float64)
         self.lq = np.zeros((QUEUE_CAP, 4), np.int64)
@@ -107,6 +116,25 @@ class Backtest:
         S[core.I_LOC] -= rows
         S[core.WAKE_ROW] = S[core.WAKE_ROW] - rows if S[core.WAKE_ROW] >= rows else -1
 
+    def grow_orders(self) -> int:
+        """Double the order table (every slot holds an order still alive or talked about);
+        returns the new number of slots.
+
+        Raises:
+            ConfigError: memory cannot hold the larger table.
+        """
+        n = self.o_i.shape[0]
+        try:
+            o_i = np.zeros((2 * n, ORDER_COLS_I), np.int64)
+            o_f = np.zeros((2 * n, ORDER_COLS_F), np.float64)
+            act = np.zeros(2 * n, np.int64)
+        except MemoryError as exc:
+            raise ConfigError(f"{n:,} orders are alive at once and memory cannot hold {2 * n:,}: the "
+                              "strategy leaves too many orders open or in flight") from exc
+        o_i[:n], o_f[:n], act[:n] = self.o_i, self.o_f, self.act
+        self.o_i, self.o_f, self.act = o_i, o_f, act
+        return 2 * n
+
     def send(self, kind: int, slot: int, px: int, qty: float) -> None:
         """Queue an order message for the exchange (called by :class:`Context`)."""
         S, cap = self.S, self.xq.shape[0]
@@ -121,6 +149,7 @@ class Backtest:
         r = tail % cap
         self.xq[r] = (t, slot, kind, px)
         self.xqf[r] = qty
+        self.o_i[slot, 9] = tail
         S[core.XT] = tail + 1
 
     def _step(self, until: int, wake: int) -> int:

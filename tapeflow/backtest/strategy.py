@@ -116,7 +116,11 @@ class Context:
         self.position = 0.0
         self.cash = 0.0
         self.fees = 0.0
-        self._live: dict[int, None] = {}
+        # order id -> slot of the orders not yet known to be done; ids count up, slots are recycled
+        self._live: dict[int, int] = {}
+        self._slot_id: list[int] = []  # slot -> the id of its (last) order
+        self._free: list[int] = []
+        self._retired: list[int] = []  # done, but a message about them may still be in flight
         self._next = 0
         self._taken = 0
         self.fills: list[Fill] = []
@@ -164,8 +168,8 @@ class Context:
     def orders(self) -> dict[int, Order]:
         """Our orders not yet known to be done (pending, open, or with a request in flight)."""
         o_i, o_f = self._bt.o_i, self._bt.o_f
-        return {s: Order(s, int(o_i[s, 0]), int(o_i[s, 8]), float(o_f[s, 0]), STATUS[int(o_i[s, 5])],
-                         bool(o_i[s, 6] >= 0)) for s in self._live}
+        return {k: Order(k, int(o_i[s, 0]), int(o_i[s, 8]), float(o_f[s, 0]), STATUS[int(o_i[s, 5])],
+                         bool(o_i[s, 6] >= 0)) for k, s in self._live.items()}
 
     def buy(self, price_ticks: int, qty: float, tif: str = "gtc") -> int:
         """A limit buy; returns its order id (-1 when the position limit rejects it)."""
@@ -181,51 +185,83 @@ class Context:
 
     def cancel(self, order_id: int) -> None:
         """Ask the exchange to cancel ``order_id`` (ignored when it is done or busy)."""
-        if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
-            self._bt.o_i[order_id, 6] = core.M_CANCEL
+        slot = self._live.get(order_id)
+        if slot is not None and self._bt.o_i[slot, 6] < 0:
+            self._bt.o_i[slot, 6] = core.M_CANCEL
             self.counts["cancels"] += 1
-            self._log("cancel", order_id, 0, 0.0)
-            self._bt.send(core.M_CANCEL, order_id, 0, 0.0)
+            self._log("cancel", order_id, slot, 0, 0.0)
+            self._bt.send(core.M_CANCEL, slot, 0, 0.0)
 
     def modify(self, order_id: int, price_ticks: int, qty: float) -> None:
         """New price and size for ``order_id``; the queue position starts again (hftbacktest)."""
-        if order_id in self._live and self._bt.o_i[order_id, 6] < 0:
-            self._bt.o_i[order_id, 6] = core.M_MODIFY
+        slot = self._live.get(order_id)
+        if slot is not None and self._bt.o_i[slot, 6] < 0:
+            self._bt.o_i[slot, 6] = core.M_MODIFY
             self.counts["modifies"] += 1
-            self._log("modify", order_id, int(price_ticks), float(qty))
-            self._bt.send(core.M_MODIFY, order_id, int(price_ticks), float(qty))
+            self._log("modify", order_id, slot, int(price_ticks), float(qty))
+            self._bt.send(core.M_MODIFY, slot, int(price_ticks), float(qty))
 
     def _new(self, side: int, otype: int, price_ticks: int, qty: float, tif: str) -> int:
         if tif not in TIFS:
             raise ConfigError(f"unknown time in force {tif!r}; choose one of {', '.join(TIFS)}")
         if not qty > 0:
             raise ConfigError(f"order quantity must be > 0, got {qty}")
-        open_same = sum(float(self._bt.o_f[s, 0]) for s in self._live if self._bt.o_i[s, 0] == side)
+        open_same = sum(float(self._bt.o_f[s, 0]) for s in self._live.values() if self._bt.o_i[s, 0] == side)
         if abs(self.position + side * (open_same + qty)) > self._bt.config.limits.max_position + 1e-12:
             self.counts["rejected_limit"] += 1
             if self.journal is not None:
                 self.journal.append((self.now_ns, "refused", -1, _TYPES[otype], tif, side, price_ticks, qty))
             return -1
-        slot = self._next
-        if slot >= self._bt.o_i.shape[0]:
-            raise ConfigError(f"more than {slot} orders in one backtest; raise max_orders")
+        slot = self._slot()
+        order_id = self._next
         self._next += 1
+        self._slot_id[slot] = order_id
         o_i = self._bt.o_i
         o_i[slot] = (side, price_ticks, otype, TIFS[tif], core.ST_PENDING, core.ST_PENDING, -1, 0,
-                     price_ticks)
+                     price_ticks, -1)
         self._bt.o_f[slot] = (qty, 0.0, 0.0)
-        self._live[slot] = None
+        self._live[order_id] = slot
         self.counts["orders"] += 1
-        self._log("new", slot, price_ticks, qty)
+        self._log("new", order_id, slot, price_ticks, qty)
         self._bt.send(core.M_NEW, slot, int(price_ticks), float(qty))
+        return order_id
+
+    def _slot(self) -> int:
+        # a recycled slot, else one never used, else the table doubles
+        if not self._free:
+            self._reclaim()
+        if self._free:
+            return self._free.pop()
+        slot = len(self._slot_id)
+        if slot >= self._bt.o_i.shape[0]:
+            self._bt.grow_orders()
+        self._slot_id.append(-1)
         return slot
 
-    def _log(self, action: str, slot: int, price_ticks: int, qty: float) -> None:
+    def _reclaim(self) -> None:
+        # a done order's slot is free once no message about it is in flight: its last message
+        # reached the exchange (which had already ended the order, so nothing new answers it) and
+        # no response to it waits in the response queue
+        if not self._retired:
+            return
+        S, o_i, lq = self._bt.S, self._bt.o_i, self._bt.lq
+        head, tail, cap = int(S[core.LH]), int(S[core.LT]), lq.shape[0]
+        waiting = set(lq[np.arange(head, tail) % cap, 1].tolist()) if tail > head else set()
+        arrived = int(S[core.XH])
+        keep = []
+        for s in self._retired:
+            if o_i[s, 9] < arrived and s not in waiting:
+                self._free.append(s)
+            else:
+                keep.append(s)
+        self._retired = keep
+
+    def _log(self, action: str, order_id: int, slot: int, price_ticks: int, qty: float) -> None:
         if self.journal is not None:
             o_i = self._bt.o_i
             tif = next(k for k, v in TIFS.items() if v == o_i[slot, 3])
-            self.journal.append((self.now_ns, action, slot, _TYPES[int(o_i[slot, 2])], tif, int(o_i[slot, 0]),
-                                 int(price_ticks), float(qty)))
+            self.journal.append((self.now_ns, action, order_id, _TYPES[int(o_i[slot, 2])], tif,
+                                 int(o_i[slot, 0]), int(price_ticks), float(qty)))
 
     # -- engine side ----------------------------------------------------------------------------
     def take_fills(self) -> None:
@@ -241,13 +277,14 @@ class Context:
             self.position += side * qty
             self.cash -= side * value
             self.fees += fee
-            fill = Fill(ts, slot, side, px, qty, maker, fee)
+            fill = Fill(ts, self._slot_id[slot], side, px, qty, maker, fee)
             self.fills.append(fill)
             bt.strategy.on_fill(self, fill)
         self._taken = n
-        done = [s for s in self._live if bt.o_i[s, 5] > core.ST_OPEN]
-        for s in done:
-            del self._live[s]
+        done = [k for k, s in self._live.items() if bt.o_i[s, 5] > core.ST_OPEN]
+        for k in done:
+            self._retired.append(self._live.pop(k))
+        self._reclaim()
 
     def trade_at(self, row: int) -> TradeEvent:
         f = self._bt.feed
