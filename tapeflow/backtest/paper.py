@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from tapeflow.backtest.engine import Backtest, BacktestConfig
 from tapeflow.backtest.livefeed import LiveFeed
 from tapeflow.backtest.models import Limits
 from tapeflow.backtest.results import BacktestResult
+from tapeflow.backtest.spool import ResultSpool
 from tapeflow.backtest.strategy import Context, Fill, Strategy, TradeEvent
 from tapeflow.errors import ConfigError
 from tapeflow.schemas.paper import PAPER_FILL, PAPER_ORDER, PAPER_POSITION
@@ -163,11 +165,14 @@ class SimulatedBroker(Broker):
     """
 
     def __init__(self, strategy: Strategy, tick_nanos: int, lot_nanos: int, config: BacktestConfig,
-                 *, compact_rows: int = 4096) -> None:
+                 *, compact_rows: int = 4096, spool: ResultSpool | None = None) -> None:
         self.live = LiveFeed(tick_nanos, lot_nanos, config.latency)
         self.strategy, self.config = strategy, config
         self.bt: Backtest | None = None
         self.done = False
+        # the fills and equity samples go to disk once there are this many (None: kept in memory)
+        self.spool = spool
+        self._final: BacktestResult | None = None
         # forget the rows the engine has passed once there are this many (tests use 1: every batch)
         self.compact_rows = compact_rows
 
@@ -190,6 +195,7 @@ class SimulatedBroker(Broker):
         if self.bt is None:
             self.bt = Backtest(self.live.feed(0), self.strategy, self.config)
             self.bt.ctx.journal = []
+            self.bt.ctx.spool = self.spool
             self.bt.start()
         elif added:
             self._compact()
@@ -218,14 +224,21 @@ class SimulatedBroker(Broker):
             ctx = self.bt.ctx
             out.update({"fills": len(ctx.fills), "samples": len(ctx.samples),
                         "journal": len(ctx.journal or ()), "live_orders": len(ctx._live),
-                        "fill_buffer": int(self.bt.fills.shape[0])})
+                        "order_slots": int(self.bt.o_i.shape[0]), "fill_buffer": int(self.bt.fills.shape[0])})
         return out
 
     def result(self) -> BacktestResult:
         bt = self.bt
         if bt is None:
             raise ConfigError("the paper session saw no market data")
-        return bt.finish() if self.done else bt.ctx.result()
+        if not self.done:
+            return bt.ctx.result()
+        if self._final is None:
+            # the report reads the spilled parts back; a temporary spool is then removed
+            self._final = bt.finish()
+            if self.spool is not None:
+                self.spool.cleanup()
+        return self._final
 
 
 class PaperTrader:
@@ -242,11 +255,16 @@ class PaperTrader:
         config: fill, latency and fee models; its ``limits`` are replaced by ``limits.max_position``.
         limits: the session's :class:`RiskLimits`.
         broker: default a :class:`SimulatedBroker` over ``config``.
+        results_dir: where the session's fills and equity samples are written as they come
+            (Parquet parts, :class:`ResultSpool`) and, at the end, ``report.json``; None: a
+            temporary directory, removed at the end.
+        spill_rows: fills plus equity samples kept in memory before they are written out.
     """
 
     def __init__(self, name: str, strategy: Strategy, *, tick_nanos: int, lot_nanos: int,
                  config: BacktestConfig | None = None, limits: RiskLimits | None = None,
-                 broker: Broker | None = None) -> None:
+                 broker: Broker | None = None, results_dir: Path | None = None,
+                 spill_rows: int = 16_384) -> None:
         self.name = name
         self.limits = limits or RiskLimits()
         config = config or BacktestConfig()
@@ -254,7 +272,9 @@ class PaperTrader:
                                 Limits(min(config.limits.max_position, self.limits.max_position)),
                                 config.equity_interval_ns)
         self.guard = Guard(strategy, self.limits)
-        self.broker = broker or SimulatedBroker(self.guard, tick_nanos, lot_nanos, config)
+        self.results_dir = results_dir
+        self.broker = broker or SimulatedBroker(self.guard, tick_nanos, lot_nanos, config,
+                                                spool=ResultSpool(results_dir, rows=spill_rows))
         self.tick_nanos = tick_nanos
         self._kill: str | None = None
         self._sent = {"orders": 0, "fills": 0, "status": False}
@@ -287,7 +307,10 @@ class PaperTrader:
     def close(self, tables: dict[str, pa.Table] | None = None) -> tuple[dict[str, pa.Table], BacktestResult]:
         """End the session (``tables``: a last batch, if any): the last rows and the session's result."""
         rows = self.on_batch(tables or {}, final=True)
-        return rows, self.broker.result()
+        result = self.broker.result()
+        if self.results_dir is not None:
+            result.write_report(self.results_dir)
+        return rows, result
 
     def _rows(self) -> dict[str, pa.Table]:
         ctx = self.broker.ctx
@@ -324,6 +347,8 @@ class PaperTrader:
             "fees": [ctx.fees], "mark_price_nanos": [UNDEF_PRICE if np.isnan(mid) else int(mid * tick)],
             "equity": [ctx.equity()], "day_pnl": [self.guard.day_pnl(ctx)], "halted": [self.halted]},
             constants=const)
+        if ctx.spill():  # the rows above are out: what the report needs of them goes to disk
+            self._sent["fills"] = 0
         if self.guard.halted is not None and not self._sent["status"]:
             self._sent["status"] = True
             ts, state, detail = self.guard.halted

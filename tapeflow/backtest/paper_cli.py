@@ -53,6 +53,7 @@ class PaperSettings:
     latency: str = "constant"
     latency_base_ns: int = 0
     order_scale: float = 1.0
+    results_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.latency not in LATENCIES:
@@ -111,7 +112,8 @@ class PaperSettings:
         def new() -> PaperSession:
             return PaperSession(self.strategy, lambda: strategies[self.strategy](**kwargs),
                                 tick_nanos=self.tick_nanos, lot_nanos=self.lot_nanos, config=config,
-                                limits=limits, kill_file=kill, new_scorer=new_scorer)
+                                limits=limits, kill_file=kill, new_scorer=new_scorer,
+                                results_root=Path(self.results_dir) if self.results_dir else None)
 
         return new
 
@@ -143,6 +145,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--taker-fee", type=float, default=0.0, help="fee rate on aggressive fills")
     p.add_argument("--queue", default="power", help="passive fill model (L2 models)")
     p.add_argument("--queue-n", type=float, default=3.0, help="exponent of the power queue models")
+    p.add_argument("--results-dir", type=Path,
+                   help="each session's fills, equity and report.json go to DIR/VENUE/SYMBOL/STRATEGY")
     p.add_argument("--batch-events", type=int, default=1000, help="most rows per micro-batch of a capture")
     p.add_argument("--lake", type=Path, help="lake root (default TAPEFLOW_LAKE)")
     p.add_argument("--clickhouse", help="also write the warehouse at this DSN")
@@ -160,7 +164,8 @@ def paper_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
                           args.max_daily_loss, str(args.kill_file.resolve()) if args.kill_file else None,
                           0, args.entry_ns, args.response_ns, args.maker_fee, args.taker_fee, args.queue,
                           args.queue_n, latency=args.latency, latency_base_ns=args.latency_base_ns,
-                          order_scale=args.order_scale)
+                          order_scale=args.order_scale,
+                          results_dir=str(args.results_dir.resolve()) if args.results_dir else None)
     paper.new_session()  # bad models fail here, before the flow starts
     return {
         "TAPEFLOW_LIVE_VENUE": args.venue or "", "TAPEFLOW_LIVE_SYMBOLS": args.symbols or "",

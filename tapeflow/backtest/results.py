@@ -30,19 +30,7 @@ class BacktestResult:
 
     @classmethod
     def build(cls, fills: list, samples: list, counts: dict[str, int], tick_size: float) -> BacktestResult:
-        f = pa.table({
-            "ts_ns": pa.array([x.ts_ns for x in fills], pa.int64()),
-            "order_id": pa.array([x.order_id for x in fills], pa.int64()),
-            "side": pa.array([x.side for x in fills], pa.int8()),
-            "price": pa.array([x.price_ticks * tick_size for x in fills], pa.float64()),
-            "qty": pa.array([x.qty for x in fills], pa.float64()),
-            "maker": pa.array([x.maker for x in fills], pa.bool_()),
-            "fee": pa.array([x.fee for x in fills], pa.float64()),
-        })
-        e = pa.table({k: pa.array([s[i] for s in samples], t) for i, (k, t) in
-                      enumerate((("ts_ns", pa.int64()), ("equity", pa.float64()), ("position", pa.float64()),
-                                 ("mid", pa.float64())))})
-        return cls(f, e, dict(counts))
+        return cls(fills_table(fills, tick_size), equity_table(samples), dict(counts))
 
     def column(self, table: str, name: str) -> np.ndarray:
         return getattr(self, table).column(name).to_numpy(zero_copy_only=False)
@@ -83,6 +71,13 @@ class BacktestResult:
         out.update({k: v for k, v in self.counts.items() if k != "orders"})
         return out
 
+    def write_report(self, out_dir: Path) -> Path:
+        """Write ``report.json`` alone (a paper session's fills and equity are already there)."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "report.json"
+        path.write_text(json.dumps(self.report(), indent=2, default=float) + "\n")
+        return path
+
     def write(self, out_dir: Path, *, plots: bool = True) -> list[Path]:
         """Write fills and equity (Parquet), the report (JSON) and, with ``plots``, the PNG plots."""
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -95,6 +90,26 @@ class BacktestResult:
 
             written += write_plots(self, out_dir)
         return written
+
+
+def fills_table(fills: list, tick_size: float) -> pa.Table:
+    """:class:`tapeflow.backtest.strategy.Fill` objects as the result's ``fills`` table."""
+    return pa.table({
+        "ts_ns": pa.array([x.ts_ns for x in fills], pa.int64()),
+        "order_id": pa.array([x.order_id for x in fills], pa.int64()),
+        "side": pa.array([x.side for x in fills], pa.int8()),
+        "price": pa.array([x.price_ticks * tick_size for x in fills], pa.float64()),
+        "qty": pa.array([x.qty for x in fills], pa.float64()),
+        "maker": pa.array([x.maker for x in fills], pa.bool_()),
+        "fee": pa.array([x.fee for x in fills], pa.float64()),
+    })
+
+
+def equity_table(samples: list) -> pa.Table:
+    """``(ts_ns, equity, position, mid)`` samples as the result's ``equity`` table."""
+    return pa.table({k: pa.array([s[i] for s in samples], t) for i, (k, t) in
+                     enumerate((("ts_ns", pa.int64()), ("equity", pa.float64()), ("position", pa.float64()),
+                                ("mid", pa.float64())))})
 
 
 def format_report(report: dict[str, Any]) -> str:

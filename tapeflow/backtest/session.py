@@ -48,13 +48,18 @@ class PaperSession:
         new_scorer: builds the stage whose ``prediction`` rows join each batch (anything with
             ``apply(batch) -> items`` and ``close() -> items``, e.g. ``InstrumentPipeline`` with a
             predictor), or None.
+        results_root: the session's fills, equity samples and final ``report.json`` go to
+            ``<results_root>/<venue>/<symbol>/<name>/`` (None: a temporary directory, removed at
+            the end).
     """
 
     def __init__(self, name: str, new_strategy: Callable[[], Strategy], *, tick_nanos: int, lot_nanos: int,
                  config: BacktestConfig | None = None, limits: RiskLimits | None = None,
-                 kill_file: Path | None = None, new_scorer: Callable[[], Any] | None = None) -> None:
+                 kill_file: Path | None = None, new_scorer: Callable[[], Any] | None = None,
+                 results_root: Path | None = None) -> None:
         self.trader = PaperTrader(name, new_strategy(), tick_nanos=tick_nanos, lot_nanos=lot_nanos,
                                   config=config, limits=limits)
+        self.results_root = results_root
         self.kill_file = kill_file
         self.scorer = new_scorer() if new_scorer is not None else None
         self.failed = False
@@ -79,6 +84,8 @@ class PaperSession:
         if self.kill_file is not None and self.kill_file.exists() and not self.trader.halted:
             self.trader.kill(f"kill file {self.kill_file} exists")
         tables = {k: batch[k] for k in WANTED if k in batch and batch[k].num_rows}
+        if self.results_root is not None and self.trader.results_dir is None and tables:
+            self._results_dir(next(iter(tables.values())))
         extra: list[Item] = []
         try:
             if self.scorer is not None:
@@ -88,6 +95,16 @@ class PaperSession:
             return extra + list(self.trader.on_batch(tables).items())
         except TapeflowError as exc:
             return extra + self._fail(tables, exc)
+
+    def _results_dir(self, t: pa.Table) -> None:
+        # the instrument is known at the first batch, before anything is written out
+        assert self.results_root is not None
+        venue, symbol = (str(t.column(c)[0].as_py()).replace("/", "_") for c in ("venue", "symbol"))
+        d = self.results_root / venue / symbol / self.trader.name
+        self.trader.results_dir = d
+        spool = getattr(self.trader.broker, "spool", None)
+        if spool is not None and spool.directory is None:
+            spool.directory, spool.temporary = d, False
 
     def close(self) -> list[Item]:
         """The end of the stream: the last rows."""

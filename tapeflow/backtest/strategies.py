@@ -34,7 +34,7 @@ class MarketMaker(Strategy):
         self.trace: list[tuple[int, float, float, float, int]] = []
 
     def on_timer(self, ctx: Context) -> None:
-        self.trace.append((ctx.now_ns, ctx.position, ctx.cash, ctx.fees, len(ctx.fills)))
+        self.trace.append((ctx.now_ns, ctx.position, ctx.cash, ctx.fees, ctx.n_fills))
         if not ctx.book_valid or ctx.now_ns < self.start_ns:
             return
         mid = ctx.mid_ticks

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tapeflow.backtest import core
-from tapeflow.backtest.results import BacktestResult
+from tapeflow.backtest.results import BacktestResult, equity_table, fills_table
 from tapeflow.errors import ConfigError
 
 if TYPE_CHECKING:
     from tapeflow.backtest.engine import Backtest
+    from tapeflow.backtest.spool import ResultSpool
 
 TIFS = {"gtc": core.TIF_GTC, "post_only": core.TIF_GTX, "ioc": core.TIF_IOC}
 _TYPES = {core.T_LIMIT: "limit", core.T_MARKET: "market"}
@@ -123,8 +124,12 @@ class Context:
         self._retired: list[int] = []  # done, but a message about them may still be in flight
         self._next = 0
         self._taken = 0
+        # with a spool (paper trading) these hold what came since the last spill; n_fills counts all
         self.fills: list[Fill] = []
         self.samples: list[tuple[int, float, float, float]] = []
+        self.n_fills = 0
+        self.spool: ResultSpool | None = None
+        self._last_equity: float | None = None
         self.counts = {"orders": 0, "cancels": 0, "modifies": 0, "rejected_limit": 0}
         # paper trading records every order message: (ts_ns, action, id, type, tif, side, price_ticks, qty)
         self.journal: list[tuple[int, str, int, str, str, int, int, float]] | None = None
@@ -160,7 +165,7 @@ class Context:
         """Cash + position at the mid - fees (the last mark when the book is not valid)."""
         mid = self.mid_ticks
         if np.isnan(mid):
-            return self.samples[-1][1] if self.samples else self.cash - self.fees
+            return self._last_equity if self._last_equity is not None else self.cash - self.fees
         return self.cash + self.position * mid * self.tick_size - self.fees
 
     # -- orders -------------------------------------------------------------------------------
@@ -279,6 +284,7 @@ class Context:
             self.fees += fee
             fill = Fill(ts, self._slot_id[slot], side, px, qty, maker, fee)
             self.fills.append(fill)
+            self.n_fills += 1
             bt.strategy.on_fill(self, fill)
         self._taken = n
         done = [k for k, s in self._live.items() if bt.o_i[s, 5] > core.ST_OPEN]
@@ -302,8 +308,23 @@ class Context:
 
     def sample(self) -> None:
         mid = self.mid_ticks
-        self.samples.append((self.now_ns, self.equity(), self.position,
+        self._last_equity = self.equity()
+        self.samples.append((self.now_ns, self._last_equity, self.position,
                              mid * self.tick_size if not np.isnan(mid) else float("nan")))
 
+    def spill(self) -> bool:
+        """With a spool, write the fills and samples gathered out once there are ``spool.rows`` of
+        them and forget them (paper trading calls it after each batch's rows are out)."""
+        spool = self.spool
+        if spool is None or len(self.fills) + len(self.samples) < spool.rows:
+            return False
+        spool.write("fills", fills_table(self.fills, self.tick_size))
+        spool.write("equity", equity_table(self.samples))
+        self.fills, self.samples = [], []
+        return True
+
     def result(self) -> BacktestResult:
-        return BacktestResult.build(self.fills, self.samples, self.counts, self.tick_size)
+        if self.spool is None:
+            return BacktestResult.build(self.fills, self.samples, self.counts, self.tick_size)
+        return BacktestResult(self.spool.read("fills", fills_table(self.fills, self.tick_size)),
+                              self.spool.read("equity", equity_table(self.samples)), dict(self.counts))
