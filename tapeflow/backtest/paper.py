@@ -264,7 +264,7 @@ class PaperTrader:
     def __init__(self, name: str, strategy: Strategy, *, tick_nanos: int, lot_nanos: int,
                  config: BacktestConfig | None = None, limits: RiskLimits | None = None,
                  broker: Broker | None = None, results_dir: Path | None = None,
-                 spill_rows: int = 16_384) -> None:
+                 spill_rows: int = 4096) -> None:
         self.name = name
         self.limits = limits or RiskLimits()
         config = config or BacktestConfig()
