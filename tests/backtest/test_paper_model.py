@@ -4,8 +4,9 @@ and the model follower's orders: they follow the champion's prediction rows, and
 the same rows (the book rows plus the emitted prediction rows) sends the same orders and gets the
 same fills.
 
-The model trains on the day's first two minutes (the registry tests' quick training); the session
-trades the whole day, so its predictions are partly in sample: what is tested is the plumbing,
+The same runs over the real Binance capture (``$TAPEFLOW_REAL_DATA``, skipped saying why when absent).
+The model trains on the first two minutes (the registry tests' quick training); the session trades
+the whole day or capture, so its predictions are partly in sample: what is tested is the plumbing,
 not the model's edge (docs/models.md has that)."""
 
 from __future__ import annotations
@@ -28,15 +29,17 @@ from tapeflow.schemas.paper import PAPER_FILL, PAPER_ORDER
 from tests.backtest.test_paper import micro_batches
 
 S = 1_000_000_000
-TICK, LOT = 10_000_000, S  # the simulator's equity preset: 0.01 price tick, whole shares
+# tick, lot, order size, rows per micro-batch: the simulator's equity preset (0.01, whole shares)
+# and Binance's BTCUSDT perpetual (0.1 USDT, 0.001 BTC)
+MARKETS = {"sim": (10_000_000, S, 1.0, 150), "binance": (100_000_000, 1_000_000, 0.001, 3000)}
 # a fixed seed: its model calls up and down often enough to trade (a random one may call all flat)
 SEED = 7
 QUICK = TrainConfig(max_steps=60, eval_every=20, patience=2)
 CONFIG = BacktestConfig(ConstantLatency(0, 5_000_000, 5_000_000), PowerProbQueue(3), Fees(0.0, 0.0004))
 
 
-@pytest.fixture(scope="module")
-def session_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+@pytest.fixture(scope="module", params=sorted(MARKETS))
+def session_run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
     from flows.market import prediction_stage
     from tapeflow.book.rebuild import snapshots_for_format
     from tapeflow.live.pipeline import pipeline_factory
@@ -49,10 +52,18 @@ def session_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     from tapeflow.simulator import simulate
     from tapeflow.wire.capture import merge
 
+    market = request.param
+    tick, lot, qty, batch_rows = MARKETS[market]
     root = tmp_path_factory.mktemp("paper_model")
-    files = sorted(simulate(SEED, 1, 3 * 60 * S, root / "sim", "equity", progress=False).files)
+    if market == "sim":
+        files = sorted(simulate(SEED, 1, 3 * 60 * S, root / "sim", "equity", progress=False).files)
+    else:
+        from tests.conftest import need
+
+        real = request.getfixturevalue("real_data")
+        files = [need(real / "binance" / "usdm_btcusdt_20240808.gz")]
     chunks: list = []
-    snaps, _ = snapshots_for_format("sim", files, levels=10, interval_ns=S, on_chunk=chunks.append)
+    snaps, _ = snapshots_for_format(market, files, levels=10, interval_ns=S, on_chunk=chunks.append)
     decoded = merge(chunks)
     examples = training_examples(snaps, decoded["trade"].sort_by("ts_recv_ns"))
     venue, symbol = snaps.column("venue")[0].as_py(), snaps.column("symbol")[0].as_py()
@@ -70,20 +81,21 @@ def session_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
     scorer = pipeline_factory("l2", 10, S, new_bars=None, new_metrics=None, raw=False, bbo_as_quote=False,
                               new_predictor=prediction_stage(root / "models", min_interval_s=0.0))
     l2 = {k: decoded[k] for k in ("book_delta", "trade")}  # no order_event: an L2 feed
-    session = PaperSession("model", lambda: ModelFollower(qty=1.0), tick_nanos=TICK, lot_nanos=LOT,
+    session = PaperSession("model", lambda: ModelFollower(qty=qty), tick_nanos=tick, lot_nanos=lot,
                            config=CONFIG, new_scorer=scorer, results_root=root / "results")
     items = []
-    for batch in micro_batches(l2, np.random.default_rng(SEED), 150):
+    for batch in micro_batches(l2, np.random.default_rng(SEED), batch_rows):
         items += session.apply(batch)
     items += session.close()
     got: dict[str, list[pa.Table]] = {}
     for n, t in items:
         got.setdefault(n, []).append(t)
     return {"l2": l2, "out": {k: pa.concat_tables(v) for k, v in got.items()}, "version": version,
+            "tick": tick, "lot": lot, "qty": qty,
             "examples": examples, "results": root / "results" / venue / symbol / "model"}
 
 
-def _expected_orders(preds: pa.Table, start_ns: int, end_ns: int) -> list[tuple[int, int, float]]:
+def _expected_orders(preds: pa.Table, start_ns: int, end_ns: int, qty: float) -> list[tuple[int, int, float]]:
     """What following the predictions means, worked here from the rows alone: every second from the
     first row, the latest prediction received at or before then (flat when not warmed up, one-sided
     or older than 5 s) sets the position to hold, and a market order of the difference is sent;
@@ -98,7 +110,7 @@ def _expected_orders(preds: pa.Table, start_ns: int, end_ns: int) -> list[tuple[
         seen = np.flatnonzero(recv <= t)
         if seen.size:
             k = seen[np.argmax(event[seen])]
-            want = float(call[k]) if t - event[k] <= 5 * S else 0.0
+            want = float(call[k]) * qty if t - event[k] <= 5 * S else 0.0
             if not two_sided[k]:
                 continue
         else:
@@ -123,8 +135,10 @@ def test_orders_follow_the_trained_models_predictions(session_run: dict) -> None
     assert set(orders.column("order_type").to_pylist()) == {"market"}
     got = list(zip(orders.column("ts_event_ns").to_pylist(), orders.column("side").to_pylist(),
                    orders.column("qty").to_pylist(), strict=True))
-    book = session_run["l2"]["book_delta"].column("ts_recv_ns").to_numpy()
-    want = _expected_orders(preds, int(book[0]), int(book[-1]))
+    recv = np.concatenate([t.column("ts_recv_ns").to_numpy() for t in session_run["l2"].values()])
+    want = _expected_orders(preds, int(recv.min()), int(recv.max()), session_run["qty"])
+    print(f"{preds.num_rows} predictions ({(calls == 1).sum()} up, {(calls == -1).sum()} down), "
+          f"{orders.num_rows} orders")
     assert len(want) > 5
     assert got == want
     # each market order filled (the position reached what the model asked for)
@@ -137,8 +151,8 @@ def test_orders_follow_the_trained_models_predictions(session_run: dict) -> None
 def test_backtest_of_the_same_rows_sends_the_same_orders(session_run: dict) -> None:
     out = session_run["out"]
     tables = {**session_run["l2"], PREDICTION.name: out[PREDICTION.name]}
-    bt = Backtest(build_feed(tables, CONFIG.latency, tick_nanos=TICK, lot_nanos=LOT), ModelFollower(qty=1.0),
-                  CONFIG)
+    feed = build_feed(tables, CONFIG.latency, tick_nanos=session_run["tick"], lot_nanos=session_run["lot"])
+    bt = Backtest(feed, ModelFollower(qty=session_run["qty"]), CONFIG)
     bt.ctx.journal = []
     ref = bt.run()
     orders = out[PAPER_ORDER.name]
