@@ -2,11 +2,15 @@
 partitions their precision and recall against the planted truth.
 
 Wiring only: the book is rebuilt on the thresholds' grid (``tapeflow.signals.detect.grid_and_levels``,
-100 ms by default, finer than the 1 s ``book_snapshots``) by :func:`tapeflow.book.partition.rebuild_slices`
-from the day and the day before (the warm-up the ``book`` group uses); the detectors
+100 ms by default, finer than the 1 s ``book_snapshots``) from the day and the day before
+(``tapeflow.signals.history.day_inputs``, the warm-up the ``book`` group uses); the detectors
 (``tapeflow.signals.detect.detect_tables``, and ``tapeflow.signals.orders.detect_orders`` over the
-day's order events: spoofing, icebergs) run over the day's own rows, so a partition's baselines
-start at its midnight. The thresholds file is ``TAPEFLOW_SIGNALS_CONFIG``, else the shipped one.
+day's order events: spoofing, icebergs, institutional) run over the day's own rows, so a
+partition's baselines start at its midnight, except institutional pressure's 20-day baseline: the
+records of the days before the partition (``tapeflow.signals.history.institutional_history``: the
+live stage's store under ``<lake>/_baselines``, days it lacks computed from the lake), the day's
+own record written back after it. Partitions run in date order. The thresholds file is
+``TAPEFLOW_SIGNALS_CONFIG``, else the shipped one.
 """
 
 import math
@@ -32,15 +36,15 @@ from assets import common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
-from tapeflow.batch.slices import read_slices
 from tapeflow.batch.targets import Target
-from tapeflow.book.partition import rebuild_slices
 from tapeflow.schemas import concat
-from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, SIGNAL, TRADE
+from tapeflow.schemas.records import SIGNAL
 from tapeflow.signals.config import config_path, load
 from tapeflow.signals.detect import SCOPE, detect_tables, grid_and_levels, instruments_of
+from tapeflow.signals.history import day_inputs, institutional_history, save_day
 from tapeflow.signals.orders import detect_orders
 from tapeflow.signals.score import planted_kinds, score
+from tapeflow.signals.stream_institutional import STORE_DIR, BaselineStore
 
 TRUTH_FILE = "episodes.parquet"  # the simulator's planted episodes, beside its files in landing
 CHECK = "planted_truth"
@@ -72,23 +76,29 @@ def signals(context: AssetExecutionContext,
     grid_ns, levels = grid_and_levels(thresholds)
     found: dict[Target, pa.Table] = {}
     hours: dict[Target, float] = {}
-    for t in wanted:
-        days = [t.previous(), t]
-        pieces = rebuild_slices([read_slices(ORDER_EVENT, lake, d) for d in days],
-                                [read_slices(BOOK_DELTA, lake, d) for d in days], levels=levels,
-                                interval_ns=grid_ns)
-        mine = [common.split_by_target(s, [t]).get(t, s.slice(0, 0)) for s, _ in pieces]
-        snaps = concat(BOOK_SNAPSHOT, mine)
-        trades = common.read(TRADE, lake, [t])[t]
-        events = common.read(ORDER_EVENT, lake, [t])[t]
+    store = BaselineStore(lake / STORE_DIR)
+    baseline: dict[Target, dict[str, Any]] = {}
+    for t in sorted(wanted):  # date order: a backfill's day finds the days before it in the store
+        trades, snaps, events = day_inputs(lake, t, grid_ns, levels)
+        history = None
+        if events.num_rows:
+            history = institutional_history(lake, t, thresholds, store, grid_ns=grid_ns, levels=levels)
+            baseline[t] = history.describe(store)
+        else:
+            baseline[t] = {"earlier_days": 0,
+                           "reason": "no order events: institutional pressure needs order ids"}
+        mine = {(t.venue, t.symbol): history.baselines} if history is not None else None
         found[t] = concat(SIGNAL, [detect_tables(trades, snaps, thresholds, order_ids=instruments_of(events)),
-                                   *detect_orders(events, snaps, thresholds)]).sort_by(ORDER)
+                                   *detect_orders(events, snaps, thresholds, baselines=mine)]).sort_by(ORDER)
+        if history is not None:
+            save_day(store, history)
         ts = trades.column("ts_event_ns")
         hours[t] = (pc.max(ts).as_py() - pc.min(ts).as_py()) / _HOUR_NS if trades.num_rows else 0.0
     # the detectors' rows only: what other producers wrote into the partition (derivatives/1) stays
     writes = common.write(SIGNAL, found, lake, wanted, scope=SCOPE)
     for t, table in found.items():
-        common.report(context, "signals", t, table, writes, extra={"by_kind": per_kind(table, hours[t])})
+        common.report(context, "signals", t, table, writes,
+                      extra={"by_kind": per_kind(table, hours[t]), "institutional_baseline": baseline[t]})
     yield MaterializeResult(asset_key="signals", metadata=common.run_metadata(wanted))
     if not any(k.name == CHECK for k in context.selected_asset_check_keys):
         return

@@ -9,6 +9,8 @@ gives each event its side's touch and the causal median depth at the touch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pyarrow as pa
 
@@ -24,9 +26,15 @@ _LOOKBACK_BLOCKS = 4
 
 
 def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds, *,
-                  preset: str | None = None) -> list[pa.Table]:
+                  preset: str | None = None,
+                  baselines: Mapping[tuple[str, str], institutional.Baselines] | None = None,
+                  ) -> list[pa.Table]:
     """``signal`` tables of the L3 detectors for every instrument in ``events`` (an ``order_event``
-    table, arrival order within each instrument) that has rows in ``snapshots``."""
+    table, arrival order within each instrument) that has rows in ``snapshots``.
+
+    ``baselines``: per (venue, symbol), the institutional records of the days before the input
+    (``institutional.detect``'s ``baselines``: each judged day is added to it); none: the input's
+    own earlier days only."""
     from tapeflow.signals.detect import _grid_arrays, _tick
 
     out = []
@@ -55,5 +63,6 @@ def detect_orders(events: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
         out.append(spoofing.detect(ev, facts, depth_median, sp, venue, symbol).table())
         out.append(iceberg.detect(ev, facts, ic, venue, symbol).table())
         inst = thresholds.for_instrument("institutional", symbol, preset)
-        out.append(institutional.detect(ev, dist <= 0, inst, venue, symbol).table())
+        out.append(institutional.detect(ev, dist <= 0, inst, venue, symbol,
+                                        baselines=(baselines or {}).get((venue, symbol))).table())
     return out or [SIGNAL.empty_table()]

@@ -20,9 +20,10 @@ the whole input, row for row, across restarts at a day boundary:
 
 Known differences: a fill arriving with an event time in a second already judged is left out of
 the windows (counted in ``late_fills``), and a fill of a day already rolled over is counted in
-``late_fills`` and left out (the batch places both in time order); a restart inside a day judges
-the rest of that day afresh (its order state, windows and median blocks start again) and the day's
-baseline record is then that of the part after the restart.
+``late_fills`` and left out (the batch places both in time order). A restart inside a day resumes
+the day from the flow's Bytewax recovery snapshot (this object is pickled with the stage); without
+a recovery store it judges the rest of that day afresh (its order state, windows and median blocks
+start again) and the day's baseline record is then that of the part after the restart.
 """
 
 from __future__ import annotations
