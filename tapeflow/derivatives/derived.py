@@ -65,8 +65,8 @@ STRESS_SCHEMA = pa.schema(
         ("venue", pa.string()),
         ("symbol", pa.string()),
         ("asset", pa.string()),
-        ("balance_nanos", pa.int64()),
-        ("peak_nanos", pa.int64()),
+        ("balance_nanos", pa.decimal128(38, 0)),  # the insurance_fund column's type: pools pass int64
+        ("peak_nanos", pa.decimal128(38, 0)),
         ("drawdown", pa.float64()),
         ("level", pa.uint8()),
     ]
@@ -359,18 +359,21 @@ def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = Non
     cfg = config or InsuranceStressConfig()
     thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
     cols: dict[str, list[pa.Array]] = {name: [] for name in STRESS_SCHEMA.names}
-    for (venue, symbol, asset), ts, bal in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
-        peak = np.maximum.accumulate(bal)
-        up = peak > 0
-        drawdown = np.where(up, (peak - bal) / np.where(up, peak, 1), np.nan)
+    for (venue, symbol, asset), ts, wide in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
+        # exact Python ints (a balance may pass int64); int / int is the correctly rounded ratio
+        bal = np.array([int(b) for b in wide], dtype=object)
+        peak = np.maximum.accumulate(bal) if bal.size else bal
+        up = (peak > 0).astype(bool)
+        drawdown = np.array([(p - b) / p if p > 0 else np.nan for p, b in zip(peak, bal, strict=True)],
+                            dtype=np.float64)
         level = np.where(up, np.searchsorted(thresholds, drawdown, side="right"), 0).astype(np.uint8)
         n = ts.size
         cols["ts_event_ns"].append(pa.array(ts))
         cols["venue"].append(pa.array([venue] * n, pa.string()))
         cols["symbol"].append(pa.array([symbol] * n, pa.string()))
         cols["asset"].append(pa.array([asset] * n, pa.string()))
-        cols["balance_nanos"].append(pa.array(bal))
-        cols["peak_nanos"].append(pa.array(peak))
+        cols["balance_nanos"].append(pa.array(list(bal), pa.decimal128(38, 0)))
+        cols["peak_nanos"].append(pa.array(list(peak), pa.decimal128(38, 0)))
         cols["drawdown"].append(pa.array(drawdown, pa.float64()))
         cols["level"].append(pa.array(level))
     return _table(cols, STRESS_SCHEMA)
