@@ -164,12 +164,23 @@ def index_symbol(venue: str, symbol: str) -> str | None:
     (``BTC-USDT-SWAP``, ``BTC-USDT-240927`` -> ``BTC-USDT``; ``BTC-USD-240927-60000-C`` -> ``BTC-USD``),
     which is the ``instId`` of its ``index-tickers`` rows. Binance COIN-M: the pair before the ``_``
     (``BTCUSD_PERP``, ``BTCUSD_240927`` -> ``BTCUSD``), the name of its ``indexPriceUpdate`` rows.
+    Deribit: the ``index_name`` of its ``deribit_price_index`` rows, "(base) cryptocurrency with quote
+    currency" in Deribit's words: an inverse contract's currency against USD (``BTC-PERPETUAL``,
+    ``ETH-27DEC24``, ``BTC-27DEC24-60000-C``, ``BTC-FS-27DEC24_PERP`` -> ``btc_usd`` / ``eth_usd``), a
+    linear one's ``BASE_QUOTE`` prefix (``BTC_USDC-PERPETUAL`` -> ``btc_usdc``, ``SOL_USDT-PERPETUAL``
+    -> ``sol_usdt``, ``MATIC_USDC-9MAR24-1d02-C`` -> ``matic_usdc``); a spot pair (``BTC_USDC``, no
+    ``-``) or an index name has none.
     """
     if venue == "okx":
         parts = symbol.split("-")
         return "-".join(parts[:2]) if len(parts) >= 3 else None
     if venue == "binance-coinm" and "_" in symbol:
         return symbol.split("_", 1)[0]
+    if venue == "deribit":
+        head, dash, _ = symbol.partition("-")
+        if not dash or not head:
+            return None
+        return head.lower() if "_" in head else f"{head.lower()}_usd"
     return None
 
 
