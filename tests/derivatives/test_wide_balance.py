@@ -119,3 +119,12 @@ def test_the_wide_kind_keeps_its_place_in_the_declaration() -> None:
     assert (f.kind, f.arrow_type, f.clickhouse_type) == ("dec38", pa.decimal128(38, 0), "Decimal(38, 0)")
     assert f.widens_arrow(pa.int64()) and not f.widens_arrow(pa.float64())
     assert Field("x", "i64").widened is False
+
+
+@pytest.mark.parametrize("rows", [3, 200], ids=["small", "polars"])  # both encoders of the bus
+def test_a_wide_balance_crosses_the_bus_exactly(rows: int) -> None:
+    from tapeflow.bus.streams import decode_rows, encode_rows
+
+    table = _funds(*[(T0 + i, "shared-USDT", BIG + i) for i in range(rows)])
+    back = decode_rows(INSURANCE_FUND, encode_rows(table))
+    assert back.equals(table)
