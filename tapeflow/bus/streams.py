@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import numpy as np
 import orjson
@@ -101,6 +102,8 @@ def _encode_small(table: pa.Table) -> list[bytes]:
     for field in table.schema:
         if pa.types.is_binary(field.type) or pa.types.is_large_binary(field.type):
             columns[field.name] = [base64.b64encode(v).decode() for v in columns[field.name]]
+        elif pa.types.is_decimal(field.type):  # as text, like polars' NDJSON (JSON ints stop at 64 bits)
+            columns[field.name] = [str(v) for v in columns[field.name]]
     names = list(columns)
     rows = zip(*columns.values(), strict=True)
     return [orjson.dumps(dict(zip(names, values, strict=True))) for values in rows]
@@ -125,6 +128,11 @@ def decode_rows(record: RecordType, rows: list[bytes]) -> pa.Table:
         values = columns[field.name]
         if pa.types.is_binary(field.type):
             values = [base64.b64decode(v) for v in values]
+        elif pa.types.is_decimal(field.type):  # text (or a JSON integer) of a dec38 column
+            try:
+                values = [Decimal(str(v)) for v in values]
+            except InvalidOperation as exc:
+                raise BusError(f"an entry is not a JSON {record.name} row: {field.name} {exc}") from None
         elif pa.types.is_floating(field.type):
             values = [float("nan") if v is None else v for v in values]
         arrays.append(pa.array(values, field.type))

@@ -34,6 +34,7 @@ from tapeflow.wire.rejects import Reason
 NAN = math.nan
 _ISO = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?Z$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+_WIDE = re.compile(r"^([+-]?)(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 
 
 class DerivativesDecoder(VenueDecoder):
@@ -159,7 +160,7 @@ class DerivativesDecoder(VenueDecoder):
     def add_insurance(
         self, line: CaptureLine, symbol: str, ts_ns: int, asset: str, balance_nanos: int
     ) -> None:
-        """One ``insurance_fund`` row."""
+        """One ``insurance_fund`` row (``balance_nanos`` from :func:`balance`: it may pass int64)."""
         self.insurance.append(
             ts_event_ns=ts_ns,
             ts_recv_ns=line.recv_ns,
@@ -190,6 +191,39 @@ def quantity(container: Any, key: str) -> int:
         return to_nanos(value)
     except BadNumber as exc:
         raise BadNumber(exc.reason, value, key) from None
+
+
+def balance(container: Any, key: str) -> int:
+    """An exact non-negative decimal (a fund's balance) as nanos of up to 38 digits: the range of the
+    ``insurance_fund`` column (``dec38``), past int64 (Bybit's shared USDT pool, 1.01e10 units).
+
+    Raises:
+        BadInput: ``missing_field``, ``bad_number`` (not a decimal, or digits below the nano),
+            ``negative`` or ``out_of_range`` (38 digits of nanos or more).
+    """
+    value = field(container, key)
+    if type(value) is int:
+        value = str(value)
+    m = _WIDE.match(value) if type(value) is str else None
+    if m is None or not (m.group(2) or m.group(3)):
+        raise BadNumber(Reason.BAD_NUMBER, value, key)
+    whole, frac, exp = m.group(2) or "", m.group(3) or "", m.group(4) or "0"
+    digits = (whole + frac).lstrip("0")
+    if not digits:
+        return 0
+    if m.group(1) == "-":
+        raise BadNumber(Reason.NEGATIVE, value, key)
+    if len(exp.lstrip("+-").lstrip("0")) > 3:  # 10**1000 and beyond: never computed
+        raise BadNumber(Reason.BAD_NUMBER if exp.startswith("-") else Reason.OUT_OF_RANGE, value, key)
+    shift = 9 - len(frac) + int(exp)  # value = int(digits) * 10**shift nanos
+    if len(digits) + shift > 38:
+        raise BadNumber(Reason.OUT_OF_RANGE, value, key)
+    if shift >= 0:
+        return int(digits) * 10**shift
+    head, tail = digits[:shift], digits[shift:]
+    if tail.strip("0"):
+        raise BadNumber(Reason.BAD_NUMBER, value, key)
+    return int(head or "0")
 
 
 def computed_price(container: Any, key: str, *, signed: bool = False) -> int:

@@ -13,6 +13,7 @@ from urllib.parse import urlparse
 
 from tapeflow.derivatives.base import (
     DerivativesDecoder,
+    balance,
     computed_price,
     optional_time_ms,
     order_side,
@@ -174,11 +175,11 @@ class BinanceDerivatives(DerivativesDecoder):
         symbols = [self.check_symbol(s) for s in self.items(field(fund, "symbols"), "symbols")]
         name = self.frame_symbol = ",".join(sorted(symbols))
         rows = [
-            (time_ms(a, "updateTime"), text(a, "asset"), quantity(a, "marginBalance"))
+            (time_ms(a, "updateTime"), text(a, "asset"), balance(a, "marginBalance"))
             for a in (obj(a, "asset") for a in self.items(field(fund, "assets"), "assets"))
         ]
-        for ts, asset, balance in rows:
-            self.add_insurance(line, name, ts, asset, balance)
+        for ts, asset, nanos in rows:
+            self.add_insurance(line, name, ts, asset, nanos)
 
     def premium_index(self, row: dict[str, Any], line: CaptureLine) -> None:
         """``/fapi/v1/premiumIndex``: mark, index and the last funding rate for the next funding."""

@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from tapeflow.derivatives.base import (
     DerivativesDecoder,
+    balance,
     computed_price,
     opposite,
     optional_time_ms,
@@ -189,7 +190,7 @@ class BybitDerivatives(DerivativesDecoder):
 
         Raises:
             BadInput: a missing or malformed field, or a balance past the nanos range
-                (``out_of_range``: more than 9.2e9 units, e.g. the example's shared USDT pool).
+                (``out_of_range``: 38 digits of nanos or more).
         """
         coin = text(row, "coin")
         listed = field(row, "symbols")
@@ -197,4 +198,4 @@ class BybitDerivatives(DerivativesDecoder):
             raise BadInput(Reason.BAD_SHAPE, f"symbols was {listed!r}, not a comma-separated string")
         symbols = sorted(s.strip() for s in listed.split(",") if s.strip())
         self.frame_symbol = ",".join(symbols) if symbols else f"shared-{coin}"
-        self.add_insurance(line, self.frame_symbol, ts_ns, coin, quantity(row, "balance"))
+        self.add_insurance(line, self.frame_symbol, ts_ns, coin, balance(row, "balance"))

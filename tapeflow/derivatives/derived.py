@@ -65,8 +65,8 @@ STRESS_SCHEMA = pa.schema(
         ("venue", pa.string()),
         ("symbol", pa.string()),
         ("asset", pa.string()),
-        ("balance_nanos", pa.int64()),
-        ("peak_nanos", pa.int64()),
+        ("balance_nanos", pa.decimal128(38, 0)),  # the insurance_fund column's type: pools pass int64
+        ("peak_nanos", pa.decimal128(38, 0)),
         ("drawdown", pa.float64()),
         ("level", pa.uint8()),
     ]
@@ -164,12 +164,23 @@ def index_symbol(venue: str, symbol: str) -> str | None:
     (``BTC-USDT-SWAP``, ``BTC-USDT-240927`` -> ``BTC-USDT``; ``BTC-USD-240927-60000-C`` -> ``BTC-USD``),
     which is the ``instId`` of its ``index-tickers`` rows. Binance COIN-M: the pair before the ``_``
     (``BTCUSD_PERP``, ``BTCUSD_240927`` -> ``BTCUSD``), the name of its ``indexPriceUpdate`` rows.
+    Deribit: the ``index_name`` of its ``deribit_price_index`` rows, "(base) cryptocurrency with quote
+    currency" in Deribit's words: an inverse contract's currency against USD (``BTC-PERPETUAL``,
+    ``ETH-27DEC24``, ``BTC-27DEC24-60000-C``, ``BTC-FS-27DEC24_PERP`` -> ``btc_usd`` / ``eth_usd``), a
+    linear one's ``BASE_QUOTE`` prefix (``BTC_USDC-PERPETUAL`` -> ``btc_usdc``, ``SOL_USDT-PERPETUAL``
+    -> ``sol_usdt``, ``MATIC_USDC-9MAR24-1d02-C`` -> ``matic_usdc``); a spot pair (``BTC_USDC``, no
+    ``-``) or an index name has none.
     """
     if venue == "okx":
         parts = symbol.split("-")
         return "-".join(parts[:2]) if len(parts) >= 3 else None
     if venue == "binance-coinm" and "_" in symbol:
         return symbol.split("_", 1)[0]
+    if venue == "deribit":
+        head, dash, _ = symbol.partition("-")
+        if not dash or not head:
+            return None
+        return head.lower() if "_" in head else f"{head.lower()}_usd"
     return None
 
 
@@ -359,18 +370,21 @@ def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = Non
     cfg = config or InsuranceStressConfig()
     thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
     cols: dict[str, list[pa.Array]] = {name: [] for name in STRESS_SCHEMA.names}
-    for (venue, symbol, asset), ts, bal in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
-        peak = np.maximum.accumulate(bal)
-        up = peak > 0
-        drawdown = np.where(up, (peak - bal) / np.where(up, peak, 1), np.nan)
+    for (venue, symbol, asset), ts, wide in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
+        # exact Python ints (a balance may pass int64); int / int is the correctly rounded ratio
+        bal = np.array([int(b) for b in wide], dtype=object)
+        peak = np.maximum.accumulate(bal) if bal.size else bal
+        up = (peak > 0).astype(bool)
+        drawdown = np.array([(p - b) / p if p > 0 else np.nan for p, b in zip(peak, bal, strict=True)],
+                            dtype=np.float64)
         level = np.where(up, np.searchsorted(thresholds, drawdown, side="right"), 0).astype(np.uint8)
         n = ts.size
         cols["ts_event_ns"].append(pa.array(ts))
         cols["venue"].append(pa.array([venue] * n, pa.string()))
         cols["symbol"].append(pa.array([symbol] * n, pa.string()))
         cols["asset"].append(pa.array([asset] * n, pa.string()))
-        cols["balance_nanos"].append(pa.array(bal))
-        cols["peak_nanos"].append(pa.array(peak))
+        cols["balance_nanos"].append(pa.array(list(bal), pa.decimal128(38, 0)))
+        cols["peak_nanos"].append(pa.array(list(peak), pa.decimal128(38, 0)))
         cols["drawdown"].append(pa.array(drawdown, pa.float64()))
         cols["level"].append(pa.array(level))
     return _table(cols, STRESS_SCHEMA)

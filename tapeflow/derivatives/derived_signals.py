@@ -39,7 +39,7 @@ from tapeflow.schemas.derivatives import (
     LIQUIDATION_CLUSTER,
     OPEN_INTEREST_CHANGE,
 )
-from tapeflow.schemas.records import BID, SIGNAL
+from tapeflow.schemas.records import BID, SIGNAL, UNDEF_PRICE
 from tapeflow.signals.config import Thresholds
 from tapeflow.signals.rows import Alerts, platt
 from tapeflow.storage.scope import Scope
@@ -115,12 +115,13 @@ def derived_signals(tables: Mapping[str, pa.Table], thresholds: Thresholds,
             st.level[key] = level
             if level >= need and level > before:
                 a.add(ts_event_ns=r["ts_event_ns"], ts_recv_ns=r["ts_event_ns"], kind="insurance_stress",
-                      side=0, size_nanos=r["balance_nanos"], start_ns=r["ts_event_ns"],
+                      # the balance, UNDEF_PRICE past int64 (the exact one is in the evidence)
+                      side=0, size_nanos=min(int(r["balance_nanos"]), UNDEF_PRICE), start_ns=r["ts_event_ns"],
                       end_ns=r["ts_event_ns"], score=level / need,
                       confidence=confidence(a, "stress", level / need),
                       evidence={"asset": r["asset"], "level": level, "previous_level": before,
-                                "drawdown": r["drawdown"], "balance_nanos": r["balance_nanos"],
-                                "peak_nanos": r["peak_nanos"]})
+                                "drawdown": r["drawdown"], "balance_nanos": int(r["balance_nanos"]),
+                                "peak_nanos": int(r["peak_nanos"])})
     parts = [a.table() for _, a in sorted(alerts.items())]
     out = pa.concat_tables(parts) if parts else SIGNAL.empty_table()
     return sort_signals(out), st

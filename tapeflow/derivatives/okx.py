@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from tapeflow.derivatives.base import (
     DerivativesDecoder,
+    balance,
     computed_price,
     iso_ns,
     optional_time_ms,
@@ -198,7 +199,7 @@ class OkxDerivatives(DerivativesDecoder):
         family = row.get("instFamily") or row.get("uly") or ""
         for d in self.items(field(row, "details"), "details"):
             d = obj(d, "detail")
-            self.add_insurance(line, str(family), time_ms(d, "ts"), text(d, "ccy"), quantity(d, "balance"))
+            self.add_insurance(line, str(family), time_ms(d, "ts"), text(d, "ccy"), balance(d, "balance"))
 
     def funding_history(self, row: dict[str, Any], line: CaptureLine) -> None:
         """``/api/v5/public/funding-rate-history``: a rate paid at ``fundingTime``."""

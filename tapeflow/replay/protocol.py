@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import functools
 import heapq
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -103,7 +105,20 @@ class VenueReplay:
 
     def __init__(self) -> None:
         self.keys: set[Key] = set()
-        self.bad_lines = 0
+        self.bad_reasons: Counter[str] = Counter()  # reason -> bad lines (and frames the book could not read)
+        self.bad_examples: list[str] = []  # "file:line: reason: detail" of the first few
+
+    @property
+    def bad_lines(self) -> int:
+        """Capture lines not served (not a capture line, not JSON, a shape no channel has), and tape
+        frames served that the adapter's book could not read; each counted under a reason."""
+        return sum(self.bad_reasons.values())
+
+    def count_bad(self, location: str, reason: str, detail: str) -> None:
+        """Count one bad line (or unreadable frame) under ``reason``; the first few are kept to show."""
+        self.bad_reasons[reason] += 1
+        if len(self.bad_examples) < _BAD_EXAMPLES:
+            self.bad_examples.append(f"{location}: {reason}: {detail}")
 
     def load(self, paths: Sequence[Path]) -> list[Frame]:
         """Every file's frames merged by capture time (each file kept in its own order)."""
@@ -111,7 +126,11 @@ class VenueReplay:
         for path in map(Path, paths):
             rejects = Rejects(self.name)
             frames = list(self.frames_of(path, rejects))
-            self.bad_lines += len(rejects)
+            if len(rejects):
+                dead = rejects.table()
+                columns = (dead.column(c).to_pylist() for c in ("location", "reason", "detail"))
+                for loc, reason, detail in zip(*columns, strict=True):
+                    self.count_bad(loc, reason, detail)
             per_file.append(frames)
         tape = list(heapq.merge(*per_file, key=lambda f: f.recv_ns))
         self.keys = {f.key for f in tape if f.key is not None}
@@ -152,6 +171,14 @@ class VenueReplay:
         """Count a captured line the adapter cannot classify (never served)."""
         rejects.add(reason, detail, line.location, line.payload, ts_recv_ns=line.recv_ns)
 
+    def unknown_shape(self, line: CaptureLine, msg: Any, what: str) -> None:
+        """Count a captured line that is not JSON (``bad_json``) or is JSON of a shape no channel of
+        the venue has (``unknown_shape``, ``what`` saying what it lacks); never served."""
+        if msg is None:
+            self.count_bad(line.location, "bad_json", "captured frame is not JSON")
+        else:
+            self.count_bad(line.location, "unknown_shape", f"JSON {type(msg).__name__} {what}")
+
 
 def adapter_for(format_name: str) -> VenueReplay:
     """A fresh adapter of the format, as its venue folder declares it (``FORMAT.replay``).
@@ -169,6 +196,22 @@ def loads(payload: bytes | str) -> Any:
         return orjson.loads(payload)
     except orjson.JSONDecodeError:
         return None
+
+
+def compact_json(payload: bytes) -> bytes:
+    """``payload`` without the whitespace between JSON tokens (the spaces after ``:`` and ``,`` of
+    Python's ``json.dumps``, indentation, a trailing space), strings and number text untouched: the
+    compact form the venues send, which adapters that read a frame's bytes (Binance's stream
+    envelope) expect. Call it on valid JSON only."""
+    return _BETWEEN_TOKENS.sub(_keep_string, payload)
+
+
+def _keep_string(m: re.Match[bytes]) -> bytes:
+    return m.group(1) or b""
+
+
+_BETWEEN_TOKENS = re.compile(rb'("(?:[^"\\]|\\.)*")|[ \t\r\n]+')
+_BAD_EXAMPLES = 20
 
 
 def dumps(value: Any) -> bytes:

@@ -216,6 +216,8 @@ class ReplayServer:
                 "next_index": self.next_index(),
                 "connections": len(self._conns), "injected": [i.as_dict() for i in self.injected],
                 "pending_faults": [f.spec() for f in self.plan.pending()], "bad_lines": self.bad_lines,
+                "bad_line_reasons": dict(self.adapter.bad_reasons),
+                "bad_line_examples": list(self.adapter.bad_examples),
                 "state_errors": self.state_errors, "send_errors": list(self._sender.errors),
                 "pong_timeouts": list(self.pong_timeouts), "heartbeats_sent": self.heartbeats_sent,
                 "finished": self.finished, "drained": self.drained}
@@ -244,7 +246,7 @@ class ReplayServer:
             try:
                 self.adapter.apply(frame)
             except Exception as exc:  # a captured frame the book cannot read is still served as captured
-                self.adapter.bad_lines += 1
+                self.adapter.count_bad(frame.location, "state_error", f"{type(exc).__name__}: {exc}")
                 if len(self.state_errors) < 100:
                     self.state_errors.append(f"{frame.location}: {type(exc).__name__}: {exc}")
             self.position = i + 1

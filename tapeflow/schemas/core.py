@@ -29,7 +29,15 @@ _KINDS: dict[str, tuple[pa.DataType, str, str | None]] = {
     "lstr": (pa.string(), "LowCardinality(String)", None),
     "bytes": (pa.binary(), "String", None),
     "list_i64": (pa.list_(pa.int64()), "Array(Int64)", None),
+    # An integer of up to 38 digits, for an amount whose nanos can pass int64's 9.2e18 (Bybit's
+    # shared USDT insurance pool, 1.01e10 units): the widest integer Arrow and ClickHouse both hold
+    # exactly and read back as the same type (ClickHouse's Int128 has no Arrow twin).
+    "dec38": (pa.decimal128(38, 0), "Decimal(38, 0)", None),
 }
+
+# kind -> the kinds a column of it may have been stored as before, each read back without loss: the
+# lake and the warehouse widen such a column when they meet it (docs/storage.md, "Widened columns").
+_OLDER_KINDS: dict[str, tuple[str, ...]] = {"dec38": ("i64",)}
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,19 @@ class Field:
     @property
     def numpy_dtype(self) -> str | None:
         return _KINDS[self.kind][2]
+
+    @property
+    def widened(self) -> bool:
+        """Whether a column of this kind may be stored in an older, narrower kind (``_OLDER_KINDS``)."""
+        return self.kind in _OLDER_KINDS
+
+    def widens_arrow(self, stored: pa.DataType) -> bool:
+        """Whether a column stored as Arrow type ``stored`` is an older, narrower form of this one."""
+        return any(_KINDS[k][0] == stored for k in _OLDER_KINDS.get(self.kind, ()))
+
+    def widens_clickhouse(self, stored: str) -> bool:
+        """Whether a ClickHouse column of type ``stored`` is an older, narrower form of this one."""
+        return any(_KINDS[k][1] == stored for k in _OLDER_KINDS.get(self.kind, ()))
 
 
 @dataclass(frozen=True)
@@ -166,6 +187,8 @@ def _as_array(values: Any, f: Field) -> pa.Array:
         return values if values.type == f.arrow_type else values.cast(f.arrow_type)
     if f.numpy_dtype is not None:
         return pa.array(np.asarray(values, dtype=f.numpy_dtype), type=f.arrow_type)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return pa.array(values).cast(f.arrow_type)  # Arrow builds no decimal straight from numpy ints
     return pa.array(values, type=f.arrow_type)
 
 

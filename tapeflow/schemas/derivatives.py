@@ -95,7 +95,12 @@ INSURANCE_FUND = RecordType(
     "insurance_fund",
     common(
         Field("asset", "lstr", "the currency the balance is in"),
-        Field("balance_nanos", "i64", "the fund's balance, 1e-9 units"),
+        Field(
+            "balance_nanos",
+            "dec38",
+            "the fund's balance, 1e-9 units, an integer of up to 38 digits (a pool may pass int64's "
+            "9.2e9 units: Bybit's shared USDT pool holds 1.01e10)",
+        ),
     ),
     order_by=("venue", "symbol", "asset", "ts_event_ns"),
     doc="An insurance-fund balance; ``symbol`` names the fund (the venue's pool, or '' for one per asset).",

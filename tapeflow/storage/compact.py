@@ -136,14 +136,16 @@ def _merged(record: RecordType, runs: list[Run], batch_rows: int) -> Iterator[pa
     schema = lake.stored_schema(record)
     if not keys:
         for run in runs:  # no order to restore: the runs one after another
-            yield from run.batches(batch_rows)
+            yield from (lake.widen(record, t) for t in run.batches(batch_rows))
         return
     if len(keys) > 1 or not pa.types.is_integer(schema.field(keys[0]).type):
-        tables = [t.select(schema.names) for run in runs for t in run.batches(batch_rows)]
+        tables = [lake.widen(record, t).select(schema.names) for run in runs for t in run.batches(batch_rows)]
         if tables:
             yield lake.sort_stable(record, pa.concat_tables(tables))
         return
-    yield from _merge_by(keys[0], [_Cursor(run.batches(batch_rows), keys[0], schema) for run in runs], record)
+    pieces = [(lake.widen(record, t) for t in run.batches(batch_rows)) for run in runs]
+    cursors = [_Cursor(p, keys[0], schema) for p in pieces]
+    yield from _merge_by(keys[0], cursors, record)
 
 
 class _Cursor:

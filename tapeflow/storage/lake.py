@@ -181,13 +181,25 @@ def read_partition(record: RecordType, directory: Path, venue: str, symbol: str)
     for _ in range(_READ_ATTEMPTS):
         parts = list_parts(directory)
         try:
-            stored = [pq.read_table(directory / p.name) for p in parts]
+            stored = [widen(record, pq.read_table(directory / p.name)) for p in parts]
         except FileNotFoundError:
             continue  # a writer swapped the partition between the listing and the read: read it again
         except (OSError, pa.ArrowException) as exc:
             raise StorageError(f"reading {directory} failed: {exc}") from exc
         return with_partition(record, sorted_rows(record, stored), venue, symbol, directory)
     raise StorageError(f"{directory} kept changing while it was read ({_READ_ATTEMPTS} tries)")
+
+
+def widen(record: RecordType, table: pa.Table) -> pa.Table:
+    """``table`` (stored or whole rows) with each column written before its record's column widened
+    (an ``i64`` that is ``dec38`` now) cast to the wider type, exactly; other columns as they are."""
+    fields = {f.name: f for f in record.fields}
+    for i, name in enumerate(table.column_names):
+        f = fields.get(name)
+        if f is not None and table.column(i).type != f.arrow_type and f.widens_arrow(table.column(i).type):
+            table = table.set_column(i, table.schema.field(i).with_type(f.arrow_type),
+                                     table.column(i).cast(f.arrow_type))
+    return table
 
 
 def sorted_rows(record: RecordType, tables: list[pa.Table]) -> pa.Table:
@@ -223,6 +235,14 @@ def with_partition(record: RecordType, stored: pa.Table, venue: str, symbol: str
     missing = [c for c in record.column_names if c not in columns]
     if missing:
         raise StorageError(f"{where} lacks columns {missing} of {record.name!r}")
+    for f in record.fields:
+        stored_type = columns[f.name].type
+        if stored_type == f.arrow_type:
+            continue
+        if not f.widens_arrow(stored_type):
+            raise StorageError(f"{where}: column {f.name!r} of {record.name!r} is {stored_type}, "
+                               f"not {f.arrow_type}; no lossless widening reads it")
+        columns[f.name] = columns[f.name].cast(f.arrow_type)  # a part written before the column widened
     return pa.Table.from_arrays([columns[c] for c in record.column_names], schema=record.arrow_schema())
 
 
@@ -242,7 +262,7 @@ def conform(record: RecordType, table: pa.Table) -> pa.Table:
     if table.schema.equals(record.arrow_schema(), check_metadata=False):
         return table
     try:
-        return table.cast(record.arrow_schema())
+        return table.cast(record.arrow_schema())  # a widened column (int64 -> dec38) casts exactly
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
         raise StorageError(f"table for {record.name!r} does not match its schema: {exc}") from exc
 

@@ -87,7 +87,13 @@ class Warehouse:
         """Create the tables of ``records`` (default: every record type) when missing.
 
         A table this instance created or saw is not looked up again (drop one from elsewhere, and
-        open a new ``Warehouse``).
+        open a new ``Warehouse``). An existing table whose column predates its widening (an
+        ``Int64`` where the record now declares ``Decimal(38, 0)``) is widened in place, exactly
+        (docs/storage.md, "Widened columns").
+
+        Raises:
+            StorageError: ClickHouse refused, or a widened column holds a type that no lossless
+                widening reaches.
         """
         records = ALL_RECORDS.values() if records is None else records
         wanted = [r for r in records if r.name not in self._tables]
@@ -100,6 +106,27 @@ class Warehouse:
             if record.name not in self._tables:
                 self._command(record.clickhouse_ddl())
                 self._tables.add(record.name)
+            elif any(f.widened for f in record.fields):
+                self._widen(record)
+
+    def _widen(self, record: RecordType) -> None:
+        rows = self.client.query(
+            "SELECT name, type FROM system.columns WHERE database = currentDatabase() AND table = {t:String}",
+            parameters={"t": record.name},
+        ).result_rows
+        stored = {name: kind for name, kind in rows}
+        for f in record.fields:
+            have = stored.get(f.name)
+            if not f.widened or have is None or have == f.clickhouse_type:
+                continue
+            if not f.widens_clickhouse(have):
+                raise StorageError(
+                    f"table {record.name}: column {f.name} is {have}, the record declares "
+                    f"{f.clickhouse_type} and no lossless widening reaches it; migrate the table by hand "
+                    "(docs/storage.md)")
+            # a mutation rewriting every part; waited for, so the next insert meets the new type
+            self._command(f"ALTER TABLE {record.name} MODIFY COLUMN `{f.name}` {f.clickhouse_type} "
+                          "SETTINGS mutations_sync = 2")
 
     def load(self, record: RecordType, table: pa.Table, *, replace_partitions: bool = True,
              mode: str = "replace") -> int:

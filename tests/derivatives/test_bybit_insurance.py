@@ -51,20 +51,26 @@ def test_bybit_insurance_pools_are_polled_into_insurance_fund_rows() -> None:
         ("bybit", "10000000AIDOGEUSDT,MERLUSDT,ZEUSUSDT", "USDT", 902_178_576_024_760, 1714003200000 * MS),
         ("bybit", "ALGOUSDT,OMNIUSDT,SOLUSDT", "USDT", 14_454_516_261_250, 1714003200000 * MS),
         ("bybit", "WUSDT,XLMUSDT", "USDT", 23_450_182_350, 1714003200000 * MS),
-        ("bybit", "AGIUSDT,WIFUSDT", "USDT", 10_002_000_000_000, 1714003200000 * MS)]
-    # the shared pool's 10,148,045,273.618073 USDT is past the nanos range (9.2e9 units): a dead letter
-    dead = got["rejected"].to_pylist()
-    assert [r["reason"] for r in dead] == ["out_of_range"] and "10148045273.618073" in dead[0]["detail"]
+        ("bybit", "AGIUSDT,WIFUSDT", "USDT", 10_002_000_000_000, 1714003200000 * MS),
+        # the shared pool's 10,148,045,273.618073 USDT: past int64 nanos (9.2e9 units), exact in dec38
+        ("bybit", "shared-USDT", "USDT", 10_148_045_273_618_073_000, 1714003200000 * MS)]
+    assert "rejected" not in got
 
 
 @pytest.mark.parametrize(("body", "reasons"), [
     (b'{"retCode":10001,"retMsg":"params error","result":{},"time":1}', ["venue_error"]),
     (EXAMPLE.replace(b'"updatedTime":"1714003200000"', b'"updatedTime":"soon"'), ["bad_timestamp"]),
-    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"ten"'), ["bad_number", "out_of_range"]),
-    (EXAMPLE.replace(b'"symbols":"XLMUSDT,WUSDT"', b'"symbols":7'), ["bad_shape", "out_of_range"]),
+    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"ten"'), ["bad_number"]),
+    (EXAMPLE.replace(b'"symbols":"XLMUSDT,WUSDT"', b'"symbols":7'), ["bad_shape"]),
+    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"-10002"'), ["negative"]),
+    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"1.0000000001"'), ["bad_number"]),  # below the nano
+    # 38 digits of nanos: past the column (29 digits of units)
+    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"1' + b"0" * 29 + b'"'), ["out_of_range"]),
+    (EXAMPLE.replace(b'"balance":"10002"', b'"balance":"1e99999999999"'), ["out_of_range"]),
 ])
 def test_a_bad_insurance_body_or_pool_is_a_dead_letter(body: bytes, reasons: list[str]) -> None:
     got = file_decode("bybit", body, "https://api.bybit.com/v5/market/insurance")
     assert [r["reason"] for r in got.get("rejected", [])] == reasons
-    whole = len(reasons) == 1  # a bad body writes nothing; a bad pool costs that pool alone
-    assert len(got.get("insurance_fund", [])) == (0 if whole else 3)
+    # a bad body writes nothing; a bad pool costs itself alone
+    whole = reasons[0] in ("venue_error", "bad_timestamp")
+    assert len(got.get("insurance_fund", [])) == (0 if whole else 4)

@@ -16,7 +16,7 @@ DECLARED = {**ALL_RECORDS, **BATCH_RECORDS}
 _CH_OF_ARROW = {
     pa.int64(): "Int64", pa.int32(): "Int32", pa.uint64(): "UInt64", pa.uint32(): "UInt32",
     pa.uint16(): "UInt16", pa.uint8(): "UInt8", pa.float64(): "Float64", pa.bool_(): "Bool",
-    pa.binary(): "String", pa.list_(pa.int64()): "Array(Int64)",
+    pa.binary(): "String", pa.list_(pa.int64()): "Array(Int64)", pa.decimal128(38, 0): "Decimal(38, 0)",
 }
 
 
@@ -46,7 +46,7 @@ def test_every_record_carries_times_venue_symbol(record: RecordType) -> None:
 def test_prices_and_sizes_are_exact_integers(record: RecordType) -> None:
     for f in record.fields:
         if f.name.endswith(("_nanos",)):
-            assert f.kind in ("i64", "list_i64"), f.name
+            assert f.kind in ("i64", "list_i64", "dec38"), f.name
         assert not (f.kind == "f64" and ("price" in f.name or "size" in f.name)), f.name
 
 

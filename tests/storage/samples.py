@@ -47,6 +47,8 @@ def _value(record: RecordType, name: str, kind: str, i: int) -> Any:
         return ["", "x", "ünïcode ✓", "quote's"][i % 4]
     if kind == "bytes":
         return [b"", b"\x00\xff\xfe raw", b"{\"a\":1}", bytes(range(256))][i % 4]
+    if kind == "dec38":  # past int64 either way, and the 38-digit edge
+        return [10_148_045_273_618_073_000 + i, -(10**37) - i, 10**38 - 1 - i][i % 3]
     if kind == "list_i64":
         return [[], [1, 2, 3], [UNDEF_PRICE, -1]][i % 3]
     raise AssertionError(f"no sample for kind {kind}")

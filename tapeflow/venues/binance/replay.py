@@ -13,6 +13,7 @@ is dropped by a client that buffered it).
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ from tapeflow.replay.protocol import (
     Session,
     StringBook,
     VenueReplay,
+    compact_json,
     dumps,
     is_zero,
     loads,
@@ -93,6 +95,17 @@ class BinanceReplay(VenueReplay):
         last_symbol: str | None = None
         orphan: list[Frame] = []  # a bare snapshot seen before any diff names its symbol
         for line in read_capture(path, rejects):
+            if line.kind not in (HTTP, RECV):
+                continue
+            if _STREAM.match(line.payload) is None and not line.payload.startswith(_SNAPSHOT):
+                msg = loads(line.payload)
+                if msg is None:
+                    if line.kind == RECV:
+                        self.unknown_shape(line, msg, "")  # bad_json
+                    continue
+                # valid JSON written with spaces (``json.dumps``' ", " and ": ", a documented
+                # example): served in the compact form Binance sends, which the envelope match reads
+                line = dataclasses.replace(line, payload=compact_json(line.payload))
             if line.kind == HTTP:
                 symbol = parse_qs(urlsplit(line.url).query).get("symbol", [""])[0].upper()
                 if line.payload.startswith(_SNAPSHOT) and symbol:
@@ -120,8 +133,10 @@ class BinanceReplay(VenueReplay):
                     orphan.append(frame)
                 else:
                     yield frame
-            elif loads(line.payload) is None:
-                self.bad_line(rejects, line, "bad_json", "captured frame is not JSON")
+            else:
+                msg = loads(line.payload)
+                if not (isinstance(msg, dict) and "id" in msg):  # an answer to a request: not replayed
+                    self.unknown_shape(line, msg, "is neither a stream envelope nor a depth snapshot")
 
     def load(self, paths: Sequence[Path]) -> list[Frame]:
         """Merge the files, then index each symbol's diffs by tape position (futures lookahead)."""
@@ -160,8 +175,9 @@ class BinanceReplay(VenueReplay):
         book.last_id = int(data["u"])
         book.times = {k: data[k] for k in ("E", "T") if k in data}
 
-    def depth(self, query: Mapping[str, str], *, futures: bool) -> tuple[int, bytes]:
-        """``GET /api/v3/depth`` / ``/fapi/v1/depth``: the book at the current position."""
+    def depth(self, query: Mapping[str, str], *, futures: bool, coinm: bool = False) -> tuple[int, bytes]:
+        """``GET /api/v3/depth`` / ``/fapi/v1/depth`` / ``/dapi/v1/depth``: the book at the current
+        position (COIN-M's body also names its ``symbol`` and ``pair``, as its API reference shows)."""
         symbol = query.get("symbol", "").upper()
         try:
             default, most = _LIMITS[futures]
@@ -181,6 +197,8 @@ class BinanceReplay(VenueReplay):
             j = bisect.bisect_left(pos, self.passed)
             last_id = max(last_id, first[j]) if j < len(first) else last_id
         body: dict[str, object] = {"lastUpdateId": last_id}
+        if coinm:
+            body |= {"symbol": symbol, "pair": symbol.partition("_")[0]}
         if futures:
             body |= {"E": book.times.get("E", 0), "T": book.times.get("T", 0)}
         body |= {"bids": book.top_bids(limit), "asks": book.top_asks(limit)}
@@ -190,7 +208,7 @@ class BinanceReplay(VenueReplay):
         """Spot, USD-M and COIN-M depth endpoints (each serves every symbol of the tape)."""
         return {"/api/v3/depth": lambda q: self.depth(q, futures=False),
                 "/fapi/v1/depth": lambda q: self.depth(q, futures=True),
-                "/dapi/v1/depth": lambda q: self.depth(q, futures=True)}
+                "/dapi/v1/depth": lambda q: self.depth(q, futures=True, coinm=True)}
 
     def ws_keepalive(self, path: str) -> tuple[float | None, float | None]:
         """USD-M/COIN-M values when the tape holds futures depth (``pu`` in its diffs) or streams

@@ -86,7 +86,7 @@ class BybitReplay(VenueReplay):
         if isinstance(msg, dict) and ("success" in msg or "op" in msg):
             return None
         if not isinstance(msg, dict) or not isinstance(msg.get("topic"), str):
-            self.bad_lines += 1
+            self.unknown_shape(line, msg, "without a topic")
             return None
         key = topic_key(msg["topic"])
         self.topics.setdefault(key, msg["topic"])

@@ -50,11 +50,11 @@ class CoinbaseReplay(VenueReplay):
         msg = loads(line.payload)
         if not isinstance(msg, dict) or msg.get("type") in _SKIPPED_TYPES:
             if not isinstance(msg, dict):
-                self.bad_lines += 1
+                self.unknown_shape(line, msg, "is not an object")
             return None
         channel, product = CHANNEL_OF_TYPE.get(str(msg.get("type"))), msg.get("product_id")
         if channel is None or not isinstance(product, str):
-            self.bad_lines += 1
+            self.unknown_shape(line, msg, "without a known type and a product_id")
             return None
         return Frame(line.recv_ns, line.payload, (channel, product), line.location)
 

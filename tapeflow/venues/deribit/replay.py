@@ -59,7 +59,7 @@ class DeribitReplay(VenueReplay):
         channel = params.get("channel") if isinstance(params, dict) else None
         key = channel_key(channel) if isinstance(channel, str) else None
         if key is None:
-            self.bad_lines += 1
+            self.unknown_shape(line, msg, "without a subscription channel")
             return None
         self.channels.setdefault(key, channel)  # type: ignore[arg-type]
         return Frame(line.recv_ns, line.payload, key, line.location)

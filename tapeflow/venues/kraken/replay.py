@@ -58,7 +58,7 @@ class KrakenReplay(VenueReplay):
                 return None
         if (not isinstance(msg, list) or len(msg) < 4 or not isinstance(msg[-1], str)
                 or not isinstance(msg[-2], str) or not isinstance(msg[0], int)):
-            self.bad_lines += 1
+            self.unknown_shape(line, msg, "is not a channel array [id, ..., channel, pair]")
             return None
         key = (family(msg[-2]), msg[-1])
         self.channel_ids.setdefault(key, msg[0])

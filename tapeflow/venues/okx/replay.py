@@ -51,7 +51,7 @@ class OkxReplay(VenueReplay):
         arg = msg.get("arg") if isinstance(msg, dict) else None
         key = arg_key(arg)
         if key is None:
-            self.bad_lines += 1
+            self.unknown_shape(line, msg, "without a channel arg")
             return None
         return Frame(line.recv_ns, line.payload, key, line.location)
 
