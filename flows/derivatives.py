@@ -27,7 +27,7 @@ from tapeflow.derivatives.derived import InsuranceStressConfig
 from tapeflow.derivatives.derived_signals import STRESS, LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
-from tapeflow.derivatives.live_stress import LiveStress
+from tapeflow.derivatives.live_stress import LiveStress, stress_record
 from tapeflow.derivatives.poll_config import VenuePoll
 from tapeflow.derivatives.sources import STREAM_SILENCE_NS, StreamOwner
 from tapeflow.derivatives.stream import Item, PollFeed
@@ -115,7 +115,7 @@ class DerivativesFeedSource(LiveSource):
 
 class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
     """The feed's tables on as items, and the derived metrics of each micro-batch after them
-    (the insurance-fund stress rows feed the signals only: they are no record)."""
+    (the insurance-fund stress rows as the ``insurance_stress`` record), then their signals."""
 
     def __init__(self, stages: tuple[LiveDerived | LiveClusters | LiveStress, ...],
                  signals: LiveDerivedSignals) -> None:
@@ -185,7 +185,8 @@ Keep = Callable[[list[Item]], list[Item]]
 
 
 def _records(items: list[Item]) -> list[Item]:
-    return [item for item in items if item[0] != STRESS]
+    # the stress rows go on as the insurance_stress record (the signals took them as they came)
+    return [(name, stress_record(table)) if name == STRESS else (name, table) for name, table in items]
 
 
 def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
