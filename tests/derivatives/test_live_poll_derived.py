@@ -136,6 +136,8 @@ def test_polled_session_gives_stress_and_oi_surge_signals_live_equal_to_batch(tm
     assert [json.loads(r["evidence"])["level"] for r in signals if r["kind"] == "insurance_stress"] == [2, 3]
     # the stress rows are stored too, as the insurance_stress record: the batch definition's rows
     stored = stress_record(insurance_stress(polled["insurance_fund"]))
-    assert stored.num_rows == 4 and stored.column("level").to_pylist() == [0, 1, 2, 3]
+    # (one per polled balance: the last body is answered again and again)
+    assert stored.num_rows == polled["insurance_fund"].num_rows >= 4
+    assert stored.column("level").to_pylist()[:4] == [0, 1, 2, 3]
     assert got[STRESS].schema == INSURANCE_STRESS.arrow_schema()
     assert sorted(map(repr, got[STRESS].to_pylist())) == sorted(map(repr, stored.to_pylist()))
