@@ -59,6 +59,7 @@ SUITES: dict[str, str] = {
     "features": "metrics",
     "option_tickers": "option_tickers",  # group options: planned per underlying-day (assets/options.py)
     "option_surfaces": "option_surfaces",
+    "derivatives_derived": "insurance_stress",  # the stress rows it writes (assets/derivatives.py)
 }
 # statistical checks: a failure warns, it does not stop the pipeline
 WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})

@@ -1,18 +1,32 @@
-"""Group ``derived``: the derived metrics of the derivatives datasets (basis, open-interest change),
-per instrument-day over the lake, by the definition the live flow's stage uses
-(``tapeflow.derivatives.live_derived``; docs/derivatives.md), and their ``signal`` rows
-(``tapeflow.derivatives.derived_signals``)."""
+"""Group ``derived``: the derived metrics of the derivatives datasets (basis, open-interest change,
+liquidation clusters, insurance-fund stress levels), per instrument-day over the lake, by the
+definition the live flow's stages use (``tapeflow.derivatives.live_derived``; docs/derivatives.md),
+and their ``signal`` rows (``tapeflow.derivatives.derived_signals``). The stress rows are checked by
+the ``insurance_stress`` quality suite (blocking asset checks, ``assets.checks``)."""
 
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, asset
+from collections.abc import Iterator
+from pathlib import Path
 
-from assets import common
+import pyarrow as pa
+from dagster import (
+    AssetCheckResult,
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    multi_asset,
+)
+
+from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
+from tapeflow.batch.targets import Target
 from tapeflow.derivatives.derived import insurance_stress
 from tapeflow.derivatives.derived_signals import SCOPE, STRESS, derived_signals
 from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
+from tapeflow.derivatives.live_stress import stress_record
 from tapeflow.schemas.derivatives import (
     DERIVATIVE_BASIS,
     INDEX_PRICE,
@@ -23,52 +37,76 @@ from tapeflow.schemas.derivatives import (
     OPEN_INTEREST,
     OPEN_INTEREST_CHANGE,
 )
-from tapeflow.schemas.records import SIGNAL
-from tapeflow.signals.config import config_path, load
+from tapeflow.schemas.records import INSURANCE_STRESS, SIGNAL
+from tapeflow.signals.config import Thresholds, config_path, load
 
 CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the live flow's defaults
 CLUSTERS = ClusterConfig()  # chains of gaps under 5 s, clusters of at least 100,000 quote units
 
 
-@asset(
-    group_name="derived",
-    # after the day's ingest: a day that failed a blocking ingest check is derived no further (the
-    # rule of every derived asset), though its rows come from the live flow or `tapeflow derivatives`
-    # and after the detectors' `signals`, whose partition its own signal rows join (docs/derivatives.md)
-    deps=["trades", "signals"],
+_DOC = ("Basis (mark vs index) and open-interest change on a 1 s grid from the instrument-day's mark, "
+        "index and open-interest rows in the lake (the grid of the day's rows alone), its liquidation "
+        "clusters and its insurance-fund stress levels (the partition whose symbol is the fund's name); "
+        "the signals of all these (derivatives/1 rows of the day's signal partition, the other "
+        "detectors' rows kept).")
+
+
+@multi_asset(
+    specs=[AssetSpec(
+        "derivatives_derived", group_name="derived",
+        # after the day's ingest: a day that failed a blocking ingest check is derived no further (the
+        # rule of every derived asset), though its rows come from the live flow or `tapeflow derivatives`
+        # and after the detectors' `signals`, whose partition its own signal rows join (docs/derivatives.md)
+        deps=["trades", "signals"], kinds={"parquet"}, description=_DOC,
+        metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name,
+                                    LIQUIDATION_CLUSTER.name, INSURANCE_STRESS.name, SIGNAL.name],
+                  "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
+                  "window_ns": CONFIG.window_ns})],
+    check_specs=checks.specs("derivatives_derived"),  # the insurance_stress suite on the stress rows
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
-    kinds={"parquet"},
-    metadata={"lake_datasets": [DERIVATIVE_BASIS.name, OPEN_INTEREST_CHANGE.name, LIQUIDATION_CLUSTER.name,
-                                SIGNAL.name],
-              "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
-              "window_ns": CONFIG.window_ns},
+    can_subset=True,  # a day without insurance funds has no stress row to check (Dagster: Skipped)
 )
-def derivatives_derived(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
-    """Basis (mark vs index) and open-interest change on a 1 s grid from the instrument-day's mark,
-    index and open-interest rows in the lake (the grid of the day's rows alone), and its liquidation
-    clusters; the signals of all these and of the insurance-fund stress levels (``derivatives/1``
-    rows of the day's ``signal`` partition, the other detectors' rows kept)."""
+def derivatives_derived(context: AssetExecutionContext,
+                        tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
+    """The derived derivatives datasets of each instrument-day, and their signals (``_DOC``)."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
+    build = common.selected(context, "derivatives_derived")  # else a run of its checks alone
     thresholds = load(config_path(tapeflow.settings()))
+    plans = {}
     for t in wanted:
-        inputs = {r.name: common.read(r, lake, [t])[t] for r in (MARK_PRICE, INDEX_PRICE, OPEN_INTEREST)}
-        out = batch_derived({k: v for k, v in inputs.items() if v.num_rows}, CONFIG)
-        basis = out.get(DERIVATIVE_BASIS.name, DERIVATIVE_BASIS.empty_table())
-        change = out.get(OPEN_INTEREST_CHANGE.name, OPEN_INTEREST_CHANGE.empty_table())
-        writes = common.write(DERIVATIVE_BASIS, {t: basis}, lake, [t])
-        writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
-        clusters = batch_clusters(common.read(LIQUIDATION, lake, [t])[t], CLUSTERS)
-        writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
-        stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
-        found, _ = derived_signals({DERIVATIVE_BASIS.name: basis, OPEN_INTEREST_CHANGE.name: change,
-                                    LIQUIDATION_CLUSTER.name: clusters, STRESS: stress}, thresholds)
-        # only its own (derivatives/1) rows of the partition: the detectors' rows stay (one atomic swap)
-        writes += common.write(SIGNAL, {t: found}, lake, [t], scope=SCOPE)
-        common.report(context, "derivatives_derived", t, basis, writes,
-                      extra={"open_interest_change_rows": change.num_rows,
-                             "liquidation_cluster_rows": clusters.num_rows,
-                             "signal_rows": found.num_rows})
-    return MaterializeResult(metadata=common.run_metadata(wanted))
+        stress = (_derive(context, lake, t, thresholds) if build
+                  else common.read(INSURANCE_STRESS, lake, [t])[t])
+        if stress.num_rows and checks.selected(context, "derivatives_derived"):  # a day with funds
+            plans[t] = checks.plan("derivatives_derived", stress, lake, t)
+    if build:
+        yield MaterializeResult(asset_key="derivatives_derived", metadata=common.run_metadata(wanted))
+    # a check no partition could evaluate (no fund among them) yields nothing: Dagster shows it skipped
+    yield from checks.finish("derivatives_derived", plans, lake, context=context)
+
+
+def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: Thresholds) -> pa.Table:
+    """Write one instrument-day's derived datasets and signals; its stress rows (to be checked)."""
+    inputs = {r.name: common.read(r, lake, [t])[t] for r in (MARK_PRICE, INDEX_PRICE, OPEN_INTEREST)}
+    out = batch_derived({k: v for k, v in inputs.items() if v.num_rows}, CONFIG)
+    basis = out.get(DERIVATIVE_BASIS.name, DERIVATIVE_BASIS.empty_table())
+    change = out.get(OPEN_INTEREST_CHANGE.name, OPEN_INTEREST_CHANGE.empty_table())
+    writes = common.write(DERIVATIVE_BASIS, {t: basis}, lake, [t])
+    writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
+    clusters = batch_clusters(common.read(LIQUIDATION, lake, [t])[t], CLUSTERS)
+    writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
+    stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
+    stress_rows = stress_record(stress)
+    writes += common.write(INSURANCE_STRESS, {t: stress_rows}, lake, [t])
+    found, _ = derived_signals({DERIVATIVE_BASIS.name: basis, OPEN_INTEREST_CHANGE.name: change,
+                                LIQUIDATION_CLUSTER.name: clusters, STRESS: stress}, thresholds)
+    # only its own (derivatives/1) rows of the partition: the detectors' rows stay (one atomic swap)
+    writes += common.write(SIGNAL, {t: found}, lake, [t], scope=SCOPE)
+    common.report(context, "derivatives_derived", t, basis, writes,
+                  extra={"open_interest_change_rows": change.num_rows,
+                         "liquidation_cluster_rows": clusters.num_rows,
+                         "insurance_stress_rows": stress_rows.num_rows,
+                         "signal_rows": found.num_rows})
+    return stress_rows

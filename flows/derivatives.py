@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import bytewax.operators as op
@@ -27,9 +27,9 @@ from tapeflow.derivatives.derived import InsuranceStressConfig
 from tapeflow.derivatives.derived_signals import STRESS, LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
-from tapeflow.derivatives.live_stress import LiveStress
+from tapeflow.derivatives.live_stress import LiveStress, stress_record
 from tapeflow.derivatives.poll_config import VenuePoll
-from tapeflow.derivatives.sources import StreamOwner
+from tapeflow.derivatives.sources import STREAM_SILENCE_NS, StreamOwner
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
@@ -115,7 +115,7 @@ class DerivativesFeedSource(LiveSource):
 
 class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
     """The feed's tables on as items, and the derived metrics of each micro-batch after them
-    (the insurance-fund stress rows feed the signals only: they are no record)."""
+    (the insurance-fund stress rows as the ``insurance_stress`` record), then their signals."""
 
     def __init__(self, stages: tuple[LiveDerived | LiveClusters | LiveStress, ...],
                  signals: LiveDerivedSignals) -> None:
@@ -128,24 +128,24 @@ class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
             out += self.step(batch)
         return out, False
 
-    def step(self, batch: Batch, owner: StreamOwner | None = None) -> list[Item]:
-        """A micro-batch's tables and their derived items (less those ``owner``'s feed owns)."""
+    def step(self, batch: Batch, keep: Keep | None = None) -> list[Item]:
+        """A micro-batch's tables and their derived items (those ``keep`` keeps: one source per row)."""
         out = [(name, table) for name, table in batch.items() if table.num_rows]
         derived: list[Item] = []
         for stage in self.stages:
             derived += stage.update(batch)
-        if owner is not None:
-            derived = owner.keep(derived)
+        if keep is not None:
+            derived = keep(derived)
         return out + _records(derived) + self.signals.update(derived)
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
         return self.eof(), False
 
-    def eof(self, owner: StreamOwner | None = None) -> list[Item]:
-        """The stages' last derived items (less those ``owner``'s feed owns) and their signals."""
+    def eof(self, keep: Keep | None = None) -> list[Item]:
+        """The stages' last derived items (those ``keep`` keeps) and their signals."""
         derived = [item for stage in self.stages for item in stage.flush()]
-        if owner is not None:
-            derived = owner.keep(derived)
+        if keep is not None:
+            derived = keep(derived)
         return _records(derived) + self.signals.update(derived)
 
     def snapshot(self) -> bytes:
@@ -153,8 +153,9 @@ class _DerivedLogic(StatefulBatchLogic[Batch, Item, bytes]):
 
 
 class _OneSourceLogic(StatefulBatchLogic[tuple[str, Batch], Item, bytes]):
-    """The feed's and the polls' derived stages in one step, so that the polls' derived rows of an
-    instrument and input the feed carries give way (:class:`tapeflow.derivatives.sources.StreamOwner`)."""
+    """The feed's and the polls' derived stages in one step, so that each derived row of an instrument
+    and input has one source: the feed's while it carries the input, the polls' in its silences
+    (:class:`tapeflow.derivatives.sources.StreamOwner`, whose ``source_switch`` rows go on too)."""
 
     def __init__(self, feed: _DerivedLogic, polls: _DerivedLogic, owner: StreamOwner) -> None:
         self.feed, self.polls, self.owner = feed, polls, owner
@@ -164,21 +165,28 @@ class _OneSourceLogic(StatefulBatchLogic[tuple[str, Batch], Item, bytes]):
         for tag, batch in values:
             if tag == _FEED:
                 self.owner.saw(batch)
-                out += self.feed.step(batch)
+                out += self.feed.step(batch, self.owner.keep_stream)
             else:
-                out += self.polls.step(batch, self.owner)
+                self.owner.polled(batch)
+                out += self.polls.step(batch, self.owner.keep)
+            out += self.owner.switches()
         return out, False
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
-        return self.feed.eof() + self.polls.eof(self.owner), False
+        out = self.feed.eof(self.owner.keep_stream) + self.polls.eof(self.owner.keep)
+        return out + self.owner.switches(), False
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.feed.stages, self.feed.signals, self.polls.stages, self.polls.signals,
                              self.owner), protocol=pickle.HIGHEST_PROTOCOL)
 
 
+Keep = Callable[[list[Item]], list[Item]]
+
+
 def _records(items: list[Item]) -> list[Item]:
-    return [item for item in items if item[0] != STRESS]
+    # the stress rows go on as the insurance_stress record (the signals took them as they came)
+    return [(name, stress_record(table)) if name == STRESS else (name, table) for name, table in items]
 
 
 def derivatives_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = None,
@@ -211,12 +219,15 @@ def polls_stream(flow: Dataflow, source: Source, config: DerivedConfig | None = 
 def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: DerivedConfig | None = None,
                           poll_config: DerivedConfig | None = None, clusters: ClusterConfig | None = None,
                           thresholds: Thresholds | None = None,
-                          stress: InsuranceStressConfig | None = None) -> Stream[Item]:
+                          stress: InsuranceStressConfig | None = None,
+                          silence_ns: int | None = STREAM_SILENCE_NS) -> Stream[Item]:
     """:func:`derivatives_stream` and :func:`polls_stream` together, one source per derived row:
     their stages are kept apart (the polls' with ``poll_config``, None: ``POLL_DERIVED``) in one
-    stateful step, and a derived row the polls make of an input the feed carries for the same
-    instrument (from the earliest time it carried it) is not written, nor its signals: the stream
-    wins, the polls are the fallback (:mod:`tapeflow.derivatives.sources`). All input rows are written."""
+    stateful step; a derived row the polls make of an input the feed carries for the same
+    instrument is not written while the feed carries it, nor one of the feed's while the feed has
+    been silent for ``silence_ns`` of event time (None: the feed owns it from its first row on),
+    nor their signals: the stream wins, the polls are the fallback, and each hand-over the polls
+    carried is a ``source_switch`` row (:mod:`tapeflow.derivatives.sources`). All input rows are written."""
     fed = op.map("feed_tag", op.input("derivatives", flow, feed), lambda batch: (_FEED, batch))
     items = op.input("polls", flow, polls)
     polled = op.map("poll_tag", items, lambda item: (_POLLS, {item[0]: item[1]}))
@@ -230,7 +241,7 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
                                    owner)
         return _OneSourceLogic(_new_logic(config, clusters, limits, stress),
                                _new_logic(poll_config or POLL_DERIVED, clusters, limits, stress),
-                               StreamOwner())
+                               StreamOwner(silence_ns))
 
     derived = op.stateful_batch("one_source", keyed, build)
     return op.map("one_source_items", derived, _value)

@@ -10,10 +10,16 @@ stamped with its arrival time (when its frames were read off the socket, or its 
 written), in that order across the sources, so a flow held up for a while (a first kernel
 compile, a warehouse's first load) does not reorder what happened on the sockets; then, when
 nothing is left queued, it ticks the stage (the start grace and the hold run on it).
+
+Each connector stamps when it last read its socket (``ConnectorSettings.awake_interval_s``, turned
+on here: ``stale_after`` / 20, at most 100 ms) and hands on an empty batch saying so while its feed is
+quiet; the stage judges a source's silence on those stamps alone, so a connector that did not run
+(a starved process) is never found silent (docs/failover.md, "Silence").
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,6 +35,7 @@ from tapeflow.live.shutdown import stop_requested
 from tapeflow.schemas.records import SOURCE_SWITCH
 
 _MAX_POLLS = 64  # batches taken from one source per poll, so one busy feed cannot starve the others
+_AWAKE_MAX_S = 0.1  # the connectors' awake stamps: at most this far apart (and stale_after / 20)
 
 
 class _FailoverPartition(StatefulSourcePartition[Batch, None]):
@@ -54,7 +61,7 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         if stop_requested() or (self._deadline is not None and now >= self._deadline) or not self._feeds:
             return self._finish()
         arrived = []
-        backlog = data = False
+        backlog = data = real = False
         for name, feed in list(self._feeds.items()):
             for _ in range(_MAX_POLLS):
                 try:
@@ -66,6 +73,7 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
                     break
                 arrived.append((_arrival_ns(got), len(arrived), name, got))
                 data = data or any(t.num_rows for t in got.records.values())
+                real = real or not got.empty
             else:
                 backlog = True
         # in the order things happened on the sockets, not the order the feeds were polled in (a
@@ -73,9 +81,11 @@ class _FailoverPartition(StatefulSourcePartition[Batch, None]):
         outs = []
         for arrival_ns, _, name, got in sorted(arrived, key=lambda a: a[:2]):
             self._last_ns = max(self._last_ns, arrival_ns)
-            outs.append(self.stage.feed(name, self._last_ns, _batch(got)))
-        self._idle = not outs
-        if self._idle_stop is not None and self._idle_stop.stop(now, batch=bool(outs), data=data):
+            awake = got.awake_ns if got.awake_ns >= 0 else None
+            outs.append(self.stage.feed(name, self._last_ns, _batch(got), awake_ns=awake))
+        # an empty batch (an awake stamp of a quiet connection) is no batch to the idle stop
+        self._idle = not real
+        if self._idle_stop is not None and self._idle_stop.stop(now, batch=real, data=data):
             return self._finish()
         if not backlog:  # with batches still queued, now is not when the newest row arrived
             outs.append(self.stage.tick(max(self._last_ns, time.time_ns())))
@@ -142,11 +152,14 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
                 return None
             return Path(journal) / name if venues.count(venue) > 1 else Path(journal)
 
-        self.sources = {
-            spec.name: LiveSource(spec.venue, config.symbols_of(spec.name), endpoint=spec.endpoint,
-                                  rest_endpoint=spec.rest_endpoint, journal=journal_of(spec.name, spec.venue),
-                                  client_options={**spec.client_options(), **extra.get(spec.name, {})})
-            for spec in config.sources}
+        awake_s = min(_AWAKE_MAX_S, config.stale_after_ns / 20e9)
+        self.sources = {}
+        for spec in config.sources:
+            source = LiveSource(spec.venue, config.symbols_of(spec.name), endpoint=spec.endpoint,
+                                rest_endpoint=spec.rest_endpoint, journal=journal_of(spec.name, spec.venue),
+                                client_options={**spec.client_options(), **extra.get(spec.name, {})})
+            _watch_awake(source, awake_s)
+            self.sources[spec.name] = source
 
     def list_parts(self) -> list[str]:
         return ["failover:" + ",".join(self.sources)]
@@ -155,9 +168,23 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
         return _FailoverPartition(self)
 
 
+def _watch_awake(source: LiveSource, every_s: float) -> None:
+    # a connector's awake stamps, unless its settings already ask for them; a client of another
+    # kind (no ConnectorSettings) gives none and the stage judges it on the arrival clock
+    from tapeflow.live.connector import Connector, ConnectorSettings
+
+    if not issubclass(source.client_class(), Connector):
+        return
+    settings = source.client_options.get("settings") or ConnectorSettings()
+    if settings.awake_interval_s is None:
+        source.client_options["settings"] = dataclasses.replace(settings, awake_interval_s=every_s)
+
+
 def _arrival_ns(got: Any) -> int:
     # when its frames were read off the socket, or when the connector wrote its STATUS rows (a slow
-    # flow must not make a feed look silent)
+    # flow must not make a feed look silent); an empty batch: when its connector was awake
+    if got.empty and got.awake_ns >= 0:
+        return int(got.awake_ns)
     if got.frames:
         return max(f.ts_recv_ns for f in got.frames)
     if got.status.num_rows:

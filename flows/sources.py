@@ -190,9 +190,11 @@ class _LivePartition(StatefulSourcePartition[Batch, None]):
             self.close()
             raise StopIteration
         batch = _poll(self._batches)
-        self._idle = batch is None
+        # an empty batch (a quiet connection's awake stamp, ConnectorSettings.awake_interval_s) is none
+        got = batch is not None and not batch.empty
+        self._idle = not got
         out = {} if batch is None else {k: t for k, t in batch.records.items() if t.num_rows}
-        if self._idle_stop is not None and self._idle_stop.stop(now, batch=batch is not None, data=bool(out)):
+        if self._idle_stop is not None and self._idle_stop.stop(now, batch=got, data=bool(out)):
             self.close()
             raise StopIteration
         if batch is None:

@@ -37,6 +37,7 @@ DATASETS: dict[str, str] = {
     "insurance_funds": "insurance_fund",
     "option_tickers": "option_ticker",
     "option_surfaces": "option_surface",
+    "insurance_stress": "insurance_stress",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}

@@ -17,10 +17,10 @@ import pyarrow as pa
 from tapeflow.derivatives.derived import STRESS_SCHEMA, InsuranceStressConfig, insurance_stress
 from tapeflow.derivatives.derived_signals import STRESS
 from tapeflow.schemas.derivatives import INSURANCE_FUND
-from tapeflow.schemas.records import REJECTED, UNDEF_PRICE
+from tapeflow.schemas.records import INSURANCE_STRESS, REJECTED, UNDEF_PRICE
 from tapeflow.wire.rejects import Reason, Rejects
 
-__all__ = ["STRESS", "LiveStress"]
+__all__ = ["STRESS", "LiveStress", "stress_record"]
 Fund = tuple[str, str, str]
 
 
@@ -93,3 +93,11 @@ class LiveStress:
                 seen.add(fund)
                 keep[i] = False
         return rows.filter(pa.array(keep)).cast(STRESS_SCHEMA)
+
+
+def stress_record(stress: pa.Table) -> pa.Table:
+    """``insurance_stress`` rows (``derived.STRESS_SCHEMA``) as the ``insurance_stress`` record the
+    lake and the warehouse store: the balance's time is both its times (a derived row, as the basis's)."""
+    cols = {name: stress.column(name) for name in stress.column_names}
+    cols["ts_recv_ns"] = stress.column("ts_event_ns")
+    return INSURANCE_STRESS.table({name: cols[name] for name in INSURANCE_STRESS.column_names})

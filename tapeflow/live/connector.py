@@ -62,6 +62,9 @@ class ConnectorSettings:
         snapshot_rate_per_s, snapshot_burst: REST snapshot rate limit.
         rest_timeout_s: one REST request's limit.
         max_connects: stop after this many connection attempts (None: never; tests and tools).
+        awake_interval_s: stamp, this often, when the connection was last read (``LiveBatch.awake_ns``),
+            and hand on an empty batch saying so while no frame comes (None: off; the failover
+            source turns it on: it judges a source's silence only while its connector was awake).
     """
 
     stale_after_s: float = 30.0
@@ -81,6 +84,7 @@ class ConnectorSettings:
     snapshot_burst: int = 2
     rest_timeout_s: float = 10.0
     max_connects: int | None = None
+    awake_interval_s: float | None = None
 
 
 class Connector(FrameIntake, DecodeHandoff):
@@ -134,6 +138,9 @@ class Connector(FrameIntake, DecodeHandoff):
         self._http: aiohttp.ClientSession | None = None
         self._last_frame_s = 0.0  # monotonic time of the last frame read (the stale watchdog's clock)
         self._day_ns = -1  # start of the UTC day of the last frame decoded
+        self._awake_ns = -1  # the awake ticker's last stamp (tapeflow.live.intake)
+        self._awake_due = False  # a stamp with no frame pending: the batcher hands on an empty batch
+        self._reading_paused = False  # the reader waits for room: the socket is not being read
 
     # -- hooks for venue clients ------------------------------------------------------------
 
@@ -268,6 +275,8 @@ class Connector(FrameIntake, DecodeHandoff):
         self._ws = ws
         reader = asyncio.get_running_loop().create_task(self._reader(ws))
         pinger = asyncio.get_running_loop().create_task(self._pinger(ws))
+        awake = (asyncio.get_running_loop().create_task(self._awake_ticker(s.awake_interval_s))
+                 if s.awake_interval_s else None)
         try:
             for msg in self.subscribe_messages():
                 await ws.send_str(msg)
@@ -277,6 +286,8 @@ class Connector(FrameIntake, DecodeHandoff):
                 frames, end = await self._take()
                 if frames:
                     yield self._process(frames)
+                elif end is None:  # only an awake stamp: the connection was read and was quiet
+                    yield self._batch([], [])
                 if end is not None:
                     if not self._closing:  # closing writes its own row once the loop ends
                         self.sync.lost(end.state, end.detail)
@@ -286,6 +297,8 @@ class Connector(FrameIntake, DecodeHandoff):
             self._ws = None
             reader.cancel()
             pinger.cancel()
+            if awake is not None:
+                awake.cancel()
             await ws.close()
             # frames read after the end go into the next session's first batch (they were received);
             # a second end (the watchdog's and the reader's at once) would end that session at once
@@ -356,4 +369,5 @@ class Connector(FrameIntake, DecodeHandoff):
             records["book_delta"] = flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows)
         self._maybe_bad = []
         self._gap_rows = []
-        return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations)
+        return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations,
+                         awake_ns=self._batch_awake_ns)

@@ -8,15 +8,17 @@ it arrived (``arrival_ns``), and decides from those alone, so a run replays exac
   by the frontier of the output and by ``lookback_ns``);
 * a source is **healthy** when its last sync STATUS row is ``synced``, no ``degraded`` row is
   open (the connector's, or the stage's own latency circuit breaker's: :class:`SourceLatency`, one
-  per source, ``degraded_after_ns`` above the source's baseline feed latency), and a data row
-  of it arrived within ``stale_after_ns`` of the newest data row of any source of the instrument
-  (:class:`tapeflow.live.failover_legs.Leg`: silence counts only against a source while another
-  one delivers);
+  per source, ``degraded_after_ns`` above the source's baseline feed latency), and it is not
+  silent: silent is no data row of it for ``stale_after_ns`` before the newest data row of any
+  source of the instrument (silence counts only against a source while another one delivers)
+  *and* before its connector's latest awake stamp (``awake_ns``: it read its socket and saw
+  nothing; a connector that did not run, a starved process, is never silent; a client without
+  awake stamps is judged on the first alone): :class:`tapeflow.live.failover_legs.Leg`;
 * the active source turning unhealthy switches the instrument to the first healthy leg in
-  priority order at once (a STATUS row: at its arrival; silence: at the first row of another
-  source more than ``stale_after_ns`` after its last), ``reason`` = ``stale``, ``gap``,
-  ``degraded`` or ``disconnected``; a leg of higher priority than the active one that stayed
-  healthy for ``hold_ns`` takes it back (``recovered``). At start, the primary gets
+  priority order at once (a STATUS row: at its arrival; silence: once both another source's row
+  and its connector's awake stamp came more than ``stale_after_ns`` after its last row),
+  ``reason`` = ``stale``, ``gap``, ``degraded`` or ``disconnected``; a leg of higher priority than
+  the active one that stayed healthy for ``hold_ns`` takes it back (``recovered``). At start, the primary gets
   ``start_grace_ns`` to become healthy before it can be left;
 * **the splice**: a switch keeps the output's frontier, the position ``(venue time, index among
   equal times)`` after the last forwarded row of each table; the new source's rows before it are
@@ -183,6 +185,7 @@ class FailoverStage:
         self.config = config
         self.stats = FailoverStats()
         self._legs: dict[tuple[str, str], tuple[_Instrument, Leg]] = {}
+        self._by_source: dict[str, list[Leg]] = {}
         self._instruments: list[_Instrument] = []
         for spec in config.instruments:
             legs = [Leg(src, config.source(src).venue, sym, i, config.stale_after_ns)
@@ -193,6 +196,7 @@ class FailoverStage:
                 if (leg.source, leg.symbol) in self._legs:
                     raise ConfigError(f"failover: {leg.source}:{leg.symbol} is a leg of two instruments")
                 self._legs[(leg.source, leg.symbol)] = (inst, leg)
+                self._by_source.setdefault(leg.source, []).append(leg)
         self._start_ns: int | None = None
         self.latency = {spec.name: SourceLatency(spec.name, LatencyBreaker(config.degraded_after_ns))
                         for spec in config.sources}
@@ -202,13 +206,17 @@ class FailoverStage:
         inst = next(i for i in self._instruments if i.spec.instrument == instrument)
         return inst.legs[inst.active].source
 
-    def feed(self, source: str, arrival_ns: int, batch: Batch) -> Batch:
+    def feed(self, source: str, arrival_ns: int, batch: Batch, *, awake_ns: int | None = None) -> Batch:
         """One micro-batch of ``source`` that arrived at ``arrival_ns``; returns what goes on.
 
         Args:
             source: the config's source name of the connection that delivered it.
             arrival_ns: the arrival clock (non-decreasing over all calls).
-            batch: record name -> table, as a live source emits it (STATUS rows under ``status``).
+            batch: record name -> table, as a live source emits it (STATUS rows under ``status``);
+                empty for a quiet connection's awake stamp.
+            awake_ns: the source's connector read its socket up to then, every frame received
+                before it in this batch or an earlier one (``LiveBatch.awake_ns``; None: it does
+                not say). Once a source gives one, its silence is judged on these alone.
         """
         out = _Out()
         self._clock(arrival_ns)
@@ -237,6 +245,9 @@ class FailoverStage:
                     out.add(name, part)
                 else:
                     hit[1].buffer.append(chunk)
+        if awake_ns is not None:  # after the rows: their arrival is judged on the stamp before it
+            for leg in self._by_source.get(source, ()):
+                leg.awake_ns = awake_ns if leg.awake_ns is None else max(leg.awake_ns, awake_ns)
         if timed and source in self.latency:  # judged before any of these rows is forwarded
             judged = self.latency[source].observe([_latency(v, s, ts) for (v, s), ts in timed.items()])
             if judged is not None:

@@ -74,11 +74,13 @@ def positions(table: pa.Table, last: tuple[int, int] | None) -> tuple[np.ndarray
 class Leg:
     """One source of one logical instrument.
 
-    Healthy means: its last sync state is ``synced``, it is not degraded, and a data row of it
-    arrived within ``stale_ns`` of the newest data row of any source of the instrument (the
-    reference: silence counts only against a source that still delivers, so a quiet market or a
-    flow held up for a while, which silence every source alike, switches nothing).
-    ``healthy_since`` is when it last became so.
+    Healthy means: its last sync state is ``synced``, it is not degraded, and it is not silent.
+    Silent: a data row of another source of the instrument arrived more than ``stale_ns`` after this
+    leg's last one (the reference: silence counts only against a source while another one delivers,
+    so a quiet market switches nothing) and, when its source's connector gives awake stamps
+    (``awake_ns``, the source's latest), that connector was awake (read its socket) more than
+    ``stale_ns`` after it too, so it watched and saw nothing: a connector that did not run (a starved
+    process) never makes its legs silent. ``healthy_since`` is when it last became healthy.
 
     Attributes:
         source: the source name.
@@ -86,6 +88,7 @@ class Leg:
         symbol: the venue symbol.
         priority: 0 for the primary, 1 for the first fallback...
         stale_ns: the staleness bound.
+        awake_ns: the latest awake stamp of its source's connector (None: it gives none).
     """
 
     source: str
@@ -96,6 +99,7 @@ class Leg:
     state: str = "disconnected"
     degraded: bool = False
     last_data_ns: int | None = None
+    awake_ns: int | None = None
     last_recv_ns: int = -1
     healthy_since: int | None = None
     ever_healthy: bool = False
@@ -103,10 +107,19 @@ class Leg:
     buffer: list[Chunk] = field(default_factory=list)
     runs: dict[str, tuple[int, int]] = field(default_factory=dict)
 
+    def quiet_ns(self, ref_ns: int) -> int | None:
+        """How long it has been silent: from its last data row's arrival to the reference ``ref_ns``,
+        or to its connector's last awake stamp where that is sooner (None: no data row yet)."""
+        if self.last_data_ns is None:
+            return None
+        quiet = ref_ns - self.last_data_ns
+        return quiet if self.awake_ns is None else min(quiet, self.awake_ns - self.last_data_ns)
+
     def healthy(self, ref_ns: int) -> bool:
-        """Whether the source may serve the instrument, judged against the reference ``ref_ns``."""
-        return (self.state == SYNCED and not self.degraded and self.last_data_ns is not None
-                and ref_ns - self.last_data_ns <= self.stale_ns)
+        """Whether the source may serve the instrument (``ref_ns``: the reference, for a source
+        with no awake stamps)."""
+        quiet = self.quiet_ns(ref_ns)
+        return self.state == SYNCED and not self.degraded and quiet is not None and quiet <= self.stale_ns
 
     def reason(self, ref_ns: int) -> str:
         """Why it is not healthy: ``stale``, ``gap``, ``degraded`` or ``disconnected``."""
@@ -118,6 +131,8 @@ class Leg:
         """The evidence of :meth:`reason`, for a switch's ``detail``."""
         quiet = "no data row yet" if self.last_data_ns is None else (
             f"last data row {(ref_ns - self.last_data_ns) / 1e6:.0f} ms before the newest of any source")
+        if self.last_data_ns is not None and self.awake_ns is not None:
+            quiet += f", none in {(self.awake_ns - self.last_data_ns) / 1e6:.0f} ms its connection was read"
         return f"{self.source} {self.symbol}: state {self.state}, degraded {self.degraded}, {quiet}"
 
     def update(self, now_ns: int, ref_ns: int) -> None:
@@ -141,7 +156,8 @@ class Leg:
 
     def data(self, now_ns: int, name: str, table: pa.Table) -> Chunk:
         """Data rows arrived: they count for freshness and are kept as a :class:`Chunk`."""
-        if self.last_data_ns is not None and now_ns - self.last_data_ns > self.stale_ns:
+        quiet = self.quiet_ns(now_ns)
+        if quiet is not None and quiet > self.stale_ns:
             self.healthy_since = None  # it went quiet between two looks: its healthy time restarts
         self.last_data_ns = now_ns
         if not self.venue_seen:  # the rows' own venue code (binance-usdm for the binance connector)

@@ -44,12 +44,23 @@ class LiveBatch:
             ``quote``, ``rejected``...), exactly what a batch decode of the journal gives.
         status: STATUS rows of the connection and sync transitions during the batch.
         locations: each frame's ``file:line`` in the journal (``live:<n>`` without a journal).
+        awake_ns: when the connector last read its socket with every frame received before then
+            in this batch or an earlier one (-1: the client does not say; a batch of no frames,
+            no records and no STATUS rows says only this: the connection was read and was quiet).
+            The failover stage judges silence on it (docs/failover.md).
     """
 
     frames: list[RawFrame]
     records: dict[str, pa.Table]
     status: pa.Table
     locations: list[str] = field(default_factory=list)
+    awake_ns: int = -1
+
+    @property
+    def empty(self) -> bool:
+        """Whether the batch carries nothing but its awake time (no frame, record or STATUS row)."""
+        return not self.frames and not self.status.num_rows and \
+            not any(t.num_rows for t in self.records.values())
 
     def get(self, record: RecordType) -> pa.Table:
         """The batch's rows of ``record`` (an empty table when there are none)."""

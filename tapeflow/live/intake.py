@@ -47,16 +47,22 @@ class FrameIntake:
     _arrived: asyncio.Event
     _room: asyncio.Event
     _last_frame_s: float
+    _awake_ns: int
+    _awake_due: bool
+    _reading_paused: bool
+    _batch_awake_ns: int = -1
 
     async def _take(self) -> tuple[list[RawFrame], SessionEnd | None]:
         """The next micro-batch: every frame read so far, up to ``max_batch_frames``, after waiting
         ``batch_linger_s`` once for more (a frame rarely comes alone, and per-batch costs, tables
-        and the journal's flush, dwarf per-frame ones); and the end of the session if it came."""
+        and the journal's flush, dwarf per-frame ones); and the end of the session if it came.
+        With the awake ticker on, no frames when a stamp came while none was pending
+        (``_batch_awake_ns``: up to when the batch says its connection was read)."""
         s = self.settings
-        while not self._pending:
+        while not self._pending and not self._awake_due:
             self._arrived.clear()
             await self._arrived.wait()
-        if s.batch_linger_s > 0 and len(self._pending) < s.max_batch_frames and \
+        if self._pending and s.batch_linger_s > 0 and len(self._pending) < s.max_batch_frames and \
                 not any(type(f) is SessionEnd for f in self._pending):
             await asyncio.sleep(s.batch_linger_s)
         pending = self._pending
@@ -67,6 +73,11 @@ class FrameIntake:
             end = pending[cut]
             stop += 1
         self._pending = pending[stop:]
+        self._awake_due = False
+        # read up to the last stamp, unless frames read before it stay behind for the next batch
+        last = frames[-1].ts_recv_ns if frames else -1  # type: ignore[union-attr]
+        left = any(type(f) is RawFrame for f in self._pending)
+        self._batch_awake_ns = max(self._batch_awake_ns, last if left else max(last, self._awake_ns))
         self._room.set()
         return frames, end  # type: ignore[return-value]
 
@@ -98,7 +109,9 @@ class FrameIntake:
                 read += 1
                 if len(self._pending) >= limit:  # backpressure: the socket's buffers fill, the venue slows
                     self._room.clear()
+                    self._reading_paused = True  # not reading: no awake stamp meanwhile
                     await self._room.wait()
+                    self._reading_paused = False
                     self._last_frame_s = monotonic()  # waiting for room is not staleness
                 elif not read % _YIELD_EVERY:
                     # buffered frames never suspend receive: let the batcher, pingers and REST
@@ -124,6 +137,27 @@ class FrameIntake:
             else:
                 self._put(SessionEnd(STALE, f"no frame for {stale_s:g} s"))
                 return
+
+
+    async def _awake_ticker(self, every_s: float) -> None:
+        """Every ``every_s``, stamp that this connection was read: every frame that reached the socket
+        before the stamp is read by the time it is published (two loop turns later: the selector
+        poll after the stamp, then the reader's step for what it saw). A loop that does not run (a
+        starved process, a long decode) stamps nothing, so its feed's silence is never judged on
+        time it did not watch. With no frame pending the batcher hands on an empty batch."""
+        while True:
+            await asyncio.sleep(every_s)
+            if self._reading_paused:
+                continue
+            now = time.time_ns()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            if self._reading_paused:
+                continue
+            self._awake_ns = max(self._awake_ns, now)
+            if not self._pending:
+                self._awake_due = True
+                self._arrived.set()
 
 
 _GRACE_S = 0.02  # the reader's turn before the watchdog calls a feed stale

@@ -261,11 +261,27 @@ SIGNAL = RecordType(
     doc="A detector's alert; ts_event_ns is when the evidence completed, ts_recv_ns the capture time then.",
 )
 
+INSURANCE_STRESS = RecordType(
+    "insurance_stress",
+    common(
+        Field("asset", "lstr", "the fund's currency (symbol: the fund, as in insurance_fund)"),
+        Field("balance_nanos", "dec38",
+              "the fund's balance at ts_event_ns (nanos, decimal128: pools past 9.2e9 units fit)"),
+        Field("peak_nanos", "dec38", "the running maximum of the fund's balance, this one included"),
+        Field("drawdown", "f64", "(peak - balance) / peak (NaN while the peak is not above zero)"),
+        Field("level", "u8", "0 calm, 1 watch, 2 alert, 3 critical (InsuranceStressConfig thresholds)"),
+    ),
+    order_by=("venue", "symbol", "asset", "ts_event_ns"),
+    doc="An insurance fund's stress level at one of its balances "
+    "(tapeflow.derivatives.derived.insurance_stress); ts_event_ns and ts_recv_ns are the balance's time.",
+)
+
 ALL_RECORDS: dict[str, RecordType] = {
     r.name: r
     for r in (
         TRADE, BOOK_DELTA, ORDER_EVENT, QUOTE, BBO, BOOK_SNAPSHOT, BAR, INSTRUMENT, STATISTIC, REJECTED,
         METRIC, STATUS, SIGNAL, *DERIVATIVE_RECORDS, *OPTION_RECORDS, *ML_RECORDS, *PAPER_RECORDS,
         *DATABENTO_RECORDS.values(), *FAILOVER_RECORDS,
+        INSURANCE_STRESS,
     )
 }

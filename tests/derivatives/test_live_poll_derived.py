@@ -19,10 +19,11 @@ from flows.operators import gather
 from tapeflow.derivatives.derived import InsuranceStressConfig, insurance_stress
 from tapeflow.derivatives.derived_signals import batch_signals
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
-from tapeflow.derivatives.live_stress import STRESS, LiveStress
+from tapeflow.derivatives.live_stress import STRESS, LiveStress, stress_record
 from tapeflow.derivatives.poll_config import binance_usdm
 from tapeflow.replay import ReplayServer
 from tapeflow.schemas.derivatives import INSURANCE_FUND
+from tapeflow.schemas.records import INSURANCE_STRESS
 from tapeflow.signals.config import DEFAULT_PATH, load
 
 S = 1_000_000_000
@@ -133,4 +134,10 @@ def test_polled_session_gives_stress_and_oi_surge_signals_live_equal_to_batch(tm
     assert kinds == [("insurance_stress", 0, (T0 + 2900) * MS), ("insurance_stress", 0, (T0 + 3900) * MS),
                      ("oi_surge", 1, (T0 + 4000) * MS)]
     assert [json.loads(r["evidence"])["level"] for r in signals if r["kind"] == "insurance_stress"] == [2, 3]
-    assert STRESS not in got  # the stress rows feed the signals; they are no record
+    # the stress rows are stored too, as the insurance_stress record: the batch definition's rows
+    stored = stress_record(insurance_stress(polled["insurance_fund"]))
+    # (one per polled balance: the last body is answered again and again)
+    assert stored.num_rows == polled["insurance_fund"].num_rows >= 4
+    assert stored.column("level").to_pylist()[:4] == [0, 1, 2, 3]
+    assert got[STRESS].schema == INSURANCE_STRESS.arrow_schema()
+    assert sorted(map(repr, got[STRESS].to_pylist())) == sorted(map(repr, stored.to_pylist()))
