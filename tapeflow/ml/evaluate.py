@@ -34,20 +34,38 @@ class Loaded:
 
 
 def examples_for_file(format_name: str, path: Path, params: ExampleParams) -> list[tuple[str, pa.Table]]:
-    """``(instrument, training_examples table)`` for every instrument of one file."""
+    """``(instrument, training_examples table)`` for every instrument of one file; with
+    ``params.signal_window_s`` the detectors run over the file too (:func:`file_signals`)."""
+    signals = file_signals(format_name, path) if params.signal_window_s else None
     chunks: list = []
     snaps, _ = snapshots_for_format(format_name, [path], levels=params.levels, interval_ns=params.step_ns,
                                     on_chunk=chunks.append)
     trades = merge(chunks).get(TRADE.name, TRADE.empty_table())
     out = []
     for venue, symbol, rows in by_instrument(snaps):
-        mine = trades
-        if trades.num_rows:
-            mine = trades.filter(pc.and_(pc.equal(trades.column("venue"), venue),
-                                         pc.equal(trades.column("symbol"), symbol)))
-        table = training_examples(rows, mine, params, source=f"{format_name}:{path}")
+        mine = _of(trades, venue, symbol)
+        sig = None if signals is None else _of(signals, venue, symbol)
+        table = training_examples(rows, mine, params, source=f"{format_name}:{path}", signals=sig)
         out.append((f"{venue}/{symbol}", table))
     return out
+
+
+def file_signals(format_name: str, path: Path) -> pa.Table:
+    """``signal`` rows of every batch detector over one file, with the configured thresholds
+    (``TAPEFLOW_SIGNALS_CONFIG``, else the shipped file): what the Dagster ``signals`` asset writes."""
+    from tapeflow.settings import Settings
+    from tapeflow.signals.config import config_path
+    from tapeflow.signals.config import load as load_thresholds
+    from tapeflow.signals.detect import detect_format
+
+    return detect_format(format_name, [path], load_thresholds(config_path(Settings.from_env())))
+
+
+def _of(table: pa.Table, venue: str, symbol: str) -> pa.Table:
+    if not table.num_rows:
+        return table
+    return table.filter(pc.and_(pc.equal(table.column("venue"), venue),
+                                pc.equal(table.column("symbol"), symbol)))
 
 
 def load_examples(format_name: str, paths: Sequence[Path], params: ExampleParams
