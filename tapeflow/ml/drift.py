@@ -111,7 +111,8 @@ def live_decay(predictions: pa.Table, examples: pa.Table, version: int, horizon_
     from the smoothed returns at it."""
     mine = predictions.filter(pc.and_(pc.equal(predictions.column("model_version"), version),
                                       pc.equal(predictions.column("horizon_s"), horizon_s)))
-    label = examples.select(["ts_event_ns", f"label_{horizon_s}s", f"smoothed_return_{horizon_s}s"])
+    smoothed_col = [f"smoothed_return_{horizon_s}s"] if alpha is not None else []
+    label = examples.select(["ts_event_ns", f"label_{horizon_s}s", *smoothed_col])
     joined = mine.select(["ts_event_ns", "predicted"]).join(label, "ts_event_ns", join_type="inner")
     y = joined.column(f"label_{horizon_s}s").to_numpy(zero_copy_only=False)
     if alpha is not None:
