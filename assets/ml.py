@@ -11,7 +11,7 @@ and the source partitions read.
 """
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -102,7 +102,7 @@ def model(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Materia
         days = earlier[-MODEL_CONFIG.train_folds:]
         today = _examples(lake, t.venue, t.symbol, t.date)
         result = score_day([_examples(lake, t.venue, t.symbol, d) for d in days], today, PARAMS,
-                           MODEL_CONFIG, t.symbol) if today.num_rows else None
+                           _config(tapeflow), t.symbol) if today.num_rows else None
         meta = {"train_days": days, **summary(result)}
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in meta.items()}, partition_key=target_key(t))
@@ -140,12 +140,18 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Mate
                          [partition_name(t.venue, t.symbol, d) for d in days],
                          _examples(lake, t.venue, t.symbol, t.date),
                          partition_name(t.venue, t.symbol, t.date),
-                         params=PARAMS, cfg=MODEL_CONFIG, margin=DEFAULT_MARGIN,
+                         params=PARAMS, cfg=_config(tapeflow), margin=DEFAULT_MARGIN,
                          tags={"venue": t.venue, "symbol": t.symbol})
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in result.metadata().items() if v is not None},
                                    partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
+
+
+def _config(tapeflow: TapeflowResource) -> WalkForwardConfig:
+    """``MODEL_CONFIG``, with the resource's ``flat_share`` (the CLI's ``--flat-share``) where set."""
+    share = tapeflow.flat_share
+    return MODEL_CONFIG if share is None else replace(MODEL_CONFIG, flat_share=share)
 
 
 def _examples(lake: Path, venue: str, symbol: str, date: str) -> pa.Table:

@@ -29,6 +29,8 @@ class TapeflowResource(ConfigurableResource):
         journal_dir: the live journal, ``<journal>/<venue>/<YYYY-MM-DD>.jsonl`` (default
             ``TAPEFLOW_JOURNAL``, else ``journal``).
         real_data: the shared real-data folder (default ``TAPEFLOW_REAL_DATA``).
+        ml_flat_share: retraining's per-fold label threshold as a share of flat training rows
+            (default ``TAPEFLOW_ML_FLAT_SHARE``, else None: the examples' own alpha).
     """
 
     lake_dir: str | None = None
@@ -36,6 +38,7 @@ class TapeflowResource(ConfigurableResource):
     landing_dir: str | None = None
     journal_dir: str | None = None
     real_data: str | None = None
+    ml_flat_share: float | None = None
 
     def settings(self) -> Settings:
         """The tapeflow settings this resource stands for (explicit fields win over the environment)."""
@@ -45,6 +48,11 @@ class TapeflowResource(ConfigurableResource):
             clickhouse_dsn=self.clickhouse_dsn or env.clickhouse_dsn,
             real_data=Path(self.real_data) if self.real_data else env.real_data,
         )
+
+    @property
+    def flat_share(self) -> float | None:
+        """The share of flat training rows retraining chooses its label threshold by (None: off)."""
+        return self.ml_flat_share if self.ml_flat_share is not None else Settings.from_env().ml_flat_share
 
     @property
     def lake(self) -> Path:

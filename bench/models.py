@@ -10,7 +10,15 @@ Inputs:
 * the Binance BTCUSDT capture: 6 minutes, by 2 minutes at the 1 s horizon (too little to conclude).
 
 ``TAPEFLOW_BENCH_MODELS=sim,amzn,es,btc`` (any subset; all by default) runs part of it, e.g. one dataset
-at a time on a loaded machine.
+at a time on a loaded machine; ``amzn_labels`` (not in the default set) adds the AMZN labelling study:
+the 60 s fixed-time label and the tick-time target (``tapeflow.ml.labels``: the next mid
+change within 60 s), each walk-forward by hour like the 10 s row.
+
+``TAPEFLOW_BENCH_SIGNALS=60`` builds the examples with signal-score features (``ExampleParams.
+signal_window_s``; every batch detector runs over each file) and scores every row twice on the same
+examples, folds and seeds: without the signal inputs and with them ("before/after"), both tables
+printed. ``TAPEFLOW_BENCH_SIM_SEED=N`` replaces the simulated days' first seed (fresh seeds);
+``TAPEFLOW_BENCH_KINDS=logreg,mlp`` trains only those models (a loaded machine).
 
 Seeds of the simulator are fixed here and were never used to choose a model setting (the defaults of
 ``WalkForwardConfig`` / ``TrainConfig`` were set on the kernel tests' synthetic rules). The figures are
@@ -21,12 +29,15 @@ as a note; ``python -m bench --only models`` reproduces them.
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 from bench import Goal, Report
-from tapeflow.ml.evaluate import evaluate, folds, load_examples
+from tapeflow.ml.dataset import segment, split_by
+from tapeflow.ml.evaluate import MIN_USABLE_ROWS, Loaded, evaluate, folds, load_examples
 from tapeflow.ml.examples import ExampleParams
+from tapeflow.ml.labels import next_move_segment
 from tapeflow.ml.report import best_baseline, render
 from tapeflow.ml.walkforward import WalkForwardConfig, WalkForwardResult
 
@@ -49,24 +60,72 @@ def _margin(result: WalkForwardResult) -> float:
     return max(result.scores[m].macro_f1 for m in result.config.models) - base
 
 
+def _kinds() -> dict:
+    kinds = tuple(k.strip() for k in os.environ.get("TAPEFLOW_BENCH_KINDS", "").split(",") if k.strip())
+    return {"models": kinds} if kinds else {}
+
+
+def _signal_window() -> int:
+    return int(os.environ.get("TAPEFLOW_BENCH_SIGNALS", "0") or 0)
+
+
+def _variants() -> list[tuple[str, ExampleParams]]:
+    """``(suffix, params)``: the bench's dataset, and with ``TAPEFLOW_BENCH_SIGNALS`` it plus signals."""
+    window = _signal_window()
+    out = [("", ExampleParams())]
+    return out + [(", with signal features", ExampleParams(signal_window_s=window))] if window else out
+
+
+def _load(fmt: str, paths: list[Path]) -> list:
+    return load_examples(fmt, paths, ExampleParams(signal_window_s=_signal_window()))
+
+
+def _record(report: Report, g: Goal, suffix: str, loaded: Loaded, params: ExampleParams,
+            cfg: WalkForwardConfig, title: str) -> None:
+    results = evaluate(loaded, params, cfg)
+    if not results:
+        report.note(f"{title}: no instrument has two folds")
+    for inst, result in results.items():
+        text = render(result, f"{title}{suffix}, {inst}, horizon {cfg.horizon_s} s")
+        report.note(text)
+        print(text, file=sys.stderr, flush=True)  # progress: the report prints at the end
+        report.figure(g.name + suffix, _margin(result), g.unit, goal=g.goal, before=g.before,
+                      note=f"{inst}: {len(result.folds)} test folds")
+
+
 def _run(report: Report, fmt: str, paths: list[Path], horizons: list[tuple[Goal, int]],
-         fold_ns: int | None, cfg: dict, title: str) -> None:
-    params = ExampleParams()
-    examples = load_examples(fmt, paths, params)
+         fold_ns: int | None, cfg: dict, title: str, examples: list | None = None) -> None:
+    examples = examples if examples is not None else _load(fmt, paths)
     for g, horizon in horizons:
-        loaded = folds(examples, params, horizon, fold_ns, log=report.note)
-        results = evaluate(loaded, params, WalkForwardConfig(horizon_s=horizon, **cfg))
-        if not results:
-            report.note(f"{title}: no instrument has two folds")
-            continue
-        for inst, result in results.items():
-            report.note(render(result, f"{title}, {inst}, horizon {horizon} s"))
-            report.record(g, _margin(result), note=f"{inst}: {len(result.folds)} test folds")
+        for suffix, params in _variants():
+            loaded = folds(examples, params, horizon, fold_ns, log=report.note)
+            wf = WalkForwardConfig(horizon_s=horizon, **cfg, **_kinds())
+            _record(report, g, suffix, loaded, params, wf, title)
+
+
+def _tick_time(report: Report, examples: list, within_s: int, fold_ns: int, title: str) -> None:
+    """The tick-time target (next mid change within ``within_s``) on every variant's inputs."""
+    g = Goal(f"models: macro-F1 margin over the best baseline, {title}, next mid change within {within_s} s",
+             "F1", 0.0)
+    for suffix, params in _variants():
+        segments: dict[str, list] = {}
+        for inst, _, table in examples:
+            seg = next_move_segment(table, segment(table, 10, params, inst), within_s)
+            for piece in split_by(seg, fold_ns):
+                if int(piece.usable.sum()) >= MIN_USABLE_ROWS:
+                    segments.setdefault(inst, []).append(piece)
+        wf = WalkForwardConfig(horizon_s=within_s, **_kinds())
+        _record(report, g, suffix, Loaded(segments, []), params, wf,
+                f"{title}, tick time")
 
 
 def _parts() -> set[str]:
     wanted = {p.strip() for p in os.environ.get("TAPEFLOW_BENCH_MODELS", "").split(",") if p.strip()}
     return wanted or {"sim", "amzn", "es", "btc"}
+
+
+def _sim_seed() -> int:
+    return int(os.environ.get("TAPEFLOW_BENCH_SIM_SEED", "") or SIM_SEED)
 
 
 def run(report: Report) -> None:
@@ -85,27 +144,37 @@ def _simulated(report: Report) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         files = []
         for d in range(days):
-            summary = simulate(SIM_SEED + d, 1, span, Path(tmp) / f"day{d}", "equity",
+            summary = simulate(_sim_seed() + d, 1, span, Path(tmp) / f"day{d}", "equity",
                                start_ns=SIM_START_NS + d * DAY_NS, progress=False)
             files += [Path(f) for f in summary.files if str(f).endswith(".csv.gz")]
         _run(report, "sim", files, [(FIGURES[0], 10), (FIGURES[1], 1)], None,
-             {"block_ns": 5 * 60 * S}, f"simulated equity, {days} days x {span // (60 * S)} min")
+             {"block_ns": 5 * 60 * S}, f"simulated equity, {days} days x {span // (60 * S)} min, seed "
+             f"{_sim_seed()}+d")
 
 
 def _real(report: Report, parts: set[str]) -> None:
-    if not parts & {"amzn", "es", "btc"}:
+    if not parts & {"amzn", "amzn_labels", "es", "btc"}:
         return
     root = Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data"))
     amzn = (root / "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1"
             / "AMZN_2012-06-21_34200000_57600000_message_1.csv")
+    # the orderbook file seeds and re-anchors the L3 book (without it the rebuilt book crosses)
+    amzn_pair = [amzn, amzn.with_name(amzn.name.replace("_message_", "_orderbook_"))]
     es = sorted((root / "databento/glbx").glob("esh4-glbx-mdp3-*.mbo.dbn.zst"))
     btc = root / "binance/usdm_btcusdt_20240808.gz"
     if not amzn.exists():
         report.skip(f"no real data at {root}")
         return
-    if "amzn" in parts:
-        _run(report, "lobster", [amzn], [(FIGURES[2], 10)], 3_600 * S, {},
-             "LOBSTER AMZN 2012-06-21, by hour")
+    if parts & {"amzn", "amzn_labels"}:
+        title = "LOBSTER AMZN 2012-06-21, by hour"
+        examples = _load("lobster", amzn_pair)
+        if "amzn" in parts:
+            _run(report, "lobster", amzn_pair, [(FIGURES[2], 10)], 3_600 * S, {}, title, examples)
+        if "amzn_labels" in parts:
+            goals = [(Goal(f"models: macro-F1 margin over the best baseline, {title}, {h} s", "F1", 0.0), h)
+                     for h in (60,)]
+            _tick_time(report, examples, 60, 3_600 * S, title)
+            _run(report, "lobster", amzn_pair, goals, 3_600 * S, {}, title, examples)
     if "es" in parts:
         _run(report, "dbn", es, [(FIGURES[3], 10)], 15 * 60 * S,
              {"train_folds": 3, "block_ns": 15 * 60 * S}, "Databento ES MBO, by 15 min")

@@ -119,7 +119,8 @@ def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -
         decayed = False
         if preds.num_rows:
             reference = float(mv.tags.get("metric.macro_f1", "nan"))
-            decay = live_decay(preds, recent_rows, version, champ.horizon_s, reference)
+            decay = live_decay(preds, recent_rows, version, champ.horizon_s, reference,
+                               alpha=champ.label_alpha)
             why["tapeflow/live_macro_f1"] = f"{decay.live_f1:.3f} vs {reference:.3f} ({decay.rows} rows)"
             decayed = decay.decayed
         notes.append(f"{name} v{version} on {recent}: " + ", ".join(f"{k[9:]} {v}" for k, v in why.items()))

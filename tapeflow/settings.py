@@ -26,6 +26,8 @@ class Settings:
             default shipped in ``tapeflow/signals/thresholds.toml``).
         alerts_config: the alert rules and channels file (``TAPEFLOW_ALERTS_CONFIG``; None: no
             alerts; ``docs/alerts.md``).
+        ml_flat_share: retraining's label threshold as a share of flat training rows
+            (``TAPEFLOW_ML_FLAT_SHARE``, in (0, 1); None: the examples' own alpha; ``docs/models.md``).
     """
 
     lake_dir: Path = Path("lake")
@@ -33,6 +35,7 @@ class Settings:
     real_data: Path = Path("../shared/data")
     signals_config: Path | None = None
     alerts_config: Path | None = None
+    ml_flat_share: float | None = None
 
     def __repr__(self) -> str:
         # a server DSN may carry a password in its userinfo or query: never in a repr (logs,
@@ -41,7 +44,7 @@ class Settings:
 
         return (f"Settings(lake_dir={self.lake_dir!r}, clickhouse_dsn={redact_dsn(self.clickhouse_dsn)!r}, "
                 f"real_data={self.real_data!r}, signals_config={self.signals_config!r}, "
-                f"alerts_config={self.alerts_config!r})")
+                f"alerts_config={self.alerts_config!r}, ml_flat_share={self.ml_flat_share!r})")
 
     __str__ = __repr__
 
@@ -56,7 +59,20 @@ class Settings:
             signals_config=Path(env["TAPEFLOW_SIGNALS_CONFIG"]) if env.get("TAPEFLOW_SIGNALS_CONFIG")
             else None,
             alerts_config=Path(env["TAPEFLOW_ALERTS_CONFIG"]) if env.get("TAPEFLOW_ALERTS_CONFIG") else None,
+            ml_flat_share=_share(env.get("TAPEFLOW_ML_FLAT_SHARE", "")),
         )
+
+
+def _share(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"TAPEFLOW_ML_FLAT_SHARE must be a number in (0, 1), got {text!r}")
+    return value
 
 
 CLOCKS = ("auto", "wall", "relative", "none")  # TAPEFLOW_LIVE_CLOCK (see LiveSettings.health_clock)

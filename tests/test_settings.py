@@ -94,3 +94,13 @@ def test_live_prediction_is_off_unless_asked() -> None:
     assert LiveSettings.from_env({**CAPTURE, "TAPEFLOW_LIVE_PREDICT": "1"}).predict is True
     with pytest.raises(ConfigError, match="TAPEFLOW_LIVE_PREDICT takes 1/0"):
         LiveSettings.from_env({**CAPTURE, "TAPEFLOW_LIVE_PREDICT": "sometimes"})
+
+
+def test_ml_flat_share() -> None:
+    from tapeflow.settings import Settings
+
+    assert Settings.from_env({}).ml_flat_share is None
+    assert Settings.from_env({"TAPEFLOW_ML_FLAT_SHARE": "0.333"}).ml_flat_share == 0.333
+    for bad in ("1", "0", "a third", "nan"):
+        with pytest.raises(ConfigError, match="TAPEFLOW_ML_FLAT_SHARE"):
+            Settings.from_env({"TAPEFLOW_ML_FLAT_SHARE": bad})

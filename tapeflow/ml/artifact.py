@@ -28,7 +28,14 @@ from tapeflow.errors import TapeflowError
 from tapeflow.ml.dataset import Scaler, Segment, model_features, segment, windows
 from tapeflow.ml.examples import HASH_KEY, SECOND_NS, ExampleParams, feature_schema_hash
 from tapeflow.ml.metrics import confusion, macro_f1
-from tapeflow.ml.walkforward import WalkForwardConfig, _gather, _split_pool, decide, decision_offsets
+from tapeflow.ml.walkforward import (
+    WalkForwardConfig,
+    _gather,
+    _split_pool,
+    decide,
+    decision_offsets,
+    train_alpha,
+)
 
 JSON_NAME = "model.json"
 NPZ_NAME = "model.npz"
@@ -52,6 +59,8 @@ class ModelArtifact:
     horizon_s: int
     feature_names: tuple[str, ...]
     val_macro_f1: float          # on the validation split it was stopped on
+    label_alpha: float | None = None  # the labels' threshold chosen on its training rows (flat_share);
+    #                                   None: the examples' own alpha
 
     @property
     def feature_schema_hash(self) -> str:
@@ -64,7 +73,7 @@ class ModelArtifact:
         doc = {"format": FORMAT_VERSION, "spec": self.spec._asdict(), "params": asdict(self.params),
                "horizon_s": self.horizon_s, "feature_names": list(self.feature_names),
                "offsets": [float(v) for v in self.offsets], "val_macro_f1": self.val_macro_f1,
-               "feature_schema_hash": self.feature_schema_hash}
+               "feature_schema_hash": self.feature_schema_hash, "label_alpha": self.label_alpha}
         (folder / JSON_NAME).write_text(json.dumps(doc, indent=2, sort_keys=True))
         arrays = {f"w.{k}": np.asarray(v) for k, v in self.weights.items()}
         np.savez(folder / NPZ_NAME, scaler_mean=self.scaler.mean, scaler_std=self.scaler.std, **arrays)
@@ -86,7 +95,8 @@ class ModelArtifact:
             art = cls(ModelSpec(**doc["spec"]),
                       {k[2:]: v for k, v in arrays.items() if k.startswith("w.")},
                       Scaler(arrays["scaler_mean"], arrays["scaler_std"]), np.asarray(doc["offsets"]),
-                      params, int(doc["horizon_s"]), tuple(doc["feature_names"]), float(doc["val_macro_f1"]))
+                      params, int(doc["horizon_s"]), tuple(doc["feature_names"]), float(doc["val_macro_f1"]),
+                      None if doc.get("label_alpha") is None else float(doc["label_alpha"]))
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{folder} holds no readable model ({type(exc).__name__}: {exc})") from exc
         if art.feature_schema_hash != doc["feature_schema_hash"]:
@@ -104,12 +114,20 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
     """Train one ``kind`` on whole days (oldest first): the last ``cfg.val_fraction`` of their usable
     rows validates (early stopping, decision offsets), rows whose label reaches it are purged.
 
+    With ``cfg.flat_share`` the days are relabelled at the threshold the walk-forward would choose for
+    a test fold after them (:func:`tapeflow.ml.walkforward.train_alpha`: their training rows only),
+    kept as the artifact's ``label_alpha``.
+
     Raises:
         TapeflowError: too few usable rows to split.
     """
     cfg = cfg or WalkForwardConfig()
     names = model_features(params)
     train_rows, val_rows = _split_pool(days, cfg.val_fraction, cfg.horizon_s * SECOND_NS, _NO_TEST_NS)
+    alpha = None
+    if cfg.flat_share is not None:  # the split does not depend on labels
+        alpha = train_alpha(days, train_rows, cfg.flat_share)
+        days = [s.relabel(alpha, cfg.horizon_s) for s in days]
     y_tr = np.concatenate([s.y[r] for s, r in zip(days, train_rows, strict=True)])
     y_va = np.concatenate([s.y[r] for s, r in zip(days, val_rows, strict=True)])
     if len(y_tr) == 0 or len(y_va) == 0:
@@ -124,14 +142,17 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
     proba_va = predict_proba(spec, res.params, x_va)
     offsets = decision_offsets(proba_va, y_va)
     val_f1 = macro_f1(confusion(y_va, decide(proba_va, offsets)))
-    return ModelArtifact(spec, weights, scaler, offsets, params, cfg.horizon_s, tuple(names), val_f1)
+    return ModelArtifact(spec, weights, scaler, offsets, params, cfg.horizon_s, tuple(names), val_f1, alpha)
 
 
 def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """``(classes int64[n] in 0..2, probabilities float64[n, 3])`` for ``rows`` of ``seg`` (all rows
-    when None), through the jitted forward pass."""
+    when None), through the jitted forward pass; the ``past_label`` input at the model's
+    ``label_alpha`` where it has one (:meth:`Segment.relabel`)."""
     rows = np.arange(len(seg.ts_ns)) if rows is None else rows
+    if art.label_alpha is not None:
+        seg = seg.relabel(art.label_alpha, art.horizon_s)
     z = art.scaler.transform(seg.x)
     x = windows(z, rows, art.steps) if art.spec.kind == "tcn" else z[rows]
     weights = {k: np.asarray(v, np.float32) for k, v in art.weights.items()}

@@ -31,6 +31,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--flat-share", type=float, default=None,
                     help="relabel each fold at the threshold that makes this share of its training rows "
                          "flat (e.g. 0.333; default: the examples' alpha)")
+    ev.add_argument("--signal-window", type=int, default=0, metavar="S",
+                    help="add signal-score inputs over the last S seconds (every batch detector runs "
+                         "over each file; docs/models.md); default 0: none")
     ev.set_defaults(func=_cmd_evaluate)
     reg = inner.add_parser("registry", help="browse the model registry: versions, champion, lineage")
     reg.add_argument("--lake", type=Path, default=None, help="lake root (default TAPEFLOW_LAKE); the "
@@ -77,7 +80,9 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from tapeflow.wire.registry import get_format
     from tapeflow.wire.sniff import check_format
 
-    params = ExampleParams()
+    if args.signal_window < 0:
+        raise ConfigError(f"--signal-window must be 0 or more seconds, was {args.signal_window}")
+    params = ExampleParams(signal_window_s=args.signal_window)
     if args.horizon not in params.horizons_s:
         raise ConfigError(f"--horizon {args.horizon} is not a label horizon (have {params.horizons_s})")
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())

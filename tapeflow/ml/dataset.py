@@ -22,6 +22,7 @@ import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
 from tapeflow.ml.examples import SECOND_NS, ExampleParams
+from tapeflow.ml.signal_features import signal_feature_names
 
 CLIP_SIGMA = 5.0
 
@@ -30,7 +31,8 @@ def model_features(p: ExampleParams) -> list[str]:
     """Model input columns, in matrix order."""
     return ["spread_bps", "microprice_offset_bps", "imbalance_l1", f"imbalance_l{p.levels}",
             *(f"ofi_{w}s" for w in p.ofi_windows_s), f"realized_vol_{p.vol_window_s}s",
-            *(f"trade_flow_{w}s" for w in p.flow_windows_s), *(f"past_return_{h}s" for h in p.horizons_s),
+            *(f"trade_flow_{w}s" for w in p.flow_windows_s), *signal_feature_names(p.signal_window_s),
+            *(f"past_return_{h}s" for h in p.horizons_s),
             "last_mid_move", "last_mid_move_age_s", "past_smoothed_return", "past_label"]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.ml.dataset import Segment
+from tapeflow.ml.dataset import Segment, classes
 from tapeflow.ml.metrics import confusion, macro_f1
 from tapeflow.schemas.ml import NO_LABEL
 
@@ -104,14 +104,20 @@ def performance_decay(y_true: np.ndarray, pred: np.ndarray, reference_f1: float,
 
 
 def live_decay(predictions: pa.Table, examples: pa.Table, version: int, horizon_s: int, reference_f1: float,
-               max_drop: float = MAX_F1_DROP) -> Decay:
+               max_drop: float = MAX_F1_DROP, alpha: float | None = None) -> Decay:
     """:func:`performance_decay` of one version's ``prediction`` rows against the labels of the same
-    grid instants in the day's ``training_example`` rows (rows whose label is not known are left out)."""
+    grid instants in the day's ``training_example`` rows (rows whose label is not known are left out);
+    ``alpha``: the model's own label threshold (``ModelArtifact.label_alpha``), the labels recomputed
+    from the smoothed returns at it."""
     mine = predictions.filter(pc.and_(pc.equal(predictions.column("model_version"), version),
                                       pc.equal(predictions.column("horizon_s"), horizon_s)))
-    label = examples.select(["ts_event_ns", f"label_{horizon_s}s"])
+    smoothed_col = [f"smoothed_return_{horizon_s}s"] if alpha is not None else []
+    label = examples.select(["ts_event_ns", f"label_{horizon_s}s", *smoothed_col])
     joined = mine.select(["ts_event_ns", "predicted"]).join(label, "ts_event_ns", join_type="inner")
     y = joined.column(f"label_{horizon_s}s").to_numpy(zero_copy_only=False)
+    if alpha is not None:
+        smoothed = joined.column(f"smoothed_return_{horizon_s}s").to_numpy(zero_copy_only=False)
+        y = np.where(y != NO_LABEL, classes(smoothed.astype(np.float64), alpha) - 1, NO_LABEL)
     pred = joined.column("predicted").to_numpy(zero_copy_only=False)
     known = y != NO_LABEL
     return performance_decay(y[known].astype(np.int64) + 1, pred[known].astype(np.int64) + 1, reference_f1,

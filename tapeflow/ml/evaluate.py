@@ -33,29 +33,63 @@ class Loaded:
     skipped: list[str]
 
 
-def examples_for_file(format_name: str, path: Path, params: ExampleParams) -> list[tuple[str, pa.Table]]:
-    """``(instrument, training_examples table)`` for every instrument of one file."""
+def examples_for_file(format_name: str, path: Path | Sequence[Path], params: ExampleParams
+                      ) -> list[tuple[str, pa.Table]]:
+    """``(instrument, training_examples table)`` for every instrument of one file (or of one
+    instrument-day's files: a LOBSTER message/orderbook pair, :func:`day_files`); with
+    ``params.signal_window_s`` the detectors run over the file too (:func:`file_signals`)."""
+    files = [path] if isinstance(path, Path) else list(path)
+    signals = file_signals(format_name, files) if params.signal_window_s else None
     chunks: list = []
-    snaps, _ = snapshots_for_format(format_name, [path], levels=params.levels, interval_ns=params.step_ns,
+    snaps, _ = snapshots_for_format(format_name, files, levels=params.levels, interval_ns=params.step_ns,
                                     on_chunk=chunks.append)
     trades = merge(chunks).get(TRADE.name, TRADE.empty_table())
     out = []
     for venue, symbol, rows in by_instrument(snaps):
-        mine = trades
-        if trades.num_rows:
-            mine = trades.filter(pc.and_(pc.equal(trades.column("venue"), venue),
-                                         pc.equal(trades.column("symbol"), symbol)))
-        table = training_examples(rows, mine, params, source=f"{format_name}:{path}")
+        mine = _of(trades, venue, symbol)
+        sig = None if signals is None else _of(signals, venue, symbol)
+        source = ",".join(f"{format_name}:{f}" for f in files)
+        table = training_examples(rows, mine, params, source=source, signals=sig)
         out.append((f"{venue}/{symbol}", table))
     return out
+
+
+def day_files(format_name: str, paths: Sequence[Path]) -> list[list[Path]]:
+    """The input files grouped by instrument-day: one file each, but a LOBSTER message file with its
+    orderbook file (the vendor's book seeds and re-anchors the L3 rebuild; without it orders resting
+    before the file's first message are never removed and the book crosses)."""
+    if format_name != "lobster":
+        return [[p] for p in paths]
+    from tapeflow.venues.lobster.parse import pair_files
+
+    return [[f for f in (pair.message, pair.orderbook) if f is not None] for pair in pair_files(paths)]
+
+
+def file_signals(format_name: str, path: Path | Sequence[Path]) -> pa.Table:
+    """``signal`` rows of every batch detector over one file, with the configured thresholds
+    (``TAPEFLOW_SIGNALS_CONFIG``, else the shipped file): what the Dagster ``signals`` asset writes."""
+    from tapeflow.settings import Settings
+    from tapeflow.signals.config import config_path
+    from tapeflow.signals.config import load as load_thresholds
+    from tapeflow.signals.detect import detect_format
+
+    files = [path] if isinstance(path, Path) else list(path)
+    return detect_format(format_name, files, load_thresholds(config_path(Settings.from_env())))
+
+
+def _of(table: pa.Table, venue: str, symbol: str) -> pa.Table:
+    if not table.num_rows:
+        return table
+    return table.filter(pc.and_(pc.equal(table.column("venue"), venue),
+                                pc.equal(table.column("symbol"), symbol)))
 
 
 def load_examples(format_name: str, paths: Sequence[Path], params: ExampleParams
                   ) -> list[tuple[str, Path, pa.Table]]:
     """``(instrument, path, examples)`` for every instrument of every file (the expensive step: book
     rebuilds), to be cut into folds per horizon by :func:`folds`."""
-    return [(inst, path, table) for path in paths
-            for inst, table in examples_for_file(format_name, path, params)]
+    return [(inst, files[0], table) for files in day_files(format_name, paths)
+            for inst, table in examples_for_file(format_name, files, params)]
 
 
 def folds(examples: Sequence[tuple[str, Path, pa.Table]], params: ExampleParams, horizon_s: int,

@@ -35,6 +35,7 @@ import pyarrow as pa
 from kernels.metrics import UNDEF, grid_end, quote_events
 from tapeflow.derived.metrics import book_fields, by_instrument, signed_volume
 from tapeflow.errors import TapeflowError
+from tapeflow.ml.signal_features import signal_feature_names, signal_features
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
 
 SECOND_NS = 1_000_000_000
@@ -53,6 +54,7 @@ class ExampleParams:
     flow_windows_s: tuple[int, ...] = (10, 60)
     horizons_s: tuple[int, ...] = (1, 10, 60)
     alpha: float = 2e-5
+    signal_window_s: int = 0  # > 0: signal-score features over this trailing window (0: none)
 
 
 def feature_names(params: ExampleParams) -> list[str]:
@@ -61,12 +63,16 @@ def feature_names(params: ExampleParams) -> list[str]:
         "spread_nanos", "mid_price_nanos", "microprice_minus_mid_nanos", "imbalance_l1",
         f"imbalance_l{params.levels}", *(f"ofi_{w}s" for w in params.ofi_windows_s),
         f"realized_vol_{params.vol_window_s}s", *(f"trade_flow_{w}s" for w in params.flow_windows_s),
+        *signal_feature_names(params.signal_window_s),
     ]
 
 
 def feature_schema_hash(params: ExampleParams) -> str:
     """Stable sha256 (hex) of the feature names, label horizons and parameters."""
-    doc = {"version": SCHEMA_VERSION, "features": feature_names(params), "params": asdict(params)}
+    fields = asdict(params)
+    if not params.signal_window_s:  # datasets without signal features keep the hash they always had
+        del fields["signal_window_s"]
+    doc = {"version": SCHEMA_VERSION, "features": feature_names(params), "params": fields}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
 
@@ -147,7 +153,7 @@ def _labels(grid: np.ndarray, mid: np.ndarray, p: ExampleParams) -> dict[str, pa
 
 
 def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExampleParams | None = None, *,
-                      source: str = "") -> pa.Table:
+                      source: str = "", signals: pa.Table | None = None) -> pa.Table:
     """Features and labels for one instrument on its snapshot grid (definitions: module docstring).
 
     Args:
@@ -155,6 +161,8 @@ def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExamplePara
         trades: that instrument's ``trade`` rows in arrival order (other instruments' rows are refused).
         params: the dataset definition (defaults: 1 s grid, horizons 1/10/60 s).
         source: the source partitions, recorded in the metadata for lineage.
+        signals: that instrument's ``signal`` rows, needed when ``params.signal_window_s`` > 0
+            (``tapeflow.ml.signal_features``: rows known after ``t`` never reach the row at ``t``).
 
     Returns:
         A table ``ts_event_ns, warmed_up, two_sided, <features>, return_/smoothed_return_/label_<h>s``
@@ -162,9 +170,12 @@ def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExamplePara
         ``tapeflow.source``.
 
     Raises:
-        TapeflowError: wrong record, several instruments, or snapshots off the grid or out of order.
+        TapeflowError: wrong record, several instruments, snapshots off the grid or out of order, or
+            signal features asked without ``signals``.
     """
     p = params or ExampleParams()
+    if p.signal_window_s and signals is None:
+        raise TapeflowError(f"the dataset has signal features ({p.signal_window_s} s): pass the signal rows")
     if snapshots.schema.names != BOOK_SNAPSHOT.column_names or trades.schema.names != TRADE.column_names:
         raise TapeflowError("training_examples needs a book_snapshot table and a trade table")
     keys = {(v, s) for v, s, _ in by_instrument(snapshots)} | {(v, s) for v, s, _ in by_instrument(trades)}
@@ -176,6 +187,8 @@ def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExamplePara
     if len(grid) > 1 and (np.diff(grid) <= 0).any():
         raise TapeflowError("snapshot times are not strictly increasing")
     feats = _features(snapshots, trades, grid, p)
+    if p.signal_window_s:
+        feats.update(signal_features(grid, signals, p.signal_window_s))
     longest_ns = max((*p.ofi_windows_s, p.vol_window_s, *p.flow_windows_s)) * SECOND_NS
     warmed = grid - longest_ns >= (grid[0] if len(grid) else 0)
     cols: dict[str, pa.Array] = {"ts_event_ns": pa.array(grid, pa.int64()), "warmed_up": pa.array(warmed),

@@ -88,6 +88,11 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
     trained = {kind: train_artifact(days, params, kind, cfg) for kind in cfg.models}
     kind = max(trained, key=lambda k: trained[k].val_macro_f1)
     challenger = trained[kind]
+    # both models are scored on the challenger's labels (its training rows chose their alpha under
+    # cfg.flat_share); each reads its own inputs (``predict`` relabels ``past_label`` at its alpha)
+    examples_test = test
+    if challenger.label_alpha is not None:
+        test = test.relabel(challenger.label_alpha, cfg.horizon_s)
     y, ts = test.y[rows], test.ts_ns[rows]
     pred, proba = predict(challenger, test, rows)
     held = score(y, proba, ts, block_ns=cfg.block_ns, seed=cfg.seed, pred=pred)
@@ -95,13 +100,15 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
                "macro_f1_hi": held.macro_f1_ci[1],
                "accuracy": held.accuracy, "log_loss": held.log_loss, "mcc": held.mcc,
                "val_macro_f1": challenger.val_macro_f1, "held_out_rows": float(held.n)}
+    if challenger.label_alpha is not None:
+        metrics["label_alpha"] = challenger.label_alpha
     before = registry.champion(name)
     if before is None:
         cmp = without_champion("no_champion", margin, held.macro_f1)
     elif before[1].feature_schema_hash != challenger.feature_schema_hash:
         cmp = without_champion("schema_changed", margin, held.macro_f1)
     else:
-        champ_pred, _ = predict(before[1], test, rows)
+        champ_pred, _ = predict(before[1], examples_test, rows)
         cmp = compare(y, pred, champ_pred, ts, margin=margin, block_ns=cfg.block_ns, seed=cfg.seed)
     if cmp.delta == cmp.delta:
         metrics["delta_vs_champion"] = cmp.delta
@@ -109,12 +116,13 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
         name, challenger, metrics=metrics, training_partitions=[s.name for s in days], held_out=held_out_name,
         comparison=cmp, tags=tags,
         params={"train.seed": cfg.seed, "train.models": ",".join(cfg.models), "margin": margin,
+                **({"label.flat_share": cfg.flat_share} if cfg.flat_share is not None else {}),
                 **{f"train.{k}": v for k, v in cfg.train._asdict().items() if k != "seed"}})
     if cmp.promote:
         registry.promote(name, version)
     return RetrainResult(name, "", version, before[0] if before else None, registry.champion_version(name),
                          kind,
-                         cmp, {k: round(v, 4) for k, v in metrics.items()},
+                         cmp, {k: v if k == "label_alpha" else round(v, 4) for k, v in metrics.items()},
                          {k: round(a.val_macro_f1, 4) for k, a in trained.items()})
 
 

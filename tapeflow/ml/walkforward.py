@@ -123,14 +123,24 @@ def _split_pool(pool: Sequence[Segment], val_fraction: float, horizon_ns: int,
     return train, val
 
 
+def train_alpha(pool: Sequence[Segment], train_rows: Sequence[np.ndarray], flat_share: float) -> float:
+    """The label threshold of one fold (or one retraining): :func:`tapeflow.ml.dataset.fit_alpha` over
+    the smoothed returns of the training rows only (never the validation or test rows).
+
+    Raises:
+        TapeflowError: no finite training return, or ``flat_share`` outside ``(0, 1)``.
+    """
+    returns = [s.smoothed_return[r] for s, r in zip(pool, train_rows, strict=True)]
+    return fit_alpha(np.concatenate(returns) if returns else np.zeros(0), flat_share)
+
+
 def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_cols: list[int]
           ) -> tuple[dict[str, baselines.Prediction], np.ndarray, np.ndarray, tuple[int, int], float | None]:
     h_ns = cfg.horizon_s * SECOND_NS
     train_rows, val_rows = _split_pool(pool, cfg.val_fraction, h_ns, int(test.ts_ns[0]))
     alpha = None
     if cfg.flat_share is not None:  # from the training rows only; the split does not depend on labels
-        train_returns = [s.smoothed_return[r] for s, r in zip(pool, train_rows, strict=True)]
-        alpha = fit_alpha(np.concatenate(train_returns), cfg.flat_share)
+        alpha = train_alpha(pool, train_rows, cfg.flat_share)
         pool, test = [s.relabel(alpha, cfg.horizon_s) for s in pool], test.relabel(alpha, cfg.horizon_s)
     test_rows = _rows(test, None, h_ns)
     y_tr = np.concatenate([s.y[r] for s, r in zip(pool, train_rows, strict=True)])

@@ -157,3 +157,54 @@ def test_retrain_schedule_asks_for_yesterday_after_the_daily_backfill() -> None:
     assert "2024-01-04" in request.tags["dagster/asset_partition_range_start"]
     assert "2024-01-04" in request.tags["dagster/asset_partition_range_end"]
     assert isinstance(retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), []), dg.SkipReason)
+
+
+def test_champion_with_flat_share_chooses_the_clis_fold_alpha(built, tmp_path) -> None:
+    """``ml_flat_share`` on the resource: the challenger's labels use the threshold the walk-forward
+    (``tapeflow ml evaluate --flat-share``) chooses for the same test day from the same training rows."""
+    import shutil
+    from dataclasses import replace
+
+    import numpy as np
+
+    import assets.ml
+    from assets.partitions import partition_key
+    from assets.resources import TapeflowResource
+    from kernels.ml_train import TrainConfig
+    from tapeflow.ml.dataset import segment
+    from tapeflow.ml.evaluate import score_day
+    from tapeflow.ml.registry import Registry, default_root, model_name
+    from tapeflow.ml.walkforward import WalkForwardConfig
+    from tests.dagster.conftest import definitions
+
+    dep, instance, days, _ = built
+    (venue, symbol, d1), (_, _, d2), (_, _, d3) = days
+    lake = tmp_path / "lake"  # a copy, with a registry of its own: the other tests' registry is untouched
+    shutil.copytree(dep.lake, lake, ignore=shutil.ignore_patterns("_models"))
+    share = 0.4
+    resources = {"tapeflow": TapeflowResource(lake_dir=str(lake), ml_flat_share=share)}
+    champ = [a for a in definitions().assets if "champion" in {k.path[-1] for k in a.keys}]
+    with pytest.MonkeyPatch.context() as mp:
+        quick = WalkForwardConfig(horizon_s=10, train_folds=3, models=("logreg",), block_ns=60 * S,
+                                  train=TrainConfig(max_steps=200, eval_every=25, patience=3))
+        mp.setattr(assets.ml, "MODEL_CONFIG", quick)
+        for d in (d2, d3):
+            result = dg.materialize(champ, partition_key=partition_key(d, venue, symbol), resources=resources,
+                                    instance=instance)
+            assert result.success
+    meta = _meta(result)
+    alpha = meta["held_out"]["label_alpha"]
+    # the CLI's walk-forward on the same days: train on d1 and d2, test d3
+    tables = [assets.ml._examples(lake, venue, symbol, d) for d in (d1, d2, d3)]
+    wf = score_day(tables[:2], tables[2], assets.ml.PARAMS, replace(quick, flat_share=share), "cli")
+    assert wf is not None and wf.folds[0].alpha == alpha
+    assert alpha != assets.ml.PARAMS.alpha
+    # independent of both: about `share` of the training days' |smoothed returns| lie at or below it
+    returns = np.concatenate([segment(t, 10, assets.ml.PARAMS, "d").smoothed_return for t in tables[:2]])
+    returns = np.abs(returns[np.isfinite(returns)])
+    assert abs(float(np.mean(returns <= alpha)) - share) < 0.1
+    reg = Registry(default_root(lake))
+    name = model_name(venue, symbol, 10)
+    latest = reg.versions(name)[0]
+    assert reg.load(name, latest.version).label_alpha == alpha
+    assert meta["status"] in ("promoted", "kept") and meta["comparison"]["reason"] != "no_champion"

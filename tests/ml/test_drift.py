@@ -61,4 +61,9 @@ def test_live_decay_joins_predictions_with_the_labels_that_became_known() -> Non
     bad = live_decay(wrong, examples, 3, 10, reference_f1=0.9)
     assert bad.decayed and bad.live_f1 < 0.3
     assert live_decay(preds, examples, 4, 10, 0.9).rows == 0  # another version's rows are not its own
+    # a model with its own label threshold: labels recomputed from the smoothed returns at it
+    smoothed = examples.append_column("smoothed_return_10s", pa.array(y * 3e-5))
+    assert live_decay(preds, smoothed, 3, 10, 0.9, alpha=1e-5).live_f1 == 1.0  # the same labels
+    at_5bp = live_decay(preds, smoothed, 3, 10, 0.9, alpha=5e-5)  # every label flat: up/down predictions miss
+    assert at_5bp.rows == 294 and at_5bp.decayed
     assert not performance_decay(np.zeros(10, np.int64), np.ones(10, np.int64), 0.9).decayed  # too few rows

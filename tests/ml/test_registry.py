@@ -184,3 +184,15 @@ def test_the_demo_models_act_prints_the_table_and_registers_a_champion(tmp_path,
     reg = Registry(default_root(tmp_path / "lake"))
     (name,) = reg.names()
     assert reg.champion_version(name) == 1 and name in out
+
+
+def test_label_alpha_round_trips_and_sets_the_past_label_input(trained, tmp_path) -> None:
+    from dataclasses import replace
+
+    art, day = replace(trained["good"], label_alpha=5e-5), trained["day"]
+    back = ModelArtifact.load(art.save(tmp_path / "m"))
+    assert back.label_alpha == 5e-5
+    assert ModelArtifact.load(trained["good"].save(tmp_path / "n")).label_alpha is None
+    relabelled = day.relabel(5e-5, 10)
+    assert not np.array_equal(relabelled.x[:, -1], day.x[:, -1])  # the threshold moves past labels
+    np.testing.assert_array_equal(predict(back, day)[1], predict(trained["good"], relabelled)[1])
