@@ -198,6 +198,11 @@ def _cmd_book(args: argparse.Namespace, settings: Settings) -> int:
         raise TapeflowError(f"--levels must be at least 1, was {args.levels}")
     paths = check_inputs(args.paths)
     check_format(get_format(args.format), paths)
+    if args.format == "lobster":  # the vendor's orderbook file seeds the L3 book: never rebuild without it
+        from tapeflow.venues.lobster.parse import with_orderbooks
+
+        pairs = with_orderbooks(paths)
+        paths = [f for pair in pairs for f in (pair.message, pair.orderbook) if f is not None]
     started = time.perf_counter()
     decoded = 0
     with progress_bar(sum(p.stat().st_size for p in paths), f"book {args.format}",

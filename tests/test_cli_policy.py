@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
@@ -141,3 +142,23 @@ def test_exit_codes_are_documented() -> None:
     docs = (Path(cli.__file__).parents[1] / "docs" / "cli.md").read_text()
     for code in (EXIT_OK, EXIT_VERIFY_FAILED, EXIT_ERROR, EXIT_REJECTED, EXIT_INTERNAL):
         assert f"| {code} |" in docs
+
+
+def test_a_lobster_message_file_alone_is_rebuilt_with_the_orderbook_beside_it_or_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # LOBSTER's documented sample rows (1-level): a limit buy at 09:30 then its full cancel; the
+    # orderbook file says what the book was after each message
+    msg = tmp_path / "AMZN_2012-06-21_34200000_57600000_message_1.csv"
+    msg.write_text("34200.017459617,1,11885113,21,2238100,1\n34200.190226476,3,11885113,21,2238100,1\n")
+    book = msg.with_name("AMZN_2012-06-21_34200000_57600000_orderbook_1.csv")
+    out = tmp_path / "book.parquet"
+    assert main(["book", "--format", "lobster", "--quiet", "--out", str(out), str(msg)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "without its orderbook file" in err and book.name in err and not out.exists()
+    book.write_text("2239500,100,2238100,21\n2239500,100,2231800,100\n")
+    assert main(["book", "--format", "lobster", "--quiet", "--levels", "1", "--out", str(out), str(msg)]) == 0
+    snaps = pq.read_table(out).to_pylist()
+    # anchored by the orderbook file: after the cancel the best bid is the vendor's 223.18, not empty
+    assert snaps[-1]["bid_price_nanos"] == [2231800 * 10**5]
+    assert snaps[-1]["ask_price_nanos"] == [2239500 * 10**5]

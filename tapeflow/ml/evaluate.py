@@ -60,23 +60,9 @@ def day_files(format_name: str, paths: Sequence[Path]) -> list[list[Path]]:
     before the file's first message are never removed and the book crosses)."""
     if format_name != "lobster":
         return [[p] for p in paths]
-    from tapeflow.errors import InputError
-    from tapeflow.venues.lobster.parse import pair_files
+    from tapeflow.venues.lobster.parse import with_orderbooks
 
-    out = []
-    for pair in pair_files(paths):
-        book = pair.orderbook
-        if book is None and pair.message is not None:
-            # the orderbook file beside the message file, when only the message file was named
-            sibling = pair.message.with_name(pair.message.name.replace("_message_", "_orderbook_"))
-            if not sibling.is_file():
-                raise InputError(f"{pair.message}: a LOBSTER message file without its orderbook file "
-                                 f"(looked for {sibling.name} beside it): the L3 book cannot be seeded, "
-                                 "orders resting before the first message would never leave it and the "
-                                 "book would cross; pass both files")
-            book = sibling
-        out.append([f for f in (pair.message, book) if f is not None])
-    return out
+    return [[f for f in (pair.message, pair.orderbook) if f is not None] for pair in with_orderbooks(paths)]
 
 
 def file_signals(format_name: str, path: Path | Sequence[Path]) -> pa.Table:

@@ -30,7 +30,7 @@ line through the per-line rules of :mod:`tapeflow.venues.lobster.lines`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from itertools import zip_longest
 from pathlib import Path
@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tapeflow.errors import BadInput, FormatError
+from tapeflow.errors import BadInput, FormatError, InputError
 from tapeflow.schemas.records import ASK as SIDE_ASK
 from tapeflow.schemas.records import BID as SIDE_BID
 from tapeflow.schemas.records import (
@@ -79,6 +79,28 @@ class LobsterFiles:
     @property
     def name(self) -> str:
         return f"{self.ticker}_{self.day.isoformat()}_{self.levels}"
+
+
+def with_orderbooks(paths: Sequence[Path]) -> list[LobsterFiles]:
+    """:func:`pair_files` for a book rebuild: a message file named without its orderbook file takes
+    the one beside it (same name, ``orderbook`` for ``message``).
+
+    Raises:
+        InputError: no orderbook file is there: the L3 book cannot be seeded (orders resting before
+            the first message would never leave it and the book would cross).
+    """
+    out = []
+    for pair in pair_files(paths):
+        if pair.orderbook is None and pair.message is not None:
+            sibling = pair.message.with_name(pair.message.name.replace("_message_", "_orderbook_"))
+            if not sibling.is_file():
+                raise InputError(f"{pair.message}: a LOBSTER message file without its orderbook file "
+                                 f"(looked for {sibling.name} beside it): the L3 book cannot be seeded, "
+                                 "orders resting before the first message would never leave it and the "
+                                 "book would cross; pass both files")
+            pair = replace(pair, orderbook=sibling)
+        out.append(pair)
+    return out
 
 
 def pair_files(paths: Sequence[Path]) -> list[LobsterFiles]:
