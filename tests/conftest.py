@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,33 @@ def _absl_keeps_off_the_capture() -> None:
 _absl_keeps_off_the_capture()
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """One persistent JAX compilation cache for the session, shared by the xdist workers and every
+    child process they start (each inherits the environment): without it every process compiled the
+    same detectors again (a Dagster materialization child spent ~1/3 of its CPU in XLA compiles, ~29
+    of them, each identical in every child). The executables are the same, so no test sees another
+    result. Compiles of any duration are kept (JAX's default keeps only those over 1 s); a size limit
+    makes JAX guard reads and writes with a file lock, so a worker never reads a half-written entry.
+    A cache directory set by the caller is used as it is."""
+    if hasattr(config, "workerinput") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return  # a worker inherits the controller's; a caller's own cache is left alone
+    import shutil
+    import tempfile
+
+    cache = tempfile.mkdtemp(prefix="tapeflow-tests-jax-")
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+    if "jax" in sys.modules:  # JAX reads these variables when it is imported
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs",
+                          float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+        jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import init_db_dir
 
 from flows.bus import BusSink
 from flows.market import MarketSinks, build_market_flow
@@ -107,7 +108,7 @@ def test_kill_and_resume_publishes_every_row_once(redis_server: LocalRedis, refe
     print(f"bus crash seed {seed}: {KILLS} kills over a run publishing for {writing_s:.1f} s")
     rng = random.Random(seed)
     (tmp_path / "recovery").mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(tmp_path / "recovery"), "1"], check=True)
+    init_db_dir(tmp_path / "recovery", 1)  # what `python -m bytewax.recovery DIR 1` runs
     landed = 0
     for attempt in range(KILLS + 1):
         before = _published(redis_server, 2)

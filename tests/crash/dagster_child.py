@@ -4,11 +4,19 @@ at a chosen step (``python -m tests.crash.dagster_child ROOT KILL``; KILL as in 
 ROOT is a deployment (:class:`tests.dagster.conftest.Deployment`): its landing folder holds the
 simulated files; the lake, the chdb warehouse and the journal are written there. Every asset and
 check of the project's Definitions runs for the partition, on an ephemeral Dagster instance.
+
+``python -m tests.crash.dagster_child --serve`` imports Dagster and the project's assets once, then
+forks one such child per request line (``ROOT<TAB>KILL<TAB>OUT``) and answers with its exit code
+(-9: killed); the child's stdout and stderr go to ``OUT.stdout`` and ``OUT.stderr``. A fresh
+interpreter per run spent seconds importing what every run imports. The server imports no chdb (it
+starts ClickHouse's thread pools, which a fork would not carry): each child opens its own.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 
 import dagster as dg
@@ -31,5 +39,36 @@ def main(argv: list[str]) -> None:
     print("DONE", killer.steps, result.success, flush=True)
 
 
+def serve() -> None:
+    # what every run imports (the assets import some lazily), imported once before the forks
+    import great_expectations  # noqa: F401
+
+    import assets.partitions  # noqa: F401
+    import dagster_project.definitions  # noqa: F401
+    import quality.runner  # noqa: F401
+    import tapeflow.ml.registry  # noqa: F401
+    import tapeflow.signals.detect  # noqa: F401
+
+    assert "chdb" not in sys.modules, "chdb was imported before the fork"
+    for line in sys.stdin:
+        root, kill, out = line.rstrip("\n").split("\t")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for fd, suffix in ((1, ".stdout"), (2, ".stderr")):
+                    os.dup2(os.open(out + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+                main([root, kill])
+                code = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+    os._exit(0)  # at EOF: nothing to finalize (an interpreter this size took seconds to shut down)
+
+
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    serve() if sys.argv[1:] == ["--serve"] else main(sys.argv[1:])

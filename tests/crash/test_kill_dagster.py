@@ -5,17 +5,21 @@ agree with each other, with no staging leftovers or orphan stage tables.
 A materialization takes ~30-80 s on the shared 2-core machine, so ``make test`` kills one random
 point (``TAPEFLOW_CRASH_DAGSTER_POINTS``; ``make crash``: 50); the seed is printed
 (``TAPEFLOW_CRASH_SEED`` replays it). Each kill hits a re-materialization of the reference's
-deployment, and each rerun is compared with the uninterrupted run's outputs.
+deployment, and each rerun is compared with the uninterrupted run's outputs. Every run is a child
+forked from one server process that imported Dagster and the assets (``--serve``); the session's
+JAX compilation cache (tests/conftest.py) spares the later runs the detectors' compiles.
 """
 
 from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,13 +33,29 @@ from tests.dagster.conftest import copy_landing
 POINTS = int(os.environ.get("TAPEFLOW_CRASH_DAGSTER_POINTS", "1"))
 
 
-def _run(root: Path, kill: str) -> tuple[int, str]:
+@pytest.fixture(scope="module")
+def server() -> Iterator[subprocess.Popen[str]]:
+    """:mod:`tests.crash.dagster_child` serving forks: Dagster and the assets imported once."""
     env = os.environ | {"PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "tests.crash.dagster_child", str(root), kill], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode not in (0, -signal.SIGKILL):
-        raise AssertionError(f"materialization failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return proc.returncode, proc.stdout
+    proc = subprocess.Popen([sys.executable, "-m", "tests.crash.dagster_child", "--serve"], cwd=REPO, env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+def _run(server: subprocess.Popen[str], root: Path, kill: str, timeout_s: float = 900) -> tuple[int, str]:
+    out = f"{root}.run{kill}"
+    server.stdin.write(f"{root}\t{kill}\t{out}\n")
+    server.stdin.flush()
+    ready, _, _ = select.select([server.stdout], [], [], timeout_s)
+    assert ready, f"the materialization (kill {kill}) did not finish in {timeout_s} s"
+    answer = server.stdout.readline()
+    assert answer, f"the fork server died (exit code {server.poll()})"
+    code = int(answer)
+    if code not in (0, -signal.SIGKILL):
+        raise AssertionError(f"materialization failed ({code}):\n{Path(out + '.stderr').read_text()[-3000:]}")
+    return code, Path(out + ".stdout").read_text()
 
 
 def _outputs(root: Path) -> dict[str, tuple[object, object]]:
@@ -47,14 +67,15 @@ def _outputs(root: Path) -> dict[str, tuple[object, object]]:
     return out
 
 
-def test_kill_a_materialization_then_rerun_equals_uninterrupted(sim_files: Path, tmp_path: Path) -> None:
+def test_kill_a_materialization_then_rerun_equals_uninterrupted(
+        sim_files: Path, server: subprocess.Popen[str], tmp_path: Path) -> None:
     dep = copy_landing(sim_files, tmp_path / "dep")
-    code, out = _run(dep.root, "0")
+    code, out = _run(server, dep.root, "0")
     assert out.split()[-1] == "True", "the uninterrupted materialization failed"
     expected = _outputs(dep.root)
     # the kills hit re-materializations, which take fewer steps than the first run (folders and
     # tables exist by then: 258 against 285): count the steps of one, which must change nothing
-    code, out = _run(dep.root, "0")
+    code, out = _run(server, dep.root, "0")
     assert out.split()[-1] == "True", "the uninterrupted re-materialization failed"
     steps = int(out.split()[-2])
     assert _outputs(dep.root) == expected, "an uninterrupted re-materialization changed the stores"
@@ -63,9 +84,9 @@ def test_kill_a_materialization_then_rerun_equals_uninterrupted(sim_files: Path,
     points = random.Random(seed).sample(range(1, steps), min(POINTS, steps - 1))
     print(f"crash seed {seed}: kill the materialization before steps {points} of {steps}")
     for k in points:
-        code, _ = _run(dep.root, str(k))
+        code, _ = _run(server, dep.root, str(k))
         assert code == -signal.SIGKILL, f"seed {seed}, step {k}: the kill did not land"
-        code, out = _run(dep.root, "0")
+        code, out = _run(server, dep.root, "0")
         assert out.split()[-1] == "True", f"seed {seed}, step {k}: the rerun failed"
         got = _outputs(dep.root)
         for name, (lake_rows, warehouse_rows) in got.items():

@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 from bytewax.dataflow import Dataflow
+from bytewax.recovery import init_db_dir
 
 from flows.market import MarketSinks, build_market_flow
 from flows.sinks import LakeSink, TableSink
@@ -102,7 +103,7 @@ def run_with_kills(root: Path, capture: Path, *, writing_s: float, seed: int, ki
     """Start with recovery, SIGKILL at a seeded random moment after the run starts writing, resume;
     ``kills`` times, then let it finish. Returns how many kills landed mid-run."""
     (root / "recovery").mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(root / "recovery"), "1"], check=True)
+    init_db_dir(root / "recovery", 1)  # what `python -m bytewax.recovery DIR 1` runs
     rng = random.Random(seed)
     landed = 0
     for attempt in range(kills + 1):
@@ -126,7 +127,7 @@ def run_killed_once(root: Path, capture: Path, *, after_s: float) -> bool:
     """Start with recovery, SIGKILL ``after_s`` after the run's first lake write, then rerun (resume)
     to the end. Returns whether the kill hit the running flow."""
     (root / "recovery").mkdir()
-    subprocess.run([sys.executable, "-m", "bytewax.recovery", str(root / "recovery"), "1"], check=True)
+    init_db_dir(root / "recovery", 1)  # what `python -m bytewax.recovery DIR 1` runs
     proc = _start(root, capture, recovery=True)
     while proc.poll() is None and not _newest_write(root):
         time.sleep(0.01)

@@ -5,17 +5,21 @@ see one committed version at every instant, and a rerun ends with exactly the ri
 Each crash runs in a child process that counts every step by which the writer changes the
 filesystem (mkdir, a Parquet write, rename, directory exchange, link, unlink, rmdir, rmtree; not
 fsync, which changes nothing a process crash can see) and kills itself with SIGKILL just before
-step k, for k = 1, 2, ... until a run completes without reaching k.
+step k, for k = 1, 2, ... until a run completes without reaching k. The children are forked from one
+process that has imported the writer (``_ZYGOTE``): a fresh interpreter per step spent ~1 s importing
+pyarrow, polars and the storage package for a few milliseconds of writing, ~50 times per module.
 """
 
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import subprocess
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -32,32 +36,53 @@ from tests.storage.samples import synthetic_deltas
 REPO = Path(__file__).resolve().parents[2]
 N_BATCHES = 6
 
-_CHILD = r"""
-import os, shutil, signal, sys
+_ZYGOTE = r"""
+import os, shutil, signal, sys, traceback
 from pathlib import Path
 import pyarrow.parquet as pq
 from tapeflow.storage import parts
 from tests.storage.test_commit_protocol import run_scenario
 
-root, kill_at, scenario = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-steps = [0]
+def child(root, kill_at, scenario):
+    steps = [0]
 
-def counted(fn):
-    def step(*args, **kwargs):
-        steps[0] += 1
-        if steps[0] == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return fn(*args, **kwargs)
-    return step
+    def counted(fn):
+        def step(*args, **kwargs):
+            steps[0] += 1
+            if steps[0] == kill_at:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return fn(*args, **kwargs)
+        return step
 
-for name in ("rename", "replace", "link", "mkdir", "unlink", "rmdir"):
-    setattr(os, name, counted(getattr(os, name)))
-shutil.rmtree = counted(shutil.rmtree)
-parts._exchange = counted(parts._exchange)
-pq.write_table = counted(pq.write_table)
-pq.ParquetWriter.write_table = counted(pq.ParquetWriter.write_table)
-run_scenario(root, scenario)
-print("DONE", steps[0])
+    for name in ("rename", "replace", "link", "mkdir", "unlink", "rmdir"):
+        setattr(os, name, counted(getattr(os, name)))
+    shutil.rmtree = counted(shutil.rmtree)
+    parts._exchange = counted(parts._exchange)
+    pq.write_table = counted(pq.write_table)
+    pq.ParquetWriter.write_table = counted(pq.ParquetWriter.write_table)
+    run_scenario(root, scenario)
+    print("DONE", steps[0])
+
+# one request a line (ROOT KILL_AT SCENARIO OUT): fork, the child writes its stdout and stderr to
+# OUT.stdout and OUT.stderr, and this process answers with the child's exit code (-9: killed)
+for line in sys.stdin:
+    root, kill_at, scenario, out = line.rstrip("\n").split("\t")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            for fd, suffix in ((1, ".stdout"), (2, ".stderr")):
+                os.dup2(os.open(out + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+            child(Path(root), int(kill_at), scenario)
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
+os._exit(0)  # at EOF: nothing to finalize
 """
 
 
@@ -104,6 +129,29 @@ def visible(root: Path) -> tuple[Counter[int], int]:
 
 
 @pytest.fixture(scope="module")
+def zygote() -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=os.environ | {"PYTHONPATH": str(REPO)})
+    yield proc
+    proc.stdin.close()
+    proc.wait(timeout=60)
+
+
+def run_child(zygote: subprocess.Popen[str], root: Path, kill_at: int, scenario: str,
+              timeout_s: float = 120) -> tuple[int, str, str]:
+    """The scenario in a child forked from ``zygote``, SIGKILLed before step ``kill_at``: its exit
+    code (-9: killed), stdout and stderr."""
+    out = f"{root}.child"
+    zygote.stdin.write(f"{root}\t{kill_at}\t{scenario}\t{out}\n")
+    zygote.stdin.flush()
+    ready, _, _ = select.select([zygote.stdout], [], [], timeout_s)
+    assert ready, f"step {kill_at}: the child did not finish in {timeout_s} s"
+    code = zygote.stdout.readline()
+    assert code, f"the zygote died (exit code {zygote.poll()})"
+    return int(code), Path(f"{out}.stdout").read_text(), Path(f"{out}.stderr").read_text()
+
+
+@pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("template")
     setup(root)
@@ -113,18 +161,16 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("scenario", ["append", "merge"])
 def test_sigkill_before_every_step_leaves_old_or_new_and_a_rerun_is_exact(
-        template: Path, tmp_path: Path, scenario: str) -> None:
+        template: Path, zygote: subprocess.Popen[str], tmp_path: Path, scenario: str) -> None:
     data = batches()
     before, after = multiset(pa.concat_tables(data[:-1])), multiset(pa.concat_tables(data))
     kill_at, completed, outcomes = 1, False, Counter()
     while not completed:
         root = tmp_path / f"k{kill_at}"
         shutil.copytree(template, root)
-        done = subprocess.run([sys.executable, "-c", _CHILD, str(root), str(kill_at), scenario], cwd=REPO,
-                              env=os.environ | {"PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                              timeout=120)
-        completed = done.returncode == 0 and done.stdout.startswith("DONE")
-        assert completed or done.returncode == -9, done.stderr[-2000:]
+        returncode, stdout, stderr = run_child(zygote, root, kill_at, scenario)
+        completed = returncode == 0 and stdout.startswith("DONE")
+        assert completed or returncode == -9, stderr[-2000:]
         seen, hive_rows = visible(root)
         # the old set or the new set: never both, never a part without its rows or token
         assert seen in (before, after), f"step {kill_at}: {sum(seen.values())} rows"
