@@ -100,16 +100,21 @@ class ModelArtifact:
 
 
 def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
-                   cfg: WalkForwardConfig | None = None) -> ModelArtifact:
+                   cfg: WalkForwardConfig | None = None, *,
+                   test_start_ns: int | None = None) -> ModelArtifact:
     """Train one ``kind`` on whole days (oldest first): the last ``cfg.val_fraction`` of their usable
     rows validates (early stopping, decision offsets), rows whose label reaches it are purged.
+
+    ``test_start_ns``: the first instant of a held-out day the model will be scored on; rows whose
+    label reaches it are purged too (the walk-forward's test purge; None: no held-out day).
 
     Raises:
         TapeflowError: too few usable rows to split.
     """
     cfg = cfg or WalkForwardConfig()
     names = model_features(params)
-    train_rows, val_rows = _split_pool(days, cfg.val_fraction, cfg.horizon_s * SECOND_NS, _NO_TEST_NS)
+    start = _NO_TEST_NS if test_start_ns is None else test_start_ns
+    train_rows, val_rows = _split_pool(days, cfg.val_fraction, cfg.horizon_s * SECOND_NS, start)
     y_tr = np.concatenate([s.y[r] for s, r in zip(days, train_rows, strict=True)])
     y_va = np.concatenate([s.y[r] for s, r in zip(days, val_rows, strict=True)])
     if len(y_tr) == 0 or len(y_va) == 0:
