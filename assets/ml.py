@@ -174,7 +174,9 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Mate
                          partition_name(t.venue, t.symbol, t.date),
                          params=PARAMS, cfg=MODEL_CONFIG, margin=DEFAULT_MARGIN,
                          tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
-        meta = {**result.metadata(), "candidates": "read (model asset)" if stored else "trained here"}
+        meta = result.metadata()
+        if not result.skipped:
+            meta["candidates"] = "read (model asset)" if stored else "trained here"
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in meta.items() if v is not None},
                                    partition_key=target_key(t))

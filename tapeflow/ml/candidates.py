@@ -165,7 +165,9 @@ def train_candidates(history: Sequence[pa.Table], history_names: Sequence[str], 
         key: what the set is stored under (:func:`examples_key`).
 
     Returns:
-        None when no earlier day has ``MIN_USABLE_ROWS`` usable rows (nothing to train on).
+        None when no earlier day, or not ``today``, has ``MIN_USABLE_ROWS`` usable rows: nothing to
+        train on, or a day neither the scores nor the champion judge (both skip it; a backtest of it
+        trains its own model, as it did before).
 
     Raises:
         ConfigError: ``cfg.flat_share`` is set (the walk-forward then relabels per fold).
@@ -178,6 +180,8 @@ def train_candidates(history: Sequence[pa.Table], history_names: Sequence[str], 
         return None
     test = segment(today, cfg.horizon_s, params, today_name)
     rows = np.flatnonzero(test.usable)
+    if len(rows) < MIN_USABLE_ROWS:
+        return None
     # the walk-forward protocol: nothing trained on may have a label reaching into the held-out day
     start = int(test.ts_ns[0]) if len(test.ts_ns) else None
     artifacts = {kind: train_artifact(days, params, kind, cfg, test_start_ns=start) for kind in cfg.models}
