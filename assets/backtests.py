@@ -1,7 +1,9 @@
 """Group ``ml``: the walk-forward backtest of the model-driven strategy, one per instrument-day.
 
-Wiring only: :func:`tapeflow.backtest.model_driven.walk_forward_backtest` trains on the instrument's
-previous days of ``training_example`` rows, predicts the day, and backtests the
+Wiring only: :func:`tapeflow.backtest.model_driven.walk_forward_backtest` follows the model trained
+on the instrument's previous days of ``training_example`` rows (the ``model`` asset's stored
+candidates, ``tapeflow.ml.candidates``; trained here only when they are missing, stale or trained
+otherwise), predicts the day, and backtests the
 :class:`tapeflow.backtest.model_driven.ModelFollower` over the day's book rows and trades
 (docs/backtest.md). The risk report, fills, equity and the plots (equity, drawdown, PnL
 distribution) are written under ``<lake>/../backtests/<venue>/<symbol>/<date>/``; the report and
@@ -13,18 +15,15 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
 
-from assets import common
+from assets import common, ml
 from assets.ingest import RETRY
-from assets.ml import MODEL_CONFIG, PARAMS, _examples
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
-from tapeflow.backtest.model_driven import ModelConfig, walk_forward_backtest
+from tapeflow.backtest.model_driven import ModelConfig, trains_like, walk_forward_backtest
 from tapeflow.errors import TapeflowError
-from tapeflow.schemas.ml import TRAINING_EXAMPLE
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, TRADE
-from tapeflow.storage import lake as lake_store
 
-MODEL = ModelConfig(kind="logreg", horizon_s=MODEL_CONFIG.horizon_s)
+MODEL = ModelConfig(kind="logreg", horizon_s=ml.MODEL_CONFIG.horizon_s)
 QTY = 1.0
 
 
@@ -40,12 +39,12 @@ def _metadata(report: dict, plots: list[Path], out: Path) -> dict:
 
 @asset(
     group_name="ml",
-    deps=["training_examples", "order_events", "book_deltas", "trades"],
+    deps=["training_examples", "model", "order_events", "book_deltas", "trades"],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
     metadata={"strategy": "ModelFollower", "model": MODEL.kind, "horizon_s": MODEL.horizon_s,
-              "train_days": MODEL_CONFIG.train_folds, "qty": QTY},
+              "train_days": ml.MODEL_CONFIG.train_folds, "qty": QTY},
 )
 def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
     """The model-driven strategy backtested on the day with a model trained on the days before:
@@ -53,18 +52,20 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     for t in wanted:
-        earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
-                                                               symbol=t.symbol) if d < t.date]
-        days = earlier[-MODEL_CONFIG.train_folds:]
+        days = ml.train_days(lake, t)
+        # the model the ``model`` asset trained for this day when it is the one this backtest trains
+        # (same settings, every earlier day used); else (e.g. an earlier day too short) trained here
+        stored = ml.stored_candidates(lake, t, days) if trains_like(MODEL, ml.MODEL_CONFIG) else None
+        trained = stored.artifacts[MODEL.kind] if stored and stored.train_days == stored.history else None
         book = {r.name: common.read(r, lake, [t])[t] for r in (ORDER_EVENT, BOOK_DELTA, TRADE)}
         book = {k: v.sort_by("ts_recv_ns") for k, v in book.items() if v.num_rows}
         out = lake.parent / "backtests" / t.venue / t.symbol / t.date
-        meta: dict = {"train_days": days}
+        meta: dict = {"train_days": days, "candidates": "read (model asset)" if trained else "trained here"}
         try:
-            history = [_examples(lake, t.venue, t.symbol, d) for d in days]
-            today = _examples(lake, t.venue, t.symbol, t.date)
-            result, preds = walk_forward_backtest(history, today, book, PARAMS, model=MODEL, qty=QTY,
-                                                  start_synced=t.venue == "sim")
+            history = [] if trained else [ml._examples(lake, t.venue, t.symbol, d) for d in days]
+            today = ml._examples(lake, t.venue, t.symbol, t.date)
+            result, preds = walk_forward_backtest(history, today, book, ml.PARAMS, model=MODEL, qty=QTY,
+                                                  start_synced=t.venue == "sim", trained=trained)
         except TapeflowError as exc:
             meta["status"] = f"not run: {exc}"
         else:

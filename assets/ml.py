@@ -22,8 +22,17 @@ from assets import common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
+from tapeflow.batch.targets import Target
 from tapeflow.ml import ExampleParams, feature_schema_hash
 from tapeflow.ml import training_examples as build_examples
+from tapeflow.ml.candidates import (
+    Candidates,
+    candidates_dir,
+    examples_key,
+    load_candidates,
+    store_candidates,
+    train_candidates,
+)
 from tapeflow.ml.evaluate import score_day
 from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
@@ -93,16 +102,21 @@ def training_examples(context: AssetExecutionContext, tapeflow: TapeflowResource
 )
 def model(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
     """The models trained on the instrument's previous days of examples and scored on this day against
-    the naive baselines (macro-F1, accuracy, log loss, MCC, confusion, bootstrap intervals)."""
+    the naive baselines (macro-F1, accuracy, log loss, MCC, confusion, bootstrap intervals); the
+    trained models and their calls on the day are stored for ``champion`` and ``model_backtest``."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     for t in wanted:
-        earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
-                                                               symbol=t.symbol) if d < t.date]
-        days = earlier[-MODEL_CONFIG.train_folds:]
+        days = train_days(lake, t)
         today = _examples(lake, t.venue, t.symbol, t.date)
-        result = score_day([_examples(lake, t.venue, t.symbol, d) for d in days], today, PARAMS,
-                           _config(tapeflow), t.symbol) if today.num_rows else None
+        cfg = _config(tapeflow)
+        history = [_examples(lake, t.venue, t.symbol, d) for d in days]
+        trained = train_candidates(history, [partition_name(t.venue, t.symbol, d) for d in days], today,
+                                   PARAMS, cfg, today_name=partition_name(t.venue, t.symbol, t.date),
+                                   key=candidates_key(lake, t, days, cfg)) if today.num_rows else None
+        store_candidates(candidates_dir(default_root(lake), t.venue, t.symbol, t.date), trained)
+        result = score_day(history, today, PARAMS, cfg, t.symbol,
+                           trained=trained.predictions() if trained else None) if today.num_rows else None
         meta = {"train_days": days, **summary(result)}
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in meta.items()}, partition_key=target_key(t))
@@ -114,9 +128,29 @@ def partition_name(venue: str, symbol: str, date: str) -> str:
     return f"{TRAINING_EXAMPLE.name}/{venue}/{symbol}/{date}"
 
 
+def train_days(lake: Path, t: Target) -> list[str]:
+    """The instrument's ``training_examples`` days before ``t``'s, the last ``train_folds`` of them."""
+    earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
+                                                           symbol=t.symbol) if d < t.date]
+    return earlier[-MODEL_CONFIG.train_folds:]
+
+
+def candidates_key(lake: Path, t: Target, days: list[str], cfg: WalkForwardConfig | None = None) -> str:
+    """What ``t``'s candidates are trained from (``tapeflow.ml.candidates.examples_key``; the config,
+    ``flat_share`` included, is part of it; None: ``MODEL_CONFIG`` as it is now)."""
+    return examples_key(lake, t.venue, t.symbol, [*days, t.date], PARAMS, cfg or MODEL_CONFIG)
+
+
+def stored_candidates(lake: Path, t: Target, days: list[str],
+                      cfg: WalkForwardConfig | None = None) -> Candidates | None:
+    """The candidates the ``model`` asset stored for ``t``, if trained from today's lake rows."""
+    return load_candidates(candidates_dir(default_root(lake), t.venue, t.symbol, t.date),
+                           candidates_key(lake, t, days, cfg))
+
+
 @asset(
     group_name="ml",
-    deps=["training_examples"],
+    deps=["training_examples", "model"],
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
@@ -132,18 +166,23 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Mate
     lake = tapeflow.lake
     registry = Registry(default_root(lake))
     for t in wanted:
-        earlier = [d for _, _, d, _ in lake_store.partitions(TRAINING_EXAMPLE, lake, venue=t.venue,
-                                                               symbol=t.symbol) if d < t.date]
-        days = earlier[-MODEL_CONFIG.train_folds:]
-        result = retrain(registry, model_name(t.venue, t.symbol, MODEL_CONFIG.horizon_s),
-                         [_examples(lake, t.venue, t.symbol, d) for d in days],
+        days = train_days(lake, t)
+        # the models the ``model`` asset trained for this day; trained here only when it has not run
+        # since the examples changed (e.g. the retrain job, which materializes ``champion`` alone)
+        cfg = _config(tapeflow)
+        stored = stored_candidates(lake, t, days, cfg)
+        history = [] if stored else [_examples(lake, t.venue, t.symbol, d) for d in days]
+        result = retrain(registry, model_name(t.venue, t.symbol, MODEL_CONFIG.horizon_s), history,
                          [partition_name(t.venue, t.symbol, d) for d in days],
                          _examples(lake, t.venue, t.symbol, t.date),
                          partition_name(t.venue, t.symbol, t.date),
-                         params=PARAMS, cfg=_config(tapeflow), margin=DEFAULT_MARGIN,
-                         tags={"venue": t.venue, "symbol": t.symbol})
+                         params=PARAMS, cfg=cfg, margin=DEFAULT_MARGIN,
+                         tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
+        meta = result.metadata()
+        if not result.skipped:
+            meta["candidates"] = "read (model asset)" if stored else "trained here"
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
-                                    for k, v in result.metadata().items() if v is not None},
+                                    for k, v in meta.items() if v is not None},
                                    partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
 

@@ -3,8 +3,9 @@
 Each workload drops files in a temporary landing folder, lets the landing sensor index them and
 register the instruments, then executes the run requests it returns in-process (in-process
 executor, ephemeral instance): decode -> lake -> book -> bars -> features -> signals -> blocking GX
-checks -> the ``ml`` group (training examples, models trained on the previous days, champion,
-model backtest: most of a run's CPU since it joined) -> ClickHouse (chdb) -> Data Docs. The
+checks -> the ``ml`` group (training examples; the models trained once per instrument-day on the
+previous days by the ``model`` asset, which ``champion`` and ``model_backtest`` read: still most of
+a run's CPU) -> ClickHouse (chdb) -> Data Docs. The
 time counts the sensor tick too: its indexing decode is the one the run reads back
 (``tapeflow.batch.sources``), so leaving it out would flatter the run. Events
 are the normalized rows written (trades, book deltas, order events, venue quotes). Figures are

@@ -5,18 +5,13 @@ generator seeded with the same ``seed``, so one seed gives one model. Shapes are
 (mini-batches of ``batch_size`` rows, evaluation sets padded to a power of two with weight-0 rows),
 so the jitted step compiles once per model shape, not once per fold.
 
-Because one input gives one model, :func:`fit` remembers its last few results by the content of
-its inputs (a digest of every array's bytes, dtype and shape, the spec and the config): a Dagster
-backfill trains the same models on the same previous days twice per instrument-day (the ``model``
-asset's scoring fold and the ``champion`` asset's challengers), and the second training is the
-first one's result (the same parameters it would compute).
+A Dagster backfill trains each model once per instrument-day by design (``tapeflow.ml.candidates``:
+the ``model`` asset stores what it trained, ``champion`` and ``model_backtest`` read it), so
+:func:`fit` keeps no memory of earlier calls.
 """
 
 from __future__ import annotations
 
-import hashlib
-import threading
-from collections import OrderedDict
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -48,24 +43,6 @@ class FitResult(NamedTuple):
     best_val_loss: float
     steps_run: int
     history: tuple[tuple[int, float], ...]  # (step, validation loss) at each evaluation
-
-
-# results of fit() kept by input digest, least recently used dropped first: a run's ``champion``
-# step trains 3 kinds per instrument-day before its ``model`` step asks for them again, so this
-# covers ~85 instrument-days per run (small models: ~40 KB of parameters each); 0 turns it off
-MEMO_SIZE = 256
-_MEMO: OrderedDict[tuple, FitResult] = OrderedDict()
-_MEMO_LOCK = threading.Lock()
-
-
-def _digest(*arrays: np.ndarray) -> tuple[str, ...]:
-    out = []
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h = hashlib.blake2b(f"{a.dtype.str}{a.shape}".encode(), digest_size=20)
-        h.update(memoryview(a).cast("B"))
-        out.append(h.hexdigest())
-    return tuple(out)
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -134,23 +111,6 @@ def fit(spec: ModelSpec, x_train: np.ndarray, y_train: np.ndarray, x_val: np.nda
     if len(y_train) == 0 or len(y_val) == 0:
         raise ValueError(f"fit needs training and validation rows (got {len(y_train)} and {len(y_val)})")
     config = config or TrainConfig()
-    if MEMO_SIZE <= 0:
-        return _fit(spec, x_train, y_train, x_val, y_val, config)
-    key = (spec, config, _digest(x_train, y_train, x_val, y_val))
-    with _MEMO_LOCK:
-        if key in _MEMO:
-            _MEMO.move_to_end(key)
-            return _MEMO[key]
-    result = _fit(spec, x_train, y_train, x_val, y_val, config)
-    with _MEMO_LOCK:
-        _MEMO[key] = result
-        while len(_MEMO) > MEMO_SIZE:
-            _MEMO.popitem(last=False)
-    return result
-
-
-def _fit(spec: ModelSpec, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-         config: TrainConfig) -> FitResult:
     opt, step, loss = _compiled(spec.kind, config.learning_rate, config.weight_decay)
     cw = class_weights(y_train, spec.n_classes)
     w_train = cw[y_train]

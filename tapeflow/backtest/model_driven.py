@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from kernels.ml_models import ModelSpec
+from kernels.ml_models import ModelSpec, Params
 from kernels.ml_train import TrainConfig, fit, predict_proba
 from tapeflow.backtest.engine import Backtest, BacktestConfig
 from tapeflow.backtest.feed import build_feed
 from tapeflow.backtest.results import BacktestResult
 from tapeflow.backtest.strategy import Context, Strategy
 from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.ml.artifact import ModelArtifact
 from tapeflow.ml.dataset import Scaler, segment
 from tapeflow.ml.examples import SECOND_NS, ExampleParams
-from tapeflow.ml.walkforward import decide, decision_offsets
+from tapeflow.ml.walkforward import WalkForwardConfig, decide, decision_offsets
 
 PREDICTION_SCHEMA = pa.schema([("ts_ns", pa.int64()), ("pred", pa.int8()), ("p_down", pa.float64()),
                                ("p_flat", pa.float64()), ("p_up", pa.float64())])
@@ -87,15 +88,38 @@ def walk_forward_predictions(history: Sequence[pa.Table], today: pa.Table, param
     spec = ModelSpec(cfg.kind, x_tr.shape[1], hidden=cfg.hidden, window=1)
     res = fit(spec, scaler.transform(x_tr), y_tr, x_va, y_va, cfg.train._replace(seed=cfg.seed))
     offsets = decision_offsets(predict_proba(spec, res.params, x_va), y_va)
-    day = segment(today, cfg.horizon_s, params, "today")
+    return _calls(spec, res.params, scaler, offsets, today, params, cfg.horizon_s)
+
+
+def _calls(spec: ModelSpec, weights: Params, scaler: Scaler, offsets: np.ndarray, today: pa.Table,
+           params: ExampleParams, horizon_s: int) -> pa.Table:
+    day = segment(today, horizon_s, params, "today")
     col = {n: today.column(n).to_numpy(zero_copy_only=False) for n in ("warmed_up", "two_sided")}
     ready = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool)
     proba = np.full((len(day.ts_ns), 3), np.nan)
     pred = np.zeros(len(day.ts_ns), np.int8)
     if ready.any():
-        proba[ready] = predict_proba(spec, res.params, scaler.transform(day.x[ready]))
+        proba[ready] = predict_proba(spec, weights, scaler.transform(day.x[ready]))
         pred[ready] = decide(proba[ready], offsets) - 1
     return pa.table([day.ts_ns, pred, proba[:, 0], proba[:, 1], proba[:, 2]], schema=PREDICTION_SCHEMA)
+
+
+def trains_like(cfg: ModelConfig, protocol: WalkForwardConfig) -> bool:
+    """Whether :func:`walk_forward_predictions` with ``cfg`` trains what ``protocol`` trains for
+    ``cfg.kind`` (``tapeflow.ml.candidates``) from the same days: the same kind, horizon, width,
+    validation share, seed and training settings."""
+    return (cfg.kind in protocol.models and cfg.horizon_s == protocol.horizon_s
+            and cfg.hidden == protocol.hidden and cfg.val_fraction == protocol.val_fraction
+            and cfg.seed == protocol.seed and cfg.train == protocol.train and protocol.flat_share is None)
+
+
+def artifact_predictions(art: ModelArtifact, today: pa.Table) -> pa.Table:
+    """:func:`walk_forward_predictions`' table from a model trained already: the same calls when
+    ``art`` is what that function would train (:func:`trains_like`, from the same earlier days)."""
+    if art.spec.kind not in ("logreg", "mlp"):
+        raise ConfigError(f"the walk-forward backtest follows logreg or mlp, not {art.spec.kind!r}")
+    weights = {k: np.asarray(v, np.float32) for k, v in art.weights.items()}
+    return _calls(art.spec, weights, art.scaler, art.offsets, today, art.params, art.horizon_s)
 
 
 class ModelFollower(Strategy):
@@ -154,11 +178,14 @@ class ModelFollower(Strategy):
 def walk_forward_backtest(history: Sequence[pa.Table], today: pa.Table, tables: dict[str, pa.Table],
                           params: ExampleParams, *, model: ModelConfig | None = None,
                           config: BacktestConfig | None = None, qty: float = 1.0,
-                          start_synced: bool = False) -> tuple[BacktestResult, pa.Table]:
+                          start_synced: bool = False, trained: ModelArtifact | None = None
+                          ) -> tuple[BacktestResult, pa.Table]:
     """Train on the earlier days, predict the day, and backtest :class:`ModelFollower` over its rows.
 
     Args:
         history, today, params, model: as in :func:`walk_forward_predictions`.
+        trained: the model already trained on ``history`` (:func:`trains_like` ``model``): its calls
+            are followed (:func:`artifact_predictions`) and nothing is trained here.
         tables: the day's book rows (``book_delta`` or ``order_event``) and ``trade`` rows.
         config: the backtest's models (default: zero latency, risk-averse queue, no fees); its
             position limit must allow ``qty``.
@@ -168,7 +195,10 @@ def walk_forward_backtest(history: Sequence[pa.Table], today: pa.Table, tables: 
     Returns:
         The backtest's result and the predictions it followed.
     """
-    preds = walk_forward_predictions(history, today, params, model)
+    if trained is not None:
+        preds = artifact_predictions(trained, today)
+    else:
+        preds = walk_forward_predictions(history, today, params, model)
     feed = build_feed(tables, (config or BacktestConfig()).latency, start_synced=start_synced)
     result = Backtest(feed, ModelFollower(preds, qty=qty), config).run()
     return result, preds

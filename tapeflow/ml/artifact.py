@@ -110,7 +110,8 @@ class ModelArtifact:
 
 
 def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
-                   cfg: WalkForwardConfig | None = None) -> ModelArtifact:
+                   cfg: WalkForwardConfig | None = None, *,
+                   test_start_ns: int | None = None) -> ModelArtifact:
     """Train one ``kind`` on whole days (oldest first): the last ``cfg.val_fraction`` of their usable
     rows validates (early stopping, decision offsets), rows whose label reaches it are purged.
 
@@ -118,12 +119,16 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
     a test fold after them (:func:`tapeflow.ml.walkforward.train_alpha`: their training rows only),
     kept as the artifact's ``label_alpha``.
 
+    ``test_start_ns``: the first instant of a held-out day the model will be scored on; rows whose
+    label reaches it are purged too (the walk-forward's test purge; None: no held-out day).
+
     Raises:
         TapeflowError: too few usable rows to split.
     """
     cfg = cfg or WalkForwardConfig()
     names = model_features(params)
-    train_rows, val_rows = _split_pool(days, cfg.val_fraction, cfg.horizon_s * SECOND_NS, _NO_TEST_NS)
+    start = _NO_TEST_NS if test_start_ns is None else test_start_ns
+    train_rows, val_rows = _split_pool(days, cfg.val_fraction, cfg.horizon_s * SECOND_NS, start)
     alpha = None
     if cfg.flat_share is not None:  # the split does not depend on labels
         alpha = train_alpha(days, train_rows, cfg.flat_share)

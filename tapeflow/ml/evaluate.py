@@ -6,7 +6,7 @@ and the captures), so no trailing window or OFI difference ever spans the gap be
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,8 +130,13 @@ def evaluate(loaded: Loaded, params: ExampleParams, cfg: WalkForwardConfig) -> d
 
 
 def score_day(history: Sequence[pa.Table], today: pa.Table, params: ExampleParams,
-              cfg: WalkForwardConfig, name: str = "") -> WalkForwardResult | None:
+              cfg: WalkForwardConfig, name: str = "", *,
+              trained: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None) -> WalkForwardResult | None:
     """Train on the days before (``training_examples`` tables, oldest first), test on ``today``.
+
+    ``trained``: the models' ``(classes, probabilities)`` on today's usable rows, when they were
+    trained on these days already (``tapeflow.ml.candidates.Candidates.predictions``): only the
+    baselines are fitted then.
 
     Returns None when no earlier day or ``today`` has ``MIN_USABLE_ROWS`` usable rows.
     """
@@ -140,4 +145,4 @@ def score_day(history: Sequence[pa.Table], today: pa.Table, params: ExampleParam
     test = segment(today, cfg.horizon_s, params, f"{name}/test")
     if not segs or int(test.usable.sum()) < MIN_USABLE_ROWS:
         return None
-    return walk_forward([*segs, test], model_features(params), cfg, first_test=len(segs))
+    return walk_forward([*segs, test], model_features(params), cfg, first_test=len(segs), trained=trained)

@@ -1,10 +1,11 @@
 """Retrain one instrument's model and let the promotion rule decide: what the ``champion`` asset runs.
 
-:func:`retrain` trains a challenger of each kind on the days before the held-out day, keeps the kind
-with the best validation macro-F1, scores it and the current champion on the held-out day
-(``tapeflow.ml.promotion.compare``), registers the challenger with its lineage and promotes it when
-the rule says so. :func:`drift_check` is the sensor's question: has the recent day drifted from the
-champion's training days?
+:func:`retrain` takes a challenger of each kind trained on the days before the held-out day (the
+candidates the ``model`` asset stored, ``tapeflow.ml.candidates``, or trained here when there are
+none), keeps the kind with the best validation macro-F1, scores it and the current champion on the
+held-out day (``tapeflow.ml.promotion.compare``), registers the challenger with its lineage and
+promotes it when the rule says so. :func:`drift_check` is the sensor's question: has the recent day
+drifted from the champion's training days?
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from tapeflow.ml.artifact import ModelArtifact, predict, train_artifact
-from tapeflow.ml.dataset import Segment, model_features, segment
+from tapeflow.errors import TapeflowError
+from tapeflow.ml.artifact import ModelArtifact, predict
+from tapeflow.ml.candidates import Candidates, train_candidates, train_segments
+from tapeflow.ml.dataset import model_features, segment
 from tapeflow.ml.drift import PSI_THRESHOLD, DriftReport, feature_drift
 from tapeflow.ml.evaluate import MIN_USABLE_ROWS
 from tapeflow.ml.examples import ExampleParams
@@ -54,15 +57,10 @@ class RetrainResult:
                 "val_macro_f1_by_kind": self.val_macro_f1}
 
 
-def _segments(tables: Sequence[pa.Table], params: ExampleParams, horizon_s: int, names: Sequence[str]
-              ) -> list[Segment]:
-    segs = [segment(t, horizon_s, params, n) for t, n in zip(tables, names, strict=True) if t.num_rows]
-    return [s for s in segs if int(s.usable.sum()) >= MIN_USABLE_ROWS]
-
-
 def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_names: Sequence[str],
             held_out: pa.Table, held_out_name: str, *, params: ExampleParams, cfg: WalkForwardConfig,
-            margin: float = DEFAULT_MARGIN, tags: dict[str, str] | None = None) -> RetrainResult:
+            margin: float = DEFAULT_MARGIN, tags: dict[str, str] | None = None,
+            candidates: Candidates | None = None) -> RetrainResult:
     """Train a challenger on ``history``, compare it with the champion on ``held_out``, register it
     and promote it if it wins.
 
@@ -77,15 +75,29 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
         cfg: horizon, kinds to train, seed, training settings, bootstrap block.
         margin: the macro-F1 difference a challenger must reach.
         tags: extra registry tags (the instrument).
+        candidates: the kinds already trained on ``history`` and scored on ``held_out``
+            (``tapeflow.ml.candidates``, what the ``model`` asset stored); None trains them here.
+
+    Raises:
+        TapeflowError: ``candidates`` were trained on other days or scored other rows.
     """
-    days = _segments(history, params, cfg.horizon_s, history_names)[-cfg.train_folds:]
     test = segment(held_out, cfg.horizon_s, params, held_out_name)
     rows = np.flatnonzero(test.usable)
+    if candidates is None:
+        days = [s.name for s in train_segments(history, history_names, params, cfg)]
+    else:
+        days = list(candidates.train_days)
     if not days:
         return RetrainResult(name, skipped=f"no earlier day with {MIN_USABLE_ROWS} usable rows")
     if len(rows) < MIN_USABLE_ROWS:
         return RetrainResult(name, skipped=f"held-out day has {len(rows)} usable rows < {MIN_USABLE_ROWS}")
-    trained = {kind: train_artifact(days, params, kind, cfg) for kind in cfg.models}
+    if candidates is None:
+        candidates = train_candidates(history, history_names, held_out, params, cfg, today_name=held_out_name)
+        assert candidates is not None  # days is not empty
+    elif list(candidates.history) != list(history_names) or not np.array_equal(candidates.rows, rows):
+        raise TapeflowError(f"{name}: the candidates were trained on {list(candidates.history)} and scored "
+                            f"{len(candidates.rows)} rows, not {list(history_names)} and {len(rows)}")
+    trained = candidates.artifacts
     kind = max(trained, key=lambda k: trained[k].val_macro_f1)
     challenger = trained[kind]
     # both models are scored on the challenger's labels (its training rows chose their alpha under
@@ -94,7 +106,7 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
     if challenger.label_alpha is not None:
         test = test.relabel(challenger.label_alpha, cfg.horizon_s)
     y, ts = test.y[rows], test.ts_ns[rows]
-    pred, proba = predict(challenger, test, rows)
+    pred, proba = candidates.pred[kind], candidates.proba[kind]
     held = score(y, proba, ts, block_ns=cfg.block_ns, seed=cfg.seed, pred=pred)
     metrics = {"macro_f1": held.macro_f1, "macro_f1_lo": held.macro_f1_ci[0],
                "macro_f1_hi": held.macro_f1_ci[1],
@@ -113,7 +125,7 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
     if cmp.delta == cmp.delta:
         metrics["delta_vs_champion"] = cmp.delta
     version = registry.register(
-        name, challenger, metrics=metrics, training_partitions=[s.name for s in days], held_out=held_out_name,
+        name, challenger, metrics=metrics, training_partitions=days, held_out=held_out_name,
         comparison=cmp, tags=tags,
         params={"train.seed": cfg.seed, "train.models": ",".join(cfg.models), "margin": margin,
                 **({"label.flat_share": cfg.flat_share} if cfg.flat_share is not None else {}),

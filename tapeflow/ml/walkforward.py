@@ -15,7 +15,7 @@ balanced, the offsets undo what the weights overdo when a class is as rare as up
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -134,7 +134,8 @@ def train_alpha(pool: Sequence[Segment], train_rows: Sequence[np.ndarray], flat_
     return fit_alpha(np.concatenate(returns) if returns else np.zeros(0), flat_share)
 
 
-def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_cols: list[int]
+def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_cols: list[int],
+          trained: Mapping[str, baselines.Prediction] | None = None
           ) -> tuple[dict[str, baselines.Prediction], np.ndarray, np.ndarray, tuple[int, int], float | None]:
     h_ns = cfg.horizon_s * SECOND_NS
     train_rows, val_rows = _split_pool(pool, cfg.val_fraction, h_ns, int(test.ts_ns[0]))
@@ -151,6 +152,12 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
     y_te = test.y[test_rows]
     out: dict[str, baselines.Prediction] = {}
     for kind in cfg.models:
+        if trained is not None:  # trained once elsewhere on this pool (tapeflow.ml.candidates)
+            if len(trained[kind][0]) != len(y_te):
+                raise TapeflowError(f"fold {test.name}: {kind} predicts {len(trained[kind][0])} rows, "
+                                    f"the fold tests {len(y_te)}")
+            out[kind] = trained[kind]
+            continue
         temporal = kind == "tcn"
         steps = cfg.window if temporal else 1
         xs = [_gather(pool, rows, scaler, steps, temporal) for rows in (train_rows, val_rows)]
@@ -171,7 +178,8 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
 
 
 def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
-                 cfg: WalkForwardConfig | None = None, *, first_test: int = 1) -> WalkForwardResult:
+                 cfg: WalkForwardConfig | None = None, *, first_test: int = 1,
+                 trained: Mapping[str, baselines.Prediction] | None = None) -> WalkForwardResult:
     """Evaluate every model and baseline out of sample over ``segments`` (folds, in time order).
 
     Args:
@@ -180,6 +188,8 @@ def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
         cfg: the protocol.
         first_test: the first fold tested (the earlier ones only train); ``len(segments) - 1``
             scores the last fold alone, as the daily ``model`` asset does.
+        trained: the models' ``(classes, probabilities)`` on the last fold's usable rows when they
+            were trained on its pool already (``tapeflow.ml.candidates``); only with one test fold.
 
     Raises:
         TapeflowError: fewer than two folds, or a fold without usable rows.
@@ -188,6 +198,8 @@ def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
     if len(segments) < 2:
         raise TapeflowError(f"walk-forward needs at least 2 folds (one to train, one to test), "
                             f"got {len(segments)}")
+    if trained is not None and max(1, first_test) != len(segments) - 1:
+        raise TapeflowError("trained predictions are for one test fold: first_test must be the last fold")
     ofi_cols = [i for i, n in enumerate(feature_names) if n.startswith("ofi_")]
     names = [*cfg.models, *BASELINES]
     pooled: dict[str, list[baselines.Prediction]] = {n: [] for n in names}
@@ -197,7 +209,7 @@ def walk_forward(segments: Sequence[Segment], feature_names: Sequence[str],
         if not test.usable.any():
             continue
         pool = list(segments[max(0, i - cfg.train_folds): i])
-        probas, y_te, ts_te, (n_tr, n_va), alpha = _fold(pool, test, cfg, ofi_cols)
+        probas, y_te, ts_te, (n_tr, n_va), alpha = _fold(pool, test, cfg, ofi_cols, trained)
         for n in names:
             pooled[n].append(probas[n])
         ys.append(y_te)

@@ -74,6 +74,7 @@ def test_champion_metadata_compares_challenger_and_champion(built) -> None:
     assert second["status"] == "promoted" and second["comparison"]["reason"] == "no_champion"
     assert second["challenger_version"] == second["champion_after"] == 1
     third = _meta(results[d3])
+    assert third["candidates"] == "trained here"  # the retrain job alone: no ``model`` run stored them
     cmp = third["comparison"]
     print(cmp)
     assert third["champion_before"] == 1 and third["challenger_version"] == 2

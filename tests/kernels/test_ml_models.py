@@ -8,7 +8,6 @@ import jax
 import numpy as np
 import pytest
 
-import kernels.ml_train as ml_train
 from kernels.ml_models import FORWARD, ModelSpec, init_params, weighted_cross_entropy
 from kernels.ml_train import TrainConfig, class_weights, fit, predict_proba
 
@@ -151,8 +150,7 @@ def test_shuffled_labels_give_chance() -> None:
         assert f1 < 0.45, kind  # chance with balanced weighting is ~1/3
 
 
-def test_same_seed_same_model(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ml_train, "MEMO_SIZE", 0)  # two real trainings, not one remembered
+def test_same_seed_same_model() -> None:
     x, y = _planted_flat(5, n=600)
     spec = ModelSpec("mlp", 6, hidden=8)
     config = TrainConfig(seed=11, max_steps=100)
@@ -161,32 +159,6 @@ def test_same_seed_same_model(monkeypatch: pytest.MonkeyPatch) -> None:
         assert np.array_equal(np.asarray(runs[0].params[k]), np.asarray(runs[1].params[k]))
     other = fit(spec, x[:400], y[:400], x[400:], y[400:], TrainConfig(seed=12, max_steps=100))
     assert not np.array_equal(np.asarray(other.params["w1"]), np.asarray(runs[0].params["w1"]))
-
-
-def test_fit_memo_returns_what_training_gives_and_misses_on_any_change(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    x, y = _planted_flat(6, n=600)
-    spec, config = ModelSpec("mlp", 6, hidden=8), TrainConfig(seed=3, max_steps=100)
-    monkeypatch.setattr(ml_train, "MEMO_SIZE", 0)
-    trained = fit(spec, x[:400], y[:400], x[400:], y[400:], config)
-    monkeypatch.setattr(ml_train, "MEMO_SIZE", 2)
-    monkeypatch.setattr(ml_train, "_MEMO", ml_train.OrderedDict())
-    first = fit(spec, x[:400], y[:400], x[400:], y[400:], config)
-    again = fit(spec, x[:400].copy(), y[:400].copy(), x[400:], y[400:], config)  # equal content, new arrays
-    assert again is first and len(ml_train._MEMO) == 1
-    for k in trained.params:  # the remembered model is the one a training gives
-        assert np.array_equal(np.asarray(first.params[k]), np.asarray(trained.params[k]))
-    assert first.history == trained.history
-    y2 = y[:400].copy()
-    y2[0] = (y2[0] + 1) % 3  # one label differs: trained anew
-    changed = fit(spec, x[:400], y2, x[400:], y[400:], config)
-    assert changed is not first and len(ml_train._MEMO) == 2
-    x2 = x[:400].copy()
-    x2[7, 2] += 1e-3
-    assert fit(spec, x2, y[:400], x[400:], y[400:], config) is not first
-    assert fit(spec, x[:400], y[:400], x[400:], y[400:], config._replace(seed=4)) is not first
-    assert fit(ModelSpec("mlp", 6, hidden=9), x[:400], y[:400], x[400:], y[400:], config) is not first
-    assert len(ml_train._MEMO) == 2  # bounded: the oldest dropped
 
 
 def test_early_stopping_stops_before_max_steps_on_noise() -> None:
