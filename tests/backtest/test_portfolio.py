@@ -74,7 +74,8 @@ def test_many_assets_agree_with_a_general_solver():
 
 def _kkt_holds(w, mu, cov, gamma, lo, hi, tol=1e-8):
     """First-order optimality of max mu'w - gamma/2 w'Sw, sum w = 1, lo <= w <= hi: one budget
-    multiplier nu with mu - gamma S w = nu on interior weights, <= nu at the lower bound, >= nu at the upper."""
+    multiplier nu with mu - gamma S w = nu on interior weights, <= nu at the lower bound, >= nu at
+    the upper."""
     g = mu - gamma * cov @ w
     inner = (w > lo + 1e-9) & (w < hi - 1e-9)
     nu = g[inner].mean() if inner.any() else None
