@@ -95,25 +95,48 @@ def mean_variance_weights(mu: np.ndarray, cov: np.ndarray, *, risk_aversion: flo
     if np.any(lo > hi) or lo.sum() > 1 + 1e-12 or hi.sum() < 1 - 1e-12:
         raise ConfigError(f"no weights sum to 1 within the bounds (lower sum {lo.sum():g}, "
                           f"upper sum {hi.sum():g})")
-    free = np.ones(n, bool)
-    fixed = np.zeros(n)
+    # a primal active-set method: start at a feasible point (the budget filled greedily from the
+    # lower bounds), step towards each working set's optimum only as far as the bounds allow, fix
+    # the bound that blocks, and free a fixed weight whose multiplier has the wrong sign. Jumping to
+    # each working set's optimum and fixing the worst violator instead (the earlier method) can cycle:
+    # a 7-asset problem of tests/backtest/test_portfolio.py never converged (109 of 2000 seeds of its
+    # random check drew one that raised)
+    w = lo.copy()
+    room = 1.0 - lo.sum()
+    last = -1
+    for i in range(n):
+        add = min(hi[i] - lo[i], max(room, 0.0))
+        if add > 0:
+            w[i] += add
+            room -= add
+            last = i
+    if not np.any(lo < hi):
+        return w
+    # the working set: -1 held at the lower bound, +1 at the upper, 0 free; one weight stays free so
+    # the budget keeps its multiplier (n bounds and the budget are dependent)
+    at = np.where(w <= lo, -1, np.where(w >= hi, 1, 0))
+    at[lo == hi] = -1
+    if not np.any(at == 0):
+        at[last if last >= 0 else int(np.argmax(lo < hi))] = 0
     tol = 1e-12
     for _ in range(max_iter):
-        w, nu = _kkt(cov, mu, risk_aversion, free, fixed)
-        below, above = free & (w < lo - tol), free & (w > hi + tol)
-        if below.any() or above.any():
-            # fix the weight that leaves its box furthest at its bound, then solve again
-            gap = np.where(below, lo - w, 0.0) + np.where(above, w - hi, 0.0)
-            i = int(np.argmax(gap))
-            free[i] = False
-            fixed[i] = lo[i] if below[i] else hi[i]
+        free = at == 0
+        target, nu = _kkt(cov, mu, risk_aversion, free, w)
+        d = np.where(free, target - w, 0.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.where(d < -tol, (lo - w) / d, np.where(d > tol, (hi - w) / d, np.inf))
+        i = int(np.argmin(steps))
+        if steps[i] < 1.0:
+            w = w + max(steps[i], 0.0) * d
+            w[i] = lo[i] if d[i] < 0 else hi[i]
+            at[i] = -1 if d[i] < 0 else 1
             continue
+        w = target
         grad = risk_aversion * cov @ w - mu - nu  # d/dw of the minimized objective, less the budget term
-        wrong = (~free) & (((fixed == lo) & (grad < -1e-10)) | ((fixed == hi) & (grad > 1e-10)))
+        wrong = (lo < hi) & (((at == -1) & (grad < -1e-10)) | ((at == 1) & (grad > 1e-10)))
         if not wrong.any():
             return np.clip(w, lo, hi)
-        i = int(np.argmax(np.where(wrong, np.abs(grad), -1.0)))
-        free[i] = True
+        at[int(np.argmax(np.where(wrong, np.abs(grad), -1.0)))] = 0
     raise ConfigError(f"mean-variance weights did not converge in {max_iter} active-set steps")
 
 

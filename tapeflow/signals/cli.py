@@ -109,6 +109,7 @@ def _cmd_score(args: argparse.Namespace, settings: Settings) -> int:
                        "latency_median_ns": _num(k.latency_median_ns)} for k in report.kinds],
             "ece": _num(report.ece),
             "calibration_z": _num(report.calibration_z),
+            "calibration_p": _num(report.calibration_p),
             "reliability": [{"low": b.low, "high": b.high, "count": b.count,
                              "mean_confidence": _num(b.mean_confidence), "hit_rate": _num(b.hit_rate)}
                             for b in report.bins],

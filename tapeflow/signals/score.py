@@ -123,6 +123,27 @@ class ScoreReport:
             return 0.0 if hits == round(expected) else math.copysign(math.inf, hits - expected)
         return (hits - expected) / math.sqrt(var)
 
+    @property
+    def calibration_p(self) -> float:
+        """Two-sided exact tail probability of the hits if each alert hit with its bin's mean
+        confidence (hits ~ a sum of one binomial per bin): 2 * min(P(X <= hits), P(X >= hits)),
+        capped at 1; NaN without alerts.
+
+        The normal approximation behind :attr:`calibration_z` misstates the tails when the
+        confidences sit near 1: 4 misses among 24 alerts at 0.963 are 3.36 sigma, yet happen on
+        1.3% of seeds (the misses are Poisson-like, mean 0.89), not 0.08%.
+        """
+        used = [b for b in self.bins if b.count]
+        if not used:
+            return math.nan
+        dist = np.ones(1)
+        for b in used:
+            pmf = _binomial_pmf(b.count, min(max(b.mean_confidence, 0.0), 1.0))
+            dist = np.convolve(dist, pmf)
+        hits = sum(round(b.count * b.hit_rate) for b in used)
+        low, high = float(dist[: hits + 1].sum()), float(dist[hits:].sum())
+        return min(1.0, 2 * min(low, high))
+
     def render(self) -> str:
         lines = [f"{'kind':<14} {'episodes':>8} {'alerts':>6} {'hits':>5} {'precision':>9} {'recall':>7} "
                  f"{'F1':>6} {'latency p50':>12}"]
@@ -199,6 +220,18 @@ def calibration(confidence: np.ndarray, hit: np.ndarray, n_bins: int = CALIBRATI
         if count:
             ece += count / n * abs(mean_c - rate)
     return bins, (ece if n else math.nan)
+
+
+def _binomial_pmf(n: int, p: float) -> np.ndarray:
+    """P(X = k) for k = 0..n, X ~ Binomial(n, p), by the recurrence (no SciPy in the library)."""
+    pmf = np.zeros(n + 1)
+    if p <= 0.0 or p >= 1.0:
+        pmf[n if p >= 1.0 else 0] = 1.0
+        return pmf
+    k = np.arange(n + 1)
+    log = (np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k])
+           + k * math.log(p) + (n - k) * math.log1p(-p))
+    return np.exp(log)
 
 
 def _event(evidence: str | None) -> str | None:

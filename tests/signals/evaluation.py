@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.stats import binom, norm
+from scipy.stats import betabinom, binom
 
 from tapeflow.cli import main
 from tapeflow.signals.score import ScoreReport
@@ -26,7 +26,6 @@ CALIBRATION_SEEDS = frozenset({857653, 887314, 257015, 578318, 877974, 632603, 7
                                1411, 1412, 1413, 1414, 1415, 1416, 1417, 1418})  # cross-strike
 # a bound fails by chance in at most one run in a thousand when the truth sits exactly at the claim
 ALPHA = 1e-3
-Z_CALIBRATION = float(norm.ppf(1 - ALPHA / 2))
 
 
 def evaluation_seed() -> int:
@@ -56,12 +55,33 @@ def assert_rate(what: str, hits: int, n: int, claim: float) -> None:
                         f"(P = {p:.2g} < {ALPHA})")
 
 
-def assert_calibrated(report: ScoreReport, ece_goal: float) -> None:
+def assert_calibrated(report: ScoreReport, ece_goal: float, *, rho: float = 0.0) -> None:
     """Confidence is calibrated: the ECE meets ``ece_goal``, or the hits among the alerts are within
-    sampling noise of what the confidences predict (|z| <= Z_CALIBRATION, two-sided at ALPHA)."""
-    z = report.calibration_z
-    assert report.ece <= ece_goal or abs(z) <= Z_CALIBRATION, (
-        f"ECE {report.ece:.3f} > {ece_goal} and the hits are {z:.2f} sigma from the confidences")
+    sampling noise of what the confidences predict (the exact two-sided tail probability of the
+    hits is at least ALPHA: ``report.calibration_p`` where each alert is an independent trial at
+    its bin's mean confidence; with ``rho`` > 0, each bin's hits are beta-binomial with that
+    intra-seed correlation, measured where a kind's hits vary from seed to seed beyond binomial).
+
+    The test was |z| <= 3.29 (two-sided 0.001 for a normal), an approximation: near a confidence of 1 the
+    misses are Poisson-like and it failed far more often than ALPHA (4 misses of 24 alerts at 0.963
+    are 3.37 sigma, yet P = 0.022 two-sided; a cross-strike seed of 20 measured had 4 of 26)."""
+    p = report.calibration_p if rho == 0 else _beta_binomial_tail(report, rho)
+    assert report.ece <= ece_goal or p >= ALPHA, (
+        f"ECE {report.ece:.3f} > {ece_goal} and the hits are {report.calibration_z:.2f} sigma from the "
+        f"confidences (exact two-sided P = {p:.2g} < {ALPHA}, rho {rho})")
+
+
+def _beta_binomial_tail(report: ScoreReport, rho: float) -> float:
+    """``calibration_p`` with each bin's hits ~ BetaBinomial(count, mean confidence, rho)."""
+    dist = np.ones(1)
+    hits = 0
+    for b in report.bins:
+        if b.count:
+            q = min(max(b.mean_confidence, 1e-9), 1 - 1e-9)
+            ab = (1 - rho) / rho
+            dist = np.convolve(dist, betabinom.pmf(np.arange(b.count + 1), b.count, q * ab, (1 - q) * ab))
+            hits += round(b.count * b.hit_rate)
+    return min(1.0, 2 * min(float(dist[: hits + 1].sum()), float(dist[hits:].sum())))
 
 
 def simulate_and_detect(out: Path, seed: int, preset: str, instruments: int, duration_ns: int, *,

@@ -30,9 +30,10 @@ def test_cross_strike_scores_on_an_evaluation_seed(tmp_path, capsys):
         print(f"seed {seed}\n{report.render()}")
     k = report.kind("cross_strike")
     assert k.episodes == 24
-    # claims below the pooled rates of 20 random seeds (docs/signals.md): P 0.974, R 0.948
+    # claims below the 99.9% lower confidence bounds of the pooled rates of 31 random seeds
+    # (docs/signals.md): P 0.973 (bound 0.948), R 0.953, 709 of 744 (bound 0.924; the claim was 0.93)
     assert_rate("cross-strike precision", k.hits, k.alerts, 0.93)
-    assert_rate("cross-strike recall", k.hits, k.episodes, 0.93)
+    assert_rate("cross-strike recall", k.hits, k.episodes, 0.92)
     # the goal for flow kinds (whale, institutional): 60 s; a seed's median was 9-16 s over 20 seeds
     assert k.latency_median_ns <= 60 * S, k.latency_median_ns
     assert_calibrated(report, 0.05)

@@ -35,7 +35,12 @@ def test_institutional_and_whale_scores_in_overlap_mode(tmp_path, capsys):
     # the goal is 60 s from the decisive child, met pooled; a seed's median ranged 25-55 s over
     # 19 2 h seeds and up to 60.4 s on 1 h seeds, so the test guards a regression at 75 s
     assert inst.latency_median_ns <= 75 * S, inst.latency_median_ns
-    assert_calibrated(calibration, 0.3)
+    # a seed's hits vary beyond binomial noise around the constant confidence (0.868): on 11 seeds
+    # of 2026-12-07, 136 of 160 alerts hit, chi-square 21.2 on 10 dof, intra-seed correlation 0.083
+    # (false alerts come in clusters per simulated market). Judged as independent alerts the check
+    # failed on ~2% of seeds (at 7 hits of 15; seed 360476 had 9 of 15, ECE 0.268): the noise
+    # allowed is beta-binomial at 0.08 (then ~0.04% of seeds fail, at 3 hits of 15)
+    assert_calibrated(calibration, 0.3, rho=0.08)
     # whales in overlap mode (docs/signals.md: sweeps through the planted makers' thin books):
     # a guard against regressions, far from the goal (P 0.16, R 0.61)
     assert_rate("whale precision", wh.hits, wh.alerts, 0.1)

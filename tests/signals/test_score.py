@@ -141,3 +141,32 @@ def test_calibration_z_says_whether_an_ece_is_sampling_noise():
     assert math.isnan(ScoreReport([], [], math.nan, []).calibration_z)
     # a certain confidence that misses is infinitely far off
     assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 1.0, 0.75)], 0.25, []).calibration_z == -math.inf
+
+
+def test_calibration_p_is_the_exact_tail_of_the_hits():
+    from tapeflow.signals.score import CalibrationBin, ScoreReport
+
+    def tail(n, p, k):  # P(X <= k), X ~ Binomial(n, p), summed by hand
+        return sum(math.comb(n, i) * p**i * (1 - p) ** (n - i) for i in range(k + 1))
+
+    # ten alerts at 0.9, five hits: -4.2 sigma, P 0.0033 exactly (the lower tail, doubled)
+    over = ScoreReport([], [CalibrationBin(0.9, 1.0, 10, 0.9, 0.5)], 0.4, [])
+    assert over.calibration_p == pytest.approx(2 * tail(10, 0.9, 5), rel=1e-9)
+    assert 0.003 < over.calibration_p < 0.004
+    # 4 misses of 24 alerts at 0.963: 3.37 sigma by the normal approximation, P 0.022 exactly
+    # (a cross-strike seed had 4 of 26): noise, not a miscalibration
+    near_one = ScoreReport([], [CalibrationBin(0.9, 1.0, 24, 0.963, 20 / 24)], 0.13, [])
+    assert near_one.calibration_z < -3.29
+    assert near_one.calibration_p == pytest.approx(2 * tail(24, 0.963, 20), rel=1e-9)
+    assert near_one.calibration_p > 0.02
+    # two bins: the hits' distribution is the convolution of the two binomials
+    two = ScoreReport([], [CalibrationBin(0.2, 0.3, 2, 0.25, 0.0), CalibrationBin(0.8, 0.9, 2, 0.85, 0.5)],
+                      0.3, [])
+    pmf_a = [0.75**2, 2 * 0.25 * 0.75, 0.25**2]
+    pmf_b = [0.15**2, 2 * 0.85 * 0.15, 0.85**2]
+    dist = [sum(pmf_a[i] * pmf_b[k - i] for i in range(3) if 0 <= k - i <= 2) for k in range(5)]
+    assert two.calibration_p == pytest.approx(min(1.0, 2 * min(sum(dist[:2]), sum(dist[1:]))), rel=1e-9)
+    # a certain confidence that misses is impossible; all hits at 0.9 is likely
+    assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 1.0, 0.75)], 0.25, []).calibration_p == 0.0
+    assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 0.9, 1.0)], 0.1, []).calibration_p == 1.0
+    assert math.isnan(ScoreReport([], [], math.nan, []).calibration_p)
