@@ -49,16 +49,20 @@ def test_long_only_and_bounds_clip_the_closed_form():
         mean_variance_weights(np.zeros(2), cov, upper=0.4)
 
 
+def _problem(rng: np.random.Generator, low: int, high: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """A random problem: ``n`` in [low, high) assets, expected returns, a positive definite covariance."""
+    n = int(rng.integers(low, high))
+    a = rng.normal(size=(n, n))
+    return n, rng.normal(scale=0.5, size=n), a @ a.T / n + 0.01 * np.eye(n)
+
+
 def test_many_assets_agree_with_a_general_solver():
     scipy_opt = pytest.importorskip("scipy.optimize")
     seed = int(np.random.default_rng().integers(1 << 31))
     print("seed", seed)
     rng = np.random.default_rng(seed)
     for _ in range(5):
-        n = int(rng.integers(3, 8))
-        a = rng.normal(size=(n, n))
-        cov = a @ a.T / n + 0.01 * np.eye(n)
-        mu = rng.normal(scale=0.5, size=n)
+        n, mu, cov = _problem(rng, 3, 8)
         w = mean_variance_weights(mu, cov, risk_aversion=2.0, upper=0.6)
 
         def f(x, mu=mu, cov=cov):
@@ -93,10 +97,7 @@ def test_a_problem_the_earlier_active_set_method_cycled_on():
     # 200 active-set steps"; it did so on 109 of 2000 seeds (5.5% of CI runs failed the test above)
     rng = np.random.default_rng(1_000_012)
     for _ in range(2):
-        n = int(rng.integers(3, 8))
-        a = rng.normal(size=(n, n))
-        cov = a @ a.T / n + 0.01 * np.eye(n)
-        mu = rng.normal(scale=0.5, size=n)
+        n, mu, cov = _problem(rng, 3, 8)
     w = mean_variance_weights(mu, cov, risk_aversion=2.0, upper=0.6)
     assert _kkt_holds(w, mu, cov, 2.0, np.zeros(n), np.full(n, 0.6))
 
@@ -106,10 +107,7 @@ def test_random_problems_meet_the_optimality_conditions():
     print("seed", seed)
     rng = np.random.default_rng(seed)
     for _ in range(300):
-        n = int(rng.integers(2, 9))
-        a = rng.normal(size=(n, n))
-        cov = a @ a.T / n + 0.01 * np.eye(n)
-        mu = rng.normal(scale=0.5, size=n)
+        n, mu, cov = _problem(rng, 2, 9)
         lo = rng.choice([0.0, -0.5, 0.05])
         hi = rng.choice([0.3, 0.6, 1.0, 2.0])
         if lo * n > 1 or hi * n < 1:

@@ -14,9 +14,7 @@ starts ClickHouse's thread pools, which a fork would not carry): each child open
 
 from __future__ import annotations
 
-import os
 import sys
-import traceback
 from pathlib import Path
 
 import dagster as dg
@@ -50,24 +48,9 @@ def serve() -> None:
     import tapeflow.signals.detect  # noqa: F401
 
     assert "chdb" not in sys.modules, "chdb was imported before the fork"
-    for line in sys.stdin:
-        root, kill, out = line.rstrip("\n").split("\t")
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                for fd, suffix in ((1, ".stdout"), (2, ".stderr")):
-                    os.dup2(os.open(out + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-                main([root, kill])
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(code)
-        print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-    os._exit(0)  # at EOF: nothing to finalize (an interpreter this size took seconds to shut down)
+    from tests.forkserver import serve as fork_each
+
+    fork_each(main)  # one request a line: ROOT<TAB>KILL<TAB>OUT
 
 
 if __name__ == "__main__":

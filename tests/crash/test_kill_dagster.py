@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import select
 import signal
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from tapeflow.storage import lake
 from tapeflow.storage.warehouse import Warehouse
 from tests.crash.harness import REPO, multiset, stage_tables, staging_entries
 from tests.dagster.conftest import copy_landing
+from tests.forkserver import request
 
 POINTS = int(os.environ.get("TAPEFLOW_CRASH_DAGSTER_POINTS", "1"))
 
@@ -45,17 +45,11 @@ def server() -> Iterator[subprocess.Popen[str]]:
 
 
 def _run(server: subprocess.Popen[str], root: Path, kill: str, timeout_s: float = 900) -> tuple[int, str]:
-    out = f"{root}.run{kill}"
-    server.stdin.write(f"{root}\t{kill}\t{out}\n")
-    server.stdin.flush()
-    ready, _, _ = select.select([server.stdout], [], [], timeout_s)
-    assert ready, f"the materialization (kill {kill}) did not finish in {timeout_s} s"
-    answer = server.stdout.readline()
-    assert answer, f"the fork server died (exit code {server.poll()})"
-    code = int(answer)
+    code, stdout, stderr = request(server, [str(root), kill], f"{root}.run{kill}", timeout_s,
+                                   f"the materialization (kill {kill})")
     if code not in (0, -signal.SIGKILL):
-        raise AssertionError(f"materialization failed ({code}):\n{Path(out + '.stderr').read_text()[-3000:]}")
-    return code, Path(out + ".stdout").read_text()
+        raise AssertionError(f"materialization failed ({code}):\n{stderr[-3000:]}")
+    return code, stdout
 
 
 def _outputs(root: Path) -> dict[str, tuple[object, object]]:

@@ -13,7 +13,6 @@ pyarrow, polars and the storage package for a few milliseconds of writing, ~50 t
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from tapeflow.schemas.records import BOOK_DELTA
 from tapeflow.storage import lake, parts
 from tapeflow.storage.batches import batch_token
 from tapeflow.storage.writer import Writer
+from tests.forkserver import request
 from tests.storage.samples import synthetic_deltas
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,26 +63,9 @@ def child(root, kill_at, scenario):
     run_scenario(root, scenario)
     print("DONE", steps[0])
 
-# one request a line (ROOT KILL_AT SCENARIO OUT): fork, the child writes its stdout and stderr to
-# OUT.stdout and OUT.stderr, and this process answers with the child's exit code (-9: killed)
-for line in sys.stdin:
-    root, kill_at, scenario, out = line.rstrip("\n").split("\t")
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            for fd, suffix in ((1, ".stdout"), (2, ".stderr")):
-                os.dup2(os.open(out + suffix, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
-            child(Path(root), int(kill_at), scenario)
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), flush=True)
-os._exit(0)  # at EOF: nothing to finalize
+# one request a line (ROOT KILL_AT SCENARIO OUT): tests.forkserver forks a child per line
+from tests.forkserver import serve
+serve(lambda f: child(Path(f[0]), int(f[1]), f[2]))
 """
 
 
@@ -141,14 +124,8 @@ def run_child(zygote: subprocess.Popen[str], root: Path, kill_at: int, scenario:
               timeout_s: float = 120) -> tuple[int, str, str]:
     """The scenario in a child forked from ``zygote``, SIGKILLed before step ``kill_at``: its exit
     code (-9: killed), stdout and stderr."""
-    out = f"{root}.child"
-    zygote.stdin.write(f"{root}\t{kill_at}\t{scenario}\t{out}\n")
-    zygote.stdin.flush()
-    ready, _, _ = select.select([zygote.stdout], [], [], timeout_s)
-    assert ready, f"step {kill_at}: the child did not finish in {timeout_s} s"
-    code = zygote.stdout.readline()
-    assert code, f"the zygote died (exit code {zygote.poll()})"
-    return int(code), Path(f"{out}.stdout").read_text(), Path(f"{out}.stderr").read_text()
+    return request(zygote, [str(root), str(kill_at), scenario], f"{root}.child", timeout_s,
+                   f"step {kill_at}: the child")
 
 
 @pytest.fixture(scope="module")
