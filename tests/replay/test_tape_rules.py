@@ -71,8 +71,11 @@ def test_stall_then_reconnect_gets_a_snapshot_and_the_rest_of_the_tape(kraken) -
     paths, tape, locations = kraken
     srv = ReplayServer("kraken", paths, faults=["stall@2500:20s"])
     with srv.run_in_thread():
-        # the stale timer (1 s) fires during the stall: the client reconnects, which ends the stall
-        client = _kraken_client(srv, stale_after_s=1.0, backoff_initial_s=0.1)
+        # the stale timer fires during the 20 s stall: the client reconnects, which ends the stall.
+        # 3 s, not 1 s: the tape is served unpaced, so only a starved process sees a 1 s silence
+        # outside the stall (a loaded clean-clone run reconnected 10 times at 1 s, about one
+        # reconnect per 2 s of the stall: each new connection went stale before tape reached it)
+        client = _kraken_client(srv, stale_after_s=3.0, backoff_initial_s=0.1)
         batches = run_live(client, lambda got: len(_data(got)) >= len(tape) - 1 + len(PAIRS))
     assert [(i.kind, i.index, i.location) for i in srv.injected] == [("stall", 2500, locations[2500])]
     assert client.connects == 2, _session_ends(batches)
