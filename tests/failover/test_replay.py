@@ -108,7 +108,8 @@ def test_an_outage_of_the_primary_is_one_switch_away_and_one_back_with_nothing_l
     if fault == "stall" and "source_switch" not in out:
         # the awake stamps keep a starved process from switching needlessly, but a reader that
         # lags its server by more than STALL - STALE still reads buffered rows through the whole
-        # stall and never sees it (a clean-clone CI run, 2 busy workers: every row, no switch).
+        # stall and never sees it (the likely cause when a clean-clone CI run, 2 busy workers,
+        # delivered every row with no switch).
         # One more run; a stage that never switches fails both
         print(f"no switch on the first run, running again; it delivered: {_arrived(out)}")
         out = _run(files, tmp_path / "journal-again", [spec], workers)
