@@ -126,8 +126,8 @@ FAULTS = [
     ("derivative_basis", _set("mark_price_nanos", 2, 60_390 * S + 8), "basis_formula"),  # a nano off
     ("derivative_basis", _set("index_price_nanos", 8, 60_000 * S), "basis_formula"),  # index, no mark
     # an index below zero, the basis recomputed from it: only the range sees it
-    ("derivative_basis", _both(_set("index_price_nanos", 0, -1), _set("basis_bps", 0, (60_000 * S + 1) / -1 * 1e4)),
-     "price_range"),
+    ("derivative_basis", _both(_set("index_price_nanos", 0, -1),
+                               _set("basis_bps", 0, (60_000 * S + 1) / -1 * 1e4)), "price_range"),
     ("derivative_basis", _set("ts_event_ns", 5, T0 + 4 * S), "grid_order"),  # a repeated grid time
     ("derivative_basis", _set("ts_recv_ns", 6, T0 + 6 * S + 1), "grid_order"),  # not the grid time
     ("derivative_basis", _set("interval", 1, None), "not_null_keys"),
@@ -138,7 +138,8 @@ FAULTS = [
                                    _set("change_pct", 4, (-10 * S + 1) / (1_010 * S - 1) * 100.0)),
      "change_vs_rows"),
     # a change (and its percentage) where the OI of 9 s, its start, is absent
-    ("open_interest_change", _both(_set("change_nanos", 12, 0), _set("change_pct", 12, 0.0)), "change_vs_rows"),
+    ("open_interest_change", _both(_set("change_nanos", 12, 0), _set("change_pct", 12, 0.0)),
+     "change_vs_rows"),
     ("open_interest_change", _set("change_pct", 3, -1.0000000001), "change_formula"),
     ("open_interest_change", _set("open_interest_nanos", 12, -5), "size_range"),
     ("open_interest_change", _set("window_ns", 0, 0), "change_formula"),
@@ -185,8 +186,9 @@ def test_a_cluster_against_changed_liquidations_fails_members_only() -> None:
     clusters = _clean()["liquidation_clusters"]
     inputs = _inputs()
     # one more buy inside the burst's span: the stored cluster no longer counts its members
-    extra = LIQUIDATION.table({"ts_event_ns": [T0 + 2 * S], "ts_recv_ns": [T0 + 2 * S], "liquidation_id": ["g"],
-                               "side": [BID], "price_nanos": [60_000 * S], "size_nanos": [S]}, constants=ON)
+    extra = LIQUIDATION.table({"ts_event_ns": [T0 + 2 * S], "ts_recv_ns": [T0 + 2 * S],
+                               "liquidation_id": ["g"], "side": [BID],
+                               "price_nanos": [60_000 * S], "size_nanos": [S]}, constants=ON)
     more = {"liquidation": pa.concat_tables([inputs["liquidation"], extra])}
     changed, alone = validate_plans([
         plan_suite("liquidation_clusters", clusters, partition_day=DAY, inputs=more),
