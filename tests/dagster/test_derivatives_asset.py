@@ -72,7 +72,8 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     suites = (("basis", "derivative_basis"), ("oi_change", "open_interest_change"),
               ("clusters", "liquidation_clusters"))
     names = {f"{p}_{c}" for p, suite in suites for c in check_names(suite)}
-    assert {e.check_name: e.passed for e in result.get_asset_check_evaluations()} == dict.fromkeys(names, True)
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(names, True)
     # a basis one nano of mark off in the stored rows: the checks of the stored rows (as a run of
     # the checks alone reads them) fail basis_basis_formula, and only that check
     stored = lake.read(DERIVATIVE_BASIS, dep.lake, venue="binance-usdm", symbol="BTCUSDT", date="2024-01-02")
