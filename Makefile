@@ -33,6 +33,7 @@ demo: setup
 	$(BIN)/python -m flows.demo --defer-hints
 	$(BIN)/python -m dagster_project.demo --defer-hints
 	$(BIN)/python -m tapeflow.venues.databento.demo --defer-hints
+	$(BIN)/python -m tapeflow.derivatives.demo --defer-hints
 	@$(BIN)/python -m tapeflow.demo --hints
 
 test: setup

@@ -44,8 +44,8 @@ from tapeflow.batch import history
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType
 
-__all__ = ["DOCS_DIR", "RESULTS_DIR", "SUITES", "WARN_ONLY", "baseline", "docs_dir", "evaluate", "finish",
-           "finish_all", "load", "plan", "publish", "specs"]
+__all__ = ["DOCS_DIR", "MORE_SUITES", "RESULTS_DIR", "SUITES", "WARN_ONLY", "baseline", "docs_dir",
+           "evaluate", "finish", "finish_all", "load", "plan", "publish", "specs"]
 
 # asset -> quality suite
 SUITES: dict[str, str] = {
@@ -61,6 +61,13 @@ SUITES: dict[str, str] = {
     "option_surfaces": "option_surfaces",
     "derivatives_derived": "insurance_stress",  # the stress rows it writes (assets/derivatives.py)
 }
+# asset -> {prefix: suite}: the suites of further datasets the asset writes. An asset's check names
+# are unique, so these checks are named ``<prefix>_<check>``; their plans are keyed ``asset.prefix``
+# (:func:`plan`, :func:`finish`) and kept under that name.
+MORE_SUITES: dict[str, dict[str, str]] = {
+    "derivatives_derived": {"basis": "derivative_basis", "oi_change": "open_interest_change",
+                            "clusters": "liquidation_clusters"},
+}
 # statistical checks: a failure warns, it does not stop the pipeline
 WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})
 # The rebuilt BBO carries the update id of the book event it follows. A resync from a REST snapshot
@@ -74,13 +81,25 @@ _LOG = get_dagster_logger()
 
 
 def specs(asset: str) -> list[AssetCheckSpec]:
-    """One blocking check per check of the asset's suite."""
-    suite = SUITES[asset]
+    """One blocking check per check of the asset's suites."""
     return [
         AssetCheckSpec(name, asset=asset, blocking=True,
-                       description=f"{suite} suite: {name}{' (warns only)' if _warns(asset, name) else ''}")
-        for name in quality.check_names(suite)
+                       description=f"{suite} suite: {check}{' (warns only)' if _warns(asset, check) else ''}")
+        for key in (asset, *(f"{asset}.{p}" for p in MORE_SUITES.get(asset, {})))
+        for suite, check, name in _named(key)
     ]
+
+
+def _split(key: str) -> tuple[str, str]:
+    asset, _, prefix = key.partition(".")
+    return asset, prefix
+
+
+def _named(key: str) -> list[tuple[str, str, str]]:
+    """(suite, check, the asset check's name) of each check of a plan key (``asset[.prefix]``)."""
+    asset, prefix = _split(key)
+    suite = MORE_SUITES[asset][prefix] if prefix else SUITES[asset]
+    return [(suite, c, f"{prefix}_{c}" if prefix else c) for c in quality.check_names(suite)]
 
 
 def _warns(asset: str, check: str) -> bool:
@@ -88,19 +107,27 @@ def _warns(asset: str, check: str) -> bool:
 
 
 def plan(asset: str, table: pa.Table, lake: Path, t: Target, *, book: pa.Table | None = None,
-         record: RecordType | None = None, trades: pa.Table | None = None) -> Plan:
-    """Plan the asset's suite on one instrument-day (see :func:`evaluate` for the arguments)."""
+         record: RecordType | None = None, trades: pa.Table | None = None,
+         inputs: Mapping[str, pa.Table] | None = None) -> Plan:
+    """Plan the asset's suite on one instrument-day (see :func:`evaluate` for the arguments);
+    ``asset.prefix`` plans one of its :data:`MORE_SUITES`, ``inputs`` the rows it was derived from."""
     base = baseline(lake, record, t) if record is not None else None
     opens = quality.session_opens(trades, [t.symbol]) if trades is not None else None
-    return quality.plan_suite(SUITES[asset], table, partition_day=t.date, baseline=base, book=book,
-                              session_open_ns=opens)
+    return quality.plan_suite(_named(asset)[0][0], table, partition_day=t.date, baseline=base, book=book,
+                              session_open_ns=opens, inputs=inputs)
 
 
 def selected(context: AssetExecutionContext | None, asset: str) -> bool:
-    """Whether this run executes any check of ``asset`` (always, without a context)."""
+    """Whether this run executes any check of ``asset`` (always, without a context); of the suite
+    ``asset.prefix`` only, given such a key."""
     if context is None:
         return True
-    return any(k.asset_key == AssetKey(asset) for k in context.selected_asset_check_keys)
+    name, prefix = _split(asset)
+    keys = [k for k in context.selected_asset_check_keys if k.asset_key == AssetKey(name)]
+    if not prefix:
+        return bool(keys)
+    mine = {n for _, _, n in _named(asset)}
+    return any(k.name in mine for k in keys)
 
 
 def finish(asset: str, plans: Mapping[Target, Plan], lake: Path, *,
@@ -131,17 +158,18 @@ def finish_all(plans: Mapping[str, Mapping[Target, Plan]], lake: Path, *,
         runs.setdefault(asset, {})[t] = result
     publish(lake, sorted({t for (_, t), r in zip(keys, results, strict=True) if not r.passed}))
     out = []
-    for asset, by_target in runs.items():
+    for key, by_target in runs.items():
+        asset, _ = _split(key)
         wanted = None if context is None else {k.name for k in context.selected_asset_check_keys
                                               if k.asset_key == AssetKey(asset)}
-        for name in quality.check_names(SUITES[asset]):
+        for _, check, name in _named(key):
             if wanted is not None and name not in wanted:
                 continue
-            result = _combine(asset, name, by_target)
+            result = _combine(asset, check, name, by_target)
             if result is not None:
                 out.append(result)
             else:
-                why = sorted({str(r.check(name).details.get("skipped")) for r in by_target.values()})
+                why = sorted({str(r.check(check).details.get("skipped")) for r in by_target.values()})
                 _LOG.info(f"{asset}.{name}: skipped on every partition of the run ({'; '.join(why)}): "
                           f"no result")
     return out
@@ -176,8 +204,9 @@ def baseline(lake: Path, record: RecordType, t: Target) -> Baseline:
     return Baseline(row_counts=rows, volumes_nanos=volumes)
 
 
-def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> AssetCheckResult | None:
-    parts = [(t, r.check(name)) for t, r in runs.items()]
+def _combine(asset: str, check: str, name: str,
+             runs: Mapping[Target, SuiteResult]) -> AssetCheckResult | None:
+    parts = [(t, r.check(check)) for t, r in runs.items()]
     skipped = {str(t): c.details["skipped"] for t, c in parts if _skipped(c)}
     judged = [(t, c) for t, c in parts if not _skipped(c)]
     if parts and not judged:
@@ -202,7 +231,7 @@ def _combine(asset: str, name: str, runs: Mapping[Target, SuiteResult]) -> Asset
         reasons = sorted(set(skipped.values()))
         description += (f" (evaluated on {len(judged)} of {len(parts)} partitions; skipped on "
                         f"{len(skipped)}: {'; '.join(reasons)})")
-    severity = AssetCheckSeverity.WARN if _warns(asset, name) else AssetCheckSeverity.ERROR
+    severity = AssetCheckSeverity.WARN if _warns(asset, check) else AssetCheckSeverity.ERROR
     return AssetCheckResult(asset_key=asset, check_name=name, passed=not failed, severity=severity,
                             metadata=meta, description=description or None)
 

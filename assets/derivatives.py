@@ -1,8 +1,11 @@
 """Group ``derived``: the derived metrics of the derivatives datasets (basis, open-interest change,
 liquidation clusters, insurance-fund stress levels), per instrument-day over the lake, by the
 definition the live flow's stages use (``tapeflow.derivatives.live_derived``; docs/derivatives.md),
-and their ``signal`` rows (``tapeflow.derivatives.derived_signals``). The stress rows are checked by
-the ``insurance_stress`` quality suite (blocking asset checks, ``assets.checks``)."""
+and their ``signal`` rows (``tapeflow.derivatives.derived_signals``). Each derived dataset is checked
+by its quality suite (blocking asset checks, ``assets.checks``): the stress rows by
+``insurance_stress`` (checks named as the suite's), the basis, open-interest-change and cluster rows
+by ``derivative_basis``, ``open_interest_change`` and ``liquidation_clusters`` (checks ``basis_*``,
+``oi_change_*``, ``clusters_*``; the clusters' members are recounted in the day's liquidations)."""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +24,7 @@ from assets import checks, common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
+from quality.plan import Plan
 from tapeflow.batch.targets import Target
 from tapeflow.derivatives.derived import insurance_stress
 from tapeflow.derivatives.derived_signals import SCOPE, STRESS, derived_signals
@@ -62,11 +66,11 @@ _DOC = ("Basis (mark vs index) and open-interest change on a 1 s grid from the i
                                     LIQUIDATION_CLUSTER.name, INSURANCE_STRESS.name, SIGNAL.name],
                   "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
                   "window_ns": CONFIG.window_ns})],
-    check_specs=checks.specs("derivatives_derived"),  # the insurance_stress suite on the stress rows
+    check_specs=checks.specs("derivatives_derived"),  # the suites of the four derived datasets
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
-    can_subset=True,  # a day without insurance funds has no stress row to check (Dagster: Skipped)
+    can_subset=True,  # a day without funds (liquidations...) has no row to check (Dagster: Skipped)
 )
 def derivatives_derived(context: AssetExecutionContext,
                         tapeflow: TapeflowResource) -> Iterator[MaterializeResult | AssetCheckResult]:
@@ -75,27 +79,45 @@ def derivatives_derived(context: AssetExecutionContext,
     lake = tapeflow.lake
     build = common.selected(context, "derivatives_derived")  # else a run of its checks alone
     thresholds = load(config_path(tapeflow.settings()))
-    plans = {}
+    plans: dict[str, dict[Target, Plan]] = {}
     for t in wanted:
-        stress = (_derive(context, lake, t, thresholds) if build
-                  else common.read(INSURANCE_STRESS, lake, [t])[t])
-        if stress.num_rows and checks.selected(context, "derivatives_derived"):  # a day with funds
-            plans[t] = checks.plan("derivatives_derived", stress, lake, t)
+        rows = _derive(context, lake, t, thresholds) if build else _stored(lake, t)
+        for key, (table, inputs) in rows.items():
+            # a day with rows of the dataset (a day with funds, with clusters...) is checked
+            if table.num_rows and checks.selected(context, key):
+                plans.setdefault(key, {})[t] = checks.plan(key, table, lake, t, inputs=inputs)
     if build:
         yield MaterializeResult(asset_key="derivatives_derived", metadata=common.run_metadata(wanted))
     # a check no partition could evaluate (no fund among them) yields nothing: Dagster shows it skipped
-    yield from checks.finish("derivatives_derived", plans, lake, context=context)
+    yield from checks.finish_all(plans, lake, context=context)
 
 
-def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: Thresholds) -> pa.Table:
-    """Write one instrument-day's derived datasets and signals; its stress rows (to be checked)."""
+_KEYS = {INSURANCE_STRESS.name: "derivatives_derived", DERIVATIVE_BASIS.name: "derivatives_derived.basis",
+         OPEN_INTEREST_CHANGE.name: "derivatives_derived.oi_change",
+         LIQUIDATION_CLUSTER.name: "derivatives_derived.clusters"}
+Checked = dict[str, tuple[pa.Table, dict[str, pa.Table] | None]]
+
+
+def _stored(lake: Path, t: Target) -> Checked:
+    """The stored derived rows of one instrument-day (a run of the checks alone)."""
+    out: Checked = {}
+    for record in (INSURANCE_STRESS, DERIVATIVE_BASIS, OPEN_INTEREST_CHANGE, LIQUIDATION_CLUSTER):
+        out[_KEYS[record.name]] = (common.read(record, lake, [t])[t], None)
+    out[_KEYS[LIQUIDATION_CLUSTER.name]] = (out[_KEYS[LIQUIDATION_CLUSTER.name]][0],
+                                            {LIQUIDATION.name: common.read(LIQUIDATION, lake, [t])[t]})
+    return out
+
+
+def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: Thresholds) -> Checked:
+    """Write one instrument-day's derived datasets and signals; their rows (to be checked)."""
     inputs = {r.name: common.read(r, lake, [t])[t] for r in (MARK_PRICE, INDEX_PRICE, OPEN_INTEREST)}
     out = batch_derived({k: v for k, v in inputs.items() if v.num_rows}, CONFIG)
     basis = out.get(DERIVATIVE_BASIS.name, DERIVATIVE_BASIS.empty_table())
     change = out.get(OPEN_INTEREST_CHANGE.name, OPEN_INTEREST_CHANGE.empty_table())
     writes = common.write(DERIVATIVE_BASIS, {t: basis}, lake, [t])
     writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
-    clusters = batch_clusters(common.read(LIQUIDATION, lake, [t])[t], CLUSTERS)
+    liquidations = common.read(LIQUIDATION, lake, [t])[t]
+    clusters = batch_clusters(liquidations, CLUSTERS)
     writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
     stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
     stress_rows = stress_record(stress)
@@ -109,4 +131,6 @@ def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: T
                          "liquidation_cluster_rows": clusters.num_rows,
                          "insurance_stress_rows": stress_rows.num_rows,
                          "signal_rows": found.num_rows})
-    return stress_rows
+    return {_KEYS[INSURANCE_STRESS.name]: (stress_rows, None), _KEYS[DERIVATIVE_BASIS.name]: (basis, None),
+            _KEYS[OPEN_INTEREST_CHANGE.name]: (change, None),
+            _KEYS[LIQUIDATION_CLUSTER.name]: (clusters, {LIQUIDATION.name: liquidations})}

@@ -51,6 +51,8 @@ class SuiteData:
     baseline: Baseline | Mapping[str, Baseline] | None = None
     book: pa.Table | None = None
     session_open: Mapping[str, int | None] | None = None
+    inputs: Mapping[str, pa.Table] = field(default_factory=dict)  # record name -> rows a derived
+    # dataset was computed from (the liquidation_clusters suite recounts its members in them)
     derived: dict[str, Any] = field(default_factory=dict)
     day_rows: dict[str, np.ndarray] = field(default_factory=dict)
     day_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)

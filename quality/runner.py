@@ -38,6 +38,9 @@ DATASETS: dict[str, str] = {
     "option_tickers": "option_ticker",
     "option_surfaces": "option_surface",
     "insurance_stress": "insurance_stress",
+    "derivative_basis": "derivative_basis",
+    "open_interest_change": "open_interest_change",
+    "liquidation_clusters": "liquidation_cluster",
 }
 _RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
@@ -68,6 +71,7 @@ def run_suite(
     book: pa.Table | None = None,
     session_open_ns: Mapping[str, int | None] | None = None,
     config: QualityConfig | None = None,
+    inputs: Mapping[str, pa.Table] | None = None,
 ) -> SuiteResult:
     """Validate ``table`` with the suite of ``dataset``; every verdict is a Great Expectations result.
 
@@ -91,6 +95,9 @@ def run_suite(
             metrics then counts crossed pre-open (auction) book states in ``pre_open_crossed``
             without failing on them. Without it every crossed row fails.
         config: thresholds; ``QualityConfig()`` when None.
+        inputs: record name -> the rows a derived dataset was computed from (``liquidation``
+            rows for ``liquidation_clusters``, whose members are recounted in them; without them
+            that check is skipped).
 
     Returns:
         A ``SuiteResult`` whose checks are listed in ``check_names(dataset)`` order.
@@ -99,7 +106,7 @@ def run_suite(
         ConfigError: an unknown dataset or a malformed ``partition_day``.
     """
     planned = plan_suite(dataset, table, partition_day=partition_day, baseline=baseline, book=book,
-                         session_open_ns=session_open_ns, config=config)
+                         session_open_ns=session_open_ns, config=config, inputs=inputs)
     return validate_plans([planned])[0]
 
 
@@ -112,6 +119,7 @@ def plan_suite(
     book: pa.Table | None = None,
     session_open_ns: Mapping[str, int | None] | None = None,
     config: QualityConfig | None = None,
+    inputs: Mapping[str, pa.Table] | None = None,
 ) -> Plan:
     """Judge every check of ``dataset``'s suite on ``table`` exactly, ready for :func:`validate_plans`.
 
@@ -130,7 +138,8 @@ def plan_suite(
     if isinstance(baseline, pa.Table):
         baseline = baselines_from_table(name, baseline, day)
     data = SuiteData(name, table, config, day, inferred, baseline=baseline,
-                     book=derive.plain(book) if book is not None else None, session_open=session_open_ns)
+                     book=derive.plain(book) if book is not None else None, session_open=session_open_ns,
+                     inputs={k: derive.plain(v) for k, v in (inputs or {}).items()})
     missing = [c for c in suite.RECORD.column_names if c not in table.column_names]
     if missing:
         # without its columns a check cannot run; it fails (blocking downstream) rather than vanish

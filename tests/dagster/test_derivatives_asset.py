@@ -11,8 +11,13 @@ from tests.dagster.conftest import Deployment, definitions
 
 
 def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> None:
-    from assets.derivatives import CLUSTERS, CONFIG
+    import pyarrow as pa
+
+    from assets import checks, common
+    from assets.derivatives import CLUSTERS, CONFIG, _stored
     from assets.partitions import INSTRUMENTS_NAME, instrument_key, partition_key
+    from quality import check_names
+    from tapeflow.batch.targets import Target
     from tapeflow.derivatives.live_clusters import batch_clusters
     from tapeflow.derivatives.live_derived import LiveDerived, batch_derived
     from tapeflow.schemas.derivatives import (
@@ -21,6 +26,7 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
         LIQUIDATION_CLUSTER,
         OPEN_INTEREST_CHANGE,
     )
+    from tapeflow.schemas.records import UNDEF_PRICE
     from tapeflow.storage import lake
     from tapeflow.storage.writer import write
     from tests.derivatives.test_live_clusters import _liquidations
@@ -43,6 +49,7 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     instance.add_dynamic_partitions(INSTRUMENTS_NAME, [instrument_key("binance-usdm", "BTCUSDT")])
     asset = next(a for a in definitions().assets if "derivatives_derived" in {k.path[-1] for k in a.keys})
     key = partition_key("2024-01-02", "binance-usdm", "BTCUSDT")
+    t = Target("2024-01-02", "binance-usdm", "BTCUSDT")
     result = dg.materialize([asset], partition_key=key, resources=dep.resources(), instance=instance)
     assert result.success
     want = batch_derived(tables, CONFIG)
@@ -60,6 +67,25 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     want_clusters = batch_clusters(_liq_table(liqs), CLUSTERS)
     assert want_clusters.num_rows > 0
     assert sorted(map(repr, clusters.to_pylist())) == sorted(map(repr, want_clusters.to_pylist()))
+    # the suites of the three datasets ran as blocking checks of the asset and passed (no fund: the
+    # insurance_stress checks report nothing, Dagster shows them skipped)
+    suites = (("basis", "derivative_basis"), ("oi_change", "open_interest_change"),
+              ("clusters", "liquidation_clusters"))
+    names = {f"{p}_{c}" for p, suite in suites for c in check_names(suite)}
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(names, True)
+    # a basis one nano of mark off in the stored rows: the checks of the stored rows (as a run of
+    # the checks alone reads them) fail basis_basis_formula, and only that check
+    stored = lake.read(DERIVATIVE_BASIS, dep.lake, venue="binance-usdm", symbol="BTCUSDT", date="2024-01-02")
+    marks = stored.column("mark_price_nanos").to_pylist()
+    marks[next(i for i, v in enumerate(marks) if v != UNDEF_PRICE)] += 1
+    at = stored.column_names.index("mark_price_nanos")
+    bad = stored.set_column(at, stored.schema.field(at), pa.array(marks, pa.int64()))
+    common.write(DERIVATIVE_BASIS, {t: bad}, dep.lake, [t])
+    plans = {k: {t: checks.plan(k, table, dep.lake, t, inputs=inputs)}
+             for k, (table, inputs) in _stored(dep.lake, t).items() if table.num_rows}
+    verdicts = {r.check_name: r.passed for r in checks.finish_all(plans, dep.lake)}
+    assert verdicts == {n: n != "basis_basis_formula" for n in names}
 
 
 def test_asset_writes_the_signals_beside_the_other_detectors_rows(tmp_path: Path) -> None:
