@@ -132,6 +132,7 @@ class Connector(FrameIntake, DecodeHandoff):
         self._closing = False
         self._closed = asyncio.Event()
         self._maybe_bad: list[tuple[int, int, set[str]]] = []
+        self._healed: list[tuple[int, int, set[str]]] = []  # rows of a frame that synced books
         self._gap_rows: list[tuple[int, int, str]] = []
         self._frame_rows = (0, 0)
         self._ws: aiohttp.ClientWebSocketResponse | None = None
@@ -365,9 +366,11 @@ class Connector(FrameIntake, DecodeHandoff):
         if self.decoder.rows:
             chunk = self.decoder.flush(0, self.venue)
             records = {k: t for k, t in chunk.tables.items() if t.num_rows}
-        if (self._maybe_bad or self._gap_rows) and "book_delta" in records:
-            records["book_delta"] = flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows)
+        if (self._maybe_bad or self._gap_rows or self._healed) and "book_delta" in records:
+            records["book_delta"] = flag_rows(records["book_delta"], self._maybe_bad, self._gap_rows,
+                                              self._healed)
         self._maybe_bad = []
+        self._healed = []
         self._gap_rows = []
         return LiveBatch(frames=frames, records=records, status=self.log.drain(), locations=locations,
                          awake_ns=self._batch_awake_ns)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -10,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.schemas import RecordType
-from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK, STATUS
+from tapeflow.schemas.records import F_GAP, F_MAYBE_BAD_BOOK, F_SNAPSHOT, L2_CLEAR, STATUS
 
 WS, REST = "ws", "rest"
 _EMPTY_STATUS = STATUS.empty_table()
@@ -100,7 +101,8 @@ class StatusLog:
 
 
 def flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]],
-              gaps: list[tuple[int, int, str]]) -> pa.Table:
+              gaps: list[tuple[int, int, str]],
+              healed: Sequence[tuple[int, int, set[str]]] = ()) -> pa.Table:
     """Set the live-only flags on a batch's ``book_delta`` rows.
 
     Args:
@@ -109,12 +111,28 @@ def flag_rows(deltas: pa.Table, spans: list[tuple[int, int, set[str]]],
             their book was not synced -> ``F_MAYBE_BAD_BOOK`` (no consumer takes them for a valid
             book; the kernels hold the book in RESYNC from the ``F_GAP``).
         gaps: ``(start, end, symbol)``: the first row of ``symbol`` in ``start:end`` -> ``F_GAP``.
+        healed: ``(start, end, symbols)``: rows ``start:end`` were written by the one frame that
+            synced these symbols' books (a snapshot whose bridging diff had already arrived). The
+            frame wrote, in book order, the buffered diffs the snapshot contains, then the
+            snapshot, then the diffs after it: the rows of a symbol before its (last) snapshot
+            clear row were applied to a broken book -> ``F_MAYBE_BAD_BOOK``, as they get when
+            the snapshot comes before its bridge (the sync then completes on a later frame).
     """
     symbols = deltas.column("symbol").to_numpy(zero_copy_only=False)
     add = np.zeros(deltas.num_rows, dtype=np.uint8)
     for start, end, broken in spans:
         hit = np.isin(symbols[start:end], list(broken))
         add[start:end] |= np.where(hit, F_MAYBE_BAD_BOOK, 0).astype(np.uint8)
+    if healed:
+        action = deltas.column("action").to_numpy()
+        snap = deltas.column("flags").to_numpy() & F_SNAPSHOT != 0
+        for start, end, synced in healed:
+            for symbol in synced:
+                mine = symbols[start:end] == symbol
+                clears = np.flatnonzero(mine & (action[start:end] == L2_CLEAR) & snap[start:end])
+                if len(clears):
+                    head = np.flatnonzero(mine[: clears[-1]])
+                    add[start + head] |= F_MAYBE_BAD_BOOK
     for start, end, symbol in gaps:
         hit = np.flatnonzero(symbols[start:end] == symbol)
         if len(hit):

@@ -35,6 +35,7 @@ class DecodeHandoff:
     _day_ns: int
     _frame_rows: tuple[int, int]
     _maybe_bad: list[tuple[int, int, set[str]]]
+    _healed: list[tuple[int, int, set[str]]]
     _inflight: set[str]
     _arriving: dict[int, str]
 
@@ -133,6 +134,8 @@ class DecodeHandoff:
                 self._inflight.discard(self._arriving.pop(id(frame), ""))
             after_rows = len(deltas) if deltas is not None else 0
             self._frame_rows = (before, after_rows)
+            # books not synced before the frame's rows are judged (after_frame may sync them)
+            was_broken = {s for s in symbols if not synced(s)} if after_rows > before else None
             after(frame)
             if new_day:
                 self.on_new_day(day_of(frame.ts_recv_ns))
@@ -140,6 +143,10 @@ class DecodeHandoff:
                 broken = {s for s in symbols if not synced(s)}
                 if broken:
                     self._maybe_bad.append((before, after_rows, broken))
+                if was_broken and (healed := was_broken - broken):
+                    # this frame synced them: what it wrote before their snapshot was still
+                    # written to a broken book (frames.flag_rows)
+                    self._healed.append((before, after_rows, healed))
 
     def _decode_whole(self, frames: list[RawFrame], locations: list[str], feed_many: Any) -> None:
         before = self._rows()

@@ -13,13 +13,15 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow.compute as pc
 import pytest
 
 from tapeflow.live import ConnectorSettings, LiveBatch, RawFrame
+from tapeflow.live.frames import REST
 from tapeflow.replay import ReplayServer
-from tapeflow.schemas.records import BOOK_DELTA, F_GAP, F_MAYBE_BAD_BOOK, QUOTE
+from tapeflow.schemas.records import BOOK_DELTA, F_GAP, F_MAYBE_BAD_BOOK, F_SNAPSHOT, L2_CLEAR, QUOTE
 from tapeflow.venues.binance.client import BinanceClient
 from tapeflow.venues.binance.verify import bookticker_matches
 from tests.conftest import need
@@ -188,6 +190,49 @@ def test_usdm_injected_drop_reorder_disconnect_are_detected_and_resynced(usdm_pr
     assert report.total > 0 and report.ok == report.total, report.failures[:3]
     assert_journal_equals_live("binance", journal_file(tmp_path / "journal", "binance-usdm"), live)
     assert client.decoder.stats.checked == client.decoder.stats.chained + 3
+
+
+def _usdm_diff(first: int, last: int, prev: int) -> bytes:
+    return (b'{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":2,"T":2,"s":"BTCUSDT",'
+            b'"U":%d,"u":%d,"pu":%d,"b":[["10.0","%d"]],"a":[["11.0","1"]]}}' % (first, last, prev, last))
+
+
+def _usdm_snapshot(last_id: int) -> bytes:
+    return (b'{"symbol":"BTCUSDT","lastUpdateId":%d,"E":1,"T":1,"bids":[["10.0","1"]],'
+            b'"asks":[["11.0","1"]]}' % last_id)
+
+
+def test_a_snapshot_landing_after_its_bridge_still_flags_the_diffs_it_contains() -> None:
+    # The client lagging behind the feed (a loaded machine): by the time the REST snapshot is
+    # decoded, the diffs it contains AND the one that bridges it are buffered. That one frame
+    # writes the contained diffs (before the snapshot's clear row: a broken book), the snapshot,
+    # the bridge, and syncs the book. The contained rows were once published with no flag, so a
+    # row between a gap and its resync looked valid (the usdm fault test failed under load).
+    client = BinanceClient(["BTCUSDT"], endpoint="ws://unused", rest_endpoint="http://unused")
+    client.request_rest = lambda *a, **k: False  # type: ignore[method-assign]  # no network here
+    client.sync.connected("test")
+    t = 1_700_000_000_000_000_000
+    feed = [(_usdm_diff(90, 95, 89), "ws"), (_usdm_diff(96, 101, 95), "ws"),  # first sync at 100
+            (_usdm_snapshot(100), REST),
+            (_usdm_diff(102, 103, 101), "ws"), (_usdm_diff(110, 112, 108), "ws"),  # the gap
+            (_usdm_diff(104, 107, 103), "ws"), (_usdm_diff(113, 120, 112), "ws"),  # late + bridge
+            (_usdm_snapshot(115), REST)]
+    frames = [RawFrame(client.venue, t + i, data, channel) for i, (data, channel) in enumerate(feed)]
+    batch = client._process(frames)  # noqa: SLF001 - one micro-batch, no socket
+    states = batch.status.column("state").to_pylist()
+    assert [s for s in states if s in ("synced", "gap")] == ["synced", "gap", "synced"]
+    deltas = batch.get(BOOK_DELTA)
+    assert client.sync.synced("BTCUSDT") and client.decoder.stats.chained == 3
+    seq, flags = deltas.column("sequence").to_pylist(), deltas.column("flags").to_numpy()
+    clears = [i for i, a in enumerate(deltas.column("action").to_pylist())
+              if a == L2_CLEAR and flags[i] & F_SNAPSHOT]
+    assert len(clears) == 2 and seq[clears[0] - 1] == 95 and seq[clears[1] - 1] == 107
+    # every row before each snapshot (the first sync's, and after the gap) is flagged maybe-bad ...
+    for start, clear in ((0, clears[0]), (int(np.flatnonzero(flags & F_GAP)[0]), clears[1])):
+        assert (flags[start:clear] & F_MAYBE_BAD_BOOK != 0).all(), (start, clear, flags.tolist())
+    assert assert_nothing_valid_while_broken(deltas) == 1
+    # ... and the bridged rows after it are not: the book is valid again
+    assert not (flags[clears[1]:] & F_MAYBE_BAD_BOOK).any() and seq[-1] == 120
 
 
 @pytest.mark.parametrize(("market", "capture", "symbols"), [
