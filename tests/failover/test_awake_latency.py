@@ -1,0 +1,62 @@
+"""The stage's latency breaker discounts our own starvation (docs/failover.md, "Degraded"), with an
+injected clock: the feeds of ``test_awake.py``, each row captured when its batch arrived (as a
+connector stamps ``ts_recv``), so rows a starved connector held back carry our lag in
+``ts_recv - ts_event``. Judged on the connector's awake stamps, that lag is not the venue's: no
+``degraded`` row, no switch. A connector that stamped all along and read late rows (the venue or
+the path held them) is degraded as before."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from tapeflow.live.failover import FailoverStage
+from tests.failover.synthetic import MS, SECOND, VENUES, config
+from tests.failover.test_awake import _run, _scenario
+from tests.failover.test_stage import Event, _prices, _switches
+
+
+def _captured_on_arrival(events: list[Event]) -> list[Event]:
+    out: list[Event] = []
+    for arrival, src, batch in events:
+        if "trade" in batch:
+            trade = batch["trade"]
+            i = trade.column_names.index("ts_recv_ns")
+            batch = {**batch, "trade": trade.set_column(i, trade.schema.field(i),
+                                                        pa.array([arrival] * trade.num_rows, pa.int64()))}
+        out.append((arrival, src, batch))
+    return out
+
+
+def _degraded(out: dict[str, pa.Table]) -> list[dict]:
+    status = out["status"].to_pylist()
+    return [r for r in status if r["state"] == "degraded" and r["detail"].startswith("failover")]
+
+
+def test_a_starved_connectors_late_captures_are_not_the_venues_latency() -> None:
+    rows, events, t0, _ = _scenario(starved=True)  # pri's loop did not run for 2 s (4 x degraded_after / 2)
+    events = _captured_on_arrival(events)
+    stage = FailoverStage(config(stale_ms=500, hold_ms=1_000))
+    out = _run(stage, events, t0=t0)
+    assert _degraded(out) == [] and _switches(out) == []
+    assert _prices(out) == rows and set(out["trade"]["venue"].to_pylist()) == {VENUES["pri"]}
+    blind_from, blind_to = stage.latency["pri"].blind_ns
+    assert blind_to - blind_from >= 2 * SECOND - 100 * MS  # the window it did not run, seen on its stamps
+    # the same captures judged without the stamps (the arrival clock alone): the starvation's ~2 s
+    # are taken for feed latency and the source is degraded
+    again = _run(FailoverStage(config(stale_ms=500, hold_ms=1_000)), events, t0=t0, awake=False)
+    late = _degraded(again)
+    assert [r["venue"] for r in late] == [VENUES["pri"]] and "feed latency" in late[0]["detail"]
+
+
+def test_a_connector_that_watched_and_read_late_rows_is_degraded() -> None:
+    rows, events, t0, _ = _scenario(starved=False)  # pri's connector stamped all along; rows 2 s late
+    stage = FailoverStage(config(stale_ms=500, hold_ms=1_000))
+    out = _run(stage, _captured_on_arrival(events), t0=t0)
+    late = _degraded(out)
+    assert [r["venue"] for r in late] == [VENUES["pri"]]
+    lag_ms = float(late[0]["detail"].split("feed latency ")[1].split(" ms")[0])
+    assert lag_ms > 1_000  # the held rows' latency, not discounted: the connector was awake
+    assert stage.latency["pri"].blind_ns is None or \
+        stage.latency["pri"].blind_ns[1] - stage.latency["pri"].blind_ns[0] <= 100 * MS
+    assert _prices(out) == rows
+    assert MS  # (units as in test_awake)
