@@ -246,7 +246,8 @@ class LiveSettings:
             derivatives=derivatives,
             derivatives_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_DERIVATIVES_OPTIONS").items())),
             predict=_bool(get, "TAPEFLOW_LIVE_PREDICT", False),
-            stream_silence_ns=_duration(get, "TAPEFLOW_LIVE_STREAM_SILENCE", 10_000_000_000) or 10_000_000_000,
+            stream_silence_ns=_duration(get, "TAPEFLOW_LIVE_STREAM_SILENCE", 10_000_000_000)
+            or 10_000_000_000,
         )
 
     def health_clock(self) -> str:

@@ -156,7 +156,8 @@ class StreamOwner:
         out: list[Item] = []
         for record, rows in ((SOURCE_SWITCH, self._switches), (STATUS, self._gaps)):
             if rows:
-                out.append((record.name, record.table({n: [r[n] for r in rows] for n in record.column_names})))
+                columns = {n: [r[n] for r in rows] for n in record.column_names}
+                out.append((record.name, record.table(columns)))
         self._switches, self._gaps = [], []
         return out
 

@@ -75,8 +75,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      help="derivatives connector keyword argument, e.g. market=coinm (binance COIN-M, "
                           "dstream; default usdm), liquidations=all (bybit), all_liquidations=true (binance)")
     src.add_argument("--stream-silence", metavar="DURATION",
-                     help="with --derivatives and --poll: the channels' silence (event time) that hands an "
-                          "instrument's derived rows to the polls, e.g. 5s (default 10s; docs/derivatives.md)")
+                     help="with --derivatives and --poll: the channels' silence (event time) that hands "
+                          "an instrument's derived rows to the polls, e.g. 5s (default 10s; "
+                          "docs/derivatives.md)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     src.add_argument("--clock", choices=CLOCKS, default="auto",

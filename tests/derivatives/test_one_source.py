@@ -130,7 +130,8 @@ def _gaps(table: pa.Table) -> list[tuple]:
                   for r in table.to_pylist() if r["detail"].startswith("stream silence"))
 
 
-def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp_path: Path, dsn: str) -> None:
+def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp_path: Path,
+                                                                             dsn: str) -> None:
     """BTCUSDT is streamed at T0..T0+4 s and T0+12..14 s (silent 8 s) and polled at T0+2, 8 and 14 s;
     the stream's silence is 3 s. Each basis grid time has one row: the stream's while it carries
     the marks (its rows own 3 s each: T0..T0+6 s and T0+12 s on), the polls' in the hole (T0+7..11 s);

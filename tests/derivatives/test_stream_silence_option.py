@@ -18,8 +18,8 @@ from tapeflow.errors import ConfigError
 from tapeflow.settings import LiveSettings, Settings
 
 S = 1_000_000_000
-BOTH = {"TAPEFLOW_LIVE_VENUE": "binance", "TAPEFLOW_LIVE_SYMBOLS": "BTCUSDT", "TAPEFLOW_LIVE_DERIVATIVES": "with",
-        "TAPEFLOW_LIVE_POLL": "binance_usdm:BTCUSDT"}
+BOTH = {"TAPEFLOW_LIVE_VENUE": "binance", "TAPEFLOW_LIVE_SYMBOLS": "BTCUSDT",
+        "TAPEFLOW_LIVE_DERIVATIVES": "with", "TAPEFLOW_LIVE_POLL": "binance_usdm:BTCUSDT"}
 
 
 def _env(*extra: str) -> dict[str, str]:
@@ -33,7 +33,8 @@ def _env(*extra: str) -> dict[str, str]:
 
 def test_the_stream_silence_is_a_setting_and_an_option() -> None:
     assert LiveSettings.from_env(BOTH).stream_silence_ns == 10 * S  # the default: the derived staleness
-    assert LiveSettings.from_env({**BOTH, "TAPEFLOW_LIVE_STREAM_SILENCE": "2500ms"}).stream_silence_ns == 2_500_000_000
+    silence = LiveSettings.from_env({**BOTH, "TAPEFLOW_LIVE_STREAM_SILENCE": "2500ms"}).stream_silence_ns
+    assert silence == 2_500_000_000
     assert LiveSettings.from_env(_env("--stream-silence", "3s")).stream_silence_ns == 3 * S
     assert "TAPEFLOW_LIVE_STREAM_SILENCE" not in _env()
     for bad in ("0s", "-3s", "3", "soon", "none"):
