@@ -78,5 +78,5 @@ def test_the_replay_server_counts_it_once(tmp_path: Path) -> None:
     assert len(tape) >= 4  # the compact frames (and the cut one: a frame as before, unread by the book)
     assert adapter.bad_reasons["bad_capture_line"] == 3
     assert adapter.bad_reasons["bad_json"] == 1  # the frame cut short at a comma, as before
-    assert any(e.startswith(f"capture.jsonl:3-{n + 2}: bad_capture_line: a JSON document spread over {n} lines")
-               for e in adapter.bad_examples), adapter.bad_examples
+    want = f"capture.jsonl:3-{n + 2}: bad_capture_line: a JSON document spread over {n} lines"
+    assert any(e.startswith(want) for e in adapter.bad_examples), adapter.bad_examples
