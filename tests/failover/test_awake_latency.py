@@ -33,7 +33,7 @@ def _degraded(out: dict[str, pa.Table]) -> list[dict]:
 
 
 def test_a_starved_connectors_late_captures_are_not_the_venues_latency() -> None:
-    rows, events, t0, _ = _scenario(starved=True)  # pri's loop did not run for 2 s (4 x degraded_after / 2)
+    rows, events, t0, _ = _scenario(starved=True)  # pri's loop did not run for 2 s (2 x degraded_after)
     events = _captured_on_arrival(events)
     stage = FailoverStage(config(stale_ms=500, hold_ms=1_000))
     out = _run(stage, events, t0=t0)
@@ -59,4 +59,3 @@ def test_a_connector_that_watched_and_read_late_rows_is_degraded() -> None:
     assert stage.latency["pri"].blind_ns is None or \
         stage.latency["pri"].blind_ns[1] - stage.latency["pri"].blind_ns[0] <= 100 * MS
     assert _prices(out) == rows
-    assert MS  # (units as in test_awake)
