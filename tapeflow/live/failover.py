@@ -119,16 +119,17 @@ class SourceLatency:
     that degrades a moment later, and back after the hold).
 
     **Our starvation is not the venue's latency.** A source whose connector gives awake stamps
-    (:meth:`awake`) stamps at least every awake interval while its loop runs; a gap of more than
-    ``slack_ns`` between its stamps and the next thing it read is a time it did not run (a starved
-    process, a long decode holding the GIL): the frames read after it may have reached the socket
-    at any time in that **blind** window, and their capture times carry our lag. So a row the
-    source would have delivered before the window ended (venue time + baseline at or before its
-    end) is judged as captured at the earliest it can have arrived: not before the window's start
-    (the socket was read empty then) + ``slack_ns``, nor before its own venue time + baseline; never
-    later than its capture time. A venue already late when the starvation began stays late; a
-    connector that ran and read late frames (a congested path) has no blind window and is judged on
-    its capture times. A source without stamps (and the warm-up) is judged on capture times alone.
+    (:meth:`awake`) stamps at least every awake interval while its loop runs (a data batch's stamp
+    is its last frame's read time); a gap of more than ``slack_ns`` between two stamps is a time it
+    did not run (a starved process, a long decode holding the GIL): the frames read after it may
+    have reached the socket at any time in that **blind** window, and their capture times carry our
+    lag. So a row read after the window began that the source would have delivered before it ended
+    (venue time + baseline at or before its end) is judged as captured at the earliest it can have
+    arrived: not before the window's start (the socket was read then) + ``slack_ns``, nor before
+    its own venue time + baseline; never later than its capture time. A venue already late when the
+    starvation began stays late; a connector that ran and read late frames (a congested path) has no
+    blind window and is judged on its capture times. A source without stamps, rows on a recorded
+    clock (captured before the window) and the warm-up are judged on capture times alone.
 
     Attributes:
         source: the config's source name.
@@ -149,15 +150,11 @@ class SourceLatency:
     awake_ns: int | None = None
     blind_ns: tuple[int, int] | None = None
 
-    def awake(self, first_recv_ns: int | None, awake_ns: int | None) -> None:
-        """A batch of the source arrived with its connector's stamp ``awake_ns`` (None: it gives
-        none) and ``first_recv_ns``, the capture time of its first row (None: no row). Call before
-        :meth:`judged_recv` of its rows."""
-        if awake_ns is None:
-            return
-        seen = awake_ns if first_recv_ns is None else first_recv_ns  # it read then: it ran
-        if self.awake_ns is not None and seen - self.awake_ns > self.slack_ns:
-            self.blind_ns = (self.awake_ns, seen)
+    def awake(self, awake_ns: int) -> None:
+        """A batch of the source arrived with its connector's stamp ``awake_ns`` (its last frame's
+        read time, or the ticker's later stamp). Call before :meth:`judged_recv` of its rows."""
+        if self.awake_ns is not None and awake_ns - self.awake_ns > self.slack_ns:
+            self.blind_ns = (self.awake_ns, awake_ns)
         self.awake_ns = awake_ns if self.awake_ns is None else max(self.awake_ns, awake_ns)
 
     def judged_recv(self, ts_event: np.ndarray, ts_recv: np.ndarray) -> np.ndarray:
@@ -167,7 +164,10 @@ class SourceLatency:
             return ts_recv
         start, end = self.blind_ns
         due = ts_event + self.baseline_ns
-        held = (ts_event >= 0) & (due <= end)
+        # read after the connector went blind (a row carrying a recorded capture time, the sim
+        # client's feed clock or a journal replay, is on another clock than the stamps: never),
+        # and due before it could read again
+        held = (ts_event >= 0) & (due <= end) & (ts_recv > start + self.slack_ns)
         if not held.any():
             return ts_recv
         earliest = np.maximum(start + self.slack_ns, due)
@@ -302,9 +302,7 @@ class FailoverStage:
                 leg.awake_ns = awake_ns if leg.awake_ns is None else max(leg.awake_ns, awake_ns)
         latency = self.latency.get(source)
         if latency is not None and awake_ns is not None:  # (a source without stamps: capture times)
-            first = min((int(pc.min(t.column("ts_recv_ns")).as_py()) for ts in timed.values() for t in ts),
-                        default=None)
-            latency.awake(first, awake_ns)
+            latency.awake(awake_ns)
         if timed and latency is not None:  # judged before any of these rows is forwarded
             judged = latency.observe([_latency(v, s, ts, latency) for (v, s), ts in timed.items()])
             if judged is not None:
