@@ -174,7 +174,7 @@ class _OneSourceLogic(StatefulBatchLogic[tuple[str, Batch], Item, bytes]):
 
     def on_eof(self) -> tuple[Iterable[Item], bool]:
         out = self.feed.eof(self.owner.keep_stream) + self.polls.eof(self.owner.keep)
-        return out + self.owner.switches(), False
+        return out + self.owner.end(), False
 
     def snapshot(self) -> bytes:
         return pickle.dumps((self.feed.stages, self.feed.signals, self.polls.stages, self.polls.signals,
@@ -227,7 +227,8 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
     instrument is not written while the feed carries it, nor one of the feed's while the feed has
     been silent for ``silence_ns`` of event time (None: the feed owns it from its first row on),
     nor their signals: the stream wins, the polls are the fallback, and each hand-over the polls
-    carried is a ``source_switch`` row (:mod:`tapeflow.derivatives.sources`). All input rows are written."""
+    carried is a ``source_switch`` row and the feed's hole a closed ``gap`` STATUS row for the gap
+    repair (:mod:`tapeflow.derivatives.sources`). All input rows are written."""
     fed = op.map("feed_tag", op.input("derivatives", flow, feed), lambda batch: (_FEED, batch))
     items = op.input("polls", flow, polls)
     polled = op.map("poll_tag", items, lambda item: (_POLLS, {item[0]: item[1]}))

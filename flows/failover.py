@@ -29,13 +29,12 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from flows.sources import IdleStop, LiveSource
 from tapeflow.live.batching import Batch, Heartbeat
-from tapeflow.live.failover import FailoverStage
+from tapeflow.live.failover import FailoverStage, awake_interval_ns
 from tapeflow.live.failover_config import FailoverConfig
 from tapeflow.live.shutdown import stop_requested
 from tapeflow.schemas.records import SOURCE_SWITCH
 
 _MAX_POLLS = 64  # batches taken from one source per poll, so one busy feed cannot starve the others
-_AWAKE_MAX_S = 0.1  # the connectors' awake stamps: at most this far apart (and stale_after / 20)
 
 
 class _FailoverPartition(StatefulSourcePartition[Batch, None]):
@@ -152,7 +151,7 @@ class FailoverSource(FixedPartitionedSource[Batch, None]):
                 return None
             return Path(journal) / name if venues.count(venue) > 1 else Path(journal)
 
-        awake_s = min(_AWAKE_MAX_S, config.stale_after_ns / 20e9)
+        awake_s = awake_interval_ns(config.stale_after_ns) / 1e9
         self.sources = {}
         for spec in config.sources:
             source = LiveSource(spec.venue, config.symbols_of(spec.name), endpoint=spec.endpoint,

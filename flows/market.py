@@ -82,7 +82,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
                       new_predictor: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market", polls: Source | None = None,
-                      derivatives: Source | None = None, derived: Any = None) -> Dataflow:
+                      derivatives: Source | None = None, derived: Any = None,
+                      stream_silence_ns: int | None = None) -> Dataflow:
     """Build the market dataflow over ``source``.
 
     Args:
@@ -115,6 +116,9 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
             metrics, merged into the outputs; ``source`` may be None.
         derived: the derived metrics' settings (``tapeflow.derivatives.live_derived.DerivedConfig``;
             None: its defaults).
+        stream_silence_ns: with ``polls`` and ``derivatives``, the feed's silence (event time) that
+            hands an instrument's derived rows to the polls (None: the 10 s default;
+            ``tapeflow.derivatives.sources.StreamOwner``).
 
     Returns:
         The Dataflow, ready for ``run_main``, ``cluster_main`` or ``python -m bytewax.run``.
@@ -132,7 +136,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
     if polls is not None and derivatives is not None:  # one source per derived row: the feed wins
         from flows.derivatives import feed_and_polls_stream
 
-        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived))
+        silence = {} if stream_silence_ns is None else {"silence_ns": stream_silence_ns}
+        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived, **silence))
     elif polls is not None:
         from flows.derivatives import polls_stream
 
@@ -304,7 +309,8 @@ def flow_from_env() -> Dataflow:
                                           if live.signals else None),
                              new_predictor=new_predictor,
                              health_clock=clock, polls=polls_from(live),
-                             derivatives=derivatives_from(live), derived=derived_from(live))
+                             derivatives=derivatives_from(live), derived=derived_from(live),
+                             stream_silence_ns=live.stream_silence_ns)
 
 
 def derivatives_from(live: LiveSettings) -> Source | None:

@@ -127,6 +127,9 @@ class LiveSettings:
             ``with`` the book feed, ``only`` (no book feed), or '' (none; docs/derivatives.md).
         derivatives_options: their connector's keyword arguments
             (``TAPEFLOW_LIVE_DERIVATIVES_OPTIONS``, JSON object).
+        stream_silence_ns: with both the derivatives channels and polls, the channels' silence (event
+            time) that hands an instrument's derived rows to the polls (``TAPEFLOW_LIVE_STREAM_SILENCE``,
+            a duration, default 10 s; docs/derivatives.md).
         predict: score the registry's champion model on the 1 s grid and emit ``prediction`` rows
             (``TAPEFLOW_LIVE_PREDICT``; off by default; docs/models.md).
     """
@@ -161,6 +164,7 @@ class LiveSettings:
     derivatives: str = ""
     derivatives_options: tuple[tuple[str, Any], ...] = ()
     predict: bool = False
+    stream_silence_ns: int = 10_000_000_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LiveSettings:
@@ -242,6 +246,8 @@ class LiveSettings:
             derivatives=derivatives,
             derivatives_options=tuple(sorted(_json_object(get, "TAPEFLOW_LIVE_DERIVATIVES_OPTIONS").items())),
             predict=_bool(get, "TAPEFLOW_LIVE_PREDICT", False),
+            stream_silence_ns=_duration(get, "TAPEFLOW_LIVE_STREAM_SILENCE", 10_000_000_000)
+            or 10_000_000_000,
         )
 
     def health_clock(self) -> str:

@@ -18,6 +18,13 @@ rows, like the failover stage's: ``stream -> poll`` (``stale``) at the hole's st
 stream`` (``recovered``) at the feed's first row after it (none while the feed stays silent). Both
 times are event times: the rule is decided on event time alone, so live == batch.
 
+The feed's hole itself is recorded as a closed ``gap`` STATUS row of the feed's venue and symbol, as
+the book connectors and the failover stage record theirs (``ts_recv_ns`` .. ``until_ns``: the feed's
+last row before the hole .. its first after, in event time; ``ts_event_ns`` the hole's start), so the
+gap-repair sensor (``tapeflow.batch.repairs``) rebuilds the days it touches from the feed's journal.
+It is written when the feed comes back; a run that ends inside a hole the polls carried
+(:meth:`StreamOwner.end`) writes it up to the polls' newest row of that input.
+
 :func:`batch_one_source` is the same rule over whole tables: with the feed's and the polls' derived
 rows of the batch functions, live == batch row for row (tests/derivatives/test_one_source.py).
 """
@@ -32,7 +39,7 @@ import numpy as np
 import pyarrow as pa
 
 from tapeflow.errors import ConfigError
-from tapeflow.schemas.records import SOURCE_SWITCH
+from tapeflow.schemas.records import SOURCE_SWITCH, STATUS
 
 Item = tuple[str, pa.Table]
 Owned = tuple[str, str, str]  # (venue, symbol, input record)
@@ -70,11 +77,17 @@ class StreamOwner:
         self.runs: dict[Owned, list[list[int]]] = {}  # [first, last] event times, sorted, apart
         self._handed: set[tuple[Owned, int]] = set()  # holes the polls carried, by the run before them
         self._switches: list[dict[str, Any]] = []
+        self._gaps: list[dict[str, Any]] = []  # the feed's closed holes, as STATUS rows
+        self._polled_top: dict[Owned, int] = {}  # the polls' newest event time per input
+        self._ended: set[tuple[Owned, int, int]] = set()  # holes end() closed (once each)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         if "first" in state:  # a snapshot of the first-time-on owner: the feed owns from then on
             state = {"silence_ns": None, "runs": {k: [[t, t]] for k, t in state["first"].items()},
                      "_handed": set(), "_switches": []}
+        state.setdefault("_gaps", [])  # a snapshot from before the holes' gap rows
+        state.setdefault("_polled_top", {})
+        state.setdefault("_ended", set())
         self.__dict__.update(state)
 
     # -- what the sources carried ----------------------------------------------------------
@@ -92,6 +105,7 @@ class StreamOwner:
         if self.silence_ns is None:
             return
         for key, ts in _inputs(tables):
+            self._polled_top[key] = max(self._polled_top.get(key, ts), ts)
             runs = self.runs.get(key)
             if not runs or ts < runs[0][0] or self.owned(key, ts):
                 continue  # before the feed ever carried it the polls are the source: no switch
@@ -137,12 +151,28 @@ class StreamOwner:
         return table if ok.all() else table.filter(pa.array(ok))
 
     def switches(self) -> list[Item]:
-        """The ``source_switch`` rows recorded since the last call, as one item (or none)."""
-        if not self._switches:
-            return []
-        rows, self._switches = self._switches, []
-        return [(SOURCE_SWITCH.name, SOURCE_SWITCH.table({n: [r[n] for r in rows]
-                                                          for n in SOURCE_SWITCH.column_names}))]
+        """The ``source_switch`` rows and the holes' ``gap`` STATUS rows recorded since the last
+        call, one item each (or none)."""
+        out: list[Item] = []
+        for record, rows in ((SOURCE_SWITCH, self._switches), (STATUS, self._gaps)):
+            if rows:
+                columns = {n: [r[n] for r in rows] for n in record.column_names}
+                out.append((record.name, record.table(columns)))
+        self._switches, self._gaps = [], []
+        return out
+
+    def end(self) -> list[Item]:
+        """End of the run: a hole the polls carried that the feed never came back from is closed at
+        the polls' newest row of that input (its ``gap`` row, as :meth:`switches` gives it)."""
+        for key, last in sorted(self._handed):
+            runs = self.runs.get(key, [])
+            i = bisect.bisect_right(runs, [last, np.iinfo(np.int64).max]) - 1
+            if i >= 0 and runs[i][1] == last and i + 1 == len(runs):  # still silent since ``last``
+                top = self._polled_top.get(key, -1)
+                if top > last and (key, last, top) not in self._ended:
+                    self._ended.add((key, last, top))
+                    self._gap(key, last, top, "the run ended with the polls carrying it")
+        return self.switches()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -176,6 +206,14 @@ class StreamOwner:
     def _switch_back(self, key: Owned, last: int, back: int) -> None:
         self._row(key, back, POLL, STREAM, "recovered", last, back,
                   f"{key[2]}: the stream carries it again after {(back - last) / 1e9:g} s")
+        self._gap(key, last, back, "the stream came back")
+
+    def _gap(self, key: Owned, last: int, until: int, why: str) -> None:
+        venue, symbol, name = key
+        self._gaps.append(dict(
+            ts_event_ns=last, ts_recv_ns=last, venue=venue, symbol=symbol, state="gap", sequence=-1,
+            until_ns=until, detail=f"stream silence: no {name} row from the stream from {last} to {until} "
+                                   f"(event time, {(until - last) / 1e9:g} s; the polls carried it); {why}"))
 
     def _row(self, key: Owned, ts: int, frm: str, to: str, reason: str, hole_from: int, hole_to: int,
              detail: str) -> None:
@@ -202,14 +240,14 @@ def batch_one_source(feed_inputs: Mapping[str, pa.Table], feed_derived: Mapping[
                      *, silence_ns: int | None = STREAM_SILENCE_NS) -> dict[str, pa.Table]:
     """The derived rows of a feed and of polls over whole tables, one source per row: the feed's
     (``feed_derived``, made of ``feed_inputs``) at the times it owns, the polls' ones at the others,
-    and, given the polls' inputs, the ``source_switch`` rows of the holes they carried."""
+    and, given the polls' inputs, the ``source_switch`` and ``gap`` STATUS rows of the holes they carried."""
     owner = StreamOwner(silence_ns)
     owner.saw(feed_inputs)
     if poll_inputs is not None:
         owner.polled(poll_inputs)
     out: dict[str, pa.Table] = {}
     for items in (owner.keep_stream(list(feed_derived.items())), owner.keep(list(poll_derived.items())),
-                  owner.switches()):
+                  owner.end()):
         for name, table in items:
             if table.num_rows:
                 out[name] = pa.concat_tables([out[name], table]) if name in out else table

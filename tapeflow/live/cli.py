@@ -74,6 +74,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--derivatives-option", action="append", default=[], metavar="KEY=VALUE",
                      help="derivatives connector keyword argument, e.g. market=coinm (binance COIN-M, "
                           "dstream; default usdm), liquidations=all (bybit), all_liquidations=true (binance)")
+    src.add_argument("--stream-silence", metavar="DURATION",
+                     help="with --derivatives and --poll: the channels' silence (event time) that hands "
+                          "an instrument's derived rows to the polls, e.g. 5s (default 10s; "
+                          "docs/derivatives.md)")
     src.add_argument("--duration", help="stop a live feed after this long, e.g. 30s, 5m")
     src.add_argument("--idle-exit", help="stop a live feed after this long without data, e.g. 5s")
     src.add_argument("--clock", choices=CLOCKS, default="auto",
@@ -178,6 +182,12 @@ def live_env(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
         client_class(args.venue)  # a venue without derivatives channels fails here
         env["TAPEFLOW_LIVE_DERIVATIVES"] = "only" if args.derivatives_only else "with"
         env["TAPEFLOW_LIVE_DERIVATIVES_OPTIONS"] = json.dumps(client_options(args.derivatives_option))
+    if getattr(args, "stream_silence", None):
+        try:
+            parse_duration_ns(args.stream_silence)
+        except ConfigError as exc:
+            raise ConfigError(f"--stream-silence: {exc}") from exc
+        env["TAPEFLOW_LIVE_STREAM_SILENCE"] = args.stream_silence
     if getattr(args, "publish", None):
         from tapeflow.serve.settings import check_publish
 

@@ -58,6 +58,13 @@ LATENCY_WARMUP_ROWS = 1_000
 _BOOKS = (BOOK_DELTA.name, ORDER_EVENT.name)
 # not feed events: their times say nothing of a source's latency (as tapeflow.live.health)
 _NOT_FEED = frozenset({"bar", "metric", "book_snapshot"})
+AWAKE_MAX_NS = 100_000_000  # the connectors' awake stamps: at most this far apart (flows.failover)
+
+
+def awake_interval_ns(stale_after_ns: int) -> int:
+    """How often each source's connector stamps that it read its socket: ``stale_after`` / 20, at
+    most :data:`AWAKE_MAX_NS` (so a silence is seen within ``stale_after`` + one stamp)."""
+    return min(AWAKE_MAX_NS, stale_after_ns // 20)
 
 
 @dataclass
@@ -111,10 +118,27 @@ class SourceLatency:
     of our own clock moves every source, so each degrades (the stage may switch once to a source
     that degrades a moment later, and back after the hold).
 
+    **Our starvation is not the venue's latency.** A source whose connector gives awake stamps
+    (:meth:`awake`) stamps at least every awake interval while its loop runs (a data batch's stamp
+    is its last frame's read time); a gap of more than ``slack_ns`` between two stamps is a time it
+    did not run (a starved process, a long decode holding the GIL): the frames read after it may
+    have reached the socket at any time in that **blind** window, and their capture times carry our
+    lag. So a row read after the window began that the source would have delivered before it ended
+    (venue time + baseline at or before its end) is judged as captured at the earliest it can have
+    arrived: not before the window's start (the socket was read then) + ``slack_ns``, nor before
+    its own venue time + baseline; never later than its capture time. A venue already late when the
+    starvation began stays late; a connector that ran and read late frames (a congested path) has no
+    blind window and is judged on its capture times. A source without stamps, rows on a recorded
+    clock (captured before the window) and the warm-up are judged on capture times alone.
+
     Attributes:
         source: the config's source name.
         breaker: the breaker (threshold: the config's ``degraded_after_ns``).
         baseline_ns: the baseline (None while warming up: nothing is judged yet).
+        slack_ns: a gap between the connector's stamps up to this long is no starvation (twice the
+            awake interval; 0: every gap is one).
+        awake_ns: the connector's latest awake stamp (None: it gave none).
+        blind_ns: the latest window ``(from, to)`` the connector did not run (None: none seen).
     """
 
     source: str
@@ -122,6 +146,32 @@ class SourceLatency:
     baseline_ns: int | None = None
     _medians: list[int] = field(default_factory=list)
     _rows: int = 0
+    slack_ns: int = 0
+    awake_ns: int | None = None
+    blind_ns: tuple[int, int] | None = None
+
+    def awake(self, awake_ns: int) -> None:
+        """A batch of the source arrived with its connector's stamp ``awake_ns`` (its last frame's
+        read time, or the ticker's later stamp). Call before :meth:`judged_recv` of its rows."""
+        if self.awake_ns is not None and awake_ns - self.awake_ns > self.slack_ns:
+            self.blind_ns = (self.awake_ns, awake_ns)
+        self.awake_ns = awake_ns if self.awake_ns is None else max(self.awake_ns, awake_ns)
+
+    def judged_recv(self, ts_event: np.ndarray, ts_recv: np.ndarray) -> np.ndarray:
+        """The capture times the breaker judges: ``ts_recv`` less the connector's blind window's
+        lag for the rows it may have held (see the class docstring)."""
+        if self.blind_ns is None or self.baseline_ns is None:
+            return ts_recv
+        start, end = self.blind_ns
+        due = ts_event + self.baseline_ns
+        # read after the connector went blind (a row carrying a recorded capture time, the sim
+        # client's feed clock or a journal replay, is on another clock than the stamps: never),
+        # and due before it could read again
+        held = (ts_event >= 0) & (due <= end) & (ts_recv > start + self.slack_ns)
+        if not held.any():
+            return ts_recv
+        earliest = np.maximum(start + self.slack_ns, due)
+        return np.where(held, np.minimum(ts_recv, earliest), ts_recv)
 
     def observe(self, summaries: list[BatchLatency]) -> pa.Table | None:
         """One batch of the source, summarized per instrument; its ``degraded`` / ``recovered`` rows
@@ -198,7 +248,9 @@ class FailoverStage:
                 self._legs[(leg.source, leg.symbol)] = (inst, leg)
                 self._by_source.setdefault(leg.source, []).append(leg)
         self._start_ns: int | None = None
-        self.latency = {spec.name: SourceLatency(spec.name, LatencyBreaker(config.degraded_after_ns))
+        slack_ns = 2 * awake_interval_ns(config.stale_after_ns)
+        self.latency = {spec.name: SourceLatency(spec.name, LatencyBreaker(config.degraded_after_ns),
+                                                 slack_ns=slack_ns)
                         for spec in config.sources}
 
     def active(self, instrument: str) -> str:
@@ -248,8 +300,11 @@ class FailoverStage:
         if awake_ns is not None:  # after the rows: their arrival is judged on the stamp before it
             for leg in self._by_source.get(source, ()):
                 leg.awake_ns = awake_ns if leg.awake_ns is None else max(leg.awake_ns, awake_ns)
-        if timed and source in self.latency:  # judged before any of these rows is forwarded
-            judged = self.latency[source].observe([_latency(v, s, ts) for (v, s), ts in timed.items()])
+        latency = self.latency.get(source)
+        if latency is not None and awake_ns is not None:  # (a source without stamps: capture times)
+            latency.awake(awake_ns)
+        if timed and latency is not None:  # judged before any of these rows is forwarded
+            judged = latency.observe([_latency(v, s, ts, latency) for (v, s), ts in timed.items()])
             if judged is not None:
                 out.add(STATUS.name, judged)
                 self._status(source, arrival_ns, judged)
@@ -375,13 +430,14 @@ class FailoverStage:
             inst.primary_recv_ns = max(inst.primary_recv_ns, recv_ns)
 
 
-def _latency(venue: str, symbol: str, tables: list[pa.Table]) -> BatchLatency:
+def _latency(venue: str, symbol: str, tables: list[pa.Table], source: SourceLatency) -> BatchLatency:
     def column(name: str) -> np.ndarray:
         parts = [t.column(name).to_numpy() for t in tables]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     seqs = [t.column("sequence").to_numpy() for t in tables if "sequence" in t.column_names]
-    return summarize(venue, symbol, column("ts_event_ns"), column("ts_recv_ns"), seqs)
+    ts_event = column("ts_event_ns")
+    return summarize(venue, symbol, ts_event, source.judged_recv(ts_event, column("ts_recv_ns")), seqs)
 
 
 def _by_symbol(table: pa.Table) -> Iterable[tuple[str, pa.Table]]:

@@ -7,6 +7,12 @@ Two flavours, detected from the content (gzip or not, also detected):
   ``<ts>: <payload>`` (received), ``<URL> -> <ts>: <body>`` (REST response), with float
   UNIX seconds parsed exactly to ns; a first line ``configuration: {...}`` (newer cryptofeed
   versions write the feed's subscription there) is the file's header and is skipped.
+
+Both hold one compact frame per line (venues send compact JSON; the journal writes each frame as
+received). A JSON document spread over several lines (pretty-printed: ``<recv_ns> {`` then its
+indented fields) is not rejoined: where it ends is a guess, and a replay of the reformatted bytes
+would serve what the venue never sent. It is one ``bad_capture_line`` dead letter for the whole
+document (:class:`Document`), not one per line.
 """
 
 from __future__ import annotations
@@ -155,12 +161,51 @@ def detect_flavour(path: Path) -> str:
     raise FormatError(f"{path}: empty capture file")
 
 
+_OPENERS = frozenset(b"{[,:")  # a compact JSON frame never ends with one of these
+_DOC_KEEP = 1 << 16  # bytes of a multi-line document kept in its dead letter
+
+
+def opens_document(payload: bytes) -> bool:
+    """Whether ``payload`` stops inside a JSON document (its last non-blank byte is ``{ [ , :``):
+    the first line of a pretty-printed one, or a line cut short."""
+    tail = payload.rstrip()
+    return bool(tail) and tail[-1] in _OPENERS
+
+
+class Document:
+    """The lines of one JSON document spread over several lines: the capture line that opens it
+    (:func:`opens_document`) and the lines after it that are no capture lines."""
+
+    def __init__(self, name: str, lineno: int, head: CaptureLine, raw: bytes) -> None:
+        self.name, self.first, self.last = name, lineno, lineno
+        self.head, self.raw = head, raw
+
+    def add(self, lineno: int, raw: bytes) -> None:
+        """One more of its lines."""
+        self.last = lineno
+        if len(self.raw) < _DOC_KEEP:
+            self.raw = (self.raw + b"\n" + raw)[:_DOC_KEEP]
+
+    @property
+    def lines(self) -> int:
+        return self.last - self.first + 1
+
+    def reject(self, rejects: Rejects) -> None:
+        """Its one dead letter (``bad_capture_line``, located ``file:first-last``)."""
+        rejects.add(Reason.BAD_CAPTURE_LINE,
+                    f"a JSON document spread over {self.lines} lines (pretty-printed?): a capture line holds "
+                    "one compact frame (rejoin it, e.g. with jq -c)", f"{self.name}:{self.first}-{self.last}",
+                    self.raw, ts_recv_ns=self.head.recv_ns)
+
+
 def read_capture(path: Path, rejects: Rejects) -> Iterator[CaptureLine]:
-    """Yield every frame of a capture file; malformed lines become ``bad_capture_line`` rejects."""
+    """Yield every frame of a capture file; malformed lines become ``bad_capture_line`` rejects, a
+    JSON document spread over several lines one reject (:class:`Document`)."""
     flavour = detect_flavour(path)
     name = path.name
     lineno = 0
     header = flavour == "cryptofeed"  # until the first non-empty line: cryptofeed's configuration
+    doc: Document | None = None  # an opened document: its head waits for the next line
     try:
         with open_maybe_gzip(path) as fh:
             for lineno, raw in enumerate(fh, 1):
@@ -173,11 +218,28 @@ def read_capture(path: Path, rejects: Rejects) -> Iterator[CaptureLine]:
                         continue
                 loc = f"{name}:{lineno}"
                 parsed = parse_ns_line(line) if flavour == "ns" else _parse_cryptofeed(line)
+                if doc is not None:
+                    if parsed is None:  # the document goes on
+                        doc.add(lineno, line)
+                        continue
+                    if doc.lines > 1:
+                        doc.reject(rejects)
+                    else:  # a line that only looked like an opening (cut short): a frame as before
+                        yield doc.head
+                    doc = None
                 if parsed is None:
                     rejects.add(Reason.BAD_CAPTURE_LINE, f"not a {flavour} capture line", loc, line)
                     continue
                 recv_ns, kind, url, payload = parsed
+                if opens_document(payload):
+                    doc = Document(name, lineno, CaptureLine(recv_ns, kind, url, payload, loc), line)
+                    continue
                 yield CaptureLine(recv_ns, kind, url, payload, loc)
+            if doc is not None:
+                if doc.lines > 1:
+                    doc.reject(rejects)
+                else:
+                    yield doc.head
     except READ_ERRORS as exc:
         # file-level damage: the lines read so far were fine, the rest of the file is lost
         raise read_error(path, exc, f"after line {lineno:,}") from None

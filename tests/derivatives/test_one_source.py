@@ -16,12 +16,17 @@ from bytewax.testing import TestingSink, run_main
 from flows.derivatives import POLL_DERIVED, DerivativesFeedSource, PollSource, feed_and_polls_stream
 from flows.market import MarketSinks, build_market_flow
 from flows.operators import gather
+from flows.sinks import TableSink
+from tapeflow.batch.repairs import closed_windows, repair_days
 from tapeflow.derivatives import decode
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.derivatives.poll_config import binance_usdm
 from tapeflow.derivatives.sources import StreamOwner, batch_one_source
 from tapeflow.errors import ConfigError
 from tapeflow.replay import ReplayServer
+from tapeflow.schemas.records import STATUS
+from tapeflow.storage import lake
+from tapeflow.storage.warehouse import Warehouse
 from tapeflow.venues.base import merge
 
 S = 1_000_000_000
@@ -119,12 +124,20 @@ def _premium_body(ms: int, mark: int) -> bytes:
     return json.dumps({**_premium("BTCUSDT", str(mark), "59990"), "time": T0 + ms}).encode()
 
 
-def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp_path: Path) -> None:
+def _gaps(table: pa.Table) -> list[tuple]:
+    # the stream holes' gap rows (the connector's own STATUS rows aside)
+    return sorted((r["venue"], r["symbol"], r["state"], r["ts_event_ns"], r["ts_recv_ns"], r["until_ns"])
+                  for r in table.to_pylist() if r["detail"].startswith("stream silence"))
+
+
+def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp_path: Path,
+                                                                             dsn: str) -> None:
     """BTCUSDT is streamed at T0..T0+4 s and T0+12..14 s (silent 8 s) and polled at T0+2, 8 and 14 s;
     the stream's silence is 3 s. Each basis grid time has one row: the stream's while it carries
     the marks (its rows own 3 s each: T0..T0+6 s and T0+12 s on), the polls' in the hole (T0+7..11 s);
-    the hand-over is a stale switch at T0+7 s and a recovered one at T0+12 s; and all of it equals
-    ``batch_one_source`` of the batch functions."""
+    the hand-over is a stale switch at T0+7 s and a recovered one at T0+12 s; the hole (T0+4..12 s)
+    is one closed gap STATUS row in the lake's and the warehouse's status tables, where the gap
+    repair finds it; and all of it equals ``batch_one_source`` of the batch functions."""
     tape = tmp_path / "tape.jsonl"
     tape.write_text("\n".join(_frame(1000 * i) for i in (0, 1, 2, 3, 4, 12, 13, 14)) + "\n")
     bodies = {
@@ -147,6 +160,8 @@ def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp
         items = feed_and_polls_stream(flow, feed, PollSource([venue], duration_ns=2_500 * MS), config,
                                       silence_ns=silence)
         op.output("out", items, TestingSink(out))
+        op.output("tables", items, TableSink(dsn=dsn, lake_root=tmp_path / "lake", tables=(STATUS.name,),
+                                             flush_s=0))
         run_main(flow)
         served = dict(srv.rest_served)
     assert served["/fapi/v1/premiumIndex"] >= 2, served  # the hole's answer (T0+8 s) came
@@ -175,11 +190,26 @@ def test_a_silent_stream_hands_the_instrument_to_the_polls_and_takes_it_back(tmp
         ("poll", "stream", "recovered", (T0 + 12000) * MS, (T0 + 4000) * MS, (T0 + 12000) * MS)]
     assert {r["instrument"] for r in switches} == {"BTCUSDT:mark_price"}
 
+    hole = ("binance-usdm", "BTCUSDT", "gap", (T0 + 4000) * MS, (T0 + 4000) * MS, (T0 + 12000) * MS)
+    assert _gaps(got["status"]) == [hole]
+    stored = lake.read(STATUS, tmp_path / "lake")
+    with Warehouse(dsn) as wh:
+        assert _gaps(wh.fetch(STATUS)) == _gaps(stored) == [hole]
+    # the gap repair reads it as a closed window of the feed's instrument-day
+    windows = [w for w in closed_windows(stored) if w["detail"].startswith("stream silence")]
+    assert [repair_days(w, w["venue"], w["symbol"], []) for w in windows] == [
+        {("2024-06-12", "binance-usdm", "BTCUSDT")}]
+
     want = batch_one_source(feed_in, batch_derived(feed_in, config), batch_derived(polled, POLL_DERIVED),
                             polled, silence_ns=silence)
     for name, table in want.items():
+        if name == "status":  # beside the connector's own STATUS rows
+            assert _gaps(got[name]) == _gaps(table) == [hole]
+            assert [r["detail"] for r in got[name].to_pylist() if r["detail"].startswith("stream silence")] \
+                == table["detail"].to_pylist()
+            continue
         assert sorted(map(repr, got[name].to_pylist())) == sorted(map(repr, table.to_pylist())), name
-    assert set(want) == {"derivative_basis", "open_interest_change", "source_switch"}
+    assert set(want) == {"derivative_basis", "open_interest_change", "source_switch", "status"}
 
 
 def _marks(*ts: int, symbol: str = "A") -> dict[str, pa.Table]:
@@ -187,9 +217,12 @@ def _marks(*ts: int, symbol: str = "A") -> dict[str, pa.Table]:
                                     "ts_event_ns": list(ts)})}
 
 
-def _switch_rows(owner: StreamOwner) -> list[tuple]:
+def _switch_rows(owner: StreamOwner, gaps: list[tuple] | None = None) -> list[tuple]:
+    items = dict(owner.switches())
+    if gaps is not None and "status" in items:
+        gaps += [(r["state"], r["ts_recv_ns"], r["until_ns"]) for r in items["status"].to_pylist()]
     return [(r["reason"], r["ts_event_ns"], r["primary_hole_from_ns"], r["primary_hole_to_ns"])
-            for _, t in owner.switches() for r in t.to_pylist()]
+            for r in items["source_switch"].to_pylist()] if "source_switch" in items else []
 
 
 def test_owner_hands_a_silent_streams_holes_to_the_polls_whatever_arrives_first() -> None:
@@ -202,11 +235,19 @@ def test_owner_hands_a_silent_streams_holes_to_the_polls_whatever_arrives_first(
     }
     for order, steps in orders.items():
         owner = StreamOwner(3)
-        got = []
+        got: list[tuple] = []
+        gaps: list[tuple] = []
         for what, ts in steps:
             getattr(owner, what)(_marks(*ts))
-            got += _switch_rows(owner)
+            got += _switch_rows(owner, gaps)
         assert got == want, order
+        # the hole the stream came back from is a closed gap (its last row .. its first after);
+        # the one it never left at the end closes at the polls' newest row (20)
+        assert gaps == [("gap", 4, 12)], order
+        end = dict(owner.end())
+        assert [(r["state"], r["ts_event_ns"], r["ts_recv_ns"], r["until_ns"], r["venue"], r["symbol"])
+                for r in end["status"].to_pylist()] == [("gap", 14, 14, 20, "okx", "A")], order
+        assert "source_switch" not in end and owner.end() == []
         rows = [("derivative_basis", pa.table({"venue": ["okx"] * 8, "symbol": ["A"] * 8,
                                                "ts_event_ns": [-1, 0, 6, 7, 11, 12, 16, 17]}))]
         assert owner.keep(rows)[0][1]["ts_event_ns"].to_pylist() == [-1, 7, 11, 17]
@@ -216,7 +257,7 @@ def test_owner_hands_a_silent_streams_holes_to_the_polls_whatever_arrives_first(
     owner.polled(_marks(5))
     owner.saw(_marks(10))
     owner.polled(_marks(30, symbol="B"))
-    assert _switch_rows(owner) == []
+    assert _switch_rows(owner) == [] and owner.end() == []
     # no silence: the stream owns from its first row on, and nothing switches
     owner = StreamOwner(None)
     owner.saw(_marks(0, 100))

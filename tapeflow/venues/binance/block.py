@@ -28,7 +28,15 @@ from tapeflow.venues.binance.scan import DEPTH, TICKER, TRADE, scan_capture, sca
 from tapeflow.venues.decoder import Progress
 from tapeflow.venues.l2block import DiffBlock, chain_block
 from tapeflow.venues.l2sync import WAIT_BRIDGE, WAIT_SNAPSHOT
-from tapeflow.wire.capture import RECV, CaptureLine, Decoded, open_maybe_gzip, parse_ns_line
+from tapeflow.wire.capture import (
+    RECV,
+    CaptureLine,
+    Decoded,
+    Document,
+    open_maybe_gzip,
+    opens_document,
+    parse_ns_line,
+)
 from tapeflow.wire.rejects import Reason
 
 if TYPE_CHECKING:
@@ -71,15 +79,36 @@ def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
     """Decode one ``<recv_ns> <json>`` file, yielding a chunk after each block that filled one."""
     progress = Progress([path])
     first = 1  # line number of the block's first line
+    # a JSON document spread over several lines (wire.capture.Document): opened where its first
+    # line is followed by a line that is no capture line, one dead letter when it ends
+    doc: list[Document] = []
+
+    def close(lineno: int | None) -> None:
+        # the open document ends unless ``lineno`` is its next line
+        if doc and doc[0].last + 1 != lineno:
+            doc.pop().reject(dec.rejects)
+
     for buf in read_blocks(path):
         *scanned, lines, plain = scan_capture(buf)
+
+        def continues(i: int, buf: np.ndarray = buf, lines: np.ndarray = lines) -> bool:
+            # line i of the block exists and is neither blank nor a capture line
+            if i >= len(lines):
+                return False
+            raw = buf[lines[i][0]:lines[i][1]].tobytes().rstrip(b"\r\n")
+            return bool(raw.strip()) and parse_ns_line(raw) is None
 
         def line(i: int, first: int = first, buf: np.ndarray = buf, lines: np.ndarray = lines,
                  plain: np.ndarray = plain) -> None:
             where = f"{path.name}:{first + i}"
             start, end, recv_ns, payload = lines[i].tolist()
+            close(first + i)
             if plain[i]:  # a capture line whose frame did not match: the per-frame path
-                dec.feed_frame(0, CaptureLine(recv_ns, RECV, "", buf[payload:end].tobytes(), where))
+                frame = CaptureLine(recv_ns, RECV, "", buf[payload:end].tobytes(), where)
+                if opens_document(frame.payload) and continues(i + 1):
+                    doc.append(Document(path.name, first + i, frame, buf[start:end].tobytes()))
+                    return
+                dec.feed_frame(0, frame)
                 return
             # any other line by the capture reader's own rules
             raw = buf[start:end].tobytes().rstrip(b"\r\n")
@@ -87,10 +116,19 @@ def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
                 return
             parsed = parse_ns_line(raw)
             if parsed is None:
+                if doc:  # the open document goes on
+                    doc[0].add(first + i, raw)
+                    if not continues(i + 1) and i + 1 < len(lines):
+                        close(None)
+                    return
                 dec.rejects.add(Reason.BAD_CAPTURE_LINE, "not a ns capture line", where, raw)
                 return
             recv_ns, kind, url, payload = parsed
-            dec.feed_frame(0, CaptureLine(recv_ns, kind, url, payload, where))
+            frame = CaptureLine(recv_ns, kind, url, payload, where)
+            if opens_document(payload) and continues(i + 1):
+                doc.append(Document(path.name, first + i, frame, raw))
+                return
+            dec.feed_frame(0, frame)
 
         n = len(plain)
         decode_scanned(dec, buf, scanned, lines[:, 2], np.zeros(n, np.int64), line)
@@ -98,6 +136,7 @@ def decode_file(dec: BinanceDecoder, path: Path) -> Iterator[Decoded]:
         first += n
         if dec.rows >= dec.chunk_rows:
             yield dec.chunk(progress.take(), f"{path.name}:{first - 1}")
+    close(None)
     dec.finish()
     yield dec.chunk(progress.rest(), "end")
 
