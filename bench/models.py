@@ -84,7 +84,8 @@ def _variants() -> list[tuple[str, ExampleParams]]:
 
 
 def _load(fmt: str, paths: list[Path]) -> list:
-    return load_examples(fmt, paths, ExampleParams(signal_window_s=_signal_window(), book_levels=_book_levels()))
+    params = ExampleParams(signal_window_s=_signal_window(), book_levels=_book_levels())
+    return load_examples(fmt, paths, params)
 
 
 def _record(report: Report, g: Goal, suffix: str, loaded: Loaded, params: ExampleParams,

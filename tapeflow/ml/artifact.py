@@ -146,7 +146,8 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
         raise TapeflowError(f"{len(y_tr)} training and {len(y_va)} validation rows: nothing to train on")
     scaler = Scaler.fit(np.concatenate([s.x[r] for s, r in zip(days, train_rows, strict=True)]))
     book = book_scaler(days, train_rows) if kind == "deeplob" else None
-    spec = model_spec(kind, len(book_input_names(params.book_levels)) if kind == "deeplob" else len(names), cfg)
+    width = len(book_input_names(params.book_levels)) if kind == "deeplob" else len(names)
+    spec = model_spec(kind, width, cfg)
     x_tr, x_va = (model_inputs(spec, days, rows, scaler, book) for rows in (train_rows, val_rows))
     res = fit(spec, x_tr, y_tr, x_va, y_va, cfg.train._replace(seed=cfg.seed))
     weights = {k: np.asarray(v) for k, v in res.params.items()}

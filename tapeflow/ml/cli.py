@@ -25,8 +25,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--fold", default="day",
                     help="walk-forward unit: day (one per file), or a duration such as 1h or 15m")
     ev.add_argument("--train-folds", type=int, default=3, help="folds before the test fold that train")
-    ev.add_argument("--models", default="logreg,mlp,tcn", help="comma-separated: logreg, mlp, tcn, deeplob (raw book "
-                    "levels; its examples get the book inputs, docs/models.md)")
+    ev.add_argument("--models", default="logreg,mlp,tcn",
+                    help="comma-separated: logreg, mlp, tcn, deeplob (raw book levels; its examples get "
+                         "the book inputs, docs/models.md)")
     ev.add_argument("--block", default="1h", help="bootstrap block length for the intervals")
     ev.add_argument("--seed", type=int, default=0, help="initialization and mini-batch seed")
     ev.add_argument("--flat-share", type=float, default=None,

@@ -191,7 +191,8 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
                                     f"the fold tests {len(y_te)}")
             out[kind] = trained[kind]
             continue
-        width = pool[0].book.shape[1] if kind == "deeplob" and pool[0].book is not None else pool[0].x.shape[1]
+        deep = kind == "deeplob" and pool[0].book is not None
+        width = pool[0].book.shape[1] if deep else pool[0].x.shape[1]  # type: ignore[union-attr]
         spec = model_spec(kind, width, cfg)
         xs = [model_inputs(spec, pool, rows, scaler, book) for rows in (train_rows, val_rows)]
         x_te = model_inputs(spec, [test], [test_rows], scaler, book)
