@@ -18,7 +18,9 @@ change within 60 s), each walk-forward by hour like the 10 s row.
 signal_window_s``; every batch detector runs over each file) and scores every row twice on the same
 examples, folds and seeds: without the signal inputs and with them ("before/after"), both tables
 printed. ``TAPEFLOW_BENCH_SIM_SEED=N`` replaces the simulated days' first seed (fresh seeds);
-``TAPEFLOW_BENCH_KINDS=logreg,mlp`` trains only those models (a loaded machine).
+``TAPEFLOW_BENCH_KINDS=logreg,mlp`` trains only those models (a loaded machine);
+``TAPEFLOW_BENCH_KINDS=logreg,mlp,tcn,deeplob`` adds the raw-book model (the examples then carry the
+raw book levels, ``ExampleParams.book_levels`` = 10, which the other kinds do not read).
 
 Seeds of the simulator are fixed here and were never used to choose a model setting (the defaults of
 ``WalkForwardConfig`` / ``TrainConfig`` were set on the kernel tests' synthetic rules). The figures are
@@ -69,15 +71,21 @@ def _signal_window() -> int:
     return int(os.environ.get("TAPEFLOW_BENCH_SIGNALS", "0") or 0)
 
 
+def _book_levels() -> int:
+    return 10 if "deeplob" in _kinds().get("models", ()) else 0
+
+
 def _variants() -> list[tuple[str, ExampleParams]]:
     """``(suffix, params)``: the bench's dataset, and with ``TAPEFLOW_BENCH_SIGNALS`` it plus signals."""
     window = _signal_window()
-    out = [("", ExampleParams())]
-    return out + [(", with signal features", ExampleParams(signal_window_s=window))] if window else out
+    out = [("", ExampleParams(book_levels=_book_levels()))]
+    with_signals = ExampleParams(signal_window_s=window, book_levels=_book_levels())
+    return out + [(", with signal features", with_signals)] if window else out
 
 
 def _load(fmt: str, paths: list[Path]) -> list:
-    return load_examples(fmt, paths, ExampleParams(signal_window_s=_signal_window()))
+    params = ExampleParams(signal_window_s=_signal_window(), book_levels=_book_levels())
+    return load_examples(fmt, paths, params)
 
 
 def _record(report: Report, g: Goal, suffix: str, loaded: Loaded, params: ExampleParams,

@@ -1,10 +1,16 @@
-"""Classifier kernels for the up/flat/down labels: multinomial logistic regression, an MLP, a small TCN.
+"""Classifier kernels for the up/flat/down labels: logistic regression, an MLP, a small TCN, DeepLOB-like.
 
 Pure JAX: parameters are dicts of float32 arrays (pytrees), forward passes are pure functions
 ``logits(params, x)``. Flat models take ``x`` float32[n, F] (standardized features); the temporal model
 takes float32[n, T, F], the features of the last ``T`` grid rows, oldest first, and is a causal
 dilated 1-D convolution stack (a TCN, Bai, Kolter, Koltun 2018) read at the last step: DeepLOB-like
 (Zhang, Zohren, Roberts 2019) in spirit, a few thousand parameters so it trains on a CPU in seconds.
+
+``deeplob`` takes float32[n, T, C] too, but its ``C`` channels are the raw book of each of the last ``T``
+grid rows (level distances from the mid in ticks, log sizes, the mid's change: ``tapeflow.ml.book_inputs``):
+a per-step dense layer mixes the levels (DeepLOB's spatial convolutions, collapsed to one 1x1 layer),
+then a pyramid of causal convolutions of kernel 2 and stride 2 runs over time down to one step
+(DeepLOB's inception module and LSTM replaced by it, so it stays ~12k parameters and cheap on a CPU).
 
 Everything is float32 on purpose: other kernels turn on ``jax_enable_x64`` for prices, and the models
 must give the same numbers whichever module was imported first.
@@ -23,7 +29,8 @@ F32 = jnp.float32
 
 
 class ModelSpec(NamedTuple):
-    """What to build: ``kind`` is ``logreg``, ``mlp`` or ``tcn``; sizes are ignored where unused."""
+    """What to build: ``kind`` is ``logreg``, ``mlp``, ``tcn`` or ``deeplob``; sizes are ignored where
+    unused (``deeplob``: ``hidden`` channels, ``window`` steps, ``layers`` temporal layers)."""
 
     kind: str
     n_features: int
@@ -67,7 +74,17 @@ def init_params(spec: ModelSpec, key: jax.Array) -> Params:
         out["skip"], out["skip_b"] = _dense(keys[-2], spec.n_features, spec.hidden)
         out["out"], out["out_b"] = _dense(keys[-1], spec.hidden, spec.n_classes)
         return out
-    raise ValueError(f"unknown model kind {spec.kind!r} (logreg, mlp, tcn)")
+    if spec.kind == "deeplob":
+        if spec.window != 2**spec.layers:
+            raise ValueError(f"deeplob needs window == 2**layers (got {spec.window} and {spec.layers})")
+        keys = jax.random.split(key, spec.layers + 2)
+        w_in, b_in = _dense(keys[0], spec.n_features, spec.hidden)
+        out = {"embed": w_in, "embed_b": b_in}
+        for i in range(spec.layers):
+            out[f"pair{i}"], out[f"pair{i}_b"] = _dense(keys[i + 1], 2 * spec.hidden, spec.hidden)
+        out["out"], out["out_b"] = _dense(keys[-1], spec.hidden, spec.n_classes)
+        return out
+    raise ValueError(f"unknown model kind {spec.kind!r} (logreg, mlp, tcn, deeplob)")
 
 
 def logreg_logits(params: Params, x: jax.Array) -> jax.Array:
@@ -110,9 +127,29 @@ def tcn_logits(params: Params, x: jax.Array) -> jax.Array:
     return jax.nn.relu(last) @ params["out"] + params["out_b"]
 
 
+def deeplob_logits(params: Params, x: jax.Array) -> jax.Array:
+    """Raw-book model: x float32[n, T, C] (C book channels per step, oldest step first) -> logits [n, K].
+
+    ``h = relu(x @ embed)`` mixes the levels of each step (DeepLOB's spatial convolutions as one 1x1
+    layer); each temporal layer is a causal convolution of kernel 2 and stride 2 (``relu([h_{2j}, h_{2j+1}]
+    @ pair + b)``), halving the steps, so ``log2 T`` layers end on one step that has seen all ``T`` rows
+    (a pyramid rather than a dilated stack: every layer costs half the one before, what keeps it
+    CPU-cheap).
+    """
+    h = jax.nn.relu(jnp.asarray(x, F32) @ params["embed"] + params["embed_b"])
+    i = 0
+    while f"pair{i}" in params:
+        n, steps, width = h.shape
+        h = jax.nn.relu(h.reshape(n, steps // 2, 2 * width) @ params[f"pair{i}"] + params[f"pair{i}_b"])
+        i += 1
+    return h[:, -1] @ params["out"] + params["out_b"]
+
+
 FORWARD: dict[str, Callable[[Params, jax.Array], jax.Array]] = {
-    "logreg": logreg_logits, "mlp": mlp_logits, "tcn": tcn_logits,
+    "logreg": logreg_logits, "mlp": mlp_logits, "tcn": tcn_logits, "deeplob": deeplob_logits,
 }
+
+TEMPORAL = ("tcn", "deeplob")  # kinds whose input is float32[n, T, F] (the last T grid rows)
 
 
 def weighted_cross_entropy(logits: jax.Array, labels: jax.Array, weights: jax.Array) -> jax.Array:

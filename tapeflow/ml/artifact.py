@@ -22,18 +22,21 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from kernels.ml_models import ModelSpec
+from kernels.ml_models import TEMPORAL, ModelSpec
 from kernels.ml_train import fit, predict_proba
 from tapeflow.errors import TapeflowError
-from tapeflow.ml.dataset import Scaler, Segment, model_features, segment, windows
+from tapeflow.ml.book_inputs import book_input_names
+from tapeflow.ml.dataset import Scaler, Segment, model_features, segment
 from tapeflow.ml.examples import HASH_KEY, SECOND_NS, ExampleParams, feature_schema_hash
 from tapeflow.ml.metrics import confusion, macro_f1
 from tapeflow.ml.walkforward import (
     WalkForwardConfig,
-    _gather,
     _split_pool,
+    book_scaler,
     decide,
     decision_offsets,
+    model_inputs,
+    model_spec,
     train_alpha,
 )
 
@@ -61,6 +64,7 @@ class ModelArtifact:
     val_macro_f1: float          # on the validation split it was stopped on
     label_alpha: float | None = None  # the labels' threshold chosen on its training rows (flat_share);
     #                                   None: the examples' own alpha
+    book_scaler: Scaler | None = None  # deeplob: the raw book inputs' training mean and std
 
     @property
     def feature_schema_hash(self) -> str:
@@ -76,6 +80,8 @@ class ModelArtifact:
                "feature_schema_hash": self.feature_schema_hash, "label_alpha": self.label_alpha}
         (folder / JSON_NAME).write_text(json.dumps(doc, indent=2, sort_keys=True))
         arrays = {f"w.{k}": np.asarray(v) for k, v in self.weights.items()}
+        if self.book_scaler is not None:
+            arrays.update(book_mean=self.book_scaler.mean, book_std=self.book_scaler.std)
         np.savez(folder / NPZ_NAME, scaler_mean=self.scaler.mean, scaler_std=self.scaler.std, **arrays)
         return folder
 
@@ -96,7 +102,8 @@ class ModelArtifact:
                       {k[2:]: v for k, v in arrays.items() if k.startswith("w.")},
                       Scaler(arrays["scaler_mean"], arrays["scaler_std"]), np.asarray(doc["offsets"]),
                       params, int(doc["horizon_s"]), tuple(doc["feature_names"]), float(doc["val_macro_f1"]),
-                      None if doc.get("label_alpha") is None else float(doc["label_alpha"]))
+                      None if doc.get("label_alpha") is None else float(doc["label_alpha"]),
+                      Scaler(arrays["book_mean"], arrays["book_std"]) if "book_mean" in arrays else None)
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ArtifactError(f"{folder} holds no readable model ({type(exc).__name__}: {exc})") from exc
         if art.feature_schema_hash != doc["feature_schema_hash"]:
@@ -105,8 +112,8 @@ class ModelArtifact:
 
     @property
     def steps(self) -> int:
-        """Grid rows per input (the TCN's window; 1 for flat models)."""
-        return self.spec.window if self.spec.kind == "tcn" else 1
+        """Grid rows per input (the TCN's or the DeepLOB-like model's window; 1 for flat models)."""
+        return self.spec.window if self.spec.kind in TEMPORAL else 1
 
 
 def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
@@ -138,16 +145,17 @@ def train_artifact(days: Sequence[Segment], params: ExampleParams, kind: str,
     if len(y_tr) == 0 or len(y_va) == 0:
         raise TapeflowError(f"{len(y_tr)} training and {len(y_va)} validation rows: nothing to train on")
     scaler = Scaler.fit(np.concatenate([s.x[r] for s, r in zip(days, train_rows, strict=True)]))
-    temporal = kind == "tcn"
-    steps = cfg.window if temporal else 1
-    x_tr, x_va = (_gather(days, rows, scaler, steps, temporal) for rows in (train_rows, val_rows))
-    spec = ModelSpec(kind, len(names), hidden=cfg.hidden, window=steps)
+    book = book_scaler(days, train_rows) if kind == "deeplob" else None
+    width = len(book_input_names(params.book_levels)) if kind == "deeplob" else len(names)
+    spec = model_spec(kind, width, cfg)
+    x_tr, x_va = (model_inputs(spec, days, rows, scaler, book) for rows in (train_rows, val_rows))
     res = fit(spec, x_tr, y_tr, x_va, y_va, cfg.train._replace(seed=cfg.seed))
     weights = {k: np.asarray(v) for k, v in res.params.items()}
     proba_va = predict_proba(spec, res.params, x_va)
     offsets = decision_offsets(proba_va, y_va)
     val_f1 = macro_f1(confusion(y_va, decide(proba_va, offsets)))
-    return ModelArtifact(spec, weights, scaler, offsets, params, cfg.horizon_s, tuple(names), val_f1, alpha)
+    return ModelArtifact(spec, weights, scaler, offsets, params, cfg.horizon_s, tuple(names), val_f1, alpha,
+                         book)
 
 
 def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None
@@ -158,8 +166,7 @@ def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None
     rows = np.arange(len(seg.ts_ns)) if rows is None else rows
     if art.label_alpha is not None:
         seg = seg.relabel(art.label_alpha, art.horizon_s)
-    z = art.scaler.transform(seg.x)
-    x = windows(z, rows, art.steps) if art.spec.kind == "tcn" else z[rows]
+    x = model_inputs(art.spec, [seg], [rows], art.scaler, art.book_scaler)
     weights = {k: np.asarray(v, np.float32) for k, v in art.weights.items()}
     proba = predict_proba(art.spec, weights, x)  # type: ignore[arg-type]
     return decide(proba, art.offsets), proba

@@ -25,7 +25,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     ev.add_argument("--fold", default="day",
                     help="walk-forward unit: day (one per file), or a duration such as 1h or 15m")
     ev.add_argument("--train-folds", type=int, default=3, help="folds before the test fold that train")
-    ev.add_argument("--models", default="logreg,mlp,tcn", help="comma-separated: logreg, mlp, tcn")
+    ev.add_argument("--models", default="logreg,mlp,tcn",
+                    help="comma-separated: logreg, mlp, tcn, deeplob (raw book levels; its examples get "
+                         "the book inputs, docs/models.md)")
     ev.add_argument("--block", default="1h", help="bootstrap block length for the intervals")
     ev.add_argument("--seed", type=int, default=0, help="initialization and mini-batch seed")
     ev.add_argument("--flat-share", type=float, default=None,
@@ -74,7 +76,7 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from tapeflow.ml.evaluate import evaluate, load
     from tapeflow.ml.examples import ExampleParams
     from tapeflow.ml.report import render, to_json
-    from tapeflow.ml.walkforward import MODELS, WalkForwardConfig
+    from tapeflow.ml.walkforward import KINDS, WalkForwardConfig
     from tapeflow.timeutil import parse_duration_ns
     from tapeflow.wire.inputs import check_inputs
     from tapeflow.wire.registry import get_format
@@ -82,13 +84,15 @@ def _cmd_evaluate(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.signal_window < 0:
         raise ConfigError(f"--signal-window must be 0 or more seconds, was {args.signal_window}")
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
     params = ExampleParams(signal_window_s=args.signal_window)
+    if "deeplob" in models:  # the raw book levels join the examples (the other kinds do not read them)
+        params = ExampleParams(signal_window_s=args.signal_window, book_levels=params.levels)
     if args.horizon not in params.horizons_s:
         raise ConfigError(f"--horizon {args.horizon} is not a label horizon (have {params.horizons_s})")
-    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in KINDS]
     if unknown or not models:
-        raise ConfigError(f"--models {args.models!r}: unknown {unknown} (have {', '.join(MODELS)})")
+        raise ConfigError(f"--models {args.models!r}: unknown {unknown} (have {', '.join(KINDS)})")
     if args.train_folds < 1:
         raise ConfigError(f"--train-folds must be at least 1, was {args.train_folds}")
     if args.flat_share is not None and not 0.0 < args.flat_share < 1.0:

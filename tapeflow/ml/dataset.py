@@ -15,12 +15,14 @@ uses the training rows only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
+from tapeflow.ml.book_inputs import book_input_names
 from tapeflow.ml.examples import SECOND_NS, ExampleParams
 from tapeflow.ml.signal_features import signal_feature_names
 
@@ -123,11 +125,13 @@ class Segment:
     smoothed_return: np.ndarray
     past_label: np.ndarray  # int64[n]: the label the window (t - h, t] earned, -1 where unknown
     usable: np.ndarray
+    book: np.ndarray | None = None  # float64[n, B]: raw book-level inputs (ExampleParams.book_levels)
 
     def slice(self, lo: int, hi: int, name: str) -> Segment:
         """Rows ``[lo, hi)`` as a segment of its own."""
         return Segment(name, *(a[lo:hi] for a in (self.ts_ns, self.x, self.y, self.smoothed_return,
-                                                  self.past_label, self.usable)))
+                                                  self.past_label, self.usable)),
+                       None if self.book is None else self.book[lo:hi])
 
     def relabel(self, alpha: float, horizon_s: int) -> Segment:
         """The same rows with labels at threshold ``alpha``: ``y``, ``past_label`` and the ``past_label``
@@ -136,7 +140,7 @@ class Segment:
         past = past_labels(self.ts_ns, y, horizon_s)
         x = self.x.copy()
         x[:, -1] = np.where(past >= 0, past - 1, 0)
-        return Segment(self.name, self.ts_ns, x, y, self.smoothed_return, past, self.usable)
+        return Segment(self.name, self.ts_ns, x, y, self.smoothed_return, past, self.usable, self.book)
 
 
 def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> Segment:
@@ -172,7 +176,10 @@ def segment(examples: pa.Table, horizon_s: int, p: ExampleParams, name: str) -> 
     feats["past_label"] = np.where(past >= 0, past - 1, 0).astype(np.float64)
     x = np.stack([feats[n] for n in model_features(p)], axis=1).astype(np.float64)
     usable = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool) & present
-    return Segment(name, ts, x, y, smoothed, past, usable)
+    book = None
+    if p.book_levels:
+        book = np.stack([col[n].astype(np.float64) for n in book_input_names(p.book_levels)], axis=1)
+    return Segment(name, ts, x, y, smoothed, past, usable, book)
 
 
 def split_by(seg: Segment, fold_ns: int) -> list[Segment]:
@@ -202,6 +209,19 @@ class Scaler:
         """z-scores clipped to +-5 sigma, NaN -> 0 (the training mean); float32."""
         z = np.nan_to_num((x - self.mean) / self.std, nan=0.0)
         return np.clip(z, -CLIP_SIGMA, CLIP_SIGMA).astype(np.float32)
+
+
+def book_block(segs: Sequence[Segment], kind: str = "deeplob") -> list[np.ndarray]:
+    """The raw book-level inputs of each segment, for a model ``kind`` that reads them.
+
+    Raises:
+        TapeflowError: a segment was built from examples without them (``ExampleParams.book_levels`` 0).
+    """
+    missing = [s.name for s in segs if s.book is None]
+    if missing:
+        raise TapeflowError(f"the {kind} model reads raw book levels: build the examples with "
+                            f"ExampleParams(book_levels=L) (none in {missing[0]})")
+    return [s.book for s in segs]  # type: ignore[misc]
 
 
 def windows(z: np.ndarray, rows: np.ndarray, steps: int) -> np.ndarray:

@@ -35,6 +35,7 @@ import pyarrow as pa
 from kernels.metrics import UNDEF, grid_end, quote_events
 from tapeflow.derived.metrics import book_fields, by_instrument, signed_volume
 from tapeflow.errors import TapeflowError
+from tapeflow.ml.book_inputs import book_input_names, book_inputs
 from tapeflow.ml.signal_features import signal_feature_names, signal_features
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
 
@@ -55,6 +56,7 @@ class ExampleParams:
     horizons_s: tuple[int, ...] = (1, 10, 60)
     alpha: float = 2e-5
     signal_window_s: int = 0  # > 0: signal-score features over this trailing window (0: none)
+    book_levels: int = 0      # > 0: raw book-level inputs of this many levels per side (0: none)
 
 
 def feature_names(params: ExampleParams) -> list[str]:
@@ -63,7 +65,7 @@ def feature_names(params: ExampleParams) -> list[str]:
         "spread_nanos", "mid_price_nanos", "microprice_minus_mid_nanos", "imbalance_l1",
         f"imbalance_l{params.levels}", *(f"ofi_{w}s" for w in params.ofi_windows_s),
         f"realized_vol_{params.vol_window_s}s", *(f"trade_flow_{w}s" for w in params.flow_windows_s),
-        *signal_feature_names(params.signal_window_s),
+        *signal_feature_names(params.signal_window_s), *book_input_names(params.book_levels),
     ]
 
 
@@ -72,6 +74,8 @@ def feature_schema_hash(params: ExampleParams) -> str:
     fields = asdict(params)
     if not params.signal_window_s:  # datasets without signal features keep the hash they always had
         del fields["signal_window_s"]
+    if not params.book_levels:  # nor do datasets without raw book-level inputs
+        del fields["book_levels"]
     doc = {"version": SCHEMA_VERSION, "features": feature_names(params), "params": fields}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 
@@ -189,6 +193,10 @@ def training_examples(snapshots: pa.Table, trades: pa.Table, params: ExamplePara
     feats = _features(snapshots, trades, grid, p)
     if p.signal_window_s:
         feats.update(signal_features(grid, signals, p.signal_window_s))
+    if p.book_levels:
+        if p.book_levels > p.levels:
+            raise TapeflowError(f"book_levels {p.book_levels} exceeds the snapshot levels {p.levels}")
+        feats.update(book_inputs(snapshots, p.book_levels))
     longest_ns = max((*p.ofi_windows_s, p.vol_window_s, *p.flow_windows_s)) * SECOND_NS
     warmed = grid - longest_ns >= (grid[0] if len(grid) else 0)
     cols: dict[str, pa.Array] = {"ts_event_ns": pa.array(grid, pa.int64()), "warmed_up": pa.array(warmed),

@@ -20,15 +20,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kernels.ml_models import ModelSpec
+from kernels.ml_models import TEMPORAL, ModelSpec
 from kernels.ml_train import TrainConfig, fit, predict_proba
 from tapeflow.errors import TapeflowError
 from tapeflow.ml import baselines
-from tapeflow.ml.dataset import Scaler, Segment, fit_alpha, windows
+from tapeflow.ml.dataset import Scaler, Segment, book_block, fit_alpha, windows
 from tapeflow.ml.examples import SECOND_NS
 from tapeflow.ml.metrics import HOUR_NS, Scores, confusion, macro_f1, score
 
-MODELS = ("logreg", "mlp", "tcn")
+MODELS = ("logreg", "mlp", "tcn")          # the default set: they read the examples' features
+KINDS = (*MODELS, "deeplob")               # deeplob reads raw book levels (ExampleParams.book_levels)
 OFFSET_GRID = np.linspace(-4.0, 4.0, 33)
 BASELINES = ("majority", "last_move", "ofi_linear")
 
@@ -42,6 +43,8 @@ class WalkForwardConfig:
     val_fraction: float = 0.2
     window: int = 20             # tcn input steps
     hidden: int = 32
+    book_window: int = 32        # deeplob input steps (the last grid rows of raw book levels)
+    book_layers: int = 5         # deeplob temporal layers (stride 2 each: book_window == 2**book_layers)
     models: tuple[str, ...] = MODELS
     seed: int = 0
     block_ns: int = HOUR_NS      # bootstrap block
@@ -108,6 +111,33 @@ def _gather(segs: Sequence[Segment], picks: Sequence[np.ndarray], scaler: Scaler
     return np.concatenate(parts) if parts else np.zeros((0, segs[0].x.shape[1]), np.float32)
 
 
+def model_spec(kind: str, n_features: int, cfg: WalkForwardConfig) -> ModelSpec:
+    """The network of ``kind`` under the protocol's sizes (``n_features``: columns per step)."""
+    if kind == "deeplob":
+        return ModelSpec(kind, n_features, hidden=cfg.hidden, window=cfg.book_window, layers=cfg.book_layers)
+    return ModelSpec(kind, n_features, hidden=cfg.hidden, window=cfg.window if kind == "tcn" else 1)
+
+
+def book_scaler(segs: Sequence[Segment], rows: Sequence[np.ndarray]) -> Scaler:
+    """The raw book inputs' standardization, fitted on the training ``rows`` only."""
+    return Scaler.fit(np.concatenate([b[r] for b, r in zip(book_block(segs), rows, strict=True)]))
+
+
+def model_inputs(spec: ModelSpec, segs: Sequence[Segment], picks: Sequence[np.ndarray], scaler: Scaler,
+                 book: Scaler | None) -> np.ndarray:
+    """What ``spec`` reads for rows ``picks`` of ``segs``: float32[n, F] for flat kinds, float32[n, T, F]
+    for ``tcn`` (the standardized features of the last T rows) and ``deeplob`` (the standardized raw
+    book levels of the last T rows, ``book`` the training rows' scaler)."""
+    if spec.kind == "deeplob":
+        if book is None:
+            raise TapeflowError("the deeplob model needs the raw book inputs' scaler")
+        parts = [windows(book.transform(b), rows, spec.window)
+                 for b, rows in zip(book_block(segs), picks, strict=True)]
+        return np.concatenate(parts) if parts else np.zeros((0, spec.window, spec.n_features), np.float32)
+    temporal = spec.kind in TEMPORAL
+    return _gather(segs, picks, scaler, spec.window if temporal else 1, temporal)
+
+
 def _split_pool(pool: Sequence[Segment], val_fraction: float, horizon_ns: int,
                 test_start_ns: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per segment: training rows and validation rows, with the purges at both boundaries."""
@@ -150,6 +180,9 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
         raise TapeflowError(f"fold {test.name}: {len(y_tr)} training and {len(y_va)} validation rows")
     scaler = Scaler.fit(np.concatenate([s.x[r] for s, r in zip(pool, train_rows, strict=True)]))
     y_te = test.y[test_rows]
+    book = None
+    if trained is None and "deeplob" in cfg.models:
+        book = book_scaler(pool, train_rows)
     out: dict[str, baselines.Prediction] = {}
     for kind in cfg.models:
         if trained is not None:  # trained once elsewhere on this pool (tapeflow.ml.candidates)
@@ -158,11 +191,11 @@ def _fold(pool: Sequence[Segment], test: Segment, cfg: WalkForwardConfig, ofi_co
                                     f"the fold tests {len(y_te)}")
             out[kind] = trained[kind]
             continue
-        temporal = kind == "tcn"
-        steps = cfg.window if temporal else 1
-        xs = [_gather(pool, rows, scaler, steps, temporal) for rows in (train_rows, val_rows)]
-        x_te = _gather([test], [test_rows], scaler, steps, temporal)
-        spec = ModelSpec(kind, pool[0].x.shape[1], hidden=cfg.hidden, window=steps)
+        deep = kind == "deeplob" and pool[0].book is not None
+        width = pool[0].book.shape[1] if deep else pool[0].x.shape[1]  # type: ignore[union-attr]
+        spec = model_spec(kind, width, cfg)
+        xs = [model_inputs(spec, pool, rows, scaler, book) for rows in (train_rows, val_rows)]
+        x_te = model_inputs(spec, [test], [test_rows], scaler, book)
         res = fit(spec, xs[0], y_tr, xs[1], y_va, cfg.train._replace(seed=cfg.seed))
         offsets = decision_offsets(predict_proba(spec, res.params, xs[1]), y_va)
         proba = predict_proba(spec, res.params, x_te)

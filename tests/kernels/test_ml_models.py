@@ -169,3 +169,54 @@ def test_early_stopping_stops_before_max_steps_on_noise() -> None:
               TrainConfig(max_steps=5000, eval_every=20, patience=3))
     assert res.steps_run < 5000
     assert res.best_step == min(res.history, key=lambda h: h[1])[0]
+
+
+def ref_deeplob(p: dict, x: np.ndarray) -> np.ndarray:
+    """Per-step dense, then pairs of consecutive steps (older, newer) through a dense layer, as loops."""
+    h = np.maximum(x @ p["embed"] + p["embed_b"], 0)
+    i = 0
+    while f"pair{i}" in p:
+        steps = h.shape[1]
+        h = np.stack([np.maximum(np.concatenate([h[:, 2 * j], h[:, 2 * j + 1]], axis=1) @ p[f"pair{i}"]
+                                 + p[f"pair{i}_b"], 0) for j in range(steps // 2)], axis=1)
+        i += 1
+    assert h.shape[1] == 1
+    return h[:, 0] @ p["out"] + p["out_b"]
+
+
+def test_deeplob_forward_matches_numpy_and_sizes() -> None:
+    rng = np.random.default_rng(8)
+    spec = ModelSpec("deeplob", n_features=5, hidden=8, window=8, layers=3)
+    params = init_params(spec, jax.random.key(4))
+    x = rng.normal(size=(13, 8, 5)).astype(np.float32)
+    got = np.asarray(FORWARD["deeplob"](params, x))
+    assert got.shape == (13, 3)
+    np.testing.assert_allclose(got, ref_deeplob(_np(params), x.astype(np.float64)), rtol=2e-4, atol=2e-5)
+    # the protocol's size (10 levels per side: 41 channels, 32 steps, 32 channels, 5 layers)
+    full = init_params(ModelSpec("deeplob", 41, hidden=32, window=32, layers=5), jax.random.key(0))
+    n_params = sum(int(np.asarray(v).size) for v in full.values())
+    assert n_params == 41 * 32 + 32 + 5 * (64 * 32 + 32) + 32 * 3 + 3 == 11_843
+    with pytest.raises(ValueError, match="window == 2"):
+        init_params(ModelSpec("deeplob", 5, hidden=8, window=6, layers=3), jax.random.key(0))
+
+
+def test_deeplob_learns_a_lagged_rule_and_is_deterministic() -> None:
+    """The label reads channel 1 five steps back: the raw-book model learns it, one seed one model."""
+    seed = random.randrange(10**6)
+    print(f"evaluation seed {seed}")
+    rng = np.random.default_rng(seed)
+    window, n = 8, 1500
+    series = rng.normal(size=(n + window, 4)).astype(np.float32)
+    x = np.stack([series[i: i + window] for i in range(n)])
+    lagged = x[:, -6, 1]
+    y = np.where(lagged > 0.6, 2, np.where(lagged < -0.6, 0, 1))
+    spec = ModelSpec("deeplob", 4, hidden=8, window=window, layers=3)
+    xt, yt, xv, yv, xs, ys = _split(x, y)
+    config = TrainConfig(seed=seed, max_steps=300, learning_rate=1e-2)
+    res = fit(spec, xt, yt, xv, yv, config)
+    f1 = _macro_f1(ys, predict_proba(spec, res.params, xs).argmax(1))
+    print(f"deeplob macro-F1 {f1:.3f} after {res.steps_run} steps")
+    assert f1 > 0.7
+    short = [fit(spec, xt, yt, xv, yv, config._replace(max_steps=20)) for _ in range(2)]
+    for k in res.params:
+        assert np.array_equal(np.asarray(short[0].params[k]), np.asarray(short[1].params[k])), k

@@ -113,6 +113,32 @@ def test_refuses_bad_input() -> None:
         training_examples(TRADES, TRADES, P)
 
 
+def test_book_inputs_by_hand() -> None:
+    """Raw book inputs (deeplob): distances from the mid in the row's own tick, log sizes, mid change."""
+    import dataclasses
+
+    u = 1_000_000_000  # sizes are 1e-9 fixed point
+    book = snaps([
+        (T0, [(1000, 1 * u), (999, 5 * u)], [(1002, 3 * u), (1003, 7 * u)]),  # gaps 1, 2, 3: tick 1
+        (T0 + S, [(1000, 4 * u)], [(1002, 3 * u)]),  # one gap of 2: tick 2 (the caveat: >= true tick)
+        (T0 + 2 * S, [(1002, 2 * u)], [(1006, 6 * u)]),  # tick 4, mid 1004: change (1004 - 1001) / 4
+    ])
+    p = dataclasses.replace(P, book_levels=2)
+    t = training_examples(book, TRADES.slice(0, 0), p)
+    assert col(t, "book_bid_ticks_1") == [1.0, 0.5, 0.5]
+    assert col(t, "book_bid_ticks_2")[0] == 2.0 and math.isnan(col(t, "book_bid_ticks_2")[1])
+    assert col(t, "book_ask_ticks_1") == [1.0, 0.5, 0.5]
+    assert col(t, "book_ask_ticks_2")[0] == 2.0
+    assert col(t, "book_bid_logsize_1") == pytest.approx([math.log(2), math.log(5), math.log(3)])
+    assert col(t, "book_ask_logsize_2") == pytest.approx([math.log(8), 0.0, 0.0])
+    change = col(t, "book_mid_change_ticks")
+    assert math.isnan(change[0]) and change[1:] == [0.0, 0.75]
+    assert feature_schema_hash(dataclasses.replace(P, book_levels=0)) == feature_schema_hash(P)
+    assert feature_schema_hash(p) != feature_schema_hash(P)
+    with pytest.raises(TapeflowError, match="book_levels"):
+        training_examples(book, TRADES.slice(0, 0), dataclasses.replace(P, book_levels=3))
+
+
 @pytest.fixture(scope="module")
 def sim_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, pa.Table]:
     from tapeflow.book.rebuild import snapshots_for_format
@@ -159,8 +185,15 @@ def _perturb_after(snapshots: pa.Table, trades_: pa.Table, t_ns: int) -> tuple[p
 
 
 def test_no_look_ahead(sim_day: tuple[pa.Table, pa.Table]) -> None:
+    """Features, and with ``book_levels`` the raw book inputs and the deeplob model's windows of them."""
+    from tapeflow.ml.dataset import Scaler, segment, windows
+
+    p = ExampleParams(book_levels=10)
     snapshots, trades_ = sim_day
-    base = training_examples(snapshots, trades_)
+    base = training_examples(snapshots, trades_, p)
+    seg = segment(base, 10, p, "base")
+    assert seg.book is not None and seg.book.shape == (base.num_rows, 41)
+    scaler = Scaler.fit(seg.book[: len(seg.book) // 4])  # fixed: the windows alone are compared
     grid = snapshots.column("ts_event_ns").to_numpy()
     recv = trades_.column("ts_recv_ns").to_numpy()
     # decision times just before a trade arrives (so a one-step look-ahead would see it) and mid-day
@@ -169,17 +202,23 @@ def test_no_look_ahead(sim_day: tuple[pa.Table, pa.Table]) -> None:
     times.append(int(grid[len(grid) // 2]))
     for t_ns in times:
         book2, trades2 = _perturb_after(snapshots, trades_, t_ns)
-        other = training_examples(book2, trades2)
+        other = training_examples(book2, trades2, p)
         upto = int(np.searchsorted(grid, t_ns, side="right"))
-        for name in feature_names(ExampleParams()):
+        for name in feature_names(p):
             a = base.column(name).to_numpy()[:upto]
             b = other.column(name).to_numpy()[:upto]
             assert a.tobytes() == b.tobytes(), f"{name} at or before t changed when only later input did"
+        rows = np.arange(upto)
+        seg2 = segment(other, 10, p, "other")
+        assert (windows(scaler.transform(seg.book), rows, 32).tobytes()
+                == windows(scaler.transform(seg2.book), rows, 32).tobytes())
         # the perturbation reaches the future: the labels' returns and later features move
         before = slice(upto - 60, upto)
         assert not np.array_equal(base.column("smoothed_return_60s").to_numpy()[before],
                                   other.column("smoothed_return_60s").to_numpy()[before])
         assert base.column("ofi_60s").to_pylist()[upto:] != other.column("ofi_60s").to_pylist()[upto:]
+        assert not np.array_equal(base.column("book_bid_logsize_3").to_numpy()[upto:],
+                                  other.column("book_bid_logsize_3").to_numpy()[upto:])
 
 
 def test_simulator_day_table(sim_day: tuple[pa.Table, pa.Table]) -> None:

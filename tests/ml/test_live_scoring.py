@@ -29,6 +29,7 @@ from tapeflow.wire.capture import merge
 
 S = 1_000_000_000
 QUICK = TrainConfig(max_steps=150, eval_every=25, patience=3)
+PARAMS = ExampleParams(book_levels=10)  # raw book inputs too, for the deeplob model (v3)
 
 
 def _examples(files: list[Path]) -> tuple[str, str, pa.Table]:
@@ -36,7 +37,7 @@ def _examples(files: list[Path]) -> tuple[str, str, pa.Table]:
     snaps, _ = snapshots_for_format("sim", files, levels=10, interval_ns=S, on_chunk=chunks.append)
     trades = merge(chunks)[TRADE.name].sort_by("ts_recv_ns")
     venue, symbol = snaps.column("venue")[0].as_py(), snaps.column("symbol")[0].as_py()
-    return venue, symbol, training_examples(snaps, trades)
+    return venue, symbol, training_examples(snaps, trades, PARAMS)
 
 
 @pytest.fixture(scope="module")
@@ -50,18 +51,20 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> dict:
     summary = simulate(seed, 1, 3 * 60 * S, root / "sim", "equity", progress=False)
     files = sorted(summary.files)
     venue, symbol, examples = _examples(files)
-    params = ExampleParams()
+    params = PARAMS
     day = segment(examples, 10, params, "day")
-    cfg = WalkForwardConfig(horizon_s=10, seed=seed, train=QUICK, window=8)
+    cfg = WalkForwardConfig(horizon_s=10, seed=seed, train=QUICK, window=8, book_window=8, book_layers=3)
     flat = train_artifact([day], params, "logreg", cfg)
     tcn = train_artifact([day], params, "tcn", cfg)
+    deeplob = train_artifact([day], params, "deeplob", cfg)
     reg = Registry(root / "models")
     name = model_name(venue, symbol, 10)
     v1 = reg.register(name, flat, metrics={}, training_partitions=["day"], held_out="none", code="test")
     v2 = reg.register(name, tcn, metrics={}, training_partitions=["day"], held_out="none", code="test")
+    v3 = reg.register(name, deeplob, metrics={}, training_partitions=["day"], held_out="none", code="test")
     reg.promote(name, v1)
     return {"files": files, "venue": venue, "symbol": symbol, "examples": examples, "reg": reg, "name": name,
-            "models": {v1: flat, v2: tcn}, "root": root / "models"}
+            "models": {v1: flat, v2: tcn, v3: deeplob}, "root": root / "models"}
 
 
 class PromotesMidStream(RegistryChampion):
@@ -122,9 +125,12 @@ def test_live_predictions_equal_batch_scoring_and_a_promotion_is_picked_up(marke
 
 
 def test_micro_batch_size_does_not_change_the_predictions(market: dict) -> None:
-    market["reg"].promote(market["name"], 2)
+    """Micro-batches of 37 events, with the raw-book model (v3, read back from the registry) the
+    champion: live rows equal batch scoring (TCN and logreg parity: the test above)."""
+    market["reg"].promote(market["name"], 3)
     small = _live(market, RegistryChampion(market["root"], 10, min_interval_s=0.0), 37)[PREDICTION.name]
-    _assert_same(small.sort_by("ts_event_ns"), _batch(market, 2))
+    assert set(small.column("model_kind").to_pylist()) == {"deeplob"}
+    _assert_same(small.sort_by("ts_event_ns"), _batch(market, 3))
 
 
 def test_no_champion_no_predictions_and_a_bad_grid_is_a_dead_letter(market: dict, tmp_path: Path) -> None:

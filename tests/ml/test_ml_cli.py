@@ -43,7 +43,8 @@ def test_evaluate_refuses_bad_options(sim_file: Path, tmp_path: Path, capsys: Ca
     assert main([*base, "--horizon", "7"]) == 2
     assert "not a label horizon" in capsys.readouterr().err
     assert main([*base, "--models", "lstm"]) == 2
-    assert "unknown ['lstm']" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "unknown ['lstm']" in err and "deeplob" in err  # the raw-book kind is offered
     assert main([*base, "--signal-window", "-1"]) == 2
     assert "--signal-window must be 0 or more" in capsys.readouterr().err
     assert main(base) == 2  # one file, one day: nothing to walk forward over
