@@ -6,7 +6,8 @@ side. Its size is judged against a causal baseline of earlier prints (median and
 quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
 and ``sweep_x_median`` medians. Either must also stand out from its local flow: at least
 ``min_local_share`` of the volume printed in the ``local_window_ns`` up to and including it (an
-ordinary large print inside a busy period is not a whale: SIMULATOR.md's look-alike). A **parent order** is same-side aggression over
+ordinary large print inside a busy period is not a whale: SIMULATOR.md's look-alike).
+A **parent order** is same-side aggression over
 ``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
 ``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
 its same-side prints must average ``parent_min_child_x_median`` medians (read at the window's

@@ -34,8 +34,10 @@ def _trades(busy: bool) -> dict[str, np.ndarray]:
     price += [10_000, 10_001, 10_002, 10_003]
     order = np.argsort(np.asarray(ts), kind="stable")
     ts_ns = np.asarray(ts, np.int64)[order]
-    return {"ts_event_ns": ts_ns, "ts_recv_ns": ts_ns + 1000, "price_nanos": np.asarray(price, np.int64)[order],
-            "size_nanos": np.asarray(size, np.int64)[order], "aggressor_side": np.asarray(side, np.uint8)[order]}
+    return {"ts_event_ns": ts_ns, "ts_recv_ns": ts_ns + 1000,
+            "price_nanos": np.asarray(price, np.int64)[order],
+            "size_nanos": np.asarray(size, np.int64)[order],
+            "aggressor_side": np.asarray(side, np.uint8)[order]}
 
 
 def _sweeps(trades: dict[str, np.ndarray], share: float) -> list[dict]:
