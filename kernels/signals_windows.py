@@ -155,11 +155,12 @@ def trailing_sums(ts: np.ndarray, x: np.ndarray, window: int) -> np.ndarray:
     t = np.full(size, np.iinfo(np.int64).max)  # padding sorts after every event and adds nothing
     v = np.zeros(size)
     t[:n], v[:n] = ts, x
-    return np.asarray(_trailing_sums(jnp.asarray(t), jnp.asarray(v), int(window)))[:n]
+    # the window is traced, not static: one compile per bucket whatever the threshold
+    return np.asarray(_trailing_sums(jnp.asarray(t), jnp.asarray(v), jnp.asarray(int(window), jnp.int64)))[:n]
 
 
-@functools.partial(jax.jit, static_argnums=(2,))
-def _trailing_sums(ts: jax.Array, x: jax.Array, window: int) -> jax.Array:
+@jax.jit
+def _trailing_sums(ts: jax.Array, x: jax.Array, window: jax.Array) -> jax.Array:
     c = jnp.concatenate([jnp.zeros(1), jnp.cumsum(x)])
     hi = jnp.searchsorted(ts, ts, side="left")  # first event at this instant
     lo = jnp.searchsorted(ts, ts - window, side="left")

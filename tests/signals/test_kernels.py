@@ -54,7 +54,7 @@ def test_flow_windows_equal_reference(n):
         np.testing.assert_allclose(got[2], want[2], rtol=1e-9, atol=1e-5, equal_nan=True)
 
 
-@pytest.mark.parametrize("n", [1, 64, 65, 700])
+@pytest.mark.parametrize("n", [1, 700])
 def test_trailing_sums_equal_reference(n):
     rng = np.random.default_rng(n + 2)
     # irregular times with ties (prints of two sides at one instant), sorted
