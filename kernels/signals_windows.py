@@ -9,6 +9,8 @@ Three windows serve the detectors (tapeflow/signals/):
 * ``flow_windows``: signed and absolute volume over the last ``window`` bins of a time grid, and
   the root mean square of the signed window sums over the ``baseline`` bins before that window
   (the scale a parent order's net flow is judged against).
+* ``trailing_sums``: per event of an irregular time series, the sum of the earlier events'
+  values within a trailing window (a whale print's local flow: the busy-period look-alike).
 * ``band_depths``: depth of one book side within ``ticks`` of the touch ``lag`` grid rows ago,
   then and now, so a fall in depth can be told from the touch moving away.
 
@@ -127,6 +129,42 @@ def _flow_windows(signed: jax.Array, total: jax.Array, window: int, baseline: in
     mean_sq = jnp.maximum(0.0, (sq[hi] - sq[lo]) / jnp.maximum(count, 1))
     rms = jnp.where(count > 0, jnp.sqrt(mean_sq), jnp.nan)
     return net, gross, rms
+
+
+# ---- trailing_sums ----------------------------------------------------------------------------
+
+
+def trailing_sums_ref(ts: np.ndarray, x: np.ndarray, window: int) -> np.ndarray:
+    """NumPy reference of :func:`trailing_sums` (a loop over events)."""
+    ts = np.asarray(ts, np.int64)
+    x = np.asarray(x, np.float64)
+    out = np.zeros(len(ts))
+    for i in range(len(ts)):
+        out[i] = x[(ts >= ts[i] - window) & (ts < ts[i])].sum()
+    return out
+
+
+def trailing_sums(ts: np.ndarray, x: np.ndarray, window: int) -> np.ndarray:
+    """Per event ``i`` (``ts`` sorted), the sum of ``x`` over the events with
+    ``ts[i] - window <= ts < ts[i]``: the events strictly before it in time (not those at its instant)."""
+    ts = np.asarray(ts, np.int64)
+    n = len(ts)
+    if n == 0:
+        return np.zeros(0)
+    size = bucket(n)
+    t = np.full(size, np.iinfo(np.int64).max)  # padding sorts after every event and adds nothing
+    v = np.zeros(size)
+    t[:n], v[:n] = ts, x
+    # the window is traced, not static: one compile per bucket whatever the threshold
+    return np.asarray(_trailing_sums(jnp.asarray(t), jnp.asarray(v), jnp.asarray(int(window), jnp.int64)))[:n]
+
+
+@jax.jit
+def _trailing_sums(ts: jax.Array, x: jax.Array, window: jax.Array) -> jax.Array:
+    c = jnp.concatenate([jnp.zeros(1), jnp.cumsum(x)])
+    hi = jnp.searchsorted(ts, ts, side="left")  # first event at this instant
+    lo = jnp.searchsorted(ts, ts - window, side="left")
+    return c[hi] - c[lo]
 
 
 # ---- band_depths -------------------------------------------------------------------------------

@@ -225,7 +225,8 @@ class StreamingSignals:
         print_ts = tr["ts_event_ns"][starts]
         block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
         pending = int(np.searchsorted(print_ts, self.whale_done_ns))  # first print not yet final
-        back_ns = 2 * params["parent_window_ns"] + params["parent_baseline_ns"] + 2 * _S
+        back_ns = max(2 * params["parent_window_ns"] + params["parent_baseline_ns"],
+                      params["local_window_ns"]) + 2 * _S
         need = min(pending - (_LOOKBACK_BLOCKS + 1) * block,
                    int(np.searchsorted(print_ts, self.whale_done_ns - back_ns)))
         # the withdrawal's traded volume needs the trades since the look-back's first grid row

@@ -4,7 +4,10 @@ A print is one aggressor's execution: consecutive trades with the same venue tim
 side. Its size is judged against a causal baseline of earlier prints (median and the
 ``block_quantile`` quantile of the last ``baseline_trades``): a **block** is above both the
 quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
-and ``sweep_x_median`` medians. A **parent order** is same-side aggression over
+and ``sweep_x_median`` medians. Either must also stand out from its local flow: at least
+``min_local_share`` of the volume printed in the ``local_window_ns`` up to and including it (an
+ordinary large print inside a busy period is not a whale: SIMULATOR.md's look-alike).
+A **parent order** is same-side aggression over
 ``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
 ``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
 its same-side prints must average ``parent_min_child_x_median`` medians (read at the window's
@@ -17,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from kernels.signals_windows import block_quantiles, flow_windows
+from kernels.signals_windows import block_quantiles, flow_windows, trailing_sums
 from tapeflow.schemas.records import ASK, BID
 from tapeflow.signals.rows import Alerts, first_of_runs
 
@@ -78,7 +81,10 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
                              size / (params["block_x_median"] * safe_median))
     sweep_ratio = np.where(p["levels"] >= params["sweep_levels"],
                            size / (params["sweep_x_median"] * safe_median), 0.0)
-    ratio = np.where(known, np.maximum(block_ratio, sweep_ratio), 0.0)
+    before = trailing_sums(p["ts"], size, params["local_window_ns"])
+    local_share = size / (size + before)
+    stands_out = local_share >= params["min_local_share"]  # a gate, not part of the score
+    ratio = np.where(known & stands_out, np.maximum(block_ratio, sweep_ratio), 0.0)
     events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
               for i in np.flatnonzero(ratio >= 1.0)]
     events += _parents(p, median, params)
@@ -101,6 +107,7 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
                     score=float(ratio[i]),
                     evidence=dict(style=style, levels=int(p["levels"][i]),
                                   size_x_median=round(float(size[i] / median[i]), 2),
+                                  local_share=round(float(local_share[i]), 3),
                                   baseline_median_nanos=int(median[i]), baseline_high_nanos=int(high[i])))
     return out
 

@@ -217,12 +217,18 @@ def test_a_batch_of_grid_rows_without_a_level_gap_keeps_the_tick() -> None:
     assert stream.tick == 5
 
 
-def test_the_stream_computes_the_print_baseline_of_the_judged_tail_only(monkeypatch) -> None:
+def test_the_stream_computes_the_print_baseline_of_the_judged_tail_only(monkeypatch, tmp_path) -> None:
     # the whale's print baseline (block_quantiles) runs over the blocks the newly judged prints
     # look back on, not over the whole 12-minute look-back the parent windows keep
     from tapeflow.signals import whale
 
-    thresholds = load(DEFAULT_PATH)
+    # time runs 30x faster here: the local-flow window of a sweep shrinks with it (10 s -> 1/3 s)
+    edited = tmp_path / "t.toml"
+    text = DEFAULT_PATH.read_text()
+    assert text.count("local_window_ns = 10_000_000_000\nmin_local_share = 0.3") == 1
+    edited.write_text(text.replace("local_window_ns = 10_000_000_000\nmin_local_share = 0.3",
+                                   "local_window_ns = 333_333_333\nmin_local_share = 0.3"))
+    thresholds = load(edited)
     # a print every 0.1 s: the parent windows' 12 minutes hold far more prints than 5 blocks
     trades = _trades(5)
     for name in ("ts_event_ns", "ts_recv_ns"):

@@ -95,16 +95,17 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
     report = score(pq.read_table(summary.episodes_path), table, kinds=["whale", "withdrawal"])
     with capsys.disabled():
         print(f"\nseed {seed}\n{report.render()}")
-    # claims below the pooled rates of 30 random seeds (docs/signals.md): withdrawal P 0.847,
-    # R 0.508; whale P 0.166, R 0.552 (its false alerts are sweeps through the planted market
-    # makers' thin quotes). They guard against regressions; the issue's goal (F1 >= 0.9) is not met
+    # claims below the pooled rates of random seeds (docs/signals.md): withdrawal P 0.847, R 0.508
+    # (30 seeds); whale P 0.214, R 0.672 (8 fresh seeds after the local-share gate, 99.9 % lower
+    # bounds 0.165 and 0.560; its false alerts are mostly the spike plants' sweeps). They guard
+    # against regressions; the issue's goal (F1 >= 0.9) is not met
     wd, wh = report.kind("withdrawal"), report.kind("whale")
     assert wd.episodes == wh.episodes == 24
     assert_rate("withdrawal precision", wd.hits, wd.alerts, 0.7)
     assert_rate("withdrawal recall", wd.hits, wd.episodes, 0.4)
     assert wd.latency_median_ns <= 1 * S
-    assert_rate("whale precision", wh.hits, wh.alerts, 0.12)
-    assert_rate("whale recall", wh.hits, wh.episodes, 0.45)
+    assert_rate("whale precision", wh.hits, wh.alerts, 0.15)
+    assert_rate("whale recall", wh.hits, wh.episodes, 0.55)
     assert wh.latency_median_ns <= 60 * S
     # the issue's calibration goal, ECE <= 0.05 (confidences refit on the calibration seeds)
     assert_calibrated(report, 0.05)

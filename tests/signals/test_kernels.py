@@ -13,6 +13,8 @@ from kernels.signals_windows import (
     bucket,
     flow_windows,
     flow_windows_ref,
+    trailing_sums,
+    trailing_sums_ref,
 )
 
 
@@ -50,6 +52,25 @@ def test_flow_windows_equal_reference(n):
         # the RMS comes from a difference of running sums of squares: cancellation leaves ~1e-6
         # where the reference has an exact 0 (values here are of order 10)
         np.testing.assert_allclose(got[2], want[2], rtol=1e-9, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [1, 700])
+def test_trailing_sums_equal_reference(n):
+    rng = np.random.default_rng(n + 2)
+    # irregular times with ties (prints of two sides at one instant), sorted
+    ts = np.sort(rng.integers(0, 30, n).cumsum() * 1_000_000 // 7)
+    x = rng.exponential(100.0, n)
+    for window in (1, 5_000_000, 10**12):
+        np.testing.assert_allclose(trailing_sums(ts, x, window), trailing_sums_ref(ts, x, window),
+                                   rtol=1e-12, atol=1e-9)
+
+
+def test_trailing_sums_leave_out_the_instant_itself_and_the_window_edge():
+    ts = np.array([0, 10, 10, 20, 35])
+    got = trailing_sums(ts, np.array([1.0, 2.0, 4.0, 8.0, 16.0]), 10)
+    # at 10: only the print at 0 (not the other one at 10); at 20: both at 10 and not 0 (its edge
+    # is inside: ts >= 20 - 10); at 35: nothing within 10
+    assert got.tolist() == [0.0, 1.0, 1.0, 6.0, 0.0]
 
 
 def _book(rng, g, levels, side_sign, tick):
