@@ -5,9 +5,11 @@ of Bybit's API reference (bybit-exchange.github.io/docs/v5/market/insurance), no
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 
+from tapeflow.derivatives.poll_config import INSURANCE_FUND_INTERVAL_S
 from tapeflow.derivatives.stream import PollFeed, parse_polls
 from tapeflow.replay import ReplayServer
 from tests.derivatives.test_poll import file_decode
@@ -31,7 +33,14 @@ TICKERS = (b'{"retCode":0,"retMsg":"OK","result":{"category":"linear","list":[{"
 def _poll(bodies: dict[str, list[bytes]], want: str) -> dict:
     got: dict = {}
     with ReplayServer("binance", [binance_prefix(20)], rest_bodies=bodies).run_in_thread() as srv:
-        feed = PollFeed(parse_polls("bybit:ETHUSDT", srv.rest_url))
+        [venue] = parse_polls("bybit:ETHUSDT", srv.rest_url)
+        # the preset's own insurance endpoint at a 20 s interval: at its 300 s the first poll waited
+        # a random 0-30 s (the jitter spreads endpoints out), ~15 s of idle test on average; now
+        # 0-2 s, and the second poll (18 s on) comes after the loop has stopped
+        [ins] = [ep for ep in venue.endpoints if ep.path == "/v5/market/insurance"]
+        assert ins.interval_s == INSURANCE_FUND_INTERVAL_S
+        eps = [replace(ep, interval_s=20.0) if ep is ins else ep for ep in venue.endpoints]
+        feed = PollFeed([replace(venue, endpoints=eps)])
         deadline = time.monotonic() + 30
         try:
             while want not in got and time.monotonic() < deadline:
