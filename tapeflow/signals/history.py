@@ -1,18 +1,18 @@
 """One stored instrument-day's detector inputs, and the institutional baseline of the days before it.
 
 The Dagster ``signals`` asset judges one day per partition. Institutional pressure needs the
-20-day baseline the live stage keeps (``<lake>/_baselines/institutional/<venue>/<symbol>.json``,
-:class:`tapeflow.signals.stream_institutional.BaselineStore`): :func:`institutional_history` gives
-the records of the up to ``baseline_days`` days **before** the partition's day only (never the day
+20-day baseline the live stage keeps (one file per day,
+``<lake>/_baselines/institutional/<venue>/<symbol>/<date>.json``,
+:class:`tapeflow.signals.stream_institutional.BaselineStore`): :func:`institutional_history`
+gives the records of the up to ``baseline_days`` days **before** the partition's day only (never the day
 itself or a later one: no look-ahead), each from the store where it holds the day (for the
 thresholds' ``bucket_ns`` and ``window_ns``), else computed from that day's partitions in the
 lake (the same detector pass the partition itself gets: its record does not depend on any
 baseline) and written back, so a backfill in any order and the live stage read the same records.
 :func:`save_day` writes the judged day's own record after it.
 
-Known limit: the live stage saves its in-memory baseline whole at each day roll, so a record
-the asset wrote meanwhile may be dropped from the file; the next partition that needs it
-computes it again from the lake.
+Each writer (this module, the live stage at its day roll) writes only its own days' files, each
+atomically, so a record the live stage or another run wrote meanwhile is never dropped.
 """
 
 from __future__ import annotations
@@ -86,9 +86,10 @@ def institutional_history(lake: Path, t: Target, thresholds: Thresholds, store: 
     params = thresholds.for_instrument("institutional", t.symbol, preset)
     key = (params["bucket_ns"], params["window_ns"])
     day = day_number(t.date)
-    kept = store.load(t.venue, t.symbol).days
+    wanted = list(t.history(params["baseline_days"]))  # before the day only: no look-ahead
+    kept = store.load(t.venue, t.symbol, days=[day_number(e.date) for e in wanted]).days
     out = DayHistory(t, Baselines(), baseline_days=params["baseline_days"])
-    for earlier in t.history(params["baseline_days"]):
+    for earlier in wanted:
         d = day_number(earlier.date)
         assert d < day  # the baseline never reads the day itself or a later one
         if d in kept and kept[d][:2] == key:
@@ -107,13 +108,11 @@ def institutional_history(lake: Path, t: Target, thresholds: Thresholds, store: 
 
 
 def save_day(store: BaselineStore, history: DayHistory) -> None:
-    """Write the judged day's record and the days computed from the lake into the store (read
-    again first: records of other days written meanwhile stay)."""
+    """Write the judged day's record and the days computed from the lake into the store (one file
+    per day: records of other days, written meanwhile by the live stage or another run, stay)."""
     t = history.target
     mine = {d: history.baselines.days[d] for d in
             [day_number(x) for x in history.rebuilt] + [day_number(t.date)] if d in history.baselines.days}
     if not mine:
         return
-    now = store.load(t.venue, t.symbol)
-    now.days.update(mine)
-    store.save(t.venue, t.symbol, now)
+    store.put(t.venue, t.symbol, mine)

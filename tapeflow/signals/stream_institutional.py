@@ -14,8 +14,9 @@ the whole input, row for row, across restarts at a day boundary:
 * a second is judged once a fill of a later second arrived (its window and its last fill are
   final then); the day's last seconds at the day roll or the end of the stream;
 * at the day roll (or the end of the stream) the day's per-bucket totals join the baseline
-  (:class:`tapeflow.signals.institutional.Baselines`), which :class:`BaselineStore` writes under
-  the lake (``<lake>/_baselines/institutional/<venue>/<symbol>.json``, atomically) and loads at
+  (:class:`tapeflow.signals.institutional.Baselines`), and :class:`BaselineStore` writes that
+  day's record under the lake (``<lake>/_baselines/institutional/<venue>/<symbol>/<date>.json``,
+  atomically, one file per day: a record the Dagster asset wrote meanwhile stays) and loads them at
   start: the 20-day baseline of a restarted stage is the one it had.
 
 Known differences: a fill arriving with an event time in a second already judged is left out of
@@ -28,10 +29,12 @@ start again) and the day's baseline record is then that of the part after the re
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import tempfile
 import urllib.parse
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,56 +63,162 @@ _BIN_NS = 1_000_000_000
 _DAY_NS = 86_400 * _BIN_NS
 _FILL_COLS = ("ts", "recv", "flow", "passive", "maker", "size", "median")
 STORE_DIR = "_baselines"  # under the lake
+_EPOCH = dt.date(1970, 1, 1)
+
+
+Record = tuple[int, int, np.ndarray, np.ndarray]
 
 
 class BaselineStore:
-    """The institutional baselines under ``root`` (``<lake>/_baselines``), one JSON file per instrument."""
+    """The institutional baselines under ``root`` (``<lake>/_baselines``): one JSON file per
+    (instrument, UTC day), ``institutional/<venue>/<symbol>/<YYYY-MM-DD>.json``.
+
+    Writers never rewrite each other's records, so the live stage and the Dagster ``signals``
+    asset (separate processes) can add days to one instrument at the same time: each record is
+    written to a temporary file in its directory, fsynced and renamed over that day's file only
+    (the directory fsynced after), so a reader sees a day's old record or its new one, whole,
+    and every other day untouched. Two writers of the same day: the last rename wins (both whole
+    records). The one-file-per-instrument layout of before (``<symbol>.json``) is still read
+    (its days under any per-day file's), and the first write to the instrument moves its days
+    into per-day files (a day already written per day is kept) and deletes it.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
 
+    def _dir(self, venue: str) -> Path:
+        return self.root / "institutional" / urllib.parse.quote(venue, safe="")
+
     def path(self, venue: str, symbol: str) -> Path:
-        def safe(x: str) -> str:
-            return urllib.parse.quote(x, safe="")
+        """The instrument's directory (one ``<YYYY-MM-DD>.json`` per day)."""
+        return self._dir(venue) / urllib.parse.quote(symbol, safe="")
 
-        return self.root / "institutional" / safe(venue) / f"{safe(symbol)}.json"
+    def legacy_path(self, venue: str, symbol: str) -> Path:
+        """The one-file-per-instrument baseline of before (read, and migrated at the first write)."""
+        return self._dir(venue) / f"{urllib.parse.quote(symbol, safe='')}.json"
 
-    def load(self, venue: str, symbol: str) -> Baselines:
-        """The stored days (none when the file does not exist).
+    def load(self, venue: str, symbol: str, days: Iterable[int] | None = None) -> Baselines:
+        """The stored days (only those in ``days`` when given; none when nothing is stored).
 
         Raises:
-            StorageError: the file is not a baseline file (it names the file; delete it to start
-                the baseline afresh).
+            StorageError: a file is not a baseline file (it names the file; delete it to
+                recompute that day, or the instrument's baseline afresh).
         """
-        path = self.path(venue, symbol)
-        if not path.exists():
-            return Baselines()
+        wanted = None if days is None else set(days)
+        out: dict[int, Record] = {}
+        # the old file first, then the directory: a writer migrating it writes the per-day files
+        # before it deletes it, so a day is in one of the two whichever moment this reads them
+        out.update(self._legacy_days(venue, symbol))
+        folder = self.path(venue, symbol)
         try:
-            raw = json.loads(path.read_text())
-            days = {int(d): (int(v["bucket_ns"]), int(v["window_ns"]), np.asarray(v["sq"], np.float64),
-                             np.asarray(v["cnt"], np.float64)) for d, v in raw["days"].items()}
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise StorageError(f"{path}: not an institutional baseline file ({exc}); delete it to start "
-                               f"the baseline afresh") from exc
-        return Baselines(days)
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            names = []
+        for name in names:
+            if name.startswith("."):  # a writer's temporary file
+                continue
+            path = folder / name
+            try:
+                day = _day_of(name)
+            except ValueError as exc:
+                raise StorageError(f"{path}: not an institutional baseline file (a name other than "
+                                   f"YYYY-MM-DD.json); move it away") from exc
+            if wanted is not None and day not in wanted:
+                continue
+            try:
+                raw = json.loads(path.read_text())
+                if int(raw["day"]) != day:
+                    raise ValueError(f"it holds day {raw['day']}, its name says {day}")
+                out[day] = _record(raw)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise StorageError(f"{path}: not an institutional baseline file ({exc}); delete it to "
+                                   f"recompute the day") from exc
+        if wanted is not None:
+            out = {d: r for d, r in out.items() if d in wanted}
+        return Baselines(dict(sorted(out.items())))
+
+    def put(self, venue: str, symbol: str, days: dict[int, Record]) -> None:
+        """Write these days' records (each its own file, atomically); other days stay as they are."""
+        if not days:
+            return
+        folder = self.path(venue, symbol)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._migrate(venue, symbol, folder)
+        for day, rec in sorted(days.items()):
+            _write(folder, day, rec, replace=True)
+        _fsync_dir(folder)
 
     def save(self, venue: str, symbol: str, baselines: Baselines) -> None:
-        """Write the days atomically (a temporary file renamed over the old one)."""
-        path = self.path(venue, symbol)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # floats as repr: JSON gives them back bit for bit
-        raw = {"days": {str(d): {"bucket_ns": b, "window_ns": w, "sq": sq.tolist(), "cnt": cnt.tolist()}
-                        for d, (b, w, sq, cnt) in sorted(baselines.days.items())}}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+        """Write every day of ``baselines`` (:meth:`put`; days stored and not in it stay)."""
+        self.put(venue, symbol, baselines.days)
+
+    def _legacy_days(self, venue: str, symbol: str) -> dict[int, Record]:
+        legacy = self.legacy_path(venue, symbol)
         try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(raw, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
+            text = legacy.read_text()
+        except FileNotFoundError:
+            return {}
+        try:
+            return {int(d): _record(v) for d, v in json.loads(text)["days"].items()}
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise StorageError(f"{legacy}: not an institutional baseline file ({exc}); delete it to "
+                               f"start the baseline afresh") from exc
+
+    def _migrate(self, venue: str, symbol: str, folder: Path) -> None:
+        legacy = self.legacy_path(venue, symbol)
+        old = self._legacy_days(venue, symbol)  # raises on a bad old file: nothing is lost
+        if not old and not legacy.exists():
+            return
+        for day, rec in old.items():
+            _write(folder, day, rec, replace=False)  # a day another writer stored per day wins
+        _fsync_dir(folder)
+        legacy.unlink(missing_ok=True)  # after its days are durable per day (readers read it first)
+
+
+def _record(v: dict[str, Any]) -> Record:
+    return (int(v["bucket_ns"]), int(v["window_ns"]), np.asarray(v["sq"], np.float64),
+            np.asarray(v["cnt"], np.float64))
+
+
+def _day_of(name: str) -> int:
+    if not name.endswith(".json"):
+        raise ValueError(name)
+    return (dt.date.fromisoformat(name[:-5]) - _EPOCH).days
+
+
+def _write(folder: Path, day: int, rec: Record, *, replace: bool) -> None:
+    """One day's file: a temporary file, fsynced, renamed over it (``replace``) or linked to its
+    name only where none is there yet."""
+    b, w, sq, cnt = rec
+    # floats as repr: JSON gives them back bit for bit
+    raw = {"day": day, "bucket_ns": int(b), "window_ns": int(w), "sq": np.asarray(sq).tolist(),
+           "cnt": np.asarray(cnt).tolist()}
+    path = folder / f"{(_EPOCH + dt.timedelta(days=day)).isoformat()}.json"
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(raw, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if replace:
             os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            Path(tmp).unlink()
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class StreamingInstitutional:
@@ -256,6 +365,6 @@ class StreamingInstitutional:
             self._judge(out, params, self._last_bin() + 1)
             assert self.totals is not None
             self.baselines.add(self.day, params, *self.totals)
-            if self.store is not None:
-                self.store.save(self.venue, self.symbol, self.baselines)
+            if self.store is not None:  # the day's own record only: other writers' days stay
+                self.store.put(self.venue, self.symbol, {self.day: self.baselines.days[self.day]})
         self._new_day()

@@ -96,13 +96,14 @@ def test_the_store_round_trips_bit_for_bit_and_a_bad_file_is_a_clear_error(tmp_p
     rng = np.random.default_rng(3)
     days = Baselines({19725 + d: (1_800 * S, 60 * S, rng.random(48) * 1e26, rng.integers(0, 1800, 48) * 1.0)
                       for d in range(3)})
-    store.save("sim", "A/B", days)  # a symbol with a slash stays one file
+    store.save("sim", "A/B", days)  # a symbol with a slash stays one directory
     back = store.load("sim", "A/B")
     assert sorted(back.days) == sorted(days.days)
     for d, (b, w, sq, cnt) in days.days.items():
         assert back.days[d][:2] == (b, w)
         assert np.array_equal(back.days[d][2], sq) and np.array_equal(back.days[d][3], cnt)
     assert store.load("sim", "NONE").days == {}
-    store.path("sim", "A/B").write_text('{"days": {"x": 1}}')
-    with pytest.raises(StorageError, match="not an institutional baseline file"):
-        store.load("sim", "A/B")
+    assert [p.name for p in store.path("sim", "A/B").parent.iterdir()] == ["A%2FB"]
+    store.legacy_path("sim", "C").write_text('{"days": {"x": 1}}')  # the layout of before
+    with pytest.raises(StorageError, match=r"C\.json: not an institutional baseline file"):
+        store.load("sim", "C")
