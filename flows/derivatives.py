@@ -24,6 +24,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.sources import LiveSource
 from tapeflow.derivatives.derived import InsuranceStressConfig
+from tapeflow.derivatives.derived_config import StageThresholds
 from tapeflow.derivatives.derived_signals import STRESS, LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
@@ -233,6 +234,7 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
     polled = op.map("poll_tag", items, lambda item: (_POLLS, {item[0]: item[1]}))
     keyed = op.key_on("one_source_key", op.merge("feed_and_polls", fed, polled), lambda _v: "derivatives")
     limits = thresholds or load(DEFAULT_PATH)
+    StageThresholds(limits).check()  # a bad stress / cluster threshold fails here, not mid-run
 
     def build(resume: bytes | None) -> _OneSourceLogic:
         if resume is not None:
@@ -249,8 +251,10 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
 
 def _new_logic(config: DerivedConfig | None, clusters: ClusterConfig | None, limits: Thresholds,
                stress: InsuranceStressConfig | None) -> _DerivedLogic:
-    return _DerivedLogic((LiveDerived(config), LiveClusters(clusters), LiveStress(stress)),
-                         LiveDerivedSignals(limits))
+    # no explicit config: the thresholds file's, per instrument (the derivatives_derived asset's too)
+    stages = StageThresholds(limits)
+    return _DerivedLogic((LiveDerived(config), LiveClusters(clusters or stages.clusters),
+                          LiveStress(stress or stages.stress)), LiveDerivedSignals(limits))
 
 
 def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: DerivedConfig | None,
@@ -258,6 +262,7 @@ def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: 
                   stress: InsuranceStressConfig | None) -> Stream[Item]:
     keyed = op.key_on(f"{step_id}_key", batches, lambda _batch: "derivatives")
     limits = thresholds or load(DEFAULT_PATH)
+    StageThresholds(limits).check()  # a bad stress / cluster threshold fails here, not mid-run
 
     def build(resume: bytes | None) -> _DerivedLogic:
         if resume is not None:

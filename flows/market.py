@@ -82,7 +82,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
                       new_predictor: Callable[[], Any] | None = None,
                       health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market", polls: Source | None = None,
-                      derivatives: Source | None = None, derived: Any = None) -> Dataflow:
+                      derivatives: Source | None = None, derived: Any = None,
+                      derived_thresholds: Any = None) -> Dataflow:
     """Build the market dataflow over ``source``.
 
     Args:
@@ -113,6 +114,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         derivatives: a source of derivatives websocket micro-batches
             (:class:`flows.derivatives.DerivativesFeedSource`): its records, and their derived
             metrics, merged into the outputs; ``source`` may be None.
+        derived_thresholds: the signals thresholds file's contents for the derivatives steps
+            (``tapeflow.signals.config.Thresholds``; None: the shipped file).
         derived: the derived metrics' settings (``tapeflow.derivatives.live_derived.DerivedConfig``;
             None: its defaults).
 
@@ -132,15 +135,16 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
     if polls is not None and derivatives is not None:  # one source per derived row: the feed wins
         from flows.derivatives import feed_and_polls_stream
 
-        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived))
+        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived,
+                                             thresholds=derived_thresholds))
     elif polls is not None:
         from flows.derivatives import polls_stream
 
-        streams.append(polls_stream(flow, polls))
+        streams.append(polls_stream(flow, polls, thresholds=derived_thresholds))
     elif derivatives is not None:
         from flows.derivatives import derivatives_stream
 
-        streams.append(derivatives_stream(flow, derivatives, derived))
+        streams.append(derivatives_stream(flow, derivatives, derived, thresholds=derived_thresholds))
     if not streams:
         raise ConfigError("the market flow needs a source, derivatives polls or feed, or both")
     _outputs(streams[0] if len(streams) == 1 else op.merge("with_polls", *streams), sinks)
@@ -287,6 +291,7 @@ def flow_from_env() -> Dataflow:
         return new_health(health_clock, degraded_ns)
 
     from tapeflow.signals.config import config_path
+    from tapeflow.signals.config import load as load_thresholds
     from tapeflow.signals.stream_institutional import STORE_DIR
 
     new_predictor = None
@@ -304,7 +309,9 @@ def flow_from_env() -> Dataflow:
                                           if live.signals else None),
                              new_predictor=new_predictor,
                              health_clock=clock, polls=polls_from(live),
-                             derivatives=derivatives_from(live), derived=derived_from(live))
+                             derivatives=derivatives_from(live), derived=derived_from(live),
+                             derived_thresholds=(load_thresholds(config_path(settings))
+                                                 if live.derivatives or live.polls else None))
 
 
 def derivatives_from(live: LiveSettings) -> Source | None:

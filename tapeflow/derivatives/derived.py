@@ -10,7 +10,7 @@ while it is at most ``max_staleness_ns`` old; an absent value (``UNDEF_PRICE``) 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -353,7 +353,9 @@ def liquidation_clusters(liquidations: pa.Table, *, window_ns: int, min_notional
     )
 
 
-def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = None) -> pa.Table:
+def insurance_stress(funds: pa.Table,
+                     config: InsuranceStressConfig | Callable[[str], InsuranceStressConfig] | None = None
+                     ) -> pa.Table:
     """Drawdown of each insurance fund from its running maximum, and its stress level.
 
     ``drawdown = (peak - balance) / peak`` with ``peak`` the largest balance of the same
@@ -362,15 +364,17 @@ def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = Non
 
     Args:
         funds: ``insurance_fund`` rows.
-        config: the thresholds (``InsuranceStressConfig()`` if none).
+        config: the thresholds (``InsuranceStressConfig()`` if none), or a function of the fund's
+            ``symbol`` giving them (per-instrument thresholds, ``derived_config.StageThresholds.stress``).
 
     Returns:
         A table of ``STRESS_SCHEMA``, one row per balance, by venue, fund, asset, time.
     """
-    cfg = config or InsuranceStressConfig()
-    thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
+    config_of = config if callable(config) else (lambda _symbol, c=config or InsuranceStressConfig(): c)
     cols: dict[str, list[pa.Array]] = {name: [] for name in STRESS_SCHEMA.names}
     for (venue, symbol, asset), ts, wide in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
+        cfg = config_of(symbol)
+        thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
         # exact Python ints (a balance may pass int64); int / int is the correctly rounded ratio
         bal = np.array([int(b) for b in wide], dtype=object)
         peak = np.maximum.accumulate(bal) if bal.size else bal
