@@ -184,6 +184,14 @@ def index_symbol(venue: str, symbol: str) -> str | None:
     return None
 
 
+def is_option(symbol: str) -> bool:
+    """Whether ``symbol`` names an option (``...-<strike>-C`` / ``-P``: OKX ``ETH-USD-211231-9600-C``,
+    Deribit and Bybit ``BTC-27DEC24-60000-C``, Binance ``BTC-240927-60000-P``). An option's mark is
+    its premium, not a price of the underlying: it has no basis against the index."""
+    parts = symbol.split("-")
+    return len(parts) >= 4 and parts[-1] in ("C", "P")
+
+
 def instrument_index(index: pa.Table, venue: str, symbol: str) -> pa.Table:
     """The ``index_price`` rows that count for one instrument's basis: those under its own symbol,
     then those under its :func:`index_symbol` renamed to it (an instrument joins the index it is
@@ -211,7 +219,9 @@ def basis(mark: pa.Table, index: pa.Table, grid_ns: np.ndarray, *, max_staleness
     ``(venue, symbol)`` at or before the grid time, each at most ``max_staleness_ns`` old; NaN (and
     null prices) without a fresh pair. An index published under its own name (OKX ``BTC-USDT``)
     does not join an instrument's mark here: :func:`instrument_index` renames it first (as the live
-    and batch derived stages do).
+    and batch derived stages do). An option (:func:`is_option`) has no rows: its mark is a premium
+    (the real OKX ``ETH-USD-211231-9600-C`` marks 3.80 against an ``ETH-USD`` index near 3,800,
+    docs/derivatives.md), so ``(mark - index) / index`` is no basis (-9,990 bps there).
 
     Args:
         mark: ``mark_price`` rows.
@@ -239,6 +249,8 @@ def basis(mark: pa.Table, index: pa.Table, grid_ns: np.ndarray, *, max_staleness
     empty = np.zeros(0, dtype=np.int64)
     cols: dict[str, list[pa.Array]] = {name: [] for name in BASIS_SCHEMA.names}
     for (venue, symbol), mts, mpx in _groups(mark, ("venue", "symbol"), "mark_price_nanos"):
+        if is_option(symbol):
+            continue
         its, ipx = indexes.get((venue, symbol), (empty, empty))
         m, m_fresh = _asof(mts, mpx, grid, max_staleness_ns)
         i, i_fresh = _asof(its, ipx, grid, max_staleness_ns)
