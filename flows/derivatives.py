@@ -34,6 +34,7 @@ from tapeflow.derivatives.sources import STREAM_SILENCE_NS, StreamOwner
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
+from tapeflow.pullcache import cache_from_env
 from tapeflow.signals.config import DEFAULT_PATH, Thresholds, load
 
 Batch = dict[str, pa.Table]
@@ -48,7 +49,8 @@ POLL_DERIVED = DerivedConfig(interval_ns=1_000_000_000, max_staleness_ns=30_000_
 
 class _PollPartition(StatefulSourcePartition[Item, None]):
     def __init__(self, source: PollSource) -> None:
-        self._feed = PollFeed(source.venues)
+        # the venues' answers kept in the pull cache where TAPEFLOW_PULL_CACHE names one
+        self._feed = PollFeed(source.venues, cache=cache_from_env("crypto"))
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
         self._idle = False
 
