@@ -27,8 +27,9 @@ from assets.resources import TapeflowResource
 from quality.plan import Plan
 from tapeflow.batch.targets import Target
 from tapeflow.derivatives.derived import insurance_stress
+from tapeflow.derivatives.derived_config import StageThresholds
 from tapeflow.derivatives.derived_signals import SCOPE, STRESS, derived_signals
-from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
+from tapeflow.derivatives.live_clusters import batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.derivatives.live_stress import stress_record
 from tapeflow.schemas.derivatives import (
@@ -45,7 +46,7 @@ from tapeflow.schemas.records import INSURANCE_STRESS, SIGNAL
 from tapeflow.signals.config import Thresholds, config_path, load
 
 CONFIG = DerivedConfig()  # 1 s grid, 10 s staleness, 5 min change window: the live flow's defaults
-CLUSTERS = ClusterConfig()  # chains of gaps under 5 s, clusters of at least 100,000 quote units
+# the cluster and insurance-stress thresholds: the signals thresholds file's (derived_config)
 
 
 _DOC = ("Basis (mark vs index) and open-interest change on a 1 s grid from the instrument-day's mark, "
@@ -79,6 +80,7 @@ def derivatives_derived(context: AssetExecutionContext,
     lake = tapeflow.lake
     build = common.selected(context, "derivatives_derived")  # else a run of its checks alone
     thresholds = load(config_path(tapeflow.settings()))
+    StageThresholds(thresholds).check()  # a bad stress / cluster threshold: one clear error up front
     plans: dict[str, dict[Target, Plan]] = {}
     for t in wanted:
         rows = _derive(context, lake, t, thresholds) if build else _stored(lake, t)
@@ -110,6 +112,7 @@ def _stored(lake: Path, t: Target) -> Checked:
 
 def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: Thresholds) -> Checked:
     """Write one instrument-day's derived datasets and signals; their rows (to be checked)."""
+    stages = StageThresholds(thresholds)  # the stress / cluster thresholds, as the live step reads them
     inputs = {r.name: common.read(r, lake, [t])[t] for r in (MARK_PRICE, INDEX_PRICE, OPEN_INTEREST)}
     out = batch_derived({k: v for k, v in inputs.items() if v.num_rows}, CONFIG)
     basis = out.get(DERIVATIVE_BASIS.name, DERIVATIVE_BASIS.empty_table())
@@ -117,9 +120,9 @@ def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: T
     writes = common.write(DERIVATIVE_BASIS, {t: basis}, lake, [t])
     writes += common.write(OPEN_INTEREST_CHANGE, {t: change}, lake, [t])
     liquidations = common.read(LIQUIDATION, lake, [t])[t]
-    clusters = batch_clusters(liquidations, CLUSTERS)
+    clusters = batch_clusters(liquidations, stages.clusters)
     writes += common.write(LIQUIDATION_CLUSTER, {t: clusters}, lake, [t])
-    stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t])
+    stress = insurance_stress(common.read(INSURANCE_FUND, lake, [t])[t], stages.stress)
     stress_rows = stress_record(stress)
     writes += common.write(INSURANCE_STRESS, {t: stress_rows}, lake, [t])
     found, _ = derived_signals({DERIVATIVE_BASIS.name: basis, OPEN_INTEREST_CHANGE.name: change,

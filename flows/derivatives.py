@@ -24,6 +24,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from flows.sources import LiveSource
 from tapeflow.derivatives.derived import InsuranceStressConfig
+from tapeflow.derivatives.derived_config import StageThresholds
 from tapeflow.derivatives.derived_signals import STRESS, LiveDerivedSignals
 from tapeflow.derivatives.live_clusters import ClusterConfig, LiveClusters
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived
@@ -33,6 +34,7 @@ from tapeflow.derivatives.sources import STREAM_SILENCE_NS, StreamOwner
 from tapeflow.derivatives.stream import Item, PollFeed
 from tapeflow.errors import ConfigError
 from tapeflow.live.shutdown import stop_requested
+from tapeflow.pullcache import cache_from_env
 from tapeflow.signals.config import DEFAULT_PATH, Thresholds, load
 
 Batch = dict[str, pa.Table]
@@ -47,7 +49,8 @@ POLL_DERIVED = DerivedConfig(interval_ns=1_000_000_000, max_staleness_ns=30_000_
 
 class _PollPartition(StatefulSourcePartition[Item, None]):
     def __init__(self, source: PollSource) -> None:
-        self._feed = PollFeed(source.venues)
+        # the venues' answers kept in the pull cache where TAPEFLOW_PULL_CACHE names one
+        self._feed = PollFeed(source.venues, cache=cache_from_env("crypto"))
         self._deadline = (time.monotonic() + source.duration_ns / 1e9) if source.duration_ns else None
         self._idle = False
 
@@ -234,6 +237,7 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
     polled = op.map("poll_tag", items, lambda item: (_POLLS, {item[0]: item[1]}))
     keyed = op.key_on("one_source_key", op.merge("feed_and_polls", fed, polled), lambda _v: "derivatives")
     limits = thresholds or load(DEFAULT_PATH)
+    StageThresholds(limits).check()  # a bad stress / cluster threshold fails here, not mid-run
 
     def build(resume: bytes | None) -> _OneSourceLogic:
         if resume is not None:
@@ -250,8 +254,10 @@ def feed_and_polls_stream(flow: Dataflow, feed: Source, polls: Source, config: D
 
 def _new_logic(config: DerivedConfig | None, clusters: ClusterConfig | None, limits: Thresholds,
                stress: InsuranceStressConfig | None) -> _DerivedLogic:
-    return _DerivedLogic((LiveDerived(config), LiveClusters(clusters), LiveStress(stress)),
-                         LiveDerivedSignals(limits))
+    # no explicit config: the thresholds file's, per instrument (the derivatives_derived asset's too)
+    stages = StageThresholds(limits)
+    return _DerivedLogic((LiveDerived(config), LiveClusters(clusters or stages.clusters),
+                          LiveStress(stress or stages.stress)), LiveDerivedSignals(limits))
 
 
 def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: DerivedConfig | None,
@@ -259,6 +265,7 @@ def _derived_step(flow: Dataflow, step_id: str, batches: Stream[Batch], config: 
                   stress: InsuranceStressConfig | None) -> Stream[Item]:
     keyed = op.key_on(f"{step_id}_key", batches, lambda _batch: "derivatives")
     limits = thresholds or load(DEFAULT_PATH)
+    StageThresholds(limits).check()  # a bad stress / cluster threshold fails here, not mid-run
 
     def build(resume: bytes | None) -> _DerivedLogic:
         if resume is not None:

@@ -83,7 +83,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
                       health_clock: Callable[[], int | None] | None = None,
                       flow_id: str = "market", polls: Source | None = None,
                       derivatives: Source | None = None, derived: Any = None,
-                      stream_silence_ns: int | None = None) -> Dataflow:
+                      stream_silence_ns: int | None = None,
+                      derived_thresholds: Any = None) -> Dataflow:
     """Build the market dataflow over ``source``.
 
     Args:
@@ -114,6 +115,8 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         derivatives: a source of derivatives websocket micro-batches
             (:class:`flows.derivatives.DerivativesFeedSource`): its records, and their derived
             metrics, merged into the outputs; ``source`` may be None.
+        derived_thresholds: the signals thresholds file's contents for the derivatives steps
+            (``tapeflow.signals.config.Thresholds``; None: the shipped file).
         derived: the derived metrics' settings (``tapeflow.derivatives.live_derived.DerivedConfig``;
             None: its defaults).
         stream_silence_ns: with ``polls`` and ``derivatives``, the feed's silence (event time) that
@@ -137,15 +140,16 @@ def build_market_flow(source: Source | None, sinks: MarketSinks, *, levels: int 
         from flows.derivatives import feed_and_polls_stream
 
         silence = {} if stream_silence_ns is None else {"silence_ns": stream_silence_ns}
-        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived, **silence))
+        streams.append(feed_and_polls_stream(flow, derivatives, polls, derived,
+                                             thresholds=derived_thresholds, **silence))
     elif polls is not None:
         from flows.derivatives import polls_stream
 
-        streams.append(polls_stream(flow, polls))
+        streams.append(polls_stream(flow, polls, thresholds=derived_thresholds))
     elif derivatives is not None:
         from flows.derivatives import derivatives_stream
 
-        streams.append(derivatives_stream(flow, derivatives, derived))
+        streams.append(derivatives_stream(flow, derivatives, derived, thresholds=derived_thresholds))
     if not streams:
         raise ConfigError("the market flow needs a source, derivatives polls or feed, or both")
     _outputs(streams[0] if len(streams) == 1 else op.merge("with_polls", *streams), sinks)
@@ -292,6 +296,7 @@ def flow_from_env() -> Dataflow:
         return new_health(health_clock, degraded_ns)
 
     from tapeflow.signals.config import config_path
+    from tapeflow.signals.config import load as load_thresholds
     from tapeflow.signals.stream_institutional import STORE_DIR
 
     new_predictor = None
@@ -310,7 +315,9 @@ def flow_from_env() -> Dataflow:
                              new_predictor=new_predictor,
                              health_clock=clock, polls=polls_from(live),
                              derivatives=derivatives_from(live), derived=derived_from(live),
-                             stream_silence_ns=live.stream_silence_ns)
+                             stream_silence_ns=live.stream_silence_ns,
+                             derived_thresholds=(load_thresholds(config_path(settings))
+                                                 if live.derivatives or live.polls else None))
 
 
 def derivatives_from(live: LiveSettings) -> Source | None:

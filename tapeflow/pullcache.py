@@ -133,6 +133,31 @@ class PullCache:
         return folder / f"{key}.body", folder / f"{key}.json"
 
 
+def cache_from_env(default_session: str, env: Mapping[str, str] | None = None) -> PullCache | None:
+    """The pull cache the environment asks for: ``TAPEFLOW_PULL_CACHE`` (its folder; unset or empty:
+    no cache), ``TAPEFLOW_PULL_CACHE_TTL`` (seconds an unsettled answer pulled in session lives,
+    default 60) and ``TAPEFLOW_PULL_CACHE_SESSION`` (the market, else ``default_session``).
+
+    Raises:
+        ConfigError: a TTL that is not a positive number, or an unknown session.
+    """
+    from tapeflow.sessions import session
+
+    env = os.environ if env is None else env
+    root = env.get("TAPEFLOW_PULL_CACHE", "")
+    if not root:
+        return None
+    text = env.get("TAPEFLOW_PULL_CACHE_TTL", "") or "60"
+    try:
+        ttl = float(text)
+    except ValueError:
+        ttl = float("nan")
+    if not ttl > 0 or ttl == float("inf"):
+        raise ConfigError(f"TAPEFLOW_PULL_CACHE_TTL must be a positive number of seconds, got {text!r}")
+    return PullCache(Path(root), session(env.get("TAPEFLOW_PULL_CACHE_SESSION") or default_session),
+                     live_ttl_s=ttl)
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)

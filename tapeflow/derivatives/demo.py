@@ -85,7 +85,7 @@ def view(tables: dict) -> str:
     funding rate and open interest, and its liquidations."""
     import numpy as np
 
-    from tapeflow.derivatives.derived import basis, instrument_index
+    from tapeflow.derivatives.derived import basis, instrument_index, is_option
     from tapeflow.schemas.records import UNDEF_PRICE
 
     def last(name: str, symbol: str, column: str) -> object:
@@ -109,14 +109,14 @@ def view(tables: dict) -> str:
             index = instrument_index(tables["index_price"], "okx", symbol)
             b = basis(mark, index, np.asarray([at]), max_staleness_ns=2**62)
             bps = b.column("basis_bps").to_pylist()
-        # an OKX option's mark is in the underlying coin, its index in the quote: no basis between them
-        option = symbol.count("-") == 4
-        shown = ("n/a (option: mark in coin)" if option and bps else
+        # an option's mark is its premium, not a price of the underlying: no basis (derived.is_option)
+        shown = ("n/a (option)" if is_option(symbol) else
                  "-" if not bps or bps[0] != bps[0] else f"{bps[0]:+.2f}")
         rate = last("funding_rate", symbol, "funding_rate")
         liq = [r for r in tables["liquidation"].to_pylist() if r["symbol"] == symbol]
+        at_index = b.column("index_price_nanos").to_pylist()[0] if b is not None and b.num_rows else None
         out.append(f"| {symbol} | {price(last('mark_price', symbol, 'mark_price_nanos'))} | "
-                   f"{price(b.column('index_price_nanos').to_pylist()[0] if b is not None else None)} | "
+                   f"{price(at_index)} | "
                    f"{shown} | "
                    f"{'-' if rate is None else f'{rate:.6%}'} | "
                    f"{price(last('open_interest', symbol, 'open_interest_nanos'))} | {len(liq)} |")

@@ -10,7 +10,7 @@ while it is at most ``max_staleness_ns`` old; an absent value (``UNDEF_PRICE``) 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +184,14 @@ def index_symbol(venue: str, symbol: str) -> str | None:
     return None
 
 
+def is_option(symbol: str) -> bool:
+    """Whether ``symbol`` names an option (``...-<strike>-C`` / ``-P``: OKX ``ETH-USD-211231-9600-C``,
+    Deribit and Bybit ``BTC-27DEC24-60000-C``, Binance ``BTC-240927-60000-P``). An option's mark is
+    its premium, not a price of the underlying: it has no basis against the index."""
+    parts = symbol.split("-")
+    return len(parts) >= 4 and parts[-1] in ("C", "P")
+
+
 def instrument_index(index: pa.Table, venue: str, symbol: str) -> pa.Table:
     """The ``index_price`` rows that count for one instrument's basis: those under its own symbol,
     then those under its :func:`index_symbol` renamed to it (an instrument joins the index it is
@@ -211,7 +219,9 @@ def basis(mark: pa.Table, index: pa.Table, grid_ns: np.ndarray, *, max_staleness
     ``(venue, symbol)`` at or before the grid time, each at most ``max_staleness_ns`` old; NaN (and
     null prices) without a fresh pair. An index published under its own name (OKX ``BTC-USDT``)
     does not join an instrument's mark here: :func:`instrument_index` renames it first (as the live
-    and batch derived stages do).
+    and batch derived stages do). An option (:func:`is_option`) has no rows: its mark is a premium
+    (the real OKX ``ETH-USD-211231-9600-C`` marks 3.80 against an ``ETH-USD`` index near 3,800,
+    docs/derivatives.md), so ``(mark - index) / index`` is no basis (-9,990 bps there).
 
     Args:
         mark: ``mark_price`` rows.
@@ -239,6 +249,8 @@ def basis(mark: pa.Table, index: pa.Table, grid_ns: np.ndarray, *, max_staleness
     empty = np.zeros(0, dtype=np.int64)
     cols: dict[str, list[pa.Array]] = {name: [] for name in BASIS_SCHEMA.names}
     for (venue, symbol), mts, mpx in _groups(mark, ("venue", "symbol"), "mark_price_nanos"):
+        if is_option(symbol):
+            continue
         its, ipx = indexes.get((venue, symbol), (empty, empty))
         m, m_fresh = _asof(mts, mpx, grid, max_staleness_ns)
         i, i_fresh = _asof(its, ipx, grid, max_staleness_ns)
@@ -353,7 +365,9 @@ def liquidation_clusters(liquidations: pa.Table, *, window_ns: int, min_notional
     )
 
 
-def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = None) -> pa.Table:
+def insurance_stress(funds: pa.Table,
+                     config: InsuranceStressConfig | Callable[[str], InsuranceStressConfig] | None = None
+                     ) -> pa.Table:
     """Drawdown of each insurance fund from its running maximum, and its stress level.
 
     ``drawdown = (peak - balance) / peak`` with ``peak`` the largest balance of the same
@@ -362,15 +376,17 @@ def insurance_stress(funds: pa.Table, config: InsuranceStressConfig | None = Non
 
     Args:
         funds: ``insurance_fund`` rows.
-        config: the thresholds (``InsuranceStressConfig()`` if none).
+        config: the thresholds (``InsuranceStressConfig()`` if none), or a function of the fund's
+            ``symbol`` giving them (per-instrument thresholds, ``derived_config.StageThresholds.stress``).
 
     Returns:
         A table of ``STRESS_SCHEMA``, one row per balance, by venue, fund, asset, time.
     """
-    cfg = config or InsuranceStressConfig()
-    thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
+    config_of = config if callable(config) else (lambda _symbol, c=config or InsuranceStressConfig(): c)
     cols: dict[str, list[pa.Array]] = {name: [] for name in STRESS_SCHEMA.names}
     for (venue, symbol, asset), ts, wide in _groups(funds, ("venue", "symbol", "asset"), "balance_nanos"):
+        cfg = config_of(symbol)
+        thresholds = np.asarray([cfg.watch, cfg.alert, cfg.critical])
         # exact Python ints (a balance may pass int64); int / int is the correctly rounded ratio
         bal = np.array([int(b) for b in wide], dtype=object)
         peak = np.maximum.accumulate(bal) if bal.size else bal

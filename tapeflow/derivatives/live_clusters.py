@@ -14,10 +14,12 @@ late: a ``too_late`` dead letter; one without a price or size, or with a negativ
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tapeflow.derivatives import derived
 from tapeflow.errors import ConfigError
@@ -55,12 +57,17 @@ class ClusterConfig:
 class LiveClusters:
     """Liquidation clusters, incrementally (see the module docstring)."""
 
-    def __init__(self, config: ClusterConfig | None = None) -> None:
+    def __init__(self, config: ClusterConfig | Callable[[str], ClusterConfig] | None = None) -> None:
+        # one config, or a function of the symbol (per-instrument thresholds, derived_config)
         self.config = config or ClusterConfig()
+
         self._open: dict[ChainKey, list[pa.Table]] = {}
         self._closed_end: dict[ChainKey, int] = {}  # last liquidation of the last closed chain
         self._watermark: dict[tuple[str, str], int] = {}
         self.late_rows = 0
+
+    def _config(self, symbol: str) -> ClusterConfig:
+        return self.config(symbol) if callable(self.config) else self.config
 
     def update(self, tables: dict[str, pa.Table]) -> list[tuple[str, pa.Table]]:
         """Take a micro-batch's tables; the clusters now closed, and dead letters."""
@@ -94,7 +101,7 @@ class LiveClusters:
             if price[i] == UNDEF_PRICE or size[i] == UNDEF_PRICE or size[i] < 0:
                 reason = Reason.OUT_OF_RANGE
                 why = f"liquidation without a usable price or size: {price[i]}, {size[i]}"
-            elif end is not None and ts[i] < end + self.config.window_ns:
+            elif end is not None and ts[i] < end + self._config(symbol).window_ns:
                 reason = Reason.TOO_LATE
                 why = f"liquidation at {ts[i]} of {venue} {symbol} came after its chains to {end} were closed"
                 self.late_rows += 1
@@ -108,9 +115,9 @@ class LiveClusters:
             self._open.setdefault((venue, symbol, sides[i]), []).append(kept.slice(i, 1))
 
     def _close(self, *, final: bool) -> list[tuple[str, pa.Table]]:
-        c = self.config
         parts = []
         for key in sorted(self._open):
+            c = self._config(key[1])
             rows = pa.concat_tables(self._open[key])
             ts = rows.column("ts_event_ns").to_numpy()
             order = np.argsort(ts, kind="stable")  # the batch function's order: by time, ties as they came
@@ -137,11 +144,24 @@ class LiveClusters:
         return [(LIQUIDATION_CLUSTER.name, cluster_record(clusters))]
 
 
-def batch_clusters(liquidations: pa.Table, config: ClusterConfig | None = None) -> pa.Table:
-    """The ``liquidation_cluster`` records of whole liquidation rows (the batch definition)."""
-    c = config or ClusterConfig()
-    return cluster_record(derived.liquidation_clusters(liquidations, window_ns=c.window_ns,
-                                                       min_notional=c.min_notional))
+def batch_clusters(liquidations: pa.Table,
+                   config: ClusterConfig | Callable[[str], ClusterConfig] | None = None) -> pa.Table:
+    """The ``liquidation_cluster`` records of whole liquidation rows (the batch definition);
+    ``config``: one config, or a function of the symbol giving each instrument's."""
+    if not callable(config):
+        c = config or ClusterConfig()
+        return cluster_record(derived.liquidation_clusters(liquidations, window_ns=c.window_ns,
+                                                           min_notional=c.min_notional))
+    symbols = liquidations.column("symbol")
+    parts = []
+    for symbol in sorted(set(symbols.to_pylist())):
+        c = config(symbol)
+        rows = liquidations.filter(pc.equal(symbols, symbol))
+        parts.append(derived.liquidation_clusters(rows, window_ns=c.window_ns, min_notional=c.min_notional))
+    if not parts:
+        return cluster_record(derived.liquidation_clusters(liquidations, window_ns=1, min_notional=1.0))
+    order = [(k, "ascending") for k in ("venue", "symbol", "side", "start_ns")]
+    return cluster_record(pa.concat_tables(parts).sort_by(order))
 
 
 def cluster_record(table: pa.Table) -> pa.Table:

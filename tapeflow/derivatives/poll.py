@@ -28,6 +28,7 @@ import aiohttp
 
 from tapeflow.derivatives import decoder
 from tapeflow.derivatives.poll_config import Endpoint, VenuePoll
+from tapeflow.pullcache import PullCache
 from tapeflow.venues.decoder import VenueDecoder
 from tapeflow.wire.capture import HTTP, CaptureLine, Decoded
 from tapeflow.wire.rejects import Reason
@@ -114,6 +115,7 @@ class PollStats:
     network_errors: int = 0
     rate_limited: int = 0  # 429 and 418 answers
     by_url: dict[str, int] = field(default_factory=dict)  # requests per URL
+    cache_hits: int = 0  # polls answered from the pull cache (no request, no rate budget)
 
 
 class Outcome(enum.Enum):
@@ -133,6 +135,9 @@ class Poller:
         on_rows: called with the decoded tables of every answer (``rejected`` among them).
         wall_ns: the receive time stamped on the rows (``ts_recv_ns``), ns UTC.
         rng: the jitter's random source (seed it for a reproducible schedule).
+        cache: the pull cache (:mod:`tapeflow.pullcache`; None: every poll asks the venue). An
+            answer (HTTP 200) is kept for the cache's TTL; a poll of the same URL within it is
+            answered from the cache, spending no rate budget and counted in ``stats.cache_hits``.
     """
 
     def __init__(
@@ -142,7 +147,9 @@ class Poller:
         *,
         wall_ns: Callable[[], int] = time.time_ns,
         rng: random.Random | None = None,
+        cache: PullCache | None = None,
     ) -> None:
+        self.cache = cache
         self.venues = tuple(venues)
         self.on_rows = on_rows
         self.wall_ns = wall_ns
@@ -180,8 +187,10 @@ class Poller:
                 await asyncio.wait_for(stop.wait(), delay)
             if stop.is_set():
                 return
-            await budget.acquire(ep.weight)
-            outcome = await self._poll_once(session, i, ep)
+            outcome = self._from_cache(i, ep)
+            if outcome is None:
+                await budget.acquire(ep.weight)
+                outcome = await self._poll_once(session, i, ep)
             if outcome is Outcome.ANSWERED:
                 failures = 0
                 delay = next_interval_s(ep.interval_s, venue.jitter, self.rng)
@@ -191,6 +200,21 @@ class Poller:
             else:
                 failures += 1
                 delay = backoff_s(venue, failures, self.rng)
+
+    def _from_cache(self, i: int, ep: Endpoint) -> Outcome | None:
+        """Answer the poll from the cache (the rows of the kept body, received now), or None."""
+        if self.cache is None:
+            return None
+        venue, dec = self.venues[i], self.decoders[i]
+        url = ep.url(venue.base_url)
+        body = self.cache.get(venue.fmt, ep.path, {"url": url})
+        if body is None:
+            return None
+        self.stats.cache_hits += 1
+        log.debug("derivatives poll %s: from the pull cache", url)
+        dec.feed(CaptureLine(self.wall_ns(), HTTP, url, body, url))
+        self.on_rows(dec.flush(len(body), url))
+        return Outcome.ANSWERED
 
     async def _poll_once(self, session: aiohttp.ClientSession, i: int, ep: Endpoint) -> Outcome:
         venue, dec = self.venues[i], self.decoders[i]
@@ -209,6 +233,8 @@ class Poller:
         if status == 200:
             self.stats.answers += 1
             dec.feed(CaptureLine(recv_ns, HTTP, url, body, url))
+            if self.cache is not None:
+                self.cache.put(venue.fmt, ep.path, {"url": url}, body)
         else:
             detail = f"{ep.path}: HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
             dec.rejects.add(Reason.VENUE_ERROR, detail, url, body[:RAW_KEPT_BYTES], ts_recv_ns=recv_ns)

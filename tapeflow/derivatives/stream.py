@@ -21,6 +21,7 @@ from tapeflow.derivatives.poll import Poller, PollStats
 from tapeflow.derivatives.poll_config import VenuePoll, binance_coinm, binance_usdm, bybit, okx
 from tapeflow.derivatives.poll_spec import parse_spec
 from tapeflow.errors import TapeflowError
+from tapeflow.pullcache import PullCache
 from tapeflow.wire.capture import Decoded
 
 JOIN_S = 10.0  # how long close() waits for the loop to finish a request in flight
@@ -38,11 +39,13 @@ class PollFeed:
     Args:
         venues: what to poll.
         wall_ns: receive time stamped on the rows.
+        cache: the pull cache of the answers (None: none; :class:`~tapeflow.derivatives.poll.Poller`).
     """
 
-    def __init__(self, venues: Sequence[VenuePoll], *, wall_ns: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, venues: Sequence[VenuePoll], *, wall_ns: Callable[[], int] = time.time_ns,
+                 cache: PullCache | None = None) -> None:
         self._items: queue.SimpleQueue[list[Item]] = queue.SimpleQueue()
-        self.poller = Poller(venues, self._on_rows, wall_ns=wall_ns)
+        self.poller = Poller(venues, self._on_rows, wall_ns=wall_ns, cache=cache)
         self.error: BaseException | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None

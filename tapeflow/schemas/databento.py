@@ -10,7 +10,7 @@ from __future__ import annotations
 from tapeflow.schemas.core import Field, RecordType, common
 
 # Closed sets: a request ends in one of SPEND_OUTCOMES; a refused or failed one names a SPEND_REASONS.
-SPEND_OUTCOMES = ("spent", "refused", "failed")
+SPEND_OUTCOMES = ("spent", "refused", "failed", "cached")
 SPEND_REASONS = ("", "over_daily_budget", "over_monthly_budget", "http_error", "connection_error")
 
 DATABENTO_SPEND = RecordType(
@@ -24,7 +24,8 @@ DATABENTO_SPEND = RecordType(
         Field("end_ns", "i64", "the request's exclusive end, ns UTC"),
         Field("estimate_usd", "f64", "metadata.get_cost's answer for the request, US dollars"),
         Field("billable_bytes", "i64", "metadata.get_billable_size's answer, bytes"),
-        Field("outcome", "lstr", "spent, refused (over a budget: nothing requested) or failed"),
+        Field("outcome", "lstr", "spent, refused (over a budget: nothing requested), failed or cached "
+              "(served from the pull cache: nothing requested, nothing spent)"),
         Field("reason", "lstr", "why a request was refused or failed: one of SPEND_REASONS"),
         Field("why", "str", "what asked for the data (backfill, gap repair of a window, ...)"),
         Field("daily_budget_usd", "f64", "the daily budget the request was judged against"),

@@ -216,6 +216,12 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "oi_change_pct": (float, 0.01, 10_000.0),
         "cluster_notional": (float, 1.0, 1e15),
         "stress_level": (int, 1, 3),
+        # the derived stages' own thresholds (tapeflow/derivatives/derived_config.py)
+        "stress_watch": (float, 0.0001, 0.9999),
+        "stress_alert": (float, 0.0001, 0.9999),
+        "stress_critical": (float, 0.0001, 0.9999),
+        "cluster_window_ns": (int, 1_000_000, 3_600_000_000_000),
+        "cluster_min_notional": (float, 1.0, 1e15),
         # a confidence map per kind (tapeflow/derivatives/calibration.py fits them)
         "basis_platt_a": (float, -100.0, 100.0),
         "basis_platt_b": (float, -100.0, 100.0),

@@ -14,11 +14,11 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     import pyarrow as pa
 
     from assets import checks, common
-    from assets.derivatives import CLUSTERS, CONFIG, _stored
+    from assets.derivatives import CONFIG, _stored
     from assets.partitions import INSTRUMENTS_NAME, instrument_key, partition_key
     from quality import check_names
     from tapeflow.batch.targets import Target
-    from tapeflow.derivatives.live_clusters import batch_clusters
+    from tapeflow.derivatives.live_clusters import ClusterConfig, batch_clusters
     from tapeflow.derivatives.live_derived import LiveDerived, batch_derived
     from tapeflow.schemas.derivatives import (
         DERIVATIVE_BASIS,
@@ -64,7 +64,7 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
         assert sum(t.num_rows for t in mine) == got.num_rows
     clusters = lake.read(LIQUIDATION_CLUSTER, dep.lake, venue="binance-usdm", symbol="BTCUSDT",
                          date="2024-01-02")
-    want_clusters = batch_clusters(_liq_table(liqs), CLUSTERS)
+    want_clusters = batch_clusters(_liq_table(liqs), ClusterConfig())  # the shipped file's values
     assert want_clusters.num_rows > 0
     assert sorted(map(repr, clusters.to_pylist())) == sorted(map(repr, want_clusters.to_pylist()))
     # the suites of the three datasets ran as blocking checks of the asset and passed (no fund: the
@@ -89,9 +89,10 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
 
 
 def test_asset_writes_the_signals_beside_the_other_detectors_rows(tmp_path: Path) -> None:
-    from assets.derivatives import CLUSTERS, CONFIG
+    from assets.derivatives import CONFIG
     from assets.partitions import INSTRUMENTS_NAME, instrument_key, partition_key
     from tapeflow.derivatives.derived_signals import NAME, batch_signals
+    from tapeflow.derivatives.live_clusters import ClusterConfig
     from tapeflow.schemas.derivatives import INDEX_PRICE, LIQUIDATION, MARK_PRICE
     from tapeflow.schemas.records import BID, SIGNAL, UNDEF_PRICE
     from tapeflow.signals.config import DEFAULT_PATH, load
@@ -132,7 +133,7 @@ def test_asset_writes_the_signals_beside_the_other_detectors_rows(tmp_path: Path
     assert [r["detector"] for r in got if r["detector"] != NAME] == ["whale/1"]
     mine = sorted((r["kind"], r["ts_event_ns"] - t0) for r in got if r["detector"] == NAME)
     assert mine == [("basis_extreme", 3 * s), ("liquidation_cluster", 2 * s)]
-    want = batch_signals(tables, load(DEFAULT_PATH), CONFIG, CLUSTERS).to_pylist()
+    want = batch_signals(tables, load(DEFAULT_PATH), CONFIG, ClusterConfig()).to_pylist()
     assert sorted(map(repr, (r for r in got if r["detector"] == NAME))) == sorted(map(repr, want))
 
 

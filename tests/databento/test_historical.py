@@ -183,3 +183,41 @@ def test_a_range_across_two_served_files_takes_records_from_both(server: MockHis
     out = tmp_path / "two-days.mbo.dbn.zst"
     client(server).get_range(request, out)
     assert decode_all([out])["order_event"].num_rows == want_rows
+
+
+def test_a_settled_range_is_pulled_once_then_served_from_the_pull_cache(
+        server: MockHistorical, real_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from tapeflow.pullcache import PullCache
+    from tapeflow.sessions import session
+    from tapeflow.venues.databento.spend import spent_before
+
+    caplog.set_level(logging.INFO, logger="tapeflow.venues.databento.spend")
+    ts = ts_recv_of(databento_file(real_data, MBO_1225))
+    settings = DatabentoSettings(api_key=Secret(KEY, "env:DATABENTO_API_KEY"), historical_url=server.url,
+                                 daily_budget_usd=10.0, monthly_budget_usd=10.0)
+    clock = iter(range(NOW_NS, NOW_NS + 10_000))
+    now = [NOW_NS]
+    cache = PullCache(tmp_path / "cache", session("cme_globex"), clock_ns=lambda: now[0])
+    api = HistoricalClient(Secret(KEY, "env:DATABENTO_API_KEY"), server.url, timeout_s=30, cache=cache)
+    guard = CostGuard(api, settings, tmp_path / "lake", clock=lambda: next(clock))
+    settled = RangeRequest("GLBX.MDP3", "mbo", ("ESH4",), int(ts[0]), int(ts[20_000]))
+    seen = len(server.requests)
+    first = guard.fetch(settled, tmp_path / "a", why="backfill")
+    second = guard.fetch(settled, tmp_path / "b", why="backfill again")
+    # the server saw one priced request; the second was landed from the cache, byte for byte
+    assert [e for e, _ in server.requests[seen:]] == [
+        "metadata.get_cost", "metadata.get_billable_size", "timeseries.get_range"]
+    assert Path(second["path"]).read_bytes() == Path(first["path"]).read_bytes()
+    ledger = guard.ledger().sort_by("ts_event_ns").to_pylist()
+    assert [(r["outcome"], r["estimate_usd"] > 0) for r in ledger] == [("spent", True), ("cached", False)]
+    assert spent_before(guard.ledger(), NOW_NS + 10_000).day_usd == pytest.approx(first["estimate_usd"])
+    assert "served from the pull cache" in caplog.text
+    # the same range while it is still open (pulled 10 minutes after its end, the session trading):
+    # nothing of it is cached, each ask is priced and pulled again and ledgered as spent
+    now[0] = int(ts[20_000]) + 600 * 10**9
+    seen = len(server.requests)
+    guard.fetch(settled, tmp_path / "c", why="open window")
+    guard.fetch(settled, tmp_path / "d", why="open window again")
+    assert [e for e, _ in server.requests[seen:]] == [
+        "metadata.get_cost", "metadata.get_billable_size", "timeseries.get_range"] * 2
+    assert [r["outcome"] for r in guard.ledger().to_pylist()].count("spent") == 3

@@ -59,7 +59,7 @@ def test_the_view_shows_the_last_values_and_the_basis_against_the_instruments_in
     }
     lines = view(tables).splitlines()
     # (60,300 - 60,000) / 60,000 = +50 bps; the NaN rate of 2 s is no rate: the 1 bp of 1 s shows
-    # an OKX option's mark is in the underlying coin: no basis, whatever the index
-    assert lines[2] == "| BTC-USD-240927-60000-C | 0.05 | - | n/a (option: mark in coin) | - | - | 0 |"
+    # an option's mark is its premium: no basis, whatever the index
+    assert lines[2] == "| BTC-USD-240927-60000-C | 0.05 | - | n/a (option) | - | - | 0 |"
     assert lines[3] == "| BTC-USDT-SWAP | 60,300 | 60,000 | +50.00 | 0.010000% | 12 | 2 |"
     assert len(lines) == 4

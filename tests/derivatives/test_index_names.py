@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tapeflow.derivatives import decoder
-from tapeflow.derivatives.derived import basis, index_symbol, instrument_index
+from tapeflow.derivatives.derived import basis, index_symbol, instrument_index, is_option
 from tapeflow.derivatives.live_derived import DerivedConfig, LiveDerived, batch_derived
 from tapeflow.schemas.records import UNDEF_PRICE
 from tapeflow.venues.base import merge
@@ -112,3 +112,34 @@ def test_okx_basis_live_equals_batch(real_data: Path) -> None:
     got = pa.concat_tables(live["derivative_basis"])
     assert sorted(map(repr, got.to_pylist())) == sorted(map(repr, batch["derivative_basis"].to_pylist()))
     assert sum(1 for v in got.column("basis_bps").to_pylist() if not math.isnan(v)) > 0  # NaN before
+
+
+def test_options_are_told_apart() -> None:
+    for option in ("ETH-USD-211231-9600-C", "BTC-27DEC24-60000-P", "BTC-240927-60000-C",
+                   "MATIC_USDC-9MAR24-1d02-C"):
+        assert is_option(option), option
+    for other in ("BTC-USDT-SWAP", "BTC-USD-240927", "ETH-27DEC24", "BTC-PERPETUAL", "BTCUSD_PERP",
+                  "ETH-USD"):
+        assert not is_option(other), other
+
+
+def test_the_real_okx_option_has_no_basis_against_its_index(real_data: Path) -> None:
+    need(real_data / PAIRS)
+    frames, tables = _decoded(real_data)
+    option = "ETH-USD-211231-9600-C"
+    raw = [json.loads(f) for f in frames if option.encode() in f and b'"mark-price"' in f]
+    (mark_px,) = [float(d["markPx"]) for m in raw for d in m["data"]]
+    index = [r["index_price_nanos"] / 1e9 for r in tables["index_price"].to_pylist()
+             if r["symbol"] == "ETH-USD"]
+    # the frame's own evidence: a call is worth at most one underlying coin, so a mark of 3.80 is not
+    # in ETH; against an ETH-USD index near 3,800 it is a premium in USD, not a price of ETH
+    assert mark_px > 1 and min(index) > 3000
+    basis_rows = batch_derived(tables, CONFIG)["derivative_basis"]
+    symbols = set(basis_rows.column("symbol").to_pylist())
+    assert option in set(tables["mark_price"].column("symbol").to_pylist()) and option not in symbols
+    assert symbols  # the futures and swaps of the same frames keep theirs
+    # the live stage writes none either
+    stage = LiveDerived(CONFIG)
+    items = stage.update(tables) + stage.flush()
+    live = {s for name, t in items if name == "derivative_basis" for s in t.column("symbol").to_pylist()}
+    assert live == symbols

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +25,13 @@ import requests
 from requests.auth import HTTPBasicAuth
 
 from tapeflow.errors import ConfigError, TapeflowError
+from tapeflow.pullcache import FOREVER, PullCache
 from tapeflow.secrets import Secret, scrub
 
 API_VERSION = 0
 READ_BYTES = 1 << 16
 USER_AGENT = "tapeflow"
+VENDOR = "databento"  # the pull cache's vendor name
 
 
 def parse_time_ns(text: str) -> int:
@@ -110,23 +113,57 @@ class HistoricalClient:
         timeout_s: connect and read limit of one request.
     """
 
-    def __init__(self, key: Secret, base_url: str, *, timeout_s: float = 100.0) -> None:
+    def __init__(self, key: Secret, base_url: str, *, timeout_s: float = 100.0,
+                 cache: PullCache | None = None) -> None:
         if not isinstance(key, Secret):
             raise ConfigError("the Databento API key must be a Secret (DATABENTO_API_KEY or its _FILE)")
         self._key = key
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
+        self.cache = cache
+
+    def settled(self, request: RangeRequest) -> bool:
+        """Whether ``request``'s answers may come from the pull cache: a cache is set and the range
+        is settled (ended before the market's last close and ``settle_s`` ago: its data, cost and
+        size no longer change). A range into the open session is always asked again."""
+        if self.cache is None:
+            return False
+        return self.cache.expiry_ns(self.cache.clock_ns(), request.end_ns) == FOREVER
+
+    def cached_range(self, request: RangeRequest) -> bytes | None:
+        """The DBN bytes of a settled ``request`` already pulled, or None."""
+        if not self.settled(request):
+            return None
+        assert self.cache is not None
+        return self.cache.get(VENDOR, "timeseries.get_range", request.form())
+
+    def keep_range(self, request: RangeRequest, path: Path) -> None:
+        """Put a settled ``request``'s landed file in the pull cache (nothing for an unsettled one)."""
+        if self.settled(request):
+            assert self.cache is not None
+            self.cache.put(VENDOR, "timeseries.get_range", request.form(), Path(path).read_bytes(),
+                           end_ns=request.end_ns)
 
     def __repr__(self) -> str:
         return f"HistoricalClient({self.base_url}, key={self._key!r})"
 
     def get_cost(self, request: RangeRequest) -> float:
-        """The cost of ``request`` in US dollars (``POST metadata.get_cost``)."""
-        return float(self._json("metadata.get_cost", request.form()))
+        """The cost of ``request`` in US dollars (``POST metadata.get_cost``; a settled range's answer
+        from the pull cache when there is one)."""
+        return float(self._metadata("metadata.get_cost", request))
 
     def get_billable_size(self, request: RangeRequest) -> int:
-        """The bytes ``request`` would bill (``POST metadata.get_billable_size``)."""
-        return int(self._json("metadata.get_billable_size", request.form()))
+        """The bytes ``request`` would bill (``POST metadata.get_billable_size``, cached as ``get_cost``)."""
+        return int(self._metadata("metadata.get_billable_size", request))
+
+    def _metadata(self, endpoint: str, request: RangeRequest) -> Any:
+        if not self.settled(request):
+            return self._json(endpoint, request.form())
+        assert self.cache is not None
+        body = self.cache.fetch(VENDOR, endpoint, request.form(),
+                                lambda: json.dumps(self._json(endpoint, request.form())).encode(),
+                                end_ns=request.end_ns)
+        return json.loads(body)
 
     def get_range(self, request: RangeRequest, path: Path) -> int:
         """Stream ``request``'s DBN (zstd) into ``path`` (``POST timeseries.get_range``).

@@ -12,6 +12,8 @@ given, ClickHouse. The lake's ledger is what later requests add up.
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ from tapeflow.schemas.databento import DATABENTO_SPEND
 from tapeflow.settings import DatabentoSettings
 from tapeflow.storage import lake as lake_store
 from tapeflow.venues.databento.historical import DatabentoApiError, HistoricalClient, RangeRequest
+
+log = logging.getLogger(__name__)
 
 NS = 1_000_000_000
 
@@ -93,14 +97,32 @@ class CostGuard:
     def fetch(self, request: RangeRequest, landing: Path, why: str) -> dict[str, Any]:
         """Price ``request``, refuse it over budget, else land its data; ledger the outcome.
 
+        A settled range the client's pull cache holds is landed from it with no request at all: a
+        ``cached`` ledger row (estimate 0, never counted against a budget) and a log line say so.
+        A real ``get_range`` is ledgered ``spent`` exactly once.
+
         Returns:
-            the ledger row written (``outcome`` ``spent``).
+            the ledger row written (``outcome`` ``spent`` or ``cached``).
 
         Raises:
             OverBudget: the estimate would pass a budget (a ``refused`` row was written).
             DatabentoApiError: the API failed (a ``failed`` row was written when the price was known).
         """
         now = self.clock()
+        path = landing_path(landing, request)
+        cached = self.client.cached_range(request)
+        if cached is not None:  # a settled range pulled before: nothing requested, nothing spent
+            path.parent.mkdir(parents=True, exist_ok=True)
+            part = path.with_name(path.name + ".part")
+            part.write_bytes(cached)
+            os.replace(part, path)
+            row = self._row(request, now, 0.0, 0, spent_before(self.ledger(), now), why)
+            row.update(outcome="cached", bytes_received=len(cached), path=str(path), ts_recv_ns=self.clock(),
+                       detail="served from the pull cache: no request, no spend")
+            log.info("Databento %s: served from the pull cache (%s bytes), nothing spent",
+                     _describe(request), f"{len(cached):,}")
+            self._write(row)
+            return row
         cost = self.client.get_cost(request)
         size = self.client.get_billable_size(request)
         spent = spent_before(self.ledger(), now)
@@ -119,7 +141,6 @@ class CostGuard:
             row.update(outcome="refused", reason=over[0], detail=message, ts_recv_ns=self.clock())
             self._write(row)
             raise OverBudget(message, row)
-        path = landing_path(landing, request)
         try:
             received = self.client.get_range(request, path)
         except DatabentoApiError as exc:
@@ -128,6 +149,7 @@ class CostGuard:
             raise
         row.update(outcome="spent", bytes_received=received, path=str(path), ts_recv_ns=self.clock())
         self._write(row)
+        self.client.keep_range(request, path)  # a settled range: the next ask is served from the cache
         return row
 
     def _row(self, request: RangeRequest, now: int, cost: float, size: int, spent: Spent,
@@ -169,7 +191,10 @@ def guard_from_settings(settings: DatabentoSettings, lake: Path, *, clickhouse_d
 
     if settings.api_key is None:
         raise ConfigError("no Databento API key: set DATABENTO_API_KEY or DATABENTO_API_KEY_FILE")
-    client = HistoricalClient(settings.api_key, settings.historical_url)
+    from tapeflow.pullcache import cache_from_env
+
+    # settled ranges' answers from the pull cache (TAPEFLOW_PULL_CACHE; Globex: the project's ES data)
+    client = HistoricalClient(settings.api_key, settings.historical_url, cache=cache_from_env("cme_globex"))
     return CostGuard(client, settings, lake, clickhouse_dsn=clickhouse_dsn, clock=clock)
 
 
