@@ -113,6 +113,7 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "min_z": (float, 0.5, 1000.0),
         "min_sigma_ticks": (float, 0.0, 1000.0),
         "min_sweep_x_depth": (float, 0.0, 1e6),
+        "min_touch_z": (float, 0.0, 1000.0),
         "hold_ns": (int, 0, 60_000_000_000),
         "refractory_ns": (int, 0, 3_600_000_000_000),
         "platt_a": (float, -100.0, 100.0),

@@ -9,8 +9,11 @@ calm before it. The volume confirmation is a sweep: the largest aggressor print 
 direction within the window (``kernels.signals_walls.window_max``) of at least
 ``min_sweep_x_depth`` times the usual depth at the touch (``walls.usual_depth``). Where
 ``hold_ns`` is set, the move must still stand that long after (a sweep the book refills at once
-reverts). The first row of such a run alerts (side = the direction: +1 up, -1 down), then
-``refractory_ns`` quiet per side.
+reverts). The jump must also carry the *swept touch* (the ask for a move up, the bid for a move
+down): its move over T is at least ``min_touch_z`` times that touch's own local sigma (the same
+``flow_windows`` over its per-row changes). A mid that moves because the other side stepped into
+a wide spread, or because one side flickered, is no jump through the levels. The first row of
+such a run alerts (side = the direction: +1 up, -1 down), then ``refractory_ns`` quiet per side.
 """
 
 from __future__ import annotations
@@ -38,6 +41,18 @@ def mid_ticks(book: dict[str, np.ndarray], tick: int) -> np.ndarray:
     idx = np.where(ok, np.arange(len(mid)), -1)
     last = np.maximum.accumulate(idx) if len(idx) else idx
     return np.where(last >= 0, mid[np.maximum(last, 0)], np.nan)
+
+
+def touch_ticks(book: dict[str, np.ndarray], tick: int) -> dict[int, np.ndarray]:
+    """Per direction, the touch a sweep goes through (+1: best ask, -1: best bid) in ticks per grid
+    row; a row with that side empty carries its last price (NaN before the first)."""
+    out = {}
+    for side, name in ((1, "ask"), (-1, "bid")):
+        price, size = book[f"{name}_p"][:, 0], book[f"{name}_s"][:, 0]
+        idx = np.where((price > 0) & (size > 0), np.arange(len(price)), -1)
+        last = np.maximum.accumulate(idx) if len(idx) else idx
+        out[side] = np.where(last >= 0, price[np.maximum(last, 0)] / tick, np.nan).astype(np.float64)
+    return out
 
 
 def traded_total(grid_recv_ns: np.ndarray, trades: dict[str, np.ndarray]) -> np.ndarray:
@@ -97,9 +112,16 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
     ok = (rows >= window + baseline) & (z >= params["min_z"])
     bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
     hold = params["hold_ns"] // grid_ns
+    touches = touch_ticks(book, tick)
     for side in (1, -1):
         sweep_x = biggest[side] / depth
-        mine = ok & (np.sign(move) == side) & (sweep_x >= params["min_sweep_x_depth"])
+        # the swept touch's own move over T, in its own local sigma
+        t_step = np.diff(touches[side], prepend=touches[side][0])
+        t_step[np.isnan(t_step)] = 0.0
+        t_move, _, t_sigma = flow_windows(t_step, np.zeros(g), window, baseline)
+        t_z = side * t_move / np.maximum(np.nan_to_num(t_sigma, nan=np.inf), params["min_sigma_ticks"])
+        mine = (ok & (np.sign(move) == side) & (sweep_x >= params["min_sweep_x_depth"])
+                & (t_z >= params["min_touch_z"]))
         start = np.flatnonzero(mine & ~np.r_[False, mine[:-1]])
         start = start[start + hold < g]
         # the move must still stand ``hold_ns`` later: a sweep the book refills at once reverts
@@ -119,5 +141,7 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
                                   volume_nanos=int(traded[m]),
                                   sweep_nanos=int(biggest[side][m]),
                                   sweep_x_depth=round(float(sweep_x[m]), 2),
+                                  touch_move_ticks=round(float(t_move[m]), 2),
+                                  touch_z=round(float(t_z[m]), 2),
                                   window_ms=params["window_ns"] // 1_000_000))
     return out

@@ -57,15 +57,17 @@ def test_a_jump_with_a_sweep_in_calm_alerts_and_the_lookalikes_do_not() -> None:
     ev = json.loads(got[0]["evidence"])
     # a flat mid before: the sigma is the floor (0.5 tick), the move 5 ticks, the print 5 depths
     assert (ev["move_ticks"], ev["sigma_ticks"], ev["z"], ev["sweep_x_depth"]) == (5.0, 0.5, 10.0, 5.0)
+    # the ask (the swept touch) moved the 5 ticks too: 10 of its floored sigmas
+    assert (ev["touch_move_ticks"], ev["touch_z"]) == (5.0, 10.0)
     assert got[0]["start_ns"] == T0 + 297 * GRID_NS and got[0]["size_nanos"] == 50
-    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(1.02)))
+    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(-0.276)))
 
 
 def test_the_local_baseline_is_what_rejects_the_lookalike() -> None:
     # the stretch's swings make the local sigma ~5 ticks: the same jump is about one sigma there;
     # with a sigma floor above its swings the jump in the stretch alerts like A
-    got = spikes.detect(_book(), _trades(), 1, {**_params(), "min_sigma_ticks": 0.5, "min_z": 0.9},
-                        "sim", "SIMA").table().to_pylist()
+    got = spikes.detect(_book(), _trades(), 1, {**_params(), "min_sigma_ticks": 0.5, "min_z": 0.9,
+                                                "min_touch_z": 0.9}, "sim", "SIMA").table().to_pylist()
     assert [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got] == [(1, 300), (-1, 1000)]
     z_stretch = json.loads(got[1]["evidence"])["z"]
     assert z_stretch < 1.5, z_stretch
@@ -74,6 +76,20 @@ def test_the_local_baseline_is_what_rejects_the_lookalike() -> None:
 def test_without_the_sweep_rule_the_bare_jump_would_alert() -> None:
     got = spikes.detect(_book(), _trades(), 1, {**_params(), "min_sweep_x_depth": 0.0}, "sim", "SIMA").table()
     assert (-1, 600) in [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got.to_pylist()]
+
+
+def test_a_mid_moved_by_the_other_side_stepping_in_is_no_jump() -> None:
+    # a 12-tick spread; at A the bid alone steps up 10 ticks into it (the ask stays): the mid moves
+    # 5 ticks with the same buy sweep, but the touch a jump goes through does not move
+    book = _book()
+    book["ask_p"] += 10
+    book["ask_p"][300:] -= 5
+    book["bid_p"][300:] += 5
+    assert (book["bid_p"][:, 0] < book["ask_p"][:, 0]).all()
+    assert [r["ts_event_ns"] for r in spikes.detect(book, _trades(), 1, _params(), "sim", "SIMA").table()
+            .to_pylist() if r["side"] == 1] == []
+    got = spikes.detect(book, _trades(), 1, {**_params(), "min_touch_z": 0.0}, "sim", "SIMA").table()
+    assert (1, 300) in [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got.to_pylist()]
 
 
 def test_the_reference_kernels_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,13 +28,14 @@ def test_absorption_creep_contraction_scores_on_an_evaluation_seed_in_overlap_mo
     ab, cr, co = (report.kind(k) for k in KINDS)
     assert ab.episodes == cr.episodes == co.episodes == 24
     # claims below the pooled rates of 19 random seeds (docs/signals.md): absorption P 0.52 R 0.70,
-    # contraction P 0.69 R 0.62. Creep is far from the goal (P 0.17, R 0.15): only that it runs
-    # and alerts is required
+    # contraction P 0.69 R 0.62. Creep (20 s window, s24: 6 fresh seeds) P 0.298 R 0.271, far
+    # from the goal: claims under the 99.9% lower bounds (0.183, 0.166)
     assert_rate("absorption precision", ab.hits, ab.alerts, 0.4)
     assert_rate("absorption recall", ab.hits, ab.episodes, 0.6)
     assert_rate("contraction precision", co.hits, co.alerts, 0.55)
     assert_rate("contraction recall", co.hits, co.episodes, 0.5)
-    assert cr.alerts > 0, (cr.precision, cr.recall)
+    assert_rate("creep precision", cr.hits, cr.alerts, 0.15)
+    assert_rate("creep recall", cr.hits, cr.episodes, 0.15)
     assert_calibrated(report, 0.3)
     # the composite runs with them and names its components; it has no truth of its own
     stealth = table.filter(pc.equal(table.column("kind"), "stealth"))

@@ -27,15 +27,16 @@ def test_wall_and_spike_scores_on_an_evaluation_seed(tmp_path, capsys):
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}\nwall outcomes right: {sum(outcomes)} of {len(outcomes)}")
     # claims below the pooled rates of 30 random seeds (docs/signals.md): walls P 0.925, R 0.928,
-    # outcomes 193 of 200 (nine earlier seeds); spikes P 0.328, R 0.625
+    # outcomes 193 of 200 (nine earlier seeds); spikes (touch rule, s24: 6 fresh seeds) P 0.599,
+    # R 0.569, claims under the 99.9% lower bounds of those (0.463, 0.438)
     wall, spike = report.kind("wall"), report.kind("spike")
     assert wall.episodes == spike.episodes == 24
     assert_rate("wall precision", wall.hits, wall.alerts, 0.85)
     assert_rate("wall recall", wall.hits, wall.episodes, 0.85)
     assert_rate("wall outcomes right", sum(outcomes), len(outcomes), 0.85)
     # the spike claims guard the detector against regression; the goal (F1 0.9) is missed
-    assert_rate("spike precision", spike.hits, spike.alerts, 0.25)
-    assert_rate("spike recall", spike.hits, spike.episodes, 0.5)
+    assert_rate("spike precision", spike.hits, spike.alerts, 0.45)
+    assert_rate("spike recall", spike.hits, spike.episodes, 0.4)
     assert spike.latency_median_ns <= 1 * S, "the goal: spikes within 1 s of the jump"
     assert_calibrated(report, 0.15)
 
