@@ -7,6 +7,7 @@ empties its tables first.
 from __future__ import annotations
 
 import gzip
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -228,3 +229,32 @@ def test_a_rerun_of_a_many_pass_merge_is_idempotent(tmp_path: Path, empty_dsn: s
                flush_rows=1)
     assert lake.read(BOOK_DELTA, root).num_rows == deltas.num_rows
     assert _counts(empty_dsn, "book_delta") == {"BTCUSDT": deltas.num_rows}
+
+
+def test_a_decode_error_while_the_writer_opens_closes_it(tmp_path: Path, inputs: list[Path],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from tapeflow.errors import FormatError
+    from tapeflow.storage import ingest as ingest_module
+
+    opened: list[ingest_module.Writer] = []
+    closed: list[ingest_module.Writer] = []
+
+    class Spy(ingest_module.Writer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            time.sleep(0.3)  # as slow to open as chdb's engine: the decode runs meanwhile and fails
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            opened.append(self)
+
+        def close(self) -> None:
+            closed.append(self)
+            super().close()
+
+    def decode(paths: Sequence[Path]) -> Iterator[Decoded]:
+        raise FormatError("not this format")
+        yield  # a generator, as decoders are
+
+    monkeypatch.setattr(ingest_module, "Writer", Spy)
+    with pytest.raises(FormatError, match="not this format"):
+        ingest(VenueFormat(name="broken", decode=decode, description="in-test"), inputs,
+               lake=tmp_path / "lake", clickhouse=None, progress=False)
+    assert len(opened) == 1 and closed == opened

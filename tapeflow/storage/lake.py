@@ -275,18 +275,16 @@ def split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
     """
     if table.num_rows == 0:
         return
-    venues = pc.dictionary_encode(table.column("venue")).combine_chunks()
-    symbols = pc.dictionary_encode(table.column("symbol")).combine_chunks()
+    venues, v_idx = _codes(table.column("venue"))
+    symbols, s_idx = _codes(table.column("symbol"))
     ts = table.column("ts_event_ns").to_numpy()
     if "ts_recv_ns" in table.column_names:  # as PARTITION_DAY_SQL: capture time when no venue time
         ts = np.where(ts >= 0, ts, table.column("ts_recv_ns").to_numpy())
     days = np.floor_divide(ts, NS_PER_DAY)
-    v_idx = venues.indices.to_numpy().astype(np.int64)
-    s_idx = symbols.indices.to_numpy().astype(np.int64)
     day0 = int(days.min())
     span = int(days.max()) - day0 + 1
     # one int64 per partition, ordered like (venue code, symbol code, day)
-    key = (v_idx * len(symbols.dictionary) + s_idx) * span + (days - day0)
+    key = (v_idx * len(symbols) + s_idx) * span + (days - day0)
     if key.size < 2 or bool(np.all(key[1:] >= key[:-1])):
         order = None  # already grouped (one instrument-day, or days in order): slices, no copy
         sorted_key = key
@@ -298,10 +296,47 @@ def split(table: pa.Table) -> Iterator[tuple[str, str, str, pa.Table]]:
     ends = np.concatenate([bounds, [key.size]])
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
         first = start if order is None else int(order[start])
-        venue = venues.dictionary[int(v_idx[first])].as_py()
-        symbol = symbols.dictionary[int(s_idx[first])].as_py()
+        venue = venues[int(v_idx[first])]
+        symbol = symbols[int(s_idx[first])]
         rows = table.slice(start, end - start) if order is None else table.take(pa.array(order[start:end]))
         yield venue, symbol, day_of(int(days[first]) * NS_PER_DAY), rows
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[list[str], np.ndarray]:
+    """The distinct values of a string column and each row's index into them (int64).
+
+    A column holding one value throughout (a decoder's venue, a one-instrument file's symbol) is
+    found by comparing its bytes, without hashing every row: the codes are then all zero.
+    """
+    value = _constant(column)
+    if value is not None:
+        return [value], np.zeros(len(column), np.int64)
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy().astype(np.int64)
+
+
+def _constant(column: pa.ChunkedArray) -> str | None:
+    """The one value of a non-null string column whose rows all hold it, else None."""
+    if column.null_count or not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None
+    chunks = [c for c in column.chunks if len(c)]
+    if not chunks:
+        return None
+    width = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    first: bytes | None = None
+    for chunk in chunks:
+        _, offsets_buf, data_buf = chunk.buffers()
+        offsets = np.frombuffer(offsets_buf, width)[chunk.offset:chunk.offset + len(chunk) + 1]
+        lengths = np.diff(offsets)
+        size = int(lengths[0])
+        if first is not None and size != len(first) or not bool(np.all(lengths == size)):
+            return None
+        data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+        rows = data[int(offsets[0]):int(offsets[-1])].reshape(len(chunk), size)
+        first = rows[0].tobytes() if first is None else first
+        if not bool(np.all(rows == np.frombuffer(first, np.uint8))):
+            return None
+    return None if first is None else first.decode()
 
 
 def parquet_options(record: RecordType, zstd_level: int = ZSTD_LEVEL) -> dict[str, object]:

@@ -236,3 +236,28 @@ def test_rows_without_venue_time_file_under_their_capture_day(tmp_path: Path) ->
     days = {lake.day_of(t) for t in rejected.column("ts_recv_ns").to_pylist()}
     assert {w.date for w in written} == days
     assert "1969-12-31" not in days
+
+
+@pytest.mark.parametrize(("venues", "symbols"), [
+    (["V"], ["ES"]),  # both constant: the byte comparison path
+    (["V"], ["ES", "NQ", ""]),  # constant venue, mixed symbols (one of them empty)
+    (["V", "W"], ["ESH4"]),
+    ([""], ["AB", "BA"]),  # same length, different bytes
+    (["é"], ["A", "AB"]),  # different lengths
+])
+def test_split_groups_rows_by_venue_symbol_day_in_input_order(venues: list[str], symbols: list[str]) -> None:
+    rng = np.random.default_rng(7)
+    n = 600
+    v = [venues[i] for i in rng.integers(0, len(venues), n)]
+    s = [symbols[i] for i in rng.integers(0, len(symbols), n)]
+    ts = rng.integers(0, 3 * lake.NS_PER_DAY, n)
+    whole = pa.table({"venue": v, "symbol": s, "ts_event_ns": ts, "row": np.arange(n)})
+    # several chunks, one of them a slice with an offset, one of a single row
+    table = pa.concat_tables([whole.slice(0, 250), whole.slice(250, 1), whole.slice(251)]).slice(3)
+    expected: dict[tuple[str, str, str], list[int]] = {}
+    for row in range(3, n):
+        day = str(np.datetime64(int(ts[row]) // lake.NS_PER_DAY, "D"))
+        expected.setdefault((v[row], s[row], day), []).append(row)
+    got = {(venue, symbol, day): part.column("row").to_pylist()
+           for venue, symbol, day, part in lake.split(table)}
+    assert got == expected

@@ -83,17 +83,20 @@ class FileContext:
         self.frame = header.frame
 
     def symbol_column(self, ids: np.ndarray) -> pa.Array:
+        if ids.size and ids.min() == ids.max():  # one instrument (the common block): no sort
+            return pa.repeat(pa.scalar(self._name(int(ids[0])), pa.string()), ids.size)
         uniq, inverse = np.unique(ids, return_inverse=True)
-        names = []
-        for iid in uniq.tolist():
-            name = self.symbols.get(iid)
-            if name is None:
-                # unknown_symbol: keep the record, named by its instrument id.
-                self.unknown_ids.add(iid)
-                name = str(iid)
-            names.append(name)
+        names = [self._name(iid) for iid in uniq.tolist()]
         # A take, not a dictionary cast: the cast pulls in pandas on first use (~0.8 s).
         return pa.array(names, pa.string()).take(pa.array(inverse.astype(np.int32)))
+
+    def _name(self, iid: int) -> str:
+        name = self.symbols.get(iid)
+        if name is None:
+            # unknown_symbol: keep the record, named by its instrument id.
+            self.unknown_ids.add(iid)
+            name = str(iid)
+        return name
 
     def convert(self, block: Block) -> dict[str, pa.Table]:
         rtypes = block.buf[block.offsets + 1].astype(np.int64)
