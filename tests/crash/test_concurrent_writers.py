@@ -1,9 +1,12 @@
 """Two real ``tapeflow ingest`` processes into one lake at once: every row of both files is there.
 
 Each child runs the CLI's ``main`` on its own file of the same (venue, symbol, day) partitions. To
-make their commits overlap for certain, both wait at a barrier after start-up and every partition
-swap is slowed by 0.3 s: without the lake's commit lock each builds the partitions' next version
-from the same old one and the later swap drops the earlier one's rows (the issue's 5,000 of 9,999).
+make their commits overlap for certain, both wait at a barrier after start-up, and the first swap
+of whichever child holds the commit lock waits (up to 120 s) until the other has found the lock
+taken: without the lake's commit lock each builds the partitions' next version from the same old
+one and the later swap drops the earlier one's rows (the issue's 5,000 of 9,999). (A fixed 0.3 s
+slow-down did not overlap them for certain: under load one child could commit before the other
+had decoded its file.)
 """
 
 from __future__ import annotations
@@ -21,18 +24,30 @@ _CHILD = r"""
 import sys, time
 from pathlib import Path
 from tapeflow import cli
-from tapeflow.storage import load
+from tapeflow.storage import load, locks
 
 barrier, me, lake_root, path = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-swap = load.swap
-def slow_swap(*args):
-    time.sleep(0.3)
+other = str(1 - int(me))
+swap, holder = load.swap, locks._holder
+def blocked_holder(*args):  # called only when the lock is found taken
+    (barrier / f"blocked-{me}").touch()
+    return holder(*args)
+first = [True]
+def waiting_swap(*args):  # runs under the commit lock
+    if first[0]:
+        first[0] = False
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (barrier / f"blocked-{other}").exists() \
+                and not (barrier / f"done-{other}").exists():
+            time.sleep(0.01)
     return swap(*args)
-load.swap = slow_swap
+load.swap, locks._holder = waiting_swap, blocked_holder
 (barrier / me).touch()
 while len(list(barrier.iterdir())) < 2:
     time.sleep(0.01)
-sys.exit(cli.main(["ingest", "--format", "tardis", "--lake", lake_root, "--no-clickhouse", "--quiet", path]))
+code = cli.main(["ingest", "--format", "tardis", "--lake", lake_root, "--no-clickhouse", "--quiet", path])
+(barrier / f"done-{me}").touch()
+sys.exit(code)
 """
 
 
