@@ -66,7 +66,7 @@ SUITES: dict[str, str] = {
 # (:func:`plan`, :func:`finish`) and kept under that name.
 MORE_SUITES: dict[str, dict[str, str]] = {
     "derivatives_derived": {"basis": "derivative_basis", "oi_change": "open_interest_change",
-                            "clusters": "liquidation_clusters"},
+                            "clusters": "liquidation_clusters", "signals": "derivative_signals"},
 }
 # statistical checks: a failure warns, it does not stop the pipeline
 WARN_ONLY = frozenset({"rows_vs_baseline", "volume_vs_baseline", "stale_intervals", "trade_inside_book"})

@@ -5,12 +5,14 @@ and their ``signal`` rows (``tapeflow.derivatives.derived_signals``). Each deriv
 by its quality suite (blocking asset checks, ``assets.checks``): the stress rows by
 ``insurance_stress`` (checks named as the suite's), the basis, open-interest-change and cluster rows
 by ``derivative_basis``, ``open_interest_change`` and ``liquidation_clusters`` (checks ``basis_*``,
-``oi_change_*``, ``clusters_*``; the clusters' members are recounted in the day's liquidations)."""
+``oi_change_*``, ``clusters_*``; the clusters' members are recounted in the day's liquidations), its
+``derivatives/1`` signal rows by ``derivative_signals`` (``signals_*``)."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetExecutionContext,
@@ -28,7 +30,7 @@ from quality.plan import Plan
 from tapeflow.batch.targets import Target
 from tapeflow.derivatives.derived import insurance_stress
 from tapeflow.derivatives.derived_config import StageThresholds
-from tapeflow.derivatives.derived_signals import SCOPE, STRESS, derived_signals
+from tapeflow.derivatives.derived_signals import NAME, SCOPE, STRESS, derived_signals
 from tapeflow.derivatives.live_clusters import batch_clusters
 from tapeflow.derivatives.live_derived import DerivedConfig, batch_derived
 from tapeflow.derivatives.live_stress import stress_record
@@ -67,7 +69,7 @@ _DOC = ("Basis (mark vs index) and open-interest change on a 1 s grid from the i
                                     LIQUIDATION_CLUSTER.name, INSURANCE_STRESS.name, SIGNAL.name],
                   "interval": CONFIG.interval, "max_staleness_ns": CONFIG.max_staleness_ns,
                   "window_ns": CONFIG.window_ns})],
-    check_specs=checks.specs("derivatives_derived"),  # the suites of the four derived datasets
+    check_specs=checks.specs("derivatives_derived"),  # the suites of the four derived datasets and signals
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
@@ -96,7 +98,7 @@ def derivatives_derived(context: AssetExecutionContext,
 
 _KEYS = {INSURANCE_STRESS.name: "derivatives_derived", DERIVATIVE_BASIS.name: "derivatives_derived.basis",
          OPEN_INTEREST_CHANGE.name: "derivatives_derived.oi_change",
-         LIQUIDATION_CLUSTER.name: "derivatives_derived.clusters"}
+         LIQUIDATION_CLUSTER.name: "derivatives_derived.clusters", SIGNAL.name: "derivatives_derived.signals"}
 Checked = dict[str, tuple[pa.Table, dict[str, pa.Table] | None]]
 
 
@@ -107,6 +109,8 @@ def _stored(lake: Path, t: Target) -> Checked:
         out[_KEYS[record.name]] = (common.read(record, lake, [t])[t], None)
     out[_KEYS[LIQUIDATION_CLUSTER.name]] = (out[_KEYS[LIQUIDATION_CLUSTER.name]][0],
                                             {LIQUIDATION.name: common.read(LIQUIDATION, lake, [t])[t]})
+    signals = common.read(SIGNAL, lake, [t])[t]  # the day's partition: this producer's rows only
+    out[_KEYS[SIGNAL.name]] = (signals.filter(pc.equal(signals.column("detector"), NAME)), None)
     return out
 
 
@@ -136,4 +140,5 @@ def _derive(context: AssetExecutionContext, lake: Path, t: Target, thresholds: T
                          "signal_rows": found.num_rows})
     return {_KEYS[INSURANCE_STRESS.name]: (stress_rows, None), _KEYS[DERIVATIVE_BASIS.name]: (basis, None),
             _KEYS[OPEN_INTEREST_CHANGE.name]: (change, None),
-            _KEYS[LIQUIDATION_CLUSTER.name]: (clusters, {LIQUIDATION.name: liquidations})}
+            _KEYS[LIQUIDATION_CLUSTER.name]: (clusters, {LIQUIDATION.name: liquidations}),
+            _KEYS[SIGNAL.name]: (found, None)}

@@ -41,8 +41,10 @@ DATASETS: dict[str, str] = {
     "derivative_basis": "derivative_basis",
     "open_interest_change": "open_interest_change",
     "liquidation_clusters": "liquidation_cluster",
+    "derivative_signals": "signal",  # the derivatives/1 rows of the signal partitions (not its suite)
 }
-_RECORD_TO_DATASET = {v: k for k, v in DATASETS.items()}
+_SUBSETS = frozenset({"derivative_signals"})  # suites of one producer's rows: the record keeps its own
+_RECORD_TO_DATASET = {v: k for k, v in DATASETS.items() if k not in _SUBSETS}
 _VOLUME_COLUMN = {"trades": "size_nanos", "bars": "volume_nanos"}
 
 

@@ -26,7 +26,7 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
         LIQUIDATION_CLUSTER,
         OPEN_INTEREST_CHANGE,
     )
-    from tapeflow.schemas.records import UNDEF_PRICE
+    from tapeflow.schemas.records import SIGNAL, UNDEF_PRICE
     from tapeflow.storage import lake
     from tapeflow.storage.writer import write
     from tests.derivatives.test_live_clusters import _liquidations
@@ -71,6 +71,9 @@ def test_asset_writes_the_batch_definition_of_the_days_rows(tmp_path: Path) -> N
     # insurance_stress checks report nothing, Dagster shows them skipped)
     suites = (("basis", "derivative_basis"), ("oi_change", "open_interest_change"),
               ("clusters", "liquidation_clusters"))
+    signals = lake.read(SIGNAL, dep.lake, venue="binance-usdm", symbol="BTCUSDT", date="2024-01-02")
+    if signals.num_rows:  # the random rows may cross no threshold: no signal row to check (skipped)
+        suites += (("signals", "derivative_signals"),)
     names = {f"{p}_{c}" for p, suite in suites for c in check_names(suite)}
     evaluations = result.get_asset_check_evaluations()
     assert {e.check_name: e.passed for e in evaluations} == dict.fromkeys(names, True)
@@ -135,6 +138,12 @@ def test_asset_writes_the_signals_beside_the_other_detectors_rows(tmp_path: Path
     assert mine == [("basis_extreme", 3 * s), ("liquidation_cluster", 2 * s)]
     want = batch_signals(tables, load(DEFAULT_PATH), CONFIG, ClusterConfig()).to_pylist()
     assert sorted(map(repr, (r for r in got if r["detector"] == NAME))) == sorted(map(repr, want))
+    # its own rows (not the whale's, which the derivative_signals suite would fail) were checked
+    from quality import check_names
+
+    checked = {e.check_name: e.passed for e in result.get_asset_check_evaluations()
+               if e.check_name.startswith("signals_")}
+    assert checked == {f"signals_{c}": True for c in check_names("derivative_signals")}
 
 
 def test_asset_stores_the_insurance_stress_rows_and_checks_them(tmp_path: Path) -> None:
@@ -143,7 +152,7 @@ def test_asset_stores_the_insurance_stress_rows_and_checks_them(tmp_path: Path) 
     from tapeflow.derivatives.derived import insurance_stress
     from tapeflow.derivatives.live_stress import LiveStress, stress_record
     from tapeflow.schemas.derivatives import INSURANCE_FUND
-    from tapeflow.schemas.records import INSURANCE_STRESS
+    from tapeflow.schemas.records import INSURANCE_STRESS, SIGNAL
     from tapeflow.storage import lake
     from tapeflow.storage.writer import write
 
@@ -169,6 +178,10 @@ def test_asset_stores_the_insurance_stress_rows_and_checks_them(tmp_path: Path) 
     (live,) = [stress_record(t) for n, t in stage.update({"insurance_fund": funds})
                if n == "insurance_stress"]
     assert sorted(map(repr, got.to_pylist())) == sorted(map(repr, live.to_pylist()))
-    # every check of the insurance_stress suite ran on the stored rows, and passed
+    # every check of the insurance_stress suite ran on the stored rows, and passed; so did those of
+    # its signals (levels 2 and 3 reach the shipped stress_level 2: two insurance_stress rows)
     checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == dict.fromkeys(check_names("insurance_stress"), True)
+    signals = {f"signals_{c}" for c in check_names("derivative_signals")}
+    assert checks == dict.fromkeys([*check_names("insurance_stress"), *signals], True)
+    stored = lake.read(SIGNAL, dep.lake, venue="okx", symbol="BTC-USDT", date="2024-01-02")
+    assert stored.column("kind").to_pylist() == ["insurance_stress"] * 2

@@ -161,3 +161,49 @@ def test_dagster_materialization_never_stores_the_canary(tmp_path, monkeypatch, 
     out, err = capfd.readouterr()
     assert not leaks(out + err + caplog.text)
     assert not tree_leaks(tmp_path)
+
+
+def test_prometheus_metrics_never_show_the_canary(capture, tmp_path, monkeypatch):
+    """The live flow's metrics path, in process (the whole flow takes minutes to start here): every
+    secret the project reads set to the canary in the environment, the settings read from it as
+    ``flow_from_env`` reads them, the warehouse sink built from them (it fails on the unreachable
+    server), then a decoded batch with a dead letter counted
+    into :class:`FlowMetrics` by the metrics sink and a lake sink. The ``/metrics`` text scraped over
+    HTTP holds every label family filled (venue, table, reason) and no canary form."""
+    import urllib.request
+
+    from flows.sinks import MetricsSink, TableSink
+    from tapeflow.errors import StorageError
+    from tapeflow.live.prom import FlowMetrics, start_metrics_server
+    from tapeflow.settings import DatabentoSettings, LiveSettings, Settings
+    from tapeflow.venues import get_format
+    from tapeflow.venues.base import merge
+
+    env = {"TAPEFLOW_CLICKHOUSE": f"https://{CLOSED}/db?connect_timeout=2", USER_ENV: USER,
+           PASSWORD_ENV: PASSWORD, "DATABENTO_API_KEY": f"db-{PASSWORD}",
+           "TAPEFLOW_WEBHOOK_KEY": PASSWORD, "TAPEFLOW_SERVE_TOKEN": PASSWORD,
+           "TAPEFLOW_LIVE_CAPTURE": str(capture), "TAPEFLOW_LIVE_FORMAT": "sim",
+           "TAPEFLOW_LIVE_METRICS_PORT": "0", "TAPEFLOW_LAKE": str(tmp_path / "lake")}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings, live = Settings.from_env(), LiveSettings.from_env()
+    DatabentoSettings.from_env()
+    metrics = FlowMetrics()
+    server = start_metrics_server(live.metrics_port, metrics=metrics)
+    try:
+        with pytest.raises(StorageError) as failed:  # the warehouse sink with the canary DSN
+            TableSink(dsn=settings.clickhouse_dsn, metrics=metrics, retry_s=0).build_part("s", "0", None)
+        assert not leaks(str(failed.value))
+        items = sorted(merge(list(get_format(live.format_name).decode(list(live.capture)))).items())
+        assert dict(items)["rejected"].num_rows, "no dead letter decoded"
+        MetricsSink(metrics, latency=True).build("m", 0, 1).write_batch(items)
+        lake = TableSink(lake_root=settings.lake_dir, metrics=metrics).build_part("s", "0", None)
+        lake.write_batch([t for _, t in items])
+        lake.close()
+        text = urllib.request.urlopen(server.url, timeout=10).read().decode()
+    finally:
+        server.close()
+    for family in ("tapeflow_events_in_total{venue=", "tapeflow_rejected_total{reason=",
+                   'tapeflow_events_out_total{table="trade"'):
+        assert family in text, text  # the labels were filled: the search below is over something
+    assert not leaks(text), text
