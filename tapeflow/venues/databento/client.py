@@ -1,12 +1,13 @@
 """Databento's live gateway as a source of the live flow: MBO (any schema) over the raw TCP protocol.
 
-:class:`DatabentoLive` speaks the gateway protocol as the official ``databento.Live`` does
-(``databento/live/protocol.py``: greeting, CRAM challenge, authentication, subscriptions,
-``start_session``, then a DBN stream), against a configurable host and port. The official
-package is not used: no release of it accepts ``databento-dbn==0.72.0`` (docs/databento.md).
+:class:`DatabentoLive` runs each session through the official client, ``databento.Live(key,
+gateway=host, port=port)`` (greeting, CRAM challenge, authentication, subscription,
+``start_session``, then a DBN stream), against a configurable host and port: ``subscribe`` opens
+the session, and the client writes its metadata and every record it decodes (as DBN, upgraded to
+v3) to a stream whose bytes this loop takes over.
 
-Every byte of a session's DBN stream is journaled first (``<journal>/dbn/<dataset>/<session>.dbn``:
-the session's metadata and records exactly as received, a DBN file the landing sensor and
+Every byte of that stream is journaled first (``<journal>/dbn/<dataset>/<session>.dbn``:
+the session's metadata and records as the official client hands them over, a DBN file the landing sensor and
 ``tapeflow ingest`` decode) and then decoded by :class:`~tapeflow.venues.databento.stream.StreamDecoder`
 with the batch decoder's framing and converters, so the live records equal a batch decode of the
 journal. The key is a :class:`~tapeflow.secrets.Secret`: only its CRAM hash is sent.
@@ -22,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import io
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -32,17 +35,10 @@ import pyarrow.compute as pc
 
 from tapeflow.errors import ConfigError, FormatError
 from tapeflow.live.frames import LiveBatch, StatusLog
-from tapeflow.secrets import Secret
-from tapeflow.venues.databento.gateway import cram_response, parse_line
+from tapeflow.secrets import Secret, scrub
 from tapeflow.venues.databento.stream import StreamDecoder
 
-READ_BYTES = 1 << 16
 GAP_SCHEMA = "schema="  # a gap row's detail starts with schema=<schema>: (what the repair requests)
-CLIENT = "tapeflow"
-
-
-class HandshakeError(ConnectionError):
-    """The gateway refused the session or spoke out of turn (the message never holds the key)."""
 
 
 def gateway_address(endpoint: str | None, dataset: str, host: str | None, port: int) -> tuple[str, int]:
@@ -133,39 +129,49 @@ class DatabentoLive:
                 await asyncio.wait_for(self._closed.wait(), delay)
 
     async def _session(self) -> AsyncIterator[LiveBatch]:
+        import databento as db  # lazy: heavy, and only a live session needs it
+
         where = f"{self.host}:{self.port}"
-        writer: asyncio.StreamWriter | None = None
+        loop = asyncio.get_running_loop()
+        chunks: asyncio.Queue[bytes | None] = asyncio.Queue()
+        live = db.Live(self._key.reveal(), gateway=self.host, port=self.port)
         try:
             async with asyncio.timeout(self.open_timeout_s):
-                reader, writer = await asyncio.open_connection(self.host, self.port)
-                session_id = await self._handshake(reader, writer)
-        except (OSError, TimeoutError, HandshakeError, ValueError) as exc:
-            self._status("disconnected",
-                         f"connecting to the gateway at {where} failed: {type(exc).__name__}: {exc}")
-            if writer is not None:
-                writer.close()
+                # subscribe() connects, authenticates and subscribes, blocking on the client's own loop
+                await asyncio.to_thread(live.subscribe, dataset=self.dataset, schema=self.schema,
+                                        stype_in=self.stype_in, symbols=list(self.symbols))
+        except (db.BentoError, OSError, TimeoutError, ValueError) as exc:
+            live.terminate()
+            self._status("disconnected", _refusal(where, exc))
             yield self._batch({})
             return
+        session_id = str(live.session_id or "")
         self._status("connected", f"session {session_id} at {where}: {self.schema} {','.join(self.symbols)}")
+        # the client writes the session's metadata and then every record it decodes, as DBN, to a
+        # stream (on its own thread): the bytes come over to this loop in order
+        live.add_stream(_ToLoop(loop, chunks))
+        live.start()
+        closer = asyncio.ensure_future(live.wait_for_close())
+        closer.add_done_callback(lambda _: chunks.put_nowait(None))  # after every write before it
         path, sink = self._journal_file(session_id)
         decoder = StreamDecoder(path)
         first = True
         why = ""
         try:
             while not self._closing:
-                read = asyncio.ensure_future(reader.read(READ_BYTES))
+                got = asyncio.ensure_future(chunks.get())
                 closed = asyncio.ensure_future(self._closed.wait())
-                done, _ = await asyncio.wait({read, closed}, return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait({got, closed}, return_when=asyncio.FIRST_COMPLETED)
                 closed.cancel()
-                if read not in done:
-                    read.cancel()
+                if got not in done:
+                    got.cancel()
                     break
-                data = read.result()
-                if not data:
-                    break
-                if sink is not None:
+                data, ended_here = _drain(got.result(), chunks)  # the client writes record by record
+                if data and sink is not None:
                     sink.write(data)
                     sink.flush()
+                if ended_here and not data:
+                    break
                 try:
                     tables = decoder.feed(data)
                 except FormatError as exc:  # not DBN: nothing after it can be framed; the journal keeps it
@@ -177,38 +183,32 @@ class DatabentoLive:
                         first = False
                     self._advance(tables)
                     yield self._batch(tables)
-        except OSError as exc:
-            why = f"the session at {where} broke: {type(exc).__name__}: {exc}"
+                if ended_here:
+                    break
         finally:
             if sink is not None:
                 sink.close()
-            writer.close()
+            if not closer.done():
+                live.terminate()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(closer), self.open_timeout_s)
         tail = decoder.finish()
+        ended = closer.exception() if closer.done() and not closer.cancelled() else None
+        if not why and ended is not None:
+            # the official client ends a session it cannot decode, or one the gateway broke, with an error
+            why = (f"the gateway's stream could not be decoded or the session at {where} broke: "
+                   f"{type(ended).__name__}: {scrub(str(ended), [self._key])}")
+        if not why and not self._closing and decoder.bytes_fed == 0:
+            # databento.Live logs a stream it cannot decode (not DBN) and closes the session without
+            # an error and without handing over a byte: a session that ends before its metadata
+            why = ("the gateway's stream could not be decoded: the session ended before the official "
+                   "client handed over any DBN metadata (the gateway sent none, or bytes that are not "
+                   "DBN: the `databento.live.protocol` log says which)")
         if not why:
             why = "closed by the consumer" if self._closing else \
                 f"the gateway closed the session after {decoder.bytes_fed:,} bytes"
         self._status("disconnected", why)
         yield self._batch(tail)
-
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> str:
-        greeting = parse_line((await reader.readline()).decode())
-        if "lsg_version" not in greeting:
-            raise HandshakeError(f"the gateway sent no greeting (got keys {sorted(greeting)})")
-        challenge = parse_line((await reader.readline()).decode()).get("cram")
-        if not challenge:
-            raise HandshakeError("the gateway sent no CRAM challenge")
-        auth = cram_response(challenge, self._key.reveal())
-        writer.write(f"auth={auth}|dataset={self.dataset}|encoding=dbn|ts_out=0|compression=none|"
-                     f"client={CLIENT}\n".encode())
-        await writer.drain()
-        answer = parse_line((await reader.readline()).decode())
-        if answer.get("success") != "1":
-            raise HandshakeError(f"authentication refused: {answer.get('error', 'no reason given')}")
-        writer.write(f"schema={self.schema}|stype_in={self.stype_in}|symbols={','.join(self.symbols)}|"
-                     f"snapshot=0|is_last=1\n".encode())
-        writer.write(b"start_session=0\n")
-        await writer.drain()
-        return answer.get("session_id") or ""
 
     def _journal_file(self, session_id: str) -> tuple[Path, IO[bytes] | None]:
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f")
@@ -245,6 +245,57 @@ class DatabentoLive:
     def _batch(self, tables: dict[str, pa.Table]) -> LiveBatch:
         records = {k: t for k, t in tables.items() if t.num_rows}
         return LiveBatch(frames=[], records=records, status=self.log.drain())
+
+
+class _ToLoop(io.RawIOBase):
+    """A writable stream for ``databento.Live.add_stream``: the writes (record by record, on the
+    client's thread) are gathered and queued, in order, on the session's event loop as one chunk
+    per loop turn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[bytes | None]) -> None:
+        super().__init__()
+        self._loop, self._queue = loop, queue
+        self._lock = threading.Lock()
+        self._parts: list[bytes] = []
+        self._scheduled = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        with self._lock:
+            self._parts.append(chunk)
+            if not self._scheduled:
+                self._scheduled = True
+                self._loop.call_soon_threadsafe(self._hand_over)
+        return len(chunk)
+
+    def _hand_over(self) -> None:
+        with self._lock:
+            data, self._parts, self._scheduled = b"".join(self._parts), [], False
+        self._queue.put_nowait(data)
+
+
+def _drain(first: bytes | None, queue: asyncio.Queue[bytes | None]) -> tuple[bytes, bool]:
+    """``first`` and every chunk already queued behind it, joined; and whether the end (None) came."""
+    if first is None:
+        return b"", True
+    parts = [first]
+    while not queue.empty():
+        chunk = queue.get_nowait()
+        if chunk is None:
+            return b"".join(parts), True
+        parts.append(chunk)
+    return b"".join(parts), False
+
+
+def _refusal(where: str, exc: BaseException) -> str:
+    """The STATUS detail of a session that did not start (the official client's message kept)."""
+    text = str(exc) or type(exc).__name__
+    if "auth" in text.lower() or "Authentication" in text:
+        return f"authentication refused: {text}"
+    return f"connecting to the gateway at {where} failed: {type(exc).__name__}: {text}"
 
 
 def _recv_bound(tables: dict[str, pa.Table], how: Any) -> int | None:

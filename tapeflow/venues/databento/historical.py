@@ -2,10 +2,9 @@
 
 Written against the documented API (``POST /v0/metadata.get_cost``, ``/v0/metadata.get_billable_size``,
 ``/v0/timeseries.get_range``: form bodies, HTTP Basic with the API key as the user name, JSON
-answers; ``get_range`` streams DBN) rather than through the official ``databento`` package: no
-release of it accepts the project's ``databento-dbn==0.72.0`` (0.88.0 requires ``~=0.70.0``, every
-earlier one an older line, and the resolver's only other pick, 0.9.0, imports
-``databento_dbn.decode_metadata``, which 0.72.0 no longer has). docs/databento.md says more.
+answers; ``get_range`` streams DBN) rather than through the official ``databento.Historical``
+(installed, 0.88.0): its ``validate_gateway`` rewrites every gateway URL to ``https://``, so it
+cannot reach the tests' plain-HTTP loopback server. docs/databento.md says more.
 
 The API key is a :class:`~tapeflow.secrets.Secret`: revealed only into the ``Authorization``
 header, and scrubbed from any error body quoted in an exception.

@@ -49,7 +49,9 @@ CBBO_1M = R.CBBO_1M.value
 TCBBO = R.TCBBO.value
 BBO_1S = R.BBO_1S.value
 BBO_1M = R.BBO_1M.value
-TBBO = R.TBBO.value
+# TBBO records (0xC5): databento-dbn 0.72 names the rtype (RType.TBBO); 0.70, the line the official
+# databento client pins, does not (it writes TBBO as MBP_1), so the number is spelled out here.
+TBBO = 0xC5
 
 # rtype -> bar interval; the deprecated OHLCV rtype takes its interval from the metadata schema.
 OHLCV_INTERVALS: dict[int, str] = {
