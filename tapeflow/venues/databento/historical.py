@@ -1,13 +1,19 @@
 """A client of Databento's historical HTTP API: the three endpoints the cost guard needs.
 
-Written against the documented API (``POST /v0/metadata.get_cost``, ``/v0/metadata.get_billable_size``,
-``/v0/timeseries.get_range``: form bodies, HTTP Basic with the API key as the user name, JSON
-answers; ``get_range`` streams DBN) rather than through the official ``databento.Historical``
-(installed, 0.88.0): its ``validate_gateway`` rewrites every gateway URL to ``https://``, so it
-cannot reach the tests' plain-HTTP loopback server. docs/databento.md says more.
+Against an ``https://`` gateway (the real API, ``https://hist.databento.com``) every request goes
+through the official client, ``databento.Historical`` (0.88.0): ``metadata.get_cost``,
+``metadata.get_billable_size`` and ``timeseries.get_range``, its errors turned into
+:class:`DatabentoApiError`. The official client rewrites every gateway URL to ``https://``
+(``validate_gateway``), so it cannot reach a plain-``http://`` server: against one (the tests' and
+the demo's loopback server) this module speaks the same documented API itself (``POST
+/v0/metadata.get_cost``, ``/v0/metadata.get_billable_size``, ``/v0/timeseries.get_range``: form
+bodies, HTTP Basic with the API key as the user name, JSON answers; ``get_range`` streams DBN).
+tests/databento/test_official_historical.py runs the official path against the same loopback server
+over TLS and checks it answers as this one does. docs/databento.md says more.
 
 The API key is a :class:`~tapeflow.secrets.Secret`: revealed only into the ``Authorization``
-header, and scrubbed from any error body quoted in an exception.
+header (or the official client, which sends it there), and scrubbed from any error text quoted in
+an exception.
 """
 
 from __future__ import annotations
@@ -146,6 +152,11 @@ class HistoricalClient:
     def __repr__(self) -> str:
         return f"HistoricalClient({self.base_url}, key={self._key!r})"
 
+    @property
+    def official(self) -> bool:
+        """Whether requests go through the official ``databento.Historical`` (an https gateway)."""
+        return self.base_url.startswith("https://")
+
     def get_cost(self, request: RangeRequest) -> float:
         """The cost of ``request`` in US dollars (``POST metadata.get_cost``; a settled range's answer
         from the pull cache when there is one)."""
@@ -156,13 +167,44 @@ class HistoricalClient:
         return int(self._metadata("metadata.get_billable_size", request))
 
     def _metadata(self, endpoint: str, request: RangeRequest) -> Any:
-        if not self.settled(request):
+        def ask() -> Any:
+            if self.official:
+                return self._official_call(endpoint, request)
             return self._json(endpoint, request.form())
+
+        if not self.settled(request):
+            return ask()
         assert self.cache is not None
-        body = self.cache.fetch(VENDOR, endpoint, request.form(),
-                                lambda: json.dumps(self._json(endpoint, request.form())).encode(),
+        body = self.cache.fetch(VENDOR, endpoint, request.form(), lambda: json.dumps(ask()).encode(),
                                 end_ns=request.end_ns)
         return json.loads(body)
+
+    def _official_call(self, endpoint: str, request: RangeRequest, path: Path | None = None) -> Any:
+        """``endpoint`` through ``databento.Historical`` (imported here: it pulls in pandas)."""
+        import databento
+
+        client = databento.Historical(key=self._key.reveal(), gateway=self.base_url)
+        form = request.form()
+        args: dict[str, Any] = {"dataset": request.dataset, "start": request.start_ns, "end": request.end_ns,
+                                "symbols": form["symbols"], "schema": request.schema,
+                                "stype_in": request.stype_in, "limit": request.limit}
+        try:
+            if endpoint == "metadata.get_cost":
+                return client.metadata.get_cost(**args)
+            if endpoint == "metadata.get_billable_size":
+                return client.metadata.get_billable_size(**args)
+            assert endpoint == "timeseries.get_range" and path is not None
+            client.timeseries.get_range(**args, stype_out="instrument_id", path=path)
+            return None
+        except databento.BentoHttpError as exc:
+            body = exc.http_body.decode("utf-8", "replace") if isinstance(exc.http_body, bytes) \
+                else str(exc.http_body or exc.message or "")
+            raise DatabentoApiError(f"Databento {endpoint} answered HTTP {exc.http_status}: "
+                                    f"{scrub(body[:500], [self._key])}", int(exc.http_status or 0)) from None
+        except (databento.BentoError, requests.RequestException, OSError, ValueError) as exc:
+            # the official client's text may quote the request; keep its type and a scrubbed text
+            raise DatabentoApiError(f"Databento {endpoint} through the official client failed: "
+                                    f"{type(exc).__name__}: {scrub(str(exc)[:300], [self._key])}") from None
 
     def get_range(self, request: RangeRequest, path: Path) -> int:
         """Stream ``request``'s DBN (zstd) into ``path`` (``POST timeseries.get_range``).
@@ -177,6 +219,15 @@ class HistoricalClient:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         part = path.with_name(path.name + ".part")
+        if self.official:
+            part.unlink(missing_ok=True)  # the official client opens it exclusively ("x+b")
+            try:
+                self._official_call("timeseries.get_range", request, part)
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+            os.replace(part, path)
+            return path.stat().st_size
         written = 0
         with self._post("timeseries.get_range", form, stream=True) as resp:
             try:

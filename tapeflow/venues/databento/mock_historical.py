@@ -23,6 +23,7 @@ import asyncio
 import base64
 import json
 import re
+import ssl
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,12 +95,14 @@ class MockHistorical:
     """
 
     def __init__(self, files: list[Path], key: str, *, vectors: dict[str, Any] | None = None,
-                 vector_files: Path | None = None) -> None:
+                 vector_files: Path | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
         self.served = [_load(Path(p)) for p in files]
         self.key = key
         self.vectors = list((vectors or {}).get("endpoints", []))
         self.vector_files = vector_files
         self.requests: list[tuple[str, dict[str, str]]] = []  # (endpoint, form) in arrival order
+        self.agents: list[str] = []  # each request's User-Agent, in the same order
+        self.ssl_context = ssl_context  # serve https (the official client reaches only https)
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -126,10 +129,10 @@ class MockHistorical:
         app.router.add_route("*", "/v0/{endpoint}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
         loop.run_until_complete(site.start())
         port = self._runner.addresses[0][1]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"{'https' if self.ssl_context is not None else 'http'}://127.0.0.1:{port}"
         ready.set()
         loop.run_forever()
         loop.close()
@@ -141,6 +144,7 @@ class MockHistorical:
         form = {k: str(v) for k, v in (await request.post()).items()} if request.method == "POST" \
             else dict(request.query)
         self.requests.append((endpoint, form))
+        self.agents.append(request.headers.get("User-Agent", ""))
         user = _basic_user(request.headers.get("Authorization", ""))
         if user is None or not _USERNAME.match(user):
             return _error(400, "Authorization failed: illegal chars in username.")
