@@ -4,6 +4,7 @@ Every polled row equals the file decode of the same body (all but its receive ti
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,17 @@ SECOND = 1_000_000_000
 
 
 def _bodies(real_data: Path) -> dict[str, list[bytes]]:
-    return {path: [need(real_data / FIXTURES / BODIES[path]).read_bytes()] for path in (PREMIUM, OI_PATH)}
+    """The recorded premiumIndex and openInterest bodies, the open interest's ``time`` set to the
+    premium body's. The two were recorded 92 days apart (2020-05-14 and 2020-08-14); a live poller
+    gets both near one clock. Left apart, an open-interest row polled before the first mark opened
+    that instrument's 1 s grid 92 days before the mark's time, and the run wrote ~7.9 M grid rows
+    (42 s instead of 5, depending on the first polls' jitter)."""
+    bodies = {path: need(real_data / FIXTURES / BODIES[path]).read_bytes() for path in (PREMIUM, OI_PATH)}
+    premium_time = re.search(rb'"time":\s*(\d+)', bodies[PREMIUM])
+    assert premium_time is not None
+    oi, n = re.subn(rb'("time":\s*)\d+', lambda m: m.group(1) + premium_time.group(1), bodies[OI_PATH])
+    assert n == 1
+    return {PREMIUM: [bodies[PREMIUM]], OI_PATH: [oi]}
 
 
 def _expected(bodies: dict[str, list[bytes]], rest_url: str, served: dict[str, int]) -> dict[str, list]:
