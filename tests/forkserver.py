@@ -49,7 +49,11 @@ def request(server: subprocess.Popen[str], fields: list[str], out: str, timeout_
     """
     server.stdin.write("\t".join([*fields, out]) + "\n")
     server.stdin.flush()
-    ready, _, _ = select.select([server.stdout], [], [], timeout_s)
+    # poll, not select: select() refuses a descriptor numbered 1024 or more, which a worker that
+    # has run hundreds of tests can hand out ("filedescriptor out of range in select()")
+    poller = select.poll()
+    poller.register(server.stdout, select.POLLIN)
+    ready = poller.poll(timeout_s * 1000)
     assert ready, f"{what} did not finish in {timeout_s} s"
     answer = server.stdout.readline()
     assert answer, f"the fork server died (exit code {server.poll()})"
