@@ -58,6 +58,7 @@ from tapeflow.signals.institutional import (
 )
 from tapeflow.signals.rows import Alerts
 from tapeflow.signals.withdrawal import _median
+from tapeflow.storage.parts import fsync_path
 
 _BIN_NS = 1_000_000_000
 _DAY_NS = 86_400 * _BIN_NS
@@ -146,7 +147,7 @@ class BaselineStore:
         self._migrate(venue, symbol, folder)
         for day, rec in sorted(days.items()):
             _write(folder, day, rec, replace=True)
-        _fsync_dir(folder)
+        fsync_path(folder)
 
     def save(self, venue: str, symbol: str, baselines: Baselines) -> None:
         """Write every day of ``baselines`` (:meth:`put`; days stored and not in it stay)."""
@@ -171,7 +172,7 @@ class BaselineStore:
             return
         for day, rec in old.items():
             _write(folder, day, rec, replace=False)  # a day another writer stored per day wins
-        _fsync_dir(folder)
+        fsync_path(folder)
         legacy.unlink(missing_ok=True)  # after its days are durable per day (readers read it first)
 
 
@@ -211,14 +212,6 @@ def _write(folder: Path, day: int, rec: Record, *, replace: bool) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StreamingInstitutional:
