@@ -12,8 +12,8 @@ read back from disk equals, bit for bit, the report of the same rows in memory:
   Python integers, rounded once at the end), so means, standard deviations, fees and turnover are
   the correctly rounded values whatever the order (numpy's pairwise sums differ in the last bits);
 * the historical VaR's order statistics are found by a radix selection over the float's bits
-  (:class:`OrderStats`: four passes of 16-bit digits, 64 Ki counters per target), then interpolated
-  as ``numpy.quantile``'s ``linear`` method does;
+  (:class:`OrderStats`: four passes of 16-bit digits, the first shared with the sums, 64 Ki
+  counters per distinct prefix), then interpolated as ``numpy.quantile``'s ``linear`` method does;
 * the drawdown's running peak, the last mark, the sampling interval's median (a count per distinct
   interval) and the average-cost PnL (:class:`tapeflow.backtest.risk.PnlBook`) carry a few numbers
   from batch to batch.
@@ -87,12 +87,17 @@ def _value(key: int) -> float:
 
 class OrderStats:
     """The ``k``-th smallest values (0-based) of a stream, by radix selection: call :meth:`add` with
-    every batch for each of the 4 passes (:meth:`next_pass` between them), then :attr:`values`."""
+    every batch for each of the 4 passes (:meth:`next_pass` between them), then :attr:`values`.
+
+    The first pass counts the top digit of every value whatever ``k``, so the targets may be given
+    at its end (``next_pass(ks)``: once the stream's length is known); targets that share a prefix
+    share a histogram.
+    """
 
     DIGIT = 16
     PASSES = 64 // DIGIT
 
-    def __init__(self, ks: Iterable[int]) -> None:
+    def __init__(self, ks: Iterable[int] = ()) -> None:
         self.ks = sorted(set(ks))
         self.rest = {k: k for k in self.ks}
         self.prefix = dict.fromkeys(self.ks, 0)
@@ -102,15 +107,22 @@ class OrderStats:
     def add(self, x: np.ndarray) -> None:
         keys = _keys(x)
         shift = 64 - self.DIGIT * (self.done + 1)
-        for k in self.ks:
-            sel = keys if not self.done else keys[(keys >> np.uint64(shift + self.DIGIT)) == self.prefix[k]]
+        for pf in ({0} if not self.done else set(self.prefix.values())):
+            sel = keys if not self.done else keys[(keys >> np.uint64(shift + self.DIGIT)) == pf]
             digit = ((sel >> np.uint64(shift)) & np.uint64((1 << self.DIGIT) - 1)).astype(np.int64)
             counts = np.bincount(digit, minlength=1 << self.DIGIT)
-            self._hist[k] = counts if k not in self._hist else self._hist[k] + counts
+            self._hist[pf] = counts if pf not in self._hist else self._hist[pf] + counts
 
-    def next_pass(self) -> None:
+    def next_pass(self, ks: Iterable[int] | None = None) -> None:
+        hist, self._hist = self._hist, {}
+        if ks is not None:
+            assert not self.done, "targets are given at the end of the first pass at the latest"
+            self.ks = sorted(set(ks))
+            self.rest = {k: k for k in self.ks}
+            self.prefix = dict.fromkeys(self.ks, 0)
+        empty = np.zeros(1 << self.DIGIT, np.int64)
         for k in self.ks:
-            cum = np.cumsum(self._hist.pop(k, np.zeros(1 << self.DIGIT, np.int64)))
+            cum = np.cumsum(hist.get(self.prefix[k], empty))
             d = int(np.searchsorted(cum, self.rest[k], side="right"))
             self.rest[k] -= int(cum[d - 1]) if d else 0
             self.prefix[k] = (self.prefix[k] << self.DIGIT) | d
@@ -198,6 +210,7 @@ def risk_report(fills: Batches, equity: Batches, counts: dict[str, int]) -> dict
     steps: Counter = Counter()
     last_ts = None
     s1, down = ExactSum(), ExactSum()
+    stats = OrderStats()  # the historical VaR's order statistics: the first digit needs no target
     for b, eq, pnl in _pnl(equity):
         ts, mids = _col(b, "ts_ns"), _col(b, "mid")
         step, many = np.unique(np.diff(ts) if last_ts is None else np.diff(ts, prepend=last_ts),
@@ -217,22 +230,21 @@ def risk_report(fills: Batches, equity: Batches, counts: dict[str, int]) -> dict
         n_pnl += x.size
         s1.add(x)
         down.add(np.minimum(x, 0.0) ** 2)
+        stats.add(x)
     mean = s1.value() / n_pnl if n_pnl else float("nan")
-    # the historical VaR's neighbours (numpy's linear quantile), found over the next four passes
+    # the historical VaR's neighbours (numpy's linear quantile): their digits over the next 3 passes
     where = {lv: _quantile_indexes(n_pnl, 1.0 - lv) for lv in LEVELS} if n_pnl else {}
-    stats = OrderStats(k for lo, hi, _ in where.values() for k in (lo, hi))
     ss = ExactSum()
-    for p in range(OrderStats.PASSES if where else 1):
-        for _, _, pnl in _pnl(equity):
-            x = _finite(pnl)
-            if p == 0:
-                ss.add((x - mean) ** 2)
-            if where:
-                stats.add(x)
-        if where:
-            stats.next_pass()
     var_hist: dict[float, float] = {}
     if where:
+        stats.next_pass(k for lo, hi, _ in where.values() for k in (lo, hi))
+        for p in range(1, OrderStats.PASSES):
+            for _, _, pnl in _pnl(equity):
+                x = _finite(pnl)
+                if p == 1:
+                    ss.add((x - mean) ** 2)
+                stats.add(x)
+            stats.next_pass()
         at = stats.values
         var_hist = {lv: -_lerp(at[lo], at[hi], t) for lv, (lo, hi, t) in where.items()}
     # the last pass: the tails beyond each VaR
