@@ -3,8 +3,8 @@ over the raw file's own 1 s book (``snapshots_for_format``, the ``tapeflow book`
 carries the feature schema hash and the source partitions; ``model`` trains on the first day and
 scores the second against the baselines, and says why it cannot train on the first. With the run
 config ``models: [deeplob]``, ``model`` trains the raw-book model from the lake (book levels joined
-from ``book_snapshots``), ``champion`` registers it from the stored set, and the live scorer over the
-day's lake rows gives the batch scores of the registered version."""
+from ``book_snapshots``) and the live scorer over the day's lake rows gives the stored model's batch
+scores."""
 
 from __future__ import annotations
 
@@ -130,11 +130,16 @@ def test_model_trains_on_the_day_before_and_scores_the_day(built) -> None:
 
 
 def test_deeplob_trained_by_the_asset_scores_live_as_batch(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model`` with ``models: [deeplob]`` trains from the lake; the set it stores (what ``champion``
+    reads and registers) holds a deeplob that the live scorer, fed the day's lake rows, scores as
+    batch scoring does. (The registry itself is left out: a new MLflow store costs ~12 s of CPU, and
+    its deeplob round trip is ``tests/ml/test_live_scoring.py``'s.)"""
     import assets.ml
     from assets.partitions import partition_key
+    from tapeflow.batch.targets import Target
     from tapeflow.ml import ExampleParams, feature_schema_hash
-    from tapeflow.ml.live import LivePredictor, RegistryChampion, score_table
-    from tapeflow.ml.registry import Registry, default_root, model_name
+    from tapeflow.ml.artifact import ModelArtifact
+    from tapeflow.ml.live import LivePredictor, score_table
     from tapeflow.schemas.ml import PREDICTION
     from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
     from tapeflow.storage import lake
@@ -143,36 +148,43 @@ def test_deeplob_trained_by_the_asset_scores_live_as_batch(built, monkeypatch: p
     dep, _, _, (venue, symbol, date), instance = built
     seed = random.randrange(10**6)
     print(f"training seed {seed}")
-    monkeypatch.setattr(assets.ml, "MODEL_CONFIG", _quick(seed))
-    group = [a for a in definitions().assets if {"model", "champion"} & {k.path[-1] for k in a.keys}]
-    kinds = {"config": {"models": ["deeplob"]}}
+    quick = _quick(seed)
+    monkeypatch.setattr(assets.ml, "MODEL_CONFIG", quick)
+    group = [a for a in definitions().assets if "model" in {k.path[-1] for k in a.keys}]
     result = dg.materialize(group, partition_key=partition_key(date, venue, symbol),
                             resources=dep.resources(), instance=instance,
-                            run_config={"ops": {"model": kinds, "champion": kinds}})
+                            run_config={"ops": {"model": {"config": {"models": ["deeplob"]}}}})
     assert result.success
     params = ExampleParams(book_levels=10)
     [model] = materializations(result)["model"].values()
     assert model["status"] == "trained" and model["models"] == ["deeplob"]
     assert model["feature_schema_hash"] == feature_schema_hash(params) and "deeplob" in model["scores"]
-    [champ] = materializations(result)["champion"].values()
-    assert champ["challenger_kind"] == "deeplob" and champ["candidates"] == "read (model asset)"
-    assert champ["status"] == "promoted"
 
-    # the registered champion is the asset's deeplob, over the joined examples
-    name = model_name(venue, symbol, 10)
-    version, art = Registry(default_root(dep.lake)).champion(name)
+    # what ``champion`` reads for this day with the same kinds: the stored deeplob, saved and loaded
+    t = Target(date=date, venue=venue, symbol=symbol)
+    cfg = replace(quick, models=("deeplob",))
+    stored = assets.ml.stored_candidates(dep.lake, t, assets.ml.train_days(dep.lake, t), cfg)
+    assert stored is not None and list(stored.artifacts) == ["deeplob"]
+    art = ModelArtifact.load(stored.artifacts["deeplob"].save(dep.root / "deeplob"))
     assert art.spec.kind == "deeplob" and art.params == params and art.book_scaler is not None
     examples = assets.ml._examples(dep.lake, venue, symbol, date, params)
-    batch = score_table(art, examples, name, version, venue, symbol)
+    name = "asset-deeplob"
+    batch = score_table(art, examples, name, 1, venue, symbol)
+    # the stored calls on the day's usable rows are batch scoring's
+    np.testing.assert_array_equal(batch.column("predicted").to_numpy()[stored.rows],
+                                  stored.pred["deeplob"] - 1)
 
-    # live: the day's lake rows in random micro-batches, each batch's trades those that arrived by
-    # its last grid instant
+    class Stored:
+        def current(self, venue: str, symbol: str):  # noqa: ANN202
+            return name, 1, art
+
+    # live: the day's lake rows in random micro-batches, each with the trades arrived by its last instant
     snaps = lake.read(BOOK_SNAPSHOT, dep.lake, venue, symbol, date).select(BOOK_SNAPSHOT.column_names)
     snaps = snaps.sort_by("ts_event_ns")
     trades = lake.read(TRADE, dep.lake, venue, symbol, date).select(TRADE.column_names).sort_by("ts_recv_ns")
     grid, recv = snaps.column("ts_event_ns").to_numpy(), trades.column("ts_recv_ns").to_numpy()
     rng = np.random.default_rng(seed)
-    predictor = LivePredictor(RegistryChampion(default_root(dep.lake), 10, min_interval_s=0.0))
+    predictor = LivePredictor(Stored())
     out, lo, t_lo = [], 0, 0
     while lo < len(grid):
         hi = min(len(grid), lo + int(rng.integers(1, 40)))
@@ -193,3 +205,19 @@ def test_deeplob_trained_by_the_asset_scores_live_as_batch(built, monkeypatch: p
             np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=col)
         else:
             np.testing.assert_array_equal(got, want, err_msg=col)
+
+
+def test_model_kinds_config() -> None:
+    import assets.ml
+    from assets.resources import TapeflowResource
+    from tapeflow.errors import ConfigError
+
+    res = TapeflowResource(ml_flat_share=None)
+    default = assets.ml._config(res, assets.ml.ModelKinds())
+    assert default.models == assets.ml.MODEL_CONFIG.models == ("logreg", "mlp", "tcn")
+    assert assets.ml.dataset_params(default) == assets.ml.PARAMS  # the default kinds read no book
+    deep = assets.ml._config(res, assets.ml.ModelKinds(models=["logreg", "deeplob"]))
+    assert deep.models == ("logreg", "deeplob") and assets.ml.dataset_params(deep).book_levels == 10
+    for bad in (["xgboost"], [], ["logreg", "logreg"]):
+        with pytest.raises(ConfigError, match="model kinds"):
+            assets.ml._config(res, assets.ml.ModelKinds(models=bad))
