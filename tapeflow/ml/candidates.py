@@ -45,7 +45,8 @@ INDEX = "candidates.json"
 PREDICTIONS = "predictions.npz"
 # the modules whose code decides what a training gives: a change in any of them trains anew
 _TRAINING_CODE = ("kernels.ml_models", "kernels.ml_train", "tapeflow.ml.dataset", "tapeflow.ml.metrics",
-                  "tapeflow.ml.walkforward", "tapeflow.ml.artifact", "tapeflow.ml.candidates")
+                  "tapeflow.ml.walkforward", "tapeflow.ml.artifact", "tapeflow.ml.candidates",
+                  "tapeflow.ml.rows", "tapeflow.ml.book_inputs")  # the last two: the book inputs' join
 
 
 @dataclass(frozen=True)
