@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, BackfillPolicy, Config, MaterializeResult, MetadataValue, asset
 
 from assets import common
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
 from tapeflow.batch.targets import Target
+from tapeflow.errors import ConfigError
 from tapeflow.ml import ExampleParams, feature_schema_hash
 from tapeflow.ml import training_examples as build_examples
 from tapeflow.ml.candidates import (
@@ -38,14 +39,29 @@ from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
 from tapeflow.ml.retrain import retrain
-from tapeflow.ml.rows import example_rows, examples_from_rows
-from tapeflow.ml.walkforward import WalkForwardConfig
+from tapeflow.ml.rows import example_rows, examples_from_rows, with_book_inputs
+from tapeflow.ml.walkforward import KINDS, WalkForwardConfig
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
 from tapeflow.storage import lake as lake_store
 
 PARAMS = ExampleParams()
 MODEL_CONFIG = WalkForwardConfig(horizon_s=10, train_folds=3)
+BOOK_KINDS = ("deeplob",)  # kinds that read raw book levels: joined from the lake's book_snapshots
+
+
+class ModelKinds(Config):
+    """Run config of ``model`` and ``champion``: which kinds to train (``tapeflow.ml.walkforward.KINDS``).
+
+    None (the default) trains ``MODEL_CONFIG.models`` (logreg, mlp, tcn). With ``deeplob`` every kind
+    reads the default examples plus the raw book levels of the partition's ``book_snapshot`` rows,
+    joined on the grid (``tapeflow.ml.rows.with_book_inputs``; the dataset's hash is then that of
+    ``ExampleParams(book_levels=10)``, as ``tapeflow ml evaluate --models ...,deeplob`` builds it).
+    Give both assets the same list: ``champion`` reads the set ``model`` stored only when it was
+    trained from the same kinds (else it trains its own).
+    """
+
+    models: list[str] | None = None
 
 
 def _class_shares(rows: pa.Table) -> dict[str, dict[str, float]]:
@@ -100,24 +116,27 @@ def training_examples(context: AssetExecutionContext, tapeflow: TapeflowResource
     metadata={"horizon_s": MODEL_CONFIG.horizon_s, "train_days": MODEL_CONFIG.train_folds,
               "models": list(MODEL_CONFIG.models), "feature_schema_hash": feature_schema_hash(PARAMS)},
 )
-def model(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+def model(context: AssetExecutionContext, tapeflow: TapeflowResource,
+          config: ModelKinds) -> MaterializeResult:
     """The models trained on the instrument's previous days of examples and scored on this day against
     the naive baselines (macro-F1, accuracy, log loss, MCC, confusion, bootstrap intervals); the
     trained models and their calls on the day are stored for ``champion`` and ``model_backtest``."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
+    cfg = _config(tapeflow, config)
+    params = dataset_params(cfg)
     for t in wanted:
         days = train_days(lake, t)
-        today = _examples(lake, t.venue, t.symbol, t.date)
-        cfg = _config(tapeflow)
-        history = [_examples(lake, t.venue, t.symbol, d) for d in days]
+        today = _examples(lake, t.venue, t.symbol, t.date, params)
+        history = [_examples(lake, t.venue, t.symbol, d, params) for d in days]
         trained = train_candidates(history, [partition_name(t.venue, t.symbol, d) for d in days], today,
-                                   PARAMS, cfg, today_name=partition_name(t.venue, t.symbol, t.date),
+                                   params, cfg, today_name=partition_name(t.venue, t.symbol, t.date),
                                    key=candidates_key(lake, t, days, cfg)) if today.num_rows else None
         store_candidates(candidates_dir(default_root(lake), t.venue, t.symbol, t.date), trained)
-        result = score_day(history, today, PARAMS, cfg, t.symbol,
+        result = score_day(history, today, params, cfg, t.symbol,
                            trained=trained.predictions() if trained else None) if today.num_rows else None
-        meta = {"train_days": days, **summary(result)}
+        meta = {"train_days": days, "models": list(cfg.models),
+                "feature_schema_hash": feature_schema_hash(params), **summary(result)}
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
                                     for k, v in meta.items()}, partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
@@ -137,8 +156,9 @@ def train_days(lake: Path, t: Target) -> list[str]:
 
 def candidates_key(lake: Path, t: Target, days: list[str], cfg: WalkForwardConfig | None = None) -> str:
     """What ``t``'s candidates are trained from (``tapeflow.ml.candidates.examples_key``; the config,
-    ``flat_share`` included, is part of it; None: ``MODEL_CONFIG`` as it is now)."""
-    return examples_key(lake, t.venue, t.symbol, [*days, t.date], PARAMS, cfg or MODEL_CONFIG)
+    ``flat_share`` and the kinds included, is part of it; None: ``MODEL_CONFIG`` as it is now)."""
+    cfg = cfg or MODEL_CONFIG
+    return examples_key(lake, t.venue, t.symbol, [*days, t.date], dataset_params(cfg), cfg)
 
 
 def stored_candidates(lake: Path, t: Target, days: list[str],
@@ -159,24 +179,26 @@ def stored_candidates(lake: Path, t: Target, days: list[str],
               "models": list(MODEL_CONFIG.models), "margin_macro_f1": DEFAULT_MARGIN,
               "feature_schema_hash": feature_schema_hash(PARAMS)},
 )
-def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
+def champion(context: AssetExecutionContext, tapeflow: TapeflowResource,
+             config: ModelKinds) -> MaterializeResult:
     """A challenger trained on the instrument's previous days, compared with the registry's champion
     on this day (macro-F1, paired block-bootstrap interval) and promoted when it wins by the margin."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     registry = Registry(default_root(lake))
+    cfg = _config(tapeflow, config)
+    params = dataset_params(cfg)
     for t in wanted:
         days = train_days(lake, t)
         # the models the ``model`` asset trained for this day; trained here only when it has not run
         # since the examples changed (e.g. the retrain job, which materializes ``champion`` alone)
-        cfg = _config(tapeflow)
         stored = stored_candidates(lake, t, days, cfg)
-        history = [] if stored else [_examples(lake, t.venue, t.symbol, d) for d in days]
+        history = [] if stored else [_examples(lake, t.venue, t.symbol, d, params) for d in days]
         result = retrain(registry, model_name(t.venue, t.symbol, MODEL_CONFIG.horizon_s), history,
                          [partition_name(t.venue, t.symbol, d) for d in days],
-                         _examples(lake, t.venue, t.symbol, t.date),
+                         _examples(lake, t.venue, t.symbol, t.date, params),
                          partition_name(t.venue, t.symbol, t.date),
-                         params=PARAMS, cfg=cfg, margin=DEFAULT_MARGIN,
+                         params=params, cfg=cfg, margin=DEFAULT_MARGIN,
                          tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
         meta = result.metadata()
         if not result.skipped:
@@ -187,12 +209,37 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource) -> Mate
     return MaterializeResult(metadata=common.run_metadata(wanted))
 
 
-def _config(tapeflow: TapeflowResource) -> WalkForwardConfig:
-    """``MODEL_CONFIG``, with the resource's ``flat_share`` (the CLI's ``--flat-share``) where set."""
+def _config(tapeflow: TapeflowResource, config: ModelKinds | None = None) -> WalkForwardConfig:
+    """``MODEL_CONFIG``, with the run config's kinds and the resource's ``flat_share`` (the CLI's
+    ``--flat-share``) where set.
+
+    Raises:
+        ConfigError: an unknown or repeated kind, or an empty list.
+    """
+    cfg = MODEL_CONFIG
+    if config is not None and config.models is not None:
+        kinds = tuple(config.models)
+        bad = [k for k in kinds if k not in KINDS]
+        if bad or not kinds or len(set(kinds)) != len(kinds):
+            raise ConfigError(f"model kinds {list(kinds)} in the run config: each once, from {list(KINDS)}")
+        cfg = replace(cfg, models=kinds)
     share = tapeflow.flat_share
-    return MODEL_CONFIG if share is None else replace(MODEL_CONFIG, flat_share=share)
+    return cfg if share is None else replace(cfg, flat_share=share)
 
 
-def _examples(lake: Path, venue: str, symbol: str, date: str) -> pa.Table:
+def dataset_params(cfg: WalkForwardConfig) -> ExampleParams:
+    """The examples ``cfg``'s kinds read: ``PARAMS``, plus the raw book levels when one reads them."""
+    if set(cfg.models) & set(BOOK_KINDS):
+        return replace(PARAMS, book_levels=PARAMS.levels)
+    return PARAMS
+
+
+def _examples(lake: Path, venue: str, symbol: str, date: str, params: ExampleParams = PARAMS) -> pa.Table:
     rows = lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date)
-    return examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))
+    examples = examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))
+    if not params.book_levels:
+        return examples
+    snaps = lake_store.read(BOOK_SNAPSHOT, lake, venue, symbol, date)
+    snaps = snaps.select(BOOK_SNAPSHOT.column_names).sort_by("ts_event_ns")
+    return with_book_inputs(examples, snaps, params.book_levels,
+                            where=f"{venue}/{symbol}/{date}")

@@ -234,10 +234,10 @@ class SimulatedBroker(Broker):
         if not self.done:
             return bt.ctx.result()
         if self._final is None:
-            # the report reads the spilled parts back; a temporary spool is then removed
+            # the report streams the spilled parts; a temporary spool goes when the result does
             self._final = bt.finish()
-            if self.spool is not None:
-                self.spool.cleanup()
+            if hasattr(self._final, "adopt"):
+                self._final.adopt()
         return self._final
 
 

@@ -11,9 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tapeflow.backtest import risk
-
-YEAR_NS = 365 * 24 * 3600 * 10**9
+from tapeflow.backtest.report_stream import risk_report
 
 
 @dataclass
@@ -39,37 +37,11 @@ class BacktestResult:
         """The risk report: PnL split, Sharpe, Sortino, drawdown, turnover, hit and fill ratios, VaR/CVaR.
 
         Per-period figures use the equity curve's sampling interval; Sharpe and Sortino are
-        annualized over a 365-day year (venues that trade around the clock).
+        annualized over a 365-day year (venues that trade around the clock). Computed over record
+        batches (:func:`tapeflow.backtest.report_stream.risk_report`, sums exact), so a paper
+        session's report streamed from its Parquet parts (:class:`SpooledResult`) is the same.
         """
-        eq = self.column("equity", "equity")
-        ts = self.column("equity", "ts_ns")
-        pnl = np.diff(eq) if eq.size > 1 else np.zeros(0)
-        period_ns = float(np.median(np.diff(ts))) if ts.size > 1 else float("nan")
-        per_year = YEAR_NS / period_ns if period_ns and np.isfinite(period_ns) else 1.0
-        mids = self.column("equity", "mid")
-        mark = float(mids[np.isfinite(mids)][-1]) if np.isfinite(mids).any() else float("nan")
-        side, price, qty = (self.column("fills", c) for c in ("side", "price", "qty"))
-        br = risk.pnl_breakdown(side, price, qty, mark)
-        filled_orders = len(np.unique(self.column("fills", "order_id")))
-        out: dict[str, Any] = {
-            "final_equity": float(eq[-1]) if eq.size else 0.0,
-            "realized_pnl": br.realized, "unrealized_pnl": br.unrealized,
-            "fees": float(np.sum(self.column("fills", "fee"))), "final_position": br.position,
-            "fills": int(side.size), "maker_fills": int(np.sum(self.column("fills", "maker"))),
-            "orders": self.counts.get("orders", 0),
-            "fill_ratio": filled_orders / max(self.counts.get("orders", 0), 1),
-            "hit_rate": br.hit_rate, "turnover": float(np.sum(price * qty)), "volume": float(np.sum(qty)),
-            "sharpe": risk.sharpe(pnl, per_year), "sortino": risk.sortino(pnl, per_year),
-            "max_drawdown": risk.max_drawdown(eq), "period_s": period_ns / 1e9,
-        }
-        for level in (0.95, 0.99):
-            tag = int(round(level * 100))
-            out[f"var{tag}_hist"] = risk.var_historical(pnl, level) if pnl.size else float("nan")
-            out[f"cvar{tag}_hist"] = risk.cvar_historical(pnl, level) if pnl.size else float("nan")
-            out[f"var{tag}_param"] = risk.var_parametric(pnl, level)
-            out[f"cvar{tag}_param"] = risk.cvar_parametric(pnl, level)
-        out.update({k: v for k, v in self.counts.items() if k != "orders"})
-        return out
+        return risk_report(lambda: self.fills.to_batches(), lambda: self.equity.to_batches(), self.counts)
 
     def write_report(self, out_dir: Path) -> Path:
         """Write ``report.json`` alone (a paper session's fills and equity are already there)."""

@@ -111,25 +111,47 @@ class PnlBreakdown:
         return self.winning_fills / self.closing_fills if self.closing_fills else float("nan")
 
 
+class PnlBook:
+    """:func:`pnl_breakdown` fed fill by fill or batch by batch (a paper session's fills, streamed
+    from disk): the same operations in the same order, so the same numbers as one call."""
+
+    def __init__(self) -> None:
+        self.pos = self.cost = self.realized = 0.0
+        self.closing = self.wins = 0
+
+    def add(self, side: np.ndarray, price: np.ndarray, qty: np.ndarray) -> None:
+        """The next fills, in order (``side`` +1 buy / -1 sell)."""
+        pos, cost, realized = self.pos, self.cost, self.realized
+        closing = wins = 0
+        rows = zip(np.asarray(side, float), np.asarray(price, float), np.asarray(qty, float), strict=True)
+        for s, px, q in rows:
+            if pos == 0 or np.sign(pos) == s:
+                cost = (cost * abs(pos) + px * q) / (abs(pos) + q)
+                pos += s * q
+                continue
+            closed = min(q, abs(pos))
+            gain = closed * (px - cost) * np.sign(pos)
+            realized += gain
+            closing += 1
+            wins += gain > 0
+            pos += s * q
+            if abs(pos) < 1e-12:
+                pos, cost = 0.0, 0.0
+            elif np.sign(pos) == s:
+                cost = px
+        self.pos, self.cost, self.realized = pos, cost, realized
+        self.closing += closing
+        self.wins += int(wins)
+
+    def breakdown(self, mark: float) -> PnlBreakdown:
+        """The fills so far, the open position marked at ``mark``."""
+        pos, cost = self.pos, self.cost
+        unrealized = pos * (mark - cost) if pos and np.isfinite(mark) else 0.0
+        return PnlBreakdown(self.realized, unrealized, pos, cost, self.closing, self.wins)
+
+
 def pnl_breakdown(side: np.ndarray, price: np.ndarray, qty: np.ndarray, mark: float) -> PnlBreakdown:
     """Realized and unrealized PnL of fills (``side`` +1 buy / -1 sell) marked at ``mark``."""
-    pos = cost = realized = 0.0
-    closing = wins = 0
-    rows = zip(np.asarray(side, float), np.asarray(price, float), np.asarray(qty, float), strict=True)
-    for s, px, q in rows:
-        if pos == 0 or np.sign(pos) == s:
-            cost = (cost * abs(pos) + px * q) / (abs(pos) + q)
-            pos += s * q
-            continue
-        closed = min(q, abs(pos))
-        gain = closed * (px - cost) * np.sign(pos)
-        realized += gain
-        closing += 1
-        wins += gain > 0
-        pos += s * q
-        if abs(pos) < 1e-12:
-            pos, cost = 0.0, 0.0
-        elif np.sign(pos) == s:
-            cost = px
-    unrealized = pos * (mark - cost) if pos and np.isfinite(mark) else 0.0
-    return PnlBreakdown(realized, unrealized, pos, cost, closing, wins)
+    book = PnlBook()
+    book.add(side, price, qty)
+    return book.breakdown(mark)

@@ -15,11 +15,11 @@ import numpy as np
 
 from tapeflow.backtest import core
 from tapeflow.backtest.results import BacktestResult, equity_table, fills_table
+from tapeflow.backtest.spool import ResultSpool, SpooledResult
 from tapeflow.errors import ConfigError
 
 if TYPE_CHECKING:
     from tapeflow.backtest.engine import Backtest
-    from tapeflow.backtest.spool import ResultSpool
 
 TIFS = {"gtc": core.TIF_GTC, "post_only": core.TIF_GTX, "ioc": core.TIF_IOC}
 _TYPES = {core.T_LIMIT: "limit", core.T_MARKET: "market"}
@@ -326,5 +326,5 @@ class Context:
     def result(self) -> BacktestResult:
         if self.spool is None:
             return BacktestResult.build(self.fills, self.samples, self.counts, self.tick_size)
-        return BacktestResult(self.spool.read("fills", fills_table(self.fills, self.tick_size)),
-                              self.spool.read("equity", equity_table(self.samples)), dict(self.counts))
+        return SpooledResult(self.spool, fills_table(self.fills, self.tick_size), equity_table(self.samples),
+                             self.counts)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +170,16 @@ def predict(art: ModelArtifact, seg: Segment, rows: np.ndarray | None = None
     weights = {k: np.asarray(v, np.float32) for k, v in art.weights.items()}
     proba = predict_proba(art.spec, weights, x)  # type: ignore[arg-type]
     return decide(proba, art.offsets), proba
+
+
+def reads(art: ModelArtifact, params: ExampleParams) -> bool:
+    """Whether ``art`` can score segments built with ``params``: its own dataset, or (a model that
+    does not read raw book levels, trained without them) the same dataset with raw book inputs
+    added, which leave every other input as it was."""
+    if art.params == params:
+        return True
+    return (art.params.book_levels == 0 and art.spec.kind != "deeplob"
+            and replace(params, book_levels=0) == art.params)
 
 
 def check_examples(art: ModelArtifact, examples: pa.Table) -> None:

@@ -36,6 +36,7 @@ from tapeflow.ml.evaluate import MIN_USABLE_ROWS
 from tapeflow.ml.examples import ExampleParams, feature_schema_hash
 from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import TRAINING_EXAMPLE
+from tapeflow.schemas.records import BOOK_SNAPSHOT
 from tapeflow.storage import lake as lake_store
 from tapeflow.storage.parts import list_parts
 
@@ -44,7 +45,8 @@ INDEX = "candidates.json"
 PREDICTIONS = "predictions.npz"
 # the modules whose code decides what a training gives: a change in any of them trains anew
 _TRAINING_CODE = ("kernels.ml_models", "kernels.ml_train", "tapeflow.ml.dataset", "tapeflow.ml.metrics",
-                  "tapeflow.ml.walkforward", "tapeflow.ml.artifact", "tapeflow.ml.candidates")
+                  "tapeflow.ml.walkforward", "tapeflow.ml.artifact", "tapeflow.ml.candidates",
+                  "tapeflow.ml.rows", "tapeflow.ml.book_inputs")  # the last two: the book inputs' join
 
 
 @dataclass(frozen=True)
@@ -128,16 +130,21 @@ def _code_digest() -> str:
 def examples_key(lake: Path, venue: str, symbol: str, dates: Sequence[str], params: ExampleParams,
                  cfg: WalkForwardConfig) -> str:
     """A digest of what a training over ``dates`` (the history days, then the held-out day) reads:
-    every byte of their ``training_example`` part files, the dataset and protocol settings, the
-    training code."""
+    every byte of their ``training_example`` part files (and ``book_snapshot`` ones when the dataset
+    has raw book inputs), the dataset and protocol settings, the training code."""
     h = hashlib.blake2b(digest_size=20)
     h.update(f"{FORMAT_VERSION}|{feature_schema_hash(params)}|{cfg!r}|{_code_digest()}".encode())
+    # raw book inputs are joined from the partition's book_snapshot rows (tapeflow.ml.rows.with_book_inputs)
+    records = (TRAINING_EXAMPLE, BOOK_SNAPSHOT) if params.book_levels else (TRAINING_EXAMPLE,)
     for date in dates:
-        directory = lake_store.partition_dir(lake, TRAINING_EXAMPLE, venue, symbol, date)
         h.update(f"|{date}".encode())
-        for part in list_parts(directory):
-            h.update(f"|{part.name}|".encode())
-            h.update((directory / part.name).read_bytes())
+        for record in records:
+            directory = lake_store.partition_dir(lake, record, venue, symbol, date)
+            if record is not TRAINING_EXAMPLE:
+                h.update(f"|{record.name}".encode())
+            for part in list_parts(directory):
+                h.update(f"|{part.name}|".encode())
+                h.update((directory / part.name).read_bytes())
     return h.hexdigest()
 
 

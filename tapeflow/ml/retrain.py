@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
-from tapeflow.ml.artifact import ModelArtifact, predict
+from tapeflow.ml.artifact import ModelArtifact, predict, reads
 from tapeflow.ml.candidates import Candidates, train_candidates, train_segments
 from tapeflow.ml.dataset import model_features, segment
 from tapeflow.ml.drift import PSI_THRESHOLD, DriftReport, feature_drift
@@ -117,7 +117,7 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
     before = registry.champion(name)
     if before is None:
         cmp = without_champion("no_champion", margin, held.macro_f1)
-    elif before[1].feature_schema_hash != challenger.feature_schema_hash:
+    elif not reads(before[1], challenger.params):
         cmp = without_champion("schema_changed", margin, held.macro_f1)
     else:
         champ_pred, _ = predict(before[1], examples_test, rows)
@@ -146,8 +146,10 @@ def training_partitions(registry: Registry, name: str, version: int) -> list[str
 
 def drift_check(champion: ModelArtifact, train: Sequence[pa.Table], recent: Sequence[pa.Table],
                 threshold: float = PSI_THRESHOLD) -> DriftReport:
-    """Feature PSI of the ``recent`` examples against the champion's training days ``train``."""
-    p, h = champion.params, champion.horizon_s
+    """Feature PSI of the ``recent`` examples against the champion's training days ``train``
+    (the engineered inputs: a ``deeplob`` champion's raw book levels are not compared, and the
+    lake's examples, which do not hold them, are read as they are)."""
+    p, h = replace(champion.params, book_levels=0), champion.horizon_s
     return feature_drift([segment(t, h, p, "train") for t in train if t.num_rows],
                          [segment(t, h, p, "recent") for t in recent if t.num_rows], model_features(p),
                          threshold)

@@ -8,11 +8,15 @@ table whether it was computed now or read from the lake.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, replace
+
 import numpy as np
 import pyarrow as pa
 
 from kernels.metrics import UNDEF
 from tapeflow.errors import TapeflowError
+from tapeflow.ml.book_inputs import book_inputs
 from tapeflow.ml.examples import HASH_KEY, ExampleParams, feature_names, feature_schema_hash
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
 
@@ -85,3 +89,50 @@ def examples_from_rows(rows: pa.Table) -> pa.Table:
     for h in HORIZONS_S:
         order += [f"return_{h}s", f"smoothed_return_{h}s", f"label_{h}s"]
     return pa.table({n: cols[n] for n in order}).replace_schema_metadata({HASH_KEY: want.encode()})
+
+
+def with_book_inputs(examples: pa.Table, snapshots: pa.Table, levels: int, *, where: str = "") -> pa.Table:
+    """Examples read from the lake (:func:`examples_from_rows`) with the raw book-level inputs of
+    ``levels`` per side (``tapeflow.ml.book_inputs``) joined on the grid: the table
+    ``training_examples(snapshots, trades, ExampleParams(book_levels=levels))`` gives for the same
+    rows, its schema hash included, without a second copy of the book in the lake.
+
+    The examples' grid is the snapshots' own (one example per ``book_snapshot`` row), so each row
+    ``t`` takes the inputs of the snapshot at ``t``, which read that row and the one before it
+    (the mid's change), never a later one.
+
+    Args:
+        examples: one instrument-day's examples of the default dataset.
+        snapshots: the ``book_snapshot`` rows they were built from, in time order.
+        levels: book levels per side (at most the snapshots' depth).
+        where: the partition, for the error message.
+
+    Raises:
+        TapeflowError: the examples are not of the default dataset, or their grid is not the
+            snapshots' (examples built before the book was rebuilt: rebuild them).
+    """
+    base = ExampleParams()
+    got = (examples.schema.metadata or {}).get(HASH_KEY, b"").decode()
+    want = feature_schema_hash(base)
+    if got != want:
+        raise TapeflowError(f"book inputs join the default dataset's examples ({want[:12]}), "
+                            f"these have schema hash {got[:12] or 'none'}")
+    if not 0 < levels <= base.levels:
+        raise TapeflowError(f"book_levels {levels} is outside 1..{base.levels} (the snapshot levels)")
+    grid = examples.column("ts_event_ns").to_numpy()
+    snap_ts = snapshots.column("ts_event_ns").to_numpy()
+    if len(grid) != len(snap_ts) or not np.array_equal(grid, snap_ts):
+        raise TapeflowError(f"training_examples{' of ' + where if where else ''} were not built from "
+                            f"these book_snapshots rows "
+                            f"({len(grid)} examples, {len(snap_ts)} snapshots on another grid): "
+                            f"rematerialize training_examples")
+    params = replace(base, book_levels=levels)
+    book = book_inputs(snapshots, levels)
+    at = examples.schema.get_field_index(feature_names(base)[-1]) + 1
+    out = examples
+    for i, (name, values) in enumerate(book.items()):  # the library's column order
+        out = out.add_column(at + i, name, pa.array(values, pa.float64()))
+    return out.replace_schema_metadata({
+        HASH_KEY: feature_schema_hash(params).encode(),
+        b"tapeflow.feature_params": json.dumps(asdict(params), sort_keys=True).encode(),
+        b"tapeflow.source": (examples.schema.metadata or {}).get(b"tapeflow.source", b"")})

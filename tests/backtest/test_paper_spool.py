@@ -4,6 +4,7 @@ one; a session restored from a snapshot rewrites the parts after it and counts n
 
 from __future__ import annotations
 
+import gc
 import json
 import pickle
 
@@ -62,13 +63,17 @@ def test_spilled_report_equals_the_in_memory_one(tmp_path):
     assert len(parts) >= ref.equity.num_rows // 100
     assert sum(pa.parquet.read_metadata(p).num_rows for p in parts) <= ref.equity.num_rows
     assert json.loads((out / "report.json").read_text())["fills"] == ref.report()["fills"]
-    # a temporary spool (no results directory) is removed at the end
+    # a temporary spool (no results directory) is removed once the session's result is released
+    # (the result streams its report from the parts)
     temp = PaperTrader("mm", _mm(), tick_nanos=TICK, lot_nanos=LOT, config=FINE, spill_rows=64)
     _feed(temp, batches)
     where = temp.broker.spool.directory
     assert where is not None and any(where.iterdir())
     _, again = temp.close()
     _same(ref, again)
+    assert where.exists()
+    del temp, again
+    gc.collect()
     assert not where.exists()
 
 

@@ -221,6 +221,44 @@ def test_no_look_ahead(sim_day: tuple[pa.Table, pa.Table]) -> None:
                                   other.column("book_bid_logsize_3").to_numpy()[upto:])
 
 
+def test_book_inputs_joined_from_the_lake_equal_the_library_and_see_nothing_later(
+        sim_day: tuple[pa.Table, pa.Table]) -> None:
+    """The ``model`` asset's join (lake rows of the default dataset + the partition's snapshots) gives
+    the library's ``book_levels`` = 10 table, hash included; no look-ahead, as in the test above:
+    every snapshot after ``t`` perturbed, the joined rows up to ``t`` stay bit-identical."""
+    from tapeflow.ml.rows import example_rows, examples_from_rows, with_book_inputs
+
+    snapshots, trades_ = sim_day
+    p = ExampleParams(book_levels=10)
+    want = training_examples(snapshots, trades_, p)
+
+    def lake(book: pa.Table, tr: pa.Table) -> pa.Table:  # written to the record and read back
+        return examples_from_rows(example_rows(training_examples(book, tr), "sim", "X"))
+
+    got = with_book_inputs(lake(snapshots, trades_), snapshots, 10)
+    assert got.schema.metadata[HASH_KEY] == feature_schema_hash(p).encode() == want.schema.metadata[HASH_KEY]
+    assert got.column_names == want.column_names
+    for name in want.column_names:  # NaN where the book is one-sided, null where no label: equal too
+        assert got.column(name).type == want.column(name).type, name
+        np.testing.assert_array_equal(got.column(name).to_numpy(zero_copy_only=False),
+                                      want.column(name).to_numpy(zero_copy_only=False), err_msg=name)
+    grid = snapshots.column("ts_event_ns").to_numpy()
+    for t_ns in (int(grid[len(grid) // 3]), int(grid[2 * len(grid) // 3])):
+        book2, trades2 = _perturb_after(snapshots, trades_, t_ns)
+        other = with_book_inputs(lake(book2, trades2), book2, 10)
+        upto = int(np.searchsorted(grid, t_ns, side="right"))
+        for name in feature_names(p):
+            a, b = got.column(name).to_numpy()[:upto], other.column(name).to_numpy()[:upto]
+            assert a.tobytes() == b.tobytes(), f"{name} at or before t changed when only later input did"
+        assert not np.array_equal(got.column("book_ask_logsize_2").to_numpy()[upto:],
+                                  other.column("book_ask_logsize_2").to_numpy()[upto:])
+    # examples not built from these snapshot rows (a rebuilt book): refused, saying what to do
+    with pytest.raises(TapeflowError, match="rematerialize training_examples"):
+        with_book_inputs(lake(snapshots, trades_), snapshots.slice(1), 10)
+    with pytest.raises(TapeflowError, match="default dataset"):
+        with_book_inputs(want, snapshots, 10)
+
+
 def test_simulator_day_table(sim_day: tuple[pa.Table, pa.Table]) -> None:
     snapshots, trades_ = sim_day
     t = training_examples(snapshots, trades_, source="sim/equity/1")

@@ -196,3 +196,23 @@ def test_label_alpha_round_trips_and_sets_the_past_label_input(trained, tmp_path
     relabelled = day.relabel(5e-5, 10)
     assert not np.array_equal(relabelled.x[:, -1], day.x[:, -1])  # the threshold moves past labels
     np.testing.assert_array_equal(predict(back, day)[1], predict(trained["good"], relabelled)[1])
+
+
+def test_a_flat_champion_reads_a_book_input_challengers_rows(trained) -> None:
+    """A flat model trained without raw book inputs scores rows built with them (it reads the same
+    columns), so the promotion rule compares it with a ``deeplob`` challenger trained by the Dagster
+    assets instead of replacing it unseen (``schema_changed``); a ``deeplob`` or a model of another
+    dataset cannot."""
+    from dataclasses import replace
+
+    from tapeflow.ml.artifact import reads
+
+    art, day = trained["good"], trained["day"]
+    book = replace(PARAMS, book_levels=10)
+    assert reads(art, PARAMS) and reads(art, book)
+    assert not reads(art, replace(book, alpha=1e-4))
+    deep = replace(art, spec=art.spec._replace(kind="deeplob"))
+    assert not reads(deep, book) and not reads(replace(deep, params=book), PARAMS)
+    assert reads(replace(deep, params=book), book)
+    with_book = replace(day, book=np.random.default_rng(0).normal(size=(len(day.ts_ns), 41)))
+    np.testing.assert_array_equal(predict(art, with_book)[1], predict(art, day)[1])
