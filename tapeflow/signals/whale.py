@@ -60,18 +60,19 @@ def hold_delay_ns(params: dict[str, Any], book: dict[str, np.ndarray] | None) ->
 
 
 def mid_moves(print_ts: np.ndarray, side: np.ndarray, book: dict[str, np.ndarray], delay_ns: int,
-              tick: int) -> np.ndarray:
+              tick: int) -> tuple[np.ndarray, np.ndarray]:
     """Per print, the mid's move its own way (ticks) from the last two-sided grid row before it to
-    the last one at or before ``delay_ns`` after it; NaN where either is missing."""
+    the last one at or before ``delay_ns`` after it (NaN where either is missing), and the capture
+    time of that later row (the print's evidence is complete then; int64 min where none)."""
     bid, ask = book["bid_p"][:, 0], book["ask_p"][:, 0]
     ok = np.flatnonzero((bid > 0) & (ask > 0))
     ts, mid2 = book["ts"][ok], (bid[ok] + ask[ok]).astype(np.float64)
-
-    def at(x: np.ndarray) -> np.ndarray:
-        k = np.searchsorted(ts, x, side="right") - 1
-        return np.where(k >= 0, mid2[np.maximum(k, 0)], np.nan)
-
-    return (at(print_ts + delay_ns) - at(print_ts - 1)) / 2 * side / max(1, tick)
+    before = np.searchsorted(ts, print_ts - 1, side="right") - 1
+    after = np.searchsorted(ts, print_ts + delay_ns, side="right") - 1
+    change = (mid2[np.maximum(after, 0)] - mid2[np.maximum(before, 0)]) / 2
+    move = np.where((before >= 0) & (after >= 0), change * side / max(1, tick), np.nan)
+    recv = np.where(after >= 0, book["recv"][ok][np.maximum(after, 0)], np.iinfo(np.int64).min)
+    return move, recv
 
 
 def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str, *,
@@ -119,9 +120,11 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     ratio = np.where(known & stands_out, np.maximum(block_ratio, sweep_ratio), 0.0)
     found = np.flatnonzero(ratio >= 1.0)
     held = np.full(len(size), np.nan)
+    recv = p["recv"].copy()
     if delay and len(found):
         # a jump's sweep: the mid moved its way and held there (a gate, not part of the score)
-        held[found] = mid_moves(p["ts"][found], p["side"][found], book, delay, tick)
+        held[found], row_recv = mid_moves(p["ts"][found], p["side"][found], book, delay, tick)
+        recv[found] = np.maximum(recv[found], row_recv)
         found = found[~(held[found] >= params["max_hold_ticks"])]
     events = [(int(p["ts"][i]) + delay, "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
               for i in found]
@@ -147,7 +150,7 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
                             baseline_median_nanos=int(median[i]), baseline_high_nanos=int(high[i]))
             if delay:
                 evidence["held_ticks"] = None if np.isnan(held[i]) else round(float(held[i]), 2)
-            out.add(ts_event_ns=t, ts_recv_ns=int(p["recv"][i]), kind="whale", side=side,
+            out.add(ts_event_ns=t, ts_recv_ns=int(recv[i]), kind="whale", side=side,
                     price_nanos=int(p["last_price"][i]), size_nanos=int(p["size"][i]), start_ns=at, end_ns=at,
                     score=float(ratio[i]), evidence=evidence)
     return out

@@ -35,7 +35,8 @@ def _day(jump_ticks: int):
     # a 100 ms grid: bid 10_000 / ask 10_001; from the sweep on, both moved up by jump_ticks
     grid_ts = np.arange(0, 1800 * S, S // 10)
     up = np.where(grid_ts >= sweep_at, jump_ticks, 0)
-    book = {"ts": grid_ts, "bid_p": (10_000 + up)[:, None], "ask_p": (10_001 + up)[:, None]}
+    book = {"ts": grid_ts, "recv": grid_ts + 7,
+            "bid_p": (10_000 + up)[:, None], "ask_p": (10_001 + up)[:, None]}
     return trades, book, sweep_at
 
 
@@ -58,6 +59,8 @@ def test_a_sweep_whose_price_comes_back_alerts_when_its_hold_has_passed():
     trades, book, at = _day(jump_ticks=1)
     got = _sweeps(whale.detect(trades, params, "sim", "SIMA", book=book).table().to_pylist())
     assert [(r["ts_event_ns"], r["start_ns"], r["end_ns"]) for r in got] == [(at + params["hold_ns"], at, at)]
+    # its evidence is complete when the grid row at the end of the hold is captured
+    assert got[0]["ts_recv_ns"] == (at + params["hold_ns"]) // (S // 10) * (S // 10) + 7
     assert json.loads(got[0]["evidence"])["held_ticks"] == 1.0
     # the check turned off: the same sweep alerts at its print
     off = {**params, "max_hold_ticks": 0.0}
