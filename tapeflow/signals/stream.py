@@ -11,7 +11,10 @@ emits the alerts that became final, so that the rows equal ``detect_tables`` ove
   ``refractory_ns = 0`` (every candidate) and the chain is applied here with the last alert's time
   per detector and side carried across batches;
 * a whale alert is final once its second has passed (a print may still grow, a parent bin still
-  fill); a withdrawal alert on a grid row is final when the row is.
+  fill); with the hold check (``whale.max_hold_ticks``: a block or sweep is decided ``hold_ns``
+  after its print, from the grid's mid) also once a grid row at or after it is in, and the grid is
+  then a clock too (its rows come after every trade before them); a withdrawal alert on a grid row
+  is final when the row is.
 
 Other detectors plug in at ``LIVE_DETECTORS``: a factory per name, called once per instrument,
 giving an object whose ``add(feed)`` takes each batch's :class:`Feed` (the batch's new trades,
@@ -179,10 +182,12 @@ class StreamingSignals:
             return None
         done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
         book = self.grid if self.grid is not None and len(self.grid["ts"]) else None
-        if params["max_hold_ticks"] > 0 and not final:
-            # a block's or sweep's alert reads the mid at its own time: final once a grid row is
-            # there (none yet: wait for one, as the batch reads the day's grid)
-            done = min(done, int(book["ts"][-1]) + 1 if book is not None else np.iinfo(np.int64).min)
+        if whale.hold_delay_ns(params, book) and not final:
+            # a block's or sweep's alert reads the mid at its own time: final once a grid row at or
+            # after it is in. The grid is a clock too: a grid row comes after every trade before it
+            # (one event stream), so a second the grid has passed is final without a later trade
+            grid_last = int(book["ts"][-1])
+            done = min(max(done, grid_last // _S * _S), grid_last + 1)
         if done <= self.whale_done_ns:
             return None  # no second became final: no alert did
         judged = None if self.whale_done_ns == np.iinfo(np.int64).min else self.whale_done_ns
