@@ -94,12 +94,12 @@ def detect_tables(trades: pa.Table, snapshots: pa.Table, thresholds: Thresholds,
         tr = {c: trades.column(c).take(rows).to_numpy() for c in
               ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")}
         mine = len(out)
+        book = _grid_arrays(snapshots.take(books[(venue, symbol)])) if (venue, symbol) in books else None
+        tick = _tick(book) if book is not None else 1
         whale_params = thresholds.for_instrument("whale", symbol, preset)
-        out.append(whale.detect(tr, whale_params, venue, symbol).table())
-        if (venue, symbol) in books:
+        out.append(whale.detect(tr, whale_params, venue, symbol, book=book, tick=tick).table())
+        if book is not None:
             params = thresholds.for_instrument("withdrawal", symbol, preset)
-            book = _grid_arrays(snapshots.take(books[(venue, symbol)]))
-            tick = _tick(book)
             traded = _traded_into(book["recv"], tr)
             out.append(withdrawal.detect(book, traded, tick, params, venue, symbol).table())
             out.append(walls.detect(book, tr, tick, thresholds.for_instrument("wall", symbol, preset),

@@ -11,7 +11,10 @@ emits the alerts that became final, so that the rows equal ``detect_tables`` ove
   ``refractory_ns = 0`` (every candidate) and the chain is applied here with the last alert's time
   per detector and side carried across batches;
 * a whale alert is final once its second has passed (a print may still grow, a parent bin still
-  fill); a withdrawal alert on a grid row is final when the row is.
+  fill); with the hold check (``whale.max_hold_ticks``: a block or sweep is decided ``hold_ns``
+  after its print, from the grid's mid) also once a grid row at or after it is in, and the grid is
+  then a clock too (its rows come after every trade before them); a withdrawal alert on a grid row
+  is final when the row is.
 
 Other detectors plug in at ``LIVE_DETECTORS``: a factory per name, called once per instrument,
 giving an object whose ``add(feed)`` takes each batch's :class:`Feed` (the batch's new trades,
@@ -138,6 +141,7 @@ class StreamingSignals:
         self.dropped_prints = 0  # prints of the day cut from the look-back (whole blocks)
         self.dropped_rows = 0  # grid rows of the day cut from the look-back (whole blocks)
         self.whale_done_ns = np.iinfo(np.int64).min  # whale alerts before this are emitted
+        self.whale_hold_ns = 0  # the whale's hold check's delay in force (``whale.hold_delay_ns``)
         self.rows_done = 0  # grid rows (of the day) whose alerts are emitted
         self.tick = 0  # the finest gap between levels seen so far (0: none yet, read as 1)
         self.baseline = CarriedBand()  # the band depths' usual per block and side, carried
@@ -177,13 +181,21 @@ class StreamingSignals:
         if not len(tr["ts_event_ns"]):
             return None
         done = np.iinfo(np.int64).max if final else int(tr["ts_event_ns"][-1]) // _S * _S
+        book = self.grid if self.grid is not None and len(self.grid["ts"]) else None
+        if whale.hold_delay_ns(params, book) and not final:
+            # a block's or sweep's alert reads the mid at its own time: final once a grid row at or
+            # after it is in. The grid is a clock too: a grid row comes after every trade before it
+            # (one event stream), so a second the grid has passed is final without a later trade
+            grid_last = int(book["ts"][-1])
+            done = min(max(done, grid_last // _S * _S), grid_last + 1)
         if done <= self.whale_done_ns:
             return None  # no second became final: no alert did
         judged = None if self.whale_done_ns == np.iinfo(np.int64).min else self.whale_done_ns
         rows = whale.detect(tr, {**params, "refractory_ns": 0}, self.venue, self.symbol,
-                            judged_from_ns=judged).table()
+                            judged_from_ns=judged, book=book, tick=self.tick or 1).table()
         table = refractory_chain(rows, params, self.last_alert, self.whale_done_ns, done)
         self.whale_done_ns = max(self.whale_done_ns, done)
+        self.whale_hold_ns = whale.hold_delay_ns(params, book)
         self._cut_trades(params)
         return table
 
@@ -226,7 +238,7 @@ class StreamingSignals:
         block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
         pending = int(np.searchsorted(print_ts, self.whale_done_ns))  # first print not yet final
         back_ns = max(2 * params["parent_window_ns"] + params["parent_baseline_ns"],
-                      params["local_window_ns"]) + 2 * _S
+                      params["local_window_ns"] + params["hold_ns"]) + 2 * _S
         need = min(pending - (_LOOKBACK_BLOCKS + 1) * block,
                    int(np.searchsorted(print_ts, self.whale_done_ns - back_ns)))
         # the withdrawal's traded volume needs the trades since the look-back's first grid row
@@ -245,6 +257,15 @@ class StreamingSignals:
         lag = max(1, params["window_ns"] // params["grid_ns"])
         pending = self.rows_done  # every row's alerts are out: the next batch's rows look back
         need = (pending // _GRID_BLOCK - _LOOKBACK_BLOCKS) * _GRID_BLOCK - lag
+        # the whale's pending prints read the mid from just before them (``whale.mid_moves``):
+        # the rows from the last two-sided one before its first undecided instant are kept
+        g, tr = self.grid, self.trades["ts_event_ns"]
+        undecided = self.whale_done_ns if self.whale_done_ns > np.iinfo(np.int64).min else (
+            int(tr[0]) if len(tr) else None)
+        if undecided is not None:
+            wait = undecided - self.whale_hold_ns - 2 * _S
+            two_sided = np.flatnonzero((g["ts"] <= wait) & (g["bid_p"][:, 0] > 0) & (g["ask_p"][:, 0] > 0))
+            need = min(need, self.dropped_rows + (int(two_sided[-1]) if len(two_sided) else 0))
         cut = need // _GRID_BLOCK * _GRID_BLOCK - self.dropped_rows
         if cut <= 0:
             return

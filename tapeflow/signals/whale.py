@@ -12,6 +12,12 @@ A **parent order** is same-side aggression over
 ``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
 its same-side prints must average ``parent_min_child_x_median`` medians (read at the window's
 start): an institutional meta-order of median-sized children is the institutional detector's.
+
+Given the book's grid (``book``: ``detect._grid_arrays``), a block or sweep is judged again
+``hold_ns`` after its print: when the mid has moved ``max_hold_ticks`` or more its way since just
+before the print and holds there, it was a price jump's sweep (SIMULATOR.md's spike plant and its
+look-alike), not a whale; the alert's time is then the print's plus ``hold_ns`` (when its evidence
+completed). ``max_hold_ticks`` 0 turns the check off (alerts at the print, as without a book).
 """
 
 from __future__ import annotations
@@ -48,11 +54,36 @@ def prints(ts_ns: np.ndarray, recv_ns: np.ndarray, price: np.ndarray, size: np.n
                 first_price=price[start], last_price=price[last] if len(ts) else price)
 
 
+def hold_delay_ns(params: dict[str, Any], book: dict[str, np.ndarray] | None) -> int:
+    """How long after its print a block or sweep is decided (0: at the print)."""
+    return int(params["hold_ns"]) if book is not None and params["max_hold_ticks"] > 0 else 0
+
+
+def mid_moves(print_ts: np.ndarray, side: np.ndarray, book: dict[str, np.ndarray], delay_ns: int,
+              tick: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per print, the mid's move its own way (ticks) from the last two-sided grid row before it to
+    the last one at or before ``delay_ns`` after it (NaN where either is missing), and the capture
+    time of that later row (the print's evidence is complete then; int64 min where none)."""
+    bid, ask = book["bid_p"][:, 0], book["ask_p"][:, 0]
+    ok = np.flatnonzero((bid > 0) & (ask > 0))
+    ts, mid2 = book["ts"][ok], (bid[ok] + ask[ok]).astype(np.float64)
+    before = np.searchsorted(ts, print_ts - 1, side="right") - 1
+    after = np.searchsorted(ts, print_ts + delay_ns, side="right") - 1
+    change = (mid2[np.maximum(after, 0)] - mid2[np.maximum(before, 0)]) / 2
+    move = np.where((before >= 0) & (after >= 0), change * side / max(1, tick), np.nan)
+    recv = np.where(after >= 0, book["recv"][ok][np.maximum(after, 0)], np.iinfo(np.int64).min)
+    return move, recv
+
+
 def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, symbol: str, *,
-           judged_from_ns: int | None = None) -> Alerts:
+           judged_from_ns: int | None = None, book: dict[str, np.ndarray] | None = None,
+           tick: int = 1) -> Alerts:
     """Whale alerts of one instrument from its trades (arrays of the ``trade`` record).
 
     Args:
+        book: the instrument's grid snapshots (``detect._grid_arrays``: ``ts``, ``bid_p``,
+            ``ask_p``), for the hold check (``max_hold_ticks``); None: no check. ``tick``: its
+            price increment.
         judged_from_ns: only alerts at or after this instant are wanted (the live stage, whose
             look-back starts on a whole baseline block, with ``refractory_ns`` 0): earlier ones are
             left out, and the print baseline is computed from the whole blocks the prints from the
@@ -65,9 +96,11 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
         return out
     block = max(1, params["baseline_trades"] // _LOOKBACK_BLOCKS)
     first = 0
+    delay = hold_delay_ns(params, book)
     if judged_from_ns is not None:
         # a parent's bin reads the baseline of the last print at or before it: from that print on
-        later = np.flatnonzero(p["ts"] >= judged_from_ns - _BIN_NS)
+        # (a block's or sweep's alert comes ``delay`` after its print)
+        later = np.flatnonzero(p["ts"] >= judged_from_ns - _BIN_NS - delay)
         last_before = (int(later[0]) if len(later) else len(p["ts"])) - 1
         first = max(0, (last_before // block - _LOOKBACK_BLOCKS) * block)
     base = np.full((len(p["ts"]), 2), np.nan)
@@ -85,8 +118,16 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     local_share = size / (size + before)
     stands_out = local_share >= params["min_local_share"]  # a gate, not part of the score
     ratio = np.where(known & stands_out, np.maximum(block_ratio, sweep_ratio), 0.0)
-    events = [(int(p["ts"][i]), "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
-              for i in np.flatnonzero(ratio >= 1.0)]
+    found = np.flatnonzero(ratio >= 1.0)
+    held = np.full(len(size), np.nan)
+    recv = p["recv"].copy()
+    if delay and len(found):
+        # a jump's sweep: the mid moved its way and held there (a gate, not part of the score)
+        held[found], row_recv = mid_moves(p["ts"][found], p["side"][found], book, delay, tick)
+        recv[found] = np.maximum(recv[found], row_recv)
+        found = found[~(held[found] >= params["max_hold_ticks"])]
+    events = [(int(p["ts"][i]) + delay, "sweep" if sweep_ratio[i] >= block_ratio[i] else "block", i)
+              for i in found]
     events += _parents(p, median, params)
     if judged_from_ns is not None:
         events = [e for e in events if e[0] >= judged_from_ns]
@@ -102,13 +143,16 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
                 out.add(**{k: v for k, v in what.items() if k != "side"}, kind="whale", side=side)
                 continue
             i = what
-            out.add(ts_event_ns=t, ts_recv_ns=int(p["recv"][i]), kind="whale", side=side,
-                    price_nanos=int(p["last_price"][i]), size_nanos=int(p["size"][i]), start_ns=t, end_ns=t,
-                    score=float(ratio[i]),
-                    evidence=dict(style=style, levels=int(p["levels"][i]),
-                                  size_x_median=round(float(size[i] / median[i]), 2),
-                                  local_share=round(float(local_share[i]), 3),
-                                  baseline_median_nanos=int(median[i]), baseline_high_nanos=int(high[i])))
+            at = int(p["ts"][i])
+            evidence = dict(style=style, levels=int(p["levels"][i]),
+                            size_x_median=round(float(size[i] / median[i]), 2),
+                            local_share=round(float(local_share[i]), 3),
+                            baseline_median_nanos=int(median[i]), baseline_high_nanos=int(high[i]))
+            if delay:
+                evidence["held_ticks"] = None if np.isnan(held[i]) else round(float(held[i]), 2)
+            out.add(ts_event_ns=t, ts_recv_ns=int(recv[i]), kind="whale", side=side,
+                    price_nanos=int(p["last_price"][i]), size_nanos=int(p["size"][i]), start_ns=at, end_ns=at,
+                    score=float(ratio[i]), evidence=evidence)
     return out
 
 
