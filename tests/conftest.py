@@ -1,4 +1,9 @@
-"""Shared fixtures: the real-data folder (skipped with a reason when absent), a chdb warehouse."""
+"""Shared fixtures: the real-data folder (skipped with a reason when absent), a chdb warehouse.
+
+``TAPEFLOW_FD_TRACE=PATH`` (opt-in) appends, after each test's teardown, the test's id and how many
+file descriptors its process holds to ``PATH.<worker>`` (``PATH.main`` without xdist): a count that
+grows from one test to the next and does not come back names a descriptor leak.
+"""
 
 from __future__ import annotations
 
@@ -64,6 +69,25 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         from tapeflow.warm import drop_stale
 
         drop_stale()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """After a test's teardown, this process's owner marks on lakes in its ``tmp_path`` are dropped:
+    each held a descriptor for the worker's life, one more per test that wrote a lake."""
+    tmp_path = (getattr(item, "funcargs", None) or {}).get("tmp_path")
+    yield
+    locks = sys.modules.get("tapeflow.storage.locks")
+    if tmp_path is not None and locks is not None:
+        locks.release_owners(tmp_path)
+
+
+def pytest_runtest_logfinish(nodeid: str, location: tuple[str, int | None, str]) -> None:
+    trace = os.environ.get("TAPEFLOW_FD_TRACE")
+    if trace:
+        held = len(os.listdir("/proc/self/fd")) - 1  # less the one listdir opened
+        with open(f"{trace}.{os.environ.get('PYTEST_XDIST_WORKER', 'main')}", "a") as out:
+            out.write(f"{held}\t{nodeid}\n")
 
 
 def real_data_root() -> Path:

@@ -10,9 +10,10 @@ Two kinds of ``flock`` under the lake's private directory ``<root>/.tapeflow``:
   It is held for a commit, not for a writer's life: a live flow and an ingest share a lake.
 - ``owners/<pid>``: the **owner mark**. A process that writes anything into the lake's staging
   area (``<root>/.tapeflow/tmp``, every name there starts with its pid) first holds its mark with
-  a shared lock for the rest of its life. The kernel drops the lock when the process dies, however
-  it dies, so :func:`owner_alive` tells a dead writer's leftovers from a live one's without
-  trusting pids (a reused pid cannot hold a dead process's lock).
+  a shared lock for the rest of its life (or until :func:`release_owners`, once it stages nothing
+  there). The kernel drops the lock when the process dies, however it dies, so
+  :func:`owner_alive` tells a dead writer's leftovers from a live one's without trusting pids (a
+  reused pid cannot hold a dead process's lock).
 
 ``flock`` locks belong to an open file, so two writers in one process exclude each other as two
 processes do; a forked child inherits its parent's mark and registers its own pid again.
@@ -163,6 +164,32 @@ def register_owner(root: Path | str) -> None:
                 break
             os.close(fd)
         _marks[key] = fd
+
+
+def release_owners(under: Path | str) -> list[Path]:
+    """Drop this process's marks on the lakes at or below ``under`` that hold none of its staging
+    entries; return their roots. Each mark holds a descriptor for the process's life, so a process
+    that wrote many lakes (a test worker: a temporary lake per test) grew by one per lake: a
+    worker of the suite reached descriptor numbers over 1,024. Call only once no writer of this
+    process uses those lakes (e.g. after a test's teardown): a writer that stages there again
+    registers a fresh mark.
+    """
+    under = Path(under).resolve()
+    pid, released = os.getpid(), []
+    with _marks_guard:
+        for key in [k for k in _marks if k[0] == pid and k[1].is_relative_to(under)]:
+            root = key[1]
+            area = root / PRIVATE / "tmp"  # parts.STAGING (parts imports this module)
+            try:
+                ours = any(name.startswith(f"{pid}-") for name in os.listdir(area))
+            except FileNotFoundError:
+                ours = False
+            if ours:
+                continue
+            (root / OWNERS / str(pid)).unlink(missing_ok=True)
+            os.close(_marks.pop(key))
+            released.append(root)
+    return released
 
 
 def owner_alive(root: Path | str, pid: int) -> bool:

@@ -14,7 +14,8 @@ import pytest
 from tapeflow.errors import StorageError
 from tapeflow.schemas.records import BOOK_DELTA
 from tapeflow.storage import lake
-from tapeflow.storage.locks import LakeLock, owner_alive, register_owner
+from tapeflow.storage.locks import LakeLock, owner_alive, register_owner, release_owners
+from tapeflow.storage.parts import temp_path
 from tapeflow.storage.writer import Writer
 from tests.storage.samples import synthetic_deltas
 
@@ -53,6 +54,24 @@ def test_owner_marks(tmp_path: Path) -> None:
     assert not owner_alive(tmp_path, 999_999_999)  # no mark: dead
     register_owner(tmp_path)
     assert owner_alive(tmp_path, os.getpid())
+
+
+def test_a_released_mark_frees_its_descriptor_and_one_with_staging_entries_is_kept(tmp_path: Path) -> None:
+    def held() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    busy, done = tmp_path / "busy", tmp_path / "done"
+    before = held()
+    entry = temp_path(busy)  # registers the mark, as every writer does before staging anything
+    entry.write_text("a staged file")
+    register_owner(done)
+    assert held() == before + 2
+    assert release_owners(tmp_path) == [done.resolve()]  # busy still stages a file: kept
+    assert held() == before + 1
+    assert owner_alive(busy, os.getpid()) and not owner_alive(done, os.getpid())
+    entry.unlink()
+    assert release_owners(tmp_path) == [busy.resolve()]
+    assert held() == before and not owner_alive(busy, os.getpid())
 
 
 def test_an_appender_reloads_a_partition_another_writer_changed(tmp_path: Path) -> None:
