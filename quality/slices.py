@@ -35,6 +35,7 @@ from quality.engine import Expect
 from quality.exact import MAP_KINDS, WITNESS_UNEXPECTED, Judgement, merge
 from quality.plan import _MAX_EXAMPLES, Plan, PlannedCheck, _samples
 from quality.plan import plan as make_plan
+from tapeflow.batch.slices import SLICE_ROWS
 from tapeflow.errors import ConfigError
 
 __all__ = ["SLICED", "SlicedPlanner", "add_band"]
@@ -92,7 +93,9 @@ class _Acc:
 class SlicedPlanner:
     """Plan one instrument's partition of ``dataset`` from consecutive slices (see the module docstring).
 
-    Args: as :func:`quality.plan_suite` (``partition_day`` required: a slice cannot infer the day).
+    Args: as :func:`quality.plan_suite` (``partition_day`` required: a slice cannot infer the day),
+        and ``slice_rows``: pieces are gathered up to that many rows before a slice is planned (a
+        slice's planning has a fixed cost; 0 plans each piece as given).
 
     Raises:
         ConfigError: an unknown dataset, a malformed or missing ``partition_day``, or a slice
@@ -102,7 +105,7 @@ class SlicedPlanner:
     def __init__(self, dataset: str, *, partition_day: str, baseline: Baseline | Mapping[str, Baseline]
                  | pa.Table | None = None, book: pa.Table | None = None,
                  session_open_ns: Mapping[str, int | None] | None = None,
-                 config: QualityConfig | None = None) -> None:
+                 config: QualityConfig | None = None, slice_rows: int = SLICE_ROWS) -> None:
         from quality import runner
 
         if partition_day is None:
@@ -129,13 +132,32 @@ class SlicedPlanner:
         self.frame_at = np.zeros(0, np.int64)
         self.band_examples: dict[int, dict[str, Any]] = {}
         self.first_slice: pa.Table | None = None
+        self.slice_rows = slice_rows
+        self.waiting: list[pa.Table] = []
+        self.waiting_rows = 0
 
     @property
     def rows(self) -> int:
-        return self.carry.offset
+        return self.carry.offset + self.waiting_rows
 
     def add(self, table: pa.Table) -> None:
-        """Plan the next ``table`` rows of the partition."""
+        """Plan the next ``table`` rows of the partition (once ``slice_rows`` rows are waiting)."""
+        if table.num_rows == 0 or self.slice_rows <= 0:
+            self._plan(table)
+            return
+        self.waiting.append(table)
+        self.waiting_rows += table.num_rows
+        if self.waiting_rows >= self.slice_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.waiting:
+            rows = pa.concat_tables(self.waiting, promote_options="permissive") if len(self.waiting) > 1 \
+                else self.waiting[0]
+            self.waiting, self.waiting_rows = [], 0
+            self._plan(rows)
+
+    def _plan(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             if self.first_slice is None:
                 self.first_slice = table.slice(0, 0)
@@ -243,6 +265,7 @@ class SlicedPlanner:
         """
         from quality import runner
 
+        self._flush()
         if baseline is not None:
             self.baseline = runner.baselines_from_table(self.name, baseline, self.day) \
                 if isinstance(baseline, pa.Table) else baseline
