@@ -39,13 +39,15 @@ from dagster import (
 import quality
 from quality import Baseline, SuiteResult
 from quality.plan import Plan
+from quality.slices import SlicedPlanner
 from quality.store import DOCS_DIR, RESULTS_DIR, docs_dir, load, publish, save
 from tapeflow.batch import history
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType
 
 __all__ = ["DOCS_DIR", "MORE_SUITES", "RESULTS_DIR", "SUITES", "WARN_ONLY", "baseline", "docs_dir",
-           "evaluate", "finish", "finish_all", "load", "plan", "publish", "specs"]
+           "evaluate", "finish", "finish_all", "finish_planner", "load", "plan", "planner", "publish",
+           "specs"]
 
 # asset -> quality suite
 SUITES: dict[str, str] = {
@@ -115,6 +117,17 @@ def plan(asset: str, table: pa.Table, lake: Path, t: Target, *, book: pa.Table |
     opens = quality.session_opens(trades, [t.symbol]) if trades is not None else None
     return quality.plan_suite(_named(asset)[0][0], table, partition_day=t.date, baseline=base, book=book,
                               session_open_ns=opens, inputs=inputs)
+
+
+def planner(asset: str, t: Target) -> SlicedPlanner:
+    """A :class:`~quality.slices.SlicedPlanner` for the asset's suite on one instrument-day: feed it
+    the day's rows piece by piece as they stream past, then :func:`finish_planner`."""
+    return SlicedPlanner(_named(asset)[0][0], partition_day=t.date)
+
+
+def finish_planner(planner_: SlicedPlanner, lake: Path, t: Target, record: RecordType) -> Plan:
+    """The day's plan (as :func:`plan` on the whole day), against the baseline the lake holds now."""
+    return planner_.finish(baseline=baseline(lake, record, t))
 
 
 def selected(context: AssetExecutionContext | None, asset: str) -> bool:

@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, AssetKey, MetadataValue
 
 from assets.partitions import target_key
 from tapeflow.batch.normalize import split_by_target
-from tapeflow.batch.stats import partition_stats
+from tapeflow.batch.stats import PieceStats, partition_stats
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType
 from tapeflow.schemas.records import REJECTED
@@ -58,16 +58,21 @@ def write(record: RecordType, tables: Mapping[Target, pa.Table], lake: Path,
         return load.commit().partitions
 
 
-def report(context: AssetExecutionContext, asset: str, t: Target, table: pa.Table,
+def report(context: AssetExecutionContext, asset: str, t: Target, table: pa.Table | PieceStats,
            writes: Sequence[PartitionWrite], *, rejected: pa.Table | None = None, books: bool = False,
            extra: Mapping[str, Any] | None = None) -> None:
     """Attach one partition's own facts to that partition's materialization of ``asset``.
 
     rows (``dagster/row_count``), rows after a gap, rejected rows by reason (with ``rejected``),
     rows the book may have wrong (with ``books``), first/last event and span, bytes and files
-    written, a preview of the first rows, and ``extra``.
+    written, a preview of the first rows, and ``extra``. ``table`` may be the partition's rows or
+    what :class:`~tapeflow.batch.stats.PieceStats` counted of them as they streamed past.
     """
-    stats = partition_stats(table, rejected=rejected, books=books)
+    if isinstance(table, PieceStats):
+        stats = table.stats(rejected=rejected, books=books)
+        table = table.head if table.head is not None else pa.table({})
+    else:
+        stats = partition_stats(table, rejected=rejected, books=books)
     mine = [w for w in writes if (w.date, w.venue, w.symbol) == (t.date, t.venue, t.symbol)]
     meta: dict[str, Any] = {"dagster/row_count": stats.pop("rows"),
                             "bytes_written": sum(w.bytes_written for w in mine), "files_written": len(mine)}

@@ -24,9 +24,12 @@ from assets import checks, common
 from assets.partitions import DAY_BY_INSTRUMENT, targets
 from assets.resources import TapeflowResource
 from quality.plan import Plan
+from quality.slices import SlicedPlanner
 from tapeflow.batch.loads import DayLoads
 from tapeflow.batch.normalize import STORED_AS, DayRows, Normalizer
+from tapeflow.batch.slices import read_slices
 from tapeflow.batch.sources import SourceIndex, discover
+from tapeflow.batch.stats import PieceStats
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import RecordType, concat
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, QUOTE, REJECTED, TRADE
@@ -43,6 +46,11 @@ NORMALIZED: dict[str, RecordType] = {
 }
 # assets whose quality suite runs as blocking checks (dead letters are judged by their count)
 CHECKED = ("trades", "book_deltas", "order_events", "venue_quotes")
+# checked slice by slice as their pieces stream into the lake: a day of them is never held
+STREAMED = {"book_deltas": BOOK_DELTA, "order_events": ORDER_EVENT}
+# held for the day: the trades are judged against the day's venue quotes, the quotes' pre-open
+# against the day's first trade, and the dead letters reported by reason
+HELD = frozenset({TRADE.name, QUOTE.name, REJECTED.name})
 # other decoded datasets, kept in the lake without an asset of their own (never dropped)
 ALSO_STORED: dict[str, RecordType] = {
     name: record for name, record in STORED_AS.items() if record not in NORMALIZED.values()
@@ -68,24 +76,50 @@ def normalized(context: AssetExecutionContext,
     writing = [name for name in NORMALIZED if common.selected(context, name)]
     checking = [name for name in CHECKED if checks.selected(context, name)]
     plans: dict[str, dict[Target, Plan]] = {name: {} for name in checking}
+    # the streamed datasets of each day not complete yet: their planners and counts
+    planners: dict[tuple[Target, str], SlicedPlanner] = {}
+    seen: dict[tuple[Target, str], PieceStats] = {}
 
     def judge(day: DayRows) -> None:
+        t = day.target
         for name in checking:
             record = NORMALIZED[name]
+            if name in STREAMED:
+                planner = planners.pop((t, name), None)
+                if planner is None:
+                    planner = checks.planner(name, t)
+                    if not writing:  # a run that only executes checks reads the lake, slice by slice
+                        for rows in read_slices(record, lake, t):
+                            planner.add(rows)
+                plans[name][t] = checks.finish_planner(planner, lake, t, record)
+                continue
             # trades are judged against the venue's BBO; a venue's own BBO shows the pre-open
             # auction book too (CME MBP-1): the trades open the session
-            plans[name][day.target] = checks.plan(name, day[record], lake, day.target, record=record,
-                                                  book=day[QUOTE] if name == "trades" else None,
-                                                  trades=day[TRADE] if name == "venue_quotes" else None)
+            plans[name][t] = checks.plan(name, day[record], lake, t, record=record,
+                                         book=day[QUOTE] if name == "trades" else None,
+                                         trades=day[TRADE] if name == "venue_quotes" else None)
 
     if writing:
         stored = [*ALSO_STORED.values(), *(NORMALIZED[name] for name in writing)]
+        by_record = {record.name: name for name, record in STREAMED.items()}
         with Writer(lake) as writer:
             loads = DayLoads(writer, stored)
+
+            def sink(t: Target, dataset: str, rows: pa.Table) -> None:
+                loads.add(t, dataset, rows)
+                name = by_record.get(dataset)
+                if name is not None and name in writing:
+                    seen.setdefault((t, name), PieceStats(common.PREVIEW_ROWS)).add(rows)
+                if name is not None and name in checking:
+                    if (t, name) not in planners:
+                        planners[(t, name)] = checks.planner(name, t)
+                    planners[(t, name)].add(rows)
+
             try:
-                # each piece reaches the lake as it is decoded; a day is committed once complete
-                for day in _days(context, tapeflow, wanted, sink=loads.add):
-                    _report(context, day, writing, loads.commit(day.target))
+                # each piece reaches the lake (and its checks) as it is decoded; a day is
+                # committed once complete, and only its held datasets were kept
+                for day in _days(context, tapeflow, wanted, sink=sink):
+                    _report(context, day, writing, loads.commit(day.target), seen)
                     judge(day)
                     del day  # before the next day is decoded: one day in memory at a time
             finally:
@@ -110,7 +144,7 @@ def _days(context: AssetExecutionContext, tapeflow: TapeflowResource, wanted: li
                      key=lambda s: s.key)
     if not sources:
         context.log.warning(f"no indexed source holds {', '.join(map(str, wanted))}")
-    normalizer = Normalizer(sources, wanted, index, sink=sink)
+    normalizer = Normalizer(sources, wanted, index, sink=sink, hold=HELD)
     for day in normalizer.days():
         t = day.target
         day.sources = [f"{s.format}: {s.key}" for s in index.sources_for(t.venue, t.symbol, t.date)]
@@ -121,19 +155,23 @@ def _days(context: AssetExecutionContext, tapeflow: TapeflowResource, wanted: li
 
 
 def _lake_days(lake: Path, wanted: list[Target]) -> Iterator[DayRows]:
-    """The days as the lake holds them (a run that only executes checks re-reads, never decodes)."""
+    """The days as the lake holds them (a run that only executes checks re-reads, never decodes);
+    the streamed datasets are left empty (their checks read them in slices)."""
+    streamed = {r.name for r in STREAMED.values()}
     for t in wanted:
-        yield DayRows(t, {r.name: common.read(r, lake, [t])[t] for r in STORED_AS.values()})
+        yield DayRows(t, {r.name: common.read(r, lake, [t])[t] if r.name not in streamed else r.empty_table()
+                          for r in STORED_AS.values()})
 
 
 def _report(context: AssetExecutionContext, day: DayRows, writing: list[str],
-            writes: dict[str, list[PartitionWrite]]) -> None:
+            writes: dict[str, list[PartitionWrite]], seen: dict[tuple[Target, str], PieceStats]) -> None:
     t = day.target
     for name in writing:
         record = NORMALIZED[name]
         extra: dict[str, object] = {"sources": day.sources}
         if name == "trades":
             extra["trades_from_order_events"] = day.trades_from_order_events
-        common.report(context, name, t, day[record], writes[record.name], rejected=day[REJECTED], extra=extra)
+        rows = seen.pop((t, name), None) or PieceStats() if name in STREAMED else day[record]
+        common.report(context, name, t, rows, writes[record.name], rejected=day[REJECTED], extra=extra)
     if day.trades_from_order_events:
         context.log.info(f"{t}: trades derived from order events (no trade rows in the sources)")

@@ -40,6 +40,24 @@ class Check:
 
 
 @dataclass
+class Carry:
+    """What planning a slice of a one-instrument partition needs from the slices before it.
+
+    Filled by the checks as they plan each slice (``quality.slices.SlicedPlanner``): the previous
+    row's time (stale intervals) and the last sequence in the chain, each day total for the
+    baseline checks, and the banded prices by value (their band is the partition median's, known
+    only once every slice is seen: :mod:`quality.slices` judges it then).
+    """
+
+    offset: int = 0  # rows of the slices before
+    last_ts: int | None = None
+    last_sequence: int | None = None
+    totals: dict[str, tuple[str, int]] = field(default_factory=dict)  # check -> (baseline field, total)
+    banded: dict[str, Any] = field(default_factory=dict)  # band column -> quality.slices.Band
+    deferred: set[str] = field(default_factory=set)  # derived columns judged at the end, not per slice
+
+
+@dataclass
 class SuiteData:
     """One partition being checked, with the frames the checks fill."""
 
@@ -57,6 +75,8 @@ class SuiteData:
     day_rows: dict[str, np.ndarray] = field(default_factory=dict)
     day_examples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
+    # planning one slice of a partition (``quality.slices``): what the slices before it left
+    carry: Carry | None = None
 
     def __post_init__(self) -> None:
         self.codes, self.instruments = derive.instrument_codes(self.table)
@@ -154,7 +174,17 @@ def price_range(d: SuiteData, prices: dict[str, tuple[np.ndarray, np.ndarray, bo
         col = d.put(name, nullable(values, keep))
         expects.append(Expect("ExpectColumnValuesToBeBetween",
                               {"column": col, "min_value": 1, "max_value": cfg.max_price_nanos}))
-        if banded and keep.any():
+        if banded and d.carry is not None:
+            # the band is the whole partition's median's: judged once every slice is seen
+            band = col + "_vs_median"
+            d.carry.deferred.add(band)
+            from quality.slices import add_band
+
+            add_band(d, band, values, keep)
+            expects.append(Expect("ExpectColumnValuesToBeBetween",
+                                  {"column": band, "min_value": 1 / (1 + cfg.price_band),
+                                   "max_value": 1 + cfg.price_band}))
+        elif banded and keep.any():
             median = float(np.median(values[keep]))
             medians[name] = median
             band = col + "_vs_median"
@@ -256,6 +286,12 @@ def sequence_checks(d: SuiteData, *, contiguous: bool, exclude: np.ndarray | Non
     rows = idx[has_prev]
     step[rows] = seq[rows] - seq[idx[prev[has_prev]]]
     applies[rows] = True
+    if d.carry is not None and len(idx):
+        # one instrument: the first row of the chain in this slice follows the last of the slices before
+        if d.carry.last_sequence is not None:
+            step[idx[0]] = seq[idx[0]] - d.carry.last_sequence
+            applies[idx[0]] = True
+        d.carry.last_sequence = int(seq[idx[-1]])
     d.put("sequence_step", nullable(step, applies))
     d.add(Check("sequence_monotonic", "sequence never decreases within an instrument", "derived",
                 [Expect("ExpectColumnValuesToBeBetween", {"column": "sequence_step", "min_value": 0})],
@@ -282,6 +318,11 @@ def stale_intervals(d: SuiteData, ts_ns: np.ndarray, *, age_ns: np.ndarray | Non
     has = d.prev >= 0
     silence = np.zeros(len(ts_ns), np.int64)
     silence[has] = ts_ns[has] - ts_ns[d.prev[has]]
+    if d.carry is not None and len(ts_ns):
+        # one instrument: the slice's first row follows the last row of the slices before
+        if d.carry.last_ts is not None:
+            silence[0], has[0] = ts_ns[0] - d.carry.last_ts, True
+        d.carry.last_ts = int(ts_ns[-1])
     if age_ns is not None:
         silence = np.maximum(silence, age_ns)
         has = np.ones(len(ts_ns), bool)
@@ -326,6 +367,11 @@ def crossed_rows(d: SuiteData, crossed: np.ndarray, both: np.ndarray, state_ns: 
 
 def vs_baseline(d: SuiteData, name: str, totals: dict[int, int], field_name: str) -> None:
     """The day's total per instrument against the trailing baseline, as a z-score within +-z_max."""
+    if d.carry is not None:
+        # one instrument (code 0): the day's total adds up over the slices, judged at the end
+        _, total = d.carry.totals.get(name, (field_name, 0))
+        d.carry.totals[name] = (field_name, total + totals.get(0, 0))
+        return
     cfg = d.config
     instruments = d.day_instruments()
     z = np.full(len(instruments), np.nan)

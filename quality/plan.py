@@ -84,8 +84,11 @@ def plan(data: SuiteData) -> Plan:
             continue
         source = _source(data, check.frame)
         size = rows if check.frame != "day" else _day_rows(data)
-        judged = []
+        judged: list[Judgement | None] = []
         for e in check.expects:
+            if data.carry is not None and e.kwargs.get("column") in data.carry.deferred:
+                judged.append(None)  # judged by quality.slices once every slice is seen
+                continue
             column = source.get(e.kwargs["column"]) if "column" in e.kwargs else None
             j = judge(e, column, size, table=data.table if check.frame == "rows" else None)
             if e.kind in MAP_KINDS:
@@ -94,7 +97,8 @@ def plan(data: SuiteData) -> Plan:
                 table_rows.append(j.witnesses)
             judged.append(j)
         planned.append(PlannedCheck(check.name, check.description, check.frame, check.expects, judged,
-                                    dict(check.details), _examples(data, check, judged)))
+                                    dict(check.details),
+                                    _examples(data, check, judged, None if data.carry else _MAX_EXAMPLES)))
     frame = None
     if table_rows:
         at = np.unique(np.concatenate(table_rows))
@@ -255,11 +259,13 @@ def _summary(expect: Expect, judged: Judgement) -> dict[str, Any]:
     return out
 
 
-def _examples(data: SuiteData, check: Check, judged: list[Judgement]) -> list[dict[str, Any]]:
+def _examples(data: SuiteData, check: Check, judged: list[Judgement | None],
+              limit: int | None = _MAX_EXAMPLES) -> list[dict[str, Any]]:
     index: set[int] = set()
     for j in judged:
-        index.update(int(i) for i in j.unexpected[:20])
-    return [_example(data, check, i) for i in sorted(index)[:_MAX_EXAMPLES]]
+        if j is not None:
+            index.update(int(i) for i in j.unexpected[:20])
+    return [_example(data, check, i) for i in sorted(index)[:limit]]
 
 
 def _example(data: SuiteData, check: Check, i: int) -> dict[str, Any]:

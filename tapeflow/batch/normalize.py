@@ -88,6 +88,10 @@ class Normalizer:
         sink: called with (instrument-day, dataset name, rows) for every piece as it is decoded, and
             for the trades derived from order events when the day is complete (before its
             :class:`DayRows` is handed over).
+        hold: the datasets whose rows the :class:`DayRows` hold (None: every one). The others are
+            only handed to ``sink`` piece by piece, so a day of them is never held (their tables
+            in the :class:`DayRows` are empty); the trades derived from order events are derived
+            piece by piece then (the rows are the same: one per ``T`` event, in order).
     """
 
     sources: Sequence[Source]
@@ -95,6 +99,7 @@ class Normalizer:
     index: SourceIndex | None = None
     orphans: list[pa.Table] = field(default_factory=list)
     sink: Callable[[Target, str, pa.Table], None] | None = None
+    hold: frozenset[str] | None = None
 
     def days(self) -> Iterator[DayRows]:
         """Every wanted instrument-day (in order of completion; empty where no source holds it)."""
@@ -111,7 +116,13 @@ class Normalizer:
                     if orphans.num_rows:
                         self.orphans.append(orphans)
                 for target, rows in _split(table, wanted):
-                    parts[target].setdefault(stored.name, []).append(rows)
+                    if self._held(stored.name):
+                        parts[target].setdefault(stored.name, []).append(rows)
+                    elif stored.name == ORDER_EVENT.name and self._held(TRADE.name):
+                        # the trades a day without trade rows gets, derived as the events pass
+                        derived = trades_from_order_events(rows)
+                        if derived.num_rows:
+                            parts[target].setdefault(_DERIVED, []).append(derived)
                     if self.sink is not None:
                         self.sink(target, stored.name, rows)
             self._dropped(src)
@@ -124,8 +135,16 @@ class Normalizer:
         for t in sorted(parts):
             yield self._day(t, parts.pop(t))
 
+    def _held(self, name: str) -> bool:
+        return self.hold is None or name in self.hold
+
     def _day(self, t: Target, parts: dict[str, list[pa.Table]]) -> DayRows:
-        day = _day(t, parts)
+        derived = parts.pop(_DERIVED, None)
+        if derived is not None and not parts.get(TRADE.name):
+            day = _day(t, {**parts, TRADE.name: derived})
+            day.trades_from_order_events = True
+        else:
+            day = _day(t, parts)
         if day.trades_from_order_events and self.sink is not None:
             self.sink(t, TRADE.name, day[TRADE])
         return day
@@ -154,6 +173,9 @@ class Normalizer:
         keys = {f"{t.venue}\t{t.symbol}\t{t.date}" for t in self.wanted}
         if entry is not None and keys.issuperset(entry.partitions):
             self.index.drop_decoded(src)
+
+
+_DERIVED = "\0trades derived from order events"
 
 
 def _split(table: pa.Table, wanted: set[Target]) -> Iterable[tuple[Target, pa.Table]]:

@@ -75,3 +75,50 @@ def partition_stats(table: pa.Table, *, rejected: pa.Table | None = None,
         out["first_event"], out["last_event"] = iso(span[0]), iso(span[1])
         out["span_s"] = round((span[1] - span[0]) / 1e9, 3)
     return out
+
+
+class PieceStats:
+    """:func:`partition_stats` of a partition seen piece by piece (never held): counts, span, head.
+
+    Args:
+        head_rows: how many of the first rows to keep (``head``, for a preview).
+    """
+
+    def __init__(self, head_rows: int = 5) -> None:
+        self.rows = self.gap_rows = self.maybe_bad_rows = 0
+        self.first: int | None = None
+        self.last: int | None = None
+        self.head_rows = head_rows
+        self.head: pa.Table | None = None
+
+    def add(self, table: pa.Table) -> None:
+        """Count the next piece's rows."""
+        if not table.num_rows:
+            if self.head is None:
+                self.head = table.slice(0, 0)
+            return
+        self.rows += table.num_rows
+        self.gap_rows += flagged(table, F_GAP)
+        self.maybe_bad_rows += flagged(table, F_MAYBE_BAD_BOOK)
+        span = time_span(table)
+        if span is not None:
+            self.first = span[0] if self.first is None else min(self.first, span[0])
+            self.last = span[1] if self.last is None else max(self.last, span[1])
+        if self.head is None or self.head.num_rows < self.head_rows:
+            more = table.slice(0, self.head_rows - (self.head.num_rows if self.head is not None else 0))
+            fresh = self.head is None or not self.head.num_rows
+            self.head = more if fresh else pa.concat_tables([self.head, more])
+
+    def stats(self, *, rejected: pa.Table | None = None, books: bool = False) -> dict[str, Any]:
+        """What :func:`partition_stats` says of the rows added, in the same order."""
+        out: dict[str, Any] = {"rows": self.rows, "gap_rows": self.gap_rows}
+        if books:
+            out["maybe_bad_rows"] = self.maybe_bad_rows
+        if rejected is not None:
+            by_reason = reasons(rejected)
+            out["rejected_rows"] = sum(by_reason.values())
+            out["rejected_by_reason"] = by_reason
+        if self.first is not None and self.last is not None:
+            out["first_event"], out["last_event"] = iso(self.first), iso(self.last)
+            out["span_s"] = round((self.last - self.first) / 1e9, 3)
+        return out

@@ -153,3 +153,27 @@ def test_streamed_pieces_written_by_day_loads_equal_the_days_handed_over(indexed
             if written.num_rows:
                 expected = lake_store.sort_stable(record, day[record])
                 assert written.select(expected.column_names).equals(expected), (t, record.name)
+
+
+def test_held_datasets_only_the_rest_streams_past(indexed) -> None:
+    """With ``hold``, a day holds only those datasets; the sink still sees every piece, in order."""
+    index, sources = indexed
+    wanted = sorted(t for src in sources for t in _targets(index, src))
+    held = frozenset({"trade", "rejected"})
+    streamed: dict[tuple[Target, str], list[pa.Table]] = {}
+
+    def sink(t: Target, name: str, rows: pa.Table) -> None:
+        streamed.setdefault((t, name), []).append(rows)
+
+    whole = {day.target: day for day in Normalizer(sources, wanted, index).days()}
+    for day in Normalizer(sources, wanted, index, sink=sink, hold=held).days():
+        want = whole[day.target]
+        for name, table in day.tables.items():
+            if name in held:
+                assert table.equals(want.tables[name]), name
+            else:
+                assert table.num_rows == 0, name
+                pieces = streamed.get((day.target, name), [])
+                got = pa.concat_tables(pieces) if pieces else table
+                assert got.equals(want.tables[name]), name
+        assert day.trades_from_order_events == want.trades_from_order_events
