@@ -263,6 +263,8 @@ class BookStage:
         years), or a heartbeat that far ahead of the grid, does not get a grid across the span: the
         instrument's grid starts again at the row, and one row here says where it happened.
         """
+        if not any(inst.jumps for inst in self.books.values()):
+            return _empty(STATUS)  # the usual batch: no jump, no table to build
         cols: dict[str, list[object]] = {n: [] for n in STATUS.column_names}
         for (venue, symbol), inst in self.books.items():
             for ts_event, ts_recv, sequence, from_ns in inst.drain_jumps():

@@ -9,6 +9,7 @@ file, and the book rows written while an instrument was not synced.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from tapeflow.journal import day_of
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 
 _NS_PER_DAY = 86_400 * 1_000_000_000
 _MIN_SPAN = 32
+_STAMP, _PAYLOAD, _CHANNEL = itemgetter(1), itemgetter(2), itemgetter(3)  # RawFrame's fields
 
 
 class DecodeHandoff:
@@ -81,7 +83,7 @@ class DecodeHandoff:
             if feed_quiet is not None and self._opens_run(frames[start]) and self.quiet():
                 run = frames[start:self._run_end(frames, start, start + span)]
                 before = self._rows()
-                done = feed_quiet([f.ts_recv_ns for f in run], [f.data for f in run])
+                done = feed_quiet(list(map(_STAMP, run)), list(map(_PAYLOAD, run)))
                 span = n if done == len(run) else max(_MIN_SPAN, 2 * done)
                 if done:
                     # nothing changed a sync within them: after_frame once sees what it would
@@ -103,6 +105,9 @@ class DecodeHandoff:
         """End of the run of websocket frames of the current UTC day from ``start`` (at most ``limit``)."""
         day_end = self._day_ns + _NS_PER_DAY
         stop, n = start + 1, min(len(frames), limit)
+        tail = frames[stop:n]
+        if tail and list(map(_CHANNEL, tail)).count(WS) == len(tail) and max(map(_STAMP, tail)) < day_end:
+            return n  # the usual case, checked in C: websocket frames of this day up to the limit
         while stop < n and frames[stop].channel == WS and frames[stop].ts_recv_ns < day_end:
             stop += 1
         return stop

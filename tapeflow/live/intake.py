@@ -95,19 +95,25 @@ class FrameIntake:
         venue, receive, arrived = self.venue, ws.receive, self._arrived
         monotonic, time_ns = time.monotonic, time.time_ns
         text, binary = WSMsgType.TEXT, WSMsgType.BINARY
+        # RawFrame's own __new__ is a Python function: the tuple constructor skips a frame per frame
+        new_frame = tuple.__new__
         read = 0
         try:
             while True:
                 msg = await receive()
-                if msg.type is not text and msg.type is not binary:
+                kind, data = msg.type, msg.data
+                if kind is not text and kind is not binary:
                     break
                 self._last_frame_s = monotonic()
                 self.frames_received += 1
-                data = msg.data if type(msg.data) is bytes else bytes(msg.data)
-                self._pending.append(RawFrame(venue, time_ns(), data, WS))
-                arrived.set()
+                pending = self._pending
+                if not pending:  # the batcher waits only on an empty list
+                    arrived.set()
+                if type(data) is not bytes:
+                    data = bytes(data)
+                pending.append(new_frame(RawFrame, (venue, time_ns(), data, WS)))
                 read += 1
-                if len(self._pending) >= limit:  # backpressure: the socket's buffers fill, the venue slows
+                if len(pending) >= limit:  # backpressure: the socket's buffers fill, the venue slows
                     self._room.clear()
                     self._reading_paused = True  # not reading: no awake stamp meanwhile
                     await self._room.wait()

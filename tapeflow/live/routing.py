@@ -61,7 +61,7 @@ class RoutedBatch(dict[str, pa.Table]):
     __slots__ = ("columns", "order_ids", "symbol", "venue")
 
     def __init__(self, venue: str, symbol: str) -> None:
-        super().__init__()
+        # dict.__new__ made the (empty) mapping: no dict.__init__ call, one per instrument per batch
         self.venue, self.symbol = venue, symbol
         self.columns: dict[str, np.ndarray] = {}
         self.order_ids: np.ndarray | None = None
@@ -133,6 +133,7 @@ def route(batch: Batch) -> Routed:
     lacking a column of its layout travels without one (the stages read it as a table).
     """
     routed = Routed("")
+    instruments = routed.instruments
     first = True
     for name, table in batch.items():
         if not table.num_rows:
@@ -147,11 +148,17 @@ def route(batch: Batch) -> Routed:
         if first:
             routed.venue, first = groups[0][0], False  # the venue of the table's first row
         for venue, symbol, rows in groups:
-            part = routed.instruments.get(instrument_key(venue, symbol))
+            key = f"{venue}/{symbol}"  # instrument_key, inlined: a call per table of a 1-event batch
+            part = instruments.get(key)
             if part is None:
-                part = routed.instruments[instrument_key(venue, symbol)] = RoutedBatch(venue, symbol)
+                part = instruments[key] = RoutedBatch(venue, symbol)
             if rows is None:
-                part.put(name, table, matrix, order_ids)
+                # RoutedBatch.put, inlined
+                part[name] = table
+                if matrix is not None:
+                    part.columns[name] = matrix
+                if order_ids is not None:
+                    part.order_ids = order_ids
             else:
                 part.put(name, table.take(pa.array(rows)), None if matrix is None else matrix[:, rows],
                          None if order_ids is None else order_ids[rows])
@@ -191,13 +198,13 @@ def _convert(name: str, table: pa.Table, *, matrix: bool = True
         return (_matrix_by_name(name, table) if matrix else None), instrument_rows(table)
     batches = table.to_batches()
     if len(batches) == 1 and table.num_rows == 1:
-        # the smallest batch: its two strings cost less than any check
+        # the smallest batch: its two strings cost less than any check, its matrix one Arrow call
         rb = batches[0]
         groups: list[tuple[str, str, np.ndarray | None]] = [
             (rb.column(_VENUE).to_pylist()[0], rb.column(_SYMBOL).to_pylist()[0], None)]
-    else:
-        key = one_instrument(table)
-        groups = [(*key, None)] if key is not None else instrument_rows(table)
+        return (rb.select(positions).to_tensor(row_major=False).to_numpy().T if matrix else None), groups
+    key = one_instrument(table)
+    groups = [(*key, None)] if key is not None else instrument_rows(table)
     return (_tensor(batches, positions) if matrix else None), groups
 
 

@@ -35,11 +35,13 @@ class DegradedWindows:
     def __init__(self) -> None:
         self.windows: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self._last_end: dict[tuple[str, str], int] = {}  # latest end per instrument (see mask)
+        self._latest: int | None = None  # latest end over every window (see latest_end_ns)
 
     def __setstate__(self, state: dict) -> None:
         # a recovery snapshot taken before the cache existed resumes too
         self.__dict__.update(state)
         self.__dict__.setdefault("_last_end", {})
+        self.__dict__.setdefault("_latest", None)
 
     def __bool__(self) -> bool:
         return bool(self.windows)
@@ -47,8 +49,10 @@ class DegradedWindows:
     def latest_end_ns(self) -> int:
         """The latest end over every window (-1 without any): rows captured at or after it are
         in no window, so a caller can skip flagging a batch that starts there."""
-        ends = [self._instrument_end(key, wins) for key, wins in self.windows.items() if wins]
-        return max(ends, default=-1)
+        if self._latest is None:  # kept until a window changes: the health stage asks every batch
+            ends = [self._instrument_end(key, wins) for key, wins in self.windows.items() if wins]
+            self._latest = max(ends, default=-1)
+        return self._latest
 
     def _instrument_end(self, key: tuple[str, str], wins: list[tuple[int, int]]) -> int:
         end = self._last_end.get(key)
@@ -83,6 +87,7 @@ class DegradedWindows:
             del wins[:-MAX_WINDOWS]
             changed.append((*key, *wins[-1]))
         self._last_end.clear()
+        self._latest = None
         return window_table(changed)
 
     def merge(self, changes: pa.Table) -> None:
@@ -98,6 +103,7 @@ class DegradedWindows:
                 wins.sort()
                 del wins[:-MAX_WINDOWS]
         self._last_end.clear()
+        self._latest = None
 
     def mask(self, table: pa.Table, time_column: str) -> np.ndarray:
         """Rows of ``table`` whose ``time_column`` lies inside a window of their instrument."""
