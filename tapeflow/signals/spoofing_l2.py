@@ -8,9 +8,10 @@ From the book grid and the trades alone. Per side, ``kernels.signals_spoofing_l2
 times that depth (one order that large is a wall; one pulled at once is the wall's look-alike).
 ``first_fall`` (JAX) finds the row, within ``max_life_ns``, where the size at that price has fallen
 back by ``vanish_share`` of the jump, and it went in one grid step: at least
-``min_step_drop_share`` of the jump left between two rows (a cancel; orders leaving one by one
-shrink a level step by step). The layer was a spoof when, between its appearance and its
-vanishing:
+``min_step_drop_share`` of the jump left between two rows, or at least ``min_step_x_depth`` usual
+depths did (one of several layers stacked at one price and cancelled apart; a cancel either way:
+orders leaving one by one shrink a level step by step). The layer was a spoof when, between its
+appearance and its vanishing:
 
 * the trades at its price add to at most ``max_traded_share`` of the jump (it was pulled, not
   filled);
@@ -21,7 +22,9 @@ vanishing:
   this off).
 
 The first such vanishing of a side opens an alert at the vanishing row (side = the layered
-size's, price = its level), then ``refractory_ns`` of quiet on that side.
+size's, price = its level), then ``refractory_ns`` of quiet on that side for the layers that
+appeared within ``burst_ns`` of it (one layering); a layer that appeared apart is another layering
+and alerts (0: all quiet).
 """
 
 from __future__ import annotations
@@ -41,6 +44,22 @@ NAME = "spoofing_l2/1"
 def _at(prices_row: np.ndarray, sizes_row: np.ndarray, price: int) -> float:
     return float(sizes_row[(prices_row == price) & (sizes_row > 0)].sum())
 
+
+
+def _one_per_burst(vanish_ns: np.ndarray, appear_ns: np.ndarray, refractory_ns: int, burst_ns: int
+                   ) -> list[int]:
+    """Indices (in vanishing order) of the layers that open an alert: one within ``refractory_ns``
+    of an alert is quiet when it appeared within ``burst_ns`` of that alert's layer (the same
+    layering: an episode's layers go up within tens of ms), not when it appeared apart (another
+    layering beside it). ``burst_ns`` 0: every layer within ``refractory_ns`` is quiet."""
+    if not burst_ns:
+        return first_of_runs(vanish_ns, refractory_ns).tolist()
+    keep: list[int] = []
+    for n, (tv, ta) in enumerate(zip(vanish_ns.tolist(), appear_ns.tolist(), strict=True)):
+        if any(tv - vanish_ns[j] < refractory_ns and abs(ta - appear_ns[j]) <= burst_ns for j in keep):
+            continue
+        keep.append(n)
+    return keep
 
 
 def _candidates(prices: np.ndarray, sizes: np.ndarray, sign: int, tick: int, threshold: np.ndarray,
@@ -99,7 +118,10 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
             k, v = int(rows[i]), int(rows[i] + fall[i])
             # a cancel takes the size at once; orders leaving one by one shrink a level step by step
             step = _at(prices[v - 1], sizes[v - 1], price[i]) - _at(prices[v], sizes[v], price[i])
-            if step < params["min_step_drop_share"] * jumps[i]:
+            # ... or one of several layers stacked at one price, cancelled apart: a one-step drop
+            # itself large (``min_step_x_depth`` usual depths)
+            unit = params["min_step_x_depth"] * threshold[k] / params["min_size_x_depth"]
+            if step < params["min_step_drop_share"] * jumps[i] and not (unit > 0 and step >= unit):
                 continue
             lo, hi = np.searchsorted(t_recv, [recv[k - 1], recv[v]], side="right")
             at_price = t_size[lo:hi][t_px[lo:hi] == price[i]].sum()
@@ -120,7 +142,7 @@ def detect(book: dict[str, np.ndarray], tr: dict[str, np.ndarray], tick: int, pa
         vanish = rows[keep_a] + fall[keep_a] if len(keep_a) else np.zeros(0, np.int64)
         by_time = np.argsort(vanish, kind="stable")
         keep_a, vanish = keep_a[by_time], vanish[by_time]
-        for n in first_of_runs(ts[vanish], params["refractory_ns"]):
+        for n in _one_per_burst(ts[vanish], ts[rows[keep_a]], params["refractory_ns"], params["burst_ns"]):
             i, k, v = int(keep_a[n]), int(rows[keep_a[n]]), int(vanish[n])
             bad = int(np.bitwise_or.reduce(book["flags"][k - 1:v + 1])) & F_MAYBE_BAD_BOOK
             x_depth = float(jumps[i] / (threshold[k] / params["min_size_x_depth"]))

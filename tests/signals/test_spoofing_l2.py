@@ -113,6 +113,32 @@ def test_size_leaving_order_by_order_is_not_a_cancel():
     assert price > 0
 
 
+def test_layers_stacked_at_one_price_and_cancelled_apart_alert():
+    book = _book()
+    price = _layer(book, "bid", 3, 300, 20, 30)  # two layers of 3 usual depths at one price:
+    _layer(book, "bid", 3, 300, 20, 34)  # the jump is 6, each cancel takes half of it
+    tr = _trades([(27, int(book["ask_p"][0, 0]), 5, BID)])
+    assert [(a["side"], a["price_nanos"], a["ts_event_ns"]) for a in _detect(book, tr)] == [
+        (1, price, int(book["ts"][30]))]
+    # without the stacked-layer rule the half-jump step is not a cancel
+    off = spoofing_l2.detect(book, tr, TICK, dict(_params(), min_step_x_depth=0.0), "sim", "SIMA").table()
+    assert off.num_rows == 0
+
+
+def test_a_second_layering_on_the_same_side_alerts_its_own_layers_do_not():
+    book = _book()
+    first = _layer(book, "bid", 3, 500, 20, 30)
+    _layer(book, "bid", 5, 500, 20, 32)  # the same layering: up with the first, quiet
+    second = _layer(book, "bid", 4, 500, 40, 48)  # another, 2 s later, vanishing 1.8 s after the first
+    tr = _trades([(27, int(book["ask_p"][0, 0]), 5, BID), (46, int(book["ask_p"][0, 0]), 5, BID)])
+    got = _detect(book, tr)
+    assert [(a["price_nanos"], a["ts_event_ns"]) for a in got] == [
+        (first, int(book["ts"][30])), (second, int(book["ts"][48]))]
+    # burst_ns 0: the refractory quiets every layer on the side
+    one = spoofing_l2.detect(book, tr, TICK, dict(_params(), burst_ns=0), "sim", "SIMA").table()
+    assert one.column("ts_event_ns").to_pylist() == [int(book["ts"][30])]
+
+
 @pytest.mark.parametrize("case", ["no_trade_other_side", "at_the_touch", "wall_sized", "small"])
 def test_what_is_not_layering(case):
     book = _book()
