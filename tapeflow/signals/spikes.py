@@ -81,7 +81,7 @@ def sweeps(grid_recv_ns: np.ndarray, trades: dict[str, np.ndarray]) -> dict[int,
 
 
 def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int, params: dict[str, Any],
-           venue: str, symbol: str) -> Alerts:
+           venue: str, symbol: str, *, usual: np.ndarray | None = None, from_row: int = 0) -> Alerts:
     """Spike alerts of one instrument.
 
     Args:
@@ -90,6 +90,10 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
         trades: ``ts_event_ns``, ``ts_recv_ns``, ``price_nanos``, ``size_nanos``, ``aggressor_side``.
         tick: the price increment.
         params: the detector's thresholds.
+        usual: ``walls.usual_depth`` of ``book`` where the caller has it (the live stage computes
+            it once per batch for spikes and walls); None: computed here.
+        from_row: only alerts on this row or later are wanted (the live stage's first new row,
+            with ``refractory_ns`` 0): the windows run on the rows those read back to only.
     """
     out = Alerts(venue, symbol, NAME, params)
     g = len(book["ts"])
@@ -103,27 +107,30 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
     step[np.isnan(step)] = 0.0  # before the first two-sided row nothing moves
     total = traded_total(book["recv"], trades)
     volume = np.diff(total, prepend=total[0])
-    move, traded, sigma = flow_windows(step, np.maximum(volume, 0.0), window, baseline)
+    hold = params["hold_ns"] // grid_ns
+    # an alert on row t >= from_row reads rows from t - hold - 1 back (its run's row before), and
+    # their windows ``2 * window + baseline`` rows further: the rows before ``c`` feed none
+    c = max(0, from_row - hold - 1 - 2 * window - baseline)
+    move, traded, sigma = _tail(flow_windows, c, step, np.maximum(volume, 0.0), window, baseline)
     scale = np.maximum(np.nan_to_num(sigma, nan=np.inf), params["min_sigma_ticks"])
     z = np.abs(move) / scale
-    depth = usual_depth(book)
-    biggest = {side: window_max(s, window) for side, s in sweeps(book["recv"], trades).items()}
+    depth = usual_depth(book) if usual is None else usual
+    biggest = {side: _tail(window_max, c, s, window)[0] for side, s in sweeps(book["recv"], trades).items()}
     rows = np.arange(g)
     ok = (rows >= window + baseline) & (z >= params["min_z"])
     bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
-    hold = params["hold_ns"] // grid_ns
     touches = touch_ticks(book, tick)
     for side in (1, -1):
         sweep_x = biggest[side] / depth
         # the swept touch's own move over T, in its own local sigma
         t_step = np.diff(touches[side], prepend=touches[side][0])
         t_step[np.isnan(t_step)] = 0.0
-        t_move, _, t_sigma = flow_windows(t_step, np.zeros(g), window, baseline)
+        t_move, _, t_sigma = _tail(flow_windows, c, t_step, np.zeros(g), window, baseline)
         t_z = side * t_move / np.maximum(np.nan_to_num(t_sigma, nan=np.inf), params["min_sigma_ticks"])
         mine = (ok & (np.sign(move) == side) & (sweep_x >= params["min_sweep_x_depth"])
                 & (t_z >= params["min_touch_z"]))
         start = np.flatnonzero(mine & ~np.r_[False, mine[:-1]])
-        start = start[start + hold < g]
+        start = start[(start + hold < g) & (start + hold >= from_row)]
         # the move must still stand ``hold_ns`` later: a sweep the book refills at once reverts
         held = side * (mid[start + hold] - mid[start - window]) >= params["min_z"] * scale[start]
         cand = start[held] + hold
@@ -145,3 +152,11 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
                                   touch_z=round(float(t_z[m]), 2),
                                   window_ms=params["window_ns"] // 1_000_000))
     return out
+
+
+def _tail(fn: Any, c: int, *args: Any) -> tuple[np.ndarray, ...]:
+    """``fn`` (a window kernel: arrays first, then ints) over rows ``c`` on; NaN in the rows before."""
+    arrays = [a[c:] if isinstance(a, np.ndarray) else a for a in args]
+    out = fn(*arrays)
+    out = out if isinstance(out, tuple) else (out,)
+    return tuple(np.r_[np.full(c, np.nan), x] if c else x for x in out)

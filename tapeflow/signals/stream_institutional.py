@@ -17,7 +17,8 @@ the whole input, row for row, across restarts at a day boundary:
   (:class:`tapeflow.signals.institutional.Baselines`), and :class:`BaselineStore` writes that
   day's record under the lake (``<lake>/_baselines/institutional/<venue>/<symbol>/<date>.json``,
   atomically, one file per day: a record the Dagster asset wrote meanwhile stays) and loads them at
-  start: the 20-day baseline of a restarted stage is the one it had.
+  start: the 20-day baseline of a restarted stage is the one it had; the files of days before the
+  next day's ``baseline_days`` are then deleted (``BaselineStore.prune``).
 
 Known differences: a fill arriving with an event time in a second already judged is left out of
 the windows (counted in ``late_fills``), and a fill of a day already rolled over is counted in
@@ -81,7 +82,9 @@ class BaselineStore:
     and every other day untouched. Two writers of the same day: the last rename wins (both whole
     records). The one-file-per-instrument layout of before (``<symbol>.json``) is still read
     (its days under any per-day file's), and the first write to the instrument moves its days
-    into per-day files (a day already written per day is kept) and deletes it.
+    into per-day files (a day already written per day is kept) and deletes it. :meth:`prune`
+    deletes the days no baseline reads any more (the live stage, at its day roll: the days before
+    the next day's ``baseline_days``), so the store and the stage's read at start stay bounded.
     """
 
     def __init__(self, root: Path) -> None:
@@ -148,6 +151,27 @@ class BaselineStore:
         for day, rec in sorted(days.items()):
             _write(folder, day, rec, replace=True)
         fsync_path(folder)
+
+    def prune(self, venue: str, symbol: str, keep_from: int) -> list[int]:
+        """Delete the instrument's day files of days before ``keep_from`` (a day number); returns
+        the days deleted. Other files (a writer's temporary file, a name that is not a day) stay."""
+        folder = self.path(venue, symbol)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return []
+        gone = []
+        for name in names:
+            try:
+                day = _day_of(name)
+            except ValueError:
+                continue  # load() names it; pruning deletes day files only
+            if day < keep_from:
+                (folder / name).unlink(missing_ok=True)  # another pruner may have been first
+                gone.append(day)
+        if gone:
+            fsync_path(folder)
+        return sorted(gone)
 
     def save(self, venue: str, symbol: str, baselines: Baselines) -> None:
         """Write every day of ``baselines`` (:meth:`put`; days stored and not in it stay)."""
@@ -360,4 +384,6 @@ class StreamingInstitutional:
             self.baselines.add(self.day, params, *self.totals)
             if self.store is not None:  # the day's own record only: other writers' days stay
                 self.store.put(self.venue, self.symbol, {self.day: self.baselines.days[self.day]})
+                # the next day reads the ``baseline_days`` before it: older files are never read again
+                self.store.prune(self.venue, self.symbol, self.day + 1 - params["baseline_days"])
         self._new_day()

@@ -76,24 +76,26 @@ class StreamingL2:
             return []
         out = [self._hidden(feed)]
         if new_rows:
-            out.append(self._spikes(feed, len(self.grid["ts"]) - new_rows))
-            out.append(self._walls(feed, len(self.grid["ts"]) - new_rows))
+            usual = walls.usual_depth(self.grid)  # the depth yardstick of both, once per batch
+            out.append(self._spikes(feed, len(self.grid["ts"]) - new_rows, usual))
+            out.append(self._walls(feed, len(self.grid["ts"]) - new_rows, usual))
             self._cut()
         return [t for t in out if t is not None and t.num_rows]
 
-    def _spikes(self, feed: Feed, first_new: int) -> pa.Table:
+    def _spikes(self, feed: Feed, first_new: int, usual: np.ndarray) -> pa.Table:
         assert self.grid is not None
         params = feed.thresholds.for_instrument("spike", self.symbol, self.preset)
         rows = spikes.detect(self.grid, self.trades, feed.tick, {**params, "refractory_ns": 0}, self.venue,
-                             self.symbol).table()
+                             self.symbol, usual=usual, from_row=first_new).table()
         return refractory_chain(rows, params, self.last_alert, int(self.grid["ts"][first_new]))
 
-    def _walls(self, feed: Feed, first_new: int) -> pa.Table | None:
+    def _walls(self, feed: Feed, first_new: int, usual: np.ndarray) -> pa.Table | None:
         assert self.grid is not None
         params = feed.thresholds.for_instrument("wall", self.symbol, self.preset)
         # every candidate, none suppressed (a refractory that never holds): the chain is applied here
         every = {**params, "refractory_ns": _NEVER}
-        rows = walls.detect(self.grid, self.trades, feed.tick, every, self.venue, self.symbol).table()
+        rows = walls.detect(self.grid, self.trades, feed.tick, every, self.venue, self.symbol,
+                            usual=usual).table()
         if not rows.num_rows:
             return None
         cols = {c: rows.column(c).to_numpy(zero_copy_only=False) for c in
@@ -157,7 +159,14 @@ class StreamingL2:
         judged = {c: v[:ready] for c, v in w.items()}
         self.waiting = {c: v[ready:] for c, v in w.items()}
         params = feed.thresholds.for_instrument("hidden", self.symbol, self.preset)
-        return hidden.detect(judged, self.grid, params, self.venue, self.symbol).table()
+        # the rows from the one before the first print to the one at or after the last (the rows
+        # the detector reads; none cut where a print has no row before it): the same rows out, and
+        # the JAX kernel pads a few rows, not the look-back
+        recv = self.grid["recv"]
+        lo = max(0, int(np.searchsorted(recv, judged["ts_recv_ns"].min(), side="left")) - 1)
+        hi = int(np.searchsorted(recv, judged["ts_recv_ns"].max(), side="left")) + 1
+        book = {k: v[lo:hi] for k, v in self.grid.items()} if lo or hi < len(recv) else self.grid
+        return hidden.detect(judged, book, params, self.venue, self.symbol).table()
 
     def _cut(self) -> None:
         # keep 5 whole blocks before the newest row's block: the rows of the last one (which the

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 
 from kernels.signals_walls import wall_runs
-from kernels.signals_windows import block_quantiles
 from tapeflow.schemas.records import ASK, BID, F_MAYBE_BAD_BOOK
 from tapeflow.signals.rows import Alerts
+from tapeflow.signals.withdrawal import block_medians
 
 NAME = "wall/1"
 _BASELINE_ROWS = 600  # grid rows per baseline block (1 min at 100 ms; 4 blocks looked back)
@@ -45,12 +45,12 @@ def usual_depth(book: dict[str, np.ndarray]) -> np.ndarray:
     # partition see the same rows the same way)
     last = np.maximum.accumulate(np.where(known, np.arange(len(per_row)), -1)) if len(per_row) else per_row
     filled = np.where(last >= 0, per_row[np.maximum(last, 0)], np.nan) if len(per_row) else per_row
-    usual = block_quantiles(filled, _BASELINE_ROWS, _LOOKBACK_BLOCKS, (0.5,))[:, 0]
+    usual = block_medians(filled, _BASELINE_ROWS, _LOOKBACK_BLOCKS)  # block_quantiles' bits
     return np.where(np.isnan(usual), filled, usual)
 
 
 def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int, params: dict[str, Any],
-           venue: str, symbol: str) -> Alerts:
+           venue: str, symbol: str, *, usual: np.ndarray | None = None) -> Alerts:
     """Wall events (appeared, pulled, eaten) of one instrument.
 
     Args:
@@ -59,12 +59,14 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
         trades: ``ts_recv_ns``, ``price_nanos``, ``size_nanos``, ``aggressor_side`` arrays.
         tick: the price increment.
         params: the detector's thresholds.
+        usual: :func:`usual_depth` of ``book`` where the caller has it (the live stage computes
+            it once per batch for spikes and walls); None: computed here.
     """
     out = Alerts(venue, symbol, NAME, params)
     g = len(book["ts"])
     if g == 0:
         return out
-    usual = usual_depth(book)
+    usual = usual_depth(book) if usual is None else usual
     threshold = params["min_size_x_depth"] * usual
     need = max(1, -(-params["persist_ns"] // _grid_ns(book)))
     bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)

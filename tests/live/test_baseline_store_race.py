@@ -77,6 +77,32 @@ def test_the_live_day_roll_keeps_a_day_the_asset_wrote_meanwhile(tmp_path: Path)
     assert int(tape["ts_event_ns"][0] // DAY) in days
 
 
+@pytest.mark.parametrize("baseline_days", [20, 5])
+def test_the_live_day_roll_prunes_the_days_before_the_baseline_look_back(tmp_path: Path,
+                                                                       baseline_days: int) -> None:
+    params = {**_params(), "baseline_days": baseline_days}
+    rng = np.random.default_rng(7)
+    t0 = 1_704_196_800 * S  # 2024-01-02 12:00 UTC: one day of 2 minutes of fills, then the roll
+    parts = [_tape(rng, t0 + d * DAY, 120)[0] for d in range(2)]
+    tape = {c: np.concatenate([p[c] for p in parts]) for c in COLS}
+    tape["order_id"][len(parts[0]["order_id"]):] += np.uint64(10 ** 6)
+    touch = np.ones(len(tape["ts_event_ns"]), bool)
+    day1, day2 = int(tape["ts_event_ns"][0] // DAY), len(parts[0]["ts_event_ns"])
+    store = BaselineStore(tmp_path)
+    old = list(range(day1 - 30, day1))  # 30 days the asset wrote before
+    store.put("sim", "X", {d: _rec(d) for d in old})
+    (store.path("sim", "X") / ".tmp-writer").write_text("{}")  # another writer's file in flight
+    live = StreamingInstitutional("sim", "X", store)
+    live.add({c: v[:day2] for c, v in tape.items()}, touch[:day2], params)
+    assert sorted(store.load("sim", "X").days) == old, "nothing is pruned before a day rolls over"
+    live.add({c: v[day2:day2 + 50] for c, v in tape.items()}, touch[day2:day2 + 50], params)  # day roll
+    # the next day (day1 + 1) reads days day1 + 1 - baseline_days .. day1: every older file is gone
+    kept = sorted(store.load("sim", "X").days)
+    assert kept == list(range(day1 + 1 - baseline_days, day1 + 1)), kept
+    assert (store.path("sim", "X") / ".tmp-writer").exists(), "pruning deleted a file that is no day"
+    assert store.prune("sim", "X", day1 + 1 - baseline_days) == []  # idempotent
+
+
 def _writer(root: Path, days: list[int], reads: bool, seed: int) -> None:
     """One writer process: adds its days one by one, as the asset does (read the 20 days before,
     write the day and what it computed: ``save`` of what it read and its day) or as the live stage

@@ -149,7 +149,7 @@ def test_the_stream_carries_the_withdrawal_baseline_instead_of_recomputing_it(mo
 @pytest.mark.parametrize("rows", [1, 599, 600, 2401, 4200, 7001])
 def test_the_carried_block_median_is_block_quantiles_bit_for_bit(rows: int) -> None:
     from kernels.signals_windows import block_quantiles
-    from tapeflow.signals.withdrawal import BlockBaseline
+    from tapeflow.signals.withdrawal import BlockBaseline, block_medians
 
     seed = int(np.random.default_rng().integers(1 << 31))
     print(f"seed {seed}")
@@ -161,6 +161,10 @@ def test_the_carried_block_median_is_block_quantiles_bit_for_bit(rows: int) -> N
     want = block_quantiles(then, 600, 4, (0.5,))[:, 0]
     got = BlockBaseline().usual(1, then, 0, 2)
     assert np.array_equal(got, want, equal_nan=True)
+    # and the NumPy block medians of usual_depth (walls, spikes) and the stealth baselines
+    assert np.array_equal(block_medians(then, 600, 4), want, equal_nan=True)
+    stealth = block_quantiles(then, 60, 10, (0.5,))[:, 0]
+    assert np.array_equal(block_medians(then, 60, 10), stealth, equal_nan=True)
 
 
 def test_a_look_back_not_cut_on_a_block_is_refused() -> None:
