@@ -112,11 +112,10 @@ def test_streaming_withdrawals_equal_the_batch_detector(batch_rows: int) -> None
 def test_the_stream_carries_the_withdrawal_baseline_instead_of_recomputing_it(monkeypatch) -> None:
     # each 600-row block's usual depth is computed once per side, and the look-back is never run
     # through block_quantiles again (0.5 CPU s per batch, 85 % of the stage's cost, when it was)
-    from tapeflow.signals import withdrawal
-    # imported before the patch so that it keeps the real _median: the count below is the
-    # withdrawal's and the L3 detectors' medians, not absorption's own carried cache (which binds
-    # the name at import, so the count otherwise depended on which test imported it first)
-    from tapeflow.signals import stream_absorption  # noqa: F401
+    # stream_absorption is imported before the patch so that it keeps the real _median: the count
+    # below is the withdrawal's and the L3 detectors' medians, not absorption's own carried cache
+    # (which binds the name at import, so the count otherwise depended on which test imported it first)
+    from tapeflow.signals import stream_absorption, withdrawal  # noqa: F401
 
     thresholds = load(DEFAULT_PATH)
     grid = _grid(9)
@@ -181,11 +180,10 @@ def test_a_look_back_not_cut_on_a_block_is_refused() -> None:
 def test_the_stream_computes_band_depths_of_new_grid_rows_only(monkeypatch) -> None:
     # each batch runs band_depths over its new rows and the lag + 1 rows they look back on, not the
     # whole 5-block look-back (13 of the stage's 24 ms per 5,000-event batch when it did)
-    from tapeflow.signals import withdrawal
-    # imported before the patch so that it keeps the real _median: the count below is the
-    # withdrawal's and the L3 detectors' medians, not absorption's own carried cache (which binds
-    # the name at import, so the count otherwise depended on which test imported it first)
-    from tapeflow.signals import stream_absorption  # noqa: F401
+    # stream_absorption is imported before the patch so that it keeps the real _median: the count
+    # below is the withdrawal's and the L3 detectors' medians, not absorption's own carried cache
+    # (which binds the name at import, so the count otherwise depended on which test imported it first)
+    from tapeflow.signals import stream_absorption, withdrawal  # noqa: F401
 
     thresholds = load(DEFAULT_PATH)
     grid = _grid(9)
