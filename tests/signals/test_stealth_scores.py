@@ -29,9 +29,10 @@ def test_absorption_creep_contraction_scores_on_an_evaluation_seed_in_overlap_mo
     assert ab.episodes == cr.episodes == co.episodes == 24
     # claims below the pooled rates of 19 random seeds (docs/signals.md): absorption P 0.52 R 0.70,
     # contraction P 0.69 R 0.62 (the s25 simulator's fresh seeds agree within noise). Creep on the
-    # s25 simulator (creeps keep their 60-180 s, no background drift; 30 s window, z 3.25): P 0.863
-    # R 0.875 on 3 fresh seeds, claims under the 99.9% lower bounds (0.70, 0.71); before s25
-    # (P 0.284 R 0.264 on the same seeds: 6, 3 and 10 hits of 24) recall failed on two of three
+    # s25 simulator (creeps keep their 60-180 s, no background drift; 30 s window, z 3.25): P 1.000
+    # R 0.889 on 3 fresh seeds (0.863 / 0.875 on 3 others with a 120 s refractory), claims under
+    # the 99.9% lower bounds (0.70, 0.71 for the latter); before s25 (same six seeds: 6, 3, 10, 1,
+    # 6 and 9 hits of 24) recall would have failed on four of six
     assert_rate("absorption precision", ab.hits, ab.alerts, 0.4)
     assert_rate("absorption recall", ab.hits, ab.episodes, 0.6)
     assert_rate("contraction precision", co.hits, co.alerts, 0.55)
