@@ -108,6 +108,7 @@ PARAM_NAMES = (
     "vol_cluster",
     "anchor",
     "improve_p",
+    "edge_pull",
 )
 P = {name: i for i, name in enumerate(PARAM_NAMES)}
 
@@ -196,14 +197,22 @@ def run(
             # the fair value is pulled toward the book's mid: prices move through the queues
             # a calm regime (volatility scale < 1) loosens the pull and a drift removes it: the
             # book follows the fair price instead.
-            # Known bias (docs/simulator.md "Known gaps"): orders are placed so that a fair value
-            # of k + 0.5 makes the mid k + 0.5, but the background's target is half a tick above
-            # the mid, which the realism bands were fitted with (the true mid moves the L2 update
-            # mix out of its band). In a calm regime the bias shows: buyers become the
-            # mispricing's favourite and walk the book up a tick every few seconds (seed 582422),
-            # so calm regimes pull to the mid itself.
+            # Orders are placed so that fair values in [k, k + 1) make the mid k + 0.5: the target
+            # is a cell edge half a tick off the mid, where small moves of the fair price move the
+            # book (the realism bands were fitted with it: the mid itself as target moves the crypto
+            # L2 update mix out of its band). ``edge_pull`` 1: the nearer edge, so a step up is as
+            # likely as a step down. 0 (the equity preset): always the upper edge, the engine before
+            # 2026-12-07, which made buyers the mispricing's favourite and walked the crypto book up
+            # 0.44 tick/s (docs/simulator.md "Background drift"). A calm regime pulls to the mid
+            # itself (an edge target walked a contraction's book through the ticks: seed 582422).
             pull = min(fs[F_VOL], 1.0) if fs[F_DRIFT] == 0.0 else 0.0
-            target = 0.5 * (bb + ba) if fs[F_VOL] < 1.0 else 0.5 * (bb + ba + 1)
+            mid = 0.5 * (bb + ba)
+            if fs[F_VOL] < 1.0:
+                target = mid
+            elif par[37] > 0.0 and fair < mid:
+                target = mid - 0.5
+            else:
+                target = mid + 0.5
             fair += par[35] * pull * (target - fair)
         margin = par[16] + 10.0
         fs[F_FAIR] = min(max(fair, margin), grid - margin)

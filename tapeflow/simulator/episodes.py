@@ -93,11 +93,18 @@ def plan_episodes(
 
 
 def _lane(kind: str, look: bool) -> str:
+    if kind == "creep" and not look:
+        return "creep"
     if kind in ("creep", "contraction") or (kind == "spike" and look):
         return "regime"
     if kind in ("iceberg", "wall") and not look:
         return kind
     return ""
+
+
+# a real creep's cluster: the drift starts 0-5% in and ends by the cluster's end, where the next
+# cluster's regime plant (0-5% into it) cannot meet it
+_CREEP_SHARE = 0.95
 
 
 def _plan_overlapping(
@@ -109,32 +116,74 @@ def _plan_overlapping(
     jobs: list[tuple[str, bool]],
 ) -> None:
     lanes = [_lane(kind, look) for kind, look in jobs]
-    n_clusters = max(lanes.count("regime"), lanes.count("iceberg"), lanes.count("wall"), -(-len(jobs) // 3))
-    cluster_ns = window_ns // n_clusters
+    creeps = [i for i, name in enumerate(lanes) if name == "creep"]
+    # A real creep keeps its specified 60-180 s (docs/simulator.md's kinds table; SIMULATOR.md: "a
+    # slow one-directional drift"): it gets a cluster of its own length instead of the 0.7 x
+    # cluster clip every other plant takes (31 s at 12 per kind per hour, 2026-12-07). Only a run
+    # too short for them (the creeps' clusters over half the window) scales them down.
+    durations = [rng.uniform(60, 180) * _S for _ in creeps]
+    creep_ns = sum(durations) / _CREEP_SHARE
+    if creep_ns > 0.5 * window_ns:
+        durations = [d * 0.5 * window_ns / creep_ns for d in durations]
+        creep_ns = 0.5 * window_ns
+    others = len(jobs) - len(creeps)
+    # about three plants a cluster, but with creeps no more clusters than leave the regime plants
+    # 60 s (0.7 x cluster) or the lanes need: at 12 per kind per hour the regime lane alone fills
+    # the time the creeps leave (28 s plants, 31 s before the creeps took theirs)
+    wanted = -(-others // 3)
+    if creeps:
+        wanted = min(wanted - len(creeps), int(0.7 * (window_ns - creep_ns) // (60 * _S)))
+    n_regular = max(lanes.count("regime"), lanes.count("iceberg"), lanes.count("wall"), wanted, 1)
+    cluster_ns = int((window_ns - creep_ns) // n_regular)
+    n_clusters = n_regular + len(creeps)
+    # which clusters are the creeps' (shuffled in among the others), and where each one starts
+    is_creep = np.zeros(n_clusters, bool)
+    is_creep[rng.permutation(n_clusters)[: len(creeps)]] = True
+    lengths, k = [], 0
+    for c in range(n_clusters):
+        if is_creep[c]:
+            lengths.append(int(durations[k] / _CREEP_SHARE))
+            k += 1
+        else:
+            lengths.append(cluster_ns)
+    starts = begin_ns + np.concatenate([[0], np.cumsum(lengths[:-1])]).astype(np.int64)
     members: list[list[int]] = [[] for _ in range(n_clusters)]
-    # lane plants fill the clusters in one shuffled round (a lane's plants land in distinct
-    # clusters), so as many clusters as possible hold a long plant the others start inside
-    perm = rng.permutation(n_clusters)
+    duration_of: dict[int, int] = {}
+    for c, i in zip(np.flatnonzero(is_creep), creeps, strict=True):
+        members[int(c)].append(i)
+        duration_of[i] = int(durations[len(duration_of)])
+    # the other lane plants fill the clusters in one shuffled round (a lane's plants land in
+    # distinct clusters; regime plants only in clusters without a creep: one regime state), so as
+    # many clusters as possible hold a long plant the others start inside
+    regular = np.flatnonzero(~is_creep)
+    perm = regular[rng.permutation(len(regular))]
+    everywhere = rng.permutation(n_clusters)
     pos = 0
     for lane in ("regime", "iceberg", "wall"):
+        pool = perm if lane == "regime" else everywhere
         for i in (i for i, name in enumerate(lanes) if name == lane):
-            members[int(perm[pos % n_clusters])].append(i)
+            members[int(pool[pos % len(pool)])].append(i)
             pos += 1
     for i, name in enumerate(lanes):
         if not name:
             members[int(rng.integers(0, n_clusters))].append(i)
     for c, idx in enumerate(members):
-        c0 = begin_ns + c * cluster_ns
+        c0, length = int(starts[c]), lengths[c]
         # lane plants (the long ones) open the cluster; the others start inside them
         idx.sort(key=lambda i: lanes[i] == "")
         for i in idx:
             kind, look = jobs[i]
             lo, hi = (0.0, 0.05) if lanes[i] else (0.05, 0.3)
-            t0 = c0 + int(rng.uniform(lo, hi) * cluster_ns)
-            _plant(plan, rng, preset, kind, look, t0, int(cluster_ns * 0.7))
+            t0 = c0 + int(rng.uniform(lo, hi) * length)
+            if i in duration_of:
+                _plant(plan, rng, preset, kind, look, t0, duration_of[i], duration_ns=duration_of[i])
+            else:
+                _plant(plan, rng, preset, kind, look, t0, int(length * 0.7))
         mine = [plan.rows[k] for k in range(len(plan.rows) - len(idx), len(plan.rows))]
-        if any(r["kind"] == "contraction" or (r["kind"] == "creep" and r["lookalike"]) for r in mine):
-            continue  # a contracting or quiet stretch is not busy
+        if any(r["kind"] in ("contraction", "creep") for r in mine):
+            # a contracting or quiet stretch is not busy, nor is a creep: it drifts at low
+            # volatility, and the engine makes busy periods volatile
+            continue
         # a busy period: from the cluster's start, or right after a real spike (the jump sets it off)
         spikes = [r["decisive_ns"] for r in mine if r["kind"] == "spike" and not r["lookalike"]]
         t_busy = spikes[0] + _MS if spikes else c0
@@ -143,10 +192,17 @@ def _plan_overlapping(
 
 
 def _plant(
-    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, kind: str, look: bool, t0: int, span: int
+    plan: EpisodePlan,
+    rng: np.random.Generator,
+    preset: Preset,
+    kind: str,
+    look: bool,
+    t0: int,
+    span: int,
+    **kw: Any,
 ) -> None:
     ep = len(plan.rows)
-    params = _PLANTERS[kind](plan, rng, preset, ep, t0, span, look)
+    params = _PLANTERS[kind](plan, rng, preset, ep, t0, span, look, **kw)
     decisive = params.pop("decisive_ns", None)
     plan.rows.append(
         dict(

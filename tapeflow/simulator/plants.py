@@ -123,14 +123,26 @@ def institutional(
 
 
 def creep(
-    plan: EpisodePlan, rng: np.random.Generator, preset: Preset, ep: int, t0: int, span: int, look: bool
+    plan: EpisodePlan,
+    rng: np.random.Generator,
+    preset: Preset,
+    ep: int,
+    t0: int,
+    span: int,
+    look: bool,
+    duration_ns: int | None = None,
 ) -> dict[str, Any]:
     """A slow one-directional drift at low volatility with one-sided passive fills.
 
     Look-alike: a quiet period with no drift (event rate down to 20-40%). Decisive moment:
-    30 s into the drift (or half its span when shorter).
+    30 s into the drift (or half its span when shorter). ``duration_ns``: the drift's length
+    drawn by the overlap planner (which gives a creep a cluster of its own length); else 60-180 s
+    drawn here, clipped to ``span``.
     """
-    end = t0 + min(int(rng.uniform(60, 180) * S), span)
+    if duration_ns is not None:
+        end = t0 + int(duration_ns)
+    else:
+        end = t0 + min(int(rng.uniform(60, 180) * S), span)
     if look:
         rate = float(rng.uniform(0.2, 0.4))
         _regime(plan, t0, ep, vol=1.0, rate=rate, drift_ticks_s=0.0)

@@ -183,6 +183,12 @@ def realism(
         out[f"abs_ret_acf_{lag}"] = acf(abs_r, lag)
     out["abs_ret_acf_mean_1_10"] = float(np.mean([acf(abs_r, lag) for lag in range(1, 11)]))
     out["returns_1s"] = float(len(r))
+    # drift: the share of up moves among the 1 s mid moves (a martingale's ~0.5), and the whole
+    # path's move in standard deviations of a random walk of the same 1 s returns
+    moves = r[r != 0]
+    out["up_share_1s"] = float(np.mean(moves > 0)) if len(moves) else 0.5
+    walk = r.std() * np.sqrt(len(r)) if len(r) > 1 else 0.0
+    out["net_move_sigmas"] = float(r.sum() / walk) if walk > 0 else 0.0
     out["messages"] = float(len(kind))
     return out
 

@@ -28,14 +28,17 @@ def test_absorption_creep_contraction_scores_on_an_evaluation_seed_in_overlap_mo
     ab, cr, co = (report.kind(k) for k in KINDS)
     assert ab.episodes == cr.episodes == co.episodes == 24
     # claims below the pooled rates of 19 random seeds (docs/signals.md): absorption P 0.52 R 0.70,
-    # contraction P 0.69 R 0.62. Creep (20 s window, s24: 6 fresh seeds) P 0.298 R 0.271, far
-    # from the goal: claims under the 99.9% lower bounds (0.183, 0.166)
+    # contraction P 0.69 R 0.62 (the s25 simulator's fresh seeds agree within noise). Creep on the
+    # s25 simulator (creeps keep their 60-180 s, no background drift; 30 s window, z 3.25): P 1.000
+    # R 0.889 on 3 fresh seeds (0.863 / 0.875 on 3 others with a 120 s refractory), claims under
+    # the 99.9% lower bounds (0.70, 0.71 for the latter); before s25 (same six seeds: 6, 3, 10, 1,
+    # 6 and 9 hits of 24) recall would have failed on four of six
     assert_rate("absorption precision", ab.hits, ab.alerts, 0.4)
     assert_rate("absorption recall", ab.hits, ab.episodes, 0.6)
     assert_rate("contraction precision", co.hits, co.alerts, 0.55)
     assert_rate("contraction recall", co.hits, co.episodes, 0.5)
-    assert_rate("creep precision", cr.hits, cr.alerts, 0.15)
-    assert_rate("creep recall", cr.hits, cr.episodes, 0.15)
+    assert_rate("creep precision", cr.hits, cr.alerts, 0.65)
+    assert_rate("creep recall", cr.hits, cr.episodes, 0.65)
     assert_calibrated(report, 0.3)
     # the composite runs with them and names its components; it has no truth of its own
     stealth = table.filter(pc.equal(table.column("kind"), "stealth"))
