@@ -9,10 +9,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tapeflow.schemas.records import ASK, BID, BOOK_SNAPSHOT, TRADE
+from tapeflow.schemas.records import ASK, BID, BOOK_SNAPSHOT
 from tapeflow.signals.config import DEFAULT_PATH, load
 from tapeflow.signals.detect import detect_tables
 from tapeflow.signals.stream import StreamingSignals
+from tests.signals.prints import print_table
 
 S = 1_000_000_000
 KEY = [(c, "ascending") for c in ("kind", "side", "ts_event_ns", "detector")]
@@ -33,15 +34,7 @@ def _trades(seed: int) -> pa.Table:
             side += [BID if k % 2 else ASK] * 5
             size += [300] * 5
             price += [10_000 + i for i in range(5)]
-    order = np.argsort(np.asarray(ts), kind="stable")
-    cols = {c: np.asarray(v)[order] for c, v in
-            (("ts_event_ns", ts), ("price_nanos", price), ("size_nanos", size), ("aggressor_side", side))}
-    cols["ts_recv_ns"] = cols["ts_event_ns"] + 1000
-    cols["aggressor_side"] = cols["aggressor_side"].astype(np.uint8)
-    cols["sequence"] = np.arange(len(order), dtype=np.int64)
-    cols["trade_id"] = [str(i) for i in range(len(order))]
-    cols["flags"] = np.zeros(len(order), np.uint8)
-    return TRADE.table(cols, constants={"venue": "sim", "symbol": "SIMA"})
+    return print_table(ts, price, size, side)
 
 
 @pytest.mark.parametrize("batch_rows", [97, 1000])

@@ -11,12 +11,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tapeflow.schemas.records import ASK, BID, BOOK_SNAPSHOT, TRADE
+from tapeflow.schemas.records import ASK, BID, BOOK_SNAPSHOT
 from tapeflow.signals import stream as stream_module
 from tapeflow.signals import whale
 from tapeflow.signals.config import DEFAULT_PATH, load
 from tapeflow.signals.detect import _grid_arrays, _tick
 from tapeflow.signals.stream import StreamingSignals
+from tests.signals.prints import print_table
 
 S = 1_000_000_000
 T0 = 1_704_205_800_000_000_000
@@ -40,15 +41,7 @@ def _day():
         price += [10_000 + i for i in range(5)]
         if k % 3 == 0:  # every third sweep is a jump's: the mid moves 5 ticks its way and holds
             jumps.append((at, 5 if k % 2 else -5))
-    order = np.argsort(np.asarray(ts), kind="stable")
-    cols = {c: np.asarray(v)[order] for c, v in
-            (("ts_event_ns", ts), ("price_nanos", price), ("size_nanos", size), ("aggressor_side", side))}
-    cols["ts_recv_ns"] = cols["ts_event_ns"] + 1000
-    cols["aggressor_side"] = cols["aggressor_side"].astype(np.uint8)
-    cols["sequence"] = np.arange(len(order), dtype=np.int64)
-    cols["trade_id"] = [str(i) for i in range(len(order))]
-    cols["flags"] = np.zeros(len(order), np.uint8)
-    trades = TRADE.table(cols, constants={"venue": "sim", "symbol": "SIMA"})
+    trades = print_table(ts, price, size, side)
     rows = 2400 * 4  # 40 min of a 250 ms grid
     gts = T0 + np.arange(rows) * (S // 4)
     shift = np.zeros(rows, np.int64)

@@ -11,6 +11,7 @@ import numpy as np
 from tapeflow.schemas.records import ASK, BID
 from tapeflow.signals import whale
 from tapeflow.signals.config import DEFAULT_PATH, load
+from tests.signals.prints import print_columns
 
 S = 1_000_000_000
 
@@ -27,11 +28,7 @@ def _day(jump_ticks: int):
     side += [BID] * 5
     size += [200] * 5
     price += [10_001 + i for i in range(5)]
-    order = np.argsort(np.asarray(ts), kind="stable")
-    trades = {c: np.asarray(v)[order] for c, v in
-              (("ts_event_ns", ts), ("price_nanos", price), ("size_nanos", size), ("aggressor_side", side))}
-    trades["ts_recv_ns"] = trades["ts_event_ns"] + 1000
-    trades["aggressor_side"] = trades["aggressor_side"].astype(np.uint8)
+    trades = print_columns(ts, price, size, side)
     # a 100 ms grid: bid 10_000 / ask 10_001; from the sweep on, both moved up by jump_ticks
     grid_ts = np.arange(0, 1800 * S, S // 10)
     up = np.where(grid_ts >= sweep_at, jump_ticks, 0)
