@@ -64,14 +64,15 @@ async def drain(ws: Any, *, idle_s: float = IDLE_S, expect: int | None = None,
     return got
 
 
-def session(url: str, messages: list[dict | str], *, idle_s: float = IDLE_S, expect: int | None = None
-            ) -> list[str]:
-    """Connect, send ``messages`` (dicts as JSON), return what came back (handshake included)."""
+def session(url: str, messages: list[dict | str], *, idle_s: float = IDLE_S, expect: int | None = None,
+            done: Callable[[], bool] | None = None) -> list[str]:
+    """Connect, send ``messages`` (dicts as JSON), return what came back (handshake included);
+    ``done`` as :func:`drain`'s (silence ends the stream only once it says so)."""
     async def go() -> list[str]:
         async with websockets.connect(url, max_size=None) as ws:
             for m in messages:
                 await ws.send(m if isinstance(m, str) else json.dumps(m))
-            return await drain(ws, idle_s=idle_s, expect=expect)
+            return await drain(ws, idle_s=idle_s, expect=expect, done=done)
     return asyncio.run(go())
 
 
