@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pytest
 
 from tests.dagster.conftest import Deployment, materializations, register
+from tests.ml.predictions import assert_same_predictions
 
 S = 1_000_000_000
 DAY_NS = 86_400 * S
@@ -140,7 +141,6 @@ def test_deeplob_trained_by_the_asset_scores_live_as_batch(built, monkeypatch: p
     from tapeflow.ml import ExampleParams, feature_schema_hash
     from tapeflow.ml.artifact import ModelArtifact
     from tapeflow.ml.live import LivePredictor, score_table
-    from tapeflow.schemas.ml import PREDICTION
     from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
     from tapeflow.storage import lake
     from tests.dagster.conftest import definitions
@@ -197,14 +197,7 @@ def test_deeplob_trained_by_the_asset_scores_live_as_batch(built, monkeypatch: p
     assert live.num_rows == batch.num_rows == len(grid) > 200
     assert set(live.column("model_kind").to_pylist()) == {"deeplob"}
     assert np.std(live.column("p_up").to_numpy()) > 0  # the model reads its inputs
-    for col in PREDICTION.column_names:
-        got = live.column(col).to_numpy(zero_copy_only=False)
-        want = batch.column(col).to_numpy(zero_copy_only=False)
-        if col.startswith("p_"):
-            # the live buffer's prefix sums start later than the day's: the same inputs up to rounding
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=col)
-        else:
-            np.testing.assert_array_equal(got, want, err_msg=col)
+    assert_same_predictions(live, batch)
 
 
 def test_model_kinds_config() -> None:

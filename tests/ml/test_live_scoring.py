@@ -26,6 +26,7 @@ from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import PREDICTION
 from tapeflow.schemas.records import TRADE
 from tapeflow.wire.capture import merge
+from tests.ml.predictions import assert_same_predictions
 
 S = 1_000_000_000
 QUICK = TrainConfig(max_steps=150, eval_every=25, patience=3)
@@ -94,19 +95,6 @@ def _batch(market: dict, version: int) -> pa.Table:
                        market["venue"], market["symbol"])
 
 
-def _assert_same(live: pa.Table, batch: pa.Table) -> None:
-    batch = batch.filter(pc.is_in(batch.column("ts_event_ns"), live.column("ts_event_ns")))
-    assert live.num_rows == batch.num_rows > 0
-    for name in PREDICTION.column_names:
-        got = live.column(name).to_numpy(zero_copy_only=False)
-        want = batch.column(name).to_numpy(zero_copy_only=False)
-        if name.startswith("p_"):
-            # the live buffer's prefix sums start later than the day's: the same features up to rounding
-            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=name)
-        else:
-            np.testing.assert_array_equal(got, want, err_msg=name)
-
-
 def test_live_predictions_equal_batch_scoring_and_a_promotion_is_picked_up(market: dict) -> None:
     champion = PromotesMidStream(market["root"], at=12)
     out = _live(market, champion, batch_events=200)
@@ -120,7 +108,7 @@ def test_live_predictions_equal_batch_scoring_and_a_promotion_is_picked_up(marke
     assert 30 < switch < live.num_rows - 30
     assert set(live.column("model_kind").to_pylist()) == {"logreg", "tcn"}
     for v in (1, 2):
-        _assert_same(live.filter(pc.equal(live.column("model_version"), v)), _batch(market, v))
+        assert_same_predictions(live.filter(pc.equal(live.column("model_version"), v)), _batch(market, v))
     assert "rejected" not in out
 
 
@@ -130,7 +118,7 @@ def test_micro_batch_size_does_not_change_the_predictions(market: dict) -> None:
     market["reg"].promote(market["name"], 3)
     small = _live(market, RegistryChampion(market["root"], 10, min_interval_s=0.0), 37)[PREDICTION.name]
     assert set(small.column("model_kind").to_pylist()) == {"deeplob"}
-    _assert_same(small.sort_by("ts_event_ns"), _batch(market, 3))
+    assert_same_predictions(small.sort_by("ts_event_ns"), _batch(market, 3))
 
 
 def test_no_champion_no_predictions_and_a_bad_grid_is_a_dead_letter(market: dict, tmp_path: Path) -> None:
@@ -179,5 +167,5 @@ def test_tapeflow_live_predict_writes_prediction_rows_to_the_lake(market: dict, 
         monkeypatch.setenv(name, value)
     run_main(flow_from_env())
     stored = lake.read(PREDICTION, root).sort_by("ts_event_ns")
-    _assert_same(stored.select(PREDICTION.column_names), _batch(market, 1))
+    assert_same_predictions(stored.select(PREDICTION.column_names), _batch(market, 1))
     assert stored.num_rows == market["examples"].num_rows
