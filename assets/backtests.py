@@ -1,16 +1,28 @@
 """Group ``ml``: the walk-forward backtest of the model-driven strategy, one per instrument-day.
 
-Wiring only: :func:`tapeflow.backtest.model_driven.walk_forward_backtest` follows the model trained
-on the instrument's previous days of ``training_example`` rows (the ``model`` asset's stored
-candidates, ``tapeflow.ml.candidates``; trained here only when they are missing, stale or trained
-otherwise), predicts the day, and backtests the
-:class:`tapeflow.backtest.model_driven.ModelFollower` over the day's book rows and trades
-(docs/backtest.md). The risk report, fills, equity and the plots (equity, drawdown, PnL
-distribution) are written under ``<lake>/../backtests/<venue>/<symbol>/<date>/``; the report and
+Wiring only: :func:`tapeflow.backtest.model_driven.walk_forward_backtest` follows a model's calls on
+the day and backtests the :class:`tapeflow.backtest.model_driven.ModelFollower` over the day's book
+rows and trades (docs/backtest.md). The model is the registry's **champion** of the instrument
+(``tapeflow.ml.registry``, horizon ``MODEL.horizon_s``), whatever its kind (a ``deeplob`` reads the
+day's raw book inputs, joined from the lake's ``book_snapshot`` rows as the ``model`` asset joins
+them):
+
+* when the champion saw nothing of the day or later (its training days and held-out day all before
+  it: the daily run, after the night's retraining), the champion itself is followed;
+* otherwise (a backfill of a day the champion was trained or judged on or before; the walk-forward
+  must not look ahead) a model of the champion's kind trained on the instrument's previous days of
+  ``training_example`` rows: the ``model`` asset's stored candidates (``tapeflow.ml.candidates``)
+  where they hold that kind, else trained here;
+* no champion yet: the logistic regression (``MODEL``), as before.
+
+The metadata's ``model`` says which. The risk report, fills, equity and the plots (equity, drawdown,
+PnL distribution) are written under ``<lake>/../backtests/<venue>/<symbol>/<date>/``; the report and
 the plots (embedded PNGs) are also the materialization's metadata.
 """
 
 import base64
+import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
@@ -20,7 +32,13 @@ from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
 from tapeflow.backtest.model_driven import ModelConfig, trains_like, walk_forward_backtest
+from tapeflow.batch.targets import Target
 from tapeflow.errors import TapeflowError
+from tapeflow.ml import ExampleParams
+from tapeflow.ml.artifact import ModelArtifact, train_artifact
+from tapeflow.ml.candidates import train_segments
+from tapeflow.ml.evaluate import MIN_USABLE_ROWS
+from tapeflow.ml.registry import DB_NAME, Registry, default_root, model_name
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, TRADE
 
 MODEL = ModelConfig(kind="logreg", horizon_s=ml.MODEL_CONFIG.horizon_s)
@@ -43,28 +61,39 @@ def _metadata(report: dict, plots: list[Path], out: Path) -> dict:
     partitions_def=DAY_BY_INSTRUMENT,
     backfill_policy=BackfillPolicy.single_run(),
     retry_policy=RETRY,
-    metadata={"strategy": "ModelFollower", "model": MODEL.kind, "horizon_s": MODEL.horizon_s,
-              "train_days": ml.MODEL_CONFIG.train_folds, "qty": QTY},
+    metadata={"strategy": "ModelFollower", "model": "the champion (else logreg)",
+              "horizon_s": MODEL.horizon_s, "train_days": ml.MODEL_CONFIG.train_folds, "qty": QTY},
 )
 def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -> MaterializeResult:
-    """The model-driven strategy backtested on the day with a model trained on the days before:
-    risk report (PnL, Sharpe, Sortino, drawdown, VaR/CVaR) and equity, drawdown and PnL plots."""
+    """The model-driven strategy backtested on the day, following the registry's champion (or its kind
+    trained on the days before, or logreg with no champion yet): risk report (PnL, Sharpe, Sortino,
+    drawdown, VaR/CVaR) and equity, drawdown and PnL plots."""
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     for t in wanted:
         days = ml.train_days(lake, t)
-        # the model the ``model`` asset trained for this day when it is the one this backtest trains
-        # (same settings, every earlier day used); else (e.g. an earlier day too short) trained here
-        stored = ml.stored_candidates(lake, t, days) if trains_like(MODEL, ml.MODEL_CONFIG) else None
-        trained = stored.artifacts[MODEL.kind] if stored and stored.train_days == stored.history else None
         book = {r.name: common.read(r, lake, [t])[t] for r in (ORDER_EVENT, BOOK_DELTA, TRADE)}
         book = {k: v.sort_by("ts_recv_ns") for k, v in book.items() if v.num_rows}
         out = lake.parent / "backtests" / t.venue / t.symbol / t.date
-        meta: dict = {"train_days": days, "candidates": "read (model asset)" if trained else "trained here"}
+        meta: dict = {"train_days": days}
         try:
-            history = [] if trained else [ml._examples(lake, t.venue, t.symbol, d) for d in days]
-            today = ml._examples(lake, t.venue, t.symbol, t.date)
-            result, preds = walk_forward_backtest(history, today, book, ml.PARAMS, model=MODEL, qty=QTY,
+            champ = champion_before(lake, t)
+            model = MODEL
+            if champ is not None and champ.clean:
+                trained, params, history = champ.model, champ.model.params, []
+                meta.update(model=f"champion v{champ.version} ({champ.model.spec.kind})",
+                            candidates="registry")
+            else:
+                kind = champ.model.spec.kind if champ is not None else MODEL.kind
+                model = replace(MODEL, kind=kind)
+                trained, params, how = _kind_before(lake, t, days, model, tapeflow)
+                history = [] if trained else [ml._examples(lake, t.venue, t.symbol, d) for d in days]
+                meta.update(candidates=how, model=(
+                    f"{kind} (no champion yet)" if champ is None else
+                    f"{kind}, champion v{champ.version}'s kind, trained on the days before "
+                    f"(v{champ.version} was trained or judged on {champ.last_day}, not before {t.date})"))
+            today = ml._examples(lake, t.venue, t.symbol, t.date, params)
+            result, preds = walk_forward_backtest(history, today, book, ml.PARAMS, model=model, qty=QTY,
                                                   start_synced=t.venue == "sim", trained=trained)
         except TapeflowError as exc:
             meta["status"] = f"not run: {exc}"
@@ -74,3 +103,56 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
                         **_metadata(result.report(), [p for p in written if p.suffix == ".png"], out))
         context.add_asset_metadata(meta, partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registry's champion of an instrument as a backtest of day ``t`` sees it."""
+
+    version: int
+    model: ModelArtifact
+    last_day: str   # the latest day it was trained or judged (held out) on
+    clean: bool     # last_day is before t: following it looks at nothing of t or later
+
+
+def champion_before(lake: Path, t: Target) -> Champion | None:
+    """The champion of ``t``'s instrument at ``MODEL.horizon_s`` (None: no registry or no champion)."""
+    root = default_root(lake)
+    if not (root / DB_NAME).is_file():
+        return None
+    registry = Registry(root)
+    name = model_name(t.venue, t.symbol, MODEL.horizon_s)
+    version = registry.champion_version(name)
+    if version is None:
+        return None
+    tags = registry.client.get_model_version(name, str(version)).tags
+    seen = [p.rsplit("/", 1)[-1] for p in [*json.loads(tags.get("training_partitions", "[]")),
+                                           tags.get("held_out", "")] if p]
+    last = max(seen, default="")
+    return Champion(version, registry.load(name, version), last, bool(last) and last < t.date)
+
+
+def _kind_before(lake: Path, t: Target, days: list[str], flat: ModelConfig, tapeflow: TapeflowResource
+                 ) -> tuple[ModelArtifact | None, ExampleParams, str]:
+    """A ``flat.kind`` model trained on ``t``'s previous days: ``(model, its dataset, where it came
+    from)``; None: ``walk_forward_backtest`` trains it with ``flat`` (logreg and mlp, as it always did)."""
+    kind = flat.kind
+    if kind in ("logreg", "mlp"):
+        # the model the ``model`` asset trained for this day when it is the one this backtest trains
+        # (same settings, every earlier day used); else (e.g. an earlier day too short) trained there
+        stored = ml.stored_candidates(lake, t, days) if trains_like(flat, ml.MODEL_CONFIG) else None
+        if stored and stored.train_days == stored.history:
+            return stored.artifacts[kind], ml.PARAMS, "read (model asset)"
+        return None, ml.PARAMS, "trained here"
+    stored = ml.stored_candidates(lake, t, days) if kind in ml.MODEL_CONFIG.models else None
+    if stored is not None:
+        return stored.artifacts[kind], ml.PARAMS, "read (model asset)"
+    cfg = replace(ml.MODEL_CONFIG, models=(kind,), flat_share=tapeflow.flat_share)
+    params = ml.dataset_params(cfg)
+    history = [ml._examples(lake, t.venue, t.symbol, d, params) for d in days]
+    segs = train_segments(history, [ml.partition_name(t.venue, t.symbol, d) for d in days], params, cfg)
+    if not segs:
+        raise TapeflowError(f"no earlier day with {MIN_USABLE_ROWS} usable rows to train {kind} on")
+    start = ml._examples(lake, t.venue, t.symbol, t.date).column("ts_event_ns")
+    first = int(start[0].as_py()) if len(start) else None
+    return train_artifact(segs, params, kind, cfg, test_start_ns=first), params, "trained here"

@@ -23,7 +23,6 @@ from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
 from tapeflow.batch.targets import Target
-from tapeflow.errors import ConfigError
 from tapeflow.ml import ExampleParams, feature_schema_hash
 from tapeflow.ml import training_examples as build_examples
 from tapeflow.ml.candidates import (
@@ -35,30 +34,31 @@ from tapeflow.ml.candidates import (
     train_candidates,
 )
 from tapeflow.ml.evaluate import score_day
+from tapeflow.ml.kinds import BOOK_KINDS, checked_kinds
 from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
 from tapeflow.ml.retrain import retrain
 from tapeflow.ml.rows import example_rows, examples_from_rows, with_book_inputs
-from tapeflow.ml.walkforward import KINDS, WalkForwardConfig
+from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
 from tapeflow.storage import lake as lake_store
 
 PARAMS = ExampleParams()
 MODEL_CONFIG = WalkForwardConfig(horizon_s=10, train_folds=3)
-BOOK_KINDS = ("deeplob",)  # kinds that read raw book levels: joined from the lake's book_snapshots
 
 
 class ModelKinds(Config):
-    """Run config of ``model`` and ``champion``: which kinds to train (``tapeflow.ml.walkforward.KINDS``).
+    """Run config of ``model`` and ``champion``: which kinds to train (``tapeflow.ml.kinds.KINDS``).
 
     None (the default) trains ``MODEL_CONFIG.models`` (logreg, mlp, tcn). With ``deeplob`` every kind
     reads the default examples plus the raw book levels of the partition's ``book_snapshot`` rows,
     joined on the grid (``tapeflow.ml.rows.with_book_inputs``; the dataset's hash is then that of
     ``ExampleParams(book_levels=10)``, as ``tapeflow ml evaluate --models ...,deeplob`` builds it).
     Give both assets the same list: ``champion`` reads the set ``model`` stored only when it was
-    trained from the same kinds (else it trains its own).
+    trained from the same kinds (else it trains its own). The retrain schedule and the drift sensor
+    give ``champion`` the kinds of ``Settings.ml_retrain_kinds`` (``TAPEFLOW_ML_RETRAIN_KINDS``).
     """
 
     models: list[str] | None = None
@@ -200,7 +200,7 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource,
                          partition_name(t.venue, t.symbol, t.date),
                          params=params, cfg=cfg, margin=DEFAULT_MARGIN,
                          tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
-        meta = result.metadata()
+        meta = {**result.metadata(), "models": list(cfg.models)}
         if not result.skipped:
             meta["candidates"] = "read (model asset)" if stored else "trained here"
         context.add_asset_metadata({k: MetadataValue.json(v) if isinstance(v, dict | list) else v
@@ -218,11 +218,7 @@ def _config(tapeflow: TapeflowResource, config: ModelKinds | None = None) -> Wal
     """
     cfg = MODEL_CONFIG
     if config is not None and config.models is not None:
-        kinds = tuple(config.models)
-        bad = [k for k in kinds if k not in KINDS]
-        if bad or not kinds or len(set(kinds)) != len(kinds):
-            raise ConfigError(f"model kinds {list(kinds)} in the run config: each once, from {list(KINDS)}")
-        cfg = replace(cfg, models=kinds)
+        cfg = replace(cfg, models=checked_kinds(config.models, "the run config"))
     share = tapeflow.flat_share
     return cfg if share is None else replace(cfg, flat_share=share)
 

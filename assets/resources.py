@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dagster import ConfigurableResource
 
+from tapeflow.ml.kinds import checked_kinds
 from tapeflow.settings import Settings
 
 DEFAULT_LANDING = "landing"
@@ -31,6 +32,8 @@ class TapeflowResource(ConfigurableResource):
         real_data: the shared real-data folder (default ``TAPEFLOW_REAL_DATA``).
         ml_flat_share: retraining's per-fold label threshold as a share of flat training rows
             (default ``TAPEFLOW_ML_FLAT_SHARE``, else None: the examples' own alpha).
+        ml_retrain_kinds: the model kinds the retrain schedule and the drift sensor ask the
+            ``champion`` asset to train (default ``TAPEFLOW_ML_RETRAIN_KINDS``, else logreg, mlp, tcn).
     """
 
     lake_dir: str | None = None
@@ -39,6 +42,7 @@ class TapeflowResource(ConfigurableResource):
     journal_dir: str | None = None
     real_data: str | None = None
     ml_flat_share: float | None = None
+    ml_retrain_kinds: list[str] | None = None
 
     def settings(self) -> Settings:
         """The tapeflow settings this resource stands for (explicit fields win over the environment)."""
@@ -53,6 +57,17 @@ class TapeflowResource(ConfigurableResource):
     def flat_share(self) -> float | None:
         """The share of flat training rows retraining chooses its label threshold by (None: off)."""
         return self.ml_flat_share if self.ml_flat_share is not None else Settings.from_env().ml_flat_share
+
+    @property
+    def retrain_kinds(self) -> tuple[str, ...]:
+        """The kinds retraining trains (``Settings.ml_retrain_kinds`` unless the field is set).
+
+        Raises:
+            ConfigError: an unknown or repeated kind, or an empty list.
+        """
+        if self.ml_retrain_kinds is None:
+            return Settings.from_env().ml_retrain_kinds
+        return checked_kinds(self.ml_retrain_kinds, "the resource's ml_retrain_kinds")
 
     @property
     def lake(self) -> Path:

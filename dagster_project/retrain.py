@@ -10,13 +10,20 @@ training days (``tapeflow.ml.drift``: worst feature above 0.25), and, where the 
 ``prediction`` rows that day, the champion's live macro-F1 against its held-out one (a drop of more
 than 0.10). Either requests a ``retrain_days`` run of that day, once per champion version and day
 (the run key), tagged with what it measured.
+
+Both send the kinds to train as the run's config (``champion``'s ``models``, tag
+``tapeflow/models``): ``Settings.ml_retrain_kinds`` (``TAPEFLOW_ML_RETRAIN_KINDS``; the resource's
+``ml_retrain_kinds`` wins), by default logreg, mlp and tcn; with ``deeplob`` listed, every kind of the
+run reads the raw book inputs too and the challenger is compared with the champion as usual.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 from dagster import (
@@ -36,6 +43,7 @@ from assets.partitions import INSTRUMENTS_NAME, parse_instrument_key
 from assets.resources import TapeflowResource
 from dagster_project.runs import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, partition_runs
 from tapeflow.ml.drift import live_decay
+from tapeflow.ml.kinds import MODELS
 from tapeflow.ml.registry import DB_NAME, Registry, default_root
 from tapeflow.ml.retrain import drift_check
 from tapeflow.ml.rows import examples_from_rows
@@ -44,6 +52,7 @@ from tapeflow.storage import lake as lake_store
 
 RETRAIN = "retrain_schedule"
 DRIFT = "drift_sensor"
+KINDS_TAG = "tapeflow/models"  # the kinds a retraining run trains (its config says the same)
 
 retrain_days = define_asset_job(
     "retrain_days",
@@ -54,21 +63,32 @@ retrain_days = define_asset_job(
 
 
 @schedule(name=RETRAIN, job=retrain_days, cron_schedule="30 2 * * *", execution_timezone="UTC",
-          description="Yesterday (UTC) as every instrument's held-out day, after the daily backfill.")
-def retrain_schedule(context: ScheduleEvaluationContext) -> list[RunRequest] | SkipReason:
+          description="Yesterday (UTC) as every instrument's held-out day, after the daily backfill; "
+                      "the kinds of TAPEFLOW_ML_RETRAIN_KINDS.")
+def retrain_schedule(context: ScheduleEvaluationContext,
+                     tapeflow: TapeflowResource) -> list[RunRequest] | SkipReason:
     """Yesterday's ``champion`` partitions of every registered instrument."""
     instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
-    return retrain_requests(context.scheduled_execution_time, instruments)
+    return retrain_requests(context.scheduled_execution_time, instruments, tapeflow.retrain_kinds)
 
 
-def retrain_requests(when: dt.datetime, instruments: list[str]) -> list[RunRequest] | SkipReason:
-    """The schedule's answer at ``when`` for the registered ``instruments`` (keys, registration order)."""
+def retrain_config(kinds: Sequence[str]) -> dict[str, Any]:
+    """The ``retrain_days`` run config that trains ``kinds`` (``assets.ml.ModelKinds``)."""
+    return {"ops": {"champion": {"config": {"models": list(kinds)}}}}
+
+
+def retrain_requests(when: dt.datetime, instruments: list[str],
+                     kinds: Sequence[str] = MODELS) -> list[RunRequest] | SkipReason:
+    """The schedule's answer at ``when`` for the registered ``instruments`` (keys, registration order),
+    training ``kinds``."""
     day = (when.astimezone(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
     if not instruments:
         return SkipReason("no instrument registered yet (the landing sensor registers them)")
     wanted = [(day, *parse_instrument_key(k)) for k in instruments]
     return partition_runs(wanted, instruments, run_key_prefix=f"retrain:{day}",
-                          tags={"tapeflow/trigger": "retrain", SCHEDULE_NAME_TAG: RETRAIN})
+                          tags={"tapeflow/trigger": "retrain", SCHEDULE_NAME_TAG: RETRAIN,
+                                KINDS_TAG: ",".join(kinds)},
+                          run_config=retrain_config(kinds))
 
 
 def _date(partition: str) -> str:
@@ -90,6 +110,7 @@ def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -
     if not (root / DB_NAME).is_file():
         return SkipReason(f"no model registry yet under {root} (the champion asset creates it)")
     registry = Registry(root)
+    kinds = tapeflow.retrain_kinds
     instruments = list(context.instance.get_dynamic_partitions(INSTRUMENTS_NAME))
     requests: list[RunRequest] = []
     notes: list[str] = []
@@ -129,7 +150,8 @@ def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -
             requests += partition_runs([(recent, venue, symbol)], instruments,
                                        run_key_prefix=f"drift:{name}:v{version}:{recent}",
                                        tags={"tapeflow/trigger": f"drift_{reason}", SENSOR_NAME_TAG: DRIFT,
-                                             **why})
+                                             KINDS_TAG: ",".join(kinds), **why},
+                                       run_config=retrain_config(kinds))
     for line in notes:
         context.log.info(line)
     if not requests:
@@ -137,4 +159,5 @@ def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -
     return SensorResult(run_requests=requests)
 
 
-__all__ = ["DRIFT", "RETRAIN", "drift_sensor", "retrain_days", "retrain_schedule"]
+__all__ = ["DRIFT", "KINDS_TAG", "RETRAIN", "drift_sensor", "retrain_config", "retrain_days",
+           "retrain_schedule"]

@@ -32,7 +32,8 @@ _EPOCH = dt.date(1970, 1, 1)
 
 def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence[str], *,
                    run_key_prefix: str | None = None,
-                   tags: Mapping[str, str] | None = None) -> list[RunRequest]:
+                   tags: Mapping[str, str] | None = None,
+                   run_config: Mapping[str, object] | None = None) -> list[RunRequest]:
     """Run requests covering exactly the ``(date, venue, symbol)`` instrument-days in ``wanted``.
 
     Args:
@@ -40,6 +41,7 @@ def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence
         instruments: the registered instrument keys in registration order (after any additions).
         run_key_prefix: makes the requests idempotent per sensor (a key already launched is skipped).
         tags: extra run tags (who asked: ``dagster/sensor_name``, and why a repair was requested).
+        run_config: the runs' config (the retraining's model kinds), none when None.
     """
     position = {key: i for i, key in enumerate(instruments)}
     n = max(len(instruments), 1)
@@ -54,11 +56,11 @@ def partition_runs(wanted: Iterable[tuple[str, str, str]], instruments: Sequence
     run: list[int] = []
     for i in sorted(index):
         if run and i != run[-1] + 1:
-            out.append(_request(index, run, run_key_prefix, tags))
+            out.append(_request(index, run, run_key_prefix, tags, run_config))
             run = []
         run.append(i)
     if run:
-        out.append(_request(index, run, run_key_prefix, tags))
+        out.append(_request(index, run, run_key_prefix, tags, run_config))
     return out
 
 
@@ -73,12 +75,13 @@ def before(wanted: Iterable[tuple[str, str, str]], first_day: str | None
 
 
 def _request(index: Mapping[int, tuple[str, str]], run: list[int], prefix: str | None,
-             tags: Mapping[str, str] | None) -> RunRequest:
+             tags: Mapping[str, str] | None, run_config: Mapping[str, object] | None = None) -> RunRequest:
     first, last = index[run[0]], index[run[-1]]
     start, end = f"{first[0]}|{first[1]}", f"{last[0]}|{last[1]}"
     extra = dict(tags or {})
     run_key = f"{prefix}:{start}..{end}" if prefix else None
+    config = dict(run_config) if run_config is not None else None
     if len(run) == 1:
-        return RunRequest(partition_key=start, run_key=run_key, tags=extra)
+        return RunRequest(partition_key=start, run_key=run_key, tags=extra, run_config=config)
     extra |= {ASSET_PARTITION_RANGE_START_TAG: start, ASSET_PARTITION_RANGE_END_TAG: end}
-    return RunRequest(run_key=run_key, tags=extra)
+    return RunRequest(run_key=run_key, tags=extra, run_config=config)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tapeflow.errors import ConfigError
+from tapeflow.ml.kinds import MODELS, checked_kinds
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class Settings:
             alerts; ``docs/alerts.md``).
         ml_flat_share: retraining's label threshold as a share of flat training rows
             (``TAPEFLOW_ML_FLAT_SHARE``, in (0, 1); None: the examples' own alpha; ``docs/models.md``).
+        ml_retrain_kinds: the model kinds the nightly retraining and the drift sensor train and
+            compare (``TAPEFLOW_ML_RETRAIN_KINDS``, comma-separated, from ``tapeflow.ml.kinds.KINDS``;
+            default logreg, mlp, tcn; add ``deeplob`` to retrain the raw-book model; ``docs/models.md``).
     """
 
     lake_dir: Path = Path("lake")
@@ -36,6 +40,7 @@ class Settings:
     signals_config: Path | None = None
     alerts_config: Path | None = None
     ml_flat_share: float | None = None
+    ml_retrain_kinds: tuple[str, ...] = MODELS
 
     def __repr__(self) -> str:
         # a server DSN may carry a password in its userinfo or query: never in a repr (logs,
@@ -44,7 +49,8 @@ class Settings:
 
         return (f"Settings(lake_dir={self.lake_dir!r}, clickhouse_dsn={redact_dsn(self.clickhouse_dsn)!r}, "
                 f"real_data={self.real_data!r}, signals_config={self.signals_config!r}, "
-                f"alerts_config={self.alerts_config!r}, ml_flat_share={self.ml_flat_share!r})")
+                f"alerts_config={self.alerts_config!r}, ml_flat_share={self.ml_flat_share!r}, "
+                f"ml_retrain_kinds={self.ml_retrain_kinds!r})")
 
     __str__ = __repr__
 
@@ -60,7 +66,14 @@ class Settings:
             else None,
             alerts_config=Path(env["TAPEFLOW_ALERTS_CONFIG"]) if env.get("TAPEFLOW_ALERTS_CONFIG") else None,
             ml_flat_share=_share(env.get("TAPEFLOW_ML_FLAT_SHARE", "")),
+            ml_retrain_kinds=_retrain_kinds(env.get("TAPEFLOW_ML_RETRAIN_KINDS", "")),
         )
+
+
+def _retrain_kinds(text: str) -> tuple[str, ...]:
+    if not text.strip():
+        return MODELS
+    return checked_kinds(_csv(text), "TAPEFLOW_ML_RETRAIN_KINDS")
 
 
 def _share(text: str) -> float | None:

@@ -104,3 +104,15 @@ def test_ml_flat_share() -> None:
     for bad in ("1", "0", "a third", "nan"):
         with pytest.raises(ConfigError, match="TAPEFLOW_ML_FLAT_SHARE"):
             Settings.from_env({"TAPEFLOW_ML_FLAT_SHARE": bad})
+
+
+def test_ml_retrain_kinds() -> None:
+    """The kinds the retrain schedule and the drift sensor train: today's three unless set."""
+    from tapeflow.settings import Settings
+
+    assert Settings.from_env({}).ml_retrain_kinds == ("logreg", "mlp", "tcn")
+    got = Settings.from_env({"TAPEFLOW_ML_RETRAIN_KINDS": " logreg, mlp,tcn ,deeplob"}).ml_retrain_kinds
+    assert got == ("logreg", "mlp", "tcn", "deeplob")
+    for bad in ("xgboost", "logreg,logreg", ","):
+        with pytest.raises(ConfigError, match="TAPEFLOW_ML_RETRAIN_KINDS"):
+            Settings.from_env({"TAPEFLOW_ML_RETRAIN_KINDS": bad})

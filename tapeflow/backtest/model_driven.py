@@ -27,7 +27,7 @@ from tapeflow.backtest.feed import build_feed
 from tapeflow.backtest.results import BacktestResult
 from tapeflow.backtest.strategy import Context, Strategy
 from tapeflow.errors import ConfigError, TapeflowError
-from tapeflow.ml.artifact import ModelArtifact
+from tapeflow.ml.artifact import ModelArtifact, check_examples, predict
 from tapeflow.ml.dataset import Scaler, segment
 from tapeflow.ml.examples import SECOND_NS, ExampleParams
 from tapeflow.ml.walkforward import WalkForwardConfig, decide, decision_offsets
@@ -114,12 +114,26 @@ def trains_like(cfg: ModelConfig, protocol: WalkForwardConfig) -> bool:
 
 
 def artifact_predictions(art: ModelArtifact, today: pa.Table) -> pa.Table:
-    """:func:`walk_forward_predictions`' table from a model trained already: the same calls when
-    ``art`` is what that function would train (:func:`trains_like`, from the same earlier days)."""
-    if art.spec.kind not in ("logreg", "mlp"):
-        raise ConfigError(f"the walk-forward backtest follows logreg or mlp, not {art.spec.kind!r}")
-    weights = {k: np.asarray(v, np.float32) for k, v in art.weights.items()}
-    return _calls(art.spec, weights, art.scaler, art.offsets, today, art.params, art.horizon_s)
+    """:func:`walk_forward_predictions`' table from a model trained already, of any kind (a
+    ``deeplob`` reads ``today``'s raw book inputs: examples built with the model's own ``params``).
+    The calls go through :func:`tapeflow.ml.artifact.predict`, the path of batch and live scoring;
+    they are :func:`walk_forward_predictions`' own when ``art`` is what that function would train
+    (:func:`trains_like`, from the same earlier days).
+
+    Raises:
+        ArtifactError: ``today`` was built with another dataset definition than the model's.
+    """
+    check_examples(art, today)
+    day = segment(today, art.horizon_s, art.params, "today")
+    col = {n: today.column(n).to_numpy(zero_copy_only=False) for n in ("warmed_up", "two_sided")}
+    ready = col["warmed_up"].astype(bool) & col["two_sided"].astype(bool)
+    proba = np.full((len(day.ts_ns), 3), np.nan)
+    pred = np.zeros(len(day.ts_ns), np.int8)
+    rows = np.flatnonzero(ready)
+    if len(rows):
+        cls, proba[rows] = predict(art, day, rows)
+        pred[rows] = cls - 1
+    return pa.table([day.ts_ns, pred, proba[:, 0], proba[:, 1], proba[:, 2]], schema=PREDICTION_SCHEMA)
 
 
 class ModelFollower(Strategy):
@@ -184,8 +198,9 @@ def walk_forward_backtest(history: Sequence[pa.Table], today: pa.Table, tables: 
 
     Args:
         history, today, params, model: as in :func:`walk_forward_predictions`.
-        trained: the model already trained on ``history`` (:func:`trains_like` ``model``): its calls
-            are followed (:func:`artifact_predictions`) and nothing is trained here.
+        trained: a model already trained (on ``history``, :func:`trains_like` ``model``, or the
+            registry's champion, of any kind): its calls are followed (:func:`artifact_predictions`;
+            ``today`` then built with its ``params``) and nothing is trained here.
         tables: the day's book rows (``book_delta`` or ``order_event``) and ``trade`` rows.
         config: the backtest's models (default: zero latency, risk-averse queue, no fees); its
             position limit must allow ``qty``.

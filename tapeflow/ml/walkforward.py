@@ -26,10 +26,10 @@ from tapeflow.errors import TapeflowError
 from tapeflow.ml import baselines
 from tapeflow.ml.dataset import Scaler, Segment, book_block, fit_alpha, windows
 from tapeflow.ml.examples import SECOND_NS
+from tapeflow.ml.kinds import KINDS as KINDS  # the names live there (Settings reads them)
+from tapeflow.ml.kinds import MODELS
 from tapeflow.ml.metrics import HOUR_NS, Scores, confusion, macro_f1, score
 
-MODELS = ("logreg", "mlp", "tcn")          # the default set: they read the examples' features
-KINDS = (*MODELS, "deeplob")               # deeplob reads raw book levels (ExampleParams.book_levels)
 OFFSET_GRID = np.linspace(-4.0, 4.0, 33)
 BASELINES = ("majority", "last_move", "ofi_linear")
 

@@ -1,7 +1,10 @@
 """Retraining in Dagster on three simulated instrument-days: the ``champion`` asset registers a
-challenger per day with the challenger-vs-champion comparison as metadata and promotes by the rule;
-the drift sensor requests retraining for a day with a planted feature shift and not for a day from
-the same market; the retrain schedule asks for yesterday after the daily backfill."""
+challenger per day with the challenger-vs-champion comparison as metadata and promotes by the rule
+(the third day's run is the one the retrain schedule requests, with the kinds of
+``TAPEFLOW_ML_RETRAIN_KINDS``, ``deeplob`` included); the drift sensor requests retraining for a day
+with a planted feature shift, with the same kinds, and not for a day from the same market; the
+retrain schedule asks for yesterday after the daily backfill; ``model_backtest`` follows a
+``deeplob`` champion."""
 
 from __future__ import annotations
 
@@ -19,6 +22,29 @@ from tests.dagster.conftest import Deployment, materializations, register
 S = 1_000_000_000
 DAY_NS = 86_400 * S
 ASSETS = ("order_events", "book_deltas", "trades", "book_snapshots", "training_examples")
+# what the deployment retrains (TAPEFLOW_ML_RETRAIN_KINDS): the raw-book model alone the first
+# night (v1: a deeplob champion), then beside logreg
+FIRST, KINDS = ("deeplob",), ("logreg", "deeplob")
+
+
+def _schedule_request(instance: dg.DagsterInstance, defs: dg.Definitions, day: str) -> dg.RunRequest:
+    """What ``retrain_schedule`` asks for the morning after ``day`` (evaluated as the daemon does,
+    with its resource reading the environment), checked against the ``retrain_days`` job's config."""
+    from assets.partitions import INSTRUMENTS_NAME
+    from assets.resources import TapeflowResource
+    from dagster_project.retrain import retrain_schedule
+
+    when = dt.datetime.combine(dt.date.fromisoformat(day) + dt.timedelta(days=1), dt.time(2, 30), dt.UTC)
+    # a schedule's context needs a persistent instance; both are closed (the instance the context
+    # opens sets Dagster's current state storage, which a later Definitions load would find dead)
+    with dg.instance_for_test() as persistent, dg.build_schedule_context(
+            instance=persistent, scheduled_execution_time=when, resources={"tapeflow": TapeflowResource()},
+            repository_def=defs.get_repository_def()) as ctx:
+        keys = list(instance.get_dynamic_partitions(INSTRUMENTS_NAME))
+        persistent.add_dynamic_partitions(INSTRUMENTS_NAME, keys)
+        (request,) = retrain_schedule.evaluate_tick(ctx).run_requests
+    dg.validate_run_config(defs.resolve_job_def("retrain_days"), request.run_config)  # raises if refused
+    return request
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +70,28 @@ def built(tmp_path_factory: pytest.TempPathFactory):
     defs = definitions()
     build = [a for a in defs.assets if set(ASSETS) & {k.path[-1] for k in a.keys}]
     champ = [a for a in defs.assets if "champion" in {k.path[-1] for k in a.keys}]
+    # a small deeplob (4 steps, 2 layers, width 8): the wiring is under test, not the network
     quick = WalkForwardConfig(horizon_s=10, train_folds=3, models=("logreg",), block_ns=60 * S, seed=seed,
+                              hidden=8, book_window=4, book_layers=2,
                               train=TrainConfig(max_steps=200, eval_every=25, patience=3))
     results = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(assets.ml, "MODEL_CONFIG", quick)
-        for venue, symbol, date in days:
+        for i, (venue, symbol, date) in enumerate(days):
             key = partition_key(date, venue, symbol)
             assert dg.materialize(build, partition_key=key, resources=dep.resources(), instance=instance,
                                   selection=[dg.AssetKey(n) for n in ASSETS]).success
+            if i == 0:  # no earlier day: skipped
+                results[date] = dg.materialize(champ, partition_key=key, resources=dep.resources(),
+                                               instance=instance)
+                continue
+            # the runs the nightly schedule requests (their config, their tags)
+            mp.setenv("TAPEFLOW_ML_RETRAIN_KINDS", ",".join(FIRST if i == 1 else KINDS))
+            request = _schedule_request(instance, defs, date)
+            assert request.partition_key == key
             results[date] = dg.materialize(champ, partition_key=key, resources=dep.resources(),
-                                           instance=instance)
+                                           instance=instance, run_config=request.run_config,
+                                           tags=request.tags)
     return dep, instance, days, results
 
 
@@ -73,8 +110,14 @@ def test_champion_metadata_compares_challenger_and_champion(built) -> None:
     second = _meta(results[d2])
     assert second["status"] == "promoted" and second["comparison"]["reason"] == "no_champion"
     assert second["challenger_version"] == second["champion_after"] == 1
+    assert second["models"] == list(FIRST) and second["challenger_kind"] == "deeplob"
     third = _meta(results[d3])
     assert third["candidates"] == "trained here"  # the retrain job alone: no ``model`` run stored them
+    # the schedule's run trained the configured kinds on the joined book inputs and compared the best
+    # with the deeplob champion on the same rows
+    assert results[d3].dagster_run.tags["tapeflow/models"] == ",".join(KINDS)
+    assert third["models"] == list(KINDS) and set(third["val_macro_f1_by_kind"]) == set(KINDS)
+    assert third["challenger_kind"] in KINDS
     cmp = third["comparison"]
     print(cmp)
     assert third["champion_before"] == 1 and third["challenger_version"] == 2
@@ -92,6 +135,7 @@ def test_champion_metadata_compares_challenger_and_champion(built) -> None:
     trained_on = json.loads(v2.tags["training_partitions"])
     assert [p.rsplit("/", 1)[-1] for p in trained_on] == [d1, d2]
     assert v2.tags["venue"] == venue and len(v2.tags["code_version"]) >= 7
+    assert reg.client.get_run(v2.run_id).data.params["train.models"] == ",".join(KINDS)
 
 
 def _sensor(dep: Deployment, instance: dg.DagsterInstance):
@@ -110,7 +154,7 @@ def _day_like(rows: pa.Table, days_later: int) -> pa.Table:
     return out
 
 
-def test_drift_sensor_no_drift_then_planted_drift(built) -> None:
+def test_drift_sensor_no_drift_then_planted_drift(built, monkeypatch) -> None:
     from tapeflow.ml.registry import Registry, default_root, model_name
     from tapeflow.schemas.ml import TRAINING_EXAMPLE
     from tapeflow.storage import lake
@@ -132,10 +176,14 @@ def test_drift_sensor_no_drift_then_planted_drift(built) -> None:
     shifted = pc.add(pc.multiply(rows.column("imbalance_l1"), 0.2), 0.7)
     rows = rows.set_column(rows.schema.get_field_index("imbalance_l1"), "imbalance_l1", shifted)
     write(TRAINING_EXAMPLE, rows, dep.lake)
+    monkeypatch.setenv("TAPEFLOW_ML_RETRAIN_KINDS", "deeplob,mlp")
     drifted = _sensor(dep, instance)
     assert isinstance(drifted, dg.SensorResult)
     (request,) = drifted.run_requests
     print(request.tags)
+    # the retraining it asks for trains the deployment's kinds (the champion asset's run config)
+    assert request.run_config == {"ops": {"champion": {"config": {"models": ["deeplob", "mlp"]}}}}
+    assert request.tags["tapeflow/models"] == "deeplob,mlp"
     assert request.tags["tapeflow/trigger"] == "drift_psi"
     assert request.tags["tapeflow/psi_worst"].startswith("imbalance_l1=")
     assert float(request.tags["tapeflow/psi_worst"].split("=")[1]) > 0.25
@@ -153,6 +201,8 @@ def test_retrain_schedule_asks_for_yesterday_after_the_daily_backfill() -> None:
     keys = [instrument_key("sim", "SIMA"), instrument_key("sim", "SIMB")]
     (request,) = retrain_requests(dt.datetime(2024, 1, 5, 2, 30, tzinfo=dt.UTC), keys)
     assert request.tags["tapeflow/trigger"] == "retrain"
+    # unset, the kinds are today's default three
+    assert request.run_config == {"ops": {"champion": {"config": {"models": ["logreg", "mlp", "tcn"]}}}}
     assert request.tags["dagster/schedule_name"] == "retrain_schedule"
     # both instruments of 2024-01-04: one single-run range
     assert "2024-01-04" in request.tags["dagster/asset_partition_range_start"]
@@ -209,3 +259,44 @@ def test_champion_with_flat_share_chooses_the_clis_fold_alpha(built, tmp_path) -
     latest = reg.versions(name)[0]
     assert reg.load(name, latest.version).label_alpha == alpha
     assert meta["status"] in ("promoted", "kept") and meta["comparison"]["reason"] != "no_champion"
+
+
+def test_model_backtest_follows_a_deeplob_champion(built) -> None:
+    """v1, the deeplob trained on day 1 and judged on day 2, as champion: the backtest of day 3 follows
+    it, on the day's raw book inputs joined from the lake (it followed logreg whatever the champion);
+    for day 2, the day it was judged on, the champion would look ahead and is not followed."""
+    import assets.ml
+    from assets.backtests import champion_before
+    from assets.partitions import partition_key
+    from tapeflow.backtest.model_driven import artifact_predictions, walk_forward_backtest
+    from tapeflow.batch.targets import Target
+    from tapeflow.ml.registry import Registry, default_root, model_name
+    from tapeflow.schemas.records import ORDER_EVENT, TRADE
+    from tapeflow.storage import lake as lake_store
+    from tests.dagster.conftest import definitions
+
+    dep, instance, days, _ = built
+    (venue, symbol, d1), (_, _, d2), (_, _, d3) = days
+    reg = Registry(default_root(dep.lake))
+    name = model_name(venue, symbol, 10)
+    reg.promote(name, 1)
+    art = reg.load(name, 1)
+    assert art.spec.kind == "deeplob" and art.params.book_levels == 10
+    judged = champion_before(dep.lake, Target(d2, venue, symbol))
+    assert judged is not None and judged.last_day == d2 and not judged.clean
+    bt = [a for a in definitions().assets if "model_backtest" in {k.path[-1] for k in a.keys}]
+    result = dg.materialize(bt, partition_key=partition_key(d3, venue, symbol), resources=dep.resources(),
+                            instance=instance)
+    (meta,) = materializations(result)["model_backtest"].values()
+    print({k: meta[k] for k in ("status", "model", "candidates")})
+    assert meta["status"] == "ok" and meta["model"] == "champion v1 (deeplob)"
+    assert meta["candidates"] == "registry"
+    # the calls followed are the champion's on day 3's book inputs: the same report, bit for bit
+    today = assets.ml._examples(dep.lake, venue, symbol, d3, art.params)
+    calls = artifact_predictions(art, today)
+    assert (calls.column("pred").to_numpy() != 0).any() and meta["predictions"] == calls.num_rows
+    book = {r.name: lake_store.read(r, dep.lake, venue=venue, symbol=symbol, date=d3).sort_by("ts_recv_ns")
+            for r in (ORDER_EVENT, TRADE)}
+    want, _ = walk_forward_backtest([], today, book, art.params, trained=art, start_synced=True)
+    assert want.report()["fills"] > 0
+    assert json.dumps(meta["report"], sort_keys=True) == json.dumps(want.report(), sort_keys=True)
