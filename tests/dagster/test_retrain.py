@@ -253,7 +253,9 @@ def test_champion_with_flat_share_chooses_the_clis_fold_alpha(built, tmp_path) -
     # independent of both: about `share` of the training days' |smoothed returns| lie at or below it
     returns = np.concatenate([segment(t, 10, assets.ml.PARAMS, "d").smoothed_return for t in tables[:2]])
     returns = np.abs(returns[np.isfinite(returns)])
-    assert abs(float(np.mean(returns <= alpha)) - share) < 0.1
+    # (a quantile of a sample with ties: a quiet simulated day can have more than `share` of its
+    # smoothed returns exactly 0, and then alpha is 0; so `share` lies between the shares below and at alpha)
+    assert float(np.mean(returns < alpha)) - 0.1 < share < float(np.mean(returns <= alpha)) + 0.1
     reg = Registry(default_root(lake))
     name = model_name(venue, symbol, 10)
     latest = reg.versions(name)[0]
