@@ -3,7 +3,11 @@ into the ``Feed`` batches a registered live detector gets, at any cut size."""
 
 from __future__ import annotations
 
+import atexit
+import functools
 import pickle
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,24 @@ from tapeflow.signals.stream import Feed
 
 KEY = [(c, "ascending") for c in ("kind", "side", "ts_event_ns", "price_nanos", "detector")]
 TRADE_COLS = ("ts_event_ns", "ts_recv_ns", "price_nanos", "size_nanos", "aggressor_side")
+
+
+@functools.cache
+def overlap_day() -> tuple[list[Path], pa.Table]:
+    """A simulated crypto market with planted episodes in overlap mode (seed 4242, 15 minutes, 12
+    episodes an hour) and every signal ``tapeflow signals detect`` finds in it, with the default
+    thresholds. Built once per process: the absorption and composite parity tests read the same day,
+    and neither changes it."""
+    from tapeflow.signals.config import DEFAULT_PATH, load
+    from tapeflow.signals.detect import detect_format
+    from tapeflow.simulator import simulate
+
+    root = Path(tempfile.mkdtemp(prefix="tapeflow-overlap-day-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    summary = simulate(4242, 1, 15 * 60 * 1_000_000_000, root, "crypto", progress=False,
+                       episodes_per_hour=12, overlap=True)
+    paths = sorted(summary.files)
+    return paths, detect_format("sim", paths, load(DEFAULT_PATH))
 
 
 def of_kind(table: pa.Table, kind: str) -> pa.Table:

@@ -16,24 +16,20 @@ import pytest
 
 from tapeflow.signals import absorption, stream
 from tapeflow.signals.config import DEFAULT_PATH, load
-from tapeflow.signals.detect import _tick, detect_format
+from tapeflow.signals.detect import _tick
 from tapeflow.signals.stream import LiveSignals
 from tapeflow.signals.stream_absorption import StreamingAbsorption
-from tests.live.stream_feeds import TRADE_COLS, day_arrays, feeds, of_kind, run_live
+from tests.live.stream_feeds import TRADE_COLS, day_arrays, feeds, of_kind, overlap_day, run_live
 
 S = 1_000_000_000
 SYMBOL = "SIM-BTCUSDT"
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], pa.Table]:
-    from tapeflow.simulator import simulate
-
-    root = tmp_path_factory.mktemp("absorbsim")
-    summary = simulate(4242, 1, 15 * 60 * S, root, "crypto", progress=False, episodes_per_hour=12,
-                       overlap=True)
-    paths = sorted(summary.files)
-    return paths, of_kind(detect_format("sim", paths, load(DEFAULT_PATH)), "absorption")
+def day() -> tuple[list[Path], pa.Table]:
+    # the day tests/live/test_composite_stream.py reads too: simulated and detected once per process
+    paths, every = overlap_day()
+    return paths, of_kind(every, "absorption")
 
 
 def test_absorption_through_the_signals_stage_equals_detect(day, monkeypatch: pytest.MonkeyPatch) -> None:

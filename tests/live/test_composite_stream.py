@@ -14,9 +14,8 @@ import pytest
 
 from tapeflow.signals import stream
 from tapeflow.signals.config import DEFAULT_PATH, load
-from tapeflow.signals.detect import detect_format
 from tapeflow.signals.stream import LiveSignals
-from tests.live.stream_feeds import of_kind
+from tests.live.stream_feeds import of_kind, overlap_day
 
 S = 1_000_000_000
 SYMBOL = "SIM-BTCUSDT"
@@ -24,14 +23,9 @@ COMPONENTS = ("withdrawal", "hidden", "absorption", "creep", "contraction")
 
 
 @pytest.fixture(scope="module")
-def day(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Path], pa.Table]:
-    from tapeflow.simulator import simulate
-
-    root = tmp_path_factory.mktemp("compositesim")
-    summary = simulate(4242, 1, 15 * 60 * S, root, "crypto", progress=False, episodes_per_hour=12,
-                       overlap=True)
-    paths = sorted(summary.files)
-    return paths, detect_format("sim", paths, load(DEFAULT_PATH))
+def day() -> tuple[list[Path], pa.Table]:
+    # the day tests/live/test_absorption_stream.py reads too: simulated and detected once per process
+    return overlap_day()
 
 
 @pytest.mark.parametrize("batch_events", [4000, 9000])
