@@ -143,7 +143,7 @@ def detect(book: dict[str, np.ndarray], traded: dict[int, np.ndarray], tick: int
         ok = (valid & (drop >= params["drop_share"]) & (pulled >= params["min_levels_pulled"])
               & (towards <= params["max_opposite_move_ticks"])
               & (eaten <= params["max_traded_share"])
-              & (then >= params["min_depth_x_median"] * np.where(np.isfinite(usual), usual, np.inf)))
+              & (then >= np.where(np.isfinite(usual), params["min_depth_x_median"] * usual, np.inf)))
         cand = np.flatnonzero(ok & ~np.r_[False, ok[:-1]])
         for k in first_of_runs(book["ts"][cand], params["refractory_ns"]):
             t = int(cand[k])

@@ -95,14 +95,15 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
     report = score(pq.read_table(summary.episodes_path), table, kinds=["whale", "withdrawal"])
     with capsys.disabled():
         print(f"\nseed {seed}\n{report.render()}")
-    # claims below the pooled rates of random seeds (docs/signals.md): withdrawal P 0.847, R 0.508
-    # (30 seeds); whale P 0.225, R 0.604 (8 fresh seeds after the hold check of s25, 99.9 % lower
-    # bounds 0.168 and 0.495; its false alerts are mostly busy periods, walls and the spike
-    # look-alike's sweeps). They guard against regressions; the goal (F1 >= 0.9) is not met
+    # claims below the pooled rates of random seeds (docs/signals.md): withdrawal P 0.716, R 0.667
+    # (6 fresh seeds after the s26 change, 99.9 % lower bounds 0.584 and 0.536); whale P 0.225,
+    # R 0.604 (8 fresh seeds after the hold check of s25, 99.9 % lower bounds 0.168 and 0.495; its
+    # false alerts are mostly busy periods, walls and the spike look-alike's sweeps). They guard
+    # against regressions; the goal (F1 >= 0.9) is not met
     wd, wh = report.kind("withdrawal"), report.kind("whale")
     assert wd.episodes == wh.episodes == 24
-    assert_rate("withdrawal precision", wd.hits, wd.alerts, 0.7)
-    assert_rate("withdrawal recall", wd.hits, wd.episodes, 0.4)
+    assert_rate("withdrawal precision", wd.hits, wd.alerts, 0.55)
+    assert_rate("withdrawal recall", wd.hits, wd.episodes, 0.5)
     assert wd.latency_median_ns <= 1 * S
     assert_rate("whale precision", wh.hits, wh.alerts, 0.15)
     assert_rate("whale recall", wh.hits, wh.episodes, 0.45)
@@ -114,7 +115,8 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
 def test_detect_reads_the_thresholds_file_settings_name(evaluation, tmp_path, monkeypatch, capsys):
     _, summary, table = evaluation
     edited = tmp_path / "t.toml"
-    edited.write_text(DEFAULT_PATH.read_text().replace("min_levels_pulled = 4", "min_levels_pulled = 1000"))
+    edited.write_text(DEFAULT_PATH.read_text().replace("min_levels_pulled = 4", "min_levels_pulled = 1000")
+                      .replace("min_levels_pulled = 3", "min_levels_pulled = 1000"))
     monkeypatch.setenv("TAPEFLOW_SIGNALS_CONFIG", str(edited))
     code = main(["signals", "detect", "--format", "sim", *map(str, summary.files),
                  "--out", str(tmp_path / "o")])

@@ -30,7 +30,7 @@ def _book():
 
 def test_a_pull_alerts_a_price_move_and_eaten_depth_do_not():
     params = load(DEFAULT_PATH).for_instrument("withdrawal", "SIMA")
-    assert (params["window_ns"], params["within_ticks"], params["min_levels_pulled"]) == (200_000_000, 10, 4)
+    assert (params["window_ns"], params["within_ticks"], params["min_levels_pulled"]) == (100_000_000, 10, 3)
     sold = np.zeros(ROWS)
     sold[770:] = 60  # 60 lots sold into the bids at row 770: the whole fall of C
     traded = {1: sold, -1: np.zeros(ROWS)}
@@ -38,7 +38,7 @@ def test_a_pull_alerts_a_price_move_and_eaten_depth_do_not():
     assert [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got] == [(1, 650)], got
     alert = got[0]
     assert alert["price_nanos"] == 1000 and alert["size_nanos"] == 60
-    assert alert["start_ns"] == T0 + 648 * GRID_NS and alert["end_ns"] == alert["ts_event_ns"]
+    assert alert["start_ns"] == T0 + 649 * GRID_NS and alert["end_ns"] == alert["ts_event_ns"]
     assert '"levels_pulled": 6' in alert["evidence"] and '"drop": 0.545' in alert["evidence"]
     assert 0.5 < alert["confidence"] < 1.0
 

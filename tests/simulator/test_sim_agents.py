@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels.sim_agents import run_due
-from kernels.sim_book import new_book
+from kernels.sim_book import book_add, new_book
 from kernels.sim_engine import PARAM_NAMES, new_state
 from kernels.sim_orders import EV_EXEC, OP_ADD, OP_MKT, OP_WITHDRAW
 from kernels.sim_rng import rng_state
@@ -92,3 +92,22 @@ def test_a_worked_child_trades_its_full_size_on_a_thin_book() -> None:
     assert sz[execs & (t == 510 * MS)].sum() == 70
     assert sz[execs].sum() == 90
     assert e["ep_end"][0] == 510 * MS
+
+
+def test_a_withdrawal_pulls_more_than_half_of_the_depth_within_its_ticks() -> None:
+    # SIMULATOR.md: "depth within N ticks pulled by more than half". One 300-lot order and six of
+    # 30 within 3 ticks of the bid (480 lots), a 60 % pull: a coin per order (the old plant) left
+    # the big order standing on ~40 % of seeds, pulling 180 lots or less (under half)
+    for seed in range(20):
+        e = _engine([[5 * MS, OP_WITHDRAW, 0, 3, 0, 0, 0, 600]])
+        e["rng"] = rng_state(seed)
+        for px, size in ((100, 300), (100, 30), (99, 30), (99, 30), (98, 30), (97, 30), (97, 30)):
+            book_add(e["bk"], 0, px, size, True, -1)
+        book_add(e["bk"], 0, 96, 500, True, -1)  # 4 ticks behind: outside the band
+        book_add(e["bk"], 1, 102, 50, True, -1)
+        _run(e, 10 * MS)
+        qty = e["bk"][0][0]
+        left = int(qty[97:101].sum())
+        assert left < 480 / 2, (seed, left)
+        assert 480 - left >= 0.6 * 480, (seed, left)
+        assert qty[96] == 500, "beyond the band nothing is pulled"
