@@ -15,10 +15,11 @@ from __future__ import annotations
 import fcntl
 import os
 import pickle
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -39,6 +40,7 @@ CALIBRATION_SEEDS = frozenset({857653, 887314, 257015, 578318, 877974, 632603, 7
                                89378, 487091, 704011, 47314, 651173, 101319, 102445, 360174, 530647,
                                388872, 273580, 642114,
                                1411, 1412, 1413, 1414, 1415, 1416, 1417, 1418})  # cross-strike
+T = TypeVar("T")
 # a bound fails by chance in at most one run in a thousand when the truth sits exactly at the claim
 ALPHA = 1e-3
 
@@ -173,27 +175,33 @@ class EvaluationDay:
         return pq.read_table(path)
 
 
-def shared_day(tmp_path_factory: pytest.TempPathFactory, preset: str, instruments: int, duration_ns: int,
-               *, episodes_per_hour: int, overlap: bool = False) -> EvaluationDay:
-    """The run's one simulated day with these arguments, from a fresh :func:`evaluation_seed`.
-
-    The first process to ask simulates it under a file lock in the run's base temp folder (the
-    parent of each xdist worker's own); the others wait for it and read it. Its detections
-    (:meth:`EvaluationDay.signals`, :meth:`EvaluationDay.level_view`) are made once alike, each
-    under its own lock, so two workers may run the two at once.
-    """
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)``'s result, made once per pytest run: the first process (xdist worker) to ask
+    makes it under a file lock in the run's base temp folder (the parent of each worker's own) and
+    pickles it there; the others wait on the lock and read it. ``folder`` is where ``make`` writes
+    files, ``name`` tells one result from another."""
     base = tmp_path_factory.getbasetemp()
     root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    name = f"{preset}-{instruments}x{duration_ns // S}s-{episodes_per_hour}ph{'-overlap' if overlap else ''}"
-    folder = root / "evaluation-days" / name
+    folder = root / "once-per-run" / name
     folder.mkdir(parents=True, exist_ok=True)
-    made = folder / "summary.pickle"
-    with _exclusive(folder / "simulate.lock"):
+    made = folder / "result.pickle"
+    with _exclusive(folder / "make.lock"):
         if not made.exists():
-            summary = simulate(evaluation_seed(), instruments, duration_ns, folder / "sim", preset,
-                               progress=False, episodes_per_hour=episodes_per_hour, overlap=overlap)
             partial = made.with_suffix(".partial")
-            partial.write_bytes(pickle.dumps(summary))
+            partial.write_bytes(pickle.dumps(make(folder)))
             partial.replace(made)
-        summary = pickle.loads(made.read_bytes())
-    return EvaluationDay(summary, folder)
+        return pickle.loads(made.read_bytes())
+
+
+def shared_day(tmp_path_factory: pytest.TempPathFactory, preset: str, instruments: int, duration_ns: int,
+               *, episodes_per_hour: int, overlap: bool = False) -> EvaluationDay:
+    """The run's one simulated day with these arguments, from a fresh :func:`evaluation_seed`
+    (:func:`once_per_run`). Its detections (:meth:`EvaluationDay.signals`,
+    :meth:`EvaluationDay.level_view`) are made once alike, each under its own lock, so two workers
+    may run the two at once.
+    """
+    name = f"{preset}-{instruments}x{duration_ns // S}s-{episodes_per_hour}ph{'-overlap' if overlap else ''}"
+    summary = once_per_run(tmp_path_factory, name, lambda folder: simulate(
+        evaluation_seed(), instruments, duration_ns, folder / "sim", preset, progress=False,
+        episodes_per_hour=episodes_per_hour, overlap=overlap))
+    return EvaluationDay(summary, summary.out_dir.parent)
