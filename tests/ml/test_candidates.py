@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +26,6 @@ from tapeflow.ml.evaluate import examples_for_file, score_day
 from tapeflow.ml.examples import ExampleParams
 from tapeflow.ml.report import to_json
 from tapeflow.ml.walkforward import WalkForwardConfig
-from tests.signals.evaluation import once_per_run
 
 S = 1_000_000_000
 DAY_NS = 86_400 * S
@@ -37,16 +35,11 @@ QUICK = TrainConfig(max_steps=150, eval_every=25, patience=3)
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory):
-    # built once per pytest run (by the first xdist worker to ask; the tests only read it)
-    seed, *out = once_per_run(tmp_path_factory, "ml-candidates-built", _build)
-    print(f"simulator seed {seed}")
-    return tuple(out)
-
-
-def _build(root: Path) -> tuple:
     from tapeflow.simulator import simulate
 
     seed = random.randrange(10**6)
+    print(f"simulator seed {seed}")
+    root = tmp_path_factory.mktemp("cands")
     tables = []
     for d in range(3):
         summary = simulate(seed + d, 1, 6 * 60 * S, root / f"d{d}", "equity", progress=False,
@@ -60,7 +53,7 @@ def _build(root: Path) -> tuple:
     folder = cands.save(root / "stored")
     loaded = load_candidates(folder, "k1")
     assert loaded is not None
-    return seed, tables, names, cfg, loaded, folder
+    return tables, names, cfg, loaded, folder
 
 
 def test_stored_set_is_read_back_only_for_its_inputs(built) -> None:

@@ -14,7 +14,6 @@ from tapeflow.ml.dataset import Segment, model_features
 from tapeflow.ml.examples import ExampleParams
 from tapeflow.ml.promotion import compare, without_champion
 from tapeflow.ml.walkforward import WalkForwardConfig
-from tests.signals.evaluation import once_per_run
 
 S = 10**9
 DAY = 86_400 * S
@@ -50,19 +49,14 @@ def _held_out(art: ModelArtifact, day: Segment) -> np.ndarray:
     return predict(art, day, rows)[0]
 
 
-def _train(seed: int) -> dict:
+@pytest.fixture(scope="module")
+def trained() -> dict:
+    seed = random.randrange(10**6)
+    print(f"evaluation seed {seed}")
     good = train_artifact(_days(seed, 2), PARAMS, "logreg", _cfg(seed))
     noise = train_artifact(_days(seed + 1, 2, planted=False), PARAMS, "logreg", _cfg(seed))
     held_out = _days(seed + 2, 1, first_day=2)[0]
     return {"good": good, "noise": noise, "day": held_out, "seed": seed}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    # trained once per pytest run (by the first xdist worker to ask; the tests only read it)
-    out = once_per_run(tmp_path_factory, "ml-registry-trained", lambda _: _train(random.randrange(10**6)))
-    print(f"evaluation seed {out['seed']}")
-    return out
 
 
 def test_artifact_round_trips_and_scores_identically(trained, tmp_path) -> None:
