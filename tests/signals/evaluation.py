@@ -1,14 +1,30 @@
 """Shared by the score tests: an evaluation seed drawn at random (never a tuning seed), and a
-simulated market run through ``tapeflow signals detect`` (the command a user runs)."""
+simulated market run through ``tapeflow signals detect`` (the command a user runs).
+
+Score tests that simulate the same market (preset, instruments, span, episode rate, overlap) read one
+simulated evaluation day per pytest run (:func:`shared_day`): it is simulated and detected once, by
+whichever process (xdist worker) first needs it, under a file lock in the run's base temp folder,
+from one fresh seed the tests all print. Each test still scores every episode of its kinds on that
+day (the same counts as a day of its own); only its seed is no longer independent of its
+neighbours'. A detector's first call on a new day's array shapes compiles its JAX kernels again
+(~20 CPU s), so each extra day cost the suite a compile on top of the simulation and the detection.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from scipy.stats import betabinom, binom
 
 from tapeflow.cli import main
@@ -24,6 +40,7 @@ CALIBRATION_SEEDS = frozenset({857653, 887314, 257015, 578318, 877974, 632603, 7
                                89378, 487091, 704011, 47314, 651173, 101319, 102445, 360174, 530647,
                                388872, 273580, 642114,
                                1411, 1412, 1413, 1414, 1415, 1416, 1417, 1418})  # cross-strike
+T = TypeVar("T")
 # a bound fails by chance in at most one run in a thousand when the truth sits exactly at the claim
 ALPHA = 1e-3
 
@@ -94,19 +111,16 @@ def simulate_and_detect(out: Path, seed: int, preset: str, instruments: int, dur
     return summary, pq.read_table(out / "sig" / "signals.parquet")
 
 
-def level_view_detect(out: Path, seed: int, preset: str, instruments: int, duration_ns: int, *,
-                      episodes_per_hour: int, overlap: bool = False) -> tuple[SimSummary, pa.Table]:
-    """Simulate, then run ``detect_tables`` on the market's level view alone: the book rebuilt on
-    the thresholds' grid and the trades, no instrument marked as having order ids (the route a
-    price-level venue's input takes, so the L2 variants report): (summary, signal rows)."""
+def level_view_signals(summary: SimSummary) -> pa.Table:
+    """``detect_tables`` on a simulated market's level view alone: the book rebuilt on the thresholds'
+    grid and the trades, no instrument marked as having order ids (the route a price-level venue's
+    input takes, so the L2 variants report): the signal rows."""
     from tapeflow.book.rebuild import snapshots_for_format
     from tapeflow.schemas.records import TRADE
     from tapeflow.signals.config import DEFAULT_PATH, load
     from tapeflow.signals.detect import detect_tables, grid_and_levels
     from tapeflow.wire.capture import merge
 
-    summary = simulate(seed, instruments, duration_ns, out, preset, progress=False,
-                       episodes_per_hour=episodes_per_hour, overlap=overlap)
     thresholds = load(DEFAULT_PATH)
     grid_ns, levels = grid_and_levels(thresholds)
     chunks: list = []
@@ -114,4 +128,80 @@ def level_view_detect(out: Path, seed: int, preset: str, instruments: int, durat
                                         on_chunk=chunks.append)
     trades = merge(chunks)[TRADE.name].select(
         ["ts_event_ns", "ts_recv_ns", "venue", "symbol", "price_nanos", "size_nanos", "aggressor_side"])
-    return summary, detect_tables(trades, snapshots, thresholds)
+    return detect_tables(trades, snapshots, thresholds)
+
+
+@contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock`` (every xdist worker of the run waits on it)."""
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@dataclass(frozen=True)
+class EvaluationDay:
+    """One simulated evaluation day shared by the tests of a pytest run (see :func:`shared_day`)."""
+
+    summary: SimSummary
+    folder: Path
+
+    @property
+    def seed(self) -> int:
+        return self.summary.seed
+
+    def signals(self) -> pa.Table:
+        """``tapeflow signals detect --format sim`` over the day's files (run once per pytest run)."""
+        out = self.folder / "sig"
+        with _exclusive(self.folder / "detect.lock"):
+            if not (self.folder / "detect.done").exists():
+                code = main(["signals", "detect", "--format", "sim", *map(str, self.summary.files),
+                             "--out", str(out)])
+                assert code == 0
+                (self.folder / "detect.done").touch()
+        return pq.read_table(out / "signals.parquet")
+
+    def level_view(self) -> pa.Table:
+        """:func:`level_view_signals` on the day (run once per pytest run)."""
+        path = self.folder / "level_view.parquet"
+        with _exclusive(self.folder / "level_view.lock"):
+            if not path.exists():
+                partial = path.with_suffix(".partial")
+                pq.write_table(level_view_signals(self.summary), partial)
+                partial.replace(path)
+        return pq.read_table(path)
+
+
+def once_per_run(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """``make(folder)``'s result, made once per pytest run: the first process (xdist worker) to ask
+    makes it under a file lock in the run's base temp folder (the parent of each worker's own) and
+    pickles it there; the others wait on the lock and read it. ``folder`` is where ``make`` writes
+    files, ``name`` tells one result from another."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    folder = root / "once-per-run" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    made = folder / "result.pickle"
+    with _exclusive(folder / "make.lock"):
+        if not made.exists():
+            partial = made.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(make(folder)))
+            partial.replace(made)
+        return pickle.loads(made.read_bytes())
+
+
+def shared_day(tmp_path_factory: pytest.TempPathFactory, preset: str, instruments: int, duration_ns: int,
+               *, episodes_per_hour: int, overlap: bool = False) -> EvaluationDay:
+    """The run's one simulated day with these arguments, from a fresh :func:`evaluation_seed`
+    (:func:`once_per_run`). Its detections (:meth:`EvaluationDay.signals`,
+    :meth:`EvaluationDay.level_view`) are made once alike, each under its own lock, so two workers
+    may run the two at once.
+    """
+    name = f"{preset}-{instruments}x{duration_ns // S}s-{episodes_per_hour}ph{'-overlap' if overlap else ''}"
+    summary = once_per_run(tmp_path_factory, name, lambda folder: simulate(
+        evaluation_seed(), instruments, duration_ns, folder / "sim", preset, progress=False,
+        episodes_per_hour=episodes_per_hour, overlap=overlap))
+    return EvaluationDay(summary, summary.out_dir.parent)

@@ -14,8 +14,7 @@ from tapeflow.schemas.records import ASK, BID, SIGNAL
 from tapeflow.signals import whale
 from tapeflow.signals.config import DEFAULT_PATH, load
 from tapeflow.signals.score import score
-from tapeflow.simulator import simulate
-from tests.signals.evaluation import assert_calibrated, assert_rate, evaluation_seed
+from tests.signals.evaluation import assert_calibrated, assert_rate
 
 S = 1_000_000_000
 
@@ -65,14 +64,11 @@ def test_whale_finds_a_sweep_and_a_parent_order_not_a_busy_two_sided_period():
 
 
 @pytest.fixture(scope="module")
-def evaluation(tmp_path_factory):
-    seed = evaluation_seed()
-    print(f"\nsignals evaluation seed: {seed} (equity preset, 2 instruments x 2 h, 6 episodes/kind/h)")
-    out = tmp_path_factory.mktemp(f"sim{seed}")
-    summary = simulate(seed, 2, 2 * 3600 * S, out, "equity", progress=False, episodes_per_hour=6)
-    code = main(["signals", "detect", "--format", "sim", *map(str, summary.files), "--out", str(out / "sig")])
-    assert code == 0
-    return seed, summary, pq.read_table(out / "sig" / "signals.parquet")
+def evaluation(equity_day):
+    """The run's shared equity day (tests/signals/conftest.py; test_l3_scores scores it too)."""
+    print(f"\nsignals evaluation seed: {equity_day.seed} (equity preset, 2 instruments x 2 h, "
+          "6 episodes/kind/h)")
+    return equity_day.seed, equity_day.summary, equity_day.signals()
 
 
 def test_detect_writes_signal_rows_that_pass_their_quality_suite(evaluation):

@@ -10,17 +10,17 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate
 
 
-def test_institutional_and_whale_scores_in_overlap_mode(tmp_path, capsys):
-    seed = evaluation_seed()
+def test_institutional_and_whale_scores_in_overlap_mode(equity_overlap_day, capsys):
+    seed, summary = equity_overlap_day.seed, equity_overlap_day.summary
     with capsys.disabled():
-        print(f"\ninstitutional evaluation seed: {seed} (equity, overlap, 2 instruments x 2 h, 6/kind/h)")
+        print(f"\ninstitutional evaluation seed: {seed} (equity, overlap, 2 instruments x 2 h, 6/kind/h; "
+              "the run's shared overlap day)")
     # 24 episodes: with 12 (one hour) one miss moved recall by 0.08 and no bound that lets one
     # seed's noise through could fail
-    summary, table = simulate_and_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6,
-                                         overlap=True)
+    table = equity_overlap_day.signals()
     truth = pq.read_table(summary.episodes_path)
     report = score(truth, table, kinds=["institutional", "whale"])
     inst_only = table.filter(np.array([k == "institutional" for k in table.column("kind").to_pylist()]))

@@ -6,14 +6,15 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate
 
 
-def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(tmp_path, capsys):
-    seed = evaluation_seed()
+def test_spoofing_and_iceberg_scores_on_an_evaluation_seed(equity_day, capsys):
+    seed, summary = equity_day.seed, equity_day.summary
     with capsys.disabled():
-        print(f"\nL3 signals evaluation seed: {seed} (equity preset, 2 instruments x 2 h, 6 episodes/kind/h)")
-    summary, table = simulate_and_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6)
+        print(f"\nL3 signals evaluation seed: {seed} (equity preset, 2 instruments x 2 h, 6 episodes/kind/h; "
+              "the run's shared day, as tests/signals/test_detect.py's)")
+    table = equity_day.signals()
     report = score(pq.read_table(summary.episodes_path), table, kinds=["spoofing", "iceberg"])
     with capsys.disabled():
         print(f"seed {seed}\n{report.render()}")

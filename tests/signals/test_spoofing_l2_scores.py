@@ -13,16 +13,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, assert_rate, evaluation_seed, level_view_detect
+from tests.signals.evaluation import S, assert_rate
 
 
-def test_l2_spoofing_scores_on_an_evaluation_seed_in_overlap_mode(tmp_path, capsys):
-    seed = evaluation_seed()
+def test_l2_spoofing_scores_on_an_evaluation_seed_in_overlap_mode(equity_overlap_day, capsys):
+    seed, summary = equity_overlap_day.seed, equity_overlap_day.summary
     with capsys.disabled():
         print(f"\nL2 spoofing evaluation seed: {seed} (equity preset, overlap mode, 2 instruments x 2 h, "
-              "6 episodes/kind/h)")
-    summary, signals = level_view_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6,
-                                         overlap=True)
+              "6 episodes/kind/h; the run's shared overlap day)")
+    signals = equity_overlap_day.level_view()
     spoofs = signals.filter(pc.equal(signals.column("kind"), "spoofing"))
     assert set(spoofs.column("detector").to_pylist()) <= {"spoofing_l2/1"}
     report = score(pq.read_table(summary.episodes_path), spoofs, kinds=["spoofing"])

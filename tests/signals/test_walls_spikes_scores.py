@@ -9,16 +9,15 @@ import json
 import pyarrow.parquet as pq
 
 from tapeflow.signals.score import score
-from tests.signals.evaluation import S, assert_calibrated, assert_rate, evaluation_seed, simulate_and_detect
+from tests.signals.evaluation import S, assert_calibrated, assert_rate
 
 
-def test_wall_and_spike_scores_on_an_evaluation_seed(tmp_path, capsys):
-    seed = evaluation_seed()
+def test_wall_and_spike_scores_on_an_evaluation_seed(equity_overlap_day, capsys):
+    seed, summary = equity_overlap_day.seed, equity_overlap_day.summary
     with capsys.disabled():
         print(f"\nwall/spike evaluation seed: {seed} (equity preset, overlap mode, 2 instruments x 2 h, "
-              "6 episodes/kind/h)")
-    summary, table = simulate_and_detect(tmp_path, seed, "equity", 2, 2 * 3600 * S, episodes_per_hour=6,
-                                         overlap=True)
+              "6 episodes/kind/h; the run's shared overlap day)")
+    table = equity_overlap_day.signals()
     truth = pq.read_table(summary.episodes_path)
     report = score(truth, table, kinds=["wall", "spike"])
     episodes, alerts = truth.to_pylist(), table.to_pylist()

@@ -21,17 +21,18 @@ from tapeflow.options.instruments import parse_option_name
 from tapeflow.options.surface import surfaces
 from tapeflow.simulator.option_chain import VolSurface
 from tapeflow.simulator.options import OptionsSummary, simulate_options
-from tests.signals.evaluation import evaluation_seed
+from tests.signals.evaluation import evaluation_seed, once_per_run
 
 S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
 def chain_run(tmp_path_factory: pytest.TempPathFactory) -> OptionsSummary:
-    seed = evaluation_seed()
-    print(f"\noptions simulator seed: {seed} (20 min, overlap)")
-    return simulate_options(seed, 20 * 60 * S, tmp_path_factory.mktemp("opt"), episodes_per_hour=12,
-                            overlap=True)
+    # simulated once per pytest run, by the first xdist worker to ask
+    summary = once_per_run(tmp_path_factory, "options-chain-run", lambda folder: simulate_options(
+        evaluation_seed(), 20 * 60 * S, folder / "opt", episodes_per_hour=12, overlap=True))
+    print(f"\noptions simulator seed: {summary.seed} (20 min, overlap)")
+    return summary
 
 
 def _errors(summary: OptionsSummary) -> tuple[pd.DataFrame, np.ndarray]:

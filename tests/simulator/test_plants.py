@@ -16,6 +16,7 @@ import pytest
 
 from tapeflow.schemas.records import ASK, BID, L3_CANCEL, UNDEF_PRICE
 from tapeflow.simulator import KINDS, SimSummary, get_preset, simulate
+from tests.signals.evaluation import once_per_run
 from tests.simulator.conftest import MINUTE_NS
 from tests.simulator.evidence import Feed, S, adds_filled, episodes, load_feed, one_second_sigma
 
@@ -29,8 +30,9 @@ def _feed(summary: SimSummary) -> Feed:
 
 
 @pytest.fixture(scope="module")
-def crypto_feed(plant_run: SimSummary) -> Feed:
-    return _feed(plant_run)
+def crypto_feed(tmp_path_factory: pytest.TempPathFactory, plant_run: SimSummary) -> Feed:
+    # the feed of the run's plant_run, loaded once per pytest run (by the first xdist worker to ask)
+    return once_per_run(tmp_path_factory, "plants-crypto-feed", lambda _: _feed(plant_run))
 
 
 def _of(summary: SimSummary, kind: str, look: bool) -> list[dict]:

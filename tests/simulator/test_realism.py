@@ -20,19 +20,16 @@ from tapeflow.simulator.stats import acf, aggressor_signs_and_sizes, l2_event_mi
 from tapeflow.venues.base import merge
 from tapeflow.venues.sim.parse import decode
 from tests.conftest import need
+from tests.signals.evaluation import once_per_run
 
 AMZN = "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1/AMZN_2012-06-21_34200000_57600000_message_1.csv"
 BINANCE = "binance/usdm_btcusdt_20240808.gz"
 
 
-_STATS: dict[tuple[str, str], dict[str, float]] = {}
-
-
-def _stats(summary: SimSummary, preset: str) -> dict[str, float]:
-    key = (str(summary.out_dir), preset)
-    if key not in _STATS:  # a run's statistics are computed once, whichever fixture asks first
-        _STATS[key] = _stats_of(summary, preset)
-    return dict(_STATS[key])
+def _stats(factory: pytest.TempPathFactory, summary: SimSummary, preset: str) -> dict[str, float]:
+    # a run's statistics are computed once per pytest run, whichever fixture (and xdist worker) asks first
+    return dict(once_per_run(factory, f"realism-{summary.out_dir.parent.name}-{preset}",
+                             lambda _: _stats_of(summary, preset)))
 
 
 def _stats_of(summary: SimSummary, preset: str) -> dict[str, float]:
@@ -56,25 +53,25 @@ def _stats_of(summary: SimSummary, preset: str) -> dict[str, float]:
 @pytest.fixture(scope="module", params=["plain", "planted"])
 def crypto(request: pytest.FixtureRequest) -> dict[str, float]:
     name = "crypto_run" if request.param == "plain" else "crypto_planted_run"
-    return _stats(request.getfixturevalue(name), "crypto")
+    return _stats(request.getfixturevalue("tmp_path_factory"), request.getfixturevalue(name), "crypto")
 
 
 @pytest.fixture(scope="module")
-def crypto_plain(crypto_run: SimSummary) -> dict[str, float]:
-    return _stats(crypto_run, "crypto")
+def crypto_plain(tmp_path_factory: pytest.TempPathFactory, crypto_run: SimSummary) -> dict[str, float]:
+    return _stats(tmp_path_factory, crypto_run, "crypto")
 
 
 @pytest.fixture(scope="module", params=["plain", "planted"])
 def equity(request: pytest.FixtureRequest) -> dict[str, float]:
     name = "equity_run" if request.param == "plain" else "equity_planted_run"
-    out = _stats(request.getfixturevalue(name), "equity")
+    out = _stats(request.getfixturevalue("tmp_path_factory"), request.getfixturevalue(name), "equity")
     out["planted"] = float(request.param == "planted")
     return out
 
 
 @pytest.fixture(scope="module")
-def equity_plain(equity_run: SimSummary) -> dict[str, float]:
-    return _stats(equity_run, "equity")
+def equity_plain(tmp_path_factory: pytest.TempPathFactory, equity_run: SimSummary) -> dict[str, float]:
+    return _stats(tmp_path_factory, equity_run, "equity")
 
 
 def _amzn(real_data) -> dict[str, float]:
@@ -164,8 +161,9 @@ def test_equity_volatility_clusters_like_amzn(equity_plain: dict[str, float]) ->
 
 
 @pytest.fixture(scope="module")
-def equity_planted(equity_planted_run: SimSummary) -> dict[str, float]:
-    return _stats(equity_planted_run, "equity")
+def equity_planted(tmp_path_factory: pytest.TempPathFactory,
+                   equity_planted_run: SimSummary) -> dict[str, float]:
+    return _stats(tmp_path_factory, equity_planted_run, "equity")
 
 
 def test_equity_one_tick_spreads_rare_with_plants_like_amzn(equity_planted: dict[str, float]) -> None:
