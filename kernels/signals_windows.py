@@ -31,7 +31,6 @@ so the order of the additions cannot matter; otherwise the JAX form runs. Days a
 from __future__ import annotations
 
 import functools
-from fractions import Fraction
 
 import jax
 import numpy as np
@@ -101,7 +100,10 @@ def block_quantiles(x: np.ndarray, block: int, lookback: int, qs: tuple[float, .
     n = len(x)
     if n == 0:
         return np.zeros((0, len(qs)))
-    if small(n) and (all(_exact_weight(q) for q in qs) or _rounding() is not None):
+    if small(n) and all(float(q) == 0.5 for q in qs):
+        # medians only: their weights (0, 1/2, 1) make every product exact. Other quantiles'
+        # products round, and whether XLA fuses the multiply-add depends on the compiled program
+        # (it did for one quantile a call, not for three): those stay on JAX
         return block_quantiles_np(x, block, lookback, qs)
     # the block count, not the element count, is what is padded: at least 8 blocks (not
     # _MIN_BUCKET), or every call sorts 1,024 blocks however few it was given (66 ms per live batch)
@@ -123,40 +125,11 @@ def _block_quantiles(x: jax.Array, block: int, lookback: int, qs: tuple[float, .
     return jnp.repeat(q, block, axis=0)
 
 
-def _exact_weight(q: float) -> bool:
-    # a median's weights (0, 1/2, 1) make both products exact: no rounding question
-    return float(q) == 0.5
-
-
-def _weighted(low: float, high: float, w: float, fused: bool) -> float:
-    if fused:  # high * w + (low * (1 - w)) rounded once, as a fused multiply-add
-        return float(Fraction(high) * Fraction(w) + Fraction(low * (1.0 - w)))
-    return float(low * (1.0 - w) + high * w)
-
-
-@functools.cache
-def _rounding() -> bool | None:
-    """How the jitted ``_block_quantiles`` rounds ``low * (1 - w) + high * w`` on this machine:
-    True when XLA fuses it (a multiply-add), False when it rounds each step, None when neither
-    (the NumPy form then serves medians only). Asked once, on an input where the two differ."""
-    rng = np.random.default_rng(0)
-    for _ in range(1_000):
-        a = np.sort(rng.uniform(1, 1e4, 2))
-        w = float(np.float64(0.3) * 1.0)  # q = 0.3 on two values: position 0.3
-        plain, fused = _weighted(a[0], a[1], w, False), _weighted(a[0], a[1], w, True)
-        if plain != fused:
-            break
-    x = np.full(8 * 2, np.nan)
-    x[:2] = a
-    got = float(np.asarray(_block_quantiles(jnp.asarray(x), 2, 1, (0.3,)))[2, 0])
-    return True if got == fused else False if got == plain else None
-
-
 def quantiles_sorted(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """``jnp.nanquantile(..., method="linear")``'s arithmetic over ``a`` (sorted, no NaN), as the
-    jitted ``_block_quantiles`` rounds it here (:func:`_rounding`): position ``q * (n - 1)``, its
-    floor and ceiling clamped into ``a``, the two values weighted ``1 - w`` and ``w`` and added;
-    NaN where ``a`` is empty."""
+    """``jnp.nanquantile(..., method="linear")``'s arithmetic over ``a`` (sorted, no NaN):
+    position ``q * (n - 1)``, its floor and ceiling clamped into ``a``, the two values weighted
+    ``1 - w`` and ``w`` and added; NaN where ``a`` is empty. The same bits as JAX's for a median
+    (exact products); for other quantiles XLA may fuse the multiply-add (it rounds once)."""
     n = len(a)
     if not n:
         return [float("nan")] * len(qs)
@@ -166,8 +139,7 @@ def quantiles_sorted(a: np.ndarray, qs: tuple[float, ...]) -> list[float]:
         low, high = np.floor(pos), np.ceil(pos)
         w = float(pos - low)
         lo, hi = min(max(int(low), 0), n - 1), min(max(int(high), 0), n - 1)
-        fused = w not in (0.0, 0.5) and bool(_rounding())
-        out.append(_weighted(float(a[lo]), float(a[hi]), w, fused))
+        out.append(float(a[lo] * (1.0 - w) + a[hi] * w))
     return out
 
 
