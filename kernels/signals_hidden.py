@@ -9,7 +9,9 @@ NumPy reference each (tested equal).
   without depletion": an iceberg's refills, or hidden size resting behind the display).
 
 JAX entry points are jitted at the boundary with inputs padded to power-of-two buckets
-(``kernels.signals_windows.bucket``), so a detector compiles once per bucket.
+(``kernels.signals_windows.bucket``), so a detector compiles once per bucket. ``hidden_flags``
+runs its NumPy form (``hidden_flags_np``) below ``signals_windows.NUMPY_BELOW`` book elements
+(the live stage's few rows per batch): the same bits where a row's sizes sum exactly.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import jax
 import numpy as np
 
-from kernels.signals_windows import bucket
+from kernels.signals_windows import bucket, exact_sums, small
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
@@ -64,6 +66,8 @@ def hidden_flags(price: np.ndarray, before: np.ndarray, after: np.ndarray,
     n, g = len(price), len(bid_p)
     if n == 0 or g == 0:
         return np.zeros(n, bool), np.zeros(n, bool), np.zeros(n)
+    if small(max(g, n)) and exact_sums(bid_s, ask_s, axis=1):
+        return hidden_flags_np(price, before, after, bid_p, bid_s, ask_p, ask_s)
     size_n, size_g = bucket(n), bucket(g)
 
     def pad(x: np.ndarray, size: int, fill: int, dtype: type) -> jax.Array:
@@ -77,6 +81,26 @@ def hidden_flags(price: np.ndarray, before: np.ndarray, after: np.ndarray,
             for x, dtype in ((bid_p, np.int64), (bid_s, np.float64), (ask_p, np.int64), (ask_s, np.float64))]
     out = _hidden_flags(*trades, *book)
     return tuple(np.asarray(x)[:n] for x in out)  # type: ignore[return-value]
+
+
+def hidden_flags_np(price: np.ndarray, before: np.ndarray, after: np.ndarray,
+                    bid_p: np.ndarray, bid_s: np.ndarray, ask_p: np.ndarray, ask_s: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`hidden_flags` in NumPy, the JAX form's formula."""
+    price = np.asarray(price, np.int64)
+    before, after = np.asarray(before, np.int64), np.asarray(after, np.int64)
+
+    def inside(row: np.ndarray) -> np.ndarray:
+        r = np.maximum(row, 0)
+        both = (bid_s[r, 0] > 0) & (ask_s[r, 0] > 0)
+        return (row >= 0) & both & (bid_p[r, 0] < price) & (price < ask_p[r, 0])
+
+    r = np.maximum(before, 0)
+    p = price[:, None]
+    at_bid = np.where((bid_p[r] == p) & (bid_s[r] > 0), bid_s[r], 0.0).sum(axis=1)
+    at_ask = np.where((ask_p[r] == p) & (ask_s[r] > 0), ask_s[r], 0.0).sum(axis=1)
+    shown = np.where(before >= 0, at_bid + at_ask, 0.0)
+    return inside(before), inside(after), shown
 
 
 def _inside(p: jax.Array, row: jax.Array, bid_p: jax.Array, bid_s: jax.Array, ask_p: jax.Array,

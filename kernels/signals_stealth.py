@@ -10,7 +10,9 @@
   told from a contraction (as many events, each far less volatile).
 
 JAX entry points are jitted at the boundary with inputs padded to power-of-two buckets
-(``kernels.signals_windows.bucket``), so a detector compiles once per bucket and window.
+(``kernels.signals_windows.bucket``), so a detector compiles once per bucket and window. Below
+``signals_windows.NUMPY_BELOW`` rows (the live stage's look-backs) the NumPy forms (``*_np``)
+run instead, where their running sums are exact (``signals_windows.exact_sums``): the same bits.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import functools
 import jax
 import numpy as np
 
-from kernels.signals_windows import bucket
+from kernels.signals_windows import _running, bucket, exact_sums, small
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
@@ -65,6 +67,8 @@ def held_volume(touch: np.ndarray, vol: np.ndarray, shown: np.ndarray, window: i
         the largest size shown at the price since ``start``; and the run's length in rows.
     """
     g = len(touch)
+    if small(g) and exact_sums(np.asarray(vol, np.float64)) and not np.isnan(shown).any():
+        return held_volume_np(touch, vol, shown, window)
     size = bucket(g)
     tc = np.zeros(size, np.int64)
     v = np.zeros(size, np.float64)
@@ -74,6 +78,31 @@ def held_volume(touch: np.ndarray, vol: np.ndarray, shown: np.ndarray, window: i
     tc[g:] = -1
     out = _held_volume(jnp.asarray(tc), jnp.asarray(v), jnp.asarray(sh), window)
     return tuple(np.asarray(x)[:g] for x in out)  # type: ignore[return-value]
+
+
+def held_volume_np(touch: np.ndarray, vol: np.ndarray, shown: np.ndarray, window: int
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`held_volume` in NumPy: the JAX form's formula (its bits where ``vol`` sums exactly)."""
+    touch = np.asarray(touch, np.int64)
+    vol, shown = np.asarray(vol, np.float64), np.asarray(shown, np.float64)
+    g = len(touch)
+    t = np.arange(g)
+    changed = np.concatenate([[True], touch[1:] != touch[:-1]]) if g else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(changed, t, 0)) if g else t
+    lo = np.maximum(start + 1, t - window + 1)
+    inside = lo <= t
+    c = _running(vol)
+    n = np.zeros(g + 1, np.int64)
+    np.cumsum(vol > 0, out=n[1:])
+    top = np.minimum(lo, t + 1)
+    held = np.where(inside, c[t + 1] - c[top], 0.0)
+    pushes = np.where(inside, n[t + 1] - n[top], 0)
+    # the running maximum of ``shown`` since each run's start, exact: on the values' ranks, each
+    # run lifted above every earlier one (run number x distinct values), one accumulate
+    values, rank = np.unique(shown, return_inverse=True)
+    lift = (np.cumsum(changed) - 1) * len(values)
+    peak = values[np.maximum.accumulate(lift + rank.reshape(-1)) - lift] if g else shown.copy()
+    return held, pushes, peak, t - start + 1
 
 
 def _max_since_reset(pair_a: tuple[jax.Array, jax.Array], pair_b: tuple[jax.Array, jax.Array]
@@ -134,6 +163,10 @@ def range_windows(mid: np.ndarray, activity: np.ndarray, window: int
         rows (this one included).
     """
     n = len(mid)
+    if small(n + window):
+        got = range_windows_np(mid, activity, window)
+        if got is not None:
+            return got
     size = bucket(n + window)
     m = np.zeros(size, np.float64)
     a = np.zeros(size, np.float64)
@@ -142,6 +175,30 @@ def range_windows(mid: np.ndarray, activity: np.ndarray, window: int
     m[window:window + n], a[window:window + n] = mid, activity
     out = _range_windows(jnp.asarray(m), jnp.asarray(a), window)
     return tuple(np.asarray(x)[window:window + n] for x in out)  # type: ignore[return-value]
+
+
+def range_windows_np(mid: np.ndarray, activity: np.ndarray, window: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """:func:`range_windows` in NumPy, the JAX form's bits; None where its running sums are not
+    exact (the caller runs the JAX form)."""
+    mid, activity = np.asarray(mid, np.float64), np.asarray(activity, np.float64)
+    n = len(mid)
+    if not n:
+        return tuple(np.zeros(0) for _ in range(4))  # type: ignore[return-value]
+    m = np.concatenate([np.full(window, mid[0]), mid])
+    a = np.concatenate([np.zeros(window), activity])
+    step = np.concatenate([[0.0], np.diff(m)])
+    squares = step * step
+    if not exact_sums(squares, a):
+        return None
+    t = np.arange(window, window + n)
+    back = t - window
+    view = np.lib.stride_tricks.sliding_window_view(m, window + 1)  # row k: m[k .. k + window]
+    hi, lo = view.max(axis=1), view.min(axis=1)
+    sq, ca = _running(squares), _running(a)
+    rv = np.sqrt(np.maximum(0.0, sq[t + 1] - sq[back + 1]))
+    act = ca[t + 1] - ca[back + 1]
+    return hi - lo, m[t] - m[back], rv, act
 
 
 @functools.partial(jax.jit, static_argnums=(2,))

@@ -9,7 +9,9 @@ is NumPy in ``tapeflow/signals/walls.py``. ``window_max`` is the largest aggress
 last rows, the sweep that confirms a spike (``tapeflow/signals/spikes.py``).
 
 The JAX entry points are jitted at the boundary with the rows padded to power-of-two buckets
-(``signals_windows.bucket``), so they compile once per bucket (and book depth, window).
+(``signals_windows.bucket``), so they compile once per bucket (and book depth, window). Below
+``signals_windows.NUMPY_BELOW`` elements (the live stage's look-backs) the NumPy forms
+(``*_np``, the same formulas: argmax, comparisons and maxima, exact) run instead.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import functools
 import jax
 import numpy as np
 
-from kernels.signals_windows import bucket
+from kernels.signals_windows import bucket, small
 
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402  (after x64 is on)
@@ -57,6 +59,8 @@ def wall_runs(prices: np.ndarray, sizes: np.ndarray, threshold: np.ndarray
         row's is not).
     """
     g, levels = sizes.shape
+    if small(g):
+        return wall_runs_np(prices, sizes, threshold)
     n = bucket(g)
     p = np.zeros((n, levels), np.int64)
     s = np.zeros((n, levels), np.float64)
@@ -64,6 +68,24 @@ def wall_runs(prices: np.ndarray, sizes: np.ndarray, threshold: np.ndarray
     p[:g], s[:g], thr[:g] = prices, sizes, threshold
     price, size, level, run = _wall_runs(jnp.asarray(p), jnp.asarray(s), jnp.asarray(thr))
     return (np.asarray(price)[:g], np.asarray(size)[:g], np.asarray(level)[:g], np.asarray(run)[:g])
+
+
+def wall_runs_np(prices: np.ndarray, sizes: np.ndarray, threshold: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`wall_runs` in NumPy (the JAX form's formula; no arithmetic to round)."""
+    g = len(threshold)
+    if not g:
+        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    level = np.argmax(sizes, axis=1)
+    price = np.take_along_axis(np.asarray(prices, np.int64), level[:, None], axis=1)[:, 0]
+    size = np.take_along_axis(np.asarray(sizes, np.float64), level[:, None], axis=1)[:, 0]
+    with np.errstate(invalid="ignore"):
+        big = (size > 0) & (size >= threshold)  # NaN threshold compares False
+    goes_on = np.concatenate([[False], big[1:] & big[:-1] & (price[1:] == price[:-1])])
+    t = np.arange(g)
+    start = np.maximum.accumulate(np.where(goes_on, 0, t))
+    run = np.where(big, t - start + 1, 0)
+    return price, size, level.astype(np.int64), run
 
 
 @jax.jit
@@ -93,9 +115,20 @@ def window_max(x: np.ndarray, window: int) -> np.ndarray:
     """Per row, the maximum of the last ``window`` rows (this one included) of ``x`` (>= 0)."""
     x = np.asarray(x, np.float64)
     n = len(x)
+    if small(n):
+        return window_max_np(x, window)
     padded = np.zeros(bucket(n))
     padded[:n] = x
     return np.asarray(_window_max(jnp.asarray(padded), int(window)))[:n]
+
+
+def window_max_np(x: np.ndarray, window: int) -> np.ndarray:
+    """:func:`window_max` in NumPy (a strided view of the padded rows; maxima are exact)."""
+    x = np.asarray(x, np.float64)
+    if not len(x):
+        return np.zeros(0)
+    padded = np.concatenate([np.full(window - 1, -np.inf), x])
+    return np.lib.stride_tricks.sliding_window_view(padded, window).max(axis=1)
 
 
 @functools.partial(jax.jit, static_argnums=(1,))

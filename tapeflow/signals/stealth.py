@@ -90,7 +90,7 @@ def creep_windows(book: dict[str, np.ndarray], events: np.ndarray, trades: dict[
     usual = _baseline(step_vol, params["baseline_blocks"], (0.5,))[:, 0]
     usual_act = _baseline(act, params["baseline_blocks"], (0.5,))[:, 0]
     signed, gross = _aggressor_flow(book["recv"][s["rows"]], trades)
-    net, total, _ = flow_windows(signed, gross, window, 1)
+    net, total, _ = flow_windows(signed, gross, window, 1, rms=False)
     with np.errstate(invalid="ignore", divide="ignore"):
         z = np.where(rv > 0, move / rv, 0.0)
         pushed = np.where(total > 0, np.sign(move) * net / total, 0.0)
