@@ -250,12 +250,18 @@ def test_champion_with_flat_share_chooses_the_clis_fold_alpha(built, tmp_path) -
     wf = score_day(tables[:2], tables[2], assets.ml.PARAMS, replace(quick, flat_share=share), "cli")
     assert wf is not None and wf.folds[0].alpha == alpha
     assert alpha != assets.ml.PARAMS.alpha
-    # independent of both: about `share` of the training days' |smoothed returns| lie at or below it
-    returns = np.concatenate([segment(t, 10, assets.ml.PARAMS, "d").smoothed_return for t in tables[:2]])
-    returns = np.abs(returns[np.isfinite(returns)])
-    # (a quantile of a sample with ties: a quiet simulated day can have more than `share` of its
-    # smoothed returns exactly 0, and then alpha is 0; so `share` lies between the shares below and at alpha)
-    assert float(np.mean(returns < alpha)) - 0.1 < share < float(np.mean(returns <= alpha)) + 0.1
+    # independent of both: `share` of the training rows' |smoothed returns| lie at or below alpha. The
+    # training rows are the usable rows (warmed up, two-sided, labelled) of the pool's chronologically
+    # first 80 % (val_fraction 0.2: the validation rows never set alpha). Over all rows of d1 and d2 the
+    # share was 0.44-0.565 (warm-up rows and the validation hours differ from the training rows)
+    segs = [segment(t, 10, assets.ml.PARAMS, "d") for t in tables[:2]]
+    ts = np.concatenate([s.ts_ns[s.usable] for s in segs])
+    returns = np.abs(np.concatenate([s.smoothed_return[s.usable] for s in segs]))
+    returns = returns[np.argsort(ts, kind="stable")]
+    train = returns[: int(0.8 * len(returns))]
+    below, at = float(np.mean(train < alpha)), float(np.mean(train <= alpha))
+    print(f"flat share {share}: alpha {alpha:.3g}; training rows below it {below:.3f}, at or below {at:.3f}")
+    assert below - 0.02 <= share <= at + 0.02
     reg = Registry(default_root(lake))
     name = model_name(venue, symbol, 10)
     latest = reg.versions(name)[0]
