@@ -39,7 +39,12 @@ def main(argv: list[str]) -> None:
 
 def serve() -> None:
     # what every run imports (the assets import some lazily), imported once before the forks
+    import os
+
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # as tapeflow.ml.registry imports mlflow
     import great_expectations  # noqa: F401
+    import mlflow.store.model_registry.sqlalchemy_store  # noqa: F401  (the champion's registry: ~5 s)
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
 
     import assets.partitions  # noqa: F401
     import dagster_project.definitions  # noqa: F401

@@ -92,8 +92,7 @@ def test_kill_a_materialization_then_rerun_equals_uninterrupted(
 
 @pytest.fixture(scope="module")
 def sim_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.dagster.conftest import simulate_landing
+    """The session's simulated landing folder (tests/dagster/conftest.py), simulated once."""
+    from tests.dagster.conftest import built_once, simulate_landing
 
-    root = tmp_path_factory.mktemp("sim")
-    simulate_landing(root)
-    return root / "landing"
+    return built_once(tmp_path_factory, "sim", simulate_landing) / "landing"

@@ -1,10 +1,17 @@
-"""Shared fixtures: a small simulated market in a landing folder, and in-process materialization."""
+"""Shared fixtures: a small simulated market in a landing folder, and in-process materialization.
+
+The simulated landing folder and the sensor-launched materialization of its day are built once per
+session (by whichever xdist worker asks first, under a file lock) and only read by the tests; a test
+that changes either works on its own copy.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import gzip
+import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,12 +60,53 @@ def simulate_landing(root: Path, instruments: int = 2, *, days: int = 1) -> Depl
     return Deployment(root)
 
 
-@pytest.fixture(scope="module")
+def built_once(tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]) -> Path:
+    """The folder ``name`` of this pytest session, filled by ``build`` once: the xdist workers share
+    the session's base folder, and the first to ask builds it under a lock while the other waits.
+    The folder is read-only to its users (a build that failed is retried by the next one)."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the controller's folder, above each worker's
+    root, done = base / name, base / f"{name}.done"
+    with open(base / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir()
+            build(root)
+            done.touch()
+    return root
+
+
+@pytest.fixture(scope="session")
 def sim_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A pristine simulated landing folder (2 instruments, 2 minutes); copy it before changing it."""
-    root = tmp_path_factory.mktemp("sim")
-    simulate_landing(root)
-    return root / "landing"
+    return built_once(tmp_path_factory, "sim", simulate_landing) / "landing"
+
+
+@pytest.fixture(scope="session")
+def sensor_day(sim_files: Path, tmp_path_factory: pytest.TempPathFactory) -> Deployment:
+    """The simulated day materialized as the landing sensor asks for it: one run over both
+    instruments, on a persistent instance in ``dagster_home`` (open it with :func:`open_instance`).
+    Read-only: a test that materializes more builds its own deployment."""
+    def build(root: Path) -> None:
+        from dagster_project.sensors import landing_sensor
+
+        dep = copy_landing(sim_files, root)
+        (root / "dagster_home").mkdir()
+        with dg.instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+            tick = landing_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources()))
+            [add] = tick.dynamic_partitions_requests
+            instance.add_dynamic_partitions("instruments", list(add.partition_keys))
+            [request] = tick.run_requests
+            assert materialize(dep, instance, tags=dict(request.tags)).success
+
+    return Deployment(built_once(tmp_path_factory, "sensor_day", build))
+
+
+def open_instance(dep: Deployment) -> dg.DagsterInstance:
+    """The persistent Dagster instance of a deployment built by :func:`sensor_day` (a context manager)."""
+    return dg.DagsterInstance.from_config(str(dep.root / "dagster_home"))
 
 
 def copy_landing(landing: Path, root: Path) -> Deployment:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -22,7 +23,7 @@ from tests.dagster.conftest import (
     check_status,
     copy_landing,
     definitions,
-    materialize,
+    open_instance,
     sim_lines,
 )
 
@@ -42,28 +43,19 @@ def _iso(ts_ns: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def two_instruments(sim_files: Path, tmp_path_factory: pytest.TempPathFactory
-                    ) -> tuple[Deployment, dg.DagsterInstance, dg.ExecuteInProcessResult, dict[str, str]]:
-    """One run over both instruments of the simulated day, as the landing sensor asks for it."""
-    from dagster_project.sensors import landing_sensor
-
-    dep = copy_landing(sim_files, tmp_path_factory.mktemp("ui"))
-    instance = dg.DagsterInstance.ephemeral()
-    tick = landing_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources()))
-    [add] = tick.dynamic_partitions_requests
-    instance.add_dynamic_partitions("instruments", list(add.partition_keys))
-    [request] = tick.run_requests
-    result = materialize(dep, instance, tags=dict(request.tags))
-    assert result.success
-    keys = {s: f"{SIM_DAY}|sim.{s}" for s in SYMBOLS}
-    return dep, instance, result, keys
+def two_instruments(sensor_day: Deployment
+                    ) -> Iterator[tuple[Deployment, dg.DagsterInstance, dict[str, str]]]:
+    """One run over both instruments of the simulated day, as the landing sensor asks for it (the
+    session's shared materialization, read only)."""
+    with open_instance(sensor_day) as instance:
+        yield sensor_day, instance, {s: f"{SIM_DAY}|sim.{s}" for s in SYMBOLS}
 
 
 def test_each_partition_of_a_range_run_reports_its_own_rows_rejects_gaps_and_span(two_instruments) -> None:
     from tapeflow.schemas.records import BAR, BOOK_SNAPSHOT, ORDER_EVENT, TRADE
     from tapeflow.storage import lake
 
-    dep, instance, result, keys = two_instruments
+    dep, instance, keys = two_instruments
     assert len(instance.get_runs()) == 1  # one run covered both partitions
     trades_per_symbol = {}
     for symbol, key in keys.items():
@@ -91,7 +83,7 @@ def test_each_partition_of_a_range_run_reports_its_own_rows_rejects_gaps_and_spa
 
 
 def test_checks_that_cannot_be_judged_show_skipped_not_passed(two_instruments) -> None:
-    _, instance, _, _ = two_instruments
+    _, instance, _ = two_instruments
     # a first day has no 5-day baseline; the simulated feed has no venue BBO to judge trades against
     for asset, check in (("trades", "rows_vs_baseline"), ("trades", "volume_vs_baseline"),
                          ("trades", "trade_inside_book"), ("bars", "volume_vs_baseline"),
@@ -101,7 +93,7 @@ def test_checks_that_cannot_be_judged_show_skipped_not_passed(two_instruments) -
 
 
 def test_sensor_runs_carry_the_sensor_name_the_run_list_shows(two_instruments) -> None:
-    _, instance, _, _ = two_instruments
+    _, instance, _ = two_instruments
     [run] = instance.get_run_records()
     # the UI's "Launched by" column shows a sensor for this tag, "Manually launched" without it
     assert run.dagster_run.tags["dagster/sensor_name"] == "landing_sensor"
@@ -112,7 +104,7 @@ def test_partitions_start_where_the_data_starts_or_as_configured(two_instruments
     from dagster_project.definitions import PARTITIONS_START, partitions_start
     from tapeflow.errors import ConfigError
 
-    dep, instance, _, keys = two_instruments
+    dep, instance, keys = two_instruments
     today = dt.date(2024, 3, 1)
     env = {"TAPEFLOW_LAKE": str(dep.lake), "TAPEFLOW_JOURNAL": str(dep.root / "journal")}
     assert partitions_start(env, today=today) == SIM_DAY  # the source index: the simulated day
@@ -155,20 +147,25 @@ def test_a_source_older_than_the_partitions_waits_for_a_reload(sim_files: Path, 
                           [f"sim.{s}" for s in SYMBOLS])
 
 
-def test_a_subset_run_writes_and_checks_only_what_it_selected(two_instruments) -> None:
-    from tests.dagster.conftest import check_results, materializations
+def test_a_subset_run_writes_and_checks_only_what_it_selected(sim_files: Path, tmp_path: Path) -> None:
+    """On its own deployment (the runs write; the session's day is read-only): the lake's index
+    names its landing files by path, so a copied lake would point at the shared landing folder."""
+    from tests.dagster.conftest import check_results, materializations, register
 
-    dep, instance, _, keys = two_instruments
+    dep = copy_landing(sim_files, tmp_path)
+    keys = {s: f"{SIM_DAY}|sim.{s}" for s in SYMBOLS}
     assets = day_assets(definitions())
-    only_trades = dg.materialize(assets, selection=["trades"], partition_key=keys[SYMBOLS[0]],
-                                 resources=dep.resources(), instance=instance, raise_on_error=False)
-    assert only_trades.success
-    assert set(materializations(only_trades)) == {"trades"}
-    assert {asset for asset, _ in check_results(only_trades)} == {"trades"}
-    # one check of an asset selected: the asset is built and only that check reports
-    one_check = dg.AssetCheckKey(dg.AssetKey("bars"), "ohlc_consistent")
-    selection = dg.AssetSelection.assets("bars").without_checks() | dg.AssetSelection.checks(one_check)
-    subset = dg.materialize(assets, selection=selection, partition_key=keys[SYMBOLS[0]],
-                            resources=dep.resources(), instance=instance, raise_on_error=False)
+    with dg.DagsterInstance.ephemeral() as instance:
+        register(instance, dep)
+        only_trades = dg.materialize(assets, selection=["trades"], partition_key=keys[SYMBOLS[0]],
+                                     resources=dep.resources(), instance=instance, raise_on_error=False)
+        assert only_trades.success
+        assert set(materializations(only_trades)) == {"trades"}
+        assert {asset for asset, _ in check_results(only_trades)} == {"trades"}
+        # one check of an asset selected: the asset is built and only that check reports
+        one_check = dg.AssetCheckKey(dg.AssetKey("bars"), "ohlc_consistent")
+        selection = dg.AssetSelection.assets("bars").without_checks() | dg.AssetSelection.checks(one_check)
+        subset = dg.materialize(assets, selection=selection, partition_key=keys[SYMBOLS[0]],
+                                resources=dep.resources(), instance=instance, raise_on_error=False)
     assert subset.success and set(materializations(subset)) == {"bars"}
     assert set(check_results(subset)) == {("bars", "ohlc_consistent")}

@@ -9,14 +9,14 @@ number of partitions the asset shows.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 from collections import Counter
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
-from tests.dagster.conftest import SIM_DAY, copy_landing, materialize, sim_lines
+from tests.dagster.conftest import SIM_DAY, Deployment, built_once, open_instance, sim_lines
 
 SYMBOLS = ("SIM-BTCUSDT", "SIM-ETHUSDT")
 
@@ -34,31 +34,31 @@ query UI($trades: AssetKeyInput!, $partitions: [String!]) {
 """
 
 
-@pytest.fixture(scope="module")
-def ui(sim_files: Path, tmp_path_factory: pytest.TempPathFactory):
+@pytest.fixture(scope="session")
+def ui(sensor_day: Deployment, tmp_path_factory: pytest.TempPathFactory) -> tuple[Deployment, dict]:
+    """The session's sensor-launched run (tests/dagster/conftest.py) asked through GraphQL once (the
+    code server costs seconds): the answer is kept as JSON for every test of the module, on either
+    xdist worker."""
+    out = built_once(tmp_path_factory, "graphql", lambda folder: _ask(sensor_day, folder))
+    return sensor_day, json.loads((out / "data.json").read_text())
+
+
+def _ask(dep: Deployment, out: Path) -> None:
     from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-    from dagster_project.sensors import landing_sensor
-
-    root = tmp_path_factory.mktemp("graphql")
-    dep = copy_landing(sim_files, root)
     env = {"TAPEFLOW_LAKE": str(dep.lake), "TAPEFLOW_CLICKHOUSE": dep.dsn,
-           "TAPEFLOW_LANDING": str(dep.landing), "TAPEFLOW_JOURNAL": str(root / "journal")}
+           "TAPEFLOW_LANDING": str(dep.landing), "TAPEFLOW_JOURNAL": str(dep.root / "journal"),
+           "DAGSTER_HOME": str(dep.root / "dagster_home")}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # what `make ui` sets; the code server reads it when it loads
     try:
-        with dg.instance_for_test() as instance:
-            tick = landing_sensor(dg.build_sensor_context(instance=instance, resources=dep.resources()))
-            [add] = tick.dynamic_partitions_requests
-            instance.add_dynamic_partitions("instruments", list(add.partition_keys))
-            [request] = tick.run_requests
-            assert materialize(dep, instance, tags=dict(request.tags)).success
+        with open_instance(dep) as instance:
             definitions = str(Path(__file__).parents[2] / "dagster_project" / "definitions.py")
             with define_out_of_process_context(definitions, "defs", instance) as context:
                 keys = [f"{SIM_DAY}|sim.{s}" for s in SYMBOLS]
                 result = execute_dagster_graphql(context, _QUERY, variables={
                     "trades": {"path": ["trades"]}, "partitions": keys})
-                yield dep, result.data
+        (out / "data.json").write_text(json.dumps(result.data))
     finally:
         for k, v in saved.items():
             if v is None:

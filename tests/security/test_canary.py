@@ -145,6 +145,10 @@ def test_dagster_materialization_never_stores_the_canary(tmp_path, monkeypatch, 
 
     for name in ("TAPEFLOW_CLICKHOUSE", USER_ENV, PASSWORD_ENV, PASSWORD_FILE_ENV):
         monkeypatch.delenv(name, raising=False)
+    # every retry still runs (and logs its error), without the 5 s waits between them (15 s of sleep)
+    policy = clickhouse_tables.op.retry_policy
+    assert policy is not None and policy.max_retries == 3
+    monkeypatch.setattr(clickhouse_tables.op, "_retry_policy", policy._replace(delay=0))
     home = tmp_path / "dagster_home"
     home.mkdir()
     dsn = f"https://{USERINFO}@{CLOSED}/db?connect_timeout=2"
@@ -153,9 +157,13 @@ def test_dagster_materialization_never_stores_the_canary(tmp_path, monkeypatch, 
         result = dg.materialize([clickhouse_tables], instance=instance, raise_on_error=False,
                                 partition_key=str(partition_key("2024-01-01", "sim", "SIM-BTCUSDT")),
                                 resources=resources(lake=tmp_path / "lake", clickhouse=dsn))
-        events = "\n".join(dg.serialize_value(entry) for entry in instance.all_logs(result.run_id))
+        logs = instance.all_logs(result.run_id)
+        events = "\n".join(dg.serialize_value(entry) for entry in logs)
+        restarts = sum(e.dagster_event is not None and e.dagster_event.event_type_value == "STEP_RESTARTED"
+                       for e in logs)
         run_record = dg.serialize_value(instance.get_run_by_id(result.run_id))
     assert not result.success
+    assert restarts == policy.max_retries  # the retries ran, each logged
     assert NO_CONNECT in events  # the forced error is in the event log, masked
     assert not leaks(events) and not leaks(run_record)
     out, err = capfd.readouterr()
