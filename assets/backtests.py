@@ -21,8 +21,7 @@ the plots (embedded PNGs) are also the materialization's metadata.
 """
 
 import base64
-import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
@@ -38,7 +37,7 @@ from tapeflow.ml import ExampleParams
 from tapeflow.ml.artifact import ModelArtifact, train_artifact
 from tapeflow.ml.candidates import train_segments
 from tapeflow.ml.evaluate import MIN_USABLE_ROWS
-from tapeflow.ml.registry import DB_NAME, Registry, default_root, model_name
+from tapeflow.ml.registry import champion_before
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, TRADE
 
 MODEL = ModelConfig(kind="logreg", horizon_s=ml.MODEL_CONFIG.horizon_s)
@@ -77,7 +76,7 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
         out = lake.parent / "backtests" / t.venue / t.symbol / t.date
         meta: dict = {"train_days": days}
         try:
-            champ = champion_before(lake, t)
+            champ = champion_before(lake, t.venue, t.symbol, MODEL.horizon_s, t.date)
             model = MODEL
             if champ is not None and champ.clean:
                 trained, params, history = champ.model, champ.model.params, []
@@ -103,33 +102,6 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
                         **_metadata(result.report(), [p for p in written if p.suffix == ".png"], out))
         context.add_asset_metadata(meta, partition_key=target_key(t))
     return MaterializeResult(metadata=common.run_metadata(wanted))
-
-
-@dataclass(frozen=True)
-class Champion:
-    """The registry's champion of an instrument as a backtest of day ``t`` sees it."""
-
-    version: int
-    model: ModelArtifact
-    last_day: str   # the latest day it was trained or judged (held out) on
-    clean: bool     # last_day is before t: following it looks at nothing of t or later
-
-
-def champion_before(lake: Path, t: Target) -> Champion | None:
-    """The champion of ``t``'s instrument at ``MODEL.horizon_s`` (None: no registry or no champion)."""
-    root = default_root(lake)
-    if not (root / DB_NAME).is_file():
-        return None
-    registry = Registry(root)
-    name = model_name(t.venue, t.symbol, MODEL.horizon_s)
-    version = registry.champion_version(name)
-    if version is None:
-        return None
-    tags = registry.client.get_model_version(name, str(version)).tags
-    seen = [p.rsplit("/", 1)[-1] for p in [*json.loads(tags.get("training_partitions", "[]")),
-                                           tags.get("held_out", "")] if p]
-    last = max(seen, default="")
-    return Champion(version, registry.load(name, version), last, bool(last) and last < t.date)
 
 
 def _kind_before(lake: Path, t: Target, days: list[str], flat: ModelConfig, tapeflow: TapeflowResource

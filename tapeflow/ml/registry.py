@@ -201,3 +201,31 @@ class Registry:
             out.append(VersionInfo(name, int(mv.version), int(mv.version) == champ, mv.tags.get("kind", ""),
                                    dict(mv.tags), dict(run.data.metrics), mv.run_id, mv.source))
         return sorted(out, key=lambda v: -v.version)
+
+
+@dataclass(frozen=True)
+class Champion:
+    """An instrument's champion as a backtest of one day sees it."""
+
+    version: int
+    model: ModelArtifact
+    last_day: str   # the latest day it was trained or judged (held out) on
+    clean: bool     # last_day is before the day: following it looks at nothing of the day or later
+
+
+def champion_before(lake: Path, venue: str, symbol: str, horizon_s: int, date: str) -> Champion | None:
+    """The champion of the instrument at ``horizon_s`` in the lake's registry, judged against ``date``
+    (None: no registry or no champion)."""
+    root = default_root(lake)
+    if not (root / DB_NAME).is_file():
+        return None
+    registry = Registry(root)
+    name = model_name(venue, symbol, horizon_s)
+    version = registry.champion_version(name)
+    if version is None:
+        return None
+    tags = registry.client.get_model_version(name, str(version)).tags
+    seen = [p.rsplit("/", 1)[-1] for p in [*json.loads(tags.get("training_partitions", "[]")),
+                                           tags.get("held_out", "")] if p]
+    last = max(seen, default="")
+    return Champion(version, registry.load(name, version), last, bool(last) and last < date)

@@ -274,11 +274,9 @@ def test_model_backtest_follows_a_deeplob_champion(built) -> None:
     it, on the day's raw book inputs joined from the lake (it followed logreg whatever the champion);
     for day 2, the day it was judged on, the champion would look ahead and is not followed."""
     import assets.ml
-    from assets.backtests import champion_before
     from assets.partitions import partition_key
     from tapeflow.backtest.model_driven import artifact_predictions, walk_forward_backtest
-    from tapeflow.batch.targets import Target
-    from tapeflow.ml.registry import Registry, default_root, model_name
+    from tapeflow.ml.registry import Registry, champion_before, default_root, model_name
     from tapeflow.schemas.records import ORDER_EVENT, TRADE
     from tapeflow.storage import lake as lake_store
     from tests.dagster.conftest import definitions
@@ -290,7 +288,7 @@ def test_model_backtest_follows_a_deeplob_champion(built) -> None:
     reg.promote(name, 1)
     art = reg.load(name, 1)
     assert art.spec.kind == "deeplob" and art.params.book_levels == 10
-    judged = champion_before(dep.lake, Target(d2, venue, symbol))
+    judged = champion_before(dep.lake, venue, symbol, assets.ml.MODEL_CONFIG.horizon_s, d2)
     assert judged is not None and judged.last_day == d2 and not judged.clean
     bt = [a for a in definitions().assets if "model_backtest" in {k.path[-1] for k in a.keys}]
     result = dg.materialize(bt, partition_key=partition_key(d3, venue, symbol), resources=dep.resources(),
