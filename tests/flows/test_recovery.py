@@ -92,7 +92,15 @@ def _newest_write(root: Path) -> float:
     lake_dir = root / "lake"
     if not lake_dir.exists():
         return 0.0
-    return max((p.stat().st_mtime for p in lake_dir.rglob("*.parquet")), default=0.0)
+    newest = 0.0
+    for p in lake_dir.rglob("*.parquet"):
+        if ".tapeflow" in p.parts:
+            continue  # the writer's staging files: renamed into place or removed while we look
+        try:
+            newest = max(newest, p.stat().st_mtime)
+        except FileNotFoundError:
+            continue  # a part compacted away between the listing and the stat
+    return newest
 
 
 def _wait(proc: subprocess.Popen[bytes], root: Path, timeout_s: float = 120) -> int:

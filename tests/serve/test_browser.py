@@ -106,7 +106,7 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
     errors: list[str] = []
     with serving(app) as base:
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.on("pageerror", lambda e: errors.append(f"{e}\n{e.stack}"))  # the stack says which call
         page.goto(base + "/")
         page.wait_for_function("window.__tapeflowReady === true", timeout=60_000)
         with ReplayServer("sim", files, speed=SPEED).run_in_thread() as srv:
@@ -175,6 +175,7 @@ def test_the_page_shows_what_the_flow_computed(browser, tmp_path: Path) -> None:
             "signals": int(page.inner_text("#signal-count")),
             "feed": page.inner_text("#feed-state"),
             "messages": page.evaluate("window.__tapeflowMessages"),
+            "chart_dropped": page.evaluate("window.__tapeflowChartDropped || 0"),
             "live_alerts": page.eval_on_selector_all(
                 "#alerts li[data-live=true]", "els => els.map((e) => e.dataset.alertId)"
             ),

@@ -340,6 +340,23 @@ function ensureChart() {
   S.markers = LC.createSeriesMarkers(S.candles, []);
 }
 
+// lightweight-charts takes only strictly ascending times and finite values: anything else (a null, an
+// unordered or repeated time) fails later inside its render loop with a bare "Value is null"
+function chartPoints(points, fields) {
+  const ok = points.filter((p) => Number.isFinite(p.time) && fields.every((f) => Number.isFinite(p[f])));
+  ok.sort((a, b) => a.time - b.time);
+  const out = [];
+  for (const p of ok) {
+    if (out.length && out[out.length - 1].time === p.time) out[out.length - 1] = p;  // the later row wins
+    else out.push(p);
+  }
+  if (out.length < points.length) {
+    window.__tapeflowChartDropped = (window.__tapeflowChartDropped || 0) + points.length - out.length;
+    console.warn(`chart: ${points.length - out.length} points not drawn (a value that is not a number, or a repeated time)`);
+  }
+  return out;
+}
+
 function renderChart(v) {
   ensureChart();
   if (!S.chartDirty && S.chartFor === S.sel + S.interval) return;
@@ -347,16 +364,18 @@ function renderChart(v) {
   const m = v.barRows[S.interval] || new Map();
   const rows = [...m.values()].sort((a, b) => a.ts_event_ns - b.ts_event_ns);
   const t = (r) => Math.floor(r.ts_event_ns / NANO);
-  S.candles.setData(rows.map((r) => ({ time: t(r), open: r.open_price_nanos / NANO, high: r.high_price_nanos / NANO,
-    low: r.low_price_nanos / NANO, close: r.close_price_nanos / NANO })));
-  S.volume.setData(rows.map((r) => ({ time: t(r), value: r.volume_nanos / NANO,
-    color: r.buy_volume_nanos >= r.sell_volume_nanos ? "#2a9d5c80" : "#b23a4880" })));
-  S.cvd.setData([...v.cvd.entries()].sort((a, b) => a[0] - b[0]).map(([time, value]) => ({ time, value })));
+  S.candles.setData(chartPoints(rows.map((r) => ({ time: t(r), open: r.open_price_nanos / NANO,
+    high: r.high_price_nanos / NANO, low: r.low_price_nanos / NANO, close: r.close_price_nanos / NANO })),
+  ["open", "high", "low", "close"]));
+  S.volume.setData(chartPoints(rows.map((r) => ({ time: t(r), value: r.volume_nanos / NANO,
+    color: r.buy_volume_nanos >= r.sell_volume_nanos ? "#2a9d5c80" : "#b23a4880" })), ["value"]));
+  S.cvd.setData(chartPoints([...v.cvd.entries()].map(([time, value]) => ({ time, value })), ["value"]));
   const step = seconds(S.interval);
-  S.markers.setMarkers([...v.signals.values()].sort((a, b) => a.ts_event_ns - b.ts_event_ns).map((g) => ({
+  S.markers.setMarkers([...v.signals.values()].map((g) => ({
     time: Math.floor(g.ts_event_ns / NANO / step) * step, position: g.side < 0 ? "aboveBar" : "belowBar",
     color: g.side < 0 ? "#ef6f7d" : "#4fd18b", shape: g.side < 0 ? "arrowDown" : "arrowUp",
-    text: `${g.kind} ${(g.confidence * 100).toFixed(0)}%` })));
+    text: `${g.kind} ${(g.confidence * 100).toFixed(0)}%` })).filter((g) => Number.isFinite(g.time))
+    .sort((a, b) => a.time - b.time));
 }
 
 function renderLadder(snap) {
