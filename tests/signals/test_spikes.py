@@ -60,7 +60,7 @@ def test_a_jump_with_a_sweep_in_calm_alerts_and_the_lookalikes_do_not() -> None:
     # the ask (the swept touch) moved the 5 ticks too: 10 of its floored sigmas
     assert (ev["touch_move_ticks"], ev["touch_z"]) == (5.0, 10.0)
     assert got[0]["start_ns"] == T0 + 297 * GRID_NS and got[0]["size_nanos"] == 50
-    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(-0.276)))
+    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(-0.24)))
 
 
 def test_the_local_baseline_is_what_rejects_the_lookalike() -> None:
