@@ -157,19 +157,20 @@ def block_quantiles_np(x: np.ndarray, block: int, lookback: int, qs: tuple[float
 # ---- flow_windows ------------------------------------------------------------------------------
 
 
-def flow_windows_ref(signed: np.ndarray, total: np.ndarray, window: int, baseline: int
+def flow_windows_ref(signed: np.ndarray, total: np.ndarray, window: int, baseline: int, *, rms: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NumPy reference of :func:`flow_windows` (a loop over bins)."""
     n = len(signed)
-    net, gross, rms = np.zeros(n), np.zeros(n), np.full(n, np.nan)
+    net, gross = np.zeros(n), np.zeros(n)
     for t in range(n):
         net[t] = signed[max(0, t - window + 1):t + 1].sum()
         gross[t] = total[max(0, t - window + 1):t + 1].sum()
-    for t in range(n):
+    spread = np.full(n, np.nan)
+    for t in range(n if rms else 0):
         past = net[max(0, t - window - baseline + 1):max(0, t - window + 1)]
         if len(past):
-            rms[t] = np.sqrt(np.mean(past ** 2))
-    return net, gross, rms
+            spread[t] = np.sqrt(np.mean(past ** 2))
+    return net, gross, spread
 
 
 def flow_windows(signed: np.ndarray, total: np.ndarray, window: int, baseline: int, *, rms: bool = True

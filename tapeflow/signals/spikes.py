@@ -14,6 +14,12 @@ down): its move over T is at least ``min_touch_z`` times that touch's own local 
 ``flow_windows`` over its per-row changes). A mid that moves because the other side stepped into
 a wide spread, or because one side flickered, is no jump through the levels. The first row of
 such a run alerts (side = the direction: +1 up, -1 down), then ``refractory_ns`` quiet per side.
+
+Two options, off in the shipped presets (measured in docs/signals.md, "Spikes: the s27 round"):
+``sigma_mean_abs`` judges the move (and the touch's) in the mean absolute window move of the
+baseline times sqrt(pi / 2) instead of its RMS, so an earlier jump or a side's flicker weighs in
+by its size, not its square; ``min_sweep_share`` asks the sweep to be that share of all the
+volume traded over ``share_window_ns`` up to its row (a busy period's print is one of many).
 """
 
 from __future__ import annotations
@@ -109,13 +115,21 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
     volume = np.diff(total, prepend=total[0])
     hold = params["hold_ns"] // grid_ns
     # an alert on row t >= from_row reads rows from t - hold - 1 back (its run's row before), and
-    # their windows ``2 * window + baseline`` rows further: the rows before ``c`` feed none
-    c = max(0, from_row - hold - 1 - 2 * window - baseline)
+    # their windows ``2 * window + baseline`` rows further (the sweep's share: ``share_rows``):
+    # the rows before ``c`` feed none
+    share_rows = max(1, params["share_window_ns"] // grid_ns) if params["min_sweep_share"] > 0 else 0
+    c = max(0, from_row - hold - 1 - max(2 * window + baseline, share_rows))
     move, traded, sigma = _tail(flow_windows, c, step, np.maximum(volume, 0.0), window, baseline)
+    if params["sigma_mean_abs"]:
+        sigma = _mean_abs_sigma(move, c, window, baseline)
     scale = np.maximum(np.nan_to_num(sigma, nan=np.inf), params["min_sigma_ticks"])
     z = np.abs(move) / scale
     depth = usual_depth(book) if usual is None else usual
     biggest = {side: _tail(window_max, c, s, window)[0] for side, s in sweeps(book["recv"], trades).items()}
+    # all the volume traded over ``share_window_ns`` up to each row: the sweep must be
+    # ``min_sweep_share`` of it (a jump's sweep stands out of a calm tape; a busy period's or a
+    # wall's chunks are one print of many)
+    local = _tail(_window_sums, c, np.maximum(volume, 0.0), share_rows)[0] if share_rows else np.zeros(g)
     rows = np.arange(g)
     ok = (rows >= window + baseline) & (z >= params["min_z"])
     bad = np.cumsum((book["flags"] & F_MAYBE_BAD_BOOK) != 0)
@@ -126,9 +140,11 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
         t_step = np.diff(touches[side], prepend=touches[side][0])
         t_step[np.isnan(t_step)] = 0.0
         t_move, _, t_sigma = _tail(flow_windows, c, t_step, np.zeros(g), window, baseline)
+        if params["sigma_mean_abs"]:
+            t_sigma = _mean_abs_sigma(t_move, c, window, baseline)
         t_z = side * t_move / np.maximum(np.nan_to_num(t_sigma, nan=np.inf), params["min_sigma_ticks"])
         mine = (ok & (np.sign(move) == side) & (sweep_x >= params["min_sweep_x_depth"])
-                & (t_z >= params["min_touch_z"]))
+                & (t_z >= params["min_touch_z"]) & (biggest[side] >= params["min_sweep_share"] * local))
         start = np.flatnonzero(mine & ~np.r_[False, mine[:-1]])
         start = start[(start + hold < g) & (start + hold >= from_row)]
         # the move must still stand ``hold_ns`` later: a sweep the book refills at once reverts
@@ -152,6 +168,26 @@ def detect(book: dict[str, np.ndarray], trades: dict[str, np.ndarray], tick: int
                                   touch_z=round(float(t_z[m]), 2),
                                   window_ms=params["window_ns"] // 1_000_000))
     return out
+
+
+def _window_sums(x: np.ndarray, n: int) -> np.ndarray:
+    """Per row, the sum of ``x`` over the last ``n`` rows, this one included (``flow_windows``)."""
+    return flow_windows(x, x, n, 1, rms=False)[1]
+
+
+def _mean_abs_sigma(move: np.ndarray, c: int, window: int, baseline: int) -> np.ndarray:
+    """A robust local sigma: the mean absolute window move over the ``baseline`` rows ending
+    ``window`` rows back (the rows ``flow_windows``' RMS reads) times sqrt(pi / 2) (a Gaussian's
+    sigma); NaN with none. A jump or a side's flicker among those rows weighs in by its size, not
+    its square: one earlier 5-tick jump (3 window moves of 5 in 100) makes an RMS of 0.87 tick,
+    this 0.19 (docs/signals.md, "Spikes: the s27 round"). Rows before ``c`` are NaN."""
+    a = np.abs(move[c:])
+    sums = _window_sums(a, baseline)
+    t = np.arange(len(a))
+    count = np.minimum(baseline, t - window + 1)
+    mean = np.where(count > 0, sums[np.maximum(t - window, 0)] / np.maximum(count, 1), np.nan)
+    out = mean * np.sqrt(np.pi / 2)
+    return np.r_[np.full(c, np.nan), out] if c else out
 
 
 def _tail(fn: Any, c: int, *args: Any) -> tuple[np.ndarray, ...]:

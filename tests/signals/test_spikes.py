@@ -45,10 +45,10 @@ def _trades() -> dict[str, np.ndarray]:
                 aggressor_side=np.r_[np.full(5, BID), np.full(5, ASK)].astype(np.uint8))
 
 
-def _params() -> dict:
+def _params(**over: object) -> dict:
     params = load(DEFAULT_PATH).for_instrument("spike", "SIMA")
     assert (params["window_ns"], params["baseline_ns"], params["min_z"]) == (300_000_000, 10 * 10**9, 5.0)
-    return params
+    return {**params, **over}
 
 
 def test_a_jump_with_a_sweep_in_calm_alerts_and_the_lookalikes_do_not() -> None:
@@ -60,7 +60,7 @@ def test_a_jump_with_a_sweep_in_calm_alerts_and_the_lookalikes_do_not() -> None:
     # the ask (the swept touch) moved the 5 ticks too: 10 of its floored sigmas
     assert (ev["touch_move_ticks"], ev["touch_z"]) == (5.0, 10.0)
     assert got[0]["start_ns"] == T0 + 297 * GRID_NS and got[0]["size_nanos"] == 50
-    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(-0.276)))
+    assert got[0]["score"] == 2.0 and got[0]["confidence"] == pytest.approx(1 / (1 + np.exp(-0.24)))
 
 
 def test_the_local_baseline_is_what_rejects_the_lookalike() -> None:
@@ -92,12 +92,53 @@ def test_a_mid_moved_by_the_other_side_stepping_in_is_no_jump() -> None:
     assert (1, 300) in [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got.to_pylist()]
 
 
+def test_the_mean_absolute_baseline_is_not_raised_by_an_earlier_jump() -> None:
+    # a 5-tick bump up and back (no sweep) 3-5 s before A: its 6 window moves of 5 ticks in the
+    # 100 of A's baseline make an RMS of 1.22 ticks (z 4.1 < 5), a mean absolute move of 0.3
+    # (x sqrt(pi/2) 0.38, floored at 0.5: z 10); ``sigma_mean_abs`` (off in the shipped presets)
+    book = _book()
+    for name in ("bid_p", "ask_p"):
+        book[name][250:270] += 5
+    rms = spikes.detect(book, _trades(), 1, _params(), "sim", "SIMA").table().to_pylist()
+    assert [r for r in rms if r["side"] == 1] == []
+    got = spikes.detect(book, _trades(), 1, _params(sigma_mean_abs=1), "sim", "SIMA").table().to_pylist()
+    assert [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got] == [(1, 300)], got
+    assert json.loads(got[0]["evidence"])["sigma_ticks"] == 0.5
+
+
+def test_a_sweep_lost_in_busy_flow_fails_the_share_rule() -> None:
+    # 20 ordinary prints of 10 lots in the 10 s before A: its 50-lot sweep is 50 / 250 = 0.2 of
+    # the flow, under a ``min_sweep_share`` of 0.3 (off in the shipped presets)
+    rows = np.arange(210, 290, 4)
+    ts = T0 + rows * GRID_NS
+    side = np.where(np.arange(len(rows)) % 2 == 0, BID, ASK).astype(np.uint8)
+    base = _trades()
+    busy = dict(ts_event_ns=ts, ts_recv_ns=ts + 500, price_nanos=np.full(len(rows), 1001),
+                size_nanos=np.full(len(rows), 10), aggressor_side=side)
+    trades = {k: np.r_[busy[k], base[k]] for k in base}
+    got = spikes.detect(_book(), trades, 1, _params(), "sim", "SIMA").table().to_pylist()
+    assert [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got if r["side"] == 1] == [(1, 300)]
+    for share, alerts in ((0.3, []), (0.19, [(1, 300)])):
+        got = spikes.detect(_book(), trades, 1, _params(min_sweep_share=share), "sim", "SIMA").table()
+        up = [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in got.to_pylist() if r["side"] == 1]
+        assert up == alerts
+
+
 def test_the_reference_kernels_give_the_same_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     jax_rows = spikes.detect(_book(), _trades(), 1, _params(), "sim", "SIMA").table().to_pylist()
     monkeypatch.setattr(spikes, "flow_windows", flow_windows_ref)
     monkeypatch.setattr(spikes, "window_max", window_max_ref)
     monkeypatch.setattr(walls, "block_medians", lambda x, b, k: block_quantiles_ref(x, b, k, (0.5,))[:, 0])
     assert spikes.detect(_book(), _trades(), 1, _params(), "sim", "SIMA").table().to_pylist() == jax_rows
+    # and with the mean absolute baseline, the sweep's share and a hold (their windows too)
+    on = _params(sigma_mean_abs=1, min_sweep_share=0.3, hold_ns=300_000_000)
+    monkeypatch.undo()
+    jax_rows = spikes.detect(_book(), _trades(), 1, on, "sim", "SIMA").table().to_pylist()
+    assert jax_rows
+    monkeypatch.setattr(spikes, "flow_windows", flow_windows_ref)
+    monkeypatch.setattr(spikes, "window_max", window_max_ref)
+    monkeypatch.setattr(walls, "block_medians", lambda x, b, k: block_quantiles_ref(x, b, k, (0.5,))[:, 0])
+    assert spikes.detect(_book(), _trades(), 1, on, "sim", "SIMA").table().to_pylist() == jax_rows
 
 
 def test_short_or_empty_inputs_give_no_rows() -> None:

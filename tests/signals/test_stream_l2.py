@@ -13,8 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.schemas.records import BID, SIGNAL
-from tapeflow.signals import hidden, walls
+from tapeflow.schemas.records import ASK, BID, SIGNAL
+from tapeflow.signals import hidden, spikes, walls
 from tapeflow.signals.config import DEFAULT_PATH, load
 from tapeflow.signals.stream import Feed
 from tapeflow.signals.stream_l2 import StreamingL2
@@ -97,3 +97,53 @@ def test_a_print_open_longer_than_the_look_back_is_judged_on_its_own_book_row() 
     assert batch.num_rows == 1 and json.loads(batch.column("evidence")[0].as_py())["rule"] == "beyond_display"
     got, _, _ = _live(book, trades)
     assert got.filter(pc.equal(got.column("kind"), "hidden")).to_pylist() == batch.to_pylist()
+
+
+def test_live_spikes_with_the_mean_absolute_baseline_and_the_share_rule_equal_the_batch(tmp_path) -> None:
+    # the s27 options (off in the shipped presets) read further back than the RMS (the sweep's
+    # 10 s share): jumps with sweeps, one after an earlier bump, one in busy flow, fed 173 rows at
+    # a time through a pickle round trip give the batch detector's rows
+    path = tmp_path / "thresholds.toml"
+    path.write_text(DEFAULT_PATH.read_text() + '\n[instrument."SIMZ"]\npreset = "equity"\n'
+                    '[instrument."SIMZ".spike]\nsigma_mean_abs = 1\nmin_sweep_share = 0.3\n'
+                    'hold_ns = 300_000_000\n')
+    thresholds = load(path)
+    rows = 4000
+    shift = np.zeros(rows, np.int64)
+    shift[1250:1270] += 5  # a bump up and back, no sweep
+    shift[1300:] += 5  # up 5 with a sweep (alerts with the mean absolute baseline only)
+    shift[2300:] -= 5  # down 5 with a sweep in busy flow (fails the share rule)
+    shift[3300:] += 6  # up 6 with a sweep (alerts)
+    k = np.arange(LEVELS)
+    ts = T0 + np.arange(rows) * GRID_NS
+    size = np.full((rows, LEVELS), 10)
+    book = dict(ts=ts, recv=ts + 1000, flags=np.zeros(rows, np.uint8), bid_p=1000 + shift[:, None] - k,
+                bid_s=size, ask_p=1002 + shift[:, None] + k, ask_s=size.copy())
+    sweep_rows = np.r_[[1300] * 5, [2300] * 5, [3300] * 5]
+    busy_rows = np.arange(2210, 2290, 4)
+    at = np.r_[busy_rows, sweep_rows]
+    order = np.argsort(at, kind="stable")
+    tts = (T0 + at * GRID_NS - 50_000)[order]
+    side = np.r_[np.where(np.arange(len(busy_rows)) % 2 == 0, BID, ASK), np.full(5, BID), np.full(5, ASK),
+                 np.full(5, BID)][order].astype(np.uint8)
+    trades = pa.table(dict(ts_event_ns=tts, ts_recv_ns=tts + 500, aggressor_side=side,
+                           price_nanos=np.full(len(tts), 1001, np.int64),
+                           size_nanos=np.full(len(tts), 10, np.int64)))
+    tr = {c: trades.column(c).to_numpy() for c in trades.column_names}
+    batch = spikes.detect(book, tr, 1, thresholds.for_instrument("spike", "SIMZ"), "sim", "SIMZ").table()
+    alerts = [(r["side"], (r["ts_event_ns"] - T0) // GRID_NS) for r in batch.to_pylist()]
+    assert alerts == [(1, 1303), (1, 3303)]
+    live = StreamingL2("sim", "SIMZ", None)
+    parts = []
+    edges = list(range(0, rows, 173)) + [rows]
+    recv = trades.column("ts_recv_ns").to_numpy()
+    for i, (a, b) in enumerate(zip(edges[:-1], edges[1:], strict=True)):
+        if i == len(edges) // 2:
+            live = pickle.loads(pickle.dumps(live))
+        mine = (recv > book["recv"][a - 1] if a else recv > 0) & (recv <= book["recv"][b - 1])
+        feed = Feed(trades.filter(pa.array(mine)), {k: v[a:b] for k, v in book.items()}, None, 1, thresholds,
+                    b == rows)
+        parts += live.add(feed)
+    got = pa.concat_tables([SIGNAL.empty_table(), *parts])
+    got = got.filter(pc.equal(got.column("kind"), "spike")).sort_by(KEY)
+    assert got.to_pylist() == batch.sort_by(KEY).to_pylist()
