@@ -16,6 +16,7 @@ child.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import subprocess
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bench import Report
 
@@ -67,16 +69,21 @@ def run(report: Report) -> None:
         peaks: dict[str, list[tuple[int, float]]] = {w: [] for w in ways}
         for n in tiles:
             lake, events = _lake(n)
+            digests = set()
             for way in ways:
                 out = _child(step, way, lake)
                 if out is None:
                     report.note(f"{step} ({way}), {events:,} events: failed")
                     continue
+                digests.add(out["digest"])
                 peak, before = out["peak_gib"], out["before_gib"]
                 peaks[way].append((events, peak))
                 report.add(f"{step} step, day {way}, {events:,} events", events,
                            (out["cpu_s"], out["wall_s"]), ours=True,
-                           note=f"peak RSS {peak:.2f} GiB ({before:.2f} after imports); {out['rows']} rows")
+                           note=f"peak RSS {peak:.2f} GiB ({before:.2f} after imports), "
+                                f"{int(out['rows'])} rows")
+            if len(digests) > 1:  # the ways must give the same rows: a figure of a wrong answer is none
+                report.note(f"{step}, {events:,} events: the ways' rows DIFFER ({sorted(digests)})")
         for way, got in peaks.items():
             if len(got) == 2:
                 (n0, g0), (n1, g1) = got
@@ -87,14 +94,14 @@ def run(report: Report) -> None:
                                    f"{n1 / 1e6:.1f} M")
 
 
-def _child(step: str, way: str, lake: Path) -> dict[str, float] | None:
+def _child(step: str, way: str, lake: Path) -> dict[str, Any] | None:
     out = subprocess.run([sys.executable, "-m", "bench.step_memory", "child", step, way, str(lake)],
                          capture_output=True, text=True, check=False)
     lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line)
     if out.returncode != 0 or "peak_gib" not in lines:
         print(out.stderr[-2000:], file=sys.stderr)
         return None
-    return {k: float(v) for k, v in lines.items()}
+    return {k: v if k == "digest" else float(v) for k, v in lines.items()}
 
 
 def _child_main(step: str, way: str, lake: Path) -> None:
@@ -128,7 +135,8 @@ def _child_main(step: str, way: str, lake: Path) -> None:
     cpu, wall = time.process_time() - c0, time.perf_counter() - w0
     peak[0] = max(peak[0], rss(), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)  # KiB on Linux
     print(f"peak_gib={peak[0] / 2**30}\nbefore_gib={before / 2**30}\ncpu_s={cpu}\nwall_s={wall}\n"
-          f"rows={day.table.num_rows}\npieces={day.pieces}")
+          f"rows={day.table.num_rows}\npieces={day.pieces}\n"
+          f"digest={hashlib.sha256(repr(day.table.to_pylist()).encode()).hexdigest()[:16]}")
 
 
 if __name__ == "__main__":
