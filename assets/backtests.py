@@ -32,6 +32,7 @@ from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
 from tapeflow.backtest.model_driven import ModelConfig, trains_like, walk_forward_backtest
 from tapeflow.batch.targets import Target
+from tapeflow.book.partition import arrival_order
 from tapeflow.errors import TapeflowError
 from tapeflow.ml import ExampleParams
 from tapeflow.ml.artifact import ModelArtifact, train_artifact
@@ -71,8 +72,10 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
     lake = tapeflow.lake
     for t in wanted:
         days = ml.train_days(lake, t)
-        book = {r.name: common.read(r, lake, [t])[t] for r in (ORDER_EVENT, BOOK_DELTA, TRADE)}
-        book = {k: v.sort_by("ts_recv_ns") for k, v in book.items() if v.num_rows}
+        # capture order, copied only where the lake's is not (a sort of the whole day held it twice)
+        book = {r.name: arrival_order(r, [common.read(r, lake, [t])[t]])
+                for r in (ORDER_EVENT, BOOK_DELTA, TRADE)}
+        book = {k: v for k, v in book.items() if v.num_rows}
         out = lake.parent / "backtests" / t.venue / t.symbol / t.date
         meta: dict = {"train_days": days}
         try:

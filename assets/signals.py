@@ -1,16 +1,16 @@
 """Group ``signals``: each instrument-day's trades and book -> ``signal`` rows, and on simulated
 partitions their precision and recall against the planted truth.
 
-Wiring only: the book is rebuilt on the thresholds' grid (``tapeflow.signals.detect.grid_and_levels``,
-100 ms by default, finer than the 1 s ``book_snapshots``) from the day and the day before
-(``tapeflow.signals.history.day_inputs``, the warm-up the ``book`` group uses); the detectors
-(``tapeflow.signals.detect.detect_tables``, and ``tapeflow.signals.orders.detect_orders`` over the
-day's order events: spoofing, icebergs, institutional) run over the day's own rows, so a
-partition's baselines start at its midnight, except institutional pressure's 20-day baseline: the
-records of the days before the partition (``tapeflow.signals.history.institutional_history``: the
-live stage's store under ``<lake>/_baselines``, days it lacks computed from the lake), the day's
-own record written back after it. Partitions run in date order. The thresholds file is
-``TAPEFLOW_SIGNALS_CONFIG``, else the shipped one.
+Wiring only: ``tapeflow.signals.sliced.detect_day`` runs every detector over the day read in
+slices (bounded memory: the live stage's streaming detectors, fed the book rebuilt on the
+thresholds' grid, 100 ms by default, from the day and the day before, the warm-up the ``book``
+group uses; equal row for row to the batch detectors over the whole day, which a day without
+order events still runs), so a partition's baselines start at its midnight, except institutional
+pressure's 20-day baseline: the records of the days before the partition
+(``tapeflow.signals.history.institutional_history``: the live stage's store under
+``<lake>/_baselines``, days it lacks computed from the lake), the day's own record written back
+after it. Partitions run in date order. The thresholds file is ``TAPEFLOW_SIGNALS_CONFIG``, else
+the shipped one.
 """
 
 import math
@@ -38,19 +38,18 @@ from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
 from tapeflow.batch.targets import Target
 from tapeflow.schemas import concat
-from tapeflow.schemas.records import SIGNAL
+from tapeflow.schemas.records import ORDER_EVENT, SIGNAL
 from tapeflow.signals.config import config_path, load
-from tapeflow.signals.detect import SCOPE, detect_tables, grid_and_levels, instruments_of
-from tapeflow.signals.history import day_inputs, institutional_history, save_day
-from tapeflow.signals.orders import detect_orders
+from tapeflow.signals.detect import SCOPE
+from tapeflow.signals.history import institutional_history, save_day
 from tapeflow.signals.score import planted_kinds, score
+from tapeflow.signals.sliced import detect_day
 from tapeflow.signals.stream_institutional import STORE_DIR, BaselineStore
+from tapeflow.storage import lake as lake_store
 
 TRUTH_FILE = "episodes.parquet"  # the simulator's planted episodes, beside its files in landing
 CHECK = "planted_truth"
 _HOUR_NS = 3_600_000_000_000
-# detect_format's order (tapeflow.signals.detect): the L3 detectors' rows merged into the rest
-ORDER = [("venue", "ascending"), ("symbol", "ascending"), ("ts_event_ns", "ascending"), ("kind", "ascending")]
 
 
 @multi_asset(
@@ -73,27 +72,23 @@ def signals(context: AssetExecutionContext,
     wanted = targets(context.partition_keys)
     lake = tapeflow.lake
     thresholds = load(config_path(tapeflow.settings()))
-    grid_ns, levels = grid_and_levels(thresholds)
     found: dict[Target, pa.Table] = {}
     hours: dict[Target, float] = {}
     store = BaselineStore(lake / STORE_DIR)
     baseline: dict[Target, dict[str, Any]] = {}
     for t in sorted(wanted):  # date order: a backfill's day finds the days before it in the store
-        trades, snaps, events = day_inputs(lake, t, grid_ns, levels)
         history = None
-        if events.num_rows:
-            history = institutional_history(lake, t, thresholds, store, grid_ns=grid_ns, levels=levels)
+        if lake_store.partition_rows(ORDER_EVENT, lake, t.venue, t.symbol, t.date):
+            history = institutional_history(lake, t, thresholds, store)
             baseline[t] = history.describe(store)
         else:
             baseline[t] = {"earlier_days": 0,
                            "reason": "no order events: institutional pressure needs order ids"}
-        mine = {(t.venue, t.symbol): history.baselines} if history is not None else None
-        found[t] = concat(SIGNAL, [detect_tables(trades, snaps, thresholds, order_ids=instruments_of(events)),
-                                   *detect_orders(events, snaps, thresholds, baselines=mine)]).sort_by(ORDER)
+        day = detect_day(lake, t, thresholds, baselines=history.baselines if history is not None else None)
+        found[t] = day.table
         if history is not None:
             save_day(store, history)
-        ts = trades.column("ts_event_ns")
-        hours[t] = (pc.max(ts).as_py() - pc.min(ts).as_py()) / _HOUR_NS if trades.num_rows else 0.0
+        hours[t] = (day.trade_span_ns[1] - day.trade_span_ns[0]) / _HOUR_NS if day.trade_span_ns else 0.0
     # the detectors' rows only: what other producers wrote into the partition (derivatives/1) stays
     writes = common.write(SIGNAL, found, lake, wanted, scope=SCOPE)
     for t, table in found.items():

@@ -26,7 +26,8 @@ MODULES = ("bench.l2", "bench.l3", "bench.book_stage", "bench.live", "bench.back
            "bench.signals_spoofing_l2", "bench.options_iv", "bench.derivatives", "bench.alerts",
            "bench.bus", "bench.models", "bench.dashboard", "bench.backtest", "bench.failover",
            "bench.paper", "bench.ml_live",
-           "bench.paper_report")
+           "bench.paper_report",
+           "bench.step_memory")
 
 
 def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None, err: IO[str] | None = None) -> int:

@@ -32,7 +32,6 @@ from tapeflow.schemas import concat
 from tapeflow.schemas.records import BOOK_DELTA, BOOK_SNAPSHOT, ORDER_EVENT, TRADE
 from tapeflow.signals.config import Thresholds
 from tapeflow.signals.institutional import Baselines
-from tapeflow.signals.orders import detect_orders
 from tapeflow.signals.stream_institutional import BaselineStore
 from tapeflow.storage import lake as lake_store
 
@@ -81,11 +80,13 @@ class DayHistory:
 
 
 def institutional_history(lake: Path, t: Target, thresholds: Thresholds, store: BaselineStore, *,
-                          grid_ns: int, levels: int, preset: str | None = None) -> DayHistory:
+                          preset: str | None = None) -> DayHistory:
     """The records of the up to ``baseline_days`` days before ``t`` (store first, else the lake)."""
     params = thresholds.for_instrument("institutional", t.symbol, preset)
     key = (params["bucket_ns"], params["window_ns"])
     day = day_number(t.date)
+    from tapeflow.signals.sliced import detect_day  # it reads days as day_inputs does
+
     wanted = list(t.history(params["baseline_days"]))  # before the day only: no look-ahead
     kept = store.load(t.venue, t.symbol, days=[day_number(e.date) for e in wanted]).days
     out = DayHistory(t, Baselines(), baseline_days=params["baseline_days"])
@@ -98,9 +99,8 @@ def institutional_history(lake: Path, t: Target, thresholds: Thresholds, store: 
             continue
         if not lake_store.partition_dir(lake, ORDER_EVENT, t.venue, t.symbol, earlier.date).exists():
             continue
-        trades, snaps, events = day_inputs(lake, earlier, grid_ns, levels)
-        scratch = Baselines()
-        detect_orders(events, snaps, thresholds, preset=preset, baselines={(t.venue, t.symbol): scratch})
+        scratch = Baselines()  # the day's detector pass, read in slices (``sliced.detect_day``)
+        detect_day(lake, earlier, thresholds, baselines=scratch, preset=preset)
         if d in scratch.days:  # a day of order events without a fill adds nothing
             out.baselines.days[d] = scratch.days[d]
             out.rebuilt.append(earlier.date)
