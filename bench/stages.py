@@ -266,7 +266,7 @@ def _fixed_cost_by_stage(report: Report, decoded: dict[str, pa.Table]) -> None:
 
 
 def _capture_stages(report: Report) -> None:
-    """Where a capture replay's flow time goes, stage by stage, at 5,000-row and default batches."""
+    """Where a capture replay's flow time goes, stage by stage, at 5,000, 20,000-row and default batches."""
     from bench.live import LOBSTER, SIM_SEED, SIM_SPAN_NS, _data
     from flows.sources import Heartbeat, cut_batches
     from tapeflow.settings import DEFAULT_BATCH_EVENTS
@@ -285,7 +285,7 @@ def _capture_stages(report: Report) -> None:
                 report.note(f"{label}: not found under TAPEFLOW_REAL_DATA, skipped")
                 continue
             decoded = merge(list(get_format(fmt).decode(paths)))
-            for size in sorted({5_000, DEFAULT_BATCH_EVENTS}):
+            for size in sorted({5_000, 20_000, DEFAULT_BATCH_EVENTS}):  # the defaults of rounds 2, 3, s27
                 beat = Heartbeat(SECOND_NS)
                 batches = [beat.stamp(b) for b in cut_batches(decoded, size, None)]
                 runs = [_stage_costs([], batches) for _ in range(4)][1:]  # the first warms up

@@ -1,5 +1,9 @@
 """The L3 book's tables: the order hash table and the sorted price levels (see :mod:`kernels.l3book`).
 
+Beside the hash table, a dense list of its occupied slots (``dense[:n]``, and ``pos[slot]`` the
+place of a slot's order in it): a walk over every order (re-anchoring, a rehash) costs the orders
+there are, not the table's capacity.
+
 Shared by the book kernel and the re-anchoring of :mod:`kernels.l3anchor`.
 """
 
@@ -26,16 +30,32 @@ def _find(keys, used, oid, shift, mask):
     return j, False
 
 
+@nb.njit(cache=True, inline="always")
+def _insert(keys, used, o_side, o_px, o_sz, dense, pos, n, j, oid, s, px, sz):
+    # slot j (a free one, from _find) takes the order; it is the n-th of the dense list
+    keys[j], used[j], o_side[j], o_px[j], o_sz[j] = oid, 1, s, px, sz
+    dense[n] = j
+    pos[j] = n
+
+
 @nb.njit(cache=True)
-def _erase(keys, used, o_side, o_px, o_sz, j, shift, mask):
+def _erase(keys, used, o_side, o_px, o_sz, dense, pos, n, j, shift, mask):
+    # the dense list (n orders before this one goes): its last order takes the erased one's place
+    d = pos[j]
+    last = dense[n - 1]
+    dense[d] = last
+    pos[last] = d
     # backward-shift deletion: pull later entries of the probe run into the hole when their home
-    # slot is not cyclically inside (hole, k], so every lookup still finds them
+    # slot is not cyclically inside (hole, k], so every lookup still finds them (a moved order
+    # keeps its place in the dense list, which follows it to its new slot)
     i = j
     k = (j + 1) & mask
     while used[k]:
         h = _home(keys[k], shift, mask)
         if (k > i and (h <= i or h > k)) or (k < i and h <= i and h > k):
             keys[i], o_side[i], o_px[i], o_sz[i] = keys[k], o_side[k], o_px[k], o_sz[k]
+            pos[i] = pos[k]
+            dense[pos[i]] = i
             i = k
         k = (k + 1) & mask
     used[i] = 0

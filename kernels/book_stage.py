@@ -269,9 +269,10 @@ def l2_step(x: np.ndarray, bid_w: np.ndarray, ask_w: np.ndarray, sp_tick: np.nda
 @njit(cache=True)
 def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndarray, o_side: np.ndarray,
             o_px: np.ndarray, o_sz: np.ndarray, lv_px: np.ndarray, lv_sz: np.ndarray, lv_ct: np.ndarray,
-            n_lv: np.ndarray, meta: np.ndarray, grid: np.ndarray, pend: np.ndarray, step_ns: int,
-            quote_mode: int, ints: np.ndarray, st: np.ndarray, books: np.ndarray, inst: np.ndarray,
-            start: int, planned: bool, anchor_row: np.ndarray, anchors: np.ndarray) -> int:
+            n_lv: np.ndarray, meta: np.ndarray, dense: np.ndarray, pos: np.ndarray, grid: np.ndarray,
+            pend: np.ndarray, step_ns: int, quote_mode: int, ints: np.ndarray, st: np.ndarray,
+            books: np.ndarray, inst: np.ndarray, start: int, planned: bool, anchor_row: np.ndarray,
+            anchors: np.ndarray) -> int:
     """Plan, apply rows ``start..`` to the L3 book (:func:`kernels.l3book.l3_run`), finish.
 
     ``x`` rows: action, side, price, size, then the common ones; ``anchor_row`` / ``anchors``:
@@ -282,8 +283,8 @@ def l3_step(x: np.ndarray, order_id: np.ndarray, keys: np.ndarray, used: np.ndar
         code = plan(x, grid, step_ns, ints, books, inst, 6)
         if code != DONE:
             return code
-    stop = l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta, order_id, x[X_A],
-                  x[X_B], x[X_PRICE], x[X_SIZE], x[X_FLAGS], ints[1, :grid[R_K]], books.shape[2],
+    stop = l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta, dense, pos, order_id,
+                  x[X_A], x[X_B], x[X_PRICE], x[X_SIZE], x[X_FLAGS], ints[1, :grid[R_K]], books.shape[2],
                   start, ints[3:9], st[0], st[1], books, inst[5], anchor_row, anchors)
     if stop < x.shape[1]:
         grid[R_STOP] = stop

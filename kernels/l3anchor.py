@@ -19,7 +19,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from kernels._l3table import _erase, _find, _level_add, _level_sub
+from kernels._l3table import _erase, _find, _insert, _level_add, _level_sub
 from kernels.codes import UNDEF_PRICE
 
 ANCHOR_ID_BASE = np.uint64(0xFFFF_FFFF_0000_0000)
@@ -49,33 +49,35 @@ def top_differs(lv_px: np.ndarray, lv_sz: np.ndarray, n_lv: np.ndarray, s: int, 
 
 @nb.njit(cache=True)
 def anchor_side(keys: np.ndarray, used: np.ndarray, o_side: np.ndarray, o_px: np.ndarray, o_sz: np.ndarray,
-                lv_px: np.ndarray, lv_sz: np.ndarray, lv_ct: np.ndarray, n_lv: np.ndarray, s: int,
-                vpx: np.ndarray, vsz: np.ndarray, shift: np.uint64, mask: np.int64, next_id: int
-                ) -> tuple[int, int]:
-    """Make side ``s`` show the vendor's levels: (orders removed - orders added, next synthetic id).
+                dense: np.ndarray, pos: np.ndarray, n: int, lv_px: np.ndarray, lv_sz: np.ndarray,
+                lv_ct: np.ndarray, n_lv: np.ndarray, s: int, vpx: np.ndarray, vsz: np.ndarray,
+                shift: np.uint64, mask: np.int64, next_id: int) -> tuple[int, int]:
+    """Make side ``s`` show the vendor's levels: (the orders of the book now, next synthetic id).
 
-    The caller leaves room for ``len(vpx)`` more orders and levels.
+    ``n``: the orders before (``dense[:n]`` their slots). The caller leaves room for ``len(vpx)``
+    more orders and levels.
     """
     nv = _shown(vpx)
     whole = nv < len(vpx)
     edge = vpx[nv - 1] if nv > 0 else 0
-    removed = 0
-    j = 0
-    while j < len(keys):
-        if used[j] and o_side[j] == s and (whole or (o_px[j] >= edge if s == 0 else o_px[j] <= edge)):
+    # walk the orders (the dense list), not the table: a re-anchor costs the orders there are
+    d = 0
+    while d < n:
+        j = dense[d]
+        if o_side[j] == s and (whole or (o_px[j] >= edge if s == 0 else o_px[j] <= edge)):
             _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, o_px[j], o_sz[j], 1)
-            # backward-shift deletion may pull a later entry into j: look at j again
-            _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
-            removed += 1
+            # the list's last order moves into place d: look at d again
+            _erase(keys, used, o_side, o_px, o_sz, dense, pos, n, j, shift, mask)
+            n -= 1
             continue
-        j += 1
+        d += 1
     for q in range(nv):
         if vsz[q] <= 0:
             continue
         oid = ANCHOR_ID_BASE + np.uint64(next_id)
         next_id += 1
         t, _ = _find(keys, used, oid, shift, mask)
-        keys[t], used[t], o_side[t], o_px[t], o_sz[t] = oid, 1, s, vpx[q], vsz[q]
+        _insert(keys, used, o_side, o_px, o_sz, dense, pos, n, t, oid, s, vpx[q], vsz[q])
+        n += 1
         _level_add(lv_px, lv_sz, lv_ct, n_lv, s, vpx[q], vsz[q])
-        removed -= 1
-    return removed, next_id
+    return n, next_id

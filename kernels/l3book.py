@@ -22,7 +22,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 
-from kernels._l3table import _erase, _find, _level_add, _level_find, _level_sub
+from kernels._l3table import _erase, _find, _insert, _level_add, _level_find, _level_sub
 from kernels.codes import (
     ASK,
     BID,
@@ -70,6 +70,8 @@ class L3State(NamedTuple):
     lv_ct: np.ndarray   # int64[2, lcap] resting orders per level
     n_lv: np.ndarray    # int64[2]      levels in use per side
     meta: np.ndarray    # int64[6]      n_orders, synced, in_snapshot, log2(cap), anchor ids, anchors
+    dense: np.ndarray   # int64[cap]    the occupied slots, dense[:n_orders] (kernels._l3table)
+    pos: np.ndarray     # int64[cap]    a slot's place in ``dense``
 
 
 def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,
@@ -89,11 +91,12 @@ def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,
         lv_px=np.zeros((2, level_capacity), np.int64), lv_sz=np.zeros((2, level_capacity), np.int64),
         lv_ct=np.zeros((2, level_capacity), np.int64), n_lv=np.zeros(2, np.int64),
         meta=np.array([0, int(start_synced), 0, bits, 0, 0], np.int64),
+        dense=np.zeros(cap, np.int64), pos=np.zeros(cap, np.int64),
     )
 
 
 @nb.njit(cache=True)
-def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
+def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta, dense, pos,
            order_id, action, side, price, size, flags, snap_rows, levels, start,
            bbo, status, anomaly, snaps, snap_status, anchor_row, anchors):
     """Apply rows ``start..`` in place (the :class:`L3State` arrays first, then the batch columns).
@@ -172,13 +175,13 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                                 o_side[j], o_px[j], o_sz[j] = s, px, sz
                                 _level_add(lv_px, lv_sz, lv_ct, n_lv, s, px, sz)
                             else:
-                                _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
+                                _erase(keys, used, o_side, o_px, o_sz, dense, pos, n_orders, j, shift, mask)
                                 n_orders -= 1
                     else:
                         if a == L3_MODIFY:
                             anom = ANOM_UNKNOWN_ORDER
                         if sz > 0:
-                            keys[j], used[j], o_side[j], o_px[j], o_sz[j] = oid, 1, s, px, sz
+                            _insert(keys, used, o_side, o_px, o_sz, dense, pos, n_orders, j, oid, s, px, sz)
                             n_orders += 1
                             _level_add(lv_px, lv_sz, lv_ct, n_lv, s, px, sz)
             elif a == L3_CANCEL:
@@ -196,7 +199,7 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
                         s = np.int64(o_side[j])
                         if sz == left:
                             _level_sub(lv_px, lv_sz, lv_ct, n_lv, s, o_px[j], sz, 1)
-                            _erase(keys, used, o_side, o_px, o_sz, j, shift, mask)
+                            _erase(keys, used, o_side, o_px, o_sz, dense, pos, n_orders, j, shift, mask)
                             n_orders -= 1
                         else:
                             o_sz[j] = left - sz
@@ -214,10 +217,9 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
             r = anchor_row[i]
             for s in range(2):
                 if top_differs(lv_px, lv_sz, n_lv, s, anchors[2 * s, r], anchors[2 * s + 1, r]):
-                    gone, meta[_ANCHOR_IDS] = anchor_side(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct,
-                                                          n_lv, s, anchors[2 * s, r], anchors[2 * s + 1, r],
-                                                          shift, mask, meta[_ANCHOR_IDS])
-                    n_orders -= gone
+                    n_orders, meta[_ANCHOR_IDS] = anchor_side(
+                        keys, used, o_side, o_px, o_sz, dense, pos, n_orders, lv_px, lv_sz, lv_ct, n_lv, s,
+                        anchors[2 * s, r], anchors[2 * s + 1, r], shift, mask, meta[_ANCHOR_IDS])
                     meta[_ANCHORS] += 1
             synced = True
         anomaly[i] = anom
@@ -253,13 +255,13 @@ def l3_run(keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
 
 
 @nb.njit(cache=True)
-def _rehash(keys, used, o_side, o_px, o_sz, nkeys, nused, nside, npx, nsz, bits):
+def _rehash(keys, o_side, o_px, o_sz, dense, n, nkeys, nused, nside, npx, nsz, ndense, npos, bits):
     shift = np.uint64(64 - bits)
     mask = np.int64((1 << bits) - 1)
-    for j in range(len(keys)):
-        if used[j]:
-            t, _ = _find(nkeys, nused, keys[j], shift, mask)
-            nkeys[t], nused[t], nside[t], npx[t], nsz[t] = keys[j], 1, o_side[j], o_px[j], o_sz[j]
+    for d in range(n):
+        j = dense[d]
+        t, _ = _find(nkeys, nused, keys[j], shift, mask)
+        _insert(nkeys, nused, nside, npx, nsz, ndense, npos, d, t, keys[j], o_side[j], o_px[j], o_sz[j])
 
 
 def grow(state: L3State, room: int = 0) -> L3State:
@@ -270,12 +272,14 @@ def grow(state: L3State, room: int = 0) -> L3State:
         new_bits = bits + 1
         cap = 1 << new_bits
         grown = (np.zeros(cap, np.uint64), np.zeros(cap, np.uint8), np.zeros(cap, np.uint8),
-                 np.zeros(cap, np.int64), np.zeros(cap, np.int64))
-        _rehash(*state[:5], *grown, new_bits)
+                 np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64),
+                 np.zeros(cap, np.int64))
+        _rehash(state.keys, state.o_side, state.o_px, state.o_sz, state.dense, int(state.meta[_N_ORDERS]),
+                *grown, new_bits)
         meta = state.meta.copy()
         meta[_BITS] = new_bits
         state = state._replace(keys=grown[0], used=grown[1], o_side=grown[2], o_px=grown[3],
-                               o_sz=grown[4], meta=meta)
+                               o_sz=grown[4], dense=grown[5], pos=grown[6], meta=meta)
     lcap = state.lv_px.shape[1]
     if int(state.n_lv.max()) >= lcap - 1 - room:
         grown_lv = []

@@ -39,6 +39,10 @@ def anchor_arrays(snapshots: pa.Table) -> tuple[np.ndarray, np.ndarray]:
     books = np.zeros((4, len(seq), width), np.int64)
     books[0::2] = UNDEF_PRICE
     for j, (offsets, values) in enumerate(parts):
+        if len(values) == len(seq) * width:
+            # every row shows all its levels (LOBSTER's files, empty levels padded): one reshape
+            books[j] = values.reshape(len(seq), width)
+            continue
         lengths = np.diff(offsets)
         row = np.repeat(np.arange(len(seq)), lengths)
         col = np.arange(len(values)) - np.repeat(offsets[:-1], lengths)

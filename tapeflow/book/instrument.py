@@ -35,6 +35,10 @@ _POSITIONS = {kind: [record.column_names.index(name) for name in FIELDS[kind]]
 _ORDER_ID = ORDER_EVENT.column_names.index("order_id")
 # rows per kernel call: a whole table goes through in slices of this many (bounded buffers)
 CHUNK_ROWS = 1 << 16
+# an L3 book's first order table (it doubles on demand): small, because a re-anchor to a vendor's
+# book (LOBSTER) scans the table, and a cleared book zeroes it (LOBSTER AMZN: ~600 live orders,
+# 13,781 re-anchors; at 1 << 14 slots the scans were 2/3 of its replay)
+L3_ORDER_CAPACITY = 1 << 10
 _ROWS = {"l2": 4, "l3": 6}  # rows of the kernels' per-row best-level and snapshot arrays
 # bid px, bid size, ask px, ask size among them (L3 rows also hold order counts), as a column index
 _BBO_ROWS = {"l2": np.array([[3], [4], [5], [6]]), "l3": np.array([[3], [4], [6], [7]])}
@@ -113,7 +117,7 @@ class InstrumentBook:
         self.venue, self.symbol, self.kind = venue, symbol, kind
         self.levels, self.step_ns, self.quote_mode, self.backend = levels, step_ns, quote_mode, backend
         if kind == "l3":
-            self.book: Any = new_l3_state(start_synced=start_synced)
+            self.book: Any = new_l3_state(order_capacity=L3_ORDER_CAPACITY, start_synced=start_synced)
         else:
             self.book = _Reference() if backend == "reference" else _l2state.new_state()
         self.grid = kb.new_grid()

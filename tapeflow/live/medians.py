@@ -3,8 +3,9 @@
 The health stage takes a median per batch (of its rows' latencies) and a rolling median over the
 last 64 batch medians (a venue's clock offset, a replay's usual latency). numpy's per-call
 overhead (~20 us) and sorting 64 values every batch would cost more than the rest of the stage,
-so: :func:`median_int` sorts a few Python ints, and :class:`RollingMedian` keeps its window sorted
-as it moves (one insertion and one removal per batch).
+so: :func:`median_int` sorts a few Python ints (and selects the middle of many with
+``np.partition``), and :class:`RollingMedian` keeps its window sorted as it moves (one insertion
+and one removal per batch).
 """
 
 from __future__ import annotations
@@ -27,10 +28,14 @@ def median_int(values: np.ndarray | list[int]) -> int:
     if n == 1:
         return int(float(values[0]))  # np.median returns float64: beyond 2**53 it rounds, as here
     if n <= 64:
-        ordered = sorted(values.tolist() if isinstance(values, np.ndarray) else values)
-    else:
-        ordered = np.sort(np.asarray(values, dtype=np.int64)).tolist()
-    return sorted_median(ordered)
+        return sorted_median(sorted(values.tolist() if isinstance(values, np.ndarray) else values))
+    # a capture replay's batch holds up to DEFAULT_BATCH_EVENTS rows: select the middle ones
+    # (O(n)), never sort them and make a list of them all (2 ms of a 20,000-row batch)
+    mid = n // 2
+    if n % 2:
+        return int(float(np.partition(np.asarray(values, dtype=np.int64), mid)[mid]))
+    part = np.partition(np.asarray(values, dtype=np.int64), (mid - 1, mid))
+    return int((float(part[mid - 1]) + float(part[mid])) / 2)
 
 
 def sorted_median(ordered: list[int]) -> int:

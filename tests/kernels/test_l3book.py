@@ -82,6 +82,21 @@ def test_growth_and_deletion_keep_every_order_findable() -> None:
     assert got["bid_px"][-1] == UNDEF_PRICE and got["ask_sz"][-1] == 0
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_dense_list_is_the_occupied_slots(seed: int) -> None:
+    # the dense list (what a re-anchor walks) against the table's own used flags, after every
+    # batch of a stream with adds, deletes, clears and snapshots, from 16 slots through rehashes
+    args = _random_stream(seed, 4000, 600)
+    state = new_l3_state(order_capacity=16)
+    for lo in range(0, 4000, 250):
+        state, _ = apply_l3(state, *(a[lo:lo + 250] for a in args))
+        n = int(state.meta[0])
+        slots = state.dense[:n]
+        assert sorted(slots.tolist()) == np.flatnonzero(state.used).tolist(), f"seed {seed}, row {lo}"
+        assert (state.pos[slots] == np.arange(n)).all(), f"seed {seed}, row {lo}"
+    assert len(state.keys) > 16, "the stream must force a rehash"
+
+
 def _ids_homed_at(slot: int, bits: int, count: int) -> list[int]:
     """Ids whose Fibonacci hash lands on ``slot`` of a 2**bits table (computed here, not by the kernel)."""
     found, oid = [], 1

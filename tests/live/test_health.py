@@ -175,3 +175,11 @@ def test_real_capture_clock_is_behind_binance(real_data: Path) -> None:
 def test_median_int_is_numpys_median_truncated(values: list[int]) -> None:
     assert median_int(values) == int(np.median(values))
     assert median_int(np.asarray(values, np.int64)) == int(np.median(np.asarray(values, np.int64)))
+
+
+@pytest.mark.parametrize("n", [20_000, 20_001])
+def test_median_int_of_a_capture_batch(n: int) -> None:
+    # a capture replay's 20,000-row batch takes the np.partition path; seed printed on failure
+    seed = 27
+    values = np.random.default_rng(seed).integers(-2**62, 2**62, n)
+    assert median_int(values) == int(np.median(values)), f"seed {seed}"
