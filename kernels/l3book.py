@@ -57,9 +57,7 @@ from kernels.reference_l3 import (
 _N_ORDERS, _SYNCED, _IN_SNAPSHOT, _BITS, _ANCHOR_IDS, _ANCHORS = range(6)
 
 
-class L3State(NamedTuple):
-    """The book of one instrument between batches (cap = 2**bits order slots, lcap level slots)."""
-
+class _L3Fields(NamedTuple):
     keys: np.ndarray    # uint64[cap]   order ids
     used: np.ndarray    # uint8[cap]    1 where the slot holds an order
     o_side: np.ndarray  # uint8[cap]    0 bid, 1 ask
@@ -72,6 +70,27 @@ class L3State(NamedTuple):
     meta: np.ndarray    # int64[6]      n_orders, synced, in_snapshot, log2(cap), anchor ids, anchors
     dense: np.ndarray   # int64[cap]    the occupied slots, dense[:n_orders] (kernels._l3table)
     pos: np.ndarray     # int64[cap]    a slot's place in ``dense``
+
+
+class L3State(_L3Fields):
+    """The book of one instrument between batches (cap = 2**bits order slots, lcap level slots).
+
+    A state without ``dense``/``pos`` (pickled in a recovery snapshot before the dense list existed,
+    round s27: ten fields) gets them rebuilt from ``used`` when it is unpickled, so a flow resumes
+    from its old snapshots."""
+
+    __slots__ = ()
+
+    def __new__(cls, keys: np.ndarray, used: np.ndarray, o_side: np.ndarray, o_px: np.ndarray,
+                o_sz: np.ndarray, lv_px: np.ndarray, lv_sz: np.ndarray, lv_ct: np.ndarray, n_lv: np.ndarray,
+                meta: np.ndarray, dense: np.ndarray | None = None, pos: np.ndarray | None = None) -> L3State:
+        if dense is None or pos is None:
+            dense, pos = np.zeros(len(used), np.int64), np.zeros(len(used), np.int64)
+            slots = np.flatnonzero(used)
+            dense[:len(slots)] = slots
+            pos[slots] = np.arange(len(slots), dtype=np.int64)
+        return super().__new__(cls, keys, used, o_side, o_px, o_sz, lv_px, lv_sz, lv_ct, n_lv, meta,
+                               dense, pos)
 
 
 def new_l3_state(*, order_capacity: int = 1 << 14, level_capacity: int = 256,

@@ -97,6 +97,37 @@ def test_dense_list_is_the_occupied_slots(seed: int) -> None:
     assert len(state.keys) > 16, "the stream must force a rehash"
 
 
+def test_a_state_pickled_before_the_dense_list_resumes() -> None:
+    # a recovery snapshot written before round s27 holds the ten fields without dense/pos: it must
+    # unpickle (the list rebuilt from the used flags) and carry on as the uninterrupted book does
+    import pickle
+
+    from kernels.l3book import L3State
+
+    args = _random_stream(5, 3000, 400)
+    state, _ = apply_l3(new_l3_state(order_capacity=16), *(a[:1500] for a in args))
+    old = pickle.dumps(_OldShape(tuple(state)[:10]))  # what the snapshot held: the ten fields
+    resumed = pickle.loads(old)
+    assert isinstance(resumed, L3State) and resumed.dense is not None
+    _, want = apply_l3(state, *(a[1500:] for a in args))
+    _, got = apply_l3(resumed, *(a[1500:] for a in args))
+    for name in want:
+        np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+class _OldShape:
+    """Pickles as the pre-s27 L3State did: ``L3State.__new__(L3State, *ten_fields)``."""
+
+    def __init__(self, ten: tuple[np.ndarray, ...]) -> None:
+        self.ten = ten
+
+    def __reduce__(self) -> tuple:
+        from kernels.l3book import L3State
+
+        # the NEWOBJ opcode of a pickled namedtuple calls cls.__new__(cls, *fields)
+        return L3State.__new__, (L3State, *self.ten)
+
+
 def _ids_homed_at(slot: int, bits: int, count: int) -> list[int]:
     """Ids whose Fibonacci hash lands on ``slot`` of a 2**bits table (computed here, not by the kernel)."""
     found, oid = [], 1
