@@ -39,7 +39,7 @@ from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
 from tapeflow.ml.retrain import retrain
-from tapeflow.ml.rows import example_rows, examples_from_rows, with_book_inputs
+from tapeflow.ml.rows import example_rows, lake_examples
 from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
@@ -199,7 +199,8 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource,
                          _examples(lake, t.venue, t.symbol, t.date, params),
                          partition_name(t.venue, t.symbol, t.date),
                          params=params, cfg=cfg, margin=DEFAULT_MARGIN,
-                         tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
+                         tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored,
+                         rebuild=lambda p, t=t: _examples(lake, t.venue, t.symbol, t.date, p))
         meta = {**result.metadata(), "models": list(cfg.models)}
         if not result.skipped:
             meta["candidates"] = "read (model asset)" if stored else "trained here"
@@ -231,11 +232,4 @@ def dataset_params(cfg: WalkForwardConfig) -> ExampleParams:
 
 
 def _examples(lake: Path, venue: str, symbol: str, date: str, params: ExampleParams = PARAMS) -> pa.Table:
-    rows = lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date)
-    examples = examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))
-    if not params.book_levels:
-        return examples
-    snaps = lake_store.read(BOOK_SNAPSHOT, lake, venue, symbol, date)
-    snaps = snaps.select(BOOK_SNAPSHOT.column_names).sort_by("ts_event_ns")
-    return with_book_inputs(examples, snaps, params.book_levels,
-                            where=f"{venue}/{symbol}/{date}")
+    return lake_examples(lake, venue, symbol, date, params)
