@@ -34,7 +34,8 @@ from tapeflow.ml.candidates import (
     train_candidates,
 )
 from tapeflow.ml.evaluate import score_day
-from tapeflow.ml.kinds import BOOK_KINDS, checked_kinds
+from tapeflow.ml.kinds import checked_kinds
+from tapeflow.ml.kinds import dataset_params as kinds_dataset_params
 from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
@@ -226,9 +227,7 @@ def _config(tapeflow: TapeflowResource, config: ModelKinds | None = None) -> Wal
 
 def dataset_params(cfg: WalkForwardConfig) -> ExampleParams:
     """The examples ``cfg``'s kinds read: ``PARAMS``, plus the raw book levels when one reads them."""
-    if set(cfg.models) & set(BOOK_KINDS):
-        return replace(PARAMS, book_levels=PARAMS.levels)
-    return PARAMS
+    return kinds_dataset_params(cfg.models, PARAMS)
 
 
 def _examples(lake: Path, venue: str, symbol: str, date: str, params: ExampleParams = PARAMS) -> pa.Table:
