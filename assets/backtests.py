@@ -1,8 +1,9 @@
 """Group ``ml``: the walk-forward backtest of the model-driven strategy, one per instrument-day.
 
-Wiring only: :func:`tapeflow.backtest.model_driven.walk_forward_backtest` follows a model's calls on
-the day and backtests the :class:`tapeflow.backtest.model_driven.ModelFollower` over the day's book
-rows and trades (docs/backtest.md). The model is the registry's **champion** of the instrument
+Wiring only: :func:`tapeflow.ml.selection.followed_model` chooses the model,
+:func:`tapeflow.backtest.model_driven.walk_forward_backtest` follows its calls on the day and
+backtests the :class:`tapeflow.backtest.model_driven.ModelFollower` over the day's book rows and
+trades (docs/backtest.md). The model is the registry's **champion** of the instrument
 (``tapeflow.ml.registry``, horizon ``MODEL.horizon_s``), whatever its kind (a ``deeplob`` reads the
 day's raw book inputs, joined from the lake's ``book_snapshot`` rows as the ``model`` asset joins
 them):
@@ -21,7 +22,6 @@ the plots (embedded PNGs) are also the materialization's metadata.
 """
 
 import base64
-from dataclasses import replace
 from pathlib import Path
 
 from dagster import AssetExecutionContext, BackfillPolicy, MaterializeResult, MetadataValue, asset
@@ -30,15 +30,12 @@ from assets import common, ml
 from assets.ingest import RETRY
 from assets.partitions import DAY_BY_INSTRUMENT, target_key, targets
 from assets.resources import TapeflowResource
-from tapeflow.backtest.model_driven import ModelConfig, trains_like, walk_forward_backtest
+from tapeflow.backtest.model_driven import ModelConfig, walk_forward_backtest
 from tapeflow.batch.targets import Target
 from tapeflow.book.partition import arrival_order
 from tapeflow.errors import TapeflowError
-from tapeflow.ml import ExampleParams
-from tapeflow.ml.artifact import ModelArtifact, train_artifact
-from tapeflow.ml.candidates import train_segments
-from tapeflow.ml.evaluate import MIN_USABLE_ROWS
 from tapeflow.ml.registry import champion_before
+from tapeflow.ml.selection import DayInputs, followed_model
 from tapeflow.schemas.records import BOOK_DELTA, ORDER_EVENT, TRADE
 
 MODEL = ModelConfig(kind="logreg", horizon_s=ml.MODEL_CONFIG.horizon_s)
@@ -80,20 +77,11 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
         meta: dict = {"train_days": days}
         try:
             champ = champion_before(lake, t.venue, t.symbol, MODEL.horizon_s, t.date)
-            model = MODEL
-            if champ is not None and champ.clean:
-                trained, params, history = champ.model, champ.model.params, []
-                meta.update(model=f"champion v{champ.version} ({champ.model.spec.kind})",
-                            candidates="registry")
-            else:
-                kind = champ.model.spec.kind if champ is not None else MODEL.kind
-                model = replace(MODEL, kind=kind)
-                trained, params, how = _kind_before(lake, t, days, model, tapeflow)
-                history = [] if trained else [ml._examples(lake, t.venue, t.symbol, d) for d in days]
-                meta.update(candidates=how, model=(
-                    f"{kind} (no champion yet)" if champ is None else
-                    f"{kind}, champion v{champ.version}'s kind, trained on the days before "
-                    f"(v{champ.version} was trained or judged on {champ.last_day}, not before {t.date})"))
+            chosen = followed_model(champ, _day(lake, t, days), default=MODEL, protocol=ml.MODEL_CONFIG,
+                                    base=ml.PARAMS, flat_share=tapeflow.flat_share)
+            model, trained, params = chosen.model, chosen.trained, chosen.params
+            history = [] if trained else [ml._examples(lake, t.venue, t.symbol, d) for d in days]
+            meta.update(model=chosen.label, candidates=chosen.candidates)
             today = ml._examples(lake, t.venue, t.symbol, t.date, params)
             result, preds = walk_forward_backtest(history, today, book, ml.PARAMS, model=model, qty=QTY,
                                                   start_synced=t.venue == "sim", trained=trained)
@@ -107,27 +95,7 @@ def model_backtest(context: AssetExecutionContext, tapeflow: TapeflowResource) -
     return MaterializeResult(metadata=common.run_metadata(wanted))
 
 
-def _kind_before(lake: Path, t: Target, days: list[str], flat: ModelConfig, tapeflow: TapeflowResource
-                 ) -> tuple[ModelArtifact | None, ExampleParams, str]:
-    """A ``flat.kind`` model trained on ``t``'s previous days: ``(model, its dataset, where it came
-    from)``; None: ``walk_forward_backtest`` trains it with ``flat`` (logreg and mlp, as it always did)."""
-    kind = flat.kind
-    if kind in ("logreg", "mlp"):
-        # the model the ``model`` asset trained for this day when it is the one this backtest trains
-        # (same settings, every earlier day used); else (e.g. an earlier day too short) trained there
-        stored = ml.stored_candidates(lake, t, days) if trains_like(flat, ml.MODEL_CONFIG) else None
-        if stored and stored.train_days == stored.history:
-            return stored.artifacts[kind], ml.PARAMS, "read (model asset)"
-        return None, ml.PARAMS, "trained here"
-    stored = ml.stored_candidates(lake, t, days) if kind in ml.MODEL_CONFIG.models else None
-    if stored is not None:
-        return stored.artifacts[kind], ml.PARAMS, "read (model asset)"
-    cfg = replace(ml.MODEL_CONFIG, models=(kind,), flat_share=tapeflow.flat_share)
-    params = ml.dataset_params(cfg)
-    history = [ml._examples(lake, t.venue, t.symbol, d, params) for d in days]
-    segs = train_segments(history, [ml.partition_name(t.venue, t.symbol, d) for d in days], params, cfg)
-    if not segs:
-        raise TapeflowError(f"no earlier day with {MIN_USABLE_ROWS} usable rows to train {kind} on")
-    start = ml._examples(lake, t.venue, t.symbol, t.date).column("ts_event_ns")
-    first = int(start[0].as_py()) if len(start) else None
-    return train_artifact(segs, params, kind, cfg, test_start_ns=first), params, "trained here"
+def _day(lake: Path, t: Target, days: list[str]) -> DayInputs:
+    return DayInputs(t.date, days, lambda: ml.stored_candidates(lake, t, days),
+                     lambda d, p: ml._examples(lake, t.venue, t.symbol, d, p),
+                     lambda d: ml.partition_name(t.venue, t.symbol, d))

@@ -34,12 +34,13 @@ from tapeflow.ml.candidates import (
     train_candidates,
 )
 from tapeflow.ml.evaluate import score_day
-from tapeflow.ml.kinds import BOOK_KINDS, checked_kinds
+from tapeflow.ml.kinds import checked_kinds
+from tapeflow.ml.kinds import dataset_params as kinds_dataset_params
 from tapeflow.ml.promotion import DEFAULT_MARGIN
 from tapeflow.ml.registry import Registry, default_root, model_name
 from tapeflow.ml.report import summary
 from tapeflow.ml.retrain import retrain
-from tapeflow.ml.rows import example_rows, examples_from_rows, with_book_inputs
+from tapeflow.ml.rows import example_rows, lake_examples
 from tapeflow.ml.walkforward import WalkForwardConfig
 from tapeflow.schemas.ml import HORIZONS_S, NO_LABEL, TRAINING_EXAMPLE
 from tapeflow.schemas.records import BOOK_SNAPSHOT, TRADE
@@ -199,7 +200,8 @@ def champion(context: AssetExecutionContext, tapeflow: TapeflowResource,
                          _examples(lake, t.venue, t.symbol, t.date, params),
                          partition_name(t.venue, t.symbol, t.date),
                          params=params, cfg=cfg, margin=DEFAULT_MARGIN,
-                         tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored)
+                         tags={"venue": t.venue, "symbol": t.symbol}, candidates=stored,
+                         rebuild=lambda p, t=t: _examples(lake, t.venue, t.symbol, t.date, p))
         meta = {**result.metadata(), "models": list(cfg.models)}
         if not result.skipped:
             meta["candidates"] = "read (model asset)" if stored else "trained here"
@@ -225,17 +227,8 @@ def _config(tapeflow: TapeflowResource, config: ModelKinds | None = None) -> Wal
 
 def dataset_params(cfg: WalkForwardConfig) -> ExampleParams:
     """The examples ``cfg``'s kinds read: ``PARAMS``, plus the raw book levels when one reads them."""
-    if set(cfg.models) & set(BOOK_KINDS):
-        return replace(PARAMS, book_levels=PARAMS.levels)
-    return PARAMS
+    return kinds_dataset_params(cfg.models, PARAMS)
 
 
 def _examples(lake: Path, venue: str, symbol: str, date: str, params: ExampleParams = PARAMS) -> pa.Table:
-    rows = lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date)
-    examples = examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))
-    if not params.book_levels:
-        return examples
-    snaps = lake_store.read(BOOK_SNAPSHOT, lake, venue, symbol, date)
-    snaps = snaps.select(BOOK_SNAPSHOT.column_names).sort_by("ts_event_ns")
-    return with_book_inputs(examples, snaps, params.book_levels,
-                            where=f"{venue}/{symbol}/{date}")
+    return lake_examples(lake, venue, symbol, date, params)

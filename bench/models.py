@@ -12,7 +12,12 @@ Inputs:
 ``TAPEFLOW_BENCH_MODELS=sim,amzn,es,btc`` (any subset; all by default) runs part of it, e.g. one dataset
 at a time on a loaded machine; ``amzn_labels`` (not in the default set) adds the AMZN labelling study:
 the 60 s fixed-time label and the tick-time target (``tapeflow.ml.labels``: the next mid
-change within 60 s), each walk-forward by hour like the 10 s row.
+change within 60 s), each walk-forward by hour like the 10 s row; ``amzn_targets`` (not in the
+default set either) is the s27 raw-book study: the kinds of ``TAPEFLOW_BENCH_KINDS`` (``deeplob`` when
+unset) trained as in the s26 diagnosis (learning rate 3e-4, weight decay 1e-2, evaluation every 10
+steps, patience 10) on the 10 s label with a spread-scaled threshold (``tapeflow.ml.labels.
+spread_scaled_segment``: ``k`` fitted on the first fold, 09:30-10:00, which is never tested, for a
+third of its rows flat) and on the tick-time target, baselines on the same labels.
 
 ``TAPEFLOW_BENCH_SIGNALS=60`` builds the examples with signal-score features (``ExampleParams.
 signal_window_s``; every batch detector runs over each file) and scores every row twice on the same
@@ -36,10 +41,11 @@ import tempfile
 from pathlib import Path
 
 from bench import Goal, Report
-from tapeflow.ml.dataset import segment, split_by
+from kernels.ml_train import TrainConfig
+from tapeflow.ml.dataset import model_features, segment, split_by
 from tapeflow.ml.evaluate import MIN_USABLE_ROWS, Loaded, evaluate, folds, load_examples
 from tapeflow.ml.examples import ExampleParams
-from tapeflow.ml.labels import next_move_segment
+from tapeflow.ml.labels import fit_spread_scale, next_move_segment, spread_scaled_segment
 from tapeflow.ml.report import best_baseline, render
 from tapeflow.ml.walkforward import WalkForwardConfig, WalkForwardResult
 
@@ -127,6 +133,30 @@ def _tick_time(report: Report, examples: list, within_s: int, fold_ns: int, titl
                 f"{title}, tick time")
 
 
+S26_TRAIN = TrainConfig(learning_rate=3e-4, weight_decay=1e-2, eval_every=10, patience=10)
+
+
+def _raw_book_targets(report: Report, table_of: list, fold_ns: int, title: str) -> None:
+    """The s27 raw-book study on AMZN (module docstring): spread-scaled 10 s labels, tick time."""
+    params = ExampleParams(book_levels=10)
+    kinds = _kinds().get("models", ("deeplob",))
+    names = model_features(params)
+    sp = names.index("spread_bps")
+    [(inst, _, table)] = table_of
+    seg = segment(table, 10, params, inst)
+    pieces = [p for p in split_by(seg, fold_ns) if int(p.usable.sum()) >= MIN_USABLE_ROWS]
+    k = fit_spread_scale(pieces[0], sp, 1 / 3)
+    report.note(f"{title}: spread scale k = {k:.4f} (fold 0, a third of its rows flat)")
+    targets = {"10 s, spread-scaled threshold": ([spread_scaled_segment(p, sp, k, 10) for p in pieces], 10)}
+    tick = next_move_segment(table, seg, 60)
+    targets["next mid change within 60 s"] = (
+        [p for p in split_by(tick, fold_ns) if int(p.usable.sum()) >= MIN_USABLE_ROWS], 60)
+    for name, (segs, horizon) in targets.items():
+        g = Goal(f"models: macro-F1 margin over the best baseline, {title}, raw book, {name}", "F1", 0.0)
+        wf = WalkForwardConfig(horizon_s=horizon, models=kinds, train=S26_TRAIN)
+        _record(report, g, "", Loaded({inst: segs}, []), params, wf, f"{title}, raw book, {name}")
+
+
 def _parts() -> set[str]:
     wanted = {p.strip() for p in os.environ.get("TAPEFLOW_BENCH_MODELS", "").split(",") if p.strip()}
     return wanted or {"sim", "amzn", "es", "btc"}
@@ -161,7 +191,7 @@ def _simulated(report: Report) -> None:
 
 
 def _real(report: Report, parts: set[str]) -> None:
-    if not parts & {"amzn", "amzn_labels", "es", "btc"}:
+    if not parts & {"amzn", "amzn_labels", "amzn_targets", "es", "btc"}:
         return
     root = Path(os.environ.get("TAPEFLOW_REAL_DATA", "../shared/data"))
     amzn = (root / "lobster/LOBSTER_SampleFile_AMZN_2012-06-21_1"
@@ -173,11 +203,14 @@ def _real(report: Report, parts: set[str]) -> None:
     if not amzn.exists():
         report.skip(f"no real data at {root}")
         return
-    if parts & {"amzn", "amzn_labels"}:
+    if parts & {"amzn", "amzn_labels", "amzn_targets"}:
         title = "LOBSTER AMZN 2012-06-21, by hour"
         examples = _load("lobster", amzn_pair)
         if "amzn" in parts:
             _run(report, "lobster", amzn_pair, [(FIGURES[2], 10)], 3_600 * S, {}, title, examples)
+        if "amzn_targets" in parts:
+            _raw_book_targets(report, load_examples("lobster", amzn_pair, ExampleParams(book_levels=10)),
+                              3_600 * S, title)
         if "amzn_labels" in parts:
             goals = [(Goal(f"models: macro-F1 margin over the best baseline, {title}, {h} s", "F1", 0.0), h)
                      for h in (60,)]

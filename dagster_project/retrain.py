@@ -6,10 +6,11 @@ The schedule runs at 02:30 UTC, two hours after ``daily_schedule`` (00:30) rebui
 ``training_examples``: yesterday becomes every instrument's held-out day, the days before train the
 challenger. The sensor looks, per registered model with a champion, at the newest
 ``training_examples`` day after the champion's held-out day: feature PSI against the champion's
-training days (``tapeflow.ml.drift``: worst feature above 0.25), and, where the live flow wrote
-``prediction`` rows that day, the champion's live macro-F1 against its held-out one (a drop of more
-than 0.10). Either requests a ``retrain_days`` run of that day, once per champion version and day
-(the run key), tagged with what it measured.
+training days over the inputs the champion reads (``tapeflow.ml.drift``: worst feature above 0.25;
+a ``deeplob`` champion's raw book levels included, joined from ``book_snapshots``), and, where the
+live flow wrote ``prediction`` rows that day, the champion's live macro-F1 against its held-out one
+(a drop of more than 0.10). Either requests a ``retrain_days`` run of that day, once per champion
+version and day (the run key), tagged with what it measured.
 
 Both send the kinds to train as the run's config (``champion``'s ``models``, tag
 ``tapeflow/models``): ``Settings.ml_retrain_kinds`` (``TAPEFLOW_ML_RETRAIN_KINDS``; the resource's
@@ -42,11 +43,11 @@ from dagster import (
 from assets.partitions import INSTRUMENTS_NAME, parse_instrument_key
 from assets.resources import TapeflowResource
 from dagster_project.runs import SCHEDULE_NAME_TAG, SENSOR_NAME_TAG, partition_runs
-from tapeflow.ml.drift import live_decay
+from tapeflow.errors import TapeflowError
+from tapeflow.ml.drift import drift_check, live_decay
 from tapeflow.ml.kinds import MODELS
 from tapeflow.ml.registry import DB_NAME, Registry, default_root
-from tapeflow.ml.retrain import drift_check
-from tapeflow.ml.rows import examples_from_rows
+from tapeflow.ml.rows import lake_examples
 from tapeflow.schemas.ml import PREDICTION, TRAINING_EXAMPLE
 from tapeflow.storage import lake as lake_store
 
@@ -132,8 +133,13 @@ def drift_sensor(context: SensorEvaluationContext, tapeflow: TapeflowResource) -
         train_days = [_date(p) for p in json.loads(mv.tags.get("training_partitions", "[]"))]
         champ = registry.load(name, version)
         recent_rows = _rows(lake, venue, symbol, recent)
-        report = drift_check(champ, [examples_from_rows(_rows(lake, venue, symbol, d)) for d in train_days],
-                             [examples_from_rows(recent_rows)])
+        try:  # the champion's own inputs: a deeplob's raw book levels joined from book_snapshots
+            report = drift_check(champ, [lake_examples(lake, venue, symbol, d, champ.params)
+                                         for d in train_days],
+                                 [lake_examples(lake, venue, symbol, recent, champ.params)])
+        except TapeflowError as exc:
+            notes.append(f"{name} v{version} on {recent}: no verdict ({exc})")
+            continue
         feature, psi = report.worst
         why = {"tapeflow/psi_worst": f"{feature}={psi:.3f}"}
         preds = lake_store.read(PREDICTION, lake, venue, symbol, recent)

@@ -12,15 +12,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tapeflow.ml.dataset import Segment, classes
+from tapeflow.errors import TapeflowError
+from tapeflow.ml.book_inputs import book_input_names
+from tapeflow.ml.dataset import Segment, classes, model_features, segment
 from tapeflow.ml.metrics import confusion, macro_f1
 from tapeflow.schemas.ml import NO_LABEL
+
+if TYPE_CHECKING:
+    from tapeflow.ml.artifact import ModelArtifact
 
 PSI_THRESHOLD = 0.25
 MAX_F1_DROP = 0.10
@@ -79,6 +85,34 @@ def feature_drift(train: Sequence[Segment], recent: Sequence[Segment], names: Se
     values = {n: round(psi(xt[:, i], xr[:, i]), 4) if len(xt) and len(xr) else 0.0
               for i, n in enumerate(names)}
     return DriftReport(values, threshold, len(xt), len(xr))
+
+
+def drift_check(champion: ModelArtifact, train: Sequence[pa.Table], recent: Sequence[pa.Table],
+                threshold: float = PSI_THRESHOLD) -> DriftReport:
+    """Feature PSI of the ``recent`` examples against the champion's training days ``train``, over
+    the inputs the champion reads: the engineered model inputs, and for a champion that reads raw book
+    levels (``deeplob``: ``params.book_levels`` > 0) those too, per level and side the distance from
+    the mid in ticks and ``log1p`` of the size, and the mid's change in ticks
+    (``tapeflow.ml.book_inputs``; the tables must then hold them: ``tapeflow.ml.rows.lake_examples``
+    with the champion's ``params`` joins them from the lake's ``book_snapshot`` rows).
+
+    Raises:
+        TapeflowError: a book-level champion's tables lack the raw book inputs.
+    """
+    p, h = champion.params, champion.horizon_s
+    names = [*model_features(p), *book_input_names(p.book_levels)]
+    missing = [n for n in book_input_names(p.book_levels)
+               if any(n not in t.schema.names for t in [*train, *recent] if t.num_rows)]
+    if missing:
+        raise TapeflowError(f"the champion reads {len(book_input_names(p.book_levels))} raw book inputs "
+                            f"({missing[0]}, ...) the examples lack: build them with its params "
+                            "(tapeflow.ml.rows.lake_examples joins them from book_snapshots)")
+
+    def segs(tables: Sequence[pa.Table], name: str) -> list[Segment]:
+        out = [segment(t, h, p, name) for t in tables if t.num_rows]
+        return [replace(s, x=np.hstack([s.x, s.book])) if s.book is not None else s for s in out]
+
+    return feature_drift(segs(train, "train"), segs(recent, "recent"), names, threshold)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,13 @@ loading JAX)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from tapeflow.errors import ConfigError
+
+if TYPE_CHECKING:
+    from tapeflow.ml.examples import ExampleParams
 
 MODELS = ("logreg", "mlp", "tcn")          # the default set: they read the examples' features
 KINDS = (*MODELS, "deeplob")               # deeplob reads raw book levels (ExampleParams.book_levels)
@@ -24,3 +29,9 @@ def checked_kinds(kinds: Sequence[str], where: str) -> tuple[str, ...]:
     if bad or not out or len(set(out)) != len(out):
         raise ConfigError(f"model kinds {list(out)} in {where}: each once, from {list(KINDS)}")
     return out
+
+
+def dataset_params(kinds: Sequence[str], base: ExampleParams) -> ExampleParams:
+    """The examples ``kinds`` read together: ``base``, plus its raw book levels (``book_levels`` =
+    ``levels``) when one of them reads them (every kind of the set then trains on those rows)."""
+    return replace(base, book_levels=base.levels) if set(kinds) & set(BOOK_KINDS) else base

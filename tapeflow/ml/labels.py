@@ -8,6 +8,11 @@ of the mid between two consecutive grid rows after ``t`` (rows in ``(t, t + with
 ``t + within_s``, which the walk-forward's purge uses as the horizon). The persistence baseline's
 input (``past_label``) becomes the sign of the last change at or before ``t`` within the same span
 (``tapeflow.ml.dataset.last_mid_move``), the ``past_label`` model input likewise.
+
+A spread-scaled threshold (round s27, for the raw-book model on AMZN, whose 12-tick median spread makes
+a fixed 0.2 bp threshold a half-tick flicker): the FI-2010 label with ``alpha_t = k * spread_t /
+mid_t`` (the row's own relative spread, known at ``t``) instead of one ``alpha``;
+:func:`fit_spread_scale` picks ``k`` on training rows only so a share of them is flat.
 """
 
 from __future__ import annotations
@@ -67,4 +72,28 @@ def next_move_segment(examples: pa.Table, base: Segment, within_s: int) -> Segme
     x[:, -1] = last
     usable = (examples.column("warmed_up").to_numpy(zero_copy_only=False).astype(bool)
               & examples.column("two_sided").to_numpy(zero_copy_only=False).astype(bool) & (y >= 0))
-    return Segment(base.name, ts, x, y, move, past, usable)
+    return Segment(base.name, ts, x, y, move, past, usable, base.book)  # deeplob reads the book too
+
+
+def fit_spread_scale(seg: Segment, spread_col: int, flat_share: float) -> float:
+    """``k`` such that ``flat_share`` of ``seg``'s usable rows have ``|smoothed return| <= k * spread /
+    mid`` (``spread_col``: the ``spread_bps`` column of ``seg.x``). Fit it on training rows only.
+
+    Raises:
+        TapeflowError: no usable row with a finite ratio, or ``flat_share`` outside ``(0, 1)``.
+    """
+    if not 0.0 < flat_share < 1.0:
+        raise TapeflowError(f"flat_share must lie in (0, 1), got {flat_share}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.abs(seg.smoothed_return) / (seg.x[:, spread_col] / 1e4)
+    ratio = ratio[seg.usable & np.isfinite(ratio)]
+    if not len(ratio):
+        raise TapeflowError(f"{seg.name}: no usable row to fit the spread scale on")
+    return float(np.quantile(ratio, flat_share))
+
+
+def spread_scaled_segment(seg: Segment, spread_col: int, k: float, horizon_s: int) -> Segment:
+    """``seg`` relabelled at ``alpha_t = k * spread_bps_t / 1e4`` (labels, past labels and the
+    ``past_label`` input, :meth:`Segment.relabel`; rows without a spread are flat there, and they are
+    not usable: one-sided)."""
+    return seg.relabel(k * seg.x[:, spread_col] / 1e4, horizon_s)  # type: ignore[arg-type]

@@ -7,13 +7,16 @@ whole time blocks (1 h by default, as every interval in ``tapeflow.ml.metrics``)
 models on the same draw, so the interval is that of the difference, not of two separate scores. The
 challenger is promoted when
 
-* there is no champion yet (``no_champion``), or the champion was trained on another dataset
-  definition and cannot score these rows (``schema_changed``); or
+* there is no champion yet (``no_champion``); or
 * the difference is at least ``margin`` (default 0.01 macro-F1) **and** the lower end of its interval
   is above 0 (``beats_champion``).
 
 Otherwise it stays a registered, non-promoted version: ``within_margin`` (difference below the
-margin) or ``not_significant`` (difference at least the margin, interval reaching 0).
+margin), ``not_significant`` (difference at least the margin, interval reaching 0) or
+``champion_unscored``: the champion could not be scored on the held-out window (its inputs could not
+be rebuilt there; ``detail`` says why). A challenger is never promoted over a champion it was not
+compared with (before s27 a champion of another feature schema was replaced unseen,
+``schema_changed``; registry versions of that time still carry that decision).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import numpy as np
 from tapeflow.ml.metrics import HOUR_NS, macro_f1
 
 DEFAULT_MARGIN = 0.01
-REASONS = ("no_champion", "schema_changed", "beats_champion", "within_margin", "not_significant")
+REASONS = ("no_champion", "beats_champion", "within_margin", "not_significant", "champion_unscored")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class Comparison:
     delta_ci: tuple[float, float] = (float("nan"), float("nan"))
     challenger_ci: tuple[float, float] = (float("nan"), float("nan"))
     champion_ci: tuple[float, float] = (float("nan"), float("nan"))
+    detail: str = ""                  # champion_unscored: why the champion could not be scored
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (rounded) for metadata and registry tags."""
@@ -53,15 +57,23 @@ class Comparison:
                 out[k] = round(v, 4) if v == v else None
             elif isinstance(v, tuple):
                 out[k] = [round(x, 4) if x == x else None for x in v]
+        if not self.detail:
+            del out["detail"]
         return out
 
 
 def without_champion(reason: str, margin: float = DEFAULT_MARGIN, challenger_f1: float = float("nan")
                      ) -> Comparison:
-    """The decision when there is nothing to compare with (``no_champion`` / ``schema_changed``)."""
-    if reason not in ("no_champion", "schema_changed"):
-        raise ValueError(f"reason {reason!r} needs a comparison")
+    """The decision when there is no champion to compare with (``no_champion``): promote."""
+    if reason != "no_champion":
+        raise ValueError(f"reason {reason!r} needs a comparison (only no_champion promotes without one)")
     return Comparison(True, reason, margin, challenger_f1=challenger_f1)
+
+
+def unscored(detail: str, margin: float = DEFAULT_MARGIN, challenger_f1: float = float("nan")) -> Comparison:
+    """The decision when the champion cannot be scored on the held-out window: keep it (the challenger
+    is registered, not promoted), saying why in ``detail``."""
+    return Comparison(False, "champion_unscored", margin, challenger_f1=challenger_f1, detail=detail)
 
 
 def _interval(xs: list[float]) -> tuple[float, float]:

@@ -4,14 +4,18 @@
 candidates the ``model`` asset stored, ``tapeflow.ml.candidates``, or trained here when there are
 none), keeps the kind with the best validation macro-F1, scores it and the current champion on the
 held-out day (``tapeflow.ml.promotion.compare``), registers the challenger with its lineage and
-promotes it when the rule says so. :func:`drift_check` is the sensor's question: has the recent day
+promotes it when the rule says so. The champion is scored on the same held-out rows with its own
+inputs: where it reads raw book levels the challenger's rows lack (a ``deeplob`` champion, a flat
+challenger set), they are rebuilt from the lake for it (:func:`champion_calls`); where they cannot be,
+the challenger is registered and not promoted (``champion_unscored``, with the reason).
+:func:`drift_check` is the sensor's question: has the recent day
 drifted from the champion's training days?
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -20,13 +24,14 @@ import pyarrow as pa
 
 from tapeflow.errors import TapeflowError
 from tapeflow.ml.artifact import ModelArtifact, predict, reads
+from tapeflow.ml.book_inputs import book_input_names
 from tapeflow.ml.candidates import Candidates, train_candidates, train_segments
-from tapeflow.ml.dataset import model_features, segment
-from tapeflow.ml.drift import PSI_THRESHOLD, DriftReport, feature_drift
+from tapeflow.ml.dataset import Segment, segment
+from tapeflow.ml.drift import drift_check as drift_check  # the sensor's question, kept importable here
 from tapeflow.ml.evaluate import MIN_USABLE_ROWS
 from tapeflow.ml.examples import ExampleParams
 from tapeflow.ml.metrics import score
-from tapeflow.ml.promotion import DEFAULT_MARGIN, Comparison, compare, without_champion
+from tapeflow.ml.promotion import DEFAULT_MARGIN, Comparison, compare, unscored, without_champion
 from tapeflow.ml.registry import Registry
 from tapeflow.ml.walkforward import WalkForwardConfig
 
@@ -50,7 +55,8 @@ class RetrainResult:
         if self.skipped:
             return {"model_name": self.name, "status": "skipped", "why": self.skipped}
         assert self.comparison is not None
-        return {"model_name": self.name, "status": "promoted" if self.comparison.promote else "kept",
+        why = {"why": self.comparison.detail} if self.comparison.detail else {}
+        return {**why, "model_name": self.name, "status": "promoted" if self.comparison.promote else "kept",
                 "challenger_version": self.version, "champion_before": self.champion_before,
                 "champion_after": self.champion_after, "challenger_kind": self.kind,
                 "comparison": self.comparison.as_dict(), "held_out": self.metrics,
@@ -60,7 +66,8 @@ class RetrainResult:
 def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_names: Sequence[str],
             held_out: pa.Table, held_out_name: str, *, params: ExampleParams, cfg: WalkForwardConfig,
             margin: float = DEFAULT_MARGIN, tags: dict[str, str] | None = None,
-            candidates: Candidates | None = None) -> RetrainResult:
+            candidates: Candidates | None = None,
+            rebuild: Callable[[ExampleParams], pa.Table] | None = None) -> RetrainResult:
     """Train a challenger on ``history``, compare it with the champion on ``held_out``, register it
     and promote it if it wins.
 
@@ -77,6 +84,9 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
         tags: extra registry tags (the instrument).
         candidates: the kinds already trained on ``history`` and scored on ``held_out``
             (``tapeflow.ml.candidates``, what the ``model`` asset stored); None trains them here.
+        rebuild: the held-out day's examples built with other parameters (the lake's rows with raw
+            book levels joined, ``tapeflow.ml.rows.lake_examples``), for a champion that reads inputs
+            ``held_out`` lacks; None: such a champion is not scored and the challenger not promoted.
 
     Raises:
         TapeflowError: ``candidates`` were trained on other days or scored other rows.
@@ -117,11 +127,12 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
     before = registry.champion(name)
     if before is None:
         cmp = without_champion("no_champion", margin, held.macro_f1)
-    elif not reads(before[1], challenger.params):
-        cmp = without_champion("schema_changed", margin, held.macro_f1)
     else:
-        champ_pred, _ = predict(before[1], examples_test, rows)
-        cmp = compare(y, pred, champ_pred, ts, margin=margin, block_ns=cfg.block_ns, seed=cfg.seed)
+        champ_pred, why = champion_calls(before[1], examples_test, rows, params, rebuild)
+        if champ_pred is None:
+            cmp = unscored(f"champion v{before[0]}: {why}", margin, held.macro_f1)
+        else:
+            cmp = compare(y, pred, champ_pred, ts, margin=margin, block_ns=cfg.block_ns, seed=cfg.seed)
     if cmp.delta == cmp.delta:
         metrics["delta_vs_champion"] = cmp.delta
     version = registry.register(
@@ -138,18 +149,37 @@ def retrain(registry: Registry, name: str, history: Sequence[pa.Table], history_
                          {k: round(a.val_macro_f1, 4) for k, a in trained.items()})
 
 
+def champion_calls(champion: ModelArtifact, test: Segment, rows: np.ndarray, params: ExampleParams,
+                   rebuild: Callable[[ExampleParams], pa.Table] | None) -> tuple[np.ndarray | None, str]:
+    """The champion's classes on ``rows`` of the held-out ``test`` segment (built with ``params``),
+    each from the champion's own inputs: ``(classes int64[len(rows)], "")``, or ``(None, why)``.
+
+    A champion that reads ``test``'s columns (``tapeflow.ml.artifact.reads``) scores them; one whose
+    dataset differs only in its raw book levels (a ``deeplob`` champion against a flat challenger set)
+    scores ``rebuild(champion.params)``, the same day rebuilt with them, at the same grid instants.
+    Any other difference, no ``rebuild``, a rebuild that fails or misses one of the instants: None.
+    """
+    if reads(champion, params):
+        return predict(champion, test, rows)[0], ""
+    if replace(champion.params, book_levels=0) != replace(params, book_levels=0):
+        return None, (f"its dataset (schema {champion.feature_schema_hash[:12]}) differs from the held-out "
+                      "examples' in more than the raw book levels: it cannot be rebuilt from the lake")
+    if rebuild is None:
+        return None, (f"it reads {len(book_input_names(champion.params.book_levels))} raw book inputs the "
+                      "held-out examples lack and nothing was given to rebuild them")
+    try:
+        own = segment(rebuild(champion.params), champion.horizon_s, champion.params, test.name)
+    except TapeflowError as exc:
+        return None, f"its inputs could not be rebuilt on the held-out day ({exc})"
+    at = np.searchsorted(own.ts_ns, test.ts_ns[rows])
+    ok = (at < len(own.ts_ns)) & (own.ts_ns[np.minimum(at, len(own.ts_ns) - 1)] == test.ts_ns[rows])
+    if not ok.all():
+        return None, (f"its rebuilt held-out examples miss {int((~ok).sum())} of the {len(rows)} "
+                      "grid instants the challenger was scored on")
+    return predict(champion, own, at)[0], ""
+
+
 def training_partitions(registry: Registry, name: str, version: int) -> list[str]:
     """The partitions a version was trained on (its ``training_partitions`` tag)."""
     mv = registry.client.get_model_version(name, str(version))
     return list(json.loads(mv.tags.get("training_partitions", "[]")))
-
-
-def drift_check(champion: ModelArtifact, train: Sequence[pa.Table], recent: Sequence[pa.Table],
-                threshold: float = PSI_THRESHOLD) -> DriftReport:
-    """Feature PSI of the ``recent`` examples against the champion's training days ``train``
-    (the engineered inputs: a ``deeplob`` champion's raw book levels are not compared, and the
-    lake's examples, which do not hold them, are read as they are)."""
-    p, h = replace(champion.params, book_levels=0), champion.horizon_s
-    return feature_drift([segment(t, h, p, "train") for t in train if t.num_rows],
-                         [segment(t, h, p, "recent") for t in recent if t.num_rows], model_features(p),
-                         threshold)

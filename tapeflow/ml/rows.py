@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -136,3 +137,29 @@ def with_book_inputs(examples: pa.Table, snapshots: pa.Table, levels: int, *, wh
         HASH_KEY: feature_schema_hash(params).encode(),
         b"tapeflow.feature_params": json.dumps(asdict(params), sort_keys=True).encode(),
         b"tapeflow.source": (examples.schema.metadata or {}).get(b"tapeflow.source", b"")})
+
+
+def lake_examples(lake: Path, venue: str, symbol: str, date: str, params: ExampleParams | None = None
+                  ) -> pa.Table:
+    """One instrument-day's examples read from the lake's ``training_example`` rows, in time order;
+    with ``params.book_levels`` > 0 the raw book inputs of the partition's ``book_snapshot`` rows are
+    joined (:func:`with_book_inputs`). The lake holds the default dataset only.
+
+    Raises:
+        TapeflowError: ``params`` differ from the default dataset in more than ``book_levels``, or the
+            examples are not on the snapshots' grid.
+    """
+    from tapeflow.schemas.records import BOOK_SNAPSHOT
+    from tapeflow.storage import lake as lake_store
+
+    params = params or ExampleParams()
+    if replace(params, book_levels=0) != ExampleParams():
+        raise TapeflowError(f"the lake holds the default dataset's examples; "
+                            f"{feature_schema_hash(params)[:12]} is another one")
+    rows = lake_store.read(TRAINING_EXAMPLE, lake, venue, symbol, date)
+    examples = examples_from_rows(rows.select(TRAINING_EXAMPLE.column_names).sort_by("ts_event_ns"))
+    if not params.book_levels:
+        return examples
+    snaps = lake_store.read(BOOK_SNAPSHOT, lake, venue, symbol, date)
+    snaps = snaps.select(BOOK_SNAPSHOT.column_names).sort_by("ts_event_ns")
+    return with_book_inputs(examples, snaps, params.book_levels, where=f"{venue}/{symbol}/{date}")

@@ -157,6 +157,7 @@ def _day_like(rows: pa.Table, days_later: int) -> pa.Table:
 def test_drift_sensor_no_drift_then_planted_drift(built, monkeypatch) -> None:
     from tapeflow.ml.registry import Registry, default_root, model_name
     from tapeflow.schemas.ml import TRAINING_EXAMPLE
+    from tapeflow.schemas.records import BOOK_SNAPSHOT
     from tapeflow.storage import lake
     from tapeflow.storage.writer import write
 
@@ -165,6 +166,10 @@ def test_drift_sensor_no_drift_then_planted_drift(built, monkeypatch) -> None:
     reg = Registry(default_root(dep.lake))
     reg.promote(model_name(venue, symbol, 10), 1)  # trained on day 1, held out on day 2
     train = lake.read(TRAINING_EXAMPLE, dep.lake, venue, symbol, d1).select(TRAINING_EXAMPLE.column_names)
+    # v1 is a deeplob champion: its PSI reads the days' raw book levels too, joined from book_snapshots
+    book = lake.read(BOOK_SNAPSHOT, dep.lake, venue, symbol, d1).select(BOOK_SNAPSHOT.column_names)
+    for later in (3, 4):
+        write(BOOK_SNAPSHOT, _day_like(book, later), dep.lake)
     # no drift: the newest day is the training day again (the negative control; PSI under sampling
     # noise is tested in tests/ml/test_drift.py)
     write(TRAINING_EXAMPLE, _day_like(train, 3), dep.lake)

@@ -12,7 +12,7 @@ from kernels.ml_train import TrainConfig
 from tapeflow.ml.artifact import ArtifactError, ModelArtifact, predict, train_artifact
 from tapeflow.ml.dataset import Segment, model_features
 from tapeflow.ml.examples import ExampleParams
-from tapeflow.ml.promotion import compare, without_champion
+from tapeflow.ml.promotion import compare, unscored, without_champion
 from tapeflow.ml.walkforward import WalkForwardConfig
 
 S = 10**9
@@ -110,9 +110,12 @@ def test_margin_met_but_interval_reaching_zero_is_not_promoted() -> None:
 
 def test_without_a_champion_the_first_model_is_promoted() -> None:
     assert without_champion("no_champion").promote
-    assert without_champion("schema_changed").reason == "schema_changed"
-    with pytest.raises(ValueError):
-        without_champion("beats_champion")
+    for reason in ("schema_changed", "beats_champion"):  # only the absence of a champion skips the rule
+        with pytest.raises(ValueError):
+            without_champion(reason)
+    kept = unscored("its inputs could not be rebuilt")
+    assert not kept.promote and kept.as_dict()["detail"] == "its inputs could not be rebuilt"
+    assert "detail" not in without_champion("no_champion").as_dict()
 
 
 def test_registry_versions_champion_and_lineage(trained, tmp_path) -> None:
