@@ -18,13 +18,18 @@ import sys
 from pathlib import Path
 
 DIR = Path(__file__).resolve().parent / "__pycache__" / "jax"
+XLA_CACHES = "none"
 MAX_SIZE = 1 << 30  # bytes; setting a limit also makes JAX lock the folder around reads and writes
 
 
 def settings(path: Path | str, *, min_compile_s: float | None = None) -> dict[str, str]:
     """The environment that points JAX (in this process before it imports jax, and in children) at
     ``path``; ``min_compile_s``: keep compiles at least that long (JAX's default keeps those over 1 s)."""
-    env = {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_COMPILATION_CACHE_MAX_SIZE": str(MAX_SIZE)}
+    env = {"JAX_COMPILATION_CACHE_DIR": str(path), "JAX_COMPILATION_CACHE_MAX_SIZE": str(MAX_SIZE),
+           # JAX's default turns on XLA's GPU autotune cache inside the cache folder, which puts the
+           # folder's path into every key: a copy of the folder (the test session's) then missed all
+           # of them. The CPU backend has no use for it.
+           "JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES": XLA_CACHES}
     if min_compile_s is not None:
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = str(min_compile_s)
     return env
@@ -39,6 +44,7 @@ def apply(env: dict[str, str]) -> None:
 
     jax.config.update("jax_compilation_cache_dir", env["JAX_COMPILATION_CACHE_DIR"])
     jax.config.update("jax_compilation_cache_max_size", int(env["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+    jax.config.update("jax_persistent_cache_enable_xla_caches", env["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"])
     if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" in env:
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           float(env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))

@@ -59,9 +59,13 @@ def pytest_configure(config: pytest.Config) -> None:
     _seed_jax_cache(Path(cache))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+    # keys without the folder's path, as the checkout's were written (kernels/jax_cache.py)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
     if "jax" in sys.modules:  # JAX reads these variables when it is imported
         import jax
 
+        jax.config.update("jax_persistent_cache_enable_xla_caches",
+                          os.environ["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"])
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
