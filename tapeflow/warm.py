@@ -273,7 +273,7 @@ def jax_workloads(scratch: Path) -> list[tuple[str, Callable[[], object]]]:
             ((_, table),) = examples_for_file("sim", sorted(summary.files)[-1], params)
             segs.append(segment(table, 10, params, f"day{d}"))
         cfg = WalkForwardConfig(horizon_s=10, train_folds=2, models=("logreg", "mlp", "tcn"),
-                                train=TrainConfig(max_steps=50, eval_every=25))
+                                train=TrainConfig(max_steps=25, eval_every=25))
         walk_forward(segs, model_features(params), cfg)
 
     return [("detectors (JAX)", detectors), ("models (JAX)", models)]
