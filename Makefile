@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	@touch $(STAMP)
 
-# compile every numba kernel into its on-disk cache (kernels/__pycache__, or $$NUMBA_CACHE_DIR) once, so
+# compile every numba kernel into its on-disk cache (kernels/__pycache__, or $$NUMBA_CACHE_DIR) and the
+# JAX kernels into kernels/__pycache__/jax (read by every command and copied into each test session) once, so
 # no command compiles on its first run; returns at once while the kernel sources are unchanged. A failure
 # is reported and ignored: commands then compile on first use, and tests/test_warm.py says what broke.
 kernels: $(STAMP)
@@ -90,6 +91,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .demo build *.egg-info .fuzz
 	rm -f kernels/__pycache__/*.nbi kernels/__pycache__/*.nbc kernels/__pycache__/tapeflow-warm.json
+	rm -rf kernels/__pycache__/jax
 
 # Dagster (owned by the dagster room): the UI with webserver + daemon (schedules, sensors, backfills) on
 # 127.0.0.1:3000, history in a project-local DAGSTER_HOME. Unset TAPEFLOW_* paths point at the demo's.

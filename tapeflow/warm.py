@@ -1,4 +1,4 @@
-"""``python -m tapeflow.warm``: compile the numba kernels at install time, so no command pays for it.
+"""``python -m tapeflow.warm``: compile the numba and JAX kernels at install time, so no command pays for it.
 
 Every numba kernel in ``kernels/`` is declared ``cache=True``: numba compiles it on its first call
 with a new signature and writes the machine code beside the source (``kernels/__pycache__/*.nbi``
@@ -13,6 +13,14 @@ assets, in this process and in a ``tapeflow live`` child, which compiles every k
 they reach. A stamp (a hash of the kernel sources, numba and Python) beside the cache makes a
 second run return at once. numba's cache knows only the file of each function, not the kernels it
 calls from other files, so when any kernel source changed every cached kernel is dropped first.
+
+The JAX kernels (the live and batch detectors, the models' training and forward passes, the L2
+book) go into JAX's persistent compilation cache in ``kernels/__pycache__/jax``
+(``kernels.jax_cache``), compiled by the same ``tapeflow live`` child (``--signals``) and by a
+second child running :func:`jax_workloads`. Every process that imports ``kernels`` reads that
+cache unless ``JAX_COMPILATION_CACHE_DIR`` says otherwise, and the test session starts from a copy
+of it. JAX keys an entry on the program itself, so nothing there goes stale: a changed kernel
+compiles anew on first use.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import kernels
+from kernels import jax_cache
 
 STAMP = "tapeflow-warm.json"
 SIM_SECONDS = 20
@@ -51,7 +60,7 @@ def source_state() -> dict[str, Any]:
     root = Path(kernels.__file__).parent
     files = {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in kernel_sources()}
     return {"env": [metadata.version("numba"), sys.version, platform.machine(), platform.processor()],
-            "files": files}
+            "files": files, "jax": [metadata.version("jax"), metadata.version("jaxlib")]}
 
 
 def dependents(changed: set[str]) -> set[str]:
@@ -112,7 +121,7 @@ def is_current() -> bool:
     """True when every kernel the workloads reach was compiled from these very sources."""
     stamp, now = _read_stamp(), source_state()
     same = stamp.get("env") == now["env"] and stamp.get("files") == now["files"]
-    return same and bool(stamp.get("complete"))
+    return same and stamp.get("jax") == now["jax"] and bool(stamp.get("complete")) and jax_cache.DIR.is_dir()
 
 
 def drop_stale() -> set[str]:
@@ -139,8 +148,10 @@ def drop_stale() -> set[str]:
 
 
 def drop_cache() -> int:
-    """Delete every compiled kernel (numba's ``.nbi``/``.nbc`` files of kernel modules) and the stamp."""
+    """Delete every compiled kernel (numba's ``.nbi``/``.nbc`` files of kernel modules, the JAX
+    cache) and the stamp; returns how many numba files went."""
     dropped = _drop({p.stem for p in kernel_sources()})
+    shutil.rmtree(jax_cache.DIR, ignore_errors=True)
     _stamp_path().unlink(missing_ok=True)
     return dropped
 
@@ -233,10 +244,51 @@ def workloads(scratch: Path) -> list[tuple[str, Callable[[], object]]]:
             ("ingest", ingest), ("lobster decode", lobster), ("binance block decode", binance)]
 
 
+def jax_workloads(scratch: Path) -> list[tuple[str, Callable[[], object]]]:
+    """The JAX kernels the batch detectors and the models compile, over ``workloads``' simulated
+    days in ``scratch`` (run by :func:`jax_command`'s child, its cache pointed at ``kernels.jax_cache``)."""
+
+    def detectors() -> None:
+        from tapeflow.signals.config import DEFAULT_PATH, load
+        from tapeflow.signals.detect import detect_format
+
+        for folder, preset in (("sim", "crypto"), ("equity", "equity")):
+            files = sorted((scratch / folder).rglob("*.events.csv.gz"))
+            detect_format("sim", files, load(DEFAULT_PATH), preset=preset)
+
+    def models() -> None:
+        # every kind's training step (a fixed batch shape per kind and input width), its validation
+        # loss and its forward pass; four short equity days make the folds the walk-forward needs
+        from kernels.ml_train import TrainConfig
+        from tapeflow.ml.dataset import model_features, segment
+        from tapeflow.ml.evaluate import examples_for_file
+        from tapeflow.ml.examples import ExampleParams
+        from tapeflow.ml.walkforward import WalkForwardConfig, walk_forward
+        from tapeflow.simulator import simulate
+
+        params, segs = ExampleParams(), []
+        for d in range(4):
+            summary = simulate(7 + d, 1, 10 * 60 * 10**9, scratch / "models", "equity", progress=False,
+                               start_ns=1_704_067_200_000_000_000 + d * 86_400 * 10**9)
+            ((_, table),) = examples_for_file("sim", sorted(summary.files)[-1], params)
+            segs.append(segment(table, 10, params, f"day{d}"))
+        cfg = WalkForwardConfig(horizon_s=10, train_folds=2, models=("logreg", "mlp", "tcn"),
+                                train=TrainConfig(max_steps=25, eval_every=25))
+        walk_forward(segs, model_features(params), cfg)
+
+    return [("detectors (JAX)", detectors), ("models (JAX)", models)]
+
+
+def jax_command(scratch: Path) -> list[str]:
+    """The child that runs :func:`jax_workloads` over ``scratch`` (``--jax-workloads``)."""
+    return [sys.executable, "-m", "tapeflow.warm", "--jax-workloads", str(scratch)]
+
+
 def live_command(files: Sequence[Path], scratch: Path) -> list[str]:
-    """``tapeflow live`` over ``files`` into ``scratch``: the flow's own kernels, in its own process."""
+    """``tapeflow live`` over ``files`` into ``scratch``: the flow's own kernels, in its own process,
+    with the live detectors (JAX) on."""
     return [sys.executable, "-m", "tapeflow.cli", "live", "--capture", *map(str, files), "--format", "sim",
-            "--lake", str(scratch / "live"), "--no-clickhouse"]
+            "--lake", str(scratch / "live"), "--no-clickhouse", "--signals"]
 
 
 def warm(*, scratch: Path | None = None, force: bool = False, out: Callable[[str], object] = print) -> bool:
@@ -261,26 +313,31 @@ def warm(*, scratch: Path | None = None, force: bool = False, out: Callable[[str
     base = scratch or Path("build")
     base.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="tapeflow-warm-", dir=base))
-    flow: subprocess.Popen[str] | None = None
+    children: list[tuple[str, subprocess.Popen[str]]] = []
     try:
         steps = workloads(folder)
         for name, run in steps[:1]:
             _timed(name, run, out)
-        # the flow compiles in its own process meanwhile (two cores: about half the wall time)
+        # the flow and the JAX kernels compile in processes of their own meanwhile (two cores: about
+        # half the wall time), the JAX ones into the checkout's persistent cache, every compile kept
         files = sorted((folder / "sim").rglob("*.events.csv.gz"))
-        flow = subprocess.Popen(live_command(files, folder), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        env = os.environ | jax_cache.settings(jax_cache.DIR, min_compile_s=0)
         t0 = time.perf_counter()
+        for name, argv in (("live flow", live_command(files, folder)), ("JAX kernels", jax_command(folder))):
+            children.append((name, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                    text=True, env=env)))
         for name, run in steps[1:]:
             _timed(name, run, out)
-        _, err = flow.communicate()
-        if flow.returncode:
-            raise subprocess.CalledProcessError(flow.returncode, flow.args, stderr=err)
-        out(f"kernels: live flow compiled in {time.perf_counter() - t0:.1f} s (in parallel)")
+        for name, child in children:
+            _, err = child.communicate()
+            if child.returncode:
+                raise subprocess.CalledProcessError(child.returncode, child.args, stderr=err)
+            out(f"kernels: {name} compiled in {time.perf_counter() - t0:.1f} s (in parallel)")
     finally:
-        if flow is not None and flow.poll() is None:
-            flow.kill()
-            flow.wait()
+        for _, child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         shutil.rmtree(folder, ignore_errors=True)
     elapsed = time.perf_counter() - started
     _write_stamp(state, complete=True, seconds=round(elapsed, 1))
@@ -303,7 +360,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 unless the cache is current")
     p.add_argument("--drop", action="store_true", help="delete the compiled kernels and the stamp")
     p.add_argument("--scratch", type=Path, help="folder for the small inputs (default build/)")
+    p.add_argument("--jax-workloads", type=Path, help=argparse.SUPPRESS)  # warm()'s JAX child
     args = p.parse_args(argv)
+    if args.jax_workloads:
+        for name, run in jax_workloads(args.jax_workloads):
+            _timed(name, run, lambda line: print(line, flush=True))
+        return 0
     if args.check:
         current = is_current()
         print(f"kernels: compiled cache {'current' if current else 'NOT current'} ({cache_dirs()[0]})")

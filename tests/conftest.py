@@ -43,7 +43,11 @@ def pytest_configure(config: pytest.Config) -> None:
     of them, each identical in every child). The executables are the same, so no test sees another
     result. Compiles of any duration are kept (JAX's default keeps only those over 1 s); a size limit
     makes JAX guard reads and writes with a file lock, so a worker never reads a half-written entry.
-    A cache directory set by the caller is used as it is."""
+    A cache directory set by the caller is used as it is.
+
+    The session's cache starts as a copy of the checkout's (``kernels/jax_cache.py``: what ``make
+    setup`` compiled), so no test compiles what the install already did; what the session adds stays
+    in its own folder, and no test sees another run's entries beyond that copy."""
     if hasattr(config, "workerinput") or os.environ.get("JAX_COMPILATION_CACHE_DIR"):
         return  # a worker inherits the controller's; a caller's own cache is left alone
     import shutil
@@ -51,16 +55,43 @@ def pytest_configure(config: pytest.Config) -> None:
 
     cache = tempfile.mkdtemp(prefix="tapeflow-tests-jax-")
     config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache  # before kernels is imported: it reads this
+    _seed_jax_cache(Path(cache))
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
+    # keys without the folder's path, as the checkout's were written (kernels/jax_cache.py)
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES", "none")
     if "jax" in sys.modules:  # JAX reads these variables when it is imported
         import jax
 
+        jax.config.update("jax_persistent_cache_enable_xla_caches",
+                          os.environ["JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES"])
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs",
                           float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
         jax.config.update("jax_compilation_cache_max_size", int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+
+
+def _seed_jax_cache(cache: Path) -> int:
+    """Copy the checkout's warmed JAX cache into ``cache``; returns the entries copied. An entry file
+    is never rewritten once written (JAX skips a key it has; eviction unlinks), so it is hard-linked
+    where it can be; its access-time file, which every read rewrites, is copied."""
+    import shutil
+
+    from kernels.jax_cache import DIR
+
+    copied = 0
+    for entry in DIR.glob("*-cache") if DIR.is_dir() else ():
+        atime = entry.with_name(entry.name.removesuffix("-cache") + "-atime")
+        if not atime.is_file():
+            continue  # an entry still being written (JAX writes the atime file after it)
+        try:
+            os.link(entry, cache / entry.name)
+        except OSError:
+            shutil.copyfile(entry, cache / entry.name)
+        shutil.copyfile(atime, cache / atime.name)
+        copied += 1
+    return copied
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -8,13 +8,16 @@ from pathlib import Path
 
 import pytest
 
+from kernels import jax_cache
 from tapeflow import warm
 
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An empty numba cache folder in place of the checkout's."""
+    """An empty numba cache folder (and JAX cache folder) in place of the checkout's."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    monkeypatch.setattr(jax_cache, "DIR", tmp_path / "jax")
+    jax_cache.DIR.mkdir()
     folder = warm.cache_dirs()[0]
     folder.mkdir(parents=True)
     return folder
@@ -77,6 +80,7 @@ def test_warm_compiles_then_says_current(cache: Path, tmp_path: Path,
     monkeypatch.setattr(warm, "workloads", lambda scratch: [("a", lambda: ran.append("a")),
                                                              ("b", lambda: ran.append("b"))])
     monkeypatch.setattr(warm, "live_command", lambda files, scratch: ["true"])
+    monkeypatch.setattr(warm, "jax_command", lambda scratch: ["true"])
     assert warm.warm(scratch=tmp_path / "build", out=lambda line: None) is True
     assert ran == ["a", "b"] and warm.is_current()
     assert list((tmp_path / "build").iterdir()) == []  # the scratch inputs are gone
@@ -85,7 +89,7 @@ def test_warm_compiles_then_says_current(cache: Path, tmp_path: Path,
 
 def test_the_workloads_still_run(tmp_path: Path) -> None:
     """The warm step calls the commands' and assets' entry points: it must follow their changes."""
-    steps = warm.workloads(tmp_path)
+    steps = warm.workloads(tmp_path) + warm.jax_workloads(tmp_path)
     for _, run in steps:
         run()
     files = sorted((tmp_path / "sim").rglob("*.events.csv.gz"))
