@@ -41,6 +41,7 @@ PARAMS: dict[str, dict[str, tuple[type, float, float]]] = {
         "sweep_x_median": (float, 1.0, 1e6),
         "local_window_ns": (int, 1_000_000, 600_000_000_000),
         "min_local_share": (float, 0.0, 1.0),
+        "local_after_ns": (int, 0, 600_000_000_000),
         "hold_ns": (int, 0, 600_000_000_000),
         "max_hold_ticks": (float, 0.0, 1e6),
         "parent_window_ns": (int, 1_000_000_000, 3_600_000_000_000),

@@ -42,9 +42,13 @@ def window_ns(kind: str) -> int:
     return WINDOW_NS.get(kind, DEFAULT_WINDOW_NS)
 
 
-def decisive_ns(kind: str, start_ns: int, params: str) -> int:
+def decisive_ns(kind: str, start_ns: int, params: str, planted_ns: int | None = None) -> int:
     """The instant detection latency is measured from: the genuine fill for spoofing (the layers'
-    cancellation follows it), the episode's start for every other kind."""
+    cancellation follows it); for a whale the truth's ``decisive_ns`` where the table has it (a
+    parent's: the child at which its volume reaches 50x the median trade, docs/simulator.md; a
+    sweep's: the sweep); the episode's start for every other kind."""
+    if kind == "whale" and planted_ns is not None and planted_ns >= 0:
+        return planted_ns
     if kind == "spoofing" and params:
         fill = json.loads(params).get("fill_ns")
         if isinstance(fill, int):
@@ -183,6 +187,7 @@ def score(truth: pa.Table, alerts: pa.Table, *, kinds: Iterable[str] | None = No
     t = truth.to_pydict()
     a = alerts.to_pydict()
     real = [i for i in range(truth.num_rows) if not t["lookalike"][i]]
+    planted = t.get("decisive_ns") or [None] * truth.num_rows  # optional column
     names = sorted(set(kinds) if kinds is not None else {t["kind"][i] for i in real} | set(a["kind"]))
     follow = [_event(e) in FOLLOW_UP_EVENTS for e in a.get("evidence", [None] * alerts.num_rows)]
     chosen = [j for j in range(alerts.num_rows) if a["kind"][j] in names and not follow[j]]
@@ -194,7 +199,7 @@ def score(truth: pa.Table, alerts: pa.Table, *, kinds: Iterable[str] | None = No
         eps = [i for i in real if t["kind"][i] == name]
         mine = [j for j in chosen if a["kind"][j] == name]
         lat = [int(a["ts_event_ns"][match[i]])
-               - decisive_ns(name, int(t["start_ns"][i]), t["params"][i] or "")
+               - decisive_ns(name, int(t["start_ns"][i]), t["params"][i] or "", planted[i])
                for i in eps if i in match]
         scores.append(KindScore(name, len(eps), len(mine), sum(1 for j in mine if j in hit_of_alert), lat))
     conf = np.array([a["confidence"][j] for j in chosen], np.float64)

@@ -5,8 +5,10 @@ side. Its size is judged against a causal baseline of earlier prints (median and
 ``block_quantile`` quantile of the last ``baseline_trades``): a **block** is above both the
 quantile and ``block_x_median`` medians; a **sweep** takes ``sweep_levels`` or more price levels
 and ``sweep_x_median`` medians. Either must also stand out from its local flow: at least
-``min_local_share`` of the volume printed in the ``local_window_ns`` up to and including it (an
-ordinary large print inside a busy period is not a whale: SIMULATOR.md's look-alike).
+``min_local_share`` of the volume printed in the ``local_window_ns`` up to and including it, and,
+while the hold check below delays its alert, in the ``local_after_ns`` after it (at most
+``hold_ns``: the evidence is complete when the alert comes): an ordinary large print inside a busy
+period, which goes on after it, is not a whale (SIMULATOR.md's look-alike).
 A **parent order** is same-side aggression over
 ``parent_window_ns`` whose net volume reaches ``parent_x_median`` medians, is at least
 ``parent_one_sided`` of the window's volume, and is ``parent_z`` times the RMS of earlier windows;
@@ -115,7 +117,8 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
     sweep_ratio = np.where(p["levels"] >= params["sweep_levels"],
                            size / (params["sweep_x_median"] * safe_median), 0.0)
     before = trailing_sums(p["ts"], size, params["local_window_ns"])
-    local_share = size / (size + before)
+    after = _leading_sums(p["ts"], size, min(int(params["local_after_ns"]), delay))
+    local_share = size / (size + before + after)
     stands_out = local_share >= params["min_local_share"]  # a gate, not part of the score
     ratio = np.where(known & stands_out, np.maximum(block_ratio, sweep_ratio), 0.0)
     found = np.flatnonzero(ratio >= 1.0)
@@ -154,6 +157,14 @@ def detect(trades: dict[str, np.ndarray], params: dict[str, Any], venue: str, sy
                     price_nanos=int(p["last_price"][i]), size_nanos=int(p["size"][i]), start_ns=at, end_ns=at,
                     score=float(ratio[i]), evidence=evidence)
     return out
+
+
+def _leading_sums(ts: np.ndarray, x: np.ndarray, window: int) -> np.ndarray:
+    """Per print, the sum of ``x`` over the prints strictly after it and strictly before it +
+    ``window`` (zeros for a window of 0): ``trailing_sums`` on the reversed, negated clock."""
+    if window <= 0:
+        return np.zeros(len(ts))
+    return trailing_sums(-ts[::-1], x[::-1], window - 1)[::-1]
 
 
 def _side_of(ev: tuple[int, str, Any], p: dict[str, np.ndarray]) -> int:

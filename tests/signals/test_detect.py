@@ -92,16 +92,16 @@ def test_scores_on_evaluation_seeds_meet_the_floors(evaluation, capsys):
     with capsys.disabled():
         print(f"\nseed {seed}\n{report.render()}")
     # claims below the pooled rates of random seeds (docs/signals.md): withdrawal P 0.716, R 0.667
-    # (6 fresh seeds after the s26 change, 99.9 % lower bounds 0.584 and 0.536); whale P 0.225,
-    # R 0.604 (8 fresh seeds after the hold check of s25, 99.9 % lower bounds 0.168 and 0.495; its
-    # false alerts are mostly busy periods, walls and the spike look-alike's sweeps). They guard
-    # against regressions; the goal (F1 >= 0.9) is not met
+    # (6 fresh seeds after the s26 change, 99.9 % lower bounds 0.584 and 0.536); whale P 0.289,
+    # R 0.615 (8 fresh seeds on the s27 simulator and thresholds, 99.9 % lower bounds 0.220 and
+    # 0.506; its false alerts are mostly the spike look-alike's sweeps and background sweeps in
+    # quiet stretches). They guard against regressions; the goal (F1 >= 0.9) is not met
     wd, wh = report.kind("withdrawal"), report.kind("whale")
     assert wd.episodes == wh.episodes == 24
     assert_rate("withdrawal precision", wd.hits, wd.alerts, 0.55)
     assert_rate("withdrawal recall", wd.hits, wd.episodes, 0.5)
     assert wd.latency_median_ns <= 1 * S
-    assert_rate("whale precision", wh.hits, wh.alerts, 0.15)
+    assert_rate("whale precision", wh.hits, wh.alerts, 0.2)
     assert_rate("whale recall", wh.hits, wh.episodes, 0.45)
     assert wh.latency_median_ns <= 60 * S
     # the calibration goal, ECE <= 0.05 (confidences refit on the calibration seeds)

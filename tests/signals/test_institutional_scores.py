@@ -42,9 +42,11 @@ def test_institutional_and_whale_scores_in_overlap_mode(equity_overlap_day, caps
     # allowed is beta-binomial at 0.08 (then ~0.04% of seeds fail, at 3 hits of 15)
     assert_calibrated(calibration, 0.3, rho=0.08)
     # whales in overlap mode (docs/signals.md: sweeps through the planted makers' thin books):
-    # a guard against regressions, far from the goal (P 0.16, R 0.61)
+    # a guard against regressions, far from the goal. On the s27 simulator (whale parents trade in
+    # full) 4 fresh 2 h seeds gave P 0.243 (46 of 189), R 0.479 (46 of 96; the s26 thresholds
+    # 0.521): recall's claim is under its 99.9 % lower bound 0.32 (was 0.45 on the s26 simulator)
     assert_rate("whale precision", wh.hits, wh.alerts, 0.1)
-    assert_rate("whale recall", wh.hits, wh.episodes, 0.45)
+    assert_rate("whale recall", wh.hits, wh.episodes, 0.3)
     # one simulated day: the baseline is the day's own causal history
     evidence = [json.loads(e) for e in inst_only.column("evidence").to_pylist()]
     assert evidence and all(e["baseline"] == "own_day" for e in evidence)

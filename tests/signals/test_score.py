@@ -170,3 +170,14 @@ def test_calibration_p_is_the_exact_tail_of_the_hits():
     assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 1.0, 0.75)], 0.25, []).calibration_p == 0.0
     assert ScoreReport([], [CalibrationBin(0.9, 1.0, 4, 0.9, 1.0)], 0.1, []).calibration_p == 1.0
     assert math.isnan(ScoreReport([], [], math.nan, []).calibration_p)
+
+
+def test_whale_latency_is_measured_from_the_planted_decisive_moment():
+    # the simulator's episodes table carries decisive_ns: a whale parent's is the child at which
+    # its volume reaches 50x the median trade, not its first child (docs/simulator.md)
+    truth = TRUTH.append_column("decisive_ns", pa.array([130 * S, 1000 * S, -1, 3000 * S, 4000 * S,
+                                                         5000 * S, 6000 * S], pa.int64()))
+    assert sorted(score(truth, ALERTS).kind("whale").latencies_ns) == [S // 2, 40 * S]
+    # other kinds keep their rules (spoofing from its fill, iceberg from its start)
+    assert score(truth, ALERTS).kind("iceberg").latencies_ns == [34 * S]
+

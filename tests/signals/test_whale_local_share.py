@@ -57,3 +57,41 @@ def test_a_sweep_alerts_after_a_quiet_stretch_not_inside_a_busy_period():
     # without the gate it alerts there too: what the gate is for
     busy = _sweeps(_trades(busy=True), 0.0)
     assert len(busy) == 1 and busy[0]["local_share"] < 0.15, busy
+
+
+def _with_burst_after(trades: dict[str, np.ndarray], after_ns: int) -> dict[str, np.ndarray]:
+    """``trades`` plus 8 ordinary two-sided prints of 100-200 lots in the ``after_ns`` after the sweep."""
+    t_sweep = 1200 * S + S // 2
+    ts = np.r_[trades["ts_event_ns"], t_sweep + 1000 + np.arange(8) * (after_ns // 8)]
+    order = np.argsort(ts, kind="stable")
+    extra = {"ts_recv_ns": ts[-8:] + 1000, "price_nanos": np.full(8, 10_000),
+             "size_nanos": np.array([100, 200] * 4), "aggressor_side": np.array([BID, ASK] * 4, np.uint8)}
+    out = {"ts_event_ns": ts[order]}
+    for c, v in extra.items():
+        out[c] = np.r_[trades[c], v].astype(trades[c].dtype)[order]
+    return out
+
+
+def test_the_flow_within_the_hold_after_a_sweep_counts_in_its_local_share():
+    params = load(DEFAULT_PATH).for_instrument("whale", "SIMA", "equity")
+    after = params["local_after_ns"]
+    assert 0 < after <= params["hold_ns"] and params["max_hold_ticks"] > 0
+    grid_ts = np.arange(0, 1300 * S, S // 10)  # a flat book: the hold check passes every sweep
+    book = {"ts": grid_ts, "recv": grid_ts + 7, "bid_p": np.full((len(grid_ts), 1), 10_000),
+            "ask_p": np.full((len(grid_ts), 1), 10_001)}
+
+    def sweeps(trades, **over):
+        rows = whale.detect(trades, {**params, **over}, "sim", "SIMA", book=book).table().to_pylist()
+        return [json.loads(r["evidence"]) for r in rows if '"sweep"' in r["evidence"]]
+
+    quiet = _trades(busy=False)
+    # nothing after it, 9 prints of 100 in the 10 s before: 800 / 1,700 of the flow around it
+    assert [e["local_share"] for e in sweeps(quiet)] == [round(800 / 1700, 3)]
+    # a burst of 1,200 lots right after it: 800 / 2,900, an ordinary print of a busy period
+    burst = _with_burst_after(quiet, after)
+    assert sweeps(burst) == []
+    # the burst counts only while the hold delays the alert: with the window off, or without a
+    # book (no hold: the alert comes at the print), the same sweep alerts
+    assert len(sweeps(burst, local_after_ns=0)) == 1
+    plain = whale.detect(burst, params, "sim", "SIMA").table().to_pylist()
+    assert len([r for r in plain if '"sweep"' in r["evidence"]]) == 1
