@@ -77,7 +77,7 @@ def test_bad_live_values_name_their_variable(name: str, value: str, message: str
 def test_live_defaults_and_values() -> None:
     default = LiveSettings.from_env(CAPTURE)
     assert (default.batch_events, default.batch_ns, default.levels, default.snapshot_interval_ns) == (
-        20_000, None, 10, SECOND)
+        100_000, None, 10, SECOND)  # DEFAULT_BATCH_EVENTS since round s27
     assert (default.raw, default.bbo_as_quote, default.outputs, default.progress_s) == (
         True, False, ("lake", "clickhouse"), 2.0)
     assert default.intervals == STANDARD_INTERVALS and default.degraded_ns == SECOND

@@ -105,7 +105,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     book.add_argument("--levels", type=int, default=10, help="book snapshot depth per side")
     book.add_argument("--interval", default="1s", help="snapshot (and metric) grid, e.g. 1s")
     book.add_argument("--bars", help="bar intervals, comma separated (default the 15 standard ones)")
-    book.add_argument("--batch-events", type=int, help="rows per micro-batch of a capture (default 20000)")
+    from tapeflow.settings import DEFAULT_BATCH_EVENTS
+
+    book.add_argument("--batch-events", type=int,
+                      help=f"rows per micro-batch of a capture (default {DEFAULT_BATCH_EVENTS})")
     book.add_argument("--bbo-as-quote", action="store_true", help="store the rebuilt BBO as quote rows")
     book.add_argument("--no-raw", action="store_true",
                       help="store only what the flow derives (snapshots, bars, metrics, dead letters, "
