@@ -93,7 +93,7 @@ def detect_day(lake: Path, t: Target, thresholds: Thresholds, *, baselines: Base
     grid_ns, levels = grid_and_levels(thresholds)
     with tempfile.TemporaryDirectory(prefix="tapeflow-signals-", dir=spill_dir) as tmp:
         spill = Path(tmp) / "grid.arrow"
-        pieces, tick = _spill_grid(lake, t, levels, grid_ns, slice_rows, spill)
+        pieces, tick, grid_rows = _spill_grid(lake, t, levels, grid_ns, slice_rows, spill)
         stream = _stream(t, preset, tick, baselines)
         trades = _Cursor(read_slices(TRADE, lake, t, slice_rows))
         events = _Cursor(read_slices(ORDER_EVENT, lake, t, slice_rows))
@@ -112,7 +112,6 @@ def detect_day(lake: Path, t: Target, thresholds: Thresholds, *, baselines: Base
                 out.append(stream.add(tr, None, thresholds, events=ev))
                 fed += 1
             out.append(stream.add(None, _piece(grid, pieces[-1][0]), thresholds, final=True))
-            grid_rows = sum(grid.get_batch(i).num_rows for i in range(grid.num_record_batches))
     table = concat(SIGNAL, out)
     if not trades.rows:  # the batch runs the book's detectors per instrument with trades: the L3 ones only
         table = table.filter(pc.is_in(table.column("detector"), pa.array(_L3_NAMES)))
@@ -151,14 +150,16 @@ def _stream(t: Target, preset: str | None, tick: int, baselines: Baselines | Non
 
 
 def _spill_grid(lake: Path, t: Target, levels: int, grid_ns: int, slice_rows: int,
-                spill: Path) -> tuple[list[tuple[int | None, int]], int]:
+                spill: Path) -> tuple[list[tuple[int | None, int]], int, int]:
     """Rebuild the book from the day before and the day in slices; write the day's grid rows to
     ``spill``. Returns, per piece the book stage made, (its record batch in ``spill`` or None,
-    the capture time every row before which the book had seen), and the day's price increment."""
+    the capture time every row before which the book had seen), the day's price increment and the
+    number of grid rows written."""
     stage = BookStage("auto", levels, grid_ns)
     days = [t.previous(), t]
     pieces: list[tuple[int | None, int]] = []
     gaps: list[int] = []
+    written: list[int] = []
     reached = np.iinfo(np.int64).min
     with ipc.new_file(str(spill), BOOK_SNAPSHOT.arrow_schema()) as writer:
         def keep(snaps: pa.Table, until: int) -> None:
@@ -169,6 +170,7 @@ def _spill_grid(lake: Path, t: Target, levels: int, grid_ns: int, slice_rows: in
             day = day.select(BOOK_SNAPSHOT.column_names).cast(BOOK_SNAPSHOT.arrow_schema()).combine_chunks()
             gaps.append(_finest_gap(_grid_arrays(day)))
             writer.write_batch(day.to_batches()[0] if day.num_rows else day)
+            written.append(day.num_rows)
             pieces.append((writer.stats.num_record_batches - 1, until))
 
         for record in (ORDER_EVENT, BOOK_DELTA):  # the replay's order under auto (rebuild_slices')
@@ -179,7 +181,7 @@ def _spill_grid(lake: Path, t: Target, levels: int, grid_ns: int, slice_rows: in
                 keep(stage.apply({record.name: rows})[BOOK_SNAPSHOT.name], reached)
         keep(stage.close()[BOOK_SNAPSHOT.name], _NEVER)
     positive = [g for g in gaps if g > 0]
-    return pieces, min(positive) if positive else 1
+    return pieces, min(positive) if positive else 1, sum(written)
 
 
 def _piece(grid: ipc.RecordBatchFileReader, batch: int | None) -> pa.Table | None:
